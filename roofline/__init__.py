@@ -1,0 +1,20 @@
+"""roofline: an LLM-inference roofline and cost-model simulator.
+
+    import roofline as rl
+    model = rl.load_model("llama-3.1-70b")
+    hw = rl.load_hardware("h100-sxm")
+    p = rl.predict(model, hw, rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256))
+"""
+
+from .dtypes import DType, QuantScheme, dtype_names, get_dtype
+from .errors import SpecError
+from .hardware import Efficiency, HardwareProfile, Interconnect
+from .registry import list_hardware, list_models, load_hardware, load_model
+from .specs import LayerGroup, Matrix, MLAConfig, ModelSpec, MoEConfig
+
+__all__ = [
+    "DType", "QuantScheme", "dtype_names", "get_dtype", "SpecError",
+    "Efficiency", "HardwareProfile", "Interconnect",
+    "list_hardware", "list_models", "load_hardware", "load_model",
+    "LayerGroup", "Matrix", "MLAConfig", "ModelSpec", "MoEConfig",
+]

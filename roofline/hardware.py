@@ -1,0 +1,123 @@
+"""Hardware profiles: datasheet peaks, achievable fractions, interconnect and price, each sourced.
+
+Peaks are **dense** (no 2:4 sparsity): datasheets headline the sparse figure
+(H100 SXM "3,958 TFLOPS FP8" is 1,979 dense x 2). The 2:4 speed-up is kept
+apart in `sparsity_2_4_speedup` and applied only where a GEMM actually uses it.
+
+Realistic predictions multiply the peaks by `efficiency` fractions (what
+well-tuned kernels reach in practice); the floor uses the peaks as they are.
+Every figure names its source in `sources` (the key is the field name, dotted
+for nested fields); a profile missing a source does not load.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .errors import SpecError
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+PEAK_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
+
+
+class Interconnect(BaseModel):
+    """The scale-up link between GPUs of one node (NVLink, Infinity Fabric, or PCIe)."""
+
+    model_config = _FROZEN
+    name: str
+    bytes_per_s_per_direction: float = Field(gt=0, description="per GPU, one direction (NVLink 4: 900 GB/s total = 450 GB/s each way)")
+    latency_s: float = Field(ge=0, description="per-message latency of one hop of a collective")
+    max_gpus: int = Field(ge=1, description="GPUs in one scale-up domain (8 for an HGX board, 72 for GB200 NVL72)")
+
+
+class Efficiency(BaseModel):
+    """Achievable fractions of peak, used for realistic (non-floor) predictions.
+
+    Defaults are public measurements; `roofline calibrate` replaces them with the user's own.
+    """
+
+    model_config = _FROZEN
+    memory_bandwidth_fraction: float = Field(gt=0, le=1, description="achieved / peak HBM bandwidth for large streaming reads")
+    flops_fraction: dict[str, float] = Field(description="achieved / dense peak for large GEMMs, per compute dtype key")
+    attention_flops_fraction: float = Field(gt=0, le=1, description="achieved / dense peak of fused (flash) attention kernels")
+    interconnect_bandwidth_fraction: float = Field(gt=0, le=1, description="achieved / peak bus bandwidth of all-reduce")
+    kernel_overhead_s: float = Field(ge=0, description="fixed cost per kernel (launch and tail), seconds")
+    source_kind: Literal["default", "calibrated"] = "default"
+    sources: dict[str, str] = Field(description="field -> where the figure comes from")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Efficiency":
+        for key, frac in self.flops_fraction.items():
+            if key not in PEAK_KEYS:
+                raise SpecError(f"efficiency.flops_fraction.{key}", f"unknown dtype key; choose from {', '.join(PEAK_KEYS)}")
+            if not 0 < frac <= 1:
+                raise SpecError(f"efficiency.flops_fraction.{key}", f"must be in (0, 1], got {frac}")
+        needed = {"memory_bandwidth_fraction", "flops_fraction", "attention_flops_fraction",
+                  "interconnect_bandwidth_fraction", "kernel_overhead_s"}
+        missing = sorted(needed - set(self.sources))
+        if missing:
+            raise SpecError("efficiency.sources", f"no source for {', '.join(missing)}")
+        return self
+
+
+class HardwareProfile(BaseModel):
+    """One accelerator as a datasheet and public measurements describe it. SI units throughout."""
+
+    model_config = _FROZEN
+    name: str = Field(min_length=1)
+    vendor: str
+    architecture: str
+    memory_bytes: int = Field(gt=0, description="device memory as the runtime reports it (cudaMemGetInfo total)")
+    memory_bandwidth_bytes_per_s: float = Field(gt=0, description="peak HBM/GDDR bandwidth")
+    peak_flops_per_s: dict[str, float] = Field(description="dense peak FLOP/s (OP/s for int) per dtype key")
+    sparsity_2_4_speedup: float | None = Field(None, ge=1, description="tensor-core speed-up from 2:4 structured sparsity; None = unsupported")
+    l2_bytes: int = Field(gt=0)
+    interconnect: Interconnect
+    host_link_bytes_per_s_per_direction: float = Field(gt=0, description="PCIe/C2C link to the host, one direction")
+    tdp_w: float = Field(gt=0)
+    price_usd_per_gpu_hour: float = Field(gt=0, description="approximate on-demand cloud price")
+    price_date: str = Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")
+    gemm_tile_tokens: int = Field(ge=1, description="M-granularity of tensor-core GEMM tiles: token counts are rounded up to it")
+    efficiency: Efficiency
+    sources: dict[str, str]
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> "HardwareProfile":
+        for key, flops in self.peak_flops_per_s.items():
+            if key not in PEAK_KEYS:
+                raise SpecError(f"peak_flops_per_s.{key}", f"unknown dtype key; choose from {', '.join(PEAK_KEYS)}")
+            if flops <= 0:
+                raise SpecError(f"peak_flops_per_s.{key}", f"must be positive, got {flops}")
+        for key in ("fp32", "bf16", "fp16"):
+            if key not in self.peak_flops_per_s:
+                raise SpecError("peak_flops_per_s", f"needs at least fp32, bf16 and fp16; {key} is missing")
+        missing_eff = sorted(set(self.peak_flops_per_s) - set(self.efficiency.flops_fraction))
+        if missing_eff:
+            raise SpecError("efficiency.flops_fraction", f"no fraction for {', '.join(missing_eff)}")
+        needed = {"memory_bytes", "memory_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
+                  "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w", "price_usd_per_gpu_hour",
+                  "gemm_tile_tokens"}
+        if self.sparsity_2_4_speedup is not None:
+            needed.add("sparsity_2_4_speedup")
+        missing = sorted(needed - set(self.sources))
+        if missing:
+            raise SpecError("sources", f"no source for {', '.join(missing)}")
+        return self
+
+    def peak_flops(self, key: str, field: str = "activation_dtype") -> float:
+        """Dense peak FLOP/s for a compute dtype key; a clear error where the hardware lacks it."""
+        if key not in self.peak_flops_per_s:
+            have = ", ".join(k for k in PEAK_KEYS if k in self.peak_flops_per_s)
+            raise SpecError(field, f"{self.name} has no {key} tensor-core support; it computes in {have}")
+        return self.peak_flops_per_s[key]
+
+    def ridge_point_flops_per_byte(self, key: str = "bf16") -> float:
+        """Arithmetic intensity where compute and memory time are equal: peak FLOP/s / peak bytes/s.
+
+        H100 SXM: 989e12 / 3.35e12 = 295 FLOP/byte at BF16; 590 at FP8.
+        """
+        return self.peak_flops(key) / self.memory_bandwidth_bytes_per_s

@@ -1,0 +1,111 @@
+"""Loading shipped and user-supplied specs: `load_model`, `load_hardware`, `list_models`, `list_hardware`.
+
+Shipped specs are package data: `model_specs/*.yaml` and `hardware_profiles/*.yaml`
+install as `roofline/model_specs` and `roofline/hardware_profiles` (see
+pyproject.toml) and are read through importlib.resources, so an installed wheel
+needs no checkout. In a source checkout that is not installed, the top-level
+folders are read directly. Nothing is read at import time; loads are cached.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import SpecError
+from .hardware import HardwareProfile
+from .specs import ModelSpec
+
+_MODELS = "model_specs"
+_HARDWARE = "hardware_profiles"
+
+
+def _data_dir(kind: str):
+    """The folder of shipped YAML files: installed package data, else the checkout's top-level folder."""
+    installed = resources.files("roofline").joinpath(kind)
+    if installed.is_dir():
+        return installed
+    checkout = Path(__file__).resolve().parent.parent / kind
+    if checkout.is_dir():
+        return checkout
+    raise SpecError(kind, f"no shipped {kind} found; reinstall the package (pip install .)")
+
+
+def _ids(kind: str) -> list[str]:
+    return sorted(p.name[:-5] for p in _data_dir(kind).iterdir() if p.name.endswith(".yaml"))
+
+
+def list_models() -> list[str]:
+    """Ids of the shipped model specs."""
+    return _ids(_MODELS)
+
+
+def list_hardware() -> list[str]:
+    """Ids of the shipped hardware profiles."""
+    return _ids(_HARDWARE)
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(where, f"is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SpecError(where, "must be a YAML mapping of field: value")
+    return data
+
+
+def validation_message(exc: ValidationError, where: str) -> SpecError:
+    """Turn pydantic's report into one line naming the first bad field."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or where
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling against the schema)"
+    if err["type"] == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+        if ": " in msg and not err["loc"]:
+            return SpecError(f"{where}: {msg.split(': ', 1)[0]}", msg.split(": ", 1)[1])
+    return SpecError(f"{where}: {loc}", msg)
+
+
+def _load(kind: str, cls, name_or_path: str | Path):
+    text_path = Path(str(name_or_path))
+    if text_path.suffix in (".yaml", ".yml") and text_path.is_file():
+        text, where = text_path.read_text(), str(text_path)
+    else:
+        ids = _ids(kind)
+        key = str(name_or_path).lower()
+        if key not in ids:
+            field = "model" if kind == _MODELS else "hardware"
+            raise SpecError(field, f"unknown id {name_or_path!r}; choose one of {', '.join(ids)} or give a path to a .yaml file")
+        text, where = _data_dir(kind).joinpath(f"{key}.yaml").read_text(), f"{key}.yaml"
+    try:
+        return cls.model_validate(_read_yaml(text, where))
+    except ValidationError as exc:
+        raise validation_message(exc, where) from None
+
+
+@functools.lru_cache(maxsize=None)
+def _load_model_cached(name: str) -> ModelSpec:
+    return _load(_MODELS, ModelSpec, name)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_hardware_cached(name: str) -> HardwareProfile:
+    return _load(_HARDWARE, HardwareProfile, name)
+
+
+def load_model(name_or_path: str | Path) -> ModelSpec:
+    """A shipped model id (`rl.list_models()`) or a path to a spec YAML file."""
+    return _load_model_cached(str(name_or_path))
+
+
+def load_hardware(name_or_path: str | Path) -> HardwareProfile:
+    """A shipped hardware id (`rl.list_hardware()`) or a path to a profile YAML file."""
+    return _load_hardware_cached(str(name_or_path))
