@@ -18,3 +18,12 @@ __all__ = [
     "list_hardware", "list_models", "load_hardware", "load_model",
     "LayerGroup", "Matrix", "MLAConfig", "ModelSpec", "MoEConfig",
 ]
+
+from .predict import Prediction, predict  # noqa: E402
+from .roofline import Bound  # noqa: E402
+from .workload import Deployment, Workload  # noqa: E402
+
+__all__ += ["Prediction", "predict", "Bound", "Deployment", "Workload"]
+from .sweep import sweep  # noqa: E402
+
+__all__ += ["sweep"]

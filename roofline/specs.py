@@ -22,6 +22,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -128,7 +129,10 @@ class ModelSpec(BaseModel):
     kv_share_factor: int = Field(1, ge=1, description="consecutive layers sharing one KV cache (cross-layer attention); 1 = none")
     parallel_blocks: bool = Field(False, description="attention and MLP read the same input and are summed (GPT-J, Falcon)")
     moe: MoEConfig | None = None
-    native_dtype: str = "bf16"
+    native_dtype: str = Field("bf16", description="format of activations, KV cache and unquantized weights as released")
+    native_weight_dtype: str | None = Field(
+        None, description="format the published checkpoint stores its linear weights in, when not native_dtype "
+        "(gpt-oss: fp4 = MXFP4 experts; DeepSeek-V3: fp8)")
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norm_bias: bool = False
     norms_per_layer: int | None = Field(None, ge=0, description="default 1 with parallel blocks, else 2 (Gemma-2 has 4)")
@@ -181,6 +185,8 @@ class ModelSpec(BaseModel):
             if bad:
                 raise SpecError("moe.dense_layers", f"indices {bad} outside 0..{self.num_layers - 1}")
         get_dtype(self.native_dtype, "native_dtype")
+        if self.native_weight_dtype is not None:
+            get_dtype(self.native_weight_dtype, "native_weight_dtype")
         return self
 
     # ------------------------------------------------------------ structure
@@ -205,13 +211,17 @@ class ModelSpec(BaseModel):
     def layer_is_moe(self, i: int) -> bool:
         return self.moe is not None and i not in self.moe.dense_layers
 
-    def layer_groups(self) -> list[LayerGroup]:
+    def layer_groups(self) -> tuple[LayerGroup, ...]:
         """Layers grouped by (attention type, MoE or dense), in first-seen order."""
+        return self._layer_groups
+
+    @functools.cached_property
+    def _layer_groups(self) -> tuple[LayerGroup, ...]:
         counts = Counter((self.layer_attention(i), self.layer_is_moe(i)) for i in range(self.num_layers))
-        return [
+        return tuple(
             LayerGroup(att, moe, n, self.sliding_window if att == "sliding" else None)
             for (att, moe), n in counts.items()
-        ]
+        )
 
     def attention_matrices(self) -> list[Matrix]:
         """Weight matrices of one attention block (QKV fused for standard attention)."""
@@ -307,11 +317,19 @@ class ModelSpec(BaseModel):
         return layers + self.embedding_params + self.lm_head_params + self.final_norm_params
 
     # ---------------------------------------------------------------- KV
-    def kv_row(self) -> tuple[int, int]:
-        """(vectors, length) cached per token per layer: (2·n_kv_heads, head_dim), or (1, latent) for MLA."""
+    def kv_heads_per_gpu(self, tp=1):
+        """KV heads each of `tp` GPUs holds: n_kv_heads / tp, or 1 (replicated) when tp exceeds them."""
+        return _ceil_div(self.num_kv_heads, tp)
+
+    def kv_row(self, tp=1) -> tuple[int, int]:
+        """(vectors, length) cached per token per layer on one GPU.
+
+        Standard attention: (2 · KV heads per GPU, head_dim), K and V.
+        MLA: (1, kv_lora_rank + qk_rope_head_dim), one latent that every GPU replicates.
+        """
         if self.mla is not None:
             return 1, self.mla.kv_lora_rank + self.mla.qk_rope_head_dim
-        return 2 * self.num_kv_heads, self.head_dim
+        return 2 * self.kv_heads_per_gpu(tp), self.head_dim
 
     def kv_layers(self) -> dict[LayerAttention, int]:
         """Layers that store their own KV cache, by attention type (CLA shares one cache per `kv_share_factor` layers)."""
@@ -320,10 +338,11 @@ class ModelSpec(BaseModel):
             out[g.attention] = out.get(g.attention, 0) + g.count
         return {att: math.ceil(n / self.kv_share_factor) for att, n in out.items()}
 
-    def kv_bytes_per_token_per_layer(self, dtype: str | DType = "bf16") -> float:
-        """Bytes one token adds to one layer's cache, quantization scales included (not per-tensor ones)."""
+    def kv_bytes_per_token_per_layer(self, dtype: str | DType = "bf16", tp=1) -> float:
+        """Bytes one token adds to one layer's cache on one GPU, quantization scales included
+        (per-tensor scales are one per layer, not per token, and are left out)."""
         scheme = kv_scheme(dtype)
-        vectors, length = self.kv_row()
+        vectors, length = self.kv_row(tp)
         if scheme.granularity == "tensor":  # one scale per layer: nothing per token
             return vectors * length * scheme.dtype.bits / 8
         return scheme.matrix_bytes(vectors, length)
@@ -349,6 +368,15 @@ def kv_scheme(dtype: str | DType) -> QuantScheme:
     """The KV cache's storage scheme for a dtype (scales per token and head for int formats)."""
     d = dtype if isinstance(dtype, DType) else get_dtype(dtype, "kv_dtype")
     return QuantScheme.of(d, field="kv")
+
+
+def _ceil_div(a, b):
+    """ceil(a / b) for ints or numpy arrays."""
+    if isinstance(b, int) and isinstance(a, int):
+        return -(-a // b)
+    import numpy as np
+
+    return np.ceil(np.asarray(a) / np.asarray(b))
 
 
 def _minimum(a, b):

@@ -1,0 +1,406 @@
+"""The operator cost table: FLOPs and bytes of every kernel of one forward pass, on one GPU.
+
+One derivation serves prefill and decode. A forward pass processes
+`new_tokens` per sequence for `batch` sequences that already hold `past_tokens`
+of context: prefill is (new = prompt, past = 0), a decode step is
+(new = 1, past = context - 1). Every quantity is written with plain arithmetic
+so the same code runs on Python numbers (one `predict`) and on numpy arrays
+(a whole `sweep` grid at once).
+
+Counting rules
+--------------
+* FLOPs are real floating-point operations: a multiply-add is 2 FLOPs.
+  A GEMM of M tokens through an n x k weight costs 2·M·n·k.
+* Bytes are HBM traffic, split by kind: weights, activations (read / written),
+  KV cache (read / written) and interconnect messages.
+* Attention (FlashAttention-style, the default): each query attends to
+  min(position, window) keys; scores never reach HBM; Q is read, O written, and
+  each visible K/V token is read once per sequence (re-reads by later query
+  tiles are assumed to hit L2). The naive kernel also writes and reads the
+  score and probability matrices.
+* Tensor parallelism over `tp` GPUs splits heads, FFN width and vocabulary;
+  KV heads are replicated when tp exceeds them; MLA latents, routers and MLA
+  down-projections are replicated. Each layer ends its attention and its MLP
+  with an all-reduce of the T x hidden activations (one per layer with parallel
+  attention+MLP blocks).
+* MoE: with T tokens routed uniformly to k of E experts, the expected number of
+  distinct experts touched is E·(1 - (1 - k/E)^T); their weights are read once.
+* MLA attention runs absorbed (W_UK into the query, W_UV after attention: the
+  latent cache is attended directly, like MQA with a 576-wide head) when a
+  sequence adds one token (decode); otherwise the latent is decompressed
+  through kv_b_proj and attended as MHA (prefill), as vLLM and SGLang do.
+* The input embedding is a row gather (only T rows are read); the LM head runs
+  on the last position of each sequence only.
+* Elementwise FLOP counts (norms, activations) are approximate (a few per
+  element) and never decide a bound: these kernels are memory-bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from enum import Enum
+
+import numpy as np
+
+from .dtypes import QuantScheme
+from .specs import Matrix, ModelSpec
+from .workload import ResolvedDeployment
+
+# Approximate FLOPs per element of the memory-bound elementwise kernels.
+NORM_FLOPS_PER_ELEMENT = 5  # fused residual add, square, sum, rsqrt-scale, weight multiply
+GATED_ACT_FLOPS_PER_ELEMENT = 4  # silu(g) * u: sigmoid ~3, multiply 1
+PLAIN_ACT_FLOPS_PER_ELEMENT = 8  # tanh-approximated GELU
+# Launches per attention layer: RoPE + KV-cache write (one fused kernel) and the attention kernel;
+# the naive variant runs QK^T, softmax and PV as three kernels.
+FLASH_ATTENTION_LAUNCHES = 2
+NAIVE_ATTENTION_LAUNCHES = 4
+# Reads and writes of the score-sized matrices by a naive attention: write S, read S, write P, read P.
+NAIVE_SCORE_PASSES = 4
+
+
+# How tensor parallelism shards each matrix (Megatron-LM layout): row-parallel matrices split their
+# inputs (and end in an all-reduce), replicated ones are copied, all others split their outputs.
+ROW_PARALLEL = frozenset({"o_proj", "mlp_down", "experts_down", "shared_down"})
+REPLICATED = frozenset({"router", "q_a_proj", "kv_a_proj"})
+
+
+class OpKind(str, Enum):
+    GEMM = "gemm"
+    ATTENTION = "attention"
+    ELEMENTWISE = "elementwise"
+    GATHER = "gather"
+    COMM = "comm"
+
+
+@dataclass
+class Op:
+    """One operator of a forward pass, summed over the `layers` it runs in. Per GPU.
+
+    `gemm_m` is the token count of one GEMM (rows of the activation matrix),
+    used to pad to tensor-core tiles; `window` caps the context this op reads
+    (sliding-window attention), None for all others. `messages` counts the
+    collectives a COMM op issues.
+    """
+
+    name: str
+    group: str
+    kind: OpKind
+    layers: int
+    launches: object
+    flops: object
+    weight_bytes: object = 0.0
+    act_read_bytes: object = 0.0
+    act_write_bytes: object = 0.0
+    kv_read_bytes: object = 0.0
+    kv_write_bytes: object = 0.0
+    comm_bytes: object = 0.0
+    messages: object = 0.0
+    gemm_m: object = 0.0
+    window: float = math.inf
+
+    @property
+    def bytes(self):
+        """HBM bytes moved (interconnect traffic excluded)."""
+        return self.weight_bytes + self.act_read_bytes + self.act_write_bytes + self.kv_read_bytes + self.kv_write_bytes
+
+
+NUMERIC_FIELDS = tuple(f.name for f in fields(Op) if f.name not in ("name", "group", "kind", "layers", "window"))
+
+
+# ------------------------------------------------------------------ helpers
+def _is_scalar(*xs) -> bool:
+    return all(isinstance(x, (int, float)) for x in xs)
+
+
+def _min(a, b):
+    return min(a, b) if _is_scalar(a, b) else np.minimum(a, b)
+
+
+def _max(a, b):
+    return max(a, b) if _is_scalar(a, b) else np.maximum(a, b)
+
+
+def _ceil_div(a, b):
+    return -(-a // b) if isinstance(a, int) and isinstance(b, int) else np.ceil(np.asarray(a) / b)
+
+
+def attended_keys(new_tokens, past_tokens, window=math.inf):
+    """Σ_{i=1..n} min(past + i, window): (query, key) pairs of a causal pass, per head and sequence.
+
+    Full attention, prefill of S tokens: S(S+1)/2. Decode at context c (past = c - 1): min(c, window).
+    """
+    n, p = new_tokens, past_tokens
+    if window == math.inf:
+        return n * p + n * (n + 1) / 2
+    below = _min(_max(window - p, 0), n)  # queries whose span is still shorter than the window
+    return below * p + below * (below + 1) / 2 + (n - below) * window
+
+
+def visible_keys(new_tokens, past_tokens, window=math.inf):
+    """Distinct K/V tokens a pass reads per sequence: past + new, or (window + new - 1) when sliding."""
+    total = new_tokens + past_tokens
+    return total if window == math.inf else _min(total, window + new_tokens - 1)
+
+
+def expected_experts_touched(tokens, experts, experts_per_token):
+    """E·(1 - (1 - k/E)^T): distinct experts hit when T tokens each pick k of E uniformly.
+
+    One token touches k; many tokens touch all E. Mixtral (E=8, k=2) at T=8: 8·(1 - 0.75^8) = 7.20.
+    """
+    miss = 1 - experts_per_token / experts
+    return experts * (1 - miss**tokens) if _is_scalar(tokens) else experts * (1 - np.power(miss, tokens))
+
+
+def _split(x, tp):
+    """x / tp: a dimension sharded over tp GPUs (kept an exact int on one GPU)."""
+    return x if _is_scalar(tp) and tp == 1 else x / tp
+
+
+def _local(m: Matrix, model: ModelSpec, tp):
+    """Shape (n, k) of a matrix's shard on one of `tp` GPUs."""
+    if _is_scalar(tp) and tp == 1:
+        return m.n, m.k
+    if m.name == "qkv_proj":
+        return (model.num_attention_heads / tp + 2 * model.kv_heads_per_gpu(tp)) * model.head_dim, m.k
+    if m.name in ROW_PARALLEL:
+        return m.n, m.k / tp
+    if m.name in REPLICATED:
+        return m.n, m.k
+    return m.n / tp, m.k  # column-parallel
+
+
+def _scheme(m: Matrix, rd: ResolvedDeployment) -> QuantScheme:
+    """Routers stay in the native dtype (quantizers leave them); every other matrix uses the weight scheme."""
+    return rd.native_scheme if m.name == "router" else rd.weights
+
+
+# --------------------------------------------------------------- storage
+def weight_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
+    """Bytes of weights one GPU stores: every matrix shard, its scales, biases, norms, embeddings.
+
+    At tp=1 in the native 16-bit dtype this is exactly 2 · param_count.
+    """
+    nb = rd.native.bits / 8
+    total = 0.0
+    for g in model.layer_groups():
+        per_layer = model.norm_params_per_layer() * nb
+        for m in model.layer_matrices(g.moe):
+            n, k = _local(m, model, tp)
+            bias_n = m.n if m.name in ROW_PARALLEL else n  # a row-parallel bias is replicated
+            per_layer = per_layer + m.copies * (_scheme(m, rd).matrix_bytes(n, k) + (bias_n * nb if m.bias else 0))
+        total = total + g.count * per_layer
+    return total + embedding_storage_bytes(model, rd, tp) + lm_head_storage_bytes(model, rd, tp) + model.final_norm_params * nb
+
+
+def embedding_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
+    """Vocabulary-parallel embedding table shard (+ replicated learned positions).
+
+    An untied table stays in the native dtype (it is gathered, not multiplied);
+    a tied one is the LM head's matrix and takes the weight format.
+    """
+    h, v = model.hidden_size, model.vocab_size
+    scheme = rd.weights if model.tied_embeddings else rd.native_scheme
+    pos = (model.embedding_params - v * h) * rd.native.bits / 8
+    return scheme.matrix_bytes(_split(v, tp), h) + pos
+
+
+def embedding_row_bytes(model: ModelSpec, rd: ResolvedDeployment):
+    """Bytes gathered per token: one embedding row (and one learned-position row)."""
+    h, nb = model.hidden_size, rd.native.bits / 8
+    scheme = rd.weights if model.tied_embeddings else rd.native_scheme
+    return scheme.matrix_bytes(1, h) + (h * nb if model.position_embedding == "learned" else 0)
+
+
+def lm_head_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
+    """Untied LM head shard in the weight format (0 when tied), plus its bias."""
+    h, v = model.hidden_size, model.vocab_size
+    bias = (v / tp) * rd.native.bits / 8 if model.lm_head_bias else 0
+    return (0 if model.tied_embeddings else rd.weights.matrix_bytes(_split(v, tp), h)) + bias
+
+
+def kv_bytes_per_token_per_layer(model: ModelSpec, rd: ResolvedDeployment, tp=1):
+    """KV bytes one token adds to one layer's cache on one GPU (heads split by tp, MLA latent replicated)."""
+    return model.kv_bytes_per_token_per_layer(rd.kv.dtype, tp)
+
+
+def kv_cache_bytes(model: ModelSpec, rd: ResolvedDeployment, batch, context_tokens, tp=1):
+    """KV cache one GPU holds for `batch` sequences of `context_tokens` (sliding layers keep the window)."""
+    per_layer = kv_bytes_per_token_per_layer(model, rd, tp)
+    total = 0.0
+    for att, n_layers in model.kv_layers().items():
+        tokens = context_tokens if att == "full" else _min(context_tokens, model.sliding_window)
+        total = total + n_layers * tokens * per_layer
+    return batch * total
+
+
+# ------------------------------------------------------------ the op table
+def _gemm(name, group, layers, m_tokens, n, k, scheme: QuantScheme, ab, nb, copies=1, bias=False, gemm_m=None):
+    """A GEMM of `m_tokens` rows through `copies` weight matrices of n x k (biases in the native dtype)."""
+    weights = copies * (scheme.matrix_bytes(n, k) + (n * nb if bias else 0))
+    return Op(
+        name, group, OpKind.GEMM, layers, launches=layers,
+        flops=layers * 2 * m_tokens * n * k,
+        weight_bytes=layers * weights,
+        act_read_bytes=layers * m_tokens * k * ab,
+        act_write_bytes=layers * m_tokens * n * ab,
+        gemm_m=m_tokens if gemm_m is None else gemm_m,
+    )
+
+
+def _norms(name, group, layers, per_layer, tokens, width, ab, nb):
+    """`per_layer` fused residual-add + norm kernels over tokens x width: read x and residual, write both."""
+    count = layers * per_layer
+    return Op(
+        name, group, OpKind.ELEMENTWISE, layers, launches=count,
+        flops=count * NORM_FLOPS_PER_ELEMENT * tokens * width,
+        weight_bytes=count * width * nb,
+        act_read_bytes=count * 2 * tokens * width * ab,
+        act_write_bytes=count * 2 * tokens * width * ab,
+    )
+
+
+def _activation(group, layers, tokens, width, gated: bool, ab):
+    """The FFN nonlinearity: gated reads gate and up (2 x width) and writes width; plain reads and writes width."""
+    per_el = GATED_ACT_FLOPS_PER_ELEMENT if gated else PLAIN_ACT_FLOPS_PER_ELEMENT
+    return Op(
+        "mlp_act", group, OpKind.ELEMENTWISE, layers, launches=layers,
+        flops=layers * per_el * tokens * width,
+        act_read_bytes=layers * (2 if gated else 1) * tokens * width * ab,
+        act_write_bytes=layers * tokens * width * ab,
+    )
+
+
+def _allreduce(name, group, layers, per_layer, tokens, hidden, ab, tp):
+    """All-reduce of the T x hidden activations, `per_layer` times per layer (zero on one GPU)."""
+    multi = _max(tp - 1, 0) / _max(tp - 1, 1)  # 1 when tp > 1, else 0
+    count = layers * per_layer * multi
+    return Op(
+        name, group, OpKind.COMM, layers, launches=count, flops=0.0,
+        comm_bytes=count * tokens * hidden * ab, messages=count,
+    )
+
+
+def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, batch, new, past, tp, naive: bool, absorbed: bool):
+    """The attention core of `layers` layers: QK^T, softmax, PV over the visible keys.
+
+    FLOPs per (query, key) pair and head: 2·d_qk for the score, 2·d_v for the weighted sum.
+    """
+    ab = rd.act_bytes
+    heads = _split(model.num_attention_heads, tp)
+    pairs = attended_keys(new, past, window)  # per sequence and head
+    visible = visible_keys(new, past, window)
+    tokens = batch * new
+    kv_token = kv_bytes_per_token_per_layer(model, rd, tp)
+    if model.mla is not None and absorbed:
+        m = model.mla
+        d_qk, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
+    else:
+        d_qk, d_v = model.head_dim, model.v_head_dim
+    if model.mla is not None and not absorbed:
+        # K and V were decompressed by kv_b_proj into activations; the latent was read there.
+        kv_read, act_kv = 0.0, batch * visible * heads * (model.head_dim + model.v_head_dim) * ab
+    else:
+        kv_read, act_kv = batch * visible * kv_token, 0.0
+    score_bytes = NAIVE_SCORE_PASSES * batch * heads * pairs * ab if naive else 0.0
+    return Op(
+        "attention", group, OpKind.ATTENTION, layers,
+        launches=layers * (NAIVE_ATTENTION_LAUNCHES if naive else FLASH_ATTENTION_LAUNCHES),
+        flops=layers * batch * heads * pairs * (2 * d_qk + 2 * d_v),
+        act_read_bytes=layers * (tokens * heads * d_qk * ab + act_kv + score_bytes / 2),
+        act_write_bytes=layers * (tokens * heads * d_v * ab + score_bytes / 2),
+        kv_read_bytes=layers * kv_read,
+        kv_write_bytes=layers * tokens * kv_token,
+        window=window,
+    )
+
+
+def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, past_tokens, tp=1, mla_absorbed: bool | None = None) -> list[Op]:
+    """Every operator of one forward pass over `batch` sequences adding `new_tokens` each.
+
+    Prefill: new_tokens = prompt, past_tokens = 0. Decode step at context c: new_tokens = 1, past_tokens = c - 1.
+    """
+    h = model.hidden_size
+    ab, nb = rd.act_bytes, rd.native.bits / 8
+    tokens = batch * new_tokens
+    naive = rd.dep.attention_impl == "naive"
+    absorbed = (new_tokens == 1) if mla_absorbed is None else mla_absorbed
+    gated = model.ffn_kind == "gated"
+    ops: list[Op] = [
+        Op("embedding", "model", OpKind.GATHER, 1, launches=1, flops=0.0,
+           weight_bytes=tokens * embedding_row_bytes(model, rd),
+           act_write_bytes=tokens * h * ab),
+    ]
+    for g in model.layer_groups():
+        lab, L = g.label, g.count
+        window = g.window if g.window is not None else math.inf
+        ops.append(_norms("norms", lab, L, model.n_norms_per_layer, tokens, h, ab, nb))
+        for m in model.attention_matrices():
+            n, k = _local(m, model, tp)
+            m_tokens = tokens
+            if m.name == "kv_b_proj" and not absorbed:  # decompress every visible latent
+                m_tokens = batch * visible_keys(new_tokens, past_tokens, window)
+            op = _gemm(m.name, lab, L, m_tokens, n, k, _scheme(m, rd), ab, nb, bias=m.bias)
+            if m.name == "kv_b_proj" and not absorbed:
+                latent = kv_bytes_per_token_per_layer(model, rd, tp)
+                op.act_read_bytes = 0.0
+                op.kv_read_bytes = L * m_tokens * latent
+            ops.append(op)
+        # attention core after the projections that feed it, before o_proj
+        o_index = next(i for i in range(len(ops) - 1, -1, -1) if ops[i].name == "o_proj")
+        ops.insert(o_index, _attention(model, rd, lab, L, window, batch, new_tokens, past_tokens, tp, naive, absorbed))
+        if not model.parallel_blocks:
+            ops.append(_allreduce("allreduce", lab, L, 1, tokens, h, ab, tp))
+        if g.moe:
+            ops += _moe_ops(model, rd, lab, L, tokens, tp, gated)
+        else:
+            f = _split(model.intermediate_size, tp)
+            up, down = model.mlp_matrices(False)
+            ops.append(_gemm("mlp_up", lab, L, tokens, *_local(up, model, tp), rd.weights, ab, nb, bias=up.bias))
+            ops.append(_activation(lab, L, tokens, f, gated, ab))
+            ops.append(_gemm("mlp_down", lab, L, tokens, *_local(down, model, tp), rd.weights, ab, nb, bias=down.bias))
+        ops.append(_allreduce("allreduce", lab, L, 1, tokens, h, ab, tp))
+    ops.append(_norms("final_norm", "model", 1, 1, tokens, h, ab, nb))
+    v_local = _split(model.vocab_size, tp)
+    ops.append(_gemm("lm_head", "model", 1, batch, v_local, h, rd.weights, ab, nb, bias=model.lm_head_bias))
+    return _merge_allreduce(ops)
+
+
+def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp, gated) -> list[Op]:
+    """Router, routed experts (only the distinct experts touched are read) and shared experts."""
+    e = model.moe
+    ab, nb = rd.act_bytes, rd.native.bits / 8
+    mats = {m.name: m for m in model.mlp_matrices(True)}
+    router = mats["router"]
+    touched = expected_experts_touched(tokens, e.num_experts, e.experts_per_token)
+    routed = tokens * e.experts_per_token  # token-expert pairs
+    per_expert_m = routed / touched
+    ops = [_gemm("router", group, layers, tokens, router.n, router.k, rd.native_scheme, ab, nb, bias=router.bias)]
+    up_n, up_k = _local(mats["experts_up"], model, tp)
+    dn_n, dn_k = _local(mats["experts_down"], model, tp)
+    ops.append(_gemm("experts_up", group, layers, routed, up_n, up_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m))
+    ops.append(_activation(group, layers, routed, dn_k, gated, ab))
+    ops.append(_gemm("experts_down", group, layers, routed, dn_n, dn_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m))
+    if e.num_shared_experts:
+        su, sd = _local(mats["shared_up"], model, tp), _local(mats["shared_down"], model, tp)
+        ops.append(_gemm("shared_up", group, layers, tokens, *su, rd.weights, ab, nb))
+        ops.append(_activation(group, layers, tokens, sd[1], gated, ab))
+        ops[-1].name = "shared_act"
+        ops.append(_gemm("shared_down", group, layers, tokens, *sd, rd.weights, ab, nb))
+    return ops
+
+
+def _merge_allreduce(ops: list[Op]) -> list[Op]:
+    """Keep one all-reduce row per layer group (two collectives per layer, or one with parallel blocks)."""
+    out: list[Op] = []
+    seen: dict[str, Op] = {}
+    for op in ops:
+        if op.kind is OpKind.COMM and op.group in seen:
+            first = seen[op.group]
+            for f in ("launches", "comm_bytes", "messages"):
+                setattr(first, f, getattr(first, f) + getattr(op, f))
+            continue
+        if op.kind is OpKind.COMM:
+            seen[op.group] = op
+        out.append(op)
+    return out

@@ -1,0 +1,396 @@
+"""From operator times to the figures a capacity planner reads: `predict()` and its `Prediction`.
+
+Phases (`ops.forward_ops` gives both from one derivation):
+
+* TTFT  = time of the prefill pass over batch x prompt tokens (it also yields the first output token).
+* Decode step k = 1 .. output-1 runs at context c = prompt + k (the new token attends to c keys).
+  Every operator's FLOPs and bytes are affine in m = min(c, window), so its time
+  max(compute(m), memory(m)) + overhead is the maximum of two lines; the sum over
+  all steps is taken in closed form (`sum_over_steps`), exactly, with no sampling.
+* TPOT  = (e2e - TTFT) / (output - 1), the mean decode step (with one output token:
+  the step that would follow).
+* Throughput = batch · output / e2e (a static batch); per GPU divides by tp.
+* MBU = bytes moved / time / peak bandwidth; MFU = FLOPs / time / dense peak of
+  the compute dtype; both per GPU, both in [0, 1] because no operator beats its floor.
+* Memory per GPU = weights (with quantization scales) + KV cache for
+  batch x (prompt + output) + activation workspace (the largest per-layer
+  activation footprint of prefill, proportional to batch) + runtime reserve.
+  `max_batch_size` solves that for the batch.
+* Cost per million output tokens = price/GPU-hour · tp / 3600 / (tokens/s) · 1e6.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from . import ops as O
+from .errors import SpecError
+from .hardware import HardwareProfile
+from .roofline import BOUNDS, Ceilings, OpTable, Timing, time_ops
+from .specs import ModelSpec
+from .units import SECONDS_PER_HOUR
+from .workload import Deployment, ResolvedDeployment, Workload
+
+
+# ------------------------------------------------------------ step sums
+def _n_in(lo, hi):
+    return np.maximum(hi - lo + 1, 0)
+
+
+def _sum_line(a0, a1, lo, hi):
+    """Σ_{x=lo..hi} (a0 + a1·x) over integers (0 for an empty range)."""
+    n = _n_in(lo, hi)
+    return n * a0 + a1 * (lo + hi) * n / 2
+
+
+def _sum_positive(g0, g1, lo, hi):
+    """Σ_{x=lo..hi} max(0, g0 + g1·x): the line is positive on one side of its root."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.where(g1 != 0, -g0 / np.where(g1 != 0, g1, 1), 0.0)
+    up_lo = np.maximum(lo, np.floor(root) + 1)  # g1 > 0: positive right of the root
+    down_hi = np.minimum(hi, np.ceil(root) - 1)  # g1 < 0: positive left of the root
+    return np.where(
+        g1 > 0, _sum_line(g0, g1, up_lo, hi),
+        np.where(g1 < 0, _sum_line(g0, g1, lo, down_hi), _n_in(lo, hi) * np.maximum(g0, 0)),
+    )
+
+
+def sum_over_steps(c0, c1, b0, b1, lo, hi, window):
+    """Σ_{c=lo..hi} max(c0 + c1·m, b0 + b1·m) with m = min(c, window).
+
+    Below the window both lines grow with c; past it m stays at the window and
+    every step costs the same. Exact for integer steps.
+    """
+    w = np.minimum(window, hi)
+    linear = _sum_line(b0, b1, lo, w) + _sum_positive(c0 - b0, c1 - b1, lo, w)
+    capped = _n_in(np.maximum(lo, w + 1), hi) * np.maximum(c0 + c1 * w, b0 + b1 * w)
+    return linear + capped
+
+
+def sum_of_m(lo, hi, window):
+    """Σ_{c=lo..hi} min(c, window)."""
+    w = np.minimum(window, hi)
+    return _sum_line(0.0, 1.0, lo, w) + _n_in(np.maximum(lo, w + 1), hi) * w
+
+
+# ------------------------------------------------------------ validation
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) -> ResolvedDeployment:
+    """Every rule a scenario must meet, each failing with a one-line error naming the field."""
+    rd = dep.resolved(model)
+    hw.peak_flops(rd.compute_key, "activation_dtype")
+    tp = dep.tp
+    widths = {"num_attention_heads": model.num_attention_heads, "intermediate_size": model.intermediate_size}
+    if model.moe is not None:
+        widths["moe.expert_intermediate_size"] = model.moe.expert_intermediate_size
+    for name, width in widths.items():
+        if width % tp:
+            ok = [d for d in _divisors(model.num_attention_heads) if all(w % d == 0 for w in widths.values())]
+            raise SpecError("tp", f"{tp} does not divide {name}={width} of {model.name}; choose one of {', '.join(map(str, ok))}")
+    if tp > hw.interconnect.max_gpus:
+        raise SpecError("tp", f"{tp} exceeds the {hw.interconnect.max_gpus} GPUs of one {hw.interconnect.name} domain on {hw.name}")
+    if wl.context_tokens > model.max_context:
+        raise SpecError(
+            "prompt_tokens",
+            f"prompt_tokens + output_tokens = {wl.context_tokens} exceeds max_context={model.max_context} of {model.name}",
+        )
+    return rd
+
+
+# ------------------------------------------------------------ evaluation
+class DecodeSteps:
+    """The decode steps at contexts lo..hi of one operator table, timed against one set of ceilings.
+
+    Every op's FLOPs and bytes, hence each of its time terms, is affine in m = min(c, window):
+    term(m) = t1 + (t2 - t1)(m - 1), from probes at contexts 1 and 2. Most ops (weights,
+    norms, all-reduces) do not depend on the context at all: they are summed once and
+    multiplied by the step count; only the others (attention) go through `sum_over_steps`.
+    """
+
+    def __init__(self, d1: OpTable, d2: OpTable, t1: Timing, t2: Timing, lo, hi):
+        self.d1, self.d2, self.t1, self.t2, self.lo, self.hi = d1, d2, t1, t2, lo, hi
+        axes = tuple(range(1, d1.f["flops"].ndim))
+        moves = (d2.hbm_bytes != d1.hbm_bytes) | (d2.f["flops"] != d1.f["flops"])
+        self.dep = np.any(moves, axis=axes) if axes else moves  # (n_ops,) context-dependent ops
+        self.win = d1.column(d1.windows[self.dep])
+        self.const_step_s = t1.time_s[~self.dep].sum(axis=0)
+        self.count = _n_in(lo, hi)
+
+    def _slope(self, a1, a2):
+        return a1[self.dep], a2[self.dep] - a1[self.dep]
+
+    def per_op_total_s(self):
+        """(n_ops, ...) each op's time summed over all steps."""
+        t1, t2 = self.t1, self.t2
+        out = t1.time_s * self.count
+        c1, cs = self._slope(t1.compute_s, t2.compute_s)
+        m1, ms = self._slope(t1.memory_s, t2.memory_s)
+        extra = t1.comm_s[self.dep] + t1.overhead_s[self.dep]
+        out = np.array(np.broadcast_to(out, np.broadcast_shapes(out.shape, (len(self.dep),) + np.shape(self.count))))
+        out[self.dep] = sum_over_steps(c1 - cs, cs, m1 - ms, ms, self.lo, self.hi, self.win) + self.count * extra
+        return out
+
+    def total_s(self):
+        """Σ over steps and ops: the whole decode phase."""
+        if not self.dep.any():
+            return self.const_step_s * self.count
+        c1, cs = self._slope(self.t1.compute_s, self.t2.compute_s)
+        m1, ms = self._slope(self.t1.memory_s, self.t2.memory_s)
+        extra = self.t1.comm_s[self.dep] + self.t1.overhead_s[self.dep]
+        dep = sum_over_steps(c1 - cs, cs, m1 - ms, ms, self.lo, self.hi, self.win) + self.count * extra
+        return self.const_step_s * self.count + dep.sum(axis=0)
+
+    def step_s(self, context):
+        """Time of the single decode step at `context` tokens."""
+        m = np.minimum(context, self.win)
+        c1, cs = self._slope(self.t1.compute_s, self.t2.compute_s)
+        m1, ms = self._slope(self.t1.memory_s, self.t2.memory_s)
+        dep = np.maximum(c1 + cs * (m - 1), m1 + ms * (m - 1)) + self.t1.comm_s[self.dep] + self.t1.overhead_s[self.dep]
+        return self.const_step_s + dep.sum(axis=0)
+
+    def mean_m(self):
+        """Mean of m = min(c, window) over the steps, per context-dependent op."""
+        return sum_of_m(self.lo, self.hi, self.win) / self.count
+
+    def mean_per_step(self, a1, a2):
+        """Mean over steps of a quantity that is a1 at context 1 and a2 at context 2, summed over ops."""
+        const = a1[~self.dep].sum(axis=0)
+        if not self.dep.any():
+            return const
+        x1, xs = self._slope(a1, a2)
+        return const + (x1 + xs * (self.mean_m() - 1)).sum(axis=0)
+
+
+def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ceilings, batch, prompt, output, tp) -> dict[str, Any]:
+    """Every headline figure for one model and deployment; batch, prompt, output, tp and the
+    ceilings may be numpy arrays of one grid. Returns arrays (or scalars) keyed by metric,
+    plus the prefill and decode operator tables and timings under '_tables'."""
+    grid = np.broadcast_shapes(*(np.shape(x) for x in (batch, prompt, output, tp, real.bytes_per_s)))
+    pre = OpTable.of(O.forward_ops(model, rd, batch, prompt, 0, tp), grid)
+    pre_real, pre_floor = time_ops(pre, real, tp), time_ops(pre, floor, tp)
+    ttft = pre_real.time_s.sum(axis=0)
+    ttft_floor = pre_floor.time_s.sum(axis=0)
+
+    # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
+    d1 = OpTable.of(O.forward_ops(model, rd, batch, 1, 0, tp), grid)
+    d2 = OpTable.of(O.forward_ops(model, rd, batch, 1, 1, tp), grid)
+    steps = np.maximum(output - 1, 0)
+    lo = prompt + 1
+    hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
+    n = np.maximum(steps, 1)
+    dec_real = DecodeSteps(d1, d2, time_ops(d1, real, tp), time_ops(d2, real, tp), lo, hi)
+    dec_floor = DecodeSteps(d1, d2, time_ops(d1, floor, tp), time_ops(d2, floor, tp), lo, hi)
+    tpot = dec_real.total_s() / n
+    tpot_floor = dec_floor.total_s() / n
+    e2e = ttft + tpot * steps
+    e2e_floor = ttft_floor + tpot_floor * steps
+    dec_flops, dec_bytes = dec_real.mean_per_step(d1.f["flops"], d2.f["flops"]), dec_real.mean_per_step(d1.hbm_bytes, d2.hbm_bytes)
+    t1r, t2r = dec_real.t1, dec_real.t2
+    mean_terms = [dec_real.mean_per_step(t1r.compute_s, t2r.compute_s), dec_real.mean_per_step(t1r.memory_s, t2r.memory_s), t1r.comm_s.sum(axis=0)]
+    pre_terms = [pre_real.compute_s.sum(axis=0), pre_real.memory_s.sum(axis=0), pre_real.comm_s.sum(axis=0)]
+    pre_flops = pre.f["flops"].sum(axis=0)
+    pre_bytes = pre.hbm_bytes.sum(axis=0)
+
+    # memory
+    weights = O.weight_storage_bytes(model, rd, tp)
+    kv_seq = O.kv_cache_bytes(model, rd, 1, prompt + output, tp)
+    per_layer_act = (pre.f["act_read_bytes"] + pre.f["act_write_bytes"]) / pre.column(pre.layers)
+    workspace = per_layer_act.max(axis=0)
+    reserve = rd.dep.runtime_reserve_bytes
+    kv = batch * kv_seq
+    required = weights + kv + workspace + reserve
+    return {
+        "ttft_s": ttft, "ttft_floor_s": ttft_floor,
+        "tpot_s": tpot, "tpot_floor_s": tpot_floor,
+        "tpot_first_step_s": dec_real.step_s(lo), "tpot_last_step_s": dec_real.step_s(hi),
+        "e2e_latency_s": e2e, "e2e_latency_floor_s": e2e_floor,
+        "prefill_flops": pre_flops, "prefill_bytes": pre_bytes,
+        "decode_flops_per_step": dec_flops, "decode_bytes_per_step": dec_bytes,
+        "weight_bytes": weights + 0 * ttft, "kv_cache_bytes": kv, "activation_workspace_bytes": workspace,
+        "runtime_reserve_bytes": reserve + 0 * ttft, "memory_required_bytes": required,
+        "prefill_bound_index": np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
+        "decode_bound_index": np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
+        "kv_bytes_per_sequence": kv_seq, "workspace_bytes_per_sequence": workspace / batch,
+        "_tables": (pre, pre_real, pre_floor, dec_real, dec_floor, n),
+    }
+
+
+def derived(r: dict[str, Any], batch, output, tp, memory_bytes, bandwidth, peak, price) -> dict[str, Any]:
+    """Throughput, utilization, fit and cost from the times and bytes of `evaluate`."""
+    tokens_per_s = batch * output / r["e2e_latency_s"]
+    free = memory_bytes - r["weight_bytes"] - r["runtime_reserve_bytes"]
+    per_seq = r["kv_bytes_per_sequence"] + r["workspace_bytes_per_sequence"]
+    gpu_hour = price * tp
+    return {
+        "output_tokens_per_s": tokens_per_s,
+        "output_tokens_per_s_per_gpu": tokens_per_s / tp,
+        "mbu_prefill": r["prefill_bytes"] / r["ttft_s"] / bandwidth,
+        "mfu_prefill": r["prefill_flops"] / r["ttft_s"] / peak,
+        "mbu_decode": r["decode_bytes_per_step"] / r["tpot_s"] / bandwidth,
+        "mfu_decode": r["decode_flops_per_step"] / r["tpot_s"] / peak,
+        "memory_available_bytes": memory_bytes + 0 * tokens_per_s,
+        "fits": r["memory_required_bytes"] <= memory_bytes,
+        "max_batch_size": np.maximum(np.floor(free / per_seq), 0),
+        "cost_per_hour_usd": gpu_hour + 0 * tokens_per_s,
+        "cost_per_million_output_tokens_usd": gpu_hour / SECONDS_PER_HOUR / tokens_per_s * 1e6,
+    }
+
+
+# ------------------------------------------------------------ the result
+class Prediction(BaseModel):
+    """Every headline figure of one scenario. Seconds, bytes, FLOPs, fractions; per GPU where it says so.
+
+    `source_kind` is `analytical` (datasheet peaks x default fractions) or
+    `calibrated` (fractions measured on the user's GPU). Latency fields are what
+    the configuration takes if it fits; check `fits` (and `memory_required_bytes`
+    against `memory_available_bytes`) before trusting throughput or cost.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    hardware: str
+    workload: Workload
+    deployment: Deployment
+    source_kind: str
+    num_gpus: int
+    compute_dtype: str
+
+    ttft_s: float
+    ttft_floor_s: float
+    tpot_s: float
+    tpot_floor_s: float
+    tpot_first_step_s: float
+    tpot_last_step_s: float
+    e2e_latency_s: float
+    e2e_latency_floor_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+
+    prefill_flops: float
+    prefill_bytes: float
+    decode_flops_per_step: float
+    decode_bytes_per_step: float
+    mbu_prefill: float
+    mfu_prefill: float
+    mbu_decode: float
+    mfu_decode: float
+    prefill_bound: str
+    decode_bound: str
+
+    weight_bytes: float
+    kv_cache_bytes: float
+    kv_bytes_per_token: float
+    activation_workspace_bytes: float
+    runtime_reserve_bytes: float
+    memory_required_bytes: float
+    memory_available_bytes: float
+    fits: bool
+    max_batch_size: int
+
+    cost_per_hour_usd: float
+    cost_per_million_output_tokens_usd: float
+
+    _tables: tuple = PrivateAttr()
+    _operators: pd.DataFrame | None = PrivateAttr(None)
+
+    @property
+    def operators(self) -> pd.DataFrame:
+        """One row per operator and phase: FLOPs, bytes by kind, time terms, realistic and floor time, bound.
+
+        Decode rows are the mean step: FLOPs and bytes at the mean context, times summed
+        exactly over every step and divided by the step count. Built on first access.
+        """
+        if self._operators is None:
+            self._operators = _operator_frame(self._tables)
+        return self._operators.copy()
+
+    @property
+    def fit_message(self) -> str:
+        need, have = self.memory_required_bytes, self.memory_available_bytes
+        verdict = "fits" if self.fits else "does NOT fit"
+        return f"{verdict}: needs {need / 1e9:.1f} GB per GPU of {have / 1e9:.1f} GB"
+
+
+def _operator_frame(tables: tuple) -> pd.DataFrame:
+    pre, pre_real, pre_floor, dec, dec_floor, n = tables
+    rows = []
+    for i in range(len(pre.names)):
+        rows.append(_row("prefill", pre.names[i], pre, i, {k: v[i] for k, v in pre.f.items()},
+                         pre_real.compute_s[i], pre_real.memory_s[i], pre_real.comm_s[i], pre_real.overhead_s[i],
+                         pre_real.time_s[i], pre_floor.time_s[i]))
+    d1, d2, t1, t2 = dec.d1, dec.d2, dec.t1, dec.t2
+    m = np.ones(len(d1.names))
+    if dec.dep.any():
+        m[dec.dep] = np.ravel(dec.mean_m())
+    real_total, floor_total = dec.per_op_total_s(), dec_floor.per_op_total_s()
+    for i in range(len(d1.names)):
+        at = lambda a1, a2: a1[i] + (a2[i] - a1[i]) * (m[i] - 1)  # noqa: E731  value at the mean context
+        rows.append(_row("decode", d1.names[i], d1, i, {k: at(d1.f[k], d2.f[k]) for k in d1.f},
+                         at(t1.compute_s, t2.compute_s), at(t1.memory_s, t2.memory_s), t1.comm_s[i], t1.overhead_s[i],
+                         real_total[i] / n, floor_total[i] / n))
+    df = pd.DataFrame(rows)
+    return df[(df["launches"] > 0) | (df["time_s"] > 0)].reset_index(drop=True)
+
+
+def _row(phase, name, t: OpTable, i, f, comp, mem, comm, ovh, time, floor):
+    terms = [float(comp), float(mem), float(comm)]
+    row = {"phase": phase, "op": name, "layers_group": t.groups[i], "kind": str(t.kinds[i]), "layers": int(t.layers[i])}
+    row.update({k: float(f[k]) for k in ("launches", "flops", "weight_bytes", "act_read_bytes", "act_write_bytes",
+                                          "kv_read_bytes", "kv_write_bytes", "comm_bytes")})
+    row.update({"compute_s": terms[0], "memory_s": terms[1], "comm_s": terms[2], "overhead_s": float(ovh),
+                "time_s": float(time), "floor_s": float(floor), "bound": BOUNDS[int(np.argmax(terms))].value})
+    return row
+
+
+def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deployment: Deployment | None = None) -> Prediction:
+    """Predict one scenario. Bad combinations raise `SpecError`; a scenario that does not fit
+    in memory returns `fits=False` with required and available bytes."""
+    dep = deployment or Deployment()
+    rd = check(model, hw, workload, dep)
+    real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
+    b, s, o, tp = workload.batch_size, workload.prompt_tokens, workload.output_tokens, dep.tp
+    r = evaluate(model, rd, real, floor, b, s, o, tp)
+    r.update(derived(r, b, o, tp, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, hw.peak_flops(rd.compute_key), hw.price_usd_per_gpu_hour))
+    fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
+              for k, v in r.items() if not k.startswith("_") and k in Prediction.model_fields}
+    p = Prediction(
+        model=model.name, hardware=hw.name, workload=workload, deployment=dep,
+        source_kind=hw.efficiency.source_kind, num_gpus=tp, compute_dtype=rd.act.name,
+        prefill_bound=BOUNDS[int(r["prefill_bound_index"])].value,
+        decode_bound=BOUNDS[int(r["decode_bound_index"])].value,
+        kv_bytes_per_token=float(O.kv_cache_bytes(model, rd, 1, 1, tp)),
+        **fields,
+    )
+    p._tables = r["_tables"]
+    return p
+
+
+def valid_tps(model: ModelSpec, hw: HardwareProfile) -> list[int]:
+    """Tensor-parallel degrees `check` accepts for this model on this hardware, ascending."""
+    widths = [model.num_attention_heads, model.intermediate_size] + ([model.moe.expert_intermediate_size] if model.moe else [])
+    return [t for t in range(1, hw.interconnect.max_gpus + 1) if all(w % t == 0 for w in widths)]
+
+
+def predict_fitting(model: ModelSpec, hw: HardwareProfile, workload: Workload, deployment: Deployment | None = None) -> Prediction:
+    """`predict` at the smallest valid tp whose memory fits (the deployment's tp is ignored).
+
+    When no tp fits, the prediction at the largest valid tp is returned with fits=False,
+    so its required and available bytes say by how much.
+    """
+    dep = deployment or Deployment()
+    p = None
+    for tp in valid_tps(model, hw):
+        p = predict(model, hw, workload, dep.model_copy(update={"tp": tp}))
+        if p.fits:
+            return p
+    assert p is not None  # tp=1 is always valid
+    return p

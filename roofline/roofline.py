@@ -1,0 +1,154 @@
+"""The roofline itself: operator table -> time, per operator, realistic and floor.
+
+For an operator with F FLOPs, B HBM bytes and C interconnect bytes:
+
+    t_compute = F · pad / (peak_flops · flops_fraction)
+    t_memory  = B / (peak_bandwidth · bandwidth_fraction)
+    t_comm    = 2(p-1)/p · C / (link_bandwidth · link_fraction) + 2(p-1) · messages · link_latency   (ring all-reduce, p = tp)
+    t         = max(t_compute, t_memory, t_comm) + launches · kernel_overhead
+
+`pad` rounds a GEMM's token count up to the tensor-core tile (`gemm_tile_tokens`):
+a decode GEMM of 8 tokens on Hopper computes 64 rows. The **floor** uses the
+datasheet peaks with every fraction 1, no padding, no latency and no overhead:
+the speed-of-light time. The realistic time is never below it.
+
+`bound` names the largest of the three terms. Everything here is elementwise
+numpy, so one call times every operator of every scenario of a sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from .hardware import HardwareProfile
+from .ops import NUMERIC_FIELDS, Op, OpKind
+
+
+class Bound(str, Enum):
+    COMPUTE = "compute"
+    MEMORY = "memory"
+    COMMUNICATION = "communication"
+
+
+BOUNDS = (Bound.COMPUTE, Bound.MEMORY, Bound.COMMUNICATION)
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """The rates an operator is timed against (scalars, or arrays aligned with a sweep grid)."""
+
+    gemm_flops_per_s: object
+    attention_flops_per_s: object
+    vector_flops_per_s: object
+    bytes_per_s: object
+    link_bytes_per_s: object
+    link_latency_s: object
+    kernel_overhead_s: object
+    tile_tokens: object
+
+    @classmethod
+    def of(cls, hw: HardwareProfile, compute_key: str, floor: bool = False) -> "Ceilings":
+        """Realistic ceilings (peak x achievable fraction) or, with floor=True, the datasheet peaks."""
+        peak = hw.peak_flops(compute_key)
+        vector = hw.peak_flops_per_s["fp32"]
+        link = hw.interconnect.bytes_per_s_per_direction
+        if floor:
+            return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 1)
+        e = hw.efficiency
+        return cls(
+            gemm_flops_per_s=peak * e.flops_fraction[compute_key],
+            attention_flops_per_s=peak * e.attention_flops_fraction,
+            vector_flops_per_s=vector * e.flops_fraction["fp32"],
+            bytes_per_s=hw.memory_bandwidth_bytes_per_s * e.memory_bandwidth_fraction,
+            link_bytes_per_s=link * e.interconnect_bandwidth_fraction,
+            link_latency_s=hw.interconnect.latency_s,
+            kernel_overhead_s=e.kernel_overhead_s,
+            tile_tokens=hw.gemm_tile_tokens,
+        )
+
+
+@dataclass
+class OpTable:
+    """Operators stacked into arrays: every numeric field has shape (n_ops, *grid)."""
+
+    names: list[str]
+    groups: list[str]
+    kinds: np.ndarray  # (n_ops,) of OpKind values
+    layers: np.ndarray
+    windows: np.ndarray
+    f: dict[str, np.ndarray]
+    hbm_bytes: np.ndarray = None  # HBM bytes of each op: weights + activations + KV, read and written
+    is_gemm: np.ndarray = None
+    is_attention: np.ndarray = None
+    gemm_rows: np.ndarray = None
+
+    @classmethod
+    def of(cls, ops: list[Op], grid_shape: tuple[int, ...] | None = None) -> "OpTable":
+        """Stack ops; `grid_shape=()` promises every field is a scalar (one scenario: the fast path)."""
+        if grid_shape == ():
+            f = {name: np.array([getattr(op, name) for op in ops], dtype=float) for name in NUMERIC_FIELDS}
+        else:
+            shape = np.broadcast_shapes(*(np.shape(getattr(op, name)) for op in ops for name in NUMERIC_FIELDS))
+            f = {
+                name: np.stack([np.broadcast_to(np.asarray(getattr(op, name), dtype=float), shape) for op in ops])
+                for name in NUMERIC_FIELDS
+            }
+        t = cls(
+            names=[op.name for op in ops],
+            groups=[op.group for op in ops],
+            kinds=np.array([op.kind.value for op in ops]),
+            layers=np.array([op.layers for op in ops], dtype=float),
+            windows=np.array([op.window for op in ops], dtype=float),
+            f=f,
+        )
+        t.hbm_bytes = f["weight_bytes"] + f["act_read_bytes"] + f["act_write_bytes"] + f["kv_read_bytes"] + f["kv_write_bytes"]
+        kinds = t.column(t.kinds)
+        t.is_gemm = kinds == OpKind.GEMM.value
+        t.is_attention = kinds == OpKind.ATTENTION.value
+        m = f["gemm_m"]
+        t.gemm_rows = np.where(t.is_gemm & (m > 0), m, 0.0)  # token rows to pad; 0 = not a GEMM
+        return t
+
+    @property
+    def grid_ndim(self) -> int:
+        return self.f["flops"].ndim - 1
+
+    def column(self, values: np.ndarray) -> np.ndarray:
+        """Reshape a per-op vector to broadcast against (n_ops, *grid)."""
+        return values.reshape(values.shape + (1,) * self.grid_ndim)
+
+
+@dataclass
+class Timing:
+    """Per-operator time terms, each shaped (n_ops, *grid)."""
+
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    comm_s: np.ndarray
+    overhead_s: np.ndarray
+
+    @property
+    def time_s(self) -> np.ndarray:
+        return np.maximum(np.maximum(self.compute_s, self.memory_s), self.comm_s) + self.overhead_s
+
+    @property
+    def bound(self) -> np.ndarray:
+        """Index into BOUNDS of the largest term."""
+        return np.argmax(np.stack([self.compute_s, self.memory_s, self.comm_s]), axis=0)
+
+
+def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
+    """Time every operator of a table against one set of ceilings (see the module docstring)."""
+    rate = np.where(t.is_gemm, c.gemm_flops_per_s, np.where(t.is_attention, c.attention_flops_per_s, c.vector_flops_per_s))
+    rows = t.gemm_rows
+    padded = np.ceil(rows / c.tile_tokens) * c.tile_tokens  # 0 where not a GEMM
+    pad = np.where(rows > 0, padded / np.where(rows > 0, rows, 1.0), 1.0)
+    compute = t.f["flops"] * pad / rate
+    memory = t.hbm_bytes / c.bytes_per_s
+    ring = 2 * (tp - 1) / tp
+    comm = ring * t.f["comm_bytes"] / c.link_bytes_per_s + 2 * (tp - 1) * t.f["messages"] * c.link_latency_s
+    overhead = t.f["launches"] * c.kernel_overhead_s
+    return Timing(compute, memory, comm, overhead)

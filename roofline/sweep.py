@@ -1,0 +1,133 @@
+"""`sweep`: a grid of scenarios evaluated at once with numpy, returned as a DataFrame.
+
+The grid is the Cartesian product of every argument. Models and number formats
+change the operator list, so they are looped over; hardware, batch size, prompt
+and output lengths and tp are flattened into arrays and pushed through the very
+same `evaluate` that `predict` uses (one derivation: a sweep row equals the
+`predict` of the same scenario).
+
+Scenarios that break a rule (tp not dividing the heads, a context beyond the
+model's maximum, a dtype the hardware lacks, tp beyond the interconnect domain)
+are left out of the frame and listed, with the reason, in `df.attrs["skipped"]`.
+Scenarios that do not fit in memory stay in, with `fits == False`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import SpecError
+from .hardware import HardwareProfile
+from .predict import derived, evaluate
+from .registry import load_hardware, load_model
+from .roofline import BOUNDS, Ceilings
+from .specs import ModelSpec
+from .workload import Deployment
+
+METRICS = (
+    "ttft_s", "ttft_floor_s", "tpot_s", "tpot_floor_s", "e2e_latency_s", "e2e_latency_floor_s",
+    "output_tokens_per_s", "output_tokens_per_s_per_gpu", "mbu_prefill", "mfu_prefill", "mbu_decode", "mfu_decode",
+    "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes", "memory_available_bytes",
+    "fits", "max_batch_size", "cost_per_hour_usd", "cost_per_million_output_tokens_usd",
+)
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return [None]
+    if isinstance(x, (str, ModelSpec, HardwareProfile)) or not isinstance(x, Iterable):
+        return [x]
+    out = list(x)
+    if not out:
+        raise SpecError("sweep", "every grid axis needs at least one value")
+    return out
+
+
+def _ints(name: str, values) -> np.ndarray:
+    arr = np.asarray(_as_list(values))
+    if arr.dtype.kind not in "iu" or (arr < 1).any():
+        raise SpecError(name, f"needs positive integers, got {list(arr)}")
+    return arr.astype(np.int64)
+
+
+def _stack_ceilings(hws: Sequence[HardwareProfile], key: str, idx: np.ndarray, floor: bool) -> Ceilings:
+    per_hw = [Ceilings.of(hw, key, floor) for hw in hws]
+    return Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[idx] for f in Ceilings.__dataclass_fields__})
+
+
+def sweep(
+    model, hardware, batch_size=1, prompt_tokens=1024, output_tokens=256, tp=1,
+    weight_dtype=None, activation_dtype=None, kv_dtype=None, deployment: Deployment | None = None,
+) -> pd.DataFrame:
+    """Evaluate every combination of the given values; each argument takes one value or a list.
+
+    `model` and `hardware` take ids or loaded specs. dtypes of None mean the model's native
+    dtype. `deployment` supplies the remaining options (attention kernel, group size, reserve).
+    """
+    models = [m if isinstance(m, ModelSpec) else load_model(m) for m in _as_list(model)]
+    hws = [h if isinstance(h, HardwareProfile) else load_hardware(h) for h in _as_list(hardware)]
+    axes = {name: _ints(name, v) for name, v in
+            (("batch_size", batch_size), ("prompt_tokens", prompt_tokens), ("output_tokens", output_tokens), ("tp", tp))}
+    base = deployment or Deployment()
+    # one grid axis per argument: every quantity is computed over the axes it depends on, then broadcast
+    ndim = 1 + len(axes)
+    hi, b, s, o, t = (np.asarray(a).reshape([-1 if d == i else 1 for d in range(ndim)])
+                      for i, a in enumerate([np.arange(len(hws)), *axes.values()]))
+    shape = (len(hws), *(len(a) for a in axes.values()))
+    flat = {name: np.broadcast_to(a, shape).ravel() for name, a in zip(("h", *axes), (hi, b, s, o, t))}
+    frames, skipped = [], []
+    for m, wd, ad, kd in itertools.product(models, _as_list(weight_dtype), _as_list(activation_dtype), _as_list(kv_dtype)):
+        dep = base.model_copy(update={"weight_dtype": wd, "activation_dtype": ad, "kv_dtype": kd})
+        rd = dep.resolved(m)
+        key = rd.compute_key
+        ok = _valid(m, hws, key, flat["h"], flat["prompt_tokens"] + flat["output_tokens"], flat["tp"], skipped, dep)
+        if not ok.any():
+            continue
+        has_key = [h for h in hws if key in h.peak_flops_per_s]
+        stand_in = has_key[0] if has_key else None  # rows of hardware without this dtype are masked out below
+        usable = [h if key in h.peak_flops_per_s else stand_in for h in hws]
+        tpf = t.astype(float)
+        real, floor = _stack_ceilings(usable, key, hi, False), _stack_ceilings(usable, key, hi, True)
+        r = evaluate(m, rd, real, floor, b, s, o, tpf)
+        prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
+        r.update(derived(r, b, o, tpf, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
+                         prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour)))
+        pick = lambda a: np.broadcast_to(a, shape).ravel()[ok]  # noqa: E731
+        cols = {
+            "model": m.name, "hardware": pd.Categorical.from_codes(flat["h"][ok], [h.name for h in hws]),
+            **{name: flat[name][ok] for name in axes},
+            "weight_dtype": rd.weights.dtype.name, "activation_dtype": rd.act.name, "kv_dtype": rd.kv.dtype.name,
+        }
+        cols.update({k: pick(r[k]) for k in METRICS})
+        for phase in ("prefill", "decode"):
+            cols[f"{phase}_bound"] = pd.Categorical.from_codes(pick(r[f"{phase}_bound_index"]), [x.value for x in BOUNDS])
+        frames.append(pd.DataFrame(cols))
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "hardware", *axes, *METRICS])
+    if len(df):
+        df["fits"] = df["fits"].astype(bool)
+        df["max_batch_size"] = df["max_batch_size"].astype(np.int64)
+    df.attrs["skipped"] = skipped
+    return df
+
+
+def _valid(m: ModelSpec, hws, key, h_idx, context, tp, skipped: list, dep: Deployment) -> np.ndarray:
+    """Mask of scenarios meeting `predict.check`'s rules; the others are recorded with the reason."""
+    ok = np.ones(h_idx.shape, bool)
+    widths = [m.num_attention_heads, m.intermediate_size] + ([m.moe.expert_intermediate_size] if m.moe else [])
+    rules = [
+        (np.logical_and.reduce([w % tp == 0 for w in widths]), "tp does not divide the heads or FFN width"),
+        (tp <= np.array([h.interconnect.max_gpus for h in hws])[h_idx], "tp exceeds the interconnect domain"),
+        (context <= m.max_context, "prompt + output exceeds max_context"),
+        (np.array([key in h.peak_flops_per_s for h in hws])[h_idx], f"hardware lacks {key} compute"),
+    ]
+    for mask, why in rules:
+        bad = ok & ~mask
+        if bad.any():
+            skipped.append({"model": m.name, "weight_dtype": dep.weight_dtype, "activation_dtype": dep.activation_dtype,
+                            "kv_dtype": dep.kv_dtype, "scenarios": int(bad.sum()), "reason": why})
+        ok &= mask
+    return ok
