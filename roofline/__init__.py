@@ -19,11 +19,11 @@ __all__ = [
     "LayerGroup", "Matrix", "MLAConfig", "ModelSpec", "MoEConfig",
 ]
 
-from .predict import Prediction, predict  # noqa: E402
+from .predict import Prediction, predict, predict_fitting, valid_tps  # noqa: E402
 from .roofline import Bound  # noqa: E402
 from .workload import Deployment, Workload  # noqa: E402
 
-__all__ += ["Prediction", "predict", "Bound", "Deployment", "Workload"]
+__all__ += ["Prediction", "predict", "predict_fitting", "valid_tps", "Bound", "Deployment", "Workload"]
 from .sweep import sweep  # noqa: E402
 
 __all__ += ["sweep"]

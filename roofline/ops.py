@@ -171,17 +171,17 @@ def _local(m: Matrix, model: ModelSpec, tp):
 
 
 def _scheme(m: Matrix, rd: ResolvedDeployment) -> QuantScheme:
-    """Routers stay in the native dtype (quantizers leave them); every other matrix uses the weight scheme."""
-    return rd.native_scheme if m.name == "router" else rd.weights
+    """Routers are left unquantized (see `ResolvedDeployment.unquantized`); every other matrix uses the weight scheme."""
+    return rd.unquantized if m.name == "router" else rd.weights
 
 
 # --------------------------------------------------------------- storage
 def weight_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
     """Bytes of weights one GPU stores: every matrix shard, its scales, biases, norms, embeddings.
 
-    At tp=1 in the native 16-bit dtype this is exactly 2 · param_count.
+    At tp=1 in a 16-bit format this is exactly 2 · param_count.
     """
-    nb = rd.native.bits / 8
+    nb = rd.unquantized_bytes
     total = 0.0
     for g in model.layer_groups():
         per_layer = model.norm_params_per_layer() * nb
@@ -196,26 +196,36 @@ def weight_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
 def embedding_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
     """Vocabulary-parallel embedding table shard (+ replicated learned positions).
 
-    An untied table stays in the native dtype (it is gathered, not multiplied);
-    a tied one is the LM head's matrix and takes the weight format.
+    See `embedding_scheme` for its format.
     """
     h, v = model.hidden_size, model.vocab_size
-    scheme = rd.weights if model.tied_embeddings else rd.native_scheme
-    pos = (model.embedding_params - v * h) * rd.native.bits / 8
+    scheme = embedding_scheme(model, rd)
+    pos = (model.embedding_params - v * h) * rd.unquantized_bytes
     return scheme.matrix_bytes(_split(v, tp), h) + pos
+
+
+def embedding_scheme(model: ModelSpec, rd: ResolvedDeployment) -> QuantScheme:
+    """Format of the input embedding table.
+
+    A tied table is the LM head's matrix and takes the weight format. An untied one
+    follows a plain float cast (fp32, fp16) but stays in the native dtype under
+    quantization (int8/int4/fp8/nf4/fp4): it is gathered, not multiplied, and GPTQ,
+    AWQ and FP8 checkpoints leave it unquantized.
+    """
+    return rd.weights if model.tied_embeddings else rd.unquantized
 
 
 def embedding_row_bytes(model: ModelSpec, rd: ResolvedDeployment):
     """Bytes gathered per token: one embedding row (and one learned-position row)."""
-    h, nb = model.hidden_size, rd.native.bits / 8
-    scheme = rd.weights if model.tied_embeddings else rd.native_scheme
+    h, nb = model.hidden_size, rd.unquantized_bytes
+    scheme = embedding_scheme(model, rd)
     return scheme.matrix_bytes(1, h) + (h * nb if model.position_embedding == "learned" else 0)
 
 
 def lm_head_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
     """Untied LM head shard in the weight format (0 when tied), plus its bias."""
     h, v = model.hidden_size, model.vocab_size
-    bias = (v / tp) * rd.native.bits / 8 if model.lm_head_bias else 0
+    bias = (v / tp) * rd.unquantized_bytes if model.lm_head_bias else 0
     return (0 if model.tied_embeddings else rd.weights.matrix_bytes(_split(v, tp), h)) + bias
 
 
@@ -236,7 +246,7 @@ def kv_cache_bytes(model: ModelSpec, rd: ResolvedDeployment, batch, context_toke
 
 # ------------------------------------------------------------ the op table
 def _gemm(name, group, layers, m_tokens, n, k, scheme: QuantScheme, ab, nb, copies=1, bias=False, gemm_m=None):
-    """A GEMM of `m_tokens` rows through `copies` weight matrices of n x k (biases in the native dtype)."""
+    """A GEMM of `m_tokens` rows through `copies` weight matrices of n x k (biases unquantized)."""
     weights = copies * (scheme.matrix_bytes(n, k) + (n * nb if bias else 0))
     return Op(
         name, group, OpKind.GEMM, layers, launches=layers,
@@ -321,7 +331,7 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
     Prefill: new_tokens = prompt, past_tokens = 0. Decode step at context c: new_tokens = 1, past_tokens = c - 1.
     """
     h = model.hidden_size
-    ab, nb = rd.act_bytes, rd.native.bits / 8
+    ab, nb = rd.act_bytes, rd.unquantized_bytes
     tokens = batch * new_tokens
     naive = rd.dep.attention_impl == "naive"
     absorbed = (new_tokens == 1) if mla_absorbed is None else mla_absorbed
@@ -369,13 +379,13 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
 def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp, gated) -> list[Op]:
     """Router, routed experts (only the distinct experts touched are read) and shared experts."""
     e = model.moe
-    ab, nb = rd.act_bytes, rd.native.bits / 8
+    ab, nb = rd.act_bytes, rd.unquantized_bytes
     mats = {m.name: m for m in model.mlp_matrices(True)}
     router = mats["router"]
     touched = expected_experts_touched(tokens, e.num_experts, e.experts_per_token)
     routed = tokens * e.experts_per_token  # token-expert pairs
     per_expert_m = routed / touched
-    ops = [_gemm("router", group, layers, tokens, router.n, router.k, rd.native_scheme, ab, nb, bias=router.bias)]
+    ops = [_gemm("router", group, layers, tokens, router.n, router.k, rd.unquantized, ab, nb, bias=router.bias)]
     up_n, up_k = _local(mats["experts_up"], model, tp)
     dn_n, dn_k = _local(mats["experts_down"], model, tp)
     ops.append(_gemm("experts_up", group, layers, routed, up_n, up_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m))

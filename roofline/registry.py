@@ -9,6 +9,7 @@ folders are read directly. Nothing is read at import time; loads are cached.
 
 from __future__ import annotations
 
+import difflib
 import functools
 from importlib import resources
 from pathlib import Path
@@ -60,13 +61,19 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def validation_message(exc: ValidationError, where: str) -> SpecError:
-    """Turn pydantic's report into one line naming the first bad field."""
-    err = exc.errors()[0]
+def validation_message(exc: ValidationError, where: str, schema=None) -> SpecError:
+    """Turn pydantic's report into one line naming the first bad field.
+
+    An unknown key is reported before the missing field it usually misspells, with a suggestion.
+    """
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in err["loc"]) or where
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        msg = "unknown field (check the spelling against the schema)"
+        known = list(schema.model_fields) if schema is not None else []
+        close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+        msg = "unknown field" + (f"; did you mean {close[0]!r}?" if close else " (check the spelling against the schema)")
     if err["type"] == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
         if ": " in msg and not err["loc"]:
@@ -88,7 +95,7 @@ def _load(kind: str, cls, name_or_path: str | Path):
     try:
         return cls.model_validate(_read_yaml(text, where))
     except ValidationError as exc:
-        raise validation_message(exc, where) from None
+        raise validation_message(exc, where, cls) from None
 
 
 @functools.lru_cache(maxsize=None)

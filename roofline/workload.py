@@ -75,7 +75,7 @@ class Deployment(BaseModel):
 class ResolvedDeployment:
     """A Deployment with dtypes resolved against a model: what `ops.py` consumes."""
 
-    __slots__ = ("dep", "weights", "act", "kv", "native", "native_scheme", "compute_key")
+    __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key")
 
     @classmethod
     def of(cls, dep: Deployment, native_dtype: str, native_weight_dtype: str | None = None) -> "ResolvedDeployment":
@@ -85,7 +85,6 @@ class ResolvedDeployment:
         self = cls()
         self.dep = dep
         self.native = get_dtype(native_dtype, "native_dtype")
-        self.native_scheme = QuantScheme.of(self.native)
         wd = get_dtype(dep.weight_dtype or native_weight_dtype or native_dtype, "weight_dtype")
         ad = get_dtype(dep.activation_dtype or native_dtype, "activation_dtype")
         if wd.name == "tf32":
@@ -99,6 +98,9 @@ class ResolvedDeployment:
                 f"use weight_dtype with at most {ad.bits} bits (e.g. weight_dtype={ad.name})",
             )
         self.weights = QuantScheme.of(wd, dep.weight_group_size, dep.weight_scale_dtype, dep.weight_zero_point, field="weight")
+        # Tensors quantizers leave alone (norms, biases, routers, an untied embedding table) follow a plain
+        # float cast of the weights (fp32, fp16) but stay in the native dtype under int8/int4/fp8/nf4/fp4.
+        self.unquantized = self.weights if not wd.is_quantized else QuantScheme.of(self.native)
         self.act = ad
         self.kv = kv_scheme(dep.kv_dtype or native_dtype)
         self.compute_key = ad.peak_key
@@ -113,3 +115,8 @@ class ResolvedDeployment:
         so activations in HBM (and all-reduce messages) stay 2 bytes.
         """
         return max(self.act.bits / 8, 2.0)
+
+    @property
+    def unquantized_bytes(self) -> float:
+        """Bytes per element of norms, biases and other tensors quantization leaves alone."""
+        return self.unquantized.dtype.bits / 8

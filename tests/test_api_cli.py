@@ -1,0 +1,183 @@
+"""The public API contract and the CLI, including every bad-input path: one line naming the field, no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+import roofline as rl
+from roofline.cli import main
+
+
+def test_the_documented_api_runs_as_written():
+    model = rl.load_model("llama-3.1-70b")
+    assert (model.param_count, model.active_param_count) == (70_553_706_496, 70_553_706_496)
+    assert model.kv_bytes_per_token("bf16") == 327_680
+    hw = rl.load_hardware("h100-sxm")
+    wl = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
+    dep = rl.Deployment(tp=4, weight_dtype="fp8", activation_dtype="fp8", kv_dtype="fp8")
+    dep4 = rl.Deployment(weight_dtype="int4", weight_group_size=128)
+    p = rl.predict(model, hw, wl, dep)
+    for name in ("ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "mbu_decode",
+                 "mfu_prefill", "kv_cache_bytes", "weight_bytes", "memory_required_bytes", "ttft_floor_s", "tpot_floor_s",
+                 "cost_per_million_output_tokens_usd"):
+        assert getattr(p, name) > 0, name
+    assert p.fits and p.max_batch_size > 8 and p.num_gpus == 4
+    assert p.output_tokens_per_s_per_gpu == pytest.approx(p.output_tokens_per_s / 4)
+    # throughput is the whole batch's output over the end-to-end latency
+    assert p.output_tokens_per_s == pytest.approx(8 * 256 / p.e2e_latency_s)
+    # cost: 4 GPUs at the profile's price for as long as it takes to make 1M tokens
+    assert p.cost_per_million_output_tokens_usd == pytest.approx(4 * hw.price_usd_per_gpu_hour / 3600 * 1e6 / p.output_tokens_per_s)
+    assert p.e2e_latency_s == pytest.approx(p.ttft_s + 255 * p.tpot_s)
+    assert isinstance(p.operators, pd.DataFrame) and set(p.operators.phase) == {"prefill", "decode"}
+    p4 = rl.predict(model, hw, wl, dep4)
+    assert p4.compute_dtype == "bf16"  # W4A16: weight-only, computes at the bf16 peak
+    # 4.125 bits per linear weight (+ a bf16 embedding table) vs 8 bits on 4 GPUs
+    assert p4.weight_bytes < 0.6 * (4 * p.weight_bytes)
+    df = rl.sweep(model=["llama-3.1-8b"], hardware=["h100-sxm", "h200"], batch_size=[1, 8], prompt_tokens=[512],
+                  output_tokens=[128], tp=[1, 2], weight_dtype=["bf16", "int4"])
+    assert len(df) == 2 * 2 * 2 * 2
+    assert "llama-3.1-70b" in rl.list_models() and "h100-sxm" in rl.list_hardware()
+    assert rl.Deployment() == rl.Deployment(tp=1)  # native dtypes everywhere
+
+
+def test_memory_breakdown_adds_up():
+    p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(batch_size=4, prompt_tokens=1000, output_tokens=24))
+    assert p.memory_required_bytes == pytest.approx(p.weight_bytes + p.kv_cache_bytes + p.activation_workspace_bytes + p.runtime_reserve_bytes)
+    assert p.kv_cache_bytes == 4 * 1024 * 131_072  # 4 sequences x 1,024 tokens x 32 layers x 2 x 8 x 128 x 2 bytes
+
+
+def test_a_scenario_that_does_not_fit_says_so_with_bytes():
+    p = rl.predict(rl.load_model("llama-3.1-405b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=100, output_tokens=10))
+    assert not p.fits
+    assert p.memory_required_bytes > 800e9 and p.memory_available_bytes == rl.load_hardware("h100-sxm").memory_bytes
+    assert "does NOT fit" in p.fit_message and "GB" in p.fit_message
+    assert p.max_batch_size == 0
+
+
+def test_predict_fitting_picks_the_fewest_gpus():
+    model, hw = rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm")
+    p = rl.predict_fitting(model, hw, rl.Workload(batch_size=1, prompt_tokens=1000, output_tokens=100))
+    assert p.fits and p.num_gpus == 2  # 141 GB of bf16 weights: 2 x 80 GB
+    assert not rl.predict(model, hw, rl.Workload(batch_size=1, prompt_tokens=1000, output_tokens=100)).fits
+
+
+@pytest.mark.parametrize(("call", "field"), [
+    (lambda: rl.load_model("llama-4"), "model"),
+    (lambda: rl.load_hardware("tpu-v9"), "hardware"),
+    (lambda: rl.predict(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(tp=3)), "tp"),
+    (lambda: rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("a100-sxm-80gb"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(weight_dtype="fp8", activation_dtype="fp8")), "activation_dtype"),
+    (lambda: rl.predict(rl.load_model("llama-2-7b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=4000, output_tokens=200)), "prompt_tokens"),
+    (lambda: rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(tp=16)), "tp"),
+    (lambda: rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(weight_dtype="bf16", activation_dtype="fp8")), "activation_dtype"),
+    (lambda: rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(weight_group_size=64)), "weight_group_size"),
+])
+def test_api_bad_input_names_the_field(call, field):
+    with pytest.raises(rl.SpecError) as err:
+        call()
+    assert err.value.field == field and str(err.value).startswith(f"{field}:")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("build", "field"), [
+    (lambda: rl.Workload(batch_size=0, prompt_tokens=1, output_tokens=1), "batch_size"),
+    (lambda: rl.Workload(prompt_tokens=-5, output_tokens=1), "prompt_tokens"),
+    (lambda: rl.Deployment(weight_dtype="int3"), "weight_dtype"),
+    (lambda: rl.Deployment(tp=0), "tp"),
+    (lambda: rl.ModelSpec.model_validate({**rl.load_model("llama-3.1-8b").model_dump(), "num_kv_heads": 7}), "num_kv_heads"),
+    (lambda: rl.ModelSpec.model_validate({**rl.load_model("llama-3.1-8b").model_dump(), "num_layrs": 7}), "num_layrs"),
+])
+def test_api_validation_errors_name_the_field(build, field):
+    with pytest.raises(ValidationError) as err:
+        build()
+    assert field in str(err.value)
+
+
+def test_a_spec_file_with_a_typo_is_rejected(tmp_path):
+    text = rl.registry._data_dir("model_specs").joinpath("llama-3.1-8b.yaml").read_text()
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(text.replace("hidden_size:", "hiden_size:"))
+    with pytest.raises(rl.SpecError, match="hiden_size: unknown field; did you mean 'hidden_size'"):
+        rl.load_model(bad)
+
+
+# ------------------------------------------------------------------ CLI
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_predict_table(capsys):
+    code, out, err = run_cli(capsys, "predict", "--model", "llama-3.1-70b", "--hardware", "h100-sxm,h200,mi300x",
+                             "--batch-size", "8", "--prompt-tokens", "2048", "--output-tokens", "256", "--tp", "auto")
+    assert code == 0 and err == ""
+    for text in ("TTFT", "TPOT (mean)", "fits in memory", "cost per 1M output tokens", "NVIDIA H200", "MI300X"):
+        assert text in out
+
+
+def test_cli_json_is_the_full_prediction(capsys):
+    code, out, _ = run_cli(capsys, "predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["fits"] is True and doc["workload"]["prompt_tokens"] == 1024
+    assert set(rl.Prediction.model_fields) <= set(doc)
+    assert {row["op"] for row in doc["operators"]} >= {"qkv_proj", "attention", "mlp_up", "lm_head"}
+
+
+def test_cli_lists(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "deepseek-v3" in out and "70.6B" in out
+    code, out, _ = run_cli(capsys, "hardware")
+    assert code == 0 and "h100-sxm" in out and "3.35 TB/s" in out
+    code, out, _ = run_cli(capsys, "hardware", "--json")
+    assert {d["id"] for d in json.loads(out)} == set(rl.list_hardware())
+
+
+def test_cli_does_not_fit_is_reported(capsys):
+    code, out, _ = run_cli(capsys, "predict", "--model", "llama-3.1-405b", "--hardware", "h100-sxm")
+    assert code == 0 and "does NOT fit: needs" in out and "NO" in out
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (["--model", "llama-9"], "model: unknown id 'llama-9'"),
+    (["--hardware", "h900"], "hardware: unknown id 'h900'"),
+    (["--tp", "3"], "tp: 3 does not divide num_attention_heads=64"),
+    (["--weight-dtype", "int3"], "weight_dtype"),
+    (["--hardware", "a100-sxm-80gb", "--activation-dtype", "fp8", "--weight-dtype", "fp8"], "activation_dtype"),
+    (["--prompt-tokens", "200000"], "prompt_tokens"),
+])
+def test_cli_bad_input_is_one_line(capsys, args, field):
+    base = {"--model": "llama-3.1-70b", "--hardware": "h100-sxm"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    code, out, err = run_cli(capsys, "predict", *[x for kv in base.items() for x in kv])
+    assert code == 2 and out == ""
+    assert err.startswith("roofline: error: ") and field in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_rejects_a_spec_whose_heads_do_not_divide(capsys, tmp_path):
+    text = rl.registry._data_dir("model_specs").joinpath("llama-3.1-8b.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("num_kv_heads: 8", "num_kv_heads: 5"))
+    code, _, err = run_cli(capsys, "predict", "--model", str(bad), "--hardware", "h100-sxm")
+    assert code == 2 and "num_kv_heads" in err and "not divisible" in err and err.count("\n") == 1
+
+
+def test_cli_negative_length_exits_nonzero(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--output-tokens", "-4"])
+    assert exc.value.code == 2
+    assert "--output-tokens: must be at least 1, got -4" in capsys.readouterr().err
+
+
+def test_cli_as_a_process_prints_no_traceback():
+    r = subprocess.run([sys.executable, "-m", "roofline", "predict", "--model", "nope", "--hardware", "h100-sxm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("roofline: error: model: unknown id 'nope'; choose one of")
