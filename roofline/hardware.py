@@ -70,7 +70,7 @@ class HardwareProfile(BaseModel):
     name: str = Field(min_length=1)
     vendor: str
     architecture: str
-    memory_bytes: int = Field(gt=0, description="device memory as the runtime reports it (cudaMemGetInfo total)")
+    memory_bytes: int = Field(gt=0, description="device memory total as NVML / nvidia-smi reports it (cudaMemGetInfo reports ~0.5-0.8% less)")
     memory_bandwidth_bytes_per_s: float = Field(gt=0, description="peak HBM/GDDR bandwidth")
     peak_flops_per_s: dict[str, float] = Field(description="dense peak FLOP/s (OP/s for int) per dtype key")
     sparsity_2_4_speedup: float | None = Field(None, ge=1, description="tensor-core speed-up from 2:4 structured sparsity; None = unsupported")

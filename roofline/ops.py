@@ -73,7 +73,7 @@ class OpKind(str, Enum):
     COMM = "comm"
 
 
-@dataclass
+@dataclass(slots=True)
 class Op:
     """One operator of a forward pass, summed over the `layers` it runs in. Per GPU.
 
@@ -109,16 +109,19 @@ NUMERIC_FIELDS = tuple(f.name for f in fields(Op) if f.name not in ("name", "gro
 
 
 # ------------------------------------------------------------------ helpers
-def _is_scalar(*xs) -> bool:
-    return all(isinstance(x, (int, float)) for x in xs)
+_SCALAR_TYPES = (int, float)
+
+
+def _is_scalar(x) -> bool:
+    return type(x) in _SCALAR_TYPES
 
 
 def _min(a, b):
-    return min(a, b) if _is_scalar(a, b) else np.minimum(a, b)
+    return min(a, b) if type(a) in _SCALAR_TYPES and type(b) in _SCALAR_TYPES else np.minimum(a, b)
 
 
 def _max(a, b):
-    return max(a, b) if _is_scalar(a, b) else np.maximum(a, b)
+    return max(a, b) if type(a) in _SCALAR_TYPES and type(b) in _SCALAR_TYPES else np.maximum(a, b)
 
 
 def _ceil_div(a, b):

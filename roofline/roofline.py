@@ -18,6 +18,7 @@ numpy, so one call times every operator of every scenario of a sweep.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -25,6 +26,9 @@ import numpy as np
 
 from .hardware import HardwareProfile
 from .ops import NUMERIC_FIELDS, Op, OpKind
+
+
+_NUMERIC_GETTER = operator.attrgetter(*NUMERIC_FIELDS)
 
 
 class Bound(str, Enum):
@@ -89,7 +93,8 @@ class OpTable:
     def of(cls, ops: list[Op], grid_shape: tuple[int, ...] | None = None) -> "OpTable":
         """Stack ops; `grid_shape=()` promises every field is a scalar (one scenario: the fast path)."""
         if grid_shape == ():
-            f = {name: np.array([getattr(op, name) for op in ops], dtype=float) for name in NUMERIC_FIELDS}
+            rows = np.array(list(map(_NUMERIC_GETTER, ops)), dtype=float)
+            f = dict(zip(NUMERIC_FIELDS, rows.T))
         else:
             shape = np.broadcast_shapes(*(np.shape(getattr(op, name)) for op in ops for name in NUMERIC_FIELDS))
             f = {

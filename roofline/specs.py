@@ -223,12 +223,23 @@ class ModelSpec(BaseModel):
             for (att, moe), n in counts.items()
         )
 
-    def attention_matrices(self) -> list[Matrix]:
+    def attention_matrices(self) -> tuple[Matrix, ...]:
         """Weight matrices of one attention block (QKV fused for standard attention)."""
+        return self._attention_matrices
+
+    def mlp_matrices(self, moe: bool) -> tuple[Matrix, ...]:
+        """FFN weight matrices of one layer: a dense MLP, or router + routed + shared experts.
+
+        Gated FFNs fuse gate and up into one 2f x h matrix (as vLLM does).
+        """
+        return self._mlp_matrices[moe]
+
+    @functools.cached_property
+    def _attention_matrices(self) -> tuple[Matrix, ...]:
         h, hq, d = self.hidden_size, self.num_attention_heads, self.head_dim
         if self.mla is None:
             qkv_out = (hq + 2 * self.num_kv_heads) * d
-            return [Matrix("qkv_proj", qkv_out, h, bias=self.qkv_bias), Matrix("o_proj", h, hq * d, bias=self.o_bias)]
+            return (Matrix("qkv_proj", qkv_out, h, bias=self.qkv_bias), Matrix("o_proj", h, hq * d, bias=self.o_bias))
         m = self.mla
         mats = []
         if m.q_lora_rank:
@@ -240,18 +251,18 @@ class ModelSpec(BaseModel):
             Matrix("kv_b_proj", hq * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank),
             Matrix("o_proj", h, hq * m.v_head_dim, bias=self.o_bias),
         ]
-        return mats
+        return tuple(mats)
 
-    def mlp_matrices(self, moe: bool) -> list[Matrix]:
-        """FFN weight matrices of one layer: a dense MLP, or router + routed + shared experts.
+    @functools.cached_property
+    def _mlp_matrices(self) -> dict[bool, tuple[Matrix, ...]]:
+        return {False: self._build_mlp_matrices(False), True: self._build_mlp_matrices(True) if self.moe else ()}
 
-        Gated FFNs fuse gate and up into one 2f x h matrix (as vLLM does).
-        """
+    def _build_mlp_matrices(self, moe: bool) -> tuple[Matrix, ...]:
         h = self.hidden_size
         up_rows = 2 if self.ffn_kind == "gated" else 1
         if not moe:
             f = self.intermediate_size
-            return [Matrix("mlp_up", up_rows * f, h, bias=self.mlp_bias), Matrix("mlp_down", h, f, bias=self.mlp_bias)]
+            return (Matrix("mlp_up", up_rows * f, h, bias=self.mlp_bias), Matrix("mlp_down", h, f, bias=self.mlp_bias))
         e = self.moe
         assert e is not None
         fe = e.expert_intermediate_size
@@ -263,9 +274,9 @@ class ModelSpec(BaseModel):
         if e.num_shared_experts:
             fs = e.num_shared_experts * e.shared_width
             mats += [Matrix("shared_up", up_rows * fs, h), Matrix("shared_down", h, fs)]
-        return mats
+        return tuple(mats)
 
-    def layer_matrices(self, moe: bool) -> list[Matrix]:
+    def layer_matrices(self, moe: bool) -> tuple[Matrix, ...]:
         return self.attention_matrices() + self.mlp_matrices(moe)
 
     def norm_params_per_layer(self) -> int:
