@@ -79,10 +79,6 @@ def sum_of_m(lo, hi, window):
 
 
 # ------------------------------------------------------------ validation
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) -> ResolvedDeployment:
     """Every rule a scenario must meet, each failing with a one-line error naming the field."""
     rd = dep.resolved(model)
@@ -91,12 +87,13 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
     widths = {"num_attention_heads": model.num_attention_heads, "intermediate_size": model.intermediate_size}
     if model.moe is not None:
         widths["moe.expert_intermediate_size"] = model.moe.expert_intermediate_size
+    choices = ", ".join(map(str, valid_tps(model, hw)))
     for name, width in widths.items():
         if width % tp:
-            ok = [d for d in _divisors(model.num_attention_heads) if all(w % d == 0 for w in widths.values())]
-            raise SpecError("tp", f"{tp} does not divide {name}={width} of {model.name}; choose one of {', '.join(map(str, ok))}")
+            raise SpecError("tp", f"{tp} does not divide {name}={width} of {model.name}; choose one of {choices}")
     if tp > hw.interconnect.max_gpus:
-        raise SpecError("tp", f"{tp} exceeds the {hw.interconnect.max_gpus} GPUs of one {hw.interconnect.name} domain on {hw.name}")
+        raise SpecError("tp", f"{tp} exceeds the {hw.interconnect.max_gpus} GPUs of one {hw.interconnect.name} domain "
+                              f"on {hw.name}; choose one of {choices}")
     if wl.context_tokens > model.max_context:
         raise SpecError(
             "prompt_tokens",

@@ -1,0 +1,30 @@
+# One command for the main job, one for the tests; each builds its own virtual environment.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: Llama-3.1-70B serving a batch of 8 (2,048-token prompts, 256 output tokens)
+# on four accelerators, each with the fewest GPUs it fits on.
+demo: $(STAMP)
+	$(BIN)/roofline predict --model llama-3.1-70b --hardware h100-sxm,h200,a100-sxm-80gb,mi300x \
+		--batch-size 8 --prompt-tokens 2048 --output-tokens 256 --tp auto
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python tests/benchmarks/bench_predictor.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,42 @@
+"""`pip install .` works outside the checkout: the specs ship as package data and load from the wheel."""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import roofline as rl
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_specs_and_works_outside_the_checkout(tmp_path):
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True)
+    if build.returncode and "No module named" in build.stderr:
+        pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1]}")
+    assert build.returncode == 0, build.stderr
+    wheel = next((tmp_path / "dist").glob("roofline-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"roofline/model_specs/{m}.yaml" for m in rl.list_models()} <= names
+    assert {f"roofline/hardware_profiles/{h}.yaml" for h in rl.list_hardware()} <= names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
+    # -S: no site hooks (so no editable install of the checkout); dependencies from this interpreter's site-packages
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), *site.getsitepackages()])}
+    code = ("import roofline as rl; print(rl.__file__); "
+            "print(len(rl.list_models()), len(rl.list_hardware())); "
+            "print(rl.predict(rl.load_model('llama-3.1-8b'), rl.load_hardware('h100-sxm'), "
+            "rl.Workload(prompt_tokens=100, output_tokens=10)).fits)")
+    run = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    where, counts, fits = run.stdout.split("\n")[:3]
+    assert where.startswith(str(target))  # the installed copy, not the checkout
+    assert counts == f"{len(rl.list_models())} {len(rl.list_hardware())}" and fits == "True"
