@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_wheel_ships_the_specs_and_works_outside_the_checkout(tmp_path):
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True)
-    if build.returncode and "No module named" in build.stderr:
-        pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1]}")
+    if build.returncode and ("invalid command 'bdist_wheel'" in build.stderr or "No module named" in build.stderr):
+        pytest.skip("this interpreter cannot build wheels without isolation (needs setuptools>=70.1, "
+                    "which `pip install -e .[dev]` brings)")
     assert build.returncode == 0, build.stderr
     wheel = next((tmp_path / "dist").glob("roofline-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
