@@ -310,6 +310,13 @@ class Prediction(BaseModel):
             self._operators = _operator_frame(self._tables)
         return self._operators.copy()
 
+    def tpot_at(self, context_tokens: int) -> float:
+        """Realistic time of the one decode step whose new token attends to `context_tokens` keys
+        (the prompt, the tokens generated so far, and itself)."""
+        if context_tokens < 1:
+            raise SpecError("context_tokens", f"must be at least 1, got {context_tokens}")
+        return float(self._tables[3].step_s(context_tokens))
+
     @property
     def fit_message(self) -> str:
         need, have = self.memory_required_bytes, self.memory_available_bytes
