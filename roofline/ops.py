@@ -273,11 +273,11 @@ def _norms(name, group, layers, per_layer, tokens, width, ab, nb):
     )
 
 
-def _activation(group, layers, tokens, width, gated: bool, ab):
+def _activation(name, group, layers, tokens, width, gated: bool, ab):
     """The FFN nonlinearity: gated reads gate and up (2 x width) and writes width; plain reads and writes width."""
     per_el = GATED_ACT_FLOPS_PER_ELEMENT if gated else PLAIN_ACT_FLOPS_PER_ELEMENT
     return Op(
-        "mlp_act", group, OpKind.ELEMENTWISE, layers, launches=layers,
+        name, group, OpKind.ELEMENTWISE, layers, launches=layers,
         flops=layers * per_el * tokens * width,
         act_read_bytes=layers * (2 if gated else 1) * tokens * width * ab,
         act_write_bytes=layers * tokens * width * ab,
@@ -349,34 +349,30 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
         window = g.window if g.window is not None else math.inf
         ops.append(_norms("norms", lab, L, model.n_norms_per_layer, tokens, h, ab, nb))
         for m in model.attention_matrices():
+            if m.name == "o_proj":  # the attention core sits between the projections that feed it and o_proj
+                ops.append(_attention(model, rd, lab, L, window, batch, new_tokens, past_tokens, tp, naive, absorbed))
             n, k = _local(m, model, tp)
             m_tokens = tokens
             if m.name == "kv_b_proj" and not absorbed:  # decompress every visible latent
                 m_tokens = batch * visible_keys(new_tokens, past_tokens, window)
             op = _gemm(m.name, lab, L, m_tokens, n, k, _scheme(m, rd), ab, nb, bias=m.bias)
             if m.name == "kv_b_proj" and not absorbed:
-                latent = kv_bytes_per_token_per_layer(model, rd, tp)
                 op.act_read_bytes = 0.0
-                op.kv_read_bytes = L * m_tokens * latent
+                op.kv_read_bytes = L * m_tokens * kv_bytes_per_token_per_layer(model, rd, tp)
             ops.append(op)
-        # attention core after the projections that feed it, before o_proj
-        o_index = next(i for i in range(len(ops) - 1, -1, -1) if ops[i].name == "o_proj")
-        ops.insert(o_index, _attention(model, rd, lab, L, window, batch, new_tokens, past_tokens, tp, naive, absorbed))
-        if not model.parallel_blocks:
-            ops.append(_allreduce("allreduce", lab, L, 1, tokens, h, ab, tp))
         if g.moe:
             ops += _moe_ops(model, rd, lab, L, tokens, tp, gated)
         else:
-            f = _split(model.intermediate_size, tp)
             up, down = model.mlp_matrices(False)
             ops.append(_gemm("mlp_up", lab, L, tokens, *_local(up, model, tp), rd.weights, ab, nb, bias=up.bias))
-            ops.append(_activation(lab, L, tokens, f, gated, ab))
+            ops.append(_activation("mlp_act", lab, L, tokens, _split(model.intermediate_size, tp), gated, ab))
             ops.append(_gemm("mlp_down", lab, L, tokens, *_local(down, model, tp), rd.weights, ab, nb, bias=down.bias))
-        ops.append(_allreduce("allreduce", lab, L, 1, tokens, h, ab, tp))
+        # all-reduces after attention and after the MLP (one after both with parallel blocks), in one row
+        ops.append(_allreduce("allreduce", lab, L, 1 if model.parallel_blocks else 2, tokens, h, ab, tp))
     ops.append(_norms("final_norm", "model", 1, 1, tokens, h, ab, nb))
     v_local = _split(model.vocab_size, tp)
     ops.append(_gemm("lm_head", "model", 1, batch, v_local, h, rd.weights, ab, nb, bias=model.lm_head_bias))
-    return _merge_allreduce(ops)
+    return ops
 
 
 def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp, gated) -> list[Op]:
@@ -388,32 +384,15 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     touched = expected_experts_touched(tokens, e.num_experts, e.experts_per_token)
     routed = tokens * e.experts_per_token  # token-expert pairs
     per_expert_m = routed / touched
-    ops = [_gemm("router", group, layers, tokens, router.n, router.k, rd.unquantized, ab, nb, bias=router.bias)]
+    ops = [_gemm("router", group, layers, tokens, router.n, router.k, _scheme(router, rd), ab, nb, bias=router.bias)]
     up_n, up_k = _local(mats["experts_up"], model, tp)
     dn_n, dn_k = _local(mats["experts_down"], model, tp)
     ops.append(_gemm("experts_up", group, layers, routed, up_n, up_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m))
-    ops.append(_activation(group, layers, routed, dn_k, gated, ab))
+    ops.append(_activation("experts_act", group, layers, routed, dn_k, gated, ab))
     ops.append(_gemm("experts_down", group, layers, routed, dn_n, dn_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m))
     if e.num_shared_experts:
         su, sd = _local(mats["shared_up"], model, tp), _local(mats["shared_down"], model, tp)
         ops.append(_gemm("shared_up", group, layers, tokens, *su, rd.weights, ab, nb))
-        ops.append(_activation(group, layers, tokens, sd[1], gated, ab))
-        ops[-1].name = "shared_act"
+        ops.append(_activation("shared_act", group, layers, tokens, sd[1], gated, ab))
         ops.append(_gemm("shared_down", group, layers, tokens, *sd, rd.weights, ab, nb))
     return ops
-
-
-def _merge_allreduce(ops: list[Op]) -> list[Op]:
-    """Keep one all-reduce row per layer group (two collectives per layer, or one with parallel blocks)."""
-    out: list[Op] = []
-    seen: dict[str, Op] = {}
-    for op in ops:
-        if op.kind is OpKind.COMM and op.group in seen:
-            first = seen[op.group]
-            for f in ("launches", "comm_bytes", "messages"):
-                setattr(first, f, getattr(first, f) + getattr(op, f))
-            continue
-        if op.kind is OpKind.COMM:
-            seen[op.group] = op
-        out.append(op)
-    return out

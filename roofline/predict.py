@@ -110,6 +110,8 @@ class DecodeSteps:
     term(m) = t1 + (t2 - t1)(m - 1), from probes at contexts 1 and 2. Most ops (weights,
     norms, all-reduces) do not depend on the context at all: they are summed once and
     multiplied by the step count; only the others (attention) go through `sum_over_steps`.
+    Communication and overhead never depend on the context, and an op has either
+    compute/memory terms or a communication term, never both.
     """
 
     def __init__(self, d1: OpTable, d2: OpTable, t1: Timing, t2: Timing, lo, hi):
@@ -117,53 +119,55 @@ class DecodeSteps:
         axes = tuple(range(1, d1.f["flops"].ndim))
         moves = (d2.hbm_bytes != d1.hbm_bytes) | (d2.f["flops"] != d1.f["flops"])
         self.dep = np.any(moves, axis=axes) if axes else moves  # (n_ops,) context-dependent ops
+        self.any_dep = bool(self.dep.any())
         self.win = d1.column(d1.windows[self.dep])
         self.const_step_s = t1.time_s[~self.dep].sum(axis=0)
         self.count = _n_in(lo, hi)
+        dep = self.dep
+        # intercepts (at m = 1) and slopes of the context-dependent ops' compute and memory terms
+        self.c1, self.cs = t1.compute_s[dep], t2.compute_s[dep] - t1.compute_s[dep]
+        self.m1, self.ms = t1.memory_s[dep], t2.memory_s[dep] - t1.memory_s[dep]
+        self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
+        self._mean_m = None
 
-    def _slope(self, a1, a2):
-        return a1[self.dep], a2[self.dep] - a1[self.dep]
+    def _dep_sums(self):
+        """(n_dep, ...) each context-dependent op's time summed over all steps."""
+        return sum_over_steps(self.c1 - self.cs, self.cs, self.m1 - self.ms, self.ms, self.lo, self.hi, self.win) + self.count * self.fixed
 
     def per_op_total_s(self):
         """(n_ops, ...) each op's time summed over all steps."""
-        t1, t2 = self.t1, self.t2
-        out = t1.time_s * self.count
-        c1, cs = self._slope(t1.compute_s, t2.compute_s)
-        m1, ms = self._slope(t1.memory_s, t2.memory_s)
-        extra = t1.comm_s[self.dep] + t1.overhead_s[self.dep]
+        out = self.t1.time_s * self.count
         out = np.array(np.broadcast_to(out, np.broadcast_shapes(out.shape, (len(self.dep),) + np.shape(self.count))))
-        out[self.dep] = sum_over_steps(c1 - cs, cs, m1 - ms, ms, self.lo, self.hi, self.win) + self.count * extra
+        if self.any_dep:
+            out[self.dep] = self._dep_sums()
         return out
 
     def total_s(self):
         """Σ over steps and ops: the whole decode phase."""
-        if not self.dep.any():
-            return self.const_step_s * self.count
-        c1, cs = self._slope(self.t1.compute_s, self.t2.compute_s)
-        m1, ms = self._slope(self.t1.memory_s, self.t2.memory_s)
-        extra = self.t1.comm_s[self.dep] + self.t1.overhead_s[self.dep]
-        dep = sum_over_steps(c1 - cs, cs, m1 - ms, ms, self.lo, self.hi, self.win) + self.count * extra
-        return self.const_step_s * self.count + dep.sum(axis=0)
+        total = self.const_step_s * self.count
+        return total + self._dep_sums().sum(axis=0) if self.any_dep else total
 
     def step_s(self, context):
         """Time of the single decode step at `context` tokens."""
-        m = np.minimum(context, self.win)
-        c1, cs = self._slope(self.t1.compute_s, self.t2.compute_s)
-        m1, ms = self._slope(self.t1.memory_s, self.t2.memory_s)
-        dep = np.maximum(c1 + cs * (m - 1), m1 + ms * (m - 1)) + self.t1.comm_s[self.dep] + self.t1.overhead_s[self.dep]
+        if not self.any_dep:
+            return self.const_step_s
+        m = np.minimum(context, self.win) - 1
+        dep = np.maximum(self.c1 + self.cs * m, self.m1 + self.ms * m) + self.fixed
         return self.const_step_s + dep.sum(axis=0)
 
     def mean_m(self):
         """Mean of m = min(c, window) over the steps, per context-dependent op."""
-        return sum_of_m(self.lo, self.hi, self.win) / self.count
+        if self._mean_m is None:
+            self._mean_m = sum_of_m(self.lo, self.hi, self.win) / self.count
+        return self._mean_m
 
     def mean_per_step(self, a1, a2):
         """Mean over steps of a quantity that is a1 at context 1 and a2 at context 2, summed over ops."""
         const = a1[~self.dep].sum(axis=0)
-        if not self.dep.any():
+        if not self.any_dep:
             return const
-        x1, xs = self._slope(a1, a2)
-        return const + (x1 + xs * (self.mean_m() - 1)).sum(axis=0)
+        x1 = a1[self.dep]
+        return const + (x1 + (a2[self.dep] - x1) * (self.mean_m() - 1)).sum(axis=0)
 
 
 def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ceilings, batch, prompt, output, tp) -> dict[str, Any]:
@@ -211,8 +215,8 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         "e2e_latency_s": e2e, "e2e_latency_floor_s": e2e_floor,
         "prefill_flops": pre_flops, "prefill_bytes": pre_bytes,
         "decode_flops_per_step": dec_flops, "decode_bytes_per_step": dec_bytes,
-        "weight_bytes": weights + 0 * ttft, "kv_cache_bytes": kv, "activation_workspace_bytes": workspace,
-        "runtime_reserve_bytes": reserve + 0 * ttft, "memory_required_bytes": required,
+        "weight_bytes": weights, "kv_cache_bytes": kv, "activation_workspace_bytes": workspace,
+        "runtime_reserve_bytes": reserve, "memory_required_bytes": required,
         "prefill_bound_index": np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
         "decode_bound_index": np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
         "kv_bytes_per_sequence": kv_seq, "workspace_bytes_per_sequence": workspace / batch,
@@ -233,10 +237,10 @@ def derived(r: dict[str, Any], batch, output, tp, memory_bytes, bandwidth, peak,
         "mfu_prefill": r["prefill_flops"] / r["ttft_s"] / peak,
         "mbu_decode": r["decode_bytes_per_step"] / r["tpot_s"] / bandwidth,
         "mfu_decode": r["decode_flops_per_step"] / r["tpot_s"] / peak,
-        "memory_available_bytes": memory_bytes + 0 * tokens_per_s,
+        "memory_available_bytes": memory_bytes,
         "fits": r["memory_required_bytes"] <= memory_bytes,
         "max_batch_size": np.maximum(np.floor(free / per_seq), 0),
-        "cost_per_hour_usd": gpu_hour + 0 * tokens_per_s,
+        "cost_per_hour_usd": gpu_hour,
         "cost_per_million_output_tokens_usd": gpu_hour / SECONDS_PER_HOUR / tokens_per_s * 1e6,
     }
 
