@@ -29,6 +29,8 @@ from .ops import NUMERIC_FIELDS, Op, OpKind
 
 
 _NUMERIC_GETTER = operator.attrgetter(*NUMERIC_FIELDS)
+_KIND_VALUE = {k: k.value for k in OpKind}
+_RATE_INDEX = {k: {OpKind.GEMM: 0, OpKind.ATTENTION: 1}.get(k, 2) for k in OpKind}
 
 
 class Bound(str, Enum):
@@ -60,7 +62,7 @@ class Ceilings:
         vector = hw.peak_flops_per_s["fp32"]
         link = hw.interconnect.bytes_per_s_per_direction
         if floor:
-            return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 1)
+            return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 0)  # tile 0: no padding
         e = hw.efficiency
         return cls(
             gemm_flops_per_s=peak * e.flops_fraction[compute_key],
@@ -85,9 +87,11 @@ class OpTable:
     windows: np.ndarray
     f: dict[str, np.ndarray]
     hbm_bytes: np.ndarray = None  # HBM bytes of each op: weights + activations + KV, read and written
+    rate_index: np.ndarray = None  # (n_ops,) which FLOP ceiling times the op: 0 GEMM, 1 attention, 2 vector units
     is_gemm: np.ndarray = None
     is_attention: np.ndarray = None
-    gemm_rows: np.ndarray = None
+    pad_mask: np.ndarray = None  # GEMM ops with a token count to round up to the tile
+    rows_safe: np.ndarray = None  # their token counts (1 elsewhere, so division is safe)
 
     @classmethod
     def of(cls, ops: list[Op], grid_shape: tuple[int, ...] | None = None) -> "OpTable":
@@ -101,20 +105,22 @@ class OpTable:
                 name: np.stack([np.broadcast_to(np.asarray(getattr(op, name), dtype=float), shape) for op in ops])
                 for name in NUMERIC_FIELDS
             }
+        kinds = [op.kind for op in ops]
         t = cls(
             names=[op.name for op in ops],
             groups=[op.group for op in ops],
-            kinds=np.array([op.kind.value for op in ops]),
+            kinds=np.array([_KIND_VALUE[k] for k in kinds]),
             layers=np.array([op.layers for op in ops], dtype=float),
             windows=np.array([op.window for op in ops], dtype=float),
             f=f,
         )
         t.hbm_bytes = f["weight_bytes"] + f["act_read_bytes"] + f["act_write_bytes"] + f["kv_read_bytes"] + f["kv_write_bytes"]
-        kinds = t.column(t.kinds)
-        t.is_gemm = kinds == OpKind.GEMM.value
-        t.is_attention = kinds == OpKind.ATTENTION.value
+        t.rate_index = np.array([_RATE_INDEX[k] for k in kinds])
+        t.is_gemm = t.column(t.rate_index == 0)
+        t.is_attention = t.column(t.rate_index == 1)
         m = f["gemm_m"]
-        t.gemm_rows = np.where(t.is_gemm & (m > 0), m, 0.0)  # token rows to pad; 0 = not a GEMM
+        t.pad_mask = t.is_gemm & (m > 0)
+        t.rows_safe = np.where(t.pad_mask, m, 1.0)
         return t
 
     @property
@@ -145,13 +151,27 @@ class Timing:
         return np.argmax(np.stack([self.compute_s, self.memory_s, self.comm_s]), axis=0)
 
 
+def _flop_rates(t: OpTable, c: Ceilings):
+    """Per-op FLOP ceiling: GEMMs at the tensor-core rate, attention at the attention rate, the rest on vector units."""
+    rates = (c.gemm_flops_per_s, c.attention_flops_per_s, c.vector_flops_per_s)
+    if all(np.ndim(r) == 0 for r in rates):  # one device: pick per op
+        return t.column(np.array(rates, dtype=float)[t.rate_index])
+    return np.where(t.is_gemm, rates[0], np.where(t.is_attention, rates[1], rates[2]))
+
+
+def _tile_padding(t: OpTable, tile):
+    """ceil(m / tile) · tile / m for GEMMs of m tokens; 1 elsewhere, and everywhere when tile is 0 (the floor)."""
+    if np.ndim(tile) == 0:
+        if tile == 0:
+            return 1.0
+        return np.where(t.pad_mask, np.ceil(t.rows_safe / tile) * tile / t.rows_safe, 1.0)
+    tile_safe = np.where(tile > 0, tile, 1)
+    return np.where(t.pad_mask & (tile > 0), np.ceil(t.rows_safe / tile_safe) * tile_safe / t.rows_safe, 1.0)
+
+
 def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
     """Time every operator of a table against one set of ceilings (see the module docstring)."""
-    rate = np.where(t.is_gemm, c.gemm_flops_per_s, np.where(t.is_attention, c.attention_flops_per_s, c.vector_flops_per_s))
-    rows = t.gemm_rows
-    padded = np.ceil(rows / c.tile_tokens) * c.tile_tokens  # 0 where not a GEMM
-    pad = np.where(rows > 0, padded / np.where(rows > 0, rows, 1.0), 1.0)
-    compute = t.f["flops"] * pad / rate
+    compute = t.f["flops"] * _tile_padding(t, c.tile_tokens) / _flop_rates(t, c)
     memory = t.hbm_bytes / c.bytes_per_s
     ring = 2 * (tp - 1) / tp
     comm = ring * t.f["comm_bytes"] / c.link_bytes_per_s + 2 * (tp - 1) * t.f["messages"] * c.link_latency_s
