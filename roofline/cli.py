@@ -109,12 +109,12 @@ def _report(preds: list[Prediction]) -> str:
     add("prefill: bound, MFU, MBU", lambda p: f"{p.prefill_bound}, {fmt.fraction(p.mfu_prefill)}, {fmt.fraction(p.mbu_prefill)}")
     add("decode: bound, MBU, MFU", lambda p: f"{p.decode_bound}, {fmt.fraction(p.mbu_decode)}, {fmt.fraction(p.mfu_decode)}")
     add("price, all GPUs", lambda p: f"{fmt.usd(p.cost_per_hour_usd)}/h")
-    add("cost per 1M output tokens", lambda p: fmt.usd(p.cost_per_million_output_tokens_usd))
+    add("cost per 1M output tokens", lambda p: fmt.usd(p.cost_per_million_output_tokens_usd) if p.fits else "n/a (no fit)")
     add("efficiencies", lambda p: p.source_kind)
     notes = [f"{p.hardware}: {p.model} {p.fit_message}" for p in preds if not p.fits]
     text = title + "\n\n" + fmt.table(["", *(p.hardware for p in preds)], rows)
     if notes:
-        text += "\n\n" + "\n".join(notes) + "\n(latency, throughput and cost above assume the memory were there; try --tp auto or a smaller --weight-dtype)"
+        text += "\n\n" + "\n".join(notes) + "\n(latency and throughput above are what-ifs, as if the memory were there; try --tp auto or a smaller --weight-dtype)"
     return text
 
 

@@ -16,7 +16,8 @@ Phases (`ops.forward_ops` gives both from one derivation):
   batch x (prompt + output) + activation workspace (the largest per-layer
   activation footprint of prefill, proportional to batch) + runtime reserve.
   `max_batch_size` solves that for the batch.
-* Cost per million output tokens = price/GPU-hour · tp / 3600 / (tokens/s) · 1e6.
+* Cost per million output tokens = price/GPU-hour · tp / 3600 / (tokens/s) · 1e6; NaN when the
+  scenario does not fit in memory (it cannot be bought), so a sorted sweep never ranks it first.
 """
 
 from __future__ import annotations
@@ -230,6 +231,7 @@ def derived(r: dict[str, Any], batch, output, tp, memory_bytes, bandwidth, peak,
     free = memory_bytes - r["weight_bytes"] - r["runtime_reserve_bytes"]
     per_seq = r["kv_bytes_per_sequence"] + r["workspace_bytes_per_sequence"]
     gpu_hour = price * tp
+    fits = r["memory_required_bytes"] <= memory_bytes
     return {
         "output_tokens_per_s": tokens_per_s,
         "output_tokens_per_s_per_gpu": tokens_per_s / tp,
@@ -238,10 +240,11 @@ def derived(r: dict[str, Any], batch, output, tp, memory_bytes, bandwidth, peak,
         "mbu_decode": r["decode_bytes_per_step"] / r["tpot_s"] / bandwidth,
         "mfu_decode": r["decode_flops_per_step"] / r["tpot_s"] / peak,
         "memory_available_bytes": memory_bytes,
-        "fits": r["memory_required_bytes"] <= memory_bytes,
+        "fits": fits,
         "max_batch_size": np.maximum(np.floor(free / per_seq), 0),
         "cost_per_hour_usd": gpu_hour,
-        "cost_per_million_output_tokens_usd": gpu_hour / SECONDS_PER_HOUR / tokens_per_s * 1e6,
+        # a deployment that cannot be run has no price per token: NaN, which sorts last
+        "cost_per_million_output_tokens_usd": np.where(fits, gpu_hour / SECONDS_PER_HOUR / tokens_per_s * 1e6, np.nan),
     }
 
 
@@ -250,9 +253,10 @@ class Prediction(BaseModel):
     """Every headline figure of one scenario. Seconds, bytes, FLOPs, fractions; per GPU where it says so.
 
     `source_kind` is `analytical` (datasheet peaks x default fractions) or
-    `calibrated` (fractions measured on the user's GPU). Latency fields are what
-    the configuration takes if it fits; check `fits` (and `memory_required_bytes`
-    against `memory_available_bytes`) before trusting throughput or cost.
+    `calibrated` (fractions measured on the user's GPU). When `fits` is False,
+    `memory_required_bytes` and `memory_available_bytes` say by how much; the latency and
+    throughput fields are then what-ifs (as if the memory were there) and
+    `cost_per_million_output_tokens_usd` is NaN.
     """
 
     model_config = ConfigDict(frozen=True)

@@ -58,6 +58,11 @@ def test_a_scenario_that_does_not_fit_says_so_with_bytes():
     assert p.memory_required_bytes > 800e9 and p.memory_available_bytes == rl.load_hardware("h100-sxm").memory_bytes
     assert "does NOT fit" in p.fit_message and "GB" in p.fit_message
     assert p.max_batch_size == 0
+    assert p.cost_per_million_output_tokens_usd != p.cost_per_million_output_tokens_usd  # NaN: not for sale
+    df = rl.sweep(model="llama-3.1-405b", hardware="h100-sxm", tp=[8], batch_size=[1, 4096], prompt_tokens=4096,
+                  weight_dtype="fp8")  # ~51 GB of weights per GPU: batch 1 fits, batch 4096 (~2 TB of KV) does not
+    cheapest = df.sort_values("cost_per_million_output_tokens_usd").iloc[0]
+    assert cheapest.fits and cheapest.batch_size == 1  # batch 4096 does not fit: never ranked first
 
 
 def test_predict_fitting_picks_the_fewest_gpus():
@@ -140,7 +145,7 @@ def test_cli_lists(capsys):
 
 def test_cli_does_not_fit_is_reported(capsys):
     code, out, _ = run_cli(capsys, "predict", "--model", "llama-3.1-405b", "--hardware", "h100-sxm")
-    assert code == 0 and "does NOT fit: needs" in out and "NO" in out
+    assert code == 0 and "does NOT fit: needs" in out and "NO" in out and "n/a (no fit)" in out
 
 
 @pytest.mark.parametrize(("args", "field"), [
