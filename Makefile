@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo app test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,app]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -19,6 +19,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/roofline predict --model llama-3.1-70b --hardware h100-sxm,h200,a100-sxm-80gb,mi300x \
 		--batch-size 8 --prompt-tokens 2048 --output-tokens 256 --tp auto
+
+# The dashboard, on http://localhost:8501
+app: $(STAMP)
+	$(BIN)/streamlit run app.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

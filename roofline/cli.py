@@ -1,4 +1,4 @@
-"""`roofline` command line: predict, models, hardware. Parses, calls the library, formats.
+"""`roofline` command line: predict, report, models, hardware. Parses, calls the library, formats.
 
 Every error the library can detect (unknown id, impossible value, a dtype the
 hardware lacks) is printed as one line `roofline: error: FIELD: what and the fix`
@@ -52,6 +52,23 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--attention", choices=["flash", "naive"], default="flash", help="attention kernel IO model")
     pr.add_argument("--operators", action="store_true", help="also print the per-operator table")
     pr.add_argument("--json", action="store_true", help="print the full predictions as JSON")
+
+    rp = sub.add_parser("report", help="procurement report: GPUs, $/hour and $/M tokens per hardware for a traffic and its SLOs",
+                        description="Writes report.html, report.md and report.csv. Flags override the scenario file; "
+                                    "with neither, the shipped default scenario (Llama-3.1-70B, 10 requests/s).")
+    rp.add_argument("--scenario", help="scenario .yaml (fields: see roofline.report.Scenario); default: the shipped default")
+    rp.add_argument("--model", help="model ids or spec paths, comma-separated")
+    rp.add_argument("--hardware", help="hardware ids or profile paths, comma-separated; 'all' for every shipped profile")
+    # values are validated by the Scenario model, so a bad one is a one-line error naming the field
+    for flag, help_ in (("--requests-per-s", "arriving requests per second"), ("--prompt-tokens", "input tokens per request"),
+                        ("--output-tokens", "output tokens per request"), ("--ttft-slo-s", "time-to-first-token limit, seconds"),
+                        ("--tpot-slo-s", "mean time-per-output-token limit, seconds"),
+                        ("--max-batch-size", "cap on the static batch per replica"),
+                        ("--weight-dtype", "weight storage format"), ("--activation-dtype", "compute format"),
+                        ("--kv-dtype", "KV-cache format")):
+        rp.add_argument(flag, help=help_)
+    rp.add_argument("--out", default="roofline-report", help="output folder (created if needed; default: ./roofline-report)")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     sub.add_parser("models", help="list the shipped model specs").add_argument("--json", action="store_true")
     sub.add_parser("hardware", help="list the shipped hardware profiles").add_argument("--json", action="store_true")
@@ -148,6 +165,22 @@ def _list_hardware(as_json: bool) -> str:
     return fmt.table(["id", "memory", "HBM bandwidth", "bf16 dense", "fp8 dense", "link/direction", "$/GPU-hour"], rows)
 
 
+def _run_report(a: argparse.Namespace) -> str:
+    from .report import Scenario, top_option_text, write_report
+
+    scenario = Scenario.from_yaml(a.scenario) if a.scenario else Scenario.default()
+    overrides = {k: getattr(a, k) for k in ("requests_per_s", "prompt_tokens", "output_tokens", "ttft_slo_s", "tpot_slo_s",
+                                            "max_batch_size", "weight_dtype", "activation_dtype", "kv_dtype")}
+    if a.model is not None:
+        overrides["models"] = _split(a.model)
+    if a.hardware is not None:
+        overrides["hardware"] = list_hardware() if a.hardware.strip() == "all" else _split(a.hardware)
+    scenario = scenario.with_overrides("arguments", **overrides)
+    written = write_report(scenario, a.out, progress=not a.no_progress)
+    return (f"wrote {written.html}, {written.markdown} and {written.csv}\n"
+            f"top option: {top_option_text(written.table)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     a = parser.parse_args(argv)
@@ -156,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_list_models(a.json))
         elif a.command == "hardware":
             print(_list_hardware(a.json))
+        elif a.command == "report":
+            print(_run_report(a))
         else:
             preds = _predictions(a)
             if a.json:

@@ -28,6 +28,7 @@ def test_wheel_ships_the_specs_and_works_outside_the_checkout(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"roofline/model_specs/{m}.yaml" for m in rl.list_models()} <= names
     assert {f"roofline/hardware_profiles/{h}.yaml" for h in rl.list_hardware()} <= names
+    assert "roofline/scenarios/default.yaml" in names  # the procurement report's default scenario
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
     # -S: no site hooks (so no editable install of the checkout); dependencies from this interpreter's site-packages

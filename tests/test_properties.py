@@ -108,3 +108,20 @@ def test_a_sweep_row_equals_predict(s, hw):
         assert row[k] == pytest.approx(getattr(p, k), rel=1e-9, nan_ok=True), k
     assert row["fits"] == p.fits and row["max_batch_size"] == p.max_batch_size
     assert row["decode_bound"] == p.decode_bound and row["prefill_bound"] == p.prefill_bound
+
+
+@pytest.mark.parametrize("hw", rl.list_hardware())
+@pytest.mark.parametrize("weights", ["bf16", "int4"])
+def test_batch_1_decode_is_memory_bound(hw, weights):
+    """One sequence reads every weight to make one token: ~1 FLOP per byte at 16 bits, ~4 at 4 bits, far
+    below any ridge point (hundreds of FLOP/byte), so decode is never compute-bound. Holds for every model up
+    to 4k context; a tile
+    granularity too coarse for small-token GEMMs (m64) would wrongly make W4A16 decode compute-bound."""
+    profile = rl.load_hardware(hw)
+    for model_id in MODELS:
+        model = rl.load_model(model_id)
+        wl = rl.Workload(batch_size=1, prompt_tokens=min(4000, model.max_context - 100), output_tokens=64)
+        p = rl.predict_fitting(model, profile, wl, rl.Deployment(weight_dtype=weights, activation_dtype="bf16"))
+        assert p.decode_bound != "compute", (model_id, p.num_gpus)
+        if p.num_gpus == 1:  # with tp > 1, small all-reduces can dominate instead (latency-bound collectives)
+            assert p.decode_bound == "memory", model_id

@@ -1,0 +1,276 @@
+"""The procurement report: operating points derived by hand from rl.predict, binding constraints in
+constructed cases, ranking, atomic self-contained files, one-line scenario errors, and the CLI."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import roofline as rl
+import roofline.report as R
+from roofline.cli import main
+
+EIGHT_B = dict(models=["llama-3.1-8b"], hardware=["h100-sxm"], requests_per_s=20, prompt_tokens=512, output_tokens=128)
+
+
+def scenario(**kw) -> R.Scenario:
+    return R.Scenario(**{**EIGHT_B, **kw})
+
+
+def wl(b, prompt=512, output=128):
+    return rl.Workload(batch_size=b, prompt_tokens=prompt, output_tokens=output)
+
+
+# ------------------------------------------------------------ hand-derived fleet arithmetic
+def test_fleet_of_one_gpu_replicas_by_hand():
+    # Llama-3.1-8B on one H100 (tp 1), batch capped at 16, no SLOs: the cap binds.
+    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(max_batch_size=16))
+    p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), wl(16))
+    assert p.output_tokens_per_s == pytest.approx(2033, rel=0.01)  # 16 x 128 tokens / e2e ~1.01 s
+    # demand 20 req/s x 128 = 2,560 tokens/s; 2,560 / 2,033 = 1.26 -> 2 replicas of 1 GPU
+    assert (o.tp, o.batch_size, o.binding_constraint) == (1, 16, R.BATCH_CAP)
+    assert o.output_tokens_per_s_per_replica == p.output_tokens_per_s
+    assert o.replicas == math.ceil(20 * 128 / p.output_tokens_per_s) == 2
+    assert o.gpus == 2 * 1
+    assert o.usd_per_hour == pytest.approx(2 * 3.78)  # the profile's $3.78 per GPU-hour
+    assert o.usd_per_million_output_tokens == pytest.approx(7.56 / (2560 * 3600) * 1e6)  # $0.82
+    assert o.usd_per_million_output_tokens_full_load == pytest.approx(p.cost_per_million_output_tokens_usd)
+    assert (o.ttft_s, o.tpot_s, o.e2e_latency_s) == (p.ttft_s, p.tpot_s, p.e2e_latency_s)
+
+
+def test_fleet_of_two_gpu_replicas_by_hand():
+    # Llama-3.1-70B needs tp 2 on 80 GB H100s (README); batch 8 of 2,048 + 256 tokens gives ~229 tokens/s.
+    s = R.Scenario(models=["llama-3.1-70b"], hardware=["h100-sxm"], requests_per_s=10, prompt_tokens=2048,
+                   output_tokens=256, max_batch_size=8)
+    o = R.evaluate_option("llama-3.1-70b", "h100-sxm", s)
+    p = rl.predict(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm"), wl(8, 2048, 256), rl.Deployment(tp=2))
+    assert p.output_tokens_per_s == pytest.approx(229, rel=0.01)
+    # 10 x 256 = 2,560 tokens/s / 229 = 11.2 -> 12 replicas x 2 GPUs = 24 GPUs x $3.78 = $90.72/hour
+    assert (o.tp, o.batch_size) == (2, 8)
+    assert o.replicas == math.ceil(2560 / p.output_tokens_per_s) == 12
+    assert o.gpus == 24 and o.usd_per_hour == pytest.approx(24 * 3.78)
+    assert o.usd_per_million_output_tokens == pytest.approx(90.72 / (2560 * 3600) * 1e6)
+
+
+# ------------------------------------------------------------ binding constraints
+def _meets(b, ttft=None, tpot=None):
+    p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), wl(b))
+    return p.fits and (ttft is None or p.ttft_s <= ttft) and (tpot is None or p.tpot_s <= tpot)
+
+
+def test_a_tight_tpot_slo_binds():
+    # TPOT grows from 6.23 ms at batch 1 to 8.04 ms at batch 64: a 7.5 ms SLO stops in between
+    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=0.0075))
+    assert o.feasible and o.binding_constraint == R.TPOT_SLO
+    assert 1 < o.batch_size < 64
+    assert _meets(o.batch_size, tpot=0.0075) and not _meets(o.batch_size + 1, tpot=0.0075)
+    assert o.tpot_s <= 0.0075
+
+
+def test_a_tight_ttft_slo_binds():
+    # prefill of the whole static batch: ~10 ms per 512-token prompt, so 0.5 s holds about 50
+    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(ttft_slo_s=0.5, tpot_slo_s=0.05))
+    assert o.feasible and o.binding_constraint == R.TTFT_SLO
+    assert 32 < o.batch_size < 64
+    assert _meets(o.batch_size, ttft=0.5) and not _meets(o.batch_size + 1, ttft=0.5)
+
+
+def test_memory_binds_without_slos():
+    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario())
+    p1 = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), wl(1))
+    assert o.binding_constraint == R.MEMORY and o.batch_size == p1.max_batch_size == o.max_batch_size_fits
+    assert _meets(o.batch_size) and not _meets(o.batch_size + 1)
+
+
+def test_a_model_too_large_for_a_small_card_reports_memory():
+    o = R.evaluate_option("llama-3.1-405b", "l4", scenario(models=["llama-3.1-405b"]))
+    assert not o.feasible and "memory" in o.binding_constraint and "does not fit even at the largest tp" in o.binding_constraint
+    assert o.tp == 8 and o.memory_required_bytes_per_gpu > o.memory_available_bytes_per_gpu == rl.load_hardware("l4").memory_bytes
+    assert math.isnan(o.gpus) and math.isnan(o.usd_per_million_output_tokens)
+
+
+def test_an_slo_no_tp_can_meet_is_infeasible_and_named():
+    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=1e-4))
+    assert not o.feasible and o.binding_constraint == R.TPOT_SLO and math.isnan(o.usd_per_hour)
+
+
+def test_more_gpus_per_replica_when_batch_1_misses_the_slo_at_the_smallest_fit():
+    s = R.Scenario.default()
+    o = R.evaluate_option("llama-3.1-70b", "l40s", s)
+    fit = rl.predict_fitting(rl.load_model("llama-3.1-70b"), rl.load_hardware("l40s"), wl(1, 2048, 256))
+    assert fit.tpot_s > 0.05  # the smallest tp that fits misses the 50 ms TPOT SLO
+    assert o.feasible and o.tp > fit.num_gpus and "raised" in o.note and o.tpot_s <= 0.05
+
+
+def test_a_compute_format_the_hardware_lacks_is_an_infeasible_option_not_a_crash():
+    o = R.evaluate_option("llama-3.1-8b", "a100-sxm-80gb", scenario(weight_dtype="fp8", activation_dtype="fp8"))
+    assert not o.feasible and o.binding_constraint == R.UNSUPPORTED and "fp8" in o.note
+
+
+# ------------------------------------------------------------ ranking
+def test_ranking_never_puts_an_infeasible_option_first():
+    good = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario())
+    cheap_but_infeasible = R.Option(**{**good.__dict__, "hardware_id": "fake", "feasible": False,
+                                       "usd_per_million_output_tokens": 1e-6, "usd_per_hour": 1e-6, "gpus": 1})
+    df = R.rank_options([cheap_but_infeasible, good])
+    assert list(df["hardware_id"]) == ["h100-sxm", "fake"]
+    assert df["rank"].iloc[0] == 1 and pd.isna(df["rank"].iloc[1])
+
+
+def test_compare_ranks_by_cost_and_puts_non_fitting_last():
+    s = scenario(models=["llama-3.1-70b"], hardware=["l4", "h100-sxm", "h200", "mi300x"], ttft_slo_s=2.0, tpot_slo_s=0.05)
+    df = R.compare(s, progress=False)
+    ranked = df[df["feasible"]]
+    assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
+    assert ranked["usd_per_million_output_tokens"].is_monotonic_increasing
+    assert df.iloc[-1]["hardware_id"] == "l4" and not df.iloc[-1]["feasible"]  # 70B on 8 x 24 GB does not fit
+    assert df.iloc[0]["feasible"] and df.iloc[0]["rank"] == 1
+
+
+def test_when_nothing_is_feasible_nothing_is_ranked():
+    df = R.compare(scenario(hardware=["h100-sxm", "l4"], tpot_slo_s=1e-4), progress=False)
+    assert df["rank"].isna().all()
+    assert R.top_option_text(df).startswith("no option meets the scenario")
+
+
+# ------------------------------------------------------------ files
+def test_write_report_files_are_self_contained_and_state_their_assumptions(tmp_path):
+    s = scenario(hardware=["h100-sxm", "mi300x", "l4"], ttft_slo_s=0.5, tpot_slo_s=0.0075, models=["llama-3.1-8b", "llama-3.1-405b"])
+    w = R.write_report(s, tmp_path / "out", progress=False)
+    page = w.html.read_text()
+    assert "<svg" in page and page.count("<svg") == 2
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "<script" not in page.lower() and "<link" not in page.lower() and "@import" not in page
+    md = w.markdown.read_text()
+    for text in (page, md):
+        assert "Static batching" in text and "2 GiB" in text and "calibrated" in text and "default" in text
+        assert "2026-05" in text  # price dates
+        assert "roofline 0.1.0" in text  # simulator version
+        assert "requests_per_s: 20" in text and "tpot_slo_s: 0.0075" in text  # the scenario echoed
+    assert "| rank |" in md and "```yaml" in md
+    csv = pd.read_csv(w.csv)
+    assert len(csv) == 2 * 3 and csv.columns[0] == "rank"
+    for col in ("usd_per_hour", "usd_per_million_output_tokens", "ttft_s", "tpot_s", "memory_required_bytes_per_gpu",
+                "output_tokens_per_s_per_replica", "binding_constraint"):
+        assert col in csv.columns
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.csv", "report.html", "report.md"]
+
+
+def test_writes_are_atomic(tmp_path, monkeypatch):
+    replaced = []
+    real = os.replace
+    monkeypatch.setattr(R.os, "replace", lambda src, dst: (replaced.append((Path(src), Path(dst))), real(src, dst))[1])
+    R.write_report(scenario(max_batch_size=4), tmp_path, progress=False)
+    assert sorted(d.name for _, d in replaced) == ["report.csv", "report.html", "report.md"]
+    assert all(src.parent == dst.parent == tmp_path and src.name != dst.name for src, dst in replaced)
+
+    # a failed rename leaves the old file whole and no temporary file behind
+    (tmp_path / "report.html").write_text("old")
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(R.os, "replace", fail)
+    with pytest.raises(OSError):
+        R.write_report(scenario(max_batch_size=4), tmp_path, progress=False)
+    assert (tmp_path / "report.html").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv", "report.html", "report.md"]
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_tty_lines_otherwise_and_silent_when_off():
+    s = scenario(hardware=["h100-sxm", "h200"], max_batch_size=2)
+    tty, pipe, quiet = _Tty(), io.StringIO(), io.StringIO()
+    R.compare(s, progress=True, stream=tty)
+    R.compare(s, progress=True, stream=pipe)
+    R.compare(s, progress=False, stream=quiet)
+    assert "\r[##########..........] 1/2 h100-sxm" in tty.getvalue() and tty.getvalue().endswith("\n")
+    assert pipe.getvalue() == "[1/2] h100-sxm\n[2/2] h200\n"
+    assert quiet.getvalue() == ""
+
+
+# ------------------------------------------------------------ the scenario file
+def test_default_scenario_is_the_documented_one():
+    s = R.Scenario.default()
+    assert s.models == ["llama-3.1-70b"] and s.hardware == ["h100-sxm", "h200", "a100-sxm-80gb", "mi300x", "b200", "l40s"]
+    assert (s.requests_per_s, s.prompt_tokens, s.output_tokens, s.ttft_slo_s, s.tpot_slo_s) == (10, 2048, 256, 2.0, 0.05)
+
+
+def test_hardware_defaults_to_every_shipped_profile(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("models: [llama-3.1-8b]\nrequests_per_s: 1\nprompt_tokens: 100\noutput_tokens: 10\n")
+    assert R.Scenario.from_yaml(f).hardware == rl.list_hardware()
+
+
+@pytest.mark.parametrize("body, field", [
+    ("models: [llama-3.1-8b]\nrequest_per_s: 3\nprompt_tokens: 10\noutput_tokens: 5\n", "request_per_s"),
+    ("models: [llama-3.1-8b]\nrequests_per_s: 0\nprompt_tokens: 10\noutput_tokens: 5\n", "requests_per_s"),
+    ("requests_per_s: 1\nprompt_tokens: 10\noutput_tokens: 5\n", "models"),
+    ("models: [llama-3.1-8b]\nrequests_per_s: 1\nprompt_tokens: 10\noutput_tokens: 5\nkv_dtype: fp9\n", "kv_dtype"),
+    ("models: [llama-3.1-8b]\nrequests_per_s: 1\nprompt_tokens: 10\noutput_tokens: 5\ntpot_slo_s: -1\n", "tpot_slo_s"),
+    ("models: [llama-3.1-8b]\nrequests_per_s: 1\nprompt_tokens: 10\noutput_tokens: 5\nmax_batch_size: 0\n", "max_batch_size"),
+    ("- just a list\n", "s.yaml"),
+    ("models: [unclosed\n", "s.yaml"),
+])
+def test_yaml_errors_are_one_line_naming_the_field(tmp_path, body, field):
+    f = tmp_path / "s.yaml"
+    f.write_text(body)
+    with pytest.raises(rl.SpecError) as err:
+        R.Scenario.from_yaml(f)
+    msg = str(err.value)
+    assert field in msg and str(f) in msg and "\n" not in msg
+    if field == "request_per_s":
+        assert "did you mean 'requests_per_s'" in msg
+
+
+def test_a_missing_scenario_file_is_one_line():
+    with pytest.raises(rl.SpecError, match=r"^scenario: cannot read"):
+        R.Scenario.from_yaml("/no/such/scenario.yaml")
+
+
+# ------------------------------------------------------------ CLI
+def test_cli_report_end_to_end(tmp_path, capsys):
+    out = tmp_path / "r"
+    code = main(["report", "--model", "llama-3.1-8b", "--hardware", "h100-sxm,l4", "--requests-per-s", "5",
+                 "--prompt-tokens", "512", "--output-tokens", "128", "--ttft-slo-s", "0.5", "--tpot-slo-s", "0.02",
+                 "--out", str(out), "--no-progress"])
+    cap = capsys.readouterr()
+    assert code == 0 and cap.err == ""
+    assert str(out / "report.html") in cap.out and "top option: Llama 3.1 8B on " in cap.out
+    assert sorted(p.name for p in out.iterdir()) == ["report.csv", "report.html", "report.md"]
+    assert len(pd.read_csv(out / "report.csv")) == 2
+
+
+def test_cli_flags_override_the_scenario_file(tmp_path, capsys):
+    f = tmp_path / "s.yaml"
+    f.write_text("models: [llama-3.1-8b]\nhardware: [h100-sxm]\nrequests_per_s: 1\nprompt_tokens: 100\noutput_tokens: 10\n")
+    assert main(["report", "--scenario", str(f), "--requests-per-s", "7", "--max-batch-size", "4",
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "requests_per_s: 7.0" in md and "max_batch_size: 4" in md and "prompt_tokens: 100" in md
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--requests-per-s", "-1"], "requests_per_s"),
+    (["--prompt-tokens", "many"], "prompt_tokens"),
+    (["--tpot-slo-s", "0"], "tpot_slo_s"),
+    (["--hardware", "h100-sxm,nope"], "hardware"),
+    (["--weight-dtype", "fp9"], "weight_dtype"),
+])
+def test_cli_report_bad_value_is_one_line_exit_2(tmp_path, capsys, args, field):
+    code = main(["report", *args, "--out", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("roofline: error: ") and field in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # nothing is written for a bad scenario
