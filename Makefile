@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # The main job: Llama-3.1-70B serving a batch of 8 (2,048-token prompts, 256 output tokens)
-# on four accelerators, each with the fewest GPUs it fits on.
+# on four accelerators, each with the fewest GPUs it fits on; then the procurement report for
+# the default scenario (10 requests/s, SLOs TTFT 2 s / TPOT 50 ms, six accelerators) in out/report/.
 demo: $(STAMP)
 	$(BIN)/roofline predict --model llama-3.1-70b --hardware h100-sxm,h200,a100-sxm-80gb,mi300x \
 		--batch-size 8 --prompt-tokens 2048 --output-tokens 256 --tp auto
+	$(BIN)/roofline report --out out/report --no-progress
 
 # The dashboard, on http://localhost:8501
 app: $(STAMP)

@@ -1,0 +1,122 @@
+"""The dashboard in a real headless Chromium: serve app.py on localhost, load it, change a widget, screenshot.
+
+Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them) and selenium; skips with the
+reason otherwise. Screenshots go to the test's tmp folder, and also to $ROOFLINE_SCREENSHOTS when set
+(that is how the README's pictures are made: ROOFLINE_SCREENSHOTS=tests/e2e pytest tests/e2e).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                    pytest.fail(f"streamlit did not start on {url}:\n{out[-2000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def browser():
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,2200",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-quic"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _save(driver, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    driver.save_screenshot(str(path))
+    if os.environ.get("ROOFLINE_SCREENSHOTS"):
+        shutil.copy(path, Path(os.environ["ROOFLINE_SCREENSHOTS"]) / name)
+    return path
+
+
+def _body(driver) -> str:
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def test_dashboard_loads_and_reacts_to_a_widget(app_url, browser, tmp_path):
+    browser.get(app_url)
+    wait = WebDriverWait(browser, 90)
+    wait.until(lambda d: "TTFT" in _body(d) and "TPOT" in _body(d))
+    charts = "div.vega-embed canvas, div.vega-embed svg.marks"
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, charts)) >= 2)  # the charts have drawn
+    first = _save(browser, tmp_path, "dashboard.png")
+    assert first.stat().st_size > 10_000  # a real picture, not a blank page
+    roofline = browser.find_element(By.XPATH, "//*[contains(text(), 'Roofline')]")
+    browser.execute_script("arguments[0].scrollIntoView();", roofline)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, charts)) >= 3)
+    time.sleep(1)  # let the scrolled-to chart finish drawing
+    _save(browser, tmp_path, "dashboard-roofline.png")
+    browser.execute_script("window.scrollTo(0, 0);")
+
+    batch = browser.find_element(By.CSS_SELECTOR, "input[aria-label='Batch size']")
+    before = _body(browser)
+    batch.send_keys(Keys.CONTROL, "a")
+    batch.send_keys("64", Keys.ENTER)
+    wait.until(lambda d: "batch_size=64" in d.current_url or "batch=64" in d.current_url)
+    wait.until(lambda d: _body(d) != before and "Running" not in _body(d))
+    after = _save(browser, tmp_path, "dashboard-batch-64.png")
+    assert after.stat().st_size > 10_000
+    assert "Traceback" not in _body(browser)
