@@ -54,7 +54,7 @@ from .dtypes import get_dtype
 from .errors import SpecError
 from .predict import Prediction, predict, predict_fitting, valid_tps
 from .registry import _read_yaml, list_hardware, load_hardware, load_model, validation_message
-from .units import GIB
+from .units import GIB, SECONDS_PER_HOUR
 from .workload import Deployment, Workload
 
 DEFAULT_SCENARIO = "scenarios/default.yaml"  # package data, relative to the roofline package
@@ -266,7 +266,7 @@ def evaluate_option(model_id: str, hardware_id: str, scenario: Scenario) -> Opti
     replicas = math.ceil(s.output_tokens_per_s_demanded / tokens_per_s)
     gpus = replicas * tp
     usd_per_hour = gpus * hw.price_usd_per_gpu_hour
-    usd_per_million = usd_per_hour / (s.output_tokens_per_s_demanded * 3600.0) * 1e6
+    usd_per_million = usd_per_hour / (s.output_tokens_per_s_demanded * SECONDS_PER_HOUR) * 1e6
     return Option(**base, **at, feasible=True, binding_constraint=binding, note=note, batch_size=b,
                   output_tokens_per_s_per_replica=tokens_per_s, replicas=replicas, gpus=gpus, usd_per_hour=usd_per_hour,
                   usd_per_million_output_tokens=usd_per_million,
