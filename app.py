@@ -219,33 +219,6 @@ def predictions(sc: Scenario) -> list[tuple[str, rl.Prediction]]:
     return out
 
 
-def headline_rows(p: rl.Prediction) -> list[tuple[str, str]]:
-    cost = fmt.usd(p.cost_per_million_output_tokens_usd) if p.fits else "n/a (does not fit)"
-    return [
-        ("GPUs (tensor parallel)", str(p.num_gpus)),
-        ("fits in memory", "yes" if p.fits else "NO"),
-        ("memory per GPU: required", fmt.gigabytes(p.memory_required_bytes)),
-        ("  available", fmt.gigabytes(p.memory_available_bytes)),
-        ("  weights (+quant. scales)", fmt.gigabytes(p.weight_bytes)),
-        ("  KV cache", fmt.gigabytes(p.kv_cache_bytes)),
-        ("  activation workspace", fmt.gigabytes(p.activation_workspace_bytes)),
-        ("  runtime reserve", fmt.gigabytes(p.runtime_reserve_bytes)),
-        ("max batch at these lengths", fmt.count(p.max_batch_size)),
-        ("TTFT", fmt.seconds(p.ttft_s)),
-        ("  TTFT floor (datasheet peaks)", fmt.seconds(p.ttft_floor_s)),
-        ("TPOT (mean)", fmt.seconds(p.tpot_s)),
-        ("  TPOT floor (datasheet peaks)", fmt.seconds(p.tpot_floor_s)),
-        ("end-to-end latency", fmt.seconds(p.e2e_latency_s)),
-        ("output tokens/s", fmt.count(p.output_tokens_per_s)),
-        ("  per GPU", fmt.count(p.output_tokens_per_s_per_gpu)),
-        ("prefill: bound, MFU", f"{p.prefill_bound}, {fmt.fraction(p.mfu_prefill)}"),
-        ("decode: bound, MBU", f"{p.decode_bound}, {fmt.fraction(p.mbu_decode)}"),
-        ("price, all GPUs", f"{fmt.usd(p.cost_per_hour_usd)}/h"),
-        ("cost per 1M output tokens", cost),
-        ("efficiencies", p.source_kind),
-    ]
-
-
 def show_headlines(preds: list[tuple[str, rl.Prediction]]) -> None:
     cols = st.columns(len(preds))
     for col, (_, p) in zip(cols, preds):
@@ -262,7 +235,7 @@ def show_headlines(preds: list[tuple[str, rl.Prediction]]) -> None:
             b.metric("$/M tokens", fmt.usd(p.cost_per_million_output_tokens_usd) if p.fits else "n/a")
             if not p.fits:
                 st.warning(f"{p.fit_message}. Latency and throughput are what-ifs; try tp auto or a smaller weight dtype.")
-    table = pd.DataFrame({p.hardware: dict(headline_rows(p)) for _, p in preds})
+    table = pd.DataFrame({p.hardware: dict(fmt.headline_rows(p)) for _, p in preds})
     st.dataframe(table, width="stretch", height=36 * (len(table) + 1))
 
 

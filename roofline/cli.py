@@ -100,34 +100,8 @@ def _report(preds: list[Prediction]) -> str:
     title = (f"batch {wl.batch_size} x (prompt {wl.prompt_tokens} + output {wl.output_tokens} tokens); "
              f"weights {dep.weight_dtype or 'native'}, compute {dep.activation_dtype or 'native'}, KV {dep.kv_dtype or 'native'}; "
              f"{dep.attention_impl} attention")
-    rows: list[list[str]] = []
-
-    def add(label, f):
-        rows.append([label, *(f(p) for p in preds)])
-
-    add("model", lambda p: p.model)
-    add("GPUs (tensor parallel)", lambda p: str(p.num_gpus))
-    add("fits in memory", lambda p: "yes" if p.fits else "NO")
-    add("memory per GPU: required", lambda p: fmt.gigabytes(p.memory_required_bytes))
-    add("  available", lambda p: fmt.gigabytes(p.memory_available_bytes))
-    add("  weights (+quant. scales)", lambda p: fmt.gigabytes(p.weight_bytes))
-    add("  KV cache", lambda p: fmt.gigabytes(p.kv_cache_bytes))
-    add("  activation workspace", lambda p: fmt.gigabytes(p.activation_workspace_bytes))
-    add("  runtime reserve", lambda p: fmt.gigabytes(p.runtime_reserve_bytes))
-    add("max batch at these lengths", lambda p: fmt.count(p.max_batch_size))
-    add("TTFT", lambda p: fmt.seconds(p.ttft_s))
-    add("  floor (datasheet peaks)", lambda p: fmt.seconds(p.ttft_floor_s))
-    add("TPOT (mean)", lambda p: fmt.seconds(p.tpot_s))
-    add("  floor (datasheet peaks)", lambda p: fmt.seconds(p.tpot_floor_s))
-    add("  first / last step", lambda p: f"{fmt.seconds(p.tpot_first_step_s)} / {fmt.seconds(p.tpot_last_step_s)}")
-    add("end-to-end latency", lambda p: fmt.seconds(p.e2e_latency_s))
-    add("output tokens/s", lambda p: f"{p.output_tokens_per_s:,.0f}")
-    add("  per GPU", lambda p: f"{p.output_tokens_per_s_per_gpu:,.0f}")
-    add("prefill: bound, MFU, MBU", lambda p: f"{p.prefill_bound}, {fmt.fraction(p.mfu_prefill)}, {fmt.fraction(p.mbu_prefill)}")
-    add("decode: bound, MBU, MFU", lambda p: f"{p.decode_bound}, {fmt.fraction(p.mbu_decode)}, {fmt.fraction(p.mfu_decode)}")
-    add("price, all GPUs", lambda p: f"{fmt.usd(p.cost_per_hour_usd)}/h")
-    add("cost per 1M output tokens", lambda p: fmt.usd(p.cost_per_million_output_tokens_usd) if p.fits else "n/a (no fit)")
-    add("efficiencies", lambda p: p.source_kind)
+    per_hw = [fmt.headline_rows(p) for p in preds]
+    rows = [[label, *(r[i][1] for r in per_hw)] for i, (label, _) in enumerate(per_hw[0])]
     notes = [f"{p.hardware}: {p.model} {p.fit_message}" for p in preds if not p.fits]
     text = title + "\n\n" + fmt.table(["", *(p.hardware for p in preds)], rows)
     if notes:

@@ -47,3 +47,36 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     def line(r):
         return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def headline_rows(p) -> list[tuple[str, str]]:
+    """The headline figures of one Prediction as (label, text) rows, for the CLI and the dashboard alike.
+
+    Labels are unique (tables index by them). Cost reads "n/a" when the scenario does not fit.
+    """
+    cost = usd(p.cost_per_million_output_tokens_usd) if p.fits else "n/a (does not fit)"
+    return [
+        ("model", p.model),
+        ("GPUs (tensor parallel)", str(p.num_gpus)),
+        ("fits in memory", "yes" if p.fits else "NO"),
+        ("memory per GPU: required", gigabytes(p.memory_required_bytes)),
+        ("  available", gigabytes(p.memory_available_bytes)),
+        ("  weights (+quant. scales)", gigabytes(p.weight_bytes)),
+        ("  KV cache", gigabytes(p.kv_cache_bytes)),
+        ("  activation workspace", gigabytes(p.activation_workspace_bytes)),
+        ("  runtime reserve", gigabytes(p.runtime_reserve_bytes)),
+        ("max batch at these lengths", count(p.max_batch_size)),
+        ("TTFT", seconds(p.ttft_s)),
+        ("  TTFT floor (datasheet peaks)", seconds(p.ttft_floor_s)),
+        ("TPOT (mean)", seconds(p.tpot_s)),
+        ("  TPOT floor (datasheet peaks)", seconds(p.tpot_floor_s)),
+        ("  first / last step", f"{seconds(p.tpot_first_step_s)} / {seconds(p.tpot_last_step_s)}"),
+        ("end-to-end latency", seconds(p.e2e_latency_s)),
+        ("output tokens/s", count(p.output_tokens_per_s)),
+        ("  per GPU", count(p.output_tokens_per_s_per_gpu)),
+        ("prefill: bound, MFU, MBU", f"{p.prefill_bound}, {fraction(p.mfu_prefill)}, {fraction(p.mbu_prefill)}"),
+        ("decode: bound, MBU, MFU", f"{p.decode_bound}, {fraction(p.mbu_decode)}, {fraction(p.mfu_decode)}"),
+        ("price, all GPUs", f"{usd(p.cost_per_hour_usd)}/h"),
+        ("cost per 1M output tokens", cost),
+        ("efficiencies", p.source_kind),
+    ]

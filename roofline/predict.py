@@ -85,11 +85,8 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
     rd = dep.resolved(model)
     hw.peak_flops(rd.compute_key, "activation_dtype")
     tp = dep.tp
-    widths = {"num_attention_heads": model.num_attention_heads, "intermediate_size": model.intermediate_size}
-    if model.moe is not None:
-        widths["moe.expert_intermediate_size"] = model.moe.expert_intermediate_size
     choices = ", ".join(map(str, valid_tps(model, hw)))
-    for name, width in widths.items():
+    for name, width in tp_widths(model).items():
         if width % tp:
             raise SpecError("tp", f"{tp} does not divide {name}={width} of {model.name}; choose one of {choices}")
     if tp > hw.interconnect.max_gpus:
@@ -386,9 +383,17 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     return p
 
 
+def tp_widths(model: ModelSpec) -> dict[str, int]:
+    """The widths tensor parallelism splits, each of which tp must divide: heads, FFN, expert FFN."""
+    widths = {"num_attention_heads": model.num_attention_heads, "intermediate_size": model.intermediate_size}
+    if model.moe is not None:
+        widths["moe.expert_intermediate_size"] = model.moe.expert_intermediate_size
+    return widths
+
+
 def valid_tps(model: ModelSpec, hw: HardwareProfile) -> list[int]:
     """Tensor-parallel degrees `check` accepts for this model on this hardware, ascending."""
-    widths = [model.num_attention_heads, model.intermediate_size] + ([model.moe.expert_intermediate_size] if model.moe else [])
+    widths = tp_widths(model).values()
     return [t for t in range(1, hw.interconnect.max_gpus + 1) if all(w % t == 0 for w in widths)]
 
 

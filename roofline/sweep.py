@@ -22,7 +22,7 @@ import pandas as pd
 
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .predict import derived, evaluate
+from .predict import derived, evaluate, tp_widths
 from .registry import load_hardware, load_model
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
@@ -117,9 +117,8 @@ def sweep(
 def _valid(m: ModelSpec, hws, key, h_idx, context, tp, skipped: list, dep: Deployment) -> np.ndarray:
     """Mask of scenarios meeting `predict.check`'s rules; the others are recorded with the reason."""
     ok = np.ones(h_idx.shape, bool)
-    widths = [m.num_attention_heads, m.intermediate_size] + ([m.moe.expert_intermediate_size] if m.moe else [])
     rules = [
-        (np.logical_and.reduce([w % tp == 0 for w in widths]), "tp does not divide the heads or FFN width"),
+        (np.logical_and.reduce([w % tp == 0 for w in tp_widths(m).values()]), "tp does not divide the heads or FFN width"),
         (tp <= np.array([h.interconnect.max_gpus for h in hws])[h_idx], "tp exceeds the interconnect domain"),
         (context <= m.max_context, "prompt + output exceeds max_context"),
         (np.array([key in h.peak_flops_per_s for h in hws])[h_idx], f"hardware lacks {key} compute"),

@@ -145,7 +145,7 @@ def test_cli_lists(capsys):
 
 def test_cli_does_not_fit_is_reported(capsys):
     code, out, _ = run_cli(capsys, "predict", "--model", "llama-3.1-405b", "--hardware", "h100-sxm")
-    assert code == 0 and "does NOT fit: needs" in out and "NO" in out and "n/a (no fit)" in out
+    assert code == 0 and "does NOT fit: needs" in out and "NO" in out and "n/a (does not fit)" in out
 
 
 @pytest.mark.parametrize(("args", "field"), [
