@@ -362,7 +362,6 @@ def show_sweeps(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
 def operator_table(p: rl.Prediction, points: pd.DataFrame) -> pd.DataFrame:
     """The operator table for people: every number through fmt."""
     ops = p.operators
-    ops["hbm_bytes"] = ops[list(views.HBM_BYTE_COLUMNS)].sum(axis=1)
     merged = ops.merge(points[["phase", "op", "layers_group", "intensity_flops_per_byte", "fraction_of_ceiling"]],
                        on=["phase", "op", "layers_group"], how="left")
     def maybe(f):

@@ -111,7 +111,7 @@ def _report(preds: list[Prediction]) -> str:
 
 def _operators(p: Prediction) -> str:
     df = p.operators
-    rows = [[f"{r.phase} {r.op}", r.layers_group, fmt.rate(r.flops, "FLOP"), fmt.gigabytes(r.weight_bytes + r.act_read_bytes + r.act_write_bytes + r.kv_read_bytes + r.kv_write_bytes),
+    rows = [[f"{r.phase} {r.op}", r.layers_group, fmt.rate(r.flops, "FLOP"), fmt.gigabytes(r.hbm_bytes),
              fmt.seconds(r.time_s), fmt.seconds(r.floor_s), r.bound] for r in df.itertuples()]
     return f"\nOperators of {p.model} on {p.hardware} (decode rows: mean step):\n" + fmt.table(
         ["operator", "layers", "FLOPs", "HBM bytes", "time", "floor", "bound"], rows)

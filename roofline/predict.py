@@ -306,7 +306,8 @@ class Prediction(BaseModel):
 
     @property
     def operators(self) -> pd.DataFrame:
-        """One row per operator and phase: FLOPs, bytes by kind, time terms, realistic and floor time, bound.
+        """One row per operator and phase: FLOPs, bytes by kind and their HBM total (`hbm_bytes`),
+        time terms, realistic and floor time, bound.
 
         Decode rows are the mean step: FLOPs and bytes at the mean context, times summed
         exactly over every step and divided by the step count. Built on first access.
@@ -333,7 +334,7 @@ def _operator_frame(tables: tuple) -> pd.DataFrame:
     pre, pre_real, pre_floor, dec, dec_floor, n = tables
     rows = []
     for i in range(len(pre.names)):
-        rows.append(_row("prefill", pre.names[i], pre, i, {k: v[i] for k, v in pre.f.items()},
+        rows.append(_row("prefill", pre.names[i], pre, i, {**{k: v[i] for k, v in pre.f.items()}, "hbm_bytes": pre.hbm_bytes[i]},
                          pre_real.compute_s[i], pre_real.memory_s[i], pre_real.comm_s[i], pre_real.overhead_s[i],
                          pre_real.time_s[i], pre_floor.time_s[i]))
     d1, d2, t1, t2 = dec.d1, dec.d2, dec.t1, dec.t2
@@ -343,7 +344,8 @@ def _operator_frame(tables: tuple) -> pd.DataFrame:
     real_total, floor_total = dec.per_op_total_s(), dec_floor.per_op_total_s()
     for i in range(len(d1.names)):
         at = lambda a1, a2: a1[i] + (a2[i] - a1[i]) * (m[i] - 1)  # noqa: E731  value at the mean context
-        rows.append(_row("decode", d1.names[i], d1, i, {k: at(d1.f[k], d2.f[k]) for k in d1.f},
+        rows.append(_row("decode", d1.names[i], d1, i,
+                         {**{k: at(d1.f[k], d2.f[k]) for k in d1.f}, "hbm_bytes": at(d1.hbm_bytes, d2.hbm_bytes)},
                          at(t1.compute_s, t2.compute_s), at(t1.memory_s, t2.memory_s), t1.comm_s[i], t1.overhead_s[i],
                          real_total[i] / n, floor_total[i] / n))
     df = pd.DataFrame(rows)
@@ -354,7 +356,7 @@ def _row(phase, name, t: OpTable, i, f, comp, mem, comm, ovh, time, floor):
     terms = [float(comp), float(mem), float(comm)]
     row = {"phase": phase, "op": name, "layers_group": t.groups[i], "kind": str(t.kinds[i]), "layers": int(t.layers[i])}
     row.update({k: float(f[k]) for k in ("launches", "flops", "weight_bytes", "act_read_bytes", "act_write_bytes",
-                                          "kv_read_bytes", "kv_write_bytes", "comm_bytes")})
+                                          "kv_read_bytes", "kv_write_bytes", "hbm_bytes", "comm_bytes")})
     row.update({"compute_s": terms[0], "memory_s": terms[1], "comm_s": terms[2], "overhead_s": float(ovh),
                 "time_s": float(time), "floor_s": float(floor), "bound": BOUNDS[int(np.argmax(terms))].value})
     return row

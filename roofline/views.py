@@ -33,16 +33,9 @@ from .specs import ModelSpec
 from .sweep import sweep
 from .workload import Deployment, Workload
 
-HBM_BYTE_COLUMNS = ("weight_bytes", "act_read_bytes", "act_write_bytes", "kv_read_bytes", "kv_write_bytes")
-
-
 def compute_key(prediction: Prediction) -> str:
     """The `peak_flops_per_s` key the prediction's compute dtype runs at ('fp8_e4m3' -> 'fp8')."""
     return get_dtype(prediction.compute_dtype).peak_key
-
-
-def _hbm_bytes(ops: pd.DataFrame) -> pd.Series:
-    return ops[list(HBM_BYTE_COLUMNS)].sum(axis=1)
 
 
 # ------------------------------------------------------------------ roofline
@@ -60,14 +53,13 @@ def roofline_chart_data(prediction: Prediction, hardware: HardwareProfile, n_poi
     the embedding gather have none; see `unplotted_operators`).
     """
     ops = prediction.operators
-    hbm = _hbm_bytes(ops)
+    hbm = ops["hbm_bytes"]
     plotted = (ops["flops"] > 0) & (hbm > 0) & (ops["time_s"] > 0)
     key = compute_key(prediction)
     peak = hardware.peak_flops(key)
     bandwidth = hardware.memory_bandwidth_bytes_per_s
 
-    points = ops.loc[plotted, ["phase", "op", "layers_group", "kind", "bound", "flops", "time_s"]].copy()
-    points["hbm_bytes"] = hbm[plotted]
+    points = ops.loc[plotted, ["phase", "op", "layers_group", "kind", "bound", "flops", "hbm_bytes", "time_s"]].copy()
     points["intensity_flops_per_byte"] = points["flops"] / points["hbm_bytes"]
     points["achieved_flops_per_s"] = points["flops"] / points["time_s"]
     points["ceiling_flops_per_s"] = np.minimum(peak, points["intensity_flops_per_byte"] * bandwidth)
@@ -108,9 +100,7 @@ def intensity_range(intensities: Sequence[float], ridges: Sequence[float]) -> tu
 def unplotted_operators(prediction: Prediction) -> pd.DataFrame:
     """The operators a roofline cannot place (no FLOPs or no HBM bytes), with their time and why."""
     ops = prediction.operators
-    hbm = _hbm_bytes(ops)
-    left = ops[(ops["flops"] <= 0) | (hbm <= 0) | (ops["time_s"] <= 0)].copy()
-    left["hbm_bytes"] = hbm[left.index]
+    left = ops[(ops["flops"] <= 0) | (ops["hbm_bytes"] <= 0) | (ops["time_s"] <= 0)].copy()
     left["reason"] = np.where(left["comm_bytes"] > 0, "interconnect traffic only",
                               np.where(left["flops"] <= 0, "no FLOPs", "no HBM bytes"))
     return left[["phase", "op", "kind", "flops", "hbm_bytes", "comm_bytes", "time_s", "bound", "reason"]].reset_index(drop=True)

@@ -35,6 +35,9 @@ def test_the_documented_api_runs_as_written():
     assert p.cost_per_million_output_tokens_usd == pytest.approx(4 * hw.price_usd_per_gpu_hour / 3600 * 1e6 / p.output_tokens_per_s)
     assert p.e2e_latency_s == pytest.approx(p.ttft_s + 255 * p.tpot_s)
     assert isinstance(p.operators, pd.DataFrame) and set(p.operators.phase) == {"prefill", "decode"}
+    ops = p.operators  # HBM traffic = weights + activations read and written + KV read and written
+    parts = ops.weight_bytes + ops.act_read_bytes + ops.act_write_bytes + ops.kv_read_bytes + ops.kv_write_bytes
+    assert (ops.hbm_bytes - parts).abs().max() <= 1e-9 * parts.max()
     p4 = rl.predict(model, hw, wl, dep4)
     assert p4.compute_dtype == "bf16"  # W4A16: weight-only, computes at the bf16 peak
     # 4.125 bits per linear weight (+ a bf16 embedding table) vs 8 bits on 4 GPUs
