@@ -239,9 +239,7 @@ def evaluate_option(model_id: str, hardware_id: str, scenario: Scenario) -> Opti
         p = probe(b)
         return p.fits and all(_meets(p, s))
 
-    fit_limit = p1.max_batch_size
-    while fit_limit > 1 and not probe(fit_limit).fits:  # guard: max_batch_size is solved at batch 1's workspace
-        fit_limit -= 1
+    fit_limit = p1.max_batch_size  # exact: memory is affine in the batch (tests/test_properties.py)
     upper = fit_limit if s.max_batch_size is None else min(fit_limit, s.max_batch_size)
     lo, hi = 1, upper  # good(lo) holds; find the largest good b in [lo, hi]
     if not good(hi):
