@@ -27,3 +27,10 @@ __all__ += ["Prediction", "predict", "predict_fitting", "valid_tps", "Bound", "D
 from .sweep import sweep  # noqa: E402
 
 __all__ += ["sweep"]
+from .calibration import Calibration, CalibrationMismatchWarning, load_calibration  # noqa: E402
+
+__all__ += ["Calibration", "CalibrationMismatchWarning", "load_calibration"]
+from .plan import plan  # noqa: E402
+from .serving import LengthDist, disaggregate, frontier, steady_state  # noqa: E402
+
+__all__ += ["plan", "LengthDist", "disaggregate", "frontier", "steady_state"]

@@ -70,6 +70,27 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="roofline-report", help="output folder (created if needed; default: ./roofline-report)")
     rp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
+    # calibration and validation live in the top-level `calibrate` package (issue 4); its cli module must
+    # import without torch so that `roofline --help` works on a machine without it.
+    from calibrate import cli as calibrate_cli
+
+    calibrate_cli.add_calibrate_arguments(sub.add_parser(
+        "calibrate", help="microbenchmark this GPU and write a calibrated hardware profile",
+        description=calibrate_cli.CALIBRATE_DESCRIPTION))
+    calibrate_cli.add_validate_arguments(sub.add_parser(
+        "validate", help="run real transformer inference and measure the error of every prediction",
+        description=calibrate_cli.VALIDATE_DESCRIPTION))
+
+    from .plan import PLAN_DESCRIPTION, add_plan_arguments
+
+    add_plan_arguments(sub.add_parser("plan", help="capacity planner: cheapest deployment per hardware for a traffic and its SLOs",
+                                      description=PLAN_DESCRIPTION))
+
+    from .compare import COMPARE_DESCRIPTION, add_compare_arguments
+
+    add_compare_arguments(sub.add_parser("compare", help="what-if: a baseline and technique variants side by side, with deltas",
+                                         description=COMPARE_DESCRIPTION))
+
     sub.add_parser("models", help="list the shipped model specs").add_argument("--json", action="store_true")
     sub.add_parser("hardware", help="list the shipped hardware profiles").add_argument("--json", action="store_true")
     return p
@@ -165,6 +186,18 @@ def main(argv: list[str] | None = None) -> int:
             print(_list_hardware(a.json))
         elif a.command == "report":
             print(_run_report(a))
+        elif a.command == "plan":
+            from .plan import run_plan
+
+            print(run_plan(a))
+        elif a.command == "compare":
+            from .compare import run_compare
+
+            print(run_compare(a))
+        elif a.command in ("calibrate", "validate"):
+            from calibrate import cli as calibrate_cli
+
+            print(calibrate_cli.run(a))
         else:
             preds = _predictions(a)
             if a.json:

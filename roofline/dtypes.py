@@ -11,7 +11,9 @@ with `n_groups` set by the granularity of the scales:
 * ``row``:    one scale per output row, i.e. per K-long reduction vector
               (INT8 per-channel; for the KV cache, per token and head),
 * ``group``:  one scale per `group_size` consecutive elements of a row
-              (INT4 GPTQ/AWQ, NF4, MXFP4), i.e. N · ceil(K / group_size).
+              (INT4 GPTQ/AWQ, NF4, MXFP4), i.e. N · ceil(K / group_size),
+* ``block``:  one scale per `group_size` x `group_size` tile (block-scaled FP8
+              as DeepSeek-V3 ships it, 128 x 128), i.e. ceil(N / b) · ceil(K / b).
 
 Worked number (seed text): a 2,048 x 2,048 matrix in groups of 32 has
 2,048 · 2,048 / 32 = 131,072 scales; with FP16 scales that is 262,144 bytes
@@ -30,7 +32,13 @@ from typing import Literal
 
 from .errors import SpecError
 
-Granularity = Literal["none", "tensor", "row", "group"]
+Granularity = Literal["none", "tensor", "row", "group", "block"]
+
+# Vector-unit operations to turn one stored weight into the compute format inside a weight-only
+# (W4A16 / W8A16) GEMM: an int->float convert and a scale multiply (an FMA absorbs a zero point),
+# plus a shift-and-mask unpack for 4-bit formats (a table lookup for NF4). Approximate instruction
+# counts of Marlin / LUT-GEMM style kernels; W8A8, FP8 and FP4 tensor cores read their format directly.
+DEQUANT_OPS_PER_WEIGHT = {8: 2, 4: 3}
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,7 @@ class QuantScheme:
         scale_dtype: str | None = None,
         zero_point: bool = False,
         field: str = "weight",
+        granularity: Granularity | None = None,
     ) -> "QuantScheme":
         if not dtype.is_quantized:
             for value, name in ((group_size, "group_size"), (scale_dtype, "scale_dtype")):
@@ -133,13 +142,20 @@ class QuantScheme:
             if zero_point:
                 raise SpecError(f"{field}_zero_point", f"applies only to quantized dtypes, not {dtype.name}")
             return cls(dtype, "none", None, 0, 0)
-        granularity: Granularity = dtype.granularity
+        if granularity is not None and not dtype.is_quantized:
+            raise SpecError(f"{field}_scale_granularity", f"applies only to quantized dtypes, not {dtype.name}")
+        chosen = granularity
+        granularity = dtype.granularity
         if group_size is not None:
             if group_size <= 0:
                 raise SpecError(f"{field}_group_size", f"must be a positive number of elements, got {group_size}")
             granularity = "group"
         else:
             group_size = dtype.group_size
+        if chosen is not None:
+            if chosen in ("group", "block") and group_size is None:
+                raise SpecError(f"{field}_group_size", f"{chosen} scales need a group size (e.g. 128)")
+            granularity = chosen
         scale_bits = get_dtype(scale_dtype, f"{field}_scale_dtype").bits if scale_dtype else dtype.scale_bits
         zero_point_bits = dtype.bits if zero_point else 0
         return cls(dtype, granularity, group_size, scale_bits, zero_point_bits)
@@ -155,6 +171,8 @@ class QuantScheme:
             return 1
         if self.granularity == "row":
             return rows
+        if self.granularity == "block":
+            return _ceil_div(rows, self.group_size) * _ceil_div(k, self.group_size)
         return rows * _ceil_div(k, self.group_size)
 
     def matrix_bytes(self, rows, k):
@@ -167,7 +185,8 @@ class QuantScheme:
 
         INT4, groups of 128, FP16 scales: 4 + 16/128 = 4.125 bits.
         """
-        return self.matrix_bytes(1, k) * 8 / k
+        rows = self.group_size if self.granularity == "block" else 1
+        return self.matrix_bytes(rows, k) * 8 / (rows * k)
 
 
 def _ceil_div(a, b):

@@ -13,4 +13,5 @@ class SpecError(ValueError):
 
     def __init__(self, field: str, message: str):
         self.field = field
+        self.msg = message
         super().__init__(f"{field}: {message}")

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .calibration import Calibration
 from .errors import SpecError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -84,6 +85,13 @@ class HardwareProfile(BaseModel):
     efficiency: Efficiency
     sources: dict[str, str]
     notes: str = ""
+    calibration: Calibration | None = Field(
+        None, description="measured curves attached by load_hardware(..., calibration=path); None = analytical")
+
+    @property
+    def mode(self) -> Literal["analytical", "calibrated"]:
+        """`calibrated` when measured curves time the operators, else `analytical` (datasheet x fractions)."""
+        return "analytical" if self.calibration is None else "calibrated"
 
     @model_validator(mode="after")
     def _check(self) -> "HardwareProfile":

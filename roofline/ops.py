@@ -80,7 +80,16 @@ class Op:
     `gemm_m` is the token count of one GEMM (rows of the activation matrix),
     used to pad to tensor-core tiles; `window` caps the context this op reads
     (sliding-window attention), None for all others. `messages` counts the
-    collectives a COMM op issues.
+    ring collectives (all-reduces) a COMM op issues over `comm_bytes`.
+
+    `sparse_2_4` is 1 for GEMMs run on 2:4 sparse tensor cores (their `flops`
+    are the executed half; the roofline scales the ceiling by speed-up / 2);
+    `vector_flops` is CUDA-core work done inside
+    the kernel besides its tensor-core math (dequantizing weight-only formats),
+    timed at the vector rate and added to the compute term. `wire_bytes` are
+    bytes one GPU sends point-to-point (all-to-all, pipeline hand-offs) in
+    `wire_messages` messages, with no ring factor; `host_bytes` cross the host
+    link (offloaded weights or KV streamed in).
     """
 
     name: str
@@ -97,6 +106,11 @@ class Op:
     comm_bytes: object = 0.0
     messages: object = 0.0
     gemm_m: object = 0.0
+    sparse_2_4: object = 0.0
+    vector_flops: object = 0.0
+    wire_bytes: object = 0.0
+    wire_messages: object = 0.0
+    host_bytes: object = 0.0
     window: float = math.inf
 
     @property
@@ -179,10 +193,50 @@ def _scheme(m: Matrix, rd: ResolvedDeployment) -> QuantScheme:
 
 
 # --------------------------------------------------------------- storage
-def weight_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
+EXPERT_MATRICES = frozenset({"experts_up", "experts_down"})
+# 2:4 metadata: a 2-bit position for each kept element, i.e. 1 bit per dense element (NVIDIA Ampere whitepaper).
+SPARSE_2_4_META_BITS_PER_ELEMENT = 1
+CSR_INDEX_BYTES = 2  # a 16-bit column index per non-zero (rows are at most 65,536 wide)
+CSR_ROW_POINTER_BYTES = 4
+
+
+def sparse_applies(m_name: str, rd: ResolvedDeployment) -> bool:
+    """Sparsity prunes the transformer blocks' linear layers; routers, embeddings and the LM head stay dense."""
+    return rd.dep.sparsity != "dense" and m_name != "router"
+
+
+def stored_matrix_bytes(scheme: QuantScheme, n, k, rd: ResolvedDeployment, sparse: bool):
+    """Bytes to store one n x k weight matrix in its format, with the deployment's sparsity.
+
+    dense:                    elements + scales (`QuantScheme.matrix_bytes`)
+    2:4:                      half the values + 1 metadata bit per element + scales
+    unstructured, dense fmt:  unchanged (the zeros are stored)
+    unstructured, bitmask:    (1 - s) n k values + n k / 8 mask bytes + scales
+    unstructured, csr:        (1 - s) n k (values + 2-byte column index) + 4 (n + 1) row pointers + scales
+    (s = sparsity_fraction). CSR costs more than dense below s = 2/(2 + value bytes) (50% for 16-bit).
+    """
+    dense = scheme.matrix_bytes(n, k)
+    dep = rd.dep
+    if not sparse or dep.sparsity == "dense":
+        return dense
+    elements = n * k
+    value_bytes = elements * scheme.dtype.bits / 8
+    meta = dense - value_bytes
+    if dep.sparsity == "2:4":
+        return value_bytes / 2 + elements * SPARSE_2_4_META_BITS_PER_ELEMENT / 8 + meta
+    nonzero = (1 - dep.sparsity_fraction)
+    if dep.sparse_format == "bitmask":
+        return nonzero * value_bytes + elements / 8 + meta
+    if dep.sparse_format == "csr":
+        return nonzero * (value_bytes + elements * CSR_INDEX_BYTES) + (n + 1) * CSR_ROW_POINTER_BYTES + meta
+    return dense
+
+
+def weight_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1, ep=1):
     """Bytes of weights one GPU stores: every matrix shard, its scales, biases, norms, embeddings.
 
-    At tp=1 in a 16-bit format this is exactly 2 · param_count.
+    At tp=1 in a 16-bit format this is exactly 2 · param_count. With expert parallelism each
+    GPU holds E/ep whole experts and a full copy of everything else.
     """
     nb = rd.unquantized_bytes
     total = 0.0
@@ -191,7 +245,9 @@ def weight_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
         for m in model.layer_matrices(g.moe):
             n, k = _local(m, model, tp)
             bias_n = m.n if m.name in ROW_PARALLEL else n  # a row-parallel bias is replicated
-            per_layer = per_layer + m.copies * (_scheme(m, rd).matrix_bytes(n, k) + (bias_n * nb if m.bias else 0))
+            copies = m.copies / ep if m.name in EXPERT_MATRICES and ep > 1 else m.copies
+            one = stored_matrix_bytes(_scheme(m, rd), n, k, rd, sparse_applies(m.name, rd))
+            per_layer = per_layer + copies * (one + (bias_n * nb if m.bias else 0))
         total = total + g.count * per_layer
     return total + embedding_storage_bytes(model, rd, tp) + lm_head_storage_bytes(model, rd, tp) + model.final_norm_params * nb
 
@@ -248,16 +304,42 @@ def kv_cache_bytes(model: ModelSpec, rd: ResolvedDeployment, batch, context_toke
 
 
 # ------------------------------------------------------------ the op table
-def _gemm(name, group, layers, m_tokens, n, k, scheme: QuantScheme, ab, nb, copies=1, bias=False, gemm_m=None):
-    """A GEMM of `m_tokens` rows through `copies` weight matrices of n x k (biases unquantized)."""
-    weights = copies * (scheme.matrix_bytes(n, k) + (n * nb if bias else 0))
+def dequant_vector_flops(rd: ResolvedDeployment, gemm_m, n, k, copies=1):
+    """Vector-unit work of a weight-only GEMM: every weight is dequantized once per tile of
+    `dequant_tile_tokens` token rows, `dequant_ops_per_weight` operations each.
+
+    W4A16, 8192 x 8192, 256 tokens, tiles of 64: 3 · 8192² · ceil(256/64) = 805 M ops; at batch 1
+    (one tile) it is 201 M ops, 3 µs on an H100's 67 TFLOP/s vector units, hidden under the 11 µs the
+    33.6 MB of int4 weights take to read. At large batch it is added to the tensor-core time, which
+    is why weight-only 8-bit can run slower than the byte count suggests.
+    """
+    per = rd.dequant_ops_per_weight
+    if not per:
+        return 0.0
+    tiles = _ceil_div(gemm_m, rd.dep.dequant_tile_tokens) if _is_scalar(gemm_m) else np.ceil(np.asarray(gemm_m) / rd.dep.dequant_tile_tokens)
+    return per * copies * n * k * tiles
+
+
+def _gemm(name, group, layers, m_tokens, n, k, scheme: QuantScheme, ab, nb, copies=1, bias=False, gemm_m=None, rd=None, sparse=False):
+    """A GEMM of `m_tokens` rows through `copies` weight matrices of n x k (biases unquantized).
+
+    With `rd`, the matrix is stored with the deployment's sparsity (`stored_matrix_bytes`) and a
+    weight-only format pays its dequantization (`dequant_vector_flops`). On 2:4 sparse tensor
+    cores half the multiply-adds are skipped: `flops` counts the executed half.
+    """
+    one = scheme.matrix_bytes(n, k) if rd is None else stored_matrix_bytes(scheme, n, k, rd, sparse)
+    weights = copies * (one + (n * nb if bias else 0))
+    gm = m_tokens if gemm_m is None else gemm_m
+    two_four = rd is not None and sparse and rd.dep.sparsity == "2:4"
     return Op(
         name, group, OpKind.GEMM, layers, launches=layers,
-        flops=layers * 2 * m_tokens * n * k,
+        flops=layers * 2 * m_tokens * n * k * (0.5 if two_four else 1),
         weight_bytes=layers * weights,
         act_read_bytes=layers * m_tokens * k * ab,
         act_write_bytes=layers * m_tokens * n * ab,
-        gemm_m=m_tokens if gemm_m is None else gemm_m,
+        gemm_m=gm,
+        sparse_2_4=1.0 if two_four else 0.0,
+        vector_flops=0.0 if rd is None or scheme is not rd.weights else layers * dequant_vector_flops(rd, gm, n, k, copies),
     )
 
 
@@ -328,13 +410,20 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
     )
 
 
-def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, past_tokens, tp=1, mla_absorbed: bool | None = None) -> list[Op]:
-    """Every operator of one forward pass over `batch` sequences adding `new_tokens` each.
+def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, past_tokens, tp=1, mla_absorbed: bool | None = None,
+                ep=1) -> list[Op]:
+    """Every operator of one forward pass over `batch` sequences adding `new_tokens` each, on one GPU.
 
     Prefill: new_tokens = prompt, past_tokens = 0. Decode step at context c: new_tokens = 1, past_tokens = c - 1.
+    With expert parallelism over `ep` GPUs (tp = 1), each GPU runs attention and dense layers on its
+    batch / ep sequences and the MoE layers on the tokens all-to-all sends it (see `_moe_ops`).
+    Offloaded fractions of the weights and KV cache also cross the host link (`host_bytes`).
     """
     h = model.hidden_size
     ab, nb = rd.act_bytes, rd.unquantized_bytes
+    global_tokens = batch * new_tokens
+    if not (_is_scalar(ep) and ep == 1):
+        batch = batch / ep
     tokens = batch * new_tokens
     naive = rd.dep.attention_impl == "naive"
     absorbed = (new_tokens == 1) if mla_absorbed is None else mla_absorbed
@@ -355,44 +444,65 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
             m_tokens = tokens
             if m.name == "kv_b_proj" and not absorbed:  # decompress every visible latent
                 m_tokens = batch * visible_keys(new_tokens, past_tokens, window)
-            op = _gemm(m.name, lab, L, m_tokens, n, k, _scheme(m, rd), ab, nb, bias=m.bias)
+            op = _gemm(m.name, lab, L, m_tokens, n, k, _scheme(m, rd), ab, nb, bias=m.bias, rd=rd, sparse=sparse_applies(m.name, rd))
             if m.name == "kv_b_proj" and not absorbed:
                 op.act_read_bytes = 0.0
                 op.kv_read_bytes = L * m_tokens * kv_bytes_per_token_per_layer(model, rd, tp)
             ops.append(op)
         if g.moe:
-            ops += _moe_ops(model, rd, lab, L, tokens, tp, gated)
+            ops += _moe_ops(model, rd, lab, L, tokens, tp, gated, ep, global_tokens)
         else:
             up, down = model.mlp_matrices(False)
-            ops.append(_gemm("mlp_up", lab, L, tokens, *_local(up, model, tp), rd.weights, ab, nb, bias=up.bias))
+            sp = sparse_applies("mlp", rd)
+            ops.append(_gemm("mlp_up", lab, L, tokens, *_local(up, model, tp), rd.weights, ab, nb, bias=up.bias, rd=rd, sparse=sp))
             ops.append(_activation("mlp_act", lab, L, tokens, _split(model.intermediate_size, tp), gated, ab))
-            ops.append(_gemm("mlp_down", lab, L, tokens, *_local(down, model, tp), rd.weights, ab, nb, bias=down.bias))
+            ops.append(_gemm("mlp_down", lab, L, tokens, *_local(down, model, tp), rd.weights, ab, nb, bias=down.bias, rd=rd, sparse=sp))
         # all-reduces after attention and after the MLP (one after both with parallel blocks), in one row
         ops.append(_allreduce("allreduce", lab, L, 1 if model.parallel_blocks else 2, tokens, h, ab, tp))
     ops.append(_norms("final_norm", "model", 1, 1, tokens, h, ab, nb))
     v_local = _split(model.vocab_size, tp)
-    ops.append(_gemm("lm_head", "model", 1, batch, v_local, h, rd.weights, ab, nb, bias=model.lm_head_bias))
+    ops.append(_gemm("lm_head", "model", 1, batch, v_local, h, rd.weights, ab, nb, bias=model.lm_head_bias, rd=rd))
+    fw, fk = rd.dep.weight_offload_fraction, rd.dep.kv_offload_fraction
+    if fw or fk:
+        for op in ops:
+            op.host_bytes = fw * op.weight_bytes + fk * op.kv_read_bytes
     return ops
 
 
-def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp, gated) -> list[Op]:
-    """Router, routed experts (only the distinct experts touched are read) and shared experts."""
+def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp, gated, ep=1, global_tokens=None) -> list[Op]:
+    """Router, routed experts (only the distinct experts touched are read) and shared experts.
+
+    Expert parallelism over `ep` GPUs: the T tokens of all GPUs pick k experts each; a GPU holds
+    E/ep experts, touches E·(1-(1-k/E)^T)/ep of them and computes T·k/ep token-expert pairs
+    (uniform routing, no imbalance). Dispatch and combine are two all-to-alls: each GPU sends
+    (T/ep)·k·(ep-1)/ep rows of `hidden` activations to its peers and gets as many back,
+    in ep - 1 messages each way.
+    """
     e = model.moe
     ab, nb = rd.act_bytes, rd.unquantized_bytes
     mats = {m.name: m for m in model.mlp_matrices(True)}
     router = mats["router"]
-    touched = expected_experts_touched(tokens, e.num_experts, e.experts_per_token)
-    routed = tokens * e.experts_per_token  # token-expert pairs
+    all_tokens = tokens if global_tokens is None else global_tokens
+    touched = expected_experts_touched(all_tokens, e.num_experts, e.experts_per_token)
+    routed = all_tokens * e.experts_per_token  # token-expert pairs
     per_expert_m = routed / touched
+    multi = not (_is_scalar(ep) and ep == 1)
+    if multi:
+        touched, routed = touched / ep, routed / ep
+    sp = sparse_applies("experts", rd)
     ops = [_gemm("router", group, layers, tokens, router.n, router.k, _scheme(router, rd), ab, nb, bias=router.bias)]
     up_n, up_k = _local(mats["experts_up"], model, tp)
     dn_n, dn_k = _local(mats["experts_down"], model, tp)
-    ops.append(_gemm("experts_up", group, layers, routed, up_n, up_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m))
+    ops.append(_gemm("experts_up", group, layers, routed, up_n, up_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m, rd=rd, sparse=sp))
     ops.append(_activation("experts_act", group, layers, routed, dn_k, gated, ab))
-    ops.append(_gemm("experts_down", group, layers, routed, dn_n, dn_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m))
+    ops.append(_gemm("experts_down", group, layers, routed, dn_n, dn_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m, rd=rd, sparse=sp))
     if e.num_shared_experts:
         su, sd = _local(mats["shared_up"], model, tp), _local(mats["shared_down"], model, tp)
-        ops.append(_gemm("shared_up", group, layers, tokens, *su, rd.weights, ab, nb))
+        ops.append(_gemm("shared_up", group, layers, tokens, *su, rd.weights, ab, nb, rd=rd, sparse=sp))
         ops.append(_activation("shared_act", group, layers, tokens, sd[1], gated, ab))
-        ops.append(_gemm("shared_down", group, layers, tokens, *sd, rd.weights, ab, nb))
+        ops.append(_gemm("shared_down", group, layers, tokens, *sd, rd.weights, ab, nb, rd=rd, sparse=sp))
+    if multi:
+        pairs_sent = tokens * e.experts_per_token * (ep - 1) / ep
+        ops.append(Op("all_to_all", group, OpKind.COMM, layers, launches=2 * layers, flops=0.0,
+                      wire_bytes=layers * 2 * pairs_sent * model.hidden_size * ab, wire_messages=layers * 2 * (ep - 1)))
     return ops

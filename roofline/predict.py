@@ -23,7 +23,7 @@ Phases (`ops.forward_ops` gives both from one derivation):
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -83,15 +83,36 @@ def sum_of_m(lo, hi, window):
 def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) -> ResolvedDeployment:
     """Every rule a scenario must meet, each failing with a one-line error naming the field."""
     rd = dep.resolved(model)
-    hw.peak_flops(rd.compute_key, "activation_dtype")
+    if rd.compute_key not in hw.peak_flops_per_s:
+        if dep.on_unsupported_dtype != "fallback":
+            try:
+                hw.peak_flops(rd.compute_key, "activation_dtype")
+            except SpecError as exc:
+                raise SpecError("activation_dtype", f"{exc.msg}; or set on_unsupported_dtype='fallback' to run "
+                                                    f"{rd.weights.dtype.name} weights with {rd.native.name} compute") from None
+        rd = rd.fallen_back(f"{hw.name} has no {rd.compute_key} tensor cores: fell back to {rd.weights.dtype.name} weights "
+                            f"with {rd.native.name} compute (weight-only kernel, dequantized on the fly)")
+    if dep.sparsity == "2:4" and hw.sparsity_2_4_speedup is None:
+        raise SpecError("sparsity", f"{hw.name} has no 2:4 sparse tensor cores; use sparsity='dense'")
+    if dep.prefix_tokens and dep.prefix_tokens >= wl.prompt_tokens:
+        raise SpecError("prefix_tokens", f"{dep.prefix_tokens} must be less than prompt_tokens={wl.prompt_tokens} "
+                                         "(at least one new token is prefilled)")
     tp = dep.tp
     choices = ", ".join(map(str, valid_tps(model, hw)))
     for name, width in tp_widths(model).items():
         if width % tp:
             raise SpecError("tp", f"{tp} does not divide {name}={width} of {model.name}; choose one of {choices}")
-    if tp > hw.interconnect.max_gpus:
-        raise SpecError("tp", f"{tp} exceeds the {hw.interconnect.max_gpus} GPUs of one {hw.interconnect.name} domain "
-                              f"on {hw.name}; choose one of {choices}")
+    if dep.ep > 1:
+        if model.moe is None:
+            raise SpecError("ep", f"{model.name} has no experts to spread; use ep=1 (tp or pp for a dense model)")
+        if model.moe.num_experts % dep.ep:
+            raise SpecError("ep", f"{dep.ep} does not divide the {model.moe.num_experts} experts of {model.name}")
+    if dep.pp > model.num_layers:
+        raise SpecError("pp", f"{dep.pp} stages exceed the {model.num_layers} layers of {model.name}")
+    if dep.num_gpus > hw.interconnect.max_gpus or dep.network is not None:
+        from .network import DEFAULT_NETWORK, load_network
+
+        load_network(dep.network or DEFAULT_NETWORK)
     if wl.context_tokens > model.max_context:
         raise SpecError(
             "prompt_tokens",
@@ -168,19 +189,81 @@ class DecodeSteps:
         return const + (x1 + (a2[self.dep] - x1) * (self.mean_m() - 1)).sum(axis=0)
 
 
-def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ceilings, batch, prompt, output, tp) -> dict[str, Any]:
+def _stage(t: OpTable, pp) -> OpTable:
+    """One of `pp` balanced pipeline stages: every FLOP, byte, launch and message / pp (token counts unchanged).
+
+    Stages are taken as equal slices of the whole pass; Megatron and vLLM put the embedding on the
+    first stage and the LM head on the last, an imbalance of their share / pp that is left out.
+    """
+    if pp == 1:
+        return t
+    keep = ("gemm_m", "sparse_2_4")
+    t.f = {k: (v if k in keep else v / pp) for k, v in t.f.items()}
+    t.hbm_bytes = t.hbm_bytes / pp
+    return t
+
+
+def kv_allocated_tokens(dep: Deployment, context, max_context: int):
+    """KV slots one sequence of `context` tokens occupies under the deployment's allocator.
+
+    exact: context. paged: ceil(context / block) · block (1,000 tokens in blocks of 16: 63 · 16 = 1,008).
+    contiguous: kv_reserved_tokens (default max_context), whatever the sequence uses.
+    """
+    if dep.kv_allocation == "paged":
+        b = dep.kv_block_tokens
+        return np.ceil(np.asarray(context) / b) * b if not isinstance(context, int) else -(-context // b) * b
+    if dep.kv_allocation == "contiguous":
+        return dep.kv_reserved_tokens or max_context
+    return context
+
+
+def shared_prefix_tokens(dep: Deployment) -> int:
+    """Prefix tokens stored once and shared: whole blocks only under paged allocation, none when contiguous."""
+    if not dep.prefix_tokens or dep.prefix_hit_rate == 0 or dep.kv_allocation == "contiguous":
+        return 0
+    if dep.kv_allocation == "paged":
+        return dep.prefix_tokens // dep.kv_block_tokens * dep.kv_block_tokens
+    return dep.prefix_tokens
+
+
+def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ceilings, batch, prompt, output, tp,
+             hop: tuple | None = None) -> dict[str, Any]:
     """Every headline figure for one model and deployment; batch, prompt, output, tp and the
     ceilings may be numpy arrays of one grid. Returns arrays (or scalars) keyed by metric,
-    plus the prefill and decode operator tables and timings under '_tables'."""
+    plus the prefill and decode operator tables and timings under '_tables'.
+
+    Pipeline parallelism (pp stages, mb micro-batches of batch/mb sequences): each stage runs 1/pp of
+    every operator per micro-batch, and a micro-batch hands its activations to the next stage
+    (`hop` = (bytes/s, latency s) of that link, real; default the NVLink of `real`):
+
+        TTFT = (mb + pp - 1) · t_stage_prefill + (pp - 1) · t_hop(tokens of a micro-batch)
+        TPOT = max(mb, pp) · t_stage_step + pp · t_hop(one token per sequence)
+
+    With mb = 1 a pipeline only splits memory; with mb >= pp it keeps every stage busy, at the cost
+    of reading each stage's weights once per micro-batch. pp = 1 gives the plain pass.
+    Prefix caching with hit rate h: TTFT = (1 - h) · TTFT(whole prompt) + h · TTFT(prompt after the cached prefix).
+    """
+    dep = rd.dep
+    pp, ep = dep.pp, dep.ep
+    mb = 1 if pp == 1 else (dep.pp_microbatches or np.minimum(batch, pp))
+    b_mb = batch if pp == 1 else batch / mb
     grid = np.broadcast_shapes(*(np.shape(x) for x in (batch, prompt, output, tp, real.bytes_per_s)))
-    pre = OpTable.of(O.forward_ops(model, rd, batch, prompt, 0, tp), grid)
+    pre = OpTable.of(O.forward_ops(model, rd, b_mb, prompt, 0, tp, ep=ep), grid)
+    per_layer_act = (pre.f["act_read_bytes"] + pre.f["act_write_bytes"]) / pre.column(pre.layers)
+    workspace = per_layer_act.max(axis=0)
+    pre = _stage(pre, pp)
     pre_real, pre_floor = time_ops(pre, real, tp), time_ops(pre, floor, tp)
     ttft = pre_real.time_s.sum(axis=0)
     ttft_floor = pre_floor.time_s.sum(axis=0)
+    h = dep.prefix_hit_rate
+    if h > 0:
+        hit = _stage(OpTable.of(O.forward_ops(model, rd, b_mb, prompt - dep.prefix_tokens, dep.prefix_tokens, tp, ep=ep), grid), pp)
+        ttft = (1 - h) * ttft + h * time_ops(hit, real, tp).time_s.sum(axis=0)
+        ttft_floor = (1 - h) * ttft_floor + h * time_ops(hit, floor, tp).time_s.sum(axis=0)
 
     # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
-    d1 = OpTable.of(O.forward_ops(model, rd, batch, 1, 0, tp), grid)
-    d2 = OpTable.of(O.forward_ops(model, rd, batch, 1, 1, tp), grid)
+    d1 = _stage(OpTable.of(O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep), grid), pp)
+    d2 = _stage(OpTable.of(O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep), grid), pp)
     steps = np.maximum(output - 1, 0)
     lo = prompt + 1
     hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
@@ -189,27 +272,42 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     dec_floor = DecodeSteps(d1, d2, time_ops(d1, floor, tp), time_ops(d2, floor, tp), lo, hi)
     tpot = dec_real.total_s() / n
     tpot_floor = dec_floor.total_s() / n
+    first_step, last_step = dec_real.step_s(lo), dec_real.step_s(hi)
+    if pp > 1:
+        link_bw, link_lat = hop if hop is not None else (real.link_bytes_per_s, real.link_latency_s)
+        row = model.hidden_size * rd.act_bytes / tp  # activations of one token, each tp rank sends its slice
+        slots = np.maximum(mb, pp)
+        pre_hops = (pp - 1) * (link_lat + b_mb * prompt * row / link_bw)
+        step_hops = pp * (link_lat + b_mb * row / link_bw)
+        ttft = (mb + pp - 1) * ttft + pre_hops
+        ttft_floor = (mb + pp - 1) * ttft_floor
+        tpot, tpot_floor = slots * tpot + step_hops, slots * tpot_floor
+        first_step, last_step = slots * first_step + step_hops, slots * last_step + step_hops
     e2e = ttft + tpot * steps
     e2e_floor = ttft_floor + tpot_floor * steps
-    dec_flops, dec_bytes = dec_real.mean_per_step(d1.f["flops"], d2.f["flops"]), dec_real.mean_per_step(d1.hbm_bytes, d2.hbm_bytes)
+    # per-GPU work: a stage runs its slice once per micro-batch
+    dec_flops = mb * dec_real.mean_per_step(d1.f["flops"], d2.f["flops"])
+    dec_bytes = mb * dec_real.mean_per_step(d1.hbm_bytes, d2.hbm_bytes)
     t1r, t2r = dec_real.t1, dec_real.t2
     mean_terms = [dec_real.mean_per_step(t1r.compute_s, t2r.compute_s), dec_real.mean_per_step(t1r.memory_s, t2r.memory_s), t1r.comm_s.sum(axis=0)]
     pre_terms = [pre_real.compute_s.sum(axis=0), pre_real.memory_s.sum(axis=0), pre_real.comm_s.sum(axis=0)]
-    pre_flops = pre.f["flops"].sum(axis=0)
-    pre_bytes = pre.hbm_bytes.sum(axis=0)
+    pre_flops = mb * pre.f["flops"].sum(axis=0)
+    pre_bytes = mb * pre.hbm_bytes.sum(axis=0)
 
-    # memory
-    weights = O.weight_storage_bytes(model, rd, tp)
-    kv_seq = O.kv_cache_bytes(model, rd, 1, prompt + output, tp)
-    per_layer_act = (pre.f["act_read_bytes"] + pre.f["act_write_bytes"]) / pre.column(pre.layers)
-    workspace = per_layer_act.max(axis=0)
-    reserve = rd.dep.runtime_reserve_bytes
-    kv = batch * kv_seq
+    # memory per GPU: a stage's share of the weights and KV; offloaded fractions live in host memory
+    weights = O.weight_storage_bytes(model, rd, tp, ep) / pp * (1 - dep.weight_offload_fraction)
+    kv_scale = (1 - dep.kv_offload_fraction) / (pp * ep)
+    kv_seq = O.kv_cache_bytes(model, rd, 1, kv_allocated_tokens(dep, prompt + output, model.max_context), tp) * kv_scale
+    shared = shared_prefix_tokens(dep)
+    kv_shared = O.kv_cache_bytes(model, rd, 1, shared, tp) * kv_scale if shared else 0.0
+    kv_seq = kv_seq - h * kv_shared  # a hit's prefix slots are the shared copy's
+    reserve = dep.runtime_reserve_bytes
+    kv = batch * kv_seq + kv_shared
     required = weights + kv + workspace + reserve
     return {
         "ttft_s": ttft, "ttft_floor_s": ttft_floor,
         "tpot_s": tpot, "tpot_floor_s": tpot_floor,
-        "tpot_first_step_s": dec_real.step_s(lo), "tpot_last_step_s": dec_real.step_s(hi),
+        "tpot_first_step_s": first_step, "tpot_last_step_s": last_step,
         "e2e_latency_s": e2e, "e2e_latency_floor_s": e2e_floor,
         "prefill_flops": pre_flops, "prefill_bytes": pre_bytes,
         "decode_flops_per_step": dec_flops, "decode_bytes_per_step": dec_bytes,
@@ -217,21 +315,21 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         "runtime_reserve_bytes": reserve, "memory_required_bytes": required,
         "prefill_bound_index": np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
         "decode_bound_index": np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
-        "kv_bytes_per_sequence": kv_seq, "workspace_bytes_per_sequence": workspace / batch,
+        "kv_bytes_per_sequence": kv_seq, "workspace_bytes_per_sequence": workspace / batch, "kv_shared_bytes": kv_shared,
         "_tables": (pre, pre_real, pre_floor, dec_real, dec_floor, n),
     }
 
 
-def derived(r: dict[str, Any], batch, output, tp, memory_bytes, bandwidth, peak, price) -> dict[str, Any]:
-    """Throughput, utilization, fit and cost from the times and bytes of `evaluate`."""
+def derived(r: dict[str, Any], batch, output, gpus, memory_bytes, bandwidth, peak, price) -> dict[str, Any]:
+    """Throughput, utilization, fit and cost from the times and bytes of `evaluate`; `gpus` per replica."""
     tokens_per_s = batch * output / r["e2e_latency_s"]
-    free = memory_bytes - r["weight_bytes"] - r["runtime_reserve_bytes"]
+    free = memory_bytes - r["weight_bytes"] - r["runtime_reserve_bytes"] - r.get("kv_shared_bytes", 0.0)
     per_seq = r["kv_bytes_per_sequence"] + r["workspace_bytes_per_sequence"]
-    gpu_hour = price * tp
+    gpu_hour = price * gpus
     fits = r["memory_required_bytes"] <= memory_bytes
     return {
         "output_tokens_per_s": tokens_per_s,
-        "output_tokens_per_s_per_gpu": tokens_per_s / tp,
+        "output_tokens_per_s_per_gpu": tokens_per_s / gpus,
         "mbu_prefill": r["prefill_bytes"] / r["ttft_s"] / bandwidth,
         "mfu_prefill": r["prefill_flops"] / r["ttft_s"] / peak,
         "mbu_decode": r["decode_bytes_per_step"] / r["tpot_s"] / bandwidth,
@@ -263,6 +361,13 @@ class Prediction(BaseModel):
     workload: Workload
     deployment: Deployment
     source_kind: str
+    notes: tuple[str, ...] = ()
+    peak_flops_per_s: float = math.nan
+    ridge_point_flops_per_byte: float = math.nan
+    speculative_tokens_per_step: float | None = None
+    tpot_without_speculation_s: float | None = None
+    mode: Literal["analytical", "calibrated"] = "analytical"  # calibrated: measured curves timed every operator
+    calibration_id: str | None = None  # the calibration file's id (device slug and date) when calibrated
     num_gpus: int
     compute_dtype: str
 
@@ -368,14 +473,27 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     dep = deployment or Deployment()
     rd = check(model, hw, workload, dep)
     real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
+    real, floor, hop, notes = scale_out(hw, dep, real, floor)
     b, s, o, tp = workload.batch_size, workload.prompt_tokens, workload.output_tokens, dep.tp
-    r = evaluate(model, rd, real, floor, b, s, o, tp)
-    r.update(derived(r, b, o, tp, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, hw.peak_flops(rd.compute_key), hw.price_usd_per_gpu_hour))
+    r = evaluate(model, rd, real, floor, b, s, o, tp, hop)
+    spec = None
+    if dep.speculative is not None:
+        from .speculative import apply_speculative
+
+        spec = apply_speculative(model, hw, workload, dep, rd, real, floor, hop, r)
+        notes = notes + spec.notes
+    peak = hw.peak_flops(rd.compute_key)
+    r.update(derived(r, b, o, dep.num_gpus, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, peak, hw.price_usd_per_gpu_hour))
     fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
               for k, v in r.items() if not k.startswith("_") and k in Prediction.model_fields}
     p = Prediction(
         model=model.name, hardware=hw.name, workload=workload, deployment=dep,
-        source_kind=hw.efficiency.source_kind, num_gpus=tp, compute_dtype=rd.act.name,
+        notes=tuple(rd.notes) + tuple(notes), peak_flops_per_s=peak,
+        ridge_point_flops_per_byte=peak / hw.memory_bandwidth_bytes_per_s,
+        speculative_tokens_per_step=None if spec is None else spec.tokens_per_step,
+        tpot_without_speculation_s=None if spec is None else spec.tpot_without_s,
+        source_kind=hw.efficiency.source_kind, num_gpus=dep.num_gpus, compute_dtype=rd.act.name,
+        mode=hw.mode, calibration_id=None if hw.calibration is None else hw.calibration.id,
         prefill_bound=BOUNDS[int(r["prefill_bound_index"])].value,
         decode_bound=BOUNDS[int(r["decode_bound_index"])].value,
         kv_bytes_per_token=float(O.kv_cache_bytes(model, rd, 1, 1, tp)),
@@ -383,6 +501,34 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     )
     p._tables = r["_tables"]
     return p
+
+
+def scale_out(hw: HardwareProfile, dep: Deployment, real: Ceilings, floor: Ceilings):
+    """Links for a replica larger than one NVLink domain: (real, floor, pipeline hop link, notes).
+
+    A tp (or ep) group wider than the domain runs its collectives at the network's per-GPU
+    bandwidth and per-hop latency (the slowest link of the ring). Pipeline stages placed on
+    different nodes hand activations over the network; every hop is costed at network speed,
+    an upper bound when some stage boundaries stay inside a node.
+    """
+    domain = hw.interconnect.max_gpus
+    if dep.num_gpus <= domain:
+        notes = [f"network {dep.network} unused: the {dep.num_gpus}-GPU replica fits one {domain}-GPU node"] if dep.network else []
+        return real, floor, None, notes
+    from dataclasses import replace
+
+    from .network import DEFAULT_NETWORK, load_network
+
+    net = load_network(dep.network or DEFAULT_NETWORK)
+    bw = net.bytes_per_s_per_gpu_per_direction
+    nodes = math.ceil(dep.num_gpus / domain)
+    notes = [f"the {dep.num_gpus}-GPU replica spans {nodes} nodes of {domain}; scale-out over {net.name}"
+             + ("" if dep.network else f" (default '{DEFAULT_NETWORK}'; set network to change it)")]
+    if max(dep.tp, dep.ep) > domain:
+        real = replace(real, link_bytes_per_s=bw * net.bandwidth_fraction, link_latency_s=net.latency_s)
+        floor = replace(floor, link_bytes_per_s=bw)
+    hop = (bw * net.bandwidth_fraction, net.latency_s) if dep.pp > 1 else None
+    return real, floor, hop, notes
 
 
 def tp_widths(model: ModelSpec) -> dict[str, int]:

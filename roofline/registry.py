@@ -113,6 +113,16 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
     return _load_model_cached(str(name_or_path))
 
 
-def load_hardware(name_or_path: str | Path) -> HardwareProfile:
-    """A shipped hardware id (`rl.list_hardware()`) or a path to a profile YAML file."""
-    return _load_hardware_cached(str(name_or_path))
+def load_hardware(name_or_path: str | Path, calibration: str | Path | None = None) -> HardwareProfile:
+    """A shipped hardware id (`rl.list_hardware()`) or a path to a profile YAML file.
+
+    `calibration`: a file written by `roofline calibrate`; its measured curves then time every
+    operator (`hw.mode == "calibrated"`). It should have been measured on this profile's device
+    against this profile's peaks; when not, a `CalibrationMismatchWarning` says why.
+    """
+    hw = _load_hardware_cached(str(name_or_path))
+    if calibration is None:
+        return hw
+    from .calibration import attach_calibration, load_calibration
+
+    return attach_calibration(hw, load_calibration(calibration), str(name_or_path))

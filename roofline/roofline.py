@@ -2,10 +2,18 @@
 
 For an operator with F FLOPs, B HBM bytes and C interconnect bytes:
 
-    t_compute = F · pad / (peak_flops · flops_fraction)
+    t_compute = F · pad / (peak_flops · flops_fraction · rate_scale) + V / vector_flops
     t_memory  = B / (peak_bandwidth · bandwidth_fraction)
-    t_comm    = 2(p-1)/p · C / (link_bandwidth · link_fraction) + 2(p-1) · messages · link_latency   (ring all-reduce, p = tp)
+    t_comm    = 2(p-1)/p · C / link + 2(p-1) · messages · link_latency      (ring all-reduce, p = tp)
+              + W / link + wire_messages · link_latency                     (point-to-point: all-to-all, pipeline)
+              + H / host_link                                               (offloaded bytes over PCIe/C2C)
     t         = max(t_compute, t_memory, t_comm) + launches · kernel_overhead
+
+`rate_scale` is the 2:4 sparse tensor-core speed-up on the GEMMs it applies to
+(1 elsewhere); V is the vector-unit work of dequantizing weight-only formats
+inside the GEMM (see `ops.dequant_vector_flops`); link is the bandwidth of the
+slowest link the collective crosses (NVLink inside a node, the cluster's
+scale-out network beyond it), times its achievable fraction.
 
 `pad` rounds a GEMM's token count up to the tensor-core tile (`gemm_tile_tokens`):
 a decode GEMM of 8 tokens on Hopper computes 64 rows. The **floor** uses the
@@ -54,17 +62,36 @@ class Ceilings:
     link_latency_s: object
     kernel_overhead_s: object
     tile_tokens: object
+    host_bytes_per_s: object = 1.0
+    sparse_rate_scale: object = 1.0  # 2:4 sparse tensor-core speed-up / 2: executed FLOPs are already halved
+    # measured curves of a calibrated profile (roofline/calibration.py); a class attribute, not a field,
+    # so sweeps that stack the fields per device see the calibrated profile's scalar summary instead
+    curves = None
 
     @classmethod
     def of(cls, hw: HardwareProfile, compute_key: str, floor: bool = False) -> "Ceilings":
-        """Realistic ceilings (peak x achievable fraction) or, with floor=True, the datasheet peaks."""
+        """Realistic ceilings (peak x achievable fraction) or, with floor=True, the datasheet peaks.
+
+        A calibrated profile (`hw.calibration`) also carries its measured curves, which
+        `time_ops` uses per operator; the floor is always the datasheet.
+        """
+        if not floor and hw.calibration is not None:
+            from .calibration import CalibratedCurves
+
+            c = cls.of(hw.model_copy(update={"calibration": None}), compute_key)
+            object.__setattr__(c, "curves", CalibratedCurves(hw.calibration, hw, compute_key))
+            return c
         peak = hw.peak_flops(compute_key)
         vector = hw.peak_flops_per_s["fp32"]
         link = hw.interconnect.bytes_per_s_per_direction
+        host = hw.host_link_bytes_per_s_per_direction
+        sparse = (hw.sparsity_2_4_speedup or 2.0) / 2
         if floor:
-            return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 0)  # tile 0: no padding
+            return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 0, host, sparse)  # tile 0: no padding
         e = hw.efficiency
         return cls(
+            sparse_rate_scale=sparse,
+            host_bytes_per_s=host * e.interconnect_bandwidth_fraction,
             gemm_flops_per_s=peak * e.flops_fraction[compute_key],
             attention_flops_per_s=peak * e.attention_flops_fraction,
             vector_flops_per_s=vector * e.flops_fraction["fp32"],
@@ -171,9 +198,13 @@ def _tile_padding(t: OpTable, tile):
 
 def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
     """Time every operator of a table against one set of ceilings (see the module docstring)."""
-    compute = t.f["flops"] * _tile_padding(t, c.tile_tokens) / _flop_rates(t, c)
+    if c.curves is not None:  # calibrated: per-op rates from the measured curves, then the same formulas
+        return time_ops(t, c.curves.per_op_ceilings(t, c), tp)
+    f = t.f
+    compute = f["flops"] * _tile_padding(t, c.tile_tokens) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
     memory = t.hbm_bytes / c.bytes_per_s
     ring = 2 * (tp - 1) / tp
-    comm = ring * t.f["comm_bytes"] / c.link_bytes_per_s + 2 * (tp - 1) * t.f["messages"] * c.link_latency_s
+    comm = (ring * f["comm_bytes"] / c.link_bytes_per_s + 2 * (tp - 1) * f["messages"] * c.link_latency_s
+            + f["wire_bytes"] / c.link_bytes_per_s + f["wire_messages"] * c.link_latency_s + f["host_bytes"] / c.host_bytes_per_s)
     overhead = t.f["launches"] * c.kernel_overhead_s
     return Timing(compute, memory, comm, overhead)

@@ -73,6 +73,9 @@ def sweep(
     axes = {name: _ints(name, v) for name, v in
             (("batch_size", batch_size), ("prompt_tokens", prompt_tokens), ("output_tokens", output_tokens), ("tp", tp))}
     base = deployment or Deployment()
+    if base.speculative is not None or base.on_unsupported_dtype == "fallback" or base.network is not None:
+        raise SpecError("deployment", "sweep takes single-node deployments without speculative decoding or dtype fallback; "
+                                      "use predict() or compare() for those")
     # one grid axis per argument: every quantity is computed over the axes it depends on, then broadcast
     ndim = 1 + len(axes)
     hi, b, s, o, t = (np.asarray(a).reshape([-1 if d == i else 1 for d in range(ndim)])
@@ -94,7 +97,7 @@ def sweep(
         real, floor = _stack_ceilings(usable, key, hi, False), _stack_ceilings(usable, key, hi, True)
         r = evaluate(m, rd, real, floor, b, s, o, tpf)
         prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
-        r.update(derived(r, b, o, tpf, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
+        r.update(derived(r, b, o, tpf * base.pp * base.ep, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
                          prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour)))
         pick = lambda a: np.broadcast_to(a, shape).ravel()[ok]  # noqa: E731
         cols = {

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .dtypes import QuantScheme, get_dtype
+from .specs import ModelSpec
 from .units import GIB
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -34,6 +35,52 @@ class Workload(BaseModel):
         return self.prompt_tokens + self.output_tokens
 
 
+# Acceptance-rate defaults, each from a published measurement (the rate is an input: pass your own).
+ACCEPTANCE_RATE_DRAFT_MODEL = 0.7
+"""Per-token acceptance of a same-family small draft: Leviathan et al. 2023 (arXiv:2211.17192), Table 3,
+report alpha 0.5-0.9 across T5/LaMDA pairs; Chen et al. 2023 (arXiv:2302.01318) about 0.7-0.8 for Chinchilla 4B->70B."""
+ACCEPTANCE_RATE_SELF_DRAFT = 0.85
+"""Self-drafting / multi-token-prediction heads: DeepSeek-V3 technical report (arXiv:2412.19437), section 5.4.3,
+reports 85-90% acceptance of the second (MTP) token."""
+
+
+class Speculative(BaseModel):
+    """Speculative decoding: a cheap drafter proposes `k` tokens, the target verifies them in one pass of k+1 tokens.
+
+    With a per-token acceptance rate a (independent tokens), the expected tokens one
+    target step yields is 1 + a + ... + a^k = (1 - a^(k+1)) / (1 - a): a=0.8, k=4 gives 3.36.
+    `draft` names a draft model (id or spec path); None means self-drafting
+    (Medusa heads / multi-token prediction) costed as `draft_layers` extra
+    transformer layers of the target plus its LM head per drafted token.
+    """
+
+    model_config = _FROZEN
+    draft: str | ModelSpec | None = Field(None, description="draft model id, spec path or ModelSpec; None = self-drafting (MTP/Medusa)")
+    k: int = Field(4, ge=1, le=16, description="tokens drafted per target step")
+    acceptance_rate: float | None = Field(
+        None, description="probability each drafted token is accepted, in [0, 1); default 0.7 with a draft model, 0.85 self-drafting")
+    draft_layers: int = Field(1, ge=1, description="transformer layers one self-drafting head runs (DeepSeek-V3 MTP: 1)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Speculative":
+        a = self.acceptance_rate
+        if a is not None and not 0 <= a < 1:
+            raise ValueError(f"acceptance_rate must be in [0, 1), got {a} (1 would mean every draft is accepted forever)")
+        return self
+
+    @property
+    def rate(self) -> float:
+        if self.acceptance_rate is not None:
+            return self.acceptance_rate
+        return ACCEPTANCE_RATE_SELF_DRAFT if self.draft is None else ACCEPTANCE_RATE_DRAFT_MODEL
+
+    @property
+    def expected_tokens_per_step(self) -> float:
+        """(1 - a^(k+1)) / (1 - a): tokens emitted per verification (the accepted run plus the target's own token)."""
+        a = self.rate
+        return (1 - a ** (self.k + 1)) / (1 - a)
+
+
 class Deployment(BaseModel):
     """How the model runs: parallelism, number formats, attention kernel, memory reserve.
 
@@ -52,6 +99,39 @@ class Deployment(BaseModel):
     weight_group_size: int | None = Field(None, gt=0, description="elements per quantization scale (group-wise quantization)")
     weight_scale_dtype: str | None = Field(None, description="format of the quantization scales (default: the weight dtype's convention)")
     weight_zero_point: bool = Field(False, description="asymmetric quantization: one zero point per scale, stored at the weight's bit width")
+    pp: int = Field(1, ge=1, description="pipeline-parallel stages; a replica has tp x pp x ep GPUs")
+    pp_microbatches: int | None = Field(
+        None, ge=1, description="micro-batches the batch is split into across the pipeline (default: min(batch, pp))")
+    ep: int = Field(1, ge=1, description="expert-parallel GPUs for MoE layers: experts spread E/ep per GPU with "
+                                         "all-to-all dispatch and combine, attention data-parallel over the ep GPUs (needs tp=1)")
+    network: str | None = Field(None, description="scale-out network profile id (`roofline networks`) for a replica larger than "
+                                                  "one NVLink domain; default: the hardware's `default_network`")
+    on_unsupported_dtype: Literal["error", "fallback"] = Field(
+        "error", description="compute dtype the hardware lacks: error, or fall back to weight-only storage with "
+                             "native compute (FP8 on A100 runs as FP8-weight / BF16-compute, as vLLM's FP8 Marlin kernels do)")
+    weight_scale_granularity: Literal["tensor", "row", "group", "block"] | None = Field(
+        None, description="scale layout: one per tensor, per output row, per group of weight_group_size along K, or per "
+                          "weight_group_size x weight_group_size block (DeepSeek-V3 FP8: 128 x 128); default: the dtype's")
+    dequant_tile_tokens: int = Field(
+        64, ge=1, description="token rows a weight-only (W4A16/W8A16) kernel computes per dequantized weight tile: weights "
+                              "are dequantized once per such tile (Marlin-style kernels use 16-64)")
+    sparsity: Literal["dense", "2:4", "unstructured"] = Field(
+        "dense", description="2:4: half the linear weights are zero in 2:4 pattern, run on sparse tensor cores; unstructured: "
+                             "sparsity_fraction of weights are zero, kernels stay dense")
+    sparsity_fraction: float = Field(0.5, ge=0, lt=1, description="fraction of zero weights for unstructured sparsity")
+    sparse_format: Literal["dense", "bitmask", "csr"] = Field(
+        "dense", description="storage of unstructured-sparse weights: dense (zeros stored), bitmask (1 bit per element + "
+                             "non-zeros) or csr (non-zeros + a 16-bit column index each + 32-bit row pointers)")
+    kv_allocation: Literal["exact", "paged", "contiguous"] = Field(
+        "exact", description="exact: each sequence holds its own tokens; paged: rounded up to kv_block_tokens (vLLM); "
+                             "contiguous: every sequence reserves kv_reserved_tokens up front")
+    kv_block_tokens: int = Field(16, ge=1, description="tokens per KV block with paged allocation (vLLM default 16)")
+    kv_reserved_tokens: int | None = Field(None, ge=1, description="tokens reserved per sequence with contiguous allocation (default: the model's max_context)")
+    prefix_tokens: int = Field(0, ge=0, description="prompt tokens shared by requests (system prompt) that prefix caching can reuse")
+    prefix_hit_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests whose shared prefix is already cached")
+    weight_offload_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of weights kept in host memory and streamed over the host link every pass")
+    kv_offload_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of the KV cache kept in host memory and read over the host link every step")
+    speculative: "Speculative | None" = Field(None, description="speculative decoding: a draft model or self-drafting heads")
     attention_impl: Literal["flash", "naive"] = Field("flash", description="flash: fused, no score matrix in HBM; naive: scores and probabilities written and read")
     runtime_reserve_bytes: float = Field(
         2 * GIB, ge=0,
@@ -65,7 +145,21 @@ class Deployment(BaseModel):
             value = getattr(self, field)
             if value is not None:
                 get_dtype(value, field)
+        if self.ep > 1 and self.tp > 1:
+            raise ValueError(f"ep={self.ep} with tp={self.tp}: expert parallelism here runs attention data-parallel "
+                             "over the ep GPUs; use tp=1 with ep, or ep=1 with tp")
+        if self.weight_scale_granularity == "block" and self.weight_group_size is None:
+            raise ValueError("weight_scale_granularity 'block' needs weight_group_size (the block edge, e.g. 128)")
+        if self.sparse_format != "dense" and self.sparsity != "unstructured":
+            raise ValueError(f"sparse_format {self.sparse_format!r} stores unstructured sparsity; set sparsity='unstructured'")
+        if self.prefix_tokens == 0 and self.prefix_hit_rate > 0:
+            raise ValueError("prefix_hit_rate needs prefix_tokens > 0 (the shared prefix length)")
         return self
+
+    @property
+    def num_gpus(self) -> int:
+        """GPUs in one replica: tp x pp x ep."""
+        return self.tp * self.pp * self.ep
 
     def resolved(self, model) -> "ResolvedDeployment":
         """Fill the model's native formats in and check the formats against each other."""
@@ -75,7 +169,7 @@ class Deployment(BaseModel):
 class ResolvedDeployment:
     """A Deployment with dtypes resolved against a model: what `ops.py` consumes."""
 
-    __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key")
+    __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes")
 
     @classmethod
     def of(cls, dep: Deployment, native_dtype: str, native_weight_dtype: str | None = None) -> "ResolvedDeployment":
@@ -97,14 +191,38 @@ class ResolvedDeployment:
                 f"{ad.name} activations with {wd.name} weights would need the weights re-quantized every step; "
                 f"use weight_dtype with at most {ad.bits} bits (e.g. weight_dtype={ad.name})",
             )
-        self.weights = QuantScheme.of(wd, dep.weight_group_size, dep.weight_scale_dtype, dep.weight_zero_point, field="weight")
+        self.weights = QuantScheme.of(wd, dep.weight_group_size, dep.weight_scale_dtype, dep.weight_zero_point, field="weight",
+                                      granularity=dep.weight_scale_granularity)
         # Tensors quantizers leave alone (norms, biases, routers, an untied embedding table) follow a plain
         # float cast of the weights (fp32, fp16) but stay in the native dtype under int8/int4/fp8/nf4/fp4.
         self.unquantized = self.weights if not wd.is_quantized else QuantScheme.of(self.native)
         self.act = ad
         self.kv = kv_scheme(dep.kv_dtype or native_dtype)
         self.compute_key = ad.peak_key
+        self.notes = []
         return self
+
+    def fallen_back(self, reason: str) -> "ResolvedDeployment":
+        """The explicit fallback for a compute dtype the hardware lacks: keep the weights in their
+        (requested) 8/4-bit storage format, compute in the native dtype (a weight-only kernel)."""
+        wd = self.act if self.weights.dtype.bits >= self.act.bits and self.act.is_quantized else self.weights.dtype
+        dep = self.dep.model_copy(update={"activation_dtype": self.native.name, "weight_dtype": wd.name,
+                                          "on_unsupported_dtype": "error"})
+        out = ResolvedDeployment.of(dep, self.native.name)
+        out.dep = self.dep
+        out.notes = [*self.notes, reason]
+        return out
+
+    @property
+    def weight_only(self) -> bool:
+        """Weights stored narrower than the compute format: the GEMM dequantizes them on the fly."""
+        return self.weights.dtype.is_quantized and self.weights.dtype.bits < self.act.bits
+
+    @property
+    def dequant_ops_per_weight(self) -> int:
+        from .dtypes import DEQUANT_OPS_PER_WEIGHT
+
+        return DEQUANT_OPS_PER_WEIGHT.get(self.weights.dtype.bits, 3) if self.weight_only else 0
 
     @property
     def act_bytes(self) -> float:

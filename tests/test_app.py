@@ -110,7 +110,8 @@ def test_bad_input_is_one_error_line_and_the_app_keeps_running():
     at.selectbox(key="adtype").set_value("fp8_e4m3").run()
     _ok(at)
     assert [e.value for e in at.error] == [
-        "NVIDIA A100 SXM4 80GB: activation_dtype: NVIDIA A100 SXM4 80GB has no fp8 tensor-core support; it computes in fp32, tf32, bf16, fp16, int8, int4"]
+        "NVIDIA A100 SXM4 80GB: activation_dtype: NVIDIA A100 SXM4 80GB has no fp8 tensor-core support; it computes in fp32, tf32, bf16, fp16, int8, int4; "
+        "or set on_unsupported_dtype='fallback' to run fp8_e4m3 weights with bf16 compute"]
     at.text_input(key="tp").input("two").run()
     assert [e.value for e in at.error] == ["tp: expected a positive integer or auto, got 'two'"]
 

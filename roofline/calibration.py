@@ -1,0 +1,329 @@
+"""The calibrated hardware profile: measured curves that replace the datasheet's achievable fractions.
+
+`roofline calibrate` (the top-level `calibrate` package) microbenchmarks a device and writes
+this file; `load_hardware("h100-sxm", calibration=path)` attaches it to a profile, and from then
+on every operator is timed against the measured curves instead of the constant fractions:
+
+* **Memory** (a streaming copy over sizes from inside L2 to many GB): a kernel that moves
+  B bytes takes t(B) = t0 + B / R, the latency-bandwidth (Hockney) line fitted to the
+  measured medians. Its bandwidth fraction at B bytes is B / t(B) / peak: near 0 for a few KB,
+  rising to R / peak for GB. The line is affine in B, so a decode step stays affine in the
+  context and `predict`'s exact closed-form sum over decode steps still holds.
+  H100 example: t0 = 5 us, R = 2.9e12 B/s: 1 MB moves at 1e6 / (5e-6 + 3.4e-7) = 187 GB/s
+  (a fraction of 0.056), 1 GB at 2.88 TB/s (0.86).
+* **GEMM** (per compute dtype, over M tokens and N·K weight sizes that include the shipped
+  models' projections): the fraction of the dense peak achieved on the tile-padded FLOPs,
+  2·pad(M)·M·N·K / t / peak (the same padded FLOPs the roofline divides). A table over
+  (M, N·K), interpolated bilinearly in log M and log N·K and held constant past its edges.
+  A decode GEMM (M = 8) is memory-bound; its measured fraction then carries the weight-read
+  time, so its compute term equals the measured time of that shape.
+* **Attention**: prefill (flash / SDPA, causal) as t = t0 + F / R over FLOPs per kernel,
+  and decode (one query against a KV cache) as t = t0 + B / R over bytes per kernel.
+* **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
+* **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible.
+
+Fractions are measured / datasheet peak of the **base profile** the run was compared with
+(`provenance.base_profile`); every rate is stored with that peak, so attaching the file to
+another profile scales by the ratio of peaks (and warns). A device without a matching profile
+yields measurements only, never this file. The curves come from microbenchmarks alone: nothing
+here is fitted to the end-to-end validation runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import SpecError
+
+SCHEMA_VERSION = 1
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+DTYPE_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
+
+
+class Provenance(BaseModel):
+    """Where and how the measurements were taken."""
+
+    model_config = _FROZEN
+    device_name: str = Field(min_length=1, description="as NVML (or the CPU) names it")
+    device_kind: Literal["cuda", "cpu"]
+    base_profile: str = Field(min_length=1, description="hardware profile id whose peaks the fractions divide by")
+    profile_match: bool = Field(description="the device is the base profile's device (by name and memory)")
+    profile_match_note: str = ""
+    driver_version: str | None = None
+    cuda_version: str | None = None
+    torch_version: str
+    clocks_hz: dict[str, float] = Field(default_factory=dict, description="sm/memory clocks, current and max")
+    throttled: bool | None = Field(None, description="any clock throttle reason other than idle seen during the run; None = unknown")
+    date: str = Field(min_length=1, description="ISO 8601 time of the run")
+    command: str = Field(min_length=1, description="the exact command line")
+    quick: bool = Field(False, description="tiny sizes (CPU/test mode): the curves do not describe large kernels")
+
+
+class AffineCurve(BaseModel):
+    """t(x) = latency_s + x / rate_per_s, fitted to measured medians (x in bytes or FLOPs per kernel)."""
+
+    model_config = _FROZEN
+    x_unit: Literal["bytes", "flops"]
+    latency_s: float = Field(ge=0, description="fixed time per kernel (ramp-up, tail), seconds")
+    rate_per_s: float = Field(gt=0, description="asymptotic bytes/s or FLOP/s of large kernels")
+    peak_per_s: float = Field(gt=0, description="the base profile's datasheet peak the fraction divides by")
+    points_x: tuple[float, ...] = Field(min_length=2, description="bytes or FLOPs of each measured kernel")
+    points_s: tuple[float, ...] = Field(min_length=2, description="its median time, seconds")
+
+    @model_validator(mode="after")
+    def _check(self) -> "AffineCurve":
+        if len(self.points_x) != len(self.points_s):
+            raise SpecError("points_s", f"has {len(self.points_s)} values for {len(self.points_x)} points_x")
+        if self.rate_per_s > self.peak_per_s * (1 + 1e-9):
+            raise SpecError("rate_per_s", f"{self.rate_per_s:.4g} exceeds the datasheet peak {self.peak_per_s:.4g}; "
+                                          "a measurement above the speed of light means L2 hits or a wrong peak")
+        return self
+
+    @property
+    def fraction(self) -> float:
+        """Asymptotic fraction of peak (large kernels)."""
+        return self.rate_per_s / self.peak_per_s
+
+    def time_s(self, x):
+        return self.latency_s + np.asarray(x, dtype=float) / self.rate_per_s
+
+    def fraction_at(self, x):
+        """Achieved / peak for one kernel of x bytes (FLOPs): x / t(x) / peak."""
+        x = np.asarray(x, dtype=float)
+        return x / self.time_s(x) / self.peak_per_s
+
+
+class GemmTable(BaseModel):
+    """Fraction of the dense peak reached on tile-padded FLOPs, over M tokens (rows) and N·K (columns)."""
+
+    model_config = _FROZEN
+    dtype: str
+    peak_per_s: float = Field(gt=0, description="the base profile's dense peak for this dtype")
+    m_tokens: tuple[int, ...] = Field(min_length=1)
+    nk_elements: tuple[float, ...] = Field(min_length=1, description="N·K of the weight matrix")
+    fraction: tuple[tuple[float, ...], ...] = Field(description="fraction[i][j] at m_tokens[i], nk_elements[j]")
+
+    @model_validator(mode="after")
+    def _check(self) -> "GemmTable":
+        if self.dtype not in DTYPE_KEYS:
+            raise SpecError("dtype", f"unknown dtype key {self.dtype!r}; choose from {', '.join(DTYPE_KEYS)}")
+        for name, axis in (("m_tokens", self.m_tokens), ("nk_elements", self.nk_elements)):
+            if any(a <= 0 for a in axis) or any(b <= a for a, b in zip(axis, axis[1:])):
+                raise SpecError(name, "must be positive and strictly ascending")
+        if len(self.fraction) != len(self.m_tokens) or any(len(r) != len(self.nk_elements) for r in self.fraction):
+            raise SpecError("fraction", f"must be {len(self.m_tokens)} rows of {len(self.nk_elements)} values (m_tokens x nk_elements)")
+        for i, row in enumerate(self.fraction):
+            for j, f in enumerate(row):
+                if not 0 < f <= 1:
+                    raise SpecError(f"fraction[{i}][{j}]", f"must be in (0, 1], got {f}")
+        return self
+
+    def at(self, m, nk):
+        """Bilinear interpolation in (log M, log N·K), constant past the edges of the table."""
+        lm = np.log(np.maximum(np.asarray(m, dtype=float), 1e-30))
+        lk = np.log(np.maximum(np.asarray(nk, dtype=float), 1e-30))
+        table = np.asarray(self.fraction, dtype=float)
+        xs, ys = np.log(np.asarray(self.m_tokens, dtype=float)), np.log(np.asarray(self.nk_elements, dtype=float))
+        i, wi = _bracket(xs, lm)
+        j, wj = _bracket(ys, lk)
+        i1, j1 = np.minimum(i + 1, len(xs) - 1), np.minimum(j + 1, len(ys) - 1)
+        top = table[i, j] + (table[i, j1] - table[i, j]) * wj
+        bottom = table[i1, j] + (table[i1, j1] - table[i1, j]) * wj
+        return top + (bottom - top) * wi
+
+
+def _bracket(axis: np.ndarray, x: np.ndarray):
+    """Index of the grid cell holding x and the weight of its upper neighbour (0 past either edge)."""
+    if len(axis) == 1:
+        return np.zeros(np.shape(x), dtype=int), np.zeros(np.shape(x))
+    i = np.clip(np.searchsorted(axis, x, side="right") - 1, 0, len(axis) - 2)
+    w = np.clip((x - axis[i]) / (axis[i + 1] - axis[i]), 0.0, 1.0)
+    return i, w
+
+
+class Calibration(BaseModel):
+    """A calibrated profile file (JSON or YAML); see the module docstring for each curve."""
+
+    model_config = _FROZEN
+    schema_version: Literal[1] = Field(description="bumped when the format changes incompatibly")
+    id: str = Field(min_length=1, description="device slug and date, e.g. h100-sxm-2026-05-10T12-00-00")
+    provenance: Provenance
+    memory: AffineCurve = Field(description="streaming copy: bytes read + written per kernel")
+    memory_read: AffineCurve | None = None
+    memory_write: AffineCurve | None = None
+    gemm: dict[str, GemmTable] = Field(description="dtype key -> table; a dtype left out keeps its datasheet fraction")
+    attention_prefill: AffineCurve | None = Field(None, description="causal flash/SDPA prefill, FLOPs per kernel")
+    attention_decode: AffineCurve | None = Field(None, description="one query per sequence against a KV cache, bytes per kernel")
+    kernel_overhead_s: float = Field(ge=0, description="seconds per eager kernel launch")
+    kernel_overhead_graph_s: float | None = Field(None, ge=0, description="seconds per kernel replayed from a CUDA graph")
+    interconnect_fraction: float | None = Field(None, gt=0, le=1, description="all-reduce bus bandwidth / link rate; None = not measured")
+    notes: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> "Calibration":
+        for name in ("memory", "memory_read", "memory_write", "attention_decode"):
+            c = getattr(self, name)
+            if c is not None and c.x_unit != "bytes":
+                raise SpecError(f"{name}.x_unit", "must be 'bytes'")
+        if self.attention_prefill is not None and self.attention_prefill.x_unit != "flops":
+            raise SpecError("attention_prefill.x_unit", "must be 'flops'")
+        for key, table in self.gemm.items():
+            if key != table.dtype:
+                raise SpecError(f"gemm.{key}.dtype", f"is {table.dtype!r} under key {key!r}")
+        return self
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read a calibration file (.json, .yaml or .yml); every error is one line naming the field."""
+    p = Path(path)
+    where = str(p)
+    if not p.is_file():
+        raise SpecError("calibration", f"no file {where}; run `roofline calibrate --profile ID` first")
+    text = p.read_text()
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001  any parse error becomes one line
+        raise SpecError(where, f"is not valid {'YAML' if p.suffix != '.json' else 'JSON'}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SpecError(where, "must be a mapping of field: value")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SpecError(f"{where}: schema_version", f"is {version!r}; this roofline reads version {SCHEMA_VERSION} "
+                                                    "(re-run `roofline calibrate` to write a current file)")
+    try:
+        return Calibration.model_validate(data)
+    except ValidationError as exc:
+        from .registry import validation_message
+
+        raise validation_message(exc, where, Calibration) from None
+
+
+# ------------------------------------------------------------ the curves a roofline times against
+class CalibratedCurves:
+    """The calibration resolved against one profile and compute dtype: rates in SI units.
+
+    `scale` converts a fraction of the base profile's peak into a rate on the target
+    profile: rate_target = rate_measured · (peak_target / peak_base), exactly the measured
+    rate when the two profiles are the same.
+    """
+
+    __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_dec_latency_s",
+                 "att_dec_rate", "gemm", "gemm_peak", "calibration")
+
+    def __init__(self, cal: Calibration, hw, compute_key: str):
+        self.calibration = cal
+        bw = hw.memory_bandwidth_bytes_per_s
+        peak = hw.peak_flops(compute_key)
+        m = cal.memory
+        self.mem_latency_s, self.mem_rate = m.latency_s, m.rate_per_s * (bw / m.peak_per_s)
+        a = cal.attention_prefill
+        if a is None:  # not measured: the datasheet fraction, no latency
+            self.att_pre_latency_s, self.att_pre_rate = 0.0, peak * hw.efficiency.attention_flops_fraction
+        else:
+            self.att_pre_latency_s, self.att_pre_rate = a.latency_s, a.rate_per_s * (peak / a.peak_per_s)
+        d = cal.attention_decode or m
+        self.att_dec_latency_s, self.att_dec_rate = d.latency_s, d.rate_per_s * (bw / d.peak_per_s)
+        table = cal.gemm.get(compute_key)
+        self.gemm = table
+        self.gemm_peak = peak
+
+    def per_op_ceilings(self, t, c):
+        """Ceilings with one rate per operator, so that the roofline's own formulas give the measured curves.
+
+        For an op of k kernels moving B bytes, the memory term must be k·t0 + B / R: the
+        effective rate B / (k·t0 + B / R) does that. Attention kernels (one per layer) use the
+        decode-attention line for bytes and the prefill line for FLOPs; every other op the copy
+        line. A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
+        N·K = F / (2 · launches · M) from its FLOPs (for MoE experts, the touched experts' total).
+        With zero latencies and constant tables this reproduces the analytical rates exactly.
+        """
+        import dataclasses
+
+        f = t.f
+        layers = t.column(t.layers)
+        flops, hbm = f["flops"], t.hbm_bytes
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.mem_latency_s == 0 and self.att_dec_latency_s == 0:
+                bytes_rate = np.where(t.is_attention, self.att_dec_rate, self.mem_rate)
+            else:
+                kernels = np.where(t.is_attention, layers, f["launches"])
+                lat = np.where(t.is_attention, self.att_dec_latency_s, self.mem_latency_s)
+                rate = np.where(t.is_attention, self.att_dec_rate, self.mem_rate)
+                bytes_rate = np.where(hbm > 0, hbm / (kernels * lat + hbm / rate), rate)
+            if self.att_pre_latency_s == 0:
+                att_rate = self.att_pre_rate
+            else:
+                busy = t.is_attention & (flops > 0)
+                att_rate = np.where(busy, flops / (layers * self.att_pre_latency_s + flops / self.att_pre_rate), self.att_pre_rate)
+            if self.gemm is None:
+                gemm_rate = c.gemm_flops_per_s
+            else:
+                m = np.maximum(f["gemm_m"], 1.0)
+                nk = flops / (2 * np.maximum(f["launches"], 1.0) * m)
+                gemm_rate = np.where(t.is_gemm, self.gemm_peak * self.gemm.at(m, nk), c.gemm_flops_per_s)
+        return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate)
+
+
+def calibrated_efficiency(cal: Calibration, hw):
+    """The profile's `Efficiency` with each fraction replaced by the calibration's large-kernel value.
+
+    Only a summary: `predict` times every operator against the full curves. `sweep`, which
+    stacks scalar ceilings per device, sees these values (so a sweep of a calibrated profile
+    approximates the per-op curves by their asymptotes). `source_kind` becomes `calibrated`.
+    """
+    e = hw.efficiency
+    flops = dict(e.flops_fraction)
+    sources = dict(e.sources)
+    for key, t in cal.gemm.items():
+        if key in flops:
+            flops[key] = float(min(1.0, t.fraction[-1][-1] * t.peak_per_s / hw.peak_flops(key)))
+    where = f"calibration {cal.id} ({cal.provenance.device_name}, {cal.provenance.date})"
+    update = {
+        "memory_bandwidth_fraction": float(min(1.0, cal.memory.rate_per_s / cal.memory.peak_per_s)),
+        "flops_fraction": flops,
+        "kernel_overhead_s": cal.kernel_overhead_s,
+        "source_kind": "calibrated",
+    }
+    if cal.attention_prefill is not None:
+        update["attention_flops_fraction"] = float(min(1.0, cal.attention_prefill.fraction))
+    if cal.interconnect_fraction is not None:
+        update["interconnect_bandwidth_fraction"] = cal.interconnect_fraction
+    sources.update({k: f"{where}: large-kernel value of the measured curve" for k in update if k in e.sources or k == "flops_fraction"})
+    return type(e).model_validate({**e.model_dump(), **update, "sources": sources})
+
+
+class CalibrationMismatchWarning(UserWarning):
+    """A calibration attached to a profile other than the one its device was measured against."""
+
+
+def attach_calibration(hw, cal: Calibration, profile_id: str | None = None):
+    """The profile with `cal` attached: measured curves, and `efficiency` summarised from them.
+
+    Warns (CalibrationMismatchWarning) when the file was measured against another base profile
+    (rates are rescaled by the ratio of datasheet peaks: a what-if) or on a device that does not
+    match its base profile (a CPU run, or another GPU): the curves then describe that device.
+    """
+    import warnings
+
+    pv = cal.provenance
+    if profile_id is not None and Path(str(profile_id)).suffix == "" and profile_id.lower() != pv.base_profile:
+        warnings.warn(f"calibration {cal.id} was measured against profile {pv.base_profile!r}, attached to {profile_id!r}: "
+                      "rates are rescaled by the ratio of datasheet peaks", CalibrationMismatchWarning, stacklevel=3)
+    if not pv.profile_match:
+        warnings.warn(f"calibration {cal.id} was measured on {pv.device_name} ({pv.device_kind}), which is not "
+                      f"{pv.base_profile}: {pv.profile_match_note or 'no matching profile'}", CalibrationMismatchWarning, stacklevel=3)
+    for key in cal.gemm:
+        if key not in hw.peak_flops_per_s:
+            raise SpecError(f"calibration.gemm.{key}", f"{hw.name} has no {key} peak to apply the measured fraction to")
+    return hw.model_copy(update={"calibration": cal, "efficiency": calibrated_efficiency(cal, hw)})

@@ -1,0 +1,272 @@
+"""`compare`: a baseline and named variants side by side, every headline metric and its change.
+
+A variant is a `Deployment` (same model: quantization, sparsity, parallelism, KV
+management, speculative decoding, ...), a model (id, path or `ModelSpec`: a distilled
+student, a pruned or re-attentioned spec from `roofline.techniques`), or a `Variant`
+combining both with a tokenizer factor:
+
+    tokens_per_text = tokens this variant's tokenizer needs for text the baseline's encodes in 1
+
+A larger vocabulary that encodes the same text in 15% fewer tokens (Llama 3's 128K
+vocabulary against Llama 2's 32K, per Meta's Llama 3 announcement) has tokens_per_text 0.85:
+the variant's workload has 0.85x the prompt and output tokens, so it runs fewer decode
+steps, while its bigger embedding and LM head cost more per step. `text_tpot_s` =
+TPOT · tokens_per_text is the time per baseline token of text, the fair comparison.
+
+Every variant goes through the same `predict` as the baseline. Deltas are ratios
+(variant / baseline) for the metrics in `DELTA_METRICS`; a failing variant (a dtype the
+hardware lacks, a bad combination) is a row with its error in `error`, not an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .errors import SpecError
+from .hardware import HardwareProfile
+from .predict import Prediction, predict
+from .registry import load_hardware, load_model
+from .specs import ModelSpec
+from .workload import Deployment, Workload
+
+BASELINE = "baseline"
+METRICS = (
+    "ttft_s", "tpot_s", "text_tpot_s", "e2e_latency_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu",
+    "mbu_decode", "mfu_decode", "mfu_prefill", "prefill_bound", "decode_bound",
+    "weight_bytes", "kv_cache_bytes", "kv_bytes_per_token", "memory_required_bytes", "memory_available_bytes", "fits",
+    "max_batch_size", "num_gpus", "cost_per_hour_usd", "cost_per_million_output_tokens_usd",
+    "peak_flops_per_s", "ridge_point_flops_per_byte",
+)
+DELTA_METRICS = ("ttft_s", "tpot_s", "text_tpot_s", "e2e_latency_s", "output_tokens_per_s", "weight_bytes",
+                 "kv_cache_bytes", "memory_required_bytes", "max_batch_size", "cost_per_million_output_tokens_usd")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One option: a model (None = the baseline's), a deployment (None = the baseline's) and a tokenizer factor."""
+
+    model: str | ModelSpec | None = None
+    deployment: Deployment | None = None
+    tokens_per_text: float = 1.0
+
+    def __post_init__(self):
+        if not (isinstance(self.tokens_per_text, (int, float)) and 0 < self.tokens_per_text < math.inf):
+            raise SpecError("tokens_per_text", f"must be a positive number of tokens per baseline token, got {self.tokens_per_text!r}")
+
+
+def _as_variant(name: str, v) -> Variant:
+    if isinstance(v, Variant):
+        return v
+    if isinstance(v, Deployment):
+        return Variant(deployment=v)
+    if isinstance(v, (str, ModelSpec)):
+        return Variant(model=v)
+    raise SpecError(f"variants[{name!r}]", f"must be a Deployment, a model id / ModelSpec or a Variant, got {type(v).__name__}")
+
+
+def _model(m) -> ModelSpec:
+    return m if isinstance(m, ModelSpec) else load_model(m)
+
+
+def _scaled(wl: Workload, f: float) -> Workload:
+    if f == 1:
+        return wl
+    return wl.model_copy(update={"prompt_tokens": max(1, round(wl.prompt_tokens * f)),
+                                 "output_tokens": max(1, round(wl.output_tokens * f))})
+
+
+def _row(name: str, p: Prediction | None, spec: ModelSpec, dep: Deployment, f: float, error: str = "") -> dict:
+    row = {"variant": name, "model": spec.name, "params": spec.param_count, "tokens_per_text": f,
+           "weight_dtype": dep.weight_dtype or "native", "activation_dtype": dep.activation_dtype or "native",
+           "kv_dtype": dep.kv_dtype or "native", "tp": dep.tp, "pp": dep.pp, "ep": dep.ep}
+    if p is None:
+        row.update({m: math.nan for m in METRICS})
+        row.update(error=error, notes="")
+        return row
+    d = p.model_dump()
+    row.update({m: d.get(m, math.nan) for m in METRICS if m != "text_tpot_s"})
+    row["text_tpot_s"] = p.tpot_s * f
+    row["compute_dtype"] = p.compute_dtype
+    row.update(error="", notes="; ".join(p.notes))
+    return row
+
+
+def compare(model, hardware, workload: Workload, baseline: Deployment | None = None,
+            variants: dict | None = None) -> pd.DataFrame:
+    """Predict the baseline and every variant on one hardware and workload; one row each, baseline first.
+
+    `<metric>_vs_baseline` columns hold variant / baseline for `DELTA_METRICS` (below 1 for
+    TPOT means faster). See the module docstring for what a variant may be.
+    """
+    hw = hardware if isinstance(hardware, HardwareProfile) else load_hardware(hardware)
+    base_model = _model(model)
+    base_dep = baseline or Deployment()
+    if not variants:
+        raise SpecError("variants", "give at least one variant, e.g. {'int4': Deployment(weight_dtype='int4')}")
+    if BASELINE in variants:
+        raise SpecError("variants", f"{BASELINE!r} names the baseline row; call the variant something else")
+    rows = [_row(BASELINE, predict(base_model, hw, workload, base_dep), base_model, base_dep, 1.0)]
+    for name, v in variants.items():
+        v = _as_variant(name, v)
+        spec = base_model if v.model is None else _model(v.model)
+        dep = v.deployment or base_dep
+        try:
+            p = predict(spec, hw, _scaled(workload, v.tokens_per_text), dep)
+            rows.append(_row(name, p, spec, dep, v.tokens_per_text))
+        except SpecError as exc:
+            rows.append(_row(name, None, spec, dep, v.tokens_per_text, str(exc)))
+    df = pd.DataFrame(rows).set_index("variant")
+    base = df.loc[BASELINE]
+    for m in DELTA_METRICS:
+        df[f"{m}_vs_baseline"] = pd.to_numeric(df[m], errors="coerce") / float(base[m]) if float(base[m]) else math.nan
+    df.attrs["hardware"] = hw.name
+    df.attrs["workload"] = workload.model_dump()
+    return df
+
+
+# ------------------------------------------------------------ the command line
+COMPARE_DESCRIPTION = (
+    "Baseline vs named variants on one hardware and workload. Each --variant is NAME:KEY=VALUE[,KEY=VALUE...], where a "
+    "KEY is a Deployment field (weight_dtype, activation_dtype, kv_dtype, weight_group_size, tp, pp, ep, sparsity, "
+    "sparse_format, sparsity_fraction, kv_allocation, kv_block_tokens, prefix_tokens, prefix_hit_rate, "
+    "weight_offload_fraction, kv_offload_fraction, attention_impl, on_unsupported_dtype, ...), speculative.draft / "
+    "speculative.k / speculative.acceptance_rate / speculative.draft_layers, model (a student or any other spec), "
+    "tokens_per_text, or a spec transform: keep_layers, keep_heads, keep_ffn, keep_experts (prune), attention "
+    "(mha|mqa|gqa|mla), kv_heads, sliding_window, cla, vocab. Unset keys take the baseline's values.")
+
+_TRANSFORM_KEYS = {"keep_layers", "keep_heads", "keep_ffn", "keep_experts", "attention", "kv_heads", "sliding_window", "cla",
+                   "vocab", "parallel_blocks"}
+
+
+def add_compare_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="baseline model id or spec path")
+    p.add_argument("--hardware", required=True, help="hardware id or profile path")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--prompt-tokens", type=int, default=1024)
+    p.add_argument("--output-tokens", type=int, default=256)
+    p.add_argument("--baseline", default="", help="the baseline's deployment as KEY=VALUE[,KEY=VALUE...] (default: native, tp=1)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="a variant (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON records")
+
+
+def _pairs(text: str, where: str) -> dict[str, str]:
+    out = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        if "=" not in item:
+            raise SpecError(where, f"expected KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _deployment(pairs: dict[str, str], base: Deployment | None, where: str) -> Deployment:
+    from pydantic import ValidationError
+
+    from .registry import validation_message
+
+    spec = {k.split(".", 1)[1]: v for k, v in pairs.items() if k.startswith("speculative.")}
+    fields = {k: v for k, v in pairs.items() if not k.startswith("speculative.")}
+    unknown = sorted(set(fields) - set(Deployment.model_fields))
+    if unknown:
+        raise SpecError(where, f"unknown key {unknown[0]!r}; see `roofline compare --help` for the keys")
+    try:
+        data = {**(base.model_dump(exclude={"speculative"}) if base else {}), **fields}
+        if spec:
+            data["speculative"] = spec
+        elif base is not None and base.speculative is not None:
+            data["speculative"] = base.speculative
+        return Deployment.model_validate(data)
+    except ValidationError as exc:
+        raise validation_message(exc, where) from None
+
+
+def parse_variant(text: str, base_model: ModelSpec, base_dep: Deployment) -> tuple[str, Variant]:
+    """'NAME:KEY=VALUE,...' -> (name, Variant); see COMPARE_DESCRIPTION for the keys."""
+    from . import techniques as T
+
+    if ":" not in text:
+        raise SpecError("--variant", f"expected NAME:KEY=VALUE[,...], got {text!r}")
+    name, rest = text.split(":", 1)
+    name = name.strip()
+    where = f"--variant {name}"
+    pairs = _pairs(rest, where)
+    model = _model(pairs.pop("model")) if "model" in pairs else base_model
+    f = pairs.pop("tokens_per_text", "1")
+    try:
+        tokens_per_text = float(f)
+    except ValueError:
+        raise SpecError(f"{where}: tokens_per_text", f"expected a number, got {f!r}") from None
+    tr = {k: pairs.pop(k) for k in list(pairs) if k in _TRANSFORM_KEYS}
+    try:
+        keep = {k: float(tr.pop(k)) for k in ("keep_layers", "keep_heads", "keep_ffn", "keep_experts") if k in tr}
+        if keep:
+            model = T.prune(model, **keep)
+        if "attention" in tr:
+            model = T.with_attention(model, tr.pop("attention"), int(tr.pop("kv_heads")) if "kv_heads" in tr else None)
+        if "sliding_window" in tr:
+            model = T.with_sliding_window(model, int(tr.pop("sliding_window")))
+        if "cla" in tr:
+            model = T.with_cla(model, int(tr.pop("cla")))
+        if "vocab" in tr:
+            model = T.with_vocab(model, int(tr.pop("vocab")))
+        if tr.pop("parallel_blocks", "false").lower() in ("1", "true", "yes"):
+            model = T.with_parallel_blocks(model)
+    except ValueError as exc:
+        if isinstance(exc, SpecError):
+            raise SpecError(f"{where}: {exc.field}", exc.msg) from None
+        raise SpecError(where, f"a transform value is not a number: {exc}") from None
+    if tr:
+        raise SpecError(where, f"{sorted(tr)[0]} needs attention=... alongside it")
+    dep = _deployment(pairs, base_dep, where) if pairs else base_dep
+    return name, Variant(model=model, deployment=dep, tokens_per_text=tokens_per_text)
+
+
+_SHOWN = (("model", "model", str), ("GPUs", "num_gpus", lambda x: f"{x:g}"), ("TTFT", "ttft_s", "seconds"),
+          ("TPOT", "tpot_s", "seconds"), ("TPOT per baseline token of text", "text_tpot_s", "seconds"),
+          ("tokens/s", "output_tokens_per_s", lambda x: f"{x:,.0f}"), ("decode bound", "decode_bound", str),
+          ("weights / GPU", "weight_bytes", "gb"), ("KV cache / GPU", "kv_cache_bytes", "gb"),
+          ("memory / GPU", "memory_required_bytes", "gb"), ("fits", "fits", str), ("max batch", "max_batch_size", lambda x: f"{x:,.0f}"),
+          ("ridge point (FLOP/B)", "ridge_point_flops_per_byte", lambda x: f"{x:,.0f}"),
+          ("$/M output tokens", "cost_per_million_output_tokens_usd", "usd"), ("TPOT vs baseline", "tpot_s_vs_baseline", "x"))
+
+
+def format_table(df: pd.DataFrame) -> str:
+    from . import fmt
+
+    conv = {"seconds": fmt.seconds, "gb": fmt.gigabytes, "usd": fmt.usd, "x": lambda x: f"{x:.2f}x"}
+    rows = []
+    for label, col, how in _SHOWN:
+        f = conv.get(how, how) if isinstance(how, str) else how
+        cells = []
+        for name in df.index:
+            v = df.at[name, col]
+            cells.append("-" if (isinstance(v, float) and math.isnan(v)) else f(v))
+        rows.append([label, *cells])
+    text = fmt.table(["", *df.index], rows)
+    extra = [f"{n}: {df.at[n, 'error']}" for n in df.index if df.at[n, "error"]]
+    extra += [f"{n}: {df.at[n, 'notes']}" for n in df.index if df.at[n, "notes"]]
+    return text + ("\n\n" + "\n".join(extra) if extra else "")
+
+
+def run_compare(a) -> str:
+    import json
+
+    from pydantic import ValidationError
+
+    from .registry import validation_message
+
+    base_model = _model(a.model)
+    base_dep = _deployment(_pairs(a.baseline, "--baseline"), None, "--baseline") if a.baseline else Deployment()
+    try:
+        wl = Workload(batch_size=a.batch_size, prompt_tokens=a.prompt_tokens, output_tokens=a.output_tokens)
+    except ValidationError as exc:
+        raise validation_message(exc, "arguments") from None
+    variants = dict(parse_variant(v, base_model, base_dep) for v in a.variant)
+    df = compare(base_model, a.hardware, wl, base_dep, variants)
+    if a.json:
+        return df.reset_index().to_json(orient="records", indent=2)
+    return (f"{df.attrs['hardware']}: batch {wl.batch_size} x (prompt {wl.prompt_tokens} + output {wl.output_tokens} tokens)\n\n"
+            + format_table(df))

@@ -1,0 +1,67 @@
+"""Scale-out networks: the links between nodes when a replica outgrows one NVLink domain.
+
+A network is a property of the cluster, not of the GPU, so it is a profile of its own
+(`hardware_profiles/networks/*.yaml`), chosen by `Deployment.network`. Collectives whose
+group spans nodes run at the slowest link they cross (standard ring and all-to-all
+formulas, `roofline.roofline`):
+
+    ring all-reduce over p GPUs:  2(p-1)/p · bytes / (network bandwidth · fraction) + 2(p-1) · network latency
+
+A pipeline stage hand-off that crosses nodes takes latency + bytes / network bandwidth.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import SpecError
+
+DEFAULT_NETWORK = "ib-ndr-400"
+
+
+class NetworkProfile(BaseModel):
+    """One GPU's share of the scale-out network. Bytes per second each way, seconds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(min_length=1)
+    bytes_per_s_per_gpu_per_direction: float = Field(gt=0, description="scale-out bandwidth one GPU gets, one direction")
+    latency_s: float = Field(ge=0, description="per hop of a collective between nodes")
+    bandwidth_fraction: float = Field(gt=0, le=1, description="achieved / line rate of NCCL collectives over it")
+    sources: dict[Literal["bytes_per_s_per_gpu_per_direction", "latency_s", "bandwidth_fraction"], str]
+
+    @model_validator(mode="after")
+    def _check(self) -> "NetworkProfile":
+        missing = {"bytes_per_s_per_gpu_per_direction", "latency_s", "bandwidth_fraction"} - set(self.sources)
+        if missing:
+            raise SpecError("sources", f"no source for {', '.join(sorted(missing))}")
+        return self
+
+
+def _dir():
+    from .registry import _data_dir
+
+    return _data_dir("hardware_profiles").joinpath("networks")
+
+
+def list_networks() -> list[str]:
+    """Ids of the shipped scale-out network profiles."""
+    return sorted(p.name[:-5] for p in _dir().iterdir() if p.name.endswith(".yaml"))
+
+
+@functools.lru_cache(maxsize=None)
+def load_network(network_id: str) -> NetworkProfile:
+    """A shipped network profile by id; an unknown id is a one-line error listing the choices."""
+    ids = list_networks()
+    if network_id not in ids:
+        raise SpecError("network", f"unknown network {network_id!r}; choose one of {', '.join(ids)}")
+    data = yaml.safe_load(_dir().joinpath(f"{network_id}.yaml").read_text())
+    try:
+        return NetworkProfile.model_validate(data)
+    except ValidationError as exc:
+        from .registry import validation_message
+
+        raise validation_message(exc, f"networks/{network_id}.yaml") from None

@@ -1,0 +1,709 @@
+"""Continuous batching in steady state: batch, TTFT, TPOT and throughput of one replica under a request stream.
+
+A replica runs iteration-level scheduling (Orca, vLLM): every engine step, each of the B sequences in the
+decode batch adds one token, and prefill work of newly arrived requests is mixed in. Requests arrive as a
+Poisson stream of λ requests/s with prompt lengths S and output lengths O drawn from `LengthDist`s.
+
+Step times come from the same operator table as `predict` (`ops.forward_ops` timed by `roofline.time_ops`):
+
+* t0(B) = a decode step of B sequences at the mean decode context
+  c̄ = E[S] + E[O(O-1)] / (2 E[O-1])   (a request's decode steps see contexts S+1 .. S+O-1; time-averaged
+  over the batch, weighted by each request's O-1 steps). Attention is affine in the context, so this is
+  the mean attention cost, not an approximation of it.
+* X(S) = one prefill pass of S tokens alone (whole-prompt prefill).
+* tC(B) = a step of B decode tokens plus a C-token prefill chunk in **one** pass (chunked prefill): the
+  GEMMs, norms and all-reduces run over B + C tokens and read the weights **once**; decode attention is
+  that of t0; the chunk's attention is C times the mean attention time per prompt token
+  E[attn(S)] / E[S]; the LM head runs on the B decode rows.
+
+Steady state (per replica). Let a be the prefill time added per request:
+
+* whole-prompt prefill (no chunking): a = E[X(S)]; prefill passes preempt decode, the engine spends a
+  fraction ρ = λ·a of its time in them, and the mean decode step is t̄ = t0 / (1 - λa);
+* chunked prefill with a budget of C tokens: a fraction f = λ E[S] t̄ / C of steps carry a chunk and
+  cost tC, the others t0, so t̄ = t0 + f (tC - t0) = t0 / (1 - λa) with a = E[S] (tC - t0) / C.
+
+Little's law on the decode batch (each request holds a slot for its O - 1 decode steps; the first token
+comes out of prefill): B = λ · E[O-1] · t̄. Solving both for λ gives the request rate a batch B sustains:
+
+    λ(B) = B / (E[O-1] · t0(B) + B · a(B))
+
+which grows with B (t0(B)/B falls) until memory (the KV of B sequences at the 99th-percentile context)
+or the prefill server (chunked: λ E[S] tC / C < 1) stops it: the replica's **capacity** is the largest λ
+on that curve. A request rate above it is unstable. `steady_state` walks the curve on a batch grid and
+interpolates the given λ; Little's law then gives B exactly.
+
+TPOT is the mean step t̄ (every request sees the same mix of steps); `itl_max_s` is the worst gap between
+two tokens: tC with chunking, t0 + X(S_p99) without (a long prompt stalls the whole batch).
+
+TTFT = r + W + X(S), with r = t̄/2 the residual of the step in progress when a request arrives, and W the
+wait of an M/G/1 queue (Pollaczek-Khinchine) whose server is the prefill: service X(S) (whole prompt), or
+X(S) = S·tC/C with chunking (the prompt is served C tokens per chunked step):
+
+    E[W] = λ E[X²] / (2 (1 - ρ)),  ρ = λ E[X]      (M/D/1 with a fixed prompt: ρ / (2μ(1-ρ)), μ = 1/X)
+
+Percentiles use the exponential-tail approximation of the M/G/1 wait (exact for M/M/1): W = 0 with
+probability 1 - ρ, else exponential with mean E[W]/ρ; so P(W > y) = ρ·exp(-yρ/E[W]). TTFT's tail is that
+convolved with the prompt distribution, P(TTFT > t) = Σ_s p_s P(W > t - r - X(s)), and its quantiles are
+found by bisection.
+
+Memory: weights + B · KV(S_p99 + O_p99) + the activation workspace of the largest pass + runtime reserve
+must fit per GPU: the `predict` formula at the 99th-percentile context, except that the workspace is that of
+one pass (one prompt, or one chunked step), not of a whole static batch prefilled at once, so the batch limit
+is larger than `Prediction.max_batch_size`. Sequences still in prefill are not counted.
+
+Not modelled: pipeline and expert parallelism, batching of several prompts into one prefill pass (each
+prompt is its own pass: pessimistic at high load), preemption and swapping, KV re-reads of earlier chunks
+by a chunk's attention, and bursts beyond Poisson arrivals.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from . import ops as O
+from .errors import SpecError
+from .hardware import HardwareProfile
+from .roofline import Ceilings, OpTable, time_ops
+from .specs import ModelSpec
+from .workload import Deployment, ResolvedDeployment
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_STD_NORMAL = NormalDist()
+QUADRATURE_POINTS = 32  # equal-probability quantile midpoints for E[f(S)] of continuous distributions
+MEMORY_PERCENTILE = 0.99  # the context whose KV every batch slot must hold
+TTFT_PERCENTILES = (0.5, 0.9, 0.99)
+
+
+# ------------------------------------------------------------ length distributions
+class LengthDist(BaseModel):
+    """A distribution of token counts (prompt or output lengths). Tokens are treated as a continuous quantity.
+
+    kinds: `fixed` (tokens), `uniform` (integers low..high), `normal` (mean, std; clipped to [low, high]:
+    values outside become the bound), `lognormal` (median, sigma of log), `empirical` (values with probs).
+    `mean_tokens` and `mean_square_tokens` are exact (closed forms); `percentile` comes from the
+    distribution; expectations of other functions use `support()`: exact for fixed, empirical and uniform
+    over at most 64 values, otherwise 32 equal-probability quantile midpoints.
+    """
+
+    model_config = _FROZEN
+    kind: Literal["fixed", "uniform", "normal", "lognormal", "empirical"]
+    tokens: float | None = Field(None, ge=1, description="fixed: the length")
+    low: float | None = Field(None, ge=1, description="uniform: smallest length; normal: lower clip (default 1)")
+    high: float | None = Field(None, ge=1, description="uniform: largest length; normal: upper clip (default none)")
+    mean: float | None = Field(None, ge=1, description="normal: mean before clipping")
+    std: float | None = Field(None, gt=0, description="normal: standard deviation before clipping")
+    median: float | None = Field(None, ge=1, description="lognormal: median length = exp(mu)")
+    sigma: float | None = Field(None, gt=0, description="lognormal: standard deviation of log(length)")
+    values: tuple[float, ...] | None = Field(None, description="empirical: lengths")
+    probs: tuple[float, ...] | None = Field(None, description="empirical: their probabilities (sum to 1)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "LengthDist":
+        need = {"fixed": ("tokens",), "uniform": ("low", "high"), "normal": ("mean", "std"),
+                "lognormal": ("median", "sigma"), "empirical": ("values", "probs")}[self.kind]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} distribution needs {', '.join(missing)}")
+        if self.kind == "uniform" and self.high < self.low:
+            raise ValueError(f"uniform high={self.high} is below low={self.low}")
+        if self.kind == "normal" and self.high is not None and self.high < (self.low or 1):
+            raise ValueError(f"normal clip high={self.high} is below low={self.low or 1}")
+        if self.kind == "empirical":
+            if not self.values or len(self.values) != len(self.probs):
+                raise ValueError("empirical needs as many probs as values, at least one")
+            if any(v < 1 for v in self.values) or any(p < 0 for p in self.probs):
+                raise ValueError("empirical values must be >= 1 token and probs >= 0")
+            if abs(sum(self.probs) - 1) > 1e-6:
+                raise ValueError(f"empirical probs sum to {sum(self.probs):.6g}, not 1")
+        return self
+
+    # constructors
+    @classmethod
+    def fixed(cls, tokens: float) -> "LengthDist":
+        return cls(kind="fixed", tokens=tokens)
+
+    @classmethod
+    def uniform(cls, low: int, high: int) -> "LengthDist":
+        return cls(kind="uniform", low=low, high=high)
+
+    @classmethod
+    def normal(cls, mean: float, std: float, low: float = 1, high: float | None = None) -> "LengthDist":
+        return cls(kind="normal", mean=mean, std=std, low=low, high=high)
+
+    @classmethod
+    def lognormal(cls, median: float, sigma: float) -> "LengthDist":
+        return cls(kind="lognormal", median=median, sigma=sigma)
+
+    @classmethod
+    def empirical(cls, pairs) -> "LengthDist":
+        """From (tokens, probability) pairs."""
+        pairs = list(pairs)
+        return cls(kind="empirical", values=tuple(float(t) for t, _ in pairs), probs=tuple(float(p) for _, p in pairs))
+
+    # moments
+    def _clip(self) -> tuple[float, float]:
+        return (self.low if self.low is not None else 1.0), (self.high if self.high is not None else math.inf)
+
+    def _normal_parts(self):
+        lo, hi = self._clip()
+        a, b = (lo - self.mean) / self.std, (hi - self.mean) / self.std
+        Fa, Fb = _STD_NORMAL.cdf(a), (1.0 if hi == math.inf else _STD_NORMAL.cdf(b))
+        fa, fb = _STD_NORMAL.pdf(a), (0.0 if hi == math.inf else _STD_NORMAL.pdf(b))
+        return lo, hi, a, b, Fa, Fb, fa, fb
+
+    @property
+    def mean_tokens(self) -> float:
+        """E[L], exact. Clipped normal: lo·Φ(α) + hi·(1-Φ(β)) + μ(Φ(β)-Φ(α)) + σ(φ(α)-φ(β))."""
+        k = self.kind
+        if k == "fixed":
+            return float(self.tokens)
+        if k == "uniform":
+            return (self.low + self.high) / 2
+        if k == "lognormal":
+            return self.median * math.exp(self.sigma**2 / 2)
+        if k == "empirical":
+            return float(np.dot(self.values, self.probs))
+        lo, hi, a, b, Fa, Fb, fa, fb = self._normal_parts()
+        upper = 0.0 if hi == math.inf else hi * (1 - Fb)
+        return lo * Fa + upper + self.mean * (Fb - Fa) + self.std * (fa - fb)
+
+    @property
+    def mean_square_tokens(self) -> float:
+        """E[L²], exact. Uniform integers: mean² + ((n² - 1)/12) with n = high - low + 1; lognormal: m²·e^{2σ²}."""
+        k = self.kind
+        if k == "fixed":
+            return float(self.tokens) ** 2
+        if k == "uniform":
+            n = self.high - self.low + 1
+            return self.mean_tokens**2 + (n * n - 1) / 12
+        if k == "lognormal":
+            return self.median**2 * math.exp(2 * self.sigma**2)
+        if k == "empirical":
+            return float(np.dot(np.square(self.values), self.probs))
+        lo, hi, a, b, Fa, Fb, fa, fb = self._normal_parts()
+        mu, s = self.mean, self.std
+        bfb = 0.0 if hi == math.inf else b * fb
+        inner = mu * mu * (Fb - Fa) + 2 * mu * s * (fa - fb) + s * s * ((Fb - Fa) + a * fa - bfb)
+        upper = 0.0 if hi == math.inf else hi * hi * (1 - Fb)
+        return lo * lo * Fa + upper + inner
+
+    def percentile(self, q: float) -> float:
+        """The q-quantile (0 < q < 1) of the length."""
+        if not 0 < q < 1:
+            raise SpecError("percentile", f"must be in (0, 1), got {q}")
+        k = self.kind
+        if k == "fixed":
+            return float(self.tokens)
+        if k == "uniform":
+            return float(min(self.high, self.low + math.floor(q * (self.high - self.low + 1))))
+        if k == "lognormal":
+            return self.median * math.exp(self.sigma * _STD_NORMAL.inv_cdf(q))
+        if k == "empirical":
+            order = np.argsort(self.values)
+            cdf = np.cumsum(np.asarray(self.probs)[order])
+            return float(np.asarray(self.values)[order][min(int(np.searchsorted(cdf, q - 1e-12)), len(cdf) - 1)])
+        lo, hi = self._clip()
+        return float(min(max(self.mean + self.std * _STD_NORMAL.inv_cdf(q), lo), hi))
+
+    def support(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lengths, probabilities) over which E[f(L)] is taken (see the class docstring)."""
+        k = self.kind
+        if k == "fixed":
+            return np.array([float(self.tokens)]), np.array([1.0])
+        if k == "empirical":
+            return np.asarray(self.values, float), np.asarray(self.probs, float)
+        if k == "uniform" and self.high - self.low + 1 <= 64:
+            v = np.arange(self.low, self.high + 1, dtype=float)
+            return v, np.full(len(v), 1 / len(v))
+        qs = (np.arange(QUADRATURE_POINTS) + 0.5) / QUADRATURE_POINTS
+        return np.array([self.percentile(q) for q in qs]), np.full(QUADRATURE_POINTS, 1 / QUADRATURE_POINTS)
+
+    def describe(self) -> str:
+        k = self.kind
+        return {"fixed": lambda: f"{self.tokens:g}", "uniform": lambda: f"uniform {self.low:g}..{self.high:g}",
+                "normal": lambda: f"normal {self.mean:g}±{self.std:g}", "lognormal": lambda: f"lognormal median {self.median:g} σ {self.sigma:g}",
+                "empirical": lambda: "empirical " + ",".join(f"{v:g}={p:g}" for v, p in zip(self.values, self.probs))}[k]()
+
+
+LENGTH_SYNTAX = ("N | fixed:N | uniform:LOW:HIGH | normal:MEAN:STD | lognormal:MEDIAN:SIGMA | "
+                 "empirical:T1=P1,T2=P2,... (probabilities sum to 1)")
+
+
+def as_length_dist(value, field: str) -> LengthDist:
+    """An int (fixed), a LengthDist, a string in `LENGTH_SYNTAX`, or (tokens, probability) pairs; else SpecError(field)."""
+    if isinstance(value, LengthDist):
+        return value
+    try:
+        if isinstance(value, bool):
+            raise ValueError("expected a token count, not a boolean")
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return LengthDist.fixed(float(value))
+        if isinstance(value, str):
+            return _parse_length(value.strip())
+        if isinstance(value, (list, tuple)):
+            return LengthDist.empirical(value)
+    except SpecError:
+        raise
+    except (ValueError, TypeError) as exc:
+        msg = exc.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(exc, "errors") else str(exc)
+        raise SpecError(field, f"{msg} (got {value!r}; syntax: {LENGTH_SYNTAX})") from None
+    raise SpecError(field, f"expected a token count or a distribution, got {type(value).__name__}; syntax: {LENGTH_SYNTAX}")
+
+
+def _parse_length(text: str) -> LengthDist:
+    kind, _, rest = text.partition(":")
+    if not rest:
+        return LengthDist.fixed(float(kind))
+    if kind == "empirical":
+        pairs = [p.split("=") for p in rest.split(",") if p.strip()]
+        if not pairs or any(len(p) != 2 for p in pairs):
+            raise ValueError("empirical needs TOKENS=PROB pairs")
+        return LengthDist.empirical((float(t), float(p)) for t, p in pairs)
+    args = [float(x) for x in rest.split(":")]
+    makers = {"fixed": (1, LengthDist.fixed), "uniform": (2, LengthDist.uniform), "normal": (2, LengthDist.normal),
+              "lognormal": (2, LengthDist.lognormal)}
+    if kind not in makers:
+        raise ValueError(f"unknown distribution {kind!r}")
+    n, make = makers[kind]
+    if len(args) != n:
+        raise ValueError(f"{kind} takes {n} number(s)")
+    return make(*args)
+
+
+# ------------------------------------------------------------ queueing (the formulas, in one place)
+def mg1_wait_mean_s(lam, ex_s, ex2_s):
+    """Pollaczek-Khinchine: E[W] = λ E[X²] / (2(1 - ρ)), ρ = λ E[X]. M/D/1 (X fixed = 1/μ): ρ / (2μ(1 - ρ))."""
+    lam, ex_s, ex2_s = (np.asarray(v, float) for v in (lam, ex_s, ex2_s))
+    rho = lam * ex_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(rho < 1, lam * ex2_s / (2 * (1 - rho)), np.inf)
+
+
+def wait_tail_probability(y, rho, wait_mean_s):
+    """P(W > y) ≈ ρ·exp(-y ρ / E[W]) for y ≥ 0 (1 for y < 0): an atom at 0 of mass 1 - ρ and an exponential tail
+    with mean E[W]/ρ. Exact for M/M/1; the standard heavy-traffic shape for M/G/1."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        tail = np.where(wait_mean_s > 0, rho * np.exp(-np.maximum(y, 0) * rho / np.where(wait_mean_s > 0, wait_mean_s, 1)), 0.0)
+    return np.where(y < 0, 1.0, np.where(rho >= 1, 1.0, tail))
+
+
+def ttft_tail_probability(t, fixed_s, service_s, extra_s, probs, rho, wait_mean_s):
+    """P(TTFT > t) with TTFT = fixed + W + X(S) + extra(S): Σ_s p_s P(W > t - fixed - X(s) - extra(s)).
+    `service_s`, `extra_s`, `probs` carry the support on their last axis; the rest broadcast."""
+    y = t[..., None] - fixed_s[..., None] - service_s - extra_s
+    return (probs * wait_tail_probability(y, rho[..., None], wait_mean_s[..., None])).sum(axis=-1)
+
+
+def ttft_percentile_s(q, fixed_s, service_s, extra_s, probs, rho, wait_mean_s, iterations: int = 60):
+    """The q-quantile of TTFT, by bisection on `ttft_tail_probability` between the no-wait minimum and the
+    bound max(X + extra) + W_q, where W_q = (E[W]/ρ)·ln(ρ/(1-q)) is the wait's own q-quantile."""
+    rho, wm, fixed_s = np.broadcast_arrays(np.asarray(rho, float), np.asarray(wait_mean_s, float), np.asarray(fixed_s, float))
+    total = service_s + extra_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wq = np.where((rho > 1 - q) & (rho > 0), wm / np.where(rho > 0, rho, 1) * np.log(rho / (1 - q)), 0.0)
+    lo = fixed_s + total.min(axis=-1)
+    hi = fixed_s + total.max(axis=-1) + wq
+    lo, hi = np.array(np.broadcast_to(lo, hi.shape)), np.array(hi)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        over = ttft_tail_probability(mid, fixed_s, service_s, extra_s, probs, rho, wm) > 1 - q
+        lo, hi = np.where(over, mid, lo), np.where(over, hi, mid)
+    return np.where(rho < 1, hi, np.inf)
+
+
+# ------------------------------------------------------------ step times from the operator table
+def stack_ceilings(hws: list[HardwareProfile], key: str) -> Ceilings:
+    """Realistic ceilings of several devices as (H, 1) arrays, to broadcast against a (1, K) grid (as `sweep` does)."""
+    per_hw = [Ceilings.of(h, key) for h in hws]
+    return Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[:, None] for f in Ceilings.__dataclass_fields__})
+
+
+def _timed(ops: list, ceil: Ceilings, tp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(attention time, all other ops' time, per-layer activation footprint) of one pass, summed over ops."""
+    t = OpTable.of(ops)
+    per_op = time_ops(t, ceil, tp).time_s
+    attn = t.column(t.kinds == O.OpKind.ATTENTION.value)
+    act = ((t.f["act_read_bytes"] + t.f["act_write_bytes"]) / t.column(t.layers)).max(axis=0)
+    return np.where(attn, per_op, 0).sum(axis=0), np.where(attn, 0, per_op).sum(axis=0), act
+
+
+def batch_grid(upper: float) -> np.ndarray:
+    """Decode batch sizes the curves are evaluated at: every integer to 32, then steps of 6% up to `upper`."""
+    upper = max(2.0, float(upper))
+    geo = np.unique(np.round(32 * 1.06 ** np.arange(1, 1 + int(math.ceil(math.log(max(upper / 32, 1.0001)) / math.log(1.06))))))
+    return np.unique(np.concatenate([np.arange(1, 33, dtype=float), geo[geo <= upper * 1.06]]))
+
+
+class Curves:
+    """The steady-state curves of one (model, formats, tp) on H devices over a batch grid of K points.
+
+    Arrays are (H, K) or (H, K, Q) with Q the prompt support. `state(lam)` evaluates every figure at a
+    request rate per replica, one rate per device row.
+    """
+
+    def __init__(self, model: ModelSpec, rd: ResolvedDeployment, tp: int, hws: list[HardwareProfile],
+                 prompt: LengthDist, output: LengthDist, chunk_tokens: int | None, grid: np.ndarray,
+                 max_batch_size: int | None = None, decode_only: bool = False):
+        self.hws, self.tp, self.chunk = hws, tp, chunk_tokens
+        ceil = stack_ceilings(hws, rd.compute_key)
+        s_val, s_p = prompt.support()
+        self.s_val, self.s_p = s_val, s_p
+        self.es, self.eo1 = prompt.mean_tokens, output.mean_tokens - 1
+        self.context_s = self.es + (output.mean_square_tokens - output.mean_tokens) / (2 * self.eo1)
+        b = grid[None, :]
+        self.grid = grid
+        # decode step of B sequences at the mean context
+        dec_attn, dec_lin, dec_act = _timed(O.forward_ops(model, rd, b, 1, self.context_s - 1, tp, mla_absorbed=True), ceil, tp)
+        self.t0 = dec_attn + dec_lin
+        # one prefill pass per prompt length on the support
+        pre_attn, pre_lin, pre_act = _timed(O.forward_ops(model, rd, 1, s_val[None, :], 0, tp, mla_absorbed=False), ceil, tp)
+        self.x_pre = pre_attn + pre_lin  # (H, Q)
+        attn_per_prompt_token = (pre_attn * s_p).sum(axis=-1) / self.es  # (H,)
+        workspace = dec_act
+        if chunk_tokens is not None and not decode_only:
+            c = float(chunk_tokens)
+            _, mix_lin, mix_act = _timed(O.forward_ops(model, rd, b, (b + c) / b, 0, tp, mla_absorbed=True), ceil, tp)
+            self.tc = mix_lin + dec_attn + c * attn_per_prompt_token[:, None]
+            workspace = np.maximum(workspace, mix_act)
+        else:
+            self.tc = np.full_like(self.t0, np.nan)
+            if not decode_only:
+                workspace = np.maximum(workspace, pre_act.max())
+        # memory per GPU at each batch
+        self.context_mem = prompt.percentile(MEMORY_PERCENTILE) + output.percentile(MEMORY_PERCENTILE)
+        self.weight_bytes = float(O.weight_storage_bytes(model, rd, tp))
+        self.kv_bytes_per_sequence = float(O.kv_cache_bytes(model, rd, 1, self.context_mem, tp))
+        self.reserve_bytes = rd.dep.runtime_reserve_bytes
+        self.memory_available = np.array([h.memory_bytes for h in hws], float)[:, None]
+        self.memory_required = self.weight_bytes + b * self.kv_bytes_per_sequence + workspace + self.reserve_bytes
+        self.memory_required = np.broadcast_to(self.memory_required, self.t0.shape)
+        self.workspace = np.broadcast_to(workspace, self.t0.shape)
+        self.decode_only = decode_only
+        ok = self.memory_required <= self.memory_available
+        if max_batch_size is not None:
+            ok &= b <= max_batch_size
+        # the request rate each batch sustains, and where the curve stops
+        a = self._a(self.t0, self.tc)
+        self.lam = b / (self.eo1 * self.t0 + b * a)
+        if chunk_tokens is not None and not decode_only:
+            ok &= self.lam * self.es * self.tc / chunk_tokens < 1
+        ok = np.logical_and.accumulate(ok, axis=1)  # beyond the first infeasible batch, none is reachable
+        self.fits = ok[:, 0]
+        lam = np.where(ok, self.lam, -np.inf)
+        self.lam_env = np.maximum.accumulate(lam, axis=1)  # the rising part of λ(B): a rate's batch is the smallest
+        self.capacity = np.where(self.fits, self.lam_env.max(axis=1), 0.0)
+        self.ok = ok
+
+    def _a(self, t0, tc, rows=slice(None)):
+        """Prefill time added per request: E[X(S)] whole-prompt, E[S](tC - t0)/C chunked, 0 for a decode-only pool.
+        t0, tc: (R, K) over the grid or (R,) at a state, for device rows `rows`."""
+        if self.decode_only:
+            return np.zeros_like(t0)
+        if self.chunk is None:
+            mean_x = (self.x_pre[rows] * self.s_p).sum(axis=-1)
+            return np.broadcast_to(mean_x[:, None] if t0.ndim == 2 else mean_x, t0.shape)
+        return self.es * (tc - t0) / self.chunk
+
+    def state(self, lam, rows=None) -> dict[str, np.ndarray]:
+        """Every figure at request rate `lam` per replica (one per row; rows selects device rows)."""
+        rows = np.arange(len(self.hws)) if rows is None else np.asarray(rows)
+        lam = np.asarray(lam, float)
+        env, t0g, tcg = self.lam_env[rows], self.t0[rows], self.tc[rows]
+        # interpolate the step times along the curve; below the first grid batch, hold its step time
+        k = np.clip((env <= lam[:, None]).sum(axis=1) - 1, -1, env.shape[1] - 1)
+        kk = np.clip(k, 0, env.shape[1] - 2)
+        l0 = np.where(k < 0, 0.0, env[np.arange(len(rows)), kk])
+        l1 = env[np.arange(len(rows)), np.where(k < 0, 0, kk + 1)]
+        with np.errstate(invalid="ignore"):
+            w = np.clip(np.where(l1 > l0, (lam - l0) / np.where(l1 > l0, l1 - l0, 1), 0.0), 0, 1)
+        w = np.nan_to_num(w)
+        i0 = np.where(k < 0, 0, kk)
+        i1 = np.where(k < 0, 0, kk + 1)
+        r = np.arange(len(rows))
+        pick = lambda g: g[r, i0] + w * (g[r, i1] - g[r, i0])  # noqa: E731
+        t0, tc = pick(t0g), pick(tcg)
+        a = self._a(t0, tc, rows)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tbar = np.where(lam * a < 1, t0 / (1 - lam * a), np.inf)
+        batch = lam * self.eo1 * tbar
+        if self.chunk is None:
+            service = np.broadcast_to(self.x_pre[rows], (len(rows), len(self.s_val)))
+            itl_max = t0 + self.x_pre[rows].max(axis=-1)
+        else:
+            service = (self.s_val / self.chunk)[None, :] * tc[:, None]
+            itl_max = tc
+        if self.decode_only:
+            itl_max = t0
+        ex = (service * self.s_p).sum(axis=-1)
+        ex2 = (service**2 * self.s_p).sum(axis=-1)
+        rho = lam * ex
+        wait = mg1_wait_mean_s(lam, ex, ex2)
+        stable = (lam <= self.capacity[rows] * (1 + 1e-12)) & (rho < 1)
+        mem = pick(self.memory_required[rows])
+        return dict(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tbar, itl_max_s=itl_max,
+                    service_s=service, service_mean_s=ex, utilization=rho, wait_mean_s=wait, residual_s=tbar / 2,
+                    ttft_mean_s=tbar / 2 + wait + ex, stable=stable, memory_required_bytes=mem, rows=rows)
+
+    def ttft_tail(self, st, t, extra_s=0.0):
+        """P(TTFT > t) at a state from `state`."""
+        extra = np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
+        return ttft_tail_probability(np.asarray(t, float) + 0 * st["tpot_s"], st["residual_s"], st["service_s"], extra,
+                                     self.s_p, st["utilization"], st["wait_mean_s"])
+
+    def ttft_percentile(self, st, q, extra_s=0.0):
+        extra = np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
+        return ttft_percentile_s(q, st["residual_s"], st["service_s"], extra, self.s_p, st["utilization"], st["wait_mean_s"])
+
+    def batch_limit(self, st) -> np.ndarray:
+        """Largest decode batch memory (and the cap) allows at the state's workspace."""
+        free = self.memory_available[st["rows"], 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st["rows"], 0]
+        return np.maximum(np.floor(free / self.kv_bytes_per_sequence), 0)
+
+
+# ------------------------------------------------------------ public entry points
+class ServingPoint(BaseModel):
+    """One replica in steady state under continuous batching. Seconds, requests/s, tokens/s, bytes, USD."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str
+    hardware: str
+    deployment: Deployment
+    prompt_tokens: LengthDist
+    output_tokens: LengthDist
+    chunk_tokens: int | None
+    num_gpus: int
+    requests_per_s: float = Field(description="arrival rate this replica serves")
+    capacity_requests_per_s: float = Field(description="the largest stable rate (memory or prefill limited)")
+    stable: bool
+    reason: str = Field(description="empty when stable; else why not")
+    batch_size: float = Field(description="mean decode batch (Little's law)")
+    batch_limit: int = Field(description="largest batch memory holds at the 99th-percentile context")
+    decode_step_s: float = Field(description="t0: a decode-only step at the mean context")
+    chunked_step_s: float = Field(description="tC: a step carrying a prefill chunk (NaN without chunking)")
+    tpot_s: float = Field(description="mean time per output token (mean step)")
+    itl_max_s: float = Field(description="worst gap between two tokens: a chunked step, or a decode step plus a whole prefill")
+    prefill_utilization: float = Field(description="ρ of the prefill server")
+    ttft_wait_mean_s: float
+    ttft_mean_s: float
+    ttft_p50_s: float
+    ttft_p90_s: float
+    ttft_p99_s: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    memory_required_bytes: float
+    memory_available_bytes: float
+    cost_per_hour_usd: float
+    cost_per_million_output_tokens_usd: float
+
+
+def _load(model, hardware):
+    from .registry import load_hardware, load_model
+
+    return (model if isinstance(model, ModelSpec) else load_model(model),
+            hardware if isinstance(hardware, HardwareProfile) else load_hardware(hardware))
+
+
+def _check_inputs(model, requests_per_s, prompt, output, chunk_tokens):
+    if requests_per_s is not None and not (isinstance(requests_per_s, (int, float)) and math.isfinite(requests_per_s) and requests_per_s > 0):
+        raise SpecError("requests_per_s", f"must be a positive number, got {requests_per_s!r}")
+    p, o = as_length_dist(prompt, "prompt_tokens"), as_length_dist(output, "output_tokens")
+    if o.mean_tokens <= 1:
+        raise SpecError("output_tokens", f"mean {o.mean_tokens:g} leaves no decode steps; continuous batching needs more than 1 output token on average")
+    if chunk_tokens is not None and (isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, (int, np.integer)) or chunk_tokens < 1):
+        raise SpecError("chunk_tokens", f"must be a positive integer or None, got {chunk_tokens!r}")
+    ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
+    if ctx > model.max_context:
+        raise SpecError("prompt_tokens", f"99th-percentile prompt + output = {ctx:,.0f} exceeds max_context={model.max_context} of {model.name}")
+    return p, o
+
+
+def _curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size=None, decode_only=False) -> Curves:
+    from .predict import check
+    from .workload import Workload
+
+    ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
+    rd = check(model, hw, Workload(prompt_tokens=max(1, round(p.mean_tokens)), output_tokens=max(1, round(ctx - p.mean_tokens))), dep)
+    w = float(O.weight_storage_bytes(model, rd, dep.tp))
+    kv = float(O.kv_cache_bytes(model, rd, 1, ctx, dep.tp))
+    upper = max(1.0, (hw.memory_bytes - w) / kv)
+    if max_batch_size is not None:
+        upper = min(upper, max_batch_size)
+    return Curves(model, rd, dep.tp, [hw], p, o, chunk_tokens, batch_grid(upper), max_batch_size, decode_only)
+
+
+def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_tokens, deployment: Deployment | None = None,
+                 chunk_tokens: int | None = None, max_batch_size: int | None = None) -> ServingPoint:
+    """One replica under `requests_per_s` Poisson arrivals (see the module docstring for every formula).
+
+    `prompt_tokens` / `output_tokens`: an int, a `LengthDist` or a string like "lognormal:2048:0.5".
+    `chunk_tokens`: prefill tokens per step (chunked prefill), or None for whole-prompt prefill passes.
+    `max_batch_size`: the engine's cap on running sequences (vLLM max_num_seqs). An arrival rate above
+    the capacity is returned with stable=False and the reason; its latencies are then inf.
+    """
+    model, hw = _load(model, hardware)
+    dep = deployment or Deployment()
+    p, o = _check_inputs(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    cv = _curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size)
+    return _point(cv, model, hw, dep, p, o, chunk_tokens, float(requests_per_s))
+
+
+def _point(cv: Curves, model, hw, dep, p, o, chunk_tokens, lam) -> ServingPoint:
+    st = cv.state(np.array([lam]))
+    one = lambda x: float(np.asarray(x).ravel()[0])  # noqa: E731
+    cap = float(cv.capacity[0])
+    stable = bool(st["stable"][0])
+    if not cv.fits[0]:
+        reason = (f"does not fit: needs {cv.memory_required[0, 0] / 1e9:.1f} GB per GPU at batch 1 of "
+                  f"{cv.memory_available[0, 0] / 1e9:.1f} GB")
+    elif not stable:
+        reason = f"unstable: arrival rate {lam:g} requests/s exceeds the capacity of {cap:.3g} requests/s"
+    else:
+        reason = ""
+    q = {pct: one(cv.ttft_percentile(st, pct)) if stable else math.inf for pct in TTFT_PERCENTILES}
+    inf_if = (lambda x: one(x) if stable else math.inf)  # noqa: E731
+    tokens = lam * o.mean_tokens
+    hour = hw.price_usd_per_gpu_hour * cv.tp
+    return ServingPoint(
+        model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=p, output_tokens=o, chunk_tokens=chunk_tokens,
+        num_gpus=cv.tp, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
+        batch_size=inf_if(st["batch_size"]), batch_limit=int(cv.batch_limit(st)[0]),
+        decode_step_s=one(st["t0_s"]), chunked_step_s=one(st["tc_s"]), tpot_s=inf_if(st["tpot_s"]), itl_max_s=inf_if(st["itl_max_s"]),
+        prefill_utilization=one(st["utilization"]), ttft_wait_mean_s=inf_if(st["wait_mean_s"]), ttft_mean_s=inf_if(st["ttft_mean_s"]),
+        ttft_p50_s=q[0.5], ttft_p90_s=q[0.9], ttft_p99_s=q[0.99],
+        output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.tp,
+        memory_required_bytes=inf_if(st["memory_required_bytes"]), memory_available_bytes=float(hw.memory_bytes),
+        cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=hour / 3600 / tokens * 1e6 if stable else math.nan,
+    )
+
+
+def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployment | None = None,
+             chunk_tokens: int | None = None, max_batch_size: int | None = None) -> pd.DataFrame:
+    """The latency-throughput frontier across decode batch sizes: for each batch B the replica can hold,
+    the steady state at the rate λ(B) that keeps B busy (module docstring), as output tokens/s per user
+    (1 / TPOT) and output tokens/s per GPU (λ E[O] / GPUs). `hardware` takes one id or a list.
+    `pareto` marks the points no other point of the same device beats on both axes."""
+    hws = [hardware] if isinstance(hardware, (str, HardwareProfile)) else list(hardware)
+    if not hws:
+        raise SpecError("hardware", "needs at least one hardware id")
+    frames = []
+    for h in hws:
+        m, hw = _load(model, h)
+        dep = deployment or Deployment()
+        p, o = _check_inputs(m, None, prompt_tokens, output_tokens, chunk_tokens)
+        cv = _curves_for(m, hw, dep, p, o, chunk_tokens, max_batch_size)
+        keep = cv.ok[0]
+        lam = cv.lam[0][keep]
+        st = cv.state(lam, rows=np.zeros(len(lam), int))
+        df = pd.DataFrame({
+            "hardware": hw.name, "tp": dep.tp, "batch_size": cv.grid[keep], "requests_per_s": lam,
+            "tpot_s": st["tpot_s"], "output_tokens_per_s_per_user": 1 / st["tpot_s"],
+            "output_tokens_per_s_per_gpu": lam * o.mean_tokens / dep.tp, "ttft_mean_s": st["ttft_mean_s"],
+            "prefill_utilization": st["utilization"],
+        })
+        per_user, per_gpu = df["output_tokens_per_s_per_user"].to_numpy(), df["output_tokens_per_s_per_gpu"].to_numpy()
+        df["pareto"] = [not np.any((per_user >= u) & (per_gpu >= g) & ((per_user > u) | (per_gpu > g))) for u, g in zip(per_user, per_gpu)]
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+# ------------------------------------------------------------ disaggregated prefill / decode
+def kv_transfer_s(model: ModelSpec, hw: HardwareProfile, prefill: Deployment, decode: Deployment, prompt_tokens,
+                  link_bytes_per_s: float | None = None):
+    """Time to move a prompt's KV cache from the prefill to the decode pool:
+    S · KV bytes/token (all layers, the decode pool's KV format) / link + one link latency.
+
+    The link, unless given: inside one scale-up domain (prefill tp + decode tp ≤ its GPUs) the GPU link
+    (NVLink), otherwise each GPU's host link (PCIe/C2C: GPUDirect RDMA to the NIC goes through it);
+    in both cases min(tp_prefill, tp_decode) shards move in parallel at the achievable fraction.
+    """
+    rd = decode.resolved(model)
+    per_token = float(O.kv_cache_bytes(model, rd, 1, 1, 1))
+    lanes = min(prefill.tp, decode.tp)
+    frac = hw.efficiency.interconnect_bandwidth_fraction
+    if link_bytes_per_s is None:
+        same = prefill.tp + decode.tp <= hw.interconnect.max_gpus
+        link_bytes_per_s = lanes * frac * (hw.interconnect.bytes_per_s_per_direction if same else hw.host_link_bytes_per_s_per_direction)
+    elif not link_bytes_per_s > 0:
+        raise SpecError("kv_link_bytes_per_s", f"must be positive, got {link_bytes_per_s!r}")
+    return np.asarray(prompt_tokens, float) * per_token / link_bytes_per_s + hw.interconnect.latency_s
+
+
+class DisaggregatedPlan(BaseModel):
+    """Separate prefill and decode pools sized to a traffic and its SLOs, beside the co-located fleet."""
+
+    model_config = ConfigDict(frozen=True)
+    model: str
+    hardware: str
+    feasible: bool
+    reason: str
+    prefill_tp: int
+    decode_tp: int
+    prefill_replicas: int
+    decode_replicas: int
+    gpus: int
+    kv_transfer_mean_s: float
+    ttft_at_percentile_s: float
+    tpot_s: float
+    decode_batch_size: float
+    usd_per_hour: float
+    usd_per_million_output_tokens: float
+    colocated_gpus: float = Field(description="GPUs of the cheapest co-located fleet at the decode tp (NaN if none meets the SLOs)")
+    colocated_usd_per_hour: float
+
+
+def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s: float, tpot_slo_s: float,
+                 prefill: Deployment | None = None, decode: Deployment | None = None, ttft_percentile: float = 0.9,
+                 kv_link_bytes_per_s: float | None = None) -> DisaggregatedPlan:
+    """Size a prefill pool and a decode pool for `requests_per_s`.
+
+    Prefill replica: an M/G/1 server with service X(S) (a prefill pass alone); TTFT = W + X(S) + KV transfer
+    (`kv_transfer_s`, not overlapped with the prefill). Decode replica: decode-only steps t0(B) with
+    B = λ E[O-1] t0 (Little), TPOT = t0. Each pool gets the fewest replicas whose per-replica rate meets
+    its SLO (found by bisection on the rate, both figures rising with it). The co-located figure is
+    `plan`'s sizing of the decode deployment with whole-prompt prefill.
+    """
+    from .plan import _max_rate, _slo_checks, plan
+
+    m, hw = _load(model, hardware)
+    prefill, decode = prefill or Deployment(), decode or Deployment()
+    p, o = _check_inputs(m, requests_per_s, prompt_tokens, output_tokens, None)
+    _slo_checks(ttft_slo_s, tpot_slo_s, ttft_percentile)
+    lam = float(requests_per_s)
+    cp = _curves_for(m, hw, prefill, p, o, None)
+    cd = _curves_for(m, hw, decode, p, o, None, decode_only=True)
+    kv = kv_transfer_s(m, hw, prefill, decode, p.support()[0], kv_link_bytes_per_s)[None, :]
+    # prefill pool: no decode steps on it, so no residual step and no decode interference
+    pre_ok = lambda st: (cp.ttft_tail({**st, "residual_s": 0 * st["residual_s"]}, ttft_slo_s, kv) <= 1 - ttft_percentile) & (st["utilization"] < 1)  # noqa: E731
+    cap_p = 1 / (cp.x_pre[0] * cp.s_p).sum()
+    lp = _max_rate(cp, pre_ok, np.array([cap_p]))[0]
+    ld = _max_rate(cd, lambda st: st["tpot_s"] <= tpot_slo_s, cd.capacity)[0]
+    colo = plan(m, lam, p, o, ttft_slo_s, tpot_slo_s, hardware=[hw], ttft_percentile=ttft_percentile, tps=[decode.tp],
+                precisions={"as given": decode}, best_only=True)
+    colo_row = colo.iloc[0]
+    base = dict(model=m.name, hardware=hw.name, prefill_tp=prefill.tp, decode_tp=decode.tp,
+                kv_transfer_mean_s=float((kv[0] * p.support()[1]).sum()),
+                colocated_gpus=float(colo_row["gpus"]) if colo_row["feasible"] else math.nan,
+                colocated_usd_per_hour=float(colo_row["usd_per_hour"]) if colo_row["feasible"] else math.nan)
+    if not (cp.fits[0] and cd.fits[0]) or lp <= 0 or ld <= 0:
+        why = ("prefill pool does not fit" if not cp.fits[0] else "decode pool does not fit" if not cd.fits[0]
+               else "TTFT SLO missed even with no queue (prefill + KV transfer)" if lp <= 0 else "TPOT SLO missed even at batch 1")
+        nan = math.nan
+        return DisaggregatedPlan(**base, feasible=False, reason=why, prefill_replicas=0, decode_replicas=0, gpus=0,
+                                 ttft_at_percentile_s=nan, tpot_s=nan, decode_batch_size=nan, usd_per_hour=nan,
+                                 usd_per_million_output_tokens=nan)
+    n_p, n_d = math.ceil(lam / lp - 1e-9), math.ceil(lam / ld - 1e-9)
+    sp, sd = cp.state(np.array([lam / n_p])), cd.state(np.array([lam / n_d]))
+    sp = {**sp, "residual_s": 0 * sp["residual_s"]}
+    gpus = n_p * prefill.tp + n_d * decode.tp
+    hour = gpus * hw.price_usd_per_gpu_hour
+    return DisaggregatedPlan(**base, feasible=True, reason="", prefill_replicas=n_p, decode_replicas=n_d, gpus=gpus,
+                             ttft_at_percentile_s=float(cp.ttft_percentile(sp, ttft_percentile, kv)[0]),
+                             tpot_s=float(sd["tpot_s"][0]), decode_batch_size=float(sd["batch_size"][0]),
+                             usd_per_hour=hour, usd_per_million_output_tokens=hour / 3600 / (lam * o.mean_tokens) * 1e6)

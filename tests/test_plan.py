@@ -1,0 +1,146 @@
+"""The capacity planner: fleet arithmetic by hand, SLOs met by every row, minimal replicas, invariants over load
+and SLOs, infeasibility with its reason, bad input, and `roofline plan` on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+import roofline as rl
+from roofline.cli import main
+from roofline.errors import SpecError
+from roofline.plan import COLUMNS, PRECISIONS
+
+M70 = "llama-3.1-70b"
+TRAFFIC = dict(requests_per_s=10, prompt_tokens=2048, output_tokens=256, ttft_slo_s=1.0, tpot_slo_s=0.05)
+FEW = ["h100-sxm", "h200", "a100-sxm-80gb", "mi300x"]
+
+
+@pytest.fixture(scope="module")
+def every_option():
+    return rl.plan(M70, **TRAFFIC, hardware=FEW, best_only=False)
+
+
+def test_columns_units_and_ranking(every_option):
+    best = rl.plan(M70, **TRAFFIC, hardware=FEW)
+    assert list(best.columns) == COLUMNS and len(best) == len(FEW)
+    feasible = best[best["feasible"]]
+    assert list(feasible["rank"]) == list(range(1, len(feasible) + 1))
+    assert feasible["usd_per_hour"].is_monotonic_increasing
+    # the best row per device is its cheapest feasible option
+    for _, row in feasible.iterrows():
+        mine = every_option[(every_option["hardware_id"] == row["hardware_id"]) & every_option["feasible"]]
+        assert row["usd_per_hour"] == mine["usd_per_hour"].min()
+
+
+def test_every_row_meets_its_slos_and_the_fleet_arithmetic(every_option):
+    ok = every_option[every_option["feasible"]]
+    assert len(ok) > 10
+    assert (ok["tpot_s"] <= 0.05).all() and (ok["ttft_at_slo_percentile_s"] <= 1.0 + 1e-6).all()
+    assert (ok["ttft_at_slo_percentile_s"] == ok["ttft_p90_s"]).all()  # the default percentile is p90
+    assert (ok["gpus"] == ok["replicas"] * ok["tp"]).all()
+    assert ok["usd_per_hour"].to_numpy() == pytest.approx((ok["gpus"] * ok["price_usd_per_gpu_hour"]).to_numpy())
+    # $/M output tokens at the offered load: 10 requests/s x 256 tokens = 2,560 tokens/s
+    assert ok["usd_per_million_output_tokens"].to_numpy() == pytest.approx((ok["usd_per_hour"] / (2560 * 3600) * 1e6).to_numpy())
+    assert ok["requests_per_s_per_replica"].to_numpy() == pytest.approx((10 / ok["replicas"]).to_numpy())
+    assert (ok["requests_per_s_per_replica"] <= ok["capacity_requests_per_s_per_replica"] * (1 + 1e-9)).all()
+    assert (ok["batch_size"] <= ok["batch_limit"]).all()
+    assert (ok["memory_required_bytes_per_gpu"] <= ok["memory_available_bytes_per_gpu"]).all()
+
+
+def test_replicas_are_the_fewest(every_option):
+    # one replica fewer would miss an SLO or be unstable: checked with steady_state, the per-replica API
+    for _, row in every_option[every_option["feasible"] & (every_option["replicas"] > 1)].head(6).iterrows():
+        dep = rl.Deployment(tp=int(row["tp"]), **PRECISIONS[row["precision"]].model_dump(exclude={"tp"}, exclude_defaults=True))
+        same = rl.steady_state(M70, row["hardware_id"], 10 / row["replicas"], 2048, 256, dep)
+        assert same.tpot_s == pytest.approx(row["tpot_s"], rel=1e-6) and same.ttft_p90_s == pytest.approx(row["ttft_p90_s"], rel=1e-6)
+        fewer = rl.steady_state(M70, row["hardware_id"], 10 / (row["replicas"] - 1), 2048, 256, dep)
+        assert (not fewer.stable) or fewer.tpot_s > 0.05 or fewer.ttft_p90_s > 1.0
+
+
+def test_more_load_never_lowers_cost_and_looser_slo_never_raises_it():
+    costs = [rl.plan(M70, r, 2048, 256, 1.0, 0.05, hardware=["h100-sxm", "mi300x"]).set_index("hardware_id")["usd_per_hour"]
+             for r in (1, 4, 10, 25)]
+    for a, b in zip(costs, costs[1:]):
+        assert (b >= a).all()
+    tight = rl.plan(M70, **{**TRAFFIC, "tpot_slo_s": 0.03, "ttft_slo_s": 0.5}, hardware=["h100-sxm", "mi300x"]).set_index("hardware_id")
+    loose = rl.plan(M70, **{**TRAFFIC, "tpot_slo_s": 0.08, "ttft_slo_s": 2.0}, hardware=["h100-sxm", "mi300x"]).set_index("hardware_id")
+    base = rl.plan(M70, **TRAFFIC, hardware=["h100-sxm", "mi300x"]).set_index("hardware_id")
+    for h in base.index:
+        assert loose.loc[h, "usd_per_hour"] <= base.loc[h, "usd_per_hour"] <= tight.loc[h, "usd_per_hour"] or not tight.loc[h, "feasible"]
+
+
+def test_does_not_fit_says_required_and_available():
+    df = rl.plan("llama-3.1-405b", 1, 2048, 256, 2.0, 0.1, hardware=["l4"], precisions={"native": rl.Deployment()})
+    row = df.iloc[0]
+    assert not row["feasible"] and row["binding_constraint"] == "memory" and pd.isna(row["rank"])
+    assert "needs" in row["reason"] and "GB per GPU at tp=8" in row["reason"] and "of 24.2 GB" in row["reason"]
+    assert row["memory_required_bytes_per_gpu"] > row["memory_available_bytes_per_gpu"]
+
+
+def test_slo_out_of_reach_and_unsupported_precision():
+    df = rl.plan(M70, 1, 2048, 256, 1.0, 0.005, hardware=["h100-sxm"])
+    assert not df.iloc[0]["feasible"] and "even at batch 1" in df.iloc[0]["reason"]
+    df = rl.plan(M70, 1, 2048, 256, 0.01, 0.05, hardware=["h100-sxm"])
+    assert not df.iloc[0]["feasible"] and df.iloc[0]["binding_constraint"] == "TTFT SLO"
+    every = rl.plan(M70, 1, 2048, 256, 1.0, 0.05, hardware=["a100-sxm-80gb"], best_only=False)
+    fp8 = every[every["precision"] == "fp8"].iloc[0]
+    assert fp8["binding_constraint"] == "unsupported" and "no fp8" in fp8["reason"]
+
+
+def test_distributions_and_chunking_in_the_plan():
+    df = rl.plan(M70, 5, "lognormal:2048:0.5", "uniform:128:384", 1.5, 0.05, hardware=["h200"], chunk_tokens=512)
+    row = df.iloc[0]
+    assert row["feasible"] and row["tpot_s"] <= 0.05 and row["ttft_p90_s"] <= 1.5
+    assert df.attrs["prompt_tokens"] == "lognormal median 2048 σ 0.5"
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(requests_per_s=-1), "requests_per_s"), (dict(requests_per_s=0), "requests_per_s"),
+    (dict(ttft_slo_s=0), "ttft_slo_s"), (dict(tpot_slo_s=-0.1), "tpot_slo_s"),
+    (dict(ttft_percentile=1.0), "ttft_percentile"), (dict(prompt_tokens="empirical:"), "prompt_tokens"),
+    (dict(output_tokens="normal:10"), "output_tokens"), (dict(chunk_tokens=0), "chunk_tokens"),
+    (dict(max_batch_size=0), "max_batch_size"), (dict(hardware=[]), "hardware"),
+])
+def test_bad_input_is_one_line_naming_the_field(kw, field):
+    with pytest.raises(SpecError) as e:
+        rl.plan(M70, **{**TRAFFIC, **kw})
+    assert e.value.field == field and "\n" not in str(e.value)
+
+
+def test_unknown_hardware():
+    with pytest.raises(SpecError, match="h999"):
+        rl.plan(M70, **TRAFFIC, hardware=["h999"])
+
+
+# ------------------------------------------------------------ CLI
+ARGS = ["plan", "--model", M70, "--requests-per-s", "10", "--prompt-tokens", "2048", "--output-tokens", "256",
+        "--ttft-slo-s", "1", "--tpot-slo-s", "0.05", "--hardware", "h100-sxm,mi300x"]
+
+
+def test_cli_table_and_json(capsys):
+    assert main(ARGS) == 0
+    out = capsys.readouterr().out
+    assert "p90 TTFT <= 1 s" in out and "h100-sxm" in out and "$/hour" in out
+    assert main(ARGS + ["--json", "--top", "1", "--prompt-tokens", "lognormal:2048:0.5", "--chunk-tokens", "512"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["rows"]) == 1 and doc["rows"][0]["rank"] == 1 and doc["inputs"]["chunk_tokens"] == 512
+    assert set(doc["rows"][0]) == set(COLUMNS)
+
+
+@pytest.mark.parametrize("flag, value, field", [
+    ("--requests-per-s", "-3", "requests_per_s"), ("--requests-per-s", "ten", "requests_per_s"),
+    ("--ttft-slo-s", "0", "ttft_slo_s"), ("--prompt-tokens", "lognormal:2048", "prompt_tokens"),
+    ("--hardware", "h999", "hardware"), ("--top", "0", "top"),
+])
+def test_cli_bad_input_exits_2_with_one_line(capsys, flag, value, field):
+    args = list(ARGS)
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args += [flag, value]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("roofline: error: ") and field in err and "\n" not in err
