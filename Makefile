@@ -9,7 +9,10 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,app]"
+	# torch first, pinned: on CI-class machines 2.13.0 is a local CPU wheel; an unpinned torch would pull GBs of CUDA
+	# packages there. The project itself only asks for torch>=2.3, so a GPU box keeps its CUDA build.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev,app,calibrate]"
 	touch $(STAMP)
 
 setup: $(STAMP)

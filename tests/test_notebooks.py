@@ -36,6 +36,14 @@ EXPECTED = {
         "max batch = floor(",
         "70,272 bytes/token",
     ],
+    "03_reading_a_calibration_run.ipynb": [
+        "base profile h100-sxm, profile match: False",
+        "fit: t0 = ",
+        "This run was on a CPU",
+        "analytical TTFT",
+        "calibrated TTFT",
+        "calibrated / analytical TPOT = ",
+    ],
 }
 
 
