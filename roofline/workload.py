@@ -205,8 +205,7 @@ class ResolvedDeployment:
     def fallen_back(self, reason: str) -> "ResolvedDeployment":
         """The explicit fallback for a compute dtype the hardware lacks: keep the weights in their
         (requested) 8/4-bit storage format, compute in the native dtype (a weight-only kernel)."""
-        wd = self.act if self.weights.dtype.bits >= self.act.bits and self.act.is_quantized else self.weights.dtype
-        dep = self.dep.model_copy(update={"activation_dtype": self.native.name, "weight_dtype": wd.name,
+        dep = self.dep.model_copy(update={"activation_dtype": self.native.name, "weight_dtype": self.weights.dtype.name,
                                           "on_unsupported_dtype": "error"})
         out = ResolvedDeployment.of(dep, self.native.name)
         out.dep = self.dep
