@@ -323,7 +323,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
 def derived(r: dict[str, Any], batch, output, gpus, memory_bytes, bandwidth, peak, price) -> dict[str, Any]:
     """Throughput, utilization, fit and cost from the times and bytes of `evaluate`; `gpus` per replica."""
     tokens_per_s = batch * output / r["e2e_latency_s"]
-    free = memory_bytes - r["weight_bytes"] - r["runtime_reserve_bytes"] - r.get("kv_shared_bytes", 0.0)
+    free = memory_bytes - r["weight_bytes"] - r["runtime_reserve_bytes"] - r["kv_shared_bytes"]
     per_seq = r["kv_bytes_per_sequence"] + r["workspace_bytes_per_sequence"]
     gpu_hour = price * gpus
     fits = r["memory_required_bytes"] <= memory_bytes
