@@ -2,21 +2,21 @@
 
 For an operator with F FLOPs, B HBM bytes and C interconnect bytes:
 
-    t_compute = F · pad / (peak_flops · flops_fraction · rate_scale) + V / vector_flops
+    t_compute = F · pad / (peak_flops · flops_fraction · s) + V / vector_flops
     t_memory  = B / (peak_bandwidth · bandwidth_fraction)
     t_comm    = 2(p-1)/p · C / link + 2(p-1) · messages · link_latency      (ring all-reduce, p = tp)
               + W / link + wire_messages · link_latency                     (point-to-point: all-to-all, pipeline)
               + H / host_link                                               (offloaded bytes over PCIe/C2C)
     t         = max(t_compute, t_memory, t_comm) + launches · kernel_overhead
 
-`rate_scale` is the 2:4 sparse tensor-core speed-up on the GEMMs it applies to
-(1 elsewhere); V is the vector-unit work of dequantizing weight-only formats
+s is (2:4 sparse speed-up) / 2 on GEMMs run on sparse tensor cores, whose F already
+counts only the executed half of the multiply-adds (1 elsewhere); V is the vector-unit work of dequantizing weight-only formats
 inside the GEMM (see `ops.dequant_vector_flops`); link is the bandwidth of the
 slowest link the collective crosses (NVLink inside a node, the cluster's
 scale-out network beyond it), times its achievable fraction.
 
 `pad` rounds a GEMM's token count up to the tensor-core tile (`gemm_tile_tokens`):
-a decode GEMM of 8 tokens on Hopper computes 64 rows. The **floor** uses the
+with 16-token tiles a decode GEMM of 8 tokens computes 16 rows. The **floor** uses the
 datasheet peaks with every fraction 1, no padding, no latency and no overhead:
 the speed-of-light time. The realistic time is never below it.
 
