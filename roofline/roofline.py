@@ -127,11 +127,18 @@ class OpTable:
             rows = np.array(list(map(_NUMERIC_GETTER, ops)), dtype=float)
             f = dict(zip(NUMERIC_FIELDS, rows.T))
         else:
-            shape = np.broadcast_shapes(*(np.shape(getattr(op, name)) for op in ops for name in NUMERIC_FIELDS))
-            f = {
-                name: np.stack([np.broadcast_to(np.asarray(getattr(op, name), dtype=float), shape) for op in ops])
-                for name in NUMERIC_FIELDS
-            }
+            # most fields of most ops are scalars: stack those as one column, set the grid-shaped ones row by row
+            values = list(zip(*map(_NUMERIC_GETTER, ops)))  # per field, its value in every op
+            shape = np.broadcast_shapes(*(np.shape(v) for col in values for v in col if isinstance(v, np.ndarray)))
+            f = {}
+            for name, col in zip(NUMERIC_FIELDS, values):
+                arrays = [i for i, v in enumerate(col) if isinstance(v, np.ndarray) and v.ndim]
+                scalars = np.array([0.0 if isinstance(v, np.ndarray) and v.ndim else v for v in col], dtype=float)
+                out = np.empty((len(ops), *shape))
+                out[...] = scalars.reshape((len(ops),) + (1,) * len(shape))
+                for i in arrays:
+                    out[i] = col[i]
+                f[name] = out
         kinds = [op.kind for op in ops]
         t = cls(
             names=[op.name for op in ops],

@@ -52,9 +52,34 @@ must fit per GPU: the `predict` formula at the 99th-percentile context, except t
 one pass (one prompt, or one chunked step), not of a whole static batch prefilled at once, so the batch limit
 is larger than `Prediction.max_batch_size`. Sequences still in prefill are not counted.
 
-Not modelled: pipeline and expert parallelism, batching of several prompts into one prefill pass (each
-prompt is its own pass: pessimistic at high load), preemption and swapping, KV re-reads of earlier chunks
-by a chunk's attention, and bursts beyond Poisson arrivals.
+Pipeline and expert parallelism (a replica of tp x pp x ep GPUs; pp = ep = 1 gives every formula above):
+
+* Pipeline, pp stages (vLLM's pp "virtual engines"): the batch is split into pp micro-batches of
+  max(B/pp, 1) sequences and every stage works on one micro-batch at a time, so all stages stay busy.
+  t0, tC and X are **stage** times (1/pp of the layers, `predict._stage`) plus the hand-off of the
+  micro-batch's activations to the next stage, h(n) = link latency + n · hidden · act bytes / tp / link
+  bandwidth. A token of a sequence passes every stage once, so TPOT = pp · t̄ and Little's law reads
+  B = λ E[O-1] pp t̄, hence λ(B) = B / (E[O-1] pp t0(B) + B a(B)). A stage is busy with one prompt
+  for X_stage(S), the service time of the prefill queue; the prompt then still crosses the other
+  pp - 1 stages: TTFT = r + W + X_stage(S) + (pp - 1)(X_stage(S) + h(S)) (chunked: + (pp - 1) tC).
+  The worst inter-token gap is pp (t0 + max X_stage) (chunked: pp tC).
+* Expert parallelism over ep GPUs (tp = 1): attention is data-parallel, each of the ep ranks holding
+  B/ep sequences and their KV; the MoE layers all-to-all their tokens to E/ep experts per GPU
+  (`ops.forward_ops` with ep). Every engine step is collective (the all-to-all joins all ranks), so
+  prefill runs in **waves**: one prompt per rank in the same step, X(S) being the time of that wave
+  (`forward_ops` with a batch of ep prompts, one per rank). Each rank queues its own prompts (arrivals
+  assigned at random: λ/ep each, M/G/1 per rank, a conservative stand-in for a shared queue), and a
+  request adds a = E[X]/ep of prefill time to the replica's steps, assuming the ranks' prefills share
+  their steps. Chunked: each rank carries its own chunk of C tokens, a = E[S](tC - t0)/(ep C).
+* A replica wider than the device's NVLink domain goes through `predict.scale_out`: collectives of a
+  tp or ep group wider than the domain, and every pipeline hand-off, run on the scale-out network
+  profile (`Deployment.network`, default `network.DEFAULT_NETWORK`).
+
+Not modelled: batching of several prompts into one prefill pass (each prompt, or each wave of ep
+prompts, is its own pass: pessimistic at high load), preemption and swapping, KV re-reads of earlier
+chunks by a chunk's attention, stage imbalance (embedding on the first stage, LM head on the last),
+uneven expert routing, and bursts beyond Poisson arrivals. Speculative decoding, prefix caching,
+offload and a fixed micro-batch count are refused (`check_serving_deployment`), not ignored.
 """
 
 from __future__ import annotations
@@ -301,7 +326,7 @@ def ttft_tail_probability(t, fixed_s, service_s, extra_s, probs, rho, wait_mean_
     return (probs * wait_tail_probability(y, rho[..., None], wait_mean_s[..., None])).sum(axis=-1)
 
 
-def ttft_percentile_s(q, fixed_s, service_s, extra_s, probs, rho, wait_mean_s, iterations: int = 60):
+def ttft_percentile_s(q, fixed_s, service_s, extra_s, probs, rho, wait_mean_s, iterations: int = 48):
     """The q-quantile of TTFT, by bisection on `ttft_tail_probability` between the no-wait minimum and the
     bound max(X + extra) + W_q, where W_q = (E[W]/ρ)·ln(ρ/(1-q)) is the wait's own q-quantile."""
     rho, wm, fixed_s = np.broadcast_arrays(np.asarray(rho, float), np.asarray(wait_mean_s, float), np.asarray(fixed_s, float))
@@ -319,18 +344,16 @@ def ttft_percentile_s(q, fixed_s, service_s, extra_s, probs, rho, wait_mean_s, i
 
 
 # ------------------------------------------------------------ step times from the operator table
-def stack_ceilings(hws: list[HardwareProfile], key: str) -> Ceilings:
-    """Realistic ceilings of several devices as (H, 1) arrays, to broadcast against a (1, K) grid (as `sweep` does)."""
-    per_hw = [Ceilings.of(h, key) for h in hws]
-    return Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[:, None] for f in Ceilings.__dataclass_fields__})
+def _timed(ops: list, ceil: Ceilings, tp, pp: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(attention time, all other ops' time, per-layer activation footprint) of one pass on one GPU of one
+    of `pp` balanced pipeline stages (`predict._stage`), summed over ops."""
+    from .predict import _stage
 
-
-def _timed(ops: list, ceil: Ceilings, tp) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(attention time, all other ops' time, per-layer activation footprint) of one pass, summed over ops."""
     t = OpTable.of(ops)
+    act = ((t.f["act_read_bytes"] + t.f["act_write_bytes"]) / t.column(t.layers)).max(axis=0)  # per layer: before staging
+    t = _stage(t, pp)
     per_op = time_ops(t, ceil, tp).time_s
     attn = t.column(t.kinds == O.OpKind.ATTENTION.value)
-    act = ((t.f["act_read_bytes"] + t.f["act_write_bytes"]) / t.column(t.layers)).max(axis=0)
     return np.where(attn, per_op, 0).sum(axis=0), np.where(attn, 0, per_op).sum(axis=0), act
 
 
@@ -341,36 +364,100 @@ def batch_grid(upper: float) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(1, 33, dtype=float), geo[geo <= upper * 1.06]]))
 
 
+SERVING_UNSUPPORTED = {
+    "speculative": "speculative decoding",
+    "pp_microbatches": "a fixed micro-batch count (a serving pipeline runs pp virtual engines)",
+    "prefix_tokens": "prefix caching",
+    "kv_offload_fraction": "KV offload",
+    "weight_offload_fraction": "weight offload",
+}
+
+
+def check_serving_deployment(dep: Deployment) -> None:
+    """The deployment fields the continuous-batching model does not cover are refused, not ignored."""
+    for field, what in SERVING_UNSUPPORTED.items():
+        value = getattr(dep, field)
+        if value not in (None, 0, 0.0):
+            raise SpecError(field, f"{what} is not modelled under continuous batching (steady_state, frontier, plan); "
+                                   f"leave it unset here and compare it with `predict` / `compare`")
+
+
+def replica_memory_bytes(model: ModelSpec, rd: ResolvedDeployment, tp: int, context_tokens: float) -> tuple[float, float]:
+    """(weight bytes, KV bytes of one sequence at `context_tokens`) per GPU of a replica of tp x pp x ep GPUs:
+    a stage holds 1/pp of the layers; with ep the experts are spread and each data-parallel attention
+    rank holds the KV of its own sequences, 1/ep of the batch (as in `predict`). KV slots follow the
+    deployment's allocation (`predict.kv_allocated_tokens`)."""
+    from .predict import kv_allocated_tokens
+
+    dep = rd.dep
+    w = float(O.weight_storage_bytes(model, rd, tp, dep.ep)) / dep.pp
+    slots = float(kv_allocated_tokens(dep, context_tokens, model.max_context))
+    kv = float(O.kv_cache_bytes(model, rd, 1, slots, tp)) / (dep.pp * dep.ep)
+    return w, kv
+
+
+def replica_ceilings(hws: list[HardwareProfile], rd: ResolvedDeployment) -> tuple[Ceilings, np.ndarray, np.ndarray, list[list[str]]]:
+    """Per device: ceilings stacked as (H, 1) arrays, the pipeline hop link (bytes/s, latency s) as (H, 1),
+    and notes. A replica wider than a device's NVLink domain goes through `predict.scale_out`: tp or ep
+    collectives wider than the domain, and every pipeline hop, run on the scale-out network."""
+    from .predict import scale_out
+
+    per_hw, bw, lat, notes = [], [], [], []
+    for h in hws:
+        real = Ceilings.of(h, rd.compute_key)
+        real, _, hop, why = scale_out(h, rd.dep, real, real)
+        per_hw.append(real)
+        bw.append(hop[0] if hop else real.link_bytes_per_s)
+        lat.append(hop[1] if hop else real.link_latency_s)
+        notes.append(why)
+    stacked = Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[:, None] for f in Ceilings.__dataclass_fields__})
+    return stacked, np.array(bw, float)[:, None], np.array(lat, float)[:, None], notes
+
+
 class Curves:
-    """The steady-state curves of one (model, formats, tp) on H devices over a batch grid of K points.
+    """The steady-state curves of one (model, formats, tp x pp x ep) replica on H devices over a batch grid of K points.
 
     Arrays are (H, K) or (H, K, Q) with Q the prompt support. `state(lam)` evaluates every figure at a
-    request rate per replica, one rate per device row.
+    request rate per replica, one rate per device row. Step times are those of one pipeline stage
+    (`pp` = 1: the whole pass); `t0`, `tc` and `x_pre` are per stage, TPOT is `pp` of them (module
+    docstring, "Pipeline and expert parallelism").
     """
 
     def __init__(self, model: ModelSpec, rd: ResolvedDeployment, tp: int, hws: list[HardwareProfile],
                  prompt: LengthDist, output: LengthDist, chunk_tokens: int | None, grid: np.ndarray,
                  max_batch_size: int | None = None, decode_only: bool = False):
-        self.hws, self.tp, self.chunk = hws, tp, chunk_tokens
-        ceil = stack_ceilings(hws, rd.compute_key)
+        dep = rd.dep
+        check_serving_deployment(dep)
+        pp, ep = dep.pp, dep.ep
+        self.hws, self.tp, self.pp, self.ep, self.chunk = hws, tp, pp, ep, chunk_tokens
+        self.gpus = tp * pp * ep
+        self.servers = ep  # data-parallel attention ranks, each prefilling its own prompts
+        ceil, hop_bw, hop_lat, self.notes = replica_ceilings(hws, rd)
+        row = model.hidden_size * rd.act_bytes / tp  # activations of one token a stage hands on, per tp rank
+        hop = (lambda tokens: hop_lat + tokens * row / hop_bw) if pp > 1 else (lambda tokens: 0.0)  # noqa: E731
         s_val, s_p = prompt.support()
         self.s_val, self.s_p = s_val, s_p
         self.es, self.eo1 = prompt.mean_tokens, output.mean_tokens - 1
         self.context_s = self.es + (output.mean_square_tokens - output.mean_tokens) / (2 * self.eo1)
         b = grid[None, :]
         self.grid = grid
-        # decode step of B sequences at the mean context
-        dec_attn, dec_lin, dec_act = _timed(O.forward_ops(model, rd, b, 1, self.context_s - 1, tp, mla_absorbed=True), ceil, tp)
-        self.t0 = dec_attn + dec_lin
-        # one prefill pass per prompt length on the support
-        pre_attn, pre_lin, pre_act = _timed(O.forward_ops(model, rd, 1, s_val[None, :], 0, tp, mla_absorbed=False), ceil, tp)
-        self.x_pre = pre_attn + pre_lin  # (H, Q)
+        # a pipeline splits the batch into pp micro-batches (virtual engines); fewer than pp sequences leave slots idle
+        b_mb = np.maximum(b / pp, 1.0) if pp > 1 else b
+        per_rank = b_mb / ep
+        # decode stage step of one micro-batch at the mean context, plus its hand-off to the next stage
+        dec_attn, dec_lin, dec_act = _timed(O.forward_ops(model, rd, b_mb, 1, self.context_s - 1, tp, mla_absorbed=True, ep=ep), ceil, tp, pp)
+        self.t0 = dec_attn + dec_lin + hop(per_rank)
+        # one prefill pass per prompt length on the support: one prompt per attention rank (ep prompts in a wave)
+        pre_attn, pre_lin, pre_act = _timed(O.forward_ops(model, rd, ep, s_val[None, :], 0, tp, mla_absorbed=False, ep=ep), ceil, tp, pp)
+        self.x_pre = pre_attn + pre_lin  # (H, Q): the time a stage is busy with one prompt
+        # the other pp - 1 stages and hand-offs a prompt still passes through before its first token
+        self.pre_extra = np.broadcast_to((pp - 1) * (self.x_pre + hop(s_val[None, :])), self.x_pre.shape)
         attn_per_prompt_token = (pre_attn * s_p).sum(axis=-1) / self.es  # (H,)
         workspace = dec_act
         if chunk_tokens is not None and not decode_only:
             c = float(chunk_tokens)
-            _, mix_lin, mix_act = _timed(O.forward_ops(model, rd, b, (b + c) / b, 0, tp, mla_absorbed=True), ceil, tp)
-            self.tc = mix_lin + dec_attn + c * attn_per_prompt_token[:, None]
+            _, mix_lin, mix_act = _timed(O.forward_ops(model, rd, b_mb, (b_mb + ep * c) / b_mb, 0, tp, mla_absorbed=True, ep=ep), ceil, tp, pp)
+            self.tc = mix_lin + dec_attn + c * attn_per_prompt_token[:, None] + hop(per_rank + c)
             workspace = np.maximum(workspace, mix_act)
         else:
             self.tc = np.full_like(self.t0, np.nan)
@@ -378,9 +465,8 @@ class Curves:
                 workspace = np.maximum(workspace, pre_act.max())
         # memory per GPU at each batch
         self.context_mem = prompt.percentile(MEMORY_PERCENTILE) + output.percentile(MEMORY_PERCENTILE)
-        self.weight_bytes = float(O.weight_storage_bytes(model, rd, tp))
-        self.kv_bytes_per_sequence = float(O.kv_cache_bytes(model, rd, 1, self.context_mem, tp))
-        self.reserve_bytes = rd.dep.runtime_reserve_bytes
+        self.weight_bytes, self.kv_bytes_per_sequence = replica_memory_bytes(model, rd, tp, self.context_mem)
+        self.reserve_bytes = dep.runtime_reserve_bytes
         self.memory_available = np.array([h.memory_bytes for h in hws], float)[:, None]
         self.memory_required = self.weight_bytes + b * self.kv_bytes_per_sequence + workspace + self.reserve_bytes
         self.memory_required = np.broadcast_to(self.memory_required, self.t0.shape)
@@ -391,9 +477,9 @@ class Curves:
             ok &= b <= max_batch_size
         # the request rate each batch sustains, and where the curve stops
         a = self._a(self.t0, self.tc)
-        self.lam = b / (self.eo1 * self.t0 + b * a)
+        self.lam = b / (self.eo1 * pp * self.t0 + b * a)
         if chunk_tokens is not None and not decode_only:
-            ok &= self.lam * self.es * self.tc / chunk_tokens < 1
+            ok &= self.lam / ep * self.es * self.tc / chunk_tokens < 1
         ok = np.logical_and.accumulate(ok, axis=1)  # beyond the first infeasible batch, none is reachable
         self.fits = ok[:, 0]
         lam = np.where(ok, self.lam, -np.inf)
@@ -401,15 +487,28 @@ class Curves:
         self.capacity = np.where(self.fits, self.lam_env.max(axis=1), 0.0)
         self.ok = ok
 
+    def subset(self, rows) -> "Curves":
+        """The same curves for the device rows `rows` only (a shallow copy with every per-device array sliced)."""
+        rows = np.asarray(rows)
+        out = object.__new__(Curves)
+        n = len(self.hws)
+        for k, v in vars(self).items():
+            if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == n and k not in ("grid", "s_val", "s_p"):
+                v = v[rows]
+            elif isinstance(v, list) and len(v) == n:
+                v = [v[i] for i in rows]
+            setattr(out, k, v)
+        return out
+
     def _a(self, t0, tc, rows=slice(None)):
-        """Prefill time added per request: E[X(S)] whole-prompt, E[S](tC - t0)/C chunked, 0 for a decode-only pool.
-        t0, tc: (R, K) over the grid or (R,) at a state, for device rows `rows`."""
+        """Stage time a request's prefill adds, per request of the replica: E[X(S)]/ep whole-prompt, E[S](tC - t0)/(ep·C)
+        chunked, 0 for a decode-only pool. t0, tc: (R, K) over the grid or (R,) at a state, for device rows `rows`."""
         if self.decode_only:
             return np.zeros_like(t0)
         if self.chunk is None:
-            mean_x = (self.x_pre[rows] * self.s_p).sum(axis=-1)
+            mean_x = (self.x_pre[rows] * self.s_p).sum(axis=-1) / self.servers
             return np.broadcast_to(mean_x[:, None] if t0.ndim == 2 else mean_x, t0.shape)
-        return self.es * (tc - t0) / self.chunk
+        return self.es * (tc - t0) / (self.servers * self.chunk)
 
     def state(self, lam, rows=None) -> dict[str, np.ndarray]:
         """Every figure at request rate `lam` per replica (one per row; rows selects device rows)."""
@@ -431,34 +530,39 @@ class Curves:
         t0, tc = pick(t0g), pick(tcg)
         a = self._a(t0, tc, rows)
         with np.errstate(divide="ignore", invalid="ignore"):
-            tbar = np.where(lam * a < 1, t0 / (1 - lam * a), np.inf)
-        batch = lam * self.eo1 * tbar
+            tbar = np.where(lam * a < 1, t0 / (1 - lam * a), np.inf)  # mean stage step
+        tpot = self.pp * tbar
+        batch = lam * self.eo1 * tpot
         if self.chunk is None:
             service = np.broadcast_to(self.x_pre[rows], (len(rows), len(self.s_val)))
-            itl_max = t0 + self.x_pre[rows].max(axis=-1)
+            extra = self.pre_extra[rows]
+            itl_max = self.pp * (t0 + self.x_pre[rows].max(axis=-1))
         else:
             service = (self.s_val / self.chunk)[None, :] * tc[:, None]
-            itl_max = tc
+            extra = np.broadcast_to(((self.pp - 1) * tc)[:, None], service.shape)
+            itl_max = self.pp * tc
         if self.decode_only:
-            itl_max = t0
+            itl_max = self.pp * t0
+            extra = np.zeros_like(service)
         ex = (service * self.s_p).sum(axis=-1)
         ex2 = (service**2 * self.s_p).sum(axis=-1)
-        rho = lam * ex
-        wait = mg1_wait_mean_s(lam, ex, ex2)
+        lam_rank = lam / self.servers  # each attention rank queues its own share of the prompts
+        rho = lam_rank * ex
+        wait = mg1_wait_mean_s(lam_rank, ex, ex2)
         stable = (lam <= self.capacity[rows] * (1 + 1e-12)) & (rho < 1)
         mem = pick(self.memory_required[rows])
-        return dict(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tbar, itl_max_s=itl_max,
-                    service_s=service, service_mean_s=ex, utilization=rho, wait_mean_s=wait, residual_s=tbar / 2,
-                    ttft_mean_s=tbar / 2 + wait + ex, stable=stable, memory_required_bytes=mem, rows=rows)
+        return dict(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
+                    service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait, residual_s=tbar / 2,
+                    ttft_mean_s=tbar / 2 + wait + ex + (extra * self.s_p).sum(axis=-1), stable=stable, memory_required_bytes=mem, rows=rows)
 
     def ttft_tail(self, st, t, extra_s=0.0):
-        """P(TTFT > t) at a state from `state`."""
-        extra = np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
+        """P(TTFT > t) at a state from `state`; `extra_s` (seconds, per prompt length) adds to the state's own."""
+        extra = st["extra_s"] + np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
         return ttft_tail_probability(np.asarray(t, float) + 0 * st["tpot_s"], st["residual_s"], st["service_s"], extra,
                                      self.s_p, st["utilization"], st["wait_mean_s"])
 
     def ttft_percentile(self, st, q, extra_s=0.0):
-        extra = np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
+        extra = st["extra_s"] + np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
         return ttft_percentile_s(q, st["residual_s"], st["service_s"], extra, self.s_p, st["utilization"], st["wait_mean_s"])
 
     def batch_limit(self, st) -> np.ndarray:
@@ -529,9 +633,9 @@ def _curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size=None, decode_
     from .workload import Workload
 
     ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
+    check_serving_deployment(dep)
     rd = check(model, hw, Workload(prompt_tokens=max(1, round(p.mean_tokens)), output_tokens=max(1, round(ctx - p.mean_tokens))), dep)
-    w = float(O.weight_storage_bytes(model, rd, dep.tp))
-    kv = float(O.kv_cache_bytes(model, rd, 1, ctx, dep.tp))
+    w, kv = replica_memory_bytes(model, rd, dep.tp, ctx)
     upper = max(1.0, (hw.memory_bytes - w) / kv)
     if max_batch_size is not None:
         upper = min(upper, max_batch_size)
@@ -569,15 +673,15 @@ def _point(cv: Curves, model, hw, dep, p, o, chunk_tokens, lam) -> ServingPoint:
     q = {pct: one(cv.ttft_percentile(st, pct)) if stable else math.inf for pct in TTFT_PERCENTILES}
     inf_if = (lambda x: one(x) if stable else math.inf)  # noqa: E731
     tokens = lam * o.mean_tokens
-    hour = hw.price_usd_per_gpu_hour * cv.tp
+    hour = hw.price_usd_per_gpu_hour * cv.gpus
     return ServingPoint(
         model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=p, output_tokens=o, chunk_tokens=chunk_tokens,
-        num_gpus=cv.tp, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
+        num_gpus=cv.gpus, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
         batch_size=inf_if(st["batch_size"]), batch_limit=int(cv.batch_limit(st)[0]),
         decode_step_s=one(st["t0_s"]), chunked_step_s=one(st["tc_s"]), tpot_s=inf_if(st["tpot_s"]), itl_max_s=inf_if(st["itl_max_s"]),
         prefill_utilization=one(st["utilization"]), ttft_wait_mean_s=inf_if(st["wait_mean_s"]), ttft_mean_s=inf_if(st["ttft_mean_s"]),
         ttft_p50_s=q[0.5], ttft_p90_s=q[0.9], ttft_p99_s=q[0.99],
-        output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.tp,
+        output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
         memory_required_bytes=inf_if(st["memory_required_bytes"]), memory_available_bytes=float(hw.memory_bytes),
         cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=hour / 3600 / tokens * 1e6 if stable else math.nan,
     )
@@ -602,9 +706,9 @@ def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployme
         lam = cv.lam[0][keep]
         st = cv.state(lam, rows=np.zeros(len(lam), int))
         df = pd.DataFrame({
-            "hardware": hw.name, "tp": dep.tp, "batch_size": cv.grid[keep], "requests_per_s": lam,
+            "hardware": hw.name, "tp": dep.tp, "pp": dep.pp, "ep": dep.ep, "gpus": cv.gpus, "batch_size": cv.grid[keep], "requests_per_s": lam,
             "tpot_s": st["tpot_s"], "output_tokens_per_s_per_user": 1 / st["tpot_s"],
-            "output_tokens_per_s_per_gpu": lam * o.mean_tokens / dep.tp, "ttft_mean_s": st["ttft_mean_s"],
+            "output_tokens_per_s_per_gpu": lam * o.mean_tokens / cv.gpus, "ttft_mean_s": st["ttft_mean_s"],
             "prefill_utilization": st["utilization"],
         })
         per_user, per_gpu = df["output_tokens_per_s_per_user"].to_numpy(), df["output_tokens_per_s_per_gpu"].to_numpy()
@@ -621,14 +725,15 @@ def kv_transfer_s(model: ModelSpec, hw: HardwareProfile, prefill: Deployment, de
 
     The link, unless given: inside one scale-up domain (prefill tp + decode tp ≤ its GPUs) the GPU link
     (NVLink), otherwise each GPU's host link (PCIe/C2C: GPUDirect RDMA to the NIC goes through it);
-    in both cases min(tp_prefill, tp_decode) shards move in parallel at the achievable fraction.
+    in both cases min(tp·pp of prefill, tp·pp of decode) shards move in parallel at the achievable fraction
+    (each stage holds its layers' KV, each tp rank its heads; with ep a prompt's KV sits on one rank).
     """
     rd = decode.resolved(model)
     per_token = float(O.kv_cache_bytes(model, rd, 1, 1, 1))
-    lanes = min(prefill.tp, decode.tp)
+    lanes = min(prefill.tp * prefill.pp, decode.tp * decode.pp)
     frac = hw.efficiency.interconnect_bandwidth_fraction
     if link_bytes_per_s is None:
-        same = prefill.tp + decode.tp <= hw.interconnect.max_gpus
+        same = prefill.num_gpus + decode.num_gpus <= hw.interconnect.max_gpus
         link_bytes_per_s = lanes * frac * (hw.interconnect.bytes_per_s_per_direction if same else hw.host_link_bytes_per_s_per_direction)
     elif not link_bytes_per_s > 0:
         raise SpecError("kv_link_bytes_per_s", f"must be positive, got {link_bytes_per_s!r}")
@@ -669,7 +774,7 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     its SLO (found by bisection on the rate, both figures rising with it). The co-located figure is
     `plan`'s sizing of the decode deployment with whole-prompt prefill.
     """
-    from .plan import _max_rate, _slo_checks, plan
+    from .plan import _max_rate, _slack, _slo_checks, plan
 
     m, hw = _load(model, hardware)
     prefill, decode = prefill or Deployment(), decode or Deployment()
@@ -680,12 +785,13 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     cd = _curves_for(m, hw, decode, p, o, None, decode_only=True)
     kv = kv_transfer_s(m, hw, prefill, decode, p.support()[0], kv_link_bytes_per_s)[None, :]
     # prefill pool: no decode steps on it, so no residual step and no decode interference
-    pre_ok = lambda st: (cp.ttft_tail({**st, "residual_s": 0 * st["residual_s"]}, ttft_slo_s, kv) <= 1 - ttft_percentile) & (st["utilization"] < 1)  # noqa: E731
-    cap_p = 1 / (cp.x_pre[0] * cp.s_p).sum()
-    lp = _max_rate(cp, pre_ok, np.array([cap_p]))[0]
-    ld = _max_rate(cd, lambda st: st["tpot_s"] <= tpot_slo_s, cd.capacity)[0]
+    pre_ok = lambda st: np.where(st["utilization"] < 1, _slack(1 - ttft_percentile, cp.ttft_tail(  # noqa: E731
+        {**st, "residual_s": 0 * st["residual_s"]}, ttft_slo_s, kv)), -1.0)
+    cap_p = cp.servers / (cp.x_pre[0] * cp.s_p).sum()
+    lp = _max_rate(cp, pre_ok, np.array([cap_p]), on_grid=False)[0]  # the prefill pool's rates are not on the colocated grid
+    ld = _max_rate(cd, lambda st: _slack(tpot_slo_s, st["tpot_s"]), cd.capacity)[0]
     colo = plan(m, lam, p, o, ttft_slo_s, tpot_slo_s, hardware=[hw], ttft_percentile=ttft_percentile, tps=[decode.tp],
-                precisions={"as given": decode}, best_only=True)
+                pps=[decode.pp], eps=[decode.ep], network=decode.network, precisions={"as given": decode}, best_only=True)
     colo_row = colo.iloc[0]
     base = dict(model=m.name, hardware=hw.name, prefill_tp=prefill.tp, decode_tp=decode.tp,
                 kv_transfer_mean_s=float((kv[0] * p.support()[1]).sum()),
@@ -701,7 +807,7 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     n_p, n_d = math.ceil(lam / lp - 1e-9), math.ceil(lam / ld - 1e-9)
     sp, sd = cp.state(np.array([lam / n_p])), cd.state(np.array([lam / n_d]))
     sp = {**sp, "residual_s": 0 * sp["residual_s"]}
-    gpus = n_p * prefill.tp + n_d * decode.tp
+    gpus = n_p * prefill.num_gpus + n_d * decode.num_gpus
     hour = gpus * hw.price_usd_per_gpu_hour
     return DisaggregatedPlan(**base, feasible=True, reason="", prefill_replicas=n_p, decode_replicas=n_d, gpus=gpus,
                              ttft_at_percentile_s=float(cp.ttft_percentile(sp, ttft_percentile, kv)[0]),

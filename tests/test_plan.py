@@ -40,7 +40,8 @@ def test_every_row_meets_its_slos_and_the_fleet_arithmetic(every_option):
     assert len(ok) > 10
     assert (ok["tpot_s"] <= 0.05).all() and (ok["ttft_at_slo_percentile_s"] <= 1.0 + 1e-6).all()
     assert (ok["ttft_at_slo_percentile_s"] == ok["ttft_p90_s"]).all()  # the default percentile is p90
-    assert (ok["gpus"] == ok["replicas"] * ok["tp"]).all()
+    assert (ok["gpus_per_replica"] == ok["tp"] * ok["pp"] * ok["ep"]).all()
+    assert (ok["gpus"] == ok["replicas"] * ok["gpus_per_replica"]).all()
     assert ok["usd_per_hour"].to_numpy() == pytest.approx((ok["gpus"] * ok["price_usd_per_gpu_hour"]).to_numpy())
     # $/M output tokens at the offered load: 10 requests/s x 256 tokens = 2,560 tokens/s
     assert ok["usd_per_million_output_tokens"].to_numpy() == pytest.approx((ok["usd_per_hour"] / (2560 * 3600) * 1e6).to_numpy())
@@ -53,7 +54,8 @@ def test_every_row_meets_its_slos_and_the_fleet_arithmetic(every_option):
 def test_replicas_are_the_fewest(every_option):
     # one replica fewer would miss an SLO or be unstable: checked with steady_state, the per-replica API
     for _, row in every_option[every_option["feasible"] & (every_option["replicas"] > 1)].head(6).iterrows():
-        dep = rl.Deployment(tp=int(row["tp"]), **PRECISIONS[row["precision"]].model_dump(exclude={"tp"}, exclude_defaults=True))
+        dep = rl.Deployment(tp=int(row["tp"]), pp=int(row["pp"]), ep=int(row["ep"]),
+                            **PRECISIONS[row["precision"]].model_dump(exclude={"tp", "pp", "ep"}, exclude_defaults=True))
         same = rl.steady_state(M70, row["hardware_id"], 10 / row["replicas"], 2048, 256, dep)
         assert same.tpot_s == pytest.approx(row["tpot_s"], rel=1e-6) and same.ttft_p90_s == pytest.approx(row["ttft_p90_s"], rel=1e-6)
         fewer = rl.steady_state(M70, row["hardware_id"], 10 / (row["replicas"] - 1), 2048, 256, dep)
@@ -73,7 +75,9 @@ def test_more_load_never_lowers_cost_and_looser_slo_never_raises_it():
 
 
 def test_does_not_fit_says_required_and_available():
-    df = rl.plan("llama-3.1-405b", 1, 2048, 256, 2.0, 0.1, hardware=["l4"], precisions={"native": rl.Deployment()})
+    # one node at most: 810 GB of BF16 weights over 8 L4s of 24 GB each cannot fit
+    df = rl.plan("llama-3.1-405b", 1, 2048, 256, 2.0, 0.1, hardware=["l4"], precisions={"native": rl.Deployment()},
+                 max_gpus_per_replica=8)
     row = df.iloc[0]
     assert not row["feasible"] and row["binding_constraint"] == "memory" and pd.isna(row["rank"])
     assert "needs" in row["reason"] and "GB per GPU at tp=8" in row["reason"] and "of 24.2 GB" in row["reason"]
