@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     for flag, help_ in (("--requests-per-s", "arriving requests per second"), ("--prompt-tokens", "input tokens per request"),
                         ("--output-tokens", "output tokens per request"), ("--ttft-slo-s", "time-to-first-token limit, seconds"),
                         ("--tpot-slo-s", "mean time-per-output-token limit, seconds"),
-                        ("--max-batch-size", "cap on the static batch per replica"),
+                        ("--max-batch-size", "cap on the batch per replica (max_num_seqs)"),
+                        ("--serving", "continuous (default: the capacity planner) or static (whole batches, tp only)"),
+                        ("--ttft-percentile", "continuous serving: the TTFT percentile the SLO applies to (default 0.9)"),
                         ("--weight-dtype", "weight storage format"), ("--activation-dtype", "compute format"),
                         ("--kv-dtype", "KV-cache format")):
         rp.add_argument(flag, help=help_)
@@ -165,7 +167,8 @@ def _run_report(a: argparse.Namespace) -> str:
 
     scenario = Scenario.from_yaml(a.scenario) if a.scenario else Scenario.default()
     overrides = {k: getattr(a, k) for k in ("requests_per_s", "prompt_tokens", "output_tokens", "ttft_slo_s", "tpot_slo_s",
-                                            "max_batch_size", "weight_dtype", "activation_dtype", "kv_dtype")}
+                                            "max_batch_size", "weight_dtype", "activation_dtype", "kv_dtype", "serving",
+                                            "ttft_percentile")}
     if a.model is not None:
         overrides["models"] = _split(a.model)
     if a.hardware is not None:

@@ -21,9 +21,15 @@ output tokens per request), the SLOs and the number formats. For every (model, h
    `Prediction.cost_per_million_output_tokens_usd` (one replica at full load) is kept beside it.
 5. **Rank**: feasible options by fleet $/million output tokens; infeasible ones after them, unranked.
 
-This is a **static-batch** model: each replica runs batches of b requests from prefill to the last
-token, and a request's TTFT is the prefill of its whole batch. Continuous batching (new requests
-joining mid-decode), chunked prefill and queueing delay under bursty arrivals are not modelled yet.
+Steps 1-5 are the **static-batch** model (`serving: static`): each replica runs batches of b
+requests from prefill to the last token, and a request's TTFT is the prefill of its whole batch.
+
+The default, `serving: continuous`, answers with the capacity planner instead (`roofline.plan`, the
+same call as `roofline plan`): continuous batching in steady state with Poisson arrivals, TTFT at
+`ttft_percentile` (an M/G/1 prefill queue), mean TPOT, and every replica shape (tp x pp, ep for MoE,
+across nodes when one is not enough) in the scenario's number formats; per hardware the cheapest
+fleet that meets the SLOs. `batch_size` is then the mean decode batch (Little's law) and
+`max_batch_size_fits` the most memory holds. An unset SLO is no constraint (`NO_SLO_S`).
 
 `write_report` writes report.html (self-contained: inline CSS and SVG, no scripts, no external
 resources), report.md and report.csv (SI units in column names), each atomically, and states its
@@ -43,7 +49,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import pandas as pd
 import yaml
@@ -56,6 +62,8 @@ from .predict import Prediction, predict, predict_fitting, valid_tps
 from .registry import _read_yaml, list_hardware, load_hardware, load_model, validation_message
 from .units import GIB, SECONDS_PER_HOUR
 from .workload import Deployment, Workload
+
+NO_SLO_S = 1e9  # seconds: an unset SLO, passed to the planner as a limit no option reaches
 
 DEFAULT_SCENARIO = "scenarios/default.yaml"  # package data, relative to the roofline package
 
@@ -82,12 +90,17 @@ class Scenario(BaseModel):
     requests_per_s: float = Field(gt=0, description="arriving requests per second, all replicas together")
     prompt_tokens: int = Field(ge=1, description="input tokens per request")
     output_tokens: int = Field(ge=1, description="generated tokens per request")
-    ttft_slo_s: float | None = Field(None, gt=0, description="time to first token limit (prefill of the whole static batch)")
+    ttft_slo_s: float | None = Field(None, gt=0, description="time to first token limit (continuous: at ttft_percentile, "
+                                                             "queueing included; static: prefill of the whole batch)")
     tpot_slo_s: float | None = Field(None, gt=0, description="mean time per output token limit")
     weight_dtype: str | None = Field(None, description="weight storage format (default: the model's native)")
     activation_dtype: str | None = Field(None, description="compute format (default: native)")
     kv_dtype: str | None = Field(None, description="KV-cache format (default: native)")
-    max_batch_size: int | None = Field(None, ge=1, description="cap on the static batch per replica (e.g. the serving engine's limit)")
+    max_batch_size: int | None = Field(None, ge=1, description="cap on the batch per replica (e.g. the serving engine's max_num_seqs)")
+    serving: Literal["continuous", "static"] = Field(
+        "continuous", description="continuous: the capacity planner (continuous batching, queueing, tp x pp x ep); "
+                                  "static: whole batches from prefill to the last token, tp only")
+    ttft_percentile: float = Field(0.9, gt=0, lt=1, description="continuous serving: the TTFT percentile the SLO applies to")
 
     @field_validator("weight_dtype", "activation_dtype", "kv_dtype")
     @classmethod
@@ -169,6 +182,9 @@ class Option:
     price_date: str
     efficiency_source_kind: str
     prediction: Prediction | None = None
+    pp: int = 1
+    ep: int = 1
+    nodes_per_replica: int = 1
 
 
 def _meets(p: Prediction, s: Scenario) -> tuple[bool, bool]:
@@ -300,7 +316,7 @@ class Progress:
 # ------------------------------------------------------------ the table
 COLUMNS = [
     "rank", "model", "hardware", "model_id", "hardware_id", "feasible", "binding_constraint",
-    "tp", "batch_size", "max_batch_size_fits", "output_tokens_per_s_per_replica", "replicas", "gpus",
+    "tp", "pp", "ep", "nodes_per_replica", "batch_size", "max_batch_size_fits", "output_tokens_per_s_per_replica", "replicas", "gpus",
     "usd_per_hour", "usd_per_million_output_tokens", "usd_per_million_output_tokens_full_load",
     "ttft_s", "tpot_s", "e2e_latency_s", "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu",
     "price_usd_per_gpu_hour", "price_date", "efficiency_source_kind", "note",
@@ -321,6 +337,13 @@ def rank_options(options: list[Option]) -> pd.DataFrame:
 
 def compare(scenario: Scenario, progress: bool = True, stream: IO[str] | None = None) -> pd.DataFrame:
     """Evaluate every (model, hardware) pair of the scenario and rank them (see `rank_options`)."""
+    if scenario.serving == "continuous":
+        bar = Progress(len(scenario.models), progress, stream)
+        options = []
+        for m in scenario.models:
+            options += planned_options(m, scenario)
+            bar.step(m)
+        return rank_options(options)
     pairs = [(m, h) for m in scenario.models for h in scenario.hardware]
     bar = Progress(len(pairs), progress, stream)
     options = []
@@ -328,6 +351,49 @@ def compare(scenario: Scenario, progress: bool = True, stream: IO[str] | None = 
         options.append(evaluate_option(m, h, scenario))
         bar.step(h if len(scenario.models) == 1 else f"{m} on {h}")
     return rank_options(options)
+
+
+def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
+    """`serving: continuous`: one Option per hardware from `roofline.plan` (its cheapest feasible fleet, or
+    the option closest to feasible with its reason). Figures are the steady state at the offered load:
+    TTFT at the scenario's percentile, mean TPOT, e2e = mean TTFT + TPOT x (output - 1); 'at full load'
+    is one replica at its largest stable rate: gpus_per_replica x price / (capacity x output x 3600) x 1e6."""
+    from .plan import _replica_text, plan
+
+    s = scenario
+    model = load_model(model_id)
+    df = plan(model, s.requests_per_s, s.prompt_tokens, s.output_tokens, s.ttft_slo_s or NO_SLO_S, s.tpot_slo_s or NO_SLO_S,
+              hardware=s.hardware, ttft_percentile=s.ttft_percentile, max_batch_size=s.max_batch_size,
+              precisions={"scenario": s.deployment()})
+    out = []
+    for r in df.itertuples(index=False):
+        hw = load_hardware(r.hardware_id)
+        nan = math.nan
+        shape = _replica_text(r) if r.tp else "n/a"
+        if r.feasible:
+            full = r.gpus_per_replica * hw.price_usd_per_gpu_hour / (r.capacity_requests_per_s_per_replica * s.output_tokens
+                                                                     * SECONDS_PER_HOUR) * 1e6
+            note = (f"{shape}; mean batch {r.batch_size:.1f} of {int(r.batch_limit)} that fit; prefill busy "
+                    f"{r.prefill_utilization:.0%}; p{100 * s.ttft_percentile:g} TTFT {fmt.seconds(r.ttft_at_slo_percentile_s)}")
+            figures = dict(batch_size=r.batch_size, max_batch_size_fits=int(r.batch_limit),
+                           output_tokens_per_s_per_replica=r.output_tokens_per_s_per_replica, replicas=int(r.replicas),
+                           gpus=int(r.gpus), usd_per_hour=r.usd_per_hour, usd_per_million_output_tokens=r.usd_per_million_output_tokens,
+                           usd_per_million_output_tokens_full_load=full, ttft_s=r.ttft_at_slo_percentile_s, tpot_s=r.tpot_s,
+                           e2e_latency_s=r.ttft_mean_s + r.tpot_s * (s.output_tokens - 1))
+        else:
+            note = f"{shape}: {r.reason}" if r.tp else r.reason
+            figures = dict(batch_size=0, max_batch_size_fits=0, output_tokens_per_s_per_replica=nan, replicas=nan, gpus=nan,
+                           usd_per_hour=nan, usd_per_million_output_tokens=nan, usd_per_million_output_tokens_full_load=nan,
+                           ttft_s=nan, tpot_s=nan, e2e_latency_s=nan)
+        out.append(Option(
+            model_id=model_id, model=model.name, hardware_id=r.hardware_id, hardware=hw.name, feasible=bool(r.feasible),
+            binding_constraint=r.binding_constraint, note=note, tp=int(r.tp) if r.tp else 0,
+            pp=int(r.pp) if r.tp else 1, ep=int(r.ep) if r.tp else 1,
+            nodes_per_replica=int(r.nodes_per_replica) if r.tp else 1,
+            memory_required_bytes_per_gpu=r.memory_required_bytes_per_gpu, memory_available_bytes_per_gpu=hw.memory_bytes,
+            price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, price_date=hw.price_date,
+            efficiency_source_kind=hw.efficiency.source_kind, **figures))
+    return out
 
 
 # ------------------------------------------------------------ assumptions
@@ -367,18 +433,38 @@ def _git_commit(git: Path) -> str | None:
 def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
     """Everything the numbers rest on, as text and small tables (formatted for people)."""
     reserve = Deployment.model_fields["runtime_reserve_bytes"]
-    general = [
-        "Static batching: each replica runs batches of `batch_size` requests from prefill to the last output token; "
-        "a request's TTFT is the prefill of its whole batch and TPOT is the mean decode step. Continuous batching, "
-        "chunked prefill and queueing delay are not modelled (planned).",
-        "GPUs per replica (tp) is the smallest tensor-parallel degree that holds the model at batch 1 (raised to the "
-        "smallest that meets the SLOs at batch 1 where needed), within one scale-up domain; no pipeline or expert parallelism.",
-        "Batch size is the largest that fits in memory, stays within the batch cap, and meets both SLOs; "
-        "the binding constraint is what stops one more request per batch.",
-        f"Replicas = ceil(requests/s x output tokens / output tokens/s of one replica); demand here is "
-        f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
-        "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (the last replica's idle "
-        "headroom included); 'at full load' is one replica kept busy (Prediction.cost_per_million_output_tokens_usd).",
+    if scenario.serving == "continuous":
+        q = f"p{100 * scenario.ttft_percentile:g}"
+        general = [
+            "Continuous batching in steady state (the capacity planner, `roofline plan`): requests arrive as a Poisson "
+            "stream, join the running batch every engine step, and wait for the prefill server in an M/G/1 queue. "
+            f"TTFT is the {q} (queueing + the prefill itself); TPOT is the mean decode step, stretched by the prefill "
+            "passes mixed in; batch is the mean decode batch by Little's law.",
+            "Replica shapes searched: tp inside the NVLink domain times 1-16 pipeline stages, and expert parallelism for "
+            "MoE models, up to 64 GPUs; a replica wider than a node crosses the scale-out network (ib-ndr-400).",
+            "Each hardware shows its cheapest fleet that meets both SLOs; the binding constraint is what caps the rate one "
+            "replica may take ('capacity': memory, the batch cap or the prefill server).",
+            f"Replicas = ceil(requests/s / the largest rate one replica serves within the SLOs); demand here is "
+            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp x pp x ep; "
+            "$/hour = GPUs x price per GPU-hour.",
+            "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (idle headroom included); "
+            "'at full load' is one replica at its largest stable rate.",
+        ]
+    else:
+        general = [
+            "Static batching: each replica runs batches of `batch_size` requests from prefill to the last output token; "
+            "a request's TTFT is the prefill of its whole batch and TPOT is the mean decode step. No queueing and no "
+            "continuous batching (set `serving: continuous` for those).",
+            "GPUs per replica (tp) is the smallest tensor-parallel degree that holds the model at batch 1 (raised to the "
+            "smallest that meets the SLOs at batch 1 where needed), within one scale-up domain; no pipeline or expert parallelism.",
+            "Batch size is the largest that fits in memory, stays within the batch cap, and meets both SLOs; "
+            "the binding constraint is what stops one more request per batch.",
+            f"Replicas = ceil(requests/s x output tokens / output tokens/s of one replica); demand here is "
+            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
+            "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (the last replica's idle "
+            "headroom included); 'at full load' is one replica kept busy (Prediction.cost_per_million_output_tokens_usd).",
+        ]
+    general += [
         f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {reserve.default / GIB:g} GiB ({reserve.description}).",
         "Peaks are datasheet figures (dense); realistic times multiply them by the efficiency fractions below. "
         "'default' fractions come from public measurements, not yet calibrated on a real GPU; 'calibrated' ones were measured.",
@@ -411,24 +497,41 @@ def _int(x) -> str:
 
 
 def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    header = ["rank", "model", "hardware", "GPUs/replica (tp)", "batch", "tokens/s/replica", "replicas", "GPUs",
+    header = ["rank", "model", "hardware", "GPUs per replica", "batch", "tokens/s/replica", "replicas", "GPUs",
               "$/hour", "$/M output tokens", "$/M at full load", "TTFT", "TPOT", "binding constraint"]
     rows = []
     for r in table.itertuples(index=False):
         rows.append([
-            "-" if pd.isna(r.rank) else str(int(r.rank)), r.model, r.hardware_id, _int(r.tp) if r.tp else "n/a",
-            _int(r.batch_size) if r.feasible else "-", _int(r.output_tokens_per_s_per_replica), _int(r.replicas), _int(r.gpus),
+            "-" if pd.isna(r.rank) else str(int(r.rank)), r.model, r.hardware_id, _shape_text(r),
+            _batch_text(r.batch_size) if r.feasible else "-", _int(r.output_tokens_per_s_per_replica), _int(r.replicas), _int(r.gpus),
             _money(r.usd_per_hour), _money(r.usd_per_million_output_tokens), _money(r.usd_per_million_output_tokens_full_load),
             fmt.seconds(r.ttft_s), fmt.seconds(r.tpot_s), r.binding_constraint,
         ])
     return header, rows
 
 
+def _shape_text(r) -> str:
+    """'tp 4', 'tp 8 x pp 2 = 16, 2 nodes', 'ep 8'; 'n/a' when no shape was placed."""
+    if not r.tp:
+        return "n/a"
+    shape = f"ep {r.ep}" if r.ep > 1 else f"tp {r.tp}" + (f" x pp {r.pp} = {r.tp * r.pp}" if r.pp > 1 else "")
+    return shape + (f", {r.nodes_per_replica} nodes" if r.nodes_per_replica > 1 else "")
+
+
+def _batch_text(b) -> str:
+    """A static batch is a whole number; a continuous-batching mean batch keeps one decimal."""
+    return _int(b) if float(b).is_integer() else f"{b:.1f}"
+
+
 def _slo_text(s: Scenario) -> str:
     ttft = fmt.seconds(s.ttft_slo_s) if s.ttft_slo_s else "none"
+    if s.ttft_slo_s and s.serving == "continuous":
+        ttft = f"p{100 * s.ttft_percentile:g} {ttft}"
     tpot = fmt.seconds(s.tpot_slo_s) if s.tpot_slo_s else "none"
     cap = fmt.count(s.max_batch_size) if s.max_batch_size else "none"
-    return f"TTFT SLO {ttft}, TPOT SLO {tpot}, batch cap {cap}"
+    model = ("continuous batching with queueing (the capacity planner)" if s.serving == "continuous"
+             else "static batches")
+    return f"TTFT SLO {ttft}, TPOT SLO {tpot}, batch cap {cap}; serving model: {model}"
 
 
 def _traffic_text(s: Scenario) -> str:
@@ -443,8 +546,8 @@ def top_option_text(table: pd.DataFrame) -> str:
         return "no option meets the scenario: " + "; ".join(
             f"{r.hardware_id}: {r.binding_constraint}" for r in table.itertuples(index=False))
     r = best.iloc[0]
-    return (f"{r['model']} on {r['hardware_id']}: {_int(r['gpus'])} GPUs ({_int(r['replicas'])} replicas x tp {_int(r['tp'])}, "
-            f"batch {_int(r['batch_size'])}), {_money(r['usd_per_hour'])}/hour, {_money(r['usd_per_million_output_tokens'])} "
+    return (f"{r['model']} on {r['hardware_id']}: {_int(r['gpus'])} GPUs ({_int(r['replicas'])} replicas x {_shape_text(best.iloc[0])}, "
+            f"batch {_batch_text(r['batch_size'])}), {_money(r['usd_per_hour'])}/hour, {_money(r['usd_per_million_output_tokens'])} "
             f"per million output tokens; bound by {r['binding_constraint']}")
 
 
@@ -462,7 +565,7 @@ def render_markdown(scenario: Scenario, table: pd.DataFrame) -> str:
         f"Traffic: {_traffic_text(scenario)}. {_slo_text(scenario)}.", "",
         f"**Top option**: {top_option_text(table)}.", "",
         "## Options", "", md(header, rows), "",
-        "Unranked rows (`-`) do not fit or miss an SLO even at batch 1; they are never ranked.", "",
+        "Unranked rows (`-`) do not fit, miss an SLO even at batch 1 or lack the number format; they are never ranked.", "",
         "## Binding constraints", "", *notes, "",
         "## Assumptions", "", *(f"- {g}" for g in a["general"]), "",
         "### Hardware: efficiency fractions and prices", "", md(a["hw_header"], a["hw_rows"]), "",
@@ -537,7 +640,7 @@ def render_html(scenario: Scenario, table: pd.DataFrame) -> str:
         f"<p>Traffic: {e(_traffic_text(scenario))}. {e(_slo_text(scenario))}.</p>",
         f"<p><b>Top option</b>: {e(top_option_text(table))}.</p>",
         "<h2>Options</h2>", html_table(header, rows, left, classes),
-        "<p>Unranked rows (-) do not fit or miss an SLO even at batch 1; they are never ranked.</p>",
+        "<p>Unranked rows (-) do not fit, miss an SLO even at batch 1 or lack the number format; they are never ranked.</p>",
         '<div class="charts">', *charts, "</div>",
         "<h2>Binding constraints</h2>", f"<ul>{notes}</ul>",
         "<h2>Assumptions</h2>", "<ul>" + "".join(f"<li>{e(g)}</li>" for g in a["general"]) + "</ul>",

@@ -1,5 +1,6 @@
-"""The procurement report: operating points derived by hand from rl.predict, binding constraints in
-constructed cases, ranking, atomic self-contained files, one-line scenario errors, and the CLI."""
+"""The procurement report: operating points derived by hand from rl.predict (static serving), the planner's
+fleets (continuous serving, the default), binding constraints in constructed cases, ranking, atomic
+self-contained files, one-line scenario errors, and the CLI."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import roofline as rl
 import roofline.report as R
 from roofline.cli import main
 
-EIGHT_B = dict(models=["llama-3.1-8b"], hardware=["h100-sxm"], requests_per_s=20, prompt_tokens=512, output_tokens=128)
+# the hand-derived cases below are static batches; continuous serving has its own tests at the end
+EIGHT_B = dict(models=["llama-3.1-8b"], hardware=["h100-sxm"], requests_per_s=20, prompt_tokens=512, output_tokens=128,
+               serving="static")
 
 
 def scenario(**kw) -> R.Scenario:
@@ -274,3 +277,53 @@ def test_cli_report_bad_value_is_one_line_exit_2(tmp_path, capsys, args, field):
     assert code == 2 and err.startswith("roofline: error: ") and field in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing is written for a bad scenario
+
+
+# ------------------------------------------------------------ continuous serving (the default): the planner's answer
+def test_default_report_is_the_planner_answer():
+    s = R.Scenario.default()
+    assert s.serving == "continuous" and s.ttft_percentile == 0.9
+    df = R.compare(s, progress=False)
+    plan = rl.plan(s.models[0], s.requests_per_s, s.prompt_tokens, s.output_tokens, s.ttft_slo_s, s.tpot_slo_s,
+                   hardware=s.hardware, precisions={"scenario": s.deployment()})
+    for _, row in df[df["feasible"]].iterrows():
+        mine = plan[plan["hardware_id"] == row["hardware_id"]].iloc[0]
+        assert row["usd_per_hour"] == pytest.approx(mine["usd_per_hour"]) and row["gpus"] == mine["gpus"]
+        assert (row["tp"], row["pp"], row["ep"]) == (mine["tp"], mine["pp"], mine["ep"])
+        assert row["ttft_s"] == pytest.approx(mine["ttft_p90_s"]) and row["tpot_s"] == pytest.approx(mine["tpot_s"])
+        # e2e = mean TTFT + TPOT x (256 - 1); full load = one replica at its largest stable rate
+        assert row["e2e_latency_s"] == pytest.approx(mine["ttft_mean_s"] + mine["tpot_s"] * 255)
+        full = mine["gpus_per_replica"] * mine["price_usd_per_gpu_hour"] / (mine["capacity_requests_per_s_per_replica"] * 256 * 3600) * 1e6
+        assert row["usd_per_million_output_tokens_full_load"] == pytest.approx(full)
+        assert row["usd_per_million_output_tokens_full_load"] <= row["usd_per_million_output_tokens"] * (1 + 1e-9)
+    assert list(df["rank"].dropna()) == list(range(1, int(df["feasible"].sum()) + 1))
+
+
+def test_continuous_report_plans_across_nodes_and_says_so(tmp_path):
+    s = R.Scenario(models=["llama-3.1-405b"], hardware=["h100-sxm"], requests_per_s=2, prompt_tokens=2048, output_tokens=256,
+                   ttft_slo_s=3.0, tpot_slo_s=0.1)
+    w = R.write_report(s, tmp_path, progress=False)
+    row = w.table.iloc[0]
+    assert row["feasible"] and row["pp"] == 2 and row["nodes_per_replica"] == 2 and row["gpus"] == 16
+    md = w.markdown.read_text()
+    assert "tp 8 x pp 2 = 16, 2 nodes" in md and "Continuous batching in steady state" in md and "p90 3 s" in md
+    assert "Static batching" not in md
+
+
+def test_continuous_report_without_slos_is_bound_by_capacity():
+    df = R.compare(R.Scenario(**{**EIGHT_B, "serving": "continuous"}), progress=False)
+    row = df.iloc[0]
+    assert row["feasible"] and row["binding_constraint"] == "capacity" and row["replicas"] >= 1
+
+
+def test_continuous_progress_steps_per_model():
+    tty = _Tty()
+    R.compare(R.Scenario(**{**EIGHT_B, "serving": "continuous", "hardware": ["h100-sxm", "h200"], "tpot_slo_s": 0.05}),
+              progress=True, stream=tty)
+    assert "\r[####################] 1/1 llama-3.1-8b" in tty.getvalue()
+
+
+def test_serving_field_is_validated():
+    with pytest.raises(rl.SpecError) as e:
+        R.Scenario.from_mapping({**EIGHT_B, "serving": "dynamic"})
+    assert "serving" in str(e.value) and "\n" not in str(e.value)

@@ -1,4 +1,4 @@
-"""The dashboard in a real headless Chromium: serve app.py on localhost, load it, change a widget, screenshot.
+"""The dashboard and the procurement report in a real headless Chromium: serve app.py on localhost, load it, change a widget, screenshot; open the report from disk.
 
 Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them) and selenium; skips with the
 reason otherwise. Screenshots go to the test's tmp folder, and also to $ROOFLINE_SCREENSHOTS when set
@@ -120,3 +120,17 @@ def test_dashboard_loads_and_reacts_to_a_widget(app_url, browser, tmp_path):
     after = _save(browser, tmp_path, "dashboard-batch-64.png")
     assert after.stat().st_size > 10_000
     assert "Traceback" not in _body(browser)
+
+
+def test_report_renders_in_a_browser(browser, tmp_path):
+    """The procurement report for the default scenario, opened from disk: no network, table and charts drawn."""
+    from roofline.report import Scenario, write_report
+
+    written = write_report(Scenario.default(), tmp_path / "report", progress=False)
+    browser.get(written.html.resolve().as_uri())
+    WebDriverWait(browser, 30).until(lambda d: "Top option" in _body(d) or "top option" in _body(d).lower())
+    body = _body(browser)
+    assert "Continuous batching in steady state" in body and "$/M output tokens" in body
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg")) == 2  # the two inline charts
+    shot = _save(browser, tmp_path, "report.png")
+    assert shot.stat().st_size > 10_000
