@@ -1,4 +1,5 @@
-"""The dashboard and the procurement report in a real headless Chromium: serve app.py on localhost, load it, change a widget, screenshot; open the report from disk.
+"""The dashboard and the procurement report in a real headless Chromium: serve app.py on localhost, load it,
+change a widget, screenshot; open the report from disk.
 
 Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them) and selenium; skips with the
 reason otherwise. Screenshots go to the test's tmp folder, and also to $ROOFLINE_SCREENSHOTS when set
