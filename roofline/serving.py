@@ -750,6 +750,8 @@ class DisaggregatedPlan(BaseModel):
     reason: str
     prefill_tp: int
     decode_tp: int
+    prefill_gpus_per_replica: int = Field(description="tp x pp x ep of a prefill replica")
+    decode_gpus_per_replica: int = Field(description="tp x pp x ep of a decode replica")
     prefill_replicas: int
     decode_replicas: int
     gpus: int
@@ -794,6 +796,7 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
                 pps=[decode.pp], eps=[decode.ep], network=decode.network, precisions={"as given": decode}, best_only=True)
     colo_row = colo.iloc[0]
     base = dict(model=m.name, hardware=hw.name, prefill_tp=prefill.tp, decode_tp=decode.tp,
+                prefill_gpus_per_replica=prefill.num_gpus, decode_gpus_per_replica=decode.num_gpus,
                 kv_transfer_mean_s=float((kv[0] * p.support()[1]).sum()),
                 colocated_gpus=float(colo_row["gpus"]) if colo_row["feasible"] else math.nan,
                 colocated_usd_per_hour=float(colo_row["usd_per_hour"]) if colo_row["feasible"] else math.nan)

@@ -230,3 +230,12 @@ def test_cli_bad_parallelism_flags(capsys, flag, value, field):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("roofline: error: ") and field in err and "\n" not in err
+
+
+def test_disaggregated_pools_with_a_pipelined_decode_pool():
+    d = rl.disaggregate("llama-3.1-70b", "h100-sxm", 10, 2048, 256, 1.0, 0.05, prefill=rl.Deployment(tp=4),
+                        decode=rl.Deployment(tp=4, pp=2))
+    assert d.feasible and d.decode_gpus_per_replica == 8 and d.prefill_gpus_per_replica == 4
+    # GPUs = prefill replicas x 4 + decode replicas x (4 x 2)
+    assert d.gpus == d.prefill_replicas * 4 + d.decode_replicas * 8
+    assert d.usd_per_hour == pytest.approx(d.gpus * H100.price_usd_per_gpu_hour)
