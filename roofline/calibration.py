@@ -245,7 +245,9 @@ class CalibratedCurves:
         effective rate B / (k·t0 + B / R) does that. Attention kernels (one per layer) use the
         decode-attention line for bytes and the prefill line for FLOPs; every other op the copy
         line. A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
-        N·K = F / (2 · launches · M) from its FLOPs (for MoE experts, the touched experts' total).
+        N·K = F / (2 · launches · M) from its FLOPs (for MoE experts, the touched experts' total; for a
+        2:4 sparse GEMM, whose F counts the executed half, from the dense 2F, so the lookup lands on the
+        weight's real shape).
         With zero latencies and constant tables this reproduces the analytical rates exactly.
         """
         import dataclasses
@@ -270,7 +272,7 @@ class CalibratedCurves:
                 gemm_rate = c.gemm_flops_per_s
             else:
                 m = np.maximum(f["gemm_m"], 1.0)
-                nk = flops / (2 * np.maximum(f["launches"], 1.0) * m)
+                nk = flops * (1 + f["sparse_2_4"]) / (2 * np.maximum(f["launches"], 1.0) * m)
                 gemm_rate = np.where(t.is_gemm, self.gemm_peak * self.gemm.at(m, nk), c.gemm_flops_per_s)
         return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate)
 

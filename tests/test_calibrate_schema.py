@@ -154,3 +154,23 @@ def test_calibrated_profile_in_a_sweep_uses_the_summary(tmp_path):
     df = rl.sweep(model="llama-3.1-8b", hardware=[hw], batch_size=[1, 8], prompt_tokens=512, output_tokens=64)
     p = rl.predict(MODEL, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64))
     assert math.isclose(df["tpot_s"].iloc[-1], p.tpot_s, rel_tol=1e-9)  # zero latency: summary == curves
+
+
+def test_a_2_4_sparse_gemm_looks_up_its_dense_weight_shape(tmp_path):
+    """A 2:4 GEMM's FLOPs count the executed half; its N·K for the measured table must still be the weight's own
+    (2F / (2·M)), so with a table that depends only on N·K a sparse op gets the dense op's fraction."""
+    import numpy as np
+
+    from roofline import ops as O
+    from roofline.roofline import Ceilings, OpTable
+
+    doc = _doc()
+    doc["gemm"]["bf16"]["fraction"] = [[0.3, 0.9], [0.3, 0.9]]  # 0.3 at N·K = 1e6, 0.9 at 1e9, whatever M
+    hw = rl.load_hardware("h100-sxm", calibration=_write(tmp_path, doc))
+    ceil = Ceilings.of(hw, "bf16")
+    tables = [OpTable.of(O.forward_ops(MODEL, rl.Deployment(sparsity=s).resolved(MODEL), 1, 2048, 0), ())
+              for s in ("dense", "2:4")]
+    dense, sparse = (ceil.curves.per_op_ceilings(t, ceil).gemm_flops_per_s for t in tables)
+    assert tables[1].f["sparse_2_4"].sum() > 0  # some GEMMs do run sparse
+    gemm = tables[0].is_gemm
+    assert np.allclose(np.asarray(dense)[gemm], np.asarray(sparse)[gemm], rtol=1e-12)
