@@ -7,17 +7,17 @@ hardware profile (default: all shipped), every deployment option:
   INT4 weight-only in groups of 128 (W4A16, computed at the native peak);
 * parallelism of one replica (`gpus_per_replica` = tp x pp x ep, at most `max_gpus_per_replica`):
   - tensor parallelism: every tp `valid_tps` allows inside the device's NVLink domain;
-  - pipeline parallelism: pp in `pps` (default 2, 4, 8, 16 stages) on top of each tp, the way wide
+  - pipeline parallelism: pp in `pps` (default 1, 2, 4, 8, 16 stages) on top of each tp, the way wide
     models are served across nodes (tp inside a node, pp across nodes, as vLLM and TensorRT-LLM do);
   - expert parallelism for MoE models: ep in `eps` (default every power of two up to the GPU limit that
     divides the experts), tp = 1, attention data-parallel over the ep GPUs.
   A replica wider than the NVLink domain spans nodes and runs what crosses them on the scale-out
-  network (`network`, default `network.DEFAULT_NETWORK`); `nodes` and `network` say so in the row.
+  network (`network`, default `network.DEFAULT_NETWORK`); `nodes_per_replica` and `network` say so in the row.
 
 For each option the replica runs continuous batching in steady state (`serving.Curves`: stage step times from
 the operator table, Little's law, the M/G/1 prefill queue; pipelines and expert waves as in `serving`).
-Every latency rises with the per-replica rate λ_r, so the largest λ* meeting all constraints is found by
-bisection on λ_r:
+Every latency rises with the per-replica rate λ_r, so the largest λ* meeting all constraints is one root
+of a falling margin, found by bracketing on the batch grid and regula falsi (`_max_rate`):
 
     stable (λ_r below the capacity: memory and prefill), mean TPOT ≤ tpot_slo_s,
     P(TTFT > ttft_slo_s) ≤ 1 - ttft_percentile
@@ -35,8 +35,9 @@ feasible with its reason (an SLO miss before a memory shortfall, the smallest sh
 Feasible rows come first, ranked 1..k by $/hour; the rest follow, unranked.
 
 Cost of a call: one operator table per (precision, tp, pp, ep) for all devices at once, over a grid of
-batch sizes, then vectorized bisections; a pipeline or expert-parallel option is only built where the
-model needs more memory than the option below it offers (`_worth_building`).
+batch sizes, then vectorized root finding; with `best_only` the options run smallest replica first and
+a device skips any option whose fleet cannot beat its cheapest one so far (`_group_rows`, exact: the
+skipped rows are ones `best_only` would drop). `tests/benchmarks/bench_plan.py` times both modes.
 """
 
 from __future__ import annotations

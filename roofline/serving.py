@@ -773,7 +773,7 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     Prefill replica: an M/G/1 server with service X(S) (a prefill pass alone); TTFT = W + X(S) + KV transfer
     (`kv_transfer_s`, not overlapped with the prefill). Decode replica: decode-only steps t0(B) with
     B = λ E[O-1] t0 (Little), TPOT = t0. Each pool gets the fewest replicas whose per-replica rate meets
-    its SLO (found by bisection on the rate, both figures rising with it). The co-located figure is
+    its SLO (found by root finding on the rate, `plan._max_rate`, both figures rising with it). The co-located figure is
     `plan`'s sizing of the decode deployment with whole-prompt prefill.
     """
     from .plan import _max_rate, _slack, _slo_checks, plan
