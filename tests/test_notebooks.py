@@ -36,6 +36,15 @@ EXPECTED = {
         "max batch = floor(",
         "70,272 bytes/token",
     ],
+    "04_capacity_planning.ipynb": [
+        "$/M output tokens = $",
+        "GPUs = ",
+        "Little's law: B = ",
+        "one node: does not fit: needs",
+        "pp x (hop difference) = 2 x",
+        "cheapest expert-parallel option",
+        "cost as the TPOT SLO tightens",
+    ],
     "03_reading_a_calibration_run.ipynb": [
         "base profile h100-sxm, profile match: False",
         "fit: t0 = ",
