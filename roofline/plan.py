@@ -477,6 +477,8 @@ def run_plan(a) -> str:
 
 
 def _replica_text(r) -> str:
-    """One replica's shape for the table: 'tp8', 'tp8 pp2, 2 nodes', 'ep16, 2 nodes'."""
-    shape = f"ep{r.ep}" if r.ep > 1 else f"tp{r.tp}" + (f" pp{r.pp}" if r.pp > 1 else "")
-    return shape + (f", {r.nodes_per_replica} nodes" if r.nodes_per_replica > 1 else "")
+    """A plan row's replica shape, as `fmt.replica` writes it."""
+    from . import fmt
+
+    return fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)
+

@@ -358,7 +358,7 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
     the option closest to feasible with its reason). Figures are the steady state at the offered load:
     TTFT at the scenario's percentile, mean TPOT, e2e = mean TTFT + TPOT x (output - 1); 'at full load'
     is one replica at its largest stable rate: gpus_per_replica x price / (capacity x output x 3600) x 1e6."""
-    from .plan import _replica_text, plan
+    from .plan import plan
 
     s = scenario
     model = load_model(model_id)
@@ -369,7 +369,7 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
     for r in df.itertuples(index=False):
         hw = load_hardware(r.hardware_id)
         nan = math.nan
-        shape = _replica_text(r) if r.tp else "n/a"
+        shape = fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)
         if r.feasible:
             full = r.gpus_per_replica * hw.price_usd_per_gpu_hour / (r.capacity_requests_per_s_per_replica * s.output_tokens
                                                                      * SECONDS_PER_HOUR) * 1e6
@@ -497,7 +497,7 @@ def _int(x) -> str:
 
 
 def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    header = ["rank", "model", "hardware", "GPUs per replica", "batch", "tokens/s/replica", "replicas", "GPUs",
+    header = ["rank", "model", "hardware", "replica (tp/pp/ep)", "batch", "tokens/s/replica", "replicas", "GPUs",
               "$/hour", "$/M output tokens", "$/M at full load", "TTFT", "TPOT", "binding constraint"]
     rows = []
     for r in table.itertuples(index=False):
@@ -511,11 +511,8 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 
 def _shape_text(r) -> str:
-    """'tp 4', 'tp 8 x pp 2 = 16, 2 nodes', 'ep 8'; 'n/a' when no shape was placed."""
-    if not r.tp:
-        return "n/a"
-    shape = f"ep {r.ep}" if r.ep > 1 else f"tp {r.tp}" + (f" x pp {r.pp} = {r.tp * r.pp}" if r.pp > 1 else "")
-    return shape + (f", {r.nodes_per_replica} nodes" if r.nodes_per_replica > 1 else "")
+    """The replica shape of a report row (`fmt.replica`)."""
+    return fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)
 
 
 def _batch_text(b) -> str:

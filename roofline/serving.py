@@ -633,7 +633,6 @@ def _curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size=None, decode_
     from .workload import Workload
 
     ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
-    check_serving_deployment(dep)
     rd = check(model, hw, Workload(prompt_tokens=max(1, round(p.mean_tokens)), output_tokens=max(1, round(ctx - p.mean_tokens))), dep)
     w, kv = replica_memory_bytes(model, rd, dep.tp, ctx)
     upper = max(1.0, (hw.memory_bytes - w) / kv)

@@ -306,7 +306,7 @@ def test_continuous_report_plans_across_nodes_and_says_so(tmp_path):
     row = w.table.iloc[0]
     assert row["feasible"] and row["pp"] == 2 and row["nodes_per_replica"] == 2 and row["gpus"] == 16
     md = w.markdown.read_text()
-    assert "tp 8 x pp 2 = 16, 2 nodes" in md and "Continuous batching in steady state" in md and "p90 3 s" in md
+    assert "tp8 pp2, 2 nodes" in md and "Continuous batching in steady state" in md and "p90 3 s" in md
     assert "Static batching" not in md
 
 
