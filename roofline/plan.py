@@ -50,12 +50,12 @@ import pandas as pd
 
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .predict import check, valid_tps
+from .predict import check, replica_span, valid_tps
 from .registry import list_hardware, load_hardware, load_model
-from .serving import MEMORY_PERCENTILE, TTFT_PERCENTILES, Curves, _check_inputs, batch_grid, replica_memory_bytes
+from .serving import TTFT_PERCENTILES, Curves, _check_inputs, batch_grid_for, memory_workload
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
-from .workload import Deployment, Workload
+from .workload import Deployment
 
 PRECISIONS: dict[str, Deployment] = {
     "native": Deployment(),
@@ -191,8 +191,7 @@ def parallelisms(model: ModelSpec, hw: HardwareProfile, tps=None, pps=None, eps=
 def _options(model: ModelSpec, hws: list[HardwareProfile], precisions: dict[str, Deployment], shapes_of, p, o, network, rows: list):
     """Group the valid (precision, tp, pp, ep) options by the devices that accept them:
     {(label, tp, pp, ep): (dep, rd, [hw])}. Devices lacking a precision's compute format get an 'unsupported' row."""
-    ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
-    wl = Workload(prompt_tokens=max(1, round(p.mean_tokens)), output_tokens=max(1, round(ctx - p.mean_tokens)))
+    wl = memory_workload(p, o)
     groups: dict = {}
     for label, dep in precisions.items():
         try:
@@ -212,17 +211,13 @@ def _options(model: ModelSpec, hws: list[HardwareProfile], precisions: dict[str,
     return groups
 
 
-def _nodes(dep: Deployment, hw: HardwareProfile) -> int:
-    return math.ceil(dep.num_gpus / hw.interconnect.max_gpus)
-
-
 def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
     row = {c: math.nan for c in COLUMNS}
     placed = rd is not None and binding != "unsupported"
     row.update(hardware_id=hw.name, hardware=hw.name, feasible=False, binding_constraint=binding, reason=reason,
                precision=label, tp=dep.tp if placed else 0, pp=dep.pp if placed else 0, ep=dep.ep if placed else 0,
-               gpus_per_replica=dep.num_gpus if placed else 0, nodes_per_replica=_nodes(dep, hw) if placed else 0,
-               network=_network_used(dep, hw) if placed else "",
+               gpus_per_replica=dep.num_gpus if placed else 0,
+               **(_span(dep, hw) if placed else dict(nodes_per_replica=0, network="")),
                memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour,
                weight_dtype=rd.weights.dtype.name if rd else dep.weight_dtype, activation_dtype=rd.act.name if rd else dep.activation_dtype,
                kv_dtype=rd.kv.dtype.name if rd else dep.kv_dtype)
@@ -230,11 +225,10 @@ def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
     return row
 
 
-def _network_used(dep: Deployment, hw: HardwareProfile) -> str:
-    """The scale-out network a replica crosses ("" inside one NVLink domain)."""
-    from .network import DEFAULT_NETWORK
-
-    return (dep.network or DEFAULT_NETWORK) if dep.num_gpus > hw.interconnect.max_gpus else ""
+def _span(dep: Deployment, hw: HardwareProfile) -> dict:
+    """The row's nodes_per_replica and network ("" inside one NVLink domain), from `predict.replica_span`."""
+    nodes, network = replica_span(hw, dep)
+    return dict(nodes_per_replica=nodes, network=network or "")
 
 
 def _shape(dep: Deployment) -> str:
@@ -302,11 +296,7 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
         hws = [h for h in hws if dep.num_gpus * h.price_usd_per_gpu_hour <= bound.get(h.name, math.inf)]
         if not hws:
             return []
-    w, kv = replica_memory_bytes(m, rd, tp, p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE))
-    upper = max(1.0, max((h.memory_bytes - w) / kv for h in hws))
-    if cap_batch is not None:
-        upper = min(upper, cap_batch)
-    cv = Curves(m, rd, tp, hws, p, o, chunk, batch_grid(upper), cap_batch)
+    cv = Curves(m, rd, tp, hws, p, o, chunk, batch_grid_for(m, rd, hws, p, o, cap_batch), cap_batch)
     if bound is not None:
         with np.errstate(divide="ignore"):
             floor_usd = np.ceil(lam / cv.capacity - 1e-9) * cv.gpus * np.array([h.price_usd_per_gpu_hour for h in hws])
@@ -360,8 +350,7 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
         rows.append(dict(
             hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason="",
             precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
-            tp=tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=cv.gpus, nodes_per_replica=_nodes(dep, hw),
-            network=_network_used(dep, hw), replicas=n, gpus=gpus, batch_size=float(st["batch_size"][i]),
+            tp=tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=cv.gpus, **_span(dep, hw), replicas=n, gpus=gpus, batch_size=float(st["batch_size"][i]),
             batch_limit=float(cv.batch_limit(st)[i]), requests_per_s_per_replica=float(per[i]),
             capacity_requests_per_s_per_replica=float(cv.capacity[i]), prefill_utilization=float(st["utilization"][i]),
             ttft_mean_s=float(st["ttft_mean_s"][i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),

@@ -503,6 +503,15 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     return p
 
 
+def replica_span(hw: HardwareProfile, dep: Deployment) -> tuple[int, str | None]:
+    """(nodes, scale-out network id) of one replica: ceil(tp·pp·ep / NVLink domain) nodes, and the
+    deployment's network (default `network.DEFAULT_NETWORK`) when that is more than one, else None."""
+    from .network import DEFAULT_NETWORK
+
+    nodes = math.ceil(dep.num_gpus / hw.interconnect.max_gpus)
+    return nodes, ((dep.network or DEFAULT_NETWORK) if nodes > 1 else None)
+
+
 def scale_out(hw: HardwareProfile, dep: Deployment, real: Ceilings, floor: Ceilings):
     """Links for a replica larger than one NVLink domain: (real, floor, pipeline hop link, notes).
 
@@ -512,16 +521,16 @@ def scale_out(hw: HardwareProfile, dep: Deployment, real: Ceilings, floor: Ceili
     an upper bound when some stage boundaries stay inside a node.
     """
     domain = hw.interconnect.max_gpus
-    if dep.num_gpus <= domain:
+    nodes, network = replica_span(hw, dep)
+    if network is None:
         notes = [f"network {dep.network} unused: the {dep.num_gpus}-GPU replica fits one {domain}-GPU node"] if dep.network else []
         return real, floor, None, notes
     from dataclasses import replace
 
     from .network import DEFAULT_NETWORK, load_network
 
-    net = load_network(dep.network or DEFAULT_NETWORK)
+    net = load_network(network)
     bw = net.bytes_per_s_per_gpu_per_direction
-    nodes = math.ceil(dep.num_gpus / domain)
     notes = [f"the {dep.num_gpus}-GPU replica spans {nodes} nodes of {domain}; scale-out over {net.name}"
              + ("" if dep.network else f" (default '{DEFAULT_NETWORK}'; set network to change it)")]
     if max(dep.tp, dep.ep) > domain:

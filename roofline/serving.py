@@ -95,9 +95,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from . import ops as O
 from .errors import SpecError
 from .hardware import HardwareProfile
+from .predict import _stage, check, kv_allocated_tokens, scale_out
 from .roofline import Ceilings, OpTable, time_ops
 from .specs import ModelSpec
-from .workload import Deployment, ResolvedDeployment
+from .workload import Deployment, ResolvedDeployment, Workload
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 _STD_NORMAL = NormalDist()
@@ -347,8 +348,6 @@ def ttft_percentile_s(q, fixed_s, service_s, extra_s, probs, rho, wait_mean_s, i
 def _timed(ops: list, ceil: Ceilings, tp, pp: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(attention time, all other ops' time, per-layer activation footprint) of one pass on one GPU of one
     of `pp` balanced pipeline stages (`predict._stage`), summed over ops."""
-    from .predict import _stage
-
     t = OpTable.of(ops)
     act = ((t.f["act_read_bytes"] + t.f["act_write_bytes"]) / t.column(t.layers)).max(axis=0)  # per layer: before staging
     t = _stage(t, pp)
@@ -387,8 +386,6 @@ def replica_memory_bytes(model: ModelSpec, rd: ResolvedDeployment, tp: int, cont
     a stage holds 1/pp of the layers; with ep the experts are spread and each data-parallel attention
     rank holds the KV of its own sequences, 1/ep of the batch (as in `predict`). KV slots follow the
     deployment's allocation (`predict.kv_allocated_tokens`)."""
-    from .predict import kv_allocated_tokens
-
     dep = rd.dep
     w = float(O.weight_storage_bytes(model, rd, tp, dep.ep)) / dep.pp
     slots = float(kv_allocated_tokens(dep, context_tokens, model.max_context))
@@ -396,22 +393,19 @@ def replica_memory_bytes(model: ModelSpec, rd: ResolvedDeployment, tp: int, cont
     return w, kv
 
 
-def replica_ceilings(hws: list[HardwareProfile], rd: ResolvedDeployment) -> tuple[Ceilings, np.ndarray, np.ndarray, list[list[str]]]:
-    """Per device: ceilings stacked as (H, 1) arrays, the pipeline hop link (bytes/s, latency s) as (H, 1),
-    and notes. A replica wider than a device's NVLink domain goes through `predict.scale_out`: tp or ep
+def replica_ceilings(hws: list[HardwareProfile], rd: ResolvedDeployment) -> tuple[Ceilings, np.ndarray, np.ndarray]:
+    """Per device: ceilings stacked as (H, 1) arrays and the pipeline hop link (bytes/s, latency s) as (H, 1).
+    A replica wider than a device's NVLink domain goes through `predict.scale_out`: tp or ep
     collectives wider than the domain, and every pipeline hop, run on the scale-out network."""
-    from .predict import scale_out
-
-    per_hw, bw, lat, notes = [], [], [], []
+    per_hw, bw, lat = [], [], []
     for h in hws:
         real = Ceilings.of(h, rd.compute_key)
-        real, _, hop, why = scale_out(h, rd.dep, real, real)
+        real, _, hop, _ = scale_out(h, rd.dep, real, real)
         per_hw.append(real)
         bw.append(hop[0] if hop else real.link_bytes_per_s)
         lat.append(hop[1] if hop else real.link_latency_s)
-        notes.append(why)
     stacked = Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[:, None] for f in Ceilings.__dataclass_fields__})
-    return stacked, np.array(bw, float)[:, None], np.array(lat, float)[:, None], notes
+    return stacked, np.array(bw, float)[:, None], np.array(lat, float)[:, None]
 
 
 class Curves:
@@ -432,7 +426,7 @@ class Curves:
         self.hws, self.tp, self.pp, self.ep, self.chunk = hws, tp, pp, ep, chunk_tokens
         self.gpus = tp * pp * ep
         self.servers = ep  # data-parallel attention ranks, each prefilling its own prompts
-        ceil, hop_bw, hop_lat, self.notes = replica_ceilings(hws, rd)
+        ceil, hop_bw, hop_lat = replica_ceilings(hws, rd)
         row = model.hidden_size * rd.act_bytes / tp  # activations of one token a stage hands on, per tp rank
         hop = (lambda tokens: hop_lat + tokens * row / hop_bw) if pp > 1 else (lambda tokens: 0.0)  # noqa: E731
         s_val, s_p = prompt.support()
@@ -628,17 +622,27 @@ def _check_inputs(model, requests_per_s, prompt, output, chunk_tokens):
     return p, o
 
 
-def _curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size=None, decode_only=False) -> Curves:
-    from .predict import check
-    from .workload import Workload
-
+def memory_workload(p: LengthDist, o: LengthDist) -> Workload:
+    """The workload `predict.check` validates a serving deployment against: the mean prompt and the
+    99th-percentile context (`MEMORY_PERCENTILE`), the one every batch slot must hold."""
     ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
-    rd = check(model, hw, Workload(prompt_tokens=max(1, round(p.mean_tokens)), output_tokens=max(1, round(ctx - p.mean_tokens))), dep)
-    w, kv = replica_memory_bytes(model, rd, dep.tp, ctx)
-    upper = max(1.0, (hw.memory_bytes - w) / kv)
+    return Workload(prompt_tokens=max(1, round(p.mean_tokens)), output_tokens=max(1, round(ctx - p.mean_tokens)))
+
+
+def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareProfile], p: LengthDist, o: LengthDist,
+                   max_batch_size: int | None) -> np.ndarray:
+    """The batch grid up to the most sequences any of the devices holds beside the weights (and the cap)."""
+    w, kv = replica_memory_bytes(model, rd, rd.dep.tp, p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE))
+    upper = max(1.0, max((h.memory_bytes - w) / kv for h in hws))
     if max_batch_size is not None:
         upper = min(upper, max_batch_size)
-    return Curves(model, rd, dep.tp, [hw], p, o, chunk_tokens, batch_grid(upper), max_batch_size, decode_only)
+    return batch_grid(upper)
+
+
+def _curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size=None, decode_only=False) -> Curves:
+    rd = check(model, hw, memory_workload(p, o), dep)
+    return Curves(model, rd, dep.tp, [hw], p, o, chunk_tokens, batch_grid_for(model, rd, [hw], p, o, max_batch_size),
+                  max_batch_size, decode_only)
 
 
 def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_tokens, deployment: Deployment | None = None,
