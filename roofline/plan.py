@@ -17,7 +17,7 @@ hardware profile (default: all shipped), every deployment option:
 For each option the replica runs continuous batching in steady state (`serving.Curves`: stage step times from
 the operator table, Little's law, the M/G/1 prefill queue; pipelines and expert waves as in `serving`).
 Every latency rises with the per-replica rate λ_r, so the largest λ* meeting all constraints is one root
-of a falling margin, found by bracketing on the batch grid and regula falsi (`_max_rate`):
+of a falling margin, found by bracketing on the batch grid and regula falsi (`max_rate`):
 
     stable (λ_r below the capacity: memory and prefill), mean TPOT ≤ tpot_slo_s,
     P(TTFT > ttft_slo_s) ≤ 1 - ttft_percentile
@@ -50,9 +50,10 @@ import pandas as pd
 
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .predict import check, replica_span, valid_tps
+from .network import load_network
+from .parallelism import check, replica_span, valid_tps
 from .registry import list_hardware, load_hardware, load_model
-from .serving import TTFT_PERCENTILES, Curves, _check_inputs, batch_grid_for, memory_workload
+from .serving import TTFT_PERCENTILES, Curves, check_traffic, batch_grid_for, memory_workload
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
 from .workload import Deployment
@@ -96,12 +97,10 @@ def _parallelism_checks(model: ModelSpec, tps, pps, eps, max_gpus, network) -> N
     if isinstance(max_gpus, bool) or not isinstance(max_gpus, (int, np.integer)) or max_gpus < 1:
         raise SpecError("max_gpus_per_replica", f"must be a positive integer, got {max_gpus!r}")
     if network is not None:
-        from .network import load_network
-
         load_network(network)
 
 
-def _slo_checks(ttft_slo_s, tpot_slo_s, ttft_percentile):
+def check_slos(ttft_slo_s, tpot_slo_s, ttft_percentile):
     for name, v in (("ttft_slo_s", ttft_slo_s), ("tpot_slo_s", tpot_slo_s)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
             raise SpecError(name, f"must be a positive number of seconds, got {v!r}")
@@ -109,7 +108,7 @@ def _slo_checks(ttft_slo_s, tpot_slo_s, ttft_percentile):
         raise SpecError("ttft_percentile", f"must be in (0, 1), e.g. 0.9 for p90; got {ttft_percentile!r}")
 
 
-def _max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray, on_grid: bool = True) -> np.ndarray:
+def max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray, on_grid: bool = True) -> np.ndarray:
     """Per device row, the largest rate in [0, cap] at which `margin(state) >= 0` (0 when it fails even as the
     rate goes to 0). Every constraint only gets worse as the rate rises, so the margin falls with it.
 
@@ -119,7 +118,7 @@ def _max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray,
     (the retained end's value halved when it is kept twice) until the bracket is 1e-10 of the rate wide or
     lo's margin is exactly 0: superlinear on smooth pieces, typically 6 to 13 evaluations instead of the
     40 of plain bisection. Rows not settled after 20 such steps finish by bisection. The margins are
-    bounded (`_slack`), so an infinite TPOT cannot stall the secant."""
+    bounded (`slack`), so an infinite TPOT cannot stall the secant."""
     cap = np.asarray(cap, float)
     n = len(cap)
     tiny = cap * 1e-9
@@ -164,9 +163,9 @@ def _max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray,
     return lo
 
 
-def _slack(limit, value):
+def slack(limit, value):
     """(limit - value) / (limit + value): >= 0 exactly when value <= limit, bounded in [-1, 1] (value = inf gives -1),
-    so regula falsi in `_max_rate` is not stalled by an unbounded side."""
+    so regula falsi in `max_rate` is not stalled by an unbounded side."""
     with np.errstate(invalid="ignore"):
         return np.where(np.isinf(value), -1.0, (limit - value) / (limit + value))
 
@@ -226,7 +225,7 @@ def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
 
 
 def _span(dep: Deployment, hw: HardwareProfile) -> dict:
-    """The row's nodes_per_replica and network ("" inside one NVLink domain), from `predict.replica_span`."""
+    """The row's nodes_per_replica and network ("" inside one NVLink domain), from `parallelism.replica_span`."""
     nodes, network = replica_span(hw, dep)
     return dict(nodes_per_replica=nodes, network=network or "")
 
@@ -250,8 +249,8 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
     replica wider than one NVLink domain uses (default `network.DEFAULT_NETWORK`). Returns a DataFrame with the columns of `COLUMNS` (SI units, USD), best first.
     """
     m = model if isinstance(model, ModelSpec) else load_model(model)
-    _slo_checks(ttft_slo_s, tpot_slo_s, ttft_percentile)
-    p, o = _check_inputs(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    check_slos(ttft_slo_s, tpot_slo_s, ttft_percentile)
+    p, o = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
     if max_batch_size is not None and (isinstance(max_batch_size, bool) or not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1):
         raise SpecError("max_batch_size", f"must be a positive integer or None, got {max_batch_size!r}")
     hw_ids = list_hardware() if hardware is None else ([hardware] if isinstance(hardware, (str, HardwareProfile)) else list(hardware))
@@ -307,9 +306,9 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
             cv, hws = cv.subset(keep), [hws[i] for i in keep]
 
     def margin(st):  # >= 0 exactly when every constraint holds: each term (slack)/(sum) lies in [-1, 1], smooth in the rate
-        return np.where(st["stable"], np.minimum(_slack(tpot_slo, st["tpot_s"]), _slack(1 - q, cv.ttft_tail(st, ttft_slo))), -1.0)
+        return np.where(st["stable"], np.minimum(slack(tpot_slo, st["tpot_s"]), slack(1 - q, cv.ttft_tail(st, ttft_slo))), -1.0)
 
-    best = _max_rate(cv, margin, cv.capacity)
+    best = max_rate(cv, margin, cv.capacity)
     idle = cv.state(cv.capacity * 1e-9)
     good = cv.fits & (best > 0)
     replicas = np.where(good, np.ceil(lam / np.where(good, best, 1) - 1e-9), 0)

@@ -115,3 +115,13 @@ def as_model(model: ModelSpec | str | Path) -> ModelSpec:
 def as_hardware(hardware: HardwareProfile | str | Path) -> HardwareProfile:
     """A `HardwareProfile` as given, or loaded from a shipped id or a profile path (every API that takes a device)."""
     return hardware if isinstance(hardware, HardwareProfile) else load_hardware(hardware)
+
+
+def data_dir(kind: str):
+    """The folder of the shipped `kind` files ("model_specs", "hardware_profiles"): package data once installed."""
+    return _data_dir(kind)
+
+
+def read_yaml(text: str, where: str) -> dict[str, Any]:
+    """Parse a YAML mapping; anything else is a one-line `SpecError` naming `where`."""
+    return _read_yaml(text, where)

@@ -57,9 +57,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import fmt
 from .dtypes import get_dtype
-from .errors import SpecError
+from .errors import SpecError, validation_message
 from .predict import Prediction, predict, predict_fitting, valid_tps
-from .registry import _read_yaml, list_hardware, load_hardware, load_model, validation_message
+from .plan import plan
+from .registry import list_hardware, load_hardware, load_model, read_yaml
 from .units import GIB, SECONDS_PER_HOUR
 from .workload import Deployment, Workload
 
@@ -120,7 +121,7 @@ class Scenario(BaseModel):
             text = path.read_text()
         except OSError as exc:
             raise SpecError("scenario", f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-        return cls.from_mapping(_read_yaml(text, str(path)), str(path))
+        return cls.from_mapping(read_yaml(text, str(path)), str(path))
 
     @classmethod
     def from_mapping(cls, data: dict, where: str = "scenario") -> "Scenario":
@@ -133,7 +134,7 @@ class Scenario(BaseModel):
     def default(cls) -> "Scenario":
         """The shipped default scenario (`roofline/scenarios/default.yaml`)."""
         res = resources.files("roofline").joinpath(DEFAULT_SCENARIO)
-        return cls.from_mapping(_read_yaml(res.read_text(), "default.yaml"), "default.yaml")
+        return cls.from_mapping(read_yaml(res.read_text(), "default.yaml"), "default.yaml")
 
     def with_overrides(self, where: str = "arguments", **overrides) -> "Scenario":
         """A copy with the given fields replaced (None values are ignored), validated again."""
@@ -358,8 +359,6 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
     the option closest to feasible with its reason). Figures are the steady state at the offered load:
     TTFT at the scenario's percentile, mean TPOT, e2e = mean TTFT + TPOT x (output - 1); 'at full load'
     is one replica at its largest stable rate: gpus_per_replica x price / (capacity x output x 3600) x 1e6."""
-    from .plan import plan
-
     s = scenario
     model = load_model(model_id)
     df = plan(model, s.requests_per_s, s.prompt_tokens, s.output_tokens, s.ttft_slo_s or NO_SLO_S, s.tpot_slo_s or NO_SLO_S,

@@ -22,7 +22,8 @@ import pandas as pd
 
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .predict import derived, evaluate, tp_widths
+from .engine import derived, evaluate
+from .parallelism import tp_widths
 from .registry import load_hardware, load_model
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
@@ -95,10 +96,11 @@ def sweep(
         usable = [h if key in h.peak_flops_per_s else stand_in for h in hws]
         tpf = t.astype(float)
         real, floor = _stack_ceilings(usable, key, hi, False), _stack_ceilings(usable, key, hi, True)
-        r = evaluate(m, rd, real, floor, b, s, o, tpf)
+        ev = evaluate(m, rd, real, floor, b, s, o, tpf)
         prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
-        r.update(derived(r, b, o, tpf * base.pp * base.ep, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
-                         prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour)))
+        d = derived(ev, b, o, tpf * base.pp * base.ep, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
+                    prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
+        r = {**ev.figures(), **d.figures()}
         pick = lambda a: np.broadcast_to(a, shape).ravel()[ok]  # noqa: E731
         cols = {
             "model": m.name, "hardware": pd.Categorical.from_codes(flat["h"][ok], [h.name for h in hws]),
