@@ -7,6 +7,7 @@ the planner's co-located fleet), on the steady-state curves of `serving`.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,11 +88,11 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     cd = curves_for(m, hw, decode, p, o, None, decode_only=True)
     kv = kv_transfer_s(m, hw, prefill, decode, p.support()[0], kv_link_bytes_per_s)[None, :]
     # prefill pool: no decode steps on it, so no residual step and no decode interference
-    pre_ok = lambda st: np.where(st["utilization"] < 1, slack(1 - ttft_percentile, cp.ttft_tail(  # noqa: E731
-        {**st, "residual_s": 0 * st["residual_s"]}, ttft_slo_s, kv)), -1.0)
+    pre_ok = lambda st: np.where(st.utilization < 1, slack(1 - ttft_percentile, cp.ttft_tail(  # noqa: E731
+        replace(st, residual_s=0 * st.residual_s), ttft_slo_s, kv)), -1.0)
     cap_p = cp.servers / (cp.x_pre[0] * cp.s_p).sum()
     lp = max_rate(cp, pre_ok, np.array([cap_p]), on_grid=False)[0]  # the prefill pool's rates are not on the colocated grid
-    ld = max_rate(cd, lambda st: slack(tpot_slo_s, st["tpot_s"]), cd.capacity)[0]
+    ld = max_rate(cd, lambda st: slack(tpot_slo_s, st.tpot_s), cd.capacity)[0]
     colo = plan(m, lam, p, o, ttft_slo_s, tpot_slo_s, hardware=[hw], ttft_percentile=ttft_percentile, tps=[decode.tp],
                 pps=[decode.pp], eps=[decode.ep], network=decode.network, precisions={"as given": decode}, best_only=True)
     colo_row = colo.iloc[0]
@@ -109,10 +110,10 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
                                  usd_per_million_output_tokens=nan)
     n_p, n_d = math.ceil(lam / lp - 1e-9), math.ceil(lam / ld - 1e-9)
     sp, sd = cp.state(np.array([lam / n_p])), cd.state(np.array([lam / n_d]))
-    sp = {**sp, "residual_s": 0 * sp["residual_s"]}
+    sp = replace(sp, residual_s=0 * sp.residual_s)
     gpus = n_p * prefill.num_gpus + n_d * decode.num_gpus
     hour = gpus * hw.price_usd_per_gpu_hour
     return DisaggregatedPlan(**base, feasible=True, reason="", prefill_replicas=n_p, decode_replicas=n_d, gpus=gpus,
                              ttft_at_percentile_s=float(cp.ttft_percentile(sp, ttft_percentile, kv)[0]),
-                             tpot_s=float(sd["tpot_s"][0]), decode_batch_size=float(sd["batch_size"][0]),
+                             tpot_s=float(sd.tpot_s[0]), decode_batch_size=float(sd.batch_size[0]),
                              usd_per_hour=hour, usd_per_million_output_tokens=hour / 3600 / (lam * o.mean_tokens) * 1e6)

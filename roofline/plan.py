@@ -306,7 +306,7 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
             cv, hws = cv.subset(keep), [hws[i] for i in keep]
 
     def margin(st):  # >= 0 exactly when every constraint holds: each term (slack)/(sum) lies in [-1, 1], smooth in the rate
-        return np.where(st["stable"], np.minimum(slack(tpot_slo, st["tpot_s"]), slack(1 - q, cv.ttft_tail(st, ttft_slo))), -1.0)
+        return np.where(st.stable, np.minimum(slack(tpot_slo, st.tpot_s), slack(1 - q, cv.ttft_tail(st, ttft_slo))), -1.0)
 
     best = max_rate(cv, margin, cv.capacity)
     idle = cv.state(cv.capacity * 1e-9)
@@ -320,15 +320,15 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
     nxt = cv.state(np.minimum(best * 1.001 + 1e-12, cv.capacity))
     rows = []
     for i, hw in enumerate(hws):
-        mem = dict(memory_required_bytes_per_gpu=float(st["memory_required_bytes"][i]))
+        mem = dict(memory_required_bytes_per_gpu=float(st.memory_required_bytes[i]))
         if not cv.fits[i]:
             rows.append(_infeasible_row(hw, label, dep, rd, "memory", (
                 f"does not fit: needs {cv.memory_required[i, 0] / 1e9:.1f} GB per GPU at {_shape(dep)}, batch 1, of "
                 f"{cv.memory_available[i, 0] / 1e9:.1f} GB"), memory_required_bytes_per_gpu=float(cv.memory_required[i, 0])))
             continue
         if not good[i]:
-            if idle["tpot_s"][i] > tpot_slo:
-                why, reason = "TPOT SLO", f"TPOT {idle['tpot_s'][i] * 1e3:.1f} ms even at batch 1 (SLO {tpot_slo * 1e3:.1f} ms)"
+            if idle.tpot_s[i] > tpot_slo:
+                why, reason = "TPOT SLO", f"TPOT {idle.tpot_s[i] * 1e3:.1f} ms even at batch 1 (SLO {tpot_slo * 1e3:.1f} ms)"
             elif best[i] <= 0:
                 t_idle = float(cv.ttft_percentile(idle, q)[i])
                 why, reason = "TTFT SLO", f"p{100 * q:g} TTFT {t_idle:.3g} s with no queue (prefill alone; SLO {ttft_slo:g} s)"
@@ -337,9 +337,9 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
             rows.append(_infeasible_row(hw, label, dep, rd, why, reason, **mem))
             continue
         n = int(replicas[i])
-        if best[i] >= cv.capacity[i] * (1 - 1e-6) or not nxt["stable"][i]:
+        if best[i] >= cv.capacity[i] * (1 - 1e-6) or not nxt.stable[i]:
             binding = "capacity"  # memory, the batch cap or the prefill server, not an SLO
-        elif nxt["tpot_s"][i] > tpot_slo:
+        elif nxt.tpot_s[i] > tpot_slo:
             binding = "TPOT SLO"
         else:
             binding = "TTFT SLO"
@@ -349,12 +349,12 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
         rows.append(dict(
             hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason="",
             precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
-            tp=tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=cv.gpus, **_span(dep, hw), replicas=n, gpus=gpus, batch_size=float(st["batch_size"][i]),
+            tp=tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=cv.gpus, **_span(dep, hw), replicas=n, gpus=gpus, batch_size=float(st.batch_size[i]),
             batch_limit=float(cv.batch_limit(st)[i]), requests_per_s_per_replica=float(per[i]),
-            capacity_requests_per_s_per_replica=float(cv.capacity[i]), prefill_utilization=float(st["utilization"][i]),
-            ttft_mean_s=float(st["ttft_mean_s"][i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
-            ttft_p99_s=float(pct[0.99][i]), ttft_at_slo_percentile_s=float(pct[q][i]), tpot_s=float(st["tpot_s"][i]),
-            itl_max_s=float(st["itl_max_s"][i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
+            capacity_requests_per_s_per_replica=float(cv.capacity[i]), prefill_utilization=float(st.utilization[i]),
+            ttft_mean_s=float(st.ttft_mean_s[i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
+            ttft_p99_s=float(pct[0.99][i]), ttft_at_slo_percentile_s=float(pct[q][i]), tpot_s=float(st.tpot_s[i]),
+            itl_max_s=float(st.itl_max_s[i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
             usd_per_hour=hour, usd_per_million_output_tokens=hour / (lam * o.mean_tokens * SECONDS_PER_HOUR) * 1e6,
             memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
         ))

@@ -85,6 +85,7 @@ offload and a fixed micro-batch count are refused (`check_serving_deployment`), 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
 
@@ -98,7 +99,7 @@ from .hardware import HardwareProfile
 from .engine import stage
 from .parallelism import check, kv_allocated_tokens, scale_out
 from .registry import as_hardware, as_model
-from .roofline import Ceilings, OpTable, time_ops
+from .roofline import Ceilings, OpTable, stacked, time_ops
 from .specs import ModelSpec
 from .workload import Deployment, ResolvedDeployment, Workload
 
@@ -406,8 +407,30 @@ def replica_ceilings(hws: list[HardwareProfile], rd: ResolvedDeployment) -> tupl
         per_hw.append(real)
         bw.append(hop[0] if hop else real.link_bytes_per_s)
         lat.append(hop[1] if hop else real.link_latency_s)
-    stacked = Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[:, None] for f in Ceilings.__dataclass_fields__})
-    return stacked, np.array(bw, float)[:, None], np.array(lat, float)[:, None]
+    return stacked(per_hw, (slice(None), None)), np.array(bw, float)[:, None], np.array(lat, float)[:, None]
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """Every figure of a replica at one request rate per device row (`Curves.state`): arrays of shape (R,),
+    or (R, Q) over the prompt-length support. Seconds, requests/s, bytes; the symbols of the module docstring."""
+
+    requests_per_s: np.ndarray  # λ per replica
+    batch_size: np.ndarray  # B = λ E[O-1] TPOT (Little's law)
+    t0_s: np.ndarray  # decode-only stage step at B
+    tc_s: np.ndarray  # stage step carrying a prefill chunk (NaN without chunking)
+    tpot_s: np.ndarray  # pp · mean stage step
+    itl_max_s: np.ndarray  # worst gap between two tokens
+    service_s: np.ndarray  # (R, Q) prefill service time X(S) per prompt length
+    service_mean_s: np.ndarray  # E[X]
+    extra_s: np.ndarray  # (R, Q) time after the prefill server (later stages, hand-offs, KV transfer)
+    utilization: np.ndarray  # ρ of the prefill server
+    wait_mean_s: np.ndarray  # mean M/G/1 wait
+    residual_s: np.ndarray  # mean residual of the running step an arrival waits out
+    ttft_mean_s: np.ndarray
+    stable: np.ndarray  # below capacity and ρ < 1
+    memory_required_bytes: np.ndarray  # per GPU
+    rows: np.ndarray  # the device rows of `Curves` these figures are for
 
 
 class Curves:
@@ -506,7 +529,7 @@ class Curves:
             return np.broadcast_to(mean_x[:, None] if t0.ndim == 2 else mean_x, t0.shape)
         return self.es * (tc - t0) / (self.servers * self.chunk)
 
-    def state(self, lam, rows=None) -> dict[str, np.ndarray]:
+    def state(self, lam, rows=None) -> "ServingState":
         """Every figure at request rate `lam` per replica (one per row; rows selects device rows)."""
         rows = np.arange(len(self.hws)) if rows is None else np.asarray(rows)
         lam = np.asarray(lam, float)
@@ -547,23 +570,24 @@ class Curves:
         wait = mg1_wait_mean_s(lam_rank, ex, ex2)
         stable = (lam <= self.capacity[rows] * (1 + 1e-12)) & (rho < 1)
         mem = pick(self.memory_required[rows])
-        return dict(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
-                    service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait, residual_s=tbar / 2,
-                    ttft_mean_s=tbar / 2 + wait + ex + (extra * self.s_p).sum(axis=-1), stable=stable, memory_required_bytes=mem, rows=rows)
+        return ServingState(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
+                            service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait,
+                            residual_s=tbar / 2, ttft_mean_s=tbar / 2 + wait + ex + (extra * self.s_p).sum(axis=-1),
+                            stable=stable, memory_required_bytes=mem, rows=rows)
 
     def ttft_tail(self, st, t, extra_s=0.0):
         """P(TTFT > t) at a state from `state`; `extra_s` (seconds, per prompt length) adds to the state's own."""
-        extra = st["extra_s"] + np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
-        return ttft_tail_probability(np.asarray(t, float) + 0 * st["tpot_s"], st["residual_s"], st["service_s"], extra,
-                                     self.s_p, st["utilization"], st["wait_mean_s"])
+        extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
+        return ttft_tail_probability(np.asarray(t, float) + 0 * st.tpot_s, st.residual_s, st.service_s, extra,
+                                     self.s_p, st.utilization, st.wait_mean_s)
 
     def ttft_percentile(self, st, q, extra_s=0.0):
-        extra = st["extra_s"] + np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
-        return ttft_percentile_s(q, st["residual_s"], st["service_s"], extra, self.s_p, st["utilization"], st["wait_mean_s"])
+        extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
+        return ttft_percentile_s(q, st.residual_s, st.service_s, extra, self.s_p, st.utilization, st.wait_mean_s)
 
     def batch_limit(self, st) -> np.ndarray:
         """Largest decode batch memory (and the cap) allows at the state's workspace."""
-        free = self.memory_available[st["rows"], 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st["rows"], 0]
+        free = self.memory_available[st.rows, 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st.rows, 0]
         return np.maximum(np.floor(free / self.kv_bytes_per_sequence), 0)
 
 
@@ -664,7 +688,7 @@ def _point(cv: Curves, model, hw, dep, p, o, chunk_tokens, lam) -> ServingPoint:
     st = cv.state(np.array([lam]))
     one = lambda x: float(np.asarray(x).ravel()[0])  # noqa: E731
     cap = float(cv.capacity[0])
-    stable = bool(st["stable"][0])
+    stable = bool(st.stable[0])
     if not cv.fits[0]:
         reason = (f"does not fit: needs {cv.memory_required[0, 0] / 1e9:.1f} GB per GPU at batch 1 of "
                   f"{cv.memory_available[0, 0] / 1e9:.1f} GB")
@@ -679,12 +703,12 @@ def _point(cv: Curves, model, hw, dep, p, o, chunk_tokens, lam) -> ServingPoint:
     return ServingPoint(
         model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=p, output_tokens=o, chunk_tokens=chunk_tokens,
         num_gpus=cv.gpus, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
-        batch_size=inf_if(st["batch_size"]), batch_limit=int(cv.batch_limit(st)[0]),
-        decode_step_s=one(st["t0_s"]), chunked_step_s=one(st["tc_s"]), tpot_s=inf_if(st["tpot_s"]), itl_max_s=inf_if(st["itl_max_s"]),
-        prefill_utilization=one(st["utilization"]), ttft_wait_mean_s=inf_if(st["wait_mean_s"]), ttft_mean_s=inf_if(st["ttft_mean_s"]),
+        batch_size=inf_if(st.batch_size), batch_limit=int(cv.batch_limit(st)[0]),
+        decode_step_s=one(st.t0_s), chunked_step_s=one(st.tc_s), tpot_s=inf_if(st.tpot_s), itl_max_s=inf_if(st.itl_max_s),
+        prefill_utilization=one(st.utilization), ttft_wait_mean_s=inf_if(st.wait_mean_s), ttft_mean_s=inf_if(st.ttft_mean_s),
         ttft_p50_s=q[0.5], ttft_p90_s=q[0.9], ttft_p99_s=q[0.99],
         output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
-        memory_required_bytes=inf_if(st["memory_required_bytes"]), memory_available_bytes=float(hw.memory_bytes),
+        memory_required_bytes=inf_if(st.memory_required_bytes), memory_available_bytes=float(hw.memory_bytes),
         cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=hour / 3600 / tokens * 1e6 if stable else math.nan,
     )
 
@@ -709,9 +733,9 @@ def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployme
         st = cv.state(lam, rows=np.zeros(len(lam), int))
         df = pd.DataFrame({
             "hardware": hw.name, "tp": dep.tp, "pp": dep.pp, "ep": dep.ep, "gpus": cv.gpus, "batch_size": cv.grid[keep], "requests_per_s": lam,
-            "tpot_s": st["tpot_s"], "output_tokens_per_s_per_user": 1 / st["tpot_s"],
-            "output_tokens_per_s_per_gpu": lam * o.mean_tokens / cv.gpus, "ttft_mean_s": st["ttft_mean_s"],
-            "prefill_utilization": st["utilization"],
+            "tpot_s": st.tpot_s, "output_tokens_per_s_per_user": 1 / st.tpot_s,
+            "output_tokens_per_s_per_gpu": lam * o.mean_tokens / cv.gpus, "ttft_mean_s": st.ttft_mean_s,
+            "prefill_utilization": st.utilization,
         })
         per_user, per_gpu = df["output_tokens_per_s_per_user"].to_numpy(), df["output_tokens_per_s_per_gpu"].to_numpy()
         df["pareto"] = [not np.any((per_user >= u) & (per_gpu >= g) & ((per_user > u) | (per_gpu > g))) for u, g in zip(per_user, per_gpu)]

@@ -25,7 +25,7 @@ from .hardware import HardwareProfile
 from .engine import derived, evaluate
 from .parallelism import tp_widths
 from .registry import load_hardware, load_model
-from .roofline import BOUNDS, Ceilings
+from .roofline import BOUNDS, Ceilings, stacked
 from .specs import ModelSpec
 from .workload import Deployment
 
@@ -53,11 +53,6 @@ def _ints(name: str, values) -> np.ndarray:
     if arr.dtype.kind not in "iu" or (arr < 1).any():
         raise SpecError(name, f"needs positive integers, got {list(arr)}")
     return arr.astype(np.int64)
-
-
-def _stack_ceilings(hws: Sequence[HardwareProfile], key: str, idx: np.ndarray, floor: bool) -> Ceilings:
-    per_hw = [Ceilings.of(hw, key, floor) for hw in hws]
-    return Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[idx] for f in Ceilings.__dataclass_fields__})
 
 
 def sweep(
@@ -95,7 +90,8 @@ def sweep(
         stand_in = has_key[0] if has_key else None  # rows of hardware without this dtype are masked out below
         usable = [h if key in h.peak_flops_per_s else stand_in for h in hws]
         tpf = t.astype(float)
-        real, floor = _stack_ceilings(usable, key, hi, False), _stack_ceilings(usable, key, hi, True)
+        real = stacked([Ceilings.of(h, key) for h in usable], hi)
+        floor = stacked([Ceilings.of(h, key, floor=True) for h in usable], hi)
         ev = evaluate(m, rd, real, floor, b, s, o, tpf)
         prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
         d = derived(ev, b, o, tpf * base.pp * base.ep, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
