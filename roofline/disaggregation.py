@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import ops as O
+from .engine import usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
 from .plan import check_slos, max_rate, plan, slack
@@ -116,4 +117,4 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     return DisaggregatedPlan(**base, feasible=True, reason="", prefill_replicas=n_p, decode_replicas=n_d, gpus=gpus,
                              ttft_at_percentile_s=float(cp.ttft_percentile(sp, ttft_percentile, kv)[0]),
                              tpot_s=float(sd.tpot_s[0]), decode_batch_size=float(sd.batch_size[0]),
-                             usd_per_hour=hour, usd_per_million_output_tokens=hour / 3600 / (lam * o.mean_tokens) * 1e6)
+                             usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens))

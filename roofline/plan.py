@@ -48,6 +48,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from .engine import usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
 from .network import load_network
@@ -55,7 +56,6 @@ from .parallelism import check, replica_span, valid_tps
 from .registry import list_hardware, load_hardware, load_model
 from .serving import TTFT_PERCENTILES, Curves, check_traffic, batch_grid_for, memory_workload
 from .specs import ModelSpec
-from .units import SECONDS_PER_HOUR
 from .workload import Deployment
 
 PRECISIONS: dict[str, Deployment] = {
@@ -355,7 +355,7 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
             ttft_mean_s=float(st.ttft_mean_s[i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
             ttft_p99_s=float(pct[0.99][i]), ttft_at_slo_percentile_s=float(pct[q][i]), tpot_s=float(st.tpot_s[i]),
             itl_max_s=float(st.itl_max_s[i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
-            usd_per_hour=hour, usd_per_million_output_tokens=hour / (lam * o.mean_tokens * SECONDS_PER_HOUR) * 1e6,
+            usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens),
             memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
         ))
     return rows
@@ -364,16 +364,26 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
 _CLOSENESS = {"TTFT SLO": 0, "TPOT SLO": 0, "replicas": 0, "memory": 1, "unsupported": 2}
 
 
+def ranked(df: pd.DataFrame, by: list[str], ascending: list[bool], first_per: str | None = None) -> pd.DataFrame:
+    """The one ranking of options (the planner's and the report's): feasible rows first, each part sorted by
+    `by` (stable, NaN last); with `first_per`, only the first row of each value of that column; then a
+    `rank` column 1..k on the feasible rows and NA on the rest."""
+    df = df.sort_values(["feasible", *by], ascending=[False, *ascending], na_position="last", kind="stable")
+    if first_per is not None:
+        df = df.drop_duplicates(first_per, keep="first")
+    df = df.reset_index(drop=True)
+    df.insert(0, "rank", pd.array([i + 1 if f else pd.NA for i, f in enumerate(df["feasible"])], dtype="Int64"))
+    return df
+
+
 def _rank(df: pd.DataFrame, best_only: bool) -> pd.DataFrame:
+    """Cheapest fleet first, then fewest GPUs, lowest TTFT; infeasible rows closest to feasible first."""
     df = df.copy()
     df["_close"] = df["binding_constraint"].map(_CLOSENESS).fillna(0)
     # among options that do not fit, the smallest shortfall (required / available per GPU) is the closest
     df["_short"] = (df["memory_required_bytes_per_gpu"] / df["memory_available_bytes_per_gpu"]).round(3)
-    df = df.sort_values(["feasible", "usd_per_hour", "gpus", "ttft_at_slo_percentile_s", "_close", "_short", "gpus_per_replica", "pp", "tp"],
-                        ascending=[False, True, True, True, True, True, True, True, False], na_position="last", kind="stable")
-    if best_only:
-        df = df.drop_duplicates("hardware_id", keep="first")
-    df = df.drop(columns=["_close", "_short"]).reset_index(drop=True)
-    df.insert(0, "rank", pd.array([i + 1 if f else pd.NA for i, f in enumerate(df["feasible"])], dtype="Int64"))
+    df = ranked(df, ["usd_per_hour", "gpus", "ttft_at_slo_percentile_s", "_close", "_short", "gpus_per_replica", "pp", "tp"],
+                [True, True, True, True, True, True, True, False], "hardware_id" if best_only else None)
+    df = df.drop(columns=["_close", "_short"])
     df["feasible"] = df["feasible"].astype(bool)
     return df

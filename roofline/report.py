@@ -57,11 +57,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import fmt
 from .dtypes import get_dtype
+from .engine import usd_per_million_tokens
 from .errors import SpecError, validation_message
+from .files import write_atomic
 from .predict import Prediction, predict, predict_fitting, valid_tps
-from .plan import plan
+from .plan import plan, ranked
 from .registry import list_hardware, load_hardware, load_model, read_yaml
-from .units import GIB, SECONDS_PER_HOUR
+from .units import GIB
 from .workload import Deployment, Workload
 
 NO_SLO_S = 1e9  # seconds: an unset SLO, passed to the planner as a limit no option reaches
@@ -281,7 +283,7 @@ def evaluate_option(model_id: str, hardware_id: str, scenario: Scenario) -> Opti
     replicas = math.ceil(s.output_tokens_per_s_demanded / tokens_per_s)
     gpus = replicas * tp
     usd_per_hour = gpus * hw.price_usd_per_gpu_hour
-    usd_per_million = usd_per_hour / (s.output_tokens_per_s_demanded * SECONDS_PER_HOUR) * 1e6
+    usd_per_million = usd_per_million_tokens(usd_per_hour, s.output_tokens_per_s_demanded)
     return Option(**base, **at, feasible=True, binding_constraint=binding, note=note, batch_size=b,
                   output_tokens_per_s_per_replica=tokens_per_s, replicas=replicas, gpus=gpus, usd_per_hour=usd_per_hour,
                   usd_per_million_output_tokens=usd_per_million,
@@ -329,11 +331,7 @@ def rank_options(options: list[Option]) -> pd.DataFrame:
     ranked 1..k; infeasible ones after them with no rank."""
     rows = [{k: getattr(o, k) for k in COLUMNS if k != "rank"} for o in options]
     df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"])
-    df = df.sort_values(["feasible", "usd_per_million_output_tokens", "usd_per_million_output_tokens_full_load", "gpus"],
-                        ascending=[False, True, True, True], na_position="last", kind="stable").reset_index(drop=True)
-    rank = pd.array([i + 1 if f else pd.NA for i, f in enumerate(df["feasible"])], dtype="Int64")
-    df.insert(0, "rank", rank)
-    return df
+    return ranked(df, ["usd_per_million_output_tokens", "usd_per_million_output_tokens_full_load", "gpus"], [True, True, True])
 
 
 def compare(scenario: Scenario, progress: bool = True, stream: IO[str] | None = None) -> pd.DataFrame:
@@ -370,8 +368,8 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
         nan = math.nan
         shape = fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)
         if r.feasible:
-            full = r.gpus_per_replica * hw.price_usd_per_gpu_hour / (r.capacity_requests_per_s_per_replica * s.output_tokens
-                                                                     * SECONDS_PER_HOUR) * 1e6
+            full = usd_per_million_tokens(r.gpus_per_replica * hw.price_usd_per_gpu_hour,
+                                          r.capacity_requests_per_s_per_replica * s.output_tokens)
             note = (f"{shape}; mean batch {r.batch_size:.1f} of {int(r.batch_limit)} that fit; prefill busy "
                     f"{r.prefill_utilization:.0%}; p{100 * s.ttft_percentile:g} TTFT {fmt.seconds(r.ttft_at_slo_percentile_s)}")
             figures = dict(batch_size=r.batch_size, max_batch_size_fits=int(r.batch_limit),
@@ -652,29 +650,6 @@ def render_csv(table: pd.DataFrame) -> str:
 
 
 # ------------------------------------------------------------ writing
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path` (never a half-written file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it an ordinary file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass(frozen=True)
 class WrittenReport:
     html: Path

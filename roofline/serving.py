@@ -96,8 +96,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from . import ops as O
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .engine import stage
-from .parallelism import check, kv_allocated_tokens, scale_out
+from .engine import stage, usd_per_million_tokens
+from .parallelism import check, kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, scale_out, weight_bytes_per_gpu
 from .registry import as_hardware, as_model
 from .roofline import Ceilings, OpTable, stacked, time_ops
 from .specs import ModelSpec
@@ -389,11 +389,8 @@ def replica_memory_bytes(model: ModelSpec, rd: ResolvedDeployment, tp: int, cont
     a stage holds 1/pp of the layers; with ep the experts are spread and each data-parallel attention
     rank holds the KV of its own sequences, 1/ep of the batch (as in `predict`). KV slots follow the
     deployment's allocation (`predict.kv_allocated_tokens`)."""
-    dep = rd.dep
-    w = float(O.weight_storage_bytes(model, rd, tp, dep.ep)) / dep.pp
-    slots = float(kv_allocated_tokens(dep, context_tokens, model.max_context))
-    kv = float(O.kv_cache_bytes(model, rd, 1, slots, tp)) / (dep.pp * dep.ep)
-    return w, kv
+    slots = float(kv_allocated_tokens(rd.dep, context_tokens, model.max_context))
+    return float(weight_bytes_per_gpu(model, rd, tp)), float(kv_bytes_per_gpu(model, rd, tp, slots))
 
 
 def replica_ceilings(hws: list[HardwareProfile], rd: ResolvedDeployment) -> tuple[Ceilings, np.ndarray, np.ndarray]:
@@ -452,8 +449,9 @@ class Curves:
         self.gpus = tp * pp * ep
         self.servers = ep  # data-parallel attention ranks, each prefilling its own prompts
         ceil, hop_bw, hop_lat = replica_ceilings(hws, rd)
-        row = model.hidden_size * rd.act_bytes / tp  # activations of one token a stage hands on, per tp rank
-        hop = (lambda tokens: hop_lat + tokens * row / hop_bw) if pp > 1 else (lambda tokens: 0.0)  # noqa: E731
+        def hop(tokens):  # a stage's hand-off of `tokens` tokens to the next
+            return pipeline_hop_s(model, rd, tp, tokens, hop_bw, hop_lat) if pp > 1 else 0.0
+
         s_val, s_p = prompt.support()
         self.s_val, self.s_p = s_val, s_p
         self.es, self.eo1 = prompt.mean_tokens, output.mean_tokens - 1
@@ -709,7 +707,7 @@ def _point(cv: Curves, model, hw, dep, p, o, chunk_tokens, lam) -> ServingPoint:
         ttft_p50_s=q[0.5], ttft_p90_s=q[0.9], ttft_p99_s=q[0.99],
         output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
         memory_required_bytes=inf_if(st.memory_required_bytes), memory_available_bytes=float(hw.memory_bytes),
-        cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=hour / 3600 / tokens * 1e6 if stable else math.nan,
+        cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=usd_per_million_tokens(hour, tokens) if stable else math.nan,
     )
 
 
