@@ -30,8 +30,8 @@ __all__ += ["sweep"]
 from .calibration import Calibration, CalibrationMismatchWarning, load_calibration  # noqa: E402
 
 __all__ += ["Calibration", "CalibrationMismatchWarning", "load_calibration"]
-from .plan import SLO, SearchSpace, plan, plan_fleet  # noqa: E402
 from .disaggregation import disaggregate  # noqa: E402
+from .plan import SLO, SearchSpace, plan, plan_fleet  # noqa: E402
 from .serving import LengthDist, Traffic, frontier, steady_state  # noqa: E402
 
 __all__ += ["plan", "plan_fleet", "SLO", "SearchSpace", "Traffic", "LengthDist", "disaggregate", "frontier", "steady_state"]

@@ -26,11 +26,10 @@ from typing import Any
 import numpy as np
 
 from . import ops as O
+from .parallelism import kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, shared_prefix_tokens, weight_bytes_per_gpu
 from .roofline import BOUNDS, Ceilings, OpTable, Timing, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
-from .parallelism import (kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, shared_prefix_tokens,
-                          weight_bytes_per_gpu)
 from .workload import ResolvedDeployment
 
 

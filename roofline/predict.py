@@ -26,12 +26,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from . import ops as O
-from .engine import (DecodeSteps, Evaluation, derived, evaluate, operator_frame, stage, sum_of_m,  # noqa: F401  re-exported
-                     sum_over_steps)
+from .engine import DecodeSteps, Evaluation, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .parallelism import (check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens,  # noqa: F401  re-exported
-                          tp_widths, valid_tps)
+from .parallelism import check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens, tp_widths, valid_tps  # noqa: F401  re-exported
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
 from .speculative import apply_speculative

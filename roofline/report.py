@@ -42,10 +42,8 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import math
-import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -60,8 +58,8 @@ from .dtypes import get_dtype
 from .engine import usd_per_million_tokens
 from .errors import SpecError, validation_message
 from .files import write_atomic
-from .predict import Prediction, predict, predict_fitting, valid_tps
 from .plan import plan, ranked
+from .predict import Prediction, predict, predict_fitting, valid_tps
 from .registry import list_hardware, load_hardware, load_model, read_yaml
 from .units import GIB
 from .workload import Deployment, Workload

@@ -35,7 +35,6 @@ import numpy as np
 from .hardware import HardwareProfile
 from .ops import NUMERIC_FIELDS, Op, OpKind
 
-
 _NUMERIC_GETTER = operator.attrgetter(*NUMERIC_FIELDS)
 _KIND_VALUE = {k: k.value for k in OpKind}
 _RATE_INDEX = {k: {OpKind.GEMM: 0, OpKind.ATTENTION: 1}.get(k, 2) for k in OpKind}

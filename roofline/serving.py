@@ -94,9 +94,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import ops as O
+from .engine import stage, usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .engine import stage, usd_per_million_tokens
 from .parallelism import check, kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, scale_out, weight_bytes_per_gpu
 from .registry import as_hardware, as_model
 from .roofline import Ceilings, OpTable, stacked, time_ops

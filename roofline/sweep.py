@@ -15,14 +15,14 @@ Scenarios that do not fit in memory stay in, with `fits == False`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
+from .engine import derived, evaluate
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .engine import derived, evaluate
 from .parallelism import tp_widths
 from .registry import load_hardware, load_model
 from .roofline import BOUNDS, Ceilings, stacked
