@@ -45,9 +45,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .engine import usd_per_million_tokens
 from .errors import SpecError
@@ -311,6 +314,8 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
 
 def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace = SearchSpace()) -> pd.DataFrame:
     """`plan` on typed inputs: the cheapest fleet per device of `space` serving `traffic` within `slo`."""
+    import pandas as pd
+
     m = model
     if traffic.requests_per_s is None:
         raise SpecError("requests_per_s", "the planner sizes a fleet for a rate; give requests_per_s")
@@ -429,6 +434,8 @@ def ranked(df: pd.DataFrame, by: list[str], ascending: list[bool], first_per: st
     """The one ranking of options (the planner's and the report's): feasible rows first, each part sorted by
     `by` (stable, NaN last); with `first_per`, only the first row of each value of that column; then a
     `rank` column 1..k on the feasible rows and NA on the rest."""
+    import pandas as pd
+
     df = df.sort_values(["feasible", *by], ascending=[False, *ascending], na_position="last", kind="stable")
     if first_per is not None:
         df = df.drop_duplicates(first_per, keep="first")

@@ -20,10 +20,12 @@ callers have always imported them from.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from . import ops as O
 from .engine import DecodeSteps, Evaluation, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
@@ -100,7 +102,7 @@ class Prediction(BaseModel):
     cost_per_million_output_tokens_usd: float
 
     _evaluation: Evaluation = PrivateAttr()
-    _operators: pd.DataFrame | None = PrivateAttr(None)
+    _operators: Any = PrivateAttr(None)  # the DataFrame `operators` builds on first access
 
     @property
     def operators(self) -> pd.DataFrame:

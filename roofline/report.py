@@ -47,11 +47,13 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
-import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from . import fmt
 from .dtypes import get_dtype
@@ -327,6 +329,8 @@ COLUMNS = [
 def rank_options(options: list[Option]) -> pd.DataFrame:
     """One row per option: feasible ones by fleet $/million output tokens (then full-load $/M, then GPUs),
     ranked 1..k; infeasible ones after them with no rank."""
+    import pandas as pd
+
     rows = [{k: getattr(o, k) for k in COLUMNS if k != "rank"} for o in options]
     df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"])
     return ranked(df, ["usd_per_million_output_tokens", "usd_per_million_output_tokens_full_load", "gpus"], [True, True, True])
@@ -488,10 +492,14 @@ def _money(x: float) -> str:
 
 
 def _int(x) -> str:
+    import pandas as pd
+
     return "n/a" if x is None or pd.isna(x) else fmt.count(x)
 
 
 def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    import pandas as pd
+
     header = ["rank", "model", "hardware", "replica (tp/pp/ep)", "batch", "tokens/s/replica", "replicas", "GPUs",
               "$/hour", "$/M output tokens", "$/M at full load", "TTFT", "TPOT", "binding constraint"]
     rows = []

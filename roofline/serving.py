@@ -87,11 +87,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from . import ops as O
 from .engine import stage, usd_per_million_tokens
@@ -763,6 +765,8 @@ def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployme
     the steady state at the rate λ(B) that keeps B busy (module docstring), as output tokens/s per user
     (1 / TPOT) and output tokens/s per GPU (λ E[O] / GPUs). `hardware` takes one id or a list.
     `pareto` marks the points no other point of the same device beats on both axes."""
+    import pandas as pd
+
     hws = [hardware] if isinstance(hardware, (str, HardwareProfile)) else list(hardware)
     if not hws:
         raise SpecError("hardware", "needs at least one hardware id")

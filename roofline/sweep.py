@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .engine import derived, evaluate
 from .errors import SpecError
@@ -64,6 +67,8 @@ def sweep(
     `model` and `hardware` take ids or loaded specs. dtypes of None mean the model's native
     dtype. `deployment` supplies the remaining options (attention kernel, group size, reserve).
     """
+    import pandas as pd
+
     models = [m if isinstance(m, ModelSpec) else load_model(m) for m in _as_list(model)]
     hws = [h if isinstance(h, HardwareProfile) else load_hardware(h) for h in _as_list(hardware)]
     axes = {name: _ints(name, v) for name, v in
