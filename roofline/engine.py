@@ -209,7 +209,7 @@ class Evaluation:
 
     def figures(self) -> dict[str, Any]:
         """The numeric fields by name (the tables left out)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("prefill", "decode")}
+        return {name: getattr(self, name) for name in _EVALUATION_FIGURES}
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,11 @@ class Derived:
     cost_per_million_output_tokens_usd: Any
 
     def figures(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _DERIVED_FIGURES}
+
+
+_EVALUATION_FIGURES = tuple(f.name for f in fields(Evaluation) if f.name not in ("prefill", "decode"))
+_DERIVED_FIGURES = tuple(f.name for f in fields(Derived))
 
 
 def usd_per_million_tokens(usd_per_hour, tokens_per_s):

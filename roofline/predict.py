@@ -148,7 +148,8 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     d = derived(r, b, o, dep.num_gpus, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, peak, hw.price_usd_per_gpu_hour)
     fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
               for k, v in {**r.figures(), **d.figures()}.items() if k in Prediction.model_fields}
-    p = Prediction(
+    # every value above is already of its field's type: construct without validating it again
+    p = Prediction.model_construct(
         model=model.name, hardware=hw.name, workload=workload, deployment=dep,
         notes=tuple(rd.notes) + tuple(notes), peak_flops_per_s=peak,
         ridge_point_flops_per_byte=peak / hw.memory_bandwidth_bytes_per_s,
