@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,8 +42,10 @@ from .workload import Deployment, Workload
 class Prediction(BaseModel):
     """Every headline figure of one scenario. Seconds, bytes, FLOPs, fractions; per GPU where it says so.
 
-    `source_kind` is `analytical` (datasheet peaks x default fractions) or
-    `calibrated` (fractions measured on the user's GPU). When `fits` is False,
+    `source_kind` is the profile's `efficiency.source_kind`: `default` (datasheet peaks x the shipped
+    achievable fractions) or `calibrated` (fractions summarised from a calibration run); `mode` says
+    whether measured curves timed every operator (`calibrated`) or the fractions did (`analytical`).
+    Memory figures are per GPU of the replica. When `fits` is False,
     `memory_required_bytes` and `memory_available_bytes` say by how much; the latency and
     throughput fields are then what-ifs (as if the memory were there) and
     `cost_per_million_output_tokens_usd` is NaN.
@@ -88,13 +90,13 @@ class Prediction(BaseModel):
     prefill_bound: str
     decode_bound: str
 
-    weight_bytes: float
-    kv_cache_bytes: float
-    kv_bytes_per_token: float
-    activation_workspace_bytes: float
-    runtime_reserve_bytes: float
-    memory_required_bytes: float
-    memory_available_bytes: float
+    weight_bytes: float = Field(description="weights and quantization scales one GPU holds")
+    kv_cache_bytes: float = Field(description="KV cache of the whole batch on one GPU, at prompt + output tokens")
+    kv_bytes_per_token: float = Field(description="KV bytes of one token of one sequence over all layers at one GPU's tp share (pp, ep not divided out)")
+    activation_workspace_bytes: float = Field(description="largest per-layer activation footprint of prefill, one GPU")
+    runtime_reserve_bytes: float = Field(description="CUDA context, allocator slack and graphs, per GPU")
+    memory_required_bytes: float = Field(description="per GPU: weights + KV cache + workspace + reserve")
+    memory_available_bytes: float = Field(description="HBM of one GPU")
     fits: bool
     max_batch_size: int
 
