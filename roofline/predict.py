@@ -132,6 +132,9 @@ class Prediction(BaseModel):
         return f"{verdict}: needs {need / 1e9:.1f} GB per GPU of {have / 1e9:.1f} GB"
 
 
+_FIELDS = frozenset(Prediction.model_fields)  # looked up once: pydantic builds the mapping on every access
+
+
 def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deployment: Deployment | None = None) -> Prediction:
     """Predict one scenario. Bad combinations raise `SpecError`; a scenario that does not fit
     in memory returns `fits=False` with required and available bytes."""
@@ -149,7 +152,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     peak = hw.peak_flops(rd.compute_key)
     d = derived(r, b, o, dep.num_gpus, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, peak, hw.price_usd_per_gpu_hour)
     fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
-              for k, v in {**r.figures(), **d.figures()}.items() if k in Prediction.model_fields}
+              for k, v in {**r.figures(), **d.figures()}.items() if k in _FIELDS}
     # every value above is already of its field's type: construct without validating it again
     p = Prediction.model_construct(
         model=model.name, hardware=hw.name, workload=workload, deployment=dep,
