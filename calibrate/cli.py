@@ -51,6 +51,19 @@ def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_validate_arguments(p: argparse.ArgumentParser) -> None:
     _common(p)
+    g = p.add_argument_group("published corpus (no GPU, no torch)")
+    g.add_argument("--published", action="store_true",
+                   help="run every row of the published end-to-end corpus (calibrate/published/e2e/*.csv) through the "
+                        "predictor and print the error per family; --out DIR also writes accuracy.md, predictions.csv "
+                        "and scatter.svg there")
+    g.add_argument("--source", default=None, help="with --published: only these sources (comma separated)")
+    g.add_argument("--gpu", default=None, help="with --published: only these GPUs (hardware ids, comma separated)")
+    g.add_argument("--family", default=None, help="with --published: only these families (ttft_static, tpot_static, "
+                                                   "e2e_static, throughput_static, ttft_serving, tpot_serving, e2e_serving, "
+                                                   "throughput_serving, throughput_offline)")
+    g.add_argument("--update", action="store_true",
+                   help="with --published on the whole corpus: rewrite the committed report "
+                        "(calibrate/published/report/), the accuracy-gate baseline and roofline's error bands")
     p.add_argument("--model", default=None, help="model spec ids or paths, comma separated (default: llama-3.1-8b; "
                                                  "with --quick: tiny-llama, a 2-layer 64-wide test spec)")
     p.add_argument("--calibration", default=None, help="calibration.json from `roofline calibrate` (adds calibrated predictions)")
@@ -78,6 +91,8 @@ def _command_of(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> str:
     """Run the subcommand; returns the text to print. Errors are one-line SpecErrors."""
+    if getattr(args, "published", False):
+        return run_published(args)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -99,3 +114,44 @@ def run(args: argparse.Namespace) -> str:
         args.output_tokens or ([8] if q else [128]), out=args.out, calibration=args.calibration, profile=args.profile,
         layers=args.layers, reps=args.reps or (1 if q else 3), overwrite=args.overwrite, command=command,
     ).summary()
+
+
+def run_published(args: argparse.Namespace) -> str:
+    """`roofline validate --published`: the corpus through the public API, the family table, the accuracy gate.
+
+    The gate (whole corpus only) compares the family table with calibrate/published/baseline.json and fails
+    with a one-line error when a family's median |error| worsened by more than 1 point or its p90 by more
+    than 3 (`corpus.gate`). `--update` rewrites the baseline, the report and the error bands instead.
+    """
+    import json
+    from datetime import date
+    from pathlib import Path
+
+    from . import corpus
+    from roofline.report import simulator_version
+
+    df, table, seconds = corpus.run(args.source, args.gpu, args.family)
+    text = corpus.summary_text(table, df, seconds)
+    whole = not (args.source or args.gpu or args.family)
+    command = "roofline validate --published" + "".join(
+        f" --{k} {shlex.quote(v)}" for k, v in (("source", args.source), ("gpu", args.gpu), ("family", args.family)) if v)
+    stamp = f"{simulator_version()}, {date.today().isoformat()}."
+    if args.update:
+        if not whole:
+            raise SpecError("--update", "rewrites the committed baseline and bands: run it on the whole corpus (no --source/--gpu/--family)")
+        corpus.write_report(df, corpus.REPORT_DIR, command, stamp)
+        corpus.BASELINE_PATH.write_text(json.dumps(corpus.baseline_of(table, df), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        bands_path = Path(__file__).resolve().parent.parent / "roofline" / "error_bands.json"
+        corpus.write_bands(df, bands_path)
+        return text + f"\nupdated {corpus.REPORT_DIR}, {corpus.BASELINE_PATH.name} and {bands_path}"
+    if args.out:
+        paths = corpus.write_report(df, Path(args.out), command, stamp)
+        text += "\nwrote " + ", ".join(str(p) for p in paths)
+    if whole and corpus.BASELINE_PATH.is_file():
+        failures = corpus.gate(table, json.loads(corpus.BASELINE_PATH.read_text(encoding="utf-8")))
+        if failures:
+            print(text)
+            raise SpecError("accuracy gate", "; ".join(failures) + " (a change that improves the figures updates the "
+                                             "baseline with --update in the same commit)")
+        text += "\naccuracy gate vs calibrate/published/baseline.json: pass"
+    return text

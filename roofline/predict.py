@@ -27,9 +27,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from . import ops as O
+from .bands import Band, bands_for
 from .errors import SpecError
 from .hardware import HardwareProfile
 from .roofline import BOUNDS, Ceilings, OpTable, Timing, time_ops
@@ -114,11 +115,15 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
 
         load_network(dep.network or DEFAULT_NETWORK)
     if wl.context_tokens > model.max_context:
-        raise SpecError(
-            "prompt_tokens",
-            f"prompt_tokens + output_tokens = {wl.context_tokens} exceeds max_context={model.max_context} of {model.name}",
-        )
+        rd.notes.append(beyond_context_note(model, wl.context_tokens))
     return rd
+
+
+def beyond_context_note(model: ModelSpec, context_tokens: float) -> str:
+    """Engines run a model past its trained context when told to (vLLM --max-model-len, TensorRT-LLM
+    max_seq_len); the performance physics holds there, so it is predicted, with this note."""
+    return (f"prompt + output = {context_tokens:,.0f} tokens runs past max_context={model.max_context:,} of {model.name}: "
+            "predicted as the engine would run it; output quality there is not modelled")
 
 
 # ------------------------------------------------------------ evaluation
@@ -344,6 +349,11 @@ def derived(r: dict[str, Any], batch, output, gpus, memory_bytes, bandwidth, pea
 
 
 # ------------------------------------------------------------ the result
+BAND_FAMILIES = {"ttft_s": "ttft_static", "tpot_s": "tpot_static", "e2e_latency_s": "e2e_static",
+                 "output_tokens_per_s": "throughput_static"}
+"""The published-corpus family (`calibrate.corpus.family_of`) each banded figure of a static batch belongs to."""
+
+
 class Prediction(BaseModel):
     """Every headline figure of one scenario. Seconds, bytes, FLOPs, fractions; per GPU where it says so.
 
@@ -405,6 +415,9 @@ class Prediction(BaseModel):
 
     cost_per_hour_usd: float
     cost_per_million_output_tokens_usd: float
+    bands: dict[str, Band] = Field(default_factory=dict, description=(
+        "80% error bands of ttft_s, tpot_s, e2e_latency_s and output_tokens_per_s from the published corpus "
+        "(`roofline.bands`); a figure whose family has too few published rows has none"))
 
     _tables: tuple = PrivateAttr()
     _operators: pd.DataFrame | None = PrivateAttr(None)
@@ -497,6 +510,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         prefill_bound=BOUNDS[int(r["prefill_bound_index"])].value,
         decode_bound=BOUNDS[int(r["decode_bound_index"])].value,
         kv_bytes_per_token=float(O.kv_cache_bytes(model, rd, 1, 1, tp)),
+        bands=bands_for({name: (fields[name], family) for name, family in BAND_FAMILIES.items()}, hw, rd.weights.dtype.name, rd.act.name),
         **fields,
     )
     p._tables = r["_tables"]
