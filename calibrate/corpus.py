@@ -113,6 +113,7 @@ class Row:
     batch_size: int | None
     concurrency: float | None
     request_rate_per_s: float | None
+    num_requests: int | None
     prompt_tokens: int | None
     output_tokens: int | None
     metric: str
@@ -127,9 +128,15 @@ class Row:
         return family_of(self.workload, self.metric)
 
     @property
+    def replica_gpus(self) -> int:
+        """GPUs of one replica: tp·pp·ep, or tp·pp where ep runs inside the tp group (`deployment_of`)."""
+        inside = self.ep > 1 and self.tp * self.pp == self.num_gpus and self.tp % self.ep == 0
+        return self.tp * self.pp * (1 if inside else self.ep)
+
+    @property
     def replicas(self) -> int:
-        """Independent replicas of tp·pp·ep GPUs in the measured run."""
-        return max(1, self.num_gpus // (self.tp * self.pp * self.ep))
+        """Independent replicas in the measured run."""
+        return max(1, self.num_gpus // self.replica_gpus)
 
 
 def _cell(raw: dict, key: str) -> str | None:
@@ -179,10 +186,11 @@ def parse_row(raw: dict, where: str) -> Row:
         workload=workload, batch_size=_number(raw, "batch_size", where, int, required=need == "batch_size"),
         concurrency=_number(raw, "concurrency", where, float, required=need == "concurrency"),
         request_rate_per_s=_number(raw, "request_rate_per_s", where, float, required=need == "request_rate_per_s"),
+        num_requests=_number(raw, "num_requests", where, int),
         prompt_tokens=_number(raw, "prompt_tokens", where, int), output_tokens=_number(raw, "output_tokens", where, int),
         metric=metric, statistic=_choice(raw, "statistic", STATISTICS, where),
         value=_number(raw, "value", where, float, required=True), unit=unit, trust=_choice(raw, "trust", TRUST, where),
-        extra={k: raw.get(k, "") for k in ("source_ref", "framework_version", "lengths", "note", "num_requests")},
+        extra={k: raw.get(k, "") for k in ("source_ref", "framework_version", "lengths", "note")},
     )
 
 
@@ -210,7 +218,15 @@ def load_corpus(folder: Path | str = CORPUS_DIR) -> list[Row]:
 
 # ------------------------------------------------------------ predicting one row
 class Unsupported(Exception):
-    """A row the predictor cannot reproduce, with the reason (counted and listed, not an error)."""
+    """A row the predictor cannot reproduce, with the reason (counted and listed, not an error).
+
+    `infeasible`: the predictor ran and called the measured setup impossible (out of memory, or a request
+    rate above its capacity). Such a row is a miss of the model, counted per family as `infeasible`,
+    not an input the corpus lacks."""
+
+    def __init__(self, reason: str, infeasible: bool = False):
+        super().__init__(reason)
+        self.infeasible = infeasible
 
 
 def _spec(name: str, folder: Path):
@@ -233,8 +249,15 @@ def _hardware(name: str, load_hardware: Callable):
 
 
 def deployment_of(row: Row) -> rl.Deployment:
-    """The row's deployment. FP8 on a GPU without FP8 tensor cores runs weight-only, as engines do (FP8 Marlin)."""
-    return rl.Deployment(tp=row.tp, pp=row.pp, ep=row.ep, weight_dtype=row.weight_dtype,
+    """The row's deployment. FP8 on a GPU without FP8 tensor cores runs weight-only, as engines do (FP8 Marlin).
+
+    Engines that state "tp n, ep n" on n GPUs (TensorRT-LLM's DEPn, SGLang's --enable-dp-attention) run the MoE
+    layers expert-parallel inside the tp group; the predictor's expert parallelism is attention data-parallel
+    plus experts over ep GPUs, so such a row runs as tp=1, ep=n (`mapping_note`)."""
+    tp, ep = row.tp, row.ep
+    if ep > 1 and tp * row.pp == row.num_gpus and tp % ep == 0:
+        tp, ep = 1, tp
+    return rl.Deployment(tp=tp, pp=row.pp, ep=ep, weight_dtype=row.weight_dtype,
                          activation_dtype=row.activation_dtype, kv_dtype=row.kv_dtype,
                          weight_group_size=row.weight_group_size, on_unsupported_dtype="fallback")
 
@@ -243,7 +266,7 @@ def _figures_static(model, hw, row: Row, dep) -> dict[str, float]:
     p = rl.predict(model, hw, rl.Workload(batch_size=row.batch_size, prompt_tokens=row.prompt_tokens,
                                           output_tokens=row.output_tokens), dep)
     if not p.fits:
-        raise Unsupported(f"does not fit: {p.fit_message}")
+        raise Unsupported(f"predicted infeasible: {p.fit_message}", infeasible=True)
     b, s, o = row.batch_size, row.prompt_tokens, row.output_tokens
     return {"ttft_s": p.ttft_s, "tpot_s": p.tpot_s, "e2e_s": p.e2e_latency_s,
             "output_tokens_per_s": p.output_tokens_per_s, "total_tokens_per_s": b * (s + o) / p.e2e_latency_s,
@@ -261,10 +284,18 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
     else:
         lam = capacity_requests_per_s(model, hw, s, o, dep)
         if lam <= 0:
-            raise Unsupported("does not fit at batch 1")
+            raise Unsupported("predicted infeasible: does not fit at batch 1", infeasible=True)
+        if row.num_requests is not None:
+            # a finite set of requests submitted at once: if one replica's share fits in one batch, the run is that
+            # static batch (every prompt prefilled, then decoded together), not the steady state of an endless stream
+            share = math.ceil(row.num_requests / row.replicas)
+            p = rl.predict(model, hw, rl.Workload(batch_size=share, prompt_tokens=s, output_tokens=o), dep)
+            if p.fits:
+                return {"output_tokens_per_s": share * o / p.e2e_latency_s, "total_tokens_per_s": share * (s + o) / p.e2e_latency_s,
+                        "requests_per_s": share / p.e2e_latency_s}
         return {"output_tokens_per_s": lam * o, "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
     if not sp.stable:
-        raise Unsupported(sp.reason)
+        raise Unsupported(f"predicted infeasible: {sp.reason}", infeasible=True)
     lam = sp.requests_per_s
     return {"ttft_s": sp.ttft_mean_s, "ttft_p50_s": sp.ttft_p50_s, "ttft_p90_s": sp.ttft_p90_s, "ttft_p99_s": sp.ttft_p99_s,
             "tpot_s": sp.tpot_s, "e2e_s": sp.ttft_mean_s + (o - 1) * sp.tpot_s, "output_tokens_per_s": lam * o,
@@ -304,12 +335,12 @@ def predicted_value(row: Row, figures: dict[str, float]) -> float:
 def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Path = CORPUS_DIR,
                 cache: dict | None = None) -> float:
     """The row's prediction in its unit. Raises `Unsupported` with the reason when it cannot be made."""
-    if row.num_gpus % (row.tp * row.pp * row.ep):
-        raise Unsupported(f"{row.num_gpus} GPUs are not whole replicas of tp*pp*ep = {row.tp * row.pp * row.ep}")
+    if row.num_gpus % row.replica_gpus:
+        raise Unsupported(f"{row.num_gpus} GPUs are not whole replicas of {row.replica_gpus}")
     if row.prompt_tokens is None or row.output_tokens is None:
         raise Unsupported("prompt or output length not stated")
     if row.workload == "static" and row.replicas > 1:
-        raise Unsupported(f"a static batch on {row.num_gpus} GPUs of replicas of {row.tp * row.pp * row.ep}: how the batch splits is not stated")
+        raise Unsupported(f"a static batch on {row.num_gpus} GPUs in replicas of {row.replica_gpus}: how the batch splits is not stated")
     if row.workload == "offline" and row.metric not in ("output_throughput", "total_throughput", "request_throughput"):
         raise Unsupported(f"{row.metric} of an offline run")
     key = (row.model, row.gpu, row.tp, row.pp, row.ep, row.weight_dtype, row.activation_dtype, row.kv_dtype,
@@ -330,8 +361,8 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
             figures = Unsupported(f"refused: {str(exc).splitlines()[0]}")
         if cache is not None:
             cache[key] = figures
-    if isinstance(figures, Exception):
-        raise Unsupported(str(figures))
+    if isinstance(figures, Unsupported):
+        raise figures
     return predicted_value(row, figures)
 
 
@@ -341,15 +372,15 @@ def run_corpus(rows: list[Row], load_hardware: Callable = rl.load_hardware, fold
     cache: dict = {}
     out = []
     for r in rows:
-        base = {"id": r.id, "source": r.source, "family": r.family, "gpu": r.gpu, "model": r.model,
+        base = {"id": r.id, "source": r.source, "family": r.family, "headline": r.trust != "low", "gpu": r.gpu, "model": r.model,
                 "precision": precision_class(r.weight_dtype, r.activation_dtype), "hardware_class": "",
                 "framework": r.framework, "workload": r.workload, "metric": r.metric, "statistic": r.statistic,
                 "unit": r.unit, "trust": r.trust, "tp": r.tp, "measured": r.value}
         try:
             pred = predict_row(r, load_hardware, folder, cache)
-            base.update(predicted=pred, reason="", hardware_class=hardware_class(load_hardware(r.gpu)))
+            base.update(predicted=pred, reason="", infeasible=False, hardware_class=hardware_class(load_hardware(r.gpu)))
         except Unsupported as exc:
-            base.update(predicted=math.nan, reason=str(exc))
+            base.update(predicted=math.nan, reason=str(exc), infeasible=exc.infeasible)
         out.append(base)
     df = pd.DataFrame(out)
     df["error"] = df["predicted"] / df["measured"] - 1
@@ -359,16 +390,22 @@ def run_corpus(rows: list[Row], load_hardware: Callable = rl.load_hardware, fold
 
 
 def family_table(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    """n, median and p90 absolute % error and the signed bias (median of 100·e) per family (and `by`)."""
-    ok = df[df["predicted"].notna()]
+    """Per family (and `by`): n predicted rows and their sources, median and p90 absolute % error, the signed
+    bias (median of 100·e), and `infeasible`: measured setups the model called impossible (misses with no
+    finite error)."""
     keys = ["family"] + ([by] if by else [])
     rows = []
-    for k, g in ok.groupby(keys, sort=False):
+    for k, g in df.groupby(keys, sort=False):
         k = k if isinstance(k, tuple) else (k,)
-        rows.append({**dict(zip(keys, k)), "n": len(g), "median_abs_pct_error": float(g["abs_pct_error"].median()),
-                     "p90_abs_pct_error": float(g["abs_pct_error"].quantile(0.9)),
-                     "bias_pct": float(100 * g["error"].median())})
-    table = pd.DataFrame(rows, columns=[*keys, "n", "median_abs_pct_error", "p90_abs_pct_error", "bias_pct"])
+        ok = g[g["predicted"].notna()]
+        bad = int(g["infeasible"].fillna(False).astype(bool).sum()) if "infeasible" in g else 0
+        if not len(ok) and not bad:
+            continue
+        rows.append({**dict(zip(keys, k)), "n": len(ok), "sources": int(ok["source"].nunique()),
+                     "median_abs_pct_error": float(ok["abs_pct_error"].median()) if len(ok) else math.nan,
+                     "p90_abs_pct_error": float(ok["abs_pct_error"].quantile(0.9)) if len(ok) else math.nan,
+                     "bias_pct": float(100 * ok["error"].median()) if len(ok) else math.nan, "infeasible": bad})
+    table = pd.DataFrame(rows, columns=[*keys, "n", "sources", "median_abs_pct_error", "p90_abs_pct_error", "bias_pct", "infeasible"])
     order = {f: i for i, f in enumerate(FAMILIES)}
     return table.sort_values(keys, key=lambda s: s.map(order) if s.name == "family" else s).reset_index(drop=True)
 
@@ -403,12 +440,14 @@ def gate(table: pd.DataFrame, baseline: dict) -> list[str]:
             failures.append(f"{fam}: no rows predicted now (baseline n={base['n']})")
             continue
         r = now[fam]
-        if r["median_abs_pct_error"] > base["median_abs_pct_error"] + GATE_MEDIAN_POINTS:
+        if r["median_abs_pct_error"] > base["median_abs_pct_error"] + GATE_MEDIAN_POINTS + 1e-9:  # 1e-9: float noise
             failures.append(f"{fam}: median |error| {r['median_abs_pct_error']:.1f}% > baseline "
                             f"{base['median_abs_pct_error']:.1f}% + {GATE_MEDIAN_POINTS:g}")
-        if r["p90_abs_pct_error"] > base["p90_abs_pct_error"] + GATE_P90_POINTS:
+        if r["p90_abs_pct_error"] > base["p90_abs_pct_error"] + GATE_P90_POINTS + 1e-9:
             failures.append(f"{fam}: p90 |error| {r['p90_abs_pct_error']:.1f}% > baseline "
                             f"{base['p90_abs_pct_error']:.1f}% + {GATE_P90_POINTS:g}")
+        if r["infeasible"] > base.get("infeasible", 0):
+            failures.append(f"{fam}: {r['infeasible']} measured setups predicted infeasible > baseline {base.get('infeasible', 0)}")
     return failures
 
 
@@ -416,9 +455,11 @@ def baseline_of(table: pd.DataFrame, df: pd.DataFrame) -> dict:
     """The committed form of a family table: per family n, median, p90 and bias; plus the row counts."""
     return {
         "rows": int(len(df)), "predicted": int(df["predicted"].notna().sum()),
+        "headline_predicted": int(headline(df)["predicted"].notna().sum()),
         "families": {r["family"]: {"n": int(r["n"]), "median_abs_pct_error": round(float(r["median_abs_pct_error"]), 3),
                                    "p90_abs_pct_error": round(float(r["p90_abs_pct_error"]), 3),
-                                   "bias_pct": round(float(r["bias_pct"]), 3)} for r in table.to_dict("records")},
+                                   "bias_pct": round(float(r["bias_pct"]), 3), "infeasible": int(r["infeasible"])}
+                     for r in table.to_dict("records")},
     }
 
 
@@ -515,38 +556,43 @@ def _md_table(df: pd.DataFrame, pct_cols=("median_abs_pct_error", "p90_abs_pct_e
         cells = []
         for c in cols:
             v = r[c]
-            cells.append(f"{v:+.1f}%" if c == "bias_pct" else f"{v:.1f}%" if c in pct_cols
+            cells.append("n/a" if isinstance(v, float) and math.isnan(v) else f"{v:+.1f}%" if c == "bias_pct" else f"{v:.1f}%" if c in pct_cols
                          else f"{100 * v:.0f}%" if c == "coverage" else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def summary_text(table: pd.DataFrame, df: pd.DataFrame, seconds: float) -> str:
-    """The per-family table as the CLI prints it."""
+    """The per-family table (headline rows) as the CLI prints it."""
     n_ok = int(df["predicted"].notna().sum())
-    head = (f"published corpus: {len(df)} rows from {df['source'].nunique()} sources; {n_ok} predicted, "
-            f"{len(df) - n_ok} unsupported ({seconds:.1f} s)")
-    lines = [head, "", f"{'family':<40} {'n':>5} {'median |err|':>13} {'p90 |err|':>10} {'bias':>8}"]
+    n_inf = int(df["infeasible"].fillna(False).astype(bool).sum())
+    head = (f"published corpus: {len(df)} rows from {df['source'].nunique()} sources; {n_ok} predicted, {n_inf} predicted "
+            f"infeasible though measured, {len(df) - n_ok - n_inf} not predictable from what was published ({seconds:.1f} s)\n"
+            f"table: the {int(headline(df)['predicted'].notna().sum())} predicted rows of trust high or medium "
+            f"({int((~df['headline'] & df['predicted'].notna()).sum())} low-trust rows are reported apart)")
+    lines = [head, "", f"{'family':<36} {'n':>5} {'sources':>7} {'median |err|':>12} {'p90 |err|':>9} {'bias':>7} {'infeasible':>10}"]
     for r in table.to_dict("records"):
-        lines.append(f"{FAMILY_TITLES.get(r['family'], r['family']):<40} {r['n']:>5} {r['median_abs_pct_error']:>12.1f}% "
-                     f"{r['p90_abs_pct_error']:>9.1f}% {r['bias_pct']:>+7.1f}%")
+        lines.append(f"{FAMILY_TITLES.get(r['family'], r['family']):<36} {r['n']:>5} {r['sources']:>7} "
+                     f"{r['median_abs_pct_error']:>11.1f}% {r['p90_abs_pct_error']:>8.1f}% {r['bias_pct']:>+6.1f}% {r['infeasible']:>10}")
     lines.append("")
-    lines.append("error = predicted / measured - 1; bias is its median (negative: predicted times too short, "
-                 "or throughputs too low)")
+    lines.append("error = predicted / measured - 1; bias = its median (negative: times predicted too short, or "
+                 "throughputs too low); infeasible = measured setups the model calls out of memory or unstable")
     return "\n".join(lines)
 
 
 def write_report(df: pd.DataFrame, out: Path, command: str, stamp: str) -> list[Path]:
     """accuracy.md (family table, breakdowns, coverage, unsupported rows), predictions.csv and scatter.svg."""
     out.mkdir(parents=True, exist_ok=True)
-    table = family_table(df)
-    cov = cross_validated_coverage(df)
+    table = family_table(headline(df))
+    cov = cross_validated_coverage(headline(df))
     parts = [f"# Accuracy on the published corpus\n\n{stamp}\n\nReproduce: `{command}`\n",
              "Error = predicted / measured - 1 in the published unit; |error| in percent; bias = median error "
              "(negative = predicted times too short or throughputs too low). Nothing in the predictor is fitted to "
              "these rows.\n", "## Per family\n", _md_table(table), "\n![predicted vs measured](scatter.svg)\n"]
-    for by, title in (("source", "source"), ("gpu", "GPU"), ("precision", "precision class"), ("model", "model")):
-        parts += [f"## By {title}\n", _md_table(family_table(df, by))]
+    for by, title in (("source", "source"), ("gpu", "GPU"), ("precision", "precision class"), ("model", "model"),
+                      ("framework", "engine")):
+        parts += [f"## By {title}\n", _md_table(family_table(headline(df), by))]
+    parts += ["## Low-trust rows (setup partly unknown; not in the figures above)\n", _md_table(family_table(df[~df["headline"]]))]
     parts += ["## 80% error bands: leave-one-source-out coverage\n",
               "Bands built from every other source, checked on the held-out source's rows (target 75-85%).\n",
               _md_table(cov)]
@@ -568,13 +614,19 @@ def run(source: str | None = None, gpu: str | None = None, family: str | None = 
     t = time.perf_counter()
     rows = filter_rows(load_corpus(folder), source, gpu, family)
     df = run_corpus(rows, load_hardware, folder)
-    return df, family_table(df), time.perf_counter() - t
+    return df, family_table(headline(df)), time.perf_counter() - t
+
+
+def headline(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows the headline figures, the gate and the bands use: trust high or medium. Low-trust rows (setup
+    partly unknown) are predicted and reported apart, never mixed in."""
+    return df[df["headline"]]
 
 
 def write_bands(df: pd.DataFrame, path: Path) -> dict:
     """Recompute the bands from the corpus and write roofline's band file (committed; never hand-set)."""
     doc = {"level": BAND_LEVEL, "built_from": f"{int(df['predicted'].notna().sum())} published rows, "
                                               f"{df['source'].nunique()} sources (calibrate/published)",
-           "entries": build_bands(df)}
+           "entries": build_bands(headline(df))}
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return doc
