@@ -467,16 +467,29 @@ def baseline_of(table: pd.DataFrame, df: pd.DataFrame) -> dict:
 BAND_LEVEL = 0.80
 BAND_MIN_ROWS_CLASS = 20  # a hardware or precision class gets its own band with at least this many rows
 BAND_MIN_ROWS_FAMILY = 10  # below this a family has no band at all
+BAND_MIN_SOURCES_CLASS = 3  # ... and from at least this many sources: one source's band is that source's error
 
 
-def _quantiles(log_errors: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.quantile(log_errors, [(1 - BAND_LEVEL) / 2, (1 + BAND_LEVEL) / 2])
+def _quantiles(log_errors: np.ndarray, sources: np.ndarray) -> tuple[float, float]:
+    """The 10th and 90th percentiles of the log-errors with every source weighted equally (each row 1/n_source):
+    the band answers "where will a new deployment's measurement fall", and a new deployment is a new source,
+    not another row of the largest one. Weighted quantiles by the midpoint rule on the sorted values (with equal
+    weights, numpy's default linear interpolation)."""
+    order = np.argsort(log_errors, kind="stable")
+    x = log_errors[order]
+    _, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    w = (1.0 / counts[inverse])[order]
+    cum = (np.cumsum(w) - w / 2) / w.sum()  # the weighted "plotting position" of each sorted value
+    if len(x) == 1:
+        return float(x[0]), float(x[0])
+    cum = (cum - cum[0]) / (cum[-1] - cum[0])  # first value at 0, last at 1, as numpy's linear quantile
+    lo, hi = np.interp([(1 - BAND_LEVEL) / 2, (1 + BAND_LEVEL) / 2], cum, x)
     return float(lo), float(hi)
 
 
 def build_bands(df: pd.DataFrame) -> dict:
     """The 80% bands per family, and per family x hardware class / x precision class / x both where at least
-    `BAND_MIN_ROWS_CLASS` rows support them: the 10th and 90th percentiles of ln(measured / predicted).
+    `BAND_MIN_ROWS_CLASS` rows from `BAND_MIN_SOURCES_CLASS` sources support them: the 10th and 90th percentiles of ln(measured / predicted).
     A prediction y then has the band [y·exp(q10), y·exp(q90)] (`roofline.bands`)."""
     ok = df[df["predicted"].notna()]
     entries = {}
@@ -487,13 +500,13 @@ def build_bands(df: pd.DataFrame) -> dict:
         for cols in (("hardware_class",), ("precision",), ("hardware_class", "precision")):
             for k, sub in g.groupby(list(cols)):
                 k = k if isinstance(k, tuple) else (k,)
-                if len(sub) >= BAND_MIN_ROWS_CLASS:
+                if len(sub) >= BAND_MIN_ROWS_CLASS and sub["source"].nunique() >= BAND_MIN_SOURCES_CLASS:
                     entries["|".join([fam, *[f"{c}={v}" for c, v in zip(cols, k)]])] = _entry(sub)
     return entries
 
 
 def _entry(g: pd.DataFrame) -> dict:
-    lo, hi = _quantiles(g["log_error"].to_numpy())
+    lo, hi = _quantiles(g["log_error"].to_numpy(), g["source"].to_numpy())
     return {"log_q10": round(lo, 6), "log_q90": round(hi, 6), "n": int(len(g)), "sources": int(g["source"].nunique())}
 
 
@@ -602,7 +615,7 @@ def write_report(df: pd.DataFrame, out: Path, command: str, stamp: str) -> list[
         reasons = bad.groupby("reason").agg(rows=("id", "count"), ids=("id", lambda s: ", ".join(list(s)[:6]) + (" ..." if len(s) > 6 else "")))
         parts.append(_md_table(reasons.reset_index().sort_values("rows", ascending=False)))
     paths = [out / "accuracy.md", out / "predictions.csv", out / "scatter.svg"]
-    paths[0].write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    paths[0].write_text("\n\n".join(p.strip("\n") for p in parts) + "\n", encoding="utf-8")
     df.to_csv(paths[1], index=False, float_format="%.6g")
     paths[2].write_text(scatter_svg(df), encoding="utf-8")
     return paths
@@ -625,8 +638,9 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
 
 def write_bands(df: pd.DataFrame, path: Path) -> dict:
     """Recompute the bands from the corpus and write roofline's band file (committed; never hand-set)."""
-    doc = {"level": BAND_LEVEL, "built_from": f"{int(df['predicted'].notna().sum())} published rows, "
-                                              f"{df['source'].nunique()} sources (calibrate/published)",
-           "entries": build_bands(headline(df))}
+    rows = headline(df)
+    doc = {"level": BAND_LEVEL, "built_from": f"{int(rows['predicted'].notna().sum())} published rows of trust high or medium, "
+                                              f"{rows['source'].nunique()} sources (calibrate/published)",
+           "entries": build_bands(rows)}
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return doc

@@ -6,12 +6,13 @@ A prediction y of a figure in family f (TTFT of a static batch, TPOT under load,
 
     band(y) = [y · exp(q10), y · exp(q90)]
 
-the range that held 80% of the published measurements of that family. A negative q (measured below
-predicted) lowers the band's floor, so a systematically optimistic predictor gets a band that sits
+the range that held 80% of the published measurements of that family. Every source weighs the same in
+those percentiles (each row 1/n of its source's n rows): the band is for a new deployment, which is
+a new source, not one more row of the largest. A negative q (measured below predicted) lowers the band's floor, so a systematically optimistic predictor gets a band that sits
 above its time predictions and below its throughput predictions: the band is where reality was,
 not a symmetric ± around the figure.
 
-Where at least 20 corpus rows support them, the band is that of the family within the device's
+Where at least 20 corpus rows from at least 3 sources support them, the band is that of the family within the device's
 hardware class (vendor-architecture, e.g. nvidia-hopper) and/or precision class (16-bit, 8-bit
 compute, weight-only); else the family's. A family with fewer than 10 rows has no band.
 

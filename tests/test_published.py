@@ -235,6 +235,20 @@ def test_bands_are_the_10th_and_90th_percentile_of_log_errors():
     assert "tpot_static|hardware_class=nvidia-hopper" not in entries  # 10 rows < 20 for a class of its own
 
 
+def test_band_percentiles_weigh_every_source_equally():
+    # source a: one row at log error 0; source b: nine rows at log error 1. Weights 1 and 1/9 each, so the
+    # weighted positions are a at 0.25, b's rows at 0.5 + (i + 0.5)/18, rescaled so the first is 0 and the last 1:
+    # the 10th percentile lies between a (0) and b's first row (position (0.5 + 1/36 - 0.25) / (0.5 + 17/36 - 0.25))
+    a = _frame([0.0], source="a")
+    b = _frame([math.exp(-1) - 1] * 9, source="b")
+    b["id"] = [f"b{i}" for i in range(9)]
+    lo, hi = corpus._quantiles(pd.concat([a, b])["log_error"].to_numpy(), np.array(["a"] + ["b"] * 9))
+    first_b = (0.5 + 1 / 36 - 0.25) / (0.5 + 17 / 36 - 0.25)
+    assert lo == pytest.approx(0.1 / first_b) and hi == pytest.approx(1.0)
+    # unweighted, the 10th percentile would already be 1: nine of ten rows sit there (numpy: 0.9 at position 0.1)
+    assert np.quantile([0.0] + [1.0] * 9, 0.1) == pytest.approx(0.9)
+
+
 def test_band_of_a_value_and_the_most_specific_entry(monkeypatch):
     entries = {"tpot_static": {"log_q10": -0.1, "log_q90": 0.2, "n": 50, "sources": 5},
                "tpot_static|hardware_class=nvidia-hopper": {"log_q10": 0.0, "log_q90": 0.3, "n": 25, "sources": 3}}
