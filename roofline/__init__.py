@@ -31,9 +31,9 @@ from .calibration import Calibration, CalibrationMismatchWarning, load_calibrati
 
 __all__ += ["Calibration", "CalibrationMismatchWarning", "load_calibration"]
 from .plan import plan  # noqa: E402
-from .serving import LengthDist, disaggregate, frontier, steady_state  # noqa: E402
+from .serving import LengthDist, capacity_requests_per_s, closed_loop, disaggregate, frontier, steady_state  # noqa: E402
 
-__all__ += ["plan", "LengthDist", "disaggregate", "frontier", "steady_state"]
+__all__ += ["plan", "LengthDist", "capacity_requests_per_s", "closed_loop", "disaggregate", "frontier", "steady_state"]
 from . import techniques  # noqa: E402
 from .compare import Variant, compare  # noqa: E402
 from .network import NetworkProfile, list_networks, load_network  # noqa: E402
