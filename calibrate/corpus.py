@@ -532,32 +532,45 @@ def cross_validated_coverage(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------ report
-def scatter_svg(df: pd.DataFrame, width: int = 560, height: int = 560) -> str:
-    """Predicted vs measured on log-log axes, each unit dimension normalised to the diagonal (a point on the
-    diagonal is exact; above it the prediction is high). Colour by family."""
+def scatter_svg(df: pd.DataFrame, panel: int = 250, cols: int = 3) -> str:
+    """Predicted vs measured on log-log axes, one panel per family, in SI units (seconds for times, tokens/s or
+    requests/s for rates as published). The diagonal is exact; dashed lines mark ±25% and a factor of 2. A point
+    beyond a panel's range sits on its edge. Low-trust rows are hollow."""
     ok = df[df["predicted"].notna()]
-    colors = dict(zip(FAMILIES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf")))
-    pad = 50
-    ratio = np.log10(ok["predicted"] / ok["measured"]).clip(-1, 1) if len(ok) else pd.Series(dtype=float)
-    logm = np.log10(ok["measured"]) if len(ok) else pd.Series(dtype=float)
-    lo, hi = (float(logm.min()), float(logm.max())) if len(ok) else (0.0, 1.0)
-    hi = hi if hi > lo else lo + 1
-    x = lambda v: pad + (v - lo) / (hi - lo) * (width - 2 * pad)  # noqa: E731
-    y = lambda r: height / 2 - r * (height / 2 - pad)  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-             f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<line x1="{pad}" y1="{height / 2}" x2="{width - pad}" y2="{height / 2}" stroke="#444"/>']
-    for r, label in ((np.log10(2), "x2"), (np.log10(1.25), "+25%"), (np.log10(0.8), "-20%"), (np.log10(0.5), "/2")):
-        parts.append(f'<line x1="{pad}" y1="{y(r):.1f}" x2="{width - pad}" y2="{y(r):.1f}" stroke="#ccc" stroke-dasharray="4 3"/>'
-                     f'<text x="{width - pad + 4}" y="{y(r) + 4:.1f}">{label}</text>')
-    for (fam, m_), r in zip(zip(ok["family"], logm), ratio):
-        parts.append(f'<circle cx="{x(m_):.1f}" cy="{y(r):.1f}" r="3" fill="{colors.get(fam, "#000")}" fill-opacity="0.6"/>')
-    parts.append(f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">measured (log scale, each row in its own unit)</text>')
-    parts.append(f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" text-anchor="middle">'
-                 'predicted / measured (log scale)</text>')
-    for i, fam in enumerate(f for f in FAMILIES if f in set(ok["family"])):
-        parts.append(f'<circle cx="{pad + 8}" cy="{pad + 14 * i}" r="4" fill="{colors[fam]}"/>'
-                     f'<text x="{pad + 16}" y="{pad + 4 + 14 * i}">{FAMILY_TITLES[fam]}</text>')
+    fams = [f for f in FAMILIES if f in set(ok["family"])]
+    rows = max(1, math.ceil(len(fams) / cols))
+    pad_l, pad_b, pad_t, gap = 46, 34, 22, 18
+    w, h = cols * (panel + pad_l + gap), rows * (panel + pad_t + pad_b + gap)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="10">',
+             f'<rect width="{w}" height="{h}" fill="white"/>']
+    for i, fam in enumerate(fams):
+        g = ok[ok["family"] == fam]
+        si = np.array([UNITS[u][1] for u in g["unit"]])
+        meas, pred = g["measured"].to_numpy() * si, g["predicted"].to_numpy() * si
+        both = np.log10(np.concatenate([meas, pred]))
+        lo, hi = math.floor(np.quantile(both, 0.01)), math.ceil(np.quantile(both, 0.99))
+        hi = hi if hi > lo else lo + 1
+        x0, y0 = (i % cols) * (panel + pad_l + gap) + pad_l, (i // cols) * (panel + pad_t + pad_b + gap) + pad_t
+        to_x = lambda v: x0 + (np.clip(np.log10(v), lo, hi) - lo) / (hi - lo) * panel  # noqa: E731
+        to_y = lambda v: y0 + panel - (np.clip(np.log10(v), lo, hi) - lo) / (hi - lo) * panel  # noqa: E731
+        unit = "s" if fam.split("_")[0] in ("ttft", "tpot", "e2e") else "tokens/s or requests/s"
+        parts.append(f'<rect x="{x0}" y="{y0}" width="{panel}" height="{panel}" fill="none" stroke="#888"/>')
+        parts.append(f'<text x="{x0 + panel / 2}" y="{y0 - 6}" text-anchor="middle" font-weight="bold">'
+                     f'{FAMILY_TITLES[fam]} (n={len(g)})</text>')
+        for d in range(lo, hi + 1):
+            tx, ty = x0 + (d - lo) / (hi - lo) * panel, y0 + panel - (d - lo) / (hi - lo) * panel
+            parts.append(f'<text x="{tx:.1f}" y="{y0 + panel + 12}" text-anchor="middle">1e{d}</text>'
+                         f'<text x="{x0 - 4}" y="{ty + 3:.1f}" text-anchor="end">1e{d}</text>')
+        for k, dash in ((1.0, ""), (1.25, "3 3"), (0.8, "3 3"), (2.0, "6 3"), (0.5, "6 3")):
+            a, b = 10.0 ** lo, 10.0 ** hi
+            parts.append(f'<line x1="{to_x(a):.1f}" y1="{to_y(a * k):.1f}" x2="{to_x(b / k if k > 1 else b):.1f}" '
+                         f'y2="{to_y(b if k > 1 else b * k):.1f}" stroke="{"#444" if not dash else "#bbb"}" stroke-dasharray="{dash}"/>')
+        for m_, p_, trusted in zip(meas, pred, g["headline"]):
+            fill = 'fill="#1f77b4" fill-opacity="0.55"' if trusted else 'fill="none" stroke="#d62728"'
+            parts.append(f'<circle cx="{to_x(m_):.1f}" cy="{to_y(p_):.1f}" r="2.5" {fill}/>')
+        parts.append(f'<text x="{x0 + panel / 2}" y="{y0 + panel + 26}" text-anchor="middle">measured ({unit})</text>')
+        parts.append(f'<text x="{x0 - 34}" y="{y0 + panel / 2}" transform="rotate(-90 {x0 - 34} {y0 + panel / 2})" '
+                     'text-anchor="middle">predicted</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -601,7 +614,8 @@ def write_report(df: pd.DataFrame, out: Path, command: str, stamp: str) -> list[
     parts = [f"# Accuracy on the published corpus\n\n{stamp}\n\nReproduce: `{command}`\n",
              "Error = predicted / measured - 1 in the published unit; |error| in percent; bias = median error "
              "(negative = predicted times too short or throughputs too low). Nothing in the predictor is fitted to "
-             "these rows.\n", "## Per family\n", _md_table(table), "\n![predicted vs measured](scatter.svg)\n"]
+             "these rows.\n", "## Per family\n", _md_table(table), "\n![predicted vs measured](scatter.svg)\n\nPredicted vs measured per family, log-log; the diagonal is exact, dashed lines "
+             "mark ±25% and a factor of 2; hollow red points are low-trust rows (not in the figures).\n"]
     for by, title in (("source", "source"), ("gpu", "GPU"), ("precision", "precision class"), ("model", "model"),
                       ("framework", "engine")):
         parts += [f"## By {title}\n", _md_table(family_table(headline(df), by))]
