@@ -10,11 +10,12 @@ neither of which the roofline models. This one removes both, as inference engine
 * **fused projections**: one QKV GEMM ((H_q + 2·H_kv)·d x h) and one gate+up GEMM (2f x h),
   so per layer the GEMMs are exactly the roofline's four (QKV, O, gate+up, down);
 * **GQA without copies**: prefill runs `scaled_dot_product_attention(..., enable_gqa=True)` on the
-  grouped K/V (on CUDA inside `sdpa_kernel(FLASH_ATTENTION)`, so anything but the flash kernel
-  raises instead of silently falling back); decode runs a grouped kernel: the G = H_q / H_kv query
-  heads of a group are the rows of one batched GEMM against that group's K (`baddbmm`, the mask and
-  the 1/sqrt(d) scale fused into it), a softmax, and a batched GEMM against V. K and V are read
-  once per step, straight from the cache;
+  grouped K/V, on CUDA inside `sdpa_kernel([one backend])`: flash, checked once per model
+  (`prefill_backend`; if this torch's flash refused GQA, cuDNN or memory-efficient, never math, and
+  `model.prefill_attention` and every result row say which), so no silent fallback; decode runs
+  a grouped kernel: the G = H_q / H_kv query heads of a group are the rows of one batched GEMM
+  against that group's K (`baddbmm`, the mask and the 1/sqrt(d) scale fused into it), a softmax,
+  and a batched GEMM against V. K and V are read once per step, straight from the cache;
 * **decode replayed from CUDA graphs** (explicit `torch.cuda.CUDAGraph` capture, no inductor: a
   graph per KV-length bucket of `kv_bucket_tokens`, so a step attends to the cache rounded up to
   the bucket, at most bucket - 1 masked tokens more than the context). On the CPU there are no
@@ -85,6 +86,12 @@ def precision_support(precision: str, device: str) -> Support:
                 return Support(True, "fp8 e4m3 quantized, product emulated in fp32 (this CPU torch has no _scaled_mm: "
                                      f"{_first_line(exc)})")
             return Support(False, "", f"torch._scaled_mm failed: {_first_line(exc)}")
+        try:  # a decode GEMM has as many rows as sequences: does M = 1 run, or must rows be padded to 16?
+            with torch.device(device):
+                torch._scaled_mm(a[:1], b.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16, use_fast_accum=True)
+        except Exception:  # noqa: BLE001
+            return Support(True, "torch._scaled_mm (fp8 e4m3 weights and activations, fp32 scales, use_fast_accum=True; "
+                                 "rows padded to multiples of 16)")
         return Support(True, "torch._scaled_mm (fp8 e4m3 weights and activations, fp32 scales, use_fast_accum=True)")
     # int8 weight-only
     if not hasattr(torch, "_weight_int8pack_mm"):
@@ -118,6 +125,7 @@ def build(spec: ModelSpec, precision: str = "bf16", device: str = "cpu", fp8_sca
     dt = torch.float32 if precision == "fp32" else torch.bfloat16
     h, hq, hkv, d, f = spec.hidden_size, spec.num_attention_heads, spec.num_kv_heads, spec.head_dim, spec.intermediate_size
     emulate_fp8 = precision == "fp8" and "emulated" in sup.how
+    pad_rows = precision == "fp8" and "padded" in sup.how
 
     def rand(n, k):
         # N(0, 1/k): activations keep unit scale through every product; values random (never zeros: METHOD.md)
@@ -159,9 +167,14 @@ def build(spec: ModelSpec, precision: str = "bf16", device: str = "cpu", fp8_sca
             if emulate_fp8:
                 y = (xq.float() * sa) @ self.dequantized().t()
                 return y.to(torch.bfloat16).reshape(*lead, self.n)
+            m = xq.shape[0]
+            if pad_rows and m % 16:
+                xq = torch.nn.functional.pad(xq.view(torch.int8), (0, 0, 0, 16 - m % 16)).view(torch.float8_e4m3fn)
+                if sa.dim() == 2:
+                    sa = torch.nn.functional.pad(sa, (0, 0, 0, 16 - m % 16), value=1.0)
             y = torch._scaled_mm(xq, self.weight.t(), scale_a=sa, scale_b=self.w_scale, out_dtype=torch.bfloat16,
                                  use_fast_accum=True)
-            return y.reshape(*lead, self.n)
+            return y[:m].reshape(*lead, self.n)
 
     class Int8Linear(nn.Module):
         """Weight-only int8: W = q · s per output row, y = x · Wᵀ in one `_weight_int8pack_mm`."""
@@ -216,6 +229,7 @@ def build(spec: ModelSpec, precision: str = "bf16", device: str = "cpu", fp8_sca
         def __init__(self):
             super().__init__()
             self.spec, self.precision, self.support, self.dtype = spec, precision, sup, dt
+            self.prefill_attention = "default SDPA dispatch (cpu)" if backend is None else backend.name
             self.fp8_scales = fp8_scales if precision == "fp8" else None
             self.embed = nn.Parameter(torch.randn(spec.vocab_size, h, dtype=dt), requires_grad=False)
             self.layers = nn.ModuleList(Layer() for _ in range(spec.num_layers))
@@ -292,12 +306,14 @@ def build(spec: ModelSpec, precision: str = "bf16", device: str = "cpu", fp8_sca
         def linears(self):
             return [m for m in self.modules() if isinstance(m, (Fp8Linear, Int8Linear, Linear))]
 
+    backend = prefill_backend(device, hq, hkv, d, dt)
+
     def _prefill_attention(q, k, v):
         sdpa = torch.nn.functional.scaled_dot_product_attention
-        if q.device.type == "cuda":
-            from torch.nn.attention import SDPBackend, sdpa_kernel
+        if backend is not None:
+            from torch.nn.attention import sdpa_kernel
 
-            with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):  # anything else raises: the flash kernel is asserted
+            with sdpa_kernel([backend]):  # this backend alone: another would raise, so the kernel that runs is known
                 return sdpa(q, k, v, is_causal=True, enable_gqa=True)
         return sdpa(q, k, v, is_causal=True, enable_gqa=True)
 
@@ -316,6 +332,35 @@ def build(spec: ModelSpec, precision: str = "bf16", device: str = "cpu", fp8_sca
     with torch.device(device):
         model = FastLlama().eval()
     return model
+
+
+PREFILL_BACKEND_ORDER = ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION")
+
+
+def prefill_backend(device: str, hq: int, hkv: int, d: int, dtype):
+    """The SDPA backend prefill runs on CUDA: flash when it takes causal GQA at these heads, else the first of
+    cuDNN and memory-efficient that does (each tried alone on a 2 x 128-token probe); None on the CPU.
+    Never the math backend: it materialises the score matrix and repeats K/V, which the roofline does not count."""
+    import torch
+
+    if device != "cuda":
+        return None
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q = torch.randn(2, hq, 128, d, device=device, dtype=dtype)
+    k = torch.randn(2, hkv, 128, d, device=device, dtype=dtype)
+    reasons = []
+    for name in PREFILL_BACKEND_ORDER:
+        b = getattr(SDPBackend, name, None)
+        if b is None:
+            continue
+        try:
+            with sdpa_kernel([b]):
+                torch.nn.functional.scaled_dot_product_attention(q, k, k, is_causal=True, enable_gqa=True)
+            return b
+        except RuntimeError as exc:
+            reasons.append(f"{name}: {_first_line(exc)}")
+    raise SpecError("attention", "no fused SDPA backend takes causal GQA here (" + "; ".join(reasons) + ")")
 
 
 def calibrate_fp8(model, tokens) -> None:
@@ -548,4 +593,5 @@ def measure(runner: Runner, batch: int, prompt: int, output: int, reps: int, see
     tp = [t for t in tpots if t is not None]
     return {"measured_ttft_s": statistics.median(ttfts), "measured_tpot_s": statistics.median(tp) if tp else None,
             "measured_output_tokens_per_s": statistics.median(tputs), "ttft_samples_s": ttfts, "reps": reps,
-            "decode_mode": runner.decode_mode, "kv_bucket_tokens": runner.bucket, "graphs_captured": len(runner._graphs)}
+            "decode_mode": runner.decode_mode, "kv_bucket_tokens": runner.bucket, "graphs_captured": len(runner._graphs),
+            "prefill_attention": runner.model.prefill_attention, "gemm_kernel": runner.model.support.how}

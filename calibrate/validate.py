@@ -326,7 +326,10 @@ def _count(impl: str, spec: ModelSpec, precision: str, device: str, run: Validat
         return (reset, pre_e), (after_prefill, dec_e)
 
     try:
-        return E.count_kernels(make_pass, device)
+        pre, dec = E.count_kernels(make_pass, device)
+        if min(pre.per_layer, dec.per_layer) <= 0 or min(pre.rest, dec.rest) < 0:
+            raise RuntimeError(f"implausible counts: prefill {pre}, decode {dec}")
+        return pre, dec
     except Exception as exc:  # noqa: BLE001  a counting failure loses the engine column, not the run
         run.notes.append(f"{impl} {precision}: kernels not counted ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]})")
         return None
