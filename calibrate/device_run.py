@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         notes.append(f"calibration failed: {exc}")
         log(f"calibration failed: {exc}")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the 8 GiB copy buffers and LM-head-sized GEMM operands go back before the models come
     log.phase("calibration", start)
 
     # ---------------------------------------------------------------- validation

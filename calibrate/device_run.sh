@@ -44,5 +44,8 @@ START=$(date +%s)
   $PY -c "import pydantic, roofline, calibrate; print('device_run: pydantic', pydantic.VERSION, 'roofline from', roofline.__file__)" || exit 3
   # what the wheels and the start took comes off the budget
   LEFT=$(( BUDGET - ($(date +%s) - START) ))
-  cd "$REPO" && $PY -m calibrate.device_run --out "$OUT" --budget-s "$LEFT" "$@"
+  cd "$REPO" && $PY -m calibrate.device_run --out "$OUT" --budget-s "$LEFT" "$@" || exit $?
+  for f in summary.md summary.csv environment.json results.tar.gz; do
+    [ -f "$OUT/$f" ] || { echo "device_run: error: $OUT/$f was not written" >&2; exit 4; }
+  done
 } 2>&1 | tee "$LOG"
