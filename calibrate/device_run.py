@@ -7,7 +7,8 @@ Phases, each bounded by what is left of the budget (monotonic clock):
 
 1. environment: GPU, clocks, driver, CUDA, torch and package versions, `nvidia-smi`, which attention
    kernel each path gets (the profiler's kernel names of one call: flash, efficient, cudnn or
-   math), and which precisions run here (`fast.precision_support`);
+   math), which precisions run here (`fast.precision_support`), and self-checks of the reference
+   engine (logits against the textbook pass; graph-replayed decode against eager decode);
 2. calibration (`runner.run_calibration`, which warms the GPU to steady clocks first): bandwidth,
    bf16 and fp8 GEMMs over the 1B-70B shapes, attention, launch overhead eager and from a CUDA graph;
 3. validation in priority order, each point skipped (and noted) when its estimate no longer fits:
@@ -127,6 +128,51 @@ def attention_backends(device: str) -> dict:
     }
 
 
+def self_checks(device: str, model_id: str) -> dict:
+    """Correct before timed: the reference engine's logits against the textbook pass (bf16, fp8), and on CUDA the
+    graph-replayed decode against the same steps run eagerly (same tokens). A 2-layer copy of `model_id`."""
+    import torch
+
+    from . import fast
+    from .validate import load_spec
+
+    spec = load_spec(model_id, layers=2)
+    out: dict = {"model": f"{model_id} (2 layers)"}
+    tokens = torch.randint(0, spec.vocab_size, (2, 48)).to(device)
+    for precision in ("bf16", "fp8"):
+        if not fast.precision_support(precision, device).ok:
+            out[f"{precision}_logits_rel_error"] = "skipped: precision not supported here"
+            continue
+        try:
+            m = fast.build(spec, precision, device)
+            if precision == "fp8":
+                fast.calibrate_fp8(m, tokens)
+            m.allocate_cache(2, 48)
+            with torch.inference_mode():
+                got = m.prefill(tokens).float()
+                ref = fast.plain_logits(m, tokens)[:, -1]
+            out[f"{precision}_logits_rel_error"] = float((got - ref).norm() / ref.norm())
+            if precision == "bf16" and device == "cuda":
+                seqs = {}
+                for graphs in (True, False):
+                    r = fast.Runner(m, graphs=graphs, kv_bucket_tokens=16)
+                    r.allocate(2, 48 + 20)
+                    r.prepare(48, 20)
+                    r.prefill(tokens)
+                    steps = []
+                    for _ in range(19):
+                        r.step()
+                        steps.append(r.tok.clone())
+                    seqs[graphs] = torch.cat(steps, dim=1)
+                out["graph_decode_equals_eager"] = bool(torch.equal(seqs[True], seqs[False]))
+            del m
+        except Exception as exc:  # noqa: BLE001  a failed check is reported, and the run goes on
+            out[f"{precision}_error"] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    if device != "cuda":
+        out["graph_decode_equals_eager"] = "skipped: no CUDA graphs on the CPU"
+    return out
+
+
 def _versions() -> dict:
     from importlib import metadata
 
@@ -204,6 +250,8 @@ def summary_markdown(env: dict, cal: dict | None, rows: list[dict], notes: list[
     lines += ["## Attention kernels", "", "| path | backend | kernels |", "| --- | --- | --- |"]
     for path, b in env.get("attention_backends", {}).items():
         lines.append(f"| {path} | {b.get('backend')} | {', '.join(b.get('kernels', [])) or b.get('reason', '')} |")
+    lines += ["", "## Self-checks (2-layer copy, before any timing)", ""]
+    lines += [f"- {k}: {v}" for k, v in env.get("self_checks", {}).items()]
     lines += ["", "## Precisions", ""]
     lines += [f"- {p}: {'runs' if s['ok'] else 'skipped'}: {s['how'] or s['reason']}" for p, s in env.get("precisions", {}).items()]
     lines += ["", "## Calibration", ""]
@@ -284,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"attention {path}: {b.get('backend')} {b.get('kernels', b.get('reason', ''))}")
     for p, s in env["precisions"].items():
         log(f"precision {p}: {'ok, ' + s['how'] if s['ok'] else 'skipped: ' + s['reason']}")
+    env["self_checks"] = self_checks(env["kind"], plan["fast"]["models"][0])
+    log(f"self-checks: {env['self_checks']}")
     log.phase("environment", start)
 
     # ---------------------------------------------------------------- calibration

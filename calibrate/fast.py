@@ -112,7 +112,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def build(spec: ModelSpec, precision: str = "bf16", device: str = "cpu", fp8_scales: str = "tensor", seed: int = 0):
-    """The reference model for `spec` with random weights, made on `device` (bf16 on CUDA, fp32 on the CPU)."""
+    """The reference model for `spec` with random weights, made on `device`: activations, norms, embedding and KV
+    cache in bf16 (fp32 for `precision="fp32"`, the CPU numerics check), linear weights in `precision`."""
     import torch
     from torch import nn
 
@@ -452,6 +453,7 @@ class Runner:
             raise SpecError("graphs", "CUDA graphs need a CUDA device")
         self.bucket = kv_bucket_tokens
         self.shape = None
+        self._cache = None
         self._graphs: dict = {}
         self._pool = None
 
@@ -468,7 +470,7 @@ class Runner:
         import torch
 
         cap = self.kv_len(max_tokens - 1)
-        if self.shape == (batch, cap):
+        if self.shape == (batch, cap) and self._cache is self.model.k_cache:  # graphs still point at this cache
             return
         self._graphs.clear()
         self.model.allocate_cache(batch, cap)
@@ -477,6 +479,7 @@ class Runner:
         self.pos = torch.zeros(1, dtype=torch.long, device=dev)
         self.host_pos = 0
         self.shape = (batch, cap)
+        self._cache = self.model.k_cache
 
     def _body(self, kv_len: int) -> None:
         logits = self.model.decode(self.tok, self.pos, kv_len)

@@ -70,6 +70,8 @@ def test_dry_run_environment_and_tarball(dry_run):
     assert env["attention_backends"]["fast prefill (SDPA enable_gqa, flash asserted)"]["backend"] != "refused"
     assert set(env["precisions"]) == {"bf16", "fp8", "int8"} and env["versions"]["torch"]
     assert set(env["phases_s"]) >= {"environment", "calibration", "validation"}
+    checks = env["self_checks"]  # bf16 operands: 1e-3..1e-2 of the fp32 textbook pass; fp8 several times that
+    assert checks["bf16_logits_rel_error"] < 3e-2 and 1e-3 < checks["fp8_logits_rel_error"] < 0.25, checks
     with tarfile.open(out / "results.tar.gz") as tar:
         names = set(tar.getnames())
     assert {"results/calibration/calibration.json", "results/validation/validation.md", "results/validation/validation.csv"} <= names
