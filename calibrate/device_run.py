@@ -68,7 +68,8 @@ SUMMARY_GROUP = ("impl", "model", "dtype")
 
 def _classify(names: list[str]) -> str:
     low = " ".join(names).lower()
-    for key, label in (("flash", "flash"), ("cudnn", "cudnn"), ("fmha", "efficient"), ("efficient", "efficient"),
+    # cuDNN first: its fused attention kernels' names also contain "flash"
+    for key, label in (("cudnn", "cudnn"), ("flash", "flash"), ("fmha", "efficient"), ("efficient", "efficient"),
                        ("cutlass", "efficient")):
         if key in low:
             return label

@@ -92,3 +92,12 @@ def test_missing_pydantic_without_wheels_is_one_clear_error(tmp_path):
 def test_usage_without_arguments():
     res = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=30)
     assert res.returncode == 2 and "usage:" in res.stderr
+
+
+def test_attention_kernel_names_are_classified():
+    from calibrate.device_run import _classify
+
+    assert _classify(["void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128>>"]) == "flash"
+    assert _classify(["fmha_cutlassF_bf16_aligned_64x64_rf_sm80"]) == "efficient"
+    assert _classify(["cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16"]) == "cudnn"
+    assert _classify(["ampere_bf16_s16816gemm", "softmax_warp_forward"]).startswith("math")
