@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     env["self_checks"] = self_checks(env["kind"], plan["fast"]["models"][0])
     log(f"self-checks: {env['self_checks']}")
     log.phase("environment", start)
+    R.write_json(out / "environment.json", {**env, "profile_used": profile, "budget_s": args.budget_s, "plan": plan})
 
     # ---------------------------------------------------------------- calibration
     start = time.monotonic()
@@ -351,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         notes += [f"calibration {k}: {v}" for k, v in crun.failed.items()]
         if crun.calibration_path:
             cal = json.loads(Path(crun.calibration_path).read_text())
-    except SpecError as exc:
-        notes.append(f"calibration failed: {exc}")
+    except Exception as exc:  # noqa: BLE001  no calibration: validation still runs with datasheet predictions
+        notes.append(f"calibration failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         log(f"calibration failed: {exc}")
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # the 8 GiB copy buffers and LM-head-sized GEMM operands go back before the models come
@@ -361,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     # ---------------------------------------------------------------- validation
     start = time.monotonic()
     from .validate import run_validation
+
+    def interim(rows):
+        R.write_atomic(out / "summary.csv", summary_csv(rows))
+        R.write_atomic(out / "summary.md", summary_markdown(env, cal, rows, notes + ["(interim: written after a stage)"],
+                                                            log.phases, args.budget_s, args.dry_run))
 
     val_dir = work / "validation"
     cal_path = (cal_dir / "calibration.json") if cal else None
@@ -398,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         notes += [f"{label}: {n}" for n in vrun.notes]
         log(f"{label}: {vrun.ran} point(s) in {time.monotonic() - t:.1f} s")
+        interim(_rows(val_dir))  # if the command is killed later, these flat files still come back
     log.phase("validation", start)
 
     # ---------------------------------------------------------------- report and pack
@@ -406,10 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         from .report import write_validation_report
 
-        write_validation_report(rows, {"device_name": env["name"], "device_kind": env["kind"], "profile": profile,
-                                       "calibration_id": cal.get("id") if cal else None, "command": "calibrate/device_run.sh",
-                                       "torch_version": env["versions"]["torch"], "cuda_version": env.get("cuda_version"),
-                                       "driver_version": env.get("driver_version"), "date": env["date"]}, val_dir)
+        meta = {"device_name": env["name"], "device_kind": env["kind"], "profile": profile,
+                "calibration_id": cal.get("id") if cal else None, "command": "calibrate/device_run.sh",
+                "torch_version": env["versions"]["torch"], "cuda_version": env.get("cuda_version"),
+                "driver_version": env.get("driver_version"), "date": env["date"]}
+        try:  # the full report (CSV, markdown, SVGs) goes into the tarball; the summaries below do not need it
+            write_validation_report(rows, meta, val_dir)
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"validation report failed: {exc.__class__.__name__}: {exc}")
     log.phase("report", start)
     md = summary_markdown(env, cal, rows, notes, log.phases, args.budget_s, args.dry_run)
     R.write_atomic(out / "summary.md", md)
