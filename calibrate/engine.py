@@ -10,15 +10,20 @@ measures (how it launches prefill and decode, which attention kernels run);
 the device run counts each one's kernels per step (`count_kernels`) and `adjust` replaces the
 roofline's overhead term by the engine's:
 
-    TPOT_engine = TPOT_roofline - Σ_decode-ops launches · t_k  +  K_decode(L) · t_decode
-    TTFT_engine = TTFT_roofline - Σ_prefill-ops launches · t_k  +  K_prefill(L) · t_eager
+    work = T_roofline - Σ_ops launches · t_k              (the prediction without its overhead term)
+    graph-replayed pass:  T_engine = work + K(L) · t_graph
+    eagerly launched pass: T_engine = max(work, K(L) · t_eager)
 
 where Σ launches · t_k is the overhead the prediction already holds (read from its operator
-table, so whatever cost per kernel it used), K(L) = K_rest + L · K_layer are the engine's counted
-kernels per pass of an L-layer model, t_decode is the calibration's graph-replay cost per kernel
-for a graph-replayed decode (its eager cost otherwise) and t_eager its eager cost. The overhead
-term is additive per operator (t = max(compute, memory, comm) + overhead), so the swap is exact.
-Only launches change: bytes and FLOPs stay the roofline's, so any remaining error is physics.
+table, so whatever cost per kernel it used; the overhead term is additive per operator,
+t = max(compute, memory, comm) + overhead, so removing it is exact) and K(L) = K_rest + L · K_layer
+are the engine's counted kernels per pass of an L-layer model. A graph replays its kernels back to
+back on the GPU, each paying the calibration's graph cost t_graph in series. Eager launches are
+asynchronous: the CPU issues kernel i + 1 while the GPU runs kernel i, so a pass takes the longer
+of the GPU's work and the CPU's K · t_eager (t_eager, the calibration's eager cost, is measured as
+the wall-clock rate of a chain of tiny launches, i.e. the CPU's issue rate): launch-bound for small
+decode steps, GPU-bound for large prefills. Only launches change: bytes and FLOPs stay the
+roofline's, so any remaining error is physics.
 
 Counting: on CUDA, `torch.profiler` device events (kernels, memsets, memcpys) of one pass; on
 the CPU, the aten operators that do work (views excluded) seen by a `TorchDispatchMode`. K_layer
@@ -177,11 +182,16 @@ def adjust(pred, layers: int, engine: dict, prefill: KernelCount, decode: Kernel
            graph_s: float | None) -> dict:
     """TTFT and TPOT of `pred` with its overhead term replaced by the engine's (module docstring), and the terms."""
     held = roofline_launches(pred)
-    t_decode = graph_s if engine["decode_launch"] == "cuda_graph" and graph_s is not None else eager_s
-    t_prefill = graph_s if engine["prefill_launch"] == "cuda_graph" and graph_s is not None else eager_s
     k_pre, k_dec = prefill.total(layers), decode.total(layers)
-    ttft = pred.ttft_s - held["prefill"][1] + k_pre * t_prefill
-    tpot = pred.tpot_s - held["decode"][1] + k_dec * t_decode
+
+    def phase(total_s, held_s, kernels, how):
+        work = total_s - held_s
+        if how == "cuda_graph" and graph_s is not None:
+            return work + kernels * graph_s, graph_s
+        return max(work, kernels * eager_s), eager_s  # eager, or a graph whose replay cost was not measured
+
+    ttft, t_prefill = phase(pred.ttft_s, held["prefill"][1], k_pre, engine["prefill_launch"])
+    tpot, t_decode = phase(pred.tpot_s, held["decode"][1], k_dec, engine["decode_launch"])
     steps = max(pred.workload.output_tokens - 1, 0)
     tput = pred.workload.batch_size * pred.workload.output_tokens / (ttft + steps * tpot)
     return {"ttft_s": ttft, "tpot_s": tpot if pred.workload.output_tokens > 1 else None, "output_tokens_per_s": tput,
