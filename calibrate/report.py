@@ -167,7 +167,8 @@ def error_summary(rows: list[dict], group: tuple[str, ...] = GROUP) -> list[dict
     return out
 
 
-CSV_COLUMNS = ["model", "impl", "layers", "dtype", "batch", "prompt", "output", "decode_mode"] + [
+CSV_COLUMNS = ["model", "impl", "layers", "dtype", "batch", "prompt", "output", "decode_mode", "prefill_attention",
+               "engine_decode_kernels_per_layer", "engine_prefill_kernels_per_layer"] + [
     f"{who}_{key}" for key, _ in METRICS for who in ("measured", *MODES)] + [
     f"{mode}_{key}_error" for key, _ in METRICS for mode in MODES]
 
