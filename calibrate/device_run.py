@@ -246,7 +246,8 @@ def summary_markdown(env: dict, cal: dict | None, rows: list[dict], notes: list[
     v = env.get("versions", {})
     lines += [f"- device {env.get('name')} ({env.get('kind')}), driver {env.get('driver_version')}, CUDA {env.get('cuda_version')}, "
               f"torch {v.get('torch')}, transformers {v.get('transformers')}, python {v.get('python')}",
-              f"- profile {env.get('profile')} ({env.get('profile_note')})",
+              f"- compared with profile {env.get('profile_used') or env.get('profile')} (detected: {env.get('profile')}, "
+              f"{env.get('profile_note')})",
               f"- budget {budget_s:.0f} s; phases: " + ", ".join(f"{k} {s:.1f} s" for k, s in phases.items()), ""]
     lines += ["## Attention kernels", "", "| path | backend | kernels |", "| --- | --- | --- |"]
     for path, b in env.get("attention_backends", {}).items():
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     env = environment(args.dry_run)
     profile = args.profile or env["profile"] or ("h200" if args.dry_run else None)
+    env["profile_used"] = profile
     log(f"device {env['name']} ({env['kind']}), driver {env.get('driver_version')}, CUDA {env.get('cuda_version')}, "
         f"torch {env['versions']['torch']}, profile {profile}")
     log(f"nvidia-smi: {env['nvidia_smi']}")
