@@ -25,8 +25,6 @@ sizes and one repetition, in seconds (tests/test_device_run.py).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import platform
 import shutil

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from roofline.errors import SpecError
 
 # The engines `roofline validate` measures, described so that a prediction is made for the same engine. The
 # device run adds each one's counted kernels (results folder: engines.json). Later these become roofline/
