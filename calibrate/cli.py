@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 
 from roofline.errors import SpecError
 
@@ -19,8 +20,8 @@ CALIBRATE_DESCRIPTION = (
     "into a calibrated profile (calibration.json) for `load_hardware(ID, calibration=PATH)`. Finished "
     "benchmarks are kept per file and reused on a re-run (--resume, the default) unless --overwrite.")
 VALIDATE_DESCRIPTION = (
-    "Build decoder-only transformers from model specs with random weights (the project's own Llama "
-    "implementation and/or Hugging Face transformers), run prefill and decode with a static KV cache, measure "
+    "Build decoder-only transformers from model specs with random weights on the device (the reference engine "
+    "`fast`, eager Hugging Face transformers `hf`, the eager own Llama `own`), run prefill and decode with a static KV cache, measure "
     "TTFT, TPOT and throughput, and report the error of the datasheet and calibrated predictions "
     "(validation.csv, validation.md, predicted-vs-measured SVGs).")
 
@@ -70,7 +71,14 @@ def add_validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", type=_ints, default=None, help="comma separated (default 1,8,32; --quick 1,2)")
     p.add_argument("--prompt-tokens", type=_ints, default=None, help="comma separated (default 512,2048; --quick 16,32)")
     p.add_argument("--output-tokens", type=_ints, default=None, help="comma separated (default 128; --quick 8)")
-    p.add_argument("--impl", default="own,hf", help="own, hf or own,hf (default both)")
+    p.add_argument("--impl", default="fast,hf",
+                   help="comma separated: fast (the reference engine: static cache, GQA without copies, flash prefill, "
+                        "decode from CUDA graphs), hf (eager HF transformers), own (eager own Llama); default fast,hf")
+    p.add_argument("--precision", default=None,
+                   help="comma separated: bf16, fp8 (W8A8 _scaled_mm), int8 (weight-only); hf and own run bf16 only "
+                        "(default bf16 on a GPU, fp32 on a CPU)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds: skip (and note) points whose estimated time no longer fits")
     p.add_argument("--layers", type=int, default=None,
                    help="truncate each spec to N layers so it fits one GPU; predictions use the same truncated spec")
     p.add_argument("--reps", type=int, default=None, help="timed generations per point (default 3; --quick 1)")
@@ -113,6 +121,8 @@ def run(args: argparse.Namespace) -> str:
         models, impls, args.batch_sizes or ([1, 2] if q else [1, 8, 32]), args.prompt_tokens or ([16, 32] if q else [512, 2048]),
         args.output_tokens or ([8] if q else [128]), out=args.out, calibration=args.calibration, profile=args.profile,
         layers=args.layers, reps=args.reps or (1 if q else 3), overwrite=args.overwrite, command=command,
+        precisions=[x.strip() for x in args.precision.split(",") if x.strip()] if args.precision else None,
+        deadline_s=None if args.time_budget is None else time.monotonic() + args.time_budget,
     ).summary()
 
 
