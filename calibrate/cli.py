@@ -104,6 +104,12 @@ def run(args: argparse.Namespace) -> str:
     if getattr(args, "from_public", None):
         from .public import run_from_public
 
+        mixed = [flag for flag, on in (("--profile", args.profile), ("--quick", args.quick), ("--only", args.only),
+                                       ("--overwrite", args.overwrite)) if on]
+        if mixed:
+            raise SpecError("--from-public", f"fits the published tables and takes no {', '.join(mixed)} "
+                                             "(those are for a run on this GPU); pass --framework/--version/--out only")
+
         return run_from_public(args.from_public, args.framework, args.version, args.out)
     if getattr(args, "framework", None) or getattr(args, "version", None):
         raise SpecError("--framework/--version", "apply to --from-public DEVICE only")

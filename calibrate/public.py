@@ -162,8 +162,9 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
     for p in paths:
         meta = (root / p).parent / "collection_meta.yaml"
         if meta.is_file():
-            info = (yaml.safe_load(meta.read_text()) or {}).get("tables", {})
-            dates += [str(t["collected_at"]) for t in info.values() if isinstance(t, dict) and t.get("collected_at")]
+            entry = ((yaml.safe_load(meta.read_text()) or {}).get("tables") or {}).get(Path(p).stem)  # this table's entry only
+            if isinstance(entry, dict) and entry.get("collected_at"):
+                dates.append(str(entry["collected_at"]))
     return tables, paths, (max(dates) if dates else None)
 
 

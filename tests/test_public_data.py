@@ -78,7 +78,8 @@ def _write_tree(root: Path, tables: dict[str, pd.DataFrame], system="h100_sxm", 
         folder = root / system / op / framework / version
         folder.mkdir(parents=True, exist_ok=True)
         df.to_parquet(folder / file)
-        (folder / "collection_meta.yaml").write_text(f"tables:\n  {file[:-8]}:\n    collected_at: '2026-08-09'\n")
+        (folder / "collection_meta.yaml").write_text(  # a table not read (a later date) must not date the file
+            f"tables:\n  {file[:-8]}:\n    collected_at: '2026-08-09'\n  moe_a2a_perf:\n    collected_at: '2026-09-30'\n")
     return root
 
 
@@ -189,6 +190,8 @@ def test_cli_writes_a_file_load_hardware_accepts(synthetic, capsys, monkeypatch,
     p = rl.predict(rl.load_model("llama-3.1-8b"), hw, rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=128))
     assert (p.mode, p.calibration_id) == ("calibrated", "public-h100_sxm-vllm-0.24.0")
     assert main(["calibrate", "--framework", "vllm"]) == 2  # --framework without --from-public
+    assert main(["calibrate", "--from-public", "h100_sxm", "--quick"]) == 2  # a flag of the GPU run
+    assert "takes no --quick" in capsys.readouterr().err
 
 
 def test_schema_accepts_no_memory_curve_and_keeps_the_datasheet_fraction(synthetic):
