@@ -54,7 +54,7 @@ from roofline.calibration import SCHEMA_VERSION, AffineCurve, Calibration, GemmT
 from roofline.errors import SpecError
 from roofline.ops import attended_keys
 
-from .fit import fit_affine, padded_gemm_flops
+from .fit import fit_affine
 
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
@@ -186,7 +186,8 @@ def decode_attention_bytes(batch, context, heads, kv_heads, head_dim, kv_bytes, 
 
 
 def gemm_fractions(df: pd.DataFrame, peak: float, tile: int) -> np.ndarray:
-    """Per row 2 · pad(M) · N · K / (t · peak): the fraction of the dense peak on tile-padded FLOPs."""
+    """Per row 2 · pad(M) · N · K / (t · peak): the fraction of the dense peak on tile-padded FLOPs
+    (`fit.padded_gemm_flops` over a whole table at once)."""
     m = df["m"].to_numpy(dtype=float)
     padded = 2.0 * np.ceil(m / tile) * tile * df["n"].to_numpy(dtype=float) * df["k"].to_numpy(dtype=float)
     return padded / (df["latency"].to_numpy(dtype=float) * TABLE_TIME_S * peak)

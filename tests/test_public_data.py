@@ -17,9 +17,10 @@ import pytest
 
 import roofline as rl
 from calibrate import public
+from calibrate.fit import padded_gemm_flops
 from calibrate.public_check import kernel_errors
 from roofline import ops as O
-from roofline.calibration import CalibratedCurves, Calibration, load_calibration
+from roofline.calibration import CalibratedCurves, load_calibration
 from roofline.cli import main
 from roofline.errors import SpecError
 
@@ -100,6 +101,9 @@ def test_gemm_fraction_is_padded_flops_over_time_and_peak(synthetic):
     assert t.fraction[0][0] == pytest.approx(0.021705, rel=5e-4)  # 4 significant digits kept
     # 2 · 4096 · 8192² / (0.7e-3 · 989.4e12) = 549,755,813,888 / 6.9258e11 = 0.79378
     assert t.fraction[1][1] == pytest.approx(0.79378, rel=5e-4)  # 4 significant digits kept
+    # the table-wide fraction is the GPU fit's padded-FLOPs formula, row by row
+    row = _tables()["gemm"].iloc[[1]]  # M = 8, N = K = 4096, 0.025 ms
+    assert public.gemm_fractions(row, BF16, 16)[0] == pytest.approx(padded_gemm_flops(8, 4096, 4096, 16) / (0.025e-3 * BF16), rel=1e-12)
     # so the calibrated compute term of a measured shape is its measured time (4 significant digits kept)
     assert 2 * 4096 ** 3 / (BF16 * t.at(4096, 4096 * 4096)) == pytest.approx(0.2e-3, rel=5e-4)
 
