@@ -48,6 +48,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--only", default=None, help="comma-separated benchmark names (bandwidth_copy, gemm_bf16, ...)")
+    g = p.add_argument_group("public kernel tables (no GPU, no torch; pip install roofline[public-data])")
+    g.add_argument("--from-public", default=None, metavar="DEVICE",
+                   help="fit a calibrated profile from the measured kernel tables aiconfigurator-core ships, for DEVICE "
+                        "(a100_sxm, h100_sxm, h200_sxm, b200_sxm, gb200, l40s, or our ids a100-sxm-80gb, h100-sxm, ...); "
+                        "writes calibrate/public/<id>.json, or --out PATH (a .json file or a folder)")
+    g.add_argument("--framework", default=None, help="with --from-public: vllm, trtllm or sglang tables (default: the "
+                                                      "newest vLLM where present, else TensorRT-LLM)")
+    g.add_argument("--version", default=None, help="with --from-public: the framework version of the tables (default: newest)")
 
 
 def add_validate_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,6 +109,18 @@ def run(args: argparse.Namespace) -> str:
     """Run the subcommand; returns the text to print. Errors are one-line SpecErrors."""
     if getattr(args, "published", False):
         return run_published(args)
+    if getattr(args, "from_public", None):
+        from .public import run_from_public
+
+        mixed = [flag for flag, on in (("--profile", args.profile), ("--quick", args.quick), ("--only", args.only),
+                                       ("--overwrite", args.overwrite)) if on]
+        if mixed:
+            raise SpecError("--from-public", f"fits the published tables and takes no {', '.join(mixed)} "
+                                             "(those are for a run on this GPU); pass --framework/--version/--out only")
+
+        return run_from_public(args.from_public, args.framework, args.version, args.out)
+    if getattr(args, "framework", None) or getattr(args, "version", None):
+        raise SpecError("--framework/--version", "apply to --from-public DEVICE only")
     try:
         import torch  # noqa: F401
     except ImportError:
