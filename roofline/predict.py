@@ -28,17 +28,22 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from . import ops as O
-from .engine import DecodeSteps, Evaluation, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
+from .bands import Band, bands_for
+from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .parallelism import check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens, tp_widths, valid_tps  # noqa: F401  re-exported
+from .parallelism import beyond_context_note, check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens, tp_widths, valid_tps  # noqa: F401  re-exported
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
 from .speculative import apply_speculative
 from .workload import Deployment, Workload
 
-
 # ------------------------------------------------------------ the result
+BAND_FAMILIES = {"ttft_s": "ttft_static", "tpot_s": "tpot_static", "e2e_latency_s": "e2e_static",
+                 "output_tokens_per_s": "throughput_static"}
+"""The published-corpus family (`calibrate.corpus.family_of`) each banded figure of a static batch belongs to."""
+
+
 class Prediction(BaseModel):
     """Every headline figure of one scenario. Seconds, bytes, FLOPs, fractions; per GPU where it says so.
 
@@ -102,6 +107,9 @@ class Prediction(BaseModel):
 
     cost_per_hour_usd: float
     cost_per_million_output_tokens_usd: float
+    bands: dict[str, Band] = Field(default_factory=dict, description=(
+        "80% error bands of ttft_s, tpot_s, e2e_latency_s and output_tokens_per_s from the published corpus "
+        "(`roofline.bands`); a figure whose family has too few published rows has none"))
 
     _evaluation: Evaluation = PrivateAttr()
     _operators: Any = PrivateAttr(None)  # the DataFrame `operators` builds on first access
@@ -165,6 +173,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         prefill_bound=BOUNDS[int(r.prefill_bound_index)].value,
         decode_bound=BOUNDS[int(r.decode_bound_index)].value,
         kv_bytes_per_token=float(O.kv_cache_bytes(model, rd, 1, 1, tp)),
+        bands=bands_for({name: (fields[name], family) for name, family in BAND_FAMILIES.items()}, hw, rd.weights.dtype.name, rd.act.name),
         **fields,
     )
     p._evaluation = r
