@@ -9,7 +9,8 @@ Layout of a results folder (`calibrate/results/<device-slug>/` by default):
     validation/...                `roofline validate` output (see validate.py)
 
 Every file is written to a temporary file in the same folder, flushed, fsync'ed and moved over
-the target with `os.replace`, so an interrupted run never leaves half a file. A benchmark
+the target with `os.replace`, so an interrupted run never leaves half a file; the temporary file of a
+killed run is removed by the next write into the same folder. A benchmark
 interrupted part-way writes what it measured with `complete: false`.
 
 Resumption: with `resume=True` (the default) a benchmark whose file is complete and whose
@@ -21,29 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from roofline import files
+
 
 def write_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write `text` to `path` so that readers see the old file or the new one, never a mix
+    (`roofline.files.write_atomic`: temporary files a killed run left in the folder are removed)."""
+    return files.write_atomic(path, text, mode=0o644)
 
 
 def write_json(path: str | Path, data: Any) -> Path:

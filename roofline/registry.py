@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from .errors import SpecError
+from .files import parse_mapping, read_mapping
 from .hardware import HardwareProfile
 from .specs import ModelSpec
 
@@ -52,13 +52,8 @@ def list_hardware() -> list[str]:
 
 
 def _read_yaml(text: str, where: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(where, f"is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise SpecError(where, "must be a YAML mapping of field: value")
-    return data
+    """A YAML mapping from text already in memory, under the caps of `files.parse_mapping`."""
+    return parse_mapping(text, where, "yaml")
 
 
 def validation_message(exc: ValidationError, where: str, schema=None) -> SpecError:
@@ -81,21 +76,32 @@ def validation_message(exc: ValidationError, where: str, schema=None) -> SpecErr
     return SpecError(f"{where}: {loc}", msg)
 
 
+def _looks_like_path(text: str) -> bool:
+    return Path(text).suffix.lower() in (".yaml", ".yml", ".json") or "/" in text or "\\" in text
+
+
 def _load(kind: str, cls, name_or_path: str | Path):
-    text_path = Path(str(name_or_path))
-    if text_path.suffix in (".yaml", ".yml") and text_path.is_file():
-        text, where = text_path.read_text(), str(text_path)
+    field = "model" if kind == _MODELS else "hardware"
+    text = str(name_or_path).strip()
+    if not text:
+        raise SpecError(field, f"is empty; choose one of {', '.join(_ids(kind))} or give a path to a .yaml file")
+    if _looks_like_path(text):
+        where, file_id = text, text
+        data = read_mapping(text, "yaml", field=field)
     else:
         ids = _ids(kind)
-        key = str(name_or_path).lower()
+        key = text.lower()
         if key not in ids:
-            field = "model" if kind == _MODELS else "hardware"
-            raise SpecError(field, f"unknown id {name_or_path!r}; choose one of {', '.join(ids)} or give a path to a .yaml file")
-        text, where = _data_dir(kind).joinpath(f"{key}.yaml").read_text(), f"{key}.yaml"
+            close = difflib.get_close_matches(key, ids, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise SpecError(field, f"unknown id {text!r}; {hint}choose one of {', '.join(ids)} or give a path to a .yaml file")
+        where, file_id = f"{key}.yaml", key
+        data = parse_mapping(_data_dir(kind).joinpath(f"{key}.yaml").read_bytes(), where, "yaml")
     try:
-        return cls.model_validate(_read_yaml(text, where))
+        spec = cls.model_validate(data)
     except ValidationError as exc:
         raise validation_message(exc, where, cls) from None
+    return spec.model_copy(update={"id": file_id}) if "id" in cls.model_fields else spec
 
 
 @functools.lru_cache(maxsize=None)
@@ -111,6 +117,24 @@ def _load_hardware_cached(name: str) -> HardwareProfile:
 def load_model(name_or_path: str | Path) -> ModelSpec:
     """A shipped model id (`rl.list_models()`) or a path to a spec YAML file."""
     return _load_model_cached(str(name_or_path))
+
+
+def as_model(x, field: str = "model") -> ModelSpec:
+    """A loaded spec as it is, or an id / path loaded (`load_model`); anything else is a TypeError."""
+    if isinstance(x, ModelSpec):
+        return x
+    if isinstance(x, (str, Path)):
+        return load_model(x)
+    raise TypeError(f"{field}: expected a ModelSpec, a model id or a spec .yaml path, got {type(x).__name__}")
+
+
+def as_hardware(x, field: str = "hardware") -> HardwareProfile:
+    """A loaded profile as it is, or an id / path loaded (`load_hardware`); anything else is a TypeError."""
+    if isinstance(x, HardwareProfile):
+        return x
+    if isinstance(x, (str, Path)):
+        return load_hardware(x)
+    raise TypeError(f"{field}: expected a HardwareProfile, a hardware id or a profile .yaml path, got {type(x).__name__}")
 
 
 def load_hardware(name_or_path: str | Path, calibration: str | Path | None = None) -> HardwareProfile:

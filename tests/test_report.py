@@ -237,7 +237,7 @@ def test_yaml_errors_are_one_line_naming_the_field(tmp_path, body, field):
 
 
 def test_a_missing_scenario_file_is_one_line():
-    with pytest.raises(rl.SpecError, match=r"^scenario: cannot read"):
+    with pytest.raises(rl.SpecError, match=r"^scenario: no such file"):
         R.Scenario.from_yaml("/no/such/scenario.yaml")
 
 
