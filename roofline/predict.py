@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 from . import ops as O
 from .errors import SpecError
 from .hardware import HardwareProfile
+from .registry import as_hardware, as_model
 from .roofline import BOUNDS, Ceilings, OpTable, Timing, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
@@ -467,10 +468,19 @@ def _row(phase, name, t: OpTable, i, f, comp, mem, comm, ovh, time, floor):
     return row
 
 
+def _inputs(model, hw, workload, deployment) -> tuple[ModelSpec, HardwareProfile, Deployment]:
+    """The arguments of `predict`: ids and paths loaded; a wrong type is a TypeError naming the argument."""
+    if not isinstance(workload, Workload):
+        raise TypeError(f"workload: expected a roofline.Workload, got {type(workload).__name__}")
+    if deployment is not None and not isinstance(deployment, Deployment):
+        raise TypeError(f"deployment: expected a roofline.Deployment or None, got {type(deployment).__name__}")
+    return as_model(model), as_hardware(hw), deployment or Deployment()
+
+
 def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deployment: Deployment | None = None) -> Prediction:
     """Predict one scenario. Bad combinations raise `SpecError`; a scenario that does not fit
-    in memory returns `fits=False` with required and available bytes."""
-    dep = deployment or Deployment()
+    in memory returns `fits=False` with required and available bytes. `model` and `hw` may be ids or paths."""
+    model, hw, dep = _inputs(model, hw, workload, deployment)
     rd = check(model, hw, workload, dep)
     real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
     real, floor, hop, notes = scale_out(hw, dep, real, floor)
@@ -560,7 +570,7 @@ def predict_fitting(model: ModelSpec, hw: HardwareProfile, workload: Workload, d
     When no tp fits, the prediction at the largest valid tp is returned with fits=False,
     so its required and available bytes say by how much.
     """
-    dep = deployment or Deployment()
+    model, hw, dep = _inputs(model, hw, workload, deployment)
     p = None
     for tp in valid_tps(model, hw):
         p = predict(model, hw, workload, dep.model_copy(update={"tp": tp}))
