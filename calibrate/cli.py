@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from roofline.errors import SpecError
 
@@ -27,9 +28,22 @@ VALIDATE_DESCRIPTION = (
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(not 1 <= v <= 1 << 24 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1,000,000, got {text}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -58,9 +72,9 @@ def add_validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-tokens", type=_ints, default=None, help="comma separated (default 512,2048; --quick 16,32)")
     p.add_argument("--output-tokens", type=_ints, default=None, help="comma separated (default 128; --quick 8)")
     p.add_argument("--impl", default="own,hf", help="own, hf or own,hf (default both)")
-    p.add_argument("--layers", type=int, default=None,
+    p.add_argument("--layers", type=_positive, default=None,
                    help="truncate each spec to N layers so it fits one GPU; predictions use the same truncated spec")
-    p.add_argument("--reps", type=int, default=None, help="timed generations per point (default 3; --quick 1)")
+    p.add_argument("--reps", type=_positive, default=None, help="timed generations per point (default 3; --quick 1)")
 
 
 def _command_of(args: argparse.Namespace) -> str:
@@ -78,6 +92,8 @@ def _command_of(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> str:
     """Run the subcommand; returns the text to print. Errors are one-line SpecErrors."""
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SpecError("--out", f"{args.out!r} is a file; give a folder (created if needed) for the results")
     try:
         import torch  # noqa: F401
     except ImportError:
