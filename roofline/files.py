@@ -119,11 +119,13 @@ def check_shape(doc: Any, where: str) -> None:
         nodes += 1
         if nodes > MAX_NODES:
             raise SpecError(where, f"holds more than {MAX_NODES:,} values; is this the right file?")
+        if isinstance(value, _NonFinite):
+            raise SpecError(f"{where}: {path}" if path else where, f"{value.name} is not a JSON number; every number must be finite")
         if isinstance(value, Mapping):
             children = [(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()]
             children += [(k, path) for k in value if isinstance(k, (tuple, frozenset))]
         elif isinstance(value, (list, tuple, set, frozenset)):
-            children = [(v, path) for v in value]
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(value)]
         else:
             continue
         if depth >= MAX_DEPTH and any(isinstance(c, (Mapping, list, tuple, set, frozenset)) for c, _ in children):
@@ -131,9 +133,16 @@ def check_shape(doc: Any, where: str) -> None:
         stack.extend((c, depth + 1, p) for c, p in children)
 
 
-def _json_constant(name: str):
-    """JSON has no NaN or Infinity; Python's parser accepts them, this one does not."""
-    raise ValueError(f"{name} is not a JSON number; every number must be finite")
+class _NonFinite:
+    """What JSON's NaN / Infinity / -Infinity (not JSON, but Python writes them) parse to: `check_shape`
+    then refuses the document, naming the key that holds one."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+def _json_constant(name: str) -> _NonFinite:
+    return _NonFinite(name)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
