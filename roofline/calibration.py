@@ -38,7 +38,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import SpecError
+from .errors import SpecError, validation_message
 from .files import read_mapping
 
 SCHEMA_VERSION = 1
@@ -196,8 +196,6 @@ def load_calibration(path: str | Path) -> Calibration:
     try:
         return Calibration.model_validate(data)
     except ValidationError as exc:
-        from .registry import validation_message
-
         raise validation_message(exc, where, Calibration) from None
 
 

@@ -103,8 +103,8 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from .errors import SpecError
+from .errors import validation_message
 from .files import check_shape, read_mapping
-from .registry import validation_message
 from .specs import MAX_CONTEXT, MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelSpec
 
 # Spec quantity -> config keys that may hold it, in order of preference.

@@ -17,9 +17,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import SpecError
+from .errors import SpecError, validation_message
 from .files import parse_mapping
 from .hardware import MAX_BANDWIDTH_BYTES_PER_S, MAX_LATENCY_S
+from .registry import data_dir
 
 DEFAULT_NETWORK = "ib-ndr-400"
 
@@ -43,9 +44,7 @@ class NetworkProfile(BaseModel):
 
 
 def _dir():
-    from .registry import _data_dir
-
-    return _data_dir("hardware_profiles").joinpath("networks")
+    return data_dir("hardware_profiles").joinpath("networks")
 
 
 def list_networks() -> list[str]:
@@ -64,6 +63,4 @@ def load_network(network_id: str) -> NetworkProfile:
     try:
         return NetworkProfile.model_validate(data)
     except ValidationError as exc:
-        from .registry import validation_message
-
         raise validation_message(exc, where, NetworkProfile) from None

@@ -57,10 +57,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import fmt
 from .dtypes import get_dtype
-from .errors import SpecError
+from .errors import SpecError, validation_message
 from .files import read_mapping
 from .predict import Prediction, predict, predict_fitting, valid_tps
-from .registry import _read_yaml, list_hardware, load_hardware, load_model, validation_message
+from .plan import plan
+from .registry import list_hardware, load_hardware, load_model, read_yaml
 from .units import GIB, SECONDS_PER_HOUR
 from .specs import MAX_CONTEXT
 from .workload import MAX_BATCH, Deployment, Workload
@@ -130,7 +131,7 @@ class Scenario(BaseModel):
     def default(cls) -> "Scenario":
         """The shipped default scenario (`roofline/scenarios/default.yaml`)."""
         res = resources.files("roofline").joinpath(DEFAULT_SCENARIO)
-        return cls.from_mapping(_read_yaml(res.read_text(), "default.yaml"), "default.yaml")
+        return cls.from_mapping(read_yaml(res.read_text(), "default.yaml"), "default.yaml")
 
     def with_overrides(self, where: str = "arguments", **overrides) -> "Scenario":
         """A copy with the given fields replaced (None values are ignored), validated again."""
@@ -355,8 +356,6 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
     the option closest to feasible with its reason). Figures are the steady state at the offered load:
     TTFT at the scenario's percentile, mean TPOT, e2e = mean TTFT + TPOT x (output - 1); 'at full load'
     is one replica at its largest stable rate: gpus_per_replica x price / (capacity x output x 3600) x 1e6."""
-    from .plan import plan
-
     s = scenario
     model = load_model(model_id)
     df = plan(model, s.requests_per_s, s.prompt_tokens, s.output_tokens, s.ttft_slo_s or NO_SLO_S, s.tpot_slo_s or NO_SLO_S,

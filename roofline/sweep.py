@@ -24,10 +24,11 @@ import pandas as pd
 
 from .errors import SpecError
 from . import ops as O
+from .engine import derived, evaluate
 from .hardware import HardwareProfile, hardware_labels
-from .predict import derived, evaluate, tp_widths
+from .parallelism import tp_widths
 from .registry import load_hardware, load_model
-from .roofline import BOUNDS, Ceilings
+from .roofline import BOUNDS, Ceilings, stacked
 from .specs import MAX_CONTEXT, ModelSpec
 from .workload import MAX_BATCH, MAX_GPUS, Deployment
 
@@ -74,11 +75,6 @@ def _id(field: str, x):
     return x
 
 
-def _stack_ceilings(hws: Sequence[HardwareProfile], key: str, idx: np.ndarray, floor: bool) -> Ceilings:
-    per_hw = [Ceilings.of(hw, key, floor) for hw in hws]
-    return Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[idx] for f in Ceilings.__dataclass_fields__})
-
-
 def sweep(
     model, hardware, batch_size=1, prompt_tokens=1024, output_tokens=256, tp=1,
     weight_dtype=None, activation_dtype=None, kv_dtype=None, deployment: Deployment | None = None,
@@ -121,11 +117,13 @@ def sweep(
         stand_in = has_key[0] if has_key else None  # rows of hardware without this dtype are masked out below
         usable = [h if key in h.peak_flops_per_s else stand_in for h in hws]
         tpf = t.astype(float)
-        real, floor = _stack_ceilings(usable, key, hi, False), _stack_ceilings(usable, key, hi, True)
-        r = evaluate(m, rd, real, floor, b, s, o, tpf)
+        real = stacked([Ceilings.of(h, key) for h in usable], hi)
+        floor = stacked([Ceilings.of(h, key, floor=True) for h in usable], hi)
+        ev = evaluate(m, rd, real, floor, b, s, o, tpf)
         prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
-        r.update(derived(r, b, o, tpf * base.pp * base.ep, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
-                         prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour)))
+        d = derived(ev, b, o, tpf * base.pp * base.ep, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
+                    prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
+        r = {**ev.figures(), **d.figures()}
         pick = lambda a: np.broadcast_to(a, shape).ravel()[ok]  # noqa: E731
         cols = {
             "model": m.name, "hardware": pd.Categorical.from_codes(flat["h"][ok], hardware_labels(hws)),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .errors import SpecError
+from .errors import SpecError, validation_message
 from .specs import ModelSpec
 
 FFN_MULTIPLE = 128  # pruned FFN widths are kept a multiple of this (tensor-core and tp friendly)
@@ -36,8 +36,6 @@ def _rebuild(model: ModelSpec, suffix: str, **changes) -> ModelSpec:
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as exc:
-        from .registry import validation_message
-
         raise validation_message(exc, data["name"]) from None
 
 

@@ -10,8 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .dtypes import QuantScheme, get_dtype
-from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, ModelSpec
+from .dtypes import DEQUANT_OPS_PER_WEIGHT, QuantScheme, get_dtype
+from .errors import SpecError
+from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, ModelSpec, kv_scheme
 from .units import GIB
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
@@ -175,9 +176,6 @@ class ResolvedDeployment:
 
     @classmethod
     def of(cls, dep: Deployment, native_dtype: str, native_weight_dtype: str | None = None) -> "ResolvedDeployment":
-        from .errors import SpecError
-        from .specs import kv_scheme
-
         self = cls()
         self.dep = dep
         self.native = get_dtype(native_dtype, "native_dtype")
@@ -221,8 +219,6 @@ class ResolvedDeployment:
 
     @property
     def dequant_ops_per_weight(self) -> int:
-        from .dtypes import DEQUANT_OPS_PER_WEIGHT
-
         return DEQUANT_OPS_PER_WEIGHT.get(self.weights.dtype.bits, 3) if self.weight_only else 0
 
     @property
