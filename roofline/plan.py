@@ -48,11 +48,12 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from . import fmt
 from .errors import SpecError
-from .hardware import HardwareProfile
+from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
-from .parallelism import check, replica_span, valid_tps
-from .registry import list_hardware, load_hardware, load_model
+from .parallelism import check, replica_span, tp_widths, valid_tps
+from .registry import as_hardware, as_model, list_hardware
 from .serving import TTFT_PERCENTILES, Curves, check_traffic, batch_grid_for, memory_workload
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
@@ -187,6 +188,33 @@ def parallelisms(model: ModelSpec, hw: HardwareProfile, tps=None, pps=None, eps=
     return shapes
 
 
+class _Shapes:
+    """The replica shapes `parallelisms` gives one device under the planner's limits, and why there are none."""
+
+    def __init__(self, model: ModelSpec, tps, pps, eps, max_gpus: int):
+        self.model, self.tps, self.pps, self.eps, self.max_gpus = model, tps, pps, eps, max_gpus
+
+    def __call__(self, hw: HardwareProfile) -> list[tuple[int, int, int]]:
+        return parallelisms(self.model, hw, self.tps, self.pps, self.eps, self.max_gpus)
+
+    def reason(self, hw: HardwareProfile) -> str:
+        m, domain = self.model, hw.interconnect.max_gpus
+        why = []
+        for t in self.tps or ():
+            if t > domain:
+                why.append(f"tp {t} exceeds the {domain}-GPU NVLink domain (the planner keeps tp inside a node; pp spans nodes)")
+            else:
+                bad = [f"{k}={w}" for k, w in tp_widths(m).items() if w % t]
+                if bad:
+                    why.append(f"tp {t} does not divide {', '.join(bad)}")
+        if self.eps is not None and 1 not in self.eps and ((self.tps and 1 not in self.tps) or (self.pps and 1 not in self.pps)):
+            why.append(f"ep {', '.join(map(str, self.eps))} runs with tp = pp = 1 (attention data-parallel over the ep GPUs), "
+                       f"which tps={self.tps} / pps={self.pps} leave out")
+        if not why:
+            why.append(f"none within tps={self.tps}, pps={self.pps}, eps={self.eps}, at most {self.max_gpus} GPUs per replica")
+        return f"no replica shape: {'; '.join(why)}; valid tp on this device: {', '.join(map(str, valid_tps(m, hw)))}"
+
+
 def _options(model: ModelSpec, hws: list[HardwareProfile], precisions: dict[str, Deployment], shapes_of, p, o, network, rows: list):
     """Group the valid (precision, tp, pp, ep) options by the devices that accept them:
     {(label, tp, pp, ep): (dep, rd, [hw])}. Devices lacking a precision's compute format get an 'unsupported' row."""
@@ -203,7 +231,10 @@ def _options(model: ModelSpec, hws: list[HardwareProfile], precisions: dict[str,
             if rd0.compute_key not in hw.peak_flops_per_s:
                 rows.append(_infeasible_row(hw, label, dep, rd0, "unsupported", f"{hw.name} has no {rd0.compute_key} tensor cores"))
                 continue
-            for tp, pp, ep in shapes_of(hw):
+            shapes = shapes_of(hw)
+            if not shapes:
+                rows.append(_infeasible_row(hw, label, dep, None, "parallelism", shapes_of.reason(hw)))
+            for tp, pp, ep in shapes:
                 d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "network": network})
                 rd = check(model, hw, wl, d)
                 groups.setdefault((label, tp, pp, ep), (d, rd, []))[2].append(hw)
@@ -248,7 +279,7 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
     `max_gpus_per_replica` narrow the options (`parallelisms`); `network`: the scale-out network profile a
     replica wider than one NVLink domain uses (default `network.DEFAULT_NETWORK`). Returns a DataFrame with the columns of `COLUMNS` (SI units, USD), best first.
     """
-    m = model if isinstance(model, ModelSpec) else load_model(model)
+    m = as_model(model)
     check_slos(ttft_slo_s, tpot_slo_s, ttft_percentile)
     p, o = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
     if max_batch_size is not None and (isinstance(max_batch_size, bool) or not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1):
@@ -256,10 +287,16 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
     hw_ids = list_hardware() if hardware is None else ([hardware] if isinstance(hardware, (str, HardwareProfile)) else list(hardware))
     if not hw_ids:
         raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
-    hws = [h if isinstance(h, HardwareProfile) else load_hardware(h) for h in hw_ids]
+    hws = [as_hardware(h) for h in hw_ids]
+    # one row group per distinct profile, keyed by the id it was given by (a file id or path); two profiles
+    # sharing a display name (an edited copy beside the shipped file) are told apart by `hardware_labels`
+    # and carry that label as their name through the planner
+    by_key = dict(zip((h if isinstance(h, str) else (hw.id or hw.name) for h, hw in zip(hw_ids, hws)), hws))
+    labels = hardware_labels([hw.model_copy(update={"id": k}) for k, hw in by_key.items()])
+    hws = [hw.model_copy(update={"name": label}) for label, hw in zip(labels, by_key.values())]
+    given_ids = dict(zip(labels, by_key))
     _parallelism_checks(m, tps, pps, eps, max_gpus_per_replica, network)
-    shapes_of = lambda hw: parallelisms(m, hw, tps, pps, eps, max_gpus_per_replica)  # noqa: E731
-    given_ids = {hw.name: (h if isinstance(h, str) else hw.name) for h, hw in zip(hw_ids, hws)}
+    shapes_of = _Shapes(m, tps, pps, eps, max_gpus_per_replica)
     lam = float(requests_per_s)
     rows: list[dict] = []
     options = _options(m, hws, precisions or PRECISIONS, shapes_of, p, o, network, rows)
@@ -311,7 +348,7 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
     best = max_rate(cv, margin, cv.capacity)
     idle = cv.state(cv.capacity * 1e-9)
     good = cv.fits & (best > 0)
-    replicas = np.where(good, np.ceil(lam / np.where(good, best, 1) - 1e-9), 0)
+    replicas = np.where(good, np.maximum(1, np.ceil(lam / np.where(good, best, 1) - 1e-9)), 0)  # a fleet has a replica
     good &= replicas <= MAX_REPLICAS
     per = np.where(good, lam / np.maximum(replicas, 1), cv.capacity * 1e-9)
     st = cv.state(per)
@@ -328,10 +365,10 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
             continue
         if not good[i]:
             if idle.tpot_s[i] > tpot_slo:
-                why, reason = "TPOT SLO", f"TPOT {idle.tpot_s[i] * 1e3:.1f} ms even at batch 1 (SLO {tpot_slo * 1e3:.1f} ms)"
+                why, reason = "TPOT SLO", f"TPOT {fmt.seconds(idle.tpot_s[i])} even at batch 1 (SLO {fmt.seconds(tpot_slo)})"
             elif best[i] <= 0:
                 t_idle = float(cv.ttft_percentile(idle, q)[i])
-                why, reason = "TTFT SLO", f"p{100 * q:g} TTFT {t_idle:.3g} s with no queue (prefill alone; SLO {ttft_slo:g} s)"
+                why, reason = "TTFT SLO", f"p{100 * q:g} TTFT {fmt.seconds(t_idle)} with no queue (prefill alone; SLO {fmt.seconds(ttft_slo)})"
             else:
                 why, reason = "replicas", f"needs more than {MAX_REPLICAS:,} replicas"
             rows.append(_infeasible_row(hw, label, dep, rd, why, reason, **mem))
@@ -361,7 +398,7 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
     return rows
 
 
-_CLOSENESS = {"TTFT SLO": 0, "TPOT SLO": 0, "replicas": 0, "memory": 1, "unsupported": 2}
+_CLOSENESS = {"TTFT SLO": 0, "TPOT SLO": 0, "replicas": 0, "memory": 1, "parallelism": 2, "unsupported": 2}
 
 
 def _rank(df: pd.DataFrame, best_only: bool) -> pd.DataFrame:

@@ -100,7 +100,7 @@ from .engine import stage
 from .parallelism import check, kv_allocated_tokens, scale_out
 from .registry import as_hardware, as_model
 from .roofline import Ceilings, OpTable, stacked, time_ops
-from .specs import ModelSpec
+from .specs import MAX_CONTEXT, ModelSpec
 from .workload import Deployment, ResolvedDeployment, Workload
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -121,17 +121,17 @@ class LengthDist(BaseModel):
     over at most 64 values, otherwise 32 equal-probability quantile midpoints.
     """
 
-    model_config = _FROZEN
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
     kind: Literal["fixed", "uniform", "normal", "lognormal", "empirical"]
-    tokens: float | None = Field(None, ge=1, description="fixed: the length")
-    low: float | None = Field(None, ge=1, description="uniform: smallest length; normal: lower clip (default 1)")
-    high: float | None = Field(None, ge=1, description="uniform: largest length; normal: upper clip (default none)")
-    mean: float | None = Field(None, ge=1, description="normal: mean before clipping")
-    std: float | None = Field(None, gt=0, description="normal: standard deviation before clipping")
-    median: float | None = Field(None, ge=1, description="lognormal: median length = exp(mu)")
-    sigma: float | None = Field(None, gt=0, description="lognormal: standard deviation of log(length)")
-    values: tuple[float, ...] | None = Field(None, description="empirical: lengths")
-    probs: tuple[float, ...] | None = Field(None, description="empirical: their probabilities (sum to 1)")
+    tokens: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="fixed: the length")
+    low: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="uniform: smallest length; normal: lower clip (default 1)")
+    high: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="uniform: largest length; normal: upper clip (default none)")
+    mean: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="normal: mean before clipping")
+    std: float | None = Field(None, gt=0, le=MAX_CONTEXT, description="normal: standard deviation before clipping")
+    median: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="lognormal: median length = exp(mu)")
+    sigma: float | None = Field(None, gt=0, le=5, description="lognormal: standard deviation of log(length)")
+    values: tuple[float, ...] | None = Field(None, max_length=100_000, description="empirical: lengths")
+    probs: tuple[float, ...] | None = Field(None, max_length=100_000, description="empirical: their probabilities (sum to 1)")
 
     @model_validator(mode="after")
     def _check(self) -> "LengthDist":
@@ -542,7 +542,11 @@ class Curves:
         with np.errstate(invalid="ignore"):
             w = np.clip(np.where(l1 > l0, (lam - l0) / np.where(l1 > l0, l1 - l0, 1), 0.0), 0, 1)
         w = np.nan_to_num(w)
-        i0 = np.where(k < 0, 0, kk)
+        # the lower end is the first batch of a flat run of the envelope: a batch past a step of the sawtooth
+        # (tile rounding: λ(B) falls as B crosses a tile boundary) or past the memory limit repeats the
+        # envelope's value, and the rate is served by the smaller batch before the step, never by one after it
+        first_of_run = (env < l0[:, None]).sum(axis=1)
+        i0 = np.where(k < 0, 0, np.minimum(kk, first_of_run))
         i1 = np.where(k < 0, 0, kk + 1)
         r = np.arange(len(rows))
         pick = lambda g: g[r, i0] + w * (g[r, i1] - g[r, i0])  # noqa: E731
@@ -639,6 +643,9 @@ def check_traffic(model, requests_per_s, prompt, output, chunk_tokens):
         raise SpecError("output_tokens", f"mean {o.mean_tokens:g} leaves no decode steps; continuous batching needs more than 1 output token on average")
     if chunk_tokens is not None and (isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, (int, np.integer)) or chunk_tokens < 1):
         raise SpecError("chunk_tokens", f"must be a positive integer or None, got {chunk_tokens!r}")
+    if chunk_tokens is not None and chunk_tokens > model.max_context:
+        raise SpecError("chunk_tokens", f"{chunk_tokens:,} tokens per step exceeds max_context={model.max_context:,} of {model.name}: "
+                                        "a budget above the longest prompt is whole-prompt prefill; leave chunk_tokens unset for that")
     ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
     if ctx > model.max_context:
         raise SpecError("prompt_tokens", f"99th-percentile prompt + output = {ctx:,.0f} exceeds max_context={model.max_context} of {model.name}")

@@ -250,3 +250,149 @@ def test_a_killed_writer_leaves_a_temp_file_the_next_write_removes(tmp_path):
     assert not orphans[0].exists() and foreign.exists() and (tmp_path / "report.md").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.2024.tmp", "report.md"]
     assert oct(os.stat(tmp_path / "report.md").st_mode & 0o777) != "0o600"
+
+
+# ------------------------------------------------------------ the command line, the planner, compare, report
+def _cli(*argv: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from roofline.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(list(argv))
+        except SystemExit as exc:
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("predict", "--model", "", "--hardware", "h100-sxm"), "roofline: error: model: needs at least one id or file path, got ''"),
+    (("predict", "--model", "llama-3.1-8b", "--hardware", " , "), "roofline: error: hardware: needs at least one id or file path"),
+    (("predict", "--model", "nope/spec.yaml", "--hardware", "h100-sxm"), "roofline: error: model: no such file 'nope/spec.yaml'"),
+    (("predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch-size", "9" * 400),
+     "roofline: error: batch_size: must be a finite number of sensible size"),
+    (("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--requests-per-s", "1", "--prompt-tokens", "uniform:inf:inf",
+      "--output-tokens", "64", "--ttft-slo-s", "2", "--tpot-slo-s", "0.05"), "roofline: error: prompt_tokens: Input should be a finite number"),
+    (("plan", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--requests-per-s", "1", "--prompt-tokens", "512",
+      "--output-tokens", "64", "--ttft-slo-s", "2", "--tpot-slo-s", "0.05", "--chunk-tokens", "1000000000"),
+     "roofline: error: chunk_tokens: 1,000,000,000 tokens per step exceeds max_context=131,072 of Llama 3.2 1B"),
+    (("compare", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--variant", "x:tp=3"),
+     "roofline: error: --variant x: tp: 3 does not divide num_attention_heads=32"),
+    (("compare", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--variant", "x:network=bogus"),
+     "roofline: error: --variant x: network: unknown network 'bogus'"),
+    (("compare", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--variant", "x:speculative.draft=llama-3.1-70b"),
+     "roofline: error: --variant x: speculative.draft: Llama 3.1 70B (70.6B parameters) is not smaller than the target"),
+    (("compare", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--variant", "a:tp=2", "--variant", "a:tp=4"),
+     "roofline: error: --variant: name 'a' is given twice"),
+    (("report", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--activation-dtype", "fp8", "--out", "/nonexistent/x"),
+     "roofline: error: activation_dtype: fp8_e4m3 activations with bf16 weights would need the weights re-quantized"),
+    (("calibrate", "--out", __file__, "--quick"), "roofline: error: --out: "),
+])
+def test_cli_errors_are_one_line_exit_2(argv, message):
+    rc, out, err = _cli(*argv)
+    assert rc == 2 and not out and "Traceback" not in err, (rc, out, err)
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_cli_validate_reps_must_be_positive():
+    rc, _, err = _cli("validate", "--reps", "-1", "--quick")
+    assert rc == 2 and err.strip().splitlines()[-1].endswith("argument --reps: must be from 1 to 1,000,000, got -1")
+
+
+def test_cli_a_comma_inside_a_path_is_one_path(tmp_path):
+    p = tmp_path / "my,llama.yaml"
+    p.write_text(LLAMA_YAML)
+    rc, out, err = _cli("predict", "--model", str(p), "--hardware", "h100-sxm", "--prompt-tokens", "128", "--output-tokens", "16")
+    assert rc == 0 and "Llama 3.1 8B" in out, err
+
+
+def test_plan_at_a_tiny_rate_still_buys_one_replica():
+    """1e-8 requests/s: the fleet is one replica, never 0 GPUs at $0: 1 x H100 at $3.78/hour."""
+    df = rl.plan("llama-3.2-1b", 1e-8, 512, 64, 2.0, 0.05, hardware="h100-sxm")
+    r = df.iloc[0]
+    assert r.feasible and (r.replicas, r.gpus, r.tp) == (1, 1, 1) and r.usd_per_hour == 3.78
+    # $/M output tokens = 3.78 / (1e-8 requests/s x 64 tokens x 3600 s) x 1e6
+    assert math.isclose(r.usd_per_million_output_tokens, 3.78 / (1e-8 * 64 * 3600) * 1e6)
+
+
+def test_plan_keeps_two_profiles_of_one_name_apart(tmp_path):
+    copy = tmp_path / "cheap-h100.yaml"
+    copy.write_text(H100_YAML.replace("price_usd_per_gpu_hour: 3.78", "price_usd_per_gpu_hour: 1.0", 1))
+    df = rl.plan("llama-3.2-1b", 10, 512, 64, 2.0, 0.05, hardware=["h100-sxm", str(copy)])
+    assert sorted(df["hardware_id"]) == sorted(["h100-sxm", str(copy)])
+    rows = df.set_index("hardware_id")
+    assert rows.loc[str(copy), "price_usd_per_gpu_hour"] == 1.0 and rows.loc["h100-sxm", "price_usd_per_gpu_hour"] == 3.78
+    assert rows.loc["h100-sxm", "hardware"] == "NVIDIA H100 SXM5 80GB [h100-sxm]"
+    assert len(rl.plan("llama-3.2-1b", 10, 512, 64, 2.0, 0.05, hardware=["h100-sxm", "h100-sxm"])) == 1  # the same file twice: once
+
+
+@pytest.mark.parametrize("tp, reason", [
+    (3, "no replica shape: tp 3 does not divide num_attention_heads=64, intermediate_size=28672; valid tp on this device: 1, 2, 4, 8"),
+    (16, "no replica shape: tp 16 exceeds the 8-GPU NVLink domain"),
+])
+def test_plan_with_no_valid_shape_says_why(tp, reason):
+    df = rl.plan("llama-3.1-70b", 5, 1024, 256, 5.0, 0.1, hardware="h100-sxm", tps=[tp])
+    assert len(df) == 1 and not df.iloc[0].feasible and df.iloc[0].binding_constraint == "parallelism"
+    assert df.iloc[0].reason.startswith(reason)
+
+
+def test_plan_prints_small_slos_in_their_unit():
+    df = rl.plan("llama-3.2-1b", 1, 512, 64, 2.0, 1e-6, hardware="h100-sxm")
+    assert "(SLO 1 us)" in df.iloc[0].reason and "0.0 ms" not in df.iloc[0].reason
+
+
+def test_report_says_one_replica_not_one_replicas():
+    import roofline.report as R
+
+    s = R.Scenario(models=["llama-3.2-1b"], hardware=["h100-sxm"], requests_per_s=0.5, prompt_tokens=256, output_tokens=32)
+    text = R.top_option_text(R.compare(s, progress=False))
+    assert "1 GPU (1 replica x tp1" in text, text
+
+
+def test_report_picks_the_batch_before_a_tile_step():
+    """llama-2-13b, int4, B200: 64 sequences dequantize each weight once per 64-row tile, 65 twice, so
+    tokens/s falls 16% from 64 to 65 (16 + 64 tokens): with a cap of 70 the report runs 64."""
+    import roofline.report as R
+
+    s = R.Scenario(models=["llama-2-13b"], hardware=["b200"], requests_per_s=10, prompt_tokens=16, output_tokens=64,
+                   weight_dtype="int4", serving="static", max_batch_size=70)
+    tok = {b: rl.predict("llama-2-13b", "b200", rl.Workload(batch_size=b, prompt_tokens=16, output_tokens=64),
+                         rl.Deployment(weight_dtype="int4")).output_tokens_per_s for b in (64, 65, 70)}
+    assert tok[65] < 0.85 * tok[64] and tok[70] < tok[64]
+    o = R.evaluate_option("llama-2-13b", "b200", s)
+    assert o.batch_size == 64 and o.output_tokens_per_s_per_replica == tok[64] and "64-row tile" in o.note
+
+
+def test_report_removes_a_killed_runs_temp_file(tmp_path):
+    import roofline.report as R
+
+    orphan = tmp_path / ".report.html.roofline-999999999.abcd1234.tmp"  # no such process
+    orphan.write_text("half a report")
+    s = R.Scenario(models=["llama-3.2-1b"], hardware=["h100-sxm"], requests_per_s=1, prompt_tokens=256, output_tokens=32,
+                   serving="static")
+    R.write_report(s, tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv", "report.html", "report.md"]
+
+
+def test_the_serving_curve_never_runs_a_rate_on_a_batch_past_a_step():
+    """llama-2-13b int4 on a B200 (short prompts): λ(B) falls where B crosses a 64-row dequantization tile.
+    The envelope keeps the rising part; a rate on a flat run of it is served by the smaller batch before the
+    step, whose step time is the lower one."""
+    import numpy as np
+
+    from roofline import serving as S
+
+    dep = rl.Deployment(weight_dtype="int4")
+    cv = S.curves_for(rl.load_model("llama-2-13b"), rl.load_hardware("b200"), dep, S.as_length_dist(16, "p"),
+                      S.as_length_dist(64, "o"), None)
+    lam, env = cv.lam[0], cv.lam_env[0]
+    drops = [j for j in range(1, len(lam)) if cv.ok[0, j] and lam[j] < env[j - 1]]
+    assert drops, "this scenario has a sawtooth on the grid"
+    for j in drops:
+        first = int(np.argmax(env >= env[j]))  # the batch that reached the envelope's value first
+        assert cv.grid[first] < cv.grid[j] and cv.t0[0, first] < cv.t0[0, j]
+        st = cv.state(np.array([env[j]]))
+        assert st.t0_s[0] <= cv.t0[0, first] * (1 + 1e-12), (cv.grid[j], st.t0_s[0], cv.t0[0, first], cv.t0[0, j])
