@@ -25,13 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from roofline import files
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` so that readers see the old file or the new one, never a mix
-    (`roofline.files.write_atomic`: temporary files a killed run left in the folder are removed)."""
-    return files.write_atomic(path, text, mode=0o644)
+from roofline.files import write_atomic  # the one atomic write (re-exported: callers import it from here)
 
 
 def write_json(path: str | Path, data: Any) -> Path:

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from . import techniques as T
 from .errors import SpecError, validation_message
@@ -98,6 +101,8 @@ def compare(model, hardware, workload: Workload, baseline: Deployment | None = N
     `<metric>_vs_baseline` columns hold variant / baseline for `DELTA_METRICS` (below 1 for
     TPOT means faster). See the module docstring for what a variant may be.
     """
+    import pandas as pd
+
     hw = as_hardware(hardware)
     base_model = as_model(model)
     base_dep = baseline or Deployment()

@@ -13,9 +13,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import ops as O
+from .engine import usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .plan import check_slos, max_rate, plan, slack
+from .plan import SLO, SearchSpace, max_rate, plan_fleet, slack
 from .serving import check_traffic, curves_for, load_pair
 from .specs import ModelSpec
 from .workload import Deployment
@@ -81,11 +82,12 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     """
     m, hw = load_pair(model, hardware)
     prefill, decode = prefill or Deployment(), decode or Deployment()
-    p, o = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, None)
-    check_slos(ttft_slo_s, tpot_slo_s, ttft_percentile)
+    traffic = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, None)
+    slo = SLO(ttft_slo_s, tpot_slo_s, ttft_percentile)
+    p, o = traffic.prompt_tokens, traffic.output_tokens
     lam = float(requests_per_s)
-    cp = curves_for(m, hw, prefill, p, o, None)
-    cd = curves_for(m, hw, decode, p, o, None, decode_only=True)
+    cp = curves_for(m, hw, prefill, traffic, None)
+    cd = curves_for(m, hw, decode, traffic, None, decode_only=True)
     kv = kv_transfer_s(m, hw, prefill, decode, p.support()[0], kv_link_bytes_per_s)[None, :]
     # prefill pool: no decode steps on it, so no residual step and no decode interference
     pre_ok = lambda st: np.where(st.utilization < 1, slack(1 - ttft_percentile, cp.ttft_tail(  # noqa: E731
@@ -93,8 +95,8 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     cap_p = cp.servers / (cp.x_pre[0] * cp.s_p).sum()
     lp = max_rate(cp, pre_ok, np.array([cap_p]), on_grid=False)[0]  # the prefill pool's rates are not on the colocated grid
     ld = max_rate(cd, lambda st: slack(tpot_slo_s, st.tpot_s), cd.capacity)[0]
-    colo = plan(m, lam, p, o, ttft_slo_s, tpot_slo_s, hardware=[hw], ttft_percentile=ttft_percentile, tps=[decode.tp],
-                pps=[decode.pp], eps=[decode.ep], network=decode.network, precisions={"as given": decode}, best_only=True)
+    colo = plan_fleet(m, traffic, slo, SearchSpace(hardware=[hw], tps=[decode.tp], pps=[decode.pp], eps=[decode.ep],
+                                                   network=decode.network, precisions={"as given": decode}, best_only=True))
     colo_row = colo.iloc[0]
     base = dict(model=m.name, hardware=hw.name, prefill_tp=prefill.tp, decode_tp=decode.tp,
                 prefill_gpus_per_replica=prefill.num_gpus, decode_gpus_per_replica=decode.num_gpus,
@@ -116,4 +118,4 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     return DisaggregatedPlan(**base, feasible=True, reason="", prefill_replicas=n_p, decode_replicas=n_d, gpus=gpus,
                              ttft_at_percentile_s=float(cp.ttft_percentile(sp, ttft_percentile, kv)[0]),
                              tpot_s=float(sd.tpot_s[0]), decode_batch_size=float(sd.batch_size[0]),
-                             usd_per_hour=hour, usd_per_million_output_tokens=hour / 3600 / (lam * o.mean_tokens) * 1e6)
+                             usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens))

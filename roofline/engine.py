@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from . import ops as O
+from .parallelism import kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, shared_prefix_tokens, weight_bytes_per_gpu
 from .roofline import BOUNDS, Ceilings, OpTable, Timing, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
-from .parallelism import kv_allocated_tokens, shared_prefix_tokens
 from .workload import ResolvedDeployment
 
 
@@ -209,7 +209,7 @@ class Evaluation:
 
     def figures(self) -> dict[str, Any]:
         """The numeric fields by name (the tables left out)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("prefill", "decode")}
+        return {name: getattr(self, name) for name in _EVALUATION_FIGURES}
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,11 @@ class Derived:
     cost_per_million_output_tokens_usd: Any
 
     def figures(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _DERIVED_FIGURES}
+
+
+_EVALUATION_FIGURES = tuple(f.name for f in fields(Evaluation) if f.name not in ("prefill", "decode"))
+_DERIVED_FIGURES = tuple(f.name for f in fields(Derived))
 
 
 def usd_per_million_tokens(usd_per_hour, tokens_per_s):
@@ -287,10 +291,9 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     first_step, last_step = dec_real.step_s(lo), dec_real.step_s(hi)
     if pp > 1:
         link_bw, link_lat = hop if hop is not None else (real.link_bytes_per_s, real.link_latency_s)
-        row = model.hidden_size * rd.act_bytes / tp  # activations of one token, each tp rank sends its slice
         slots = np.maximum(mb, pp)
-        pre_hops = (pp - 1) * (link_lat + b_mb * prompt * row / link_bw)
-        step_hops = pp * (link_lat + b_mb * row / link_bw)
+        pre_hops = (pp - 1) * pipeline_hop_s(model, rd, tp, b_mb * prompt, link_bw, link_lat)
+        step_hops = pp * pipeline_hop_s(model, rd, tp, b_mb, link_bw, link_lat)
         ttft = (mb + pp - 1) * ttft + pre_hops
         ttft_floor = (mb + pp - 1) * ttft_floor
         tpot, tpot_floor = slots * tpot + step_hops, slots * tpot_floor
@@ -307,11 +310,10 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     pre_bytes = mb * pre.hbm_bytes.sum(axis=0)
 
     # memory per GPU: a stage's share of the weights and KV; offloaded fractions live in host memory
-    weights = O.weight_storage_bytes(model, rd, tp, ep) / pp * (1 - dep.weight_offload_fraction)
-    kv_scale = (1 - dep.kv_offload_fraction) / (pp * ep)
-    kv_seq = O.kv_cache_bytes(model, rd, 1, kv_allocated_tokens(dep, prompt + output, model.max_context), tp) * kv_scale
+    weights = weight_bytes_per_gpu(model, rd, tp)
+    kv_seq = kv_bytes_per_gpu(model, rd, tp, kv_allocated_tokens(dep, prompt + output, model.max_context))
     shared = shared_prefix_tokens(dep)
-    kv_shared = O.kv_cache_bytes(model, rd, 1, shared, tp) * kv_scale if shared else 0.0
+    kv_shared = kv_bytes_per_gpu(model, rd, tp, shared) if shared else 0.0
     kv_seq = kv_seq - h * kv_shared  # a hit's prefix slots are the shared copy's
     reserve = dep.runtime_reserve_bytes
     kv = batch * kv_seq + kv_shared

@@ -166,11 +166,11 @@ def _kind(doc: Any) -> str:
 _TEMP = re.compile(r"^\..+\.roofline-(\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
-def write_atomic(path: str | Path, text: str, mode: int | None = None) -> Path:
-    """Write `text` (UTF-8) so that readers see the old file or the new one, never a part.
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write `text` (UTF-8, newlines as given) so that readers see the old file or the new one, never a part.
 
-    Written to a temporary file in the same folder, flushed and fsync'ed, then renamed over `path`.
-    `mode`: the file's permissions (default: an ordinary file's, 0o666 less the umask).
+    Written to a temporary file in `path`'s folder (created if needed), flushed and fsync'ed, given an
+    ordinary file's mode (0666 less the umask: mkstemp makes it 0600), then renamed over `path`. Returns `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ def write_atomic(path: str | Path, text: str, mode: int | None = None) -> Path:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())  # mkstemp makes it 0600
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -102,8 +102,7 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
-from .errors import SpecError
-from .errors import validation_message
+from .errors import SpecError, validation_message
 from .files import check_shape, read_mapping
 from .specs import MAX_CONTEXT, MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelSpec
 

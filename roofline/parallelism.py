@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import ops as O
 from .errors import SpecError
 from .hardware import HardwareProfile
 from .network import DEFAULT_NETWORK, load_network
@@ -129,3 +130,26 @@ def shared_prefix_tokens(dep: Deployment) -> int:
     if dep.kv_allocation == "paged":
         return dep.prefix_tokens // dep.kv_block_tokens * dep.kv_block_tokens
     return dep.prefix_tokens
+
+
+# ------------------------------------------------------------ what one GPU holds, what a stage hands on
+def weight_bytes_per_gpu(model: ModelSpec, rd: ResolvedDeployment, tp) -> float:
+    """Weight (and quantization-scale) bytes one GPU of the replica holds: 1/tp of every matrix with the experts
+    spread E/ep (`ops.weight_storage_bytes`), 1/pp of the layers, less the fraction offloaded to host memory."""
+    dep = rd.dep
+    return O.weight_storage_bytes(model, rd, tp, dep.ep) / dep.pp * (1 - dep.weight_offload_fraction)
+
+
+def kv_bytes_per_gpu(model: ModelSpec, rd: ResolvedDeployment, tp, slots):
+    """KV bytes one GPU holds for one sequence occupying `slots` KV slots (`kv_allocated_tokens`): 1/tp of
+    the KV heads (`ops.kv_cache_bytes`), 1/pp of the layers, 1/ep of the sequences (each data-parallel
+    attention rank keeps its own), less the fraction offloaded to host memory."""
+    dep = rd.dep
+    return O.kv_cache_bytes(model, rd, 1, slots, tp) * ((1 - dep.kv_offload_fraction) / (dep.pp * dep.ep))
+
+
+def pipeline_hop_s(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, link_bytes_per_s, latency_s):
+    """One pipeline hand-off of `tokens` tokens' activations to the next stage: latency + tokens · hidden ·
+    activation bytes / tp / link (each tp rank sends its slice). Llama-3.1-70B, bf16, tp 8, 2,048 tokens
+    over 50 GB/s: 2,048 · 8,192 · 2 / 8 / 50e9 = 84 us plus the latency."""
+    return latency_s + tokens * (model.hidden_size * rd.act_bytes / tp) / link_bytes_per_s

@@ -44,19 +44,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from . import fmt
+from .engine import usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
 from .parallelism import check, replica_span, tp_widths, valid_tps
 from .registry import as_hardware, as_model, list_hardware
-from .serving import TTFT_PERCENTILES, Curves, check_traffic, batch_grid_for, memory_workload
+from .serving import TTFT_PERCENTILES, Curves, Traffic, batch_grid_for, check_chunk_tokens, check_positive_int, check_traffic
 from .specs import ModelSpec
-from .units import SECONDS_PER_HOUR
 from .workload import Deployment
 
 PRECISIONS: dict[str, Deployment] = {
@@ -82,31 +86,112 @@ _BISECTIONS = 40
 _ILLINOIS_STEPS = 20
 
 
-def _parallelism_checks(model: ModelSpec, tps, pps, eps, max_gpus, network) -> None:
-    for name, values in (("tps", tps), ("pps", pps), ("eps", eps)):
-        if values is not None and (isinstance(values, (str, int)) or not list(values)
-                                   or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values)):
-            raise SpecError(name, f"must be a non-empty list of positive integers, got {values!r}")
-    if pps is not None and min(pps) > model.num_layers:
-        raise SpecError("pps", f"every stage count in {list(pps)} exceeds the {model.num_layers} layers of {model.name}")
-    if eps is not None and any(e > 1 for e in eps):
-        if model.moe is None:
-            raise SpecError("eps", f"{model.name} has no experts to spread; leave eps unset (or [1]) for a dense model")
-        bad = [e for e in eps if e > 1 and model.moe.num_experts % e]
-        if bad:
-            raise SpecError("eps", f"{bad} do not divide the {model.moe.num_experts} experts of {model.name}")
-    if isinstance(max_gpus, bool) or not isinstance(max_gpus, (int, np.integer)) or max_gpus < 1:
-        raise SpecError("max_gpus_per_replica", f"must be a positive integer, got {max_gpus!r}")
-    if network is not None:
-        load_network(network)
+@dataclass(frozen=True)
+class SLO:
+    """The latency limits a fleet must meet: the `ttft_percentile` of TTFT at most `ttft_s`, mean TPOT at most `tpot_s`."""
+
+    ttft_s: float
+    tpot_s: float
+    ttft_percentile: float = 0.9
+
+    def __post_init__(self):
+        for name, v in (("ttft_slo_s", self.ttft_s), ("tpot_slo_s", self.tpot_s)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+                raise SpecError(name, f"must be a positive number of seconds, got {v!r}")
+        q = self.ttft_percentile
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+            raise SpecError("ttft_percentile", f"must be in (0, 1), e.g. 0.9 for p90; got {q!r}")
 
 
-def check_slos(ttft_slo_s, tpot_slo_s, ttft_percentile):
-    for name, v in (("ttft_slo_s", ttft_slo_s), ("tpot_slo_s", tpot_slo_s)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-            raise SpecError(name, f"must be a positive number of seconds, got {v!r}")
-    if isinstance(ttft_percentile, bool) or not isinstance(ttft_percentile, (int, float)) or not 0 < ttft_percentile < 1:
-        raise SpecError("ttft_percentile", f"must be in (0, 1), e.g. 0.9 for p90; got {ttft_percentile!r}")
+def _check_degrees(name: str, values) -> None:
+    if values is not None and (isinstance(values, (str, int)) or not list(values) or any(
+            isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values)):
+        raise SpecError(name, f"must be a non-empty list of positive integers, got {values!r}")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The options the planner tries and the engine settings they run with.
+
+    `hardware`: ids or profiles (None: every shipped profile); `precisions`: label -> Deployment of number
+    formats (None: `PRECISIONS`); `tps`, `pps`, `eps`: the degrees to try (None: `parallelisms`' defaults);
+    `max_gpus_per_replica`; `network`: the scale-out network of a replica wider than one NVLink domain
+    (None: `network.DEFAULT_NETWORK`); `chunk_tokens`: chunked prefill budget per step (None: whole prompts);
+    `max_batch_size`: the engine's cap on running sequences; `best_only`: one row per device."""
+
+    hardware: object = None
+    precisions: dict[str, Deployment] | None = None
+    tps: tuple[int, ...] | list[int] | None = None
+    pps: tuple[int, ...] | list[int] | None = None
+    eps: tuple[int, ...] | list[int] | None = None
+    max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA
+    network: str | None = None
+    chunk_tokens: int | None = None
+    max_batch_size: int | None = None
+    best_only: bool = True
+
+    def __post_init__(self):
+        check_positive_int(self.chunk_tokens, "chunk_tokens")
+        check_positive_int(self.max_batch_size, "max_batch_size")
+        for name in ("tps", "pps", "eps"):
+            _check_degrees(name, getattr(self, name))
+        g = self.max_gpus_per_replica
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1:
+            raise SpecError("max_gpus_per_replica", f"must be a positive integer, got {g!r}")
+        if self.network is not None:
+            load_network(self.network)
+
+    def devices(self) -> list[tuple[str, HardwareProfile]]:
+        """(id as given, profile) of every device to try."""
+        h = self.hardware
+        ids = list_hardware() if h is None else ([h] if isinstance(h, (str, HardwareProfile)) else list(h))
+        if not ids:
+            raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
+        # keyed by the id each was given by (a shipped id or a path; a profile: the id it was loaded by), the same
+        # file twice counted once; profiles sharing a display name (an edited copy beside the shipped file) are
+        # told apart by `hardware_labels` and carry that label as their name through the planner
+        by_key = {}
+        for x in ids:
+            hw = as_hardware(x)
+            by_key.setdefault(x if isinstance(x, str) else (hw.id or hw.name), hw)
+        labels = hardware_labels([hw.model_copy(update={"id": k}) for k, hw in by_key.items()])
+        return [(k, hw if hw.name == label else hw.model_copy(update={"name": label}))
+                for (k, hw), label in zip(by_key.items(), labels)]
+
+    def check_model(self, model: ModelSpec) -> None:
+        """The degrees the model can take: stage counts within its layers, expert degrees dividing its experts;
+        a chunk budget within its context."""
+        check_chunk_tokens(model, self.chunk_tokens)
+        pps, eps = self.pps, self.eps
+        if pps is not None and min(pps) > model.num_layers:
+            raise SpecError("pps", f"every stage count in {list(pps)} exceeds the {model.num_layers} layers of {model.name}")
+        if eps is not None and any(e > 1 for e in eps):
+            if model.moe is None:
+                raise SpecError("eps", f"{model.name} has no experts to spread; leave eps unset (or [1]) for a dense model")
+            bad = [e for e in eps if e > 1 and model.moe.num_experts % e]
+            if bad:
+                raise SpecError("eps", f"{bad} do not divide the {model.moe.num_experts} experts of {model.name}")
+
+    def shapes(self, model: ModelSpec, hw: HardwareProfile) -> list[tuple[int, int, int]]:
+        """The (tp, pp, ep) replica shapes to try on `hw` (`parallelisms`)."""
+        return parallelisms(model, hw, self.tps, self.pps, self.eps, self.max_gpus_per_replica)
+
+    def no_shape_reason(self, model: ModelSpec, hw: HardwareProfile) -> str:
+        """Why `shapes` is empty on `hw`: each asked tp that does not divide the widths or leaves the node."""
+        domain, why = hw.interconnect.max_gpus, []
+        for t in self.tps or ():
+            if t > domain:
+                why.append(f"tp {t} exceeds the {domain}-GPU NVLink domain (the planner keeps tp inside a node; pp spans nodes)")
+            else:
+                bad = [f"{k}={w}" for k, w in tp_widths(model).items() if w % t]
+                if bad:
+                    why.append(f"tp {t} does not divide {', '.join(bad)}")
+        if self.eps is not None and 1 not in self.eps and ((self.tps and 1 not in self.tps) or (self.pps and 1 not in self.pps)):
+            why.append(f"ep {', '.join(map(str, self.eps))} runs with tp = pp = 1 (attention data-parallel over the ep GPUs), "
+                       f"which tps={list(self.tps or [])} / pps={list(self.pps or [])} leave out")
+        if not why:
+            why.append(f"none within tps={self.tps}, pps={self.pps}, eps={self.eps}, at most {self.max_gpus_per_replica} GPUs per replica")
+        return f"no replica shape: {'; '.join(why)}; valid tp on this device: {', '.join(map(str, valid_tps(model, hw)))}"
 
 
 def max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray, on_grid: bool = True) -> np.ndarray:
@@ -188,39 +273,13 @@ def parallelisms(model: ModelSpec, hw: HardwareProfile, tps=None, pps=None, eps=
     return shapes
 
 
-class _Shapes:
-    """The replica shapes `parallelisms` gives one device under the planner's limits, and why there are none."""
-
-    def __init__(self, model: ModelSpec, tps, pps, eps, max_gpus: int):
-        self.model, self.tps, self.pps, self.eps, self.max_gpus = model, tps, pps, eps, max_gpus
-
-    def __call__(self, hw: HardwareProfile) -> list[tuple[int, int, int]]:
-        return parallelisms(self.model, hw, self.tps, self.pps, self.eps, self.max_gpus)
-
-    def reason(self, hw: HardwareProfile) -> str:
-        m, domain = self.model, hw.interconnect.max_gpus
-        why = []
-        for t in self.tps or ():
-            if t > domain:
-                why.append(f"tp {t} exceeds the {domain}-GPU NVLink domain (the planner keeps tp inside a node; pp spans nodes)")
-            else:
-                bad = [f"{k}={w}" for k, w in tp_widths(m).items() if w % t]
-                if bad:
-                    why.append(f"tp {t} does not divide {', '.join(bad)}")
-        if self.eps is not None and 1 not in self.eps and ((self.tps and 1 not in self.tps) or (self.pps and 1 not in self.pps)):
-            why.append(f"ep {', '.join(map(str, self.eps))} runs with tp = pp = 1 (attention data-parallel over the ep GPUs), "
-                       f"which tps={self.tps} / pps={self.pps} leave out")
-        if not why:
-            why.append(f"none within tps={self.tps}, pps={self.pps}, eps={self.eps}, at most {self.max_gpus} GPUs per replica")
-        return f"no replica shape: {'; '.join(why)}; valid tp on this device: {', '.join(map(str, valid_tps(m, hw)))}"
-
-
-def _options(model: ModelSpec, hws: list[HardwareProfile], precisions: dict[str, Deployment], shapes_of, p, o, network, rows: list):
+def _options(model: ModelSpec, hws: list[HardwareProfile], traffic: Traffic, space: SearchSpace, rows: list):
     """Group the valid (precision, tp, pp, ep) options by the devices that accept them:
     {(label, tp, pp, ep): (dep, rd, [hw])}. Devices lacking a precision's compute format get an 'unsupported' row."""
-    wl = memory_workload(p, o)
+    wl = traffic.memory_workload()
+    network = space.network
     groups: dict = {}
-    for label, dep in precisions.items():
+    for label, dep in (space.precisions or PRECISIONS).items():
         try:
             rd0 = dep.resolved(model)
         except SpecError as exc:
@@ -231,9 +290,9 @@ def _options(model: ModelSpec, hws: list[HardwareProfile], precisions: dict[str,
             if rd0.compute_key not in hw.peak_flops_per_s:
                 rows.append(_infeasible_row(hw, label, dep, rd0, "unsupported", f"{hw.name} has no {rd0.compute_key} tensor cores"))
                 continue
-            shapes = shapes_of(hw)
+            shapes = space.shapes(model, hw)
             if not shapes:
-                rows.append(_infeasible_row(hw, label, dep, None, "parallelism", shapes_of.reason(hw)))
+                rows.append(_infeasible_row(hw, label, dep, None, "parallelism", space.no_shape_reason(model, hw)))
             for tp, pp, ep in shapes:
                 d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "network": network})
                 rd = check(model, hw, wl, d)
@@ -270,40 +329,39 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
          precisions: dict[str, Deployment] | None = None, tps: list[int] | None = None, pps: list[int] | None = None,
          eps: list[int] | None = None, max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA, network: str | None = None,
          best_only: bool = True) -> pd.DataFrame:
-    """The cheapest deployment per hardware that serves `requests_per_s` within the SLOs (module docstring).
+    """The cheapest deployment per hardware that serves `requests_per_s` within the SLOs (module docstring):
+    the keyword form of `plan_fleet`, which it calls with the `Traffic`, `SLO` and `SearchSpace` it builds.
 
     `prompt_tokens` / `output_tokens`: an int, a `serving.LengthDist` or a string like "lognormal:2048:0.5".
-    `ttft_slo_s` applies to the `ttft_percentile` of TTFT, `tpot_slo_s` to the mean TPOT. `hardware`: ids or
-    profiles (default: every shipped profile). `chunk_tokens`: chunked prefill budget per step (None: whole
-    prompts). `max_batch_size`: the engine's cap on running sequences. `precisions`, `tps`, `pps`, `eps` and
-    `max_gpus_per_replica` narrow the options (`parallelisms`); `network`: the scale-out network profile a
-    replica wider than one NVLink domain uses (default `network.DEFAULT_NETWORK`). Returns a DataFrame with the columns of `COLUMNS` (SI units, USD), best first.
+    `ttft_slo_s` applies to the `ttft_percentile` of TTFT, `tpot_slo_s` to the mean TPOT. The rest are the
+    fields of `SearchSpace`. Returns a DataFrame with the columns of `COLUMNS` (SI units, USD), best first.
     """
     m = as_model(model)
-    check_slos(ttft_slo_s, tpot_slo_s, ttft_percentile)
-    p, o = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
-    if max_batch_size is not None and (isinstance(max_batch_size, bool) or not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1):
-        raise SpecError("max_batch_size", f"must be a positive integer or None, got {max_batch_size!r}")
-    hw_ids = list_hardware() if hardware is None else ([hardware] if isinstance(hardware, (str, HardwareProfile)) else list(hardware))
-    if not hw_ids:
-        raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
-    hws = [as_hardware(h) for h in hw_ids]
-    # one row group per distinct profile, keyed by the id it was given by (a file id or path); two profiles
-    # sharing a display name (an edited copy beside the shipped file) are told apart by `hardware_labels`
-    # and carry that label as their name through the planner
-    by_key = dict(zip((h if isinstance(h, str) else (hw.id or hw.name) for h, hw in zip(hw_ids, hws)), hws))
-    labels = hardware_labels([hw.model_copy(update={"id": k}) for k, hw in by_key.items()])
-    hws = [hw.model_copy(update={"name": label}) for label, hw in zip(labels, by_key.values())]
-    given_ids = dict(zip(labels, by_key))
-    _parallelism_checks(m, tps, pps, eps, max_gpus_per_replica, network)
-    shapes_of = _Shapes(m, tps, pps, eps, max_gpus_per_replica)
-    lam = float(requests_per_s)
+    slo = SLO(ttft_slo_s, tpot_slo_s, ttft_percentile)
+    traffic = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    space = SearchSpace(hardware=hardware, precisions=precisions, tps=tps, pps=pps, eps=eps, max_gpus_per_replica=max_gpus_per_replica,
+                        network=network, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only)
+    return plan_fleet(m, traffic, slo, space)
+
+
+def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace = SearchSpace()) -> pd.DataFrame:
+    """`plan` on typed inputs: the cheapest fleet per device of `space` serving `traffic` within `slo`."""
+    import pandas as pd
+
+    m = model
+    if traffic.requests_per_s is None:
+        raise SpecError("requests_per_s", "the planner sizes a fleet for a rate; give requests_per_s")
+    traffic.check_model(m)
+    devices = space.devices()
+    space.check_model(m)
+    hws = [hw for _, hw in devices]
+    given_ids = {hw.name: given for given, hw in devices}
     rows: list[dict] = []
-    options = _options(m, hws, precisions or PRECISIONS, shapes_of, p, o, network, rows)
+    options = _options(m, hws, traffic, space, rows)
     # smallest replicas first, so that with best_only the cheapest fleet found so far bounds the rest
-    bound: dict[str, float] | None = {} if best_only else None
+    bound: dict[str, float] | None = {} if space.best_only else None
     for (label, *_), (dep, rd, group) in sorted(options.items(), key=lambda kv: kv[1][0].num_gpus):
-        new = _group_rows(m, dep, rd, label, group, p, o, lam, ttft_slo_s, tpot_slo_s, ttft_percentile, chunk_tokens, max_batch_size, bound)
+        new = _group_rows(m, dep, rd, label, group, traffic, slo, space, bound)
         if bound is not None:
             for r in new:
                 if r["feasible"]:
@@ -311,16 +369,17 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
         rows += new
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"])
     frame["hardware_id"] = frame["hardware"].map(given_ids)
-    df = _rank(frame, best_only)
+    df = _rank(frame, space.best_only)
     for c in ("replicas", "gpus", "batch_limit", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica"):
         df[c] = pd.array([None if pd.isna(x) else int(x) for x in df[c]], dtype="Int64")
-    df.attrs.update(model=m.name, requests_per_s=lam, prompt_tokens=p.describe(), output_tokens=o.describe(),
-                    ttft_slo_s=ttft_slo_s, ttft_percentile=ttft_percentile, tpot_slo_s=tpot_slo_s, chunk_tokens=chunk_tokens,
-                    max_gpus_per_replica=max_gpus_per_replica)
+    df.attrs.update(model=m.name, requests_per_s=float(traffic.requests_per_s), prompt_tokens=traffic.prompt_tokens.describe(),
+                    output_tokens=traffic.output_tokens.describe(), ttft_slo_s=slo.ttft_s, ttft_percentile=slo.ttft_percentile,
+                    tpot_slo_s=slo.tpot_s, chunk_tokens=space.chunk_tokens, max_gpus_per_replica=space.max_gpus_per_replica)
     return df
 
 
-def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk, cap_batch, bound=None) -> list[dict]:
+def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[HardwareProfile], traffic: Traffic, slo: SLO,
+                space: SearchSpace, bound: dict[str, float] | None = None) -> list[dict]:
     """Every device of one (precision, tp, pp, ep) option at once: curves, largest good rate, fleet and figures.
 
     With `bound` ({device: cheapest feasible $/hour so far}), a device is skipped where the option cannot
@@ -328,11 +387,13 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
     ceil(λ / capacity) replicas (the SLOs only lower the rate a replica may take). Skipped options could
     only be dropped by `best_only`, so the plan is the same, found faster."""
     tp = dep.tp
+    lam, o = float(traffic.requests_per_s), traffic.output_tokens
+    ttft_slo, tpot_slo, q, cap_batch = slo.ttft_s, slo.tpot_s, slo.ttft_percentile, space.max_batch_size
     if bound is not None:
         hws = [h for h in hws if dep.num_gpus * h.price_usd_per_gpu_hour <= bound.get(h.name, math.inf)]
         if not hws:
             return []
-    cv = Curves(m, rd, tp, hws, p, o, chunk, batch_grid_for(m, rd, hws, p, o, cap_batch), cap_batch)
+    cv = Curves(m, rd, tp, hws, traffic, space.chunk_tokens, batch_grid_for(m, rd, hws, traffic, cap_batch), cap_batch)
     if bound is not None:
         with np.errstate(divide="ignore"):
             floor_usd = np.ceil(lam / cv.capacity - 1e-9) * cv.gpus * np.array([h.price_usd_per_gpu_hour for h in hws])
@@ -392,7 +453,7 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
             ttft_mean_s=float(st.ttft_mean_s[i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
             ttft_p99_s=float(pct[0.99][i]), ttft_at_slo_percentile_s=float(pct[q][i]), tpot_s=float(st.tpot_s[i]),
             itl_max_s=float(st.itl_max_s[i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
-            usd_per_hour=hour, usd_per_million_output_tokens=hour / (lam * o.mean_tokens * SECONDS_PER_HOUR) * 1e6,
+            usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens),
             memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
         ))
     return rows
@@ -401,16 +462,28 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
 _CLOSENESS = {"TTFT SLO": 0, "TPOT SLO": 0, "replicas": 0, "memory": 1, "parallelism": 2, "unsupported": 2}
 
 
+def ranked(df: pd.DataFrame, by: list[str], ascending: list[bool], first_per: str | None = None) -> pd.DataFrame:
+    """The one ranking of options (the planner's and the report's): feasible rows first, each part sorted by
+    `by` (stable, NaN last); with `first_per`, only the first row of each value of that column; then a
+    `rank` column 1..k on the feasible rows and NA on the rest."""
+    import pandas as pd
+
+    df = df.sort_values(["feasible", *by], ascending=[False, *ascending], na_position="last", kind="stable")
+    if first_per is not None:
+        df = df.drop_duplicates(first_per, keep="first")
+    df = df.reset_index(drop=True)
+    df.insert(0, "rank", pd.array([i + 1 if f else pd.NA for i, f in enumerate(df["feasible"])], dtype="Int64"))
+    return df
+
+
 def _rank(df: pd.DataFrame, best_only: bool) -> pd.DataFrame:
+    """Cheapest fleet first, then fewest GPUs, lowest TTFT; infeasible rows closest to feasible first."""
     df = df.copy()
     df["_close"] = df["binding_constraint"].map(_CLOSENESS).fillna(0)
     # among options that do not fit, the smallest shortfall (required / available per GPU) is the closest
     df["_short"] = (df["memory_required_bytes_per_gpu"] / df["memory_available_bytes_per_gpu"]).round(3)
-    df = df.sort_values(["feasible", "usd_per_hour", "gpus", "ttft_at_slo_percentile_s", "_close", "_short", "gpus_per_replica", "pp", "tp"],
-                        ascending=[False, True, True, True, True, True, True, True, False], na_position="last", kind="stable")
-    if best_only:
-        df = df.drop_duplicates("hardware_id", keep="first")
-    df = df.drop(columns=["_close", "_short"]).reset_index(drop=True)
-    df.insert(0, "rank", pd.array([i + 1 if f else pd.NA for i, f in enumerate(df["feasible"])], dtype="Int64"))
+    df = ranked(df, ["usd_per_hour", "gpus", "ttft_at_slo_percentile_s", "_close", "_short", "gpus_per_replica", "pp", "tp"],
+                [True, True, True, True, True, True, True, False], "hardware_id" if best_only else None)
+    df = df.drop(columns=["_close", "_short"])
     df["feasible"] = df["feasible"].astype(bool)
     return df

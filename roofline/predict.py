@@ -20,18 +20,18 @@ callers have always imported them from.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from . import ops as O
-from .engine import (DecodeSteps, Evaluation, derived, evaluate, operator_frame, stage, sum_of_m,  # noqa: F401  re-exported
-                     sum_over_steps)
+from .engine import DecodeSteps, Evaluation, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .parallelism import (check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens,  # noqa: F401  re-exported
-                          tp_widths, valid_tps)
+from .parallelism import check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens, tp_widths, valid_tps  # noqa: F401  re-exported
 from .registry import as_hardware, as_model
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
@@ -43,8 +43,10 @@ from .workload import Deployment, Workload
 class Prediction(BaseModel):
     """Every headline figure of one scenario. Seconds, bytes, FLOPs, fractions; per GPU where it says so.
 
-    `source_kind` is `analytical` (datasheet peaks x default fractions) or
-    `calibrated` (fractions measured on the user's GPU). When `fits` is False,
+    `source_kind` is the profile's `efficiency.source_kind`: `default` (datasheet peaks x the shipped
+    achievable fractions) or `calibrated` (fractions summarised from a calibration run); `mode` says
+    whether measured curves timed every operator (`calibrated`) or the fractions did (`analytical`).
+    Memory figures are per GPU of the replica. When `fits` is False,
     `memory_required_bytes` and `memory_available_bytes` say by how much; the latency and
     throughput fields are then what-ifs (as if the memory were there) and
     `cost_per_million_output_tokens_usd` is NaN.
@@ -89,13 +91,13 @@ class Prediction(BaseModel):
     prefill_bound: str
     decode_bound: str
 
-    weight_bytes: float
-    kv_cache_bytes: float
-    kv_bytes_per_token: float
-    activation_workspace_bytes: float
-    runtime_reserve_bytes: float
-    memory_required_bytes: float
-    memory_available_bytes: float
+    weight_bytes: float = Field(description="weights and quantization scales one GPU holds")
+    kv_cache_bytes: float = Field(description="KV cache of the whole batch on one GPU, at prompt + output tokens")
+    kv_bytes_per_token: float = Field(description="KV bytes of one token of one sequence over all layers at one GPU's tp share (pp, ep not divided out)")
+    activation_workspace_bytes: float = Field(description="largest per-layer activation footprint of prefill, one GPU")
+    runtime_reserve_bytes: float = Field(description="CUDA context, allocator slack and graphs, per GPU")
+    memory_required_bytes: float = Field(description="per GPU: weights + KV cache + workspace + reserve")
+    memory_available_bytes: float = Field(description="HBM of one GPU")
     fits: bool
     max_batch_size: int
 
@@ -103,7 +105,7 @@ class Prediction(BaseModel):
     cost_per_million_output_tokens_usd: float
 
     _evaluation: Evaluation = PrivateAttr()
-    _operators: pd.DataFrame | None = PrivateAttr(None)
+    _operators: Any = PrivateAttr(None)  # the DataFrame `operators` builds on first access
 
     @property
     def operators(self) -> pd.DataFrame:
@@ -158,7 +160,8 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     d = derived(r, b, o, dep.num_gpus, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, peak, hw.price_usd_per_gpu_hour)
     fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
               for k, v in {**r.figures(), **d.figures()}.items() if k in Prediction.model_fields}
-    p = Prediction(
+    # every value above is already of its field's type: construct without validating it again
+    p = Prediction.model_construct(
         model=model.name, hardware=hw.name, workload=workload, deployment=dep,
         notes=tuple(rd.notes) + tuple(notes), peak_flops_per_s=peak,
         ridge_point_flops_per_byte=peak / hw.memory_bandwidth_bytes_per_s,

@@ -51,7 +51,6 @@ import numpy as np
 from .hardware import HardwareProfile
 from .ops import NUMERIC_FIELDS, Op, OpKind
 
-
 _NUMERIC_GETTER = operator.attrgetter(*NUMERIC_FIELDS)
 _KIND_VALUE = {k: k.value for k in OpKind}
 _RATE_INDEX = {k: {OpKind.GEMM: 0, OpKind.ATTENTION: 1}.get(k, 2) for k in OpKind}
@@ -210,17 +209,22 @@ class Timing:
         return np.argmax(np.stack([self.compute_s, self.memory_s, self.comm_s]), axis=0)
 
 
+def _scalar(x) -> bool:
+    """One value (a float, or a 0-d array), not a grid: `np.ndim` without its call overhead on the scalar path."""
+    return not isinstance(x, np.ndarray) or x.ndim == 0
+
+
 def _flop_rates(t: OpTable, c: Ceilings):
     """Per-op FLOP ceiling: GEMMs at the tensor-core rate, attention at the attention rate, the rest on vector units."""
     rates = (c.gemm_flops_per_s, c.attention_flops_per_s, c.vector_flops_per_s)
-    if all(np.ndim(r) == 0 for r in rates):  # one device: pick per op
+    if all(_scalar(r) for r in rates):  # one device: pick per op
         return t.column(np.array(rates, dtype=float)[t.rate_index])
     return np.where(t.is_gemm, rates[0], np.where(t.is_attention, rates[1], rates[2]))
 
 
 def _tile_padding(t: OpTable, tile):
     """ceil(m / tile) · tile / m for GEMMs of m tokens; 1 elsewhere, and everywhere when tile is 0 (the floor)."""
-    if np.ndim(tile) == 0:
+    if _scalar(tile):
         if tile == 0:
             return 1.0
         return np.where(t.pad_mask, np.ceil(t.rows_safe / tile) * tile / t.rows_safe, 1.0)

@@ -87,17 +87,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 from . import ops as O
+from .engine import stage, usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .engine import stage
-from .parallelism import check, kv_allocated_tokens, scale_out
+from .parallelism import check, kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, scale_out, weight_bytes_per_gpu
 from .registry import as_hardware, as_model
 from .roofline import Ceilings, OpTable, stacked, time_ops
 from .specs import MAX_CONTEXT, ModelSpec
@@ -306,6 +308,54 @@ def _parse_length(text: str) -> LengthDist:
     return make(*args)
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What arrives: Poisson requests at `requests_per_s` (None where no rate is fixed, as on a frontier),
+    each a prompt and an output whose lengths follow `LengthDist`s. `Traffic.of` also takes a length as an
+    int or a string like "lognormal:2048:0.5". Requests/s, tokens."""
+
+    prompt_tokens: LengthDist
+    output_tokens: LengthDist
+    requests_per_s: float | None = None
+
+    def __post_init__(self):
+        _check_rate(self.requests_per_s)
+        for name in ("prompt_tokens", "output_tokens"):
+            if not isinstance(getattr(self, name), LengthDist):
+                raise SpecError(name, f"must be a LengthDist (Traffic.of also takes an int or a string like 'lognormal:2048:0.5'), "
+                                      f"got {type(getattr(self, name)).__name__}")
+        o = self.output_tokens
+        if o.mean_tokens <= 1:
+            raise SpecError("output_tokens", f"mean {o.mean_tokens:g} leaves no decode steps; continuous batching needs more than 1 output token on average")
+
+    @classmethod
+    def of(cls, requests_per_s, prompt_tokens, output_tokens) -> "Traffic":
+        _check_rate(requests_per_s)
+        return cls(as_length_dist(prompt_tokens, "prompt_tokens"), as_length_dist(output_tokens, "output_tokens"), requests_per_s)
+
+    @property
+    def memory_context_tokens(self) -> float:
+        """The context every batch slot must hold: the 99th-percentile prompt plus the 99th-percentile output (`MEMORY_PERCENTILE`)."""
+        return self.prompt_tokens.percentile(MEMORY_PERCENTILE) + self.output_tokens.percentile(MEMORY_PERCENTILE)
+
+    def memory_workload(self) -> Workload:
+        """The workload `parallelism.check` validates a serving deployment against: the mean prompt and the
+        memory context (`memory_context_tokens`)."""
+        p = self.prompt_tokens.mean_tokens
+        return Workload(prompt_tokens=max(1, round(p)), output_tokens=max(1, round(self.memory_context_tokens - p)))
+
+    def check_model(self, model: ModelSpec) -> None:
+        ctx = self.memory_context_tokens
+        if ctx > model.max_context:
+            raise SpecError("prompt_tokens", f"99th-percentile prompt + output = {ctx:,.0f} exceeds max_context={model.max_context} of {model.name}")
+
+
+def _check_rate(requests_per_s) -> None:
+    r = requests_per_s
+    if r is not None and not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+        raise SpecError("requests_per_s", f"must be a positive number, got {r!r}")
+
+
 # ------------------------------------------------------------ queueing (the formulas, in one place)
 def mg1_wait_mean_s(lam, ex_s, ex2_s):
     """Pollaczek-Khinchine: E[W] = λ E[X²] / (2(1 - ρ)), ρ = λ E[X]. M/D/1 (X fixed = 1/μ): ρ / (2μ(1 - ρ))."""
@@ -389,11 +439,8 @@ def replica_memory_bytes(model: ModelSpec, rd: ResolvedDeployment, tp: int, cont
     a stage holds 1/pp of the layers; with ep the experts are spread and each data-parallel attention
     rank holds the KV of its own sequences, 1/ep of the batch (as in `predict`). KV slots follow the
     deployment's allocation (`predict.kv_allocated_tokens`)."""
-    dep = rd.dep
-    w = float(O.weight_storage_bytes(model, rd, tp, dep.ep)) / dep.pp
-    slots = float(kv_allocated_tokens(dep, context_tokens, model.max_context))
-    kv = float(O.kv_cache_bytes(model, rd, 1, slots, tp)) / (dep.pp * dep.ep)
-    return w, kv
+    slots = float(kv_allocated_tokens(rd.dep, context_tokens, model.max_context))
+    return float(weight_bytes_per_gpu(model, rd, tp)), float(kv_bytes_per_gpu(model, rd, tp, slots))
 
 
 def replica_ceilings(hws: list[HardwareProfile], rd: ResolvedDeployment) -> tuple[Ceilings, np.ndarray, np.ndarray]:
@@ -443,17 +490,19 @@ class Curves:
     """
 
     def __init__(self, model: ModelSpec, rd: ResolvedDeployment, tp: int, hws: list[HardwareProfile],
-                 prompt: LengthDist, output: LengthDist, chunk_tokens: int | None, grid: np.ndarray,
+                 traffic: "Traffic", chunk_tokens: int | None, grid: np.ndarray,
                  max_batch_size: int | None = None, decode_only: bool = False):
         dep = rd.dep
+        prompt, output = traffic.prompt_tokens, traffic.output_tokens
         check_serving_deployment(dep)
         pp, ep = dep.pp, dep.ep
         self.hws, self.tp, self.pp, self.ep, self.chunk = hws, tp, pp, ep, chunk_tokens
         self.gpus = tp * pp * ep
         self.servers = ep  # data-parallel attention ranks, each prefilling its own prompts
         ceil, hop_bw, hop_lat = replica_ceilings(hws, rd)
-        row = model.hidden_size * rd.act_bytes / tp  # activations of one token a stage hands on, per tp rank
-        hop = (lambda tokens: hop_lat + tokens * row / hop_bw) if pp > 1 else (lambda tokens: 0.0)  # noqa: E731
+        def hop(tokens):  # a stage's hand-off of `tokens` tokens to the next
+            return pipeline_hop_s(model, rd, tp, tokens, hop_bw, hop_lat) if pp > 1 else 0.0
+
         s_val, s_p = prompt.support()
         self.s_val, self.s_p = s_val, s_p
         self.es, self.eo1 = prompt.mean_tokens, output.mean_tokens - 1
@@ -483,7 +532,7 @@ class Curves:
             if not decode_only:
                 workspace = np.maximum(workspace, pre_act.max())
         # memory per GPU at each batch
-        self.context_mem = prompt.percentile(MEMORY_PERCENTILE) + output.percentile(MEMORY_PERCENTILE)
+        self.context_mem = traffic.memory_context_tokens
         self.weight_bytes, self.kv_bytes_per_sequence = replica_memory_bytes(model, rd, tp, self.context_mem)
         self.reserve_bytes = dep.runtime_reserve_bytes
         self.memory_available = np.array([h.memory_bytes for h in hws], float)[:, None]
@@ -635,43 +684,46 @@ def load_pair(model, hardware):
     return as_model(model), as_hardware(hardware)
 
 
-def check_traffic(model, requests_per_s, prompt, output, chunk_tokens):
-    if requests_per_s is not None and not (isinstance(requests_per_s, (int, float)) and math.isfinite(requests_per_s) and requests_per_s > 0):
-        raise SpecError("requests_per_s", f"must be a positive number, got {requests_per_s!r}")
-    p, o = as_length_dist(prompt, "prompt_tokens"), as_length_dist(output, "output_tokens")
-    if o.mean_tokens <= 1:
-        raise SpecError("output_tokens", f"mean {o.mean_tokens:g} leaves no decode steps; continuous batching needs more than 1 output token on average")
-    if chunk_tokens is not None and (isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, (int, np.integer)) or chunk_tokens < 1):
-        raise SpecError("chunk_tokens", f"must be a positive integer or None, got {chunk_tokens!r}")
+def check_positive_int(value, field: str) -> None:
+    """None, or a positive integer (not a bool): the engine knobs `chunk_tokens` and `max_batch_size`."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise SpecError(field, f"must be a positive integer or None, got {value!r}")
+
+
+def check_chunk_tokens(model: ModelSpec, chunk_tokens) -> None:
+    """None, or a positive integer no larger than the model's context: a prefill budget per step above the
+    longest prompt the model takes is whole-prompt prefill, and one of 10^9 tokens would size a workspace
+    for a step no engine runs (65,538 GB per GPU was reported)."""
+    check_positive_int(chunk_tokens, "chunk_tokens")
     if chunk_tokens is not None and chunk_tokens > model.max_context:
         raise SpecError("chunk_tokens", f"{chunk_tokens:,} tokens per step exceeds max_context={model.max_context:,} of {model.name}: "
                                         "a budget above the longest prompt is whole-prompt prefill; leave chunk_tokens unset for that")
-    ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
-    if ctx > model.max_context:
-        raise SpecError("prompt_tokens", f"99th-percentile prompt + output = {ctx:,.0f} exceeds max_context={model.max_context} of {model.name}")
-    return p, o
 
 
-def memory_workload(p: LengthDist, o: LengthDist) -> Workload:
-    """The workload `parallelism.check` validates a serving deployment against: the mean prompt and the
-    99th-percentile context (`MEMORY_PERCENTILE`), the one every batch slot must hold."""
-    ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
-    return Workload(prompt_tokens=max(1, round(p.mean_tokens)), output_tokens=max(1, round(ctx - p.mean_tokens)))
+def check_traffic(model: ModelSpec, requests_per_s, prompt, output, chunk_tokens) -> Traffic:
+    """The `Traffic` of the loose arguments the serving functions take, checked against the model and
+    with the chunk budget checked too: one line naming the first bad field."""
+    traffic = Traffic.of(requests_per_s, prompt, output)
+    check_chunk_tokens(model, chunk_tokens)
+    traffic.check_model(model)
+    return traffic
 
 
-def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareProfile], p: LengthDist, o: LengthDist,
+def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareProfile], traffic: Traffic,
                    max_batch_size: int | None) -> np.ndarray:
     """The batch grid up to the most sequences any of the devices holds beside the weights (and the cap)."""
-    w, kv = replica_memory_bytes(model, rd, rd.dep.tp, p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE))
+    w, kv = replica_memory_bytes(model, rd, rd.dep.tp, traffic.memory_context_tokens)
     upper = max(1.0, max((h.memory_bytes - w) / kv for h in hws))
     if max_batch_size is not None:
         upper = min(upper, max_batch_size)
     return batch_grid(upper)
 
 
-def curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size=None, decode_only=False) -> Curves:
-    rd = check(model, hw, memory_workload(p, o), dep)
-    return Curves(model, rd, dep.tp, [hw], p, o, chunk_tokens, batch_grid_for(model, rd, [hw], p, o, max_batch_size),
+def curves_for(model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens: int | None,
+               max_batch_size: int | None = None, decode_only: bool = False) -> Curves:
+    """The curves of one deployment on one device, checked (`parallelism.check`) at the traffic's memory workload."""
+    rd = check(model, hw, traffic.memory_workload(), dep)
+    return Curves(model, rd, dep.tp, [hw], traffic, chunk_tokens, batch_grid_for(model, rd, [hw], traffic, max_batch_size),
                   max_batch_size, decode_only)
 
 
@@ -686,12 +738,13 @@ def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_t
     """
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
-    p, o = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
-    cv = curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size)
-    return _point(cv, model, hw, dep, p, o, chunk_tokens, float(requests_per_s))
+    traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
+    return _point(cv, model, hw, dep, traffic, chunk_tokens)
 
 
-def _point(cv: Curves, model, hw, dep, p, o, chunk_tokens, lam) -> ServingPoint:
+def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens) -> ServingPoint:
+    lam, p, o = float(traffic.requests_per_s), traffic.prompt_tokens, traffic.output_tokens
     st = cv.state(np.array([lam]))
     one = lambda x: float(np.asarray(x).ravel()[0])  # noqa: E731
     cap = float(cv.capacity[0])
@@ -716,7 +769,7 @@ def _point(cv: Curves, model, hw, dep, p, o, chunk_tokens, lam) -> ServingPoint:
         ttft_p50_s=q[0.5], ttft_p90_s=q[0.9], ttft_p99_s=q[0.99],
         output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
         memory_required_bytes=inf_if(st.memory_required_bytes), memory_available_bytes=float(hw.memory_bytes),
-        cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=hour / 3600 / tokens * 1e6 if stable else math.nan,
+        cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=usd_per_million_tokens(hour, tokens) if stable else math.nan,
     )
 
 
@@ -726,6 +779,8 @@ def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployme
     the steady state at the rate λ(B) that keeps B busy (module docstring), as output tokens/s per user
     (1 / TPOT) and output tokens/s per GPU (λ E[O] / GPUs). `hardware` takes one id or a list.
     `pareto` marks the points no other point of the same device beats on both axes."""
+    import pandas as pd
+
     hws = [hardware] if isinstance(hardware, (str, HardwareProfile)) else list(hardware)
     if not hws:
         raise SpecError("hardware", "needs at least one hardware id")
@@ -733,8 +788,9 @@ def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployme
     for h in hws:
         m, hw = load_pair(model, h)
         dep = deployment or Deployment()
-        p, o = check_traffic(m, None, prompt_tokens, output_tokens, chunk_tokens)
-        cv = curves_for(m, hw, dep, p, o, chunk_tokens, max_batch_size)
+        traffic = check_traffic(m, None, prompt_tokens, output_tokens, chunk_tokens)
+        o = traffic.output_tokens
+        cv = curves_for(m, hw, dep, traffic, chunk_tokens, max_batch_size)
         keep = cv.ok[0]
         lam = cv.lam[0][keep]
         st = cv.state(lam, rows=np.zeros(len(lam), int))

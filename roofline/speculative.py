@@ -29,6 +29,7 @@ from .parallelism import tp_widths
 from .registry import as_model
 from .roofline import Ceilings, OpTable, time_ops
 from .specs import ModelSpec
+from .techniques import first_layers
 from .workload import Deployment, ResolvedDeployment, Speculative, Workload
 
 
@@ -46,14 +47,8 @@ class SpeculativeResult:
 
 def truncated(model: ModelSpec, layers: int, name: str | None = None) -> ModelSpec:
     """The first `layers` layers of a spec, with its embedding and LM head (a self-drafting head's cost)."""
-    data = model.model_dump()
-    data.update(num_layers=layers, name=name or f"{model.name} ({layers} layers)",
-                attention_pattern=tuple(model.attention_pattern[:layers]))
-    if model.attention_pattern and "sliding" not in data["attention_pattern"]:
-        data["sliding_window"] = None
-    if model.moe is not None:
-        data["moe"] = {**data["moe"], "dense_layers": tuple(i for i in model.moe.dense_layers if i < layers)}
-    return ModelSpec.model_validate(data)
+    return ModelSpec.model_validate({**model.model_dump(), **first_layers(model, layers),
+                                     "name": name or f"{model.name} ({layers} layers)"})
 
 
 def draft_model(model: ModelSpec, spec: Speculative) -> ModelSpec:

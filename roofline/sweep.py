@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from .errors import SpecError
+if TYPE_CHECKING:
+    import pandas as pd
+
 from . import ops as O
 from .engine import derived, evaluate
+from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .parallelism import tp_widths
 from .registry import load_hardware, load_model
@@ -84,6 +87,8 @@ def sweep(
     `model` and `hardware` take ids or loaded specs. dtypes of None mean the model's native
     dtype. `deployment` supplies the remaining options (attention kernel, group size, reserve).
     """
+    import pandas as pd
+
     models = [m if isinstance(m, ModelSpec) else load_model(_id("model", m)) for m in _as_list(model)]
     hws = [h if isinstance(h, HardwareProfile) else load_hardware(_id("hardware", h)) for h in _as_list(hardware)]
     axes = {name: _ints(name, v) for name, v in

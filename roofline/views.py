@@ -33,6 +33,7 @@ from .specs import ModelSpec
 from .sweep import sweep
 from .workload import Deployment, Workload
 
+
 def compute_key(prediction: Prediction) -> str:
     """The `peak_flops_per_s` key the prediction's compute dtype runs at ('fp8_e4m3' -> 'fp8')."""
     return get_dtype(prediction.compute_dtype).peak_key

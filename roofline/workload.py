@@ -108,7 +108,7 @@ class Deployment(BaseModel):
     ep: int = Field(1, ge=1, le=MAX_GPUS, description="expert-parallel GPUs for MoE layers: experts spread E/ep per GPU with "
                                          "all-to-all dispatch and combine, attention data-parallel over the ep GPUs (needs tp=1)")
     network: str | None = Field(None, description="scale-out network profile id (`roofline networks`) for a replica larger than "
-                                                  "one NVLink domain; default: the hardware's `default_network`")
+                                                  "one NVLink domain; default: `network.DEFAULT_NETWORK`")
     on_unsupported_dtype: Literal["error", "fallback"] = Field(
         "error", description="compute dtype the hardware lacks: error, or fall back to weight-only storage with "
                              "native compute (FP8 on A100 runs as FP8-weight / BF16-compute, as vLLM's FP8 Marlin kernels do)")

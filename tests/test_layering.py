@@ -15,10 +15,11 @@ def _modules_after(code: str) -> set[str]:
 
 def test_import_roofline_is_light():
     """The library imports no torch, streamlit or `calibrate` package (a shell depends on the library, never
-    the reverse), and neither does building the CLI's module tree."""
+    the reverse), and neither does building the CLI's module tree. pandas too waits until a frame is built
+    (issue 11: `import roofline` + `roofline predict` fast)."""
     for code in ("import roofline", "import roofline.cli"):
         loaded = _modules_after(code)
-        heavy = {m.split(".")[0] for m in loaded} & {"torch", "streamlit", "calibrate", "transformers"}
+        heavy = {m.split(".")[0] for m in loaded} & {"torch", "streamlit", "calibrate", "transformers", "pandas"}
         assert not heavy, f"`{code}` imports {sorted(heavy)}"
 
 
@@ -155,3 +156,46 @@ LAZY_NOT_CYCLES = {
     ("roofline.registry", "roofline.calibration"): "read only when a calibration file is attached",
     ("roofline.roofline", "roofline.calibration"): "a calibrated profile's curves (issue 11, item 6: to move beside OpTable)",
 }
+
+
+# the levels of roofline/ARCHITECTURE.md: a module imports only its own level or below
+LEVELS = {
+    **dict.fromkeys(["units", "errors", "files", "fmt"], 0),
+    **dict.fromkeys(["dtypes", "specs", "hardware", "calibration", "registry", "network", "hf_import"], 1),
+    **dict.fromkeys(["workload", "techniques"], 2),
+    **dict.fromkeys(["ops", "roofline"], 3),
+    "parallelism": 4, "engine": 5, "speculative": 6,
+    **dict.fromkeys(["predict", "sweep", "compare"], 7),
+    "serving": 8, "plan": 9, "disaggregation": 9,
+    **dict.fromkeys(["report", "views"], 10),
+}
+
+
+def _level(module: str) -> int:
+    short = module.removeprefix("roofline").lstrip(".")
+    if short in ("", "__main__") or short.startswith("cli"):
+        return 11  # the package's re-exports and the shells
+    return LEVELS[short.split(".")[0]]  # a subpackage's modules share its level
+
+
+def test_every_module_has_a_level_and_imports_point_down():
+    edges, _, _ = _graph()
+    up = [f"{a} ({_level(a)}) -> {b} ({_level(b)})" for a, targets in edges.items() for b in targets
+          if _level(b) > _level(a) and (a, b) not in ALLOWED_LAZY]
+    assert up == []
+
+
+def test_the_layout_docs_name_every_module():
+    """README's Layout section and roofline/ARCHITECTURE.md match the tree: every module is named in both,
+    and every module ARCHITECTURE.md places is on a level here."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    arch = (PACKAGE / "ARCHITECTURE.md").read_text()
+    for path in PACKAGE.glob("*.py"):
+        if path.stem in ("__init__", "__main__"):
+            continue
+        assert f"{path.name}" in layout, f"README Layout does not name roofline/{path.name}"
+        assert f"`{path.stem}`" in arch, f"ARCHITECTURE.md does not place {path.stem}"
+        assert path.stem in LEVELS
+    assert "cli/" in layout and "`cli/`" in arch
+    assert "report/" in layout and "`report`" in arch

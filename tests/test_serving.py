@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import roofline as rl
-from roofline.errors import SpecError
 from roofline.disaggregation import kv_transfer_s
+from roofline.errors import SpecError
 from roofline.serving import LengthDist, as_length_dist, mg1_wait_mean_s, steady_state, ttft_percentile_s, wait_tail_probability
 
 M70, H100 = "llama-3.1-70b", "h100-sxm"

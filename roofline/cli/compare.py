@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .. import fmt
 from ..compare import compare, deployment_from_pairs, parse_pairs, parse_variant
 from ..errors import SpecError
 from ..registry import as_model
 from ..workload import Deployment
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 from . import args
 
 HELP = "what-if: a baseline and technique variants side by side, with deltas"

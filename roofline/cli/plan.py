@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .. import fmt
 from ..errors import SpecError
 from ..plan import MAX_GPUS_PER_REPLICA, plan
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 from . import args
 
 HELP = "capacity planner: cheapest deployment per hardware for a traffic and its SLOs"
@@ -64,6 +67,8 @@ def run(a) -> str:
 
 def json_records(df: pd.DataFrame) -> list[dict]:
     """The planner's rows as plain JSON values (NaN and NA as null)."""
+    import pandas as pd
+
     return [{k: (None if (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v.item() if hasattr(v, "item") else v)
              for k, v in r.items()} for r in df.to_dict(orient="records")]
 
