@@ -386,8 +386,7 @@ def test_the_serving_curve_never_runs_a_rate_on_a_batch_past_a_step():
     from roofline import serving as S
 
     dep = rl.Deployment(weight_dtype="int4")
-    cv = S.curves_for(rl.load_model("llama-2-13b"), rl.load_hardware("b200"), dep, S.as_length_dist(16, "p"),
-                      S.as_length_dist(64, "o"), None)
+    cv = S.curves_for(rl.load_model("llama-2-13b"), rl.load_hardware("b200"), dep, S.Traffic.of(None, 16, 64), None)
     lam, env = cv.lam[0], cv.lam_env[0]
     drops = [j for j in range(1, len(lam)) if cv.ok[0, j] and lam[j] < env[j - 1]]
     assert drops, "this scenario has a sawtooth on the grid"
