@@ -86,7 +86,8 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
             "continuous batching (set `serving: continuous` for those).",
             "GPUs per replica (tp) is the smallest tensor-parallel degree that holds the model at batch 1 (raised to the "
             "smallest that meets the SLOs at batch 1 where needed), within one scale-up domain; no pipeline or expert parallelism.",
-            "Batch size is the largest that fits in memory, stays within the batch cap, and meets both SLOs; "
+            "Batch size is the largest that fits in memory, stays within the batch cap, and meets both SLOs (or the "
+            "multiple of a GEMM/dequantization tile just below it, when that serves more tokens/s); "
             "the binding constraint is what stops one more request per batch.",
             f"Replicas = ceil(requests/s x output tokens / output tokens/s of one replica); demand here is "
             f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
