@@ -13,7 +13,11 @@ profiles (YAML), scenarios (YAML), Hugging Face `config.json` and calibration fi
 * nesting is capped at `MAX_DEPTH` levels and the document at `MAX_NODES` values
   (YAML anchors and aliases are counted each time they are used, so a
   "billion laughs" file is refused instead of expanded);
+* JSON's NaN and Infinity (Python writes them; JSON has neither) are refused, naming the key;
 * the top level must be a mapping.
+
+Writing goes through `write_atomic` (temporary file, fsync, rename), which also removes the
+temporary files a killed writer left in the same folder.
 """
 
 from __future__ import annotations
