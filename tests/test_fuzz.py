@@ -507,6 +507,19 @@ def test_api_sweep(model, hw, prompts, batch):
         assert str(exc).split(":")[0] in ("model", "hardware"), exc
 
 
+@examples(12)
+@given(rate=st.sampled_from([1e-12, 1e-8, 0.3, 50.0, 1e6]), prompt=st.sampled_from([1, 64, "uniform:1:4000", 10**6]),
+       tpot=st.sampled_from([1e-6, 0.05, 10.0]), hw=st.sampled_from(["h100-sxm", "l4", ("h100-sxm", "l4")]))
+def test_api_plan_never_a_zero_gpu_fleet(rate, prompt, tpot, hw):
+    def run():
+        df = rl.plan("llama-3.2-1b", rate, prompt, 32, 5.0, tpot, hardware=hw, tps=[1, 2], pps=[1])
+        ok = df[df["feasible"]]
+        assert (ok["replicas"] >= 1).all() and (ok["gpus"] >= 1).all() and (ok["usd_per_hour"] > 0).all(), ok
+        assert ok["usd_per_million_output_tokens"].map(math.isfinite).all()
+        assert df["reason"].where(~df["feasible"], "x").astype(bool).all()  # every infeasible row says why
+    expect(run, ["prompt_tokens", "requests_per_s"], "Python API")
+
+
 def test_api_predict_takes_ids_or_raises_a_clear_type_error():
     p = rl.predict(rl.load_model("llama-3.2-1b"), "h100-sxm", SMALL_WL)
     assert p.model_dump() == rl.predict("llama-3.2-1b", rl.load_hardware("h100-sxm"), SMALL_WL).model_dump()
