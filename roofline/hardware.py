@@ -111,6 +111,9 @@ class HardwareProfile(BaseModel):
                 raise SpecError(f"peak_flops_per_s.{key}", f"unknown dtype key; choose from {', '.join(PEAK_KEYS)}")
             if not 0 < flops <= MAX_FLOPS_PER_S:
                 raise SpecError(f"peak_flops_per_s.{key}", f"must be positive and at most {MAX_FLOPS_PER_S:.0e} FLOP/s, got {flops}")
+        if self.l2_bytes >= self.memory_bytes:
+            raise SpecError("l2_bytes", f"{self.l2_bytes:,} is not below memory_bytes={self.memory_bytes:,}: an L2 cache "
+                                        "is a small fraction of device memory (H100: 50 MB of 80 GB)")
         for key in ("fp32", "bf16", "fp16"):
             if key not in self.peak_flops_per_s:
                 raise SpecError("peak_flops_per_s", f"needs at least fp32, bf16 and fp16; {key} is missing")

@@ -117,6 +117,7 @@ def test_a_missing_file_is_not_an_unknown_id_and_an_empty_id_is_named(tmp_path):
     ("  kernel_overhead_s: 4.0e-6", "  kernel_overhead_s: .nan", "efficiency.kernel_overhead_s"),
     ("  latency_s: 1.8e-6", "  latency_s: .inf", "interconnect.latency_s"),
     ("  max_gpus: 8", "  max_gpus: 1000000000", "interconnect.max_gpus"),
+    ("memory_bytes: 85520809984", "memory_bytes: 1000", "l2_bytes"),
 ])
 def test_non_finite_and_absurd_hardware_numbers_are_refused(tmp_path, line, value, field):
     assert line in H100_YAML, line
