@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 import roofline as rl
 from roofline import fmt, views
-from roofline.files import parse_mapping
+from roofline.files import decode, parse_mapping
 from roofline.registry import validation_message
 
 DTYPE_CHOICES = ["native", *sorted({rl.get_dtype(n).name for n in rl.dtype_names()})]
@@ -178,9 +178,9 @@ def sidebar() -> Scenario | None:
 
     state = st.session_state
     write_query(state)
-    text = upload.getvalue().decode("utf-8", errors="replace") if upload is not None else (pasted or "").strip()
-    model_src = ("hf", text) if text else ("id", state["model"])
     try:
+        text = decode(upload.getvalue(), "config.json") if upload is not None else (pasted or "").strip()  # UTF-16: one line
+        model_src = ("hf", text) if text else ("id", state["model"])
         load_spec(*model_src)
     except (rl.SpecError, ValidationError) as exc:
         message = _one_line(exc)
