@@ -10,8 +10,8 @@ config.json) is shown as the library's one-line error; the page keeps running.
 from __future__ import annotations
 
 import copy
-import json
 import math
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 import roofline as rl
 from roofline import fmt, views
+from roofline.files import decode, parse_mapping
 from roofline.registry import validation_message
 
 DTYPE_CHOICES = ["native", *sorted({rl.get_dtype(n).name for n in rl.dtype_names()})]
@@ -70,17 +71,26 @@ def parse_query(params: Mapping[str, str]) -> tuple[dict[str, typing.Any], list[
             else:
                 reject(key, raw, f"choose one of {', '.join(ATTENTION_CHOICES)}")
         elif key == "tp":
-            if raw == "auto" or (raw.isdigit() and int(raw) >= 1):
+            if raw == "auto" or _positive_int(raw) is not None:
                 values[key] = raw
             else:
                 reject(key, raw, "expected a positive integer or auto")
         else:
             lowest = INT_KEYS[key]
-            if raw.isdigit() and int(raw) >= lowest:
+            if _positive_int(raw, lowest) is not None:
                 values[key] = int(raw)
             else:
-                reject(key, raw, f"expected an integer >= {lowest}")
+                reject(key, raw, f"expected an integer from {lowest} to {1 << 30:,}")
     return values, problems
+
+
+def _positive_int(text: str, lowest: int = 1, highest: int = 1 << 30) -> int | None:
+    """The integer an ASCII-digit string spells when it is in [lowest, highest], else None
+    ("²" passes str.isdigit but is no number; a 40-digit tp is no deployment)."""
+    text = text.strip()
+    if not re.fullmatch(r"[0-9]{1,12}", text) or not lowest <= int(text) <= highest:
+        return None
+    return int(text)
 
 
 def init_state() -> list[str]:
@@ -104,13 +114,7 @@ def load_spec(kind: str, value: str) -> rl.ModelSpec:
     """A shipped id, or the text of a Hugging Face config.json."""
     if kind == "id":
         return rl.load_model(value)
-    try:
-        cfg = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise rl.SpecError("config.json", f"is not valid JSON: {exc}") from None
-    if not isinstance(cfg, dict):
-        raise rl.SpecError("config.json", "must be a JSON object of key: value")
-    return rl.ModelSpec.from_hf_config(cfg)
+    return rl.ModelSpec.from_hf_config(parse_mapping(value, "config.json", "json"))
 
 
 @st.cache_resource(show_spinner=False, max_entries=512)
@@ -174,11 +178,11 @@ def sidebar() -> Scenario | None:
 
     state = st.session_state
     write_query(state)
-    text = upload.getvalue().decode("utf-8", errors="replace") if upload is not None else (pasted or "").strip()
-    model_src = ("hf", text) if text else ("id", state["model"])
     try:
+        text = decode(upload.getvalue(), "config.json") if upload is not None else (pasted or "").strip()  # UTF-16: one line
+        model_src = ("hf", text) if text else ("id", state["model"])
         load_spec(*model_src)
-    except (rl.SpecError, ValidationError, ValueError, TypeError, KeyError) as exc:
+    except (rl.SpecError, ValidationError) as exc:
         message = _one_line(exc)
         st.error(message if message.startswith("config.json") else f"config.json: {message}")
         return None
@@ -187,7 +191,7 @@ def sidebar() -> Scenario | None:
         return None
     tp_text = str(state["tp"]).strip().lower()
     auto = tp_text == "auto"
-    if not auto and not (tp_text.isdigit() and int(tp_text) >= 1):
+    if not auto and _positive_int(tp_text) is None:
         st.error(f"tp: expected a positive integer or auto, got {state['tp']!r}")
         return None
     try:
@@ -333,6 +337,10 @@ def show_sweeps(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
                                                  "Memory vs context"])
     pairs = [cached_frames("sweeps", sc.model_src, hw_id, wl_json, p.deployment.model_dump_json()) for hw_id, p in preds]
     batch, prompt = (pd.concat(frames, ignore_index=True) for frames in zip(*pairs))
+    if batch.empty:
+        st.info("No sweep for this deployment: sweeps cover replicas inside one node (tp up to the NVLink domain); "
+                "the figures above are for the whole deployment.")
+        return
     with t_batch:
         df = batch
         a, b = st.columns(2)

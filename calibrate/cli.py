@@ -11,6 +11,7 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 
 from roofline.errors import SpecError
 
@@ -28,9 +29,22 @@ VALIDATE_DESCRIPTION = (
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(not 1 <= v <= 1 << 24 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1,000,000, got {text}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -87,9 +101,9 @@ def add_validate_arguments(p: argparse.ArgumentParser) -> None:
                         "(default bf16 on a GPU, fp32 on a CPU)")
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds: skip (and note) points whose estimated time no longer fits")
-    p.add_argument("--layers", type=int, default=None,
+    p.add_argument("--layers", type=_positive, default=None,
                    help="truncate each spec to N layers so it fits one GPU; predictions use the same truncated spec")
-    p.add_argument("--reps", type=int, default=None, help="timed generations per point (default 3; --quick 1)")
+    p.add_argument("--reps", type=_positive, default=None, help="timed generations per point (default 3; --quick 1)")
 
 
 def _command_of(args: argparse.Namespace) -> str:
@@ -121,6 +135,8 @@ def run(args: argparse.Namespace) -> str:
         return run_from_public(args.from_public, args.framework, args.version, args.out)
     if getattr(args, "framework", None) or getattr(args, "version", None):
         raise SpecError("--framework/--version", "apply to --from-public DEVICE only")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SpecError("--out", f"{args.out!r} is a file; give a folder (created if needed) for the results")
     try:
         import torch  # noqa: F401
     except ImportError:

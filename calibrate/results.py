@@ -9,7 +9,8 @@ Layout of a results folder (`calibrate/results/<device-slug>/` by default):
     validation/...                `roofline validate` output (see validate.py)
 
 Every file is written to a temporary file in the same folder, flushed, fsync'ed and moved over
-the target with `os.replace`, so an interrupted run never leaves half a file. A benchmark
+the target with `os.replace`, so an interrupted run never leaves half a file; the temporary file of a
+killed run is removed by the next write into the same folder. A benchmark
 interrupted part-way writes what it measured with `complete: false`.
 
 Resumption: with `resume=True` (the default) a benchmark whose file is complete and whose

@@ -36,7 +36,6 @@ here is fitted to the end-to-end validation runs.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Literal
@@ -45,9 +44,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import SpecError, validation_message
+from .files import read_mapping
 
 SCHEMA_VERSION = 1
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
+MAX_RATE_PER_S = 1e18  # bytes/s or FLOP/s: above any device (see hardware.MAX_FLOPS_PER_S)
+MAX_LATENCY_S = 1.0  # per kernel
+MAX_POINTS = 100_000
 DTYPE_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 
 
@@ -90,11 +93,11 @@ class AffineCurve(BaseModel):
 
     model_config = _FROZEN
     x_unit: Literal["bytes", "flops"]
-    latency_s: float = Field(ge=0, description="fixed time per kernel (ramp-up, tail), seconds")
-    rate_per_s: float = Field(gt=0, description="asymptotic bytes/s or FLOP/s of large kernels")
-    peak_per_s: float = Field(gt=0, description="the base profile's datasheet peak the fraction divides by")
-    points_x: tuple[float, ...] = Field(min_length=2, description="bytes or FLOPs of each measured kernel")
-    points_s: tuple[float, ...] = Field(min_length=2, description="its median time, seconds")
+    latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed time per kernel (ramp-up, tail), seconds")
+    rate_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="asymptotic bytes/s or FLOP/s of large kernels")
+    peak_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's datasheet peak the fraction divides by")
+    points_x: tuple[float, ...] = Field(min_length=2, max_length=MAX_POINTS, description="bytes or FLOPs of each measured kernel")
+    points_s: tuple[float, ...] = Field(min_length=2, max_length=MAX_POINTS, description="its median time, seconds")
 
     @model_validator(mode="after")
     def _check(self) -> "AffineCurve":
@@ -124,9 +127,9 @@ class GemmTable(BaseModel):
 
     model_config = _FROZEN
     dtype: str
-    peak_per_s: float = Field(gt=0, description="the base profile's dense peak for this dtype")
-    m_tokens: tuple[int, ...] = Field(min_length=1)
-    nk_elements: tuple[float, ...] = Field(min_length=1, description="N·K of the weight matrix")
+    peak_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's dense peak for this dtype")
+    m_tokens: tuple[int, ...] = Field(min_length=1, max_length=MAX_POINTS)
+    nk_elements: tuple[float, ...] = Field(min_length=1, max_length=MAX_POINTS, description="N·K of the weight matrix")
     fraction: tuple[tuple[float, ...], ...] = Field(description="fraction[i][j] at m_tokens[i], nk_elements[j]")
 
     @model_validator(mode="after")
@@ -181,8 +184,8 @@ class Calibration(BaseModel):
     gemm: dict[str, GemmTable] = Field(description="dtype key -> table; a dtype left out keeps its datasheet fraction")
     attention_prefill: AffineCurve | None = Field(None, description="causal flash/SDPA prefill, FLOPs per kernel")
     attention_decode: AffineCurve | None = Field(None, description="one query per sequence against a KV cache, bytes per kernel")
-    kernel_overhead_s: float = Field(ge=0, description="seconds per eager kernel launch")
-    kernel_overhead_graph_s: float | None = Field(None, ge=0, description="seconds per kernel replayed from a CUDA graph")
+    kernel_overhead_s: float = Field(ge=0, le=MAX_LATENCY_S, description="seconds per eager kernel launch")
+    kernel_overhead_graph_s: float | None = Field(None, ge=0, le=MAX_LATENCY_S, description="seconds per kernel replayed from a CUDA graph")
     interconnect_fraction: float | None = Field(None, gt=0, le=1, description="all-reduce bus bandwidth / link rate; None = not measured")
     allreduce: dict[str, AffineCurve] = Field(
         default_factory=dict, description="GPUs in the group ('2', '4', '8') -> t = t0 + S / R over message bytes S; "
@@ -212,20 +215,9 @@ def load_calibration(path: str | Path) -> Calibration:
     """Read a calibration file (.json, .yaml or .yml); every error is one line naming the field."""
     p = Path(path)
     where = str(p)
-    if not p.is_file():
+    if not p.exists():
         raise SpecError("calibration", f"no file {where}; run `roofline calibrate --profile ID` first")
-    text = p.read_text()
-    try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001  any parse error becomes one line
-        raise SpecError(where, f"is not valid {'YAML' if p.suffix != '.json' else 'JSON'}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise SpecError(where, "must be a mapping of field: value")
+    data = read_mapping(p, field="calibration")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise SpecError(f"{where}: schema_version", f"is {version!r}; this roofline reads version {SCHEMA_VERSION} "

@@ -41,6 +41,11 @@ def replica(tp: int, pp: int = 1, ep: int = 1, nodes: int = 1) -> str:
     return shape + (f", {nodes} nodes" if nodes > 1 else "")
 
 
+def quantity(n: float, noun: str, plural: str | None = None) -> str:
+    """A count with its noun, singular for exactly one: quantity(1, 'replica') -> '1 replica', quantity(8, 'GPU') -> '8 GPUs'."""
+    return f"{count(n)} {noun if n == 1 else plural or noun + 's'}"
+
+
 def usd(x: float) -> str:
     return f"${x:,.2f}" if x >= 0.01 else f"${x:.4f}"
 

@@ -19,7 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .calibration import Calibration
 from .errors import SpecError
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
+
+# Physical upper bounds: an order of magnitude or more above any device shipped or announced, low
+# enough that a typo (an extra zero group, a value in the wrong unit) or an absurd value is refused.
+MAX_BANDWIDTH_BYTES_PER_S = 100e12  # 100 TB/s (B200 HBM3e: 8 TB/s; NVLink 5: 900 GB/s per direction)
+MAX_MEMORY_BYTES = 10e12  # 10 TB per device (GB200: 186 GB)
+MAX_FLOPS_PER_S = 1e18  # 1 EFLOP/s dense per device (B200 FP4 dense: 9e15)
+MAX_PRICE_USD_PER_GPU_HOUR = 1000.0
+MAX_LATENCY_S = 1.0  # per message, per kernel: real values are microseconds
+MAX_DOMAIN_GPUS = 4096  # GPUs in one scale-up domain (NVL72: 72; NVLink Switch systems up to 576)
+MAX_TDP_W = 100_000.0
 
 PEAK_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 
@@ -29,9 +39,9 @@ class Interconnect(BaseModel):
 
     model_config = _FROZEN
     name: str
-    bytes_per_s_per_direction: float = Field(gt=0, description="per GPU, one direction (NVLink 4: 900 GB/s total = 450 GB/s each way)")
-    latency_s: float = Field(ge=0, description="per-message latency of one hop of a collective")
-    max_gpus: int = Field(ge=1, description="GPUs in one scale-up domain (8 for an HGX board, 72 for GB200 NVL72)")
+    bytes_per_s_per_direction: float = Field(gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="per GPU, one direction (NVLink 4: 900 GB/s total = 450 GB/s each way)")
+    latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="per-message latency of one hop of a collective")
+    max_gpus: int = Field(ge=1, le=MAX_DOMAIN_GPUS, description="GPUs in one scale-up domain (8 for an HGX board, 72 for GB200 NVL72)")
 
 
 class Efficiency(BaseModel):
@@ -42,10 +52,10 @@ class Efficiency(BaseModel):
 
     model_config = _FROZEN
     memory_bandwidth_fraction: float = Field(gt=0, le=1, description="achieved / peak HBM bandwidth for large streaming reads")
-    flops_fraction: dict[str, float] = Field(description="achieved / dense peak for large GEMMs, per compute dtype key")
+    flops_fraction: dict[str, float] = Field(max_length=len(PEAK_KEYS), description="achieved / dense peak for large GEMMs, per compute dtype key")
     attention_flops_fraction: float = Field(gt=0, le=1, description="achieved / dense peak of fused (flash) attention kernels")
     interconnect_bandwidth_fraction: float = Field(gt=0, le=1, description="achieved / peak bus bandwidth of all-reduce")
-    kernel_overhead_s: float = Field(ge=0, description="fixed cost per kernel (launch and tail), seconds")
+    kernel_overhead_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed cost per kernel (launch and tail), seconds")
     source_kind: Literal["default", "calibrated"] = "default"
     sources: dict[str, str] = Field(description="field -> where the figure comes from")
 
@@ -68,20 +78,21 @@ class HardwareProfile(BaseModel):
     """One accelerator as a datasheet and public measurements describe it. SI units throughout."""
 
     model_config = _FROZEN
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
+    id: str = Field("", description="the id or path it was loaded by (set by load_hardware); tells apart profiles of one name")
     vendor: str
     architecture: str
-    memory_bytes: int = Field(gt=0, description="device memory total as NVML / nvidia-smi reports it (cudaMemGetInfo reports ~0.5-0.8% less)")
-    memory_bandwidth_bytes_per_s: float = Field(gt=0, description="peak HBM/GDDR bandwidth")
-    peak_flops_per_s: dict[str, float] = Field(description="dense peak FLOP/s (OP/s for int) per dtype key")
-    sparsity_2_4_speedup: float | None = Field(None, ge=1, description="tensor-core speed-up from 2:4 structured sparsity; None = unsupported")
-    l2_bytes: int = Field(gt=0)
+    memory_bytes: int = Field(gt=0, le=MAX_MEMORY_BYTES, description="device memory total as NVML / nvidia-smi reports it (cudaMemGetInfo reports ~0.5-0.8% less)")
+    memory_bandwidth_bytes_per_s: float = Field(gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="peak HBM/GDDR bandwidth")
+    peak_flops_per_s: dict[str, float] = Field(max_length=len(PEAK_KEYS), description="dense peak FLOP/s (OP/s for int) per dtype key")
+    sparsity_2_4_speedup: float | None = Field(None, ge=1, le=2, description="tensor-core speed-up from 2:4 structured sparsity; None = unsupported")
+    l2_bytes: int = Field(gt=0, le=MAX_MEMORY_BYTES)
     interconnect: Interconnect
-    host_link_bytes_per_s_per_direction: float = Field(gt=0, description="PCIe/C2C link to the host, one direction")
-    tdp_w: float = Field(gt=0)
-    price_usd_per_gpu_hour: float = Field(gt=0, description="approximate on-demand cloud price")
+    host_link_bytes_per_s_per_direction: float = Field(gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="PCIe/C2C link to the host, one direction")
+    tdp_w: float = Field(gt=0, le=MAX_TDP_W)
+    price_usd_per_gpu_hour: float = Field(gt=0, lt=MAX_PRICE_USD_PER_GPU_HOUR, description="approximate on-demand cloud price")
     price_date: str = Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")
-    gemm_tile_tokens: int = Field(ge=1, description="M-granularity of tensor-core GEMM tiles: token counts are rounded up to it")
+    gemm_tile_tokens: int = Field(ge=1, le=4096, description="M-granularity of tensor-core GEMM tiles: token counts are rounded up to it")
     efficiency: Efficiency
     sources: dict[str, str]
     notes: str = ""
@@ -98,8 +109,11 @@ class HardwareProfile(BaseModel):
         for key, flops in self.peak_flops_per_s.items():
             if key not in PEAK_KEYS:
                 raise SpecError(f"peak_flops_per_s.{key}", f"unknown dtype key; choose from {', '.join(PEAK_KEYS)}")
-            if flops <= 0:
-                raise SpecError(f"peak_flops_per_s.{key}", f"must be positive, got {flops}")
+            if not 0 < flops <= MAX_FLOPS_PER_S:
+                raise SpecError(f"peak_flops_per_s.{key}", f"must be positive and at most {MAX_FLOPS_PER_S:.0e} FLOP/s, got {flops}")
+        if self.l2_bytes >= self.memory_bytes:
+            raise SpecError("l2_bytes", f"{self.l2_bytes:,} is not below memory_bytes={self.memory_bytes:,}: an L2 cache "
+                                        "is a small fraction of device memory (H100: 50 MB of 80 GB)")
         for key in ("fp32", "bf16", "fp16"):
             if key not in self.peak_flops_per_s:
                 raise SpecError("peak_flops_per_s", f"needs at least fp32, bf16 and fp16; {key} is missing")
@@ -129,3 +143,13 @@ class HardwareProfile(BaseModel):
         H100 SXM: 989e12 / 3.35e12 = 295 FLOP/byte at BF16; 590 at FP8.
         """
         return self.peak_flops(key) / self.memory_bandwidth_bytes_per_s
+
+
+def hardware_labels(hws) -> list[str]:
+    """Display names of profiles shown side by side: each profile's `name`, followed by its id in
+    brackets where two different profiles share a name (a user's edited copy beside the shipped file)."""
+    keys = [(h.name, h.id or h.name) for h in hws]
+    ids_per_name: dict[str, set[str]] = {}
+    for name, key in keys:
+        ids_per_name.setdefault(name, set()).add(key)
+    return [f"{name} [{key}]" if len(ids_per_name[name]) > 1 else name for name, key in keys]

@@ -95,7 +95,6 @@ Rejected with a `SpecError` because the schema cannot express them:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +103,8 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from .errors import SpecError, validation_message
-from .specs import ModelSpec
+from .files import check_shape, read_mapping
+from .specs import MAX_CONTEXT, MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, ModelSpec
 
 # Spec quantity -> config keys that may hold it, in order of preference.
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -186,6 +186,10 @@ class _Reader:
         value = self.cfg.get(key)
         return default if value is None else value
 
+    def key_of(self, quantity: str) -> str:
+        """The config key a quantity is read from: the first alias present, else its first alias."""
+        return next((k for k in _ALIASES[quantity] if self.cfg.get(k) is not None), _ALIASES[quantity][0])
+
     def get(self, quantity: str, default: Any = ...) -> Any:
         """A spec quantity: the first alias present, else the family default, else `default`, else an error."""
         for key in _ALIASES[quantity]:
@@ -204,30 +208,73 @@ class _Reader:
 # ------------------------------------------------------------------ loading
 def _load(path_or_dict) -> tuple[dict[str, Any], str]:
     if isinstance(path_or_dict, Mapping):
-        return dict(path_or_dict), "the config dict"
+        cfg, where = dict(path_or_dict), "the config dict"
+        check_shape(cfg, where)
+        return cfg, where
+    if not isinstance(path_or_dict, (str, Path)):
+        raise SpecError("config", f"expected a path to config.json or a dict, got {type(path_or_dict).__name__}")
     path = Path(path_or_dict)
     if path.is_dir():
         path = path / "config.json"
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError("config", f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(str(path), f"is not valid JSON: {exc}") from None
-    if not isinstance(cfg, dict):
-        raise SpecError(str(path), "must be a JSON object of key: value")
-    return cfg, str(path)
+    return read_mapping(path, "json", field="config"), str(path)
+
+
+# ------------------------------------------------------------ typed reads
+# A config.json is untrusted: every value is checked for its type and range before it is used, so a
+# string, a float or a zero where a count belongs is a one-line error naming the key, never a crash
+# or a silently wrong structure (the string "false" is truthy in Python).
+def _check_int(key: str, value: Any, where: str, lo: int, hi: int) -> int:
+    if isinstance(value, float) and value.is_integer() and lo <= value <= hi:
+        value = int(value)  # 4096.0: an integer written as a float
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(key, f"must be an integer, got {value!r} (in {where})")
+    if not lo <= value <= hi:
+        raise SpecError(key, f"must be between {lo:,} and {hi:,}, got {value:,} (in {where})")
+    return value
+
+
+def _int(r: "_Reader", quantity: str, default: Any = ..., lo: int = 1, hi: int = MAX_WIDTH) -> Any:
+    """A spec quantity that must be an integer in [lo, hi] (None stays None)."""
+    value = r.get(quantity, default)
+    return None if value is None else _check_int(r.key_of(quantity), value, r.where, lo, hi)
+
+
+def _raw_int(r: "_Reader", key: str, default: Any, lo: int = 1, hi: int = MAX_WIDTH) -> Any:
+    """One config key that must be an integer in [lo, hi] when present."""
+    value = r.raw(key)
+    return default if value is None else _check_int(key, value, r.where, lo, hi)
+
+
+def _bool(r: "_Reader", key: str | None, default: bool = False) -> bool:
+    """A JSON boolean; the strings "true"/"false" (and numbers) are refused, never read as truthy."""
+    if key is None:
+        return default
+    value = r.raw(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise SpecError(key, f"must be true or false (a JSON boolean, unquoted), got {value!r} (in {r.where})")
+    return value
+
+
+def _str(r: "_Reader", key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise SpecError(key, f"must be a string, got {value!r} (in {r.where})")
+    return value
+
+
+def _int_list(r: "_Reader", key: str, lo: int, hi: int) -> list[int]:
+    value = r.raw(key, [])
+    if not isinstance(value, list):
+        raise SpecError(key, f"must be a list of layer indices, got {value!r} (in {r.where})")
+    return [_check_int(key, v, r.where, lo, hi) for v in value]
 
 
 # ------------------------------------------------------------ derivations
 def _kv_heads(r: _Reader, model_type: str, heads: int) -> int:
-    if model_type != "falcon":
-        return r.get("num_kv_heads", heads)
-    if r.raw("new_decoder_architecture", False):
-        return r.get("num_kv_heads", heads)
-    return 1 if r.raw("multi_query", False) else heads
+    if model_type != "falcon" or _bool(r, "new_decoder_architecture"):
+        return _int(r, "num_kv_heads", heads, hi=MAX_HEADS)
+    return 1 if _bool(r, "multi_query") else heads
 
 
 def _attention_kind(heads: int, kv_heads: int, mla: bool) -> str:
@@ -241,22 +288,24 @@ def _attention_kind(heads: int, kv_heads: int, mla: bool) -> str:
 def _mla(r: _Reader) -> dict[str, Any] | None:
     if not r.has("kv_lora_rank"):
         return None
-    if r.raw("attention_bias", False):
+    if _bool(r, "attention_bias"):
         raise SpecError("attention_bias", f"MLA projections with biases are not representable (in {r.where})")
-    req = {k: r.raw(k) for k in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")}
+    req = {k: _raw_int(r, k, None) for k in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")}
     missing = [k for k, v in req.items() if v is None]
     if missing:
         raise SpecError(missing[0], f"required key missing from {r.where} (MLA configs need kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)")
-    return {"q_lora_rank": r.raw("q_lora_rank"), **req}
+    return {"q_lora_rank": _raw_int(r, "q_lora_rank", None), **req}
 
 
 def _layer_types(r: _Reader, n_layers: int) -> list[str]:
     """Per-layer attention type, before windows longer than the context are dropped."""
     types = r.raw("layer_types")
     if types is not None:
+        if not isinstance(types, list):
+            raise SpecError("layer_types", f"must be a list of attention types per layer, got {types!r} (in {r.where})")
         if len(types) != n_layers:
             raise SpecError("layer_types", f"has {len(types)} entries for {n_layers} layers (in {r.where})")
-        bad = sorted({t for t in types if t not in _LAYER_TYPES})
+        bad = sorted({repr(t) for t in types if not isinstance(t, str) or t not in _LAYER_TYPES})
         if bad:
             raise SpecError("layer_types", f"{bad} not supported; only {', '.join(_LAYER_TYPES)} (in {r.where})")
         return [_LAYER_TYPES[t] for t in types]
@@ -265,8 +314,8 @@ def _layer_types(r: _Reader, n_layers: int) -> list[str]:
         return ["sliding" if i % 2 == 0 else "full" for i in range(n_layers)]
     if rule == "all" and r.has("sliding_window"):
         return ["sliding"] * n_layers
-    if rule == "qwen" and r.raw("use_sliding_window", False) and r.has("sliding_window"):
-        first = r.raw("max_window_layers", 28)  # Qwen2Config / Qwen3Config default
+    if rule == "qwen" and _bool(r, "use_sliding_window") and r.has("sliding_window"):
+        first = _raw_int(r, "max_window_layers", 28, lo=0, hi=MAX_LAYERS)  # Qwen2Config / Qwen3Config default
         return ["sliding" if i >= first else "full" for i in range(n_layers)]
     return ["full"] * n_layers
 
@@ -281,7 +330,7 @@ def _shortest_cycle(types: list[str]) -> tuple[str, ...]:
 
 def _attention_pattern(r: _Reader, n_layers: int, max_context: int) -> tuple[tuple[str, ...], int | None]:
     types = _layer_types(r, n_layers)
-    window = r.get("sliding_window", None)
+    window = _int(r, "sliding_window", None, hi=MAX_CONTEXT)
     if "sliding" in types and window is None:
         raise SpecError("sliding_window", f"layers use sliding attention but no window is given (in {r.where})")
     if "sliding" not in types or window >= max_context:
@@ -290,45 +339,48 @@ def _attention_pattern(r: _Reader, n_layers: int, max_context: int) -> tuple[tup
 
 
 def _moe(r: _Reader, model_type: str, n_layers: int, dense_width: int) -> dict[str, Any] | None:
-    experts = r.get("num_experts", 0)
+    experts = _int(r, "num_experts", 0, lo=0, hi=MAX_EXPERTS)
     if not experts:
         return None
     if r.has("first_k_dense_replace") or r.has("moe_layer_freq"):  # DeepSeek
-        k, freq = r.raw("first_k_dense_replace", 0), r.raw("moe_layer_freq", 1)
+        k = _raw_int(r, "first_k_dense_replace", 0, lo=0, hi=MAX_LAYERS)
+        freq = _raw_int(r, "moe_layer_freq", 1, lo=1, hi=MAX_LAYERS)
         dense = [i for i in range(n_layers) if not (i >= k and i % freq == 0)]
     else:  # Qwen-MoE (Mixtral and gpt-oss have neither key: every layer is MoE)
-        only, step = set(r.raw("mlp_only_layers", [])), r.raw("decoder_sparse_step", 1)
+        only = set(_int_list(r, "mlp_only_layers", 0, MAX_LAYERS))
+        step = _raw_int(r, "decoder_sparse_step", 1, lo=1, hi=MAX_LAYERS)
         dense = [i for i in range(n_layers) if i in only or (i + 1) % step != 0]
+    topk_method = r.raw("topk_method", "noaux_tc")
     return {
         "num_experts": experts,
-        "experts_per_token": r.get("experts_per_token"),
-        "expert_intermediate_size": r.get("expert_intermediate_size", dense_width),
-        "num_shared_experts": r.raw("n_shared_experts", 0),
+        "experts_per_token": _int(r, "experts_per_token", hi=MAX_EXPERTS),
+        "expert_intermediate_size": _int(r, "expert_intermediate_size", dense_width),
+        "num_shared_experts": _raw_int(r, "n_shared_experts", 0, lo=0, hi=MAX_EXPERTS),
         "dense_layers": tuple(dense),
-        "router_bias": model_type == "gpt_oss" or (model_type == "deepseek_v3" and r.raw("topk_method", "noaux_tc") == "noaux_tc"),
+        "router_bias": model_type == "gpt_oss" or (model_type == "deepseek_v3" and topk_method == "noaux_tc"),
         "expert_bias": model_type == "gpt_oss",
     }
 
 
 def _block_layout(r: _Reader, model_type: str) -> dict[str, Any]:
     """Biases, parallel attention + MLP, and norms per layer (before the family's fixed traits)."""
-    bias = bool(r.raw(r.family.bias_key, False)) if r.family.bias_key else False
+    bias = _bool(r, r.family.bias_key)
     if model_type != "falcon":
-        return {"qkv_bias": bias, "o_bias": bias, "mlp_bias": bool(r.raw("mlp_bias", False))}
-    new = bool(r.raw("new_decoder_architecture", False))
-    parallel = new or bool(r.raw("parallel_attn", True))
+        return {"qkv_bias": bias, "o_bias": bias, "mlp_bias": _bool(r, "mlp_bias")}
+    new = _bool(r, "new_decoder_architecture")
+    parallel = new or _bool(r, "parallel_attn", True)
     if new:
-        norms = r.raw("num_ln_in_parallel_attn", 2)  # ln_attn + ln_mlp (Falcon-11B: 1)
+        norms = _raw_int(r, "num_ln_in_parallel_attn", 2, lo=0, hi=16)  # ln_attn + ln_mlp (Falcon-11B: 1)
     else:
         norms = 1 if parallel else 2
     return {"qkv_bias": bias, "o_bias": bias, "mlp_bias": bias, "parallel_blocks": parallel, "norms_per_layer": norms}
 
 
-def _int(r: _Reader, quantity: str, default: Any = ...) -> Any:
-    value = r.get(quantity, default)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise SpecError(_ALIASES[quantity][0], f"must be an integer, got {value!r} (in {r.where})")
-    return value
+def _tied(r: _Reader) -> bool:
+    """tie_word_embeddings: a JSON boolean, else the family default."""
+    if r.has("tie_word_embeddings"):
+        return _bool(r, "tie_word_embeddings")
+    return bool(r.get("tied_embeddings"))
 
 
 def _quantized_dtype(quant: Any) -> str | None:
@@ -340,20 +392,21 @@ def _quantized_dtype(quant: Any) -> str | None:
         return "fp8_e5m2" if "e5m2" in str(quant.get("fmt", "")).lower() else "fp8_e4m3"
     if method == "mxfp4":
         return "fp4"
-    if method in _INT_QUANT_METHODS and quant.get("bits") in (4, 8):
-        return f"int{quant['bits']}"
+    bits = quant.get("bits")
+    if method in _INT_QUANT_METHODS and not isinstance(bits, bool) and bits in (4, 8):
+        return f"int{int(bits)}"
     if method == "bitsandbytes":
-        if quant.get("load_in_4bit") and quant.get("bnb_4bit_quant_type", "fp4") == "nf4":
+        if quant.get("load_in_4bit") is True and quant.get("bnb_4bit_quant_type", "fp4") == "nf4":
             return "nf4"
-        if quant.get("load_in_8bit"):
+        if quant.get("load_in_8bit") is True:
             return "int8"
     return None
 
 
 def _native_dtype(r: _Reader) -> str:
     quantized = _quantized_dtype(r.raw("quantization_config")) is not None
-    dtype = str(r.get("dtype", "bfloat16" if quantized else "float32"))
-    if dtype not in _DTYPES:
+    dtype = r.get("dtype", "bfloat16" if quantized else "float32")
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise SpecError(_ALIASES["dtype"][0], f"{dtype!r} not understood (in {r.where}); expected one of {', '.join(_DTYPES)}")
     return _DTYPES[dtype]
 
@@ -365,12 +418,14 @@ def _notes(r: _Reader, model_type: str) -> str:
         method = quant.get("quant_method", "?") if isinstance(quant, Mapping) else "?"
         if _quantized_dtype(quant):
             kept = quant.get("modules_to_not_convert") if isinstance(quant, Mapping) else None
+            kept = kept if isinstance(kept, list) else [kept] if kept else None
             notes.append(f"native_weight_dtype from quantization_config ({method})"
                          + (f"; modules left unquantized ({', '.join(map(str, kept))}) are not distinguished." if kept else "."))
         else:
             notes.append(f"quantization_config ({method}) not modelled: weights taken to be in native_dtype.")
-    if r.raw("num_nextn_predict_layers"):
-        notes.append(f"{r.raw('num_nextn_predict_layers')} multi-token-prediction layer(s) not counted.")
+    mtp = _raw_int(r, "num_nextn_predict_layers", 0, lo=0, hi=MAX_LAYERS)
+    if mtp:
+        notes.append(f"{mtp} multi-token-prediction layer(s) not counted.")
     if model_type == "gpt_oss":
         notes.append("Attention sinks (one logit per head per layer) not counted.")
     return " ".join(notes)
@@ -389,26 +444,31 @@ def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
     model_type = cfg.get("model_type")
     if model_type is None:
         raise SpecError("model_type", f"missing from {where}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    if not isinstance(model_type, str):
+        raise SpecError("model_type", f"must be a string, got {model_type!r} (in {where}); supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     if model_type in _LEGACY_FALCON:
         cfg.setdefault("new_decoder_architecture", _LEGACY_FALCON[model_type])
         model_type = "falcon"
     if model_type not in _FAMILIES:
         raise SpecError("model_type", f"{model_type!r} is not supported (in {where}); supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     r = _Reader(cfg, _FAMILIES[model_type], where)
+    if r.has("quantization_config") and not isinstance(r.raw("quantization_config"), Mapping):
+        raise SpecError("quantization_config", f"must be a mapping (quant_method, bits, ...), got {r.raw('quantization_config')!r} (in {where})")
 
-    n_layers = _int(r, "num_layers")
+    n_layers = _int(r, "num_layers", hi=MAX_LAYERS)
     hidden = _int(r, "hidden_size")
-    heads = _int(r, "num_attention_heads")
-    max_context = _int(r, "max_context")
+    heads = _int(r, "num_attention_heads", hi=MAX_HEADS)
+    max_context = _int(r, "max_context", hi=MAX_CONTEXT)
     dense_width = _int(r, "intermediate_size")
     mla = _mla(r)
     kv_heads = heads if mla else _kv_heads(r, model_type, heads)
     if mla:
         head_dim = mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"]
     else:
-        head_dim = _int(r, "head_dim", None) or hidden // max(heads, 1)
+        head_dim = _int(r, "head_dim", None) or hidden // heads
     pattern, window = _attention_pattern(r, n_layers, max_context)
-    name_or_path = str(r.raw("_name_or_path", ""))
+    name_or_path = r.raw("_name_or_path", "")
+    name_or_path = name_or_path.strip()[:200] if isinstance(name_or_path, str) else ""
     hub_repo = re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path) is not None  # "org/name", not a local path
 
     fields: dict[str, Any] = {
@@ -421,9 +481,9 @@ def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
         "head_dim": head_dim,
         "intermediate_size": dense_width,
         "ffn_kind": "gated",
-        "activation": str(r.get("activation", "silu")),
-        "vocab_size": _int(r, "vocab_size"),
-        "tied_embeddings": bool(r.get("tied_embeddings")),
+        "activation": _str(r, r.key_of("activation"), r.get("activation", "silu")),
+        "vocab_size": _int(r, "vocab_size", hi=MAX_VOCAB),
+        "tied_embeddings": _tied(r),
         "max_context": max_context,
         "mla": mla,
         "attention_pattern": pattern,
@@ -431,7 +491,7 @@ def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
         "moe": _moe(r, model_type, n_layers, dense_width),
         "native_dtype": _native_dtype(r),
         "native_weight_dtype": _quantized_dtype(r.raw("quantization_config")),
-        "position_embedding": "alibi" if r.raw("alibi", False) else "rope",
+        "position_embedding": "alibi" if _bool(r, "alibi") else "rope",
         "notes": _notes(r, model_type),
         **_block_layout(r, model_type),
         **r.family.fixed,

@@ -15,10 +15,11 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import SpecError, validation_message
+from .files import parse_mapping
+from .hardware import MAX_BANDWIDTH_BYTES_PER_S, MAX_LATENCY_S
 from .registry import data_dir
 
 DEFAULT_NETWORK = "ib-ndr-400"
@@ -27,10 +28,10 @@ DEFAULT_NETWORK = "ib-ndr-400"
 class NetworkProfile(BaseModel):
     """One GPU's share of the scale-out network. Bytes per second each way, seconds."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1)
-    bytes_per_s_per_gpu_per_direction: float = Field(gt=0, description="scale-out bandwidth one GPU gets, one direction")
-    latency_s: float = Field(ge=0, description="per hop of a collective between nodes")
+    bytes_per_s_per_gpu_per_direction: float = Field(gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="scale-out bandwidth one GPU gets, one direction")
+    latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="per hop of a collective between nodes")
     bandwidth_fraction: float = Field(gt=0, le=1, description="achieved / line rate of NCCL collectives over it")
     sources: dict[Literal["bytes_per_s_per_gpu_per_direction", "latency_s", "bandwidth_fraction"], str]
 
@@ -55,10 +56,11 @@ def list_networks() -> list[str]:
 def load_network(network_id: str) -> NetworkProfile:
     """A shipped network profile by id; an unknown id is a one-line error listing the choices."""
     ids = list_networks()
-    if network_id not in ids:
+    if not isinstance(network_id, str) or network_id not in ids:
         raise SpecError("network", f"unknown network {network_id!r}; choose one of {', '.join(ids)}")
-    data = yaml.safe_load(_dir().joinpath(f"{network_id}.yaml").read_text())
+    where = f"networks/{network_id}.yaml"
+    data = parse_mapping(_dir().joinpath(f"{network_id}.yaml").read_bytes(), where, "yaml")
     try:
         return NetworkProfile.model_validate(data)
     except ValidationError as exc:
-        raise validation_message(exc, f"networks/{network_id}.yaml") from None
+        raise validation_message(exc, where, NetworkProfile) from None

@@ -37,6 +37,7 @@ Counting rules
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -410,6 +411,15 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
     )
 
 
+def _select(mask, a: list[Op], b: list[Op]) -> list[Op]:
+    """Op by op, field by field: `a`'s value where `mask` holds, else `b`'s (the two lists have the same ops)."""
+    out = []
+    for x, y in zip(a, b, strict=True):
+        vals = {f: np.where(mask, getattr(x, f), getattr(y, f)) for f in NUMERIC_FIELDS}
+        out.append(dataclasses.replace(x, **vals))
+    return out
+
+
 def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, past_tokens, tp=1, mla_absorbed: bool | None = None,
                 ep=1) -> list[Op]:
     """Every operator of one forward pass over `batch` sequences adding `new_tokens` each, on one GPU.
@@ -421,12 +431,18 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
     """
     h = model.hidden_size
     ab, nb = rd.act_bytes, rd.unquantized_bytes
+    if mla_absorbed is None:
+        one = np.asarray(new_tokens) == 1
+        if model.mla is not None and one.any() and not one.all():  # a grid of prompts with some of length 1
+            return _select(one, forward_ops(model, rd, batch, new_tokens, past_tokens, tp, True, ep),
+                           forward_ops(model, rd, batch, new_tokens, past_tokens, tp, False, ep))
+        mla_absorbed = bool(one.all())
+    absorbed = mla_absorbed
     global_tokens = batch * new_tokens
     if not (_is_scalar(ep) and ep == 1):
         batch = batch / ep
     tokens = batch * new_tokens
     naive = rd.dep.attention_impl == "naive"
-    absorbed = (new_tokens == 1) if mla_absorbed is None else mla_absorbed
     gated = model.ffn_kind == "gated"
     ops: list[Op] = [
         Op("embedding", "model", OpKind.GATHER, 1, launches=1, flops=0.0,

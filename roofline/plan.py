@@ -52,13 +52,14 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
+from . import fmt
 from .engine import usd_per_million_tokens
 from .errors import SpecError
-from .hardware import HardwareProfile
+from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
-from .parallelism import check, replica_span, valid_tps
+from .parallelism import check, replica_span, tp_widths, valid_tps
 from .registry import as_hardware, as_model, list_hardware
-from .serving import TTFT_PERCENTILES, Curves, Traffic, batch_grid_for, check_positive_int, check_traffic
+from .serving import TTFT_PERCENTILES, Curves, Traffic, batch_grid_for, check_chunk_tokens, check_positive_int, check_traffic
 from .specs import ModelSpec
 from .workload import Deployment
 
@@ -146,10 +147,21 @@ class SearchSpace:
         ids = list_hardware() if h is None else ([h] if isinstance(h, (str, HardwareProfile)) else list(h))
         if not ids:
             raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
-        return [(x if isinstance(x, str) else x.name, as_hardware(x)) for x in ids]
+        # keyed by the id each was given by (a shipped id or a path; a profile: the id it was loaded by), the same
+        # file twice counted once; profiles sharing a display name (an edited copy beside the shipped file) are
+        # told apart by `hardware_labels` and carry that label as their name through the planner
+        by_key = {}
+        for x in ids:
+            hw = as_hardware(x)
+            by_key.setdefault(x if isinstance(x, str) else (hw.id or hw.name), hw)
+        labels = hardware_labels([hw.model_copy(update={"id": k}) for k, hw in by_key.items()])
+        return [(k, hw if hw.name == label else hw.model_copy(update={"name": label}))
+                for (k, hw), label in zip(by_key.items(), labels)]
 
     def check_model(self, model: ModelSpec) -> None:
-        """The degrees the model can take: stage counts within its layers, expert degrees dividing its experts."""
+        """The degrees the model can take: stage counts within its layers, expert degrees dividing its experts;
+        a chunk budget within its context."""
+        check_chunk_tokens(model, self.chunk_tokens)
         pps, eps = self.pps, self.eps
         if pps is not None and min(pps) > model.num_layers:
             raise SpecError("pps", f"every stage count in {list(pps)} exceeds the {model.num_layers} layers of {model.name}")
@@ -163,6 +175,23 @@ class SearchSpace:
     def shapes(self, model: ModelSpec, hw: HardwareProfile) -> list[tuple[int, int, int]]:
         """The (tp, pp, ep) replica shapes to try on `hw` (`parallelisms`)."""
         return parallelisms(model, hw, self.tps, self.pps, self.eps, self.max_gpus_per_replica)
+
+    def no_shape_reason(self, model: ModelSpec, hw: HardwareProfile) -> str:
+        """Why `shapes` is empty on `hw`: each asked tp that does not divide the widths or leaves the node."""
+        domain, why = hw.interconnect.max_gpus, []
+        for t in self.tps or ():
+            if t > domain:
+                why.append(f"tp {t} exceeds the {domain}-GPU NVLink domain (the planner keeps tp inside a node; pp spans nodes)")
+            else:
+                bad = [f"{k}={w}" for k, w in tp_widths(model).items() if w % t]
+                if bad:
+                    why.append(f"tp {t} does not divide {', '.join(bad)}")
+        if self.eps is not None and 1 not in self.eps and ((self.tps and 1 not in self.tps) or (self.pps and 1 not in self.pps)):
+            why.append(f"ep {', '.join(map(str, self.eps))} runs with tp = pp = 1 (attention data-parallel over the ep GPUs), "
+                       f"which tps={list(self.tps or [])} / pps={list(self.pps or [])} leave out")
+        if not why:
+            why.append(f"none within tps={self.tps}, pps={self.pps}, eps={self.eps}, at most {self.max_gpus_per_replica} GPUs per replica")
+        return f"no replica shape: {'; '.join(why)}; valid tp on this device: {', '.join(map(str, valid_tps(model, hw)))}"
 
 
 def max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray, on_grid: bool = True) -> np.ndarray:
@@ -261,7 +290,10 @@ def _options(model: ModelSpec, hws: list[HardwareProfile], traffic: Traffic, spa
             if rd0.compute_key not in hw.peak_flops_per_s:
                 rows.append(_infeasible_row(hw, label, dep, rd0, "unsupported", f"{hw.name} has no {rd0.compute_key} tensor cores"))
                 continue
-            for tp, pp, ep in space.shapes(model, hw):
+            shapes = space.shapes(model, hw)
+            if not shapes:
+                rows.append(_infeasible_row(hw, label, dep, None, "parallelism", space.no_shape_reason(model, hw)))
+            for tp, pp, ep in shapes:
                 d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "network": network})
                 rd = check(model, hw, wl, d)
                 groups.setdefault((label, tp, pp, ep), (d, rd, []))[2].append(hw)
@@ -376,7 +408,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
     best = max_rate(cv, margin, cv.capacity)
     idle = cv.state(cv.capacity * 1e-9)
     good = cv.fits & (best > 0)
-    replicas = np.where(good, np.ceil(lam / np.where(good, best, 1) - 1e-9), 0)
+    replicas = np.where(good, np.maximum(1, np.ceil(lam / np.where(good, best, 1) - 1e-9)), 0)  # a fleet has a replica
     good &= replicas <= MAX_REPLICAS
     per = np.where(good, lam / np.maximum(replicas, 1), cv.capacity * 1e-9)
     st = cv.state(per)
@@ -393,10 +425,10 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
             continue
         if not good[i]:
             if idle.tpot_s[i] > tpot_slo:
-                why, reason = "TPOT SLO", f"TPOT {idle.tpot_s[i] * 1e3:.1f} ms even at batch 1 (SLO {tpot_slo * 1e3:.1f} ms)"
+                why, reason = "TPOT SLO", f"TPOT {fmt.seconds(idle.tpot_s[i])} even at batch 1 (SLO {fmt.seconds(tpot_slo)})"
             elif best[i] <= 0:
                 t_idle = float(cv.ttft_percentile(idle, q)[i])
-                why, reason = "TTFT SLO", f"p{100 * q:g} TTFT {t_idle:.3g} s with no queue (prefill alone; SLO {ttft_slo:g} s)"
+                why, reason = "TTFT SLO", f"p{100 * q:g} TTFT {fmt.seconds(t_idle)} with no queue (prefill alone; SLO {fmt.seconds(ttft_slo)})"
             else:
                 why, reason = "replicas", f"needs more than {MAX_REPLICAS:,} replicas"
             rows.append(_infeasible_row(hw, label, dep, rd, why, reason, **mem))
@@ -426,7 +458,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
     return rows
 
 
-_CLOSENESS = {"TTFT SLO": 0, "TPOT SLO": 0, "replicas": 0, "memory": 1, "unsupported": 2}
+_CLOSENESS = {"TTFT SLO": 0, "TPOT SLO": 0, "replicas": 0, "memory": 1, "parallelism": 2, "unsupported": 2}
 
 
 def ranked(df: pd.DataFrame, by: list[str], ascending: list[bool], first_per: str | None = None) -> pd.DataFrame:

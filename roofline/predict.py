@@ -33,6 +33,7 @@ from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate,
 from .errors import SpecError
 from .hardware import HardwareProfile
 from .parallelism import beyond_context_note, check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens, tp_widths, valid_tps  # noqa: F401  re-exported
+from .registry import as_hardware, as_model
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
 from .speculative import apply_speculative
@@ -143,10 +144,19 @@ class Prediction(BaseModel):
 _FIELDS = frozenset(Prediction.model_fields)  # looked up once: pydantic builds the mapping on every access
 
 
+def _inputs(model, hw, workload, deployment) -> tuple[ModelSpec, HardwareProfile, Deployment]:
+    """The arguments of `predict`: ids and paths loaded; a wrong type is a TypeError naming the argument."""
+    if not isinstance(workload, Workload):
+        raise TypeError(f"workload: expected a roofline.Workload, got {type(workload).__name__}")
+    if deployment is not None and not isinstance(deployment, Deployment):
+        raise TypeError(f"deployment: expected a roofline.Deployment or None, got {type(deployment).__name__}")
+    return as_model(model), as_hardware(hw), deployment or Deployment()
+
+
 def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deployment: Deployment | None = None) -> Prediction:
     """Predict one scenario. Bad combinations raise `SpecError`; a scenario that does not fit
-    in memory returns `fits=False` with required and available bytes."""
-    dep = deployment or Deployment()
+    in memory returns `fits=False` with required and available bytes. `model` and `hw` may be ids or paths."""
+    model, hw, dep = _inputs(model, hw, workload, deployment)
     rd = check(model, hw, workload, dep)
     real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
     real, floor, hop, notes = scale_out(hw, dep, real, floor)
@@ -186,7 +196,7 @@ def predict_fitting(model: ModelSpec, hw: HardwareProfile, workload: Workload, d
     When no tp fits, the prediction at the largest valid tp is returned with fits=False,
     so its required and available bytes say by how much.
     """
-    dep = deployment or Deployment()
+    model, hw, dep = _inputs(model, hw, workload, deployment)
     p = None
     for tp in valid_tps(model, hw):
         p = predict(model, hw, workload, dep.model_copy(update={"tp": tp}))

@@ -9,15 +9,16 @@ folders are read directly. Nothing is read at import time; loads are cached.
 
 from __future__ import annotations
 
+import difflib
 import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from .errors import SpecError, validation_message  # noqa: F401  (validation_message: re-exported, it lives in errors)
+from .files import parse_mapping, read_mapping
 from .hardware import HardwareProfile
 from .specs import ModelSpec
 
@@ -51,30 +52,36 @@ def list_hardware() -> list[str]:
 
 
 def _read_yaml(text: str, where: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(where, f"is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise SpecError(where, "must be a YAML mapping of field: value")
-    return data
+    """A YAML mapping from text already in memory, under the caps of `files.parse_mapping`."""
+    return parse_mapping(text, where, "yaml")
+
+
+def _looks_like_path(text: str) -> bool:
+    return Path(text).suffix.lower() in (".yaml", ".yml", ".json") or "/" in text or "\\" in text
 
 
 def _load(kind: str, cls, name_or_path: str | Path):
-    text_path = Path(str(name_or_path))
-    if text_path.suffix in (".yaml", ".yml") and text_path.is_file():
-        text, where = text_path.read_text(), str(text_path)
+    field = "model" if kind == _MODELS else "hardware"
+    text = str(name_or_path).strip()
+    if not text:
+        raise SpecError(field, f"is empty; choose one of {', '.join(_ids(kind))} or give a path to a .yaml file")
+    if _looks_like_path(text):
+        where, file_id = text, text
+        data = read_mapping(text, "yaml", field=field)
     else:
         ids = _ids(kind)
-        key = str(name_or_path).lower()
+        key = text.lower()
         if key not in ids:
-            field = "model" if kind == _MODELS else "hardware"
-            raise SpecError(field, f"unknown id {name_or_path!r}; choose one of {', '.join(ids)} or give a path to a .yaml file")
-        text, where = _data_dir(kind).joinpath(f"{key}.yaml").read_text(), f"{key}.yaml"
+            close = difflib.get_close_matches(key, ids, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise SpecError(field, f"unknown id {text!r}; {hint}choose one of {', '.join(ids)} or give a path to a .yaml file")
+        where, file_id = f"{key}.yaml", key
+        data = parse_mapping(_data_dir(kind).joinpath(f"{key}.yaml").read_bytes(), where, "yaml")
     try:
-        return cls.model_validate(_read_yaml(text, where))
+        spec = cls.model_validate(data)
     except ValidationError as exc:
         raise validation_message(exc, where, cls) from None
+    return spec.model_copy(update={"id": file_id}) if "id" in cls.model_fields else spec
 
 
 @functools.lru_cache(maxsize=None)
@@ -92,6 +99,24 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
     return _load_model_cached(str(name_or_path))
 
 
+def as_model(x, field: str = "model") -> ModelSpec:
+    """A loaded spec as it is, or an id / path loaded (`load_model`); anything else is a TypeError."""
+    if isinstance(x, ModelSpec):
+        return x
+    if isinstance(x, (str, Path)):
+        return load_model(x)
+    raise TypeError(f"{field}: expected a ModelSpec, a model id or a spec .yaml path, got {type(x).__name__}")
+
+
+def as_hardware(x, field: str = "hardware") -> HardwareProfile:
+    """A loaded profile as it is, or an id / path loaded (`load_hardware`); anything else is a TypeError."""
+    if isinstance(x, HardwareProfile):
+        return x
+    if isinstance(x, (str, Path)):
+        return load_hardware(x)
+    raise TypeError(f"{field}: expected a HardwareProfile, a hardware id or a profile .yaml path, got {type(x).__name__}")
+
+
 def load_hardware(name_or_path: str | Path, calibration: str | Path | None = None) -> HardwareProfile:
     """A shipped hardware id (`rl.list_hardware()`) or a path to a profile YAML file.
 
@@ -105,16 +130,6 @@ def load_hardware(name_or_path: str | Path, calibration: str | Path | None = Non
     from .calibration import attach_calibration, load_calibration
 
     return attach_calibration(hw, load_calibration(calibration), str(name_or_path))
-
-
-def as_model(model: ModelSpec | str | Path) -> ModelSpec:
-    """A `ModelSpec` as given, or loaded from a shipped id or a spec path (every API that takes a model)."""
-    return model if isinstance(model, ModelSpec) else load_model(model)
-
-
-def as_hardware(hardware: HardwareProfile | str | Path) -> HardwareProfile:
-    """A `HardwareProfile` as given, or loaded from a shipped id or a profile path (every API that takes a device)."""
-    return hardware if isinstance(hardware, HardwareProfile) else load_hardware(hardware)
 
 
 def data_dir(kind: str):

@@ -20,6 +20,22 @@ with 16-token tiles a decode GEMM of 8 tokens computes 16 rows. The **floor** us
 datasheet peaks with every fraction 1, no padding, no latency and no overhead:
 the speed-of-light time. The realistic time is never below it.
 
+The sawtooth. Padding (and `ops.dequant_vector_flops`, which dequantizes a weight-only GEMM's weights
+once per `dequant_tile_tokens` rows) makes compute time a staircase in the token count, so tokens/s is
+not monotone in the batch: one sequence past a multiple of a tile pays a whole extra tile. Worked
+number: llama-2-13b, INT4 weights (W4A16) on a B200, 16 + 64 tokens: 64 sequences dequantize every
+weight once per decode step, 65 twice, and output tokens/s falls 16% (16,423 -> 13,706). This is the
+physics of tiled kernels, kept; what uses a batch steps around it: the static report runs the multiple
+of the tile below a batch past a step when that serves more (`report.evaluate_option`), and the serving
+curve serves a rate with the smallest batch reaching it (`serving.Curves.state`).
+For MoE experts the GEMM's rows are the expected tokens per expert, T·k/E, which is fractional (gpt-oss-20b
+on an L4 at tp 2, INT4, 114-token prompts: 772 sequences give 11,001 per expert, 773 give 11,015.25): a
+step of the 64-row dequantization tile (172 -> 173 tiles) and of the 16-row GEMM tile (688 -> 689) falls
+between them and tokens/s drops 0.034%: about 0.026% from the dequantization tile, 0.004% from the GEMM
+tile and 0.003% from rounding the fractional mean up to a whole row (measured by switching each off).
+Real routing spreads the count over experts, so E[ceil(X / tile)] would smooth that step; applying the
+tiles to the mean is the approximation.
+
 `bound` names the largest of the three terms. Everything here is elementwise
 numpy, so one call times every operator of every scenario of a sweep.
 """

@@ -103,7 +103,7 @@ from .hardware import HardwareProfile
 from .parallelism import check, kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, scale_out, weight_bytes_per_gpu
 from .registry import as_hardware, as_model
 from .roofline import Ceilings, OpTable, stacked, time_ops
-from .specs import ModelSpec
+from .specs import MAX_CONTEXT, ModelSpec
 from .workload import Deployment, ResolvedDeployment, Workload
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -124,17 +124,17 @@ class LengthDist(BaseModel):
     over at most 64 values, otherwise 32 equal-probability quantile midpoints.
     """
 
-    model_config = _FROZEN
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
     kind: Literal["fixed", "uniform", "normal", "lognormal", "empirical"]
-    tokens: float | None = Field(None, ge=1, description="fixed: the length")
-    low: float | None = Field(None, ge=1, description="uniform: smallest length; normal: lower clip (default 1)")
-    high: float | None = Field(None, ge=1, description="uniform: largest length; normal: upper clip (default none)")
-    mean: float | None = Field(None, ge=1, description="normal: mean before clipping")
-    std: float | None = Field(None, gt=0, description="normal: standard deviation before clipping")
-    median: float | None = Field(None, ge=1, description="lognormal: median length = exp(mu)")
-    sigma: float | None = Field(None, gt=0, description="lognormal: standard deviation of log(length)")
-    values: tuple[float, ...] | None = Field(None, description="empirical: lengths")
-    probs: tuple[float, ...] | None = Field(None, description="empirical: their probabilities (sum to 1)")
+    tokens: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="fixed: the length")
+    low: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="uniform: smallest length; normal: lower clip (default 1)")
+    high: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="uniform: largest length; normal: upper clip (default none)")
+    mean: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="normal: mean before clipping")
+    std: float | None = Field(None, gt=0, le=MAX_CONTEXT, description="normal: standard deviation before clipping")
+    median: float | None = Field(None, ge=1, le=MAX_CONTEXT, description="lognormal: median length = exp(mu)")
+    sigma: float | None = Field(None, gt=0, le=5, description="lognormal: standard deviation of log(length)")
+    values: tuple[float, ...] | None = Field(None, max_length=100_000, description="empirical: lengths")
+    probs: tuple[float, ...] | None = Field(None, max_length=100_000, description="empirical: their probabilities (sum to 1)")
 
     @model_validator(mode="after")
     def _check(self) -> "LengthDist":
@@ -590,7 +590,11 @@ class Curves:
         with np.errstate(invalid="ignore"):
             w = np.clip(np.where(l1 > l0, (lam - l0) / np.where(l1 > l0, l1 - l0, 1), 0.0), 0, 1)
         w = np.nan_to_num(w)
-        i0 = np.where(k < 0, 0, kk)
+        # the lower end is the first batch of a flat run of the envelope: a batch past a step of the sawtooth
+        # (tile rounding: λ(B) falls as B crosses a tile boundary) or past the memory limit repeats the
+        # envelope's value, and the rate is served by the smaller batch before the step, never by one after it
+        first_of_run = (env < l0[:, None]).sum(axis=1)
+        i0 = np.where(k < 0, 0, np.minimum(kk, first_of_run))
         i1 = np.where(k < 0, 0, kk + 1)
         r = np.arange(len(rows))
         pick = lambda g: g[r, i0] + w * (g[r, i1] - g[r, i0])  # noqa: E731
@@ -689,12 +693,22 @@ def check_positive_int(value, field: str) -> None:
         raise SpecError(field, f"must be a positive integer or None, got {value!r}")
 
 
+def check_chunk_tokens(model: ModelSpec, chunk_tokens) -> None:
+    """None, or a positive integer no larger than the model's context: a prefill budget per step above the
+    longest prompt the model takes is whole-prompt prefill, and one of 10^9 tokens would size a workspace
+    for a step no engine runs (65,538 GB per GPU was reported)."""
+    check_positive_int(chunk_tokens, "chunk_tokens")
+    if chunk_tokens is not None and chunk_tokens > model.max_context:
+        raise SpecError("chunk_tokens", f"{chunk_tokens:,} tokens per step exceeds max_context={model.max_context:,} of {model.name}: "
+                                        "a budget above the longest prompt is whole-prompt prefill; leave chunk_tokens unset for that")
+
+
 def check_traffic(model: ModelSpec, requests_per_s, prompt, output, chunk_tokens) -> Traffic:
     """The `Traffic` of the loose arguments the serving functions take, with the chunk budget checked too:
     one line naming the first bad field. A context past the model's max_context is predicted, with a note
     (`parallelism.check`)."""
     traffic = Traffic.of(requests_per_s, prompt, output)
-    check_positive_int(chunk_tokens, "chunk_tokens")
+    check_chunk_tokens(model, chunk_tokens)
     return traffic
 
 

@@ -33,7 +33,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .dtypes import DType, QuantScheme, get_dtype
 from .errors import SpecError
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+# Structural upper bounds: well above every published model (Llama-3.1-405B: 126 layers, hidden 16,384,
+# FFN 53,248; DeepSeek-V3: 256 experts; Gemma: 256K vocabulary; Llama 4 Scout: 10M context), low enough
+# that a typo cannot make the operator table, the layer list or a parameter count hang or exhaust memory.
+MAX_LAYERS = 4096
+MAX_WIDTH = 1 << 20  # hidden, FFN, head and latent dims (elements)
+MAX_HEADS = 1 << 14
+MAX_EXPERTS = 1 << 16
+MAX_VOCAB = 1 << 24
+MAX_CONTEXT = 1 << 28  # tokens
 
 AttentionKind = Literal["mha", "gqa", "mqa", "mla"]
 LayerAttention = Literal["full", "sliding"]
@@ -43,23 +53,23 @@ class MLAConfig(BaseModel):
     """Multi-head latent attention (DeepSeek-V2/V3): K and V are compressed to a shared latent."""
 
     model_config = _FROZEN
-    q_lora_rank: int | None = Field(None, gt=0, description="query compression rank; None = no query compression")
-    kv_lora_rank: int = Field(gt=0, description="rank of the shared KV latent c_KV")
-    qk_nope_head_dim: int = Field(gt=0, description="per-head query/key dims without rotary embedding")
-    qk_rope_head_dim: int = Field(gt=0, description="per-head query/key dims with rotary embedding (key part shared by all heads)")
-    v_head_dim: int = Field(gt=0, description="per-head value dim")
+    q_lora_rank: int | None = Field(None, gt=0, le=MAX_WIDTH, description="query compression rank; None = no query compression")
+    kv_lora_rank: int = Field(gt=0, le=MAX_WIDTH, description="rank of the shared KV latent c_KV")
+    qk_nope_head_dim: int = Field(gt=0, le=MAX_WIDTH, description="per-head query/key dims without rotary embedding")
+    qk_rope_head_dim: int = Field(gt=0, le=MAX_WIDTH, description="per-head query/key dims with rotary embedding (key part shared by all heads)")
+    v_head_dim: int = Field(gt=0, le=MAX_WIDTH, description="per-head value dim")
 
 
 class MoEConfig(BaseModel):
     """Mixture-of-experts feed-forward layers."""
 
     model_config = _FROZEN
-    num_experts: int = Field(gt=0, description="routed experts per MoE layer")
-    experts_per_token: int = Field(gt=0, description="routed experts each token is sent to (top-k)")
-    expert_intermediate_size: int = Field(gt=0, description="FFN width of one routed expert")
-    num_shared_experts: int = Field(0, ge=0, description="always-active experts per MoE layer")
-    shared_expert_intermediate_size: int | None = Field(None, gt=0, description="FFN width of one shared expert; default = expert width")
-    dense_layers: tuple[int, ...] = Field((), description="0-based indices of layers with a dense MLP (intermediate_size) instead of experts")
+    num_experts: int = Field(gt=0, le=MAX_EXPERTS, description="routed experts per MoE layer")
+    experts_per_token: int = Field(gt=0, le=MAX_EXPERTS, description="routed experts each token is sent to (top-k)")
+    expert_intermediate_size: int = Field(gt=0, le=MAX_WIDTH, description="FFN width of one routed expert")
+    num_shared_experts: int = Field(0, ge=0, le=MAX_EXPERTS, description="always-active experts per MoE layer")
+    shared_expert_intermediate_size: int | None = Field(None, gt=0, le=MAX_WIDTH, description="FFN width of one shared expert; default = expert width")
+    dense_layers: tuple[int, ...] = Field((), max_length=MAX_LAYERS, description="0-based indices of layers with a dense MLP (intermediate_size) instead of experts")
     router_bias: bool = False
     expert_bias: bool = False
 
@@ -109,24 +119,24 @@ class ModelSpec(BaseModel):
 
     model_config = _FROZEN
 
-    name: str = Field(min_length=1, description="display name")
+    name: str = Field(min_length=1, max_length=200, description="display name")
     source: str = Field(pattern=r"^https?://", description="URL of the published config this spec was verified against")
-    num_layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0, description="query heads")
-    num_kv_heads: int = Field(gt=0, description="key/value heads (= query heads for MHA, 1 for MQA)")
-    head_dim: int = Field(gt=0, description="query/key head dim (MLA: nope + rope dims)")
-    intermediate_size: int = Field(gt=0, description="FFN width of a dense MLP layer")
+    num_layers: int = Field(gt=0, le=MAX_LAYERS)
+    hidden_size: int = Field(gt=0, le=MAX_WIDTH)
+    num_attention_heads: int = Field(gt=0, le=MAX_HEADS, description="query heads")
+    num_kv_heads: int = Field(gt=0, le=MAX_HEADS, description="key/value heads (= query heads for MHA, 1 for MQA)")
+    head_dim: int = Field(gt=0, le=MAX_WIDTH, description="query/key head dim (MLA: nope + rope dims)")
+    intermediate_size: int = Field(gt=0, le=MAX_WIDTH, description="FFN width of a dense MLP layer")
     ffn_kind: Literal["gated", "plain"] = Field(description="gated = 3 matrices (SwiGLU/GeGLU); plain = 2 (GELU/ReLU MLP)")
     activation: str = Field(description="activation function, informational (silu, gelu, ...)")
-    vocab_size: int = Field(gt=0)
+    vocab_size: int = Field(gt=0, le=MAX_VOCAB)
     tied_embeddings: bool
-    max_context: int = Field(gt=0, description="maximum sequence length (tokens)")
+    max_context: int = Field(gt=0, le=MAX_CONTEXT, description="maximum sequence length (tokens)")
     attention: AttentionKind
     mla: MLAConfig | None = None
-    attention_pattern: tuple[LayerAttention, ...] = Field(("full",), min_length=1, description="per-layer attention types, repeated cyclically over layers")
-    sliding_window: int | None = Field(None, gt=0, description="window (tokens) of sliding-attention layers")
-    kv_share_factor: int = Field(1, ge=1, description="consecutive layers sharing one KV cache (cross-layer attention); 1 = none")
+    attention_pattern: tuple[LayerAttention, ...] = Field(("full",), min_length=1, max_length=MAX_LAYERS, description="per-layer attention types, repeated cyclically over layers")
+    sliding_window: int | None = Field(None, gt=0, le=MAX_CONTEXT, description="window (tokens) of sliding-attention layers")
+    kv_share_factor: int = Field(1, ge=1, le=MAX_LAYERS, description="consecutive layers sharing one KV cache (cross-layer attention); 1 = none")
     parallel_blocks: bool = Field(False, description="attention and MLP read the same input and are summed (GPT-J, Falcon)")
     moe: MoEConfig | None = None
     native_dtype: str = Field("bf16", description="format of activations, KV cache and unquantized weights as released")
@@ -135,7 +145,7 @@ class ModelSpec(BaseModel):
         "(gpt-oss: fp4 = MXFP4 experts; DeepSeek-V3: fp8)")
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norm_bias: bool = False
-    norms_per_layer: int | None = Field(None, ge=0, description="default 1 with parallel blocks, else 2 (Gemma-2 has 4)")
+    norms_per_layer: int | None = Field(None, ge=0, le=16, description="default 1 with parallel blocks, else 2 (Gemma-2 has 4)")
     qk_norm: bool = Field(False, description="per-head RMSNorm on queries and keys (Qwen3)")
     qkv_bias: bool = False
     o_bias: bool = False
@@ -184,9 +194,13 @@ class ModelSpec(BaseModel):
             bad = [i for i in self.moe.dense_layers if not 0 <= i < self.num_layers]
             if bad:
                 raise SpecError("moe.dense_layers", f"indices {bad} outside 0..{self.num_layers - 1}")
-        get_dtype(self.native_dtype, "native_dtype")
-        if self.native_weight_dtype is not None:
-            get_dtype(self.native_weight_dtype, "native_weight_dtype")
+        native = get_dtype(self.native_dtype, "native_dtype")
+        if native.is_quantized or native.peak_key is None or native.name == "tf32":
+            raise SpecError("native_dtype", f"{self.native_dtype!r} is a storage format; native_dtype is the format of activations "
+                                            "and the KV cache (bf16, fp16 or fp32); give a quantized checkpoint's weight format "
+                                            "as native_weight_dtype")
+        if self.native_weight_dtype is not None and get_dtype(self.native_weight_dtype, "native_weight_dtype").name == "tf32":
+            raise SpecError("native_weight_dtype", "tf32 is a compute mode, not a storage format; use fp32")
         return self
 
     # ------------------------------------------------------------ structure

@@ -12,10 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .dtypes import DEQUANT_OPS_PER_WEIGHT, QuantScheme, get_dtype
 from .errors import SpecError
-from .specs import ModelSpec, kv_scheme
+from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, ModelSpec, kv_scheme
 from .units import GIB
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
+MAX_BATCH = 1 << 24  # sequences
+MAX_GPUS = 1 << 16  # per replica, along any one parallel axis
 
 
 class Workload(BaseModel):
@@ -26,9 +28,9 @@ class Workload(BaseModel):
     """
 
     model_config = _FROZEN
-    batch_size: int = Field(1, ge=1, description="concurrent sequences")
-    prompt_tokens: int = Field(ge=1, description="input tokens per sequence")
-    output_tokens: int = Field(ge=1, description="generated tokens per sequence")
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="concurrent sequences")
+    prompt_tokens: int = Field(ge=1, le=MAX_CONTEXT, description="input tokens per sequence")
+    output_tokens: int = Field(ge=1, le=MAX_CONTEXT, description="generated tokens per sequence")
 
     @property
     def context_tokens(self) -> int:
@@ -60,13 +62,13 @@ class Speculative(BaseModel):
     k: int = Field(4, ge=1, le=16, description="tokens drafted per target step")
     acceptance_rate: float | None = Field(
         None, description="probability each drafted token is accepted, in [0, 1); default 0.7 with a draft model, 0.85 self-drafting")
-    draft_layers: int = Field(1, ge=1, description="transformer layers one self-drafting head runs (DeepSeek-V3 MTP: 1)")
+    draft_layers: int = Field(1, ge=1, le=MAX_LAYERS, description="transformer layers one self-drafting head runs (DeepSeek-V3 MTP: 1)")
 
     @model_validator(mode="after")
     def _check(self) -> "Speculative":
         a = self.acceptance_rate
         if a is not None and not 0 <= a < 1:
-            raise ValueError(f"acceptance_rate must be in [0, 1), got {a} (1 would mean every draft is accepted forever)")
+            raise ValueError(f"acceptance_rate: must be in [0, 1), got {a} (1 would mean every draft is accepted forever)")
         return self
 
     @property
@@ -93,17 +95,17 @@ class Deployment(BaseModel):
     """
 
     model_config = _FROZEN
-    tp: int = Field(1, ge=1, description="tensor-parallel degree (GPUs per replica)")
+    tp: int = Field(1, ge=1, le=MAX_GPUS, description="tensor-parallel degree (GPUs per replica)")
     weight_dtype: str | None = Field(None, description="storage format of linear-layer weights and the LM head")
     activation_dtype: str | None = Field(None, description="compute format of GEMMs and attention")
     kv_dtype: str | None = Field(None, description="storage format of the KV cache")
-    weight_group_size: int | None = Field(None, gt=0, description="elements per quantization scale (group-wise quantization)")
+    weight_group_size: int | None = Field(None, gt=0, le=MAX_WIDTH, description="elements per quantization scale (group-wise quantization)")
     weight_scale_dtype: str | None = Field(None, description="format of the quantization scales (default: the weight dtype's convention)")
     weight_zero_point: bool = Field(False, description="asymmetric quantization: one zero point per scale, stored at the weight's bit width")
-    pp: int = Field(1, ge=1, description="pipeline-parallel stages; a replica has tp x pp x ep GPUs")
+    pp: int = Field(1, ge=1, le=MAX_GPUS, description="pipeline-parallel stages; a replica has tp x pp x ep GPUs")
     pp_microbatches: int | None = Field(
-        None, ge=1, description="micro-batches the batch is split into across the pipeline (default: min(batch, pp))")
-    ep: int = Field(1, ge=1, description="expert-parallel GPUs for MoE layers: experts spread E/ep per GPU with "
+        None, ge=1, le=MAX_BATCH, description="micro-batches the batch is split into across the pipeline (default: min(batch, pp))")
+    ep: int = Field(1, ge=1, le=MAX_GPUS, description="expert-parallel GPUs for MoE layers: experts spread E/ep per GPU with "
                                          "all-to-all dispatch and combine, attention data-parallel over the ep GPUs (needs tp=1)")
     network: str | None = Field(None, description="scale-out network profile id (`roofline networks`) for a replica larger than "
                                                   "one NVLink domain; default: `network.DEFAULT_NETWORK`")
@@ -114,7 +116,7 @@ class Deployment(BaseModel):
         None, description="scale layout: one per tensor, per output row, per group of weight_group_size along K, or per "
                           "weight_group_size x weight_group_size block (DeepSeek-V3 FP8: 128 x 128); default: the dtype's")
     dequant_tile_tokens: int = Field(
-        64, ge=1, description="token rows a weight-only (W4A16/W8A16) kernel computes per dequantized weight tile: weights "
+        64, ge=1, le=MAX_CONTEXT, description="token rows a weight-only (W4A16/W8A16) kernel computes per dequantized weight tile: weights "
                               "are dequantized once per such tile (Marlin-style kernels use 16-64)")
     sparsity: Literal["dense", "2:4", "unstructured"] = Field(
         "dense", description="2:4: half the linear weights are zero in 2:4 pattern, run on sparse tensor cores; unstructured: "
@@ -126,16 +128,16 @@ class Deployment(BaseModel):
     kv_allocation: Literal["exact", "paged", "contiguous"] = Field(
         "exact", description="exact: each sequence holds its own tokens; paged: rounded up to kv_block_tokens (vLLM); "
                              "contiguous: every sequence reserves kv_reserved_tokens up front")
-    kv_block_tokens: int = Field(16, ge=1, description="tokens per KV block with paged allocation (vLLM default 16)")
-    kv_reserved_tokens: int | None = Field(None, ge=1, description="tokens reserved per sequence with contiguous allocation (default: the model's max_context)")
-    prefix_tokens: int = Field(0, ge=0, description="prompt tokens shared by requests (system prompt) that prefix caching can reuse")
+    kv_block_tokens: int = Field(16, ge=1, le=MAX_CONTEXT, description="tokens per KV block with paged allocation (vLLM default 16)")
+    kv_reserved_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT, description="tokens reserved per sequence with contiguous allocation (default: the model's max_context)")
+    prefix_tokens: int = Field(0, ge=0, le=MAX_CONTEXT, description="prompt tokens shared by requests (system prompt) that prefix caching can reuse")
     prefix_hit_rate: float = Field(0.0, ge=0, le=1, description="fraction of requests whose shared prefix is already cached")
     weight_offload_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of weights kept in host memory and streamed over the host link every pass")
     kv_offload_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of the KV cache kept in host memory and read over the host link every step")
     speculative: "Speculative | None" = Field(None, description="speculative decoding: a draft model or self-drafting heads")
     attention_impl: Literal["flash", "naive"] = Field("flash", description="flash: fused, no score matrix in HBM; naive: scores and probabilities written and read")
     runtime_reserve_bytes: float = Field(
-        2 * GIB, ge=0,
+        2 * GIB, ge=0, le=1e13,
         description="per-GPU memory the runtime keeps (CUDA context, cuBLAS/NCCL workspaces, CUDA graphs); "
         "vLLM and TensorRT-LLM logs on 80 GB cards report about 1-3 GiB of such non-tensor memory",
     )
@@ -147,14 +149,14 @@ class Deployment(BaseModel):
             if value is not None:
                 get_dtype(value, field)
         if self.ep > 1 and self.tp > 1:
-            raise ValueError(f"ep={self.ep} with tp={self.tp}: expert parallelism here runs attention data-parallel "
+            raise ValueError(f"ep: ep={self.ep} with tp={self.tp}: expert parallelism here runs attention data-parallel "
                              "over the ep GPUs; use tp=1 with ep, or ep=1 with tp")
         if self.weight_scale_granularity == "block" and self.weight_group_size is None:
-            raise ValueError("weight_scale_granularity 'block' needs weight_group_size (the block edge, e.g. 128)")
+            raise ValueError("weight_scale_granularity: 'block' needs weight_group_size (the block edge, e.g. 128)")
         if self.sparse_format != "dense" and self.sparsity != "unstructured":
-            raise ValueError(f"sparse_format {self.sparse_format!r} stores unstructured sparsity; set sparsity='unstructured'")
+            raise ValueError(f"sparse_format: {self.sparse_format!r} stores unstructured sparsity; set sparsity='unstructured'")
         if self.prefix_tokens == 0 and self.prefix_hit_rate > 0:
-            raise ValueError("prefix_hit_rate needs prefix_tokens > 0 (the shared prefix length)")
+            raise ValueError("prefix_hit_rate: needs prefix_tokens > 0 (the shared prefix length)")
         return self
 
     @property

@@ -253,7 +253,7 @@ def test_speculation_stops_paying_at_a_large_batch():
 
 @pytest.mark.parametrize("a", [1.0, -0.1, 1.5])
 def test_acceptance_rate_outside_0_1_is_rejected(a):
-    with pytest.raises(ValueError, match="acceptance_rate must be in \\[0, 1\\)"):
+    with pytest.raises(ValueError, match="acceptance_rate: must be in \\[0, 1\\)"):
         Speculative(acceptance_rate=a)
 
 

@@ -8,6 +8,8 @@ the library's field (`batch_size`, `requests_per_s`) rather than by the flag.
 from __future__ import annotations
 
 import argparse
+import math
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -20,14 +22,32 @@ def split(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def ids(text: str, field: str) -> list[str]:
+    """Ids or paths, comma-separated; a path to an existing file is taken whole (it may hold a comma).
+    None left after splitting is an error naming the field."""
+    try:
+        whole = Path(text.strip()).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        whole = False
+    if whole:
+        return [text.strip()]
+    out = split(text)
+    if not out:
+        listing = "hardware" if field == "hardware" else "models"
+        raise SpecError(field, f"needs at least one id or file path, got {text!r}; see `roofline {listing}`")
+    return out
+
+
 def number(text: str | None, field: str, kind=float, positive: bool = True):
-    """A flag's value as `kind` (None stays None); `positive`: above zero (at least 1 for an integer)."""
+    """A flag's value as `kind` (None stays None), finite; `positive`: above zero (at least 1 for an integer)."""
     if text is None:
         return None
     try:
         value = kind(text)
     except ValueError:
         raise SpecError(field, f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if (isinstance(value, float) and not math.isfinite(value)) or abs(value) > 1e30:
+        raise SpecError(field, f"must be a finite number of sensible size, got {text if len(text) < 40 else text[:20] + '...'}")
     if positive and not value > 0:
         raise SpecError(field, f"must be at least 1, got {text}" if kind is int else f"must be positive, got {text}")
     return value

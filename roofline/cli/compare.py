@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .. import fmt
 from ..compare import compare, deployment_from_pairs, parse_pairs, parse_variant
+from ..errors import SpecError
 from ..registry import as_model
 from ..workload import Deployment
 
@@ -65,8 +66,19 @@ def run(a) -> str:
     base_model = as_model(a.model)
     base_dep = deployment_from_pairs(parse_pairs(a.baseline, "--baseline"), None, "--baseline") if a.baseline else Deployment()
     wl = args.workload(a)
-    variants = dict(parse_variant(v, base_model, base_dep) for v in a.variant)
+    variants: dict = {}
+    for text in a.variant:
+        name, variant = parse_variant(text, base_model, base_dep)
+        if not name:
+            raise SpecError("--variant", f"needs a NAME before ':', got {text!r}")
+        if name in variants:
+            raise SpecError("--variant", f"name {name!r} is given twice; give each variant its own name")
+        variants[name] = variant
     df = compare(base_model, a.hardware, wl, base_dep, variants)
+    failed = [n for n in df.index if df.at[n, "error"]]
+    if failed:  # the library keeps a failing variant as a row; on the command line it is an error
+        field, _, msg = str(df.at[failed[0], "error"]).partition(": ")
+        raise SpecError(f"--variant {failed[0]}: {field}", msg or field)
     if a.json:
         return df.reset_index().to_json(orient="records", indent=2)
     return (f"{df.attrs['hardware']}: batch {wl.batch_size} x (prompt {wl.prompt_tokens} + output {wl.output_tokens} tokens)\n\n"

@@ -46,7 +46,7 @@ def add_arguments(p) -> None:
 
 def run(a) -> str:
     """Convert the flags, call `plan`, format the table (or JSON)."""
-    hardware = None if a.hardware.strip() == "all" else args.split(a.hardware)
+    hardware = None if a.hardware.strip() == "all" else args.ids(a.hardware, "hardware")
     if hardware == []:
         raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
     top = args.number(a.top, "top", int)

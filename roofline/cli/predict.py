@@ -33,8 +33,8 @@ def add_arguments(p) -> None:
 
 def predictions(a) -> list[Prediction]:
     """One prediction per (model, hardware) of the flags."""
-    models = [load_model(m) for m in args.split(a.model)]
-    hws = [load_hardware(h) for h in args.split(a.hardware)]
+    models = [load_model(m) for m in args.ids(a.model, "model")]
+    hws = [load_hardware(h) for h in args.ids(a.hardware, "hardware")]
     auto = a.tp.strip() == "auto"
     wl = args.workload(a)
     try:

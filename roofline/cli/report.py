@@ -37,9 +37,9 @@ def run(a) -> str:
     overrides = {flag[2:].replace("-", "_"): None for flag, _ in SCENARIO_FLAGS}
     overrides = {k: getattr(a, k) for k in overrides}
     if a.model is not None:
-        overrides["models"] = args.split(a.model)
+        overrides["models"] = args.ids(a.model, "models")
     if a.hardware is not None:
-        overrides["hardware"] = list_hardware() if a.hardware.strip() == "all" else args.split(a.hardware)
+        overrides["hardware"] = list_hardware() if a.hardware.strip() == "all" else args.ids(a.hardware, "hardware")
     scenario = scenario.with_overrides("arguments", **overrides)
     written = write_report(scenario, a.out, progress=not a.no_progress)
     return (f"wrote {written.html}, {written.markdown} and {written.csv}\n"

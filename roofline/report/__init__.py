@@ -10,7 +10,9 @@ output tokens per request), the SLOs and the number formats. For every (model, h
    (and the note says so); none does: the option is infeasible, bound by that SLO.
 2. **Batch size**: the largest static batch b <= min(max batch that fits at that tp, the scenario's
    cap) whose TTFT <= ttft_slo_s and mean TPOT <= tpot_slo_s. Both latencies grow with the batch,
-   so the search is a bisection over b, each probe one `predict` call.
+   so the search is a bisection over b, each probe one `predict` call. Tokens/s is not monotone in b
+   (the tile sawtooth, `roofline.roofline`): when the last multiple of the GEMM or dequantization tile
+   below b serves more tokens/s, that batch is taken instead and the note says so.
 3. **Binding constraint**: what stops b + 1. "memory" (b + 1 does not fit), "batch cap",
    "TTFT SLO" or "TPOT SLO" (b + 1 misses it). Batch 1 already missing an SLO makes the option
    infeasible, with that SLO as its binding constraint.

@@ -86,7 +86,8 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
             "continuous batching (set `serving: continuous` for those).",
             "GPUs per replica (tp) is the smallest tensor-parallel degree that holds the model at batch 1 (raised to the "
             "smallest that meets the SLOs at batch 1 where needed), within one scale-up domain; no pipeline or expert parallelism.",
-            "Batch size is the largest that fits in memory, stays within the batch cap, and meets both SLOs; "
+            "Batch size is the largest that fits in memory, stays within the batch cap, and meets both SLOs (or the "
+            "multiple of a GEMM/dequantization tile just below it, when that serves more tokens/s); "
             "the binding constraint is what stops one more request per batch.",
             f"Replicas = ceil(requests/s x output tokens / output tokens/s of one replica); demand here is "
             f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
@@ -176,7 +177,7 @@ def top_option_text(table: pd.DataFrame) -> str:
         return "no option meets the scenario: " + "; ".join(
             f"{r.hardware_id}: {r.binding_constraint}" for r in table.itertuples(index=False))
     r = best.iloc[0]
-    return (f"{r['model']} on {r['hardware_id']}: {_int(r['gpus'])} GPUs ({_int(r['replicas'])} replicas x {_shape_text(best.iloc[0])}, "
+    return (f"{r['model']} on {r['hardware_id']}: {fmt.quantity(r['gpus'], 'GPU')} ({fmt.quantity(r['replicas'], 'replica')} x {_shape_text(best.iloc[0])}, "
             f"batch {_batch_text(r['batch_size'])}), {_money(r['usd_per_hour'])}/hour, {_money(r['usd_per_million_output_tokens'])} "
             f"per million output tokens; bound by {r['binding_constraint']}")
 

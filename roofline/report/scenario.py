@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 from ..dtypes import get_dtype
 from ..errors import SpecError, validation_message
+from ..files import read_mapping
 from ..registry import list_hardware, read_yaml
-from ..workload import Deployment
+from ..specs import MAX_CONTEXT
+from ..workload import MAX_BATCH, Deployment
 
 NO_SLO_S = 1e9  # seconds: an unset SLO, passed to the planner as a limit no option reaches
 
@@ -36,22 +38,22 @@ UNSUPPORTED = "unsupported"
 class Scenario(BaseModel):
     """What is to be served and under which limits. Seconds, tokens, requests per second."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
 
     title: str = Field("LLM serving procurement report", min_length=1)
-    models: list[str] = Field(min_length=1, description="model ids (`roofline models`) or paths to spec YAML files")
-    hardware: list[str] = Field(default_factory=list_hardware, min_length=1,
+    models: list[str] = Field(min_length=1, max_length=64, description="model ids (`roofline models`) or paths to spec YAML files")
+    hardware: list[str] = Field(default_factory=list_hardware, min_length=1, max_length=256,
                                 description="hardware ids (`roofline hardware`) or profile YAML paths; default: every shipped profile")
-    requests_per_s: float = Field(gt=0, description="arriving requests per second, all replicas together")
-    prompt_tokens: int = Field(ge=1, description="input tokens per request")
-    output_tokens: int = Field(ge=1, description="generated tokens per request")
-    ttft_slo_s: float | None = Field(None, gt=0, description="time to first token limit (continuous: at ttft_percentile, "
+    requests_per_s: float = Field(gt=0, le=1e9, description="arriving requests per second, all replicas together")
+    prompt_tokens: int = Field(ge=1, le=MAX_CONTEXT, description="input tokens per request")
+    output_tokens: int = Field(ge=1, le=MAX_CONTEXT, description="generated tokens per request")
+    ttft_slo_s: float | None = Field(None, gt=0, lt=NO_SLO_S, description="time to first token limit (continuous: at ttft_percentile, "
                                                              "queueing included; static: prefill of the whole batch)")
-    tpot_slo_s: float | None = Field(None, gt=0, description="mean time per output token limit")
+    tpot_slo_s: float | None = Field(None, gt=0, lt=NO_SLO_S, description="mean time per output token limit")
     weight_dtype: str | None = Field(None, description="weight storage format (default: the model's native)")
     activation_dtype: str | None = Field(None, description="compute format (default: native)")
     kv_dtype: str | None = Field(None, description="KV-cache format (default: native)")
-    max_batch_size: int | None = Field(None, ge=1, description="cap on the batch per replica (e.g. the serving engine's max_num_seqs)")
+    max_batch_size: int | None = Field(None, ge=1, le=MAX_BATCH, description="cap on the batch per replica (e.g. the serving engine's max_num_seqs)")
     serving: Literal["continuous", "static"] = Field(
         "continuous", description="continuous: the capacity planner (continuous batching, queueing, tp x pp x ep); "
                                   "static: whole batches from prefill to the last token, tp only")
@@ -70,12 +72,7 @@ class Scenario(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Scenario":
         """Load a scenario file; any problem is a one-line `SpecError` naming the file and the field."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise SpecError("scenario", f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-        return cls.from_mapping(read_yaml(text, str(path)), str(path))
+        return cls.from_mapping(read_mapping(path, "yaml", field="scenario"), str(path))
 
     @classmethod
     def from_mapping(cls, data: dict, where: str = "scenario") -> "Scenario":
