@@ -94,3 +94,14 @@ def bands_for(figures: dict[str, tuple[float, str]], hw, weight_dtype: str | Non
         if b is not None:
             out[name] = b
     return out
+
+
+def band_limits(values, family: str, hw_classes, precisions) -> tuple[list[float], list[float]]:
+    """Low and high ends of the bands of a column of figures of one family, row by row (NaN where a row has
+    no band or no finite value): the planner's and the report's tables."""
+    low, high = [], []
+    for value, hc, pc in zip(values, hw_classes, precisions):
+        b = band(float(value), family, hc, pc) if value is not None and value == value else None
+        low.append(b.low if b else math.nan)
+        high.append(b.high if b else math.nan)
+    return low, high

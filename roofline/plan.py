@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 from . import fmt
 from .engine import usd_per_million_tokens
+from .bands import band_limits, hardware_class, precision_class
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
@@ -76,6 +77,7 @@ COLUMNS = [
     "batch_size", "batch_limit",
     "requests_per_s_per_replica", "capacity_requests_per_s_per_replica", "prefill_utilization",
     "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_at_slo_percentile_s", "tpot_s", "itl_max_s",
+    "ttft_at_slo_percentile_band_low_s", "ttft_at_slo_percentile_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
     "output_tokens_per_s_per_replica", "output_tokens_per_s_per_gpu", "usd_per_hour", "usd_per_million_output_tokens",
     "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu", "price_usd_per_gpu_hour",
 ]
@@ -369,6 +371,12 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"])
     frame["hardware_id"] = frame["hardware"].map(given_ids)
     df = _rank(frame, space.best_only)
+    # 80% error bands of the TTFT and TPOT figures, from the published corpus (`roofline.bands`)
+    classes = {hw.name: hardware_class(hw) for hw in hws}
+    hc = [classes.get(h, "") for h in df["hardware"]]
+    pc = [precision_class(w, a) for w, a in zip(df["weight_dtype"], df["activation_dtype"])]
+    for col, family in (("ttft_at_slo_percentile", "ttft_serving"), ("tpot", "tpot_serving")):
+        df[f"{col}_band_low_s"], df[f"{col}_band_high_s"] = band_limits(df[f"{col}_s"], family, hc, pc)
     for c in ("replicas", "gpus", "batch_limit", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica"):
         df[c] = pd.array([None if pd.isna(x) else int(x) for x in df[c]], dtype="Int64")
     df.attrs.update(model=m.name, requests_per_s=float(traffic.requests_per_s), prompt_tokens=traffic.prompt_tokens.describe(),

@@ -310,3 +310,32 @@ def test_cli_validate_published_bad_input_is_one_line(capsys, args, message):
     assert main(["validate", "--published", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_planner_rows_carry_the_serving_bands(capsys):
+    df = rl.plan(model="llama-3.1-8b", requests_per_s=5, prompt_tokens=1024, output_tokens=256, ttft_slo_s=1, tpot_slo_s=0.05,
+                 hardware=["h100-sxm"])
+    r = df.iloc[0]
+    _, entries = B._entries()
+    key = B.entry_key(entries, "tpot_serving", "nvidia-hopper", B.precision_class(r["weight_dtype"], r["activation_dtype"]))
+    assert r["tpot_band_low_s"] == pytest.approx(r["tpot_s"] * math.exp(entries[key]["log_q10"]))
+    assert r["tpot_band_high_s"] == pytest.approx(r["tpot_s"] * math.exp(entries[key]["log_q90"]))
+    from roofline import fmt
+    from roofline.cli import main
+
+    assert main(["plan", "--model", "llama-3.1-8b", "--requests-per-s", "5", "--prompt-tokens", "1024", "--output-tokens", "256",
+                 "--ttft-slo-s", "1", "--tpot-slo-s", "0.05", "--hardware", "h100-sxm"]) == 0
+    out = capsys.readouterr().out
+    assert f"TPOT {fmt.seconds(r['tpot_band_low_s'])} – {fmt.seconds(r['tpot_band_high_s'])}" in out
+
+
+def test_cli_predict_prints_the_bands(capsys):
+    from roofline import fmt
+    from roofline.cli import main
+
+    p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(batch_size=8, prompt_tokens=1024, output_tokens=128))
+    assert main(["predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch-size", "8", "--prompt-tokens", "1024",
+                 "--output-tokens", "128"]) == 0
+    out = capsys.readouterr().out
+    b = p.bands["tpot_s"]
+    assert f"{fmt.seconds(b.low)} – {fmt.seconds(b.high)} (n={b.rows:,})" in out

@@ -90,7 +90,22 @@ def plan_table(df: pd.DataFrame) -> str:
             rows.append(["-", r.hardware_id, r.precision, _shape(r) if r.tp else "-", "-", "-", "-", "-", "-", "-", "-",
                          f"infeasible: {r.reason}"])
     header = ["rank", "hardware", "precision", "replica", "replicas", "GPUs", "batch", f"TTFT {q}", "TPOT", "$/hour", "$/M out tok", "bound by"]
-    return title + "\n\n" + fmt.table(header, rows)
+    return title + "\n\n" + fmt.table(header, rows) + _band_note(df, q)
+
+
+def _band_note(df: pd.DataFrame, q: str) -> str:
+    """The top option's 80% error bands (`roofline.bands`), under the table: where 80% of published runs fell."""
+    top = df[df["feasible"]].head(1)
+    if not len(top):
+        return ""
+    r = top.iloc[0]
+    parts = [f"{label} {fmt.seconds(r[f'{col}_band_low_s'])} – {fmt.seconds(r[f'{col}_band_high_s'])}"
+             for col, label in (("ttft_at_slo_percentile", f"TTFT {q}"), ("tpot", "TPOT"))
+             if r[f"{col}_band_low_s"] == r[f"{col}_band_low_s"]]
+    if not parts:
+        return ""
+    return (f"\n\nrank 1, 80% error bands from published serving runs: {'; '.join(parts)} "
+            "(calibrate/published/report/accuracy.md)")
 
 
 def _shape(r) -> str:
