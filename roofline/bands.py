@@ -58,7 +58,7 @@ def hardware_class(hw) -> str:
 
 def precision_class(weight_dtype: str | None, activation_dtype: str | None) -> str:
     """16-bit (native formats), 8-bit (8- or 4-bit compute: FP8, W8A8), or weight-only (W8A16, W4A16)."""
-    narrow = lambda d: (d or "").lower().startswith(("fp8", "int8", "int4", "nf4", "fp4"))  # noqa: E731
+    narrow = lambda d: isinstance(d, str) and d.lower().startswith(("fp8", "int8", "int4", "nf4", "fp4"))  # noqa: E731
     if narrow(activation_dtype):
         return "8-bit"
     if narrow(weight_dtype):

@@ -53,8 +53,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from . import fmt
-from .engine import usd_per_million_tokens
 from .bands import band_limits, hardware_class, precision_class
+from .engine import usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
