@@ -183,6 +183,11 @@ def _deployment(pairs: dict[str, str], base: Deployment | None, where: str) -> D
         raise validation_message(exc, where) from None
 
 
+def parse_deployment(text: str, base: Deployment | None = None, where: str = "--baseline") -> Deployment:
+    """'KEY=VALUE,...' -> a Deployment, unset keys from `base` (see COMPARE_DESCRIPTION for the keys)."""
+    return _deployment(_pairs(text, where), base, where)
+
+
 def parse_variant(text: str, base_model: ModelSpec, base_dep: Deployment) -> tuple[str, Variant]:
     """'NAME:KEY=VALUE,...' -> (name, Variant); see COMPARE_DESCRIPTION for the keys."""
     from . import techniques as T
@@ -259,7 +264,7 @@ def run_compare(a) -> str:
     from .registry import validation_message
 
     base_model = _model(a.model)
-    base_dep = _deployment(_pairs(a.baseline, "--baseline"), None, "--baseline") if a.baseline else Deployment()
+    base_dep = parse_deployment(a.baseline) if a.baseline else Deployment()
     try:
         wl = Workload(batch_size=a.batch_size, prompt_tokens=a.prompt_tokens, output_tokens=a.output_tokens)
     except ValidationError as exc:
