@@ -29,6 +29,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import streamlit.testing.v1.app_test as _app_test  # noqa: E402
+import streamlit.testing.v1.local_script_runner as _local_runner  # noqa: E402
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
@@ -36,7 +37,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 # app.py), which a server does not: its ScriptCache lives as long as the process. One shared cache here, so a
 # rerun costs what it costs behind `streamlit run`.
 _SHARED_CACHE = ScriptCache()
-_app_test.ScriptCache = lambda: _SHARED_CACHE
+_app_test.ScriptCache = _local_runner.ScriptCache = lambda: _SHARED_CACHE
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TARGET_S = 0.2
