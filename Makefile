@@ -45,8 +45,9 @@ demo: $(BASE)
 app: $(APP)
 	$(BIN)/streamlit run app.py
 
-# The whole suite, as CI runs it (.ci/run)
+# The whole suite, as CI runs it (.ci/run): the linter, then every test
 test: $(FULL)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: $(BASE)

@@ -34,7 +34,8 @@ from pydantic import ValidationError
 
 import roofline as rl
 from roofline import fmt, views
-from roofline.compare import COMPARE_DESCRIPTION, parse_deployment, parse_variant
+from roofline.cli.compare import DESCRIPTION as COMPARE_DESCRIPTION
+from roofline.compare import deployment_from_pairs, parse_pairs, parse_variant
 from roofline.hardware import parse_prices
 from roofline.plan import PRECISIONS
 from roofline.registry import validation_message
@@ -866,7 +867,7 @@ def cached_compare(model: str, hw: str, wl_json: str, baseline: str, lines: tupl
     spec = rl.load_model(model)
     errors = []
     try:
-        base = parse_deployment(baseline, None, "baseline") if baseline.strip() else rl.Deployment()
+        base = deployment_from_pairs(parse_pairs(baseline, "baseline"), None, "baseline") if baseline.strip() else rl.Deployment()
     except (rl.SpecError, ValidationError) as exc:
         return None, (_one_line(exc, "baseline"),)
     variants = {}

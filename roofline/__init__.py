@@ -30,14 +30,15 @@ __all__ += ["sweep"]
 from .calibration import Calibration, CalibrationMismatchWarning, load_calibration  # noqa: E402
 
 __all__ += ["Calibration", "CalibrationMismatchWarning", "load_calibration"]
-from .plan import plan  # noqa: E402
-from .serving import LengthDist, disaggregate, frontier, steady_state  # noqa: E402
+from .disaggregation import disaggregate  # noqa: E402
+from .plan import SLO, SearchSpace, plan, plan_fleet  # noqa: E402
+from .serving import LengthDist, Traffic, frontier, steady_state  # noqa: E402
 
-__all__ += ["plan", "LengthDist", "disaggregate", "frontier", "steady_state"]
+__all__ += ["plan", "plan_fleet", "SLO", "SearchSpace", "Traffic", "LengthDist", "disaggregate", "frontier", "steady_state"]
 from . import techniques  # noqa: E402
 from .compare import Variant, compare  # noqa: E402
 from .network import NetworkProfile, list_networks, load_network  # noqa: E402
-from .speculative import breakeven_batch  # noqa: E402
+from .predict import breakeven_batch  # noqa: E402
 from .workload import Speculative  # noqa: E402
 
 __all__ += ["techniques", "Variant", "compare", "NetworkProfile", "list_networks", "load_network", "breakeven_batch", "Speculative"]

@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from pydantic import ValidationError
 
-from .errors import SpecError
-from .hardware import HardwareProfile
+if TYPE_CHECKING:
+    import pandas as pd
+
+from . import techniques as T
+from .errors import SpecError, validation_message
 from .predict import Prediction, predict
-from .registry import load_hardware, load_model
+from .registry import as_hardware, as_model
 from .specs import ModelSpec
 from .workload import Deployment, Workload
 
@@ -67,10 +71,6 @@ def _as_variant(name: str, v) -> Variant:
     raise SpecError(f"variants[{name!r}]", f"must be a Deployment, a model id / ModelSpec or a Variant, got {type(v).__name__}")
 
 
-def _model(m) -> ModelSpec:
-    return m if isinstance(m, ModelSpec) else load_model(m)
-
-
 def _scaled(wl: Workload, f: float) -> Workload:
     if f == 1:
         return wl
@@ -101,8 +101,10 @@ def compare(model, hardware, workload: Workload, baseline: Deployment | None = N
     `<metric>_vs_baseline` columns hold variant / baseline for `DELTA_METRICS` (below 1 for
     TPOT means faster). See the module docstring for what a variant may be.
     """
-    hw = hardware if isinstance(hardware, HardwareProfile) else load_hardware(hardware)
-    base_model = _model(model)
+    import pandas as pd
+
+    hw = as_hardware(hardware)
+    base_model = as_model(model)
     base_dep = baseline or Deployment()
     if not variants:
         raise SpecError("variants", "give at least one variant, e.g. {'int4': Deployment(weight_dtype='int4')}")
@@ -111,7 +113,7 @@ def compare(model, hardware, workload: Workload, baseline: Deployment | None = N
     rows = [_row(BASELINE, predict(base_model, hw, workload, base_dep), base_model, base_dep, 1.0)]
     for name, v in variants.items():
         v = _as_variant(name, v)
-        spec = base_model if v.model is None else _model(v.model)
+        spec = base_model if v.model is None else as_model(v.model)
         dep = v.deployment or base_dep
         try:
             p = predict(spec, hw, _scaled(workload, v.tokens_per_text), dep)
@@ -127,32 +129,14 @@ def compare(model, hardware, workload: Workload, baseline: Deployment | None = N
     return df
 
 
-# ------------------------------------------------------------ the command line
-COMPARE_DESCRIPTION = (
-    "Baseline vs named variants on one hardware and workload. Each --variant is NAME:KEY=VALUE[,KEY=VALUE...], where a "
-    "KEY is a Deployment field (weight_dtype, activation_dtype, kv_dtype, weight_group_size, tp, pp, ep, sparsity, "
-    "sparse_format, sparsity_fraction, kv_allocation, kv_block_tokens, prefix_tokens, prefix_hit_rate, "
-    "weight_offload_fraction, kv_offload_fraction, attention_impl, on_unsupported_dtype, ...), speculative.draft / "
-    "speculative.k / speculative.acceptance_rate / speculative.draft_layers, model (a student or any other spec), "
-    "tokens_per_text, or a spec transform: keep_layers, keep_heads, keep_ffn, keep_experts (prune), attention "
-    "(mha|mqa|gqa|mla), kv_heads, sliding_window, cla, vocab. Unset keys take the baseline's values.")
-
-_TRANSFORM_KEYS = {"keep_layers", "keep_heads", "keep_ffn", "keep_experts", "attention", "kv_heads", "sliding_window", "cla",
-                   "vocab", "parallel_blocks"}
+# ------------------------------------------------------------ variants written as text
+# spec transforms (`roofline.techniques`) a variant may name beside Deployment fields
+TRANSFORM_KEYS = {"keep_layers", "keep_heads", "keep_ffn", "keep_experts", "attention", "kv_heads", "sliding_window", "cla",
+                  "vocab", "parallel_blocks"}
 
 
-def add_compare_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="baseline model id or spec path")
-    p.add_argument("--hardware", required=True, help="hardware id or profile path")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--prompt-tokens", type=int, default=1024)
-    p.add_argument("--output-tokens", type=int, default=256)
-    p.add_argument("--baseline", default="", help="the baseline's deployment as KEY=VALUE[,KEY=VALUE...] (default: native, tp=1)")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="a variant (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the table as JSON records")
-
-
-def _pairs(text: str, where: str) -> dict[str, str]:
+def parse_pairs(text: str, where: str) -> dict[str, str]:
+    """'K=V,K=V' -> {K: V}; `where` names the flag in an error."""
     out = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
         if "=" not in item:
@@ -162,11 +146,8 @@ def _pairs(text: str, where: str) -> dict[str, str]:
     return out
 
 
-def _deployment(pairs: dict[str, str], base: Deployment | None, where: str) -> Deployment:
-    from pydantic import ValidationError
-
-    from .registry import validation_message
-
+def deployment_from_pairs(pairs: dict[str, str], base: Deployment | None, where: str) -> Deployment:
+    """`base` with the Deployment fields (and `speculative.*` keys) of `pairs` replaced, validated."""
     spec = {k.split(".", 1)[1]: v for k, v in pairs.items() if k.startswith("speculative.")}
     fields = {k: v for k, v in pairs.items() if not k.startswith("speculative.")}
     unknown = sorted(set(fields) - set(Deployment.model_fields))
@@ -183,28 +164,21 @@ def _deployment(pairs: dict[str, str], base: Deployment | None, where: str) -> D
         raise validation_message(exc, where) from None
 
 
-def parse_deployment(text: str, base: Deployment | None = None, where: str = "--baseline") -> Deployment:
-    """'KEY=VALUE,...' -> a Deployment, unset keys from `base` (see COMPARE_DESCRIPTION for the keys)."""
-    return _deployment(_pairs(text, where), base, where)
-
-
 def parse_variant(text: str, base_model: ModelSpec, base_dep: Deployment) -> tuple[str, Variant]:
-    """'NAME:KEY=VALUE,...' -> (name, Variant); see COMPARE_DESCRIPTION for the keys."""
-    from . import techniques as T
-
+    """'NAME:KEY=VALUE,...' -> (name, Variant); `roofline compare --help` lists the keys."""
     if ":" not in text:
         raise SpecError("--variant", f"expected NAME:KEY=VALUE[,...], got {text!r}")
     name, rest = text.split(":", 1)
     name = name.strip()
     where = f"--variant {name}"
-    pairs = _pairs(rest, where)
-    model = _model(pairs.pop("model")) if "model" in pairs else base_model
+    pairs = parse_pairs(rest, where)
+    model = as_model(pairs.pop("model")) if "model" in pairs else base_model
     f = pairs.pop("tokens_per_text", "1")
     try:
         tokens_per_text = float(f)
     except ValueError:
         raise SpecError(f"{where}: tokens_per_text", f"expected a number, got {f!r}") from None
-    tr = {k: pairs.pop(k) for k in list(pairs) if k in _TRANSFORM_KEYS}
+    tr = {k: pairs.pop(k) for k in list(pairs) if k in TRANSFORM_KEYS}
     try:
         keep = {k: float(tr.pop(k)) for k in ("keep_layers", "keep_heads", "keep_ffn", "keep_experts") if k in tr}
         if keep:
@@ -225,53 +199,5 @@ def parse_variant(text: str, base_model: ModelSpec, base_dep: Deployment) -> tup
         raise SpecError(where, f"a transform value is not a number: {exc}") from None
     if tr:
         raise SpecError(where, f"{sorted(tr)[0]} needs attention=... alongside it")
-    dep = _deployment(pairs, base_dep, where) if pairs else base_dep
+    dep = deployment_from_pairs(pairs, base_dep, where) if pairs else base_dep
     return name, Variant(model=model, deployment=dep, tokens_per_text=tokens_per_text)
-
-
-_SHOWN = (("model", "model", str), ("GPUs", "num_gpus", lambda x: f"{x:g}"), ("TTFT", "ttft_s", "seconds"),
-          ("TPOT", "tpot_s", "seconds"), ("TPOT per baseline token of text", "text_tpot_s", "seconds"),
-          ("tokens/s", "output_tokens_per_s", lambda x: f"{x:,.0f}"), ("decode bound", "decode_bound", str),
-          ("weights / GPU", "weight_bytes", "gb"), ("KV cache / GPU", "kv_cache_bytes", "gb"),
-          ("memory / GPU", "memory_required_bytes", "gb"), ("fits", "fits", str), ("max batch", "max_batch_size", lambda x: f"{x:,.0f}"),
-          ("ridge point (FLOP/B)", "ridge_point_flops_per_byte", lambda x: f"{x:,.0f}"),
-          ("$/M output tokens", "cost_per_million_output_tokens_usd", "usd"), ("TPOT vs baseline", "tpot_s_vs_baseline", "x"))
-
-
-def format_table(df: pd.DataFrame) -> str:
-    from . import fmt
-
-    conv = {"seconds": fmt.seconds, "gb": fmt.gigabytes, "usd": fmt.usd, "x": lambda x: f"{x:.2f}x"}
-    rows = []
-    for label, col, how in _SHOWN:
-        f = conv.get(how, how) if isinstance(how, str) else how
-        cells = []
-        for name in df.index:
-            v = df.at[name, col]
-            cells.append("-" if (isinstance(v, float) and math.isnan(v)) else f(v))
-        rows.append([label, *cells])
-    text = fmt.table(["", *df.index], rows)
-    extra = [f"{n}: {df.at[n, 'error']}" for n in df.index if df.at[n, "error"]]
-    extra += [f"{n}: {df.at[n, 'notes']}" for n in df.index if df.at[n, "notes"]]
-    return text + ("\n\n" + "\n".join(extra) if extra else "")
-
-
-def run_compare(a) -> str:
-    import json
-
-    from pydantic import ValidationError
-
-    from .registry import validation_message
-
-    base_model = _model(a.model)
-    base_dep = parse_deployment(a.baseline) if a.baseline else Deployment()
-    try:
-        wl = Workload(batch_size=a.batch_size, prompt_tokens=a.prompt_tokens, output_tokens=a.output_tokens)
-    except ValidationError as exc:
-        raise validation_message(exc, "arguments") from None
-    variants = dict(parse_variant(v, base_model, base_dep) for v in a.variant)
-    df = compare(base_model, a.hardware, wl, base_dep, variants)
-    if a.json:
-        return df.reset_index().to_json(orient="records", indent=2)
-    return (f"{df.attrs['hardware']}: batch {wl.batch_size} x (prompt {wl.prompt_tokens} + output {wl.output_tokens} tokens)\n\n"
-            + format_table(df))

@@ -7,6 +7,10 @@ notebooks see an ordinary `ValueError` subclass.
 
 from __future__ import annotations
 
+import difflib
+
+from pydantic import ValidationError
+
 
 class SpecError(ValueError):
     """Bad input: names the field, the value and what would be accepted."""
@@ -15,3 +19,23 @@ class SpecError(ValueError):
         self.field = field
         self.msg = message
         super().__init__(f"{field}: {message}")
+
+
+def validation_message(exc: ValidationError, where: str, schema=None) -> SpecError:
+    """Turn pydantic's report into one line naming the first bad field.
+
+    An unknown key is reported before the missing field it usually misspells, with a suggestion.
+    """
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = ".".join(str(p) for p in err["loc"]) or where
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        known = list(schema.model_fields) if schema is not None else []
+        close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
+        msg = "unknown field" + (f"; did you mean {close[0]!r}?" if close else " (check the spelling against the schema)")
+    if err["type"] == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+        if ": " in msg and not err["loc"]:
+            return SpecError(f"{where}: {msg.split(': ', 1)[0]}", msg.split(": ", 1)[1])
+    return SpecError(f"{where}: {loc}", msg)

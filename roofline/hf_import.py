@@ -103,8 +103,7 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
-from .errors import SpecError
-from .registry import validation_message
+from .errors import SpecError, validation_message
 from .specs import ModelSpec
 
 # Spec quantity -> config keys that may hold it, in order of preference.

@@ -18,7 +18,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import SpecError
+from .errors import SpecError, validation_message
+from .registry import data_dir
 
 DEFAULT_NETWORK = "ib-ndr-400"
 
@@ -42,9 +43,7 @@ class NetworkProfile(BaseModel):
 
 
 def _dir():
-    from .registry import _data_dir
-
-    return _data_dir("hardware_profiles").joinpath("networks")
+    return data_dir("hardware_profiles").joinpath("networks")
 
 
 def list_networks() -> list[str]:
@@ -62,6 +61,4 @@ def load_network(network_id: str) -> NetworkProfile:
     try:
         return NetworkProfile.model_validate(data)
     except ValidationError as exc:
-        from .registry import validation_message
-
         raise validation_message(exc, f"networks/{network_id}.yaml") from None

@@ -17,7 +17,7 @@ hardware profile (default: all shipped), every deployment option:
 For each option the replica runs continuous batching in steady state (`serving.Curves`: stage step times from
 the operator table, Little's law, the M/G/1 prefill queue; pipelines and expert waves as in `serving`).
 Every latency rises with the per-replica rate λ_r, so the largest λ* meeting all constraints is one root
-of a falling margin, found by bracketing on the batch grid and regula falsi (`_max_rate`):
+of a falling margin, found by bracketing on the batch grid and regula falsi (`max_rate`):
 
     stable (λ_r below the capacity: memory and prefill), mean TPOT ≤ tpot_slo_s,
     P(TTFT > ttft_slo_s) ≤ 1 - ttft_percentile
@@ -44,17 +44,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+from .engine import usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .predict import check, replica_span, valid_tps
-from .registry import list_hardware, load_hardware, load_model
-from .serving import TTFT_PERCENTILES, Curves, _check_inputs, batch_grid_for, memory_workload
+from .network import load_network
+from .parallelism import check, replica_span, valid_tps
+from .registry import as_hardware, as_model, list_hardware
+from .serving import TTFT_PERCENTILES, Curves, Traffic, batch_grid_for, check_positive_int, check_traffic
 from .specs import ModelSpec
-from .units import SECONDS_PER_HOUR
 from .workload import Deployment
 
 PRECISIONS: dict[str, Deployment] = {
@@ -80,36 +85,87 @@ _BISECTIONS = 40
 _ILLINOIS_STEPS = 20
 
 
-def _parallelism_checks(model: ModelSpec, tps, pps, eps, max_gpus, network) -> None:
-    for name, values in (("tps", tps), ("pps", pps), ("eps", eps)):
-        if values is not None and (isinstance(values, (str, int)) or not list(values)
-                                   or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values)):
-            raise SpecError(name, f"must be a non-empty list of positive integers, got {values!r}")
-    if pps is not None and min(pps) > model.num_layers:
-        raise SpecError("pps", f"every stage count in {list(pps)} exceeds the {model.num_layers} layers of {model.name}")
-    if eps is not None and any(e > 1 for e in eps):
-        if model.moe is None:
-            raise SpecError("eps", f"{model.name} has no experts to spread; leave eps unset (or [1]) for a dense model")
-        bad = [e for e in eps if e > 1 and model.moe.num_experts % e]
-        if bad:
-            raise SpecError("eps", f"{bad} do not divide the {model.moe.num_experts} experts of {model.name}")
-    if isinstance(max_gpus, bool) or not isinstance(max_gpus, (int, np.integer)) or max_gpus < 1:
-        raise SpecError("max_gpus_per_replica", f"must be a positive integer, got {max_gpus!r}")
-    if network is not None:
-        from .network import load_network
+@dataclass(frozen=True)
+class SLO:
+    """The latency limits a fleet must meet: the `ttft_percentile` of TTFT at most `ttft_s`, mean TPOT at most `tpot_s`."""
 
-        load_network(network)
+    ttft_s: float
+    tpot_s: float
+    ttft_percentile: float = 0.9
+
+    def __post_init__(self):
+        for name, v in (("ttft_slo_s", self.ttft_s), ("tpot_slo_s", self.tpot_s)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+                raise SpecError(name, f"must be a positive number of seconds, got {v!r}")
+        q = self.ttft_percentile
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+            raise SpecError("ttft_percentile", f"must be in (0, 1), e.g. 0.9 for p90; got {q!r}")
 
 
-def _slo_checks(ttft_slo_s, tpot_slo_s, ttft_percentile):
-    for name, v in (("ttft_slo_s", ttft_slo_s), ("tpot_slo_s", tpot_slo_s)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-            raise SpecError(name, f"must be a positive number of seconds, got {v!r}")
-    if isinstance(ttft_percentile, bool) or not isinstance(ttft_percentile, (int, float)) or not 0 < ttft_percentile < 1:
-        raise SpecError("ttft_percentile", f"must be in (0, 1), e.g. 0.9 for p90; got {ttft_percentile!r}")
+def _check_degrees(name: str, values) -> None:
+    if values is not None and (isinstance(values, (str, int)) or not list(values) or any(
+            isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values)):
+        raise SpecError(name, f"must be a non-empty list of positive integers, got {values!r}")
 
 
-def _max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray, on_grid: bool = True) -> np.ndarray:
+@dataclass(frozen=True)
+class SearchSpace:
+    """The options the planner tries and the engine settings they run with.
+
+    `hardware`: ids or profiles (None: every shipped profile); `precisions`: label -> Deployment of number
+    formats (None: `PRECISIONS`); `tps`, `pps`, `eps`: the degrees to try (None: `parallelisms`' defaults);
+    `max_gpus_per_replica`; `network`: the scale-out network of a replica wider than one NVLink domain
+    (None: `network.DEFAULT_NETWORK`); `chunk_tokens`: chunked prefill budget per step (None: whole prompts);
+    `max_batch_size`: the engine's cap on running sequences; `best_only`: one row per device."""
+
+    hardware: object = None
+    precisions: dict[str, Deployment] | None = None
+    tps: tuple[int, ...] | list[int] | None = None
+    pps: tuple[int, ...] | list[int] | None = None
+    eps: tuple[int, ...] | list[int] | None = None
+    max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA
+    network: str | None = None
+    chunk_tokens: int | None = None
+    max_batch_size: int | None = None
+    best_only: bool = True
+
+    def __post_init__(self):
+        check_positive_int(self.chunk_tokens, "chunk_tokens")
+        check_positive_int(self.max_batch_size, "max_batch_size")
+        for name in ("tps", "pps", "eps"):
+            _check_degrees(name, getattr(self, name))
+        g = self.max_gpus_per_replica
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1:
+            raise SpecError("max_gpus_per_replica", f"must be a positive integer, got {g!r}")
+        if self.network is not None:
+            load_network(self.network)
+
+    def devices(self) -> list[tuple[str, HardwareProfile]]:
+        """(id as given, profile) of every device to try."""
+        h = self.hardware
+        ids = list_hardware() if h is None else ([h] if isinstance(h, (str, HardwareProfile)) else list(h))
+        if not ids:
+            raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
+        return [(x if isinstance(x, str) else x.name, as_hardware(x)) for x in ids]
+
+    def check_model(self, model: ModelSpec) -> None:
+        """The degrees the model can take: stage counts within its layers, expert degrees dividing its experts."""
+        pps, eps = self.pps, self.eps
+        if pps is not None and min(pps) > model.num_layers:
+            raise SpecError("pps", f"every stage count in {list(pps)} exceeds the {model.num_layers} layers of {model.name}")
+        if eps is not None and any(e > 1 for e in eps):
+            if model.moe is None:
+                raise SpecError("eps", f"{model.name} has no experts to spread; leave eps unset (or [1]) for a dense model")
+            bad = [e for e in eps if e > 1 and model.moe.num_experts % e]
+            if bad:
+                raise SpecError("eps", f"{bad} do not divide the {model.moe.num_experts} experts of {model.name}")
+
+    def shapes(self, model: ModelSpec, hw: HardwareProfile) -> list[tuple[int, int, int]]:
+        """The (tp, pp, ep) replica shapes to try on `hw` (`parallelisms`)."""
+        return parallelisms(model, hw, self.tps, self.pps, self.eps, self.max_gpus_per_replica)
+
+
+def max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray, on_grid: bool = True) -> np.ndarray:
     """Per device row, the largest rate in [0, cap] at which `margin(state) >= 0` (0 when it fails even as the
     rate goes to 0). Every constraint only gets worse as the rate rises, so the margin falls with it.
 
@@ -119,7 +175,7 @@ def _max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray,
     (the retained end's value halved when it is kept twice) until the bracket is 1e-10 of the rate wide or
     lo's margin is exactly 0: superlinear on smooth pieces, typically 6 to 13 evaluations instead of the
     40 of plain bisection. Rows not settled after 20 such steps finish by bisection. The margins are
-    bounded (`_slack`), so an infinite TPOT cannot stall the secant."""
+    bounded (`slack`), so an infinite TPOT cannot stall the secant."""
     cap = np.asarray(cap, float)
     n = len(cap)
     tiny = cap * 1e-9
@@ -164,9 +220,9 @@ def _max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray,
     return lo
 
 
-def _slack(limit, value):
+def slack(limit, value):
     """(limit - value) / (limit + value): >= 0 exactly when value <= limit, bounded in [-1, 1] (value = inf gives -1),
-    so regula falsi in `_max_rate` is not stalled by an unbounded side."""
+    so regula falsi in `max_rate` is not stalled by an unbounded side."""
     with np.errstate(invalid="ignore"):
         return np.where(np.isinf(value), -1.0, (limit - value) / (limit + value))
 
@@ -188,12 +244,13 @@ def parallelisms(model: ModelSpec, hw: HardwareProfile, tps=None, pps=None, eps=
     return shapes
 
 
-def _options(model: ModelSpec, hws: list[HardwareProfile], precisions: dict[str, Deployment], shapes_of, p, o, network, rows: list):
+def _options(model: ModelSpec, hws: list[HardwareProfile], traffic: Traffic, space: SearchSpace, rows: list):
     """Group the valid (precision, tp, pp, ep) options by the devices that accept them:
     {(label, tp, pp, ep): (dep, rd, [hw])}. Devices lacking a precision's compute format get an 'unsupported' row."""
-    wl = memory_workload(p, o)
+    wl = traffic.memory_workload()
+    network = space.network
     groups: dict = {}
-    for label, dep in precisions.items():
+    for label, dep in (space.precisions or PRECISIONS).items():
         try:
             rd0 = dep.resolved(model)
         except SpecError as exc:
@@ -204,7 +261,7 @@ def _options(model: ModelSpec, hws: list[HardwareProfile], precisions: dict[str,
             if rd0.compute_key not in hw.peak_flops_per_s:
                 rows.append(_infeasible_row(hw, label, dep, rd0, "unsupported", f"{hw.name} has no {rd0.compute_key} tensor cores"))
                 continue
-            for tp, pp, ep in shapes_of(hw):
+            for tp, pp, ep in space.shapes(model, hw):
                 d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "network": network})
                 rd = check(model, hw, wl, d)
                 groups.setdefault((label, tp, pp, ep), (d, rd, []))[2].append(hw)
@@ -226,7 +283,7 @@ def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
 
 
 def _span(dep: Deployment, hw: HardwareProfile) -> dict:
-    """The row's nodes_per_replica and network ("" inside one NVLink domain), from `predict.replica_span`."""
+    """The row's nodes_per_replica and network ("" inside one NVLink domain), from `parallelism.replica_span`."""
     nodes, network = replica_span(hw, dep)
     return dict(nodes_per_replica=nodes, network=network or "")
 
@@ -240,34 +297,39 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
          precisions: dict[str, Deployment] | None = None, tps: list[int] | None = None, pps: list[int] | None = None,
          eps: list[int] | None = None, max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA, network: str | None = None,
          best_only: bool = True) -> pd.DataFrame:
-    """The cheapest deployment per hardware that serves `requests_per_s` within the SLOs (module docstring).
+    """The cheapest deployment per hardware that serves `requests_per_s` within the SLOs (module docstring):
+    the keyword form of `plan_fleet`, which it calls with the `Traffic`, `SLO` and `SearchSpace` it builds.
 
     `prompt_tokens` / `output_tokens`: an int, a `serving.LengthDist` or a string like "lognormal:2048:0.5".
-    `ttft_slo_s` applies to the `ttft_percentile` of TTFT, `tpot_slo_s` to the mean TPOT. `hardware`: ids or
-    profiles (default: every shipped profile). `chunk_tokens`: chunked prefill budget per step (None: whole
-    prompts). `max_batch_size`: the engine's cap on running sequences. `precisions`, `tps`, `pps`, `eps` and
-    `max_gpus_per_replica` narrow the options (`parallelisms`); `network`: the scale-out network profile a
-    replica wider than one NVLink domain uses (default `network.DEFAULT_NETWORK`). Returns a DataFrame with the columns of `COLUMNS` (SI units, USD), best first.
+    `ttft_slo_s` applies to the `ttft_percentile` of TTFT, `tpot_slo_s` to the mean TPOT. The rest are the
+    fields of `SearchSpace`. Returns a DataFrame with the columns of `COLUMNS` (SI units, USD), best first.
     """
-    m = model if isinstance(model, ModelSpec) else load_model(model)
-    _slo_checks(ttft_slo_s, tpot_slo_s, ttft_percentile)
-    p, o = _check_inputs(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
-    if max_batch_size is not None and (isinstance(max_batch_size, bool) or not isinstance(max_batch_size, (int, np.integer)) or max_batch_size < 1):
-        raise SpecError("max_batch_size", f"must be a positive integer or None, got {max_batch_size!r}")
-    hw_ids = list_hardware() if hardware is None else ([hardware] if isinstance(hardware, (str, HardwareProfile)) else list(hardware))
-    if not hw_ids:
-        raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
-    hws = [h if isinstance(h, HardwareProfile) else load_hardware(h) for h in hw_ids]
-    _parallelism_checks(m, tps, pps, eps, max_gpus_per_replica, network)
-    shapes_of = lambda hw: parallelisms(m, hw, tps, pps, eps, max_gpus_per_replica)  # noqa: E731
-    given_ids = {hw.name: (h if isinstance(h, str) else hw.name) for h, hw in zip(hw_ids, hws)}
-    lam = float(requests_per_s)
+    m = as_model(model)
+    slo = SLO(ttft_slo_s, tpot_slo_s, ttft_percentile)
+    traffic = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    space = SearchSpace(hardware=hardware, precisions=precisions, tps=tps, pps=pps, eps=eps, max_gpus_per_replica=max_gpus_per_replica,
+                        network=network, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only)
+    return plan_fleet(m, traffic, slo, space)
+
+
+def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace = SearchSpace()) -> pd.DataFrame:
+    """`plan` on typed inputs: the cheapest fleet per device of `space` serving `traffic` within `slo`."""
+    import pandas as pd
+
+    m = model
+    if traffic.requests_per_s is None:
+        raise SpecError("requests_per_s", "the planner sizes a fleet for a rate; give requests_per_s")
+    traffic.check_model(m)
+    devices = space.devices()
+    space.check_model(m)
+    hws = [hw for _, hw in devices]
+    given_ids = {hw.name: given for given, hw in devices}
     rows: list[dict] = []
-    options = _options(m, hws, precisions or PRECISIONS, shapes_of, p, o, network, rows)
+    options = _options(m, hws, traffic, space, rows)
     # smallest replicas first, so that with best_only the cheapest fleet found so far bounds the rest
-    bound: dict[str, float] | None = {} if best_only else None
+    bound: dict[str, float] | None = {} if space.best_only else None
     for (label, *_), (dep, rd, group) in sorted(options.items(), key=lambda kv: kv[1][0].num_gpus):
-        new = _group_rows(m, dep, rd, label, group, p, o, lam, ttft_slo_s, tpot_slo_s, ttft_percentile, chunk_tokens, max_batch_size, bound)
+        new = _group_rows(m, dep, rd, label, group, traffic, slo, space, bound)
         if bound is not None:
             for r in new:
                 if r["feasible"]:
@@ -275,16 +337,17 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
         rows += new
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"])
     frame["hardware_id"] = frame["hardware"].map(given_ids)
-    df = _rank(frame, best_only)
+    df = _rank(frame, space.best_only)
     for c in ("replicas", "gpus", "batch_limit", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica"):
         df[c] = pd.array([None if pd.isna(x) else int(x) for x in df[c]], dtype="Int64")
-    df.attrs.update(model=m.name, requests_per_s=lam, prompt_tokens=p.describe(), output_tokens=o.describe(),
-                    ttft_slo_s=ttft_slo_s, ttft_percentile=ttft_percentile, tpot_slo_s=tpot_slo_s, chunk_tokens=chunk_tokens,
-                    max_gpus_per_replica=max_gpus_per_replica)
+    df.attrs.update(model=m.name, requests_per_s=float(traffic.requests_per_s), prompt_tokens=traffic.prompt_tokens.describe(),
+                    output_tokens=traffic.output_tokens.describe(), ttft_slo_s=slo.ttft_s, ttft_percentile=slo.ttft_percentile,
+                    tpot_slo_s=slo.tpot_s, chunk_tokens=space.chunk_tokens, max_gpus_per_replica=space.max_gpus_per_replica)
     return df
 
 
-def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk, cap_batch, bound=None) -> list[dict]:
+def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[HardwareProfile], traffic: Traffic, slo: SLO,
+                space: SearchSpace, bound: dict[str, float] | None = None) -> list[dict]:
     """Every device of one (precision, tp, pp, ep) option at once: curves, largest good rate, fleet and figures.
 
     With `bound` ({device: cheapest feasible $/hour so far}), a device is skipped where the option cannot
@@ -292,11 +355,13 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
     ceil(λ / capacity) replicas (the SLOs only lower the rate a replica may take). Skipped options could
     only be dropped by `best_only`, so the plan is the same, found faster."""
     tp = dep.tp
+    lam, o = float(traffic.requests_per_s), traffic.output_tokens
+    ttft_slo, tpot_slo, q, cap_batch = slo.ttft_s, slo.tpot_s, slo.ttft_percentile, space.max_batch_size
     if bound is not None:
         hws = [h for h in hws if dep.num_gpus * h.price_usd_per_gpu_hour <= bound.get(h.name, math.inf)]
         if not hws:
             return []
-    cv = Curves(m, rd, tp, hws, p, o, chunk, batch_grid_for(m, rd, hws, p, o, cap_batch), cap_batch)
+    cv = Curves(m, rd, tp, hws, traffic, space.chunk_tokens, batch_grid_for(m, rd, hws, traffic, cap_batch), cap_batch)
     if bound is not None:
         with np.errstate(divide="ignore"):
             floor_usd = np.ceil(lam / cv.capacity - 1e-9) * cv.gpus * np.array([h.price_usd_per_gpu_hour for h in hws])
@@ -307,9 +372,9 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
             cv, hws = cv.subset(keep), [hws[i] for i in keep]
 
     def margin(st):  # >= 0 exactly when every constraint holds: each term (slack)/(sum) lies in [-1, 1], smooth in the rate
-        return np.where(st["stable"], np.minimum(_slack(tpot_slo, st["tpot_s"]), _slack(1 - q, cv.ttft_tail(st, ttft_slo))), -1.0)
+        return np.where(st.stable, np.minimum(slack(tpot_slo, st.tpot_s), slack(1 - q, cv.ttft_tail(st, ttft_slo))), -1.0)
 
-    best = _max_rate(cv, margin, cv.capacity)
+    best = max_rate(cv, margin, cv.capacity)
     idle = cv.state(cv.capacity * 1e-9)
     good = cv.fits & (best > 0)
     replicas = np.where(good, np.ceil(lam / np.where(good, best, 1) - 1e-9), 0)
@@ -321,15 +386,15 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
     nxt = cv.state(np.minimum(best * 1.001 + 1e-12, cv.capacity))
     rows = []
     for i, hw in enumerate(hws):
-        mem = dict(memory_required_bytes_per_gpu=float(st["memory_required_bytes"][i]))
+        mem = dict(memory_required_bytes_per_gpu=float(st.memory_required_bytes[i]))
         if not cv.fits[i]:
             rows.append(_infeasible_row(hw, label, dep, rd, "memory", (
                 f"does not fit: needs {cv.memory_required[i, 0] / 1e9:.1f} GB per GPU at {_shape(dep)}, batch 1, of "
                 f"{cv.memory_available[i, 0] / 1e9:.1f} GB"), memory_required_bytes_per_gpu=float(cv.memory_required[i, 0])))
             continue
         if not good[i]:
-            if idle["tpot_s"][i] > tpot_slo:
-                why, reason = "TPOT SLO", f"TPOT {idle['tpot_s'][i] * 1e3:.1f} ms even at batch 1 (SLO {tpot_slo * 1e3:.1f} ms)"
+            if idle.tpot_s[i] > tpot_slo:
+                why, reason = "TPOT SLO", f"TPOT {idle.tpot_s[i] * 1e3:.1f} ms even at batch 1 (SLO {tpot_slo * 1e3:.1f} ms)"
             elif best[i] <= 0:
                 t_idle = float(cv.ttft_percentile(idle, q)[i])
                 why, reason = "TTFT SLO", f"p{100 * q:g} TTFT {t_idle:.3g} s with no queue (prefill alone; SLO {ttft_slo:g} s)"
@@ -338,9 +403,9 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
             rows.append(_infeasible_row(hw, label, dep, rd, why, reason, **mem))
             continue
         n = int(replicas[i])
-        if best[i] >= cv.capacity[i] * (1 - 1e-6) or not nxt["stable"][i]:
+        if best[i] >= cv.capacity[i] * (1 - 1e-6) or not nxt.stable[i]:
             binding = "capacity"  # memory, the batch cap or the prefill server, not an SLO
-        elif nxt["tpot_s"][i] > tpot_slo:
+        elif nxt.tpot_s[i] > tpot_slo:
             binding = "TPOT SLO"
         else:
             binding = "TTFT SLO"
@@ -350,13 +415,13 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
         rows.append(dict(
             hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason="",
             precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
-            tp=tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=cv.gpus, **_span(dep, hw), replicas=n, gpus=gpus, batch_size=float(st["batch_size"][i]),
+            tp=tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=cv.gpus, **_span(dep, hw), replicas=n, gpus=gpus, batch_size=float(st.batch_size[i]),
             batch_limit=float(cv.batch_limit(st)[i]), requests_per_s_per_replica=float(per[i]),
-            capacity_requests_per_s_per_replica=float(cv.capacity[i]), prefill_utilization=float(st["utilization"][i]),
-            ttft_mean_s=float(st["ttft_mean_s"][i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
-            ttft_p99_s=float(pct[0.99][i]), ttft_at_slo_percentile_s=float(pct[q][i]), tpot_s=float(st["tpot_s"][i]),
-            itl_max_s=float(st["itl_max_s"][i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
-            usd_per_hour=hour, usd_per_million_output_tokens=hour / (lam * o.mean_tokens * SECONDS_PER_HOUR) * 1e6,
+            capacity_requests_per_s_per_replica=float(cv.capacity[i]), prefill_utilization=float(st.utilization[i]),
+            ttft_mean_s=float(st.ttft_mean_s[i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
+            ttft_p99_s=float(pct[0.99][i]), ttft_at_slo_percentile_s=float(pct[q][i]), tpot_s=float(st.tpot_s[i]),
+            itl_max_s=float(st.itl_max_s[i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
+            usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens),
             memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
         ))
     return rows
@@ -365,109 +430,28 @@ def _group_rows(m, dep, rd, label, hws, p, o, lam, ttft_slo, tpot_slo, q, chunk,
 _CLOSENESS = {"TTFT SLO": 0, "TPOT SLO": 0, "replicas": 0, "memory": 1, "unsupported": 2}
 
 
+def ranked(df: pd.DataFrame, by: list[str], ascending: list[bool], first_per: str | None = None) -> pd.DataFrame:
+    """The one ranking of options (the planner's and the report's): feasible rows first, each part sorted by
+    `by` (stable, NaN last); with `first_per`, only the first row of each value of that column; then a
+    `rank` column 1..k on the feasible rows and NA on the rest."""
+    import pandas as pd
+
+    df = df.sort_values(["feasible", *by], ascending=[False, *ascending], na_position="last", kind="stable")
+    if first_per is not None:
+        df = df.drop_duplicates(first_per, keep="first")
+    df = df.reset_index(drop=True)
+    df.insert(0, "rank", pd.array([i + 1 if f else pd.NA for i, f in enumerate(df["feasible"])], dtype="Int64"))
+    return df
+
+
 def _rank(df: pd.DataFrame, best_only: bool) -> pd.DataFrame:
+    """Cheapest fleet first, then fewest GPUs, lowest TTFT; infeasible rows closest to feasible first."""
     df = df.copy()
     df["_close"] = df["binding_constraint"].map(_CLOSENESS).fillna(0)
     # among options that do not fit, the smallest shortfall (required / available per GPU) is the closest
     df["_short"] = (df["memory_required_bytes_per_gpu"] / df["memory_available_bytes_per_gpu"]).round(3)
-    df = df.sort_values(["feasible", "usd_per_hour", "gpus", "ttft_at_slo_percentile_s", "_close", "_short", "gpus_per_replica", "pp", "tp"],
-                        ascending=[False, True, True, True, True, True, True, True, False], na_position="last", kind="stable")
-    if best_only:
-        df = df.drop_duplicates("hardware_id", keep="first")
-    df = df.drop(columns=["_close", "_short"]).reset_index(drop=True)
-    df.insert(0, "rank", pd.array([i + 1 if f else pd.NA for i, f in enumerate(df["feasible"])], dtype="Int64"))
+    df = ranked(df, ["usd_per_hour", "gpus", "ttft_at_slo_percentile_s", "_close", "_short", "gpus_per_replica", "pp", "tp"],
+                [True, True, True, True, True, True, True, False], "hardware_id" if best_only else None)
+    df = df.drop(columns=["_close", "_short"])
     df["feasible"] = df["feasible"].astype(bool)
     return df
-
-
-# ------------------------------------------------------------ command line (`roofline plan`)
-PLAN_DESCRIPTION = (
-    "For each hardware profile, the cheapest deployment (precision, tp, replicas) that serves the traffic under "
-    "continuous batching within the SLOs: TTFT at a percentile (M/G/1 prefill queue) and mean TPOT. "
-    "Lengths take a distribution: " + "N | fixed:N | uniform:LOW:HIGH | normal:MEAN:STD | lognormal:MEDIAN:SIGMA | "
-    "empirical:T1=P1,T2=P2,...")
-
-
-def add_plan_arguments(pp) -> None:
-    """The `roofline plan` flags. Values are parsed in `run_plan`, so a bad one is one line naming the field."""
-    pp.add_argument("--model", required=True, help="model id (see `roofline models`) or a spec .yaml path")
-    pp.add_argument("--requests-per-s", required=True, help="arriving requests per second, whole fleet")
-    pp.add_argument("--prompt-tokens", required=True, help="prompt length: N or a distribution, e.g. lognormal:2048:0.5")
-    pp.add_argument("--output-tokens", required=True, help="output length: N or a distribution, e.g. uniform:128:384")
-    pp.add_argument("--ttft-slo-s", required=True, help="time-to-first-token limit at --ttft-percentile, seconds")
-    pp.add_argument("--tpot-slo-s", required=True, help="mean time-per-output-token limit, seconds")
-    pp.add_argument("--ttft-percentile", default="0.9", help="percentile the TTFT SLO applies to (default 0.9)")
-    pp.add_argument("--hardware", default="all", help="hardware ids or profile paths, comma-separated; 'all' (default)")
-    pp.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: whole-prompt prefill)")
-    pp.add_argument("--max-batch-size", help="engine cap on running sequences per replica (vLLM max_num_seqs)")
-    pp.add_argument("--tp", help="tensor-parallel degrees to try, comma-separated (default: every valid one inside a node)")
-    pp.add_argument("--pp", help="pipeline stages to try, comma-separated (default: 1,2,4,8,16)")
-    pp.add_argument("--ep", help="expert-parallel degrees to try for a MoE model, comma-separated (default: powers of two dividing the experts)")
-    pp.add_argument("--max-gpus-per-replica", default=str(MAX_GPUS_PER_REPLICA), help=f"largest replica, tp x pp x ep GPUs (default {MAX_GPUS_PER_REPLICA})")
-    pp.add_argument("--network", help="scale-out network for replicas wider than one node (`roofline networks`; default ib-ndr-400)")
-    pp.add_argument("--all-options", action="store_true", help="every (hardware, precision, tp, pp, ep) option, not only the best per hardware")
-    pp.add_argument("--top", help="print only the first N rows")
-    pp.add_argument("--json", action="store_true", help="print the rows as JSON (SI units, USD)")
-
-
-def _number(text, field: str, kind=float, positive: bool = True):
-    if text is None:
-        return None
-    try:
-        value = kind(text)
-    except ValueError:
-        raise SpecError(field, f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-    if positive and not value > 0:
-        raise SpecError(field, f"must be positive, got {text}")
-    return value
-
-
-def run_plan(a) -> str:
-    """Parse the flags, call `plan`, format the table (or JSON)."""
-    import json
-
-    from . import fmt
-
-    hardware = None if a.hardware.strip() == "all" else [h.strip() for h in a.hardware.split(",") if h.strip()]
-    if hardware == []:
-        raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
-    lengths = {f: (_number(v, f, int) if v.strip().lstrip("-").isdigit() else v)
-               for f, v in (("prompt_tokens", a.prompt_tokens), ("output_tokens", a.output_tokens))}
-    top = _number(a.top, "top", int)
-    degrees = {f: None if v is None else [_number(x.strip(), f, int) for x in v.split(",") if x.strip()] or _number("", f, int)
-               for f, v in (("tps", a.tp), ("pps", a.pp), ("eps", a.ep))}
-    df = plan(a.model, _number(a.requests_per_s, "requests_per_s"), lengths["prompt_tokens"], lengths["output_tokens"],
-              _number(a.ttft_slo_s, "ttft_slo_s"), _number(a.tpot_slo_s, "tpot_slo_s"), hardware=hardware,
-              ttft_percentile=_number(a.ttft_percentile, "ttft_percentile"), chunk_tokens=_number(a.chunk_tokens, "chunk_tokens", int),
-              max_batch_size=_number(a.max_batch_size, "max_batch_size", int), best_only=not a.all_options, **degrees,
-              max_gpus_per_replica=_number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network)
-    if top is not None:
-        df = df.head(top)
-    if a.json:
-        records = [{k: (None if (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v.item() if hasattr(v, "item") else v)
-                    for k, v in r.items()} for r in df.to_dict(orient="records")]
-        return json.dumps({"inputs": df.attrs, "rows": records}, indent=2)
-    s = df.attrs
-    q = f"p{100 * s['ttft_percentile']:g}"
-    title = (f"{s['model']}: {s['requests_per_s']:g} requests/s, prompt {s['prompt_tokens']}, output {s['output_tokens']} tokens; "
-             f"SLOs: {q} TTFT <= {fmt.seconds(s['ttft_slo_s'])}, mean TPOT <= {fmt.seconds(s['tpot_slo_s'])}; "
-             f"{'chunked prefill ' + str(s['chunk_tokens']) + ' tokens/step' if s['chunk_tokens'] else 'whole-prompt prefill'}")
-    rows = []
-    for r in df.itertuples():
-        if r.feasible:
-            rows.append([str(r.rank), r.hardware_id, r.precision, _replica_text(r), str(r.replicas), str(r.gpus), f"{r.batch_size:.1f}",
-                         fmt.seconds(r.ttft_at_slo_percentile_s), fmt.seconds(r.tpot_s), fmt.usd(r.usd_per_hour),
-                         fmt.usd(r.usd_per_million_output_tokens), r.binding_constraint])
-        else:
-            rows.append(["-", r.hardware_id, r.precision, _replica_text(r) if r.tp else "-", "-", "-", "-", "-", "-", "-", "-",
-                         f"infeasible: {r.reason}"])
-    header = ["rank", "hardware", "precision", "replica", "replicas", "GPUs", "batch", f"TTFT {q}", "TPOT", "$/hour", "$/M out tok", "bound by"]
-    return title + "\n\n" + fmt.table(header, rows)
-
-
-def _replica_text(r) -> str:
-    """A plan row's replica shape, as `fmt.replica` writes it."""
-    from . import fmt
-
-    return fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)
-

@@ -9,7 +9,6 @@ folders are read directly. Nothing is read at import time; loads are cached.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from importlib import resources
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import SpecError
+from .errors import SpecError, validation_message  # noqa: F401  (validation_message: re-exported, it lives in errors)
 from .hardware import HardwareProfile
 from .specs import ModelSpec
 
@@ -59,26 +58,6 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(where, "must be a YAML mapping of field: value")
     return data
-
-
-def validation_message(exc: ValidationError, where: str, schema=None) -> SpecError:
-    """Turn pydantic's report into one line naming the first bad field.
-
-    An unknown key is reported before the missing field it usually misspells, with a suggestion.
-    """
-    errors = exc.errors()
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = ".".join(str(p) for p in err["loc"]) or where
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        known = list(schema.model_fields) if schema is not None else []
-        close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
-        msg = "unknown field" + (f"; did you mean {close[0]!r}?" if close else " (check the spelling against the schema)")
-    if err["type"] == "value_error" and msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-        if ": " in msg and not err["loc"]:
-            return SpecError(f"{where}: {msg.split(': ', 1)[0]}", msg.split(": ", 1)[1])
-    return SpecError(f"{where}: {loc}", msg)
 
 
 def _load(kind: str, cls, name_or_path: str | Path):
@@ -126,3 +105,23 @@ def load_hardware(name_or_path: str | Path, calibration: str | Path | None = Non
     from .calibration import attach_calibration, load_calibration
 
     return attach_calibration(hw, load_calibration(calibration), str(name_or_path))
+
+
+def as_model(model: ModelSpec | str | Path) -> ModelSpec:
+    """A `ModelSpec` as given, or loaded from a shipped id or a spec path (every API that takes a model)."""
+    return model if isinstance(model, ModelSpec) else load_model(model)
+
+
+def as_hardware(hardware: HardwareProfile | str | Path) -> HardwareProfile:
+    """A `HardwareProfile` as given, or loaded from a shipped id or a profile path (every API that takes a device)."""
+    return hardware if isinstance(hardware, HardwareProfile) else load_hardware(hardware)
+
+
+def data_dir(kind: str):
+    """The folder of the shipped `kind` files ("model_specs", "hardware_profiles"): package data once installed."""
+    return _data_dir(kind)
+
+
+def read_yaml(text: str, where: str) -> dict[str, Any]:
+    """Parse a YAML mapping; anything else is a one-line `SpecError` naming `where`."""
+    return _read_yaml(text, where)

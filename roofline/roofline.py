@@ -27,14 +27,13 @@ numpy, so one call times every operator of every scenario of a sweep.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 
 import numpy as np
 
 from .hardware import HardwareProfile
 from .ops import NUMERIC_FIELDS, Op, OpKind
-
 
 _NUMERIC_GETTER = operator.attrgetter(*NUMERIC_FIELDS)
 _KIND_VALUE = {k: k.value for k in OpKind}
@@ -64,9 +63,9 @@ class Ceilings:
     tile_tokens: object
     host_bytes_per_s: object = 1.0
     sparse_rate_scale: object = 1.0  # 2:4 sparse tensor-core speed-up / 2: executed FLOPs are already halved
-    # measured curves of a calibrated profile (roofline/calibration.py); a class attribute, not a field,
-    # so sweeps that stack the fields per device see the calibrated profile's scalar summary instead
-    curves = None
+    # measured curves of a calibrated profile (`calibration.CalibratedCurves`), or None: analytical.
+    # `stacked` leaves them out, so a sweep sees the calibrated profile's scalar summary instead.
+    curves: object = None
 
     @classmethod
     def of(cls, hw: HardwareProfile, compute_key: str, floor: bool = False) -> "Ceilings":
@@ -79,8 +78,7 @@ class Ceilings:
             from .calibration import CalibratedCurves
 
             c = cls.of(hw.model_copy(update={"calibration": None}), compute_key)
-            object.__setattr__(c, "curves", CalibratedCurves(hw.calibration, hw, compute_key))
-            return c
+            return replace(c, curves=CalibratedCurves(hw.calibration, hw, compute_key))
         peak = hw.peak_flops(compute_key)
         vector = hw.peak_flops_per_s["fp32"]
         link = hw.interconnect.bytes_per_s_per_direction
@@ -103,9 +101,17 @@ class Ceilings:
         )
 
 
-@dataclass
+def stacked(per_device: list[Ceilings], index=slice(None)) -> Ceilings:
+    """Ceilings of several devices as arrays, one entry per device, then taken at `index` (a sweep's
+    device axis, or `[:, None]` for the planner's (H, 1) rows). Calibrated curves are left out: a grid
+    sees each calibrated profile's scalar summary (`calibration.calibrated_efficiency`)."""
+    return Ceilings(**{f.name: np.array([getattr(c, f.name) for c in per_device], dtype=float)[index]
+                       for f in fields(Ceilings) if f.name != "curves"})
+
+
+@dataclass(frozen=True)
 class OpTable:
-    """Operators stacked into arrays: every numeric field has shape (n_ops, *grid)."""
+    """Operators stacked into arrays: every numeric field has shape (n_ops, *grid). Built by `of`."""
 
     names: list[str]
     groups: list[str]
@@ -113,12 +119,12 @@ class OpTable:
     layers: np.ndarray
     windows: np.ndarray
     f: dict[str, np.ndarray]
-    hbm_bytes: np.ndarray = None  # HBM bytes of each op: weights + activations + KV, read and written
-    rate_index: np.ndarray = None  # (n_ops,) which FLOP ceiling times the op: 0 GEMM, 1 attention, 2 vector units
-    is_gemm: np.ndarray = None
-    is_attention: np.ndarray = None
-    pad_mask: np.ndarray = None  # GEMM ops with a token count to round up to the tile
-    rows_safe: np.ndarray = None  # their token counts (1 elsewhere, so division is safe)
+    hbm_bytes: np.ndarray  # HBM bytes of each op: weights + activations + KV, read and written
+    rate_index: np.ndarray  # (n_ops,) which FLOP ceiling times the op: 0 GEMM, 1 attention, 2 vector units
+    is_gemm: np.ndarray
+    is_attention: np.ndarray
+    pad_mask: np.ndarray  # GEMM ops with a token count to round up to the tile
+    rows_safe: np.ndarray  # their token counts (1 elsewhere, so division is safe)
 
     @classmethod
     def of(cls, ops: list[Op], grid_shape: tuple[int, ...] | None = None) -> "OpTable":
@@ -140,22 +146,24 @@ class OpTable:
                     out[i] = col[i]
                 f[name] = out
         kinds = [op.kind for op in ops]
-        t = cls(
+        rate_index = np.array([_RATE_INDEX[k] for k in kinds])
+        per_op = (1,) * (f["flops"].ndim - 1)  # a per-op vector broadcast against (n_ops, *grid)
+        is_gemm = (rate_index == 0).reshape(rate_index.shape + per_op)
+        pad_mask = is_gemm & (f["gemm_m"] > 0)
+        return cls(
             names=[op.name for op in ops],
             groups=[op.group for op in ops],
             kinds=np.array([_KIND_VALUE[k] for k in kinds]),
             layers=np.array([op.layers for op in ops], dtype=float),
             windows=np.array([op.window for op in ops], dtype=float),
             f=f,
+            hbm_bytes=f["weight_bytes"] + f["act_read_bytes"] + f["act_write_bytes"] + f["kv_read_bytes"] + f["kv_write_bytes"],
+            rate_index=rate_index,
+            is_gemm=is_gemm,
+            is_attention=(rate_index == 1).reshape(rate_index.shape + per_op),
+            pad_mask=pad_mask,
+            rows_safe=np.where(pad_mask, f["gemm_m"], 1.0),
         )
-        t.hbm_bytes = f["weight_bytes"] + f["act_read_bytes"] + f["act_write_bytes"] + f["kv_read_bytes"] + f["kv_write_bytes"]
-        t.rate_index = np.array([_RATE_INDEX[k] for k in kinds])
-        t.is_gemm = t.column(t.rate_index == 0)
-        t.is_attention = t.column(t.rate_index == 1)
-        m = f["gemm_m"]
-        t.pad_mask = t.is_gemm & (m > 0)
-        t.rows_safe = np.where(t.pad_mask, m, 1.0)
-        return t
 
     @property
     def grid_ndim(self) -> int:
@@ -185,17 +193,22 @@ class Timing:
         return np.argmax(np.stack([self.compute_s, self.memory_s, self.comm_s]), axis=0)
 
 
+def _scalar(x) -> bool:
+    """One value (a float, or a 0-d array), not a grid: `np.ndim` without its call overhead on the scalar path."""
+    return not isinstance(x, np.ndarray) or x.ndim == 0
+
+
 def _flop_rates(t: OpTable, c: Ceilings):
     """Per-op FLOP ceiling: GEMMs at the tensor-core rate, attention at the attention rate, the rest on vector units."""
     rates = (c.gemm_flops_per_s, c.attention_flops_per_s, c.vector_flops_per_s)
-    if all(np.ndim(r) == 0 for r in rates):  # one device: pick per op
+    if all(_scalar(r) for r in rates):  # one device: pick per op
         return t.column(np.array(rates, dtype=float)[t.rate_index])
     return np.where(t.is_gemm, rates[0], np.where(t.is_attention, rates[1], rates[2]))
 
 
 def _tile_padding(t: OpTable, tile):
     """ceil(m / tile) · tile / m for GEMMs of m tokens; 1 elsewhere, and everywhere when tile is 0 (the floor)."""
-    if np.ndim(tile) == 0:
+    if _scalar(tile):
         if tile == 0:
             return 1.0
         return np.where(t.pad_mask, np.ceil(t.rows_safe / tile) * tile / t.rows_safe, 1.0)
@@ -206,7 +219,7 @@ def _tile_padding(t: OpTable, tile):
 def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
     """Time every operator of a table against one set of ceilings (see the module docstring)."""
     if c.curves is not None:  # calibrated: per-op rates from the measured curves, then the same formulas
-        return time_ops(t, c.curves.per_op_ceilings(t, c), tp)
+        return time_ops(t, replace(c.curves.per_op_ceilings(t, c), curves=None), tp)
     f = t.f
     compute = f["flops"] * _tile_padding(t, c.tile_tokens) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
     memory = t.hbm_bytes / c.bytes_per_s

@@ -56,12 +56,12 @@ Pipeline and expert parallelism (a replica of tp x pp x ep GPUs; pp = ep = 1 giv
 
 * Pipeline, pp stages (vLLM's pp "virtual engines"): the batch is split into pp micro-batches of
   max(B/pp, 1) sequences and every stage works on one micro-batch at a time, so all stages stay busy.
-  t0, tC and X are **stage** times (1/pp of the layers, `predict._stage`) plus the hand-off of the
+  t0, tC and X are **stage** times (1/pp of the layers, `engine.stage`) plus the hand-off of the
   micro-batch's activations to the next stage, h(n) = link latency + n · hidden · act bytes / tp / link
   bandwidth. A token of a sequence passes every stage once, so TPOT = pp · t̄ and Little's law reads
   B = λ E[O-1] pp t̄, hence λ(B) = B / (E[O-1] pp t0(B) + B a(B)). A stage is busy with one prompt
-  for X_stage(S), the service time of the prefill queue; the prompt then still crosses the other
-  pp - 1 stages: TTFT = r + W + X_stage(S) + (pp - 1)(X_stage(S) + h(S)) (chunked: + (pp - 1) tC).
+  for Xstage(S), the service time of the prefill queue; the prompt then still crosses the other
+  pp - 1 stages: TTFT = r + W + Xstage(S) + (pp - 1)(Xstage(S) + h(S)) (chunked: + (pp - 1) tC).
   The worst inter-token gap is pp (t0 + max X_stage) (chunked: pp tC).
 * Expert parallelism over ep GPUs (tp = 1): attention is data-parallel, each of the ep ranks holding
   B/ep sequences and their KV; the MoE layers all-to-all their tokens to E/ep experts per GPU
@@ -71,7 +71,7 @@ Pipeline and expert parallelism (a replica of tp x pp x ep GPUs; pp = ep = 1 giv
   assigned at random: λ/ep each, M/G/1 per rank, a conservative stand-in for a shared queue), and a
   request adds a = E[X]/ep of prefill time to the replica's steps, assuming the ranks' prefills share
   their steps. Chunked: each rank carries its own chunk of C tokens, a = E[S](tC - t0)/(ep C).
-* A replica wider than the device's NVLink domain goes through `predict.scale_out`: collectives of a
+* A replica wider than the device's NVLink domain goes through `parallelism.scale_out`: collectives of a
   tp or ep group wider than the domain, and every pipeline hand-off, run on the scale-out network
   profile (`Deployment.network`, default `network.DEFAULT_NETWORK`).
 
@@ -85,18 +85,23 @@ offload and a fixed micro-batch count are refused (`check_serving_deployment`), 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 from . import ops as O
+from .engine import stage, usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .predict import _stage, check, kv_allocated_tokens, scale_out
-from .roofline import Ceilings, OpTable, time_ops
+from .parallelism import check, kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, scale_out, weight_bytes_per_gpu
+from .registry import as_hardware, as_model
+from .roofline import Ceilings, OpTable, stacked, time_ops
 from .specs import ModelSpec
 from .workload import Deployment, ResolvedDeployment, Workload
 
@@ -303,6 +308,54 @@ def _parse_length(text: str) -> LengthDist:
     return make(*args)
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What arrives: Poisson requests at `requests_per_s` (None where no rate is fixed, as on a frontier),
+    each a prompt and an output whose lengths follow `LengthDist`s. `Traffic.of` also takes a length as an
+    int or a string like "lognormal:2048:0.5". Requests/s, tokens."""
+
+    prompt_tokens: LengthDist
+    output_tokens: LengthDist
+    requests_per_s: float | None = None
+
+    def __post_init__(self):
+        _check_rate(self.requests_per_s)
+        for name in ("prompt_tokens", "output_tokens"):
+            if not isinstance(getattr(self, name), LengthDist):
+                raise SpecError(name, f"must be a LengthDist (Traffic.of also takes an int or a string like 'lognormal:2048:0.5'), "
+                                      f"got {type(getattr(self, name)).__name__}")
+        o = self.output_tokens
+        if o.mean_tokens <= 1:
+            raise SpecError("output_tokens", f"mean {o.mean_tokens:g} leaves no decode steps; continuous batching needs more than 1 output token on average")
+
+    @classmethod
+    def of(cls, requests_per_s, prompt_tokens, output_tokens) -> "Traffic":
+        _check_rate(requests_per_s)
+        return cls(as_length_dist(prompt_tokens, "prompt_tokens"), as_length_dist(output_tokens, "output_tokens"), requests_per_s)
+
+    @property
+    def memory_context_tokens(self) -> float:
+        """The context every batch slot must hold: the 99th-percentile prompt plus the 99th-percentile output (`MEMORY_PERCENTILE`)."""
+        return self.prompt_tokens.percentile(MEMORY_PERCENTILE) + self.output_tokens.percentile(MEMORY_PERCENTILE)
+
+    def memory_workload(self) -> Workload:
+        """The workload `parallelism.check` validates a serving deployment against: the mean prompt and the
+        memory context (`memory_context_tokens`)."""
+        p = self.prompt_tokens.mean_tokens
+        return Workload(prompt_tokens=max(1, round(p)), output_tokens=max(1, round(self.memory_context_tokens - p)))
+
+    def check_model(self, model: ModelSpec) -> None:
+        ctx = self.memory_context_tokens
+        if ctx > model.max_context:
+            raise SpecError("prompt_tokens", f"99th-percentile prompt + output = {ctx:,.0f} exceeds max_context={model.max_context} of {model.name}")
+
+
+def _check_rate(requests_per_s) -> None:
+    r = requests_per_s
+    if r is not None and not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+        raise SpecError("requests_per_s", f"must be a positive number, got {r!r}")
+
+
 # ------------------------------------------------------------ queueing (the formulas, in one place)
 def mg1_wait_mean_s(lam, ex_s, ex2_s):
     """Pollaczek-Khinchine: E[W] = λ E[X²] / (2(1 - ρ)), ρ = λ E[X]. M/D/1 (X fixed = 1/μ): ρ / (2μ(1 - ρ))."""
@@ -347,10 +400,10 @@ def ttft_percentile_s(q, fixed_s, service_s, extra_s, probs, rho, wait_mean_s, i
 # ------------------------------------------------------------ step times from the operator table
 def _timed(ops: list, ceil: Ceilings, tp, pp: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(attention time, all other ops' time, per-layer activation footprint) of one pass on one GPU of one
-    of `pp` balanced pipeline stages (`predict._stage`), summed over ops."""
+    of `pp` balanced pipeline stages (`engine.stage`), summed over ops."""
     t = OpTable.of(ops)
     act = ((t.f["act_read_bytes"] + t.f["act_write_bytes"]) / t.column(t.layers)).max(axis=0)  # per layer: before staging
-    t = _stage(t, pp)
+    t = stage(t, pp)
     per_op = time_ops(t, ceil, tp).time_s
     attn = t.column(t.kinds == O.OpKind.ATTENTION.value)
     return np.where(attn, per_op, 0).sum(axis=0), np.where(attn, 0, per_op).sum(axis=0), act
@@ -386,16 +439,13 @@ def replica_memory_bytes(model: ModelSpec, rd: ResolvedDeployment, tp: int, cont
     a stage holds 1/pp of the layers; with ep the experts are spread and each data-parallel attention
     rank holds the KV of its own sequences, 1/ep of the batch (as in `predict`). KV slots follow the
     deployment's allocation (`predict.kv_allocated_tokens`)."""
-    dep = rd.dep
-    w = float(O.weight_storage_bytes(model, rd, tp, dep.ep)) / dep.pp
-    slots = float(kv_allocated_tokens(dep, context_tokens, model.max_context))
-    kv = float(O.kv_cache_bytes(model, rd, 1, slots, tp)) / (dep.pp * dep.ep)
-    return w, kv
+    slots = float(kv_allocated_tokens(rd.dep, context_tokens, model.max_context))
+    return float(weight_bytes_per_gpu(model, rd, tp)), float(kv_bytes_per_gpu(model, rd, tp, slots))
 
 
 def replica_ceilings(hws: list[HardwareProfile], rd: ResolvedDeployment) -> tuple[Ceilings, np.ndarray, np.ndarray]:
     """Per device: ceilings stacked as (H, 1) arrays and the pipeline hop link (bytes/s, latency s) as (H, 1).
-    A replica wider than a device's NVLink domain goes through `predict.scale_out`: tp or ep
+    A replica wider than a device's NVLink domain goes through `parallelism.scale_out`: tp or ep
     collectives wider than the domain, and every pipeline hop, run on the scale-out network."""
     per_hw, bw, lat = [], [], []
     for h in hws:
@@ -404,8 +454,30 @@ def replica_ceilings(hws: list[HardwareProfile], rd: ResolvedDeployment) -> tupl
         per_hw.append(real)
         bw.append(hop[0] if hop else real.link_bytes_per_s)
         lat.append(hop[1] if hop else real.link_latency_s)
-    stacked = Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[:, None] for f in Ceilings.__dataclass_fields__})
-    return stacked, np.array(bw, float)[:, None], np.array(lat, float)[:, None]
+    return stacked(per_hw, (slice(None), None)), np.array(bw, float)[:, None], np.array(lat, float)[:, None]
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """Every figure of a replica at one request rate per device row (`Curves.state`): arrays of shape (R,),
+    or (R, Q) over the prompt-length support. Seconds, requests/s, bytes; the symbols of the module docstring."""
+
+    requests_per_s: np.ndarray  # λ per replica
+    batch_size: np.ndarray  # B = λ E[O-1] TPOT (Little's law)
+    t0_s: np.ndarray  # decode-only stage step at B
+    tc_s: np.ndarray  # stage step carrying a prefill chunk (NaN without chunking)
+    tpot_s: np.ndarray  # pp · mean stage step
+    itl_max_s: np.ndarray  # worst gap between two tokens
+    service_s: np.ndarray  # (R, Q) prefill service time X(S) per prompt length
+    service_mean_s: np.ndarray  # E[X]
+    extra_s: np.ndarray  # (R, Q) time after the prefill server (later stages, hand-offs, KV transfer)
+    utilization: np.ndarray  # ρ of the prefill server
+    wait_mean_s: np.ndarray  # mean M/G/1 wait
+    residual_s: np.ndarray  # mean residual of the running step an arrival waits out
+    ttft_mean_s: np.ndarray
+    stable: np.ndarray  # below capacity and ρ < 1
+    memory_required_bytes: np.ndarray  # per GPU
+    rows: np.ndarray  # the device rows of `Curves` these figures are for
 
 
 class Curves:
@@ -418,17 +490,19 @@ class Curves:
     """
 
     def __init__(self, model: ModelSpec, rd: ResolvedDeployment, tp: int, hws: list[HardwareProfile],
-                 prompt: LengthDist, output: LengthDist, chunk_tokens: int | None, grid: np.ndarray,
+                 traffic: "Traffic", chunk_tokens: int | None, grid: np.ndarray,
                  max_batch_size: int | None = None, decode_only: bool = False):
         dep = rd.dep
+        prompt, output = traffic.prompt_tokens, traffic.output_tokens
         check_serving_deployment(dep)
         pp, ep = dep.pp, dep.ep
         self.hws, self.tp, self.pp, self.ep, self.chunk = hws, tp, pp, ep, chunk_tokens
         self.gpus = tp * pp * ep
         self.servers = ep  # data-parallel attention ranks, each prefilling its own prompts
         ceil, hop_bw, hop_lat = replica_ceilings(hws, rd)
-        row = model.hidden_size * rd.act_bytes / tp  # activations of one token a stage hands on, per tp rank
-        hop = (lambda tokens: hop_lat + tokens * row / hop_bw) if pp > 1 else (lambda tokens: 0.0)  # noqa: E731
+        def hop(tokens):  # a stage's hand-off of `tokens` tokens to the next
+            return pipeline_hop_s(model, rd, tp, tokens, hop_bw, hop_lat) if pp > 1 else 0.0
+
         s_val, s_p = prompt.support()
         self.s_val, self.s_p = s_val, s_p
         self.es, self.eo1 = prompt.mean_tokens, output.mean_tokens - 1
@@ -458,7 +532,7 @@ class Curves:
             if not decode_only:
                 workspace = np.maximum(workspace, pre_act.max())
         # memory per GPU at each batch
-        self.context_mem = prompt.percentile(MEMORY_PERCENTILE) + output.percentile(MEMORY_PERCENTILE)
+        self.context_mem = traffic.memory_context_tokens
         self.weight_bytes, self.kv_bytes_per_sequence = replica_memory_bytes(model, rd, tp, self.context_mem)
         self.reserve_bytes = dep.runtime_reserve_bytes
         self.memory_available = np.array([h.memory_bytes for h in hws], float)[:, None]
@@ -504,7 +578,7 @@ class Curves:
             return np.broadcast_to(mean_x[:, None] if t0.ndim == 2 else mean_x, t0.shape)
         return self.es * (tc - t0) / (self.servers * self.chunk)
 
-    def state(self, lam, rows=None) -> dict[str, np.ndarray]:
+    def state(self, lam, rows=None) -> "ServingState":
         """Every figure at request rate `lam` per replica (one per row; rows selects device rows)."""
         rows = np.arange(len(self.hws)) if rows is None else np.asarray(rows)
         lam = np.asarray(lam, float)
@@ -545,23 +619,24 @@ class Curves:
         wait = mg1_wait_mean_s(lam_rank, ex, ex2)
         stable = (lam <= self.capacity[rows] * (1 + 1e-12)) & (rho < 1)
         mem = pick(self.memory_required[rows])
-        return dict(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
-                    service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait, residual_s=tbar / 2,
-                    ttft_mean_s=tbar / 2 + wait + ex + (extra * self.s_p).sum(axis=-1), stable=stable, memory_required_bytes=mem, rows=rows)
+        return ServingState(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
+                            service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait,
+                            residual_s=tbar / 2, ttft_mean_s=tbar / 2 + wait + ex + (extra * self.s_p).sum(axis=-1),
+                            stable=stable, memory_required_bytes=mem, rows=rows)
 
     def ttft_tail(self, st, t, extra_s=0.0):
         """P(TTFT > t) at a state from `state`; `extra_s` (seconds, per prompt length) adds to the state's own."""
-        extra = st["extra_s"] + np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
-        return ttft_tail_probability(np.asarray(t, float) + 0 * st["tpot_s"], st["residual_s"], st["service_s"], extra,
-                                     self.s_p, st["utilization"], st["wait_mean_s"])
+        extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
+        return ttft_tail_probability(np.asarray(t, float) + 0 * st.tpot_s, st.residual_s, st.service_s, extra,
+                                     self.s_p, st.utilization, st.wait_mean_s)
 
     def ttft_percentile(self, st, q, extra_s=0.0):
-        extra = st["extra_s"] + np.broadcast_to(np.asarray(extra_s, float), st["service_s"].shape)
-        return ttft_percentile_s(q, st["residual_s"], st["service_s"], extra, self.s_p, st["utilization"], st["wait_mean_s"])
+        extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
+        return ttft_percentile_s(q, st.residual_s, st.service_s, extra, self.s_p, st.utilization, st.wait_mean_s)
 
     def batch_limit(self, st) -> np.ndarray:
         """Largest decode batch memory (and the cap) allows at the state's workspace."""
-        free = self.memory_available[st["rows"], 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st["rows"], 0]
+        free = self.memory_available[st.rows, 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st.rows, 0]
         return np.maximum(np.floor(free / self.kv_bytes_per_sequence), 0)
 
 
@@ -601,47 +676,40 @@ class ServingPoint(BaseModel):
     cost_per_million_output_tokens_usd: float
 
 
-def _load(model, hardware):
-    from .registry import load_hardware, load_model
-
-    return (model if isinstance(model, ModelSpec) else load_model(model),
-            hardware if isinstance(hardware, HardwareProfile) else load_hardware(hardware))
+def load_pair(model, hardware):
+    return as_model(model), as_hardware(hardware)
 
 
-def _check_inputs(model, requests_per_s, prompt, output, chunk_tokens):
-    if requests_per_s is not None and not (isinstance(requests_per_s, (int, float)) and math.isfinite(requests_per_s) and requests_per_s > 0):
-        raise SpecError("requests_per_s", f"must be a positive number, got {requests_per_s!r}")
-    p, o = as_length_dist(prompt, "prompt_tokens"), as_length_dist(output, "output_tokens")
-    if o.mean_tokens <= 1:
-        raise SpecError("output_tokens", f"mean {o.mean_tokens:g} leaves no decode steps; continuous batching needs more than 1 output token on average")
-    if chunk_tokens is not None and (isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, (int, np.integer)) or chunk_tokens < 1):
-        raise SpecError("chunk_tokens", f"must be a positive integer or None, got {chunk_tokens!r}")
-    ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
-    if ctx > model.max_context:
-        raise SpecError("prompt_tokens", f"99th-percentile prompt + output = {ctx:,.0f} exceeds max_context={model.max_context} of {model.name}")
-    return p, o
+def check_positive_int(value, field: str) -> None:
+    """None, or a positive integer (not a bool): the engine knobs `chunk_tokens` and `max_batch_size`."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise SpecError(field, f"must be a positive integer or None, got {value!r}")
 
 
-def memory_workload(p: LengthDist, o: LengthDist) -> Workload:
-    """The workload `predict.check` validates a serving deployment against: the mean prompt and the
-    99th-percentile context (`MEMORY_PERCENTILE`), the one every batch slot must hold."""
-    ctx = p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE)
-    return Workload(prompt_tokens=max(1, round(p.mean_tokens)), output_tokens=max(1, round(ctx - p.mean_tokens)))
+def check_traffic(model: ModelSpec, requests_per_s, prompt, output, chunk_tokens) -> Traffic:
+    """The `Traffic` of the loose arguments the serving functions take, checked against the model and
+    with the chunk budget checked too: one line naming the first bad field."""
+    traffic = Traffic.of(requests_per_s, prompt, output)
+    check_positive_int(chunk_tokens, "chunk_tokens")
+    traffic.check_model(model)
+    return traffic
 
 
-def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareProfile], p: LengthDist, o: LengthDist,
+def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareProfile], traffic: Traffic,
                    max_batch_size: int | None) -> np.ndarray:
     """The batch grid up to the most sequences any of the devices holds beside the weights (and the cap)."""
-    w, kv = replica_memory_bytes(model, rd, rd.dep.tp, p.percentile(MEMORY_PERCENTILE) + o.percentile(MEMORY_PERCENTILE))
+    w, kv = replica_memory_bytes(model, rd, rd.dep.tp, traffic.memory_context_tokens)
     upper = max(1.0, max((h.memory_bytes - w) / kv for h in hws))
     if max_batch_size is not None:
         upper = min(upper, max_batch_size)
     return batch_grid(upper)
 
 
-def _curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size=None, decode_only=False) -> Curves:
-    rd = check(model, hw, memory_workload(p, o), dep)
-    return Curves(model, rd, dep.tp, [hw], p, o, chunk_tokens, batch_grid_for(model, rd, [hw], p, o, max_batch_size),
+def curves_for(model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens: int | None,
+               max_batch_size: int | None = None, decode_only: bool = False) -> Curves:
+    """The curves of one deployment on one device, checked (`parallelism.check`) at the traffic's memory workload."""
+    rd = check(model, hw, traffic.memory_workload(), dep)
+    return Curves(model, rd, dep.tp, [hw], traffic, chunk_tokens, batch_grid_for(model, rd, [hw], traffic, max_batch_size),
                   max_batch_size, decode_only)
 
 
@@ -654,18 +722,19 @@ def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_t
     `max_batch_size`: the engine's cap on running sequences (vLLM max_num_seqs). An arrival rate above
     the capacity is returned with stable=False and the reason; its latencies are then inf.
     """
-    model, hw = _load(model, hardware)
+    model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
-    p, o = _check_inputs(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
-    cv = _curves_for(model, hw, dep, p, o, chunk_tokens, max_batch_size)
-    return _point(cv, model, hw, dep, p, o, chunk_tokens, float(requests_per_s))
+    traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
+    return _point(cv, model, hw, dep, traffic, chunk_tokens)
 
 
-def _point(cv: Curves, model, hw, dep, p, o, chunk_tokens, lam) -> ServingPoint:
+def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens) -> ServingPoint:
+    lam, p, o = float(traffic.requests_per_s), traffic.prompt_tokens, traffic.output_tokens
     st = cv.state(np.array([lam]))
     one = lambda x: float(np.asarray(x).ravel()[0])  # noqa: E731
     cap = float(cv.capacity[0])
-    stable = bool(st["stable"][0])
+    stable = bool(st.stable[0])
     if not cv.fits[0]:
         reason = (f"does not fit: needs {cv.memory_required[0, 0] / 1e9:.1f} GB per GPU at batch 1 of "
                   f"{cv.memory_available[0, 0] / 1e9:.1f} GB")
@@ -680,13 +749,13 @@ def _point(cv: Curves, model, hw, dep, p, o, chunk_tokens, lam) -> ServingPoint:
     return ServingPoint(
         model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=p, output_tokens=o, chunk_tokens=chunk_tokens,
         num_gpus=cv.gpus, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
-        batch_size=inf_if(st["batch_size"]), batch_limit=int(cv.batch_limit(st)[0]),
-        decode_step_s=one(st["t0_s"]), chunked_step_s=one(st["tc_s"]), tpot_s=inf_if(st["tpot_s"]), itl_max_s=inf_if(st["itl_max_s"]),
-        prefill_utilization=one(st["utilization"]), ttft_wait_mean_s=inf_if(st["wait_mean_s"]), ttft_mean_s=inf_if(st["ttft_mean_s"]),
+        batch_size=inf_if(st.batch_size), batch_limit=int(cv.batch_limit(st)[0]),
+        decode_step_s=one(st.t0_s), chunked_step_s=one(st.tc_s), tpot_s=inf_if(st.tpot_s), itl_max_s=inf_if(st.itl_max_s),
+        prefill_utilization=one(st.utilization), ttft_wait_mean_s=inf_if(st.wait_mean_s), ttft_mean_s=inf_if(st.ttft_mean_s),
         ttft_p50_s=q[0.5], ttft_p90_s=q[0.9], ttft_p99_s=q[0.99],
         output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
-        memory_required_bytes=inf_if(st["memory_required_bytes"]), memory_available_bytes=float(hw.memory_bytes),
-        cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=hour / 3600 / tokens * 1e6 if stable else math.nan,
+        memory_required_bytes=inf_if(st.memory_required_bytes), memory_available_bytes=float(hw.memory_bytes),
+        cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=usd_per_million_tokens(hour, tokens) if stable else math.nan,
     )
 
 
@@ -696,172 +765,28 @@ def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployme
     the steady state at the rate λ(B) that keeps B busy (module docstring), as output tokens/s per user
     (1 / TPOT) and output tokens/s per GPU (λ E[O] / GPUs). `hardware` takes one id or a list.
     `pareto` marks the points no other point of the same device beats on both axes."""
+    import pandas as pd
+
     hws = [hardware] if isinstance(hardware, (str, HardwareProfile)) else list(hardware)
     if not hws:
         raise SpecError("hardware", "needs at least one hardware id")
     frames = []
     for h in hws:
-        m, hw = _load(model, h)
+        m, hw = load_pair(model, h)
         dep = deployment or Deployment()
-        p, o = _check_inputs(m, None, prompt_tokens, output_tokens, chunk_tokens)
-        cv = _curves_for(m, hw, dep, p, o, chunk_tokens, max_batch_size)
+        traffic = check_traffic(m, None, prompt_tokens, output_tokens, chunk_tokens)
+        o = traffic.output_tokens
+        cv = curves_for(m, hw, dep, traffic, chunk_tokens, max_batch_size)
         keep = cv.ok[0]
         lam = cv.lam[0][keep]
         st = cv.state(lam, rows=np.zeros(len(lam), int))
         df = pd.DataFrame({
             "hardware": hw.name, "tp": dep.tp, "pp": dep.pp, "ep": dep.ep, "gpus": cv.gpus, "batch_size": cv.grid[keep], "requests_per_s": lam,
-            "tpot_s": st["tpot_s"], "output_tokens_per_s_per_user": 1 / st["tpot_s"],
-            "output_tokens_per_s_per_gpu": lam * o.mean_tokens / cv.gpus, "ttft_mean_s": st["ttft_mean_s"],
-            "prefill_utilization": st["utilization"],
+            "tpot_s": st.tpot_s, "output_tokens_per_s_per_user": 1 / st.tpot_s,
+            "output_tokens_per_s_per_gpu": lam * o.mean_tokens / cv.gpus, "ttft_mean_s": st.ttft_mean_s,
+            "prefill_utilization": st.utilization,
         })
         per_user, per_gpu = df["output_tokens_per_s_per_user"].to_numpy(), df["output_tokens_per_s_per_gpu"].to_numpy()
         df["pareto"] = [not np.any((per_user >= u) & (per_gpu >= g) & ((per_user > u) | (per_gpu > g))) for u, g in zip(per_user, per_gpu)]
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
-
-
-# ------------------------------------------------------------ disaggregated prefill / decode
-def kv_transfer_s(model: ModelSpec, hw: HardwareProfile, prefill: Deployment, decode: Deployment, prompt_tokens,
-                  link_bytes_per_s: float | None = None):
-    """Time to move a prompt's KV cache from the prefill to the decode pool:
-    S · KV bytes/token (all layers, the decode pool's KV format) / link + one link latency.
-
-    The link, unless given: inside one scale-up domain (prefill tp + decode tp ≤ its GPUs) the GPU link
-    (NVLink), otherwise each GPU's host link (PCIe/C2C: GPUDirect RDMA to the NIC goes through it);
-    in both cases min(tp·pp of prefill, tp·pp of decode) shards move in parallel at the achievable fraction
-    (each stage holds its layers' KV, each tp rank its heads; with ep a prompt's KV sits on one rank).
-    """
-    rd = decode.resolved(model)
-    per_token = float(O.kv_cache_bytes(model, rd, 1, 1, 1))
-    lanes = min(prefill.tp * prefill.pp, decode.tp * decode.pp)
-    frac = hw.efficiency.interconnect_bandwidth_fraction
-    if link_bytes_per_s is None:
-        same = prefill.num_gpus + decode.num_gpus <= hw.interconnect.max_gpus
-        link_bytes_per_s = lanes * frac * (hw.interconnect.bytes_per_s_per_direction if same else hw.host_link_bytes_per_s_per_direction)
-    elif not link_bytes_per_s > 0:
-        raise SpecError("kv_link_bytes_per_s", f"must be positive, got {link_bytes_per_s!r}")
-    return np.asarray(prompt_tokens, float) * per_token / link_bytes_per_s + hw.interconnect.latency_s
-
-
-class DisaggregatedPlan(BaseModel):
-    """Separate prefill and decode pools sized to a traffic and its SLOs, beside the co-located fleet."""
-
-    model_config = ConfigDict(frozen=True)
-    model: str
-    hardware: str
-    feasible: bool
-    reason: str
-    prefill_tp: int
-    decode_tp: int
-    prefill_pp: int = 1
-    decode_pp: int = 1
-    prefill_gpus_per_replica: int = Field(description="tp x pp x ep of a prefill replica")
-    decode_gpus_per_replica: int = Field(description="tp x pp x ep of a decode replica")
-    prefill_replicas: int
-    decode_replicas: int
-    gpus: int
-    kv_transfer_mean_s: float
-    ttft_at_percentile_s: float
-    tpot_s: float
-    decode_batch_size: float
-    usd_per_hour: float
-    usd_per_million_output_tokens: float
-    colocated_gpus: float = Field(description="GPUs of the cheapest co-located fleet at the decode tp (NaN if none meets the SLOs)")
-    colocated_usd_per_hour: float
-
-
-def _decode_pool(m, hw, dep: Deployment, p, o, lam: float, tpot_slo_s: float):
-    """(curves, largest rate per replica meeting the TPOT SLO, replicas for λ) of one decode-pool shape;
-    replicas 0 when it does not fit or misses the SLO even at batch 1."""
-    from .plan import _max_rate, _slack
-
-    cd = _curves_for(m, hw, dep, p, o, None, decode_only=True)
-    ld = _max_rate(cd, lambda st: _slack(tpot_slo_s, st["tpot_s"]), cd.capacity)[0] if cd.fits[0] else 0.0
-    return cd, ld, (math.ceil(lam / ld - 1e-9) if ld > 0 else 0)
-
-
-def _prefill_pool(m, hw, dep: Deployment, decode: Deployment, p, o, lam: float, ttft_slo_s: float, q: float, kv_link):
-    """(curves, KV transfer per prompt length, largest rate per replica meeting the TTFT SLO, replicas) of one
-    prefill-pool shape feeding `decode`; replicas 0 when it does not fit or misses the SLO with no queue."""
-    from .plan import _max_rate, _slack
-
-    cp = _curves_for(m, hw, dep, p, o, None)
-    kv = kv_transfer_s(m, hw, dep, decode, p.support()[0], kv_link)[None, :]
-    if not cp.fits[0]:
-        return cp, kv, 0.0, 0
-    # prefill pool: no decode steps on it, so no residual step and no decode interference
-    pre_ok = lambda st: np.where(st["utilization"] < 1, _slack(1 - q, cp.ttft_tail(  # noqa: E731
-        {**st, "residual_s": 0 * st["residual_s"]}, ttft_slo_s, kv)), -1.0)
-    cap_p = cp.servers / (cp.x_pre[0] * cp.s_p).sum()
-    lp = _max_rate(cp, pre_ok, np.array([cap_p]), on_grid=False)[0]  # the prefill pool's rates are not on the colocated grid
-    return cp, kv, lp, (math.ceil(lam / lp - 1e-9) if lp > 0 else 0)
-
-
-def _cheapest(candidates: list[Deployment], size) -> tuple[Deployment, tuple]:
-    """The shape whose pool needs the fewest GPUs (replicas x GPUs per replica; then the smaller replica),
-    with `size(dep)`'s result; the first candidate's when none works (replicas 0)."""
-    best = None
-    for dep in candidates:
-        r = size(dep)
-        n = r[-1]
-        if n > 0 and (best is None or (n * dep.num_gpus, dep.num_gpus) < (best[1][-1] * best[0].num_gpus, best[0].num_gpus)):
-            best = (dep, r)
-    return best if best is not None else (candidates[0], size(candidates[0]))
-
-
-def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s: float, tpot_slo_s: float,
-                 prefill: Deployment | None = None, decode: Deployment | None = None, ttft_percentile: float = 0.9,
-                 kv_link_bytes_per_s: float | None = None) -> DisaggregatedPlan:
-    """Size a prefill pool and a decode pool for `requests_per_s`.
-
-    Prefill replica: an M/G/1 server with service X(S) (a prefill pass alone); TTFT = W + X(S) + KV transfer
-    (`kv_transfer_s`, not overlapped with the prefill). Decode replica: decode-only steps t0(B) with
-    B = λ E[O-1] t0 (Little), TPOT = t0. Each pool gets the fewest replicas whose per-replica rate meets
-    its SLO (found by root finding on the rate, `plan._max_rate`, both figures rising with it). The co-located figure is
-    `plan`'s sizing of the decode deployment with whole-prompt prefill.
-
-    A pool left as None is searched: every replica shape `plan.parallelisms` allows on the device (tp inside
-    the NVLink domain x pp stages, ep for MoE), native precision; the shape whose pool needs the fewest GPUs wins.
-    The decode pool is chosen first (its TPOT does not depend on the prefill pool), then the prefill pool
-    against it (the KV transfer depends on both shapes).
-    """
-    from .plan import _slo_checks, parallelisms, plan
-
-    m, hw = _load(model, hardware)
-    p, o = _check_inputs(m, requests_per_s, prompt_tokens, output_tokens, None)
-    _slo_checks(ttft_slo_s, tpot_slo_s, ttft_percentile)
-    lam = float(requests_per_s)
-    shapes = [Deployment(tp=tp, pp=pp, ep=ep) for tp, pp, ep in parallelisms(m, hw)] or [Deployment()]
-    searched = {"prefill": prefill is None and len(shapes) > 1, "decode": decode is None and len(shapes) > 1}
-    decode, (cd, ld, n_d) = _cheapest([decode] if decode is not None else shapes,
-                                      lambda d: _decode_pool(m, hw, d, p, o, lam, tpot_slo_s))
-    prefill, (cp, kv, lp, n_p) = _cheapest([prefill] if prefill is not None else shapes,
-                                           lambda d: _prefill_pool(m, hw, d, decode, p, o, lam, ttft_slo_s, ttft_percentile,
-                                                                   kv_link_bytes_per_s))
-    colo = plan(m, lam, p, o, ttft_slo_s, tpot_slo_s, hardware=[hw], ttft_percentile=ttft_percentile, tps=[decode.tp],
-                pps=[decode.pp], eps=[decode.ep], network=decode.network, precisions={"as given": decode}, best_only=True)
-    colo_row = colo.iloc[0]
-    base = dict(model=m.name, hardware=hw.name, prefill_tp=prefill.tp, decode_tp=decode.tp, prefill_pp=prefill.pp,
-                decode_pp=decode.pp, prefill_gpus_per_replica=prefill.num_gpus, decode_gpus_per_replica=decode.num_gpus,
-                kv_transfer_mean_s=float((kv[0] * p.support()[1]).sum()),
-                colocated_gpus=float(colo_row["gpus"]) if colo_row["feasible"] else math.nan,
-                colocated_usd_per_hour=float(colo_row["usd_per_hour"]) if colo_row["feasible"] else math.nan)
-    if n_p == 0 or n_d == 0:
-        pool = "decode" if n_d == 0 else "prefill"
-        fits = cd.fits[0] if pool == "decode" else cp.fits[0]
-        why = (f"{pool} pool does not fit" if not fits
-               else "TPOT SLO missed even at batch 1" if pool == "decode" else "TTFT SLO missed even with no queue (prefill + KV transfer)")
-        if searched[pool]:
-            why += f" with any replica shape (tp x pp{' or ep' if m.moe else ''}) on {hw.name}"
-        nan = math.nan
-        return DisaggregatedPlan(**base, feasible=False, reason=why, prefill_replicas=0, decode_replicas=0, gpus=0,
-                                 ttft_at_percentile_s=nan, tpot_s=nan, decode_batch_size=nan, usd_per_hour=nan,
-                                 usd_per_million_output_tokens=nan)
-    sp, sd = cp.state(np.array([lam / n_p])), cd.state(np.array([lam / n_d]))
-    sp = {**sp, "residual_s": 0 * sp["residual_s"]}
-    gpus = n_p * prefill.num_gpus + n_d * decode.num_gpus
-    hour = gpus * hw.price_usd_per_gpu_hour
-    return DisaggregatedPlan(**base, feasible=True, reason="", prefill_replicas=n_p, decode_replicas=n_d, gpus=gpus,
-                             ttft_at_percentile_s=float(cp.ttft_percentile(sp, ttft_percentile, kv)[0]),
-                             tpot_s=float(sd["tpot_s"][0]), decode_batch_size=float(sd["batch_size"][0]),
-                             usd_per_hour=hour, usd_per_million_output_tokens=hour / 3600 / (lam * o.mean_tokens) * 1e6)

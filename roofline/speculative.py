@@ -20,43 +20,42 @@ drafted tokens that get rejected become wasted FLOPs (`breakeven_batch`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from . import ops as O
+from .engine import Evaluation, evaluate
 from .errors import SpecError
+from .parallelism import tp_widths
+from .registry import as_model
 from .roofline import Ceilings, OpTable, time_ops
 from .specs import ModelSpec
+from .techniques import first_layers
 from .workload import Deployment, ResolvedDeployment, Speculative, Workload
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpeculativeResult:
+    """The target's figures with speculation (`evaluation`) and what the speculation itself costs and yields."""
+
+    evaluation: Evaluation
     tokens_per_step: float
     tpot_without_s: float
     draft_step_s: float
     verify_s: float
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
 
 def truncated(model: ModelSpec, layers: int, name: str | None = None) -> ModelSpec:
     """The first `layers` layers of a spec, with its embedding and LM head (a self-drafting head's cost)."""
-    data = model.model_dump()
-    data.update(num_layers=layers, name=name or f"{model.name} ({layers} layers)",
-                attention_pattern=tuple(model.attention_pattern[:layers]))
-    if model.attention_pattern and "sliding" not in data["attention_pattern"]:
-        data["sliding_window"] = None
-    if model.moe is not None:
-        data["moe"] = {**data["moe"], "dense_layers": tuple(i for i in model.moe.dense_layers if i < layers)}
-    return ModelSpec.model_validate(data)
+    return ModelSpec.model_validate({**model.model_dump(), **first_layers(model, layers),
+                                     "name": name or f"{model.name} ({layers} layers)"})
 
 
 def draft_model(model: ModelSpec, spec: Speculative) -> ModelSpec:
     """The drafter's spec, checked against the target."""
     if spec.draft is None:
         return truncated(model, spec.draft_layers, f"{model.name} self-draft ({spec.draft_layers} layer)")
-    from .registry import load_model
-
-    d = spec.draft if isinstance(spec.draft, ModelSpec) else load_model(spec.draft)
+    d = as_model(spec.draft)
     if d.vocab_size != model.vocab_size:
         raise SpecError("speculative.draft", f"{d.name} has vocab_size {d.vocab_size}, the target {model.name} "
                                              f"{model.vocab_size}; a draft must share the target's tokenizer")
@@ -67,8 +66,6 @@ def draft_model(model: ModelSpec, spec: Speculative) -> ModelSpec:
 
 
 def _draft_deployment(model: ModelSpec, d: ModelSpec, dep: Deployment) -> Deployment:
-    from .predict import tp_widths
-
     tp = dep.tp if all(w % dep.tp == 0 for w in tp_widths(d).values()) else 1
     return Deployment(tp=tp, kv_dtype=dep.kv_dtype, attention_impl=dep.attention_impl,
                       weight_dtype=dep.weight_dtype if d is not model else None,
@@ -76,10 +73,9 @@ def _draft_deployment(model: ModelSpec, d: ModelSpec, dep: Deployment) -> Deploy
 
 
 def apply_speculative(model: ModelSpec, hw, wl: Workload, dep: Deployment, rd: ResolvedDeployment,
-                      real: Ceilings, floor: Ceilings, hop, r: dict) -> SpeculativeResult:
-    """Rewrite the decode figures of `evaluate`'s result `r` in place for speculative decoding."""
-    from .predict import evaluate
-
+                      real: Ceilings, floor: Ceilings, hop, r: Evaluation) -> SpeculativeResult:
+    """`evaluate`'s result `r` for the target alone, made speculative: a new `Evaluation` with the drafter's
+    prefill added to TTFT, its weights and KV cache to memory, and TPOT = t_iter / E (module docstring)."""
     spec = dep.speculative
     if dep.pp > 1:
         raise SpecError("speculative", "speculative decoding with pipeline parallelism is not modelled; use pp=1")
@@ -101,44 +97,27 @@ def apply_speculative(model: ModelSpec, hw, wl: Workload, dep: Deployment, rd: R
     verify = OpTable.of(O.forward_ops(model, rd, b, k + 1, mean_past, dep.tp, mla_absorbed=True, ep=dep.ep), ())
     t_verify = float(time_ops(verify, real, dep.tp).time_s.sum())
     t_verify_floor = float(time_ops(verify, floor, dep.tp).time_s.sum())
-    base_tpot = float(r["tpot_s"])
-    tpot = (k * float(rdr["tpot_s"]) + t_verify) / tokens
-    tpot_floor = (k * float(rdr["tpot_floor_s"]) + t_verify_floor) / tokens
+    base_tpot = float(r.tpot_s)
+    tpot = (k * float(rdr.tpot_s) + t_verify) / tokens
+    tpot_floor = (k * float(rdr.tpot_floor_s) + t_verify_floor) / tokens
     steps = max(o - 1, 0)
     ratio = tpot / base_tpot
-    r["ttft_s"] = r["ttft_s"] + rdr["ttft_s"]
-    r["ttft_floor_s"] = r["ttft_floor_s"] + rdr["ttft_floor_s"]
-    r["tpot_s"], r["tpot_floor_s"] = tpot, tpot_floor
-    r["tpot_first_step_s"] = r["tpot_first_step_s"] * ratio
-    r["tpot_last_step_s"] = r["tpot_last_step_s"] * ratio
-    r["e2e_latency_s"] = r["ttft_s"] + tpot * steps
-    r["e2e_latency_floor_s"] = r["ttft_floor_s"] + tpot_floor * steps
-    r["decode_flops_per_step"] = (k * rdr["decode_flops_per_step"] + verify.f["flops"].sum()) / tokens
-    r["decode_bytes_per_step"] = (k * rdr["decode_bytes_per_step"] + verify.hbm_bytes.sum()) / tokens
-    extra_weights = rdr["weight_bytes"]
+    extra_weights = rdr.weight_bytes
     if self_draft:  # the heads share the target's embedding and LM head
         extra_weights = extra_weights - O.embedding_storage_bytes(d, rd, dep.tp) - O.lm_head_storage_bytes(d, rd, dep.tp)
-    r["weight_bytes"] = r["weight_bytes"] + extra_weights
-    r["kv_bytes_per_sequence"] = r["kv_bytes_per_sequence"] + rdr["kv_bytes_per_sequence"]
-    r["kv_cache_bytes"] = r["kv_cache_bytes"] + rdr["kv_cache_bytes"]
-    r["memory_required_bytes"] = r["memory_required_bytes"] + extra_weights + rdr["kv_cache_bytes"]
+    ttft, ttft_floor = r.ttft_s + rdr.ttft_s, r.ttft_floor_s + rdr.ttft_floor_s
+    spec_r = replace(
+        r, ttft_s=ttft, ttft_floor_s=ttft_floor, tpot_s=tpot, tpot_floor_s=tpot_floor,
+        tpot_first_step_s=r.tpot_first_step_s * ratio, tpot_last_step_s=r.tpot_last_step_s * ratio,
+        e2e_latency_s=ttft + tpot * steps, e2e_latency_floor_s=ttft_floor + tpot_floor * steps,
+        decode_flops_per_step=(k * rdr.decode_flops_per_step + verify.f["flops"].sum()) / tokens,
+        decode_bytes_per_step=(k * rdr.decode_bytes_per_step + verify.hbm_bytes.sum()) / tokens,
+        weight_bytes=r.weight_bytes + extra_weights,
+        kv_bytes_per_sequence=r.kv_bytes_per_sequence + rdr.kv_bytes_per_sequence,
+        kv_cache_bytes=r.kv_cache_bytes + rdr.kv_cache_bytes,
+        memory_required_bytes=r.memory_required_bytes + extra_weights + rdr.kv_cache_bytes,
+    )
     what = f"self-drafting ({spec.draft_layers} layer)" if self_draft else f"draft {d.name}"
     notes = [f"speculative decoding: {what}, k={k}, acceptance {a:g} -> {tokens:.2f} tokens per target step; "
              f"TPOT {base_tpot * 1e3:.2f} -> {tpot * 1e3:.2f} ms ({base_tpot / tpot:.2f}x)"]
-    return SpeculativeResult(tokens, base_tpot, float(rdr["tpot_s"]), t_verify, notes)
-
-
-def breakeven_batch(model: ModelSpec, hw, wl: Workload, dep: Deployment, max_batch: int = 4096) -> int | None:
-    """The smallest power-of-two batch at which speculation no longer lowers TPOT (None if it always pays up to max_batch)."""
-    from .predict import predict
-
-    if dep.speculative is None:
-        raise SpecError("speculative", "set a Speculative(...) on the deployment to find where it stops paying")
-    base = dep.model_copy(update={"speculative": None})
-    b = 1
-    while b <= max_batch:
-        w = wl.model_copy(update={"batch_size": b})
-        if predict(model, hw, w, dep).tpot_s >= predict(model, hw, w, base).tpot_s:
-            return b
-        b *= 2
-    return None
+    return SpeculativeResult(spec_r, tokens, base_tpot, float(rdr.tpot_s), t_verify, tuple(notes))

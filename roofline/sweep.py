@@ -15,16 +15,20 @@ Scenarios that do not fit in memory stay in, with `fits == False`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+from .engine import derived, evaluate
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .predict import derived, evaluate, tp_widths
+from .parallelism import tp_widths
 from .registry import load_hardware, load_model
-from .roofline import BOUNDS, Ceilings
+from .roofline import BOUNDS, Ceilings, stacked
 from .specs import ModelSpec
 from .workload import Deployment
 
@@ -54,11 +58,6 @@ def _ints(name: str, values) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _stack_ceilings(hws: Sequence[HardwareProfile], key: str, idx: np.ndarray, floor: bool) -> Ceilings:
-    per_hw = [Ceilings.of(hw, key, floor) for hw in hws]
-    return Ceilings(**{f: np.array([getattr(c, f) for c in per_hw], dtype=float)[idx] for f in Ceilings.__dataclass_fields__})
-
-
 def sweep(
     model, hardware, batch_size=1, prompt_tokens=1024, output_tokens=256, tp=1,
     weight_dtype=None, activation_dtype=None, kv_dtype=None, deployment: Deployment | None = None,
@@ -68,6 +67,8 @@ def sweep(
     `model` and `hardware` take ids or loaded specs. dtypes of None mean the model's native
     dtype. `deployment` supplies the remaining options (attention kernel, group size, reserve).
     """
+    import pandas as pd
+
     models = [m if isinstance(m, ModelSpec) else load_model(m) for m in _as_list(model)]
     hws = [h if isinstance(h, HardwareProfile) else load_hardware(h) for h in _as_list(hardware)]
     axes = {name: _ints(name, v) for name, v in
@@ -94,11 +95,13 @@ def sweep(
         stand_in = has_key[0] if has_key else None  # rows of hardware without this dtype are masked out below
         usable = [h if key in h.peak_flops_per_s else stand_in for h in hws]
         tpf = t.astype(float)
-        real, floor = _stack_ceilings(usable, key, hi, False), _stack_ceilings(usable, key, hi, True)
-        r = evaluate(m, rd, real, floor, b, s, o, tpf)
+        real = stacked([Ceilings.of(h, key) for h in usable], hi)
+        floor = stacked([Ceilings.of(h, key, floor=True) for h in usable], hi)
+        ev = evaluate(m, rd, real, floor, b, s, o, tpf)
         prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
-        r.update(derived(r, b, o, tpf * base.pp * base.ep, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
-                         prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour)))
+        d = derived(ev, b, o, tpf * base.pp * base.ep, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
+                    prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
+        r = {**ev.figures(), **d.figures()}
         pick = lambda a: np.broadcast_to(a, shape).ravel()[ok]  # noqa: E731
         cols = {
             "model": m.name, "hardware": pd.Categorical.from_codes(flat["h"][ok], [h.name for h in hws]),

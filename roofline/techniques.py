@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .errors import SpecError
+from .errors import SpecError, validation_message
 from .specs import ModelSpec
 
 FFN_MULTIPLE = 128  # pruned FFN widths are kept a multiple of this (tensor-core and tp friendly)
@@ -36,8 +36,6 @@ def _rebuild(model: ModelSpec, suffix: str, **changes) -> ModelSpec:
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as exc:
-        from .registry import validation_message
-
         raise validation_message(exc, data["name"]) from None
 
 
@@ -47,6 +45,18 @@ def _fraction(name: str, value: float | None) -> float:
     if not 0 < value <= 1:
         raise SpecError(name, f"is the fraction kept, in (0, 1], got {value}")
     return value
+
+
+def first_layers(model: ModelSpec, layers: int) -> dict:
+    """The spec changes that keep layers 0 .. layers-1: the layer count, the attention pattern cut to them
+    (no sliding window left when no sliding layer is), and the MoE dense layers among them.
+    Used by `prune` and by a self-drafting head's cost (`speculative.truncated`)."""
+    changes = {"num_layers": layers, "attention_pattern": tuple(model.attention_pattern[:layers])}
+    if model.attention_pattern and "sliding" not in changes["attention_pattern"]:
+        changes["sliding_window"] = None
+    if model.moe is not None:
+        changes["moe"] = {**model.moe.model_dump(), "dense_layers": tuple(i for i in model.moe.dense_layers if i < layers)}
+    return changes
 
 
 def prune(model: ModelSpec, keep_layers: float | None = None, keep_heads: float | None = None,
@@ -63,10 +73,7 @@ def prune(model: ModelSpec, keep_layers: float | None = None, keep_heads: float 
     changes, parts = {}, []
     if kl < 1:
         layers = max(1, round(model.num_layers * kl))
-        changes["num_layers"] = layers
-        changes["attention_pattern"] = tuple(model.attention_pattern[:layers]) if len(model.attention_pattern) > layers else model.attention_pattern
-        if model.moe is not None:
-            changes["moe"] = {**model.moe.model_dump(), "dense_layers": tuple(i for i in model.moe.dense_layers if i < layers)}
+        changes.update(first_layers(model, layers))
         parts.append(f"{layers}/{model.num_layers} layers")
     if kh < 1:
         if model.attention == "mla":

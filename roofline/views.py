@@ -28,10 +28,13 @@ import pandas as pd
 from . import fmt
 from .dtypes import get_dtype
 from .hardware import HardwareProfile
+from .plan import PRECISIONS, plan
 from .predict import Prediction
+from .serving import frontier as serving_frontier
 from .specs import ModelSpec
 from .sweep import sweep
 from .workload import Deployment, Workload
+
 
 def compute_key(prediction: Prediction) -> str:
     """The `peak_flops_per_s` key the prediction's compute dtype runs at ('fp8_e4m3' -> 'fp8')."""
@@ -289,15 +292,12 @@ def plan_frontiers(model: ModelSpec, options: pd.DataFrame, hardware: Sequence[H
     option's precision and replica shape: output tokens/s per user (1 / TPOT) against output tokens/s per GPU,
     one point per decode batch the replica holds. `hardware` are the profiles the plan ran on (prices included),
     matched by name; `hardware_id` and `option` ("fp8, tp2") are added to every row."""
-    from .plan import PRECISIONS
-    from .serving import frontier
-
     by_name = {h.name: h for h in hardware}
     frames = []
     for r in options[options["feasible"]].itertuples():
         dep = PRECISIONS[r.precision].model_copy(update={"tp": int(r.tp), "pp": int(r.pp), "ep": int(r.ep),
                                                           "network": r.network or None})
-        f = frontier(model, by_name[r.hardware], prompt_tokens, output_tokens, dep, chunk_tokens, max_batch_size)
+        f = serving_frontier(model, by_name[r.hardware], prompt_tokens, output_tokens, dep, chunk_tokens, max_batch_size)
         frames.append(f.assign(hardware_id=r.hardware_id, option=f"{r.precision}, {fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)}"))
     cols = ["hardware_id", "option", "hardware", "tp", "pp", "ep", "gpus", "batch_size", "requests_per_s", "tpot_s",
             "output_tokens_per_s_per_user", "output_tokens_per_s_per_gpu", "ttft_mean_s", "pareto"]
@@ -313,8 +313,6 @@ def slo_tightening(plan_kwargs: dict, steps: Sequence[float] = SLO_STEPS, given:
     `hardware_id`, `precision`, `gpus`, `usd_per_hour`, `usd_per_million_output_tokens` (NaN where none is
     feasible) and `usd_per_hour_vs_given` = usd_per_hour / that of the SLOs as given. A tighter SLO only removes
     options, so the cost never falls as f does."""
-    from .plan import plan
-
     kwargs = {**plan_kwargs, "best_only": True}
     rows = []
     for slo, key in (("TTFT", "ttft_slo_s"), ("TPOT", "tpot_slo_s")):

@@ -10,8 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .dtypes import QuantScheme, get_dtype
-from .specs import ModelSpec
+from .dtypes import DEQUANT_OPS_PER_WEIGHT, QuantScheme, get_dtype
+from .errors import SpecError
+from .specs import ModelSpec, kv_scheme
 from .units import GIB
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -105,7 +106,7 @@ class Deployment(BaseModel):
     ep: int = Field(1, ge=1, description="expert-parallel GPUs for MoE layers: experts spread E/ep per GPU with "
                                          "all-to-all dispatch and combine, attention data-parallel over the ep GPUs (needs tp=1)")
     network: str | None = Field(None, description="scale-out network profile id (`roofline networks`) for a replica larger than "
-                                                  "one NVLink domain; default: the hardware's `default_network`")
+                                                  "one NVLink domain; default: `network.DEFAULT_NETWORK`")
     on_unsupported_dtype: Literal["error", "fallback"] = Field(
         "error", description="compute dtype the hardware lacks: error, or fall back to weight-only storage with "
                              "native compute (FP8 on A100 runs as FP8-weight / BF16-compute, as vLLM's FP8 Marlin kernels do)")
@@ -173,9 +174,6 @@ class ResolvedDeployment:
 
     @classmethod
     def of(cls, dep: Deployment, native_dtype: str, native_weight_dtype: str | None = None) -> "ResolvedDeployment":
-        from .errors import SpecError
-        from .specs import kv_scheme
-
         self = cls()
         self.dep = dep
         self.native = get_dtype(native_dtype, "native_dtype")
@@ -219,8 +217,6 @@ class ResolvedDeployment:
 
     @property
     def dequant_ops_per_weight(self) -> int:
-        from .dtypes import DEQUANT_OPS_PER_WEIGHT
-
         return DEQUANT_OPS_PER_WEIGHT.get(self.weights.dtype.bits, 3) if self.weight_only else 0
 
     @property

@@ -177,11 +177,16 @@ def test_cli_rejects_a_spec_whose_heads_do_not_divide(capsys, tmp_path):
     assert code == 2 and "num_kv_heads" in err and "not divisible" in err and err.count("\n") == 1
 
 
-def test_cli_negative_length_exits_nonzero(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--output-tokens", "-4"])
-    assert exc.value.code == 2
-    assert "--output-tokens: must be at least 1, got -4" in capsys.readouterr().err
+@pytest.mark.parametrize("command", [["predict"], ["compare", "--variant", "x:tp=2"]])
+@pytest.mark.parametrize("flag, value, field", [("--output-tokens", "-4", "output_tokens"), ("--batch-size", "0", "batch_size"),
+                                                ("--prompt-tokens", "many", "prompt_tokens")])
+def test_cli_workload_flags_are_checked_alike(capsys, command, flag, value, field):
+    # predict and compare read --batch-size, --prompt-tokens and --output-tokens with the one converter (cli.args.workload)
+    code = main([*command, "--model", "llama-3.1-8b", "--hardware", "h100-sxm", flag, value])
+    err = capsys.readouterr().err
+    assert code == 2
+    expected = f"expected an integer, got {value!r}" if value == "many" else f"must be at least 1, got {value}"
+    assert err == f"roofline: error: {field}: {expected}\n"
 
 
 def test_cli_as_a_process_prints_no_traceback():

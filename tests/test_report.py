@@ -168,7 +168,7 @@ def test_write_report_files_are_self_contained_and_state_their_assumptions(tmp_p
 def test_writes_are_atomic(tmp_path, monkeypatch):
     replaced = []
     real = os.replace
-    monkeypatch.setattr(R.os, "replace", lambda src, dst: (replaced.append((Path(src), Path(dst))), real(src, dst))[1])
+    monkeypatch.setattr(os, "replace", lambda src, dst: (replaced.append((Path(src), Path(dst))), real(src, dst))[1])
     R.write_report(scenario(max_batch_size=4), tmp_path, progress=False)
     assert sorted(d.name for _, d in replaced) == ["report.csv", "report.html", "report.md"]
     assert all(src.parent == dst.parent == tmp_path and src.name != dst.name for src, dst in replaced)
@@ -179,7 +179,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     def fail(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(R.os, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError):
         R.write_report(scenario(max_batch_size=4), tmp_path, progress=False)
     assert (tmp_path / "report.html").read_text() == "old"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import roofline as rl
+from roofline.disaggregation import kv_transfer_s
 from roofline.errors import SpecError
-from roofline.serving import (LengthDist, as_length_dist, kv_transfer_s, mg1_wait_mean_s, steady_state,
-                              ttft_percentile_s, wait_tail_probability)
+from roofline.serving import LengthDist, as_length_dist, mg1_wait_mean_s, steady_state, ttft_percentile_s, wait_tail_probability
 
 M70, H100 = "llama-3.1-70b", "h100-sxm"
 TP2 = rl.Deployment(tp=2)

@@ -17,9 +17,8 @@ import roofline as rl
 from roofline import ops as O
 from roofline.compare import Variant, compare, parse_variant
 from roofline.dtypes import QuantScheme, get_dtype
-from roofline.predict import kv_allocated_tokens
+from roofline.predict import breakeven_batch, kv_allocated_tokens
 from roofline.roofline import OpTable
-from roofline.speculative import breakeven_batch
 from roofline.techniques import prune, with_attention, with_cla, with_sliding_window, with_vocab
 from roofline.workload import Speculative
 

@@ -1,0 +1,7 @@
+"""`python -m roofline.cli ...` runs the CLI."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""The one way every subcommand reads its flags.
+
+argparse only declares the flags (as text); each subcommand's `run` converts them with the functions
+here, so a bad value is one line, `roofline: error: FIELD: what and the fix`, exit status 2, named by
+the library's field (`batch_size`, `requests_per_s`) rather than by the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pydantic import ValidationError
+
+from ..errors import SpecError, validation_message
+from ..workload import Workload
+
+
+def split(text: str) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def number(text: str | None, field: str, kind=float, positive: bool = True):
+    """A flag's value as `kind` (None stays None); `positive`: above zero (at least 1 for an integer)."""
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SpecError(field, f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if positive and not value > 0:
+        raise SpecError(field, f"must be at least 1, got {text}" if kind is int else f"must be positive, got {text}")
+    return value
+
+
+def integers(text: str | None, field: str) -> list[int] | None:
+    """'1,2,4' -> [1, 2, 4], each a positive integer; None stays None; an empty list is an error."""
+    if text is None:
+        return None
+    return [number(x, field, int) for x in split(text)] or number("", field, int)
+
+
+def length(text: str, field: str):
+    """A token length: an integer, or a distribution string left to `serving.as_length_dist`."""
+    return number(text, field, int) if text.strip().lstrip("-").isdigit() else text
+
+
+def add_workload_arguments(p: argparse.ArgumentParser, batch_size: str = "1", prompt_tokens: str = "1024",
+                           output_tokens: str = "256") -> None:
+    """--batch-size, --prompt-tokens, --output-tokens: a static `Workload` (predict, compare)."""
+    p.add_argument("--batch-size", default=batch_size, help=f"sequences in the batch (default {batch_size})")
+    p.add_argument("--prompt-tokens", default=prompt_tokens, help=f"input tokens per sequence (default {prompt_tokens})")
+    p.add_argument("--output-tokens", default=output_tokens, help=f"generated tokens per sequence (default {output_tokens})")
+
+
+def workload(a: argparse.Namespace) -> Workload:
+    """The `Workload` of --batch-size, --prompt-tokens and --output-tokens, each a positive integer."""
+    values = {f: number(getattr(a, f), f, int) for f in ("batch_size", "prompt_tokens", "output_tokens")}
+    try:
+        return Workload(**values)
+    except ValidationError as exc:
+        raise validation_message(exc, "arguments") from None

@@ -1,0 +1,97 @@
+"""`roofline plan`: the capacity planner's cheapest deployment per hardware (`roofline.plan`), as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING
+
+from .. import fmt
+from ..errors import SpecError
+from ..plan import MAX_GPUS_PER_REPLICA, plan
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+from . import args
+
+HELP = "capacity planner: cheapest deployment per hardware for a traffic and its SLOs"
+DESCRIPTION = (
+    "For each hardware profile, the cheapest deployment (precision, tp, replicas) that serves the traffic under "
+    "continuous batching within the SLOs: TTFT at a percentile (M/G/1 prefill queue) and mean TPOT. "
+    "Lengths take a distribution: N | fixed:N | uniform:LOW:HIGH | normal:MEAN:STD | lognormal:MEDIAN:SIGMA | "
+    "empirical:T1=P1,T2=P2,...")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="model id (see `roofline models`) or a spec .yaml path")
+    p.add_argument("--requests-per-s", required=True, help="arriving requests per second, whole fleet")
+    p.add_argument("--prompt-tokens", required=True, help="prompt length: N or a distribution, e.g. lognormal:2048:0.5")
+    p.add_argument("--output-tokens", required=True, help="output length: N or a distribution, e.g. uniform:128:384")
+    p.add_argument("--ttft-slo-s", required=True, help="time-to-first-token limit at --ttft-percentile, seconds")
+    p.add_argument("--tpot-slo-s", required=True, help="mean time-per-output-token limit, seconds")
+    p.add_argument("--ttft-percentile", default="0.9", help="percentile the TTFT SLO applies to (default 0.9)")
+    p.add_argument("--hardware", default="all", help="hardware ids or profile paths, comma-separated; 'all' (default)")
+    p.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: whole-prompt prefill)")
+    p.add_argument("--max-batch-size", help="engine cap on running sequences per replica (vLLM max_num_seqs)")
+    p.add_argument("--tp", help="tensor-parallel degrees to try, comma-separated (default: every valid one inside a node)")
+    p.add_argument("--pp", help="pipeline stages to try, comma-separated (default: 1,2,4,8,16)")
+    p.add_argument("--ep", help="expert-parallel degrees to try for a MoE model, comma-separated (default: powers of two dividing the experts)")
+    p.add_argument("--max-gpus-per-replica", default=str(MAX_GPUS_PER_REPLICA), help=f"largest replica, tp x pp x ep GPUs (default {MAX_GPUS_PER_REPLICA})")
+    p.add_argument("--network", help="scale-out network for replicas wider than one node (`roofline networks`; default ib-ndr-400)")
+    p.add_argument("--all-options", action="store_true", help="every (hardware, precision, tp, pp, ep) option, not only the best per hardware")
+    p.add_argument("--top", help="print only the first N rows")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON (SI units, USD)")
+
+
+def run(a) -> str:
+    """Convert the flags, call `plan`, format the table (or JSON)."""
+    hardware = None if a.hardware.strip() == "all" else args.split(a.hardware)
+    if hardware == []:
+        raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
+    top = args.number(a.top, "top", int)
+    df = plan(a.model, args.number(a.requests_per_s, "requests_per_s"), args.length(a.prompt_tokens, "prompt_tokens"),
+              args.length(a.output_tokens, "output_tokens"), args.number(a.ttft_slo_s, "ttft_slo_s"),
+              args.number(a.tpot_slo_s, "tpot_slo_s"), hardware=hardware,
+              ttft_percentile=args.number(a.ttft_percentile, "ttft_percentile"),
+              chunk_tokens=args.number(a.chunk_tokens, "chunk_tokens", int),
+              max_batch_size=args.number(a.max_batch_size, "max_batch_size", int), best_only=not a.all_options,
+              tps=args.integers(a.tp, "tps"), pps=args.integers(a.pp, "pps"), eps=args.integers(a.ep, "eps"),
+              max_gpus_per_replica=args.number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network)
+    if top is not None:
+        df = df.head(top)
+    if a.json:
+        return json.dumps({"inputs": df.attrs, "rows": json_records(df)}, indent=2)
+    return plan_table(df)
+
+
+def json_records(df: pd.DataFrame) -> list[dict]:
+    """The planner's rows as plain JSON values (NaN and NA as null)."""
+    import pandas as pd
+
+    return [{k: (None if (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v.item() if hasattr(v, "item") else v)
+             for k, v in r.items()} for r in df.to_dict(orient="records")]
+
+
+def plan_table(df: pd.DataFrame) -> str:
+    """The planner's frame as a titled text table."""
+    s = df.attrs
+    q = f"p{100 * s['ttft_percentile']:g}"
+    title = (f"{s['model']}: {s['requests_per_s']:g} requests/s, prompt {s['prompt_tokens']}, output {s['output_tokens']} tokens; "
+             f"SLOs: {q} TTFT <= {fmt.seconds(s['ttft_slo_s'])}, mean TPOT <= {fmt.seconds(s['tpot_slo_s'])}; "
+             f"{'chunked prefill ' + str(s['chunk_tokens']) + ' tokens/step' if s['chunk_tokens'] else 'whole-prompt prefill'}")
+    rows = []
+    for r in df.itertuples():
+        if r.feasible:
+            rows.append([str(r.rank), r.hardware_id, r.precision, _shape(r), str(r.replicas), str(r.gpus), f"{r.batch_size:.1f}",
+                         fmt.seconds(r.ttft_at_slo_percentile_s), fmt.seconds(r.tpot_s), fmt.usd(r.usd_per_hour),
+                         fmt.usd(r.usd_per_million_output_tokens), r.binding_constraint])
+        else:
+            rows.append(["-", r.hardware_id, r.precision, _shape(r) if r.tp else "-", "-", "-", "-", "-", "-", "-", "-",
+                         f"infeasible: {r.reason}"])
+    header = ["rank", "hardware", "precision", "replica", "replicas", "GPUs", "batch", f"TTFT {q}", "TPOT", "$/hour", "$/M out tok", "bound by"]
+    return title + "\n\n" + fmt.table(header, rows)
+
+
+def _shape(r) -> str:
+    return fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)

@@ -1,0 +1,46 @@
+"""`roofline report`: the procurement report (report.html, report.md, report.csv) for a scenario."""
+
+from __future__ import annotations
+
+from ..registry import list_hardware
+from ..report import Scenario, top_option_text, write_report
+from . import args
+
+HELP = "procurement report: GPUs, $/hour and $/M tokens per hardware for a traffic and its SLOs"
+DESCRIPTION = ("Writes report.html, report.md and report.csv. Flags override the scenario file; "
+               "with neither, the shipped default scenario (Llama-3.1-70B, 10 requests/s).")
+
+# flags whose values the Scenario model validates, so a bad one is a one-line error naming the field
+SCENARIO_FLAGS = (
+    ("--requests-per-s", "arriving requests per second"), ("--prompt-tokens", "input tokens per request"),
+    ("--output-tokens", "output tokens per request"), ("--ttft-slo-s", "time-to-first-token limit, seconds"),
+    ("--tpot-slo-s", "mean time-per-output-token limit, seconds"),
+    ("--max-batch-size", "cap on the batch per replica (max_num_seqs)"),
+    ("--serving", "continuous (default: the capacity planner) or static (whole batches, tp only)"),
+    ("--ttft-percentile", "continuous serving: the TTFT percentile the SLO applies to (default 0.9)"),
+    ("--weight-dtype", "weight storage format"), ("--activation-dtype", "compute format"), ("--kv-dtype", "KV-cache format"),
+)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--scenario", help="scenario .yaml (fields: see roofline.report.Scenario); default: the shipped default")
+    p.add_argument("--model", help="model ids or spec paths, comma-separated")
+    p.add_argument("--hardware", help="hardware ids or profile paths, comma-separated; 'all' for every shipped profile")
+    for flag, help_ in SCENARIO_FLAGS:
+        p.add_argument(flag, help=help_)
+    p.add_argument("--out", default="roofline-report", help="output folder (created if needed; default: ./roofline-report)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def run(a) -> str:
+    scenario = Scenario.from_yaml(a.scenario) if a.scenario else Scenario.default()
+    overrides = {flag[2:].replace("-", "_"): None for flag, _ in SCENARIO_FLAGS}
+    overrides = {k: getattr(a, k) for k in overrides}
+    if a.model is not None:
+        overrides["models"] = args.split(a.model)
+    if a.hardware is not None:
+        overrides["hardware"] = list_hardware() if a.hardware.strip() == "all" else args.split(a.hardware)
+    scenario = scenario.with_overrides("arguments", **overrides)
+    written = write_report(scenario, a.out, progress=not a.no_progress)
+    return (f"wrote {written.html}, {written.markdown} and {written.csv}\n"
+            f"top option: {top_option_text(written.table)}")

@@ -1,0 +1,399 @@
+"""The engine: an operator table timed against a device's ceilings, summed into the phases of a request.
+
+Phases (`ops.forward_ops` gives both from one derivation):
+
+* TTFT  = time of the prefill pass over batch x prompt tokens (it also yields the first output token).
+* Decode step k = 1 .. output-1 runs at context c = prompt + k (the new token attends to c keys).
+  Every operator's FLOPs and bytes are affine in m = min(c, window), so its time
+  max(compute(m), memory(m)) + overhead is the maximum of two lines; the sum over
+  all steps is taken in closed form (`sum_over_steps`), exactly, with no sampling.
+* TPOT  = (e2e - TTFT) / (output - 1), the mean decode step (with one output token:
+  the step that would follow).
+* Memory per GPU = weights (with quantization scales) + KV cache for
+  batch x (prompt + output) + activation workspace (the largest per-layer
+  activation footprint of prefill, proportional to batch) + runtime reserve.
+
+`evaluate` returns those times, FLOPs, bytes and memory parts as an `Evaluation` (numpy arrays over a grid
+for `sweep`, 0-d for one scenario), with the prefill and decode tables it timed; `derived` turns them into
+throughput, utilization, fit and cost. `predict` (one scenario) and `sweep` (a grid) both call these two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from . import ops as O
+from .parallelism import kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, shared_prefix_tokens, weight_bytes_per_gpu
+from .roofline import BOUNDS, Ceilings, OpTable, Timing, time_ops
+from .specs import ModelSpec
+from .units import SECONDS_PER_HOUR
+from .workload import ResolvedDeployment
+
+
+# ------------------------------------------------------------ step sums
+def _n_in(lo, hi):
+    return np.maximum(hi - lo + 1, 0)
+
+
+def _sum_line(a0, a1, lo, hi):
+    """Σ_{x=lo..hi} (a0 + a1·x) over integers (0 for an empty range)."""
+    n = _n_in(lo, hi)
+    return n * a0 + a1 * (lo + hi) * n / 2
+
+
+def _sum_positive(g0, g1, lo, hi):
+    """Σ_{x=lo..hi} max(0, g0 + g1·x): the line is positive on one side of its root."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.where(g1 != 0, -g0 / np.where(g1 != 0, g1, 1), 0.0)
+    up_lo = np.maximum(lo, np.floor(root) + 1)  # g1 > 0: positive right of the root
+    down_hi = np.minimum(hi, np.ceil(root) - 1)  # g1 < 0: positive left of the root
+    return np.where(
+        g1 > 0, _sum_line(g0, g1, up_lo, hi),
+        np.where(g1 < 0, _sum_line(g0, g1, lo, down_hi), _n_in(lo, hi) * np.maximum(g0, 0)),
+    )
+
+
+def sum_over_steps(c0, c1, b0, b1, lo, hi, window):
+    """Σ_{c=lo..hi} max(c0 + c1·m, b0 + b1·m) with m = min(c, window).
+
+    Below the window both lines grow with c; past it m stays at the window and
+    every step costs the same. Exact for integer steps.
+    """
+    w = np.minimum(window, hi)
+    linear = _sum_line(b0, b1, lo, w) + _sum_positive(c0 - b0, c1 - b1, lo, w)
+    capped = _n_in(np.maximum(lo, w + 1), hi) * np.maximum(c0 + c1 * w, b0 + b1 * w)
+    return linear + capped
+
+
+def sum_of_m(lo, hi, window):
+    """Σ_{c=lo..hi} min(c, window)."""
+    w = np.minimum(window, hi)
+    return _sum_line(0.0, 1.0, lo, w) + _n_in(np.maximum(lo, w + 1), hi) * w
+
+
+class DecodeSteps:
+    """The decode steps at contexts lo..hi of one operator table, timed against one set of ceilings.
+
+    Every op's FLOPs and bytes, hence each of its time terms, is affine in m = min(c, window):
+    term(m) = t1 + (t2 - t1)(m - 1), from probes at contexts 1 and 2. Most ops (weights,
+    norms, all-reduces) do not depend on the context at all: they are summed once and
+    multiplied by the step count; only the others (attention) go through `sum_over_steps`.
+    Communication and overhead never depend on the context, and an op has either
+    compute/memory terms or a communication term, never both.
+    """
+
+    def __init__(self, d1: OpTable, d2: OpTable, t1: Timing, t2: Timing, lo, hi):
+        self.d1, self.d2, self.t1, self.t2, self.lo, self.hi = d1, d2, t1, t2, lo, hi
+        axes = tuple(range(1, d1.f["flops"].ndim))
+        moves = (d2.hbm_bytes != d1.hbm_bytes) | (d2.f["flops"] != d1.f["flops"])
+        self.dep = np.any(moves, axis=axes) if axes else moves  # (n_ops,) context-dependent ops
+        self.any_dep = bool(self.dep.any())
+        self.win = d1.column(d1.windows[self.dep])
+        self.const_step_s = t1.time_s[~self.dep].sum(axis=0)
+        self.count = _n_in(lo, hi)
+        dep = self.dep
+        # intercepts (at m = 1) and slopes of the context-dependent ops' compute and memory terms
+        self.c1, self.cs = t1.compute_s[dep], t2.compute_s[dep] - t1.compute_s[dep]
+        self.m1, self.ms = t1.memory_s[dep], t2.memory_s[dep] - t1.memory_s[dep]
+        self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
+        self._mean_m = None
+
+    def _dep_sums(self):
+        """(n_dep, ...) each context-dependent op's time summed over all steps."""
+        return sum_over_steps(self.c1 - self.cs, self.cs, self.m1 - self.ms, self.ms, self.lo, self.hi, self.win) + self.count * self.fixed
+
+    def per_op_total_s(self):
+        """(n_ops, ...) each op's time summed over all steps."""
+        out = self.t1.time_s * self.count
+        out = np.array(np.broadcast_to(out, np.broadcast_shapes(out.shape, (len(self.dep),) + np.shape(self.count))))
+        if self.any_dep:
+            out[self.dep] = self._dep_sums()
+        return out
+
+    def total_s(self):
+        """Σ over steps and ops: the whole decode phase."""
+        total = self.const_step_s * self.count
+        return total + self._dep_sums().sum(axis=0) if self.any_dep else total
+
+    def step_s(self, context):
+        """Time of the single decode step at `context` tokens."""
+        if not self.any_dep:
+            return self.const_step_s
+        m = np.minimum(context, self.win) - 1
+        dep = np.maximum(self.c1 + self.cs * m, self.m1 + self.ms * m) + self.fixed
+        return self.const_step_s + dep.sum(axis=0)
+
+    def mean_m(self):
+        """Mean of m = min(c, window) over the steps, per context-dependent op."""
+        if self._mean_m is None:
+            self._mean_m = sum_of_m(self.lo, self.hi, self.win) / self.count
+        return self._mean_m
+
+    def mean_per_step(self, a1, a2):
+        """Mean over steps of a quantity that is a1 at context 1 and a2 at context 2, summed over ops."""
+        const = a1[~self.dep].sum(axis=0)
+        if not self.any_dep:
+            return const
+        x1 = a1[self.dep]
+        return const + (x1 + (a2[self.dep] - x1) * (self.mean_m() - 1)).sum(axis=0)
+
+
+def stage(t: OpTable, pp) -> OpTable:
+    """One of `pp` balanced pipeline stages of `t`: every FLOP, byte, launch and message / pp (token counts
+    unchanged), as a new table.
+
+    Stages are taken as equal slices of the whole pass; Megatron and vLLM put the embedding on the
+    first stage and the LM head on the last, an imbalance of their share / pp that is left out.
+    """
+    if pp == 1:
+        return t
+    keep = ("gemm_m", "sparse_2_4")
+    return replace(t, f={k: (v if k in keep else v / pp) for k, v in t.f.items()}, hbm_bytes=t.hbm_bytes / pp)
+
+
+# ------------------------------------------------------------ the record
+@dataclass(frozen=True)
+class PrefillTables:
+    """The prefill pass's operator table (one pipeline stage) and its realistic and floor timings."""
+
+    table: OpTable
+    real: Timing
+    floor: Timing
+
+
+@dataclass(frozen=True)
+class DecodeTables:
+    """The decode steps timed realistic and floor, and the step count the mean TPOT divides by."""
+
+    real: "DecodeSteps"
+    floor: "DecodeSteps"
+    steps: Any
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every time, FLOP count, byte count and memory part of one scenario (or of a grid of them, as arrays).
+
+    Seconds, FLOPs, bytes; per GPU: `weight_bytes`, `kv_cache_bytes` (the batch's KV on one GPU),
+    `activation_workspace_bytes`, `memory_required_bytes`. Decode FLOPs and bytes are per mean step.
+    `*_bound_index` index `roofline.BOUNDS` (0 compute, 1 memory, 2 communication).
+    """
+
+    ttft_s: Any
+    ttft_floor_s: Any
+    tpot_s: Any
+    tpot_floor_s: Any
+    tpot_first_step_s: Any
+    tpot_last_step_s: Any
+    e2e_latency_s: Any
+    e2e_latency_floor_s: Any
+    prefill_flops: Any
+    prefill_bytes: Any
+    decode_flops_per_step: Any
+    decode_bytes_per_step: Any
+    weight_bytes: Any
+    kv_cache_bytes: Any
+    activation_workspace_bytes: Any
+    runtime_reserve_bytes: Any
+    memory_required_bytes: Any
+    prefill_bound_index: Any
+    decode_bound_index: Any
+    kv_bytes_per_sequence: Any
+    workspace_bytes_per_sequence: Any
+    kv_shared_bytes: Any
+    prefill: PrefillTables
+    decode: DecodeTables
+
+    def figures(self) -> dict[str, Any]:
+        """The numeric fields by name (the tables left out)."""
+        return {name: getattr(self, name) for name in _EVALUATION_FIGURES}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What `derived` adds to an `Evaluation`: throughput, utilization, fit and cost (per replica of `gpus` GPUs)."""
+
+    output_tokens_per_s: Any
+    output_tokens_per_s_per_gpu: Any
+    mbu_prefill: Any
+    mfu_prefill: Any
+    mbu_decode: Any
+    mfu_decode: Any
+    memory_available_bytes: Any
+    fits: Any
+    max_batch_size: Any
+    cost_per_hour_usd: Any
+    cost_per_million_output_tokens_usd: Any
+
+    def figures(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _DERIVED_FIGURES}
+
+
+_EVALUATION_FIGURES = tuple(f.name for f in fields(Evaluation) if f.name not in ("prefill", "decode"))
+_DERIVED_FIGURES = tuple(f.name for f in fields(Derived))
+
+
+def usd_per_million_tokens(usd_per_hour, tokens_per_s):
+    """$ per million tokens of a fleet costing `usd_per_hour` that produces `tokens_per_s`:
+    usd_per_hour / 3600 / tokens_per_s · 1e6 (8 H100s at $3.00/hour making 2,000 tokens/s: $3.33)."""
+    return usd_per_hour / SECONDS_PER_HOUR / tokens_per_s * 1e6
+
+
+def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ceilings, batch, prompt, output, tp,
+             hop: tuple | None = None) -> Evaluation:
+    """Every headline figure for one model and deployment; batch, prompt, output, tp and the
+    ceilings may be numpy arrays of one grid. Returns an `Evaluation` of arrays (0-d for one scenario)
+    with the prefill and decode operator tables and timings it used.
+
+    Pipeline parallelism (pp stages, mb micro-batches of batch/mb sequences): each stage runs 1/pp of
+    every operator per micro-batch, and a micro-batch hands its activations to the next stage
+    (`hop` = (bytes/s, latency s) of that link, real; default the NVLink of `real`):
+
+        TTFT = (mb + pp - 1) · t_stage_prefill + (pp - 1) · t_hop(tokens of a micro-batch)
+        TPOT = max(mb, pp) · t_stage_step + pp · t_hop(one token per sequence)
+
+    With mb = 1 a pipeline only splits memory; with mb >= pp it keeps every stage busy, at the cost
+    of reading each stage's weights once per micro-batch. pp = 1 gives the plain pass.
+    Prefix caching with hit rate h: TTFT = (1 - h) · TTFT(whole prompt) + h · TTFT(prompt after the cached prefix).
+    """
+    dep = rd.dep
+    pp, ep = dep.pp, dep.ep
+    mb = 1 if pp == 1 else (dep.pp_microbatches or np.minimum(batch, pp))
+    b_mb = batch if pp == 1 else batch / mb
+    grid = np.broadcast_shapes(*(np.shape(x) for x in (batch, prompt, output, tp, real.bytes_per_s)))
+    pre = OpTable.of(O.forward_ops(model, rd, b_mb, prompt, 0, tp, ep=ep), grid)
+    per_layer_act = (pre.f["act_read_bytes"] + pre.f["act_write_bytes"]) / pre.column(pre.layers)
+    workspace = per_layer_act.max(axis=0)
+    pre = stage(pre, pp)
+    pre_real, pre_floor = time_ops(pre, real, tp), time_ops(pre, floor, tp)
+    ttft = pre_real.time_s.sum(axis=0)
+    ttft_floor = pre_floor.time_s.sum(axis=0)
+    h = dep.prefix_hit_rate
+    if h > 0:
+        hit = stage(OpTable.of(O.forward_ops(model, rd, b_mb, prompt - dep.prefix_tokens, dep.prefix_tokens, tp, ep=ep), grid), pp)
+        ttft = (1 - h) * ttft + h * time_ops(hit, real, tp).time_s.sum(axis=0)
+        ttft_floor = (1 - h) * ttft_floor + h * time_ops(hit, floor, tp).time_s.sum(axis=0)
+
+    # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
+    d1 = stage(OpTable.of(O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep), grid), pp)
+    d2 = stage(OpTable.of(O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep), grid), pp)
+    steps = np.maximum(output - 1, 0)
+    lo = prompt + 1
+    hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
+    n = np.maximum(steps, 1)
+    dec_real = DecodeSteps(d1, d2, time_ops(d1, real, tp), time_ops(d2, real, tp), lo, hi)
+    dec_floor = DecodeSteps(d1, d2, time_ops(d1, floor, tp), time_ops(d2, floor, tp), lo, hi)
+    tpot = dec_real.total_s() / n
+    tpot_floor = dec_floor.total_s() / n
+    first_step, last_step = dec_real.step_s(lo), dec_real.step_s(hi)
+    if pp > 1:
+        link_bw, link_lat = hop if hop is not None else (real.link_bytes_per_s, real.link_latency_s)
+        slots = np.maximum(mb, pp)
+        pre_hops = (pp - 1) * pipeline_hop_s(model, rd, tp, b_mb * prompt, link_bw, link_lat)
+        step_hops = pp * pipeline_hop_s(model, rd, tp, b_mb, link_bw, link_lat)
+        ttft = (mb + pp - 1) * ttft + pre_hops
+        ttft_floor = (mb + pp - 1) * ttft_floor
+        tpot, tpot_floor = slots * tpot + step_hops, slots * tpot_floor
+        first_step, last_step = slots * first_step + step_hops, slots * last_step + step_hops
+    e2e = ttft + tpot * steps
+    e2e_floor = ttft_floor + tpot_floor * steps
+    # per-GPU work: a stage runs its slice once per micro-batch
+    dec_flops = mb * dec_real.mean_per_step(d1.f["flops"], d2.f["flops"])
+    dec_bytes = mb * dec_real.mean_per_step(d1.hbm_bytes, d2.hbm_bytes)
+    t1r, t2r = dec_real.t1, dec_real.t2
+    mean_terms = [dec_real.mean_per_step(t1r.compute_s, t2r.compute_s), dec_real.mean_per_step(t1r.memory_s, t2r.memory_s), t1r.comm_s.sum(axis=0)]
+    pre_terms = [pre_real.compute_s.sum(axis=0), pre_real.memory_s.sum(axis=0), pre_real.comm_s.sum(axis=0)]
+    pre_flops = mb * pre.f["flops"].sum(axis=0)
+    pre_bytes = mb * pre.hbm_bytes.sum(axis=0)
+
+    # memory per GPU: a stage's share of the weights and KV; offloaded fractions live in host memory
+    weights = weight_bytes_per_gpu(model, rd, tp)
+    kv_seq = kv_bytes_per_gpu(model, rd, tp, kv_allocated_tokens(dep, prompt + output, model.max_context))
+    shared = shared_prefix_tokens(dep)
+    kv_shared = kv_bytes_per_gpu(model, rd, tp, shared) if shared else 0.0
+    kv_seq = kv_seq - h * kv_shared  # a hit's prefix slots are the shared copy's
+    reserve = dep.runtime_reserve_bytes
+    kv = batch * kv_seq + kv_shared
+    required = weights + kv + workspace + reserve
+    return Evaluation(
+        ttft_s=ttft, ttft_floor_s=ttft_floor, tpot_s=tpot, tpot_floor_s=tpot_floor,
+        tpot_first_step_s=first_step, tpot_last_step_s=last_step, e2e_latency_s=e2e, e2e_latency_floor_s=e2e_floor,
+        prefill_flops=pre_flops, prefill_bytes=pre_bytes, decode_flops_per_step=dec_flops, decode_bytes_per_step=dec_bytes,
+        weight_bytes=weights, kv_cache_bytes=kv, activation_workspace_bytes=workspace,
+        runtime_reserve_bytes=reserve, memory_required_bytes=required,
+        prefill_bound_index=np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
+        decode_bound_index=np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
+        kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=workspace / batch, kv_shared_bytes=kv_shared,
+        prefill=PrefillTables(pre, pre_real, pre_floor), decode=DecodeTables(dec_real, dec_floor, n),
+    )
+
+
+def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:
+    """Throughput, utilization, fit and cost from the times and bytes of `evaluate`; `gpus` per replica.
+
+    Throughput = batch · output / e2e (a static batch); per GPU divides by the replica's GPUs.
+    MBU = bytes moved / time / peak bandwidth; MFU = FLOPs / time / dense peak of the compute dtype;
+    both per GPU, both in [0, 1] because no operator beats its floor. `max_batch_size` solves the
+    memory for the batch. Cost per million output tokens: `usd_per_million_tokens`; NaN when the
+    scenario does not fit in memory (it cannot be bought), so a sorted sweep never ranks it first.
+    """
+    tokens_per_s = batch * output / r.e2e_latency_s
+    free = memory_bytes - r.weight_bytes - r.runtime_reserve_bytes - r.kv_shared_bytes
+    per_seq = r.kv_bytes_per_sequence + r.workspace_bytes_per_sequence
+    gpu_hour = price * gpus
+    fits = r.memory_required_bytes <= memory_bytes
+    return Derived(
+        output_tokens_per_s=tokens_per_s,
+        output_tokens_per_s_per_gpu=tokens_per_s / gpus,
+        mbu_prefill=r.prefill_bytes / r.ttft_s / bandwidth,
+        mfu_prefill=r.prefill_flops / r.ttft_s / peak,
+        mbu_decode=r.decode_bytes_per_step / r.tpot_s / bandwidth,
+        mfu_decode=r.decode_flops_per_step / r.tpot_s / peak,
+        memory_available_bytes=memory_bytes,
+        fits=fits,
+        max_batch_size=np.maximum(np.floor(free / per_seq), 0),
+        cost_per_hour_usd=gpu_hour,
+        # a deployment that cannot be run has no price per token: NaN, which sorts last
+        cost_per_million_output_tokens_usd=np.where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),
+    )
+
+
+def operator_frame(r: Evaluation):
+    """One row per operator and phase (a DataFrame): FLOPs, bytes by kind and their HBM total, time terms,
+    realistic and floor time, bound. Decode rows are the mean step: FLOPs and bytes at the mean context,
+    times summed exactly over every step and divided by the step count."""
+    import pandas as pd  # only here: a frame is built on demand, and `import roofline` stays light
+
+    pre, pre_real, pre_floor = r.prefill.table, r.prefill.real, r.prefill.floor
+    dec, dec_floor, n = r.decode.real, r.decode.floor, r.decode.steps
+    rows = []
+    for i in range(len(pre.names)):
+        rows.append(_row("prefill", pre.names[i], pre, i, {**{k: v[i] for k, v in pre.f.items()}, "hbm_bytes": pre.hbm_bytes[i]},
+                         pre_real.compute_s[i], pre_real.memory_s[i], pre_real.comm_s[i], pre_real.overhead_s[i],
+                         pre_real.time_s[i], pre_floor.time_s[i]))
+    d1, d2, t1, t2 = dec.d1, dec.d2, dec.t1, dec.t2
+    m = np.ones(len(d1.names))
+    if dec.dep.any():
+        m[dec.dep] = np.ravel(dec.mean_m())
+    real_total, floor_total = dec.per_op_total_s(), dec_floor.per_op_total_s()
+    for i in range(len(d1.names)):
+        at = lambda a1, a2: a1[i] + (a2[i] - a1[i]) * (m[i] - 1)  # noqa: E731  value at the mean context
+        rows.append(_row("decode", d1.names[i], d1, i,
+                         {**{k: at(d1.f[k], d2.f[k]) for k in d1.f}, "hbm_bytes": at(d1.hbm_bytes, d2.hbm_bytes)},
+                         at(t1.compute_s, t2.compute_s), at(t1.memory_s, t2.memory_s), t1.comm_s[i], t1.overhead_s[i],
+                         real_total[i] / n, floor_total[i] / n))
+    df = pd.DataFrame(rows)
+    return df[(df["launches"] > 0) | (df["time_s"] > 0)].reset_index(drop=True)
+
+
+def _row(phase, name, t: OpTable, i, f, comp, mem, comm, ovh, time, floor):
+    terms = [float(comp), float(mem), float(comm)]
+    row = {"phase": phase, "op": name, "layers_group": t.groups[i], "kind": str(t.kinds[i]), "layers": int(t.layers[i])}
+    row.update({k: float(f[k]) for k in ("launches", "flops", "weight_bytes", "act_read_bytes", "act_write_bytes",
+                                          "kv_read_bytes", "kv_write_bytes", "hbm_bytes", "comm_bytes")})
+    row.update({"compute_s": terms[0], "memory_s": terms[1], "comm_s": terms[2], "overhead_s": float(ovh),
+                "time_s": float(time), "floor_s": float(floor), "bound": BOUNDS[int(np.argmax(terms))].value})
+    return row

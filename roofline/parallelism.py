@@ -1,0 +1,155 @@
+"""How one replica is laid out over GPUs: the rules a deployment must meet, the widths tensor parallelism
+splits, the nodes and network a wide replica spans, and the KV slots the allocator hands each sequence.
+
+    tp: tensor-parallel GPUs (each holds 1/tp of every weight matrix; tp divides heads and FFN widths)
+    pp: pipeline stages (each holds 1/pp of the layers)
+    ep: expert-parallel GPUs (each holds E/ep experts; attention data-parallel over them)
+    GPUs per replica = tp · pp · ep; nodes = ceil(GPUs / NVLink domain)
+
+Below the engine (`engine.evaluate` prices a deployment this module has checked) and above the specs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from . import ops as O
+from .errors import SpecError
+from .hardware import HardwareProfile
+from .network import DEFAULT_NETWORK, load_network
+from .roofline import Ceilings
+from .specs import ModelSpec
+from .workload import Deployment, ResolvedDeployment, Workload
+
+
+def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) -> ResolvedDeployment:
+    """Every rule a scenario must meet, each failing with a one-line error naming the field."""
+    rd = dep.resolved(model)
+    if rd.compute_key not in hw.peak_flops_per_s:
+        if dep.on_unsupported_dtype != "fallback":
+            try:
+                hw.peak_flops(rd.compute_key, "activation_dtype")
+            except SpecError as exc:
+                raise SpecError("activation_dtype", f"{exc.msg}; or set on_unsupported_dtype='fallback' to run "
+                                                    f"{rd.weights.dtype.name} weights with {rd.native.name} compute") from None
+        rd = rd.fallen_back(f"{hw.name} has no {rd.compute_key} tensor cores: fell back to {rd.weights.dtype.name} weights "
+                            f"with {rd.native.name} compute (weight-only kernel, dequantized on the fly)")
+    if dep.sparsity == "2:4" and hw.sparsity_2_4_speedup is None:
+        raise SpecError("sparsity", f"{hw.name} has no 2:4 sparse tensor cores; use sparsity='dense'")
+    if dep.prefix_tokens and dep.prefix_tokens >= wl.prompt_tokens:
+        raise SpecError("prefix_tokens", f"{dep.prefix_tokens} must be less than prompt_tokens={wl.prompt_tokens} "
+                                         "(at least one new token is prefilled)")
+    tp = dep.tp
+    choices = ", ".join(map(str, valid_tps(model, hw)))
+    for name, width in tp_widths(model).items():
+        if width % tp:
+            raise SpecError("tp", f"{tp} does not divide {name}={width} of {model.name}; choose one of {choices}")
+    if dep.ep > 1:
+        if model.moe is None:
+            raise SpecError("ep", f"{model.name} has no experts to spread; use ep=1 (tp or pp for a dense model)")
+        if model.moe.num_experts % dep.ep:
+            raise SpecError("ep", f"{dep.ep} does not divide the {model.moe.num_experts} experts of {model.name}")
+    if dep.pp > model.num_layers:
+        raise SpecError("pp", f"{dep.pp} stages exceed the {model.num_layers} layers of {model.name}")
+    if dep.num_gpus > hw.interconnect.max_gpus or dep.network is not None:
+        load_network(dep.network or DEFAULT_NETWORK)
+    if wl.context_tokens > model.max_context:
+        raise SpecError(
+            "prompt_tokens",
+            f"prompt_tokens + output_tokens = {wl.context_tokens} exceeds max_context={model.max_context} of {model.name}",
+        )
+    return rd
+
+
+def replica_span(hw: HardwareProfile, dep: Deployment) -> tuple[int, str | None]:
+    """(nodes, scale-out network id) of one replica: ceil(tp·pp·ep / NVLink domain) nodes, and the
+    deployment's network (default `network.DEFAULT_NETWORK`) when that is more than one, else None."""
+    nodes = math.ceil(dep.num_gpus / hw.interconnect.max_gpus)
+    return nodes, ((dep.network or DEFAULT_NETWORK) if nodes > 1 else None)
+
+
+def scale_out(hw: HardwareProfile, dep: Deployment, real: Ceilings, floor: Ceilings):
+    """Links for a replica larger than one NVLink domain: (real, floor, pipeline hop link, notes).
+
+    A tp (or ep) group wider than the domain runs its collectives at the network's per-GPU
+    bandwidth and per-hop latency (the slowest link of the ring). Pipeline stages placed on
+    different nodes hand activations over the network; every hop is costed at network speed,
+    an upper bound when some stage boundaries stay inside a node.
+    """
+    domain = hw.interconnect.max_gpus
+    nodes, network = replica_span(hw, dep)
+    if network is None:
+        notes = [f"network {dep.network} unused: the {dep.num_gpus}-GPU replica fits one {domain}-GPU node"] if dep.network else []
+        return real, floor, None, notes
+    net = load_network(network)
+    bw = net.bytes_per_s_per_gpu_per_direction
+    notes = [f"the {dep.num_gpus}-GPU replica spans {nodes} nodes of {domain}; scale-out over {net.name}"
+             + ("" if dep.network else f" (default '{DEFAULT_NETWORK}'; set network to change it)")]
+    if max(dep.tp, dep.ep) > domain:
+        real = replace(real, link_bytes_per_s=bw * net.bandwidth_fraction, link_latency_s=net.latency_s)
+        floor = replace(floor, link_bytes_per_s=bw)
+    hop = (bw * net.bandwidth_fraction, net.latency_s) if dep.pp > 1 else None
+    return real, floor, hop, notes
+
+
+def tp_widths(model: ModelSpec) -> dict[str, int]:
+    """The widths tensor parallelism splits, each of which tp must divide: heads, FFN, expert FFN."""
+    widths = {"num_attention_heads": model.num_attention_heads, "intermediate_size": model.intermediate_size}
+    if model.moe is not None:
+        widths["moe.expert_intermediate_size"] = model.moe.expert_intermediate_size
+    return widths
+
+
+def valid_tps(model: ModelSpec, hw: HardwareProfile) -> list[int]:
+    """Tensor-parallel degrees `check` accepts for this model on this hardware, ascending."""
+    widths = tp_widths(model).values()
+    return [t for t in range(1, hw.interconnect.max_gpus + 1) if all(w % t == 0 for w in widths)]
+
+
+def kv_allocated_tokens(dep: Deployment, context, max_context: int):
+    """KV slots one sequence of `context` tokens occupies under the deployment's allocator.
+
+    exact: context. paged: ceil(context / block) · block (1,000 tokens in blocks of 16: 63 · 16 = 1,008).
+    contiguous: kv_reserved_tokens (default max_context), whatever the sequence uses.
+    """
+    if dep.kv_allocation == "paged":
+        b = dep.kv_block_tokens
+        return np.ceil(np.asarray(context) / b) * b if not isinstance(context, int) else -(-context // b) * b
+    if dep.kv_allocation == "contiguous":
+        return dep.kv_reserved_tokens or max_context
+    return context
+
+
+def shared_prefix_tokens(dep: Deployment) -> int:
+    """Prefix tokens stored once and shared: whole blocks only under paged allocation, none when contiguous."""
+    if not dep.prefix_tokens or dep.prefix_hit_rate == 0 or dep.kv_allocation == "contiguous":
+        return 0
+    if dep.kv_allocation == "paged":
+        return dep.prefix_tokens // dep.kv_block_tokens * dep.kv_block_tokens
+    return dep.prefix_tokens
+
+
+# ------------------------------------------------------------ what one GPU holds, what a stage hands on
+def weight_bytes_per_gpu(model: ModelSpec, rd: ResolvedDeployment, tp) -> float:
+    """Weight (and quantization-scale) bytes one GPU of the replica holds: 1/tp of every matrix with the experts
+    spread E/ep (`ops.weight_storage_bytes`), 1/pp of the layers, less the fraction offloaded to host memory."""
+    dep = rd.dep
+    return O.weight_storage_bytes(model, rd, tp, dep.ep) / dep.pp * (1 - dep.weight_offload_fraction)
+
+
+def kv_bytes_per_gpu(model: ModelSpec, rd: ResolvedDeployment, tp, slots):
+    """KV bytes one GPU holds for one sequence occupying `slots` KV slots (`kv_allocated_tokens`): 1/tp of
+    the KV heads (`ops.kv_cache_bytes`), 1/pp of the layers, 1/ep of the sequences (each data-parallel
+    attention rank keeps its own), less the fraction offloaded to host memory."""
+    dep = rd.dep
+    return O.kv_cache_bytes(model, rd, 1, slots, tp) * ((1 - dep.kv_offload_fraction) / (dep.pp * dep.ep))
+
+
+def pipeline_hop_s(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, link_bytes_per_s, latency_s):
+    """One pipeline hand-off of `tokens` tokens' activations to the next stage: latency + tokens · hidden ·
+    activation bytes / tp / link (each tp rank sends its slice). Llama-3.1-70B, bf16, tp 8, 2,048 tokens
+    over 50 GB/s: 2,048 · 8,192 · 2 / 8 / 50e9 = 84 us plus the latency."""
+    return latency_s + tokens * (model.hidden_size * rd.act_bytes / tp) / link_bytes_per_s

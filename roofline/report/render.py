@@ -1,0 +1,313 @@
+"""The report's outputs: report.html (self-contained), report.md and report.csv from the options table,
+with the assumptions stated inside; `write_report` writes all three atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import math
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+from .. import fmt
+from ..errors import SpecError
+from ..files import write_atomic
+from ..registry import load_hardware, load_model
+from ..units import GIB
+from ..workload import Deployment
+from .options import evaluate_scenario
+from .scenario import Scenario
+
+
+def simulator_version() -> str:
+    """The installed package version, else the checkout's pyproject version, plus the git commit when in a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        version = metadata.version("roofline")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+        pyproject = root / "pyproject.toml"
+        if pyproject.is_file():
+            found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.M)
+            version = found.group(1) if found else version
+    commit = _git_commit(root / ".git")
+    return f"roofline {version}" + (f", commit {commit}" if commit else "")
+
+
+def _git_commit(git: Path) -> str | None:
+    """The checked-out commit, read from .git without running git; None outside a checkout."""
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head[:12]
+        ref = head[5:]
+        loose = git / ref
+        if loose.is_file():
+            return loose.read_text().strip()[:12]
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0][:12]
+    except OSError:
+        return None
+    return None
+
+
+def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
+    """Everything the numbers rest on, as text and small tables (formatted for people)."""
+    reserve = Deployment.model_fields["runtime_reserve_bytes"]
+    if scenario.serving == "continuous":
+        q = f"p{100 * scenario.ttft_percentile:g}"
+        general = [
+            "Continuous batching in steady state (the capacity planner, `roofline plan`): requests arrive as a Poisson "
+            "stream, join the running batch every engine step, and wait for the prefill server in an M/G/1 queue. "
+            f"TTFT is the {q} (queueing + the prefill itself); TPOT is the mean decode step, stretched by the prefill "
+            "passes mixed in; batch is the mean decode batch by Little's law.",
+            "Replica shapes searched: tp inside the NVLink domain times 1-16 pipeline stages, and expert parallelism for "
+            "MoE models, up to 64 GPUs; a replica wider than a node crosses the scale-out network (ib-ndr-400).",
+            "Each hardware shows its cheapest fleet that meets both SLOs; the binding constraint is what caps the rate one "
+            "replica may take ('capacity': memory, the batch cap or the prefill server).",
+            f"Replicas = ceil(requests/s / the largest rate one replica serves within the SLOs); demand here is "
+            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp x pp x ep; "
+            "$/hour = GPUs x price per GPU-hour.",
+            "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (idle headroom included); "
+            "'at full load' is one replica at its largest stable rate.",
+        ]
+    else:
+        general = [
+            "Static batching: each replica runs batches of `batch_size` requests from prefill to the last output token; "
+            "a request's TTFT is the prefill of its whole batch and TPOT is the mean decode step. No queueing and no "
+            "continuous batching (set `serving: continuous` for those).",
+            "GPUs per replica (tp) is the smallest tensor-parallel degree that holds the model at batch 1 (raised to the "
+            "smallest that meets the SLOs at batch 1 where needed), within one scale-up domain; no pipeline or expert parallelism.",
+            "Batch size is the largest that fits in memory, stays within the batch cap, and meets both SLOs; "
+            "the binding constraint is what stops one more request per batch.",
+            f"Replicas = ceil(requests/s x output tokens / output tokens/s of one replica); demand here is "
+            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
+            "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (the last replica's idle "
+            "headroom included); 'at full load' is one replica kept busy (Prediction.cost_per_million_output_tokens_usd).",
+        ]
+    general += [
+        f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {reserve.default / GIB:g} GiB ({reserve.description}).",
+        "Peaks are datasheet figures (dense); realistic times multiply them by the efficiency fractions below. "
+        "'default' fractions come from public measurements, not yet calibrated on a real GPU; 'calibrated' ones were measured.",
+        "Prices are approximate on-demand cloud prices per GPU-hour, dated below; reserved or marketplace rates differ.",
+        f"Precision: weights {scenario.weight_dtype or 'native'}, compute {scenario.activation_dtype or 'native'}, "
+        f"KV cache {scenario.kv_dtype or 'native'}; flash attention.",
+        f"Simulator: {simulator_version()}.",
+    ]
+    hw_rows = []
+    for hid in dict.fromkeys(table["hardware_id"]):
+        hw = load_hardware(hid)
+        e = hw.efficiency
+        flops = ", ".join(f"{k} {fmt.fraction(v)}" for k, v in e.flops_fraction.items() if k in ("bf16", "fp16", "fp8", "int8", "fp4"))
+        hw_rows.append([hid, hw.name, f"{fmt.usd(hw.price_usd_per_gpu_hour)}/GPU-hour", hw.price_date,
+                        fmt.fraction(e.memory_bandwidth_fraction), flops, fmt.fraction(e.attention_flops_fraction),
+                        fmt.fraction(e.interconnect_bandwidth_fraction), fmt.seconds(e.kernel_overhead_s), e.source_kind,
+                        hw.sources.get("price_usd_per_gpu_hour", "")])
+    hw_header = ["id", "hardware", "price", "price date", "HBM BW fraction", "GEMM FLOP/s fractions",
+                 "attention fraction", "all-reduce fraction", "kernel overhead", "fractions", "price source"]
+    return {"general": general, "hw_header": hw_header, "hw_rows": hw_rows, "scenario_yaml": scenario.to_yaml()}
+
+
+# ------------------------------------------------------------ formatting
+def _money(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.usd(x)
+
+
+def _int(x) -> str:
+    import pandas as pd
+
+    return "n/a" if x is None or pd.isna(x) else fmt.count(x)
+
+
+def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    import pandas as pd
+
+    header = ["rank", "model", "hardware", "replica (tp/pp/ep)", "batch", "tokens/s/replica", "replicas", "GPUs",
+              "$/hour", "$/M output tokens", "$/M at full load", "TTFT", "TPOT", "binding constraint"]
+    rows = []
+    for r in table.itertuples(index=False):
+        rows.append([
+            "-" if pd.isna(r.rank) else str(int(r.rank)), r.model, r.hardware_id, _shape_text(r),
+            _batch_text(r.batch_size) if r.feasible else "-", _int(r.output_tokens_per_s_per_replica), _int(r.replicas), _int(r.gpus),
+            _money(r.usd_per_hour), _money(r.usd_per_million_output_tokens), _money(r.usd_per_million_output_tokens_full_load),
+            fmt.seconds(r.ttft_s), fmt.seconds(r.tpot_s), r.binding_constraint,
+        ])
+    return header, rows
+
+
+def _shape_text(r) -> str:
+    """The replica shape of a report row (`fmt.replica`)."""
+    return fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)
+
+
+def _batch_text(b) -> str:
+    """A static batch is a whole number; a continuous-batching mean batch keeps one decimal."""
+    return _int(b) if float(b).is_integer() else f"{b:.1f}"
+
+
+def _slo_text(s: Scenario) -> str:
+    ttft = fmt.seconds(s.ttft_slo_s) if s.ttft_slo_s else "none"
+    if s.ttft_slo_s and s.serving == "continuous":
+        ttft = f"p{100 * s.ttft_percentile:g} {ttft}"
+    tpot = fmt.seconds(s.tpot_slo_s) if s.tpot_slo_s else "none"
+    cap = fmt.count(s.max_batch_size) if s.max_batch_size else "none"
+    model = ("continuous batching with queueing (the capacity planner)" if s.serving == "continuous"
+             else "static batches")
+    return f"TTFT SLO {ttft}, TPOT SLO {tpot}, batch cap {cap}; serving model: {model}"
+
+
+def _traffic_text(s: Scenario) -> str:
+    return (f"{s.requests_per_s:g} requests/s, each {fmt.count(s.prompt_tokens)} prompt + "
+            f"{fmt.count(s.output_tokens)} output tokens")
+
+
+def top_option_text(table: pd.DataFrame) -> str:
+    """One line naming the best-ranked option, or saying that none is feasible."""
+    best = table[table["rank"] == 1]
+    if best.empty:
+        return "no option meets the scenario: " + "; ".join(
+            f"{r.hardware_id}: {r.binding_constraint}" for r in table.itertuples(index=False))
+    r = best.iloc[0]
+    return (f"{r['model']} on {r['hardware_id']}: {_int(r['gpus'])} GPUs ({_int(r['replicas'])} replicas x {_shape_text(best.iloc[0])}, "
+            f"batch {_batch_text(r['batch_size'])}), {_money(r['usd_per_hour'])}/hour, {_money(r['usd_per_million_output_tokens'])} "
+            f"per million output tokens; bound by {r['binding_constraint']}")
+
+
+def render_markdown(scenario: Scenario, table: pd.DataFrame) -> str:
+    a = assumptions(scenario, table)
+    header, rows = _display_rows(table)
+
+    def md(h, rs):
+        cells = lambda r: "| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |"  # noqa: E731
+        return "\n".join([cells(h), "| " + " | ".join("---" for _ in h) + " |", *(cells(r) for r in rs)])
+
+    notes = [f"- **{r.model} on {r.hardware_id}**: {r.binding_constraint}; {r.note}" for r in table.itertuples(index=False)]
+    parts = [
+        f"# {scenario.title}", "",
+        f"Traffic: {_traffic_text(scenario)}. {_slo_text(scenario)}.", "",
+        f"**Top option**: {top_option_text(table)}.", "",
+        "## Options", "", md(header, rows), "",
+        "Unranked rows (`-`) do not fit, miss an SLO even at batch 1 or lack the number format; they are never ranked.", "",
+        "## Binding constraints", "", *notes, "",
+        "## Assumptions", "", *(f"- {g}" for g in a["general"]), "",
+        "### Hardware: efficiency fractions and prices", "", md(a["hw_header"], a["hw_rows"]), "",
+        "### Scenario", "", "```yaml", a["scenario_yaml"].rstrip(), "```", "",
+    ]
+    return "\n".join(parts)
+
+
+def _bar_chart_svg(title: str, labels: list[str], values: list[float], texts: list[str], color: str) -> str:
+    """A horizontal bar chart as inline SVG; NaN values get no bar and their text (e.g. 'n/a')."""
+    row_h, label_w, bar_w, text_w, top = 22, 260, 360, 150, 28
+    width = label_w + bar_w + text_w
+    height = top + row_h * len(labels) + 8
+    finite = [v for v in values if not math.isnan(v)]
+    vmax = max(finite) if finite and max(finite) > 0 else 1.0
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           f'role="img" aria-label="{html.escape(title)}">',
+           f'<text x="0" y="16" font-size="14" font-weight="bold">{html.escape(title)}</text>']
+    for i, (label, v, t) in enumerate(zip(labels, values, texts)):
+        y = top + i * row_h
+        out.append(f'<text x="{label_w - 8}" y="{y + 15}" font-size="12" text-anchor="end">{html.escape(label)}</text>')
+        w = 0.0 if math.isnan(v) else bar_w * v / vmax
+        if w > 0:
+            out.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{color}"/>')
+        out.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" font-size="12">{html.escape(t)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #222; max-width: 1400px; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th { background: #f0f0f0; } td.l, th.l { text-align: left; }
+tr.infeasible td { color: #888; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
+.charts svg { display: block; margin: 1em 0; }
+"""
+
+
+def render_html(scenario: Scenario, table: pd.DataFrame) -> str:
+    a = assumptions(scenario, table)
+    header, rows = _display_rows(table)
+    e = html.escape
+    left = {1, 2, 13}
+
+    def html_table(h, rs, left_cols, classes=None):
+        head = "".join(f'<th class="l">{e(c)}</th>' if i in left_cols else f"<th>{e(c)}</th>" for i, c in enumerate(h))
+        body = []
+        for k, r in enumerate(rs):
+            cls = f' class="{classes[k]}"' if classes else ""
+            body.append(f"<tr{cls}>" + "".join(f'<td class="l">{e(str(c))}</td>' if i in left_cols else f"<td>{e(str(c))}</td>"
+                                               for i, c in enumerate(r)) + "</tr>")
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+    classes = ["feasible" if f else "infeasible" for f in table["feasible"]]
+    multi = table["model_id"].nunique() > 1
+    labels = [f"{r.model} / {r.hardware_id}" if multi else r.hardware_id for r in table.itertuples(index=False)]
+    cost = [float(x) for x in table["usd_per_million_output_tokens"]]
+    gpus = [float(x) for x in table["gpus"]]
+    charts = [
+        _bar_chart_svg("$ per million output tokens (fleet at the demanded load)", labels, cost,
+                       [_money(x) if not math.isnan(x) else f"n/a ({b})" for x, b in zip(cost, table["binding_constraint"])], "#3b6ea8"),
+        _bar_chart_svg("GPUs needed", labels, gpus, [_int(x) for x in gpus], "#c26a2e"),
+    ]
+    notes = "".join(f"<li><b>{e(r.model)} on {e(r.hardware_id)}</b>: {e(r.binding_constraint)}; {e(r.note)}</li>"
+                    for r in table.itertuples(index=False))
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(scenario.title)}</title>", f"<style>{_CSS}</style></head><body>",
+        f"<h1>{e(scenario.title)}</h1>",
+        f"<p>Traffic: {e(_traffic_text(scenario))}. {e(_slo_text(scenario))}.</p>",
+        f"<p><b>Top option</b>: {e(top_option_text(table))}.</p>",
+        "<h2>Options</h2>", html_table(header, rows, left, classes),
+        "<p>Unranked rows (-) do not fit, miss an SLO even at batch 1 or lack the number format; they are never ranked.</p>",
+        '<div class="charts">', *charts, "</div>",
+        "<h2>Binding constraints</h2>", f"<ul>{notes}</ul>",
+        "<h2>Assumptions</h2>", "<ul>" + "".join(f"<li>{e(g)}</li>" for g in a["general"]) + "</ul>",
+        "<h3>Hardware: efficiency fractions and prices</h3>", html_table(a["hw_header"], a["hw_rows"], {0, 1, 5, 10}),
+        "<h3>Scenario</h3>", f"<pre>{e(a['scenario_yaml'])}</pre>",
+        f"<p><small>Generated {e(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))} by {e(simulator_version())}.</small></p>",
+        "</body></html>", "",
+    ])
+
+
+def render_csv(table: pd.DataFrame) -> str:
+    return table.to_csv(index=False, float_format="%.10g")
+
+
+# ------------------------------------------------------------ writing
+@dataclass(frozen=True)
+class WrittenReport:
+    html: Path
+    markdown: Path
+    csv: Path
+    table: pd.DataFrame
+
+
+def write_report(scenario: Scenario, out_dir: str | Path, progress: bool = True, stream: IO[str] | None = None) -> WrittenReport:
+    """Evaluate the scenario and write report.html, report.md and report.csv into `out_dir` (created if needed)."""
+    out = Path(out_dir)
+    for m in scenario.models:  # unknown ids fail before anything is created
+        load_model(m)
+    for h in scenario.hardware:
+        load_hardware(h)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError("out", f"cannot create {str(out)!r}: {exc.strerror or exc}") from None
+    table = evaluate_scenario(scenario, progress=progress, stream=stream)
+    paths = WrittenReport(out / "report.html", out / "report.md", out / "report.csv", table)
+    write_atomic(paths.html, render_html(scenario, table))
+    write_atomic(paths.markdown, render_markdown(scenario, table))
+    write_atomic(paths.csv, render_csv(table))
+    return paths

@@ -1,0 +1,201 @@
+"""The library's shape: what `import roofline` pulls in, and (issue 11) how its modules may import each other."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "; import sys, json; print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_import_roofline_is_light():
+    """The library imports no torch, streamlit or `calibrate` package (a shell depends on the library, never
+    the reverse), and neither does building the CLI's module tree. pandas too waits until a frame is built
+    (issue 11: `import roofline` + `roofline predict` fast)."""
+    for code in ("import roofline", "import roofline.cli"):
+        loaded = _modules_after(code)
+        heavy = {m.split(".")[0] for m in loaded} & {"torch", "streamlit", "calibrate", "transformers", "pandas"}
+        assert not heavy, f"`{code}` imports {sorted(heavy)}"
+
+
+# ------------------------------------------------------------ the import graph of the library
+import ast  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+PACKAGE = Path(__file__).resolve().parent.parent / "roofline"
+
+# Function-level imports kept on purpose, each with its reason; every other import between the library's
+# modules sits at the top of its module, and none of them closes a cycle.
+ALLOWED_LAZY = {
+    ("roofline.specs", "roofline.hf_import"): "ModelSpec.from_hf_config, kept for its callers; the adapter builds ModelSpecs",
+}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _imports(name: str, path: Path, known: set[str]):
+    """(target module, imported names, lazy) for every import of a library module in `path`."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    top_level = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
+        lazy = id(node) not in top_level
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in known:
+                    yield alias.name, [], lazy
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod not in known:
+                continue
+            names = [a.name for a in node.names]
+            subs = [f"{mod}.{n}" for n in names if f"{mod}.{n}" in known]
+            if subs and len(subs) == len(names):  # `from . import ops`: the submodules, not the package
+                for s in subs:
+                    yield s, [], lazy
+            else:
+                yield mod, names, lazy
+
+
+def _graph():
+    mods = _modules()
+    known = set(mods)
+    edges, private, lazy = {m: set() for m in mods}, [], []
+    for name, path in mods.items():
+        for target, names, is_lazy in _imports(name, path, known):
+            edges[name].add(target)
+            private += [f"{name}: from {target} import {n}" for n in names if n.startswith("_") and not n.startswith("__")]
+            if is_lazy:
+                lazy.append((name, target))
+    return edges, private, lazy
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_graph_walker_finds_a_planted_cycle_a_private_and_a_lazy_import(tmp_path):
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+    f = tmp_path / "x.py"
+    f.write_text("from .y import _z, q\nfrom . import w\nimport numpy\n\ndef f():\n    from .w import a\n")
+    got = list(_imports("roofline.x", f, {"roofline", "roofline.y", "roofline.w"}))
+    assert got == [("roofline.y", ["_z", "q"], False), ("roofline.w", [], False), ("roofline.w", ["a"], True)]
+
+
+def test_no_import_cycle_among_library_modules():
+    """Every import between roofline's modules, at the top of a module or inside a function, points one way:
+    a function-level import that only hid a cycle is a cycle all the same."""
+    edges, _, _ = _graph()
+    for (a, b) in ALLOWED_LAZY:
+        edges[a].discard(b)
+    assert _cycles(edges) == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    _, private, _ = _graph()
+    assert private == []
+
+
+def test_function_level_imports_are_only_the_listed_ones():
+    _, _, lazy = _graph()
+    unexpected = sorted(set(lazy) - set(ALLOWED_LAZY) - set(LAZY_NOT_CYCLES))
+    assert unexpected == [], "import these at the top of the module (or list them with a reason)"
+
+
+# lazy imports that close no cycle and are kept lazy on purpose
+LAZY_NOT_CYCLES = {
+    ("roofline.registry", "roofline.calibration"): "read only when a calibration file is attached",
+    ("roofline.roofline", "roofline.calibration"): "a calibrated profile's curves (issue 11, item 6: to move beside OpTable)",
+}
+
+
+# the levels of roofline/ARCHITECTURE.md: a module imports only its own level or below
+LEVELS = {
+    **dict.fromkeys(["units", "errors", "files", "fmt"], 0),
+    **dict.fromkeys(["dtypes", "specs", "hardware", "calibration", "registry", "network", "hf_import"], 1),
+    **dict.fromkeys(["workload", "techniques"], 2),
+    **dict.fromkeys(["ops", "roofline"], 3),
+    "parallelism": 4, "engine": 5, "speculative": 6,
+    **dict.fromkeys(["predict", "sweep", "compare"], 7),
+    "serving": 8, "plan": 9, "disaggregation": 9,
+    **dict.fromkeys(["report", "views"], 10),
+}
+
+
+def _level(module: str) -> int:
+    short = module.removeprefix("roofline").lstrip(".")
+    if short in ("", "__main__") or short.startswith("cli"):
+        return 11  # the package's re-exports and the shells
+    return LEVELS[short.split(".")[0]]  # a subpackage's modules share its level
+
+
+def test_every_module_has_a_level_and_imports_point_down():
+    edges, _, _ = _graph()
+    up = [f"{a} ({_level(a)}) -> {b} ({_level(b)})" for a, targets in edges.items() for b in targets
+          if _level(b) > _level(a) and (a, b) not in ALLOWED_LAZY]
+    assert up == []
+
+
+def test_the_layout_docs_name_every_module():
+    """README's Layout section and roofline/ARCHITECTURE.md match the tree: every module is named in both,
+    and every module ARCHITECTURE.md places is on a level here."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    arch = (PACKAGE / "ARCHITECTURE.md").read_text()
+    for path in PACKAGE.glob("*.py"):
+        if path.stem in ("__init__", "__main__"):
+            continue
+        assert f"{path.name}" in layout, f"README Layout does not name roofline/{path.name}"
+        assert f"`{path.stem}`" in arch, f"ARCHITECTURE.md does not place {path.stem}"
+        assert path.stem in LEVELS
+    assert "cli/" in layout and "`cli/`" in arch
+    assert "report/" in layout and "`report`" in arch

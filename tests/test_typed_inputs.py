@@ -1,0 +1,51 @@
+"""The serving layer's typed inputs (issue 11): `Traffic`, `SLO`, `SearchSpace`, and the keyword façade over them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import roofline as rl
+from roofline.errors import SpecError
+
+
+def test_keyword_plan_is_plan_fleet_on_records():
+    kw = rl.plan("llama-3.1-8b", 4.0, "lognormal:1024:0.5", 200, 1.0, 0.05, hardware=["h100-sxm", "l40s"], tps=[1, 2], pps=[1])
+    typed = rl.plan_fleet(rl.load_model("llama-3.1-8b"), rl.Traffic.of(4.0, "lognormal:1024:0.5", 200), rl.SLO(1.0, 0.05),
+                          rl.SearchSpace(hardware=("h100-sxm", "l40s"), tps=(1, 2), pps=(1,)))
+    pd.testing.assert_frame_equal(kw, typed)
+    assert kw.attrs == typed.attrs
+
+
+def test_traffic_of_parses_lengths_and_computes_the_memory_context():
+    t = rl.Traffic.of(2, 1000, "uniform:100:300")
+    assert t.prompt_tokens == rl.LengthDist.fixed(1000) and t.requests_per_s == 2
+    # the memory context is the 99th-percentile prompt + output: 1000 + the 99th percentile of U{100..300}
+    assert t.memory_context_tokens == 1000 + t.output_tokens.percentile(0.99)
+    wl = t.memory_workload()
+    assert (wl.prompt_tokens, wl.prompt_tokens + wl.output_tokens) == (1000, round(t.memory_context_tokens))
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: rl.Traffic.of(-1, 100, 100), "requests_per_s"),
+    (lambda: rl.Traffic.of(1, 100, 1), "output_tokens"),
+    (lambda: rl.Traffic(100, rl.LengthDist.fixed(50)), "prompt_tokens"),
+    (lambda: rl.SLO(0, 0.05), "ttft_slo_s"),
+    (lambda: rl.SLO(1, 0.05, ttft_percentile=1.0), "ttft_percentile"),
+    (lambda: rl.SearchSpace(tps=[0]), "tps"),
+    (lambda: rl.SearchSpace(max_batch_size=0), "max_batch_size"),
+    (lambda: rl.SearchSpace(network="token-ring"), "network"),
+    (lambda: rl.SearchSpace(hardware=[]).devices(), "hardware"),
+])
+def test_records_reject_bad_values_naming_the_field(make, field):
+    with pytest.raises(SpecError) as e:
+        make()
+    assert e.value.field == field and "\n" not in str(e.value)
+
+
+def test_plan_fleet_needs_a_rate_and_a_context_the_model_holds():
+    m = rl.load_model("llama-3.1-8b")
+    with pytest.raises(SpecError, match="^requests_per_s"):
+        rl.plan_fleet(m, rl.Traffic.of(None, 100, 100), rl.SLO(1, 0.05), rl.SearchSpace(hardware="h100-sxm"))
+    with pytest.raises(SpecError, match="^prompt_tokens: .*max_context"):
+        rl.plan_fleet(m, rl.Traffic.of(1, 200_000, 100), rl.SLO(1, 0.05), rl.SearchSpace(hardware="h100-sxm"))
