@@ -69,7 +69,8 @@ def _load(kind: str, cls, name_or_path: str | Path):
         key = str(name_or_path).lower()
         if key not in ids:
             field = "model" if kind == _MODELS else "hardware"
-            raise SpecError(field, f"unknown id {name_or_path!r}; choose one of {', '.join(ids)} or give a path to a .yaml file")
+            raise SpecError(field, f"unknown id {name_or_path!r}; choose one of {', '.join(ids)} or give a path to a .yaml file"
+                                  + (" or a Hugging Face config.json" if kind == _MODELS else ""))
         text, where = _data_dir(kind).joinpath(f"{key}.yaml").read_text(), f"{key}.yaml"
     try:
         return cls.model_validate(_read_yaml(text, where))
@@ -88,8 +89,15 @@ def _load_hardware_cached(name: str) -> HardwareProfile:
 
 
 def load_model(name_or_path: str | Path) -> ModelSpec:
-    """A shipped model id (`rl.list_models()`) or a path to a spec YAML file."""
-    return _load_model_cached(str(name_or_path))
+    """A shipped model id (`rl.list_models()`), a path to a spec YAML file, or a path to a Hugging Face
+    `config.json` (any file ending in .json; `ModelSpec.from_hf_config` reads it)."""
+    text = str(name_or_path)
+    if text.endswith(".json"):
+        path = Path(text)
+        if not path.is_file():
+            raise SpecError("model", f"no such file {text!r}; give a Hugging Face config.json, a spec .yaml or a model id")
+        return ModelSpec.from_hf_config(path)
+    return _load_model_cached(text)
 
 
 def load_hardware(name_or_path: str | Path, calibration: str | Path | None = None) -> HardwareProfile:
