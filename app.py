@@ -216,12 +216,15 @@ def cached_prediction(model_src: tuple[str, str], hw_id: str, wl_json: str, dep_
 
 @st.cache_resource(show_spinner=False, max_entries=512)  # shared, not copied: callers never modify the frames
 def cached_frames(what: str, model_src: tuple[str, str], hw_id: str, wl_json: str, dep_json: str):
-    """Chart data of one scenario at a fixed tp: 'roofline', 'unplotted', 'math', 'sweeps' or 'operators' (the
-    operator table as text: formatting its few hundred cells is the largest cost of a rerun otherwise)."""
+    """Chart data of one scenario at a fixed tp: 'roofline', 'unplotted', 'math', 'sweeps', 'operators' (the
+    operator table as text: formatting its few hundred cells is the largest cost of a rerun otherwise) or 'csv'
+    (the operator table's download, SI units)."""
     model, hw = load_spec(*model_src), rl.load_hardware(hw_id)
     wl, dep = rl.Workload.model_validate_json(wl_json), rl.Deployment.model_validate_json(dep_json)
-    if what in ("roofline", "unplotted", "math", "operators"):
+    if what in ("roofline", "unplotted", "math", "operators", "csv"):
         p = cached_prediction(model_src, hw_id, wl_json, dep_json, False)
+        if what == "csv":
+            return p.operators.to_csv(index=False).encode()
         if what == "operators":
             return operator_table(p, cached_frames("roofline", model_src, hw_id, wl_json, dep_json)[1])
         if what == "roofline":
@@ -620,7 +623,7 @@ def show_details(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
             f"{r.phase} {r.op} {fmt.seconds(r.time_s)} ({r.reason})" for r in left.itertuples()))
     st.markdown("**Operators** (decode rows: the mean step)")
     st.dataframe(cached_frames("operators", *key), width="stretch", hide_index=True)
-    st.download_button("Download operators (CSV, SI units)", p.operators.to_csv(index=False).encode(),
+    st.download_button("Download operators (CSV, SI units)", cached_frames("csv", *key),
                        file_name=f"operators-{pick}.csv", mime="text/csv", key="csv")
     with st.expander("Show the math"):
         st.code("\n".join(cached_frames("math", *key)), language=None, wrap_lines=True)
