@@ -201,3 +201,49 @@ def match_profile(info: DeviceInfo) -> tuple[str | None, str]:
             return None, (f"{info.name} has {info.memory_bytes / 1e9:.1f} GB, {hits[0]} lists "
                           f"{load_hardware(hits[0]).memory_bytes / 1e9:.1f} GB; give --profile ID to compare anyway")
     return hits[0], f"{info.name} matches {hits[0]}"
+
+
+def warm_up(max_s: float = 20.0, window_s: float = 0.5, tolerance: float = 0.01, size: int = 8192) -> dict:
+    """Run bf16 GEMMs of size^3 until the clocks are steady, before the first benchmark; what was seen.
+
+    An idle GPU sits at a low SM clock (345 MHz on an H200 of this project's device pool) and
+    ramps up under load; the first benchmarks would otherwise run on a rising clock. Steady: the
+    achieved rate of three consecutive windows of `window_s` agrees within `tolerance`; the loop
+    stops there or after `max_s`. Returns the rate and SM clock of each window and whether it
+    settled. On a CPU nothing runs (`skipped`).
+    """
+    import time
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device"}
+    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    flops = 2.0 * size**3
+    rates, clocks = [], []
+    t_start = time.perf_counter()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    n = 4
+    steady = False
+    while time.perf_counter() - t_start < max_s:
+        start.record()
+        for _ in range(n):
+            torch.mm(a, b)
+        end.record()
+        end.synchronize()
+        dt = start.elapsed_time(end) * 1e-3
+        rates.append(flops * n / dt)
+        try:
+            clocks.append(nvml_facts(0)["clocks_hz"].get("sm_current_hz"))
+        except RuntimeError:
+            clocks.append(None)
+        n = max(1, int(n * window_s / max(dt, 1e-6)))
+        last = rates[-3:]
+        if len(rates) >= 4 and max(last) / min(last) - 1 < tolerance:
+            steady = True
+            break
+    del a, b
+    torch.cuda.empty_cache()
+    return {"seconds": time.perf_counter() - t_start, "steady": steady, "gemm": f"bf16 {size}^3",
+            "rates_flops_per_s": rates, "sm_clock_hz": clocks}

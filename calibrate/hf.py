@@ -35,16 +35,20 @@ def hf_config(spec: ModelSpec):
 
 
 def build(spec: ModelSpec, dtype, device):
-    """The HF model with random weights on `device` in `dtype`, eval mode, SDPA attention."""
+    """The HF model with random weights made on `device` in `dtype`, eval mode, SDPA attention."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:
         from transformers import AutoModelForCausalLM
     except ImportError:
         raise SpecError("impl", "hf needs transformers; pip install roofline[calibrate] (or pip install transformers)") from None
+    import torch
+
     cfg = hf_config(spec)
     cfg._attn_implementation = "sdpa"
-    model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    # made on the device: random initialisation of an 8B model on a CPU takes minutes (and transformers 5 runs it twice)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     return model.to(device).eval()
 
 

@@ -44,8 +44,8 @@ def check_supported(spec: ModelSpec) -> None:
     if spec.lm_head_bias:
         problems.append("an LM-head bias")
     if problems:
-        raise SpecError("model", f"{spec.name} has {', '.join(problems)}; the own implementation builds dense "
-                                 "Llama-architecture specs (use --impl hf or another model)")
+        raise SpecError("model", f"{spec.name} has {', '.join(problems)}; the validated implementations (fast, hf, own) "
+                                 "build dense Llama-architecture specs: choose another model")
 
 
 def build(spec: ModelSpec, dtype, device):

@@ -12,9 +12,9 @@ What each one measures (counting conventions match roofline/ops.py):
 * `bandwidth_copy` / `_read` / `_write`: `dst.copy_(src)` moves 2·S bytes (read S, write S);
   `src.sum()` reads S; `dst.fill_(1)` writes S; S from 1 MiB (inside L2) to 8 GiB.
 * `gemm_<dtype>`: y = x · Wᵀ, x of M x K, W of N x K: 2·M·N·K FLOPs, for M from 1 to 8,192
-  tokens and the N x K of the shipped Llama-3.1-8B/70B projections, MLPs and LM head.
+  tokens and the N x K of the shipped Llama-3.2-1B/3B and Llama-3.1-8B/70B projections, MLPs and LM head.
   tf32/bf16/fp16 through `torch.nn.functional.linear`; fp8 (e4m3) through `torch._scaled_mm`
-  with per-tensor scales (compute capability >= 8.9, M, N, K multiples of 16: M is padded and
+  with per-tensor scales and fast accumulation (compute capability >= 8.9, M, N, K multiples of 16: M is padded and
   the padded M is recorded); int8 through `torch._int_mm` (M > 16: padded likewise).
 * `attention_prefill`: causal `scaled_dot_product_attention`, MHA and GQA, head dim 128,
   S(S+1)/2 (query, key) pairs per head at 4·d FLOPs each (2·d for QKᵀ, 2·d for PV).
@@ -57,6 +57,12 @@ def _model_shapes(ids: tuple[str, ...]) -> list[tuple[str, int, int]]:
     return shapes
 
 
+# The models whose projections (QKV, O, gate+up, down, LM head) the full GEMM grid measures: the 1B and 3B
+# shapes (N·K from 4.2e6) as well as the 8B and 70B ones (to 1.1e9), so validation's small models are looked up
+# on measured cells, not extrapolated.
+GEMM_MODELS = ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.1-70b")
+
+
 @dataclass(frozen=True)
 class Grid:
     """The sizes every benchmark sweeps. `full()` is sized to finish in minutes on an H100 (see README)."""
@@ -83,7 +89,7 @@ class Grid:
             bandwidth_bytes=tuple(2**p for p in range(20, 34)),  # 1 MiB .. 8 GiB, 14 sizes
             gemm_dtypes=("bf16", "fp16", "tf32", "fp8", "int8"),
             gemm_m=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192),
-            gemm_shapes=tuple(_model_shapes(("llama-3.1-8b", "llama-3.1-70b"))),
+            gemm_shapes=tuple(_model_shapes(GEMM_MODELS)),
             attn_heads=((32, 32), (32, 8), (64, 8)),
             attn_head_dim=128,
             attn_prefill_seq=(512, 1024, 2048, 4096, 8192, 16384),
@@ -211,7 +217,10 @@ def _gemm_fn(ctx: Context, dtype: str, m: int, n: int, k: int):
         a = torch.randn(m_run, k, device=dev).to(torch.float8_e4m3fn)
         w = torch.randn(n, k, device=dev).to(torch.float8_e4m3fn)
         one = torch.ones((), device=dev, dtype=torch.float32)
-        return (lambda: torch._scaled_mm(a, w.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)), m_run
+        # fast accumulation (use_fast_accum: the tensor cores' own fp8 accumulation, no periodic promotion to
+        # fp32), as inference engines run FP8 GEMMs
+        return (lambda: torch._scaled_mm(a, w.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16,
+                                         use_fast_accum=True)), m_run
     if dtype == "int8":
         m_run = max(32, math.ceil(m / 8) * 8)  # _int_mm needs M > 16 and multiples of 8
         a = torch.randint(-8, 8, (m_run, k), device=dev, dtype=torch.int8)

@@ -18,7 +18,8 @@ from pathlib import Path
 from .results import write_atomic
 
 METRICS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("output_tokens_per_s", "throughput"))
-MODES = ("datasheet", "calibrated")
+MODES = ("datasheet", "calibrated", "engine")
+GROUP = ("impl", "dtype")  # errors are summarised per implementation and precision, never across them
 COLORS = ("#2e6fc2", "#c26a2e", "#3a9a4a", "#8a3ac2", "#c23a6a", "#6a6a6a")
 
 
@@ -149,18 +150,25 @@ def ape(pred: float | None, meas: float | None) -> float | None:
     return abs(pred / meas - 1)
 
 
-def error_summary(rows: list[dict]) -> list[dict]:
-    """Per metric and mode: runs compared, median and worst absolute percentage error (fractions)."""
+def error_summary(rows: list[dict], group: tuple[str, ...] = GROUP) -> list[dict]:
+    """Per group (implementation, precision by default), metric and mode: runs compared, median and worst
+    absolute percentage error (fractions). Modes with no prediction in a group are left out."""
     out = []
-    for key, label in METRICS:
-        for mode in MODES:
-            errs = [e for r in rows if (e := ape(r.get(f"{mode}_{key}"), r.get(f"measured_{key}"))) is not None]
-            out.append({"metric": label, "mode": mode, "runs": len(errs),
-                        "median_ape": statistics.median(errs) if errs else None, "worst_ape": max(errs) if errs else None})
+    keys = sorted({tuple(str(r.get(g)) for g in group) for r in rows})
+    for k in keys:
+        sub = [r for r in rows if tuple(str(r.get(g)) for g in group) == k]
+        for key, label in METRICS:
+            for mode in MODES:
+                errs = [e for r in sub if (e := ape(r.get(f"{mode}_{key}"), r.get(f"measured_{key}"))) is not None]
+                if not errs and mode == "engine":
+                    continue
+                out.append({**dict(zip(group, k)), "metric": label, "mode": mode, "runs": len(errs),
+                            "median_ape": statistics.median(errs) if errs else None, "worst_ape": max(errs) if errs else None})
     return out
 
 
-CSV_COLUMNS = ["model", "impl", "layers", "dtype", "batch", "prompt", "output"] + [
+CSV_COLUMNS = ["model", "impl", "layers", "dtype", "batch", "prompt", "output", "decode_mode", "prefill_attention",
+               "engine_decode_kernels_per_layer", "engine_prefill_kernels_per_layer"] + [
     f"{who}_{key}" for key, _ in METRICS for who in ("measured", *MODES)] + [
     f"{mode}_{key}_error" for key, _ in METRICS for mode in MODES]
 
@@ -205,14 +213,20 @@ def validation_markdown(rows: list[dict], meta: dict) -> str:
               f"- calibration: {meta.get('calibration_id') or 'none (datasheet predictions only)'}",
               f"- date {meta.get('date')}; command `{meta.get('command')}`", "",
               "Error = predicted / measured - 1. Modes: datasheet = analytical (datasheet peaks x default fractions); "
-              "calibrated = the measured microbenchmark curves. Neither is fitted to these runs.", "",
-              "| metric | mode | runs | median abs. error | worst abs. error |", "| --- | --- | --- | --- | --- |"]
+              "calibrated = the measured microbenchmark curves; engine = the calibrated prediction with its launch overhead "
+              "replaced by the measured engine's counted kernels (calibrate/engine.py). None is fitted to these runs. "
+              "Implementations are summarised apart: `fast` is the reference engine the roofline describes, `hf` the eager "
+              "HF reference.", "",
+              "| impl | precision | metric | mode | runs | median abs. error | worst abs. error |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for s in error_summary(rows):
-        lines.append(f"| {s['metric']} | {s['mode']} | {s['runs']} | {_apct(s['median_ape'])} | {_apct(s['worst_ape'])} |")
-    lines += ["", "| model | impl | batch | prompt | output | TTFT measured | datasheet | calibrated | TPOT measured | datasheet | calibrated "
-              "| tokens/s measured | datasheet | calibrated |", "|" + " --- |" * 14]
+        lines.append(f"| {s['impl']} | {s['dtype']} | {s['metric']} | {s['mode']} | {s['runs']} | {_apct(s['median_ape'])} "
+                     f"| {_apct(s['worst_ape'])} |")
+    lines += ["", "| model | impl | precision | batch | prompt | output | TTFT measured | datasheet | calibrated | engine "
+              "| TPOT measured | datasheet | calibrated | engine | tokens/s measured | datasheet | calibrated | engine |",
+              "|" + " --- |" * 18]
     for r in rows:
-        cells = [r["model"], r["impl"], r["batch"], r["prompt"], r["output"]]
+        cells = [r["model"], r["impl"], r.get("dtype"), r["batch"], r["prompt"], r["output"]]
         for key, _ in METRICS:
             unit = "n" if key == "output_tokens_per_s" else "ms"
             m = r.get(f"measured_{key}")

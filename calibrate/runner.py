@@ -96,6 +96,11 @@ def run_calibration(out: str | Path | None = None, profile: str | None = None, q
         if unknown:
             raise SpecError("only", f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(todo)}")
         todo = {k: v for k, v in todo.items() if k in only}
+    # steady clocks before the first benchmark (a GPU idles at a low SM clock and ramps up under load)
+    warm = D.warm_up(max_s=3.0 if quick else 20.0) if info.kind == "cuda" else {"skipped": "no CUDA device"}
+    if warm.get("steady") is False:
+        run.notes.append(f"GPU warm-up did not settle within {warm['seconds']:.0f} s; the first benchmarks may run on rising clocks")
+    env["warmup"] = warm
     R.write_json(out / "environment.json", {**env, "fingerprint": fp, "grid": repr(grid), "profile": base,
                                             "profile_match": match, "profile_note": note, "notes": run.notes})
     throttled = False

@@ -20,7 +20,12 @@ on every operator is timed against the measured curves instead of the constant f
 * **Attention**: prefill (flash / SDPA, causal) as t = t0 + F / R over FLOPs per kernel,
   and decode (one query against a KV cache) as t = t0 + B / R over bytes per kernel.
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
-* **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible.
+* **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
+  and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
+
+A file fitted from public kernel tables (`calibrate/public.py`) names them in
+`provenance.public_source`; such tables carry no copy benchmark, so `memory` may be absent and
+non-attention kernels then keep the datasheet bandwidth fraction.
 
 Fractions are measured / datasheet peak of the **base profile** the run was compared with
 (`provenance.base_profile`); every rate is stored with that peak, so attaching the file to
@@ -46,6 +51,20 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 DTYPE_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 
 
+class PublicSource(BaseModel):
+    """Published kernel tables a calibration was fitted from (e.g. the parquet tables of aiconfigurator-core)."""
+
+    model_config = _FROZEN
+    package: str = Field(min_length=1, description="distribution that ships the tables")
+    package_version: str = Field(min_length=1)
+    license: str = Field(min_length=1)
+    system: str = Field(min_length=1, description="the package's name for the device, e.g. h200_sxm")
+    framework: str = Field(min_length=1, description="the engine whose kernels were timed, e.g. vllm")
+    framework_version: str = Field(min_length=1)
+    tables: tuple[str, ...] = Field(min_length=1, description="paths of the tables read, relative to the package's data folder")
+    collected_at: str | None = Field(None, description="collection date the tables record, when they do")
+
+
 class Provenance(BaseModel):
     """Where and how the measurements were taken."""
 
@@ -63,6 +82,7 @@ class Provenance(BaseModel):
     date: str = Field(min_length=1, description="ISO 8601 time of the run")
     command: str = Field(min_length=1, description="the exact command line")
     quick: bool = Field(False, description="tiny sizes (CPU/test mode): the curves do not describe large kernels")
+    public_source: PublicSource | None = Field(None, description="set when the curves were fitted from published kernel tables")
 
 
 class AffineCurve(BaseModel):
@@ -154,7 +174,8 @@ class Calibration(BaseModel):
     schema_version: Literal[1] = Field(description="bumped when the format changes incompatibly")
     id: str = Field(min_length=1, description="device slug and date, e.g. h100-sxm-2026-05-10T12-00-00")
     provenance: Provenance
-    memory: AffineCurve = Field(description="streaming copy: bytes read + written per kernel")
+    memory: AffineCurve | None = Field(None, description="streaming copy: bytes read + written per kernel; None = not "
+                                                         "measured (public tables), the datasheet fraction stays")
     memory_read: AffineCurve | None = None
     memory_write: AffineCurve | None = None
     gemm: dict[str, GemmTable] = Field(description="dtype key -> table; a dtype left out keeps its datasheet fraction")
@@ -163,6 +184,9 @@ class Calibration(BaseModel):
     kernel_overhead_s: float = Field(ge=0, description="seconds per eager kernel launch")
     kernel_overhead_graph_s: float | None = Field(None, ge=0, description="seconds per kernel replayed from a CUDA graph")
     interconnect_fraction: float | None = Field(None, gt=0, le=1, description="all-reduce bus bandwidth / link rate; None = not measured")
+    allreduce: dict[str, AffineCurve] = Field(
+        default_factory=dict, description="GPUs in the group ('2', '4', '8') -> t = t0 + S / R over message bytes S; "
+                                          "peak_per_s is link · p / (p - 1), the most any all-reduce can deliver")
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -176,6 +200,11 @@ class Calibration(BaseModel):
         for key, table in self.gemm.items():
             if key != table.dtype:
                 raise SpecError(f"gemm.{key}.dtype", f"is {table.dtype!r} under key {key!r}")
+        for key, curve in self.allreduce.items():
+            if not key.isdigit() or int(key) < 2:
+                raise SpecError(f"allreduce.{key}", "keys are the GPUs in the group, an integer of at least 2")
+            if curve.x_unit != "bytes":
+                raise SpecError(f"allreduce.{key}.x_unit", "must be 'bytes' (message bytes)")
         return self
 
 
@@ -224,14 +253,20 @@ class CalibratedCurves:
         bw = hw.memory_bandwidth_bytes_per_s
         peak = hw.peak_flops(compute_key)
         m = cal.memory
-        self.mem_latency_s, self.mem_rate = m.latency_s, m.rate_per_s * (bw / m.peak_per_s)
+        if m is None:  # not measured (public tables): the datasheet fraction, no latency
+            self.mem_latency_s, self.mem_rate = 0.0, bw * hw.efficiency.memory_bandwidth_fraction
+        else:
+            self.mem_latency_s, self.mem_rate = m.latency_s, m.rate_per_s * (bw / m.peak_per_s)
         a = cal.attention_prefill
         if a is None:  # not measured: the datasheet fraction, no latency
             self.att_pre_latency_s, self.att_pre_rate = 0.0, peak * hw.efficiency.attention_flops_fraction
         else:
             self.att_pre_latency_s, self.att_pre_rate = a.latency_s, a.rate_per_s * (peak / a.peak_per_s)
         d = cal.attention_decode or m
-        self.att_dec_latency_s, self.att_dec_rate = d.latency_s, d.rate_per_s * (bw / d.peak_per_s)
+        if d is None:
+            self.att_dec_latency_s, self.att_dec_rate = self.mem_latency_s, self.mem_rate
+        else:
+            self.att_dec_latency_s, self.att_dec_rate = d.latency_s, d.rate_per_s * (bw / d.peak_per_s)
         table = cal.gemm.get(compute_key)
         self.gemm = table
         self.gemm_peak = peak
@@ -290,11 +325,12 @@ def calibrated_efficiency(cal: Calibration, hw):
             flops[key] = float(min(1.0, t.fraction[-1][-1] * t.peak_per_s / hw.peak_flops(key)))
     where = f"calibration {cal.id} ({cal.provenance.device_name}, {cal.provenance.date})"
     update = {
-        "memory_bandwidth_fraction": float(min(1.0, cal.memory.rate_per_s / cal.memory.peak_per_s)),
         "flops_fraction": flops,
         "kernel_overhead_s": cal.kernel_overhead_s,
         "source_kind": "calibrated",
     }
+    if cal.memory is not None:
+        update["memory_bandwidth_fraction"] = float(min(1.0, cal.memory.rate_per_s / cal.memory.peak_per_s))
     if cal.attention_prefill is not None:
         update["attention_flops_fraction"] = float(min(1.0, cal.attention_prefill.fraction))
     if cal.interconnect_fraction is not None:

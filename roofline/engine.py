@@ -242,6 +242,20 @@ def usd_per_million_tokens(usd_per_hour, tokens_per_s):
     return usd_per_hour / SECONDS_PER_HOUR / tokens_per_s * 1e6
 
 
+def decode_ceilings(real: Ceilings) -> Ceilings:
+    """The ceilings decode steps are timed against: a calibrated profile that measured the per-kernel cost of a
+    CUDA-graph replay (`Calibration.kernel_overhead_graph_s`) charges each decode launch that, not the eager cost.
+
+    Engines (vLLM, SGLang, TensorRT-LLM, and calibrate's reference) replay decode steps from CUDA graphs and
+    launch prefill eagerly, so a decode step of K launches costs K · t_graph of overhead and a prefill K · t_eager.
+    Without a calibration, or with one that has no graph measurement, nothing changes.
+    """
+    graph_s = None if real.curves is None else real.curves.calibration.kernel_overhead_graph_s
+    if graph_s is None:
+        return real
+    return replace(real, kernel_overhead_s=graph_s)  # the measured curves stay: `curves` is a field
+
+
 def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ceilings, batch, prompt, output, tp,
              hop: tuple | None = None) -> Evaluation:
     """Every headline figure for one model and deployment; batch, prompt, output, tp and the
@@ -284,7 +298,8 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     lo = prompt + 1
     hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
     n = np.maximum(steps, 1)
-    dec_real = DecodeSteps(d1, d2, time_ops(d1, real, tp), time_ops(d2, real, tp), lo, hi)
+    dec = decode_ceilings(real)
+    dec_real = DecodeSteps(d1, d2, time_ops(d1, dec, tp), time_ops(d2, dec, tp), lo, hi)
     dec_floor = DecodeSteps(d1, d2, time_ops(d1, floor, tp), time_ops(d2, floor, tp), lo, hi)
     tpot = dec_real.total_s() / n
     tpot_floor = dec_floor.total_s() / n

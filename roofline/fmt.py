@@ -57,6 +57,13 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
+def band(b, one=seconds) -> str:
+    """An error band: '18 ms – 24.6 ms (n=212)', n the published runs it was built from; '' when there is none."""
+    if b is None:
+        return ""
+    return f"{one(b.low)} – {one(b.high)} (n={b.rows:,})"
+
+
 def headline_rows(p) -> list[tuple[str, str]]:
     """The headline figures of one Prediction as (label, text) rows, for the CLI and the dashboard alike.
 
@@ -75,12 +82,16 @@ def headline_rows(p) -> list[tuple[str, str]]:
         ("  runtime reserve", gigabytes(p.runtime_reserve_bytes)),
         ("max batch at these lengths", count(p.max_batch_size)),
         ("TTFT", seconds(p.ttft_s)),
+        ("  80% band of TTFT", band(p.bands.get("ttft_s")) or "n/a"),
         ("  TTFT floor (datasheet peaks)", seconds(p.ttft_floor_s)),
         ("TPOT (mean)", seconds(p.tpot_s)),
+        ("  80% band of TPOT", band(p.bands.get("tpot_s")) or "n/a"),
         ("  TPOT floor (datasheet peaks)", seconds(p.tpot_floor_s)),
         ("  first / last step", f"{seconds(p.tpot_first_step_s)} / {seconds(p.tpot_last_step_s)}"),
         ("end-to-end latency", seconds(p.e2e_latency_s)),
+        ("  80% band of latency", band(p.bands.get("e2e_latency_s")) or "n/a"),
         ("output tokens/s", count(p.output_tokens_per_s)),
+        ("  80% band of tokens/s", band(p.bands.get("output_tokens_per_s"), count) or "n/a"),
         ("  per GPU", count(p.output_tokens_per_s_per_gpu)),
         ("prefill: bound, MFU, MBU", f"{p.prefill_bound}, {fraction(p.mfu_prefill)}, {fraction(p.mbu_prefill)}"),
         ("decode: bound, MBU, MFU", f"{p.decode_bound}, {fraction(p.mbu_decode)}, {fraction(p.mfu_decode)}"),

@@ -440,6 +440,9 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
         for m in model.attention_matrices():
             if m.name == "o_proj":  # the attention core sits between the projections that feed it and o_proj
                 ops.append(_attention(model, rd, lab, L, window, batch, new_tokens, past_tokens, tp, naive, absorbed))
+            # [T, k] x [k, n] with n, k this GPU's slice of the matrix: qkv_proj [T, h] x [h, (q + 2kv)·d/tp];
+            # o_proj [T, q·d/tp] x [q·d/tp, h]; MLA q_a [T, h] x [h, r_q], q_b [T, r_q] x [r_q, q·d/tp],
+            # kv_a [T, h] x [h, r_kv + d_rope], kv_b [B·visible, r_kv] x [r_kv, q·(d_nope + d_v)/tp]
             n, k = _local(m, model, tp)
             m_tokens = tokens
             if m.name == "kv_b_proj" and not absorbed:  # decompress every visible latent
@@ -454,13 +457,16 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
         else:
             up, down = model.mlp_matrices(False)
             sp = sparse_applies("mlp", rd)
+            # [T, h] x [h, 2F/tp] (gate and up fused; F/tp without a gate)
             ops.append(_gemm("mlp_up", lab, L, tokens, *_local(up, model, tp), rd.weights, ab, nb, bias=up.bias, rd=rd, sparse=sp))
             ops.append(_activation("mlp_act", lab, L, tokens, _split(model.intermediate_size, tp), gated, ab))
+            # [T, F/tp] x [F/tp, h]
             ops.append(_gemm("mlp_down", lab, L, tokens, *_local(down, model, tp), rd.weights, ab, nb, bias=down.bias, rd=rd, sparse=sp))
         # all-reduces after attention and after the MLP (one after both with parallel blocks), in one row
         ops.append(_allreduce("allreduce", lab, L, 1 if model.parallel_blocks else 2, tokens, h, ab, tp))
     ops.append(_norms("final_norm", "model", 1, 1, tokens, h, ab, nb))
     v_local = _split(model.vocab_size, tp)
+    # [B, h] x [h, V/tp]: the last position of each sequence only
     ops.append(_gemm("lm_head", "model", 1, batch, v_local, h, rd.weights, ab, nb, bias=model.lm_head_bias, rd=rd))
     fw, fk = rd.dep.weight_offload_fraction, rd.dep.kv_offload_fraction
     if fw or fk:
@@ -490,14 +496,16 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     if multi:
         touched, routed = touched / ep, routed / ep
     sp = sparse_applies("experts", rd)
-    ops = [_gemm("router", group, layers, tokens, router.n, router.k, _scheme(router, rd), ab, nb, bias=router.bias)]
+    ops = [_gemm("router", group, layers, tokens, router.n, router.k, _scheme(router, rd), ab, nb, bias=router.bias)]  # [T, h] x [h, E]
     up_n, up_k = _local(mats["experts_up"], model, tp)
     dn_n, dn_k = _local(mats["experts_down"], model, tp)
+    # per touched expert [T·k/touched, h] x [h, 2F_e/tp]; down [T·k/touched, F_e/tp] x [F_e/tp, h] (T·k/ep rows in all)
     ops.append(_gemm("experts_up", group, layers, routed, up_n, up_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m, rd=rd, sparse=sp))
     ops.append(_activation("experts_act", group, layers, routed, dn_k, gated, ab))
     ops.append(_gemm("experts_down", group, layers, routed, dn_n, dn_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m, rd=rd, sparse=sp))
     if e.num_shared_experts:
         su, sd = _local(mats["shared_up"], model, tp), _local(mats["shared_down"], model, tp)
+        # shared experts, every token: [T, h] x [h, 2F_s/tp] and [T, F_s/tp] x [F_s/tp, h]
         ops.append(_gemm("shared_up", group, layers, tokens, *su, rd.weights, ab, nb, rd=rd, sparse=sp))
         ops.append(_activation("shared_act", group, layers, tokens, sd[1], gated, ab))
         ops.append(_gemm("shared_down", group, layers, tokens, *sd, rd.weights, ab, nb, rd=rd, sparse=sp))

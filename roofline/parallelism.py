@@ -57,11 +57,15 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
     if dep.num_gpus > hw.interconnect.max_gpus or dep.network is not None:
         load_network(dep.network or DEFAULT_NETWORK)
     if wl.context_tokens > model.max_context:
-        raise SpecError(
-            "prompt_tokens",
-            f"prompt_tokens + output_tokens = {wl.context_tokens} exceeds max_context={model.max_context} of {model.name}",
-        )
+        rd.notes.append(beyond_context_note(model, wl.context_tokens))
     return rd
+
+
+def beyond_context_note(model: ModelSpec, context_tokens: float) -> str:
+    """Engines run a model past its trained context when told to (vLLM --max-model-len, TensorRT-LLM
+    max_seq_len); the performance physics holds there, so it is predicted, with this note."""
+    return (f"prompt + output = {context_tokens:,.0f} tokens runs past max_context={model.max_context:,} of {model.name}: "
+            "predicted as the engine would run it; output quality there is not modelled")
 
 
 def replica_span(hw: HardwareProfile, dep: Deployment) -> tuple[int, str | None]:

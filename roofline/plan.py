@@ -319,7 +319,6 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
     m = model
     if traffic.requests_per_s is None:
         raise SpecError("requests_per_s", "the planner sizes a fleet for a rate; give requests_per_s")
-    traffic.check_model(m)
     devices = space.devices()
     space.check_model(m)
     hws = [hw for _, hw in devices]

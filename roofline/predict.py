@@ -28,17 +28,22 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from . import ops as O
-from .engine import DecodeSteps, Evaluation, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
+from .bands import Band, bands_for
+from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .parallelism import check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens, tp_widths, valid_tps  # noqa: F401  re-exported
+from .parallelism import beyond_context_note, check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens, tp_widths, valid_tps  # noqa: F401  re-exported
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
 from .speculative import apply_speculative
 from .workload import Deployment, Workload
 
-
 # ------------------------------------------------------------ the result
+BAND_FAMILIES = {"ttft_s": "ttft_static", "tpot_s": "tpot_static", "e2e_latency_s": "e2e_static",
+                 "output_tokens_per_s": "throughput_static"}
+"""The published-corpus family (`calibrate.corpus.family_of`) each banded figure of a static batch belongs to."""
+
+
 class Prediction(BaseModel):
     """Every headline figure of one scenario. Seconds, bytes, FLOPs, fractions; per GPU where it says so.
 
@@ -102,6 +107,9 @@ class Prediction(BaseModel):
 
     cost_per_hour_usd: float
     cost_per_million_output_tokens_usd: float
+    bands: dict[str, Band] = Field(default_factory=dict, description=(
+        "80% error bands of ttft_s, tpot_s, e2e_latency_s and output_tokens_per_s from the published corpus "
+        "(`roofline.bands`); a figure whose family has too few published rows has none"))
 
     _evaluation: Evaluation = PrivateAttr()
     _operators: Any = PrivateAttr(None)  # the DataFrame `operators` builds on first access
@@ -132,6 +140,9 @@ class Prediction(BaseModel):
         return f"{verdict}: needs {need / 1e9:.1f} GB per GPU of {have / 1e9:.1f} GB"
 
 
+_FIELDS = frozenset(Prediction.model_fields)  # looked up once: pydantic builds the mapping on every access
+
+
 def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deployment: Deployment | None = None) -> Prediction:
     """Predict one scenario. Bad combinations raise `SpecError`; a scenario that does not fit
     in memory returns `fits=False` with required and available bytes."""
@@ -149,7 +160,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     peak = hw.peak_flops(rd.compute_key)
     d = derived(r, b, o, dep.num_gpus, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, peak, hw.price_usd_per_gpu_hour)
     fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
-              for k, v in {**r.figures(), **d.figures()}.items() if k in Prediction.model_fields}
+              for k, v in {**r.figures(), **d.figures()}.items() if k in _FIELDS}
     # every value above is already of its field's type: construct without validating it again
     p = Prediction.model_construct(
         model=model.name, hardware=hw.name, workload=workload, deployment=dep,
@@ -162,6 +173,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         prefill_bound=BOUNDS[int(r.prefill_bound_index)].value,
         decode_bound=BOUNDS[int(r.decode_bound_index)].value,
         kv_bytes_per_token=float(O.kv_cache_bytes(model, rd, 1, 1, tp)),
+        bands=bands_for({name: (fields[name], family) for name, family in BAND_FAMILIES.items()}, hw, rd.weights.dtype.name, rd.act.name),
         **fields,
     )
     p._evaluation = r

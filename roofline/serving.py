@@ -96,6 +96,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from . import ops as O
+from .bands import Band, bands_for
 from .engine import stage, usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
@@ -344,10 +345,6 @@ class Traffic:
         p = self.prompt_tokens.mean_tokens
         return Workload(prompt_tokens=max(1, round(p)), output_tokens=max(1, round(self.memory_context_tokens - p)))
 
-    def check_model(self, model: ModelSpec) -> None:
-        ctx = self.memory_context_tokens
-        if ctx > model.max_context:
-            raise SpecError("prompt_tokens", f"99th-percentile prompt + output = {ctx:,.0f} exceeds max_context={model.max_context} of {model.name}")
 
 
 def _check_rate(requests_per_s) -> None:
@@ -540,6 +537,8 @@ class Curves:
         self.memory_required = np.broadcast_to(self.memory_required, self.t0.shape)
         self.workspace = np.broadcast_to(workspace, self.t0.shape)
         self.decode_only = decode_only
+        self.rd = rd
+        self.notes = list(rd.notes)  # fallbacks and running past max_context, as `parallelism.check` recorded them
         ok = self.memory_required <= self.memory_available
         if max_batch_size is not None:
             ok &= b <= max_batch_size
@@ -674,6 +673,10 @@ class ServingPoint(BaseModel):
     memory_available_bytes: float
     cost_per_hour_usd: float
     cost_per_million_output_tokens_usd: float
+    notes: tuple[str, ...] = Field((), description="what the figures assume beyond the inputs (e.g. running past max_context)")
+    bands: dict[str, Band] = Field(default_factory=dict, description=(
+        "80% error bands of the TTFT figures and tpot_s (and output_tokens_per_s under a closed loop, where the "
+        "rate is predicted) from the published corpus (`roofline.bands`)"))
 
 
 def load_pair(model, hardware):
@@ -687,11 +690,11 @@ def check_positive_int(value, field: str) -> None:
 
 
 def check_traffic(model: ModelSpec, requests_per_s, prompt, output, chunk_tokens) -> Traffic:
-    """The `Traffic` of the loose arguments the serving functions take, checked against the model and
-    with the chunk budget checked too: one line naming the first bad field."""
+    """The `Traffic` of the loose arguments the serving functions take, with the chunk budget checked too:
+    one line naming the first bad field. A context past the model's max_context is predicted, with a note
+    (`parallelism.check`)."""
     traffic = Traffic.of(requests_per_s, prompt, output)
     check_positive_int(chunk_tokens, "chunk_tokens")
-    traffic.check_model(model)
     return traffic
 
 
@@ -726,11 +729,15 @@ def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_t
     dep = deployment or Deployment()
     traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
     cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
-    return _point(cv, model, hw, dep, traffic, chunk_tokens)
+    return _point(cv, model, hw, dep, traffic, chunk_tokens, float(requests_per_s))
 
 
-def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens) -> ServingPoint:
-    lam, p, o = float(traffic.requests_per_s), traffic.prompt_tokens, traffic.output_tokens
+def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens, lam: float,
+           rate_predicted: bool = False, admission_wait_s: float = 0.0) -> ServingPoint:
+    """The ServingPoint at rate `lam` (the traffic's lengths). `rate_predicted`: the rate came out of the model
+    (a closed loop), so the throughput gets a band too. `admission_wait_s`: a wait for a batch slot added to
+    every TTFT figure."""
+    p, o = traffic.prompt_tokens, traffic.output_tokens
     st = cv.state(np.array([lam]))
     one = lambda x: float(np.asarray(x).ravel()[0])  # noqa: E731
     cap = float(cv.capacity[0])
@@ -742,20 +749,26 @@ def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, t
         reason = f"unstable: arrival rate {lam:g} requests/s exceeds the capacity of {cap:.3g} requests/s"
     else:
         reason = ""
-    q = {pct: one(cv.ttft_percentile(st, pct)) if stable else math.inf for pct in TTFT_PERCENTILES}
+    pcts = cv.ttft_percentile(st, np.array(TTFT_PERCENTILES)[:, None]).ravel() if stable else [math.inf] * len(TTFT_PERCENTILES)
     inf_if = (lambda x: one(x) if stable else math.inf)  # noqa: E731
+    ttft = {"ttft_wait_mean_s": inf_if(st.wait_mean_s), "ttft_mean_s": inf_if(st.ttft_mean_s),
+            **{f"ttft_p{100 * q:g}_s": float(v) for q, v in zip(TTFT_PERCENTILES, pcts)}}
+    ttft = {k: v + admission_wait_s for k, v in ttft.items()}
     tokens = lam * o.mean_tokens
     hour = hw.price_usd_per_gpu_hour * cv.gpus
+    tpot = inf_if(st.tpot_s)
+    banded = {**{k: (v, "ttft_serving") for k, v in ttft.items() if k != "ttft_wait_mean_s"}, "tpot_s": (tpot, "tpot_serving"),
+              **({"output_tokens_per_s": (tokens, "throughput_serving")} if rate_predicted else {})}
     return ServingPoint(
         model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=p, output_tokens=o, chunk_tokens=chunk_tokens,
         num_gpus=cv.gpus, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
         batch_size=inf_if(st.batch_size), batch_limit=int(cv.batch_limit(st)[0]),
-        decode_step_s=one(st.t0_s), chunked_step_s=one(st.tc_s), tpot_s=inf_if(st.tpot_s), itl_max_s=inf_if(st.itl_max_s),
-        prefill_utilization=one(st.utilization), ttft_wait_mean_s=inf_if(st.wait_mean_s), ttft_mean_s=inf_if(st.ttft_mean_s),
-        ttft_p50_s=q[0.5], ttft_p90_s=q[0.9], ttft_p99_s=q[0.99],
+        decode_step_s=one(st.t0_s), chunked_step_s=one(st.tc_s), tpot_s=tpot, itl_max_s=inf_if(st.itl_max_s),
+        prefill_utilization=one(st.utilization), **ttft,
         output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
         memory_required_bytes=inf_if(st.memory_required_bytes), memory_available_bytes=float(hw.memory_bytes),
         cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=usd_per_million_tokens(hour, tokens) if stable else math.nan,
+        notes=tuple(cv.notes), bands=bands_for(banded, hw, cv.rd.weights.dtype.name, cv.rd.act.name),
     )
 
 
@@ -790,3 +803,69 @@ def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployme
         df["pareto"] = [not np.any((per_user >= u) & (per_gpu >= g) & ((per_user > u) | (per_gpu > g))) for u, g in zip(per_user, per_gpu)]
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+def capacity_requests_per_s(model, hardware, prompt_tokens, output_tokens, deployment: Deployment | None = None,
+                            chunk_tokens: int | None = None, max_batch_size: int | None = None) -> float:
+    """The largest stable request rate of one replica (module docstring: the top of λ(B) before memory, the
+    batch cap or the prefill server stops it); 0 when it does not fit. Offline max-throughput runs
+    (`trtllm-bench throughput`, `vllm bench throughput`) measure this rate: λ_max·E[O] output tokens/s."""
+    model, hw = load_pair(model, hardware)
+    traffic = check_traffic(model, None, prompt_tokens, output_tokens, chunk_tokens)
+    return float(curves_for(model, hw, deployment or Deployment(), traffic, chunk_tokens, max_batch_size).capacity[0])
+
+
+def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_tokens, deployment: Deployment | None = None,
+                chunk_tokens: int | None = None, max_batch_size: int | None = None) -> ServingPoint:
+    """One replica driven by a closed loop of `concurrency` clients (`vllm bench serve --max-concurrency N`,
+    genai-perf, AIPerf): each client sends its next request as soon as the last one finished.
+
+    The response-time law of a closed system (Little's law over the whole loop, no think time) ties the
+    throughput λ to the response time R = TTFT + E[O-1]·TPOT of one request:
+
+        N = λ · R(λ) = λ · (TTFT_mean(λ) + E[O-1] · TPOT(λ))
+
+    The open-loop steady state (`steady_state`, module docstring) gives TTFT and TPOT at each λ; N·λ⁻¹
+    falls and R(λ) rises with λ, so the root is unique and found by bracketing on a log grid of rates
+    below the capacity, then bisection. When N exceeds what the replica sustains (λ·R < N even at the
+    capacity: N is more than the batch memory holds), λ is the capacity and the surplus requests wait
+    for a slot: R = N / λ, the extra wait N/λ - R(λ) added to every TTFT figure.
+
+    This is the closed loop seen through Poisson arrivals (the M/G/1 prefill queue): a stand-in until a
+    native closed-loop model exists. Arrivals of a closed loop are smoother than Poisson, so the TTFT
+    queueing term is an upper bound at high load.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(concurrency) or concurrency <= 0:
+        raise SpecError("concurrency", f"must be a positive number of clients, got {concurrency!r}")
+    model, hw = load_pair(model, hardware)
+    dep = deployment or Deployment()
+    traffic = check_traffic(model, None, prompt_tokens, output_tokens, chunk_tokens)
+    cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
+    cap = float(cv.capacity[0])
+    if not cv.fits[0] or cap <= 0:
+        return _point(cv, model, hw, dep, traffic, chunk_tokens, max(cap, 1e-12))
+    n = float(concurrency)
+
+    def in_flight(lam: np.ndarray) -> np.ndarray:  # λ·R(λ), the clients the loop keeps busy at rate λ
+        st = cv.state(lam, rows=np.zeros(len(lam), int))
+        with np.errstate(invalid="ignore"):
+            return np.where(st.stable, lam * (st.ttft_mean_s + cv.eo1 * st.tpot_s), np.inf)
+
+    top = cap * (1 - 1e-9)
+    grid = top * np.logspace(-9, 0, 91)
+    busy = in_flight(grid)
+    if not busy[-1] >= n:  # the replica saturates below N clients: λ = capacity, the rest wait for a slot
+        return _point(cv, model, hw, dep, traffic, chunk_tokens, top, rate_predicted=True,
+                      admission_wait_s=(n - float(busy[-1])) / top)
+    i = int(np.argmax(busy >= n))
+    lo, hi = (grid[i - 1] if i > 0 else 0.0), grid[i]
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if in_flight(np.array([mid]))[0] >= n:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= 1e-10 * hi:
+            break
+    return _point(cv, model, hw, dep, traffic, chunk_tokens, hi, rate_predicted=True)

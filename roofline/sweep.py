@@ -126,7 +126,6 @@ def _valid(m: ModelSpec, hws, key, h_idx, context, tp, skipped: list, dep: Deplo
     rules = [
         (np.logical_and.reduce([w % tp == 0 for w in tp_widths(m).values()]), "tp does not divide the heads or FFN width"),
         (tp <= np.array([h.interconnect.max_gpus for h in hws])[h_idx], "tp exceeds the interconnect domain"),
-        (context <= m.max_context, "prompt + output exceeds max_context"),
         (np.array([key in h.peak_flops_per_s for h in hws])[h_idx], f"hardware lacks {key} compute"),
     ]
     for mask, why in rules:

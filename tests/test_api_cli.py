@@ -80,7 +80,6 @@ def test_predict_fitting_picks_the_fewest_gpus():
     (lambda: rl.load_hardware("tpu-v9"), "hardware"),
     (lambda: rl.predict(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(tp=3)), "tp"),
     (lambda: rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("a100-sxm-80gb"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(weight_dtype="fp8", activation_dtype="fp8")), "activation_dtype"),
-    (lambda: rl.predict(rl.load_model("llama-2-7b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=4000, output_tokens=200)), "prompt_tokens"),
     (lambda: rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(tp=16, network="nope")), "network"),
     (lambda: rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(weight_dtype="bf16", activation_dtype="fp8")), "activation_dtype"),
     (lambda: rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=10, output_tokens=10), rl.Deployment(weight_group_size=64)), "weight_group_size"),
@@ -151,13 +150,24 @@ def test_cli_does_not_fit_is_reported(capsys):
     assert code == 0 and "does NOT fit: needs" in out and "NO" in out and "n/a (does not fit)" in out
 
 
+def test_past_max_context_is_predicted_with_a_note():
+    """Engines run a model past its trained context when told to; the physics holds, so it is predicted."""
+    m, hw = rl.load_model("llama-2-7b"), rl.load_hardware("h100-sxm")
+    past = rl.predict(m, hw, rl.Workload(prompt_tokens=4000, output_tokens=200))
+    assert any("4,200 tokens runs past max_context=4,096" in n for n in past.notes)
+    inside = rl.predict(m, hw, rl.Workload(prompt_tokens=3000, output_tokens=200))
+    assert not any("max_context" in n for n in inside.notes)
+    # the same physics either side of the limit: a longer prompt only adds attention and KV
+    assert past.ttft_s > inside.ttft_s and past.tpot_s > inside.tpot_s and past.fits
+
+
 @pytest.mark.parametrize(("args", "field"), [
     (["--model", "llama-9"], "model: unknown id 'llama-9'"),
     (["--hardware", "h900"], "hardware: unknown id 'h900'"),
     (["--tp", "3"], "tp: 3 does not divide num_attention_heads=64"),
     (["--weight-dtype", "int3"], "weight_dtype"),
     (["--hardware", "a100-sxm-80gb", "--activation-dtype", "fp8", "--weight-dtype", "fp8"], "activation_dtype"),
-    (["--prompt-tokens", "200000"], "prompt_tokens"),
+    (["--kv-dtype", "int3"], "kv_dtype"),
 ])
 def test_cli_bad_input_is_one_line(capsys, args, field):
     base = {"--model": "llama-3.1-70b", "--hardware": "h100-sxm"}

@@ -62,3 +62,61 @@ def test_validation_runs_a_truncated_model_on_the_gpu(tmp_path):
 
     run = run_validation(["llama-3.2-1b"], ["own", "hf"], [1], [128], [8], out=tmp_path, profile="h100-sxm", layers=2, reps=1)
     assert run.ran == 2 and (tmp_path / "validation.md").exists()
+
+
+@needs_cuda
+def test_reference_engine_decode_from_cuda_graphs_equals_eager_decode():
+    """The graph-replayed decode computes the same tokens as the same steps run eagerly; prefill ran a fused kernel."""
+    from calibrate import fast
+    from calibrate.validate import load_spec
+
+    spec = load_spec("llama-3.2-1b", layers=2)
+    model = fast.build(spec, "bf16", "cuda")
+    assert model.prefill_attention in ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION")
+    if torch.cuda.get_device_capability() >= (8, 0):
+        assert model.prefill_attention == "FLASH_ATTENTION"
+    prompt = torch.randint(0, spec.vocab_size, (2, 40), device="cuda")
+    tokens = {}
+    for graphs in (True, False):
+        r = fast.Runner(model, graphs=graphs, kv_bucket_tokens=16)
+        seen = []
+        r.allocate(2, 60)
+        r.prepare(40, 20)
+        r.prefill(prompt)
+        for _ in range(19):
+            r.step()
+            seen.append(r.tok.clone())
+        tokens[graphs] = torch.cat(seen, dim=1)
+        assert r.decode_mode == ("cuda_graph" if graphs else "eager (cuda)")
+    assert torch.equal(tokens[True], tokens[False])
+    assert len(fast.Runner(model, kv_bucket_tokens=16)._graphs) == 0  # graphs belong to their runner
+
+
+@needs_cuda
+def test_reference_engine_fp8_matches_the_textbook_pass_on_the_gpu():
+    from calibrate import fast
+    from calibrate.validate import load_spec
+
+    sup = fast.precision_support("fp8", "cuda")
+    if not sup.ok:
+        pytest.skip(sup.reason)
+    spec = load_spec("llama-3.2-1b", layers=2)
+    model = fast.build(spec, "fp8", "cuda")
+    tokens = torch.randint(0, spec.vocab_size, (2, 64), device="cuda")
+    fast.calibrate_fp8(model, tokens)
+    model.allocate_cache(2, 64)
+    with torch.inference_mode():
+        got = model.prefill(tokens).float()
+        ref = fast.plain_logits(model, tokens)[:, -1]
+    err = float((got - ref).norm() / ref.norm())
+    assert 1e-3 < err < 0.25, err
+
+
+@needs_cuda
+def test_validation_of_the_reference_engine_runs_both_precisions(tmp_path):
+    from calibrate.validate import run_validation
+
+    run = run_validation(["llama-3.2-1b"], ["fast"], [1], [128], [8], out=tmp_path, profile="h100-sxm", layers=2, reps=1,
+                         precisions=["bf16", "fp8"])
+    assert {r["dtype"] for r in run.rows} == {"bf16", "fp8"} or torch.cuda.get_device_capability() < (8, 9)
+    assert all(r["decode_mode"] == "cuda_graph" and r["engine_decode_kernels_per_layer"] > 0 for r in run.rows)

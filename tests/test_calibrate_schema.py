@@ -174,3 +174,23 @@ def test_a_2_4_sparse_gemm_looks_up_its_dense_weight_shape(tmp_path):
     assert tables[1].f["sparse_2_4"].sum() > 0  # some GEMMs do run sparse
     gemm = tables[0].is_gemm
     assert np.allclose(np.asarray(dense)[gemm], np.asarray(sparse)[gemm], rtol=1e-12)
+
+
+def test_calibrated_decode_pays_the_graph_replay_cost_per_launch(tmp_path):
+    """A measured CUDA-graph cost per kernel replaces the eager cost in decode steps only (predict.decode_ceilings).
+
+    Llama-3.1-8B launches per decode step (roofline.ops): embedding 1, per layer 2 norms + QKV + 2 attention
+    (RoPE/KV write, attention) + O + up + activation + down = 9, final norm 1, LM head 1: 1 + 32·9 + 2 = 291.
+    Eager 4 us, graph 1 us: each step is 291 · (4 - 1) us = 873 us shorter; prefill (eager) is unchanged.
+    """
+    eager = H100.efficiency.kernel_overhead_s
+    assert eager == 4e-6
+    no_graph = rl.predict(MODEL, rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc(), "a.json")), WL)
+    graph = rl.predict(MODEL, rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc(kernel_overhead_graph_s=1e-6), "b.json")), WL)
+    dec = graph.operators[graph.operators["phase"] == "decode"]
+    assert dec["launches"].sum() == 291
+    assert math.isclose(dec["overhead_s"].sum(), 291 * 1e-6, rel_tol=1e-12)
+    assert math.isclose(no_graph.tpot_s - graph.tpot_s, 291 * 3e-6, rel_tol=1e-9)
+    assert graph.ttft_s == no_graph.ttft_s
+    # without a calibration the datasheet's eager cost stays everywhere
+    assert math.isclose(rl.predict(MODEL, H100, WL).tpot_s, no_graph.tpot_s, rel_tol=1e-12)

@@ -1,0 +1,410 @@
+"""Public kernel tables -> the calibrated profile (`roofline.calibration.Calibration`).
+
+NVIDIA's `aiconfigurator-core` (Apache-2.0, `pip install roofline[public-data]`) ships kernel
+latencies measured on real devices, as parquet files under
+`aiconfigurator_core/systems/data/<system>/<op>/<framework>/<version>/`. This module is a reader
+of those files and nothing else: it never imports the package (its estimator, models and backends
+stay unused); it finds the package folder with `importlib.util.find_spec` and reads the tables
+with pandas. The curves it fits are the project's own, into the schema a GPU run writes
+(`calibrate/fit.py`), with `provenance.public_source` naming package, version, framework,
+framework version, system and tables.
+
+What is read (latency in the tables is milliseconds; `message_size` counts elements):
+
+* `gemm/.../gemm_perf.parquet` (m, n, k, gemm_dtype): per compute dtype (bfloat16 -> bf16,
+  fp8 per-tensor -> fp8) the fraction of the dense peak on tile-padded FLOPs,
+  2 · ceil(M / tile) · tile · N · K / (t · peak) (`fit.padded_gemm_flops`), the quantity the
+  roofline divides; so the calibrated compute term of a measured shape is its measured time.
+  Worked number: M = N = K = 4096 in 0.2 ms on an H100 SXM (989.4 TFLOP/s bf16, tile 16):
+  2 · 4096³ / (2e-4 · 989.4e12) = 0.695. The (M, N·K) table keeps every measured M and pools
+  N·K into half-octave bins (their median), so one file stays small.
+* `attention/.../context_attention_perf.parquet`: causal prefill of `isl` tokens with bf16 KV
+  and no sliding window, one line t = t0 + F / R over the kernel's FLOPs, counted as
+  `roofline.ops` counts them: batch · heads · isl(isl + 1)/2 · (2·d + 2·d).
+* `attention/.../generation_attention_perf.parquet`: one new token against a context of
+  isl + step tokens, bf16 KV, t = t0 + B / R over the bytes `roofline.ops` charges the
+  attention op: KV read batch · context · 2 · kv_heads · d · kv_bytes, the new token's KV
+  written, Q read and the output written (heads · d · 2 bytes per sequence each).
+* `comm/<framework>/.../custom_allreduce_perf.parquet`: the engine's all-reduce (the rows
+  replayed from a CUDA graph where the table has both), per group size p a line
+  t = t0 + S / R over message bytes S (elements · 2 for bf16); `interconnect_fraction` is the
+  bus bandwidth 2(p-1)/p · S / t of the largest message of the largest group over the link rate.
+
+The tables hold no copy benchmark and no launch-overhead measurement: `memory` stays absent (the
+datasheet bandwidth fraction stays for non-attention kernels) and `kernel_overhead_s` is the
+profile's. Every figure these curves produce is a kernel time from the tables; nothing is
+fitted to end-to-end measurements.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import roofline as rl
+from roofline.calibration import SCHEMA_VERSION, AffineCurve, Calibration, GemmTable
+from roofline.errors import SpecError
+from roofline.ops import attended_keys
+
+from .fit import fit_affine
+
+PACKAGE = "aiconfigurator-core"
+MODULE = "aiconfigurator_core"
+LICENSE = "Apache-2.0"
+INSTALL_HINT = "pip install roofline[public-data]"
+PUBLIC_DIR = Path(__file__).resolve().parent / "public"
+
+# the package's system name -> our hardware profile id (systems without a profile are not covered)
+SYSTEMS = {
+    "a100_sxm": "a100-sxm-80gb", "h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200",
+    "gb200": "gb200", "l40s": "l40s",
+}
+DEFAULT_FRAMEWORKS = ("vllm", "trtllm")  # the newest vLLM tables where present, else TensorRT-LLM
+GEMM_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}  # table gemm_dtype -> compute dtype key
+TABLE_TIME_S = 1e-3  # the tables' latency unit: milliseconds
+HALF_BYTES = 2  # bf16 activations, KV and all-reduce elements
+NK_BINS_PER_OCTAVE = 2
+CURVE_POINTS = 48  # an affine curve keeps the median time in this many log-spaced bins of x
+SIGNIFICANT = 4  # digits kept of every stored fraction and time
+
+
+# ------------------------------------------------------------ finding the tables
+def data_root() -> Path:
+    """The package's `systems/data` folder, found without importing the package."""
+    spec = importlib.util.find_spec(MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SpecError(PACKAGE, f"is not installed; {INSTALL_HINT}")
+    root = Path(list(spec.submodule_search_locations)[0]) / "systems" / "data"
+    if not root.is_dir():
+        raise SpecError(PACKAGE, f"has no systems/data folder at {root}; reinstall it ({INSTALL_HINT})")
+    return root
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def resolve_system(device: str) -> tuple[str, str]:
+    """(system, hardware id) for a system name (h200_sxm) or a hardware id (h200)."""
+    key = device.strip().lower()
+    if key in SYSTEMS:
+        return key, SYSTEMS[key]
+    for system, hw_id in SYSTEMS.items():
+        if key == hw_id:
+            return system, hw_id
+    choices = ", ".join(f"{s} ({h})" for s, h in SYSTEMS.items())
+    raise SpecError("--from-public", f"no public tables mapped to {device!r}; choose from {choices}")
+
+
+def version_key(version: str) -> tuple:
+    """Order versions: 1.3.0rc20 < 1.3.0 < 1.3.0.post2 < 1.3.1."""
+    m = re.match(r"^(\d+(?:\.\d+)*)\.?(rc|post)?\.?(\d+)?", version)
+    if m is None:
+        return ((), 0, 0)
+    stage = {"rc": -1, None: 0, "post": 1}[m.group(2)]
+    return tuple(int(x) for x in m.group(1).split(".")), stage, int(m.group(3) or 0)
+
+
+def _versions(root: Path, system: str, op: str, framework: str, table: str) -> list[str]:
+    folder = root / system / op / framework
+    if not folder.is_dir():
+        return []
+    return sorted((d.name for d in folder.iterdir() if (d / table).is_file()), key=version_key)
+
+
+def choose_source(root: Path, system: str, framework: str | None = None, version: str | None = None) -> tuple[str, str]:
+    """(framework, version) of the GEMM tables to fit: the newest vLLM, else TensorRT-LLM, unless given."""
+    frameworks = (framework.lower(),) if framework else DEFAULT_FRAMEWORKS
+    for fw in frameworks:
+        have = _versions(root, system, "gemm", fw, "gemm_perf.parquet")
+        if version is not None:
+            if version in have:
+                return fw, version
+            raise SpecError("--version", f"{system} has no {fw} {version} GEMM table; it has {', '.join(have) or 'none'}")
+        if have:
+            return fw, have[-1]
+    raise SpecError("--framework", f"{system} has no GEMM table for {' or '.join(frameworks)}")
+
+
+def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[dict[str, pd.DataFrame], list[str], str | None]:
+    """The tables of one (system, framework, version): name -> frame, the paths read, the collection date.
+
+    GEMM and attention come from that version; the all-reduce from the same version of the
+    framework's comm tables, else its newest.
+    """
+    import yaml
+
+    wanted = {"gemm": ("gemm", "gemm_perf.parquet"), "context_attention": ("attention", "context_attention_perf.parquet"),
+              "generation_attention": ("attention", "generation_attention_perf.parquet")}
+    tables, paths, dates = {}, [], []
+    for name, (op, file) in wanted.items():
+        path = root / system / op / framework / version / file
+        if path.is_file():
+            tables[name] = pd.read_parquet(path)
+            paths.append(str(path.relative_to(root)))
+    comm = _versions(root, system, "comm", framework, "custom_allreduce_perf.parquet")
+    if comm:
+        v = version if version in comm else comm[-1]
+        path = root / system / "comm" / framework / v / "custom_allreduce_perf.parquet"
+        tables["allreduce"] = pd.read_parquet(path)
+        paths.append(str(path.relative_to(root)))
+    for p in paths:
+        meta = (root / p).parent / "collection_meta.yaml"
+        if meta.is_file():
+            entry = ((yaml.safe_load(meta.read_text()) or {}).get("tables") or {}).get(Path(p).stem)  # this table's entry only
+            if isinstance(entry, dict) and entry.get("collected_at"):
+                dates.append(str(entry["collected_at"]))
+    return tables, paths, (max(dates) if dates else None)
+
+
+# ------------------------------------------------------------ per-kernel amounts (as roofline.ops counts them)
+def prefill_attention_flops(batch, isl, heads, head_dim):
+    """FLOPs of one causal prefill attention kernel: batch · heads · isl(isl+1)/2 pairs · (2d + 2d)."""
+    return np.asarray(batch) * heads * attended_keys(np.asarray(isl, dtype=float), 0.0) * 4 * np.asarray(head_dim)
+
+
+def decode_attention_bytes(batch, context, heads, kv_heads, head_dim, kv_bytes, act_bytes=HALF_BYTES):
+    """HBM bytes of one decode attention kernel at `context` visible tokens (the new one included).
+
+    KV read batch · context · (2 · kv_heads · d · kv_bytes), the new token's KV written (one
+    token's worth), Q read and output written (batch · heads · d · act_bytes each).
+    """
+    kv_token = 2 * np.asarray(kv_heads) * head_dim * kv_bytes
+    batch = np.asarray(batch, dtype=float)
+    return batch * np.asarray(context) * kv_token + batch * kv_token + 2 * batch * heads * head_dim * act_bytes
+
+
+def gemm_fractions(df: pd.DataFrame, peak: float, tile: int) -> np.ndarray:
+    """Per row 2 · pad(M) · N · K / (t · peak): the fraction of the dense peak on tile-padded FLOPs
+    (`fit.padded_gemm_flops` over a whole table at once)."""
+    m = df["m"].to_numpy(dtype=float)
+    padded = 2.0 * np.ceil(m / tile) * tile * df["n"].to_numpy(dtype=float) * df["k"].to_numpy(dtype=float)
+    return padded / (df["latency"].to_numpy(dtype=float) * TABLE_TIME_S * peak)
+
+
+def nk_bin(nk) -> np.ndarray:
+    """Half-octave bin centre 2^(round(2·log2 N·K) / 2) of a weight's N·K."""
+    return 2.0 ** (np.round(NK_BINS_PER_OCTAVE * np.log2(np.asarray(nk, dtype=float))) / NK_BINS_PER_OCTAVE)
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.{SIGNIFICANT}g}")
+
+
+# ------------------------------------------------------------ the fits
+def gemm_rows(df: pd.DataFrame, table_dtype: str) -> pd.DataFrame:
+    """Rows of one gemm_dtype from its most measured kernel source (the one the engine runs by default)."""
+    rows = df[df["gemm_dtype"] == table_dtype]
+    if "kernel_source" in rows and rows["kernel_source"].nunique() > 1:
+        rows = rows[rows["kernel_source"] == rows["kernel_source"].value_counts().index[0]]
+    return rows[(rows["latency"] > 0) & (rows["m"] > 0)]
+
+
+def fit_gemm(df: pd.DataFrame, dtype: str, peak: float, tile: int, notes: list[str]) -> GemmTable | None:
+    """The (M, N·K) fraction table of one dtype; cells pooled by median, gaps from the nearest N·K of the row."""
+    if df.empty:
+        return None
+    frac = gemm_fractions(df, peak, tile)
+    over = int(np.sum(frac > 1))
+    if over:
+        notes.append(f"gemm {dtype}: {over} of {len(frac)} rows above the datasheet peak clamped to 1")
+    cells = pd.DataFrame({"m": df["m"].to_numpy(dtype=int), "nk": nk_bin(df["n"].to_numpy(float) * df["k"].to_numpy(float)),
+                          "frac": np.clip(frac, 1e-6, 1.0)}).groupby(["m", "nk"])["frac"].median().unstack("nk")
+    arr = cells.to_numpy(dtype=float)
+    log_nk = np.log(cells.columns.to_numpy(dtype=float))
+    gaps = np.argwhere(np.isnan(arr))
+    for i, j in gaps:  # every row has a measured cell: its M came from a row of the table
+        have = np.flatnonzero(~np.isnan(cells.iloc[i].to_numpy(dtype=float)))
+        arr[i, j] = arr[i, have[np.argmin(np.abs(log_nk[have] - log_nk[j]))]]
+    if len(gaps):
+        notes.append(f"gemm {dtype}: {len(gaps)} unmeasured (M, N·K) cell(s) filled from the nearest measured N·K")
+    table = tuple(tuple(_sig(v) for v in row) for row in arr)
+    return GemmTable(dtype=dtype, peak_per_s=peak, m_tokens=tuple(int(m) for m in cells.index),
+                     nk_elements=tuple(float(c) for c in cells.columns), fraction=table)
+
+
+def _compress(curve: AffineCurve | None, x, t) -> AffineCurve | None:
+    """The curve with its points replaced by the median time in log-spaced bins of x (the fit used every row)."""
+    if curve is None:
+        return None
+    x, t = np.asarray(x, dtype=float), np.asarray(t, dtype=float)
+    edges = np.logspace(np.log10(x.min()), np.log10(x.max()) + 1e-9, CURVE_POINTS + 1)
+    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, CURVE_POINTS - 1)
+    frame = pd.DataFrame({"i": idx, "x": x, "t": t}).groupby("i").median()
+    if len(frame) < 2:
+        frame = pd.DataFrame({"x": x[:2], "t": t[:2]})
+    return curve.model_copy(update={"latency_s": _sig(curve.latency_s), "rate_per_s": min(_sig(curve.rate_per_s), curve.peak_per_s),
+                                    "points_x": tuple(_sig(v) for v in frame["x"]), "points_s": tuple(_sig(v) for v in frame["t"])})
+
+
+def attention_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """bf16-KV, full-attention rows of the most measured kernel source."""
+    rows = df[(df["kv_cache_dtype"].isin(["bfloat16", "float16"])) & (df.get("window_size", 0) == 0) & (df["latency"] > 0)]
+    if "kernel_source" in rows and rows["kernel_source"].nunique() > 1:
+        rows = rows[rows["kernel_source"] == rows["kernel_source"].value_counts().index[0]]
+    return rows
+
+
+def prefill_x(rows: pd.DataFrame) -> np.ndarray:
+    return prefill_attention_flops(rows["batch_size"].to_numpy(float), rows["isl"].to_numpy(float),
+                                   rows["num_heads"].to_numpy(float), rows["head_dim"].to_numpy(float))
+
+
+def decode_x(rows: pd.DataFrame) -> np.ndarray:
+    kv_bytes = rows["kv_cache_dtype"].map({"bfloat16": 2, "float16": 2, "fp8": 1}).to_numpy(float)
+    return decode_attention_bytes(rows["batch_size"].to_numpy(float), (rows["isl"] + rows["step"]).to_numpy(float),
+                                  rows["num_heads"].to_numpy(float), rows["num_key_value_heads"].to_numpy(float),
+                                  rows["head_dim"].to_numpy(float), kv_bytes)
+
+
+def allreduce_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Half-precision rows; where the table has eager and CUDA-graph rows, the graph ones (how engines replay decode)."""
+    rows = df[df["allreduce_dtype"].isin(["bfloat16", "float16", "half"]) & (df["latency"] > 0)]
+    if "backend" in rows and rows["backend"].astype(str).str.endswith("graph").any():
+        rows = rows[rows["backend"].astype(str).str.endswith("graph")]
+    elif "kernel_source" in rows and rows["kernel_source"].nunique() > 1:
+        rows = rows[rows["kernel_source"] == rows["kernel_source"].value_counts().index[0]]
+    return rows
+
+
+def allreduce_peak(link_bytes_per_s: float, gpus: int) -> float:
+    """The most message bytes/s any all-reduce of p GPUs delivers: each GPU must receive the (p-1)/p of
+    the result its peers' data decides, so t >= (p-1)/p · S / link, S / t <= link · p / (p-1)."""
+    return link_bytes_per_s * gpus / (gpus - 1)
+
+
+def fit_allreduce(df: pd.DataFrame, link: float, notes: list[str]) -> dict[str, AffineCurve]:
+    out = {}
+    for p, g in allreduce_rows(df).groupby("num_gpus"):
+        if p < 2:
+            continue
+        x = g["message_size"].to_numpy(float) * HALF_BYTES
+        t = g["latency"].to_numpy(float) * TABLE_TIME_S
+        curve = fit_affine(x, t, allreduce_peak(link, int(p)), "bytes", notes, f"allreduce tp{p}")
+        if curve is not None:
+            out[str(int(p))] = _compress(curve, x, t)
+    return out
+
+
+def interconnect_fraction(df: pd.DataFrame, link: float) -> float | None:
+    """Bus bandwidth 2(p-1)/p · S / t of the largest message of the largest group, over the link rate (at most 1)."""
+    rows = allreduce_rows(df)
+    if rows.empty:
+        return None
+    p = int(rows["num_gpus"].max())
+    r = rows[rows["num_gpus"] == p].sort_values("message_size").iloc[-1]
+    bus = 2 * (p - 1) / p * r["message_size"] * HALF_BYTES / (r["latency"] * TABLE_TIME_S)
+    return float(min(1.0, _sig(bus / link)))
+
+
+def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, system: str, framework: str, version: str,
+                             paths: list[str], collected_at: str | None = None, pkg_version: str | None = None,
+                             date: str | None = None, command: str | None = None) -> Calibration:
+    """Fit the curves of `tables` (frames as the package ships them) against `hw`'s datasheet peaks."""
+    notes = [f"fitted from {PACKAGE} {pkg_version or package_version()} tables ({system}, {framework} {version}); "
+             "no copy or launch-overhead table: memory and kernel overhead stay the profile's"]
+    tile = hw.gemm_tile_tokens
+    gemm = {}
+    g = tables.get("gemm")
+    device = None
+    if g is not None and not g.empty:
+        device = str(g["device"].iloc[0]) if "device" in g else None
+        for table_dtype, key in GEMM_DTYPES.items():
+            if key not in hw.peak_flops_per_s:
+                continue
+            t = fit_gemm(gemm_rows(g, table_dtype), key, hw.peak_flops(key), tile, notes)
+            if t is not None:
+                gemm[key] = t
+    if not gemm:
+        raise SpecError("gemm", f"{system} {framework} {version}: no bf16/fp16/fp8 GEMM rows to fit")
+    pre = dec = None
+    if "context_attention" in tables:
+        rows = attention_rows(tables["context_attention"])
+        x, t = prefill_x(rows), rows["latency"].to_numpy(float) * TABLE_TIME_S
+        pre = _compress(fit_affine(x, t, hw.peak_flops("bf16"), "flops", notes, "attention_prefill"), x, t)
+    if "generation_attention" in tables:
+        rows = attention_rows(tables["generation_attention"])
+        x, t = decode_x(rows), rows["latency"].to_numpy(float) * TABLE_TIME_S
+        dec = _compress(fit_affine(x, t, hw.memory_bandwidth_bytes_per_s, "bytes", notes, "attention_decode"), x, t)
+    link = hw.interconnect.bytes_per_s_per_direction
+    ar = tables.get("allreduce")
+    allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
+    date = date or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    command = command or f"roofline calibrate --from-public {system} --framework {framework} --version {version}"
+    return Calibration(
+        schema_version=SCHEMA_VERSION,
+        id=f"public-{system}-{framework}-{version}",
+        provenance={
+            "device_name": device or system, "device_kind": "cuda", "base_profile": hw_id, "profile_match": True,
+            "profile_match_note": f"{PACKAGE} system {system} is mapped to profile {hw_id}",
+            "torch_version": "unknown", "date": date, "command": command,
+            "public_source": {"package": PACKAGE, "package_version": pkg_version or package_version(), "license": LICENSE,
+                              "system": system, "framework": framework, "framework_version": version,
+                              "tables": tuple(paths), "collected_at": collected_at},
+        },
+        gemm=gemm,
+        attention_prefill=pre,
+        attention_decode=dec,
+        kernel_overhead_s=hw.efficiency.kernel_overhead_s,
+        interconnect_fraction=interconnect_fraction(ar, link) if ar is not None else None,
+        allreduce=allreduce,
+        notes=tuple(notes),
+    )
+
+
+def fit_public(device: str, framework: str | None = None, version: str | None = None,
+               root: Path | None = None) -> tuple[Calibration, dict[str, pd.DataFrame]]:
+    """Read one device's tables from the installed package (or `root`) and fit them; returns the file and the tables."""
+    root = data_root() if root is None else Path(root)
+    system, hw_id = resolve_system(device)
+    framework, version = choose_source(root, system, framework, version)
+    tables, paths, collected = read_tables(root, system, framework, version)
+    hw = rl.load_hardware(hw_id)
+    return build_public_calibration(tables, hw, hw_id, system, framework, version, paths, collected), tables
+
+
+def write_calibration(cal: Calibration, path: Path) -> Path:
+    """The calibration as compact JSON (one line per top-level field's items is more than needed here)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(cal.model_dump(mode="json", exclude_none=True), separators=(",", ":"), sort_keys=True) + "\n",
+                   encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def run_from_public(device: str, framework: str | None, version: str | None, out: str | None) -> str:
+    """`roofline calibrate --from-public DEVICE`: fit and write one device's file; returns the summary line."""
+    cal, _ = fit_public(device, framework, version)
+    hw_id = cal.provenance.base_profile
+    target = Path(out) if out else PUBLIC_DIR / f"{hw_id}.json"
+    if target.suffix != ".json":
+        target = target / f"{hw_id}.json"
+    write_calibration(cal, target)
+    src = cal.provenance.public_source
+    parts = [f"gemm {', '.join(cal.gemm)}", "attention prefill" if cal.attention_prefill else "",
+             "attention decode" if cal.attention_decode else "",
+             f"all-reduce tp{','.join(cal.allreduce)}" if cal.allreduce else ""]
+    return (f"wrote {target} ({src.package} {src.package_version}, {src.system}, {src.framework} {src.framework_version}): "
+            + "; ".join(p for p in parts if p) + f"\nuse it: roofline.load_hardware({hw_id!r}, calibration={str(target)!r})")
+
+
+def rel_error(predicted, measured) -> np.ndarray:
+    return np.asarray(predicted, dtype=float) / np.asarray(measured, dtype=float) - 1
+
+
+def median_abs_pct(e) -> float:
+    e = np.asarray(e, dtype=float)
+    return float(100 * np.median(np.abs(e))) if e.size else math.nan

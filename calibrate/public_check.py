@@ -1,0 +1,172 @@
+"""How good are the calibrations fitted from public kernel tables? Three measurements, none fitted to.
+
+(a) **Fit residuals**: every table row a device's curves were fitted on, timed by those curves
+    (GEMM: tile-padded FLOPs / (peak · fraction(M, N·K)); attention: t0 + x / R; all-reduce per
+    group size: t0 + S / R), as |predicted / measured - 1|, median per kernel family.
+(b) **Held-out devices**: the curves of a source device attached to a target device the way
+    `load_hardware(target, calibration=source_file)` attaches them (fractions rescaled to the
+    target's datasheet peaks, `CalibratedCurves`), timed against the target's own tables. The
+    target's tables take no part in the source's fit.
+(c) **The published corpus** (`calibrate/corpus.py`) run twice: every row's hardware analytical,
+    then loaded with the committed `calibrate/public/<id>.json` where one exists.
+
+    python -m calibrate.public_check            # needs roofline[public-data] for (a) and (b)
+    python -m calibrate.public_check --corpus   # (c) only, from the committed files
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+import roofline as rl
+from roofline.calibration import CalibratedCurves, Calibration, load_calibration
+
+from . import corpus
+from .public import (PUBLIC_DIR, SYSTEMS, TABLE_TIME_S, GEMM_DTYPES, HALF_BYTES, allreduce_peak, allreduce_rows,
+                     attention_rows, decode_x, fit_public, gemm_fractions, gemm_rows, median_abs_pct, prefill_x, rel_error)
+
+MODEL_SIZED = 1024  # fused projections of 1B-405B models have N and K of about 1024 or more; the tables go down to 32
+HELD_OUT = (("h100-sxm", "h200"), ("h200", "h100-sxm"), ("a100-sxm-80gb", "h200"), ("b200", "gb200"), ("gb200", "b200"))
+
+
+def kernel_errors(cal: Calibration, hw, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per table row: family, predicted and measured seconds, error; `cal` timed on `hw`'s peaks."""
+    parts = []
+    g = tables.get("gemm")
+    for table_dtype, key in GEMM_DTYPES.items():
+        if g is None or key not in cal.gemm or key not in hw.peak_flops_per_s:
+            continue
+        rows = gemm_rows(g, table_dtype)
+        if rows.empty:
+            continue
+        curves = CalibratedCurves(cal, hw, key)
+        measured = rows["latency"].to_numpy(float) * TABLE_TIME_S
+        frac_measured = gemm_fractions(rows, curves.gemm_peak, hw.gemm_tile_tokens)
+        nk = rows["n"].to_numpy(float) * rows["k"].to_numpy(float)
+        predicted = measured * frac_measured / curves.gemm.at(rows["m"].to_numpy(float), nk)
+        parts.append(pd.DataFrame({"family": f"gemm {key}", "predicted_s": predicted, "measured_s": measured}))
+        model_sized = ((rows["n"] >= MODEL_SIZED) & (rows["k"] >= MODEL_SIZED)).to_numpy()
+        parts.append(pd.DataFrame({"family": f"gemm {key} N,K>={MODEL_SIZED}", "predicted_s": predicted[model_sized],
+                                   "measured_s": measured[model_sized]}))
+    curves = CalibratedCurves(cal, hw, "bf16")
+    if "context_attention" in tables and cal.attention_prefill is not None:
+        rows = attention_rows(tables["context_attention"])
+        predicted = curves.att_pre_latency_s + prefill_x(rows) / curves.att_pre_rate
+        parts.append(pd.DataFrame({"family": "attention prefill", "predicted_s": predicted,
+                                   "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
+    if "generation_attention" in tables and cal.attention_decode is not None:
+        rows = attention_rows(tables["generation_attention"])
+        predicted = curves.att_dec_latency_s + decode_x(rows) / curves.att_dec_rate
+        parts.append(pd.DataFrame({"family": "attention decode", "predicted_s": predicted,
+                                   "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
+    if "allreduce" in tables:
+        link = hw.interconnect.bytes_per_s_per_direction
+        for p, rows in allreduce_rows(tables["allreduce"]).groupby("num_gpus"):
+            c = cal.allreduce.get(str(int(p)))
+            if c is None:
+                continue
+            rate = c.rate_per_s * allreduce_peak(link, int(p)) / c.peak_per_s
+            predicted = c.latency_s + rows["message_size"].to_numpy(float) * HALF_BYTES / rate
+            parts.append(pd.DataFrame({"family": "all-reduce", "predicted_s": predicted,
+                                       "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["family", "predicted_s", "measured_s"])
+    df["error"] = rel_error(df["predicted_s"], df["measured_s"])
+    return df
+
+
+def error_summary(df: pd.DataFrame) -> dict[str, float]:
+    """Median |error| in percent per family."""
+    return {fam: median_abs_pct(g["error"]) for fam, g in df.groupby("family")}
+
+
+FAMILIES = ("gemm bf16", f"gemm bf16 N,K>={MODEL_SIZED}", "gemm fp8", f"gemm fp8 N,K>={MODEL_SIZED}", "attention prefill",
+            "attention decode", "all-reduce")
+
+
+def _row(label: str, summary: dict[str, float], n: dict[str, int]) -> str:
+    cells = [f"{summary[f]:.1f}% ({n[f]})" if f in summary else "-" for f in FAMILIES]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def table_header(first: str) -> list[str]:
+    return [f"| {first} | " + " | ".join(FAMILIES) + " |", "|---" * (len(FAMILIES) + 1) + "|"]
+
+
+def residual_tables(root: Path | None = None) -> tuple[str, str]:
+    """(a) and (b) as markdown tables: median |error| (rows) per family."""
+    fits = {}
+    for system, hw_id in SYSTEMS.items():
+        cal, tables = fit_public(system, root=root)
+        fits[hw_id] = (cal, tables)
+    a = table_header("device (framework version)")
+    for hw_id, (cal, tables) in fits.items():
+        df = kernel_errors(cal, rl.load_hardware(hw_id), tables)
+        src = cal.provenance.public_source
+        a.append(_row(f"{hw_id} ({src.framework} {src.framework_version})", error_summary(df), df.groupby("family").size().to_dict()))
+    b = table_header("curves of -> timed on")
+    for source, target in HELD_OUT:
+        if source not in fits or target not in fits:
+            continue
+        df = kernel_errors(fits[source][0], rl.load_hardware(target), fits[target][1])
+        b.append(_row(f"{source} -> {target}", error_summary(df), df.groupby("family").size().to_dict()))
+    return "\n".join(a), "\n".join(b)
+
+
+def public_loader(folder: Path = PUBLIC_DIR):
+    """A `load_hardware` that attaches `folder/<id>.json` where it exists (the corpus rows name profile ids)."""
+    cache = {}
+
+    def load(name):
+        if name not in cache:
+            path = Path(folder) / f"{name}.json"
+            cache[name] = rl.load_hardware(name, calibration=path) if path.is_file() else rl.load_hardware(name)
+        return cache[name]
+
+    return load
+
+
+def corpus_table(folder: Path = PUBLIC_DIR) -> str:
+    """(c): per family, median / p90 |error| and bias, analytical vs with the public calibrations attached,
+    on every headline row and on the rows whose GPU has a file."""
+    df_a, _, _ = corpus.run()
+    df_c, _, _ = corpus.run(load_hardware=public_loader(folder))
+    covered = {p.stem for p in Path(folder).glob("*.json")}
+    cols = ("median_abs_pct_error", "p90_abs_pct_error", "bias_pct")
+
+    def cells(df, fam):
+        t = corpus.family_table(corpus.headline(df))
+        r = t[t["family"] == fam]
+        if not len(r):
+            return "0", "-"
+        m, p90, bias = (float(r[c].iloc[0]) for c in cols)
+        return str(int(r["n"].iloc[0])), f"{m:.1f}% / {p90:.1f}% / {bias:+.1f}%"
+
+    lines = ["| family | n | analytical | calibrated | n on covered GPUs | analytical | calibrated |", "|---|---|---|---|---|---|---|"]
+    for fam in corpus.FAMILIES:
+        n, a = cells(df_a, fam)
+        _, c = cells(df_c, fam)
+        n_cov, a_cov = cells(df_a[df_a["gpu"].isin(covered)], fam)
+        _, c_cov = cells(df_c[df_c["gpu"].isin(covered)], fam)
+        lines.append(f"| {fam} | {n} | {a} | {c} | {n_cov} | {a_cov} | {c_cov} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m calibrate.public_check", description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", action="store_true", help="only (c), the published corpus with the committed files")
+    ap.add_argument("--root", default=None, help="the tables' data folder (default: the installed aiconfigurator-core)")
+    args = ap.parse_args(argv)
+    if not args.corpus:
+        a, b = residual_tables(Path(args.root) if args.root else None)
+        print("(a) fit residuals: median |predicted / measured - 1| (rows)\n" + a)
+        print("\n(b) held-out devices: median |predicted / measured - 1| (rows)\n" + b)
+    print("\n(c) published corpus, headline rows: median / p90 |error| / bias\n" + corpus_table())
+    for p in sorted(PUBLIC_DIR.glob("*.json")):
+        load_calibration(p)  # every committed file still validates
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""80% error bands on headline figures, from the published corpus.
+
+A prediction y of a figure in family f (TTFT of a static batch, TPOT under load, offline throughput, ...;
+`calibrate.corpus.family_of`) has measured counterparts in the published corpus. Their log-errors
+ℓ = ln(measured / predicted) have an empirical distribution; its 10th and 90th percentiles q10, q90 give
+
+    band(y) = [y · exp(q10), y · exp(q90)]
+
+the range that held 80% of the published measurements of that family. Every source weighs the same in
+those percentiles (each row 1/n of its source's n rows): the band is for a new deployment, which is
+a new source, not one more row of the largest. A negative q (measured below predicted) lowers the band's floor, so a systematically optimistic predictor gets a band that sits
+above its time predictions and below its throughput predictions: the band is where reality was,
+not a symmetric ± around the figure.
+
+Where at least 20 corpus rows from at least 3 sources support them, the band is that of the family within the device's
+hardware class (vendor-architecture, e.g. nvidia-hopper) and/or precision class (16-bit, 8-bit
+compute, weight-only); else the family's. A family with fewer than 10 rows has no band.
+
+The entries are built from the corpus by `roofline validate --published --write-bands` and committed
+as `error_bands.json` beside this module; they are never set by hand. The held-out (leave-one-source-out)
+coverage of the bands is in calibrate/published/report/accuracy.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from importlib import resources
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BANDS_FILE = "error_bands.json"
+
+
+class Band(BaseModel):
+    """The 80% band of one figure, in the figure's own unit (seconds for `_s` figures, tokens/s for rates)."""
+
+    model_config = ConfigDict(frozen=True)
+    low: float = Field(description="y · exp(q10)")
+    high: float = Field(description="y · exp(q90)")
+    level: float = Field(0.8, description="the fraction of published measurements the band held")
+    rows: int = Field(description="published measurements it was built from")
+    basis: str = Field(description="the corpus entry: family, and hardware / precision class where used")
+
+
+@functools.cache
+def _entries() -> tuple[float, dict]:
+    text = resources.files("roofline").joinpath(BANDS_FILE).read_text(encoding="utf-8")
+    doc = json.loads(text)
+    return float(doc["level"]), doc["entries"]
+
+
+def hardware_class(hw) -> str:
+    """Vendor and architecture, lower-case and dashed: nvidia-hopper, amd-cdna-3."""
+    return f"{hw.vendor}-{hw.architecture}".lower().replace(" ", "-")
+
+
+def precision_class(weight_dtype: str | None, activation_dtype: str | None) -> str:
+    """16-bit (native formats), 8-bit (8- or 4-bit compute: FP8, W8A8), or weight-only (W8A16, W4A16)."""
+    narrow = lambda d: (d or "").lower().startswith(("fp8", "int8", "int4", "nf4", "fp4"))  # noqa: E731
+    if narrow(activation_dtype):
+        return "8-bit"
+    if narrow(weight_dtype):
+        return "weight-only"
+    return "16-bit"
+
+
+def entry_key(entries: dict, family: str, hw_class: str, precision: str) -> str | None:
+    """The most specific entry present: family x hardware x precision, x hardware, x precision, the family."""
+    for key in (f"{family}|hardware_class={hw_class}|precision={precision}", f"{family}|hardware_class={hw_class}",
+                f"{family}|precision={precision}", family):
+        if key in entries:
+            return key
+    return None
+
+
+def band(value: float, family: str, hw_class: str, precision: str) -> Band | None:
+    """The band of `value` (a figure of `family`), or None where the corpus has too few rows or value is not finite."""
+    level, entries = _entries()
+    key = entry_key(entries, family, hw_class, precision)
+    if key is None or not math.isfinite(value):
+        return None
+    e = entries[key]
+    return Band(low=value * math.exp(e["log_q10"]), high=value * math.exp(e["log_q90"]), level=level, rows=e["n"], basis=key)
+
+
+def bands_for(figures: dict[str, tuple[float, str]], hw, weight_dtype: str | None, activation_dtype: str | None) -> dict[str, Band]:
+    """Bands of several figures of one scenario: {name: (value, family)} -> {name: Band} (figures without one left out)."""
+    hc, pc = hardware_class(hw), precision_class(weight_dtype, activation_dtype)
+    out = {}
+    for name, (value, family) in figures.items():
+        b = band(value, family, hc, pc)
+        if b is not None:
+            out[name] = b
+    return out

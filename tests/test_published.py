@@ -1,0 +1,312 @@
+"""The published corpus (calibrate/published): loading, the row semantics, the error statistics by hand,
+the accuracy gate, the closed-loop and offline serving modes it needs, and the 80% error bands."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import roofline as rl
+from calibrate import corpus
+from roofline import bands as B
+from roofline.errors import SpecError
+from roofline.serving import capacity_requests_per_s, closed_loop, steady_state
+
+
+@pytest.fixture(scope="module")
+def whole():
+    """The whole corpus through the predictor once (about 15 s on one core)."""
+    df, table, _ = corpus.run()
+    return df, table
+
+
+# ------------------------------------------------------------ the corpus itself
+def test_corpus_size_and_coverage():
+    rows = corpus.load_corpus()
+    assert len(rows) >= 300
+    assert len({r.source for r in rows}) >= 12
+    gpus = {r.gpu for r in rows}
+    assert {"a100-sxm-80gb", "h100-sxm", "h200", "b200", "mi300x", "l40s"} <= gpus
+    assert {r.workload for r in rows} == set(corpus.WORKLOADS)
+    assert {1, 2, 4, 8} <= {r.tp for r in rows}
+    models = {r.model for r in rows}
+    assert {"deepseek-v3", "mixtral-8x7b", "llama-3.1-8b", "llama-3.1-70b"} <= models  # MLA, MoE, dense
+    dtypes = {r.weight_dtype for r in rows}
+    assert {"bf16", "fp16", "fp8", "int8", "int4"} <= dtypes
+    assert any(r.workload == "static" and r.batch_size == 1 for r in rows)  # batch-1 latency
+    assert any(r.workload == "offline" for r in rows)  # high-load throughput
+
+
+def test_every_row_names_its_source_and_a_known_model():
+    for r in corpus.load_corpus():
+        assert r.url.startswith("http"), r.id
+        assert (corpus.CORPUS_DIR / "e2e" / f"{r.source}.md").is_file(), f"{r.source} has no notes file"
+        if r.model.endswith(".json"):
+            assert (corpus.CORPUS_DIR / r.model).is_file(), r.id
+        else:
+            rl.load_model(r.model)
+
+
+def test_a_malformed_cell_names_file_line_and_column(tmp_path):
+    (tmp_path / "e2e").mkdir()
+    good = {c: "" for c in corpus.COLUMNS} | {
+        "id": "x-1", "source": "x", "url": "https://example.org", "gpu": "h100-sxm", "tp": "1", "model": "llama-3.1-8b",
+        "workload": "static", "batch_size": "1", "prompt_tokens": "128", "output_tokens": "128", "metric": "tpot",
+        "statistic": "mean", "value": "7.5", "unit": "ms", "trust": "high"}
+    def write(**bad):
+        with (tmp_path / "e2e" / "x.csv").open("w", newline="") as fh:
+            w = pd.DataFrame([good | bad], columns=corpus.COLUMNS)
+            w.to_csv(fh, index=False)
+    write()
+    assert corpus.load_corpus(tmp_path)[0].value == 7.5
+    write(value="seven")
+    with pytest.raises(SpecError, match=r"^x.csv:2: value: must be a number, got 'seven'"):
+        corpus.load_corpus(tmp_path)
+    write(unit="tokens/s")
+    with pytest.raises(SpecError, match=r"^x.csv:2: unit: 'tokens/s' is not a unit of tpot"):
+        corpus.load_corpus(tmp_path)
+    write(workload="static", batch_size="")
+    with pytest.raises(SpecError, match=r"^x.csv:2: batch_size: is required"):
+        corpus.load_corpus(tmp_path)
+    write(value="nan")
+    with pytest.raises(SpecError, match=r"^x.csv:2: value: must be a positive finite number"):
+        corpus.load_corpus(tmp_path)
+
+
+# ------------------------------------------------------------ row semantics, by hand
+def _row(**kw) -> corpus.Row:
+    base = dict(id="t", source="t", url="", framework="", gpu="h100-sxm", num_gpus=1, tp=1, pp=1, ep=1, model="llama-3.1-8b",
+                weight_dtype=None, activation_dtype=None, kv_dtype=None, weight_group_size=None, workload="static",
+                batch_size=1, concurrency=None, request_rate_per_s=None, num_requests=None, prompt_tokens=128, output_tokens=128,
+                metric="tpot", statistic="mean", value=1.0, unit="ms", trust="high")
+    return corpus.Row(**(base | kw))
+
+
+def test_static_rows_are_predict_in_the_published_unit():
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64))
+    r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
+    assert corpus.predict_row(_row(metric="tpot", unit="ms", **r)) == pytest.approx(p.tpot_s * 1e3)
+    assert corpus.predict_row(_row(metric="ttft", unit="s", **r)) == pytest.approx(p.ttft_s)
+    assert corpus.predict_row(_row(metric="ttft", unit="ns", **r)) == pytest.approx(p.ttft_s * 1e9)
+    assert corpus.predict_row(_row(metric="user_throughput", unit="tokens/s/user", **r)) == pytest.approx(1 / p.tpot_s)
+    # total throughput of a static batch: 8 x (512 + 64) tokens over the end-to-end latency
+    assert corpus.predict_row(_row(metric="total_throughput", unit="tokens/s", **r)) == pytest.approx(8 * 576 / p.e2e_latency_s)
+    assert corpus.predict_row(_row(metric="output_throughput", unit="tokens/s", **r)) == pytest.approx(p.output_tokens_per_s)
+
+
+def test_throughput_of_a_run_is_its_replicas_and_per_gpu_divides_by_all_gpus():
+    # 8 GPUs in replicas of tp2: 4 replicas, each at the capacity of one tp2 replica
+    lam = capacity_requests_per_s("llama-3.1-8b", "h100-sxm", 1024, 128, rl.Deployment(tp=2))
+    r = dict(workload="offline", batch_size=None, num_gpus=8, tp=2, prompt_tokens=1024, output_tokens=128)
+    assert corpus.predict_row(_row(metric="output_throughput", unit="tokens/s", **r)) == pytest.approx(4 * lam * 128)
+    assert corpus.predict_row(_row(metric="output_throughput", unit="tokens/s/gpu", **r)) == pytest.approx(4 * lam * 128 / 8)
+    assert corpus.predict_row(_row(metric="total_throughput", unit="tokens/s", **r)) == pytest.approx(4 * lam * (1024 + 128))
+    assert corpus.predict_row(_row(metric="request_throughput", unit="requests/s", **r)) == pytest.approx(4 * lam)
+    with pytest.raises(corpus.Unsupported, match="ttft of an offline run"):
+        corpus.predict_row(_row(metric="ttft", unit="ms", **r))
+
+
+def test_concurrency_rows_split_the_clients_over_the_replicas():
+    sp = closed_loop("llama-3.1-8b", "h100-sxm", 16, 1024, 128, rl.Deployment(tp=1))
+    r = dict(workload="concurrency", batch_size=None, concurrency=32, num_gpus=2, prompt_tokens=1024, output_tokens=128)
+    assert corpus.predict_row(_row(metric="ttft", unit="ms", **r)) == pytest.approx(sp.ttft_mean_s * 1e3)
+    assert corpus.predict_row(_row(metric="ttft", statistic="p90", unit="ms", **r)) == pytest.approx(sp.ttft_p90_s * 1e3)
+    assert corpus.predict_row(_row(metric="output_throughput", unit="tokens/s", **r)) == pytest.approx(2 * sp.requests_per_s * 128)
+    with pytest.raises(corpus.Unsupported, match="p99 tpot under load"):
+        corpus.predict_row(_row(metric="tpot", statistic="p99", unit="ms", **r))
+
+
+def test_ep_inside_the_tp_group_runs_as_attention_data_parallel_experts():
+    r = _row(model="qwen3-235b-a22b", gpu="h200", num_gpus=4, tp=4, ep=4, weight_dtype="fp8", activation_dtype="fp8")
+    assert r.replica_gpus == 4 and r.replicas == 1
+    dep = corpus.deployment_of(r)
+    assert (dep.tp, dep.ep) == (1, 4)
+
+
+def test_infeasible_predictions_are_misses_not_inputs():
+    r = _row(model="llama-3.1-70b", gpu="a100-sxm-80gb", batch_size=1)  # 141 GB of BF16 weights on one 80 GB GPU
+    with pytest.raises(corpus.Unsupported) as err:
+        corpus.predict_row(r)
+    assert err.value.infeasible and "predicted infeasible" in str(err.value)
+    with pytest.raises(corpus.Unsupported) as err:
+        corpus.predict_row(_row(gpu="tpu-v5e"))
+    assert not err.value.infeasible and "no hardware profile" in str(err.value)
+
+
+# ------------------------------------------------------------ the serving modes the corpus needs
+def test_closed_loop_obeys_the_response_time_law():
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    for n in (1, 8, 64):
+        sp = closed_loop(m, hw, n, 1000, 200)
+        r = sp.ttft_mean_s + (200 - 1) * sp.tpot_s  # one request's response time
+        assert sp.requests_per_s * r == pytest.approx(n, rel=1e-8)
+        # the same rate through the open-loop model gives the same state
+        same = steady_state(m, hw, sp.requests_per_s, 1000, 200)
+        assert same.ttft_mean_s == pytest.approx(sp.ttft_mean_s) and same.tpot_s == pytest.approx(sp.tpot_s)
+
+
+def test_closed_loop_beyond_capacity_queues_for_a_slot():
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    sp = closed_loop(m, hw, 4096, 1000, 200)
+    assert sp.requests_per_s == pytest.approx(sp.capacity_requests_per_s, rel=1e-8)
+    # response-time law: R = N / X, the surplus waits for a batch slot before its prefill
+    r = sp.ttft_mean_s + 199 * sp.tpot_s
+    assert r == pytest.approx(4096 / sp.requests_per_s, rel=1e-8)
+    with pytest.raises(SpecError, match="^concurrency: "):
+        closed_loop(m, hw, 0, 1000, 200)
+
+
+def test_capacity_is_the_top_of_the_steady_state_curve():
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    assert capacity_requests_per_s(m, hw, 1000, 200) == steady_state(m, hw, 1.0, 1000, 200).capacity_requests_per_s
+
+
+# ------------------------------------------------------------ statistics, the gate, by hand
+def _frame(errors, family="tpot_static", source="s"):
+    measured = np.ones(len(errors))
+    pred = measured * (1 + np.asarray(errors))
+    df = pd.DataFrame({"id": [f"r{i}" for i in range(len(errors))], "source": source, "family": family, "measured": measured, "headline": True,
+                       "predicted": pred, "infeasible": False, "hardware_class": "nvidia-hopper", "precision": "16-bit"})
+    df["error"] = df["predicted"] / df["measured"] - 1
+    df["abs_pct_error"] = 100 * df["error"].abs()
+    df["log_error"] = np.log(df["measured"] / df["predicted"])
+    return df
+
+
+def test_family_table_by_hand():
+    t = corpus.family_table(_frame([0.10, -0.20, 0.30, -0.05]))
+    row = t.iloc[0]
+    assert row["n"] == 4
+    assert row["median_abs_pct_error"] == pytest.approx((10 + 20) / 2)  # |e| sorted 5, 10, 20, 30
+    assert row["bias_pct"] == pytest.approx((-5 + 10) / 2)  # e sorted -20, -5, 10, 30
+    # p90 by linear interpolation over 4 values: position 0.9 * 3 = 2.7 between 20 and 30
+    assert row["p90_abs_pct_error"] == pytest.approx(20 + 0.7 * 10)
+
+
+def test_gate_fails_on_worse_median_p90_or_more_infeasible_rows():
+    base = {"families": {"tpot_static": {"n": 4, "median_abs_pct_error": 14.0, "p90_abs_pct_error": 26.0, "infeasible": 0}}}
+    t = corpus.family_table(_frame([0.10, -0.20, 0.30, -0.05]))  # median 15, p90 27
+    assert corpus.gate(t, base) == []  # 15 <= 14 + 1, 27 <= 26 + 3
+    base["families"]["tpot_static"]["median_abs_pct_error"] = 13.9
+    assert corpus.gate(t, base) == ["tpot_static: median |error| 15.0% > baseline 13.9% + 1"]
+    base["families"]["tpot_static"] |= {"median_abs_pct_error": 15.0, "p90_abs_pct_error": 23.9}
+    assert corpus.gate(t, base) == ["tpot_static: p90 |error| 27.0% > baseline 23.9% + 3"]
+    base["families"]["missing_family"] = {"n": 3, "median_abs_pct_error": 1, "p90_abs_pct_error": 1}
+    assert corpus.gate(t, base)[-1] == "missing_family: no rows predicted now (baseline n=3)"
+
+
+def test_the_gate_catches_a_deliberately_worse_efficiency():
+    """Run two sources with the shipped profiles, then with the achievable HBM fraction halved (a wrong efficiency):
+    decode, memory-bound, slows about twice over and the gate must fail on TPOT."""
+    sources = "gpt-fast-readme,trtllm-perf-overview-v0.9"
+    df, table, _ = corpus.run(source=sources)
+    baseline = corpus.baseline_of(table, df)
+    assert corpus.gate(table, baseline) == []
+
+    def worse(hw_id):
+        hw = rl.load_hardware(hw_id)
+        eff = hw.efficiency.model_copy(update={"memory_bandwidth_fraction": hw.efficiency.memory_bandwidth_fraction * 0.5})
+        return hw.model_copy(update={"efficiency": eff})
+
+    df2, table2, _ = corpus.run(source=sources, load_hardware=worse)
+    failures = corpus.gate(table2, baseline)
+    assert any(f.startswith("tpot_static: median |error|") for f in failures), failures
+
+
+def test_the_whole_corpus_meets_the_committed_baseline(whole):
+    df, table = whole
+    baseline = json.loads(corpus.BASELINE_PATH.read_text())
+    assert corpus.gate(table, baseline) == []
+    assert baseline["rows"] == len(df) and baseline["predicted"] == int(df["predicted"].notna().sum())
+
+
+# ------------------------------------------------------------ error bands
+def test_bands_are_the_10th_and_90th_percentile_of_log_errors():
+    # ten rows with log(measured/predicted) = 0.0, 0.1, ..., 0.9: numpy's linear quantiles at 0.1 and 0.9 are 0.09, 0.81
+    pred = np.exp(-np.arange(10) / 10)
+    df = _frame(pred - 1)
+    entries = corpus.build_bands(df)
+    assert entries["tpot_static"]["log_q10"] == pytest.approx(0.09) and entries["tpot_static"]["log_q90"] == pytest.approx(0.81)
+    assert "tpot_static|hardware_class=nvidia-hopper" not in entries  # 10 rows < 20 for a class of its own
+
+
+def test_band_percentiles_weigh_every_source_equally():
+    # source a: one row at log error 0; source b: nine rows at log error 1. Weights 1 and 1/9 each, so the
+    # weighted positions are a at 0.25, b's rows at 0.5 + (i + 0.5)/18, rescaled so the first is 0 and the last 1:
+    # the 10th percentile lies between a (0) and b's first row (position (0.5 + 1/36 - 0.25) / (0.5 + 17/36 - 0.25))
+    a = _frame([0.0], source="a")
+    b = _frame([math.exp(-1) - 1] * 9, source="b")
+    b["id"] = [f"b{i}" for i in range(9)]
+    lo, hi = corpus._quantiles(pd.concat([a, b])["log_error"].to_numpy(), np.array(["a"] + ["b"] * 9))
+    first_b = (0.5 + 1 / 36 - 0.25) / (0.5 + 17 / 36 - 0.25)
+    assert lo == pytest.approx(0.1 / first_b) and hi == pytest.approx(1.0)
+    # unweighted, the 10th percentile would already be 1: nine of ten rows sit there (numpy: 0.9 at position 0.1)
+    assert np.quantile([0.0] + [1.0] * 9, 0.1) == pytest.approx(0.9)
+
+
+def test_band_of_a_value_and_the_most_specific_entry(monkeypatch):
+    entries = {"tpot_static": {"log_q10": -0.1, "log_q90": 0.2, "n": 50, "sources": 5},
+               "tpot_static|hardware_class=nvidia-hopper": {"log_q10": 0.0, "log_q90": 0.3, "n": 25, "sources": 3}}
+    monkeypatch.setattr(B, "_entries", lambda: (0.8, entries))
+    b = B.band(0.020, "tpot_static", "nvidia-hopper", "16-bit")
+    assert (b.low, b.high, b.rows) == (pytest.approx(0.020), pytest.approx(0.020 * math.exp(0.3)), 25)
+    b = B.band(0.020, "tpot_static", "amd-cdna-3", "8-bit")  # no class entry: the family's
+    assert (b.low, b.high, b.basis) == (pytest.approx(0.020 * math.exp(-0.1)), pytest.approx(0.020 * math.exp(0.2)), "tpot_static")
+    assert B.band(0.020, "ttft_static", "nvidia-hopper", "16-bit") is None
+    assert B.precision_class("int4", "bf16") == "weight-only" and B.precision_class("fp8_e4m3", "fp8_e4m3") == "8-bit"
+
+
+def test_every_prediction_carries_the_committed_bands():
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=1024, output_tokens=128))
+    _, entries = B._entries()
+    for name, family in {"ttft_s": "ttft_static", "tpot_s": "tpot_static"}.items():
+        key = B.entry_key(entries, family, "nvidia-hopper", "16-bit")
+        b = p.bands[name]
+        assert b.basis == key and b.low == pytest.approx(getattr(p, name) * math.exp(entries[key]["log_q10"]))
+    sp = steady_state(m, hw, 2.0, 1024, 128)
+    assert sp.bands["tpot_s"].high == pytest.approx(sp.tpot_s * math.exp(entries[sp.bands["tpot_s"].basis]["log_q90"]))
+    assert "output_tokens_per_s" not in sp.bands  # the rate is an input of an open loop, not a prediction
+    assert "output_tokens_per_s" in closed_loop(m, hw, 8, 1024, 128).bands
+
+
+def test_committed_bands_are_rebuilt_from_the_corpus(whole):
+    df, _ = whole
+    _, committed = B._entries()
+    assert committed == corpus.build_bands(corpus.headline(df))
+
+
+def test_cross_validated_coverage_by_hand():
+    # two sources; each held out is judged by the other's band
+    a = _frame(np.exp(-np.arange(10) / 10) - 1, source="a")  # log errors 0.0 .. 0.9
+    b = _frame(np.exp(-np.arange(10) / 10 - 0.5) - 1, source="b")  # log errors 0.5 .. 1.4
+    b["id"] = [f"b{i}" for i in range(10)]
+    cov = corpus.cross_validated_coverage(pd.concat([a, b], ignore_index=True)).set_index("family")
+    # a held out, band of b = [0.59, 1.31]: a's 0.6, 0.7, 0.8, 0.9 inside; b held out, band of a = [0.09, 0.81]: 0.5 .. 0.8 inside
+    assert cov.loc["all", "held_out_rows"] == 20 and cov.loc["all", "coverage"] == pytest.approx(8 / 20)
+
+
+# ------------------------------------------------------------ the command
+def test_cli_validate_published_one_source(capsys):
+    from roofline.cli import main
+
+    assert main(["validate", "--published", "--source", "gpt-fast-readme"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("published corpus: ") and "TPOT / ITL, static batch" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--source", "nope"], "roofline: error: --source: nope not in the corpus; choose from "),
+    (["--family", "tpot_static", "--update"], "roofline: error: --update: rewrites the committed baseline"),
+])
+def test_cli_validate_published_bad_input_is_one_line(capsys, args, message):
+    from roofline.cli import main
+
+    assert main(["validate", "--published", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
