@@ -16,7 +16,7 @@ from . import ops as O
 from .engine import usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .plan import SLO, SearchSpace, max_rate, plan_fleet, slack
+from .plan import SLO, SearchSpace, max_rate, parallelisms, plan_fleet, slack
 from .serving import check_traffic, curves_for, load_pair
 from .specs import ModelSpec
 from .workload import Deployment
@@ -54,6 +54,8 @@ class DisaggregatedPlan(BaseModel):
     reason: str
     prefill_tp: int
     decode_tp: int
+    prefill_pp: int = 1
+    decode_pp: int = 1
     prefill_gpus_per_replica: int = Field(description="tp x pp x ep of a prefill replica")
     decode_gpus_per_replica: int = Field(description="tp x pp x ep of a decode replica")
     prefill_replicas: int
@@ -69,6 +71,41 @@ class DisaggregatedPlan(BaseModel):
     colocated_usd_per_hour: float
 
 
+def _decode_pool(m, hw, dep: Deployment, traffic, lam: float, tpot_slo_s: float):
+    """(curves, largest rate per replica meeting the TPOT SLO, replicas for λ) of one decode-pool shape;
+    replicas 0 when it does not fit or misses the SLO even at batch 1."""
+    cd = curves_for(m, hw, dep, traffic, None, decode_only=True)
+    ld = max_rate(cd, lambda st: slack(tpot_slo_s, st.tpot_s), cd.capacity)[0] if cd.fits[0] else 0.0
+    return cd, ld, (math.ceil(lam / ld - 1e-9) if ld > 0 else 0)
+
+
+def _prefill_pool(m, hw, dep: Deployment, decode: Deployment, traffic, lam: float, ttft_slo_s: float, q: float, kv_link):
+    """(curves, KV transfer per prompt length, largest rate per replica meeting the TTFT SLO, replicas) of one
+    prefill-pool shape feeding `decode`; replicas 0 when it does not fit or misses the SLO with no queue."""
+    cp = curves_for(m, hw, dep, traffic, None)
+    kv = kv_transfer_s(m, hw, dep, decode, traffic.prompt_tokens.support()[0], kv_link)[None, :]
+    if not cp.fits[0]:
+        return cp, kv, 0.0, 0
+    # prefill pool: no decode steps on it, so no residual step and no decode interference
+    pre_ok = lambda st: np.where(st.utilization < 1, slack(1 - q, cp.ttft_tail(  # noqa: E731
+        replace(st, residual_s=0 * st.residual_s), ttft_slo_s, kv)), -1.0)
+    cap_p = cp.servers / (cp.x_pre[0] * cp.s_p).sum()
+    lp = max_rate(cp, pre_ok, np.array([cap_p]), on_grid=False)[0]  # the prefill pool's rates are not on the colocated grid
+    return cp, kv, lp, (math.ceil(lam / lp - 1e-9) if lp > 0 else 0)
+
+
+def _cheapest(candidates: list[Deployment], size) -> tuple[Deployment, tuple]:
+    """The shape whose pool needs the fewest GPUs (replicas x GPUs per replica; then the smaller replica),
+    with `size(dep)`'s result (replicas last); the first candidate's when none works (replicas 0)."""
+    best = None
+    for dep in candidates:
+        r = size(dep)
+        n = r[-1]
+        if n > 0 and (best is None or (n * dep.num_gpus, dep.num_gpus) < (best[1][-1] * best[0].num_gpus, best[0].num_gpus)):
+            best = (dep, r)
+    return best if best is not None else (candidates[0], size(candidates[0]))
+
+
 def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s: float, tpot_slo_s: float,
                  prefill: Deployment | None = None, decode: Deployment | None = None, ttft_percentile: float = 0.9,
                  kv_link_bytes_per_s: float | None = None) -> DisaggregatedPlan:
@@ -79,38 +116,43 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
     B = λ E[O-1] t0 (Little), TPOT = t0. Each pool gets the fewest replicas whose per-replica rate meets
     its SLO (found by root finding on the rate, `plan.max_rate`, both figures rising with it). The co-located figure is
     `plan`'s sizing of the decode deployment with whole-prompt prefill.
+
+    A pool left as None is searched: every replica shape `plan.parallelisms` allows on the device (tp inside
+    the NVLink domain x pp stages, ep for MoE), native precision; the shape whose pool needs the fewest GPUs wins.
+    The decode pool is chosen first (its TPOT does not depend on the prefill pool), then the prefill pool
+    against it (the KV transfer depends on both shapes).
     """
     m, hw = load_pair(model, hardware)
-    prefill, decode = prefill or Deployment(), decode or Deployment()
     traffic = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, None)
     slo = SLO(ttft_slo_s, tpot_slo_s, ttft_percentile)
     p, o = traffic.prompt_tokens, traffic.output_tokens
     lam = float(requests_per_s)
-    cp = curves_for(m, hw, prefill, traffic, None)
-    cd = curves_for(m, hw, decode, traffic, None, decode_only=True)
-    kv = kv_transfer_s(m, hw, prefill, decode, p.support()[0], kv_link_bytes_per_s)[None, :]
-    # prefill pool: no decode steps on it, so no residual step and no decode interference
-    pre_ok = lambda st: np.where(st.utilization < 1, slack(1 - ttft_percentile, cp.ttft_tail(  # noqa: E731
-        replace(st, residual_s=0 * st.residual_s), ttft_slo_s, kv)), -1.0)
-    cap_p = cp.servers / (cp.x_pre[0] * cp.s_p).sum()
-    lp = max_rate(cp, pre_ok, np.array([cap_p]), on_grid=False)[0]  # the prefill pool's rates are not on the colocated grid
-    ld = max_rate(cd, lambda st: slack(tpot_slo_s, st.tpot_s), cd.capacity)[0]
+    shapes = [Deployment(tp=tp, pp=pp, ep=ep) for tp, pp, ep in parallelisms(m, hw)] or [Deployment()]
+    searched = {"prefill": prefill is None and len(shapes) > 1, "decode": decode is None and len(shapes) > 1}
+    decode, (cd, ld, n_d) = _cheapest([decode] if decode is not None else shapes,
+                                      lambda d: _decode_pool(m, hw, d, traffic, lam, tpot_slo_s))
+    prefill, (cp, kv, lp, n_p) = _cheapest([prefill] if prefill is not None else shapes,
+                                           lambda d: _prefill_pool(m, hw, d, decode, traffic, lam, ttft_slo_s, ttft_percentile,
+                                                                   kv_link_bytes_per_s))
     colo = plan_fleet(m, traffic, slo, SearchSpace(hardware=[hw], tps=[decode.tp], pps=[decode.pp], eps=[decode.ep],
                                                    network=decode.network, precisions={"as given": decode}, best_only=True))
     colo_row = colo.iloc[0]
-    base = dict(model=m.name, hardware=hw.name, prefill_tp=prefill.tp, decode_tp=decode.tp,
-                prefill_gpus_per_replica=prefill.num_gpus, decode_gpus_per_replica=decode.num_gpus,
+    base = dict(model=m.name, hardware=hw.name, prefill_tp=prefill.tp, decode_tp=decode.tp, prefill_pp=prefill.pp,
+                decode_pp=decode.pp, prefill_gpus_per_replica=prefill.num_gpus, decode_gpus_per_replica=decode.num_gpus,
                 kv_transfer_mean_s=float((kv[0] * p.support()[1]).sum()),
                 colocated_gpus=float(colo_row["gpus"]) if colo_row["feasible"] else math.nan,
                 colocated_usd_per_hour=float(colo_row["usd_per_hour"]) if colo_row["feasible"] else math.nan)
-    if not (cp.fits[0] and cd.fits[0]) or lp <= 0 or ld <= 0:
-        why = ("prefill pool does not fit" if not cp.fits[0] else "decode pool does not fit" if not cd.fits[0]
-               else "TTFT SLO missed even with no queue (prefill + KV transfer)" if lp <= 0 else "TPOT SLO missed even at batch 1")
+    if n_p == 0 or n_d == 0:
+        pool = "decode" if n_d == 0 else "prefill"
+        fits = cd.fits[0] if pool == "decode" else cp.fits[0]
+        why = (f"{pool} pool does not fit" if not fits
+               else "TPOT SLO missed even at batch 1" if pool == "decode" else "TTFT SLO missed even with no queue (prefill + KV transfer)")
+        if searched[pool]:
+            why += f" with any replica shape (tp x pp{' or ep' if m.moe else ''}) on {hw.name}"
         nan = math.nan
         return DisaggregatedPlan(**base, feasible=False, reason=why, prefill_replicas=0, decode_replicas=0, gpus=0,
                                  ttft_at_percentile_s=nan, tpot_s=nan, decode_batch_size=nan, usd_per_hour=nan,
                                  usd_per_million_output_tokens=nan)
-    n_p, n_d = math.ceil(lam / lp - 1e-9), math.ceil(lam / ld - 1e-9)
     sp, sd = cp.state(np.array([lam / n_p])), cd.state(np.array([lam / n_d]))
     sp = replace(sp, residual_s=0 * sp.residual_s)
     gpus = n_p * prefill.num_gpus + n_d * decode.num_gpus

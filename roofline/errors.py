@@ -24,11 +24,13 @@ class SpecError(ValueError):
 def validation_message(exc: ValidationError, where: str, schema=None) -> SpecError:
     """Turn pydantic's report into one line naming the first bad field.
 
-    An unknown key is reported before the missing field it usually misspells, with a suggestion.
+    An unknown key is reported before the missing field it usually misspells, with a suggestion. `where`
+    (a file, "scenario") prefixes the field; "" leaves the field alone (command-line flags: `weight_dtype: ...`).
     """
+    prefix = f"{where}: " if where else ""
     errors = exc.errors()
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = ".".join(str(p) for p in err["loc"]) or where
+    loc = ".".join(str(p) for p in err["loc"]) or where or "input"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         known = list(schema.model_fields) if schema is not None else []
@@ -37,5 +39,5 @@ def validation_message(exc: ValidationError, where: str, schema=None) -> SpecErr
     if err["type"] == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
         if ": " in msg and not err["loc"]:
-            return SpecError(f"{where}: {msg.split(': ', 1)[0]}", msg.split(": ", 1)[1])
-    return SpecError(f"{where}: {loc}", msg)
+            return SpecError(f"{prefix}{msg.split(': ', 1)[0]}", msg.split(": ", 1)[1])
+    return SpecError(loc if not where or loc == where else f"{prefix}{loc}", msg)

@@ -12,6 +12,7 @@ for nested fields); a profile missing a source does not load.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -74,6 +75,25 @@ class Efficiency(BaseModel):
         return self
 
 
+def parse_prices(text: str, field: str = "price") -> dict[str, float]:
+    """'h100-sxm=2.5,h200=3.1' (or a list of such items) -> {hardware id: USD per GPU-hour}; a bad item is
+    one `SpecError` naming it. The ids are checked where the profiles are loaded."""
+    items = text if isinstance(text, (list, tuple)) else [text]
+    out: dict[str, float] = {}
+    for item in (x.strip() for chunk in items for x in str(chunk).split(",")):
+        if not item:
+            continue
+        device, sep, value = item.partition("=")
+        try:
+            usd = float(value)
+        except ValueError:
+            usd = math.nan
+        if not sep or not device.strip() or not (usd > 0 and math.isfinite(usd)):
+            raise SpecError(field, f"expected DEVICE=USD_PER_GPU_HOUR with a positive price, e.g. h100-sxm=2.5; got {item!r}")
+        out[device.strip()] = usd
+    return out
+
+
 class HardwareProfile(BaseModel):
     """One accelerator as a datasheet and public measurements describe it. SI units throughout."""
 
@@ -129,6 +149,15 @@ class HardwareProfile(BaseModel):
         if missing:
             raise SpecError("sources", f"no source for {', '.join(missing)}")
         return self
+
+    def with_price(self, usd_per_gpu_hour: float, source: str = "user override") -> "HardwareProfile":
+        """The same device at another price per GPU-hour (a quote, a reserved rate), its source recorded in
+        `sources['price_usd_per_gpu_hour']`. Every cost figure downstream scales with it."""
+        if isinstance(usd_per_gpu_hour, bool) or not isinstance(usd_per_gpu_hour, (int, float)) or not (
+                usd_per_gpu_hour > 0 and math.isfinite(usd_per_gpu_hour)):
+            raise SpecError("price_usd_per_gpu_hour", f"must be a positive number of USD per GPU-hour, got {usd_per_gpu_hour!r}")
+        return self.model_copy(update={"price_usd_per_gpu_hour": float(usd_per_gpu_hour),
+                                       "sources": {**self.sources, "price_usd_per_gpu_hour": source}})
 
     def peak_flops(self, key: str, field: str = "activation_dtype") -> float:
         """Dense peak FLOP/s for a compute dtype key; a clear error where the hardware lacks it."""

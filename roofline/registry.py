@@ -74,7 +74,8 @@ def _load(kind: str, cls, name_or_path: str | Path):
         if key not in ids:
             close = difflib.get_close_matches(key, ids, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise SpecError(field, f"unknown id {text!r}; {hint}choose one of {', '.join(ids)} or give a path to a .yaml file")
+            raise SpecError(field, f"unknown id {text!r}; {hint}choose one of {', '.join(ids)} or give a path to a .yaml file"
+                                   + (" or a Hugging Face config.json" if kind == _MODELS else ""))
         where, file_id = f"{key}.yaml", key
         data = parse_mapping(_data_dir(kind).joinpath(f"{key}.yaml").read_bytes(), where, "yaml")
     try:
@@ -95,8 +96,15 @@ def _load_hardware_cached(name: str) -> HardwareProfile:
 
 
 def load_model(name_or_path: str | Path) -> ModelSpec:
-    """A shipped model id (`rl.list_models()`) or a path to a spec YAML file."""
-    return _load_model_cached(str(name_or_path))
+    """A shipped model id (`rl.list_models()`), a path to a spec YAML file, or a path to a Hugging Face
+    `config.json` (any file ending in .json; `ModelSpec.from_hf_config` reads it)."""
+    text = str(name_or_path)
+    if text.endswith(".json"):
+        path = Path(text)
+        if not path.is_file():
+            raise SpecError("model", f"no such file {text!r}; give a Hugging Face config.json, a spec .yaml or a model id")
+        return ModelSpec.from_hf_config(path)
+    return _load_model_cached(text)
 
 
 def as_model(x, field: str = "model") -> ModelSpec:

@@ -28,7 +28,9 @@ import pandas as pd
 from . import fmt
 from .dtypes import get_dtype
 from .hardware import HardwareProfile
+from .plan import PRECISIONS, plan
 from .predict import Prediction
+from .serving import frontier as serving_frontier
 from .specs import ModelSpec
 from .sweep import sweep
 from .workload import Deployment, Workload
@@ -278,3 +280,81 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
     else:
         lines.append(f"Cost per 1M output tokens: n/a, the scenario {p.fit_message}")
     return lines
+
+
+# ------------------------------------------------------------------ the Plan page
+SLO_STEPS = (1.0, 0.75, 0.5)  # factors one SLO is tightened by, the other held
+
+
+def plan_frontiers(model: ModelSpec, options: pd.DataFrame, hardware: Sequence[HardwareProfile], prompt_tokens, output_tokens,
+                   chunk_tokens: int | None = None, max_batch_size: int | None = None) -> pd.DataFrame:
+    """The latency-throughput frontier (`serving.frontier`) of each feasible option of a `plan` frame, at that
+    option's precision and replica shape: output tokens/s per user (1 / TPOT) against output tokens/s per GPU,
+    one point per decode batch the replica holds. `hardware` are the profiles the plan ran on (prices included),
+    matched by name; `hardware_id` and `option` ("fp8, tp2") are added to every row."""
+    by_name = {h.name: h for h in hardware}
+    frames = []
+    for r in options[options["feasible"]].itertuples():
+        dep = PRECISIONS[r.precision].model_copy(update={"tp": int(r.tp), "pp": int(r.pp), "ep": int(r.ep),
+                                                          "network": r.network or None})
+        f = serving_frontier(model, by_name[r.hardware], prompt_tokens, output_tokens, dep, chunk_tokens, max_batch_size)
+        frames.append(f.assign(hardware_id=r.hardware_id, option=f"{r.precision}, {fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)}"))
+    cols = ["hardware_id", "option", "hardware", "tp", "pp", "ep", "gpus", "batch_size", "requests_per_s", "tpot_s",
+            "output_tokens_per_s_per_user", "output_tokens_per_s_per_gpu", "ttft_mean_s", "pareto"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def slo_tightening(plan_kwargs: dict, steps: Sequence[float] = SLO_STEPS, given: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What tightening an SLO costs: for each of the TTFT and the TPOT SLO and each factor f in `steps`,
+    `plan(**plan_kwargs)` with that SLO x f (the other as given), and its top option. `given`: the plan of the
+    SLOs as given (factor 1), when the caller has it already.
+
+    Columns: `slo` (TTFT | TPOT), `factor`, `ttft_slo_s`, `tpot_slo_s`, `feasible` (some option meets both),
+    `hardware_id`, `precision`, `gpus`, `usd_per_hour`, `usd_per_million_output_tokens` (NaN where none is
+    feasible) and `usd_per_hour_vs_given` = usd_per_hour / that of the SLOs as given. A tighter SLO only removes
+    options, so the cost never falls as f does."""
+    kwargs = {**plan_kwargs, "best_only": True}
+    rows = []
+    for slo, key in (("TTFT", "ttft_slo_s"), ("TPOT", "tpot_slo_s")):
+        for f in steps:
+            kw = {**kwargs, key: kwargs[key] * f}
+            df = given if (f == 1 and given is not None) else plan(**kw)
+            top = df.iloc[0]
+            ok = bool(top["feasible"])
+            rows.append({"slo": slo, "factor": float(f), "ttft_slo_s": kw["ttft_slo_s"], "tpot_slo_s": kw["tpot_slo_s"], "feasible": ok,
+                         "hardware_id": top["hardware_id"] if ok else "", "precision": top["precision"] if ok else "",
+                         "gpus": int(top["gpus"]) if ok else 0,
+                         "usd_per_hour": float(top["usd_per_hour"]) if ok else math.nan,
+                         "usd_per_million_output_tokens": float(top["usd_per_million_output_tokens"]) if ok else math.nan})
+    out = pd.DataFrame(rows)
+    base = out.loc[out["factor"] == 1.0, "usd_per_hour"]
+    out["usd_per_hour_vs_given"] = out["usd_per_hour"] / (float(base.iloc[0]) if len(base) else math.nan)
+    return out
+
+
+# ------------------------------------------------------------------ the Accuracy page
+ACCURACY_POINT_COLUMNS = ("predicted", "measured", "family", "gpu", "model")
+ACCURACY_TABLE_COLUMNS = ("family", "n", "median_abs_pct_error", "p90_abs_pct_error", "bias_pct")
+
+
+def pct_errors(points: pd.DataFrame) -> pd.Series:
+    """Signed error of each prediction in percent of the measurement: 100 · (predicted - measured) / measured."""
+    return 100.0 * (points["predicted"] - points["measured"]) / points["measured"]
+
+
+def error_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Per family of a predicted-vs-measured frame (`ACCURACY_POINT_COLUMNS`): the number of points, the
+    median and the 90th percentile of |error| in percent, and the bias (median signed error, percent;
+    positive = the prediction is high). Families sorted by name."""
+    missing = [c for c in ACCURACY_POINT_COLUMNS if c not in points]
+    if missing:
+        raise ValueError(f"predicted-vs-measured frame lacks {', '.join(missing)}")
+    err = points.assign(err=pct_errors(points))
+    groups = err.groupby("family", sort=True)["err"]
+    return pd.DataFrame({
+        "family": list(groups.groups),
+        "n": groups.size().to_numpy(),
+        "median_abs_pct_error": groups.apply(lambda e: float(np.median(np.abs(e)))).to_numpy(),
+        "p90_abs_pct_error": groups.apply(lambda e: float(np.percentile(np.abs(e), 90))).to_numpy(),
+        "bias_pct": groups.median().to_numpy(),
+    })

@@ -130,7 +130,7 @@ def test_cli_predict_table(capsys):
 
 def test_cli_json_is_the_full_prediction(capsys):
     code, out, _ = run_cli(capsys, "predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--json")
-    doc = json.loads(out)
+    (doc,) = json.loads(out)  # always a list, one object per (model, hardware), even for one
     assert code == 0 and doc["fits"] is True and doc["workload"]["prompt_tokens"] == 1024
     assert set(rl.Prediction.model_fields) <= set(doc)
     assert {row["op"] for row in doc["operators"]} >= {"qkv_proj", "attention", "mlp_up", "lm_head"}

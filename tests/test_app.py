@@ -6,8 +6,10 @@ them, so only the first run pays for building specs and chart templates.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import roofline as rl
@@ -69,15 +71,16 @@ def test_page_parts_exist(default_app):
     assert "Show the math" in [e.label for e in at.expander]
     (math,) = at.code
     assert "MBU decode = bytes per step / TPOT / HBM bandwidth" in math.value
-    assert len(at.get("vega_lite_chart")) == 6  # roofline + 2 batch + TTFT + frontier + memory
+    assert len(at.get("vega_lite_chart")) == 3  # the chosen sweep (TPOT and throughput vs batch: 2 charts) + the roofline
     ops = at.dataframe[1].value
     assert {"prefill", "decode"} == set(ops.phase) and "mlp_up" in set(ops.operator)
 
 
 def test_the_scenario_is_written_to_the_url(default_app):
     qp = default_app.query_params
-    assert (qp["model"], qp["hw"], qp["tp"], qp["batch"], qp["prompt"], qp["output"]) == (
-        "llama-3.1-70b", "h100-sxm", "auto", "8", "2048", "256")
+    assert (qp["page"], qp["model"], qp["hw"], qp["tp"], qp["batch"], qp["prompt"], qp["output"], qp["sweep"]) == (
+        "predict", "llama-3.1-70b", "h100-sxm", "auto", "8", "2048", "256", "batch")
+    assert not any(k.startswith(("pl_", "cp_")) for k in qp)  # only the page shown is in its link
 
 
 def test_changing_widgets_changes_the_output():
@@ -149,3 +152,261 @@ def test_a_hugging_face_config_can_be_pasted():
     spec = rl.ModelSpec.from_hf_config(Path(__file__).parent / "hf_configs" / "llama-3.1-8b.json")
     p = rl.predict(spec, rl.load_hardware("h100-sxm"), rl.Workload(batch_size=1, prompt_tokens=2048, output_tokens=256))
     assert _metrics(at, "TPOT") == [fmt.seconds(p.tpot_s)]
+
+
+# ------------------------------------------------------------------ Predict: charts and defects seen in screenshots
+def _chart_data(chart, name: str) -> pd.DataFrame:
+    """The rows of one named dataset of a vega-lite chart element, decoded from its Arrow payload."""
+    import pyarrow as pa
+
+    for ds in chart.proto.datasets:
+        if ds.name == name:
+            return pa.ipc.open_stream(ds.data.data).read_all().to_pandas()
+    raise KeyError(name)
+
+
+def _spec(chart) -> dict:
+    return json.loads(chart.proto.spec)
+
+
+def test_every_sweep_can_be_chosen_and_draws_at_full_width():
+    at = _app(hw="h100-sxm,h200,mi300x,b200")
+    _ok(at)
+    counts = {}
+    for sweep in ("batch", "prompt", "frontier", "memory"):
+        at.radio(key="sweep").set_value(sweep).run()
+        _ok(at)
+        counts[sweep] = len(at.get("vega_lite_chart")) - 1  # less the roofline
+        assert at.query_params["sweep"] == sweep
+    assert counts == {"batch": 2, "prompt": 1, "frontier": 1, "memory": 4}  # memory: one chart per device
+    memory = at.get("vega_lite_chart")[0]
+    spec = _spec(memory)
+    layers = spec["layer"]
+    assert layers[0]["encoding"]["y"]["title"] == "memory per GPU (GB)" and layers[0]["encoding"]["x"]["axis"]["format"] == "~s"
+    data = _chart_data(memory, "memory")
+    p = rl.predict_fitting(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm"), DEMO)
+    at_demo = data[(data["context_tokens"] == 2048 + 256) & (data["part"] == "weights")]
+    assert at_demo["gb"].iloc[0] == pytest.approx(p.weight_bytes / 1e9)  # plotted in GB, as the title says
+
+
+def test_seconds_axes_are_in_ms_or_s_with_the_unit_in_the_title():
+    at = _app()
+    tpot = at.get("vega_lite_chart")[0]
+    y = _spec(tpot)["layer"][0]["encoding"]["y"]
+    assert y["title"] == "TPOT (ms)" and "format" not in y["axis"]  # plain numbers, no SI suffix ("20m" read as minutes)
+    data = _chart_data(tpot, "sweep")
+    row = data[data["batch_size"] == 8].iloc[0]
+    assert row["tpot_s_shown"] == pytest.approx(row["tpot_s"] * 1e3) and 28 < row["tpot_s_shown"] < 29  # 28.5 ms
+    at.radio(key="sweep").set_value("prompt").run()
+    y = _spec(at.get("vega_lite_chart")[0])["layer"][0]["encoding"]["y"]
+    assert y["title"] == "TTFT (s)"  # the longest prompt takes seconds
+
+
+def test_a_scenario_that_does_not_fit_says_so_and_labels_the_what_ifs():
+    at = _app(model="llama-3.1-405b", hw="h100-sxm,h200")  # 405B in bf16: 810 GB of weights, 8 H100s hold 684 GB
+    _ok(at)
+    p = rl.predict_fitting(rl.load_model("llama-3.1-405b"), rl.load_hardware("h100-sxm"), DEMO)
+    assert not p.fits and p.num_gpus == 8
+    (err,) = at.error
+    assert err.value.startswith(f"Does not fit: needs {fmt.gigabytes(p.memory_required_bytes)} of "
+                                f"{fmt.gigabytes(p.memory_available_bytes)} per GPU at tp 8.")
+    assert "tp auto" not in err.value.lower()  # tp is already auto
+    what_if = [m.value for m in at.markdown if m.value.startswith("*What-if")]
+    assert what_if == [f"*What-if, as if the memory were there:* TTFT {fmt.seconds(p.ttft_s)}, TPOT {fmt.seconds(p.tpot_s)}, "
+                       f"{fmt.count(p.output_tokens_per_s)} output tokens/s, MBU decode {fmt.fraction(p.mbu_decode)}, "
+                       f"{fmt.usd(p.cost_per_hour_usd)}/hour"]
+    h200 = rl.predict_fitting(rl.load_model("llama-3.1-405b"), rl.load_hardware("h200"), DEMO)
+    assert h200.fits and _metrics(at, "TPOT") == [fmt.seconds(h200.tpot_s)]  # tiles only for the device that fits
+    at.text_input(key="tp").input("4").run()
+    assert all("try tp auto" in e.value.lower() for e in at.error) and len(at.error) == 2
+
+
+def test_headline_tiles_wrap_two_devices_per_row_with_four():
+    at = _app(hw="h100-sxm,h200,a100-sxm-80gb,mi300x")
+    _ok(at)
+    assert len(_metrics(at, "TPOT")) == 4
+    blocks = list(at.main.children.values())
+    rows = blocks[2:4]  # after the title and its caption: the rows of tiles, then the table
+    assert [len(r.children) for r in rows] == [2, 2] and blocks[4].type == "dataframe"  # 2 + 2 devices, not 4 in one row
+
+
+def test_the_roofline_draws_the_compute_dtypes_ceilings_unless_asked():
+    at = _app()
+    roofline = at.get("vega_lite_chart")[-1]
+    ceilings = _chart_data(roofline, "ceilings")
+    assert set(ceilings["ceiling"]) == {"bf16", "HBM"}  # a bf16 run: its ceiling and the bandwidth slope
+    h100 = rl.load_hardware("h100-sxm")
+    assert ceilings.loc[(ceilings["ceiling"] == "bf16") & (ceilings["level"] == "peak"), "tflops_per_s"].max() == pytest.approx(
+        h100.peak_flops_per_s["bf16"] / 1e12)  # 989.4 TFLOP/s, in the axis unit
+    dots = _spec(roofline)["layer"][1]["encoding"]
+    assert dots["fill"]["field"] == "op" and dots["fill"]["title"] == "operator"  # operators in a legend
+    at.checkbox(key="allceil").check().run()
+    _ok(at)
+    ceilings = _chart_data(at.get("vega_lite_chart")[-1], "ceilings")
+    assert set(ceilings["ceiling"]) == {*h100.peak_flops_per_s, "HBM"}
+    assert at.query_params["allceil"] == "true"
+
+
+# ------------------------------------------------------------------ pages and their links
+def test_switching_pages_keeps_each_pages_inputs_and_link():
+    at = _app()
+    at.number_input(key="batch").set_value(16).run()
+    at.radio(key="page").set_value("compare").run()
+    _ok(at)
+    assert at.query_params["page"] == "compare" and "batch" not in at.query_params and at.query_params["cp_hw"] == "h100-sxm"
+    at.radio(key="page").set_value("predict").run()
+    _ok(at)
+    assert at.number_input(key="batch").value == 16 and at.query_params["batch"] == "16"
+
+
+def test_bad_page_in_the_url_falls_back_with_a_warning():
+    at = _app(page="shop", pl_rate="-3")
+    _ok(at)
+    warnings = [w.value for w in at.warning]
+    assert "URL parameter page='shop': choose one of predict, plan, compare, accuracy; using 'predict'" in warnings
+    assert "URL parameter pl_rate='-3': expected a positive number; using 10.0" in warnings
+
+
+# ------------------------------------------------------------------ Plan
+PLAN_Q = dict(page="plan", pl_model="llama-3.1-8b", pl_rate="20", pl_prompt="1024", pl_output="128", pl_ttft="1",
+              pl_tpot_ms="40", pl_hw="h100-sxm,a100-sxm-80gb,l40s", pl_prec="native,fp8")
+
+
+@pytest.fixture(scope="module")
+def plan_app() -> AppTest:
+    return _app(**PLAN_Q)
+
+
+def _plan_reference(**over) -> pd.DataFrame:
+    from roofline.plan import PRECISIONS
+
+    kw = {**dict(requests_per_s=20, prompt_tokens=1024, output_tokens=128, ttft_slo_s=1.0, tpot_slo_s=0.040,
+                 hardware=["h100-sxm", "a100-sxm-80gb", "l40s"], precisions={k: PRECISIONS[k] for k in ("native", "fp8")}), **over}
+    return rl.plan("llama-3.1-8b", **kw)
+
+
+def test_the_plan_page_shows_rl_plan(plan_app):
+    at = plan_app
+    _ok(at)
+    assert not at.error and not at.warning
+    ref = _plan_reference()
+    table = at.table[0].value.reset_index()
+    assert list(table["hardware"]) == list(ref["hardware_id"])  # ranked as the planner ranks
+    for shown, r in zip(table.itertuples(), ref.itertuples()):
+        assert shown.precision == r.precision and shown.replica == fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)
+        if r.feasible:
+            assert (shown.rank, shown.GPUs, shown.replicas) == (str(r.rank), str(r.gpus), str(r.replicas))
+            assert table.loc[shown.Index, "$/hour"] == fmt.usd(r.usd_per_hour)
+            assert table.loc[shown.Index, "$/M output tokens"] == fmt.usd(r.usd_per_million_output_tokens)
+            assert table.loc[shown.Index, "bound by"] == r.binding_constraint
+            # fleet price by hand: GPUs x price per GPU-hour
+            assert r.usd_per_hour == pytest.approx(r.gpus * rl.load_hardware(r.hardware_id).price_usd_per_gpu_hour)
+    top = ref.iloc[0]
+    (ok,) = at.success
+    assert ok.value.startswith(f"Top option: {top['gpus']} × {top['hardware_id']} ({top['precision']}")
+    assert at.query_params["page"] == "plan" and at.query_params["pl_hw"] == "h100-sxm,a100-sxm-80gb,l40s"
+
+
+def test_the_plan_page_draws_each_options_frontier(plan_app):
+    (chart,) = plan_app.get("vega_lite_chart")
+    frontier = _chart_data(chart, "frontier")
+    chosen = _chart_data(chart, "chosen")
+    ref = _plan_reference()
+    assert set(chosen["label"].str.split(" ").str[0]) == set(ref.loc[ref["feasible"], "hardware_id"])
+    assert set(frontier["hardware_id"]) == set(ref.loc[ref["feasible"], "hardware_id"])
+    slo = _chart_data(chart, "slo")
+    assert slo["output_tokens_per_s_per_user"].iloc[0] == pytest.approx(1 / 0.040)  # 25 tokens/s per user
+
+
+def test_the_plan_page_prices_tighter_slos():
+    at = _app(**PLAN_Q, pl_tight="true")
+    _ok(at)
+    table = at.table[1].value.reset_index()
+    assert list(table["SLO"]) == ["TTFT"] * 3 + ["TPOT"] * 3 and list(table["x given"]) == ["1", "0.75", "0.5"] * 2
+    ref = _plan_reference()
+    assert table["$/hour"].iloc[0] == fmt.usd(ref["usd_per_hour"].iloc[0])
+    half_tpot = _plan_reference(tpot_slo_s=0.020)  # TPOT SLO x 0.5 = 20 ms
+    assert table["limit"].iloc[5] == "20 ms"
+    assert table["$/hour"].iloc[5] == (fmt.usd(half_tpot["usd_per_hour"].iloc[0]) if half_tpot["feasible"].iloc[0] else "-")
+
+
+def test_a_price_override_reprices_the_plan():
+    at = _app(**PLAN_Q, pl_price="l40s=0.5")
+    _ok(at)
+    table = at.table[0].value
+    l40s = table[table["hardware"] == "l40s"].iloc[0]
+    assert l40s["$/GPU-hour"] == "$0.50"
+    if l40s["GPUs"] != "-":
+        assert l40s["$/hour"] == fmt.usd(int(l40s["GPUs"]) * 0.5)  # GPUs x the overridden price
+    at.text_input(key="pl_price").input("l40s=cheap").run()
+    assert [e.value for e in at.error] == [
+        "price: expected DEVICE=USD_PER_GPU_HOUR with a positive price, e.g. h100-sxm=2.5; got 'l40s=cheap'"]
+    at.text_input(key="pl_price").input("b200=5").run()
+    assert [e.value for e in at.error] == ["price: b200 is not among the hardware picked; add it or drop its price"]
+
+
+def test_a_bad_length_distribution_is_one_line():
+    at = _app(**{**PLAN_Q, "pl_prompt": "lognormal:2048"})
+    _ok(at)
+    (err,) = at.error
+    assert err.value.startswith("prompt_tokens") and "\n" not in err.value
+
+
+# ------------------------------------------------------------------ Compare
+def test_the_compare_page_shows_rl_compare():
+    at = _app(page="compare", cp_hw="h200", cp_base="", cp_variants="int4:weight_dtype=int4\nstudent:model=llama-3.1-8b\nbad:colour=red")
+    _ok(at)
+    assert [e.value for e in at.error] == ["variant bad: unknown key 'colour'; see `roofline compare --help` for the keys"]
+    table = at.table[0].value
+    assert list(table.columns) == ["baseline", "int4", "student"]
+    ref = rl.compare("llama-3.1-70b", "h200", DEMO, rl.Deployment(),
+                     {"int4": rl.Deployment(weight_dtype="int4"), "student": rl.Variant(model="llama-3.1-8b")})
+    for name in ref.index:
+        assert table.loc["TPOT", name] == fmt.seconds(ref.at[name, "tpot_s"])
+        assert table.loc["weights per GPU", name] == fmt.gigabytes(ref.at[name, "weight_bytes"])
+    assert table.loc["TPOT vs baseline", "int4"] == f"{ref.at['int4', 'tpot_s'] / ref.at['baseline', 'tpot_s']:.2f}x"
+    assert len(at.get("vega_lite_chart")) == 1  # the ratios
+
+
+def test_the_default_compare_page_runs_every_technique():
+    at = _app(page="compare")
+    _ok(at)
+    assert not at.error
+    assert list(at.table[0].value.columns) == ["baseline", "int4 weights", "fp8 KV cache", "speculative", "pruned 25% layers",
+                                                   "MQA", "student 8B"]
+
+
+# ------------------------------------------------------------------ Accuracy
+def test_the_accuracy_page_says_when_the_corpus_is_absent(monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("roofline.published") is not None:
+        pytest.skip("this build has the published corpus")
+    at = _app(page="accuracy")
+    _ok(at)
+    assert [i.value for i in at.info][0].startswith("The published-measurement corpus is not available in this build")
+
+
+def test_the_accuracy_page_reads_the_corpus(monkeypatch):
+    import importlib.machinery
+    import sys
+    import types
+
+    points = pd.DataFrame({"predicted": [0.011, 0.009, 0.030, 0.020], "measured": [0.010, 0.010, 0.020, 0.020],
+                           "family": ["llama", "llama", "qwen", "qwen"], "gpu": ["h100-sxm", "a100-sxm-80gb", "h100-sxm", "h100-sxm"],
+                           "model": ["llama-3.1-8b", "llama-3.1-8b", "qwen3-32b", "qwen3-32b"]})
+    fake = types.ModuleType("roofline.published")
+    fake.__spec__ = importlib.machinery.ModuleSpec("roofline.published", None)
+    fake.predicted_vs_measured = lambda: points
+    monkeypatch.setitem(sys.modules, "roofline.published", fake)
+    at = _app(page="accuracy")
+    _ok(at)
+    table = at.table[0].value.reset_index()
+    # llama: errors +10% and -10% -> median |e| 10%, bias 0; qwen: +50% and 0% -> median |e| 25%, p90 45%, bias +25%
+    assert table.to_dict("list") == {"family": ["llama", "qwen"], "n": ["2", "2"], "median |error|": ["10.0%", "25.0%"],
+                                     "p90 |error|": ["10.0%", "45.0%"], "bias (median signed)": ["+0.0%", "+25.0%"]}
+    (chart,) = at.get("vega_lite_chart")
+    assert len(_chart_data(chart, "points")) == 4
+    at.selectbox(key="ac_gpu").set_value("a100-sxm-80gb").run()
+    _ok(at)
+    assert at.table[0].value.index.tolist() == ["llama"] and at.query_params["ac_gpu"] == "a100-sxm-80gb"

@@ -198,3 +198,27 @@ def test_per_direction_link_rates():
         hw = rl.load_hardware(hw_id)
         assert hw.interconnect.bytes_per_s_per_direction == 32e9
         assert hw.host_link_bytes_per_s_per_direction == 32e9
+
+
+def test_a_price_override_changes_only_the_price_and_records_its_source():
+    import math
+
+    from roofline.hardware import parse_prices
+
+    h100 = rl.load_hardware("h100-sxm")
+    cheap = h100.with_price(1.25, "quote 2026-11")
+    assert cheap.price_usd_per_gpu_hour == 1.25 and cheap.sources["price_usd_per_gpu_hour"] == "quote 2026-11"
+    assert cheap.model_dump(exclude={"price_usd_per_gpu_hour", "sources"}) == h100.model_dump(exclude={"price_usd_per_gpu_hour", "sources"})
+    wl = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
+    a, b = (rl.predict(rl.load_model("llama-3.1-8b"), h, wl) for h in (h100, cheap))
+    assert b.cost_per_hour_usd == pytest.approx(1.25)  # one GPU x $1.25
+    assert b.cost_per_million_output_tokens_usd == pytest.approx(a.cost_per_million_output_tokens_usd * 1.25 / h100.price_usd_per_gpu_hour)
+    for bad in (0, -1.0, math.inf, math.nan, True, "2"):
+        with pytest.raises(rl.SpecError, match="price_usd_per_gpu_hour"):
+            h100.with_price(bad)
+    assert parse_prices("h100-sxm=2.5, h200=3") == {"h100-sxm": 2.5, "h200": 3.0}
+    assert parse_prices(["h100-sxm=2.5", "h200=3"]) == {"h100-sxm": 2.5, "h200": 3.0}
+    assert parse_prices("") == {}
+    for bad in ("h100-sxm", "h100-sxm=", "=2", "h100-sxm=-1", "h100-sxm=nan", "h100-sxm=two"):
+        with pytest.raises(rl.SpecError, match=f"price: expected DEVICE=USD_PER_GPU_HOUR .*got '{bad}'"):
+            parse_prices(bad)

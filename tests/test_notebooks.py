@@ -68,14 +68,16 @@ def _python3_kernel_or_skip() -> None:
 
 
 def _text(nb) -> str:
+    """Every cell's printed and displayed text. Stream chunks are joined as they came: a loaded kernel may
+    flush one print() in two chunks ("one node:" + " does not fit..."), which a newline would split."""
     parts = []
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if out.output_type == "stream":
                 parts.append(out.text)
             elif out.output_type in ("execute_result", "display_data"):
-                parts.append(out.get("data", {}).get("text/plain", ""))
-    return "\n".join(parts)
+                parts.append("\n" + out.get("data", {}).get("text/plain", "") + "\n")
+    return "".join(parts)
 
 
 def test_every_notebook_is_covered():

@@ -180,3 +180,21 @@ def test_bad_serving_input():
         steady_state(M70, H100, 1, 2048, 256, TP2, chunk_tokens=0)
     past = steady_state(M70, H100, 0.01, 200_000, 256, rl.Deployment(tp=8))  # past max_context: predicted, with a note
     assert any("runs past max_context=131,072" in n for n in past.notes)
+
+
+def test_disaggregate_searches_each_pools_replica_shape():
+    """Left unset, each pool takes the replica shape (tp x pp) needing the fewest GPUs: a 70B in bf16 (141 GB of
+    weights) fits no single 80 GB H100, so tp=1 pools cannot work, but searched ones do."""
+    fixed = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05, prefill=rl.Deployment(), decode=rl.Deployment())
+    assert not fixed.feasible and fixed.reason == "decode pool does not fit"
+    d = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05)
+    assert d.feasible and d.prefill_gpus_per_replica >= 2 and d.decode_gpus_per_replica >= 2
+    assert d.gpus == d.prefill_replicas * d.prefill_gpus_per_replica + d.decode_replicas * d.decode_gpus_per_replica
+    assert d.usd_per_hour == pytest.approx(d.gpus * rl.load_hardware(H100).price_usd_per_gpu_hour)
+    prefill = rl.Deployment(tp=d.prefill_tp, pp=d.prefill_pp)
+    for tp in (2, 4, 8):  # no other decode shape serves the traffic on fewer GPUs
+        other = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05, prefill=prefill, decode=rl.Deployment(tp=tp))
+        if other.feasible:
+            assert other.decode_replicas * tp >= d.decode_replicas * d.decode_gpus_per_replica
+    big = rl.disaggregate("llama-3.1-405b", "l40s", 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05)
+    assert not big.feasible and big.reason == "decode pool does not fit with any replica shape (tp x pp) on NVIDIA L40S 48GB"

@@ -222,3 +222,46 @@ def test_powers_of_two_grid():
 def test_views_import_no_ui_libraries():
     code = "import sys, roofline.views; bad = {'streamlit', 'altair'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------ the Accuracy and Plan pages' frames
+def test_error_table_by_hand():
+    points = pd.DataFrame({"predicted": [11.0, 9.0, 15.0, 10.0, 12.0], "measured": [10.0, 10.0, 10.0, 10.0, 10.0],
+                           "family": ["a", "a", "b", "b", "b"], "gpu": ["h100-sxm"] * 5, "model": ["m"] * 5})
+    t = views.error_table(points)
+    # a: errors +10%, -10%      -> median |e| 10, p90 |e| 10, bias (median signed) 0
+    # b: errors +50%, 0%, +20%  -> |e| sorted 0, 20, 50: median 20; p90 = 20 + 0.8 x (50 - 20) = 44 (linear); bias +20
+    assert t["family"].tolist() == ["a", "b"] and t["n"].tolist() == [2, 3]
+    assert t["median_abs_pct_error"].tolist() == pytest.approx([10.0, 20.0])
+    assert t["p90_abs_pct_error"].tolist() == pytest.approx([10.0, 44.0])
+    assert t["bias_pct"].tolist() == pytest.approx([0.0, 20.0], abs=1e-12)
+    assert list(t.columns) == list(views.ACCURACY_TABLE_COLUMNS)
+    with pytest.raises(ValueError, match="lacks gpu"):
+        views.error_table(points.drop(columns="gpu"))
+
+
+def test_slo_tightening_never_gets_cheaper():
+    kw = dict(model="llama-3.1-8b", requests_per_s=5, prompt_tokens=1024, output_tokens=128, ttft_slo_s=1.0, tpot_slo_s=0.03,
+              hardware=["h100-sxm", "l40s"])
+    t = views.slo_tightening(kw, steps=(1.0, 0.5))
+    assert t[["slo", "factor"]].values.tolist() == [["TTFT", 1.0], ["TTFT", 0.5], ["TPOT", 1.0], ["TPOT", 0.5]]
+    assert t["tpot_slo_s"].tolist() == pytest.approx([0.03, 0.03, 0.03, 0.015])
+    assert t["ttft_slo_s"].tolist() == pytest.approx([1.0, 0.5, 1.0, 1.0])
+    given = rl.plan(**kw)
+    assert t["usd_per_hour"].iloc[0] == pytest.approx(given["usd_per_hour"].iloc[0])
+    for slo in ("TTFT", "TPOT"):  # a tighter SLO only removes options
+        cost = t.loc[t["slo"] == slo, "usd_per_hour"].fillna(np.inf).tolist()
+        assert cost == sorted(cost)
+    assert t.loc[t["factor"] == 1, "usd_per_hour_vs_given"].tolist() == [1.0, 1.0]
+
+
+def test_plan_frontiers_pass_through_the_planners_operating_point():
+    hws = [rl.load_hardware("h100-sxm")]
+    df = rl.plan("llama-3.1-8b", 5, 1024, 128, 1.0, 0.03, hardware=hws)
+    fr = views.plan_frontiers(rl.load_model("llama-3.1-8b"), df, hws, 1024, 128)
+    r = df.iloc[0]
+    assert set(fr["hardware_id"]) == {r["hardware_id"]} and fr["option"].iloc[0] == f"{r['precision']}, tp{r['tp']}"
+    assert (fr["gpus"] == r["gpus_per_replica"]).all()
+    # the plan runs each replica at λ/replicas, a point between two frontier batches: its per-GPU throughput lies inside
+    per_gpu = r["output_tokens_per_s_per_gpu"]
+    assert fr["output_tokens_per_s_per_gpu"].min() <= per_gpu <= fr["output_tokens_per_s_per_gpu"].max()

@@ -9,16 +9,18 @@ converted with `cli.args`, the library called, the answer formatted). Every erro
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from pydantic import ValidationError
 
 from ..errors import SpecError, validation_message
-from . import calibrate, compare, hardware, models, plan, predict, report, validate
+from . import calibrate, compare, hardware, models, networks, plan, predict, report, validate
 
 # (name, module): the order `roofline --help` lists them in
 SUBCOMMANDS = (("predict", predict), ("report", report), ("calibrate", calibrate), ("validate", validate),
-               ("plan", plan), ("compare", compare), ("models", models), ("hardware", hardware))
+               ("plan", plan), ("compare", compare), ("models", models), ("hardware", hardware),
+               ("networks", networks))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     run = dict(SUBCOMMANDS)[a.command].run
     try:
         print(run(a))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`roofline ... --json | head`): stop quietly, as other Unix tools do; stdout is
+        # pointed at /dev/null so that the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool the pipe stopped
     except SpecError as exc:
         print(f"roofline: error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import SpecError, validation_message
+from ..hardware import parse_prices
+from ..registry import load_hardware
 from ..workload import Workload
 
 
@@ -79,4 +81,27 @@ def workload(a: argparse.Namespace) -> Workload:
     try:
         return Workload(**values)
     except ValidationError as exc:
-        raise validation_message(exc, "arguments") from None
+        raise validation_message(exc, "") from None  # flags: the field alone
+
+
+def add_calibration_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration", metavar="FILE",
+                   help="a calibration file (`roofline calibrate`): its measured curves time every operator on the devices "
+                        "given (a CalibrationMismatchWarning says when it was measured on another device)")
+
+
+def add_price_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--price", action="append", metavar="DEVICE=USD_PER_HOUR",
+                   help="price per GPU-hour for a device, instead of its profile's (repeatable, or comma-separated)")
+
+
+def hardware_profiles(ids: list[str], a: argparse.Namespace) -> list:
+    """The profiles of `ids` with --calibration attached and --price applied (a price for a device not among
+    `ids` is an error: it would silently change nothing)."""
+    prices = parse_prices(getattr(a, "price", None) or [])
+    unknown = sorted(set(prices) - set(ids))
+    if unknown:
+        raise SpecError("price", f"{', '.join(unknown)} is not among the hardware given ({', '.join(ids)})")
+    calibration = getattr(a, "calibration", None)
+    hws = [load_hardware(h, calibration=calibration) for h in ids]
+    return [hw.with_price(prices[h], "--price") if h in prices else hw for h, hw in zip(ids, hws)]

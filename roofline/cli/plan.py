@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from .. import fmt
 from ..errors import SpecError
-from ..plan import MAX_GPUS_PER_REPLICA, plan
+from ..plan import MAX_GPUS_PER_REPLICA, PRECISIONS, plan
+from ..registry import list_hardware
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,7 +25,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="model id (see `roofline models`) or a spec .yaml path")
+    p.add_argument("--model", required=True, help="model id (see `roofline models`), a spec .yaml path or a Hugging Face config.json path")
     p.add_argument("--requests-per-s", required=True, help="arriving requests per second, whole fleet")
     p.add_argument("--prompt-tokens", required=True, help="prompt length: N or a distribution, e.g. lognormal:2048:0.5")
     p.add_argument("--output-tokens", required=True, help="output length: N or a distribution, e.g. uniform:128:384")
@@ -34,6 +35,10 @@ def add_arguments(p) -> None:
     p.add_argument("--hardware", default="all", help="hardware ids or profile paths, comma-separated; 'all' (default)")
     p.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: whole-prompt prefill)")
     p.add_argument("--max-batch-size", help="engine cap on running sequences per replica (vLLM max_num_seqs)")
+    p.add_argument("--precision", help=f"precisions to try, comma-separated: {', '.join(PRECISIONS)} (default: all; "
+                                       "each only where the device computes in it)")
+    args.add_calibration_argument(p)
+    args.add_price_argument(p)
     p.add_argument("--tp", help="tensor-parallel degrees to try, comma-separated (default: every valid one inside a node)")
     p.add_argument("--pp", help="pipeline stages to try, comma-separated (default: 1,2,4,8,16)")
     p.add_argument("--ep", help="expert-parallel degrees to try for a MoE model, comma-separated (default: powers of two dividing the experts)")
@@ -41,23 +46,34 @@ def add_arguments(p) -> None:
     p.add_argument("--network", help="scale-out network for replicas wider than one node (`roofline networks`; default ib-ndr-400)")
     p.add_argument("--all-options", action="store_true", help="every (hardware, precision, tp, pp, ep) option, not only the best per hardware")
     p.add_argument("--top", help="print only the first N rows")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON (SI units, USD)")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON object: {"inputs": {...}, "rows": [one object per option, SI units, USD]}')
 
 
 def run(a) -> str:
     """Convert the flags, call `plan`, format the table (or JSON)."""
-    hardware = None if a.hardware.strip() == "all" else args.ids(a.hardware, "hardware")
-    if hardware == []:
+    ids = list_hardware() if a.hardware.strip() == "all" else args.ids(a.hardware, "hardware")
+    if ids == []:
         raise SpecError("hardware", "needs at least one hardware id; see `roofline hardware`")
+    hardware = args.hardware_profiles(ids, a)
+    precisions = None
+    if a.precision is not None:
+        names = args.split(a.precision)
+        bad = [n for n in names if n not in PRECISIONS]
+        if bad or not names:
+            raise SpecError("precision", f"unknown precision {bad[0] if bad else a.precision!r}; choose from {', '.join(PRECISIONS)}")
+        precisions = {n: PRECISIONS[n] for n in names}
     top = args.number(a.top, "top", int)
     df = plan(a.model, args.number(a.requests_per_s, "requests_per_s"), args.length(a.prompt_tokens, "prompt_tokens"),
               args.length(a.output_tokens, "output_tokens"), args.number(a.ttft_slo_s, "ttft_slo_s"),
               args.number(a.tpot_slo_s, "tpot_slo_s"), hardware=hardware,
               ttft_percentile=args.number(a.ttft_percentile, "ttft_percentile"),
               chunk_tokens=args.number(a.chunk_tokens, "chunk_tokens", int),
-              max_batch_size=args.number(a.max_batch_size, "max_batch_size", int), best_only=not a.all_options,
+              max_batch_size=args.number(a.max_batch_size, "max_batch_size", int), best_only=not a.all_options, precisions=precisions,
               tps=args.integers(a.tp, "tps"), pps=args.integers(a.pp, "pps"), eps=args.integers(a.ep, "eps"),
               max_gpus_per_replica=args.number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network)
+    by_name = {hw.name: h for h, hw in zip(ids, hardware)}  # profiles passed as objects come back by name
+    df["hardware_id"] = df["hardware"].map(by_name).fillna(df["hardware_id"])
     if top is not None:
         df = df.head(top)
     if a.json:

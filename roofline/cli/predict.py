@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from .. import fmt
 from ..errors import validation_message
 from ..predict import Prediction, predict, predict_fitting
-from ..registry import load_hardware, load_model
+from ..registry import load_model
 from ..workload import Deployment
 from . import args
 
@@ -18,33 +18,40 @@ DESCRIPTION = None
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="model id (see `roofline models`) or a spec .yaml path; several comma-separated")
+    p.add_argument("--model", required=True, help="model id (see `roofline models`), a spec .yaml path or a Hugging Face "
+                                                  "config.json path; several comma-separated")
     p.add_argument("--hardware", required=True, help="hardware id (see `roofline hardware`) or a profile .yaml path; several comma-separated")
     args.add_workload_arguments(p)
     p.add_argument("--tp", default="1", help="tensor-parallel GPUs, or 'auto' for the fewest that fit")
+    p.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1); a replica has tp x pp x ep GPUs")
+    p.add_argument("--ep", default="1", help="expert-parallel GPUs for a MoE model's experts (default 1; needs tp 1)")
     p.add_argument("--weight-dtype", help="weight storage format (default: the model's native dtype)")
     p.add_argument("--activation-dtype", help="compute format (default: native)")
     p.add_argument("--kv-dtype", help="KV-cache format (default: native)")
     p.add_argument("--weight-group-size", help="elements per quantization scale")
     p.add_argument("--attention", choices=["flash", "naive"], default="flash", help="attention kernel IO model")
+    args.add_calibration_argument(p)
+    args.add_price_argument(p)
     p.add_argument("--operators", action="store_true", help="also print the per-operator table")
-    p.add_argument("--json", action="store_true", help="print the full predictions as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the predictions as JSON: always a list, one object per (model, hardware), each with its operators")
 
 
 def predictions(a) -> list[Prediction]:
     """One prediction per (model, hardware) of the flags."""
     models = [load_model(m) for m in args.ids(a.model, "model")]
-    hws = [load_hardware(h) for h in args.ids(a.hardware, "hardware")]
+    hws = args.hardware_profiles(args.ids(a.hardware, "hardware"), a)
     auto = a.tp.strip() == "auto"
     wl = args.workload(a)
     try:
         dep = Deployment(
-            tp=1 if auto else args.number(a.tp, "tp", int), weight_dtype=a.weight_dtype, activation_dtype=a.activation_dtype,
+            tp=1 if auto else args.number(a.tp, "tp", int), pp=args.number(a.pp, "pp", int), ep=args.number(a.ep, "ep", int),
+            weight_dtype=a.weight_dtype, activation_dtype=a.activation_dtype,
             kv_dtype=a.kv_dtype, weight_group_size=args.number(a.weight_group_size, "weight_group_size", int),
             attention_impl=a.attention,
         )
     except ValidationError as exc:
-        raise validation_message(exc, "arguments") from None
+        raise validation_message(exc, "") from None  # flags: the field alone
     call = predict_fitting if auto else predict
     return [call(m, hw, wl, dep) for m in models for hw in hws]
 
@@ -76,7 +83,7 @@ def run(a) -> str:
     preds = predictions(a)
     if a.json:
         docs = [{**p.model_dump(mode="json"), "operators": p.operators.to_dict(orient="records")} for p in preds]
-        return json.dumps(docs[0] if len(docs) == 1 else docs, indent=2)
+        return json.dumps(docs, indent=2)  # one shape whatever the count: a list
     text = headline_table(preds)
     if a.operators:
         text += "".join("\n" + operator_table(p) for p in preds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..hardware import parse_prices
 from ..registry import list_hardware
 from ..report import Scenario, top_option_text, write_report
 from . import args
@@ -12,22 +13,28 @@ DESCRIPTION = ("Writes report.html, report.md and report.csv. Flags override the
 
 # flags whose values the Scenario model validates, so a bad one is a one-line error naming the field
 SCENARIO_FLAGS = (
-    ("--requests-per-s", "arriving requests per second"), ("--prompt-tokens", "input tokens per request"),
-    ("--output-tokens", "output tokens per request"), ("--ttft-slo-s", "time-to-first-token limit, seconds"),
+    ("--title", "the report's title (default: the scenario's; made from the models and traffic when flags change them)"),
+    ("--requests-per-s", "arriving requests per second"),
+    ("--prompt-tokens", "input tokens per request: N, or a distribution such as lognormal:2048:0.5 (continuous serving)"),
+    ("--output-tokens", "output tokens per request: N, or a distribution such as uniform:128:384 (continuous serving)"),
+    ("--ttft-slo-s", "time-to-first-token limit, seconds"),
     ("--tpot-slo-s", "mean time-per-output-token limit, seconds"),
     ("--max-batch-size", "cap on the batch per replica (max_num_seqs)"),
     ("--serving", "continuous (default: the capacity planner) or static (whole batches, tp only)"),
     ("--ttft-percentile", "continuous serving: the TTFT percentile the SLO applies to (default 0.9)"),
     ("--weight-dtype", "weight storage format"), ("--activation-dtype", "compute format"), ("--kv-dtype", "KV-cache format"),
+    ("--chunk-tokens", "continuous serving: chunked prefill, prefill tokens per engine step (default: whole prompts)"),
+    ("--calibration", "a calibration file (`roofline calibrate`) attached to every hardware"),
 )
 
 
 def add_arguments(p) -> None:
     p.add_argument("--scenario", help="scenario .yaml (fields: see roofline.report.Scenario); default: the shipped default")
-    p.add_argument("--model", help="model ids or spec paths, comma-separated")
+    p.add_argument("--model", help="model ids, spec .yaml paths or Hugging Face config.json paths, comma-separated")
     p.add_argument("--hardware", help="hardware ids or profile paths, comma-separated; 'all' for every shipped profile")
     for flag, help_ in SCENARIO_FLAGS:
         p.add_argument(flag, help=help_)
+    args.add_price_argument(p)
     p.add_argument("--out", default="roofline-report", help="output folder (created if needed; default: ./roofline-report)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -40,7 +47,9 @@ def run(a) -> str:
         overrides["models"] = args.ids(a.model, "models")
     if a.hardware is not None:
         overrides["hardware"] = list_hardware() if a.hardware.strip() == "all" else args.ids(a.hardware, "hardware")
-    scenario = scenario.with_overrides("arguments", **overrides)
+    if a.price:
+        overrides["prices"] = {**scenario.prices, **parse_prices(a.price)}
+    scenario = scenario.with_overrides("", **overrides)
     written = write_report(scenario, a.out, progress=not a.no_progress)
     return (f"wrote {written.html}, {written.markdown} and {written.csv}\n"
             f"top option: {top_option_text(written.table)}")

@@ -18,7 +18,7 @@ from ..engine import usd_per_million_tokens
 from ..errors import SpecError
 from ..plan import plan, ranked
 from ..predict import Prediction, predict, predict_fitting, valid_tps
-from ..registry import load_hardware, load_model
+from ..registry import load_model
 from ..workload import Workload
 from .scenario import BATCH_CAP, MEMORY, NO_FIT, NO_SLO_S, TPOT_SLO, TTFT_SLO, UNSUPPORTED, Scenario
 
@@ -69,7 +69,7 @@ def _missed(ok: tuple[bool, bool]) -> str:
 
 def evaluate_option(model_id: str, hardware_id: str, scenario: Scenario) -> Option:
     """The operating point of one model on one hardware (see the module docstring for the steps)."""
-    model, hw = load_model(model_id), load_hardware(hardware_id)
+    model, hw = load_model(model_id), scenario.hardware_profile(hardware_id)
     s = scenario
     dep = s.deployment()
     base = dict(model_id=model_id, model=model.name, hardware_id=hardware_id, hardware=hw.name,
@@ -244,24 +244,27 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
     is one replica at its largest stable rate: gpus_per_replica x price / (capacity x output x 3600) x 1e6."""
     s = scenario
     model = load_model(model_id)
+    profiles = {h: s.hardware_profile(h) for h in s.hardware}  # prices and calibration applied
     df = plan(model, s.requests_per_s, s.prompt_tokens, s.output_tokens, s.ttft_slo_s or NO_SLO_S, s.tpot_slo_s or NO_SLO_S,
-              hardware=s.hardware, ttft_percentile=s.ttft_percentile, max_batch_size=s.max_batch_size,
-              precisions={"scenario": s.deployment()})
+              hardware=list(profiles.values()), ttft_percentile=s.ttft_percentile, max_batch_size=s.max_batch_size,
+              chunk_tokens=s.chunk_tokens, precisions={"scenario": s.deployment()})
+    ids = {hw.name: h for h, hw in profiles.items()}  # profiles passed as objects come back by name
+    df["hardware_id"] = df["hardware"].map(ids)
     out = []
     for r in df.itertuples(index=False):
-        hw = load_hardware(r.hardware_id)
+        hw = profiles[r.hardware_id]
         nan = math.nan
         shape = fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)
         if r.feasible:
             full = usd_per_million_tokens(r.gpus_per_replica * hw.price_usd_per_gpu_hour,
-                                          r.capacity_requests_per_s_per_replica * s.output_tokens)
+                                          r.capacity_requests_per_s_per_replica * s.output_tokens_mean)
             note = (f"{shape}; mean batch {r.batch_size:.1f} of {int(r.batch_limit)} that fit; prefill busy "
                     f"{r.prefill_utilization:.0%}; p{100 * s.ttft_percentile:g} TTFT {fmt.seconds(r.ttft_at_slo_percentile_s)}")
             figures = dict(batch_size=r.batch_size, max_batch_size_fits=int(r.batch_limit),
                            output_tokens_per_s_per_replica=r.output_tokens_per_s_per_replica, replicas=int(r.replicas),
                            gpus=int(r.gpus), usd_per_hour=r.usd_per_hour, usd_per_million_output_tokens=r.usd_per_million_output_tokens,
                            usd_per_million_output_tokens_full_load=full, ttft_s=r.ttft_at_slo_percentile_s, tpot_s=r.tpot_s,
-                           e2e_latency_s=r.ttft_mean_s + r.tpot_s * (s.output_tokens - 1))
+                           e2e_latency_s=r.ttft_mean_s + r.tpot_s * (s.output_tokens_mean - 1))
         else:
             note = f"{shape}: {r.reason}" if r.tp else r.reason
             figures = dict(batch_size=0, max_batch_size_fits=0, output_tokens_per_s_per_replica=nan, replicas=nan, gpus=nan,

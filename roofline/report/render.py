@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 from .. import fmt
 from ..errors import SpecError
 from ..files import write_atomic
-from ..registry import load_hardware, load_model
+from ..registry import load_model
 from ..units import GIB
 from ..workload import Deployment
 from .options import evaluate_scenario
@@ -98,14 +98,15 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
         f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {reserve.default / GIB:g} GiB ({reserve.description}).",
         "Peaks are datasheet figures (dense); realistic times multiply them by the efficiency fractions below. "
         "'default' fractions come from public measurements, not yet calibrated on a real GPU; 'calibrated' ones were measured.",
-        "Prices are approximate on-demand cloud prices per GPU-hour, dated below; reserved or marketplace rates differ.",
+        "Prices are approximate on-demand cloud prices per GPU-hour, dated below; reserved or marketplace rates differ."
+        + (f" Overridden by the scenario: {', '.join(f'{h} {fmt.usd(v)}' for h, v in scenario.prices.items())}." if scenario.prices else ""),
         f"Precision: weights {scenario.weight_dtype or 'native'}, compute {scenario.activation_dtype or 'native'}, "
         f"KV cache {scenario.kv_dtype or 'native'}; flash attention.",
         f"Simulator: {simulator_version()}.",
     ]
     hw_rows = []
     for hid in dict.fromkeys(table["hardware_id"]):
-        hw = load_hardware(hid)
+        hw = scenario.hardware_profile(hid)
         e = hw.efficiency
         flops = ", ".join(f"{k} {fmt.fraction(v)}" for k, v in e.flops_fraction.items() if k in ("bf16", "fp16", "fp8", "int8", "fp4"))
         hw_rows.append([hid, hw.name, f"{fmt.usd(hw.price_usd_per_gpu_hour)}/GPU-hour", hw.price_date,
@@ -162,12 +163,12 @@ def _slo_text(s: Scenario) -> str:
     cap = fmt.count(s.max_batch_size) if s.max_batch_size else "none"
     model = ("continuous batching with queueing (the capacity planner)" if s.serving == "continuous"
              else "static batches")
-    return f"TTFT SLO {ttft}, TPOT SLO {tpot}, batch cap {cap}; serving model: {model}"
+    chunk = f"; chunked prefill {fmt.count(s.chunk_tokens)} tokens/step" if s.chunk_tokens else ""
+    return f"TTFT SLO {ttft}, TPOT SLO {tpot}, batch cap {cap}{chunk}; serving model: {model}"
 
 
 def _traffic_text(s: Scenario) -> str:
-    return (f"{s.requests_per_s:g} requests/s, each {fmt.count(s.prompt_tokens)} prompt + "
-            f"{fmt.count(s.output_tokens)} output tokens")
+    return f"{s.requests_per_s:g} requests/s, each {s.lengths_text()}"
 
 
 def top_option_text(table: pd.DataFrame) -> str:
@@ -301,7 +302,7 @@ def write_report(scenario: Scenario, out_dir: str | Path, progress: bool = True,
     for m in scenario.models:  # unknown ids fail before anything is created
         load_model(m)
     for h in scenario.hardware:
-        load_hardware(h)
+        scenario.hardware_profile(h)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -4,21 +4,23 @@ and the words for the binding constraints.
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 if TYPE_CHECKING:
     pass
 
+from .. import fmt
 from ..dtypes import get_dtype
 from ..errors import SpecError, validation_message
 from ..files import read_mapping
-from ..registry import list_hardware, read_yaml
-from ..specs import MAX_CONTEXT
+from ..registry import list_hardware, load_hardware, read_yaml
+from ..serving import as_length_dist
 from ..workload import MAX_BATCH, Deployment
 
 NO_SLO_S = 1e9  # seconds: an unset SLO, passed to the planner as a limit no option reaches
@@ -35,6 +37,14 @@ UNSUPPORTED = "unsupported"
 
 
 # ------------------------------------------------------------ the scenario
+def default_title(models: list[str], requests_per_s: float, prompt_tokens, output_tokens) -> str:
+    """'llama-3.1-8b at 20 requests/s (1,024 prompt + 256 output tokens)': what a scenario built from flags is called."""
+    def one(v):
+        return fmt.count(v) if isinstance(v, int) else str(v)
+    return f"{', '.join(Path(m).stem if m.endswith(('.yaml', '.json')) else m for m in models)} at {requests_per_s:g} requests/s " \
+           f"({one(prompt_tokens)} prompt + {one(output_tokens)} output tokens)"
+
+
 class Scenario(BaseModel):
     """What is to be served and under which limits. Seconds, tokens, requests per second."""
 
@@ -45,8 +55,9 @@ class Scenario(BaseModel):
     hardware: list[str] = Field(default_factory=list_hardware, min_length=1, max_length=256,
                                 description="hardware ids (`roofline hardware`) or profile YAML paths; default: every shipped profile")
     requests_per_s: float = Field(gt=0, le=1e9, description="arriving requests per second, all replicas together")
-    prompt_tokens: int = Field(ge=1, le=MAX_CONTEXT, description="input tokens per request")
-    output_tokens: int = Field(ge=1, le=MAX_CONTEXT, description="generated tokens per request")
+    prompt_tokens: int | str = Field(description="input tokens per request: N, or a distribution (continuous serving) such as "
+                                                 "lognormal:2048:0.5 (syntax: serving.LENGTH_SYNTAX)")
+    output_tokens: int | str = Field(description="generated tokens per request: N, or a distribution (continuous serving)")
     ttft_slo_s: float | None = Field(None, gt=0, lt=NO_SLO_S, description="time to first token limit (continuous: at ttft_percentile, "
                                                              "queueing included; static: prefill of the whole batch)")
     tpot_slo_s: float | None = Field(None, gt=0, lt=NO_SLO_S, description="mean time per output token limit")
@@ -58,6 +69,47 @@ class Scenario(BaseModel):
         "continuous", description="continuous: the capacity planner (continuous batching, queueing, tp x pp x ep); "
                                   "static: whole batches from prefill to the last token, tp only")
     ttft_percentile: float = Field(0.9, gt=0, lt=1, description="continuous serving: the TTFT percentile the SLO applies to")
+    chunk_tokens: int | None = Field(None, ge=1, description="continuous serving: chunked prefill, prefill tokens per engine step "
+                                                             "(default: whole-prompt prefill)")
+    prices: dict[str, float] = Field(default_factory=dict, description="USD per GPU-hour by hardware id, replacing the profiles' "
+                                                                        "prices (a quote, a reserved rate)")
+    calibration: str | None = Field(None, description="a calibration file (`roofline calibrate`) attached to every hardware")
+
+    @field_validator("prompt_tokens", "output_tokens", mode="before")
+    @classmethod
+    def _length(cls, value, info):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)  # "2048" from a flag is a fixed length
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError(f"expected a token count or a distribution, got {value!r}")
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        try:
+            as_length_dist(value, info.field_name)
+        except SpecError as exc:
+            raise ValueError(exc.msg) from None
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: dict[str, float]):
+        for device, usd in value.items():
+            if not (usd > 0 and math.isfinite(usd)):
+                raise ValueError(f"{device}: must be a positive number of USD per GPU-hour, got {usd}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Scenario":
+        if self.serving == "static":
+            for name in ("prompt_tokens", "output_tokens"):
+                if not isinstance(getattr(self, name), int):
+                    raise SpecError(name, "a length distribution needs serving: continuous (static batches run fixed lengths)")
+            if self.chunk_tokens is not None:
+                raise SpecError("chunk_tokens", "chunked prefill needs serving: continuous")
+        unknown = sorted(set(self.prices) - set(self.hardware))
+        if unknown:
+            raise SpecError("prices", f"{', '.join(unknown)} is not among the scenario's hardware")
+        return self
 
     @field_validator("weight_dtype", "activation_dtype", "kv_dtype")
     @classmethod
@@ -88,9 +140,31 @@ class Scenario(BaseModel):
         return cls.from_mapping(read_yaml(res.read_text(), "default.yaml"), "default.yaml")
 
     def with_overrides(self, where: str = "arguments", **overrides) -> "Scenario":
-        """A copy with the given fields replaced (None values are ignored), validated again."""
+        """A copy with the given fields replaced (None values are ignored), validated again. Unless a title is
+        given, a copy whose models or traffic changed gets a title of its own (`default_title`): the old one
+        would describe another scenario."""
         update = {k: v for k, v in overrides.items() if v is not None}
-        return type(self).from_mapping({**self.model_dump(), **update}, where)
+        new = type(self).from_mapping({**self.model_dump(), **update}, where)
+        described = ("models", "requests_per_s", "prompt_tokens", "output_tokens")
+        if "title" not in update and any(getattr(new, k) != getattr(self, k) for k in described):
+            new = new.model_copy(update={"title": default_title(new.models, new.requests_per_s, new.prompt_tokens, new.output_tokens)})
+        return new
+
+    def hardware_profile(self, hardware_id: str):
+        """The profile of one of the scenario's devices, with its calibration attached and its price override."""
+        hw = load_hardware(hardware_id, calibration=self.calibration)
+        return hw.with_price(self.prices[hardware_id], "scenario prices") if hardware_id in self.prices else hw
+
+    @property
+    def output_tokens_mean(self) -> float:
+        """E[output tokens per request] (the length itself when fixed)."""
+        return as_length_dist(self.output_tokens, "output_tokens").mean_tokens
+
+    def lengths_text(self) -> str:
+        """'2,048 prompt + 256 output tokens', or the distributions as `LengthDist.describe` writes them."""
+        def one(v):
+            return fmt.count(v) if isinstance(v, int) else as_length_dist(v, "").describe()
+        return f"{one(self.prompt_tokens)} prompt + {one(self.output_tokens)} output tokens"
 
     def deployment(self) -> Deployment:
         return Deployment(weight_dtype=self.weight_dtype, activation_dtype=self.activation_dtype, kv_dtype=self.kv_dtype)
@@ -101,6 +175,6 @@ class Scenario(BaseModel):
     @property
     def output_tokens_per_s_demanded(self) -> float:
         """Output tokens per second the fleet must produce: requests/s x output tokens per request."""
-        return self.requests_per_s * self.output_tokens
+        return self.requests_per_s * self.output_tokens_mean
 
 

@@ -41,8 +41,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def app_url():
+    """One server for the module's tests: its caches warm up once, as a real session's would."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
@@ -71,7 +72,7 @@ def app_url():
             proc.kill()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -102,7 +103,7 @@ def test_dashboard_loads_and_reacts_to_a_widget(app_url, browser, tmp_path):
     wait = WebDriverWait(browser, 90)
     wait.until(lambda d: "TTFT" in _body(d) and "TPOT" in _body(d))
     charts = "div.vega-embed canvas, div.vega-embed svg.marks"
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, charts)) >= 2)  # the charts have drawn
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, charts)) >= 2)  # the two batch-sweep charts have drawn
     first = _save(browser, tmp_path, "dashboard.png")
     assert first.stat().st_size > 10_000  # a real picture, not a blank page
     roofline = browser.find_element(By.XPATH, "//*[contains(text(), 'Roofline')]")
@@ -113,6 +114,7 @@ def test_dashboard_loads_and_reacts_to_a_widget(app_url, browser, tmp_path):
     browser.execute_script("window.scrollTo(0, 0);")
 
     batch = browser.find_element(By.CSS_SELECTOR, "input[aria-label='Batch size']")
+    browser.execute_script("arguments[0].scrollIntoView();", batch)
     before = _body(browser)
     batch.send_keys(Keys.CONTROL, "a")
     batch.send_keys("64", Keys.ENTER)
@@ -120,6 +122,78 @@ def test_dashboard_loads_and_reacts_to_a_widget(app_url, browser, tmp_path):
     wait.until(lambda d: _body(d) != before and "Running" not in _body(d))
     after = _save(browser, tmp_path, "dashboard-batch-64.png")
     assert after.stat().st_size > 10_000
+    assert "Traceback" not in _body(browser)
+
+
+CHARTS = "div.vega-embed canvas, div.vega-embed svg.marks"
+
+
+def _open(browser, url: str, ready, timeout: int = 120) -> WebDriverWait:
+    browser.get(url)
+    wait = WebDriverWait(browser, timeout)
+    wait.until(lambda d: ready(_body(d)) and "Running" not in _body(d))
+    return wait
+
+
+def _chart_widths(driver) -> list[int]:
+    return [e.size["width"] for e in driver.find_elements(By.CSS_SELECTOR, "div.vega-embed")]
+
+
+def _settle(driver, wait, n_charts: int) -> None:
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, CHARTS)) >= n_charts)
+    time.sleep(1.5)  # let the last chart finish drawing
+
+
+def test_four_devices_tiles_are_whole_and_memory_charts_full_width(app_url, browser, tmp_path):
+    """Issue 13's screenshots: with 4 devices the tiles were cut ("28.5…") and the memory charts 40 px wide."""
+    wait = _open(browser, app_url + "/?hw=h100-sxm,h200,a100-sxm-80gb,mi300x&sweep=memory", lambda b: b.count("TPOT") >= 4)
+    _settle(browser, wait, 5)  # four memory charts and the roofline
+    cut = browser.execute_script("""
+        return Array.from(document.querySelectorAll('[data-testid="stMetricValue"]'))
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText);""")
+    assert cut == []  # every tile's value shows in full
+    assert len(browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricValue"]')) == 4 * 8
+    widths = _chart_widths(browser)
+    assert len(widths) == 5 and min(widths) > 300, widths
+    sweeps = browser.find_element(By.XPATH, "//h3[contains(., 'Sweeps')]")
+    browser.execute_script("arguments[0].scrollIntoView();", sweeps)
+    time.sleep(1)
+    _save(browser, tmp_path, "dashboard-4-devices.png")
+    assert "Traceback" not in _body(browser)
+
+
+def test_plan_page_shows_the_planners_table(app_url, browser, tmp_path):
+    import roofline as rl
+    from roofline import fmt
+    from roofline.plan import PRECISIONS
+
+    hw = ["h100-sxm", "h200", "a100-sxm-80gb", "mi300x", "l40s"]
+    wait = _open(browser, app_url + "/?page=plan&pl_hw=" + ",".join(hw) + "&pl_prec=native,fp8&pl_tight=true",
+                 lambda b: "Top option" in b and "What tightening an SLO costs" in b and "x given" in b, timeout=240)
+    _settle(browser, wait, 1)
+    ref = rl.plan("llama-3.1-70b", 10, 2048, 256, 2.0, 0.05, hardware=hw,
+                  precisions={k: PRECISIONS[k] for k in ("native", "fp8")})
+    rows = browser.execute_script("""
+        const t = document.querySelectorAll('[data-testid="stTable"] table')[0];
+        return Array.from(t.querySelectorAll('tbody tr')).map(r => Array.from(r.querySelectorAll('th,td')).map(c => c.innerText.trim()));""")
+    assert [r[1] for r in rows] == list(ref["hardware_id"])  # rank, hardware, precision, ...
+    for row, r in zip(rows, ref.itertuples()):
+        if r.feasible:
+            assert row[0] == str(r.rank) and row[5] == str(r.gpus) and fmt.usd(r.usd_per_hour) in row
+    assert min(_chart_widths(browser)) > 600  # the frontier, full width
+    _save(browser, tmp_path, "dashboard-plan.png")
+    assert "Traceback" not in _body(browser)
+
+
+def test_compare_and_accuracy_pages_render(app_url, browser, tmp_path):
+    wait = _open(browser, app_url + "/?page=compare", lambda b: "student 8B" in b and "TPOT vs baseline" in b)
+    _settle(browser, wait, 1)
+    _save(browser, tmp_path, "dashboard-compare.png")
+    assert "Traceback" not in _body(browser)
+    import importlib.util
+
+    expected = "Error per family" if importlib.util.find_spec("roofline.published") else "not available in this build"
+    _open(browser, app_url + "/?page=accuracy", lambda b: expected in b)
     assert "Traceback" not in _body(browser)
 
 
