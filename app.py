@@ -7,7 +7,7 @@ A thin shell over the library, in four pages (the sidebar's "Page" choice, kept 
 * **Plan**: traffic and SLOs -> the cheapest fleet per device (`roofline.plan`), each option's
   latency-throughput frontier (`views.plan_frontiers`) and what tightening an SLO costs (`views.slo_tightening`);
 * **Compare**: a baseline and what-if variants side by side (`roofline.compare`);
-* **Accuracy**: predicted against published measurements (`roofline.published`, where the build has it).
+* **Accuracy**: predicted against published measurements (the committed run of `roofline validate --published`).
 
 `roofline.views` shapes the chart data and `roofline.fmt` writes every number. Each page's inputs live in the
 URL's query string, so a link reproduces the page. Bad input (a tp that does not divide the heads, FP8 on an
@@ -18,13 +18,13 @@ keeps running.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
 import re
 import time
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
@@ -504,6 +504,10 @@ def show_headlines(preds: list[tuple[str, rl.Prediction]], auto_tp: bool) -> Non
                 b.metric("MFU prefill", fmt.fraction(p.mfu_prefill))
                 a.metric("$/hour", fmt.usd(p.cost_per_hour_usd))
                 b.metric("$/M tokens", fmt.usd(p.cost_per_million_output_tokens_usd))
+                bands = [f"{name} {fmt.band(p.bands.get(key))}" for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"))
+                         if p.bands.get(key) is not None]
+                if bands:
+                    st.caption("80% band from published runs: " + "; ".join(bands))
     table = pd.DataFrame({p.hardware: dict(fmt.headline_rows(p)) for _, p in preds})
     st.dataframe(table, width="stretch", height=36 * (len(table) + 1))
 
@@ -971,18 +975,21 @@ def compare_page() -> None:
 
 
 # ------------------------------------------------------------------ the Accuracy page
-def load_corpus() -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """(predicted-vs-measured points, error table per family) from `roofline.published`, or None where this build
-    has no published corpus. Points: `views.ACCURACY_POINT_COLUMNS` (and a `metric` column where the corpus
-    holds several); the table: `views.ACCURACY_TABLE_COLUMNS`, from the module where it offers one
-    (`error_table()`), else computed here by `views.error_table`."""
-    if importlib.util.find_spec("roofline.published") is None:
-        return None
-    import roofline.published as published
+PREDICTIONS_CSV = Path(__file__).resolve().parent / "calibrate" / "published" / "report" / "predictions.csv"
 
-    points = published.predicted_vs_measured()
-    table = published.error_table() if hasattr(published, "error_table") else views.error_table(points)
-    return points, table
+
+@st.cache_data(show_spinner=False)
+def load_corpus() -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(predicted-vs-measured points, error table per family) from the published corpus's committed run
+    (`roofline validate --published --update` writes calibrate/published/report/predictions.csv), or None where this
+    checkout has none. Points: `views.ACCURACY_POINT_COLUMNS` plus `metric` (the family and the published unit,
+    one chart each); only the rows of trust high or medium with a prediction, as in the README's table."""
+    if not PREDICTIONS_CSV.is_file():
+        return None
+    df = pd.read_csv(PREDICTIONS_CSV)
+    df = df[df["headline"].astype(bool) & df["predicted"].notna()]
+    points = df.assign(metric=df["family"] + " [" + df["unit"] + "]")[[*views.ACCURACY_POINT_COLUMNS, "metric"]]
+    return points.reset_index(drop=True), views.error_table(points)
 
 
 def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -998,7 +1005,7 @@ def accuracy_page() -> None:
     st.title("Accuracy: predicted against published measurements")
     corpus = load_corpus()
     if corpus is None:
-        st.info("The published-measurement corpus is not available in this build (no roofline.published module). "
+        st.info("The published-measurement corpus is not available in this checkout (no calibrate/published/report/predictions.csv). "
                 "Predictions are analytical until then: datasheet peaks x sourced kernel efficiencies; see the README's "
                 "accuracy section.")
         return
@@ -1012,7 +1019,7 @@ def accuracy_page() -> None:
             st.warning(f"{key}={s[key]!r} is not in the corpus; showing all")
             s[key] = "all"
     sb.selectbox("GPU", ["all", *gpus], key="ac_gpu")
-    sb.selectbox("Model family", ["all", *families], key="ac_family")
+    sb.selectbox("Figure (family)", ["all", *families], key="ac_family")
     shown = points
     if s["ac_gpu"] != "all":
         shown = shown[shown["gpu"] == s["ac_gpu"]]
@@ -1027,7 +1034,7 @@ def accuracy_page() -> None:
     metrics = sorted(shown["metric"].unique()) if "metric" in shown else [None]
     for metric in metrics:
         sub = shown if metric is None else shown[shown["metric"] == metric]
-        unit = "s" if metric is None or str(metric).endswith("_s") else str(metric)
+        unit = "s" if metric is None or str(metric).endswith("_s") else str(metric).rsplit("[", 1)[-1].rstrip("]")
         lo = _decade(min(sub["predicted"].min(), sub["measured"].min()), up=False)
         hi = _decade(max(sub["predicted"].max(), sub["measured"].max()), up=True)
         diag = pd.DataFrame({"measured": [lo, hi], "predicted": [lo, hi]})

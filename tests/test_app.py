@@ -377,36 +377,35 @@ def test_the_default_compare_page_runs_every_technique():
 
 
 # ------------------------------------------------------------------ Accuracy
-def test_the_accuracy_page_says_when_the_corpus_is_absent(monkeypatch):
-    import importlib.util
+def test_the_accuracy_page_reads_the_committed_corpus_run():
+    """The page shows the committed `roofline validate --published` run: the rows of trust high or medium with a
+    prediction, one error row per family (`views.error_table`), one predicted-vs-measured chart per family and unit."""
+    from roofline import views
 
-    if importlib.util.find_spec("roofline.published") is not None:
-        pytest.skip("this build has the published corpus")
+    csv = Path(APP).parent / "calibrate" / "published" / "report" / "predictions.csv"
+    df = pd.read_csv(csv)
+    df = df[df["headline"].astype(bool) & df["predicted"].notna()]
     at = _app(page="accuracy")
     _ok(at)
-    assert [i.value for i in at.info][0].startswith("The published-measurement corpus is not available in this build")
-
-
-def test_the_accuracy_page_reads_the_corpus(monkeypatch):
-    import importlib.machinery
-    import sys
-    import types
-
-    points = pd.DataFrame({"predicted": [0.011, 0.009, 0.030, 0.020], "measured": [0.010, 0.010, 0.020, 0.020],
-                           "family": ["llama", "llama", "qwen", "qwen"], "gpu": ["h100-sxm", "a100-sxm-80gb", "h100-sxm", "h100-sxm"],
-                           "model": ["llama-3.1-8b", "llama-3.1-8b", "qwen3-32b", "qwen3-32b"]})
-    fake = types.ModuleType("roofline.published")
-    fake.__spec__ = importlib.machinery.ModuleSpec("roofline.published", None)
-    fake.predicted_vs_measured = lambda: points
-    monkeypatch.setitem(sys.modules, "roofline.published", fake)
-    at = _app(page="accuracy")
+    table = at.table[0].value
+    expected = views.error_table(df)
+    assert table.index.tolist() == expected["family"].tolist()
+    assert table["n"].tolist() == [str(n) for n in expected["n"]]
+    assert table["median |error|"].tolist() == [f"{x:.1f}%" for x in expected["median_abs_pct_error"]]
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == (df["family"] + df["unit"]).nunique()
+    at.selectbox(key="ac_gpu").set_value("mi300x").run()
     _ok(at)
-    table = at.table[0].value.reset_index()
-    # llama: errors +10% and -10% -> median |e| 10%, bias 0; qwen: +50% and 0% -> median |e| 25%, p90 45%, bias +25%
-    assert table.to_dict("list") == {"family": ["llama", "qwen"], "n": ["2", "2"], "median |error|": ["10.0%", "25.0%"],
-                                     "p90 |error|": ["10.0%", "45.0%"], "bias (median signed)": ["+0.0%", "+25.0%"]}
-    (chart,) = at.get("vega_lite_chart")
-    assert len(_chart_data(chart, "points")) == 4
-    at.selectbox(key="ac_gpu").set_value("a100-sxm-80gb").run()
+    on_mi300x = views.error_table(df[df["gpu"] == "mi300x"])
+    assert at.table[0].value.index.tolist() == on_mi300x["family"].tolist() and at.query_params["ac_gpu"] == "mi300x"
+
+
+def test_the_predict_page_shows_the_error_bands():
+    from roofline import fmt
+
+    at = _app(model="llama-3.1-8b", hw="h100-sxm", batch="8")
     _ok(at)
-    assert at.table[0].value.index.tolist() == ["llama"] and at.query_params["ac_gpu"] == "a100-sxm-80gb"
+    p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"),
+                   rl.Workload(batch_size=8, prompt_tokens=at.session_state["prompt"], output_tokens=at.session_state["output"]))
+    captions = [c.value for c in at.caption]
+    assert any(f"TPOT {fmt.band(p.bands['tpot_s'])}" in c for c in captions), captions

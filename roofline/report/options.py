@@ -56,6 +56,10 @@ class Option:
     pp: int = 1
     ep: int = 1
     nodes_per_replica: int = 1
+    ttft_band_low_s: float = math.nan  # 80% error band of ttft_s from the published corpus (`roofline.bands`); NaN: none
+    ttft_band_high_s: float = math.nan
+    tpot_band_low_s: float = math.nan
+    tpot_band_high_s: float = math.nan
 
 
 def _meets(p: Prediction, s: Scenario) -> tuple[bool, bool]:
@@ -170,7 +174,16 @@ def evaluate_option(model_id: str, hardware_id: str, scenario: Scenario) -> Opti
                   usd_per_million_output_tokens=usd_per_million,
                   usd_per_million_output_tokens_full_load=p.cost_per_million_output_tokens_usd,
                   ttft_s=p.ttft_s, tpot_s=p.tpot_s, e2e_latency_s=p.e2e_latency_s,
-                  memory_required_bytes_per_gpu=p.memory_required_bytes, prediction=p)
+                  memory_required_bytes_per_gpu=p.memory_required_bytes, prediction=p, **_bands_of(p))
+
+
+def _bands_of(p: Prediction) -> dict:
+    """The Option fields of a static-batch Prediction's TTFT and TPOT bands (NaN where it has none)."""
+    out = {}
+    for key, name in (("ttft_s", "ttft"), ("tpot_s", "tpot")):
+        b = p.bands.get(key)
+        out[f"{name}_band_low_s"], out[f"{name}_band_high_s"] = (b.low, b.high) if b else (math.nan, math.nan)
+    return out
 
 
 # ------------------------------------------------------------ progress
@@ -202,7 +215,8 @@ COLUMNS = [
     "rank", "model", "hardware", "model_id", "hardware_id", "feasible", "binding_constraint",
     "tp", "pp", "ep", "nodes_per_replica", "batch_size", "max_batch_size_fits", "output_tokens_per_s_per_replica", "replicas", "gpus",
     "usd_per_hour", "usd_per_million_output_tokens", "usd_per_million_output_tokens_full_load",
-    "ttft_s", "tpot_s", "e2e_latency_s", "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu",
+    "ttft_s", "tpot_s", "e2e_latency_s", "ttft_band_low_s", "ttft_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
+    "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu",
     "price_usd_per_gpu_hour", "price_date", "efficiency_source_kind", "note",
 ]
 
@@ -264,7 +278,9 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
                            output_tokens_per_s_per_replica=r.output_tokens_per_s_per_replica, replicas=int(r.replicas),
                            gpus=int(r.gpus), usd_per_hour=r.usd_per_hour, usd_per_million_output_tokens=r.usd_per_million_output_tokens,
                            usd_per_million_output_tokens_full_load=full, ttft_s=r.ttft_at_slo_percentile_s, tpot_s=r.tpot_s,
-                           e2e_latency_s=r.ttft_mean_s + r.tpot_s * (s.output_tokens_mean - 1))
+                           e2e_latency_s=r.ttft_mean_s + r.tpot_s * (s.output_tokens_mean - 1),
+                           ttft_band_low_s=r.ttft_at_slo_percentile_band_low_s, ttft_band_high_s=r.ttft_at_slo_percentile_band_high_s,
+                           tpot_band_low_s=r.tpot_band_low_s, tpot_band_high_s=r.tpot_band_high_s)
         else:
             note = f"{shape}: {r.reason}" if r.tp else r.reason
             figures = dict(batch_size=0, max_batch_size_fits=0, output_tokens_per_s_per_replica=nan, replicas=nan, gpus=nan,

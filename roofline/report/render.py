@@ -102,6 +102,10 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
         + (f" Overridden by the scenario: {', '.join(f'{h} {fmt.usd(v)}' for h, v in scenario.prices.items())}." if scenario.prices else ""),
         f"Precision: weights {scenario.weight_dtype or 'native'}, compute {scenario.activation_dtype or 'native'}, "
         f"KV cache {scenario.kv_dtype or 'native'}; flash attention.",
+        "TTFT and TPOT carry an 80% band in brackets: the range in which 80% of published measurements of that kind "
+        "(serving or static batch, by hardware and precision class where enough runs exist) fell relative to their "
+        "predictions; the predictions are optimistic on the whole, so the band mostly lies above the figure "
+        "(calibrate/published/report/accuracy.md).",
         f"Simulator: {simulator_version()}.",
     ]
     hw_rows = []
@@ -133,16 +137,23 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     import pandas as pd
 
     header = ["rank", "model", "hardware", "replica (tp/pp/ep)", "batch", "tokens/s/replica", "replicas", "GPUs",
-              "$/hour", "$/M output tokens", "$/M at full load", "TTFT", "TPOT", "binding constraint"]
+              "$/hour", "$/M output tokens", "$/M at full load", "TTFT (80% band)", "TPOT (80% band)", "binding constraint"]
     rows = []
     for r in table.itertuples(index=False):
         rows.append([
             "-" if pd.isna(r.rank) else str(int(r.rank)), r.model, r.hardware_id, _shape_text(r),
             _batch_text(r.batch_size) if r.feasible else "-", _int(r.output_tokens_per_s_per_replica), _int(r.replicas), _int(r.gpus),
             _money(r.usd_per_hour), _money(r.usd_per_million_output_tokens), _money(r.usd_per_million_output_tokens_full_load),
-            fmt.seconds(r.ttft_s), fmt.seconds(r.tpot_s), r.binding_constraint,
+            _with_band(r.ttft_s, r.ttft_band_low_s, r.ttft_band_high_s), _with_band(r.tpot_s, r.tpot_band_low_s, r.tpot_band_high_s),
+            r.binding_constraint,
         ])
     return header, rows
+
+
+def _with_band(value_s: float, low_s: float, high_s: float) -> str:
+    """'16.3 ms (18.8 ms – 1.31 s)': the figure and its 80% band from published runs, where it has one."""
+    text = fmt.seconds(value_s)
+    return text + (f" ({fmt.seconds(low_s)} – {fmt.seconds(high_s)})" if low_s == low_s and high_s == high_s else "")
 
 
 def _shape_text(r) -> str:
