@@ -331,3 +331,20 @@ def test_serving_field_is_validated():
     with pytest.raises(rl.SpecError) as e:
         R.Scenario.from_mapping({**EIGHT_B, "serving": "dynamic"})
     assert "serving" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_simulator_version_names_the_checked_out_commit():
+    """The report and the accuracy report stamp the commit; the report package sits two levels below the checkout."""
+    import subprocess
+    from pathlib import Path
+
+    from roofline.report import simulator_version
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    if not (root / ".git").is_dir():
+        pytest.skip("a worktree or submodule: .git is a file")
+    assert f", commit {head[:12]}" in simulator_version()

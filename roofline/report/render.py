@@ -28,7 +28,7 @@ from .scenario import Scenario
 
 def simulator_version() -> str:
     """The installed package version, else the checkout's pyproject version, plus the git commit when in a checkout."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # roofline/report/render.py -> the checkout
     try:
         version = metadata.version("roofline")
     except metadata.PackageNotFoundError:
