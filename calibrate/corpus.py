@@ -253,7 +253,7 @@ def deployment_of(row: Row) -> rl.Deployment:
 
     Engines that state "tp n, ep n" on n GPUs (TensorRT-LLM's DEPn, SGLang's --enable-dp-attention) run the MoE
     layers expert-parallel inside the tp group; the predictor's expert parallelism is attention data-parallel
-    plus experts over ep GPUs, so such a row runs as tp=1, ep=n (`mapping_note`)."""
+    plus experts over ep GPUs, so such a row runs as tp=1, ep=n (`Row.replica_gpus` counts it as one replica of n)."""
     tp, ep = row.tp, row.ep
     if ep > 1 and tp * row.pp == row.num_gpus and tp % ep == 0:
         tp, ep = 1, tp
@@ -267,10 +267,14 @@ def _figures_static(model, hw, row: Row, dep) -> dict[str, float]:
                                           output_tokens=row.output_tokens), dep)
     if not p.fits:
         raise Unsupported(f"predicted infeasible: {p.fit_message}", infeasible=True)
-    b, s, o = row.batch_size, row.prompt_tokens, row.output_tokens
     return {"ttft_s": p.ttft_s, "tpot_s": p.tpot_s, "e2e_s": p.e2e_latency_s,
-            "output_tokens_per_s": p.output_tokens_per_s, "total_tokens_per_s": b * (s + o) / p.e2e_latency_s,
-            "requests_per_s": b / p.e2e_latency_s}
+            **_batch_rates(row.batch_size, row.prompt_tokens, row.output_tokens, p.e2e_latency_s)}
+
+
+def _batch_rates(batch: int, prompt: int, output: int, e2e_s: float) -> dict[str, float]:
+    """A batch run from prefill to its last token in e2e_s: B·O output tokens, B·(S+O) tokens and B requests per e2e_s."""
+    return {"output_tokens_per_s": batch * output / e2e_s, "total_tokens_per_s": batch * (prompt + output) / e2e_s,
+            "requests_per_s": batch / e2e_s}
 
 
 def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
@@ -291,8 +295,7 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
             share = math.ceil(row.num_requests / row.replicas)
             p = rl.predict(model, hw, rl.Workload(batch_size=share, prompt_tokens=s, output_tokens=o), dep)
             if p.fits:
-                return {"output_tokens_per_s": share * o / p.e2e_latency_s, "total_tokens_per_s": share * (s + o) / p.e2e_latency_s,
-                        "requests_per_s": share / p.e2e_latency_s}
+                return _batch_rates(share, s, o, p.e2e_latency_s)
         return {"output_tokens_per_s": lam * o, "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
     if not sp.stable:
         raise Unsupported(f"predicted infeasible: {sp.reason}", infeasible=True)
@@ -312,13 +315,13 @@ def predicted_value(row: Row, figures: dict[str, float]) -> float:
             key = "ttft_s"  # a static batch is deterministic: every statistic is the one value
         si = figures[key]
     elif m in ("tpot", "itl"):
-        if stat in ("p90", "p99", "max") and "ttft_p90_s" in figures:
+        if stat in ("p90", "p99", "max") and row.workload != "static":
             raise Unsupported(f"{stat} {m} under load: the model gives the mean step time only")
         si = figures["tpot_s"]
     elif m == "user_throughput":
         si = 1 / figures["tpot_s"]
     elif m == "e2e_latency":
-        if stat in ("p90", "p99", "max") and "ttft_p90_s" in figures:
+        if stat in ("p90", "p99", "max") and row.workload != "static":
             raise Unsupported(f"{stat} e2e latency under load: the model gives the mean only")
         si = figures["e2e_s"]
     else:
@@ -327,8 +330,6 @@ def predicted_value(row: Row, figures: dict[str, float]) -> float:
         si = figures[key] * row.replicas  # a replica's rate times the replicas of the run
         if dim == "tokens_rate_per_gpu":
             si /= row.num_gpus
-    if m in ("ttft", "tpot", "itl", "e2e_latency") and "output_tokens_per_s" in figures and row.workload == "offline":
-        raise Unsupported("latency of an offline run")
     return si / factor
 
 
@@ -345,7 +346,7 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
         raise Unsupported(f"{row.metric} of an offline run")
     key = (row.model, row.gpu, row.tp, row.pp, row.ep, row.weight_dtype, row.activation_dtype, row.kv_dtype,
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
-           row.prompt_tokens, row.output_tokens, row.replicas)
+           row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas)
     if cache is not None and key in cache:
         figures = cache[key]
     else:

@@ -339,3 +339,16 @@ def test_cli_predict_prints_the_bands(capsys):
     out = capsys.readouterr().out
     b = p.bands["tpot_s"]
     assert f"{fmt.seconds(b.low)} – {fmt.seconds(b.high)} (n={b.rows:,})" in out
+
+
+def test_finite_offline_runs_are_a_static_batch_and_are_not_shared_between_request_counts():
+    """An offline run of N requests that fit one batch is that static batch: N·O tokens over its e2e latency. Rows
+    that differ only in N must not share a cached prediction (they once did)."""
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    r = dict(workload="offline", batch_size=None, prompt_tokens=1024, output_tokens=128, metric="output_throughput", unit="tokens/s")
+    cache: dict = {}
+    got = {n: corpus.predict_row(_row(num_requests=n, **r), cache=cache) for n in (8, 32)}
+    for n, value in got.items():
+        e2e = rl.predict(m, hw, rl.Workload(batch_size=n, prompt_tokens=1024, output_tokens=128)).e2e_latency_s
+        assert value == pytest.approx(n * 128 / e2e)
+    assert got[8] != got[32]
