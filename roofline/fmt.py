@@ -66,7 +66,14 @@ def band(b, one=seconds) -> str:
     """An error band: '18 ms – 24.6 ms (n=212)', n the published runs it was built from; '' when there is none."""
     if b is None:
         return ""
-    return f"{one(b.low)} – {one(b.high)} (n={b.rows:,})"
+    return f"{span(b.low, b.high, one)} (n={b.rows:,})"
+
+
+def span(low: float, high: float, one=seconds) -> str:
+    """A range: '18 ms – 24.6 ms'; '' when either end is missing (NaN), as for a figure with no band."""
+    if low != low or high != high:
+        return ""
+    return f"{one(low)} – {one(high)}"
 
 
 def headline_rows(p) -> list[tuple[str, str]]:

@@ -115,9 +115,8 @@ def _band_note(df: pd.DataFrame, q: str) -> str:
     if not len(top):
         return ""
     r = top.iloc[0]
-    parts = [f"{label} {fmt.seconds(r[f'{col}_band_low_s'])} – {fmt.seconds(r[f'{col}_band_high_s'])}"
-             for col, label in (("ttft_at_slo_percentile", f"TTFT {q}"), ("tpot", "TPOT"))
-             if r[f"{col}_band_low_s"] == r[f"{col}_band_low_s"]]
+    parts = [f"{label} {band}" for col, label in (("ttft_at_slo_percentile", f"TTFT {q}"), ("tpot", "TPOT"))
+             if (band := fmt.span(r[f"{col}_band_low_s"], r[f"{col}_band_high_s"]))]
     if not parts:
         return ""
     return (f"\n\nrank 1, 80% error bands from published serving runs: {'; '.join(parts)} "

@@ -153,7 +153,8 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 def _with_band(value_s: float, low_s: float, high_s: float) -> str:
     """'16.3 ms (18.8 ms – 1.31 s)': the figure and its 80% band from published runs, where it has one."""
     text = fmt.seconds(value_s)
-    return text + (f" ({fmt.seconds(low_s)} – {fmt.seconds(high_s)})" if low_s == low_s and high_s == high_s else "")
+    band = fmt.span(low_s, high_s)
+    return text + (f" ({band})" if band else "")
 
 
 def _shape_text(r) -> str:
