@@ -248,6 +248,11 @@ def _hardware(name: str, load_hardware: Callable):
         raise Unsupported(f"no hardware profile for {name!r}") from None
 
 
+# the engine profile (`roofline engines`) each framework of the corpus runs as; a framework without a profile
+# (gpt-fast, LMDeploy, TGI, MLC, HF transformers, ...) runs as the bare roofline (engine None)
+ENGINE_OF_FRAMEWORK = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "nim": "trtllm"}
+
+
 def deployment_of(row: Row) -> rl.Deployment:
     """The row's deployment. FP8 on a GPU without FP8 tensor cores runs weight-only, as engines do (FP8 Marlin).
 
@@ -259,7 +264,8 @@ def deployment_of(row: Row) -> rl.Deployment:
         tp, ep = 1, tp
     return rl.Deployment(tp=tp, pp=row.pp, ep=ep, weight_dtype=row.weight_dtype,
                          activation_dtype=row.activation_dtype, kv_dtype=row.kv_dtype,
-                         weight_group_size=row.weight_group_size, on_unsupported_dtype="fallback")
+                         weight_group_size=row.weight_group_size, on_unsupported_dtype="fallback",
+                         engine=ENGINE_OF_FRAMEWORK.get(row.framework))
 
 
 def _figures_static(model, hw, row: Row, dep) -> dict[str, float]:
@@ -294,7 +300,7 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
             # static batch (every prompt prefilled, then decoded together), not the steady state of an endless stream
             share = math.ceil(row.num_requests / row.replicas)
             p = rl.predict(model, hw, rl.Workload(batch_size=share, prompt_tokens=s, output_tokens=o), dep)
-            if p.fits:
+            if p.fits and share <= p.max_batch_size:
                 return _batch_rates(share, s, o, p.e2e_latency_s)
         return {"output_tokens_per_s": lam * o, "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
     if not sp.stable:

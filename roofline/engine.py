@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from . import ops as O
-from .parallelism import kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, shared_prefix_tokens, weight_bytes_per_gpu
+from .parallelism import (
+    kv_allocated_tokens,
+    kv_bytes_per_gpu,
+    pipeline_hop_s,
+    shared_prefix_tokens,
+    step_workspace_bytes,
+    weight_bytes_per_gpu,
+)
 from .roofline import BOUNDS, Ceilings, OpTable, Timing, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
@@ -202,7 +209,9 @@ class Evaluation:
     prefill_bound_index: Any
     decode_bound_index: Any
     kv_bytes_per_sequence: Any
-    workspace_bytes_per_sequence: Any
+    workspace_bytes_per_sequence: Any  # a static batch prefilled at once (no engine): its workspace grows with the batch
+    workspace_fixed_bytes: Any  # an engine's: the workspace of its largest step, whatever the batch (0 without)
+    max_sequences: Any  # the engine's cap on running sequences (inf without)
     kv_shared_bytes: Any
     prefill: PrefillTables
     decode: DecodeTables
@@ -257,7 +266,7 @@ def decode_ceilings(real: Ceilings) -> Ceilings:
 
 
 def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ceilings, batch, prompt, output, tp,
-             hop: tuple | None = None) -> Evaluation:
+             hop: tuple | None = None, limits: tuple | None = None) -> Evaluation:
     """Every headline figure for one model and deployment; batch, prompt, output, tp and the
     ceilings may be numpy arrays of one grid. Returns an `Evaluation` of arrays (0-d for one scenario)
     with the prefill and decode operator tables and timings it used.
@@ -272,6 +281,15 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     With mb = 1 a pipeline only splits memory; with mb >= pp it keeps every stage busy, at the cost
     of reading each stage's weights once per micro-batch. pp = 1 gives the plain pass.
     Prefix caching with hit rate h: TTFT = (1 - h) · TTFT(whole prompt) + h · TTFT(prompt after the cached prefix).
+
+    A serving engine (`rd.engine`, with `limits` = (max running sequences, tokens per step) on this device,
+    `parallelism.engine_limits`) adds its CPU time per step h(B) (`EngineProfile.step_s`) to every step: the
+    batch's B·S prompt tokens run in ceil(B·S / budget) steps, so
+
+        TTFT += ceil(B·S / budget) · h(B),   every decode step += h(B);
+
+    and it keeps the workspace of its largest step (a pass over `budget` tokens) whatever the batch, so the
+    workspace is fixed, not per sequence, and at most `max running sequences` fit.
     """
     dep = rd.dep
     pp, ep = dep.pp, dep.ep
@@ -313,6 +331,14 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         ttft_floor = (mb + pp - 1) * ttft_floor
         tpot, tpot_floor = slots * tpot + step_hops, slots * tpot_floor
         first_step, last_step = slots * first_step + step_hops, slots * last_step + step_hops
+    eng = rd.engine
+    cap, workspace_fixed = np.inf, 0.0
+    if eng is not None and limits is not None:
+        cap, budget = limits
+        step_h = eng.step_s(batch)
+        ttft = ttft + np.ceil(batch * prompt / budget) * step_h
+        tpot, first_step, last_step = tpot + step_h, first_step + step_h, last_step + step_h
+        workspace = workspace_fixed = step_workspace_bytes(model, rd, tp, budget, ep)
     e2e = ttft + tpot * steps
     e2e_floor = ttft_floor + tpot_floor * steps
     # per-GPU work: a stage runs its slice once per micro-batch
@@ -341,7 +367,8 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         runtime_reserve_bytes=reserve, memory_required_bytes=required,
         prefill_bound_index=np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
         decode_bound_index=np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
-        kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=workspace / batch, kv_shared_bytes=kv_shared,
+        kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=(workspace - workspace_fixed) / batch,
+        workspace_fixed_bytes=workspace_fixed, max_sequences=cap, kv_shared_bytes=kv_shared,
         prefill=PrefillTables(pre, pre_real, pre_floor), decode=DecodeTables(dec_real, dec_floor, n),
     )
 
@@ -352,11 +379,12 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
     Throughput = batch · output / e2e (a static batch); per GPU divides by the replica's GPUs.
     MBU = bytes moved / time / peak bandwidth; MFU = FLOPs / time / dense peak of the compute dtype;
     both per GPU, both in [0, 1] because no operator beats its floor. `max_batch_size` solves the
-    memory for the batch. Cost per million output tokens: `usd_per_million_tokens`; NaN when the
+    memory for the batch (`memory_bytes`: the engine's share of a GPU, `parallelism.engine_memory_bytes`), at
+    most the engine's running-sequence cap. Cost per million output tokens: `usd_per_million_tokens`; NaN when the
     scenario does not fit in memory (it cannot be bought), so a sorted sweep never ranks it first.
     """
     tokens_per_s = batch * output / r.e2e_latency_s
-    free = memory_bytes - r.weight_bytes - r.runtime_reserve_bytes - r.kv_shared_bytes
+    free = memory_bytes - r.weight_bytes - r.runtime_reserve_bytes - r.kv_shared_bytes - r.workspace_fixed_bytes
     per_seq = r.kv_bytes_per_sequence + r.workspace_bytes_per_sequence
     gpu_hour = price * gpus
     fits = r.memory_required_bytes <= memory_bytes
@@ -369,7 +397,7 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
         mfu_decode=r.decode_flops_per_step / r.tpot_s / peak,
         memory_available_bytes=memory_bytes,
         fits=fits,
-        max_batch_size=np.maximum(np.floor(free / per_seq), 0),
+        max_batch_size=np.minimum(np.maximum(np.floor(free / per_seq), 0), r.max_sequences),
         cost_per_hour_usd=gpu_hour,
         # a deployment that cannot be run has no price per token: NaN, which sorts last
         cost_per_million_output_tokens_usd=np.where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),

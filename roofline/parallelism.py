@@ -20,7 +20,7 @@ from . import ops as O
 from .errors import SpecError
 from .hardware import HardwareProfile
 from .network import DEFAULT_NETWORK, load_network
-from .roofline import Ceilings
+from .roofline import Ceilings, OpTable
 from .specs import ModelSpec
 from .workload import Deployment, ResolvedDeployment, Workload
 
@@ -157,3 +157,26 @@ def pipeline_hop_s(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, link_by
     activation bytes / tp / link (each tp rank sends its slice). Llama-3.1-70B, bf16, tp 8, 2,048 tokens
     over 50 GB/s: 2,048 · 8,192 · 2 / 8 / 50e9 = 84 us plus the latency."""
     return latency_s + tokens * (model.hidden_size * rd.act_bytes / tp) / link_bytes_per_s
+
+
+# ------------------------------------------------------------ what the serving engine allows
+def engine_limits(rd: ResolvedDeployment, hws: list[HardwareProfile]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(max running sequences, tokens per step) of the deployment's engine on each device (`EngineProfile.limits`),
+    as arrays of shape (H,); None for the bare roofline (no engine)."""
+    if rd.engine is None:
+        return None
+    lim = np.array([rd.engine.limits(h) for h in hws], dtype=float)
+    return lim[:, 0], lim[:, 1]
+
+
+def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes):
+    """The part of a GPU's memory the engine uses: gpu_memory_fraction · memory (all of it without an engine)."""
+    return memory_bytes if rd.engine is None else memory_bytes * rd.engine.gpu_memory_fraction
+
+
+def step_workspace_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, ep: int = 1):
+    """Activation workspace of the largest engine step, one GPU: the largest per-layer activation footprint
+    (bytes read + written) of one prefill pass over `tokens` tokens. An engine sizes its KV cache after a
+    profiling pass of its token budget, so this is what it keeps free whatever the batch."""
+    t = OpTable.of(O.forward_ops(model, rd, 1, tokens, 0, tp, ep=ep), np.shape(tokens))
+    return ((t.f["act_read_bytes"] + t.f["act_write_bytes"]) / t.column(t.layers)).max(axis=0)

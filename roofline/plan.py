@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 from . import fmt
 from .bands import band_limits, hardware_class, precision_class
 from .engine import usd_per_million_tokens
+from .engines import DEFAULT_ENGINE, load_engine
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
@@ -119,7 +120,8 @@ class SearchSpace:
     formats (None: `PRECISIONS`); `tps`, `pps`, `eps`: the degrees to try (None: `parallelisms`' defaults);
     `max_gpus_per_replica`; `network`: the scale-out network of a replica wider than one NVLink domain
     (None: `network.DEFAULT_NETWORK`); `chunk_tokens`: chunked prefill budget per step (None: whole prompts);
-    `max_batch_size`: the engine's cap on running sequences; `best_only`: one row per device."""
+    `max_batch_size`: a cap on running sequences below the engine's; `best_only`: one row per device;
+    `engine`: the serving engine profile every option runs under (`roofline engines`; None: the bare roofline)."""
 
     hardware: object = None
     precisions: dict[str, Deployment] | None = None
@@ -131,6 +133,7 @@ class SearchSpace:
     chunk_tokens: int | None = None
     max_batch_size: int | None = None
     best_only: bool = True
+    engine: str | None = DEFAULT_ENGINE
 
     def __post_init__(self):
         check_positive_int(self.chunk_tokens, "chunk_tokens")
@@ -142,6 +145,8 @@ class SearchSpace:
             raise SpecError("max_gpus_per_replica", f"must be a positive integer, got {g!r}")
         if self.network is not None:
             load_network(self.network)
+        if self.engine is not None:
+            load_engine(self.engine)
 
     def devices(self) -> list[tuple[str, HardwareProfile]]:
         """(id as given, profile) of every device to try."""
@@ -296,7 +301,7 @@ def _options(model: ModelSpec, hws: list[HardwareProfile], traffic: Traffic, spa
             if not shapes:
                 rows.append(_infeasible_row(hw, label, dep, None, "parallelism", space.no_shape_reason(model, hw)))
             for tp, pp, ep in shapes:
-                d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "network": network})
+                d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "network": network, "engine": space.engine})
                 rd = check(model, hw, wl, d)
                 groups.setdefault((label, tp, pp, ep), (d, rd, []))[2].append(hw)
     return groups
@@ -330,7 +335,7 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
          hardware=None, ttft_percentile: float = 0.9, chunk_tokens: int | None = None, max_batch_size: int | None = None,
          precisions: dict[str, Deployment] | None = None, tps: list[int] | None = None, pps: list[int] | None = None,
          eps: list[int] | None = None, max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA, network: str | None = None,
-         best_only: bool = True) -> pd.DataFrame:
+         best_only: bool = True, engine: str | None = DEFAULT_ENGINE) -> pd.DataFrame:
     """The cheapest deployment per hardware that serves `requests_per_s` within the SLOs (module docstring):
     the keyword form of `plan_fleet`, which it calls with the `Traffic`, `SLO` and `SearchSpace` it builds.
 
@@ -342,7 +347,8 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
     slo = SLO(ttft_slo_s, tpot_slo_s, ttft_percentile)
     traffic = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
     space = SearchSpace(hardware=hardware, precisions=precisions, tps=tps, pps=pps, eps=eps, max_gpus_per_replica=max_gpus_per_replica,
-                        network=network, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only)
+                        network=network, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only,
+                        engine=engine)
     return plan_fleet(m, traffic, slo, space)
 
 

@@ -32,7 +32,18 @@ from .bands import Band, bands_for
 from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .parallelism import beyond_context_note, check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens, tp_widths, valid_tps  # noqa: F401  re-exported
+from .parallelism import (  # noqa: F401  re-exported
+    beyond_context_note,
+    check,
+    engine_limits,
+    engine_memory_bytes,
+    kv_allocated_tokens,
+    replica_span,
+    scale_out,
+    shared_prefix_tokens,
+    tp_widths,
+    valid_tps,
+)
 from .registry import as_hardware, as_model
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
@@ -161,14 +172,16 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
     real, floor, hop, notes = scale_out(hw, dep, real, floor)
     b, s, o, tp = workload.batch_size, workload.prompt_tokens, workload.output_tokens, dep.tp
-    r = evaluate(model, rd, real, floor, b, s, o, tp, hop)
+    lim = engine_limits(rd, [hw])
+    r = evaluate(model, rd, real, floor, b, s, o, tp, hop, None if lim is None else (float(lim[0][0]), float(lim[1][0])))
     spec = None
     if dep.speculative is not None:
         spec = apply_speculative(model, hw, workload, dep, rd, real, floor, hop, r)
         r = spec.evaluation
         notes = notes + list(spec.notes)
     peak = hw.peak_flops(rd.compute_key)
-    d = derived(r, b, o, dep.num_gpus, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, peak, hw.price_usd_per_gpu_hour)
+    d = derived(r, b, o, dep.num_gpus, engine_memory_bytes(rd, hw.memory_bytes), hw.memory_bandwidth_bytes_per_s, peak,
+                hw.price_usd_per_gpu_hour)
     fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
               for k, v in {**r.figures(), **d.figures()}.items() if k in _FIELDS}
     # every value above is already of its field's type: construct without validating it again

@@ -100,7 +100,17 @@ from .bands import Band, bands_for
 from .engine import stage, usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
-from .parallelism import check, kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, scale_out, weight_bytes_per_gpu
+from .parallelism import (
+    check,
+    engine_limits,
+    engine_memory_bytes,
+    kv_allocated_tokens,
+    kv_bytes_per_gpu,
+    pipeline_hop_s,
+    scale_out,
+    step_workspace_bytes,
+    weight_bytes_per_gpu,
+)
 from .registry import as_hardware, as_model
 from .roofline import Ceilings, OpTable, stacked, time_ops
 from .specs import MAX_CONTEXT, ModelSpec
@@ -493,7 +503,15 @@ class Curves:
         prompt, output = traffic.prompt_tokens, traffic.output_tokens
         check_serving_deployment(dep)
         pp, ep = dep.pp, dep.ep
-        self.hws, self.tp, self.pp, self.ep, self.chunk = hws, tp, pp, ep, chunk_tokens
+        eng, lim = rd.engine, engine_limits(rd, hws)
+        n = len(hws)
+        cap = np.full(n, np.inf) if max_batch_size is None else np.full(n, float(max_batch_size))
+        if lim is not None:  # the engine's running-sequence cap, and its token budget as the chunk when it chunks
+            cap = np.minimum(cap, lim[0])
+            if chunk_tokens is None and eng.chunked_prefill:
+                chunk_tokens = lim[1]
+        self.hws, self.tp, self.pp, self.ep = hws, tp, pp, ep
+        self.chunk = None if chunk_tokens is None else np.broadcast_to(np.asarray(chunk_tokens, float), (n,)).copy()  # (H,)
         self.gpus = tp * pp * ep
         self.servers = ep  # data-parallel attention ranks, each prefilling its own prompts
         ceil, hop_bw, hop_lat = replica_ceilings(hws, rd)
@@ -511,28 +529,33 @@ class Curves:
         per_rank = b_mb / ep
         # decode stage step of one micro-batch at the mean context, plus its hand-off to the next stage
         dec_attn, dec_lin, dec_act = _timed(O.forward_ops(model, rd, b_mb, 1, self.context_s - 1, tp, mla_absorbed=True, ep=ep), ceil, tp, pp)
-        self.t0 = dec_attn + dec_lin + hop(per_rank)
+        step_h = (lambda seqs: eng.step_s(seqs)) if eng is not None else (lambda seqs: 0.0)  # the engine's CPU time per step
+        self.t0 = dec_attn + dec_lin + hop(per_rank) + step_h(b_mb)
         # one prefill pass per prompt length on the support: one prompt per attention rank (ep prompts in a wave)
         pre_attn, pre_lin, pre_act = _timed(O.forward_ops(model, rd, ep, s_val[None, :], 0, tp, mla_absorbed=False, ep=ep), ceil, tp, pp)
-        self.x_pre = pre_attn + pre_lin  # (H, Q): the time a stage is busy with one prompt
+        self.x_pre = pre_attn + pre_lin + step_h(ep)  # (H, Q): the time a stage is busy with one prompt
         # the other pp - 1 stages and hand-offs a prompt still passes through before its first token
-        self.pre_extra = np.broadcast_to((pp - 1) * (self.x_pre + hop(s_val[None, :])), self.x_pre.shape)
+        # and the engine's latency outside its steps (API, tokenizing the prompt), per prompt length
+        self.request_s = np.zeros_like(s_val, dtype=float) if eng is None else eng.request_s(np.asarray(s_val, float))
+        self.pre_extra = np.broadcast_to((pp - 1) * (self.x_pre + hop(s_val[None, :])) + self.request_s[None, :], self.x_pre.shape)
         attn_per_prompt_token = (pre_attn * s_p).sum(axis=-1) / self.es  # (H,)
         workspace = dec_act
-        if chunk_tokens is not None and not decode_only:
-            c = float(chunk_tokens)
+        if self.chunk is not None and not decode_only:
+            c = self.chunk[:, None]
             _, mix_lin, mix_act = _timed(O.forward_ops(model, rd, b_mb, (b_mb + ep * c) / b_mb, 0, tp, mla_absorbed=True, ep=ep), ceil, tp, pp)
-            self.tc = mix_lin + dec_attn + c * attn_per_prompt_token[:, None] + hop(per_rank + c)
+            self.tc = mix_lin + dec_attn + c * attn_per_prompt_token[:, None] + hop(per_rank + c) + step_h(b_mb + 1)
             workspace = np.maximum(workspace, mix_act)
         else:
             self.tc = np.full_like(self.t0, np.nan)
             if not decode_only:
                 workspace = np.maximum(workspace, pre_act.max())
         # memory per GPU at each batch
+        if lim is not None:  # an engine keeps the workspace of its largest step (a pass over its token budget)
+            workspace = np.broadcast_to(step_workspace_bytes(model, rd, tp, lim[1], ep)[:, None], self.t0.shape)
         self.context_mem = traffic.memory_context_tokens
         self.weight_bytes, self.kv_bytes_per_sequence = replica_memory_bytes(model, rd, tp, self.context_mem)
         self.reserve_bytes = dep.runtime_reserve_bytes
-        self.memory_available = np.array([h.memory_bytes for h in hws], float)[:, None]
+        self.memory_available = engine_memory_bytes(rd, np.array([h.memory_bytes for h in hws], float)[:, None])
         self.memory_required = self.weight_bytes + b * self.kv_bytes_per_sequence + workspace + self.reserve_bytes
         self.memory_required = np.broadcast_to(self.memory_required, self.t0.shape)
         self.workspace = np.broadcast_to(workspace, self.t0.shape)
@@ -540,13 +563,13 @@ class Curves:
         self.rd = rd
         self.notes = list(rd.notes)  # fallbacks and running past max_context, as `parallelism.check` recorded them
         ok = self.memory_required <= self.memory_available
-        if max_batch_size is not None:
-            ok &= b <= max_batch_size
+        self.cap = cap
+        ok &= b <= cap[:, None]
         # the request rate each batch sustains, and where the curve stops
         a = self._a(self.t0, self.tc)
         self.lam = b / (self.eo1 * pp * self.t0 + b * a)
-        if chunk_tokens is not None and not decode_only:
-            ok &= self.lam / ep * self.es * self.tc / chunk_tokens < 1
+        if self.chunk is not None and not decode_only:
+            ok &= self.lam / ep * self.es * self.tc / self.chunk[:, None] < 1
         ok = np.logical_and.accumulate(ok, axis=1)  # beyond the first infeasible batch, none is reachable
         self.fits = ok[:, 0]
         lam = np.where(ok, self.lam, -np.inf)
@@ -575,7 +598,8 @@ class Curves:
         if self.chunk is None:
             mean_x = (self.x_pre[rows] * self.s_p).sum(axis=-1) / self.servers
             return np.broadcast_to(mean_x[:, None] if t0.ndim == 2 else mean_x, t0.shape)
-        return self.es * (tc - t0) / (self.servers * self.chunk)
+        chunk = self.chunk[rows]
+        return self.es * (tc - t0) / (self.servers * (chunk[:, None] if t0.ndim == 2 else chunk))
 
     def state(self, lam, rows=None) -> "ServingState":
         """Every figure at request rate `lam` per replica (one per row; rows selects device rows)."""
@@ -609,8 +633,8 @@ class Curves:
             extra = self.pre_extra[rows]
             itl_max = self.pp * (t0 + self.x_pre[rows].max(axis=-1))
         else:
-            service = (self.s_val / self.chunk)[None, :] * tc[:, None]
-            extra = np.broadcast_to(((self.pp - 1) * tc)[:, None], service.shape)
+            service = self.s_val[None, :] / self.chunk[rows][:, None] * tc[:, None]
+            extra = ((self.pp - 1) * tc)[:, None] + self.request_s[None, :] + np.zeros_like(service)
             itl_max = self.pp * tc
         if self.decode_only:
             itl_max = self.pp * t0
@@ -640,7 +664,7 @@ class Curves:
     def batch_limit(self, st) -> np.ndarray:
         """Largest decode batch memory (and the cap) allows at the state's workspace."""
         free = self.memory_available[st.rows, 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st.rows, 0]
-        return np.maximum(np.floor(free / self.kv_bytes_per_sequence), 0)
+        return np.minimum(np.maximum(np.floor(free / self.kv_bytes_per_sequence), 0), self.cap[st.rows])
 
 
 # ------------------------------------------------------------ public entry points
@@ -719,6 +743,9 @@ def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareP
     upper = max(1.0, max((h.memory_bytes - w) / kv for h in hws))
     if max_batch_size is not None:
         upper = min(upper, max_batch_size)
+    lim = engine_limits(rd, hws)
+    if lim is not None:
+        upper = max(1.0, min(upper, float(lim[0].max())))
     return batch_grid(upper)
 
 
@@ -735,8 +762,9 @@ def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_t
     """One replica under `requests_per_s` Poisson arrivals (see the module docstring for every formula).
 
     `prompt_tokens` / `output_tokens`: an int, a `LengthDist` or a string like "lognormal:2048:0.5".
-    `chunk_tokens`: prefill tokens per step (chunked prefill), or None for whole-prompt prefill passes.
-    `max_batch_size`: the engine's cap on running sequences (vLLM max_num_seqs). An arrival rate above
+    `chunk_tokens`: prefill tokens per step (chunked prefill); None: the engine's token budget when it chunks
+    prefill (`Deployment.engine`), else whole-prompt prefill passes.
+    `max_batch_size`: a cap on running sequences below the engine's own (vLLM max_num_seqs). An arrival rate above
     the capacity is returned with stable=False and the reason; its latencies are then inf.
     """
     model, hw = load_pair(model, hardware)
@@ -774,7 +802,8 @@ def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, t
     banded = {**{k: (v, "ttft_serving") for k, v in ttft.items() if k != "ttft_wait_mean_s"}, "tpot_s": (tpot, "tpot_serving"),
               **({"output_tokens_per_s": (tokens, "throughput_serving")} if rate_predicted else {})}
     return ServingPoint(
-        model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=p, output_tokens=o, chunk_tokens=chunk_tokens,
+        model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=p, output_tokens=o,
+        chunk_tokens=None if cv.chunk is None else int(cv.chunk[0]),
         num_gpus=cv.gpus, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
         batch_size=inf_if(st.batch_size), batch_limit=int(cv.batch_limit(st)[0]),
         decode_step_s=one(st.t0_s), chunked_step_s=one(st.tc_s), tpot_s=tpot, itl_max_s=inf_if(st.itl_max_s),

@@ -29,7 +29,7 @@ from . import ops as O
 from .engine import derived, evaluate
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
-from .parallelism import tp_widths
+from .parallelism import engine_limits, engine_memory_bytes, tp_widths
 from .registry import load_hardware, load_model
 from .roofline import BOUNDS, Ceilings, stacked
 from .specs import MAX_CONTEXT, ModelSpec
@@ -124,9 +124,11 @@ def sweep(
         tpf = t.astype(float)
         real = stacked([Ceilings.of(h, key) for h in usable], hi)
         floor = stacked([Ceilings.of(h, key, floor=True) for h in usable], hi)
-        ev = evaluate(m, rd, real, floor, b, s, o, tpf)
+        lim = engine_limits(rd, usable)
+        ev = evaluate(m, rd, real, floor, b, s, o, tpf, limits=None if lim is None else (lim[0][hi], lim[1][hi]))
         prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
-        d = derived(ev, b, o, tpf * base.pp * base.ep, prop(lambda h: h.memory_bytes), prop(lambda h: h.memory_bandwidth_bytes_per_s),
+        d = derived(ev, b, o, tpf * base.pp * base.ep, engine_memory_bytes(rd, prop(lambda h: h.memory_bytes)),
+                    prop(lambda h: h.memory_bandwidth_bytes_per_s),
                     prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
         r = {**ev.figures(), **d.figures()}
         pick = lambda a: np.broadcast_to(a, shape).ravel()[ok]  # noqa: E731

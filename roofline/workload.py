@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .dtypes import DEQUANT_OPS_PER_WEIGHT, QuantScheme, get_dtype
+from .engines import DEFAULT_ENGINE, load_engine
 from .errors import SpecError
 from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, ModelSpec, kv_scheme
 from .units import GIB
@@ -141,6 +142,10 @@ class Deployment(BaseModel):
         description="per-GPU memory the runtime keeps (CUDA context, cuBLAS/NCCL workspaces, CUDA graphs); "
         "vLLM and TensorRT-LLM logs on 80 GB cards report about 1-3 GiB of such non-tensor memory",
     )
+    engine: str | None = Field(
+        DEFAULT_ENGINE, description="serving engine profile (`roofline engines`): CPU time per step and per request, "
+        "CUDA-graph range, running-sequence and per-step token limits, memory fraction; None = the bare roofline",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "Deployment":
@@ -155,6 +160,8 @@ class Deployment(BaseModel):
             raise ValueError("weight_scale_granularity: 'block' needs weight_group_size (the block edge, e.g. 128)")
         if self.sparse_format != "dense" and self.sparsity != "unstructured":
             raise ValueError(f"sparse_format: {self.sparse_format!r} stores unstructured sparsity; set sparsity='unstructured'")
+        if self.engine is not None:
+            load_engine(self.engine)  # an unknown id is a one-line error listing the shipped engines
         if self.prefix_tokens == 0 and self.prefix_hit_rate > 0:
             raise ValueError("prefix_hit_rate: needs prefix_tokens > 0 (the shared prefix length)")
         return self
@@ -172,7 +179,7 @@ class Deployment(BaseModel):
 class ResolvedDeployment:
     """A Deployment with dtypes resolved against a model: what `ops.py` consumes."""
 
-    __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes")
+    __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes", "engine")
 
     @classmethod
     def of(cls, dep: Deployment, native_dtype: str, native_weight_dtype: str | None = None) -> "ResolvedDeployment":
@@ -200,6 +207,7 @@ class ResolvedDeployment:
         self.kv = kv_scheme(dep.kv_dtype or native_dtype)
         self.compute_key = ad.peak_key
         self.notes = []
+        self.engine = None if dep.engine is None else load_engine(dep.engine)
         return self
 
     def fallen_back(self, reason: str) -> "ResolvedDeployment":

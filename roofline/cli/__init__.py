@@ -15,12 +15,12 @@ import sys
 from pydantic import ValidationError
 
 from ..errors import SpecError, validation_message
-from . import calibrate, compare, hardware, models, networks, plan, predict, report, validate
+from . import calibrate, compare, engines, hardware, models, networks, plan, predict, report, validate
 
 # (name, module): the order `roofline --help` lists them in
 SUBCOMMANDS = (("predict", predict), ("report", report), ("calibrate", calibrate), ("validate", validate),
                ("plan", plan), ("compare", compare), ("models", models), ("hardware", hardware),
-               ("networks", networks))
+               ("networks", networks), ("engines", engines))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ..engines import DEFAULT_ENGINE, load_engine
 from ..errors import SpecError, validation_message
 from ..hardware import parse_prices
 from ..registry import load_hardware
@@ -105,3 +106,16 @@ def hardware_profiles(ids: list[str], a: argparse.Namespace) -> list:
     calibration = getattr(a, "calibration", None)
     hws = [load_hardware(h, calibration=calibration) for h in ids]
     return [hw.with_price(prices[h], "--price") if h in prices else hw for h, hw in zip(ids, hws)]
+
+
+ENGINE_HELP = "serving engine profile (`roofline engines`: vllm, sglang, trtllm; default vllm), or none for the bare roofline"
+
+
+def engine(text: str | None) -> str | None:
+    """--engine: an engine id, 'none' for the bare roofline, or unset for the default engine."""
+    if text is None:
+        return DEFAULT_ENGINE
+    if text.strip().lower() == "none":
+        return None
+    load_engine(text.strip())  # an unknown id: one line listing the choices
+    return text.strip()

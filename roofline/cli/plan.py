@@ -43,6 +43,7 @@ def add_arguments(p) -> None:
     p.add_argument("--pp", help="pipeline stages to try, comma-separated (default: 1,2,4,8,16)")
     p.add_argument("--ep", help="expert-parallel degrees to try for a MoE model, comma-separated (default: powers of two dividing the experts)")
     p.add_argument("--max-gpus-per-replica", default=str(MAX_GPUS_PER_REPLICA), help=f"largest replica, tp x pp x ep GPUs (default {MAX_GPUS_PER_REPLICA})")
+    p.add_argument("--engine", help=args.ENGINE_HELP)
     p.add_argument("--network", help="scale-out network for replicas wider than one node (`roofline networks`; default ib-ndr-400)")
     p.add_argument("--all-options", action="store_true", help="every (hardware, precision, tp, pp, ep) option, not only the best per hardware")
     p.add_argument("--top", help="print only the first N rows")
@@ -71,7 +72,7 @@ def run(a) -> str:
               chunk_tokens=args.number(a.chunk_tokens, "chunk_tokens", int),
               max_batch_size=args.number(a.max_batch_size, "max_batch_size", int), best_only=not a.all_options, precisions=precisions,
               tps=args.integers(a.tp, "tps"), pps=args.integers(a.pp, "pps"), eps=args.integers(a.ep, "eps"),
-              max_gpus_per_replica=args.number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network)
+              max_gpus_per_replica=args.number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network, engine=args.engine(a.engine))
     by_name = {hw.name: h for h, hw in zip(ids, hardware)}  # profiles passed as objects come back by name
     df["hardware_id"] = df["hardware"].map(by_name).fillna(df["hardware_id"])
     if top is not None:

@@ -30,6 +30,7 @@ def add_arguments(p) -> None:
     p.add_argument("--kv-dtype", help="KV-cache format (default: native)")
     p.add_argument("--weight-group-size", help="elements per quantization scale")
     p.add_argument("--attention", choices=["flash", "naive"], default="flash", help="attention kernel IO model")
+    p.add_argument("--engine", help=args.ENGINE_HELP)
     args.add_calibration_argument(p)
     args.add_price_argument(p)
     p.add_argument("--operators", action="store_true", help="also print the per-operator table")
@@ -48,7 +49,7 @@ def predictions(a) -> list[Prediction]:
             tp=1 if auto else args.number(a.tp, "tp", int), pp=args.number(a.pp, "pp", int), ep=args.number(a.ep, "ep", int),
             weight_dtype=a.weight_dtype, activation_dtype=a.activation_dtype,
             kv_dtype=a.kv_dtype, weight_group_size=args.number(a.weight_group_size, "weight_group_size", int),
-            attention_impl=a.attention,
+            attention_impl=a.attention, engine=args.engine(a.engine),
         )
     except ValidationError as exc:
         raise validation_message(exc, "") from None  # flags: the field alone

@@ -1,0 +1,35 @@
+"""`roofline engines`: the shipped serving-engine profiles (Deployment.engine, --engine)."""
+
+from __future__ import annotations
+
+import json
+
+from .. import fmt
+from ..engines import DEFAULT_ENGINE, list_engines, load_engine
+
+HELP = "list the shipped serving-engine profiles (--engine, Deployment.engine)"
+DESCRIPTION = ("What each serving engine adds to the kernels: CPU time per step (fixed and per running sequence), latency per "
+               "request (fixed and tokenizing the prompt), the largest decode batch replayed from a CUDA graph, the "
+               "running-sequence and per-step token limits, chunked prefill, the memory fraction and the KV block. "
+               "Every figure has its source in the profile (--json). The default is marked; --engine none is the bare roofline.")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--json", action="store_true", help="every profile, as JSON (a list, SI units, sources included)")
+
+
+def run(a) -> str:
+    ids = list_engines()
+    engines = [load_engine(i) for i in ids]
+    if a.json:
+        return json.dumps([{"id": i, "default": i == DEFAULT_ENGINE, **e.model_dump()} for i, e in zip(ids, engines)], indent=2)
+    rows = []
+    for i, e in zip(ids, engines):
+        big = "" if e.large_gpu is None else f" ({e.large_gpu.max_num_seqs:,} / {e.large_gpu.max_num_batched_tokens:,} on large GPUs)"
+        rows.append([i + (" (default)" if i == DEFAULT_ENGINE else ""), f"{e.name} {e.versions}",
+                     f"{fmt.seconds(e.step_overhead_s)} + {fmt.seconds(e.step_overhead_per_sequence_s)}/seq",
+                     f"{fmt.seconds(e.request_overhead_s)} + {fmt.seconds(e.tokenize_s_per_token)}/token",
+                     f"{e.cuda_graph_max_batch:,}", f"{e.max_num_seqs:,} / {e.max_num_batched_tokens:,}{big}",
+                     "yes" if e.chunked_prefill else "no", fmt.fraction(e.gpu_memory_fraction), f"{e.kv_block_tokens:,}"])
+    return fmt.table(["id", "engine", "CPU per step", "per request", "graph batch", "max seqs / tokens per step",
+                      "chunked", "memory", "KV block"], rows)

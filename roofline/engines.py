@@ -1,0 +1,120 @@
+"""Serving-engine profiles: what an inference engine adds to the kernels a roofline times.
+
+The roofline prices the GPU's work. An engine (vLLM, SGLang, TensorRT-LLM) adds work of its own and sets
+the limits a deployment runs under; each is a sourced, versioned YAML file in `hardware_profiles/engines/`,
+chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roofline, no engine at all):
+
+* **CPU time per engine step** the GPU waits for (scheduling, preparing inputs, processing the sampled
+  tokens), not hidden behind the GPU's work: h(B) = `step_overhead_s` + B · `step_overhead_per_sequence_s`
+  for a step that runs B sequences. Every prefill pass and every decode step pays it once.
+* **Per-request latency** outside the steps (the API server, tokenization, handing the first token back):
+  `request_overhead_s` + S · `tokenize_s_per_token` for a prompt of S tokens, added to the TTFT of an
+  online request (`serving`); an offline batch (`predict`) comes with token ids and pays none of it.
+* **CUDA graphs**: decode steps of up to `cuda_graph_max_batch` sequences are replayed from a captured
+  graph (their launches cost the graph replay, not the eager launch); larger batches run eagerly.
+* **Limits**: at most `max_num_seqs` running sequences and `max_num_batched_tokens` tokens per step (the
+  chunked-prefill budget); a step may prefill several prompts (`multi_prompt_prefill`).
+* **Memory**: the engine takes `gpu_memory_fraction` of the GPU's memory; of that, weights, the activation
+  workspace of its largest step (a pass over `max_num_batched_tokens` tokens, which the engine profiles at
+  start-up) and the runtime reserve come first, and the rest is KV cache in blocks of `kv_block_tokens`.
+  `predict`, `steady_state` and the planner size the batch the same way (`parallelism.engine_kv_budget_bytes`).
+
+Defaults that depend on the GPU (vLLM gives GPUs with at least 70 GiB, other than the A100, larger
+budgets) are a `large_gpu` override, resolved by `EngineProfile.limits`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import SpecError, validation_message
+from .files import parse_mapping
+from .registry import data_dir
+
+DEFAULT_ENGINE = "vllm"
+MAX_OVERHEAD_S = 1.0
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+_SOURCED = ("step_overhead_s", "step_overhead_per_sequence_s", "request_overhead_s", "tokenize_s_per_token",
+            "cuda_graph_max_batch", "max_num_seqs", "max_num_batched_tokens", "gpu_memory_fraction", "kv_block_tokens",
+            "multi_prompt_prefill")
+
+
+class LargeGpuLimits(BaseModel):
+    """Limits an engine picks on GPUs with at least `min_memory_bytes` of memory (except `except_architectures`)."""
+
+    model_config = _FROZEN
+    min_memory_bytes: float = Field(gt=0)
+    except_architectures: tuple[str, ...] = ()
+    max_num_seqs: int = Field(ge=1, le=1_000_000)
+    max_num_batched_tokens: int = Field(ge=1, le=10_000_000)
+
+
+class EngineProfile(BaseModel):
+    """One serving engine at the versions `versions` describes. Seconds, tokens, sequences; every figure sourced."""
+
+    model_config = _FROZEN
+    name: str = Field(min_length=1)
+    versions: str = Field(min_length=1, description="the engine versions these figures describe")
+    framework: Literal["vllm", "sglang", "trtllm"] = Field(description="whose measured kernel tables describe its kernels")
+    step_overhead_s: float = Field(ge=0, le=MAX_OVERHEAD_S, description="CPU time per engine step the GPU waits for")
+    step_overhead_per_sequence_s: float = Field(ge=0, le=MAX_OVERHEAD_S, description="the same, per running sequence")
+    request_overhead_s: float = Field(ge=0, le=MAX_OVERHEAD_S, description="per-request latency outside the steps")
+    tokenize_s_per_token: float = Field(ge=0, le=MAX_OVERHEAD_S, description="tokenizing one prompt token on the request path")
+    cuda_graph_max_batch: int = Field(ge=0, le=1_000_000, description="largest decode batch replayed from a CUDA graph (0: none)")
+    max_num_seqs: int = Field(ge=1, le=1_000_000, description="running sequences at most")
+    max_num_batched_tokens: int = Field(ge=1, le=10_000_000, description="tokens per step at most (the chunked-prefill budget)")
+    chunked_prefill: bool = Field(description="long prompts are prefilled in chunks of the token budget, mixed with decode")
+    multi_prompt_prefill: bool = Field(description="one step may prefill several prompts")
+    gpu_memory_fraction: float = Field(gt=0, le=1, description="share of the GPU's memory the engine uses")
+    kv_block_tokens: int = Field(ge=1, le=1_000_000, description="tokens per KV cache block")
+    large_gpu: LargeGpuLimits | None = None
+    sources: dict[str, str]
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> "EngineProfile":
+        missing = [k for k in _SOURCED if k not in self.sources]
+        if missing:
+            raise SpecError("sources", f"no source for {', '.join(missing)}")
+        return self
+
+    def limits(self, hw) -> tuple[int, int]:
+        """(max_num_seqs, max_num_batched_tokens) on device `hw`: the large-GPU defaults where they apply."""
+        big = self.large_gpu
+        if big is not None and hw.memory_bytes >= big.min_memory_bytes and hw.architecture not in big.except_architectures:
+            return big.max_num_seqs, big.max_num_batched_tokens
+        return self.max_num_seqs, self.max_num_batched_tokens
+
+    def step_s(self, sequences):
+        """h(B): the CPU time of one engine step running `sequences` sequences (scalar or array)."""
+        return self.step_overhead_s + self.step_overhead_per_sequence_s * sequences
+
+    def request_s(self, prompt_tokens):
+        """Latency a request adds outside the engine steps: the fixed part plus tokenizing its prompt."""
+        return self.request_overhead_s + self.tokenize_s_per_token * prompt_tokens
+
+
+def _dir():
+    return data_dir("hardware_profiles").joinpath("engines")
+
+
+def list_engines() -> list[str]:
+    """Ids of the shipped engine profiles."""
+    return sorted(p.name[:-5] for p in _dir().iterdir() if p.name.endswith(".yaml"))
+
+
+@functools.lru_cache(maxsize=None)
+def load_engine(engine_id: str) -> EngineProfile:
+    """A shipped engine profile by id; an unknown id is a one-line error listing the choices."""
+    ids = list_engines()
+    if not isinstance(engine_id, str) or engine_id not in ids:
+        raise SpecError("engine", f"unknown engine {engine_id!r}; choose one of {', '.join(ids)}, or none for the bare roofline")
+    where = f"engines/{engine_id}.yaml"
+    data = parse_mapping(_dir().joinpath(f"{engine_id}.yaml").read_bytes(), where, "yaml")
+    try:
+        return EngineProfile.model_validate(data)
+    except ValidationError as exc:
+        raise validation_message(exc, where, EngineProfile) from None

@@ -1,0 +1,130 @@
+"""Serving-engine profiles (issue 12 item 3, item 5): every figure by hand from the profile's numbers."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import roofline as rl
+from roofline.engines import EngineProfile, list_engines, load_engine
+from roofline.errors import SpecError
+from roofline.parallelism import engine_limits, engine_memory_bytes, step_workspace_bytes
+from roofline.serving import check_traffic, curves_for
+
+
+def test_shipped_engines_load_with_a_source_for_every_figure():
+    assert list_engines() == ["sglang", "trtllm", "vllm"]
+    for i in list_engines():
+        e = load_engine(i)
+        assert e.framework == i
+        assert all(e.sources[k] for k in ("step_overhead_s", "max_num_seqs", "gpu_memory_fraction"))
+
+
+def test_an_engine_without_a_source_is_refused():
+    data = load_engine("vllm").model_dump()
+    del data["sources"]["max_num_seqs"]
+    with pytest.raises(Exception, match="sources: no source for max_num_seqs"):
+        EngineProfile.model_validate(data)
+
+
+def test_unknown_engine_is_one_line_naming_the_field():
+    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of sglang, trtllm, vllm"):
+        rl.Deployment(engine="tgi")
+
+
+def test_vllm_limits_follow_its_device_rule():
+    # vLLM's serve defaults: 1,024 sequences / 8,192 tokens per step on GPUs with >= 70 GiB that are not an A100,
+    # 256 / 2,048 elsewhere (vllm/engine/arg_utils.py get_batch_defaults)
+    e = load_engine("vllm")
+    assert e.limits(rl.load_hardware("h100-sxm")) == (1024, 8192)  # 85.5 GB, Hopper
+    assert e.limits(rl.load_hardware("a100-sxm-80gb")) == (256, 2048)  # 80 GB but an A100 (Ampere)
+    assert e.limits(rl.load_hardware("l4")) == (256, 2048)  # 24 GB
+
+
+def test_step_overhead_adds_to_every_step_by_hand():
+    # Llama-3.1-8B on one H100, batch 4, 1,000-token prompts, 101 output tokens.
+    # vLLM: h(B) = 160 us + B · 21 us = 160 + 84 = 244 us per step; the prompts are 4 · 1,000 = 4,000 tokens,
+    # one step of the 8,192-token budget: TTFT gains 1 · 244 us, every decode step (TPOT) 244 us,
+    # e2e gains 244 us + 100 · 244 us = 24.644 ms.
+    wl = rl.Workload(batch_size=4, prompt_tokens=1000, output_tokens=101)
+    bare = rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine=None))
+    vllm = rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="vllm"))
+    h = 160e-6 + 4 * 21e-6
+    assert vllm.ttft_s - bare.ttft_s == pytest.approx(h, rel=1e-9)
+    assert vllm.tpot_s - bare.tpot_s == pytest.approx(h, rel=1e-9)
+    assert vllm.e2e_latency_s - bare.e2e_latency_s == pytest.approx(h + 100 * h, rel=1e-9)
+    # a static batch over the budget takes several steps: 16 · 1,000 = 16,000 tokens = ceil(16,000 / 8,192) = 2 steps
+    wl16 = wl.model_copy(update={"batch_size": 16})
+    d16 = (rl.predict("llama-3.1-8b", "h100-sxm", wl16, rl.Deployment(engine="vllm")).ttft_s
+           - rl.predict("llama-3.1-8b", "h100-sxm", wl16, rl.Deployment(engine=None)).ttft_s)
+    assert d16 == pytest.approx(2 * (160e-6 + 16 * 21e-6), rel=1e-9)
+    # the overlap schedulers (SGLang, TensorRT-LLM) hide the CPU time: same times as the bare roofline
+    sg = rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="sglang"))
+    assert sg.ttft_s == pytest.approx(bare.ttft_s, rel=1e-12) and sg.tpot_s == pytest.approx(bare.tpot_s, rel=1e-12)
+
+
+def test_memory_is_the_engine_share_and_its_largest_step():
+    # Llama-3.1-70B, bf16, tp 4 on H100 SXM (85,520,809,984 B), vLLM: 0.9 of it = 76,968,728,985.6 B usable;
+    # the workspace is that of one 8,192-token step, whatever the batch; the rest is KV for 2,048 + 256 tokens.
+    m, hw = rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm")
+    dep = rl.Deployment(tp=4, engine="vllm")
+    p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256), dep)
+    assert p.memory_available_bytes == pytest.approx(0.9 * 85_520_809_984)
+    rd = dep.resolved(m)
+    ws = float(step_workspace_bytes(m, rd, 4, 8192))
+    # per layer the largest activation footprint of an 8,192-token pass is the two fused residual-add + norm
+    # kernels: each reads x and the residual and writes both, 4 tensors of 8,192 tokens x 8,192 hidden x 2 bytes:
+    # 2 · 4 · 8,192 · 8,192 · 2 = 1,073,741,824 bytes (the MLP's up projection writes 8,192 · 2 · 28,672 / 4 · 2 = 235 MB)
+    assert ws == 2 * 4 * 8192 * 8192 * 2
+    assert p.activation_workspace_bytes == pytest.approx(ws)
+    kv_seq = p.kv_bytes_per_token * (2048 + 256)  # exact allocation: prompt + output tokens of KV per sequence
+    free = 0.9 * 85_520_809_984 - p.weight_bytes - p.runtime_reserve_bytes - ws
+    assert p.max_batch_size == math.floor(free / kv_seq)
+    # the planner's steady state sizes the batch the same way: one answer (issue 12 item 5)
+    cv = curves_for(m, hw, dep, check_traffic(m, 1.0, 2048, 256, None), None)
+    assert cv.batch_limit(cv.state(np.array([1.0])))[0] == p.max_batch_size
+
+
+def test_running_sequences_cap_the_batch():
+    # Llama-3.1-8B on an H200 (141 GB) fits far more than 1,024 short sequences: vLLM caps it at 1,024
+    p = rl.predict("llama-3.1-8b", "h200", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=128), rl.Deployment())
+    assert p.max_batch_size == 1024
+    bare = rl.predict("llama-3.1-8b", "h200", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=128),
+                      rl.Deployment(engine=None))
+    assert bare.max_batch_size > 1024
+
+
+def test_serving_ttft_carries_tokenization_and_engine_budget_chunks():
+    # SGLang: no CPU time per step (overlap scheduler), 10 us per prompt token of tokenization on the request path,
+    # chunked prefill with its 8,192-token budget. TTFT mean = residual + M/G/1 wait + prefill service + 1,000 · 10 us.
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    dep = rl.Deployment(engine="sglang")
+    cv = curves_for(m, hw, dep, check_traffic(m, 2.0, 1000, 200, None), None)
+    assert cv.chunk[0] == 8192
+    st = cv.state(np.array([2.0]))
+    assert st.ttft_mean_s[0] == pytest.approx(st.residual_s[0] + st.wait_mean_s[0] + st.service_mean_s[0] + 1000 * 10e-6, rel=1e-12)
+    pt = rl.steady_state(m, hw, 2.0, 1000, 200, dep)
+    assert pt.chunk_tokens == 8192
+    # TensorRT-LLM does not chunk by default: whole-prompt prefill, as without an engine
+    assert rl.steady_state(m, hw, 2.0, 1000, 200, rl.Deployment(engine="trtllm")).chunk_tokens is None
+
+
+def test_engine_limits_and_memory_helpers():
+    m, hws = rl.load_model("llama-3.1-8b"), [rl.load_hardware("h100-sxm"), rl.load_hardware("a100-sxm-80gb")]
+    rd = rl.Deployment().resolved(m)
+    seqs, tokens = engine_limits(rd, hws)
+    assert list(seqs) == [1024, 256] and list(tokens) == [8192, 2048]
+    assert engine_memory_bytes(rd, 100.0) == pytest.approx(90.0)
+    assert engine_limits(rl.Deployment(engine=None).resolved(m), hws) is None
+    assert engine_memory_bytes(rl.Deployment(engine=None).resolved(m), 100.0) == 100.0
+
+
+def test_cli_engines_and_engine_flag():
+    out = subprocess.run([sys.executable, "-m", "roofline", "engines"], capture_output=True, text=True, check=True).stdout
+    assert "vllm (default)" in out and "sglang" in out and "trtllm" in out
+    bad = subprocess.run([sys.executable, "-m", "roofline", "predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm",
+                          "--engine", "tgi"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("roofline: error: engine: unknown engine 'tgi'")
