@@ -125,7 +125,9 @@ def _deployment(precision: str):
 
     w, a, kv = DEPLOYMENT_DTYPES[precision]
     gran = {"fp8": "tensor", "int8": "row"}.get(precision)
-    return rl.Deployment(weight_dtype=w, activation_dtype=a, kv_dtype=kv, weight_scale_granularity=gran)
+    # our own reference engines (calibrate/fast.py, eager HF) have no serving scheduler: the bare roofline, whose
+    # launches calibrate/engine.py swaps for the engine's kernel counts
+    return rl.Deployment(weight_dtype=w, activation_dtype=a, kv_dtype=kv, weight_scale_granularity=gran, engine=None)
 
 
 def _predict(spec, hw, precision: str, batch: int, prompt: int, output: int):

@@ -212,6 +212,7 @@ class Evaluation:
     workspace_bytes_per_sequence: Any  # a static batch prefilled at once (no engine): its workspace grows with the batch
     workspace_fixed_bytes: Any  # an engine's: the workspace of its largest step, whatever the batch (0 without)
     max_sequences: Any  # the engine's cap on running sequences (inf without)
+    engine_step_s: Any  # h(B), the engine's CPU time added to every step (0 without)
     kv_shared_bytes: Any
     prefill: PrefillTables
     decode: DecodeTables
@@ -332,7 +333,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         tpot, tpot_floor = slots * tpot + step_hops, slots * tpot_floor
         first_step, last_step = slots * first_step + step_hops, slots * last_step + step_hops
     eng = rd.engine
-    cap, workspace_fixed = np.inf, 0.0
+    cap, workspace_fixed, step_h = np.inf, 0.0, 0.0
     if eng is not None and limits is not None:
         cap, budget = limits
         step_h = eng.step_s(batch)
@@ -368,7 +369,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         prefill_bound_index=np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
         decode_bound_index=np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
         kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=(workspace - workspace_fixed) / batch,
-        workspace_fixed_bytes=workspace_fixed, max_sequences=cap, kv_shared_bytes=kv_shared,
+        workspace_fixed_bytes=workspace_fixed, max_sequences=cap, engine_step_s=step_h, kv_shared_bytes=kv_shared,
         prefill=PrefillTables(pre, pre_real, pre_floor), decode=DecodeTables(dec_real, dec_floor, n),
     )
 
@@ -387,7 +388,7 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
     free = memory_bytes - r.weight_bytes - r.runtime_reserve_bytes - r.kv_shared_bytes - r.workspace_fixed_bytes
     per_seq = r.kv_bytes_per_sequence + r.workspace_bytes_per_sequence
     gpu_hour = price * gpus
-    fits = r.memory_required_bytes <= memory_bytes
+    fits = (r.memory_required_bytes <= memory_bytes) & (batch <= r.max_sequences)  # memory, and the engine's cap
     return Derived(
         output_tokens_per_s=tokens_per_s,
         output_tokens_per_s_per_gpu=tokens_per_s / gpus,

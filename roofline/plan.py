@@ -119,7 +119,8 @@ class SearchSpace:
     `hardware`: ids or profiles (None: every shipped profile); `precisions`: label -> Deployment of number
     formats (None: `PRECISIONS`); `tps`, `pps`, `eps`: the degrees to try (None: `parallelisms`' defaults);
     `max_gpus_per_replica`; `network`: the scale-out network of a replica wider than one NVLink domain
-    (None: `network.DEFAULT_NETWORK`); `chunk_tokens`: chunked prefill budget per step (None: whole prompts);
+    (None: `network.DEFAULT_NETWORK`); `chunk_tokens`: chunked prefill budget per step (None: the engine's
+    budget when it chunks prefill, else whole prompts);
     `max_batch_size`: a cap on running sequences below the engine's; `best_only`: one row per device;
     `engine`: the serving engine profile every option runs under (`roofline engines`; None: the bare roofline)."""
 
@@ -387,7 +388,8 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
         df[c] = pd.array([None if pd.isna(x) else int(x) for x in df[c]], dtype="Int64")
     df.attrs.update(model=m.name, requests_per_s=float(traffic.requests_per_s), prompt_tokens=traffic.prompt_tokens.describe(),
                     output_tokens=traffic.output_tokens.describe(), ttft_slo_s=slo.ttft_s, ttft_percentile=slo.ttft_percentile,
-                    tpot_slo_s=slo.tpot_s, chunk_tokens=space.chunk_tokens, max_gpus_per_replica=space.max_gpus_per_replica)
+                    tpot_slo_s=slo.tpot_s, chunk_tokens=space.chunk_tokens, max_gpus_per_replica=space.max_gpus_per_replica,
+                    engine=space.engine)
     return df
 
 

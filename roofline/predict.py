@@ -110,10 +110,10 @@ class Prediction(BaseModel):
     weight_bytes: float = Field(description="weights and quantization scales one GPU holds")
     kv_cache_bytes: float = Field(description="KV cache of the whole batch on one GPU, at prompt + output tokens")
     kv_bytes_per_token: float = Field(description="KV bytes of one token of one sequence over all layers at one GPU's tp share (pp, ep not divided out)")
-    activation_workspace_bytes: float = Field(description="largest per-layer activation footprint of prefill, one GPU")
+    activation_workspace_bytes: float = Field(description="largest per-layer activation footprint of prefill, one GPU (with an engine: of its largest step, a pass over its token budget)")
     runtime_reserve_bytes: float = Field(description="CUDA context, allocator slack and graphs, per GPU")
     memory_required_bytes: float = Field(description="per GPU: weights + KV cache + workspace + reserve")
-    memory_available_bytes: float = Field(description="HBM of one GPU")
+    memory_available_bytes: float = Field(description="memory of one GPU the engine uses: gpu_memory_fraction x HBM (all of it with engine=None)")
     fits: bool
     max_batch_size: int
 
@@ -140,14 +140,18 @@ class Prediction(BaseModel):
 
     def tpot_at(self, context_tokens: int) -> float:
         """Realistic time of the one decode step whose new token attends to `context_tokens` keys
-        (the prompt, the tokens generated so far, and itself)."""
+        (the prompt, the tokens generated so far, and itself), with the engine's CPU time per step."""
         if context_tokens < 1:
             raise SpecError("context_tokens", f"must be at least 1, got {context_tokens}")
-        return float(self._evaluation.decode.real.step_s(context_tokens))
+        ev = self._evaluation
+        return float(ev.decode.real.step_s(context_tokens) + ev.engine_step_s)
 
     @property
     def fit_message(self) -> str:
         need, have = self.memory_required_bytes, self.memory_available_bytes
+        if not self.fits and need <= have:  # memory holds it; the engine's running-sequence cap does not
+            return (f"does NOT fit: batch {self.workload.batch_size:,} exceeds the {self.max_batch_size:,} sequences the "
+                    f"{self.deployment.engine} engine runs at once (max_num_seqs); it needs {need / 1e9:.1f} GB per GPU of {have / 1e9:.1f} GB")
         verdict = "fits" if self.fits else "does NOT fit"
         return f"{verdict}: needs {need / 1e9:.1f} GB per GPU of {have / 1e9:.1f} GB"
 

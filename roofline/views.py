@@ -234,14 +234,24 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
         lines.append(f"KV cache per GPU = batch x KV bytes per sequence at {wl.context_tokens} tokens = {b} x {gb(kv_seq)} = "
                      f"{gb(p.kv_cache_bytes)} (sliding-window layers keep only their window)")
     verdict = "fits" if p.fits else "does NOT fit"
+    eng = rd.engine
+    share = "" if eng is None else (f" (the {eng.name} engine's {fmt.fraction(eng.gpu_memory_fraction)} of "
+                                    f"{gb(hardware.memory_bytes)})")
     lines.append(
         f"Memory per GPU = weights + KV cache + activation workspace + runtime reserve = {gb(p.weight_bytes)} + "
         f"{gb(p.kv_cache_bytes)} + {gb(p.activation_workspace_bytes)} + {gb(p.runtime_reserve_bytes)} = "
-        f"{gb(p.memory_required_bytes)} of {gb(p.memory_available_bytes)} available: {verdict}")
-    per_seq = (p.kv_cache_bytes + p.activation_workspace_bytes) / b
-    lines.append(
-        f"Max batch = floor((available - weights - reserve) / (KV + workspace per sequence)) = floor(({gb(p.memory_available_bytes)} - "
-        f"{gb(p.weight_bytes)} - {gb(p.runtime_reserve_bytes)}) / {gb(per_seq)}) = {fmt.count(p.max_batch_size)}")
+        f"{gb(p.memory_required_bytes)} of {gb(p.memory_available_bytes)} available{share}: {verdict}")
+    if eng is None:
+        per_seq = (p.kv_cache_bytes + p.activation_workspace_bytes) / b
+        lines.append(
+            f"Max batch = floor((available - weights - reserve) / (KV + workspace per sequence)) = floor(({gb(p.memory_available_bytes)} - "
+            f"{gb(p.weight_bytes)} - {gb(p.runtime_reserve_bytes)}) / {gb(per_seq)}) = {fmt.count(p.max_batch_size)}")
+    else:
+        seqs, budget = eng.limits(hardware)
+        lines.append(
+            f"Max batch = min(floor((available - weights - reserve - workspace of one {budget:,}-token step) / KV per sequence), "
+            f"{seqs:,} running sequences) = min(floor(({gb(p.memory_available_bytes)} - {gb(p.weight_bytes)} - "
+            f"{gb(p.runtime_reserve_bytes)} - {gb(p.activation_workspace_bytes)}) / {gb(kv_seq)}), {seqs:,}) = {fmt.count(p.max_batch_size)}")
     lines.append(
         f"Ridge point ({key}) = dense peak / HBM bandwidth = {fmt.rate(peak, 'FLOP/s')} / {fmt.rate(bw, 'B/s')} = "
         f"{fmt.rate(hardware.ridge_point_flops_per_byte(key), 'FLOP/byte')}")

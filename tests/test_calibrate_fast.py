@@ -159,7 +159,8 @@ def test_engine_adjustment_swaps_the_overhead_term_by_hand():
     besides runs 50 per pass. Graph-replayed decode: work + 50 · 1 us. Eager prefill: the CPU issues while the GPU
     runs, so max(work, 50 · 4 us); work = the prediction less its 21 · 4 us of overhead."""
     wl = rl.Workload(batch_size=2, prompt_tokens=16, output_tokens=5)
-    pred = rl.predict(SPEC, rl.load_hardware("h100-sxm"), wl, rl.Deployment(weight_dtype="bf16", activation_dtype="bf16", kv_dtype="bf16"))
+    pred = rl.predict(SPEC, rl.load_hardware("h100-sxm"), wl, rl.Deployment(weight_dtype="bf16", activation_dtype="bf16", kv_dtype="bf16",
+                                                                         engine=None))
     held = E.roofline_launches(pred)
     assert held["decode"][0] == held["prefill"][0] == 21
     assert math.isclose(held["decode"][1], 21 * 4e-6, rel_tol=1e-12)

@@ -355,14 +355,15 @@ def test_report_says_one_replica_not_one_replicas():
 
 def test_report_picks_the_batch_before_a_tile_step():
     """llama-2-13b, int4, B200: 64 sequences dequantize each weight once per 64-row tile, 65 twice, so
-    tokens/s falls 16% from 64 to 65 (16 + 64 tokens): with a cap of 70 the report runs 64."""
+    tokens/s falls 16% from 64 to 65 (16 + 64 tokens) on the bare roofline, 12.5% with vLLM's CPU time per step
+    (h(B) = 160 us + B · 21 us, the same for both batches to within 21 us): with a cap of 70 the report runs 64."""
     import roofline.report as R
 
     s = R.Scenario(models=["llama-2-13b"], hardware=["b200"], requests_per_s=10, prompt_tokens=16, output_tokens=64,
                    weight_dtype="int4", serving="static", max_batch_size=70)
     tok = {b: rl.predict("llama-2-13b", "b200", rl.Workload(batch_size=b, prompt_tokens=16, output_tokens=64),
                          rl.Deployment(weight_dtype="int4")).output_tokens_per_s for b in (64, 65, 70)}
-    assert tok[65] < 0.85 * tok[64] and tok[70] < tok[64]
+    assert tok[65] < 0.9 * tok[64] and tok[70] < tok[64]
     o = R.evaluate_option("llama-2-13b", "b200", s)
     assert o.batch_size == 64 and o.output_tokens_per_s_per_replica == tok[64] and "64-row tile" in o.note
 

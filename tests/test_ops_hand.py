@@ -176,11 +176,12 @@ def test_attended_keys_with_a_window():
 
 
 def test_mean_tpot_equals_the_sum_of_every_step():
-    """The closed-form sum over decode steps equals pricing every step one by one."""
+    """The closed-form sum over decode steps equals pricing every step one by one (the bare roofline: an engine
+    adds the same CPU time h(B) to each step, tests/test_engines.py)."""
     model = rl.load_model("gemma-2-9b")  # half its layers slide over 4,096 tokens: the window bends the sum
     hw = rl.load_hardware("h100-sxm")
     wl = rl.Workload(batch_size=4, prompt_tokens=4000, output_tokens=200)
-    p = rl.predict(model, hw, wl)
+    p = rl.predict(model, hw, wl, rl.Deployment(engine=None))
     rd = rl.Deployment().resolved(model)
     c = Ceilings.of(hw, rd.compute_key)
     steps = [time_ops(OpTable.of(O.forward_ops(model, rd, 4, 1, ctx - 1), ()), c, 1).time_s.sum()

@@ -88,7 +88,8 @@ def _row(**kw) -> corpus.Row:
 
 def test_static_rows_are_predict_in_the_published_unit():
     m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
-    p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64))
+    # a row of a framework without an engine profile ("" here) runs on the bare roofline
+    p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64), rl.Deployment(engine=None))
     r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
     assert corpus.predict_row(_row(metric="tpot", unit="ms", **r)) == pytest.approx(p.tpot_s * 1e3)
     assert corpus.predict_row(_row(metric="ttft", unit="s", **r)) == pytest.approx(p.ttft_s)
@@ -99,9 +100,19 @@ def test_static_rows_are_predict_in_the_published_unit():
     assert corpus.predict_row(_row(metric="output_throughput", unit="tokens/s", **r)) == pytest.approx(p.output_tokens_per_s)
 
 
+def test_rows_run_under_their_frameworks_engine_profile():
+    # vLLM, SGLang and TensorRT-LLM (and NIM, a TensorRT-LLM container) rows run under their engine profile
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
+    for framework, engine in (("vllm", "vllm"), ("sglang", "sglang"), ("trtllm", "trtllm"), ("nim", "trtllm"), ("lmdeploy", None)):
+        assert corpus.deployment_of(_row(framework=framework, **r)).engine == engine
+    p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64), rl.Deployment(engine="vllm"))
+    assert corpus.predict_row(_row(framework="vllm", metric="tpot", unit="ms", **r)) == pytest.approx(p.tpot_s * 1e3)
+
+
 def test_throughput_of_a_run_is_its_replicas_and_per_gpu_divides_by_all_gpus():
     # 8 GPUs in replicas of tp2: 4 replicas, each at the capacity of one tp2 replica
-    lam = capacity_requests_per_s("llama-3.1-8b", "h100-sxm", 1024, 128, rl.Deployment(tp=2))
+    lam = capacity_requests_per_s("llama-3.1-8b", "h100-sxm", 1024, 128, rl.Deployment(tp=2, engine=None))
     r = dict(workload="offline", batch_size=None, num_gpus=8, tp=2, prompt_tokens=1024, output_tokens=128)
     assert corpus.predict_row(_row(metric="output_throughput", unit="tokens/s", **r)) == pytest.approx(4 * lam * 128)
     assert corpus.predict_row(_row(metric="output_throughput", unit="tokens/s/gpu", **r)) == pytest.approx(4 * lam * 128 / 8)
@@ -112,7 +123,7 @@ def test_throughput_of_a_run_is_its_replicas_and_per_gpu_divides_by_all_gpus():
 
 
 def test_concurrency_rows_split_the_clients_over_the_replicas():
-    sp = closed_loop("llama-3.1-8b", "h100-sxm", 16, 1024, 128, rl.Deployment(tp=1))
+    sp = closed_loop("llama-3.1-8b", "h100-sxm", 16, 1024, 128, rl.Deployment(tp=1, engine=None))
     r = dict(workload="concurrency", batch_size=None, concurrency=32, num_gpus=2, prompt_tokens=1024, output_tokens=128)
     assert corpus.predict_row(_row(metric="ttft", unit="ms", **r)) == pytest.approx(sp.ttft_mean_s * 1e3)
     assert corpus.predict_row(_row(metric="ttft", statistic="p90", unit="ms", **r)) == pytest.approx(sp.ttft_p90_s * 1e3)
@@ -349,6 +360,6 @@ def test_finite_offline_runs_are_a_static_batch_and_are_not_shared_between_reque
     cache: dict = {}
     got = {n: corpus.predict_row(_row(num_requests=n, **r), cache=cache) for n in (8, 32)}
     for n, value in got.items():
-        e2e = rl.predict(m, hw, rl.Workload(batch_size=n, prompt_tokens=1024, output_tokens=128)).e2e_latency_s
+        e2e = rl.predict(m, hw, rl.Workload(batch_size=n, prompt_tokens=1024, output_tokens=128), rl.Deployment(engine=None)).e2e_latency_s
         assert value == pytest.approx(n * 128 / e2e)
     assert got[8] != got[32]

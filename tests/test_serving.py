@@ -1,5 +1,8 @@
 """Continuous batching in steady state, by hand: queueing formulas, step times against `predict`, Little's law,
-chunked prefill, the frontier, disaggregated KV transfer; length distributions; bad input."""
+chunked prefill, the frontier, disaggregated KV transfer; length distributions; bad input.
+
+The serving model's arithmetic is derived here on the bare roofline (engine=None); what an engine profile adds
+(CPU time per step, tokenization, its limits) is tested by hand in tests/test_engines.py."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from roofline.errors import SpecError
 from roofline.serving import LengthDist, as_length_dist, mg1_wait_mean_s, steady_state, ttft_percentile_s, wait_tail_probability
 
 M70, H100 = "llama-3.1-70b", "h100-sxm"
-TP2 = rl.Deployment(tp=2)
+TP2 = rl.Deployment(engine=None, tp=2)
 
 
 # ------------------------------------------------------------ queueing, by hand
@@ -114,7 +117,7 @@ def test_kv_transfer_by_hand():
     t = kv_transfer_s(model, hw, TP2, TP2, 2048)
     assert t == pytest.approx(671_088_640 / (2 * 450e9 * frac) + hw.interconnect.latency_s)
     # tp 4 + 8 exceeds the board: 4 lanes of the 64 GB/s host link
-    t2 = kv_transfer_s(model, hw, rl.Deployment(tp=4), rl.Deployment(tp=8), 2048)
+    t2 = kv_transfer_s(model, hw, rl.Deployment(engine=None, tp=4), rl.Deployment(engine=None, tp=8), 2048)
     assert t2 == pytest.approx(671_088_640 / (4 * 64e9 * frac) + hw.interconnect.latency_s)
     assert kv_transfer_s(model, hw, TP2, TP2, 2048, link_bytes_per_s=50e9) == pytest.approx(671_088_640 / 50e9 + hw.interconnect.latency_s)
 
@@ -178,22 +181,22 @@ def test_bad_serving_input():
         steady_state(M70, H100, 1, 2048, 1, TP2)
     with pytest.raises(SpecError, match="^chunk_tokens: "):
         steady_state(M70, H100, 1, 2048, 256, TP2, chunk_tokens=0)
-    past = steady_state(M70, H100, 0.01, 200_000, 256, rl.Deployment(tp=8))  # past max_context: predicted, with a note
+    past = steady_state(M70, H100, 0.01, 200_000, 256, rl.Deployment(engine=None, tp=8))  # past max_context: predicted, with a note
     assert any("runs past max_context=131,072" in n for n in past.notes)
 
 
 def test_disaggregate_searches_each_pools_replica_shape():
     """Left unset, each pool takes the replica shape (tp x pp) needing the fewest GPUs: a 70B in bf16 (141 GB of
     weights) fits no single 80 GB H100, so tp=1 pools cannot work, but searched ones do."""
-    fixed = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05, prefill=rl.Deployment(), decode=rl.Deployment())
+    fixed = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05, prefill=rl.Deployment(engine=None), decode=rl.Deployment(engine=None))
     assert not fixed.feasible and fixed.reason == "decode pool does not fit"
     d = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05)
     assert d.feasible and d.prefill_gpus_per_replica >= 2 and d.decode_gpus_per_replica >= 2
     assert d.gpus == d.prefill_replicas * d.prefill_gpus_per_replica + d.decode_replicas * d.decode_gpus_per_replica
     assert d.usd_per_hour == pytest.approx(d.gpus * rl.load_hardware(H100).price_usd_per_gpu_hour)
-    prefill = rl.Deployment(tp=d.prefill_tp, pp=d.prefill_pp)
+    prefill = rl.Deployment(engine=None, tp=d.prefill_tp, pp=d.prefill_pp)
     for tp in (2, 4, 8):  # no other decode shape serves the traffic on fewer GPUs
-        other = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05, prefill=prefill, decode=rl.Deployment(tp=tp))
+        other = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05, prefill=prefill, decode=rl.Deployment(engine=None, tp=tp))
         if other.feasible:
             assert other.decode_replicas * tp >= d.decode_replicas * d.decode_gpus_per_replica
     big = rl.disaggregate("llama-3.1-405b", "l40s", 10, 2048, 256, ttft_slo_s=2.0, tpot_slo_s=0.05)

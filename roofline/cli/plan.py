@@ -33,7 +33,8 @@ def add_arguments(p) -> None:
     p.add_argument("--tpot-slo-s", required=True, help="mean time-per-output-token limit, seconds")
     p.add_argument("--ttft-percentile", default="0.9", help="percentile the TTFT SLO applies to (default 0.9)")
     p.add_argument("--hardware", default="all", help="hardware ids or profile paths, comma-separated; 'all' (default)")
-    p.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: whole-prompt prefill)")
+    p.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: the engine's budget when "
+                                          "it chunks prefill, else whole prompts)")
     p.add_argument("--max-batch-size", help="engine cap on running sequences per replica (vLLM max_num_seqs)")
     p.add_argument("--precision", help=f"precisions to try, comma-separated: {', '.join(PRECISIONS)} (default: all; "
                                        "each only where the device computes in it)")
@@ -90,13 +91,23 @@ def json_records(df: pd.DataFrame) -> list[dict]:
              for k, v in r.items()} for r in df.to_dict(orient="records")]
 
 
+def _prefill(attrs) -> str:
+    """How prompts are prefilled: the chunk asked for, else the engine's default, else whole prompts."""
+    if attrs.get("chunk_tokens"):
+        return f"chunked prefill {attrs['chunk_tokens']} tokens/step"
+    engine = attrs.get("engine")
+    if engine is None:
+        return "whole-prompt prefill (no engine)"
+    return f"{engine} engine: its prefill budget and running-sequence cap (`roofline engines`)"
+
+
 def plan_table(df: pd.DataFrame) -> str:
     """The planner's frame as a titled text table."""
     s = df.attrs
     q = f"p{100 * s['ttft_percentile']:g}"
     title = (f"{s['model']}: {s['requests_per_s']:g} requests/s, prompt {s['prompt_tokens']}, output {s['output_tokens']} tokens; "
              f"SLOs: {q} TTFT <= {fmt.seconds(s['ttft_slo_s'])}, mean TPOT <= {fmt.seconds(s['tpot_slo_s'])}; "
-             f"{'chunked prefill ' + str(s['chunk_tokens']) + ' tokens/step' if s['chunk_tokens'] else 'whole-prompt prefill'}")
+             f"{_prefill(s)}")
     rows = []
     for r in df.itertuples():
         if r.feasible:
