@@ -9,7 +9,6 @@ import pytest
 
 import roofline as rl
 from roofline.engines import EngineProfile, list_engines, load_engine
-from roofline.errors import SpecError
 from roofline.parallelism import engine_limits, engine_memory_bytes, step_workspace_bytes
 from roofline.serving import check_traffic, curves_for
 
