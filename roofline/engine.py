@@ -27,7 +27,7 @@ import numpy as np
 
 from . import ops as O
 from .parallelism import kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, shared_prefix_tokens, weight_bytes_per_gpu
-from .roofline import BOUNDS, Ceilings, OpTable, Timing, time_ops
+from .roofline import BOUNDS, Ceilings, OpTable, Timing, stacked, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
 from .workload import ResolvedDeployment
@@ -278,29 +278,29 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     mb = 1 if pp == 1 else (dep.pp_microbatches or np.minimum(batch, pp))
     b_mb = batch if pp == 1 else batch / mb
     grid = np.broadcast_shapes(*(np.shape(x) for x in (batch, prompt, output, tp, real.bytes_per_s)))
-    pre = OpTable.of(O.forward_ops(model, rd, b_mb, prompt, 0, tp, ep=ep), grid)
-    per_layer_act = (pre.f["act_read_bytes"] + pre.f["act_write_bytes"]) / pre.column(pre.layers)
-    workspace = per_layer_act.max(axis=0)
-    pre = stage(pre, pp)
-    pre_real, pre_floor = time_ops(pre, real, tp), time_ops(pre, floor, tp)
+    h = dep.prefix_hit_rate
+    passes = {"prefill": O.forward_ops(model, rd, b_mb, prompt, 0, tp, ep=ep)}
+    if h > 0:  # the prefill of a request whose shared prefix is cached
+        passes["hit"] = O.forward_ops(model, rd, b_mb, prompt - dep.prefix_tokens, dep.prefix_tokens, tp, ep=ep)
+    # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
+    passes["d1"] = O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep)
+    passes["d2"] = O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep)
+    dec = decode_ceilings(real)
+    workspace, tables, timed_real, timed_floor = _timed_passes(passes, grid, pp, tp, real, floor, dec)
+    pre, pre_real, pre_floor = tables["prefill"], timed_real["prefill"], timed_floor["prefill"]
     ttft = pre_real.time_s.sum(axis=0)
     ttft_floor = pre_floor.time_s.sum(axis=0)
-    h = dep.prefix_hit_rate
     if h > 0:
-        hit = stage(OpTable.of(O.forward_ops(model, rd, b_mb, prompt - dep.prefix_tokens, dep.prefix_tokens, tp, ep=ep), grid), pp)
-        ttft = (1 - h) * ttft + h * time_ops(hit, real, tp).time_s.sum(axis=0)
-        ttft_floor = (1 - h) * ttft_floor + h * time_ops(hit, floor, tp).time_s.sum(axis=0)
+        ttft = (1 - h) * ttft + h * timed_real["hit"].time_s.sum(axis=0)
+        ttft_floor = (1 - h) * ttft_floor + h * timed_floor["hit"].time_s.sum(axis=0)
 
-    # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
-    d1 = stage(OpTable.of(O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep), grid), pp)
-    d2 = stage(OpTable.of(O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep), grid), pp)
+    d1, d2 = tables["d1"], tables["d2"]
     steps = np.maximum(output - 1, 0)
     lo = prompt + 1
     hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
     n = np.maximum(steps, 1)
-    dec = decode_ceilings(real)
-    dec_real = DecodeSteps(d1, d2, time_ops(d1, dec, tp), time_ops(d2, dec, tp), lo, hi)
-    dec_floor = DecodeSteps(d1, d2, time_ops(d1, floor, tp), time_ops(d2, floor, tp), lo, hi)
+    dec_real = DecodeSteps(d1, d2, timed_real["d1"], timed_real["d2"], lo, hi)
+    dec_floor = DecodeSteps(d1, d2, timed_floor["d1"], timed_floor["d2"], lo, hi)
     tpot = dec_real.total_s() / n
     tpot_floor = dec_floor.total_s() / n
     first_step, last_step = dec_real.step_s(lo), dec_real.step_s(hi)
@@ -344,6 +344,44 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=workspace / batch, kv_shared_bytes=kv_shared,
         prefill=PrefillTables(pre, pre_real, pre_floor), decode=DecodeTables(dec_real, dec_floor, n),
     )
+
+
+def _workspace(t: OpTable):
+    """The largest per-layer activation footprint (bytes read and written) of a pass: the prefill's is the workspace."""
+    return ((t.f["act_read_bytes"] + t.f["act_write_bytes"]) / t.column(t.layers)).max(axis=0)
+
+
+def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceilings, floor: Ceilings, dec: Ceilings):
+    """The operator table of each pass (one pipeline stage), timed realistic (decode passes `d1`, `d2` against `dec`)
+    and floor; and the prefill's activation workspace. Returns (workspace, tables, real timings, floor timings).
+
+    A grid builds and times pass by pass. One scenario stacks every pass in one table (`OpTable.of_phases`) and
+    times it once, against every set of ceilings at once (`stacked`) unless a calibrated profile times each set
+    through its measured curves: the same formulas, called once instead of eight times.
+    """
+    if grid != ():
+        tables = {name: OpTable.of(ops, grid) for name, ops in passes.items()}
+        workspace = _workspace(tables["prefill"])
+        tables = {name: stage(t, pp) for name, t in tables.items()}
+        timed_real = {name: time_ops(t, dec if name in ("d1", "d2") else real, tp) for name, t in tables.items()}
+        return workspace, tables, timed_real, {name: time_ops(t, floor, tp) for name, t in tables.items()}
+    table = OpTable.of_phases(list(passes.values()))
+    workspace = _workspace(table)[0, 0]
+    table = stage(table, pp)
+    sets = [real, floor] if dec is real else [real, floor, dec]
+    if real.curves is None:
+        both = time_ops(table, stacked(sets), tp)
+        at = both.at
+    else:
+        each = [time_ops(table, c, tp) for c in sets]
+        at = lambda i, j: each[j].at(i, 0)  # noqa: E731
+    decode_set = 0 if dec is real else 2
+    tables, timed_real, timed_floor = {}, {}, {}
+    for i, name in enumerate(passes):
+        tables[name] = table.phase(i)
+        timed_real[name] = at(i, decode_set if name in ("d1", "d2") else 0)
+        timed_floor[name] = at(i, 1)
+    return workspace, tables, timed_real, timed_floor
 
 
 def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:
