@@ -43,9 +43,9 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
         raise SpecError("prefix_tokens", f"{dep.prefix_tokens} must be less than prompt_tokens={wl.prompt_tokens} "
                                          "(at least one new token is prefilled)")
     tp = dep.tp
-    choices = ", ".join(map(str, valid_tps(model, hw)))
     for name, width in tp_widths(model).items():
         if width % tp:
+            choices = ", ".join(map(str, valid_tps(model, hw)))
             raise SpecError("tp", f"{tp} does not divide {name}={width} of {model.name}; choose one of {choices}")
     if dep.ep > 1:
         if model.moe is None:
