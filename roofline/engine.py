@@ -91,7 +91,7 @@ class DecodeSteps:
         moves = (d2.hbm_bytes != d1.hbm_bytes) | (d2.f["flops"] != d1.f["flops"])
         self.dep = np.any(moves, axis=axes) if axes else moves  # (n_ops,) context-dependent ops
         self.any_dep = bool(self.dep.any())
-        self.win = d1.column(d1.windows[self.dep])
+        self.win = d1.windows[self.dep].reshape((-1,) + (1,) * (t1.compute_s.ndim - 1))  # broadcast against the terms
         self.const_step_s = t1.time_s[~self.dep].sum(axis=0)
         self.count = _n_in(lo, hi)
         dep = self.dep
@@ -100,6 +100,18 @@ class DecodeSteps:
         self.m1, self.ms = t1.memory_s[dep], t2.memory_s[dep] - t1.memory_s[dep]
         self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
         self._mean_m = None
+
+    def at(self, j: int) -> "DecodeSteps":
+        """The steps timed against set `j` of several sets of ceilings stacked on the last axis of the timings
+        (one scenario, realistic and floor at once: `evaluate`)."""
+        out = object.__new__(DecodeSteps)
+        out.__dict__.update(self.__dict__)
+        out.t1, out.t2 = self.t1.at(j), self.t2.at(j)
+        out.win = self.win[:, 0]
+        out.const_step_s = self.const_step_s[j]
+        out.c1, out.cs, out.m1, out.ms, out.fixed = (x[:, j] for x in (self.c1, self.cs, self.m1, self.ms, self.fixed))
+        out._mean_m = None
+        return out
 
     def _dep_sums(self):
         """(n_dep, ...) each context-dependent op's time summed over all steps."""
@@ -286,7 +298,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     passes["d1"] = O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep)
     passes["d2"] = O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep)
     dec = decode_ceilings(real)
-    workspace, tables, timed_real, timed_floor = _timed_passes(passes, grid, pp, tp, real, floor, dec)
+    workspace, tables, timed_real, timed_floor, timed_sets = _timed_passes(passes, grid, pp, tp, real, floor, dec)
     pre, pre_real, pre_floor = tables["prefill"], timed_real["prefill"], timed_floor["prefill"]
     ttft = pre_real.time_s.sum(axis=0)
     ttft_floor = pre_floor.time_s.sum(axis=0)
@@ -299,10 +311,15 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     lo = prompt + 1
     hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
     n = np.maximum(steps, 1)
-    dec_real = DecodeSteps(d1, d2, timed_real["d1"], timed_real["d2"], lo, hi)
-    dec_floor = DecodeSteps(d1, d2, timed_floor["d1"], timed_floor["d2"], lo, hi)
-    tpot = dec_real.total_s() / n
-    tpot_floor = dec_floor.total_s() / n
+    if timed_sets is not None:  # one scenario: the realistic and floor decode sums in one pass over both sets
+        both = DecodeSteps(d1, d2, timed_sets["d1"], timed_sets["d2"], lo, hi)
+        dec_real, dec_floor = both.at(0), both.at(1)
+        tpot, tpot_floor = both.total_s() / n
+    else:
+        dec_real = DecodeSteps(d1, d2, timed_real["d1"], timed_real["d2"], lo, hi)
+        dec_floor = DecodeSteps(d1, d2, timed_floor["d1"], timed_floor["d2"], lo, hi)
+        tpot = dec_real.total_s() / n
+        tpot_floor = dec_floor.total_s() / n
     first_step, last_step = dec_real.step_s(lo), dec_real.step_s(hi)
     if pp > 1:
         link_bw, link_lat = hop if hop is not None else (real.link_bytes_per_s, real.link_latency_s)
@@ -353,7 +370,8 @@ def _workspace(t: OpTable):
 
 def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceilings, floor: Ceilings, dec: Ceilings):
     """The operator table of each pass (one pipeline stage), timed realistic (decode passes `d1`, `d2` against `dec`)
-    and floor; and the prefill's activation workspace. Returns (workspace, tables, real timings, floor timings).
+    and floor; and the prefill's activation workspace. Returns (workspace, tables, real timings, floor timings,
+    decode timings against both on their last axis: None but for one uncalibrated scenario).
 
     A grid builds and times pass by pass. One scenario stacks every pass in one table (`OpTable.of_phases`) and
     times it once, against every set of ceilings at once (`stacked`) unless a calibrated profile times each set
@@ -364,7 +382,7 @@ def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceil
         workspace = _workspace(tables["prefill"])
         tables = {name: stage(t, pp) for name, t in tables.items()}
         timed_real = {name: time_ops(t, dec if name in ("d1", "d2") else real, tp) for name, t in tables.items()}
-        return workspace, tables, timed_real, {name: time_ops(t, floor, tp) for name, t in tables.items()}
+        return workspace, tables, timed_real, {name: time_ops(t, floor, tp) for name, t in tables.items()}, None
     table = OpTable.of_phases(list(passes.values()))
     workspace = _workspace(table)[0, 0]
     table = stage(table, pp)
@@ -381,7 +399,9 @@ def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceil
         tables[name] = table.phase(i)
         timed_real[name] = at(i, decode_set if name in ("d1", "d2") else 0)
         timed_floor[name] = at(i, 1)
-    return workspace, tables, timed_real, timed_floor
+    # the decode passes against (real, floor) on their last axis, for `DecodeSteps.at`
+    timed_sets = {name: both.at(i) for i, name in enumerate(passes) if name in ("d1", "d2")} if real.curves is None else None
+    return workspace, tables, timed_real, timed_floor, timed_sets
 
 
 def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:
