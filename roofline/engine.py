@@ -41,7 +41,7 @@ def _n_in(lo, hi):
 def _sum_line(a0, a1, lo, hi):
     """Σ_{x=lo..hi} (a0 + a1·x) over integers (0 for an empty range)."""
     n = _n_in(lo, hi)
-    return n * a0 + a1 * (lo + hi) * n / 2
+    return n * a0 + a1 * ((lo + hi) * n / 2)  # Σ x first: lo and hi span fewer grid axes than the line's coefficients
 
 
 def _sum_positive(g0, g1, lo, hi):
@@ -64,6 +64,8 @@ def sum_over_steps(c0, c1, b0, b1, lo, hi, window):
     """
     w = np.minimum(window, hi)
     linear = _sum_line(b0, b1, lo, w) + _sum_positive(c0 - b0, c1 - b1, lo, w)
+    if np.all(window == np.inf):  # no sliding window: no step is past it, the capped sum is 0
+        return linear
     capped = _n_in(np.maximum(lo, w + 1), hi) * np.maximum(c0 + c1 * w, b0 + b1 * w)
     return linear + capped
 
