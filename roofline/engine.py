@@ -34,7 +34,7 @@ from .parallelism import (
     step_workspace_bytes,
     weight_bytes_per_gpu,
 )
-from .roofline import BOUNDS, Ceilings, OpTable, Timing, time_ops
+from .roofline import BOUNDS, Ceilings, OpTable, Timing, stacked, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
 from .workload import ResolvedDeployment
@@ -48,7 +48,7 @@ def _n_in(lo, hi):
 def _sum_line(a0, a1, lo, hi):
     """Σ_{x=lo..hi} (a0 + a1·x) over integers (0 for an empty range)."""
     n = _n_in(lo, hi)
-    return n * a0 + a1 * (lo + hi) * n / 2
+    return n * a0 + a1 * ((lo + hi) * n / 2)  # Σ x first: lo and hi span fewer grid axes than the line's coefficients
 
 
 def _sum_positive(g0, g1, lo, hi):
@@ -71,6 +71,8 @@ def sum_over_steps(c0, c1, b0, b1, lo, hi, window):
     """
     w = np.minimum(window, hi)
     linear = _sum_line(b0, b1, lo, w) + _sum_positive(c0 - b0, c1 - b1, lo, w)
+    if np.all(window == np.inf):  # no sliding window: no step is past it, the capped sum is 0
+        return linear
     capped = _n_in(np.maximum(lo, w + 1), hi) * np.maximum(c0 + c1 * w, b0 + b1 * w)
     return linear + capped
 
@@ -98,7 +100,7 @@ class DecodeSteps:
         moves = (d2.hbm_bytes != d1.hbm_bytes) | (d2.f["flops"] != d1.f["flops"])
         self.dep = np.any(moves, axis=axes) if axes else moves  # (n_ops,) context-dependent ops
         self.any_dep = bool(self.dep.any())
-        self.win = d1.column(d1.windows[self.dep])
+        self.win = d1.windows[self.dep].reshape((-1,) + (1,) * (t1.compute_s.ndim - 1))  # broadcast against the terms
         self.const_step_s = t1.time_s[~self.dep].sum(axis=0)
         self.count = _n_in(lo, hi)
         dep = self.dep
@@ -107,6 +109,18 @@ class DecodeSteps:
         self.m1, self.ms = t1.memory_s[dep], t2.memory_s[dep] - t1.memory_s[dep]
         self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
         self._mean_m = None
+
+    def at(self, j: int) -> "DecodeSteps":
+        """The steps timed against set `j` of several sets of ceilings stacked on the last axis of the timings
+        (one scenario, realistic and floor at once: `evaluate`)."""
+        out = object.__new__(DecodeSteps)
+        out.__dict__.update(self.__dict__)
+        out.t1, out.t2 = self.t1.at(j), self.t2.at(j)
+        out.win = self.win[:, 0]
+        out.const_step_s = self.const_step_s[j]
+        out.c1, out.cs, out.m1, out.ms, out.fixed = (x[:, j] for x in (self.c1, self.cs, self.m1, self.ms, self.fixed))
+        out._mean_m = None
+        return out
 
     def _dep_sums(self):
         """(n_dep, ...) each context-dependent op's time summed over all steps."""
@@ -297,31 +311,36 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     mb = 1 if pp == 1 else (dep.pp_microbatches or np.minimum(batch, pp))
     b_mb = batch if pp == 1 else batch / mb
     grid = np.broadcast_shapes(*(np.shape(x) for x in (batch, prompt, output, tp, real.bytes_per_s)))
-    pre = OpTable.of(O.forward_ops(model, rd, b_mb, prompt, 0, tp, ep=ep), grid)
-    per_layer_act = (pre.f["act_read_bytes"] + pre.f["act_write_bytes"]) / pre.column(pre.layers)
-    workspace = per_layer_act.max(axis=0)
-    pre = stage(pre, pp)
-    pre_real, pre_floor = time_ops(pre, real, tp), time_ops(pre, floor, tp)
+    h = dep.prefix_hit_rate
+    passes = {"prefill": O.forward_ops(model, rd, b_mb, prompt, 0, tp, ep=ep)}
+    if h > 0:  # the prefill of a request whose shared prefix is cached
+        passes["hit"] = O.forward_ops(model, rd, b_mb, prompt - dep.prefix_tokens, dep.prefix_tokens, tp, ep=ep)
+    # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
+    passes["d1"] = O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep)
+    passes["d2"] = O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep)
+    dec = decode_ceilings(real)
+    workspace, tables, timed_real, timed_floor, timed_sets = _timed_passes(passes, grid, pp, tp, real, floor, dec)
+    pre, pre_real, pre_floor = tables["prefill"], timed_real["prefill"], timed_floor["prefill"]
     ttft = pre_real.time_s.sum(axis=0)
     ttft_floor = pre_floor.time_s.sum(axis=0)
-    h = dep.prefix_hit_rate
     if h > 0:
-        hit = stage(OpTable.of(O.forward_ops(model, rd, b_mb, prompt - dep.prefix_tokens, dep.prefix_tokens, tp, ep=ep), grid), pp)
-        ttft = (1 - h) * ttft + h * time_ops(hit, real, tp).time_s.sum(axis=0)
-        ttft_floor = (1 - h) * ttft_floor + h * time_ops(hit, floor, tp).time_s.sum(axis=0)
+        ttft = (1 - h) * ttft + h * timed_real["hit"].time_s.sum(axis=0)
+        ttft_floor = (1 - h) * ttft_floor + h * timed_floor["hit"].time_s.sum(axis=0)
 
-    # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
-    d1 = stage(OpTable.of(O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep), grid), pp)
-    d2 = stage(OpTable.of(O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep), grid), pp)
+    d1, d2 = tables["d1"], tables["d2"]
     steps = np.maximum(output - 1, 0)
     lo = prompt + 1
     hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
     n = np.maximum(steps, 1)
-    dec = decode_ceilings(real)
-    dec_real = DecodeSteps(d1, d2, time_ops(d1, dec, tp), time_ops(d2, dec, tp), lo, hi)
-    dec_floor = DecodeSteps(d1, d2, time_ops(d1, floor, tp), time_ops(d2, floor, tp), lo, hi)
-    tpot = dec_real.total_s() / n
-    tpot_floor = dec_floor.total_s() / n
+    if timed_sets is not None:  # one scenario: the realistic and floor decode sums in one pass over both sets
+        both = DecodeSteps(d1, d2, timed_sets["d1"], timed_sets["d2"], lo, hi)
+        dec_real, dec_floor = both.at(0), both.at(1)
+        tpot, tpot_floor = both.total_s() / n
+    else:
+        dec_real = DecodeSteps(d1, d2, timed_real["d1"], timed_real["d2"], lo, hi)
+        dec_floor = DecodeSteps(d1, d2, timed_floor["d1"], timed_floor["d2"], lo, hi)
+        tpot = dec_real.total_s() / n
+        tpot_floor = dec_floor.total_s() / n
     first_step, last_step = dec_real.step_s(lo), dec_real.step_s(hi)
     if pp > 1:
         link_bw, link_lat = hop if hop is not None else (real.link_bytes_per_s, real.link_latency_s)
@@ -372,6 +391,47 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         workspace_fixed_bytes=workspace_fixed, max_sequences=cap, engine_step_s=step_h, kv_shared_bytes=kv_shared,
         prefill=PrefillTables(pre, pre_real, pre_floor), decode=DecodeTables(dec_real, dec_floor, n),
     )
+
+
+def _workspace(t: OpTable):
+    """The largest per-layer activation footprint (bytes read and written) of a pass: the prefill's is the workspace."""
+    return t.layer_activation_bytes()
+
+
+def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceilings, floor: Ceilings, dec: Ceilings):
+    """The operator table of each pass (one pipeline stage), timed realistic (decode passes `d1`, `d2` against `dec`)
+    and floor; and the prefill's activation workspace. Returns (workspace, tables, real timings, floor timings,
+    decode timings against both on their last axis: None but for one uncalibrated scenario).
+
+    A grid builds and times pass by pass. One scenario stacks every pass in one table (`OpTable.of_phases`) and
+    times it once, against every set of ceilings at once (`stacked`) unless a calibrated profile times each set
+    through its measured curves: the same formulas, called once instead of eight times.
+    """
+    if grid != ():
+        tables = {name: OpTable.of(ops, grid) for name, ops in passes.items()}
+        workspace = _workspace(tables["prefill"])
+        tables = {name: stage(t, pp) for name, t in tables.items()}
+        timed_real = {name: time_ops(t, dec if name in ("d1", "d2") else real, tp) for name, t in tables.items()}
+        return workspace, tables, timed_real, {name: time_ops(t, floor, tp) for name, t in tables.items()}, None
+    table = OpTable.of_phases(list(passes.values()))
+    workspace = _workspace(table)[0, 0]
+    table = stage(table, pp)
+    sets = [real, floor] if dec is real else [real, floor, dec]
+    if real.curves is None:
+        both = time_ops(table, stacked(sets), tp)
+        at = both.at
+    else:
+        each = [time_ops(table, c, tp) for c in sets]
+        at = lambda i, j: each[j].at(i, 0)  # noqa: E731
+    decode_set = 0 if dec is real else 2
+    tables, timed_real, timed_floor = {}, {}, {}
+    for i, name in enumerate(passes):
+        tables[name] = table.phase(i)
+        timed_real[name] = at(i, decode_set if name in ("d1", "d2") else 0)
+        timed_floor[name] = at(i, 1)
+    # the decode passes against (real, floor) on their last axis, for `DecodeSteps.at`
+    timed_sets = {name: both.at(i) for i, name in enumerate(passes) if name in ("d1", "d2")} if real.curves is None else None
+    return workspace, tables, timed_real, timed_floor, timed_sets
 
 
 def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:

@@ -140,7 +140,11 @@ def _max(a, b):
 
 
 def _ceil_div(a, b):
-    return -(-a // b) if isinstance(a, int) and isinstance(b, int) else np.ceil(np.asarray(a) / b)
+    if isinstance(a, int) and isinstance(b, int):
+        return -(-a // b)
+    if _is_scalar(a) and _is_scalar(b):  # one scenario: a plain float, without a numpy call
+        return float(math.ceil(a / b))
+    return np.ceil(np.asarray(a) / b)
 
 
 def attended_keys(new_tokens, past_tokens, window=math.inf):
@@ -431,7 +435,9 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
     """
     h = model.hidden_size
     ab, nb = rd.act_bytes, rd.unquantized_bytes
-    if mla_absorbed is None:
+    if mla_absorbed is None and _is_scalar(new_tokens):
+        mla_absorbed = new_tokens == 1
+    elif mla_absorbed is None:
         one = np.asarray(new_tokens) == 1
         if model.mla is not None and one.any() and not one.all():  # a grid of prompts with some of length 1
             return _select(one, forward_ops(model, rd, batch, new_tokens, past_tokens, tp, True, ep),

@@ -43,9 +43,9 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
         raise SpecError("prefix_tokens", f"{dep.prefix_tokens} must be less than prompt_tokens={wl.prompt_tokens} "
                                          "(at least one new token is prefilled)")
     tp = dep.tp
-    choices = ", ".join(map(str, valid_tps(model, hw)))
     for name, width in tp_widths(model).items():
         if width % tp:
+            choices = ", ".join(map(str, valid_tps(model, hw)))
             raise SpecError("tp", f"{tp} does not divide {name}={width} of {model.name}; choose one of {choices}")
     if dep.ep > 1:
         if model.moe is None:
@@ -179,4 +179,4 @@ def step_workspace_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, e
     (bytes read + written) of one prefill pass over `tokens` tokens. An engine sizes its KV cache after a
     profiling pass of its token budget, so this is what it keeps free whatever the batch."""
     t = OpTable.of(O.forward_ops(model, rd, 1, tokens, 0, tp, ep=ep), np.shape(tokens))
-    return ((t.f["act_read_bytes"] + t.f["act_write_bytes"]) / t.column(t.layers)).max(axis=0)
+    return t.layer_activation_bytes()

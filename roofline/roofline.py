@@ -161,6 +161,11 @@ class OpTable:
                 for i in arrays:
                     out[i] = col[i]
                 f[name] = out
+        return cls._with_ops(ops, f)
+
+    @classmethod
+    def _with_ops(cls, ops: list[Op], f: dict[str, np.ndarray]) -> "OpTable":
+        """The table of `ops` whose numeric fields, stacked, are `f` (each (n_ops, ...))."""
         kinds = [op.kind for op in ops]
         rate_index = np.array([_RATE_INDEX[k] for k in kinds])
         per_op = (1,) * (f["flops"].ndim - 1)  # a per-op vector broadcast against (n_ops, *grid)
@@ -181,9 +186,32 @@ class OpTable:
             rows_safe=np.where(pad_mask, f["gemm_m"], 1.0),
         )
 
+    @classmethod
+    def of_phases(cls, phases: list[list[Op]]) -> "OpTable":
+        """The op lists of several passes of one scenario (prefill, decode probes), each of scalars and with the
+        same operators, stacked as one table of shape (n_ops, n_phases, 1): one `time_ops` call times every
+        pass, against one set of ceilings or, along the last axis, several (`stacked`). `phase` takes one out."""
+        rows = np.array([list(map(_NUMERIC_GETTER, ops)) for ops in phases], dtype=float)  # (phases, ops, fields)
+        names = [op.name for op in phases[0]]
+        if any([op.name for op in ops] != names for ops in phases[1:]):
+            raise ValueError("of_phases: every pass must list the same operators")
+        return cls._with_ops(phases[0], {name: rows[:, :, j].T[:, :, None] for j, name in enumerate(NUMERIC_FIELDS)})
+
+    def phase(self, i: int) -> "OpTable":
+        """Pass `i` of a table built by `of_phases`, as a table of one scenario (shape (n_ops,))."""
+        at = (slice(None), i, 0)
+        return replace(self, f={k: v[at] for k, v in self.f.items()}, hbm_bytes=self.hbm_bytes[at],
+                       is_gemm=self.is_gemm[:, 0, 0], is_attention=self.is_attention[:, 0, 0],
+                       pad_mask=self.pad_mask[at], rows_safe=self.rows_safe[at])
+
     @property
     def grid_ndim(self) -> int:
         return self.f["flops"].ndim - 1
+
+    def layer_activation_bytes(self) -> np.ndarray:
+        """The largest per-layer activation footprint of the pass (bytes read and written by one op of one layer),
+        over the grid: a prefill pass's is the activation workspace an engine keeps free."""
+        return ((self.f["act_read_bytes"] + self.f["act_write_bytes"]) / self.column(self.layers)).max(axis=0)
 
     def column(self, values: np.ndarray) -> np.ndarray:
         """Reshape a per-op vector to broadcast against (n_ops, *grid)."""
@@ -207,6 +235,11 @@ class Timing:
     def bound(self) -> np.ndarray:
         """Index into BOUNDS of the largest term."""
         return np.argmax(np.stack([self.compute_s, self.memory_s, self.comm_s]), axis=0)
+
+    def at(self, *index) -> "Timing":
+        """The terms at `index` after the op axis: one pass and one set of ceilings of a timed `OpTable.of_phases`."""
+        at = (slice(None), *index)
+        return Timing(self.compute_s[at], self.memory_s[at], self.comm_s[at], self.overhead_s[at])
 
 
 def _scalar(x) -> bool:

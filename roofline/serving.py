@@ -409,7 +409,7 @@ def _timed(ops: list, ceil: Ceilings, tp, pp: int = 1) -> tuple[np.ndarray, np.n
     """(attention time, all other ops' time, per-layer activation footprint) of one pass on one GPU of one
     of `pp` balanced pipeline stages (`engine.stage`), summed over ops."""
     t = OpTable.of(ops)
-    act = ((t.f["act_read_bytes"] + t.f["act_write_bytes"]) / t.column(t.layers)).max(axis=0)  # per layer: before staging
+    act = t.layer_activation_bytes()  # per layer: before staging
     t = stage(t, pp)
     per_op = time_ops(t, ceil, tp).time_s
     attn = t.column(t.kinds == O.OpKind.ATTENTION.value)

@@ -389,8 +389,9 @@ class ModelSpec(BaseModel):
         return total
 
 
+@functools.lru_cache(maxsize=64)
 def kv_scheme(dtype: str | DType) -> QuantScheme:
-    """The KV cache's storage scheme for a dtype (scales per token and head for int formats)."""
+    """The KV cache's storage scheme for a dtype (scales per token and head for int formats); built once per dtype."""
     d = dtype if isinstance(dtype, DType) else get_dtype(dtype, "kv_dtype")
     return QuantScheme.of(d, field="kv")
 

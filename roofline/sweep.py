@@ -60,6 +60,8 @@ def _as_list(x) -> list:
 # per operator and scenario; 1 kB leaves headroom for temporaries.
 BYTES_PER_OP_PER_SCENARIO = 1000
 SWEEP_MEMORY_BUDGET_BYTES = 2 * 1024**3
+_FLOAT_METRICS = tuple(k for k in METRICS if k not in ("fits", "max_batch_size"))
+_LABELS = ("model", "weight_dtype", "activation_dtype", "kv_dtype")  # the label columns each (model, dtypes) pass adds
 _AXIS_LIMITS = {"batch_size": MAX_BATCH, "prompt_tokens": MAX_CONTEXT, "output_tokens": MAX_CONTEXT, "tp": MAX_GPUS}
 
 
@@ -110,7 +112,8 @@ def sweep(
                       for i, a in enumerate([np.arange(len(hws)), *axes.values()]))
     shape = (len(hws), *(len(a) for a in axes.values()))
     flat = {name: np.broadcast_to(a, shape).ravel() for name, a in zip(("h", *axes), (hi, b, s, o, t))}
-    frames, skipped = [], []
+    parts, skipped = [], []
+    labels: dict[str, dict[str, int]] = {name: {} for name in _LABELS}  # categories of each label column, by first use
     for m, wd, ad, kd in itertools.product(models, _as_list(weight_dtype), _as_list(activation_dtype), _as_list(kv_dtype)):
         dep = base.model_copy(update={"weight_dtype": wd, "activation_dtype": ad, "kv_dtype": kd})
         rd = dep.resolved(m)
@@ -131,21 +134,46 @@ def sweep(
                     prop(lambda h: h.memory_bandwidth_bytes_per_s),
                     prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
         r = {**ev.figures(), **d.figures()}
-        pick = lambda a: np.broadcast_to(a, shape).ravel()[ok]  # noqa: E731
-        cols = {
-            "model": m.name, "hardware": pd.Categorical.from_codes(flat["h"][ok], hardware_labels(hws)),
-            **{name: flat[name][ok] for name in axes},
-            "weight_dtype": rd.weights.dtype.name, "activation_dtype": rd.act.name, "kv_dtype": rd.kv.dtype.name,
-        }
-        cols.update({k: pick(r[k]) for k in METRICS})
-        for phase in ("prefill", "decode"):
-            cols[f"{phase}_bound"] = pd.Categorical.from_codes(pick(r[f"{phase}_bound_index"]), [x.value for x in BOUNDS])
-        frames.append(pd.DataFrame(cols))
+        every = bool(ok.all())
+        n_ok = ok.size if every else int(ok.sum())
+
+        def pick(a, ok=ok, every=every):
+            """The grid's values of `a` (broadcast over the grid), row-major, of the valid scenarios only."""
+            whole = np.broadcast_to(a, shape).reshape(-1)
+            return whole if every else whole[ok]
+
+        # the float figures go straight into one (figures x scenarios) block: the frame's one float block
+        block = np.empty((len(_FLOAT_METRICS), n_ok))
+        for i, k in enumerate(_FLOAT_METRICS):
+            if every:
+                np.copyto(block[i].reshape(shape), np.broadcast_to(r[k], shape))
+            else:
+                block[i] = pick(r[k])
+        # label columns as category codes: one frame is built at the end, with categorical labels
+        names = {"model": m.name, "weight_dtype": rd.weights.dtype.name, "activation_dtype": rd.act.name, "kv_dtype": rd.kv.dtype.name}
+        part = {name: np.full(n_ok, labels[name].setdefault(value, len(labels[name])), dtype=np.int32) for name, value in names.items()}
+        part["hardware"] = flat["h"] if every else flat["h"][ok]
+        part.update({name: flat[name] if every else flat[name][ok] for name in axes})
+        part.update({"fits": pick(r["fits"]), "max_batch_size": pick(r["max_batch_size"]), "_floats": block})
+        part.update({f"{phase}_bound": pick(r[f"{phase}_bound_index"]) for phase in ("prefill", "decode")})
+        parts.append(part)
     columns = ["model", "hardware", *axes, "weight_dtype", "activation_dtype", "kv_dtype", *METRICS, "prefill_bound", "decode_bound"]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)  # every column, even with no row
-    if len(df):
-        df["fits"] = df["fits"].astype(bool)
-        df["max_batch_size"] = df["max_batch_size"].astype(np.int64)
+    if not parts:
+        df = pd.DataFrame(columns=columns)  # every column, even with no row
+        df.attrs["skipped"] = skipped
+        return df
+    join = lambda name, axis=0: parts[0][name] if len(parts) == 1 else np.concatenate([p[name] for p in parts], axis=axis)  # noqa: E731
+    categories = {**{name: list(seen) for name, seen in labels.items()}, "hardware": hardware_labels(hws),
+                  "prefill_bound": [x.value for x in BOUNDS], "decode_bound": [x.value for x in BOUNDS]}
+    cols = {name: pd.Categorical.from_codes(join(name), categories[name]) if name in categories else join(name)
+            for name in columns if name not in _FLOAT_METRICS}
+    cols["fits"] = cols["fits"].astype(bool)
+    cols["max_batch_size"] = cols["max_batch_size"].astype(np.int64)
+    # one frame: the float block as it is, the other columns inserted at their places (no per-column stacking)
+    df = pd.DataFrame(join("_floats", axis=1).T, columns=list(_FLOAT_METRICS))
+    for i, name in enumerate(columns):
+        if name not in _FLOAT_METRICS:
+            df.insert(i, name, cols[name])
     df.attrs["skipped"] = skipped
     return df
 

@@ -179,7 +179,8 @@ class Deployment(BaseModel):
 class ResolvedDeployment:
     """A Deployment with dtypes resolved against a model: what `ops.py` consumes."""
 
-    __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes", "engine")
+    __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes", "engine",
+                 "weight_only", "dequant_ops_per_weight", "act_bytes", "unquantized_bytes")
 
     @classmethod
     def of(cls, dep: Deployment, native_dtype: str, native_weight_dtype: str | None = None) -> "ResolvedDeployment":
@@ -208,6 +209,8 @@ class ResolvedDeployment:
         self.compute_key = ad.peak_key
         self.notes = []
         self.engine = None if dep.engine is None else load_engine(dep.engine)
+        # looked up by every operator of every pass: derived once here (see `_derived_sizes` for each formula)
+        self.weight_only, self.dequant_ops_per_weight, self.act_bytes, self.unquantized_bytes = self._derived_sizes()
         return self
 
     def fallen_back(self, reason: str) -> "ResolvedDeployment":
@@ -220,26 +223,16 @@ class ResolvedDeployment:
         out.notes = [*self.notes, reason]
         return out
 
-    @property
-    def weight_only(self) -> bool:
-        """Weights stored narrower than the compute format: the GEMM dequantizes them on the fly."""
-        return self.weights.dtype.is_quantized and self.weights.dtype.bits < self.act.bits
+    def _derived_sizes(self) -> tuple[bool, int, float, float]:
+        """(weight_only, dequant_ops_per_weight, act_bytes, unquantized_bytes):
 
-    @property
-    def dequant_ops_per_weight(self) -> int:
-        return DEQUANT_OPS_PER_WEIGHT.get(self.weights.dtype.bits, 3) if self.weight_only else 0
-
-    @property
-    def act_bytes(self) -> float:
-        """Bytes per activation element moved between kernels.
-
-        16-bit or wider compute keeps its own width. 8- and 4-bit compute (W8A8, FP8,
-        FP4) quantizes activations inside the GEMM prologue and writes 16-bit outputs,
-        so activations in HBM (and all-reduce messages) stay 2 bytes.
+        * weight_only: weights stored narrower than the compute format, so the GEMM dequantizes them on the fly;
+        * dequant_ops_per_weight: vector operations per weight of that dequantization (0 when not weight-only);
+        * act_bytes: bytes per activation element moved between kernels. 16-bit or wider compute keeps its own
+          width. 8- and 4-bit compute (W8A8, FP8, FP4) quantizes activations inside the GEMM prologue and writes
+          16-bit outputs, so activations in HBM (and all-reduce messages) stay 2 bytes;
+        * unquantized_bytes: bytes per element of norms, biases and other tensors quantization leaves alone.
         """
-        return max(self.act.bits / 8, 2.0)
-
-    @property
-    def unquantized_bytes(self) -> float:
-        """Bytes per element of norms, biases and other tensors quantization leaves alone."""
-        return self.unquantized.dtype.bits / 8
+        weight_only = self.weights.dtype.is_quantized and self.weights.dtype.bits < self.act.bits
+        dequant = DEQUANT_OPS_PER_WEIGHT.get(self.weights.dtype.bits, 3) if weight_only else 0
+        return weight_only, dequant, max(self.act.bits / 8, 2.0), self.unquantized.dtype.bits / 8
