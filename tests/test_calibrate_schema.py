@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -59,11 +60,22 @@ def test_round_trip_through_the_schema(tmp_path):
 
 
 def test_calibration_equal_to_the_datasheet_predicts_the_same(tmp_path):
+    """Curves equal to the datasheet fractions give the analytical rates; only the launch overhead differs.
+
+    Llama-3.1-8B prefill: per layer 4 GEMMs (QKV, O, up, down) and 2 attention ops (RoPE/KV write, attention)
+    are timed by a measured curve, plus the LM head: 32 · 6 + 1 = 193 ops whose table latency already holds
+    their fixed time, so none pays the eager 4 us: TTFT is 193 · 4 us shorter. Decode is replayed from a CUDA
+    graph: all 291 launches (test_calibrated_decode_pays_the_graph_replay_cost_per_launch) pay the profile's
+    0.5 us instead of 4 us: TPOT is 291 · 3.5 us shorter. The floor is the datasheet in both.
+    """
     hw = rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc()))
     assert hw.mode == "calibrated" and H100.mode == "analytical"
     a, c = rl.predict(MODEL, H100, WL), rl.predict(MODEL, hw, WL)
     assert (a.mode, c.mode, c.calibration_id, c.source_kind) == ("analytical", "calibrated", "h100-test", "calibrated")
-    for f in ("ttft_s", "tpot_s", "e2e_latency_s", "ttft_floor_s", "tpot_floor_s", "output_tokens_per_s"):
+    assert H100.efficiency.kernel_overhead_s == 4e-6 and H100.efficiency.kernel_overhead_graph_s == 0.5e-6
+    assert math.isclose(a.ttft_s - c.ttft_s, 193 * 4e-6, rel_tol=1e-9)
+    assert math.isclose(a.tpot_s - c.tpot_s, 291 * 3.5e-6, rel_tol=1e-9)
+    for f in ("ttft_floor_s", "tpot_floor_s"):
         assert math.isclose(getattr(a, f), getattr(c, f), rel_tol=1e-12), f
 
 
@@ -177,20 +189,64 @@ def test_a_2_4_sparse_gemm_looks_up_its_dense_weight_shape(tmp_path):
 
 
 def test_calibrated_decode_pays_the_graph_replay_cost_per_launch(tmp_path):
-    """A measured CUDA-graph cost per kernel replaces the eager cost in decode steps only (predict.decode_ceilings).
+    """A measured CUDA-graph cost per kernel replaces the eager cost in decode steps only (engine.decode_ceilings);
+    without one the profile's sourced `efficiency.kernel_overhead_graph_s` (0.5 us on the H100 SXM) stands.
 
     Llama-3.1-8B launches per decode step (roofline.ops): embedding 1, per layer 2 norms + QKV + 2 attention
     (RoPE/KV write, attention) + O + up + activation + down = 9, final norm 1, LM head 1: 1 + 32·9 + 2 = 291.
-    Eager 4 us, graph 1 us: each step is 291 · (4 - 1) us = 873 us shorter; prefill (eager) is unchanged.
+    Measured 1 us against the profile's 0.5 us: each step is 291 · 0.5 us = 145.5 us longer; prefill (eager)
+    is unchanged. Against the analytical profile (eager 4 us everywhere): 291 · 3 us shorter.
     """
-    eager = H100.efficiency.kernel_overhead_s
-    assert eager == 4e-6
-    no_graph = rl.predict(MODEL, rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc(), "a.json")), WL)
+    profile = rl.predict(MODEL, rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc(), "a.json")), WL)
     graph = rl.predict(MODEL, rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc(kernel_overhead_graph_s=1e-6), "b.json")), WL)
     dec = graph.operators[graph.operators["phase"] == "decode"]
     assert dec["launches"].sum() == 291
     assert math.isclose(dec["overhead_s"].sum(), 291 * 1e-6, rel_tol=1e-12)
-    assert math.isclose(no_graph.tpot_s - graph.tpot_s, 291 * 3e-6, rel_tol=1e-9)
-    assert graph.ttft_s == no_graph.ttft_s
-    # without a calibration the datasheet's eager cost stays everywhere
-    assert math.isclose(rl.predict(MODEL, H100, WL).tpot_s, no_graph.tpot_s, rel_tol=1e-12)
+    assert math.isclose(graph.tpot_s - profile.tpot_s, 291 * 0.5e-6, rel_tol=1e-9)
+    assert graph.ttft_s == profile.ttft_s
+    assert math.isclose(rl.predict(MODEL, H100, WL).tpot_s - graph.tpot_s, 291 * 3e-6, rel_tol=1e-9)
+
+
+def test_weight_only_gemm_takes_the_tables_compute_efficiency_not_its_16_bit_weight_read(tmp_path):
+    """A bf16 table whose small-M fraction (0.05 at M = 1) carries the time of reading 16-bit weights and whose
+    compute-bound rows reach 0.8 (M = 8192). A bf16 decode GEMM at M = 8 is looked up at
+    0.05 + (0.8 - 0.05) · ln 8 / ln 8192 = 0.2231 (bilinear in log M); the same GEMM with int4 weights
+    (W4A16: it dequantizes, vector_flops > 0) takes the column's best fraction, 0.8, for its compute term,
+    so its narrower weight bytes at the bandwidth bound it (CalibratedCurves docstring)."""
+    import numpy as np
+
+    from roofline import ops as O
+    from roofline.roofline import Ceilings, OpTable
+
+    doc = _doc()
+    doc["gemm"]["bf16"]["fraction"] = [[0.05, 0.05], [0.8, 0.8]]
+    hw = rl.load_hardware("h100-sxm", calibration=_write(tmp_path, doc))
+    ceil = Ceilings.of(hw, "bf16")
+    rates = {}
+    for wd in ("bf16", "int4"):
+        rd = rl.Deployment(weight_dtype=wd, activation_dtype="bf16").resolved(MODEL)
+        t = OpTable.of(O.forward_ops(MODEL, rd, 8, 1, 2048), ())
+        rates[wd] = (t, np.asarray(ceil.curves.per_op_ceilings(t, ceil).gemm_flops_per_s))
+    t16, r16 = rates["bf16"]
+    t4, r4 = rates["int4"]
+    small_m = 0.05 + 0.75 * math.log(8) / math.log(8192)
+    assert math.isclose(small_m, 0.2231, abs_tol=1e-4)
+    assert np.allclose(r16[t16.is_gemm], BF16 * small_m, rtol=1e-12)
+    weight_only = t4.is_gemm & (t4.f["vector_flops"] > 0)
+    assert [n for n, w in zip(t4.names, weight_only) if w] == ["qkv_proj", "o_proj", "mlp_up", "mlp_down", "lm_head"]
+    assert np.allclose(r4[weight_only], BF16 * 0.8, rtol=1e-12)
+
+
+def test_a_pcie_device_drops_the_collection_hosts_all_reduce():
+    """The public L40S tables' all-reduce (1.5-2 GB/s bus bandwidth at tp8: interconnect_fraction 0.061) is the
+    collection host's PCIe topology; `without_host_collectives` drops it on a PCIe device and keeps an NVLink one's."""
+    from roofline.calibration import without_host_collectives
+
+    folder = Path(__file__).resolve().parent.parent / "calibrate" / "public"
+    l40s = load_calibration(folder / "l40s.json")
+    assert l40s.interconnect_fraction == pytest.approx(0.061, abs=1e-3) and l40s.allreduce
+    dropped = without_host_collectives(l40s, rl.load_hardware("l40s"))
+    assert dropped.interconnect_fraction is None and dropped.allreduce == {}
+    assert dropped.gemm == l40s.gemm and dropped.attention_decode == l40s.attention_decode
+    h200 = load_calibration(folder / "h200.json")
+    assert without_host_collectives(h200, rl.load_hardware("h200")) is h200
