@@ -312,7 +312,9 @@ class CalibratedCurves:
         For an op of k kernels moving B bytes, the memory term must be k·t0 + B / R: the
         effective rate B / (k·t0 + B / R) does that. Attention kernels (one per layer) use the
         decode-attention line for bytes and the prefill line for FLOPs; every other op the copy
-        line. A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
+        line; in a replayed pass (a decode step) the attention kernel is the decode kernel, whose fixed time the
+        decode line's t0 already holds, so its FLOPs run at the prefill line's asymptotic rate without the prefill
+        t0. A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
         N·K = F / (2 · launches · M) from its FLOPs (for MoE experts, the touched experts' total; for a
         2:4 sparse GEMM, whose F counts the executed half, from the dense 2F, so the lookup lands on the
         weight's real shape); a weight-only GEMM gets peak · f_c(N·K), the column's compute efficiency
@@ -333,7 +335,7 @@ class CalibratedCurves:
                 lat = np.where(t.is_attention, self.att_dec_latency_s, self.mem_latency_s)
                 rate = np.where(t.is_attention, self.att_dec_rate, self.mem_rate)
                 bytes_rate = np.where(hbm > 0, hbm / (kernels * lat + hbm / rate), rate)
-            if self.att_pre_latency_s == 0:
+            if self.att_pre_latency_s == 0 or self.launch == "graph":  # a decode step: the decode line holds its fixed time
                 att_rate = self.att_pre_rate
             else:
                 busy = t.is_attention & (flops > 0)
@@ -341,14 +343,39 @@ class CalibratedCurves:
             if self.gemm is None:
                 gemm_rate = c.gemm_flops_per_s
             else:
-                m = np.maximum(f["gemm_m"], 1.0)
-                nk = flops * (1 + f["sparse_2_4"]) / (2 * np.maximum(f["launches"], 1.0) * m)
-                fraction = np.where(f["vector_flops"] > 0, self.gemm_compute.at(nk), self.gemm.at(m, nk))
-                gemm_rate = np.where(t.is_gemm, self.gemm_peak * fraction, c.gemm_flops_per_s)
+                gemm_rate, bytes_rate = self._gemm_rates(t, c, bytes_rate)
         measured_s = 0.0 if self.launch == "eager" else (self.graph_overhead_s or 0.0)
         overhead = np.where(self.measured_ops(t), measured_s, c.kernel_overhead_s)
         return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate,
                                    kernel_overhead_s=overhead)
+
+
+    def _gemm_rates(self, t, c, bytes_rate):
+        """(FLOP rate, bytes rate) per op with the GEMM table applied; see `per_op_ceilings` and the class docstring.
+
+        A 16-bit GEMM's measured time t_m = padded F / (peak · f(M, N·K)) is charged to the term the
+        datasheet model says bounds it: to memory when its weight and activation bytes at the bandwidth
+        take longer than its FLOPs at the column's compute efficiency f_c (a decode GEMM: the table's time
+        is a weight read), else to compute. Either way the op takes max(t_m, B / R) (t_m ≥ its compute time at
+        f_c, since f ≤ f_c), so only the compute / memory split, and the op's bound, depend on the choice.
+        """
+        f = t.f
+        flops, hbm = f["flops"], t.hbm_bytes
+        m = np.maximum(f["gemm_m"], 1.0)
+        nk = flops * (1 + f["sparse_2_4"]) / (2 * np.maximum(f["launches"], 1.0) * m)
+        tile = np.asarray(c.tile_tokens, dtype=float)
+        tile_safe = np.where(tile > 0, tile, 1.0)
+        pad = np.where(tile > 0, np.ceil(m / tile_safe) * tile_safe / m, 1.0)
+        work = flops * pad / (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))  # padded FLOPs at the dense rate
+        compute_rate = self.gemm_peak * self.gemm_compute.at(nk)
+        measured_s = work / (self.gemm_peak * self.gemm.at(m, nk))
+        memory_s = hbm / bytes_rate
+        weight_only = f["vector_flops"] > 0
+        memory_bound = t.is_gemm & ~weight_only & (memory_s >= work / compute_rate)
+        gemm_rate = np.where(t.is_gemm, np.where(weight_only | memory_bound, compute_rate, self.gemm_peak * self.gemm.at(m, nk)),
+                             c.gemm_flops_per_s)
+        bytes_rate = np.where(memory_bound & (hbm > 0), hbm / np.maximum(memory_s, measured_s), bytes_rate)
+        return gemm_rate, bytes_rate
 
 
 class ComputeColumn:

@@ -180,9 +180,15 @@ class HardwareProfile(BaseModel):
 
 
 def hardware_labels(hws) -> list[str]:
-    """Display names of profiles shown side by side: each profile's `name`, followed by its id in
-    brackets where two different profiles share a name (a user's edited copy beside the shipped file)."""
-    keys = [(h.name, h.id or h.name) for h in hws]
+    """Display names of profiles shown side by side: each profile's `name`, followed by its id in brackets
+    where two different profiles share a name (a user's edited copy beside the shipped file), and by its mode
+    too where one id appears in both modes (a device calibrated beside its analytical twin:
+    "NVIDIA H200 [h200 calibrated]", "NVIDIA H200 [h200 analytical]")."""
+    ids = [h.id or h.name for h in hws]
+    modes_per_id: dict[str, set[str]] = {}
+    for key, h in zip(ids, hws):
+        modes_per_id.setdefault(key, set()).add(h.mode)
+    keys = [(h.name, key if len(modes_per_id[key]) == 1 else f"{key} {h.mode}") for key, h in zip(ids, hws)]
     ids_per_name: dict[str, set[str]] = {}
     for name, key in keys:
         ids_per_name.setdefault(name, set()).add(key)
