@@ -439,9 +439,10 @@ class StackedCurves:
 def calibrated_efficiency(cal: Calibration, hw):
     """The profile's `Efficiency` with each fraction replaced by the calibration's large-kernel value.
 
-    Only a summary: `predict` times every operator against the full curves. `sweep`, which
-    stacks scalar ceilings per device, sees these values (so a sweep of a calibrated profile
-    approximates the per-op curves by their asymptotes). `source_kind` becomes `calibrated`.
+    Only a summary, for display and for the scalar ceilings a calibrated device falls back on where no
+    curve applies: `predict`, `sweep` and the planner time every operator against the full curves
+    (`CalibratedCurves`, stacked along a grid's device axis by `StackedCurves`). `source_kind` becomes
+    `calibrated`.
     """
     e = hw.efficiency
     flops = dict(e.flops_fraction)

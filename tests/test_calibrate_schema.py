@@ -161,11 +161,18 @@ def test_mismatched_device_warns(tmp_path):
     assert any("attached to 'h200'" in str(w.message) for w in caught)
 
 
-def test_calibrated_profile_in_a_sweep_uses_the_summary(tmp_path):
-    hw = attach_calibration(H100, Calibration.model_validate(_doc()))
-    df = rl.sweep(model="llama-3.1-8b", hardware=[hw], batch_size=[1, 8], prompt_tokens=512, output_tokens=64)
-    p = rl.predict(MODEL, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64))
-    assert math.isclose(df["tpot_s"].iloc[-1], p.tpot_s, rel_tol=1e-9)  # zero latency: summary == curves
+def test_calibrated_profile_in_a_sweep_times_every_op_with_its_curves(tmp_path):
+    """With a 5 us copy latency and a GEMM table that depends on M, no scalar summary reproduces the curves;
+    the sweep (ceilings stacked over a device axis, `calibration.StackedCurves`) still gives predict's figures."""
+    doc = _doc()
+    doc["memory"] = {**doc["memory"], "latency_s": 5e-6}
+    doc["gemm"]["bf16"]["fraction"] = [[0.05, 0.05], [0.8, 0.8]]
+    hw = attach_calibration(H100, Calibration.model_validate(doc))
+    df = rl.sweep(model="llama-3.1-8b", hardware=[hw, H100], batch_size=[1, 8], prompt_tokens=512, output_tokens=64)
+    for row in df.itertuples():
+        p = rl.predict(MODEL, hw if row.Index < 2 else H100, rl.Workload(batch_size=row.batch_size, prompt_tokens=512, output_tokens=64))
+        assert math.isclose(row.tpot_s, p.tpot_s, rel_tol=1e-9) and math.isclose(row.ttft_s, p.ttft_s, rel_tol=1e-9)
+    assert df["tpot_s"].iloc[0] != df["tpot_s"].iloc[2]  # and the calibrated device differs from the analytical one
 
 
 def test_a_2_4_sparse_gemm_looks_up_its_dense_weight_shape(tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,43 @@ def test_cli_analytical_flag(capsys):
                     ["compare", "--model", "llama-3.1-8b", "--hardware", "h200", "--analytical", "--variant", "fp8:weight_dtype=fp8"]):
         assert main(command) == 0, command
         capsys.readouterr()
+
+
+# ------------------------------------------------------------ sweep and the planner time ops as predict does
+def test_sweep_gives_predicts_figures_for_calibrated_and_analytical_devices_side_by_side():
+    """A grid of a calibrated H200 (measured GEMM tables, attention latencies t0 > 0), its analytical twin and an
+    MI300X: every cell equals `predict` of that scenario on that device alone, to 1e-9."""
+    hws = [rl.load_hardware("h200"), rl.load_hardware("h200", analytical=True), rl.load_hardware("mi300x")]
+    assert hws[0].calibration.attention_decode.latency_s > 0
+    df = rl.sweep(model="llama-3.1-8b", hardware=hws, batch_size=[1, 16], prompt_tokens=[128, 2048], output_tokens=64, tp=[1, 2])
+    assert len(df) == 3 * 2 * 2 * 2
+    for (h, row) in zip(np.repeat(np.arange(3), 8), df.itertuples()):
+        p = rl.predict(MODEL, hws[h], rl.Workload(batch_size=row.batch_size, prompt_tokens=row.prompt_tokens, output_tokens=64),
+                       rl.Deployment(tp=row.tp))
+        for f in ("ttft_s", "tpot_s", "e2e_latency_s"):
+            assert math.isclose(getattr(row, f), getattr(p, f), rel_tol=1e-9), (hws[h].id, row, f)
+    # and the calibration matters: the calibrated H200 differs from its analytical twin
+    assert not np.allclose(df["ttft_s"].to_numpy()[:8], df["ttft_s"].to_numpy()[8:16])
+
+
+def test_planner_curves_give_predicts_prefill_and_decode_step():
+    """The planner's curves (`serving.Curves`, ceilings stacked over devices as (H, 1)) for a calibrated H200 beside an
+    analytical MI300X: the prefill service time of a 1024-token prompt is `predict`'s TTFT at batch 1, and the decode
+    step at batch B is `predict`'s step at the mean context, S + O/2 = 1024 + 100 (fixed lengths: E[O²] = O², so
+    (E[O²] - E[O]) / (2 (E[O] - 1)) = O/2), to 1e-9; each device's row equals its curves computed alone."""
+    from roofline.serving import Curves, Traffic
+
+    hws = [rl.load_hardware("h200"), rl.load_hardware("mi300x")]
+    rd = rl.Deployment().resolved(MODEL)
+    traffic = Traffic.of(1.0, 1024, 200)
+    grid = np.array([1.0, 8.0, 64.0])
+    both = Curves(MODEL, rd, 1, hws, traffic, None, grid)
+    assert both.context_s == 1124
+    for h, hw in enumerate(hws):
+        alone = Curves(MODEL, rd, 1, [hw], traffic, None, grid)
+        assert np.allclose(both.t0[h], alone.t0[0], rtol=1e-12) and np.allclose(both.x_pre[h], alone.x_pre[0], rtol=1e-12)
+        assert math.isclose(float(both.x_pre[h, 0]), rl.predict(MODEL, hw, rl.Workload(batch_size=1, prompt_tokens=1024,
+                                                                                       output_tokens=2)).ttft_s, rel_tol=1e-9)
+        for k, b in enumerate(grid):
+            p = rl.predict(MODEL, hw, rl.Workload(batch_size=int(b), prompt_tokens=1024, output_tokens=200))
+            assert math.isclose(float(both.t0[h, k]), p.tpot_at(1124), rel_tol=1e-9), (hw.id, b)
