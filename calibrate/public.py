@@ -221,7 +221,7 @@ def fit_gemm(df: pd.DataFrame, dtype: str, peak: float, tile: int, notes: list[s
         notes.append(f"gemm {dtype}: {over} of {len(frac)} rows above the datasheet peak clamped to 1")
     cells = pd.DataFrame({"m": df["m"].to_numpy(dtype=int), "nk": nk_bin(df["n"].to_numpy(float) * df["k"].to_numpy(float)),
                           "frac": np.clip(frac, 1e-6, 1.0)}).groupby(["m", "nk"])["frac"].median().unstack("nk")
-    arr = cells.to_numpy(dtype=float)
+    arr = cells.to_numpy(dtype=float).copy()  # writable: pandas (copy-on-write) may hand out a read-only view
     log_nk = np.log(cells.columns.to_numpy(dtype=float))
     gaps = np.argwhere(np.isnan(arr))
     for i, j in gaps:  # every row has a measured cell: its M came from a row of the table
@@ -370,7 +370,7 @@ def fit_public(device: str, framework: str | None = None, version: str | None = 
     system, hw_id = resolve_system(device)
     framework, version = choose_source(root, system, framework, version)
     tables, paths, collected = read_tables(root, system, framework, version)
-    hw = rl.load_hardware(hw_id)
+    hw = rl.load_hardware(hw_id, analytical=True)  # datasheet peaks, not a calibration
     return build_public_calibration(tables, hw, hw_id, system, framework, version, paths, collected), tables
 
 

@@ -235,10 +235,35 @@ class CalibratedCurves:
     `scale` converts a fraction of the base profile's peak into a rate on the target
     profile: rate_target = rate_measured · (peak_target / peak_base), exactly the measured
     rate when the two profiles are the same.
+
+    **Weight-only GEMMs** (int4/int8/fp8 weights, 16-bit activations: the op dequantizes, so its
+    `vector_flops` > 0) take the table's *compute* efficiency only. A row of the bf16 table at M
+    tokens through an N x K weight took t = max(t_c, t_w) (plus its fixed time), with t_c the
+    tensor-core time and t_w the time to read 2·N·K bytes of 16-bit weights. Its stored fraction
+    f(M) = 2·pad(M)·N·K / (t · peak) is therefore f_c only where the row is compute-bound; where
+    it is memory-bound, f(M) = 2·pad(M)·N·K / (t_w · peak) grows with pad(M) and holds the 16-bit
+    weight-read time, not a property of the tensor cores. Timing a W4A16 GEMM at f(M) would charge
+    it that 16-bit read (four times its own N·K/2 bytes). Since f(M) ≤ f_c at every M, the best
+    fraction of the N·K column, f_c(N·K) = max over M of f(M, N·K), is the compute efficiency of
+    that weight shape (reached where the row is compute-bound); the weight-only GEMM's compute term
+    is 2·pad(M)·N·K / (peak · f_c(N·K)) and its memory term, the real (narrower) weight bytes at the
+    bandwidth, bounds it at small M. Worked number (H100 SXM, N = K = 8192, M = 16): 16-bit weights
+    are 134 MB, at 0.9 · 3.35 TB/s 44.5 µs, so the table's f(16) = 2·16·8192² / (44.5e-6 · 989.4e12)
+    = 0.049; with f_c = 0.70 the W4A16 compute term is 2·16·8192² / (0.70 · 989.4e12) = 3.1 µs
+    and its 33.6 MB of int4 weights take 11.1 µs: the GEMM is memory-bound at 11.1 µs, not 44.5 µs.
+
+    **Launch overhead.** A table's latency is the kernel's time alone, including its fixed
+    ramp-up and tail (the smallest GEMM: 2.45 µs on H100). An op timed by a measured GEMM table or
+    attention curve therefore pays no eager launch overhead on top in prefill (`launch = "eager"`:
+    eager launches are asynchronous and overlap the GPU's work); the other ops keep the profile's
+    `kernel_overhead_s`. Decode steps are replayed from CUDA graphs in every serving engine
+    (`replayed()`, used by `engine.decode_ceilings`): there every kernel, measured or not, pays the
+    per-kernel cost of a graph replay, `graph_overhead_s` (the calibration's own measurement, else
+    the profile's sourced `efficiency.kernel_overhead_graph_s`).
     """
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_dec_latency_s",
-                 "att_dec_rate", "gemm", "gemm_peak", "calibration")
+                 "att_dec_rate", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s", "launch")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -262,6 +287,24 @@ class CalibratedCurves:
         table = cal.gemm.get(compute_key)
         self.gemm = table
         self.gemm_peak = peak
+        self.gemm_compute = None if table is None else compute_column(table)
+        graph = cal.kernel_overhead_graph_s
+        self.graph_overhead_s = graph if graph is not None else hw.efficiency.kernel_overhead_graph_s
+        self.launch = "eager"
+
+    def replayed(self) -> "CalibratedCurves":
+        """The same curves for a pass replayed from a CUDA graph: measured ops pay `graph_overhead_s` per launch."""
+        out = object.__new__(CalibratedCurves)
+        for name in self.__slots__:
+            setattr(out, name, getattr(self, name))
+        out.launch = "graph"
+        return out
+
+    def measured_ops(self, t):
+        """Mask of the ops a measured curve times: GEMMs (with a table for this dtype) and attention (with a curve)."""
+        cal = self.calibration
+        att = cal.attention_prefill is not None or cal.attention_decode is not None
+        return (t.is_gemm & (self.gemm is not None)) | (t.is_attention & att)
 
     def per_op_ceilings(self, t, c):
         """Ceilings with one rate per operator, so that the roofline's own formulas give the measured curves.
@@ -269,10 +312,14 @@ class CalibratedCurves:
         For an op of k kernels moving B bytes, the memory term must be k·t0 + B / R: the
         effective rate B / (k·t0 + B / R) does that. Attention kernels (one per layer) use the
         decode-attention line for bytes and the prefill line for FLOPs; every other op the copy
-        line. A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
+        line; in a replayed pass (a decode step) the attention kernel is the decode kernel, whose fixed time the
+        decode line's t0 already holds, so its FLOPs run at the prefill line's asymptotic rate without the prefill
+        t0. A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
         N·K = F / (2 · launches · M) from its FLOPs (for MoE experts, the touched experts' total; for a
         2:4 sparse GEMM, whose F counts the executed half, from the dense 2F, so the lookup lands on the
-        weight's real shape).
+        weight's real shape); a weight-only GEMM gets peak · f_c(N·K), the column's compute efficiency
+        (class docstring). The per-op `kernel_overhead_s` is 0 (eager) or `graph_overhead_s` (replayed)
+        on measured ops and the profile's elsewhere.
         With zero latencies and constant tables this reproduces the analytical rates exactly.
         """
         import dataclasses
@@ -288,7 +335,7 @@ class CalibratedCurves:
                 lat = np.where(t.is_attention, self.att_dec_latency_s, self.mem_latency_s)
                 rate = np.where(t.is_attention, self.att_dec_rate, self.mem_rate)
                 bytes_rate = np.where(hbm > 0, hbm / (kernels * lat + hbm / rate), rate)
-            if self.att_pre_latency_s == 0:
+            if self.att_pre_latency_s == 0 or self.launch == "graph":  # a decode step: the decode line holds its fixed time
                 att_rate = self.att_pre_rate
             else:
                 busy = t.is_attention & (flops > 0)
@@ -296,18 +343,106 @@ class CalibratedCurves:
             if self.gemm is None:
                 gemm_rate = c.gemm_flops_per_s
             else:
-                m = np.maximum(f["gemm_m"], 1.0)
-                nk = flops * (1 + f["sparse_2_4"]) / (2 * np.maximum(f["launches"], 1.0) * m)
-                gemm_rate = np.where(t.is_gemm, self.gemm_peak * self.gemm.at(m, nk), c.gemm_flops_per_s)
-        return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate)
+                gemm_rate, bytes_rate = self._gemm_rates(t, c, bytes_rate)
+        measured_s = 0.0 if self.launch == "eager" else (self.graph_overhead_s or 0.0)
+        overhead = np.where(self.measured_ops(t), measured_s, c.kernel_overhead_s)
+        return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate,
+                                   kernel_overhead_s=overhead)
+
+
+    def _gemm_rates(self, t, c, bytes_rate):
+        """(FLOP rate, bytes rate) per op with the GEMM table applied; see `per_op_ceilings` and the class docstring.
+
+        A 16-bit GEMM's measured time t_m = padded F / (peak · f(M, N·K)) is charged to the term the
+        datasheet model says bounds it: to memory when its weight and activation bytes at the bandwidth
+        take longer than its FLOPs at the column's compute efficiency f_c (a decode GEMM: the table's time
+        is a weight read), else to compute. Either way the op takes max(t_m, B / R) (t_m ≥ its compute time at
+        f_c, since f ≤ f_c), so only the compute / memory split, and the op's bound, depend on the choice.
+        """
+        f = t.f
+        flops, hbm = f["flops"], t.hbm_bytes
+        m = np.maximum(f["gemm_m"], 1.0)
+        nk = flops * (1 + f["sparse_2_4"]) / (2 * np.maximum(f["launches"], 1.0) * m)
+        tile = np.asarray(c.tile_tokens, dtype=float)
+        tile_safe = np.where(tile > 0, tile, 1.0)
+        pad = np.where(tile > 0, np.ceil(m / tile_safe) * tile_safe / m, 1.0)
+        work = flops * pad / (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))  # padded FLOPs at the dense rate
+        compute_rate = self.gemm_peak * self.gemm_compute.at(nk)
+        measured_s = work / (self.gemm_peak * self.gemm.at(m, nk))
+        memory_s = hbm / bytes_rate
+        weight_only = f["vector_flops"] > 0
+        memory_bound = t.is_gemm & ~weight_only & (memory_s >= work / compute_rate)
+        gemm_rate = np.where(t.is_gemm, np.where(weight_only | memory_bound, compute_rate, self.gemm_peak * self.gemm.at(m, nk)),
+                             c.gemm_flops_per_s)
+        bytes_rate = np.where(memory_bound & (hbm > 0), hbm / np.maximum(memory_s, measured_s), bytes_rate)
+        return gemm_rate, bytes_rate
+
+
+class ComputeColumn:
+    """f_c(N·K): the best fraction of each N·K column of a GEMM table, interpolated in log N·K (constant past the edges)."""
+
+    __slots__ = ("log_nk", "fraction")
+
+    def __init__(self, log_nk: np.ndarray, fraction: np.ndarray):
+        self.log_nk, self.fraction = log_nk, fraction
+
+    def at(self, nk):
+        x = np.log(np.maximum(np.asarray(nk, dtype=float), 1e-30))
+        return np.interp(x, self.log_nk, self.fraction)
+
+
+def compute_column(table: GemmTable) -> ComputeColumn:
+    """The compute efficiency of each weight shape of `table`: max over M of fraction(M, N·K) (`CalibratedCurves`)."""
+    return ComputeColumn(np.log(np.asarray(table.nk_elements, dtype=float)),
+                         np.asarray(table.fraction, dtype=float).max(axis=0))
+
+
+class StackedCurves:
+    """The curves of several devices stacked along a grid's device axis (`roofline.stacked`), so a sweep or
+    the planner times every operator of every device as `predict` times it on that device alone.
+
+    `per_device[d]` is device d's `CalibratedCurves`, or None for an analytical device (whose stacked
+    scalar ceilings stand); `device` is np.arange(H) placed on the device axis (`index`), so each
+    device's per-op rates land where the grid holds that device.
+    """
+
+    __slots__ = ("per_device", "device", "graph_overhead_s")
+
+    def __init__(self, per_device: list, index=slice(None)):
+        self.per_device = list(per_device)
+        self.device = np.arange(len(self.per_device))[index]
+        graph = [np.nan if c is None or c.graph_overhead_s is None else c.graph_overhead_s for c in self.per_device]
+        self.graph_overhead_s = None if np.isnan(graph).all() else np.array(graph, dtype=float)[index]
+
+    def replayed(self) -> "StackedCurves":
+        out = object.__new__(StackedCurves)
+        out.per_device = [None if c is None else c.replayed() for c in self.per_device]
+        out.device, out.graph_overhead_s = self.device, self.graph_overhead_s
+        return out
+
+    def per_op_ceilings(self, t, c):
+        """Each calibrated device's per-op ceilings (from the stacked `c`, whose values at that device are its
+        own), placed where the grid holds that device; analytical devices keep the stacked scalars."""
+        import dataclasses
+
+        names = ("gemm_flops_per_s", "attention_flops_per_s", "bytes_per_s", "kernel_overhead_s")
+        out = {n: getattr(c, n) for n in names}
+        for d, curves in enumerate(self.per_device):
+            if curves is None:
+                continue
+            mine = curves.per_op_ceilings(t, c)
+            here = self.device == d
+            out = {n: np.where(here, getattr(mine, n), out[n]) for n in names}
+        return dataclasses.replace(c, **out)
 
 
 def calibrated_efficiency(cal: Calibration, hw):
     """The profile's `Efficiency` with each fraction replaced by the calibration's large-kernel value.
 
-    Only a summary: `predict` times every operator against the full curves. `sweep`, which
-    stacks scalar ceilings per device, sees these values (so a sweep of a calibrated profile
-    approximates the per-op curves by their asymptotes). `source_kind` becomes `calibrated`.
+    Only a summary, for display and for the scalar ceilings a calibrated device falls back on where no
+    curve applies: `predict`, `sweep` and the planner time every operator against the full curves
+    (`CalibratedCurves`, stacked along a grid's device axis by `StackedCurves`). `source_kind` becomes
+    `calibrated`.
     """
     e = hw.efficiency
     flops = dict(e.flops_fraction)
@@ -329,6 +464,23 @@ def calibrated_efficiency(cal: Calibration, hw):
         update["interconnect_bandwidth_fraction"] = cal.interconnect_fraction
     sources.update({k: f"{where}: large-kernel value of the measured curve" for k in update if k in e.sources or k == "flops_fraction"})
     return type(e).model_validate({**e.model_dump(), **update, "sources": sources})
+
+
+def without_host_collectives(cal: Calibration, hw) -> Calibration:
+    """`cal` without its all-reduce figures where `hw` has no scale-up fabric (its interconnect is PCIe).
+
+    On a PCIe device the all-reduce runs through the host's PCIe switches and CPU root complexes, so a
+    table's all-reduce describes the host it was collected on, not the device: the public L40S tables reach
+    1.5-2 GB/s of bus bandwidth at tp8 (`interconnect_fraction` 0.061 of PCIe Gen4 x16), a topology the
+    published L40S rows did not run on. Loading a shipped file by default therefore keeps the datasheet
+    collective model on such devices; a file attached explicitly (`load_hardware(id, calibration=path)`)
+    keeps everything it measured. GEMM and attention curves are properties of the device and stay.
+    """
+    if not hw.interconnect.name.strip().lower().startswith("pcie") or (cal.interconnect_fraction is None and not cal.allreduce):
+        return cal
+    note = (f"all-reduce figures dropped on {hw.interconnect.name}: a PCIe all-reduce is the collection host's "
+            "topology, not the device's (calibration.without_host_collectives)")
+    return cal.model_copy(update={"interconnect_fraction": None, "allreduce": {}, "notes": (*cal.notes, note)})
 
 
 class CalibrationMismatchWarning(UserWarning):

@@ -267,17 +267,22 @@ def usd_per_million_tokens(usd_per_hour, tokens_per_s):
 
 
 def decode_ceilings(real: Ceilings) -> Ceilings:
-    """The ceilings decode steps are timed against: a calibrated profile that measured the per-kernel cost of a
-    CUDA-graph replay (`Calibration.kernel_overhead_graph_s`) charges each decode launch that, not the eager cost.
+    """The ceilings decode steps are timed against: a calibrated profile charges each decode launch the per-kernel
+    cost of a CUDA-graph replay (`CalibratedCurves.graph_overhead_s`: the calibration's measurement, else the
+    profile's sourced `efficiency.kernel_overhead_graph_s`), not the eager cost.
 
     Engines (vLLM, SGLang, TensorRT-LLM, and calibrate's reference) replay decode steps from CUDA graphs and
-    launch prefill eagerly, so a decode step of K launches costs K · t_graph of overhead and a prefill K · t_eager.
-    Without a calibration, or with one that has no graph measurement, nothing changes.
+    launch prefill eagerly, so a decode step of K launches costs K · t_graph of overhead. Analytical ceilings,
+    or a calibration without any graph figure, are returned unchanged; along a grid (`StackedCurves`) only
+    the calibrated devices with a graph figure change.
     """
-    graph_s = None if real.curves is None else real.curves.calibration.kernel_overhead_graph_s
-    if graph_s is None:
+    curves = real.curves
+    if curves is None or curves.graph_overhead_s is None:
         return real
-    return replace(real, kernel_overhead_s=graph_s)  # the measured curves stay: `curves` is a field
+    graph_s = curves.graph_overhead_s
+    if np.ndim(graph_s):
+        graph_s = np.where(np.isnan(graph_s), real.kernel_overhead_s, graph_s)
+    return replace(real, kernel_overhead_s=graph_s, curves=curves.replayed())
 
 
 def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ceilings, batch, prompt, output, tp,

@@ -57,6 +57,9 @@ class Efficiency(BaseModel):
     attention_flops_fraction: float = Field(gt=0, le=1, description="achieved / dense peak of fused (flash) attention kernels")
     interconnect_bandwidth_fraction: float = Field(gt=0, le=1, description="achieved / peak bus bandwidth of all-reduce")
     kernel_overhead_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed cost per kernel (launch and tail), seconds")
+    kernel_overhead_graph_s: float | None = Field(
+        None, ge=0, le=MAX_LATENCY_S, description="cost per kernel replayed from a CUDA graph, seconds; charged to the decode "
+                                                  "steps of a calibrated profile (engines replay decode from graphs); None = unknown")
     source_kind: Literal["default", "calibrated"] = "default"
     sources: dict[str, str] = Field(description="field -> where the figure comes from")
 
@@ -69,6 +72,8 @@ class Efficiency(BaseModel):
                 raise SpecError(f"efficiency.flops_fraction.{key}", f"must be in (0, 1], got {frac}")
         needed = {"memory_bandwidth_fraction", "flops_fraction", "attention_flops_fraction",
                   "interconnect_bandwidth_fraction", "kernel_overhead_s"}
+        if self.kernel_overhead_graph_s is not None:
+            needed.add("kernel_overhead_graph_s")
         missing = sorted(needed - set(self.sources))
         if missing:
             raise SpecError("efficiency.sources", f"no source for {', '.join(missing)}")
@@ -175,9 +180,15 @@ class HardwareProfile(BaseModel):
 
 
 def hardware_labels(hws) -> list[str]:
-    """Display names of profiles shown side by side: each profile's `name`, followed by its id in
-    brackets where two different profiles share a name (a user's edited copy beside the shipped file)."""
-    keys = [(h.name, h.id or h.name) for h in hws]
+    """Display names of profiles shown side by side: each profile's `name`, followed by its id in brackets
+    where two different profiles share a name (a user's edited copy beside the shipped file), and by its mode
+    too where one id appears in both modes (a device calibrated beside its analytical twin:
+    "NVIDIA H200 [h200 calibrated]", "NVIDIA H200 [h200 analytical]")."""
+    ids = [h.id or h.name for h in hws]
+    modes_per_id: dict[str, set[str]] = {}
+    for key, h in zip(ids, hws):
+        modes_per_id.setdefault(key, set()).add(h.mode)
+    keys = [(h.name, key if len(modes_per_id[key]) == 1 else f"{key} {h.mode}") for key, h in zip(ids, hws)]
     ids_per_name: dict[str, set[str]] = {}
     for name, key in keys:
         ids_per_name.setdefault(name, set()).add(key)

@@ -5,6 +5,11 @@ install as `roofline/model_specs` and `roofline/hardware_profiles` (see
 pyproject.toml) and are read through importlib.resources, so an installed wheel
 needs no checkout. In a source checkout that is not installed, the top-level
 folders are read directly. Nothing is read at import time; loads are cached.
+
+Calibrated by default: a shipped hardware id with a calibration fitted from public kernel tables
+(`calibrate/public/<id>.json`, installed as `roofline/public_calibrations`) loads with it attached
+(`hw.mode == "calibrated"`); `framework=` picks that engine's tables (`<id>-<framework>.json`) where
+shipped; `analytical=True` gives the pure datasheet model (`public_calibration_path` names the file).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from .specs import ModelSpec
 
 _MODELS = "model_specs"
 _HARDWARE = "hardware_profiles"
+_PUBLIC = "public_calibrations"  # installed name of the checkout's calibrate/public/ (pyproject.toml package-dir)
+FRAMEWORKS = ("vllm", "trtllm", "sglang")  # serving engines whose kernels the public tables time
 
 
 def _data_dir(kind: str):
@@ -125,16 +132,78 @@ def as_hardware(x, field: str = "hardware") -> HardwareProfile:
     raise TypeError(f"{field}: expected a HardwareProfile, a hardware id or a profile .yaml path, got {type(x).__name__}")
 
 
-def load_hardware(name_or_path: str | Path, calibration: str | Path | None = None) -> HardwareProfile:
+def _public_dir() -> Path | None:
+    """The folder of the shipped public calibrations: installed package data, else the checkout's calibrate/public/."""
+    installed = resources.files("roofline").joinpath(_PUBLIC)
+    if installed.is_dir():
+        return Path(str(installed))
+    checkout = Path(__file__).resolve().parent.parent / "calibrate" / "public"
+    return checkout if checkout.is_dir() else None
+
+
+def _framework(framework: str | None) -> str | None:
+    if framework is None:
+        return None
+    key = str(framework).strip().lower()
+    if key not in FRAMEWORKS:
+        raise SpecError("framework", f"unknown serving engine {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
+    return key
+
+
+def public_calibration_path(hardware_id: str, framework: str | None = None) -> Path | None:
+    """The shipped calibration `load_hardware(hardware_id)` attaches by default, or None where there is none.
+
+    With `framework` ("vllm", "trtllm", "sglang") the file of that engine's kernel tables,
+    `<id>-<framework>.json`, where one is shipped, else the device's default file `<id>.json`
+    (the newest vLLM tables, else TensorRT-LLM; its `provenance.public_source` names which).
+    Only shipped ids have one; a profile given as a path has none.
+    """
+    fw = _framework(framework)
+    key = str(hardware_id).strip().lower()
+    folder = _public_dir()
+    if folder is None or _looks_like_path(key) or key not in _ids(_HARDWARE):
+        return None
+    for name in ([f"{key}-{fw}.json"] if fw else []) + [f"{key}.json"]:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _load_default_calibrated(key: str, path: str) -> HardwareProfile:
+    from .calibration import attach_calibration, load_calibration, without_host_collectives
+
+    hw = _load_hardware_cached(key)
+    return attach_calibration(hw, without_host_collectives(load_calibration(path), hw), key)
+
+
+def load_hardware(name_or_path: str | Path, calibration: str | Path | None = None, *, analytical: bool = False,
+                  framework: str | None = None) -> HardwareProfile:
     """A shipped hardware id (`rl.list_hardware()`) or a path to a profile YAML file.
 
-    `calibration`: a file written by `roofline calibrate`; its measured curves then time every
-    operator (`hw.mode == "calibrated"`). It should have been measured on this profile's device
-    against this profile's peaks; when not, a `CalibrationMismatchWarning` says why.
+    By default a shipped id with a calibration fitted from public kernel tables
+    (`public_calibration_path`) loads with it attached: measured GEMM and attention curves time
+    those operators (`hw.mode == "calibrated"`, `hw.calibration.id` names the file); on a PCIe
+    device the file's all-reduce, a property of the host the tables were collected on, is left out
+    (`calibration.without_host_collectives`). `framework` ("vllm", "trtllm", "sglang") picks the
+    tables of that serving engine where shipped. `analytical=True` gives the pure datasheet model
+    (peaks x sourced fractions). The floor is the datasheet either way.
+
+    `calibration`: a file written by `roofline calibrate` (or `--from-public`), attached as it is
+    instead of the default. It should have been measured on this profile's device against this
+    profile's peaks; when not, a `CalibrationMismatchWarning` says why.
     """
+    fw = _framework(framework)
+    if analytical and calibration is not None:
+        raise SpecError("calibration", "analytical=True asks for the datasheet model; give no calibration file with it")
+    if fw is not None and calibration is not None:
+        raise SpecError("framework", "selects a shipped calibration; it cannot apply to an explicit calibration file")
     hw = _load_hardware_cached(str(name_or_path))
     if calibration is None:
-        return hw
+        if analytical:
+            return hw
+        path = public_calibration_path(str(name_or_path), fw)
+        return hw if path is None else _load_default_calibrated(hw.id, str(path))
     from .calibration import attach_calibration, load_calibration
 
     return attach_calibration(hw, load_calibration(calibration), str(name_or_path))

@@ -79,8 +79,8 @@ class Ceilings:
     tile_tokens: object
     host_bytes_per_s: object = 1.0
     sparse_rate_scale: object = 1.0  # 2:4 sparse tensor-core speed-up / 2: executed FLOPs are already halved
-    # measured curves of a calibrated profile (`calibration.CalibratedCurves`), or None: analytical.
-    # `stacked` leaves them out, so a sweep sees the calibrated profile's scalar summary instead.
+    # measured curves of a calibrated profile (`calibration.CalibratedCurves`, or `StackedCurves` along a grid's
+    # device axis), or None: analytical. `time_ops` turns them into per-op rates.
     curves: object = None
 
     @classmethod
@@ -119,10 +119,15 @@ class Ceilings:
 
 def stacked(per_device: list[Ceilings], index=slice(None)) -> Ceilings:
     """Ceilings of several devices as arrays, one entry per device, then taken at `index` (a sweep's
-    device axis, or `[:, None]` for the planner's (H, 1) rows). Calibrated curves are left out: a grid
-    sees each calibrated profile's scalar summary (`calibration.calibrated_efficiency`)."""
-    return Ceilings(**{f.name: np.array([getattr(c, f.name) for c in per_device], dtype=float)[index]
-                       for f in fields(Ceilings) if f.name != "curves"})
+    device axis, or `[:, None]` for the planner's (H, 1) rows). Calibrated devices keep their measured
+    curves (`calibration.StackedCurves`): a grid times every operator of a device as `predict` does."""
+    out = Ceilings(**{f.name: np.array([getattr(c, f.name) for c in per_device], dtype=float)[index]
+                      for f in fields(Ceilings) if f.name != "curves"})
+    if all(c.curves is None for c in per_device):
+        return out
+    from .calibration import StackedCurves
+
+    return replace(out, curves=StackedCurves([c.curves for c in per_device], index))
 
 
 @dataclass(frozen=True)

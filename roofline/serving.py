@@ -97,7 +97,7 @@ if TYPE_CHECKING:
 
 from . import ops as O
 from .bands import Band, bands_for
-from .engine import stage, usd_per_million_tokens
+from .engine import decode_ceilings, stage, usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile
 from .parallelism import (
@@ -528,7 +528,8 @@ class Curves:
         b_mb = np.maximum(b / pp, 1.0) if pp > 1 else b
         per_rank = b_mb / ep
         # decode stage step of one micro-batch at the mean context, plus its hand-off to the next stage
-        dec_attn, dec_lin, dec_act = _timed(O.forward_ops(model, rd, b_mb, 1, self.context_s - 1, tp, mla_absorbed=True, ep=ep), ceil, tp, pp)
+        dec_attn, dec_lin, dec_act = _timed(O.forward_ops(model, rd, b_mb, 1, self.context_s - 1, tp, mla_absorbed=True, ep=ep),
+                                            decode_ceilings(ceil), tp, pp)  # replayed from a CUDA graph, as `predict`'s decode
         step_h = (lambda seqs: eng.step_s(seqs)) if eng is not None else (lambda seqs: 0.0)  # the engine's CPU time per step
         self.t0 = dec_attn + dec_lin + hop(per_rank) + step_h(b_mb)
         # one prefill pass per prompt length on the support: one prompt per attention rank (ep prompts in a wave)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ import roofline as rl
 from roofline.calibration import AffineCurve, Calibration, GemmTable, attach_calibration, load_calibration
 from roofline.errors import SpecError
 
-H100 = rl.load_hardware("h100-sxm")
+H100 = rl.load_hardware("h100-sxm", analytical=True)  # the datasheet model the test curves are compared with
 BW = H100.memory_bandwidth_bytes_per_s  # 3.35e12
 BF16 = H100.peak_flops_per_s["bf16"]  # 989.4e12
 
@@ -59,11 +60,22 @@ def test_round_trip_through_the_schema(tmp_path):
 
 
 def test_calibration_equal_to_the_datasheet_predicts_the_same(tmp_path):
+    """Curves equal to the datasheet fractions give the analytical rates; only the launch overhead differs.
+
+    Llama-3.1-8B prefill: per layer 4 GEMMs (QKV, O, up, down) and 2 attention ops (RoPE/KV write, attention)
+    are timed by a measured curve, plus the LM head: 32 · 6 + 1 = 193 ops whose table latency already holds
+    their fixed time, so none pays the eager 4 us: TTFT is 193 · 4 us shorter. Decode is replayed from a CUDA
+    graph: all 291 launches (test_calibrated_decode_pays_the_graph_replay_cost_per_launch) pay the profile's
+    0.5 us instead of 4 us: TPOT is 291 · 3.5 us shorter. The floor is the datasheet in both.
+    """
     hw = rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc()))
     assert hw.mode == "calibrated" and H100.mode == "analytical"
     a, c = rl.predict(MODEL, H100, WL), rl.predict(MODEL, hw, WL)
     assert (a.mode, c.mode, c.calibration_id, c.source_kind) == ("analytical", "calibrated", "h100-test", "calibrated")
-    for f in ("ttft_s", "tpot_s", "e2e_latency_s", "ttft_floor_s", "tpot_floor_s", "output_tokens_per_s"):
+    assert H100.efficiency.kernel_overhead_s == 4e-6 and H100.efficiency.kernel_overhead_graph_s == 0.5e-6
+    assert math.isclose(a.ttft_s - c.ttft_s, 193 * 4e-6, rel_tol=1e-9)
+    assert math.isclose(a.tpot_s - c.tpot_s, 291 * 3.5e-6, rel_tol=1e-9)
+    for f in ("ttft_floor_s", "tpot_floor_s"):
         assert math.isclose(getattr(a, f), getattr(c, f), rel_tol=1e-12), f
 
 
@@ -149,11 +161,18 @@ def test_mismatched_device_warns(tmp_path):
     assert any("attached to 'h200'" in str(w.message) for w in caught)
 
 
-def test_calibrated_profile_in_a_sweep_uses_the_summary(tmp_path):
-    hw = attach_calibration(H100, Calibration.model_validate(_doc()))
-    df = rl.sweep(model="llama-3.1-8b", hardware=[hw], batch_size=[1, 8], prompt_tokens=512, output_tokens=64)
-    p = rl.predict(MODEL, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64))
-    assert math.isclose(df["tpot_s"].iloc[-1], p.tpot_s, rel_tol=1e-9)  # zero latency: summary == curves
+def test_calibrated_profile_in_a_sweep_times_every_op_with_its_curves(tmp_path):
+    """With a 5 us copy latency and a GEMM table that depends on M, no scalar summary reproduces the curves;
+    the sweep (ceilings stacked over a device axis, `calibration.StackedCurves`) still gives predict's figures."""
+    doc = _doc()
+    doc["memory"] = {**doc["memory"], "latency_s": 5e-6}
+    doc["gemm"]["bf16"]["fraction"] = [[0.05, 0.05], [0.8, 0.8]]
+    hw = attach_calibration(H100, Calibration.model_validate(doc))
+    df = rl.sweep(model="llama-3.1-8b", hardware=[hw, H100], batch_size=[1, 8], prompt_tokens=512, output_tokens=64)
+    for row in df.itertuples():
+        p = rl.predict(MODEL, hw if row.Index < 2 else H100, rl.Workload(batch_size=row.batch_size, prompt_tokens=512, output_tokens=64))
+        assert math.isclose(row.tpot_s, p.tpot_s, rel_tol=1e-9) and math.isclose(row.ttft_s, p.ttft_s, rel_tol=1e-9)
+    assert df["tpot_s"].iloc[0] != df["tpot_s"].iloc[2]  # and the calibrated device differs from the analytical one
 
 
 def test_a_2_4_sparse_gemm_looks_up_its_dense_weight_shape(tmp_path):
@@ -177,20 +196,77 @@ def test_a_2_4_sparse_gemm_looks_up_its_dense_weight_shape(tmp_path):
 
 
 def test_calibrated_decode_pays_the_graph_replay_cost_per_launch(tmp_path):
-    """A measured CUDA-graph cost per kernel replaces the eager cost in decode steps only (predict.decode_ceilings).
+    """A measured CUDA-graph cost per kernel replaces the eager cost in decode steps only (engine.decode_ceilings);
+    without one the profile's sourced `efficiency.kernel_overhead_graph_s` (0.5 us on the H100 SXM) stands.
 
     Llama-3.1-8B launches per decode step (roofline.ops): embedding 1, per layer 2 norms + QKV + 2 attention
     (RoPE/KV write, attention) + O + up + activation + down = 9, final norm 1, LM head 1: 1 + 32·9 + 2 = 291.
-    Eager 4 us, graph 1 us: each step is 291 · (4 - 1) us = 873 us shorter; prefill (eager) is unchanged.
+    Measured 1 us against the profile's 0.5 us: each step is 291 · 0.5 us = 145.5 us longer; prefill (eager)
+    is unchanged. Against the analytical profile (eager 4 us everywhere): 291 · 3 us shorter.
     """
-    eager = H100.efficiency.kernel_overhead_s
-    assert eager == 4e-6
-    no_graph = rl.predict(MODEL, rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc(), "a.json")), WL)
+    profile = rl.predict(MODEL, rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc(), "a.json")), WL)
     graph = rl.predict(MODEL, rl.load_hardware("h100-sxm", calibration=_write(tmp_path, _doc(kernel_overhead_graph_s=1e-6), "b.json")), WL)
     dec = graph.operators[graph.operators["phase"] == "decode"]
     assert dec["launches"].sum() == 291
     assert math.isclose(dec["overhead_s"].sum(), 291 * 1e-6, rel_tol=1e-12)
-    assert math.isclose(no_graph.tpot_s - graph.tpot_s, 291 * 3e-6, rel_tol=1e-9)
-    assert graph.ttft_s == no_graph.ttft_s
-    # without a calibration the datasheet's eager cost stays everywhere
-    assert math.isclose(rl.predict(MODEL, H100, WL).tpot_s, no_graph.tpot_s, rel_tol=1e-12)
+    assert math.isclose(graph.tpot_s - profile.tpot_s, 291 * 0.5e-6, rel_tol=1e-9)
+    assert graph.ttft_s == profile.ttft_s
+    assert math.isclose(rl.predict(MODEL, H100, WL).tpot_s - graph.tpot_s, 291 * 3e-6, rel_tol=1e-9)
+
+
+def test_weight_only_gemm_takes_the_tables_compute_efficiency_not_its_16_bit_weight_read(tmp_path):
+    """A bf16 table whose small-M fraction (0.05 at M = 1) carries the time of reading 16-bit weights and whose
+    compute-bound rows reach 0.8 (M = 8192). Decode at batch 8 (M = 8, padded to the 16-row tile: pad = 2):
+
+    * bf16 weights: the table gives 0.05 + (0.8 - 0.05) · ln 8 / ln 8192 = 0.2231 (bilinear in log M), a
+      measured time t_m = 2F / (peak · 0.2231). The datasheet model calls these GEMMs memory-bound, so t_m is
+      charged to memory: compute = 2F / (peak · 0.8), memory = max(B / (0.89 · BW), t_m).
+    * int4 weights (W4A16: it dequantizes, vector_flops > 0): compute = 2F / (peak · 0.8) + its dequantization
+      on the vector units, memory = its own (narrower) B / (0.89 · BW); the 16-bit read time t_m is not charged
+      (CalibratedCurves docstring).
+    """
+    import numpy as np
+
+    from roofline import ops as O
+    from roofline.roofline import Ceilings, OpTable, time_ops
+
+    doc = _doc()
+    doc["gemm"]["bf16"]["fraction"] = [[0.05, 0.05], [0.8, 0.8]]
+    hw = rl.load_hardware("h100-sxm", calibration=_write(tmp_path, doc))
+    ceil = Ceilings.of(hw, "bf16")
+    small_m = 0.05 + 0.75 * math.log(8) / math.log(8192)
+    assert math.isclose(small_m, 0.2231, abs_tol=1e-4)
+    bw = BW * H100.efficiency.memory_bandwidth_fraction
+    vector = H100.peak_flops_per_s["fp32"] * H100.efficiency.flops_fraction["fp32"]
+    timed = {}
+    for wd in ("bf16", "int4"):
+        rd = rl.Deployment(weight_dtype=wd, activation_dtype="bf16").resolved(MODEL)
+        t = OpTable.of(O.forward_ops(MODEL, rd, 8, 1, 2048), ())
+        timed[wd] = (t, time_ops(t, ceil, 1))
+    t, tm = timed["bf16"]
+    g = t.is_gemm
+    flops, hbm = t.f["flops"][g], t.hbm_bytes[g]
+    assert np.allclose(tm.compute_s[g], 2 * flops / (BF16 * 0.8), rtol=1e-12)
+    assert np.allclose(tm.memory_s[g], np.maximum(hbm / bw, 2 * flops / (BF16 * small_m)), rtol=1e-12)
+    assert (tm.bound[g] == 1).all()  # memory
+    t, tm = timed["int4"]
+    g = t.is_gemm
+    assert [n for n, w in zip(t.names, g & (t.f["vector_flops"] > 0)) if w] == ["qkv_proj", "o_proj", "mlp_up", "mlp_down", "lm_head"]
+    flops, hbm = t.f["flops"][g], t.hbm_bytes[g]
+    assert np.allclose(tm.compute_s[g], 2 * flops / (BF16 * 0.8) + t.f["vector_flops"][g] / vector, rtol=1e-12)
+    assert np.allclose(tm.memory_s[g], hbm / bw, rtol=1e-12)
+
+
+def test_a_pcie_device_drops_the_collection_hosts_all_reduce():
+    """The public L40S tables' all-reduce (1.5-2 GB/s bus bandwidth at tp8: interconnect_fraction 0.061) is the
+    collection host's PCIe topology; `without_host_collectives` drops it on a PCIe device and keeps an NVLink one's."""
+    from roofline.calibration import without_host_collectives
+
+    folder = Path(__file__).resolve().parent.parent / "calibrate" / "public"
+    l40s = load_calibration(folder / "l40s.json")
+    assert l40s.interconnect_fraction == pytest.approx(0.061, abs=1e-3) and l40s.allreduce
+    dropped = without_host_collectives(l40s, rl.load_hardware("l40s"))
+    assert dropped.interconnect_fraction is None and dropped.allreduce == {}
+    assert dropped.gemm == l40s.gemm and dropped.attention_decode == l40s.attention_decode
+    h200 = load_calibration(folder / "h200.json")
+    assert without_host_collectives(h200, rl.load_hardware("h200")) is h200

@@ -33,6 +33,8 @@ def test_wheel_ships_the_specs_and_works_outside_the_checkout(tmp_path):
     assert {f"roofline/hardware_profiles/{h}.yaml" for h in rl.list_hardware()} <= names
     assert "roofline/scenarios/default.yaml" in names  # the procurement report's default scenario
     assert {f"roofline/hardware_profiles/networks/{n}.yaml" for n in rl.list_networks()} <= names
+    shipped = {f"roofline/public_calibrations/{p.name}" for p in (ROOT / "calibrate" / "public").glob("*.json")}
+    assert shipped and shipped <= names  # load_hardware attaches them by default
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
     # -S: no site hooks (so no editable install of the checkout); dependencies from this interpreter's site-packages
@@ -40,9 +42,10 @@ def test_wheel_ships_the_specs_and_works_outside_the_checkout(tmp_path):
     code = ("import roofline as rl; print(rl.__file__); "
             "print(len(rl.list_models()), len(rl.list_hardware())); "
             "print(rl.predict(rl.load_model('llama-3.1-8b'), rl.load_hardware('h100-sxm'), "
-            "rl.Workload(prompt_tokens=100, output_tokens=10)).fits)")
+            "rl.Workload(prompt_tokens=100, output_tokens=10)).fits); print(rl.load_hardware('h100-sxm').mode)")
     run = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    where, counts, fits = run.stdout.split("\n")[:3]
+    where, counts, fits, mode = run.stdout.split("\n")[:4]
     assert where.startswith(str(target))  # the installed copy, not the checkout
     assert counts == f"{len(rl.list_models())} {len(rl.list_hardware())}" and fits == "True"
+    assert mode == "calibrated"  # the public calibration found as package data, outside the checkout

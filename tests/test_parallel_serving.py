@@ -23,7 +23,7 @@ from roofline.errors import SpecError
 from roofline.plan import parallelisms
 from roofline.serving import replica_memory_bytes, steady_state
 
-H100 = rl.load_hardware("h100-sxm")
+H100 = rl.load_hardware("h100-sxm", analytical=True)  # the datasheet model the hand arithmetic below derives
 L8 = rl.load_model("llama-3.1-8b")
 L405 = rl.load_model("llama-3.1-405b")
 MIX = rl.load_model("mixtral-8x7b")
@@ -155,10 +155,10 @@ def test_parallelisms_enumerated():
 
 
 def test_a_model_wider_than_a_node_is_planned_across_nodes():
-    one_node = rl.plan(L405, 2, 2048, 256, 3.0, 0.1, hardware=["h100-sxm"], precisions={"native": rl.Deployment(engine=None)}, engine=None,
+    one_node = rl.plan(L405, 2, 2048, 256, 3.0, 0.1, hardware=[H100], precisions={"native": rl.Deployment(engine=None)}, engine=None,
                        max_gpus_per_replica=8)
     assert not one_node.iloc[0]["feasible"] and one_node.iloc[0]["binding_constraint"] == "memory"
-    df = rl.plan(L405, 2, 2048, 256, 3.0, 0.1, hardware=["h100-sxm"], precisions={"native": rl.Deployment(engine=None)}, engine=None)
+    df = rl.plan(L405, 2, 2048, 256, 3.0, 0.1, hardware=[H100], precisions={"native": rl.Deployment(engine=None)}, engine=None)
     row = df.iloc[0]
     # 810 GB of BF16 weights need more than one 8 x 80 GB node
     assert row["feasible"] and row["gpus_per_replica"] > 8 and row["pp"] > 1
@@ -169,7 +169,7 @@ def test_a_model_wider_than_a_node_is_planned_across_nodes():
     same = steady_state(L405, H100, 2 / row["replicas"], 2048, 256, dep)
     assert same.tpot_s == pytest.approx(row["tpot_s"], rel=1e-6) and same.num_gpus == row["gpus_per_replica"]
     # a slower network never makes the cheapest fleet cheaper
-    eth = rl.plan(L405, 2, 2048, 256, 3.0, 0.1, hardware=["h100-sxm"], precisions={"native": rl.Deployment(engine=None)}, engine=None, network="eth-100")
+    eth = rl.plan(L405, 2, 2048, 256, 3.0, 0.1, hardware=[H100], precisions={"native": rl.Deployment(engine=None)}, engine=None, network="eth-100")
     assert eth.iloc[0]["usd_per_hour"] >= row["usd_per_hour"]
 
 

@@ -50,9 +50,10 @@ def test_fleet_of_one_gpu_replicas_by_hand():
 def test_fleet_of_two_gpu_replicas_by_hand():
     # Llama-3.1-70B needs tp 2 on 80 GB H100s (README); batch 8 of 2,048 + 256 tokens gives ~229 tokens/s.
     s = R.Scenario(models=["llama-3.1-70b"], hardware=["h100-sxm"], requests_per_s=10, prompt_tokens=2048,
-                   output_tokens=256, max_batch_size=8)
+                   output_tokens=256, max_batch_size=8, analytical=True)  # the datasheet model (scenario field)
     o = R.evaluate_option("llama-3.1-70b", "h100-sxm", s)
-    p = rl.predict(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm"), wl(8, 2048, 256), rl.Deployment(tp=2))
+    p = rl.predict(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm", analytical=True), wl(8, 2048, 256),
+                   rl.Deployment(tp=2))
     assert p.output_tokens_per_s == pytest.approx(229, rel=0.01)
     # 10 x 256 = 2,560 tokens/s / 229 = 11.2 -> 12 replicas x 2 GPUs = 24 GPUs x $3.78 = $90.72/hour
     assert (o.tp, o.batch_size) == (2, 8)

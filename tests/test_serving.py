@@ -101,7 +101,9 @@ def test_memory_limits_the_batch():
 
 
 def test_frontier_monotone():
-    f = rl.frontier(M70, ["h100-sxm", "h200"], 2048, 256, TP2)
+    # the analytical model: measured kernel tables are not monotone in M (each M gets the kernel a heuristic
+    # picks), so a calibrated step can be a hair faster at a larger batch
+    f = rl.frontier(M70, [rl.load_hardware(h, analytical=True) for h in ("h100-sxm", "h200")], 2048, 256, TP2)
     for _, g in f.groupby("hardware"):
         g = g.sort_values("batch_size")
         assert (np.diff(g["output_tokens_per_s_per_user"]) <= 1e-12).all()  # more batch never raises tokens/s/user

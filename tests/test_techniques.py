@@ -24,8 +24,8 @@ from roofline.workload import Speculative
 
 M70 = rl.load_model("llama-3.1-70b")
 M8 = rl.load_model("llama-3.1-8b")
-H100 = rl.load_hardware("h100-sxm")
-A100 = rl.load_hardware("a100-sxm-80gb")
+H100 = rl.load_hardware("h100-sxm", analytical=True)  # the datasheet model the hand arithmetic below derives
+A100 = rl.load_hardware("a100-sxm-80gb", analytical=True)
 WL = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
 
 
@@ -390,7 +390,7 @@ def test_compare_rows_and_deltas():
 def test_compare_tokens_per_text_scales_the_workload_and_text_tpot():
     # a tokenizer that needs 0.85 tokens per baseline token: 0.85 x 2048 = 1741 prompt, 0.85 x 256 = 218 output tokens
     big_vocab = with_vocab(M70, 256000)
-    df = compare(M70, "h100-sxm", WL, rl.Deployment(tp=4), {"256k": Variant(model=big_vocab, tokens_per_text=0.85)})
+    df = compare(M70, H100, WL, rl.Deployment(tp=4), {"256k": Variant(model=big_vocab, tokens_per_text=0.85)})
     row = df.loc["256k"]
     assert row["text_tpot_s"] == pytest.approx(row["tpot_s"] * 0.85)
     assert row["weight_bytes"] > df.loc["baseline", "weight_bytes"]
@@ -432,11 +432,13 @@ def test_sweep_refuses_what_it_does_not_model():
         rl.sweep("llama-3.1-8b", "h100-sxm", deployment=rl.Deployment(speculative=Speculative()))
 
 
-def test_sweep_row_equals_predict_for_pipeline_and_sparsity():
+@pytest.mark.parametrize("analytical", [True, False])
+def test_sweep_row_equals_predict_for_pipeline_and_sparsity(analytical):
+    hw = rl.load_hardware("h100-sxm", analytical=analytical)  # calibrated: measured curves along the sweep's device axis
     dep = rl.Deployment(pp=2, sparsity="2:4", kv_allocation="paged")
-    df = rl.sweep("llama-3.1-8b", "h100-sxm", batch_size=[1, 8], prompt_tokens=512, output_tokens=32, deployment=dep)
+    df = rl.sweep("llama-3.1-8b", hw, batch_size=[1, 8], prompt_tokens=512, output_tokens=32, deployment=dep)
     for b in (1, 8):
-        p = rl.predict(M8, H100, rl.Workload(batch_size=b, prompt_tokens=512, output_tokens=32), dep)
+        p = rl.predict(M8, hw, rl.Workload(batch_size=b, prompt_tokens=512, output_tokens=32), dep)
         row = df[df.batch_size == b].iloc[0]
         for f in ("ttft_s", "tpot_s", "memory_required_bytes", "cost_per_million_output_tokens_usd"):
             assert row[f] == pytest.approx(getattr(p, f), rel=1e-12)

@@ -89,6 +89,13 @@ def add_calibration_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", metavar="FILE",
                    help="a calibration file (`roofline calibrate`): its measured curves time every operator on the devices "
                         "given (a CalibrationMismatchWarning says when it was measured on another device)")
+    add_analytical_argument(p)
+
+
+def add_analytical_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--analytical", action="store_true",
+                   help="the pure datasheet model (peaks x sourced fractions) instead of the calibration shipped for a "
+                        "device (its fit of public kernel tables, attached by default where one exists)")
 
 
 def add_price_argument(p: argparse.ArgumentParser) -> None:
@@ -97,14 +104,14 @@ def add_price_argument(p: argparse.ArgumentParser) -> None:
 
 
 def hardware_profiles(ids: list[str], a: argparse.Namespace) -> list:
-    """The profiles of `ids` with --calibration attached and --price applied (a price for a device not among
+    """The profiles of `ids` with --calibration attached (or --analytical: the datasheet model) and --price applied (a price for a device not among
     `ids` is an error: it would silently change nothing)."""
     prices = parse_prices(getattr(a, "price", None) or [])
     unknown = sorted(set(prices) - set(ids))
     if unknown:
         raise SpecError("price", f"{', '.join(unknown)} is not among the hardware given ({', '.join(ids)})")
-    calibration = getattr(a, "calibration", None)
-    hws = [load_hardware(h, calibration=calibration) for h in ids]
+    calibration, analytical = getattr(a, "calibration", None), getattr(a, "analytical", False)
+    hws = [load_hardware(h, calibration=calibration, analytical=analytical) for h in ids]
     return [hw.with_price(prices[h], "--price") if h in prices else hw for h, hw in zip(ids, hws)]
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from .. import fmt
 from ..compare import compare, deployment_from_pairs, parse_pairs, parse_variant
 from ..errors import SpecError
-from ..registry import as_model
+from ..registry import as_model, load_hardware
 from ..workload import Deployment
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ DESCRIPTION = (
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="baseline model id or spec path")
     p.add_argument("--hardware", required=True, help="hardware id or profile path")
+    args.add_analytical_argument(p)
     args.add_workload_arguments(p)
     p.add_argument("--baseline", default="", help="the baseline's deployment as KEY=VALUE[,KEY=VALUE...] (default: native, tp=1)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="a variant (repeatable)")
@@ -74,7 +75,7 @@ def run(a) -> str:
         if name in variants:
             raise SpecError("--variant", f"name {name!r} is given twice; give each variant its own name")
         variants[name] = variant
-    df = compare(base_model, a.hardware, wl, base_dep, variants)
+    df = compare(base_model, load_hardware(a.hardware, analytical=a.analytical), wl, base_dep, variants)
     failed = [n for n in df.index if df.at[n, "error"]]
     if failed:  # the library keeps a failing variant as a row; on the command line it is an error
         field, _, msg = str(df.at[failed[0], "error"]).partition(": ")

@@ -35,6 +35,7 @@ def add_arguments(p) -> None:
     for flag, help_ in SCENARIO_FLAGS:
         p.add_argument(flag, help=help_)
     args.add_price_argument(p)
+    args.add_analytical_argument(p)
     p.add_argument("--out", default="roofline-report", help="output folder (created if needed; default: ./roofline-report)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -49,6 +50,8 @@ def run(a) -> str:
         overrides["hardware"] = list_hardware() if a.hardware.strip() == "all" else args.ids(a.hardware, "hardware")
     if a.price:
         overrides["prices"] = {**scenario.prices, **parse_prices(a.price)}
+    if a.analytical:
+        overrides["analytical"] = True
     scenario = scenario.with_overrides("", **overrides)
     written = write_report(scenario, a.out, progress=not a.no_progress)
     return (f"wrote {written.html}, {written.markdown} and {written.csv}\n"

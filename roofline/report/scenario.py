@@ -74,6 +74,8 @@ class Scenario(BaseModel):
     prices: dict[str, float] = Field(default_factory=dict, description="USD per GPU-hour by hardware id, replacing the profiles' "
                                                                         "prices (a quote, a reserved rate)")
     calibration: str | None = Field(None, description="a calibration file (`roofline calibrate`) attached to every hardware")
+    analytical: bool = Field(False, description="the pure datasheet model, not the calibration shipped for a device "
+                                                "(a fit of public kernel tables, attached by default where one exists)")
 
     @field_validator("prompt_tokens", "output_tokens", mode="before")
     @classmethod
@@ -152,7 +154,7 @@ class Scenario(BaseModel):
 
     def hardware_profile(self, hardware_id: str):
         """The profile of one of the scenario's devices, with its calibration attached and its price override."""
-        hw = load_hardware(hardware_id, calibration=self.calibration)
+        hw = load_hardware(hardware_id, calibration=self.calibration, analytical=self.analytical)
         return hw.with_price(self.prices[hardware_id], "scenario prices") if hardware_id in self.prices else hw
 
     @property
