@@ -274,7 +274,9 @@ def decode_ceilings(real: Ceilings) -> Ceilings:
     Engines (vLLM, SGLang, TensorRT-LLM, and calibrate's reference) replay decode steps from CUDA graphs and
     launch prefill eagerly, so a decode step of K launches costs K · t_graph of overhead. Analytical ceilings,
     or a calibration without any graph figure, are returned unchanged; along a grid (`StackedCurves`) only
-    the calibrated devices with a graph figure change.
+    the calibrated devices with a graph figure change. An engine captures graphs only up to
+    `EngineProfile.cuda_graph_max_batch` sequences; `evaluate` and `serving.Curves` time larger decode batches
+    against the eager ceilings (a sweep grid that mixes both sides stays on the graph side).
     """
     curves = real.curves
     if curves is None or curves.graph_overhead_s is None:
@@ -323,7 +325,9 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
     passes["d1"] = O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep)
     passes["d2"] = O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep)
-    dec = decode_ceilings(real)
+    # decode is replayed from CUDA graphs, but an engine captures them only up to a batch size: beyond it, eager
+    graphed = rd.engine is None or bool(np.all(np.asarray(b_mb) <= rd.engine.cuda_graph_max_batch))
+    dec = decode_ceilings(real) if graphed else real
     workspace, tables, timed_real, timed_floor, timed_sets = _timed_passes(passes, grid, pp, tp, real, floor, dec)
     pre, pre_real, pre_floor = tables["prefill"], timed_real["prefill"], timed_floor["prefill"]
     ttft = pre_real.time_s.sum(axis=0)

@@ -528,8 +528,12 @@ class Curves:
         b_mb = np.maximum(b / pp, 1.0) if pp > 1 else b
         per_rank = b_mb / ep
         # decode stage step of one micro-batch at the mean context, plus its hand-off to the next stage
-        dec_attn, dec_lin, dec_act = _timed(O.forward_ops(model, rd, b_mb, 1, self.context_s - 1, tp, mla_absorbed=True, ep=ep),
-                                            decode_ceilings(ceil), tp, pp)  # replayed from a CUDA graph, as `predict`'s decode
+        dec_ops = O.forward_ops(model, rd, b_mb, 1, self.context_s - 1, tp, mla_absorbed=True, ep=ep)
+        dec_attn, dec_lin, dec_act = _timed(dec_ops, decode_ceilings(ceil), tp, pp)  # replayed from a CUDA graph, as `predict`'s decode
+        if eng is not None and np.any(b_mb > eng.cuda_graph_max_batch):  # past the engine's captured batches: eager launches
+            eager_attn, eager_lin, _ = _timed(dec_ops, ceil, tp, pp)
+            beyond = b_mb > eng.cuda_graph_max_batch
+            dec_attn, dec_lin = np.where(beyond, eager_attn, dec_attn), np.where(beyond, eager_lin, dec_lin)
         step_h = (lambda seqs: eng.step_s(seqs)) if eng is not None else (lambda seqs: 0.0)  # the engine's CPU time per step
         self.t0 = dec_attn + dec_lin + hop(per_rank) + step_h(b_mb)
         # one prefill pass per prompt length on the support: one prompt per attention rank (ep prompts in a wave)

@@ -127,3 +127,19 @@ def test_cli_engines_and_engine_flag():
                           "--engine", "tgi"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("roofline: error: engine: unknown engine 'tgi'")
+
+
+def test_decode_beyond_the_captured_graphs_launches_eagerly():
+    # vLLM captures CUDA graphs for decode batches up to 512. On the calibrated H100 (public kernel tables attached
+    # by default) a graph-replayed decode step pays the profile's 0.5 us per launch on every kernel; at 513
+    # sequences the step runs eagerly: the measured kernels (GEMMs, attention: their tables hold their fixed time)
+    # pay nothing more, every other kernel the eager 4 us launch.
+    hw = rl.load_hardware("h100-sxm")
+    assert hw.mode == "calibrated" and load_engine("vllm").cuda_graph_max_batch == 512
+    graph_s, eager_s = hw.efficiency.kernel_overhead_graph_s, hw.efficiency.kernel_overhead_s
+    for b, per_launch in ((512, lambda kind: graph_s), (513, lambda kind: 0.0 if kind in ("gemm", "attention") else eager_s)):
+        p = rl.predict("llama-3.1-8b", hw, rl.Workload(batch_size=b, prompt_tokens=128, output_tokens=16))
+        ops = p.operators
+        dec = ops[(ops.phase == "decode") & (ops.launches > 0)]
+        for row in dec.itertuples():
+            assert row.overhead_s == pytest.approx(row.launches * per_launch(row.kind), abs=1e-15), (b, row.op)
