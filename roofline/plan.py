@@ -60,7 +60,7 @@ from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
 from .parallelism import check, replica_span, tp_widths, valid_tps
-from .registry import as_hardware, as_model, list_hardware
+from .registry import as_hardware, as_model, for_framework, list_hardware
 from .serving import TTFT_PERCENTILES, Curves, Traffic, batch_grid_for, check_chunk_tokens, check_positive_int, check_traffic
 from .specs import ModelSpec
 from .workload import Deployment
@@ -361,6 +361,9 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
     if traffic.requests_per_s is None:
         raise SpecError("requests_per_s", "the planner sizes a fleet for a rate; give requests_per_s")
     devices = space.devices()
+    if space.engine is not None:  # each device timed with the kernel tables of the engine's framework, where shipped
+        fw = load_engine(space.engine).framework
+        devices = [(given, for_framework(hw, fw)) for given, hw in devices]
     space.check_model(m)
     hws = [hw for _, hw in devices]
     given_ids = {hw.name: given for given, hw in devices}

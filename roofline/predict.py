@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 from . import ops as O
 from .bands import Band, bands_for
 from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
+from .engines import load_engine
 from .errors import SpecError
 from .hardware import HardwareProfile
 from .parallelism import (  # noqa: F401  re-exported
@@ -44,7 +45,7 @@ from .parallelism import (  # noqa: F401  re-exported
     tp_widths,
     valid_tps,
 )
-from .registry import as_hardware, as_model
+from .registry import as_hardware, as_model, for_framework
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
 from .speculative import apply_speculative
@@ -172,6 +173,8 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     """Predict one scenario. Bad combinations raise `SpecError`; a scenario that does not fit
     in memory returns `fits=False` with required and available bytes. `model` and `hw` may be ids or paths."""
     model, hw, dep = _inputs(model, hw, workload, deployment)
+    if dep.engine is not None:  # timed with the kernel tables of the engine's framework, where shipped
+        hw = for_framework(hw, load_engine(dep.engine).framework)
     rd = check(model, hw, workload, dep)
     real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
     real, floor, hop, notes = scale_out(hw, dep, real, floor)

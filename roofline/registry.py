@@ -217,3 +217,24 @@ def data_dir(kind: str):
 def read_yaml(text: str, where: str) -> dict[str, Any]:
     """Parse a YAML mapping; anything else is a one-line `SpecError` naming `where`."""
     return _read_yaml(text, where)
+
+
+def for_framework(hw: HardwareProfile, framework: str | None) -> HardwareProfile:
+    """`hw` timed with the kernel tables of serving engine `framework` (`EngineProfile.framework`).
+
+    Only a profile carrying its shipped default calibration changes, and only where a file of that framework's
+    tables is shipped (`<id>-<framework>.json`): a TensorRT-LLM deployment on an H100 is timed with the
+    TensorRT-LLM kernels, not vLLM's. An analytical profile, a user's calibration file, or a device without
+    tables for the framework is returned as it is.
+    """
+    cal = hw.calibration
+    if framework is None or cal is None or cal.provenance.public_source is None or hw.id is None:
+        return hw
+    if cal.provenance.public_source.framework == framework:
+        return hw
+    path, default = public_calibration_path(hw.id, framework), public_calibration_path(hw.id)
+    if path is None or default is None or path == default:
+        return hw
+    if _load_default_calibrated(hw.id, str(default)).calibration.id != cal.id:  # not the shipped default: keep it
+        return hw
+    return _load_default_calibrated(hw.id, str(path))

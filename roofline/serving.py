@@ -98,6 +98,7 @@ if TYPE_CHECKING:
 from . import ops as O
 from .bands import Band, bands_for
 from .engine import decode_ceilings, stage, usd_per_million_tokens
+from .engines import load_engine
 from .errors import SpecError
 from .hardware import HardwareProfile
 from .parallelism import (
@@ -111,7 +112,7 @@ from .parallelism import (
     step_workspace_bytes,
     weight_bytes_per_gpu,
 )
-from .registry import as_hardware, as_model
+from .registry import as_hardware, as_model, for_framework
 from .roofline import Ceilings, OpTable, stacked, time_ops
 from .specs import MAX_CONTEXT, ModelSpec
 from .workload import Deployment, ResolvedDeployment, Workload
@@ -756,7 +757,10 @@ def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareP
 
 def curves_for(model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens: int | None,
                max_batch_size: int | None = None, decode_only: bool = False) -> Curves:
-    """The curves of one deployment on one device, checked (`parallelism.check`) at the traffic's memory workload."""
+    """The curves of one deployment on one device, checked (`parallelism.check`) at the traffic's memory workload;
+    the device timed with the kernel tables of the deployment engine's framework where shipped (`registry.for_framework`)."""
+    if dep.engine is not None:
+        hw = for_framework(hw, load_engine(dep.engine).framework)
     rd = check(model, hw, traffic.memory_workload(), dep)
     return Curves(model, rd, dep.tp, [hw], traffic, chunk_tokens, batch_grid_for(model, rd, [hw], traffic, max_batch_size),
                   max_batch_size, decode_only)

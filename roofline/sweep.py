@@ -30,7 +30,8 @@ from .engine import derived, evaluate
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .parallelism import engine_limits, engine_memory_bytes, tp_widths
-from .registry import load_hardware, load_model
+from .engines import load_engine
+from .registry import for_framework, load_hardware, load_model
 from .roofline import BOUNDS, Ceilings, stacked
 from .specs import MAX_CONTEXT, ModelSpec
 from .workload import MAX_BATCH, MAX_GPUS, Deployment
@@ -103,6 +104,8 @@ def sweep(
                                  f"budget of {SWEEP_MEMORY_BUDGET_BYTES / 1e9:.1f} GB (sweep.SWEEP_MEMORY_BUDGET_BYTES); "
                                  "split it into smaller sweeps")
     base = deployment or Deployment()
+    if base.engine is not None:  # timed with the kernel tables of the engine's framework, where shipped
+        hws = [for_framework(h, load_engine(base.engine).framework) for h in hws]
     if base.speculative is not None or base.on_unsupported_dtype == "fallback" or base.network is not None:
         raise SpecError("deployment", "sweep takes single-node deployments without speculative decoding or dtype fallback; "
                                       "use predict() or compare() for those")

@@ -143,3 +143,19 @@ def test_decode_beyond_the_captured_graphs_launches_eagerly():
         dec = ops[(ops.phase == "decode") & (ops.launches > 0)]
         for row in dec.itertuples():
             assert row.overhead_s == pytest.approx(row.launches * per_launch(row.kind), abs=1e-15), (b, row.op)
+
+
+def test_the_engine_picks_its_frameworks_kernel_tables():
+    # H100 ships vLLM tables (h100-sxm.json, the default) and TensorRT-LLM tables (h100-sxm-trtllm.json): a
+    # TensorRT-LLM deployment is timed with the latter in predict, sweep, steady_state and plan; SGLang has no
+    # file of its own there and keeps the default; an analytical profile stays analytical.
+    wl = rl.Workload(batch_size=8, prompt_tokens=1024, output_tokens=128)
+    trt = rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="trtllm"))
+    assert trt.calibration_id == "public-h100_sxm-trtllm-1.3.0rc20"
+    assert rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="vllm")).calibration_id == "public-h100_sxm-vllm-0.24.0"
+    assert rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="sglang")).calibration_id == "public-h100_sxm-vllm-0.24.0"
+    analytical = rl.load_hardware("h100-sxm", analytical=True)
+    assert rl.predict("llama-3.1-8b", analytical, wl, rl.Deployment(engine="trtllm")).mode == "analytical"
+    df = rl.sweep("llama-3.1-8b", "h100-sxm", batch_size=8, prompt_tokens=1024, output_tokens=128,
+                  deployment=rl.Deployment(engine="trtllm"))
+    assert df.ttft_s.iloc[0] == pytest.approx(trt.ttft_s, rel=1e-9) and df.tpot_s.iloc[0] == pytest.approx(trt.tpot_s, rel=1e-9)
