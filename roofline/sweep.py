@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 
 from . import ops as O
 from .engine import derived, evaluate
+from .engines import load_engine
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .parallelism import engine_limits, engine_memory_bytes, tp_widths
-from .engines import load_engine
 from .registry import for_framework, load_hardware, load_model
 from .roofline import BOUNDS, Ceilings, stacked
 from .specs import MAX_CONTEXT, ModelSpec
