@@ -110,6 +110,8 @@ class HardwareProfile(BaseModel):
     interconnect: Interconnect
     host_link_bytes_per_s_per_direction: float = Field(gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="PCIe/C2C link to the host, one direction")
     tdp_w: float = Field(gt=0, le=MAX_TDP_W)
+    idle_power_w: float = Field(gt=0, le=MAX_TDP_W, description="power of the board with an engine loaded and no kernel running "
+                                                                "(`energy.power_w` at utilization 0)")
     price_usd_per_gpu_hour: float = Field(gt=0, lt=MAX_PRICE_USD_PER_GPU_HOUR, description="approximate on-demand cloud price")
     price_date: str = Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")
     gemm_tile_tokens: int = Field(ge=1, le=4096, description="M-granularity of tensor-core GEMM tiles: token counts are rounded up to it")
@@ -140,8 +142,11 @@ class HardwareProfile(BaseModel):
         missing_eff = sorted(set(self.peak_flops_per_s) - set(self.efficiency.flops_fraction))
         if missing_eff:
             raise SpecError("efficiency.flops_fraction", f"no fraction for {', '.join(missing_eff)}")
+        if self.idle_power_w >= self.tdp_w:
+            raise SpecError("idle_power_w", f"{self.idle_power_w:g} W is not below tdp_w={self.tdp_w:g} W: idle is the "
+                                            "board with no kernel running (H100 SXM: about 140 of 700 W)")
         needed = {"memory_bytes", "memory_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
-                  "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w", "price_usd_per_gpu_hour",
+                  "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w", "idle_power_w", "price_usd_per_gpu_hour",
                   "gemm_tile_tokens"}
         if self.sparsity_2_4_speedup is not None:
             needed.add("sparsity_2_4_speedup")

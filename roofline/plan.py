@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 from . import fmt
 from .bands import band_limits, hardware_class, precision_class
+from .energy import kwh_per_million, serving_energy_per_output_token_j
 from .engine import usd_per_million_tokens
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
@@ -80,6 +81,7 @@ COLUMNS = [
     "ttft_at_slo_percentile_band_low_s", "ttft_at_slo_percentile_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
     "output_tokens_per_s_per_replica", "output_tokens_per_s_per_gpu", "usd_per_hour", "usd_per_million_output_tokens",
     "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu", "price_usd_per_gpu_hour",
+    "energy_per_output_token_j", "kwh_per_million_output_tokens",
 ]
 MAX_REPLICAS = 1_000_000
 MAX_GPUS_PER_REPLICA = 64
@@ -451,6 +453,8 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
         gpus = n * cv.gpus
         hour = gpus * hw.price_usd_per_gpu_hour
         tokens = per[i] * o.mean_tokens
+        j_token = serving_energy_per_output_token_j(m, rd, hw, tp, float(st.batch_size[i]), cv.es, cv.context_s, o.mean_tokens,
+                                                    tokens, cv.gpus)
         rows.append(dict(
             hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason="",
             precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
@@ -462,6 +466,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
             itl_max_s=float(st.itl_max_s[i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
             usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens),
             memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
+            energy_per_output_token_j=j_token, kwh_per_million_output_tokens=float(kwh_per_million(j_token)),
         ))
     return rows
 

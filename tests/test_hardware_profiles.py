@@ -136,7 +136,7 @@ def test_dtype_support_matches_architecture(hw_id):
 def test_sources_cover_every_figure_and_are_real(hw_id):
     data = raw(hw_id)
     figures = {"memory_bytes", "memory_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
-               "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w",
+               "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w", "idle_power_w",
                "price_usd_per_gpu_hour", "gemm_tile_tokens", "sparsity_2_4_speedup"}
     assert figures <= set(data["sources"])
     assert set(data["efficiency"]["sources"]) >= {
@@ -147,7 +147,7 @@ def test_sources_cover_every_figure_and_are_real(hw_id):
         assert "placeholder" not in text.lower()
 
 
-@pytest.mark.parametrize("field", ["memory_bandwidth_bytes_per_s", "tdp_w", "sparsity_2_4_speedup"])
+@pytest.mark.parametrize("field", ["memory_bandwidth_bytes_per_s", "tdp_w", "idle_power_w", "sparsity_2_4_speedup"])
 def test_profile_missing_a_source_fails_naming_the_field(field):
     data = raw("h100-sxm")
     rl.HardwareProfile.model_validate(data)  # the unmodified dict is valid

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from .. import fmt
+from ..energy import fleet_energy_per_output_token_j, kwh_per_million
 from ..engine import usd_per_million_tokens
 from ..errors import SpecError
 from ..plan import plan, ranked
@@ -60,6 +61,8 @@ class Option:
     ttft_band_high_s: float = math.nan
     tpot_band_low_s: float = math.nan
     tpot_band_high_s: float = math.nan
+    energy_per_output_token_j: float = math.nan  # the fleet's GPU board energy per output token (`roofline.energy`)
+    kwh_per_million_output_tokens: float = math.nan
 
 
 def _meets(p: Prediction, s: Scenario) -> tuple[bool, bool]:
@@ -169,7 +172,10 @@ def evaluate_option(model_id: str, hardware_id: str, scenario: Scenario) -> Opti
     gpus = replicas * tp
     usd_per_hour = gpus * hw.price_usd_per_gpu_hour
     usd_per_million = usd_per_million_tokens(usd_per_hour, s.output_tokens_per_s_demanded)
+    j_token = fleet_energy_per_output_token_j(replicas, tp, hw.idle_power_w, p.mean_power_w_per_gpu, tokens_per_s,
+                                              s.output_tokens_per_s_demanded)
     return Option(**base, **at, feasible=True, binding_constraint=binding, note=note, batch_size=b,
+                  energy_per_output_token_j=j_token, kwh_per_million_output_tokens=float(kwh_per_million(j_token)),
                   output_tokens_per_s_per_replica=tokens_per_s, replicas=replicas, gpus=gpus, usd_per_hour=usd_per_hour,
                   usd_per_million_output_tokens=usd_per_million,
                   usd_per_million_output_tokens_full_load=p.cost_per_million_output_tokens_usd,
@@ -215,6 +221,7 @@ COLUMNS = [
     "rank", "model", "hardware", "model_id", "hardware_id", "feasible", "binding_constraint",
     "tp", "pp", "ep", "nodes_per_replica", "batch_size", "max_batch_size_fits", "output_tokens_per_s_per_replica", "replicas", "gpus",
     "usd_per_hour", "usd_per_million_output_tokens", "usd_per_million_output_tokens_full_load",
+    "energy_per_output_token_j", "kwh_per_million_output_tokens",
     "ttft_s", "tpot_s", "e2e_latency_s", "ttft_band_low_s", "ttft_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
     "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu",
     "price_usd_per_gpu_hour", "price_date", "efficiency_source_kind", "note",
@@ -280,7 +287,9 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
                            usd_per_million_output_tokens_full_load=full, ttft_s=r.ttft_at_slo_percentile_s, tpot_s=r.tpot_s,
                            e2e_latency_s=r.ttft_mean_s + r.tpot_s * (s.output_tokens_mean - 1),
                            ttft_band_low_s=r.ttft_at_slo_percentile_band_low_s, ttft_band_high_s=r.ttft_at_slo_percentile_band_high_s,
-                           tpot_band_low_s=r.tpot_band_low_s, tpot_band_high_s=r.tpot_band_high_s)
+                           tpot_band_low_s=r.tpot_band_low_s, tpot_band_high_s=r.tpot_band_high_s,
+                           energy_per_output_token_j=r.energy_per_output_token_j,
+                           kwh_per_million_output_tokens=r.kwh_per_million_output_tokens)
         else:
             note = f"{shape}: {r.reason}" if r.tp else r.reason
             figures = dict(batch_size=0, max_batch_size_fits=0, output_tokens_per_s_per_replica=nan, replicas=nan, gpus=nan,

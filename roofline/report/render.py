@@ -96,6 +96,9 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
         ]
     general += [
         f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {reserve.default / GIB:g} GiB ({reserve.description}).",
+        "kWh/M output tokens is the GPUs' board energy (not the server's or the cooling's): each operator draws "
+        "P = P_idle + (TDP - P_idle) x u, u the utilization of the resource it is bound by; idle replicas and idle "
+        "moments draw P_idle (roofline/energy.py; idle and TDP figures per device in hardware_profiles/).",
         "Peaks are datasheet figures (dense); realistic times multiply them by the efficiency fractions below. "
         "'default' fractions come from public measurements, not yet calibrated on a real GPU; 'calibrated' ones were measured.",
         "Prices are approximate on-demand cloud prices per GPU-hour, dated below; reserved or marketplace rates differ."
@@ -127,6 +130,10 @@ def _money(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.usd(x)
 
 
+def _kwh(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
+
+
 def _int(x) -> str:
     import pandas as pd
 
@@ -137,13 +144,15 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     import pandas as pd
 
     header = ["rank", "model", "hardware", "replica (tp/pp/ep)", "batch", "tokens/s/replica", "replicas", "GPUs",
-              "$/hour", "$/M output tokens", "$/M at full load", "TTFT (80% band)", "TPOT (80% band)", "binding constraint"]
+              "$/hour", "$/M output tokens", "$/M at full load", "kWh/M output tokens", "TTFT (80% band)", "TPOT (80% band)",
+              "binding constraint"]
     rows = []
     for r in table.itertuples(index=False):
         rows.append([
             "-" if pd.isna(r.rank) else str(int(r.rank)), r.model, r.hardware_id, _shape_text(r),
             _batch_text(r.batch_size) if r.feasible else "-", _int(r.output_tokens_per_s_per_replica), _int(r.replicas), _int(r.gpus),
             _money(r.usd_per_hour), _money(r.usd_per_million_output_tokens), _money(r.usd_per_million_output_tokens_full_load),
+            _kwh(r.kwh_per_million_output_tokens),
             _with_band(r.ttft_s, r.ttft_band_low_s, r.ttft_band_high_s), _with_band(r.tpot_s, r.tpot_band_low_s, r.tpot_band_high_s),
             r.binding_constraint,
         ])
@@ -254,7 +263,7 @@ def render_html(scenario: Scenario, table: pd.DataFrame) -> str:
     a = assumptions(scenario, table)
     header, rows = _display_rows(table)
     e = html.escape
-    left = {1, 2, 13}
+    left = {1, 2, 14}
 
     def html_table(h, rs, left_cols, classes=None):
         head = "".join(f'<th class="l">{e(c)}</th>' if i in left_cols else f"<th>{e(c)}</th>" for i, c in enumerate(h))
