@@ -778,8 +778,9 @@ def plan_table(df: pd.DataFrame, percentile: float) -> pd.DataFrame:
             f"TTFT {q}": fmt.seconds(r.ttft_at_slo_percentile_s) if ok else "-", "TPOT": fmt.seconds(r.tpot_s) if ok else "-",
             "$/hour": fmt.usd(r.usd_per_hour) if ok else "-",
             "$/M output tokens": fmt.usd(r.usd_per_million_output_tokens) if ok else "-",
+            "kWh/M output tokens": f"{r.kwh_per_million_output_tokens:.3g}" if ok else "-",
             "bound by": r.binding_constraint if ok else f"infeasible: {r.reason}",
-            "$/GPU-hour": fmt.usd(r.price_usd_per_gpu_hour),
+            "$/GPU-hour": fmt.usd(r.price_usd_per_gpu_hour) + (f" ({r.price_note.removeprefix('price: ')})" if r.price_note else ""),
         })
     return pd.DataFrame(rows)
 
@@ -788,7 +789,8 @@ def top_option_text(df: pd.DataFrame) -> str:
     r = df.iloc[0]
     return (f"{r['gpus']} × {r['hardware_id']} ({r['precision']}, {r['replicas']} replicas of "
             f"{fmt.replica(r['tp'], r['pp'], r['ep'], r['nodes_per_replica'])}): {fmt.usd(r['usd_per_hour'])}/hour, "
-            f"{fmt.usd(r['usd_per_million_output_tokens'])} per million output tokens; bound by {r['binding_constraint']}")
+            f"{fmt.usd(r['usd_per_million_output_tokens'])} per million output tokens; bound by {r['binding_constraint']}"
+            + (f" ({r['price_note']})" if r.get("price_note") else ""))
 
 
 def tightening_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -81,7 +81,7 @@ COLUMNS = [
     "ttft_at_slo_percentile_band_low_s", "ttft_at_slo_percentile_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
     "output_tokens_per_s_per_replica", "output_tokens_per_s_per_gpu", "usd_per_hour", "usd_per_million_output_tokens",
     "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu", "price_usd_per_gpu_hour",
-    "energy_per_output_token_j", "kwh_per_million_output_tokens",
+    "energy_per_output_token_j", "kwh_per_million_output_tokens", "price_note",
 ]
 MAX_REPLICAS = 1_000_000
 MAX_GPUS_PER_REPLICA = 64
@@ -312,6 +312,7 @@ def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
                gpus_per_replica=dep.num_gpus if placed else 0,
                **(_span(dep, hw) if placed else dict(nodes_per_replica=0, network="")),
                memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour,
+               price_note=hw.price_note,
                weight_dtype=rd.weights.dtype.name if rd else dep.weight_dtype, activation_dtype=rd.act.name if rd else dep.activation_dtype,
                kv_dtype=rd.kv.dtype.name if rd else dep.kv_dtype)
     row.update(figures)
@@ -466,7 +467,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
             itl_max_s=float(st.itl_max_s[i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
             usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens),
             memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
-            energy_per_output_token_j=j_token, kwh_per_million_output_tokens=float(kwh_per_million(j_token)),
+            energy_per_output_token_j=j_token, kwh_per_million_output_tokens=float(kwh_per_million(j_token)), price_note=hw.price_note,
         ))
     return rows
 
