@@ -18,15 +18,19 @@ keeps running.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
+import sys
 import time
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import streamlit as st
@@ -204,7 +208,25 @@ def write_query(page: str) -> None:
 
 
 # ------------------------------------------------------------------ cached library calls
-@st.cache_resource(show_spinner=False)
+# Streamlit executes app.py afresh on every rerun, and st.cache_resource / st.cache_data read and hash a
+# function's source each time it is decorated: about 2 ms a function, 20 ms a rerun for the ten below, a tenth
+# of what a widget change may take. `kept` decorates each function once per version of this file and keeps the
+# wrapper in a module that lives as long as the process, so a rerun reuses it (the caches are Streamlit's own,
+# process-wide, either way).
+_KEPT: dict = sys.modules.setdefault("_roofline_app_kept", types.ModuleType("_roofline_app_kept")).__dict__
+_VERSION = Path(__file__).stat().st_mtime_ns
+
+
+def kept(decorator: Callable, **options) -> Callable[[Callable], Callable]:
+    def wrap(fn: Callable) -> Callable:
+        key = (_VERSION, fn.__qualname__, decorator.__name__ if hasattr(decorator, "__name__") else repr(decorator))
+        if key not in _KEPT:
+            _KEPT[key] = decorator(**options)(fn)
+        return _KEPT[key]
+    return wrap
+
+
+@kept(st.cache_resource, show_spinner=False)
 def load_spec(kind: str, value: str) -> rl.ModelSpec:
     """A shipped id, or the text of a Hugging Face config.json."""
     if kind == "id":
@@ -212,31 +234,57 @@ def load_spec(kind: str, value: str) -> rl.ModelSpec:
     return rl.ModelSpec.from_hf_config(parse_mapping(value, "config.json", "json"))
 
 
-@st.cache_resource(show_spinner=False, max_entries=512)
+# Cached calls pass their arguments by keyword: for each positional one Streamlit inspects the function's
+# signature to see whether the name starts with "_", a few hundred microseconds a call.
+def spec_of(model_src: tuple[str, str]) -> rl.ModelSpec:
+    return load_spec(kind=model_src[0], value=model_src[1])
+
+
+def prediction_of(model_src, hw_id: str, wl_json: str, dep_json: str, auto_tp: bool) -> rl.Prediction:
+    return cached_prediction(model_src=model_src, hw_id=hw_id, wl_json=wl_json, dep_json=dep_json, auto_tp=auto_tp)
+
+
+def frames_of(what: str, model_src, hw_id: str, wl_json: str, dep_json: str):
+    return cached_frames(what=what, model_src=model_src, hw_id=hw_id, wl_json=wl_json, dep_json=dep_json)
+
+
+@kept(st.cache_resource, show_spinner=False, max_entries=512)
 def cached_prediction(model_src: tuple[str, str], hw_id: str, wl_json: str, dep_json: str, auto_tp: bool) -> rl.Prediction:
-    model, hw = load_spec(*model_src), rl.load_hardware(hw_id)
+    """`rl.predict`, or with `auto_tp` `rl.predict_fitting`'s search (the smallest valid tp that fits, else the
+    largest) run over this cache's fixed-tp entries, so the details of the chosen tp find it computed."""
+    model, hw = spec_of(model_src), rl.load_hardware(hw_id)
     wl, dep = rl.Workload.model_validate_json(wl_json), rl.Deployment.model_validate_json(dep_json)
-    return (rl.predict_fitting if auto_tp else rl.predict)(model, hw, wl, dep)
+    if not auto_tp:
+        return rl.predict(model, hw, wl, dep)
+    p = None
+    for tp in rl.valid_tps(model, hw):
+        p = prediction_of(model_src, hw_id, wl_json, dep.model_copy(update={"tp": tp}).model_dump_json(), False)
+        if p.fits:
+            break
+    return p
 
 
-@st.cache_resource(show_spinner=False, max_entries=512)  # shared, not copied: callers never modify the frames
+@kept(st.cache_resource, show_spinner=False, max_entries=512)  # shared, not copied: callers never modify the frames
 def cached_frames(what: str, model_src: tuple[str, str], hw_id: str, wl_json: str, dep_json: str):
-    """Chart data of one scenario at a fixed tp: 'roofline', 'unplotted', 'math', 'sweeps', 'operators' (the
-    operator table as text: formatting its few hundred cells is the largest cost of a rerun otherwise) or 'csv'
-    (the operator table's download, SI units)."""
-    model, hw = load_spec(*model_src), rl.load_hardware(hw_id)
+    """Chart data of one scenario at a fixed tp: 'roofline', 'unplotted', 'math', 'batch_sweep' (over powers of
+    two: callers pass batch 1 in `wl_json`, so it is computed once whatever the batch), 'prompt_sweep',
+    'operators' (the operator table as text: formatting its few hundred cells is the largest cost of a rerun
+    otherwise) or 'csv' (the operator table's download, SI units)."""
+    model, hw = spec_of(model_src), rl.load_hardware(hw_id)
     wl, dep = rl.Workload.model_validate_json(wl_json), rl.Deployment.model_validate_json(dep_json)
     if what in ("roofline", "unplotted", "math", "operators", "csv"):
-        p = cached_prediction(model_src, hw_id, wl_json, dep_json, False)
+        p = prediction_of(model_src, hw_id, wl_json, dep_json, False)
         if what == "csv":
             return p.operators.to_csv(index=False).encode()
         if what == "operators":
-            return operator_table(p, cached_frames("roofline", model_src, hw_id, wl_json, dep_json)[1])
+            return operator_table(p, frames_of("roofline", model_src, hw_id, wl_json, dep_json)[1])
         if what == "roofline":
             return views.roofline_chart_data(p, hw)
         return views.unplotted_operators(p) if what == "unplotted" else views.math_lines(p, model, hw)
-    assert what == "sweeps"
-    return views.scenario_sweeps(model, hw, wl, dep)
+    if what == "batch_sweep":
+        return views.batch_sweep(model, hw, wl, dep)
+    assert what == "prompt_sweep"
+    return views.prompt_sweep(model, hw, wl, dep)
 
 
 def _one_line(exc: Exception, where: str = "config.json") -> str:
@@ -337,14 +385,14 @@ _SPECS = {"roofline": _roofline_spec, "line": _line_spec, "memory": _memory_spec
           "scatter": _scatter_spec, "bars": _bars_spec}
 
 
-@st.cache_resource(show_spinner=False, max_entries=128)
-def chart_spec(kind: str, *args) -> dict:
+@kept(st.cache_resource, show_spinner=False, max_entries=128)
+def chart_spec(kind: str, args: tuple) -> dict:
     return _SPECS[kind](*args).to_dict()
 
 
 def show_chart(where, kind: str, args: tuple, **datasets: pd.DataFrame | bytes) -> None:
     """Draw a chart of `_SPECS` with its named datasets (DataFrames, or Arrow IPC bytes from `cached_chart`)."""
-    spec = copy.deepcopy(chart_spec(kind, *args))
+    spec = copy.deepcopy(chart_spec(kind=kind, args=args))
     spec["datasets"] = datasets
     where.vega_lite_chart(spec=spec, width="stretch")
 
@@ -361,7 +409,7 @@ def _arrow(df: pd.DataFrame) -> bytes:
 ChartParts = tuple[str, tuple, dict[str, pd.DataFrame]]  # (kind of `_SPECS`, its arguments, named datasets)
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
+@kept(st.cache_resource, show_spinner=False, max_entries=256)
 def cached_chart(key: tuple, _build: Callable[[], ChartParts]) -> tuple[str, tuple, dict[str, bytes]]:
     """A chart's parts, built once per `key` (which names everything `_build` reads) and kept as Arrow bytes:
     turning DataFrames into Arrow on every rerun was most of a cached rerun's time."""
@@ -370,7 +418,7 @@ def cached_chart(key: tuple, _build: Callable[[], ChartParts]) -> tuple[str, tup
 
 
 def draw(where, key: tuple, build: Callable[[], ChartParts]) -> None:
-    kind, args, datasets = cached_chart(key, build)
+    kind, args, datasets = cached_chart(key=key, _build=build)
     show_chart(where, kind, args, **datasets)
 
 
@@ -426,7 +474,7 @@ def predict_sidebar() -> Scenario | None:
     try:
         text = decode(upload.getvalue(), "config.json") if upload is not None else (pasted or "").strip()  # UTF-16: one line
         model_src = ("hf", text) if text else ("id", state["model"])
-        load_spec(*model_src)
+        spec_of(model_src)
     except (rl.SpecError, ValidationError) as exc:
         message = _one_line(exc)
         st.error(message if message.startswith("config.json") else f"config.json: {message}")
@@ -456,7 +504,7 @@ def predictions(sc: Scenario) -> list[tuple[str, rl.Prediction]]:
     wl_json, dep_json = sc.workload.model_dump_json(), sc.deployment.model_dump_json()
     for hw_id in sc.hardware:
         try:
-            out.append((hw_id, cached_prediction(sc.model_src, hw_id, wl_json, dep_json, sc.auto_tp)))
+            out.append((hw_id, prediction_of(sc.model_src, hw_id, wl_json, dep_json, sc.auto_tp)))
         except (rl.SpecError, ValidationError) as exc:
             st.error(f"{rl.load_hardware(hw_id).name}: {_one_line(exc)}")
     return out
@@ -514,17 +562,20 @@ def show_headlines(preds: list[tuple[str, rl.Prediction]], auto_tp: bool) -> Non
 
 def roofline_chart(ceilings: pd.DataFrame, points: pd.DataFrame, every_dtype: bool) -> ChartParts:
     """The compute dtype's ceilings and the HBM slope; every dtype's ceilings when asked. Operators by colour."""
-    pts = points.assign(
-        achieved_tflops_per_s=points["achieved_flops_per_s"] / 1e12,
-        intensity=points["intensity_flops_per_byte"].map(lambda x: fmt.rate(x, "FLOP/byte")),
-        achieved=points["achieved_flops_per_s"].map(lambda x: fmt.rate(x, "FLOP/s")),
-        of_ceiling=points["fraction_of_ceiling"].map(fmt.fraction),
-        time=points["time_s"].map(fmt.seconds),
-    )
-    shown = ceilings if every_dtype else ceilings[ceilings["is_compute_dtype"] | (ceilings["kind"] == "bandwidth")]
-    lows = [shown["flops_per_s"].min(), *points["achieved_flops_per_s"]]
-    top = _decade(2 * shown.loc[shown["kind"] == "compute", "flops_per_s"].max(), up=True)
-    ceil = shown.assign(ceiling=shown["dtype"].where(shown["kind"] == "compute", "HBM"), tflops_per_s=shown["flops_per_s"] / 1e12)
+    achieved = points["achieved_flops_per_s"].tolist()
+    pts = pd.DataFrame({  # plain lists into one new frame: cheaper than assign + Series.map on string columns
+        **points.to_dict("list"), "achieved_tflops_per_s": [x / 1e12 for x in achieved],
+        "intensity": [fmt.rate(x, "FLOP/byte") for x in points["intensity_flops_per_byte"].tolist()],
+        "achieved": [fmt.rate(x, "FLOP/s") for x in achieved],
+        "of_ceiling": [fmt.fraction(x) for x in points["fraction_of_ceiling"].tolist()],
+        "time": [fmt.seconds(x) for x in points["time_s"].tolist()],
+    })
+    kind = ceilings["kind"].to_numpy()
+    shown = ceilings if every_dtype else ceilings[ceilings["is_compute_dtype"].to_numpy() | (kind == "bandwidth")]
+    kind, flops = shown["kind"].to_numpy(), shown["flops_per_s"].to_numpy()
+    lows = [flops.min(), *achieved]
+    top = _decade(2 * flops[kind == "compute"].max(), up=True)
+    ceil = shown.assign(ceiling=np.where(kind == "compute", shown["dtype"].to_numpy(), "HBM"), tflops_per_s=flops / 1e12)
     return "roofline", (_decade(min(lows), up=False) / 1e12, top / 1e12), {"ceilings": ceil, "points": pts}
 
 
@@ -569,26 +620,36 @@ def show_sweeps(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
     pick = st.radio("Sweep", list(SWEEPS), format_func=SWEEPS.get, horizontal=True, key="sweep", label_visibility="collapsed")
     shapes = tuple((hw_id, p.deployment.model_dump_json()) for hw_id, p in preds)
     key = ("sweeps", sc.model_src, wl_json, shapes)
+    # the power-of-two batch sweep does not depend on the scenario's batch (computed at batch 1, once); the
+    # scenario's own batch is added from its prediction; the prompt sweep is computed only when it is shown
+    wl_one = sc.workload.model_copy(update={"batch_size": 1}).model_dump_json()
+    base = [frames_of("batch_sweep", sc.model_src, hw_id, wl_one, dep_json) for hw_id, dep_json in shapes]
 
-    def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-        pairs = [cached_frames("sweeps", sc.model_src, hw_id, wl_json, dep_json) for hw_id, dep_json in shapes]
-        return tuple(pd.concat(f, ignore_index=True) for f in zip(*pairs))
+    @functools.cache
+    def batch_frame() -> pd.DataFrame:
+        rows = [pd.concat([f, views.batch_point(p)], ignore_index=True).drop_duplicates("batch_size", keep="first")
+                .sort_values("batch_size") for f, (_, p) in zip(base, preds)]
+        return pd.concat(rows, ignore_index=True)
 
-    if frames()[0].empty:
+    def prompt_frame() -> pd.DataFrame:
+        return pd.concat([frames_of("prompt_sweep", sc.model_src, hw_id, wl_json, dep_json) for hw_id, dep_json in shapes],
+                         ignore_index=True)
+
+    if all(f.empty for f in base):
         st.info("No sweep for this deployment: sweeps cover replicas inside one node (tp up to the NVLink domain); "
                 "the figures above are for the whole deployment.")
         return
 
     if pick == "batch":
         a, b = st.columns(2)
-        draw(a, (*key, "tpot"), lambda: line_chart(frames()[0], "batch_size", "tpot_s", "batch size", "TPOT"))
-        draw(b, (*key, "per_gpu"), lambda: line_chart(frames()[0], "batch_size", "output_tokens_per_s_per_gpu", "batch size",
+        draw(a, (*key, "tpot"), lambda: line_chart(batch_frame(), "batch_size", "tpot_s", "batch size", "TPOT"))
+        draw(b, (*key, "per_gpu"), lambda: line_chart(batch_frame(), "batch_size", "output_tokens_per_s_per_gpu", "batch size",
                                                        "output tokens/s per GPU"))
         st.caption("Crosses: that batch does not fit in memory (a what-if). Other settings as in the sidebar, tp as above.")
     elif pick == "prompt":
-        draw(st, (*key, "ttft"), lambda: line_chart(frames()[1], "prompt_tokens", "ttft_s", "prompt tokens", "TTFT", log_y=True))
+        draw(st, (*key, "ttft"), lambda: line_chart(prompt_frame(), "prompt_tokens", "ttft_s", "prompt tokens", "TTFT", log_y=True))
     elif pick == "frontier":
-        draw(st, (*key, "frontier"), lambda: line_chart(frames()[0], "tokens_per_s_per_gpu", "tokens_per_s_per_user",
+        draw(st, (*key, "frontier"), lambda: line_chart(batch_frame(), "tokens_per_s_per_gpu", "tokens_per_s_per_user",
                                                          "output tokens/s per GPU", "tokens/s per user (1 / TPOT)", log_x=False,
                                                          order="batch_size"))
         st.caption("One point per batch size (1, 2, 4, ...): up and to the right is better.")
@@ -600,24 +661,24 @@ def show_sweeps(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
                 with col:
                     st.markdown(f"**{p.hardware}** (tp {p.num_gpus}); dashed line: capacity")
                     draw(st, (*key, "memory", hw_id), lambda hw_id=hw_id, dep_json=dep_json: memory_chart(
-                        cached_frames("sweeps", sc.model_src, hw_id, wl_json, dep_json)[1]))
+                        frames_of("prompt_sweep", sc.model_src, hw_id, wl_json, dep_json)))
 
 
 def operator_table(p: rl.Prediction, points: pd.DataFrame) -> pd.DataFrame:
-    """The operator table for people: every number through fmt."""
-    ops = p.operators
-    merged = ops.merge(points[["phase", "op", "layers_group", "intensity_flops_per_byte", "fraction_of_ceiling"]],
-                       on=["phase", "op", "layers_group"], how="left")
-
-    def maybe(f):
-        return lambda x: "-" if pd.isna(x) else f(x)
+    """The operator table for people: every number through fmt. Built from plain lists (one DataFrame at the
+    end): Series.map and a merge on string keys cost more than the formatting itself."""
+    ops = p.operators.to_dict("list")
+    pts = points.to_dict("list")
+    at = {k: (i, f) for k, i, f in zip(zip(pts["phase"], pts["op"], pts["layers_group"]), pts["intensity_flops_per_byte"],
+                                       pts["fraction_of_ceiling"])}
+    found = [at.get(k, (None, None)) for k in zip(ops["phase"], ops["op"], ops["layers_group"])]
     return pd.DataFrame({
-        "phase": merged["phase"], "operator": merged["op"], "layers": merged["layers_group"], "kind": merged["kind"],
-        "FLOPs": merged["flops"].map(lambda x: fmt.rate(x, "FLOP")), "HBM bytes": merged["hbm_bytes"].map(fmt.gigabytes),
-        "interconnect bytes": merged["comm_bytes"].map(fmt.gigabytes),
-        "intensity": merged["intensity_flops_per_byte"].map(maybe(lambda x: fmt.rate(x, "FLOP/byte"))),
-        "time": merged["time_s"].map(fmt.seconds), "floor": merged["floor_s"].map(fmt.seconds), "bound": merged["bound"],
-        "of ceiling": merged["fraction_of_ceiling"].map(maybe(fmt.fraction)),
+        "phase": ops["phase"], "operator": ops["op"], "layers": ops["layers_group"], "kind": ops["kind"],
+        "FLOPs": [fmt.rate(x, "FLOP") for x in ops["flops"]], "HBM bytes": [fmt.gigabytes(x) for x in ops["hbm_bytes"]],
+        "interconnect bytes": [fmt.gigabytes(x) for x in ops["comm_bytes"]],
+        "intensity": ["-" if i is None else fmt.rate(i, "FLOP/byte") for i, _ in found],
+        "time": [fmt.seconds(x) for x in ops["time_s"]], "floor": [fmt.seconds(x) for x in ops["floor_s"]], "bound": ops["bound"],
+        "of ceiling": ["-" if f is None else fmt.fraction(f) for _, f in found],
     })
 
 
@@ -627,27 +688,27 @@ def show_details(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
     pick = st.radio("Details for", list(names), format_func=names.get, horizontal=True, key="detail_hw") if len(preds) > 1 else preds[0][0]
     p = dict(preds)[pick]
     key = (sc.model_src, pick, sc.workload.model_dump_json(), p.deployment.model_dump_json())
-    ceilings, points = cached_frames("roofline", *key)
+    ceilings, points = frames_of("roofline", *key)
     st.markdown(f"**Roofline** of {p.model} on {p.hardware} (per GPU, compute in {p.compute_dtype}; decode points are the mean step)")
     every = st.checkbox("Show the ceilings of every dtype the device computes in", key="allceil")
     draw(st, ("roofline", *key, every), lambda: roofline_chart(ceilings, points, every))
-    left = cached_frames("unplotted", *key)
+    left = frames_of("unplotted", *key)
     if len(left):
         st.caption("Not on the plot (no FLOPs or no HBM bytes): " + "; ".join(
             f"{r.phase} {r.op} {fmt.seconds(r.time_s)} ({r.reason})" for r in left.itertuples()))
     st.markdown("**Operators** (decode rows: the mean step)")
-    st.dataframe(cached_frames("operators", *key), width="stretch", hide_index=True)
-    st.download_button("Download operators (CSV, SI units)", cached_frames("csv", *key),
+    st.dataframe(frames_of("operators", *key), width="stretch", hide_index=True)
+    st.download_button("Download operators (CSV, SI units)", frames_of("csv", *key),
                        file_name=f"operators-{pick}.csv", mime="text/csv", key="csv")
     with st.expander("Show the math"):
-        st.code("\n".join(cached_frames("math", *key)), language=None, wrap_lines=True)
+        st.code("\n".join(frames_of("math", *key)), language=None, wrap_lines=True)
 
 
 def predict_page() -> None:
     sc = predict_sidebar()
     if sc is None:
         return
-    model = load_spec(*sc.model_src)
+    model = spec_of(sc.model_src)
     wl, dep = sc.workload, sc.deployment
     st.title(f"{model.name}")
     st.caption(f"batch {wl.batch_size} x (prompt {wl.prompt_tokens} + output {wl.output_tokens} tokens); "
@@ -701,18 +762,18 @@ def _with_ids(df: pd.DataFrame, inputs: PlanInputs) -> pd.DataFrame:
     return df.assign(hardware_id=df["hardware"].map(ids))
 
 
-@st.cache_resource(show_spinner="Planning…", max_entries=64)
+@kept(st.cache_resource, show_spinner="Planning…", max_entries=64)
 def cached_plan(inputs: PlanInputs, best_only: bool) -> pd.DataFrame:
     return _with_ids(rl.plan(**inputs.plan_kwargs(), best_only=best_only), inputs)
 
 
-@st.cache_resource(show_spinner="Tracing each option's frontier…", max_entries=64)
+@kept(st.cache_resource, show_spinner="Tracing each option's frontier…", max_entries=64)
 def cached_plan_frontiers(inputs: PlanInputs) -> pd.DataFrame:
     return views.plan_frontiers(rl.load_model(inputs.model), cached_plan(inputs, True), inputs.profiles(), inputs.prompt_tokens,
                                 inputs.output_tokens, inputs.chunk_tokens, inputs.max_batch_size)
 
 
-@st.cache_resource(show_spinner="Planning again at tighter SLOs…", max_entries=64)
+@kept(st.cache_resource, show_spinner="Planning again at tighter SLOs…", max_entries=64)
 def cached_slo_tightening(inputs: PlanInputs) -> pd.DataFrame:
     df = views.slo_tightening(inputs.plan_kwargs(), given=cached_plan(inputs, True))
     ids = {rl.load_hardware(h).name: h for h in inputs.hardware}
@@ -778,8 +839,9 @@ def plan_table(df: pd.DataFrame, percentile: float) -> pd.DataFrame:
             f"TTFT {q}": fmt.seconds(r.ttft_at_slo_percentile_s) if ok else "-", "TPOT": fmt.seconds(r.tpot_s) if ok else "-",
             "$/hour": fmt.usd(r.usd_per_hour) if ok else "-",
             "$/M output tokens": fmt.usd(r.usd_per_million_output_tokens) if ok else "-",
+            "kWh/M output tokens": f"{r.kwh_per_million_output_tokens:.3g}" if ok else "-",
             "bound by": r.binding_constraint if ok else f"infeasible: {r.reason}",
-            "$/GPU-hour": fmt.usd(r.price_usd_per_gpu_hour),
+            "$/GPU-hour": fmt.usd(r.price_usd_per_gpu_hour) + (f" ({r.price_note.removeprefix('price: ')})" if r.price_note else ""),
         })
     return pd.DataFrame(rows)
 
@@ -788,7 +850,8 @@ def top_option_text(df: pd.DataFrame) -> str:
     r = df.iloc[0]
     return (f"{r['gpus']} × {r['hardware_id']} ({r['precision']}, {r['replicas']} replicas of "
             f"{fmt.replica(r['tp'], r['pp'], r['ep'], r['nodes_per_replica'])}): {fmt.usd(r['usd_per_hour'])}/hour, "
-            f"{fmt.usd(r['usd_per_million_output_tokens'])} per million output tokens; bound by {r['binding_constraint']}")
+            f"{fmt.usd(r['usd_per_million_output_tokens'])} per million output tokens; bound by {r['binding_constraint']}"
+            + (f" ({r['price_note']})" if r.get("price_note") else ""))
 
 
 def tightening_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -877,7 +940,7 @@ def plan_page() -> None:
 
 
 # ------------------------------------------------------------------ the Compare page
-@st.cache_resource(show_spinner=False, max_entries=64)
+@kept(st.cache_resource, show_spinner=False, max_entries=64)
 def cached_compare(model: str, hw: str, wl_json: str, baseline: str, lines: tuple[str, ...]) -> tuple[pd.DataFrame | None, tuple[str, ...]]:
     """`rl.compare` of the baseline (KEY=VALUE,...) and the variants, one per line (NAME:KEY=VALUE,...), as
     `roofline compare` reads them; (table or None, the one-line errors of the lines that could not be read)."""
@@ -978,7 +1041,7 @@ def compare_page() -> None:
 PREDICTIONS_CSV = Path(__file__).resolve().parent / "calibrate" / "published" / "report" / "predictions.csv"
 
 
-@st.cache_data(show_spinner=False)
+@kept(st.cache_data, show_spinner=False)
 def load_corpus() -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """(predicted-vs-measured points, error table per family) from the published corpus's committed run
     (`roofline validate --published --update` writes calibrate/published/report/predictions.csv), or None where this

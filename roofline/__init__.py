@@ -10,13 +10,13 @@ from .dtypes import DType, QuantScheme, dtype_names, get_dtype
 from .errors import SpecError
 from .hardware import Efficiency, HardwareProfile, Interconnect
 from .registry import list_hardware, list_models, load_hardware, load_model
-from .specs import LayerGroup, Matrix, MLAConfig, ModelSpec, MoEConfig
+from .specs import CheckpointQuant, LayerGroup, Matrix, MLAConfig, ModelSpec, MoEConfig
 
 __all__ = [
     "DType", "QuantScheme", "dtype_names", "get_dtype", "SpecError",
     "Efficiency", "HardwareProfile", "Interconnect",
     "list_hardware", "list_models", "load_hardware", "load_model",
-    "LayerGroup", "Matrix", "MLAConfig", "ModelSpec", "MoEConfig",
+    "CheckpointQuant", "LayerGroup", "Matrix", "MLAConfig", "ModelSpec", "MoEConfig",
 ]
 
 from .predict import Prediction, predict, predict_fitting, valid_tps  # noqa: E402

@@ -266,6 +266,12 @@ def usd_per_million_tokens(usd_per_hour, tokens_per_s):
     return usd_per_hour / SECONDS_PER_HOUR / tokens_per_s * 1e6
 
 
+def microbatches(dep, batch):
+    """Micro-batches a static batch is split into across a pipeline: 1 without one, else
+    `pp_microbatches` or min(batch, pp)."""
+    return 1 if dep.pp == 1 else (dep.pp_microbatches or np.minimum(batch, dep.pp))
+
+
 def decode_ceilings(real: Ceilings) -> Ceilings:
     """The ceilings decode steps are timed against: a calibrated profile charges each decode launch the per-kernel
     cost of a CUDA-graph replay (`CalibratedCurves.graph_overhead_s`: the calibration's measurement, else the
@@ -315,7 +321,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     """
     dep = rd.dep
     pp, ep = dep.pp, dep.ep
-    mb = 1 if pp == 1 else (dep.pp_microbatches or np.minimum(batch, pp))
+    mb = microbatches(dep, batch)
     b_mb = batch if pp == 1 else batch / mb
     grid = np.broadcast_shapes(*(np.shape(x) for x in (batch, prompt, output, tp, real.bytes_per_s)))
     h = dep.prefix_hit_rate

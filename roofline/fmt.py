@@ -54,6 +54,17 @@ def count(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def energy(j_per_token: float, kwh_per_million: float) -> str:
+    """Energy per output token and per million: (0.5015, 0.1393) -> '0.502 J/token (0.139 kWh per 1M)'."""
+    if j_per_token is None or math.isnan(j_per_token):
+        return "n/a"
+    return f"{j_per_token:.3g} J/token ({kwh_per_million:.3g} kWh per 1M)"
+
+
+def watts(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:,.0f} W"
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     """Plain monospaced table: first column left-aligned, the rest right-aligned."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -109,5 +120,7 @@ def headline_rows(p) -> list[tuple[str, str]]:
         ("decode: bound, MBU, MFU", f"{p.decode_bound}, {fraction(p.mbu_decode)}, {fraction(p.mfu_decode)}"),
         ("price, all GPUs", f"{usd(p.cost_per_hour_usd)}/h"),
         ("cost per 1M output tokens", cost),
+        ("energy per output token", energy(p.energy_per_output_token_j, p.kwh_per_million_output_tokens)),
+        ("  mean power per GPU", watts(p.mean_power_w_per_gpu)),
         ("efficiencies", p.source_kind),
     ]

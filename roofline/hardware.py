@@ -99,6 +99,13 @@ def parse_prices(text: str, field: str = "price") -> dict[str, float]:
     return out
 
 
+PRICE_BASIS = ("Modal's public list price for one GPU (modal.com/pricing: base rate per GPU-second x 3600, on-demand, "
+               "no commitment), as verified 2026-05-07 (techbytes.app/posts/serverless-gpu-pricing-matrix-modal-replicate-lambda-2026/) "
+               "and 2026-06-27 (beam.cloud/blog/modal-pricing-explained); devices Modal does not offer carry another "
+               "provider's on-demand list price or an estimate, marked beside them")
+"""The one basis every shipped price is on (`HardwareProfile.price_kind` says where a profile's is not)."""
+
+
 class HardwareProfile(BaseModel):
     """One accelerator as a datasheet and public measurements describe it. SI units throughout."""
 
@@ -115,8 +122,13 @@ class HardwareProfile(BaseModel):
     interconnect: Interconnect
     host_link_bytes_per_s_per_direction: float = Field(gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="PCIe/C2C link to the host, one direction")
     tdp_w: float = Field(gt=0, le=MAX_TDP_W)
+    idle_power_w: float = Field(gt=0, le=MAX_TDP_W, description="power of the board with an engine loaded and no kernel running "
+                                                                "(`energy.power_w` at utilization 0)")
     price_usd_per_gpu_hour: float = Field(gt=0, lt=MAX_PRICE_USD_PER_GPU_HOUR, description="approximate on-demand cloud price")
     price_date: str = Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")
+    price_kind: Literal["basis", "other", "estimate", "override"] = Field(
+        "other", description="basis: the price is on PRICE_BASIS; other: another provider's list price (named in "
+        "sources); estimate: no listed price, derived as sources says; override: set by the user (--price)")
     gemm_tile_tokens: int = Field(ge=1, le=4096, description="M-granularity of tensor-core GEMM tiles: token counts are rounded up to it")
     efficiency: Efficiency
     sources: dict[str, str]
@@ -145,8 +157,11 @@ class HardwareProfile(BaseModel):
         missing_eff = sorted(set(self.peak_flops_per_s) - set(self.efficiency.flops_fraction))
         if missing_eff:
             raise SpecError("efficiency.flops_fraction", f"no fraction for {', '.join(missing_eff)}")
+        if self.idle_power_w >= self.tdp_w:
+            raise SpecError("idle_power_w", f"{self.idle_power_w:g} W is not below tdp_w={self.tdp_w:g} W: idle is the "
+                                            "board with no kernel running (H100 SXM: about 140 of 700 W)")
         needed = {"memory_bytes", "memory_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
-                  "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w", "price_usd_per_gpu_hour",
+                  "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w", "idle_power_w", "price_usd_per_gpu_hour",
                   "gemm_tile_tokens"}
         if self.sparsity_2_4_speedup is not None:
             needed.add("sparsity_2_4_speedup")
@@ -161,8 +176,14 @@ class HardwareProfile(BaseModel):
         if isinstance(usd_per_gpu_hour, bool) or not isinstance(usd_per_gpu_hour, (int, float)) or not (
                 usd_per_gpu_hour > 0 and math.isfinite(usd_per_gpu_hour)):
             raise SpecError("price_usd_per_gpu_hour", f"must be a positive number of USD per GPU-hour, got {usd_per_gpu_hour!r}")
-        return self.model_copy(update={"price_usd_per_gpu_hour": float(usd_per_gpu_hour),
+        return self.model_copy(update={"price_usd_per_gpu_hour": float(usd_per_gpu_hour), "price_kind": "override",
                                        "sources": {**self.sources, "price_usd_per_gpu_hour": source}})
+
+    @property
+    def price_note(self) -> str:
+        """'' for a price on PRICE_BASIS, else what it is instead ('price: ESTIMATE', ...), shown beside it."""
+        return {"basis": "", "other": "price: other provider", "estimate": "price: ESTIMATE",
+                "override": "price: override"}[self.price_kind]
 
     def peak_flops(self, key: str, field: str = "activation_dtype") -> float:
         """Dense peak FLOP/s for a compute dtype key; a clear error where the hardware lacks it."""

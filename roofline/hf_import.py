@@ -58,10 +58,31 @@ Derivations
   Without either, fp32: transformers then loads float32, which is what such
   (older) checkpoints store, e.g. GPT-J's main branch; a quantized checkpoint
   without either computes in bf16.
-* `native_weight_dtype`, the format a quantized checkpoint stores its linear
-  weights in, from a `quantization_config` the simulator knows (fp8 ->
-  fp8_e4m3 or fp8_e5m2 by `fmt`, mxfp4 -> fp4, gptq/awq with 4 or 8 `bits` ->
-  int4/int8, bitsandbytes 4-bit nf4 -> nf4, 8-bit -> int8); None otherwise.
+* Quantized checkpoints (`native_weight_dtype` and `checkpoint_quant`, see
+  `specs.CheckpointQuant`), from `quantization_config`, or from ModelOpt's
+  `hf_quant_config.json` beside config.json (it wins when it names a quant_algo):
+    - fp8 (DeepSeek-V3): fp8_e4m3 / fp8_e5m2 by `fmt`; `weight_block_size`
+      [b, b] -> block scales of b x b; an `activation_scheme` -> W8A8 (FP8 compute).
+    - mxfp4 (gpt-oss): fp4 = E2M1 with an 8-bit scale per 32 (4.25 bits).
+    - gptq / awq: int4 / int8 by `bits`; `group_size` (-1 = one scale per row);
+      zero points when GPTQ `sym` is false or AWQ `zero_point` is true.
+    - bitsandbytes: 4-bit nf4 / fp4 with an FP32 absmax per 64 (8-bit with
+      `bnb_4bit_use_double_quant`), 8-bit = int8 with an FP32 scale per row.
+    - compressed-tensors: the config group targeting Linear: weights' num_bits and
+      type (float 8 -> fp8_e4m3, int 8 -> int8, int 4 -> int4, float 4 -> fp4, with
+      E4M3 scales per 16 for NVFP4), `strategy` (tensor / channel / group / block),
+      group_size, `symmetric`; `input_activations` -> the compute format (W8A8);
+      `kv_cache_scheme` -> the KV format.
+    - modelopt: `quant_algo` (FP8, FP8_PER_CHANNEL_PER_TOKEN, FP8_BLOCK_SCALES,
+      INT8_WEIGHT_ONLY, W8A8_SQ_PER_CHANNEL, W4A16_AWQ, W4A8_AWQ, NVFP4, W4A16_NVFP4,
+      MXFP4), `group_size`, `kv_cache_quant_algo` (FP8, INT8).
+  Modules a checkpoint leaves unquantized (`modules_to_not_convert`, `ignore`,
+  `exclude_modules`, `llm_int8_skip_modules`) become whole weight groups kept in
+  native_dtype (attention, dense_mlp, shared_experts, lm_head, embedding); a
+  pattern naming single layers counts once it covers every layer of its group.
+  gptq (unless `lm_head: true`), awq, bitsandbytes and fp8 keep the LM head
+  native, as their loaders do. An unknown quant_method is ignored (the weights are
+  then taken to be in native_dtype) and said so in `notes`.
 * `name` defaults to `_name_or_path`, else the model_type; `source` defaults to
   "https://huggingface.co/<_name_or_path>" when that is an "org/name" repository
   id, else to the hub's listing of that model_type (a placeholder: pass the
@@ -75,12 +96,10 @@ parameter count nor the bytes moved, and are ignored. These change structure or
 storage and are knowingly not modelled (the first three are recorded in the
 spec's `notes` when present):
 
-* `quantization_config` beyond its format: the schema has one weight dtype per
-  model, so modules a checkpoint leaves unquantized (`modules_to_not_convert`:
-  gpt-oss keeps attention, router, embeddings and LM head in bf16) and block or
-  group sizes other than the dtype's defaults (DeepSeek-V3's 128 x 128 FP8
-  blocks) are not represented. A quant_method not listed above is ignored
-  (the weights are then taken to be in native_dtype).
+* Quantization detail finer than a weight group: modules left unquantized in only
+  some layers, several config groups with different schemes (the one targeting
+  Linear layers is applied to all), GPTQ's act-order index, ModelOpt's FP32
+  per-tensor second-level scales (recorded in `notes` when present).
 * `num_nextn_predict_layers` (DeepSeek-V3's multi-token-prediction module, 14B
   parameters used only for speculative decoding): not counted.
 * gpt-oss attention sinks (one learned logit per head per layer, 1,536
@@ -206,17 +225,33 @@ class _Reader:
 
 
 # ------------------------------------------------------------------ loading
-def _load(path_or_dict) -> tuple[dict[str, Any], str]:
+HF_QUANT_CONFIG = "hf_quant_config.json"  # ModelOpt's file beside config.json
+
+
+def _load(path_or_dict, hf_quant_config=None) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
+    """config.json as a dict, where it came from, and ModelOpt's hf_quant_config.json: the one given, else
+    the file beside a config.json read from disk, else None."""
+    quant = None
+    if isinstance(hf_quant_config, Mapping):
+        quant = dict(hf_quant_config)
+        check_shape(quant, "the hf_quant_config dict")
+    elif hf_quant_config is not None:
+        if not isinstance(hf_quant_config, (str, Path)):
+            raise SpecError("hf_quant_config", f"expected a path to hf_quant_config.json or a dict, got {type(hf_quant_config).__name__}")
+        quant = read_mapping(Path(hf_quant_config), "json", field="hf_quant_config")
     if isinstance(path_or_dict, Mapping):
         cfg, where = dict(path_or_dict), "the config dict"
         check_shape(cfg, where)
-        return cfg, where
+        return cfg, where, quant
     if not isinstance(path_or_dict, (str, Path)):
         raise SpecError("config", f"expected a path to config.json or a dict, got {type(path_or_dict).__name__}")
     path = Path(path_or_dict)
     if path.is_dir():
         path = path / "config.json"
-    return read_mapping(path, "json", field="config"), str(path)
+    beside = path.parent / HF_QUANT_CONFIG
+    if quant is None and beside.is_file():
+        quant = read_mapping(beside, "json", field="hf_quant_config")
+    return read_mapping(path, "json", field="config"), str(path), quant
 
 
 # ------------------------------------------------------------ typed reads
@@ -383,46 +418,254 @@ def _tied(r: _Reader) -> bool:
     return bool(r.get("tied_embeddings"))
 
 
-def _quantized_dtype(quant: Any) -> str | None:
-    """The simulator's dtype for a checkpoint's `quantization_config`, or None when it names none it knows."""
-    if not isinstance(quant, Mapping):
+# ------------------------------------------------------- quantized checkpoints
+@dataclass
+class _Quant:
+    """What a checkpoint's quantization metadata says: the weight format, its layout, what stays native."""
+
+    method: str
+    dtype: str | None = None  # native_weight_dtype; None = a scheme the simulator does not know
+    ck: dict[str, Any] = field(default_factory=dict)  # CheckpointQuant fields
+    kept: set[str] = field(default_factory=set)  # specs.KeptWeights
+    notes: list[str] = field(default_factory=list)
+
+
+_MODELOPT_ALGOS: dict[str, tuple[str, dict[str, Any]]] = {  # quant_algo -> weight dtype, CheckpointQuant fields
+    "FP8": ("fp8_e4m3", {"activation_dtype": "fp8_e4m3"}),  # per-tensor W8A8
+    "FP8_PER_CHANNEL_PER_TOKEN": ("fp8_e4m3", {"scale_granularity": "row", "activation_dtype": "fp8_e4m3"}),
+    "FP8_BLOCK_SCALES": ("fp8_e4m3", {"scale_granularity": "block", "group_size": 128, "activation_dtype": "fp8_e4m3"}),
+    "INT8_WEIGHT_ONLY": ("int8", {}),
+    "W8A8_SQ_PER_CHANNEL": ("int8", {"activation_dtype": "int8"}),
+    "W4A16_AWQ": ("int4", {"group_size": 128}),
+    "W4A8_AWQ": ("int4", {"group_size": 128, "activation_dtype": "fp8_e4m3"}),
+    # NVFP4: E2M1 in blocks of 16 with an FP8 (E4M3) scale each (+ one FP32 per tensor, not counted)
+    "NVFP4": ("fp4", {"group_size": 16, "scale_dtype": "fp8_e4m3", "activation_dtype": "fp4"}),
+    "W4A16_NVFP4": ("fp4", {"group_size": 16, "scale_dtype": "fp8_e4m3"}),
+    "MXFP4": ("fp4", {}),
+}
+_MODELOPT_KV = {"FP8": "fp8_e4m3", "INT8": "int8"}
+_CT_STRATEGY = {"tensor": "tensor", "channel": "row", "group": "group", "tensor_group": "group", "block": "block"}
+# Methods whose loaders leave the LM head in native_dtype unless told otherwise (transformers skips the
+# output embedding for bitsandbytes and fp8; AutoAWQ and GPTQ quantize only the decoder blocks).
+_LM_HEAD_NATIVE = ("gptq", "awq", "bitsandbytes", "fp8")
+
+
+def _module_group(pattern: str) -> str | None:
+    """The weight group (`specs.KeptWeights`, or "router") a module name or pattern covers, if one."""
+    p = pattern.lower()
+    if "lm_head" in p or p == "output":
+        return "lm_head"
+    if "embed" in p:
+        return "embedding"
+    if "shared_expert" in p:
+        return "shared_experts"
+    if "router" in p or re.search(r"(mlp|block_sparse_moe)\.gate(\b|$)(?!_)", p):
+        return "router"
+    if re.search(r"attn|attention|[qkvo]_proj|qkv", p):
+        return "attention"
+    if "expert" in p:
         return None
-    method = str(quant.get("quant_method", "")).lower()
-    if method == "fp8":
-        return "fp8_e5m2" if "e5m2" in str(quant.get("fmt", "")).lower() else "fp8_e4m3"
-    if method == "mxfp4":
-        return "fp4"
-    bits = quant.get("bits")
-    if method in _INT_QUANT_METHODS and not isinstance(bits, bool) and bits in (4, 8):
-        return f"int{int(bits)}"
-    if method == "bitsandbytes":
-        if quant.get("load_in_4bit") is True and quant.get("bnb_4bit_quant_type", "fp4") == "nf4":
-            return "nf4"
-        if quant.get("load_in_8bit") is True:
-            return "int8"
+    if re.search(r"mlp|feed_forward|(gate|up|down)_proj", p):
+        return "dense_mlp"
     return None
 
 
-def _native_dtype(r: _Reader) -> str:
-    quantized = _quantized_dtype(r.raw("quantization_config")) is not None
+def _kept_groups(q: _Quant, modules: Any, key: str, n_layers: int, moe_layers: set[int]) -> None:
+    """Read a list of modules left unquantized into whole weight groups.
+
+    A pattern without a layer index (`model.layers.*.self_attn`, `re:.*mlp.gate$`) covers its group in
+    every layer; explicit per-layer names count once they cover every layer the group exists in (dense
+    MLPs: the dense layers; shared experts: the MoE layers). Anything else cannot be represented
+    (one format per group) and is named in the notes.
+    """
+    if modules is None:
+        return
+    if isinstance(modules, str):
+        modules = [modules]
+    if not isinstance(modules, list):
+        raise SpecError(key, f"must be a list of module names, got {modules!r}")
+    seen: dict[str, set[int]] = {}
+    partial: list[str] = []
+    for name in modules:
+        group = _module_group(str(name))
+        if group is None:
+            partial.append(str(name))
+            continue
+        idx = re.search(r"layers\.(\d+)\.", str(name))
+        seen.setdefault(group, set()).add(-1 if idx is None else int(idx.group(1)))
+    for group, layers in seen.items():
+        needs = {"dense_mlp": set(range(n_layers)) - moe_layers, "shared_experts": moe_layers}.get(group, set(range(n_layers)))
+        if group == "router":
+            continue  # routers are always native
+        if -1 in layers or (group in ("attention", "dense_mlp", "shared_experts") and needs <= layers):
+            q.kept.add(group)
+        else:
+            partial.append(f"{group} of layers {sorted(layers)[:4]}...")
+    if partial:
+        q.notes.append(f"{key} entries not modelled (one format per weight group): {', '.join(partial[:6])}"
+                       + (f" and {len(partial) - 6} more" if len(partial) > 6 else ""))
+
+
+def _bits_dtype(bits: Any, kind: str) -> str | None:
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        return None
+    return {("float", 8): "fp8_e4m3", ("int", 8): "int8", ("int", 4): "int4", ("float", 4): "fp4"}.get((kind, bits))
+
+
+def _compressed_tensors(quant: Mapping[str, Any], q: _Quant) -> None:
+    """compressed-tensors (llm-compressor): the scheme of the config group that targets Linear layers."""
+    groups = quant.get("config_groups")
+    if not isinstance(groups, Mapping) or not groups:
+        return
+    schemes = [g for g in groups.values() if isinstance(g, Mapping) and isinstance(g.get("weights"), Mapping)]
+    if not schemes:
+        return
+    g = next((g for g in schemes if "Linear" in (g.get("targets") or [])), schemes[0])
+    if len(schemes) > 1:
+        q.notes.append(f"{len(schemes)} config_groups: the one targeting Linear layers is applied to all of them.")
+    w = g["weights"]
+    q.dtype = _bits_dtype(w.get("num_bits"), str(w.get("type", "int")))
+    if q.dtype is None:
+        return
+    strategy = _CT_STRATEGY.get(str(w.get("strategy", "")))
+    if strategy:
+        q.ck["scale_granularity"] = strategy
+    size = w.get("group_size")
+    block = w.get("block_structure")
+    if strategy == "block" and isinstance(block, list) and len(block) == 2 and block[0] == block[1]:
+        size = block[0]
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0 and strategy in ("group", "block"):
+        q.ck["group_size"] = size
+    if q.dtype == "fp4" and q.ck.get("group_size") == 16:
+        q.ck["scale_dtype"] = "fp8_e4m3"  # NVFP4: an E4M3 scale per 16
+    if w.get("symmetric") is False:
+        q.ck["zero_point"] = True
+    act = g.get("input_activations")
+    if isinstance(act, Mapping):
+        q.ck["activation_dtype"] = _bits_dtype(act.get("num_bits"), str(act.get("type", "int")))
+    kv = quant.get("kv_cache_scheme")
+    if isinstance(kv, Mapping):
+        q.ck["kv_dtype"] = _bits_dtype(kv.get("num_bits"), str(kv.get("type", "int")))
+
+
+def _modelopt(algo_block: Mapping[str, Any], q: _Quant, where: str) -> None:
+    """TensorRT Model Optimizer: `quant_algo`, `kv_cache_quant_algo`, `group_size` (hf_quant_config.json's
+    `quantization` block, or a config.json quantization_config with quant_method modelopt)."""
+    algo = str(algo_block.get("quant_algo") or "").upper()
+    if algo in _MODELOPT_ALGOS:
+        q.dtype, fields = _MODELOPT_ALGOS[algo]
+        q.ck.update(fields)
+        size = algo_block.get("group_size")
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0 and "group_size" in fields:
+            q.ck["group_size"] = size
+        if algo_block.get("has_zero_point") is True:
+            q.ck["zero_point"] = True
+    elif algo:
+        q.notes.append(f"ModelOpt quant_algo {algo} ({where}) not modelled.")
+    kv = str(algo_block.get("kv_cache_quant_algo") or "").upper()
+    if kv in _MODELOPT_KV:
+        q.ck["kv_dtype"] = _MODELOPT_KV[kv]
+    elif kv and kv != "NONE":
+        q.notes.append(f"ModelOpt kv_cache_quant_algo {kv} not modelled: KV cache in native_dtype.")
+
+
+def _checkpoint_quant(r: _Reader, hf_quant: Mapping[str, Any] | None, n_layers: int, moe_layers: set[int]) -> _Quant | None:
+    """The checkpoint's quantization: config.json's `quantization_config`, overridden by ModelOpt's
+    `hf_quant_config.json` (`hf_quant`) when that names a quant_algo."""
+    quant = r.raw("quantization_config")
+    block = hf_quant.get("quantization") if isinstance(hf_quant, Mapping) else None
+    if block is not None and not isinstance(block, Mapping):
+        raise SpecError("quantization", f"must be a mapping (quant_algo, kv_cache_quant_algo, ...) in hf_quant_config.json, got {block!r}")
+    if block and block.get("quant_algo"):
+        q = _Quant("modelopt (hf_quant_config.json)")
+        _modelopt(block, q, "hf_quant_config.json")
+        _kept_groups(q, block.get("exclude_modules"), "exclude_modules", n_layers, moe_layers)
+        return q if q.dtype else _unknown(q)
+    if not isinstance(quant, Mapping):
+        return None
+    method = str(quant.get("quant_method", "?")).lower()
+    q = _Quant(method)
+    bits = quant.get("bits")
+    if method == "fp8":
+        q.dtype = "fp8_e5m2" if "e5m2" in str(quant.get("fmt", "")).lower() else "fp8_e4m3"
+        block_size = quant.get("weight_block_size")
+        if isinstance(block_size, list) and len(block_size) == 2 and block_size[0] == block_size[1] and isinstance(block_size[0], int):
+            q.ck.update(scale_granularity="block", group_size=block_size[0])
+        if quant.get("activation_scheme") in ("dynamic", "static"):
+            q.ck["activation_dtype"] = q.dtype  # W8A8: activations quantized to FP8 too
+    elif method == "mxfp4":
+        q.dtype = "fp4"  # E2M1, a shared 8-bit E8M0 scale per 32: the fp4 row of dtypes.py
+    elif method in _INT_QUANT_METHODS and not isinstance(bits, bool) and bits in (4, 8):
+        q.dtype = f"int{int(bits)}"
+        size = quant.get("group_size", 128)
+        if size == -1:
+            q.ck["scale_granularity"] = "row"  # one scale per output channel
+        elif isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            q.ck.update(scale_granularity="group", group_size=size)
+        if (method == "gptq" and quant.get("sym", True) is False) or (method == "awq" and quant.get("zero_point", True) is True):
+            q.ck["zero_point"] = True
+        if method == "gptq" and quant.get("desc_act") is True:
+            q.notes.append("GPTQ desc_act: the per-input-channel group index (4 bytes per input row) is not counted.")
+    elif method == "bitsandbytes":
+        if quant.get("load_in_4bit") is True:
+            kind = quant.get("bnb_4bit_quant_type", "fp4")
+            q.dtype = "nf4" if kind == "nf4" else "fp4"
+            q.ck.update(scale_granularity="group", group_size=64, scale_dtype="fp32")  # an FP32 absmax per 64
+            if quant.get("bnb_4bit_use_double_quant") is True:
+                q.ck["scale_dtype"] = "int8"  # absmax re-quantized to 8 bits (+ an FP32 per 256 blocks, not counted)
+        elif quant.get("load_in_8bit") is True:
+            q.dtype = "int8"
+            q.ck["scale_dtype"] = "fp32"  # LLM.int8(): an FP32 scale per row
+        _kept_groups(q, quant.get("llm_int8_skip_modules"), "llm_int8_skip_modules", n_layers, moe_layers)
+    elif method == "compressed-tensors":
+        _compressed_tensors(quant, q)
+        _kept_groups(q, quant.get("ignore"), "ignore", n_layers, moe_layers)
+    elif method == "modelopt":
+        _modelopt(quant, q, "config.json")
+        _kept_groups(q, quant.get("exclude_modules", quant.get("ignore")), "exclude_modules", n_layers, moe_layers)
+    if not q.dtype:
+        return _unknown(q)
+    if method in _LM_HEAD_NATIVE and not (method == "gptq" and quant.get("lm_head") is True):
+        q.kept.add("lm_head")
+    if method not in ("compressed-tensors", "modelopt", "bitsandbytes"):
+        _kept_groups(q, quant.get("modules_to_not_convert"), "modules_to_not_convert", n_layers, moe_layers)
+    return q
+
+
+def _unknown(q: _Quant) -> _Quant:
+    q.dtype = None
+    q.ck, q.kept = {}, set()
+    return q
+
+
+def _quant_fields(q: _Quant | None) -> tuple[str | None, dict[str, Any] | None]:
+    """native_weight_dtype and checkpoint_quant for the spec."""
+    if q is None or q.dtype is None:
+        return None, None
+    ck = {k: v for k, v in q.ck.items() if v is not None}
+    order = ("attention", "dense_mlp", "shared_experts", "lm_head", "embedding")
+    kept = tuple(g for g in order if g in q.kept)
+    if kept:
+        ck["unquantized"] = kept
+    return q.dtype, (ck or None)
+
+
+def _native_dtype(r: _Reader, quantized: bool) -> str:
     dtype = r.get("dtype", "bfloat16" if quantized else "float32")
     if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise SpecError(_ALIASES["dtype"][0], f"{dtype!r} not understood (in {r.where}); expected one of {', '.join(_DTYPES)}")
     return _DTYPES[dtype]
 
 
-def _notes(r: _Reader, model_type: str) -> str:
+def _notes(r: _Reader, model_type: str, q: _Quant | None) -> str:
     notes = [f"Imported from {r.where} (model_type {model_type})."]
-    quant = r.raw("quantization_config")
-    if quant:
-        method = quant.get("quant_method", "?") if isinstance(quant, Mapping) else "?"
-        if _quantized_dtype(quant):
-            kept = quant.get("modules_to_not_convert") if isinstance(quant, Mapping) else None
-            kept = kept if isinstance(kept, list) else [kept] if kept else None
-            notes.append(f"native_weight_dtype from quantization_config ({method})"
-                         + (f"; modules left unquantized ({', '.join(map(str, kept))}) are not distinguished." if kept else "."))
+    if q is not None:
+        if q.dtype:
+            kept = sorted(q.kept - {"router"})
+            notes.append(f"native_weight_dtype from {q.method}" + (f"; kept in native_dtype: {', '.join(kept)}." if kept else "."))
         else:
-            notes.append(f"quantization_config ({method}) not modelled: weights taken to be in native_dtype.")
+            notes.append(f"quantization ({q.method}) not modelled: weights taken to be in native_dtype.")
+        notes += q.notes
     mtp = _raw_int(r, "num_nextn_predict_layers", 0, lo=0, hi=MAX_LAYERS)
     if mtp:
         notes.append(f"{mtp} multi-token-prediction layer(s) not counted.")
@@ -432,15 +675,18 @@ def _notes(r: _Reader, model_type: str) -> str:
 
 
 # ------------------------------------------------------------------ entry
-def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
+def from_hf_config(path_or_dict, hf_quant_config=None, **overrides) -> ModelSpec:
     """Build a `ModelSpec` from a Hugging Face config.json: a path (file or folder) or a parsed dict.
+
+    `hf_quant_config`: ModelOpt's hf_quant_config.json (a path or a dict); by default the file of
+    that name beside a config.json read from disk, when there is one.
 
     `overrides` replace fields of the imported spec (e.g. `name=`, `source=`,
     `max_context=`); `attention` is re-derived from the heads unless overridden.
     Raises `SpecError` for an unsupported model_type, a missing required key or
     an invalid result.
     """
-    cfg, where = _load(path_or_dict)
+    cfg, where, hf_quant = _load(path_or_dict, hf_quant_config)
     model_type = cfg.get("model_type")
     if model_type is None:
         raise SpecError("model_type", f"missing from {where}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
@@ -467,6 +713,10 @@ def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
     else:
         head_dim = _int(r, "head_dim", None) or hidden // heads
     pattern, window = _attention_pattern(r, n_layers, max_context)
+    moe = _moe(r, model_type, n_layers, dense_width)
+    moe_layers = set(range(n_layers)) - set(moe["dense_layers"]) if moe else set()
+    quant = _checkpoint_quant(r, hf_quant, n_layers, moe_layers)
+    weight_dtype, checkpoint_quant = _quant_fields(quant)
     name_or_path = r.raw("_name_or_path", "")
     name_or_path = name_or_path.strip()[:200] if isinstance(name_or_path, str) else ""
     hub_repo = re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path) is not None  # "org/name", not a local path
@@ -488,11 +738,12 @@ def from_hf_config(path_or_dict, **overrides) -> ModelSpec:
         "mla": mla,
         "attention_pattern": pattern,
         "sliding_window": window,
-        "moe": _moe(r, model_type, n_layers, dense_width),
-        "native_dtype": _native_dtype(r),
-        "native_weight_dtype": _quantized_dtype(r.raw("quantization_config")),
+        "moe": moe,
+        "native_dtype": _native_dtype(r, weight_dtype is not None),
+        "native_weight_dtype": weight_dtype,
+        "checkpoint_quant": checkpoint_quant,
         "position_embedding": "alibi" if _bool(r, "alibi") else "rope",
-        "notes": _notes(r, model_type),
+        "notes": _notes(r, model_type, quant),
         **_block_layout(r, model_type),
         **r.family.fixed,
     }

@@ -192,9 +192,27 @@ def _local(m: Matrix, model: ModelSpec, tp):
     return m.n / tp, m.k  # column-parallel
 
 
+# Which weight group (`specs.KeptWeights`) each matrix belongs to, for checkpoints that keep groups in native_dtype.
+WEIGHT_GROUP = {
+    **dict.fromkeys(("qkv_proj", "o_proj", "q_proj", "q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj"), "attention"),
+    "mlp_up": "dense_mlp", "mlp_down": "dense_mlp", "shared_up": "shared_experts", "shared_down": "shared_experts",
+    "experts_up": "experts", "experts_down": "experts", "router": "router", "lm_head": "lm_head",
+}
+
+
+def matrix_scheme(name: str, rd: ResolvedDeployment) -> QuantScheme:
+    """The storage scheme of one weight matrix, by name.
+
+    Routers are left unquantized (see `ResolvedDeployment.unquantized`), and so is every group a
+    quantized checkpoint keeps in native_dtype (`rd.kept`: gpt-oss keeps attention and the LM head in
+    BF16, MXFP4 only in its experts); every other matrix uses the weight scheme.
+    """
+    group = WEIGHT_GROUP.get(name)
+    return rd.unquantized if group == "router" or group in rd.kept else rd.weights
+
+
 def _scheme(m: Matrix, rd: ResolvedDeployment) -> QuantScheme:
-    """Routers are left unquantized (see `ResolvedDeployment.unquantized`); every other matrix uses the weight scheme."""
-    return rd.unquantized if m.name == "router" else rd.weights
+    return matrix_scheme(m.name, rd)
 
 
 # --------------------------------------------------------------- storage
@@ -276,7 +294,9 @@ def embedding_scheme(model: ModelSpec, rd: ResolvedDeployment) -> QuantScheme:
     quantization (int8/int4/fp8/nf4/fp4): it is gathered, not multiplied, and GPTQ,
     AWQ and FP8 checkpoints leave it unquantized.
     """
-    return rd.weights if model.tied_embeddings else rd.unquantized
+    if model.tied_embeddings:
+        return rd.unquantized if rd.kept & {"lm_head", "embedding"} else rd.weights
+    return rd.unquantized
 
 
 def embedding_row_bytes(model: ModelSpec, rd: ResolvedDeployment):
@@ -287,10 +307,10 @@ def embedding_row_bytes(model: ModelSpec, rd: ResolvedDeployment):
 
 
 def lm_head_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
-    """Untied LM head shard in the weight format (0 when tied), plus its bias."""
+    """Untied LM head shard in its format (`matrix_scheme`; 0 when tied), plus its bias."""
     h, v = model.hidden_size, model.vocab_size
     bias = (v / tp) * rd.unquantized_bytes if model.lm_head_bias else 0
-    return (0 if model.tied_embeddings else rd.weights.matrix_bytes(_split(v, tp), h)) + bias
+    return (0 if model.tied_embeddings else matrix_scheme("lm_head", rd).matrix_bytes(_split(v, tp), h)) + bias
 
 
 def kv_bytes_per_token_per_layer(model: ModelSpec, rd: ResolvedDeployment, tp=1):
@@ -480,16 +500,17 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
             up, down = model.mlp_matrices(False)
             sp = sparse_applies("mlp", rd)
             # [T, h] x [h, 2F/tp] (gate and up fused; F/tp without a gate)
-            ops.append(_gemm("mlp_up", lab, L, tokens, *_local(up, model, tp), rd.weights, ab, nb, bias=up.bias, rd=rd, sparse=sp))
+            ops.append(_gemm("mlp_up", lab, L, tokens, *_local(up, model, tp), _scheme(up, rd), ab, nb, bias=up.bias, rd=rd, sparse=sp))
             ops.append(_activation("mlp_act", lab, L, tokens, _split(model.intermediate_size, tp), gated, ab))
             # [T, F/tp] x [F/tp, h]
-            ops.append(_gemm("mlp_down", lab, L, tokens, *_local(down, model, tp), rd.weights, ab, nb, bias=down.bias, rd=rd, sparse=sp))
+            ops.append(_gemm("mlp_down", lab, L, tokens, *_local(down, model, tp), _scheme(down, rd), ab, nb, bias=down.bias, rd=rd, sparse=sp))
         # all-reduces after attention and after the MLP (one after both with parallel blocks), in one row
         ops.append(_allreduce("allreduce", lab, L, 1 if model.parallel_blocks else 2, tokens, h, ab, tp))
     ops.append(_norms("final_norm", "model", 1, 1, tokens, h, ab, nb))
     v_local = _split(model.vocab_size, tp)
     # [B, h] x [h, V/tp]: the last position of each sequence only
-    ops.append(_gemm("lm_head", "model", 1, batch, v_local, h, rd.weights, ab, nb, bias=model.lm_head_bias, rd=rd))
+    lm_scheme = embedding_scheme(model, rd) if model.tied_embeddings else matrix_scheme("lm_head", rd)
+    ops.append(_gemm("lm_head", "model", 1, batch, v_local, h, lm_scheme, ab, nb, bias=model.lm_head_bias, rd=rd))
     fw, fk = rd.dep.weight_offload_fraction, rd.dep.kv_offload_fraction
     if fw or fk:
         for op in ops:
@@ -528,9 +549,9 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     if e.num_shared_experts:
         su, sd = _local(mats["shared_up"], model, tp), _local(mats["shared_down"], model, tp)
         # shared experts, every token: [T, h] x [h, 2F_s/tp] and [T, F_s/tp] x [F_s/tp, h]
-        ops.append(_gemm("shared_up", group, layers, tokens, *su, rd.weights, ab, nb, rd=rd, sparse=sp))
+        ops.append(_gemm("shared_up", group, layers, tokens, *su, matrix_scheme("shared_up", rd), ab, nb, rd=rd, sparse=sp))
         ops.append(_activation("shared_act", group, layers, tokens, sd[1], gated, ab))
-        ops.append(_gemm("shared_down", group, layers, tokens, *sd, rd.weights, ab, nb, rd=rd, sparse=sp))
+        ops.append(_gemm("shared_down", group, layers, tokens, *sd, matrix_scheme("shared_down", rd), ab, nb, rd=rd, sparse=sp))
     if multi:
         pairs_sent = tokens * e.experts_per_token * (ep - 1) / ep
         ops.append(Op("all_to_all", group, OpKind.COMM, layers, launches=2 * layers, flops=0.0,

@@ -29,7 +29,7 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
     """Every rule a scenario must meet, each failing with a one-line error naming the field."""
     rd = dep.resolved(model)
     if rd.compute_key not in hw.peak_flops_per_s:
-        if dep.on_unsupported_dtype != "fallback":
+        if dep.on_unsupported_dtype != "fallback" and not rd.act_from_checkpoint:  # a checkpoint's own W8A8/W4A4 falls back
             try:
                 hw.peak_flops(rd.compute_key, "activation_dtype")
             except SpecError as exc:

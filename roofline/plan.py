@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 from . import fmt
 from .bands import band_limits, hardware_class, precision_class
+from .energy import kwh_per_million, serving_energy_per_output_token_j
 from .engine import usd_per_million_tokens
 from .engines import DEFAULT_ENGINE, load_engine
 from .errors import SpecError
@@ -81,6 +82,7 @@ COLUMNS = [
     "ttft_at_slo_percentile_band_low_s", "ttft_at_slo_percentile_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
     "output_tokens_per_s_per_replica", "output_tokens_per_s_per_gpu", "usd_per_hour", "usd_per_million_output_tokens",
     "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu", "price_usd_per_gpu_hour",
+    "energy_per_output_token_j", "kwh_per_million_output_tokens", "price_note",
 ]
 MAX_REPLICAS = 1_000_000
 MAX_GPUS_PER_REPLICA = 64
@@ -316,6 +318,7 @@ def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
                gpus_per_replica=dep.num_gpus if placed else 0,
                **(_span(dep, hw) if placed else dict(nodes_per_replica=0, network="")),
                memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour,
+               price_note=hw.price_note,
                weight_dtype=rd.weights.dtype.name if rd else dep.weight_dtype, activation_dtype=rd.act.name if rd else dep.activation_dtype,
                kv_dtype=rd.kv.dtype.name if rd else dep.kv_dtype)
     row.update(figures)
@@ -462,6 +465,8 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
         gpus = n * cv.gpus
         hour = gpus * hw.price_usd_per_gpu_hour
         tokens = per[i] * o.mean_tokens
+        j_token = serving_energy_per_output_token_j(m, rd, hw, tp, float(st.batch_size[i]), cv.es, cv.context_s, o.mean_tokens,
+                                                    tokens, cv.gpus)
         rows.append(dict(
             hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason="",
             precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
@@ -473,6 +478,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
             itl_max_s=float(st.itl_max_s[i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
             usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens),
             memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
+            energy_per_output_token_j=j_token, kwh_per_million_output_tokens=float(kwh_per_million(j_token)), price_note=hw.price_note,
         ))
     return rows
 

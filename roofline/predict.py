@@ -12,6 +12,8 @@ rewrites the decode figures when a drafter is set. Their formulas are in those m
   solves it for the batch.
 * Cost per million output tokens = price/GPU-hour · GPUs / 3600 / (tokens/s) · 1e6
   (`engine.usd_per_million_tokens`); NaN when the scenario does not fit in memory.
+* Energy: P = P_idle + (TDP - P_idle) · u per operator, u the utilization of its bound resource;
+  J per output token and kWh per million output tokens (`energy.static_energy`).
 
 The names these levels define are re-exported here (`check`, `evaluate`, `valid_tps`, ...), where
 callers have always imported them from.
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 from . import ops as O
 from .bands import Band, bands_for
+from .energy import static_energy
 from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
 from .engines import load_engine
 from .errors import SpecError
@@ -120,6 +123,11 @@ class Prediction(BaseModel):
 
     cost_per_hour_usd: float
     cost_per_million_output_tokens_usd: float
+    prefill_energy_j: float = Field(math.nan, description="board energy of the prefill pass, all GPUs of the replica (`roofline.energy`)")
+    decode_energy_j: float = Field(math.nan, description="board energy of the decode steps, all GPUs of the replica")
+    energy_per_output_token_j: float = Field(math.nan, description="(prefill + decode energy) / (batch · output tokens)")
+    kwh_per_million_output_tokens: float = Field(math.nan, description="energy_per_output_token_j · 10⁶ / 3.6·10⁶")
+    mean_power_w_per_gpu: float = Field(math.nan, description="energy / e2e latency / GPUs: between idle_power_w and tdp_w")
     bands: dict[str, Band] = Field(default_factory=dict, description=(
         "80% error bands of ttft_s, tpot_s, e2e_latency_s and output_tokens_per_s from the published corpus "
         "(`roofline.bands`); a figure whose family has too few published rows has none"))
@@ -191,6 +199,9 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
                 hw.price_usd_per_gpu_hour)
     fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
               for k, v in {**r.figures(), **d.figures()}.items() if k in _FIELDS}
+    en = static_energy(r, hw, dep, b, o, None if spec is None else (peak, hw.memory_bandwidth_bytes_per_s))
+    fields.update(prefill_energy_j=en.prefill_j, decode_energy_j=en.decode_j, energy_per_output_token_j=en.energy_per_output_token_j,
+                  kwh_per_million_output_tokens=en.kwh_per_million_output_tokens, mean_power_w_per_gpu=en.mean_power_w_per_gpu)
     # every value above is already of its field's type: construct without validating it again
     p = Prediction.model_construct(
         model=model.name, hardware=hw.name, workload=workload, deployment=dep,

@@ -103,9 +103,12 @@ def _load_hardware_cached(name: str) -> HardwareProfile:
 
 
 def load_model(name_or_path: str | Path) -> ModelSpec:
-    """A shipped model id (`rl.list_models()`), a path to a spec YAML file, or a path to a Hugging Face
-    `config.json` (any file ending in .json; `ModelSpec.from_hf_config` reads it)."""
+    """A shipped model id (`rl.list_models()`), a path to a spec YAML file, a path to a Hugging Face
+    `config.json` (any file ending in .json; `ModelSpec.from_hf_config` reads it, with ModelOpt's
+    hf_quant_config.json beside it), or a checkpoint folder holding a config.json."""
     text = str(name_or_path)
+    if Path(text).is_dir() and (Path(text) / "config.json").is_file():  # a checkpoint folder (+ hf_quant_config.json)
+        return ModelSpec.from_hf_config(Path(text))
     if text.endswith(".json"):
         path = Path(text)
         if not path.is_file():

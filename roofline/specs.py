@@ -47,6 +47,8 @@ MAX_CONTEXT = 1 << 28  # tokens
 
 AttentionKind = Literal["mha", "gqa", "mqa", "mla"]
 LayerAttention = Literal["full", "sliding"]
+# Weight groups a quantized checkpoint may leave in native_dtype (routers always are; see `ops.matrix_scheme`).
+KeptWeights = Literal["attention", "dense_mlp", "shared_experts", "lm_head", "embedding"]
 
 
 class MLAConfig(BaseModel):
@@ -82,6 +84,42 @@ class MoEConfig(BaseModel):
     @property
     def shared_width(self) -> int:
         return self.shared_expert_intermediate_size or self.expert_intermediate_size
+
+
+class CheckpointQuant(BaseModel):
+    """How a quantized checkpoint stores its weights, beyond their format (`ModelSpec.native_weight_dtype`).
+
+    Each field is what the checkpoint's `quantization_config` (or ModelOpt's `hf_quant_config.json`)
+    states; None keeps the weight dtype's default (`dtypes.py`). They apply only while a deployment
+    runs the checkpoint's own weights (`Deployment.weight_dtype` unset): asking for another weight
+    format re-quantizes everything with that format's defaults.
+
+    gpt-oss-20b: MXFP4 experts (4 bits + one 8-bit scale per 32 = 4.25 bits per weight) with
+    `unquantized: [attention, lm_head, embedding]` kept in BF16.
+    """
+
+    model_config = _FROZEN
+    group_size: int | None = Field(None, gt=0, le=MAX_WIDTH, description="elements per scale (per block edge for block scales)")
+    scale_granularity: Literal["tensor", "row", "group", "block"] | None = Field(None, description="scale layout; default: the dtype's")
+    scale_dtype: str | None = Field(None, description="format of the scales (NVFP4: fp8); default: the dtype's")
+    zero_point: bool = Field(False, description="asymmetric: one zero point per scale (AWQ, GPTQ sym=false)")
+    activation_dtype: str | None = Field(None, description="compute format the scheme runs at (W8A8 FP8: fp8; NVFP4 W4A4: fp4); "
+                                                           "None = native_dtype (weight-only)")
+    kv_dtype: str | None = Field(None, description="KV-cache format the checkpoint was calibrated for (kv_cache_scheme, kv_cache_quant_algo)")
+    unquantized: tuple[KeptWeights, ...] = Field((), description="weight groups the checkpoint keeps in native_dtype "
+                                                                 "(modules_to_not_convert / ignore / exclude_modules)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "CheckpointQuant":
+        for name in ("scale_dtype", "activation_dtype", "kv_dtype"):
+            value = getattr(self, name)
+            if value is not None:
+                get_dtype(value, f"checkpoint_quant.{name}")
+        if self.scale_granularity in ("group", "block") and self.group_size is None:
+            raise SpecError("checkpoint_quant.group_size", f"{self.scale_granularity} scales need a group size (e.g. 128)")
+        if len(set(self.unquantized)) != len(self.unquantized):
+            raise SpecError("checkpoint_quant.unquantized", f"lists a group twice: {list(self.unquantized)}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -143,6 +181,9 @@ class ModelSpec(BaseModel):
     native_weight_dtype: str | None = Field(
         None, description="format the published checkpoint stores its linear weights in, when not native_dtype "
         "(gpt-oss: fp4 = MXFP4 experts; DeepSeek-V3: fp8)")
+    checkpoint_quant: CheckpointQuant | None = Field(
+        None, description="the quantized checkpoint's scale layout, compute and KV formats, and the weight groups it keeps "
+        "in native_dtype; needs native_weight_dtype")
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norm_bias: bool = False
     norms_per_layer: int | None = Field(None, ge=0, le=16, description="default 1 with parallel blocks, else 2 (Gemma-2 has 4)")
@@ -155,14 +196,15 @@ class ModelSpec(BaseModel):
     notes: str = ""
 
     @classmethod
-    def from_hf_config(cls, path_or_dict, **overrides) -> "ModelSpec":
-        """Build a spec from a Hugging Face `config.json` (a path or an already-loaded dict).
+    def from_hf_config(cls, path_or_dict, hf_quant_config=None, **overrides) -> "ModelSpec":
+        """Build a spec from a Hugging Face `config.json` (a path, its folder, or an already-loaded dict),
+        with ModelOpt's `hf_quant_config.json` (a path or dict; by default the file beside config.json).
 
-        See `roofline.hf_import` for the architectures and aliases handled.
+        See `roofline.hf_import` for the architectures, aliases and quantization formats handled.
         """
         from .hf_import import from_hf_config
 
-        return from_hf_config(path_or_dict, **overrides)
+        return from_hf_config(path_or_dict, hf_quant_config, **overrides)
 
     # ---------------------------------------------------------------- checks
     @model_validator(mode="after")
@@ -201,6 +243,12 @@ class ModelSpec(BaseModel):
                                             "as native_weight_dtype")
         if self.native_weight_dtype is not None and get_dtype(self.native_weight_dtype, "native_weight_dtype").name == "tf32":
             raise SpecError("native_weight_dtype", "tf32 is a compute mode, not a storage format; use fp32")
+        if self.checkpoint_quant is not None:
+            if self.native_weight_dtype is None:
+                raise SpecError("checkpoint_quant", "describes a quantized checkpoint; set native_weight_dtype (its weight format) too")
+            ck = self.checkpoint_quant
+            QuantScheme.of(get_dtype(self.native_weight_dtype), ck.group_size, ck.scale_dtype, ck.zero_point,
+                           field="checkpoint_quant.weight", granularity=ck.scale_granularity)
         return self
 
     # ------------------------------------------------------------ structure

@@ -164,6 +164,19 @@ def batch_sweep(model: ModelSpec, hardware: HardwareProfile, workload: Workload,
     return _batch_frame(_sweep(model, hardware, workload, deployment, batch_size=list(batch_sizes or _batch_grid(workload))))
 
 
+def batch_point(prediction: Prediction) -> pd.DataFrame:
+    """The row `batch_sweep` has at the prediction's own batch, from the Prediction's figures (no sweep):
+    the dashboard keeps the power-of-two sweep (which does not move with the batch) and adds this point."""
+    p = prediction
+    df = pd.DataFrame({"hardware": [p.hardware], "tp": [p.deployment.tp], "batch_size": [p.workload.batch_size],
+                       "tpot_s": [p.tpot_s], "tpot_floor_s": [p.tpot_floor_s], "output_tokens_per_s": [p.output_tokens_per_s],
+                       "output_tokens_per_s_per_gpu": [p.output_tokens_per_s_per_gpu], "decode_bound": [p.decode_bound],
+                       "fits": [p.fits]})
+    df["tokens_per_s_per_user"] = 1.0 / df["tpot_s"]
+    df["tokens_per_s_per_gpu"] = df["output_tokens_per_s_per_gpu"]
+    return df
+
+
 def frontier(model: ModelSpec, hardware: HardwareProfile, workload: Workload, deployment: Deployment,
              batch_sizes: Sequence[int] | None = None) -> pd.DataFrame:
     """Latency-throughput frontier over batch sizes: tokens/s per user = 1 / TPOT against

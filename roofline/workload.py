@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .dtypes import DEQUANT_OPS_PER_WEIGHT, QuantScheme, get_dtype
 from .engines import DEFAULT_ENGINE, load_engine
 from .errors import SpecError
-from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, ModelSpec, kv_scheme
+from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, CheckpointQuant, ModelSpec, kv_scheme
 from .units import GIB
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
@@ -173,22 +173,28 @@ class Deployment(BaseModel):
 
     def resolved(self, model) -> "ResolvedDeployment":
         """Fill the model's native formats in and check the formats against each other."""
-        return ResolvedDeployment.of(self, model.native_dtype, model.native_weight_dtype)
+        return ResolvedDeployment.of(self, model.native_dtype, model.native_weight_dtype, model.checkpoint_quant)
 
 
 class ResolvedDeployment:
     """A Deployment with dtypes resolved against a model: what `ops.py` consumes."""
 
     __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes", "engine",
-                 "weight_only", "dequant_ops_per_weight", "act_bytes", "unquantized_bytes")
+                 "weight_only", "dequant_ops_per_weight", "act_bytes", "unquantized_bytes", "kept", "act_from_checkpoint")
 
     @classmethod
-    def of(cls, dep: Deployment, native_dtype: str, native_weight_dtype: str | None = None) -> "ResolvedDeployment":
+    def of(cls, dep: Deployment, native_dtype: str, native_weight_dtype: str | None = None,
+           checkpoint: CheckpointQuant | None = None) -> "ResolvedDeployment":
+        """Resolve the formats. A quantized checkpoint's own layout (`checkpoint`: scales, compute format,
+        groups kept in native_dtype) applies while the deployment keeps its weights (weight_dtype unset);
+        the deployment's own group size, scale format, zero point and granularity override it field by field."""
         self = cls()
         self.dep = dep
         self.native = get_dtype(native_dtype, "native_dtype")
+        own = checkpoint if dep.weight_dtype is None and native_weight_dtype is not None else None
         wd = get_dtype(dep.weight_dtype or native_weight_dtype or native_dtype, "weight_dtype")
-        ad = get_dtype(dep.activation_dtype or native_dtype, "activation_dtype")
+        self.act_from_checkpoint = dep.activation_dtype is None and own is not None and own.activation_dtype is not None
+        ad = get_dtype(dep.activation_dtype or (own.activation_dtype if own else None) or native_dtype, "activation_dtype")
         if wd.name == "tf32":
             raise SpecError("weight_dtype", "tf32 is a compute mode, not a storage format; use fp32")
         if ad.peak_key is None:
@@ -199,13 +205,20 @@ class ResolvedDeployment:
                 f"{ad.name} activations with {wd.name} weights would need the weights re-quantized every step; "
                 f"use weight_dtype with at most {ad.bits} bits (e.g. weight_dtype={ad.name})",
             )
-        self.weights = QuantScheme.of(wd, dep.weight_group_size, dep.weight_scale_dtype, dep.weight_zero_point, field="weight",
-                                      granularity=dep.weight_scale_granularity)
+        if own is None:
+            self.weights = QuantScheme.of(wd, dep.weight_group_size, dep.weight_scale_dtype, dep.weight_zero_point, field="weight",
+                                          granularity=dep.weight_scale_granularity)
+        else:
+            self.weights = QuantScheme.of(wd, dep.weight_group_size or own.group_size, dep.weight_scale_dtype or own.scale_dtype,
+                                          dep.weight_zero_point or own.zero_point, field="weight",
+                                          granularity=dep.weight_scale_granularity or (None if dep.weight_group_size else own.scale_granularity))
+        # weight groups the checkpoint keeps in native_dtype (`ops.matrix_scheme`); none once re-quantized
+        self.kept = frozenset(own.unquantized) if own is not None and wd.is_quantized else frozenset()
         # Tensors quantizers leave alone (norms, biases, routers, an untied embedding table) follow a plain
         # float cast of the weights (fp32, fp16) but stay in the native dtype under int8/int4/fp8/nf4/fp4.
         self.unquantized = self.weights if not wd.is_quantized else QuantScheme.of(self.native)
         self.act = ad
-        self.kv = kv_scheme(dep.kv_dtype or native_dtype)
+        self.kv = kv_scheme(dep.kv_dtype or (checkpoint.kv_dtype if checkpoint else None) or native_dtype)
         self.compute_key = ad.peak_key
         self.notes = []
         self.engine = None if dep.engine is None else load_engine(dep.engine)
@@ -220,6 +233,8 @@ class ResolvedDeployment:
                                           "on_unsupported_dtype": "error"})
         out = ResolvedDeployment.of(dep, self.native.name)
         out.dep = self.dep
+        out.weights, out.kept, out.kv = self.weights, self.kept, self.kv  # the checkpoint's layout, unchanged
+        out.weight_only, out.dequant_ops_per_weight, out.act_bytes, out.unquantized_bytes = out._derived_sizes()
         out.notes = [*self.notes, reason]
         return out
 

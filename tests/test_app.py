@@ -53,7 +53,7 @@ def test_default_scenario_shows_the_libraries_numbers(default_app):
     assert _metrics(at, "TPOT") == [fmt.seconds(p.tpot_s)] == ["28.5 ms"]
     assert _metrics(at, "Output tokens/s") == [fmt.count(p.output_tokens_per_s)]
     assert _metrics(at, "MBU decode") == [fmt.fraction(p.mbu_decode)]
-    assert _metrics(at, "$/M tokens") == [fmt.usd(p.cost_per_million_output_tokens_usd)] == ["$9.17"]
+    assert _metrics(at, "$/M tokens") == [fmt.usd(p.cost_per_million_output_tokens_usd)] == ["$9.58"]
     table = at.dataframe[0].value  # the CLI's rows, one column per hardware
     assert table.loc["memory per GPU: required", hw.name] == fmt.gigabytes(p.memory_required_bytes)
     assert table.loc["fits in memory", hw.name] == "yes"
@@ -335,7 +335,7 @@ def test_a_price_override_reprices_the_plan():
     _ok(at)
     table = at.table[0].value
     l40s = table[table["hardware"] == "l40s"].iloc[0]
-    assert l40s["$/GPU-hour"] == "$0.50"
+    assert l40s["$/GPU-hour"] == "$0.50 (override)"  # an overridden price says so
     if l40s["GPUs"] != "-":
         assert l40s["$/hour"] == fmt.usd(int(l40s["GPUs"]) * 0.5)  # GPUs x the overridden price
     at.text_input(key="pl_price").input("l40s=cheap").run()

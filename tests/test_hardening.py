@@ -112,8 +112,8 @@ def test_a_missing_file_is_not_an_unknown_id_and_an_empty_id_is_named(tmp_path):
     ("  bf16: 989.4e+12", "  bf16: .nan", "peak_flops_per_s.bf16"),
     ("memory_bandwidth_bytes_per_s: 3.35e+12", "memory_bandwidth_bytes_per_s: .inf", "memory_bandwidth_bytes_per_s"),
     ("memory_bandwidth_bytes_per_s: 3.35e+12", "memory_bandwidth_bytes_per_s: 3.35e+14", "memory_bandwidth_bytes_per_s"),
-    ("price_usd_per_gpu_hour: 3.78", "price_usd_per_gpu_hour: .inf", "price_usd_per_gpu_hour"),
-    ("price_usd_per_gpu_hour: 3.78", "price_usd_per_gpu_hour: 5000", "price_usd_per_gpu_hour"),
+    ("price_usd_per_gpu_hour: 3.95", "price_usd_per_gpu_hour: .inf", "price_usd_per_gpu_hour"),
+    ("price_usd_per_gpu_hour: 3.95", "price_usd_per_gpu_hour: 5000", "price_usd_per_gpu_hour"),
     ("  kernel_overhead_s: 4.0e-6", "  kernel_overhead_s: .nan", "efficiency.kernel_overhead_s"),
     ("  latency_s: 1.8e-6", "  latency_s: .inf", "interconnect.latency_s"),
     ("  max_gpus: 8", "  max_gpus: 1000000000", "interconnect.max_gpus"),
@@ -190,14 +190,14 @@ def test_hf_integral_floats_are_integers():
 # ------------------------------------------------------------ device identity
 def test_two_profiles_of_one_name_stay_apart(tmp_path):
     copy = tmp_path / "my-h100.yaml"
-    copy.write_text(H100_YAML.replace("price_usd_per_gpu_hour: 3.78", "price_usd_per_gpu_hour: 1.0", 1))
+    copy.write_text(H100_YAML.replace("price_usd_per_gpu_hour: 3.95", "price_usd_per_gpu_hour: 1.0", 1))
     shipped, mine = rl.load_hardware("h100-sxm"), rl.load_hardware(copy)
     assert shipped.name == mine.name and (shipped.id, mine.id) == ("h100-sxm", str(copy))
     assert hardware_labels([shipped, mine]) == [f"{shipped.name} [h100-sxm]", f"{shipped.name} [{copy}]"]
     assert hardware_labels([shipped, rl.load_hardware("h200")]) == [shipped.name, rl.load_hardware("h200").name]
     df = rl.sweep("llama-3.1-8b", [shipped, mine], batch_size=1, prompt_tokens=128, output_tokens=16)
     assert list(df["hardware"]) == hardware_labels([shipped, mine])
-    assert df["cost_per_hour_usd"].tolist() == [3.78, 1.0]
+    assert df["cost_per_hour_usd"].tolist() == [3.95, 1.0]
 
 
 # ------------------------------------------------------------ sweep
@@ -311,21 +311,21 @@ def test_cli_a_comma_inside_a_path_is_one_path(tmp_path):
 
 
 def test_plan_at_a_tiny_rate_still_buys_one_replica():
-    """1e-8 requests/s: the fleet is one replica, never 0 GPUs at $0: 1 x H100 at $3.78/hour."""
+    """1e-8 requests/s: the fleet is one replica, never 0 GPUs at $0: 1 x H100 at $3.95/hour."""
     df = rl.plan("llama-3.2-1b", 1e-8, 512, 64, 2.0, 0.05, hardware="h100-sxm")
     r = df.iloc[0]
-    assert r.feasible and (r.replicas, r.gpus, r.tp) == (1, 1, 1) and r.usd_per_hour == 3.78
-    # $/M output tokens = 3.78 / (1e-8 requests/s x 64 tokens x 3600 s) x 1e6
-    assert math.isclose(r.usd_per_million_output_tokens, 3.78 / (1e-8 * 64 * 3600) * 1e6)
+    assert r.feasible and (r.replicas, r.gpus, r.tp) == (1, 1, 1) and r.usd_per_hour == 3.95
+    # $/M output tokens = 3.95 / (1e-8 requests/s x 64 tokens x 3600 s) x 1e6
+    assert math.isclose(r.usd_per_million_output_tokens, 3.95 / (1e-8 * 64 * 3600) * 1e6)
 
 
 def test_plan_keeps_two_profiles_of_one_name_apart(tmp_path):
     copy = tmp_path / "cheap-h100.yaml"
-    copy.write_text(H100_YAML.replace("price_usd_per_gpu_hour: 3.78", "price_usd_per_gpu_hour: 1.0", 1))
+    copy.write_text(H100_YAML.replace("price_usd_per_gpu_hour: 3.95", "price_usd_per_gpu_hour: 1.0", 1))
     df = rl.plan("llama-3.2-1b", 10, 512, 64, 2.0, 0.05, hardware=["h100-sxm", str(copy)])
     assert sorted(df["hardware_id"]) == sorted(["h100-sxm", str(copy)])
     rows = df.set_index("hardware_id")
-    assert rows.loc[str(copy), "price_usd_per_gpu_hour"] == 1.0 and rows.loc["h100-sxm", "price_usd_per_gpu_hour"] == 3.78
+    assert rows.loc[str(copy), "price_usd_per_gpu_hour"] == 1.0 and rows.loc["h100-sxm", "price_usd_per_gpu_hour"] == 3.95
     assert rows.loc["h100-sxm", "hardware"] == "NVIDIA H100 SXM5 80GB [h100-sxm]"
     assert len(rl.plan("llama-3.2-1b", 10, 512, 64, 2.0, 0.05, hardware=["h100-sxm", "h100-sxm"])) == 1  # the same file twice: once
 

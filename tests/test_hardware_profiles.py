@@ -136,7 +136,7 @@ def test_dtype_support_matches_architecture(hw_id):
 def test_sources_cover_every_figure_and_are_real(hw_id):
     data = raw(hw_id)
     figures = {"memory_bytes", "memory_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
-               "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w",
+               "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w", "idle_power_w",
                "price_usd_per_gpu_hour", "gemm_tile_tokens", "sparsity_2_4_speedup"}
     assert figures <= set(data["sources"])
     assert set(data["efficiency"]["sources"]) >= {
@@ -147,7 +147,7 @@ def test_sources_cover_every_figure_and_are_real(hw_id):
         assert "placeholder" not in text.lower()
 
 
-@pytest.mark.parametrize("field", ["memory_bandwidth_bytes_per_s", "tdp_w", "sparsity_2_4_speedup"])
+@pytest.mark.parametrize("field", ["memory_bandwidth_bytes_per_s", "tdp_w", "idle_power_w", "sparsity_2_4_speedup"])
 def test_profile_missing_a_source_fails_naming_the_field(field):
     data = raw("h100-sxm")
     rl.HardwareProfile.model_validate(data)  # the unmodified dict is valid
@@ -208,7 +208,9 @@ def test_a_price_override_changes_only_the_price_and_records_its_source():
     h100 = rl.load_hardware("h100-sxm")
     cheap = h100.with_price(1.25, "quote 2026-11")
     assert cheap.price_usd_per_gpu_hour == 1.25 and cheap.sources["price_usd_per_gpu_hour"] == "quote 2026-11"
-    assert cheap.model_dump(exclude={"price_usd_per_gpu_hour", "sources"}) == h100.model_dump(exclude={"price_usd_per_gpu_hour", "sources"})
+    assert cheap.model_dump(exclude={"price_usd_per_gpu_hour", "sources", "price_kind"}) == h100.model_dump(
+        exclude={"price_usd_per_gpu_hour", "sources", "price_kind"})
+    assert (h100.price_kind, cheap.price_kind, cheap.price_note) == ("basis", "override", "price: override")
     wl = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
     a, b = (rl.predict(rl.load_model("llama-3.1-8b"), h, wl) for h in (h100, cheap))
     assert b.cost_per_hour_usd == pytest.approx(1.25)  # one GPU x $1.25
@@ -222,3 +224,18 @@ def test_a_price_override_changes_only_the_price_and_records_its_source():
     for bad in ("h100-sxm", "h100-sxm=", "=2", "h100-sxm=-1", "h100-sxm=nan", "h100-sxm=two"):
         with pytest.raises(rl.SpecError, match=f"price: expected DEVICE=USD_PER_GPU_HOUR .*got '{bad}'"):
             parse_prices(bad)
+
+
+
+def test_every_price_is_on_the_basis_or_says_what_it_is():
+    """One stated basis (hardware.PRICE_BASIS); a profile off it says why in its price source, and an estimate says so."""
+    from roofline.hardware import PRICE_BASIS
+
+    assert "modal.com/pricing" in PRICE_BASIS
+    for hw_id in IDS:
+        hw = rl.load_hardware(hw_id)
+        source = hw.sources["price_usd_per_gpu_hour"]
+        want = {"basis": "BASIS:", "other": "OFF BASIS", "estimate": "ESTIMATE"}[hw.price_kind]
+        assert source.startswith(want), (hw_id, source)
+        assert (hw.price_note == "") == (hw.price_kind == "basis")
+    assert rl.load_hardware("gb200").price_note == "price: ESTIMATE"

@@ -452,3 +452,164 @@ def test_imported_spec_agrees_with_shipped_yaml(yaml_path):
     imported = from_hf_config(config)
     assert imported.param_count == shipped.param_count, f"{config.name} vs {yaml_path.name}"
     assert imported.kv_bytes_per_token("bf16") == shipped.kv_bytes_per_token("bf16"), f"{config.name} vs {yaml_path.name}"
+
+
+# ------------------------------------------------- quantized checkpoints
+def _weight_bytes(spec: ModelSpec, **dep) -> float:
+    from roofline import ops as O
+
+    return O.weight_storage_bytes(spec, rl.Deployment(**dep).resolved(spec))
+
+
+def test_gpt_oss_20b_weight_bytes_by_hand():
+    """MXFP4 experts, BF16 everything else (modules_to_not_convert: self_attn, router, embed_tokens, lm_head).
+
+    h = 2880, 24 layers, 64 query heads and 8 KV heads of 64, 32 experts of width 2880, vocabulary 201,088.
+    Experts: up 5760 x 2880 + down 2880 x 2880 = 24,883,200 weights per expert, x 32 x 24 = 19,110,297,600,
+      at 4 bits + one 8-bit scale per 32 (2880 = 90 x 32, no partial group) = 4.25 bits: 10,151,095,600 bytes.
+    BF16 (2 bytes each):
+      attention: qkv (64 + 2·8)·64 = 5120 x 2880 = 14,745,600 + 5,120 bias; o 2880 x 4096 = 11,796,480 + 2,880 bias
+                 = 26,550,080 per layer, x 24 = 637,201,920
+      routers:   32 x 2880 + 32 = 92,192 per layer, x 24 = 2,212,608
+      expert biases: (5760 + 2880) x 32 x 24 = 6,635,520
+      norms:     2 x 2880 x 24 + 2880 (final) = 141,120
+      embedding and LM head (untied): 2 x 201,088 x 2880 = 1,158,266,880
+      sum 1,804,458,048 parameters = 3,608,916,096 bytes.
+    Total 13,760,011,696 bytes; the checkpoint's safetensors files hold about 13.8 GB.
+    """
+    experts = 24_883_200 * 32 * 24
+    assert experts == 19_110_297_600
+    bf16_params = 637_201_920 + 2_212_608 + 6_635_520 + 141_120 + 1_158_266_880
+    assert bf16_params == 1_804_458_048
+    expected = experts * 4.25 / 8 + 2 * bf16_params
+    imported = load("gpt-oss-20b")
+    assert imported.param_count == experts + bf16_params
+    assert _weight_bytes(imported) == pytest.approx(expected, rel=1e-12)
+    assert _weight_bytes(rl.load_model("gpt-oss-20b")) == pytest.approx(expected, rel=1e-12)  # the shipped spec agrees
+    # before checkpoint_quant, attention and LM head were counted at 4.25 bits: 13% light
+    everything_fp4 = from_hf_config(raw("gpt-oss-20b") | {"quantization_config": {"quant_method": "mxfp4"}})
+    attn_lm = 24 * (14_745_600 + 11_796_480) + 201_088 * 2880  # matrices (biases stay BF16 either way)
+    assert _weight_bytes(everything_fp4) == pytest.approx(expected - attn_lm * (2 - 4.25 / 8), rel=1e-12)
+    assert 1 - _weight_bytes(everything_fp4) / expected == pytest.approx(0.13, abs=0.005)
+    # asking for another weight format re-quantizes every group with that format's defaults
+    assert _weight_bytes(imported, weight_dtype="fp4") == pytest.approx(_weight_bytes(everything_fp4), rel=1e-12)
+
+
+LLAMA8B_LINEAR = 32 * (4096 * 6144 + 4096 * 4096 + 2 * 14336 * 4096 + 4096 * 14336)  # qkv, o, gate+up, down
+
+
+@pytest.mark.parametrize(("quant", "dtype", "ck"), [
+    # GPTQ: groups of 128, symmetric, LM head unquantized (lm_head: false is the default)
+    ({"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True},
+     "int4", {"scale_granularity": "group", "group_size": 128, "unquantized": ("lm_head",)}),
+    ({"quant_method": "gptq", "bits": 8, "group_size": -1, "sym": False, "lm_head": True},
+     "int8", {"scale_granularity": "row", "zero_point": True}),
+    ({"quant_method": "awq", "bits": 4, "group_size": 64, "zero_point": True, "version": "gemm"},
+     "int4", {"scale_granularity": "group", "group_size": 64, "zero_point": True, "unquantized": ("lm_head",)}),
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"},
+     "nf4", {"scale_granularity": "group", "group_size": 64, "scale_dtype": "fp32", "unquantized": ("lm_head",)}),
+    ({"quant_method": "bitsandbytes", "load_in_8bit": True, "llm_int8_skip_modules": ["lm_head", "model.embed_tokens"]},
+     "int8", {"scale_dtype": "fp32", "unquantized": ("lm_head", "embedding")}),
+    ({"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [128, 128]},
+     "fp8_e4m3", {"scale_granularity": "block", "group_size": 128, "activation_dtype": "fp8_e4m3", "unquantized": ("lm_head",)}),
+    # compressed-tensors FP8 W8A8 (per-channel weights, dynamic per-token activations), FP8 KV, LM head ignored
+    ({"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ["lm_head"],
+      "config_groups": {"group_0": {"targets": ["Linear"],
+                                    "weights": {"num_bits": 8, "type": "float", "strategy": "channel", "symmetric": True},
+                                    "input_activations": {"num_bits": 8, "type": "float", "strategy": "token", "dynamic": True}}},
+      "kv_cache_scheme": {"num_bits": 8, "type": "float", "strategy": "tensor"}},
+     "fp8_e4m3", {"scale_granularity": "row", "activation_dtype": "fp8_e4m3", "kv_dtype": "fp8_e4m3", "unquantized": ("lm_head",)}),
+    # compressed-tensors INT8 W8A8
+    ({"quant_method": "compressed-tensors", "ignore": ["lm_head"],
+      "config_groups": {"group_0": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "int", "strategy": "channel"},
+                                    "input_activations": {"num_bits": 8, "type": "int", "strategy": "token"}}}},
+     "int8", {"scale_granularity": "row", "activation_dtype": "int8", "unquantized": ("lm_head",)}),
+    # compressed-tensors W4A16, asymmetric groups of 128; the LM head quantized (not ignored)
+    ({"quant_method": "compressed-tensors", "format": "pack-quantized", "ignore": [],
+      "config_groups": {"group_0": {"targets": ["Linear"], "input_activations": None,
+                                    "weights": {"num_bits": 4, "type": "int", "strategy": "group", "group_size": 128, "symmetric": False}}}},
+     "int4", {"scale_granularity": "group", "group_size": 128, "zero_point": True}),
+    # ModelOpt in config.json
+    ({"quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8", "exclude_modules": ["lm_head"]},
+     "fp8_e4m3", {"activation_dtype": "fp8_e4m3", "kv_dtype": "fp8_e4m3", "unquantized": ("lm_head",)}),
+])
+def test_quantization_config_sets_the_checkpoint_layout(quant, dtype, ck):
+    s = from_hf_config(raw("llama-3.1-8b") | {"quantization_config": quant})
+    assert s.native_weight_dtype == dtype and s.native_dtype == "bf16"
+    got = s.checkpoint_quant.model_dump(exclude_defaults=True) if s.checkpoint_quant else {}
+    assert got == ck
+
+
+def test_awq_int4_llama_8b_weight_bytes_by_hand():
+    """AWQ 4-bit, groups of 64 with an FP16 scale and a 4-bit zero point each: 4 + (16 + 4)/64 = 4.3125 bits
+    per linear weight (every K of Llama-3.1-8B, 4096 and 14336, is a multiple of 64); LM head, embedding
+    and norms BF16: 2 x 128,256 x 4096 + 32 x 2 x 4096 + 4096 = 1,050,955,776 parameters."""
+    s = from_hf_config(raw("llama-3.1-8b") | {"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 64}})
+    assert LLAMA8B_LINEAR == 6_979_321_856
+    bf16 = 2 * 128_256 * 4096 + 32 * 2 * 4096 + 4096
+    assert LLAMA8B_LINEAR + bf16 == s.param_count == 8_030_261_248
+    assert _weight_bytes(s) == pytest.approx(LLAMA8B_LINEAR * 4.3125 / 8 + 2 * bf16, rel=1e-12)
+    # the deployment's own group size overrides the checkpoint's (zero points kept)
+    assert _weight_bytes(s, weight_group_size=128) == pytest.approx(LLAMA8B_LINEAR * (4 + 20 / 128) / 8 + 2 * bf16, rel=1e-12)
+
+
+def test_fp8_w8a8_checkpoint_computes_at_the_fp8_peak_and_falls_back_where_there_is_none():
+    s = from_hf_config(raw("llama-3.1-8b") | {"quantization_config": {
+        "quant_method": "modelopt", "quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}})
+    rd = rl.Deployment().resolved(s)
+    assert (rd.weights.dtype.name, rd.act.name, rd.kv.dtype.name, rd.compute_key) == ("fp8_e4m3", "fp8_e4m3", "fp8_e4m3", "fp8")
+    # LM head quantized too (no exclude_modules): 8-bit everywhere but the embedding, one FP32 scale per tensor
+    wl = rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=8)
+    p = rl.predict(s, "a100-sxm-80gb", wl)  # no FP8 tensor cores: the checkpoint runs weight-only, not an error
+    assert any("fell back" in n for n in p.notes)
+    # a deployment that asks for the format explicitly still gets the usual one-line error
+    with pytest.raises(SpecError, match="on_unsupported_dtype"):
+        rl.predict(s, "a100-sxm-80gb", wl, rl.Deployment(activation_dtype="fp8"))
+
+
+def test_hf_quant_config_json_beside_config_json(tmp_path):
+    """ModelOpt NVFP4: E2M1 in blocks of 16 with an E4M3 scale = 4.5 bits; exclude_modules keeps the LM head
+    and attention in BF16; kv_cache_quant_algo FP8."""
+    (tmp_path / "config.json").write_text(json.dumps(raw("llama-3.1-8b")))
+    (tmp_path / "hf_quant_config.json").write_text(json.dumps({
+        "producer": {"name": "modelopt", "version": "0.23.0"},
+        "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8", "group_size": 16,
+                         "exclude_modules": ["lm_head", "model.layers.*.self_attn*"]}}))
+    for where in (tmp_path, tmp_path / "config.json"):  # the folder or the config path
+        s = ModelSpec.from_hf_config(where)
+        assert s.native_weight_dtype == "fp4"
+        assert s.checkpoint_quant.model_dump(exclude_defaults=True) == {
+            "group_size": 16, "scale_dtype": "fp8_e4m3", "activation_dtype": "fp4", "kv_dtype": "fp8_e4m3",
+            "unquantized": ("attention", "lm_head")}
+    mlp = 32 * (2 * 14336 * 4096 + 4096 * 14336)
+    bf16 = s.param_count - mlp
+    assert _weight_bytes(s) == pytest.approx(mlp * 4.5 / 8 + 2 * bf16, rel=1e-12)
+    assert rl.load_model(str(tmp_path / "config.json")).checkpoint_quant == s.checkpoint_quant  # the CLI's --model path
+    # given explicitly (a dict) it is read with a config dict too
+    given = from_hf_config(raw("llama-3.1-8b"), hf_quant_config={"quantization": {"quant_algo": "W4A16_AWQ", "group_size": 64}})
+    assert given.native_weight_dtype == "int4" and given.checkpoint_quant.group_size == 64
+
+
+def test_per_layer_ignore_lists_count_only_when_they_cover_every_layer():
+    every = [f"model.layers.{i}.self_attn.{p}" for i in range(32) for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    base = {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+        "num_bits": 4, "type": "int", "strategy": "group", "group_size": 128}}}}
+    s = from_hf_config(raw("llama-3.1-8b") | {"quantization_config": base | {"ignore": every + ["lm_head"]}})
+    assert s.checkpoint_quant.unquantized == ("attention", "lm_head")
+    some = from_hf_config(raw("llama-3.1-8b") | {"quantization_config": base | {"ignore": every[:8]}})
+    assert some.checkpoint_quant.unquantized == () and "not modelled" in some.notes
+
+
+def test_checkpoint_quant_is_validated():
+    spec = rl.load_model("llama-3.1-8b").model_dump()
+    with pytest.raises(Exception, match="checkpoint_quant: .*native_weight_dtype"):
+        ModelSpec.model_validate(spec | {"checkpoint_quant": {"unquantized": ["lm_head"]}})
+    with pytest.raises(Exception, match="unquantized"):
+        ModelSpec.model_validate(spec | {"native_weight_dtype": "int4", "checkpoint_quant": {"unquantized": ["mlp"]}})
+    with pytest.raises(Exception, match="group size"):
+        ModelSpec.model_validate(spec | {"native_weight_dtype": "int4", "checkpoint_quant": {"scale_granularity": "block"}})
+
+
+def test_a_checkpoint_folder_is_a_model_argument(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(raw("gpt-oss-20b")))
+    assert rl.load_model(str(tmp_path)).checkpoint_quant.unquantized == ("attention", "lm_head", "embedding")

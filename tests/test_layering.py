@@ -164,7 +164,7 @@ LEVELS = {
     **dict.fromkeys(["dtypes", "specs", "hardware", "calibration", "registry", "network", "engines", "hf_import", "bands"], 1),
     **dict.fromkeys(["workload", "techniques"], 2),
     **dict.fromkeys(["ops", "roofline"], 3),
-    "parallelism": 4, "engine": 5, "speculative": 6,
+    "parallelism": 4, "engine": 5, "energy": 5, "speculative": 6,
     **dict.fromkeys(["predict", "sweep", "compare"], 7),
     "serving": 8, "plan": 9, "disaggregation": 9,
     **dict.fromkeys(["report", "views"], 10),

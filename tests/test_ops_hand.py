@@ -28,7 +28,7 @@ ROUND_HW = rl.HardwareProfile.model_validate({
     "peak_flops_per_s": {"fp32": 1e13, "bf16": 1e14, "fp16": 1e14, "fp8": 2e14},
     "l2_bytes": 10**7,
     "interconnect": {"name": "link", "bytes_per_s_per_direction": 1e11, "latency_s": 1e-6, "max_gpus": 8},
-    "host_link_bytes_per_s_per_direction": 1e10, "tdp_w": 100, "price_usd_per_gpu_hour": 3.6, "price_date": "2026-01",
+    "host_link_bytes_per_s_per_direction": 1e10, "tdp_w": 100, "idle_power_w": 20, "price_usd_per_gpu_hour": 3.6, "price_date": "2026-01",
     "gemm_tile_tokens": 16,
     "efficiency": {
         "memory_bandwidth_fraction": 0.5, "flops_fraction": {"fp32": 0.5, "bf16": 0.5, "fp16": 0.5, "fp8": 0.5},
@@ -37,7 +37,7 @@ ROUND_HW = rl.HardwareProfile.model_validate({
                                         "interconnect_bandwidth_fraction", "kernel_overhead_s")},
     },
     "sources": {k: "test" for k in ("memory_bytes", "memory_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
-                                    "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w",
+                                    "interconnect", "host_link_bytes_per_s_per_direction", "tdp_w", "idle_power_w",
                                     "price_usd_per_gpu_hour", "gemm_tile_tokens")},
 })
 

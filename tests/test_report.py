@@ -41,8 +41,8 @@ def test_fleet_of_one_gpu_replicas_by_hand():
     assert o.output_tokens_per_s_per_replica == p.output_tokens_per_s
     assert o.replicas == math.ceil(20 * 128 / p.output_tokens_per_s) == 2
     assert o.gpus == 2 * 1
-    assert o.usd_per_hour == pytest.approx(2 * 3.78)  # the profile's $3.78 per GPU-hour
-    assert o.usd_per_million_output_tokens == pytest.approx(7.56 / (2560 * 3600) * 1e6)  # $0.82
+    assert o.usd_per_hour == pytest.approx(2 * 3.95)  # the profile's $3.95 per GPU-hour
+    assert o.usd_per_million_output_tokens == pytest.approx(7.90 / (2560 * 3600) * 1e6)  # $0.86
     assert o.usd_per_million_output_tokens_full_load == pytest.approx(p.cost_per_million_output_tokens_usd)
     assert (o.ttft_s, o.tpot_s, o.e2e_latency_s) == (p.ttft_s, p.tpot_s, p.e2e_latency_s)
 
@@ -55,11 +55,11 @@ def test_fleet_of_two_gpu_replicas_by_hand():
     p = rl.predict(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm", analytical=True), wl(8, 2048, 256),
                    rl.Deployment(tp=2))
     assert p.output_tokens_per_s == pytest.approx(229, rel=0.01)
-    # 10 x 256 = 2,560 tokens/s / 229 = 11.2 -> 12 replicas x 2 GPUs = 24 GPUs x $3.78 = $90.72/hour
+    # 10 x 256 = 2,560 tokens/s / 229 = 11.2 -> 12 replicas x 2 GPUs = 24 GPUs x $3.95 = $94.80/hour
     assert (o.tp, o.batch_size) == (2, 8)
     assert o.replicas == math.ceil(2560 / p.output_tokens_per_s) == 12
-    assert o.gpus == 24 and o.usd_per_hour == pytest.approx(24 * 3.78)
-    assert o.usd_per_million_output_tokens == pytest.approx(90.72 / (2560 * 3600) * 1e6)
+    assert o.gpus == 24 and o.usd_per_hour == pytest.approx(24 * 3.95)
+    assert o.usd_per_million_output_tokens == pytest.approx(94.80 / (2560 * 3600) * 1e6)
 
 
 # ------------------------------------------------------------ binding constraints
@@ -349,3 +349,39 @@ def test_simulator_version_names_the_checked_out_commit():
     if not (root / ".git").is_dir():
         pytest.skip("a worktree or submodule: .git is a file")
     assert f", commit {head[:12]}" in simulator_version()
+
+
+# ------------------------------------------------- price basis and the swap price
+def test_swap_price_worked_number():
+    """$/M is linear in the price: $3.95 at $0.50/M vs $1.95 at $0.60/M swap when the top device costs
+    3.95 x 0.60 / 0.50 = $4.74, or the runner-up 1.95 x 0.50 / 0.60 = $1.625."""
+    t = pd.DataFrame({"rank": pd.array([1, 2, pd.NA], dtype="Int64"), "hardware_id": ["a", "b", "c"],
+                      "usd_per_million_output_tokens": [0.50, 0.60, math.nan], "price_usd_per_gpu_hour": [3.95, 1.95, 9.0]})
+    sp = R.swap_price(t)
+    assert (sp.top_hardware_id, sp.runner_hardware_id) == ("a", "b")
+    assert sp.top_swap_price_usd_per_gpu_hour == pytest.approx(4.74)
+    assert sp.runner_swap_price_usd_per_gpu_hour == pytest.approx(1.625)
+    assert R.swap_price(t.assign(hardware_id=["a", "a", "c"])) is None  # one device: its price moves both
+    assert R.swap_price(t.head(1)) is None
+
+
+def test_swap_price_swaps_the_ranking():
+    """Re-rank with the runner-up just below and just above its swap price (and the top just above its own)."""
+    s = scenario(hardware=["h100-sxm", "l40s", "gb200"])
+    t = R.evaluate_scenario(s, progress=False)
+    sp = R.swap_price(t)
+    top, runner = sp.top_hardware_id, sp.runner_hardware_id
+    m = dict(zip(t["hardware_id"], t["usd_per_million_output_tokens"]))
+    price = dict(zip(t["hardware_id"], t["price_usd_per_gpu_hour"]))
+    assert sp.runner_swap_price_usd_per_gpu_hour == pytest.approx(price[runner] * m[top] / m[runner])
+
+    def first(**prices):
+        ranked = R.evaluate_scenario(scenario(hardware=["h100-sxm", "l40s", "gb200"], prices=prices), progress=False)
+        return ranked.loc[ranked["rank"] == 1, "hardware_id"].item()
+
+    assert first(**{runner: sp.runner_swap_price_usd_per_gpu_hour * 0.999}) == runner
+    assert first(**{runner: sp.runner_swap_price_usd_per_gpu_hour * 1.001}) == top
+    assert first(**{top: sp.top_swap_price_usd_per_gpu_hour * 1.001}) == runner
+    md = R.render_markdown(s, t)
+    assert "The top two options swap rank" in md and "Price basis: Modal" in md
+    assert "gb200 (price: ESTIMATE)" in md  # the estimate is said beside the device in the options table

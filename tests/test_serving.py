@@ -59,7 +59,7 @@ def test_steady_state_by_hand_from_predict():
     assert s.ttft_mean_s == pytest.approx(tpot / 2 + wait + x, rel=1e-9)
     assert s.itl_max_s == pytest.approx(t0 + x)  # a 2,048-token prefill stalls the batch
     assert s.output_tokens_per_s == pytest.approx(lam * 256)
-    assert s.cost_per_million_output_tokens_usd == pytest.approx(2 * 3.78 / 3600 / (lam * 256) * 1e6)
+    assert s.cost_per_million_output_tokens_usd == pytest.approx(2 * 3.95 / 3600 / (lam * 256) * 1e6)
     assert s.ttft_p50_s <= s.ttft_p90_s <= s.ttft_p99_s
 
 
@@ -128,7 +128,7 @@ def test_disaggregated_pools():
     d = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=1.0, tpot_slo_s=0.05, prefill=TP2, decode=TP2)
     assert d.feasible and d.gpus == 2 * (d.prefill_replicas + d.decode_replicas)
     assert d.tpot_s <= 0.05 and d.ttft_at_percentile_s <= 1.0
-    assert d.usd_per_hour == pytest.approx(d.gpus * 3.78)
+    assert d.usd_per_hour == pytest.approx(d.gpus * 3.95)
     assert d.colocated_gpus > 0
     tight = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=0.05, tpot_slo_s=0.05, prefill=TP2, decode=TP2)
     assert not tight.feasible and "TTFT" in tight.reason

@@ -137,6 +137,12 @@ def test_batch_sweep_and_frontier_come_from_sweep_and_match_predict(llama70, h10
     row = _one(batch, batch_size=3)
     assert (row.tpot_s, row.output_tokens_per_s) == (pytest.approx(p3.tpot_s), pytest.approx(p3.output_tokens_per_s))
     assert row.hardware == h100.name and row.tp == 2
+    # the dashboard's added point at the scenario's batch: the same row, from the Prediction's figures
+    point = views.batch_point(p3)
+    assert list(point.columns) == list(batch.columns)
+    for col in ("tpot_s", "tpot_floor_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "tokens_per_s_per_user"):
+        assert point[col].iloc[0] == pytest.approx(row[col], rel=1e-9)
+    assert (point.hardware.iloc[0], point.tp.iloc[0], point.batch_size.iloc[0], point.fits.iloc[0]) == (row.hardware, 2, 3, row.fits)
 
 
 def test_frontier_per_hardware_trades_latency_for_throughput(llama70):

@@ -111,13 +111,15 @@ def plan_table(df: pd.DataFrame) -> str:
     rows = []
     for r in df.itertuples():
         if r.feasible:
-            rows.append([str(r.rank), r.hardware_id, r.precision, _shape(r), str(r.replicas), str(r.gpus), f"{r.batch_size:.1f}",
+            hardware = f"{r.hardware_id} ({r.price_note})" if r.price_note else r.hardware_id
+            rows.append([str(r.rank), hardware, r.precision, _shape(r), str(r.replicas), str(r.gpus), f"{r.batch_size:.1f}",
                          fmt.seconds(r.ttft_at_slo_percentile_s), fmt.seconds(r.tpot_s), fmt.usd(r.usd_per_hour),
-                         fmt.usd(r.usd_per_million_output_tokens), r.binding_constraint])
+                         fmt.usd(r.usd_per_million_output_tokens), f"{r.kwh_per_million_output_tokens:.3g}", r.binding_constraint])
         else:
-            rows.append(["-", r.hardware_id, r.precision, _shape(r) if r.tp else "-", "-", "-", "-", "-", "-", "-", "-",
+            rows.append(["-", r.hardware_id, r.precision, _shape(r) if r.tp else "-", "-", "-", "-", "-", "-", "-", "-", "-",
                          f"infeasible: {r.reason}"])
-    header = ["rank", "hardware", "precision", "replica", "replicas", "GPUs", "batch", f"TTFT {q}", "TPOT", "$/hour", "$/M out tok", "bound by"]
+    header = ["rank", "hardware", "precision", "replica", "replicas", "GPUs", "batch", f"TTFT {q}", "TPOT", "$/hour", "$/M out tok",
+              "kWh/M out tok", "bound by"]
     return title + "\n\n" + fmt.table(header, rows) + _band_note(df, q)
 
 

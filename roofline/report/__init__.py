@@ -22,6 +22,8 @@ output tokens per request), the SLOs and the number formats. For every (model, h
    the output tokens it is asked for per hour (the idle headroom of the last replica included);
    `Prediction.cost_per_million_output_tokens_usd` (one replica at full load) is kept beside it.
 5. **Rank**: feasible options by fleet $/million output tokens; infeasible ones after them, unranked.
+   The report states the prices at which the top two swap (`swap_price`: $/M is linear in the price,
+   so the top device's swap price is its price x M_2 / M_1).
 
 Steps 1-5 are the **static-batch** model (`serving: static`): each replica runs batches of b
 requests from prefill to the last token, and a request's TTFT is the prefill of its whole batch.
@@ -42,11 +44,11 @@ memory reserve, the simulator version, and the scenario itself as YAML.
 
 from __future__ import annotations
 
-from .options import COLUMNS, Option, Progress, evaluate_option, evaluate_scenario, planned_options, rank_options  # noqa: F401
-from .render import WrittenReport, assumptions, render_csv, render_html, render_markdown, simulator_version, top_option_text, write_report  # noqa: F401
+from .options import COLUMNS, Option, Progress, SwapPrice, evaluate_option, evaluate_scenario, planned_options, rank_options, swap_price  # noqa: F401
+from .render import WrittenReport, assumptions, render_csv, render_html, render_markdown, simulator_version, swap_text, top_option_text, write_report  # noqa: F401
 from .scenario import BATCH_CAP, DEFAULT_SCENARIO, MEMORY, NO_FIT, NO_SLO_S, TPOT_SLO, TTFT_SLO, UNSUPPORTED, Scenario  # noqa: F401
 
 compare = evaluate_scenario  # its name before issue 11 (`roofline.compare.compare` is the what-if table)
 
 __all__ = ["Scenario", "Option", "evaluate_option", "rank_options", "evaluate_scenario", "compare", "write_report", "WrittenReport",
-           "render_html", "render_markdown", "render_csv", "top_option_text", "simulator_version"]
+           "render_html", "render_markdown", "render_csv", "top_option_text", "simulator_version", "SwapPrice", "swap_price", "swap_text"]

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from .. import fmt
+from ..energy import fleet_energy_per_output_token_j, kwh_per_million
 from ..engine import usd_per_million_tokens
 from ..errors import SpecError
 from ..plan import plan, ranked
@@ -60,6 +61,44 @@ class Option:
     ttft_band_high_s: float = math.nan
     tpot_band_low_s: float = math.nan
     tpot_band_high_s: float = math.nan
+    price_note: str = ""  # '' when the price is on hardware.PRICE_BASIS, else what it is (`HardwareProfile.price_note`)
+    energy_per_output_token_j: float = math.nan  # the fleet's GPU board energy per output token (`roofline.energy`)
+    kwh_per_million_output_tokens: float = math.nan
+
+
+@dataclass(frozen=True)
+class SwapPrice:
+    """The prices at which the ranking's top two options trade places (USD per GPU-hour).
+
+    Every option's $/M output tokens is its GPUs x price / 3600 / demanded tokens/s x 10⁶: linear in its
+    device's price, with the fleet shape fixed by the traffic and the SLOs, not by the price. The two tie
+    when price_1 · gpus_1 = price_2 · gpus_2, i.e. at
+
+        top_at = price_1 · M_2 / M_1      (the top device's price above which the runner-up ranks first)
+        runner_at = price_2 · M_1 / M_2   (the runner-up's price below which it ranks first)
+
+    with M_1 <= M_2 their $/M. Worked number: $3.95 (M_1 $0.50) vs $1.95 (M_2 $0.60): the top swaps
+    above 3.95 · 0.60 / 0.50 = $4.74, the runner-up below 1.95 · 0.50 / 0.60 = $1.625.
+    """
+
+    top_hardware_id: str
+    top_price_usd_per_gpu_hour: float
+    top_swap_price_usd_per_gpu_hour: float
+    runner_hardware_id: str
+    runner_price_usd_per_gpu_hour: float
+    runner_swap_price_usd_per_gpu_hour: float
+
+
+def swap_price(table: pd.DataFrame) -> SwapPrice | None:
+    """The `SwapPrice` of a ranked options table; None with fewer than two ranked options, or when both
+    run on one device (a price change moves them together)."""
+    top = table[table["rank"].isin([1, 2])].sort_values("rank")
+    if len(top) < 2 or top.iloc[0]["hardware_id"] == top.iloc[1]["hardware_id"]:
+        return None
+    a, b = top.iloc[0], top.iloc[1]
+    m1, m2 = float(a["usd_per_million_output_tokens"]), float(b["usd_per_million_output_tokens"])
+    p1, p2 = float(a["price_usd_per_gpu_hour"]), float(b["price_usd_per_gpu_hour"])
+    return SwapPrice(a["hardware_id"], p1, p1 * m2 / m1, b["hardware_id"], p2, p2 * m1 / m2)
 
 
 def _meets(p: Prediction, s: Scenario) -> tuple[bool, bool]:
@@ -77,7 +116,7 @@ def evaluate_option(model_id: str, hardware_id: str, scenario: Scenario) -> Opti
     s = scenario
     dep = s.deployment()
     base = dict(model_id=model_id, model=model.name, hardware_id=hardware_id, hardware=hw.name,
-                price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, price_date=hw.price_date,
+                price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, price_date=hw.price_date, price_note=hw.price_note,
                 efficiency_source_kind=hw.efficiency.source_kind)
     nan = math.nan
     empty = dict(output_tokens_per_s_per_replica=nan, replicas=nan, gpus=nan, usd_per_hour=nan,
@@ -169,7 +208,10 @@ def evaluate_option(model_id: str, hardware_id: str, scenario: Scenario) -> Opti
     gpus = replicas * tp
     usd_per_hour = gpus * hw.price_usd_per_gpu_hour
     usd_per_million = usd_per_million_tokens(usd_per_hour, s.output_tokens_per_s_demanded)
+    j_token = fleet_energy_per_output_token_j(replicas, tp, hw.idle_power_w, p.mean_power_w_per_gpu, tokens_per_s,
+                                              s.output_tokens_per_s_demanded)
     return Option(**base, **at, feasible=True, binding_constraint=binding, note=note, batch_size=b,
+                  energy_per_output_token_j=j_token, kwh_per_million_output_tokens=float(kwh_per_million(j_token)),
                   output_tokens_per_s_per_replica=tokens_per_s, replicas=replicas, gpus=gpus, usd_per_hour=usd_per_hour,
                   usd_per_million_output_tokens=usd_per_million,
                   usd_per_million_output_tokens_full_load=p.cost_per_million_output_tokens_usd,
@@ -215,9 +257,10 @@ COLUMNS = [
     "rank", "model", "hardware", "model_id", "hardware_id", "feasible", "binding_constraint",
     "tp", "pp", "ep", "nodes_per_replica", "batch_size", "max_batch_size_fits", "output_tokens_per_s_per_replica", "replicas", "gpus",
     "usd_per_hour", "usd_per_million_output_tokens", "usd_per_million_output_tokens_full_load",
+    "energy_per_output_token_j", "kwh_per_million_output_tokens",
     "ttft_s", "tpot_s", "e2e_latency_s", "ttft_band_low_s", "ttft_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
     "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu",
-    "price_usd_per_gpu_hour", "price_date", "efficiency_source_kind", "note",
+    "price_usd_per_gpu_hour", "price_date", "price_note", "efficiency_source_kind", "note",
 ]
 
 
@@ -280,7 +323,9 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
                            usd_per_million_output_tokens_full_load=full, ttft_s=r.ttft_at_slo_percentile_s, tpot_s=r.tpot_s,
                            e2e_latency_s=r.ttft_mean_s + r.tpot_s * (s.output_tokens_mean - 1),
                            ttft_band_low_s=r.ttft_at_slo_percentile_band_low_s, ttft_band_high_s=r.ttft_at_slo_percentile_band_high_s,
-                           tpot_band_low_s=r.tpot_band_low_s, tpot_band_high_s=r.tpot_band_high_s)
+                           tpot_band_low_s=r.tpot_band_low_s, tpot_band_high_s=r.tpot_band_high_s,
+                           energy_per_output_token_j=r.energy_per_output_token_j,
+                           kwh_per_million_output_tokens=r.kwh_per_million_output_tokens)
         else:
             note = f"{shape}: {r.reason}" if r.tp else r.reason
             figures = dict(batch_size=0, max_batch_size_fits=0, output_tokens_per_s_per_replica=nan, replicas=nan, gpus=nan,
@@ -292,7 +337,7 @@ def planned_options(model_id: str, scenario: Scenario) -> list[Option]:
             pp=int(r.pp) if r.tp else 1, ep=int(r.ep) if r.tp else 1,
             nodes_per_replica=int(r.nodes_per_replica) if r.tp else 1,
             memory_required_bytes_per_gpu=r.memory_required_bytes_per_gpu, memory_available_bytes_per_gpu=hw.memory_bytes,
-            price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, price_date=hw.price_date,
+            price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, price_date=hw.price_date, price_note=hw.price_note,
             efficiency_source_kind=hw.efficiency.source_kind, **figures))
     return out
 

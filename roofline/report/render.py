@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 from .. import fmt
 from ..errors import SpecError
 from ..files import write_atomic
+from ..hardware import PRICE_BASIS
 from ..registry import load_model
 from ..units import GIB
 from ..workload import Deployment
-from .options import evaluate_scenario
+from .options import evaluate_scenario, swap_price
 from .scenario import Scenario
 
 
@@ -96,9 +97,13 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
         ]
     general += [
         f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {reserve.default / GIB:g} GiB ({reserve.description}).",
+        "kWh/M output tokens is the GPUs' board energy (not the server's or the cooling's): each operator draws "
+        "P = P_idle + (TDP - P_idle) x u, u the utilization of the resource it is bound by; idle replicas and idle "
+        "moments draw P_idle (roofline/energy.py; idle and TDP figures per device in hardware_profiles/).",
         "Peaks are datasheet figures (dense); realistic times multiply them by the efficiency fractions below. "
         "'default' fractions come from public measurements, not yet calibrated on a real GPU; 'calibrated' ones were measured.",
-        "Prices are approximate on-demand cloud prices per GPU-hour, dated below; reserved or marketplace rates differ."
+        f"Price basis: {PRICE_BASIS}. Reserved and marketplace rates differ; the price of each device is dated below."
+        + _off_basis_text(scenario, table)
         + (f" Overridden by the scenario: {', '.join(f'{h} {fmt.usd(v)}' for h, v in scenario.prices.items())}." if scenario.prices else ""),
         f"Precision: weights {scenario.weight_dtype or 'native'}, compute {scenario.activation_dtype or 'native'}, "
         f"KV cache {scenario.kv_dtype or 'native'}; flash attention.",
@@ -114,17 +119,29 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
         e = hw.efficiency
         flops = ", ".join(f"{k} {fmt.fraction(v)}" for k, v in e.flops_fraction.items() if k in ("bf16", "fp16", "fp8", "int8", "fp4"))
         hw_rows.append([hid, hw.name, f"{fmt.usd(hw.price_usd_per_gpu_hour)}/GPU-hour", hw.price_date,
+                        hw.price_note.removeprefix("price: ") or "on the basis",
                         fmt.fraction(e.memory_bandwidth_fraction), flops, fmt.fraction(e.attention_flops_fraction),
                         fmt.fraction(e.interconnect_bandwidth_fraction), fmt.seconds(e.kernel_overhead_s), e.source_kind,
                         hw.sources.get("price_usd_per_gpu_hour", "")])
-    hw_header = ["id", "hardware", "price", "price date", "HBM BW fraction", "GEMM FLOP/s fractions",
+    hw_header = ["id", "hardware", "price", "price date", "price basis", "HBM BW fraction", "GEMM FLOP/s fractions",
                  "attention fraction", "all-reduce fraction", "kernel overhead", "fractions", "price source"]
     return {"general": general, "hw_header": hw_header, "hw_rows": hw_rows, "scenario_yaml": scenario.to_yaml()}
+
+
+def _off_basis_text(scenario: Scenario, table: pd.DataFrame) -> str:
+    """' Off the basis: gb200 (price: ESTIMATE), ...' for the devices of the table whose price is not on PRICE_BASIS."""
+    off = [f"{hid} ({note})" for hid in dict.fromkeys(table["hardware_id"])
+           if (note := scenario.hardware_profile(hid).price_note)]
+    return f" Off the basis: {', '.join(off)}; see their price sources below." if off else ""
 
 
 # ------------------------------------------------------------ formatting
 def _money(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.usd(x)
+
+
+def _kwh(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
 
 
 def _int(x) -> str:
@@ -137,13 +154,15 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     import pandas as pd
 
     header = ["rank", "model", "hardware", "replica (tp/pp/ep)", "batch", "tokens/s/replica", "replicas", "GPUs",
-              "$/hour", "$/M output tokens", "$/M at full load", "TTFT (80% band)", "TPOT (80% band)", "binding constraint"]
+              "$/hour", "$/M output tokens", "$/M at full load", "kWh/M output tokens", "TTFT (80% band)", "TPOT (80% band)",
+              "binding constraint"]
     rows = []
     for r in table.itertuples(index=False):
         rows.append([
-            "-" if pd.isna(r.rank) else str(int(r.rank)), r.model, r.hardware_id, _shape_text(r),
+            "-" if pd.isna(r.rank) else str(int(r.rank)), r.model, _hardware_text(r), _shape_text(r),
             _batch_text(r.batch_size) if r.feasible else "-", _int(r.output_tokens_per_s_per_replica), _int(r.replicas), _int(r.gpus),
             _money(r.usd_per_hour), _money(r.usd_per_million_output_tokens), _money(r.usd_per_million_output_tokens_full_load),
+            _kwh(r.kwh_per_million_output_tokens),
             _with_band(r.ttft_s, r.ttft_band_low_s, r.ttft_band_high_s), _with_band(r.tpot_s, r.tpot_band_low_s, r.tpot_band_high_s),
             r.binding_constraint,
         ])
@@ -155,6 +174,12 @@ def _with_band(value_s: float, low_s: float, high_s: float) -> str:
     text = fmt.seconds(value_s)
     band = fmt.span(low_s, high_s)
     return text + (f" ({band})" if band else "")
+
+
+def _hardware_text(r) -> str:
+    """The hardware id, with what its price is when it is not on the stated basis ('gb200 (price: ESTIMATE)')."""
+    note = getattr(r, "price_note", "")
+    return f"{r.hardware_id} ({note})" if isinstance(note, str) and note else r.hardware_id
 
 
 def _shape_text(r) -> str:
@@ -190,9 +215,20 @@ def top_option_text(table: pd.DataFrame) -> str:
         return "no option meets the scenario: " + "; ".join(
             f"{r.hardware_id}: {r.binding_constraint}" for r in table.itertuples(index=False))
     r = best.iloc[0]
-    return (f"{r['model']} on {r['hardware_id']}: {fmt.quantity(r['gpus'], 'GPU')} ({fmt.quantity(r['replicas'], 'replica')} x {_shape_text(best.iloc[0])}, "
+    return (f"{r['model']} on {_hardware_text(best.iloc[0])}: {fmt.quantity(r['gpus'], 'GPU')} ({fmt.quantity(r['replicas'], 'replica')} x {_shape_text(best.iloc[0])}, "
             f"batch {_batch_text(r['batch_size'])}), {_money(r['usd_per_hour'])}/hour, {_money(r['usd_per_million_output_tokens'])} "
             f"per million output tokens; bound by {r['binding_constraint']}")
+
+
+def swap_text(table: pd.DataFrame) -> str:
+    """One sentence: the prices at which the top two options swap rank (`options.swap_price`), or ''."""
+    sp = swap_price(table)
+    if sp is None:
+        return ""
+    return (f"The top two options swap rank if {sp.top_hardware_id} costs more than {fmt.usd(sp.top_swap_price_usd_per_gpu_hour)} "
+            f"per GPU-hour (now {fmt.usd(sp.top_price_usd_per_gpu_hour)}) or {sp.runner_hardware_id} less than "
+            f"{fmt.usd(sp.runner_swap_price_usd_per_gpu_hour)} (now {fmt.usd(sp.runner_price_usd_per_gpu_hour)}): $/M output tokens "
+            "is linear in the price, so the swap price is the price times the ratio of the two options' $/M.")
 
 
 def render_markdown(scenario: Scenario, table: pd.DataFrame) -> str:
@@ -208,6 +244,7 @@ def render_markdown(scenario: Scenario, table: pd.DataFrame) -> str:
         f"# {scenario.title}", "",
         f"Traffic: {_traffic_text(scenario)}. {_slo_text(scenario)}.", "",
         f"**Top option**: {top_option_text(table)}.", "",
+        *([swap_text(table), ""] if swap_text(table) else []),
         "## Options", "", md(header, rows), "",
         "Unranked rows (`-`) do not fit, miss an SLO even at batch 1 or lack the number format; they are never ranked.", "",
         "## Binding constraints", "", *notes, "",
@@ -254,7 +291,7 @@ def render_html(scenario: Scenario, table: pd.DataFrame) -> str:
     a = assumptions(scenario, table)
     header, rows = _display_rows(table)
     e = html.escape
-    left = {1, 2, 13}
+    left = {1, 2, 14}
 
     def html_table(h, rs, left_cols, classes=None):
         head = "".join(f'<th class="l">{e(c)}</th>' if i in left_cols else f"<th>{e(c)}</th>" for i, c in enumerate(h))
@@ -283,12 +320,13 @@ def render_html(scenario: Scenario, table: pd.DataFrame) -> str:
         f"<h1>{e(scenario.title)}</h1>",
         f"<p>Traffic: {e(_traffic_text(scenario))}. {e(_slo_text(scenario))}.</p>",
         f"<p><b>Top option</b>: {e(top_option_text(table))}.</p>",
+        *([f"<p>{e(swap_text(table))}</p>"] if swap_text(table) else []),
         "<h2>Options</h2>", html_table(header, rows, left, classes),
         "<p>Unranked rows (-) do not fit, miss an SLO even at batch 1 or lack the number format; they are never ranked.</p>",
         '<div class="charts">', *charts, "</div>",
         "<h2>Binding constraints</h2>", f"<ul>{notes}</ul>",
         "<h2>Assumptions</h2>", "<ul>" + "".join(f"<li>{e(g)}</li>" for g in a["general"]) + "</ul>",
-        "<h3>Hardware: efficiency fractions and prices</h3>", html_table(a["hw_header"], a["hw_rows"], {0, 1, 5, 10}),
+        "<h3>Hardware: efficiency fractions and prices</h3>", html_table(a["hw_header"], a["hw_rows"], {0, 1, 4, 6, 11}),
         "<h3>Scenario</h3>", f"<pre>{e(a['scenario_yaml'])}</pre>",
         f"<p><small>Generated {e(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))} by {e(simulator_version())}.</small></p>",
         "</body></html>", "",
