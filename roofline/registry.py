@@ -107,7 +107,11 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
     `config.json` (any file ending in .json; `ModelSpec.from_hf_config` reads it, with ModelOpt's
     hf_quant_config.json beside it), or a checkpoint folder holding a config.json."""
     text = str(name_or_path)
-    if Path(text).is_dir() and (Path(text) / "config.json").is_file():  # a checkpoint folder (+ hf_quant_config.json)
+    try:  # a checkpoint folder (+ hf_quant_config.json); a name the file system cannot hold is no folder
+        folder = Path(text).is_dir() and (Path(text) / "config.json").is_file()
+    except (OSError, ValueError):
+        folder = False
+    if folder:
         return ModelSpec.from_hf_config(Path(text))
     if text.endswith(".json"):
         path = Path(text)
