@@ -69,13 +69,13 @@ def run_calibration(out: str | Path | None = None, profile: str | None = None, q
     info = D.detect()
     matched, note = D.match_profile(info)
     if profile:
-        hw = load_hardware(profile)
+        hw = load_hardware(profile, analytical=True)  # the datasheet the measurements are compared with
         base = profile
         match = matched == profile.lower()
         note = note if match else f"{note}; comparing against --profile {profile} anyway"
     else:
         base, match = matched, matched is not None
-        hw = load_hardware(base) if base else None
+        hw = load_hardware(base, analytical=True) if base else None
     out = Path(out) if out else default_out(info)
     run = CalibrationRun(out=out, profile=base, profile_note=note)
     if info.nvml_note:

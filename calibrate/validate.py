@@ -187,7 +187,7 @@ def run_validation(models: list[str], impls: list[str], batches: list[int], prom
     run = ValidationRun(out=out)
     if base is None:
         run.notes.append(f"{match_note}: measurements only, no predictions (give --profile ID or --calibration FILE)")
-    hw = load_hardware(base) if base else None
+    hw = load_hardware(base, analytical=True) if base else None  # the datasheet prediction, not the shipped calibration
     hw_cal = None
     if cal is not None:
         with warnings.catch_warnings(record=True) as caught:

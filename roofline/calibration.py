@@ -36,6 +36,7 @@ here is fitted to the end-to-end validation runs.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Literal
@@ -147,12 +148,17 @@ class GemmTable(BaseModel):
                     raise SpecError(f"fraction[{i}][{j}]", f"must be in (0, 1], got {f}")
         return self
 
+    @functools.cached_property
+    def grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log M axis, log N·K axis, fraction table) as arrays, built once per table (not per lookup)."""
+        return (np.log(np.asarray(self.m_tokens, dtype=float)), np.log(np.asarray(self.nk_elements, dtype=float)),
+                np.asarray(self.fraction, dtype=float))
+
     def at(self, m, nk):
         """Bilinear interpolation in (log M, log N·K), constant past the edges of the table."""
         lm = np.log(np.maximum(np.asarray(m, dtype=float), 1e-30))
         lk = np.log(np.maximum(np.asarray(nk, dtype=float), 1e-30))
-        table = np.asarray(self.fraction, dtype=float)
-        xs, ys = np.log(np.asarray(self.m_tokens, dtype=float)), np.log(np.asarray(self.nk_elements, dtype=float))
+        xs, ys, table = self.grid
         i, wi = _bracket(xs, lm)
         j, wj = _bracket(ys, lk)
         i1, j1 = np.minimum(i + 1, len(xs) - 1), np.minimum(j + 1, len(ys) - 1)
@@ -368,12 +374,12 @@ class CalibratedCurves:
         pad = np.where(tile > 0, np.ceil(m / tile_safe) * tile_safe / m, 1.0)
         work = flops * pad / (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))  # padded FLOPs at the dense rate
         compute_rate = self.gemm_peak * self.gemm_compute.at(nk)
-        measured_s = work / (self.gemm_peak * self.gemm.at(m, nk))
+        table_rate = self.gemm_peak * self.gemm.at(m, nk)
+        measured_s = work / table_rate
         memory_s = hbm / bytes_rate
         weight_only = f["vector_flops"] > 0
         memory_bound = t.is_gemm & ~weight_only & (memory_s >= work / compute_rate)
-        gemm_rate = np.where(t.is_gemm, np.where(weight_only | memory_bound, compute_rate, self.gemm_peak * self.gemm.at(m, nk)),
-                             c.gemm_flops_per_s)
+        gemm_rate = np.where(t.is_gemm, np.where(weight_only | memory_bound, compute_rate, table_rate), c.gemm_flops_per_s)
         bytes_rate = np.where(memory_bound & (hbm > 0), hbm / np.maximum(memory_s, measured_s), bytes_rate)
         return gemm_rate, bytes_rate
 
@@ -393,8 +399,8 @@ class ComputeColumn:
 
 def compute_column(table: GemmTable) -> ComputeColumn:
     """The compute efficiency of each weight shape of `table`: max over M of fraction(M, N·K) (`CalibratedCurves`)."""
-    return ComputeColumn(np.log(np.asarray(table.nk_elements, dtype=float)),
-                         np.asarray(table.fraction, dtype=float).max(axis=0))
+    _, log_nk, fraction = table.grid
+    return ComputeColumn(log_nk, fraction.max(axis=0))
 
 
 class StackedCurves:
