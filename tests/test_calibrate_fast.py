@@ -159,8 +159,8 @@ def test_engine_adjustment_swaps_the_overhead_term_by_hand():
     besides runs 50 per pass. Graph-replayed decode: work + 50 · 1 us. Eager prefill: the CPU issues while the GPU
     runs, so max(work, 50 · 4 us); work = the prediction less its 21 · 4 us of overhead."""
     wl = rl.Workload(batch_size=2, prompt_tokens=16, output_tokens=5)
-    pred = rl.predict(SPEC, rl.load_hardware("h100-sxm"), wl, rl.Deployment(weight_dtype="bf16", activation_dtype="bf16", kv_dtype="bf16",
-                                                                         engine=None))
+    pred = rl.predict(SPEC, rl.load_hardware("h100-sxm", analytical=True), wl,
+                      rl.Deployment(weight_dtype="bf16", activation_dtype="bf16", kv_dtype="bf16", engine=None))
     held = E.roofline_launches(pred)
     assert held["decode"][0] == held["prefill"][0] == 21
     assert math.isclose(held["decode"][1], 21 * 4e-6, rel_tol=1e-12)
@@ -174,6 +174,6 @@ def test_engine_adjustment_swaps_the_overhead_term_by_hand():
     eager = E.adjust(pred, 2, E.ENGINES["hf"], k, k, eager_s=4e-6, graph_s=1e-6)  # hf launches decode eagerly
     assert math.isclose(eager["tpot_s"], max(work_dec, 50 * 4e-6), rel_tol=1e-9)
     # a GPU-bound pass hides its eager launches: 8B, 8 x 2,048-token prefill
-    big = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=2))
+    big = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm", analytical=True), rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=2))
     held = E.roofline_launches(big)
     assert math.isclose(E.adjust(big, 32, E.ENGINES["fast"], k, k, 4e-6, 1e-6)["ttft_s"], big.ttft_s - held["prefill"][1], rel_tol=1e-12)
