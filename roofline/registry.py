@@ -102,16 +102,20 @@ def _load_hardware_cached(name: str) -> HardwareProfile:
     return _load(_HARDWARE, HardwareProfile, name)
 
 
+def _is_checkpoint_folder(text: str) -> bool:
+    """A folder holding a config.json; a name the OS cannot stat (too long, a NUL byte) is none."""
+    try:
+        return Path(text).is_dir() and (Path(text) / "config.json").is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def load_model(name_or_path: str | Path) -> ModelSpec:
     """A shipped model id (`rl.list_models()`), a path to a spec YAML file, a path to a Hugging Face
     `config.json` (any file ending in .json; `ModelSpec.from_hf_config` reads it, with ModelOpt's
     hf_quant_config.json beside it), or a checkpoint folder holding a config.json."""
     text = str(name_or_path)
-    try:  # a checkpoint folder (+ hf_quant_config.json); a name the file system cannot hold is no folder
-        folder = Path(text).is_dir() and (Path(text) / "config.json").is_file()
-    except (OSError, ValueError):
-        folder = False
-    if folder:
+    if _is_checkpoint_folder(text):  # config.json (+ ModelOpt's hf_quant_config.json) in a folder
         return ModelSpec.from_hf_config(Path(text))
     if text.endswith(".json"):
         path = Path(text)
