@@ -32,7 +32,11 @@ replica misses the TPOT SLO (a decode step at batch 1) or the TTFT SLO (its pref
 device lacks the compute format. `best_only=True` keeps one row per device: its cheapest feasible option
 (fewest $/hour, then fewest GPUs, then lowest TTFT), or, when none is feasible, the option closest to
 feasible with its reason (an SLO miss before a memory shortfall, the smallest shortfall first).
-Feasible rows come first, ranked 1..k by $/hour; the rest follow, unranked.
+Feasible rows come first, ranked 1..k by $/hour; the rest follow, unranked (`rank`, also the report's order).
+
+`serving="static"` is the same planner for static batching: the same options (tp alone unless `pps`/`eps`
+widen it), the same fleet arithmetic, columns and ranking, but each option's replica runs whole batches from
+prefill to the last token at the largest batch within the SLOs (`_static_row`, one `predict` per probe).
 
 Cost of a call: one operator table per (precision, tp, pp, ep) for all devices at once, over a grid of
 batch sizes, then vectorized root finding; with `best_only` the options run smallest replica first and
@@ -59,10 +63,11 @@ from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
 from .parallelism import check, replica_span, tp_widths, valid_tps
+from .predict import Prediction, predict
 from .registry import as_hardware, as_model, list_hardware
 from .serving import TTFT_PERCENTILES, Curves, Traffic, batch_grid_for, check_chunk_tokens, check_positive_int, check_traffic
 from .specs import ModelSpec
-from .workload import Deployment
+from .workload import Deployment, Workload
 
 PRECISIONS: dict[str, Deployment] = {
     "native": Deployment(),
@@ -81,6 +86,7 @@ COLUMNS = [
     "output_tokens_per_s_per_replica", "output_tokens_per_s_per_gpu", "usd_per_hour", "usd_per_million_output_tokens",
     "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu", "price_usd_per_gpu_hour",
 ]
+SERVING_MODES = ("continuous", "static")
 MAX_REPLICAS = 1_000_000
 MAX_GPUS_PER_REPLICA = 64
 PIPELINE_STAGES = (1, 2, 4, 8, 16)
@@ -119,7 +125,10 @@ class SearchSpace:
     formats (None: `PRECISIONS`); `tps`, `pps`, `eps`: the degrees to try (None: `parallelisms`' defaults);
     `max_gpus_per_replica`; `network`: the scale-out network of a replica wider than one NVLink domain
     (None: `network.DEFAULT_NETWORK`); `chunk_tokens`: chunked prefill budget per step (None: whole prompts);
-    `max_batch_size`: the engine's cap on running sequences; `best_only`: one row per device."""
+    `max_batch_size`: the engine's cap on running sequences; `best_only`: one row per device;
+    `serving`: how a replica serves, "continuous" (continuous batching in steady state, `serving.Curves`) or
+    "static" (whole batches from prefill to the last token, each option's largest batch within the SLOs;
+    `_static_row`): the same options, enumerated and ranked the same way."""
 
     hardware: object = None
     precisions: dict[str, Deployment] | None = None
@@ -131,8 +140,13 @@ class SearchSpace:
     chunk_tokens: int | None = None
     max_batch_size: int | None = None
     best_only: bool = True
+    serving: str = "continuous"
 
     def __post_init__(self):
+        if self.serving not in SERVING_MODES:
+            raise SpecError("serving", f"must be one of {', '.join(SERVING_MODES)}, got {self.serving!r}")
+        if self.serving == "static" and self.chunk_tokens is not None:
+            raise SpecError("chunk_tokens", "chunked prefill needs serving='continuous' (a static batch prefills whole prompts)")
         check_positive_int(self.chunk_tokens, "chunk_tokens")
         check_positive_int(self.max_batch_size, "max_batch_size")
         for name in ("tps", "pps", "eps"):
@@ -175,8 +189,12 @@ class SearchSpace:
                 raise SpecError("eps", f"{bad} do not divide the {model.moe.num_experts} experts of {model.name}")
 
     def shapes(self, model: ModelSpec, hw: HardwareProfile) -> list[tuple[int, int, int]]:
-        """The (tp, pp, ep) replica shapes to try on `hw` (`parallelisms`)."""
-        return parallelisms(model, hw, self.tps, self.pps, self.eps, self.max_gpus_per_replica)
+        """The (tp, pp, ep) replica shapes to try on `hw` (`parallelisms`); a static batch runs on tp alone
+        (pp = ep = 1) unless `pps` / `eps` say otherwise."""
+        pps, eps = self.pps, self.eps
+        if self.serving == "static":
+            pps, eps = pps or (1,), eps or (1,)
+        return parallelisms(model, hw, self.tps, pps, eps, self.max_gpus_per_replica)
 
     def no_shape_reason(self, model: ModelSpec, hw: HardwareProfile) -> str:
         """Why `shapes` is empty on `hw`: each asked tp that does not divide the widths or leaves the node."""
@@ -330,7 +348,7 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
          hardware=None, ttft_percentile: float = 0.9, chunk_tokens: int | None = None, max_batch_size: int | None = None,
          precisions: dict[str, Deployment] | None = None, tps: list[int] | None = None, pps: list[int] | None = None,
          eps: list[int] | None = None, max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA, network: str | None = None,
-         best_only: bool = True) -> pd.DataFrame:
+         best_only: bool = True, serving: str = "continuous") -> pd.DataFrame:
     """The cheapest deployment per hardware that serves `requests_per_s` within the SLOs (module docstring):
     the keyword form of `plan_fleet`, which it calls with the `Traffic`, `SLO` and `SearchSpace` it builds.
 
@@ -342,7 +360,8 @@ def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s:
     slo = SLO(ttft_slo_s, tpot_slo_s, ttft_percentile)
     traffic = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
     space = SearchSpace(hardware=hardware, precisions=precisions, tps=tps, pps=pps, eps=eps, max_gpus_per_replica=max_gpus_per_replica,
-                        network=network, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only)
+                        network=network, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only,
+                        serving=serving)
     return plan_fleet(m, traffic, slo, space)
 
 
@@ -355,6 +374,11 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
         raise SpecError("requests_per_s", "the planner sizes a fleet for a rate; give requests_per_s")
     devices = space.devices()
     space.check_model(m)
+    static = space.serving == "static"
+    if static:
+        for name in ("prompt_tokens", "output_tokens"):
+            if getattr(traffic, name).kind != "fixed":
+                raise SpecError(name, "a length distribution needs serving='continuous' (static batches run fixed lengths)")
     hws = [hw for _, hw in devices]
     given_ids = {hw.name: given for given, hw in devices}
     rows: list[dict] = []
@@ -362,7 +386,7 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
     # smallest replicas first, so that with best_only the cheapest fleet found so far bounds the rest
     bound: dict[str, float] | None = {} if space.best_only else None
     for (label, *_), (dep, rd, group) in sorted(options.items(), key=lambda kv: kv[1][0].num_gpus):
-        new = _group_rows(m, dep, rd, label, group, traffic, slo, space, bound)
+        new = (_static_rows if static else _group_rows)(m, dep, rd, label, group, traffic, slo, space, bound)
         if bound is not None:
             for r in new:
                 if r["feasible"]:
@@ -370,18 +394,21 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
         rows += new
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"])
     frame["hardware_id"] = frame["hardware"].map(given_ids)
-    df = _rank(frame, space.best_only)
-    # 80% error bands of the TTFT and TPOT figures, from the published corpus (`roofline.bands`)
+    df = rank(frame, "hardware_id" if space.best_only else None)
+    # 80% error bands of the TTFT and TPOT figures, from the published corpus (`roofline.bands`): serving runs'
+    # or static batches'
+    kind = "static" if static else "serving"
     classes = {hw.name: hardware_class(hw) for hw in hws}
     hc = [classes.get(h, "") for h in df["hardware"]]
     pc = [precision_class(w, a) for w, a in zip(df["weight_dtype"], df["activation_dtype"])]
-    for col, family in (("ttft_at_slo_percentile", "ttft_serving"), ("tpot", "tpot_serving")):
+    for col, family in (("ttft_at_slo_percentile", f"ttft_{kind}"), ("tpot", f"tpot_{kind}")):
         df[f"{col}_band_low_s"], df[f"{col}_band_high_s"] = band_limits(df[f"{col}_s"], family, hc, pc)
     for c in ("replicas", "gpus", "batch_limit", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica"):
         df[c] = pd.array([None if pd.isna(x) else int(x) for x in df[c]], dtype="Int64")
     df.attrs.update(model=m.name, requests_per_s=float(traffic.requests_per_s), prompt_tokens=traffic.prompt_tokens.describe(),
                     output_tokens=traffic.output_tokens.describe(), ttft_slo_s=slo.ttft_s, ttft_percentile=slo.ttft_percentile,
-                    tpot_slo_s=slo.tpot_s, chunk_tokens=space.chunk_tokens, max_gpus_per_replica=space.max_gpus_per_replica)
+                    tpot_slo_s=slo.tpot_s, chunk_tokens=space.chunk_tokens, max_gpus_per_replica=space.max_gpus_per_replica,
+                    serving=space.serving)
     return df
 
 
@@ -466,6 +493,105 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
     return rows
 
 
+def _static_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[HardwareProfile], traffic: Traffic, slo: SLO,
+                 space: SearchSpace, bound: dict[str, float] | None = None) -> list[dict]:
+    """`serving="static"`: every device of one option running whole batches (`_static_row`); with `bound`, a
+    device is skipped where one replica already costs more than its cheapest feasible fleet so far."""
+    return [_static_row(m, dep, rd, label, hw, traffic, slo, space) for hw in hws
+            if bound is None or dep.num_gpus * hw.price_usd_per_gpu_hour <= bound.get(hw.name, math.inf)]
+
+
+def _slos_missed(p: Prediction, slo: SLO) -> str:
+    """'TTFT SLO', 'TPOT SLO', both joined by 'and', or '' when a static batch meets both."""
+    return " and ".join(name for name, miss in (("TTFT SLO", p.ttft_s > slo.ttft_s), ("TPOT SLO", p.tpot_s > slo.tpot_s)) if miss)
+
+
+def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfile, traffic: Traffic, slo: SLO,
+                space: SearchSpace) -> dict:
+    """One option on one device serving static batches: each replica runs batches of b requests from prefill to
+    the last token, so every request of a batch sees TTFT = the batch's prefill and TPOT = its mean decode step
+    (`predict`; a fixed number, so every TTFT percentile is that one figure).
+
+    b is the largest batch ≤ min(what memory holds at this shape, `max_batch_size`) that meets both SLOs;
+    both latencies grow with b, so a bisection over b, one `predict` per probe. Tokens/s is not monotone in b
+    (the tile sawtooth, `roofline.roofline`): when the last multiple of the GEMM or dequantization tile below b
+    serves more tokens/s, that batch is taken and `reason` says so. `reason` says what stops b + 1: memory,
+    the batch cap, or the SLO b + 1 misses. The fleet: one replica serves X = b·O / e2e output tokens/s at full
+    load, so replicas = ceil(λ·O / X) and its capacity is X / O requests/s; the figures are those of batch b."""
+    lam = float(traffic.requests_per_s)
+    s, o = int(traffic.prompt_tokens.tokens), int(traffic.output_tokens.tokens)
+    cache: dict[int, Prediction] = {}
+
+    def at(b: int) -> Prediction:
+        if b not in cache:
+            cache[b] = predict(m, hw, Workload(batch_size=b, prompt_tokens=s, output_tokens=o), dep)
+        return cache[b]
+
+    p1 = at(1)
+    mem = dict(memory_required_bytes_per_gpu=p1.memory_required_bytes)
+    if not p1.fits:
+        return _infeasible_row(hw, label, dep, rd, "memory", (
+            f"does not fit: needs {p1.memory_required_bytes / 1e9:.1f} GB per GPU at {_shape(dep)}, batch 1, of "
+            f"{p1.memory_available_bytes / 1e9:.1f} GB"), **mem)
+    missed = _slos_missed(p1, slo)
+    if missed:
+        return _infeasible_row(hw, label, dep, rd, missed, (
+            f"batch 1 misses the {missed} (TTFT {fmt.seconds(p1.ttft_s)}, TPOT {fmt.seconds(p1.tpot_s)})"), **mem)
+
+    def good(b: int) -> bool:
+        p = at(b)
+        return p.fits and not _slos_missed(p, slo)
+
+    fit_limit = p1.max_batch_size  # exact: memory is affine in the batch (tests/test_properties.py)
+    cap = space.max_batch_size
+    upper = fit_limit if cap is None else min(fit_limit, cap)
+    lo, hi = 1, upper  # good(lo) holds; the largest good b in [lo, hi]
+    if good(hi):
+        b = hi
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if good(mid) else (lo, mid)
+        b = lo
+    if b == upper:
+        capped = cap is not None and cap < fit_limit
+        binding = "batch cap" if capped else "memory"
+        reason = f"batch capped at {cap} (memory holds {fit_limit})" if capped else f"batch {b + 1} would not fit in memory at {_shape(dep)}"
+    else:
+        nxt = at(b + 1)
+        binding = _slos_missed(nxt, slo)
+        reason = f"batch {b + 1}: TTFT {fmt.seconds(nxt.ttft_s)}, TPOT {fmt.seconds(nxt.tpot_s)}"
+    # batches just past a tile step are dominated by the multiple below it (faster and more tokens/s)
+    best, step = b, None
+    for tile in sorted({hw.gemm_tile_tokens, dep.dequant_tile_tokens}, reverse=True):
+        c = b // tile * tile
+        if 1 <= c < best and at(c).output_tokens_per_s > at(best).output_tokens_per_s:
+            best, step = c, tile
+    if step is not None:
+        reason += (f"; batch {best} (a multiple of the {step}-row tile) serves more tokens/s than {b}, which is past a tile "
+                   f"step: {fmt.count(at(best).output_tokens_per_s)} vs {fmt.count(at(b).output_tokens_per_s)}")
+        b = best
+    p = at(b)
+    n = math.ceil(lam * o / p.output_tokens_per_s - 1e-9)
+    if n > MAX_REPLICAS:
+        return _infeasible_row(hw, label, dep, rd, "replicas", f"needs more than {MAX_REPLICAS:,} replicas", **mem)
+    gpus = n * dep.num_gpus
+    hour = gpus * hw.price_usd_per_gpu_hour
+    return dict(
+        hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason=reason,
+        precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
+        tp=dep.tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=dep.num_gpus, **_span(dep, hw), replicas=n, gpus=gpus,
+        batch_size=float(b), batch_limit=float(fit_limit), requests_per_s_per_replica=lam / n,
+        capacity_requests_per_s_per_replica=p.output_tokens_per_s / o, prefill_utilization=math.nan,
+        ttft_mean_s=p.ttft_s, ttft_p50_s=p.ttft_s, ttft_p90_s=p.ttft_s, ttft_p99_s=p.ttft_s, ttft_at_slo_percentile_s=p.ttft_s,
+        tpot_s=p.tpot_s, itl_max_s=max(p.tpot_first_step_s, p.tpot_last_step_s),
+        output_tokens_per_s_per_replica=lam * o / n, output_tokens_per_s_per_gpu=lam * o / gpus,
+        usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o),
+        memory_required_bytes_per_gpu=p.memory_required_bytes, memory_available_bytes_per_gpu=float(hw.memory_bytes),
+        price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour,
+    )
+
+
 _CLOSENESS = {"TTFT SLO": 0, "TPOT SLO": 0, "replicas": 0, "memory": 1, "parallelism": 2, "unsupported": 2}
 
 
@@ -483,14 +609,16 @@ def ranked(df: pd.DataFrame, by: list[str], ascending: list[bool], first_per: st
     return df
 
 
-def _rank(df: pd.DataFrame, best_only: bool) -> pd.DataFrame:
-    """Cheapest fleet first, then fewest GPUs, lowest TTFT; infeasible rows closest to feasible first."""
+def rank(df: pd.DataFrame, first_per: str | None = None) -> pd.DataFrame:
+    """The planner's order of fleets (any frame with the planner's columns, e.g. several models' plans joined):
+    cheapest fleet first, then fewest GPUs, lowest TTFT; infeasible rows closest to feasible first. With
+    `first_per` (a column), only the best row of each of its values."""
     df = df.copy()
     df["_close"] = df["binding_constraint"].map(_CLOSENESS).fillna(0)
     # among options that do not fit, the smallest shortfall (required / available per GPU) is the closest
     df["_short"] = (df["memory_required_bytes_per_gpu"] / df["memory_available_bytes_per_gpu"]).round(3)
     df = ranked(df, ["usd_per_hour", "gpus", "ttft_at_slo_percentile_s", "_close", "_short", "gpus_per_replica", "pp", "tp"],
-                [True, True, True, True, True, True, True, False], "hardware_id" if best_only else None)
+                [True, True, True, True, True, True, True, False], first_per)
     df = df.drop(columns=["_close", "_short"])
     df["feasible"] = df["feasible"].astype(bool)
     return df

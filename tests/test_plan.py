@@ -4,6 +4,7 @@ and SLOs, infeasibility with its reason, bad input, and `roofline plan` on the c
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -148,3 +149,45 @@ def test_cli_bad_input_exits_2_with_one_line(capsys, flag, value, field):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("roofline: error: ") and field in err and "\n" not in err
+
+
+# ------------------------------------------------------------ serving="static": the same enumeration and ranking
+def test_static_mode_is_the_largest_batch_within_the_slos_by_hand():
+    # Llama-3.1-8B on one H100, 4 req/s of 1,024 + 200 tokens, TTFT <= 1 s, TPOT <= 30 ms, batch cap 64.
+    df = rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, hardware=["h100-sxm"], serving="static", tps=[1],
+                 precisions={"native": rl.Deployment()}, max_batch_size=64)
+    r = df.iloc[0]
+
+    def at(b):
+        return rl.predict("llama-3.1-8b", "h100-sxm", rl.Workload(batch_size=b, prompt_tokens=1024, output_tokens=200))
+
+    b = int(r["batch_size"])
+    # the static batch's TTFT is its whole prefill, so the TTFT SLO stops the batch: b meets 1 s, b + 1 does not
+    assert at(b).ttft_s <= 1.0 < at(b + 1).ttft_s and at(b).tpot_s <= 0.03
+    assert r["binding_constraint"] == "TTFT SLO" and r["reason"].startswith(f"batch {b + 1}: TTFT")
+    x = at(b).output_tokens_per_s  # one replica at full load: b x 200 / e2e
+    assert r["replicas"] == math.ceil(4 * 200 / x) and r["gpus"] == r["replicas"] * 1
+    assert r["usd_per_hour"] == pytest.approx(r["gpus"] * 3.78)
+    assert r["usd_per_million_output_tokens"] == pytest.approx(r["usd_per_hour"] / (4 * 200 * 3600) * 1e6)
+    assert r["capacity_requests_per_s_per_replica"] == pytest.approx(x / 200)
+    assert r["output_tokens_per_s_per_replica"] == pytest.approx(4 * 200 / r["replicas"])  # the offered load, as in continuous
+    assert r["ttft_p99_s"] == r["ttft_p50_s"] == r["ttft_at_slo_percentile_s"] == at(b).ttft_s  # no queue: one figure
+    assert r["batch_limit"] == at(1).max_batch_size and df.attrs["serving"] == "static"
+
+
+def test_static_mode_ranks_every_tp_and_keeps_the_cheapest():
+    kw = dict(hardware=["a10g"], serving="static", precisions={"native": rl.Deployment()}, max_batch_size=64)
+    each = {tp: rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, tps=[tp], **kw).iloc[0] for tp in (1, 2, 4, 8)}
+    best = rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, **kw).iloc[0]
+    cheapest = min((r["usd_per_hour"], r["gpus"], tp) for tp, r in each.items() if r["feasible"])
+    assert (best["usd_per_hour"], best["tp"]) == (cheapest[0], cheapest[2])
+    assert {int(r["pp"]) for r in each.values()} == {1}  # a static batch runs on tp alone unless pps says otherwise
+
+
+def test_static_mode_needs_fixed_lengths_and_no_chunking():
+    with pytest.raises(rl.SpecError, match="prompt_tokens"):
+        rl.plan("llama-3.1-8b", 4, "lognormal:1024:0.5", 200, 1.0, 0.03, hardware=["h100-sxm"], serving="static")
+    with pytest.raises(rl.SpecError, match="chunk_tokens"):
+        rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, hardware=["h100-sxm"], serving="static", chunk_tokens=512)
+    with pytest.raises(rl.SpecError, match="serving"):
+        rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, hardware=["h100-sxm"], serving="dynamic")

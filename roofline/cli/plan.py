@@ -44,6 +44,8 @@ def add_arguments(p) -> None:
     p.add_argument("--ep", help="expert-parallel degrees to try for a MoE model, comma-separated (default: powers of two dividing the experts)")
     p.add_argument("--max-gpus-per-replica", default=str(MAX_GPUS_PER_REPLICA), help=f"largest replica, tp x pp x ep GPUs (default {MAX_GPUS_PER_REPLICA})")
     p.add_argument("--network", help="scale-out network for replicas wider than one node (`roofline networks`; default ib-ndr-400)")
+    p.add_argument("--serving", default="continuous", help="continuous (default: continuous batching in steady state, queueing) "
+                                                          "or static (whole batches from prefill to the last token; fixed lengths)")
     p.add_argument("--all-options", action="store_true", help="every (hardware, precision, tp, pp, ep) option, not only the best per hardware")
     p.add_argument("--top", help="print only the first N rows")
     p.add_argument("--json", action="store_true",
@@ -71,7 +73,7 @@ def run(a) -> str:
               chunk_tokens=args.number(a.chunk_tokens, "chunk_tokens", int),
               max_batch_size=args.number(a.max_batch_size, "max_batch_size", int), best_only=not a.all_options, precisions=precisions,
               tps=args.integers(a.tp, "tps"), pps=args.integers(a.pp, "pps"), eps=args.integers(a.ep, "eps"),
-              max_gpus_per_replica=args.number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network)
+              max_gpus_per_replica=args.number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network, serving=a.serving)
     by_name = {hw.name: h for h, hw in zip(ids, hardware)}  # profiles passed as objects come back by name
     df["hardware_id"] = df["hardware"].map(by_name).fillna(df["hardware_id"])
     if top is not None:
@@ -92,10 +94,12 @@ def json_records(df: pd.DataFrame) -> list[dict]:
 def plan_table(df: pd.DataFrame) -> str:
     """The planner's frame as a titled text table."""
     s = df.attrs
-    q = f"p{100 * s['ttft_percentile']:g}"
+    static = s.get("serving") == "static"
+    q = "batch" if static else f"p{100 * s['ttft_percentile']:g}"
     title = (f"{s['model']}: {s['requests_per_s']:g} requests/s, prompt {s['prompt_tokens']}, output {s['output_tokens']} tokens; "
              f"SLOs: {q} TTFT <= {fmt.seconds(s['ttft_slo_s'])}, mean TPOT <= {fmt.seconds(s['tpot_slo_s'])}; "
-             f"{'chunked prefill ' + str(s['chunk_tokens']) + ' tokens/step' if s['chunk_tokens'] else 'whole-prompt prefill'}")
+             + ("static batches" if static else
+                f"{'chunked prefill ' + str(s['chunk_tokens']) + ' tokens/step' if s['chunk_tokens'] else 'whole-prompt prefill'}"))
     rows = []
     for r in df.itertuples():
         if r.feasible:
@@ -119,7 +123,8 @@ def _band_note(df: pd.DataFrame, q: str) -> str:
              if (band := fmt.span(r[f"{col}_band_low_s"], r[f"{col}_band_high_s"]))]
     if not parts:
         return ""
-    return (f"\n\nrank 1, 80% error bands from published serving runs: {'; '.join(parts)} "
+    runs = "static-batch" if df.attrs.get("serving") == "static" else "serving"
+    return (f"\n\nrank 1, 80% error bands from published {runs} runs: {'; '.join(parts)} "
             "(calibrate/published/report/accuracy.md)")
 
 
