@@ -363,8 +363,9 @@ def test_report_picks_the_batch_before_a_tile_step():
     tok = {b: rl.predict("llama-2-13b", "b200", rl.Workload(batch_size=b, prompt_tokens=16, output_tokens=64),
                          rl.Deployment(weight_dtype="int4")).output_tokens_per_s for b in (64, 65, 70)}
     assert tok[65] < 0.85 * tok[64] and tok[70] < tok[64]
-    o = R.evaluate_option("llama-2-13b", "b200", s)
-    assert o.batch_size == 64 and o.output_tokens_per_s_per_replica == tok[64] and "64-row tile" in o.note
+    o = R.evaluate_scenario(s, progress=False).iloc[0]
+    assert o.tp == 1 and o.batch_size == 64 and "64-row tile" in o.note
+    assert o.usd_per_million_output_tokens_full_load == pytest.approx(3600 ** -1 * o.price_usd_per_gpu_hour / tok[64] * 1e6)
 
 
 def test_report_removes_a_killed_runs_temp_file(tmp_path):

@@ -26,6 +26,11 @@ def scenario(**kw) -> R.Scenario:
     return R.Scenario(**{**EIGHT_B, **kw})
 
 
+def option(model: str, hardware: str, s: R.Scenario):
+    """The report's row for one model on one hardware (the planner's best option there)."""
+    return R.evaluate_scenario(s.with_overrides(models=[model], hardware=[hardware]), progress=False).iloc[0]
+
+
 def wl(b, prompt=512, output=128):
     return rl.Workload(batch_size=b, prompt_tokens=prompt, output_tokens=output)
 
@@ -33,32 +38,42 @@ def wl(b, prompt=512, output=128):
 # ------------------------------------------------------------ hand-derived fleet arithmetic
 def test_fleet_of_one_gpu_replicas_by_hand():
     # Llama-3.1-8B on one H100 (tp 1), batch capped at 16, no SLOs: the cap binds.
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(max_batch_size=16))
+    o = rl.plan("llama-3.1-8b", 20, 512, 128, R.NO_SLO_S, R.NO_SLO_S, hardware=["h100-sxm"], tps=[1], max_batch_size=16,
+                precisions={"native": rl.Deployment()}, serving="static").iloc[0]
+    o = R.report_columns(o.to_frame().T.assign(model="Llama 3.1 8B", model_id="llama-3.1-8b"), scenario(max_batch_size=16)).iloc[0]
     p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), wl(16))
     assert p.output_tokens_per_s == pytest.approx(2033, rel=0.01)  # 16 x 128 tokens / e2e ~1.01 s
     # demand 20 req/s x 128 = 2,560 tokens/s; 2,560 / 2,033 = 1.26 -> 2 replicas of 1 GPU
     assert (o.tp, o.batch_size, o.binding_constraint) == (1, 16, R.BATCH_CAP)
-    assert o.output_tokens_per_s_per_replica == p.output_tokens_per_s
+    assert o.output_tokens_per_s_per_replica == 2560 / 2  # each replica's share of the demand
     assert o.replicas == math.ceil(20 * 128 / p.output_tokens_per_s) == 2
     assert o.gpus == 2 * 1
     assert o.usd_per_hour == pytest.approx(2 * 3.78)  # the profile's $3.78 per GPU-hour
     assert o.usd_per_million_output_tokens == pytest.approx(7.56 / (2560 * 3600) * 1e6)  # $0.82
     assert o.usd_per_million_output_tokens_full_load == pytest.approx(p.cost_per_million_output_tokens_usd)
-    assert (o.ttft_s, o.tpot_s, o.e2e_latency_s) == (p.ttft_s, p.tpot_s, p.e2e_latency_s)
+    assert (o.ttft_s, o.tpot_s) == (p.ttft_s, p.tpot_s) and o.e2e_latency_s == pytest.approx(p.e2e_latency_s, rel=1e-12)
+    # the report tries every tp: two GPUs as one tp-2 replica cost the same $7.56, and the tie goes to the faster TTFT
+    best = option("llama-3.1-8b", "h100-sxm", scenario(max_batch_size=16))
+    assert best.usd_per_hour == pytest.approx(7.56) and best.gpus == 2 and best.ttft_s <= o.ttft_s
 
 
 def test_fleet_of_two_gpu_replicas_by_hand():
     # Llama-3.1-70B needs tp 2 on 80 GB H100s (README); batch 8 of 2,048 + 256 tokens gives ~229 tokens/s.
-    s = R.Scenario(models=["llama-3.1-70b"], hardware=["h100-sxm"], requests_per_s=10, prompt_tokens=2048,
-                   output_tokens=256, max_batch_size=8)
-    o = R.evaluate_option("llama-3.1-70b", "h100-sxm", s)
     p = rl.predict(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm"), wl(8, 2048, 256), rl.Deployment(tp=2))
     assert p.output_tokens_per_s == pytest.approx(229, rel=0.01)
     # 10 x 256 = 2,560 tokens/s / 229 = 11.2 -> 12 replicas x 2 GPUs = 24 GPUs x $3.78 = $90.72/hour
+    df = rl.plan("llama-3.1-70b", 10, 2048, 256, R.NO_SLO_S, R.NO_SLO_S, hardware=["h100-sxm"], tps=[2], max_batch_size=8,
+                 precisions={"native": rl.Deployment()}, serving="static")
+    o = df.iloc[0]
     assert (o.tp, o.batch_size) == (2, 8)
     assert o.replicas == math.ceil(2560 / p.output_tokens_per_s) == 12
     assert o.gpus == 24 and o.usd_per_hour == pytest.approx(24 * 3.78)
     assert o.usd_per_million_output_tokens == pytest.approx(90.72 / (2560 * 3600) * 1e6)
+    # the report takes the cheapest tp: 4 x 80 GB hold batches of 8 too, and cost no more per token than tp 2
+    s = R.Scenario(models=["llama-3.1-70b"], hardware=["h100-sxm"], requests_per_s=10, prompt_tokens=2048,
+                   output_tokens=256, max_batch_size=8, serving="static")
+    best = option("llama-3.1-70b", "h100-sxm", s)
+    assert best.usd_per_hour <= o.usd_per_hour and best.batch_size == 8
 
 
 # ------------------------------------------------------------ binding constraints
@@ -69,7 +84,7 @@ def _meets(b, ttft=None, tpot=None):
 
 def test_a_tight_tpot_slo_binds():
     # TPOT grows from 6.23 ms at batch 1 to 8.04 ms at batch 64: a 7.5 ms SLO stops in between
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=0.0075))
+    o = option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=0.0075))
     assert o.feasible and o.binding_constraint == R.TPOT_SLO
     assert 1 < o.batch_size < 64
     assert _meets(o.batch_size, tpot=0.0075) and not _meets(o.batch_size + 1, tpot=0.0075)
@@ -78,14 +93,14 @@ def test_a_tight_tpot_slo_binds():
 
 def test_a_tight_ttft_slo_binds():
     # prefill of the whole static batch: ~10 ms per 512-token prompt, so 0.5 s holds about 50
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(ttft_slo_s=0.5, tpot_slo_s=0.05))
+    o = option("llama-3.1-8b", "h100-sxm", scenario(ttft_slo_s=0.5, tpot_slo_s=0.05))
     assert o.feasible and o.binding_constraint == R.TTFT_SLO
     assert 32 < o.batch_size < 64
     assert _meets(o.batch_size, ttft=0.5) and not _meets(o.batch_size + 1, ttft=0.5)
 
 
 def test_memory_binds_without_slos():
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario())
+    o = option("llama-3.1-8b", "h100-sxm", scenario())
     p1 = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), wl(1))
     assert o.binding_constraint == R.MEMORY and p1.max_batch_size == o.max_batch_size_fits == 526
     assert _meets(526) and not _meets(527)
@@ -96,36 +111,38 @@ def test_memory_binds_without_slos():
 
 
 def test_a_model_too_large_for_a_small_card_reports_memory():
-    o = R.evaluate_option("llama-3.1-405b", "l4", scenario(models=["llama-3.1-405b"]))
-    assert not o.feasible and "memory" in o.binding_constraint and "does not fit even at the largest tp" in o.binding_constraint
+    o = option("llama-3.1-405b", "l4", scenario(models=["llama-3.1-405b"]))
+    # every tp is too small; the closest to fitting (the smallest shortfall) is the widest, tp 8
+    assert not o.feasible and o.binding_constraint == R.MEMORY and "does not fit" in o.note
     assert o.tp == 8 and o.memory_required_bytes_per_gpu > o.memory_available_bytes_per_gpu == rl.load_hardware("l4").memory_bytes
-    assert math.isnan(o.gpus) and math.isnan(o.usd_per_million_output_tokens)
+    assert pd.isna(o.gpus) and math.isnan(o.usd_per_million_output_tokens)
 
 
 def test_an_slo_no_tp_can_meet_is_infeasible_and_named():
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=1e-4))
+    o = option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=1e-4))
     assert not o.feasible and o.binding_constraint == R.TPOT_SLO and math.isnan(o.usd_per_hour)
 
 
 def test_more_gpus_per_replica_when_batch_1_misses_the_slo_at_the_smallest_fit():
-    s = R.Scenario.default()
-    o = R.evaluate_option("llama-3.1-70b", "l40s", s)
+    s = R.Scenario.default().with_overrides(serving="static")
+    o = option("llama-3.1-70b", "l40s", s)
     fit = rl.predict_fitting(rl.load_model("llama-3.1-70b"), rl.load_hardware("l40s"), wl(1, 2048, 256))
     assert fit.tpot_s > 0.05  # the smallest tp that fits misses the 50 ms TPOT SLO
-    assert o.feasible and o.tp > fit.num_gpus and "raised" in o.note and o.tpot_s <= 0.05
+    assert o.feasible and o.tp > fit.num_gpus and o.tpot_s <= 0.05
 
 
 def test_a_compute_format_the_hardware_lacks_is_an_infeasible_option_not_a_crash():
-    o = R.evaluate_option("llama-3.1-8b", "a100-sxm-80gb", scenario(weight_dtype="fp8", activation_dtype="fp8"))
+    o = option("llama-3.1-8b", "a100-sxm-80gb", scenario(weight_dtype="fp8", activation_dtype="fp8"))
     assert not o.feasible and o.binding_constraint == R.UNSUPPORTED and "fp8" in o.note
 
 
 # ------------------------------------------------------------ ranking
 def test_ranking_never_puts_an_infeasible_option_first():
-    good = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario())
-    cheap_but_infeasible = R.Option(**{**good.__dict__, "hardware_id": "fake", "feasible": False,
-                                       "usd_per_million_output_tokens": 1e-6, "usd_per_hour": 1e-6, "gpus": 1})
-    df = R.rank_options([cheap_but_infeasible, good])
+    from roofline.plan import rank
+
+    good = rl.plan("llama-3.1-8b", 20, 512, 128, 1.0, 0.05, hardware=["h100-sxm"], serving="static").drop(columns="rank")
+    cheap_but_infeasible = good.assign(hardware_id="fake", feasible=False, usd_per_million_output_tokens=1e-6, usd_per_hour=1e-6, gpus=1)
+    df = rank(pd.concat([cheap_but_infeasible, good], ignore_index=True))
     assert list(df["hardware_id"]) == ["h100-sxm", "fake"]
     assert df["rank"].iloc[0] == 1 and pd.isna(df["rank"].iloc[1])
 
@@ -196,13 +213,13 @@ class _Tty(io.StringIO):
 
 
 def test_progress_bar_on_a_tty_lines_otherwise_and_silent_when_off():
-    s = scenario(hardware=["h100-sxm", "h200"], max_batch_size=2)
+    s = scenario(models=["llama-3.1-8b", "llama-3.2-1b"], hardware=["h100-sxm"], max_batch_size=2)
     tty, pipe, quiet = _Tty(), io.StringIO(), io.StringIO()
     R.compare(s, progress=True, stream=tty)
     R.compare(s, progress=True, stream=pipe)
     R.compare(s, progress=False, stream=quiet)
-    assert "\r[##########..........] 1/2 h100-sxm" in tty.getvalue() and tty.getvalue().endswith("\n")
-    assert pipe.getvalue() == "[1/2] h100-sxm\n[2/2] h200\n"
+    assert "\r[##########..........] 1/2 llama-3.1-8b" in tty.getvalue() and tty.getvalue().endswith("\n")
+    assert pipe.getvalue() == "[1/2] llama-3.1-8b\n[2/2] llama-3.2-1b\n"
     assert quiet.getvalue() == ""
 
 

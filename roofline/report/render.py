@@ -84,13 +84,15 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
             "Static batching: each replica runs batches of `batch_size` requests from prefill to the last output token; "
             "a request's TTFT is the prefill of its whole batch and TPOT is the mean decode step. No queueing and no "
             "continuous batching (set `serving: continuous` for those).",
-            "GPUs per replica (tp) is the smallest tensor-parallel degree that holds the model at batch 1 (raised to the "
-            "smallest that meets the SLOs at batch 1 where needed), within one scale-up domain; no pipeline or expert parallelism.",
+            "Replica shapes searched: every tensor-parallel degree inside one scale-up domain (no pipeline or expert "
+            "parallelism); each hardware shows its cheapest fleet that meets both SLOs (the capacity planner in its "
+            "static mode, `roofline plan --serving static`).",
             "Batch size is the largest that fits in memory, stays within the batch cap, and meets both SLOs (or the "
             "multiple of a GEMM/dequantization tile just below it, when that serves more tokens/s); "
             "the binding constraint is what stops one more request per batch.",
-            f"Replicas = ceil(requests/s x output tokens / output tokens/s of one replica); demand here is "
-            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
+            f"Replicas = ceil(requests/s x output tokens / output tokens/s of one replica at full load); demand here is "
+            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s, and tokens/s/replica is each replica's share of it. "
+            "GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
             "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (the last replica's idle "
             "headroom included); 'at full load' is one replica kept busy (Prediction.cost_per_million_output_tokens_usd).",
         ]

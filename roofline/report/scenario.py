@@ -32,7 +32,6 @@ MEMORY = "memory"
 BATCH_CAP = "batch cap"
 TTFT_SLO = "TTFT SLO"
 TPOT_SLO = "TPOT SLO"
-NO_FIT = "memory: does not fit even at the largest tp"
 UNSUPPORTED = "unsupported"
 
 
