@@ -224,9 +224,9 @@ class Derived:
     mfu_decode: Any
     memory_available_bytes: Any
     fits: Any
-    max_batch_size: Any
-    cost_per_hour_usd: Any
-    cost_per_million_output_tokens_usd: Any
+    max_batch_size_fits: Any
+    usd_per_hour: Any
+    usd_per_million_output_tokens: Any
 
     def figures(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _DERIVED_FIGURES}
@@ -351,7 +351,7 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
 
     Throughput = batch · output / e2e (a static batch); per GPU divides by the replica's GPUs.
     MBU = bytes moved / time / peak bandwidth; MFU = FLOPs / time / dense peak of the compute dtype;
-    both per GPU, both in [0, 1] because no operator beats its floor. `max_batch_size` solves the
+    both per GPU, both in [0, 1] because no operator beats its floor. `max_batch_size_fits` solves the
     memory for the batch. Cost per million output tokens: `usd_per_million_tokens`; NaN when the
     scenario does not fit in memory (it cannot be bought), so a sorted sweep never ranks it first.
     """
@@ -369,10 +369,10 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
         mfu_decode=r.decode_flops_per_step / r.tpot_s / peak,
         memory_available_bytes=memory_bytes,
         fits=fits,
-        max_batch_size=np.maximum(np.floor(free / per_seq), 0),
-        cost_per_hour_usd=gpu_hour,
+        max_batch_size_fits=np.maximum(np.floor(free / per_seq), 0),
+        usd_per_hour=gpu_hour,
         # a deployment that cannot be run has no price per token: NaN, which sorts last
-        cost_per_million_output_tokens_usd=np.where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),
+        usd_per_million_output_tokens=np.where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),
     )
 
 

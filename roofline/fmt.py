@@ -81,10 +81,10 @@ def headline_rows(p) -> list[tuple[str, str]]:
 
     Labels are unique (tables index by them). Cost reads "n/a" when the scenario does not fit.
     """
-    cost = usd(p.cost_per_million_output_tokens_usd) if p.fits else "n/a (does not fit)"
+    cost = usd(p.usd_per_million_output_tokens) if p.fits else "n/a (does not fit)"
     return [
         ("model", p.model),
-        ("GPUs (tensor parallel)", str(p.num_gpus)),
+        ("GPUs (tensor parallel)", str(p.gpus_per_replica)),
         ("fits in memory", "yes" if p.fits else "NO"),
         ("memory per GPU: required", gigabytes(p.memory_required_bytes)),
         ("  available", gigabytes(p.memory_available_bytes)),
@@ -92,7 +92,7 @@ def headline_rows(p) -> list[tuple[str, str]]:
         ("  KV cache", gigabytes(p.kv_cache_bytes)),
         ("  activation workspace", gigabytes(p.activation_workspace_bytes)),
         ("  runtime reserve", gigabytes(p.runtime_reserve_bytes)),
-        ("max batch at these lengths", count(p.max_batch_size)),
+        ("max batch at these lengths", count(p.max_batch_size_fits)),
         ("TTFT", seconds(p.ttft_s)),
         ("  80% band of TTFT", band(p.bands.get("ttft_s")) or "n/a"),
         ("  TTFT floor (datasheet peaks)", seconds(p.ttft_floor_s)),
@@ -107,7 +107,7 @@ def headline_rows(p) -> list[tuple[str, str]]:
         ("  per GPU", count(p.output_tokens_per_s_per_gpu)),
         ("prefill: bound, MFU, MBU", f"{p.prefill_bound}, {fraction(p.mfu_prefill)}, {fraction(p.mbu_prefill)}"),
         ("decode: bound, MBU, MFU", f"{p.decode_bound}, {fraction(p.mbu_decode)}, {fraction(p.mfu_decode)}"),
-        ("price, all GPUs", f"{usd(p.cost_per_hour_usd)}/h"),
+        ("price, all GPUs", f"{usd(p.usd_per_hour)}/h"),
         ("cost per 1M output tokens", cost),
         ("efficiencies", p.source_kind),
     ]

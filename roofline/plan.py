@@ -25,7 +25,7 @@ of a falling margin, found by bracketing on the batch grid and regula falsi (`ma
 and the fleet is replicas = ceil(λ / λ*), GPUs = replicas · gpus_per_replica, $/hour = GPUs · price per
 GPU-hour, $/million output tokens = $/hour / (λ · E[O] · 3600) · 10⁶ (the offered load, idle headroom
 included). The figures of a row are the steady state at λ / replicas. A replica's batch is what the load
-makes it (Little's law); `batch_limit` is the most memory holds (set the engine's max_num_seqs at or below it).
+makes it (Little's law); `max_batch_size_fits` is the most memory holds (set the engine's max_num_seqs at or below it).
 
 An option is infeasible when it does not fit at batch 1 (required vs available bytes), when even an idle
 replica misses the TPOT SLO (a decode step at batch 1) or the TTFT SLO (its prefill alone), or when the
@@ -79,7 +79,7 @@ PRECISIONS: dict[str, Deployment] = {
 COLUMNS = [
     "rank", "hardware_id", "hardware", "feasible", "binding_constraint", "reason", "precision", "weight_dtype",
     "activation_dtype", "kv_dtype", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica", "network", "replicas", "gpus",
-    "batch_size", "batch_limit",
+    "batch_size", "max_batch_size_fits",
     "requests_per_s_per_replica", "capacity_requests_per_s_per_replica", "prefill_utilization",
     "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_at_slo_percentile_s", "tpot_s", "itl_max_s",
     "ttft_at_slo_percentile_band_low_s", "ttft_at_slo_percentile_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
@@ -325,7 +325,7 @@ def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
     placed = rd is not None and binding != "unsupported"
     row.update(hardware_id=hw.name, hardware=hw.name, feasible=False, binding_constraint=binding, reason=reason,
                precision=label, tp=dep.tp if placed else 0, pp=dep.pp if placed else 0, ep=dep.ep if placed else 0,
-               gpus_per_replica=dep.num_gpus if placed else 0,
+               gpus_per_replica=dep.gpus_per_replica if placed else 0,
                **(_span(dep, hw) if placed else dict(nodes_per_replica=0, network="")),
                memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour,
                weight_dtype=rd.weights.dtype.name if rd else dep.weight_dtype, activation_dtype=rd.act.name if rd else dep.activation_dtype,
@@ -385,7 +385,7 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
     options = _options(m, hws, traffic, space, rows)
     # smallest replicas first, so that with best_only the cheapest fleet found so far bounds the rest
     bound: dict[str, float] | None = {} if space.best_only else None
-    for (label, *_), (dep, rd, group) in sorted(options.items(), key=lambda kv: kv[1][0].num_gpus):
+    for (label, *_), (dep, rd, group) in sorted(options.items(), key=lambda kv: kv[1][0].gpus_per_replica):
         new = (_static_rows if static else _group_rows)(m, dep, rd, label, group, traffic, slo, space, bound)
         if bound is not None:
             for r in new:
@@ -403,7 +403,7 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
     pc = [precision_class(w, a) for w, a in zip(df["weight_dtype"], df["activation_dtype"])]
     for col, family in (("ttft_at_slo_percentile", f"ttft_{kind}"), ("tpot", f"tpot_{kind}")):
         df[f"{col}_band_low_s"], df[f"{col}_band_high_s"] = band_limits(df[f"{col}_s"], family, hc, pc)
-    for c in ("replicas", "gpus", "batch_limit", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica"):
+    for c in ("replicas", "gpus", "max_batch_size_fits", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica"):
         df[c] = pd.array([None if pd.isna(x) else int(x) for x in df[c]], dtype="Int64")
     df.attrs.update(model=m.name, requests_per_s=float(traffic.requests_per_s), prompt_tokens=traffic.prompt_tokens.describe(),
                     output_tokens=traffic.output_tokens.describe(), ttft_slo_s=slo.ttft_s, ttft_percentile=slo.ttft_percentile,
@@ -424,7 +424,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
     lam, o = float(traffic.requests_per_s), traffic.output_tokens
     ttft_slo, tpot_slo, q, cap_batch = slo.ttft_s, slo.tpot_s, slo.ttft_percentile, space.max_batch_size
     if bound is not None:
-        hws = [h for h in hws if dep.num_gpus * h.price_usd_per_gpu_hour <= bound.get(h.name, math.inf)]
+        hws = [h for h in hws if dep.gpus_per_replica * h.price_usd_per_gpu_hour <= bound.get(h.name, math.inf)]
         if not hws:
             return []
     cv = Curves(m, rd, tp, hws, traffic, space.chunk_tokens, batch_grid_for(m, rd, hws, traffic, cap_batch), cap_batch)
@@ -482,7 +482,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
             hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason="",
             precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
             tp=tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=cv.gpus, **_span(dep, hw), replicas=n, gpus=gpus, batch_size=float(st.batch_size[i]),
-            batch_limit=float(cv.batch_limit(st)[i]), requests_per_s_per_replica=float(per[i]),
+            max_batch_size_fits=float(cv.max_batch_size_fits(st)[i]), requests_per_s_per_replica=float(per[i]),
             capacity_requests_per_s_per_replica=float(cv.capacity[i]), prefill_utilization=float(st.utilization[i]),
             ttft_mean_s=float(st.ttft_mean_s[i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
             ttft_p99_s=float(pct[0.99][i]), ttft_at_slo_percentile_s=float(pct[q][i]), tpot_s=float(st.tpot_s[i]),
@@ -498,7 +498,7 @@ def _static_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwa
     """`serving="static"`: every device of one option running whole batches (`_static_row`); with `bound`, a
     device is skipped where one replica already costs more than its cheapest feasible fleet so far."""
     return [_static_row(m, dep, rd, label, hw, traffic, slo, space) for hw in hws
-            if bound is None or dep.num_gpus * hw.price_usd_per_gpu_hour <= bound.get(hw.name, math.inf)]
+            if bound is None or dep.gpus_per_replica * hw.price_usd_per_gpu_hour <= bound.get(hw.name, math.inf)]
 
 
 def _slos_missed(p: Prediction, slo: SLO) -> str:
@@ -542,7 +542,7 @@ def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfi
         p = at(b)
         return p.fits and not _slos_missed(p, slo)
 
-    fit_limit = p1.max_batch_size  # exact: memory is affine in the batch (tests/test_properties.py)
+    fit_limit = p1.max_batch_size_fits  # exact: memory is affine in the batch (tests/test_properties.py)
     cap = space.max_batch_size
     upper = fit_limit if cap is None else min(fit_limit, cap)
     lo, hi = 1, upper  # good(lo) holds; the largest good b in [lo, hi]
@@ -575,13 +575,13 @@ def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfi
     n = math.ceil(lam * o / p.output_tokens_per_s - 1e-9)
     if n > MAX_REPLICAS:
         return _infeasible_row(hw, label, dep, rd, "replicas", f"needs more than {MAX_REPLICAS:,} replicas", **mem)
-    gpus = n * dep.num_gpus
+    gpus = n * dep.gpus_per_replica
     hour = gpus * hw.price_usd_per_gpu_hour
     return dict(
         hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason=reason,
         precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
-        tp=dep.tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=dep.num_gpus, **_span(dep, hw), replicas=n, gpus=gpus,
-        batch_size=float(b), batch_limit=float(fit_limit), requests_per_s_per_replica=lam / n,
+        tp=dep.tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=dep.gpus_per_replica, **_span(dep, hw), replicas=n, gpus=gpus,
+        batch_size=float(b), max_batch_size_fits=float(fit_limit), requests_per_s_per_replica=lam / n,
         capacity_requests_per_s_per_replica=p.output_tokens_per_s / o, prefill_utilization=math.nan,
         ttft_mean_s=p.ttft_s, ttft_p50_s=p.ttft_s, ttft_p90_s=p.ttft_s, ttft_p99_s=p.ttft_s, ttft_at_slo_percentile_s=p.ttft_s,
         tpot_s=p.tpot_s, itl_max_s=max(p.tpot_first_step_s, p.tpot_last_step_s),

@@ -8,7 +8,7 @@ rewrites the decode figures when a drafter is set. Their formulas are in those m
 * TTFT = the prefill pass; TPOT = (e2e - TTFT) / (output - 1), the mean decode step (`engine`).
 * Throughput = batch · output / e2e (a static batch); per GPU divides by the replica's GPUs.
 * MBU = bytes moved / time / peak bandwidth; MFU = FLOPs / time / dense peak of the compute dtype.
-* Memory per GPU = weights + KV cache + activation workspace + runtime reserve; `max_batch_size`
+* Memory per GPU = weights + KV cache + activation workspace + runtime reserve; `max_batch_size_fits`
   solves it for the batch.
 * Cost per million output tokens = price/GPU-hour · GPUs / 3600 / (tokens/s) · 1e6
   (`engine.usd_per_million_tokens`); NaN when the scenario does not fit in memory.
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 from . import ops as O
 from .bands import Band, bands_for
 from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
-from .errors import SpecError
+from .errors import SpecError, renamed
 from .hardware import HardwareProfile
 from .parallelism import beyond_context_note, check, kv_allocated_tokens, replica_span, scale_out, shared_prefix_tokens, tp_widths, valid_tps  # noqa: F401  re-exported
 from .registry import as_hardware, as_model
@@ -54,7 +54,7 @@ class Prediction(BaseModel):
     Memory figures are per GPU of the replica. When `fits` is False,
     `memory_required_bytes` and `memory_available_bytes` say by how much; the latency and
     throughput fields are then what-ifs (as if the memory were there) and
-    `cost_per_million_output_tokens_usd` is NaN.
+    `usd_per_million_output_tokens` is NaN.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -71,7 +71,7 @@ class Prediction(BaseModel):
     tpot_without_speculation_s: float | None = None
     mode: Literal["analytical", "calibrated"] = "analytical"  # calibrated: measured curves timed every operator
     calibration_id: str | None = None  # the calibration file's id (device slug and date) when calibrated
-    num_gpus: int
+    gpus_per_replica: int
     compute_dtype: str
 
     ttft_s: float
@@ -104,13 +104,19 @@ class Prediction(BaseModel):
     memory_required_bytes: float = Field(description="per GPU: weights + KV cache + workspace + reserve")
     memory_available_bytes: float = Field(description="HBM of one GPU")
     fits: bool
-    max_batch_size: int
+    max_batch_size_fits: int
 
-    cost_per_hour_usd: float
-    cost_per_million_output_tokens_usd: float
+    usd_per_hour: float
+    usd_per_million_output_tokens: float
     bands: dict[str, Band] = Field(default_factory=dict, description=(
         "80% error bands of ttft_s, tpot_s, e2e_latency_s and output_tokens_per_s from the published corpus "
         "(`roofline.bands`); a figure whose family has too few published rows has none"))
+
+    # the names of issue 11's one-spelling rename, kept a while for callers that read them
+    num_gpus = renamed("num_gpus", "gpus_per_replica")
+    max_batch_size = renamed("max_batch_size", "max_batch_size_fits")
+    cost_per_hour_usd = renamed("cost_per_hour_usd", "usd_per_hour")
+    cost_per_million_output_tokens_usd = renamed("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens")
 
     _evaluation: Evaluation = PrivateAttr()
     _operators: Any = PrivateAttr(None)  # the DataFrame `operators` builds on first access
@@ -168,8 +174,8 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         r = spec.evaluation
         notes = notes + list(spec.notes)
     peak = hw.peak_flops(rd.compute_key)
-    d = derived(r, b, o, dep.num_gpus, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, peak, hw.price_usd_per_gpu_hour)
-    fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
+    d = derived(r, b, o, dep.gpus_per_replica, hw.memory_bytes, hw.memory_bandwidth_bytes_per_s, peak, hw.price_usd_per_gpu_hour)
+    fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size_fits" else float(v))
               for k, v in {**r.figures(), **d.figures()}.items() if k in _FIELDS}
     # every value above is already of its field's type: construct without validating it again
     p = Prediction.model_construct(
@@ -178,7 +184,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         ridge_point_flops_per_byte=peak / hw.memory_bandwidth_bytes_per_s,
         speculative_tokens_per_step=None if spec is None else spec.tokens_per_step,
         tpot_without_speculation_s=None if spec is None else spec.tpot_without_s,
-        source_kind=hw.efficiency.source_kind, num_gpus=dep.num_gpus, compute_dtype=rd.act.name,
+        source_kind=hw.efficiency.source_kind, gpus_per_replica=dep.gpus_per_replica, compute_dtype=rd.act.name,
         mode=hw.mode, calibration_id=None if hw.calibration is None else hw.calibration.id,
         prefill_bound=BOUNDS[int(r.prefill_bound_index)].value,
         decode_bound=BOUNDS[int(r.decode_bound_index)].value,

@@ -50,7 +50,7 @@ found by bisection.
 Memory: weights + B · KV(S_p99 + O_p99) + the activation workspace of the largest pass + runtime reserve
 must fit per GPU: the `predict` formula at the 99th-percentile context, except that the workspace is that of
 one pass (one prompt, or one chunked step), not of a whole static batch prefilled at once, so the batch limit
-is larger than `Prediction.max_batch_size`. Sequences still in prefill are not counted.
+is larger than `Prediction.max_batch_size_fits`. Sequences still in prefill are not counted.
 
 Pipeline and expert parallelism (a replica of tp x pp x ep GPUs; pp = ep = 1 gives every formula above):
 
@@ -98,7 +98,7 @@ if TYPE_CHECKING:
 from . import ops as O
 from .bands import Band, bands_for
 from .engine import stage, usd_per_million_tokens
-from .errors import SpecError
+from .errors import SpecError, renamed
 from .hardware import HardwareProfile
 from .parallelism import check, kv_allocated_tokens, kv_bytes_per_gpu, pipeline_hop_s, scale_out, weight_bytes_per_gpu
 from .registry import as_hardware, as_model
@@ -637,7 +637,7 @@ class Curves:
         extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
         return ttft_percentile_s(q, st.residual_s, st.service_s, extra, self.s_p, st.utilization, st.wait_mean_s)
 
-    def batch_limit(self, st) -> np.ndarray:
+    def max_batch_size_fits(self, st) -> np.ndarray:
         """Largest decode batch memory (and the cap) allows at the state's workspace."""
         free = self.memory_available[st.rows, 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st.rows, 0]
         return np.maximum(np.floor(free / self.kv_bytes_per_sequence), 0)
@@ -654,13 +654,13 @@ class ServingPoint(BaseModel):
     prompt_tokens: LengthDist
     output_tokens: LengthDist
     chunk_tokens: int | None
-    num_gpus: int
+    gpus_per_replica: int
     requests_per_s: float = Field(description="arrival rate this replica serves")
     capacity_requests_per_s: float = Field(description="the largest stable rate (memory or prefill limited)")
     stable: bool
     reason: str = Field(description="empty when stable; else why not")
     batch_size: float = Field(description="mean decode batch (Little's law)")
-    batch_limit: int = Field(description="largest batch memory holds at the 99th-percentile context")
+    max_batch_size_fits: int = Field(description="largest batch memory holds at the 99th-percentile context")
     decode_step_s: float = Field(description="t0: a decode-only step at the mean context")
     chunked_step_s: float = Field(description="tC: a step carrying a prefill chunk (NaN without chunking)")
     tpot_s: float = Field(description="mean time per output token (mean step)")
@@ -675,12 +675,18 @@ class ServingPoint(BaseModel):
     output_tokens_per_s_per_gpu: float
     memory_required_bytes: float
     memory_available_bytes: float
-    cost_per_hour_usd: float
-    cost_per_million_output_tokens_usd: float
+    usd_per_hour: float
+    usd_per_million_output_tokens: float
     notes: tuple[str, ...] = Field((), description="what the figures assume beyond the inputs (e.g. running past max_context)")
     bands: dict[str, Band] = Field(default_factory=dict, description=(
         "80% error bands of the TTFT figures and tpot_s (and output_tokens_per_s under a closed loop, where the "
         "rate is predicted) from the published corpus (`roofline.bands`)"))
+
+    # the names of issue 11's one-spelling rename, kept a while for callers that read them
+    num_gpus = renamed("num_gpus", "gpus_per_replica")
+    batch_limit = renamed("batch_limit", "max_batch_size_fits")
+    cost_per_hour_usd = renamed("cost_per_hour_usd", "usd_per_hour")
+    cost_per_million_output_tokens_usd = renamed("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens")
 
 
 def load_pair(model, hardware):
@@ -775,13 +781,13 @@ def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, t
               **({"output_tokens_per_s": (tokens, "throughput_serving")} if rate_predicted else {})}
     return ServingPoint(
         model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=p, output_tokens=o, chunk_tokens=chunk_tokens,
-        num_gpus=cv.gpus, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
-        batch_size=inf_if(st.batch_size), batch_limit=int(cv.batch_limit(st)[0]),
+        gpus_per_replica=cv.gpus, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
+        batch_size=inf_if(st.batch_size), max_batch_size_fits=int(cv.max_batch_size_fits(st)[0]),
         decode_step_s=one(st.t0_s), chunked_step_s=one(st.tc_s), tpot_s=tpot, itl_max_s=inf_if(st.itl_max_s),
         prefill_utilization=one(st.utilization), **ttft,
         output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
         memory_required_bytes=inf_if(st.memory_required_bytes), memory_available_bytes=float(hw.memory_bytes),
-        cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=usd_per_million_tokens(hour, tokens) if stable else math.nan,
+        usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, tokens) if stable else math.nan,
         notes=tuple(cv.notes), bands=bands_for(banded, hw, cv.rd.weights.dtype.name, cv.rd.act.name),
     )
 

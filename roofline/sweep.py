@@ -39,7 +39,7 @@ METRICS = (
     "ttft_s", "ttft_floor_s", "tpot_s", "tpot_floor_s", "e2e_latency_s", "e2e_latency_floor_s",
     "output_tokens_per_s", "output_tokens_per_s_per_gpu", "mbu_prefill", "mfu_prefill", "mbu_decode", "mfu_decode",
     "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes", "memory_available_bytes",
-    "fits", "max_batch_size", "cost_per_hour_usd", "cost_per_million_output_tokens_usd",
+    "fits", "max_batch_size_fits", "usd_per_hour", "usd_per_million_output_tokens",
 )
 
 
@@ -143,7 +143,7 @@ def sweep(
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)  # every column, even with no row
     if len(df):
         df["fits"] = df["fits"].astype(bool)
-        df["max_batch_size"] = df["max_batch_size"].astype(np.int64)
+        df["max_batch_size_fits"] = df["max_batch_size_fits"].astype(np.int64)
     df.attrs["skipped"] = skipped
     return df
 

@@ -216,7 +216,7 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
     rd = p.deployment.resolved(model)
     key = compute_key(p)
     peak, bw = hardware.peak_flops(key), hardware.memory_bandwidth_bytes_per_s
-    b, s, o, tp = wl.batch_size, wl.prompt_tokens, wl.output_tokens, p.num_gpus
+    b, s, o, tp = wl.batch_size, wl.prompt_tokens, wl.output_tokens, p.gpus_per_replica
     gb, sec = fmt.gigabytes, fmt.seconds
 
     def flop(x):
@@ -241,7 +241,7 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
     per_seq = (p.kv_cache_bytes + p.activation_workspace_bytes) / b
     lines.append(
         f"Max batch = floor((available - weights - reserve) / (KV + workspace per sequence)) = floor(({gb(p.memory_available_bytes)} - "
-        f"{gb(p.weight_bytes)} - {gb(p.runtime_reserve_bytes)}) / {gb(per_seq)}) = {fmt.count(p.max_batch_size)}")
+        f"{gb(p.weight_bytes)} - {gb(p.runtime_reserve_bytes)}) / {gb(per_seq)}) = {fmt.count(p.max_batch_size_fits)}")
     lines.append(
         f"Ridge point ({key}) = dense peak / HBM bandwidth = {fmt.rate(peak, 'FLOP/s')} / {fmt.rate(bw, 'B/s')} = "
         f"{fmt.rate(hardware.ridge_point_flops_per_byte(key), 'FLOP/byte')}")
@@ -276,7 +276,7 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
     if p.fits:
         lines.append(
             f"Cost per 1M output tokens = $/GPU-hour x GPUs / 3600 / tokens per s x 10^6 = {fmt.usd(hardware.price_usd_per_gpu_hour)} x "
-            f"{tp} / 3600 / {fmt.count(p.output_tokens_per_s)} x 10^6 = {fmt.usd(p.cost_per_million_output_tokens_usd)}")
+            f"{tp} / 3600 / {fmt.count(p.output_tokens_per_s)} x 10^6 = {fmt.usd(p.usd_per_million_output_tokens)}")
     else:
         lines.append(f"Cost per 1M output tokens: n/a, the scenario {p.fit_message}")
     return lines

@@ -197,7 +197,7 @@ def test_two_profiles_of_one_name_stay_apart(tmp_path):
     assert hardware_labels([shipped, rl.load_hardware("h200")]) == [shipped.name, rl.load_hardware("h200").name]
     df = rl.sweep("llama-3.1-8b", [shipped, mine], batch_size=1, prompt_tokens=128, output_tokens=16)
     assert list(df["hardware"]) == hardware_labels([shipped, mine])
-    assert df["cost_per_hour_usd"].tolist() == [3.78, 1.0]
+    assert df["usd_per_hour"].tolist() == [3.78, 1.0]
 
 
 # ------------------------------------------------------------ sweep
@@ -229,7 +229,7 @@ def test_sweep_axes_are_bounded_and_an_empty_result_has_every_column():
 def test_predict_takes_ids_or_raises_a_type_error_naming_the_argument():
     by_id = rl.predict(rl.load_model("llama-3.1-8b"), "h100-sxm", WL)
     assert by_id.model_dump() == rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), WL).model_dump()
-    assert rl.predict_fitting("llama-3.1-70b", "h100-sxm", WL).num_gpus == 2
+    assert rl.predict_fitting("llama-3.1-70b", "h100-sxm", WL).gpus_per_replica == 2
     with pytest.raises(TypeError, match=r"^model: expected a ModelSpec, a model id or a spec \.yaml path, got int$"):
         rl.predict(7, "h100-sxm", WL)
     with pytest.raises(TypeError, match=r"^deployment: expected a roofline.Deployment or None, got dict$"):

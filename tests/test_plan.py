@@ -48,7 +48,7 @@ def test_every_row_meets_its_slos_and_the_fleet_arithmetic(every_option):
     assert ok["usd_per_million_output_tokens"].to_numpy() == pytest.approx((ok["usd_per_hour"] / (2560 * 3600) * 1e6).to_numpy())
     assert ok["requests_per_s_per_replica"].to_numpy() == pytest.approx((10 / ok["replicas"]).to_numpy())
     assert (ok["requests_per_s_per_replica"] <= ok["capacity_requests_per_s_per_replica"] * (1 + 1e-9)).all()
-    assert (ok["batch_size"] <= ok["batch_limit"]).all()
+    assert (ok["batch_size"] <= ok["max_batch_size_fits"]).all()
     assert (ok["memory_required_bytes_per_gpu"] <= ok["memory_available_bytes_per_gpu"]).all()
 
 
@@ -172,7 +172,7 @@ def test_static_mode_is_the_largest_batch_within_the_slos_by_hand():
     assert r["capacity_requests_per_s_per_replica"] == pytest.approx(x / 200)
     assert r["output_tokens_per_s_per_replica"] == pytest.approx(4 * 200 / r["replicas"])  # the offered load, as in continuous
     assert r["ttft_p99_s"] == r["ttft_p50_s"] == r["ttft_at_slo_percentile_s"] == at(b).ttft_s  # no queue: one figure
-    assert r["batch_limit"] == at(1).max_batch_size and df.attrs["serving"] == "static"
+    assert r["max_batch_size_fits"] == at(1).max_batch_size_fits and df.attrs["serving"] == "static"
 
 
 def test_static_mode_ranks_every_tp_and_keeps_the_cheapest():

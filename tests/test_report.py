@@ -50,7 +50,7 @@ def test_fleet_of_one_gpu_replicas_by_hand():
     assert o.gpus == 2 * 1
     assert o.usd_per_hour == pytest.approx(2 * 3.78)  # the profile's $3.78 per GPU-hour
     assert o.usd_per_million_output_tokens == pytest.approx(7.56 / (2560 * 3600) * 1e6)  # $0.82
-    assert o.usd_per_million_output_tokens_full_load == pytest.approx(p.cost_per_million_output_tokens_usd)
+    assert o.usd_per_million_output_tokens_full_load == pytest.approx(p.usd_per_million_output_tokens)
     assert (o.ttft_s, o.tpot_s) == (p.ttft_s, p.tpot_s) and o.e2e_latency_s == pytest.approx(p.e2e_latency_s, rel=1e-12)
     # the report tries every tp: two GPUs as one tp-2 replica cost the same $7.56, and the tie goes to the faster TTFT
     best = option("llama-3.1-8b", "h100-sxm", scenario(max_batch_size=16))
@@ -102,7 +102,7 @@ def test_a_tight_ttft_slo_binds():
 def test_memory_binds_without_slos():
     o = option("llama-3.1-8b", "h100-sxm", scenario())
     p1 = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), wl(1))
-    assert o.binding_constraint == R.MEMORY and p1.max_batch_size == o.max_batch_size_fits == 526
+    assert o.binding_constraint == R.MEMORY and p1.max_batch_size_fits == o.max_batch_size_fits == 526
     assert _meets(526) and not _meets(527)
     # memory holds 526, but decode GEMMs of 526 rows pad to 528 (16-row tiles on an H100): 512, the last multiple
     # of the tile, serves more tokens/s, so the report runs 512 (the sawtooth, issue 14)
@@ -128,7 +128,7 @@ def test_more_gpus_per_replica_when_batch_1_misses_the_slo_at_the_smallest_fit()
     o = option("llama-3.1-70b", "l40s", s)
     fit = rl.predict_fitting(rl.load_model("llama-3.1-70b"), rl.load_hardware("l40s"), wl(1, 2048, 256))
     assert fit.tpot_s > 0.05  # the smallest tp that fits misses the 50 ms TPOT SLO
-    assert o.feasible and o.tp > fit.num_gpus and o.tpot_s <= 0.05
+    assert o.feasible and o.tp > fit.gpus_per_replica and o.tpot_s <= 0.05
 
 
 def test_a_compute_format_the_hardware_lacks_is_an_infeasible_option_not_a_crash():

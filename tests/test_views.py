@@ -192,9 +192,9 @@ def test_math_lines_substitute_the_predictions_numbers(pred, llama70, h100):
     assert line["TPOT"].startswith(f"TPOT = (end-to-end - TTFT) / (output - 1) = ({fmt.seconds(pred.e2e_latency_s)} - "
                                    f"{fmt.seconds(pred.ttft_s)}) / 255 = {fmt.seconds(pred.tpot_s)}")
     assert f"8 x 256 / {fmt.seconds(pred.e2e_latency_s)} = {fmt.count(pred.output_tokens_per_s)} tokens/s" in line["Throughput"]
-    assert line["Cost per 1M output tokens"].endswith(f"x 10^6 = {fmt.usd(pred.cost_per_million_output_tokens_usd)}")
+    assert line["Cost per 1M output tokens"].endswith(f"x 10^6 = {fmt.usd(pred.usd_per_million_output_tokens)}")
     assert f"= {fmt.gigabytes(pred.memory_required_bytes)} of {fmt.gigabytes(h100.memory_bytes)} available: fits" in text
-    assert line["Max batch"].endswith(f"= {pred.max_batch_size}")
+    assert line["Max batch"].endswith(f"= {pred.max_batch_size_fits}")
     assert "quantization scales" not in line["Weights per GPU"]  # bf16 weights have none
 
 

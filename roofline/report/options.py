@@ -103,7 +103,7 @@ def report_columns(df: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     for c in ("pp", "ep", "nodes_per_replica"):
         out[c] = df[c].where(placed, 1).fillna(1).astype(int)
     out["batch_size"] = df["batch_size"].where(feasible, 0.0)
-    out["max_batch_size_fits"] = df["batch_limit"].where(feasible, 0).fillna(0).astype(int)
+    out["max_batch_size_fits"] = df["max_batch_size_fits"].where(feasible, 0).fillna(0).astype(int)
     for c in ("output_tokens_per_s_per_replica", "replicas", "gpus", "usd_per_hour", "usd_per_million_output_tokens"):
         out[c] = df[c].astype(float)  # NaN where infeasible
     out["usd_per_million_output_tokens_full_load"] = usd_per_million_tokens(
@@ -127,5 +127,5 @@ def _note(r, s: Scenario) -> str:
         return f"{fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)}: {r.reason}" if r.tp else r.reason
     if s.serving == "static":
         return r.reason
-    return (f"{fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)}; mean batch {r.batch_size:.1f} of {int(r.batch_limit)} that fit; "
+    return (f"{fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)}; mean batch {r.batch_size:.1f} of {int(r.max_batch_size_fits)} that fit; "
             f"prefill busy {r.prefill_utilization:.0%}; p{100 * s.ttft_percentile:g} TTFT {fmt.seconds(r.ttft_at_slo_percentile_s)}")

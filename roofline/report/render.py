@@ -94,7 +94,7 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
             f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s, and tokens/s/replica is each replica's share of it. "
             "GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
             "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (the last replica's idle "
-            "headroom included); 'at full load' is one replica kept busy (Prediction.cost_per_million_output_tokens_usd).",
+            "headroom included); 'at full load' is one replica kept busy (Prediction.usd_per_million_output_tokens).",
         ]
     general += [
         f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {reserve.default / GIB:g} GiB ({reserve.description}).",
