@@ -109,5 +109,5 @@ def headline_rows(p) -> list[tuple[str, str]]:
         ("decode: bound, MBU, MFU", f"{p.decode_bound}, {fraction(p.mbu_decode)}, {fraction(p.mfu_decode)}"),
         ("price, all GPUs", f"{usd(p.usd_per_hour)}/h"),
         ("cost per 1M output tokens", cost),
-        ("efficiencies", p.source_kind),
+        ("timing", p.mode + (f" ({p.calibration_id})" if p.calibration_id else "")),
     ]

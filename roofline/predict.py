@@ -20,6 +20,7 @@ callers have always imported them from.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -48,9 +49,8 @@ BAND_FAMILIES = {"ttft_s": "ttft_static", "tpot_s": "tpot_static", "e2e_latency_
 class Prediction(BaseModel):
     """Every headline figure of one scenario. Seconds, bytes, FLOPs, fractions; per GPU where it says so.
 
-    `source_kind` is the profile's `efficiency.source_kind`: `default` (datasheet peaks x the shipped
-    achievable fractions) or `calibrated` (fractions summarised from a calibration run); `mode` says
-    whether measured curves timed every operator (`calibrated`) or the fractions did (`analytical`).
+    `mode` says whether measured curves timed every operator (`calibrated`, with the calibration file's
+    `calibration_id`) or the datasheet peaks times the profile's achievable fractions did (`analytical`).
     Memory figures are per GPU of the replica. When `fits` is False,
     `memory_required_bytes` and `memory_available_bytes` say by how much; the latency and
     throughput fields are then what-ifs (as if the memory were there) and
@@ -63,7 +63,6 @@ class Prediction(BaseModel):
     hardware: str
     workload: Workload
     deployment: Deployment
-    source_kind: str
     notes: tuple[str, ...] = ()
     peak_flops_per_s: float = math.nan
     ridge_point_flops_per_byte: float = math.nan
@@ -117,6 +116,13 @@ class Prediction(BaseModel):
     max_batch_size = renamed("max_batch_size", "max_batch_size_fits")
     cost_per_hour_usd = renamed("cost_per_hour_usd", "usd_per_hour")
     cost_per_million_output_tokens_usd = renamed("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens")
+
+    @property
+    def source_kind(self) -> str:
+        """Deprecated: `mode` says it ('analytical' was 'default')."""
+        warnings.warn("Prediction.source_kind is dropped; read mode ('analytical' or 'calibrated') and calibration_id",
+                      DeprecationWarning, stacklevel=2)
+        return "calibrated" if self.mode == "calibrated" else "default"
 
     _evaluation: Evaluation = PrivateAttr()
     _operators: Any = PrivateAttr(None)  # the DataFrame `operators` builds on first access
@@ -184,7 +190,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         ridge_point_flops_per_byte=peak / hw.memory_bandwidth_bytes_per_s,
         speculative_tokens_per_step=None if spec is None else spec.tokens_per_step,
         tpot_without_speculation_s=None if spec is None else spec.tpot_without_s,
-        source_kind=hw.efficiency.source_kind, gpus_per_replica=dep.gpus_per_replica, compute_dtype=rd.act.name,
+        gpus_per_replica=dep.gpus_per_replica, compute_dtype=rd.act.name,
         mode=hw.mode, calibration_id=None if hw.calibration is None else hw.calibration.id,
         prefill_bound=BOUNDS[int(r.prefill_bound_index)].value,
         decode_bound=BOUNDS[int(r.decode_bound_index)].value,

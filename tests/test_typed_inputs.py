@@ -63,3 +63,10 @@ def test_renamed_fields_keep_their_old_names_with_a_warning():
     s = rl.steady_state("llama-3.1-8b", "h100-sxm", 1.0, 512, 128)
     with pytest.warns(DeprecationWarning, match="max_batch_size_fits"):
         assert s.batch_limit == s.max_batch_size_fits
+
+
+def test_prediction_says_its_timing_once_mode_not_source_kind():
+    p = rl.predict("llama-3.1-8b", "h100-sxm", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=16))
+    assert (p.mode, p.calibration_id) == ("analytical", None) and "source_kind" not in p.model_dump()
+    with pytest.warns(DeprecationWarning, match="mode"):
+        assert p.source_kind == "default"
