@@ -386,7 +386,7 @@ def _time_unit(values: pd.Series) -> tuple[str, float]:
 
 # ------------------------------------------------------------------ the Predict page
 @dataclass(frozen=True)
-class Scenario:
+class PredictInputs:
     model_src: tuple[str, str]
     hardware: tuple[str, ...]
     workload: rl.Workload
@@ -398,8 +398,8 @@ def _optional(choice: str) -> str | None:
     return None if choice == "native" else choice
 
 
-def predict_sidebar() -> Scenario | None:
-    """Widgets -> a Scenario; None (after st.error) when the input cannot make one."""
+def predict_sidebar() -> PredictInputs | None:
+    """Widgets -> the Predict page's inputs (`PredictInputs`); None (after st.error) when the input cannot make one."""
     sb = st.sidebar
     sb.header("Scenario")
     sb.selectbox("Model", rl.list_models(), key="model")
@@ -447,10 +447,10 @@ def predict_sidebar() -> Scenario | None:
     except ValidationError as exc:
         st.error(str(validation_message(exc, "input")))
         return None
-    return Scenario(model_src, tuple(state["hw"]), wl, dep, auto)
+    return PredictInputs(model_src, tuple(state["hw"]), wl, dep, auto)
 
 
-def predictions(sc: Scenario) -> list[tuple[str, rl.Prediction]]:
+def predictions(sc: PredictInputs) -> list[tuple[str, rl.Prediction]]:
     """(hardware id, prediction) for each hardware that accepts the scenario; errors shown one line each."""
     out = []
     wl_json, dep_json = sc.workload.model_dump_json(), sc.deployment.model_dump_json()
@@ -563,7 +563,7 @@ def memory_chart(sub: pd.DataFrame) -> ChartParts:
     return "memory", (tuple(MEMORY_LABELS.values()),), {"memory": long, "capacity": cap}
 
 
-def show_sweeps(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
+def show_sweeps(sc: PredictInputs, preds: list[tuple[str, rl.Prediction]]) -> None:
     """One sweep at a time (the choice is in the link): only the chart shown is built, at its full width."""
     wl_json = sc.workload.model_dump_json()
     pick = st.radio("Sweep", list(SWEEPS), format_func=SWEEPS.get, horizontal=True, key="sweep", label_visibility="collapsed")
@@ -621,7 +621,7 @@ def operator_table(p: rl.Prediction, points: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def show_details(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
+def show_details(sc: PredictInputs, preds: list[tuple[str, rl.Prediction]]) -> None:
     """Roofline, operator table (with its CSV) and the math, for one hardware at a time."""
     names = {hw_id: p.hardware for hw_id, p in preds}
     pick = st.radio("Details for", list(names), format_func=names.get, horizontal=True, key="detail_hw") if len(preds) > 1 else preds[0][0]

@@ -164,9 +164,9 @@ def batch_sweep(model: ModelSpec, hardware: HardwareProfile, workload: Workload,
     return _batch_frame(_sweep(model, hardware, workload, deployment, batch_size=list(batch_sizes or _batch_grid(workload))))
 
 
-def frontier(model: ModelSpec, hardware: HardwareProfile, workload: Workload, deployment: Deployment,
+def batch_frontier(model: ModelSpec, hardware: HardwareProfile, workload: Workload, deployment: Deployment,
              batch_sizes: Sequence[int] | None = None) -> pd.DataFrame:
-    """Latency-throughput frontier over batch sizes: tokens/s per user = 1 / TPOT against
+    """Static-batch latency-throughput frontier over batch sizes (`serving.frontier` is the continuous-batching one): tokens/s per user = 1 / TPOT against
     output tokens/s per GPU (the columns of `batch_sweep` it needs)."""
     df = batch_sweep(model, hardware, workload, deployment, batch_sizes)
     return df[["hardware", "tp", "batch_size", "tokens_per_s_per_user", "tokens_per_s_per_gpu", "tpot_s", "fits"]]

@@ -349,7 +349,7 @@ def test_report_says_one_replica_not_one_replicas():
     import roofline.report as R
 
     s = R.Scenario(models=["llama-3.2-1b"], hardware=["h100-sxm"], requests_per_s=0.5, prompt_tokens=256, output_tokens=32)
-    text = R.top_option_text(R.compare(s, progress=False))
+    text = R.top_option_text(R.evaluate_scenario(s, progress=False))
     assert "1 GPU (1 replica x tp1" in text, text
 
 

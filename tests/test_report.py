@@ -149,7 +149,7 @@ def test_ranking_never_puts_an_infeasible_option_first():
 
 def test_compare_ranks_by_cost_and_puts_non_fitting_last():
     s = scenario(models=["llama-3.1-70b"], hardware=["l4", "h100-sxm", "h200", "mi300x"], ttft_slo_s=2.0, tpot_slo_s=0.05)
-    df = R.compare(s, progress=False)
+    df = R.evaluate_scenario(s, progress=False)
     ranked = df[df["feasible"]]
     assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
     assert ranked["usd_per_million_output_tokens"].is_monotonic_increasing
@@ -158,7 +158,7 @@ def test_compare_ranks_by_cost_and_puts_non_fitting_last():
 
 
 def test_when_nothing_is_feasible_nothing_is_ranked():
-    df = R.compare(scenario(hardware=["h100-sxm", "l4"], tpot_slo_s=1e-4), progress=False)
+    df = R.evaluate_scenario(scenario(hardware=["h100-sxm", "l4"], tpot_slo_s=1e-4), progress=False)
     assert df["rank"].isna().all()
     assert R.top_option_text(df).startswith("no option meets the scenario")
 
@@ -215,9 +215,9 @@ class _Tty(io.StringIO):
 def test_progress_bar_on_a_tty_lines_otherwise_and_silent_when_off():
     s = scenario(models=["llama-3.1-8b", "llama-3.2-1b"], hardware=["h100-sxm"], max_batch_size=2)
     tty, pipe, quiet = _Tty(), io.StringIO(), io.StringIO()
-    R.compare(s, progress=True, stream=tty)
-    R.compare(s, progress=True, stream=pipe)
-    R.compare(s, progress=False, stream=quiet)
+    R.evaluate_scenario(s, progress=True, stream=tty)
+    R.evaluate_scenario(s, progress=True, stream=pipe)
+    R.evaluate_scenario(s, progress=False, stream=quiet)
     assert "\r[##########..........] 1/2 llama-3.1-8b" in tty.getvalue() and tty.getvalue().endswith("\n")
     assert pipe.getvalue() == "[1/2] llama-3.1-8b\n[2/2] llama-3.2-1b\n"
     assert quiet.getvalue() == ""
@@ -304,7 +304,7 @@ def test_cli_report_bad_value_is_one_line_exit_2(tmp_path, capsys, args, field):
 def test_default_report_is_the_planner_answer():
     s = R.Scenario.default()
     assert s.serving == "continuous" and s.ttft_percentile == 0.9
-    df = R.compare(s, progress=False)
+    df = R.evaluate_scenario(s, progress=False)
     plan = rl.plan(s.models[0], s.requests_per_s, s.prompt_tokens, s.output_tokens, s.ttft_slo_s, s.tpot_slo_s,
                    hardware=s.hardware, precisions={"scenario": s.deployment()})
     for _, row in df[df["feasible"]].iterrows():
@@ -332,14 +332,14 @@ def test_continuous_report_plans_across_nodes_and_says_so(tmp_path):
 
 
 def test_continuous_report_without_slos_is_bound_by_capacity():
-    df = R.compare(R.Scenario(**{**EIGHT_B, "serving": "continuous"}), progress=False)
+    df = R.evaluate_scenario(R.Scenario(**{**EIGHT_B, "serving": "continuous"}), progress=False)
     row = df.iloc[0]
     assert row["feasible"] and row["binding_constraint"] == "capacity" and row["replicas"] >= 1
 
 
 def test_continuous_progress_steps_per_model():
     tty = _Tty()
-    R.compare(R.Scenario(**{**EIGHT_B, "serving": "continuous", "hardware": ["h100-sxm", "h200"], "tpot_slo_s": 0.05}),
+    R.evaluate_scenario(R.Scenario(**{**EIGHT_B, "serving": "continuous", "hardware": ["h100-sxm", "h200"], "tpot_slo_s": 0.05}),
               progress=True, stream=tty)
     assert "\r[####################] 1/1 llama-3.1-8b" in tty.getvalue()
 
@@ -365,3 +365,16 @@ def test_simulator_version_names_the_checked_out_commit():
     if not (root / ".git").is_dir():
         pytest.skip("a worktree or submodule: .git is a file")
     assert f", commit {head[:12]}" in simulator_version()
+
+
+def test_one_name_one_thing():
+    """Issue 11's name clashes: `roofline.compare` is the what-if table; the report's table is `evaluate_scenario`
+    (its old name `report.compare` warns); the dashboard's page inputs are not a second `Scenario`."""
+    import roofline.views as views
+
+    assert rl.compare.__module__ == "roofline.compare" and "compare" not in R.__all__
+    with pytest.warns(DeprecationWarning, match="evaluate_scenario"):
+        assert R.compare is R.evaluate_scenario
+    assert not hasattr(views, "frontier") and rl.frontier.__module__ == "roofline.serving"
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    assert "class Scenario" not in app.read_text() and "class PredictInputs" in app.read_text()

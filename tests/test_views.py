@@ -120,7 +120,7 @@ def _one(df, **where):
 
 def test_batch_sweep_and_frontier_come_from_sweep_and_match_predict(llama70, h100):
     wl, dep = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256), rl.Deployment(tp=2)
-    front = views.frontier(llama70, h100, wl, dep)
+    front = views.batch_frontier(llama70, h100, wl, dep)
     assert list(front.batch_size) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
     direct = rl.sweep(llama70, h100, batch_size=list(front.batch_size), prompt_tokens=2048, output_tokens=256, tp=2)
     assert front.tokens_per_s_per_user.to_numpy() == pytest.approx(1 / direct.tpot_s.to_numpy())
@@ -142,7 +142,7 @@ def test_batch_sweep_and_frontier_come_from_sweep_and_match_predict(llama70, h10
 def test_frontier_per_hardware_trades_latency_for_throughput(llama70):
     wl = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
     for hw in ("h100-sxm", "mi300x"):
-        f = views.frontier(llama70, rl.load_hardware(hw), wl, rl.Deployment(tp=2), batch_sizes=[1, 4, 16])
+        f = views.batch_frontier(llama70, rl.load_hardware(hw), wl, rl.Deployment(tp=2), batch_sizes=[1, 4, 16])
         # more sequences per step: more tokens per GPU, fewer per user
         assert f.tokens_per_s_per_gpu.is_monotonic_increasing and f.tokens_per_s_per_user.is_monotonic_decreasing
 

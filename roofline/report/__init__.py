@@ -28,11 +28,20 @@ memory reserve, the simulator version, and the scenario itself as YAML.
 
 from __future__ import annotations
 
+import warnings
+
 from .options import COLUMNS, Progress, evaluate_scenario, planned, report_columns  # noqa: F401
 from .render import WrittenReport, assumptions, render_csv, render_html, render_markdown, simulator_version, top_option_text, write_report  # noqa: F401
 from .scenario import BATCH_CAP, DEFAULT_SCENARIO, MEMORY, NO_SLO_S, TPOT_SLO, TTFT_SLO, UNSUPPORTED, Scenario  # noqa: F401
 
-compare = evaluate_scenario  # its name before issue 11 (`roofline.compare.compare` is the what-if table)
-
-__all__ = ["Scenario", "evaluate_scenario", "compare", "write_report", "WrittenReport",
+__all__ = ["Scenario", "evaluate_scenario", "write_report", "WrittenReport",
            "render_html", "render_markdown", "render_csv", "top_option_text", "simulator_version"]
+
+
+def __getattr__(name: str):
+    """`report.compare`, the old name of `evaluate_scenario`, warns: `roofline.compare` is the what-if table."""
+    if name == "compare":
+        warnings.warn("roofline.report.compare is renamed evaluate_scenario (roofline.compare is the what-if table)",
+                      DeprecationWarning, stacklevel=2)
+        return evaluate_scenario
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
