@@ -20,6 +20,21 @@ def gigabytes(x: float) -> str:
     return f"{x / 1e9:,.1f} GB"
 
 
+def gibibytes(x: float) -> str:
+    """Binary gibibytes, for sizes quoted that way (the runtime reserve): 2**31 -> '2 GiB'."""
+    return f"{x / 2**30:g} GiB"
+
+
+def mebibytes(x: float) -> str:
+    """Binary mebibytes, whole: 64 * 2**20 -> '64 MiB'."""
+    return f"{x / 2**20:,.0f} MiB"
+
+
+def billions(x: float) -> str:
+    """A count in billions, e.g. parameters: 70.55e9 -> '70.6B'."""
+    return f"{x / 1e9:,.1f}B"
+
+
 def rate(x: float, unit: str) -> str:
     """Decimal-prefixed rate: rate(3.35e12, 'B/s') -> '3.35 TB/s'."""
     for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):

@@ -455,8 +455,8 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
         mem = dict(memory_required_bytes_per_gpu=float(st.memory_required_bytes[i]))
         if not cv.fits[i]:
             rows.append(_infeasible_row(hw, label, dep, rd, "memory", (
-                f"does not fit: needs {cv.memory_required[i, 0] / 1e9:.1f} GB per GPU at {_shape(dep)}, batch 1, of "
-                f"{cv.memory_available[i, 0] / 1e9:.1f} GB"), memory_required_bytes_per_gpu=float(cv.memory_required[i, 0])))
+                f"does not fit: needs {fmt.gigabytes(cv.memory_required[i, 0])} per GPU at {_shape(dep)}, batch 1, of "
+                f"{fmt.gigabytes(cv.memory_available[i, 0])}"), memory_required_bytes_per_gpu=float(cv.memory_required[i, 0])))
             continue
         if not good[i]:
             if idle.tpot_s[i] > tpot_slo:
@@ -531,8 +531,8 @@ def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfi
     mem = dict(memory_required_bytes_per_gpu=p1.memory_required_bytes)
     if not p1.fits:
         return _infeasible_row(hw, label, dep, rd, "memory", (
-            f"does not fit: needs {p1.memory_required_bytes / 1e9:.1f} GB per GPU at {_shape(dep)}, batch 1, of "
-            f"{p1.memory_available_bytes / 1e9:.1f} GB"), **mem)
+            f"does not fit: needs {fmt.gigabytes(p1.memory_required_bytes)} per GPU at {_shape(dep)}, batch 1, of "
+            f"{fmt.gigabytes(p1.memory_available_bytes)}"), **mem)
     missed = _slos_missed(p1, slo)
     if missed:
         return _infeasible_row(hw, label, dep, rd, missed, (

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 if TYPE_CHECKING:
     import pandas as pd
 
+from . import fmt
 from . import ops as O
 from .bands import Band, bands_for
 from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
@@ -150,7 +151,7 @@ class Prediction(BaseModel):
     def fit_message(self) -> str:
         need, have = self.memory_required_bytes, self.memory_available_bytes
         verdict = "fits" if self.fits else "does NOT fit"
-        return f"{verdict}: needs {need / 1e9:.1f} GB per GPU of {have / 1e9:.1f} GB"
+        return f"{verdict}: needs {fmt.gigabytes(need)} per GPU of {fmt.gigabytes(have)}"
 
 
 _FIELDS = frozenset(Prediction.model_fields)  # looked up once: pydantic builds the mapping on every access

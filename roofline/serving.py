@@ -95,6 +95,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 if TYPE_CHECKING:
     import pandas as pd
 
+from . import fmt
 from . import ops as O
 from .bands import Band, bands_for
 from .engine import stage, usd_per_million_tokens
@@ -763,8 +764,8 @@ def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, t
     cap = float(cv.capacity[0])
     stable = bool(st.stable[0])
     if not cv.fits[0]:
-        reason = (f"does not fit: needs {cv.memory_required[0, 0] / 1e9:.1f} GB per GPU at batch 1 of "
-                  f"{cv.memory_available[0, 0] / 1e9:.1f} GB")
+        reason = (f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
+                  f"{fmt.gigabytes(cv.memory_available[0, 0])}")
     elif not stable:
         reason = f"unstable: arrival rate {lam:g} requests/s exceeds the capacity of {cap:.3g} requests/s"
     else:

@@ -25,6 +25,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
+from . import fmt
 from . import ops as O
 from .engine import derived, evaluate
 from .errors import SpecError
@@ -97,8 +98,8 @@ def sweep(
     n_ops = max(len(O.forward_ops(m, Deployment().resolved(m), 1, 1, 0)) for m in models)
     need = n_scenarios * n_ops * BYTES_PER_OP_PER_SCENARIO
     if need > SWEEP_MEMORY_BUDGET_BYTES:
-        raise SpecError("sweep", f"a grid of {n_scenarios:,} scenarios needs about {need / 1e9:,.1f} GB while evaluated, over the "
-                                 f"budget of {SWEEP_MEMORY_BUDGET_BYTES / 1e9:.1f} GB (sweep.SWEEP_MEMORY_BUDGET_BYTES); "
+        raise SpecError("sweep", f"a grid of {n_scenarios:,} scenarios needs about {fmt.gigabytes(need)} while evaluated, over the "
+                                 f"budget of {fmt.gigabytes(SWEEP_MEMORY_BUDGET_BYTES)} (sweep.SWEEP_MEMORY_BUDGET_BYTES); "
                                  "split it into smaller sweeps")
     base = deployment or Deployment()
     if base.speculative is not None or base.on_unsupported_dtype == "fallback" or base.network is not None:

@@ -20,7 +20,6 @@ from .. import fmt
 from ..errors import SpecError
 from ..files import write_atomic
 from ..registry import load_model
-from ..units import GIB
 from ..workload import Deployment
 from .options import evaluate_scenario
 from .scenario import Scenario
@@ -97,7 +96,7 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
             "headroom included); 'at full load' is one replica kept busy (Prediction.usd_per_million_output_tokens).",
         ]
     general += [
-        f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {reserve.default / GIB:g} GiB ({reserve.description}).",
+        f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {fmt.gibibytes(reserve.default)} ({reserve.description}).",
         "Peaks are datasheet figures (dense); realistic times multiply them by the efficiency fractions below. "
         "'default' fractions come from public measurements, not yet calibrated on a real GPU; 'calibrated' ones were measured.",
         "Prices are approximate on-demand cloud prices per GPU-hour, dated below; reserved or marketplace rates differ."
