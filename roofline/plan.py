@@ -344,21 +344,25 @@ def _shape(dep: Deployment) -> str:
     return " ".join(f"{k}={v}" for k, v in (("tp", dep.tp), ("pp", dep.pp), ("ep", dep.ep)) if k == "tp" or v > 1)
 
 
-def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s: float, tpot_slo_s: float,
+def plan(model, requests_per_s: float | None, prompt_tokens, output_tokens, ttft_slo_s: float, tpot_slo_s: float,
          hardware=None, ttft_percentile: float = 0.9, chunk_tokens: int | None = None, max_batch_size: int | None = None,
          precisions: dict[str, Deployment] | None = None, tps: list[int] | None = None, pps: list[int] | None = None,
          eps: list[int] | None = None, max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA, network: str | None = None,
-         best_only: bool = True, serving: str = "continuous") -> pd.DataFrame:
+         best_only: bool = True, serving: str = "continuous", concurrency: float | None = None) -> pd.DataFrame:
     """The cheapest deployment per hardware that serves `requests_per_s` within the SLOs (module docstring):
     the keyword form of `plan_fleet`, which it calls with the `Traffic`, `SLO` and `SearchSpace` it builds.
 
     `prompt_tokens` / `output_tokens`: an int, a `serving.LengthDist` or a string like "lognormal:2048:0.5".
+    `concurrency` instead of `requests_per_s` (which is then None): the fleet is loaded by a closed loop of that
+    many clients, the way `vllm bench serve --max-concurrency`, genai-perf and AIPerf measure (`_group_rows`).
     `ttft_slo_s` applies to the `ttft_percentile` of TTFT, `tpot_slo_s` to the mean TPOT. The rest are the
     fields of `SearchSpace`. Returns a DataFrame with the columns of `COLUMNS` (SI units, USD), best first.
     """
     m = as_model(model)
     slo = SLO(ttft_slo_s, tpot_slo_s, ttft_percentile)
     traffic = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    if concurrency is not None:
+        traffic = Traffic(traffic.prompt_tokens, traffic.output_tokens, traffic.requests_per_s, concurrency)
     space = SearchSpace(hardware=hardware, precisions=precisions, tps=tps, pps=pps, eps=eps, max_gpus_per_replica=max_gpus_per_replica,
                         network=network, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only,
                         serving=serving)
@@ -370,11 +374,13 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
     import pandas as pd
 
     m = model
-    if traffic.requests_per_s is None:
-        raise SpecError("requests_per_s", "the planner sizes a fleet for a rate; give requests_per_s")
+    if traffic.requests_per_s is None and traffic.concurrency is None:
+        raise SpecError("requests_per_s", "the planner sizes a fleet for a load; give requests_per_s (or a concurrency)")
     devices = space.devices()
     space.check_model(m)
     static = space.serving == "static"
+    if static and traffic.concurrency is not None:
+        raise SpecError("concurrency", "a closed loop of clients needs serving='continuous' (a static batch is sized by its rate)")
     if static:
         for name in ("prompt_tokens", "output_tokens"):
             if getattr(traffic, name).kind != "fixed":
@@ -405,7 +411,9 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
         df[f"{col}_band_low_s"], df[f"{col}_band_high_s"] = band_limits(df[f"{col}_s"], family, hc, pc)
     for c in ("replicas", "gpus", "max_batch_size_fits", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica"):
         df[c] = pd.array([None if pd.isna(x) else int(x) for x in df[c]], dtype="Int64")
-    df.attrs.update(model=m.name, requests_per_s=float(traffic.requests_per_s), prompt_tokens=traffic.prompt_tokens.describe(),
+    rate = traffic.requests_per_s
+    df.attrs.update(model=m.name, requests_per_s=None if rate is None else float(rate), concurrency=traffic.concurrency,
+                    prompt_tokens=traffic.prompt_tokens.describe(),
                     output_tokens=traffic.output_tokens.describe(), ttft_slo_s=slo.ttft_s, ttft_percentile=slo.ttft_percentile,
                     tpot_slo_s=slo.tpot_s, chunk_tokens=space.chunk_tokens, max_gpus_per_replica=space.max_gpus_per_replica,
                     serving=space.serving)
@@ -421,14 +429,15 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
     ceil(λ / capacity) replicas (the SLOs only lower the rate a replica may take). Skipped options could
     only be dropped by `best_only`, so the plan is the same, found faster."""
     tp = dep.tp
-    lam, o = float(traffic.requests_per_s), traffic.output_tokens
+    closed = traffic.concurrency is not None
+    lam, o = (math.nan if closed else float(traffic.requests_per_s)), traffic.output_tokens
     ttft_slo, tpot_slo, q, cap_batch = slo.ttft_s, slo.tpot_s, slo.ttft_percentile, space.max_batch_size
     if bound is not None:
         hws = [h for h in hws if dep.gpus_per_replica * h.price_usd_per_gpu_hour <= bound.get(h.name, math.inf)]
         if not hws:
             return []
     cv = Curves(m, rd, tp, hws, traffic, space.chunk_tokens, batch_grid_for(m, rd, hws, traffic, cap_batch), cap_batch)
-    if bound is not None:
+    if bound is not None and not closed:
         with np.errstate(divide="ignore"):
             floor_usd = np.ceil(lam / cv.capacity - 1e-9) * cv.gpus * np.array([h.price_usd_per_gpu_hour for h in hws])
         keep = [i for i, h in enumerate(hws) if floor_usd[i] <= bound.get(h.name, math.inf)]
@@ -443,9 +452,17 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
     best = max_rate(cv, margin, cv.capacity)
     idle = cv.state(cv.capacity * 1e-9)
     good = cv.fits & (best > 0)
-    replicas = np.where(good, np.maximum(1, np.ceil(lam / np.where(good, best, 1) - 1e-9)), 0)  # a fleet has a replica
+    if closed:  # the clients one replica keeps within the SLOs: n* = λ*·R(λ*) (response-time law)
+        load = np.where(good, cv.in_flight(np.where(good, best, cv.capacity * 1e-9)), 1.0)
+        total = float(traffic.concurrency)
+    else:
+        load, total = np.where(good, best, 1.0), lam
+    replicas = np.where(good, np.maximum(1, np.ceil(total / load - 1e-9)), 0)  # a fleet has a replica
     good &= replicas <= MAX_REPLICAS
-    per = np.where(good, lam / np.maximum(replicas, 1), cv.capacity * 1e-9)
+    if closed:
+        per = np.where(good, _closed_loop_rate(cv, total / np.maximum(replicas, 1), best), cv.capacity * 1e-9)
+    else:
+        per = np.where(good, lam / np.maximum(replicas, 1), cv.capacity * 1e-9)
     st = cv.state(per)
     qs = sorted({*TTFT_PERCENTILES, q})
     pct = dict(zip(qs, cv.ttft_percentile(st, np.array(qs)[:, None])))  # every percentile in one bisection
@@ -478,6 +495,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
         gpus = n * cv.gpus
         hour = gpus * hw.price_usd_per_gpu_hour
         tokens = per[i] * o.mean_tokens
+        fleet_rate = n * per[i] if closed else lam  # requests/s: what a closed loop answers, or the offered rate
         rows.append(dict(
             hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason="",
             precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
@@ -487,10 +505,24 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
             ttft_mean_s=float(st.ttft_mean_s[i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
             ttft_p99_s=float(pct[0.99][i]), ttft_at_slo_percentile_s=float(pct[q][i]), tpot_s=float(st.tpot_s[i]),
             itl_max_s=float(st.itl_max_s[i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
-            usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens),
+            usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, fleet_rate * o.mean_tokens),
             memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
         ))
     return rows
+
+
+def _closed_loop_rate(cv: Curves, clients: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Per device row, the rate λ ≤ `top` at which a closed loop of `clients` runs: the root of λ·R(λ) = clients
+    (`Curves.in_flight` rises with λ), by bisection to 1e-10 of the rate; rows whose clients exceed λ·R at
+    `top` get `top` (the planner only asks for at most what `top` keeps busy)."""
+    lo, hi = np.zeros_like(top), np.asarray(top, float).copy()
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        over = cv.in_flight(mid) >= clients
+        lo, hi = np.where(over, lo, mid), np.where(over, mid, hi)
+        if np.all(hi - lo <= 1e-10 * np.maximum(hi, 1e-300)):
+            break
+    return hi
 
 
 def _static_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[HardwareProfile], traffic: Traffic, slo: SLO,

@@ -312,16 +312,22 @@ def _parse_length(text: str) -> LengthDist:
 
 @dataclass(frozen=True)
 class Traffic:
-    """What arrives: Poisson requests at `requests_per_s` (None where no rate is fixed, as on a frontier),
-    each a prompt and an output whose lengths follow `LengthDist`s. `Traffic.of` also takes a length as an
-    int or a string like "lognormal:2048:0.5". Requests/s, tokens."""
+    """What arrives: Poisson requests at `requests_per_s` (None where no rate is fixed, as on a frontier), or a
+    closed loop of `concurrency` clients, each sending its next request when the last one finished (how
+    `vllm bench serve --max-concurrency`, genai-perf and AIPerf load a server; `closed_loop`); each request a
+    prompt and an output whose lengths follow `LengthDist`s. `Traffic.of` also takes a length as an int or a
+    string like "lognormal:2048:0.5". Requests/s, clients, tokens."""
 
     prompt_tokens: LengthDist
     output_tokens: LengthDist
     requests_per_s: float | None = None
+    concurrency: float | None = None
 
     def __post_init__(self):
         _check_rate(self.requests_per_s)
+        check_concurrency(self.concurrency)
+        if self.requests_per_s is not None and self.concurrency is not None:
+            raise SpecError("concurrency", "give a rate (requests_per_s) or a concurrency, not both: a closed loop's rate is what it answers")
         for name in ("prompt_tokens", "output_tokens"):
             if not isinstance(getattr(self, name), LengthDist):
                 raise SpecError(name, f"must be a LengthDist (Traffic.of also takes an int or a string like 'lognormal:2048:0.5'), "
@@ -331,9 +337,11 @@ class Traffic:
             raise SpecError("output_tokens", f"mean {o.mean_tokens:g} leaves no decode steps; continuous batching needs more than 1 output token on average")
 
     @classmethod
-    def of(cls, requests_per_s, prompt_tokens, output_tokens) -> "Traffic":
+    def of(cls, requests_per_s, prompt_tokens, output_tokens, concurrency=None) -> "Traffic":
         _check_rate(requests_per_s)
-        return cls(as_length_dist(prompt_tokens, "prompt_tokens"), as_length_dist(output_tokens, "output_tokens"), requests_per_s)
+        check_concurrency(concurrency)
+        return cls(as_length_dist(prompt_tokens, "prompt_tokens"), as_length_dist(output_tokens, "output_tokens"), requests_per_s,
+                   concurrency)
 
     @property
     def memory_context_tokens(self) -> float:
@@ -346,6 +354,14 @@ class Traffic:
         p = self.prompt_tokens.mean_tokens
         return Workload(prompt_tokens=max(1, round(p)), output_tokens=max(1, round(self.memory_context_tokens - p)))
 
+
+
+def check_concurrency(concurrency) -> None:
+    """None, or a positive finite number of clients (not a bool)."""
+    n = concurrency
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating))
+                          or not math.isfinite(n) or n <= 0):
+        raise SpecError("concurrency", f"must be a positive number of clients, got {n!r}")
 
 
 def _check_rate(requests_per_s) -> None:
@@ -638,6 +654,14 @@ class Curves:
         extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
         return ttft_percentile_s(q, st.residual_s, st.service_s, extra, self.s_p, st.utilization, st.wait_mean_s)
 
+    def in_flight(self, lam, rows=None) -> np.ndarray:
+        """λ·R(λ), R = TTFT_mean + E[O-1]·TPOT: the requests in flight at rate λ (Little's law over one request's
+        whole response), i.e. the clients a closed loop with no think time keeps busy at that rate (`closed_loop`);
+        inf where the rate is not stable."""
+        st = self.state(lam, rows)
+        with np.errstate(invalid="ignore"):
+            return np.where(st.stable, lam * (st.ttft_mean_s + self.eo1 * st.tpot_s), np.inf)
+
     def max_batch_size_fits(self, st) -> np.ndarray:
         """Largest decode batch memory (and the cap) allows at the state's workspace."""
         free = self.memory_available[st.rows, 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st.rows, 0]
@@ -856,9 +880,9 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     native closed-loop model exists. Arrivals of a closed loop are smoother than Poisson, so the TTFT
     queueing term is an upper bound at high load.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(concurrency) or concurrency <= 0:
-        raise SpecError("concurrency", f"must be a positive number of clients, got {concurrency!r}")
+    if concurrency is None:
+        raise SpecError("concurrency", "must be a positive number of clients, got None")
+    check_concurrency(concurrency)
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
     traffic = check_traffic(model, None, prompt_tokens, output_tokens, chunk_tokens)
@@ -869,9 +893,7 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     n = float(concurrency)
 
     def in_flight(lam: np.ndarray) -> np.ndarray:  # λ·R(λ), the clients the loop keeps busy at rate λ
-        st = cv.state(lam, rows=np.zeros(len(lam), int))
-        with np.errstate(invalid="ignore"):
-            return np.where(st.stable, lam * (st.ttft_mean_s + cv.eo1 * st.tpot_s), np.inf)
+        return cv.in_flight(lam, rows=np.zeros(len(lam), int))
 
     top = cap * (1 - 1e-9)
     grid = top * np.logspace(-9, 0, 91)

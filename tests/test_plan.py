@@ -191,3 +191,62 @@ def test_static_mode_needs_fixed_lengths_and_no_chunking():
         rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, hardware=["h100-sxm"], serving="static", chunk_tokens=512)
     with pytest.raises(rl.SpecError, match="serving"):
         rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, hardware=["h100-sxm"], serving="dynamic")
+
+
+# ------------------------------------------------------------ benchmark-shaped loads (issue 12 item 4)
+def test_serve_at_a_saturating_concurrency_ttft_grows_while_throughput_plateaus(capsys):
+    """`roofline serve --concurrency`: the response-time law N = X·R. Past saturation X stays at the capacity,
+    so R = N / X and every extra client adds 1/X to the response time, all of it spent waiting before the
+    first token (TPOT is that of the full batch throughout)."""
+    code = main(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--prompt-tokens", "1000", "--output-tokens", "200",
+                 "--concurrency", "16,64,2048,4096", "--json"])
+    pts = json.loads(capsys.readouterr().out)
+    assert code == 0 and [p["concurrency"] for p in pts] == [16, 64, 2048, 4096]
+    for p in pts:  # N = X·R, R = TTFT + (200 - 1)·TPOT
+        assert p["requests_per_s"] * (p["ttft_mean_s"] + 199 * p["tpot_s"]) == pytest.approx(p["concurrency"], rel=1e-6)
+    small, mid, big, bigger = pts
+    assert small["requests_per_s"] < mid["requests_per_s"] < big["requests_per_s"]  # below saturation X rises with N
+    x = big["capacity_requests_per_s"]
+    assert big["requests_per_s"] == pytest.approx(x, rel=1e-8) and bigger["requests_per_s"] == pytest.approx(x, rel=1e-8)  # plateau
+    assert bigger["tpot_s"] == pytest.approx(big["tpot_s"], rel=1e-9)
+    # 2,048 more clients at X ~ 28 requests/s: every request waits 2,048 / X ~ 73 s longer for its first token
+    assert bigger["ttft_mean_s"] - big["ttft_mean_s"] == pytest.approx((4096 - 2048) / x, rel=1e-6)
+    assert bigger["ttft_p90_s"] > big["ttft_p90_s"] > mid["ttft_p90_s"]
+
+
+def test_serve_offline_is_the_capacity(capsys):
+    code = main(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--prompt-tokens", "1000", "--output-tokens", "200",
+                 "--offline", "--json"])
+    (p,) = json.loads(capsys.readouterr().out)
+    cap = rl.capacity_requests_per_s("llama-3.1-8b", "h100-sxm", 1000, 200)
+    assert code == 0 and p["requests_per_s"] == cap and p["output_tokens_per_s"] == pytest.approx(cap * 200)
+
+
+def test_plan_at_a_concurrency_sizes_the_fleet_by_the_response_time_law():
+    n = 512
+    df = rl.plan(M70, None, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"], precisions={"native": rl.Deployment()}, tps=[4], pps=[1],
+                 concurrency=n)
+    r = df.iloc[0]
+    assert r["feasible"] and df.attrs["concurrency"] == n and df.attrs["requests_per_s"] is None
+    dep = rl.Deployment(tp=4)
+    k = int(r["replicas"])
+    # each replica runs the closed loop of n / k clients: the same state as closed_loop gives
+    one = rl.closed_loop(M70, "h100-sxm", n / k, 2048, 256, dep)
+    assert r["requests_per_s_per_replica"] == pytest.approx(one.requests_per_s, rel=1e-6)
+    assert r["tpot_s"] == pytest.approx(one.tpot_s, rel=1e-6) and r["tpot_s"] <= 0.05 and r["ttft_at_slo_percentile_s"] <= 2.0
+    # one replica fewer would carry more clients than keep the SLOs
+    fewer = rl.closed_loop(M70, "h100-sxm", n / (k - 1), 2048, 256, dep)
+    assert k > 1 and (fewer.tpot_s > 0.05 or fewer.ttft_p90_s > 2.0)
+    # the fleet's rate is what the loop answers: k x the replica's rate; $/M over those tokens
+    assert r["usd_per_million_output_tokens"] == pytest.approx(r["usd_per_hour"] / (k * one.requests_per_s * 256 * 3600) * 1e6, rel=1e-6)
+
+
+def test_a_load_is_a_rate_or_a_concurrency():
+    with pytest.raises(SpecError, match="concurrency"):
+        rl.plan(M70, 10, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"], concurrency=64)
+    with pytest.raises(SpecError, match="requests_per_s"):
+        rl.plan(M70, None, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"])
+    with pytest.raises(SpecError, match="concurrency"):
+        rl.plan(M70, None, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"], concurrency=0)
+    with pytest.raises(SpecError, match="concurrency"):
+        rl.plan(M70, None, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"], concurrency=64, serving="static")

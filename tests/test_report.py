@@ -378,3 +378,21 @@ def test_one_name_one_thing():
     assert not hasattr(views, "frontier") and rl.frontier.__module__ == "roofline.serving"
     app = Path(__file__).resolve().parents[1] / "app.py"
     assert "class Scenario" not in app.read_text() and "class PredictInputs" in app.read_text()
+
+
+def test_a_scenario_loaded_by_a_closed_loop_is_the_planner_at_that_concurrency(tmp_path):
+    s = R.Scenario.from_mapping({"models": ["llama-3.1-8b"], "hardware": ["h100-sxm", "l40s"], "concurrency": 256, "prompt_tokens": 1024,
+                                 "output_tokens": 128, "ttft_slo_s": 2.0, "tpot_slo_s": 0.05})
+    df = R.evaluate_scenario(s, progress=False)
+    plan = rl.plan("llama-3.1-8b", None, 1024, 128, 2.0, 0.05, hardware=["h100-sxm", "l40s"], concurrency=256,
+                   precisions={"scenario": s.deployment()})
+    for _, row in df.iterrows():
+        mine = plan[plan["hardware_id"] == row["hardware_id"]].iloc[0]
+        assert row["usd_per_hour"] == pytest.approx(mine["usd_per_hour"]) and row["replicas"] == mine["replicas"]
+    md = R.write_report(s, tmp_path, progress=False).markdown.read_text()
+    assert "256 concurrent clients (closed loop)" in md and "response-time law" in md
+    with pytest.raises(rl.SpecError, match="requests_per_s"):
+        R.Scenario.from_mapping({"models": ["llama-3.1-8b"], "requests_per_s": 1, "concurrency": 8, "prompt_tokens": 10, "output_tokens": 5})
+    with pytest.raises(rl.SpecError, match="concurrency"):
+        R.Scenario.from_mapping({"models": ["llama-3.1-8b"], "concurrency": 8, "prompt_tokens": 10, "output_tokens": 5, "serving": "static"})
+    assert s.with_overrides(requests_per_s=3).concurrency is None  # a new rate replaces the concurrency

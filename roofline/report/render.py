@@ -72,8 +72,12 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
             "MoE models, up to 64 GPUs; a replica wider than a node crosses the scale-out network (ib-ndr-400).",
             "Each hardware shows its cheapest fleet that meets both SLOs; the binding constraint is what caps the rate one "
             "replica may take ('capacity': memory, the batch cap or the prefill server).",
-            f"Replicas = ceil(requests/s / the largest rate one replica serves within the SLOs); demand here is "
-            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp x pp x ep; "
+            (f"Replicas = ceil(requests/s / the largest rate one replica serves within the SLOs); demand here is "
+             f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. " if scenario.concurrency is None else
+             f"The load is a closed loop of {fmt.count(scenario.concurrency)} clients, each sending its next request when its "
+             "last one finished (as vllm bench serve --max-concurrency, genai-perf and AIPerf measure); replicas = ceil(clients / "
+             "the most one replica keeps within the SLOs, N = X·R by the response-time law), and the rate is what the fleet answers. ")
+            + "GPUs = replicas x tp x pp x ep; "
             "$/hour = GPUs x price per GPU-hour.",
             "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (idle headroom included); "
             "'at full load' is one replica at its largest stable rate.",
@@ -181,7 +185,8 @@ def _slo_text(s: Scenario) -> str:
 
 
 def _traffic_text(s: Scenario) -> str:
-    return f"{s.requests_per_s:g} requests/s, each {s.lengths_text()}"
+    load = f"{s.concurrency:g} concurrent clients (closed loop)" if s.concurrency is not None else f"{s.requests_per_s:g} requests/s"
+    return f"{load}, each {s.lengths_text()}"
 
 
 def top_option_text(table: pd.DataFrame) -> str:
