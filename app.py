@@ -471,7 +471,7 @@ def _grid(n: int) -> list[int]:
 
 def does_not_fit_text(p: rl.Prediction, auto_tp: bool) -> str:
     """One line for a scenario that does not fit, with the advice that applies (never 'tp auto' when it is auto)."""
-    head = (f"Does not fit: needs {fmt.gigabytes(p.memory_required_bytes)} of {fmt.gigabytes(p.memory_available_bytes)} "
+    head = (f"Does not fit: needs {fmt.gigabytes(p.memory_required_bytes_per_gpu)} of {fmt.gigabytes(p.memory_available_bytes_per_gpu)} "
             f"per GPU at tp {p.gpus_per_replica}")
     if auto_tp:
         advice = "even the widest tensor-parallel split is short: try a smaller weight or KV dtype, a smaller batch or shorter sequences"
@@ -558,7 +558,7 @@ def memory_chart(sub: pd.DataFrame) -> ChartParts:
     long["part"] = long["part"].map(MEMORY_LABELS)
     long["gb"] = long["bytes"] / 1e9
     long["amount"] = long["bytes"].map(fmt.gigabytes)
-    available = float(sub["memory_available_bytes"].iloc[0])
+    available = float(sub["memory_available_bytes_per_gpu"].iloc[0])
     cap = pd.DataFrame({"gb": [available / 1e9], "capacity": [f"capacity {fmt.gigabytes(available)}"]})
     return "memory", (tuple(MEMORY_LABELS.values()),), {"memory": long, "capacity": cap}
 
@@ -912,13 +912,13 @@ COMPARE_ROWS = (  # (label, column, formatter)
     ("TTFT", "ttft_s", fmt.seconds), ("TPOT", "tpot_s", fmt.seconds),
     ("TPOT per baseline token of text", "text_tpot_s", fmt.seconds), ("output tokens/s", "output_tokens_per_s", fmt.count),
     ("decode bound", "decode_bound", str), ("weights per GPU", "weight_bytes", fmt.gigabytes),
-    ("KV cache per GPU", "kv_cache_bytes", fmt.gigabytes), ("memory per GPU", "memory_required_bytes", fmt.gigabytes),
+    ("KV cache per GPU", "kv_cache_bytes", fmt.gigabytes), ("memory per GPU", "memory_required_bytes_per_gpu", fmt.gigabytes),
     ("fits", "fits", lambda x: "yes" if x else "NO"), ("max batch", "max_batch_size_fits", fmt.count),
     ("$/M output tokens", "usd_per_million_output_tokens", fmt.usd),
     ("TPOT vs baseline", "tpot_s_vs_baseline", lambda x: f"{x:.2f}x"),
     ("$/M tokens vs baseline", "usd_per_million_output_tokens_vs_baseline", lambda x: f"{x:.2f}x"),
 )
-RATIO_METRICS = {"tpot_s_vs_baseline": "TPOT", "ttft_s_vs_baseline": "TTFT", "memory_required_bytes_vs_baseline": "memory per GPU",
+RATIO_METRICS = {"tpot_s_vs_baseline": "TPOT", "ttft_s_vs_baseline": "TTFT", "memory_required_bytes_per_gpu_vs_baseline": "memory per GPU",
                  "usd_per_million_output_tokens_vs_baseline": "$/M output tokens"}
 
 

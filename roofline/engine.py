@@ -178,7 +178,7 @@ class Evaluation:
     """Every time, FLOP count, byte count and memory part of one scenario (or of a grid of them, as arrays).
 
     Seconds, FLOPs, bytes; per GPU: `weight_bytes`, `kv_cache_bytes` (the batch's KV on one GPU),
-    `activation_workspace_bytes`, `memory_required_bytes`. Decode FLOPs and bytes are per mean step.
+    `activation_workspace_bytes`, `memory_required_bytes_per_gpu`. Decode FLOPs and bytes are per mean step.
     `*_bound_index` index `roofline.BOUNDS` (0 compute, 1 memory, 2 communication).
     """
 
@@ -198,7 +198,7 @@ class Evaluation:
     kv_cache_bytes: Any
     activation_workspace_bytes: Any
     runtime_reserve_bytes: Any
-    memory_required_bytes: Any
+    memory_required_bytes_per_gpu: Any
     prefill_bound_index: Any
     decode_bound_index: Any
     kv_bytes_per_sequence: Any
@@ -222,7 +222,7 @@ class Derived:
     mfu_prefill: Any
     mbu_decode: Any
     mfu_decode: Any
-    memory_available_bytes: Any
+    memory_available_bytes_per_gpu: Any
     fits: Any
     max_batch_size_fits: Any
     usd_per_hour: Any
@@ -338,7 +338,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         tpot_first_step_s=first_step, tpot_last_step_s=last_step, e2e_latency_s=e2e, e2e_latency_floor_s=e2e_floor,
         prefill_flops=pre_flops, prefill_bytes=pre_bytes, decode_flops_per_step=dec_flops, decode_bytes_per_step=dec_bytes,
         weight_bytes=weights, kv_cache_bytes=kv, activation_workspace_bytes=workspace,
-        runtime_reserve_bytes=reserve, memory_required_bytes=required,
+        runtime_reserve_bytes=reserve, memory_required_bytes_per_gpu=required,
         prefill_bound_index=np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
         decode_bound_index=np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
         kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=workspace / batch, kv_shared_bytes=kv_shared,
@@ -359,7 +359,7 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
     free = memory_bytes - r.weight_bytes - r.runtime_reserve_bytes - r.kv_shared_bytes
     per_seq = r.kv_bytes_per_sequence + r.workspace_bytes_per_sequence
     gpu_hour = price * gpus
-    fits = r.memory_required_bytes <= memory_bytes
+    fits = r.memory_required_bytes_per_gpu <= memory_bytes
     return Derived(
         output_tokens_per_s=tokens_per_s,
         output_tokens_per_s_per_gpu=tokens_per_s / gpus,
@@ -367,7 +367,7 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
         mfu_prefill=r.prefill_flops / r.ttft_s / peak,
         mbu_decode=r.decode_bytes_per_step / r.tpot_s / bandwidth,
         mfu_decode=r.decode_flops_per_step / r.tpot_s / peak,
-        memory_available_bytes=memory_bytes,
+        memory_available_bytes_per_gpu=memory_bytes,
         fits=fits,
         max_batch_size_fits=np.maximum(np.floor(free / per_seq), 0),
         usd_per_hour=gpu_hour,

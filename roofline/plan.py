@@ -469,7 +469,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
     nxt = cv.state(np.minimum(best * 1.001 + 1e-12, cv.capacity))
     rows = []
     for i, hw in enumerate(hws):
-        mem = dict(memory_required_bytes_per_gpu=float(st.memory_required_bytes[i]))
+        mem = dict(memory_required_bytes_per_gpu=float(st.memory_required_bytes_per_gpu[i]))
         if not cv.fits[i]:
             rows.append(_infeasible_row(hw, label, dep, rd, "memory", (
                 f"does not fit: needs {fmt.gigabytes(cv.memory_required[i, 0])} per GPU at {_shape(dep)}, batch 1, of "
@@ -560,11 +560,11 @@ def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfi
         return cache[b]
 
     p1 = at(1)
-    mem = dict(memory_required_bytes_per_gpu=p1.memory_required_bytes)
+    mem = dict(memory_required_bytes_per_gpu=p1.memory_required_bytes_per_gpu)
     if not p1.fits:
         return _infeasible_row(hw, label, dep, rd, "memory", (
-            f"does not fit: needs {fmt.gigabytes(p1.memory_required_bytes)} per GPU at {_shape(dep)}, batch 1, of "
-            f"{fmt.gigabytes(p1.memory_available_bytes)}"), **mem)
+            f"does not fit: needs {fmt.gigabytes(p1.memory_required_bytes_per_gpu)} per GPU at {_shape(dep)}, batch 1, of "
+            f"{fmt.gigabytes(p1.memory_available_bytes_per_gpu)}"), **mem)
     missed = _slos_missed(p1, slo)
     if missed:
         return _infeasible_row(hw, label, dep, rd, missed, (
@@ -619,7 +619,7 @@ def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfi
         tpot_s=p.tpot_s, itl_max_s=max(p.tpot_first_step_s, p.tpot_last_step_s),
         output_tokens_per_s_per_replica=lam * o / n, output_tokens_per_s_per_gpu=lam * o / gpus,
         usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o),
-        memory_required_bytes_per_gpu=p.memory_required_bytes, memory_available_bytes_per_gpu=float(hw.memory_bytes),
+        memory_required_bytes_per_gpu=p.memory_required_bytes_per_gpu, memory_available_bytes_per_gpu=float(hw.memory_bytes),
         price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour,
     )
 

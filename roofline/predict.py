@@ -53,7 +53,7 @@ class Prediction(BaseModel):
     `mode` says whether measured curves timed every operator (`calibrated`, with the calibration file's
     `calibration_id`) or the datasheet peaks times the profile's achievable fractions did (`analytical`).
     Memory figures are per GPU of the replica. When `fits` is False,
-    `memory_required_bytes` and `memory_available_bytes` say by how much; the latency and
+    `memory_required_bytes_per_gpu` and `memory_available_bytes_per_gpu` say by how much; the latency and
     throughput fields are then what-ifs (as if the memory were there) and
     `usd_per_million_output_tokens` is NaN.
     """
@@ -101,8 +101,8 @@ class Prediction(BaseModel):
     kv_bytes_per_token: float = Field(description="KV bytes of one token of one sequence over all layers at one GPU's tp share (pp, ep not divided out)")
     activation_workspace_bytes: float = Field(description="largest per-layer activation footprint of prefill, one GPU")
     runtime_reserve_bytes: float = Field(description="CUDA context, allocator slack and graphs, per GPU")
-    memory_required_bytes: float = Field(description="per GPU: weights + KV cache + workspace + reserve")
-    memory_available_bytes: float = Field(description="HBM of one GPU")
+    memory_required_bytes_per_gpu: float = Field(description="per GPU: weights + KV cache + workspace + reserve")
+    memory_available_bytes_per_gpu: float = Field(description="HBM of one GPU")
     fits: bool
     max_batch_size_fits: int
 
@@ -117,6 +117,8 @@ class Prediction(BaseModel):
     max_batch_size = renamed("max_batch_size", "max_batch_size_fits")
     cost_per_hour_usd = renamed("cost_per_hour_usd", "usd_per_hour")
     cost_per_million_output_tokens_usd = renamed("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens")
+    memory_required_bytes = renamed("memory_required_bytes", "memory_required_bytes_per_gpu")
+    memory_available_bytes = renamed("memory_available_bytes", "memory_available_bytes_per_gpu")
 
     @property
     def source_kind(self) -> str:
@@ -149,7 +151,7 @@ class Prediction(BaseModel):
 
     @property
     def fit_message(self) -> str:
-        need, have = self.memory_required_bytes, self.memory_available_bytes
+        need, have = self.memory_required_bytes_per_gpu, self.memory_available_bytes_per_gpu
         verdict = "fits" if self.fits else "does NOT fit"
         return f"{verdict}: needs {fmt.gigabytes(need)} per GPU of {fmt.gigabytes(have)}"
 

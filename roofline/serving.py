@@ -490,7 +490,7 @@ class ServingState:
     residual_s: np.ndarray  # mean residual of the running step an arrival waits out
     ttft_mean_s: np.ndarray
     stable: np.ndarray  # below capacity and ρ < 1
-    memory_required_bytes: np.ndarray  # per GPU
+    memory_required_bytes_per_gpu: np.ndarray  # per GPU
     rows: np.ndarray  # the device rows of `Curves` these figures are for
 
 
@@ -642,7 +642,7 @@ class Curves:
         return ServingState(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
                             service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait,
                             residual_s=tbar / 2, ttft_mean_s=tbar / 2 + wait + ex + (extra * self.s_p).sum(axis=-1),
-                            stable=stable, memory_required_bytes=mem, rows=rows)
+                            stable=stable, memory_required_bytes_per_gpu=mem, rows=rows)
 
     def ttft_tail(self, st, t, extra_s=0.0):
         """P(TTFT > t) at a state from `state`; `extra_s` (seconds, per prompt length) adds to the state's own."""
@@ -698,8 +698,8 @@ class ServingPoint(BaseModel):
     ttft_p99_s: float
     output_tokens_per_s: float
     output_tokens_per_s_per_gpu: float
-    memory_required_bytes: float
-    memory_available_bytes: float
+    memory_required_bytes_per_gpu: float
+    memory_available_bytes_per_gpu: float
     usd_per_hour: float
     usd_per_million_output_tokens: float
     notes: tuple[str, ...] = Field((), description="what the figures assume beyond the inputs (e.g. running past max_context)")
@@ -712,6 +712,8 @@ class ServingPoint(BaseModel):
     batch_limit = renamed("batch_limit", "max_batch_size_fits")
     cost_per_hour_usd = renamed("cost_per_hour_usd", "usd_per_hour")
     cost_per_million_output_tokens_usd = renamed("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens")
+    memory_required_bytes = renamed("memory_required_bytes", "memory_required_bytes_per_gpu")
+    memory_available_bytes = renamed("memory_available_bytes", "memory_available_bytes_per_gpu")
 
 
 def load_pair(model, hardware):
@@ -811,7 +813,7 @@ def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, t
         decode_step_s=one(st.t0_s), chunked_step_s=one(st.tc_s), tpot_s=tpot, itl_max_s=inf_if(st.itl_max_s),
         prefill_utilization=one(st.utilization), **ttft,
         output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
-        memory_required_bytes=inf_if(st.memory_required_bytes), memory_available_bytes=float(hw.memory_bytes),
+        memory_required_bytes_per_gpu=inf_if(st.memory_required_bytes_per_gpu), memory_available_bytes_per_gpu=float(hw.memory_bytes),
         usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, tokens) if stable else math.nan,
         notes=tuple(cv.notes), bands=bands_for(banded, hw, cv.rd.weights.dtype.name, cv.rd.act.name),
     )

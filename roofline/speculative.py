@@ -116,7 +116,7 @@ def apply_speculative(model: ModelSpec, hw, wl: Workload, dep: Deployment, rd: R
         weight_bytes=r.weight_bytes + extra_weights,
         kv_bytes_per_sequence=r.kv_bytes_per_sequence + rdr.kv_bytes_per_sequence,
         kv_cache_bytes=r.kv_cache_bytes + rdr.kv_cache_bytes,
-        memory_required_bytes=r.memory_required_bytes + extra_weights + rdr.kv_cache_bytes,
+        memory_required_bytes_per_gpu=r.memory_required_bytes_per_gpu + extra_weights + rdr.kv_cache_bytes,
     )
     what = f"self-drafting ({spec.draft_layers} layer)" if self_draft else f"draft {d.name}"
     notes = [f"speculative decoding: {what}, k={k}, acceptance {a:g} -> {tokens:.2f} tokens per target step; "

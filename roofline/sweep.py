@@ -39,7 +39,7 @@ from .workload import MAX_BATCH, MAX_GPUS, Deployment
 METRICS = (
     "ttft_s", "ttft_floor_s", "tpot_s", "tpot_floor_s", "e2e_latency_s", "e2e_latency_floor_s",
     "output_tokens_per_s", "output_tokens_per_s_per_gpu", "mbu_prefill", "mfu_prefill", "mbu_decode", "mfu_decode",
-    "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes", "memory_available_bytes",
+    "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu",
     "fits", "max_batch_size_fits", "usd_per_hour", "usd_per_million_output_tokens",
 )
 

@@ -141,10 +141,10 @@ def _batch_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def _prompt_frame(df: pd.DataFrame, deployment: Deployment) -> pd.DataFrame:
     out = _pick(df, ["hardware", "tp", "prompt_tokens", "output_tokens", "ttft_s", "ttft_floor_s", "prefill_bound",
-                     "mfu_prefill", "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes",
-                     "memory_available_bytes", "fits"])
+                     "mfu_prefill", "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes_per_gpu",
+                     "memory_available_bytes_per_gpu", "fits"])
     out.insert(4, "context_tokens", out["prompt_tokens"] + out["output_tokens"])
-    out.insert(out.columns.get_loc("memory_required_bytes"), "runtime_reserve_bytes", float(deployment.runtime_reserve_bytes))
+    out.insert(out.columns.get_loc("memory_required_bytes_per_gpu"), "runtime_reserve_bytes", float(deployment.runtime_reserve_bytes))
     return out
 
 
@@ -176,8 +176,8 @@ def prompt_sweep(model: ModelSpec, hardware: HardwareProfile, workload: Workload
                  prompt_tokens: Sequence[int] | None = None) -> pd.DataFrame:
     """TTFT and memory per GPU against prompt length (by default up to max_context less the
     output). `context_tokens` = prompt + output; the memory columns are the parts of
-    `memory_required_bytes` (`MEMORY_PARTS`; the runtime reserve is the deployment's
-    `runtime_reserve_bytes`) and `memory_available_bytes` is the capacity line."""
+    `memory_required_bytes_per_gpu` (`MEMORY_PARTS`; the runtime reserve is the deployment's
+    `runtime_reserve_bytes`) and `memory_available_bytes_per_gpu` is the capacity line."""
     lengths = list(prompt_tokens or _prompt_grid(model, workload))
     return _prompt_frame(_sweep(model, hardware, workload, deployment, prompt_tokens=lengths), deployment)
 
@@ -191,7 +191,7 @@ def memory_sweep(model: ModelSpec, hardware: HardwareProfile, workload: Workload
     (the memory columns of `prompt_sweep`)."""
     df = prompt_sweep(model, hardware, workload, deployment, prompt_tokens)
     return df[["hardware", "tp", "prompt_tokens", "output_tokens", "context_tokens", *MEMORY_PARTS,
-               "memory_required_bytes", "memory_available_bytes", "fits"]]
+               "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu", "fits"]]
 
 
 def scenario_sweeps(model: ModelSpec, hardware: HardwareProfile, workload: Workload,
@@ -237,10 +237,10 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
     lines.append(
         f"Memory per GPU = weights + KV cache + activation workspace + runtime reserve = {gb(p.weight_bytes)} + "
         f"{gb(p.kv_cache_bytes)} + {gb(p.activation_workspace_bytes)} + {gb(p.runtime_reserve_bytes)} = "
-        f"{gb(p.memory_required_bytes)} of {gb(p.memory_available_bytes)} available: {verdict}")
+        f"{gb(p.memory_required_bytes_per_gpu)} of {gb(p.memory_available_bytes_per_gpu)} available: {verdict}")
     per_seq = (p.kv_cache_bytes + p.activation_workspace_bytes) / b
     lines.append(
-        f"Max batch = floor((available - weights - reserve) / (KV + workspace per sequence)) = floor(({gb(p.memory_available_bytes)} - "
+        f"Max batch = floor((available - weights - reserve) / (KV + workspace per sequence)) = floor(({gb(p.memory_available_bytes_per_gpu)} - "
         f"{gb(p.weight_bytes)} - {gb(p.runtime_reserve_bytes)}) / {gb(per_seq)}) = {fmt.count(p.max_batch_size_fits)}")
     lines.append(
         f"Ridge point ({key}) = dense peak / HBM bandwidth = {fmt.rate(peak, 'FLOP/s')} / {fmt.rate(bw, 'B/s')} = "

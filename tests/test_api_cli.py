@@ -24,7 +24,7 @@ def test_the_documented_api_runs_as_written():
     dep4 = rl.Deployment(weight_dtype="int4", weight_group_size=128)
     p = rl.predict(model, hw, wl, dep)
     for name in ("ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "mbu_decode",
-                 "mfu_prefill", "kv_cache_bytes", "weight_bytes", "memory_required_bytes", "ttft_floor_s", "tpot_floor_s",
+                 "mfu_prefill", "kv_cache_bytes", "weight_bytes", "memory_required_bytes_per_gpu", "ttft_floor_s", "tpot_floor_s",
                  "usd_per_million_output_tokens"):
         assert getattr(p, name) > 0, name
     assert p.fits and p.max_batch_size_fits > 8 and p.gpus_per_replica == 4
@@ -51,14 +51,14 @@ def test_the_documented_api_runs_as_written():
 
 def test_memory_breakdown_adds_up():
     p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(batch_size=4, prompt_tokens=1000, output_tokens=24))
-    assert p.memory_required_bytes == pytest.approx(p.weight_bytes + p.kv_cache_bytes + p.activation_workspace_bytes + p.runtime_reserve_bytes)
+    assert p.memory_required_bytes_per_gpu == pytest.approx(p.weight_bytes + p.kv_cache_bytes + p.activation_workspace_bytes + p.runtime_reserve_bytes)
     assert p.kv_cache_bytes == 4 * 1024 * 131_072  # 4 sequences x 1,024 tokens x 32 layers x 2 x 8 x 128 x 2 bytes
 
 
 def test_a_scenario_that_does_not_fit_says_so_with_bytes():
     p = rl.predict(rl.load_model("llama-3.1-405b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=100, output_tokens=10))
     assert not p.fits
-    assert p.memory_required_bytes > 800e9 and p.memory_available_bytes == rl.load_hardware("h100-sxm").memory_bytes
+    assert p.memory_required_bytes_per_gpu > 800e9 and p.memory_available_bytes_per_gpu == rl.load_hardware("h100-sxm").memory_bytes
     assert "does NOT fit" in p.fit_message and "GB" in p.fit_message
     assert p.max_batch_size_fits == 0
     assert p.usd_per_million_output_tokens != p.usd_per_million_output_tokens  # NaN: not for sale

@@ -55,7 +55,7 @@ def test_default_scenario_shows_the_libraries_numbers(default_app):
     assert _metrics(at, "MBU decode") == [fmt.fraction(p.mbu_decode)]
     assert _metrics(at, "$/M tokens") == [fmt.usd(p.usd_per_million_output_tokens)] == ["$9.17"]
     table = at.dataframe[0].value  # the CLI's rows, one column per hardware
-    assert table.loc["memory per GPU: required", hw.name] == fmt.gigabytes(p.memory_required_bytes)
+    assert table.loc["memory per GPU: required", hw.name] == fmt.gigabytes(p.memory_required_bytes_per_gpu)
     assert table.loc["fits in memory", hw.name] == "yes"
     assert table.loc["max batch at these lengths", hw.name] == fmt.count(p.max_batch_size_fits)
     assert table.loc["GPUs (tensor parallel)", hw.name] == "2"
@@ -208,8 +208,8 @@ def test_a_scenario_that_does_not_fit_says_so_and_labels_the_what_ifs():
     p = rl.predict_fitting(rl.load_model("llama-3.1-405b"), rl.load_hardware("h100-sxm"), DEMO)
     assert not p.fits and p.gpus_per_replica == 8
     (err,) = at.error
-    assert err.value.startswith(f"Does not fit: needs {fmt.gigabytes(p.memory_required_bytes)} of "
-                                f"{fmt.gigabytes(p.memory_available_bytes)} per GPU at tp 8.")
+    assert err.value.startswith(f"Does not fit: needs {fmt.gigabytes(p.memory_required_bytes_per_gpu)} of "
+                                f"{fmt.gigabytes(p.memory_available_bytes_per_gpu)} per GPU at tp 8.")
     assert "tp auto" not in err.value.lower()  # tp is already auto
     what_if = [m.value for m in at.markdown if m.value.startswith("*What-if")]
     assert what_if == [f"*What-if, as if the memory were there:* TTFT {fmt.seconds(p.ttft_s)}, TPOT {fmt.seconds(p.tpot_s)}, "

@@ -100,7 +100,7 @@ def finite_prediction(p: rl.Prediction) -> None:
         if isinstance(v, float) and not (k == "usd_per_million_output_tokens" and not p.fits):
             if v is not None and k not in ("speculative_tokens_per_step", "tpot_without_speculation_s"):
                 assert math.isfinite(v), f"{k} = {v}"
-    assert p.ttft_s > 0 and p.tpot_s > 0 and p.memory_required_bytes > 0
+    assert p.ttft_s > 0 and p.tpot_s > 0 and p.memory_required_bytes_per_gpu > 0
 
 
 # ------------------------------------------------------------ mutations of a document

@@ -103,7 +103,7 @@ def test_a_sweep_row_equals_predict(s, hw):
                   output_tokens=s["output_tokens"], tp=1)
     row = df[df.batch_size == s["batch_size"]].iloc[0]
     p = _predict(s, hw)
-    for k in ("ttft_s", "tpot_s", "e2e_latency_s", "mbu_decode", "mfu_prefill", "memory_required_bytes",
+    for k in ("ttft_s", "tpot_s", "e2e_latency_s", "mbu_decode", "mfu_prefill", "memory_required_bytes_per_gpu",
               "usd_per_million_output_tokens", "ttft_floor_s", "tpot_floor_s"):
         assert row[k] == pytest.approx(getattr(p, k), rel=1e-9, nan_ok=True), k
     assert row["fits"] == p.fits and row["max_batch_size_fits"] == p.max_batch_size_fits

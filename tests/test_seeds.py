@@ -32,7 +32,7 @@ def test_70b_fp16_reads_140_gb_per_token_and_has_a_42_ms_floor(model_id):
     assert p.tpot_floor_s == pytest.approx(0.042, rel=0.03)
     assert p.tpot_s > p.tpot_floor_s  # the realistic figure never beats the floor
     assert not p.fits  # 140 GB of weights do not fit in one 80 GB H100 ...
-    assert p.memory_required_bytes > p.memory_available_bytes == hw.memory_bytes  # ... and it says so
+    assert p.memory_required_bytes_per_gpu > p.memory_available_bytes_per_gpu == hw.memory_bytes  # ... and it says so
 
 
 def test_int4_weights_35_gb_and_10_ms_floor_a_4x_gain():

@@ -124,7 +124,7 @@ def test_csr_and_bitmask_storage_by_hand_and_csr_only_pays_above_half_sparsity()
 
 def test_unstructured_sparsity_with_dense_storage_changes_nothing():
     base, sparse = P(tp=4), P(tp=4, sparsity="unstructured", sparsity_fraction=0.9)
-    for f in ("ttft_s", "tpot_s", "weight_bytes", "memory_required_bytes"):
+    for f in ("ttft_s", "tpot_s", "weight_bytes", "memory_required_bytes_per_gpu"):
         assert getattr(sparse, f) == getattr(base, f)
 
 
@@ -438,7 +438,7 @@ def test_sweep_row_equals_predict_for_pipeline_and_sparsity():
     for b in (1, 8):
         p = rl.predict(M8, H100, rl.Workload(batch_size=b, prompt_tokens=512, output_tokens=32), dep)
         row = df[df.batch_size == b].iloc[0]
-        for f in ("ttft_s", "tpot_s", "memory_required_bytes", "usd_per_million_output_tokens"):
+        for f in ("ttft_s", "tpot_s", "memory_required_bytes_per_gpu", "usd_per_million_output_tokens"):
             assert row[f] == pytest.approx(getattr(p, f), rel=1e-12)
 
 

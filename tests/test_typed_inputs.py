@@ -53,7 +53,8 @@ def test_renamed_fields_keep_their_old_names_with_a_warning():
     """Issue 11, one spelling per quantity: the old names still read, warning with the new one."""
     p = rl.predict("llama-3.1-8b", "h100-sxm", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=16), rl.Deployment(tp=2))
     for old, new in (("num_gpus", "gpus_per_replica"), ("max_batch_size", "max_batch_size_fits"), ("cost_per_hour_usd", "usd_per_hour"),
-                     ("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens")):
+                     ("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens"),
+                     ("memory_required_bytes", "memory_required_bytes_per_gpu"), ("memory_available_bytes", "memory_available_bytes_per_gpu")):
         with pytest.warns(DeprecationWarning, match=new):
             assert getattr(p, old) == getattr(p, new)
         assert old not in p.model_dump()

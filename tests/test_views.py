@@ -155,15 +155,15 @@ def test_prompt_and_memory_sweeps_match_predict(llama70, h100):
     mem = views.memory_sweep(llama70, h100, wl, dep)
     assert (mem.context_tokens == mem.prompt_tokens + 256).all()
     parts = mem[list(views.MEMORY_PARTS)].sum(axis=1)
-    assert parts.to_numpy() == pytest.approx(mem.memory_required_bytes.to_numpy())
-    assert (mem.memory_available_bytes == h100.memory_bytes).all()
+    assert parts.to_numpy() == pytest.approx(mem.memory_required_bytes_per_gpu.to_numpy())
+    assert (mem.memory_available_bytes_per_gpu == h100.memory_bytes).all()
     assert (mem.runtime_reserve_bytes == 2 * 2**30).all()
-    assert (mem.fits == (mem.memory_required_bytes <= h100.memory_bytes)).all()
+    assert (mem.fits == (mem.memory_required_bytes_per_gpu <= h100.memory_bytes)).all()
     for prompt in (512, 8192):
         p = rl.predict(llama70, h100, wl.model_copy(update={"prompt_tokens": prompt}), dep)
         assert _one(ttft, prompt_tokens=prompt).ttft_s == pytest.approx(p.ttft_s)
         row = _one(mem, prompt_tokens=prompt)
-        assert row.memory_required_bytes == pytest.approx(p.memory_required_bytes)
+        assert row.memory_required_bytes_per_gpu == pytest.approx(p.memory_required_bytes_per_gpu)
         # KV: 8 sequences x context x 163,840 bytes per token per GPU (80 layers x 2 x 4 KV heads x 128 x 2 bytes)
         assert row.kv_cache_bytes == 8 * (prompt + 256) * 80 * 2 * 4 * 128 * 2
     both = views.scenario_sweeps(llama70, h100, wl, dep)
@@ -193,7 +193,7 @@ def test_math_lines_substitute_the_predictions_numbers(pred, llama70, h100):
                                    f"{fmt.seconds(pred.ttft_s)}) / 255 = {fmt.seconds(pred.tpot_s)}")
     assert f"8 x 256 / {fmt.seconds(pred.e2e_latency_s)} = {fmt.count(pred.output_tokens_per_s)} tokens/s" in line["Throughput"]
     assert line["Cost per 1M output tokens"].endswith(f"x 10^6 = {fmt.usd(pred.usd_per_million_output_tokens)}")
-    assert f"= {fmt.gigabytes(pred.memory_required_bytes)} of {fmt.gigabytes(h100.memory_bytes)} available: fits" in text
+    assert f"= {fmt.gigabytes(pred.memory_required_bytes_per_gpu)} of {fmt.gigabytes(h100.memory_bytes)} available: fits" in text
     assert line["Max batch"].endswith(f"= {pred.max_batch_size_fits}")
     assert "quantization scales" not in line["Weights per GPU"]  # bf16 weights have none
 
