@@ -434,7 +434,7 @@ def _time_unit(values: pd.Series) -> tuple[str, float]:
 
 # ------------------------------------------------------------------ the Predict page
 @dataclass(frozen=True)
-class Scenario:
+class PredictInputs:
     model_src: tuple[str, str]
     hardware: tuple[str, ...]
     workload: rl.Workload
@@ -446,8 +446,8 @@ def _optional(choice: str) -> str | None:
     return None if choice == "native" else choice
 
 
-def predict_sidebar() -> Scenario | None:
-    """Widgets -> a Scenario; None (after st.error) when the input cannot make one."""
+def predict_sidebar() -> PredictInputs | None:
+    """Widgets -> the Predict page's inputs (`PredictInputs`); None (after st.error) when the input cannot make one."""
     sb = st.sidebar
     sb.header("Scenario")
     sb.selectbox("Model", rl.list_models(), key="model")
@@ -495,10 +495,10 @@ def predict_sidebar() -> Scenario | None:
     except ValidationError as exc:
         st.error(str(validation_message(exc, "input")))
         return None
-    return Scenario(model_src, tuple(state["hw"]), wl, dep, auto)
+    return PredictInputs(model_src, tuple(state["hw"]), wl, dep, auto)
 
 
-def predictions(sc: Scenario) -> list[tuple[str, rl.Prediction]]:
+def predictions(sc: PredictInputs) -> list[tuple[str, rl.Prediction]]:
     """(hardware id, prediction) for each hardware that accepts the scenario; errors shown one line each."""
     out = []
     wl_json, dep_json = sc.workload.model_dump_json(), sc.deployment.model_dump_json()
@@ -519,14 +519,14 @@ def _grid(n: int) -> list[int]:
 
 def does_not_fit_text(p: rl.Prediction, auto_tp: bool) -> str:
     """One line for a scenario that does not fit, with the advice that applies (never 'tp auto' when it is auto)."""
-    head = (f"Does not fit: needs {fmt.gigabytes(p.memory_required_bytes)} of {fmt.gigabytes(p.memory_available_bytes)} "
-            f"per GPU at tp {p.num_gpus}")
+    head = (f"Does not fit: needs {fmt.gigabytes(p.memory_required_bytes_per_gpu)} of {fmt.gigabytes(p.memory_available_bytes_per_gpu)} "
+            f"per GPU at tp {p.gpus_per_replica}")
     if auto_tp:
         advice = "even the widest tensor-parallel split is short: try a smaller weight or KV dtype, a smaller batch or shorter sequences"
     else:
         advice = "try tp auto, a smaller weight or KV dtype, or a smaller batch"
-    if p.max_batch_size >= 1:
-        advice = f"it holds a batch of at most {fmt.count(p.max_batch_size)} at these lengths; " + advice
+    if p.max_batch_size_fits >= 1:
+        advice = f"it holds a batch of at most {fmt.count(p.max_batch_size_fits)} at these lengths; " + advice
     return f"{head}. {advice[0].upper()}{advice[1:]}."
 
 
@@ -535,13 +535,13 @@ def show_headlines(preds: list[tuple[str, rl.Prediction]], auto_tp: bool) -> Non
     for width in _grid(len(preds)):
         for col, (_, p) in zip(st.columns(width), [next(it) for _ in range(width)]):
             with col:
-                st.markdown(f"**{p.hardware}** × {p.num_gpus}")
+                st.markdown(f"**{p.hardware}** × {p.gpus_per_replica}")
                 if not p.fits:
                     st.error(does_not_fit_text(p, auto_tp))
                     st.markdown(
                         f"*What-if, as if the memory were there:* TTFT {fmt.seconds(p.ttft_s)}, TPOT {fmt.seconds(p.tpot_s)}, "
                         f"{fmt.count(p.output_tokens_per_s)} output tokens/s, MBU decode {fmt.fraction(p.mbu_decode)}, "
-                        f"{fmt.usd(p.cost_per_hour_usd)}/hour")
+                        f"{fmt.usd(p.usd_per_hour)}/hour")
                     continue
                 a, b = st.columns(2)
                 a.metric("TTFT", fmt.seconds(p.ttft_s), help=f"floor {fmt.seconds(p.ttft_floor_s)}")
@@ -550,8 +550,8 @@ def show_headlines(preds: list[tuple[str, rl.Prediction]], auto_tp: bool) -> Non
                 b.metric("per GPU", fmt.count(p.output_tokens_per_s_per_gpu))
                 a.metric("MBU decode", fmt.fraction(p.mbu_decode))
                 b.metric("MFU prefill", fmt.fraction(p.mfu_prefill))
-                a.metric("$/hour", fmt.usd(p.cost_per_hour_usd))
-                b.metric("$/M tokens", fmt.usd(p.cost_per_million_output_tokens_usd))
+                a.metric("$/hour", fmt.usd(p.usd_per_hour))
+                b.metric("$/M tokens", fmt.usd(p.usd_per_million_output_tokens))
                 bands = [f"{name} {fmt.band(p.bands.get(key))}" for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"))
                          if p.bands.get(key) is not None]
                 if bands:
@@ -609,12 +609,12 @@ def memory_chart(sub: pd.DataFrame) -> ChartParts:
     long["part"] = long["part"].map(MEMORY_LABELS)
     long["gb"] = long["bytes"] / 1e9
     long["amount"] = long["bytes"].map(fmt.gigabytes)
-    available = float(sub["memory_available_bytes"].iloc[0])
+    available = float(sub["memory_available_bytes_per_gpu"].iloc[0])
     cap = pd.DataFrame({"gb": [available / 1e9], "capacity": [f"capacity {fmt.gigabytes(available)}"]})
     return "memory", (tuple(MEMORY_LABELS.values()),), {"memory": long, "capacity": cap}
 
 
-def show_sweeps(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
+def show_sweeps(sc: PredictInputs, preds: list[tuple[str, rl.Prediction]]) -> None:
     """One sweep at a time (the choice is in the link): only the chart shown is built, at its full width."""
     wl_json = sc.workload.model_dump_json()
     pick = st.radio("Sweep", list(SWEEPS), format_func=SWEEPS.get, horizontal=True, key="sweep", label_visibility="collapsed")
@@ -659,7 +659,7 @@ def show_sweeps(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
         for width in widths:
             for col, ((hw_id, dep_json), (_, p)) in zip(st.columns(max(widths)), [next(it) for _ in range(width)]):
                 with col:
-                    st.markdown(f"**{p.hardware}** (tp {p.num_gpus}); dashed line: capacity")
+                    st.markdown(f"**{p.hardware}** (tp {p.gpus_per_replica}); dashed line: capacity")
                     draw(st, (*key, "memory", hw_id), lambda hw_id=hw_id, dep_json=dep_json: memory_chart(
                         frames_of("prompt_sweep", sc.model_src, hw_id, wl_json, dep_json)))
 
@@ -682,7 +682,7 @@ def operator_table(p: rl.Prediction, points: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def show_details(sc: Scenario, preds: list[tuple[str, rl.Prediction]]) -> None:
+def show_details(sc: PredictInputs, preds: list[tuple[str, rl.Prediction]]) -> None:
     """Roofline, operator table (with its CSV) and the math, for one hardware at a time."""
     names = {hw_id: p.hardware for hw_id, p in preds}
     pick = st.radio("Details for", list(names), format_func=names.get, horizontal=True, key="detail_hw") if len(preds) > 1 else preds[0][0]
@@ -973,18 +973,18 @@ def cached_compare(model: str, hw: str, wl_json: str, baseline: str, lines: tupl
 
 
 COMPARE_ROWS = (  # (label, column, formatter)
-    ("model", "model", str), ("weights / compute / KV", None, None), ("GPUs", "num_gpus", lambda x: f"{x:g}"),
+    ("model", "model", str), ("weights / compute / KV", None, None), ("GPUs", "gpus_per_replica", lambda x: f"{x:g}"),
     ("TTFT", "ttft_s", fmt.seconds), ("TPOT", "tpot_s", fmt.seconds),
     ("TPOT per baseline token of text", "text_tpot_s", fmt.seconds), ("output tokens/s", "output_tokens_per_s", fmt.count),
     ("decode bound", "decode_bound", str), ("weights per GPU", "weight_bytes", fmt.gigabytes),
-    ("KV cache per GPU", "kv_cache_bytes", fmt.gigabytes), ("memory per GPU", "memory_required_bytes", fmt.gigabytes),
-    ("fits", "fits", lambda x: "yes" if x else "NO"), ("max batch", "max_batch_size", fmt.count),
-    ("$/M output tokens", "cost_per_million_output_tokens_usd", fmt.usd),
+    ("KV cache per GPU", "kv_cache_bytes", fmt.gigabytes), ("memory per GPU", "memory_required_bytes_per_gpu", fmt.gigabytes),
+    ("fits", "fits", lambda x: "yes" if x else "NO"), ("max batch", "max_batch_size_fits", fmt.count),
+    ("$/M output tokens", "usd_per_million_output_tokens", fmt.usd),
     ("TPOT vs baseline", "tpot_s_vs_baseline", lambda x: f"{x:.2f}x"),
-    ("$/M tokens vs baseline", "cost_per_million_output_tokens_usd_vs_baseline", lambda x: f"{x:.2f}x"),
+    ("$/M tokens vs baseline", "usd_per_million_output_tokens_vs_baseline", lambda x: f"{x:.2f}x"),
 )
-RATIO_METRICS = {"tpot_s_vs_baseline": "TPOT", "ttft_s_vs_baseline": "TTFT", "memory_required_bytes_vs_baseline": "memory per GPU",
-                 "cost_per_million_output_tokens_usd_vs_baseline": "$/M output tokens"}
+RATIO_METRICS = {"tpot_s_vs_baseline": "TPOT", "ttft_s_vs_baseline": "TTFT", "memory_required_bytes_per_gpu_vs_baseline": "memory per GPU",
+                 "usd_per_million_output_tokens_vs_baseline": "$/M output tokens"}
 
 
 def compare_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -300,7 +300,7 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
             # static batch (every prompt prefilled, then decoded together), not the steady state of an endless stream
             share = math.ceil(row.num_requests / row.replicas)
             p = rl.predict(model, hw, rl.Workload(batch_size=share, prompt_tokens=s, output_tokens=o), dep)
-            if p.fits and share <= p.max_batch_size:
+            if p.fits and share <= p.max_batch_size_fits:
                 return _batch_rates(share, s, o, p.e2e_latency_s)
         return {"output_tokens_per_s": lam * o, "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
     if not sp.stable:

@@ -40,12 +40,12 @@ BASELINE = "baseline"
 METRICS = (
     "ttft_s", "tpot_s", "text_tpot_s", "e2e_latency_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu",
     "mbu_decode", "mfu_decode", "mfu_prefill", "prefill_bound", "decode_bound",
-    "weight_bytes", "kv_cache_bytes", "kv_bytes_per_token", "memory_required_bytes", "memory_available_bytes", "fits",
-    "max_batch_size", "num_gpus", "cost_per_hour_usd", "cost_per_million_output_tokens_usd",
+    "weight_bytes", "kv_cache_bytes", "kv_bytes_per_token", "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu", "fits",
+    "max_batch_size_fits", "gpus_per_replica", "usd_per_hour", "usd_per_million_output_tokens",
     "peak_flops_per_s", "ridge_point_flops_per_byte",
 )
 DELTA_METRICS = ("ttft_s", "tpot_s", "text_tpot_s", "e2e_latency_s", "output_tokens_per_s", "weight_bytes",
-                 "kv_cache_bytes", "memory_required_bytes", "max_batch_size", "cost_per_million_output_tokens_usd")
+                 "kv_cache_bytes", "memory_required_bytes_per_gpu", "max_batch_size_fits", "usd_per_million_output_tokens")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import ops as O
 from .engine import usd_per_million_tokens
-from .errors import SpecError
+from .errors import SpecError, renamed
 from .hardware import HardwareProfile
 from .plan import SLO, SearchSpace, max_rate, parallelisms, plan_fleet, slack
 from .serving import check_traffic, curves_for, load_pair
@@ -37,7 +37,7 @@ def kv_transfer_s(model: ModelSpec, hw: HardwareProfile, prefill: Deployment, de
     lanes = min(prefill.tp * prefill.pp, decode.tp * decode.pp)
     frac = hw.efficiency.interconnect_bandwidth_fraction
     if link_bytes_per_s is None:
-        same = prefill.num_gpus + decode.num_gpus <= hw.interconnect.max_gpus
+        same = prefill.gpus_per_replica + decode.gpus_per_replica <= hw.interconnect.max_gpus
         link_bytes_per_s = lanes * frac * (hw.interconnect.bytes_per_s_per_direction if same else hw.host_link_bytes_per_s_per_direction)
     elif not link_bytes_per_s > 0:
         raise SpecError("kv_link_bytes_per_s", f"must be positive, got {link_bytes_per_s!r}")
@@ -62,13 +62,15 @@ class DisaggregatedPlan(BaseModel):
     decode_replicas: int
     gpus: int
     kv_transfer_mean_s: float
-    ttft_at_percentile_s: float
+    ttft_at_slo_percentile_s: float
     tpot_s: float
     decode_batch_size: float
     usd_per_hour: float
     usd_per_million_output_tokens: float
     colocated_gpus: float = Field(description="GPUs of the cheapest co-located fleet at the decode tp (NaN if none meets the SLOs)")
     colocated_usd_per_hour: float
+
+    ttft_at_percentile_s = renamed("ttft_at_percentile_s", "ttft_at_slo_percentile_s")  # its name before issue 11's one-spelling rename
 
 
 def _decode_pool(m, hw, dep: Deployment, traffic, lam: float, tpot_slo_s: float):
@@ -101,7 +103,7 @@ def _cheapest(candidates: list[Deployment], size) -> tuple[Deployment, tuple]:
     for dep in candidates:
         r = size(dep)
         n = r[-1]
-        if n > 0 and (best is None or (n * dep.num_gpus, dep.num_gpus) < (best[1][-1] * best[0].num_gpus, best[0].num_gpus)):
+        if n > 0 and (best is None or (n * dep.gpus_per_replica, dep.gpus_per_replica) < (best[1][-1] * best[0].gpus_per_replica, best[0].gpus_per_replica)):
             best = (dep, r)
     return best if best is not None else (candidates[0], size(candidates[0]))
 
@@ -138,7 +140,7 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
                                                    network=decode.network, precisions={"as given": decode}, best_only=True))
     colo_row = colo.iloc[0]
     base = dict(model=m.name, hardware=hw.name, prefill_tp=prefill.tp, decode_tp=decode.tp, prefill_pp=prefill.pp,
-                decode_pp=decode.pp, prefill_gpus_per_replica=prefill.num_gpus, decode_gpus_per_replica=decode.num_gpus,
+                decode_pp=decode.pp, prefill_gpus_per_replica=prefill.gpus_per_replica, decode_gpus_per_replica=decode.gpus_per_replica,
                 kv_transfer_mean_s=float((kv[0] * p.support()[1]).sum()),
                 colocated_gpus=float(colo_row["gpus"]) if colo_row["feasible"] else math.nan,
                 colocated_usd_per_hour=float(colo_row["usd_per_hour"]) if colo_row["feasible"] else math.nan)
@@ -151,13 +153,13 @@ def disaggregate(model, hardware, requests_per_s: float, prompt_tokens, output_t
             why += f" with any replica shape (tp x pp{' or ep' if m.moe else ''}) on {hw.name}"
         nan = math.nan
         return DisaggregatedPlan(**base, feasible=False, reason=why, prefill_replicas=0, decode_replicas=0, gpus=0,
-                                 ttft_at_percentile_s=nan, tpot_s=nan, decode_batch_size=nan, usd_per_hour=nan,
+                                 ttft_at_slo_percentile_s=nan, tpot_s=nan, decode_batch_size=nan, usd_per_hour=nan,
                                  usd_per_million_output_tokens=nan)
     sp, sd = cp.state(np.array([lam / n_p])), cd.state(np.array([lam / n_d]))
     sp = replace(sp, residual_s=0 * sp.residual_s)
-    gpus = n_p * prefill.num_gpus + n_d * decode.num_gpus
+    gpus = n_p * prefill.gpus_per_replica + n_d * decode.gpus_per_replica
     hour = gpus * hw.price_usd_per_gpu_hour
     return DisaggregatedPlan(**base, feasible=True, reason="", prefill_replicas=n_p, decode_replicas=n_d, gpus=gpus,
-                             ttft_at_percentile_s=float(cp.ttft_percentile(sp, ttft_percentile, kv)[0]),
+                             ttft_at_slo_percentile_s=float(cp.ttft_percentile(sp, ttft_percentile, kv)[0]),
                              tpot_s=float(sd.tpot_s[0]), decode_batch_size=float(sd.batch_size[0]),
                              usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens))

@@ -105,7 +105,7 @@ class StaticEnergy:
 
 def static_energy(r: Evaluation, hw: HardwareProfile, dep: Deployment, batch, output,
                   speculative_peaks: tuple[float, float] | None = None) -> StaticEnergy:
-    """Prefill and decode energy of the static batch `r` describes (module docstring), on `dep.num_gpus` GPUs.
+    """Prefill and decode energy of the static batch `r` describes (module docstring), on `dep.gpus_per_replica` GPUs.
 
     A pipeline stage runs `engine.microbatches` passes of its table per phase. `speculative_peaks` =
     (peak FLOP/s, peak bytes/s) when `r` comes from speculative decoding (its decode tables are the
@@ -127,7 +127,7 @@ def static_energy(r: Evaluation, hw: HardwareProfile, dep: Deployment, batch, ou
         dec_busy = steps * max(r.decode_flops_per_step / peak_flops, r.decode_bytes_per_step / peak_bw)
     else:
         dec_busy = mb * decode_busy_s(r.decode.floor)
-    gpus = dep.num_gpus
+    gpus = dep.gpus_per_replica
     prefill = gpus * float(energy_j(r.ttft_s, pre_busy, idle, tdp))
     decode = gpus * float(energy_j(r.e2e_latency_s - r.ttft_s, dec_busy, idle, tdp))
     per_token = (prefill + decode) / (batch * output)

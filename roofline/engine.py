@@ -199,7 +199,7 @@ class Evaluation:
     """Every time, FLOP count, byte count and memory part of one scenario (or of a grid of them, as arrays).
 
     Seconds, FLOPs, bytes; per GPU: `weight_bytes`, `kv_cache_bytes` (the batch's KV on one GPU),
-    `activation_workspace_bytes`, `memory_required_bytes`. Decode FLOPs and bytes are per mean step.
+    `activation_workspace_bytes`, `memory_required_bytes_per_gpu`. Decode FLOPs and bytes are per mean step.
     `*_bound_index` index `roofline.BOUNDS` (0 compute, 1 memory, 2 communication).
     """
 
@@ -219,7 +219,7 @@ class Evaluation:
     kv_cache_bytes: Any
     activation_workspace_bytes: Any
     runtime_reserve_bytes: Any
-    memory_required_bytes: Any
+    memory_required_bytes_per_gpu: Any
     prefill_bound_index: Any
     decode_bound_index: Any
     kv_bytes_per_sequence: Any
@@ -246,11 +246,11 @@ class Derived:
     mfu_prefill: Any
     mbu_decode: Any
     mfu_decode: Any
-    memory_available_bytes: Any
+    memory_available_bytes_per_gpu: Any
     fits: Any
-    max_batch_size: Any
-    cost_per_hour_usd: Any
-    cost_per_million_output_tokens_usd: Any
+    max_batch_size_fits: Any
+    usd_per_hour: Any
+    usd_per_million_output_tokens: Any
 
     def figures(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _DERIVED_FIGURES}
@@ -399,7 +399,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         tpot_first_step_s=first_step, tpot_last_step_s=last_step, e2e_latency_s=e2e, e2e_latency_floor_s=e2e_floor,
         prefill_flops=pre_flops, prefill_bytes=pre_bytes, decode_flops_per_step=dec_flops, decode_bytes_per_step=dec_bytes,
         weight_bytes=weights, kv_cache_bytes=kv, activation_workspace_bytes=workspace,
-        runtime_reserve_bytes=reserve, memory_required_bytes=required,
+        runtime_reserve_bytes=reserve, memory_required_bytes_per_gpu=required,
         prefill_bound_index=np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
         decode_bound_index=np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
         kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=(workspace - workspace_fixed) / batch,
@@ -454,7 +454,7 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
 
     Throughput = batch · output / e2e (a static batch); per GPU divides by the replica's GPUs.
     MBU = bytes moved / time / peak bandwidth; MFU = FLOPs / time / dense peak of the compute dtype;
-    both per GPU, both in [0, 1] because no operator beats its floor. `max_batch_size` solves the
+    both per GPU, both in [0, 1] because no operator beats its floor. `max_batch_size_fits` solves the
     memory for the batch (`memory_bytes`: the engine's share of a GPU, `parallelism.engine_memory_bytes`), at
     most the engine's running-sequence cap. Cost per million output tokens: `usd_per_million_tokens`; NaN when the
     scenario does not fit in memory (it cannot be bought), so a sorted sweep never ranks it first.
@@ -463,7 +463,7 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
     free = memory_bytes - r.weight_bytes - r.runtime_reserve_bytes - r.kv_shared_bytes - r.workspace_fixed_bytes
     per_seq = r.kv_bytes_per_sequence + r.workspace_bytes_per_sequence
     gpu_hour = price * gpus
-    fits = (r.memory_required_bytes <= memory_bytes) & (batch <= r.max_sequences)  # memory, and the engine's cap
+    fits = (r.memory_required_bytes_per_gpu <= memory_bytes) & (batch <= r.max_sequences)  # memory, and the engine's cap
     return Derived(
         output_tokens_per_s=tokens_per_s,
         output_tokens_per_s_per_gpu=tokens_per_s / gpus,
@@ -471,12 +471,12 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
         mfu_prefill=r.prefill_flops / r.ttft_s / peak,
         mbu_decode=r.decode_bytes_per_step / r.tpot_s / bandwidth,
         mfu_decode=r.decode_flops_per_step / r.tpot_s / peak,
-        memory_available_bytes=memory_bytes,
+        memory_available_bytes_per_gpu=memory_bytes,
         fits=fits,
-        max_batch_size=np.minimum(np.maximum(np.floor(free / per_seq), 0), r.max_sequences),
-        cost_per_hour_usd=gpu_hour,
+        max_batch_size_fits=np.minimum(np.maximum(np.floor(free / per_seq), 0), r.max_sequences),
+        usd_per_hour=gpu_hour,
         # a deployment that cannot be run has no price per token: NaN, which sorts last
-        cost_per_million_output_tokens_usd=np.where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),
+        usd_per_million_output_tokens=np.where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),
     )
 
 

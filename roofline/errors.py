@@ -8,6 +8,7 @@ notebooks see an ordinary `ValueError` subclass.
 from __future__ import annotations
 
 import difflib
+import warnings
 
 from pydantic import ValidationError
 
@@ -41,3 +42,12 @@ def validation_message(exc: ValidationError, where: str, schema=None) -> SpecErr
         if ": " in msg and not err["loc"]:
             return SpecError(f"{prefix}{msg.split(': ', 1)[0]}", msg.split(": ", 1)[1])
     return SpecError(loc if not where or loc == where else f"{prefix}{loc}", msg)
+
+
+def renamed(old: str, new: str) -> property:
+    """A read-only property under a record field's old name: warns (DeprecationWarning naming the new name) and
+    returns the new field. Issue 11 gave each quantity one spelling across the public records and frames."""
+    def get(self):
+        warnings.warn(f"{old} is renamed {new}; read {new} (the old name will be removed)", DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+    return property(get, doc=f"Deprecated: the old name of `{new}`.")

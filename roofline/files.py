@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import yaml
 
+from . import fmt
 from .errors import SpecError
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -77,7 +78,7 @@ def parse_mapping(data: bytes | str, where: str, fmt: Format = "yaml") -> dict[s
         text = decode(data, where)
     elif isinstance(data, str):
         if len(data) > MAX_FILE_BYTES:
-            raise SpecError(where, f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; is this the right file?")
+            raise SpecError(where, f"is larger than {fmt.mebibytes(MAX_FILE_BYTES)}; is this the right file?")
         text = data
     else:
         raise SpecError(where, f"expected text or bytes, got {type(data).__name__}")
@@ -103,7 +104,7 @@ def parse_mapping(data: bytes | str, where: str, fmt: Format = "yaml") -> dict[s
 def decode(data: bytes, where: str) -> str:
     """UTF-8 text of a file's bytes (a UTF-8 BOM dropped); other encodings are a one-line error."""
     if len(data) > MAX_FILE_BYTES:
-        raise SpecError(where, f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; is this the right file?")
+        raise SpecError(where, f"is larger than {fmt.mebibytes(MAX_FILE_BYTES)}; is this the right file?")
     for bom, name in _BOMS:
         if data.startswith(bom):
             raise SpecError(where, f"is {name}-encoded; save it as UTF-8")

@@ -20,6 +20,21 @@ def gigabytes(x: float) -> str:
     return f"{x / 1e9:,.1f} GB"
 
 
+def gibibytes(x: float) -> str:
+    """Binary gibibytes, for sizes quoted that way (the runtime reserve): 2**31 -> '2 GiB'."""
+    return f"{x / 2**30:g} GiB"
+
+
+def mebibytes(x: float) -> str:
+    """Binary mebibytes, whole: 64 * 2**20 -> '64 MiB'."""
+    return f"{x / 2**20:,.0f} MiB"
+
+
+def billions(x: float) -> str:
+    """A count in billions, e.g. parameters: 70.55e9 -> '70.6B'."""
+    return f"{x / 1e9:,.1f}B"
+
+
 def rate(x: float, unit: str) -> str:
     """Decimal-prefixed rate: rate(3.35e12, 'B/s') -> '3.35 TB/s'."""
     for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -92,18 +107,18 @@ def headline_rows(p) -> list[tuple[str, str]]:
 
     Labels are unique (tables index by them). Cost reads "n/a" when the scenario does not fit.
     """
-    cost = usd(p.cost_per_million_output_tokens_usd) if p.fits else "n/a (does not fit)"
+    cost = usd(p.usd_per_million_output_tokens) if p.fits else "n/a (does not fit)"
     return [
         ("model", p.model),
-        ("GPUs (tensor parallel)", str(p.num_gpus)),
+        ("GPUs (tensor parallel)", str(p.gpus_per_replica)),
         ("fits in memory", "yes" if p.fits else "NO"),
-        ("memory per GPU: required", gigabytes(p.memory_required_bytes)),
-        ("  available", gigabytes(p.memory_available_bytes)),
+        ("memory per GPU: required", gigabytes(p.memory_required_bytes_per_gpu)),
+        ("  available", gigabytes(p.memory_available_bytes_per_gpu)),
         ("  weights (+quant. scales)", gigabytes(p.weight_bytes)),
         ("  KV cache", gigabytes(p.kv_cache_bytes)),
         ("  activation workspace", gigabytes(p.activation_workspace_bytes)),
         ("  runtime reserve", gigabytes(p.runtime_reserve_bytes)),
-        ("max batch at these lengths", count(p.max_batch_size)),
+        ("max batch at these lengths", count(p.max_batch_size_fits)),
         ("TTFT", seconds(p.ttft_s)),
         ("  80% band of TTFT", band(p.bands.get("ttft_s")) or "n/a"),
         ("  TTFT floor (datasheet peaks)", seconds(p.ttft_floor_s)),
@@ -118,9 +133,9 @@ def headline_rows(p) -> list[tuple[str, str]]:
         ("  per GPU", count(p.output_tokens_per_s_per_gpu)),
         ("prefill: bound, MFU, MBU", f"{p.prefill_bound}, {fraction(p.mfu_prefill)}, {fraction(p.mbu_prefill)}"),
         ("decode: bound, MBU, MFU", f"{p.decode_bound}, {fraction(p.mbu_decode)}, {fraction(p.mfu_decode)}"),
-        ("price, all GPUs", f"{usd(p.cost_per_hour_usd)}/h"),
+        ("price, all GPUs", f"{usd(p.usd_per_hour)}/h"),
         ("cost per 1M output tokens", cost),
         ("energy per output token", energy(p.energy_per_output_token_j, p.kwh_per_million_output_tokens)),
         ("  mean power per GPU", watts(p.mean_power_w_per_gpu)),
-        ("efficiencies", p.source_kind),
+        ("timing", p.mode + (f" ({p.calibration_id})" if p.calibration_id else "")),
     ]

@@ -54,7 +54,7 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
             raise SpecError("ep", f"{dep.ep} does not divide the {model.moe.num_experts} experts of {model.name}")
     if dep.pp > model.num_layers:
         raise SpecError("pp", f"{dep.pp} stages exceed the {model.num_layers} layers of {model.name}")
-    if dep.num_gpus > hw.interconnect.max_gpus or dep.network is not None:
+    if dep.gpus_per_replica > hw.interconnect.max_gpus or dep.network is not None:
         load_network(dep.network or DEFAULT_NETWORK)
     if wl.context_tokens > model.max_context:
         rd.notes.append(beyond_context_note(model, wl.context_tokens))
@@ -71,7 +71,7 @@ def beyond_context_note(model: ModelSpec, context_tokens: float) -> str:
 def replica_span(hw: HardwareProfile, dep: Deployment) -> tuple[int, str | None]:
     """(nodes, scale-out network id) of one replica: ceil(tp·pp·ep / NVLink domain) nodes, and the
     deployment's network (default `network.DEFAULT_NETWORK`) when that is more than one, else None."""
-    nodes = math.ceil(dep.num_gpus / hw.interconnect.max_gpus)
+    nodes = math.ceil(dep.gpus_per_replica / hw.interconnect.max_gpus)
     return nodes, ((dep.network or DEFAULT_NETWORK) if nodes > 1 else None)
 
 
@@ -86,11 +86,11 @@ def scale_out(hw: HardwareProfile, dep: Deployment, real: Ceilings, floor: Ceili
     domain = hw.interconnect.max_gpus
     nodes, network = replica_span(hw, dep)
     if network is None:
-        notes = [f"network {dep.network} unused: the {dep.num_gpus}-GPU replica fits one {domain}-GPU node"] if dep.network else []
+        notes = [f"network {dep.network} unused: the {dep.gpus_per_replica}-GPU replica fits one {domain}-GPU node"] if dep.network else []
         return real, floor, None, notes
     net = load_network(network)
     bw = net.bytes_per_s_per_gpu_per_direction
-    notes = [f"the {dep.num_gpus}-GPU replica spans {nodes} nodes of {domain}; scale-out over {net.name}"
+    notes = [f"the {dep.gpus_per_replica}-GPU replica spans {nodes} nodes of {domain}; scale-out over {net.name}"
              + ("" if dep.network else f" (default '{DEFAULT_NETWORK}'; set network to change it)")]
     if max(dep.tp, dep.ep) > domain:
         real = replace(real, link_bytes_per_s=bw * net.bandwidth_fraction, link_latency_s=net.latency_s)

@@ -25,14 +25,18 @@ of a falling margin, found by bracketing on the batch grid and regula falsi (`ma
 and the fleet is replicas = ceil(λ / λ*), GPUs = replicas · gpus_per_replica, $/hour = GPUs · price per
 GPU-hour, $/million output tokens = $/hour / (λ · E[O] · 3600) · 10⁶ (the offered load, idle headroom
 included). The figures of a row are the steady state at λ / replicas. A replica's batch is what the load
-makes it (Little's law); `batch_limit` is the most memory holds (set the engine's max_num_seqs at or below it).
+makes it (Little's law); `max_batch_size_fits` is the most memory holds (set the engine's max_num_seqs at or below it).
 
 An option is infeasible when it does not fit at batch 1 (required vs available bytes), when even an idle
 replica misses the TPOT SLO (a decode step at batch 1) or the TTFT SLO (its prefill alone), or when the
 device lacks the compute format. `best_only=True` keeps one row per device: its cheapest feasible option
 (fewest $/hour, then fewest GPUs, then lowest TTFT), or, when none is feasible, the option closest to
 feasible with its reason (an SLO miss before a memory shortfall, the smallest shortfall first).
-Feasible rows come first, ranked 1..k by $/hour; the rest follow, unranked.
+Feasible rows come first, ranked 1..k by $/hour; the rest follow, unranked (`rank`, also the report's order).
+
+`serving="static"` is the same planner for static batching: the same options (tp alone unless `pps`/`eps`
+widen it), the same fleet arithmetic, columns and ranking, but each option's replica runs whole batches from
+prefill to the last token at the largest batch within the SLOs (`_static_row`, one `predict` per probe).
 
 Cost of a call: one operator table per (precision, tp, pp, ep) for all devices at once, over a grid of
 batch sizes, then vectorized root finding; with `best_only` the options run smallest replica first and
@@ -54,17 +58,18 @@ if TYPE_CHECKING:
 
 from . import fmt
 from .bands import band_limits, hardware_class, precision_class
-from .energy import kwh_per_million, serving_energy_per_output_token_j
+from .energy import fleet_energy_per_output_token_j, kwh_per_million, serving_energy_per_output_token_j
 from .engine import usd_per_million_tokens
 from .engines import DEFAULT_ENGINE, load_engine
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
-from .parallelism import check, replica_span, tp_widths, valid_tps
+from .parallelism import check, engine_memory_bytes, replica_span, tp_widths, valid_tps
+from .predict import Prediction, predict
 from .registry import as_hardware, as_model, for_framework, list_hardware
 from .serving import TTFT_PERCENTILES, Curves, Traffic, batch_grid_for, check_chunk_tokens, check_positive_int, check_traffic
 from .specs import ModelSpec
-from .workload import Deployment
+from .workload import Deployment, Workload
 
 PRECISIONS: dict[str, Deployment] = {
     "native": Deployment(),
@@ -76,7 +81,7 @@ PRECISIONS: dict[str, Deployment] = {
 COLUMNS = [
     "rank", "hardware_id", "hardware", "feasible", "binding_constraint", "reason", "precision", "weight_dtype",
     "activation_dtype", "kv_dtype", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica", "network", "replicas", "gpus",
-    "batch_size", "batch_limit",
+    "batch_size", "max_batch_size_fits",
     "requests_per_s_per_replica", "capacity_requests_per_s_per_replica", "prefill_utilization",
     "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_at_slo_percentile_s", "tpot_s", "itl_max_s",
     "ttft_at_slo_percentile_band_low_s", "ttft_at_slo_percentile_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
@@ -84,6 +89,7 @@ COLUMNS = [
     "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu", "price_usd_per_gpu_hour",
     "energy_per_output_token_j", "kwh_per_million_output_tokens", "price_note",
 ]
+SERVING_MODES = ("continuous", "static")
 MAX_REPLICAS = 1_000_000
 MAX_GPUS_PER_REPLICA = 64
 PIPELINE_STAGES = (1, 2, 4, 8, 16)
@@ -124,7 +130,10 @@ class SearchSpace:
     (None: `network.DEFAULT_NETWORK`); `chunk_tokens`: chunked prefill budget per step (None: the engine's
     budget when it chunks prefill, else whole prompts);
     `max_batch_size`: a cap on running sequences below the engine's; `best_only`: one row per device;
-    `engine`: the serving engine profile every option runs under (`roofline engines`; None: the bare roofline)."""
+    `engine`: the serving engine profile every option runs under (`roofline engines`; None: the bare roofline);
+    `serving`: how a replica serves, "continuous" (continuous batching in steady state, `serving.Curves`) or
+    "static" (whole batches from prefill to the last token, each option's largest batch within the SLOs;
+    `_static_row`): the same options, enumerated and ranked the same way."""
 
     hardware: object = None
     precisions: dict[str, Deployment] | None = None
@@ -137,8 +146,13 @@ class SearchSpace:
     max_batch_size: int | None = None
     best_only: bool = True
     engine: str | None = DEFAULT_ENGINE
+    serving: str = "continuous"
 
     def __post_init__(self):
+        if self.serving not in SERVING_MODES:
+            raise SpecError("serving", f"must be one of {', '.join(SERVING_MODES)}, got {self.serving!r}")
+        if self.serving == "static" and self.chunk_tokens is not None:
+            raise SpecError("chunk_tokens", "chunked prefill needs serving='continuous' (a static batch prefills whole prompts)")
         check_positive_int(self.chunk_tokens, "chunk_tokens")
         check_positive_int(self.max_batch_size, "max_batch_size")
         for name in ("tps", "pps", "eps"):
@@ -183,8 +197,12 @@ class SearchSpace:
                 raise SpecError("eps", f"{bad} do not divide the {model.moe.num_experts} experts of {model.name}")
 
     def shapes(self, model: ModelSpec, hw: HardwareProfile) -> list[tuple[int, int, int]]:
-        """The (tp, pp, ep) replica shapes to try on `hw` (`parallelisms`)."""
-        return parallelisms(model, hw, self.tps, self.pps, self.eps, self.max_gpus_per_replica)
+        """The (tp, pp, ep) replica shapes to try on `hw` (`parallelisms`); a static batch runs on tp alone
+        (pp = ep = 1) unless `pps` / `eps` say otherwise."""
+        pps, eps = self.pps, self.eps
+        if self.serving == "static":
+            pps, eps = pps or (1,), eps or (1,)
+        return parallelisms(model, hw, self.tps, pps, eps, self.max_gpus_per_replica)
 
     def no_shape_reason(self, model: ModelSpec, hw: HardwareProfile) -> str:
         """Why `shapes` is empty on `hw`: each asked tp that does not divide the widths or leaves the node."""
@@ -315,10 +333,10 @@ def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
     placed = rd is not None and binding != "unsupported"
     row.update(hardware_id=hw.name, hardware=hw.name, feasible=False, binding_constraint=binding, reason=reason,
                precision=label, tp=dep.tp if placed else 0, pp=dep.pp if placed else 0, ep=dep.ep if placed else 0,
-               gpus_per_replica=dep.num_gpus if placed else 0,
+               gpus_per_replica=dep.gpus_per_replica if placed else 0,
                **(_span(dep, hw) if placed else dict(nodes_per_replica=0, network="")),
-               memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour,
-               price_note=hw.price_note,
+               memory_available_bytes_per_gpu=float(hw.memory_bytes if rd is None else engine_memory_bytes(rd, hw.memory_bytes)),
+               price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, price_note=hw.price_note,
                weight_dtype=rd.weights.dtype.name if rd else dep.weight_dtype, activation_dtype=rd.act.name if rd else dep.activation_dtype,
                kv_dtype=rd.kv.dtype.name if rd else dep.kv_dtype)
     row.update(figures)
@@ -335,24 +353,29 @@ def _shape(dep: Deployment) -> str:
     return " ".join(f"{k}={v}" for k, v in (("tp", dep.tp), ("pp", dep.pp), ("ep", dep.ep)) if k == "tp" or v > 1)
 
 
-def plan(model, requests_per_s: float, prompt_tokens, output_tokens, ttft_slo_s: float, tpot_slo_s: float,
+def plan(model, requests_per_s: float | None, prompt_tokens, output_tokens, ttft_slo_s: float, tpot_slo_s: float,
          hardware=None, ttft_percentile: float = 0.9, chunk_tokens: int | None = None, max_batch_size: int | None = None,
          precisions: dict[str, Deployment] | None = None, tps: list[int] | None = None, pps: list[int] | None = None,
          eps: list[int] | None = None, max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA, network: str | None = None,
-         best_only: bool = True, engine: str | None = DEFAULT_ENGINE) -> pd.DataFrame:
+         best_only: bool = True, serving: str = "continuous", concurrency: float | None = None,
+         engine: str | None = DEFAULT_ENGINE) -> pd.DataFrame:
     """The cheapest deployment per hardware that serves `requests_per_s` within the SLOs (module docstring):
     the keyword form of `plan_fleet`, which it calls with the `Traffic`, `SLO` and `SearchSpace` it builds.
 
     `prompt_tokens` / `output_tokens`: an int, a `serving.LengthDist` or a string like "lognormal:2048:0.5".
+    `concurrency` instead of `requests_per_s` (which is then None): the fleet is loaded by a closed loop of that
+    many clients, the way `vllm bench serve --max-concurrency`, genai-perf and AIPerf measure (`_group_rows`).
     `ttft_slo_s` applies to the `ttft_percentile` of TTFT, `tpot_slo_s` to the mean TPOT. The rest are the
     fields of `SearchSpace`. Returns a DataFrame with the columns of `COLUMNS` (SI units, USD), best first.
     """
     m = as_model(model)
     slo = SLO(ttft_slo_s, tpot_slo_s, ttft_percentile)
     traffic = check_traffic(m, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    if concurrency is not None:
+        traffic = Traffic(traffic.prompt_tokens, traffic.output_tokens, traffic.requests_per_s, concurrency)
     space = SearchSpace(hardware=hardware, precisions=precisions, tps=tps, pps=pps, eps=eps, max_gpus_per_replica=max_gpus_per_replica,
                         network=network, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only,
-                        engine=engine)
+                        serving=serving, engine=engine)
     return plan_fleet(m, traffic, slo, space)
 
 
@@ -361,21 +384,28 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
     import pandas as pd
 
     m = model
-    if traffic.requests_per_s is None:
-        raise SpecError("requests_per_s", "the planner sizes a fleet for a rate; give requests_per_s")
+    if traffic.requests_per_s is None and traffic.concurrency is None:
+        raise SpecError("requests_per_s", "the planner sizes a fleet for a load; give requests_per_s (or a concurrency)")
     devices = space.devices()
     if space.engine is not None:  # each device timed with the kernel tables of the engine's framework, where shipped
         fw = load_engine(space.engine).framework
         devices = [(given, for_framework(hw, fw)) for given, hw in devices]
     space.check_model(m)
+    static = space.serving == "static"
+    if static and traffic.concurrency is not None:
+        raise SpecError("concurrency", "a closed loop of clients needs serving='continuous' (a static batch is sized by its rate)")
+    if static:
+        for name in ("prompt_tokens", "output_tokens"):
+            if getattr(traffic, name).kind != "fixed":
+                raise SpecError(name, "a length distribution needs serving='continuous' (static batches run fixed lengths)")
     hws = [hw for _, hw in devices]
     given_ids = {hw.name: given for given, hw in devices}
     rows: list[dict] = []
     options = _options(m, hws, traffic, space, rows)
     # smallest replicas first, so that with best_only the cheapest fleet found so far bounds the rest
     bound: dict[str, float] | None = {} if space.best_only else None
-    for (label, *_), (dep, rd, group) in sorted(options.items(), key=lambda kv: kv[1][0].num_gpus):
-        new = _group_rows(m, dep, rd, label, group, traffic, slo, space, bound)
+    for (label, *_), (dep, rd, group) in sorted(options.items(), key=lambda kv: kv[1][0].gpus_per_replica):
+        new = (_static_rows if static else _group_rows)(m, dep, rd, label, group, traffic, slo, space, bound)
         if bound is not None:
             for r in new:
                 if r["feasible"]:
@@ -383,19 +413,23 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
         rows += new
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "rank"])
     frame["hardware_id"] = frame["hardware"].map(given_ids)
-    df = _rank(frame, space.best_only)
-    # 80% error bands of the TTFT and TPOT figures, from the published corpus (`roofline.bands`)
+    df = rank(frame, "hardware_id" if space.best_only else None)
+    # 80% error bands of the TTFT and TPOT figures, from the published corpus (`roofline.bands`): serving runs'
+    # or static batches'
+    kind = "static" if static else "serving"
     classes = {hw.name: hardware_class(hw) for hw in hws}
     hc = [classes.get(h, "") for h in df["hardware"]]
     pc = [precision_class(w, a) for w, a in zip(df["weight_dtype"], df["activation_dtype"])]
-    for col, family in (("ttft_at_slo_percentile", "ttft_serving"), ("tpot", "tpot_serving")):
+    for col, family in (("ttft_at_slo_percentile", f"ttft_{kind}"), ("tpot", f"tpot_{kind}")):
         df[f"{col}_band_low_s"], df[f"{col}_band_high_s"] = band_limits(df[f"{col}_s"], family, hc, pc)
-    for c in ("replicas", "gpus", "batch_limit", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica"):
+    for c in ("replicas", "gpus", "max_batch_size_fits", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica"):
         df[c] = pd.array([None if pd.isna(x) else int(x) for x in df[c]], dtype="Int64")
-    df.attrs.update(model=m.name, requests_per_s=float(traffic.requests_per_s), prompt_tokens=traffic.prompt_tokens.describe(),
+    rate = traffic.requests_per_s
+    df.attrs.update(model=m.name, requests_per_s=None if rate is None else float(rate), concurrency=traffic.concurrency,
+                    prompt_tokens=traffic.prompt_tokens.describe(),
                     output_tokens=traffic.output_tokens.describe(), ttft_slo_s=slo.ttft_s, ttft_percentile=slo.ttft_percentile,
                     tpot_slo_s=slo.tpot_s, chunk_tokens=space.chunk_tokens, max_gpus_per_replica=space.max_gpus_per_replica,
-                    engine=space.engine)
+                    serving=space.serving, engine=space.engine)
     return df
 
 
@@ -408,14 +442,15 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
     ceil(λ / capacity) replicas (the SLOs only lower the rate a replica may take). Skipped options could
     only be dropped by `best_only`, so the plan is the same, found faster."""
     tp = dep.tp
-    lam, o = float(traffic.requests_per_s), traffic.output_tokens
+    closed = traffic.concurrency is not None
+    lam, o = (math.nan if closed else float(traffic.requests_per_s)), traffic.output_tokens
     ttft_slo, tpot_slo, q, cap_batch = slo.ttft_s, slo.tpot_s, slo.ttft_percentile, space.max_batch_size
     if bound is not None:
-        hws = [h for h in hws if dep.num_gpus * h.price_usd_per_gpu_hour <= bound.get(h.name, math.inf)]
+        hws = [h for h in hws if dep.gpus_per_replica * h.price_usd_per_gpu_hour <= bound.get(h.name, math.inf)]
         if not hws:
             return []
     cv = Curves(m, rd, tp, hws, traffic, space.chunk_tokens, batch_grid_for(m, rd, hws, traffic, cap_batch), cap_batch)
-    if bound is not None:
+    if bound is not None and not closed:
         with np.errstate(divide="ignore"):
             floor_usd = np.ceil(lam / cv.capacity - 1e-9) * cv.gpus * np.array([h.price_usd_per_gpu_hour for h in hws])
         keep = [i for i, h in enumerate(hws) if floor_usd[i] <= bound.get(h.name, math.inf)]
@@ -430,20 +465,28 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
     best = max_rate(cv, margin, cv.capacity)
     idle = cv.state(cv.capacity * 1e-9)
     good = cv.fits & (best > 0)
-    replicas = np.where(good, np.maximum(1, np.ceil(lam / np.where(good, best, 1) - 1e-9)), 0)  # a fleet has a replica
+    if closed:  # the clients one replica keeps within the SLOs: n* = λ*·R(λ*) (response-time law)
+        load = np.where(good, cv.in_flight(np.where(good, best, cv.capacity * 1e-9)), 1.0)
+        total = float(traffic.concurrency)
+    else:
+        load, total = np.where(good, best, 1.0), lam
+    replicas = np.where(good, np.maximum(1, np.ceil(total / load - 1e-9)), 0)  # a fleet has a replica
     good &= replicas <= MAX_REPLICAS
-    per = np.where(good, lam / np.maximum(replicas, 1), cv.capacity * 1e-9)
+    if closed:
+        per = np.where(good, _closed_loop_rate(cv, total / np.maximum(replicas, 1), best), cv.capacity * 1e-9)
+    else:
+        per = np.where(good, lam / np.maximum(replicas, 1), cv.capacity * 1e-9)
     st = cv.state(per)
     qs = sorted({*TTFT_PERCENTILES, q})
     pct = dict(zip(qs, cv.ttft_percentile(st, np.array(qs)[:, None])))  # every percentile in one bisection
     nxt = cv.state(np.minimum(best * 1.001 + 1e-12, cv.capacity))
     rows = []
     for i, hw in enumerate(hws):
-        mem = dict(memory_required_bytes_per_gpu=float(st.memory_required_bytes[i]))
+        mem = dict(memory_required_bytes_per_gpu=float(st.memory_required_bytes_per_gpu[i]))
         if not cv.fits[i]:
             rows.append(_infeasible_row(hw, label, dep, rd, "memory", (
-                f"does not fit: needs {cv.memory_required[i, 0] / 1e9:.1f} GB per GPU at {_shape(dep)}, batch 1, of "
-                f"{cv.memory_available[i, 0] / 1e9:.1f} GB"), memory_required_bytes_per_gpu=float(cv.memory_required[i, 0])))
+                f"does not fit: needs {fmt.gigabytes(cv.memory_required[i, 0])} per GPU at {_shape(dep)}, batch 1, of "
+                f"{fmt.gigabytes(cv.memory_available[i, 0])}"), memory_required_bytes_per_gpu=float(cv.memory_required[i, 0])))
             continue
         if not good[i]:
             if idle.tpot_s[i] > tpot_slo:
@@ -467,20 +510,138 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
         tokens = per[i] * o.mean_tokens
         j_token = serving_energy_per_output_token_j(m, rd, hw, tp, float(st.batch_size[i]), cv.es, cv.context_s, o.mean_tokens,
                                                     tokens, cv.gpus)
+        fleet_rate = n * per[i] if closed else lam  # requests/s: what a closed loop answers, or the offered rate
         rows.append(dict(
             hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason="",
             precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
             tp=tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=cv.gpus, **_span(dep, hw), replicas=n, gpus=gpus, batch_size=float(st.batch_size[i]),
-            batch_limit=float(cv.batch_limit(st)[i]), requests_per_s_per_replica=float(per[i]),
+            max_batch_size_fits=float(cv.max_batch_size_fits(st)[i]), requests_per_s_per_replica=float(per[i]),
             capacity_requests_per_s_per_replica=float(cv.capacity[i]), prefill_utilization=float(st.utilization[i]),
             ttft_mean_s=float(st.ttft_mean_s[i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
             ttft_p99_s=float(pct[0.99][i]), ttft_at_slo_percentile_s=float(pct[q][i]), tpot_s=float(st.tpot_s[i]),
             itl_max_s=float(st.itl_max_s[i]), output_tokens_per_s_per_replica=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
-            usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o.mean_tokens),
-            memory_available_bytes_per_gpu=float(hw.memory_bytes), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
+            usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, fleet_rate * o.mean_tokens),
+            memory_available_bytes_per_gpu=float(engine_memory_bytes(rd, hw.memory_bytes)), price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, **mem,
             energy_per_output_token_j=j_token, kwh_per_million_output_tokens=float(kwh_per_million(j_token)), price_note=hw.price_note,
         ))
     return rows
+
+
+def _closed_loop_rate(cv: Curves, clients: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Per device row, the rate λ ≤ `top` at which a closed loop of `clients` runs: the root of λ·R(λ) = clients
+    (`Curves.in_flight` rises with λ), by bisection to 1e-10 of the rate; rows whose clients exceed λ·R at
+    `top` get `top` (the planner only asks for at most what `top` keeps busy)."""
+    lo, hi = np.zeros_like(top), np.asarray(top, float).copy()
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        over = cv.in_flight(mid) >= clients
+        lo, hi = np.where(over, lo, mid), np.where(over, mid, hi)
+        if np.all(hi - lo <= 1e-10 * np.maximum(hi, 1e-300)):
+            break
+    return hi
+
+
+def _static_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[HardwareProfile], traffic: Traffic, slo: SLO,
+                 space: SearchSpace, bound: dict[str, float] | None = None) -> list[dict]:
+    """`serving="static"`: every device of one option running whole batches (`_static_row`); with `bound`, a
+    device is skipped where one replica already costs more than its cheapest feasible fleet so far."""
+    return [_static_row(m, dep, rd, label, hw, traffic, slo, space) for hw in hws
+            if bound is None or dep.gpus_per_replica * hw.price_usd_per_gpu_hour <= bound.get(hw.name, math.inf)]
+
+
+def _slos_missed(p: Prediction, slo: SLO) -> str:
+    """'TTFT SLO', 'TPOT SLO', both joined by 'and', or '' when a static batch meets both."""
+    return " and ".join(name for name, miss in (("TTFT SLO", p.ttft_s > slo.ttft_s), ("TPOT SLO", p.tpot_s > slo.tpot_s)) if miss)
+
+
+def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfile, traffic: Traffic, slo: SLO,
+                space: SearchSpace) -> dict:
+    """One option on one device serving static batches: each replica runs batches of b requests from prefill to
+    the last token, so every request of a batch sees TTFT = the batch's prefill and TPOT = its mean decode step
+    (`predict`; a fixed number, so every TTFT percentile is that one figure).
+
+    b is the largest batch ≤ min(what memory holds at this shape, `max_batch_size`) that meets both SLOs;
+    both latencies grow with b, so a bisection over b, one `predict` per probe. Tokens/s is not monotone in b
+    (the tile sawtooth, `roofline.roofline`): when the last multiple of the GEMM or dequantization tile below b
+    serves more tokens/s, that batch is taken and `reason` says so. `reason` says what stops b + 1: memory,
+    the batch cap, or the SLO b + 1 misses. The fleet: one replica serves X = b·O / e2e output tokens/s at full
+    load, so replicas = ceil(λ·O / X) and its capacity is X / O requests/s; the figures are those of batch b."""
+    lam = float(traffic.requests_per_s)
+    s, o = int(traffic.prompt_tokens.tokens), int(traffic.output_tokens.tokens)
+    cache: dict[int, Prediction] = {}
+
+    def at(b: int) -> Prediction:
+        if b not in cache:
+            cache[b] = predict(m, hw, Workload(batch_size=b, prompt_tokens=s, output_tokens=o), dep)
+        return cache[b]
+
+    p1 = at(1)
+    mem = dict(memory_required_bytes_per_gpu=p1.memory_required_bytes_per_gpu)
+    if not p1.fits:
+        return _infeasible_row(hw, label, dep, rd, "memory", (
+            f"does not fit: needs {fmt.gigabytes(p1.memory_required_bytes_per_gpu)} per GPU at {_shape(dep)}, batch 1, of "
+            f"{fmt.gigabytes(p1.memory_available_bytes_per_gpu)}"), **mem)
+    missed = _slos_missed(p1, slo)
+    if missed:
+        return _infeasible_row(hw, label, dep, rd, missed, (
+            f"batch 1 misses the {missed} (TTFT {fmt.seconds(p1.ttft_s)}, TPOT {fmt.seconds(p1.tpot_s)})"), **mem)
+
+    def good(b: int) -> bool:
+        p = at(b)
+        return p.fits and not _slos_missed(p, slo)
+
+    fit_limit = p1.max_batch_size_fits  # exact: memory is affine in the batch (tests/test_properties.py)
+    cap = space.max_batch_size
+    upper = fit_limit if cap is None else min(fit_limit, cap)
+    lo, hi = 1, upper  # good(lo) holds; the largest good b in [lo, hi]
+    if good(hi):
+        b = hi
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if good(mid) else (lo, mid)
+        b = lo
+    if b == upper:
+        capped = cap is not None and cap < fit_limit
+        binding = "batch cap" if capped else "memory"
+        reason = f"batch capped at {cap} (memory holds {fit_limit})" if capped else f"batch {b + 1} would not fit in memory at {_shape(dep)}"
+    else:
+        nxt = at(b + 1)
+        binding = _slos_missed(nxt, slo)
+        reason = f"batch {b + 1}: TTFT {fmt.seconds(nxt.ttft_s)}, TPOT {fmt.seconds(nxt.tpot_s)}"
+    # batches just past a tile step are dominated by the multiple below it (faster and more tokens/s)
+    best, step = b, None
+    for tile in sorted({hw.gemm_tile_tokens, dep.dequant_tile_tokens}, reverse=True):
+        c = b // tile * tile
+        if 1 <= c < best and at(c).output_tokens_per_s > at(best).output_tokens_per_s:
+            best, step = c, tile
+    if step is not None:
+        reason += (f"; batch {best} (a multiple of the {step}-row tile) serves more tokens/s than {b}, which is past a tile "
+                   f"step: {fmt.count(at(best).output_tokens_per_s)} vs {fmt.count(at(b).output_tokens_per_s)}")
+        b = best
+    p = at(b)
+    n = math.ceil(lam * o / p.output_tokens_per_s - 1e-9)
+    if n > MAX_REPLICAS:
+        return _infeasible_row(hw, label, dep, rd, "replicas", f"needs more than {MAX_REPLICAS:,} replicas", **mem)
+    gpus = n * dep.gpus_per_replica
+    hour = gpus * hw.price_usd_per_gpu_hour
+    # the fleet's board energy: the demanded share of its replica-seconds at a batch's mean power, the rest idle
+    j_token = fleet_energy_per_output_token_j(n, dep.gpus_per_replica, hw.idle_power_w, p.mean_power_w_per_gpu,
+                                              p.output_tokens_per_s, lam * o)
+    return dict(
+        hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason=reason,
+        precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
+        tp=dep.tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=dep.gpus_per_replica, **_span(dep, hw), replicas=n, gpus=gpus,
+        batch_size=float(b), max_batch_size_fits=float(fit_limit), requests_per_s_per_replica=lam / n,
+        capacity_requests_per_s_per_replica=p.output_tokens_per_s / o, prefill_utilization=math.nan,
+        ttft_mean_s=p.ttft_s, ttft_p50_s=p.ttft_s, ttft_p90_s=p.ttft_s, ttft_p99_s=p.ttft_s, ttft_at_slo_percentile_s=p.ttft_s,
+        tpot_s=p.tpot_s, itl_max_s=max(p.tpot_first_step_s, p.tpot_last_step_s),
+        output_tokens_per_s_per_replica=lam * o / n, output_tokens_per_s_per_gpu=lam * o / gpus,
+        usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, lam * o),
+        memory_required_bytes_per_gpu=p.memory_required_bytes_per_gpu, memory_available_bytes_per_gpu=p.memory_available_bytes_per_gpu,
+        price_usd_per_gpu_hour=hw.price_usd_per_gpu_hour, price_note=hw.price_note,
+        energy_per_output_token_j=j_token, kwh_per_million_output_tokens=float(kwh_per_million(j_token)),
+    )
 
 
 _CLOSENESS = {"TTFT SLO": 0, "TPOT SLO": 0, "replicas": 0, "memory": 1, "parallelism": 2, "unsupported": 2}
@@ -500,14 +661,16 @@ def ranked(df: pd.DataFrame, by: list[str], ascending: list[bool], first_per: st
     return df
 
 
-def _rank(df: pd.DataFrame, best_only: bool) -> pd.DataFrame:
-    """Cheapest fleet first, then fewest GPUs, lowest TTFT; infeasible rows closest to feasible first."""
+def rank(df: pd.DataFrame, first_per: str | None = None) -> pd.DataFrame:
+    """The planner's order of fleets (any frame with the planner's columns, e.g. several models' plans joined):
+    cheapest fleet first, then fewest GPUs, lowest TTFT; infeasible rows closest to feasible first. With
+    `first_per` (a column), only the best row of each of its values."""
     df = df.copy()
     df["_close"] = df["binding_constraint"].map(_CLOSENESS).fillna(0)
     # among options that do not fit, the smallest shortfall (required / available per GPU) is the closest
     df["_short"] = (df["memory_required_bytes_per_gpu"] / df["memory_available_bytes_per_gpu"]).round(3)
     df = ranked(df, ["usd_per_hour", "gpus", "ttft_at_slo_percentile_s", "_close", "_short", "gpus_per_replica", "pp", "tp"],
-                [True, True, True, True, True, True, True, False], "hardware_id" if best_only else None)
+                [True, True, True, True, True, True, True, False], first_per)
     df = df.drop(columns=["_close", "_short"])
     df["feasible"] = df["feasible"].astype(bool)
     return df

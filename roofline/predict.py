@@ -8,7 +8,7 @@ rewrites the decode figures when a drafter is set. Their formulas are in those m
 * TTFT = the prefill pass; TPOT = (e2e - TTFT) / (output - 1), the mean decode step (`engine`).
 * Throughput = batch · output / e2e (a static batch); per GPU divides by the replica's GPUs.
 * MBU = bytes moved / time / peak bandwidth; MFU = FLOPs / time / dense peak of the compute dtype.
-* Memory per GPU = weights + KV cache + activation workspace + runtime reserve; `max_batch_size`
+* Memory per GPU = weights + KV cache + activation workspace + runtime reserve; `max_batch_size_fits`
   solves it for the batch.
 * Cost per million output tokens = price/GPU-hour · GPUs / 3600 / (tokens/s) · 1e6
   (`engine.usd_per_million_tokens`); NaN when the scenario does not fit in memory.
@@ -22,6 +22,7 @@ callers have always imported them from.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -29,12 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 if TYPE_CHECKING:
     import pandas as pd
 
+from . import fmt
 from . import ops as O
 from .bands import Band, bands_for
 from .energy import static_energy
 from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
 from .engines import load_engine
-from .errors import SpecError
+from .errors import SpecError, renamed
 from .hardware import HardwareProfile
 from .parallelism import (  # noqa: F401  re-exported
     beyond_context_note,
@@ -63,13 +65,12 @@ BAND_FAMILIES = {"ttft_s": "ttft_static", "tpot_s": "tpot_static", "e2e_latency_
 class Prediction(BaseModel):
     """Every headline figure of one scenario. Seconds, bytes, FLOPs, fractions; per GPU where it says so.
 
-    `source_kind` is the profile's `efficiency.source_kind`: `default` (datasheet peaks x the shipped
-    achievable fractions) or `calibrated` (fractions summarised from a calibration run); `mode` says
-    whether measured curves timed every operator (`calibrated`) or the fractions did (`analytical`).
+    `mode` says whether measured curves timed every operator (`calibrated`, with the calibration file's
+    `calibration_id`) or the datasheet peaks times the profile's achievable fractions did (`analytical`).
     Memory figures are per GPU of the replica. When `fits` is False,
-    `memory_required_bytes` and `memory_available_bytes` say by how much; the latency and
+    `memory_required_bytes_per_gpu` and `memory_available_bytes_per_gpu` say by how much; the latency and
     throughput fields are then what-ifs (as if the memory were there) and
-    `cost_per_million_output_tokens_usd` is NaN.
+    `usd_per_million_output_tokens` is NaN.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -78,7 +79,6 @@ class Prediction(BaseModel):
     hardware: str
     workload: Workload
     deployment: Deployment
-    source_kind: str
     notes: tuple[str, ...] = ()
     peak_flops_per_s: float = math.nan
     ridge_point_flops_per_byte: float = math.nan
@@ -86,7 +86,7 @@ class Prediction(BaseModel):
     tpot_without_speculation_s: float | None = None
     mode: Literal["analytical", "calibrated"] = "analytical"  # calibrated: measured curves timed every operator
     calibration_id: str | None = None  # the calibration file's id (device slug and date) when calibrated
-    num_gpus: int
+    gpus_per_replica: int
     compute_dtype: str
 
     ttft_s: float
@@ -116,13 +116,13 @@ class Prediction(BaseModel):
     kv_bytes_per_token: float = Field(description="KV bytes of one token of one sequence over all layers at one GPU's tp share (pp, ep not divided out)")
     activation_workspace_bytes: float = Field(description="largest per-layer activation footprint of prefill, one GPU (with an engine: of its largest step, a pass over its token budget)")
     runtime_reserve_bytes: float = Field(description="CUDA context, allocator slack and graphs, per GPU")
-    memory_required_bytes: float = Field(description="per GPU: weights + KV cache + workspace + reserve")
-    memory_available_bytes: float = Field(description="memory of one GPU the engine uses: gpu_memory_fraction x HBM (all of it with engine=None)")
+    memory_required_bytes_per_gpu: float = Field(description="per GPU: weights + KV cache + workspace + reserve")
+    memory_available_bytes_per_gpu: float = Field(description="memory of one GPU the engine uses: gpu_memory_fraction x HBM (all of it with engine=None)")
     fits: bool
-    max_batch_size: int
+    max_batch_size_fits: int
 
-    cost_per_hour_usd: float
-    cost_per_million_output_tokens_usd: float
+    usd_per_hour: float
+    usd_per_million_output_tokens: float
     prefill_energy_j: float = Field(math.nan, description="board energy of the prefill pass, all GPUs of the replica (`roofline.energy`)")
     decode_energy_j: float = Field(math.nan, description="board energy of the decode steps, all GPUs of the replica")
     energy_per_output_token_j: float = Field(math.nan, description="(prefill + decode energy) / (batch · output tokens)")
@@ -131,6 +131,21 @@ class Prediction(BaseModel):
     bands: dict[str, Band] = Field(default_factory=dict, description=(
         "80% error bands of ttft_s, tpot_s, e2e_latency_s and output_tokens_per_s from the published corpus "
         "(`roofline.bands`); a figure whose family has too few published rows has none"))
+
+    # the names of issue 11's one-spelling rename, kept a while for callers that read them
+    num_gpus = renamed("num_gpus", "gpus_per_replica")
+    max_batch_size = renamed("max_batch_size", "max_batch_size_fits")
+    cost_per_hour_usd = renamed("cost_per_hour_usd", "usd_per_hour")
+    cost_per_million_output_tokens_usd = renamed("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens")
+    memory_required_bytes = renamed("memory_required_bytes", "memory_required_bytes_per_gpu")
+    memory_available_bytes = renamed("memory_available_bytes", "memory_available_bytes_per_gpu")
+
+    @property
+    def source_kind(self) -> str:
+        """Deprecated: `mode` says it ('analytical' was 'default')."""
+        warnings.warn("Prediction.source_kind is dropped; read mode ('analytical' or 'calibrated') and calibration_id",
+                      DeprecationWarning, stacklevel=2)
+        return "calibrated" if self.mode == "calibrated" else "default"
 
     _evaluation: Evaluation = PrivateAttr()
     _operators: Any = PrivateAttr(None)  # the DataFrame `operators` builds on first access
@@ -157,12 +172,13 @@ class Prediction(BaseModel):
 
     @property
     def fit_message(self) -> str:
-        need, have = self.memory_required_bytes, self.memory_available_bytes
+        need, have = self.memory_required_bytes_per_gpu, self.memory_available_bytes_per_gpu
         if not self.fits and need <= have:  # memory holds it; the engine's running-sequence cap does not
-            return (f"does NOT fit: batch {self.workload.batch_size:,} exceeds the {self.max_batch_size:,} sequences the "
-                    f"{self.deployment.engine} engine runs at once (max_num_seqs); it needs {need / 1e9:.1f} GB per GPU of {have / 1e9:.1f} GB")
+            return (f"does NOT fit: batch {self.workload.batch_size:,} exceeds the {self.max_batch_size_fits:,} sequences the "
+                    f"{self.deployment.engine} engine runs at once (max_num_seqs); it needs {fmt.gigabytes(need)} per GPU of "
+                    f"{fmt.gigabytes(have)}")
         verdict = "fits" if self.fits else "does NOT fit"
-        return f"{verdict}: needs {need / 1e9:.1f} GB per GPU of {have / 1e9:.1f} GB"
+        return f"{verdict}: needs {fmt.gigabytes(need)} per GPU of {fmt.gigabytes(have)}"
 
 
 _FIELDS = frozenset(Prediction.model_fields)  # looked up once: pydantic builds the mapping on every access
@@ -195,9 +211,9 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         r = spec.evaluation
         notes = notes + list(spec.notes)
     peak = hw.peak_flops(rd.compute_key)
-    d = derived(r, b, o, dep.num_gpus, engine_memory_bytes(rd, hw.memory_bytes), hw.memory_bandwidth_bytes_per_s, peak,
+    d = derived(r, b, o, dep.gpus_per_replica, engine_memory_bytes(rd, hw.memory_bytes), hw.memory_bandwidth_bytes_per_s, peak,
                 hw.price_usd_per_gpu_hour)
-    fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size" else float(v))
+    fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size_fits" else float(v))
               for k, v in {**r.figures(), **d.figures()}.items() if k in _FIELDS}
     en = static_energy(r, hw, dep, b, o, None if spec is None else (peak, hw.memory_bandwidth_bytes_per_s))
     fields.update(prefill_energy_j=en.prefill_j, decode_energy_j=en.decode_j, energy_per_output_token_j=en.energy_per_output_token_j,
@@ -209,7 +225,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         ridge_point_flops_per_byte=peak / hw.memory_bandwidth_bytes_per_s,
         speculative_tokens_per_step=None if spec is None else spec.tokens_per_step,
         tpot_without_speculation_s=None if spec is None else spec.tpot_without_s,
-        source_kind=hw.efficiency.source_kind, num_gpus=dep.num_gpus, compute_dtype=rd.act.name,
+        gpus_per_replica=dep.gpus_per_replica, compute_dtype=rd.act.name,
         mode=hw.mode, calibration_id=None if hw.calibration is None else hw.calibration.id,
         prefill_bound=BOUNDS[int(r.prefill_bound_index)].value,
         decode_bound=BOUNDS[int(r.decode_bound_index)].value,

@@ -26,7 +26,7 @@ not monotone in the batch: one sequence past a multiple of a tile pays a whole e
 number: llama-2-13b, INT4 weights (W4A16) on a B200, 16 + 64 tokens: 64 sequences dequantize every
 weight once per decode step, 65 twice, and output tokens/s falls 16% (16,423 -> 13,706). This is the
 physics of tiled kernels, kept; what uses a batch steps around it: the static report runs the multiple
-of the tile below a batch past a step when that serves more (`report.evaluate_option`), and the serving
+of the tile below a batch past a step when that serves more (the static mode of `plan`), and the serving
 curve serves a rate with the smallest batch reaching it (`serving.Curves.state`).
 For MoE experts the GEMM's rows are the expected tokens per expert, T·k/E, which is fractional (gpt-oss-20b
 on an L4 at tp 2, INT4, 114-token prompts: 772 sequences give 11,001 per expert, 773 give 11,015.25): a

@@ -48,9 +48,12 @@ convolved with the prompt distribution, P(TTFT > t) = Σ_s p_s P(W > t - r - X(s
 found by bisection.
 
 Memory: weights + B · KV(S_p99 + O_p99) + the activation workspace of the largest pass + runtime reserve
-must fit per GPU: the `predict` formula at the 99th-percentile context, except that the workspace is that of
-one pass (one prompt, or one chunked step), not of a whole static batch prefilled at once, so the batch limit
-is larger than `Prediction.max_batch_size`. Sequences still in prefill are not counted.
+must fit per GPU, in the engine's share of it (`Deployment.engine`, `parallelism.engine_memory_bytes`): the
+`predict` formula at the 99th-percentile context. With an engine the workspace is that of its largest step (a
+pass over its token budget) in both, so `Prediction.max_batch_size_fits` and this batch limit agree at the same
+context; without one (engine=None) it is one pass here (one prompt, or one chunked step) and a whole static
+batch there, so this limit is larger. The engine's running-sequence cap bounds both. Sequences still in
+prefill are not counted.
 
 Pipeline and expert parallelism (a replica of tp x pp x ep GPUs; pp = ep = 1 gives every formula above):
 
@@ -95,11 +98,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 if TYPE_CHECKING:
     import pandas as pd
 
+from . import fmt
 from . import ops as O
 from .bands import Band, bands_for
 from .engine import decode_ceilings, stage, usd_per_million_tokens
 from .engines import load_engine
-from .errors import SpecError
+from .errors import SpecError, renamed
 from .hardware import HardwareProfile
 from .parallelism import (
     check,
@@ -322,16 +326,22 @@ def _parse_length(text: str) -> LengthDist:
 
 @dataclass(frozen=True)
 class Traffic:
-    """What arrives: Poisson requests at `requests_per_s` (None where no rate is fixed, as on a frontier),
-    each a prompt and an output whose lengths follow `LengthDist`s. `Traffic.of` also takes a length as an
-    int or a string like "lognormal:2048:0.5". Requests/s, tokens."""
+    """What arrives: Poisson requests at `requests_per_s` (None where no rate is fixed, as on a frontier), or a
+    closed loop of `concurrency` clients, each sending its next request when the last one finished (how
+    `vllm bench serve --max-concurrency`, genai-perf and AIPerf load a server; `closed_loop`); each request a
+    prompt and an output whose lengths follow `LengthDist`s. `Traffic.of` also takes a length as an int or a
+    string like "lognormal:2048:0.5". Requests/s, clients, tokens."""
 
     prompt_tokens: LengthDist
     output_tokens: LengthDist
     requests_per_s: float | None = None
+    concurrency: float | None = None
 
     def __post_init__(self):
         _check_rate(self.requests_per_s)
+        check_concurrency(self.concurrency)
+        if self.requests_per_s is not None and self.concurrency is not None:
+            raise SpecError("concurrency", "give a rate (requests_per_s) or a concurrency, not both: a closed loop's rate is what it answers")
         for name in ("prompt_tokens", "output_tokens"):
             if not isinstance(getattr(self, name), LengthDist):
                 raise SpecError(name, f"must be a LengthDist (Traffic.of also takes an int or a string like 'lognormal:2048:0.5'), "
@@ -341,9 +351,11 @@ class Traffic:
             raise SpecError("output_tokens", f"mean {o.mean_tokens:g} leaves no decode steps; continuous batching needs more than 1 output token on average")
 
     @classmethod
-    def of(cls, requests_per_s, prompt_tokens, output_tokens) -> "Traffic":
+    def of(cls, requests_per_s, prompt_tokens, output_tokens, concurrency=None) -> "Traffic":
         _check_rate(requests_per_s)
-        return cls(as_length_dist(prompt_tokens, "prompt_tokens"), as_length_dist(output_tokens, "output_tokens"), requests_per_s)
+        check_concurrency(concurrency)
+        return cls(as_length_dist(prompt_tokens, "prompt_tokens"), as_length_dist(output_tokens, "output_tokens"), requests_per_s,
+                   concurrency)
 
     @property
     def memory_context_tokens(self) -> float:
@@ -356,6 +368,14 @@ class Traffic:
         p = self.prompt_tokens.mean_tokens
         return Workload(prompt_tokens=max(1, round(p)), output_tokens=max(1, round(self.memory_context_tokens - p)))
 
+
+
+def check_concurrency(concurrency) -> None:
+    """None, or a positive finite number of clients (not a bool)."""
+    n = concurrency
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating))
+                          or not math.isfinite(n) or n <= 0):
+        raise SpecError("concurrency", f"must be a positive number of clients, got {n!r}")
 
 
 def _check_rate(requests_per_s) -> None:
@@ -484,7 +504,7 @@ class ServingState:
     residual_s: np.ndarray  # mean residual of the running step an arrival waits out
     ttft_mean_s: np.ndarray
     stable: np.ndarray  # below capacity and ρ < 1
-    memory_required_bytes: np.ndarray  # per GPU
+    memory_required_bytes_per_gpu: np.ndarray  # per GPU
     rows: np.ndarray  # the device rows of `Curves` these figures are for
 
 
@@ -655,7 +675,7 @@ class Curves:
         return ServingState(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
                             service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait,
                             residual_s=tbar / 2, ttft_mean_s=tbar / 2 + wait + ex + (extra * self.s_p).sum(axis=-1),
-                            stable=stable, memory_required_bytes=mem, rows=rows)
+                            stable=stable, memory_required_bytes_per_gpu=mem, rows=rows)
 
     def ttft_tail(self, st, t, extra_s=0.0):
         """P(TTFT > t) at a state from `state`; `extra_s` (seconds, per prompt length) adds to the state's own."""
@@ -667,7 +687,15 @@ class Curves:
         extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
         return ttft_percentile_s(q, st.residual_s, st.service_s, extra, self.s_p, st.utilization, st.wait_mean_s)
 
-    def batch_limit(self, st) -> np.ndarray:
+    def in_flight(self, lam, rows=None) -> np.ndarray:
+        """λ·R(λ), R = TTFT_mean + E[O-1]·TPOT: the requests in flight at rate λ (Little's law over one request's
+        whole response), i.e. the clients a closed loop with no think time keeps busy at that rate (`closed_loop`);
+        inf where the rate is not stable."""
+        st = self.state(lam, rows)
+        with np.errstate(invalid="ignore"):
+            return np.where(st.stable, lam * (st.ttft_mean_s + self.eo1 * st.tpot_s), np.inf)
+
+    def max_batch_size_fits(self, st) -> np.ndarray:
         """Largest decode batch memory (and the cap) allows at the state's workspace."""
         free = self.memory_available[st.rows, 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st.rows, 0]
         return np.minimum(np.maximum(np.floor(free / self.kv_bytes_per_sequence), 0), self.cap[st.rows])
@@ -684,13 +712,13 @@ class ServingPoint(BaseModel):
     prompt_tokens: LengthDist
     output_tokens: LengthDist
     chunk_tokens: int | None
-    num_gpus: int
+    gpus_per_replica: int
     requests_per_s: float = Field(description="arrival rate this replica serves")
     capacity_requests_per_s: float = Field(description="the largest stable rate (memory or prefill limited)")
     stable: bool
     reason: str = Field(description="empty when stable; else why not")
     batch_size: float = Field(description="mean decode batch (Little's law)")
-    batch_limit: int = Field(description="largest batch memory holds at the 99th-percentile context")
+    max_batch_size_fits: int = Field(description="largest batch memory holds at the 99th-percentile context, within the engine's running-sequence cap")
     decode_step_s: float = Field(description="t0: a decode-only step at the mean context")
     chunked_step_s: float = Field(description="tC: a step carrying a prefill chunk (NaN without chunking)")
     tpot_s: float = Field(description="mean time per output token (mean step)")
@@ -703,14 +731,22 @@ class ServingPoint(BaseModel):
     ttft_p99_s: float
     output_tokens_per_s: float
     output_tokens_per_s_per_gpu: float
-    memory_required_bytes: float
-    memory_available_bytes: float
-    cost_per_hour_usd: float
-    cost_per_million_output_tokens_usd: float
+    memory_required_bytes_per_gpu: float
+    memory_available_bytes_per_gpu: float
+    usd_per_hour: float
+    usd_per_million_output_tokens: float
     notes: tuple[str, ...] = Field((), description="what the figures assume beyond the inputs (e.g. running past max_context)")
     bands: dict[str, Band] = Field(default_factory=dict, description=(
         "80% error bands of the TTFT figures and tpot_s (and output_tokens_per_s under a closed loop, where the "
         "rate is predicted) from the published corpus (`roofline.bands`)"))
+
+    # the names of issue 11's one-spelling rename, kept a while for callers that read them
+    num_gpus = renamed("num_gpus", "gpus_per_replica")
+    batch_limit = renamed("batch_limit", "max_batch_size_fits")
+    cost_per_hour_usd = renamed("cost_per_hour_usd", "usd_per_hour")
+    cost_per_million_output_tokens_usd = renamed("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens")
+    memory_required_bytes = renamed("memory_required_bytes", "memory_required_bytes_per_gpu")
+    memory_available_bytes = renamed("memory_available_bytes", "memory_available_bytes_per_gpu")
 
 
 def load_pair(model, hardware):
@@ -794,8 +830,8 @@ def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, t
     cap = float(cv.capacity[0])
     stable = bool(st.stable[0])
     if not cv.fits[0]:
-        reason = (f"does not fit: needs {cv.memory_required[0, 0] / 1e9:.1f} GB per GPU at batch 1 of "
-                  f"{cv.memory_available[0, 0] / 1e9:.1f} GB")
+        reason = (f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
+                  f"{fmt.gigabytes(cv.memory_available[0, 0])}")
     elif not stable:
         reason = f"unstable: arrival rate {lam:g} requests/s exceeds the capacity of {cap:.3g} requests/s"
     else:
@@ -813,13 +849,13 @@ def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, t
     return ServingPoint(
         model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=p, output_tokens=o,
         chunk_tokens=None if cv.chunk is None else int(cv.chunk[0]),
-        num_gpus=cv.gpus, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
-        batch_size=inf_if(st.batch_size), batch_limit=int(cv.batch_limit(st)[0]),
+        gpus_per_replica=cv.gpus, requests_per_s=lam, capacity_requests_per_s=cap, stable=stable, reason=reason,
+        batch_size=inf_if(st.batch_size), max_batch_size_fits=int(cv.max_batch_size_fits(st)[0]),
         decode_step_s=one(st.t0_s), chunked_step_s=one(st.tc_s), tpot_s=tpot, itl_max_s=inf_if(st.itl_max_s),
         prefill_utilization=one(st.utilization), **ttft,
         output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
-        memory_required_bytes=inf_if(st.memory_required_bytes), memory_available_bytes=float(hw.memory_bytes),
-        cost_per_hour_usd=hour, cost_per_million_output_tokens_usd=usd_per_million_tokens(hour, tokens) if stable else math.nan,
+        memory_required_bytes_per_gpu=inf_if(st.memory_required_bytes_per_gpu), memory_available_bytes_per_gpu=float(hw.memory_bytes),
+        usd_per_hour=hour, usd_per_million_output_tokens=usd_per_million_tokens(hour, tokens) if stable else math.nan,
         notes=tuple(cv.notes), bands=bands_for(banded, hw, cv.rd.weights.dtype.name, cv.rd.act.name),
     )
 
@@ -887,9 +923,9 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     native closed-loop model exists. Arrivals of a closed loop are smoother than Poisson, so the TTFT
     queueing term is an upper bound at high load.
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(concurrency) or concurrency <= 0:
-        raise SpecError("concurrency", f"must be a positive number of clients, got {concurrency!r}")
+    if concurrency is None:
+        raise SpecError("concurrency", "must be a positive number of clients, got None")
+    check_concurrency(concurrency)
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
     traffic = check_traffic(model, None, prompt_tokens, output_tokens, chunk_tokens)
@@ -900,9 +936,7 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     n = float(concurrency)
 
     def in_flight(lam: np.ndarray) -> np.ndarray:  # λ·R(λ), the clients the loop keeps busy at rate λ
-        st = cv.state(lam, rows=np.zeros(len(lam), int))
-        with np.errstate(invalid="ignore"):
-            return np.where(st.stable, lam * (st.ttft_mean_s + cv.eo1 * st.tpot_s), np.inf)
+        return cv.in_flight(lam, rows=np.zeros(len(lam), int))
 
     top = cap * (1 - 1e-9)
     grid = top * np.logspace(-9, 0, 91)

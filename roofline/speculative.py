@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from . import fmt
 from . import ops as O
 from .engine import Evaluation, evaluate
 from .errors import SpecError
@@ -60,8 +61,8 @@ def draft_model(model: ModelSpec, spec: Speculative) -> ModelSpec:
         raise SpecError("speculative.draft", f"{d.name} has vocab_size {d.vocab_size}, the target {model.name} "
                                              f"{model.vocab_size}; a draft must share the target's tokenizer")
     if d.param_count >= model.param_count:
-        raise SpecError("speculative.draft", f"{d.name} ({d.param_count / 1e9:.1f}B parameters) is not smaller than "
-                                             f"the target {model.name} ({model.param_count / 1e9:.1f}B); use a smaller draft")
+        raise SpecError("speculative.draft", f"{d.name} ({fmt.billions(d.param_count)} parameters) is not smaller than "
+                                             f"the target {model.name} ({fmt.billions(model.param_count)}); use a smaller draft")
     return d
 
 
@@ -115,9 +116,9 @@ def apply_speculative(model: ModelSpec, hw, wl: Workload, dep: Deployment, rd: R
         weight_bytes=r.weight_bytes + extra_weights,
         kv_bytes_per_sequence=r.kv_bytes_per_sequence + rdr.kv_bytes_per_sequence,
         kv_cache_bytes=r.kv_cache_bytes + rdr.kv_cache_bytes,
-        memory_required_bytes=r.memory_required_bytes + extra_weights + rdr.kv_cache_bytes,
+        memory_required_bytes_per_gpu=r.memory_required_bytes_per_gpu + extra_weights + rdr.kv_cache_bytes,
     )
     what = f"self-drafting ({spec.draft_layers} layer)" if self_draft else f"draft {d.name}"
     notes = [f"speculative decoding: {what}, k={k}, acceptance {a:g} -> {tokens:.2f} tokens per target step; "
-             f"TPOT {base_tpot * 1e3:.2f} -> {tpot * 1e3:.2f} ms ({base_tpot / tpot:.2f}x)"]
+             f"TPOT {fmt.seconds(base_tpot)} -> {fmt.seconds(tpot)} ({base_tpot / tpot:.2f}x)"]
     return SpeculativeResult(spec_r, tokens, base_tpot, float(rdr.tpot_s), t_verify, tuple(notes))

@@ -25,6 +25,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
+from . import fmt
 from . import ops as O
 from .engine import derived, evaluate
 from .engines import load_engine
@@ -39,8 +40,8 @@ from .workload import MAX_BATCH, MAX_GPUS, Deployment
 METRICS = (
     "ttft_s", "ttft_floor_s", "tpot_s", "tpot_floor_s", "e2e_latency_s", "e2e_latency_floor_s",
     "output_tokens_per_s", "output_tokens_per_s_per_gpu", "mbu_prefill", "mfu_prefill", "mbu_decode", "mfu_decode",
-    "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes", "memory_available_bytes",
-    "fits", "max_batch_size", "cost_per_hour_usd", "cost_per_million_output_tokens_usd",
+    "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu",
+    "fits", "max_batch_size_fits", "usd_per_hour", "usd_per_million_output_tokens",
 )
 
 
@@ -61,7 +62,7 @@ def _as_list(x) -> list:
 # per operator and scenario; 1 kB leaves headroom for temporaries.
 BYTES_PER_OP_PER_SCENARIO = 1000
 SWEEP_MEMORY_BUDGET_BYTES = 2 * 1024**3
-_FLOAT_METRICS = tuple(k for k in METRICS if k not in ("fits", "max_batch_size"))
+_FLOAT_METRICS = tuple(k for k in METRICS if k not in ("fits", "max_batch_size_fits"))
 _LABELS = ("model", "weight_dtype", "activation_dtype", "kv_dtype")  # the label columns each (model, dtypes) pass adds
 _AXIS_LIMITS = {"batch_size": MAX_BATCH, "prompt_tokens": MAX_CONTEXT, "output_tokens": MAX_CONTEXT, "tp": MAX_GPUS}
 
@@ -100,8 +101,8 @@ def sweep(
     n_ops = max(len(O.forward_ops(m, Deployment().resolved(m), 1, 1, 0)) for m in models)
     need = n_scenarios * n_ops * BYTES_PER_OP_PER_SCENARIO
     if need > SWEEP_MEMORY_BUDGET_BYTES:
-        raise SpecError("sweep", f"a grid of {n_scenarios:,} scenarios needs about {need / 1e9:,.1f} GB while evaluated, over the "
-                                 f"budget of {SWEEP_MEMORY_BUDGET_BYTES / 1e9:.1f} GB (sweep.SWEEP_MEMORY_BUDGET_BYTES); "
+        raise SpecError("sweep", f"a grid of {n_scenarios:,} scenarios needs about {fmt.gigabytes(need)} while evaluated, over the "
+                                 f"budget of {fmt.gigabytes(SWEEP_MEMORY_BUDGET_BYTES)} (sweep.SWEEP_MEMORY_BUDGET_BYTES); "
                                  "split it into smaller sweeps")
     base = deployment or Deployment()
     if base.engine is not None:  # timed with the kernel tables of the engine's framework, where shipped
@@ -157,7 +158,7 @@ def sweep(
         part = {name: np.full(n_ok, labels[name].setdefault(value, len(labels[name])), dtype=np.int32) for name, value in names.items()}
         part["hardware"] = flat["h"] if every else flat["h"][ok]
         part.update({name: flat[name] if every else flat[name][ok] for name in axes})
-        part.update({"fits": pick(r["fits"]), "max_batch_size": pick(r["max_batch_size"]), "_floats": block})
+        part.update({"fits": pick(r["fits"]), "max_batch_size_fits": pick(r["max_batch_size_fits"]), "_floats": block})
         part.update({f"{phase}_bound": pick(r[f"{phase}_bound_index"]) for phase in ("prefill", "decode")})
         parts.append(part)
     columns = ["model", "hardware", *axes, "weight_dtype", "activation_dtype", "kv_dtype", *METRICS, "prefill_bound", "decode_bound"]
@@ -171,7 +172,7 @@ def sweep(
     cols = {name: pd.Categorical.from_codes(join(name), categories[name]) if name in categories else join(name)
             for name in columns if name not in _FLOAT_METRICS}
     cols["fits"] = cols["fits"].astype(bool)
-    cols["max_batch_size"] = cols["max_batch_size"].astype(np.int64)
+    cols["max_batch_size_fits"] = cols["max_batch_size_fits"].astype(np.int64)
     # one frame: the float block as it is, the other columns inserted at their places (no per-column stacking)
     df = pd.DataFrame(join("_floats", axis=1).T, columns=list(_FLOAT_METRICS))
     for i, name in enumerate(columns):

@@ -141,10 +141,10 @@ def _batch_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def _prompt_frame(df: pd.DataFrame, deployment: Deployment) -> pd.DataFrame:
     out = _pick(df, ["hardware", "tp", "prompt_tokens", "output_tokens", "ttft_s", "ttft_floor_s", "prefill_bound",
-                     "mfu_prefill", "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes",
-                     "memory_available_bytes", "fits"])
+                     "mfu_prefill", "weight_bytes", "kv_cache_bytes", "activation_workspace_bytes", "memory_required_bytes_per_gpu",
+                     "memory_available_bytes_per_gpu", "fits"])
     out.insert(4, "context_tokens", out["prompt_tokens"] + out["output_tokens"])
-    out.insert(out.columns.get_loc("memory_required_bytes"), "runtime_reserve_bytes", float(deployment.runtime_reserve_bytes))
+    out.insert(out.columns.get_loc("memory_required_bytes_per_gpu"), "runtime_reserve_bytes", float(deployment.runtime_reserve_bytes))
     return out
 
 
@@ -177,9 +177,9 @@ def batch_point(prediction: Prediction) -> pd.DataFrame:
     return df
 
 
-def frontier(model: ModelSpec, hardware: HardwareProfile, workload: Workload, deployment: Deployment,
+def batch_frontier(model: ModelSpec, hardware: HardwareProfile, workload: Workload, deployment: Deployment,
              batch_sizes: Sequence[int] | None = None) -> pd.DataFrame:
-    """Latency-throughput frontier over batch sizes: tokens/s per user = 1 / TPOT against
+    """Static-batch latency-throughput frontier over batch sizes (`serving.frontier` is the continuous-batching one): tokens/s per user = 1 / TPOT against
     output tokens/s per GPU (the columns of `batch_sweep` it needs)."""
     df = batch_sweep(model, hardware, workload, deployment, batch_sizes)
     return df[["hardware", "tp", "batch_size", "tokens_per_s_per_user", "tokens_per_s_per_gpu", "tpot_s", "fits"]]
@@ -189,8 +189,8 @@ def prompt_sweep(model: ModelSpec, hardware: HardwareProfile, workload: Workload
                  prompt_tokens: Sequence[int] | None = None) -> pd.DataFrame:
     """TTFT and memory per GPU against prompt length (by default up to max_context less the
     output). `context_tokens` = prompt + output; the memory columns are the parts of
-    `memory_required_bytes` (`MEMORY_PARTS`; the runtime reserve is the deployment's
-    `runtime_reserve_bytes`) and `memory_available_bytes` is the capacity line."""
+    `memory_required_bytes_per_gpu` (`MEMORY_PARTS`; the runtime reserve is the deployment's
+    `runtime_reserve_bytes`) and `memory_available_bytes_per_gpu` is the capacity line."""
     lengths = list(prompt_tokens or _prompt_grid(model, workload))
     return _prompt_frame(_sweep(model, hardware, workload, deployment, prompt_tokens=lengths), deployment)
 
@@ -204,7 +204,7 @@ def memory_sweep(model: ModelSpec, hardware: HardwareProfile, workload: Workload
     (the memory columns of `prompt_sweep`)."""
     df = prompt_sweep(model, hardware, workload, deployment, prompt_tokens)
     return df[["hardware", "tp", "prompt_tokens", "output_tokens", "context_tokens", *MEMORY_PARTS,
-               "memory_required_bytes", "memory_available_bytes", "fits"]]
+               "memory_required_bytes_per_gpu", "memory_available_bytes_per_gpu", "fits"]]
 
 
 def scenario_sweeps(model: ModelSpec, hardware: HardwareProfile, workload: Workload,
@@ -229,7 +229,7 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
     rd = p.deployment.resolved(model)
     key = compute_key(p)
     peak, bw = hardware.peak_flops(key), hardware.memory_bandwidth_bytes_per_s
-    b, s, o, tp = wl.batch_size, wl.prompt_tokens, wl.output_tokens, p.num_gpus
+    b, s, o, tp = wl.batch_size, wl.prompt_tokens, wl.output_tokens, p.gpus_per_replica
     gb, sec = fmt.gigabytes, fmt.seconds
 
     def flop(x):
@@ -253,18 +253,18 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
     lines.append(
         f"Memory per GPU = weights + KV cache + activation workspace + runtime reserve = {gb(p.weight_bytes)} + "
         f"{gb(p.kv_cache_bytes)} + {gb(p.activation_workspace_bytes)} + {gb(p.runtime_reserve_bytes)} = "
-        f"{gb(p.memory_required_bytes)} of {gb(p.memory_available_bytes)} available{share}: {verdict}")
+        f"{gb(p.memory_required_bytes_per_gpu)} of {gb(p.memory_available_bytes_per_gpu)} available{share}: {verdict}")
     if eng is None:
         per_seq = (p.kv_cache_bytes + p.activation_workspace_bytes) / b
         lines.append(
-            f"Max batch = floor((available - weights - reserve) / (KV + workspace per sequence)) = floor(({gb(p.memory_available_bytes)} - "
-            f"{gb(p.weight_bytes)} - {gb(p.runtime_reserve_bytes)}) / {gb(per_seq)}) = {fmt.count(p.max_batch_size)}")
+            f"Max batch = floor((available - weights - reserve) / (KV + workspace per sequence)) = floor(({gb(p.memory_available_bytes_per_gpu)} - "
+            f"{gb(p.weight_bytes)} - {gb(p.runtime_reserve_bytes)}) / {gb(per_seq)}) = {fmt.count(p.max_batch_size_fits)}")
     else:
         seqs, budget = eng.limits(hardware)
         lines.append(
             f"Max batch = min(floor((available - weights - reserve - workspace of one {budget:,}-token step) / KV per sequence), "
-            f"{seqs:,} running sequences) = min(floor(({gb(p.memory_available_bytes)} - {gb(p.weight_bytes)} - "
-            f"{gb(p.runtime_reserve_bytes)} - {gb(p.activation_workspace_bytes)}) / {gb(kv_seq)}), {seqs:,}) = {fmt.count(p.max_batch_size)}")
+            f"{seqs:,} running sequences) = min(floor(({gb(p.memory_available_bytes_per_gpu)} - {gb(p.weight_bytes)} - "
+            f"{gb(p.runtime_reserve_bytes)} - {gb(p.activation_workspace_bytes)}) / {gb(kv_seq)}), {seqs:,}) = {fmt.count(p.max_batch_size_fits)}")
     lines.append(
         f"Ridge point ({key}) = dense peak / HBM bandwidth = {fmt.rate(peak, 'FLOP/s')} / {fmt.rate(bw, 'B/s')} = "
         f"{fmt.rate(hardware.ridge_point_flops_per_byte(key), 'FLOP/byte')}")
@@ -299,7 +299,7 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
     if p.fits:
         lines.append(
             f"Cost per 1M output tokens = $/GPU-hour x GPUs / 3600 / tokens per s x 10^6 = {fmt.usd(hardware.price_usd_per_gpu_hour)} x "
-            f"{tp} / 3600 / {fmt.count(p.output_tokens_per_s)} x 10^6 = {fmt.usd(p.cost_per_million_output_tokens_usd)}")
+            f"{tp} / 3600 / {fmt.count(p.output_tokens_per_s)} x 10^6 = {fmt.usd(p.usd_per_million_output_tokens)}")
     else:
         lines.append(f"Cost per 1M output tokens: n/a, the scenario {p.fit_message}")
     return lines

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .dtypes import DEQUANT_OPS_PER_WEIGHT, QuantScheme, get_dtype
 from .engines import DEFAULT_ENGINE, load_engine
-from .errors import SpecError
+from .errors import SpecError, renamed
 from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, CheckpointQuant, ModelSpec, kv_scheme
 from .units import GIB
 
@@ -167,9 +167,11 @@ class Deployment(BaseModel):
         return self
 
     @property
-    def num_gpus(self) -> int:
+    def gpus_per_replica(self) -> int:
         """GPUs in one replica: tp x pp x ep."""
         return self.tp * self.pp * self.ep
+
+    num_gpus = renamed("num_gpus", "gpus_per_replica")  # its name before issue 11's one-spelling rename
 
     def resolved(self, model) -> "ResolvedDeployment":
         """Fill the model's native formats in and check the formats against each other."""

@@ -24,15 +24,15 @@ def test_the_documented_api_runs_as_written():
     dep4 = rl.Deployment(weight_dtype="int4", weight_group_size=128)
     p = rl.predict(model, hw, wl, dep)
     for name in ("ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu", "mbu_decode",
-                 "mfu_prefill", "kv_cache_bytes", "weight_bytes", "memory_required_bytes", "ttft_floor_s", "tpot_floor_s",
-                 "cost_per_million_output_tokens_usd"):
+                 "mfu_prefill", "kv_cache_bytes", "weight_bytes", "memory_required_bytes_per_gpu", "ttft_floor_s", "tpot_floor_s",
+                 "usd_per_million_output_tokens"):
         assert getattr(p, name) > 0, name
-    assert p.fits and p.max_batch_size > 8 and p.num_gpus == 4
+    assert p.fits and p.max_batch_size_fits > 8 and p.gpus_per_replica == 4
     assert p.output_tokens_per_s_per_gpu == pytest.approx(p.output_tokens_per_s / 4)
     # throughput is the whole batch's output over the end-to-end latency
     assert p.output_tokens_per_s == pytest.approx(8 * 256 / p.e2e_latency_s)
     # cost: 4 GPUs at the profile's price for as long as it takes to make 1M tokens
-    assert p.cost_per_million_output_tokens_usd == pytest.approx(4 * hw.price_usd_per_gpu_hour / 3600 * 1e6 / p.output_tokens_per_s)
+    assert p.usd_per_million_output_tokens == pytest.approx(4 * hw.price_usd_per_gpu_hour / 3600 * 1e6 / p.output_tokens_per_s)
     assert p.e2e_latency_s == pytest.approx(p.ttft_s + 255 * p.tpot_s)
     assert isinstance(p.operators, pd.DataFrame) and set(p.operators.phase) == {"prefill", "decode"}
     ops = p.operators  # HBM traffic = weights + activations read and written + KV read and written
@@ -51,27 +51,27 @@ def test_the_documented_api_runs_as_written():
 
 def test_memory_breakdown_adds_up():
     p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(batch_size=4, prompt_tokens=1000, output_tokens=24))
-    assert p.memory_required_bytes == pytest.approx(p.weight_bytes + p.kv_cache_bytes + p.activation_workspace_bytes + p.runtime_reserve_bytes)
+    assert p.memory_required_bytes_per_gpu == pytest.approx(p.weight_bytes + p.kv_cache_bytes + p.activation_workspace_bytes + p.runtime_reserve_bytes)
     assert p.kv_cache_bytes == 4 * 1024 * 131_072  # 4 sequences x 1,024 tokens x 32 layers x 2 x 8 x 128 x 2 bytes
 
 
 def test_a_scenario_that_does_not_fit_says_so_with_bytes():
     p = rl.predict(rl.load_model("llama-3.1-405b"), rl.load_hardware("h100-sxm"), rl.Workload(prompt_tokens=100, output_tokens=10))
     assert not p.fits
-    assert p.memory_required_bytes > 800e9 and p.memory_available_bytes == pytest.approx(0.9 * rl.load_hardware("h100-sxm").memory_bytes)  # vLLM's share
+    assert p.memory_required_bytes_per_gpu > 800e9 and p.memory_available_bytes_per_gpu == pytest.approx(0.9 * rl.load_hardware("h100-sxm").memory_bytes)  # vLLM's share
     assert "does NOT fit" in p.fit_message and "GB" in p.fit_message
-    assert p.max_batch_size == 0
-    assert p.cost_per_million_output_tokens_usd != p.cost_per_million_output_tokens_usd  # NaN: not for sale
+    assert p.max_batch_size_fits == 0
+    assert p.usd_per_million_output_tokens != p.usd_per_million_output_tokens  # NaN: not for sale
     df = rl.sweep(model="llama-3.1-405b", hardware="h100-sxm", tp=[8], batch_size=[1, 4096], prompt_tokens=4096,
                   weight_dtype="fp8")  # ~51 GB of weights per GPU: batch 1 fits, batch 4096 (~2 TB of KV) does not
-    cheapest = df.sort_values("cost_per_million_output_tokens_usd").iloc[0]
+    cheapest = df.sort_values("usd_per_million_output_tokens").iloc[0]
     assert cheapest.fits and cheapest.batch_size == 1  # batch 4096 does not fit: never ranked first
 
 
 def test_predict_fitting_picks_the_fewest_gpus():
     model, hw = rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm")
     p = rl.predict_fitting(model, hw, rl.Workload(batch_size=1, prompt_tokens=1000, output_tokens=100))
-    assert p.fits and p.num_gpus == 2  # 141 GB of bf16 weights: 2 x 80 GB
+    assert p.fits and p.gpus_per_replica == 2  # 141 GB of bf16 weights: 2 x 80 GB
     assert not rl.predict(model, hw, rl.Workload(batch_size=1, prompt_tokens=1000, output_tokens=100)).fits
 
 

@@ -51,10 +51,10 @@ def test_predict_takes_pp_and_ep(capsys):
     (doc,) = json.loads(out)
     ref = rl.predict(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm"),
                      rl.Workload(batch_size=1, prompt_tokens=1024, output_tokens=256), rl.Deployment(tp=4, pp=2))
-    assert code == 0 and doc["num_gpus"] == 8 == 4 * 2 and doc["tpot_s"] == pytest.approx(ref.tpot_s)
+    assert code == 0 and doc["gpus_per_replica"] == 8 == 4 * 2 and doc["tpot_s"] == pytest.approx(ref.tpot_s)
     code, out, _ = run_cli(capsys, "predict", "--model", "qwen3-30b-a3b", "--hardware", "h100-sxm", "--ep", "4", "--json")
     (doc,) = json.loads(out)
-    assert code == 0 and doc["deployment"]["ep"] == 4 and doc["num_gpus"] == 4
+    assert code == 0 and doc["deployment"]["ep"] == 4 and doc["gpus_per_replica"] == 4
     code, _, err = run_cli(capsys, "predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--pp", "0")
     assert code == 2 and err == "roofline: error: pp: must be at least 1, got 0\n"
 
@@ -63,7 +63,7 @@ def test_price_overrides_reprice_predict_and_plan(capsys):
     code, out, _ = run_cli(capsys, "predict", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--tp", "2",
                            "--price", "h100-sxm=2.0", "--json")
     (doc,) = json.loads(out)
-    assert code == 0 and doc["cost_per_hour_usd"] == pytest.approx(2 * 2.0)  # 2 GPUs x $2.00
+    assert code == 0 and doc["usd_per_hour"] == pytest.approx(2 * 2.0)  # 2 GPUs x $2.00
     code, out, _ = run_cli(capsys, *PLAN, "--price", "l40s=0.5", "--json")
     rows = {r["hardware_id"]: r for r in json.loads(out)["rows"]}
     assert code == 0 and rows["l40s"]["price_usd_per_gpu_hour"] == 0.5

@@ -70,7 +70,7 @@ def test_memory_is_the_engine_share_and_its_largest_step():
     m, hw = rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm")
     dep = rl.Deployment(tp=4, engine="vllm")
     p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256), dep)
-    assert p.memory_available_bytes == pytest.approx(0.9 * 85_520_809_984)
+    assert p.memory_available_bytes_per_gpu == pytest.approx(0.9 * 85_520_809_984)
     rd = dep.resolved(m)
     ws = float(step_workspace_bytes(m, rd, 4, 8192))
     # per layer the largest activation footprint of an 8,192-token pass is the two fused residual-add + norm
@@ -80,19 +80,19 @@ def test_memory_is_the_engine_share_and_its_largest_step():
     assert p.activation_workspace_bytes == pytest.approx(ws)
     kv_seq = p.kv_bytes_per_token * (2048 + 256)  # exact allocation: prompt + output tokens of KV per sequence
     free = 0.9 * 85_520_809_984 - p.weight_bytes - p.runtime_reserve_bytes - ws
-    assert p.max_batch_size == math.floor(free / kv_seq)
+    assert p.max_batch_size_fits == math.floor(free / kv_seq)
     # the planner's steady state sizes the batch the same way: one answer (issue 12 item 5)
     cv = curves_for(m, hw, dep, check_traffic(m, 1.0, 2048, 256, None), None)
-    assert cv.batch_limit(cv.state(np.array([1.0])))[0] == p.max_batch_size
+    assert cv.max_batch_size_fits(cv.state(np.array([1.0])))[0] == p.max_batch_size_fits
 
 
 def test_running_sequences_cap_the_batch():
     # Llama-3.1-8B on an H200 (141 GB) fits far more than 1,024 short sequences: vLLM caps it at 1,024
     p = rl.predict("llama-3.1-8b", "h200", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=128), rl.Deployment())
-    assert p.max_batch_size == 1024
+    assert p.max_batch_size_fits == 1024
     bare = rl.predict("llama-3.1-8b", "h200", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=128),
                       rl.Deployment(engine=None))
-    assert bare.max_batch_size > 1024
+    assert bare.max_batch_size_fits > 1024
 
 
 def test_serving_ttft_carries_tokenization_and_engine_budget_chunks():

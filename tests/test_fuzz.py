@@ -95,12 +95,12 @@ def expect(fn, names, surface: str):
 
 
 def finite_prediction(p: rl.Prediction) -> None:
-    assert p.num_gpus >= 1
+    assert p.gpus_per_replica >= 1
     for k, v in p.model_dump().items():
-        if isinstance(v, float) and not (k == "cost_per_million_output_tokens_usd" and not p.fits):
+        if isinstance(v, float) and not (k == "usd_per_million_output_tokens" and not p.fits):
             if v is not None and k not in ("speculative_tokens_per_step", "tpot_without_speculation_s"):
                 assert math.isfinite(v), f"{k} = {v}"
-    assert p.ttft_s > 0 and p.tpot_s > 0 and p.memory_required_bytes > 0
+    assert p.ttft_s > 0 and p.tpot_s > 0 and p.memory_required_bytes_per_gpu > 0
 
 
 # ------------------------------------------------------------ mutations of a document

@@ -197,7 +197,7 @@ def test_two_profiles_of_one_name_stay_apart(tmp_path):
     assert hardware_labels([shipped, rl.load_hardware("h200")]) == [shipped.name, rl.load_hardware("h200").name]
     df = rl.sweep("llama-3.1-8b", [shipped, mine], batch_size=1, prompt_tokens=128, output_tokens=16)
     assert list(df["hardware"]) == hardware_labels([shipped, mine])
-    assert df["cost_per_hour_usd"].tolist() == [3.95, 1.0]
+    assert df["usd_per_hour"].tolist() == [3.95, 1.0]
 
 
 # ------------------------------------------------------------ sweep
@@ -229,7 +229,7 @@ def test_sweep_axes_are_bounded_and_an_empty_result_has_every_column():
 def test_predict_takes_ids_or_raises_a_type_error_naming_the_argument():
     by_id = rl.predict(rl.load_model("llama-3.1-8b"), "h100-sxm", WL)
     assert by_id.model_dump() == rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), WL).model_dump()
-    assert rl.predict_fitting("llama-3.1-70b", "h100-sxm", WL).num_gpus == 2
+    assert rl.predict_fitting("llama-3.1-70b", "h100-sxm", WL).gpus_per_replica == 2
     with pytest.raises(TypeError, match=r"^model: expected a ModelSpec, a model id or a spec \.yaml path, got int$"):
         rl.predict(7, "h100-sxm", WL)
     with pytest.raises(TypeError, match=r"^deployment: expected a roofline.Deployment or None, got dict$"):
@@ -349,7 +349,7 @@ def test_report_says_one_replica_not_one_replicas():
     import roofline.report as R
 
     s = R.Scenario(models=["llama-3.2-1b"], hardware=["h100-sxm"], requests_per_s=0.5, prompt_tokens=256, output_tokens=32)
-    text = R.top_option_text(R.compare(s, progress=False))
+    text = R.top_option_text(R.evaluate_scenario(s, progress=False))
     assert "1 GPU (1 replica x tp1" in text, text
 
 
@@ -364,8 +364,9 @@ def test_report_picks_the_batch_before_a_tile_step():
     tok = {b: rl.predict("llama-2-13b", "b200", rl.Workload(batch_size=b, prompt_tokens=16, output_tokens=64),
                          rl.Deployment(weight_dtype="int4")).output_tokens_per_s for b in (64, 65, 70)}
     assert tok[65] < 0.9 * tok[64] and tok[70] < tok[64]
-    o = R.evaluate_option("llama-2-13b", "b200", s)
-    assert o.batch_size == 64 and o.output_tokens_per_s_per_replica == tok[64] and "64-row tile" in o.note
+    o = R.evaluate_scenario(s, progress=False).iloc[0]
+    assert o.tp == 1 and o.batch_size == 64 and "64-row tile" in o.note
+    assert o.usd_per_million_output_tokens_full_load == pytest.approx(3600 ** -1 * o.price_usd_per_gpu_hour / tok[64] * 1e6)
 
 
 def test_report_removes_a_killed_runs_temp_file(tmp_path):

@@ -213,8 +213,8 @@ def test_a_price_override_changes_only_the_price_and_records_its_source():
     assert (h100.price_kind, cheap.price_kind, cheap.price_note) == ("basis", "override", "price: override")
     wl = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
     a, b = (rl.predict(rl.load_model("llama-3.1-8b"), h, wl) for h in (h100, cheap))
-    assert b.cost_per_hour_usd == pytest.approx(1.25)  # one GPU x $1.25
-    assert b.cost_per_million_output_tokens_usd == pytest.approx(a.cost_per_million_output_tokens_usd * 1.25 / h100.price_usd_per_gpu_hour)
+    assert b.usd_per_hour == pytest.approx(1.25)  # one GPU x $1.25
+    assert b.usd_per_million_output_tokens == pytest.approx(a.usd_per_million_output_tokens * 1.25 / h100.price_usd_per_gpu_hour)
     for bad in (0, -1.0, math.inf, math.nan, True, "2"):
         with pytest.raises(rl.SpecError, match="price_usd_per_gpu_hour"):
             h100.with_price(bad)

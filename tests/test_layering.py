@@ -199,3 +199,17 @@ def test_the_layout_docs_name_every_module():
         assert path.stem in LEVELS
     assert "cli/" in layout and "`cli/`" in arch
     assert "report/" in layout and "`report`" in arch
+
+
+def test_messages_format_sizes_and_times_through_fmt():
+    """Issue 11: every GB, GiB, MiB and ms a library message prints goes through `roofline.fmt` (the one place
+    units are converted for people); the CLI shells may format their own tables."""
+    import re
+
+    pattern = re.compile(r"/\s*1e9[^\n]*\}\s*GB|\*\s*1e3[^\n]*\}\s*ms|/\s*GIB[^\n]*GiB|1024 \* 1024\)\}?\s*MiB")
+    import roofline
+
+    root = Path(roofline.__file__).resolve().parent
+    hits = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py") if p.name != "fmt.py" and "cli" not in p.parts
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert hits == []

@@ -44,7 +44,7 @@ def test_pipeline_idle_replica_is_predict_at_batch_1():
         p = rl.predict(L8, H100, rl.Workload(batch_size=1, prompt_tokens=1024, output_tokens=128), dep)
         assert s.tpot_s == pytest.approx(p.tpot_s, rel=1e-6)
         assert s.ttft_mean_s - s.decode_step_s / 2 == pytest.approx(p.ttft_s, rel=1e-6)
-        assert s.num_gpus == pp
+        assert s.gpus_per_replica == pp
 
 
 def test_pipeline_adds_one_hop_per_stage_to_tpot():
@@ -79,7 +79,7 @@ def test_pipeline_memory_per_gpu_by_hand():
     assert w4 == pytest.approx(w1 / 4) and w4 == pytest.approx(O.weight_storage_bytes(L8, rd, 1) / 4)
     assert kv1 == 32 * 2 * 8 * 128 * 2 * 2048 and kv4 == pytest.approx(kv1 / 4)
     # so the batch a GPU holds grows (each GPU also holds a smaller weight share)
-    assert _idle(L8, rl.Deployment(engine=None, pp=4)).batch_limit > 4 * _idle(L8, rl.Deployment(engine=None)).batch_limit
+    assert _idle(L8, rl.Deployment(engine=None, pp=4)).max_batch_size_fits > 4 * _idle(L8, rl.Deployment(engine=None)).max_batch_size_fits
 
 
 def test_chunked_prefill_with_a_pipeline():
@@ -103,7 +103,7 @@ def test_expert_parallel_prefill_runs_in_waves():
         assert s.prefill_utilization == pytest.approx(lam / ep * wave_s, rel=1e-6)
         idle = _idle(MIX, dep)
         assert idle.ttft_mean_s - idle.decode_step_s / 2 == pytest.approx(wave_s, rel=1e-6)
-        assert idle.num_gpus == ep
+        assert idle.gpus_per_replica == ep
 
 
 def test_expert_parallel_memory_per_gpu():
@@ -125,7 +125,7 @@ def test_pipeline_across_nodes_hands_off_over_the_network():
     eth_s = 30e-6 + 4096 / (1.5625e9 * 0.70)
     fast = _idle(L405, rl.Deployment(engine=None, tp=8, pp=2, weight_dtype="fp8", activation_dtype="fp8", network="ib-ndr-400"))
     slow = _idle(L405, rl.Deployment(engine=None, tp=8, pp=2, weight_dtype="fp8", activation_dtype="fp8", network="eth-100"))
-    assert fast.num_gpus == 16
+    assert fast.gpus_per_replica == 16
     assert slow.tpot_s - fast.tpot_s == pytest.approx(2 * (eth_s - ib_s), rel=1e-6)
     assert slow.tpot_s > fast.tpot_s  # a slower network never speeds a replica up
 
@@ -167,7 +167,7 @@ def test_a_model_wider_than_a_node_is_planned_across_nodes():
     # the row is the steady state of that replica, as `steady_state` computes it
     dep = rl.Deployment(engine=None, tp=int(row["tp"]), pp=int(row["pp"]))
     same = steady_state(L405, H100, 2 / row["replicas"], 2048, 256, dep)
-    assert same.tpot_s == pytest.approx(row["tpot_s"], rel=1e-6) and same.num_gpus == row["gpus_per_replica"]
+    assert same.tpot_s == pytest.approx(row["tpot_s"], rel=1e-6) and same.gpus_per_replica == row["gpus_per_replica"]
     # a slower network never makes the cheapest fleet cheaper
     eth = rl.plan(L405, 2, 2048, 256, 3.0, 0.1, hardware=[H100], precisions={"native": rl.Deployment(engine=None)}, engine=None, network="eth-100")
     assert eth.iloc[0]["usd_per_hour"] >= row["usd_per_hour"]

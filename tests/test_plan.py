@@ -4,6 +4,7 @@ and SLOs, infeasibility with its reason, bad input, and `roofline plan` on the c
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -47,7 +48,7 @@ def test_every_row_meets_its_slos_and_the_fleet_arithmetic(every_option):
     assert ok["usd_per_million_output_tokens"].to_numpy() == pytest.approx((ok["usd_per_hour"] / (2560 * 3600) * 1e6).to_numpy())
     assert ok["requests_per_s_per_replica"].to_numpy() == pytest.approx((10 / ok["replicas"]).to_numpy())
     assert (ok["requests_per_s_per_replica"] <= ok["capacity_requests_per_s_per_replica"] * (1 + 1e-9)).all()
-    assert (ok["batch_size"] <= ok["batch_limit"]).all()
+    assert (ok["batch_size"] <= ok["max_batch_size_fits"]).all()
     assert (ok["memory_required_bytes_per_gpu"] <= ok["memory_available_bytes_per_gpu"]).all()
 
 
@@ -149,3 +150,104 @@ def test_cli_bad_input_exits_2_with_one_line(capsys, flag, value, field):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("roofline: error: ") and field in err and "\n" not in err
+
+
+# ------------------------------------------------------------ serving="static": the same enumeration and ranking
+def test_static_mode_is_the_largest_batch_within_the_slos_by_hand():
+    # Llama-3.1-8B on one H100, 4 req/s of 1,024 + 200 tokens, TTFT <= 1 s, TPOT <= 30 ms, batch cap 64.
+    df = rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, hardware=["h100-sxm"], serving="static", tps=[1],
+                 precisions={"native": rl.Deployment()}, max_batch_size=64)
+    r = df.iloc[0]
+
+    def at(b):
+        return rl.predict("llama-3.1-8b", "h100-sxm", rl.Workload(batch_size=b, prompt_tokens=1024, output_tokens=200))
+
+    b = int(r["batch_size"])
+    # the static batch's TTFT is its whole prefill, so the TTFT SLO stops the batch: b meets 1 s, b + 1 does not
+    assert at(b).ttft_s <= 1.0 < at(b + 1).ttft_s and at(b).tpot_s <= 0.03
+    assert r["binding_constraint"] == "TTFT SLO" and r["reason"].startswith(f"batch {b + 1}: TTFT")
+    x = at(b).output_tokens_per_s  # one replica at full load: b x 200 / e2e
+    assert r["replicas"] == math.ceil(4 * 200 / x) and r["gpus"] == r["replicas"] * 1
+    assert r["usd_per_hour"] == pytest.approx(r["gpus"] * 3.78)
+    assert r["usd_per_million_output_tokens"] == pytest.approx(r["usd_per_hour"] / (4 * 200 * 3600) * 1e6)
+    assert r["capacity_requests_per_s_per_replica"] == pytest.approx(x / 200)
+    assert r["output_tokens_per_s_per_replica"] == pytest.approx(4 * 200 / r["replicas"])  # the offered load, as in continuous
+    assert r["ttft_p99_s"] == r["ttft_p50_s"] == r["ttft_at_slo_percentile_s"] == at(b).ttft_s  # no queue: one figure
+    assert r["max_batch_size_fits"] == at(1).max_batch_size_fits and df.attrs["serving"] == "static"
+
+
+def test_static_mode_ranks_every_tp_and_keeps_the_cheapest():
+    kw = dict(hardware=["a10g"], serving="static", precisions={"native": rl.Deployment()}, max_batch_size=64)
+    each = {tp: rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, tps=[tp], **kw).iloc[0] for tp in (1, 2, 4, 8)}
+    best = rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, **kw).iloc[0]
+    cheapest = min((r["usd_per_hour"], r["gpus"], tp) for tp, r in each.items() if r["feasible"])
+    assert (best["usd_per_hour"], best["tp"]) == (cheapest[0], cheapest[2])
+    assert {int(r["pp"]) for r in each.values()} == {1}  # a static batch runs on tp alone unless pps says otherwise
+
+
+def test_static_mode_needs_fixed_lengths_and_no_chunking():
+    with pytest.raises(rl.SpecError, match="prompt_tokens"):
+        rl.plan("llama-3.1-8b", 4, "lognormal:1024:0.5", 200, 1.0, 0.03, hardware=["h100-sxm"], serving="static")
+    with pytest.raises(rl.SpecError, match="chunk_tokens"):
+        rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, hardware=["h100-sxm"], serving="static", chunk_tokens=512)
+    with pytest.raises(rl.SpecError, match="serving"):
+        rl.plan("llama-3.1-8b", 4, 1024, 200, 1.0, 0.03, hardware=["h100-sxm"], serving="dynamic")
+
+
+# ------------------------------------------------------------ benchmark-shaped loads (issue 12 item 4)
+def test_serve_at_a_saturating_concurrency_ttft_grows_while_throughput_plateaus(capsys):
+    """`roofline serve --concurrency`: the response-time law N = X·R. Past saturation X stays at the capacity,
+    so R = N / X and every extra client adds 1/X to the response time, all of it spent waiting before the
+    first token (TPOT is that of the full batch throughout)."""
+    code = main(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--prompt-tokens", "1000", "--output-tokens", "200",
+                 "--concurrency", "16,64,2048,4096", "--json"])
+    pts = json.loads(capsys.readouterr().out)
+    assert code == 0 and [p["concurrency"] for p in pts] == [16, 64, 2048, 4096]
+    for p in pts:  # N = X·R, R = TTFT + (200 - 1)·TPOT
+        assert p["requests_per_s"] * (p["ttft_mean_s"] + 199 * p["tpot_s"]) == pytest.approx(p["concurrency"], rel=1e-6)
+    small, mid, big, bigger = pts
+    assert small["requests_per_s"] < mid["requests_per_s"] < big["requests_per_s"]  # below saturation X rises with N
+    x = big["capacity_requests_per_s"]
+    assert big["requests_per_s"] == pytest.approx(x, rel=1e-8) and bigger["requests_per_s"] == pytest.approx(x, rel=1e-8)  # plateau
+    assert bigger["tpot_s"] == pytest.approx(big["tpot_s"], rel=1e-9)
+    # 2,048 more clients at X ~ 28 requests/s: every request waits 2,048 / X ~ 73 s longer for its first token
+    assert bigger["ttft_mean_s"] - big["ttft_mean_s"] == pytest.approx((4096 - 2048) / x, rel=1e-6)
+    assert bigger["ttft_p90_s"] > big["ttft_p90_s"] > mid["ttft_p90_s"]
+
+
+def test_serve_offline_is_the_capacity(capsys):
+    code = main(["serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--prompt-tokens", "1000", "--output-tokens", "200",
+                 "--offline", "--json"])
+    (p,) = json.loads(capsys.readouterr().out)
+    cap = rl.capacity_requests_per_s("llama-3.1-8b", "h100-sxm", 1000, 200)
+    assert code == 0 and p["requests_per_s"] == cap and p["output_tokens_per_s"] == pytest.approx(cap * 200)
+
+
+def test_plan_at_a_concurrency_sizes_the_fleet_by_the_response_time_law():
+    n = 512
+    df = rl.plan(M70, None, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"], precisions={"native": rl.Deployment()}, tps=[4], pps=[1],
+                 concurrency=n)
+    r = df.iloc[0]
+    assert r["feasible"] and df.attrs["concurrency"] == n and df.attrs["requests_per_s"] is None
+    dep = rl.Deployment(tp=4)
+    k = int(r["replicas"])
+    # each replica runs the closed loop of n / k clients: the same state as closed_loop gives
+    one = rl.closed_loop(M70, "h100-sxm", n / k, 2048, 256, dep)
+    assert r["requests_per_s_per_replica"] == pytest.approx(one.requests_per_s, rel=1e-6)
+    assert r["tpot_s"] == pytest.approx(one.tpot_s, rel=1e-6) and r["tpot_s"] <= 0.05 and r["ttft_at_slo_percentile_s"] <= 2.0
+    # one replica fewer would carry more clients than keep the SLOs
+    fewer = rl.closed_loop(M70, "h100-sxm", n / (k - 1), 2048, 256, dep)
+    assert k > 1 and (fewer.tpot_s > 0.05 or fewer.ttft_p90_s > 2.0)
+    # the fleet's rate is what the loop answers: k x the replica's rate; $/M over those tokens
+    assert r["usd_per_million_output_tokens"] == pytest.approx(r["usd_per_hour"] / (k * one.requests_per_s * 256 * 3600) * 1e6, rel=1e-6)
+
+
+def test_a_load_is_a_rate_or_a_concurrency():
+    with pytest.raises(SpecError, match="concurrency"):
+        rl.plan(M70, 10, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"], concurrency=64)
+    with pytest.raises(SpecError, match="requests_per_s"):
+        rl.plan(M70, None, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"])
+    with pytest.raises(SpecError, match="concurrency"):
+        rl.plan(M70, None, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"], concurrency=0)
+    with pytest.raises(SpecError, match="concurrency"):
+        rl.plan(M70, None, 2048, 256, 2.0, 0.05, hardware=["h100-sxm"], concurrency=64, serving="static")

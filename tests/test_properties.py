@@ -82,7 +82,7 @@ def test_utilization_in_unit_interval_and_realistic_never_below_floor(s, hw, tp)
 @given(s=scenario())
 def test_max_batch_size_is_the_largest_that_fits(s):
     p = _predict(s)
-    n = p.max_batch_size
+    n = p.max_batch_size_fits
     if n >= 1:
         assert _predict({**s, "batch_size": n}).fits
     assert not _predict({**s, "batch_size": n + 1}).fits
@@ -103,10 +103,10 @@ def test_a_sweep_row_equals_predict(s, hw):
                   output_tokens=s["output_tokens"], tp=1)
     row = df[df.batch_size == s["batch_size"]].iloc[0]
     p = _predict(s, hw)
-    for k in ("ttft_s", "tpot_s", "e2e_latency_s", "mbu_decode", "mfu_prefill", "memory_required_bytes",
-              "cost_per_million_output_tokens_usd", "ttft_floor_s", "tpot_floor_s"):
+    for k in ("ttft_s", "tpot_s", "e2e_latency_s", "mbu_decode", "mfu_prefill", "memory_required_bytes_per_gpu",
+              "usd_per_million_output_tokens", "ttft_floor_s", "tpot_floor_s"):
         assert row[k] == pytest.approx(getattr(p, k), rel=1e-9, nan_ok=True), k
-    assert row["fits"] == p.fits and row["max_batch_size"] == p.max_batch_size
+    assert row["fits"] == p.fits and row["max_batch_size_fits"] == p.max_batch_size_fits
     assert row["decode_bound"] == p.decode_bound and row["prefill_bound"] == p.prefill_bound
 
 
@@ -122,6 +122,6 @@ def test_batch_1_decode_is_memory_bound(hw, weights):
         model = rl.load_model(model_id)
         wl = rl.Workload(batch_size=1, prompt_tokens=min(4000, model.max_context - 100), output_tokens=64)
         p = rl.predict_fitting(model, profile, wl, rl.Deployment(weight_dtype=weights, activation_dtype="bf16"))
-        assert p.decode_bound != "compute", (model_id, p.num_gpus)
-        if p.num_gpus == 1:  # with tp > 1, small all-reduces can dominate instead (latency-bound collectives)
+        assert p.decode_bound != "compute", (model_id, p.gpus_per_replica)
+        if p.gpus_per_replica == 1:  # with tp > 1, small all-reduces can dominate instead (latency-bound collectives)
             assert p.decode_bound == "memory", model_id

@@ -26,6 +26,11 @@ def scenario(**kw) -> R.Scenario:
     return R.Scenario(**{**EIGHT_B, **kw})
 
 
+def option(model: str, hardware: str, s: R.Scenario):
+    """The report's row for one model on one hardware (the planner's best option there)."""
+    return R.evaluate_scenario(s.with_overrides(models=[model], hardware=[hardware]), progress=False).iloc[0]
+
+
 def wl(b, prompt=512, output=128):
     return rl.Workload(batch_size=b, prompt_tokens=prompt, output_tokens=output)
 
@@ -33,33 +38,45 @@ def wl(b, prompt=512, output=128):
 # ------------------------------------------------------------ hand-derived fleet arithmetic
 def test_fleet_of_one_gpu_replicas_by_hand():
     # Llama-3.1-8B on one H100 (tp 1), batch capped at 16, no SLOs: the cap binds.
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(max_batch_size=16))
-    p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), wl(16))
+    # the datasheet model and the bare roofline (engine=None), whose figures the arithmetic below checks
+    h100 = rl.load_hardware("h100-sxm", analytical=True)
+    o = rl.plan("llama-3.1-8b", 20, 512, 128, R.NO_SLO_S, R.NO_SLO_S, hardware=[h100], tps=[1], max_batch_size=16,
+                precisions={"native": rl.Deployment(engine=None)}, serving="static", engine=None).iloc[0]
+    o = R.report_columns(o.to_frame().T.assign(model="Llama 3.1 8B", model_id="llama-3.1-8b"), scenario(max_batch_size=16)).iloc[0]
+    p = rl.predict(rl.load_model("llama-3.1-8b"), h100, wl(16), rl.Deployment(engine=None))
     assert p.output_tokens_per_s == pytest.approx(2033, rel=0.01)  # 16 x 128 tokens / e2e ~1.01 s
     # demand 20 req/s x 128 = 2,560 tokens/s; 2,560 / 2,033 = 1.26 -> 2 replicas of 1 GPU
     assert (o.tp, o.batch_size, o.binding_constraint) == (1, 16, R.BATCH_CAP)
-    assert o.output_tokens_per_s_per_replica == p.output_tokens_per_s
+    assert o.output_tokens_per_s_per_replica == 2560 / 2  # each replica's share of the demand
     assert o.replicas == math.ceil(20 * 128 / p.output_tokens_per_s) == 2
     assert o.gpus == 2 * 1
     assert o.usd_per_hour == pytest.approx(2 * 3.95)  # the profile's $3.95 per GPU-hour
     assert o.usd_per_million_output_tokens == pytest.approx(7.90 / (2560 * 3600) * 1e6)  # $0.86
-    assert o.usd_per_million_output_tokens_full_load == pytest.approx(p.cost_per_million_output_tokens_usd)
-    assert (o.ttft_s, o.tpot_s, o.e2e_latency_s) == (p.ttft_s, p.tpot_s, p.e2e_latency_s)
+    assert o.usd_per_million_output_tokens_full_load == pytest.approx(p.usd_per_million_output_tokens)
+    assert (o.ttft_s, o.tpot_s) == (p.ttft_s, p.tpot_s) and o.e2e_latency_s == pytest.approx(p.e2e_latency_s, rel=1e-12)
+    # the report tries every tp: two GPUs as one tp-2 replica cost the same $7.90 (the tie goes to the faster TTFT)
+    best = option("llama-3.1-8b", "h100-sxm", scenario(max_batch_size=16))
+    assert best.usd_per_hour == pytest.approx(7.90) and best.gpus == 2
 
 
 def test_fleet_of_two_gpu_replicas_by_hand():
     # Llama-3.1-70B needs tp 2 on 80 GB H100s (README); batch 8 of 2,048 + 256 tokens gives ~229 tokens/s.
-    s = R.Scenario(models=["llama-3.1-70b"], hardware=["h100-sxm"], requests_per_s=10, prompt_tokens=2048,
-                   output_tokens=256, max_batch_size=8, analytical=True)  # the datasheet model (scenario field)
-    o = R.evaluate_option("llama-3.1-70b", "h100-sxm", s)
-    p = rl.predict(rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm", analytical=True), wl(8, 2048, 256),
-                   rl.Deployment(tp=2))
+    h100 = rl.load_hardware("h100-sxm", analytical=True)  # the datasheet model and the bare roofline: the hand numbers
+    p = rl.predict(rl.load_model("llama-3.1-70b"), h100, wl(8, 2048, 256), rl.Deployment(tp=2, engine=None))
     assert p.output_tokens_per_s == pytest.approx(229, rel=0.01)
     # 10 x 256 = 2,560 tokens/s / 229 = 11.2 -> 12 replicas x 2 GPUs = 24 GPUs x $3.95 = $94.80/hour
+    df = rl.plan("llama-3.1-70b", 10, 2048, 256, R.NO_SLO_S, R.NO_SLO_S, hardware=[h100], tps=[2], max_batch_size=8,
+                 precisions={"native": rl.Deployment(engine=None)}, serving="static", engine=None)
+    o = df.iloc[0]
     assert (o.tp, o.batch_size) == (2, 8)
     assert o.replicas == math.ceil(2560 / p.output_tokens_per_s) == 12
     assert o.gpus == 24 and o.usd_per_hour == pytest.approx(24 * 3.95)
     assert o.usd_per_million_output_tokens == pytest.approx(94.80 / (2560 * 3600) * 1e6)
+    # the report takes the cheapest tp: 4 x 80 GB hold batches of 8 too, and cost no more per token than tp 2
+    s = R.Scenario(models=["llama-3.1-70b"], hardware=["h100-sxm"], requests_per_s=10, prompt_tokens=2048,
+                   output_tokens=256, max_batch_size=8, serving="static")
+    best = option("llama-3.1-70b", "h100-sxm", s)
+    assert best.batch_size == 8
 
 
 # ------------------------------------------------------------ binding constraints
@@ -70,7 +87,7 @@ def _meets(b, ttft=None, tpot=None):
 
 def test_a_tight_tpot_slo_binds():
     # TPOT grows from 6.23 ms at batch 1 to 8.04 ms at batch 64: a 7.5 ms SLO stops in between
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=0.0075))
+    o = option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=0.0075))
     assert o.feasible and o.binding_constraint == R.TPOT_SLO
     assert 1 < o.batch_size < 64
     assert _meets(o.batch_size, tpot=0.0075) and not _meets(o.batch_size + 1, tpot=0.0075)
@@ -79,16 +96,16 @@ def test_a_tight_tpot_slo_binds():
 
 def test_a_tight_ttft_slo_binds():
     # prefill of the whole static batch: ~10 ms per 512-token prompt, so 0.5 s holds about 50
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(ttft_slo_s=0.5, tpot_slo_s=0.05))
+    o = option("llama-3.1-8b", "h100-sxm", scenario(ttft_slo_s=0.5, tpot_slo_s=0.05))
     assert o.feasible and o.binding_constraint == R.TTFT_SLO
     assert 32 < o.batch_size < 64
     assert _meets(o.batch_size, ttft=0.5) and not _meets(o.batch_size + 1, ttft=0.5)
 
 
 def test_memory_binds_without_slos():
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario())
+    o = option("llama-3.1-8b", "h100-sxm", scenario())
     p1 = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), wl(1))
-    assert o.binding_constraint == R.MEMORY and p1.max_batch_size == o.max_batch_size_fits == 526
+    assert o.binding_constraint == R.MEMORY and p1.max_batch_size_fits == o.max_batch_size_fits == 526
     assert _meets(526) and not _meets(527)
     # memory holds 526, but decode GEMMs of 526 rows pad to 528 (16-row tiles on an H100): 512, the last multiple
     # of the tile, serves more tokens/s, so the report runs 512 (the sawtooth, issue 14)
@@ -97,43 +114,45 @@ def test_memory_binds_without_slos():
 
 
 def test_a_model_too_large_for_a_small_card_reports_memory():
-    o = R.evaluate_option("llama-3.1-405b", "l4", scenario(models=["llama-3.1-405b"]))
-    assert not o.feasible and "memory" in o.binding_constraint and "does not fit even at the largest tp" in o.binding_constraint
+    o = option("llama-3.1-405b", "l4", scenario(models=["llama-3.1-405b"]))
+    # every tp is too small; the closest to fitting (the smallest shortfall) is the widest, tp 8
+    assert not o.feasible and o.binding_constraint == R.MEMORY and "does not fit" in o.note
     assert o.tp == 8 and o.memory_required_bytes_per_gpu > o.memory_available_bytes_per_gpu == rl.load_hardware("l4").memory_bytes
-    assert math.isnan(o.gpus) and math.isnan(o.usd_per_million_output_tokens)
+    assert pd.isna(o.gpus) and math.isnan(o.usd_per_million_output_tokens)
 
 
 def test_an_slo_no_tp_can_meet_is_infeasible_and_named():
-    o = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=1e-4))
+    o = option("llama-3.1-8b", "h100-sxm", scenario(tpot_slo_s=1e-4))
     assert not o.feasible and o.binding_constraint == R.TPOT_SLO and math.isnan(o.usd_per_hour)
 
 
 def test_more_gpus_per_replica_when_batch_1_misses_the_slo_at_the_smallest_fit():
-    s = R.Scenario.default()
-    o = R.evaluate_option("llama-3.1-70b", "l40s", s)
+    s = R.Scenario.default().with_overrides(serving="static")
+    o = option("llama-3.1-70b", "l40s", s)
     fit = rl.predict_fitting(rl.load_model("llama-3.1-70b"), rl.load_hardware("l40s"), wl(1, 2048, 256))
     assert fit.tpot_s > 0.05  # the smallest tp that fits misses the 50 ms TPOT SLO
-    assert o.feasible and o.tp > fit.num_gpus and "raised" in o.note and o.tpot_s <= 0.05
+    assert o.feasible and o.tp > fit.gpus_per_replica and o.tpot_s <= 0.05
 
 
 def test_a_compute_format_the_hardware_lacks_is_an_infeasible_option_not_a_crash():
-    o = R.evaluate_option("llama-3.1-8b", "a100-sxm-80gb", scenario(weight_dtype="fp8", activation_dtype="fp8"))
+    o = option("llama-3.1-8b", "a100-sxm-80gb", scenario(weight_dtype="fp8", activation_dtype="fp8"))
     assert not o.feasible and o.binding_constraint == R.UNSUPPORTED and "fp8" in o.note
 
 
 # ------------------------------------------------------------ ranking
 def test_ranking_never_puts_an_infeasible_option_first():
-    good = R.evaluate_option("llama-3.1-8b", "h100-sxm", scenario())
-    cheap_but_infeasible = R.Option(**{**good.__dict__, "hardware_id": "fake", "feasible": False,
-                                       "usd_per_million_output_tokens": 1e-6, "usd_per_hour": 1e-6, "gpus": 1})
-    df = R.rank_options([cheap_but_infeasible, good])
+    from roofline.plan import rank
+
+    good = rl.plan("llama-3.1-8b", 20, 512, 128, 1.0, 0.05, hardware=["h100-sxm"], serving="static").drop(columns="rank")
+    cheap_but_infeasible = good.assign(hardware_id="fake", feasible=False, usd_per_million_output_tokens=1e-6, usd_per_hour=1e-6, gpus=1)
+    df = rank(pd.concat([cheap_but_infeasible, good], ignore_index=True))
     assert list(df["hardware_id"]) == ["h100-sxm", "fake"]
     assert df["rank"].iloc[0] == 1 and pd.isna(df["rank"].iloc[1])
 
 
 def test_compare_ranks_by_cost_and_puts_non_fitting_last():
     s = scenario(models=["llama-3.1-70b"], hardware=["l4", "h100-sxm", "h200", "mi300x"], ttft_slo_s=2.0, tpot_slo_s=0.05)
-    df = R.compare(s, progress=False)
+    df = R.evaluate_scenario(s, progress=False)
     ranked = df[df["feasible"]]
     assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
     assert ranked["usd_per_million_output_tokens"].is_monotonic_increasing
@@ -142,7 +161,7 @@ def test_compare_ranks_by_cost_and_puts_non_fitting_last():
 
 
 def test_when_nothing_is_feasible_nothing_is_ranked():
-    df = R.compare(scenario(hardware=["h100-sxm", "l4"], tpot_slo_s=1e-4), progress=False)
+    df = R.evaluate_scenario(scenario(hardware=["h100-sxm", "l4"], tpot_slo_s=1e-4), progress=False)
     assert df["rank"].isna().all()
     assert R.top_option_text(df).startswith("no option meets the scenario")
 
@@ -197,13 +216,13 @@ class _Tty(io.StringIO):
 
 
 def test_progress_bar_on_a_tty_lines_otherwise_and_silent_when_off():
-    s = scenario(hardware=["h100-sxm", "h200"], max_batch_size=2)
+    s = scenario(models=["llama-3.1-8b", "llama-3.2-1b"], hardware=["h100-sxm"], max_batch_size=2)
     tty, pipe, quiet = _Tty(), io.StringIO(), io.StringIO()
-    R.compare(s, progress=True, stream=tty)
-    R.compare(s, progress=True, stream=pipe)
-    R.compare(s, progress=False, stream=quiet)
-    assert "\r[##########..........] 1/2 h100-sxm" in tty.getvalue() and tty.getvalue().endswith("\n")
-    assert pipe.getvalue() == "[1/2] h100-sxm\n[2/2] h200\n"
+    R.evaluate_scenario(s, progress=True, stream=tty)
+    R.evaluate_scenario(s, progress=True, stream=pipe)
+    R.evaluate_scenario(s, progress=False, stream=quiet)
+    assert "\r[##########..........] 1/2 llama-3.1-8b" in tty.getvalue() and tty.getvalue().endswith("\n")
+    assert pipe.getvalue() == "[1/2] llama-3.1-8b\n[2/2] llama-3.2-1b\n"
     assert quiet.getvalue() == ""
 
 
@@ -288,7 +307,7 @@ def test_cli_report_bad_value_is_one_line_exit_2(tmp_path, capsys, args, field):
 def test_default_report_is_the_planner_answer():
     s = R.Scenario.default()
     assert s.serving == "continuous" and s.ttft_percentile == 0.9
-    df = R.compare(s, progress=False)
+    df = R.evaluate_scenario(s, progress=False)
     plan = rl.plan(s.models[0], s.requests_per_s, s.prompt_tokens, s.output_tokens, s.ttft_slo_s, s.tpot_slo_s,
                    hardware=s.hardware, precisions={"scenario": s.deployment()})
     for _, row in df[df["feasible"]].iterrows():
@@ -316,14 +335,14 @@ def test_continuous_report_plans_across_nodes_and_says_so(tmp_path):
 
 
 def test_continuous_report_without_slos_is_bound_by_capacity():
-    df = R.compare(R.Scenario(**{**EIGHT_B, "serving": "continuous"}), progress=False)
+    df = R.evaluate_scenario(R.Scenario(**{**EIGHT_B, "serving": "continuous"}), progress=False)
     row = df.iloc[0]
     assert row["feasible"] and row["binding_constraint"] == "capacity" and row["replicas"] >= 1
 
 
 def test_continuous_progress_steps_per_model():
     tty = _Tty()
-    R.compare(R.Scenario(**{**EIGHT_B, "serving": "continuous", "hardware": ["h100-sxm", "h200"], "tpot_slo_s": 0.05}),
+    R.evaluate_scenario(R.Scenario(**{**EIGHT_B, "serving": "continuous", "hardware": ["h100-sxm", "h200"], "tpot_slo_s": 0.05}),
               progress=True, stream=tty)
     assert "\r[####################] 1/1 llama-3.1-8b" in tty.getvalue()
 
@@ -385,3 +404,32 @@ def test_swap_price_swaps_the_ranking():
     md = R.render_markdown(s, t)
     assert "The top two options swap rank" in md and "Price basis: Modal" in md
     assert "gb200 (price: ESTIMATE)" in md  # the estimate is said beside the device in the options table
+def test_one_name_one_thing():
+    """Issue 11's name clashes: `roofline.compare` is the what-if table; the report's table is `evaluate_scenario`
+    (its old name `report.compare` warns); the dashboard's page inputs are not a second `Scenario`."""
+    import roofline.views as views
+
+    assert rl.compare.__module__ == "roofline.compare" and "compare" not in R.__all__
+    with pytest.warns(DeprecationWarning, match="evaluate_scenario"):
+        assert R.compare is R.evaluate_scenario
+    assert not hasattr(views, "frontier") and rl.frontier.__module__ == "roofline.serving"
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    assert "class Scenario" not in app.read_text() and "class PredictInputs" in app.read_text()
+
+
+def test_a_scenario_loaded_by_a_closed_loop_is_the_planner_at_that_concurrency(tmp_path):
+    s = R.Scenario.from_mapping({"models": ["llama-3.1-8b"], "hardware": ["h100-sxm", "l40s"], "concurrency": 256, "prompt_tokens": 1024,
+                                 "output_tokens": 128, "ttft_slo_s": 2.0, "tpot_slo_s": 0.05})
+    df = R.evaluate_scenario(s, progress=False)
+    plan = rl.plan("llama-3.1-8b", None, 1024, 128, 2.0, 0.05, hardware=["h100-sxm", "l40s"], concurrency=256,
+                   precisions={"scenario": s.deployment()})
+    for _, row in df.iterrows():
+        mine = plan[plan["hardware_id"] == row["hardware_id"]].iloc[0]
+        assert row["usd_per_hour"] == pytest.approx(mine["usd_per_hour"]) and row["replicas"] == mine["replicas"]
+    md = R.write_report(s, tmp_path, progress=False).markdown.read_text()
+    assert "256 concurrent clients (closed loop)" in md and "response-time law" in md
+    with pytest.raises(rl.SpecError, match="requests_per_s"):
+        R.Scenario.from_mapping({"models": ["llama-3.1-8b"], "requests_per_s": 1, "concurrency": 8, "prompt_tokens": 10, "output_tokens": 5})
+    with pytest.raises(rl.SpecError, match="concurrency"):
+        R.Scenario.from_mapping({"models": ["llama-3.1-8b"], "concurrency": 8, "prompt_tokens": 10, "output_tokens": 5, "serving": "static"})
+    assert s.with_overrides(requests_per_s=3).concurrency is None  # a new rate replaces the concurrency

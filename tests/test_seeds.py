@@ -33,7 +33,7 @@ def test_70b_fp16_reads_140_gb_per_token_and_has_a_42_ms_floor(model_id):
     assert p.tpot_s > p.tpot_floor_s  # the realistic figure never beats the floor
     assert not p.fits  # 140 GB of weights do not fit in one 80 GB H100 ...
     # ... and it says so, against the 90% of the GPU the default engine (vLLM, gpu_memory_utilization 0.9) uses
-    assert p.memory_required_bytes > p.memory_available_bytes == pytest.approx(0.9 * hw.memory_bytes)
+    assert p.memory_required_bytes_per_gpu > p.memory_available_bytes_per_gpu == pytest.approx(0.9 * hw.memory_bytes)
 
 
 def test_int4_weights_35_gb_and_10_ms_floor_a_4x_gain():

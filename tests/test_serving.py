@@ -59,7 +59,7 @@ def test_steady_state_by_hand_from_predict():
     assert s.ttft_mean_s == pytest.approx(tpot / 2 + wait + x, rel=1e-9)
     assert s.itl_max_s == pytest.approx(t0 + x)  # a 2,048-token prefill stalls the batch
     assert s.output_tokens_per_s == pytest.approx(lam * 256)
-    assert s.cost_per_million_output_tokens_usd == pytest.approx(2 * 3.95 / 3600 / (lam * 256) * 1e6)
+    assert s.usd_per_million_output_tokens == pytest.approx(2 * 3.95 / 3600 / (lam * 256) * 1e6)
     assert s.ttft_p50_s <= s.ttft_p90_s <= s.ttft_p99_s
 
 
@@ -86,7 +86,7 @@ def test_more_load_never_lowers_latency_and_overload_is_unstable():
     cap = pts[0].capacity_requests_per_s
     over = steady_state(M70, H100, cap * 1.5, 2048, 256, TP2)
     assert not over.stable and "unstable" in over.reason and f"{cap:.3g}" in over.reason
-    assert math.isinf(over.tpot_s) and math.isnan(over.cost_per_million_output_tokens_usd)
+    assert math.isinf(over.tpot_s) and math.isnan(over.usd_per_million_output_tokens)
 
 
 def test_memory_limits_the_batch():
@@ -96,8 +96,8 @@ def test_memory_limits_the_batch():
     p = rl.predict(model, hw, rl.Workload(batch_size=1, prompt_tokens=2048, output_tokens=256), TP2)
     # one prompt's prefill workspace (predict at batch 1), not a whole static batch's: more room than predict's limit
     free = hw.memory_bytes - p.weight_bytes - p.runtime_reserve_bytes - p.activation_workspace_bytes
-    assert s.batch_limit == free // (327680 / 2 * 2304)
-    assert s.batch_limit > p.max_batch_size
+    assert s.max_batch_size_fits == free // (327680 / 2 * 2304)
+    assert s.max_batch_size_fits > p.max_batch_size_fits
 
 
 def test_frontier_monotone():
@@ -127,7 +127,7 @@ def test_kv_transfer_by_hand():
 def test_disaggregated_pools():
     d = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=1.0, tpot_slo_s=0.05, prefill=TP2, decode=TP2)
     assert d.feasible and d.gpus == 2 * (d.prefill_replicas + d.decode_replicas)
-    assert d.tpot_s <= 0.05 and d.ttft_at_percentile_s <= 1.0
+    assert d.tpot_s <= 0.05 and d.ttft_at_slo_percentile_s <= 1.0
     assert d.usd_per_hour == pytest.approx(d.gpus * 3.95)
     assert d.colocated_gpus > 0
     tight = rl.disaggregate(M70, H100, 10, 2048, 256, ttft_slo_s=0.05, tpot_slo_s=0.05, prefill=TP2, decode=TP2)
@@ -157,7 +157,7 @@ def test_distributions_change_the_answer():
     fixed = steady_state(M70, H100, 0.5, 2048, 256, TP2)
     spread = steady_state(M70, H100, 0.5, "lognormal:2048:0.5", 256, TP2)
     assert spread.ttft_p99_s > fixed.ttft_p99_s  # longer prompts in the tail
-    assert spread.batch_limit < fixed.batch_limit  # memory sized for the 99th-percentile context
+    assert spread.max_batch_size_fits < fixed.max_batch_size_fits  # memory sized for the 99th-percentile context
 
 
 @pytest.mark.parametrize("value, field, fragment", [

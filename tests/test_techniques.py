@@ -124,7 +124,7 @@ def test_csr_and_bitmask_storage_by_hand_and_csr_only_pays_above_half_sparsity()
 
 def test_unstructured_sparsity_with_dense_storage_changes_nothing():
     base, sparse = P(tp=4), P(tp=4, sparsity="unstructured", sparsity_fraction=0.9)
-    for f in ("ttft_s", "tpot_s", "weight_bytes", "memory_required_bytes"):
+    for f in ("ttft_s", "tpot_s", "weight_bytes", "memory_required_bytes_per_gpu"):
         assert getattr(sparse, f) == getattr(base, f)
 
 
@@ -280,7 +280,7 @@ def test_paged_allocation_serves_many_more_sequences_than_contiguous():
     per_token = 80 * 2 * 2 * 128 * 2
     assert paged.kv_cache_bytes == pytest.approx(8 * 2304 * per_token)  # 2048 + 256 = 2304 = 144 blocks of 16
     assert contiguous.kv_cache_bytes == pytest.approx(8 * 32768 * per_token)
-    assert paged.max_batch_size > 5 * contiguous.max_batch_size
+    assert paged.max_batch_size_fits > 5 * contiguous.max_batch_size_fits
 
 
 def test_prefix_caching_cuts_ttft_and_shares_the_prefix_kv():
@@ -292,7 +292,7 @@ def test_prefix_caching_cuts_ttft_and_shares_the_prefix_kv():
     per_token = 80 * 2 * 2 * 128 * 2
     # every sequence's 1,536 prefix tokens are one shared copy: 8 x (2304 - 1536) + 1536 token slots
     assert hit.kv_cache_bytes == pytest.approx((8 * (2304 - 1536) + 1536) * per_token)
-    assert hit.max_batch_size > base.max_batch_size
+    assert hit.max_batch_size_fits > base.max_batch_size_fits
 
 
 def test_prefix_longer_than_the_prompt_is_rejected():
@@ -319,7 +319,7 @@ def test_pipeline_with_one_microbatch_adds_only_hops_to_tpot():
     hop = 1.8e-6 + 4 * 8192 * 2 / 4 / (450e9 * 0.82)
     assert pp.tpot_s == pytest.approx(base.tpot_s + 2 * hop, rel=1e-9)
     assert pp.weight_bytes == pytest.approx(base.weight_bytes / 2)
-    assert pp.num_gpus == 8
+    assert pp.gpus_per_replica == 8
 
 
 def test_pipeline_microbatches_raise_throughput_not_latency_in_prefill():
@@ -337,7 +337,7 @@ def test_expert_parallel_all_to_all_by_hand():
     assert a2a.wire_bytes == pytest.approx(32 * 2 * 8 * 2 * 7 / 8 * 4096 * 2)
     assert a2a.wire_messages == 32 * 2 * 7
     p = rl.predict(mix, H100, WL, rl.Deployment(ep=8))
-    assert p.num_gpus == 8
+    assert p.gpus_per_replica == 8
 
 
 def test_expert_parallel_weights_per_gpu_by_hand():
@@ -440,7 +440,7 @@ def test_sweep_row_equals_predict_for_pipeline_and_sparsity(analytical):
     for b in (1, 8):
         p = rl.predict(M8, hw, rl.Workload(batch_size=b, prompt_tokens=512, output_tokens=32), dep)
         row = df[df.batch_size == b].iloc[0]
-        for f in ("ttft_s", "tpot_s", "memory_required_bytes", "cost_per_million_output_tokens_usd"):
+        for f in ("ttft_s", "tpot_s", "memory_required_bytes_per_gpu", "usd_per_million_output_tokens"):
             assert row[f] == pytest.approx(getattr(p, f), rel=1e-12)
 
 

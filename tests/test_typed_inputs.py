@@ -47,3 +47,27 @@ def test_plan_fleet_needs_a_rate():
     m = rl.load_model("llama-3.1-8b")
     with pytest.raises(SpecError, match="^requests_per_s"):
         rl.plan_fleet(m, rl.Traffic.of(None, 100, 100), rl.SLO(1, 0.05), rl.SearchSpace(hardware="h100-sxm"))
+
+
+def test_renamed_fields_keep_their_old_names_with_a_warning():
+    """Issue 11, one spelling per quantity: the old names still read, warning with the new one."""
+    p = rl.predict("llama-3.1-8b", "h100-sxm", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=16), rl.Deployment(tp=2))
+    for old, new in (("num_gpus", "gpus_per_replica"), ("max_batch_size", "max_batch_size_fits"), ("cost_per_hour_usd", "usd_per_hour"),
+                     ("cost_per_million_output_tokens_usd", "usd_per_million_output_tokens"),
+                     ("memory_required_bytes", "memory_required_bytes_per_gpu"), ("memory_available_bytes", "memory_available_bytes_per_gpu")):
+        with pytest.warns(DeprecationWarning, match=new):
+            assert getattr(p, old) == getattr(p, new)
+        assert old not in p.model_dump()
+    assert p.gpus_per_replica == 2 and p.usd_per_hour == pytest.approx(2 * 3.78)  # 2 GPUs x $3.78
+    with pytest.warns(DeprecationWarning, match="gpus_per_replica"):
+        assert rl.Deployment(tp=2, pp=3).num_gpus == 6
+    s = rl.steady_state("llama-3.1-8b", "h100-sxm", 1.0, 512, 128)
+    with pytest.warns(DeprecationWarning, match="max_batch_size_fits"):
+        assert s.batch_limit == s.max_batch_size_fits
+
+
+def test_prediction_says_its_timing_once_mode_not_source_kind():
+    p = rl.predict("llama-3.1-8b", "h100-sxm", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=16))
+    assert (p.mode, p.calibration_id) == ("analytical", None) and "source_kind" not in p.model_dump()
+    with pytest.warns(DeprecationWarning, match="mode"):
+        assert p.source_kind == "default"

@@ -120,7 +120,7 @@ def _one(df, **where):
 
 def test_batch_sweep_and_frontier_come_from_sweep_and_match_predict(llama70, h100):
     wl, dep = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256), rl.Deployment(tp=2)
-    front = views.frontier(llama70, h100, wl, dep)
+    front = views.batch_frontier(llama70, h100, wl, dep)
     assert list(front.batch_size) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
     direct = rl.sweep(llama70, h100, batch_size=list(front.batch_size), prompt_tokens=2048, output_tokens=256, tp=2)
     assert front.tokens_per_s_per_user.to_numpy() == pytest.approx(1 / direct.tpot_s.to_numpy())
@@ -148,7 +148,7 @@ def test_batch_sweep_and_frontier_come_from_sweep_and_match_predict(llama70, h10
 def test_frontier_per_hardware_trades_latency_for_throughput(llama70):
     wl = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
     for hw in ("h100-sxm", "mi300x"):
-        f = views.frontier(llama70, rl.load_hardware(hw), wl, rl.Deployment(tp=2), batch_sizes=[1, 4, 16])
+        f = views.batch_frontier(llama70, rl.load_hardware(hw), wl, rl.Deployment(tp=2), batch_sizes=[1, 4, 16])
         # more sequences per step: more tokens per GPU, fewer per user
         assert f.tokens_per_s_per_gpu.is_monotonic_increasing and f.tokens_per_s_per_user.is_monotonic_decreasing
 
@@ -161,16 +161,16 @@ def test_prompt_and_memory_sweeps_match_predict(llama70, h100):
     mem = views.memory_sweep(llama70, h100, wl, dep)
     assert (mem.context_tokens == mem.prompt_tokens + 256).all()
     parts = mem[list(views.MEMORY_PARTS)].sum(axis=1)
-    assert parts.to_numpy() == pytest.approx(mem.memory_required_bytes.to_numpy())
+    assert parts.to_numpy() == pytest.approx(mem.memory_required_bytes_per_gpu.to_numpy())
     # the default engine (vLLM) uses 90% of the GPU's memory (gpu_memory_utilization 0.9)
-    assert mem.memory_available_bytes.to_numpy() == pytest.approx(0.9 * h100.memory_bytes)
+    assert mem.memory_available_bytes_per_gpu.to_numpy() == pytest.approx(0.9 * h100.memory_bytes)
     assert (mem.runtime_reserve_bytes == 2 * 2**30).all()
-    assert (mem.fits == (mem.memory_required_bytes <= 0.9 * h100.memory_bytes)).all()
+    assert (mem.fits == (mem.memory_required_bytes_per_gpu <= 0.9 * h100.memory_bytes)).all()
     for prompt in (512, 8192):
         p = rl.predict(llama70, h100, wl.model_copy(update={"prompt_tokens": prompt}), dep)
         assert _one(ttft, prompt_tokens=prompt).ttft_s == pytest.approx(p.ttft_s)
         row = _one(mem, prompt_tokens=prompt)
-        assert row.memory_required_bytes == pytest.approx(p.memory_required_bytes)
+        assert row.memory_required_bytes_per_gpu == pytest.approx(p.memory_required_bytes_per_gpu)
         # KV: 8 sequences x context x 163,840 bytes per token per GPU (80 layers x 2 x 4 KV heads x 128 x 2 bytes)
         assert row.kv_cache_bytes == 8 * (prompt + 256) * 80 * 2 * 4 * 128 * 2
     both = views.scenario_sweeps(llama70, h100, wl, dep)
@@ -199,10 +199,10 @@ def test_math_lines_substitute_the_predictions_numbers(pred, llama70, h100):
     assert line["TPOT"].startswith(f"TPOT = (end-to-end - TTFT) / (output - 1) = ({fmt.seconds(pred.e2e_latency_s)} - "
                                    f"{fmt.seconds(pred.ttft_s)}) / 255 = {fmt.seconds(pred.tpot_s)}")
     assert f"8 x 256 / {fmt.seconds(pred.e2e_latency_s)} = {fmt.count(pred.output_tokens_per_s)} tokens/s" in line["Throughput"]
-    assert line["Cost per 1M output tokens"].endswith(f"x 10^6 = {fmt.usd(pred.cost_per_million_output_tokens_usd)}")
-    assert (f"= {fmt.gigabytes(pred.memory_required_bytes)} of {fmt.gigabytes(0.9 * h100.memory_bytes)} available "
+    assert line["Cost per 1M output tokens"].endswith(f"x 10^6 = {fmt.usd(pred.usd_per_million_output_tokens)}")
+    assert (f"= {fmt.gigabytes(pred.memory_required_bytes_per_gpu)} of {fmt.gigabytes(0.9 * h100.memory_bytes)} available "
             f"(the vLLM engine's 90.0% of {fmt.gigabytes(h100.memory_bytes)}): fits") in text
-    assert line["Max batch"].endswith(f"= {pred.max_batch_size}")
+    assert line["Max batch"].endswith(f"= {pred.max_batch_size_fits}")
     assert "workspace of one 8,192-token step" in line["Max batch"] and "1,024 running sequences" in line["Max batch"]
     assert "quantization scales" not in line["Weights per GPU"]  # bf16 weights have none
 

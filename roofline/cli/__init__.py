@@ -15,11 +15,11 @@ import sys
 from pydantic import ValidationError
 
 from ..errors import SpecError, validation_message
-from . import calibrate, compare, engines, hardware, models, networks, plan, predict, report, validate
+from . import calibrate, compare, engines, hardware, models, networks, plan, predict, report, serve, validate
 
 # (name, module): the order `roofline --help` lists them in
 SUBCOMMANDS = (("predict", predict), ("report", report), ("calibrate", calibrate), ("validate", validate),
-               ("plan", plan), ("compare", compare), ("models", models), ("hardware", hardware),
+               ("plan", plan), ("serve", serve), ("compare", compare), ("models", models), ("hardware", hardware),
                ("networks", networks), ("engines", engines))
 
 

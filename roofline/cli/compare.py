@@ -38,14 +38,14 @@ def add_arguments(p) -> None:
 
 
 # (label, column, formatter) of the text table
-_SHOWN = (("model", "model", str), ("GPUs", "num_gpus", lambda x: f"{x:g}"), ("TTFT", "ttft_s", fmt.seconds),
+_SHOWN = (("model", "model", str), ("GPUs", "gpus_per_replica", lambda x: f"{x:g}"), ("TTFT", "ttft_s", fmt.seconds),
           ("TPOT", "tpot_s", fmt.seconds), ("TPOT per baseline token of text", "text_tpot_s", fmt.seconds),
           ("tokens/s", "output_tokens_per_s", lambda x: f"{x:,.0f}"), ("decode bound", "decode_bound", str),
           ("weights / GPU", "weight_bytes", fmt.gigabytes), ("KV cache / GPU", "kv_cache_bytes", fmt.gigabytes),
-          ("memory / GPU", "memory_required_bytes", fmt.gigabytes), ("fits", "fits", str),
-          ("max batch", "max_batch_size", lambda x: f"{x:,.0f}"),
+          ("memory / GPU", "memory_required_bytes_per_gpu", fmt.gigabytes), ("fits", "fits", str),
+          ("max batch", "max_batch_size_fits", lambda x: f"{x:,.0f}"),
           ("ridge point (FLOP/B)", "ridge_point_flops_per_byte", lambda x: f"{x:,.0f}"),
-          ("$/M output tokens", "cost_per_million_output_tokens_usd", fmt.usd), ("TPOT vs baseline", "tpot_s_vs_baseline", lambda x: f"{x:.2f}x"))
+          ("$/M output tokens", "usd_per_million_output_tokens", fmt.usd), ("TPOT vs baseline", "tpot_s_vs_baseline", lambda x: f"{x:.2f}x"))
 
 
 def format_table(df: pd.DataFrame) -> str:

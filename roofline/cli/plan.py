@@ -26,7 +26,10 @@ DESCRIPTION = (
 
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="model id (see `roofline models`), a spec .yaml path or a Hugging Face config.json path")
-    p.add_argument("--requests-per-s", required=True, help="arriving requests per second, whole fleet")
+    load = p.add_mutually_exclusive_group(required=True)
+    load.add_argument("--requests-per-s", help="arriving requests per second (Poisson), whole fleet")
+    load.add_argument("--concurrency", help="clients in a closed loop, whole fleet: each sends its next request when its last one "
+                                            "finished (vllm bench serve --max-concurrency, genai-perf, AIPerf)")
     p.add_argument("--prompt-tokens", required=True, help="prompt length: N or a distribution, e.g. lognormal:2048:0.5")
     p.add_argument("--output-tokens", required=True, help="output length: N or a distribution, e.g. uniform:128:384")
     p.add_argument("--ttft-slo-s", required=True, help="time-to-first-token limit at --ttft-percentile, seconds")
@@ -46,6 +49,8 @@ def add_arguments(p) -> None:
     p.add_argument("--max-gpus-per-replica", default=str(MAX_GPUS_PER_REPLICA), help=f"largest replica, tp x pp x ep GPUs (default {MAX_GPUS_PER_REPLICA})")
     p.add_argument("--engine", help=args.ENGINE_HELP)
     p.add_argument("--network", help="scale-out network for replicas wider than one node (`roofline networks`; default ib-ndr-400)")
+    p.add_argument("--serving", default="continuous", help="continuous (default: continuous batching in steady state, queueing) "
+                                                          "or static (whole batches from prefill to the last token; fixed lengths)")
     p.add_argument("--all-options", action="store_true", help="every (hardware, precision, tp, pp, ep) option, not only the best per hardware")
     p.add_argument("--top", help="print only the first N rows")
     p.add_argument("--json", action="store_true",
@@ -66,14 +71,16 @@ def run(a) -> str:
             raise SpecError("precision", f"unknown precision {bad[0] if bad else a.precision!r}; choose from {', '.join(PRECISIONS)}")
         precisions = {n: PRECISIONS[n] for n in names}
     top = args.number(a.top, "top", int)
-    df = plan(a.model, args.number(a.requests_per_s, "requests_per_s"), args.length(a.prompt_tokens, "prompt_tokens"),
+    rate = None if a.requests_per_s is None else args.number(a.requests_per_s, "requests_per_s")
+    df = plan(a.model, rate, args.length(a.prompt_tokens, "prompt_tokens"),
               args.length(a.output_tokens, "output_tokens"), args.number(a.ttft_slo_s, "ttft_slo_s"),
               args.number(a.tpot_slo_s, "tpot_slo_s"), hardware=hardware,
               ttft_percentile=args.number(a.ttft_percentile, "ttft_percentile"),
               chunk_tokens=args.number(a.chunk_tokens, "chunk_tokens", int),
               max_batch_size=args.number(a.max_batch_size, "max_batch_size", int), best_only=not a.all_options, precisions=precisions,
               tps=args.integers(a.tp, "tps"), pps=args.integers(a.pp, "pps"), eps=args.integers(a.ep, "eps"),
-              max_gpus_per_replica=args.number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network, engine=args.engine(a.engine))
+              max_gpus_per_replica=args.number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network, serving=a.serving,
+              concurrency=None if a.concurrency is None else args.number(a.concurrency, "concurrency"), engine=args.engine(a.engine))
     by_name = {hw.name: h for h, hw in zip(ids, hardware)}  # profiles passed as objects come back by name
     df["hardware_id"] = df["hardware"].map(by_name).fillna(df["hardware_id"])
     if top is not None:
@@ -104,10 +111,13 @@ def _prefill(attrs) -> str:
 def plan_table(df: pd.DataFrame) -> str:
     """The planner's frame as a titled text table."""
     s = df.attrs
-    q = f"p{100 * s['ttft_percentile']:g}"
-    title = (f"{s['model']}: {s['requests_per_s']:g} requests/s, prompt {s['prompt_tokens']}, output {s['output_tokens']} tokens; "
+    static = s.get("serving") == "static"
+    q = "batch" if static else f"p{100 * s['ttft_percentile']:g}"
+    load = (f"{s['concurrency']:g} concurrent clients (closed loop)" if s.get("concurrency") is not None
+            else f"{s['requests_per_s']:g} requests/s")
+    title = (f"{s['model']}: {load}, prompt {s['prompt_tokens']}, output {s['output_tokens']} tokens; "
              f"SLOs: {q} TTFT <= {fmt.seconds(s['ttft_slo_s'])}, mean TPOT <= {fmt.seconds(s['tpot_slo_s'])}; "
-             f"{_prefill(s)}")
+             + ("static batches" if static else _prefill(s)))
     rows = []
     for r in df.itertuples():
         if r.feasible:
@@ -133,7 +143,8 @@ def _band_note(df: pd.DataFrame, q: str) -> str:
              if (band := fmt.span(r[f"{col}_band_low_s"], r[f"{col}_band_high_s"]))]
     if not parts:
         return ""
-    return (f"\n\nrank 1, 80% error bands from published serving runs: {'; '.join(parts)} "
+    runs = "static-batch" if df.attrs.get("serving") == "static" else "serving"
+    return (f"\n\nrank 1, 80% error bands from published {runs} runs: {'; '.join(parts)} "
             "(calibrate/published/report/accuracy.md)")
 
 

@@ -14,7 +14,8 @@ DESCRIPTION = ("Writes report.html, report.md and report.csv. Flags override the
 # flags whose values the Scenario model validates, so a bad one is a one-line error naming the field
 SCENARIO_FLAGS = (
     ("--title", "the report's title (default: the scenario's; made from the models and traffic when flags change them)"),
-    ("--requests-per-s", "arriving requests per second"),
+    ("--requests-per-s", "arriving requests per second (Poisson)"),
+    ("--concurrency", "continuous serving: clients in a closed loop instead of a rate (vllm bench serve --max-concurrency)"),
     ("--prompt-tokens", "input tokens per request: N, or a distribution such as lognormal:2048:0.5 (continuous serving)"),
     ("--output-tokens", "output tokens per request: N, or a distribution such as uniform:128:384 (continuous serving)"),
     ("--ttft-slo-s", "time-to-first-token limit, seconds"),

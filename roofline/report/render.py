@@ -21,7 +21,6 @@ from ..errors import SpecError
 from ..files import write_atomic
 from ..hardware import PRICE_BASIS
 from ..registry import load_model
-from ..units import GIB
 from ..workload import Deployment
 from .options import evaluate_scenario, swap_price
 from .scenario import Scenario
@@ -74,8 +73,12 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
             "MoE models, up to 64 GPUs; a replica wider than a node crosses the scale-out network (ib-ndr-400).",
             "Each hardware shows its cheapest fleet that meets both SLOs; the binding constraint is what caps the rate one "
             "replica may take ('capacity': memory, the batch cap or the prefill server).",
-            f"Replicas = ceil(requests/s / the largest rate one replica serves within the SLOs); demand here is "
-            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp x pp x ep; "
+            (f"Replicas = ceil(requests/s / the largest rate one replica serves within the SLOs); demand here is "
+             f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. " if scenario.concurrency is None else
+             f"The load is a closed loop of {fmt.count(scenario.concurrency)} clients, each sending its next request when its "
+             "last one finished (as vllm bench serve --max-concurrency, genai-perf and AIPerf measure); replicas = ceil(clients / "
+             "the most one replica keeps within the SLOs, N = X·R by the response-time law), and the rate is what the fleet answers. ")
+            + "GPUs = replicas x tp x pp x ep; "
             "$/hour = GPUs x price per GPU-hour.",
             "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (idle headroom included); "
             "'at full load' is one replica at its largest stable rate.",
@@ -85,18 +88,20 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
             "Static batching: each replica runs batches of `batch_size` requests from prefill to the last output token; "
             "a request's TTFT is the prefill of its whole batch and TPOT is the mean decode step. No queueing and no "
             "continuous batching (set `serving: continuous` for those).",
-            "GPUs per replica (tp) is the smallest tensor-parallel degree that holds the model at batch 1 (raised to the "
-            "smallest that meets the SLOs at batch 1 where needed), within one scale-up domain; no pipeline or expert parallelism.",
+            "Replica shapes searched: every tensor-parallel degree inside one scale-up domain (no pipeline or expert "
+            "parallelism); each hardware shows its cheapest fleet that meets both SLOs (the capacity planner in its "
+            "static mode, `roofline plan --serving static`).",
             "Batch size is the largest that fits in memory, stays within the batch cap, and meets both SLOs (or the "
             "multiple of a GEMM/dequantization tile just below it, when that serves more tokens/s); "
             "the binding constraint is what stops one more request per batch.",
-            f"Replicas = ceil(requests/s x output tokens / output tokens/s of one replica); demand here is "
-            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s. GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
+            f"Replicas = ceil(requests/s x output tokens / output tokens/s of one replica at full load); demand here is "
+            f"{fmt.count(scenario.output_tokens_per_s_demanded)} output tokens/s, and tokens/s/replica is each replica's share of it. "
+            "GPUs = replicas x tp; $/hour = GPUs x price per GPU-hour.",
             "$/M output tokens is the fleet's $/hour over the output tokens asked of it per hour (the last replica's idle "
-            "headroom included); 'at full load' is one replica kept busy (Prediction.cost_per_million_output_tokens_usd).",
+            "headroom included); 'at full load' is one replica kept busy (Prediction.usd_per_million_output_tokens).",
         ]
     general += [
-        f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {reserve.default / GIB:g} GiB ({reserve.description}).",
+        f"Runtime memory reserve per GPU: {fmt.gigabytes(reserve.default)} = {fmt.gibibytes(reserve.default)} ({reserve.description}).",
         "kWh/M output tokens is the GPUs' board energy (not the server's or the cooling's): each operator draws "
         "P = P_idle + (TDP - P_idle) x u, u the utilization of the resource it is bound by; idle replicas and idle "
         "moments draw P_idle (roofline/energy.py; idle and TDP figures per device in hardware_profiles/).",
@@ -205,7 +210,8 @@ def _slo_text(s: Scenario) -> str:
 
 
 def _traffic_text(s: Scenario) -> str:
-    return f"{s.requests_per_s:g} requests/s, each {s.lengths_text()}"
+    load = f"{s.concurrency:g} concurrent clients (closed loop)" if s.concurrency is not None else f"{s.requests_per_s:g} requests/s"
+    return f"{load}, each {s.lengths_text()}"
 
 
 def top_option_text(table: pd.DataFrame) -> str:

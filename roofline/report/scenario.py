@@ -32,16 +32,17 @@ MEMORY = "memory"
 BATCH_CAP = "batch cap"
 TTFT_SLO = "TTFT SLO"
 TPOT_SLO = "TPOT SLO"
-NO_FIT = "memory: does not fit even at the largest tp"
 UNSUPPORTED = "unsupported"
 
 
 # ------------------------------------------------------------ the scenario
-def default_title(models: list[str], requests_per_s: float, prompt_tokens, output_tokens) -> str:
-    """'llama-3.1-8b at 20 requests/s (1,024 prompt + 256 output tokens)': what a scenario built from flags is called."""
+def default_title(models: list[str], requests_per_s: float | None, prompt_tokens, output_tokens, concurrency: float | None = None) -> str:
+    """'llama-3.1-8b at 20 requests/s (1,024 prompt + 256 output tokens)' (or 'at 64 concurrent clients'): what a
+    scenario built from flags is called."""
     def one(v):
         return fmt.count(v) if isinstance(v, int) else str(v)
-    return f"{', '.join(Path(m).stem if m.endswith(('.yaml', '.json')) else m for m in models)} at {requests_per_s:g} requests/s " \
+    load = f"{concurrency:g} concurrent clients" if concurrency is not None else f"{requests_per_s:g} requests/s"
+    return f"{', '.join(Path(m).stem if m.endswith(('.yaml', '.json')) else m for m in models)} at {load} " \
            f"({one(prompt_tokens)} prompt + {one(output_tokens)} output tokens)"
 
 
@@ -54,7 +55,11 @@ class Scenario(BaseModel):
     models: list[str] = Field(min_length=1, max_length=64, description="model ids (`roofline models`) or paths to spec YAML files")
     hardware: list[str] = Field(default_factory=list_hardware, min_length=1, max_length=256,
                                 description="hardware ids (`roofline hardware`) or profile YAML paths; default: every shipped profile")
-    requests_per_s: float = Field(gt=0, le=1e9, description="arriving requests per second, all replicas together")
+    requests_per_s: float | None = Field(None, gt=0, le=1e9, description="arriving requests per second (Poisson), all replicas "
+                                                                         "together; or give concurrency")
+    concurrency: float | None = Field(None, gt=0, le=1e9, description="continuous serving: clients in a closed loop, all replicas "
+                                                                      "together, each sending its next request when its last one "
+                                                                      "finished (vllm bench serve --max-concurrency, genai-perf, AIPerf)")
     prompt_tokens: int | str = Field(description="input tokens per request: N, or a distribution (continuous serving) such as "
                                                  "lognormal:2048:0.5 (syntax: serving.LENGTH_SYNTAX)")
     output_tokens: int | str = Field(description="generated tokens per request: N, or a distribution (continuous serving)")
@@ -102,6 +107,10 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Scenario":
+        if (self.requests_per_s is None) == (self.concurrency is None):
+            raise SpecError("requests_per_s", "give one load: requests_per_s (Poisson arrivals) or concurrency (a closed loop of clients)")
+        if self.serving == "static" and self.concurrency is not None:
+            raise SpecError("concurrency", "a closed loop of clients needs serving: continuous")
         if self.serving == "static":
             for name in ("prompt_tokens", "output_tokens"):
                 if not isinstance(getattr(self, name), int):
@@ -146,10 +155,14 @@ class Scenario(BaseModel):
         given, a copy whose models or traffic changed gets a title of its own (`default_title`): the old one
         would describe another scenario."""
         update = {k: v for k, v in overrides.items() if v is not None}
+        for load, other in (("requests_per_s", "concurrency"), ("concurrency", "requests_per_s")):
+            if load in update and other not in update:
+                update[other] = None  # a new load replaces the old one, whichever kind it was
         new = type(self).from_mapping({**self.model_dump(), **update}, where)
-        described = ("models", "requests_per_s", "prompt_tokens", "output_tokens")
+        described = ("models", "requests_per_s", "concurrency", "prompt_tokens", "output_tokens")
         if "title" not in update and any(getattr(new, k) != getattr(self, k) for k in described):
-            new = new.model_copy(update={"title": default_title(new.models, new.requests_per_s, new.prompt_tokens, new.output_tokens)})
+            new = new.model_copy(update={"title": default_title(new.models, new.requests_per_s, new.prompt_tokens, new.output_tokens,
+                                                                new.concurrency)})
         return new
 
     def hardware_profile(self, hardware_id: str):
@@ -175,8 +188,9 @@ class Scenario(BaseModel):
         return yaml.safe_dump(self.model_dump(), sort_keys=False, allow_unicode=True)
 
     @property
-    def output_tokens_per_s_demanded(self) -> float:
-        """Output tokens per second the fleet must produce: requests/s x output tokens per request."""
-        return self.requests_per_s * self.output_tokens_mean
+    def output_tokens_per_s_demanded(self) -> float | None:
+        """Output tokens per second the fleet must produce: requests/s x output tokens per request (None under a
+        closed loop, whose rate is what the fleet answers)."""
+        return None if self.requests_per_s is None else self.requests_per_s * self.output_tokens_mean
 
 

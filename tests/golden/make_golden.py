@@ -157,6 +157,13 @@ CASES = {
     "plan_llama405b_pp": lambda: _cli_json("plan", "--model", "llama-3.1-405b", "--requests-per-s", "2", "--prompt-tokens", "normal:1000:300",
                                            "--output-tokens", "empirical:100=0.5,500=0.5", "--ttft-slo-s", "3", "--tpot-slo-s", "0.08",
                                            "--hardware", "h100-sxm,a100-sxm-40gb", "--pp", "1,2,4", "--all-options"),
+    "plan_llama70b_concurrency": lambda: _cli_json("plan", "--model", "llama-3.1-70b", "--concurrency", "512", "--prompt-tokens", "2048",
+                                                   "--output-tokens", "256", "--ttft-slo-s", "2", "--tpot-slo-s", "0.05",
+                                                   "--hardware", "h100-sxm,mi300x"),
+    # ---- `roofline serve --json`: a rate, a closed loop below and past saturation, offline
+    "serve_llama8b_loads": lambda: [json.loads(_cli("serve", "--model", "llama-3.1-8b", "--hardware", "h100-sxm,l40s", "--prompt-tokens",
+                                                    "1000", "--output-tokens", "200", *load, "--json")) for load in (
+        ("--requests-per-s", "5"), ("--concurrency", "1,64,4096"), ("--offline",))],
     # ---- `roofline report`
     "report_continuous": lambda: _report("--model", "llama-3.1-70b", "--hardware", "h100-sxm,l40s,mi300x"),
     "report_static": lambda: _report("--model", "llama-3.1-8b,mixtral-8x7b", "--hardware", "h100-sxm,a10g", "--serving", "static",

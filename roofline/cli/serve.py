@@ -1,0 +1,134 @@
+"""`roofline serve`: one replica under continuous batching, loaded the way serving benchmarks load it.
+
+Three loads, one per benchmark shape:
+
+* `--requests-per-s X`: Poisson arrivals at X requests/s (`serving.steady_state`; an open loop, as
+  `vllm bench serve --request-rate` sends them);
+* `--concurrency N[,N2,...]`: a closed loop of N clients, each sending its next request when its last one
+  finished (`serving.closed_loop`; `vllm bench serve --max-concurrency`, genai-perf, AIPerf). The
+  response-time law N = X·R ties the throughput X to the response time R: past saturation X stays at the
+  capacity and every extra client waits, so TTFT grows with N while throughput plateaus;
+* `--offline`: every request queued at once, the largest stable rate (`serving.capacity_requests_per_s`;
+  `trtllm-bench throughput`, `vllm bench throughput`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from pydantic import ValidationError
+
+from .. import fmt
+from ..errors import validation_message
+from ..registry import load_model
+from ..serving import as_length_dist, capacity_requests_per_s, closed_loop, steady_state
+from ..workload import Deployment
+from . import args
+
+HELP = "one replica under continuous batching at a request rate, a fixed concurrency (closed loop) or offline"
+DESCRIPTION = ("The steady state of one replica: Poisson arrivals (--requests-per-s), a closed loop of clients as vllm bench "
+               "serve --max-concurrency / genai-perf / AIPerf run it (--concurrency, several comma-separated), or offline max "
+               "throughput as trtllm-bench throughput runs it (--offline). Lengths take a distribution: N | fixed:N | "
+               "uniform:LOW:HIGH | normal:MEAN:STD | lognormal:MEDIAN:SIGMA | empirical:T1=P1,T2=P2,...")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="model id (see `roofline models`), a spec .yaml path or a Hugging Face config.json path")
+    p.add_argument("--hardware", required=True, help="hardware ids or profile paths, comma-separated")
+    p.add_argument("--prompt-tokens", required=True, help="prompt length: N or a distribution, e.g. lognormal:2048:0.5")
+    p.add_argument("--output-tokens", required=True, help="output length: N or a distribution, e.g. uniform:128:384")
+    load = p.add_mutually_exclusive_group(required=True)
+    load.add_argument("--requests-per-s", help="Poisson arrivals, requests per second to this replica")
+    load.add_argument("--concurrency", help="clients in a closed loop (several comma-separated: one column each)")
+    load.add_argument("--offline", action="store_true", help="offline max throughput: the largest stable rate")
+    p.add_argument("--tp", default="1", help="tensor-parallel GPUs (default 1)")
+    p.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
+    p.add_argument("--ep", default="1", help="expert-parallel GPUs for a MoE model (default 1; needs tp 1)")
+    p.add_argument("--weight-dtype", help="weight storage format (default: the model's native dtype)")
+    p.add_argument("--activation-dtype", help="compute format (default: native)")
+    p.add_argument("--kv-dtype", help="KV-cache format (default: native)")
+    p.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: whole-prompt prefill)")
+    p.add_argument("--max-batch-size", help="engine cap on running sequences (vLLM max_num_seqs)")
+    args.add_calibration_argument(p)
+    args.add_price_argument(p)
+    p.add_argument("--json", action="store_true", help="print a list of JSON objects, one per (hardware, load); SI units, USD")
+
+
+def _deployment(a) -> Deployment:
+    try:
+        return Deployment(tp=args.number(a.tp, "tp", int), pp=args.number(a.pp, "pp", int), ep=args.number(a.ep, "ep", int),
+                          weight_dtype=a.weight_dtype, activation_dtype=a.activation_dtype, kv_dtype=a.kv_dtype)
+    except ValidationError as exc:
+        raise validation_message(exc, "") from None  # flags: the field alone
+
+
+def points(a) -> list[tuple[str, str, dict]]:
+    """(hardware id, load label, figures) for every hardware and load of the flags."""
+    model = load_model(a.model)
+    ids = args.ids(a.hardware, "hardware")
+    hws = args.hardware_profiles(ids, a)
+    dep = _deployment(a)
+    prompt, output = args.length(a.prompt_tokens, "prompt_tokens"), args.length(a.output_tokens, "output_tokens")
+    knobs = dict(chunk_tokens=args.number(a.chunk_tokens, "chunk_tokens", int), max_batch_size=args.number(a.max_batch_size, "max_batch_size", int))
+    out = []
+    for h, hw in zip(ids, hws):
+        if a.offline:
+            cap = capacity_requests_per_s(model, hw, prompt, output, dep, **knobs)
+            tokens = cap * as_length_dist(output, "output_tokens").mean_tokens
+            out.append((h, "offline", dict(mode="offline", hardware=hw.name, requests_per_s=cap, output_tokens_per_s=tokens,
+                                           output_tokens_per_s_per_gpu=tokens / dep.gpus_per_replica)))
+            continue
+        if a.requests_per_s is not None:
+            loads = [("rate", args.number(a.requests_per_s, "requests_per_s"))]
+        else:
+            loads = [("concurrency", n) for n in args.integers(a.concurrency, "concurrency")]
+        for kind, x in loads:
+            sp = (steady_state(model, hw, x, prompt, output, dep, **knobs) if kind == "rate"
+                  else closed_loop(model, hw, x, prompt, output, dep, **knobs))
+            label = f"{x:g} req/s" if kind == "rate" else f"N={x:g}"
+            doc = {"mode": "open loop" if kind == "rate" else "closed loop", **({"concurrency": x} if kind != "rate" else {}),
+                   **sp.model_dump(mode="json")}
+            out.append((h, label, doc))
+    return out
+
+
+def table(pts: list[tuple[str, str, dict]]) -> str:
+    """Figures as rows, one column per (hardware, load)."""
+    rows_of = [
+        ("requests/s", lambda d: f"{d['requests_per_s']:.3g}"),
+        ("output tokens/s", lambda d: fmt.count(d["output_tokens_per_s"])),
+        ("  per GPU", lambda d: fmt.count(d["output_tokens_per_s_per_gpu"])),
+        ("mean decode batch", lambda d: f"{d['batch_size']:.1f}" if "batch_size" in d else "-"),
+        ("TTFT mean", lambda d: fmt.seconds(d["ttft_mean_s"]) if "ttft_mean_s" in d else "-"),
+        ("TTFT p50 / p90 / p99", lambda d: " / ".join(fmt.seconds(d[f"ttft_p{q}_s"]) for q in (50, 90, 99)) if "ttft_p50_s" in d else "-"),
+        ("TPOT", lambda d: fmt.seconds(d["tpot_s"]) if "tpot_s" in d else "-"),
+        ("capacity requests/s", lambda d: f"{d['capacity_requests_per_s']:.3g}" if "capacity_requests_per_s" in d else "-"),
+        ("stable", lambda d: ("yes" if d["stable"] else f"NO: {d['reason']}") if "stable" in d else "-"),
+    ]
+
+    def cell(d, f):
+        try:
+            return f(d)
+        except (TypeError, ValueError):  # an infinite or missing figure of an unstable point
+            return "n/a"
+
+    header = ["", *(f"{h} {label}" for h, label, _ in pts)]
+    body = [[name, *(cell(d, f) for _, _, d in pts)] for name, f in rows_of]
+    return fmt.table(header, body)
+
+
+def run(a) -> str:
+    pts = points(a)
+    if a.json:
+        return json.dumps([_finite({"hardware_id": h, **d}) for h, _, d in pts], indent=2)
+    return table(pts)
+
+
+def _finite(x):
+    """JSON has no infinity: an unstable point's infinite figures become null."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
