@@ -168,7 +168,7 @@ def test_static_mode_is_the_largest_batch_within_the_slos_by_hand():
     assert r["binding_constraint"] == "TTFT SLO" and r["reason"].startswith(f"batch {b + 1}: TTFT")
     x = at(b).output_tokens_per_s  # one replica at full load: b x 200 / e2e
     assert r["replicas"] == math.ceil(4 * 200 / x) and r["gpus"] == r["replicas"] * 1
-    assert r["usd_per_hour"] == pytest.approx(r["gpus"] * 3.78)
+    assert r["usd_per_hour"] == pytest.approx(r["gpus"] * 3.95)
     assert r["usd_per_million_output_tokens"] == pytest.approx(r["usd_per_hour"] / (4 * 200 * 3600) * 1e6)
     assert r["capacity_requests_per_s_per_replica"] == pytest.approx(x / 200)
     assert r["output_tokens_per_s_per_replica"] == pytest.approx(4 * 200 / r["replicas"])  # the offered load, as in continuous

@@ -58,7 +58,7 @@ def test_renamed_fields_keep_their_old_names_with_a_warning():
         with pytest.warns(DeprecationWarning, match=new):
             assert getattr(p, old) == getattr(p, new)
         assert old not in p.model_dump()
-    assert p.gpus_per_replica == 2 and p.usd_per_hour == pytest.approx(2 * 3.78)  # 2 GPUs x $3.78
+    assert p.gpus_per_replica == 2 and p.usd_per_hour == pytest.approx(2 * 3.95)  # 2 GPUs x $3.95
     with pytest.warns(DeprecationWarning, match="gpus_per_replica"):
         assert rl.Deployment(tp=2, pp=3).num_gpus == 6
     s = rl.steady_state("llama-3.1-8b", "h100-sxm", 1.0, 512, 128)
@@ -67,7 +67,7 @@ def test_renamed_fields_keep_their_old_names_with_a_warning():
 
 
 def test_prediction_says_its_timing_once_mode_not_source_kind():
-    p = rl.predict("llama-3.1-8b", "h100-sxm", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=16))
+    p = rl.predict("llama-3.1-8b", rl.load_hardware("h100-sxm", analytical=True), rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=16))
     assert (p.mode, p.calibration_id) == ("analytical", None) and "source_kind" not in p.model_dump()
     with pytest.warns(DeprecationWarning, match="mode"):
         assert p.source_kind == "default"
