@@ -191,10 +191,10 @@ class OpTable:
         """The op lists of several passes of one scenario (prefill, decode probes), each of scalars and with the
         same operators, stacked as one table of shape (n_ops, n_phases, 1): one `time_ops` call times every
         pass, against one set of ceilings or, along the last axis, several (`stacked`). `phase` takes one out."""
-        rows = np.array([list(map(_NUMERIC_GETTER, ops)) for ops in phases], dtype=float)  # (phases, ops, fields)
         names = [op.name for op in phases[0]]
         if any([op.name for op in ops] != names for ops in phases[1:]):
             raise ValueError("of_phases: every pass must list the same operators")
+        rows = np.array([list(map(_NUMERIC_GETTER, ops)) for ops in phases], dtype=float)  # (phases, ops, fields)
         return cls._with_ops(phases[0], {name: rows[:, :, j].T[:, :, None] for j, name in enumerate(NUMERIC_FIELDS)})
 
     def phase(self, i: int) -> "OpTable":
