@@ -117,12 +117,15 @@ class Ceilings:
         )
 
 
+_STACKED_FIELDS = tuple(f.name for f in fields(Ceilings) if f.name != "curves")
+
+
 def stacked(per_device: list[Ceilings], index=slice(None)) -> Ceilings:
     """Ceilings of several devices as arrays, one entry per device, then taken at `index` (a sweep's
     device axis, or `[:, None]` for the planner's (H, 1) rows). Calibrated curves are left out: a grid
     sees each calibrated profile's scalar summary (`calibration.calibrated_efficiency`)."""
-    return Ceilings(**{f.name: np.array([getattr(c, f.name) for c in per_device], dtype=float)[index]
-                       for f in fields(Ceilings) if f.name != "curves"})
+    values = np.array([[getattr(c, name) for c in per_device] for name in _STACKED_FIELDS], dtype=float)  # (fields, devices)
+    return Ceilings(**{name: row[index] for name, row in zip(_STACKED_FIELDS, values)})
 
 
 @dataclass(frozen=True)
