@@ -117,12 +117,15 @@ class Ceilings:
         )
 
 
+_STACKED_FIELDS = tuple(f.name for f in fields(Ceilings) if f.name != "curves")
+
+
 def stacked(per_device: list[Ceilings], index=slice(None)) -> Ceilings:
     """Ceilings of several devices as arrays, one entry per device, then taken at `index` (a sweep's
     device axis, or `[:, None]` for the planner's (H, 1) rows). Calibrated devices keep their measured
     curves (`calibration.StackedCurves`): a grid times every operator of a device as `predict` does."""
-    out = Ceilings(**{f.name: np.array([getattr(c, f.name) for c in per_device], dtype=float)[index]
-                      for f in fields(Ceilings) if f.name != "curves"})
+    values = np.array([[getattr(c, name) for c in per_device] for name in _STACKED_FIELDS], dtype=float)  # (fields, devices)
+    out = Ceilings(**{name: row[index] for name, row in zip(_STACKED_FIELDS, values)})
     if all(c.curves is None for c in per_device):
         return out
     from .calibration import StackedCurves
@@ -196,10 +199,10 @@ class OpTable:
         """The op lists of several passes of one scenario (prefill, decode probes), each of scalars and with the
         same operators, stacked as one table of shape (n_ops, n_phases, 1): one `time_ops` call times every
         pass, against one set of ceilings or, along the last axis, several (`stacked`). `phase` takes one out."""
-        rows = np.array([list(map(_NUMERIC_GETTER, ops)) for ops in phases], dtype=float)  # (phases, ops, fields)
         names = [op.name for op in phases[0]]
         if any([op.name for op in ops] != names for ops in phases[1:]):
             raise ValueError("of_phases: every pass must list the same operators")
+        rows = np.array([list(map(_NUMERIC_GETTER, ops)) for ops in phases], dtype=float)  # (phases, ops, fields)
         return cls._with_ops(phases[0], {name: rows[:, :, j].T[:, :, None] for j, name in enumerate(NUMERIC_FIELDS)})
 
     def phase(self, i: int) -> "OpTable":
