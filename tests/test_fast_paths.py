@@ -93,7 +93,7 @@ def test_sweep_labels_are_categorical_and_invalid_rows_left_out():
     assert df.attrs["skipped"][0]["scenarios"] == 2 * 2
     for col in ("model", "hardware", "weight_dtype", "activation_dtype", "kv_dtype", "prefill_bound", "decode_bound"):
         assert str(df[col].dtype) == "category", col
-    assert df["fits"].dtype == bool and df["max_batch_size"].dtype == np.int64 and df["ttft_s"].dtype == np.float64
+    assert df["fits"].dtype == bool and df["max_batch_size_fits"].dtype == np.int64 and df["ttft_s"].dtype == np.float64
     assert list(df.index) == list(range(len(df)))
     row = df[(df["hardware"] == "AMD Instinct MI300X") & (df["batch_size"] == 8) & (df["tp"] == 2)].iloc[0]
     p = rl.predict("llama-3.1-8b", "mi300x", rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=32), rl.Deployment(tp=2))
