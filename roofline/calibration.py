@@ -238,7 +238,7 @@ class CalibratedCurves:
     """
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_dec_latency_s",
-                 "att_dec_rate", "gemm", "gemm_peak", "calibration")
+                 "att_dec_rate", "gemm", "gemm_peak", "calibration", "allreduce")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -262,6 +262,18 @@ class CalibratedCurves:
         table = cal.gemm.get(compute_key)
         self.gemm = table
         self.gemm_peak = peak
+        # tp -> (t0, R) of the measured all-reduce, R rescaled by the ratio of link rates; none from a PCIe host,
+        # whose tables measure that host's bus (calibrate/public/README.md, defect 2), nor past the NVLink domain
+        ic = hw.interconnect
+        self.allreduce = {} if ic.topology == "pcie" else {
+            int(p): (a.latency_s, a.rate_per_s * (ic.bytes_per_s_per_direction * int(p) / (int(p) - 1)) / a.peak_per_s)
+            for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
+
+    def allreduce_line(self, tp):
+        """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a grid of tp, a PCIe host)."""
+        if np.ndim(tp) or not self.allreduce:
+            return None
+        return self.allreduce.get(int(tp))
 
     def per_op_ceilings(self, t, c):
         """Ceilings with one rate per operator, so that the roofline's own formulas give the measured curves.
@@ -325,7 +337,7 @@ def calibrated_efficiency(cal: Calibration, hw):
         update["memory_bandwidth_fraction"] = float(min(1.0, cal.memory.rate_per_s / cal.memory.peak_per_s))
     if cal.attention_prefill is not None:
         update["attention_flops_fraction"] = float(min(1.0, cal.attention_prefill.fraction))
-    if cal.interconnect_fraction is not None:
+    if cal.interconnect_fraction is not None and hw.interconnect.topology != "pcie":  # a PCIe host measures its own bus
         update["interconnect_bandwidth_fraction"] = cal.interconnect_fraction
     sources.update({k: f"{where}: large-kernel value of the measured curve" for k in update if k in e.sources or k == "flops_fraction"})
     return type(e).model_validate({**e.model_dump(), **update, "sources": sources})
