@@ -142,6 +142,10 @@ class HardwareProfile(BaseModel):
     price_usd_per_gpu_hour: float = Field(gt=0, lt=MAX_PRICE_USD_PER_GPU_HOUR, description="approximate on-demand cloud price")
     price_date: str = Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$")
     gemm_tile_tokens: int = Field(ge=1, le=4096, description="M-granularity of tensor-core GEMM tiles: token counts are rounded up to it")
+    # the shape-aware GEMM model (`gemm_shapes`): None leaves the constant flops_fraction
+    sm_count: int | None = Field(None, ge=1, le=4096, description="SMs (CUs) a GEMM's tiles are spread over")
+    gemm_tile_m: int | None = Field(None, ge=1, le=1024, description="rows (tokens) of one large-GEMM output tile")
+    gemm_tile_n: int | None = Field(None, ge=1, le=1024, description="columns of one large-GEMM output tile")
     efficiency: Efficiency
     sources: dict[str, str]
     notes: str = ""
@@ -174,6 +178,10 @@ class HardwareProfile(BaseModel):
                   "gemm_tile_tokens"}
         if self.sparsity_2_4_speedup is not None:
             needed.add("sparsity_2_4_speedup")
+        shape = [k for k in ("sm_count", "gemm_tile_m", "gemm_tile_n") if getattr(self, k) is not None]
+        if shape and len(shape) != 3:
+            raise SpecError("sm_count", "sm_count, gemm_tile_m and gemm_tile_n go together (the shape-aware GEMM model)")
+        needed.update(shape)
         missing = sorted(needed - set(self.sources))
         if missing:
             raise SpecError("sources", f"no source for {', '.join(missing)}")

@@ -20,7 +20,10 @@ its peers (a mesh gives a p-GPU group p−1 pair links): the ring alone is
 group size (not one measured on a PCIe host) is messages · t0 + C / R instead.
 
 `pad` rounds a GEMM's token count up to the tensor-core tile (`gemm_tile_tokens`):
-with 16-token tiles a decode GEMM of 8 tokens computes 16 rows. The **floor** uses the
+with 16-token tiles a decode GEMM of 8 tokens computes 16 rows. Where the profile gives its SM count and
+large-GEMM tile (`sm_count`, `gemm_tile_m`, `gemm_tile_n`), a GEMM's `pad` is instead
+1 / (wave quantization · tile padding · K fill) of its (M, N, K) (`gemm_shapes.gemm_efficiency`, with the
+fitted `gemm_shapes.K_FILL`), so `flops_fraction` is the large-GEMM asymptote and the shape costs the rest. The **floor** uses the
 datasheet peaks with every fraction 1, no padding, no latency and no overhead:
 the speed-of-light time. The realistic time is never below it.
 
@@ -53,6 +56,7 @@ from enum import Enum
 import numpy as np
 
 from .collectives import allreduce_s
+from .gemm_shapes import K_FILL, gemm_efficiency
 from .hardware import HardwareProfile
 from .ops import NUMERIC_FIELDS, Op, OpKind
 
@@ -90,6 +94,10 @@ class Ceilings:
     nvls_bytes_per_s: object = 0.0  # NVLink SHARP message rate (0: none)
     measured_allreduce_latency_s: object = 0.0  # a calibrated line t0 + S / R for this tp (R 0: none)
     measured_allreduce_bytes_per_s: object = 0.0
+    # the shape-aware GEMM model (`gemm_shapes`): SMs and the output tile; 0 SMs keeps `pad` alone (the floor)
+    sm_count: object = 0
+    gemm_tile_m: object = 128
+    gemm_tile_n: object = 128
     # measured curves of a calibrated profile (`calibration.CalibratedCurves`), or None: analytical.
     # `stacked` leaves them out, so a sweep sees the calibrated profile's scalar summary instead.
     curves: object = None
@@ -120,6 +128,9 @@ class Ceilings:
                        nvls_bytes_per_s=0.0 if ic.nvls_bandwidth_fraction is None else link)
         e = hw.efficiency
         return cls(
+            sm_count=hw.sm_count or 0,
+            gemm_tile_m=hw.gemm_tile_m or 128,
+            gemm_tile_n=hw.gemm_tile_n or 128,
             pair_link_bytes_per_s=pair * e.interconnect_bandwidth_fraction,
             allreduce_step_s=step,
             nvls_bytes_per_s=0.0 if ic.nvls_bandwidth_fraction is None else link * ic.nvls_bandwidth_fraction,
@@ -251,15 +262,36 @@ def _tile_padding(t: OpTable, tile):
     return np.where(t.pad_mask & (tile > 0), np.ceil(t.rows_safe / tile_safe) * tile_safe / t.rows_safe, 1.0)
 
 
+def _gemm_slowdown(t: OpTable, c: Ceilings):
+    """Per op, realistic FLOPs / FLOPs: the tile padding of `gemm_tile_tokens`, or, where the profile gives its SMs and
+    tile (`sm_count`), 1 / (wave quantization · tile padding · K fill) of each GEMM's (M, N, K) (`gemm_shapes`)."""
+    pad = _tile_padding(t, c.tile_tokens)
+    if _scalar(c.sm_count) and c.sm_count == 0:
+        return pad
+    f = t.f
+    shaped = t.is_gemm & (f["gemm_n"] > 0) & (f["gemm_k"] > 0) & (np.asarray(c.sm_count) > 0)
+    if f["flops"].ndim == 1 and _scalar(c.sm_count):  # one scenario: only the GEMM rows
+        out = np.array(pad, dtype=float) * np.ones(len(t.names))
+        rows = np.flatnonzero(shaped)
+        out[rows] = 1.0 / gemm_efficiency(f["gemm_m"][rows], f["gemm_n"][rows], f["gemm_k"][rows], 1.0, K_FILL,
+                                          c.sm_count, c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1))
+        return out
+    eff = gemm_efficiency(f["gemm_m"], np.maximum(f["gemm_n"], 1.0), np.maximum(f["gemm_k"], 1.0), 1.0, K_FILL,
+                          np.maximum(c.sm_count, 1), c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1))
+    return np.where(shaped, 1.0 / eff, pad)
+
+
 def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
     """Time every operator of a table against one set of ceilings (see the module docstring)."""
     if c.curves is not None:  # calibrated: per-op rates from the measured curves, then the same formulas
         measured = c.curves.allreduce_line(tp)  # (t0, R) of this group size, or None
         if measured is not None:
             c = replace(c, measured_allreduce_latency_s=measured[0], measured_allreduce_bytes_per_s=measured[1])
+        if c.curves.gemm is not None:  # the measured GEMM table already holds the shape: no model on top
+            c = replace(c, sm_count=0)
         return time_ops(t, replace(c.curves.per_op_ceilings(t, c), curves=None), tp)
     f = t.f
-    compute = f["flops"] * _tile_padding(t, c.tile_tokens) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
+    compute = f["flops"] * _gemm_slowdown(t, c) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
     memory = t.hbm_bytes / c.bytes_per_s
     allreduce = allreduce_s(f["comm_bytes"], f["messages"], tp, c.link_bytes_per_s, c.pair_link_bytes_per_s, c.link_latency_s,
                             c.allreduce_step_s, c.nvls_bytes_per_s, c.measured_allreduce_latency_s, c.measured_allreduce_bytes_per_s)
