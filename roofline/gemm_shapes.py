@@ -11,8 +11,10 @@ k_fill of K. A wave therefore takes 2 · tm · tn · (K + k_fill) / (peak / P ·
 the three brackets being wave quantization, tile padding and the K fill. A GEMM also cannot beat reading
 its operands: t = max(t_compute, bytes / (BW · f_mem)) (the roofline's memory term), plus the kernel's
 fixed time. Worked number, H100 SXM (132 SMs, 128 x 128 tiles), M = N = K = 4096, bf16, eta_inf = 0.8,
-k_fill = 256: tiles = 32 · 32 = 1024, waves = ceil(1024 / 132) = 8, wave efficiency 1024 / 1056 = 0.970,
-padding 1, K fill 4096 / 4352 = 0.941: eta = 0.8 · 0.970 · 0.941 = 0.730, t_compute = 2 · 4096³ / (989.4e12 · 0.730) = 190 us.
+k_fill = 184: tiles = 32 · 32 = 1024, waves = ceil(1024 / 132) = 8, wave efficiency 1024 / 1056 = 0.970,
+padding 1, K fill 4096 / 4280 = 0.957: eta = 0.8 · 0.970 · 0.957 = 0.742, t_compute = 2 · 4096³ / (989.4e12 · 0.742) = 187 us.
+(The halved tiles and split-K waste the same last wave or more here; for M up to half a tile a small-M kernel
+pays only its padding to the profile's `gemm_tile_tokens`, see `gemm_efficiency`.)
 
 eta_inf (per dtype), k_fill and the fixed time are the model's free parameters, fitted across devices to
 the public GEMM tables by `calibrate/gemm_shapes.py`; P and the tile come from the hardware profile.
@@ -44,7 +46,8 @@ class GemmShapeParams:
 
 # The K fill, in elements of K, fitted with the profiles' flops_fraction as each device's asymptote to the bf16
 # and fp8 GEMM tables of A100, H100, H200, B200, GB200 and L40S (aiconfigurator-core 0.12.0, vLLM tables):
-# `python -m calibrate.gemm_shapes --eta profile` (calibrate/shapes.md, section 2).
+# 183.6 from `python -m calibrate.gemm_shapes --eta profile --held-out h200_sxm --write` (calibrate/gemm_shapes.json,
+# calibrate/shapes.md section 2; H200 held out: 191.8).
 K_FILL = 184.0
 SPLIT_K = (1, 2, 4, 8, 16)  # K split across SMs when the output tiles cannot fill them
 MIN_SPLIT_K_DEPTH = 256  # a split keeps at least this much of K per tile
