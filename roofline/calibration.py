@@ -269,7 +269,7 @@ class CalibratedCurves:
     """
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_dec_latency_s",
-                 "att_dec_rate", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s", "launch")
+                 "att_dec_rate", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s", "launch", "allreduce")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -297,6 +297,30 @@ class CalibratedCurves:
         graph = cal.kernel_overhead_graph_s
         self.graph_overhead_s = graph if graph is not None else hw.efficiency.kernel_overhead_graph_s
         self.launch = "eager"
+        # tp -> (t0, R) of the measured all-reduce, R rescaled by the ratio of link rates; none from a PCIe host,
+        # whose tables measure that host's bus (calibrate/public/README.md, defect 2), nor past the NVLink domain
+        ic = hw.interconnect
+        self.allreduce = {} if ic.topology == "pcie" else {
+            int(p): (a.latency_s, a.rate_per_s * (ic.bytes_per_s_per_direction * int(p) / (int(p) - 1)) / a.peak_per_s)
+            for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
+
+    def allreduce_line(self, tp):
+        """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a grid of tp, a PCIe host)."""
+        if np.ndim(tp) or not self.allreduce:
+            return None
+        return self.allreduce.get(int(tp))
+
+    def prepare(self, c, tp):
+        """`c` with what the measurements replace before `per_op_ceilings`: the measured all-reduce line of a tp
+        group (`allreduce_line`), and no GEMM shape model where a measured GEMM table already holds the shape."""
+        import dataclasses
+
+        measured = self.allreduce_line(tp)
+        if measured is not None:
+            c = dataclasses.replace(c, measured_allreduce_latency_s=measured[0], measured_allreduce_bytes_per_s=measured[1])
+        if self.gemm is not None:
+            c = dataclasses.replace(c, sm_count=0)
+        return c
 
     def replayed(self) -> "CalibratedCurves":
         """The same curves for a pass replayed from a CUDA graph: measured ops pay `graph_overhead_s` per launch."""
@@ -426,6 +450,22 @@ class StackedCurves:
         out.device, out.graph_overhead_s = self.device, self.graph_overhead_s
         return out
 
+    def prepare(self, c, tp):
+        """`CalibratedCurves.prepare` of each calibrated device, placed where the grid holds that device."""
+        import dataclasses
+
+        lat, rate, sm = c.measured_allreduce_latency_s, c.measured_allreduce_bytes_per_s, c.sm_count
+        for d, curves in enumerate(self.per_device):
+            if curves is None:
+                continue
+            here = self.device == d
+            measured = curves.allreduce_line(tp)
+            if measured is not None:
+                lat, rate = np.where(here, measured[0], lat), np.where(here, measured[1], rate)
+            if curves.gemm is not None:
+                sm = np.where(here, 0, sm)
+        return dataclasses.replace(c, measured_allreduce_latency_s=lat, measured_allreduce_bytes_per_s=rate, sm_count=sm)
+
     def per_op_ceilings(self, t, c):
         """Each calibrated device's per-op ceilings (from the stacked `c`, whose values at that device are its
         own), placed where the grid holds that device; analytical devices keep the stacked scalars."""
@@ -466,7 +506,7 @@ def calibrated_efficiency(cal: Calibration, hw):
         update["memory_bandwidth_fraction"] = float(min(1.0, cal.memory.rate_per_s / cal.memory.peak_per_s))
     if cal.attention_prefill is not None:
         update["attention_flops_fraction"] = float(min(1.0, cal.attention_prefill.fraction))
-    if cal.interconnect_fraction is not None:
+    if cal.interconnect_fraction is not None and hw.interconnect.topology != "pcie":  # a PCIe host measures its own bus
         update["interconnect_bandwidth_fraction"] = cal.interconnect_fraction
     sources.update({k: f"{where}: large-kernel value of the measured curve" for k in update if k in e.sources or k == "flops_fraction"})
     return type(e).model_validate({**e.model_dump(), **update, "sources": sources})

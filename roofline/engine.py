@@ -171,7 +171,7 @@ def stage(t: OpTable, pp) -> OpTable:
     """
     if pp == 1:
         return t
-    keep = ("gemm_m", "sparse_2_4")
+    keep = ("gemm_m", "gemm_n", "gemm_k", "sparse_2_4")  # shapes of one kernel, not amounts
     return replace(t, f={k: (v if k in keep else v / pp) for k, v in t.f.items()}, hbm_bytes=t.hbm_bytes / pp)
 
 

@@ -43,6 +43,35 @@ class Interconnect(BaseModel):
     bytes_per_s_per_direction: float = Field(gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="per GPU, one direction (NVLink 4: 900 GB/s total = 450 GB/s each way)")
     latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="per-message latency of one hop of a collective")
     max_gpus: int = Field(ge=1, le=MAX_DOMAIN_GPUS, description="GPUs in one scale-up domain (8 for an HGX board, 72 for GB200 NVL72)")
+    # how an all-reduce can run (`roofline.collectives`); left out, a profile keeps the ring alone
+    topology: Literal["switch", "mesh", "pcie"] = Field(
+        "switch", description="switch: every GPU's full link reaches a switch (NVSwitch); mesh: one direct link per GPU "
+                              "pair (xGMI, an NVLink bridge); pcie: through the PCIe host fabric")
+    pair_bytes_per_s_per_direction: float | None = Field(
+        None, gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="mesh only: one GPU-pair link, one direction (MI300X xGMI: 64 GB/s)")
+    custom_allreduce_latency_s: float | None = Field(
+        None, ge=0, le=MAX_LATENCY_S, description="fixed time of one step of the engine's one-shot / two-shot all-reduce "
+                                                  "(CUDA-graph replay); None: the engine has none here, NCCL's ring only")
+    nvls_bandwidth_fraction: float | None = Field(
+        None, gt=0, le=1, description="NVLink SHARP (in-switch reduction): achieved message bytes/s over the link rate; "
+                                      "None: no NVLS")
+    sources: dict[str, str] = Field(default_factory=dict, description="field -> source, for the all-reduce fields above")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Interconnect":
+        if self.topology == "mesh" and self.pair_bytes_per_s_per_direction is None:
+            raise SpecError("interconnect.pair_bytes_per_s_per_direction", "a mesh needs the rate of one GPU-pair link "
+                                                                           "(MI300X xGMI: 64.0e+9)")
+        if self.topology != "mesh" and self.pair_bytes_per_s_per_direction is not None:
+            raise SpecError("interconnect.pair_bytes_per_s_per_direction", f"applies to topology mesh only, not {self.topology}")
+        if self.nvls_bandwidth_fraction is not None and self.topology != "switch":
+            raise SpecError("interconnect.nvls_bandwidth_fraction", "NVLS reduces inside an NVSwitch: topology must be switch")
+        set_fields = [k for k in ("topology", "pair_bytes_per_s_per_direction", "custom_allreduce_latency_s", "nvls_bandwidth_fraction")
+                      if k in self.model_fields_set and getattr(self, k) is not None]
+        missing = [k for k in set_fields if k not in self.sources]
+        if missing:
+            raise SpecError("interconnect.sources", f"no source for {', '.join(missing)}")
+        return self
 
 
 class Efficiency(BaseModel):
@@ -130,6 +159,10 @@ class HardwareProfile(BaseModel):
         "other", description="basis: the price is on PRICE_BASIS; other: another provider's list price (named in "
         "sources); estimate: no listed price, derived as sources says; override: set by the user (--price)")
     gemm_tile_tokens: int = Field(ge=1, le=4096, description="M-granularity of tensor-core GEMM tiles: token counts are rounded up to it")
+    # the shape-aware GEMM model (`gemm_shapes`): None leaves the constant flops_fraction
+    sm_count: int | None = Field(None, ge=1, le=4096, description="SMs (CUs) a GEMM's tiles are spread over")
+    gemm_tile_m: int | None = Field(None, ge=1, le=1024, description="rows (tokens) of one large-GEMM output tile")
+    gemm_tile_n: int | None = Field(None, ge=1, le=1024, description="columns of one large-GEMM output tile")
     efficiency: Efficiency
     sources: dict[str, str]
     notes: str = ""
@@ -165,6 +198,10 @@ class HardwareProfile(BaseModel):
                   "gemm_tile_tokens"}
         if self.sparsity_2_4_speedup is not None:
             needed.add("sparsity_2_4_speedup")
+        shape = [k for k in ("sm_count", "gemm_tile_m", "gemm_tile_n") if getattr(self, k) is not None]
+        if shape and len(shape) != 3:
+            raise SpecError("sm_count", "sm_count, gemm_tile_m and gemm_tile_n go together (the shape-aware GEMM model)")
+        needed.update(shape)
         missing = sorted(needed - set(self.sources))
         if missing:
             raise SpecError("sources", f"no source for {', '.join(missing)}")

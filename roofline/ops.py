@@ -79,7 +79,8 @@ class Op:
     """One operator of a forward pass, summed over the `layers` it runs in. Per GPU.
 
     `gemm_m` is the token count of one GEMM (rows of the activation matrix),
-    used to pad to tensor-core tiles; `window` caps the context this op reads
+    used to pad to tensor-core tiles; `gemm_n`, `gemm_k` its weight's output and input widths
+    (this GPU's slice), which the shape-aware GEMM model (`gemm_shapes`) tiles; `window` caps the context this op reads
     (sliding-window attention), None for all others. `messages` counts the
     ring collectives (all-reduces) a COMM op issues over `comm_bytes`.
 
@@ -107,6 +108,8 @@ class Op:
     comm_bytes: object = 0.0
     messages: object = 0.0
     gemm_m: object = 0.0
+    gemm_n: object = 0.0
+    gemm_k: object = 0.0
     sparse_2_4: object = 0.0
     vector_flops: object = 0.0
     wire_bytes: object = 0.0
@@ -362,7 +365,7 @@ def _gemm(name, group, layers, m_tokens, n, k, scheme: QuantScheme, ab, nb, copi
         weight_bytes=layers * weights,
         act_read_bytes=layers * m_tokens * k * ab,
         act_write_bytes=layers * m_tokens * n * ab,
-        gemm_m=gm,
+        gemm_m=gm, gemm_n=n, gemm_k=k,
         sparse_2_4=1.0 if two_four else 0.0,
         vector_flops=0.0 if rd is None or scheme is not rd.weights else layers * dequant_vector_flops(rd, gm, n, k, copies),
     )

@@ -93,8 +93,10 @@ def scale_out(hw: HardwareProfile, dep: Deployment, real: Ceilings, floor: Ceili
     notes = [f"the {dep.gpus_per_replica}-GPU replica spans {nodes} nodes of {domain}; scale-out over {net.name}"
              + ("" if dep.network else f" (default '{DEFAULT_NETWORK}'; set network to change it)")]
     if max(dep.tp, dep.ep) > domain:
-        real = replace(real, link_bytes_per_s=bw * net.bandwidth_fraction, link_latency_s=net.latency_s)
-        floor = replace(floor, link_bytes_per_s=bw)
+        # across nodes the collectives are NCCL's ring over the network: no custom all-reduce, NVLS or mesh links
+        ring = {"pair_link_bytes_per_s": np.inf, "allreduce_step_s": np.inf, "nvls_bytes_per_s": 0.0}
+        real = replace(real, link_bytes_per_s=bw * net.bandwidth_fraction, link_latency_s=net.latency_s, **ring)
+        floor = replace(floor, link_bytes_per_s=bw, **ring)
     hop = (bw * net.bandwidth_fraction, net.latency_s) if dep.pp > 1 else None
     return real, floor, hop, notes
 

@@ -4,7 +4,7 @@ For an operator with F FLOPs, B HBM bytes and C interconnect bytes:
 
     t_compute = F · pad / (peak_flops · flops_fraction · s) + V / vector_flops
     t_memory  = B / (peak_bandwidth · bandwidth_fraction)
-    t_comm    = 2(p-1)/p · C / link + 2(p-1) · messages · link_latency      (ring all-reduce, p = tp)
+    t_comm    = allreduce(C, messages, p = tp)                               (the fastest all-reduce algorithm)
               + W / link + wire_messages · link_latency                     (point-to-point: all-to-all, pipeline)
               + H / host_link                                               (offloaded bytes over PCIe/C2C)
     t         = max(t_compute, t_memory, t_comm) + launches · kernel_overhead
@@ -13,10 +13,17 @@ s is (2:4 sparse speed-up) / 2 on GEMMs run on sparse tensor cores, whose F alre
 counts only the executed half of the multiply-adds (1 elsewhere); V is the vector-unit work of dequantizing weight-only formats
 inside the GEMM (see `ops.dequant_vector_flops`); link is the bandwidth of the
 slowest link the collective crosses (NVLink inside a node, the cluster's
-scale-out network beyond it), times its achievable fraction.
+scale-out network beyond it), times its achievable fraction. `allreduce` (`collectives.allreduce_s`) is the
+fastest of one-shot, two-shot, ring and NVLS that the device has, over the bandwidth a tp group has into
+its peers (a mesh gives a p-GPU group p−1 pair links): the ring alone is
+2(p-1)/p · C / link + 2(p-1) · messages · link_latency; a calibrated profile's measured all-reduce of that
+group size (not one measured on a PCIe host) is messages · t0 + C / R instead.
 
 `pad` rounds a GEMM's token count up to the tensor-core tile (`gemm_tile_tokens`):
-with 16-token tiles a decode GEMM of 8 tokens computes 16 rows. The **floor** uses the
+with 16-token tiles a decode GEMM of 8 tokens computes 16 rows. Where the profile gives its SM count and
+large-GEMM tile (`sm_count`, `gemm_tile_m`, `gemm_tile_n`), a GEMM's `pad` is instead
+1 / (wave quantization · tile padding · K fill) of its (M, N, K) (`gemm_shapes.gemm_efficiency`, with the
+fitted `gemm_shapes.K_FILL`), so `flops_fraction` is the large-GEMM asymptote and the shape costs the rest. The **floor** uses the
 datasheet peaks with every fraction 1, no padding, no latency and no overhead:
 the speed-of-light time. The realistic time is never below it.
 
@@ -48,6 +55,8 @@ from enum import Enum
 
 import numpy as np
 
+from .collectives import allreduce_s
+from .gemm_shapes import K_FILL, gemm_efficiency
 from .hardware import HardwareProfile
 from .ops import NUMERIC_FIELDS, Op, OpKind
 
@@ -79,6 +88,16 @@ class Ceilings:
     tile_tokens: object
     host_bytes_per_s: object = 1.0
     sparse_rate_scale: object = 1.0  # 2:4 sparse tensor-core speed-up / 2: executed FLOPs are already halved
+    # the all-reduce algorithms (`collectives`): defaults leave the ring alone
+    pair_link_bytes_per_s: object = np.inf  # mesh: one GPU-pair link (infinite on a switch)
+    allreduce_step_s: object = np.inf  # one step of the engine's one-shot / two-shot all-reduce (infinite: none)
+    nvls_bytes_per_s: object = 0.0  # NVLink SHARP message rate (0: none)
+    measured_allreduce_latency_s: object = 0.0  # a calibrated line t0 + S / R for this tp (R 0: none)
+    measured_allreduce_bytes_per_s: object = 0.0
+    # the shape-aware GEMM model (`gemm_shapes`): SMs and the output tile; 0 SMs keeps `pad` alone (the floor)
+    sm_count: object = 0
+    gemm_tile_m: object = 128
+    gemm_tile_n: object = 128
     # measured curves of a calibrated profile (`calibration.CalibratedCurves`, or `StackedCurves` along a grid's
     # device axis), or None: analytical. `time_ops` turns them into per-op rates.
     curves: object = None
@@ -100,10 +119,21 @@ class Ceilings:
         link = hw.interconnect.bytes_per_s_per_direction
         host = hw.host_link_bytes_per_s_per_direction
         sparse = (hw.sparsity_2_4_speedup or 2.0) / 2
-        if floor:
-            return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 0, host, sparse)  # tile 0: no padding
+        ic = hw.interconnect
+        pair = ic.pair_bytes_per_s_per_direction or np.inf
+        step = np.inf if ic.custom_allreduce_latency_s is None else ic.custom_allreduce_latency_s
+        if floor:  # tile 0: no padding; every algorithm the device has, at the line rate and no latency
+            return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 0, host, sparse,
+                       pair_link_bytes_per_s=pair, allreduce_step_s=0.0 if np.isfinite(step) else np.inf,
+                       nvls_bytes_per_s=0.0 if ic.nvls_bandwidth_fraction is None else link)
         e = hw.efficiency
         return cls(
+            sm_count=hw.sm_count or 0,
+            gemm_tile_m=hw.gemm_tile_m or 128,
+            gemm_tile_n=hw.gemm_tile_n or 128,
+            pair_link_bytes_per_s=pair * e.interconnect_bandwidth_fraction,
+            allreduce_step_s=step,
+            nvls_bytes_per_s=0.0 if ic.nvls_bandwidth_fraction is None else link * ic.nvls_bandwidth_fraction,
             sparse_rate_scale=sparse,
             host_bytes_per_s=host * e.interconnect_bandwidth_fraction,
             gemm_flops_per_s=peak * e.flops_fraction[compute_key],
@@ -273,15 +303,36 @@ def _tile_padding(t: OpTable, tile):
     return np.where(t.pad_mask & (tile > 0), np.ceil(t.rows_safe / tile_safe) * tile_safe / t.rows_safe, 1.0)
 
 
+def _gemm_slowdown(t: OpTable, c: Ceilings):
+    """Per op, realistic FLOPs / FLOPs: the tile padding of `gemm_tile_tokens`, or, where the profile gives its SMs and
+    tile (`sm_count`), 1 / (wave quantization · tile padding · K fill) of each GEMM's (M, N, K) (`gemm_shapes`)."""
+    pad = _tile_padding(t, c.tile_tokens)
+    if _scalar(c.sm_count) and c.sm_count == 0:
+        return pad
+    f = t.f
+    shaped = t.is_gemm & (f["gemm_n"] > 0) & (f["gemm_k"] > 0) & (np.asarray(c.sm_count) > 0)
+    if f["flops"].ndim == 1 and _scalar(c.sm_count):  # one scenario: only the GEMM rows
+        out = np.array(pad, dtype=float) * np.ones(len(t.names))
+        rows = np.flatnonzero(shaped)
+        out[rows] = 1.0 / gemm_efficiency(f["gemm_m"][rows], f["gemm_n"][rows], f["gemm_k"][rows], 1.0, K_FILL,
+                                          c.sm_count, c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1))
+        return out
+    eff = gemm_efficiency(f["gemm_m"], np.maximum(f["gemm_n"], 1.0), np.maximum(f["gemm_k"], 1.0), 1.0, K_FILL,
+                          np.maximum(c.sm_count, 1), c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1))
+    return np.where(shaped, 1.0 / eff, pad)
+
+
 def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
     """Time every operator of a table against one set of ceilings (see the module docstring)."""
     if c.curves is not None:  # calibrated: per-op rates from the measured curves, then the same formulas
+        # the measured all-reduce line of this group size; no GEMM shape model where a measured table holds the shape
+        c = c.curves.prepare(c, tp)
         return time_ops(t, replace(c.curves.per_op_ceilings(t, c), curves=None), tp)
     f = t.f
-    compute = f["flops"] * _tile_padding(t, c.tile_tokens) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
+    compute = f["flops"] * _gemm_slowdown(t, c) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
     memory = t.hbm_bytes / c.bytes_per_s
-    ring = 2 * (tp - 1) / tp
-    comm = (ring * f["comm_bytes"] / c.link_bytes_per_s + 2 * (tp - 1) * f["messages"] * c.link_latency_s
-            + f["wire_bytes"] / c.link_bytes_per_s + f["wire_messages"] * c.link_latency_s + f["host_bytes"] / c.host_bytes_per_s)
+    allreduce = allreduce_s(f["comm_bytes"], f["messages"], tp, c.link_bytes_per_s, c.pair_link_bytes_per_s, c.link_latency_s,
+                            c.allreduce_step_s, c.nvls_bytes_per_s, c.measured_allreduce_latency_s, c.measured_allreduce_bytes_per_s)
+    comm = (allreduce + f["wire_bytes"] / c.link_bytes_per_s + f["wire_messages"] * c.link_latency_s + f["host_bytes"] / c.host_bytes_per_s)
     overhead = t.f["launches"] * c.kernel_overhead_s
     return Timing(compute, memory, comm, overhead)

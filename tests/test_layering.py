@@ -163,7 +163,7 @@ LEVELS = {
     **dict.fromkeys(["units", "errors", "files", "fmt"], 0),
     **dict.fromkeys(["dtypes", "specs", "hardware", "calibration", "registry", "network", "engines", "hf_import", "bands"], 1),
     **dict.fromkeys(["workload", "techniques"], 2),
-    **dict.fromkeys(["ops", "roofline"], 3),
+    **dict.fromkeys(["ops", "collectives", "gemm_shapes", "roofline"], 3),
     "parallelism": 4, "engine": 5, "energy": 5, "speculative": 6,
     **dict.fromkeys(["predict", "sweep", "compare"], 7),
     "serving": 8, "plan": 9, "disaggregation": 9,
