@@ -305,10 +305,17 @@ class CalibratedCurves:
             for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
 
     def allreduce_line(self, tp):
-        """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a grid of tp, a PCIe host)."""
-        if np.ndim(tp) or not self.allreduce:
+        """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a PCIe host). Over a grid of
+        tp, arrays: each group size's line where it was measured, R = 0 (the analytical algorithms) elsewhere."""
+        if not self.allreduce:
             return None
-        return self.allreduce.get(int(tp))
+        if np.ndim(tp) == 0:
+            return self.allreduce.get(int(tp))
+        tp = np.asarray(tp)
+        lat, rate = np.zeros(tp.shape), np.zeros(tp.shape)
+        for p, (t0, r) in self.allreduce.items():
+            lat, rate = np.where(tp == p, t0, lat), np.where(tp == p, r, rate)
+        return lat, rate
 
     def prepare(self, c, tp):
         """`c` with what the measurements replace before `per_op_ceilings`: the measured all-reduce line of a tp
