@@ -66,8 +66,10 @@ class Interconnect(BaseModel):
             raise SpecError("interconnect.pair_bytes_per_s_per_direction", f"applies to topology mesh only, not {self.topology}")
         if self.nvls_bandwidth_fraction is not None and self.topology != "switch":
             raise SpecError("interconnect.nvls_bandwidth_fraction", "NVLS reduces inside an NVSwitch: topology must be switch")
+        # a value other than the default needs its source (a dumped profile repeats the default switch: no source needed)
+        defaults = {"topology": "switch"}
         set_fields = [k for k in ("topology", "pair_bytes_per_s_per_direction", "custom_allreduce_latency_s", "nvls_bandwidth_fraction")
-                      if k in self.model_fields_set and getattr(self, k) is not None]
+                      if k in self.model_fields_set and getattr(self, k) is not None and getattr(self, k) != defaults.get(k)]
         missing = [k for k in set_fields if k not in self.sources]
         if missing:
             raise SpecError("interconnect.sources", f"no source for {', '.join(missing)}")

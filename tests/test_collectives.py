@@ -36,7 +36,7 @@ def test_each_algorithm_by_hand_on_h100_at_tp8():
     """H100 SXM at tp 8: link 450e9 · 0.82 = 369e9 B/s, alpha 4.6 us, ring hop 1.8 us. A 1 MiB message:
     one-shot 7 · 1,048,576 / 369e9 + 4.6 us = 24.49 us; two-shot 1.75 · 1,048,576 / 369e9 + 9.2 us = 14.17 us;
     ring 4.97 + 14 · 1.8 = 30.17 us. The vLLM 0.24.0 kernel table measures 15.0 us at 1 MiB."""
-    hw = rl.load_hardware("h100-sxm")
+    hw = rl.load_hardware("h100-sxm", analytical=True)
     c = Ceilings.of(hw, "bf16")
     assert c.link_bytes_per_s == pytest.approx(369e9) and c.allreduce_step_s == 4.6e-6
     t = allreduce_times_s(MIB, 1, 8, c.link_bytes_per_s, c.pair_link_bytes_per_s, c.link_latency_s, c.allreduce_step_s,
@@ -57,7 +57,7 @@ def test_a_decode_allreduce_no_longer_pays_fourteen_ring_hops():
     """A decode step of 8 tokens on llama-3.1-70b (hidden 8192) at tp 8 on an H100: 8 · 8192 · 2 = 131,072 bytes.
     One-shot: 7 · 131,072 / 369e9 + 4.6 us = 7.09 us per all-reduce; the old ring charged
     1.75 · 131,072 / 369e9 + 14 · 1.8 us = 25.82 us."""
-    hw = rl.load_hardware("h100-sxm")
+    hw = rl.load_hardware("h100-sxm", analytical=True)
     op = _allreduce_op(8, 8192, 8)
     assert _comm_s(hw, op, 8) == pytest.approx(2 * (7 * 131072 / 369e9 + 4.6e-6))
     ring_only = hw.model_copy(update={"interconnect": hw.interconnect.model_copy(update={"custom_allreduce_latency_s": None})})
@@ -68,7 +68,7 @@ def test_a_mesh_gives_a_tp2_group_one_link():
     """MI300X xGMI: one 64 GB/s link per GPU pair, fraction 0.71. tp 2: the group has 1 link, 45.44e9 B/s;
     tp 8: 7 links, 318.08e9 (= the 448 GB/s per GPU · 0.71). A 64 MiB prefill all-reduce at tp 2, two-shot:
     2 · 1/2 · 67,108,864 / 45.44e9 + 2 · 6.3 us = 1.4769 ms + 12.6 us (one-shot is the same bytes, 6.3 us)."""
-    hw = rl.load_hardware("mi300x")
+    hw = rl.load_hardware("mi300x", analytical=True)
     c = Ceilings.of(hw, "bf16")
     assert hw.interconnect.topology == "mesh"
     assert float(group_link_bytes_per_s(c.link_bytes_per_s, c.pair_link_bytes_per_s, 2)) == pytest.approx(64e9 * 0.71)
@@ -85,7 +85,7 @@ def test_a_mesh_gives_a_tp2_group_one_link():
 
 def test_pcie_devices_keep_the_ring_alone():
     """L40S over PCIe: no custom all-reduce, so the old formula exactly: 2(p-1)/p · C / (32e9 · 0.44) + 2(p-1) · 3 us."""
-    hw = rl.load_hardware("l40s")
+    hw = rl.load_hardware("l40s", analytical=True)
     assert hw.interconnect.topology == "pcie" and hw.interconnect.custom_allreduce_latency_s is None
     op = _allreduce_op(64, 5120, 4)
     c_bytes, messages = 2 * 64 * 5120 * 2, 2
@@ -95,11 +95,11 @@ def test_pcie_devices_keep_the_ring_alone():
 def test_the_floor_is_the_best_algorithm_without_latency_and_never_above_the_real_time():
     """Floor on a switch: the bandwidth-optimal 2(p-1)/p · C / link at the line rate (no alpha)."""
     for name in ("h100-sxm", "mi300x", "l40s", "a100-sxm-80gb"):
-        hw = rl.load_hardware(name)
+        hw = rl.load_hardware(name, analytical=True)
         for tp, tokens in ((2, 1), (4, 64), (8, 8192)):
             op = _allreduce_op(tokens, 8192, tp)
             assert _comm_s(hw, op, tp, floor=True) <= _comm_s(hw, op, tp) * (1 + 1e-12), (name, tp, tokens)
-    hw = rl.load_hardware("h100-sxm")
+    hw = rl.load_hardware("h100-sxm", analytical=True)
     op = _allreduce_op(8192, 8192, 8)
     assert _comm_s(hw, op, 8, floor=True) == pytest.approx(1.75 * 2 * 8192 * 8192 * 2 / 450e9)
 
@@ -117,13 +117,13 @@ def test_a_calibrated_allreduce_line_replaces_the_model_but_not_from_a_pcie_host
     assert _comm_s(hw, op, 8) == pytest.approx(2 * cal["latency_s"] + c_bytes / cal["rate_per_s"])
     analytical = hw.model_copy(update={"calibration": None})  # same summary fractions, no curves
     assert _comm_s(hw, op, 3) == pytest.approx(_comm_s(analytical, op, 3))  # no tp-3 line: the model
-    plain = rl.load_hardware("l40s")
+    plain = rl.load_hardware("l40s", analytical=True)
     assert _comm_s(l40s, op, 8) == pytest.approx(_comm_s(plain, op, 8))
 
 
 def test_a_group_past_the_nvlink_domain_runs_the_ring_over_the_network():
     """tp 16 on 8-GPU H100 nodes: the collective crosses the scale-out network, where only NCCL's ring runs."""
-    hw = rl.load_hardware("h100-sxm")
+    hw = rl.load_hardware("h100-sxm", analytical=True)
     dep = rl.Deployment(tp=16)
     real, floor = Ceilings.of(hw, "bf16"), Ceilings.of(hw, "bf16", floor=True)
     real2, floor2, _, _ = scale_out(hw, dep, real, floor)
@@ -137,7 +137,7 @@ def test_a_group_past_the_nvlink_domain_runs_the_ring_over_the_network():
 def test_nvls_when_a_profile_declares_it():
     """A switch profile with nvls_bandwidth_fraction 0.61: a 256 MiB all-reduce at tp 8 moves S / (450e9 · 0.61)
     + 2 alpha = 977.9 us + 9.2 us, below two-shot's 1.75 · S / 369e9 + 9.2 us = 1272.9 us."""
-    hw = rl.load_hardware("h100-sxm")
+    hw = rl.load_hardware("h100-sxm", analytical=True)
     ic = hw.interconnect.model_dump() | {"nvls_bandwidth_fraction": 0.61,
                                          "sources": {**hw.interconnect.sources, "nvls_bandwidth_fraction": "test"}}
     nv = hw.model_copy(update={"interconnect": rl.Interconnect.model_validate(ic)})
@@ -166,5 +166,5 @@ def test_every_shipped_profile_names_a_topology():
     names = rl.list_hardware()
     assert len(names) >= 15
     for name in names:
-        hw = rl.load_hardware(name)
+        hw = rl.load_hardware(name, analytical=True)
         assert "topology" in hw.interconnect.model_fields_set, name

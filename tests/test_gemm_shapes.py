@@ -65,7 +65,7 @@ def _gemm(m, n, k):
 def test_time_ops_charges_the_shape_on_top_of_the_large_gemm_fraction():
     """H100 SXM (132 SMs, 128 x 128): a 4096³ bf16 GEMM computes at 989.4e12 · 0.80 · eff(4096³); the floor
     (datasheet peak, no shape) at 989.4e12; a profile without sm_count keeps the 16-token padding (none here)."""
-    hw = rl.load_hardware("h100-sxm")
+    hw = rl.load_hardware("h100-sxm", analytical=True)
     t = OpTable.of([_gemm(4096, 4096, 4096)], ())
     real = time_ops(t, Ceilings.of(hw, "bf16"), 1)
     eff = float(gemm_efficiency(4096, 4096, 4096, 1.0, K_FILL, 132, 128, 128, 16))

@@ -87,7 +87,7 @@ def test_does_not_fit_says_required_and_available():
 
 
 def test_slo_out_of_reach_and_unsupported_precision():
-    df = rl.plan(M70, 1, 2048, 256, 1.0, 0.005, hardware=["h100-sxm"])
+    df = rl.plan(M70, 1, 2048, 256, 1.0, 0.002, hardware=["h100-sxm"])  # 2 ms: below any option's TPOT at batch 1
     assert not df.iloc[0]["feasible"] and "even at batch 1" in df.iloc[0]["reason"]
     df = rl.plan(M70, 1, 2048, 256, 0.01, 0.05, hardware=["h100-sxm"])
     assert not df.iloc[0]["feasible"] and df.iloc[0]["binding_constraint"] == "TTFT SLO"
