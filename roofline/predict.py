@@ -49,6 +49,7 @@ from .parallelism import (  # noqa: F401  re-exported
     shared_prefix_tokens,
     tp_widths,
     valid_tps,
+    weight_bytes_per_gpu,
 )
 from .registry import as_hardware, as_model, for_framework
 from .roofline import BOUNDS, Ceilings
@@ -244,13 +245,27 @@ def predict_fitting(model: ModelSpec, hw: HardwareProfile, workload: Workload, d
     so its required and available bytes say by how much.
     """
     model, hw, dep = _inputs(model, hw, workload, deployment)
+    tps = valid_tps(model, hw)
     p = None
-    for tp in valid_tps(model, hw):
-        p = predict(model, hw, workload, dep.model_copy(update={"tp": tp}))
+    for i, tp in enumerate(tps):
+        d = dep.model_copy(update={"tp": tp})
+        if i < len(tps) - 1 and _weights_alone_overflow(model, hw, d):
+            continue  # weights + reserve already exceed the memory: it cannot fit, no need to time it
+        p = predict(model, hw, workload, d)
         if p.fits:
             return p
-    assert p is not None  # tp=1 is always valid
+    assert p is not None  # the largest valid tp is always predicted
     return p
+
+
+def _weights_alone_overflow(model: ModelSpec, hw: HardwareProfile, dep: Deployment) -> bool:
+    """Weights + runtime reserve per GPU above the engine's memory: a lower bound of `memory_required_bytes_per_gpu`
+    already over `memory_available_bytes_per_gpu`, so `predict` would say fits=False."""
+    try:
+        rd = dep.resolved(model)
+    except SpecError:
+        return False  # let predict raise (or fall back) with its own message
+    return weight_bytes_per_gpu(model, rd, dep.tp) + dep.runtime_reserve_bytes > engine_memory_bytes(rd, hw.memory_bytes)
 
 
 def breakeven_batch(model: ModelSpec, hw, wl: Workload, dep: Deployment, max_batch: int = 4096) -> int | None:

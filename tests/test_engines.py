@@ -159,3 +159,15 @@ def test_the_engine_picks_its_frameworks_kernel_tables():
     df = rl.sweep("llama-3.1-8b", "h100-sxm", batch_size=8, prompt_tokens=1024, output_tokens=128,
                   deployment=rl.Deployment(engine="trtllm"))
     assert df.ttft_s.iloc[0] == pytest.approx(trt.ttft_s, rel=1e-9) and df.tpot_s.iloc[0] == pytest.approx(trt.tpot_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("model, hw, batch", [("llama-3.1-70b", "h100-sxm", 8), ("llama-3.1-70b", "h100-sxm", 24),
+                                               ("llama-3.1-405b", "l4", 1), ("llama-3.1-8b", "a100-sxm-80gb", 64)])
+def test_predict_fitting_skips_only_tps_whose_weights_alone_overflow(model, hw, batch):
+    # predict_fitting skips a tp without timing it when weights + reserve already exceed the engine's memory share;
+    # it must still pick what predicting every tp in turn picks (the first that fits, else the largest tp)
+    wl = rl.Workload(batch_size=batch, prompt_tokens=2048, output_tokens=256)
+    got = rl.predict_fitting(model, hw, wl)
+    every = [rl.predict(model, hw, wl, rl.Deployment(tp=tp)) for tp in rl.valid_tps(rl.load_model(model), rl.load_hardware(hw))]
+    want = next((p for p in every if p.fits), every[-1])
+    assert got.model_dump_json() == want.model_dump_json()  # NaN costs of a deployment that does not fit compare equal as text
