@@ -28,11 +28,10 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .errors import SpecError, validation_message
-from .files import parse_mapping
-from .registry import data_dir
+from .errors import SpecError
+from .registry import for_framework, load_profile, profile_ids
 
 DEFAULT_ENGINE = "vllm"
 MAX_OVERHEAD_S = 1.0
@@ -97,24 +96,18 @@ class EngineProfile(BaseModel):
         return self.request_overhead_s + self.tokenize_s_per_token * prompt_tokens
 
 
-def _dir():
-    return data_dir("hardware_profiles").joinpath("engines")
-
-
 def list_engines() -> list[str]:
     """Ids of the shipped engine profiles."""
-    return sorted(p.name[:-5] for p in _dir().iterdir() if p.name.endswith(".yaml"))
+    return profile_ids("engines")
 
 
 @functools.lru_cache(maxsize=None)
 def load_engine(engine_id: str) -> EngineProfile:
     """A shipped engine profile by id; an unknown id is a one-line error listing the choices."""
-    ids = list_engines()
-    if not isinstance(engine_id, str) or engine_id not in ids:
-        raise SpecError("engine", f"unknown engine {engine_id!r}; choose one of {', '.join(ids)}, or none for the bare roofline")
-    where = f"engines/{engine_id}.yaml"
-    data = parse_mapping(_dir().joinpath(f"{engine_id}.yaml").read_bytes(), where, "yaml")
-    try:
-        return EngineProfile.model_validate(data)
-    except ValidationError as exc:
-        raise validation_message(exc, where, EngineProfile) from None
+    return load_profile("engines", engine_id, EngineProfile, "engine", ", or none for the bare roofline")
+
+
+def engine_tables(hw, engine_id: str | None):
+    """`hw` timed with the kernel tables of engine `engine_id`'s framework where shipped (`registry.for_framework`);
+    as it is for the bare roofline (None)."""
+    return hw if engine_id is None else for_framework(hw, load_engine(engine_id).framework)

@@ -15,12 +15,11 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .errors import SpecError, validation_message
-from .files import parse_mapping
+from .errors import SpecError
 from .hardware import MAX_BANDWIDTH_BYTES_PER_S, MAX_LATENCY_S
-from .registry import data_dir
+from .registry import load_profile, profile_ids
 
 DEFAULT_NETWORK = "ib-ndr-400"
 
@@ -43,24 +42,12 @@ class NetworkProfile(BaseModel):
         return self
 
 
-def _dir():
-    return data_dir("hardware_profiles").joinpath("networks")
-
-
 def list_networks() -> list[str]:
     """Ids of the shipped scale-out network profiles."""
-    return sorted(p.name[:-5] for p in _dir().iterdir() if p.name.endswith(".yaml"))
+    return profile_ids("networks")
 
 
 @functools.lru_cache(maxsize=None)
 def load_network(network_id: str) -> NetworkProfile:
     """A shipped network profile by id; an unknown id is a one-line error listing the choices."""
-    ids = list_networks()
-    if not isinstance(network_id, str) or network_id not in ids:
-        raise SpecError("network", f"unknown network {network_id!r}; choose one of {', '.join(ids)}")
-    where = f"networks/{network_id}.yaml"
-    data = parse_mapping(_dir().joinpath(f"{network_id}.yaml").read_bytes(), where, "yaml")
-    try:
-        return NetworkProfile.model_validate(data)
-    except ValidationError as exc:
-        raise validation_message(exc, where, NetworkProfile) from None
+    return load_profile("networks", network_id, NetworkProfile, "network")

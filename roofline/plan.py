@@ -60,13 +60,13 @@ from . import fmt
 from .bands import band_limits, hardware_class, precision_class
 from .energy import fleet_energy_per_output_token_j, kwh_per_million, serving_energy_per_output_token_j
 from .engine import usd_per_million_tokens
-from .engines import DEFAULT_ENGINE, load_engine
+from .engines import DEFAULT_ENGINE, engine_tables, load_engine
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .network import load_network
 from .parallelism import check, engine_memory_bytes, replica_span, tp_widths, valid_tps
 from .predict import Prediction, predict
-from .registry import as_hardware, as_model, for_framework, list_hardware
+from .registry import as_hardware, as_model, list_hardware
 from .serving import TTFT_PERCENTILES, Curves, Traffic, batch_grid_for, check_chunk_tokens, check_positive_int, check_traffic
 from .specs import ModelSpec
 from .workload import Deployment, Workload
@@ -387,9 +387,8 @@ def plan_fleet(model: ModelSpec, traffic: Traffic, slo: SLO, space: SearchSpace 
     if traffic.requests_per_s is None and traffic.concurrency is None:
         raise SpecError("requests_per_s", "the planner sizes a fleet for a load; give requests_per_s (or a concurrency)")
     devices = space.devices()
-    if space.engine is not None:  # each device timed with the kernel tables of the engine's framework, where shipped
-        fw = load_engine(space.engine).framework
-        devices = [(given, for_framework(hw, fw)) for given, hw in devices]
+    # each device timed with the kernel tables of the engine's framework, where shipped
+    devices = [(given, engine_tables(hw, space.engine)) for given, hw in devices]
     space.check_model(m)
     static = space.serving == "static"
     if static and traffic.concurrency is not None:

@@ -35,7 +35,7 @@ from . import ops as O
 from .bands import Band, bands_for
 from .energy import static_energy
 from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
-from .engines import load_engine
+from .engines import engine_tables
 from .errors import SpecError, renamed
 from .hardware import HardwareProfile
 from .parallelism import (  # noqa: F401  re-exported
@@ -51,7 +51,7 @@ from .parallelism import (  # noqa: F401  re-exported
     valid_tps,
     weight_bytes_per_gpu,
 )
-from .registry import as_hardware, as_model, for_framework
+from .registry import as_hardware, as_model
 from .roofline import BOUNDS, Ceilings
 from .specs import ModelSpec
 from .speculative import apply_speculative
@@ -198,8 +198,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     """Predict one scenario. Bad combinations raise `SpecError`; a scenario that does not fit
     in memory returns `fits=False` with required and available bytes. `model` and `hw` may be ids or paths."""
     model, hw, dep = _inputs(model, hw, workload, deployment)
-    if dep.engine is not None:  # timed with the kernel tables of the engine's framework, where shipped
-        hw = for_framework(hw, load_engine(dep.engine).framework)
+    hw = engine_tables(hw, dep.engine)  # timed with the kernel tables of the engine's framework, where shipped
     rd = check(model, hw, workload, dep)
     real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
     real, floor, hop, notes = scale_out(hw, dep, real, floor)

@@ -249,3 +249,22 @@ def for_framework(hw: HardwareProfile, framework: str | None) -> HardwareProfile
     if _load_default_calibrated(hw.id, str(default)).calibration.id != cal.id:  # not the shipped default: keep it
         return hw
     return _load_default_calibrated(hw.id, str(path))
+
+
+def profile_ids(folder: str) -> list[str]:
+    """Ids of the shipped profiles in `hardware_profiles/<folder>/` (networks, engines)."""
+    return sorted(p.name[:-5] for p in data_dir(_HARDWARE).joinpath(folder).iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(folder: str, profile_id, cls, field: str, or_else: str = ""):
+    """The shipped profile `hardware_profiles/<folder>/<profile_id>.yaml` validated as `cls`; an unknown id is a
+    one-line error naming `field` and listing the choices (`or_else` adds one, e.g. ", or none for ...")."""
+    ids = profile_ids(folder)
+    if not isinstance(profile_id, str) or profile_id not in ids:
+        raise SpecError(field, f"unknown {field} {profile_id!r}; choose one of {', '.join(ids)}{or_else}")
+    where = f"{folder}/{profile_id}.yaml"
+    data = parse_mapping(data_dir(_HARDWARE).joinpath(folder, f"{profile_id}.yaml").read_bytes(), where, "yaml")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise validation_message(exc, where, cls) from None

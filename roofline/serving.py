@@ -102,7 +102,7 @@ from . import fmt
 from . import ops as O
 from .bands import Band, bands_for
 from .engine import decode_ceilings, stage, usd_per_million_tokens
-from .engines import load_engine
+from .engines import engine_tables
 from .errors import SpecError, renamed
 from .hardware import HardwareProfile
 from .parallelism import (
@@ -116,7 +116,7 @@ from .parallelism import (
     step_workspace_bytes,
     weight_bytes_per_gpu,
 )
-from .registry import as_hardware, as_model, for_framework
+from .registry import as_hardware, as_model
 from .roofline import Ceilings, OpTable, stacked, time_ops
 from .specs import MAX_CONTEXT, ModelSpec
 from .workload import Deployment, ResolvedDeployment, Workload
@@ -794,9 +794,8 @@ def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareP
 def curves_for(model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens: int | None,
                max_batch_size: int | None = None, decode_only: bool = False) -> Curves:
     """The curves of one deployment on one device, checked (`parallelism.check`) at the traffic's memory workload;
-    the device timed with the kernel tables of the deployment engine's framework where shipped (`registry.for_framework`)."""
-    if dep.engine is not None:
-        hw = for_framework(hw, load_engine(dep.engine).framework)
+    the device timed with the kernel tables of the deployment engine's framework where shipped (`engines.engine_tables`)."""
+    hw = engine_tables(hw, dep.engine)
     rd = check(model, hw, traffic.memory_workload(), dep)
     return Curves(model, rd, dep.tp, [hw], traffic, chunk_tokens, batch_grid_for(model, rd, [hw], traffic, max_batch_size),
                   max_batch_size, decode_only)

@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 from . import fmt
 from . import ops as O
 from .engine import derived, evaluate
-from .engines import load_engine
+from .engines import engine_tables
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
 from .parallelism import engine_limits, engine_memory_bytes, tp_widths
-from .registry import for_framework, load_hardware, load_model
+from .registry import load_hardware, load_model
 from .roofline import BOUNDS, Ceilings, stacked
 from .specs import MAX_CONTEXT, ModelSpec
 from .workload import MAX_BATCH, MAX_GPUS, Deployment
@@ -105,8 +105,7 @@ def sweep(
                                  f"budget of {fmt.gigabytes(SWEEP_MEMORY_BUDGET_BYTES)} (sweep.SWEEP_MEMORY_BUDGET_BYTES); "
                                  "split it into smaller sweeps")
     base = deployment or Deployment()
-    if base.engine is not None:  # timed with the kernel tables of the engine's framework, where shipped
-        hws = [for_framework(h, load_engine(base.engine).framework) for h in hws]
+    hws = [engine_tables(h, base.engine) for h in hws]  # timed with the kernel tables of the engine's framework, where shipped
     if base.speculative is not None or base.on_unsupported_dtype == "fallback" or base.network is not None:
         raise SpecError("deployment", "sweep takes single-node deployments without speculative decoding or dtype fallback; "
                                       "use predict() or compare() for those")
