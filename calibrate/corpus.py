@@ -350,7 +350,9 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
         raise Unsupported(f"a static batch on {row.num_gpus} GPUs in replicas of {row.replica_gpus}: how the batch splits is not stated")
     if row.workload == "offline" and row.metric not in ("output_throughput", "total_throughput", "request_throughput"):
         raise Unsupported(f"{row.metric} of an offline run")
-    key = (row.model, row.gpu, row.tp, row.pp, row.ep, row.weight_dtype, row.activation_dtype, row.kv_dtype,
+    # everything the prediction reads from the row, the engine included (two frameworks' rows of one setup differ)
+    key = (row.model, row.gpu, ENGINE_OF_FRAMEWORK.get(row.framework), row.tp, row.pp, row.ep, row.weight_dtype,
+           row.activation_dtype, row.kv_dtype,
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
            row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas)
     if cache is not None and key in cache:

@@ -110,6 +110,20 @@ def test_rows_run_under_their_frameworks_engine_profile():
     assert corpus.predict_row(_row(framework="vllm", metric="tpot", unit="ms", **r)) == pytest.approx(p.tpot_s * 1e3)
 
 
+def test_the_prediction_cache_keys_on_the_engine():
+    # two rows of one setup measured under different frameworks share a cache but not a prediction: the vLLM row
+    # pays vLLM's per-step CPU time (h(B) = 160 us + 21 us/seq) that the TensorRT-LLM profile does not
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64, metric="tpot", unit="ms")
+    cache: dict = {}
+    got = {fw: corpus.predict_row(_row(framework=fw, **r), cache=cache) for fw in ("vllm", "trtllm")}
+    for fw in ("vllm", "trtllm"):
+        p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64), rl.Deployment(engine=fw))
+        assert got[fw] == pytest.approx(p.tpot_s * 1e3)
+    assert got["vllm"] != pytest.approx(got["trtllm"])
+    assert len(cache) == 2
+
+
 def test_throughput_of_a_run_is_its_replicas_and_per_gpu_divides_by_all_gpus():
     # 8 GPUs in replicas of tp2: 4 replicas, each at the capacity of one tp2 replica
     lam = capacity_requests_per_s("llama-3.1-8b", "h100-sxm", 1024, 128, rl.Deployment(tp=2, engine=None))
