@@ -18,7 +18,12 @@ on every operator is timed against the measured curves instead of the constant f
   A decode GEMM (M = 8) is memory-bound; its measured fraction then carries the weight-read
   time, so its compute term equals the measured time of that shape.
 * **Attention**: prefill (flash / SDPA, causal) as t = t0 + F / R over FLOPs per kernel,
-  and decode (one query against a KV cache) as t = t0 + B / R over bytes per kernel.
+  and decode (one query against a KV cache) as t = t0 + B / R over bytes per kernel. A prefill
+  curve with `x_unit = "executed_flops"` counts F as the kernel's causal tiles over its wave
+  efficiency (`attention_shapes`: short prompts waste diagonal tiles, few blocks leave SMs idle);
+  `attention_decode_kv_head_s`, when present, adds a cost per (sequence, KV head) to the decode
+  line: t = t0 + B / R + batch · kv_heads · t_kvh. Without them, F is the useful FLOPs and the
+  decode line has two terms.
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
@@ -44,6 +49,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .attention_shapes import wave_efficiency
 from .errors import SpecError, validation_message
 from .files import read_mapping
 
@@ -93,7 +99,9 @@ class AffineCurve(BaseModel):
     """t(x) = latency_s + x / rate_per_s, fitted to measured medians (x in bytes or FLOPs per kernel)."""
 
     model_config = _FROZEN
-    x_unit: Literal["bytes", "flops"]
+    x_unit: Literal["bytes", "flops", "executed_flops"] = Field(
+        description="what x counts: bytes, the op's FLOPs, or (prefill attention) its causal-tile FLOPs over its wave "
+                    "efficiency (`attention_shapes`)")
     latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed time per kernel (ramp-up, tail), seconds")
     rate_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="asymptotic bytes/s or FLOP/s of large kernels")
     peak_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's datasheet peak the fraction divides by")
@@ -190,6 +198,9 @@ class Calibration(BaseModel):
     gemm: dict[str, GemmTable] = Field(description="dtype key -> table; a dtype left out keeps its datasheet fraction")
     attention_prefill: AffineCurve | None = Field(None, description="causal flash/SDPA prefill, FLOPs per kernel")
     attention_decode: AffineCurve | None = Field(None, description="one query per sequence against a KV cache, bytes per kernel")
+    attention_decode_kv_head_s: float | None = Field(
+        None, ge=0, le=MAX_LATENCY_S, description="decode attention's time per (sequence, KV head) per kernel, fitted with "
+                                                  "attention_decode; None: the two-term line alone")
     kernel_overhead_s: float = Field(ge=0, le=MAX_LATENCY_S, description="seconds per eager kernel launch")
     kernel_overhead_graph_s: float | None = Field(None, ge=0, le=MAX_LATENCY_S, description="seconds per kernel replayed from a CUDA graph")
     interconnect_fraction: float | None = Field(None, gt=0, le=1, description="all-reduce bus bandwidth / link rate; None = not measured")
@@ -204,8 +215,10 @@ class Calibration(BaseModel):
             c = getattr(self, name)
             if c is not None and c.x_unit != "bytes":
                 raise SpecError(f"{name}.x_unit", "must be 'bytes'")
-        if self.attention_prefill is not None and self.attention_prefill.x_unit != "flops":
-            raise SpecError("attention_prefill.x_unit", "must be 'flops'")
+        if self.attention_prefill is not None and self.attention_prefill.x_unit == "bytes":
+            raise SpecError("attention_prefill.x_unit", "must be 'flops' or 'executed_flops'")
+        if self.attention_decode_kv_head_s is not None and self.attention_decode is None:
+            raise SpecError("attention_decode_kv_head_s", "needs the attention_decode line it was fitted with")
         for key, table in self.gemm.items():
             if key != table.dtype:
                 raise SpecError(f"gemm.{key}.dtype", f"is {table.dtype!r} under key {key!r}")
@@ -268,8 +281,8 @@ class CalibratedCurves:
     the profile's sourced `efficiency.kernel_overhead_graph_s`).
     """
 
-    __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_dec_latency_s",
-                 "att_dec_rate", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s", "launch", "allreduce")
+    __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_pre_executed", "att_dec_latency_s",
+                 "att_dec_rate", "att_kv_head_s", "sm_count", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s", "launch", "allreduce")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -285,6 +298,9 @@ class CalibratedCurves:
             self.att_pre_latency_s, self.att_pre_rate = 0.0, peak * hw.efficiency.attention_flops_fraction
         else:
             self.att_pre_latency_s, self.att_pre_rate = a.latency_s, a.rate_per_s * (peak / a.peak_per_s)
+        self.att_pre_executed = a is not None and a.x_unit == "executed_flops"
+        self.sm_count = hw.sm_count or 0
+        self.att_kv_head_s = (cal.attention_decode_kv_head_s or 0.0) if cal.attention_decode is not None else 0.0
         d = cal.attention_decode or m
         if d is None:
             self.att_dec_latency_s, self.att_dec_rate = self.mem_latency_s, self.mem_rate
@@ -351,7 +367,9 @@ class CalibratedCurves:
         decode-attention line for bytes and the prefill line for FLOPs; every other op the copy
         line; in a replayed pass (a decode step) the attention kernel is the decode kernel, whose fixed time the
         decode line's t0 already holds, so its FLOPs run at the prefill line's asymptotic rate without the prefill
-        t0. A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
+        t0. A prefill line over executed FLOPs times the op's `executed_flops` over its wave efficiency (`attention_shapes`)
+        instead of its FLOPs, and a decode line with `attention_decode_kv_head_s` adds kv_units · t_kvh to its fixed time,
+        so the rates below give layers · t0 + X / R (+ kv_units · t_kvh on the bytes). A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
         N·K = F / (2 · launches · M) from its FLOPs (for MoE experts, the touched experts' total; for a
         2:4 sparse GEMM, whose F counts the executed half, from the dense 2F, so the lookup lands on the
         weight's real shape); a weight-only GEMM gets peak · f_c(N·K), the column's compute efficiency
@@ -365,18 +383,21 @@ class CalibratedCurves:
         layers = t.column(t.layers)
         flops, hbm = f["flops"], t.hbm_bytes
         with np.errstate(divide="ignore", invalid="ignore"):
-            if self.mem_latency_s == 0 and self.att_dec_latency_s == 0:
+            if self.mem_latency_s == 0 and self.att_dec_latency_s == 0 and self.att_kv_head_s == 0:
                 bytes_rate = np.where(t.is_attention, self.att_dec_rate, self.mem_rate)
             else:
                 kernels = np.where(t.is_attention, layers, f["launches"])
                 lat = np.where(t.is_attention, self.att_dec_latency_s, self.mem_latency_s)
                 rate = np.where(t.is_attention, self.att_dec_rate, self.mem_rate)
-                bytes_rate = np.where(hbm > 0, hbm / (kernels * lat + hbm / rate), rate)
+                fixed = kernels * lat + f["kv_units"] * self.att_kv_head_s  # kv_units: 0 off attention
+                bytes_rate = np.where(hbm > 0, hbm / (fixed + hbm / rate), rate)
+            busy = t.is_attention & (flops > 0)
+            work = self._attention_work(t, layers) if self.att_pre_executed else flops
             if self.att_pre_latency_s == 0 or self.launch == "graph":  # a decode step: the decode line holds its fixed time
-                att_rate = self.att_pre_rate
+                att_rate = np.where(busy, flops / (work / self.att_pre_rate), self.att_pre_rate) if self.att_pre_executed \
+                    else self.att_pre_rate
             else:
-                busy = t.is_attention & (flops > 0)
-                att_rate = np.where(busy, flops / (layers * self.att_pre_latency_s + flops / self.att_pre_rate), self.att_pre_rate)
+                att_rate = np.where(busy, flops / (layers * self.att_pre_latency_s + work / self.att_pre_rate), self.att_pre_rate)
             if self.gemm is None:
                 gemm_rate = c.gemm_flops_per_s
             else:
@@ -386,6 +407,11 @@ class CalibratedCurves:
         return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate,
                                    kernel_overhead_s=overhead)
 
+    def _attention_work(self, t, layers):
+        """Per op, the x of an executed-FLOPs prefill line: causal-tile FLOPs / wave efficiency of one layer's kernel
+        over this device's SMs (`attention_shapes.wave_efficiency`); 0 off attention."""
+        f = t.f
+        return f["executed_flops"] / wave_efficiency(f["attention_tiles"] / layers, self.sm_count)
 
     def _gemm_rates(self, t, c, bytes_rate):
         """(FLOP rate, bytes rate) per op with the GEMM table applied; see `per_op_ceilings` and the class docstring.

@@ -44,6 +44,7 @@ from enum import Enum
 
 import numpy as np
 
+from .attention_shapes import decode_kv_units, executed_pairs, prefill_query_tiles
 from .dtypes import QuantScheme
 from .specs import Matrix, ModelSpec
 from .workload import ResolvedDeployment
@@ -92,6 +93,11 @@ class Op:
     bytes one GPU sends point-to-point (all-to-all, pipeline hand-offs) in
     `wire_messages` messages, with no ring factor; `host_bytes` cross the host
     link (offloaded weights or KV streamed in).
+
+    Attention ops also carry their shape (`attention_shapes`): `executed_flops`, the FLOPs of the causal
+    tiles a flash kernel runs (the useful `flops` for a decode step or a naive kernel); `attention_tiles`,
+    its query-tile blocks (0 for a decode step); `kv_units`, its (sequence, KV head) units; each summed
+    over the layers. A calibrated profile whose curves were fitted over them times the op by them.
     """
 
     name: str
@@ -115,6 +121,9 @@ class Op:
     wire_bytes: object = 0.0
     wire_messages: object = 0.0
     host_bytes: object = 0.0
+    executed_flops: object = 0.0
+    attention_tiles: object = 0.0
+    kv_units: object = 0.0
     window: float = math.inf
 
     @property
@@ -426,10 +435,16 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
     else:
         kv_read, act_kv = batch * visible * kv_token, 0.0
     score_bytes = NAIVE_SCORE_PASSES * batch * heads * pairs * ab if naive else 0.0
+    per_pair = 2 * d_qk + 2 * d_v
+    executed = pairs if naive else executed_pairs(new, past, window)  # a naive kernel computes the whole score matrix
+    kv_heads = 1 if model.mla is not None and absorbed else (heads if model.mla is not None else model.kv_heads_per_gpu(tp))
     return Op(
         "attention", group, OpKind.ATTENTION, layers,
         launches=layers * (NAIVE_ATTENTION_LAUNCHES if naive else FLASH_ATTENTION_LAUNCHES),
-        flops=layers * batch * heads * pairs * (2 * d_qk + 2 * d_v),
+        flops=layers * batch * heads * pairs * per_pair,
+        executed_flops=layers * batch * heads * executed * per_pair,
+        attention_tiles=0.0 if naive else layers * prefill_query_tiles(batch, heads, new),
+        kv_units=layers * decode_kv_units(batch, kv_heads),
         act_read_bytes=layers * (tokens * heads * d_qk * ab + act_kv + score_bytes / 2),
         act_write_bytes=layers * (tokens * heads * d_v * ab + score_bytes / 2),
         kv_read_bytes=layers * kv_read,
