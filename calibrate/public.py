@@ -52,9 +52,10 @@ import pandas as pd
 import roofline as rl
 from roofline.calibration import SCHEMA_VERSION, AffineCurve, Calibration, GemmTable
 from roofline.errors import SpecError
+from roofline.attention_shapes import decode_kv_units, executed_pairs, query_tiles, wave_efficiency
 from roofline.ops import attended_keys
 
-from .fit import fit_affine
+from .fit import fit_affine, fit_affine_units
 
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
@@ -174,6 +175,14 @@ def prefill_attention_flops(batch, isl, heads, head_dim):
     return np.asarray(batch) * heads * attended_keys(np.asarray(isl, dtype=float), 0.0) * 4 * np.asarray(head_dim)
 
 
+def prefill_executed_flops(batch, isl, heads, head_dim, sms):
+    """The x of an executed-FLOPs prefill line (`roofline.attention_shapes`): batch · heads · the causal tiles' pairs ·
+    4d, over the wave efficiency of batch · heads · ceil(isl / 128) query-tile blocks on `sms` SMs."""
+    batch, isl = np.asarray(batch, dtype=float), np.asarray(isl, dtype=float)
+    executed = batch * heads * executed_pairs(isl, 0.0) * 4 * np.asarray(head_dim)
+    return executed / wave_efficiency(batch * heads * query_tiles(isl), sms)
+
+
 def decode_attention_bytes(batch, context, heads, kv_heads, head_dim, kv_bytes, act_bytes=HALF_BYTES):
     """HBM bytes of one decode attention kernel at `context` visible tokens (the new one included).
 
@@ -261,6 +270,16 @@ def prefill_x(rows: pd.DataFrame) -> np.ndarray:
                                    rows["num_heads"].to_numpy(float), rows["head_dim"].to_numpy(float))
 
 
+def prefill_executed_x(rows: pd.DataFrame, sms: int) -> np.ndarray:
+    return prefill_executed_flops(rows["batch_size"].to_numpy(float), rows["isl"].to_numpy(float),
+                                  rows["num_heads"].to_numpy(float), rows["head_dim"].to_numpy(float), sms)
+
+
+def decode_units(rows: pd.DataFrame) -> np.ndarray:
+    """(sequence, KV head) units of each decode row: batch · kv_heads."""
+    return decode_kv_units(rows["batch_size"].to_numpy(float), rows["num_key_value_heads"].to_numpy(float))
+
+
 def decode_x(rows: pd.DataFrame) -> np.ndarray:
     kv_bytes = rows["kv_cache_dtype"].map({"bfloat16": 2, "float16": 2, "fp8": 1}).to_numpy(float)
     return decode_attention_bytes(rows["batch_size"].to_numpy(float), (rows["isl"] + rows["step"]).to_numpy(float),
@@ -328,15 +347,18 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
                 gemm[key] = t
     if not gemm:
         raise SpecError("gemm", f"{system} {framework} {version}: no bf16/fp16/fp8 GEMM rows to fit")
-    pre = dec = None
+    pre = dec = kv_head_s = None
     if "context_attention" in tables:
         rows = attention_rows(tables["context_attention"])
-        x, t = prefill_x(rows), rows["latency"].to_numpy(float) * TABLE_TIME_S
-        pre = _compress(fit_affine(x, t, hw.peak_flops("bf16"), "flops", notes, "attention_prefill"), x, t)
+        x, t = prefill_executed_x(rows, hw.sm_count or 0), rows["latency"].to_numpy(float) * TABLE_TIME_S
+        pre = _compress(fit_affine(x, t, hw.peak_flops("bf16"), "executed_flops", notes, "attention_prefill"), x, t)
     if "generation_attention" in tables:
         rows = attention_rows(tables["generation_attention"])
         x, t = decode_x(rows), rows["latency"].to_numpy(float) * TABLE_TIME_S
-        dec = _compress(fit_affine(x, t, hw.memory_bandwidth_bytes_per_s, "bytes", notes, "attention_decode"), x, t)
+        line, kv_head_s = fit_affine_units(x, decode_units(rows), t, hw.memory_bandwidth_bytes_per_s, "bytes", notes,
+                                           "attention_decode")
+        dec = _compress(line, x, t)
+        kv_head_s = None if dec is None or kv_head_s is None else _sig(kv_head_s)
     link = hw.interconnect.bytes_per_s_per_direction
     ar = tables.get("allreduce")
     allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
@@ -356,6 +378,7 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         gemm=gemm,
         attention_prefill=pre,
         attention_decode=dec,
+        attention_decode_kv_head_s=kv_head_s,
         kernel_overhead_s=hw.efficiency.kernel_overhead_s,
         interconnect_fraction=interconnect_fraction(ar, link) if ar is not None else None,
         allreduce=allreduce,
