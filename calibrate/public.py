@@ -19,12 +19,15 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   2 · 4096³ / (2e-4 · 989.4e12) = 0.695. The (M, N·K) table keeps every measured M and pools
   N·K into half-octave bins (their median), so one file stays small.
 * `attention/.../context_attention_perf.parquet`: causal prefill of `isl` tokens with bf16 KV
-  and no sliding window, one line t = t0 + F / R over the kernel's FLOPs, counted as
-  `roofline.ops` counts them: batch · heads · isl(isl + 1)/2 · (2·d + 2·d).
+  and no sliding window, one line t = t0 + X / R over the kernel's executed FLOPs over its wave
+  efficiency (`roofline.attention_shapes`, `x_unit: executed_flops`): batch · heads · the causal
+  128 x 128 tiles' pairs · (2·d + 2·d), over the busy fraction of the profile's SMs running
+  batch · heads · ceil(isl / 128) query-tile blocks.
 * `attention/.../generation_attention_perf.parquet`: one new token against a context of
-  isl + step tokens, bf16 KV, t = t0 + B / R over the bytes `roofline.ops` charges the
-  attention op: KV read batch · context · 2 · kv_heads · d · kv_bytes, the new token's KV
-  written, Q read and the output written (heads · d · 2 bytes per sequence each).
+  isl + step tokens, bf16 KV, t = t0 + B / R + batch · kv_heads · t_kvh over the bytes
+  `roofline.ops` charges the attention op (KV read batch · context · 2 · kv_heads · d · kv_bytes,
+  the new token's KV written, Q read and the output written, heads · d · 2 bytes per sequence
+  each) and the kernel's (sequence, KV head) blocks (`attention_decode_kv_head_s` = t_kvh).
 * `comm/<framework>/.../custom_allreduce_perf.parquet`: the engine's all-reduce (the rows
   replayed from a CUDA graph where the table has both), per group size p a line
   t = t0 + S / R over message bytes S (elements · 2 for bf16); `interconnect_fraction` is the
