@@ -42,11 +42,11 @@ def test_other_kernels_still_pay_every_launch():
 
 
 def test_predict_charges_the_allreduce_kernels_no_launch():
-    """llama-3.1-70b at tp 8 on an H100 SXM, batch 8: both passes list 2 · 80 = 160 all-reduce launches with no overhead;
+    """llama-3.1-70b at tp 8 on an H100 SXM under vLLM (its custom all-reduce), batch 8: both passes list 2 · 80 = 160 all-reduce launches with no overhead;
     the decode step's 160 all-reduces of 8 · 8192 · 2 bytes take 160 · (7 · 131,072 / 369e9 + 4.6 us) = 1.134 ms."""
     hw = rl.load_hardware("h100-sxm", analytical=True)
     model = rl.load_model("llama-3.1-70b")
-    p = rl.predict(model, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64), rl.Deployment(tp=8, engine=None))
+    p = rl.predict(model, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64), rl.Deployment(tp=8, engine="vllm"))
     ar = p.operators[p.operators["op"] == "allreduce"]
     assert list(ar["launches"]) == [2 * model.num_layers] * 2
     assert (ar["overhead_s"] == 0).all()
