@@ -282,7 +282,7 @@ class CalibratedCurves:
     below 6 bits, else 8 (int8), group scales included. Worked number (A100 SXM, TensorRT-LLM 1.0.0
     int4 rows: t0 = 12.84 µs, R = 1.330e12 B/s = 0.652 of 2.039 TB/s): llama-2-7b's fused QKV at
     one token, N = 12,288, K = 4,096, 25.2 MB of int4 weights, takes 12.84 + 18.9 = 31.8 µs, where
-    the datasheet fraction (0.92) gave 13.4 µs.
+    the datasheet fraction (0.83) gave 14.9 µs.
 
     **Launch overhead.** A table's latency is the kernel's time alone, including its fixed
     ramp-up and tail (the smallest GEMM: 2.45 µs on H100). An op timed by a measured GEMM table or

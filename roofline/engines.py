@@ -23,7 +23,7 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
   NVLink domain (`custom_allreduce`); without one (and on the bare roofline, which runs torch.distributed) the
   all-reduce is NCCL's (`nccl_allreduce`): the calibration's measured NCCL line where the file has one, else the
   analytical ring (`collectives`). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
-  131,072 bytes is 18.2 µs + 131,072 / 220.1e9 = 18.8 µs by NCCL, where vLLM's custom kernel takes about 6 µs.
+  131,072 bytes is 18.2 µs + 131,072 / 220.1e9 = 18.8 µs by NCCL, where vLLM's custom kernel (its 0.24.0 table) takes 5.38 µs + 131,072 / 224.2e9 = 5.96 µs.
 
 Defaults that depend on the GPU (vLLM gives GPUs with at least 70 GiB, other than the A100, larger
 budgets) are a `large_gpu` override, resolved by `EngineProfile.limits`.
