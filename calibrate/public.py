@@ -30,6 +30,12 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   t = t0 + S / R over message bytes S (elements · 2 for bf16); `interconnect_fraction` is the
   bus bandwidth 2(p-1)/p · S / t of the largest message of the largest group over the link rate.
 
+* `comm/nccl/<newest>/nccl_perf.parquet`: NCCL's half-precision all-reduce, the same line per group
+  size (`nccl_allreduce`): what runs where the engine has no custom all-reduce (`engines.nccl_allreduce`).
+* `gemm/.../gemm_perf.parquet` rows `int4_wo` / `int8_wo` with M ≤ `GEMV_MAX_TOKENS` (from the newest
+  table that has them, this framework's first: `weight_only_rows`): a weight-only decode GEMM,
+  t = t0 + W / R over its packed weight bytes W = N · K · bits / 8 (`gemv`).
+
 The tables hold no copy benchmark and no launch-overhead measurement: `memory` stays absent (the
 datasheet bandwidth fraction stays for non-attention kernels) and `kernel_overhead_s` is the
 profile's. Every figure these curves produce is a kernel time from the tables; nothing is
