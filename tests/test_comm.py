@@ -168,3 +168,13 @@ def test_bad_gemv_and_nccl_keys_are_one_line_errors(field, key):
     data = {**cal.model_dump(), field: {key: cal.gemv["int4"].model_dump()}}
     with pytest.raises(ValueError, match=rf"{field}\.{key}: "):  # SpecError naming the field, wrapped by pydantic
         Calibration.model_validate(data)
+
+
+def test_sweep_times_nccl_and_the_gemv_line_as_predict_does():
+    """llama-2-7b, int4 weights, tp 2 on the A100 with no engine (NCCL line, int4 GEMV line): a one-point sweep gives
+    predict's TTFT and TPOT."""
+    dep = rl.Deployment(tp=2, weight_dtype="int4", activation_dtype="bf16", weight_group_size=32, engine=None)
+    p = rl.predict("llama-2-7b", "a100-sxm-80gb", rl.Workload(batch_size=4, prompt_tokens=128, output_tokens=64), dep)
+    df = rl.sweep("llama-2-7b", "a100-sxm-80gb", batch_size=4, prompt_tokens=128, output_tokens=64, tp=2,
+                  weight_dtype="int4", activation_dtype="bf16", deployment=dep)
+    assert df.ttft_s.iloc[0] == pytest.approx(p.ttft_s, rel=1e-9) and df.tpot_s.iloc[0] == pytest.approx(p.tpot_s, rel=1e-9)
