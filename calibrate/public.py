@@ -33,6 +33,12 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   t = t0 + S / R over message bytes S (elements · 2 for bf16); `interconnect_fraction` is the
   bus bandwidth 2(p-1)/p · S / t of the largest message of the largest group over the link rate.
 
+* `comm/nccl/<newest>/nccl_perf.parquet`: NCCL's half-precision all-reduce, the same line per group
+  size (`nccl_allreduce`): what runs where the engine has no custom all-reduce (`engines.nccl_allreduce`).
+* `gemm/.../gemm_perf.parquet` rows `int4_wo` / `int8_wo` with M ≤ `GEMV_MAX_TOKENS` (from the newest
+  table that has them, this framework's first: `weight_only_rows`): a weight-only decode GEMM,
+  t = t0 + W / R over its packed weight bytes W = N · K · bits / 8 (`gemv`).
+
 The tables hold no copy benchmark and no launch-overhead measurement: `memory` stays absent (the
 datasheet bandwidth fraction stays for non-attention kernels) and `kernel_overhead_s` is the
 profile's. Every figure these curves produce is a kernel time from the tables; nothing is
@@ -53,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 import roofline as rl
-from roofline.calibration import SCHEMA_VERSION, AffineCurve, Calibration, GemmTable
+from roofline.calibration import GEMV_BITS, GEMV_MAX_TOKENS, SCHEMA_VERSION, AffineCurve, Calibration, GemmTable
 from roofline.errors import SpecError
 from roofline.attention_shapes import decode_kv_units, executed_pairs, query_tiles, wave_efficiency
 from roofline.ops import attended_keys
@@ -75,6 +81,7 @@ DEFAULT_FRAMEWORKS = ("vllm", "trtllm")  # the newest vLLM tables where present,
 GEMM_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}  # table gemm_dtype -> compute dtype key
 TABLE_TIME_S = 1e-3  # the tables' latency unit: milliseconds
 HALF_BYTES = 2  # bf16 activations, KV and all-reduce elements
+WEIGHT_ONLY = {"int4_wo": "int4", "int8_wo": "int8"}  # table gemm_dtype of weight-only GEMMs -> calibration.gemv key
 NK_BINS_PER_OCTAVE = 2
 CURVE_POINTS = 48  # an affine curve keeps the median time in this many log-spaced bins of x
 SIGNIFICANT = 4  # digits kept of every stored fraction and time
@@ -157,6 +164,15 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
         if path.is_file():
             tables[name] = pd.read_parquet(path)
             paths.append(str(path.relative_to(root)))
+    gemv, gemv_paths = weight_only_rows(root, system, framework, version, tables.get("gemm"))
+    if gemv is not None:
+        tables["gemv"] = gemv
+        paths.extend(p for p in gemv_paths if p not in paths)
+    nccl = _versions(root, system, "comm", "nccl", "nccl_perf.parquet")
+    if nccl:
+        path = root / system / "comm" / "nccl" / nccl[-1] / "nccl_perf.parquet"
+        tables["nccl"] = pd.read_parquet(path)
+        paths.append(str(path.relative_to(root)))
     comm = _versions(root, system, "comm", framework, "custom_allreduce_perf.parquet")
     if comm:
         v = version if version in comm else comm[-1]
@@ -170,6 +186,27 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
             if isinstance(entry, dict) and entry.get("collected_at"):
                 dates.append(str(entry["collected_at"]))
     return tables, paths, (max(dates) if dates else None)
+
+
+def weight_only_rows(root: Path, system: str, framework: str, version: str, gemm: pd.DataFrame | None):
+    """(rows, paths): each weight-only format's GEMM rows (`WEIGHT_ONLY`) from the newest table of `framework` that has
+    them, else of another framework (alphabetical): a dequantizing kernel is timed where any engine's tables time one
+    (A100: TensorRT-LLM 1.0.0; H100: SGLang 0.5.6.post2). (None, []) where no table has them."""
+    folder = root / system / "gemm"
+    others = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name != framework) if folder.is_dir() else []
+    found, paths = [], []
+    for fw in [framework, *others]:
+        for v in reversed(_versions(root, system, "gemm", fw, "gemm_perf.parquet")):
+            missing = [d for d in WEIGHT_ONLY if not any((f["gemm_dtype"] == d).any() for f in found)]
+            if not missing:
+                break
+            path = root / system / "gemm" / fw / v / "gemm_perf.parquet"
+            frame = gemm if (fw, v) == (framework, version) and gemm is not None else pd.read_parquet(path)
+            rows = frame[frame["gemm_dtype"].isin(missing)]
+            if not rows.empty:
+                found.append(rows)
+                paths.append(str(path.relative_to(root)))
+    return (pd.concat(found) if found else None), paths
 
 
 # ------------------------------------------------------------ per-kernel amounts (as roofline.ops counts them)
@@ -319,6 +356,41 @@ def fit_allreduce(df: pd.DataFrame, link: float, notes: list[str]) -> dict[str, 
     return out
 
 
+def nccl_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """NCCL's half-precision all-reduce rows (nccl_perf also holds all-gather, reduce-scatter and all-to-all)."""
+    return df[(df["op_name"] == "all_reduce") & df["nccl_dtype"].isin(["half", "bfloat16", "float16"]) & (df["latency"] > 0)]
+
+
+def fit_nccl_allreduce(df: pd.DataFrame, link: float, notes: list[str]) -> dict[str, AffineCurve]:
+    """Per group size, NCCL's all-reduce t = t0 + S / R over message bytes S (as `fit_allreduce`)."""
+    out = {}
+    for p, g in nccl_rows(df).groupby("num_gpus"):
+        if p < 2:
+            continue
+        x = g["message_size"].to_numpy(float) * HALF_BYTES
+        t = g["latency"].to_numpy(float) * TABLE_TIME_S
+        curve = fit_affine(x, t, allreduce_peak(link, int(p)), "bytes", notes, f"nccl allreduce tp{p}")
+        if curve is not None:
+            out[str(int(p))] = _compress(curve, x, t)
+    return out
+
+
+def fit_gemv(df: pd.DataFrame, bandwidth: float, notes: list[str]) -> dict[str, AffineCurve]:
+    """Per weight-only format, t = t0 + W / R over the packed weight bytes W = N · K · bits / 8 of its rows of at most
+    `GEMV_MAX_TOKENS` tokens (`calibration.CalibratedCurves`: weight-only decode GEMMs), against the HBM bandwidth."""
+    out = {}
+    for table_dtype, key in WEIGHT_ONLY.items():
+        rows = df[(df["gemm_dtype"] == table_dtype) & (df["m"] <= GEMV_MAX_TOKENS) & (df["latency"] > 0)]
+        if rows.empty:
+            continue
+        x = rows["n"].to_numpy(float) * rows["k"].to_numpy(float) * GEMV_BITS[key] / 8
+        t = rows["latency"].to_numpy(float) * TABLE_TIME_S
+        curve = fit_affine(x, t, bandwidth, "bytes", notes, f"gemv {key}")
+        if curve is not None:
+            out[key] = _compress(curve, x, t)
+    return out
+
+
 def interconnect_fraction(df: pd.DataFrame, link: float) -> float | None:
     """Bus bandwidth 2(p-1)/p · S / t of the largest message of the largest group, over the link rate (at most 1)."""
     rows = allreduce_rows(df)
@@ -365,6 +437,8 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
     link = hw.interconnect.bytes_per_s_per_direction
     ar = tables.get("allreduce")
     allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
+    nccl = fit_nccl_allreduce(tables["nccl"], link, notes) if "nccl" in tables else {}
+    gemv = fit_gemv(tables["gemv"], hw.memory_bandwidth_bytes_per_s, notes) if "gemv" in tables else {}
     date = date or datetime.now(timezone.utc).isoformat(timespec="seconds")
     command = command or f"roofline calibrate --from-public {system} --framework {framework} --version {version}"
     return Calibration(
@@ -385,6 +459,8 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         kernel_overhead_s=hw.efficiency.kernel_overhead_s,
         interconnect_fraction=interconnect_fraction(ar, link) if ar is not None else None,
         allreduce=allreduce,
+        nccl_allreduce=nccl,
+        gemv=gemv,
         notes=tuple(notes),
     )
 
@@ -422,7 +498,9 @@ def run_from_public(device: str, framework: str | None, version: str | None, out
     src = cal.provenance.public_source
     parts = [f"gemm {', '.join(cal.gemm)}", "attention prefill" if cal.attention_prefill else "",
              "attention decode" if cal.attention_decode else "",
-             f"all-reduce tp{','.join(cal.allreduce)}" if cal.allreduce else ""]
+             f"all-reduce tp{','.join(cal.allreduce)}" if cal.allreduce else "",
+             f"NCCL all-reduce tp{','.join(cal.nccl_allreduce)}" if cal.nccl_allreduce else "",
+             f"weight-only GEMV {', '.join(cal.gemv)}" if cal.gemv else ""]
     return (f"wrote {target} ({src.package} {src.package_version}, {src.system}, {src.framework} {src.framework_version}): "
             + "; ".join(p for p in parts if p) + f"\nuse it: roofline.load_hardware({hw_id!r}, calibration={str(target)!r})")
 

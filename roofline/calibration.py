@@ -59,6 +59,8 @@ MAX_RATE_PER_S = 1e18  # bytes/s or FLOP/s: above any device (see hardware.MAX_F
 MAX_LATENCY_S = 1.0  # per kernel
 MAX_POINTS = 100_000
 DTYPE_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
+GEMV_BITS = {"int4": 4, "int8": 8}  # weight-only formats with a measured small-M line, and their bits per weight
+GEMV_MAX_TOKENS = 16  # the largest M of the tables' weight-only rows the line is fitted on (M = 1, 2, 4, 8, 16)
 
 
 class PublicSource(BaseModel):
@@ -207,6 +209,12 @@ class Calibration(BaseModel):
     allreduce: dict[str, AffineCurve] = Field(
         default_factory=dict, description="GPUs in the group ('2', '4', '8') -> t = t0 + S / R over message bytes S; "
                                           "peak_per_s is link · p / (p - 1), the most any all-reduce can deliver")
+    nccl_allreduce: dict[str, AffineCurve] = Field(
+        default_factory=dict, description="as `allreduce`, for NCCL's all-reduce: what runs where the engine has no custom "
+                                          "all-reduce kernel (`engines.nccl_allreduce`)")
+    gemv: dict[str, AffineCurve] = Field(
+        default_factory=dict, description="weight format ('int4', 'int8') -> a weight-only GEMM of at most GEMV_MAX_TOKENS "
+                                          "rows: t = t0 + W / R over its packed weight bytes W (`CalibratedCurves.gemv_line`)")
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -222,11 +230,17 @@ class Calibration(BaseModel):
         for key, table in self.gemm.items():
             if key != table.dtype:
                 raise SpecError(f"gemm.{key}.dtype", f"is {table.dtype!r} under key {key!r}")
-        for key, curve in self.allreduce.items():
-            if not key.isdigit() or int(key) < 2:
-                raise SpecError(f"allreduce.{key}", "keys are the GPUs in the group, an integer of at least 2")
+        for name in ("allreduce", "nccl_allreduce"):
+            for key, curve in getattr(self, name).items():
+                if not key.isdigit() or int(key) < 2:
+                    raise SpecError(f"{name}.{key}", "keys are the GPUs in the group, an integer of at least 2")
+                if curve.x_unit != "bytes":
+                    raise SpecError(f"{name}.{key}.x_unit", "must be 'bytes' (message bytes)")
+        for key, curve in self.gemv.items():
+            if key not in GEMV_BITS:
+                raise SpecError(f"gemv.{key}", f"unknown weight format; choose from {', '.join(GEMV_BITS)}")
             if curve.x_unit != "bytes":
-                raise SpecError(f"allreduce.{key}.x_unit", "must be 'bytes' (message bytes)")
+                raise SpecError(f"gemv.{key}.x_unit", "must be 'bytes' (packed weight bytes)")
         return self
 
 
@@ -271,6 +285,18 @@ class CalibratedCurves:
     = 0.049; with f_c = 0.70 the W4A16 compute term is 2·16·8192² / (0.70 · 989.4e12) = 3.1 µs
     and its 33.6 MB of int4 weights take 11.1 µs: the GEMM is memory-bound at 11.1 µs, not 44.5 µs.
 
+    **Weight-only decode GEMMs** (`gemv`, per weight format). At a few tokens a weight-only GEMM is a
+    read of its packed weights through a dequantizing kernel, and such kernels reach only part of HBM
+    bandwidth, after a fixed time of their own. Where the file has the format's line (fitted from the
+    tables' int4 / int8 weight-only rows at M ≤ GEMV_MAX_TOKENS, x = packed weight bytes), a
+    weight-only GEMM of at most that many rows moves its bytes B in launches · t0 + B / R
+    (`gemv_line`), instead of B at the datasheet bandwidth fraction; its compute term is unchanged.
+    The format is read off the op: bits per weight = 8 · weight bytes / (launches · N·K), 4 (int4)
+    below 6 bits, else 8 (int8), group scales included. Worked number (A100 SXM, TensorRT-LLM 1.0.0
+    int4 rows: t0 = 12.84 µs, R = 1.330e12 B/s = 0.652 of 2.039 TB/s): llama-2-7b's fused QKV at
+    one token, N = 12,288, K = 4,096, 25.2 MB of int4 weights, takes 12.84 + 18.9 = 31.8 µs, where
+    the datasheet fraction (0.83) gave 14.9 µs.
+
     **Launch overhead.** A table's latency is the kernel's time alone, including its fixed
     ramp-up and tail (the smallest GEMM: 2.45 µs on H100). An op timed by a measured GEMM table or
     attention curve therefore pays no eager launch overhead on top in prefill (`launch = "eager"`:
@@ -282,7 +308,8 @@ class CalibratedCurves:
     """
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_pre_executed", "att_dec_latency_s",
-                 "att_dec_rate", "att_kv_head_s", "sm_count", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s", "launch", "allreduce")
+                 "att_dec_rate", "att_kv_head_s", "sm_count", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s",
+                 "launch", "allreduce", "gemv")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -319,6 +346,8 @@ class CalibratedCurves:
         self.allreduce = {} if ic.topology == "pcie" else {
             int(p): (a.latency_s, a.rate_per_s * (ic.bytes_per_s_per_direction * int(p) / (int(p) - 1)) / a.peak_per_s)
             for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
+        # bits per weight -> (t0, R) of the weight-only small-M line, R rescaled by the ratio of HBM bandwidths
+        self.gemv = {GEMV_BITS[key]: (g.latency_s, g.rate_per_s * (bw / g.peak_per_s)) for key, g in cal.gemv.items()}
 
     def allreduce_line(self, tp):
         """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a PCIe host). Over a grid of
@@ -438,7 +467,28 @@ class CalibratedCurves:
         memory_bound = t.is_gemm & ~weight_only & (memory_s >= work / compute_rate)
         gemm_rate = np.where(t.is_gemm, np.where(weight_only | memory_bound, compute_rate, table_rate), c.gemm_flops_per_s)
         bytes_rate = np.where(memory_bound & (hbm > 0), hbm / np.maximum(memory_s, measured_s), bytes_rate)
+        if self.gemv:
+            small = t.is_gemm & weight_only & (f["gemm_m"] <= GEMV_MAX_TOKENS) & (hbm > 0)
+            bits = weight_bits(f["weight_bytes"], f["launches"], nk)
+            for b, line in self.gemv.items():
+                here = small & (bits == b)
+                bytes_rate = np.where(here, hbm / gemv_line(line, f["launches"], hbm), bytes_rate)
         return gemm_rate, bytes_rate
+
+
+def weight_bits(weight_bytes, launches, nk):
+    """The weight-only format of a GEMM read off its bytes: 8 · bytes / (launches · N·K) bits per weight, 4 below 6
+    bits (int4 with its group scales), else 8."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = 8 * np.asarray(weight_bytes, dtype=float) / (np.maximum(launches, 1.0) * np.asarray(nk, dtype=float))
+    return np.where(per < 6, 4, 8)
+
+
+def gemv_line(line: tuple[float, float], kernels, weight_bytes):
+    """Seconds of `kernels` weight-only GEMMs at few tokens moving `weight_bytes` in all: kernels · t0 + bytes / R
+    (`CalibratedCurves`, weight-only decode GEMMs)."""
+    t0, rate = line
+    return kernels * t0 + np.asarray(weight_bytes, dtype=float) / rate
 
 
 class ComputeColumn:
@@ -555,11 +605,12 @@ def without_host_collectives(cal: Calibration, hw) -> Calibration:
     collective model on such devices; a file attached explicitly (`load_hardware(id, calibration=path)`)
     keeps everything it measured. GEMM and attention curves are properties of the device and stay.
     """
-    if not hw.interconnect.name.strip().lower().startswith("pcie") or (cal.interconnect_fraction is None and not cal.allreduce):
+    if not hw.interconnect.name.strip().lower().startswith("pcie") or (cal.interconnect_fraction is None and not cal.allreduce
+                                                                         and not cal.nccl_allreduce):
         return cal
     note = (f"all-reduce figures dropped on {hw.interconnect.name}: a PCIe all-reduce is the collection host's "
             "topology, not the device's (calibration.without_host_collectives)")
-    return cal.model_copy(update={"interconnect_fraction": None, "allreduce": {}, "notes": (*cal.notes, note)})
+    return cal.model_copy(update={"interconnect_fraction": None, "allreduce": {}, "nccl_allreduce": {}, "notes": (*cal.notes, note)})
 
 
 class CalibrationMismatchWarning(UserWarning):

@@ -252,7 +252,7 @@ def test_committed_files_validate_and_attach_to_their_profile(path):
 def test_the_covered_devices_are_committed():
     assert {p.stem for p in COMMITTED if p.stem in rl.list_hardware()} == set(public.SYSTEMS.values())
     engines = {p.stem for p in COMMITTED if p.stem not in rl.list_hardware()}  # <id>-<framework>: another engine's tables
-    assert engines == {"h100-sxm-trtllm", "h200-trtllm"}
+    assert engines == {"h100-sxm-trtllm", "h200-trtllm", "h100-sxm-sglang", "h200-sglang"}
     assert all(p.stat().st_size < 100_000 for p in COMMITTED)  # small files: N·K pooled in half octaves, 4 digits
 
 
