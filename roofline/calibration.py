@@ -22,6 +22,11 @@ on every operator is timed against the measured curves instead of the constant f
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
+* **Fused MoE layer** (optional `moe`, per expert-weight width bf16 / fp8 / fp4): the five kernels
+  `roofline.ops` marks `grouped` (token permute, grouped up GEMM, activation, grouped down GEMM,
+  unpermute) take t = t0 + Σ_op max(F_op · pad / (η_c · peak) + V_op / vector, B_op / (η_m · bandwidth)),
+  one fixed time t0 per MoE layer and one compute and one bandwidth fraction for the grouped kernels
+  (`MoeCurve`). Absent: those ops are timed like any other GEMM and elementwise kernel.
 
 A file fitted from public kernel tables (`calibrate/public.py`) names them in
 `provenance.public_source`; such tables carry no copy benchmark, so `memory` may be absent and
@@ -176,6 +181,45 @@ def _bracket(axis: np.ndarray, x: np.ndarray):
     return i, w
 
 
+MOE_WEIGHT_KEYS = {16: "bf16", 8: "fp8", 4: "fp4"}  # expert-weight storage bits -> `Calibration.moe` key
+MOE_GEMMS_PER_LAYER = 2  # the grouped up and down GEMMs of a fused MoE layer (`ops.fused_moe_ops`) share its fixed time
+
+
+class MoeCurve(BaseModel):
+    """One fused MoE layer's time: t = t0 + Σ over its grouped ops of max(compute, memory) at the fitted fractions.
+
+    For the ops `roofline.ops` marks `grouped` (one MoE layer: permute, up GEMM, activation, down GEMM,
+    unpermute), with F the GEMM FLOPs (tile-padded), V the vector FLOPs, B the HBM bytes of each op:
+
+        t_layer = latency_s + Σ_op max(F_op · pad / (compute_fraction · peak) + V_op / vector, B_op / (bandwidth_fraction · bw))
+
+    peak is the dense peak of `compute_dtype`, bw the HBM bandwidth. A table fitted at decode sizes (a few
+    tokens, every weight of the touched experts read once) fixes bandwidth_fraction and latency_s; at prefill
+    sizes compute_fraction. The curve applies only to ops whose expert weights have `weight_bits` storage
+    bits and whose pass computes at `compute_dtype`. Worked number: H200 (4.8e12 B/s), an fp8 layer reading
+    1 GB of expert weights at bandwidth_fraction 0.8 with latency_s 20 µs: 20e-6 + 1e9 / (0.8 · 4.8e12) = 280 µs.
+    """
+
+    model_config = _FROZEN
+    weight_bits: Literal[16, 8, 4] = Field(description="storage bits of the expert weights this curve times")
+    compute_dtype: str = Field(description="dtype key the grouped GEMMs compute at (the peak compute_fraction divides)")
+    latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed time per MoE layer (routing setup, launches, tails), seconds")
+    compute_fraction: float = Field(gt=0, le=1, description="grouped-GEMM FLOPs / time / dense peak of compute_dtype")
+    bandwidth_fraction: float = Field(gt=0, le=1, description="grouped kernels' HBM bytes / time / peak bandwidth")
+    peak_flops_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's dense peak of compute_dtype")
+    peak_bytes_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's HBM bandwidth")
+    table_dtype: str = Field(min_length=1, description="the table's name of the format, e.g. fp8_block")
+    rows: int = Field(ge=1, description="table rows fitted")
+    median_abs_error: float = Field(ge=0, description="median |predicted / table - 1| over those rows")
+    p90_abs_error: float = Field(ge=0, description="90th percentile of |predicted / table - 1|")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MoeCurve":
+        if self.compute_dtype not in DTYPE_KEYS:
+            raise SpecError("compute_dtype", f"unknown dtype key {self.compute_dtype!r}; choose from {', '.join(DTYPE_KEYS)}")
+        return self
+
+
 class Calibration(BaseModel):
     """A calibrated profile file (JSON or YAML); see the module docstring for each curve."""
 
@@ -196,6 +240,9 @@ class Calibration(BaseModel):
     allreduce: dict[str, AffineCurve] = Field(
         default_factory=dict, description="GPUs in the group ('2', '4', '8') -> t = t0 + S / R over message bytes S; "
                                           "peak_per_s is link · p / (p - 1), the most any all-reduce can deliver")
+    moe: dict[str, MoeCurve] = Field(
+        default_factory=dict, description="expert-weight width ('bf16', 'fp8', 'fp4') -> the fused MoE layer's curve; "
+                                          "a width left out times its MoE kernels as plain GEMMs and elementwise ops")
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -214,6 +261,10 @@ class Calibration(BaseModel):
                 raise SpecError(f"allreduce.{key}", "keys are the GPUs in the group, an integer of at least 2")
             if curve.x_unit != "bytes":
                 raise SpecError(f"allreduce.{key}.x_unit", "must be 'bytes' (message bytes)")
+        for key, curve in self.moe.items():
+            if key != MOE_WEIGHT_KEYS[curve.weight_bits]:
+                raise SpecError(f"moe.{key}", f"holds a curve of {curve.weight_bits}-bit weights, whose key is "
+                                              f"{MOE_WEIGHT_KEYS[curve.weight_bits]!r}")
         return self
 
 
@@ -269,7 +320,8 @@ class CalibratedCurves:
     """
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_dec_latency_s",
-                 "att_dec_rate", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s", "launch", "allreduce")
+                 "att_dec_rate", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s", "launch", "allreduce",
+                 "moe")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -303,6 +355,10 @@ class CalibratedCurves:
         self.allreduce = {} if ic.topology == "pcie" else {
             int(p): (a.latency_s, a.rate_per_s * (ic.bytes_per_s_per_direction * int(p) / (int(p) - 1)) / a.peak_per_s)
             for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
+        # expert-weight bits -> (t0 per layer, grouped-GEMM FLOP/s, grouped kernels' bytes/s) on this profile, for the
+        # curves that compute at this pass's dtype
+        self.moe = {m.weight_bits: (m.latency_s, m.compute_fraction * peak, m.bandwidth_fraction * bw)
+                    for m in cal.moe.values() if m.compute_dtype == compute_key}
 
     def allreduce_line(self, tp):
         """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a PCIe host). Over a grid of
@@ -383,9 +439,29 @@ class CalibratedCurves:
                 gemm_rate, bytes_rate = self._gemm_rates(t, c, bytes_rate)
         measured_s = 0.0 if self.launch == "eager" else (self.graph_overhead_s or 0.0)
         overhead = np.where(self.measured_ops(t), measured_s, c.kernel_overhead_s)
+        if self.moe:
+            gemm_rate, bytes_rate, overhead = self._moe_rates(t, gemm_rate, bytes_rate, overhead)
         return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate,
                                    kernel_overhead_s=overhead)
 
+    def _moe_rates(self, t, gemm_rate, bytes_rate, overhead):
+        """(FLOP rate, bytes rate, per-launch overhead) per op with the fused-MoE curves applied (`MoeCurve`).
+
+        The ops of a fused MoE layer whose expert-weight bits have a curve (`grouped` = those bits) get the
+        curve's rates: grouped GEMMs compute at compute_fraction · peak, every grouped op moves its bytes at
+        bandwidth_fraction · bandwidth, and the layer's fixed time t0 is paid as the launch overhead of its two
+        grouped GEMMs (t0 / 2 per launch, one launch per layer each), none on its other three kernels, in
+        prefill and in a replayed decode step alike (t0 was fitted to the whole layer's time, launches included).
+        """
+        grouped = t.f["grouped"]
+        for bits, (t0, flops_per_s, bytes_per_s) in self.moe.items():
+            mine = grouped == bits
+            if not np.any(mine):
+                continue
+            gemm_rate = np.where(mine & t.is_gemm, flops_per_s, gemm_rate)
+            bytes_rate = np.where(mine, bytes_per_s, bytes_rate)
+            overhead = np.where(mine, np.where(t.is_gemm, t0 / MOE_GEMMS_PER_LAYER, 0.0), overhead)
+        return gemm_rate, bytes_rate, overhead
 
     def _gemm_rates(self, t, c, bytes_rate):
         """(FLOP rate, bytes rate) per op with the GEMM table applied; see `per_op_ceilings` and the class docstring.
