@@ -25,6 +25,9 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   isl + step tokens, bf16 KV, t = t0 + B / R over the bytes `roofline.ops` charges the
   attention op: KV read batch · context · 2 · kv_heads · d · kv_bytes, the new token's KV
   written, Q read and the output written (heads · d · 2 bytes per sequence each).
+* `moe/<framework>/.../moe_perf.parquet`: the engine's fused MoE layer, balanced routing, no
+  expert parallelism: per expert-weight width one `MoeCurve` (t0 per layer, grouped-GEMM compute and
+  bandwidth fractions), fitted in `calibrate/public_moe.py`.
 * `comm/<framework>/.../custom_allreduce_perf.parquet`: the engine's all-reduce (the rows
   replayed from a CUDA graph where the table has both), per group size p a line
   t = t0 + S / R over message bytes S (elements · 2 for bf16); `interconnect_fraction` is the
@@ -55,6 +58,7 @@ from roofline.errors import SpecError
 from roofline.ops import attended_keys
 
 from .fit import fit_affine
+from .public_moe import fit_moe
 
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
@@ -153,6 +157,12 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
         if path.is_file():
             tables[name] = pd.read_parquet(path)
             paths.append(str(path.relative_to(root)))
+    moe = _versions(root, system, "moe", framework, "moe_perf.parquet")
+    if moe:  # the fused MoE layer (`calibrate.public_moe`): the same version, else the framework's newest
+        v = version if version in moe else moe[-1]
+        path = root / system / "moe" / framework / v / "moe_perf.parquet"
+        tables["moe"] = pd.read_parquet(path)
+        paths.append(str(path.relative_to(root)))
     comm = _versions(root, system, "comm", framework, "custom_allreduce_perf.parquet")
     if comm:
         v = version if version in comm else comm[-1]
@@ -337,6 +347,7 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         rows = attention_rows(tables["generation_attention"])
         x, t = decode_x(rows), rows["latency"].to_numpy(float) * TABLE_TIME_S
         dec = _compress(fit_affine(x, t, hw.memory_bandwidth_bytes_per_s, "bytes", notes, "attention_decode"), x, t)
+    moe = fit_moe(tables["moe"], hw, notes) if "moe" in tables else {}
     link = hw.interconnect.bytes_per_s_per_direction
     ar = tables.get("allreduce")
     allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
@@ -359,6 +370,7 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         kernel_overhead_s=hw.efficiency.kernel_overhead_s,
         interconnect_fraction=interconnect_fraction(ar, link) if ar is not None else None,
         allreduce=allreduce,
+        moe=moe,
         notes=tuple(notes),
     )
 
