@@ -9,9 +9,10 @@ as their own ops).
 Rows used: `distribution == "balanced"` (each token's k experts spread evenly: T tokens touch
 min(E, T·k) distinct experts, each with T·k / touched rows), no expert parallelism (`moe_ep_size == 1`)
 and, per format, the most measured gated kernel source (the engine's default path; non-gated sources
-are left out). Formats: bfloat16 -> 16-bit weights computed at bf16; fp8_block -> 8-bit (block-scaled
-fp8 is what DeepSeek-V3/R1 and Qwen3 FP8 checkpoints ship; per-tensor fp8 runs another kernel);
-w4a16_mxfp4 -> 4-bit weights computed at bf16 (gpt-oss).
+are left out). Formats (`TABLE_FORMATS`): bfloat16 -> bf16; fp8 (per-tensor scales) -> fp8; fp8_block
+(128 x 128 block scales) -> fp8_block, both computed at fp8 (the two run different kernels: vLLM 0.24's
+per-tensor path is FlashInfer's CUTLASS MoE, its block path Triton); w4a16_mxfp4 -> fp4 weights
+computed at bf16 (gpt-oss).
 
 Fit. For every row the five kernels `roofline.ops.fused_moe_ops` lists for that shape are timed by the
 roofline's own `time_ops` at unit fractions (the datasheet peak and bandwidth, tile padding, no launch
@@ -33,16 +34,17 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from roofline.calibration import MOE_WEIGHT_KEYS, MoeCurve
-from roofline.dtypes import get_dtype
+from roofline.calibration import MoeCurve
 from roofline.ops import fused_moe_ops
 from roofline.roofline import Ceilings, OpTable, time_ops
 from roofline.workload import Deployment, ResolvedDeployment
 
 TABLE = "moe_perf.parquet"
 TABLE_TIME_S = 1e-3  # milliseconds
-# table moe_dtype -> (our weight format, our compute format), in order of preference per weight width
-MOE_FORMATS = {"bfloat16": ("bf16", "bf16"), "fp8_block": ("fp8", "fp8"), "w4a16_mxfp4": ("fp4", "bf16")}
+# table moe_dtype -> (`calibration.MOE_FORMATS` key, our weight dtype, compute dtype, scale granularity)
+TABLE_FORMATS = {"bfloat16": ("bf16", "bf16", "bf16", None), "fp8": ("fp8", "fp8", "fp8", None),
+                 "fp8_block": ("fp8_block", "fp8", "fp8", "block"), "w4a16_mxfp4": ("fp4", "fp4", "bf16", None)}
+BLOCK = 128  # fp8_block: one scale per 128 x 128 block
 GRID_POINTS = 48  # per fraction, log-spaced over [MIN_FRACTION, 1]
 MIN_FRACTION = 0.01
 REFINE_ROUNDS = 3
@@ -59,12 +61,15 @@ def moe_rows(df: pd.DataFrame, table_dtype: str) -> pd.DataFrame:
     return rows
 
 
-def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str,
+               granularity: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C_g, C_v, M) per row and op, shape (5, rows): the fused layer's kernels timed at unit fractions.
 
     Each shape (hidden, inter / tp, experts, top-k) is one call of `fused_moe_ops` over its token counts.
     """
-    rd = ResolvedDeployment.of(Deployment(weight_dtype=weight_dtype, activation_dtype=compute_dtype), "bf16")
+    dep = Deployment(weight_dtype=weight_dtype, activation_dtype=compute_dtype, weight_scale_granularity=granularity,
+                     weight_group_size=BLOCK if granularity == "block" else None)
+    rd = ResolvedDeployment.of(dep, "bf16")
     base = Ceilings.of(hw, compute_dtype)
     c = dataclasses.replace(base, gemm_flops_per_s=hw.peak_flops(compute_dtype), bytes_per_s=hw.memory_bandwidth_bytes_per_s,
                             kernel_overhead_s=0.0, sm_count=0)
@@ -123,23 +128,19 @@ def predicted_s(curve: MoeCurve, cg, cv, mem) -> np.ndarray:
 
 
 def fit_moe(df: pd.DataFrame, hw, notes: list[str]) -> dict[str, MoeCurve]:
-    """One curve per expert-weight width the table holds (`MOE_FORMATS`), against `hw`'s datasheet peaks."""
+    """One curve per expert-weight format the table holds (`TABLE_FORMATS`), against `hw`'s datasheet peaks."""
     out: dict[str, MoeCurve] = {}
-    for table_dtype, (weight_dtype, compute_dtype) in MOE_FORMATS.items():
+    for table_dtype, (key, weight_dtype, compute_dtype, granularity) in TABLE_FORMATS.items():
         if compute_dtype not in hw.peak_flops_per_s:
-            continue
-        bits = get_dtype(weight_dtype).bits
-        key = MOE_WEIGHT_KEYS[bits]
-        if key in out:
             continue
         rows = moe_rows(df, table_dtype)
         if len(rows) < 3:
             continue
         y = rows["latency"].to_numpy(float) * TABLE_TIME_S
-        cg, cv, mem = unit_terms(rows, hw, weight_dtype, compute_dtype)
+        cg, cv, mem = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity)
         t0, eta_c, eta_m = fit_terms(cg, cv, mem, y)
         err = np.abs((t0 + _layer_s(cg, cv, mem, eta_c, eta_m)) / y - 1)
-        out[key] = MoeCurve(weight_bits=bits, compute_dtype=compute_dtype, latency_s=float(f"{t0:.4g}"),
+        out[key] = MoeCurve(weight_format=key, compute_dtype=compute_dtype, latency_s=float(f"{t0:.4g}"),
                             compute_fraction=float(f"{eta_c:.4g}"), bandwidth_fraction=float(f"{eta_m:.4g}"),
                             peak_flops_per_s=hw.peak_flops(compute_dtype), peak_bytes_per_s=hw.memory_bandwidth_bytes_per_s,
                             table_dtype=table_dtype, rows=len(rows), median_abs_error=float(f"{np.median(err):.4g}"),

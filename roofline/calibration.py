@@ -22,7 +22,7 @@ on every operator is timed against the measured curves instead of the constant f
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
-* **Fused MoE layer** (optional `moe`, per expert-weight width bf16 / fp8 / fp4): the five kernels
+* **Fused MoE layer** (optional `moe`, per expert-weight format bf16 / fp8 / fp8_block / fp4): the five kernels
   `roofline.ops` marks `grouped` (token permute, grouped up GEMM, activation, grouped down GEMM,
   unpermute) take t = t0 + Σ_op max(F_op · pad / (η_c · peak) + V_op / vector, B_op / (η_m · bandwidth)),
   one fixed time t0 per MoE layer and one compute and one bandwidth fraction for the grouped kernels
@@ -181,7 +181,10 @@ def _bracket(axis: np.ndarray, x: np.ndarray):
     return i, w
 
 
-MOE_WEIGHT_KEYS = {16: "bf16", 8: "fp8", 4: "fp4"}  # expert-weight storage bits -> `Calibration.moe` key
+# Expert-weight formats a fused-MoE curve may describe (`Calibration.moe` keys): 16-bit, 8-bit float with per-tensor
+# (or row, group) scales, 8-bit float with block scales (DeepSeek-V3's 128 x 128), 4-bit. An op of a fused MoE layer
+# carries `grouped` = 1 + the index of its format here (`ops.moe_format`).
+MOE_FORMATS = ("bf16", "fp8", "fp8_block", "fp4")
 MOE_GEMMS_PER_LAYER = 2  # the grouped up and down GEMMs of a fused MoE layer (`ops.fused_moe_ops`) share its fixed time
 
 
@@ -195,13 +198,13 @@ class MoeCurve(BaseModel):
 
     peak is the dense peak of `compute_dtype`, bw the HBM bandwidth. A table fitted at decode sizes (a few
     tokens, every weight of the touched experts read once) fixes bandwidth_fraction and latency_s; at prefill
-    sizes compute_fraction. The curve applies only to ops whose expert weights have `weight_bits` storage
-    bits and whose pass computes at `compute_dtype`. Worked number: H200 (4.8e12 B/s), an fp8 layer reading
+    sizes compute_fraction. The curve applies only to ops whose expert weights are in `weight_format`
+    (`ops.moe_format`) and whose pass computes at `compute_dtype`. Worked number: H200 (4.8e12 B/s), an fp8 layer reading
     1 GB of expert weights at bandwidth_fraction 0.8 with latency_s 20 µs: 20e-6 + 1e9 / (0.8 · 4.8e12) = 280 µs.
     """
 
     model_config = _FROZEN
-    weight_bits: Literal[16, 8, 4] = Field(description="storage bits of the expert weights this curve times")
+    weight_format: Literal[MOE_FORMATS] = Field(description="the expert weights' format this curve times (`MOE_FORMATS`)")
     compute_dtype: str = Field(description="dtype key the grouped GEMMs compute at (the peak compute_fraction divides)")
     latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed time per MoE layer (routing setup, launches, tails), seconds")
     compute_fraction: float = Field(gt=0, le=1, description="grouped-GEMM FLOPs / time / dense peak of compute_dtype")
@@ -241,8 +244,8 @@ class Calibration(BaseModel):
         default_factory=dict, description="GPUs in the group ('2', '4', '8') -> t = t0 + S / R over message bytes S; "
                                           "peak_per_s is link · p / (p - 1), the most any all-reduce can deliver")
     moe: dict[str, MoeCurve] = Field(
-        default_factory=dict, description="expert-weight width ('bf16', 'fp8', 'fp4') -> the fused MoE layer's curve; "
-                                          "a width left out times its MoE kernels as plain GEMMs and elementwise ops")
+        default_factory=dict, description="expert-weight format (`MOE_FORMATS`) -> the fused MoE layer's curve; "
+                                          "a format left out times its MoE kernels as plain GEMMs and elementwise ops")
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -262,9 +265,8 @@ class Calibration(BaseModel):
             if curve.x_unit != "bytes":
                 raise SpecError(f"allreduce.{key}.x_unit", "must be 'bytes' (message bytes)")
         for key, curve in self.moe.items():
-            if key != MOE_WEIGHT_KEYS[curve.weight_bits]:
-                raise SpecError(f"moe.{key}", f"holds a curve of {curve.weight_bits}-bit weights, whose key is "
-                                              f"{MOE_WEIGHT_KEYS[curve.weight_bits]!r}")
+            if key != curve.weight_format:
+                raise SpecError(f"moe.{key}", f"holds a curve of {curve.weight_format} weights under key {key!r}")
         return self
 
 
@@ -355,9 +357,9 @@ class CalibratedCurves:
         self.allreduce = {} if ic.topology == "pcie" else {
             int(p): (a.latency_s, a.rate_per_s * (ic.bytes_per_s_per_direction * int(p) / (int(p) - 1)) / a.peak_per_s)
             for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
-        # expert-weight bits -> (t0 per layer, grouped-GEMM FLOP/s, grouped kernels' bytes/s) on this profile, for the
-        # curves that compute at this pass's dtype
-        self.moe = {m.weight_bits: (m.latency_s, m.compute_fraction * peak, m.bandwidth_fraction * bw)
+        # an op's `grouped` code (1 + index in MOE_FORMATS) -> (t0 per layer, grouped-GEMM FLOP/s, grouped kernels'
+        # bytes/s) on this profile, for the curves that compute at this pass's dtype
+        self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.compute_fraction * peak, m.bandwidth_fraction * bw)
                     for m in cal.moe.values() if m.compute_dtype == compute_key}
 
     def allreduce_line(self, tp):
@@ -447,15 +449,15 @@ class CalibratedCurves:
     def _moe_rates(self, t, gemm_rate, bytes_rate, overhead):
         """(FLOP rate, bytes rate, per-launch overhead) per op with the fused-MoE curves applied (`MoeCurve`).
 
-        The ops of a fused MoE layer whose expert-weight bits have a curve (`grouped` = those bits) get the
+        The ops of a fused MoE layer whose expert-weight format has a curve (`grouped` = its code) get the
         curve's rates: grouped GEMMs compute at compute_fraction · peak, every grouped op moves its bytes at
         bandwidth_fraction · bandwidth, and the layer's fixed time t0 is paid as the launch overhead of its two
         grouped GEMMs (t0 / 2 per launch, one launch per layer each), none on its other three kernels, in
         prefill and in a replayed decode step alike (t0 was fitted to the whole layer's time, launches included).
         """
         grouped = t.f["grouped"]
-        for bits, (t0, flops_per_s, bytes_per_s) in self.moe.items():
-            mine = grouped == bits
+        for code, (t0, flops_per_s, bytes_per_s) in self.moe.items():
+            mine = grouped == code
             if not np.any(mine):
                 continue
             gemm_rate = np.where(mine & t.is_gemm, flops_per_s, gemm_rate)

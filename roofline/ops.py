@@ -28,9 +28,9 @@ Counting rules
   The routed experts run as one fused MoE layer: the T·k token-expert rows are
   gathered into expert order (`moe_permute`), pass the two grouped expert GEMMs
   and the activation, and are scattered back and summed with their gate weights
-  (`moe_unpermute`). These five ops carry `grouped` = the expert weights'
-  storage bits: a calibration with a fused-MoE curve of that width
-  (`calibration.MoeCurve`) times them as one layer.
+  (`moe_unpermute`). These five ops carry `grouped` = the code of the expert
+  weights' format (`moe_format`): a calibration with a fused-MoE curve of that
+  format (`calibration.MoeCurve`) times them as one layer.
 * MLA attention runs absorbed (W_UK into the query, W_UV after attention: the
   latent cache is attended directly, like MQA with a 576-wide head) when a
   sequence adds one token (decode); otherwise the latent is decompressed
@@ -50,6 +50,7 @@ from enum import Enum
 
 import numpy as np
 
+from .calibration import MOE_FORMATS
 from .dtypes import QuantScheme
 from .specs import Matrix, ModelSpec
 from .workload import ResolvedDeployment
@@ -103,9 +104,9 @@ class Op:
     `wire_messages` messages, with no ring factor; `host_bytes` cross the host
     link (offloaded weights or KV streamed in). `grouped` is 0 outside a fused
     MoE layer; on its five kernels (the routed experts' grouped GEMMs, their
-    activation, the token permute and unpermute) it is the storage bits of the
-    layer's expert weights (16, 8, 4), which pick the calibration's `moe` curve
-    that times them as one layer (ignored without such a curve).
+    activation, the token permute and unpermute) it is the code of the layer's
+    expert-weight format (`moe_format`), which picks the calibration's `moe`
+    curve that times them as one layer (ignored without such a curve).
     """
 
     name: str
@@ -536,6 +537,24 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
     return ops
 
 
+def moe_format(scheme: QuantScheme) -> str | None:
+    """The `calibration.MOE_FORMATS` name of expert weights stored in `scheme`, or None (no curve can describe them).
+
+    16-bit -> bf16; 8-bit with block scales -> fp8_block, other 8-bit -> fp8; 4-bit -> fp4.
+    """
+    bits = scheme.dtype.bits
+    if bits == 8:
+        return "fp8_block" if scheme.granularity == "block" else "fp8"
+    return {16: "bf16", 4: "fp4"}.get(bits)
+
+
+def moe_format_code(scheme: QuantScheme) -> float:
+    """An op's `grouped` value in a fused MoE layer: 1 + the index of `moe_format` in `calibration.MOE_FORMATS`,
+    or len(MOE_FORMATS) + 1 for a format no curve describes (never 0, which marks ops outside the layer)."""
+    name = moe_format(scheme)
+    return float(1 + (MOE_FORMATS.index(name) if name is not None else len(MOE_FORMATS)))
+
+
 def moe_permute(group, layers, tokens, experts_per_token, hidden, ab) -> Op:
     """Gather T tokens' activations into expert order: each of the T·k token-expert rows is one copy of its token.
 
@@ -572,7 +591,7 @@ def fused_moe_ops(rd: ResolvedDeployment, group, layers, tokens, routed, touched
     token-expert rows its experts compute, `touched` the distinct experts it reads, so each expert's GEMM has
     routed / touched rows: up [routed/touched, h] x [h, n_up] per touched expert, down [routed/touched, F_e] x
     [F_e, h] (`up_shape`, `down_shape` are this GPU's (n, k) slices). Each op's `grouped` is the expert
-    weights' storage bits, which select a calibration's `moe` curve (`calibration.MoeCurve`).
+    weights' format code (`moe_format_code`), which selects a calibration's `moe` curve (`calibration.MoeCurve`).
     """
     ab, nb = rd.act_bytes, rd.unquantized_bytes
     per_expert_m = routed / touched
@@ -583,8 +602,9 @@ def fused_moe_ops(rd: ResolvedDeployment, group, layers, tokens, routed, touched
         _gemm("experts_down", group, layers, routed, *down_shape, rd.weights, ab, nb, touched, bias, per_expert_m, rd=rd, sparse=sparse),
         moe_unpermute(group, layers, tokens, experts_per_token, hidden, ab),
     ]
+    code = moe_format_code(rd.weights)
     for op in fused:
-        op.grouped = float(rd.weights.dtype.bits)
+        op.grouped = code
     return fused
 
 
