@@ -573,7 +573,7 @@ def moe_unpermute(group, layers, tokens, experts_per_token, hidden, ab) -> Op:
 
     Reads T·k·h activations, T·k int32 indices and T·k fp32 gate weights; writes T·h. FLOPs 2·T·k·h (one
     multiply-add per element of each row). Worked number (Mixtral, T = 8): reads 16·4096·2 + 16·8 = 131,200 B,
-    writes 65,536 B, 262,144 FLOPs per layer.
+    writes 65,536 B, 131,072 FLOPs per layer.
     """
     pairs = tokens * experts_per_token
     return Op("moe_unpermute", group, OpKind.ELEMENTWISE, layers, launches=layers,
