@@ -60,6 +60,8 @@ def test_unpermute_bytes_and_flops_by_hand():
     assert op.act_write_bytes == 3 * 8 * 4096 * 2
     assert op.flops == 3 * 2 * 16 * 4096
     assert op.launches == 3
+    one = O.moe_unpermute("g", 1, 8, 2, 4096, 2)  # the docstring's worked number
+    assert (one.act_read_bytes, one.act_write_bytes, one.flops) == (131_200, 65_536, 131_072)
 
 
 def test_forward_pass_marks_the_five_fused_kernels_with_the_format_code():
