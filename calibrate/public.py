@@ -28,6 +28,9 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   `roofline.ops` charges the attention op (KV read batch · context · 2 · kv_heads · d · kv_bytes,
   the new token's KV written, Q read and the output written, heads · d · 2 bytes per sequence
   each) and the kernel's (sequence, KV head) blocks (`attention_decode_kv_head_s` = t_kvh).
+* `moe/<framework>/.../moe_perf.parquet`: the engine's fused MoE layer, balanced routing, no
+  expert parallelism: per expert-weight width one `MoeCurve` (t0 per layer, grouped-GEMM compute and
+  bandwidth fractions), fitted in `calibrate/public_moe.py`.
 * `comm/<framework>/.../custom_allreduce_perf.parquet`: the engine's all-reduce (the rows
   replayed from a CUDA graph where the table has both), per group size p a line
   t = t0 + S / R over message bytes S (elements · 2 for bf16); `interconnect_fraction` is the
@@ -65,6 +68,7 @@ from roofline.attention_shapes import decode_kv_units, executed_pairs, query_til
 from roofline.ops import attended_keys
 
 from .fit import fit_affine, fit_affine_units
+from .public_moe import fit_moe
 
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
@@ -172,6 +176,11 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
     if nccl:
         path = root / system / "comm" / "nccl" / nccl[-1] / "nccl_perf.parquet"
         tables["nccl"] = pd.read_parquet(path)
+    moe = _versions(root, system, "moe", framework, "moe_perf.parquet")
+    if moe:  # the fused MoE layer (`calibrate.public_moe`): the same version, else the framework's newest
+        v = version if version in moe else moe[-1]
+        path = root / system / "moe" / framework / v / "moe_perf.parquet"
+        tables["moe"] = pd.read_parquet(path)
         paths.append(str(path.relative_to(root)))
     comm = _versions(root, system, "comm", framework, "custom_allreduce_perf.parquet")
     if comm:
@@ -434,6 +443,7 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
                                            "attention_decode")
         dec = _compress(line, x, t)
         kv_head_s = None if dec is None or kv_head_s is None else _sig(kv_head_s)
+    moe = fit_moe(tables["moe"], hw, notes) if "moe" in tables else {}
     link = hw.interconnect.bytes_per_s_per_direction
     ar = tables.get("allreduce")
     allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
@@ -461,6 +471,7 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         allreduce=allreduce,
         nccl_allreduce=nccl,
         gemv=gemv,
+        moe=moe,
         notes=tuple(notes),
     )
 

@@ -27,6 +27,11 @@ on every operator is timed against the measured curves instead of the constant f
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
+* **Fused MoE layer** (optional `moe`, per expert-weight format bf16 / fp8 / fp8_block / fp4): the five kernels
+  `roofline.ops` marks `grouped` (token permute, grouped up GEMM, activation, grouped down GEMM,
+  unpermute) take t = t0 + Σ_op max(F_op · pad / (η_c · peak) + V_op / vector, B_op / (η_m · bandwidth)),
+  one fixed time t0 per MoE layer and one compute and one bandwidth fraction for the grouped kernels
+  (`MoeCurve`). Absent: those ops are timed like any other GEMM and elementwise kernel.
 
 A file fitted from public kernel tables (`calibrate/public.py`) names them in
 `provenance.public_source`; such tables carry no copy benchmark, so `memory` may be absent and
@@ -186,6 +191,48 @@ def _bracket(axis: np.ndarray, x: np.ndarray):
     return i, w
 
 
+# Expert-weight formats a fused-MoE curve may describe (`Calibration.moe` keys): 16-bit, 8-bit float with per-tensor
+# (or row, group) scales, 8-bit float with block scales (DeepSeek-V3's 128 x 128), 4-bit. An op of a fused MoE layer
+# carries `grouped` = 1 + the index of its format here (`ops.moe_format`).
+MOE_FORMATS = ("bf16", "fp8", "fp8_block", "fp4")
+MOE_GEMMS_PER_LAYER = 2  # the grouped up and down GEMMs of a fused MoE layer (`ops.fused_moe_ops`) share its fixed time
+
+
+class MoeCurve(BaseModel):
+    """One fused MoE layer's time: t = t0 + Σ over its grouped ops of max(compute, memory) at the fitted fractions.
+
+    For the ops `roofline.ops` marks `grouped` (one MoE layer: permute, up GEMM, activation, down GEMM,
+    unpermute), with F the GEMM FLOPs (tile-padded), V the vector FLOPs, B the HBM bytes of each op:
+
+        t_layer = latency_s + Σ_op max(F_op · pad / (compute_fraction · peak) + V_op / vector, B_op / (bandwidth_fraction · bw))
+
+    peak is the dense peak of `compute_dtype`, bw the HBM bandwidth. A table fitted at decode sizes (a few
+    tokens, every weight of the touched experts read once) fixes bandwidth_fraction and latency_s; at prefill
+    sizes compute_fraction. The curve applies only to ops whose expert weights are in `weight_format`
+    (`ops.moe_format`) and whose pass computes at `compute_dtype`. Worked number: H200 (4.8e12 B/s), an fp8 layer reading
+    1 GB of expert weights at bandwidth_fraction 0.8 with latency_s 20 µs: 20e-6 + 1e9 / (0.8 · 4.8e12) = 280 µs.
+    """
+
+    model_config = _FROZEN
+    weight_format: Literal[MOE_FORMATS] = Field(description="the expert weights' format this curve times (`MOE_FORMATS`)")
+    compute_dtype: str = Field(description="dtype key the grouped GEMMs compute at (the peak compute_fraction divides)")
+    latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed time per MoE layer (routing setup, launches, tails), seconds")
+    compute_fraction: float = Field(gt=0, le=1, description="grouped-GEMM FLOPs / time / dense peak of compute_dtype")
+    bandwidth_fraction: float = Field(gt=0, le=1, description="grouped kernels' HBM bytes / time / peak bandwidth")
+    peak_flops_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's dense peak of compute_dtype")
+    peak_bytes_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's HBM bandwidth")
+    table_dtype: str = Field(min_length=1, description="the table's name of the format, e.g. fp8_block")
+    rows: int = Field(ge=1, description="table rows fitted")
+    median_abs_error: float = Field(ge=0, description="median |predicted / table - 1| over those rows")
+    p90_abs_error: float = Field(ge=0, description="90th percentile of |predicted / table - 1|")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MoeCurve":
+        if self.compute_dtype not in DTYPE_KEYS:
+            raise SpecError("compute_dtype", f"unknown dtype key {self.compute_dtype!r}; choose from {', '.join(DTYPE_KEYS)}")
+        return self
+
+
 class Calibration(BaseModel):
     """A calibrated profile file (JSON or YAML); see the module docstring for each curve."""
 
@@ -215,6 +262,9 @@ class Calibration(BaseModel):
     gemv: dict[str, AffineCurve] = Field(
         default_factory=dict, description="weight format ('int4', 'int8') -> a weight-only GEMM of at most GEMV_MAX_TOKENS "
                                           "rows: t = t0 + W / R over its packed weight bytes W (`CalibratedCurves.gemv_line`)")
+    moe: dict[str, MoeCurve] = Field(
+        default_factory=dict, description="expert-weight format (`MOE_FORMATS`) -> the fused MoE layer's curve; "
+                                          "a format left out times its MoE kernels as plain GEMMs and elementwise ops")
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -241,6 +291,9 @@ class Calibration(BaseModel):
                 raise SpecError(f"gemv.{key}", f"unknown weight format; choose from {', '.join(GEMV_BITS)}")
             if curve.x_unit != "bytes":
                 raise SpecError(f"gemv.{key}.x_unit", "must be 'bytes' (packed weight bytes)")
+        for key, curve in self.moe.items():
+            if key != curve.weight_format:
+                raise SpecError(f"moe.{key}", f"holds a curve of {curve.weight_format} weights under key {key!r}")
         return self
 
 
@@ -309,7 +362,7 @@ class CalibratedCurves:
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_pre_executed", "att_dec_latency_s",
                  "att_dec_rate", "att_kv_head_s", "sm_count", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s",
-                 "launch", "allreduce", "gemv")
+                 "launch", "allreduce", "gemv", "moe")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -348,6 +401,10 @@ class CalibratedCurves:
             for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
         # bits per weight -> (t0, R) of the weight-only small-M line, R rescaled by the ratio of HBM bandwidths
         self.gemv = {GEMV_BITS[key]: (g.latency_s, g.rate_per_s * (bw / g.peak_per_s)) for key, g in cal.gemv.items()}
+        # an op's `grouped` code (1 + index in MOE_FORMATS) -> (t0 per layer, grouped-GEMM FLOP/s, grouped kernels'
+        # bytes/s) on this profile, for the curves that compute at this pass's dtype
+        self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.compute_fraction * peak, m.bandwidth_fraction * bw)
+                    for m in cal.moe.values() if m.compute_dtype == compute_key}
 
     def allreduce_line(self, tp):
         """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a PCIe host). Over a grid of
@@ -433,6 +490,8 @@ class CalibratedCurves:
                 gemm_rate, bytes_rate = self._gemm_rates(t, c, bytes_rate)
         measured_s = 0.0 if self.launch == "eager" else (self.graph_overhead_s or 0.0)
         overhead = np.where(self.measured_ops(t), measured_s, c.kernel_overhead_s)
+        if self.moe:
+            gemm_rate, bytes_rate, overhead = self._moe_rates(t, gemm_rate, bytes_rate, overhead)
         return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate,
                                    kernel_overhead_s=overhead)
 
@@ -441,6 +500,24 @@ class CalibratedCurves:
         over this device's SMs (`attention_shapes.wave_efficiency`); 0 off attention."""
         f = t.f
         return f["executed_flops"] / wave_efficiency(f["attention_tiles"] / layers, self.sm_count)
+    def _moe_rates(self, t, gemm_rate, bytes_rate, overhead):
+        """(FLOP rate, bytes rate, per-launch overhead) per op with the fused-MoE curves applied (`MoeCurve`).
+
+        The ops of a fused MoE layer whose expert-weight format has a curve (`grouped` = its code) get the
+        curve's rates: grouped GEMMs compute at compute_fraction · peak, every grouped op moves its bytes at
+        bandwidth_fraction · bandwidth, and the layer's fixed time t0 is paid as the launch overhead of its two
+        grouped GEMMs (t0 / 2 per launch, one launch per layer each), none on its other three kernels, in
+        prefill and in a replayed decode step alike (t0 was fitted to the whole layer's time, launches included).
+        """
+        grouped = t.f["grouped"]
+        for code, (t0, flops_per_s, bytes_per_s) in self.moe.items():
+            mine = grouped == code
+            if not np.any(mine):
+                continue
+            gemm_rate = np.where(mine & t.is_gemm, flops_per_s, gemm_rate)
+            bytes_rate = np.where(mine, bytes_per_s, bytes_rate)
+            overhead = np.where(mine, np.where(t.is_gemm, t0 / MOE_GEMMS_PER_LAYER, 0.0), overhead)
+        return gemm_rate, bytes_rate, overhead
 
     def _gemm_rates(self, t, c, bytes_rate):
         """(FLOP rate, bytes rate) per op with the GEMM table applied; see `per_op_ceilings` and the class docstring.
