@@ -153,6 +153,24 @@ def test_ep_inside_the_tp_group_runs_as_attention_data_parallel_experts():
     assert (dep.tp, dep.ep) == (1, 4)
 
 
+def test_a_row_in_the_checkpoints_own_format_runs_the_checkpoint_as_stored():
+    # DeepSeek-V3 ships FP8 with one scale per 128 x 128 block and FP8 activations (W8A8): an "fp8" row runs that
+    # checkpoint, not a per-tensor re-quantization; gpt-oss's MXFP4 rows keep its BF16 attention and LM head
+    ds = rl.load_model("deepseek-v3")
+    dep = corpus.deployment_of(_row(model="deepseek-v3", gpu="h200", num_gpus=8, tp=8, weight_dtype="fp8",
+                                    activation_dtype="fp8"), ds)
+    assert dep.weight_dtype is None and dep.activation_dtype == "fp8"
+    w = dep.resolved(ds).weights
+    assert (w.granularity, w.group_size) == ("block", 128)
+    # block scales: one fp32 scale per 128·128 = 16,384 weights, so 8 + 32/16384 bits per weight (k = 7168 = 56 blocks)
+    assert w.bits_per_element(7168) == pytest.approx(8 + 32 / 16384)
+    oss = rl.load_model("gpt-oss-20b")
+    assert corpus.deployment_of(_row(model="gpt-oss-20b", weight_dtype="fp4", activation_dtype="bf16"), oss).weight_dtype is None
+    # another format than the checkpoint's, or a stated group size, is a re-quantized copy: kept as the row says
+    assert corpus.deployment_of(_row(model="gpt-oss-20b", weight_dtype="fp8", activation_dtype="fp8"), oss).weight_dtype == "fp8"
+    assert corpus.deployment_of(_row(model="deepseek-v3", weight_dtype="fp8", weight_group_size=64), ds).weight_dtype == "fp8"
+
+
 def test_infeasible_predictions_are_misses_not_inputs():
     r = _row(model="llama-3.1-70b", gpu="a100-sxm-80gb", batch_size=1)  # 141 GB of BF16 weights on one 80 GB GPU
     with pytest.raises(corpus.Unsupported) as err:
