@@ -299,7 +299,9 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
     if row.workload == "rate":
         sp = steady_state(model, hw, row.request_rate_per_s / row.replicas, s, o, dep)
     elif row.workload == "concurrency":
-        sp = closed_loop(model, hw, row.concurrency / row.replicas, s, o, dep)
+        # clients at a fixed concurrency with fixed lengths start together and finish together: waves of N (`serving.wave`)
+        waves = row.extra.get("lengths", "").startswith("fixed") and dep.pp == 1 and dep.ep == 1
+        sp = closed_loop(model, hw, row.concurrency / row.replicas, s, o, dep, synchronized=waves)
     else:
         lam = capacity_requests_per_s(model, hw, s, o, dep)
         if lam <= 0:
@@ -363,7 +365,7 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
     key = (row.model, row.gpu, ENGINE_OF_FRAMEWORK.get(row.framework), row.tp, row.pp, row.ep, row.weight_dtype,
            row.activation_dtype, row.kv_dtype,
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
-           row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas)
+           row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas, row.extra.get("lengths", "").startswith("fixed"))
     if cache is not None and key in cache:
         figures = cache[key]
     else:

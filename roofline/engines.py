@@ -13,7 +13,8 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
 * **CUDA graphs**: decode steps of up to `cuda_graph_max_batch` sequences are replayed from a captured
   graph (their launches cost the graph replay, not the eager launch); larger batches run eagerly.
 * **Limits**: at most `max_num_seqs` running sequences and `max_num_batched_tokens` tokens per step (the
-  chunked-prefill budget); a step may prefill several prompts (`multi_prompt_prefill`).
+  chunked-prefill budget); a step may prefill several prompts (`multi_prompt_prefill`) and may decode the running
+  sequences in the same step (`mixed_prefill_decode`; else prefill steps pause decode, `serving.wave_schedule`).
 * **Memory**: the engine takes `gpu_memory_fraction` of the GPU's memory; of that, weights, the activation
   workspace of its largest step (a pass over `max_num_batched_tokens` tokens, which the engine profiles at
   start-up) and the runtime reserve come first, and the rest is KV cache in blocks of `kv_block_tokens`.
@@ -44,7 +45,7 @@ MAX_OVERHEAD_S = 1.0
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 _SOURCED = ("step_overhead_s", "step_overhead_per_sequence_s", "request_overhead_s", "tokenize_s_per_token",
             "cuda_graph_max_batch", "max_num_seqs", "max_num_batched_tokens", "gpu_memory_fraction", "kv_block_tokens",
-            "multi_prompt_prefill", "custom_allreduce")
+            "multi_prompt_prefill", "mixed_prefill_decode", "custom_allreduce")
 
 
 class LargeGpuLimits(BaseModel):
@@ -73,6 +74,8 @@ class EngineProfile(BaseModel):
     max_num_batched_tokens: int = Field(ge=1, le=10_000_000, description="tokens per step at most (the chunked-prefill budget)")
     chunked_prefill: bool = Field(description="long prompts are prefilled in chunks of the token budget, mixed with decode")
     multi_prompt_prefill: bool = Field(description="one step may prefill several prompts")
+    mixed_prefill_decode: bool = Field(description="one step may both prefill prompts and decode running sequences (else a "
+                                                   "step that prefills pauses decode)")
     gpu_memory_fraction: float = Field(gt=0, le=1, description="share of the GPU's memory the engine uses")
     kv_block_tokens: int = Field(ge=1, le=1_000_000, description="tokens per KV cache block")
     custom_allreduce: bool = Field(description="the engine all-reduces with its own one-shot / two-shot kernels inside "
