@@ -949,13 +949,16 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
     if synchronized:
         fits = int(cv.max_batch_size_fits(cv.state(np.array([max(float(cv.capacity[0]), 1e-12) * 1e-6])))[0]) if cv.fits[0] else 0
-        if round(concurrency) <= fits:
+        if cv.rd.engine is not None and cv.rd.engine.mixed_prefill_decode:
+            cv.notes.append(f"{cv.rd.engine.name} mixes prefill and decode, so a wave's requests finish apart and later "
+                            "waves spread out (`wave`): modelled as the Poisson closed loop")
+        elif round(concurrency) <= fits:
             return _wave_point(cv, model, hw, dep, traffic,
                                wave(model, hw, concurrency, prompt_tokens, output_tokens, dep, chunk_tokens))
+        else:
+            cv.notes.append(f"a synchronized wave of {concurrency:g} requests exceeds the batch the replica holds: "
+                            "modelled as the Poisson closed loop")
     cap = float(cv.capacity[0])
-    if synchronized:
-        cv.notes.append(f"a synchronized wave of {concurrency:g} requests exceeds the batch the replica holds: "
-                        "modelled as the Poisson closed loop")
     if not cv.fits[0] or cap <= 0:
         return _point(cv, model, hw, dep, traffic, chunk_tokens, max(cap, 1e-12))
     n = float(concurrency)
