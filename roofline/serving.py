@@ -1173,11 +1173,20 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
     sched = wave_schedule(n, int(s), int(o), budget, chunked, multi, mixed)
     context = s + o / 2  # the mean decode context of the module docstring, c̄ = S + E[O(O-1)]/(2E[O-1]) for a fixed O
     t = wave_step_times(model, rd, hw, sched, s, context)
-    r = float(eng.request_s(s)) if eng is not None else 0.0
+    return wave_of(sched, t, float(eng.request_s(s)) if eng is not None else 0.0, int(o))
+
+
+def wave_of(schedule: WaveSchedule, step_s, request_s: float, output_tokens: int) -> Wave:
+    """The latencies of a wave from its schedule and step times (`wave`'s formulas): TTFT_i = r + Σ_{j ≤ k_i} t_j,
+    TPOT_i = Σ_{k_i < j ≤ last_i} t_j / (O - 1), cycle = r + Σ_j t_j."""
+    t = np.asarray(step_s, float)
+    if t.shape != schedule.prefill_tokens.shape:
+        raise SpecError("step_s", f"needs one time per step of the schedule ({len(schedule.prefill_tokens)}), got shape {t.shape}")
     done = np.concatenate([[0.0], np.cumsum(t)])
-    ttft = r + done[sched.first_step]
-    tpot = (done[sched.last_step] - done[sched.first_step]) / (o - 1)
-    return Wave(schedule=sched, step_s=t, request_s=r, ttft_s=ttft, tpot_s=tpot, cycle_s=r + float(done[-1]), decode_batch=n)
+    ttft = request_s + done[schedule.first_step]
+    tpot = (done[schedule.last_step] - done[schedule.first_step]) / (output_tokens - 1)
+    return Wave(schedule=schedule, step_s=t, request_s=request_s, ttft_s=ttft, tpot_s=tpot, cycle_s=request_s + float(done[-1]),
+                decode_batch=len(schedule.first_step))
 
 
 def _wave_point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, w: Wave) -> ServingPoint:
