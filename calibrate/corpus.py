@@ -43,7 +43,7 @@ import roofline as rl
 from roofline.bands import entry_key, hardware_class, precision_class
 from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
-from roofline.serving import capacity_requests_per_s, closed_loop, steady_state
+from roofline.serving import capacity_requests_per_s, closed_loop, finite_run_duration_s, steady_state
 
 CORPUS_DIR = Path(__file__).resolve().parent / "published"
 BASELINE_PATH = CORPUS_DIR / "baseline.json"
@@ -317,8 +317,12 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
     if not sp.stable:
         raise Unsupported(f"predicted infeasible: {sp.reason}", infeasible=True)
     lam = sp.requests_per_s
+    e2e = sp.ttft_mean_s + (o - 1) * sp.tpot_s
+    if row.workload == "rate" and row.num_requests is not None:  # a finite run: its tokens over its wall time
+        share = row.num_requests / row.replicas
+        lam = share / float(finite_run_duration_s(share, lam, e2e))
     return {"ttft_s": sp.ttft_mean_s, "ttft_p50_s": sp.ttft_p50_s, "ttft_p90_s": sp.ttft_p90_s, "ttft_p99_s": sp.ttft_p99_s,
-            "tpot_s": sp.tpot_s, "e2e_s": sp.ttft_mean_s + (o - 1) * sp.tpot_s, "output_tokens_per_s": lam * o,
+            "tpot_s": sp.tpot_s, "e2e_s": e2e, "output_tokens_per_s": lam * o,
             "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
 
 

@@ -159,3 +159,11 @@ def test_serve_cli_synchronized():
     doc = json.loads(out.getvalue())[0]
     w = wave(M8, H100, 16, 1000, 200, rl.Deployment(engine="sglang"))
     assert doc["ttft_mean_s"] == pytest.approx(float(np.mean(w.ttft_s)))
+
+
+def test_finite_run_duration_worked_number():
+    from roofline.serving import finite_run_duration_s
+    # 500 Poisson requests at 16/s: the last is sent after 499 gaps of 1/16 s, then completes 17 s later
+    assert finite_run_duration_s(500, 16.0, 17.0) == pytest.approx(499 / 16 + 17)
+    # one request: its own latency
+    assert finite_run_duration_s(1, 16.0, 17.0) == pytest.approx(17.0)
