@@ -36,7 +36,8 @@ interpolates the given λ; Little's law then gives B exactly.
 TPOT is the mean step t̄ (every request sees the same mix of steps); `itl_max_s` is the worst gap between
 two tokens: tC with chunking, t0 + X(S_p99) without (a long prompt stalls the whole batch).
 
-TTFT = r + W + X(S), with r = t̄/2 the residual of the step in progress when a request arrives, and W the
+TTFT = r + W + X(S), with r = t̄/2 the residual of the step in progress when a request arrives (r = 3t̄/2 under an
+overlap scheduler, `EngineProfile.overlap_scheduler`: the CPU has already scheduled the next step, which runs first), and W the
 wait of an M/G/1 queue (Pollaczek-Khinchine) whose server is the prefill: service X(S) (whole prompt), or
 X(S) = S·tC/C with chunking (the prompt is served C tokens per chunked step):
 
@@ -578,6 +579,7 @@ class Curves:
             beyond = b_mb > eng.cuda_graph_max_batch
             dec_attn, dec_lin = np.where(beyond, eager_attn, dec_attn), np.where(beyond, eager_lin, dec_lin)
         step_h = (lambda seqs: eng.step_s(seqs)) if eng is not None else (lambda seqs: 0.0)  # the engine's CPU time per step
+        self.lookahead_steps = 1.0 if eng is not None and eng.overlap_scheduler else 0.0
         self.t0 = dec_attn + dec_lin + hop(per_rank) + step_h(b_mb)
         # one prefill pass per prompt length on the support: one prompt per attention rank (ep prompts in a wave)
         pre_attn, pre_lin, pre_act = _timed(O.forward_ops(model, rd, ep, s_val[None, :], 0, tp, mla_absorbed=False, ep=ep), ceil, tp, pp)
@@ -689,6 +691,7 @@ class Curves:
             extra = np.zeros_like(service)
         ex = (service * self.s_p).sum(axis=-1)
         ex2 = (service**2 * self.s_p).sum(axis=-1)
+        residual = tbar * (0.5 + self.lookahead_steps)  # the step in progress, and the one an overlap scheduler already queued
         lam_rank = lam / self.servers  # each attention rank queues its own share of the prompts
         rho = lam_rank * ex
         wait = mg1_wait_mean_s(lam_rank, ex, ex2)
@@ -696,7 +699,7 @@ class Curves:
         mem = pick(self.memory_required[rows])
         return ServingState(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
                             service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait,
-                            residual_s=tbar / 2, ttft_mean_s=tbar / 2 + wait + ex + (extra * self.s_p).sum(axis=-1),
+                            residual_s=residual, ttft_mean_s=residual + wait + ex + (extra * self.s_p).sum(axis=-1),
                             stable=stable, memory_required_bytes_per_gpu=mem, rows=rows)
 
     def ttft_tail(self, st, t, extra_s=0.0):

@@ -167,3 +167,16 @@ def test_finite_run_duration_worked_number():
     assert finite_run_duration_s(500, 16.0, 17.0) == pytest.approx(499 / 16 + 17)
     # one request: its own latency
     assert finite_run_duration_s(1, 16.0, 17.0) == pytest.approx(17.0)
+
+
+def test_an_overlap_scheduler_makes_an_arrival_wait_one_more_step():
+    # vLLM V1 (synchronous): an arrival waits out the step in progress, t̄/2 on average; SGLang and TensorRT-LLM schedule
+    # step n+1 while step n runs, so the arrival also waits out step n+1: 3t̄/2 (pp = 1, so TPOT = t̄)
+    from roofline.serving import curves_for
+    model, hw = rl.load_model(M8), rl.load_hardware(H100)
+    for engine, steps in (("vllm", 0.5), ("sglang", 1.5), ("trtllm", 1.5)):
+        cv = curves_for(model, hw, rl.Deployment(engine=engine), Traffic.of(2.0, 500, 200), None)
+        st = cv.state(np.array([2.0]))
+        assert st.residual_s[0] == pytest.approx(steps * st.tpot_s[0])
+        assert st.ttft_mean_s[0] == pytest.approx(st.residual_s[0] + st.wait_mean_s[0] + st.service_mean_s[0]
+                                                  + float((st.extra_s[0] * cv.s_p).sum()))
