@@ -962,7 +962,7 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     traffic = check_traffic(model, None, prompt_tokens, output_tokens, chunk_tokens)
     cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
     if synchronized:
-        fits = int(cv.max_batch_size_fits(cv.state(np.array([max(float(cv.capacity[0]), 1e-12) * 1e-6])))[0]) if cv.fits[0] else 0
+        fits = wave_batch_limit(cv)
         if cv.rd.engine is not None and cv.rd.engine.mixed_prefill_decode:
             cv.notes.append(f"{cv.rd.engine.name} mixes prefill and decode, so a wave's requests finish apart and later "
                             "waves spread out (`wave`): modelled as the Poisson closed loop")
@@ -1141,6 +1141,14 @@ def wave_step_times(model: ModelSpec, rd: ResolvedDeployment, hw: HardwareProfil
     return out
 
 
+def wave_batch_limit(cv: Curves) -> int:
+    """The most sequences the replica of `cv` (one device row) holds in one decode batch: memory at the traffic's
+    context and the engine's cap (`Curves.max_batch_size_fits`); 0 when batch 1 does not fit."""
+    if not cv.fits[0]:
+        return 0
+    return int(cv.max_batch_size_fits(cv.state(np.array([max(float(cv.capacity[0]), 1e-12) * 1e-6])))[0])
+
+
 def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: int, deployment: Deployment | None = None,
          chunk_tokens: int | None = None) -> Wave:
     """One synchronized wave of a closed loop of N = `concurrency` clients with fixed prompt and output lengths.
@@ -1175,9 +1183,12 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
     traffic = Traffic.of(None, prompt_tokens, output_tokens, concurrency=n, synchronized=True)
     check_chunk_tokens(model, chunk_tokens)
     s, o = traffic.prompt_tokens.tokens, traffic.output_tokens.tokens
-    hw = engine_tables(hw, dep.engine)
-    rd = check(model, hw, traffic.memory_workload(), dep)
-    check_serving_deployment(dep)
+    cv = curves_for(model, hw, dep, traffic, chunk_tokens)  # checked, on the engine's kernel tables
+    held = wave_batch_limit(cv)
+    if n > held:
+        raise SpecError("concurrency", f"a wave of {n} requests exceeds the {held} sequences the replica holds at "
+                                       f"{s:g} + {o:g} tokens: use closed_loop (the surplus waits for a slot)")
+    rd, hw = cv.rd, cv.hws[0]
     eng = rd.engine
     if eng is not None:
         budget = int(chunk_tokens or engine_limits(rd, [hw])[1][0])

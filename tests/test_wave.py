@@ -180,3 +180,13 @@ def test_an_overlap_scheduler_makes_an_arrival_wait_one_more_step():
         assert st.residual_s[0] == pytest.approx(steps * st.tpot_s[0])
         assert st.ttft_mean_s[0] == pytest.approx(st.residual_s[0] + st.wait_mean_s[0] + st.service_mean_s[0]
                                                   + float((st.extra_s[0] * cv.s_p).sum()))
+
+
+def test_a_wave_larger_than_the_batch_memory_holds_is_refused_and_closed_loop_falls_back():
+    # Llama-3.1-70B tp2 on H100 with 5000 + 500 tokens: the batch memory holds is far below 1,000 sequences
+    dep = rl.Deployment(engine="sglang", tp=2)
+    with pytest.raises(SpecError, match="concurrency.*exceeds"):
+        wave("llama-3.1-70b", H100, 1000, 5000, 500, dep)
+    sp = closed_loop("llama-3.1-70b", H100, 1000, 5000, 500, dep, synchronized=True)
+    assert any("exceeds the batch" in n for n in sp.notes)
+    assert sp.ttft_mean_s == closed_loop("llama-3.1-70b", H100, 1000, 5000, 500, dep).ttft_mean_s
