@@ -19,7 +19,9 @@ Step times come from the same operator table as `predict` (`ops.forward_ops` tim
 Steady state (per replica). Let a be the prefill time added per request:
 
 * whole-prompt prefill (no chunking): a = E[X(S)]; prefill passes preempt decode, the engine spends a
-  fraction ρ = λ·a of its time in them, and the mean decode step is t̄ = t0 / (1 - λa);
+  fraction ρ = λ·a of its time in them, and the mean decode step is t̄ = t0 / (1 - λa). An engine that
+  chunks prefill but runs a prefill step alone (`EngineProfile.mixed_prefill_decode` false: SGLang's
+  default scheduler) is this case too: its prefill steps preempt decode and read the weights themselves;
 * chunked prefill with a budget of C tokens: a fraction f = λ E[S] t̄ / C of steps carry a chunk and
   cost tC, the others t0, so t̄ = t0 + f (tC - t0) = t0 / (1 - λa) with a = E[S] (tC - t0) / C.
 
@@ -553,7 +555,7 @@ class Curves:
         cap = np.full(n, np.inf) if max_batch_size is None else np.full(n, float(max_batch_size))
         if lim is not None:  # the engine's running-sequence cap, and its token budget as the chunk when it chunks
             cap = np.minimum(cap, lim[0])
-            if chunk_tokens is None and eng.chunked_prefill:
+            if chunk_tokens is None and eng.chunked_prefill and eng.mixed_prefill_decode:  # else prefill steps run alone
                 chunk_tokens = lim[1]
         self.hws, self.tp, self.pp, self.ep = hws, tp, pp, ep
         self.chunk = None if chunk_tokens is None else np.broadcast_to(np.asarray(chunk_tokens, float), (n,)).copy()  # (H,)
@@ -832,8 +834,8 @@ def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_t
     """One replica under `requests_per_s` Poisson arrivals (see the module docstring for every formula).
 
     `prompt_tokens` / `output_tokens`: an int, a `LengthDist` or a string like "lognormal:2048:0.5".
-    `chunk_tokens`: prefill tokens per step (chunked prefill); None: the engine's token budget when it chunks
-    prefill (`Deployment.engine`), else whole-prompt prefill passes.
+    `chunk_tokens`: prefill tokens per step (chunked prefill, mixed with decode); None: the engine's token budget when
+    it chunks prefill into steps that also decode (`Deployment.engine`), else whole-prompt prefill passes.
     `max_batch_size`: a cap on running sequences below the engine's own (vLLM max_num_seqs). An arrival rate above
     the capacity is returned with stable=False and the reason; its latencies are then inf.
     """

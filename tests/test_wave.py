@@ -13,7 +13,7 @@ from roofline.engine import decode_ceilings
 from roofline.errors import SpecError
 from roofline.parallelism import check
 from roofline.roofline import Ceilings, OpTable, time_ops
-from roofline.serving import Traffic, closed_loop, wave, wave_of, wave_schedule, wave_step_times
+from roofline.serving import Traffic, closed_loop, steady_state, wave, wave_of, wave_schedule, wave_step_times
 from roofline.workload import Workload
 
 M8, H100 = "llama-3.1-8b", "h100-sxm"
@@ -190,3 +190,14 @@ def test_a_wave_larger_than_the_batch_memory_holds_is_refused_and_closed_loop_fa
     sp = closed_loop("llama-3.1-70b", H100, 1000, 5000, 500, dep, synchronized=True)
     assert any("exceeds the batch" in n for n in sp.notes)
     assert sp.ttft_mean_s == closed_loop("llama-3.1-70b", H100, 1000, 5000, 500, dep).ttft_mean_s
+
+
+def test_an_engine_that_does_not_mix_runs_prefill_passes_alone_in_steady_state():
+    # SGLang chunks prefill but runs a prefill step alone: its steady state is the whole-prompt model (prefill passes
+    # preempt decode, a = E[X(S)]), with the engine's CPU time and tokenization; vLLM mixes chunks of its budget
+    sg = steady_state(M8, H100, 2.0, 500, 200, rl.Deployment(engine="sglang"))
+    assert sg.chunk_tokens is None and np.isnan(sg.chunked_step_s)
+    vl = steady_state(M8, H100, 2.0, 500, 200, rl.Deployment(engine="vllm"))
+    assert vl.chunk_tokens == 8192 and vl.chunked_step_s > vl.decode_step_s
+    # an explicit budget is a mixed chunked step on either engine
+    assert steady_state(M8, H100, 2.0, 500, 200, rl.Deployment(engine="sglang"), chunk_tokens=512).chunk_tokens == 512
