@@ -130,6 +130,8 @@ def run(a) -> str:
     pts = points(a)
     if a.json:
         return json.dumps([_finite({"hardware_id": h, **d}) for h, _, d in pts], indent=2)
+    if a.synchronized:  # whether each column ran in waves, or why not
+        return table(pts) + "".join(f"\n{h} {label}: {d['notes'][-1]}" for h, label, d in pts if d.get("notes"))
     return table(pts)
 
 
