@@ -1113,12 +1113,13 @@ def wave_step_times(model: ModelSpec, rd: ResolvedDeployment, hw: HardwareProfil
     """
     tp = rd.dep.tp
     eng = rd.engine
-    ceil = Ceilings.of(hw, rd.compute_key)
+    ceil = replica_ceilings([hw], rd)[0]  # as `Curves`: a tp group wider than the NVLink domain on the scale-out network
     dceil = decode_ceilings(ceil)
     T, q, d = schedule.prefill_tokens, schedule.prefill_prompts, schedule.decode_rows
     out = np.zeros(len(T))
-    pre_attn, _, _ = _timed(O.forward_ops(model, rd, 1, float(prompt_tokens), 0, tp, mla_absorbed=False), ceil, tp)
-    attn_per_prompt_token = float(np.asarray(pre_attn).ravel()[0]) / prompt_tokens
+    one = np.ones((1, 1))  # (devices, points) arrays, as the stacked ceilings expect
+    pre_attn, _, _ = _timed(O.forward_ops(model, rd, one, float(prompt_tokens) * one, 0, tp, mla_absorbed=False), ceil, tp)
+    attn_per_prompt_token = float(pre_attn.ravel()[0]) / prompt_tokens
     ds = np.unique(d[d > 0])
     dec_attn = {}
     if len(ds):
