@@ -201,3 +201,14 @@ def test_an_engine_that_does_not_mix_runs_prefill_passes_alone_in_steady_state()
     assert vl.chunk_tokens == 8192 and vl.chunked_step_s > vl.decode_step_s
     # an explicit budget is a mixed chunked step on either engine
     assert steady_state(M8, H100, 2.0, 500, 200, rl.Deployment(engine="sglang"), chunk_tokens=512).chunk_tokens == 512
+
+
+def test_a_mixing_engines_wave_finishes_apart():
+    # vLLM mixes: prompt i's last token comes k_i + O - 1 steps into the wave, so the earlier prompts finish first;
+    # each request's TTFT + (O - 1) TPOT is r + the steps up to its own last one
+    w = wave(M8, H100, 16, 1000, 200, rl.Deployment(engine="vllm"))
+    sc = w.schedule
+    assert sc.last_step.tolist() == (sc.first_step + 199).tolist()
+    done = np.concatenate([[0.0], np.cumsum(w.step_s)])
+    assert (w.ttft_s + 199 * w.tpot_s).tolist() == pytest.approx((w.request_s + done[sc.last_step]).tolist())
+    assert w.cycle_s == pytest.approx(w.request_s + done[-1])
