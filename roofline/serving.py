@@ -581,7 +581,8 @@ class Curves:
         self.context_mem = traffic.memory_context_tokens
         self.weight_bytes, self.kv_bytes_per_sequence = replica_memory_bytes(model, rd, tp, self.context_mem)
         self.reserve_bytes = dep.runtime_reserve_bytes
-        self.memory_available = engine_memory_bytes(rd, np.array([h.memory_bytes for h in hws], float)[:, None])
+        self.memory_available = engine_memory_bytes(rd, np.array([h.memory_bytes for h in hws], float)[:, None],
+                                                    self.weight_bytes + workspace + self.reserve_bytes)
         self.memory_required = self.weight_bytes + b * self.kv_bytes_per_sequence + workspace + self.reserve_bytes
         self.memory_required = np.broadcast_to(self.memory_required, self.t0.shape)
         self.workspace = np.broadcast_to(workspace, self.t0.shape)

@@ -88,6 +88,29 @@ def test_memory_is_the_engine_share_and_its_largest_step():
     assert cv.max_batch_size_fits(cv.state(np.array([1.0])))[0] == p.max_batch_size_fits
 
 
+def test_tensorrt_llm_sizes_its_kv_pool_from_the_memory_left_free():
+    # TensorRT-LLM's free_gpu_memory_fraction f is a share of the memory still free once the weights, the runtime
+    # reserve and the profiled workspace F are in place (docs/source/reference/memory.md): KV pool = f · (M - F), so the
+    # engine uses F + f · (M - F) where vLLM's device share uses f · M. Llama-3.1-70B, bf16, tp 4 on H100 SXM
+    # (M = 85,520,809,984 B), 2,048 + 256 tokens a sequence, f = 0.9 for both engines.
+    m, hw, M = rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm"), 85_520_809_984
+    wl = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
+    dep = rl.Deployment(tp=4, engine="trtllm")
+    p = rl.predict(m, hw, wl, dep)
+    ws = float(step_workspace_bytes(m, dep.resolved(m), 4, 8192))  # TensorRT-LLM's max_num_tokens 8,192 step
+    fixed = p.weight_bytes + p.runtime_reserve_bytes + ws
+    assert p.memory_available_bytes_per_gpu == pytest.approx(fixed + 0.9 * (M - fixed))
+    kv_seq = p.kv_bytes_per_token * (2048 + 256)
+    assert p.max_batch_size_fits == math.floor(0.9 * (M - fixed) / kv_seq)
+    # against vLLM's share of the device (same f, same budget step): the KV pool is larger by (1 - f) · F
+    v = rl.predict(m, hw, wl, rl.Deployment(tp=4, engine="vllm"))
+    assert v.max_batch_size_fits == math.floor((0.9 * M - fixed) / kv_seq)
+    assert p.max_batch_size_fits > v.max_batch_size_fits
+    # the steady state sizes the batch the same way
+    cv = curves_for(m, hw, dep, check_traffic(m, 1.0, 2048, 256, None), None)
+    assert cv.max_batch_size_fits(cv.state(np.array([1.0])))[0] == p.max_batch_size_fits
+
+
 def test_running_sequences_cap_the_batch():
     # Llama-3.1-8B on an H200 (141 GB) fits far more than 1,024 short sequences: vLLM caps it at 1,024
     p = rl.predict("llama-3.1-8b", "h200", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=128), rl.Deployment())
@@ -118,6 +141,11 @@ def test_engine_limits_and_memory_helpers():
     seqs, tokens = engine_limits(rd, hws)
     assert list(seqs) == [1024, 256] and list(tokens) == [8192, 2048]
     assert engine_memory_bytes(rd, 100.0) == pytest.approx(90.0)
+    # a device share ignores what is loaded; TensorRT-LLM's share of the free memory: F + f · (M - F) = 40 + 0.9 · 60
+    assert engine_memory_bytes(rd, 100.0, 40.0) == pytest.approx(90.0)
+    trt = rl.Deployment(engine="trtllm").resolved(m)
+    assert engine_memory_bytes(trt, 100.0, 40.0) == pytest.approx(94.0)
+    assert engine_memory_bytes(trt, 100.0) == pytest.approx(90.0)  # F unknown (0): the device share
     assert engine_limits(rl.Deployment(engine=None).resolved(m), hws) is None
     assert engine_memory_bytes(rl.Deployment(engine=None).resolved(m), 100.0) == 100.0
 
