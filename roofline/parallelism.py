@@ -190,6 +190,15 @@ def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
     return fixed_bytes + f * (memory_bytes - fixed_bytes)
 
 
+def engine_step_tokens(budget_tokens, prompt_tokens, chunked: bool):
+    """Tokens of the largest step an engine runs, the pass it profiles its activation workspace for: its token
+    budget (`max_num_batched_tokens`) when prompts are chunked to it, else the larger of the budget and a whole
+    prompt, which then runs in one step (trtllm-bench without chunked prefill raises max_num_tokens to the longest
+    prompt plus max_batch_size: tensorrt_llm/bench/benchmark/utils/general.py). A 20,000-token prompt on
+    TensorRT-LLM (8,192 budget, no chunking): a 20,000-token step."""
+    return budget_tokens if chunked else np.maximum(budget_tokens, prompt_tokens)
+
+
 def step_workspace_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, ep: int = 1):
     """Activation workspace of the largest engine step, one GPU: the largest per-layer activation footprint
     (bytes read + written) of one prefill pass over `tokens` tokens. An engine sizes its KV cache after a

@@ -9,7 +9,7 @@ import pytest
 
 import roofline as rl
 from roofline.engines import EngineProfile, list_engines, load_engine
-from roofline.parallelism import engine_limits, engine_memory_bytes, step_workspace_bytes
+from roofline.parallelism import engine_limits, engine_memory_bytes, engine_step_tokens, step_workspace_bytes
 from roofline.serving import check_traffic, curves_for
 
 
@@ -109,6 +109,27 @@ def test_tensorrt_llm_sizes_its_kv_pool_from_the_memory_left_free():
     # the steady state sizes the batch the same way
     cv = curves_for(m, hw, dep, check_traffic(m, 1.0, 2048, 256, None), None)
     assert cv.max_batch_size_fits(cv.state(np.array([1.0])))[0] == p.max_batch_size_fits
+
+
+def test_an_engine_that_does_not_chunk_profiles_its_longest_prompt():
+    # TensorRT-LLM runs a whole prompt in one step (no chunked prefill), so a 20,000-token prompt is a 20,000-token
+    # step over its 8,192-token budget and the workspace it keeps free is that pass's; vLLM chunks it to 8,192.
+    # Llama-3.1-8B, bf16, H200; every activation is linear in the tokens, so the two workspaces are 20,000 : 8,192.
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h200")
+    wl = rl.Workload(batch_size=4, prompt_tokens=20_000, output_tokens=2_000)
+    trt, vllm = rl.Deployment(engine="trtllm"), rl.Deployment(engine="vllm")
+    assert engine_step_tokens(8192, 20_000, chunked=False) == 20_000
+    assert engine_step_tokens(8192, 20_000, chunked=True) == 8192
+    assert engine_step_tokens(8192, 2_048, chunked=False) == 8192
+    ws_prompt = float(step_workspace_bytes(m, trt.resolved(m), 1, 20_000))
+    ws_budget = float(step_workspace_bytes(m, vllm.resolved(m), 1, 8192))
+    assert ws_prompt / ws_budget == pytest.approx(20_000 / 8192)  # every activation is linear in the tokens
+    assert rl.predict(m, hw, wl, trt).activation_workspace_bytes == pytest.approx(ws_prompt)
+    assert rl.predict(m, hw, wl, vllm).activation_workspace_bytes == pytest.approx(ws_budget)
+    # the steady state keeps the same workspace and sizes the same batch as predict
+    cv = curves_for(m, hw, trt, check_traffic(m, None, 20_000, 2_000, None), None)
+    assert cv.workspace[0, 0] == pytest.approx(ws_prompt)
+    assert cv.max_batch_size_fits(cv.state(np.array([0.01])))[0] == rl.predict(m, hw, wl, trt).max_batch_size_fits
 
 
 def test_running_sequences_cap_the_batch():
