@@ -36,7 +36,6 @@ here is fitted to the end-to-end validation runs.
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 from typing import Literal
@@ -46,9 +45,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import SpecError, validation_message
 from .files import read_mapping
+from .memo import identity_cached_property
 
 SCHEMA_VERSION = 1
-_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False,
+                     ignored_types=(identity_cached_property,))  # every number finite
 MAX_RATE_PER_S = 1e18  # bytes/s or FLOP/s: above any device (see hardware.MAX_FLOPS_PER_S)
 MAX_LATENCY_S = 1.0  # per kernel
 MAX_POINTS = 100_000
@@ -148,7 +149,7 @@ class GemmTable(BaseModel):
                     raise SpecError(f"fraction[{i}][{j}]", f"must be in (0, 1], got {f}")
         return self
 
-    @functools.cached_property
+    @identity_cached_property
     def grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log M axis, log N·K axis, fraction table) as arrays, built once per table (not per lookup)."""
         return (np.log(np.asarray(self.m_tokens, dtype=float)), np.log(np.asarray(self.nk_elements, dtype=float)),
