@@ -58,6 +58,7 @@ import numpy as np
 from .collectives import allreduce_s
 from .gemm_shapes import K_FILL, gemm_efficiency
 from .hardware import HardwareProfile
+from .memo import Identity, memoized
 from .ops import NUMERIC_FIELDS, Op, OpKind
 
 _NUMERIC_GETTER = operator.attrgetter(*NUMERIC_FIELDS)
@@ -103,6 +104,7 @@ class Ceilings:
     curves: object = None
 
     @classmethod
+    @memoized(lambda cls, hw, compute_key, floor=False: (cls, Identity(hw), compute_key, floor))
     def of(cls, hw: HardwareProfile, compute_key: str, floor: bool = False) -> "Ceilings":
         """Realistic ceilings (peak x achievable fraction) or, with floor=True, the datasheet peaks.
 
