@@ -324,12 +324,38 @@ def _gemm_slowdown(t: OpTable, c: Ceilings):
     return np.where(shaped, 1.0 / eff, pad)
 
 
+def per_op_ceilings(t: OpTable, c: Ceilings, tp) -> Ceilings:
+    """Calibrated ceilings resolved for the ops of `t`: the measured all-reduce line of this group size, no GEMM
+    shape model where a measured table holds the shape (`CalibratedCurves.prepare`), then one rate per op from
+    the measured curves (`per_op_ceilings`); analytical ceilings (no curves) as they are."""
+    if c.curves is None:
+        return c
+    c = c.curves.prepare(c, tp)
+    return replace(c.curves.per_op_ceilings(t, c), curves=None)
+
+
+def stacked_per_op(sets: list[Ceilings], shape: tuple[int, ...]) -> Ceilings:
+    """Several sets of ceilings without curves (`per_op_ceilings`: a field may be one value per op, of shape
+    `shape` = (n_ops, ..., 1)) stacked on the last axis: set j at [..., j]. One `time_ops` call then times a
+    table against all of them, as `stacked` does for one value per set (one calibrated scenario, `engine`); a field
+    equal in every set stays that one value."""
+    out = {}
+    for name in _STACKED_FIELDS:
+        values = [getattr(c, name) for c in sets]
+        if all(map(_scalar, values)):
+            # one value shared by every set stays one value (and keeps `time_ops`' scalar paths, e.g. no SMs)
+            out[name] = values[0] if all(v == values[0] for v in values) else np.array(values, dtype=float)
+        else:
+            out[name] = a = np.empty(shape[:-1] + (len(sets),))
+            for j, v in enumerate(values):
+                a[..., j] = v[..., 0] if isinstance(v, np.ndarray) and v.ndim else v
+    return Ceilings(**out)
+
+
 def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
     """Time every operator of a table against one set of ceilings (see the module docstring)."""
     if c.curves is not None:  # calibrated: per-op rates from the measured curves, then the same formulas
-        # the measured all-reduce line of this group size; no GEMM shape model where a measured table holds the shape
-        c = c.curves.prepare(c, tp)
-        return time_ops(t, replace(c.curves.per_op_ceilings(t, c), curves=None), tp)
+        return time_ops(t, per_op_ceilings(t, c, tp), tp)
     f = t.f
     compute = f["flops"] * _gemm_slowdown(t, c) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
     memory = t.hbm_bytes / c.bytes_per_s
