@@ -84,20 +84,22 @@ class Memo:
         self.hits = self.misses = 0
 
 
-def memoized(key: Callable[..., Any], maxsize: int = DEFAULT_MAXSIZE):
+def memoized(key: Callable[..., Any], maxsize: int = DEFAULT_MAXSIZE, freeze: Callable[[Any], Any] | None = None):
     """Decorator: `fn(*args)` stored under `key(*args)`; where `key` returns None (an argument that is not a
-    plain value, e.g. a numpy grid), `fn` is called through without storing. The wrapped function keeps its
-    name and docstring; its table is `wrapper.memo`."""
+    plain value, e.g. a numpy grid), `fn` is called through without storing. `freeze` turns a stored value
+    into one its callers cannot change (a list into a tuple): every caller shares it. The wrapped function
+    keeps its name and docstring; its table is `wrapper.memo`."""
 
     def wrap(fn):
         table = Memo(f"{fn.__module__}.{fn.__qualname__}", maxsize)
+        compute = fn if freeze is None else (lambda *a, **kw: freeze(fn(*a, **kw)))
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             k = key(*args, **kwargs)
             if k is None:
                 return fn(*args, **kwargs)
-            return table.get(k, lambda: fn(*args, **kwargs))
+            return table.get(k, lambda: compute(*args, **kwargs))
 
         wrapper.memo = table
         return wrapper
