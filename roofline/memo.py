@@ -15,41 +15,39 @@ Two rules keep a cached answer from ever being stale:
   old fields.)
 * **Values are keyed by value**: numbers, strings, tuples of them, and hashable frozen records.
 
-Every table is bounded (least recently used out first), so a long session (the planner, a dashboard) holds at
+Every table is bounded (the oldest entry out first), so a long session (the planner, a dashboard) holds at
 most `maxsize` entries per table; `clear_all()` empties every table (the tests use it).
 """
 
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from typing import Any, Callable
 
 DEFAULT_MAXSIZE = 256
 _TABLES: list["Memo"] = []
 
 
-class Identity:
-    """A key part that stands for one object: hashed and compared by `id`, holding the object alive."""
+class Identity(int):
+    """A key part that stands for one object: the integer `id(obj)`, holding the object alive in `.obj`.
 
-    __slots__ = ("obj", "_id")
+    Two parts are equal exactly when their ids are; while both hold their objects, those are one object.
+    Being an int, it hashes and compares in C (a memo lookup pays no Python call for it).
+    """
 
-    def __init__(self, obj: Any):
+    def __new__(cls, obj: Any) -> "Identity":
+        self = super().__new__(cls, id(obj))
         self.obj = obj
-        self._id = id(obj)
-
-    def __hash__(self) -> int:
-        return self._id
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Identity) and other.obj is self.obj
+        return self
 
     def __repr__(self) -> str:
-        return f"Identity({type(self.obj).__name__} at {self._id:#x})"
+        return f"Identity({type(self.obj).__name__} at {int(self):#x})"
 
 
 class Memo:
-    """One bounded least-recently-used table: `get(key, compute)` returns the stored value or stores `compute()`."""
+    """One bounded table: `get(key, compute)` returns the stored value or stores `compute()`; past `maxsize`
+    entries the oldest stored leaves first (a hit does not reorder: the key, whose hash may cost Python calls,
+    is hashed once per lookup)."""
 
     __slots__ = ("name", "maxsize", "_data", "hits", "misses")
 
@@ -57,7 +55,7 @@ class Memo:
         if maxsize < 1:
             raise ValueError(f"maxsize: must be at least 1, got {maxsize}")
         self.name, self.maxsize = name, maxsize
-        self._data: OrderedDict = OrderedDict()
+        self._data: dict = {}
         self.hits = self.misses = 0
         _TABLES.append(self)
 
@@ -70,10 +68,9 @@ class Memo:
             value = compute()
             data[key] = value
             if len(data) > self.maxsize:
-                data.popitem(last=False)
+                del data[next(iter(data))]
             return value
         self.hits += 1
-        data.move_to_end(key)
         return value
 
     def __len__(self) -> int:

@@ -17,7 +17,7 @@ WL = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
 
 
 # ------------------------------------------------------------ the tables themselves
-def test_lru_bound_and_order():
+def test_bound_and_order():
     t = memo.Memo("test", maxsize=2)
     calls = []
 
@@ -27,12 +27,12 @@ def test_lru_bound_and_order():
 
     assert t.get(1, lambda: compute(1)) == 10
     assert t.get(2, lambda: compute(2)) == 20
-    assert t.get(1, lambda: compute(1)) == 10  # a hit: 1 becomes the most recently used
-    assert t.get(3, lambda: compute(3)) == 30  # over the bound: 2, the least recently used, leaves
+    assert t.get(1, lambda: compute(1)) == 10  # a hit
+    assert t.get(3, lambda: compute(3)) == 30  # over the bound: 1, the oldest stored, leaves
     assert len(t) == 2
-    assert t.get(1, lambda: compute(1)) == 10
-    assert t.get(2, lambda: compute(2)) == 20  # computed again
-    assert calls == [1, 2, 3, 2]
+    assert t.get(2, lambda: compute(2)) == 20
+    assert t.get(1, lambda: compute(1)) == 10  # computed again
+    assert calls == [1, 2, 3, 1]
     assert (t.hits, t.misses) == (2, 4)
     with pytest.raises(ValueError, match="maxsize"):
         memo.Memo("bad", maxsize=0)
@@ -40,7 +40,7 @@ def test_lru_bound_and_order():
 
 def test_identity_keys_objects_not_values_and_holds_them():
     a, b = [1, 2], [1, 2]  # equal values, two objects
-    assert memo.Identity(a) == memo.Identity(a) and hash(memo.Identity(a)) == id(a)
+    assert memo.Identity(a) == memo.Identity(a) and hash(memo.Identity(a)) == id(a) and memo.Identity(a).obj is a
     assert memo.Identity(a) != memo.Identity(b)
     key = memo.Identity([3])
     gc.collect()
