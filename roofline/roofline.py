@@ -319,9 +319,14 @@ def _gemm_slowdown(t: OpTable, c: Ceilings):
         out[rows] = 1.0 / gemm_efficiency(f["gemm_m"][rows], f["gemm_n"][rows], f["gemm_k"][rows], 1.0, K_FILL,
                                           c.sm_count, c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1))
         return out
-    eff = gemm_efficiency(f["gemm_m"], np.maximum(f["gemm_n"], 1.0), np.maximum(f["gemm_k"], 1.0), 1.0, K_FILL,
-                          np.maximum(c.sm_count, 1), c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1))
-    return np.where(shaped, 1.0 / eff, pad)
+    # a grid: the shape model only where it applies (GEMMs on devices with SMs given), elementwise as over the whole grid
+    *args, shaped = np.broadcast_arrays(f["gemm_m"], np.maximum(f["gemm_n"], 1.0), np.maximum(f["gemm_k"], 1.0),
+                                        np.maximum(c.sm_count, 1), c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1), shaped)
+    slowdown = np.ones(shaped.shape)
+    if shaped.any():
+        m, n, k, sms, tile_m, tile_n, tile_tokens = (a[shaped] for a in args)
+        slowdown[shaped] = 1.0 / gemm_efficiency(m, n, k, 1.0, K_FILL, sms, tile_m, tile_n, tile_tokens)
+    return np.where(shaped, slowdown, pad)
 
 
 def per_op_ceilings(t: OpTable, c: Ceilings, tp) -> Ceilings:
