@@ -1,13 +1,14 @@
-"""Prefill attention against the public tables: which shape terms explain the measured kernels (issue 12, item 2.3).
+"""Prefill attention against the public tables: which shape terms, shared by every device, explain the measured kernels.
 
-An exploration, not wired into the roofline: it fits t = t0 + b · t_seq + max(F / (peak · eta · eff), bytes / (BW · f_mem))
+An exploration (issue 12, item 2.3; calibrate/shapes.md section 3): the per-device calibrated line over executed FLOPs
+(`roofline.attention_shapes`, `calibrate/public.py`) is what the roofline uses. This fits t = t0 + b · t_seq + max(F / (peak · eta · eff), bytes / (BW · f_mem))
 over the vLLM FlashAttention-3 `context_attention_perf` tables of A100, H100 and B200 (H200 held out), with
 F the causal FLOPs `roofline.ops` charges (batch · heads · S(S+1)/2 · 4d) and eff a product of the terms tried:
 
-* causal tiles: query tile i of 128 reads i + 1 key tiles of 128, so the kernel computes q(q+1)/2 tile pairs,
-  q = ceil(S / 128), for S(S+1)/2 useful pairs: S = 256 wastes a third, S = 8192 1.5%;
+* causal tiles (`roofline.attention_shapes.executed_pairs`): q = ceil(S / 128) query tiles compute q(q+1)/2 tile
+  pairs of 128² for S(S+1)/2 useful pairs: S = 256 wastes a third, S = 8192 1.5%;
 * head dimension: d / (d + d0), the fixed work per tile (softmax, rescaling) beside the 2d-long dot products;
-* waves of batch · heads · q query tiles over the SMs.
+* waves of batch · heads · q query tiles over the SMs (`roofline.attention_shapes.wave_efficiency`).
 
 The memory term reads q, k, v and writes the output and the KV cache (vLLM's prefill attention layer
 stores K and V). Nothing is fitted to end-to-end measurements. Run: `python -m calibrate.attention_shapes`.
@@ -20,10 +21,10 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 import roofline as rl
+from roofline.attention_shapes import executed_pairs, query_tiles, wave_efficiency
 
 from . import public as P
 
-TILE = 128  # FlashAttention query and key tile (FA2/FA3 on Ampere/Hopper/Blackwell)
 FIT = ("a100_sxm", "h100_sxm", "b200_sxm")
 HELD_OUT = ("h200_sxm",)
 VARIANTS = {
@@ -48,13 +49,11 @@ def predicted_s(x, rows: pd.DataFrame, hw, terms) -> np.ndarray:
     """t0 (us) = x[0], eta = x[1], d0 = x[2], t_seq (us) = x[3]."""
     b, s, h, kvh, d = (rows[c].to_numpy(float) for c in ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"))
     flops = P.prefill_x(rows)
-    q = np.ceil(s / TILE)
     eff = np.ones_like(flops)
     if "causal" in terms:
-        eff = eff * (s * (s + 1) / 2) / (q * (q + 1) / 2 * TILE * TILE)
+        eff = eff * (s * (s + 1) / 2) / executed_pairs(s, 0.0)
     if "waves" in terms:
-        units = b * h * q
-        eff = eff * units / (np.ceil(units / hw.sm_count) * hw.sm_count)
+        eff = eff * wave_efficiency(b * h * query_tiles(s), hw.sm_count)
     if "head_dim" in terms:
         eff = eff * d / (d + x[2])
     t = flops / (hw.peak_flops("bf16") * x[1] * eff)

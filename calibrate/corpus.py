@@ -41,6 +41,7 @@ import pandas as pd
 
 import roofline as rl
 from roofline.bands import entry_key, hardware_class, precision_class
+from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
 from roofline.serving import capacity_requests_per_s, closed_loop, steady_state
 
@@ -253,8 +254,12 @@ def _hardware(name: str, load_hardware: Callable):
 ENGINE_OF_FRAMEWORK = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "nim": "trtllm"}
 
 
-def deployment_of(row: Row) -> rl.Deployment:
+def deployment_of(row: Row, model: rl.ModelSpec | None = None) -> rl.Deployment:
     """The row's deployment. FP8 on a GPU without FP8 tensor cores runs weight-only, as engines do (FP8 Marlin).
+
+    A row whose weight format is the checkpoint's own (`model.native_weight_dtype`: DeepSeek-V3's block-scaled
+    FP8, gpt-oss's MXFP4 experts) runs the checkpoint's weights as stored (`Deployment.weight_dtype` unset, so
+    `ModelSpec.checkpoint_quant` applies: its scale layout and the groups it keeps in BF16), not a re-quantized copy.
 
     Engines that state "tp n, ep n" on n GPUs (TensorRT-LLM's DEPn, SGLang's --enable-dp-attention) run the MoE
     layers expert-parallel inside the tp group; the predictor's expert parallelism is attention data-parallel
@@ -262,7 +267,11 @@ def deployment_of(row: Row) -> rl.Deployment:
     tp, ep = row.tp, row.ep
     if ep > 1 and tp * row.pp == row.num_gpus and tp % ep == 0:
         tp, ep = 1, tp
-    return rl.Deployment(tp=tp, pp=row.pp, ep=ep, weight_dtype=row.weight_dtype,
+    weight_dtype = row.weight_dtype
+    if model is not None and model.native_weight_dtype is not None and weight_dtype is not None and \
+            get_dtype(weight_dtype).name == get_dtype(model.native_weight_dtype).name and row.weight_group_size is None:
+        weight_dtype = None
+    return rl.Deployment(tp=tp, pp=row.pp, ep=ep, weight_dtype=weight_dtype,
                          activation_dtype=row.activation_dtype, kv_dtype=row.kv_dtype,
                          weight_group_size=row.weight_group_size, on_unsupported_dtype="fallback",
                          engine=ENGINE_OF_FRAMEWORK.get(row.framework))
@@ -350,7 +359,9 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
         raise Unsupported(f"a static batch on {row.num_gpus} GPUs in replicas of {row.replica_gpus}: how the batch splits is not stated")
     if row.workload == "offline" and row.metric not in ("output_throughput", "total_throughput", "request_throughput"):
         raise Unsupported(f"{row.metric} of an offline run")
-    key = (row.model, row.gpu, row.tp, row.pp, row.ep, row.weight_dtype, row.activation_dtype, row.kv_dtype,
+    # everything the prediction reads from the row, the engine included (two frameworks' rows of one setup differ)
+    key = (row.model, row.gpu, ENGINE_OF_FRAMEWORK.get(row.framework), row.tp, row.pp, row.ep, row.weight_dtype,
+           row.activation_dtype, row.kv_dtype,
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
            row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas)
     if cache is not None and key in cache:
@@ -358,7 +369,7 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
     else:
         try:
             model, hw = _spec(row.model, folder), _hardware(row.gpu, load_hardware)
-            dep = deployment_of(row)
+            dep = deployment_of(row, model)
             figures = (_figures_static if row.workload == "static" else _figures_serving)(model, hw, row, dep)
         except SpecError as exc:
             figures = Unsupported(f"refused: {exc}")

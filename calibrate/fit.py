@@ -55,6 +55,32 @@ def fit_affine(xs, ts, peak: float, unit: str, notes: list[str], label: str) -> 
                        points_x=tuple(float(v) for v in x), points_s=tuple(float(v) for v in t))
 
 
+def fit_affine_units(xs, units, ts, peak: float, unit: str, notes: list[str], label: str) -> tuple[AffineCurve | None, float | None]:
+    """t = t0 + x / R + u · t_u by relative least squares (as `fit_affine`, one more column): the decode attention line
+    with its cost per (sequence, KV head) `u`. Returns (line, t_u); a negative t_u is dropped (the two-term line,
+    t_u None), a negative t0 refitted at 0."""
+    x, u, t = (np.asarray(v, dtype=float) for v in (xs, units, ts))
+    keep = (x > 0) & (t > 0) & (u >= 0)
+    x, u, t = x[keep], u[keep], t[keep]
+    if len(t) < 3:
+        return fit_affine(x, t, peak, unit, notes, label), None
+    a = np.stack([1 / t, x / t, u / t], axis=1)
+    (t0, inv_rate, t_u), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
+    if t0 < 0:
+        (inv_rate, t_u), *_ = np.linalg.lstsq(a[:, 1:], np.ones_like(t), rcond=None)
+        t0 = 0.0
+    if t_u < 0 or inv_rate <= 0:
+        notes.append(f"{label}: no positive cost per unit; the two-term line")
+        return fit_affine(x, t, peak, unit, notes, label), None
+    rate = 1 / inv_rate
+    if rate > peak:
+        notes.append(f"{label}: fitted rate {rate:.4g}/s exceeds the datasheet peak {peak:.4g}/s; clamped to the peak")
+        rate = peak
+    curve = AffineCurve(x_unit=unit, latency_s=float(t0), rate_per_s=float(rate), peak_per_s=float(peak),
+                        points_x=tuple(float(v) for v in x), points_s=tuple(float(v) for v in t))
+    return curve, float(t_u)
+
+
 def _ok(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("status") == "ok"]
 

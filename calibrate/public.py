@@ -19,16 +19,28 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   2 · 4096³ / (2e-4 · 989.4e12) = 0.695. The (M, N·K) table keeps every measured M and pools
   N·K into half-octave bins (their median), so one file stays small.
 * `attention/.../context_attention_perf.parquet`: causal prefill of `isl` tokens with bf16 KV
-  and no sliding window, one line t = t0 + F / R over the kernel's FLOPs, counted as
-  `roofline.ops` counts them: batch · heads · isl(isl + 1)/2 · (2·d + 2·d).
+  and no sliding window, one line t = t0 + X / R over the kernel's executed FLOPs over its wave
+  efficiency (`roofline.attention_shapes`, `x_unit: executed_flops`): batch · heads · the causal
+  128 x 128 tiles' pairs · (2·d + 2·d), over the busy fraction of the profile's SMs running
+  batch · heads · ceil(isl / 128) query-tile blocks.
 * `attention/.../generation_attention_perf.parquet`: one new token against a context of
-  isl + step tokens, bf16 KV, t = t0 + B / R over the bytes `roofline.ops` charges the
-  attention op: KV read batch · context · 2 · kv_heads · d · kv_bytes, the new token's KV
-  written, Q read and the output written (heads · d · 2 bytes per sequence each).
+  isl + step tokens, bf16 KV, t = t0 + B / R + batch · kv_heads · t_kvh over the bytes
+  `roofline.ops` charges the attention op (KV read batch · context · 2 · kv_heads · d · kv_bytes,
+  the new token's KV written, Q read and the output written, heads · d · 2 bytes per sequence
+  each) and the kernel's (sequence, KV head) blocks (`attention_decode_kv_head_s` = t_kvh).
+* `moe/<framework>/.../moe_perf.parquet`: the engine's fused MoE layer, balanced routing, no
+  expert parallelism: per expert-weight width one `MoeCurve` (t0 per layer, grouped-GEMM compute and
+  bandwidth fractions), fitted in `calibrate/public_moe.py`.
 * `comm/<framework>/.../custom_allreduce_perf.parquet`: the engine's all-reduce (the rows
   replayed from a CUDA graph where the table has both), per group size p a line
   t = t0 + S / R over message bytes S (elements · 2 for bf16); `interconnect_fraction` is the
   bus bandwidth 2(p-1)/p · S / t of the largest message of the largest group over the link rate.
+
+* `comm/nccl/<newest>/nccl_perf.parquet`: NCCL's half-precision all-reduce, the same line per group
+  size (`nccl_allreduce`): what runs where the engine has no custom all-reduce (`engines.nccl_allreduce`).
+* `gemm/.../gemm_perf.parquet` rows `int4_wo` / `int8_wo` with M ≤ `GEMV_MAX_TOKENS` (from the newest
+  table that has them, this framework's first: `weight_only_rows`): a weight-only decode GEMM,
+  t = t0 + W / R over its packed weight bytes W = N · K · bits / 8 (`gemv`).
 
 The tables hold no copy benchmark and no launch-overhead measurement: `memory` stays absent (the
 datasheet bandwidth fraction stays for non-attention kernels) and `kernel_overhead_s` is the
@@ -50,11 +62,13 @@ import numpy as np
 import pandas as pd
 
 import roofline as rl
-from roofline.calibration import SCHEMA_VERSION, AffineCurve, Calibration, GemmTable
+from roofline.calibration import GEMV_BITS, GEMV_MAX_TOKENS, SCHEMA_VERSION, AffineCurve, Calibration, GemmTable
 from roofline.errors import SpecError
+from roofline.attention_shapes import decode_kv_units, executed_pairs, query_tiles, wave_efficiency
 from roofline.ops import attended_keys
 
-from .fit import fit_affine
+from .fit import fit_affine, fit_affine_units
+from .public_moe import fit_moe
 
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
@@ -71,6 +85,7 @@ DEFAULT_FRAMEWORKS = ("vllm", "trtllm")  # the newest vLLM tables where present,
 GEMM_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}  # table gemm_dtype -> compute dtype key
 TABLE_TIME_S = 1e-3  # the tables' latency unit: milliseconds
 HALF_BYTES = 2  # bf16 activations, KV and all-reduce elements
+WEIGHT_ONLY = {"int4_wo": "int4", "int8_wo": "int8"}  # table gemm_dtype of weight-only GEMMs -> calibration.gemv key
 NK_BINS_PER_OCTAVE = 2
 CURVE_POINTS = 48  # an affine curve keeps the median time in this many log-spaced bins of x
 SIGNIFICANT = 4  # digits kept of every stored fraction and time
@@ -153,6 +168,20 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
         if path.is_file():
             tables[name] = pd.read_parquet(path)
             paths.append(str(path.relative_to(root)))
+    gemv, gemv_paths = weight_only_rows(root, system, framework, version, tables.get("gemm"))
+    if gemv is not None:
+        tables["gemv"] = gemv
+        paths.extend(p for p in gemv_paths if p not in paths)
+    nccl = _versions(root, system, "comm", "nccl", "nccl_perf.parquet")
+    if nccl:
+        path = root / system / "comm" / "nccl" / nccl[-1] / "nccl_perf.parquet"
+        tables["nccl"] = pd.read_parquet(path)
+    moe = _versions(root, system, "moe", framework, "moe_perf.parquet")
+    if moe:  # the fused MoE layer (`calibrate.public_moe`): the same version, else the framework's newest
+        v = version if version in moe else moe[-1]
+        path = root / system / "moe" / framework / v / "moe_perf.parquet"
+        tables["moe"] = pd.read_parquet(path)
+        paths.append(str(path.relative_to(root)))
     comm = _versions(root, system, "comm", framework, "custom_allreduce_perf.parquet")
     if comm:
         v = version if version in comm else comm[-1]
@@ -168,10 +197,39 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
     return tables, paths, (max(dates) if dates else None)
 
 
+def weight_only_rows(root: Path, system: str, framework: str, version: str, gemm: pd.DataFrame | None):
+    """(rows, paths): each weight-only format's GEMM rows (`WEIGHT_ONLY`) from the newest table of `framework` that has
+    them, else of another framework (alphabetical): a dequantizing kernel is timed where any engine's tables time one
+    (A100: TensorRT-LLM 1.0.0; H100: SGLang 0.5.6.post2). (None, []) where no table has them."""
+    folder = root / system / "gemm"
+    others = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name != framework) if folder.is_dir() else []
+    found, paths = [], []
+    for fw in [framework, *others]:
+        for v in reversed(_versions(root, system, "gemm", fw, "gemm_perf.parquet")):
+            missing = [d for d in WEIGHT_ONLY if not any((f["gemm_dtype"] == d).any() for f in found)]
+            if not missing:
+                break
+            path = root / system / "gemm" / fw / v / "gemm_perf.parquet"
+            frame = gemm if (fw, v) == (framework, version) and gemm is not None else pd.read_parquet(path)
+            rows = frame[frame["gemm_dtype"].isin(missing)]
+            if not rows.empty:
+                found.append(rows)
+                paths.append(str(path.relative_to(root)))
+    return (pd.concat(found) if found else None), paths
+
+
 # ------------------------------------------------------------ per-kernel amounts (as roofline.ops counts them)
 def prefill_attention_flops(batch, isl, heads, head_dim):
     """FLOPs of one causal prefill attention kernel: batch · heads · isl(isl+1)/2 pairs · (2d + 2d)."""
     return np.asarray(batch) * heads * attended_keys(np.asarray(isl, dtype=float), 0.0) * 4 * np.asarray(head_dim)
+
+
+def prefill_executed_flops(batch, isl, heads, head_dim, sms):
+    """The x of an executed-FLOPs prefill line (`roofline.attention_shapes`): batch · heads · the causal tiles' pairs ·
+    4d, over the wave efficiency of batch · heads · ceil(isl / 128) query-tile blocks on `sms` SMs."""
+    batch, isl = np.asarray(batch, dtype=float), np.asarray(isl, dtype=float)
+    executed = batch * heads * executed_pairs(isl, 0.0) * 4 * np.asarray(head_dim)
+    return executed / wave_efficiency(batch * heads * query_tiles(isl), sms)
 
 
 def decode_attention_bytes(batch, context, heads, kv_heads, head_dim, kv_bytes, act_bytes=HALF_BYTES):
@@ -261,6 +319,16 @@ def prefill_x(rows: pd.DataFrame) -> np.ndarray:
                                    rows["num_heads"].to_numpy(float), rows["head_dim"].to_numpy(float))
 
 
+def prefill_executed_x(rows: pd.DataFrame, sms: int) -> np.ndarray:
+    return prefill_executed_flops(rows["batch_size"].to_numpy(float), rows["isl"].to_numpy(float),
+                                  rows["num_heads"].to_numpy(float), rows["head_dim"].to_numpy(float), sms)
+
+
+def decode_units(rows: pd.DataFrame) -> np.ndarray:
+    """(sequence, KV head) units of each decode row: batch · kv_heads."""
+    return decode_kv_units(rows["batch_size"].to_numpy(float), rows["num_key_value_heads"].to_numpy(float))
+
+
 def decode_x(rows: pd.DataFrame) -> np.ndarray:
     kv_bytes = rows["kv_cache_dtype"].map({"bfloat16": 2, "float16": 2, "fp8": 1}).to_numpy(float)
     return decode_attention_bytes(rows["batch_size"].to_numpy(float), (rows["isl"] + rows["step"]).to_numpy(float),
@@ -297,6 +365,41 @@ def fit_allreduce(df: pd.DataFrame, link: float, notes: list[str]) -> dict[str, 
     return out
 
 
+def nccl_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """NCCL's half-precision all-reduce rows (nccl_perf also holds all-gather, reduce-scatter and all-to-all)."""
+    return df[(df["op_name"] == "all_reduce") & df["nccl_dtype"].isin(["half", "bfloat16", "float16"]) & (df["latency"] > 0)]
+
+
+def fit_nccl_allreduce(df: pd.DataFrame, link: float, notes: list[str]) -> dict[str, AffineCurve]:
+    """Per group size, NCCL's all-reduce t = t0 + S / R over message bytes S (as `fit_allreduce`)."""
+    out = {}
+    for p, g in nccl_rows(df).groupby("num_gpus"):
+        if p < 2:
+            continue
+        x = g["message_size"].to_numpy(float) * HALF_BYTES
+        t = g["latency"].to_numpy(float) * TABLE_TIME_S
+        curve = fit_affine(x, t, allreduce_peak(link, int(p)), "bytes", notes, f"nccl allreduce tp{p}")
+        if curve is not None:
+            out[str(int(p))] = _compress(curve, x, t)
+    return out
+
+
+def fit_gemv(df: pd.DataFrame, bandwidth: float, notes: list[str]) -> dict[str, AffineCurve]:
+    """Per weight-only format, t = t0 + W / R over the packed weight bytes W = N · K · bits / 8 of its rows of at most
+    `GEMV_MAX_TOKENS` tokens (`calibration.CalibratedCurves`: weight-only decode GEMMs), against the HBM bandwidth."""
+    out = {}
+    for table_dtype, key in WEIGHT_ONLY.items():
+        rows = df[(df["gemm_dtype"] == table_dtype) & (df["m"] <= GEMV_MAX_TOKENS) & (df["latency"] > 0)]
+        if rows.empty:
+            continue
+        x = rows["n"].to_numpy(float) * rows["k"].to_numpy(float) * GEMV_BITS[key] / 8
+        t = rows["latency"].to_numpy(float) * TABLE_TIME_S
+        curve = fit_affine(x, t, bandwidth, "bytes", notes, f"gemv {key}")
+        if curve is not None:
+            out[key] = _compress(curve, x, t)
+    return out
+
+
 def interconnect_fraction(df: pd.DataFrame, link: float) -> float | None:
     """Bus bandwidth 2(p-1)/p · S / t of the largest message of the largest group, over the link rate (at most 1)."""
     rows = allreduce_rows(df)
@@ -328,18 +431,24 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
                 gemm[key] = t
     if not gemm:
         raise SpecError("gemm", f"{system} {framework} {version}: no bf16/fp16/fp8 GEMM rows to fit")
-    pre = dec = None
+    pre = dec = kv_head_s = None
     if "context_attention" in tables:
         rows = attention_rows(tables["context_attention"])
-        x, t = prefill_x(rows), rows["latency"].to_numpy(float) * TABLE_TIME_S
-        pre = _compress(fit_affine(x, t, hw.peak_flops("bf16"), "flops", notes, "attention_prefill"), x, t)
+        x, t = prefill_executed_x(rows, hw.sm_count or 0), rows["latency"].to_numpy(float) * TABLE_TIME_S
+        pre = _compress(fit_affine(x, t, hw.peak_flops("bf16"), "executed_flops", notes, "attention_prefill"), x, t)
     if "generation_attention" in tables:
         rows = attention_rows(tables["generation_attention"])
         x, t = decode_x(rows), rows["latency"].to_numpy(float) * TABLE_TIME_S
-        dec = _compress(fit_affine(x, t, hw.memory_bandwidth_bytes_per_s, "bytes", notes, "attention_decode"), x, t)
+        line, kv_head_s = fit_affine_units(x, decode_units(rows), t, hw.memory_bandwidth_bytes_per_s, "bytes", notes,
+                                           "attention_decode")
+        dec = _compress(line, x, t)
+        kv_head_s = None if dec is None or kv_head_s is None else _sig(kv_head_s)
+    moe = fit_moe(tables["moe"], hw, notes) if "moe" in tables else {}
     link = hw.interconnect.bytes_per_s_per_direction
     ar = tables.get("allreduce")
     allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
+    nccl = fit_nccl_allreduce(tables["nccl"], link, notes) if "nccl" in tables else {}
+    gemv = fit_gemv(tables["gemv"], hw.memory_bandwidth_bytes_per_s, notes) if "gemv" in tables else {}
     date = date or datetime.now(timezone.utc).isoformat(timespec="seconds")
     command = command or f"roofline calibrate --from-public {system} --framework {framework} --version {version}"
     return Calibration(
@@ -356,9 +465,13 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         gemm=gemm,
         attention_prefill=pre,
         attention_decode=dec,
+        attention_decode_kv_head_s=kv_head_s,
         kernel_overhead_s=hw.efficiency.kernel_overhead_s,
         interconnect_fraction=interconnect_fraction(ar, link) if ar is not None else None,
         allreduce=allreduce,
+        nccl_allreduce=nccl,
+        gemv=gemv,
+        moe=moe,
         notes=tuple(notes),
     )
 
@@ -396,7 +509,9 @@ def run_from_public(device: str, framework: str | None, version: str | None, out
     src = cal.provenance.public_source
     parts = [f"gemm {', '.join(cal.gemm)}", "attention prefill" if cal.attention_prefill else "",
              "attention decode" if cal.attention_decode else "",
-             f"all-reduce tp{','.join(cal.allreduce)}" if cal.allreduce else ""]
+             f"all-reduce tp{','.join(cal.allreduce)}" if cal.allreduce else "",
+             f"NCCL all-reduce tp{','.join(cal.nccl_allreduce)}" if cal.nccl_allreduce else "",
+             f"weight-only GEMV {', '.join(cal.gemv)}" if cal.gemv else ""]
     return (f"wrote {target} ({src.package} {src.package_version}, {src.system}, {src.framework} {src.framework_version}): "
             + "; ".join(p for p in parts if p) + f"\nuse it: roofline.load_hardware({hw_id!r}, calibration={str(target)!r})")
 

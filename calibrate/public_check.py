@@ -1,7 +1,8 @@
 """How good are the calibrations fitted from public kernel tables? Three measurements, none fitted to.
 
 (a) **Fit residuals**: every table row a device's curves were fitted on, timed by those curves
-    (GEMM: tile-padded FLOPs / (peak · fraction(M, N·K)); attention: t0 + x / R; all-reduce per
+    (GEMM: tile-padded FLOPs / (peak · fraction(M, N·K)); attention: t0 + x / R, x the prefill's executed FLOPs
+    over its wave efficiency or the decode's bytes, + batch · kv_heads · t_kvh for decode; all-reduce per
     group size: t0 + S / R), as |predicted / measured - 1|, median per kernel family.
 (b) **Held-out devices**: the curves of a source device attached to a target device the way
     `load_hardware(target, calibration=source_file)` attaches them (fractions rescaled to the
@@ -26,7 +27,8 @@ from roofline.calibration import CalibratedCurves, Calibration, load_calibration
 
 from . import corpus
 from .public import (PUBLIC_DIR, SYSTEMS, TABLE_TIME_S, GEMM_DTYPES, HALF_BYTES, allreduce_peak, allreduce_rows,
-                     attention_rows, decode_x, fit_public, gemm_fractions, gemm_rows, median_abs_pct, prefill_x, rel_error)
+                     attention_rows, decode_units, decode_x, fit_public, gemm_fractions, gemm_rows, median_abs_pct, prefill_executed_x, prefill_x,
+                     rel_error)
 
 MODEL_SIZED = 1024  # fused projections of 1B-405B models have N and K of about 1024 or more; the tables go down to 32
 HELD_OUT = (("h100-sxm", "h200"), ("h200", "h100-sxm"), ("a100-sxm-80gb", "h200"), ("b200", "gb200"), ("gb200", "b200"))
@@ -54,12 +56,13 @@ def kernel_errors(cal: Calibration, hw, tables: dict[str, pd.DataFrame]) -> pd.D
     curves = CalibratedCurves(cal, hw, "bf16")
     if "context_attention" in tables and cal.attention_prefill is not None:
         rows = attention_rows(tables["context_attention"])
-        predicted = curves.att_pre_latency_s + prefill_x(rows) / curves.att_pre_rate
+        x = prefill_executed_x(rows, hw.sm_count or 0) if curves.att_pre_executed else prefill_x(rows)
+        predicted = curves.att_pre_latency_s + x / curves.att_pre_rate
         parts.append(pd.DataFrame({"family": "attention prefill", "predicted_s": predicted,
                                    "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
     if "generation_attention" in tables and cal.attention_decode is not None:
         rows = attention_rows(tables["generation_attention"])
-        predicted = curves.att_dec_latency_s + decode_x(rows) / curves.att_dec_rate
+        predicted = curves.att_dec_latency_s + decode_x(rows) / curves.att_dec_rate + decode_units(rows) * curves.att_kv_head_s
         parts.append(pd.DataFrame({"family": "attention decode", "predicted_s": predicted,
                                    "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
     if "allreduce" in tables:

@@ -18,10 +18,20 @@ on every operator is timed against the measured curves instead of the constant f
   A decode GEMM (M = 8) is memory-bound; its measured fraction then carries the weight-read
   time, so its compute term equals the measured time of that shape.
 * **Attention**: prefill (flash / SDPA, causal) as t = t0 + F / R over FLOPs per kernel,
-  and decode (one query against a KV cache) as t = t0 + B / R over bytes per kernel.
+  and decode (one query against a KV cache) as t = t0 + B / R over bytes per kernel. A prefill
+  curve with `x_unit = "executed_flops"` counts F as the kernel's causal tiles over its wave
+  efficiency (`attention_shapes`: short prompts waste diagonal tiles, few blocks leave SMs idle);
+  `attention_decode_kv_head_s`, when present, adds a cost per (sequence, KV head) to the decode
+  line: t = t0 + B / R + batch · kv_heads · t_kvh. Without them, F is the useful FLOPs and the
+  decode line has two terms.
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
+* **Fused MoE layer** (optional `moe`, per expert-weight format bf16 / fp8 / fp8_block / fp4): the five kernels
+  `roofline.ops` marks `grouped` (token permute, grouped up GEMM, activation, grouped down GEMM,
+  unpermute) take t = t0 + Σ_op max(F_op · pad / (η_c · peak) + V_op / vector, B_op / (η_m · bandwidth)),
+  one fixed time t0 per MoE layer and one compute and one bandwidth fraction for the grouped kernels
+  (`MoeCurve`). Absent: those ops are timed like any other GEMM and elementwise kernel.
 
 A file fitted from public kernel tables (`calibrate/public.py`) names them in
 `provenance.public_source`; such tables carry no copy benchmark, so `memory` may be absent and
@@ -43,6 +53,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .attention_shapes import wave_efficiency
 from .errors import SpecError, validation_message
 from .files import read_mapping
 from .memo import Identity, Memo, identity_cached_property
@@ -54,6 +65,8 @@ MAX_RATE_PER_S = 1e18  # bytes/s or FLOP/s: above any device (see hardware.MAX_F
 MAX_LATENCY_S = 1.0  # per kernel
 MAX_POINTS = 100_000
 DTYPE_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
+GEMV_BITS = {"int4": 4, "int8": 8}  # weight-only formats with a measured small-M line, and their bits per weight
+GEMV_MAX_TOKENS = 16  # the largest M of the tables' weight-only rows the line is fitted on (M = 1, 2, 4, 8, 16)
 
 
 class PublicSource(BaseModel):
@@ -94,7 +107,9 @@ class AffineCurve(BaseModel):
     """t(x) = latency_s + x / rate_per_s, fitted to measured medians (x in bytes or FLOPs per kernel)."""
 
     model_config = _FROZEN
-    x_unit: Literal["bytes", "flops"]
+    x_unit: Literal["bytes", "flops", "executed_flops"] = Field(
+        description="what x counts: bytes, the op's FLOPs, or (prefill attention) its causal-tile FLOPs over its wave "
+                    "efficiency (`attention_shapes`)")
     latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed time per kernel (ramp-up, tail), seconds")
     rate_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="asymptotic bytes/s or FLOP/s of large kernels")
     peak_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's datasheet peak the fraction divides by")
@@ -178,6 +193,48 @@ def _bracket(axis: np.ndarray, x: np.ndarray):
     return i, w
 
 
+# Expert-weight formats a fused-MoE curve may describe (`Calibration.moe` keys): 16-bit, 8-bit float with per-tensor
+# (or row, group) scales, 8-bit float with block scales (DeepSeek-V3's 128 x 128), 4-bit. An op of a fused MoE layer
+# carries `grouped` = 1 + the index of its format here (`ops.moe_format`).
+MOE_FORMATS = ("bf16", "fp8", "fp8_block", "fp4")
+MOE_GEMMS_PER_LAYER = 2  # the grouped up and down GEMMs of a fused MoE layer (`ops.fused_moe_ops`) share its fixed time
+
+
+class MoeCurve(BaseModel):
+    """One fused MoE layer's time: t = t0 + Σ over its grouped ops of max(compute, memory) at the fitted fractions.
+
+    For the ops `roofline.ops` marks `grouped` (one MoE layer: permute, up GEMM, activation, down GEMM,
+    unpermute), with F the GEMM FLOPs (tile-padded), V the vector FLOPs, B the HBM bytes of each op:
+
+        t_layer = latency_s + Σ_op max(F_op · pad / (compute_fraction · peak) + V_op / vector, B_op / (bandwidth_fraction · bw))
+
+    peak is the dense peak of `compute_dtype`, bw the HBM bandwidth. A table fitted at decode sizes (a few
+    tokens, every weight of the touched experts read once) fixes bandwidth_fraction and latency_s; at prefill
+    sizes compute_fraction. The curve applies only to ops whose expert weights are in `weight_format`
+    (`ops.moe_format`) and whose pass computes at `compute_dtype`. Worked number: H200 (4.8e12 B/s), an fp8 layer reading
+    1 GB of expert weights at bandwidth_fraction 0.8 with latency_s 20 µs: 20e-6 + 1e9 / (0.8 · 4.8e12) = 280 µs.
+    """
+
+    model_config = _FROZEN
+    weight_format: Literal[MOE_FORMATS] = Field(description="the expert weights' format this curve times (`MOE_FORMATS`)")
+    compute_dtype: str = Field(description="dtype key the grouped GEMMs compute at (the peak compute_fraction divides)")
+    latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed time per MoE layer (routing setup, launches, tails), seconds")
+    compute_fraction: float = Field(gt=0, le=1, description="grouped-GEMM FLOPs / time / dense peak of compute_dtype")
+    bandwidth_fraction: float = Field(gt=0, le=1, description="grouped kernels' HBM bytes / time / peak bandwidth")
+    peak_flops_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's dense peak of compute_dtype")
+    peak_bytes_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's HBM bandwidth")
+    table_dtype: str = Field(min_length=1, description="the table's name of the format, e.g. fp8_block")
+    rows: int = Field(ge=1, description="table rows fitted")
+    median_abs_error: float = Field(ge=0, description="median |predicted / table - 1| over those rows")
+    p90_abs_error: float = Field(ge=0, description="90th percentile of |predicted / table - 1|")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MoeCurve":
+        if self.compute_dtype not in DTYPE_KEYS:
+            raise SpecError("compute_dtype", f"unknown dtype key {self.compute_dtype!r}; choose from {', '.join(DTYPE_KEYS)}")
+        return self
+
+
 class Calibration(BaseModel):
     """A calibrated profile file (JSON or YAML); see the module docstring for each curve."""
 
@@ -192,12 +249,24 @@ class Calibration(BaseModel):
     gemm: dict[str, GemmTable] = Field(description="dtype key -> table; a dtype left out keeps its datasheet fraction")
     attention_prefill: AffineCurve | None = Field(None, description="causal flash/SDPA prefill, FLOPs per kernel")
     attention_decode: AffineCurve | None = Field(None, description="one query per sequence against a KV cache, bytes per kernel")
+    attention_decode_kv_head_s: float | None = Field(
+        None, ge=0, le=MAX_LATENCY_S, description="decode attention's time per (sequence, KV head) per kernel, fitted with "
+                                                  "attention_decode; None: the two-term line alone")
     kernel_overhead_s: float = Field(ge=0, le=MAX_LATENCY_S, description="seconds per eager kernel launch")
     kernel_overhead_graph_s: float | None = Field(None, ge=0, le=MAX_LATENCY_S, description="seconds per kernel replayed from a CUDA graph")
     interconnect_fraction: float | None = Field(None, gt=0, le=1, description="all-reduce bus bandwidth / link rate; None = not measured")
     allreduce: dict[str, AffineCurve] = Field(
         default_factory=dict, description="GPUs in the group ('2', '4', '8') -> t = t0 + S / R over message bytes S; "
                                           "peak_per_s is link · p / (p - 1), the most any all-reduce can deliver")
+    nccl_allreduce: dict[str, AffineCurve] = Field(
+        default_factory=dict, description="as `allreduce`, for NCCL's all-reduce: what runs where the engine has no custom "
+                                          "all-reduce kernel (`engines.nccl_allreduce`)")
+    gemv: dict[str, AffineCurve] = Field(
+        default_factory=dict, description="weight format ('int4', 'int8') -> a weight-only GEMM of at most GEMV_MAX_TOKENS "
+                                          "rows: t = t0 + W / R over its packed weight bytes W (`CalibratedCurves.gemv_line`)")
+    moe: dict[str, MoeCurve] = Field(
+        default_factory=dict, description="expert-weight format (`MOE_FORMATS`) -> the fused MoE layer's curve; "
+                                          "a format left out times its MoE kernels as plain GEMMs and elementwise ops")
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -206,16 +275,27 @@ class Calibration(BaseModel):
             c = getattr(self, name)
             if c is not None and c.x_unit != "bytes":
                 raise SpecError(f"{name}.x_unit", "must be 'bytes'")
-        if self.attention_prefill is not None and self.attention_prefill.x_unit != "flops":
-            raise SpecError("attention_prefill.x_unit", "must be 'flops'")
+        if self.attention_prefill is not None and self.attention_prefill.x_unit == "bytes":
+            raise SpecError("attention_prefill.x_unit", "must be 'flops' or 'executed_flops'")
+        if self.attention_decode_kv_head_s is not None and self.attention_decode is None:
+            raise SpecError("attention_decode_kv_head_s", "needs the attention_decode line it was fitted with")
         for key, table in self.gemm.items():
             if key != table.dtype:
                 raise SpecError(f"gemm.{key}.dtype", f"is {table.dtype!r} under key {key!r}")
-        for key, curve in self.allreduce.items():
-            if not key.isdigit() or int(key) < 2:
-                raise SpecError(f"allreduce.{key}", "keys are the GPUs in the group, an integer of at least 2")
+        for name in ("allreduce", "nccl_allreduce"):
+            for key, curve in getattr(self, name).items():
+                if not key.isdigit() or int(key) < 2:
+                    raise SpecError(f"{name}.{key}", "keys are the GPUs in the group, an integer of at least 2")
+                if curve.x_unit != "bytes":
+                    raise SpecError(f"{name}.{key}.x_unit", "must be 'bytes' (message bytes)")
+        for key, curve in self.gemv.items():
+            if key not in GEMV_BITS:
+                raise SpecError(f"gemv.{key}", f"unknown weight format; choose from {', '.join(GEMV_BITS)}")
             if curve.x_unit != "bytes":
-                raise SpecError(f"allreduce.{key}.x_unit", "must be 'bytes' (message bytes)")
+                raise SpecError(f"gemv.{key}.x_unit", "must be 'bytes' (packed weight bytes)")
+        for key, curve in self.moe.items():
+            if key != curve.weight_format:
+                raise SpecError(f"moe.{key}", f"holds a curve of {curve.weight_format} weights under key {key!r}")
         return self
 
 
@@ -260,6 +340,18 @@ class CalibratedCurves:
     = 0.049; with f_c = 0.70 the W4A16 compute term is 2·16·8192² / (0.70 · 989.4e12) = 3.1 µs
     and its 33.6 MB of int4 weights take 11.1 µs: the GEMM is memory-bound at 11.1 µs, not 44.5 µs.
 
+    **Weight-only decode GEMMs** (`gemv`, per weight format). At a few tokens a weight-only GEMM is a
+    read of its packed weights through a dequantizing kernel, and such kernels reach only part of HBM
+    bandwidth, after a fixed time of their own. Where the file has the format's line (fitted from the
+    tables' int4 / int8 weight-only rows at M ≤ GEMV_MAX_TOKENS, x = packed weight bytes), a
+    weight-only GEMM of at most that many rows moves its bytes B in launches · t0 + B / R
+    (`gemv_line`), instead of B at the datasheet bandwidth fraction; its compute term is unchanged.
+    The format is read off the op: bits per weight = 8 · weight bytes / (launches · N·K), 4 (int4)
+    below 6 bits, else 8 (int8), group scales included. Worked number (A100 SXM, TensorRT-LLM 1.0.0
+    int4 rows: t0 = 12.84 µs, R = 1.330e12 B/s = 0.652 of 2.039 TB/s): llama-2-7b's fused QKV at
+    one token, N = 12,288, K = 4,096, 25.2 MB of int4 weights, takes 12.84 + 18.9 = 31.8 µs, where
+    the datasheet fraction (0.83) gave 14.9 µs.
+
     **Launch overhead.** A table's latency is the kernel's time alone, including its fixed
     ramp-up and tail (the smallest GEMM: 2.45 µs on H100). An op timed by a measured GEMM table or
     attention curve therefore pays no eager launch overhead on top in prefill (`launch = "eager"`:
@@ -270,8 +362,9 @@ class CalibratedCurves:
     the profile's sourced `efficiency.kernel_overhead_graph_s`).
     """
 
-    __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_dec_latency_s",
-                 "att_dec_rate", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s", "launch", "allreduce")
+    __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_pre_executed", "att_dec_latency_s",
+                 "att_dec_rate", "att_kv_head_s", "sm_count", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s",
+                 "launch", "allreduce", "gemv", "moe")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -287,6 +380,9 @@ class CalibratedCurves:
             self.att_pre_latency_s, self.att_pre_rate = 0.0, peak * hw.efficiency.attention_flops_fraction
         else:
             self.att_pre_latency_s, self.att_pre_rate = a.latency_s, a.rate_per_s * (peak / a.peak_per_s)
+        self.att_pre_executed = a is not None and a.x_unit == "executed_flops"
+        self.sm_count = hw.sm_count or 0
+        self.att_kv_head_s = (cal.attention_decode_kv_head_s or 0.0) if cal.attention_decode is not None else 0.0
         d = cal.attention_decode or m
         if d is None:
             self.att_dec_latency_s, self.att_dec_rate = self.mem_latency_s, self.mem_rate
@@ -305,6 +401,12 @@ class CalibratedCurves:
         self.allreduce = {} if ic.topology == "pcie" else {
             int(p): (a.latency_s, a.rate_per_s * (ic.bytes_per_s_per_direction * int(p) / (int(p) - 1)) / a.peak_per_s)
             for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
+        # bits per weight -> (t0, R) of the weight-only small-M line, R rescaled by the ratio of HBM bandwidths
+        self.gemv = {GEMV_BITS[key]: (g.latency_s, g.rate_per_s * (bw / g.peak_per_s)) for key, g in cal.gemv.items()}
+        # an op's `grouped` code (1 + index in MOE_FORMATS) -> (t0 per layer, grouped-GEMM FLOP/s, grouped kernels'
+        # bytes/s) on this profile, for the curves that compute at this pass's dtype
+        self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.compute_fraction * peak, m.bandwidth_fraction * bw)
+                    for m in cal.moe.values() if m.compute_dtype == compute_key}
 
     def allreduce_line(self, tp):
         """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a PCIe host). Over a grid of
@@ -353,7 +455,9 @@ class CalibratedCurves:
         decode-attention line for bytes and the prefill line for FLOPs; every other op the copy
         line; in a replayed pass (a decode step) the attention kernel is the decode kernel, whose fixed time the
         decode line's t0 already holds, so its FLOPs run at the prefill line's asymptotic rate without the prefill
-        t0. A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
+        t0. A prefill line over executed FLOPs times the op's `executed_flops` over its wave efficiency (`attention_shapes`)
+        instead of its FLOPs, and a decode line with `attention_decode_kv_head_s` adds kv_units · t_kvh to its fixed time,
+        so the rates below give layers · t0 + X / R (+ kv_units · t_kvh on the bytes). A GEMM of M tokens through an N x K weight gets peak · fraction(M, N·K), with
         N·K = F / (2 · launches · M) from its FLOPs (for MoE experts, the touched experts' total; for a
         2:4 sparse GEMM, whose F counts the executed half, from the dense 2F, so the lookup lands on the
         weight's real shape); a weight-only GEMM gets peak · f_c(N·K), the column's compute efficiency
@@ -367,27 +471,55 @@ class CalibratedCurves:
         layers = t.column(t.layers)
         flops, hbm = f["flops"], t.hbm_bytes
         with np.errstate(divide="ignore", invalid="ignore"):
-            if self.mem_latency_s == 0 and self.att_dec_latency_s == 0:
+            if self.mem_latency_s == 0 and self.att_dec_latency_s == 0 and self.att_kv_head_s == 0:
                 bytes_rate = np.where(t.is_attention, self.att_dec_rate, self.mem_rate)
             else:
                 kernels = np.where(t.is_attention, layers, f["launches"])
                 lat = np.where(t.is_attention, self.att_dec_latency_s, self.mem_latency_s)
                 rate = np.where(t.is_attention, self.att_dec_rate, self.mem_rate)
-                bytes_rate = np.where(hbm > 0, hbm / (kernels * lat + hbm / rate), rate)
+                fixed = kernels * lat + f["kv_units"] * self.att_kv_head_s  # kv_units: 0 off attention
+                bytes_rate = np.where(hbm > 0, hbm / (fixed + hbm / rate), rate)
+            busy = t.is_attention & (flops > 0)
+            work = self._attention_work(t, layers) if self.att_pre_executed else flops
             if self.att_pre_latency_s == 0 or self.launch == "graph":  # a decode step: the decode line holds its fixed time
-                att_rate = self.att_pre_rate
+                att_rate = np.where(busy, flops / (work / self.att_pre_rate), self.att_pre_rate) if self.att_pre_executed \
+                    else self.att_pre_rate
             else:
-                busy = t.is_attention & (flops > 0)
-                att_rate = np.where(busy, flops / (layers * self.att_pre_latency_s + flops / self.att_pre_rate), self.att_pre_rate)
+                att_rate = np.where(busy, flops / (layers * self.att_pre_latency_s + work / self.att_pre_rate), self.att_pre_rate)
             if self.gemm is None:
                 gemm_rate = c.gemm_flops_per_s
             else:
                 gemm_rate, bytes_rate = self._gemm_rates(t, c, bytes_rate)
         measured_s = 0.0 if self.launch == "eager" else (self.graph_overhead_s or 0.0)
         overhead = np.where(self.measured_ops(t), measured_s, c.kernel_overhead_s)
+        if self.moe:
+            gemm_rate, bytes_rate, overhead = self._moe_rates(t, gemm_rate, bytes_rate, overhead)
         return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate,
                                    kernel_overhead_s=overhead)
 
+    def _attention_work(self, t, layers):
+        """Per op, the x of an executed-FLOPs prefill line: causal-tile FLOPs / wave efficiency of one layer's kernel
+        over this device's SMs (`attention_shapes.wave_efficiency`); 0 off attention."""
+        f = t.f
+        return f["executed_flops"] / wave_efficiency(f["attention_tiles"] / layers, self.sm_count)
+    def _moe_rates(self, t, gemm_rate, bytes_rate, overhead):
+        """(FLOP rate, bytes rate, per-launch overhead) per op with the fused-MoE curves applied (`MoeCurve`).
+
+        The ops of a fused MoE layer whose expert-weight format has a curve (`grouped` = its code) get the
+        curve's rates: grouped GEMMs compute at compute_fraction · peak, every grouped op moves its bytes at
+        bandwidth_fraction · bandwidth, and the layer's fixed time t0 is paid as the launch overhead of its two
+        grouped GEMMs (t0 / 2 per launch, one launch per layer each), none on its other three kernels, in
+        prefill and in a replayed decode step alike (t0 was fitted to the whole layer's time, launches included).
+        """
+        grouped = t.f["grouped"]
+        for code, (t0, flops_per_s, bytes_per_s) in self.moe.items():
+            mine = grouped == code
+            if not np.any(mine):
+                continue
+            gemm_rate = np.where(mine & t.is_gemm, flops_per_s, gemm_rate)
+            bytes_rate = np.where(mine, bytes_per_s, bytes_rate)
+            overhead = np.where(mine, np.where(t.is_gemm, t0 / MOE_GEMMS_PER_LAYER, 0.0), overhead)
+        return gemm_rate, bytes_rate, overhead
 
     def _gemm_rates(self, t, c, bytes_rate):
         """(FLOP rate, bytes rate) per op with the GEMM table applied; see `per_op_ceilings` and the class docstring.
@@ -418,7 +550,28 @@ class CalibratedCurves:
         memory_bound = t.is_gemm & ~weight_only & (memory_s >= work / compute_rate)
         gemm_rate = np.where(t.is_gemm, np.where(weight_only | memory_bound, compute_rate, table_rate), c.gemm_flops_per_s)
         bytes_rate = np.where(memory_bound & (hbm > 0), hbm / np.maximum(memory_s, measured_s), bytes_rate)
+        if self.gemv:
+            small = t.is_gemm & weight_only & (f["gemm_m"] <= GEMV_MAX_TOKENS) & (hbm > 0)
+            bits = weight_bits(f["weight_bytes"], f["launches"], nk)
+            for b, line in self.gemv.items():
+                here = small & (bits == b)
+                bytes_rate = np.where(here, hbm / gemv_line(line, f["launches"], hbm), bytes_rate)
         return gemm_rate, bytes_rate
+
+
+def weight_bits(weight_bytes, launches, nk):
+    """The weight-only format of a GEMM read off its bytes: 8 · bytes / (launches · N·K) bits per weight, 4 below 6
+    bits (int4 with its group scales), else 8."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = 8 * np.asarray(weight_bytes, dtype=float) / (np.maximum(launches, 1.0) * np.asarray(nk, dtype=float))
+    return np.where(per < 6, 4, 8)
+
+
+def gemv_line(line: tuple[float, float], kernels, weight_bytes):
+    """Seconds of `kernels` weight-only GEMMs at few tokens moving `weight_bytes` in all: kernels · t0 + bytes / R
+    (`CalibratedCurves`, weight-only decode GEMMs)."""
+    t0, rate = line
+    return kernels * t0 + np.asarray(weight_bytes, dtype=float) / rate
 
 
 _GEMM_LOOKUPS = Memo("calibration.gemm_lookups", maxsize=16)  # (table, OpTable) -> (f_c(N·K), f(M, N·K)) per op
@@ -538,11 +691,12 @@ def without_host_collectives(cal: Calibration, hw) -> Calibration:
     collective model on such devices; a file attached explicitly (`load_hardware(id, calibration=path)`)
     keeps everything it measured. GEMM and attention curves are properties of the device and stay.
     """
-    if not hw.interconnect.name.strip().lower().startswith("pcie") or (cal.interconnect_fraction is None and not cal.allreduce):
+    if not hw.interconnect.name.strip().lower().startswith("pcie") or (cal.interconnect_fraction is None and not cal.allreduce
+                                                                         and not cal.nccl_allreduce):
         return cal
     note = (f"all-reduce figures dropped on {hw.interconnect.name}: a PCIe all-reduce is the collection host's "
             "topology, not the device's (calibration.without_host_collectives)")
-    return cal.model_copy(update={"interconnect_fraction": None, "allreduce": {}, "notes": (*cal.notes, note)})
+    return cal.model_copy(update={"interconnect_fraction": None, "allreduce": {}, "nccl_allreduce": {}, "notes": (*cal.notes, note)})
 
 
 class CalibrationMismatchWarning(UserWarning):

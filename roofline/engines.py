@@ -19,6 +19,12 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
   start-up) and the runtime reserve come first, and the rest is KV cache in blocks of `kv_block_tokens`.
   `predict`, `steady_state` and the planner size the batch the same way (`parallelism.engine_kv_budget_bytes`).
 
+* **All-reduce**: vLLM, SGLang and TensorRT-LLM run their own one-shot / two-shot all-reduce kernels inside an
+  NVLink domain (`custom_allreduce`); without one (and on the bare roofline, which runs torch.distributed) the
+  all-reduce is NCCL's (`nccl_allreduce`): the calibration's measured NCCL line where the file has one, else the
+  analytical ring (`collectives`). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
+  131,072 bytes is 18.2 µs + 131,072 / 220.1e9 = 18.8 µs by NCCL, where vLLM's custom kernel (its 0.24.0 table) takes 5.38 µs + 131,072 / 224.2e9 = 5.96 µs.
+
 Defaults that depend on the GPU (vLLM gives GPUs with at least 70 GiB, other than the A100, larger
 budgets) are a `large_gpu` override, resolved by `EngineProfile.limits`.
 """
@@ -38,7 +44,7 @@ MAX_OVERHEAD_S = 1.0
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 _SOURCED = ("step_overhead_s", "step_overhead_per_sequence_s", "request_overhead_s", "tokenize_s_per_token",
             "cuda_graph_max_batch", "max_num_seqs", "max_num_batched_tokens", "gpu_memory_fraction", "kv_block_tokens",
-            "multi_prompt_prefill")
+            "multi_prompt_prefill", "custom_allreduce")
 
 
 class LargeGpuLimits(BaseModel):
@@ -69,6 +75,8 @@ class EngineProfile(BaseModel):
     multi_prompt_prefill: bool = Field(description="one step may prefill several prompts")
     gpu_memory_fraction: float = Field(gt=0, le=1, description="share of the GPU's memory the engine uses")
     kv_block_tokens: int = Field(ge=1, le=1_000_000, description="tokens per KV cache block")
+    custom_allreduce: bool = Field(description="the engine all-reduces with its own one-shot / two-shot kernels inside "
+                                               "an NVLink domain (else NCCL's)")
     large_gpu: LargeGpuLimits | None = None
     sources: dict[str, str]
     notes: str = ""
@@ -107,7 +115,30 @@ def load_engine(engine_id: str) -> EngineProfile:
     return load_profile("engines", engine_id, EngineProfile, "engine", ", or none for the bare roofline")
 
 
+def nccl_allreduce(engine: EngineProfile | None) -> bool:
+    """Whether all-reduces run in NCCL: on the bare roofline (no engine: torch.distributed) and in an engine without
+    custom all-reduce kernels."""
+    return engine is None or not engine.custom_allreduce
+
+
+def with_nccl_allreduce(hw):
+    """`hw` with its all-reduce as NCCL runs it: no custom one-shot / two-shot step (so no NVLS either: the analytical
+    model keeps the ring) and, in a calibrated profile, the measured NCCL line of each group size in place of the
+    engine's kernel (none measured: the ring)."""
+    ic = hw.interconnect
+    update = {}
+    if ic.custom_allreduce_latency_s is not None:
+        update["interconnect"] = ic.model_copy(update={"custom_allreduce_latency_s": None, "nvls_bandwidth_fraction": None})
+    cal = hw.calibration
+    if cal is not None and (cal.allreduce or cal.nccl_allreduce):
+        update["calibration"] = cal.model_copy(update={"allreduce": cal.nccl_allreduce})
+    return hw.model_copy(update=update) if update else hw
+
+
 def engine_tables(hw, engine_id: str | None):
-    """`hw` timed with the kernel tables of engine `engine_id`'s framework where shipped (`registry.for_framework`);
-    as it is for the bare roofline (None)."""
-    return hw if engine_id is None else for_framework(hw, load_engine(engine_id).framework)
+    """`hw` timed the way engine `engine_id` runs it: with the kernel tables of its framework where shipped
+    (`registry.for_framework`) and with NCCL's all-reduce where the engine has no custom one (`nccl_allreduce`);
+    the bare roofline (None) keeps the device's tables and all-reduces with NCCL."""
+    engine = None if engine_id is None else load_engine(engine_id)
+    out = hw if engine is None else for_framework(hw, engine.framework)
+    return with_nccl_allreduce(out) if nccl_allreduce(engine) else out

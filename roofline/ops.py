@@ -25,6 +25,12 @@ Counting rules
   attention+MLP blocks).
 * MoE: with T tokens routed uniformly to k of E experts, the expected number of
   distinct experts touched is E·(1 - (1 - k/E)^T); their weights are read once.
+  The routed experts run as one fused MoE layer: the T·k token-expert rows are
+  gathered into expert order (`moe_permute`), pass the two grouped expert GEMMs
+  and the activation, and are scattered back and summed with their gate weights
+  (`moe_unpermute`). These five ops carry `grouped` = the code of the expert
+  weights' format (`moe_format`): a calibration with a fused-MoE curve of that
+  format (`calibration.MoeCurve`) times them as one layer.
 * MLA attention runs absorbed (W_UK into the query, W_UV after attention: the
   latent cache is attended directly, like MQA with a 576-wide head) when a
   sequence adds one token (decode); otherwise the latent is decompressed
@@ -44,6 +50,8 @@ from enum import Enum
 
 import numpy as np
 
+from .attention_shapes import decode_kv_units, executed_pairs, prefill_query_tiles
+from .calibration import MOE_FORMATS
 from .dtypes import QuantScheme
 from .memo import Identity, memoized, plain
 from .specs import Matrix, ModelSpec
@@ -59,6 +67,10 @@ FLASH_ATTENTION_LAUNCHES = 2
 NAIVE_ATTENTION_LAUNCHES = 4
 # Reads and writes of the score-sized matrices by a naive attention: write S, read S, write P, read P.
 NAIVE_SCORE_PASSES = 4
+# Routing metadata of one token-expert pair in the fused MoE layer: its int32 row index in expert order
+# (read by the permute and by the unpermute) and its fp32 gate weight (read by the unpermute).
+MOE_ROUTE_INDEX_BYTES = 4
+MOE_ROUTE_WEIGHT_BYTES = 4
 
 
 # How tensor parallelism shards each matrix (Megatron-LM layout): row-parallel matrices split their
@@ -93,6 +105,16 @@ class Op:
     bytes one GPU sends point-to-point (all-to-all, pipeline hand-offs) in
     `wire_messages` messages, with no ring factor; `host_bytes` cross the host
     link (offloaded weights or KV streamed in).
+
+    Attention ops also carry their shape (`attention_shapes`): `executed_flops`, the FLOPs of the causal
+    tiles a flash kernel runs (the useful `flops` for a decode step or a naive kernel); `attention_tiles`,
+    its query-tile blocks (0 for a decode step); `kv_units`, its (sequence, KV head) units; each summed
+    over the layers. A calibrated profile whose curves were fitted over them times the op by them.
+    link (offloaded weights or KV streamed in). `grouped` is 0 outside a fused
+    MoE layer; on its five kernels (the routed experts' grouped GEMMs, their
+    activation, the token permute and unpermute) it is the code of the layer's
+    expert-weight format (`moe_format`), which picks the calibration's `moe`
+    curve that times them as one layer (ignored without such a curve).
     """
 
     name: str
@@ -116,6 +138,10 @@ class Op:
     wire_bytes: object = 0.0
     wire_messages: object = 0.0
     host_bytes: object = 0.0
+    executed_flops: object = 0.0
+    attention_tiles: object = 0.0
+    kv_units: object = 0.0
+    grouped: object = 0.0
     window: float = math.inf
 
     @property
@@ -427,10 +453,16 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
     else:
         kv_read, act_kv = batch * visible * kv_token, 0.0
     score_bytes = NAIVE_SCORE_PASSES * batch * heads * pairs * ab if naive else 0.0
+    per_pair = 2 * d_qk + 2 * d_v
+    executed = pairs if naive else executed_pairs(new, past, window)  # a naive kernel computes the whole score matrix
+    kv_heads = 1 if model.mla is not None and absorbed else (heads if model.mla is not None else model.kv_heads_per_gpu(tp))
     return Op(
         "attention", group, OpKind.ATTENTION, layers,
         launches=layers * (NAIVE_ATTENTION_LAUNCHES if naive else FLASH_ATTENTION_LAUNCHES),
-        flops=layers * batch * heads * pairs * (2 * d_qk + 2 * d_v),
+        flops=layers * batch * heads * pairs * per_pair,
+        executed_flops=layers * batch * heads * executed * per_pair,
+        attention_tiles=0.0 if naive else layers * prefill_query_tiles(batch, heads, new),
+        kv_units=layers * decode_kv_units(batch, kv_heads),
         act_read_bytes=layers * (tokens * heads * d_qk * ab + act_kv + score_bytes / 2),
         act_write_bytes=layers * (tokens * heads * d_v * ab + score_bytes / 2),
         kv_read_bytes=layers * kv_read,
@@ -532,6 +564,77 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
     return ops
 
 
+def moe_format(scheme: QuantScheme) -> str | None:
+    """The `calibration.MOE_FORMATS` name of expert weights stored in `scheme`, or None (no curve can describe them).
+
+    16-bit -> bf16; 8-bit with block scales -> fp8_block, other 8-bit -> fp8; 4-bit -> fp4.
+    """
+    bits = scheme.dtype.bits
+    if bits == 8:
+        return "fp8_block" if scheme.granularity == "block" else "fp8"
+    return {16: "bf16", 4: "fp4"}.get(bits)
+
+
+def moe_format_code(scheme: QuantScheme) -> float:
+    """An op's `grouped` value in a fused MoE layer: 1 + the index of `moe_format` in `calibration.MOE_FORMATS`,
+    or len(MOE_FORMATS) + 1 for a format no curve describes (never 0, which marks ops outside the layer)."""
+    name = moe_format(scheme)
+    return float(1 + (MOE_FORMATS.index(name) if name is not None else len(MOE_FORMATS)))
+
+
+def moe_permute(group, layers, tokens, experts_per_token, hidden, ab) -> Op:
+    """Gather T tokens' activations into expert order: each of the T·k token-expert rows is one copy of its token.
+
+    Reads T·h activations and T·k int32 row indices, writes T·k·h (one row per pair). No FLOPs.
+    Worked number (Mixtral, h = 4096, k = 2, bf16, T = 8): reads 8·4096·2 + 16·4 = 65,600 B, writes 16·4096·2
+    = 131,072 B per layer.
+    """
+    pairs = tokens * experts_per_token
+    return Op("moe_permute", group, OpKind.GATHER, layers, launches=layers, flops=0.0,
+              act_read_bytes=layers * (tokens * hidden * ab + pairs * MOE_ROUTE_INDEX_BYTES),
+              act_write_bytes=layers * pairs * hidden * ab)
+
+
+def moe_unpermute(group, layers, tokens, experts_per_token, hidden, ab) -> Op:
+    """Scatter the T·k expert outputs back to token order, each token the gate-weighted sum of its k rows.
+
+    Reads T·k·h activations, T·k int32 indices and T·k fp32 gate weights; writes T·h. FLOPs 2·T·k·h (one
+    multiply-add per element of each row). Worked number (Mixtral, T = 8): reads 16·4096·2 + 16·8 = 131,200 B,
+    writes 65,536 B, 131,072 FLOPs per layer.
+    """
+    pairs = tokens * experts_per_token
+    return Op("moe_unpermute", group, OpKind.ELEMENTWISE, layers, launches=layers,
+              flops=layers * 2 * pairs * hidden,
+              act_read_bytes=layers * pairs * (hidden * ab + MOE_ROUTE_INDEX_BYTES + MOE_ROUTE_WEIGHT_BYTES),
+              act_write_bytes=layers * tokens * hidden * ab)
+
+
+def fused_moe_ops(rd: ResolvedDeployment, group, layers, tokens, routed, touched, hidden, up_shape, down_shape,
+                  experts_per_token, gated: bool, bias: bool = False, sparse: bool = False) -> list[Op]:
+    """The five kernels of one GPU's fused MoE layer, in order: permute, grouped up GEMM, activation,
+    grouped down GEMM, unpermute.
+
+    `tokens` T are this GPU's tokens (permuted before, summed back after the experts), `routed` the
+    token-expert rows its experts compute, `touched` the distinct experts it reads, so each expert's GEMM has
+    routed / touched rows: up [routed/touched, h] x [h, n_up] per touched expert, down [routed/touched, F_e] x
+    [F_e, h] (`up_shape`, `down_shape` are this GPU's (n, k) slices). Each op's `grouped` is the expert
+    weights' format code (`moe_format_code`), which selects a calibration's `moe` curve (`calibration.MoeCurve`).
+    """
+    ab, nb = rd.act_bytes, rd.unquantized_bytes
+    per_expert_m = routed / touched
+    fused = [
+        moe_permute(group, layers, tokens, experts_per_token, hidden, ab),
+        _gemm("experts_up", group, layers, routed, *up_shape, rd.weights, ab, nb, touched, bias, per_expert_m, rd=rd, sparse=sparse),
+        _activation("experts_act", group, layers, routed, down_shape[1], gated, ab),
+        _gemm("experts_down", group, layers, routed, *down_shape, rd.weights, ab, nb, touched, bias, per_expert_m, rd=rd, sparse=sparse),
+        moe_unpermute(group, layers, tokens, experts_per_token, hidden, ab),
+    ]
+    code = moe_format_code(rd.weights)
+    for op in fused:
+        op.grouped = code
+    return fused
+
+
 def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp, gated, ep=1, global_tokens=None) -> list[Op]:
     """Router, routed experts (only the distinct experts touched are read) and shared experts.
 
@@ -539,7 +642,8 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     E/ep experts, touches E·(1-(1-k/E)^T)/ep of them and computes T·k/ep token-expert pairs
     (uniform routing, no imbalance). Dispatch and combine are two all-to-alls: each GPU sends
     (T/ep)·k·(ep-1)/ep rows of `hidden` activations to its peers and gets as many back,
-    in ep - 1 messages each way.
+    in ep - 1 messages each way. The routed experts' five kernels (`fused_moe_ops`) move this
+    GPU's own T tokens in the permute and unpermute (before dispatch, after combine).
     """
     e = model.moe
     ab, nb = rd.act_bytes, rd.unquantized_bytes
@@ -548,7 +652,6 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     all_tokens = tokens if global_tokens is None else global_tokens
     touched = expected_experts_touched(all_tokens, e.num_experts, e.experts_per_token)
     routed = all_tokens * e.experts_per_token  # token-expert pairs
-    per_expert_m = routed / touched
     multi = not (_is_scalar(ep) and ep == 1)
     if multi:
         touched, routed = touched / ep, routed / ep
@@ -557,9 +660,8 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     up_n, up_k = _local(mats["experts_up"], model, tp)
     dn_n, dn_k = _local(mats["experts_down"], model, tp)
     # per touched expert [T·k/touched, h] x [h, 2F_e/tp]; down [T·k/touched, F_e/tp] x [F_e/tp, h] (T·k/ep rows in all)
-    ops.append(_gemm("experts_up", group, layers, routed, up_n, up_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m, rd=rd, sparse=sp))
-    ops.append(_activation("experts_act", group, layers, routed, dn_k, gated, ab))
-    ops.append(_gemm("experts_down", group, layers, routed, dn_n, dn_k, rd.weights, ab, nb, touched, e.expert_bias, per_expert_m, rd=rd, sparse=sp))
+    ops += fused_moe_ops(rd, group, layers, tokens, routed, touched, model.hidden_size, (up_n, up_k), (dn_n, dn_k),
+                         e.experts_per_token, gated, e.expert_bias, sp)
     if e.num_shared_experts:
         su, sd = _local(mats["shared_up"], model, tp), _local(mats["shared_down"], model, tp)
         # shared experts, every token: [T, h] x [h, 2F_s/tp] and [T, F_s/tp] x [F_s/tp, h]

@@ -59,9 +59,11 @@ def test_step_overhead_adds_to_every_step_by_hand():
     d16 = (rl.predict("llama-3.1-8b", "h100-sxm", wl16, rl.Deployment(engine="vllm")).ttft_s
            - rl.predict("llama-3.1-8b", "h100-sxm", wl16, rl.Deployment(engine=None)).ttft_s)
     assert d16 == pytest.approx(2 * (160e-6 + 16 * 21e-6), rel=1e-9)
-    # the overlap schedulers (SGLang, TensorRT-LLM) hide the CPU time: same times as the bare roofline
+    # the overlap schedulers (SGLang, TensorRT-LLM) hide the CPU time: same times as the bare roofline on the same
+    # kernel tables (SGLang's own on an H100: calibrate/public/h100-sxm-sglang.json)
     sg = rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="sglang"))
-    assert sg.ttft_s == pytest.approx(bare.ttft_s, rel=1e-12) and sg.tpot_s == pytest.approx(bare.tpot_s, rel=1e-12)
+    bare_sg = rl.predict("llama-3.1-8b", rl.load_hardware("h100-sxm", framework="sglang"), wl, rl.Deployment(engine=None))
+    assert sg.ttft_s == pytest.approx(bare_sg.ttft_s, rel=1e-12) and sg.tpot_s == pytest.approx(bare_sg.tpot_s, rel=1e-12)
 
 
 def test_memory_is_the_engine_share_and_its_largest_step():
@@ -147,13 +149,14 @@ def test_decode_beyond_the_captured_graphs_launches_eagerly():
 
 def test_the_engine_picks_its_frameworks_kernel_tables():
     # H100 ships vLLM tables (h100-sxm.json, the default) and TensorRT-LLM tables (h100-sxm-trtllm.json): a
-    # TensorRT-LLM deployment is timed with the latter in predict, sweep, steady_state and plan; SGLang has no
-    # file of its own there and keeps the default; an analytical profile stays analytical.
+    # TensorRT-LLM deployment is timed with the latter in predict, sweep, steady_state and plan; SGLang with its own
+    # (h100-sxm-sglang.json); a device without an SGLang file (A100) keeps the default; analytical stays analytical.
     wl = rl.Workload(batch_size=8, prompt_tokens=1024, output_tokens=128)
     trt = rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="trtllm"))
     assert trt.calibration_id == "public-h100_sxm-trtllm-1.3.0rc20"
     assert rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="vllm")).calibration_id == "public-h100_sxm-vllm-0.24.0"
-    assert rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="sglang")).calibration_id == "public-h100_sxm-vllm-0.24.0"
+    assert rl.predict("llama-3.1-8b", "h100-sxm", wl, rl.Deployment(engine="sglang")).calibration_id == "public-h100_sxm-sglang-0.5.14"
+    assert rl.predict("llama-3.1-8b", "a100-sxm-80gb", wl, rl.Deployment(engine="sglang")).calibration_id == "public-a100_sxm-vllm-0.14.0"
     analytical = rl.load_hardware("h100-sxm", analytical=True)
     assert rl.predict("llama-3.1-8b", analytical, wl, rl.Deployment(engine="trtllm")).mode == "analytical"
     df = rl.sweep("llama-3.1-8b", "h100-sxm", batch_size=8, prompt_tokens=1024, output_tokens=128,

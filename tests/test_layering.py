@@ -161,7 +161,7 @@ LAZY_NOT_CYCLES = {
 # the levels of roofline/ARCHITECTURE.md: a module imports only its own level or below
 LEVELS = {
     **dict.fromkeys(["units", "errors", "files", "fmt", "memo"], 0),
-    **dict.fromkeys(["dtypes", "specs", "hardware", "calibration", "registry", "network", "engines", "hf_import", "bands"], 1),
+    **dict.fromkeys(["dtypes", "specs", "hardware", "attention_shapes", "calibration", "registry", "network", "engines", "hf_import", "bands"], 1),
     **dict.fromkeys(["workload", "techniques"], 2),
     **dict.fromkeys(["ops", "collectives", "gemm_shapes", "roofline"], 3),
     "parallelism": 4, "engine": 5, "energy": 5, "speculative": 6,

@@ -148,7 +148,7 @@ def test_tensor_parallel_allreduce_by_hand():
     ring = 2 * (tp - 1) / tp  # each GPU sends and receives (p-1)/p of the message twice
     expected = ring * L * 2 * msg / (1e11 * 0.5) + 2 * (tp - 1) * L * 2 * 1e-6
     assert t.comm_s[i] == pytest.approx(expected)
-    assert t.time_s[i] == pytest.approx(expected + L * 2 * 1e-6)  # plus one launch per collective
+    assert t.time_s[i] == pytest.approx(expected)  # no launch on top: the collective's latency holds its kernel
 
 
 def test_kv_heads_are_replicated_when_tp_exceeds_them():

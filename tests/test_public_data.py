@@ -33,8 +33,17 @@ LINK = H100.interconnect.bytes_per_s_per_direction  # 450e9 B/s
 COMMITTED = sorted(public.PUBLIC_DIR.glob("*.json"))
 
 # the lines the synthetic attention and all-reduce rows lie on
-PRE_T0, PRE_R = 5e-6, 5e14  # prefill: 5 us + FLOPs / 500 TFLOP/s
-DEC_T0, DEC_R = 4e-6, 3e12  # decode: 4 us + bytes / 3 TB/s
+PRE_T0, PRE_R = 5e-6, 5e14  # prefill: 5 us + executed FLOPs (over the wave efficiency) / 500 TFLOP/s
+DEC_T0, DEC_R, DEC_KVH = 4e-6, 3e12, 2e-8  # decode: 4 us + bytes / 3 TB/s + 20 ns per (sequence, KV head)
+
+
+def _executed_x(batch, isl, heads, d, sms=132):
+    """Causal 128 x 128 tiles: q = ceil(isl / 128) query tiles read 1, 2, ... q key tiles, q(q+1)/2 tile pairs of
+    128² (query, key) pairs and 4d FLOPs each; batch · heads · q blocks in ceil(blocks / SMs) waves."""
+    q = math.ceil(isl / 128)
+    blocks = batch * heads * q
+    busy = blocks / (math.ceil(blocks / sms) * sms)
+    return batch * heads * 128 * 128 * q * (q + 1) / 2 * 4 * d / busy
 AR_T0, AR_R = 6e-6, 3e11  # all-reduce: 6 us + message bytes / 300 GB/s
 
 
@@ -47,9 +56,9 @@ def _tables() -> dict[str, pd.DataFrame]:
     ]).assign(gemm_dtype="bfloat16", kernel_source="torch.nn.functional.linear", device="NVIDIA H100 80GB HBM3")
     ctx = []
     for batch, isl, heads, d in ((1, 128, 32, 128), (1, 1024, 32, 128), (4, 4096, 32, 128), (2, 16384, 64, 128)):
-        flops = batch * heads * isl * (isl + 1) / 2 * 4 * d
+        x = _executed_x(batch, isl, heads, d)
         ctx.append({"batch_size": batch, "isl": isl, "num_heads": heads, "num_key_value_heads": 8, "head_dim": d,
-                    "kv_cache_dtype": "bfloat16", "window_size": 0, "step": 0, "latency": (PRE_T0 + flops / PRE_R) * 1e3})
+                    "kv_cache_dtype": "bfloat16", "window_size": 0, "step": 0, "latency": (PRE_T0 + x / PRE_R) * 1e3})
     ctx.append({**ctx[-1], "kv_cache_dtype": "fp8", "latency": 1e3})  # fp8 KV and windowed rows are not fitted
     ctx.append({**ctx[-2], "window_size": 128, "latency": 1e3})
     gen = []
@@ -57,7 +66,8 @@ def _tables() -> dict[str, pd.DataFrame]:
         kv_token = 2 * 8 * 128 * 2
         nbytes = batch * context * kv_token + batch * kv_token + 2 * batch * 32 * 128 * 2
         gen.append({"batch_size": batch, "isl": 1, "step": context - 1, "num_heads": 32, "num_key_value_heads": 8,
-                    "head_dim": 128, "kv_cache_dtype": "bfloat16", "window_size": 0, "latency": (DEC_T0 + nbytes / DEC_R) * 1e3})
+                    "head_dim": 128, "kv_cache_dtype": "bfloat16", "window_size": 0,
+                    "latency": (DEC_T0 + nbytes / DEC_R + batch * 8 * DEC_KVH) * 1e3})
     ar = []
     for p in (2, 8):
         for elements in (1024, 65536, 1 << 20, 1 << 24):
@@ -111,9 +121,10 @@ def test_gemm_fraction_is_padded_flops_over_time_and_peak(synthetic):
 def test_attention_and_allreduce_lines_are_recovered(synthetic):
     _, cal, _ = synthetic
     pre, dec = cal.attention_prefill, cal.attention_decode
-    assert (pre.x_unit, dec.x_unit) == ("flops", "bytes")
+    assert (pre.x_unit, dec.x_unit) == ("executed_flops", "bytes")
     assert pre.latency_s == pytest.approx(PRE_T0, rel=1e-3) and pre.rate_per_s == pytest.approx(PRE_R, rel=1e-3)
     assert dec.latency_s == pytest.approx(DEC_T0, rel=1e-3) and dec.rate_per_s == pytest.approx(DEC_R, rel=1e-3)
+    assert cal.attention_decode_kv_head_s == pytest.approx(DEC_KVH, rel=1e-3)
     assert len(pre.points_x) == 4  # the fp8-KV and windowed rows were left out
     assert set(cal.allreduce) == {"2", "8"}
     for p, c in cal.allreduce.items():  # the CUDA-graph rows; the eager ones (3x slower) were left out
@@ -241,7 +252,7 @@ def test_committed_files_validate_and_attach_to_their_profile(path):
 def test_the_covered_devices_are_committed():
     assert {p.stem for p in COMMITTED if p.stem in rl.list_hardware()} == set(public.SYSTEMS.values())
     engines = {p.stem for p in COMMITTED if p.stem not in rl.list_hardware()}  # <id>-<framework>: another engine's tables
-    assert engines == {"h100-sxm-trtllm", "h200-trtllm"}
+    assert engines == {"h100-sxm-trtllm", "h200-trtllm", "h100-sxm-sglang", "h200-sglang"}
     assert all(p.stat().st_size < 100_000 for p in COMMITTED)  # small files: N·K pooled in half octaves, 4 digits
 
 

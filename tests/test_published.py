@@ -110,6 +110,20 @@ def test_rows_run_under_their_frameworks_engine_profile():
     assert corpus.predict_row(_row(framework="vllm", metric="tpot", unit="ms", **r)) == pytest.approx(p.tpot_s * 1e3)
 
 
+def test_the_prediction_cache_keys_on_the_engine():
+    # two rows of one setup measured under different frameworks share a cache but not a prediction: the vLLM row
+    # pays vLLM's per-step CPU time (h(B) = 160 us + 21 us/seq) that the TensorRT-LLM profile does not
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64, metric="tpot", unit="ms")
+    cache: dict = {}
+    got = {fw: corpus.predict_row(_row(framework=fw, **r), cache=cache) for fw in ("vllm", "trtllm")}
+    for fw in ("vllm", "trtllm"):
+        p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64), rl.Deployment(engine=fw))
+        assert got[fw] == pytest.approx(p.tpot_s * 1e3)
+    assert got["vllm"] != pytest.approx(got["trtllm"])
+    assert len(cache) == 2
+
+
 def test_throughput_of_a_run_is_its_replicas_and_per_gpu_divides_by_all_gpus():
     # 8 GPUs in replicas of tp2: 4 replicas, each at the capacity of one tp2 replica
     lam = capacity_requests_per_s("llama-3.1-8b", "h100-sxm", 1024, 128, rl.Deployment(tp=2, engine=None))
@@ -137,6 +151,24 @@ def test_ep_inside_the_tp_group_runs_as_attention_data_parallel_experts():
     assert r.replica_gpus == 4 and r.replicas == 1
     dep = corpus.deployment_of(r)
     assert (dep.tp, dep.ep) == (1, 4)
+
+
+def test_a_row_in_the_checkpoints_own_format_runs_the_checkpoint_as_stored():
+    # DeepSeek-V3 ships FP8 with one scale per 128 x 128 block and FP8 activations (W8A8): an "fp8" row runs that
+    # checkpoint, not a per-tensor re-quantization; gpt-oss's MXFP4 rows keep its BF16 attention and LM head
+    ds = rl.load_model("deepseek-v3")
+    dep = corpus.deployment_of(_row(model="deepseek-v3", gpu="h200", num_gpus=8, tp=8, weight_dtype="fp8",
+                                    activation_dtype="fp8"), ds)
+    assert dep.weight_dtype is None and dep.activation_dtype == "fp8"
+    w = dep.resolved(ds).weights
+    assert (w.granularity, w.group_size) == ("block", 128)
+    # block scales: one fp32 scale per 128·128 = 16,384 weights, so 8 + 32/16384 bits per weight (k = 7168 = 56 blocks)
+    assert w.bits_per_element(7168) == pytest.approx(8 + 32 / 16384)
+    oss = rl.load_model("gpt-oss-20b")
+    assert corpus.deployment_of(_row(model="gpt-oss-20b", weight_dtype="fp4", activation_dtype="bf16"), oss).weight_dtype is None
+    # another format than the checkpoint's, or a stated group size, is a re-quantized copy: kept as the row says
+    assert corpus.deployment_of(_row(model="gpt-oss-20b", weight_dtype="fp8", activation_dtype="fp8"), oss).weight_dtype == "fp8"
+    assert corpus.deployment_of(_row(model="deepseek-v3", weight_dtype="fp8", weight_group_size=64), ds).weight_dtype == "fp8"
 
 
 def test_infeasible_predictions_are_misses_not_inputs():

@@ -1,0 +1,150 @@
+"""The fused MoE layer's curve (`roofline.calibration.MoeCurve`) fitted from `moe_perf.parquet`.
+
+The table (aiconfigurator-core, `moe/<framework>/<version>/moe_perf.parquet`) times one engine's whole
+fused MoE layer: the routed experts of `num_tokens` tokens, each sent to `topk` of `num_experts` experts
+of width `inter_size` (split over `moe_tp_size` GPUs), hidden size `hidden_size`, weights in `moe_dtype`;
+latency in milliseconds. Its router, shared experts and all-to-all are not in it (the roofline times those
+as their own ops).
+
+Rows used: `distribution == "balanced"` (each token's k experts spread evenly: T tokens touch
+min(E, T·k) distinct experts, each with T·k / touched rows), no expert parallelism (`moe_ep_size == 1`)
+and, per format, the most measured gated kernel source (the engine's default path; non-gated sources
+are left out). Formats (`TABLE_FORMATS`): bfloat16 -> bf16; fp8 (per-tensor scales) -> fp8; fp8_block
+(128 x 128 block scales) -> fp8_block, both computed at fp8 (the two run different kernels: vLLM 0.24's
+per-tensor path is FlashInfer's CUTLASS MoE, its block path Triton); w4a16_mxfp4 -> fp4 weights
+computed at bf16 (gpt-oss).
+
+Fit. For every row the five kernels `roofline.ops.fused_moe_ops` lists for that shape are timed by the
+roofline's own `time_ops` at unit fractions (the datasheet peak and bandwidth, tile padding, no launch
+overhead), giving per op a GEMM compute time C_g (grouped GEMMs), a vector time C_v (activation,
+unpermute) and a memory time M. The layer is then
+
+    t(η_c, η_m, t0) = t0 + Σ_op max(C_g / η_c + C_v, M / η_m)
+
+exactly the time `CalibratedCurves` gives those ops with the curve attached. (η_c, η_m) are searched on a
+log grid (then refined), t0 ≥ 0 solved in closed form for each pair; the objective is the relative squared
+error Σ (t / table - 1)², so a 30 µs decode row weighs as much as a 30 ms prefill row. The fit's median and
+90th-percentile |error| are stored with the curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from roofline.calibration import MoeCurve
+from roofline.ops import fused_moe_ops
+from roofline.roofline import Ceilings, OpTable, time_ops
+from roofline.workload import Deployment, ResolvedDeployment
+
+TABLE = "moe_perf.parquet"
+TABLE_TIME_S = 1e-3  # milliseconds
+# table moe_dtype -> (`calibration.MOE_FORMATS` key, our weight dtype, compute dtype, scale granularity)
+TABLE_FORMATS = {"bfloat16": ("bf16", "bf16", "bf16", None), "fp8": ("fp8", "fp8", "fp8", None),
+                 "fp8_block": ("fp8_block", "fp8", "fp8", "block"), "w4a16_mxfp4": ("fp4", "fp4", "bf16", None)}
+BLOCK = 128  # fp8_block: one scale per 128 x 128 block
+GRID_POINTS = 48  # per fraction, log-spaced over [MIN_FRACTION, 1]
+MIN_FRACTION = 0.01
+REFINE_ROUNDS = 3
+
+
+def moe_rows(df: pd.DataFrame, table_dtype: str) -> pd.DataFrame:
+    """Balanced-routing rows of one format without expert parallelism, from its most measured gated kernel source."""
+    rows = df[(df["moe_dtype"] == table_dtype) & (df["distribution"] == "balanced") & (df["moe_ep_size"] == 1)
+              & (df["latency"] > 0) & (df["num_tokens"] > 0)]
+    if "kernel_source" in rows:
+        rows = rows[~rows["kernel_source"].astype(str).str.contains("nongated")]
+        if rows["kernel_source"].nunique() > 1:
+            rows = rows[rows["kernel_source"] == rows["kernel_source"].value_counts().index[0]]
+    return rows
+
+
+def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str,
+               granularity: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C_g, C_v, M) per row and op, shape (5, rows): the fused layer's kernels timed at unit fractions.
+
+    Each shape (hidden, inter / tp, experts, top-k) is one call of `fused_moe_ops` over its token counts.
+    """
+    dep = Deployment(weight_dtype=weight_dtype, activation_dtype=compute_dtype, weight_scale_granularity=granularity,
+                     weight_group_size=BLOCK if granularity == "block" else None)
+    rd = ResolvedDeployment.of(dep, "bf16")
+    base = Ceilings.of(hw, compute_dtype)
+    c = dataclasses.replace(base, gemm_flops_per_s=hw.peak_flops(compute_dtype), bytes_per_s=hw.memory_bandwidth_bytes_per_s,
+                            kernel_overhead_s=0.0, sm_count=0)
+    n = len(rows)
+    cg, cv, mem = np.zeros((5, n)), np.zeros((5, n)), np.zeros((5, n))
+    keys = ["hidden_size", "inter_size", "moe_tp_size", "num_experts", "topk"]
+    for (h, inter, tp, experts, k), idx in rows.groupby(keys).indices.items():
+        tokens = rows["num_tokens"].to_numpy(float)[idx]
+        routed = tokens * k
+        touched = np.minimum(float(experts), routed)  # balanced routing
+        width = inter / tp
+        ops = fused_moe_ops(rd, "moe", 1, tokens, routed, touched, float(h), (2 * width, float(h)), (float(h), width), int(k), True)
+        table = OpTable.of(ops)
+        timing = time_ops(table, c, 1)
+        gemm = table.is_gemm.reshape(-1, 1)
+        dequant = table.f["vector_flops"] / c.vector_flops_per_s  # a weight-only GEMM's vector work, not at η_c
+        cg[:, idx] = np.where(gemm, timing.compute_s - dequant, 0.0)
+        cv[:, idx] = np.where(gemm, dequant, timing.compute_s)
+        mem[:, idx] = timing.memory_s
+    return cg, cv, mem
+
+
+def _layer_s(cg, cv, mem, eta_c, eta_m):
+    """Σ_op max(C_g / η_c + C_v, M / η_m) per row, without t0."""
+    return np.maximum(cg / eta_c + cv, mem / eta_m).sum(axis=0)
+
+
+def _best_t0(s: np.ndarray, y: np.ndarray) -> float:
+    """argmin over t0 ≥ 0 of Σ ((t0 + s) / y - 1)²: t0 = Σ (y - s) / y² / Σ 1 / y², at least 0."""
+    return max(0.0, float(np.sum((y - s) / y**2) / np.sum(1 / y**2)))
+
+
+def fit_terms(cg, cv, mem, y) -> tuple[float, float, float]:
+    """(t0, η_c, η_m) minimizing Σ (t / y - 1)² (module docstring); grid in log η, refined around the best."""
+    lo_c = lo_m = np.log(MIN_FRACTION)
+    hi_c = hi_m = 0.0
+    best = (np.inf, 0.0, 1.0, 1.0)
+    for _ in range(REFINE_ROUNDS + 1):
+        for ec in np.exp(np.linspace(lo_c, hi_c, GRID_POINTS)):
+            for em in np.exp(np.linspace(lo_m, hi_m, GRID_POINTS)):
+                s = _layer_s(cg, cv, mem, ec, em)
+                t0 = _best_t0(s, y)
+                err = float(np.sum(((t0 + s) / y - 1) ** 2))
+                if err < best[0]:
+                    best = (err, t0, ec, em)
+        _, _, ec, em = best
+        step_c, step_m = (hi_c - lo_c) / GRID_POINTS * 2, (hi_m - lo_m) / GRID_POINTS * 2
+        lo_c, hi_c = np.log(ec) - step_c, min(0.0, np.log(ec) + step_c)
+        lo_m, hi_m = np.log(em) - step_m, min(0.0, np.log(em) + step_m)
+    return best[1], best[2], best[3]
+
+
+def predicted_s(curve: MoeCurve, cg, cv, mem) -> np.ndarray:
+    """The layer time the curve gives each row (the roofline's formula with the curve attached)."""
+    return curve.latency_s + _layer_s(cg, cv, mem, curve.compute_fraction, curve.bandwidth_fraction)
+
+
+def fit_moe(df: pd.DataFrame, hw, notes: list[str]) -> dict[str, MoeCurve]:
+    """One curve per expert-weight format the table holds (`TABLE_FORMATS`), against `hw`'s datasheet peaks."""
+    out: dict[str, MoeCurve] = {}
+    for table_dtype, (key, weight_dtype, compute_dtype, granularity) in TABLE_FORMATS.items():
+        if compute_dtype not in hw.peak_flops_per_s:
+            continue
+        rows = moe_rows(df, table_dtype)
+        if len(rows) < 3:
+            continue
+        y = rows["latency"].to_numpy(float) * TABLE_TIME_S
+        cg, cv, mem = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity)
+        t0, eta_c, eta_m = fit_terms(cg, cv, mem, y)
+        err = np.abs((t0 + _layer_s(cg, cv, mem, eta_c, eta_m)) / y - 1)
+        out[key] = MoeCurve(weight_format=key, compute_dtype=compute_dtype, latency_s=float(f"{t0:.4g}"),
+                            compute_fraction=float(f"{eta_c:.4g}"), bandwidth_fraction=float(f"{eta_m:.4g}"),
+                            peak_flops_per_s=hw.peak_flops(compute_dtype), peak_bytes_per_s=hw.memory_bandwidth_bytes_per_s,
+                            table_dtype=table_dtype, rows=len(rows), median_abs_error=float(f"{np.median(err):.4g}"),
+                            p90_abs_error=float(f"{np.percentile(err, 90):.4g}"))
+        notes.append(f"moe {key}: {table_dtype} rows ({rows['kernel_source'].iloc[0] if 'kernel_source' in rows else 'one source'}), "
+                     f"balanced routing, no ep: t0 {t0 * 1e6:.1f} us/layer, compute {eta_c:.3f}, bandwidth {eta_m:.3f}")
+    return out
