@@ -416,7 +416,7 @@ def _workspace(t: OpTable):
 def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceilings, floor: Ceilings, dec: Ceilings):
     """The operator table of each pass (one pipeline stage), timed realistic (decode passes `d1`, `d2` against `dec`)
     and floor; and the prefill's activation workspace. Returns (workspace, tables, real timings, floor timings,
-    decode timings against their realistic set and the floor on their last axis: None for a grid).
+    decode timings against both on their last axis: None but for one uncalibrated scenario).
 
     A grid builds and times pass by pass. One scenario stacks every pass in one table (`OpTable.of_phases`) and
     times it once, against every set of ceilings at once (`stacked`; a calibrated profile's sets first resolved
@@ -444,9 +444,9 @@ def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceil
         tables[name] = table.phase(i)
         timed_real[name] = at(i, decode_set if name in ("d1", "d2") else 0)
         timed_floor[name] = at(i, 1)
-    # the decode passes against (their realistic set, floor) on their last axis, for `DecodeSteps.at`
-    pick = (lambda x: x) if dec is real else (lambda x: Timing(*(term[:, [2, 1]] for term in (x.compute_s, x.memory_s, x.comm_s, x.overhead_s))))
-    timed_sets = {name: pick(both.at(i)) for i, name in enumerate(passes) if name in ("d1", "d2")}
+    # the decode passes against (real, floor) on their last axis, for `DecodeSteps.at`; a calibrated profile sums its
+    # decode steps set by set, as before (summing both at once adds them in another order: the last bit may differ)
+    timed_sets = {name: both.at(i) for i, name in enumerate(passes) if name in ("d1", "d2")} if real.curves is None else None
     return workspace, tables, timed_real, timed_floor, timed_sets
 
 
