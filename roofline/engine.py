@@ -27,6 +27,7 @@ import numpy as np
 
 from . import ops as O
 from .parallelism import (
+    engine_step_tokens,
     kv_allocated_tokens,
     kv_bytes_per_gpu,
     pipeline_hop_s,
@@ -373,7 +374,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         step_h = eng.step_s(batch)
         ttft = ttft + np.ceil(batch * prompt / budget) * step_h
         tpot, first_step, last_step = tpot + step_h, first_step + step_h, last_step + step_h
-        workspace = workspace_fixed = step_workspace_bytes(model, rd, tp, budget, ep)
+        workspace = workspace_fixed = step_workspace_bytes(model, rd, tp, engine_step_tokens(budget, prompt, eng.chunked_prefill), ep)
     e2e = ttft + tpot * steps
     e2e_floor = ttft_floor + tpot_floor * steps
     # per-GPU work: a stage runs its slice once per micro-batch

@@ -14,10 +14,13 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
   graph (their launches cost the graph replay, not the eager launch); larger batches run eagerly.
 * **Limits**: at most `max_num_seqs` running sequences and `max_num_batched_tokens` tokens per step (the
   chunked-prefill budget); a step may prefill several prompts (`multi_prompt_prefill`).
-* **Memory**: the engine takes `gpu_memory_fraction` of the GPU's memory; of that, weights, the activation
-  workspace of its largest step (a pass over `max_num_batched_tokens` tokens, which the engine profiles at
-  start-up) and the runtime reserve come first, and the rest is KV cache in blocks of `kv_block_tokens`.
-  `predict`, `steady_state` and the planner size the batch the same way (`parallelism.engine_kv_budget_bytes`).
+* **Memory**: weights, the activation workspace of its largest step (a pass over `max_num_batched_tokens`
+  tokens, which the engine profiles at start-up) and the runtime reserve come first, and the KV cache, in
+  blocks of `kv_block_tokens`, gets what `gpu_memory_fraction` leaves. The fraction is of the whole device
+  (`memory_fraction_of: device`: vLLM's gpu_memory_utilization, SGLang's mem_fraction_static, which cap all
+  the engine's memory) or of the memory still free once the fixed part is loaded (`memory_fraction_of: free`:
+  TensorRT-LLM's free_gpu_memory_fraction, which sizes only the KV pool). `predict` and `steady_state` size
+  the batch the same way (`parallelism.engine_memory_bytes`).
 
 * **All-reduce**: vLLM, SGLang and TensorRT-LLM run their own one-shot / two-shot all-reduce kernels inside an
   NVLink domain (`custom_allreduce`); without one (and on the bare roofline, which runs torch.distributed) the
@@ -44,7 +47,7 @@ MAX_OVERHEAD_S = 1.0
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 _SOURCED = ("step_overhead_s", "step_overhead_per_sequence_s", "request_overhead_s", "tokenize_s_per_token",
             "cuda_graph_max_batch", "max_num_seqs", "max_num_batched_tokens", "gpu_memory_fraction", "kv_block_tokens",
-            "multi_prompt_prefill", "custom_allreduce")
+            "multi_prompt_prefill", "custom_allreduce", "memory_fraction_of")
 
 
 class LargeGpuLimits(BaseModel):
@@ -74,6 +77,9 @@ class EngineProfile(BaseModel):
     chunked_prefill: bool = Field(description="long prompts are prefilled in chunks of the token budget, mixed with decode")
     multi_prompt_prefill: bool = Field(description="one step may prefill several prompts")
     gpu_memory_fraction: float = Field(gt=0, le=1, description="share of the GPU's memory the engine uses")
+    memory_fraction_of: Literal["device", "free"] = Field(
+        "device", description="what gpu_memory_fraction is a share of: the whole device (it caps all the engine's "
+                              "memory), or the memory free after weights, workspace and reserve (it sizes the KV pool)")
     kv_block_tokens: int = Field(ge=1, le=1_000_000, description="tokens per KV cache block")
     custom_allreduce: bool = Field(description="the engine all-reduces with its own one-shot / two-shot kernels inside "
                                                "an NVLink domain (else NCCL's)")

@@ -173,9 +173,32 @@ def engine_limits(rd: ResolvedDeployment, hws: list[HardwareProfile]) -> tuple[n
     return lim[:, 0], lim[:, 1]
 
 
-def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes):
-    """The part of a GPU's memory the engine uses: gpu_memory_fraction · memory (all of it without an engine)."""
-    return memory_bytes if rd.engine is None else memory_bytes * rd.engine.gpu_memory_fraction
+def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
+    """The part of a GPU's memory M the engine uses, f its `gpu_memory_fraction` (all of M without an engine):
+
+    * a share of the device (`memory_fraction_of: device`, vLLM, SGLang): f · M, whatever is loaded;
+    * a share of the memory still free once the fixed part F is loaded (`memory_fraction_of: free`, TensorRT-LLM's
+      KvCacheConfig.free_gpu_memory_fraction): the KV pool is f · (M - F), so the engine uses F + f · (M - F).
+
+    `fixed_bytes` F: what the engine holds before it sizes its KV pool (weights, the profiled activation workspace,
+    the runtime reserve). F = 0 gives f · M in both cases, so a caller that does not know F gets the device share.
+    Worked number (H200, M = 143.8e9 B, Llama-3.3-70B FP8 on one GPU, F = 72e9 B, f = 0.9): a device share leaves
+    0.9 · 143.8e9 - 72e9 = 57.4e9 B of KV; TensorRT-LLM's pool is 0.9 · (143.8e9 - 72e9) = 64.6e9 B."""
+    if rd.engine is None:
+        return memory_bytes
+    f = rd.engine.gpu_memory_fraction
+    if rd.engine.memory_fraction_of == "device":
+        return memory_bytes * f
+    return fixed_bytes + f * (memory_bytes - fixed_bytes)
+
+
+def engine_step_tokens(budget_tokens, prompt_tokens, chunked: bool):
+    """Tokens of the largest step an engine runs, the pass it profiles its activation workspace for: its token
+    budget (`max_num_batched_tokens`) when prompts are chunked to it, else the larger of the budget and a whole
+    prompt, which then runs in one step (trtllm-bench without chunked prefill raises max_num_tokens to the longest
+    prompt plus max_batch_size: tensorrt_llm/bench/benchmark/utils/general.py). A 20,000-token prompt on
+    TensorRT-LLM (8,192 budget, no chunking): a 20,000-token step."""
+    return budget_tokens if chunked else np.maximum(budget_tokens, prompt_tokens)
 
 
 @memoized(lambda model, rd, tp, tokens, ep=1: (Identity(model), rd.key(), tp, tokens, ep) if plain(tp) and plain(tokens) else None)

@@ -211,7 +211,8 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         r = spec.evaluation
         notes = notes + list(spec.notes)
     peak = hw.peak_flops(rd.compute_key)
-    d = derived(r, b, o, dep.gpus_per_replica, engine_memory_bytes(rd, hw.memory_bytes), hw.memory_bandwidth_bytes_per_s, peak,
+    fixed = r.weight_bytes + r.runtime_reserve_bytes + r.workspace_fixed_bytes  # loaded before the KV pool is sized
+    d = derived(r, b, o, dep.gpus_per_replica, engine_memory_bytes(rd, hw.memory_bytes, fixed), hw.memory_bandwidth_bytes_per_s, peak,
                 hw.price_usd_per_gpu_hour)
     fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size_fits" else float(v))
               for k, v in {**r.figures(), **d.figures()}.items() if k in _FIELDS}
@@ -264,7 +265,8 @@ def _weights_alone_overflow(model: ModelSpec, hw: HardwareProfile, dep: Deployme
         rd = dep.resolved(model)
     except SpecError:
         return False  # let predict raise (or fall back) with its own message
-    return weight_bytes_per_gpu(model, rd, dep.tp) + dep.runtime_reserve_bytes > engine_memory_bytes(rd, hw.memory_bytes)
+    fixed = weight_bytes_per_gpu(model, rd, dep.tp) + dep.runtime_reserve_bytes
+    return fixed > engine_memory_bytes(rd, hw.memory_bytes, fixed)
 
 
 def breakeven_batch(model: ModelSpec, hw, wl: Workload, dep: Deployment, max_batch: int = 4096) -> int | None:

@@ -109,6 +109,7 @@ from .parallelism import (
     check,
     engine_limits,
     engine_memory_bytes,
+    engine_step_tokens,
     kv_allocated_tokens,
     kv_bytes_per_gpu,
     pipeline_hop_s,
@@ -576,12 +577,14 @@ class Curves:
             if not decode_only:
                 workspace = np.maximum(workspace, pre_act.max())
         # memory per GPU at each batch
-        if lim is not None:  # an engine keeps the workspace of its largest step (a pass over its token budget)
-            workspace = np.broadcast_to(step_workspace_bytes(model, rd, tp, lim[1], ep)[:, None], self.t0.shape)
+        if lim is not None:  # an engine keeps the workspace of its largest step (its token budget, or a whole prompt)
+            step_tokens = engine_step_tokens(lim[1], float(np.max(s_val)), self.chunk is not None)
+            workspace = np.broadcast_to(step_workspace_bytes(model, rd, tp, step_tokens, ep)[:, None], self.t0.shape)
         self.context_mem = traffic.memory_context_tokens
         self.weight_bytes, self.kv_bytes_per_sequence = replica_memory_bytes(model, rd, tp, self.context_mem)
         self.reserve_bytes = dep.runtime_reserve_bytes
-        self.memory_available = engine_memory_bytes(rd, np.array([h.memory_bytes for h in hws], float)[:, None])
+        self.memory_available = engine_memory_bytes(rd, np.array([h.memory_bytes for h in hws], float)[:, None],
+                                                    self.weight_bytes + workspace + self.reserve_bytes)
         self.memory_required = self.weight_bytes + b * self.kv_bytes_per_sequence + workspace + self.reserve_bytes
         self.memory_required = np.broadcast_to(self.memory_required, self.t0.shape)
         self.workspace = np.broadcast_to(workspace, self.t0.shape)

@@ -9,7 +9,7 @@ import pytest
 
 import roofline as rl
 from roofline.engines import EngineProfile, list_engines, load_engine
-from roofline.parallelism import engine_limits, engine_memory_bytes, step_workspace_bytes
+from roofline.parallelism import engine_limits, engine_memory_bytes, engine_step_tokens, step_workspace_bytes
 from roofline.serving import check_traffic, curves_for
 
 
@@ -88,6 +88,50 @@ def test_memory_is_the_engine_share_and_its_largest_step():
     assert cv.max_batch_size_fits(cv.state(np.array([1.0])))[0] == p.max_batch_size_fits
 
 
+def test_tensorrt_llm_sizes_its_kv_pool_from_the_memory_left_free():
+    # TensorRT-LLM's free_gpu_memory_fraction f is a share of the memory still free once the weights, the runtime
+    # reserve and the profiled workspace F are in place (docs/source/reference/memory.md): KV pool = f · (M - F), so the
+    # engine uses F + f · (M - F) where vLLM's device share uses f · M. Llama-3.1-70B, bf16, tp 4 on H100 SXM
+    # (M = 85,520,809,984 B), 2,048 + 256 tokens a sequence, f = 0.9 for both engines.
+    m, hw, M = rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm"), 85_520_809_984
+    wl = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
+    dep = rl.Deployment(tp=4, engine="trtllm")
+    p = rl.predict(m, hw, wl, dep)
+    ws = float(step_workspace_bytes(m, dep.resolved(m), 4, 8192))  # TensorRT-LLM's max_num_tokens 8,192 step
+    fixed = p.weight_bytes + p.runtime_reserve_bytes + ws
+    assert p.memory_available_bytes_per_gpu == pytest.approx(fixed + 0.9 * (M - fixed))
+    kv_seq = p.kv_bytes_per_token * (2048 + 256)
+    assert p.max_batch_size_fits == math.floor(0.9 * (M - fixed) / kv_seq)
+    # against vLLM's share of the device (same f, same budget step): the KV pool is larger by (1 - f) · F
+    v = rl.predict(m, hw, wl, rl.Deployment(tp=4, engine="vllm"))
+    assert v.max_batch_size_fits == math.floor((0.9 * M - fixed) / kv_seq)
+    assert p.max_batch_size_fits > v.max_batch_size_fits
+    # the steady state sizes the batch the same way
+    cv = curves_for(m, hw, dep, check_traffic(m, 1.0, 2048, 256, None), None)
+    assert cv.max_batch_size_fits(cv.state(np.array([1.0])))[0] == p.max_batch_size_fits
+
+
+def test_an_engine_that_does_not_chunk_profiles_its_longest_prompt():
+    # TensorRT-LLM runs a whole prompt in one step (no chunked prefill), so a 20,000-token prompt is a 20,000-token
+    # step over its 8,192-token budget and the workspace it keeps free is that pass's; vLLM chunks it to 8,192.
+    # Llama-3.1-8B, bf16, H200; every activation is linear in the tokens, so the two workspaces are 20,000 : 8,192.
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h200")
+    wl = rl.Workload(batch_size=4, prompt_tokens=20_000, output_tokens=2_000)
+    trt, vllm = rl.Deployment(engine="trtllm"), rl.Deployment(engine="vllm")
+    assert engine_step_tokens(8192, 20_000, chunked=False) == 20_000
+    assert engine_step_tokens(8192, 20_000, chunked=True) == 8192
+    assert engine_step_tokens(8192, 2_048, chunked=False) == 8192
+    ws_prompt = float(step_workspace_bytes(m, trt.resolved(m), 1, 20_000))
+    ws_budget = float(step_workspace_bytes(m, vllm.resolved(m), 1, 8192))
+    assert ws_prompt / ws_budget == pytest.approx(20_000 / 8192)  # every activation is linear in the tokens
+    assert rl.predict(m, hw, wl, trt).activation_workspace_bytes == pytest.approx(ws_prompt)
+    assert rl.predict(m, hw, wl, vllm).activation_workspace_bytes == pytest.approx(ws_budget)
+    # the steady state keeps the same workspace and sizes the same batch as predict
+    cv = curves_for(m, hw, trt, check_traffic(m, None, 20_000, 2_000, None), None)
+    assert cv.workspace[0, 0] == pytest.approx(ws_prompt)
+    assert cv.max_batch_size_fits(cv.state(np.array([0.01])))[0] == rl.predict(m, hw, wl, trt).max_batch_size_fits
+
+
 def test_running_sequences_cap_the_batch():
     # Llama-3.1-8B on an H200 (141 GB) fits far more than 1,024 short sequences: vLLM caps it at 1,024
     p = rl.predict("llama-3.1-8b", "h200", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=128), rl.Deployment())
@@ -118,6 +162,11 @@ def test_engine_limits_and_memory_helpers():
     seqs, tokens = engine_limits(rd, hws)
     assert list(seqs) == [1024, 256] and list(tokens) == [8192, 2048]
     assert engine_memory_bytes(rd, 100.0) == pytest.approx(90.0)
+    # a device share ignores what is loaded; TensorRT-LLM's share of the free memory: F + f · (M - F) = 40 + 0.9 · 60
+    assert engine_memory_bytes(rd, 100.0, 40.0) == pytest.approx(90.0)
+    trt = rl.Deployment(engine="trtllm").resolved(m)
+    assert engine_memory_bytes(trt, 100.0, 40.0) == pytest.approx(94.0)
+    assert engine_memory_bytes(trt, 100.0) == pytest.approx(90.0)  # F unknown (0): the device share
     assert engine_limits(rl.Deployment(engine=None).resolved(m), hws) is None
     assert engine_memory_bytes(rl.Deployment(engine=None).resolved(m), 100.0) == 100.0
 
