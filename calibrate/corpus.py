@@ -43,7 +43,7 @@ import roofline as rl
 from roofline.bands import entry_key, hardware_class, precision_class
 from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
-from roofline.serving import capacity_requests_per_s, closed_loop, steady_state
+from roofline.serving import capacity_requests_per_s, closed_loop, finite_run_duration_s, steady_state
 
 CORPUS_DIR = Path(__file__).resolve().parent / "published"
 BASELINE_PATH = CORPUS_DIR / "baseline.json"
@@ -299,7 +299,9 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
     if row.workload == "rate":
         sp = steady_state(model, hw, row.request_rate_per_s / row.replicas, s, o, dep)
     elif row.workload == "concurrency":
-        sp = closed_loop(model, hw, row.concurrency / row.replicas, s, o, dep)
+        # clients at a fixed concurrency with fixed lengths start together and finish together: waves of N (`serving.wave`)
+        waves = row.extra.get("lengths", "").startswith("fixed") and dep.pp == 1 and dep.ep == 1
+        sp = closed_loop(model, hw, row.concurrency / row.replicas, s, o, dep, synchronized=waves)
     else:
         lam = capacity_requests_per_s(model, hw, s, o, dep)
         if lam <= 0:
@@ -315,8 +317,12 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
     if not sp.stable:
         raise Unsupported(f"predicted infeasible: {sp.reason}", infeasible=True)
     lam = sp.requests_per_s
+    e2e = sp.ttft_mean_s + (o - 1) * sp.tpot_s
+    if row.workload == "rate" and row.num_requests is not None:  # a finite run: its tokens over its wall time
+        share = row.num_requests / row.replicas
+        lam = share / float(finite_run_duration_s(share, lam, e2e))
     return {"ttft_s": sp.ttft_mean_s, "ttft_p50_s": sp.ttft_p50_s, "ttft_p90_s": sp.ttft_p90_s, "ttft_p99_s": sp.ttft_p99_s,
-            "tpot_s": sp.tpot_s, "e2e_s": sp.ttft_mean_s + (o - 1) * sp.tpot_s, "output_tokens_per_s": lam * o,
+            "tpot_s": sp.tpot_s, "e2e_s": e2e, "output_tokens_per_s": lam * o,
             "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
 
 
@@ -363,7 +369,7 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
     key = (row.model, row.gpu, ENGINE_OF_FRAMEWORK.get(row.framework), row.tp, row.pp, row.ep, row.weight_dtype,
            row.activation_dtype, row.kv_dtype,
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
-           row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas)
+           row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas, row.extra.get("lengths", "").startswith("fixed"))
     if cache is not None and key in cache:
         figures = cache[key]
     else:

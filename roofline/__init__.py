@@ -32,10 +32,10 @@ from .calibration import Calibration, CalibrationMismatchWarning, load_calibrati
 __all__ += ["Calibration", "CalibrationMismatchWarning", "load_calibration"]
 from .disaggregation import disaggregate  # noqa: E402
 from .plan import SLO, SearchSpace, plan, plan_fleet  # noqa: E402
-from .serving import LengthDist, Traffic, capacity_requests_per_s, closed_loop, frontier, steady_state  # noqa: E402
+from .serving import LengthDist, Traffic, Wave, capacity_requests_per_s, closed_loop, frontier, steady_state, wave  # noqa: E402
 
 __all__ += ["plan", "plan_fleet", "SLO", "SearchSpace", "Traffic", "LengthDist", "capacity_requests_per_s", "closed_loop", "disaggregate",
-            "frontier", "steady_state"]
+            "frontier", "steady_state", "wave", "Wave"]
 from . import techniques  # noqa: E402
 from .compare import Variant, compare  # noqa: E402
 from .network import NetworkProfile, list_networks, load_network  # noqa: E402

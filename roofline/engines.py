@@ -10,10 +10,14 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
 * **Per-request latency** outside the steps (the API server, tokenization, handing the first token back):
   `request_overhead_s` + S · `tokenize_s_per_token` for a prompt of S tokens, added to the TTFT of an
   online request (`serving`); an offline batch (`predict`) comes with token ids and pays none of it.
+* **Overlap scheduling** (`overlap_scheduler`): the CPU prepares step n+1 while the GPU runs step n, so a request
+  that arrives during step n is first seen when step n+1 is already queued; it waits out the rest of step n and
+  all of step n+1 before its prefill runs (`serving`: the residual r = 3t̄/2 instead of t̄/2).
 * **CUDA graphs**: decode steps of up to `cuda_graph_max_batch` sequences are replayed from a captured
   graph (their launches cost the graph replay, not the eager launch); larger batches run eagerly.
 * **Limits**: at most `max_num_seqs` running sequences and `max_num_batched_tokens` tokens per step (the
-  chunked-prefill budget); a step may prefill several prompts (`multi_prompt_prefill`).
+  chunked-prefill budget); a step may prefill several prompts (`multi_prompt_prefill`) and may decode the running
+  sequences in the same step (`mixed_prefill_decode`; else prefill steps pause decode, `serving.wave_schedule`).
 * **Memory**: weights, the activation workspace of its largest step (a pass over `max_num_batched_tokens`
   tokens, which the engine profiles at start-up) and the runtime reserve come first, and the KV cache, in
   blocks of `kv_block_tokens`, gets what `gpu_memory_fraction` leaves. The fraction is of the whole device
@@ -47,7 +51,7 @@ MAX_OVERHEAD_S = 1.0
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 _SOURCED = ("step_overhead_s", "step_overhead_per_sequence_s", "request_overhead_s", "tokenize_s_per_token",
             "cuda_graph_max_batch", "max_num_seqs", "max_num_batched_tokens", "gpu_memory_fraction", "kv_block_tokens",
-            "multi_prompt_prefill", "custom_allreduce", "memory_fraction_of")
+            "multi_prompt_prefill", "mixed_prefill_decode", "overlap_scheduler", "custom_allreduce", "memory_fraction_of")
 
 
 class LargeGpuLimits(BaseModel):
@@ -76,6 +80,10 @@ class EngineProfile(BaseModel):
     max_num_batched_tokens: int = Field(ge=1, le=10_000_000, description="tokens per step at most (the chunked-prefill budget)")
     chunked_prefill: bool = Field(description="long prompts are prefilled in chunks of the token budget, mixed with decode")
     multi_prompt_prefill: bool = Field(description="one step may prefill several prompts")
+    mixed_prefill_decode: bool = Field(description="one step may both prefill prompts and decode running sequences (else a "
+                                                   "step that prefills pauses decode)")
+    overlap_scheduler: bool = Field(description="the CPU schedules step n+1 while the GPU runs step n: a request that arrives "
+                                                 "during a step joins the step after the next")
     gpu_memory_fraction: float = Field(gt=0, le=1, description="share of the GPU's memory the engine uses")
     memory_fraction_of: Literal["device", "free"] = Field(
         "device", description="what gpu_memory_fraction is a share of: the whole device (it caps all the engine's "

@@ -19,7 +19,9 @@ Step times come from the same operator table as `predict` (`ops.forward_ops` tim
 Steady state (per replica). Let a be the prefill time added per request:
 
 * whole-prompt prefill (no chunking): a = E[X(S)]; prefill passes preempt decode, the engine spends a
-  fraction ρ = λ·a of its time in them, and the mean decode step is t̄ = t0 / (1 - λa);
+  fraction ρ = λ·a of its time in them, and the mean decode step is t̄ = t0 / (1 - λa). An engine that
+  chunks prefill but runs a prefill step alone (`EngineProfile.mixed_prefill_decode` false: SGLang's
+  default scheduler) is this case too: its prefill steps preempt decode and read the weights themselves;
 * chunked prefill with a budget of C tokens: a fraction f = λ E[S] t̄ / C of steps carry a chunk and
   cost tC, the others t0, so t̄ = t0 + f (tC - t0) = t0 / (1 - λa) with a = E[S] (tC - t0) / C.
 
@@ -36,7 +38,8 @@ interpolates the given λ; Little's law then gives B exactly.
 TPOT is the mean step t̄ (every request sees the same mix of steps); `itl_max_s` is the worst gap between
 two tokens: tC with chunking, t0 + X(S_p99) without (a long prompt stalls the whole batch).
 
-TTFT = r + W + X(S), with r = t̄/2 the residual of the step in progress when a request arrives, and W the
+TTFT = r + W + X(S), with r = t̄/2 the residual of the step in progress when a request arrives (r = 3t̄/2 under an
+overlap scheduler, `EngineProfile.overlap_scheduler`: the CPU has already scheduled the next step, which runs first), and W the
 wait of an M/G/1 queue (Pollaczek-Khinchine) whose server is the prefill: service X(S) (whole prompt), or
 X(S) = S·tC/C with chunking (the prompt is served C tokens per chunked step):
 
@@ -81,7 +84,8 @@ Pipeline and expert parallelism (a replica of tp x pp x ep GPUs; pp = ep = 1 giv
 Not modelled: batching of several prompts into one prefill pass (each prompt, or each wave of ep
 prompts, is its own pass: pessimistic at high load), preemption and swapping, KV re-reads of earlier
 chunks by a chunk's attention, stage imbalance (embedding on the first stage, LM head on the last),
-uneven expert routing, and bursts beyond Poisson arrivals. Speculative decoding, prefix caching,
+uneven expert routing, and bursts beyond Poisson arrivals (except the synchronized waves of a closed loop
+with fixed lengths, `wave`, at the end of this module). Speculative decoding, prefix caching,
 offload and a fixed micro-batch count are refused (`check_serving_deployment`), not ignored.
 """
 
@@ -331,12 +335,15 @@ class Traffic:
     closed loop of `concurrency` clients, each sending its next request when the last one finished (how
     `vllm bench serve --max-concurrency`, genai-perf and AIPerf load a server; `closed_loop`); each request a
     prompt and an output whose lengths follow `LengthDist`s. `Traffic.of` also takes a length as an int or a
-    string like "lognormal:2048:0.5". Requests/s, clients, tokens."""
+    string like "lognormal:2048:0.5". `synchronized`: the closed loop's clients start together and the lengths
+    are fixed, so requests arrive in waves of `concurrency` (`wave`), not as a Poisson stream. Requests/s,
+    clients, tokens."""
 
     prompt_tokens: LengthDist
     output_tokens: LengthDist
     requests_per_s: float | None = None
     concurrency: float | None = None
+    synchronized: bool = False
 
     def __post_init__(self):
         _check_rate(self.requests_per_s)
@@ -350,13 +357,22 @@ class Traffic:
         o = self.output_tokens
         if o.mean_tokens <= 1:
             raise SpecError("output_tokens", f"mean {o.mean_tokens:g} leaves no decode steps; continuous batching needs more than 1 output token on average")
+        if not isinstance(self.synchronized, bool):
+            raise SpecError("synchronized", f"must be True or False, got {self.synchronized!r}")
+        if self.synchronized:
+            if self.concurrency is None:
+                raise SpecError("synchronized", "waves come from a closed loop: give a concurrency, or leave synchronized unset")
+            loose = [n for n in ("prompt_tokens", "output_tokens") if getattr(self, n).kind != "fixed"]
+            if loose:
+                raise SpecError("synchronized", f"waves need fixed lengths ({', '.join(loose)} is not fixed): requests of "
+                                                "different lengths finish apart; leave synchronized unset")
 
     @classmethod
-    def of(cls, requests_per_s, prompt_tokens, output_tokens, concurrency=None) -> "Traffic":
+    def of(cls, requests_per_s, prompt_tokens, output_tokens, concurrency=None, synchronized: bool = False) -> "Traffic":
         _check_rate(requests_per_s)
         check_concurrency(concurrency)
         return cls(as_length_dist(prompt_tokens, "prompt_tokens"), as_length_dist(output_tokens, "output_tokens"), requests_per_s,
-                   concurrency)
+                   concurrency, synchronized)
 
     @property
     def memory_context_tokens(self) -> float:
@@ -424,6 +440,16 @@ def ttft_percentile_s(q, fixed_s, service_s, extra_s, probs, rho, wait_mean_s, i
         over = ttft_tail_probability(mid, fixed_s, service_s, extra_s, probs, rho, wm) > 1 - q
         lo, hi = np.where(over, mid, lo), np.where(over, hi, mid)
     return np.where(rho < 1, hi, np.inf)
+
+
+def finite_run_duration_s(requests, requests_per_s, e2e_s):
+    """The wall time of a benchmark run of `requests` Poisson arrivals at `requests_per_s`, from the first send to the
+    last completion: the last request is sent after requests - 1 exponential gaps, (requests - 1)/λ on average, and
+    completes its end-to-end latency later. A serving benchmark's throughput is its tokens over this duration
+    (vLLM benchmarks/benchmark_serving.py and SGLang bench_serving: output_throughput = total output tokens / dur_s,
+    the gaps drawn by np.random.exponential(1 / request_rate)), not λ·E[O]. Worked number: 500 requests at 16/s
+    with a 17 s response take 499/16 + 17 = 48.2 s, 10.4 requests/s achieved."""
+    return (np.asarray(requests, float) - 1) / np.asarray(requests_per_s, float) + np.asarray(e2e_s, float)
 
 
 # ------------------------------------------------------------ step times from the operator table
@@ -530,7 +556,7 @@ class Curves:
         cap = np.full(n, np.inf) if max_batch_size is None else np.full(n, float(max_batch_size))
         if lim is not None:  # the engine's running-sequence cap, and its token budget as the chunk when it chunks
             cap = np.minimum(cap, lim[0])
-            if chunk_tokens is None and eng.chunked_prefill:
+            if chunk_tokens is None and eng.chunked_prefill and eng.mixed_prefill_decode:  # else prefill steps run alone
                 chunk_tokens = lim[1]
         self.hws, self.tp, self.pp, self.ep = hws, tp, pp, ep
         self.chunk = None if chunk_tokens is None else np.broadcast_to(np.asarray(chunk_tokens, float), (n,)).copy()  # (H,)
@@ -557,6 +583,7 @@ class Curves:
             beyond = b_mb > eng.cuda_graph_max_batch
             dec_attn, dec_lin = np.where(beyond, eager_attn, dec_attn), np.where(beyond, eager_lin, dec_lin)
         step_h = (lambda seqs: eng.step_s(seqs)) if eng is not None else (lambda seqs: 0.0)  # the engine's CPU time per step
+        self.lookahead_steps = 1.0 if eng is not None and eng.overlap_scheduler else 0.0
         self.t0 = dec_attn + dec_lin + hop(per_rank) + step_h(b_mb)
         # one prefill pass per prompt length on the support: one prompt per attention rank (ep prompts in a wave)
         pre_attn, pre_lin, pre_act = _timed(O.forward_ops(model, rd, ep, s_val[None, :], 0, tp, mla_absorbed=False, ep=ep), ceil, tp, pp)
@@ -670,6 +697,7 @@ class Curves:
             extra = np.zeros_like(service)
         ex = (service * self.s_p).sum(axis=-1)
         ex2 = (service**2 * self.s_p).sum(axis=-1)
+        residual = tbar * (0.5 + self.lookahead_steps)  # the step in progress, and the one an overlap scheduler already queued
         lam_rank = lam / self.servers  # each attention rank queues its own share of the prompts
         rho = lam_rank * ex
         wait = mg1_wait_mean_s(lam_rank, ex, ex2)
@@ -677,7 +705,7 @@ class Curves:
         mem = pick(self.memory_required[rows])
         return ServingState(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
                             service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait,
-                            residual_s=tbar / 2, ttft_mean_s=tbar / 2 + wait + ex + (extra * self.s_p).sum(axis=-1),
+                            residual_s=residual, ttft_mean_s=residual + wait + ex + (extra * self.s_p).sum(axis=-1),
                             stable=stable, memory_required_bytes_per_gpu=mem, rows=rows)
 
     def ttft_tail(self, st, t, extra_s=0.0):
@@ -809,8 +837,8 @@ def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_t
     """One replica under `requests_per_s` Poisson arrivals (see the module docstring for every formula).
 
     `prompt_tokens` / `output_tokens`: an int, a `LengthDist` or a string like "lognormal:2048:0.5".
-    `chunk_tokens`: prefill tokens per step (chunked prefill); None: the engine's token budget when it chunks
-    prefill (`Deployment.engine`), else whole-prompt prefill passes.
+    `chunk_tokens`: prefill tokens per step (chunked prefill, mixed with decode); None: the engine's token budget when
+    it chunks prefill into steps that also decode (`Deployment.engine`), else whole-prompt prefill passes.
     `max_batch_size`: a cap on running sequences below the engine's own (vLLM max_num_seqs). An arrival rate above
     the capacity is returned with stable=False and the reason; its latencies are then inf.
     """
@@ -906,7 +934,7 @@ def capacity_requests_per_s(model, hardware, prompt_tokens, output_tokens, deplo
 
 
 def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_tokens, deployment: Deployment | None = None,
-                chunk_tokens: int | None = None, max_batch_size: int | None = None) -> ServingPoint:
+                chunk_tokens: int | None = None, max_batch_size: int | None = None, synchronized: bool = False) -> ServingPoint:
     """One replica driven by a closed loop of `concurrency` clients (`vllm bench serve --max-concurrency N`,
     genai-perf, AIPerf): each client sends its next request as soon as the last one finished.
 
@@ -924,14 +952,31 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     This is the closed loop seen through Poisson arrivals (the M/G/1 prefill queue): a stand-in until a
     native closed-loop model exists. Arrivals of a closed loop are smoother than Poisson, so the TTFT
     queueing term is an upper bound at high load.
+
+    `synchronized`: the clients start together with fixed lengths, so requests come in waves of N (`wave`,
+    `Traffic.synchronized`); a wave larger than the batch memory holds (or the cap) falls back to the
+    loop above, with a note.
     """
     if concurrency is None:
         raise SpecError("concurrency", "must be a positive number of clients, got None")
     check_concurrency(concurrency)
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
+    if synchronized:
+        Traffic.of(None, prompt_tokens, output_tokens, concurrency=concurrency, synchronized=True)  # fixed lengths, checked
     traffic = check_traffic(model, None, prompt_tokens, output_tokens, chunk_tokens)
     cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
+    if synchronized:
+        fits = wave_batch_limit(cv)
+        if cv.rd.engine is not None and cv.rd.engine.mixed_prefill_decode:
+            cv.notes.append(f"{cv.rd.engine.name} mixes prefill and decode, so a wave's requests finish apart and later "
+                            "waves spread out (`wave`): modelled as the Poisson closed loop")
+        elif round(concurrency) <= fits:
+            return _wave_point(cv, model, hw, dep, traffic,
+                               wave(model, hw, concurrency, prompt_tokens, output_tokens, dep, chunk_tokens))
+        else:
+            cv.notes.append(f"a synchronized wave of {concurrency:g} requests exceeds the batch the replica holds: "
+                            "modelled as the Poisson closed loop")
     cap = float(cv.capacity[0])
     if not cv.fits[0] or cap <= 0:
         return _point(cv, model, hw, dep, traffic, chunk_tokens, max(cap, 1e-12))
@@ -957,3 +1002,255 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
         if hi - lo <= 1e-10 * hi:
             break
     return _point(cv, model, hw, dep, traffic, chunk_tokens, hi, rate_predicted=True)
+
+
+# ------------------------------------------------------------ synchronized waves (closed loop, fixed lengths)
+@dataclass(frozen=True)
+class WaveSchedule:
+    """The engine steps of one synchronized wave (`wave_schedule`), one entry per step j = 1..J, and per prompt i
+    the step that produces its first token and the step that produces its last. Tokens, sequences, step counts."""
+
+    prefill_tokens: np.ndarray  # (J,) prompt tokens the step prefills
+    prefill_prompts: np.ndarray  # (J,) prompts the step touches (whole or a chunk)
+    decode_rows: np.ndarray  # (J,) sequences the step decodes one token for
+    start_step: np.ndarray  # (N,) the step that begins prompt i's prefill (1-based)
+    first_step: np.ndarray  # (N,) k_i: the step whose end brings prompt i's first token (1-based)
+    last_step: np.ndarray  # (N,) the step whose end brings its last token
+
+    @property
+    def prefill_steps(self) -> int:
+        """k: the steps until the last prompt of the wave has its first token."""
+        return int(self.first_step.max())
+
+
+def wave_schedule(clients: int, prompt_tokens: int, output_tokens: int, budget_tokens: int, chunked: bool,
+                  multi_prompt: bool, mixed: bool) -> WaveSchedule:
+    """The steps an engine runs for a wave of `clients` requests that arrive together, each a prompt of S =
+    `prompt_tokens` and an output of O = `output_tokens` tokens, served in arrival order.
+
+    Each step has a budget of C = `budget_tokens` tokens. When the engine `mixed` prefill and decode in one
+    step, the sequences already decoding take one token each of the budget first and prompts fill the rest;
+    otherwise a step is a prefill step (the whole budget for prompts) whenever prompts wait, and decode runs
+    only once none wait. `chunked`: a prompt may be split across steps at the budget; otherwise it enters a
+    step whole (the first prompt of a step even when it is longer than the budget). `multi_prompt`: a step may
+    take several prompts. Prompt i's first token comes out of the step that finishes its prefill, k_i; it
+    then decodes O - 1 tokens: in the steps k_i + 1 .. k_i + O - 1 when mixed, and in the O - 1 decode steps
+    after the last prefill step k (k + 1 .. k + O - 1) when not.
+
+    Worked example (C = 8192, S = 3200, multi-prompt, chunked, not mixed, N = 4): 12,800 prompt tokens take
+    two steps (8192 + 4608 tokens); prompts 1 and 2 finish in step 1, 3 (its last 1792 tokens) and 4 in step 2.
+    """
+    n, s, o, c = int(clients), int(prompt_tokens), int(output_tokens), int(budget_tokens)
+    if min(n, s, o, c) < 1:
+        raise SpecError("clients", f"a wave needs positive clients, lengths and budget, got N={n}, S={s}, O={o}, C={c}")
+    remaining = np.full(n, s, dtype=np.int64)
+    first = np.zeros(n, dtype=np.int64)
+    start = np.zeros(n, dtype=np.int64)
+    tokens, prompts, rows = [], [], []
+    nxt, j = 0, 0
+    while nxt < n:
+        j += 1
+        d = int(((first > 0) & (first < j) & (j <= first + o - 1)).sum()) if mixed else 0
+        room = c - d
+        t = q = 0
+        while nxt < n and room > 0:
+            take = min(int(remaining[nxt]), room) if chunked else int(remaining[nxt])
+            if not chunked and take > room and q > 0:
+                break
+            if remaining[nxt] == s:
+                start[nxt] = j
+            remaining[nxt] -= take
+            room -= take
+            t += take
+            q += 1
+            if remaining[nxt] == 0:
+                first[nxt] = j
+                nxt += 1
+            if not multi_prompt:
+                break
+        tokens.append(t)
+        prompts.append(q)
+        rows.append(d)
+    k = j
+    last = first + o - 1 if mixed else np.full(n, k + o - 1, dtype=np.int64)
+    steps = np.arange(k + 1, int(last.max()) + 1)
+    if mixed:  # the decode tail: prompt i decodes in steps k_i + 1 .. k_i + O - 1
+        tail = ((first[None, :] < steps[:, None]) & (steps[:, None] <= last[None, :])).sum(axis=1)
+    else:
+        tail = np.full(len(steps), n)
+    return WaveSchedule(prefill_tokens=np.concatenate([np.array(tokens, float), np.zeros(len(steps))]),
+                        prefill_prompts=np.concatenate([np.array(prompts, float), np.zeros(len(steps))]),
+                        decode_rows=np.concatenate([np.array(rows, float), tail.astype(float)]),
+                        start_step=start, first_step=first, last_step=last)
+
+
+@dataclass(frozen=True)
+class Wave:
+    """One synchronized wave of a closed loop with fixed lengths (`wave`): its schedule, the time of every step,
+    and per prompt its TTFT and TPOT. Seconds, requests/s."""
+
+    schedule: WaveSchedule
+    step_s: np.ndarray  # (J,) the time of each step
+    request_s: float  # latency of a request outside the steps (API, tokenizing), on every TTFT
+    ttft_s: np.ndarray  # (N,) request_s + the steps up to and including k_i
+    tpot_s: np.ndarray  # (N,) (steps k_i + 1 .. last_i) / (O - 1)
+    cycle_s: float  # request_s + every step of the wave: the time between two waves
+    decode_batch: int  # N, the sequences that decode together
+
+    @property
+    def requests_per_s(self) -> float:
+        """N requests per cycle (the response-time law with every client busy the whole cycle)."""
+        return self.decode_batch / self.cycle_s
+
+
+def wave_step_times(model: ModelSpec, rd: ResolvedDeployment, hw: HardwareProfile, schedule: WaveSchedule,
+                    prompt_tokens: float, decode_context_tokens: float) -> np.ndarray:
+    """The time of each step of `schedule` on one GPU of a tp replica (pp = ep = 1), from the operator table.
+
+    A step prefilling T tokens of q prompts and decoding d sequences runs the GEMMs, norms and all-reduces
+    over d + T tokens (the LM head over d + q rows), decode attention for d sequences at the wave's mean
+    decode context c̄ = S + O/2 (the module's t0), and T times the attention per prompt token attn(S)/S of a
+    whole prompt (the module's tC), plus the engine's CPU time h(d + q). Steps with prompt tokens run
+    eagerly; decode-only steps replay a CUDA graph up to the engine's captured batch (as `Curves`).
+    A pure prefill step (d = 0) is a prefill pass (MLA not absorbed); a mixed one runs absorbed (as tC).
+    """
+    tp = rd.dep.tp
+    eng = rd.engine
+    ceil = replica_ceilings([hw], rd)[0]  # as `Curves`: a tp group wider than the NVLink domain on the scale-out network
+    dceil = decode_ceilings(ceil)
+    T, q, d = schedule.prefill_tokens, schedule.prefill_prompts, schedule.decode_rows
+    out = np.zeros(len(T))
+    one = np.ones((1, 1))  # (devices, points) arrays, as the stacked ceilings expect
+    pre_attn, _, _ = _timed(O.forward_ops(model, rd, one, float(prompt_tokens) * one, 0, tp, mla_absorbed=False), ceil, tp)
+    attn_per_prompt_token = float(pre_attn.ravel()[0]) / prompt_tokens
+    ds = np.unique(d[d > 0])
+    dec_attn = {}
+    if len(ds):
+        ops = O.forward_ops(model, rd, ds[None, :], 1, decode_context_tokens - 1, tp, mla_absorbed=True)
+        g_attn, g_lin, _ = _timed(ops, dceil, tp)
+        e_attn, e_lin, _ = _timed(ops, ceil, tp)
+        graph = ds <= (eng.cuda_graph_max_batch if eng is not None else np.inf)
+        da, dl = np.where(graph, g_attn.ravel(), e_attn.ravel()), np.where(graph, g_lin.ravel(), e_lin.ravel())
+        dec_attn = dict(zip(ds, e_attn.ravel()))
+        only = T == 0
+        idx = np.searchsorted(ds, d[only])
+        out[only] = (da + dl)[idx]
+    for absorbed, pick in ((False, (T > 0) & (d == 0)), (True, (T > 0) & (d > 0))):
+        if not pick.any():
+            continue
+        rows = d[pick] + q[pick]
+        ops = O.forward_ops(model, rd, rows[None, :], ((d[pick] + T[pick]) / rows)[None, :], 0, tp, mla_absorbed=absorbed)
+        _, lin, _ = _timed(ops, ceil, tp)
+        out[pick] = lin.ravel() + T[pick] * attn_per_prompt_token + np.array([dec_attn.get(x, 0.0) for x in d[pick]])
+    if eng is not None:
+        out = out + eng.step_s(d + q)
+    return out
+
+
+def wave_batch_limit(cv: Curves) -> int:
+    """The most sequences the replica of `cv` (one device row) holds in one decode batch: memory at the traffic's
+    context and the engine's cap (`Curves.max_batch_size_fits`); 0 when batch 1 does not fit."""
+    if not cv.fits[0]:
+        return 0
+    return int(cv.max_batch_size_fits(cv.state(np.array([max(float(cv.capacity[0]), 1e-12) * 1e-6])))[0])
+
+
+def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: int, deployment: Deployment | None = None,
+         chunk_tokens: int | None = None) -> Wave:
+    """One synchronized wave of a closed loop of N = `concurrency` clients with fixed prompt and output lengths.
+
+    A benchmark client at fixed concurrency with fixed lengths (`vllm bench serve --max-concurrency N` or SGLang's
+    bench_serving with `--random-range-ratio 1`) starts N requests together; when none of them is delayed
+    behind another, they finish together and the next N start together: the requests arrive in waves of N,
+    not as a Poisson stream. The engine's scheduler (`wave_schedule`: token budget C, several prompts per
+    step where the engine allows, prefill mixed with decode in one step where it does, `EngineProfile.
+    mixed_prefill_decode`) sets the steps; the operator table times each (`wave_step_times`). Then
+
+        TTFT_i = r + Σ_{j ≤ k_i} t_j,    TPOT_i = Σ_{k_i < j ≤ last_i} t_j / (O - 1),    cycle = r + Σ_j t_j,
+
+    r the request's latency outside the steps (`EngineProfile.request_s`); the closed loop serves N requests
+    per cycle. The engine is idle when a wave arrives (the last one has just finished), so no step is waited
+    out. Worked example (not mixed, C = 8192, S = 3200, N = 4, two prefill steps of 4 s and 3 s, then O - 1 =
+    9 decode steps of 0.1 s, r = 0): TTFT = 4, 4, 7, 7 s, mean 5.5 s; TPOT = (3 + 0.9)/9, (3 + 0.9)/9, 0.1,
+    0.1 s; cycle 7.9 s, 4/7.9 requests/s.
+
+    Exact for an engine that does not mix (every prompt of the wave is prefilled before any decodes, so all
+    finish in the same step). A mixing engine finishes prompt i k_i steps into the wave, so its client
+    returns a little earlier: waves of a long run spread by up to k steps. Not modelled: pipeline and expert
+    parallelism (refused), a wave larger than the batch memory holds (`closed_loop` models that one).
+    """
+    model, hw = load_pair(model, hardware)
+    dep = deployment or Deployment()
+    if dep.pp != 1 or dep.ep != 1:
+        raise SpecError("synchronized", f"waves are modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, ep={dep.ep}; "
+                                        "leave synchronized unset for the Poisson closed loop")
+    check_concurrency(concurrency)
+    n = int(round(concurrency))
+    traffic = Traffic.of(None, prompt_tokens, output_tokens, concurrency=n, synchronized=True)
+    check_chunk_tokens(model, chunk_tokens)
+    s, o = traffic.prompt_tokens.tokens, traffic.output_tokens.tokens
+    cv = curves_for(model, hw, dep, traffic, chunk_tokens)  # checked, on the engine's kernel tables
+    held = wave_batch_limit(cv)
+    if n > held:
+        raise SpecError("concurrency", f"a wave of {n} requests exceeds the {held} sequences the replica holds at "
+                                       f"{s:g} + {o:g} tokens: use closed_loop (the surplus waits for a slot)")
+    rd, hw = cv.rd, cv.hws[0]
+    eng = rd.engine
+    if eng is not None:
+        budget = int(chunk_tokens or engine_limits(rd, [hw])[1][0])
+        chunked, multi, mixed = eng.chunked_prefill or chunk_tokens is not None, eng.multi_prompt_prefill, eng.mixed_prefill_decode
+    else:  # the bare roofline: whole prompts one per pass, or chunks of `chunk_tokens` mixed with decode (module docstring)
+        budget, chunked, multi, mixed = int(chunk_tokens or s), chunk_tokens is not None, False, chunk_tokens is not None
+    sched = wave_schedule(n, int(s), int(o), budget, chunked, multi, mixed)
+    context = s + o / 2  # the mean decode context of the module docstring, c̄ = S + E[O(O-1)]/(2E[O-1]) for a fixed O
+    t = wave_step_times(model, rd, hw, sched, s, context)
+    return wave_of(sched, t, float(eng.request_s(s)) if eng is not None else 0.0, int(o))
+
+
+def wave_of(schedule: WaveSchedule, step_s, request_s: float, output_tokens: int) -> Wave:
+    """The latencies of a wave from its schedule and step times (`wave`'s formulas): TTFT_i = r + Σ_{j ≤ k_i} t_j,
+    TPOT_i = Σ_{k_i < j ≤ last_i} t_j / (O - 1), cycle = r + Σ_j t_j."""
+    t = np.asarray(step_s, float)
+    if t.shape != schedule.prefill_tokens.shape:
+        raise SpecError("step_s", f"needs one time per step of the schedule ({len(schedule.prefill_tokens)}), got shape {t.shape}")
+    done = np.concatenate([[0.0], np.cumsum(t)])
+    ttft = request_s + done[schedule.first_step]
+    tpot = (done[schedule.last_step] - done[schedule.first_step]) / (output_tokens - 1)
+    return Wave(schedule=schedule, step_s=t, request_s=request_s, ttft_s=ttft, tpot_s=tpot, cycle_s=request_s + float(done[-1]),
+                decode_batch=len(schedule.first_step))
+
+
+def _wave_point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, w: Wave) -> ServingPoint:
+    """The ServingPoint of a synchronized closed loop: means and percentiles over the wave's N requests (`wave`)."""
+    sc = w.schedule
+    n = w.decode_batch
+    done = np.concatenate([[0.0], np.cumsum(w.step_s)])
+    prefilling = sc.prefill_tokens > 0
+    decode_only = ~prefilling
+    mixed = prefilling & (sc.decode_rows > 0)
+    lam = w.requests_per_s
+    o = traffic.output_tokens.mean_tokens
+    gaps = [np.diff(done[np.r_[sc.first_step[i], np.flatnonzero(sc.decode_rows > 0) + 1]]) for i in range(n)]
+    itl_max = max(float(np.max(g[g > 0])) if np.any(g > 0) else 0.0 for g in gaps)
+    tokens = lam * o
+    hour = hw.price_usd_per_gpu_hour * cv.gpus
+    ttft = {"ttft_wait_mean_s": float(np.mean(done[sc.start_step - 1])), "ttft_mean_s": float(np.mean(w.ttft_s)),
+            **{f"ttft_p{100 * q:g}_s": float(np.quantile(w.ttft_s, q)) for q in TTFT_PERCENTILES}}
+    tpot = float(np.mean(w.tpot_s))
+    banded = {**{k: (v, "ttft_serving") for k, v in ttft.items() if k != "ttft_wait_mean_s"}, "tpot_s": (tpot, "tpot_serving"),
+              "output_tokens_per_s": (tokens, "throughput_serving")}
+    return ServingPoint(
+        model=model.name, hardware=hw.name, deployment=dep, prompt_tokens=traffic.prompt_tokens, output_tokens=traffic.output_tokens,
+        chunk_tokens=None if cv.chunk is None else int(cv.chunk[0]), gpus_per_replica=cv.gpus, requests_per_s=lam,
+        capacity_requests_per_s=float(cv.capacity[0]), stable=True, reason="", batch_size=float(n),
+        max_batch_size_fits=int(cv.max_batch_size_fits(cv.state(np.array([lam])))[0]),
+        decode_step_s=float(np.mean(w.step_s[decode_only])) if decode_only.any() else math.nan,
+        chunked_step_s=float(np.mean(w.step_s[mixed])) if mixed.any() else math.nan, tpot_s=tpot, itl_max_s=itl_max,
+        prefill_utilization=float(w.step_s[prefilling].sum() / w.cycle_s), **ttft,
+        output_tokens_per_s=tokens, output_tokens_per_s_per_gpu=tokens / cv.gpus,
+        memory_required_bytes_per_gpu=float(np.interp(n, cv.grid, cv.memory_required[0])),
+        memory_available_bytes_per_gpu=float(hw.memory_bytes), usd_per_hour=hour,
+        usd_per_million_output_tokens=usd_per_million_tokens(hour, tokens),
+        notes=(*cv.notes, f"synchronized waves of {n} requests: {sc.prefill_steps} prefill steps, then decode"),
+        bands=bands_for(banded, hw, cv.rd.weights.dtype.name, cv.rd.act.name),
+    )

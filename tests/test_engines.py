@@ -142,16 +142,17 @@ def test_running_sequences_cap_the_batch():
 
 
 def test_serving_ttft_carries_tokenization_and_engine_budget_chunks():
-    # SGLang: no CPU time per step (overlap scheduler), 10 us per prompt token of tokenization on the request path,
-    # chunked prefill with its 8,192-token budget. TTFT mean = residual + M/G/1 wait + prefill service + 1,000 · 10 us.
+    # vLLM on an H100: 10 us per prompt token of tokenization on the request path, chunked prefill mixed with decode
+    # in its 8,192-token budget. TTFT mean = residual + M/G/1 wait + prefill service + 1,000 · 10 us.
     m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
-    dep = rl.Deployment(engine="sglang")
-    cv = curves_for(m, hw, dep, check_traffic(m, 2.0, 1000, 200, None), None)
-    assert cv.chunk[0] == 8192
-    st = cv.state(np.array([2.0]))
-    assert st.ttft_mean_s[0] == pytest.approx(st.residual_s[0] + st.wait_mean_s[0] + st.service_mean_s[0] + 1000 * 10e-6, rel=1e-12)
-    pt = rl.steady_state(m, hw, 2.0, 1000, 200, dep)
-    assert pt.chunk_tokens == 8192
+    for engine, chunk in (("vllm", 8192), ("sglang", None)):
+        dep = rl.Deployment(engine=engine)
+        cv = curves_for(m, hw, dep, check_traffic(m, 2.0, 1000, 200, None), None)
+        st = cv.state(np.array([2.0]))
+        assert st.ttft_mean_s[0] == pytest.approx(st.residual_s[0] + st.wait_mean_s[0] + st.service_mean_s[0] + 1000 * 10e-6, rel=1e-12)
+        # SGLang chunks prefill too, but its default scheduler runs a prefill step alone (mixed_prefill_decode false):
+        # prefill passes preempt decode, the whole-prompt model
+        assert rl.steady_state(m, hw, 2.0, 1000, 200, dep).chunk_tokens == chunk
     # TensorRT-LLM does not chunk by default: whole-prompt prefill, as without an engine
     assert rl.steady_state(m, hw, 2.0, 1000, 200, rl.Deployment(engine="trtllm")).chunk_tokens is None
 

@@ -10,7 +10,7 @@ from ..engines import DEFAULT_ENGINE, list_engines, load_engine
 HELP = "list the shipped serving-engine profiles (--engine, Deployment.engine)"
 DESCRIPTION = ("What each serving engine adds to the kernels: CPU time per step (fixed and per running sequence), latency per "
                "request (fixed and tokenizing the prompt), the largest decode batch replayed from a CUDA graph, the "
-               "running-sequence and per-step token limits, chunked prefill, the memory fraction and the KV block. "
+               "running-sequence and per-step token limits, chunked prefill, prefill mixed with decode in one step, the memory fraction and the KV block. "
                "Every figure has its source in the profile (--json). The default is marked; --engine none is the bare roofline.")
 
 
@@ -30,6 +30,6 @@ def run(a) -> str:
                      f"{fmt.seconds(e.step_overhead_s)} + {fmt.seconds(e.step_overhead_per_sequence_s)}/seq",
                      f"{fmt.seconds(e.request_overhead_s)} + {fmt.seconds(e.tokenize_s_per_token)}/token",
                      f"{e.cuda_graph_max_batch:,}", f"{e.max_num_seqs:,} / {e.max_num_batched_tokens:,}{big}",
-                     "yes" if e.chunked_prefill else "no", fmt.fraction(e.gpu_memory_fraction), f"{e.kv_block_tokens:,}"])
+                     "yes" if e.chunked_prefill else "no", "yes" if e.mixed_prefill_decode else "no", fmt.fraction(e.gpu_memory_fraction), f"{e.kv_block_tokens:,}"])
     return fmt.table(["id", "engine", "CPU per step", "per request", "graph batch", "max seqs / tokens per step",
-                      "chunked", "memory", "KV block"], rows)
+                      "chunked", "mixed", "memory", "KV block"], rows)

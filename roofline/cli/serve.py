@@ -7,7 +7,9 @@ Three loads, one per benchmark shape:
 * `--concurrency N[,N2,...]`: a closed loop of N clients, each sending its next request when its last one
   finished (`serving.closed_loop`; `vllm bench serve --max-concurrency`, genai-perf, AIPerf). The
   response-time law N = X·R ties the throughput X to the response time R: past saturation X stays at the
-  capacity and every extra client waits, so TTFT grows with N while throughput plateaus;
+  capacity and every extra client waits, so TTFT grows with N while throughput plateaus. With
+  `--synchronized` (fixed lengths) the clients start together and requests come in waves of N
+  (`serving.wave`; SGLang's bench_serving with `--random-range-ratio 1`);
 * `--offline`: every request queued at once, the largest stable rate (`serving.capacity_requests_per_s`;
   `trtllm-bench throughput`, `vllm bench throughput`).
 """
@@ -20,7 +22,7 @@ import math
 from pydantic import ValidationError
 
 from .. import fmt
-from ..errors import validation_message
+from ..errors import SpecError, validation_message
 from ..registry import load_model
 from ..serving import as_length_dist, capacity_requests_per_s, closed_loop, steady_state
 from ..workload import Deployment
@@ -42,12 +44,15 @@ def add_arguments(p) -> None:
     load.add_argument("--requests-per-s", help="Poisson arrivals, requests per second to this replica")
     load.add_argument("--concurrency", help="clients in a closed loop (several comma-separated: one column each)")
     load.add_argument("--offline", action="store_true", help="offline max throughput: the largest stable rate")
+    p.add_argument("--synchronized", action="store_true", help="with --concurrency and fixed lengths: the clients start together, "
+                                                               "so requests arrive in waves of N (serving.wave)")
     p.add_argument("--tp", default="1", help="tensor-parallel GPUs (default 1)")
     p.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
     p.add_argument("--ep", default="1", help="expert-parallel GPUs for a MoE model (default 1; needs tp 1)")
     p.add_argument("--weight-dtype", help="weight storage format (default: the model's native dtype)")
     p.add_argument("--activation-dtype", help="compute format (default: native)")
     p.add_argument("--kv-dtype", help="KV-cache format (default: native)")
+    p.add_argument("--engine", help=args.ENGINE_HELP)
     p.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: whole-prompt prefill)")
     p.add_argument("--max-batch-size", help="engine cap on running sequences (vLLM max_num_seqs)")
     args.add_calibration_argument(p)
@@ -58,7 +63,8 @@ def add_arguments(p) -> None:
 def _deployment(a) -> Deployment:
     try:
         return Deployment(tp=args.number(a.tp, "tp", int), pp=args.number(a.pp, "pp", int), ep=args.number(a.ep, "ep", int),
-                          weight_dtype=a.weight_dtype, activation_dtype=a.activation_dtype, kv_dtype=a.kv_dtype)
+                          weight_dtype=a.weight_dtype, activation_dtype=a.activation_dtype, kv_dtype=a.kv_dtype,
+                          engine=args.engine(getattr(a, "engine", None)))
     except ValidationError as exc:
         raise validation_message(exc, "") from None  # flags: the field alone
 
@@ -71,6 +77,8 @@ def points(a) -> list[tuple[str, str, dict]]:
     dep = _deployment(a)
     prompt, output = args.length(a.prompt_tokens, "prompt_tokens"), args.length(a.output_tokens, "output_tokens")
     knobs = dict(chunk_tokens=args.number(a.chunk_tokens, "chunk_tokens", int), max_batch_size=args.number(a.max_batch_size, "max_batch_size", int))
+    if a.synchronized and a.concurrency is None:
+        raise SpecError("synchronized", "waves come from a closed loop: give --concurrency, or leave --synchronized out")
     out = []
     for h, hw in zip(ids, hws):
         if a.offline:
@@ -85,7 +93,7 @@ def points(a) -> list[tuple[str, str, dict]]:
             loads = [("concurrency", n) for n in args.integers(a.concurrency, "concurrency")]
         for kind, x in loads:
             sp = (steady_state(model, hw, x, prompt, output, dep, **knobs) if kind == "rate"
-                  else closed_loop(model, hw, x, prompt, output, dep, **knobs))
+                  else closed_loop(model, hw, x, prompt, output, dep, **knobs, synchronized=a.synchronized))
             label = f"{x:g} req/s" if kind == "rate" else f"N={x:g}"
             doc = {"mode": "open loop" if kind == "rate" else "closed loop", **({"concurrency": x} if kind != "rate" else {}),
                    **sp.model_dump(mode="json")}
@@ -122,6 +130,8 @@ def run(a) -> str:
     pts = points(a)
     if a.json:
         return json.dumps([_finite({"hardware_id": h, **d}) for h, _, d in pts], indent=2)
+    if a.synchronized:  # whether each column ran in waves, or why not
+        return table(pts) + "".join(f"\n{h} {label}: {d['notes'][-1]}" for h, label, d in pts if d.get("notes"))
     return table(pts)
 
 
