@@ -35,7 +35,7 @@ from .parallelism import (
     step_workspace_bytes,
     weight_bytes_per_gpu,
 )
-from .roofline import BOUNDS, Ceilings, OpTable, Timing, stacked, time_ops
+from .roofline import BOUNDS, Ceilings, OpTable, Timing, per_op_ceilings, stacked, stacked_per_op, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
 from .workload import ResolvedDeployment
@@ -420,8 +420,9 @@ def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceil
     decode timings against both on their last axis: None but for one uncalibrated scenario).
 
     A grid builds and times pass by pass. One scenario stacks every pass in one table (`OpTable.of_phases`) and
-    times it once, against every set of ceilings at once (`stacked`) unless a calibrated profile times each set
-    through its measured curves: the same formulas, called once instead of eight times.
+    times it once, against every set of ceilings at once (`stacked`; a calibrated profile's sets first resolved
+    to one rate per op through its measured curves, `per_op_ceilings`, and stacked with `stacked_per_op`): the
+    same formulas, called once instead of eight times.
     """
     if grid != ():
         tables = {name: OpTable.of(ops, grid) for name, ops in passes.items()}
@@ -435,17 +436,17 @@ def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceil
     sets = [real, floor] if dec is real else [real, floor, dec]
     if real.curves is None:
         both = time_ops(table, stacked(sets), tp)
-        at = both.at
-    else:
-        each = [time_ops(table, c, tp) for c in sets]
-        at = lambda i, j: each[j].at(i, 0)  # noqa: E731
+    else:  # each calibrated set resolved to one rate per op, then every set timed in one call
+        both = time_ops(table, stacked_per_op([per_op_ceilings(table, c, tp) for c in sets], table.f["flops"].shape), tp)
+    at = both.at
     decode_set = 0 if dec is real else 2
     tables, timed_real, timed_floor = {}, {}, {}
     for i, name in enumerate(passes):
         tables[name] = table.phase(i)
         timed_real[name] = at(i, decode_set if name in ("d1", "d2") else 0)
         timed_floor[name] = at(i, 1)
-    # the decode passes against (real, floor) on their last axis, for `DecodeSteps.at`
+    # the decode passes against (real, floor) on their last axis, for `DecodeSteps.at`; a calibrated profile sums its
+    # decode steps set by set, as before (summing both at once adds them in another order: the last bit may differ)
     timed_sets = {name: both.at(i) for i, name in enumerate(passes) if name in ("d1", "d2")} if real.curves is None else None
     return workspace, tables, timed_real, timed_floor, timed_sets
 

@@ -53,6 +53,7 @@ import numpy as np
 from .attention_shapes import decode_kv_units, executed_pairs, prefill_query_tiles
 from .calibration import MOE_FORMATS
 from .dtypes import QuantScheme
+from .memo import Identity, memoized, plain
 from .specs import Matrix, ModelSpec
 from .workload import ResolvedDeployment
 
@@ -479,6 +480,14 @@ def _select(mask, a: list[Op], b: list[Op]) -> list[Op]:
     return out
 
 
+def _forward_key(model, rd, batch, new_tokens, past_tokens, tp=1, mla_absorbed=None, ep=1):
+    """`forward_ops`' memo key: one scenario of plain numbers (a grid is built each time)."""
+    if plain(batch) and plain(new_tokens) and plain(past_tokens) and plain(tp) and plain(ep):
+        return Identity(model), rd.key(), batch, new_tokens, past_tokens, tp, mla_absorbed, ep
+    return None
+
+
+@memoized(_forward_key, maxsize=64, freeze=tuple)
 def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, past_tokens, tp=1, mla_absorbed: bool | None = None,
                 ep=1) -> list[Op]:
     """Every operator of one forward pass over `batch` sequences adding `new_tokens` each, on one GPU.
@@ -487,6 +496,8 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
     With expert parallelism over `ep` GPUs (tp = 1), each GPU runs attention and dense layers on its
     batch / ep sequences and the MoE layers on the tokens all-to-all sends it (see `_moe_ops`).
     Offloaded fractions of the weights and KV cache also cross the host link (`host_bytes`).
+    One scenario of plain numbers is built once and shared (`memo`; a tuple, which no caller may change); a grid
+    returns a new list.
     """
     h = model.hidden_size
     ab, nb = rd.act_bytes, rd.unquantized_bytes

@@ -19,6 +19,7 @@ import numpy as np
 from . import ops as O
 from .errors import SpecError
 from .hardware import HardwareProfile
+from .memo import Identity, memoized, plain
 from .network import DEFAULT_NETWORK, load_network
 from .roofline import Ceilings, OpTable
 from .specs import ModelSpec
@@ -139,6 +140,7 @@ def shared_prefix_tokens(dep: Deployment) -> int:
 
 
 # ------------------------------------------------------------ what one GPU holds, what a stage hands on
+@memoized(lambda model, rd, tp: (Identity(model), rd.key(), tp) if plain(tp) else None)
 def weight_bytes_per_gpu(model: ModelSpec, rd: ResolvedDeployment, tp) -> float:
     """Weight (and quantization-scale) bytes one GPU of the replica holds: 1/tp of every matrix with the experts
     spread E/ep (`ops.weight_storage_bytes`), 1/pp of the layers, less the fraction offloaded to host memory."""
@@ -199,6 +201,7 @@ def engine_step_tokens(budget_tokens, prompt_tokens, chunked: bool):
     return budget_tokens if chunked else np.maximum(budget_tokens, prompt_tokens)
 
 
+@memoized(lambda model, rd, tp, tokens, ep=1: (Identity(model), rd.key(), tp, tokens, ep) if plain(tp) and plain(tokens) else None)
 def step_workspace_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, ep: int = 1):
     """Activation workspace of the largest engine step, one GPU: the largest per-layer activation footprint
     (bytes read + written) of one prefill pass over `tokens` tokens. An engine sizes its KV cache after a

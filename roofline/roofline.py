@@ -65,6 +65,7 @@ import numpy as np
 from .collectives import allreduce_s
 from .gemm_shapes import K_FILL, gemm_efficiency
 from .hardware import HardwareProfile
+from .memo import Identity, memoized
 from .ops import NUMERIC_FIELDS, Op, OpKind
 
 _NUMERIC_GETTER = operator.attrgetter(*NUMERIC_FIELDS)
@@ -110,6 +111,7 @@ class Ceilings:
     curves: object = None
 
     @classmethod
+    @memoized(lambda cls, hw, compute_key, floor=False: (cls, Identity(hw), compute_key, floor))
     def of(cls, hw: HardwareProfile, compute_key: str, floor: bool = False) -> "Ceilings":
         """Realistic ceilings (peak x achievable fraction) or, with floor=True, the datasheet peaks.
 
@@ -324,9 +326,42 @@ def _gemm_slowdown(t: OpTable, c: Ceilings):
         out[rows] = 1.0 / gemm_efficiency(f["gemm_m"][rows], f["gemm_n"][rows], f["gemm_k"][rows], 1.0, K_FILL,
                                           c.sm_count, c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1))
         return out
-    eff = gemm_efficiency(f["gemm_m"], np.maximum(f["gemm_n"], 1.0), np.maximum(f["gemm_k"], 1.0), 1.0, K_FILL,
-                          np.maximum(c.sm_count, 1), c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1))
-    return np.where(shaped, 1.0 / eff, pad)
+    # a grid: the shape model only where it applies (GEMMs on devices with SMs given), elementwise as over the whole grid
+    *args, shaped = np.broadcast_arrays(f["gemm_m"], np.maximum(f["gemm_n"], 1.0), np.maximum(f["gemm_k"], 1.0),
+                                        np.maximum(c.sm_count, 1), c.gemm_tile_m, c.gemm_tile_n, np.maximum(c.tile_tokens, 1), shaped)
+    slowdown = np.ones(shaped.shape)
+    if shaped.any():
+        m, n, k, sms, tile_m, tile_n, tile_tokens = (a[shaped] for a in args)
+        slowdown[shaped] = 1.0 / gemm_efficiency(m, n, k, 1.0, K_FILL, sms, tile_m, tile_n, tile_tokens)
+    return np.where(shaped, slowdown, pad)
+
+
+def per_op_ceilings(t: OpTable, c: Ceilings, tp) -> Ceilings:
+    """Calibrated ceilings resolved for the ops of `t`: the measured all-reduce line of this group size, no GEMM
+    shape model where a measured table holds the shape (`CalibratedCurves.prepare`), then one rate per op from
+    the measured curves (`per_op_ceilings`); analytical ceilings (no curves) as they are."""
+    if c.curves is None:
+        return c
+    c = c.curves.prepare(c, tp)
+    return replace(c.curves.per_op_ceilings(t, c), curves=None)
+
+
+def stacked_per_op(sets: list[Ceilings], shape: tuple[int, ...]) -> Ceilings:
+    """Several sets of ceilings without curves (`per_op_ceilings`: a field may be one value per op, of shape
+    `shape` = (n_ops, ..., 1)) stacked on the last axis: set j at [..., j]. One `time_ops` call then times a
+    table against all of them, as `stacked` does for one value per set (one calibrated scenario, `engine`); a field
+    equal in every set stays that one value."""
+    out = {}
+    for name in _STACKED_FIELDS:
+        values = [getattr(c, name) for c in sets]
+        if all(map(_scalar, values)):
+            # one value shared by every set stays one value (and keeps `time_ops`' scalar paths, e.g. no SMs)
+            out[name] = values[0] if all(v == values[0] for v in values) else np.array(values, dtype=float)
+        else:
+            out[name] = a = np.empty(shape[:-1] + (len(sets),))
+            for j, v in enumerate(values):
+                a[..., j] = v[..., 0] if isinstance(v, np.ndarray) and v.ndim else v
+    return Ceilings(**out)
 
 
 def overhead_launches(t: OpTable):
@@ -338,9 +373,7 @@ def overhead_launches(t: OpTable):
 def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
     """Time every operator of a table against one set of ceilings (see the module docstring)."""
     if c.curves is not None:  # calibrated: per-op rates from the measured curves, then the same formulas
-        # the measured all-reduce line of this group size; no GEMM shape model where a measured table holds the shape
-        c = c.curves.prepare(c, tp)
-        return time_ops(t, replace(c.curves.per_op_ceilings(t, c), curves=None), tp)
+        return time_ops(t, per_op_ceilings(t, c, tp), tp)
     f = t.f
     compute = f["flops"] * _gemm_slowdown(t, c) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
     memory = t.hbm_bytes / c.bytes_per_s

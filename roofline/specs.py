@@ -32,8 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .dtypes import DType, QuantScheme, get_dtype
 from .errors import SpecError
+from .memo import identity_cached_property
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False,
+                     ignored_types=(identity_cached_property,))
 
 # Structural upper bounds: well above every published model (Llama-3.1-405B: 126 layers, hidden 16,384,
 # FFN 53,248; DeepSeek-V3: 256 experts; Gemma: 256K vocabulary; Llama 4 Scout: 10M context), low enough
@@ -277,7 +279,7 @@ class ModelSpec(BaseModel):
         """Layers grouped by (attention type, MoE or dense), in first-seen order."""
         return self._layer_groups
 
-    @functools.cached_property
+    @identity_cached_property
     def _layer_groups(self) -> tuple[LayerGroup, ...]:
         counts = Counter((self.layer_attention(i), self.layer_is_moe(i)) for i in range(self.num_layers))
         return tuple(
@@ -296,7 +298,7 @@ class ModelSpec(BaseModel):
         """
         return self._mlp_matrices[moe]
 
-    @functools.cached_property
+    @identity_cached_property
     def _attention_matrices(self) -> tuple[Matrix, ...]:
         h, hq, d = self.hidden_size, self.num_attention_heads, self.head_dim
         if self.mla is None:
@@ -315,7 +317,7 @@ class ModelSpec(BaseModel):
         ]
         return tuple(mats)
 
-    @functools.cached_property
+    @identity_cached_property
     def _mlp_matrices(self) -> dict[bool, tuple[Matrix, ...]]:
         return {False: self._build_mlp_matrices(False), True: self._build_mlp_matrices(True) if self.moe else ()}
 

@@ -240,6 +240,13 @@ class ResolvedDeployment:
         out.notes = [*self.notes, reason]
         return out
 
+    def key(self) -> tuple:
+        """What every size and time derived from this resolution depends on, as a hashable tuple (a `memo` key):
+        the deployment (engine named in it) and the resolved formats. `notes` are left out: they change no number;
+        `weight_only`, `dequant_ops_per_weight`, `act_bytes`, `unquantized_bytes` and `act_from_checkpoint` follow
+        from the rest. Keyed together with the model's identity, since the formats were resolved against it."""
+        return (self.dep, self.weights, self.act, self.kv, self.native, self.unquantized, self.kept, self.compute_key)
+
     def _derived_sizes(self) -> tuple[bool, int, float, float]:
         """(weight_only, dequant_ops_per_weight, act_bytes, unquantized_bytes):
 

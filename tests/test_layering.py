@@ -160,7 +160,7 @@ LAZY_NOT_CYCLES = {
 
 # the levels of roofline/ARCHITECTURE.md: a module imports only its own level or below
 LEVELS = {
-    **dict.fromkeys(["units", "errors", "files", "fmt"], 0),
+    **dict.fromkeys(["units", "errors", "files", "fmt", "memo"], 0),
     **dict.fromkeys(["dtypes", "specs", "hardware", "attention_shapes", "calibration", "registry", "network", "engines", "hf_import", "bands"], 1),
     **dict.fromkeys(["workload", "techniques"], 2),
     **dict.fromkeys(["ops", "collectives", "gemm_shapes", "roofline"], 3),
