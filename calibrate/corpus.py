@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -252,6 +253,22 @@ def _hardware(name: str, load_hardware: Callable):
 # the engine profile (`roofline engines`) each framework of the corpus runs as; a framework without a profile
 # (gpt-fast, LMDeploy, TGI, MLC, HF transformers, ...) runs as the bare roofline (engine None)
 ENGINE_OF_FRAMEWORK = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "nim": "trtllm"}
+# TensorRT-LLM releases before the PyTorch backend (0.17) ran TensorRT engines in the C++ runtime / executor, without
+# an overlap scheduler and without CUDA graphs by default: their rows run as `trtllm-cpp` (its `versions:`)
+TRTLLM_CPP_BEFORE = (0, 17)
+_VERSION = re.compile(r"\s*(\d+)\.(\d+)")
+
+
+def engine_of(row: Row) -> str | None:
+    """The engine profile a row runs as: its framework's (`ENGINE_OF_FRAMEWORK`), except TensorRT-LLM rows whose
+    framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp`. An unstated or
+    unparsable version keeps the framework's profile."""
+    engine = ENGINE_OF_FRAMEWORK.get(row.framework)
+    if row.framework == "trtllm":
+        m = _VERSION.match(row.extra.get("framework_version", "") or "")
+        if m and (int(m.group(1)), int(m.group(2))) < TRTLLM_CPP_BEFORE:
+            return "trtllm-cpp"
+    return engine
 
 
 def deployment_of(row: Row, model: rl.ModelSpec | None = None) -> rl.Deployment:
@@ -274,7 +291,7 @@ def deployment_of(row: Row, model: rl.ModelSpec | None = None) -> rl.Deployment:
     return rl.Deployment(tp=tp, pp=row.pp, ep=ep, weight_dtype=weight_dtype,
                          activation_dtype=row.activation_dtype, kv_dtype=row.kv_dtype,
                          weight_group_size=row.weight_group_size, on_unsupported_dtype="fallback",
-                         engine=ENGINE_OF_FRAMEWORK.get(row.framework))
+                         engine=engine_of(row))
 
 
 def _figures_static(model, hw, row: Row, dep) -> dict[str, float]:
@@ -366,7 +383,7 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
     if row.workload == "offline" and row.metric not in ("output_throughput", "total_throughput", "request_throughput"):
         raise Unsupported(f"{row.metric} of an offline run")
     # everything the prediction reads from the row, the engine included (two frameworks' rows of one setup differ)
-    key = (row.model, row.gpu, ENGINE_OF_FRAMEWORK.get(row.framework), row.tp, row.pp, row.ep, row.weight_dtype,
+    key = (row.model, row.gpu, engine_of(row), row.tp, row.pp, row.ep, row.weight_dtype,
            row.activation_dtype, row.kv_dtype,
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
            row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas, row.extra.get("lengths", "").startswith("fixed"))

@@ -14,10 +14,10 @@ from roofline.serving import check_traffic, curves_for
 
 
 def test_shipped_engines_load_with_a_source_for_every_figure():
-    assert list_engines() == ["sglang", "trtllm", "vllm"]
+    assert list_engines() == ["sglang", "trtllm", "trtllm-cpp", "vllm"]
     for i in list_engines():
         e = load_engine(i)
-        assert e.framework == i
+        assert e.framework == i.split("-")[0]  # trtllm-cpp: TensorRT-LLM's older runtime, timed with its kernel tables
         assert all(e.sources[k] for k in ("step_overhead_s", "max_num_seqs", "gpu_memory_fraction"))
 
 
@@ -29,7 +29,7 @@ def test_an_engine_without_a_source_is_refused():
 
 
 def test_unknown_engine_is_one_line_naming_the_field():
-    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of sglang, trtllm, vllm"):
+    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of sglang, trtllm, trtllm-cpp, vllm"):
         rl.Deployment(engine="tgi")
 
 
@@ -224,3 +224,31 @@ def test_predict_fitting_skips_only_tps_whose_weights_alone_overflow(model, hw, 
     every = [rl.predict(model, hw, wl, rl.Deployment(tp=tp)) for tp in rl.valid_tps(rl.load_model(model), rl.load_hardware(hw))]
     want = next((p for p in every if p.fits), every[-1])
     assert got.model_dump_json() == want.model_dump_json()  # NaN costs of a deployment that does not fit compare equal as text
+
+
+def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_and_cuda_graphs():
+    # TensorRT-LLM before 0.17 (TensorRT engines, C++ runtime / executor): no overlap scheduler, CUDA graphs off by
+    # default; every other figure is the PyTorch-backend profile's
+    cpp, new = load_engine("trtllm-cpp"), load_engine("trtllm")
+    assert (cpp.overlap_scheduler, cpp.cuda_graph_max_batch) == (False, 0)
+    assert (new.overlap_scheduler, new.cuda_graph_max_batch) == (True, 128)
+    skip = {"name", "versions", "sources", "notes", "overlap_scheduler", "cuda_graph_max_batch"}
+    a, b = cpp.model_dump(exclude=skip), new.model_dump(exclude=skip)
+    assert a == b
+    assert "0.16" in cpp.versions
+
+
+def test_tensorrt_llm_cpp_decode_launches_every_kernel_eagerly():
+    # with no captured graph (cuda_graph_max_batch 0) even a batch-1 decode step on the calibrated H100 pays the eager
+    # 4 us launch on every kernel the tables do not time (GEMMs and attention hold their fixed time), where the
+    # PyTorch-backend profile replays the step from a graph at 0.5 us per launch
+    hw = rl.load_hardware("h100-sxm")
+    graph_s, eager_s = hw.efficiency.kernel_overhead_graph_s, hw.efficiency.kernel_overhead_s
+    wl = rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=16)
+    for engine, per_launch in (("trtllm", lambda kind: graph_s),
+                               ("trtllm-cpp", lambda kind: 0.0 if kind in ("gemm", "attention") else eager_s)):
+        ops = rl.predict("llama-3.1-8b", hw, wl, rl.Deployment(engine=engine)).operators
+        dec = ops[(ops.phase == "decode") & (ops.launches > 0)]
+        assert len(dec)
+        for row in dec.itertuples():
+            assert row.overhead_s == pytest.approx(row.launches * per_launch(row.kind), abs=1e-15), (engine, row.op)

@@ -110,6 +110,29 @@ def test_rows_run_under_their_frameworks_engine_profile():
     assert corpus.predict_row(_row(framework="vllm", metric="tpot", unit="ms", **r)) == pytest.approx(p.tpot_s * 1e3)
 
 
+def test_tensorrt_llm_rows_before_0_17_run_under_the_cpp_runtime_profile():
+    # the row's framework_version picks the TensorRT-LLM profile: releases before 0.17 (TensorRT engines in the C++
+    # runtime) run as trtllm-cpp; 0.17 on, an unstated or unparsable version, and NIM keep trtllm
+    r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
+    for version, engine in (("0.5.0", "trtllm-cpp"), ("0.7a", "trtllm-cpp"), ("0.9.0", "trtllm-cpp"),
+                            ("0.14.0 (tensorrtllm_backend)", "trtllm-cpp"), ("0.16.0", "trtllm-cpp"),
+                            ("0.17.post1.dev", "trtllm"), ("1.0", "trtllm"), ("", "trtllm"), ("main", "trtllm")):
+        row = _row(framework="trtllm", extra={"framework_version": version}, **r)
+        assert corpus.engine_of(row) == engine, version
+        assert corpus.deployment_of(row).engine == engine, version
+    assert corpus.engine_of(_row(framework="nim", extra={"framework_version": "0.14.0"}, **r)) == "trtllm"
+    # the prediction is the trtllm-cpp engine's, and the cache keeps the two TensorRT-LLM generations apart
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    cache: dict = {}
+    got = {}
+    for version, engine in (("0.14.0", "trtllm-cpp"), ("1.0", "trtllm")):
+        row = _row(framework="trtllm", extra={"framework_version": version}, metric="tpot", unit="ms", **r)
+        got[engine] = corpus.predict_row(row, cache=cache)
+        p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64), rl.Deployment(engine=engine))
+        assert got[engine] == pytest.approx(p.tpot_s * 1e3)
+    assert len(cache) == 2 and got["trtllm-cpp"] > got["trtllm"]  # eager decode launches cost more than a graph replay
+
+
 def test_the_prediction_cache_keys_on_the_engine():
     # two rows of one setup measured under different frameworks share a cache but not a prediction: the vLLM row
     # pays vLLM's per-step CPU time (h(B) = 160 us + 21 us/seq) that the TensorRT-LLM profile does not
