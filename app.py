@@ -714,9 +714,9 @@ def predict_page() -> None:
     st.caption(f"batch {wl.batch_size} x (prompt {wl.prompt_tokens} + output {wl.output_tokens} tokens); "
                f"weights {dep.weight_dtype or 'native'}, compute {dep.activation_dtype or 'native'}, KV {dep.kv_dtype or 'native'}; "
                f"{dep.attention_impl} attention; tp {'auto' if sc.auto_tp else dep.tp}. "
-               "Calibrated where a device ships a calibration (GEMM and attention curves fitted to NVIDIA's public kernel "
-               "tables: A100 SXM 80GB, H100 SXM, H200, B200, GB200, L40S), else analytical: datasheet peaks x sourced "
-               "efficiency fractions.")
+               "Calibrated where a device ships a calibration (GEMM, attention, all-reduce and MoE curves fitted to NVIDIA's "
+               "public kernel tables: A100 SXM 80GB, H100 SXM, H200, B200, GB200, L40S; FP8 GEMMs from AMD's aiter tuner "
+               "timings: MI300X), else analytical: datasheet peaks x sourced efficiency fractions.")
     preds = predictions(sc)
     if not preds:
         return
