@@ -143,18 +143,31 @@ def test_running_sequences_cap_the_batch():
 
 def test_serving_ttft_carries_tokenization_and_engine_budget_chunks():
     # vLLM on an H100: 10 us per prompt token of tokenization on the request path, chunked prefill mixed with decode
-    # in its 8,192-token budget. TTFT mean = residual + M/G/1 wait + prefill service + 1,000 · 10 us.
+    # in its 8,192-token budget. TTFT mean = residual + M/G/1 wait + prefill service + request overhead + 1,000 · 10 us;
+    # the request overhead is 0 for vLLM (no public measurement) and 5.63 ms for SGLang (its mock-model TTFT).
     m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
-    for engine, chunk in (("vllm", 8192), ("sglang", None)):
+    for engine, chunk, overhead in (("vllm", 8192, 0.0), ("sglang", None, 5.63e-3)):
         dep = rl.Deployment(engine=engine)
         cv = curves_for(m, hw, dep, check_traffic(m, 2.0, 1000, 200, None), None)
         st = cv.state(np.array([2.0]))
-        assert st.ttft_mean_s[0] == pytest.approx(st.residual_s[0] + st.wait_mean_s[0] + st.service_mean_s[0] + 1000 * 10e-6, rel=1e-12)
+        assert st.ttft_mean_s[0] == pytest.approx(
+            st.residual_s[0] + st.wait_mean_s[0] + st.service_mean_s[0] + overhead + 1000 * 10e-6, rel=1e-12)
         # SGLang chunks prefill too, but its default scheduler runs a prefill step alone (mixed_prefill_decode false):
         # prefill passes preempt decode, the whole-prompt model
         assert rl.steady_state(m, hw, 2.0, 1000, 200, dep).chunk_tokens == chunk
     # TensorRT-LLM does not chunk by default: whole-prompt prefill, as without an engine
     assert rl.steady_state(m, hw, 2.0, 1000, 200, rl.Deployment(engine="trtllm")).chunk_tokens is None
+
+
+def test_sglang_request_overhead_reproduces_its_mock_model_ttft():
+    # tt-inference-server issue 3560: SGLang serving a mock model whose every forward waits 1/380 s and computes
+    # nothing; one 128-token chat request at a time, median TTFT 9.54 ms. The first token comes out of the one prefill
+    # forward, so TTFT = request overhead + tokenizing 128 tokens + 2.632 ms: 5.63 + 1.28 + 2.632 = 9.542 ms.
+    e = load_engine("sglang")
+    assert e.request_s(128) + 1 / 380 == pytest.approx(9.54e-3, abs=0.01e-3)
+    assert e.request_s(0) == pytest.approx(5.63e-3)  # the fixed part: the prompt's tokenization comes on top
+    # engines without a component-level measurement carry none (TTFT: tokenization, residual, queue and steps only)
+    assert [load_engine(i).request_overhead_s for i in ("vllm", "trtllm", "trtllm-cpp")] == [0.0, 0.0, 0.0]
 
 
 def test_engine_limits_and_memory_helpers():
