@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 import roofline as rl
-from roofline.bands import entry_key, hardware_class, precision_class
+from roofline.bands import entry_key, hardware_class, log_limits, precision_class
 from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
 from roofline.serving import capacity_requests_per_s, closed_loop, finite_run_duration_s, steady_state
@@ -511,27 +511,65 @@ BAND_MIN_ROWS_FAMILY = 10  # below this a family has no band at all
 BAND_MIN_SOURCES_CLASS = 3  # ... and from at least this many sources: one source's band is that source's error
 
 
+def _weighted_quantiles(values: np.ndarray, sources: np.ndarray, probs) -> np.ndarray:
+    """Quantiles of `values` at `probs` with every source weighted equally (each row 1/n of its source's n rows), by
+    the midpoint rule on the sorted values: value k sits at the weighted position (W_<k + w_k/2) / W, the positions
+    rescaled so the first is 0 and the last 1, and a quantile is read off by linear interpolation (with equal
+    weights this is numpy's default linear quantile)."""
+    order = np.argsort(values, kind="stable")
+    x = values[order]
+    _, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    w = (1.0 / counts[inverse])[order]
+    if len(x) == 1:
+        return np.full(len(probs), float(x[0]))
+    cum = (np.cumsum(w) - w / 2) / w.sum()  # the weighted "plotting position" of each sorted value
+    cum = (cum - cum[0]) / (cum[-1] - cum[0])  # first value at 0, last at 1, as numpy's linear quantile
+    return np.interp(probs, cum, x)
+
+
 def _quantiles(log_errors: np.ndarray, sources: np.ndarray) -> tuple[float, float]:
     """The 10th and 90th percentiles of the log-errors with every source weighted equally (each row 1/n_source):
     the band answers "where will a new deployment's measurement fall", and a new deployment is a new source,
-    not another row of the largest one. Weighted quantiles by the midpoint rule on the sorted values (with equal
-    weights, numpy's default linear interpolation)."""
-    order = np.argsort(log_errors, kind="stable")
-    x = log_errors[order]
-    _, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
-    w = (1.0 / counts[inverse])[order]
-    cum = (np.cumsum(w) - w / 2) / w.sum()  # the weighted "plotting position" of each sorted value
-    if len(x) == 1:
-        return float(x[0]), float(x[0])
-    cum = (cum - cum[0]) / (cum[-1] - cum[0])  # first value at 0, last at 1, as numpy's linear quantile
-    lo, hi = np.interp([(1 - BAND_LEVEL) / 2, (1 + BAND_LEVEL) / 2], cum, x)
+    not another row of the largest one."""
+    lo, hi = _weighted_quantiles(log_errors, sources, [(1 - BAND_LEVEL) / 2, (1 + BAND_LEVEL) / 2])
     return float(lo), float(hi)
+
+
+def _held_out_widening(log_errors: np.ndarray, sources: np.ndarray) -> float:
+    """How far the in-corpus percentiles must be moved out so that they hold 80% of a NEW source's rows: a split-
+    conformal correction over sources (conformalized quantiles, with leave-one-source-out in place of a held-out split).
+
+    The percentiles [q10, q90] of all sources hold 80% of the rows they were built from, but sources differ from one
+    another (engine version, harness, clocks) more than one source's rows differ among themselves, so a source that
+    was not among them falls inside less often. Judge every source s by the percentiles built without it,
+    [q10₋ₛ, q90₋ₛ], and score each of its rows by how far it lies outside that band:
+
+        E_i = max(q10₋ₛ - ℓ_i, ℓ_i - q90₋ₛ)      (negative inside, by the distance to the nearer edge)
+
+    Row i is inside the band widened by δ, [q10₋ₛ - δ, q90₋ₛ + δ], exactly when E_i <= δ. The widening δ is the 80th
+    percentile of the scores, every source weighted equally: then the widened held-out bands hold 80% of the held-out
+    rows, sources counted equally, which is the band's promise for a new source. The committed band is
+    [q10 - δ, q90 + δ] with q10, q90 of all sources (each s has played the new source once). δ < 0 (the held-out
+    sources fell inside more often than 80%) narrows the band, never below zero width. A single source cannot be
+    held out against others: δ = 0, and its band says nothing about another source."""
+    names = np.unique(sources)
+    if len(names) < 2:
+        return 0.0
+    scores = np.empty(len(log_errors))
+    for s in names:
+        held = sources == s
+        lo, hi = _quantiles(log_errors[~held], sources[~held])
+        scores[held] = np.maximum(lo - log_errors[held], log_errors[held] - hi)
+    lo, hi = _quantiles(log_errors, sources)
+    delta = float(_weighted_quantiles(scores, sources, [BAND_LEVEL])[0])
+    return max(delta, -(hi - lo) / 2)
 
 
 def build_bands(df: pd.DataFrame) -> dict:
     """The 80% bands per family, and per family x hardware class / x precision class / x both where at least
-    `BAND_MIN_ROWS_CLASS` rows from `BAND_MIN_SOURCES_CLASS` sources support them: the 10th and 90th percentiles of ln(measured / predicted).
-    A prediction y then has the band [y·exp(q10), y·exp(q90)] (`roofline.bands`)."""
+    `BAND_MIN_ROWS_CLASS` rows from `BAND_MIN_SOURCES_CLASS` sources support them: the 10th and 90th percentiles of
+    ln(measured / predicted) and the widening δ that makes them hold 80% of a held-out source's rows
+    (`_held_out_widening`). A prediction y then has the band [y·exp(q10 - δ), y·exp(q90 + δ)] (`roofline.bands`)."""
     ok = df[df["predicted"].notna()]
     entries = {}
     for fam, g in ok.groupby("family"):
@@ -547,8 +585,10 @@ def build_bands(df: pd.DataFrame) -> dict:
 
 
 def _entry(g: pd.DataFrame) -> dict:
-    lo, hi = _quantiles(g["log_error"].to_numpy(), g["source"].to_numpy())
-    return {"log_q10": round(lo, 6), "log_q90": round(hi, 6), "n": int(len(g)), "sources": int(g["source"].nunique())}
+    x, s = g["log_error"].to_numpy(), g["source"].to_numpy()
+    lo, hi = _quantiles(x, s)
+    return {"log_q10": round(lo, 6), "log_q90": round(hi, 6), "log_widening": round(_held_out_widening(x, s), 6),
+            "n": int(len(g)), "sources": int(g["source"].nunique())}
 
 
 def cross_validated_coverage(df: pd.DataFrame) -> pd.DataFrame:
@@ -563,8 +603,8 @@ def cross_validated_coverage(df: pd.DataFrame) -> pd.DataFrame:
             key = entry_key(entries, r["family"], r["hardware_class"], r["precision"])
             if key is None:
                 continue
-            e = entries[key]
-            hits.append({"family": r["family"], "inside": e["log_q10"] <= r["log_error"] <= e["log_q90"]})
+            lo, hi = log_limits(entries[key])
+            hits.append({"family": r["family"], "inside": lo <= r["log_error"] <= hi})
     h = pd.DataFrame(hits, columns=["family", "inside"])
     per = h.groupby("family")["inside"].agg(["count", "mean"]).reset_index()
     per.columns = ["family", "held_out_rows", "coverage"]
