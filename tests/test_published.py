@@ -381,6 +381,19 @@ def test_cross_validated_coverage_by_hand():
     assert cov.loc["all", "held_out_rows"] == 20 and cov.loc["all", "coverage"] == pytest.approx(8 / 20)
 
 
+def test_coverage_by_source_weighs_every_held_out_source_equally():
+    # a: log errors 0.00, 0.05, .., 0.95 (twenty rows); b: 0.00 .. 0.45 (ten rows). a held out, b's band [0.045, 0.405]
+    # (numpy: 0.05 x 0.9, 0.05 x 8.1) holds 0.05 .. 0.40: 8 of 20; b held out, a's band [0.095, 0.855] (0.05 x 1.9,
+    # 0.05 x 17.1) holds 0.10 .. 0.45: 8 of 10. By rows 16 / 30; by source (0.4 + 0.8) / 2 = 0.6.
+    a = _frame(np.exp(-np.arange(20) / 20) - 1, source="a")
+    b = _frame(np.exp(-np.arange(10) / 20) - 1, source="b")
+    b["id"] = [f"b{i}" for i in range(10)]
+    cov = corpus.cross_validated_coverage(pd.concat([a, b], ignore_index=True)).set_index("family")
+    assert cov.loc["tpot_static", "held_out_sources"] == 2 and cov.loc["tpot_static", "held_out_rows"] == 30
+    assert cov.loc["tpot_static", "coverage"] == pytest.approx(16 / 30)
+    assert cov.loc["tpot_static", "coverage_by_source"] == pytest.approx(0.6) == cov.loc["all", "coverage_by_source"]
+
+
 # ------------------------------------------------------------ the command
 def test_cli_validate_published_one_source(capsys):
     from roofline.cli import main
