@@ -2,13 +2,19 @@
 
 A prediction y of a figure in family f (TTFT of a static batch, TPOT under load, offline throughput, ...;
 `calibrate.corpus.family_of`) has measured counterparts in the published corpus. Their log-errors
-ℓ = ln(measured / predicted) have an empirical distribution; its 10th and 90th percentiles q10, q90 give
+ℓ = ln(measured / predicted) have an empirical distribution; its 10th and 90th percentiles q10, q90 held
+80% of the corpus's rows. Every source weighs the same in those percentiles (each row 1/n of its source's
+n rows): the band is for a new deployment, which is a new source, not one more row of the largest.
 
-    band(y) = [y · exp(q10), y · exp(q90)]
+A new source falls inside [q10, q90] less often than the corpus's own rows do, because sources differ
+from one another more than one source's rows do. So the percentiles are moved out by a widening δ:
+each source judged by the percentiles of the others, δ is the amount that puts 80% of those held-out
+rows inside (sources weighted equally; derived in calibrate/corpus.py). Then
 
-the range that held 80% of the published measurements of that family. Every source weighs the same in
-those percentiles (each row 1/n of its source's n rows): the band is for a new deployment, which is
-a new source, not one more row of the largest. A negative q (measured below predicted) lowers the band's floor, so a systematically optimistic predictor gets a band that sits
+    band(y) = [y · exp(q10 - δ), y · exp(q90 + δ)]
+
+the range that would have held 80% of a source's measurements had that source been new. A negative q
+(measured below predicted) lowers the band's floor, so a systematically optimistic predictor gets a band that sits
 above its time predictions and below its throughput predictions: the band is where reality was,
 not a symmetric ± around the figure.
 
@@ -16,7 +22,7 @@ Where at least 20 corpus rows from at least 3 sources support them, the band is 
 hardware class (vendor-architecture, e.g. nvidia-hopper) and/or precision class (16-bit, 8-bit
 compute, weight-only); else the family's. A family with fewer than 10 rows has no band.
 
-The entries are built from the corpus by `roofline validate --published --write-bands` and committed
+The entries (q10, q90, δ) are built from the corpus by `roofline validate --published --write-bands` and committed
 as `error_bands.json` beside this module; they are never set by hand. The held-out (leave-one-source-out)
 coverage of the bands is in calibrate/published/report/accuracy.md.
 """
@@ -37,9 +43,9 @@ class Band(BaseModel):
     """The 80% band of one figure, in the figure's own unit (seconds for `_s` figures, tokens/s for rates)."""
 
     model_config = ConfigDict(frozen=True)
-    low: float = Field(description="y · exp(q10)")
-    high: float = Field(description="y · exp(q90)")
-    level: float = Field(0.8, description="the fraction of published measurements the band held")
+    low: float = Field(description="y · exp(q10 - δ)")
+    high: float = Field(description="y · exp(q90 + δ)")
+    level: float = Field(0.8, description="the fraction of a held-out source's published measurements the band held")
     rows: int = Field(description="published measurements it was built from")
     basis: str = Field(description="the corpus entry: family, and hardware / precision class where used")
 
@@ -75,6 +81,13 @@ def entry_key(entries: dict, family: str, hw_class: str, precision: str) -> str 
     return None
 
 
+def log_limits(entry: dict) -> tuple[float, float]:
+    """ln(low / y), ln(high / y) of an entry: its percentiles moved out by the held-out widening δ, (q10 - δ, q90 + δ).
+    (A band file written before δ was recorded has none: δ = 0, its percentiles as they are.)"""
+    delta = entry.get("log_widening", 0.0)
+    return entry["log_q10"] - delta, entry["log_q90"] + delta
+
+
 def band(value: float, family: str, hw_class: str, precision: str) -> Band | None:
     """The band of `value` (a figure of `family`), or None where the corpus has too few rows or value is not finite."""
     level, entries = _entries()
@@ -82,7 +95,8 @@ def band(value: float, family: str, hw_class: str, precision: str) -> Band | Non
     if key is None or not math.isfinite(value):
         return None
     e = entries[key]
-    return Band(low=value * math.exp(e["log_q10"]), high=value * math.exp(e["log_q90"]), level=level, rows=e["n"], basis=key)
+    lo, hi = log_limits(e)
+    return Band(low=value * math.exp(lo), high=value * math.exp(hi), level=level, rows=e["n"], basis=key)
 
 
 def bands_for(figures: dict[str, tuple[float, str]], hw, weight_dtype: str | None, activation_dtype: str | None) -> dict[str, Band]:

@@ -299,6 +299,7 @@ def test_bands_are_the_10th_and_90th_percentile_of_log_errors():
     entries = corpus.build_bands(df)
     assert entries["tpot_static"]["log_q10"] == pytest.approx(0.09) and entries["tpot_static"]["log_q90"] == pytest.approx(0.81)
     assert "tpot_static|hardware_class=nvidia-hopper" not in entries  # 10 rows < 20 for a class of its own
+    assert entries["tpot_static"]["log_widening"] == 0.0  # one source cannot be held out against another
 
 
 def test_band_percentiles_weigh_every_source_equally():
@@ -315,14 +316,37 @@ def test_band_percentiles_weigh_every_source_equally():
     assert np.quantile([0.0] + [1.0] * 9, 0.1) == pytest.approx(0.9)
 
 
+def test_held_out_widening_by_hand():
+    # source a: log errors 0.0 .. 0.9; source b: 0.5 .. 1.4 (ten rows each, so equal weights: numpy's linear quantiles).
+    # a held out is judged by b's percentiles [0.59, 1.31]: scores max(0.59 - l, l - 1.31) = 0.59, 0.49, ..., 0.09 for
+    # l = 0.0 .. 0.5, then -0.01, -0.11, -0.21, -0.31 for 0.6 .. 0.9; b held out, by a's [0.09, 0.81]: -0.31, -0.21,
+    # -0.11, -0.01 for 0.5 .. 0.8, then 0.09 .. 0.59 for 0.9 .. 1.4. The twenty scores are -0.31, -0.21, ..., 0.59 twice
+    # each; their 80th percentile sits at 0.8 x 19 = 15.2 of the sorted 0-based list, between 0.39 (15th) and 0.49
+    # (16th): δ = 0.39 + 0.2 x 0.1 = 0.41.
+    a = _frame(np.exp(-np.arange(10) / 10) - 1, source="a")
+    b = _frame(np.exp(-np.arange(10) / 10 - 0.5) - 1, source="b")
+    b["id"] = [f"b{i}" for i in range(10)]
+    both = pd.concat([a, b], ignore_index=True)
+    e = corpus.build_bands(both)["tpot_static"]
+    assert e["log_widening"] == pytest.approx(0.41)
+    pooled = np.concatenate([np.arange(10) / 10, np.arange(10) / 10 + 0.5])
+    assert (e["log_q10"], e["log_q90"]) == (pytest.approx(np.quantile(pooled, 0.1)), pytest.approx(np.quantile(pooled, 0.9)))
+    assert B.log_limits(e) == (pytest.approx(e["log_q10"] - 0.41), pytest.approx(e["log_q90"] + 0.41))
+    # a row lies inside its held-out band widened by δ exactly when its score is <= δ: 16 of the 20 (all but the
+    # 0.49 and 0.59 of each source), the 80% the widening promises
+    scores = np.round(np.concatenate([np.arange(-0.31, 0.6, 0.1)] * 2), 6)
+    assert np.mean(scores <= 0.41) == pytest.approx(0.8)
+
+
 def test_band_of_a_value_and_the_most_specific_entry(monkeypatch):
-    entries = {"tpot_static": {"log_q10": -0.1, "log_q90": 0.2, "n": 50, "sources": 5},
+    entries = {"tpot_static": {"log_q10": -0.1, "log_q90": 0.2, "log_widening": 0.05, "n": 50, "sources": 5},
                "tpot_static|hardware_class=nvidia-hopper": {"log_q10": 0.0, "log_q90": 0.3, "n": 25, "sources": 3}}
     monkeypatch.setattr(B, "_entries", lambda: (0.8, entries))
     b = B.band(0.020, "tpot_static", "nvidia-hopper", "16-bit")
     assert (b.low, b.high, b.rows) == (pytest.approx(0.020), pytest.approx(0.020 * math.exp(0.3)), 25)
     b = B.band(0.020, "tpot_static", "amd-cdna-3", "8-bit")  # no class entry: the family's
-    assert (b.low, b.high, b.basis) == (pytest.approx(0.020 * math.exp(-0.1)), pytest.approx(0.020 * math.exp(0.2)), "tpot_static")
+    # q10 - δ = -0.15, q90 + δ = 0.25 (the hopper entry has no δ: a file written before δ was recorded)
+    assert (b.low, b.high, b.basis) == (pytest.approx(0.020 * math.exp(-0.15)), pytest.approx(0.020 * math.exp(0.25)), "tpot_static")
     assert B.band(0.020, "ttft_static", "nvidia-hopper", "16-bit") is None
     assert B.precision_class("int4", "bf16") == "weight-only" and B.precision_class("fp8_e4m3", "fp8_e4m3") == "8-bit"
 
@@ -334,9 +358,9 @@ def test_every_prediction_carries_the_committed_bands():
     for name, family in {"ttft_s": "ttft_static", "tpot_s": "tpot_static"}.items():
         key = B.entry_key(entries, family, "nvidia-hopper", "16-bit")
         b = p.bands[name]
-        assert b.basis == key and b.low == pytest.approx(getattr(p, name) * math.exp(entries[key]["log_q10"]))
+        assert b.basis == key and b.low == pytest.approx(getattr(p, name) * math.exp(B.log_limits(entries[key])[0]))
     sp = steady_state(m, hw, 2.0, 1024, 128)
-    assert sp.bands["tpot_s"].high == pytest.approx(sp.tpot_s * math.exp(entries[sp.bands["tpot_s"].basis]["log_q90"]))
+    assert sp.bands["tpot_s"].high == pytest.approx(sp.tpot_s * math.exp(B.log_limits(entries[sp.bands["tpot_s"].basis])[1]))
     assert "output_tokens_per_s" not in sp.bands  # the rate is an input of an open loop, not a prediction
     assert "output_tokens_per_s" in closed_loop(m, hw, 8, 1024, 128).bands
 
@@ -348,13 +372,26 @@ def test_committed_bands_are_rebuilt_from_the_corpus(whole):
 
 
 def test_cross_validated_coverage_by_hand():
-    # two sources; each held out is judged by the other's band
+    # two sources; each held out is judged by the other's band, built from one source and so not widened (δ = 0)
     a = _frame(np.exp(-np.arange(10) / 10) - 1, source="a")  # log errors 0.0 .. 0.9
     b = _frame(np.exp(-np.arange(10) / 10 - 0.5) - 1, source="b")  # log errors 0.5 .. 1.4
     b["id"] = [f"b{i}" for i in range(10)]
     cov = corpus.cross_validated_coverage(pd.concat([a, b], ignore_index=True)).set_index("family")
     # a held out, band of b = [0.59, 1.31]: a's 0.6, 0.7, 0.8, 0.9 inside; b held out, band of a = [0.09, 0.81]: 0.5 .. 0.8 inside
     assert cov.loc["all", "held_out_rows"] == 20 and cov.loc["all", "coverage"] == pytest.approx(8 / 20)
+
+
+def test_coverage_by_source_weighs_every_held_out_source_equally():
+    # a: log errors 0.00, 0.05, .., 0.95 (twenty rows); b: 0.00 .. 0.45 (ten rows). a held out, b's band [0.045, 0.405]
+    # (numpy: 0.05 x 0.9, 0.05 x 8.1) holds 0.05 .. 0.40: 8 of 20; b held out, a's band [0.095, 0.855] (0.05 x 1.9,
+    # 0.05 x 17.1) holds 0.10 .. 0.45: 8 of 10. By rows 16 / 30; by source (0.4 + 0.8) / 2 = 0.6.
+    a = _frame(np.exp(-np.arange(20) / 20) - 1, source="a")
+    b = _frame(np.exp(-np.arange(10) / 20) - 1, source="b")
+    b["id"] = [f"b{i}" for i in range(10)]
+    cov = corpus.cross_validated_coverage(pd.concat([a, b], ignore_index=True)).set_index("family")
+    assert cov.loc["tpot_static", "held_out_sources"] == 2 and cov.loc["tpot_static", "held_out_rows"] == 30
+    assert cov.loc["tpot_static", "coverage"] == pytest.approx(16 / 30)
+    assert cov.loc["tpot_static", "coverage_by_source"] == pytest.approx(0.6) == cov.loc["all", "coverage_by_source"]
 
 
 # ------------------------------------------------------------ the command
@@ -384,8 +421,8 @@ def test_planner_rows_carry_the_serving_bands(capsys):
     r = df.iloc[0]
     _, entries = B._entries()
     key = B.entry_key(entries, "tpot_serving", "nvidia-hopper", B.precision_class(r["weight_dtype"], r["activation_dtype"]))
-    assert r["tpot_band_low_s"] == pytest.approx(r["tpot_s"] * math.exp(entries[key]["log_q10"]))
-    assert r["tpot_band_high_s"] == pytest.approx(r["tpot_s"] * math.exp(entries[key]["log_q90"]))
+    assert r["tpot_band_low_s"] == pytest.approx(r["tpot_s"] * math.exp(B.log_limits(entries[key])[0]))
+    assert r["tpot_band_high_s"] == pytest.approx(r["tpot_s"] * math.exp(B.log_limits(entries[key])[1]))
     from roofline import fmt
     from roofline.cli import main
 
