@@ -352,17 +352,24 @@ def allreduce_peak(link_bytes_per_s: float, gpus: int) -> float:
     return link_bytes_per_s * gpus / (gpus - 1)
 
 
-def fit_allreduce(df: pd.DataFrame, link: float, notes: list[str]) -> dict[str, AffineCurve]:
+def fit_allreduce_lines(rows: pd.DataFrame, link: float, notes: list[str], label: str) -> dict[str, AffineCurve]:
+    """Per group size p of all-reduce rows, t = t0 + S / R over message bytes S, against the most any all-reduce of
+    p GPUs delivers (`allreduce_peak`); `label` names the kernel in the fit's notes."""
     out = {}
-    for p, g in allreduce_rows(df).groupby("num_gpus"):
+    for p, g in rows.groupby("num_gpus"):
         if p < 2:
             continue
         x = g["message_size"].to_numpy(float) * HALF_BYTES
         t = g["latency"].to_numpy(float) * TABLE_TIME_S
-        curve = fit_affine(x, t, allreduce_peak(link, int(p)), "bytes", notes, f"allreduce tp{p}")
+        curve = fit_affine(x, t, allreduce_peak(link, int(p)), "bytes", notes, f"{label} tp{p}")
         if curve is not None:
             out[str(int(p))] = _compress(curve, x, t)
     return out
+
+
+def fit_allreduce(df: pd.DataFrame, link: float, notes: list[str]) -> dict[str, AffineCurve]:
+    """The engine's custom all-reduce kernel, per group size (`fit_allreduce_lines`)."""
+    return fit_allreduce_lines(allreduce_rows(df), link, notes, "allreduce")
 
 
 def nccl_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -371,17 +378,8 @@ def nccl_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_nccl_allreduce(df: pd.DataFrame, link: float, notes: list[str]) -> dict[str, AffineCurve]:
-    """Per group size, NCCL's all-reduce t = t0 + S / R over message bytes S (as `fit_allreduce`)."""
-    out = {}
-    for p, g in nccl_rows(df).groupby("num_gpus"):
-        if p < 2:
-            continue
-        x = g["message_size"].to_numpy(float) * HALF_BYTES
-        t = g["latency"].to_numpy(float) * TABLE_TIME_S
-        curve = fit_affine(x, t, allreduce_peak(link, int(p)), "bytes", notes, f"nccl allreduce tp{p}")
-        if curve is not None:
-            out[str(int(p))] = _compress(curve, x, t)
-    return out
+    """NCCL's all-reduce, per group size (`fit_allreduce_lines`)."""
+    return fit_allreduce_lines(nccl_rows(df), link, notes, "nccl allreduce")
 
 
 def fit_gemv(df: pd.DataFrame, bandwidth: float, notes: list[str]) -> dict[str, AffineCurve]:
