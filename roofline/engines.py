@@ -44,6 +44,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import SpecError
+from .memo import Identity, memoized
 from .registry import for_framework, load_profile, profile_ids
 
 DEFAULT_ENGINE = "vllm"
@@ -135,10 +136,12 @@ def nccl_allreduce(engine: EngineProfile | None) -> bool:
     return engine is None or not engine.custom_allreduce
 
 
+@memoized(lambda hw: (Identity(hw),))
 def with_nccl_allreduce(hw):
     """`hw` with its all-reduce as NCCL runs it: no custom one-shot / two-shot step (so no NVLS either: the analytical
     model keeps the ring) and, in a calibrated profile, the measured NCCL line of each group size in place of the
-    engine's kernel (none measured: the ring)."""
+    engine's kernel (none measured: the ring). One copy per profile (memoized by identity), so the ceilings memoized
+    by profile identity (`Ceilings.of`) are found again on the next call instead of built for a fresh copy."""
     ic = hw.interconnect
     update = {}
     if ic.custom_allreduce_latency_s is not None:
