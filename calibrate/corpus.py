@@ -256,18 +256,31 @@ ENGINE_OF_FRAMEWORK = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "
 # TensorRT-LLM releases before the PyTorch backend (0.17) ran TensorRT engines in the C++ runtime / executor, without
 # an overlap scheduler and without CUDA graphs by default: their rows run as `trtllm-cpp` (its `versions:`)
 TRTLLM_CPP_BEFORE = (0, 17)
+# vLLM releases before 0.8 ran the V0 engine by default; V0 serving an MLA model has chunked prefill off and schedules
+# prefill-first: those rows run as `vllm-v0-mla` (its `sources:`)
+VLLM_V0_BEFORE = (0, 8)
 _VERSION = re.compile(r"\s*(\d+)\.(\d+)")
 
 
-def engine_of(row: Row) -> str | None:
+def _version(row: Row) -> tuple[int, int] | None:
+    """(major, minor) of the row's framework_version, or None when unstated or unparsable."""
+    m = _VERSION.match(row.extra.get("framework_version", "") or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
     """The engine profile a row runs as: its framework's (`ENGINE_OF_FRAMEWORK`), except TensorRT-LLM rows whose
-    framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp`. An unstated or
-    unparsable version keeps the framework's profile."""
+    framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp`, and vLLM rows older
+    than `VLLM_V0_BEFORE` (the V0 engine) whose `model` has MLA attention, which run as `vllm-v0-mla`. An unstated or
+    unparsable version keeps the framework's profile; so does a V0 row whose model is not given."""
     engine = ENGINE_OF_FRAMEWORK.get(row.framework)
-    if row.framework == "trtllm":
-        m = _VERSION.match(row.extra.get("framework_version", "") or "")
-        if m and (int(m.group(1)), int(m.group(2))) < TRTLLM_CPP_BEFORE:
-            return "trtllm-cpp"
+    version = _version(row)
+    if version is None:
+        return engine
+    if row.framework == "trtllm" and version < TRTLLM_CPP_BEFORE:
+        return "trtllm-cpp"
+    if row.framework == "vllm" and version < VLLM_V0_BEFORE and model is not None and model.mla is not None:
+        return "vllm-v0-mla"
     return engine
 
 
@@ -291,7 +304,7 @@ def deployment_of(row: Row, model: rl.ModelSpec | None = None) -> rl.Deployment:
     return rl.Deployment(tp=tp, pp=row.pp, ep=ep, weight_dtype=weight_dtype,
                          activation_dtype=row.activation_dtype, kv_dtype=row.kv_dtype,
                          weight_group_size=row.weight_group_size, on_unsupported_dtype="fallback",
-                         engine=engine_of(row))
+                         engine=engine_of(row, model))
 
 
 def _figures_static(model, hw, row: Row, dep) -> dict[str, float]:
@@ -383,7 +396,7 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
     if row.workload == "offline" and row.metric not in ("output_throughput", "total_throughput", "request_throughput"):
         raise Unsupported(f"{row.metric} of an offline run")
     # everything the prediction reads from the row, the engine included (two frameworks' rows of one setup differ)
-    key = (row.model, row.gpu, engine_of(row), row.tp, row.pp, row.ep, row.weight_dtype,
+    key = (row.model, row.gpu, engine_of(row), _version(row), row.tp, row.pp, row.ep, row.weight_dtype,
            row.activation_dtype, row.kv_dtype,
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
            row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas, row.extra.get("lengths", "").startswith("fixed"))

@@ -14,10 +14,12 @@ from roofline.serving import check_traffic, curves_for
 
 
 def test_shipped_engines_load_with_a_source_for_every_figure():
-    assert list_engines() == ["sglang", "trtllm", "trtllm-cpp", "vllm"]
+    assert list_engines() == ["sglang", "trtllm", "trtllm-cpp", "vllm", "vllm-v0-mla"]
     for i in list_engines():
         e = load_engine(i)
-        assert e.framework == i.split("-")[0]  # trtllm-cpp: TensorRT-LLM's older runtime, timed with its kernel tables
+        # trtllm-cpp: TensorRT-LLM's older runtime, vllm-v0-mla: vLLM's V0 engine on an MLA model, each timed with its
+        # framework's kernel tables
+        assert e.framework == i.split("-")[0]
         assert all(e.sources[k] for k in ("step_overhead_s", "max_num_seqs", "gpu_memory_fraction"))
 
 
@@ -29,7 +31,7 @@ def test_an_engine_without_a_source_is_refused():
 
 
 def test_unknown_engine_is_one_line_naming_the_field():
-    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of sglang, trtllm, trtllm-cpp, vllm"):
+    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of sglang, trtllm, trtllm-cpp, vllm, vllm-v0-mla"):
         rl.Deployment(engine="tgi")
 
 
@@ -265,3 +267,18 @@ def test_tensorrt_llm_cpp_decode_launches_every_kernel_eagerly():
         assert len(dec)
         for row in dec.itertuples():
             assert row.overhead_s == pytest.approx(row.launches * per_launch(row.kind), abs=1e-15), (engine, row.op)
+
+
+def test_vllm_v0_on_an_mla_model_prefills_whole_prompts_alone():
+    # vLLM V0 (0.7.x) serving an MLA model: chunked prefill forced off (vllm PR 12642; V0 defaults), so the V0
+    # scheduler runs prefill-first: a step prefills whole prompts up to max(max_model_len, 2048) = 32768 tokens at
+    # --max-model-len 32768, or decodes, never both; V0's limits (256 sequences, graphs up to 256) on every GPU.
+    # Everything else is the V1 profile's.
+    v0, v1 = load_engine("vllm-v0-mla"), load_engine("vllm")
+    assert (v0.chunked_prefill, v0.mixed_prefill_decode, v0.multi_prompt_prefill) == (False, False, True)
+    assert (v0.max_num_batched_tokens, v0.max_num_seqs, v0.cuda_graph_max_batch, v0.large_gpu) == (max(32768, 2048), 256, 256, None)
+    assert v0.limits(rl.load_hardware("h200")) == (256, 32768)
+    skip = {"name", "versions", "sources", "notes", "chunked_prefill", "mixed_prefill_decode", "max_num_batched_tokens",
+            "max_num_seqs", "cuda_graph_max_batch", "large_gpu"}
+    assert v0.model_dump(exclude=skip) == v1.model_dump(exclude=skip)
+    assert "0.7" in v0.versions

@@ -13,6 +13,7 @@ import pytest
 import roofline as rl
 from calibrate import corpus
 from roofline import bands as B
+from roofline.engines import load_engine
 from roofline.errors import SpecError
 from roofline.serving import capacity_requests_per_s, closed_loop, steady_state
 
@@ -455,3 +456,38 @@ def test_finite_offline_runs_are_a_static_batch_and_are_not_shared_between_reque
         e2e = rl.predict(m, hw, rl.Workload(batch_size=n, prompt_tokens=1024, output_tokens=128), rl.Deployment(engine=None)).e2e_latency_s
         assert value == pytest.approx(n * 128 / e2e)
     assert got[8] != got[32]
+
+
+def test_vllm_v0_rows_of_an_mla_model_run_under_the_v0_mla_profile():
+    # vLLM before 0.8 ran the V0 engine, which serves an MLA model without chunked prefill (vllm-v0-mla); V0 rows of
+    # other models, 0.8 on, an unstated version, and a row whose model is not given keep vllm
+    ds, llama = rl.load_model("deepseek-v3"), rl.load_model("llama-3.1-8b")
+    r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
+    for version, model, engine in (("0.7.3.dev138+g21f6ca217", ds, "vllm-v0-mla"), ("0.7.4.dev181+gf35f8e22", ds, "vllm-v0-mla"),
+                                   ("0.6.0", ds, "vllm-v0-mla"), ("0.7.3", llama, "vllm"), ("0.8.3", ds, "vllm"),
+                                   ("0.10.0", ds, "vllm"), ("", ds, "vllm"), ("0.7.3", None, "vllm")):
+        row = _row(framework="vllm", extra={"framework_version": version}, **r)
+        assert corpus.engine_of(row, model) == engine, (version, model)
+        assert corpus.deployment_of(row, model).engine == engine, (version, model)
+    # SGLang and TensorRT-LLM rows of the same model are unaffected
+    assert corpus.engine_of(_row(framework="sglang", extra={"framework_version": "0.4.3.post2"}, **r), ds) == "sglang"
+
+
+def test_vllm_v0_mla_wave_prefills_ten_whole_prompts_a_step():
+    # dstack's vLLM 0.7 DeepSeek-R1 run on 8x H200 at max-concurrency 64, 3200 in / 800 out: a synchronized wave of
+    # 64 whole prompts in prefill steps of at most 32768 tokens: floor(32768 / 3200) = 10 prompts (32,000 tokens) a
+    # step, so 6 full steps and a 7th of 4 prompts (12,800 tokens); decode waits until all are prefilled
+    dep = rl.Deployment(tp=8, activation_dtype="fp8", engine="vllm-v0-mla")
+    w = rl.wave("deepseek-v3", "h200", 64, 3200, 800, dep)
+    sc = w.schedule
+    assert sc.prefill_tokens.tolist()[:7] == [32000.0] * 6 + [12800.0]
+    assert sc.decode_rows.tolist()[:7] == [0.0] * 7 and sc.decode_rows.tolist()[7:] == [64.0] * 799
+    assert sc.first_step.tolist() == [j for j in range(1, 7) for _ in range(10)] + [7] * 4
+    # the 32nd and 33rd prompts (the median's pair) come out of step 4: TTFT = r + t1 + ... + t4
+    r = load_engine("vllm-v0-mla").request_s(3200)
+    assert float(np.median(w.ttft_s)) == pytest.approx(r + float(np.sum(w.step_s[:4])))
+    # the V1 profile mixes and chunks (8192 on an H200), so its closed loop is the Poisson one: a shorter TTFT
+    sp0 = rl.closed_loop("deepseek-v3", "h200", 64, 3200, 800, dep, synchronized=True)
+    sp1 = rl.closed_loop("deepseek-v3", "h200", 64, 3200, 800, dep.model_copy(update={"engine": "vllm"}), synchronized=True)
+    assert sp0.ttft_mean_s == pytest.approx(float(np.mean(w.ttft_s)))
+    assert sp0.ttft_mean_s > 4 * sp1.ttft_mean_s
