@@ -459,12 +459,12 @@ def test_finite_offline_runs_are_a_static_batch_and_are_not_shared_between_reque
 
 
 def test_vllm_v0_rows_of_an_mla_model_run_under_the_v0_mla_profile():
-    # vLLM before 0.8 ran the V0 engine, which serves an MLA model without chunked prefill (vllm-v0-mla); V0 rows of
-    # other models, 0.8 on, an unstated version, and a row whose model is not given keep vllm
+    # vLLM 0.7 ran the V0 engine, which serves an MLA model without chunked prefill (vllm-v0-mla); 0.7 rows of other
+    # models, 0.6 (no MLA kernels yet), 0.8 on (V1), an unstated version, and a row whose model is not given keep vllm
     ds, llama = rl.load_model("deepseek-v3"), rl.load_model("llama-3.1-8b")
     r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
     for version, model, engine in (("0.7.3.dev138+g21f6ca217", ds, "vllm-v0-mla"), ("0.7.4.dev181+gf35f8e22", ds, "vllm-v0-mla"),
-                                   ("0.6.0", ds, "vllm-v0-mla"), ("0.7.3", llama, "vllm"), ("0.8.3", ds, "vllm"),
+                                   ("0.6.0", ds, "vllm"), ("0.7.3", llama, "vllm"), ("0.8.3", ds, "vllm"),
                                    ("0.10.0", ds, "vllm"), ("", ds, "vllm"), ("0.7.3", None, "vllm")):
         row = _row(framework="vllm", extra={"framework_version": version}, **r)
         assert corpus.engine_of(row, model) == engine, (version, model)
