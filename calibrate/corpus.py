@@ -256,6 +256,9 @@ ENGINE_OF_FRAMEWORK = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "
 # TensorRT-LLM releases before the PyTorch backend (0.17) ran TensorRT engines in the C++ runtime / executor, without
 # an overlap scheduler and without CUDA graphs by default: their rows run as `trtllm-cpp` (its `versions:`)
 TRTLLM_CPP_BEFORE = (0, 17)
+# TensorRT-LLM 0.17, the PyTorch backend's first release, served by trtllm-serve without CUDA graphs (PyTorchConfig's
+# use_cuda_graph default): its rows run as `trtllm-eager`
+TRTLLM_EAGER = ((0, 17), (0, 18))
 # vLLM 0.7 ran the V0 engine by default (V1 from 0.8) and was the first to run MLA as MLA (0.7.1); V0 serving an MLA
 # model has chunked prefill off and schedules prefill-first: those rows run as `vllm-v0-mla` (its `sources:`)
 VLLM_V0_MLA = ((0, 7), (0, 8))
@@ -270,7 +273,8 @@ def _version(row: Row) -> tuple[int, int] | None:
 
 def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
     """The engine profile a row runs as: its framework's (`ENGINE_OF_FRAMEWORK`), except TensorRT-LLM rows whose
-    framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp`, and vLLM 0.7 rows
+    framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp`, TensorRT-LLM 0.17 rows
+    (`TRTLLM_EAGER`: the PyTorch backend served without CUDA graphs), which run as `trtllm-eager`, and vLLM 0.7 rows
     (`VLLM_V0_MLA`: the V0 engine) whose `model` has MLA attention, which run as `vllm-v0-mla`. An unstated or
     unparsable version keeps the framework's profile; so does a 0.7 row whose model is not given."""
     engine = ENGINE_OF_FRAMEWORK.get(row.framework)
@@ -279,6 +283,8 @@ def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
         return engine
     if row.framework == "trtllm" and version < TRTLLM_CPP_BEFORE:
         return "trtllm-cpp"
+    if row.framework == "trtllm" and TRTLLM_EAGER[0] <= version < TRTLLM_EAGER[1]:
+        return "trtllm-eager"
     if row.framework == "vllm" and VLLM_V0_MLA[0] <= version < VLLM_V0_MLA[1] and model is not None and model.mla is not None:
         return "vllm-v0-mla"
     return engine

@@ -14,11 +14,11 @@ from roofline.serving import check_traffic, curves_for
 
 
 def test_shipped_engines_load_with_a_source_for_every_figure():
-    assert list_engines() == ["sglang", "trtllm", "trtllm-cpp", "vllm", "vllm-v0-mla"]
+    assert list_engines() == ["sglang", "trtllm", "trtllm-cpp", "trtllm-eager", "vllm", "vllm-v0-mla"]
     for i in list_engines():
         e = load_engine(i)
-        # trtllm-cpp: TensorRT-LLM's older runtime, vllm-v0-mla: vLLM's V0 engine on an MLA model, each timed with its
-        # framework's kernel tables
+        # trtllm-cpp: TensorRT-LLM's older runtime, trtllm-eager: its first PyTorch backend without CUDA graphs,
+        # vllm-v0-mla: vLLM's V0 engine on an MLA model; each timed with its framework's kernel tables
         assert e.framework == i.split("-")[0]
         assert all(e.sources[k] for k in ("step_overhead_s", "max_num_seqs", "gpu_memory_fraction"))
 
@@ -31,7 +31,7 @@ def test_an_engine_without_a_source_is_refused():
 
 
 def test_unknown_engine_is_one_line_naming_the_field():
-    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of sglang, trtllm, trtllm-cpp, vllm, vllm-v0-mla"):
+    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of sglang, trtllm, trtllm-cpp, trtllm-eager, vllm, vllm-v0-mla"):
         rl.Deployment(engine="tgi")
 
 
@@ -282,3 +282,31 @@ def test_vllm_v0_on_an_mla_model_prefills_whole_prompts_alone():
             "max_num_seqs", "cuda_graph_max_batch", "large_gpu"}
     assert v0.model_dump(exclude=skip) == v1.model_dump(exclude=skip)
     assert "0.7" in v0.versions
+
+
+def test_tensorrt_llm_eager_differs_from_the_pytorch_backend_only_in_cuda_graphs():
+    # TensorRT-LLM 0.17 served by trtllm-serve --backend pytorch: PyTorchConfig(enable_overlap_scheduler=True) with
+    # use_cuda_graph at its False default, so no captured batch; every other figure is the `trtllm` profile's
+    eager, new = load_engine("trtllm-eager"), load_engine("trtllm")
+    assert (eager.overlap_scheduler, eager.cuda_graph_max_batch) == (True, 0)
+    skip = {"name", "versions", "sources", "notes", "cuda_graph_max_batch"}
+    assert eager.model_dump(exclude=skip) == new.model_dump(exclude=skip)
+    assert "0.17" in eager.versions
+    # so a batch-4 DeepSeek-V3 decode step on 8 H200s launches eagerly: 4 us on every launch the kernel tables do not
+    # time (the norms and activations here), where `trtllm` replays them from a graph at 0.5 us; the decode operators
+    # are those of trtllm-cpp, the other eager TensorRT-LLM profile (the two differ only in overlap scheduling,
+    # which a static batch does not see)
+    hw = rl.load_hardware("h200")
+    graph_s, eager_s = hw.efficiency.kernel_overhead_graph_s, hw.efficiency.kernel_overhead_s
+    wl = rl.Workload(batch_size=4, prompt_tokens=3200, output_tokens=800)
+    dec = {}
+    for e in ("trtllm", "trtllm-eager", "trtllm-cpp"):
+        ops = rl.predict("deepseek-v3", hw, wl, rl.Deployment(tp=8, activation_dtype="fp8", engine=e)).operators
+        dec[e] = ops[ops.phase == "decode"].reset_index(drop=True)
+    for e, per_launch in (("trtllm", graph_s), ("trtllm-eager", eager_s)):
+        plain = dec[e][dec[e].op.isin(["norms", "mlp_act", "shared_act", "final_norm"])]
+        assert len(plain) == 5  # the norms of the dense and MoE groups, the final norm, the dense and shared activations
+        for row in plain.itertuples():
+            assert row.overhead_s == pytest.approx(row.launches * per_launch, abs=1e-15), (e, row.op)
+    assert dec["trtllm-eager"].time_s.tolist() == pytest.approx(dec["trtllm-cpp"].time_s.tolist(), rel=1e-12)
+    assert dec["trtllm-eager"].time_s.sum() > dec["trtllm"].time_s.sum()

@@ -113,11 +113,13 @@ def test_rows_run_under_their_frameworks_engine_profile():
 
 def test_tensorrt_llm_rows_before_0_17_run_under_the_cpp_runtime_profile():
     # the row's framework_version picks the TensorRT-LLM profile: releases before 0.17 (TensorRT engines in the C++
-    # runtime) run as trtllm-cpp; 0.17 on, an unstated or unparsable version, and NIM keep trtllm
+    # runtime) run as trtllm-cpp; 0.17 (the PyTorch backend's first release, trtllm-serve without CUDA graphs) as
+    # trtllm-eager; 0.18 on, an unstated or unparsable version, and NIM keep trtllm
     r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
     for version, engine in (("0.5.0", "trtllm-cpp"), ("0.7a", "trtllm-cpp"), ("0.9.0", "trtllm-cpp"),
                             ("0.14.0 (tensorrtllm_backend)", "trtllm-cpp"), ("0.16.0", "trtllm-cpp"),
-                            ("0.17.post1.dev", "trtllm"), ("1.0", "trtllm"), ("", "trtllm"), ("main", "trtllm")):
+                            ("0.17.post1.dev", "trtllm-eager"), ("0.18.0", "trtllm"), ("1.0", "trtllm"), ("", "trtllm"),
+                            ("main", "trtllm")):
         row = _row(framework="trtllm", extra={"framework_version": version}, **r)
         assert corpus.engine_of(row) == engine, version
         assert corpus.deployment_of(row).engine == engine, version
