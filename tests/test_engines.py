@@ -169,7 +169,35 @@ def test_sglang_request_overhead_reproduces_its_mock_model_ttft():
     assert e.request_s(128) + 1 / 380 == pytest.approx(9.54e-3, abs=0.01e-3)
     assert e.request_s(0) == pytest.approx(5.63e-3)  # the fixed part: the prompt's tokenization comes on top
     # engines without a component-level measurement carry none (TTFT: tokenization, residual, queue and steps only)
-    assert [load_engine(i).request_overhead_s for i in ("vllm", "trtllm", "trtllm-cpp")] == [0.0, 0.0, 0.0]
+    assert [load_engine(i).request_overhead_s for i in ("vllm", "trtllm")] == [0.0, 0.0]
+
+
+# GPT-2 (124M) as openai-community/gpt2's config.json gives it: n_layer 12, n_embd 768, n_head 12, n_inner null
+# (4 x 768), gelu_new, vocab 50,257, n_positions 1,024, tied wte / lm_head, LayerNorm with biases, biased c_attn,
+# c_proj and MLP, learned positions; fp16 as the Triton CLI builds its TensorRT-LLM engine.
+GPT2 = dict(name="GPT-2 (124M)", source="https://huggingface.co/openai-community/gpt2/blob/main/config.json",
+            num_layers=12, hidden_size=768, num_attention_heads=12, num_kv_heads=12, head_dim=64, intermediate_size=3072,
+            ffn_kind="plain", activation="gelu_new", vocab_size=50257, tied_embeddings=True, max_context=1024,
+            attention="mha", norm="layernorm", norm_bias=True, qkv_bias=True, o_bias=True, mlp_bias=True,
+            native_dtype="fp16", position_embedding="learned")
+
+
+def test_trtllm_cpp_overheads_reproduce_the_genai_perf_gpt2_run_they_come_from():
+    # GenAI-Perf tutorial (triton-inference-server/perf_analyzer genai-perf/docs/tutorial.md): GPT-2 served by Triton
+    # with the TensorRT-LLM backend, 200-token prompts, 100 output tokens, streaming, one request at a time:
+    # TTFT 13.68 ms, inter-token latency 1.86 ms. The profile's two figures are that run less this roofline's forward
+    # passes of GPT-2 (calibrated H100 SXM, eager launches): h(1) = 1.86 - 0.636 = 1.224 -> 1.2 ms; request overhead
+    # = 13.68 - 1.86 - 200 x 0.010 - (0.718 - 0.636) = 9.74 -> 9.7 ms. Put back together they give the run again.
+    cpp = load_engine("trtllm-cpp")
+    assert cpp.step_s(1) == pytest.approx(1.2e-3) and cpp.step_s(8) == pytest.approx(1.2e-3)  # no per-sequence part
+    assert cpp.request_s(200) == pytest.approx(9.7e-3 + 200 * 1.0e-5)  # 11.7 ms with the prompt's tokenization
+    wl = rl.Workload(batch_size=1, prompt_tokens=200, output_tokens=100)
+    p = rl.predict(rl.ModelSpec(**GPT2), "h100-sxm", wl, rl.Deployment(engine="trtllm-cpp"))
+    assert p.tpot_s == pytest.approx(1.86e-3, abs=0.05e-3)  # one decode step: forward + h(1)
+    assert cpp.request_s(200) + p.ttft_s == pytest.approx(13.68e-3, abs=0.1e-3)  # idle server: request + prefill step
+    # the Triton path pays the request overhead online only: predict (token ids in, offline) adds h(1) to its one
+    # prefill step and to every decode step, nothing per request
+    assert p.ttft_s - p.tpot_s == pytest.approx(0.718e-3 - 0.636e-3, abs=0.02e-3)
 
 
 def test_engine_limits_and_memory_helpers():
@@ -241,13 +269,17 @@ def test_predict_fitting_skips_only_tps_whose_weights_alone_overflow(model, hw, 
     assert got.model_dump_json() == want.model_dump_json()  # NaN costs of a deployment that does not fit compare equal as text
 
 
-def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_and_cuda_graphs():
+def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_cuda_graphs_and_measured_overheads():
     # TensorRT-LLM before 0.17 (TensorRT engines, C++ runtime / executor): no overlap scheduler, CUDA graphs off by
-    # default; every other figure is the PyTorch-backend profile's
+    # default, and the host time per step and per Triton request measured with GPT-2 (the test above); every other
+    # figure is the PyTorch-backend profile's
     cpp, new = load_engine("trtllm-cpp"), load_engine("trtllm")
     assert (cpp.overlap_scheduler, cpp.cuda_graph_max_batch) == (False, 0)
     assert (new.overlap_scheduler, new.cuda_graph_max_batch) == (True, 128)
-    skip = {"name", "versions", "sources", "notes", "overlap_scheduler", "cuda_graph_max_batch"}
+    assert (cpp.step_overhead_s, cpp.request_overhead_s) == (1.2e-3, 9.7e-3)
+    assert (new.step_overhead_s, new.request_overhead_s) == (0.0, 0.0)
+    skip = {"name", "versions", "sources", "notes", "overlap_scheduler", "cuda_graph_max_batch", "step_overhead_s",
+            "request_overhead_s"}
     a, b = cpp.model_dump(exclude=skip), new.model_dump(exclude=skip)
     assert a == b
     assert "0.16" in cpp.versions
