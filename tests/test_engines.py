@@ -241,11 +241,12 @@ def test_predict_fitting_skips_only_tps_whose_weights_alone_overflow(model, hw, 
 
 def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_and_cuda_graphs():
     # TensorRT-LLM before 0.17 (TensorRT engines, C++ runtime / executor): no overlap scheduler, CUDA graphs off by
-    # default; every other figure is the PyTorch-backend profile's
+    # default, and no attention data parallelism (enable_attention_dp is a PyTorch-backend option, so its per-rank
+    # batch limit does not arise); every other figure is the PyTorch-backend profile's
     cpp, new = load_engine("trtllm-cpp"), load_engine("trtllm")
-    assert (cpp.overlap_scheduler, cpp.cuda_graph_max_batch) == (False, 0)
-    assert (new.overlap_scheduler, new.cuda_graph_max_batch) == (True, 128)
-    skip = {"name", "versions", "sources", "notes", "overlap_scheduler", "cuda_graph_max_batch"}
+    assert (cpp.overlap_scheduler, cpp.cuda_graph_max_batch, cpp.seqs_per_attention_rank) == (False, 0, False)
+    assert (new.overlap_scheduler, new.cuda_graph_max_batch, new.seqs_per_attention_rank) == (True, 128, True)
+    skip = {"name", "versions", "sources", "notes", "overlap_scheduler", "cuda_graph_max_batch", "seqs_per_attention_rank"}
     a, b = cpp.model_dump(exclude=skip), new.model_dump(exclude=skip)
     assert a == b
     assert "0.16" in cpp.versions
