@@ -12,7 +12,8 @@ Each row is one published number. It is predicted the way it was measured:
 * `concurrency`: a closed loop of N clients, `roofline.closed_loop` (the response-time law
   N = λ·(TTFT + E[O-1]·TPOT) on the open-loop steady state);
 * `offline`: every request submitted at once, the replica's capacity λ_max from the steady state
-  (throughput = λ_max·E[O] output tokens/s, λ_max·(E[S]+E[O]) total tokens/s).
+  (throughput = λ_max·E[O] output tokens/s, λ_max·(E[S]+E[O]) total tokens/s). A TensorRT-LLM run by
+  `trtllm-bench throughput` runs at the batch limit trtllm-bench computes for it (`harness_max_batch_size`).
 
 A run on G GPUs of replicas of tp·pp·ep GPUs is G/(tp·pp·ep) independent replicas: throughputs scale
 by that count, latencies do not, and a closed loop of N clients gives each replica N/replicas.
@@ -45,6 +46,8 @@ from roofline.bands import entry_key, hardware_class, log_limits, precision_clas
 from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
 from roofline.serving import capacity_requests_per_s, closed_loop, finite_run_duration_s, steady_state
+
+from . import trtllm_bench
 
 CORPUS_DIR = Path(__file__).resolve().parent / "published"
 BASELINE_PATH = CORPUS_DIR / "baseline.json"
@@ -313,6 +316,21 @@ def deployment_of(row: Row, model: rl.ModelSpec | None = None) -> rl.Deployment:
                          engine=engine_of(row, model))
 
 
+def harness_max_batch_size(model: rl.ModelSpec, hw: rl.HardwareProfile, row: Row, dep: rl.Deployment) -> int | None:
+    """The running-sequence cap of the replica that the row's benchmark harness set, or None (the engine's own).
+
+    `trtllm-bench throughput` on the PyTorch backend (engine `trtllm`, the harness named in the row's note) sizes
+    max_batch_size itself when its command line gives none (`trtllm_bench.max_batch_size`, with the engine's
+    KV fraction, trtllm-bench's --kv_cache_free_gpu_mem_fraction default 0.90); it applies per attention-DP rank,
+    so the replica's cap is ep times it."""
+    if engine_of(row) != "trtllm" or row.workload != "offline" or "trtllm-bench" not in row.extra.get("note", ""):
+        return None
+    rd = dep.resolved(model)
+    per_rank = trtllm_bench.max_batch_size(model, hw, rd, row.tp, row.pp, row.prompt_tokens, row.output_tokens,
+                                           rd.engine.gpu_memory_fraction)
+    return None if per_rank is None else per_rank * dep.ep
+
+
 def _figures_static(model, hw, row: Row, dep) -> dict[str, float]:
     p = rl.predict(model, hw, rl.Workload(batch_size=row.batch_size, prompt_tokens=row.prompt_tokens,
                                           output_tokens=row.output_tokens), dep)
@@ -339,7 +357,8 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
         waves = row.extra.get("lengths", "").startswith("fixed") and dep.pp == 1 and dep.ep == 1
         sp = closed_loop(model, hw, row.concurrency / row.replicas, s, o, dep, synchronized=waves)
     else:
-        lam = capacity_requests_per_s(model, hw, s, o, dep)
+        cap = harness_max_batch_size(model, hw, row, dep)
+        lam = capacity_requests_per_s(model, hw, s, o, dep, max_batch_size=cap)
         if lam <= 0:
             raise Unsupported("predicted infeasible: does not fit at batch 1", infeasible=True)
         if row.num_requests is not None:
@@ -347,7 +366,7 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
             # static batch (every prompt prefilled, then decoded together), not the steady state of an endless stream
             share = math.ceil(row.num_requests / row.replicas)
             p = rl.predict(model, hw, rl.Workload(batch_size=share, prompt_tokens=s, output_tokens=o), dep)
-            if p.fits and share <= p.max_batch_size_fits:
+            if p.fits and share <= p.max_batch_size_fits and (cap is None or share <= cap):
                 return _batch_rates(share, s, o, p.e2e_latency_s)
         return {"output_tokens_per_s": lam * o, "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
     if not sp.stable:
@@ -405,7 +424,8 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
     key = (row.model, row.gpu, engine_of(row), _version(row), row.tp, row.pp, row.ep, row.weight_dtype,
            row.activation_dtype, row.kv_dtype,
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
-           row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas, row.extra.get("lengths", "").startswith("fixed"))
+           row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas, row.extra.get("lengths", "").startswith("fixed"),
+           "trtllm-bench" in row.extra.get("note", ""))
     if cache is not None and key in cache:
         figures = cache[key]
     else:

@@ -16,7 +16,9 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
 * **CUDA graphs**: decode steps of up to `cuda_graph_max_batch` sequences are replayed from a captured
   graph (their launches cost the graph replay, not the eager launch); larger batches run eagerly.
 * **Limits**: at most `max_num_seqs` running sequences and `max_num_batched_tokens` tokens per step (the
-  chunked-prefill budget); a step may prefill several prompts (`multi_prompt_prefill`) and may decode the running
+  chunked-prefill budget); with attention data parallelism over ep ranks (`Deployment.ep`) an engine whose
+  scheduler runs per rank (`seqs_per_attention_rank`, TensorRT-LLM's enable_attention_dp) holds up to
+  ep · `max_num_seqs` running sequences in the replica (`parallelism.engine_limits`); a step may prefill several prompts (`multi_prompt_prefill`) and may decode the running
   sequences in the same step (`mixed_prefill_decode`; else prefill steps pause decode, `serving.wave_schedule`).
 * **Memory**: weights, the activation workspace of its largest step (a pass over `max_num_batched_tokens`
   tokens, which the engine profiles at start-up) and the runtime reserve come first, and the KV cache, in
@@ -90,6 +92,9 @@ class EngineProfile(BaseModel):
         "device", description="what gpu_memory_fraction is a share of: the whole device (it caps all the engine's "
                               "memory), or the memory free after weights, workspace and reserve (it sizes the KV pool)")
     kv_block_tokens: int = Field(ge=1, le=1_000_000, description="tokens per KV cache block")
+    seqs_per_attention_rank: bool = Field(False, description="with attention data parallelism (ep > 1) every rank schedules "
+                                                             "its own batch of up to max_num_seqs sequences (else "
+                                                             "max_num_seqs bounds the whole replica)")
     custom_allreduce: bool = Field(description="the engine all-reduces with its own one-shot / two-shot kernels inside "
                                                "an NVLink domain (else NCCL's)")
     large_gpu: LargeGpuLimits | None = None

@@ -166,11 +166,14 @@ def pipeline_hop_s(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, link_by
 # ------------------------------------------------------------ what the serving engine allows
 def engine_limits(rd: ResolvedDeployment, hws: list[HardwareProfile]) -> tuple[np.ndarray, np.ndarray] | None:
     """(max running sequences, tokens per step) of the deployment's engine on each device (`EngineProfile.limits`),
-    as arrays of shape (H,); None for the bare roofline (no engine)."""
+    as arrays of shape (H,); None for the bare roofline (no engine). An engine that schedules each attention
+    data-parallel rank on its own (`EngineProfile.seqs_per_attention_rank`) runs up to ep · max_num_seqs sequences
+    in a replica of ep ranks: TensorRT-LLM with enable_attention_dp, max_batch_size 384 on 8 ranks, holds 3,072."""
     if rd.engine is None:
         return None
     lim = np.array([rd.engine.limits(h) for h in hws], dtype=float)
-    return lim[:, 0], lim[:, 1]
+    ranks = rd.dep.ep if rd.engine.seqs_per_attention_rank else 1
+    return lim[:, 0] * ranks, lim[:, 1]
 
 
 def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):

@@ -271,15 +271,16 @@ def test_predict_fitting_skips_only_tps_whose_weights_alone_overflow(model, hw, 
 
 def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_cuda_graphs_and_measured_overheads():
     # TensorRT-LLM before 0.17 (TensorRT engines, C++ runtime / executor): no overlap scheduler, CUDA graphs off by
-    # default, and the host time per step and per Triton request measured with GPT-2 (the test above); every other
-    # figure is the PyTorch-backend profile's
+    # default, the host time per step and per Triton request measured with GPT-2 (the test above), and no attention
+    # data parallelism (enable_attention_dp is a PyTorch-backend option, so its per-rank batch limit does not arise);
+    # every other figure is the PyTorch-backend profile's
     cpp, new = load_engine("trtllm-cpp"), load_engine("trtllm")
-    assert (cpp.overlap_scheduler, cpp.cuda_graph_max_batch) == (False, 0)
-    assert (new.overlap_scheduler, new.cuda_graph_max_batch) == (True, 128)
+    assert (cpp.overlap_scheduler, cpp.cuda_graph_max_batch, cpp.seqs_per_attention_rank) == (False, 0, False)
+    assert (new.overlap_scheduler, new.cuda_graph_max_batch, new.seqs_per_attention_rank) == (True, 128, True)
     assert (cpp.step_overhead_s, cpp.request_overhead_s) == (1.2e-3, 9.7e-3)
     assert (new.step_overhead_s, new.request_overhead_s) == (0.0, 0.0)
     skip = {"name", "versions", "sources", "notes", "overlap_scheduler", "cuda_graph_max_batch", "step_overhead_s",
-            "request_overhead_s"}
+            "request_overhead_s", "seqs_per_attention_rank"}
     a, b = cpp.model_dump(exclude=skip), new.model_dump(exclude=skip)
     assert a == b
     assert "0.16" in cpp.versions
@@ -321,7 +322,10 @@ def test_tensorrt_llm_eager_differs_from_the_pytorch_backend_only_in_cuda_graphs
     # use_cuda_graph at its False default, so no captured batch; every other figure is the `trtllm` profile's
     eager, new = load_engine("trtllm-eager"), load_engine("trtllm")
     assert (eager.overlap_scheduler, eager.cuda_graph_max_batch) == (True, 0)
-    skip = {"name", "versions", "sources", "notes", "cuda_graph_max_batch"}
+    # (attention data parallelism's per-rank batch limit is sourced for the current PyTorch backend's recipes only, so
+    # the 0.17 profile leaves it at the default)
+    assert eager.seqs_per_attention_rank is False
+    skip = {"name", "versions", "sources", "notes", "cuda_graph_max_batch", "seqs_per_attention_rank"}
     assert eager.model_dump(exclude=skip) == new.model_dump(exclude=skip)
     assert "0.17" in eager.versions
     # so a batch-4 DeepSeek-V3 decode step on 8 H200s launches eagerly: 4 us on every launch the kernel tables do not
