@@ -12,7 +12,8 @@ calibration) next to the measured time, at the same shape, of the kernel(s) that
   `mla/vllm/0.24.0` mla_generation_module rows, 16 heads, gemm fp8_block, bf16 KV, step 4096;
 * the fused MoE layer: `moe/sglang/0.5.10` and `moe/trtllm/1.3.0rc20`, fp8_block, moe_tp 8, balanced routing;
 * the per-token-group FP8 quantization: `quantize/<framework>` scale_matrix (+ compute_scale) rows, M = batch;
-* the all-reduce of batch x 7168 bf16: `comm/<framework>/*/custom_allreduce_perf` CUDA-graph rows at tp 8.
+* the all-reduce of batch x 7168 bf16 elements: `comm/<framework>/<version>/custom_allreduce_perf` CUDA-graph rows at
+  tp 8 (`message_size` counts elements), nearest tabulated size.
 
 Nothing is fitted here and nothing is written: the audit says which kernels the table lacks and where its times
 differ from the kernels'. Run: `python -m calibrate.dsdecode_audit [--batch 4] [--engine sglang]`.
@@ -83,7 +84,7 @@ def measured_kernels(batch: int) -> dict[str, float]:
         a = a[a.num_gpus == 8]
         if col is not None:
             a = a[a[col].str.endswith("graph")]
-        a = a[a.message_size == _nearest(a.message_size, batch * 7168 * 2)]
+        a = a[a.message_size == _nearest(a.message_size, batch * 7168)]  # message_size counts bf16 elements
         out[f"all-reduce x2 ({fw})"] = 2 * float(a.latency.median()) * MS
     return out
 
