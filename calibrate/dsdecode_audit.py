@@ -10,7 +10,9 @@ calibration) next to the measured time, at the same shape, of the kernel(s) that
 * the absorbed MLA batched GEMMs: `mla_bmm/<framework>` mla_gen_pre + mla_gen_post, 16 heads (128 / tp 8);
 * the MLA module as a whole (projections, RoPE, batched GEMMs, attention, o_proj): `mla/trtllm/1.3.0rc20` and
   `mla/vllm/0.24.0` mla_generation_module rows, 16 heads, gemm fp8_block, bf16 KV, step 4096;
-* the fused MoE layer: `moe/sglang/0.5.10` and `moe/trtllm/1.3.0rc20`, fp8_block, moe_tp 8, balanced routing;
+* the fused MoE layer: `moe/sglang/0.5.14` (the version the shipped h200-sglang calibration fits), `moe/sglang/0.5.10`,
+  `moe/vllm/0.24.0` and `moe/trtllm/1.3.0rc20`, fp8_block, moe_tp 8, balanced routing (T tokens touch min(E, T·k)
+  experts: 256 at T = 32, where uniform routing touches 163; compare at equal experts touched);
 * the per-token-group FP8 quantization: `quantize/<framework>` scale_matrix (+ compute_scale) rows, M = batch;
 * the all-reduce of batch x 7168 bf16 elements: `comm/<framework>/<version>/custom_allreduce_perf` CUDA-graph rows at
   tp 8 (`message_size` counts elements), nearest tabulated size.
@@ -74,11 +76,11 @@ def measured_kernels(batch: int) -> dict[str, float]:
         a = a[(a.num_heads == HEADS_PER_GPU) & (a.gemm_type == "fp8_block") & (a.kv_cache_dtype == "bfloat16")]
         a = a[(a.batch_size == _nearest(a.batch_size, batch)) & (a.step == _nearest(a.step, CONTEXT))]
         out[f"MLA module ({fw})"] = float(a.latency.median()) * MS
-    for fw, ver in (("sglang", "0.5.10"), ("trtllm", "1.3.0rc20")):
+    for fw, ver in (("sglang", "0.5.14"), ("sglang", "0.5.10"), ("vllm", "0.24.0"), ("trtllm", "1.3.0rc20")):
         m = _table(f"moe/{fw}/{ver}/moe_perf.parquet")
         m = m[(m.hidden_size == 7168) & (m.inter_size == 2048) & (m.num_experts == 256) & (m.topk == 8)
               & (m.moe_dtype == "fp8_block") & (m.moe_tp_size == 8) & (m.moe_ep_size == 1) & (m.distribution == "balanced")]
-        out[f"fused MoE ({fw})"] = float(m[m.num_tokens == _nearest(m.num_tokens, batch)].latency.median()) * MS
+        out[f"fused MoE ({fw} {ver})"] = float(m[m.num_tokens == _nearest(m.num_tokens, batch)].latency.median()) * MS
     for fw, ver, col in (("sglang", "0.5.14", "backend"), ("vllm", "0.24.0", "backend"), ("trtllm", "1.3.0rc20", None)):
         a = _table(f"comm/{fw}/{ver}/custom_allreduce_perf.parquet")
         a = a[a.num_gpus == 8]
