@@ -38,7 +38,8 @@ Counting rules
 * MLA runs two RMSNorms of its own on the latents (q_a_layernorm over r_q, kv_a_layernorm over
   r_kv: `mla_norms`), and the absorbed decode applies W_UK and W_UV as two batched GEMMs, one before and
   one after the attention kernel (`kv_b_proj` launches twice). A MoE layer selects its experts in a
-  routing kernel after the router GEMM (`moe_topk`: scores, grouped top-k, gate weights).
+  routing kernel after the router GEMM (`moe_topk`: scores, grouped top-k, gate weights), and adds its shared
+  experts' output to the routed experts' in a kernel of its own (`shared_add`).
 * Block-scaled W8A8 (FP8 weights with 128x128 block scales computed in FP8, DeepSeek-V3's checkpoint):
   the GEMM takes FP8 activations with one scale per 128-element group of each row, made by a separate
   per-token-group quantization kernel before every such GEMM outside the fused MoE (`act_quant`).
@@ -470,6 +471,15 @@ def moe_topk(group, layers, tokens, experts, experts_per_token, ab) -> Op:
               act_write_bytes=layers * pairs * (MOE_ROUTE_INDEX_BYTES + MOE_ROUTE_WEIGHT_BYTES))
 
 
+def shared_add(group, layers, tokens, hidden, ab) -> Op:
+    """The shared experts' output added to the routed experts' (one elementwise kernel before the layer's all-reduce,
+    as SGLang's and vLLM's DeepSeek MoE blocks run it): reads both T x h, writes T x h. Worked number (DeepSeek-V3,
+    h = 7168, bf16, T = 4): reads 2·4·7168·2 = 114,688 B, writes 57,344 B per layer.
+    """
+    return Op("shared_add", group, OpKind.ELEMENTWISE, layers, launches=layers, flops=layers * tokens * hidden,
+              act_read_bytes=layers * 2 * tokens * hidden * ab, act_write_bytes=layers * tokens * hidden * ab)
+
+
 def block_quantized_activations(rd: ResolvedDeployment) -> bool:
     """Whether block-scaled weights run W8A8: 8-bit weights with block scales computed in 8 bits. Their GEMMs
     (DeepGEMM, the Triton and CUTLASS block-FP8 GEMMs of vLLM, SGLang and TensorRT-LLM) take FP8 activations
@@ -775,6 +785,7 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
         ops.append(_gemm("shared_up", group, layers, tokens, *su, matrix_scheme("shared_up", rd), ab, nb, rd=rd, sparse=sp))
         ops.append(_activation("shared_act", group, layers, tokens, sd[1], gated, ab))
         ops.append(_gemm("shared_down", group, layers, tokens, *sd, matrix_scheme("shared_down", rd), ab, nb, rd=rd, sparse=sp))
+        ops.append(shared_add(group, layers, tokens, model.hidden_size, ab))
     if multi:
         pairs_sent = tokens * e.experts_per_token * (ep - 1) / ep
         ops.append(Op("all_to_all", group, OpKind.COMM, layers, launches=2 * layers, flops=0.0,

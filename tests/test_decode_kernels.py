@@ -1,6 +1,7 @@
 """The small kernels of a DeepSeek-V3 layer that the operator table counts since issue 12 (hand arithmetic):
-MLA's latent RMSNorms, the absorbed decode's two batched GEMMs through W_UK and W_UV, the MoE routing kernel,
-and the per-token-group FP8 quantization before every block-scaled W8A8 GEMM outside the fused MoE.
+MLA's latent RMSNorms, the absorbed decode's two batched GEMMs through W_UK and W_UV, the MoE routing kernel, the
+sum of the shared and routed experts, and the per-token-group FP8 quantization before every block-scaled W8A8
+GEMM outside the fused MoE.
 
 DeepSeek-V3 shapes (config.json): h = 7168, 128 heads, r_q = 1536, r_kv = 512, d_rope = 64, d_nope = d_v = 128,
 E = 256, k = 8, F_s = 2048 (one shared expert), dense F = 18432, 128 x 128 weight blocks."""
@@ -41,6 +42,20 @@ def test_moe_topk_by_hand():
     assert op.act_read_bytes == 58 * 4 * 256 * 2
     assert op.act_write_bytes == 58 * 4 * 8 * (4 + 4)
     assert op.weight_bytes == 0  # the correction bias is counted with the router's weights
+
+
+def test_shared_add_by_hand():
+    # routed + shared outputs, 4 tokens x 7168 in bf16: read both, write the sum; one launch per layer
+    op = O.shared_add("g", 58, 4, H, 2)
+    assert op.launches == 58
+    assert op.act_read_bytes == 58 * 2 * 4 * H * 2 == 58 * 114_688
+    assert op.act_write_bytes == 58 * 4 * H * 2
+    assert op.flops == 58 * 4 * H
+    # only models with shared experts run it: DeepSeek-V3 does, Mixtral does not
+    rd = W8A8.resolved(DS)
+    assert moe_layer(O.forward_ops(DS, rd, 4, 1, 99, tp=8), "shared_add").launches == 58
+    mixtral = rl.load_model("mixtral-8x7b")
+    assert "shared_add" not in {op.name for op in O.forward_ops(mixtral, rl.Deployment().resolved(mixtral), 4, 1, 99)}
 
 
 def test_act_quant_by_hand():
@@ -110,4 +125,4 @@ def test_bf16_llama_table_unchanged():
     # no MLA, no MoE, no block scales: none of the new kernels appears
     llama = rl.load_model("llama-3.1-8b")
     ops = O.forward_ops(llama, rl.Deployment().resolved(llama), 4, 1, 511)
-    assert not {op.name for op in ops} & {"mla_norms", "moe_topk", "act_quant"}
+    assert not {op.name for op in ops} & {"mla_norms", "moe_topk", "act_quant", "shared_add"}
