@@ -35,6 +35,14 @@ Counting rules
   latent cache is attended directly, like MQA with a 576-wide head) when a
   sequence adds one token (decode); otherwise the latent is decompressed
   through kv_b_proj and attended as MHA (prefill), as vLLM and SGLang do.
+* MLA runs two RMSNorms of its own on the latents (q_a_layernorm over r_q, kv_a_layernorm over
+  r_kv: `mla_norms`), and the absorbed decode applies W_UK and W_UV as two batched GEMMs, one before and
+  one after the attention kernel (`kv_b_proj` launches twice). A MoE layer selects its experts in a
+  routing kernel after the router GEMM (`moe_topk`: scores, grouped top-k, gate weights), and adds its shared
+  experts' output to the routed experts' in a kernel of its own (`shared_add`).
+* Block-scaled W8A8 (FP8 weights with 128x128 block scales computed in FP8, DeepSeek-V3's checkpoint):
+  the GEMM takes FP8 activations with one scale per 128-element group of each row, made by a separate
+  per-token-group quantization kernel before every such GEMM outside the fused MoE (`act_quant`).
 * The input embedding is a row gather (only T rows are read); the LM head runs
   on the last position of each sequence only.
 * Elementwise FLOP counts (norms, activations) are approximate (a few per
@@ -71,6 +79,16 @@ NAIVE_SCORE_PASSES = 4
 # (read by the permute and by the unpermute) and its fp32 gate weight (read by the unpermute).
 MOE_ROUTE_INDEX_BYTES = 4
 MOE_ROUTE_WEIGHT_BYTES = 4
+# Routing kernel of a MoE layer, per (token, expert) score: the score function (sigmoid or softmax, ~3), the
+# correction bias add and the group/top-k comparisons (~2).
+MOE_TOPK_FLOPS_PER_SCORE = 5
+# Per-token-group FP8 quantization of an activation element: absolute value, group max, scale, round/convert.
+ACT_QUANT_FLOPS_PER_ELEMENT = 4
+ACT_QUANT_SCALE_BYTES = 4  # one fp32 scale per group of a row
+FP8_ELEMENT_BYTES = 1
+# The absorbed MLA decode multiplies by W_UK (q_nope -> latent) before attention and by W_UV (latent -> v) after it:
+# two batched GEMMs per layer where the decompressing prefill runs kv_b_proj once.
+ABSORBED_KV_B_LAUNCHES = 2
 
 
 # How tensor parallelism shards each matrix (Megatron-LM layout): row-parallel matrices split their
@@ -421,6 +439,76 @@ def _activation(name, group, layers, tokens, width, gated: bool, ab):
     )
 
 
+def mla_norms(group, layers, tokens, q_lora_rank, kv_lora_rank, ab, nb) -> Op:
+    """MLA's RMSNorms on its latents (no residual): q_a_layernorm over the r_q query latent (when queries are
+    compressed) and kv_a_layernorm over the r_kv KV latent. Each reads its T x width input and writes T x width,
+    and reads its width of weights. Worked number (DeepSeek-V3: r_q = 1536, r_kv = 512, bf16, T = 4): 2 launches,
+    reads 4·2048·2 + 2048·2 = 20,480 B, writes 16,384 B per layer.
+    """
+    widths = [w for w in (q_lora_rank, kv_lora_rank) if w]
+    width = sum(widths)
+    return Op("mla_norms", group, OpKind.ELEMENTWISE, layers, launches=layers * len(widths),
+              flops=layers * NORM_FLOPS_PER_ELEMENT * tokens * width,
+              weight_bytes=layers * width * nb,
+              act_read_bytes=layers * tokens * width * ab,
+              act_write_bytes=layers * tokens * width * ab)
+
+
+def moe_topk(group, layers, tokens, experts, experts_per_token, ab) -> Op:
+    """The routing kernel: the router's T x E scores through the score function (plus the correction bias of
+    noaux_tc routing, whose E values are counted with the router's weights), the (grouped) top-k, and the k gate
+    weights of each token.
+
+    Reads T·E scores, writes T·k int32 expert ids and T·k fp32 gate weights; one launch
+    (the fused kernels: SGLang's moe_fused_gate, TensorRT-LLM's noaux_tc; engines that run it as separate
+    torch operations launch more). Worked number (DeepSeek-V3: E = 256, k = 8, bf16, T = 4): reads 4·256·2
+    = 2,048 B, writes 4·8·(4 + 4) = 256 B, 5,120 FLOPs per layer.
+    """
+    pairs = tokens * experts_per_token
+    return Op("moe_topk", group, OpKind.ELEMENTWISE, layers, launches=layers,
+              flops=layers * MOE_TOPK_FLOPS_PER_SCORE * tokens * experts,
+              act_read_bytes=layers * tokens * experts * ab,
+              act_write_bytes=layers * pairs * (MOE_ROUTE_INDEX_BYTES + MOE_ROUTE_WEIGHT_BYTES))
+
+
+def shared_add(group, layers, tokens, hidden, ab) -> Op:
+    """The shared experts' output added to the routed experts' (one elementwise kernel before the layer's all-reduce,
+    as SGLang's and vLLM's DeepSeek MoE blocks run it): reads both T x h, writes T x h. Worked number (DeepSeek-V3,
+    h = 7168, bf16, T = 4): reads 2·4·7168·2 = 114,688 B, writes 57,344 B per layer.
+    """
+    return Op("shared_add", group, OpKind.ELEMENTWISE, layers, launches=layers, flops=layers * tokens * hidden,
+              act_read_bytes=layers * 2 * tokens * hidden * ab, act_write_bytes=layers * tokens * hidden * ab)
+
+
+def block_quantized_activations(rd: ResolvedDeployment) -> bool:
+    """Whether block-scaled weights run W8A8: 8-bit weights with block scales computed in 8 bits. Their GEMMs
+    (DeepGEMM, the Triton and CUTLASS block-FP8 GEMMs of vLLM, SGLang and TensorRT-LLM) take FP8 activations
+    with one scale per `group_size`-element group of each row, which a quantization kernel makes first."""
+    return rd.weights.granularity == "block" and rd.weights.dtype.bits == 8 and rd.act.bits == 8 and not rd.weight_only
+
+
+def act_quant(group, layers, gemms: list[Op], group_size) -> Op:
+    """Per-token-group FP8 quantization of the inputs of block-scaled W8A8 `gemms` (one kernel each, per layer).
+
+    Each GEMM's T x k input (`gemm_m` x `gemm_k` per layer) is read where the GEMM read it (its `act_read_bytes`,
+    or `kv_read_bytes` for the latents a decompressing kv_b_proj takes from the cache) and written as one FP8 byte
+    per element with one fp32 scale per `group_size` elements; `_quantize_inputs` then makes the GEMM read that.
+    Worked number (DeepSeek-V3 q_a_proj input, h = 7168, groups of 128, bf16, T = 4): reads 4·7168·2 = 57,344 B,
+    writes 4·7168·(1 + 4/128) = 29,568 B.
+    """
+    elements = sum(g.layers * g.gemm_m * g.gemm_k for g in gemms)
+    return Op("act_quant", group, OpKind.ELEMENTWISE, layers, launches=layers * len(gemms),
+              flops=ACT_QUANT_FLOPS_PER_ELEMENT * elements,
+              act_read_bytes=sum(g.act_read_bytes for g in gemms),
+              kv_read_bytes=sum(g.kv_read_bytes for g in gemms),
+              act_write_bytes=elements * quantized_element_bytes(group_size))
+
+
+def quantized_element_bytes(group_size):
+    """Bytes per element of a per-token-group FP8 activation: the FP8 value and its share of the group's fp32 scale."""
+    return FP8_ELEMENT_BYTES + ACT_QUANT_SCALE_BYTES / group_size
+
+
 def _allreduce(name, group, layers, per_layer, tokens, hidden, ab, tp):
     """All-reduce of the T x hidden activations, `per_layer` times per layer (zero on one GPU)."""
     multi = _max(tp - 1, 0) / _max(tp - 1, 1)  # 1 when tp > 1, else 0
@@ -524,6 +612,7 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
     for g in model.layer_groups():
         lab, L = g.label, g.count
         window = g.window if g.window is not None else math.inf
+        group_start = len(ops)
         ops.append(_norms("norms", lab, L, model.n_norms_per_layer, tokens, h, ab, nb))
         for m in model.attention_matrices():
             if m.name == "o_proj":  # the attention core sits between the projections that feed it and o_proj
@@ -539,7 +628,11 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
             if m.name == "kv_b_proj" and not absorbed:
                 op.act_read_bytes = 0.0
                 op.kv_read_bytes = L * m_tokens * kv_bytes_per_token_per_layer(model, rd, tp)
+            elif m.name == "kv_b_proj":  # absorbed: W_UK before the attention kernel, W_UV after it
+                op.launches = L * ABSORBED_KV_B_LAUNCHES
             ops.append(op)
+        if model.mla is not None:
+            ops.append(mla_norms(lab, L, tokens, model.mla.q_lora_rank, model.mla.kv_lora_rank, ab, nb))
         if g.moe:
             ops += _moe_ops(model, rd, lab, L, tokens, tp, gated, ep, global_tokens)
         else:
@@ -550,6 +643,8 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
             ops.append(_activation("mlp_act", lab, L, tokens, _split(model.intermediate_size, tp), gated, ab))
             # [T, F/tp] x [F/tp, h]
             ops.append(_gemm("mlp_down", lab, L, tokens, *_local(down, model, tp), _scheme(down, rd), ab, nb, bias=down.bias, rd=rd, sparse=sp))
+        if block_quantized_activations(rd):
+            ops += _quantize_inputs(ops[group_start:], rd, lab, L, absorbed)
         # all-reduces after attention and after the MLP (one after both with parallel blocks), in one row
         ops.append(_allreduce("allreduce", lab, L, 1 if model.parallel_blocks else 2, tokens, h, ab, tp))
     ops.append(_norms("final_norm", "model", 1, 1, tokens, h, ab, nb))
@@ -562,6 +657,27 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
         for op in ops:
             op.host_bytes = fw * op.weight_bytes + fk * op.kv_read_bytes
     return ops
+
+
+def _quantize_inputs(group_ops: list[Op], rd: ResolvedDeployment, group, layers, absorbed) -> list[Op]:
+    """The `act_quant` op of a layer group's block-scaled W8A8 GEMMs, which then read FP8 activations and scales.
+
+    Those GEMMs are the group's GEMMs stored in the weight format outside the fused MoE (whose kernels quantize
+    their own rows and are timed as one layer): not the router (unquantized), not the absorbed W_UK / W_UV
+    batched GEMMs (SGLang and vLLM keep them in 16 bits; `kv_b_proj` at decode). One quantization per GEMM, as
+    each linear layer of these engines quantizes its own input (an engine that fuses q_a_proj and kv_a_proj
+    quantizes their shared input once).
+    """
+    gemms = [op for op in group_ops if op.kind is OpKind.GEMM and not op.grouped and matrix_scheme(op.name, rd) is rd.weights
+             and not (absorbed and op.name == "kv_b_proj")]
+    if not gemms:
+        return []
+    size = rd.weights.group_size
+    quant = act_quant(group, layers, gemms, size)
+    for op in gemms:  # the GEMM now reads the quantized input (the latents' cache read moved into the quantization)
+        op.act_read_bytes = op.layers * op.gemm_m * op.gemm_k * quantized_element_bytes(size)
+        op.kv_read_bytes = 0.0
+    return [quant]
 
 
 def moe_format(scheme: QuantScheme) -> str | None:
@@ -656,7 +772,8 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     if multi:
         touched, routed = touched / ep, routed / ep
     sp = sparse_applies("experts", rd)
-    ops = [_gemm("router", group, layers, tokens, router.n, router.k, _scheme(router, rd), ab, nb, bias=router.bias)]  # [T, h] x [h, E]
+    ops = [_gemm("router", group, layers, tokens, router.n, router.k, _scheme(router, rd), ab, nb, bias=router.bias),  # [T, h] x [h, E]
+           moe_topk(group, layers, tokens, e.num_experts, e.experts_per_token, ab)]
     up_n, up_k = _local(mats["experts_up"], model, tp)
     dn_n, dn_k = _local(mats["experts_down"], model, tp)
     # per touched expert [T·k/touched, h] x [h, 2F_e/tp]; down [T·k/touched, F_e/tp] x [F_e/tp, h] (T·k/ep rows in all)
@@ -668,6 +785,7 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
         ops.append(_gemm("shared_up", group, layers, tokens, *su, matrix_scheme("shared_up", rd), ab, nb, rd=rd, sparse=sp))
         ops.append(_activation("shared_act", group, layers, tokens, sd[1], gated, ab))
         ops.append(_gemm("shared_down", group, layers, tokens, *sd, matrix_scheme("shared_down", rd), ab, nb, rd=rd, sparse=sp))
+        ops.append(shared_add(group, layers, tokens, model.hidden_size, ab))
     if multi:
         pairs_sent = tokens * e.experts_per_token * (ep - 1) / ep
         ops.append(Op("all_to_all", group, OpKind.COMM, layers, launches=2 * layers, flops=0.0,

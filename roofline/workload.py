@@ -254,7 +254,8 @@ class ResolvedDeployment:
         * dequant_ops_per_weight: vector operations per weight of that dequantization (0 when not weight-only);
         * act_bytes: bytes per activation element moved between kernels. 16-bit or wider compute keeps its own
           width. 8- and 4-bit compute (W8A8, FP8, FP4) quantizes activations inside the GEMM prologue and writes
-          16-bit outputs, so activations in HBM (and all-reduce messages) stay 2 bytes;
+          16-bit outputs, so activations in HBM (and all-reduce messages) stay 2 bytes (block-scaled W8A8 quantizes
+          them in a kernel of its own before the GEMM: `ops.act_quant`);
         * unquantized_bytes: bytes per element of norms, biases and other tensors quantization leaves alone.
         """
         weight_only = self.weights.dtype.is_quantized and self.weights.dtype.bits < self.act.bits
