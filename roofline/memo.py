@@ -109,6 +109,14 @@ def plain(x) -> bool:
     return isinstance(x, (int, float, str, bool)) or x is None
 
 
+def table(name: str) -> Memo:
+    """The library's table named `name` (its hits and misses show whether a cache is found again)."""
+    for t in _TABLES:
+        if t.name == name:
+            return t
+    raise KeyError(f"no memo table named {name!r}")
+
+
 def clear_all() -> None:
     """Empty every memo table of the library."""
     for t in _TABLES:

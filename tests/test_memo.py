@@ -124,3 +124,31 @@ def test_warm_prediction_equals_cold(model_id):
     assert warm.keys() == cold.keys()
     for k, v in cold.items():
         assert warm[k] == v or (v != v and warm[k] != warm[k]), k  # NaN (a price that does not fit) equals NaN
+
+
+@pytest.mark.parametrize("model_id, hw_id, over", [
+    ("llama-3.1-70b", "h100-sxm", dict(tp=4)),  # calibrated by default: decode probes summed set by set
+    ("deepseek-v3", "h200", dict(tp=8, weight_dtype="fp8", activation_dtype="fp8")),
+    ("gemma-2-9b", "l40s", dict(pp=2, pp_microbatches=2)),  # sliding window, a pipeline
+])
+@pytest.mark.parametrize("analytical", [False, True])
+def test_decode_probes_kept_for_a_batch_serve_every_prompt_and_output(model_id, hw_id, over, analytical):
+    """`engine.decode_probes` times a batch's decode probes once; a scenario of another prompt and output length that
+    finds them equals, figure for figure and step for step, the same scenario predicted cold."""
+    hw = rl.load_hardware(hw_id, analytical=analytical)
+    dep = rl.Deployment(**over)
+    other = rl.Workload(batch_size=8, prompt_tokens=300, output_tokens=17)
+    memo.clear_all()
+    rl.predict(model_id, hw, WL, dep)
+    probes = memo.table("engine.decode_probes")
+    misses = probes.misses
+    warm = rl.predict(model_id, hw, other, dep)
+    assert probes.misses == misses and probes.hits >= 1  # the second prompt found the first one's probes
+    memo.clear_all()
+    cold = rl.predict(model_id, hw, other, dep)
+    assert warm.model_dump().keys() == cold.model_dump().keys()
+    for k, v in cold.model_dump().items():
+        assert warm.model_dump()[k] == v or (v != v and warm.model_dump()[k] != warm.model_dump()[k]), k
+    for c in (301, 310, 316):
+        assert warm.tpot_at(c) == cold.tpot_at(c)
+
