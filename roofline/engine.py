@@ -442,18 +442,14 @@ def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceil
         tables = {name: stage(t, pp) for name, t in tables.items()}
         timed_real = {name: time_ops(t, dec if name in ("d1", "d2") else real, tp) for name, t in tables.items()}
         return workspace, tables, timed_real, {name: time_ops(t, floor, tp) for name, t in tables.items()}, None
-    prefill = [name for name in passes if name not in ("d1", "d2")]
-    table = OpTable.of_phases([passes[name] for name in prefill])
-    workspace = _workspace(table)[0, 0]
-    table, both = _time_phases(stage(table, pp), tp, [real, floor])
-    tables, timed_real, timed_floor = {}, {}, {}
-    for i, name in enumerate(prefill):
-        tables[name], timed_real[name], timed_floor[name] = table.phase(i), both.at(i, 0), both.at(i, 1)
+    names = [name for name in passes if name not in ("d1", "d2")]
+    pre = prefill_passes(tuple(passes[name] for name in names), pp, tp, real, floor)
+    tables, timed_real, timed_floor = dict(zip(names, pre.tables)), dict(zip(names, pre.real)), dict(zip(names, pre.floor))
     probes = decode_probes(passes["d1"], passes["d2"], pp, tp, dec, floor)
     tables.update(d1=probes.real.d1, d2=probes.real.d2)
     timed_real.update(d1=probes.real.t1, d2=probes.real.t2)
     timed_floor.update(d1=probes.floor.t1, d2=probes.floor.t2)
-    return workspace, tables, timed_real, timed_floor, probes
+    return pre.workspace, tables, timed_real, timed_floor, probes
 
 
 def _time_phases(table: OpTable, tp, sets: list[Ceilings]) -> tuple[OpTable, Timing]:
@@ -463,6 +459,37 @@ def _time_phases(table: OpTable, tp, sets: list[Ceilings]) -> tuple[OpTable, Tim
     if all(c.curves is None for c in sets):
         return table, time_ops(table, stacked(sets), tp)
     return table, time_ops(table, stacked_per_op([per_op_ceilings(table, c, tp) for c in sets], table.f["flops"].shape), tp)
+
+
+@dataclass(frozen=True)
+class PrefillPasses:
+    """One scenario's prefill passes (the whole prompt, and with prefix caching the prompt after the cached prefix):
+    the activation workspace of the first, and per pass its table (one pipeline stage) and realistic and floor timings."""
+
+    workspace: Any
+    tables: tuple[OpTable, ...]
+    real: tuple[Timing, ...]
+    floor: tuple[Timing, ...]
+
+
+_PREFILL_PASSES = Memo("engine.prefill_passes", maxsize=64)
+
+
+def prefill_passes(passes: tuple, pp, tp, real: Ceilings, floor: Ceilings) -> PrefillPasses:
+    """The prefill passes (one scenario's op lists) stacked in one table (`OpTable.of_phases`), staged and timed against
+    `real` and `floor` at once (`_time_phases`), kept per (op lists, pp, tp, ceilings) as `decode_probes` keeps the
+    decode probes: `ops.forward_ops` shares the op lists of a batch and prompt, so a scenario of another output length
+    (or the same scenario again) finds them timed."""
+    def compute() -> PrefillPasses:
+        table = OpTable.of_phases(list(passes))
+        workspace = _workspace(table)[0, 0]
+        table, both = _time_phases(stage(table, pp), tp, [real, floor])
+        n = range(len(passes))
+        return PrefillPasses(workspace, tuple(table.phase(i) for i in n), tuple(both.at(i, 0) for i in n), tuple(both.at(i, 1) for i in n))
+
+    if not (plain(pp) and plain(tp)):
+        return compute()
+    return _PREFILL_PASSES.get((*map(Identity, passes), pp, tp, Identity(real), Identity(floor)), compute)
 
 
 @dataclass(frozen=True)

@@ -130,25 +130,30 @@ def test_warm_prediction_equals_cold(model_id):
     ("llama-3.1-70b", "h100-sxm", dict(tp=4)),  # calibrated by default: decode probes summed set by set
     ("deepseek-v3", "h200", dict(tp=8, weight_dtype="fp8", activation_dtype="fp8")),
     ("gemma-2-9b", "l40s", dict(pp=2, pp_microbatches=2)),  # sliding window, a pipeline
+    ("llama-3.1-8b", "a100-sxm-80gb", dict(prefix_tokens=512, prefix_hit_rate=0.6)),  # two prefill passes
 ])
 @pytest.mark.parametrize("analytical", [False, True])
-def test_decode_probes_kept_for_a_batch_serve_every_prompt_and_output(model_id, hw_id, over, analytical):
-    """`engine.decode_probes` times a batch's decode probes once; a scenario of another prompt and output length that
-    finds them equals, figure for figure and step for step, the same scenario predicted cold."""
+def test_timed_passes_kept_serve_other_prompts_and_outputs(model_id, hw_id, over, analytical):
+    """`engine.decode_probes` times a batch's decode probes once and `engine.prefill_passes` a batch and prompt's
+    prefill once; a scenario that finds them (another prompt: the probes; another output length: both) equals,
+    figure for figure and step for step, the same scenario predicted cold."""
     hw = rl.load_hardware(hw_id, analytical=analytical)
     dep = rl.Deployment(**over)
-    other = rl.Workload(batch_size=8, prompt_tokens=300, output_tokens=17)
+    probes, prefill = memo.table("engine.decode_probes"), memo.table("engine.prefill_passes")
     memo.clear_all()
     rl.predict(model_id, hw, WL, dep)
-    probes = memo.table("engine.decode_probes")
-    misses = probes.misses
-    warm = rl.predict(model_id, hw, other, dep)
-    assert probes.misses == misses and probes.hits >= 1  # the second prompt found the first one's probes
-    memo.clear_all()
-    cold = rl.predict(model_id, hw, other, dep)
-    assert warm.model_dump().keys() == cold.model_dump().keys()
-    for k, v in cold.model_dump().items():
-        assert warm.model_dump()[k] == v or (v != v and warm.model_dump()[k] != warm.model_dump()[k]), k
-    for c in (301, 310, 316):
-        assert warm.tpot_at(c) == cold.tpot_at(c)
-
+    later = []
+    for wl, prefill_hit in ((rl.Workload(batch_size=8, prompt_tokens=1000, output_tokens=17), False),
+                            (rl.Workload(batch_size=8, prompt_tokens=1000, output_tokens=40), True)):
+        hits = (probes.hits, prefill.hits)
+        later.append((wl, rl.predict(model_id, hw, wl, dep)))
+        assert probes.hits == hits[0] + 1 and prefill.hits == hits[1] + prefill_hit
+    for wl, warm in later:
+        memo.clear_all()
+        cold = rl.predict(model_id, hw, wl, dep)
+        w, c = warm.model_dump(), cold.model_dump()
+        assert w.keys() == c.keys()
+        for k, v in c.items():
+            assert w[k] == v or (v != v and w[k] != w[k]), k
+        for ctx in (1001, 1010, 1000 + wl.output_tokens - 1):
+            assert warm.tpot_at(ctx) == cold.tpot_at(ctx)
