@@ -44,6 +44,20 @@ class Identity(int):
         return f"Identity({type(self.obj).__name__} at {int(self):#x})"
 
 
+class HashedKey(tuple):
+    """A tuple key that hashes once: its hash is computed when it is built and returned after (a key of frozen
+    records, such as `ResolvedDeployment.key()`, looked up many times, would hash every field on every lookup).
+    Equal to, and hashing as, the plain tuple of the same items."""
+
+    def __new__(cls, items) -> "HashedKey":
+        self = super().__new__(cls, items)
+        self._hash = tuple.__hash__(self)  # (a tuple subclass cannot have slots: the hash lives in its __dict__)
+        return self
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 class Memo:
     """One bounded table: `get(key, compute)` returns the stored value or stores `compute()`; past `maxsize`
     entries the oldest stored leaves first (a hit does not reorder: the key, whose hash may cost Python calls,

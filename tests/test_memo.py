@@ -157,3 +157,20 @@ def test_timed_passes_kept_serve_other_prompts_and_outputs(model_id, hw_id, over
             assert w[k] == v or (v != v and w[k] != w[k]), k
         for ctx in (1001, 1010, 1000 + wl.output_tokens - 1):
             assert warm.tpot_at(ctx) == cold.tpot_at(ctx)
+
+
+def test_hashed_key_is_the_tuple_of_its_items():
+    """`memo.HashedKey` hashes once, as the plain tuple does, and equals it: a lookup under either finds one entry."""
+    items = (rl.Deployment(tp=2), 1.5, "bf16")
+    k = memo.HashedKey(items)
+    assert k == items and hash(k) == hash(items) and {items: 1}[k] == 1
+
+
+def test_resolution_key_follows_a_fallback():
+    """A resolution's kept key is rebuilt when `fallen_back` replaces its formats (an int8 compute on a device
+    without int8 tensor cores falls back to a weight-only kernel: another compute dtype, another key)."""
+    m = rl.load_model("llama-3.1-8b")
+    rd = rl.Deployment(weight_dtype="int8", activation_dtype="int8").resolved(m)
+    before = rd.key()
+    fb = rd.fallen_back("test")
+    assert fb.key() != before and fb.key()[-1] == "bf16" and rd.key() is before
