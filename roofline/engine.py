@@ -336,16 +336,16 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     b_mb = batch if pp == 1 else batch / mb
     grid = np.broadcast_shapes(*(np.shape(x) for x in (batch, prompt, output, tp, real.bytes_per_s)))
     h = dep.prefix_hit_rate
-    passes = {"prefill": O.forward_ops(model, rd, b_mb, prompt, 0, tp, ep=ep)}
+    # the forward passes of a request, as (new tokens, past tokens) per sequence (`ops.forward_ops`)
+    passes = {"prefill": (prompt, 0)}
     if h > 0:  # the prefill of a request whose shared prefix is cached
-        passes["hit"] = O.forward_ops(model, rd, b_mb, prompt - dep.prefix_tokens, dep.prefix_tokens, tp, ep=ep)
+        passes["hit"] = (prompt - dep.prefix_tokens, dep.prefix_tokens)
     # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
-    passes["d1"] = O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep)
-    passes["d2"] = O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep)
+    passes["d1"], passes["d2"] = (1, 0), (1, 1)
     # decode is replayed from CUDA graphs, but an engine captures them only up to a batch size: beyond it, eager
     graphed = rd.engine is None or bool(np.all(np.asarray(b_mb) <= rd.engine.cuda_graph_max_batch))
     dec = decode_ceilings(real) if graphed else real
-    workspace, tables, timed_real, timed_floor, probes = _timed_passes(passes, grid, pp, tp, real, floor, dec)
+    workspace, tables, timed_real, timed_floor, probes = _timed_passes(model, rd, b_mb, passes, grid, pp, tp, ep, real, floor, dec)
     pre, pre_real, pre_floor = tables["prefill"], timed_real["prefill"], timed_floor["prefill"]
     ttft = pre_real.time_s.sum(axis=0)
     ttft_floor = pre_floor.time_s.sum(axis=0)
@@ -426,26 +426,27 @@ def _workspace(t: OpTable):
     return t.layer_activation_bytes()
 
 
-def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceilings, floor: Ceilings, dec: Ceilings):
-    """The operator table of each pass (one pipeline stage), timed realistic (decode passes `d1`, `d2` against `dec`)
-    and floor; and the prefill's activation workspace. Returns (workspace, tables, real timings, floor timings,
-    the decode probes' `DecodeProbes`: None for a grid).
+def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[str, tuple], grid: tuple, pp, tp, ep,
+                  real: Ceilings, floor: Ceilings, dec: Ceilings):
+    """The operator table of each pass ({name: (new tokens, past tokens)}, `batch` sequences; one pipeline stage),
+    timed realistic (decode passes `d1`, `d2` against `dec`) and floor; and the prefill's activation workspace.
+    Returns (workspace, tables, real timings, floor timings, the decode probes' `DecodeProbes`: None for a grid).
 
     A grid builds and times pass by pass. One scenario stacks its prefill passes (`prefill`, `hit`) in one table
-    (`OpTable.of_phases`) and times it once against the realistic and floor ceilings at once (`_time_phases`), and
-    its decode probes likewise (`decode_probes`), which depend on the batch but on neither the prompt nor the output
-    length, so they are timed once and kept: the same formulas, called twice (once, warm) instead of eight times.
+    (`OpTable.of_phases`) and times it once against the realistic and floor ceilings at once (`prefill_passes`), and
+    its decode probes likewise (`decode_probes`); the probes depend on the batch but on neither the prompt nor the
+    output length, and both are kept: the same formulas, called twice (or not at all) instead of eight times.
     """
     if grid != ():
-        tables = {name: OpTable.of(ops, grid) for name, ops in passes.items()}
+        tables = {name: OpTable.of(O.forward_ops(model, rd, batch, new, past, tp, ep=ep), grid) for name, (new, past) in passes.items()}
         workspace = _workspace(tables["prefill"])
         tables = {name: stage(t, pp) for name, t in tables.items()}
         timed_real = {name: time_ops(t, dec if name in ("d1", "d2") else real, tp) for name, t in tables.items()}
         return workspace, tables, timed_real, {name: time_ops(t, floor, tp) for name, t in tables.items()}, None
     names = [name for name in passes if name not in ("d1", "d2")]
-    pre = prefill_passes(tuple(passes[name] for name in names), pp, tp, real, floor)
+    pre = prefill_passes(model, rd, batch, tuple(passes[name] for name in names), pp, tp, ep, real, floor)
     tables, timed_real, timed_floor = dict(zip(names, pre.tables)), dict(zip(names, pre.real)), dict(zip(names, pre.floor))
-    probes = decode_probes(passes["d1"], passes["d2"], pp, tp, dec, floor)
+    probes = decode_probes(model, rd, batch, pp, tp, ep, dec, floor)
     tables.update(d1=probes.real.d1, d2=probes.real.d2)
     timed_real.update(d1=probes.real.t1, d2=probes.real.t2)
     timed_floor.update(d1=probes.floor.t1, d2=probes.floor.t2)
@@ -459,6 +460,14 @@ def _time_phases(table: OpTable, tp, sets: list[Ceilings]) -> tuple[OpTable, Tim
     if all(c.curves is None for c in sets):
         return table, time_ops(table, stacked(sets), tp)
     return table, time_ops(table, stacked_per_op([per_op_ceilings(table, c, tp) for c in sets], table.f["flops"].shape), tp)
+
+
+def _kept(table: Memo, key: tuple, compute):
+    """`table.get` under (model's identity, resolution's key, *rest) of `key` = (model, resolution, *rest) where every
+    part of rest is a plain value, a tuple of them or an `Identity`; else `compute()`, not stored (a grid)."""
+    if all(plain(x) or isinstance(x, (Identity, tuple)) for x in key[2:]):
+        return table.get((Identity(key[0]), key[1].key(), *key[2:]), compute)
+    return compute()
 
 
 @dataclass(frozen=True)
@@ -475,21 +484,22 @@ class PrefillPasses:
 _PREFILL_PASSES = Memo("engine.prefill_passes", maxsize=64)
 
 
-def prefill_passes(passes: tuple, pp, tp, real: Ceilings, floor: Ceilings) -> PrefillPasses:
-    """The prefill passes (one scenario's op lists) stacked in one table (`OpTable.of_phases`), staged and timed against
-    `real` and `floor` at once (`_time_phases`), kept per (op lists, pp, tp, ceilings) as `decode_probes` keeps the
-    decode probes: `ops.forward_ops` shares the op lists of a batch and prompt, so a scenario of another output length
-    (or the same scenario again) finds them timed."""
+def prefill_passes(model: ModelSpec, rd: ResolvedDeployment, batch, tokens: tuple[tuple, ...], pp, tp, ep,
+                   real: Ceilings, floor: Ceilings) -> PrefillPasses:
+    """The prefill passes of one scenario (`tokens`: (new, past) tokens per sequence of each, `ops.forward_ops`) stacked
+    in one table (`OpTable.of_phases`), staged and timed against `real` and `floor` at once (`_time_phases`), and kept
+    per (model, resolution, batch, tokens, pp, tp, ep, ceilings): another output length of the same batch and prompt,
+    or the same scenario again, finds them timed (the ceilings of `Ceilings.of` are shared objects)."""
     def compute() -> PrefillPasses:
-        table = OpTable.of_phases(list(passes))
+        table = OpTable.of_phases([O.forward_ops(model, rd, batch, new, past, tp, ep=ep) for new, past in tokens])
         workspace = _workspace(table)[0, 0]
         table, both = _time_phases(stage(table, pp), tp, [real, floor])
-        n = range(len(passes))
+        n = range(len(tokens))
         return PrefillPasses(workspace, tuple(table.phase(i) for i in n), tuple(both.at(i, 0) for i in n), tuple(both.at(i, 1) for i in n))
 
-    if not (plain(pp) and plain(tp)):
+    if not all(plain(x) for pair in tokens for x in pair):
         return compute()
-    return _PREFILL_PASSES.get((*map(Identity, passes), pp, tp, Identity(real), Identity(floor)), compute)
+    return _kept(_PREFILL_PASSES, (model, rd, batch, tokens, pp, tp, ep, Identity(real), Identity(floor)), compute)
 
 
 @dataclass(frozen=True)
@@ -506,25 +516,24 @@ class DecodeProbes:
 _DECODE_PROBES = Memo("engine.decode_probes", maxsize=64)
 
 
-def decode_probes(d1: list[O.Op], d2: list[O.Op], pp, tp, dec: Ceilings, floor: Ceilings) -> DecodeProbes:
-    """The decode probes `d1`, `d2` (one scenario's op lists) stacked, staged and timed against `dec` and `floor` at
-    once (`_time_phases`), kept per (op lists, pp, tp, ceilings): the op lists of `ops.forward_ops` and the ceilings
-    of `Ceilings.of` are shared objects, so every prompt and output length of a batch finds the same entry.
+def decode_probes(model: ModelSpec, rd: ResolvedDeployment, batch, pp, tp, ep, dec: Ceilings, floor: Ceilings) -> DecodeProbes:
+    """The decode probes of `batch` sequences (one new token each after 0 and 1 past tokens, `ops.forward_ops`) stacked,
+    staged and timed against `dec` and `floor` at once (`_time_phases`), kept per (model, resolution, batch, pp, tp,
+    ep, ceilings): every prompt and output length of a batch finds them.
 
     An uncalibrated profile sums its realistic and floor decode steps in one pass over both sets (`both`); a
     calibrated one set by set (summing both at once adds them in another order: the last bit may differ).
     """
     def compute() -> DecodeProbes:
-        table, timed = _time_phases(stage(OpTable.of_phases([d1, d2]), pp), tp, [dec, floor])
+        ops = [O.forward_ops(model, rd, batch, 1, past, tp, ep=ep) for past in (0, 1)]
+        table, timed = _time_phases(stage(OpTable.of_phases(ops), pp), tp, [dec, floor])
         t1, t2 = table.phase(0), table.phase(1)
         if dec.curves is None:
             both = DecodeSteps(t1, t2, timed.at(0), timed.at(1))
             return DecodeProbes(both.at(0), both.at(1), both)
         return DecodeProbes(DecodeSteps(t1, t2, timed.at(0, 0), timed.at(1, 0)), DecodeSteps(t1, t2, timed.at(0, 1), timed.at(1, 1)), None)
 
-    if not (plain(pp) and plain(tp)):
-        return compute()
-    return _DECODE_PROBES.get((Identity(d1), Identity(d2), pp, tp, Identity(dec), Identity(floor)), compute)
+    return _kept(_DECODE_PROBES, (model, rd, batch, pp, tp, ep, Identity(dec), Identity(floor)), compute)
 
 
 def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:
