@@ -96,7 +96,8 @@ def band(value: float, family: str, hw_class: str, precision: str) -> Band | Non
         return None
     e = entries[key]
     lo, hi = log_limits(e)
-    return Band(low=value * math.exp(lo), high=value * math.exp(hi), level=level, rows=e["n"], basis=key)
+    # every field already of its type (floats, the shipped file's int count and key): built without validating again
+    return Band.model_construct(low=value * math.exp(lo), high=value * math.exp(hi), level=level, rows=e["n"], basis=key)
 
 
 def bands_for(figures: dict[str, tuple[float, str]], hw, weight_dtype: str | None, activation_dtype: str | None) -> dict[str, Band]:

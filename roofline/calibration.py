@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .attention_shapes import wave_efficiency
 from .errors import SpecError, validation_message
 from .files import read_mapping
-from .memo import Identity, Memo, identity_cached_property
+from .memo import identity_cached_property
 
 SCHEMA_VERSION = 1
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False,
@@ -538,10 +538,7 @@ class CalibratedCurves:
         tile_safe = np.where(tile > 0, tile, 1.0)
         pad = np.where(tile > 0, np.ceil(m / tile_safe) * tile_safe / m, 1.0)
         work = flops * pad / (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))  # padded FLOPs at the dense rate
-        # the two table lookups depend on the ops alone: the realistic and the replayed (decode) sets of one
-        # scenario time the same table and share them
-        compute_fraction, table_fraction = _GEMM_LOOKUPS.get(
-            (Identity(self.gemm), Identity(t)), lambda: (self.gemm_compute.at(nk), self.gemm.at(m, nk)))
+        compute_fraction, table_fraction = self.gemm_compute.at(nk), self.gemm.at(m, nk)
         compute_rate = self.gemm_peak * compute_fraction
         table_rate = self.gemm_peak * table_fraction
         measured_s = work / table_rate
@@ -574,7 +571,6 @@ def gemv_line(line: tuple[float, float], kernels, weight_bytes):
     return kernels * t0 + np.asarray(weight_bytes, dtype=float) / rate
 
 
-_GEMM_LOOKUPS = Memo("calibration.gemm_lookups", maxsize=16)  # (table, OpTable) -> (f_c(N·K), f(M, N·K)) per op
 
 
 class ComputeColumn:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import ops as O
+from .memo import Identity, Memo, memoized, plain
 from .parallelism import (
     engine_step_tokens,
     kv_allocated_tokens,
@@ -95,7 +96,7 @@ class DecodeSteps:
     compute/memory terms or a communication term, never both.
     """
 
-    def __init__(self, d1: OpTable, d2: OpTable, t1: Timing, t2: Timing, lo, hi):
+    def __init__(self, d1: OpTable, d2: OpTable, t1: Timing, t2: Timing, lo=None, hi=None):
         self.d1, self.d2, self.t1, self.t2, self.lo, self.hi = d1, d2, t1, t2, lo, hi
         axes = tuple(range(1, d1.f["flops"].ndim))
         moves = (d2.hbm_bytes != d1.hbm_bytes) | (d2.f["flops"] != d1.f["flops"])
@@ -103,13 +104,21 @@ class DecodeSteps:
         self.any_dep = bool(self.dep.any())
         self.win = d1.windows[self.dep].reshape((-1,) + (1,) * (t1.compute_s.ndim - 1))  # broadcast against the terms
         self.const_step_s = t1.time_s[~self.dep].sum(axis=0)
-        self.count = _n_in(lo, hi)
+        self.count = None if lo is None else _n_in(lo, hi)
         dep = self.dep
         # intercepts (at m = 1) and slopes of the context-dependent ops' compute and memory terms
         self.c1, self.cs = t1.compute_s[dep], t2.compute_s[dep] - t1.compute_s[dep]
         self.m1, self.ms = t1.memory_s[dep], t2.memory_s[dep] - t1.memory_s[dep]
         self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
         self._mean_m = None
+
+    def over(self, lo, hi) -> "DecodeSteps":
+        """The same probes over the steps at contexts lo..hi: nothing above depends on the range, so probes timed once
+        (without a range, lo = hi = None) serve every prompt and output length (`evaluate`, one scenario)."""
+        out = object.__new__(DecodeSteps)
+        out.__dict__.update(self.__dict__)
+        out.lo, out.hi, out.count, out._mean_m = lo, hi, _n_in(lo, hi), None
+        return out
 
     def at(self, j: int) -> "DecodeSteps":
         """The steps timed against set `j` of several sets of ceilings stacked on the last axis of the timings
@@ -273,6 +282,7 @@ def microbatches(dep, batch):
     return 1 if dep.pp == 1 else (dep.pp_microbatches or np.minimum(batch, dep.pp))
 
 
+@memoized(lambda real: (Identity(real),) if np.ndim(real.bytes_per_s) == 0 else None)  # one device's: kept, so `decode_probes` finds it again
 def decode_ceilings(real: Ceilings) -> Ceilings:
     """The ceilings decode steps are timed against: a calibrated profile charges each decode launch the per-kernel
     cost of a CUDA-graph replay (`CalibratedCurves.graph_overhead_s`: the calibration's measurement, else the
@@ -326,16 +336,16 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     b_mb = batch if pp == 1 else batch / mb
     grid = np.broadcast_shapes(*(np.shape(x) for x in (batch, prompt, output, tp, real.bytes_per_s)))
     h = dep.prefix_hit_rate
-    passes = {"prefill": O.forward_ops(model, rd, b_mb, prompt, 0, tp, ep=ep)}
+    # the forward passes of a request, as (new tokens, past tokens) per sequence (`ops.forward_ops`)
+    passes = {"prefill": (prompt, 0)}
     if h > 0:  # the prefill of a request whose shared prefix is cached
-        passes["hit"] = O.forward_ops(model, rd, b_mb, prompt - dep.prefix_tokens, dep.prefix_tokens, tp, ep=ep)
+        passes["hit"] = (prompt - dep.prefix_tokens, dep.prefix_tokens)
     # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
-    passes["d1"] = O.forward_ops(model, rd, b_mb, 1, 0, tp, ep=ep)
-    passes["d2"] = O.forward_ops(model, rd, b_mb, 1, 1, tp, ep=ep)
+    passes["d1"], passes["d2"] = (1, 0), (1, 1)
     # decode is replayed from CUDA graphs, but an engine captures them only up to a batch size: beyond it, eager
     graphed = rd.engine is None or bool(np.all(np.asarray(b_mb) <= rd.engine.cuda_graph_max_batch))
     dec = decode_ceilings(real) if graphed else real
-    workspace, tables, timed_real, timed_floor, timed_sets = _timed_passes(passes, grid, pp, tp, real, floor, dec)
+    workspace, tables, timed_real, timed_floor, probes = _timed_passes(model, rd, b_mb, passes, grid, pp, tp, ep, real, floor, dec)
     pre, pre_real, pre_floor = tables["prefill"], timed_real["prefill"], timed_floor["prefill"]
     ttft = pre_real.time_s.sum(axis=0)
     ttft_floor = pre_floor.time_s.sum(axis=0)
@@ -348,10 +358,12 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     lo = prompt + 1
     hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
     n = np.maximum(steps, 1)
-    if timed_sets is not None:  # one scenario: the realistic and floor decode sums in one pass over both sets
-        both = DecodeSteps(d1, d2, timed_sets["d1"], timed_sets["d2"], lo, hi)
-        dec_real, dec_floor = both.at(0), both.at(1)
-        tpot, tpot_floor = both.total_s() / n
+    if probes is not None:  # one scenario: the decode probes timed once for this batch, over this scenario's steps
+        dec_real, dec_floor = probes.real.over(lo, hi), probes.floor.over(lo, hi)
+        if probes.both is not None:  # the realistic and floor decode sums in one pass over both sets
+            tpot, tpot_floor = probes.both.over(lo, hi).total_s() / n
+        else:
+            tpot, tpot_floor = dec_real.total_s() / n, dec_floor.total_s() / n
     else:
         dec_real = DecodeSteps(d1, d2, timed_real["d1"], timed_real["d2"], lo, hi)
         dec_floor = DecodeSteps(d1, d2, timed_floor["d1"], timed_floor["d2"], lo, hi)
@@ -414,41 +426,114 @@ def _workspace(t: OpTable):
     return t.layer_activation_bytes()
 
 
-def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceilings, floor: Ceilings, dec: Ceilings):
-    """The operator table of each pass (one pipeline stage), timed realistic (decode passes `d1`, `d2` against `dec`)
-    and floor; and the prefill's activation workspace. Returns (workspace, tables, real timings, floor timings,
-    decode timings against both on their last axis: None but for one uncalibrated scenario).
+def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[str, tuple], grid: tuple, pp, tp, ep,
+                  real: Ceilings, floor: Ceilings, dec: Ceilings):
+    """The operator table of each pass ({name: (new tokens, past tokens)}, `batch` sequences; one pipeline stage),
+    timed realistic (decode passes `d1`, `d2` against `dec`) and floor; and the prefill's activation workspace.
+    Returns (workspace, tables, real timings, floor timings, the decode probes' `DecodeProbes`: None for a grid).
 
-    A grid builds and times pass by pass. One scenario stacks every pass in one table (`OpTable.of_phases`) and
-    times it once, against every set of ceilings at once (`stacked`; a calibrated profile's sets first resolved
-    to one rate per op through its measured curves, `per_op_ceilings`, and stacked with `stacked_per_op`): the
-    same formulas, called once instead of eight times.
+    A grid builds and times pass by pass. One scenario stacks its prefill passes (`prefill`, `hit`) in one table
+    (`OpTable.of_phases`) and times it once against the realistic and floor ceilings at once (`prefill_passes`), and
+    its decode probes likewise (`decode_probes`); the probes depend on the batch but on neither the prompt nor the
+    output length, and both are kept: the same formulas, called twice (or not at all) instead of eight times.
     """
     if grid != ():
-        tables = {name: OpTable.of(ops, grid) for name, ops in passes.items()}
+        tables = {name: OpTable.of(O.forward_ops(model, rd, batch, new, past, tp, ep=ep), grid) for name, (new, past) in passes.items()}
         workspace = _workspace(tables["prefill"])
         tables = {name: stage(t, pp) for name, t in tables.items()}
         timed_real = {name: time_ops(t, dec if name in ("d1", "d2") else real, tp) for name, t in tables.items()}
         return workspace, tables, timed_real, {name: time_ops(t, floor, tp) for name, t in tables.items()}, None
-    table = OpTable.of_phases(list(passes.values()))
-    workspace = _workspace(table)[0, 0]
-    table = stage(table, pp)
-    sets = [real, floor] if dec is real else [real, floor, dec]
-    if real.curves is None:
-        both = time_ops(table, stacked(sets), tp)
-    else:  # each calibrated set resolved to one rate per op, then every set timed in one call
-        both = time_ops(table, stacked_per_op([per_op_ceilings(table, c, tp) for c in sets], table.f["flops"].shape), tp)
-    at = both.at
-    decode_set = 0 if dec is real else 2
-    tables, timed_real, timed_floor = {}, {}, {}
-    for i, name in enumerate(passes):
-        tables[name] = table.phase(i)
-        timed_real[name] = at(i, decode_set if name in ("d1", "d2") else 0)
-        timed_floor[name] = at(i, 1)
-    # the decode passes against (real, floor) on their last axis, for `DecodeSteps.at`; a calibrated profile sums its
-    # decode steps set by set, as before (summing both at once adds them in another order: the last bit may differ)
-    timed_sets = {name: both.at(i) for i, name in enumerate(passes) if name in ("d1", "d2")} if real.curves is None else None
-    return workspace, tables, timed_real, timed_floor, timed_sets
+    names = [name for name in passes if name not in ("d1", "d2")]
+    pre = prefill_passes(model, rd, batch, tuple(passes[name] for name in names), pp, tp, ep, real, floor)
+    tables, timed_real, timed_floor = dict(zip(names, pre.tables)), dict(zip(names, pre.real)), dict(zip(names, pre.floor))
+    probes = decode_probes(model, rd, batch, pp, tp, ep, dec, floor)
+    tables.update(d1=probes.real.d1, d2=probes.real.d2)
+    timed_real.update(d1=probes.real.t1, d2=probes.real.t2)
+    timed_floor.update(d1=probes.floor.t1, d2=probes.floor.t2)
+    return pre.workspace, tables, timed_real, timed_floor, probes
+
+
+def _time_phases(table: OpTable, tp, sets: list[Ceilings]) -> tuple[OpTable, Timing]:
+    """A table of stacked passes (`OpTable.of_phases`) timed against several sets of ceilings at once, set j on the
+    last axis (`stacked`; a calibrated profile's sets first resolved to one rate per op through its measured curves,
+    `per_op_ceilings`, and stacked with `stacked_per_op`)."""
+    if all(c.curves is None for c in sets):
+        return table, time_ops(table, stacked(sets), tp)
+    return table, time_ops(table, stacked_per_op([per_op_ceilings(table, c, tp) for c in sets], table.f["flops"].shape), tp)
+
+
+def _kept(table: Memo, key: tuple, compute):
+    """`table.get` under (model's identity, resolution's key, *rest) of `key` = (model, resolution, *rest) where every
+    part of rest is a plain value, a tuple of them or an `Identity`; else `compute()`, not stored (a grid)."""
+    if all(plain(x) or isinstance(x, (Identity, tuple)) for x in key[2:]):
+        return table.get((Identity(key[0]), key[1].key(), *key[2:]), compute)
+    return compute()
+
+
+@dataclass(frozen=True)
+class PrefillPasses:
+    """One scenario's prefill passes (the whole prompt, and with prefix caching the prompt after the cached prefix):
+    the activation workspace of the first, and per pass its table (one pipeline stage) and realistic and floor timings."""
+
+    workspace: Any
+    tables: tuple[OpTable, ...]
+    real: tuple[Timing, ...]
+    floor: tuple[Timing, ...]
+
+
+_PREFILL_PASSES = Memo("engine.prefill_passes", maxsize=64)
+
+
+def prefill_passes(model: ModelSpec, rd: ResolvedDeployment, batch, tokens: tuple[tuple, ...], pp, tp, ep,
+                   real: Ceilings, floor: Ceilings) -> PrefillPasses:
+    """The prefill passes of one scenario (`tokens`: (new, past) tokens per sequence of each, `ops.forward_ops`) stacked
+    in one table (`OpTable.of_phases`), staged and timed against `real` and `floor` at once (`_time_phases`), and kept
+    per (model, resolution, batch, tokens, pp, tp, ep, ceilings): another output length of the same batch and prompt,
+    or the same scenario again, finds them timed (the ceilings of `Ceilings.of` are shared objects)."""
+    def compute() -> PrefillPasses:
+        table = OpTable.of_phases([O.forward_ops(model, rd, batch, new, past, tp, ep=ep) for new, past in tokens])
+        workspace = _workspace(table)[0, 0]
+        table, both = _time_phases(stage(table, pp), tp, [real, floor])
+        n = range(len(tokens))
+        return PrefillPasses(workspace, tuple(table.phase(i) for i in n), tuple(both.at(i, 0) for i in n), tuple(both.at(i, 1) for i in n))
+
+    if not all(plain(x) for pair in tokens for x in pair):
+        return compute()
+    return _kept(_PREFILL_PASSES, (model, rd, batch, tokens, pp, tp, ep, Identity(real), Identity(floor)), compute)
+
+
+@dataclass(frozen=True)
+class DecodeProbes:
+    """One scenario's decode probes (contexts 1 and 2, one pipeline stage) timed realistic and floor, as `DecodeSteps`
+    without a range (`DecodeSteps.over` gives the steps of a prompt and output); `both` holds the two sets on its last
+    axis where they are summed in one pass (an uncalibrated profile), else None."""
+
+    real: DecodeSteps
+    floor: DecodeSteps
+    both: DecodeSteps | None
+
+
+_DECODE_PROBES = Memo("engine.decode_probes", maxsize=64)
+
+
+def decode_probes(model: ModelSpec, rd: ResolvedDeployment, batch, pp, tp, ep, dec: Ceilings, floor: Ceilings) -> DecodeProbes:
+    """The decode probes of `batch` sequences (one new token each after 0 and 1 past tokens, `ops.forward_ops`) stacked,
+    staged and timed against `dec` and `floor` at once (`_time_phases`), kept per (model, resolution, batch, pp, tp,
+    ep, ceilings): every prompt and output length of a batch finds them.
+
+    An uncalibrated profile sums its realistic and floor decode steps in one pass over both sets (`both`); a
+    calibrated one set by set (summing both at once adds them in another order: the last bit may differ).
+    """
+    def compute() -> DecodeProbes:
+        ops = [O.forward_ops(model, rd, batch, 1, past, tp, ep=ep) for past in (0, 1)]
+        table, timed = _time_phases(stage(OpTable.of_phases(ops), pp), tp, [dec, floor])
+        t1, t2 = table.phase(0), table.phase(1)
+        if dec.curves is None:
+            both = DecodeSteps(t1, t2, timed.at(0), timed.at(1))
+            return DecodeProbes(both.at(0), both.at(1), both)
+        return DecodeProbes(DecodeSteps(t1, t2, timed.at(0, 0), timed.at(1, 0)), DecodeSteps(t1, t2, timed.at(0, 1), timed.at(1, 1)), None)
+
+    return _kept(_DECODE_PROBES, (model, rd, batch, pp, tp, ep, Identity(dec), Identity(floor)), compute)
 
 
 def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:

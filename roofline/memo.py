@@ -44,6 +44,20 @@ class Identity(int):
         return f"Identity({type(self.obj).__name__} at {int(self):#x})"
 
 
+class HashedKey(tuple):
+    """A tuple key that hashes once: its hash is computed when it is built and returned after (a key of frozen
+    records, such as `ResolvedDeployment.key()`, looked up many times, would hash every field on every lookup).
+    Equal to, and hashing as, the plain tuple of the same items."""
+
+    def __new__(cls, items) -> "HashedKey":
+        self = super().__new__(cls, items)
+        self._hash = tuple.__hash__(self)  # (a tuple subclass cannot have slots: the hash lives in its __dict__)
+        return self
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 class Memo:
     """One bounded table: `get(key, compute)` returns the stored value or stores `compute()`; past `maxsize`
     entries the oldest stored leaves first (a hit does not reorder: the key, whose hash may cost Python calls,
@@ -107,6 +121,14 @@ def memoized(key: Callable[..., Any], maxsize: int = DEFAULT_MAXSIZE, freeze: Ca
 def plain(x) -> bool:
     """A number or string usable as a key part as it is (not an array, whose `==` is elementwise)."""
     return isinstance(x, (int, float, str, bool)) or x is None
+
+
+def table(name: str) -> Memo:
+    """The library's table named `name` (its hits and misses show whether a cache is found again)."""
+    for t in _TABLES:
+        if t.name == name:
+            return t
+    raise KeyError(f"no memo table named {name!r}")
 
 
 def clear_all() -> None:

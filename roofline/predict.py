@@ -21,6 +21,7 @@ callers have always imported them from.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import TYPE_CHECKING, Any, Literal
@@ -191,7 +192,14 @@ def _inputs(model, hw, workload, deployment) -> tuple[ModelSpec, HardwareProfile
         raise TypeError(f"workload: expected a roofline.Workload, got {type(workload).__name__}")
     if deployment is not None and not isinstance(deployment, Deployment):
         raise TypeError(f"deployment: expected a roofline.Deployment or None, got {type(deployment).__name__}")
-    return as_model(model), as_hardware(hw), deployment or Deployment()
+    return as_model(model), as_hardware(hw), deployment or _default_deployment()
+
+
+@functools.cache
+def _default_deployment() -> Deployment:
+    """`Deployment()`, built once: it is frozen, so every prediction without a deployment shares it (and the memo
+    keys that hold it compare by identity first)."""
+    return Deployment()
 
 
 def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deployment: Deployment | None = None) -> Prediction:

@@ -65,7 +65,7 @@ import numpy as np
 from .collectives import allreduce_s
 from .gemm_shapes import K_FILL, gemm_efficiency
 from .hardware import HardwareProfile
-from .memo import Identity, memoized
+from .memo import Identity, memoized, plain
 from .ops import NUMERIC_FIELDS, Op, OpKind
 
 _NUMERIC_GETTER = operator.attrgetter(*NUMERIC_FIELDS)
@@ -342,8 +342,15 @@ def per_op_ceilings(t: OpTable, c: Ceilings, tp) -> Ceilings:
     the measured curves (`per_op_ceilings`); analytical ceilings (no curves) as they are."""
     if c.curves is None:
         return c
-    c = c.curves.prepare(c, tp)
+    c = prepared(c, tp)
     return replace(c.curves.per_op_ceilings(t, c), curves=None)
+
+
+@memoized(lambda c, tp: (Identity(c), tp) if plain(tp) else None)
+def prepared(c: Ceilings, tp) -> Ceilings:
+    """`CalibratedCurves.prepare` of calibrated ceilings for a tp group, kept per (ceilings, tp): it depends on neither
+    the ops nor the scenario, and every prefill a device times at one tp asks for it again."""
+    return c.curves.prepare(c, tp)
 
 
 def stacked_per_op(sets: list[Ceilings], shape: tuple[int, ...]) -> Ceilings:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .dtypes import DEQUANT_OPS_PER_WEIGHT, QuantScheme, get_dtype
 from .engines import DEFAULT_ENGINE, load_engine
 from .errors import SpecError, renamed
+from .memo import HashedKey
 from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, CheckpointQuant, ModelSpec, kv_scheme
 from .units import GIB
 
@@ -181,7 +182,7 @@ class Deployment(BaseModel):
 class ResolvedDeployment:
     """A Deployment with dtypes resolved against a model: what `ops.py` consumes."""
 
-    __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes", "engine",
+    __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes", "engine", "_key",
                  "weight_only", "dequant_ops_per_weight", "act_bytes", "unquantized_bytes", "kept", "act_from_checkpoint")
 
     @classmethod
@@ -223,6 +224,7 @@ class ResolvedDeployment:
         self.kv = kv_scheme(dep.kv_dtype or (checkpoint.kv_dtype if checkpoint else None) or native_dtype)
         self.compute_key = ad.peak_key
         self.notes = []
+        self._key = None  # `key()`, built on first use
         self.engine = None if dep.engine is None else load_engine(dep.engine)
         # looked up by every operator of every pass: derived once here (see `_derived_sizes` for each formula)
         self.weight_only, self.dequant_ops_per_weight, self.act_bytes, self.unquantized_bytes = self._derived_sizes()
@@ -238,14 +240,20 @@ class ResolvedDeployment:
         out.weights, out.kept, out.kv = self.weights, self.kept, self.kv  # the checkpoint's layout, unchanged
         out.weight_only, out.dequant_ops_per_weight, out.act_bytes, out.unquantized_bytes = out._derived_sizes()
         out.notes = [*self.notes, reason]
+        out._key = None  # the formats above replaced those `of` resolved
         return out
 
     def key(self) -> tuple:
         """What every size and time derived from this resolution depends on, as a hashable tuple (a `memo` key):
         the deployment (engine named in it) and the resolved formats. `notes` are left out: they change no number;
         `weight_only`, `dequant_ops_per_weight`, `act_bytes`, `unquantized_bytes` and `act_from_checkpoint` follow
-        from the rest. Keyed together with the model's identity, since the formats were resolved against it."""
-        return (self.dep, self.weights, self.act, self.kv, self.native, self.unquantized, self.kept, self.compute_key)
+        from the rest. Keyed together with the model's identity, since the formats were resolved against it.
+
+        Built once per resolution and kept with its hash (`memo.HashedKey`): a prediction looks its op lists, weights
+        and workspace up under it several times, and hashing the deployment's fields each time cost more than the lookup."""
+        if self._key is None:
+            self._key = HashedKey((self.dep, self.weights, self.act, self.kv, self.native, self.unquantized, self.kept, self.compute_key))
+        return self._key
 
     def _derived_sizes(self) -> tuple[bool, int, float, float]:
         """(weight_only, dequant_ops_per_weight, act_bytes, unquantized_bytes):

@@ -124,3 +124,53 @@ def test_warm_prediction_equals_cold(model_id):
     assert warm.keys() == cold.keys()
     for k, v in cold.items():
         assert warm[k] == v or (v != v and warm[k] != warm[k]), k  # NaN (a price that does not fit) equals NaN
+
+
+@pytest.mark.parametrize("model_id, hw_id, over", [
+    ("llama-3.1-70b", "h100-sxm", dict(tp=4)),  # calibrated by default: decode probes summed set by set
+    ("deepseek-v3", "h200", dict(tp=8, weight_dtype="fp8", activation_dtype="fp8")),
+    ("gemma-2-9b", "l40s", dict(pp=2, pp_microbatches=2)),  # sliding window, a pipeline
+    ("llama-3.1-8b", "a100-sxm-80gb", dict(prefix_tokens=512, prefix_hit_rate=0.6)),  # two prefill passes
+])
+@pytest.mark.parametrize("analytical", [False, True])
+def test_timed_passes_kept_serve_other_prompts_and_outputs(model_id, hw_id, over, analytical):
+    """`engine.decode_probes` times a batch's decode probes once and `engine.prefill_passes` a batch and prompt's
+    prefill once; a scenario that finds them (another prompt: the probes; another output length: both) equals,
+    figure for figure and step for step, the same scenario predicted cold."""
+    hw = rl.load_hardware(hw_id, analytical=analytical)
+    dep = rl.Deployment(**over)
+    probes, prefill = memo.table("engine.decode_probes"), memo.table("engine.prefill_passes")
+    memo.clear_all()
+    rl.predict(model_id, hw, WL, dep)
+    later = []
+    for wl, prefill_hit in ((rl.Workload(batch_size=8, prompt_tokens=1000, output_tokens=17), False),
+                            (rl.Workload(batch_size=8, prompt_tokens=1000, output_tokens=40), True)):
+        hits = (probes.hits, prefill.hits)
+        later.append((wl, rl.predict(model_id, hw, wl, dep)))
+        assert probes.hits == hits[0] + 1 and prefill.hits == hits[1] + prefill_hit
+    for wl, warm in later:
+        memo.clear_all()
+        cold = rl.predict(model_id, hw, wl, dep)
+        w, c = warm.model_dump(), cold.model_dump()
+        assert w.keys() == c.keys()
+        for k, v in c.items():
+            assert w[k] == v or (v != v and w[k] != w[k]), k
+        for ctx in (1001, 1010, 1000 + wl.output_tokens - 1):
+            assert warm.tpot_at(ctx) == cold.tpot_at(ctx)
+
+
+def test_hashed_key_is_the_tuple_of_its_items():
+    """`memo.HashedKey` hashes once, as the plain tuple does, and equals it: a lookup under either finds one entry."""
+    items = (rl.Deployment(tp=2), 1.5, "bf16")
+    k = memo.HashedKey(items)
+    assert k == items and hash(k) == hash(items) and {items: 1}[k] == 1
+
+
+def test_resolution_key_follows_a_fallback():
+    """A resolution's kept key is rebuilt when `fallen_back` replaces its formats (an int8 compute on a device
+    without int8 tensor cores falls back to a weight-only kernel: another compute dtype, another key)."""
+    m = rl.load_model("llama-3.1-8b")
+    rd = rl.Deployment(weight_dtype="int8", activation_dtype="int8").resolved(m)
+    before = rd.key()
+    fb = rd.fallen_back("test")
+    assert fb.key() != before and fb.key()[-1] == "bf16" and rd.key() is before
