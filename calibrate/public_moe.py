@@ -11,8 +11,12 @@ min(E, T·k) distinct experts, each with T·k / touched rows), no expert paralle
 and, per format, the most measured gated kernel source (the engine's default path; non-gated sources
 are left out). Formats (`TABLE_FORMATS`): bfloat16 -> bf16; fp8 (per-tensor scales) -> fp8; fp8_block
 (128 x 128 block scales) -> fp8_block, both computed at fp8 (the two run different kernels: vLLM 0.24's
-per-tensor path is FlashInfer's CUTLASS MoE, its block path Triton); w4a16_mxfp4 -> fp4 weights
-computed at bf16 (gpt-oss).
+per-tensor path is FlashInfer's CUTLASS MoE, its block path Triton); the 4-bit formats are one weight
+format, fp4, told apart by the dtype they compute at (`calibration.moe_key`): w4a16_mxfp4 -> fp4 weights
+computed at bf16 (gpt-oss on Hopper, key "fp4"), w4a8_mxfp4_mxfp8 -> computed at fp8 (gpt-oss on Blackwell,
+"fp4-fp8"), nvfp4 -> computed at fp4 with one scale per 16 weights (`trtllm_bench.NVFP4_BLOCK`, against MXFP4's 32, our fp4 default; the NVFP4 checkpoints of
+DeepSeek, Qwen3, Llama on Blackwell, "fp4-fp4"). A pass computing at fp4 then takes the NVFP4 curve and a
+W4A16 pass the MXFP4 one, never each other's.
 
 Fit. For every row the five kernels `roofline.ops.fused_moe_ops` lists for that shape are timed by the
 roofline's own `time_ops` at unit fractions (the datasheet peak and bandwidth, tile padding, no launch
@@ -34,17 +38,23 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from roofline.calibration import MoeCurve
+from roofline.calibration import MoeCurve, moe_key
 from roofline.ops import fused_moe_ops
 from roofline.roofline import Ceilings, OpTable, time_ops
 from roofline.workload import Deployment, ResolvedDeployment
 
+from .trtllm_bench import NVFP4_BLOCK
+
 TABLE = "moe_perf.parquet"
-TABLE_TIME_S = 1e-3  # milliseconds
-# table moe_dtype -> (`calibration.MOE_FORMATS` key, our weight dtype, compute dtype, scale granularity)
-TABLE_FORMATS = {"bfloat16": ("bf16", "bf16", "bf16", None), "fp8": ("fp8", "fp8", "fp8", None),
-                 "fp8_block": ("fp8_block", "fp8", "fp8", "block"), "w4a16_mxfp4": ("fp4", "fp4", "bf16", None)}
 BLOCK = 128  # fp8_block: one scale per 128 x 128 block
+TABLE_TIME_S = 1e-3  # milliseconds
+# table moe_dtype -> (`calibration.MOE_FORMATS` name, our weight dtype, compute dtype, scale granularity, weight group
+# size (None: the dtype's default)); the curve's key is `calibration.moe_key(name, compute dtype)`
+TABLE_FORMATS = {"bfloat16": ("bf16", "bf16", "bf16", None, None), "fp8": ("fp8", "fp8", "fp8", None, None),
+                 "fp8_block": ("fp8_block", "fp8", "fp8", "block", BLOCK),
+                 "w4a16_mxfp4": ("fp4", "fp4", "bf16", None, None),
+                 "w4a8_mxfp4_mxfp8": ("fp4", "fp4", "fp8", None, None),
+                 "nvfp4": ("fp4", "fp4", "fp4", None, NVFP4_BLOCK)}
 GRID_POINTS = 48  # per fraction, log-spaced over [MIN_FRACTION, 1]
 MIN_FRACTION = 0.01
 REFINE_ROUNDS = 3
@@ -61,14 +71,14 @@ def moe_rows(df: pd.DataFrame, table_dtype: str) -> pd.DataFrame:
     return rows
 
 
-def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str,
-               granularity: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str, granularity: str | None = None,
+               group_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C_g, C_v, M) per row and op, shape (5, rows): the fused layer's kernels timed at unit fractions.
 
     Each shape (hidden, inter / tp, experts, top-k) is one call of `fused_moe_ops` over its token counts.
     """
     dep = Deployment(weight_dtype=weight_dtype, activation_dtype=compute_dtype, weight_scale_granularity=granularity,
-                     weight_group_size=BLOCK if granularity == "block" else None)
+                     weight_group_size=group_size if group_size is not None else BLOCK if granularity == "block" else None)
     rd = ResolvedDeployment.of(dep, "bf16")
     base = Ceilings.of(hw, compute_dtype)
     c = dataclasses.replace(base, gemm_flops_per_s=hw.peak_flops(compute_dtype), bytes_per_s=hw.memory_bandwidth_bytes_per_s,
@@ -130,17 +140,18 @@ def predicted_s(curve: MoeCurve, cg, cv, mem) -> np.ndarray:
 def fit_moe(df: pd.DataFrame, hw, notes: list[str]) -> dict[str, MoeCurve]:
     """One curve per expert-weight format the table holds (`TABLE_FORMATS`), against `hw`'s datasheet peaks."""
     out: dict[str, MoeCurve] = {}
-    for table_dtype, (key, weight_dtype, compute_dtype, granularity) in TABLE_FORMATS.items():
+    for table_dtype, (name, weight_dtype, compute_dtype, granularity, group) in TABLE_FORMATS.items():
         if compute_dtype not in hw.peak_flops_per_s:
             continue
         rows = moe_rows(df, table_dtype)
         if len(rows) < 3:
             continue
         y = rows["latency"].to_numpy(float) * TABLE_TIME_S
-        cg, cv, mem = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity)
+        cg, cv, mem = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group)
         t0, eta_c, eta_m = fit_terms(cg, cv, mem, y)
         err = np.abs((t0 + _layer_s(cg, cv, mem, eta_c, eta_m)) / y - 1)
-        out[key] = MoeCurve(weight_format=key, compute_dtype=compute_dtype, latency_s=float(f"{t0:.4g}"),
+        key = moe_key(name, compute_dtype)
+        out[key] = MoeCurve(weight_format=name, compute_dtype=compute_dtype, latency_s=float(f"{t0:.4g}"),
                             compute_fraction=float(f"{eta_c:.4g}"), bandwidth_fraction=float(f"{eta_m:.4g}"),
                             peak_flops_per_s=hw.peak_flops(compute_dtype), peak_bytes_per_s=hw.memory_bandwidth_bytes_per_s,
                             table_dtype=table_dtype, rows=len(rows), median_abs_error=float(f"{np.median(err):.4g}"),
