@@ -60,22 +60,27 @@ MIN_FRACTION = 0.01
 REFINE_ROUNDS = 3
 
 
-def moe_rows(df: pd.DataFrame, table_dtype: str) -> pd.DataFrame:
-    """Balanced-routing rows of one format without expert parallelism, from its most measured gated kernel source."""
-    rows = df[(df["moe_dtype"] == table_dtype) & (df["distribution"] == "balanced") & (df["moe_ep_size"] == 1)
+def moe_rows(df: pd.DataFrame, table_dtype: str, ep: int = 1) -> pd.DataFrame:
+    """Balanced-routing rows of one format at expert parallelism `ep` (the fit: 1), from the format's most measured
+    gated kernel source over all ep (the source the ep = 1 fit uses, so ep > 1 rows time the same kernel)."""
+    rows = df[(df["moe_dtype"] == table_dtype) & (df["distribution"] == "balanced")
               & (df["latency"] > 0) & (df["num_tokens"] > 0)]
     if "kernel_source" in rows:
         rows = rows[~rows["kernel_source"].astype(str).str.contains("nongated")]
-        if rows["kernel_source"].nunique() > 1:
-            rows = rows[rows["kernel_source"] == rows["kernel_source"].value_counts().index[0]]
-    return rows
+        fit = rows[rows["moe_ep_size"] == 1]
+        if fit["kernel_source"].nunique() > 1:
+            rows = rows[rows["kernel_source"] == fit["kernel_source"].value_counts().index[0]]
+    return rows[rows["moe_ep_size"] == ep]
 
 
 def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str, granularity: str | None = None,
-               group_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               group_size: int | None = None, ep: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C_g, C_v, M) per row and op, shape (5, rows): the fused layer's kernels timed at unit fractions.
 
-    Each shape (hidden, inter / tp, experts, top-k) is one call of `fused_moe_ops` over its token counts.
+    Each shape (hidden, inter / tp, experts, top-k) is one call of `fused_moe_ops` over its token counts. With
+    expert parallelism `ep` (the held-out rows, `ep_errors`) one GPU holds E / ep experts: as in
+    `roofline.ops._moe_ops` it computes T·k / ep rows of min(E, T·k) / ep touched experts and permutes its own
+    T / ep tokens into them (T the rows' num_tokens, the layer's tokens on all ep GPUs).
     """
     dep = Deployment(weight_dtype=weight_dtype, activation_dtype=compute_dtype, weight_scale_granularity=granularity,
                      weight_group_size=group_size if group_size is not None else BLOCK if granularity == "block" else None)
@@ -88,10 +93,10 @@ def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str, gr
     keys = ["hidden_size", "inter_size", "moe_tp_size", "num_experts", "topk"]
     for (h, inter, tp, experts, k), idx in rows.groupby(keys).indices.items():
         tokens = rows["num_tokens"].to_numpy(float)[idx]
-        routed = tokens * k
-        touched = np.minimum(float(experts), routed)  # balanced routing
+        routed = tokens * k / ep
+        touched = np.minimum(float(experts), tokens * k) / ep  # balanced routing
         width = inter / tp
-        ops = fused_moe_ops(rd, "moe", 1, tokens, routed, touched, float(h), (2 * width, float(h)), (float(h), width), int(k), True)
+        ops = fused_moe_ops(rd, "moe", 1, tokens / ep, routed, touched, float(h), (2 * width, float(h)), (float(h), width), int(k), True)
         table = OpTable.of(ops)
         timing = time_ops(table, c, 1)
         gemm = table.is_gemm.reshape(-1, 1)
@@ -159,3 +164,53 @@ def fit_moe(df: pd.DataFrame, hw, notes: list[str]) -> dict[str, MoeCurve]:
         notes.append(f"moe {key}: {table_dtype} rows ({rows['kernel_source'].iloc[0] if 'kernel_source' in rows else 'one source'}), "
                      f"balanced routing, no ep: t0 {t0 * 1e6:.1f} us/layer, compute {eta_c:.3f}, bandwidth {eta_m:.3f}")
     return out
+
+
+def ep_errors(df: pd.DataFrame, curves: dict[str, MoeCurve], hw) -> pd.DataFrame:
+    """Each curve against its table rows at every expert parallelism the table holds: ep = 1 are the rows it was
+    fitted on, ep > 1 rows it never saw (a held-out check of the per-GPU shape `unit_terms` builds).
+    One row per (curve key, ep): rows, median |error|, 90th percentile, median error (bias); error = predicted / table - 1."""
+    by_dtype = {spec[0]: (table_dtype, spec) for table_dtype, spec in TABLE_FORMATS.items()}
+    out = []
+    for key, curve in curves.items():
+        table_dtype = curve.table_dtype
+        name, weight_dtype, compute_dtype, granularity, group = TABLE_FORMATS.get(table_dtype, by_dtype[curve.weight_format][1])
+        for ep in sorted(df.loc[df["moe_dtype"] == table_dtype, "moe_ep_size"].unique()):
+            rows = moe_rows(df, table_dtype, int(ep))
+            if rows.empty:
+                continue
+            y = rows["latency"].to_numpy(float) * TABLE_TIME_S
+            err = predicted_s(curve, *unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group, int(ep))) / y - 1
+            out.append({"curve": key, "ep": int(ep), "rows": len(rows), "median_abs": float(np.median(np.abs(err))),
+                        "p90_abs": float(np.percentile(np.abs(err), 90)), "bias": float(np.median(err))})
+    return pd.DataFrame(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print `ep_errors` of a committed file's curves against the tables it names (needs roofline[public-data])."""
+    import argparse
+
+    import roofline as rl
+    from roofline.calibration import load_calibration
+
+    from . import public
+
+    ap = argparse.ArgumentParser(prog="python -m calibrate.public_moe", description=ep_errors.__doc__.splitlines()[0])
+    ap.add_argument("file", help="a calibrate/public/*.json file with a moe section, e.g. calibrate/public/b200-trtllm.json")
+    args = ap.parse_args(argv)
+    cal = load_calibration(args.file)
+    src = cal.provenance.public_source
+    table = next(t for t in src.tables if t.endswith(TABLE))
+    df = pd.read_parquet(public.data_root() / table)
+    hw = rl.load_hardware(cal.provenance.base_profile, analytical=True)
+    res = ep_errors(df, cal.moe, hw)
+    print(f"{args.file}: {table}; balanced rows; median / p90 |error| / bias (rows); ep 1 fitted, ep > 1 held out")
+    print("| curve | " + " | ".join(f"ep {e}" for e in sorted(res["ep"].unique())) + " |")
+    print("|---" * (1 + res["ep"].nunique()) + "|")
+    for key, part in res.groupby("curve", sort=False):
+        cells = {r.ep: f"{r.median_abs * 100:.1f}% / {r.p90_abs * 100:.0f}% / {r.bias * 100:+.1f}% ({r.rows})" for r in part.itertuples()}
+        print(f"| {key} | " + " | ".join(cells.get(e, "-") for e in sorted(res["ep"].unique())) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -237,3 +237,22 @@ def test_b200_trtllm_nvfp4_curve_is_the_fit_of_the_committed_file():
     hw = rl.load_hardware("b200", analytical=True)
     err = np.abs(predicted_s(curve, *unit_terms(rows, hw, "fp4", "fp4", None, NVFP4_BLOCK)) / (rows["latency"].to_numpy(float) * 1e-3) - 1)
     assert np.median(err) == pytest.approx(curve.median_abs_error, abs=0.005)  # the stored error is the fit's
+
+
+def test_ep_rows_time_one_gpu_as_an_ep1_layer_of_its_share():
+    # ep = 2 over E = 128 experts and T tokens is, per GPU, the ep = 1 layer of E / 2 = 64 experts and T / 2 tokens:
+    # routed T·k/2 rows of min(E, T·k)/2 touched experts, its own T/2 tokens permuted (`unit_terms`, `ops._moe_ops`)
+    from calibrate.public_moe import ep_errors, fit_moe, unit_terms
+
+    hw = rl.load_hardware("h200", analytical=True)
+    ep2 = _synthetic_table(hw, 30e-6, 0.6, 0.85).assign(moe_ep_size=2)
+    ep1 = ep2.assign(moe_ep_size=1, num_experts=64, num_tokens=ep2["num_tokens"] / 2)
+    for a, b in zip(unit_terms(ep2, hw, "bf16", "bf16", ep=2), unit_terms(ep1, hw, "bf16", "bf16")):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    # a table on the curve at ep = 1 and its ep = 2 rows computed the same way: both held to ~0 error
+    table = _synthetic_table(hw, 30e-6, 0.6, 0.85)
+    curves = fit_moe(table, hw, [])
+    cg, cv, mem = unit_terms(ep2, hw, "bf16", "bf16", ep=2)
+    ep2["latency"] = (30e-6 + np.maximum(cg / 0.6 + cv, mem / 0.85).sum(axis=0)) / 1e-3
+    res = ep_errors(pd.concat([table, ep2]), curves, hw)
+    assert list(res["ep"]) == [1, 2] and (res["median_abs"] < 0.01).all()
