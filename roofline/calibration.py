@@ -198,10 +198,10 @@ def _bracket(axis: np.ndarray, x: np.ndarray):
 # (or row, group) scales, 8-bit float with block scales (DeepSeek-V3's 128 x 128), 4-bit. An op of a fused MoE layer
 # carries `grouped` = 1 + the index of its format here (`ops.moe_format`).
 MOE_FORMATS = ("bf16", "fp8", "fp8_block", "fp4")
-# The dtype each format's grouped GEMMs compute at unless a curve says otherwise: its `Calibration.moe` key is the bare
-# format name (every file written before per-compute-dtype curves). A curve of the same weights computing at another
-# dtype is keyed "<format>-<compute dtype>" (`moe_key`): 4-bit experts come as W4A16 MXFP4 (gpt-oss on Hopper, "fp4"),
-# W4A8 MXFP4 x MXFP8 ("fp4-fp8") and NVFP4 W4A4 ("fp4-fp4"), three kernels a pass tells apart by its compute dtype.
+# A curve whose grouped GEMMs compute at its format's usual dtype below is keyed by the format's name (so is every
+# file written before 4-bit curves were split by compute dtype); one computing at another dtype "<format>-<dtype>"
+# (`moe_key`). 4-bit experts come as W4A16 MXFP4 (gpt-oss on Hopper, "fp4"), W4A8 MXFP4 x MXFP8 ("fp4-fp8") and
+# NVFP4 W4A4 ("fp4-fp4"): three kernels, which a pass tells apart by its compute dtype (`CalibratedCurves.moe`).
 MOE_DEFAULT_COMPUTE = {"bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "fp4": "bf16"}
 
 
