@@ -12,7 +12,7 @@ framework version, system and tables.
 What is read (latency in the tables is milliseconds; `message_size` counts elements):
 
 * `gemm/.../gemm_perf.parquet` (m, n, k, gemm_dtype): per compute dtype (bfloat16 -> bf16,
-  fp8 per-tensor -> fp8) the fraction of the dense peak on tile-padded FLOPs,
+  fp8 per-tensor -> fp8; not nvfp4, see `GEMM_DTYPES`) the fraction of the dense peak on tile-padded FLOPs,
   2 · ceil(M / tile) · tile · N · K / (t · peak) (`fit.padded_gemm_flops`), the quantity the
   roofline divides; so the calibrated compute term of a measured shape is its measured time.
   Worked number: M = N = K = 4096 in 0.2 ms on an H100 SXM (989.4 TFLOP/s bf16, tile 16):
@@ -82,7 +82,12 @@ SYSTEMS = {
     "gb200": "gb200", "l40s": "l40s",
 }
 DEFAULT_FRAMEWORKS = ("vllm", "trtllm")  # the newest vLLM tables where present, else TensorRT-LLM
-GEMM_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}  # table gemm_dtype -> compute dtype key
+# table gemm_dtype -> compute dtype key. Not `nvfp4` (Blackwell's FP4 GEMM) yet: TensorRT-LLM 1.3.0rc20's table on
+# B200 reaches 3.78 PFLOP/s at M = 16,384, N = K = 8192 (0.42 of the 9 PFLOP/s dense peak) against the profile's
+# sourced cuBLASLt 0.76, and at M = 1 takes 22.3 us for a 36 MB weight read (4.7 us at HBM rate); which of the two
+# describes the engine's NVFP4 linear (autotuned tactics, the fused activation quantization) is not settled
+# (calibrate/public/README.md), so fp4 GEMMs keep the datasheet fraction.
+GEMM_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "fp8": "fp8"}
 TABLE_TIME_S = 1e-3  # the tables' latency unit: milliseconds
 HALF_BYTES = 2  # bf16 activations, KV and all-reduce elements
 WEIGHT_ONLY = {"int4_wo": "int4", "int8_wo": "int8"}  # table gemm_dtype of weight-only GEMMs -> calibration.gemv key

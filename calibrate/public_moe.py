@@ -11,8 +11,12 @@ min(E, T·k) distinct experts, each with T·k / touched rows), no expert paralle
 and, per format, the most measured gated kernel source (the engine's default path; non-gated sources
 are left out). Formats (`TABLE_FORMATS`): bfloat16 -> bf16; fp8 (per-tensor scales) -> fp8; fp8_block
 (128 x 128 block scales) -> fp8_block, both computed at fp8 (the two run different kernels: vLLM 0.24's
-per-tensor path is FlashInfer's CUTLASS MoE, its block path Triton); w4a16_mxfp4 -> fp4 weights
-computed at bf16 (gpt-oss).
+per-tensor path is FlashInfer's CUTLASS MoE, its block path Triton); the 4-bit formats are one weight
+format, fp4, told apart by the dtype they compute at (`calibration.moe_key`): w4a16_mxfp4 -> fp4 weights
+computed at bf16 (gpt-oss on Hopper, key "fp4"), w4a8_mxfp4_mxfp8 -> computed at fp8 (gpt-oss on Blackwell,
+"fp4-fp8"), nvfp4 -> computed at fp4 with one scale per 16 weights (`trtllm_bench.NVFP4_BLOCK`, against MXFP4's 32, our fp4 default; the NVFP4 checkpoints of
+DeepSeek, Qwen3, Llama on Blackwell, "fp4-fp4"). A pass computing at fp4 then takes the NVFP4 curve and a
+W4A16 pass the MXFP4 one, never each other's.
 
 Fit. For every row the five kernels `roofline.ops.fused_moe_ops` lists for that shape are timed by the
 roofline's own `time_ops` at unit fractions (the datasheet peak and bandwidth, tile padding, no launch
@@ -34,41 +38,52 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from roofline.calibration import MoeCurve
+from roofline.calibration import MoeCurve, moe_key
 from roofline.ops import fused_moe_ops
 from roofline.roofline import Ceilings, OpTable, time_ops
 from roofline.workload import Deployment, ResolvedDeployment
 
+from .trtllm_bench import NVFP4_BLOCK
+
 TABLE = "moe_perf.parquet"
-TABLE_TIME_S = 1e-3  # milliseconds
-# table moe_dtype -> (`calibration.MOE_FORMATS` key, our weight dtype, compute dtype, scale granularity)
-TABLE_FORMATS = {"bfloat16": ("bf16", "bf16", "bf16", None), "fp8": ("fp8", "fp8", "fp8", None),
-                 "fp8_block": ("fp8_block", "fp8", "fp8", "block"), "w4a16_mxfp4": ("fp4", "fp4", "bf16", None)}
 BLOCK = 128  # fp8_block: one scale per 128 x 128 block
+TABLE_TIME_S = 1e-3  # milliseconds
+# table moe_dtype -> (`calibration.MOE_FORMATS` name, our weight dtype, compute dtype, scale granularity, weight group
+# size (None: the dtype's default)); the curve's key is `calibration.moe_key(name, compute dtype)`
+TABLE_FORMATS = {"bfloat16": ("bf16", "bf16", "bf16", None, None), "fp8": ("fp8", "fp8", "fp8", None, None),
+                 "fp8_block": ("fp8_block", "fp8", "fp8", "block", BLOCK),
+                 "w4a16_mxfp4": ("fp4", "fp4", "bf16", None, None),
+                 "w4a8_mxfp4_mxfp8": ("fp4", "fp4", "fp8", None, None),
+                 "nvfp4": ("fp4", "fp4", "fp4", None, NVFP4_BLOCK)}
 GRID_POINTS = 48  # per fraction, log-spaced over [MIN_FRACTION, 1]
 MIN_FRACTION = 0.01
 REFINE_ROUNDS = 3
 
 
-def moe_rows(df: pd.DataFrame, table_dtype: str) -> pd.DataFrame:
-    """Balanced-routing rows of one format without expert parallelism, from its most measured gated kernel source."""
-    rows = df[(df["moe_dtype"] == table_dtype) & (df["distribution"] == "balanced") & (df["moe_ep_size"] == 1)
+def moe_rows(df: pd.DataFrame, table_dtype: str, ep: int = 1) -> pd.DataFrame:
+    """Balanced-routing rows of one format at expert parallelism `ep` (the fit: 1), from the format's most measured
+    gated kernel source over all ep (the source the ep = 1 fit uses, so ep > 1 rows time the same kernel)."""
+    rows = df[(df["moe_dtype"] == table_dtype) & (df["distribution"] == "balanced")
               & (df["latency"] > 0) & (df["num_tokens"] > 0)]
     if "kernel_source" in rows:
         rows = rows[~rows["kernel_source"].astype(str).str.contains("nongated")]
-        if rows["kernel_source"].nunique() > 1:
-            rows = rows[rows["kernel_source"] == rows["kernel_source"].value_counts().index[0]]
-    return rows
+        fit = rows[rows["moe_ep_size"] == 1]
+        if fit["kernel_source"].nunique() > 1:
+            rows = rows[rows["kernel_source"] == fit["kernel_source"].value_counts().index[0]]
+    return rows[rows["moe_ep_size"] == ep]
 
 
-def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str,
-               granularity: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str, granularity: str | None = None,
+               group_size: int | None = None, ep: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C_g, C_v, M) per row and op, shape (5, rows): the fused layer's kernels timed at unit fractions.
 
-    Each shape (hidden, inter / tp, experts, top-k) is one call of `fused_moe_ops` over its token counts.
+    Each shape (hidden, inter / tp, experts, top-k) is one call of `fused_moe_ops` over its token counts. With
+    expert parallelism `ep` (the held-out rows, `ep_errors`) one GPU holds E / ep experts: as in
+    `roofline.ops._moe_ops` it computes T·k / ep rows of min(E, T·k) / ep touched experts and permutes its own
+    T / ep tokens into them (T the rows' num_tokens, the layer's tokens on all ep GPUs).
     """
     dep = Deployment(weight_dtype=weight_dtype, activation_dtype=compute_dtype, weight_scale_granularity=granularity,
-                     weight_group_size=BLOCK if granularity == "block" else None)
+                     weight_group_size=group_size if group_size is not None else BLOCK if granularity == "block" else None)
     rd = ResolvedDeployment.of(dep, "bf16")
     base = Ceilings.of(hw, compute_dtype)
     c = dataclasses.replace(base, gemm_flops_per_s=hw.peak_flops(compute_dtype), bytes_per_s=hw.memory_bandwidth_bytes_per_s,
@@ -78,10 +93,10 @@ def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str,
     keys = ["hidden_size", "inter_size", "moe_tp_size", "num_experts", "topk"]
     for (h, inter, tp, experts, k), idx in rows.groupby(keys).indices.items():
         tokens = rows["num_tokens"].to_numpy(float)[idx]
-        routed = tokens * k
-        touched = np.minimum(float(experts), routed)  # balanced routing
+        routed = tokens * k / ep
+        touched = np.minimum(float(experts), tokens * k) / ep  # balanced routing
         width = inter / tp
-        ops = fused_moe_ops(rd, "moe", 1, tokens, routed, touched, float(h), (2 * width, float(h)), (float(h), width), int(k), True)
+        ops = fused_moe_ops(rd, "moe", 1, tokens / ep, routed, touched, float(h), (2 * width, float(h)), (float(h), width), int(k), True)
         table = OpTable.of(ops)
         timing = time_ops(table, c, 1)
         gemm = table.is_gemm.reshape(-1, 1)
@@ -130,17 +145,18 @@ def predicted_s(curve: MoeCurve, cg, cv, mem) -> np.ndarray:
 def fit_moe(df: pd.DataFrame, hw, notes: list[str]) -> dict[str, MoeCurve]:
     """One curve per expert-weight format the table holds (`TABLE_FORMATS`), against `hw`'s datasheet peaks."""
     out: dict[str, MoeCurve] = {}
-    for table_dtype, (key, weight_dtype, compute_dtype, granularity) in TABLE_FORMATS.items():
+    for table_dtype, (name, weight_dtype, compute_dtype, granularity, group) in TABLE_FORMATS.items():
         if compute_dtype not in hw.peak_flops_per_s:
             continue
         rows = moe_rows(df, table_dtype)
         if len(rows) < 3:
             continue
         y = rows["latency"].to_numpy(float) * TABLE_TIME_S
-        cg, cv, mem = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity)
+        cg, cv, mem = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group)
         t0, eta_c, eta_m = fit_terms(cg, cv, mem, y)
         err = np.abs((t0 + _layer_s(cg, cv, mem, eta_c, eta_m)) / y - 1)
-        out[key] = MoeCurve(weight_format=key, compute_dtype=compute_dtype, latency_s=float(f"{t0:.4g}"),
+        key = moe_key(name, compute_dtype)
+        out[key] = MoeCurve(weight_format=name, compute_dtype=compute_dtype, latency_s=float(f"{t0:.4g}"),
                             compute_fraction=float(f"{eta_c:.4g}"), bandwidth_fraction=float(f"{eta_m:.4g}"),
                             peak_flops_per_s=hw.peak_flops(compute_dtype), peak_bytes_per_s=hw.memory_bandwidth_bytes_per_s,
                             table_dtype=table_dtype, rows=len(rows), median_abs_error=float(f"{np.median(err):.4g}"),
@@ -148,3 +164,53 @@ def fit_moe(df: pd.DataFrame, hw, notes: list[str]) -> dict[str, MoeCurve]:
         notes.append(f"moe {key}: {table_dtype} rows ({rows['kernel_source'].iloc[0] if 'kernel_source' in rows else 'one source'}), "
                      f"balanced routing, no ep: t0 {t0 * 1e6:.1f} us/layer, compute {eta_c:.3f}, bandwidth {eta_m:.3f}")
     return out
+
+
+def ep_errors(df: pd.DataFrame, curves: dict[str, MoeCurve], hw) -> pd.DataFrame:
+    """Each curve against its table rows at every expert parallelism the table holds: ep = 1 are the rows it was
+    fitted on, ep > 1 rows it never saw (a held-out check of the per-GPU shape `unit_terms` builds).
+    One row per (curve key, ep): rows, median |error|, 90th percentile, median error (bias); error = predicted / table - 1."""
+    by_dtype = {spec[0]: (table_dtype, spec) for table_dtype, spec in TABLE_FORMATS.items()}
+    out = []
+    for key, curve in curves.items():
+        table_dtype = curve.table_dtype
+        name, weight_dtype, compute_dtype, granularity, group = TABLE_FORMATS.get(table_dtype, by_dtype[curve.weight_format][1])
+        for ep in sorted(df.loc[df["moe_dtype"] == table_dtype, "moe_ep_size"].unique()):
+            rows = moe_rows(df, table_dtype, int(ep))
+            if rows.empty:
+                continue
+            y = rows["latency"].to_numpy(float) * TABLE_TIME_S
+            err = predicted_s(curve, *unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group, int(ep))) / y - 1
+            out.append({"curve": key, "ep": int(ep), "rows": len(rows), "median_abs": float(np.median(np.abs(err))),
+                        "p90_abs": float(np.percentile(np.abs(err), 90)), "bias": float(np.median(err))})
+    return pd.DataFrame(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print `ep_errors` of a committed file's curves against the tables it names (needs roofline[public-data])."""
+    import argparse
+
+    import roofline as rl
+    from roofline.calibration import load_calibration
+
+    from . import public
+
+    ap = argparse.ArgumentParser(prog="python -m calibrate.public_moe", description=ep_errors.__doc__.splitlines()[0])
+    ap.add_argument("file", help="a calibrate/public/*.json file with a moe section, e.g. calibrate/public/b200-trtllm.json")
+    args = ap.parse_args(argv)
+    cal = load_calibration(args.file)
+    src = cal.provenance.public_source
+    table = next(t for t in src.tables if t.endswith(TABLE))
+    df = pd.read_parquet(public.data_root() / table)
+    hw = rl.load_hardware(cal.provenance.base_profile, analytical=True)
+    res = ep_errors(df, cal.moe, hw)
+    print(f"{args.file}: {table}; balanced rows; median / p90 |error| / bias (rows); ep 1 fitted, ep > 1 held out")
+    print("| curve | " + " | ".join(f"ep {e}" for e in sorted(res["ep"].unique())) + " |")
+    print("|---" * (1 + res["ep"].nunique()) + "|")
+    for key, part in res.groupby("curve", sort=False):
+        cells = {r.ep: f"{r.median_abs * 100:.1f}% / {r.p90_abs * 100:.0f}% / {r.bias * 100:+.1f}% ({r.rows})" for r in part.itertuples()}
+        print(f"| {key} | " + " | ".join(cells.get(e, "-") for e in sorted(res["ep"].unique())) + " |")
+
+
+if __name__ == "__main__":
+    main()

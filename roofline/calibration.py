@@ -27,7 +27,8 @@ on every operator is timed against the measured curves instead of the constant f
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
-* **Fused MoE layer** (optional `moe`, per expert-weight format bf16 / fp8 / fp8_block / fp4): the five kernels
+* **Fused MoE layer** (optional `moe`, per expert-weight format bf16 / fp8 / fp8_block / fp4 and the dtype its grouped
+  GEMMs compute at, `moe_key`; a pass takes the curve of its own compute dtype): the five kernels
   `roofline.ops` marks `grouped` (token permute, grouped up GEMM, activation, grouped down GEMM,
   unpermute) take t = t0 + Σ_op max(F_op · pad / (η_c · peak) + V_op / vector, B_op / (η_m · bandwidth)),
   one fixed time t0 per MoE layer and one compute and one bandwidth fraction for the grouped kernels
@@ -197,6 +198,19 @@ def _bracket(axis: np.ndarray, x: np.ndarray):
 # (or row, group) scales, 8-bit float with block scales (DeepSeek-V3's 128 x 128), 4-bit. An op of a fused MoE layer
 # carries `grouped` = 1 + the index of its format here (`ops.moe_format`).
 MOE_FORMATS = ("bf16", "fp8", "fp8_block", "fp4")
+# A curve whose grouped GEMMs compute at its format's usual dtype below is keyed by the format's name (so is every
+# file written before 4-bit curves were split by compute dtype); one computing at another dtype "<format>-<dtype>"
+# (`moe_key`). 4-bit experts come as W4A16 MXFP4 (gpt-oss on Hopper, "fp4"), W4A8 MXFP4 x MXFP8 ("fp4-fp8") and
+# NVFP4 W4A4 ("fp4-fp4"): three kernels, which a pass tells apart by its compute dtype (`CalibratedCurves.moe`).
+MOE_DEFAULT_COMPUTE = {"bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "fp4": "bf16"}
+
+
+def moe_key(weight_format: str, compute_dtype: str) -> str:
+    """The `Calibration.moe` key of a curve: the format alone at its default compute dtype (`MOE_DEFAULT_COMPUTE`),
+    else "<format>-<compute dtype>" (e.g. NVFP4 experts computing at fp4: "fp4-fp4")."""
+    return weight_format if MOE_DEFAULT_COMPUTE.get(weight_format) == compute_dtype else f"{weight_format}-{compute_dtype}"
+
+
 MOE_GEMMS_PER_LAYER = 2  # the grouped up and down GEMMs of a fused MoE layer (`ops.fused_moe_ops`) share its fixed time
 
 
@@ -265,8 +279,9 @@ class Calibration(BaseModel):
         default_factory=dict, description="weight format ('int4', 'int8') -> a weight-only GEMM of at most GEMV_MAX_TOKENS "
                                           "rows: t = t0 + W / R over its packed weight bytes W (`CalibratedCurves.gemv_line`)")
     moe: dict[str, MoeCurve] = Field(
-        default_factory=dict, description="expert-weight format (`MOE_FORMATS`) -> the fused MoE layer's curve; "
-                                          "a format left out times its MoE kernels as plain GEMMs and elementwise ops")
+        default_factory=dict, description="expert-weight format (`MOE_FORMATS`), or '<format>-<compute dtype>' off the format's "
+                                          "default compute dtype (`moe_key`) -> the fused MoE layer's curve; a format "
+                                          "left out times its MoE kernels as plain GEMMs and elementwise ops")
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -293,9 +308,16 @@ class Calibration(BaseModel):
                 raise SpecError(f"gemv.{key}", f"unknown weight format; choose from {', '.join(GEMV_BITS)}")
             if curve.x_unit != "bytes":
                 raise SpecError(f"gemv.{key}.x_unit", "must be 'bytes' (packed weight bytes)")
+        seen: set[tuple[str, str]] = set()
         for key, curve in self.moe.items():
-            if key != curve.weight_format:
-                raise SpecError(f"moe.{key}", f"holds a curve of {curve.weight_format} weights under key {key!r}")
+            if key not in (curve.weight_format, moe_key(curve.weight_format, curve.compute_dtype)):
+                raise SpecError(f"moe.{key}", f"holds a curve of {curve.weight_format} weights computing at "
+                                              f"{curve.compute_dtype} under key {key!r}; key it "
+                                              f"{moe_key(curve.weight_format, curve.compute_dtype)!r}")
+            pair = (curve.weight_format, curve.compute_dtype)
+            if pair in seen:
+                raise SpecError(f"moe.{key}", f"a second curve of {pair[0]} weights computing at {pair[1]}; keep one")
+            seen.add(pair)
         return self
 
 

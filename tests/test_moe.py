@@ -14,7 +14,7 @@ import pytest
 
 import roofline as rl
 from roofline import ops as O
-from roofline.calibration import MOE_FORMATS, Calibration, MoeCurve, attach_calibration, load_calibration
+from roofline.calibration import MOE_FORMATS, Calibration, MoeCurve, attach_calibration, load_calibration, moe_key
 from roofline.errors import SpecError
 from roofline.roofline import Ceilings, OpTable, time_ops
 
@@ -95,6 +95,27 @@ def test_moe_section_round_trips_and_keys_must_match(tmp_path):
     assert "\n" not in str(err.value)  # one line naming the field
 
 
+def test_moe_key_is_the_format_at_its_default_compute_dtype_else_format_dash_dtype():
+    assert [moe_key("bf16", "bf16"), moe_key("fp8", "fp8"), moe_key("fp8_block", "fp8")] == ["bf16", "fp8", "fp8_block"]
+    assert moe_key("fp4", "bf16") == "fp4"  # W4A16 MXFP4 (gpt-oss on Hopper): the key every older file uses
+    assert (moe_key("fp4", "fp8"), moe_key("fp4", "fp4")) == ("fp4-fp8", "fp4-fp4")  # W4A8 MXFP4, NVFP4 W4A4
+
+
+def test_several_fp4_curves_load_one_per_compute_dtype_and_a_pair_only_once(tmp_path):
+    doc = H200.calibration.model_dump(mode="json")
+    three = {"fp4": _curve("fp4", "bf16"), "fp4-fp8": _curve("fp4", "fp8"), "fp4-fp4": _curve("fp4", "fp4")}
+    assert set(Calibration.model_validate({**doc, "moe": {k: c.model_dump() for k, c in three.items()}}).moe) == set(three)
+    # a file written before the "-<dtype>" keys (format name as key) still loads
+    assert Calibration.model_validate({**doc, "moe": {"fp4": _curve("fp4", "fp4").model_dump()}}).moe["fp4"].compute_dtype == "fp4"
+    path = tmp_path / "cal.json"
+    for moe, field in (({"fp4-fp8": _curve("fp4", "fp4").model_dump()}, "moe.fp4-fp8"),  # key names another dtype
+                       ({"fp4": _curve("fp4", "fp4").model_dump(), "fp4-fp4": _curve("fp4", "fp4").model_dump()}, "moe.fp4-fp4")):
+        path.write_text(json.dumps({**doc, "moe": moe}))
+        with pytest.raises(SpecError, match=field) as err:
+            load_calibration(path)
+        assert "\n" not in str(err.value)
+
+
 # ------------------------------------------------------------------ timing with and without a curve
 def test_without_a_curve_the_grouped_code_changes_nothing():
     hw = _hw_with({})
@@ -135,6 +156,23 @@ def test_decode_moe_layer_slows_with_a_larger_fixed_time():
     _, fast = _timed(_hw_with({"bf16": _curve(t0=0.0)}))
     _, slow = _timed(_hw_with({"bf16": _curve(t0=50e-6)}))
     assert float(slow.time_s.sum() - fast.time_s.sum()) == pytest.approx(32 * 50e-6, rel=1e-9)  # 32 MoE layers
+
+
+def test_an_fp4_pass_takes_the_curve_of_its_own_compute_dtype():
+    # B200 (fp4 peak): NVFP4 W4A4 computes at fp4, W4A16 at bf16; only the curve of the pass's dtype adds its t0,
+    # once per MoE layer (32 in Mixtral): 50 µs -> 32 · 50 µs more per forward pass, the other pass unchanged
+    b200 = rl.load_hardware("b200")
+
+    def timed(dep, t0_fp4, t0_bf16):
+        cal = b200.calibration.model_copy(update={"moe": {"fp4": _curve("fp4", "bf16", t0=t0_bf16),
+                                                          "fp4-fp4": _curve("fp4", "fp4", t0=t0_fp4)}})
+        return float(_timed(attach_calibration(rl.load_hardware("b200", analytical=True), cal), dep=dep)[1].time_s.sum())
+
+    w4a4, w4a16 = rl.Deployment(weight_dtype="fp4", activation_dtype="fp4"), rl.Deployment(weight_dtype="fp4")
+    assert timed(w4a4, 50e-6, 0.0) - timed(w4a4, 0.0, 0.0) == pytest.approx(32 * 50e-6, rel=1e-9)
+    assert timed(w4a4, 0.0, 50e-6) == timed(w4a4, 0.0, 0.0)
+    assert timed(w4a16, 0.0, 50e-6) - timed(w4a16, 0.0, 0.0) == pytest.approx(32 * 50e-6, rel=1e-9)
+    assert timed(w4a16, 50e-6, 0.0) == timed(w4a16, 0.0, 0.0)
 
 
 # ------------------------------------------------------------------ the fit
@@ -181,3 +219,40 @@ def test_fit_reproduces_the_h200_table_within_its_stated_error():
         assert len(rows) == curve.rows
         assert np.median(err) == pytest.approx(curve.median_abs_error, abs=0.005)  # the stored error is the fit's
         assert np.median(err) < 0.15  # README: 5.5-27.5% by format on H200/H100 vLLM, bf16 and fp8_block near 10%
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aiconfigurator_core") is None,
+                    reason="aiconfigurator-core not installed (pip install roofline[public-data])")
+def test_b200_trtllm_nvfp4_curve_is_the_fit_of_the_committed_file():
+    from calibrate import public
+    from calibrate.public_moe import NVFP4_BLOCK, moe_rows, predicted_s, unit_terms
+
+    tables, _, _ = public.read_tables(public.data_root(), "b200_sxm", "trtllm", "1.3.0rc20")
+    shipped = rl.load_hardware("b200", framework="trtllm").calibration.moe
+    curve = shipped["fp4-fp4"]
+    assert (curve.weight_format, curve.compute_dtype, curve.table_dtype) == ("fp4", "fp4", "nvfp4")
+    assert shipped["fp4-fp8"].table_dtype == "w4a8_mxfp4_mxfp8" and shipped["fp4"].compute_dtype == "bf16"
+    rows = moe_rows(tables["moe"], "nvfp4")
+    assert len(rows) == curve.rows and set(rows["kernel_source"]) == {"moe_torch_flow_cutlass"}  # the most measured gated source
+    hw = rl.load_hardware("b200", analytical=True)
+    err = np.abs(predicted_s(curve, *unit_terms(rows, hw, "fp4", "fp4", None, NVFP4_BLOCK)) / (rows["latency"].to_numpy(float) * 1e-3) - 1)
+    assert np.median(err) == pytest.approx(curve.median_abs_error, abs=0.005)  # the stored error is the fit's
+
+
+def test_ep_rows_time_one_gpu_as_an_ep1_layer_of_its_share():
+    # ep = 2 over E = 128 experts and T tokens is, per GPU, the ep = 1 layer of E / 2 = 64 experts and T / 2 tokens:
+    # routed T·k/2 rows of min(E, T·k)/2 touched experts, its own T/2 tokens permuted (`unit_terms`, `ops._moe_ops`)
+    from calibrate.public_moe import ep_errors, fit_moe, unit_terms
+
+    hw = rl.load_hardware("h200", analytical=True)
+    ep2 = _synthetic_table(hw, 30e-6, 0.6, 0.85).assign(moe_ep_size=2)
+    ep1 = ep2.assign(moe_ep_size=1, num_experts=64, num_tokens=ep2["num_tokens"] / 2)
+    for a, b in zip(unit_terms(ep2, hw, "bf16", "bf16", ep=2), unit_terms(ep1, hw, "bf16", "bf16")):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    # a table on the curve at ep = 1 and its ep = 2 rows computed the same way: both held to ~0 error
+    table = _synthetic_table(hw, 30e-6, 0.6, 0.85)
+    curves = fit_moe(table, hw, [])
+    cg, cv, mem = unit_terms(ep2, hw, "bf16", "bf16", ep=2)
+    ep2["latency"] = (30e-6 + np.maximum(cg / 0.6 + cv, mem / 0.85).sum(axis=0)) / 1e-3
+    res = ep_errors(pd.concat([table, ep2]), curves, hw)
+    assert list(res["ep"]) == [1, 2] and (res["median_abs"] < 0.01).all()

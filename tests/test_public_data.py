@@ -254,8 +254,18 @@ def test_the_covered_devices_are_committed():
     assert {p.stem for p in COMMITTED if p.stem in rl.list_hardware()} == set(public.SYSTEMS.values())
     assert {p.stem for p in public.PUBLIC_DIR.glob("*.json")} - {p.stem for p in COMMITTED} == AITER
     engines = {p.stem for p in COMMITTED if p.stem not in rl.list_hardware()}  # <id>-<framework>: another engine's tables
-    assert engines == {"h100-sxm-trtllm", "h200-trtllm", "h100-sxm-sglang", "h200-sglang"}
+    assert engines == {"h100-sxm-trtllm", "h200-trtllm", "b200-trtllm", "gb200-trtllm", "h100-sxm-sglang", "h200-sglang"}
     assert all(p.stat().st_size < 100_000 for p in COMMITTED)  # small files: N·K pooled in half octaves, 4 digits
+
+
+def test_trtllm_rows_on_blackwell_get_the_trtllm_tables():
+    from roofline.registry import public_calibration_path
+
+    for hw_id in ("b200", "gb200"):
+        assert public_calibration_path(hw_id, "trtllm").name == f"{hw_id}-trtllm.json"
+        src = rl.load_hardware(hw_id, framework="trtllm").calibration.provenance.public_source
+        assert (src.framework, src.framework_version) == ("trtllm", "1.3.0rc20")
+        assert public_calibration_path(hw_id).name == f"{hw_id}.json"  # the default stays vLLM's
 
 
 @pytest.mark.skipif(importlib.util.find_spec("aiconfigurator_core") is None,
