@@ -44,7 +44,6 @@ yields measurements only, never this file. The curves come from microbenchmarks 
 here is fitted to the end-to-end validation runs.
 """
 
-
 import math
 from pathlib import Path
 from typing import Literal

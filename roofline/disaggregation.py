@@ -4,7 +4,6 @@ Planning code above `plan` (it sizes each pool with the planner's root finder an
 the planner's co-located fleet), on the steady-state curves of `serving`.
 """
 
-
 import math
 from dataclasses import replace
 

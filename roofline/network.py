@@ -10,7 +10,6 @@ formulas, `roofline.roofline`):
 A pipeline stage hand-off that crosses nodes takes latency + bytes / network bandwidth.
 """
 
-
 import functools
 from typing import Literal
 

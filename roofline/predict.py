@@ -19,7 +19,6 @@ The names these levels define are re-exported here (`check`, `evaluate`, `valid_
 callers have always imported them from.
 """
 
-
 import math
 import warnings
 from typing import TYPE_CHECKING, Any, Literal

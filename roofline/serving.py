@@ -89,7 +89,6 @@ with fixed lengths, `wave`, at the end of this module). Speculative decoding, pr
 offload and a fixed micro-batch count are refused (`check_serving_deployment`), not ignored.
 """
 
-
 import math
 from dataclasses import dataclass
 from statistics import NormalDist

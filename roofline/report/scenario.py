@@ -2,7 +2,6 @@
 and the words for the binding constraints.
 """
 
-
 import math
 from importlib import resources
 from pathlib import Path
