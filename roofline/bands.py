@@ -27,8 +27,6 @@ as `error_bands.json` beside this module; they are never set by hand. The held-o
 coverage of the bands is in calibrate/published/report/accuracy.md.
 """
 
-from __future__ import annotations
-
 import functools
 import json
 import math

@@ -45,8 +45,6 @@ yields measurements only, never this file. The curves come from microbenchmarks 
 here is fitted to the end-to-end validation runs.
 """
 
-from __future__ import annotations
-
 import math
 from pathlib import Path
 from typing import Literal

@@ -4,8 +4,6 @@ Planning code above `plan` (it sizes each pool with the planner's root finder an
 the planner's co-located fleet), on the steady-state curves of `serving`.
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import replace
 

@@ -38,8 +38,6 @@ Defaults that depend on the GPU (vLLM gives GPUs with at least 70 GiB, other tha
 budgets) are a `large_gpu` override, resolved by `EngineProfile.limits`.
 """
 
-from __future__ import annotations
-
 import functools
 from typing import Literal
 

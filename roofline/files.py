@@ -22,6 +22,7 @@ temporary files a killed writer left in the same folder.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -131,26 +132,70 @@ def decode(data: bytes, where: str) -> str:
 
 def check_shape(doc: Any, where: str) -> None:
     """Refuse a document nested deeper than MAX_DEPTH or with more than MAX_NODES values (aliases counted
-    per use); the error names the key under which the nesting goes too deep."""
+    per use); the error names the key under which the nesting goes too deep.
+
+    A depth-first walk over every value (a mapping's tuple or frozenset keys included). A value's path
+    ("a.b[2]") is spelled out only for an error (`_path`), not for each of the thousands of numbers of a
+    calibration file; a container whose children are all plain numbers or strings (by exact type: no
+    children, never a NaN) counts them at once, as popping them off the stack next would."""
     nodes = 0
-    stack: list[tuple[Any, int, str]] = [(doc, 1, "")]
+    # (value, depth, parent entry, key): key a mapping key, an index (a list's item), or _KEY_NODE (a mapping's
+    # tuple/frozenset key, which stands at its mapping's path); the root has no parent
+    stack: list[tuple] = [(doc, 1, None, None)]
     while stack:
-        value, depth, path = stack.pop()
+        entry = stack.pop()
+        value, depth = entry[0], entry[1]
         nodes += 1
         if nodes > MAX_NODES:
             raise SpecError(where, f"holds more than {MAX_NODES:,} values; is this the right file?")
+        if type(value) in _SCALARS:
+            continue
         if isinstance(value, _NonFinite):
+            path = _path(entry)
             raise SpecError(f"{where}: {path}" if path else where, f"{value.name} is not a JSON number; every number must be finite")
+        if isinstance(value, (Mapping, list, tuple, set, frozenset)) and all(type(v) in _SCALARS for v in _values(value)):
+            nodes += len(value)
+            if nodes > MAX_NODES:
+                raise SpecError(where, f"holds more than {MAX_NODES:,} values; is this the right file?")
+            continue
         if isinstance(value, Mapping):
-            children = [(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()]
-            children += [(k, path) for k in value if isinstance(k, (tuple, frozenset))]
+            children = [(v, depth + 1, entry, k) for k, v in value.items()]
+            children += [(k, depth + 1, entry, _KEY_NODE) for k in value if isinstance(k, (tuple, frozenset))]
         elif isinstance(value, (list, tuple, set, frozenset)):
-            children = [(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            children = [(v, depth + 1, entry, i) for i, v in enumerate(value)]
         else:
             continue
-        if depth >= MAX_DEPTH and any(isinstance(c, (Mapping, list, tuple, set, frozenset)) for c, _ in children):
+        if depth >= MAX_DEPTH and any(isinstance(c[0], (Mapping, list, tuple, set, frozenset)) for c in children):
+            path = _path(entry)
             raise SpecError(f"{where}: {path}" if path else where, f"is nested deeper than {MAX_DEPTH} levels")
-        stack.extend((c, depth + 1, p) for c, p in children)
+        stack.extend(children)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # no children, never a _NonFinite
+
+
+def _values(container):
+    """The children `check_shape` walks below a container: a mapping's values and its tuple or frozenset keys,
+    a sequence's or set's items."""
+    if isinstance(container, Mapping):
+        return itertools.chain(container.values(), (k for k in container if isinstance(k, (tuple, frozenset))))
+    return container
+
+
+_KEY_NODE = object()  # `check_shape`'s key of a mapping's tuple/frozenset key
+
+
+def _path(entry: tuple) -> str:
+    """The path `check_shape` names a value by: "key.key[index]" from the document's root ("" for the root)."""
+    _, _, parent, key = entry
+    if parent is None:
+        return ""
+    path = _path(parent)
+    if key is _KEY_NODE:
+        return path
+    if isinstance(key, int) and not isinstance(parent[0], Mapping):  # an item of a list, tuple or set
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
 
 
 class _NonFinite:

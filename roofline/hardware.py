@@ -10,8 +10,6 @@ Every figure names its source in `sources` (the key is the field name, dotted
 for nested fields); a profile missing a source does not load.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Literal
 

@@ -10,8 +10,6 @@ formulas, `roofline.roofline`):
 A pipeline stage hand-off that crosses nodes takes latency + bytes / network bandwidth.
 """
 
-from __future__ import annotations
-
 import functools
 from typing import Literal
 

@@ -19,8 +19,6 @@ The names these levels define are re-exported here (`check`, `evaluate`, `valid_
 callers have always imported them from.
 """
 
-from __future__ import annotations
-
 import functools
 import math
 import warnings
@@ -153,7 +151,7 @@ class Prediction(BaseModel):
     _operators: Any = PrivateAttr(None)  # the DataFrame `operators` builds on first access
 
     @property
-    def operators(self) -> pd.DataFrame:
+    def operators(self) -> "pd.DataFrame":
         """One row per operator and phase: FLOPs, bytes by kind and their HBM total (`hbm_bytes`),
         time terms, realistic and floor time, bound.
 

@@ -89,8 +89,6 @@ with fixed lengths, `wave`, at the end of this module). Speculative decoding, pr
 offload and a fixed micro-batch count are refused (`check_serving_deployment`), not ignored.
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -891,7 +889,7 @@ def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, t
 
 
 def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployment | None = None,
-             chunk_tokens: int | None = None, max_batch_size: int | None = None) -> pd.DataFrame:
+             chunk_tokens: int | None = None, max_batch_size: int | None = None) -> "pd.DataFrame":
     """The latency-throughput frontier across decode batch sizes: for each batch B the replica can hold,
     the steady state at the rate λ(B) that keeps B busy (module docstring), as output tokens/s per user
     (1 / TPOT) and output tokens/s per GPU (λ E[O] / GPUs). `hardware` takes one id or a list.

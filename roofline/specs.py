@@ -20,8 +20,6 @@ Conventions
   MLA stores one latent of (kv_lora_rank + qk_rope_head_dim) elements per token per layer.
 """
 
-from __future__ import annotations
-
 import functools
 import math
 from collections import Counter

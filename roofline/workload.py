@@ -4,8 +4,6 @@ Both are frozen pydantic records; a bad value is a one-line `SpecError`-style
 validation error naming the field.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator

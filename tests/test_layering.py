@@ -23,6 +23,87 @@ def test_import_roofline_is_light():
         assert not heavy, f"`{code}` imports {sorted(heavy)}"
 
 
+# what `roofline predict` does not use: loaded only when first used (issue 11, the cold start)
+NOT_FOR_PREDICT = ("roofline.serving", "roofline.plan", "roofline.disaggregation", "roofline.report", "roofline.views",
+                   "roofline.compare", "roofline.sweep", "roofline.hf_import", "roofline.cli.plan", "roofline.cli.report",
+                   "roofline.cli.serve", "roofline.cli.compare", "roofline.cli.calibrate", "roofline.cli.validate")
+
+
+def _quietly(call: str) -> str:
+    """`call` of the CLI's `main` with its printout swallowed (the last line of stdout is `_modules_after`'s)."""
+    return ("import io, contextlib; from roofline.cli import main; q = contextlib.redirect_stdout(io.StringIO()); "
+            f"q.__enter__(); {call}; q.__exit__(None, None, None)")
+
+
+def test_import_roofline_loads_no_submodule_until_a_name_is_used():
+    """`import roofline` binds no public name yet (PEP 562 `__getattr__`); a prediction through the CLI loads
+    the modules a prediction needs and none of the planner's, the serving model's or the report's."""
+    loaded = _modules_after("import roofline")
+    assert sorted(m for m in loaded if m.startswith("roofline.")) == []
+    loaded = _modules_after(_quietly("main(['predict', '--model', 'llama-3.1-8b', '--hardware', 'h100-sxm'])"))
+    assert "roofline.predict" in loaded and "roofline.cli.predict" in loaded
+    assert sorted(set(NOT_FOR_PREDICT) & loaded) == []
+
+
+def test_every_public_name_resolves_to_its_module():
+    """Every name of `roofline.__all__` resolves (and `dir` lists it); each is the object its module defines."""
+    import importlib
+
+    import roofline as rl
+
+    assert len(rl.__all__) == len(set(rl.__all__))
+    for name in rl.__all__:
+        value = getattr(rl, name)
+        assert name in dir(rl)
+        if name == "techniques":
+            assert value is importlib.import_module("roofline.techniques")
+        else:
+            assert value.__module__.startswith("roofline."), name
+    assert rl.plan is importlib.import_module("roofline.plan").plan
+    try:
+        rl.no_such_name
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_a_function_named_like_its_module_stays_the_function():
+    """`predict`, `sweep`, `compare` and `plan` are functions of the modules of the same name. Whichever comes
+    first, `import roofline.plan` (or a module's `from .plan import SLO`) or `rl.plan`, the package attribute is
+    the function and the module is importable; each order runs in a fresh interpreter."""
+    orders = {
+        "submodule first": "import roofline.plan; import roofline as rl; from roofline.plan import SLO",
+        "from-import first": "from roofline.plan import SLO; import roofline as rl",
+        "indirectly first": "import roofline.disaggregation; import roofline as rl; from roofline.plan import SLO",
+        "name first": "import roofline as rl; rl.plan; import roofline.plan; from roofline.plan import SLO",
+    }
+    check = ("import sys, types; "
+             "assert all(callable(getattr(rl, n)) and not isinstance(getattr(rl, n), types.ModuleType) "
+             "and getattr(rl, n) is getattr(sys.modules['roofline.' + n], n) "
+             "for n in ('predict', 'sweep', 'compare', 'plan') if 'roofline.' + n in sys.modules); "
+             "assert SLO.__module__ == 'roofline.plan' and rl.plan.__module__ == 'roofline.plan'; "
+             "import roofline.sweep, roofline.compare, roofline.predict; "
+             "assert [getattr(rl, n).__name__ for n in ('predict', 'sweep', 'compare', 'plan')] == "
+             "['predict', 'sweep', 'compare', 'plan']; print('ok')")
+    for label, code in orders.items():
+        out = subprocess.run([sys.executable, "-c", f"{code}; {check}"], capture_output=True, text=True)
+        assert out.stdout.strip() == "ok", f"{label}: {out.stderr.strip().splitlines()[-1:]}"
+
+
+def test_cli_help_lists_every_subcommand_and_a_run_builds_only_its_own():
+    """`roofline --help` (and a mistyped subcommand) still get the full parser; a known subcommand's run
+    imports that subcommand's module alone."""
+    from roofline import cli
+
+    full = cli.build_parser().format_help()
+    assert all(name in full for name in cli.SUBCOMMANDS)
+    only = cli.build_parser("models")
+    assert only.parse_args(["models"]).command == "models"
+    loaded = _modules_after(_quietly("main(['models'])"))
+    assert sorted(m for m in loaded if m.startswith("roofline.cli.")) == ["roofline.cli.models"]
+
+
 # ------------------------------------------------------------ the import graph of the library
 import ast  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -183,6 +264,22 @@ def test_every_module_has_a_level_and_imports_point_down():
     up = [f"{a} ({_level(a)}) -> {b} ({_level(b)})" for a, targets in edges.items() for b in targets
           if _level(b) > _level(a) and (a, b) not in ALLOWED_LAZY]
     assert up == []
+
+
+def test_modules_with_pydantic_models_evaluate_their_annotations():
+    """A module that defines pydantic models does not postpone its annotations (`from __future__ import
+    annotations`): pydantic would compile and evaluate each field's annotation string when the class is built
+    (about 280 fields on `predict`'s path, 2% of a cold `roofline predict`)."""
+    postponed = []
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        models = any(isinstance(n, ast.ClassDef) and any(getattr(b, "id", None) == "BaseModel" for b in n.bases)
+                     for n in tree.body)
+        future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations" for a in n.names)
+                     for n in tree.body)
+        if models and future:
+            postponed.append(name)
+    assert postponed == []
 
 
 def test_the_layout_docs_name_every_module():

@@ -9,31 +9,43 @@ converted with `cli.args`, the library called, the answer formatted). Every erro
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
 from pydantic import ValidationError
 
 from ..errors import SpecError, validation_message
-from . import calibrate, compare, engines, hardware, models, networks, plan, predict, report, serve, validate
 
-# (name, module): the order `roofline --help` lists them in
-SUBCOMMANDS = (("predict", predict), ("report", report), ("calibrate", calibrate), ("validate", validate),
-               ("plan", plan), ("serve", serve), ("compare", compare), ("models", models), ("hardware", hardware),
-               ("networks", networks), ("engines", engines))
+# the subcommands, each the module `roofline.cli.<name>`, in the order `roofline --help` lists them
+SUBCOMMANDS = ("predict", "report", "calibrate", "validate", "plan", "serve", "compare", "models", "hardware",
+               "networks", "engines")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def subcommand(name: str):
+    """The module of subcommand `name`, imported on first use: `roofline predict` loads neither the planner
+    nor the report (issue 11, the cold start)."""
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or with `only` of that one alone (what a run of it needs: the others'
+    modules stay unimported)."""
     p = argparse.ArgumentParser(prog="roofline", description="LLM-inference roofline and cost model.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, module in SUBCOMMANDS:
+    for name in SUBCOMMANDS if only is None else (only,):
+        module = subcommand(name)
         module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    run = dict(SUBCOMMANDS)[a.command].run
+    argv = sys.argv[1:] if argv is None else argv
+    # the top-level parser has no option but --help, so a known first word is the subcommand; anything else
+    # (--help, a typo, nothing) gets the full parser, whose help and errors list every subcommand
+    only = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    a = build_parser(only).parse_args(argv)
+    run = subcommand(a.command).run
     try:
         print(run(a))
         sys.stdout.flush()
@@ -51,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["build_parser", "main", "SUBCOMMANDS"]
+__all__ = ["build_parser", "main", "SUBCOMMANDS", "subcommand"]

@@ -2,8 +2,6 @@
 and the words for the binding constraints.
 """
 
-from __future__ import annotations
-
 import math
 from importlib import resources
 from pathlib import Path
