@@ -301,9 +301,18 @@ def expert_load_bins(tokens, experts, experts_per_token, alpha) -> list[tuple[ob
     than under balanced routing (min(T·k, E) experts). Worked number: E = 2, k = 1, T = 1, α = 2 (p = 0.2525,
     0.7475): n = (0.25, 0.75), one expert touched in the hotter group, with every row.
     """
-    p = expert_load_shares(tokens, experts, experts_per_token, alpha)
     t = np.asarray(tokens, dtype=float)
-    rows = t * experts_per_token
+    distinct, where = np.unique(t.ravel(), return_inverse=True)  # once per distinct token count (E x grid is large)
+    groups = _load_groups(distinct, experts, experts_per_token, alpha)
+    if t.ndim == 0:
+        return [(float(touched[0]), float(part[0])) for touched, part in groups]
+    return [(touched[where].reshape(t.shape), part[where].reshape(t.shape)) for touched, part in groups]
+
+
+def _load_groups(tokens: np.ndarray, experts, experts_per_token, alpha) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`expert_load_bins` over a 1-D array of token counts."""
+    p = expert_load_shares(tokens, experts, experts_per_token, alpha)  # (E, len(tokens))
+    rows = tokens * experts_per_token
     hit = rows * p >= 0.5
     none = ~hit.any(axis=0)
     kept = np.where(hit, p, 0.0)
@@ -315,7 +324,7 @@ def expert_load_bins(tokens, experts, experts_per_token, alpha) -> list[tuple[ob
         if g == len(edges) - 2:  # the hottest group takes the rows when none reaches half a row
             touched = np.where(none, np.minimum(rows, experts), touched)
             part = np.where(none, 1.0, part)
-        out.append((float(touched), float(part)) if t.ndim == 0 else (touched, part))
+        out.append((touched, part))
     return out
 
 
