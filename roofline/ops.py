@@ -283,7 +283,9 @@ def busiest_rank_load(tokens, experts, experts_per_token, ep, alpha):
 
 
 # Experts grouped by load for the grouped GEMMs, as fractions of the E experts sorted coldest to hottest: the colder
-# half, then a quarter, an eighth, and the hottest eighth (the per-expert sum below, to within 1% on the tables' shapes).
+# half, then a quarter, an eighth, and the hottest eighth. On DeepSeek-V3's layer (E = 256, k = 8, fp8 on H200) at 16 to
+# 16,384 tokens, the groups' power-law / balanced time is within 1% of the per-expert sum below (1.303 against 1.312
+# at 4096 tokens, the largest gap).
 MOE_LOAD_BIN_EDGES = (0.0, 0.5, 0.75, 0.875, 1.0)
 
 
