@@ -7,7 +7,7 @@ describes; with `moe_ep_size` > 1 the timed GPU holds the busiest rank's E/ep ex
 every shape, token count and ep the model's power-law / balanced time ratio (`routing_ratios`) is set beside the
 table's. The model's two times use the same fused-layer curve (`calibration.MoeCurve`, fitted on balanced rows at
 ep 1), so the curve's own error cancels and the ratio isolates the routing model: the busiest rank's rows
-(`ops.busiest_rank_load`) and the grouped GEMMs timed per load group of experts (`ops.expert_load_bins`).
+(`ops.busiest_rank_load`); within one GPU the model times the layer as balanced (ratio 1 at ep 1).
 
     python -m calibrate.moe_routing [--system h200_sxm] [--framework trtllm] [--version 1.3.0rc20]
         [--source moe_torch_flow_cutlass] [--dtype fp8_block] [--calibration calibrate/public/h200-trtllm.json]
@@ -49,20 +49,13 @@ def paired_rows(df: pd.DataFrame, source: str, table_dtype: str, distribution: s
 
 def layer_s(hw, rd: ResolvedDeployment, compute: str, tokens: float, experts: int, k: int, hidden: int, inter: int,
             ep: int, alpha: float | None) -> float:
-    """One GPU's fused MoE layer (`ops.fused_moe_ops`) as a table row times it: all T tokens' rows over E experts,
-    the timed GPU holding E/ep of them; balanced as the tables' generator spreads it (alpha None), else the busiest
-    rank's rows, per load group."""
+    """One GPU's fused MoE layer (`ops.fused_moe_ops`) as a table row times it: all T tokens' rows over E experts, the
+    timed GPU holding E/ep of them and touching min(E, T·k)/ep (the tables' balanced spread); with `alpha`, the
+    busiest rank's rows (`ops.busiest_rank_load`), else the mean rank's."""
     rows = tokens * k
-    if alpha is None:
-        touched, bins = min(float(experts), rows) / ep, None
-        routed = rows / ep
-    else:
-        load = O.busiest_rank_load(tokens, experts, k, ep, alpha)
-        routed = rows * load / ep
-        bins = [(routed * share, touched / ep) for touched, share in O.expert_load_bins(tokens, experts, k, alpha)]
-        touched = sum(t for _, t in bins)
-    ops = O.fused_moe_ops(rd, "moe", 1, tokens / ep, routed, touched, float(hidden), (2.0 * inter, float(hidden)),
-                          (float(hidden), float(inter)), k, True, bins=bins)
+    load = 1.0 if alpha is None else O.busiest_rank_load(tokens, experts, k, ep, alpha)
+    ops = O.fused_moe_ops(rd, "moe", 1, tokens / ep, rows * load / ep, min(float(experts), rows) / ep, float(hidden),
+                          (2.0 * inter, float(hidden)), (float(hidden), float(inter)), k, True)
     return float(np.sum(time_ops(OpTable.of(ops, ()), Ceilings.of(hw, compute), 1).time_s))
 
 

@@ -282,54 +282,6 @@ def busiest_rank_load(tokens, experts, experts_per_token, ep, alpha):
     return float(load) if _is_scalar(tokens) and _is_scalar(ep) else load
 
 
-# Experts grouped by load for the grouped GEMMs, as fractions of the E experts sorted coldest to hottest: the colder
-# half, then a quarter, an eighth, and the hottest eighth. On DeepSeek-V3's layer (E = 256, k = 8, fp8 on H200) at 16 to
-# 16,384 tokens, the groups' power-law / balanced time is within 1% of the per-expert sum below (1.303 against 1.312
-# at 4096 tokens, the largest gap).
-MOE_LOAD_BIN_EDGES = (0.0, 0.5, 0.75, 0.875, 1.0)
-
-
-def expert_load_bins(tokens, experts, experts_per_token, alpha) -> list[tuple[object, object]]:
-    """[(distinct experts touched, share of the T·k rows)] per load group (`MOE_LOAD_BIN_EDGES`) under power-law routing.
-
-    A grouped GEMM runs each expert's rows against its own weights, so its time is Σ_i max(rows_i · FLOPs per row /
-    rate, weight bytes_i / bandwidth): cold experts read their weights for a few rows, hot ones are compute-bound,
-    and the sum exceeds the balanced layer's max(Σ compute, Σ memory) once the mean expert nears the crossover.
-    The groups time that sum group by group. Expert i gets n_i = T·k·p_i rows (`expert_load_shares`), rounded as
-    the tables' generator rounds them: under half a row is none, so an expert is touched when n_i ≥ 1/2 and the
-    touched experts share the T·k rows in proportion to their n_i. When no expert reaches half a row (a few
-    tokens over many experts), the generator hands the T·k rows out one each: min(T·k, E) experts, in the
-    hottest group. Few rows crowd into the popular experts, so fewer experts are touched (fewer weights read)
-    than under balanced routing (min(T·k, E) experts). Worked number: E = 2, k = 1, T = 1, α = 2 (p = 0.2525,
-    0.7475): n = (0.25, 0.75), one expert touched in the hotter group, with every row.
-    """
-    t = np.asarray(tokens, dtype=float)
-    distinct, where = np.unique(t.ravel(), return_inverse=True)  # once per distinct token count (E x grid is large)
-    groups = _load_groups(distinct, experts, experts_per_token, alpha)
-    if t.ndim == 0:
-        return [(float(touched[0]), float(part[0])) for touched, part in groups]
-    return [(touched[where].reshape(t.shape), part[where].reshape(t.shape)) for touched, part in groups]
-
-
-def _load_groups(tokens: np.ndarray, experts, experts_per_token, alpha) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`expert_load_bins` over a 1-D array of token counts."""
-    p = expert_load_shares(tokens, experts, experts_per_token, alpha)  # (E, len(tokens))
-    rows = tokens * experts_per_token
-    hit = rows * p >= 0.5
-    none = ~hit.any(axis=0)
-    kept = np.where(hit, p, 0.0)
-    share = kept / np.where(none, 1.0, kept.sum(axis=0))
-    edges = sorted({round(f * experts) for f in MOE_LOAD_BIN_EDGES})
-    out = []
-    for g, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
-        touched, part = hit[a:b].sum(axis=0).astype(float), share[a:b].sum(axis=0)
-        if g == len(edges) - 2:  # the hottest group takes the rows when none reaches half a row
-            touched = np.where(none, np.minimum(rows, experts), touched)
-            part = np.where(none, 1.0, part)
-        out.append((touched, part))
-    return out
-
-
 def _split(x, tp):
     """x / tp: a dimension sharded over tp GPUs (kept an exact int on one GPU)."""
     return x if _is_scalar(tp) and tp == 1 else x / tp
@@ -736,7 +688,7 @@ def moe_unpermute(group, layers, tokens, experts_per_token, hidden, ab) -> Op:
 
 
 def fused_moe_ops(rd: ResolvedDeployment, group, layers, tokens, routed, touched, hidden, up_shape, down_shape,
-                  experts_per_token, gated: bool, bias: bool = False, sparse: bool = False, bins=None) -> list[Op]:
+                  experts_per_token, gated: bool, bias: bool = False, sparse: bool = False) -> list[Op]:
     """The five kernels of one GPU's fused MoE layer, in order: permute, grouped up GEMM, activation,
     grouped down GEMM, unpermute.
 
@@ -745,30 +697,14 @@ def fused_moe_ops(rd: ResolvedDeployment, group, layers, tokens, routed, touched
     routed / touched rows: up [routed/touched, h] x [h, n_up] per touched expert, down [routed/touched, F_e] x
     [F_e, h] (`up_shape`, `down_shape` are this GPU's (n, k) slices). Each op's `grouped` is the expert
     weights' format code (`moe_format_code`), which selects a calibration's `moe` curve (`calibration.MoeCurve`).
-    `bins`, [(rows, touched experts)] per load group (`expert_load_bins`, uneven routing), splits each grouped GEMM
-    into one op per group, each its own max(compute, memory): `experts_up` (the colder half of the experts, carrying
-    the kernel's launches), then `experts_up_load1`, `_load2`, `_load3` (hotter quarter, eighth, hottest eighth);
-    likewise `experts_down`. None is one group of `routed` rows over `touched` experts (balanced).
     """
     ab, nb = rd.act_bytes, rd.unquantized_bytes
-    groups = [(routed, touched)] if bins is None else bins
-
-    def grouped_gemm(name, shape):
-        ops = []
-        for g, (rows, experts) in enumerate(groups):
-            per_expert_m = rows / _max(experts, 1.0) if bins is not None else rows / experts  # an empty group: 0 rows
-            op = _gemm(name if g == 0 else f"{name}_load{g}", group, layers, rows, *shape, rd.weights, ab, nb, experts, bias,
-                       per_expert_m, rd=rd, sparse=sparse)
-            if g:  # one kernel: the first group carries its launches
-                op.launches = 0.0
-            ops.append(op)
-        return ops
-
+    per_expert_m = routed / touched
     fused = [
         moe_permute(group, layers, tokens, experts_per_token, hidden, ab),
-        *grouped_gemm("experts_up", up_shape),
+        _gemm("experts_up", group, layers, routed, *up_shape, rd.weights, ab, nb, touched, bias, per_expert_m, rd=rd, sparse=sparse),
         _activation("experts_act", group, layers, routed, down_shape[1], gated, ab),
-        *grouped_gemm("experts_down", down_shape),
+        _gemm("experts_down", group, layers, routed, *down_shape, rd.weights, ab, nb, touched, bias, per_expert_m, rd=rd, sparse=sparse),
         moe_unpermute(group, layers, tokens, experts_per_token, hidden, ab),
     ]
     code = moe_format_code(rd.weights)
@@ -786,8 +722,11 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     the default) is applied here and only here (`busiest_rank_load`): the step waits for the
     busiest rank, which computes `load` · T·k/ep pairs (its share of the touched experts kept at
     the mean, E·(1-(1-k/E)^T)/ep) and receives and returns `load` times the mean rank's rows.
-    Within one GPU the grouped GEMMs are timed per load group of experts (`expert_load_bins`):
-    fewer experts touched, cold ones reading weights for a few rows, hot ones compute-bound. Dispatch and combine are two
+    Within one GPU the layer is still timed as balanced: the fewer experts a skewed batch touches
+    and its cold experts' weight reads beside its hot experts' compute are left out (the first
+    alone moves the kernel tables' power-law / balanced ratios further from the model; both
+    together fit them better but overstate the tables' decode gain, and a GEMM table, where no
+    fused-MoE curve applies, would time each load group as its own kernel). Dispatch and combine are two
     all-to-alls: each GPU sends (T/ep)·k·(ep-1)/ep rows of `hidden` activations to its peers
     and gets as many back (times `load` on the busiest rank), in ep - 1 messages each way. The routed experts' five kernels (`fused_moe_ops`) move this
     GPU's own T tokens in the permute and unpermute (before dispatch, after combine).
@@ -797,27 +736,22 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     mats = {m.name: m for m in model.mlp_matrices(True)}
     router = mats["router"]
     all_tokens = tokens if global_tokens is None else global_tokens
-    alpha = rd.dep.expert_routing_alpha
+    touched = expected_experts_touched(all_tokens, e.num_experts, e.experts_per_token)
     routed = all_tokens * e.experts_per_token  # token-expert pairs
     multi = not (_is_scalar(ep) and ep == 1)
     load = 1.0
-    if alpha is None:  # balanced: one group of every touched expert
-        groups = [(expected_experts_touched(all_tokens, e.num_experts, e.experts_per_token), 1.0)]
-    else:
-        groups = expert_load_bins(all_tokens, e.num_experts, e.experts_per_token, alpha)
-        if multi:
+    if multi:  # the busiest rank: `load` times the mean rank's rows, the mean rank's share of the touched experts
+        alpha = rd.dep.expert_routing_alpha
+        if alpha is not None:
             load = busiest_rank_load(all_tokens, e.num_experts, e.experts_per_token, ep, alpha)
-    # the busiest rank: `load` times the mean rank's rows, the mean rank's share of the touched experts
-    routed = routed * load / ep if multi else routed
-    bins = [(routed * share, touched / ep if multi else touched) for touched, share in groups]
-    touched = sum(t for _, t in bins)
+        touched, routed = touched / ep, routed * load / ep
     sp = sparse_applies("experts", rd)
     ops = [_gemm("router", group, layers, tokens, router.n, router.k, _scheme(router, rd), ab, nb, bias=router.bias)]  # [T, h] x [h, E]
     up_n, up_k = _local(mats["experts_up"], model, tp)
     dn_n, dn_k = _local(mats["experts_down"], model, tp)
     # per touched expert [T·k/touched, h] x [h, 2F_e/tp]; down [T·k/touched, F_e/tp] x [F_e/tp, h] (T·k/ep rows in all)
     ops += fused_moe_ops(rd, group, layers, tokens, routed, touched, model.hidden_size, (up_n, up_k), (dn_n, dn_k),
-                         e.experts_per_token, gated, e.expert_bias, sp, None if alpha is None else bins)
+                         e.experts_per_token, gated, e.expert_bias, sp)
     if e.num_shared_experts:
         su, sd = _local(mats["shared_up"], model, tp), _local(mats["shared_down"], model, tp)
         # shared experts, every token: [T, h] x [h, 2F_s/tp] and [T, F_s/tp] x [F_s/tp, h]

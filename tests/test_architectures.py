@@ -43,13 +43,11 @@ def test_mla_prefill_decompresses_and_attends_as_mha():
 
 def test_moe_decode_reads_only_the_experts_it_touches():
     """Mixtral 8x7B, one sequence: each layer touches its top-2 of 8 experts; each expert is a gated
-    FFN of 3 x 4096 x 14336 bf16 weights. 64 tokens routed uniformly (balanced: `expert_routing_alpha` None) touch
-    8·(1 - (3/4)^64) = ~8 experts."""
+    FFN of 3 x 4096 x 14336 bf16 weights. 64 tokens touch 8·(1 - (3/4)^64) = ~8 experts."""
     expert_bytes = 3 * 4096 * 14336 * 2
-    single = ops_of("mixtral-8x7b", 1, 1, 99, expert_routing_alpha=None)
-    one = pick(single, "experts_up")[0].weight_bytes + pick(single, "experts_down")[0].weight_bytes
+    one = pick(ops_of("mixtral-8x7b", 1, 1, 99), "experts_up")[0].weight_bytes + pick(ops_of("mixtral-8x7b", 1, 1, 99), "experts_down")[0].weight_bytes
     assert one == 32 * 2 * expert_bytes
-    many = ops_of("mixtral-8x7b", 64, 1, 99, expert_routing_alpha=None)
+    many = ops_of("mixtral-8x7b", 64, 1, 99)
     touched = 8 * (1 - 0.75**64)
     assert pick(many, "experts_up")[0].weight_bytes + pick(many, "experts_down")[0].weight_bytes == pytest.approx(32 * touched * expert_bytes)
     # FLOPs count only the routed pairs: 64 tokens x 2 experts x 3 matrices x 2 x 4096 x 14336, per layer

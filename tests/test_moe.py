@@ -65,7 +65,7 @@ def test_unpermute_bytes_and_flops_by_hand():
 
 
 def test_forward_pass_marks_the_five_fused_kernels_with_the_format_code():
-    ops = O.forward_ops(MIXTRAL, rl.Deployment(expert_routing_alpha=None).resolved(MIXTRAL), 4, 1, 99)  # balanced
+    ops = O.forward_ops(MIXTRAL, rl.Deployment().resolved(MIXTRAL), 4, 1, 99)
     fused = [op.name for op in ops if op.grouped]
     assert fused == ["moe_permute", "experts_up", "experts_act", "experts_down", "moe_unpermute"]
     assert {op.grouped for op in ops if op.grouped} == {1 + MOE_FORMATS.index("bf16")}
@@ -122,8 +122,7 @@ def test_grouped_timing_by_hand():
             continue
         if op.kind == O.OpKind.GEMM:
             pad = math.ceil(op.gemm_m / tile) * tile / op.gemm_m
-            # t0 / 2 per launch of each grouped GEMM; its hotter load groups (uneven routing) are the same launch
-            expected = max(op.flops * pad / (eta_c * PEAK), op.bytes / (eta_m * BW)) + op.launches * t0 / 2
+            expected = max(op.flops * pad / (eta_c * PEAK), op.bytes / (eta_m * BW)) + op.layers * t0 / 2
         else:
             expected = max(op.flops / vector, op.bytes / (eta_m * BW))  # no launch overhead: t0 holds it
         assert timing.time_s[i] == pytest.approx(expected, rel=1e-9)

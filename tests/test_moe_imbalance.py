@@ -1,6 +1,6 @@
-"""Uneven expert routing (issue 12): the power-law expert loads of aiconfigurator-core's MoE tables, the busiest
-expert-parallel rank the step waits for, and the load groups the grouped GEMMs are timed by. Hand arithmetic, and
-invariants against the balanced layer."""
+"""Uneven expert routing (issue 12): the power-law expert loads of aiconfigurator-core's MoE tables and the busiest
+expert-parallel rank the step waits for. Hand arithmetic, invariants against the balanced layer, and the kernel
+tables' power-law / balanced ratios."""
 
 from __future__ import annotations
 
@@ -20,11 +20,6 @@ pd = pytest.importorskip("pandas")
 PHI_INV = NormalDist().inv_cdf
 DSV3 = rl.load_model("deepseek-v3")  # E = 256, k = 8, h = 7168, F_e = 2048
 MIXTRAL = rl.load_model("mixtral-8x7b")  # E = 8, k = 2, h = 4096, F_e = 14336
-
-
-def _grouped(model, dep, batch, new, past, tp=1, ep=1):
-    ops = O.forward_ops(model, dep.resolved(model), batch, new, past, tp, ep=ep)
-    return [op for op in ops if op.grouped]
 
 
 # ------------------------------------------------------------------ the distribution, by hand
@@ -73,62 +68,7 @@ def test_busiest_rank_load_worked_number_and_bounds():
     assert grid == pytest.approx([O.busiest_rank_load(16, 256, 8, 8, 1.01), loads[3], 1.0], rel=1e-12)
 
 
-# ------------------------------------------------------------------ the load groups
-def test_load_groups_by_hand():
-    # E = 2, k = 1, T = 1, α = 2: n = T·k·p = (0.2525, 0.7475); only the hotter reaches half a row, and takes it
-    groups = O.expert_load_bins(1, 2, 1, 2.0)
-    assert groups == [(0.0, 0.0), (1.0, 1.0)]
-    # DeepSeek-V3 shape, one token: no expert reaches half a row; the generator hands the 8 rows out one each
-    one = O.expert_load_bins(1, 256, 8, 1.01)
-    assert one[-1] == (8.0, 1.0) and all(g == (0.0, 0.0) for g in one[:-1])
-
-
-@pytest.mark.parametrize("tokens", [16, 128, 1024, 4096, 16384])
-def test_load_groups_share_every_row_and_touch_fewer_experts(tokens):
-    groups = O.expert_load_bins(tokens, 256, 8, 1.01)
-    assert len(groups) == 4
-    assert sum(share for _, share in groups) == pytest.approx(1.0, rel=1e-12)
-    touched = sum(t for t, _ in groups)
-    assert touched <= min(tokens * 8, 256)  # balanced routing touches min(T·k, E)
-    # the hottest eighth carries more rows per expert than the colder half
-    (t_cold, s_cold), (t_hot, s_hot) = groups[0], groups[-1]
-    assert t_hot > 0 and (t_cold == 0 or s_hot / t_hot > s_cold / t_cold)
-
-
-def test_grid_load_groups_match_one_scenario_at_a_time():
-    grid = O.expert_load_bins(np.array([1.0, 1024.0]), 256, 8, 1.01)
-    for i, tokens in enumerate((1, 1024)):
-        one = O.expert_load_bins(tokens, 256, 8, 1.01)
-        for (gt, gs), (ot, os_) in zip(grid, one):
-            assert gt[i] == pytest.approx(ot) and gs[i] == pytest.approx(os_)
-
-
 # ------------------------------------------------------------------ the operator table
-def test_fused_layer_splits_its_grouped_gemms_into_load_groups():
-    # Mixtral, 64 sequences decoding (T = 64, k = 2: 128 rows): the up GEMM's groups hold every row and every touched expert
-    ops = _grouped(MIXTRAL, rl.Deployment(), 64, 1, 99)
-    names = [op.name for op in ops]
-    assert names == ["moe_permute", "experts_up", "experts_up_load1", "experts_up_load2", "experts_up_load3", "experts_act",
-                     "experts_down", "experts_down_load1", "experts_down_load2", "experts_down_load3", "moe_unpermute"]
-    up = [op for op in ops if op.name.startswith("experts_up")]
-    layers, h, f_e = 32, 4096, 14336
-    assert sum(op.flops for op in up) == pytest.approx(layers * 2 * (64 * 2) * (2 * f_e) * h, rel=1e-12)
-    groups = O.expert_load_bins(64, 8, 2, rl.Deployment().expert_routing_alpha)
-    expert_up_bytes = 2 * f_e * h * 2  # gate and up, bf16
-    for op, (touched, share) in zip(up, groups):
-        assert op.weight_bytes == pytest.approx(layers * touched * expert_up_bytes, rel=1e-12)
-        assert op.act_read_bytes == pytest.approx(layers * 64 * 2 * share * h * 2, rel=1e-12)
-    # one kernel: only the first group launches (a calibration's t0 is paid once per GEMM)
-    assert [op.launches for op in up] == [layers, 0.0, 0.0, 0.0]
-
-
-def test_balanced_routing_keeps_one_group_per_gemm():
-    ops = _grouped(MIXTRAL, rl.Deployment(expert_routing_alpha=None), 64, 1, 99)
-    assert [op.name for op in ops] == ["moe_permute", "experts_up", "experts_act", "experts_down", "moe_unpermute"]
-    up = ops[1]
-    assert up.weight_bytes == pytest.approx(32 * 8 * (1 - 0.75**64) * 2 * 14336 * 4096 * 2, rel=1e-12)
-
-
 def test_expert_parallel_step_waits_for_the_busiest_rank():
     # DeepSeek-V3 prefill over ep = 8 GPUs, 8 prompts of 512 (T = 4096 tokens in all): the busiest rank computes
     # load · T·k/8 rows and sends and receives load times the mean rank's all-to-all rows
@@ -146,6 +86,15 @@ def test_expert_parallel_step_waits_for_the_busiest_rank():
     assert next(op for op in rs if op.name == "router").flops == next(op for op in rf if op.name == "router").flops
 
 
+def test_one_gpu_is_timed_as_balanced():
+    # without expert parallelism there is no busier rank to wait for; within one GPU the layer is timed as balanced
+    for model, tp in ((MIXTRAL, 2), (DSV3, 8)):
+        ops = {a: O.forward_ops(model, rl.Deployment(tp=tp, expert_routing_alpha=a).resolved(model), 64, 1, 99, tp)
+               for a in (None, 1.01, 1.2)}
+        for a in (1.01, 1.2):
+            assert [(op.name, op.flops, op.bytes) for op in ops[a]] == [(op.name, op.flops, op.bytes) for op in ops[None]]
+
+
 def test_routing_alpha_is_validated():
     bad = (rl.SpecError, pydantic.ValidationError)
     with pytest.raises(bad, match="expert_routing_alpha"):
@@ -160,7 +109,7 @@ def test_routing_alpha_is_validated():
                     reason="aiconfigurator-core not installed (pip install roofline[public-data])")
 def test_power_law_over_balanced_tracks_the_h200_trtllm_tables():
     """H200, TensorRT-LLM 1.3.0rc20 CUTLASS fused MoE, fp8_block, tp 1, ep 1-8, 16-16384 tokens: the model's
-    power-law / balanced ratio against the table's (`python -m calibrate.moe_routing` prints 0.112 against 0.173)."""
+    power-law / balanced ratio against the table's (`python -m calibrate.moe_routing` prints 0.125 against 0.173)."""
     from calibrate.moe_routing import paired_rows, routing_ratios, summary
     from calibrate.public import data_root
     from roofline.calibration import attach_calibration, load_calibration
@@ -170,7 +119,7 @@ def test_power_law_over_balanced_tracks_the_h200_trtllm_tables():
     ratios = routing_ratios(paired_rows(df, "moe_torch_flow_cutlass", "fp8_block", "power_law_1.01"), hw, "fp8_block", 1.01)
     assert len(ratios) > 1000
     model, balanced = np.median(np.abs(ratios["error"])), np.median(np.abs(ratios["balanced_error"]))
-    assert model < 0.13 and model < balanced - 0.04
+    assert model < 0.13 and model < balanced - 0.03
     # prefill over 8 ranks: the busiest rank sets the time (table about 1.57x); balanced misses it by a third
     wide = summary(ratios).loc[(8, "4k-16k")]
     assert wide["table"] > 1.4 and wide["model"] > 1.4
