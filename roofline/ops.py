@@ -25,6 +25,8 @@ Counting rules
   attention+MLP blocks).
 * MoE: with T tokens routed uniformly to k of E experts, the expected number of
   distinct experts touched is E·(1 - (1 - k/E)^T); their weights are read once.
+  With expert parallelism, uneven (power-law) routing makes the step wait for the
+  busiest rank's rows (`busiest_rank_load`); within one GPU routing is taken as balanced.
   The routed experts run as one fused MoE layer: the T·k token-expert rows are
   gathered into expert order (`moe_permute`), pass the two grouped expert GEMMs
   and the activation, and are scattered back and summed with their gate weights
@@ -726,9 +728,10 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     and its cold experts' weight reads beside its hot experts' compute are left out (the first
     alone moves the kernel tables' power-law / balanced ratios further from the model; both
     together fit them better but overstate the tables' decode gain, and a GEMM table, where no
-    fused-MoE curve applies, would time each load group as its own kernel). Dispatch and combine are two
-    all-to-alls: each GPU sends (T/ep)·k·(ep-1)/ep rows of `hidden` activations to its peers
-    and gets as many back (times `load` on the busiest rank), in ep - 1 messages each way. The routed experts' five kernels (`fused_moe_ops`) move this
+    fused-MoE curve applies, would time each load group as its own kernel).
+    Dispatch and combine are two all-to-alls: each GPU sends (T/ep)·k·(ep-1)/ep rows of `hidden`
+    activations to its peers and gets as many back (times `load` on the busiest rank), in ep - 1
+    messages each way. The routed experts' five kernels (`fused_moe_ops`) move this
     GPU's own T tokens in the permute and unpermute (before dispatch, after combine).
     """
     e = model.moe
