@@ -25,6 +25,8 @@ Counting rules
   attention+MLP blocks).
 * MoE: with T tokens routed uniformly to k of E experts, the expected number of
   distinct experts touched is E·(1 - (1 - k/E)^T); their weights are read once.
+  With expert parallelism, uneven (power-law) routing makes the step wait for the
+  busiest rank's rows (`busiest_rank_load`); within one GPU routing is taken as balanced.
   The routed experts run as one fused MoE layer: the T·k token-expert rows are
   gathered into expert order (`moe_permute`), pass the two grouped expert GEMMs
   and the activation, and are scattered back and summed with their gate weights
@@ -55,6 +57,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, fields
 from enum import Enum
+from statistics import NormalDist
 
 import numpy as np
 
@@ -220,6 +223,83 @@ def expected_experts_touched(tokens, experts, experts_per_token):
     """
     miss = 1 - experts_per_token / experts
     return experts * (1 - miss**tokens) if _is_scalar(tokens) else experts * (1 - np.power(miss, tokens))
+
+
+# The power-law routing of aiconfigurator-core's MoE tables (ai-dynamo/aiconfigurator `collector/helper.py`,
+# `_generate_power_law_distribution`, used by its TensorRT-LLM, SGLang and vLLM collectors): E per-expert loads drawn from
+# the density ∝ x^-α on [1, 0.8·T] when the T·k token-expert rows outnumber the E experts, else on [0.01, 2], then scaled
+# to sum to T·k. The busiest EP rank's experts are the ones a table row times.
+POWER_LAW_LOW = 1.0
+POWER_LAW_HIGH_PER_TOKEN = 0.8
+POWER_LAW_LOW_FEW_ROWS = 0.01
+POWER_LAW_HIGH_FEW_ROWS = 2.0
+_STD_NORMAL = NormalDist()
+
+
+def expert_load_shares(tokens, experts, experts_per_token, alpha):
+    """p_i, i = 1..E: the share of one step's T·k token-expert rows that expert i gets under power-law routing.
+
+    Loads x have the density ∝ x^-α on [lo, hi], (lo, hi) = (1, 0.8·T) when T·k > E, else (0.01, 2) (the tables'
+    generator, above). The inverse CDF is x(u) = ((hi^(1-α) - lo^(1-α))·u + lo^(1-α))^(1/(1-α)) (lo·(hi/lo)^u at
+    α = 1); the E experts take the mid-quantiles u_i = (i - 1/2)/E (the expected sorted sample, no random draw) and
+    p_i = x_i / Σ_j x_j. Shape (E,) + the shape of `tokens`.
+    Worked number: E = 2, α = 2, T = 1, k = 1 (T·k ≤ E: lo 0.01, hi 2): x(u) = 1/(100 - 99.5·u), so x(1/4) = 1/75.125
+    and x(3/4) = 1/25.375, p = (0.2525, 0.7475).
+    """
+    t = np.asarray(tokens, dtype=float)
+    many = t * experts_per_token > experts
+    lo = np.where(many, POWER_LAW_LOW, POWER_LAW_LOW_FEW_ROWS)
+    hi = np.maximum(np.where(many, POWER_LAW_HIGH_PER_TOKEN * t, POWER_LAW_HIGH_FEW_ROWS), lo)
+    u = ((np.arange(experts) + 0.5) / experts).reshape((experts,) + (1,) * t.ndim)
+    if abs(1 - alpha) < 1e-9:
+        x = lo * (hi / lo) ** u
+    else:
+        a = 1 - alpha
+        x = ((hi**a - lo**a) * u + lo**a) ** (1 / a)
+    return x / x.sum(axis=0)
+
+
+def expert_load_cv(tokens, experts, experts_per_token, alpha):
+    """c = std_i(E·p_i): the coefficient of variation of the experts' loads (`expert_load_shares`), per token count.
+
+    A grid is evaluated once per distinct token count (an E x grid array would be large). 0 when every p_i = 1/E.
+    """
+    t = np.asarray(tokens, dtype=float)
+    if t.ndim == 0:
+        return float((experts * expert_load_shares(float(t), experts, experts_per_token, alpha)).std())
+    distinct, where = np.unique(t, return_inverse=True)
+    cv = (experts * expert_load_shares(distinct, experts, experts_per_token, alpha)).std(axis=0)
+    return cv[where].reshape(t.shape)
+
+
+def expected_max_std_normal(n):
+    """z_n, the expected largest of n standard normal draws, by Blom's formula Φ^-1((n - 3/8)/(n + 1/4)).
+
+    z_1 = Φ^-1(1/2) = 0; z_8 = Φ^-1(7.625/8.25) = 1.434 (the exact value is 1.424).
+    """
+    if _is_scalar(n):
+        return _STD_NORMAL.inv_cdf((n - 0.375) / (n + 0.25))
+    return np.vectorize(lambda v: _STD_NORMAL.inv_cdf((v - 0.375) / (v + 0.25)), otypes=[float])(n)
+
+
+def busiest_rank_load(tokens, experts, experts_per_token, ep, alpha):
+    """Rows of the busiest of `ep` expert-parallel ranks / the mean rank's rows, when T tokens route by the power law
+    of exponent `alpha` (`expert_load_shares`).
+
+    Expert i's load is E·p_i times the mean, with coefficient of variation c = std_i(E·p_i). A rank holds g = E/ep
+    experts, a draw without replacement, so its load has relative standard deviation c·√((E - g)/(g·(E - 1))) =
+    c·√((ep - 1)/(E - 1)); the largest of ep such (normal) sums is the mean times
+
+        load = 1 + c·√((ep - 1)/(E - 1))·z_ep        (z_ep: `expected_max_std_normal`), at most ep,
+
+    and every rank waits for it. One rank (ep = 1) gives 1. Worked number: E = 256, k = 8, T = 4096, α = 1.01
+    (c = 1.776): 1 + 1.776·√(7/255)·1.434 = 1.422 at ep = 8 (the tables' generator, sampled 200 times: 1.47; the normal
+    approximation reads low for a few large experts, E = 8: 3.4 against 4.4).
+    """
+    cv = expert_load_cv(tokens, experts, experts_per_token, alpha)
+    spread = np.sqrt(np.maximum(ep - 1, 0) / max(experts - 1, 1))
+    load = np.minimum(1 + cv * spread * expected_max_std_normal(ep), ep)
+    return float(load) if _is_scalar(tokens) and _is_scalar(ep) else load
 
 
 def _split(x, tp):
@@ -756,9 +836,18 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
 
     Expert parallelism over `ep` GPUs: the T tokens of all GPUs pick k experts each; a GPU holds
     E/ep experts, touches E·(1-(1-k/E)^T)/ep of them and computes T·k/ep token-expert pairs
-    (uniform routing, no imbalance). Dispatch and combine are two all-to-alls: each GPU sends
-    (T/ep)·k·(ep-1)/ep rows of `hidden` activations to its peers and gets as many back,
-    in ep - 1 messages each way. The routed experts' five kernels (`fused_moe_ops`) move this
+    under balanced routing (`Deployment.expert_routing_alpha` None). Uneven routing (a power law,
+    the default) is applied here and only here (`busiest_rank_load`): the step waits for the
+    busiest rank, which computes `load` · T·k/ep pairs (its share of the touched experts kept at
+    the mean, E·(1-(1-k/E)^T)/ep) and receives and returns `load` times the mean rank's rows.
+    Within one GPU the layer is still timed as balanced: the fewer experts a skewed batch touches
+    and its cold experts' weight reads beside its hot experts' compute are left out (the first
+    alone moves the kernel tables' power-law / balanced ratios further from the model; both
+    together fit them better but overstate the tables' decode gain, and a GEMM table, where no
+    fused-MoE curve applies, would time each load group as its own kernel).
+    Dispatch and combine are two all-to-alls: each GPU sends (T/ep)·k·(ep-1)/ep rows of `hidden`
+    activations to its peers and gets as many back (times `load` on the busiest rank), in ep - 1
+    messages each way. The routed experts' five kernels (`fused_moe_ops`) move this
     GPU's own T tokens in the permute and unpermute (before dispatch, after combine).
     """
     e = model.moe
@@ -769,8 +858,12 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     touched = expected_experts_touched(all_tokens, e.num_experts, e.experts_per_token)
     routed = all_tokens * e.experts_per_token  # token-expert pairs
     multi = not (_is_scalar(ep) and ep == 1)
-    if multi:
-        touched, routed = touched / ep, routed / ep
+    load = 1.0
+    if multi:  # the busiest rank: `load` times the mean rank's rows, the mean rank's share of the touched experts
+        alpha = rd.dep.expert_routing_alpha
+        if alpha is not None:
+            load = busiest_rank_load(all_tokens, e.num_experts, e.experts_per_token, ep, alpha)
+        touched, routed = touched / ep, routed * load / ep
     sp = sparse_applies("experts", rd)
     ops = [_gemm("router", group, layers, tokens, router.n, router.k, _scheme(router, rd), ab, nb, bias=router.bias),  # [T, h] x [h, E]
            moe_topk(group, layers, tokens, e.num_experts, e.experts_per_token, ab)]
@@ -787,7 +880,7 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
         ops.append(_gemm("shared_down", group, layers, tokens, *sd, matrix_scheme("shared_down", rd), ab, nb, rd=rd, sparse=sp))
         ops.append(shared_add(group, layers, tokens, model.hidden_size, ab))
     if multi:
-        pairs_sent = tokens * e.experts_per_token * (ep - 1) / ep
+        pairs_sent = load * tokens * e.experts_per_token * (ep - 1) / ep  # the busiest rank gets and returns `load` x the mean
         ops.append(Op("all_to_all", group, OpKind.COMM, layers, launches=2 * layers, flops=0.0,
                       wire_bytes=layers * 2 * pairs_sent * model.hidden_size * ab, wire_messages=layers * 2 * (ep - 1)))
     return ops

@@ -84,7 +84,8 @@ Pipeline and expert parallelism (a replica of tp x pp x ep GPUs; pp = ep = 1 giv
 Not modelled: batching of several prompts into one prefill pass (each prompt, or each wave of ep
 prompts, is its own pass: pessimistic at high load), preemption and swapping, KV re-reads of earlier
 chunks by a chunk's attention, stage imbalance (embedding on the first stage, LM head on the last),
-uneven expert routing, and bursts beyond Poisson arrivals (except the synchronized waves of a closed loop
+uneven expert routing within one GPU (across expert-parallel ranks the step waits for the busiest rank:
+`ops.busiest_rank_load`, `Deployment.expert_routing_alpha`), and bursts beyond Poisson arrivals (except the synchronized waves of a closed loop
 with fixed lengths, `wave`, at the end of this module). Speculative decoding, prefix caching,
 offload and a fixed micro-batch count are refused (`check_serving_deployment`), not ignored.
 """

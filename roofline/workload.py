@@ -84,6 +84,15 @@ class Speculative(BaseModel):
         return (1 - a ** (self.k + 1)) / (1 - a)
 
 
+DEFAULT_EXPERT_ROUTING_ALPHA = 1.01
+"""Power-law exponent of the tokens each routed expert gets in one step (`ops.skewed_routing`). aiconfigurator-core 0.12.0
+(`sdk/config.py`: `workload_distribution = "power_law"` by default; `sdk/models/deepseek.py` and its other MoE models set
+`_power_law_alpha = 1.01`) times MoE layers with this distribution by default, its authors' stand-in for "real-world load
+imbalance" (ai-dynamo/aiconfigurator `collector/helper.py`, `power_law_logits_v3`); its kernel tables measure it
+(`moe_perf.parquet`, distribution `power_law_1.01`)."""
+MAX_ROUTING_ALPHA = 100.0  # beyond this the power law sits at its lower bound: balanced
+
+
 class Deployment(BaseModel):
     """How the model runs: parallelism, number formats, attention kernel, memory reserve.
 
@@ -107,6 +116,10 @@ class Deployment(BaseModel):
         None, ge=1, le=MAX_BATCH, description="micro-batches the batch is split into across the pipeline (default: min(batch, pp))")
     ep: int = Field(1, ge=1, le=MAX_GPUS, description="expert-parallel GPUs for MoE layers: experts spread E/ep per GPU with "
                                          "all-to-all dispatch and combine, attention data-parallel over the ep GPUs (needs tp=1)")
+    expert_routing_alpha: float | None = Field(
+        DEFAULT_EXPERT_ROUTING_ALPHA, gt=0, le=MAX_ROUTING_ALPHA,
+        description="uneven expert routing: tokens per expert follow a power law of this exponent (`ops.skewed_routing`; "
+                    "aiconfigurator-core's default 1.01); None = balanced, every expert the same load")
     network: str | None = Field(None, description="scale-out network profile id (`roofline networks`) for a replica larger than "
                                                   "one NVLink domain; default: `network.DEFAULT_NETWORK`")
     on_unsupported_dtype: Literal["error", "fallback"] = Field(

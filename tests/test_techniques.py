@@ -330,12 +330,16 @@ def test_pipeline_microbatches_raise_throughput_not_latency_in_prefill():
 
 def test_expert_parallel_all_to_all_by_hand():
     mix = rl.load_model("mixtral-8x7b")
-    rd = rl.Deployment(ep=8).resolved(mix)
+    rd = rl.Deployment(ep=8, expert_routing_alpha=None).resolved(mix)  # balanced routing
     ops = O.forward_ops(mix, rd, 64, 1, 100, tp=1, ep=8)
     a2a = next(o for o in ops if o.name == "all_to_all")
     # 64 tokens over 8 GPUs = 8 per GPU, top-2: 16 rows, 7/8 of them to peers, dispatch + combine, 4096 x 2 bytes, 32 layers
     assert a2a.wire_bytes == pytest.approx(32 * 2 * 8 * 2 * 7 / 8 * 4096 * 2)
     assert a2a.wire_messages == 32 * 2 * 7
+    # uneven routing (the default): the busiest rank gets and returns `load` times as many rows
+    skewed = O.forward_ops(mix, rl.Deployment(ep=8).resolved(mix), 64, 1, 100, tp=1, ep=8)
+    load = O.busiest_rank_load(64, 8, 2, 8, rl.Deployment().expert_routing_alpha)
+    assert next(o for o in skewed if o.name == "all_to_all").wire_bytes == pytest.approx(load * a2a.wire_bytes)
     p = rl.predict(mix, H100, WL, rl.Deployment(ep=8))
     assert p.gpus_per_replica == 8
 
