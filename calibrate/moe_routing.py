@@ -27,7 +27,7 @@ from roofline.roofline import Ceilings, OpTable, time_ops
 from roofline.workload import Deployment, ResolvedDeployment
 
 from .public import data_root
-from .public_moe import BLOCK, TABLE_FORMATS, TABLE_TIME_S
+from .public_moe import TABLE_FORMATS, TABLE_TIME_S
 
 BALANCED = "balanced"
 EP_SIZES = (1, 2, 4, 8)
@@ -61,9 +61,9 @@ def layer_s(hw, rd: ResolvedDeployment, compute: str, tokens: float, experts: in
 
 def routing_ratios(pairs: pd.DataFrame, hw, table_dtype: str, alpha: float) -> pd.DataFrame:
     """`pairs` with the table's and the model's power-law / balanced ratio per row, and the model's error on it."""
-    _, weight, compute, granularity = TABLE_FORMATS[table_dtype]
+    _, weight, compute, granularity, group = TABLE_FORMATS[table_dtype]
     dep = Deployment(weight_dtype=weight, activation_dtype=compute, weight_scale_granularity=granularity,
-                     weight_group_size=BLOCK if granularity == "block" else None, expert_routing_alpha=None)
+                     weight_group_size=group, expert_routing_alpha=None)
     rd = ResolvedDeployment.of(dep, "bf16")
     out = pairs.copy()
     model = []
