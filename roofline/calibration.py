@@ -637,10 +637,23 @@ class StackedCurves:
 
     def per_op_ceilings(self, t, c):
         """Each calibrated device's per-op ceilings (from the stacked `c`, whose values at that device are its
-        own), placed where the grid holds that device; analytical devices keep the stacked scalars."""
+        own), placed where the grid holds that device; analytical devices keep the stacked scalars.
+
+        Where the devices lie along one axis of the grid that the operator table does not span (a sweep: the
+        ops do not depend on the device), each device's curves time only its own slice of that axis
+        (`_device_slices`), and the slices are put side by side: the same elementwise values as timing every
+        device's curves over the whole grid and keeping each where it holds that device, at 1 / H of the work.
+        """
         import dataclasses
 
         names = ("gemm_flops_per_s", "attention_flops_per_s", "bytes_per_s", "kernel_overhead_s")
+        k = self._device_axis(t)
+        if k is not None:
+            per_device = []
+            for curves, c_d in self._device_slices(c, k):
+                mine = c_d if curves is None else curves.per_op_ceilings(t, c_d)
+                per_device.append([getattr(mine, n) for n in names])
+            return dataclasses.replace(c, **{n: _side_by_side([v[i] for v in per_device], k) for i, n in enumerate(names)})
         out = {n: getattr(c, n) for n in names}
         for d, curves in enumerate(self.per_device):
             if curves is None:
@@ -649,6 +662,48 @@ class StackedCurves:
             here = self.device == d
             out = {n: np.where(here, getattr(mine, n), out[n]) for n in names}
         return dataclasses.replace(c, **out)
+
+    def _device_axis(self, t) -> int | None:
+        """The grid axis holding the devices, counted from the last (1 = the last axis), when `device` is
+        0..H-1 along exactly one axis and the operator table `t` does not span it; else None."""
+        dev = self.device
+        if not isinstance(dev, np.ndarray) or dev.ndim == 0:
+            return None
+        spans = [i for i, size in enumerate(dev.shape) if size > 1]
+        if len(spans) != 1 or not np.array_equal(dev.ravel(), np.arange(len(self.per_device))):
+            return None
+        k = dev.ndim - spans[0]
+        if any(a.ndim >= k and a.shape[a.ndim - k] != 1 for a in (*t.f.values(), t.hbm_bytes)):
+            return None
+        return k
+
+    def _device_slices(self, c, k: int):
+        """[(device d's curves or None, `c` at device d)] for d = 0..H-1: each field of `c` that spans the device
+        axis (`k`-th from the last) cut to its slice d of it, with the axis kept."""
+        import dataclasses
+
+        h = len(self.per_device)
+        out = []
+        for d in range(h):
+            at = {}
+            for f in dataclasses.fields(c):
+                v = getattr(c, f.name)
+                if isinstance(v, np.ndarray) and v.ndim >= k and v.shape[v.ndim - k] == h:
+                    at[f.name] = v[(Ellipsis, slice(d, d + 1)) + (slice(None),) * (k - 1)]
+            out.append((self.per_device[d], dataclasses.replace(c, **at)))
+        return out
+
+
+def _side_by_side(values: list, k: int) -> np.ndarray:
+    """Per-device values (each with one entry, or none, on the device axis, the `k`-th from the last) as one array
+    with device d at entry d of that axis (`StackedCurves.per_op_ceilings`)."""
+    h = len(values)
+    shape = list(np.broadcast_shapes(*(np.shape(v) for v in values), (1,) * k))
+    shape[len(shape) - k] = h
+    out = np.empty(shape, dtype=np.result_type(*values))
+    for d, v in enumerate(values):
+        out[(Ellipsis, slice(d, d + 1)) + (slice(None),) * (k - 1)] = v
+    return out
 
 
 def calibrated_efficiency(cal: Calibration, hw):

@@ -31,6 +31,7 @@ from .engine import derived, evaluate
 from .engines import engine_tables
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
+from .memo import Memo
 from .parallelism import engine_limits, engine_memory_bytes, tp_widths
 from .registry import load_hardware, load_model
 from .roofline import BOUNDS, Ceilings, stacked
@@ -167,19 +168,50 @@ def sweep(
         df.attrs["skipped"] = skipped
         return df
     join = lambda name, axis=0: parts[0][name] if len(parts) == 1 else np.concatenate([p[name] for p in parts], axis=axis)  # noqa: E731
-    categories = {**{name: list(seen) for name, seen in labels.items()}, "hardware": hardware_labels(hws),
-                  "prefill_bound": [x.value for x in BOUNDS], "decode_bound": [x.value for x in BOUNDS]}
-    cols = {name: pd.Categorical.from_codes(join(name), categories[name]) if name in categories else join(name)
+    categories = {**{name: tuple(seen) for name, seen in labels.items()}, "hardware": tuple(hardware_labels(hws)),
+                  "prefill_bound": _BOUND_LABELS, "decode_bound": _BOUND_LABELS}
+    cols = {name: _categorical(join(name), categories[name]) if name in categories else join(name)
             for name in columns if name not in _FLOAT_METRICS}
-    cols["fits"] = cols["fits"].astype(bool)
+    cols["fits"] = cols["fits"].astype(bool, copy=False)
     cols["max_batch_size_fits"] = cols["max_batch_size_fits"].astype(np.int64)
-    # one frame: the float block as it is, the other columns inserted at their places (no per-column stacking)
-    df = pd.DataFrame(join("_floats", axis=1).T, columns=list(_FLOAT_METRICS))
-    for i, name in enumerate(columns):
-        if name not in _FLOAT_METRICS:
-            df.insert(i, name, cols[name])
+    df = _one_frame(columns, join("_floats", axis=1), cols)
     df.attrs["skipped"] = skipped
     return df
+
+
+_BOUND_LABELS = tuple(x.value for x in BOUNDS)
+
+
+def _categorical(codes: np.ndarray, categories: tuple[str, ...]):
+    """A categorical column from its codes; the dtype (its categories validated once) is reused across sweeps."""
+    import pandas as pd
+
+    dtype = _CATEGORY_DTYPES.get(categories, lambda: pd.CategoricalDtype(list(categories)))
+    return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
+_CATEGORY_DTYPES = Memo("sweep.category_dtypes", maxsize=64)  # categories (a tuple of labels) -> CategoricalDtype
+
+
+def _one_frame(columns: list[str], floats: np.ndarray, others: dict):
+    """The sweep's DataFrame, built once from its blocks: `floats` (figures x rows, in `_FLOAT_METRICS` order) is the
+    frame's float block as it is, every other column (numpy or categorical) its own block: no column is copied
+    (`pandas.api.internals.create_dataframe_from_blocks`, pandas >= 2.3; older pandas builds it column by column)."""
+    import pandas as pd
+
+    n = floats.shape[1]
+    try:
+        from pandas.api.internals import create_dataframe_from_blocks
+    except ImportError:  # pragma: no cover - pandas before 2.3
+        df = pd.DataFrame(floats.T, columns=list(_FLOAT_METRICS))
+        for i, name in enumerate(columns):
+            if name not in _FLOAT_METRICS:
+                df.insert(i, name, others[name])
+        return df
+    at = {name: i for i, name in enumerate(columns)}
+    blocks = [(floats, np.array([at[k] for k in _FLOAT_METRICS]))]
+    blocks += [(a if isinstance(a, pd.Categorical) else a.reshape(1, n), np.array([at[name]])) for name, a in others.items()]
+    return create_dataframe_from_blocks(blocks, pd.RangeIndex(n), pd.Index(columns))
 
 
 def _valid(m: ModelSpec, hws, key, h_idx, context, tp, skipped: list, dep: Deployment) -> np.ndarray:
