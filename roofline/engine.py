@@ -53,11 +53,27 @@ def _sum_line(a0, a1, lo, hi):
 
 
 def _sum_positive(g0, g1, lo, hi):
-    """Σ_{x=lo..hi} max(0, g0 + g1·x): the line is positive on one side of its root."""
+    """Σ_{x=lo..hi} max(0, g0 + g1·x): the line is positive on one side of its root.
+
+    Over a grid (lo, hi arrays) a line's coefficients span fewer axes than the ranges, and most lines keep one
+    sign over every range of the grid (decode attention memory-bound at every context swept): such a line adds
+    0, or its whole line sum (`_sum_line`, separable in the ranges); the root is cut to each range only where
+    some range holds it. The split uses the same root and rounding as the general formula, so the numbers are
+    the same.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         root = np.where(g1 != 0, -g0 / np.where(g1 != 0, g1, 1), 0.0)
-    up_lo = np.maximum(lo, np.floor(root) + 1)  # g1 > 0: positive right of the root
-    down_hi = np.minimum(hi, np.ceil(root) - 1)  # g1 < 0: positive left of the root
+    first, last = np.floor(root) + 1, np.ceil(root) - 1  # g1 > 0: positive from `first` on; g1 < 0: up to `last`
+    if (np.ndim(lo) or np.ndim(hi)) and np.all(np.isfinite(g0)) and np.all(np.isfinite(g1)):
+        x_lo, x_hi = np.min(lo), np.max(hi)
+        none = np.where(g1 > 0, first > x_hi, np.where(g1 < 0, last < x_lo, g0 <= 0))  # no x of any range counted
+        every = np.where(g1 > 0, first <= x_lo, np.where(g1 < 0, last >= x_hi, g0 > 0))  # every x of every range
+        if np.all(none | every):
+            if not np.any(every):
+                return np.broadcast_to(0.0, np.broadcast_shapes(np.shape(g0), np.shape(g1), np.shape(lo), np.shape(hi)))
+            return np.where(every, _sum_line(g0, g1, lo, hi), 0.0)
+    up_lo = np.maximum(lo, first)
+    down_hi = np.minimum(hi, last)
     return np.where(
         g1 > 0, _sum_line(g0, g1, up_lo, hi),
         np.where(g1 < 0, _sum_line(g0, g1, lo, down_hi), _n_in(lo, hi) * np.maximum(g0, 0)),

@@ -316,7 +316,7 @@ def _gemm_slowdown(t: OpTable, c: Ceilings):
     """Per op, realistic FLOPs / FLOPs: the tile padding of `gemm_tile_tokens`, or, where the profile gives its SMs and
     tile (`sm_count`), 1 / (wave quantization · tile padding · K fill) of each GEMM's (M, N, K) (`gemm_shapes`)."""
     pad = _tile_padding(t, c.tile_tokens)
-    if _scalar(c.sm_count) and c.sm_count == 0:
+    if (_scalar(c.sm_count) and c.sm_count == 0) or not np.any(c.sm_count):  # no device of the grid has the shape model
         return pad
     f = t.f
     shaped = t.is_gemm & (f["gemm_n"] > 0) & (f["gemm_k"] > 0) & (np.asarray(c.sm_count) > 0)
@@ -377,8 +377,49 @@ def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
     f = t.f
     compute = f["flops"] * _gemm_slowdown(t, c) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
     memory = t.hbm_bytes / c.bytes_per_s
+    overhead = overhead_launches(t) * c.kernel_overhead_s
+    return Timing(compute, memory, _comm_s(t, c, tp), overhead)
+
+
+_COMM_FIELDS = ("comm_bytes", "messages", "wire_bytes", "wire_messages", "host_bytes")
+_COMM_ROWS_MIN_SIZE = 4096  # a table at least this large times only its communicating ops (the scalar path: all)
+
+
+def _comm_s(t: OpTable, c: Ceilings, tp):
+    """t_comm of every op (module docstring): the all-reduce, the point-to-point bytes and messages, the host link.
+
+    An op that moves nothing between GPUs or to the host (most ops: only the all-reduces and the all-to-alls
+    communicate) has t_comm = 0 exactly: every term is 0 bytes over a positive rate or 0 messages times a
+    finite latency. Over a large grid only the ops that communicate are evaluated (an 11-op Llama table: 1 op),
+    the others left at 0.
+    """
+    f = t.f
+    rows = None
+    if f["flops"].size >= _COMM_ROWS_MIN_SIZE:
+        n_ops = len(t.names)
+        moves = np.zeros(n_ops, bool)
+        for name in _COMM_FIELDS:
+            moves |= np.any(f[name].reshape(n_ops, -1) != 0, axis=1)
+        rows = np.flatnonzero(moves) if not moves.all() else None
+    if rows is None:
+        return _comm_terms({k: f[k] for k in _COMM_FIELDS}, c, tp)
+    ndim = f["flops"].ndim
+    cut = {name: (v[rows] if isinstance(v, np.ndarray) and v.ndim == ndim and v.shape[0] > 1 else v)
+           for name, v in ((name, getattr(c, name)) for name in _COMM_CEILINGS)}
+    shape = np.broadcast_shapes(*(f[k].shape for k in _COMM_FIELDS), *(np.shape(getattr(c, name)) for name in _COMM_CEILINGS),
+                                np.shape(tp))
+    out = np.zeros(shape)
+    if rows.size:
+        out[rows] = _comm_terms({k: f[k][rows] for k in _COMM_FIELDS}, replace(c, **cut), tp)
+    return out
+
+
+_COMM_CEILINGS = ("link_bytes_per_s", "pair_link_bytes_per_s", "link_latency_s", "allreduce_step_s", "nvls_bytes_per_s",
+                  "measured_allreduce_latency_s", "measured_allreduce_bytes_per_s", "host_bytes_per_s")
+
+
+def _comm_terms(f: dict, c: Ceilings, tp):
+    """allreduce(C, messages, tp) + W / link + wire_messages · link_latency + H / host_link (module docstring)."""
     allreduce = allreduce_s(f["comm_bytes"], f["messages"], tp, c.link_bytes_per_s, c.pair_link_bytes_per_s, c.link_latency_s,
                             c.allreduce_step_s, c.nvls_bytes_per_s, c.measured_allreduce_latency_s, c.measured_allreduce_bytes_per_s)
-    comm = (allreduce + f["wire_bytes"] / c.link_bytes_per_s + f["wire_messages"] * c.link_latency_s + f["host_bytes"] / c.host_bytes_per_s)
-    overhead = overhead_launches(t) * c.kernel_overhead_s
-    return Timing(compute, memory, comm, overhead)
+    return allreduce + f["wire_bytes"] / c.link_bytes_per_s + f["wire_messages"] * c.link_latency_s + f["host_bytes"] / c.host_bytes_per_s
