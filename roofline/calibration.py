@@ -541,7 +541,7 @@ class CalibratedCurves:
         # the two table lookups depend on the ops alone: the realistic and the replayed (decode) sets of one
         # scenario time the same table and share them
         compute_fraction, table_fraction = _GEMM_LOOKUPS.get(
-            (Identity(self.gemm), Identity(t)), lambda: (self.gemm_compute.at(nk), self.gemm.at(m, nk)))
+            (Identity(self.gemm), Identity(t)), lambda: self._gemm_lookups(t, m, nk))
         compute_rate = self.gemm_peak * compute_fraction
         table_rate = self.gemm_peak * table_fraction
         measured_s = work / table_rate
@@ -557,6 +557,22 @@ class CalibratedCurves:
                 here = small & (bits == b)
                 bytes_rate = np.where(here, hbm / gemv_line(line, f["launches"], hbm), bytes_rate)
         return gemm_rate, bytes_rate
+
+
+    def _gemm_lookups(self, t, m, nk):
+        """(f_c(N·K), f(M, N·K)) of every op of `t`. Only GEMMs take a GEMM rate, so over a large table (a sweep's
+        grid) only the GEMM rows are looked up and the others hold 1, a value `_gemm_rates` never uses."""
+        rows = np.flatnonzero(t.rate_index == 0)
+        if m.size < _GEMM_ROWS_MIN_SIZE or rows.size == len(t.names) or m.shape[0] != len(t.names) or nk.shape[0] != len(t.names):
+            return self.gemm_compute.at(nk), self.gemm.at(m, nk)
+        compute, table = np.ones(nk.shape), np.ones(np.broadcast_shapes(m.shape, nk.shape))
+        if rows.size:
+            compute[rows] = self.gemm_compute.at(nk[rows])
+            table[rows] = self.gemm.at(m[rows], nk[rows])
+        return compute, table
+
+
+_GEMM_ROWS_MIN_SIZE = 4096  # a table at least this large looks up its GEMM rows only (one scenario: every row)
 
 
 def weight_bits(weight_bytes, launches, nk):

@@ -35,7 +35,7 @@ from .parallelism import (
     step_workspace_bytes,
     weight_bytes_per_gpu,
 )
-from .roofline import BOUNDS, Ceilings, OpTable, Timing, per_op_ceilings, stacked, stacked_per_op, time_ops
+from .roofline import BOUNDS, Ceilings, OpTable, Timing, bound_index, per_op_ceilings, stacked, stacked_per_op, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
 from .workload import ResolvedDeployment
@@ -417,8 +417,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         prefill_flops=pre_flops, prefill_bytes=pre_bytes, decode_flops_per_step=dec_flops, decode_bytes_per_step=dec_bytes,
         weight_bytes=weights, kv_cache_bytes=kv, activation_workspace_bytes=workspace,
         runtime_reserve_bytes=reserve, memory_required_bytes_per_gpu=required,
-        prefill_bound_index=np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
-        decode_bound_index=np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
+        prefill_bound_index=bound_index(*pre_terms), decode_bound_index=bound_index(*mean_terms),
         kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=(workspace - workspace_fixed) / batch,
         workspace_fixed_bytes=workspace_fixed, max_sequences=cap, engine_step_s=step_h, kv_shared_bytes=kv_shared,
         prefill=PrefillTables(pre, pre_real, pre_floor), decode=DecodeTables(dec_real, dec_floor, n),

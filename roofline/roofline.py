@@ -82,6 +82,20 @@ class Bound(str, Enum):
 BOUNDS = (Bound.COMPUTE, Bound.MEMORY, Bound.COMMUNICATION)
 
 
+def bound_index(compute, memory, comm):
+    """Index into BOUNDS of the largest of three terms (arrays broadcast together), the first on a tie: np.argmax
+    over the three stacked. Over a grid without NaN, two comparisons against the maximum give it without stacking
+    copies of the terms (np.argmax along a stacked first axis is a strided pass)."""
+    if np.ndim(compute) or np.ndim(memory) or np.ndim(comm):
+        top = np.maximum(np.maximum(compute, memory), comm)
+        if top.size >= _BOUND_COMPARE_MIN_SIZE and not np.isnan(top).any():
+            return np.where(compute == top, 0, np.where(memory == top, 1, 2))
+    return np.argmax(np.stack(np.broadcast_arrays(compute, memory, comm)), axis=0)
+
+
+_BOUND_COMPARE_MIN_SIZE = 4096  # below, the stacked argmax costs less than the comparisons
+
+
 @dataclass(frozen=True)
 class Ceilings:
     """The rates an operator is timed against (scalars, or arrays aligned with a sweep grid)."""
