@@ -139,6 +139,7 @@ def sweep(
                     prop(lambda h: h.memory_bandwidth_bytes_per_s),
                     prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
         r = {**ev.figures(), **d.figures()}
+        del ev, d  # the operator tables and timings go before the frame is filled: less memory held at once
         every = bool(ok.all())
         n_ok = ok.size if every else int(ok.sum())
 
@@ -147,13 +148,14 @@ def sweep(
             whole = np.broadcast_to(a, shape).reshape(-1)
             return whole if every else whole[ok]
 
-        # the float figures go straight into one (figures x scenarios) block: the frame's one float block
+        # the float figures go straight into one (figures x scenarios) block: the frame's one float block; each
+        # figure is let go once copied, so the grid's figures and the frame are not all held at once
         block = np.empty((len(_FLOAT_METRICS), n_ok))
         for i, k in enumerate(_FLOAT_METRICS):
             if every:
-                np.copyto(block[i].reshape(shape), np.broadcast_to(r[k], shape))
+                np.copyto(block[i].reshape(shape), np.broadcast_to(r.pop(k), shape))
             else:
-                block[i] = pick(r[k])
+                block[i] = pick(r.pop(k))
         # label columns as category codes: one frame is built at the end, with categorical labels
         names = {"model": m.name, "weight_dtype": rd.weights.dtype.name, "activation_dtype": rd.act.name, "kv_dtype": rd.kv.dtype.name}
         part = {name: np.full(n_ok, labels[name].setdefault(value, len(labels[name])), dtype=np.int32) for name, value in names.items()}
