@@ -567,12 +567,25 @@ class CalibratedCurves:
             return self.gemm_compute.at(nk), self.gemm.at(m, nk)
         compute, table = np.ones(nk.shape), np.ones(np.broadcast_shapes(m.shape, nk.shape))
         if rows.size:
-            compute[rows] = self.gemm_compute.at(nk[rows])
-            table[rows] = self.gemm.at(m[rows], nk[rows])
+            m_rows, nk_rows = _constant_axes_cut(m[rows]), _constant_axes_cut(nk[rows])
+            compute[rows] = self.gemm_compute.at(nk_rows)
+            table[rows] = self.gemm.at(m_rows, nk_rows)
         return compute, table
 
 
 _GEMM_ROWS_MIN_SIZE = 4096  # a table at least this large looks up its GEMM rows only (one scenario: every row)
+
+
+def _constant_axes_cut(a: np.ndarray) -> np.ndarray:
+    """`a` with each grid axis (after the op axis) along which it does not change cut to length 1: the same values
+    once broadcast back. A GEMM's M (tokens) does not depend on tp, nor its N·K on the batch or the prompt, so each
+    table lookup runs over the axes its argument spans, and the interpolated table broadcasts over the rest."""
+    for axis in range(1, a.ndim):
+        if a.shape[axis] > 1:
+            first = a[(slice(None),) * axis + (slice(0, 1),)]
+            if (a == first).all():
+                a = first
+    return a
 
 
 def weight_bits(weight_bytes, launches, nk):

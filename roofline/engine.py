@@ -440,11 +440,20 @@ def _timed_passes(passes: dict[str, list[O.Op]], grid: tuple, pp, tp, real: Ceil
     same formulas, called once instead of eight times.
     """
     if grid != ():
-        tables = {name: OpTable.of(ops, grid) for name, ops in passes.items()}
-        workspace = _workspace(tables["prefill"])
-        tables = {name: stage(t, pp) for name, t in tables.items()}
-        timed_real = {name: time_ops(t, dec if name in ("d1", "d2") else real, tp) for name, t in tables.items()}
-        return workspace, tables, timed_real, {name: time_ops(t, floor, tp) for name, t in tables.items()}, None
+        # the two decode probes list the same ops over the same grid: one table of both, timed once and cut in two
+        n = len(passes["d1"])
+        groups = {name: [name] for name in passes if name not in ("d1", "d2")} | {"decode": ["d1", "d2"]}
+        tables, timed_real, timed_floor = {}, {}, {}
+        for group, members in groups.items():
+            t = OpTable.of([op for name in members for op in passes[name]], grid)
+            if group == "prefill":
+                workspace = _workspace(t)
+            t = stage(t, pp)
+            real_t, floor_t = time_ops(t, dec if group == "decode" else real, tp), time_ops(t, floor, tp)
+            for j, name in enumerate(members):
+                rows = slice(j * n, (j + 1) * n) if len(members) > 1 else slice(None)
+                tables[name], timed_real[name], timed_floor[name] = t.op_rows(rows), real_t.op_rows(rows), floor_t.op_rows(rows)
+        return workspace, tables, timed_real, timed_floor, None
     table = OpTable.of_phases(list(passes.values()))
     workspace = _workspace(table)[0, 0]
     table = stage(table, pp)

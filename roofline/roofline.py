@@ -265,6 +265,15 @@ class OpTable:
                        is_gemm=self.is_gemm[:, 0, 0], is_attention=self.is_attention[:, 0, 0],
                        pad_mask=self.pad_mask[at], rows_safe=self.rows_safe[at])
 
+    def op_rows(self, rows: slice) -> "OpTable":
+        """The ops `rows` of the table as a table of their own (every per-op field cut on the op axis; views)."""
+        if rows == slice(None):
+            return self
+        return replace(self, names=self.names[rows], groups=self.groups[rows], kinds=self.kinds[rows], layers=self.layers[rows],
+                       windows=self.windows[rows], f={k: v[rows] for k, v in self.f.items()}, hbm_bytes=self.hbm_bytes[rows],
+                       rate_index=self.rate_index[rows], is_gemm=self.is_gemm[rows], is_attention=self.is_attention[rows],
+                       pad_mask=self.pad_mask[rows], rows_safe=self.rows_safe[rows])
+
     @property
     def grid_ndim(self) -> int:
         return self.f["flops"].ndim - 1
@@ -296,6 +305,12 @@ class Timing:
     def bound(self) -> np.ndarray:
         """Index into BOUNDS of the largest term."""
         return np.argmax(np.stack([self.compute_s, self.memory_s, self.comm_s]), axis=0)
+
+    def op_rows(self, rows: slice) -> "Timing":
+        """The terms of the ops `rows` (`OpTable.op_rows`)."""
+        if rows == slice(None):
+            return self
+        return Timing(self.compute_s[rows], self.memory_s[rows], self.comm_s[rows], self.overhead_s[rows])
 
     def at(self, *index) -> "Timing":
         """The terms at `index` after the op axis: one pass and one set of ceilings of a timed `OpTable.of_phases`."""
