@@ -122,7 +122,7 @@ def sweep(
         dep = base.model_copy(update={"weight_dtype": wd, "activation_dtype": ad, "kv_dtype": kd})
         rd = dep.resolved(m)
         key = rd.compute_key
-        ok = _valid(m, hws, key, flat["h"], flat["prompt_tokens"] + flat["output_tokens"], flat["tp"], skipped, dep)
+        ok = _valid(m, hws, key, hi, t, shape, skipped, dep)
         if not ok.any():
             continue
         has_key = [h for h in hws if key in h.peak_flops_per_s]
@@ -216,9 +216,12 @@ def _one_frame(columns: list[str], floats: np.ndarray, others: dict):
     return create_dataframe_from_blocks(blocks, pd.RangeIndex(n), pd.Index(columns))
 
 
-def _valid(m: ModelSpec, hws, key, h_idx, context, tp, skipped: list, dep: Deployment) -> np.ndarray:
-    """Mask of scenarios meeting `predict.check`'s rules; the others are recorded with the reason."""
-    ok = np.ones(h_idx.shape, bool)
+def _valid(m: ModelSpec, hws, key, h_idx, tp, shape: tuple, skipped: list, dep: Deployment) -> np.ndarray:
+    """Mask of the grid's scenarios (row-major over `shape`) meeting `predict.check`'s rules; the others are recorded with
+    the reason. The rules depend on the device and tp alone: each is decided on their (device, tp) pairs, each pair
+    standing for every batch, prompt and output length of the grid."""
+    ok = np.ones(np.broadcast_shapes(h_idx.shape, tp.shape), bool)
+    per_pair = math.prod(shape) // ok.size  # scenarios of the grid with one (device, tp) pair
     rules = [
         (np.logical_and.reduce([w % tp == 0 for w in tp_widths(m).values()]), "tp does not divide the heads or FFN width"),
         (tp <= np.array([h.interconnect.max_gpus for h in hws])[h_idx], "tp exceeds the interconnect domain"),
@@ -228,6 +231,6 @@ def _valid(m: ModelSpec, hws, key, h_idx, context, tp, skipped: list, dep: Deplo
         bad = ok & ~mask
         if bad.any():
             skipped.append({"model": m.name, "weight_dtype": dep.weight_dtype, "activation_dtype": dep.activation_dtype,
-                            "kv_dtype": dep.kv_dtype, "scenarios": int(bad.sum()), "reason": why})
+                            "kv_dtype": dep.kv_dtype, "scenarios": int(bad.sum()) * per_pair, "reason": why})
         ok &= mask
-    return ok
+    return np.broadcast_to(ok, shape).reshape(-1)
