@@ -210,15 +210,20 @@ class OpTable:
             rows = np.array(list(map(_NUMERIC_GETTER, ops)), dtype=float)
             f = dict(zip(NUMERIC_FIELDS, rows.T))
         else:
-            # most fields of most ops are scalars: stack those as one column, set the grid-shaped ones row by row
+            # most fields of most ops are scalars: stack those as one column, set the grid-shaped ones row by row.
+            # Each field spans only the grid axes some op's value of it spans (weights: tp; a GEMM's M: batch and
+            # prompt), with every axis kept (length 1 where it does not vary), and broadcasts over the rest
             values = list(zip(*map(_NUMERIC_GETTER, ops)))  # per field, its value in every op
-            shape = np.broadcast_shapes(*(np.shape(v) for col in values for v in col if isinstance(v, np.ndarray)))
+            ndim = len(np.broadcast_shapes(*(np.shape(v) for col in values for v in col if isinstance(v, np.ndarray))))
             f = {}
             for name, col in zip(NUMERIC_FIELDS, values):
                 arrays = [i for i, v in enumerate(col) if isinstance(v, np.ndarray) and v.ndim]
                 scalars = np.array([0.0 if isinstance(v, np.ndarray) and v.ndim else v for v in col], dtype=float)
-                out = np.empty((len(ops), *shape))
-                out[...] = scalars.reshape((len(ops),) + (1,) * len(shape))
+                if not arrays:
+                    f[name] = scalars.reshape((len(ops),) + (1,) * ndim)
+                    continue
+                out = np.empty((len(ops), *np.broadcast_shapes((1,) * ndim, *(col[i].shape for i in arrays))))
+                out[...] = scalars.reshape((len(ops),) + (1,) * ndim)
                 for i in arrays:
                     out[i] = col[i]
                 f[name] = out
