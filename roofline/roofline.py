@@ -214,16 +214,20 @@ class OpTable:
             # Each field spans only the grid axes some op's value of it spans (weights: tp; a GEMM's M: batch and
             # prompt), with every axis kept (length 1 where it does not vary), and broadcasts over the rest
             values = list(zip(*map(_NUMERIC_GETTER, ops)))  # per field, its value in every op
-            ndim = len(np.broadcast_shapes(*(np.shape(v) for col in values for v in col if isinstance(v, np.ndarray))))
+            ndarray = np.ndarray
+            ndim = max((v.ndim for col in values for v in col if v.__class__ is ndarray), default=0)
+            column = (len(ops),) + (1,) * ndim
             f = {}
             for name, col in zip(NUMERIC_FIELDS, values):
-                arrays = [i for i, v in enumerate(col) if isinstance(v, np.ndarray) and v.ndim]
-                scalars = np.array([0.0 if isinstance(v, np.ndarray) and v.ndim else v for v in col], dtype=float)
+                arrays = [i for i, v in enumerate(col) if v.__class__ is ndarray and v.ndim]
                 if not arrays:
-                    f[name] = scalars.reshape((len(ops),) + (1,) * ndim)
+                    f[name] = np.array(col, dtype=float).reshape(column)
                     continue
+                scalars = list(col)
+                for i in arrays:
+                    scalars[i] = 0.0
                 out = np.empty((len(ops), *np.broadcast_shapes((1,) * ndim, *(col[i].shape for i in arrays))))
-                out[...] = scalars.reshape((len(ops),) + (1,) * ndim)
+                out[...] = np.array(scalars, dtype=float).reshape(column)
                 for i in arrays:
                     out[i] = col[i]
                 f[name] = out
