@@ -128,14 +128,16 @@ def sweep(
         has_key = [h for h in hws if key in h.peak_flops_per_s]
         stand_in = has_key[0] if has_key else None  # rows of hardware without this dtype are masked out below
         usable = [h if key in h.peak_flops_per_s else stand_in for h in hws]
-        tpf = t.astype(float)
+        # the axes as floats (exact for these integers): numpy would otherwise cast the small integer axes afresh
+        # for every element of each grid-sized result they broadcast into
+        bf, sf, of, tpf = (a.astype(float) for a in (b, s, o, t))
         real = stacked([Ceilings.of(h, key) for h in usable], hi)
         floor = stacked([Ceilings.of(h, key, floor=True) for h in usable], hi)
         lim = engine_limits(rd, usable)
-        ev = evaluate(m, rd, real, floor, b, s, o, tpf, limits=None if lim is None else (lim[0][hi], lim[1][hi]))
+        ev = evaluate(m, rd, real, floor, bf, sf, of, tpf, limits=None if lim is None else (lim[0][hi], lim[1][hi]))
         prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
         fixed = ev.weight_bytes + ev.runtime_reserve_bytes + ev.workspace_fixed_bytes  # loaded before the KV pool is sized
-        d = derived(ev, b, o, tpf * base.pp * base.ep, engine_memory_bytes(rd, prop(lambda h: h.memory_bytes), fixed),
+        d = derived(ev, bf, of, tpf * base.pp * base.ep, engine_memory_bytes(rd, prop(lambda h: h.memory_bytes), fixed),
                     prop(lambda h: h.memory_bandwidth_bytes_per_s),
                     prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
         r = {**ev.figures(), **d.figures()}
