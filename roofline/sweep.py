@@ -110,19 +110,24 @@ def sweep(
     if base.speculative is not None or base.on_unsupported_dtype == "fallback" or base.network is not None:
         raise SpecError("deployment", "sweep takes single-node deployments without speculative decoding or dtype fallback; "
                                       "use predict() or compare() for those")
-    # one grid axis per argument: every quantity is computed over the axes it depends on, then broadcast
-    ndim = 1 + len(axes)
-    hi, b, s, o, t = (np.asarray(a).reshape([-1 if d == i else 1 for d in range(ndim)])
-                      for i, a in enumerate([np.arange(len(hws)), *axes.values()]))
-    shape = (len(hws), *(len(a) for a in axes.values()))
-    flat = {name: np.broadcast_to(a, shape).ravel() for name, a in zip(("h", *axes), (hi, b, s, o, t))}
+    # one grid axis per argument: every quantity is computed over the axes it depends on, then broadcast. The frame
+    # lists the scenarios row-major over (device, batch, prompt, output, tp); the arithmetic runs over the same axes in
+    # the order `_EVAL_AXES`, the prompt and output last, so that a figure of the device, batch and tp meets the
+    # step counts of the prompt and output lengths over 32 x 16 contiguous elements, not 4 (numpy's inner loop)
+    values = {"h": np.arange(len(hws)), **axes}
+    shape = tuple(len(a) for a in values.values())  # the frame's grid
+    evaluated = tuple(len(values[name]) for name in _EVAL_AXES)  # the same grid in the evaluation's axis order
+    to_frame = tuple(_EVAL_AXES.index(name) for name in values)  # evaluated -> frame axes
+    grid_axis = lambda name, order: np.asarray(values[name]).reshape([-1 if a == name else 1 for a in order])  # noqa: E731
+    hi, b, s, o, t = (grid_axis(name, _EVAL_AXES) for name in values)
+    flat = {name: np.broadcast_to(grid_axis(name, tuple(values)), shape).ravel() for name in values}
     parts, skipped = [], []
     labels: dict[str, dict[str, int]] = {name: {} for name in _LABELS}  # categories of each label column, by first use
     for m, wd, ad, kd in itertools.product(models, _as_list(weight_dtype), _as_list(activation_dtype), _as_list(kv_dtype)):
         dep = base.model_copy(update={"weight_dtype": wd, "activation_dtype": ad, "kv_dtype": kd})
         rd = dep.resolved(m)
         key = rd.compute_key
-        ok = _valid(m, hws, key, hi, t, shape, skipped, dep)
+        ok = _valid(m, hws, key, grid_axis("h", tuple(values)), grid_axis("tp", tuple(values)), shape, skipped, dep)
         if not ok.any():
             continue
         has_key = [h for h in hws if key in h.peak_flops_per_s]
@@ -146,8 +151,9 @@ def sweep(
         n_ok = ok.size if every else int(ok.sum())
 
         def pick(a, ok=ok, every=every):
-            """The grid's values of `a` (broadcast over the grid), row-major, of the valid scenarios only."""
-            whole = np.broadcast_to(a, shape).reshape(-1)
+            """The grid's values of `a` (broadcast over the evaluated grid), row-major in the frame's order, of the valid
+            scenarios only."""
+            whole = np.broadcast_to(a, evaluated).transpose(to_frame).reshape(-1)
             return whole if every else whole[ok]
 
         # the float figures go straight into one (figures x scenarios) block: the frame's one float block; each
@@ -155,7 +161,7 @@ def sweep(
         block = np.empty((len(_FLOAT_METRICS), n_ok))
         for i, k in enumerate(_FLOAT_METRICS):
             if every:
-                np.copyto(block[i].reshape(shape), np.broadcast_to(r.pop(k), shape))
+                np.copyto(block[i].reshape(shape), np.broadcast_to(r.pop(k), evaluated).transpose(to_frame))
             else:
                 block[i] = pick(r.pop(k))
         # label columns as category codes: one frame is built at the end, with categorical labels
@@ -184,6 +190,7 @@ def sweep(
 
 
 _BOUND_LABELS = tuple(x.value for x in BOUNDS)
+_EVAL_AXES = ("h", "batch_size", "tp", "output_tokens", "prompt_tokens")  # the evaluation's axis order (see `sweep`)
 
 
 def _categorical(codes: np.ndarray, categories: tuple[str, ...]):
