@@ -112,8 +112,9 @@ def sweep(
                                       "use predict() or compare() for those")
     # one grid axis per argument: every quantity is computed over the axes it depends on, then broadcast. The frame
     # lists the scenarios row-major over (device, batch, prompt, output, tp); the arithmetic runs over the same axes in
-    # the order `_EVAL_AXES`, the prompt and output last, so that a figure of the device, batch and tp meets the
-    # step counts of the prompt and output lengths over 32 x 16 contiguous elements, not 4 (numpy's inner loop)
+    # the order `_EVAL_AXES`, the prompt and output last, so that a figure of the device, batch and tp meets the step
+    # counts of the prompt and output lengths over their contiguous product (512 elements in the benchmark's grid),
+    # not over tp's few (numpy's inner loop); the frame's block is filled one tp at a time (`_into_frame`)
     values = {"h": np.arange(len(hws)), **axes}
     shape = tuple(len(a) for a in values.values())  # the frame's grid
     evaluated = tuple(len(values[name]) for name in _EVAL_AXES)  # the same grid in the evaluation's axis order
@@ -153,15 +154,16 @@ def sweep(
         def pick(a, ok=ok, every=every):
             """The grid's values of `a` (broadcast over the evaluated grid), row-major in the frame's order, of the valid
             scenarios only."""
-            whole = np.broadcast_to(a, evaluated).transpose(to_frame).reshape(-1)
-            return whole if every else whole[ok]
+            whole = np.empty(shape, dtype=np.asarray(a).dtype)
+            _into_frame(whole, a, evaluated, to_frame)
+            return whole.reshape(-1) if every else whole.reshape(-1)[ok]
 
         # the float figures go straight into one (figures x scenarios) block: the frame's one float block; each
         # figure is let go once copied, so the grid's figures and the frame are not all held at once
         block = np.empty((len(_FLOAT_METRICS), n_ok))
         for i, k in enumerate(_FLOAT_METRICS):
             if every:
-                np.copyto(block[i].reshape(shape), np.broadcast_to(r.pop(k), evaluated).transpose(to_frame))
+                _into_frame(block[i].reshape(shape), r.pop(k), evaluated, to_frame)
             else:
                 block[i] = pick(r.pop(k))
         # label columns as category codes: one frame is built at the end, with categorical labels
@@ -190,7 +192,15 @@ def sweep(
 
 
 _BOUND_LABELS = tuple(x.value for x in BOUNDS)
-_EVAL_AXES = ("h", "batch_size", "tp", "output_tokens", "prompt_tokens")  # the evaluation's axis order (see `sweep`)
+_EVAL_AXES = ("h", "batch_size", "tp", "prompt_tokens", "output_tokens")  # the evaluation's axis order (see `sweep`)
+
+
+def _into_frame(out: np.ndarray, a, evaluated: tuple, to_frame: tuple) -> None:
+    """Write `a` (broadcast over the evaluated grid, axes `_EVAL_AXES`) into `out` (the frame's grid, tp last), one tp at
+    a time: each copy then runs along the prompt and output lengths, contiguous in both grids, instead of along tp."""
+    src = np.broadcast_to(a, evaluated).transpose(to_frame)
+    for j in range(out.shape[-1]):
+        np.copyto(out[..., j], src[..., j])
 
 
 def _categorical(codes: np.ndarray, categories: tuple[str, ...]):
