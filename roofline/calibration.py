@@ -178,6 +178,13 @@ class GemmTable(BaseModel):
         i, wi = _bracket(xs, lm)
         j, wj = _bracket(ys, lk)
         i1, j1 = np.minimum(i + 1, len(xs) - 1), np.minimum(j + 1, len(ys) - 1)
+        if lk.ndim and len(xs) * lk.size * 4 <= math.prod(np.broadcast_shapes(lm.shape, lk.shape)):
+            # over a grid whose N·K values are few (one per op and tp): every table row interpolated at each N·K first
+            # (the same products as below), then the two rows around each M picked: two gathers instead of six
+            at_nk = (table[:, j] + (table[:, j1] - table[:, j]) * wj).reshape(len(xs), -1)
+            where = np.arange(lk.size).reshape(lk.shape)
+            top, bottom = at_nk[i, where], at_nk[i1, where]
+            return top + (bottom - top) * wi
         top = table[i, j] + (table[i, j1] - table[i, j]) * wj
         bottom = table[i1, j] + (table[i1, j1] - table[i1, j]) * wj
         return top + (bottom - top) * wi
