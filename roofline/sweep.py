@@ -91,6 +91,15 @@ def sweep(
 
     `model` and `hardware` take ids or loaded specs. dtypes of None mean the model's native
     dtype. `deployment` supplies the remaining options (attention kernel, group size, reserve).
+
+    The frame has one row per valid scenario, row-major over (model and dtypes, hardware, batch_size,
+    prompt_tokens, output_tokens, tp). The label columns (model, hardware, the three dtypes, prefill_bound,
+    decode_bound) are categorical; the axes and `max_batch_size_fits` are int64, `fits` bool, the figures
+    float64. How it is fast (issue 11), none of it changing a figure: the rules are decided on the
+    (device, tp) pairs they depend on; the grid is evaluated with its axes ordered (device, batch, tp, prompt,
+    output) so that numpy's inner loops run along the prompt x output plane (`_EVAL_AXES`); the float figures
+    are copied once into one block allocated up front, and the frame is built once from its blocks
+    (`_one_frame`), no column copied or inserted one at a time.
     """
     import pandas as pd
 
