@@ -178,7 +178,7 @@ class GemmTable(BaseModel):
         i, wi = _bracket(xs, lm)
         j, wj = _bracket(ys, lk)
         i1, j1 = np.minimum(i + 1, len(xs) - 1), np.minimum(j + 1, len(ys) - 1)
-        if lk.ndim and len(xs) * lk.size * 4 <= math.prod(np.broadcast_shapes(lm.shape, lk.shape)):
+        if lk.ndim and lk.size < lm.size and len(xs) * lk.size * 4 <= math.prod(np.broadcast_shapes(lm.shape, lk.shape)):
             # over a grid whose N·K values are few (one per op and tp): every table row interpolated at each N·K first
             # (the same products as below), then the two rows around each M picked: two gathers instead of six
             at_nk = (table[:, j] + (table[:, j1] - table[:, j]) * wj).reshape(len(xs), -1)
@@ -569,8 +569,10 @@ class CalibratedCurves:
     def _gemm_lookups(self, t, m, nk):
         """(f_c(N·K), f(M, N·K)) of every op of `t`. Only GEMMs take a GEMM rate, so over a large table (a sweep's
         grid) only the GEMM rows are looked up and the others hold 1, a value `_gemm_rates` never uses."""
+        if m.size < _GEMM_ROWS_MIN_SIZE or m.shape[0] != len(t.names) or nk.shape[0] != len(t.names):
+            return self.gemm_compute.at(nk), self.gemm.at(m, nk)
         rows = np.flatnonzero(t.rate_index == 0)
-        if m.size < _GEMM_ROWS_MIN_SIZE or rows.size == len(t.names) or m.shape[0] != len(t.names) or nk.shape[0] != len(t.names):
+        if rows.size == len(t.names):
             return self.gemm_compute.at(nk), self.gemm.at(m, nk)
         compute, table = np.ones(nk.shape), np.ones(np.broadcast_shapes(m.shape, nk.shape))
         if rows.size:

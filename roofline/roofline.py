@@ -440,7 +440,7 @@ def _comm_s(t: OpTable, c: Ceilings, tp):
             moves |= np.any(f[name].reshape(n_ops, -1) != 0, axis=1)
         rows = np.flatnonzero(moves) if not moves.all() else None
     if rows is None:
-        return _comm_terms({k: f[k] for k in _COMM_FIELDS}, c, tp)
+        return _comm_terms(f, c, tp)
     ndim = f["flops"].ndim
     cut = {name: (v[rows] if isinstance(v, np.ndarray) and v.ndim == ndim and v.shape[0] > 1 else v)
            for name, v in ((name, getattr(c, name)) for name in _COMM_CEILINGS)}
