@@ -52,6 +52,9 @@ def _sum_line(a0, a1, lo, hi):
     return n * a0 + a1 * ((lo + hi) * n / 2)  # Σ x first: lo and hi span fewer grid axes than the line's coefficients
 
 
+_SPLIT_MIN_RANGES = 64  # ranges (lo, hi) a grid must hold for the one-sign split to pay: one scenario has one
+
+
 def _sum_positive(g0, g1, lo, hi):
     """Σ_{x=lo..hi} max(0, g0 + g1·x): the line is positive on one side of its root.
 
@@ -64,7 +67,7 @@ def _sum_positive(g0, g1, lo, hi):
     with np.errstate(divide="ignore", invalid="ignore"):
         root = np.where(g1 != 0, -g0 / np.where(g1 != 0, g1, 1), 0.0)
     first, last = np.floor(root) + 1, np.ceil(root) - 1  # g1 > 0: positive from `first` on; g1 < 0: up to `last`
-    if (np.ndim(lo) or np.ndim(hi)) and np.all(np.isfinite(g0)) and np.all(np.isfinite(g1)):
+    if max(getattr(lo, "size", 1), getattr(hi, "size", 1)) >= _SPLIT_MIN_RANGES and np.all(np.isfinite(g0)) and np.all(np.isfinite(g1)):
         x_lo, x_hi = np.min(lo), np.max(hi)
         none = np.where(g1 > 0, first > x_hi, np.where(g1 < 0, last < x_lo, g0 <= 0))  # no x of any range counted
         every = np.where(g1 > 0, first <= x_lo, np.where(g1 < 0, last >= x_hi, g0 > 0))  # every x of every range

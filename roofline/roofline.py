@@ -86,7 +86,7 @@ def bound_index(compute, memory, comm):
     """Index into BOUNDS of the largest of three terms (arrays broadcast together), the first on a tie: np.argmax
     over the three stacked. Over a grid without NaN, two comparisons against the maximum give it without stacking
     copies of the terms (np.argmax along a stacked first axis is a strided pass)."""
-    if np.ndim(compute) or np.ndim(memory) or np.ndim(comm):
+    if any(isinstance(x, np.ndarray) and x.ndim for x in (compute, memory, comm)):
         top = np.maximum(np.maximum(compute, memory), comm)
         if top.size >= _BOUND_COMPARE_MIN_SIZE and not np.isnan(top).any():
             return np.where(compute == top, 0, np.where(memory == top, 1, 2))
