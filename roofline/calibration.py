@@ -177,6 +177,13 @@ class GemmTable(BaseModel):
         i, wi = _bracket(xs, lm)
         j, wj = _bracket(ys, lk)
         i1, j1 = np.minimum(i + 1, len(xs) - 1), np.minimum(j + 1, len(ys) - 1)
+        if lk.ndim and lk.size < lm.size and len(xs) * lk.size * 4 <= math.prod(np.broadcast_shapes(lm.shape, lk.shape)):
+            # over a grid whose N·K values are few (one per op and tp): every table row interpolated at each N·K first
+            # (the same products as below), then the two rows around each M picked: two gathers instead of six
+            at_nk = (table[:, j] + (table[:, j1] - table[:, j]) * wj).reshape(len(xs), -1)
+            where = np.arange(lk.size).reshape(lk.shape)
+            top, bottom = at_nk[i, where], at_nk[i1, where]
+            return top + (bottom - top) * wi
         top = table[i, j] + (table[i, j1] - table[i, j]) * wj
         bottom = table[i1, j] + (table[i1, j1] - table[i1, j]) * wj
         return top + (bottom - top) * wi
@@ -558,7 +565,7 @@ class CalibratedCurves:
         tile_safe = np.where(tile > 0, tile, 1.0)
         pad = np.where(tile > 0, np.ceil(m / tile_safe) * tile_safe / m, 1.0)
         work = flops * pad / (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))  # padded FLOPs at the dense rate
-        compute_fraction, table_fraction = self.gemm_compute.at(nk), self.gemm.at(m, nk)
+        compute_fraction, table_fraction = self._gemm_lookups(t, m, nk)
         compute_rate = self.gemm_peak * compute_fraction
         table_rate = self.gemm_peak * table_fraction
         measured_s = work / table_rate
@@ -574,6 +581,37 @@ class CalibratedCurves:
                 here = small & (bits == b)
                 bytes_rate = np.where(here, hbm / gemv_line(line, f["launches"], hbm), bytes_rate)
         return gemm_rate, bytes_rate
+
+
+    def _gemm_lookups(self, t, m, nk):
+        """(f_c(N·K), f(M, N·K)) of every op of `t`. Only GEMMs take a GEMM rate, so over a large table (a sweep's
+        grid) only the GEMM rows are looked up and the others hold 1, a value `_gemm_rates` never uses."""
+        if m.size < _GEMM_ROWS_MIN_SIZE or m.shape[0] != len(t.names) or nk.shape[0] != len(t.names):
+            return self.gemm_compute.at(nk), self.gemm.at(m, nk)
+        rows = np.flatnonzero(t.rate_index == 0)
+        if rows.size == len(t.names):
+            return self.gemm_compute.at(nk), self.gemm.at(m, nk)
+        compute, table = np.ones(nk.shape), np.ones(np.broadcast_shapes(m.shape, nk.shape))
+        if rows.size:
+            m_rows, nk_rows = _constant_axes_cut(m[rows]), _constant_axes_cut(nk[rows])
+            compute[rows] = self.gemm_compute.at(nk_rows)
+            table[rows] = self.gemm.at(m_rows, nk_rows)
+        return compute, table
+
+
+_GEMM_ROWS_MIN_SIZE = 4096  # a table at least this large looks up its GEMM rows only (one scenario: every row)
+
+
+def _constant_axes_cut(a: np.ndarray) -> np.ndarray:
+    """`a` with each grid axis (after the op axis) along which it does not change cut to length 1: the same values
+    once broadcast back. A GEMM's M (tokens) does not depend on tp, nor its N·K on the batch or the prompt, so each
+    table lookup runs over the axes its argument spans, and the interpolated table broadcasts over the rest."""
+    for axis in range(1, a.ndim):
+        if a.shape[axis] > 1:
+            first = a[(slice(None),) * axis + (slice(0, 1),)]
+            if (a == first).all():
+                a = first
+    return a
 
 
 def weight_bits(weight_bytes, launches, nk):
@@ -653,10 +691,23 @@ class StackedCurves:
 
     def per_op_ceilings(self, t, c):
         """Each calibrated device's per-op ceilings (from the stacked `c`, whose values at that device are its
-        own), placed where the grid holds that device; analytical devices keep the stacked scalars."""
+        own), placed where the grid holds that device; analytical devices keep the stacked scalars.
+
+        Where the devices lie along one axis of the grid that the operator table does not span (a sweep: the
+        ops do not depend on the device), each device's curves time only its own slice of that axis
+        (`_device_slices`), and the slices are put side by side: the same elementwise values as timing every
+        device's curves over the whole grid and keeping each where it holds that device, at 1 / H of the work.
+        """
         import dataclasses
 
         names = ("gemm_flops_per_s", "attention_flops_per_s", "bytes_per_s", "kernel_overhead_s")
+        k = self._device_axis(t)
+        if k is not None:
+            per_device = []
+            for curves, c_d in self._device_slices(c, k):
+                mine = c_d if curves is None else curves.per_op_ceilings(t, c_d)
+                per_device.append([getattr(mine, n) for n in names])
+            return dataclasses.replace(c, **{n: _side_by_side([v[i] for v in per_device], k) for i, n in enumerate(names)})
         out = {n: getattr(c, n) for n in names}
         for d, curves in enumerate(self.per_device):
             if curves is None:
@@ -665,6 +716,48 @@ class StackedCurves:
             here = self.device == d
             out = {n: np.where(here, getattr(mine, n), out[n]) for n in names}
         return dataclasses.replace(c, **out)
+
+    def _device_axis(self, t) -> int | None:
+        """The grid axis holding the devices, counted from the last (1 = the last axis), when `device` is
+        0..H-1 along exactly one axis and the operator table `t` does not span it; else None."""
+        dev = self.device
+        if not isinstance(dev, np.ndarray) or dev.ndim == 0:
+            return None
+        spans = [i for i, size in enumerate(dev.shape) if size > 1]
+        if len(spans) != 1 or not np.array_equal(dev.ravel(), np.arange(len(self.per_device))):
+            return None
+        k = dev.ndim - spans[0]
+        if any(a.ndim >= k and a.shape[a.ndim - k] != 1 for a in (*t.f.values(), t.hbm_bytes)):
+            return None
+        return k
+
+    def _device_slices(self, c, k: int):
+        """[(device d's curves or None, `c` at device d)] for d = 0..H-1: each field of `c` that spans the device
+        axis (`k`-th from the last) cut to its slice d of it, with the axis kept."""
+        import dataclasses
+
+        h = len(self.per_device)
+        out = []
+        for d in range(h):
+            at = {}
+            for f in dataclasses.fields(c):
+                v = getattr(c, f.name)
+                if isinstance(v, np.ndarray) and v.ndim >= k and v.shape[v.ndim - k] == h:
+                    at[f.name] = v[(Ellipsis, slice(d, d + 1)) + (slice(None),) * (k - 1)]
+            out.append((self.per_device[d], dataclasses.replace(c, **at)))
+        return out
+
+
+def _side_by_side(values: list, k: int) -> np.ndarray:
+    """Per-device values (each with one entry, or none, on the device axis, the `k`-th from the last) as one array
+    with device d at entry d of that axis (`StackedCurves.per_op_ceilings`)."""
+    h = len(values)
+    shape = list(np.broadcast_shapes(*(np.shape(v) for v in values), (1,) * k))
+    shape[len(shape) - k] = h
+    out = np.empty(shape, dtype=np.result_type(*values))
+    for d, v in enumerate(values):
+        out[(Ellipsis, slice(d, d + 1)) + (slice(None),) * (k - 1)] = v
+    return out
 
 
 def calibrated_efficiency(cal: Calibration, hw):

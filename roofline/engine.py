@@ -36,7 +36,7 @@ from .parallelism import (
     step_workspace_bytes,
     weight_bytes_per_gpu,
 )
-from .roofline import BOUNDS, Ceilings, OpTable, Timing, per_op_ceilings, stacked, stacked_per_op, time_ops
+from .roofline import BOUNDS, Ceilings, OpTable, Timing, bound_index, per_op_ceilings, stacked, stacked_per_op, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
 from .workload import ResolvedDeployment
@@ -53,12 +53,31 @@ def _sum_line(a0, a1, lo, hi):
     return n * a0 + a1 * ((lo + hi) * n / 2)  # Σ x first: lo and hi span fewer grid axes than the line's coefficients
 
 
+_SPLIT_MIN_RANGES = 64  # ranges (lo, hi) a grid must hold for the one-sign split to pay: one scenario has one
+
+
 def _sum_positive(g0, g1, lo, hi):
-    """Σ_{x=lo..hi} max(0, g0 + g1·x): the line is positive on one side of its root."""
+    """Σ_{x=lo..hi} max(0, g0 + g1·x): the line is positive on one side of its root.
+
+    Over a grid (lo, hi arrays) a line's coefficients span fewer axes than the ranges, and most lines keep one
+    sign over every range of the grid (decode attention memory-bound at every context swept): such a line adds
+    0, or its whole line sum (`_sum_line`, separable in the ranges); the root is cut to each range only where
+    some range holds it. The split uses the same root and rounding as the general formula, so the numbers are
+    the same.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         root = np.where(g1 != 0, -g0 / np.where(g1 != 0, g1, 1), 0.0)
-    up_lo = np.maximum(lo, np.floor(root) + 1)  # g1 > 0: positive right of the root
-    down_hi = np.minimum(hi, np.ceil(root) - 1)  # g1 < 0: positive left of the root
+    first, last = np.floor(root) + 1, np.ceil(root) - 1  # g1 > 0: positive from `first` on; g1 < 0: up to `last`
+    if max(getattr(lo, "size", 1), getattr(hi, "size", 1)) >= _SPLIT_MIN_RANGES and np.all(np.isfinite(g0)) and np.all(np.isfinite(g1)):
+        x_lo, x_hi = np.min(lo), np.max(hi)
+        none = np.where(g1 > 0, first > x_hi, np.where(g1 < 0, last < x_lo, g0 <= 0))  # no x of any range counted
+        every = np.where(g1 > 0, first <= x_lo, np.where(g1 < 0, last >= x_hi, g0 > 0))  # every x of every range
+        if np.all(none | every):
+            if not np.any(every):
+                return np.broadcast_to(0.0, np.broadcast_shapes(np.shape(g0), np.shape(g1), np.shape(lo), np.shape(hi)))
+            return np.where(every, _sum_line(g0, g1, lo, hi), 0.0)
+    up_lo = np.maximum(lo, first)
+    down_hi = np.minimum(hi, last)
     return np.where(
         g1 > 0, _sum_line(g0, g1, up_lo, hi),
         np.where(g1 < 0, _sum_line(g0, g1, lo, down_hi), _n_in(lo, hi) * np.maximum(g0, 0)),
@@ -413,8 +432,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         prefill_flops=pre_flops, prefill_bytes=pre_bytes, decode_flops_per_step=dec_flops, decode_bytes_per_step=dec_bytes,
         weight_bytes=weights, kv_cache_bytes=kv, activation_workspace_bytes=workspace,
         runtime_reserve_bytes=reserve, memory_required_bytes_per_gpu=required,
-        prefill_bound_index=np.argmax(np.stack(np.broadcast_arrays(*pre_terms)), axis=0),
-        decode_bound_index=np.argmax(np.stack(np.broadcast_arrays(*mean_terms)), axis=0),
+        prefill_bound_index=bound_index(*pre_terms), decode_bound_index=bound_index(*mean_terms),
         kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=(workspace - workspace_fixed) / batch,
         workspace_fixed_bytes=workspace_fixed, max_sequences=cap, engine_step_s=step_h, kv_shared_bytes=kv_shared,
         prefill=PrefillTables(pre, pre_real, pre_floor), decode=DecodeTables(dec_real, dec_floor, n),
@@ -438,11 +456,21 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
     output length, and both are kept: the same formulas, called twice (or not at all) instead of eight times.
     """
     if grid != ():
-        tables = {name: OpTable.of(O.forward_ops(model, rd, batch, new, past, tp, ep=ep), grid) for name, (new, past) in passes.items()}
-        workspace = _workspace(tables["prefill"])
-        tables = {name: stage(t, pp) for name, t in tables.items()}
-        timed_real = {name: time_ops(t, dec if name in ("d1", "d2") else real, tp) for name, t in tables.items()}
-        return workspace, tables, timed_real, {name: time_ops(t, floor, tp) for name, t in tables.items()}, None
+        ops = {name: O.forward_ops(model, rd, batch, new, past, tp, ep=ep) for name, (new, past) in passes.items()}
+        # the two decode probes list the same ops over the same grid: one table of both, timed once and cut in two
+        n = len(ops["d1"])
+        groups = {name: [name] for name in ops if name not in ("d1", "d2")} | {"decode": ["d1", "d2"]}
+        tables, timed_real, timed_floor = {}, {}, {}
+        for group, members in groups.items():
+            t = OpTable.of([op for name in members for op in ops[name]], grid)
+            if group == "prefill":
+                workspace = _workspace(t)
+            t = stage(t, pp)
+            real_t, floor_t = time_ops(t, dec if group == "decode" else real, tp), time_ops(t, floor, tp)
+            for j, name in enumerate(members):
+                rows = slice(j * n, (j + 1) * n) if len(members) > 1 else slice(None)
+                tables[name], timed_real[name], timed_floor[name] = t.op_rows(rows), real_t.op_rows(rows), floor_t.op_rows(rows)
+        return workspace, tables, timed_real, timed_floor, None
     names = [name for name in passes if name not in ("d1", "d2")]
     pre = prefill_passes(model, rd, batch, tuple(passes[name] for name in names), pp, tp, ep, real, floor)
     tables, timed_real, timed_floor = dict(zip(names, pre.tables)), dict(zip(names, pre.real)), dict(zip(names, pre.floor))

@@ -169,8 +169,13 @@ def public_calibration_path(hardware_id: str, framework: str | None = None) -> P
     (the newest vLLM tables, else TensorRT-LLM; its `provenance.public_source` names which).
     Only shipped ids have one; a profile given as a path has none.
     """
-    fw = _framework(framework)
-    key = str(hardware_id).strip().lower()
+    return _public_calibration_path(str(hardware_id).strip().lower(), _framework(framework))
+
+
+@functools.lru_cache(maxsize=256)
+def _public_calibration_path(key: str, fw: str | None) -> Path | None:
+    """`public_calibration_path` of a normalised id and framework, looked up once: the shipped files do not change
+    while the package runs (as the specs' own loads, which are cached), and the lookup lists two folders."""
     folder = _public_dir()
     if folder is None or _looks_like_path(key) or key not in _ids(_HARDWARE):
         return None

@@ -82,6 +82,20 @@ class Bound(str, Enum):
 BOUNDS = (Bound.COMPUTE, Bound.MEMORY, Bound.COMMUNICATION)
 
 
+def bound_index(compute, memory, comm):
+    """Index into BOUNDS of the largest of three terms (arrays broadcast together), the first on a tie: np.argmax
+    over the three stacked. Over a grid without NaN, two comparisons against the maximum give it without stacking
+    copies of the terms (np.argmax along a stacked first axis is a strided pass)."""
+    if any(isinstance(x, np.ndarray) and x.ndim for x in (compute, memory, comm)):
+        top = np.maximum(np.maximum(compute, memory), comm)
+        if top.size >= _BOUND_COMPARE_MIN_SIZE and not np.isnan(top).any():
+            return np.where(compute == top, 0, np.where(memory == top, 1, 2))
+    return np.argmax(np.stack(np.broadcast_arrays(compute, memory, comm)), axis=0)
+
+
+_BOUND_COMPARE_MIN_SIZE = 4096  # below, the stacked argmax costs less than the comparisons
+
+
 @dataclass(frozen=True)
 class Ceilings:
     """The rates an operator is timed against (scalars, or arrays aligned with a sweep grid)."""
@@ -196,15 +210,24 @@ class OpTable:
             rows = np.array(list(map(_NUMERIC_GETTER, ops)), dtype=float)
             f = dict(zip(NUMERIC_FIELDS, rows.T))
         else:
-            # most fields of most ops are scalars: stack those as one column, set the grid-shaped ones row by row
+            # most fields of most ops are scalars: stack those as one column, set the grid-shaped ones row by row.
+            # Each field spans only the grid axes some op's value of it spans (weights: tp; a GEMM's M: batch and
+            # prompt), with every axis kept (length 1 where it does not vary), and broadcasts over the rest
             values = list(zip(*map(_NUMERIC_GETTER, ops)))  # per field, its value in every op
-            shape = np.broadcast_shapes(*(np.shape(v) for col in values for v in col if isinstance(v, np.ndarray)))
+            ndarray = np.ndarray
+            ndim = max((v.ndim for col in values for v in col if v.__class__ is ndarray), default=0)
+            column = (len(ops),) + (1,) * ndim
             f = {}
             for name, col in zip(NUMERIC_FIELDS, values):
-                arrays = [i for i, v in enumerate(col) if isinstance(v, np.ndarray) and v.ndim]
-                scalars = np.array([0.0 if isinstance(v, np.ndarray) and v.ndim else v for v in col], dtype=float)
-                out = np.empty((len(ops), *shape))
-                out[...] = scalars.reshape((len(ops),) + (1,) * len(shape))
+                arrays = [i for i, v in enumerate(col) if v.__class__ is ndarray and v.ndim]
+                if not arrays:
+                    f[name] = np.array(col, dtype=float).reshape(column)
+                    continue
+                scalars = list(col)
+                for i in arrays:
+                    scalars[i] = 0.0
+                out = np.empty((len(ops), *np.broadcast_shapes((1,) * ndim, *(col[i].shape for i in arrays))))
+                out[...] = np.array(scalars, dtype=float).reshape(column)
                 for i in arrays:
                     out[i] = col[i]
                 f[name] = out
@@ -251,6 +274,15 @@ class OpTable:
                        is_gemm=self.is_gemm[:, 0, 0], is_attention=self.is_attention[:, 0, 0],
                        pad_mask=self.pad_mask[at], rows_safe=self.rows_safe[at])
 
+    def op_rows(self, rows: slice) -> "OpTable":
+        """The ops `rows` of the table as a table of their own (every per-op field cut on the op axis; views)."""
+        if rows == slice(None):
+            return self
+        return replace(self, names=self.names[rows], groups=self.groups[rows], kinds=self.kinds[rows], layers=self.layers[rows],
+                       windows=self.windows[rows], f={k: v[rows] for k, v in self.f.items()}, hbm_bytes=self.hbm_bytes[rows],
+                       rate_index=self.rate_index[rows], is_gemm=self.is_gemm[rows], is_attention=self.is_attention[rows],
+                       pad_mask=self.pad_mask[rows], rows_safe=self.rows_safe[rows])
+
     @property
     def grid_ndim(self) -> int:
         return self.f["flops"].ndim - 1
@@ -282,6 +314,12 @@ class Timing:
     def bound(self) -> np.ndarray:
         """Index into BOUNDS of the largest term."""
         return np.argmax(np.stack([self.compute_s, self.memory_s, self.comm_s]), axis=0)
+
+    def op_rows(self, rows: slice) -> "Timing":
+        """The terms of the ops `rows` (`OpTable.op_rows`)."""
+        if rows == slice(None):
+            return self
+        return Timing(self.compute_s[rows], self.memory_s[rows], self.comm_s[rows], self.overhead_s[rows])
 
     def at(self, *index) -> "Timing":
         """The terms at `index` after the op axis: one pass and one set of ceilings of a timed `OpTable.of_phases`."""
@@ -316,7 +354,7 @@ def _gemm_slowdown(t: OpTable, c: Ceilings):
     """Per op, realistic FLOPs / FLOPs: the tile padding of `gemm_tile_tokens`, or, where the profile gives its SMs and
     tile (`sm_count`), 1 / (wave quantization · tile padding · K fill) of each GEMM's (M, N, K) (`gemm_shapes`)."""
     pad = _tile_padding(t, c.tile_tokens)
-    if _scalar(c.sm_count) and c.sm_count == 0:
+    if (_scalar(c.sm_count) and c.sm_count == 0) or not np.any(c.sm_count):  # no device of the grid has the shape model
         return pad
     f = t.f
     shaped = t.is_gemm & (f["gemm_n"] > 0) & (f["gemm_k"] > 0) & (np.asarray(c.sm_count) > 0)
@@ -384,8 +422,49 @@ def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
     f = t.f
     compute = f["flops"] * _gemm_slowdown(t, c) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
     memory = t.hbm_bytes / c.bytes_per_s
+    overhead = overhead_launches(t) * c.kernel_overhead_s
+    return Timing(compute, memory, _comm_s(t, c, tp), overhead)
+
+
+_COMM_FIELDS = ("comm_bytes", "messages", "wire_bytes", "wire_messages", "host_bytes")
+_COMM_ROWS_MIN_SIZE = 4096  # a table at least this large times only its communicating ops (the scalar path: all)
+
+
+def _comm_s(t: OpTable, c: Ceilings, tp):
+    """t_comm of every op (module docstring): the all-reduce, the point-to-point bytes and messages, the host link.
+
+    An op that moves nothing between GPUs or to the host (most ops: only the all-reduces and the all-to-alls
+    communicate) has t_comm = 0 exactly: every term is 0 bytes over a positive rate or 0 messages times a
+    finite latency. Over a large grid only the ops that communicate are evaluated (an 11-op Llama table: 1 op),
+    the others left at 0.
+    """
+    f = t.f
+    rows = None
+    if f["flops"].size >= _COMM_ROWS_MIN_SIZE:
+        n_ops = len(t.names)
+        moves = np.zeros(n_ops, bool)
+        for name in _COMM_FIELDS:
+            moves |= np.any(f[name].reshape(n_ops, -1) != 0, axis=1)
+        rows = np.flatnonzero(moves) if not moves.all() else None
+    if rows is None:
+        return _comm_terms(f, c, tp)
+    ndim = f["flops"].ndim
+    cut = {name: (v[rows] if isinstance(v, np.ndarray) and v.ndim == ndim and v.shape[0] > 1 else v)
+           for name, v in ((name, getattr(c, name)) for name in _COMM_CEILINGS)}
+    shape = np.broadcast_shapes(*(f[k].shape for k in _COMM_FIELDS), *(np.shape(getattr(c, name)) for name in _COMM_CEILINGS),
+                                np.shape(tp))
+    out = np.zeros(shape)
+    if rows.size:
+        out[rows] = _comm_terms({k: f[k][rows] for k in _COMM_FIELDS}, replace(c, **cut), tp)
+    return out
+
+
+_COMM_CEILINGS = ("link_bytes_per_s", "pair_link_bytes_per_s", "link_latency_s", "allreduce_step_s", "nvls_bytes_per_s",
+                  "measured_allreduce_latency_s", "measured_allreduce_bytes_per_s", "host_bytes_per_s")
+
+
+def _comm_terms(f: dict, c: Ceilings, tp):
+    """allreduce(C, messages, tp) + W / link + wire_messages · link_latency + H / host_link (module docstring)."""
     allreduce = allreduce_s(f["comm_bytes"], f["messages"], tp, c.link_bytes_per_s, c.pair_link_bytes_per_s, c.link_latency_s,
                             c.allreduce_step_s, c.nvls_bytes_per_s, c.measured_allreduce_latency_s, c.measured_allreduce_bytes_per_s)
-    comm = (allreduce + f["wire_bytes"] / c.link_bytes_per_s + f["wire_messages"] * c.link_latency_s + f["host_bytes"] / c.host_bytes_per_s)
-    overhead = overhead_launches(t) * c.kernel_overhead_s
-    return Timing(compute, memory, comm, overhead)
+    return allreduce + f["wire_bytes"] / c.link_bytes_per_s + f["wire_messages"] * c.link_latency_s + f["host_bytes"] / c.host_bytes_per_s

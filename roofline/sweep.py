@@ -31,6 +31,7 @@ from .engine import derived, evaluate
 from .engines import engine_tables
 from .errors import SpecError
 from .hardware import HardwareProfile, hardware_labels
+from .memo import Memo
 from .parallelism import engine_limits, engine_memory_bytes, tp_widths
 from .registry import load_hardware, load_model
 from .roofline import BOUNDS, Ceilings, stacked
@@ -90,6 +91,15 @@ def sweep(
 
     `model` and `hardware` take ids or loaded specs. dtypes of None mean the model's native
     dtype. `deployment` supplies the remaining options (attention kernel, group size, reserve).
+
+    The frame has one row per valid scenario, row-major over (model and dtypes, hardware, batch_size,
+    prompt_tokens, output_tokens, tp). The label columns (model, hardware, the three dtypes, prefill_bound,
+    decode_bound) are categorical; the axes and `max_batch_size_fits` are int64, `fits` bool, the figures
+    float64. How it is fast (issue 11), none of it changing a figure: the rules are decided on the
+    (device, tp) pairs they depend on; the grid is evaluated with its axes ordered (device, batch, tp, prompt,
+    output) so that numpy's inner loops run along the prompt x output plane (`_EVAL_AXES`); the float figures
+    are copied once into one block allocated up front, and the frame is built once from its blocks
+    (`_one_frame`), no column copied or inserted one at a time.
     """
     import pandas as pd
 
@@ -109,50 +119,65 @@ def sweep(
     if base.speculative is not None or base.on_unsupported_dtype == "fallback" or base.network is not None:
         raise SpecError("deployment", "sweep takes single-node deployments without speculative decoding or dtype fallback; "
                                       "use predict() or compare() for those")
-    # one grid axis per argument: every quantity is computed over the axes it depends on, then broadcast
-    ndim = 1 + len(axes)
-    hi, b, s, o, t = (np.asarray(a).reshape([-1 if d == i else 1 for d in range(ndim)])
-                      for i, a in enumerate([np.arange(len(hws)), *axes.values()]))
-    shape = (len(hws), *(len(a) for a in axes.values()))
-    flat = {name: np.broadcast_to(a, shape).ravel() for name, a in zip(("h", *axes), (hi, b, s, o, t))}
+    # one grid axis per argument: every quantity is computed over the axes it depends on, then broadcast. The frame
+    # lists the scenarios row-major over (device, batch, prompt, output, tp); the arithmetic runs over the same axes in
+    # the order `_EVAL_AXES`, the prompt and output last, so that a figure of the device, batch and tp meets the step
+    # counts of the prompt and output lengths over their contiguous product (512 elements in the benchmark's grid),
+    # not over tp's few (numpy's inner loop); the frame's block is filled one tp at a time (`_into_frame`)
+    values = {"h": np.arange(len(hws)), **axes}
+    shape = tuple(len(a) for a in values.values())  # the frame's grid
+    evaluated = tuple(len(values[name]) for name in _EVAL_AXES)  # the same grid in the evaluation's axis order
+    to_frame = tuple(_EVAL_AXES.index(name) for name in values)  # evaluated -> frame axes
+    grid_axis = lambda name, order: np.asarray(values[name]).reshape([-1 if a == name else 1 for a in order])  # noqa: E731
+    hi, b, s, o, t = (grid_axis(name, _EVAL_AXES) for name in values)
+    flat = {name: np.broadcast_to(grid_axis(name, tuple(values)), shape).ravel() for name in values}
     parts, skipped = [], []
     labels: dict[str, dict[str, int]] = {name: {} for name in _LABELS}  # categories of each label column, by first use
     for m, wd, ad, kd in itertools.product(models, _as_list(weight_dtype), _as_list(activation_dtype), _as_list(kv_dtype)):
         dep = base.model_copy(update={"weight_dtype": wd, "activation_dtype": ad, "kv_dtype": kd})
         rd = dep.resolved(m)
         key = rd.compute_key
-        ok = _valid(m, hws, key, flat["h"], flat["prompt_tokens"] + flat["output_tokens"], flat["tp"], skipped, dep)
+        ok = _valid(m, hws, key, grid_axis("h", tuple(values)), grid_axis("tp", tuple(values)), shape, skipped, dep)
         if not ok.any():
             continue
+        every = bool(ok.all())
+        n_ok = ok.size if every else int(ok.sum())
+        # the frame's float block is allocated before the evaluation's temporaries, so it lies below them in the heap
+        # and the allocator keeps reusing the same memory from one sweep to the next instead of handing it back to the
+        # system and faulting it in again (minor page faults of a benchmark chunk: ~4,600 -> ~110 per sweep)
+        block = np.empty((len(_FLOAT_METRICS), n_ok))
         has_key = [h for h in hws if key in h.peak_flops_per_s]
         stand_in = has_key[0] if has_key else None  # rows of hardware without this dtype are masked out below
         usable = [h if key in h.peak_flops_per_s else stand_in for h in hws]
-        tpf = t.astype(float)
+        # the axes as floats (exact for these integers): numpy would otherwise cast the small integer axes afresh
+        # for every element of each grid-sized result they broadcast into
+        bf, sf, of, tpf = (a.astype(float) for a in (b, s, o, t))
         real = stacked([Ceilings.of(h, key) for h in usable], hi)
         floor = stacked([Ceilings.of(h, key, floor=True) for h in usable], hi)
         lim = engine_limits(rd, usable)
-        ev = evaluate(m, rd, real, floor, b, s, o, tpf, limits=None if lim is None else (lim[0][hi], lim[1][hi]))
+        ev = evaluate(m, rd, real, floor, bf, sf, of, tpf, limits=None if lim is None else (lim[0][hi], lim[1][hi]))
         prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
         fixed = ev.weight_bytes + ev.runtime_reserve_bytes + ev.workspace_fixed_bytes  # loaded before the KV pool is sized
-        d = derived(ev, b, o, tpf * base.pp * base.ep, engine_memory_bytes(rd, prop(lambda h: h.memory_bytes), fixed),
+        d = derived(ev, bf, of, tpf * base.pp * base.ep, engine_memory_bytes(rd, prop(lambda h: h.memory_bytes), fixed),
                     prop(lambda h: h.memory_bandwidth_bytes_per_s),
                     prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
         r = {**ev.figures(), **d.figures()}
-        every = bool(ok.all())
-        n_ok = ok.size if every else int(ok.sum())
+        del ev, d  # the operator tables and timings go before the frame is filled: less memory held at once
 
         def pick(a, ok=ok, every=every):
-            """The grid's values of `a` (broadcast over the grid), row-major, of the valid scenarios only."""
-            whole = np.broadcast_to(a, shape).reshape(-1)
-            return whole if every else whole[ok]
+            """The grid's values of `a` (broadcast over the evaluated grid), row-major in the frame's order, of the valid
+            scenarios only."""
+            whole = np.empty(shape, dtype=np.asarray(a).dtype)
+            _into_frame(whole, a, evaluated, to_frame)
+            return whole.reshape(-1) if every else whole.reshape(-1)[ok]
 
-        # the float figures go straight into one (figures x scenarios) block: the frame's one float block
-        block = np.empty((len(_FLOAT_METRICS), n_ok))
+        # the float figures go straight into the frame's one float block (figures x scenarios); each figure is let
+        # go once copied, so the grid's figures and the frame are not all held at once
         for i, k in enumerate(_FLOAT_METRICS):
             if every:
-                np.copyto(block[i].reshape(shape), np.broadcast_to(r[k], shape))
+                _into_frame(block[i].reshape(shape), r.pop(k), evaluated, to_frame)
             else:
-                block[i] = pick(r[k])
+                block[i] = pick(r.pop(k))
         # label columns as category codes: one frame is built at the end, with categorical labels
         names = {"model": m.name, "weight_dtype": rd.weights.dtype.name, "activation_dtype": rd.act.name, "kv_dtype": rd.kv.dtype.name}
         part = {name: np.full(n_ok, labels[name].setdefault(value, len(labels[name])), dtype=np.int32) for name, value in names.items()}
@@ -167,24 +192,67 @@ def sweep(
         df.attrs["skipped"] = skipped
         return df
     join = lambda name, axis=0: parts[0][name] if len(parts) == 1 else np.concatenate([p[name] for p in parts], axis=axis)  # noqa: E731
-    categories = {**{name: list(seen) for name, seen in labels.items()}, "hardware": hardware_labels(hws),
-                  "prefill_bound": [x.value for x in BOUNDS], "decode_bound": [x.value for x in BOUNDS]}
-    cols = {name: pd.Categorical.from_codes(join(name), categories[name]) if name in categories else join(name)
+    categories = {**{name: tuple(seen) for name, seen in labels.items()}, "hardware": tuple(hardware_labels(hws)),
+                  "prefill_bound": _BOUND_LABELS, "decode_bound": _BOUND_LABELS}
+    cols = {name: _categorical(join(name), categories[name]) if name in categories else join(name)
             for name in columns if name not in _FLOAT_METRICS}
-    cols["fits"] = cols["fits"].astype(bool)
+    cols["fits"] = cols["fits"].astype(bool, copy=False)
     cols["max_batch_size_fits"] = cols["max_batch_size_fits"].astype(np.int64)
-    # one frame: the float block as it is, the other columns inserted at their places (no per-column stacking)
-    df = pd.DataFrame(join("_floats", axis=1).T, columns=list(_FLOAT_METRICS))
-    for i, name in enumerate(columns):
-        if name not in _FLOAT_METRICS:
-            df.insert(i, name, cols[name])
+    df = _one_frame(columns, join("_floats", axis=1), cols)
     df.attrs["skipped"] = skipped
     return df
 
 
-def _valid(m: ModelSpec, hws, key, h_idx, context, tp, skipped: list, dep: Deployment) -> np.ndarray:
-    """Mask of scenarios meeting `predict.check`'s rules; the others are recorded with the reason."""
-    ok = np.ones(h_idx.shape, bool)
+_BOUND_LABELS = tuple(x.value for x in BOUNDS)
+_EVAL_AXES = ("h", "batch_size", "tp", "prompt_tokens", "output_tokens")  # the evaluation's axis order (see `sweep`)
+
+
+def _into_frame(out: np.ndarray, a, evaluated: tuple, to_frame: tuple) -> None:
+    """Write `a` (broadcast over the evaluated grid, axes `_EVAL_AXES`) into `out` (the frame's grid, tp last), one tp at
+    a time: each copy then runs along the prompt and output lengths, contiguous in both grids, instead of along tp."""
+    src = np.broadcast_to(a, evaluated).transpose(to_frame)
+    for j in range(out.shape[-1]):
+        np.copyto(out[..., j], src[..., j])
+
+
+def _categorical(codes: np.ndarray, categories: tuple[str, ...]):
+    """A categorical column from its codes; the dtype (its categories validated once) is reused across sweeps."""
+    import pandas as pd
+
+    dtype = _CATEGORY_DTYPES.get(categories, lambda: pd.CategoricalDtype(list(categories)))
+    return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
+_CATEGORY_DTYPES = Memo("sweep.category_dtypes", maxsize=64)  # categories (a tuple of labels) -> CategoricalDtype
+
+
+def _one_frame(columns: list[str], floats: np.ndarray, others: dict):
+    """The sweep's DataFrame, built once from its blocks: `floats` (figures x rows, in `_FLOAT_METRICS` order) is the
+    frame's float block as it is, every other column (numpy or categorical) its own block: no column is copied
+    (`pandas.api.internals.create_dataframe_from_blocks`, pandas >= 2.3; older pandas builds it column by column)."""
+    import pandas as pd
+
+    n = floats.shape[1]
+    try:
+        from pandas.api.internals import create_dataframe_from_blocks
+    except ImportError:  # pragma: no cover - pandas before 2.3
+        df = pd.DataFrame(floats.T, columns=list(_FLOAT_METRICS))
+        for i, name in enumerate(columns):
+            if name not in _FLOAT_METRICS:
+                df.insert(i, name, others[name])
+        return df
+    at = {name: i for i, name in enumerate(columns)}
+    blocks = [(floats, np.array([at[k] for k in _FLOAT_METRICS]))]
+    blocks += [(a if isinstance(a, pd.Categorical) else a.reshape(1, n), np.array([at[name]])) for name, a in others.items()]
+    return create_dataframe_from_blocks(blocks, pd.RangeIndex(n), pd.Index(columns))
+
+
+def _valid(m: ModelSpec, hws, key, h_idx, tp, shape: tuple, skipped: list, dep: Deployment) -> np.ndarray:
+    """Mask of the grid's scenarios (row-major over `shape`) meeting `predict.check`'s rules; the others are recorded with
+    the reason. The rules depend on the device and tp alone: each is decided on their (device, tp) pairs, each pair
+    standing for every batch, prompt and output length of the grid."""
+    ok = np.ones(np.broadcast_shapes(h_idx.shape, tp.shape), bool)
+    per_pair = math.prod(shape) // ok.size  # scenarios of the grid with one (device, tp) pair
     rules = [
         (np.logical_and.reduce([w % tp == 0 for w in tp_widths(m).values()]), "tp does not divide the heads or FFN width"),
         (tp <= np.array([h.interconnect.max_gpus for h in hws])[h_idx], "tp exceeds the interconnect domain"),
@@ -194,6 +262,6 @@ def _valid(m: ModelSpec, hws, key, h_idx, context, tp, skipped: list, dep: Deplo
         bad = ok & ~mask
         if bad.any():
             skipped.append({"model": m.name, "weight_dtype": dep.weight_dtype, "activation_dtype": dep.activation_dtype,
-                            "kv_dtype": dep.kv_dtype, "scenarios": int(bad.sum()), "reason": why})
+                            "kv_dtype": dep.kv_dtype, "scenarios": int(bad.sum()) * per_pair, "reason": why})
         ok &= mask
-    return ok
+    return np.broadcast_to(ok, shape).reshape(-1)
