@@ -27,6 +27,10 @@ on every operator is timed against the measured curves instead of the constant f
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
+* **Small memory-bound kernels** (optional `elementwise`: a streaming elementwise kernel's table, e.g. the public
+  per-tensor FP8 quantization rows): the ops `roofline.ops` marks elementwise or gather take t = k·t0 + B / R over
+  their k launches and B HBM bytes, each kernel at least its launch cost (`CalibratedCurves._elementwise_rates`).
+  Absent: they keep `memory` or the datasheet fraction, plus the launch overhead.
 * **Fused MoE layer** (optional `moe`, per expert-weight format bf16 / fp8 / fp8_block / fp4 and the dtype its grouped
   GEMMs compute at, `moe_key`; a pass takes the curve of its own compute dtype): the five kernels
   `roofline.ops` marks `grouped` (token permute, grouped up GEMM, activation, grouped down GEMM,
@@ -36,7 +40,8 @@ on every operator is timed against the measured curves instead of the constant f
 
 A file fitted from public kernel tables (`calibrate/public.py`) names them in
 `provenance.public_source`; such tables carry no copy benchmark, so `memory` may be absent and
-non-attention kernels then keep the datasheet bandwidth fraction.
+non-attention kernels then keep the datasheet bandwidth fraction (elementwise kernels take `elementwise` where the
+tables time one).
 
 Fractions are measured / datasheet peak of the **base profile** the run was compared with
 (`provenance.base_profile`); every rate is stored with that peak, so attaching the file to
@@ -553,7 +558,7 @@ class CalibratedCurves:
         no overhead on top. In eager prefill t_launch is the profile's `kernel_overhead_s`, the larger one for a
         tiny kernel. Worked number (H200, vLLM line t0 = 2.01 µs, R = 0.859 · 4.8 TB/s = 4.12e12 B/s): DeepSeek-V3's
         act_quant of one q_a_proj input at T = 4 (57,344 B read, 29,568 B written) takes 2.01 + 86,912 / 4.12e12
-        = 2.03 µs in a decode step, where the datasheet fraction and a 0.5 µs graph launch gave 0.03 + 0.5 µs.
+        = 2.03 µs in a decode step, where the datasheet fraction (0.86) and a 0.5 µs graph launch gave 0.02 + 0.5 µs.
         """
         t0, rate = self.elementwise
         f = t.f
