@@ -3,11 +3,14 @@ from the quantize tables (`calibrate.public.fit_elementwise`): hand arithmetic a
 
 from __future__ import annotations
 
+import importlib.util
+
 import pandas as pd
 import pytest
 
 import roofline as rl
 from calibrate import public
+from calibrate.public_check import kernel_errors
 from roofline.calibration import Calibration, attach_calibration, load_calibration
 
 WORK = rl.Workload(batch_size=4, prompt_tokens=128, output_tokens=32)
@@ -108,3 +111,14 @@ def test_shipped_files_carry_the_line_of_a_streaming_kernel(hw_id, framework, ta
     src = [p for p in cal.provenance.public_source.tables if "/quantize/" in p]
     assert len(src) == 1 and f"/quantize/{table}/" in src[0]
     assert 1e-6 <= cal.elementwise.latency_s <= 3e-6 and 0.6 <= cal.elementwise.fraction <= 1.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aiconfigurator_core") is None,
+                    reason="aiconfigurator-core is not installed (pip install roofline[public-data])")
+def test_round_trip_reproduces_the_committed_line_and_fits_its_rows():
+    """The H200 file's line is what the fitter gives on the installed tables, and it times its fitted rows (the latency
+    and HBM regimes) to within 10% median |error| (3.8% when written: calibrate/public/README.md section f)."""
+    cal, tables = public.fit_public("h200")
+    assert cal.elementwise == load_calibration(public.PUBLIC_DIR / "h200.json").elementwise
+    df = kernel_errors(cal, rl.load_hardware("h200", analytical=True), tables)
+    assert df[df["family"] == "elementwise"]["error"].abs().median() < 0.10
