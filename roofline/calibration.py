@@ -544,7 +544,7 @@ class CalibratedCurves:
     def _elementwise_rates(self, t, bytes_rate, overhead):
         """(bytes rate, per-launch overhead) per op with the small-kernel line applied (`Calibration.elementwise`).
 
-        The ops `roofline.ops` marks elementwise or gather (norms, activations, residual and shared-expert adds, RoPE,
+        The ops `roofline.ops` marks elementwise or gather (norms, activations, residual and shared-expert adds,
         activation quantization, top-k routing, embedding and MoE permute: kernels that stream their bytes once) of
         k launches moving B bytes take the line's k · t0 + B / R as their memory term: rate B / (k · t0 + B / R).
 
