@@ -393,7 +393,8 @@ class CalibratedCurves:
     `kernel_overhead_s`. Decode steps are replayed from CUDA graphs in every serving engine
     (`replayed()`, used by `engine.decode_ceilings`): there every kernel, measured or not, pays the
     per-kernel cost of a graph replay, `graph_overhead_s` (the calibration's own measurement, else
-    the profile's sourced `efficiency.kernel_overhead_graph_s`).
+    the profile's sourced `efficiency.kernel_overhead_graph_s`). The kernels the elementwise line times are the
+    exception: each costs max(launch, line), in either mode (`_elementwise_rates`).
     """
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_pre_executed", "att_dec_latency_s",
@@ -541,6 +542,7 @@ class CalibratedCurves:
         over this device's SMs (`attention_shapes.wave_efficiency`); 0 off attention."""
         f = t.f
         return f["executed_flops"] / wave_efficiency(f["attention_tiles"] / layers, self.sm_count)
+
     def _elementwise_rates(self, t, bytes_rate, overhead):
         """(bytes rate, per-launch overhead) per op with the small-kernel line applied (`Calibration.elementwise`).
 
