@@ -94,6 +94,18 @@ WEIGHT_ONLY = {"int4_wo": "int4", "int8_wo": "int8"}  # table gemm_dtype of weig
 NK_BINS_PER_OCTAVE = 2
 CURVE_POINTS = 48  # an affine curve keeps the median time in this many log-spaced bins of x
 SIGNIFICANT = 4  # digits kept of every stored fraction and time
+# The small memory-bound kernels' line (`calibration.Calibration.elementwise`): the per-tensor FP8 quantization table
+# (`quantize/<framework>/<version>/scale_matrix_perf`: vLLM's static_scaled_fp8_quant, TensorRT-LLM's torch op), one
+# streaming kernel that reads M x K bf16 and writes M x K fp8. SGLang's table times another kernel (0.08-0.12 of HBM
+# bandwidth at GB sizes, t0 ~7 us), not a streaming elementwise one, so its files take vLLM's table of the device.
+ELEMENTWISE_TABLE = ("quantize", "scale_matrix_perf.parquet")
+ELEMENTWISE_FRAMEWORK = {"sglang": "vllm"}  # framework -> whose quantize table its file takes (itself where absent)
+ELEMENTWISE_BYTES_PER_ELEMENT = HALF_BYTES + 1  # read bf16, write fp8
+# Rows fitted: the latency regime (bytes <= L2 / ELEMENTWISE_LATENCY_L2_DIVISOR) and the HBM regime (bytes >=
+# ELEMENTWISE_HBM_L2_MULTIPLE x L2). The collector replays the kernel on the same buffers, so rows in between are read
+# from L2 after the first replay (H100 at 25 MB: 1.18 x its HBM bandwidth; L40S at 94 MB: 6 x): not an HBM line.
+ELEMENTWISE_LATENCY_L2_DIVISOR = 256
+ELEMENTWISE_HBM_L2_MULTIPLE = 2
 
 
 # ------------------------------------------------------------ finding the tables
@@ -186,6 +198,13 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
         v = version if version in moe else moe[-1]
         path = root / system / "moe" / framework / v / "moe_perf.parquet"
         tables["moe"] = pd.read_parquet(path)
+        paths.append(str(path.relative_to(root)))
+    ew_fw = ELEMENTWISE_FRAMEWORK.get(framework, framework)
+    ew = _versions(root, system, ELEMENTWISE_TABLE[0], ew_fw, ELEMENTWISE_TABLE[1])
+    if ew:  # the small-kernel line: the same version, else the framework's newest
+        v = version if ew_fw == framework and version in ew else ew[-1]
+        path = root / system / ELEMENTWISE_TABLE[0] / ew_fw / v / ELEMENTWISE_TABLE[1]
+        tables["elementwise"] = pd.read_parquet(path)
         paths.append(str(path.relative_to(root)))
     comm = _versions(root, system, "comm", framework, "custom_allreduce_perf.parquet")
     if comm:
@@ -403,6 +422,23 @@ def fit_gemv(df: pd.DataFrame, bandwidth: float, notes: list[str]) -> dict[str, 
     return out
 
 
+def elementwise_rows(df: pd.DataFrame, l2_bytes: float) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, seconds) of a quantize table's rows in the latency and HBM regimes (`ELEMENTWISE_LATENCY_L2_DIVISOR`):
+    bytes = M · K · (2 + 1), a bf16 read and an fp8 write per element."""
+    rows = df[df["latency"] > 0]
+    x = rows["m"].to_numpy(float) * rows["k"].to_numpy(float) * ELEMENTWISE_BYTES_PER_ELEMENT
+    t = rows["latency"].to_numpy(float) * TABLE_TIME_S
+    keep = (x <= l2_bytes / ELEMENTWISE_LATENCY_L2_DIVISOR) | (x >= ELEMENTWISE_HBM_L2_MULTIPLE * l2_bytes)
+    return x[keep], t[keep]
+
+
+def fit_elementwise(df: pd.DataFrame, bandwidth: float, l2_bytes: float, notes: list[str]) -> AffineCurve | None:
+    """The small memory-bound kernels' line t = t0 + B / R (`calibration.Calibration.elementwise`) by relative least
+    squares over `elementwise_rows`, against the HBM bandwidth. H200, vLLM 0.24.0: t0 = 2.0 µs, R = 0.86 of 4.8 TB/s."""
+    x, t = elementwise_rows(df, l2_bytes)
+    return _compress(fit_affine(x, t, bandwidth, "bytes", notes, "elementwise"), x, t)
+
+
 def interconnect_fraction(df: pd.DataFrame, link: float) -> float | None:
     """Bus bandwidth 2(p-1)/p · S / t of the largest message of the largest group, over the link rate (at most 1)."""
     rows = allreduce_rows(df)
@@ -452,6 +488,8 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
     allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
     nccl = fit_nccl_allreduce(tables["nccl"], link, notes) if "nccl" in tables else {}
     gemv = fit_gemv(tables["gemv"], hw.memory_bandwidth_bytes_per_s, notes) if "gemv" in tables else {}
+    elementwise = (fit_elementwise(tables["elementwise"], hw.memory_bandwidth_bytes_per_s, hw.l2_bytes, notes)
+                   if "elementwise" in tables else None)
     date = date or datetime.now(timezone.utc).isoformat(timespec="seconds")
     command = command or f"roofline calibrate --from-public {system} --framework {framework} --version {version}"
     return Calibration(
@@ -474,6 +512,7 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         allreduce=allreduce,
         nccl_allreduce=nccl,
         gemv=gemv,
+        elementwise=elementwise,
         moe=moe,
         notes=tuple(notes),
     )
@@ -514,7 +553,8 @@ def run_from_public(device: str, framework: str | None, version: str | None, out
              "attention decode" if cal.attention_decode else "",
              f"all-reduce tp{','.join(cal.allreduce)}" if cal.allreduce else "",
              f"NCCL all-reduce tp{','.join(cal.nccl_allreduce)}" if cal.nccl_allreduce else "",
-             f"weight-only GEMV {', '.join(cal.gemv)}" if cal.gemv else ""]
+             f"weight-only GEMV {', '.join(cal.gemv)}" if cal.gemv else "",
+             "elementwise kernels" if cal.elementwise else ""]
     return (f"wrote {target} ({src.package} {src.package_version}, {src.system}, {src.framework} {src.framework_version}): "
             + "; ".join(p for p in parts if p) + f"\nuse it: roofline.load_hardware({hw_id!r}, calibration={str(target)!r})")
 

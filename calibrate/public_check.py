@@ -27,7 +27,7 @@ from roofline.calibration import CalibratedCurves, Calibration, load_calibration
 
 from . import corpus
 from .public import (PUBLIC_DIR, SYSTEMS, TABLE_TIME_S, GEMM_DTYPES, HALF_BYTES, allreduce_peak, allreduce_rows,
-                     attention_rows, decode_units, decode_x, fit_public, gemm_fractions, gemm_rows, median_abs_pct, prefill_executed_x, prefill_x,
+                     attention_rows, decode_units, decode_x, elementwise_rows, fit_public, gemm_fractions, gemm_rows, median_abs_pct, prefill_executed_x, prefill_x,
                      rel_error)
 
 MODEL_SIZED = 1024  # fused projections of 1B-405B models have N and K of about 1024 or more; the tables go down to 32
@@ -75,6 +75,10 @@ def kernel_errors(cal: Calibration, hw, tables: dict[str, pd.DataFrame]) -> pd.D
             predicted = c.latency_s + rows["message_size"].to_numpy(float) * HALF_BYTES / rate
             parts.append(pd.DataFrame({"family": "all-reduce", "predicted_s": predicted,
                                        "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
+    if "elementwise" in tables and curves.elementwise is not None:
+        x, measured = elementwise_rows(tables["elementwise"], hw.l2_bytes)
+        t0, rate = curves.elementwise
+        parts.append(pd.DataFrame({"family": "elementwise", "predicted_s": t0 + x / rate, "measured_s": measured}))
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["family", "predicted_s", "measured_s"])
     df["error"] = rel_error(df["predicted_s"], df["measured_s"])
     return df

@@ -27,6 +27,10 @@ on every operator is timed against the measured curves instead of the constant f
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
+* **Small memory-bound kernels** (optional `elementwise`: a streaming elementwise kernel's table, e.g. the public
+  per-tensor FP8 quantization rows): the ops `roofline.ops` marks elementwise or gather take t = k·t0 + B / R over
+  their k launches and B HBM bytes, each kernel at least its launch cost (`CalibratedCurves._elementwise_rates`).
+  Absent: they keep `memory` or the datasheet fraction, plus the launch overhead.
 * **Fused MoE layer** (optional `moe`, per expert-weight format bf16 / fp8 / fp8_block / fp4 and the dtype its grouped
   GEMMs compute at, `moe_key`; a pass takes the curve of its own compute dtype): the five kernels
   `roofline.ops` marks `grouped` (token permute, grouped up GEMM, activation, grouped down GEMM,
@@ -36,7 +40,8 @@ on every operator is timed against the measured curves instead of the constant f
 
 A file fitted from public kernel tables (`calibrate/public.py`) names them in
 `provenance.public_source`; such tables carry no copy benchmark, so `memory` may be absent and
-non-attention kernels then keep the datasheet bandwidth fraction.
+non-attention kernels then keep the datasheet bandwidth fraction (elementwise kernels take `elementwise` where the
+tables time one).
 
 Fractions are measured / datasheet peak of the **base profile** the run was compared with
 (`provenance.base_profile`); every rate is stored with that peak, so attaching the file to
@@ -216,6 +221,9 @@ def moe_key(weight_format: str, compute_dtype: str) -> str:
     return weight_format if MOE_DEFAULT_COMPUTE.get(weight_format) == compute_dtype else f"{weight_format}-{compute_dtype}"
 
 
+# `OpKind` values of the kernels the small-kernel line times (`CalibratedCurves._elementwise_rates`)
+ELEMENTWISE_KINDS = ("elementwise", "gather")
+
 MOE_GEMMS_PER_LAYER = 2  # the grouped up and down GEMMs of a fused MoE layer (`ops.fused_moe_ops`) share its fixed time
 
 
@@ -283,6 +291,10 @@ class Calibration(BaseModel):
     gemv: dict[str, AffineCurve] = Field(
         default_factory=dict, description="weight format ('int4', 'int8') -> a weight-only GEMM of at most GEMV_MAX_TOKENS "
                                           "rows: t = t0 + W / R over its packed weight bytes W (`CalibratedCurves.gemv_line`)")
+    elementwise: AffineCurve | None = Field(
+        None, description="small memory-bound kernels (norms, activations, residual adds, quantization, routing, gathers): "
+                          "t = t0 + B / R per kernel over its HBM bytes B, from a streaming elementwise kernel's table "
+                          "(`CalibratedCurves`, elementwise kernels); None: such kernels keep `memory` or the datasheet fraction")
     moe: dict[str, MoeCurve] = Field(
         default_factory=dict, description="expert-weight format (`MOE_FORMATS`), or '<format>-<compute dtype>' off the format's "
                                           "default compute dtype (`moe_key`) -> the fused MoE layer's curve; a format "
@@ -291,7 +303,7 @@ class Calibration(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "Calibration":
-        for name in ("memory", "memory_read", "memory_write", "attention_decode"):
+        for name in ("memory", "memory_read", "memory_write", "attention_decode", "elementwise"):
             c = getattr(self, name)
             if c is not None and c.x_unit != "bytes":
                 raise SpecError(f"{name}.x_unit", "must be 'bytes'")
@@ -386,12 +398,13 @@ class CalibratedCurves:
     `kernel_overhead_s`. Decode steps are replayed from CUDA graphs in every serving engine
     (`replayed()`, used by `engine.decode_ceilings`): there every kernel, measured or not, pays the
     per-kernel cost of a graph replay, `graph_overhead_s` (the calibration's own measurement, else
-    the profile's sourced `efficiency.kernel_overhead_graph_s`).
+    the profile's sourced `efficiency.kernel_overhead_graph_s`). The kernels the elementwise line times are the
+    exception: each costs max(launch, line), in either mode (`_elementwise_rates`).
     """
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_pre_executed", "att_dec_latency_s",
                  "att_dec_rate", "att_kv_head_s", "sm_count", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s",
-                 "launch", "allreduce", "gemv", "moe")
+                 "launch", "allreduce", "gemv", "moe", "elementwise")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -430,6 +443,9 @@ class CalibratedCurves:
             for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
         # bits per weight -> (t0, R) of the weight-only small-M line, R rescaled by the ratio of HBM bandwidths
         self.gemv = {GEMV_BITS[key]: (g.latency_s, g.rate_per_s * (bw / g.peak_per_s)) for key, g in cal.gemv.items()}
+        # (t0, R) of the small memory-bound kernels' line, R rescaled by the ratio of HBM bandwidths
+        ew = cal.elementwise
+        self.elementwise = None if ew is None else (ew.latency_s, ew.rate_per_s * (bw / ew.peak_per_s))
         # an op's `grouped` code (1 + index in MOE_FORMATS) -> (t0 per layer, grouped-GEMM FLOP/s, grouped kernels'
         # bytes/s) on this profile, for the curves that compute at this pass's dtype
         self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.compute_fraction * peak, m.bandwidth_fraction * bw)
@@ -519,6 +535,8 @@ class CalibratedCurves:
                 gemm_rate, bytes_rate = self._gemm_rates(t, c, bytes_rate)
         measured_s = 0.0 if self.launch == "eager" else (self.graph_overhead_s or 0.0)
         overhead = np.where(self.measured_ops(t), measured_s, c.kernel_overhead_s)
+        if self.elementwise is not None:
+            bytes_rate, overhead = self._elementwise_rates(t, bytes_rate, overhead)
         if self.moe:
             gemm_rate, bytes_rate, overhead = self._moe_rates(t, gemm_rate, bytes_rate, overhead)
         return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate,
@@ -529,6 +547,39 @@ class CalibratedCurves:
         over this device's SMs (`attention_shapes.wave_efficiency`); 0 off attention."""
         f = t.f
         return f["executed_flops"] / wave_efficiency(f["attention_tiles"] / layers, self.sm_count)
+
+    def _elementwise_rates(self, t, bytes_rate, overhead):
+        """(bytes rate, per-launch overhead) per op with the small-kernel line applied (`Calibration.elementwise`).
+
+        The ops `roofline.ops` marks elementwise or gather (norms, activations, residual and shared-expert adds,
+        activation quantization, top-k routing, embedding and MoE permute: kernels that stream their bytes once) of
+        k launches moving B bytes take the line's k · t0 + B / R as their memory term: rate B / (k · t0 + B / R).
+
+        Launch overhead, counted once. The line's tables time each kernel as the mean of a CUDA-graph replay of
+        repeated launches (aiconfigurator's collector: graph replay time / runs / repeats), so t0 already holds the
+        per-kernel cost of a graph replay, and the GPU time of an eager launch is the line. A kernel costs the
+        larger of its launch cost and its GPU time (the stream waits for whichever is slower: the CPU issuing it, or
+        the GPU running the one before): per kernel max(t_launch, t0 + B / (k · R)). The roofline adds overhead to
+        max(compute, memory), so the op's overhead per launch becomes max(0, t_launch - (k · t0 + B / R) / k).
+        In a replayed decode step t_launch is `graph_overhead_s` (0.5 µs), below every fitted t0 (1.3-2.6 µs):
+        no overhead on top. In eager prefill t_launch is the profile's `kernel_overhead_s`, the larger one for a
+        tiny kernel. Worked number (H200, vLLM line t0 = 2.01 µs, R = 0.859 · 4.8 TB/s = 4.12e12 B/s): DeepSeek-V3's
+        act_quant of one q_a_proj input at T = 4 (57,344 B read, 29,568 B written) takes 2.01 + 86,912 / 4.12e12
+        = 2.03 µs in a decode step, where the datasheet fraction (0.86) and a 0.5 µs graph launch gave 0.02 + 0.5 µs.
+        """
+        t0, rate = self.elementwise
+        f = t.f
+        hbm = t.hbm_bytes
+        small = t.column(np.isin(t.kinds, ELEMENTWISE_KINDS)) & (hbm > 0) & (f["launches"] > 0)
+        if not np.any(small):
+            return bytes_rate, overhead
+        launches = np.maximum(f["launches"], 1.0)
+        line_s = launches * t0 + hbm / rate
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bytes_rate = np.where(small, hbm / line_s, bytes_rate)
+        overhead = np.where(small, np.maximum(overhead - line_s / launches, 0.0), overhead)
+        return bytes_rate, overhead
+
     def _moe_rates(self, t, gemm_rate, bytes_rate, overhead):
         """(FLOP rate, bytes rate, per-launch overhead) per op with the fused-MoE curves applied (`MoeCurve`).
 
