@@ -14,8 +14,7 @@ import pytest
 
 import roofline as rl
 from roofline import ops as O
-from roofline.calibration import (MOE_FORMATS, Calibration, MoeCurve, attach_calibration, load_calibration, moe_key,
-                                  moe_touched_experts)
+from roofline.calibration import MOE_FORMATS, Calibration, MoeCurve, attach_calibration, load_calibration, moe_key, moe_touched_experts
 from roofline.errors import SpecError
 from roofline.roofline import Ceilings, OpTable, time_ops
 
@@ -178,6 +177,10 @@ def test_expert_time_is_paid_per_touched_expert_by_hand():
     n = moe_touched_experts(table)
     assert sorted(set(n[n > 0].tolist())) == [pytest.approx(2.0)]
     assert [table.names[i] for i in np.flatnonzero(n)] == ["experts_up", "experts_down"]
+    # over a grid of batches (one decode step of 1 and of 8 sequences): per scenario, 2 and 7.19910
+    grid = moe_touched_experts(OpTable.of(O.forward_ops(MIXTRAL, rd, np.array([1.0, 8.0]), 1, 99)))
+    up = table.names.index("experts_up")
+    np.testing.assert_allclose(grid[up], [2.0, touched], rtol=1e-9)
 
 
 def test_touched_experts_per_ep_rank_and_under_2_4_sparsity():
