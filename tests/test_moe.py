@@ -215,7 +215,7 @@ def test_best_fixed_times_by_hand():
     # rows of 2 and 3 µs, nothing else, touching 1 and 2 experts: exactly t0 = 1 µs, t_e = 1 µs
     err, t0, te = _best_fixed(np.zeros(2), np.array([1.0, 2.0]), np.array([2e-6, 3e-6]))
     assert (t0, te) == (pytest.approx(1e-6), pytest.approx(1e-6)) and err == pytest.approx(0.0, abs=1e-20)
-    # rows 3 and 2 µs touching 1 and 2 experts want t_e < 0: the edge t_e = 0 with the t0 of `_best_t0`,
+    # rows 3 and 2 µs touching 1 and 2 experts want t_e < 0: the edge t_e = 0, t0 alone in closed form,
     # Σ (y - s) / y² / Σ 1 / y² = (1/3 + 1/2) / (1/9 + 1/4) µs = 2.3077 µs
     err, t0, te = _best_fixed(np.zeros(2), np.array([1.0, 2.0]), np.array([3e-6, 2e-6]))
     assert te == 0.0 and t0 == pytest.approx((1 / 3 + 1 / 2) / (1 / 9 + 1 / 4) * 1e-6)
