@@ -29,7 +29,7 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   the new token's KV written, Q read and the output written, heads · d · 2 bytes per sequence
   each) and the kernel's (sequence, KV head) blocks (`attention_decode_kv_head_s` = t_kvh).
 * `moe/<framework>/.../moe_perf.parquet`: the engine's fused MoE layer, balanced routing, no
-  expert parallelism: per expert-weight width one `MoeCurve` (t0 per layer, grouped-GEMM compute and
+  expert parallelism: per expert-weight width one `MoeCurve` (t0 per layer, t_e per touched expert, grouped-GEMM compute and
   bandwidth fractions), fitted in `calibrate/public_moe.py`.
 * `comm/<framework>/.../custom_allreduce_perf.parquet`: the engine's all-reduce (the rows
   replayed from a CUDA graph where the table has both), per group size p a line

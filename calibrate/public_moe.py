@@ -21,14 +21,23 @@ W4A16 pass the MXFP4 one, never each other's.
 Fit. For every row the five kernels `roofline.ops.fused_moe_ops` lists for that shape are timed by the
 roofline's own `time_ops` at unit fractions (the datasheet peak and bandwidth, tile padding, no launch
 overhead), giving per op a GEMM compute time C_g (grouped GEMMs), a vector time C_v (activation,
-unpermute) and a memory time M. The layer is then
+unpermute) and a memory time M, and per row the distinct experts n its grouped GEMMs read
+(`calibration.moe_touched_experts`: min(E, T·k) under balanced routing). The layer is then
 
-    t(η_c, η_m, t0) = t0 + Σ_op max(C_g / η_c + C_v, M / η_m)
+    t(η_c, η_m, t0, t_e) = t0 + n · t_e + Σ_op max(C_g / η_c + C_v, M / η_m)
 
 exactly the time `CalibratedCurves` gives those ops with the curve attached. (η_c, η_m) are searched on a
-log grid (then refined), t0 ≥ 0 solved in closed form for each pair; the objective is the relative squared
-error Σ (t / table - 1)², so a 30 µs decode row weighs as much as a 30 ms prefill row. The fit's median and
-90th-percentile |error| are stored with the curve.
+log grid (then refined), t0 ≥ 0 and t_e ≥ 0 solved in closed form for each pair (`_best_fixed`, a least-squares
+problem in two non-negative unknowns); the objective is the relative squared error Σ (t / table - 1)², so a
+30 µs decode row weighs as much as a 30 ms prefill row. The fit's median and 90th-percentile |error| are stored
+with the curve.
+
+Why t_e: a grouped GEMM spends time per expert beyond that expert's bytes and FLOPs (its tiles scheduled, its
+problem shape and scales set up, its last wave drained), so many narrow experts run slower than a roofline of
+their total bytes allows. DeepSeek-V3's layer (h 7168, 256 experts of F_e 2048, k 8) at T = 64 in TensorRT-LLM's
+NVFP4 table takes 1.04 ms at moe_tp 1 (0.78 ms of weights at the HBM rate) and 0.39 ms at moe_tp 32, whose 187 MB
+read in 24 µs: about 1.2 µs per touched expert that t0 (one per layer) and the fractions (per byte, per FLOP)
+cannot hold (calibrate/public/README.md, section (e)).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from roofline.calibration import MoeCurve, moe_key
+from roofline.calibration import MoeCurve, moe_key, moe_touched_experts
 from roofline.ops import fused_moe_ops
 from roofline.roofline import Ceilings, OpTable, time_ops
 from roofline.workload import Deployment, ResolvedDeployment
@@ -74,8 +83,9 @@ def moe_rows(df: pd.DataFrame, table_dtype: str, ep: int = 1) -> pd.DataFrame:
 
 
 def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str, granularity: str | None = None,
-               group_size: int | None = None, ep: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(C_g, C_v, M) per row and op, shape (5, rows): the fused layer's kernels timed at unit fractions.
+               group_size: int | None = None, ep: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(C_g, C_v, M) per row and op, shape (5, rows): the fused layer's kernels timed at unit fractions; and n, shape
+    (rows,): the experts its grouped GEMMs touch on one GPU, as the runtime counts them (`moe_touched_experts`).
 
     Each shape (hidden, inter / tp, experts, top-k) is one call of `fused_moe_ops` over its token counts. With
     expert parallelism `ep` (the held-out rows, `ep_errors`) one GPU holds E / ep experts: as in
@@ -89,7 +99,7 @@ def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str, gr
     c = dataclasses.replace(base, gemm_flops_per_s=hw.peak_flops(compute_dtype), bytes_per_s=hw.memory_bandwidth_bytes_per_s,
                             kernel_overhead_s=0.0, sm_count=0)
     n = len(rows)
-    cg, cv, mem = np.zeros((5, n)), np.zeros((5, n)), np.zeros((5, n))
+    cg, cv, mem, touched_n = np.zeros((5, n)), np.zeros((5, n)), np.zeros((5, n)), np.zeros(n)
     keys = ["hidden_size", "inter_size", "moe_tp_size", "num_experts", "topk"]
     for (h, inter, tp, experts, k), idx in rows.groupby(keys).indices.items():
         tokens = rows["num_tokens"].to_numpy(float)[idx]
@@ -104,7 +114,8 @@ def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str, gr
         cg[:, idx] = np.where(gemm, timing.compute_s - dequant, 0.0)
         cv[:, idx] = np.where(gemm, dequant, timing.compute_s)
         mem[:, idx] = timing.memory_s
-    return cg, cv, mem
+        touched_n[idx] = moe_touched_experts(table).max(axis=0)  # the up and down GEMMs read the same experts
+    return cg, cv, mem, touched_n
 
 
 def _layer_s(cg, cv, mem, eta_c, eta_m):
@@ -112,34 +123,47 @@ def _layer_s(cg, cv, mem, eta_c, eta_m):
     return np.maximum(cg / eta_c + cv, mem / eta_m).sum(axis=0)
 
 
-def _best_t0(s: np.ndarray, y: np.ndarray) -> float:
-    """argmin over t0 ≥ 0 of Σ ((t0 + s) / y - 1)²: t0 = Σ (y - s) / y² / Σ 1 / y², at least 0."""
-    return max(0.0, float(np.sum((y - s) / y**2) / np.sum(1 / y**2)))
+def _best_fixed(s: np.ndarray, n: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(error, t0, t_e): argmin over t0 ≥ 0, t_e ≥ 0 of Σ ((t0 + n · t_e + s) / y - 1)², and that minimum.
+
+    With a = 1 / y, b = n / y and r = 1 - s / y the residual is t0 · a + t_e · b - r, a least-squares problem in
+    two unknowns: the normal equations [Σa² Σab; Σab Σb²] (t0, t_e) = (Σar, Σbr) where both come out ≥ 0, else the
+    better of the two edges, t0 = max(0, Σar / Σa²) with t_e = 0 and t_e = max(0, Σbr / Σb²) with t0 = 0 (the
+    objective is a convex quadratic, so its minimum over the quadrant lies on an edge when not inside it).
+    Example: rows y = (2, 3) µs, s = 0, n = (1, 2): r = (1, 1), exact at t0 = 1 µs, t_e = 1 µs, error 0.
+    """
+    a, b, r = 1 / y, n / y, 1 - s / y
+    aa, ab, bb, ar, br = a @ a, a @ b, b @ b, a @ r, b @ r
+    det = aa * bb - ab * ab
+    candidates = [(max(0.0, ar / aa), 0.0), (0.0, max(0.0, br / bb) if bb > 0 else 0.0)]
+    if det > 1e-12 * aa * bb:
+        t0, te = (ar * bb - br * ab) / det, (br * aa - ar * ab) / det
+        if t0 >= 0 and te >= 0:
+            candidates.append((t0, te))
+    return min((float(np.sum((t0 * a + te * b - r) ** 2)), float(t0), float(te)) for t0, te in candidates)
 
 
-def fit_terms(cg, cv, mem, y) -> tuple[float, float, float]:
-    """(t0, η_c, η_m) minimizing Σ (t / y - 1)² (module docstring); grid in log η, refined around the best."""
+def fit_terms(cg, cv, mem, n, y) -> tuple[float, float, float, float]:
+    """(t0, t_e, η_c, η_m) minimizing Σ (t / y - 1)² (module docstring); grid in log η, refined around the best."""
     lo_c = lo_m = np.log(MIN_FRACTION)
     hi_c = hi_m = 0.0
-    best = (np.inf, 0.0, 1.0, 1.0)
+    best = (np.inf, 0.0, 0.0, 1.0, 1.0)
     for _ in range(REFINE_ROUNDS + 1):
         for ec in np.exp(np.linspace(lo_c, hi_c, GRID_POINTS)):
             for em in np.exp(np.linspace(lo_m, hi_m, GRID_POINTS)):
-                s = _layer_s(cg, cv, mem, ec, em)
-                t0 = _best_t0(s, y)
-                err = float(np.sum(((t0 + s) / y - 1) ** 2))
+                err, t0, te = _best_fixed(_layer_s(cg, cv, mem, ec, em), n, y)
                 if err < best[0]:
-                    best = (err, t0, ec, em)
-        _, _, ec, em = best
+                    best = (err, t0, te, ec, em)
+        _, _, _, ec, em = best
         step_c, step_m = (hi_c - lo_c) / GRID_POINTS * 2, (hi_m - lo_m) / GRID_POINTS * 2
         lo_c, hi_c = np.log(ec) - step_c, min(0.0, np.log(ec) + step_c)
         lo_m, hi_m = np.log(em) - step_m, min(0.0, np.log(em) + step_m)
-    return best[1], best[2], best[3]
+    return best[1], best[2], best[3], best[4]
 
 
-def predicted_s(curve: MoeCurve, cg, cv, mem) -> np.ndarray:
+def predicted_s(curve: MoeCurve, cg, cv, mem, n) -> np.ndarray:
     """The layer time the curve gives each row (the roofline's formula with the curve attached)."""
-    return curve.latency_s + _layer_s(cg, cv, mem, curve.compute_fraction, curve.bandwidth_fraction)
+    return curve.latency_s + n * curve.expert_latency_s + _layer_s(cg, cv, mem, curve.compute_fraction, curve.bandwidth_fraction)
 
 
 def fit_moe(df: pd.DataFrame, hw, notes: list[str]) -> dict[str, MoeCurve]:
@@ -152,17 +176,19 @@ def fit_moe(df: pd.DataFrame, hw, notes: list[str]) -> dict[str, MoeCurve]:
         if len(rows) < 3:
             continue
         y = rows["latency"].to_numpy(float) * TABLE_TIME_S
-        cg, cv, mem = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group)
-        t0, eta_c, eta_m = fit_terms(cg, cv, mem, y)
-        err = np.abs((t0 + _layer_s(cg, cv, mem, eta_c, eta_m)) / y - 1)
+        terms = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group)
+        t0, t_e, eta_c, eta_m = fit_terms(*terms, y)
         key = moe_key(name, compute_dtype)
-        out[key] = MoeCurve(weight_format=name, compute_dtype=compute_dtype, latency_s=float(f"{t0:.4g}"),
-                            compute_fraction=float(f"{eta_c:.4g}"), bandwidth_fraction=float(f"{eta_m:.4g}"),
-                            peak_flops_per_s=hw.peak_flops(compute_dtype), peak_bytes_per_s=hw.memory_bandwidth_bytes_per_s,
-                            table_dtype=table_dtype, rows=len(rows), median_abs_error=float(f"{np.median(err):.4g}"),
-                            p90_abs_error=float(f"{np.percentile(err, 90):.4g}"))
+        curve = MoeCurve(weight_format=name, compute_dtype=compute_dtype, latency_s=float(f"{t0:.4g}"),
+                         expert_latency_s=float(f"{t_e:.4g}"), compute_fraction=float(f"{eta_c:.4g}"),
+                         bandwidth_fraction=float(f"{eta_m:.4g}"), peak_flops_per_s=hw.peak_flops(compute_dtype),
+                         peak_bytes_per_s=hw.memory_bandwidth_bytes_per_s, table_dtype=table_dtype, rows=len(rows),
+                         median_abs_error=0.0, p90_abs_error=0.0)
+        err = np.abs(predicted_s(curve, *terms) / y - 1)  # of the stored (rounded) values
+        out[key] = curve.model_copy(update={"median_abs_error": float(f"{np.median(err):.4g}"),
+                                            "p90_abs_error": float(f"{np.percentile(err, 90):.4g}")})
         notes.append(f"moe {key}: {table_dtype} rows ({rows['kernel_source'].iloc[0] if 'kernel_source' in rows else 'one source'}), "
-                     f"balanced routing, no ep: t0 {t0 * 1e6:.1f} us/layer, compute {eta_c:.3f}, bandwidth {eta_m:.3f}")
+                     f"balanced routing, no ep: t0 {t0 * 1e6:.1f} us/layer, {t_e * 1e9:.0f} ns/touched expert, compute {eta_c:.3f}, bandwidth {eta_m:.3f}")
     return out
 
 

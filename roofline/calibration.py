@@ -34,9 +34,9 @@ on every operator is timed against the measured curves instead of the constant f
 * **Fused MoE layer** (optional `moe`, per expert-weight format bf16 / fp8 / fp8_block / fp4 and the dtype its grouped
   GEMMs compute at, `moe_key`; a pass takes the curve of its own compute dtype): the five kernels
   `roofline.ops` marks `grouped` (token permute, grouped up GEMM, activation, grouped down GEMM,
-  unpermute) take t = t0 + Σ_op max(F_op · pad / (η_c · peak) + V_op / vector, B_op / (η_m · bandwidth)),
-  one fixed time t0 per MoE layer and one compute and one bandwidth fraction for the grouped kernels
-  (`MoeCurve`). Absent: those ops are timed like any other GEMM and elementwise kernel.
+  unpermute) take t = t0 + n · t_e + Σ_op max(F_op · pad / (η_c · peak) + V_op / vector, B_op / (η_m · bandwidth)),
+  one fixed time t0 per MoE layer, one fixed time t_e per expert the layer touches on this GPU (n), and one compute
+  and one bandwidth fraction for the grouped kernels (`MoeCurve`). Absent: those ops are timed like any other GEMM and elementwise kernel.
 
 A file fitted from public kernel tables (`calibrate/public.py`) names them in
 `provenance.public_source`; such tables carry no copy benchmark, so `memory` may be absent and
@@ -227,13 +227,41 @@ ELEMENTWISE_KINDS = ("elementwise", "gather")
 MOE_GEMMS_PER_LAYER = 2  # the grouped up and down GEMMs of a fused MoE layer (`ops.fused_moe_ops`) share its fixed time
 
 
+def moe_touched_experts(t) -> np.ndarray:
+    """Per op of a table (`roofline.roofline.OpTable`), the distinct experts one launch of a grouped expert GEMM
+    reads: n = F · (1 + s) / (2 · launches · m · N · K); 0 on every other op.
+
+    A grouped GEMM of `ops.fused_moe_ops` computes `routed` token-expert rows through n weights of N x K, one
+    launch per layer, with m = routed / n rows per expert (`gemm_m`), so its FLOPs are
+    F = 2 · launches · routed · N · K (the executed half on 2:4 sparse tensor cores, s = 1) and n = routed / m.
+    That n is the count the op's weight read already holds: E·(1 - (1 - k/E)^T) / ep under uniform routing
+    (`ops.expected_experts_touched`), min(E, T·k) / ep for the balanced rows of a kernel table. Worked number:
+    Mixtral (E = 8, k = 2) at T = 8 tokens, one GPU: up GEMM [16/7.20, 4096] x [4096, 28672] per expert,
+    F = 2 · 16 · 28672 · 4096 per layer, so n = F / (2 · (16 / 7.20) · 28672 · 4096) = 7.20.
+    """
+    f = t.f
+    per_launch = 2 * np.maximum(f["launches"], 1.0) * f["gemm_m"] * f["gemm_n"] * f["gemm_k"]
+    grouped_gemm = t.is_gemm & (f["grouped"] > 0) & (per_launch > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(grouped_gemm, f["flops"] * (1 + f["sparse_2_4"]) / np.where(grouped_gemm, per_launch, 1.0), 0.0)
+
+
 class MoeCurve(BaseModel):
-    """One fused MoE layer's time: t = t0 + Σ over its grouped ops of max(compute, memory) at the fitted fractions.
+    """One fused MoE layer's time: t = t0 + n · t_e + Σ over its grouped ops of max(compute, memory) at the fitted fractions.
 
     For the ops `roofline.ops` marks `grouped` (one MoE layer: permute, up GEMM, activation, down GEMM,
-    unpermute), with F the GEMM FLOPs (tile-padded), V the vector FLOPs, B the HBM bytes of each op:
+    unpermute), with F the GEMM FLOPs (tile-padded), V the vector FLOPs, B the HBM bytes of each op and n the
+    distinct experts the layer touches on this GPU (`moe_touched_experts`):
 
-        t_layer = latency_s + Σ_op max(F_op · pad / (compute_fraction · peak) + V_op / vector, B_op / (bandwidth_fraction · bw))
+        t_layer = latency_s + n · expert_latency_s
+                  + Σ_op max(F_op · pad / (compute_fraction · peak) + V_op / vector, B_op / (bandwidth_fraction · bw))
+
+    expert_latency_s is what a grouped kernel spends per expert beyond its bytes and FLOPs (each expert's
+    tiles are scheduled, its scales and problem shape set up, and its last wave drains on its own), so many
+    narrow experts run slower than one wide GEMM of the same bytes. Worked number (calibrate/public/README.md,
+    section (e)): DeepSeek-V3's layer (256 experts of F_e 2048, k 8) at T = 64 tokens touches
+    256·(1 - (1 - 8/256)^64) = 222.4 experts; at t_e = 0.4 µs that is 89 µs per layer beside its weight read.
+    Files written before the field load with 0 (the layer's time as it was).
 
     peak is the dense peak of `compute_dtype`, bw the HBM bandwidth. A table fitted at decode sizes (a few
     tokens, every weight of the touched experts read once) fixes bandwidth_fraction and latency_s; at prefill
@@ -246,6 +274,9 @@ class MoeCurve(BaseModel):
     weight_format: Literal[MOE_FORMATS] = Field(description="the expert weights' format this curve times (`MOE_FORMATS`)")
     compute_dtype: str = Field(description="dtype key the grouped GEMMs compute at (the peak compute_fraction divides)")
     latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="fixed time per MoE layer (routing setup, launches, tails), seconds")
+    expert_latency_s: float = Field(0.0, ge=0, le=MAX_LATENCY_S,
+                                    description="fixed time per expert the layer touches on this GPU (per-expert tile "
+                                                "scheduling, setup, tail), seconds; 0 (files written before it): none")
     compute_fraction: float = Field(gt=0, le=1, description="grouped-GEMM FLOPs / time / dense peak of compute_dtype")
     bandwidth_fraction: float = Field(gt=0, le=1, description="grouped kernels' HBM bytes / time / peak bandwidth")
     peak_flops_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="the base profile's dense peak of compute_dtype")
@@ -446,9 +477,10 @@ class CalibratedCurves:
         # (t0, R) of the small memory-bound kernels' line, R rescaled by the ratio of HBM bandwidths
         ew = cal.elementwise
         self.elementwise = None if ew is None else (ew.latency_s, ew.rate_per_s * (bw / ew.peak_per_s))
-        # an op's `grouped` code (1 + index in MOE_FORMATS) -> (t0 per layer, grouped-GEMM FLOP/s, grouped kernels'
-        # bytes/s) on this profile, for the curves that compute at this pass's dtype
-        self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.compute_fraction * peak, m.bandwidth_fraction * bw)
+        # an op's `grouped` code (1 + index in MOE_FORMATS) -> (t0 per layer, t_e per touched expert, grouped-GEMM
+        # FLOP/s, grouped kernels' bytes/s) on this profile, for the curves that compute at this pass's dtype
+        self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.expert_latency_s, m.compute_fraction * peak,
+                                                             m.bandwidth_fraction * bw)
                     for m in cal.moe.values() if m.compute_dtype == compute_key}
 
     def allreduce_line(self, tp):
@@ -585,18 +617,25 @@ class CalibratedCurves:
 
         The ops of a fused MoE layer whose expert-weight format has a curve (`grouped` = its code) get the
         curve's rates: grouped GEMMs compute at compute_fraction · peak, every grouped op moves its bytes at
-        bandwidth_fraction · bandwidth, and the layer's fixed time t0 is paid as the launch overhead of its two
-        grouped GEMMs (t0 / 2 per launch, one launch per layer each), none on its other three kernels, in
-        prefill and in a replayed decode step alike (t0 was fitted to the whole layer's time, launches included).
+        bandwidth_fraction · bandwidth, and the layer's fixed time t0 + n · t_e (n the experts it touches on this
+        GPU, `moe_touched_experts`) is paid as the launch overhead of its two grouped GEMMs ((t0 + n · t_e) / 2 per
+        launch, one launch per layer each, both reading the same n experts), none on its other three kernels, in
+        prefill and in a replayed decode step alike (t0 and t_e were fitted to the whole layer's time, launches
+        included). Worked number: t0 = 20 µs, t_e = 0.4 µs, n = 7.20 (Mixtral, T = 8): 11.44 µs per grouped GEMM
+        launch, 22.88 µs per layer.
         """
         grouped = t.f["grouped"]
-        for code, (t0, flops_per_s, bytes_per_s) in self.moe.items():
+        touched = None
+        for code, (t0, t_e, flops_per_s, bytes_per_s) in self.moe.items():
             mine = grouped == code
             if not np.any(mine):
                 continue
+            if t_e and touched is None:
+                touched = moe_touched_experts(t)
+            fixed_s = t0 + (touched * t_e if t_e else 0.0)
             gemm_rate = np.where(mine & t.is_gemm, flops_per_s, gemm_rate)
             bytes_rate = np.where(mine, bytes_per_s, bytes_rate)
-            overhead = np.where(mine, np.where(t.is_gemm, t0 / MOE_GEMMS_PER_LAYER, 0.0), overhead)
+            overhead = np.where(mine, np.where(t.is_gemm, fixed_s / MOE_GEMMS_PER_LAYER, 0.0), overhead)
         return gemm_rate, bytes_rate, overhead
 
     def _gemm_rates(self, t, c, bytes_rate):

@@ -14,7 +14,7 @@ import pytest
 
 import roofline as rl
 from roofline import ops as O
-from roofline.calibration import MOE_FORMATS, Calibration, MoeCurve, attach_calibration, load_calibration, moe_key
+from roofline.calibration import MOE_FORMATS, Calibration, MoeCurve, attach_calibration, load_calibration, moe_key, moe_touched_experts
 from roofline.errors import SpecError
 from roofline.roofline import Ceilings, OpTable, time_ops
 
@@ -26,8 +26,9 @@ PEAK = H200.peak_flops_per_s["bf16"]
 BW = H200.memory_bandwidth_bytes_per_s
 
 
-def _curve(fmt="bf16", compute="bf16", t0=20e-6, eta_c=0.5, eta_m=0.8) -> MoeCurve:
-    return MoeCurve(weight_format=fmt, compute_dtype=compute, latency_s=t0, compute_fraction=eta_c, bandwidth_fraction=eta_m,
+def _curve(fmt="bf16", compute="bf16", t0=20e-6, eta_c=0.5, eta_m=0.8, t_e=0.0) -> MoeCurve:
+    return MoeCurve(weight_format=fmt, compute_dtype=compute, latency_s=t0, expert_latency_s=t_e, compute_fraction=eta_c,
+                    bandwidth_fraction=eta_m,
                     peak_flops_per_s=PEAK, peak_bytes_per_s=BW, table_dtype="bfloat16", rows=3, median_abs_error=0.0,
                     p90_abs_error=0.0)
 
@@ -158,6 +159,68 @@ def test_decode_moe_layer_slows_with_a_larger_fixed_time():
     assert float(slow.time_s.sum() - fast.time_s.sum()) == pytest.approx(32 * 50e-6, rel=1e-9)  # 32 MoE layers
 
 
+def test_expert_time_is_paid_per_touched_expert_by_hand():
+    # Mixtral (E = 8, k = 2), decode of 8 sequences: T = 8 tokens touch 8·(1 - (1 - 2/8)^8) = 8·(1 - 0.100113) = 7.19910
+    # experts per layer (`ops.expected_experts_touched`); at t_e = 1 µs the layer pays 7.19910 µs more, half on each
+    # grouped GEMM's launch, over 32 MoE layers: 230.37 µs per forward pass
+    touched = 8 * (1 - 0.75**8)
+    assert touched == pytest.approx(7.19910, abs=1e-5)
+    ops, base = _timed(_hw_with({"bf16": _curve(t0=20e-6)}))
+    _, slow = _timed(_hw_with({"bf16": _curve(t0=20e-6, t_e=1e-6)}))
+    assert float(slow.time_s.sum() - base.time_s.sum()) == pytest.approx(32 * touched * 1e-6, rel=1e-9)
+    for i, op in enumerate(ops):
+        extra = slow.time_s[i] - base.time_s[i]
+        assert extra == pytest.approx(op.layers * touched * 1e-6 / 2 if op.grouped and op.kind == O.OpKind.GEMM else 0.0, abs=1e-15)
+    # one token touches its k = 2 experts: 2 µs per layer
+    rd = rl.Deployment().resolved(MIXTRAL)
+    table = OpTable.of(O.forward_ops(MIXTRAL, rd, 1, 1, 99), ())
+    n = moe_touched_experts(table)
+    assert sorted(set(n[n > 0].tolist())) == [pytest.approx(2.0)]
+    assert [table.names[i] for i in np.flatnonzero(n)] == ["experts_up", "experts_down"]
+    # over a grid of batches (one decode step of 1 and of 8 sequences): per scenario, 2 and 7.19910
+    grid = moe_touched_experts(OpTable.of(O.forward_ops(MIXTRAL, rd, np.array([1.0, 8.0]), 1, 99)))
+    up = table.names.index("experts_up")
+    np.testing.assert_allclose(grid[up], [2.0, touched], rtol=1e-9)
+
+
+def test_touched_experts_per_ep_rank_and_under_2_4_sparsity():
+    # the touched count of the op's weight read: E·(1 - (1 - k/E)^T) / ep. DeepSeek-V3-like shape (E = 256, k = 8),
+    # T = 64 tokens over ep = 4: 256·(1 - 0.96875^64) / 4 = 256·(1 - 0.13109) / 4 = 55.61 experts per GPU
+    rd = rl.Deployment().resolved(MIXTRAL)
+    expected = 256 * (1 - (248 / 256) ** 64) / 4
+    ops = O.fused_moe_ops(rd, "moe", 3, 16.0, 64 * 8 / 4, expected, 7168.0, (4096.0, 7168.0), (7168.0, 2048.0), 8, True)
+    n = moe_touched_experts(OpTable.of(ops, ()))
+    assert n[1] == pytest.approx(expected, rel=1e-12) == pytest.approx(55.61, abs=0.01) and n[3] == pytest.approx(expected)
+    assert n[0] == n[2] == n[4] == 0  # permute, activation, unpermute: no experts of their own
+    sparse = O.fused_moe_ops(rl.Deployment(sparsity="2:4").resolved(MIXTRAL), "moe", 3, 16.0, 128.0, expected, 7168.0,
+                             (4096.0, 7168.0), (7168.0, 2048.0), 8, True, sparse=True)
+    assert sparse[1].sparse_2_4 == 1.0
+    assert moe_touched_experts(OpTable.of(sparse, ()))[1] == pytest.approx(expected, rel=1e-12)  # F counts half the MACs
+
+
+def test_a_file_without_expert_latency_loads_with_none_and_a_negative_one_is_refused(tmp_path):
+    doc = _curve().model_dump()
+    del doc["expert_latency_s"]
+    assert MoeCurve.model_validate(doc).expert_latency_s == 0.0
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps({**H200.calibration.model_dump(mode="json"), "moe": {"bf16": {**doc, "expert_latency_s": -1e-6}}}))
+    with pytest.raises(SpecError, match="expert_latency_s") as err:
+        load_calibration(path)
+    assert "\n" not in str(err.value)
+
+
+def test_best_fixed_times_by_hand():
+    from calibrate.public_moe import _best_fixed
+
+    # rows of 2 and 3 µs, nothing else, touching 1 and 2 experts: exactly t0 = 1 µs, t_e = 1 µs
+    err, t0, te = _best_fixed(np.zeros(2), np.array([1.0, 2.0]), np.array([2e-6, 3e-6]))
+    assert (t0, te) == (pytest.approx(1e-6), pytest.approx(1e-6)) and err == pytest.approx(0.0, abs=1e-20)
+    # rows 3 and 2 µs touching 1 and 2 experts want t_e < 0: the edge t_e = 0, t0 alone in closed form,
+    # Σ (y - s) / y² / Σ 1 / y² = (1/3 + 1/2) / (1/9 + 1/4) µs = 2.3077 µs
+    err, t0, te = _best_fixed(np.zeros(2), np.array([1.0, 2.0]), np.array([3e-6, 2e-6]))
+    assert te == 0.0 and t0 == pytest.approx((1 / 3 + 1 / 2) / (1 / 9 + 1 / 4) * 1e-6)
+
+
 def test_an_fp4_pass_takes_the_curve_of_its_own_compute_dtype():
     # B200 (fp4 peak): NVFP4 W4A4 computes at fp4, W4A16 at bf16; only the curve of the pass's dtype adds its t0,
     # once per MoE layer (32 in Mixtral): 50 µs -> 32 · 50 µs more per forward pass, the other pass unchanged
@@ -176,7 +239,7 @@ def test_an_fp4_pass_takes_the_curve_of_its_own_compute_dtype():
 
 
 # ------------------------------------------------------------------ the fit
-def _synthetic_table(hw, t0, eta_c, eta_m):
+def _synthetic_table(hw, t0, eta_c, eta_m, t_e=0.0):
     """Rows of one bf16 shape lying exactly on the curve (the fit's own model), as the package ships them."""
     from calibrate.public_moe import TABLE_TIME_S, unit_terms
 
@@ -184,8 +247,10 @@ def _synthetic_table(hw, t0, eta_c, eta_m):
     df = pd.DataFrame({"moe_dtype": "bfloat16", "distribution": "balanced", "moe_ep_size": 1, "moe_tp_size": 1,
                        "num_tokens": tokens, "hidden_size": 2048, "inter_size": 768, "num_experts": 128, "topk": 8,
                        "kernel_source": "k", "latency": 1.0})
-    cg, cv, mem = unit_terms(df, hw, "bf16", "bf16")
-    df["latency"] = (t0 + np.maximum(cg / eta_c + cv, mem / eta_m).sum(axis=0)) / TABLE_TIME_S
+    cg, cv, mem, n = unit_terms(df, hw, "bf16", "bf16")
+    # balanced routing: min(E, T·k) = min(128, 8T) touched experts
+    np.testing.assert_allclose(n, np.minimum(128, 8 * np.array(tokens, float)), rtol=1e-12)
+    df["latency"] = (t0 + n * t_e + np.maximum(cg / eta_c + cv, mem / eta_m).sum(axis=0)) / TABLE_TIME_S
     return df
 
 
@@ -199,6 +264,18 @@ def test_fit_recovers_a_synthetic_curve():
     assert curve.compute_fraction == pytest.approx(0.6, rel=0.02)
     assert curve.bandwidth_fraction == pytest.approx(0.85, rel=0.02)
     assert curve.median_abs_error < 0.01 and notes
+    assert curve.expert_latency_s < 1e-9  # no per-expert time in the rows, none found
+
+
+def test_fit_recovers_a_synthetic_per_expert_time():
+    from calibrate.public_moe import fit_moe
+
+    hw = rl.load_hardware("h200", analytical=True)
+    curve = fit_moe(_synthetic_table(hw, 30e-6, 0.6, 0.85, t_e=0.5e-6), hw, [])["bf16"]
+    assert curve.expert_latency_s == pytest.approx(0.5e-6, rel=0.05)
+    assert curve.latency_s == pytest.approx(30e-6, rel=0.05)
+    assert curve.compute_fraction == pytest.approx(0.6, rel=0.02) and curve.bandwidth_fraction == pytest.approx(0.85, rel=0.02)
+    assert curve.median_abs_error < 0.01
 
 
 @pytest.mark.skipif(importlib.util.find_spec("aiconfigurator_core") is None,
@@ -252,7 +329,8 @@ def test_ep_rows_time_one_gpu_as_an_ep1_layer_of_its_share():
     # a table on the curve at ep = 1 and its ep = 2 rows computed the same way: both held to ~0 error
     table = _synthetic_table(hw, 30e-6, 0.6, 0.85)
     curves = fit_moe(table, hw, [])
-    cg, cv, mem = unit_terms(ep2, hw, "bf16", "bf16", ep=2)
+    cg, cv, mem, n = unit_terms(ep2, hw, "bf16", "bf16", ep=2)
+    np.testing.assert_allclose(n, np.minimum(128, 8 * ep2["num_tokens"].to_numpy(float)) / 2, rtol=1e-12)  # min(E, T·k) / ep
     ep2["latency"] = (30e-6 + np.maximum(cg / 0.6 + cv, mem / 0.85).sum(axis=0)) / 1e-3
     res = ep_errors(pd.concat([table, ep2]), curves, hw)
     assert list(res["ep"]) == [1, 2] and (res["median_abs"] < 0.01).all()
