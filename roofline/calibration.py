@@ -522,8 +522,9 @@ class CalibratedCurves:
         att = cal.attention_prefill is not None or cal.attention_decode is not None
         return (t.is_gemm & (self.gemm is not None)) | (t.is_attention & att)
 
-    def per_op_ceilings(self, t, c):
-        """Ceilings with one rate per operator, so that the roofline's own formulas give the measured curves.
+    def per_op_ceilings(self, t, c, drop_curves: bool = False):
+        """Ceilings with one rate per operator, so that the roofline's own formulas give the measured curves
+        (without their curves when `drop_curves`: `roofline.per_op_ceilings`, in the same copy of `c`).
 
         For an op of k kernels moving B bytes, the memory term must be k·t0 + B / R: the
         effective rate B / (k·t0 + B / R) does that. Attention kernels (one per layer) use the
@@ -571,8 +572,8 @@ class CalibratedCurves:
             bytes_rate, overhead = self._elementwise_rates(t, bytes_rate, overhead)
         if self.moe:
             gemm_rate, bytes_rate, overhead = self._moe_rates(t, gemm_rate, bytes_rate, overhead)
-        return dataclasses.replace(c, gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate,
-                                   kernel_overhead_s=overhead)
+        rates = dict(gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate, kernel_overhead_s=overhead)
+        return dataclasses.replace(c, **rates, curves=None) if drop_curves else dataclasses.replace(c, **rates)
 
     def _attention_work(self, t, layers):
         """Per op, the x of an executed-FLOPs prefill line: causal-tile FLOPs / wave efficiency of one layer's kernel
@@ -602,7 +603,12 @@ class CalibratedCurves:
         t0, rate = self.elementwise
         f = t.f
         hbm = t.hbm_bytes
-        small = t.column(np.isin(t.kinds, ELEMENTWISE_KINDS)) & (hbm > 0) & (f["launches"] > 0)
+        kind = t.kinds == ELEMENTWISE_KINDS[0]  # the kinds compared one by one: np.isin's set machinery costs more on ~20 ops
+        for other in ELEMENTWISE_KINDS[1:]:
+            kind = kind | (t.kinds == other)
+        if not kind.any():  # no small kernel in the table (nothing below changes)
+            return bytes_rate, overhead
+        small = t.column(kind) & (hbm > 0) & (f["launches"] > 0)
         if not np.any(small):
             return bytes_rate, overhead
         launches = np.maximum(f["launches"], 1.0)
@@ -779,7 +785,7 @@ class StackedCurves:
                 sm = np.where(here, 0, sm)
         return dataclasses.replace(c, measured_allreduce_latency_s=lat, measured_allreduce_bytes_per_s=rate, sm_count=sm)
 
-    def per_op_ceilings(self, t, c):
+    def per_op_ceilings(self, t, c, drop_curves: bool = False):
         """Each calibrated device's per-op ceilings (from the stacked `c`, whose values at that device are its
         own), placed where the grid holds that device; analytical devices keep the stacked scalars.
 
@@ -797,7 +803,8 @@ class StackedCurves:
             for curves, c_d in self._device_slices(c, k):
                 mine = c_d if curves is None else curves.per_op_ceilings(t, c_d)
                 per_device.append([getattr(mine, n) for n in names])
-            return dataclasses.replace(c, **{n: _side_by_side([v[i] for v in per_device], k) for i, n in enumerate(names)})
+            out = {n: _side_by_side([v[i] for v in per_device], k) for i, n in enumerate(names)}
+            return dataclasses.replace(c, **out, curves=None) if drop_curves else dataclasses.replace(c, **out)
         out = {n: getattr(c, n) for n in names}
         for d, curves in enumerate(self.per_device):
             if curves is None:
@@ -805,7 +812,7 @@ class StackedCurves:
             mine = curves.per_op_ceilings(t, c)
             here = self.device == d
             out = {n: np.where(here, getattr(mine, n), out[n]) for n in names}
-        return dataclasses.replace(c, **out)
+        return dataclasses.replace(c, **out, curves=None) if drop_curves else dataclasses.replace(c, **out)
 
     def _device_axis(self, t) -> int | None:
         """The grid axis holding the devices, counted from the last (1 = the last axis), when `device` is

@@ -381,7 +381,7 @@ def per_op_ceilings(t: OpTable, c: Ceilings, tp) -> Ceilings:
     if c.curves is None:
         return c
     c = prepared(c, tp)
-    return replace(c.curves.per_op_ceilings(t, c), curves=None)
+    return c.curves.per_op_ceilings(t, c, drop_curves=True)
 
 
 @memoized(lambda c, tp: (Identity(c), tp) if plain(tp) else None)
