@@ -87,6 +87,19 @@ class Memo:
         self.hits += 1
         return value
 
+    def holds(self, key) -> bool:
+        """Whether `key` is stored (no hit or miss counted: a caller that will compute several tables' values
+        at once asks first, then `put`s them)."""
+        return key in self._data
+
+    def put(self, key, value) -> None:
+        """Store `value` under `key` as `get` stores a computed one (a miss), the oldest entry out past `maxsize`."""
+        data = self._data
+        self.misses += 1
+        data[key] = value
+        if len(data) > self.maxsize:
+            del data[next(iter(data))]
+
     def __len__(self) -> int:
         return len(self._data)
 
