@@ -492,7 +492,8 @@ def _gemm(name, group, layers, m_tokens, n, k, scheme: QuantScheme, ab, nb, copi
         act_write_bytes=layers * m_tokens * n * ab,
         gemm_m=gm, gemm_n=n, gemm_k=k,
         sparse_2_4=1.0 if two_four else 0.0,
-        vector_flops=0.0 if rd is None or scheme is not rd.weights else layers * dequant_vector_flops(rd, gm, n, k, copies),
+        vector_flops=0.0 if rd is None or scheme is not rd.weights or not rd.dequant_ops_per_weight  # (no dequantization: 0)
+        else layers * dequant_vector_flops(rd, gm, n, k, copies),
     )
 
 
