@@ -482,8 +482,8 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
         _PREFILL_PASSES.put(pre_key, pre)
         _DECODE_PROBES.put(probes_key, probes)
     else:
-        pre = prefill_passes(model, rd, batch, tokens, pp, tp, ep, real, floor)
-        probes = decode_probes(model, rd, batch, pp, tp, ep, dec, floor)
+        pre = prefill_passes(model, rd, batch, tokens, pp, tp, ep, real, floor, key=pre_key)
+        probes = decode_probes(model, rd, batch, pp, tp, ep, dec, floor, key=probes_key)
     tables, timed_real, timed_floor = dict(zip(names, pre.tables)), dict(zip(names, pre.real)), dict(zip(names, pre.floor))
     tables.update(d1=probes.real.d1, d2=probes.real.d2)
     timed_real.update(d1=probes.real.t1, d2=probes.real.t2)
@@ -528,11 +528,12 @@ _PREFILL_PASSES = Memo("engine.prefill_passes", maxsize=64)
 
 
 def prefill_passes(model: ModelSpec, rd: ResolvedDeployment, batch, tokens: tuple[tuple, ...], pp, tp, ep,
-                   real: Ceilings, floor: Ceilings) -> PrefillPasses:
+                   real: Ceilings, floor: Ceilings, key: tuple | None | bool = False) -> PrefillPasses:
     """The prefill passes of one scenario (`tokens`: (new, past) tokens per sequence of each, `ops.forward_ops`) stacked
     in one table (`OpTable.of_phases`), staged and timed against `real` and `floor` at once (`_time_phases`), and kept
     per (model, resolution, batch, tokens, pp, tp, ep, ceilings): another output length of the same batch and prompt,
-    or the same scenario again, finds them timed (the ceilings of `Ceilings.of` are shared objects)."""
+    or the same scenario again, finds them timed (the ceilings of `Ceilings.of` are shared objects). `key`: the kept key
+    where the caller has built it (`_prefill_key`), so a found scenario builds it once."""
     def compute() -> PrefillPasses:
         table = OpTable.of_phases([O.forward_ops(model, rd, batch, new, past, tp, ep=ep) for new, past in tokens])
         workspace = _workspace(table)[0, 0]
@@ -540,7 +541,9 @@ def prefill_passes(model: ModelSpec, rd: ResolvedDeployment, batch, tokens: tupl
         n = range(len(tokens))
         return PrefillPasses(workspace, tuple(table.phase(i) for i in n), tuple(both.at(i, 0) for i in n), tuple(both.at(i, 1) for i in n))
 
-    return _kept(_PREFILL_PASSES, _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor), compute)
+    if key is False:
+        key = _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor)
+    return _kept(_PREFILL_PASSES, key, compute)
 
 
 def _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor):
@@ -564,13 +567,15 @@ class DecodeProbes:
 _DECODE_PROBES = Memo("engine.decode_probes", maxsize=64)
 
 
-def decode_probes(model: ModelSpec, rd: ResolvedDeployment, batch, pp, tp, ep, dec: Ceilings, floor: Ceilings) -> DecodeProbes:
+def decode_probes(model: ModelSpec, rd: ResolvedDeployment, batch, pp, tp, ep, dec: Ceilings, floor: Ceilings,
+                  key: tuple | None | bool = False) -> DecodeProbes:
     """The decode probes of `batch` sequences (one new token each after 0 and 1 past tokens, `ops.forward_ops`) stacked,
     staged and timed against `dec` and `floor` at once (`_time_phases`), kept per (model, resolution, batch, pp, tp,
     ep, ceilings): every prompt and output length of a batch finds them.
 
     An uncalibrated profile sums its realistic and floor decode steps in one pass over both sets (`both`); a
     calibrated one set by set (summing both at once adds them in another order: the last bit may differ).
+    `key`: the kept key where the caller has built it (`_probes_key`).
     """
     def compute() -> DecodeProbes:
         ops = [O.forward_ops(model, rd, batch, 1, past, tp, ep=ep) for past in (0, 1)]
@@ -581,7 +586,9 @@ def decode_probes(model: ModelSpec, rd: ResolvedDeployment, batch, pp, tp, ep, d
             return DecodeProbes(both.at(0), both.at(1), both)
         return DecodeProbes(DecodeSteps(t1, t2, timed.at(0, 0), timed.at(1, 0)), DecodeSteps(t1, t2, timed.at(0, 1), timed.at(1, 1)), None)
 
-    return _kept(_DECODE_PROBES, _probes_key(model, rd, batch, pp, tp, ep, dec, floor), compute)
+    if key is False:
+        key = _probes_key(model, rd, batch, pp, tp, ep, dec, floor)
+    return _kept(_DECODE_PROBES, key, compute)
 
 
 def _probes_key(model, rd, batch, pp, tp, ep, dec, floor):
