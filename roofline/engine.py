@@ -473,16 +473,19 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
         return workspace, tables, timed_real, timed_floor, None
     names = [name for name in passes if name not in ("d1", "d2")]
     tokens = tuple(passes[name] for name in names)
-    together = None
     pre_key, probes_key = _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor), _probes_key(model, rd, batch, pp, tp, ep, dec, floor)
-    if pre_key is not None and probes_key is not None and not _PREFILL_PASSES.holds(pre_key) and not _DECODE_PROBES.holds(probes_key):
+    pre = None if pre_key is None else _PREFILL_PASSES.find(pre_key)
+    probes = None if probes_key is None else _DECODE_PROBES.find(probes_key)
+    if pre is None and probes is None and pre_key is not None and probes_key is not None:
+        # a new batch and prompt: both kept tables miss, and one stacked timing serves both
         together = _timed_together(model, rd, batch, tokens, pp, tp, ep, real, floor, dec)
-    if together is not None:  # a new batch and prompt: both kept tables miss, and one stacked timing serves both
-        pre, probes = together
-        _PREFILL_PASSES.put(pre_key, pre)
-        _DECODE_PROBES.put(probes_key, probes)
-    else:
+        if together is not None:
+            pre, probes = together
+            _PREFILL_PASSES.put(pre_key, pre)
+            _DECODE_PROBES.put(probes_key, probes)
+    if pre is None:
         pre = prefill_passes(model, rd, batch, tokens, pp, tp, ep, real, floor, key=pre_key)
+    if probes is None:
         probes = decode_probes(model, rd, batch, pp, tp, ep, dec, floor, key=probes_key)
     tables, timed_real, timed_floor = dict(zip(names, pre.tables)), dict(zip(names, pre.real)), dict(zip(names, pre.floor))
     tables.update(d1=probes.real.d1, d2=probes.real.d2)

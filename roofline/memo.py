@@ -87,10 +87,13 @@ class Memo:
         self.hits += 1
         return value
 
-    def holds(self, key) -> bool:
-        """Whether `key` is stored (no hit or miss counted: a caller that will compute several tables' values
-        at once asks first, then `put`s them)."""
-        return key in self._data
+    def find(self, key):
+        """The value stored under `key` (a hit), or None, counting nothing: a caller that may compute several tables'
+        values at once asks each first, then `put`s what it computed."""
+        value = self._data.get(key)
+        if value is not None:
+            self.hits += 1
+        return value
 
     def put(self, key, value) -> None:
         """Store `value` under `key` as `get` stores a computed one (a miss), the oldest entry out past `maxsize`."""
