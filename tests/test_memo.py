@@ -159,6 +159,39 @@ def test_timed_passes_kept_serve_other_prompts_and_outputs(model_id, hw_id, over
             assert warm.tpot_at(ctx) == cold.tpot_at(ctx)
 
 
+@pytest.mark.parametrize("model_id,hw_id,over", [
+    ("llama-3.1-70b", "h100-sxm", dict(tp=4)),  # calibrated: timed against [real, decode (graph), floor]
+    ("deepseek-v3", "h200", dict(tp=8, weight_dtype="fp8", activation_dtype="fp8")),  # calibrated MoE
+    ("gemma-2-9b", "l40s", dict(pp=2, pp_microbatches=2)),  # sliding window, a pipeline
+    ("llama-3.1-8b", "a100-sxm-80gb", dict(prefix_tokens=512, prefix_hit_rate=0.6)),  # two prefill passes
+])
+@pytest.mark.parametrize("analytical", [False, True])
+def test_prefill_and_probes_timed_together_equal_each_timed_alone(model_id, hw_id, over, analytical):
+    """A scenario missing both kept tables times its prefill passes and decode probes in one stacked table
+    (`engine._timed_together`); one missing only one of them times that one alone (`prefill_passes`, `decode_probes`).
+    Every term is elementwise per op, pass and set of ceilings, so the three ways give every figure bit for bit."""
+    import roofline.engine  # noqa: F401  (its tables exist once it is imported)
+
+    hw = rl.load_hardware(hw_id, analytical=analytical)
+    dep = rl.Deployment(**over)
+    probes, prefill = memo.table("engine.decode_probes"), memo.table("engine.prefill_passes")
+    memo.clear_all()
+    together = rl.predict(model_id, hw, WL, dep)  # both missed: one stacked timing
+    assert (probes.misses, prefill.misses) == (1, 1)
+    alone = []
+    for table in (probes, prefill):  # the other table still holds the scenario: this one is timed on its own
+        table.clear()
+        alone.append(rl.predict(model_id, hw, WL, dep))
+        assert table.misses == 1
+    want = together.model_dump()
+    for got in alone:
+        g = got.model_dump()
+        for k, v in want.items():
+            assert g[k] == v or (v != v and g[k] != g[k]), k
+        for ctx in (WL.prompt_tokens + 1, WL.prompt_tokens + 100, WL.prompt_tokens + WL.output_tokens - 1):
+            assert got.tpot_at(ctx) == together.tpot_at(ctx)
+
+
 def test_hashed_key_is_the_tuple_of_its_items():
     """`memo.HashedKey` hashes once, as the plain tuple does, and equals it: a lookup under either finds one entry."""
     items = (rl.Deployment(tp=2), 1.5, "bf16")
