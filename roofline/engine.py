@@ -541,8 +541,7 @@ def prefill_passes(model: ModelSpec, rd: ResolvedDeployment, batch, tokens: tupl
         table = OpTable.of_phases([O.forward_ops(model, rd, batch, new, past, tp, ep=ep) for new, past in tokens])
         workspace = _workspace(table)[0, 0]
         table, both = _time_phases(stage(table, pp), tp, [real, floor])
-        n = range(len(tokens))
-        return PrefillPasses(workspace, tuple(table.phase(i) for i in n), tuple(both.at(i, 0) for i in n), tuple(both.at(i, 1) for i in n))
+        return _prefill_cut(table, both, len(tokens), 0, 1, workspace)
 
     if key is False:
         key = _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor)
@@ -583,11 +582,7 @@ def decode_probes(model: ModelSpec, rd: ResolvedDeployment, batch, pp, tp, ep, d
     def compute() -> DecodeProbes:
         ops = [O.forward_ops(model, rd, batch, 1, past, tp, ep=ep) for past in (0, 1)]
         table, timed = _time_phases(stage(OpTable.of_phases(ops), pp), tp, [dec, floor])
-        t1, t2 = table.phase(0), table.phase(1)
-        if dec.curves is None:
-            both = DecodeSteps(t1, t2, timed.at(0), timed.at(1))
-            return DecodeProbes(both.at(0), both.at(1), both)
-        return DecodeProbes(DecodeSteps(t1, t2, timed.at(0, 0), timed.at(1, 0)), DecodeSteps(t1, t2, timed.at(0, 1), timed.at(1, 1)), None)
+        return _probes_cut(table, timed, 0, 0, 1, dec.curves is None)
 
     if key is False:
         key = _probes_key(model, rd, batch, pp, tp, ep, dec, floor)
@@ -617,14 +612,27 @@ def _timed_together(model: ModelSpec, rd: ResolvedDeployment, batch, tokens: tup
     sets, j_dec, j_floor = ([real, floor], 0, 1) if dec is real else ([real, dec, floor], 1, 2)
     table, timed = _time_phases(stage(table, pp), tp, sets)
     n = len(tokens)
-    pre = PrefillPasses(workspace, tuple(table.phase(i) for i in range(n)), tuple(timed.at(i, 0) for i in range(n)),
-                        tuple(timed.at(i, j_floor) for i in range(n)))
-    t1, t2 = table.phase(n), table.phase(n + 1)
-    if dec.curves is None:  # as `decode_probes`: both sets summed in one pass, on the last axis
-        both = DecodeSteps(t1, t2, timed.at(n, slice(j_dec, j_floor + 1)), timed.at(n + 1, slice(j_dec, j_floor + 1)))
-        return pre, DecodeProbes(both.at(0), both.at(1), both)
-    return pre, DecodeProbes(DecodeSteps(t1, t2, timed.at(n, j_dec), timed.at(n + 1, j_dec)),
-                             DecodeSteps(t1, t2, timed.at(n, j_floor), timed.at(n + 1, j_floor)), None)
+    return _prefill_cut(table, timed, n, 0, j_floor, workspace), _probes_cut(table, timed, n, j_dec, j_floor, dec.curves is None)
+
+
+def _prefill_cut(table: OpTable, timed: Timing, n: int, j_real: int, j_floor: int, workspace) -> PrefillPasses:
+    """The first `n` passes of a stacked, timed table as `PrefillPasses`: realistic timings from set `j_real`, floor
+    from set `j_floor` (`prefill_passes` times its own table, `_timed_together` a table it shares with the probes)."""
+    return PrefillPasses(workspace, tuple(table.phase(i) for i in range(n)), tuple(timed.at(i, j_real) for i in range(n)),
+                         tuple(timed.at(i, j_floor) for i in range(n)))
+
+
+def _probes_cut(table: OpTable, timed: Timing, i: int, j_dec: int, j_floor: int, both_at_once: bool) -> DecodeProbes:
+    """Passes i and i + 1 of a stacked, timed table (contexts 1 and 2) as `DecodeProbes` against sets `j_dec` and
+    `j_floor` (adjacent). `both_at_once` (an uncalibrated profile): the two sets kept on the last axis and summed in
+    one pass; else set by set (summing both at once adds them in another order: the last bit may differ)."""
+    t1, t2 = table.phase(i), table.phase(i + 1)
+    if both_at_once:
+        sets = slice(j_dec, j_floor + 1)
+        both = DecodeSteps(t1, t2, timed.at(i, sets), timed.at(i + 1, sets))
+        return DecodeProbes(both.at(0), both.at(1), both)
+    return DecodeProbes(DecodeSteps(t1, t2, timed.at(i, j_dec), timed.at(i + 1, j_dec)),
+                        DecodeSteps(t1, t2, timed.at(i, j_floor), timed.at(i + 1, j_floor)), None)
 
 
 def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:
