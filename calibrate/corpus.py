@@ -254,32 +254,37 @@ def _hardware(name: str, load_hardware: Callable):
 
 
 # the engine profile (`roofline engines`) each framework of the corpus runs as; a framework without a profile
-# (gpt-fast, LMDeploy, TGI, MLC, HF transformers, ...) runs as the bare roofline (engine None)
+# (gpt-fast, TGI, MLC, HF transformers, ...; LMDeploy outside `LMDEPLOY_TURBOMIND`) runs as the bare roofline (engine None)
 ENGINE_OF_FRAMEWORK = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "nim": "trtllm"}
 # TensorRT-LLM releases before the PyTorch backend (0.17) ran TensorRT engines in the C++ runtime / executor, without
 # an overlap scheduler and without CUDA graphs by default: their rows run as `trtllm-cpp` (its `versions:`)
-TRTLLM_CPP_BEFORE = (0, 17)
+TRTLLM_CPP_BEFORE = (0, 17, 0)
 # TensorRT-LLM 0.17, the PyTorch backend's first release, served by trtllm-serve without CUDA graphs (PyTorchConfig's
 # use_cuda_graph default): its rows run as `trtllm-eager`
-TRTLLM_EAGER = ((0, 17), (0, 18))
+TRTLLM_EAGER = ((0, 17, 0), (0, 18, 0))
 # vLLM 0.7 ran the V0 engine by default (V1 from 0.8) and was the first to run MLA as MLA (0.7.1); V0 serving an MLA
 # model has chunked prefill off and schedules prefill-first: those rows run as `vllm-v0-mla` (its `sources:`)
-VLLM_V0_MLA = ((0, 7), (0, 8))
-_VERSION = re.compile(r"\s*(\d+)\.(\d+)")
+VLLM_V0_MLA = ((0, 7, 0), (0, 8, 0))
+# LMDeploy 0.1.0 - 0.2.1 with TurboMind: cache_max_entry_count a share of the whole device (0.5), no CUDA graphs, NCCL
+# all-reduce; 0.2.2 made it a share of the free memory (0.8): those rows, and rows of no stated version, keep the bare roofline
+LMDEPLOY_TURBOMIND = ((0, 1, 0), (0, 2, 2))
+_VERSION = re.compile(r"\s*[vV]?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
-def _version(row: Row) -> tuple[int, int] | None:
-    """(major, minor) of the row's framework_version, or None when unstated or unparsable."""
+def _version(row: Row) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of the row's framework_version (a leading "v" allowed, patch 0 when not given: "v0.2.1"
+    is (0, 2, 1), "0.17.post1" (0, 17, 0)), or None when unstated or unparsable."""
     m = _VERSION.match(row.extra.get("framework_version", "") or "")
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
 
 
 def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
     """The engine profile a row runs as: its framework's (`ENGINE_OF_FRAMEWORK`), except TensorRT-LLM rows whose
     framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp`, TensorRT-LLM 0.17 rows
     (`TRTLLM_EAGER`: the PyTorch backend served without CUDA graphs), which run as `trtllm-eager`, and vLLM 0.7 rows
-    (`VLLM_V0_MLA`: the V0 engine) whose `model` has MLA attention, which run as `vllm-v0-mla`. An unstated or
-    unparsable version keeps the framework's profile; so does a 0.7 row whose model is not given."""
+    (`VLLM_V0_MLA`: the V0 engine) whose `model` has MLA attention, which run as `vllm-v0-mla`, and LMDeploy rows of
+    0.1.0 - 0.2.1 (`LMDEPLOY_TURBOMIND`), which run as `lmdeploy-turbomind`. An unstated or unparsable version keeps
+    the framework's profile (none for LMDeploy: the bare roofline); so does a 0.7 row whose model is not given."""
     engine = ENGINE_OF_FRAMEWORK.get(row.framework)
     version = _version(row)
     if version is None:
@@ -290,6 +295,8 @@ def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
         return "trtllm-eager"
     if row.framework == "vllm" and VLLM_V0_MLA[0] <= version < VLLM_V0_MLA[1] and model is not None and model.mla is not None:
         return "vllm-v0-mla"
+    if row.framework == "lmdeploy" and LMDEPLOY_TURBOMIND[0] <= version < LMDEPLOY_TURBOMIND[1]:
+        return "lmdeploy-turbomind"
     return engine
 
 

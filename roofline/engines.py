@@ -1,6 +1,6 @@
 """Serving-engine profiles: what an inference engine adds to the kernels a roofline times.
 
-The roofline prices the GPU's work. An engine (vLLM, SGLang, TensorRT-LLM) adds work of its own and sets
+The roofline prices the GPU's work. An engine (vLLM, SGLang, TensorRT-LLM, LMDeploy) adds work of its own and sets
 the limits a deployment runs under; each is a sourced, versioned YAML file in `hardware_profiles/engines/`,
 chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roofline, no engine at all):
 
@@ -25,12 +25,13 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
   blocks of `kv_block_tokens`, gets what `gpu_memory_fraction` leaves. The fraction is of the whole device
   (`memory_fraction_of: device`: vLLM's gpu_memory_utilization, SGLang's mem_fraction_static, which cap all
   the engine's memory) or of the memory still free once the fixed part is loaded (`memory_fraction_of: free`:
-  TensorRT-LLM's free_gpu_memory_fraction, which sizes only the KV pool). `predict` and `steady_state` size
-  the batch the same way (`parallelism.engine_memory_bytes`).
+  TensorRT-LLM's free_gpu_memory_fraction, which sizes only the KV pool), or of the whole device but sizing the
+  KV pool alone (`memory_fraction_of: device_for_kv`: LMDeploy TurboMind's cache_max_entry_count before 0.2.2).
+  `predict` and `steady_state` size the batch the same way (`parallelism.engine_memory_bytes`).
 
 * **All-reduce**: vLLM, SGLang and TensorRT-LLM run their own one-shot / two-shot all-reduce kernels inside an
-  NVLink domain (`custom_allreduce`); without one (and on the bare roofline, which runs torch.distributed) the
-  all-reduce is NCCL's (`nccl_allreduce`): the calibration's measured NCCL line where the file has one, else the
+  NVLink domain (`custom_allreduce`); without one (LMDeploy TurboMind 0.1 - 0.2, whose layers call NCCL; and on the
+  bare roofline, which runs torch.distributed) the all-reduce is NCCL's (`nccl_allreduce`): the calibration's measured NCCL line where the file has one, else the
   analytical ring (`collectives`). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
   131,072 bytes is 18.2 µs + 131,072 / 220.1e9 = 18.8 µs by NCCL, where vLLM's custom kernel (its 0.24.0 table) takes 5.38 µs + 131,072 / 224.2e9 = 5.96 µs.
 
@@ -71,7 +72,9 @@ class EngineProfile(BaseModel):
     model_config = _FROZEN
     name: str = Field(min_length=1)
     versions: str = Field(min_length=1, description="the engine versions these figures describe")
-    framework: Literal["vllm", "sglang", "trtllm"] = Field(description="whose measured kernel tables describe its kernels")
+    framework: Literal["vllm", "sglang", "trtllm"] | None = Field(
+        description="whose measured kernel tables describe its kernels (null: none collected under this engine, so the "
+                    "device's default tables)")
     step_overhead_s: float = Field(ge=0, le=MAX_OVERHEAD_S, description="CPU time per engine step the GPU waits for")
     step_overhead_per_sequence_s: float = Field(ge=0, le=MAX_OVERHEAD_S, description="the same, per running sequence")
     request_overhead_s: float = Field(ge=0, le=MAX_OVERHEAD_S, description="per-request latency outside the steps")
@@ -86,9 +89,10 @@ class EngineProfile(BaseModel):
     overlap_scheduler: bool = Field(description="the CPU schedules step n+1 while the GPU runs step n: a request that arrives "
                                                  "during a step joins the step after the next")
     gpu_memory_fraction: float = Field(gt=0, le=1, description="share of the GPU's memory the engine uses")
-    memory_fraction_of: Literal["device", "free"] = Field(
+    memory_fraction_of: Literal["device", "free", "device_for_kv"] = Field(
         "device", description="what gpu_memory_fraction is a share of: the whole device (it caps all the engine's "
-                              "memory), or the memory free after weights, workspace and reserve (it sizes the KV pool)")
+                              "memory), the memory free after weights, workspace and reserve (it sizes the KV pool), "
+                              "or the whole device sizing the KV pool alone, on top of what is loaded")
     kv_block_tokens: int = Field(ge=1, le=1_000_000, description="tokens per KV cache block")
     seqs_per_attention_rank: bool = Field(False, description="with attention data parallelism (ep > 1) every rank schedules "
                                                              "its own batch of up to max_num_seqs sequences (else "

@@ -181,17 +181,23 @@ def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
 
     * a share of the device (`memory_fraction_of: device`, vLLM, SGLang): f · M, whatever is loaded;
     * a share of the memory still free once the fixed part F is loaded (`memory_fraction_of: free`, TensorRT-LLM's
-      KvCacheConfig.free_gpu_memory_fraction): the KV pool is f · (M - F), so the engine uses F + f · (M - F).
+      KvCacheConfig.free_gpu_memory_fraction): the KV pool is f · (M - F), so the engine uses F + f · (M - F);
+    * a share of the device that sizes the KV pool alone, on top of the fixed part (`memory_fraction_of: device_for_kv`,
+      LMDeploy TurboMind's cache_max_entry_count before 0.2.2: blocks = total · f / block bytes): the KV pool is
+      f · M, so the engine uses F + f · M, and never more than the device: min(M, F + f · M).
 
     `fixed_bytes` F: what the engine holds before it sizes its KV pool (weights, the profiled activation workspace,
     the runtime reserve). F = 0 gives f · M in both cases, so a caller that does not know F gets the device share.
     Worked number (H200, M = 143.8e9 B, Llama-3.3-70B FP8 on one GPU, F = 72e9 B, f = 0.9): a device share leaves
-    0.9 · 143.8e9 - 72e9 = 57.4e9 B of KV; TensorRT-LLM's pool is 0.9 · (143.8e9 - 72e9) = 64.6e9 B."""
+    0.9 · 143.8e9 - 72e9 = 57.4e9 B of KV; TensorRT-LLM's pool is 0.9 · (143.8e9 - 72e9) = 64.6e9 B; TurboMind's
+    (f = 0.5) is 0.5 · 143.8e9 = 71.9e9 B, the engine using min(143.8e9, 72e9 + 71.9e9) = 143.8e9 B."""
     if rd.engine is None:
         return memory_bytes
     f = rd.engine.gpu_memory_fraction
     if rd.engine.memory_fraction_of == "device":
         return memory_bytes * f
+    if rd.engine.memory_fraction_of == "device_for_kv":
+        return np.minimum(memory_bytes, fixed_bytes + f * memory_bytes)
     return fixed_bytes + f * (memory_bytes - fixed_bytes)
 
 

@@ -251,6 +251,9 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
     share = "" if eng is None else (f" (the {eng.name} engine's {fmt.fraction(eng.gpu_memory_fraction)} of "
                                     f"{gb(hardware.memory_bytes)})" if eng.memory_fraction_of == "device" else
                                     f" (weights, reserve and workspace, then the {eng.name} engine's "
+                                    f"{fmt.fraction(eng.gpu_memory_fraction)} of all {gb(hardware.memory_bytes)} as KV cache, "
+                                    "within the device)" if eng.memory_fraction_of == "device_for_kv" else
+                                    f" (weights, reserve and workspace, then the {eng.name} engine's "
                                     f"{fmt.fraction(eng.gpu_memory_fraction)} of the rest of {gb(hardware.memory_bytes)} as KV cache)")
     lines.append(
         f"Memory per GPU = weights + KV cache + activation workspace + runtime reserve = {gb(p.weight_bytes)} + "

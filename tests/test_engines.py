@@ -8,18 +8,19 @@ import numpy as np
 import pytest
 
 import roofline as rl
-from roofline.engines import EngineProfile, list_engines, load_engine
-from roofline.parallelism import engine_limits, engine_memory_bytes, engine_step_tokens, step_workspace_bytes
+from roofline.engines import EngineProfile, engine_tables, list_engines, load_engine, nccl_allreduce, with_nccl_allreduce
+from roofline.parallelism import engine_limits, engine_memory_bytes, engine_step_tokens, kv_allocated_tokens, step_workspace_bytes
 from roofline.serving import check_traffic, curves_for
 
 
 def test_shipped_engines_load_with_a_source_for_every_figure():
-    assert list_engines() == ["sglang", "trtllm", "trtllm-cpp", "trtllm-eager", "vllm", "vllm-v0-mla"]
+    assert list_engines() == ["lmdeploy-turbomind", "sglang", "trtllm", "trtllm-cpp", "trtllm-eager", "vllm", "vllm-v0-mla"]
     for i in list_engines():
         e = load_engine(i)
         # trtllm-cpp: TensorRT-LLM's older runtime, trtllm-eager: its first PyTorch backend without CUDA graphs,
-        # vllm-v0-mla: vLLM's V0 engine on an MLA model; each timed with its framework's kernel tables
-        assert e.framework == i.split("-")[0]
+        # vllm-v0-mla: vLLM's V0 engine on an MLA model; each timed with its framework's kernel tables; LMDeploy has
+        # none collected (framework null: the device's default tables)
+        assert e.framework == (None if i == "lmdeploy-turbomind" else i.split("-")[0])
         assert all(e.sources[k] for k in ("step_overhead_s", "max_num_seqs", "gpu_memory_fraction"))
 
 
@@ -31,7 +32,8 @@ def test_an_engine_without_a_source_is_refused():
 
 
 def test_unknown_engine_is_one_line_naming_the_field():
-    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of sglang, trtllm, trtllm-cpp, trtllm-eager, vllm, vllm-v0-mla"):
+    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of lmdeploy-turbomind, sglang, trtllm, trtllm-cpp, trtllm-eager, vllm, "
+                                         "vllm-v0-mla"):
         rl.Deployment(engine="tgi")
 
 
@@ -362,3 +364,68 @@ def test_tensorrt_llm_eager_differs_from_the_pytorch_backend_only_in_cuda_graphs
             assert row.overhead_s == pytest.approx(launch_overhead_s(row, per_launch), abs=1e-15), (e, row.op)
     assert dec["trtllm-eager"].time_s.tolist() == pytest.approx(dec["trtllm-cpp"].time_s.tolist(), rel=1e-12)
     assert dec["trtllm-eager"].time_s.sum() > dec["trtllm"].time_s.sum()
+
+
+def test_lmdeploy_turbomind_profile_holds_its_sourced_defaults():
+    # LMDeploy 0.1.0 - 0.2.1 (TurboMind), each figure from the source its `sources:` names: max_batch_size 64
+    # (TurbomindModelConfig), tokens per iteration = max_context_token_num = session_len = Llama-2's 4,096 + 8,
+    # cache_block_seq_len 128, cache_max_entry_count 0.5 of the whole device for the KV blocks (BlockManager:
+    # total * ratio / block_size), no CUDA graphs, NCCL all-reduce (ftNcclAllReduceSum), one C++ loop (no overlap),
+    # decode and prefill in one forwardUnified pass, the last prompt of a step split at the budget
+    e = load_engine("lmdeploy-turbomind")
+    assert e.framework is None and "0.1.0" in e.versions and "0.2.1" in e.versions
+    assert (e.max_num_seqs, e.max_num_batched_tokens, e.kv_block_tokens) == (64, 4096 + 8, 128)
+    assert (e.gpu_memory_fraction, e.memory_fraction_of) == (0.5, "device_for_kv")
+    assert (e.cuda_graph_max_batch, e.custom_allreduce, e.overlap_scheduler) == (0, False, False)
+    assert (e.chunked_prefill, e.multi_prompt_prefill, e.mixed_prefill_decode) == (True, True, True)
+    assert (e.step_overhead_s, e.step_overhead_per_sequence_s, e.request_overhead_s) == (0.0, 0.0, 0.0)
+    assert e.large_gpu is None and e.limits(rl.load_hardware("a100-sxm-80gb")) == (64, 4104)
+    assert nccl_allreduce(e)
+
+
+def test_lmdeploy_turbomind_kv_pool_is_half_the_device_on_top_of_the_weights():
+    # TurboMind 0.1 - 0.2.1 sizes its KV blocks as cache_max_entry_count x the device's total memory, after the
+    # weights are loaded: the KV pool is f · M whatever F is, so the engine uses F + f · M (at most M).
+    # Llama-2-7B, fp16, one A100 SXM 80GB (M = 85,899,345,920 B), 2,048 + 2,000 tokens a sequence:
+    # KV per token 2 · 32 layers · 4,096 · 2 B = 524,288 B, per sequence 4,048 · 524,288 = 2,122,317,824 B;
+    # the pool 0.5 · M = 42,949,672,960 B holds floor(20.24) = 20 sequences (the cap, 64, is not reached)
+    m, hw, M = rl.load_model("llama-2-7b"), rl.load_hardware("a100-sxm-80gb"), 85_899_345_920
+    wl = rl.Workload(batch_size=16, prompt_tokens=2048, output_tokens=2000)
+    p = rl.predict(m, hw, wl, rl.Deployment(engine="lmdeploy-turbomind"))
+    assert p.kv_bytes_per_token == 524_288
+    fixed = p.weight_bytes + p.runtime_reserve_bytes + p.activation_workspace_bytes
+    assert p.activation_workspace_bytes == pytest.approx(float(step_workspace_bytes(m, rl.Deployment(engine="lmdeploy-turbomind").resolved(m), 1, 4104)))
+    assert p.memory_available_bytes_per_gpu == pytest.approx(fixed + 0.5 * M)
+    assert p.max_batch_size_fits == 20 == math.floor(0.5 * M / (4048 * 524_288))
+    assert p.fits  # 16 · 2,122,317,824 = 33.96e9 B of KV <= 42.95e9 B
+    assert not rl.predict(m, hw, wl.model_copy(update={"batch_size": 21}), rl.Deployment(engine="lmdeploy-turbomind")).fits
+    # the helper: F + f · M, capped at the device: 40 + 0.5 · 100 = 90; 60 + 50 = 110 -> 100
+    rd = rl.Deployment(engine="lmdeploy-turbomind").resolved(m)
+    assert engine_memory_bytes(rd, 100.0, 40.0) == pytest.approx(90.0)
+    assert engine_memory_bytes(rd, 100.0, 60.0) == pytest.approx(100.0)
+    # in 128-token blocks (cache_block_seq_len) a 4,048-token sequence takes ceil(4,048 / 128) = 32 blocks = 4,096 slots
+    paged = rl.Deployment(engine="lmdeploy-turbomind", kv_allocation="paged", kv_block_tokens=load_engine("lmdeploy-turbomind").kv_block_tokens)
+    assert kv_allocated_tokens(paged, 4048, m.max_context) == 32 * 128 == 4096
+    pp = rl.predict(m, hw, wl, paged)
+    assert pp.max_batch_size_fits == math.floor(0.5 * M / (4096 * 524_288)) == 20
+
+
+def test_lmdeploy_turbomind_launches_every_decode_kernel_eagerly_on_the_default_tables():
+    # no CUDA graphs in TurboMind 0.1 - 0.2: even a batch-1 decode step on the calibrated A100 launches every kernel
+    # eagerly, 4 us a launch (kernel_overhead_s), where the bare roofline replays it from a graph at 0.5 us
+    # (kernel_overhead_graph_s); the attention table's measured times already hold their eager launch (0 more).
+    # Llama-2-7B: 32 layers, so 32 launches of each projection and 64 of the norms. No LMDeploy tables exist, so the
+    # device's default tables time it (the bare roofline's calibration) and its all-reduce is NCCL's.
+    hw = rl.load_hardware("a100-sxm-80gb")
+    eager_s, graph_s = hw.efficiency.kernel_overhead_s, hw.efficiency.kernel_overhead_graph_s
+    assert (eager_s, graph_s) == (4e-6, 5e-7)
+    wl = rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=16)
+    p = rl.predict("llama-2-7b", hw, wl, rl.Deployment(engine="lmdeploy-turbomind"))
+    bare = rl.predict("llama-2-7b", hw, wl, rl.Deployment(engine=None))
+    assert p.calibration_id == bare.calibration_id
+    assert engine_tables(hw, "lmdeploy-turbomind") is with_nccl_allreduce(hw)
+    got, graphed = ({r.op: r for r in q.operators.itertuples() if r.phase == "decode" and r.launches > 0} for q in (p, bare))
+    assert got["qkv_proj"].launches == 32 and got["norms"].launches == 64
+    for op, row in got.items():
+        assert row.overhead_s == pytest.approx(0.0 if op == "attention" else row.launches * eager_s, abs=1e-15), op
+        assert graphed[op].overhead_s == pytest.approx(graphed[op].launches * graph_s, abs=1e-15), op

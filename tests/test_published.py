@@ -493,3 +493,33 @@ def test_vllm_v0_mla_wave_prefills_ten_whole_prompts_a_step():
     sp1 = rl.closed_loop("deepseek-v3", "h200", 64, 3200, 800, dep.model_copy(update={"engine": "vllm"}), synchronized=True)
     assert sp0.ttft_mean_s == pytest.approx(float(np.mean(w.ttft_s)))
     assert sp0.ttft_mean_s > 4 * sp1.ttft_mean_s
+
+
+def test_lmdeploy_rows_of_0_1_to_0_2_1_run_under_the_turbomind_profile():
+    # LMDeploy 0.1.0 - 0.2.1 (cache_max_entry_count a share of the whole device) run as lmdeploy-turbomind; 0.2.2 made
+    # it a share of the free memory, so 0.2.2 on, 0.0.x, and a row of no stated version keep the bare roofline
+    r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
+    assert corpus._version(_row(extra={"framework_version": "v0.2.1"}, **r)) == (0, 2, 1)
+    assert corpus._version(_row(extra={"framework_version": "0.17.post1.dev"}, **r)) == (0, 17, 0)
+    for version, engine in (("v0.1.0", "lmdeploy-turbomind"), ("v0.2.0", "lmdeploy-turbomind"), ("0.2.1", "lmdeploy-turbomind"),
+                            ("V0.1.0", "lmdeploy-turbomind"), ("v0.2.2", None), ("v0.3.0", None), ("0.0.14", None), ("", None),
+                            ("main", None)):
+        row = _row(framework="lmdeploy", extra={"framework_version": version}, **r)
+        assert corpus.engine_of(row) == engine, version
+        assert corpus.deployment_of(row).engine == engine, version
+    # a leading "v" on another framework's version parses too: TensorRT-LLM v0.9.0 is the C++ runtime's
+    assert corpus.engine_of(_row(framework="trtllm", extra={"framework_version": "v0.9.0"}, **r)) == "trtllm-cpp"
+    # the published pages: every lmdeploy-a100-fp16 row (v0.1.0 and v0.2.0) runs under the profile; the quantization
+    # pages state no version and keep the bare roofline
+    rows = corpus.load_corpus()
+    a100 = [x for x in rows if x.source == "lmdeploy-a100-fp16"]
+    assert a100 and {x.extra["framework_version"] for x in a100} == {"v0.1.0", "v0.2.0"}
+    assert {corpus.engine_of(x) for x in a100} == {"lmdeploy-turbomind"}
+    quant = [x for x in rows if x.source == "lmdeploy-quant-docs" and x.framework == "lmdeploy"]
+    assert quant and {corpus.engine_of(x) for x in quant} == {None}
+    # its prediction is the profile's: Llama-2-7B, batch 1, 128 + 128 tokens on the A100, TPOT in seconds
+    row = _row(framework="lmdeploy", extra={"framework_version": "v0.1.0"}, gpu="a100-sxm-80gb", model="llama-2-7b",
+               metric="itl", statistic="median", unit="s", workload="static", batch_size=1, prompt_tokens=128, output_tokens=128)
+    p = rl.predict("llama-2-7b", "a100-sxm-80gb", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=128),
+                   rl.Deployment(engine="lmdeploy-turbomind"))
+    assert corpus.predict_row(row) == pytest.approx(p.tpot_s)
