@@ -94,6 +94,10 @@ class EngineProfile(BaseModel):
                               "memory), the memory free after weights, workspace and reserve (it sizes the KV pool), "
                               "or the whole device sizing the KV pool alone, on top of what is loaded")
     kv_block_tokens: int = Field(ge=1, le=1_000_000, description="tokens per KV cache block")
+    windowed_kv_cache: bool = Field(True, description="a sliding-window layer's KV cache holds only its window (else the "
+                                                      "engine's cache keeps every layer's whole context, as for full "
+                                                      "attention, while the kernel still attends to the window); false "
+                                                      "needs a source")
     seqs_per_attention_rank: bool = Field(False, description="with attention data parallelism (ep > 1) every rank schedules "
                                                              "its own batch of up to max_num_seqs sequences (else "
                                                              "max_num_seqs bounds the whole replica)")
@@ -106,6 +110,8 @@ class EngineProfile(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "EngineProfile":
         missing = [k for k in _SOURCED if k not in self.sources]
+        if not self.windowed_kv_cache and "windowed_kv_cache" not in self.sources:
+            missing.append("windowed_kv_cache")
         if missing:
             raise SpecError("sources", f"no source for {', '.join(missing)}")
         return self

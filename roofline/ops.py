@@ -447,11 +447,16 @@ def kv_bytes_per_token_per_layer(model: ModelSpec, rd: ResolvedDeployment, tp=1)
 
 
 def kv_cache_bytes(model: ModelSpec, rd: ResolvedDeployment, batch, context_tokens, tp=1):
-    """KV cache one GPU holds for `batch` sequences of `context_tokens` (sliding layers keep the window)."""
+    """KV cache one GPU holds for `batch` sequences of `context_tokens`: sliding layers keep the window, unless the
+    engine's cache does not window them (`EngineProfile.windowed_kv_cache` false: every layer holds the whole context).
+
+    gpt-oss-120b, BF16 KV, 2,000 tokens: 18 full + 18 sliding (window 128) layers of 2 x 8 x 64 x 2 = 2,048 B per token:
+    windowed 2,048 x (18 x 2,000 + 18 x 128) = 78.4 MB, unwindowed 2,048 x 36 x 2,000 = 147.5 MB."""
     per_layer = kv_bytes_per_token_per_layer(model, rd, tp)
+    windowed = rd.engine is None or rd.engine.windowed_kv_cache
     total = 0.0
     for att, n_layers in model.kv_layers().items():
-        tokens = context_tokens if att == "full" else _min(context_tokens, model.sliding_window)
+        tokens = context_tokens if att == "full" or not windowed else _min(context_tokens, model.sliding_window)
         total = total + n_layers * tokens * per_layer
     return batch * total
 

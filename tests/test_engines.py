@@ -429,3 +429,32 @@ def test_lmdeploy_turbomind_launches_every_decode_kernel_eagerly_on_the_default_
     for op, row in got.items():
         assert row.overhead_s == pytest.approx(0.0 if op == "attention" else row.launches * eager_s, abs=1e-15), op
         assert graphed[op].overhead_s == pytest.approx(graphed[op].launches * graph_s, abs=1e-15), op
+
+
+def test_tensorrt_llm_caches_every_layer_whole_without_a_window_list():
+    # TensorRT-LLM's KvCacheConfig.max_attention_window defaults to None: one window, the whole sequence, for every
+    # layer; gpt-oss's window of 128 reaches only the attention kernel (hardware_profiles/engines/trtllm.yaml sources).
+    # gpt-oss-120b, BF16 KV, 2,048 B per token and layer (2 x 8 KV heads x 64 x 2 B), 18 full + 18 window-128 layers,
+    # 1,000 + 1,000 tokens: vLLM keeps 2,048 x (18 x 2,000 + 18 x 128) = 78,446,592 B a sequence,
+    # TensorRT-LLM 2,048 x 36 x 2,000 = 147,456,000 B.
+    m, hw = rl.load_model("gpt-oss-120b"), rl.load_hardware("h200")
+    wl = rl.Workload(batch_size=4, prompt_tokens=1000, output_tokens=1000)
+    assert [i for i in list_engines() if not load_engine(i).windowed_kv_cache] == ["trtllm", "trtllm-cpp", "trtllm-eager"]
+    trt = rl.predict(m, hw, wl, rl.Deployment(engine="trtllm"))
+    vllm = rl.predict(m, hw, wl, rl.Deployment(engine="vllm"))
+    assert vllm.kv_cache_bytes == 4 * 78_446_592
+    assert trt.kv_cache_bytes == 4 * 147_456_000
+    # the kernel still attends to the window: the decode step reads the same KV bytes under both engines
+    kv_read = lambda p: p.operators.query("phase == 'decode' and op == 'attention'")["kv_read_bytes"].sum()  # noqa: E731
+    assert kv_read(trt) == kv_read(vllm) > 0
+    # a model without sliding layers is cached the same under both
+    llama = rl.load_model("llama-3.1-8b")
+    assert rl.predict(llama, hw, wl, rl.Deployment(engine="trtllm")).kv_cache_bytes == \
+        rl.predict(llama, hw, wl, rl.Deployment(engine="vllm")).kv_cache_bytes
+
+
+def test_an_unwindowed_kv_cache_needs_a_source():
+    data = load_engine("vllm").model_dump()
+    data["windowed_kv_cache"] = False
+    with pytest.raises(Exception, match="sources: no source for windowed_kv_cache"):
+        EngineProfile.model_validate(data)
