@@ -265,6 +265,9 @@ TRTLLM_EAGER = ((0, 17), (0, 18))
 # vLLM 0.7 ran the V0 engine by default (V1 from 0.8) and was the first to run MLA as MLA (0.7.1); V0 serving an MLA
 # model has chunked prefill off and schedules prefill-first: those rows run as `vllm-v0-mla` (its `sources:`)
 VLLM_V0_MLA = ((0, 7), (0, 8))
+# SGLang 0.4.0 and 0.4.0.post1 (December 2024) set mem_fraction_static by tp (0.85 at tp 4, 0.81 at tp 8); their rows
+# run as `sglang-0.4.0` (its `sources:`). Later 0.4.x releases keep `sglang`: their defaults were not read.
+SGLANG_0_4_0 = re.compile(r"\s*0\.4\.0(\.post1)?\s*$")
 _VERSION = re.compile(r"\s*(\d+)\.(\d+)")
 
 
@@ -278,8 +281,9 @@ def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
     """The engine profile a row runs as: its framework's (`ENGINE_OF_FRAMEWORK`), except TensorRT-LLM rows whose
     framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp`, TensorRT-LLM 0.17 rows
     (`TRTLLM_EAGER`: the PyTorch backend served without CUDA graphs), which run as `trtllm-eager`, and vLLM 0.7 rows
-    (`VLLM_V0_MLA`: the V0 engine) whose `model` has MLA attention, which run as `vllm-v0-mla`. An unstated or
-    unparsable version keeps the framework's profile; so does a 0.7 row whose model is not given."""
+    (`VLLM_V0_MLA`: the V0 engine) whose `model` has MLA attention, which run as `vllm-v0-mla`, and SGLang 0.4.0 /
+    0.4.0.post1 rows (`SGLANG_0_4_0`), which run as `sglang-0.4.0`. An unstated or unparsable version keeps the
+    framework's profile; so does a 0.7 row whose model is not given."""
     engine = ENGINE_OF_FRAMEWORK.get(row.framework)
     version = _version(row)
     if version is None:
@@ -290,6 +294,8 @@ def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
         return "trtllm-eager"
     if row.framework == "vllm" and VLLM_V0_MLA[0] <= version < VLLM_V0_MLA[1] and model is not None and model.mla is not None:
         return "vllm-v0-mla"
+    if row.framework == "sglang" and SGLANG_0_4_0.match(row.extra.get("framework_version", "") or ""):
+        return "sglang-0.4.0"
     return engine
 
 

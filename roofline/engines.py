@@ -86,6 +86,10 @@ class EngineProfile(BaseModel):
     overlap_scheduler: bool = Field(description="the CPU schedules step n+1 while the GPU runs step n: a request that arrives "
                                                  "during a step joins the step after the next")
     gpu_memory_fraction: float = Field(gt=0, le=1, description="share of the GPU's memory the engine uses")
+    gpu_memory_fraction_by_tp: dict[int, float] | None = Field(
+        None, description="an engine whose default share depends on the tensor-parallel size: {smallest tp: share}; a "
+                          "deployment takes the share of the largest listed tp not above its own, and gpu_memory_fraction "
+                          "below every listed tp (`memory_fraction`)")
     memory_fraction_of: Literal["device", "free"] = Field(
         "device", description="what gpu_memory_fraction is a share of: the whole device (it caps all the engine's "
                               "memory), or the memory free after weights, workspace and reserve (it sizes the KV pool)")
@@ -102,9 +106,22 @@ class EngineProfile(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "EngineProfile":
         missing = [k for k in _SOURCED if k not in self.sources]
+        if self.gpu_memory_fraction_by_tp is not None and "gpu_memory_fraction_by_tp" not in self.sources:
+            missing.append("gpu_memory_fraction_by_tp")
         if missing:
             raise SpecError("sources", f"no source for {', '.join(missing)}")
+        bad = {k: v for k, v in (self.gpu_memory_fraction_by_tp or {}).items() if k < 1 or not 0 < v <= 1}
+        if bad:
+            raise SpecError("gpu_memory_fraction_by_tp", f"needs tp sizes >= 1 and shares in (0, 1], got {bad}")
         return self
+
+    def memory_fraction(self, tp: int) -> float:
+        """The share of each GPU's memory the engine uses at tensor-parallel size `tp`: `gpu_memory_fraction`, or where
+        the engine sets it by tp (`gpu_memory_fraction_by_tp`), the share of the largest listed tp not above `tp`.
+        SGLang 0.4.0 (`sglang-0.4.0`): 0.88 at tp 1, 0.87 at tp 2-3, 0.85 at tp 4-7, 0.81 at tp 8-15, 0.79 from 16."""
+        by_tp = self.gpu_memory_fraction_by_tp
+        steps = [k for k in (by_tp or {}) if k <= tp]
+        return by_tp[max(steps)] if steps else self.gpu_memory_fraction
 
     def limits(self, hw) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) on device `hw`: the large-GPU defaults where they apply."""

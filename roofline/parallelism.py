@@ -177,7 +177,8 @@ def engine_limits(rd: ResolvedDeployment, hws: list[HardwareProfile]) -> tuple[n
 
 
 def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
-    """The part of a GPU's memory M the engine uses, f its `gpu_memory_fraction` (all of M without an engine):
+    """The part of a GPU's memory M the engine uses, f its share at the deployment's tp (`EngineProfile.memory_fraction`:
+    `gpu_memory_fraction`, or SGLang 0.4.0's share by tp; all of M without an engine):
 
     * a share of the device (`memory_fraction_of: device`, vLLM, SGLang): f · M, whatever is loaded;
     * a share of the memory still free once the fixed part F is loaded (`memory_fraction_of: free`, TensorRT-LLM's
@@ -189,7 +190,7 @@ def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
     0.9 · 143.8e9 - 72e9 = 57.4e9 B of KV; TensorRT-LLM's pool is 0.9 · (143.8e9 - 72e9) = 64.6e9 B."""
     if rd.engine is None:
         return memory_bytes
-    f = rd.engine.gpu_memory_fraction
+    f = rd.engine.memory_fraction(rd.dep.tp)
     if rd.engine.memory_fraction_of == "device":
         return memory_bytes * f
     return fixed_bytes + f * (memory_bytes - fixed_bytes)
