@@ -41,6 +41,7 @@ budgets) are a `large_gpu` override, resolved by `EngineProfile.limits`.
 import functools
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import SpecError
@@ -115,13 +116,18 @@ class EngineProfile(BaseModel):
             raise SpecError("gpu_memory_fraction_by_tp", f"needs tp sizes >= 1 and shares in (0, 1], got {bad}")
         return self
 
-    def memory_fraction(self, tp: int) -> float:
-        """The share of each GPU's memory the engine uses at tensor-parallel size `tp`: `gpu_memory_fraction`, or where
-        the engine sets it by tp (`gpu_memory_fraction_by_tp`), the share of the largest listed tp not above `tp`.
-        SGLang 0.4.0 (`sglang-0.4.0`): 0.88 at tp 1, 0.87 at tp 2-3, 0.85 at tp 4-7, 0.81 at tp 8-15, 0.79 from 16."""
-        by_tp = self.gpu_memory_fraction_by_tp
-        steps = [k for k in (by_tp or {}) if k <= tp]
-        return by_tp[max(steps)] if steps else self.gpu_memory_fraction
+    def memory_fraction(self, tp):
+        """The share of each GPU's memory the engine uses at tensor-parallel size `tp` (scalar or array):
+        `gpu_memory_fraction`, or where the engine sets it by tp (`gpu_memory_fraction_by_tp`), the share of the largest
+        listed tp not above `tp`. SGLang 0.4.0 (`sglang-0.4.0`): 0.88 at tp 1, 0.87 at tp 2-3, 0.85 at tp 4-7, 0.81 at
+        tp 8-15, 0.79 from 16."""
+        if not self.gpu_memory_fraction_by_tp:
+            return self.gpu_memory_fraction
+        t = np.asarray(tp)
+        out = np.full(t.shape, self.gpu_memory_fraction)
+        for smallest_tp, share in sorted(self.gpu_memory_fraction_by_tp.items()):
+            out = np.where(t >= smallest_tp, share, out)
+        return float(out) if out.ndim == 0 else out
 
     def limits(self, hw) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) on device `hw`: the large-GPU defaults where they apply."""

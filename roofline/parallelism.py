@@ -176,7 +176,7 @@ def engine_limits(rd: ResolvedDeployment, hws: list[HardwareProfile]) -> tuple[n
     return lim[:, 0] * ranks, lim[:, 1]
 
 
-def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
+def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0, tp=None):
     """The part of a GPU's memory M the engine uses, f its share at the deployment's tp (`EngineProfile.memory_fraction`:
     `gpu_memory_fraction`, or SGLang 0.4.0's share by tp; all of M without an engine):
 
@@ -184,13 +184,14 @@ def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
     * a share of the memory still free once the fixed part F is loaded (`memory_fraction_of: free`, TensorRT-LLM's
       KvCacheConfig.free_gpu_memory_fraction): the KV pool is f · (M - F), so the engine uses F + f · (M - F).
 
+    `tp`: the tensor-parallel size the share is taken at (scalar or array, a sweep's tp axis; default the deployment's).
     `fixed_bytes` F: what the engine holds before it sizes its KV pool (weights, the profiled activation workspace,
     the runtime reserve). F = 0 gives f · M in both cases, so a caller that does not know F gets the device share.
     Worked number (H200, M = 143.8e9 B, Llama-3.3-70B FP8 on one GPU, F = 72e9 B, f = 0.9): a device share leaves
     0.9 · 143.8e9 - 72e9 = 57.4e9 B of KV; TensorRT-LLM's pool is 0.9 · (143.8e9 - 72e9) = 64.6e9 B."""
     if rd.engine is None:
         return memory_bytes
-    f = rd.engine.memory_fraction(rd.dep.tp)
+    f = rd.engine.memory_fraction(rd.dep.tp if tp is None else tp)
     if rd.engine.memory_fraction_of == "device":
         return memory_bytes * f
     return fixed_bytes + f * (memory_bytes - fixed_bytes)

@@ -384,6 +384,15 @@ def test_sglang_0_4_0_sets_its_memory_share_by_tensor_parallel_size():
     p = rl.predict("llama-3.3-70b", "h200", rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=512),
                    rl.Deployment(tp=4, engine="sglang-0.4.0"))
     assert p.memory_available_bytes_per_gpu == pytest.approx(128_141_597_081.6, rel=1e-12)
+    from roofline.views import math_lines
+    assert "of 128.1 GB available (the SGLang engine's 85.0% of 150.8 GB)" in [
+        line for line in math_lines(p, rl.load_model("llama-3.3-70b"), h200) if line.startswith("Memory per GPU")][0]
+    # a sweep over tp takes each tp's share, not the base deployment's: 0.85 at tp 4, 0.81 at tp 8
+    df = rl.sweep("llama-3.3-70b", "h200", batch_size=8, prompt_tokens=512, output_tokens=512, tp=[4, 8],
+                  deployment=rl.Deployment(engine="sglang-0.4.0"))
+    got = dict(zip(df["tp"], df["memory_available_bytes_per_gpu"]))
+    assert got[4] == pytest.approx(0.85 * 150_754_820_096, rel=1e-12)
+    assert got[8] == pytest.approx(0.81 * 150_754_820_096, rel=1e-12)
 
 
 def test_a_memory_share_by_tp_needs_a_source_and_valid_shares():
