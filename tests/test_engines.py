@@ -14,12 +14,13 @@ from roofline.serving import check_traffic, curves_for
 
 
 def test_shipped_engines_load_with_a_source_for_every_figure():
-    assert list_engines() == ["lmdeploy-turbomind", "sglang", "trtllm", "trtllm-cpp", "trtllm-eager", "vllm", "vllm-v0-mla"]
+    assert list_engines() == ["lmdeploy-turbomind", "sglang", "sglang-0.4.0", "trtllm", "trtllm-cpp", "trtllm-eager", "vllm",
+                              "vllm-v0-mla"]
     for i in list_engines():
         e = load_engine(i)
         # trtllm-cpp: TensorRT-LLM's older runtime, trtllm-eager: its first PyTorch backend without CUDA graphs,
-        # vllm-v0-mla: vLLM's V0 engine on an MLA model; each timed with its framework's kernel tables; LMDeploy has
-        # none collected (framework null: the device's default tables)
+        # vllm-v0-mla: vLLM's V0 engine on an MLA model, sglang-0.4.0: SGLang's December 2024 release; each timed with
+        # its framework's kernel tables; LMDeploy has none collected (framework null: the device's default tables)
         assert e.framework == (None if i == "lmdeploy-turbomind" else i.split("-")[0])
         assert all(e.sources[k] for k in ("step_overhead_s", "max_num_seqs", "gpu_memory_fraction"))
 
@@ -32,8 +33,8 @@ def test_an_engine_without_a_source_is_refused():
 
 
 def test_unknown_engine_is_one_line_naming_the_field():
-    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of lmdeploy-turbomind, sglang, trtllm, trtllm-cpp, trtllm-eager, vllm, "
-                                         "vllm-v0-mla"):
+    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of lmdeploy-turbomind, sglang, sglang-0.4.0, trtllm, "
+                                         "trtllm-cpp, trtllm-eager, vllm, vllm-v0-mla"):
         rl.Deployment(engine="tgi")
 
 
@@ -429,3 +430,44 @@ def test_lmdeploy_turbomind_launches_every_decode_kernel_eagerly_on_the_default_
     for op, row in got.items():
         assert row.overhead_s == pytest.approx(0.0 if op == "attention" else row.launches * eager_s, abs=1e-15), op
         assert graphed[op].overhead_s == pytest.approx(graphed[op].launches * graph_s, abs=1e-15), op
+
+
+def test_sglang_0_4_0_sets_its_memory_share_by_tensor_parallel_size():
+    # SGLang 0.4.0 / 0.4.0.post1 server_args.py: mem_fraction_static 0.88 at tp 1, 0.87 at tp >= 2, 0.85 at tp >= 4,
+    # 0.81 at tp >= 8, 0.79 at tp >= 16; every other engine keeps one share at every tp
+    e = load_engine("sglang-0.4.0")
+    assert [e.memory_fraction(tp) for tp in (1, 2, 3, 4, 6, 8, 12, 16, 32)] == [0.88, 0.87, 0.87, 0.85, 0.85, 0.81, 0.81, 0.79, 0.79]
+    assert all(load_engine("sglang").memory_fraction(tp) == 0.88 for tp in (1, 4, 8))
+    # otherwise the 0.4 - 0.5 profile's figures, but for the share (and its versions)
+    skip = ("versions", "sources", "notes", "gpu_memory_fraction_by_tp")
+    same = {k: v for k, v in load_engine("sglang").model_dump().items() if k not in skip}
+    assert {k: v for k, v in e.model_dump().items() if k not in skip} == same
+    # the engine's part of an H200 (150,754,820,096 B): 0.85 of it at tp 4 = 128,141,597,081.6 B, 0.81 at tp 8 =
+    # 122,111,404,277.76 B; Llama-3.3-70B at tp 4 in predict's memory figure
+    h200 = rl.load_hardware("h200")
+    for tp, share in ((4, 0.85), (8, 0.81)):
+        rd = rl.Deployment(tp=tp, engine="sglang-0.4.0").resolved(rl.load_model("llama-3.3-70b"))
+        assert engine_memory_bytes(rd, h200.memory_bytes) == pytest.approx(share * 150_754_820_096, rel=1e-12)
+    p = rl.predict("llama-3.3-70b", "h200", rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=512),
+                   rl.Deployment(tp=4, engine="sglang-0.4.0"))
+    assert p.memory_available_bytes_per_gpu == pytest.approx(128_141_597_081.6, rel=1e-12)
+    from roofline.views import math_lines
+    assert "of 128.1 GB available (the SGLang engine's 85.0% of 150.8 GB)" in [
+        line for line in math_lines(p, rl.load_model("llama-3.3-70b"), h200) if line.startswith("Memory per GPU")][0]
+    # a sweep over tp takes each tp's share, not the base deployment's: 0.85 at tp 4, 0.81 at tp 8
+    df = rl.sweep("llama-3.3-70b", "h200", batch_size=8, prompt_tokens=512, output_tokens=512, tp=[4, 8],
+                  deployment=rl.Deployment(engine="sglang-0.4.0"))
+    got = dict(zip(df["tp"], df["memory_available_bytes_per_gpu"]))
+    assert got[4] == pytest.approx(0.85 * 150_754_820_096, rel=1e-12)
+    assert got[8] == pytest.approx(0.81 * 150_754_820_096, rel=1e-12)
+
+
+def test_a_memory_share_by_tp_needs_a_source_and_valid_shares():
+    data = load_engine("sglang-0.4.0").model_dump()
+    del data["sources"]["gpu_memory_fraction_by_tp"]
+    with pytest.raises(Exception, match="sources: no source for gpu_memory_fraction_by_tp"):
+        EngineProfile.model_validate(data)
+    data = load_engine("sglang-0.4.0").model_dump()
+    data["gpu_memory_fraction_by_tp"] = {4: 1.5}
+    with pytest.raises(Exception, match=r"gpu_memory_fraction_by_tp: needs tp sizes >= 1 and shares in \(0, 1\], got \{4: 1.5\}"):
+        EngineProfile.model_validate(data)
