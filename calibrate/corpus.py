@@ -268,6 +268,9 @@ VLLM_V0_MLA = ((0, 7, 0), (0, 8, 0))
 # LMDeploy 0.1.0 - 0.2.1 with TurboMind: cache_max_entry_count a share of the whole device (0.5), no CUDA graphs, NCCL
 # all-reduce; 0.2.2 made it a share of the free memory (0.8): those rows, and rows of no stated version, keep the bare roofline
 LMDEPLOY_TURBOMIND = ((0, 1, 0), (0, 2, 2))
+# SGLang 0.4.0 and 0.4.0.post1 (December 2024) set mem_fraction_static by tp (0.85 at tp 4, 0.81 at tp 8); their rows
+# run as `sglang-0.4.0` (its `sources:`). Later 0.4.x releases keep `sglang`: their defaults were not read.
+SGLANG_0_4_0 = re.compile(r"\s*0\.4\.0(\.post1)?\s*$")
 _VERSION = re.compile(r"\s*[vV]?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -282,9 +285,10 @@ def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
     """The engine profile a row runs as: its framework's (`ENGINE_OF_FRAMEWORK`), except TensorRT-LLM rows whose
     framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp`, TensorRT-LLM 0.17 rows
     (`TRTLLM_EAGER`: the PyTorch backend served without CUDA graphs), which run as `trtllm-eager`, and vLLM 0.7 rows
-    (`VLLM_V0_MLA`: the V0 engine) whose `model` has MLA attention, which run as `vllm-v0-mla`, and LMDeploy rows of
-    0.1.0 - 0.2.1 (`LMDEPLOY_TURBOMIND`), which run as `lmdeploy-turbomind`. An unstated or unparsable version keeps
-    the framework's profile (none for LMDeploy: the bare roofline); so does a 0.7 row whose model is not given."""
+    (`VLLM_V0_MLA`: the V0 engine) whose `model` has MLA attention, which run as `vllm-v0-mla`, LMDeploy rows of
+    0.1.0 - 0.2.1 (`LMDEPLOY_TURBOMIND`), which run as `lmdeploy-turbomind`, and SGLang 0.4.0 / 0.4.0.post1 rows
+    (`SGLANG_0_4_0`), which run as `sglang-0.4.0`. An unstated or unparsable version keeps the framework's profile
+    (none for LMDeploy: the bare roofline); so does a 0.7 row whose model is not given."""
     engine = ENGINE_OF_FRAMEWORK.get(row.framework)
     version = _version(row)
     if version is None:
@@ -297,6 +301,8 @@ def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
         return "vllm-v0-mla"
     if row.framework == "lmdeploy" and LMDEPLOY_TURBOMIND[0] <= version < LMDEPLOY_TURBOMIND[1]:
         return "lmdeploy-turbomind"
+    if row.framework == "sglang" and SGLANG_0_4_0.match(row.extra.get("framework_version", "") or ""):
+        return "sglang-0.4.0"
     return engine
 
 

@@ -42,6 +42,7 @@ budgets) are a `large_gpu` override, resolved by `EngineProfile.limits`.
 import functools
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import SpecError
@@ -89,6 +90,10 @@ class EngineProfile(BaseModel):
     overlap_scheduler: bool = Field(description="the CPU schedules step n+1 while the GPU runs step n: a request that arrives "
                                                  "during a step joins the step after the next")
     gpu_memory_fraction: float = Field(gt=0, le=1, description="share of the GPU's memory the engine uses")
+    gpu_memory_fraction_by_tp: dict[int, float] | None = Field(
+        None, description="an engine whose default share depends on the tensor-parallel size: {smallest tp: share}; a "
+                          "deployment takes the share of the largest listed tp not above its own, and gpu_memory_fraction "
+                          "below every listed tp (`memory_fraction`)")
     memory_fraction_of: Literal["device", "free", "device_for_kv"] = Field(
         "device", description="what gpu_memory_fraction is a share of: the whole device (it caps all the engine's "
                               "memory), the memory free after weights, workspace and reserve (it sizes the KV pool), "
@@ -112,9 +117,27 @@ class EngineProfile(BaseModel):
         missing = [k for k in _SOURCED if k not in self.sources]
         if not self.windowed_kv_cache and "windowed_kv_cache" not in self.sources:
             missing.append("windowed_kv_cache")
+        if self.gpu_memory_fraction_by_tp is not None and "gpu_memory_fraction_by_tp" not in self.sources:
+            missing.append("gpu_memory_fraction_by_tp")
         if missing:
             raise SpecError("sources", f"no source for {', '.join(missing)}")
+        bad = {k: v for k, v in (self.gpu_memory_fraction_by_tp or {}).items() if k < 1 or not 0 < v <= 1}
+        if bad:
+            raise SpecError("gpu_memory_fraction_by_tp", f"needs tp sizes >= 1 and shares in (0, 1], got {bad}")
         return self
+
+    def memory_fraction(self, tp):
+        """The share of each GPU's memory the engine uses at tensor-parallel size `tp` (scalar or array):
+        `gpu_memory_fraction`, or where the engine sets it by tp (`gpu_memory_fraction_by_tp`), the share of the largest
+        listed tp not above `tp`. SGLang 0.4.0 (`sglang-0.4.0`): 0.88 at tp 1, 0.87 at tp 2-3, 0.85 at tp 4-7, 0.81 at
+        tp 8-15, 0.79 from 16."""
+        if not self.gpu_memory_fraction_by_tp:
+            return self.gpu_memory_fraction
+        t = np.asarray(tp)
+        out = np.full(t.shape, self.gpu_memory_fraction)
+        for smallest_tp, share in sorted(self.gpu_memory_fraction_by_tp.items()):
+            out = np.where(t >= smallest_tp, share, out)
+        return float(out) if out.ndim == 0 else out
 
     def limits(self, hw) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) on device `hw`: the large-GPU defaults where they apply."""

@@ -176,8 +176,9 @@ def engine_limits(rd: ResolvedDeployment, hws: list[HardwareProfile]) -> tuple[n
     return lim[:, 0] * ranks, lim[:, 1]
 
 
-def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
-    """The part of a GPU's memory M the engine uses, f its `gpu_memory_fraction` (all of M without an engine):
+def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0, tp=None):
+    """The part of a GPU's memory M the engine uses, f its share at the deployment's tp (`EngineProfile.memory_fraction`:
+    `gpu_memory_fraction`, or SGLang 0.4.0's share by tp; all of M without an engine):
 
     * a share of the device (`memory_fraction_of: device`, vLLM, SGLang): f · M, whatever is loaded;
     * a share of the memory still free once the fixed part F is loaded (`memory_fraction_of: free`, TensorRT-LLM's
@@ -186,6 +187,7 @@ def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
       LMDeploy TurboMind's cache_max_entry_count before 0.2.2: blocks = total · f / block bytes): the KV pool is
       f · M, so the engine uses F + f · M, and never more than the device: min(M, F + f · M).
 
+    `tp`: the tensor-parallel size the share is taken at (scalar or array, a sweep's tp axis; default the deployment's).
     `fixed_bytes` F: what the engine holds before it sizes its KV pool (weights, the profiled activation workspace,
     the runtime reserve). F = 0 gives f · M in both cases, so a caller that does not know F gets the device share.
     Worked number (H200, M = 143.8e9 B, Llama-3.3-70B FP8 on one GPU, F = 72e9 B, f = 0.9): a device share leaves
@@ -193,7 +195,7 @@ def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0):
     (f = 0.5) is 0.5 · 143.8e9 = 71.9e9 B, the engine using min(143.8e9, 72e9 + 71.9e9) = 143.8e9 B."""
     if rd.engine is None:
         return memory_bytes
-    f = rd.engine.gpu_memory_fraction
+    f = rd.engine.memory_fraction(rd.dep.tp if tp is None else tp)
     if rd.engine.memory_fraction_of == "device":
         return memory_bytes * f
     if rd.engine.memory_fraction_of == "device_for_kv":

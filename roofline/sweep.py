@@ -158,7 +158,7 @@ def sweep(
         ev = evaluate(m, rd, real, floor, bf, sf, of, tpf, limits=None if lim is None else (lim[0][hi], lim[1][hi]))
         prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
         fixed = ev.weight_bytes + ev.runtime_reserve_bytes + ev.workspace_fixed_bytes  # loaded before the KV pool is sized
-        d = derived(ev, bf, of, tpf * base.pp * base.ep, engine_memory_bytes(rd, prop(lambda h: h.memory_bytes), fixed),
+        d = derived(ev, bf, of, tpf * base.pp * base.ep, engine_memory_bytes(rd, prop(lambda h: h.memory_bytes), fixed, tpf),
                     prop(lambda h: h.memory_bandwidth_bytes_per_s),
                     prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
         r = {**ev.figures(), **d.figures()}

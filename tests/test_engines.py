@@ -14,12 +14,13 @@ from roofline.serving import check_traffic, curves_for
 
 
 def test_shipped_engines_load_with_a_source_for_every_figure():
-    assert list_engines() == ["lmdeploy-turbomind", "sglang", "trtllm", "trtllm-cpp", "trtllm-eager", "vllm", "vllm-v0-mla"]
+    assert list_engines() == ["lmdeploy-turbomind", "sglang", "sglang-0.4.0", "trtllm", "trtllm-cpp", "trtllm-eager", "vllm",
+                              "vllm-v0-mla"]
     for i in list_engines():
         e = load_engine(i)
         # trtllm-cpp: TensorRT-LLM's older runtime, trtllm-eager: its first PyTorch backend without CUDA graphs,
-        # vllm-v0-mla: vLLM's V0 engine on an MLA model; each timed with its framework's kernel tables; LMDeploy has
-        # none collected (framework null: the device's default tables)
+        # vllm-v0-mla: vLLM's V0 engine on an MLA model, sglang-0.4.0: SGLang's December 2024 release; each timed with
+        # its framework's kernel tables; LMDeploy has none collected (framework null: the device's default tables)
         assert e.framework == (None if i == "lmdeploy-turbomind" else i.split("-")[0])
         assert all(e.sources[k] for k in ("step_overhead_s", "max_num_seqs", "gpu_memory_fraction"))
 
@@ -32,8 +33,8 @@ def test_an_engine_without_a_source_is_refused():
 
 
 def test_unknown_engine_is_one_line_naming_the_field():
-    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of lmdeploy-turbomind, sglang, trtllm, trtllm-cpp, trtllm-eager, vllm, "
-                                         "vllm-v0-mla"):
+    with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of lmdeploy-turbomind, sglang, sglang-0.4.0, trtllm, "
+                                         "trtllm-cpp, trtllm-eager, vllm, vllm-v0-mla"):
         rl.Deployment(engine="tgi")
 
 
@@ -194,24 +195,56 @@ def launch_overhead_s(row, per_launch_s):
     return row.launches * per_launch_s
 
 
-def test_trtllm_cpp_overheads_reproduce_the_genai_perf_gpt2_run_they_come_from():
-    # GenAI-Perf tutorial (triton-inference-server/perf_analyzer genai-perf/docs/tutorial.md): GPT-2 served by Triton
-    # with the TensorRT-LLM backend, 200-token prompts, 100 output tokens, streaming, one request at a time:
-    # TTFT 13.68 ms, inter-token latency 1.86 ms. The profile's two figures are that run less this roofline's forward
-    # passes of GPT-2 (calibrated H100 SXM, eager launches): h(1) = 1.86 - 0.636 = 1.224 -> 1.2 ms; request overhead
-    # = 13.68 - 1.86 - 200 x 0.010 - (0.718 - 0.636) = 9.74 -> 9.7 ms. Put back together they give the run again.
-    # (The elementwise line, calibrate/public/README.md section f, since shortened the prefill pass to 0.697 ms: its
-    # 38 elementwise and gather kernels cost max(4 us launch, line) instead of 4 us + bytes; the figures are kept.)
+# T5-small as google-t5/t5-small's config.json gives it (d_model 512, d_ff 2048 ReLU, d_kv 64, 8 heads, 6 encoder and 6
+# decoder layers, vocab 32,128, T5LayerNorm: RMS without bias, relative position bias, tied embeddings), as a stack of
+# this roofline's decoder-only layers: the encoder is its prefill pass less the lm_head, the decoder step its decode
+# step plus 6 cross-attention blocks priced as its self-attention sub-block; fp16 as the tensorrtllm_backend guide builds it.
+T5_SMALL = dict(name="T5-small (6-layer stack)", source="https://huggingface.co/google-t5/t5-small/blob/main/config.json",
+                num_layers=6, hidden_size=512, num_attention_heads=8, num_kv_heads=8, head_dim=64, intermediate_size=2048,
+                ffn_kind="plain", activation="relu", vocab_size=32128, tied_embeddings=True, max_context=512,
+                attention="mha", norm="rmsnorm", native_dtype="fp16", position_embedding="none")
+
+
+def test_trtllm_cpp_overheads_reproduce_the_triton_ensemble_t5_run_they_come_from():
+    # tensorrtllm_backend docs/encoder_decoder.md (v0.14.0), GenAI-Perf against the inflight_batcher_llm ensemble,
+    # streaming, T5-small, 200-token prompts, at most 100 output tokens, one request at a time, A100-80GB, TRT-LLM 0.12:
+    # TTFT 4.69 ms, request latency 75.32 ms; the same prompts unstreamed give 95.83 output tokens. One generated token
+    # per executor step: ITL = (75.32 - 4.69) / (95.83 - 1) = 0.745 ms. (GenAI-Perf's own 0.63 ms counts the streamed
+    # text re-tokenized, 116.5 tokens of at most 100 generated: below the 70.63 / 99 = 0.713 ms floor of a real step.)
+    ttft_s, latency_s, tokens = 4.69e-3, 75.32e-3, 95.83
+    itl_s = (latency_s - ttft_s) / (tokens - 1)
+    assert itl_s == pytest.approx(0.7448e-3, abs=0.0001e-3) and 0.63e-3 < (latency_s - ttft_s) / 99
+    ops = rl.predict(rl.ModelSpec(**T5_SMALL), "a100-sxm-80gb", rl.Workload(batch_size=1, prompt_tokens=200, output_tokens=100),
+                     rl.Deployment(engine="trtllm-cpp")).operators
+    pre, dec = (ops[ops.phase == ph].set_index("op").time_s for ph in ("prefill", "decode"))
+    encoder_s = pre.sum() - pre["lm_head"]                                                         # 0.381 - 0.024 ms
+    cross_s = dec["norms"] / 2 + dec["qkv_proj"] + dec["attention"] + dec["o_proj"]                 # 6 cross-attention blocks
+    decoder_s = dec.sum() + cross_s                                                                # 0.312 + 0.169 ms
+    cross_kv_s = pre["qkv_proj"]                                                                   # K/V of 200 encoder states
+    assert (encoder_s, decoder_s, cross_kv_s) == pytest.approx((0.357e-3, 0.481e-3, 0.038e-3), abs=0.002e-3)
+    # h(1) = 0.745 - 0.481 = 0.264 -> 0.26 ms; request overhead = 4.69 - 0.745 - 200 x 0.010 - 0.357 - 0.038 = 1.550 ms
     cpp = load_engine("trtllm-cpp")
-    assert cpp.step_s(1) == pytest.approx(1.2e-3) and cpp.step_s(8) == pytest.approx(1.2e-3)  # no per-sequence part
-    assert cpp.request_s(200) == pytest.approx(9.7e-3 + 200 * 1.0e-5)  # 11.7 ms with the prompt's tokenization
+    assert cpp.step_s(1) == pytest.approx(itl_s - decoder_s, abs=0.01e-3) and cpp.step_s(8) == cpp.step_s(1)
+    assert cpp.request_s(200) == pytest.approx(1.55e-3 + 200 * 1.0e-5)  # 3.55 ms with the prompt's tokenization
+    # put back together, the pieces give the run again: decode step = forward + h(1), idle-server TTFT = request +
+    # encoder + cross K/V + one decoder step
+    assert decoder_s + cpp.step_s(1) == pytest.approx(itl_s, abs=0.01e-3)
+    assert cpp.request_s(200) + encoder_s + cross_kv_s + decoder_s + cpp.step_s(1) == pytest.approx(ttft_s, abs=0.01e-3)
+
+
+def test_gpt2_through_the_triton_cli_bls_is_slower_than_the_executor_alone():
+    # GenAI-Perf tutorial (triton-inference-server/perf_analyzer genai-perf/docs/tutorial.md): GPT-2 through the Triton
+    # CLI's BLS model, 200-token prompts, streaming, one request at a time: TTFT 13.68 ms, ITL 1.86 ms. The executor alone
+    # (the profile, from the T5 ensemble run above) decodes GPT-2 on the calibrated H100 SXM in 0.636 + 0.26 = 0.90 ms a
+    # token, so the BLS's per-token Python loop, not the executor, sets its 1.86 ms; and its TTFT holds about 9 ms more
+    # than the ensemble's request path: 13.68 - (1.55 + 2.00 + 0.697 + 0.26) = 9.17 ms of BLS time before the first token.
+    cpp = load_engine("trtllm-cpp")
     wl = rl.Workload(batch_size=1, prompt_tokens=200, output_tokens=100)
     p = rl.predict(rl.ModelSpec(**GPT2), "h100-sxm", wl, rl.Deployment(engine="trtllm-cpp"))
-    assert p.tpot_s == pytest.approx(1.86e-3, abs=0.05e-3)  # one decode step: forward + h(1)
-    assert cpp.request_s(200) + p.ttft_s == pytest.approx(13.68e-3, abs=0.1e-3)  # idle server: request + prefill step
-    # the Triton path pays the request overhead online only: predict (token ids in, offline) adds h(1) to its one
-    # prefill step and to every decode step, nothing per request
-    assert p.ttft_s - p.tpot_s == pytest.approx(0.697e-3 - 0.636e-3, abs=0.02e-3)
+    assert p.tpot_s == pytest.approx(0.636e-3 + 0.26e-3, abs=0.01e-3)
+    assert 1.86e-3 - p.tpot_s == pytest.approx(0.96e-3, abs=0.02e-3)
+    assert p.ttft_s == pytest.approx(0.697e-3 + 0.26e-3, abs=0.01e-3)  # offline: one prefill step, no request overhead
+    assert 13.68e-3 - (cpp.request_s(200) + p.ttft_s) == pytest.approx(9.17e-3, abs=0.02e-3)
 
 
 def test_engine_limits_and_memory_helpers():
@@ -288,13 +321,14 @@ def test_predict_fitting_skips_only_tps_whose_weights_alone_overflow(model, hw, 
 
 def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_cuda_graphs_and_measured_overheads():
     # TensorRT-LLM before 0.17 (TensorRT engines, C++ runtime / executor): no overlap scheduler, CUDA graphs off by
-    # default, the host time per step and per Triton request measured with GPT-2 (the test above), and no attention
+    # default, the host time per step and per Triton request measured with T5-small through the Triton ensemble (the
+    # test above), and no attention
     # data parallelism (enable_attention_dp is a PyTorch-backend option, so its per-rank batch limit does not arise);
     # every other figure is the PyTorch-backend profile's
     cpp, new = load_engine("trtllm-cpp"), load_engine("trtllm")
     assert (cpp.overlap_scheduler, cpp.cuda_graph_max_batch, cpp.seqs_per_attention_rank) == (False, 0, False)
     assert (new.overlap_scheduler, new.cuda_graph_max_batch, new.seqs_per_attention_rank) == (True, 128, True)
-    assert (cpp.step_overhead_s, cpp.request_overhead_s) == (1.2e-3, 9.7e-3)
+    assert (cpp.step_overhead_s, cpp.request_overhead_s) == (0.26e-3, 1.55e-3)
     assert (new.step_overhead_s, new.request_overhead_s) == (0.0, 0.0)
     skip = {"name", "versions", "sources", "notes", "overlap_scheduler", "cuda_graph_max_batch", "step_overhead_s",
             "request_overhead_s", "seqs_per_attention_rank"}
@@ -457,4 +491,45 @@ def test_an_unwindowed_kv_cache_needs_a_source():
     data = load_engine("vllm").model_dump()
     data["windowed_kv_cache"] = False
     with pytest.raises(Exception, match="sources: no source for windowed_kv_cache"):
+        EngineProfile.model_validate(data)
+
+
+def test_sglang_0_4_0_sets_its_memory_share_by_tensor_parallel_size():
+    # SGLang 0.4.0 / 0.4.0.post1 server_args.py: mem_fraction_static 0.88 at tp 1, 0.87 at tp >= 2, 0.85 at tp >= 4,
+    # 0.81 at tp >= 8, 0.79 at tp >= 16; every other engine keeps one share at every tp
+    e = load_engine("sglang-0.4.0")
+    assert [e.memory_fraction(tp) for tp in (1, 2, 3, 4, 6, 8, 12, 16, 32)] == [0.88, 0.87, 0.87, 0.85, 0.85, 0.81, 0.81, 0.79, 0.79]
+    assert all(load_engine("sglang").memory_fraction(tp) == 0.88 for tp in (1, 4, 8))
+    # otherwise the 0.4 - 0.5 profile's figures, but for the share (and its versions)
+    skip = ("versions", "sources", "notes", "gpu_memory_fraction_by_tp")
+    same = {k: v for k, v in load_engine("sglang").model_dump().items() if k not in skip}
+    assert {k: v for k, v in e.model_dump().items() if k not in skip} == same
+    # the engine's part of an H200 (150,754,820,096 B): 0.85 of it at tp 4 = 128,141,597,081.6 B, 0.81 at tp 8 =
+    # 122,111,404,277.76 B; Llama-3.3-70B at tp 4 in predict's memory figure
+    h200 = rl.load_hardware("h200")
+    for tp, share in ((4, 0.85), (8, 0.81)):
+        rd = rl.Deployment(tp=tp, engine="sglang-0.4.0").resolved(rl.load_model("llama-3.3-70b"))
+        assert engine_memory_bytes(rd, h200.memory_bytes) == pytest.approx(share * 150_754_820_096, rel=1e-12)
+    p = rl.predict("llama-3.3-70b", "h200", rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=512),
+                   rl.Deployment(tp=4, engine="sglang-0.4.0"))
+    assert p.memory_available_bytes_per_gpu == pytest.approx(128_141_597_081.6, rel=1e-12)
+    from roofline.views import math_lines
+    assert "of 128.1 GB available (the SGLang engine's 85.0% of 150.8 GB)" in [
+        line for line in math_lines(p, rl.load_model("llama-3.3-70b"), h200) if line.startswith("Memory per GPU")][0]
+    # a sweep over tp takes each tp's share, not the base deployment's: 0.85 at tp 4, 0.81 at tp 8
+    df = rl.sweep("llama-3.3-70b", "h200", batch_size=8, prompt_tokens=512, output_tokens=512, tp=[4, 8],
+                  deployment=rl.Deployment(engine="sglang-0.4.0"))
+    got = dict(zip(df["tp"], df["memory_available_bytes_per_gpu"]))
+    assert got[4] == pytest.approx(0.85 * 150_754_820_096, rel=1e-12)
+    assert got[8] == pytest.approx(0.81 * 150_754_820_096, rel=1e-12)
+
+
+def test_a_memory_share_by_tp_needs_a_source_and_valid_shares():
+    data = load_engine("sglang-0.4.0").model_dump()
+    del data["sources"]["gpu_memory_fraction_by_tp"]
+    with pytest.raises(Exception, match="sources: no source for gpu_memory_fraction_by_tp"):
+        EngineProfile.model_validate(data)
+    data = load_engine("sglang-0.4.0").model_dump()
+    data["gpu_memory_fraction_by_tp"] = {4: 1.5}
+    with pytest.raises(Exception, match=r"gpu_memory_fraction_by_tp: needs tp sizes >= 1 and shares in \(0, 1\], got \{4: 1.5\}"):
         EngineProfile.model_validate(data)

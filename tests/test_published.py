@@ -475,6 +475,18 @@ def test_vllm_v0_rows_of_an_mla_model_run_under_the_v0_mla_profile():
     assert corpus.engine_of(_row(framework="sglang", extra={"framework_version": "0.4.3.post2"}, **r), ds) == "sglang"
 
 
+def test_sglang_0_4_0_rows_run_under_its_profile():
+    # SGLang 0.4.0 and 0.4.0.post1 (mem_fraction_static by tp) run as sglang-0.4.0; later 0.4 releases, 0.3, an
+    # unstated version and other frameworks keep their profile
+    r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
+    for version, engine in (("0.4.0", "sglang-0.4.0"), ("0.4.0.post1", "sglang-0.4.0"), ("0.4.0.post2", "sglang"),
+                            ("0.4.2.post4", "sglang"), ("0.4.3.post2", "sglang"), ("0.3.0", "sglang"), ("", "sglang")):
+        row = _row(framework="sglang", extra={"framework_version": version}, **r)
+        assert corpus.engine_of(row) == engine, version
+        assert corpus.deployment_of(row).engine == engine, version
+    assert corpus.engine_of(_row(framework="vllm", extra={"framework_version": "0.4.0"}, **r)) == "vllm"
+
+
 def test_vllm_v0_mla_wave_prefills_ten_whole_prompts_a_step():
     # dstack's vLLM 0.7 DeepSeek-R1 run on 8x H200 at max-concurrency 64, 3200 in / 800 out: a synchronized wave of
     # 64 whole prompts in prefill steps of at most 32768 tokens: floor(32768 / 3200) = 10 prompts (32,000 tokens) a

@@ -30,6 +30,7 @@ def run(a) -> str:
                      f"{fmt.seconds(e.step_overhead_s)} + {fmt.seconds(e.step_overhead_per_sequence_s)}/seq",
                      f"{fmt.seconds(e.request_overhead_s)} + {fmt.seconds(e.tokenize_s_per_token)}/token",
                      f"{e.cuda_graph_max_batch:,}", f"{e.max_num_seqs:,} / {e.max_num_batched_tokens:,}{big}",
-                     "yes" if e.chunked_prefill else "no", "yes" if e.mixed_prefill_decode else "no", fmt.fraction(e.gpu_memory_fraction), f"{e.kv_block_tokens:,}"])
+                     "yes" if e.chunked_prefill else "no", "yes" if e.mixed_prefill_decode else "no", fmt.fraction(e.gpu_memory_fraction) + (" (by tp)" if e.gpu_memory_fraction_by_tp else ""),
+                     f"{e.kv_block_tokens:,}"])
     return fmt.table(["id", "engine", "CPU per step", "per request", "graph batch", "max seqs / tokens per step",
                       "chunked", "mixed", "memory", "KV block"], rows)
