@@ -85,3 +85,22 @@ def test_a_trtllm_bench_row_runs_at_the_harness_batch_times_its_ranks():
     # the same row without trtllm-bench (another harness) keeps the engine's limit
     other = corpus.Row(**{**r.__dict__, "extra": {**r.extra, "note": "a serving benchmark"}})
     assert corpus.harness_max_batch_size(model, hw, other, dep) is None
+
+
+def test_the_v1_perf_overview_qwen3_235b_rows_run_attention_dp_over_eight_ranks():
+    # The v1.0 perf-overview page runs MoE models with enable_attention_dp and --ep: the Qwen3-235B TP8 columns are
+    # recorded DEP8 (tp 8, ep 8), run as tp 1, ep 8: one replica of 8 GPUs, trtllm-bench's batch per rank
+    rows = [r for r in corpus.load_corpus() if r.source == "trtllm-perf-overview-v1.0" and r.model == "qwen3-235b-a22b"]
+    assert len(rows) == 27 and {(r.tp, r.ep, r.num_gpus) for r in rows} == {(8, 8, 8)}
+    r = next(r for r in rows if r.gpu == "b200" and (r.prompt_tokens, r.output_tokens) == (1000, 1000))
+    model, hw = rl.load_model("qwen3-235b-a22b"), rl.load_hardware("b200")
+    dep = corpus.deployment_of(r, model)
+    assert (dep.tp, dep.ep) == (1, 8) and r.replica_gpus == 8 and r.replicas == 1
+    # by hand (module docstring, --tp 8): NVFP4 checkpoint 132.53e9 elements · 0.5 B = 61.72 GiB;
+    # 8 · 179.06 GiB - 61.72 = 1370.78 GiB; KV (empty kv_dtype: BF16) 2 · 94 layers · max(8, 4) · 128 · 2 B
+    # = 385,024 B = 3.5858e-4 GiB a token, 2000 tokens a request: 0.9 · 1370.78 / 0.71716 = 1720.2 requests
+    # -> 256 · ceil(1720.2 / 256) = 1792 per rank, 8 · 1792 in the replica
+    rd = dep.resolved(model)
+    assert T.checkpoint_elements(model, rd) == pytest.approx(132.53e9, rel=1e-3)
+    assert T.max_batch_size(model, hw, rd, 8, 1, 1000, 1000, 0.9) == 1792
+    assert corpus.harness_max_batch_size(model, hw, r, dep) == 8 * 1792
