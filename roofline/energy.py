@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ops as O
-from .engine import DecodeSteps, Evaluation, microbatches, sum_over_steps
+from .engine import DecodeSteps, Evaluation, microbatches
 from .hardware import HardwareProfile
 from .roofline import Ceilings, OpTable, Timing, time_ops
 from .specs import ModelSpec
@@ -88,8 +88,7 @@ def decode_busy_s(steps: DecodeSteps):
     const = np.maximum(t.compute_s, t.memory_s)[~steps.dep].sum(axis=0) * steps.count
     if not steps.any_dep:
         return const
-    return const + sum_over_steps(steps.c1 - steps.cs, steps.cs, steps.m1 - steps.ms, steps.ms,
-                                  steps.lo, steps.hi, steps.win).sum(axis=0)
+    return const + steps.dep_busy_s().sum(axis=0)  # the sums the decode time of these steps was built from
 
 
 @dataclass(frozen=True)

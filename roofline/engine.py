@@ -129,14 +129,14 @@ class DecodeSteps:
         self.c1, self.cs = t1.compute_s[dep], t2.compute_s[dep] - t1.compute_s[dep]
         self.m1, self.ms = t1.memory_s[dep], t2.memory_s[dep] - t1.memory_s[dep]
         self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
-        self._mean_m = None
+        self._mean_m = self._busy = None
 
     def over(self, lo, hi) -> "DecodeSteps":
         """The same probes over the steps at contexts lo..hi: nothing above depends on the range, so probes timed once
         (without a range, lo = hi = None) serve every prompt and output length (`evaluate`, one scenario)."""
         out = object.__new__(DecodeSteps)
         out.__dict__.update(self.__dict__)
-        out.lo, out.hi, out.count, out._mean_m = lo, hi, _n_in(lo, hi), None
+        out.lo, out.hi, out.count, out._mean_m, out._busy = lo, hi, _n_in(lo, hi), None, None
         return out
 
     def at(self, j: int) -> "DecodeSteps":
@@ -148,12 +148,20 @@ class DecodeSteps:
         out.win = self.win[:, 0]
         out.const_step_s = self.const_step_s[j]
         out.c1, out.cs, out.m1, out.ms, out.fixed = (x[:, j] for x in (self.c1, self.cs, self.m1, self.ms, self.fixed))
-        out._mean_m = None
+        out._mean_m = out._busy = None
         return out
+
+    def dep_busy_s(self):
+        """(n_dep, ...) each context-dependent op's max(compute, memory) summed over all steps (`sum_over_steps`), kept:
+        the decode time adds the op's communication and overhead to it (`total_s`), the energy of steps timed against
+        the floor takes it as their busy time (`energy.decode_busy_s`)."""
+        if self._busy is None:
+            self._busy = sum_over_steps(self.c1 - self.cs, self.cs, self.m1 - self.ms, self.ms, self.lo, self.hi, self.win)
+        return self._busy
 
     def _dep_sums(self):
         """(n_dep, ...) each context-dependent op's time summed over all steps."""
-        return sum_over_steps(self.c1 - self.cs, self.cs, self.m1 - self.ms, self.ms, self.lo, self.hi, self.win) + self.count * self.fixed
+        return self.dep_busy_s() + self.count * self.fixed
 
     def per_op_total_s(self):
         """(n_ops, ...) each op's time summed over all steps."""
