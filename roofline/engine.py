@@ -131,12 +131,13 @@ class DecodeSteps:
         self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
         self._mean_m = self._busy = None
 
-    def over(self, lo, hi) -> "DecodeSteps":
+    def over(self, lo, hi, busy=None) -> "DecodeSteps":
         """The same probes over the steps at contexts lo..hi: nothing above depends on the range, so probes timed once
-        (without a range, lo = hi = None) serve every prompt and output length (`evaluate`, one scenario)."""
+        (without a range, lo = hi = None) serve every prompt and output length (`evaluate`, one scenario). `busy`: the
+        steps' `dep_busy_s` where already summed (one set of a stacked pair's, `DecodeProbes.over`)."""
         out = object.__new__(DecodeSteps)
         out.__dict__.update(self.__dict__)
-        out.lo, out.hi, out.count, out._mean_m, out._busy = lo, hi, _n_in(lo, hi), None, None
+        out.lo, out.hi, out.count, out._mean_m, out._busy = lo, hi, _n_in(lo, hi), None, busy
         return out
 
     def at(self, j: int) -> "DecodeSteps":
@@ -386,9 +387,9 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
     n = np.maximum(steps, 1)
     if probes is not None:  # one scenario: the decode probes timed once for this batch, over this scenario's steps
-        dec_real, dec_floor = probes.real.over(lo, hi), probes.floor.over(lo, hi)
-        if probes.both is not None:  # the realistic and floor decode sums in one pass over both sets
-            tpot, tpot_floor = probes.both.over(lo, hi).total_s() / n
+        dec_real, dec_floor, pair = probes.over(lo, hi)
+        if probes.both_at_once:  # the realistic and floor decode sums in one pass over both sets
+            tpot, tpot_floor = pair.total_s() / n
         else:
             tpot, tpot_floor = dec_real.total_s() / n, dec_floor.total_s() / n
     else:
@@ -566,12 +567,29 @@ def _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor):
 @dataclass(frozen=True)
 class DecodeProbes:
     """One scenario's decode probes (contexts 1 and 2, one pipeline stage) timed realistic and floor, as `DecodeSteps`
-    without a range (`DecodeSteps.over` gives the steps of a prompt and output); `both` holds the two sets on its last
-    axis where they are summed in one pass (an uncalibrated profile), else None."""
+    without a range (`DecodeSteps.over` gives the steps of a prompt and output); `pair` holds the two sets on its last
+    axis. `both_at_once`: the two sets' step totals are summed in one pass over `pair` (an uncalibrated profile); else
+    set by set, `pair` serving only the per-op step sums, which are elementwise (`over`)."""
 
     real: DecodeSteps
     floor: DecodeSteps
-    both: DecodeSteps | None
+    pair: DecodeSteps
+    both_at_once: bool
+
+    @property
+    def both(self) -> DecodeSteps | None:
+        """The pair where its totals are the two sets' (`both_at_once`), else None."""
+        return self.pair if self.both_at_once else None
+
+    def over(self, lo, hi) -> tuple[DecodeSteps, DecodeSteps, DecodeSteps]:
+        """The realistic, floor and paired steps at contexts lo..hi, the per-op sums over every step (`sum_over_steps`)
+        taken once for both sets: every term of them is elementwise per (op, set), so each set's column is the sum
+        its own steps would take, bit for bit."""
+        pair = self.pair.over(lo, hi)
+        if not pair.any_dep:
+            return self.real.over(lo, hi), self.floor.over(lo, hi), pair
+        busy = pair.dep_busy_s()
+        return self.real.over(lo, hi, busy[:, 0]), self.floor.over(lo, hi, busy[:, 1]), pair
 
 
 _DECODE_PROBES = Memo("engine.decode_probes", maxsize=64)
@@ -632,15 +650,16 @@ def _prefill_cut(table: OpTable, timed: Timing, n: int, j_real: int, j_floor: in
 
 def _probes_cut(table: OpTable, timed: Timing, i: int, j_dec: int, j_floor: int, both_at_once: bool) -> DecodeProbes:
     """Passes i and i + 1 of a stacked, timed table (contexts 1 and 2) as `DecodeProbes` against sets `j_dec` and
-    `j_floor` (adjacent). `both_at_once` (an uncalibrated profile): the two sets kept on the last axis and summed in
-    one pass; else set by set (summing both at once adds them in another order: the last bit may differ)."""
+    `j_floor` (adjacent), the two sets also kept on the last axis (`pair`). `both_at_once` (an uncalibrated profile):
+    the step totals summed in one pass over the pair; else set by set (summing over ops with both sets at once adds
+    them in another order: the last bit may differ), the pair serving only the elementwise per-op step sums."""
     t1, t2 = table.phase(i), table.phase(i + 1)
+    sets = slice(j_dec, j_floor + 1)
+    pair = DecodeSteps(t1, t2, timed.at(i, sets), timed.at(i + 1, sets))
     if both_at_once:
-        sets = slice(j_dec, j_floor + 1)
-        both = DecodeSteps(t1, t2, timed.at(i, sets), timed.at(i + 1, sets))
-        return DecodeProbes(both.at(0), both.at(1), both)
+        return DecodeProbes(pair.at(0), pair.at(1), pair, True)
     return DecodeProbes(DecodeSteps(t1, t2, timed.at(i, j_dec), timed.at(i + 1, j_dec)),
-                        DecodeSteps(t1, t2, timed.at(i, j_floor), timed.at(i + 1, j_floor)), None)
+                        DecodeSteps(t1, t2, timed.at(i, j_floor), timed.at(i + 1, j_floor)), pair, False)
 
 
 def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:
