@@ -130,6 +130,7 @@ class DecodeSteps:
         self.m1, self.ms = t1.memory_s[dep], t2.memory_s[dep] - t1.memory_s[dep]
         self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
         self._mean_m = self._busy = None
+        self._kept = {}  # what depends on the probes alone (`_split`), shared by every range `over` gives
 
     def over(self, lo, hi, busy=None) -> "DecodeSteps":
         """The same probes over the steps at contexts lo..hi: nothing above depends on the range, so probes timed once
@@ -150,6 +151,7 @@ class DecodeSteps:
         out.const_step_s = self.const_step_s[j]
         out.c1, out.cs, out.m1, out.ms, out.fixed = (x[:, j] for x in (self.c1, self.cs, self.m1, self.ms, self.fixed))
         out._mean_m = out._busy = None
+        out._kept = {}
         return out
 
     def dep_busy_s(self):
@@ -193,11 +195,47 @@ class DecodeSteps:
 
     def mean_per_step(self, a1, a2):
         """Mean over steps of a quantity that is a1 at context 1 and a2 at context 2, summed over ops."""
+        return self._mean(self._split(a1, a2))
+
+    def _split(self, a1, a2) -> tuple:
+        """(the context-independent ops' sum, the others' values at context 1, their slopes) of a quantity that is
+        a1 at context 1 and a2 at context 2."""
         const = a1[~self.dep].sum(axis=0)
         if not self.any_dep:
-            return const
+            return const, None, None
         x1 = a1[self.dep]
-        return const + (x1 + (a2[self.dep] - x1) * (self.mean_m() - 1)).sum(axis=0)
+        return const, x1, a2[self.dep] - x1
+
+    def _mean(self, split: tuple):
+        const, x1, slope = split
+        if not self.any_dep:
+            return const
+        return const + (x1 + slope * (self.mean_m() - 1)).sum(axis=0)
+
+    def _kept_split(self, name: str, a1, a2) -> tuple:
+        """`_split` of the probes' own quantity `name` (a1, a2 its arrays at contexts 1 and 2), kept with the probes:
+        every range of them (`over`) finds it."""
+        split = self._kept.get(name)
+        if split is None:
+            split = self._kept[name] = self._split(a1, a2)
+        return split
+
+    def mean_flops_per_step(self):
+        """FLOPs of the mean step, summed over ops (`mean_per_step` of the probes' FLOPs)."""
+        return self._mean(self._kept_split("flops", self.d1.f["flops"], self.d2.f["flops"]))
+
+    def mean_hbm_bytes_per_step(self):
+        """HBM bytes of the mean step, summed over ops."""
+        return self._mean(self._kept_split("hbm_bytes", self.d1.hbm_bytes, self.d2.hbm_bytes))
+
+    def mean_terms_s(self) -> list:
+        """[compute, memory, communication] seconds of the mean step, each summed over ops (communication does not
+        depend on the context)."""
+        comm = self._kept.get("comm_s")
+        if comm is None:
+            comm = self._kept["comm_s"] = self.t1.comm_s.sum(axis=0)
+        return [self._mean(self._kept_split("compute_s", self.t1.compute_s, self.t2.compute_s)),
+                self._mean(self._kept_split("memory_s", self.t1.memory_s, self.t2.memory_s)), comm]
 
 
 def stage(t: OpTable, pp) -> OpTable:
@@ -373,13 +411,13 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     # decode is replayed from CUDA graphs, but an engine captures them only up to a batch size: beyond it, eager
     graphed = rd.engine is None or bool(np.all(np.asarray(b_mb) <= rd.engine.cuda_graph_max_batch))
     dec = decode_ceilings(real) if graphed else real
-    workspace, tables, timed_real, timed_floor, probes = _timed_passes(model, rd, b_mb, passes, grid, pp, tp, ep, real, floor, dec)
-    pre, pre_real, pre_floor = tables["prefill"], timed_real["prefill"], timed_floor["prefill"]
-    ttft = pre_real.time_s.sum(axis=0)
-    ttft_floor = pre_floor.time_s.sum(axis=0)
+    workspace, tables, timed_real, timed_floor, sums, probes = _timed_passes(model, rd, b_mb, passes, grid, pp, tp, ep, real, floor, dec)
+    pre, pre_real, pre_floor, pre_sums = tables["prefill"], timed_real["prefill"], timed_floor["prefill"], sums["prefill"]
+    ttft = pre_sums.time_s
+    ttft_floor = pre_sums.floor_s
     if h > 0:
-        ttft = (1 - h) * ttft + h * timed_real["hit"].time_s.sum(axis=0)
-        ttft_floor = (1 - h) * ttft_floor + h * timed_floor["hit"].time_s.sum(axis=0)
+        ttft = (1 - h) * ttft + h * sums["hit"].time_s
+        ttft_floor = (1 - h) * ttft_floor + h * sums["hit"].floor_s
 
     d1, d2 = tables["d1"], tables["d2"]
     steps = np.maximum(output - 1, 0)
@@ -418,13 +456,11 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     e2e = ttft + tpot * steps
     e2e_floor = ttft_floor + tpot_floor * steps
     # per-GPU work: a stage runs its slice once per micro-batch
-    dec_flops = mb * dec_real.mean_per_step(d1.f["flops"], d2.f["flops"])
-    dec_bytes = mb * dec_real.mean_per_step(d1.hbm_bytes, d2.hbm_bytes)
-    t1r, t2r = dec_real.t1, dec_real.t2
-    mean_terms = [dec_real.mean_per_step(t1r.compute_s, t2r.compute_s), dec_real.mean_per_step(t1r.memory_s, t2r.memory_s), t1r.comm_s.sum(axis=0)]
-    pre_terms = [pre_real.compute_s.sum(axis=0), pre_real.memory_s.sum(axis=0), pre_real.comm_s.sum(axis=0)]
-    pre_flops = mb * pre.f["flops"].sum(axis=0)
-    pre_bytes = mb * pre.hbm_bytes.sum(axis=0)
+    dec_flops = mb * dec_real.mean_flops_per_step()
+    dec_bytes = mb * dec_real.mean_hbm_bytes_per_step()
+    mean_terms = dec_real.mean_terms_s()
+    pre_flops = mb * pre_sums.flops
+    pre_bytes = mb * pre_sums.hbm_bytes
 
     # memory per GPU: a stage's share of the weights and KV; offloaded fractions live in host memory
     weights = weight_bytes_per_gpu(model, rd, tp)
@@ -441,11 +477,34 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         prefill_flops=pre_flops, prefill_bytes=pre_bytes, decode_flops_per_step=dec_flops, decode_bytes_per_step=dec_bytes,
         weight_bytes=weights, kv_cache_bytes=kv, activation_workspace_bytes=workspace,
         runtime_reserve_bytes=reserve, memory_required_bytes_per_gpu=required,
-        prefill_bound_index=bound_index(*pre_terms), decode_bound_index=bound_index(*mean_terms),
+        prefill_bound_index=pre_sums.bound_index, decode_bound_index=bound_index(*mean_terms),
         kv_bytes_per_sequence=kv_seq, workspace_bytes_per_sequence=(workspace - workspace_fixed) / batch,
         workspace_fixed_bytes=workspace_fixed, max_sequences=cap, engine_step_s=step_h, kv_shared_bytes=kv_shared,
         prefill=PrefillTables(pre, pre_real, pre_floor), decode=DecodeTables(dec_real, dec_floor, n),
     )
+
+
+@dataclass(frozen=True)
+class PassSums:
+    """A timed pass summed over its operators: realistic and floor time, the realistic compute, memory and
+    communication terms and the index of the largest (`roofline.bound_index`), FLOPs and HBM bytes."""
+
+    time_s: Any
+    floor_s: Any
+    compute_s: Any
+    memory_s: Any
+    comm_s: Any
+    bound_index: Any
+    flops: Any
+    hbm_bytes: Any
+
+
+def pass_sums(table: OpTable, real: Timing, floor: Timing) -> PassSums:
+    """The sums of `PassSums` of one pass (`table`, timed realistic and floor): one scenario's prefill passes keep
+    theirs (`PrefillPasses.sums`)."""
+    compute, memory, comm = real.compute_s.sum(axis=0), real.memory_s.sum(axis=0), real.comm_s.sum(axis=0)
+    return PassSums(real.time_s.sum(axis=0), floor.time_s.sum(axis=0), compute, memory, comm, bound_index(compute, memory, comm),
+                    table.f["flops"].sum(axis=0), table.hbm_bytes.sum(axis=0))
 
 
 def _workspace(t: OpTable):
@@ -457,7 +516,8 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
                   real: Ceilings, floor: Ceilings, dec: Ceilings):
     """The operator table of each pass ({name: (new tokens, past tokens)}, `batch` sequences; one pipeline stage),
     timed realistic (decode passes `d1`, `d2` against `dec`) and floor; and the prefill's activation workspace.
-    Returns (workspace, tables, real timings, floor timings, the decode probes' `DecodeProbes`: None for a grid).
+    Returns (workspace, tables, real timings, floor timings, each prefill pass's `PassSums`, the decode probes'
+    `DecodeProbes`: None for a grid).
 
     A grid builds and times pass by pass. One scenario stacks its prefill passes (`prefill`, `hit`) in one table
     (`OpTable.of_phases`) and times it once against the realistic and floor ceilings at once (`prefill_passes`), and
@@ -479,7 +539,8 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
             for j, name in enumerate(members):
                 rows = slice(j * n, (j + 1) * n) if len(members) > 1 else slice(None)
                 tables[name], timed_real[name], timed_floor[name] = t.op_rows(rows), real_t.op_rows(rows), floor_t.op_rows(rows)
-        return workspace, tables, timed_real, timed_floor, None
+        sums = {name: pass_sums(tables[name], timed_real[name], timed_floor[name]) for name in passes if name not in ("d1", "d2")}
+        return workspace, tables, timed_real, timed_floor, sums, None
     names = [name for name in passes if name not in ("d1", "d2")]
     tokens = tuple(passes[name] for name in names)
     pre_key, probes_key = _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor), _probes_key(model, rd, batch, pp, tp, ep, dec, floor)
@@ -500,7 +561,7 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
     tables.update(d1=probes.real.d1, d2=probes.real.d2)
     timed_real.update(d1=probes.real.t1, d2=probes.real.t2)
     timed_floor.update(d1=probes.floor.t1, d2=probes.floor.t2)
-    return pre.workspace, tables, timed_real, timed_floor, probes
+    return pre.workspace, tables, timed_real, timed_floor, dict(zip(names, pre.sums)), probes
 
 
 def _time_phases(table: OpTable, tp, sets: list[Ceilings]) -> tuple[OpTable, Timing]:
@@ -528,12 +589,14 @@ def _kept(table: Memo, key, compute):
 @dataclass(frozen=True)
 class PrefillPasses:
     """One scenario's prefill passes (the whole prompt, and with prefix caching the prompt after the cached prefix):
-    the activation workspace of the first, and per pass its table (one pipeline stage) and realistic and floor timings."""
+    the activation workspace of the first, and per pass its table (one pipeline stage), realistic and floor timings
+    and their sums over the operators (`pass_sums`)."""
 
     workspace: Any
     tables: tuple[OpTable, ...]
     real: tuple[Timing, ...]
     floor: tuple[Timing, ...]
+    sums: tuple[PassSums, ...]
 
 
 _PREFILL_PASSES = Memo("engine.prefill_passes", maxsize=64)
@@ -644,8 +707,9 @@ def _timed_together(model: ModelSpec, rd: ResolvedDeployment, batch, tokens: tup
 def _prefill_cut(table: OpTable, timed: Timing, n: int, j_real: int, j_floor: int, workspace) -> PrefillPasses:
     """The first `n` passes of a stacked, timed table as `PrefillPasses`: realistic timings from set `j_real`, floor
     from set `j_floor` (`prefill_passes` times its own table, `_timed_together` a table it shares with the probes)."""
-    return PrefillPasses(workspace, tuple(table.phase(i) for i in range(n)), tuple(timed.at(i, j_real) for i in range(n)),
-                         tuple(timed.at(i, j_floor) for i in range(n)))
+    tables, real, floor = (tuple(table.phase(i) for i in range(n)), tuple(timed.at(i, j_real) for i in range(n)),
+                           tuple(timed.at(i, j_floor) for i in range(n)))
+    return PrefillPasses(workspace, tables, real, floor, tuple(pass_sums(*t) for t in zip(tables, real, floor)))
 
 
 def _probes_cut(table: OpTable, timed: Timing, i: int, j_dec: int, j_floor: int, both_at_once: bool) -> DecodeProbes:
