@@ -34,6 +34,8 @@ from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .memo import Identity, memoized
+
 BANDS_FILE = "error_bands.json"
 
 
@@ -89,13 +91,25 @@ def log_limits(entry: dict) -> tuple[float, float]:
 def band(value: float, family: str, hw_class: str, precision: str) -> Band | None:
     """The band of `value` (a figure of `family`), or None where the corpus has too few rows or value is not finite."""
     level, entries = _entries()
+    entry = _band_entry(level, entries, family, hw_class, precision)
+    if entry is None or not math.isfinite(value):
+        return None
+    key, low, high, level, rows = entry
+    # every field already of its type (floats, the shipped file's int count and key): built without validating again
+    return Band.model_construct(low=value * low, high=value * high, level=level, rows=rows, basis=key)
+
+
+@memoized(lambda level, entries, family, hw_class, precision: (level, Identity(entries), family, hw_class, precision))
+def _band_entry(level: float, entries: dict, family: str, hw_class: str, precision: str) -> tuple[str, float, float, float, int] | None:
+    """(entry key, exp(q10 - δ), exp(q90 + δ), level, rows) of the entry of `entries` a figure of `family` takes on
+    this hardware and precision class (`entry_key`, `log_limits`), or None where there is none: looked up once per
+    class (the entries, loaded once, are keyed by identity)."""
     key = entry_key(entries, family, hw_class, precision)
-    if key is None or not math.isfinite(value):
+    if key is None:
         return None
     e = entries[key]
     lo, hi = log_limits(e)
-    # every field already of its type (floats, the shipped file's int count and key): built without validating again
-    return Band.model_construct(low=value * math.exp(lo), high=value * math.exp(hi), level=level, rows=e["n"], basis=key)
+    return key, math.exp(lo), math.exp(hi), level, e["n"]
 
 
 def bands_for(figures: dict[str, tuple[float, str]], hw, weight_dtype: str | None, activation_dtype: str | None) -> dict[str, Band]:

@@ -56,15 +56,27 @@ JOULES_PER_KWH = 1000 * SECONDS_PER_HOUR
 
 def power_w(utilization, idle_w, tdp_w):
     """P(u) = P_idle + (TDP - P_idle) · u, u clipped to [0, 1]: the one power formula."""
-    return idle_w + (tdp_w - idle_w) * np.clip(utilization, 0.0, 1.0)
+    return idle_w + (tdp_w - idle_w) * _clip_unit(utilization)
+
+
+def _clip_unit(u):
+    """u clipped to [0, 1] (np.clip; a plain float, one scenario's, with min and max: the same value, NaN kept)."""
+    if isinstance(u, float):
+        return min(max(u, 0.0), 1.0)
+    return np.clip(u, 0.0, 1.0)
 
 
 def energy_j(time_s, busy_s, idle_w, tdp_w):
     """Energy of one GPU over a phase of `time_s` seconds with `busy_s` speed-of-light seconds of work in it:
-    P(busy / time) · time = P_idle · T + (TDP - P_idle) · busy (0 for an empty phase)."""
-    time_s = np.asarray(time_s, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.where(time_s > 0, np.asarray(busy_s) / np.where(time_s > 0, time_s, 1.0), 0.0)
+    P(busy / time) · time = P_idle · T + (TDP - P_idle) · busy (0 for an empty phase). One scenario's (two numbers)
+    is taken in plain floats, a grid's in arrays: the same operations in float64."""
+    if np.ndim(time_s) == 0 and np.ndim(busy_s) == 0:
+        time_s = float(time_s)
+        u = float(busy_s) / time_s if time_s > 0 else 0.0
+    else:
+        time_s = np.asarray(time_s, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.where(time_s > 0, np.asarray(busy_s) / np.where(time_s > 0, time_s, 1.0), 0.0)
     return power_w(u, idle_w, tdp_w) * time_s
 
 

@@ -90,7 +90,16 @@ def bound_index(compute, memory, comm):
         top = np.maximum(np.maximum(compute, memory), comm)
         if top.size >= _BOUND_COMPARE_MIN_SIZE and not np.isnan(top).any():
             return np.where(compute == top, 0, np.where(memory == top, 1, 2))
-    return np.argmax(np.stack(np.broadcast_arrays(compute, memory, comm)), axis=0)
+        return np.argmax(np.stack(np.broadcast_arrays(compute, memory, comm)), axis=0)
+    # one scenario: three numbers, np.argmax's rule (the first largest; the first NaN, which it takes as the largest)
+    terms = (float(compute), float(memory), float(comm))
+    best = 0
+    for i in (1, 2):
+        if terms[best] != terms[best]:
+            break
+        if terms[i] > terms[best] or terms[i] != terms[i]:
+            best = i
+    return np.intp(best)
 
 
 _BOUND_COMPARE_MIN_SIZE = 4096  # below, the stacked argmax costs less than the comparisons
