@@ -90,8 +90,11 @@ def log_limits(entry: dict) -> tuple[float, float]:
 
 def band(value: float, family: str, hw_class: str, precision: str) -> Band | None:
     """The band of `value` (a figure of `family`), or None where the corpus has too few rows or value is not finite."""
-    level, entries = _entries()
-    entry = _band_entry(level, entries, family, hw_class, precision)
+    return _band(value, _class_entries(*_entries(), hw_class, precision).get(family))
+
+
+def _band(value: float, entry: tuple | None) -> Band | None:
+    """The band of `value` from its family's entry in `_class_entries` (None: no band)."""
     if entry is None or not math.isfinite(value):
         return None
     key, low, high, level, rows = entry
@@ -99,25 +102,26 @@ def band(value: float, family: str, hw_class: str, precision: str) -> Band | Non
     return Band.model_construct(low=value * low, high=value * high, level=level, rows=rows, basis=key)
 
 
-@memoized(lambda level, entries, family, hw_class, precision: (level, Identity(entries), family, hw_class, precision))
-def _band_entry(level: float, entries: dict, family: str, hw_class: str, precision: str) -> tuple[str, float, float, float, int] | None:
-    """(entry key, exp(q10 - δ), exp(q90 + δ), level, rows) of the entry of `entries` a figure of `family` takes on
-    this hardware and precision class (`entry_key`, `log_limits`), or None where there is none: looked up once per
-    class (the entries, loaded once, are keyed by identity)."""
-    key = entry_key(entries, family, hw_class, precision)
-    if key is None:
-        return None
-    e = entries[key]
-    lo, hi = log_limits(e)
-    return key, math.exp(lo), math.exp(hi), level, e["n"]
+@memoized(lambda level, entries, hw_class, precision: (level, Identity(entries), hw_class, precision))
+def _class_entries(level: float, entries: dict, hw_class: str, precision: str) -> dict[str, tuple[str, float, float, float, int]]:
+    """{family: (entry key, exp(q10 - δ), exp(q90 + δ), level, rows)} of the entries (`entry_key`, `log_limits`) the
+    figures of each family of `entries` take on this hardware and precision class (a family without one left out):
+    looked up once per class, not per figure (the entries, loaded once, are keyed by identity)."""
+    out = {}
+    for family in {k.split("|")[0] for k in entries}:
+        key = entry_key(entries, family, hw_class, precision)
+        if key is not None:
+            lo, hi = log_limits(entries[key])
+            out[family] = key, math.exp(lo), math.exp(hi), level, entries[key]["n"]
+    return out
 
 
 def bands_for(figures: dict[str, tuple[float, str]], hw, weight_dtype: str | None, activation_dtype: str | None) -> dict[str, Band]:
     """Bands of several figures of one scenario: {name: (value, family)} -> {name: Band} (figures without one left out)."""
-    hc, pc = hardware_class(hw), precision_class(weight_dtype, activation_dtype)
+    found = _class_entries(*_entries(), hardware_class(hw), precision_class(weight_dtype, activation_dtype))
     out = {}
     for name, (value, family) in figures.items():
-        b = band(value, family, hc, pc)
+        b = _band(value, found.get(family))
         if b is not None:
             out[name] = b
     return out

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import ops as O
-from .memo import Identity, Memo, memoized, plain
+from .memo import PLAIN_TYPES, Identity, Memo, memoized, plain
 from .parallelism import (
     engine_step_tokens,
     kv_allocated_tokens,
@@ -576,9 +576,13 @@ def _time_phases(table: OpTable, tp, sets: list[Ceilings]) -> tuple[OpTable, Tim
 def _kept_key(key: tuple):
     """The key a kept table stores `key` = (model, resolution, *rest) under: (model's identity, resolution's key, *rest)
     where every part of rest is a plain value, a tuple of them or an `Identity`; else None (a grid: not stored)."""
-    if all(plain(x) or isinstance(x, (Identity, tuple)) for x in key[2:]):
-        return (Identity(key[0]), key[1].key(), *key[2:])
-    return None
+    for x in key[2:]:
+        if not (isinstance(x, _KEY_PARTS) or x is None):  # `memo.plain`, an `Identity` (an int), or a tuple
+            return None
+    return (Identity(key[0]), key[1].key(), *key[2:])
+
+
+_KEY_PARTS = (*PLAIN_TYPES, tuple)
 
 
 def _kept(table: Memo, key, compute):

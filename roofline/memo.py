@@ -134,9 +134,12 @@ def memoized(key: Callable[..., Any], maxsize: int = DEFAULT_MAXSIZE, freeze: Ca
     return wrap
 
 
+PLAIN_TYPES = (int, float, str, bool)  # `plain` values besides None (an `Identity` is an int)
+
+
 def plain(x) -> bool:
     """A number or string usable as a key part as it is (not an array, whose `==` is elementwise)."""
-    return isinstance(x, (int, float, str, bool)) or x is None
+    return isinstance(x, PLAIN_TYPES) or x is None
 
 
 def table(name: str) -> Memo:

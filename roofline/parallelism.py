@@ -58,7 +58,7 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
     if dep.gpus_per_replica > hw.interconnect.max_gpus or dep.network is not None:
         load_network(dep.network or DEFAULT_NETWORK)
     if wl.context_tokens > model.max_context:
-        rd.notes.append(beyond_context_note(model, wl.context_tokens))
+        rd = rd.with_note(beyond_context_note(model, wl.context_tokens))  # a copy: the kept resolution is shared
     return rd
 
 

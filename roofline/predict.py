@@ -184,6 +184,15 @@ class Prediction(BaseModel):
 _FIELDS = frozenset(Prediction.model_fields)  # looked up once: pydantic builds the mapping on every access
 
 
+@functools.cache
+def _blank_prediction() -> Prediction:
+    """A `Prediction` with every field set to None, in the model's field order. `predict` sets every field
+    (tests/test_speed_paths.py) by copying it with them (`model_copy(update=...)`, which validates nothing, as
+    `model_construct` does not): the record `model_construct(**fields)` builds, same fields set, same order, without
+    its Python loop over the fields (and their aliases and defaults) on every prediction."""
+    return Prediction.model_construct(**dict.fromkeys(Prediction.model_fields))
+
+
 def _inputs(model, hw, workload, deployment) -> tuple[ModelSpec, HardwareProfile, Deployment]:
     """The arguments of `predict`: ids and paths loaded; a wrong type is a TypeError naming the argument."""
     if not isinstance(workload, Workload):
@@ -226,7 +235,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     fields.update(prefill_energy_j=en.prefill_j, decode_energy_j=en.decode_j, energy_per_output_token_j=en.energy_per_output_token_j,
                   kwh_per_million_output_tokens=en.kwh_per_million_output_tokens, mean_power_w_per_gpu=en.mean_power_w_per_gpu)
     # every value above is already of its field's type: construct without validating it again
-    p = Prediction.model_construct(
+    p = _blank_prediction().model_copy(update=dict(
         model=model.name, hardware=hw.name, workload=workload, deployment=dep,
         notes=tuple(rd.notes) + tuple(notes), peak_flops_per_s=peak,
         ridge_point_flops_per_byte=peak / hw.memory_bandwidth_bytes_per_s,
@@ -239,7 +248,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
         kv_bytes_per_token=float(O.kv_cache_bytes(model, rd, 1, 1, tp)),
         bands=bands_for({name: (fields[name], family) for name, family in BAND_FAMILIES.items()}, hw, rd.weights.dtype.name, rd.act.name),
         **fields,
-    )
+    ))
     p._evaluation = r
     return p
 

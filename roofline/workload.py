@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .dtypes import DEQUANT_OPS_PER_WEIGHT, QuantScheme, get_dtype
 from .engines import DEFAULT_ENGINE, load_engine
 from .errors import SpecError, renamed
-from .memo import HashedKey
+from .memo import HashedKey, Identity, memoized
 from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, CheckpointQuant, ModelSpec, kv_scheme
 from .units import GIB
 
@@ -186,12 +186,22 @@ class Deployment(BaseModel):
     num_gpus = renamed("num_gpus", "gpus_per_replica")  # its name before issue 11's one-spelling rename
 
     def resolved(self, model) -> "ResolvedDeployment":
-        """Fill the model's native formats in and check the formats against each other."""
-        return ResolvedDeployment.of(self, model.native_dtype, model.native_weight_dtype, model.checkpoint_quant)
+        """Fill the model's native formats in and check the formats against each other.
+
+        Kept per (deployment, model) object (`memo`, by identity: both are frozen), with its `key()`: every prediction
+        of a deployment resolves it again. A resolution is not changed once built (`with_note`, `fallen_back` copy it)."""
+        return _resolved(self, model)
+
+
+@memoized(lambda dep, model: (Identity(dep), Identity(model)))
+def _resolved(dep: Deployment, model) -> "ResolvedDeployment":
+    """`Deployment.resolved`, kept."""
+    return ResolvedDeployment.of(dep, model.native_dtype, model.native_weight_dtype, model.checkpoint_quant)
 
 
 class ResolvedDeployment:
-    """A Deployment with dtypes resolved against a model: what `ops.py` consumes."""
+    """A Deployment with dtypes resolved against a model: what `ops.py` consumes. Read-only once built (a kept
+    resolution, `Deployment.resolved`, serves every prediction of its deployment and model)."""
 
     __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes", "engine", "_key",
                  "weight_only", "dequant_ops_per_weight", "act_bytes", "unquantized_bytes", "kept", "act_from_checkpoint")
@@ -240,6 +250,14 @@ class ResolvedDeployment:
         # looked up by every operator of every pass: derived once here (see `_derived_sizes` for each formula)
         self.weight_only, self.dequant_ops_per_weight, self.act_bytes, self.unquantized_bytes = self._derived_sizes()
         return self
+
+    def with_note(self, note: str) -> "ResolvedDeployment":
+        """The same resolution with `note` added to its notes (a note changes no number: the key is the same)."""
+        out = object.__new__(ResolvedDeployment)
+        for name in self.__slots__:
+            object.__setattr__(out, name, getattr(self, name))
+        out.notes = [*self.notes, note]
+        return out
 
     def fallen_back(self, reason: str) -> "ResolvedDeployment":
         """The explicit fallback for a compute dtype the hardware lacks: keep the weights in their

@@ -1,0 +1,124 @@
+"""The repeated-`predict` shortcuts of issue 11 (item 8) give every figure bit for bit as the longer way does.
+
+A scenario whose prefill passes and decode probes are kept (`engine.prefill_passes`, `engine.decode_probes`) still
+paid for sums that depend on those tables alone, for a second pass of the step sums in `energy`, for numpy set-up on
+single numbers, for a band's entry lookup per figure and for `model_construct`'s loop over sixty fields. Each test
+here sets a shortcut against the way it replaced: equal with `==` (not approx), or the same record.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import roofline as rl
+from roofline import bands as B
+from roofline import energy as E
+from roofline import memo
+from roofline.engine import DecodeSteps, decode_ceilings, decode_probes
+from roofline.parallelism import check
+from roofline.predict import Prediction
+from roofline.roofline import Ceilings, bound_index
+
+WL = rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=256)
+OPTIONAL = {"speculative_tokens_per_step", "tpot_without_speculation_s", "calibration_id"}  # None where not used
+
+
+@pytest.mark.parametrize("model_id, over", [("llama-3.1-70b", dict(tp=4)), ("gemma-2-9b", dict()),
+                                            ("llama-3.1-8b", dict(speculative=rl.Speculative(draft="llama-3.2-1b")))])
+def test_predict_sets_every_field_as_model_construct_would(model_id, over):
+    """`predict` copies a blank record with every field (`predict._blank_prediction`): every field is set, none is
+    left at the blank's None, and the record equals `model_construct` of the same values, field for field, in order."""
+    p = rl.predict(model_id, "h100-sxm", WL, rl.Deployment(**over))
+    assert p.model_fields_set == set(Prediction.model_fields)
+    assert [k for k, v in p.model_dump().items() if v is None and k not in OPTIONAL] == []
+    built = Prediction.model_construct(**{k: getattr(p, k) for k in Prediction.model_fields})
+    assert list(built.model_dump()) == list(p.model_dump()) and repr(built) == repr(p)
+
+
+@pytest.mark.parametrize("analytical", [False, True])
+@pytest.mark.parametrize("model_id, over", [("llama-3.1-70b", dict(tp=4)), ("gemma-2-9b", dict()),
+                                            ("deepseek-v3", dict(tp=8, weight_dtype="fp8", activation_dtype="fp8"))])
+def test_paired_step_sums_are_each_sets_own(model_id, over, analytical):
+    """`DecodeProbes.over` sums the realistic and floor steps' per-op busy time in one `sum_over_steps` over both
+    sets stacked: each set's column equals, bit for bit, the sum that set's own steps take alone, and so do the
+    totals, the single steps and the mean-step figures kept with the probes."""
+    model, hw = rl.load_model(model_id), rl.load_hardware("h200", analytical=analytical)
+    dep = rl.Deployment(**over)
+    rd = check(model, hw, WL, dep)
+    real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
+    probes = decode_probes(model, rd, 8, 1, dep.tp, dep.ep, decode_ceilings(real), floor, key=None)
+    lo, hi = 2049, 2303
+    paired = probes.over(lo, hi)[:2]
+    for alone, kept in zip((probes.real.over(lo, hi), probes.floor.over(lo, hi)), paired):
+        assert alone.any_dep
+        assert np.array_equal(alone.dep_busy_s(), kept.dep_busy_s())
+        assert alone.total_s() == kept.total_s() and alone.step_s(lo + 7) == kept.step_s(lo + 7)
+        plain = DecodeSteps(alone.d1, alone.d2, alone.t1, alone.t2, lo, hi)  # nothing kept: every sum taken here
+        assert plain.mean_flops_per_step() == kept.mean_flops_per_step() == plain.mean_per_step(plain.d1.f["flops"], plain.d2.f["flops"])
+        assert plain.mean_hbm_bytes_per_step() == kept.mean_hbm_bytes_per_step()
+        t1, t2 = plain.t1, plain.t2
+        assert kept.mean_terms_s() == [plain.mean_per_step(t1.compute_s, t2.compute_s), plain.mean_per_step(t1.memory_s, t2.memory_s),
+                                       t1.comm_s.sum(axis=0)]
+
+
+def test_energy_of_one_scenario_equals_the_array_formula():
+    """`energy_j` takes two plain numbers in floats and a grid in arrays: the same float64 operations, so the same
+    bits. Hand number (module docstring): 20 W idle, 100 W TDP, 0.5 s busy in 2 s: 20 · 2 + 80 · 0.5 = 80 J."""
+    assert E.energy_j(2.0, 0.5, 20.0, 100.0) == 80.0
+    times = [0.0, 1e-9, 0.3, 2.0, 7.123456789, math.inf, math.nan]
+    busies = [0.0, 1e-12, 0.1, 0.5, 3.0, 9.9, math.nan]
+    grid = E.energy_j(np.array(times)[:, None], np.array(busies)[None, :], 61.5, 700.0)
+    for (i, t), (j, b) in itertools.product(enumerate(times), enumerate(busies)):
+        one = E.energy_j(np.float64(t), b, 61.5, 700.0)
+        assert one == grid[i, j] or (math.isnan(one) and math.isnan(grid[i, j])), (t, b)
+    for u in (-1.0, -0.0, 0.0, 0.25, 1.0, 1.5, math.inf, -math.inf):
+        assert E.power_w(u, 20.0, 100.0) == E.power_w(np.array([u]), 20.0, 100.0)[0]
+    assert math.isnan(E.power_w(math.nan, 20.0, 100.0))
+
+
+def test_bound_of_three_numbers_is_np_argmax():
+    """`bound_index` of one scenario's three terms without stacking arrays: np.argmax's rule, the first of the largest
+    (a tie goes to compute, then memory) and the first NaN, with its type."""
+    values = [0.0, -0.0, 1.0, 2.0, math.nan, math.inf, -math.inf]
+    for c, m, x in itertools.product(values, repeat=3):
+        want = np.argmax(np.stack(np.broadcast_arrays(np.float64(c), np.float64(m), np.float64(x))), axis=0)
+        got = bound_index(np.float64(c), m, np.asarray(x))
+        assert got == want and type(got) is type(want), (c, m, x)
+    assert bound_index(1.0, 1.0, 0.5) == 0 and bound_index(0.5, 2.0, 2.0) == 1  # ties: the first
+
+
+def test_class_entries_are_the_per_figure_lookup():
+    """A band's entry is looked up once per hardware and precision class (`bands._class_entries`): each figure's band
+    equals y · exp(q10 - δ), y · exp(q90 + δ) of the entry `entry_key` picks for it, bit for bit."""
+    level, entries = B._entries()
+    families = sorted({k.split("|")[0] for k in entries}) + ["no_such_family"]
+    for family, hc, pc in itertools.product(families, ["nvidia-hopper", "amd-cdna-3", "nvidia-ampere", "none"],
+                                            ["16-bit", "8-bit", "weight-only"]):
+        key = B.entry_key(entries, family, hc, pc)
+        b = B.band(0.0123, family, hc, pc)
+        if key is None:
+            assert b is None
+            continue
+        lo, hi = B.log_limits(entries[key])
+        assert (b.low, b.high, b.basis, b.rows, b.level) == (0.0123 * math.exp(lo), 0.0123 * math.exp(hi), key, entries[key]["n"], level)
+    assert B.band(math.nan, "tpot_static", "nvidia-hopper", "16-bit") is None
+
+
+def test_resolution_is_kept_and_a_note_goes_on_a_copy():
+    """`Deployment.resolved` is kept per (deployment, model) object; a scenario past the model's context notes it on
+    a copy (`with_note`, same key), so the next scenario of that deployment carries no note."""
+    m, dep = rl.load_model("llama-3.1-8b"), rl.Deployment()
+    memo.clear_all()
+    rd = dep.resolved(m)
+    assert dep.resolved(m) is rd and rd.notes == []
+    assert rl.Deployment().resolved(m) is not rd and rl.Deployment().resolved(m).key() == rd.key()  # another object
+    long = rl.Workload(batch_size=1, prompt_tokens=m.max_context + 1000, output_tokens=8)
+    for _ in range(2):
+        assert len(rl.predict(m, "h100-sxm", long, dep).notes) == 1
+    noted = check(m, rl.load_hardware("h100-sxm"), long, dep)
+    assert noted is not rd and noted.key() is rd.key() and rd.notes == []
+    assert rl.predict(m, "h100-sxm", WL, dep).notes == ()
