@@ -76,6 +76,11 @@ def _sum_positive(g0, g1, lo, hi):
             if not np.any(every):
                 return np.broadcast_to(0.0, np.broadcast_shapes(np.shape(g0), np.shape(g1), np.shape(lo), np.shape(hi)))
             return np.where(every, _sum_line(g0, g1, lo, hi), 0.0)
+    # every line of one sign of slope (one scenario's few context-dependent ops, most often): its branch alone
+    if np.all(g1 > 0):
+        return _sum_line(g0, g1, np.maximum(lo, first), hi)
+    if np.all(g1 < 0):
+        return _sum_line(g0, g1, lo, np.minimum(hi, last))
     up_lo = np.maximum(lo, first)
     down_hi = np.minimum(hi, last)
     return np.where(
@@ -132,13 +137,14 @@ class DecodeSteps:
         self._mean_m = self._busy = None
         self._kept = {}  # what depends on the probes alone (`_split`), shared by every range `over` gives
 
-    def over(self, lo, hi, busy=None) -> "DecodeSteps":
+    def over(self, lo, hi, busy=None, count=None) -> "DecodeSteps":
         """The same probes over the steps at contexts lo..hi: nothing above depends on the range, so probes timed once
         (without a range, lo = hi = None) serve every prompt and output length (`evaluate`, one scenario). `busy`: the
-        steps' `dep_busy_s` where already summed (one set of a stacked pair's, `DecodeProbes.over`)."""
+        steps' `dep_busy_s` where already summed (one set of a stacked pair's, `DecodeProbes.over`); `count`: the
+        number of steps in lo..hi where already counted."""
         out = object.__new__(DecodeSteps)
         out.__dict__.update(self.__dict__)
-        out.lo, out.hi, out.count, out._mean_m, out._busy = lo, hi, _n_in(lo, hi), None, busy
+        out.lo, out.hi, out.count, out._mean_m, out._busy = lo, hi, _n_in(lo, hi) if count is None else count, None, busy
         return out
 
     def at(self, j: int) -> "DecodeSteps":
@@ -400,7 +406,8 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     pp, ep = dep.pp, dep.ep
     mb = microbatches(dep, batch)
     b_mb = batch if pp == 1 else batch / mb
-    grid = np.broadcast_shapes(*(np.shape(x) for x in (batch, prompt, output, tp, real.bytes_per_s)))
+    # (a number, or a numpy scalar, has the shape (): only arrays add axes)
+    grid = np.broadcast_shapes(*(x.shape for x in (batch, prompt, output, tp, real.bytes_per_s) if isinstance(x, np.ndarray)))
     h = dep.prefix_hit_rate
     # the forward passes of a request, as (new tokens, past tokens) per sequence (`ops.forward_ops`)
     passes = {"prefill": (prompt, 0)}
@@ -654,9 +661,9 @@ class DecodeProbes:
         its own steps would take, bit for bit."""
         pair = self.pair.over(lo, hi)
         if not pair.any_dep:
-            return self.real.over(lo, hi), self.floor.over(lo, hi), pair
+            return self.real.over(lo, hi, None, pair.count), self.floor.over(lo, hi, None, pair.count), pair
         busy = pair.dep_busy_s()
-        return self.real.over(lo, hi, busy[:, 0]), self.floor.over(lo, hi, busy[:, 1]), pair
+        return self.real.over(lo, hi, busy[:, 0], pair.count), self.floor.over(lo, hi, busy[:, 1], pair.count), pair
 
 
 _DECODE_PROBES = Memo("engine.decode_probes", maxsize=64)

@@ -406,10 +406,15 @@ class ModelSpec(BaseModel):
 
     def kv_layers(self) -> dict[LayerAttention, int]:
         """Layers that store their own KV cache, by attention type (CLA shares one cache per `kv_share_factor` layers)."""
+        return dict(self._kv_layers)
+
+    @identity_cached_property
+    def _kv_layers(self) -> tuple[tuple[LayerAttention, int], ...]:
+        """`kv_layers`, counted once per spec (a `model_copy` counts its own)."""
         out: dict[LayerAttention, int] = {}
         for g in self.layer_groups():
             out[g.attention] = out.get(g.attention, 0) + g.count
-        return {att: math.ceil(n / self.kv_share_factor) for att, n in out.items()}
+        return tuple((att, math.ceil(n / self.kv_share_factor)) for att, n in out.items())
 
     def kv_bytes_per_token_per_layer(self, dtype: str | DType = "bf16", tp=1) -> float:
         """Bytes one token adds to one layer's cache on one GPU, quantization scales included

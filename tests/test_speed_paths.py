@@ -122,3 +122,20 @@ def test_resolution_is_kept_and_a_note_goes_on_a_copy():
     noted = check(m, rl.load_hardware("h100-sxm"), long, dep)
     assert noted is not rd and noted.key() is rd.key() and rd.notes == []
     assert rl.predict(m, "h100-sxm", WL, dep).notes == ()
+
+
+def test_one_sign_step_sums_equal_the_mixed_formula():
+    """`engine._sum_positive` takes a set of lines whose slopes share one sign through that sign's branch alone; the
+    mixed formula picks the same branch per line, so each line summed alone equals its entry of the mixed set, bit for
+    bit, and both equal the brute-force sum Σ max(0, g0 + g1·x) (to rounding)."""
+    from roofline.engine import _sum_positive
+
+    g0 = np.array([-5.0, 7.5, 3.0e-4, -1.0e-3, 2.0, -2.0, 0.25])
+    g1 = np.array([0.01, -0.02, -1.0e-6, 3.0e-7, 0.0, 0.0, -0.5])
+    lo, hi = 100, np.asarray(1234)
+    mixed = _sum_positive(g0, g1, lo, hi)
+    x = np.arange(lo, int(hi) + 1)
+    for i in range(len(g0)):
+        alone = _sum_positive(g0[i:i + 1], g1[i:i + 1], lo, hi)
+        assert alone.shape == (1,) and alone[0] == mixed[i], i
+        assert alone[0] == pytest.approx(np.maximum(0.0, g0[i] + g1[i] * x).sum(), rel=1e-9, abs=1e-12)
