@@ -265,6 +265,10 @@ def test_engine_limits_and_memory_helpers():
 def test_cli_engines_and_engine_flag():
     out = subprocess.run([sys.executable, "-m", "roofline", "engines"], capture_output=True, text=True, check=True).stdout
     assert "vllm (default)" in out and "sglang" in out and "trtllm" in out
+    # the memory column names what the share is of (each profile's memory_fraction_of)
+    row = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert "90.0% of the GPU" in row["vllm"] and "90.0% of free (KV)" in row["trtllm"]
+    assert "50.0% of the GPU as KV" in row["lmdeploy-turbomind"] and "88.0% (by tp) of the GPU" in row["sglang-0.4.0"]
     bad = subprocess.run([sys.executable, "-m", "roofline", "predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm",
                           "--engine", "tgi"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -18,6 +18,16 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="every profile, as JSON (a list, SI units, sources included)")
 
 
+OF = {"device": "of the GPU", "free": "of free (KV)", "device_for_kv": "of the GPU as KV"}
+
+
+def memory_column(e) -> str:
+    """The engine's memory share and what it is a share of (`EngineProfile.memory_fraction_of`): "90.0% of the GPU",
+    "90.0% of free (KV)" (TensorRT-LLM's pool of what weights, workspace and reserve leave), "50.0% of the GPU as KV"
+    (TurboMind's pool on top of the weights); "(by tp)" where the share depends on the tensor-parallel size."""
+    return f"{fmt.fraction(e.gpu_memory_fraction)}{' (by tp)' if e.gpu_memory_fraction_by_tp else ''} {OF[e.memory_fraction_of]}"
+
+
 def run(a) -> str:
     ids = list_engines()
     engines = [load_engine(i) for i in ids]
@@ -30,7 +40,7 @@ def run(a) -> str:
                      f"{fmt.seconds(e.step_overhead_s)} + {fmt.seconds(e.step_overhead_per_sequence_s)}/seq",
                      f"{fmt.seconds(e.request_overhead_s)} + {fmt.seconds(e.tokenize_s_per_token)}/token",
                      f"{e.cuda_graph_max_batch:,}", f"{e.max_num_seqs:,} / {e.max_num_batched_tokens:,}{big}",
-                     "yes" if e.chunked_prefill else "no", "yes" if e.mixed_prefill_decode else "no", fmt.fraction(e.gpu_memory_fraction) + (" (by tp)" if e.gpu_memory_fraction_by_tp else ""),
+                     "yes" if e.chunked_prefill else "no", "yes" if e.mixed_prefill_decode else "no", memory_column(e),
                      f"{e.kv_block_tokens:,}"])
     return fmt.table(["id", "engine", "CPU per step", "per request", "graph batch", "max seqs / tokens per step",
                       "chunked", "mixed", "memory", "KV block"], rows)
