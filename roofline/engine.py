@@ -650,11 +650,6 @@ class DecodeProbes:
     pair: DecodeSteps
     both_at_once: bool
 
-    @property
-    def both(self) -> DecodeSteps | None:
-        """The pair where its totals are the two sets' (`both_at_once`), else None."""
-        return self.pair if self.both_at_once else None
-
     def over(self, lo, hi) -> tuple[DecodeSteps, DecodeSteps, DecodeSteps]:
         """The realistic, floor and paired steps at contexts lo..hi, the per-op sums over every step (`sum_over_steps`)
         taken once for both sets: every term of them is elementwise per (op, set), so each set's column is the sum
