@@ -248,13 +248,13 @@ def math_lines(prediction: Prediction, model: ModelSpec, hardware: HardwareProfi
                      f"{gb(p.kv_cache_bytes)} (sliding-window layers keep only their window)")
     verdict = "fits" if p.fits else "does NOT fit"
     eng = rd.engine
-    share = "" if eng is None else (f" (the {eng.name} engine's {fmt.fraction(eng.memory_fraction(rd.dep.tp))} of "
-                                    f"{gb(hardware.memory_bytes)})" if eng.memory_fraction_of == "device" else
-                                    f" (weights, reserve and workspace, then the {eng.name} engine's "
-                                    f"{fmt.fraction(eng.memory_fraction(rd.dep.tp))} of all {gb(hardware.memory_bytes)} as KV cache, "
-                                    "within the device)" if eng.memory_fraction_of == "device_for_kv" else
-                                    f" (weights, reserve and workspace, then the {eng.name} engine's "
-                                    f"{fmt.fraction(eng.memory_fraction(rd.dep.tp))} of the rest of {gb(hardware.memory_bytes)} as KV cache)")
+    share = ""
+    if eng is not None:  # what the engine's share is of (`EngineProfile.memory_fraction_of`)
+        f, m = fmt.fraction(eng.memory_fraction(rd.dep.tp)), gb(hardware.memory_bytes)
+        loaded = f" (weights, reserve and workspace, then the {eng.name} engine's {f} of"
+        share = {"device": f" (the {eng.name} engine's {f} of {m})",
+                 "device_for_kv": f"{loaded} all {m} as KV cache, within the device)",
+                 "free": f"{loaded} the rest of {m} as KV cache)"}[eng.memory_fraction_of]
     lines.append(
         f"Memory per GPU = weights + KV cache + activation workspace + runtime reserve = {gb(p.weight_bytes)} + "
         f"{gb(p.kv_cache_bytes)} + {gb(p.activation_workspace_bytes)} + {gb(p.runtime_reserve_bytes)} = "
