@@ -535,3 +535,24 @@ def test_lmdeploy_rows_of_0_1_to_0_2_1_run_under_the_turbomind_profile():
     p = rl.predict("llama-2-7b", "a100-sxm-80gb", rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=128),
                    rl.Deployment(engine="lmdeploy-turbomind"))
     assert corpus.predict_row(row) == pytest.approx(p.tpot_s)
+
+
+def test_nim_rows_kv_format_is_implied_by_memory():
+    # NIM Llama-3.3-70B 1.8.0 "fp8 TP2" on 2x H100 80 GB, 5000 in / 500 out, closed loop at 150 clients: 920.90 output
+    # tokens/s at a mean ITL of 92.86 ms. Each decoding sequence emits one token per ITL, so at least
+    # 920.90 x 0.09286 = 85.5 sequences decode at once, each holding its 5,000-token prompt in the KV cache.
+    rows = [x for x in corpus.load_corpus() if x.source == "nim-llama-3.3-70b"]
+    assert rows and {x.kv_dtype for x in rows} == {"fp8"}
+    at = {(x.concurrency, x.prompt_tokens, x.metric): x.value for x in rows}
+    running = at[(150, 5000, "output_throughput")] * at[(150, 5000, "itl")] * 1e-3
+    assert running == pytest.approx(920.90 * 0.09286)
+    m, hw = rl.load_model("llama-3.3-70b"), rl.load_hardware("h100-sxm")
+    # 16-bit KV: 2 (K, V) x 80 layers x 8 KV heads x 128 x 2 B = 327,680 B a token; 8-bit half that
+    assert (m.num_layers, m.num_kv_heads, m.head_dim) == (80, 8, 128)
+    kv16_per_token = 2 * 80 * 8 * 128 * 2
+    # an upper bound on the KV room: both GPUs' memory less the FP8 weights at one byte a parameter (no runtime,
+    # no activations, embeddings counted at 1 B): 2 x 85,520,809,984 - 70,553,706,496 = 100,487,913,472 B
+    room = 2 * hw.memory_bytes - m.param_count * 1
+    assert room == 2 * 85_520_809_984 - 70_553_706_496
+    assert running * 5000 * kv16_per_token > 1.39 * room  # 140.1 GB of 16-bit KV: the run could not have happened
+    assert running * 5000 * kv16_per_token / 2 < 0.70 * room  # 70.0 GB of 8-bit KV fits
