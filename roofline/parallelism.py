@@ -219,8 +219,9 @@ def sequence_slot_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, replica_sl
     without an engine or for one that models none. `replica_slots`: the replica's running-sequence cap
     (`engine_limits`); a GPU holds all of them, or 1/ep of them where each attention data-parallel rank schedules its
     own batch (`EngineProfile.seqs_per_attention_rank`). Every tensor-parallel rank holds them (each runs its own
-    decoder on the gathered logits). Worked number, TensorRT-LLM's C++ executor (`trtllm-cpp`), Llama-3.1-70B at tp 2, 2,048 slots, built for
-    4,096 tokens: 2,048 · (20 · 128,256 + 40 · 4,096 + 65,536) = 2,048 · 2,794,496 = 5.72e9 B per GPU."""
+    decoder on the gathered logits). Worked number, TensorRT-LLM's C++ executor (`trtllm-cpp`), Llama-3.1-70B at
+    tp 2, 2,048 slots, built for 4,096 tokens: 2,048 · (20 · 128,256 + 40 · 4,096 + 65,536) = 2,048 · 2,794,496
+    = 5.72e9 B per GPU."""
     eng = rd.engine
     if eng is None:
         return 0.0
