@@ -27,7 +27,12 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
   the engine's memory) or of the memory still free once the fixed part is loaded (`memory_fraction_of: free`:
   TensorRT-LLM's free_gpu_memory_fraction, which sizes only the KV pool), or of the whole device but sizing the
   KV pool alone (`memory_fraction_of: device_for_kv`: LMDeploy TurboMind's cache_max_entry_count before 0.2.2).
-  `predict` and `steady_state` size the batch the same way (`parallelism.engine_memory_bytes`).
+  `predict` and `steady_state` size the batch the same way (`parallelism.engine_memory_bytes`). An engine whose
+  runtime allocates buffers for every sequence slot at start-up (TensorRT-LLM's C++ executor: fp32 logits, sampling
+  workspaces, output ids and log-probs, for its `max_num_seqs` slots) holds them before the KV pool too
+  (`slot_bytes_per_vocab_entry`, `slot_bytes_per_context_token`, `slot_bytes_fixed`; `parallelism.sequence_slot_bytes`):
+  the steady state and the offline capacity count them; a static batch (`predict`, which TensorRT-LLM ran in GptSession,
+  sized for the batch, whose buffers were not audited) counts none.
 
 * **All-reduce**: vLLM, SGLang and TensorRT-LLM run their own one-shot / two-shot all-reduce kernels inside an
   NVLink domain (`custom_allreduce`); without one (LMDeploy TurboMind 0.1 - 0.2, whose layers call NCCL; and on the
@@ -55,6 +60,7 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 _SOURCED = ("step_overhead_s", "step_overhead_per_sequence_s", "request_overhead_s", "tokenize_s_per_token",
             "cuda_graph_max_batch", "max_num_seqs", "max_num_batched_tokens", "gpu_memory_fraction", "kv_block_tokens",
             "multi_prompt_prefill", "mixed_prefill_decode", "overlap_scheduler", "custom_allreduce", "memory_fraction_of")
+SLOT_FIELDS = ("slot_bytes_per_vocab_entry", "slot_bytes_per_context_token", "slot_bytes_fixed")
 
 
 class LargeGpuLimits(BaseModel):
@@ -108,6 +114,15 @@ class EngineProfile(BaseModel):
                                                              "max_num_seqs bounds the whole replica)")
     custom_allreduce: bool = Field(description="the engine all-reduces with its own one-shot / two-shot kernels inside "
                                                "an NVLink domain (else NCCL's)")
+    slot_bytes_per_vocab_entry: float = Field(0.0, ge=0, le=1e3, description="device bytes the runtime allocates at start-up, "
+                                              "before sizing its KV pool, per sequence slot (max_num_seqs of them) and "
+                                              "per entry of the padded vocabulary (logits, sampling workspaces); 0: none "
+                                              "modelled, nonzero needs a source")
+    slot_bytes_per_context_token: float = Field(0.0, ge=0, le=1e4, description="the same per sequence slot and per token "
+                                                "of the engine's max sequence length (output ids, log-probs, cache "
+                                                "indirection); 0: none modelled, nonzero needs a source")
+    slot_bytes_fixed: float = Field(0.0, ge=0, le=1e9, description="the same per sequence slot, whatever the vocabulary "
+                                    "and length; 0: none modelled, nonzero needs a source")
     large_gpu: LargeGpuLimits | None = None
     sources: dict[str, str]
     notes: str = ""
@@ -119,6 +134,7 @@ class EngineProfile(BaseModel):
             missing.append("windowed_kv_cache")
         if self.gpu_memory_fraction_by_tp is not None and "gpu_memory_fraction_by_tp" not in self.sources:
             missing.append("gpu_memory_fraction_by_tp")
+        missing += [k for k in SLOT_FIELDS if getattr(self, k) and k not in self.sources]
         if missing:
             raise SpecError("sources", f"no source for {', '.join(missing)}")
         bad = {k: v for k, v in (self.gpu_memory_fraction_by_tp or {}).items() if k < 1 or not 0 < v <= 1}
@@ -145,6 +161,14 @@ class EngineProfile(BaseModel):
         if big is not None and hw.memory_bytes >= big.min_memory_bytes and hw.architecture not in big.except_architectures:
             return big.max_num_seqs, big.max_num_batched_tokens
         return self.max_num_seqs, self.max_num_batched_tokens
+
+    def slot_bytes(self, vocab_padded, max_seq_len):
+        """Device bytes the runtime allocates for one sequence slot before it sizes its KV pool (scalar or array):
+        `slot_bytes_per_vocab_entry` · padded vocabulary + `slot_bytes_per_context_token` · max sequence length +
+        `slot_bytes_fixed`; 0 for an engine that models none. TensorRT-LLM's C++ executor (`trtllm-cpp`: 20, 40,
+        65,536), Llama-3.1 (128,256 entries) at 4,096 tokens: 20 · 128,256 + 40 · 4,096 + 65,536 = 2,794,496 B."""
+        return (self.slot_bytes_per_vocab_entry * vocab_padded + self.slot_bytes_per_context_token * max_seq_len
+                + self.slot_bytes_fixed)
 
     def step_s(self, sequences):
         """h(B): the CPU time of one engine step running `sequences` sequences (scalar or array)."""

@@ -212,6 +212,34 @@ def engine_step_tokens(budget_tokens, prompt_tokens, chunked: bool):
     return budget_tokens if chunked else np.maximum(budget_tokens, prompt_tokens)
 
 
+def sequence_slot_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, replica_slots, max_seq_len):
+    """Device bytes one GPU's runtime allocates for its sequence slots before it sizes its KV pool, for an engine
+    built for sequences of up to `max_seq_len` tokens: slots · `EngineProfile.slot_bytes`(V_pad, max_seq_len), the
+    vocabulary padded to a multiple of the world size tp · pp (TensorRT-LLM's ModelConfig::getVocabSizePadded); 0
+    without an engine or for one that models none. `replica_slots`: the replica's running-sequence cap
+    (`engine_limits`); a GPU holds all of them, or 1/ep of them where each attention data-parallel rank schedules its
+    own batch (`EngineProfile.seqs_per_attention_rank`). Every tensor-parallel rank holds them (each runs its own
+    decoder on the gathered logits). Worked number, TensorRT-LLM's C++ executor (`trtllm-cpp`), Llama-3.1-70B at
+    tp 2, 2,048 slots, built for 4,096 tokens: 2,048 · (20 · 128,256 + 40 · 4,096 + 65,536) = 2,048 · 2,794,496
+    = 5.72e9 B per GPU."""
+    eng = rd.engine
+    if eng is None:
+        return 0.0
+    world = tp * rd.dep.pp
+    vocab_padded = np.ceil(model.vocab_size / world) * world
+    slots = replica_slots / (rd.dep.ep if eng.seqs_per_attention_rank else 1)
+    return slots * eng.slot_bytes(vocab_padded, max_seq_len)
+
+
+def engine_workspace_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, step_tokens, replica_slots, max_seq_len,
+                           ep: int = 1):
+    """What an engine holds besides weights and the runtime reserve before it sizes its KV pool, one GPU, whatever
+    the batch: the activation workspace of its largest step (`step_workspace_bytes` over `step_tokens`) and its
+    sequence-slot buffers (`sequence_slot_bytes`: the replica's `replica_slots` running-sequence cap, sequences of up
+    to `max_seq_len` tokens)."""
+    return step_workspace_bytes(model, rd, tp, step_tokens, ep) + sequence_slot_bytes(model, rd, tp, replica_slots, max_seq_len)
+
+
 @memoized(lambda model, rd, tp, tokens, ep=1: (Identity(model), rd.key(), tp, tokens, ep) if plain(tp) and plain(tokens) else None)
 def step_workspace_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, ep: int = 1):
     """Activation workspace of the largest engine step, one GPU: the largest per-layer activation footprint

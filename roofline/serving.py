@@ -113,11 +113,11 @@ from .parallelism import (
     engine_limits,
     engine_memory_bytes,
     engine_step_tokens,
+    engine_workspace_bytes,
     kv_allocated_tokens,
     kv_bytes_per_gpu,
     pipeline_hop_s,
     scale_out,
-    step_workspace_bytes,
     weight_bytes_per_gpu,
 )
 from .registry import as_hardware, as_model
@@ -605,7 +605,9 @@ class Curves:
         # memory per GPU at each batch
         if lim is not None:  # an engine keeps the workspace of its largest step (its token budget, or a whole prompt)
             step_tokens = engine_step_tokens(lim[1], float(np.max(s_val)), self.chunk is not None)
-            workspace = np.broadcast_to(step_workspace_bytes(model, rd, tp, step_tokens, ep)[:, None], self.t0.shape)
+            # and its sequence-slot buffers: one per running sequence it is set up for (the cap), each as long as a request
+            ws = engine_workspace_bytes(model, rd, tp, step_tokens, cap, traffic.memory_context_tokens, ep)
+            workspace = np.broadcast_to(ws[:, None], self.t0.shape)
         self.context_mem = traffic.memory_context_tokens
         self.weight_bytes, self.kv_bytes_per_sequence = replica_memory_bytes(model, rd, tp, self.context_mem)
         self.reserve_bytes = dep.runtime_reserve_bytes

@@ -9,7 +9,14 @@ import pytest
 
 import roofline as rl
 from roofline.engines import EngineProfile, engine_tables, list_engines, load_engine, nccl_allreduce, with_nccl_allreduce
-from roofline.parallelism import engine_limits, engine_memory_bytes, engine_step_tokens, kv_allocated_tokens, step_workspace_bytes
+from roofline.parallelism import (
+    engine_limits,
+    engine_memory_bytes,
+    engine_step_tokens,
+    kv_allocated_tokens,
+    sequence_slot_bytes,
+    step_workspace_bytes,
+)
 from roofline.serving import check_traffic, curves_for
 
 
@@ -327,15 +334,19 @@ def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_cuda_graphs_and_measur
     # TensorRT-LLM before 0.17 (TensorRT engines, C++ runtime / executor): no overlap scheduler, CUDA graphs off by
     # default, the host time per step and per Triton request measured with T5-small through the Triton ensemble (the
     # test above), and no attention
-    # data parallelism (enable_attention_dp is a PyTorch-backend option, so its per-rank batch limit does not arise);
+    # data parallelism (enable_attention_dp is a PyTorch-backend option, so its per-rank batch limit does not arise), and
+    # the executor's buffers per sequence slot (the test below; the PyTorch backend's sampler is not audited: none);
     # every other figure is the PyTorch-backend profile's
     cpp, new = load_engine("trtllm-cpp"), load_engine("trtllm")
     assert (cpp.overlap_scheduler, cpp.cuda_graph_max_batch, cpp.seqs_per_attention_rank) == (False, 0, False)
     assert (new.overlap_scheduler, new.cuda_graph_max_batch, new.seqs_per_attention_rank) == (True, 128, True)
     assert (cpp.step_overhead_s, cpp.request_overhead_s) == (0.26e-3, 1.55e-3)
     assert (new.step_overhead_s, new.request_overhead_s) == (0.0, 0.0)
+    assert (cpp.slot_bytes_per_vocab_entry, cpp.slot_bytes_per_context_token, cpp.slot_bytes_fixed) == (20, 40, 65_536)
+    assert (new.slot_bytes_per_vocab_entry, new.slot_bytes_per_context_token, new.slot_bytes_fixed) == (0, 0, 0)
     skip = {"name", "versions", "sources", "notes", "overlap_scheduler", "cuda_graph_max_batch", "step_overhead_s",
-            "request_overhead_s", "seqs_per_attention_rank"}
+            "request_overhead_s", "seqs_per_attention_rank", "slot_bytes_per_vocab_entry", "slot_bytes_per_context_token",
+            "slot_bytes_fixed"}
     a, b = cpp.model_dump(exclude=skip), new.model_dump(exclude=skip)
     assert a == b
     assert "0.16" in cpp.versions
@@ -536,4 +547,79 @@ def test_a_memory_share_by_tp_needs_a_source_and_valid_shares():
     data = load_engine("sglang-0.4.0").model_dump()
     data["gpu_memory_fraction_by_tp"] = {4: 1.5}
     with pytest.raises(Exception, match=r"gpu_memory_fraction_by_tp: needs tp sizes >= 1 and shares in \(0, 1\], got \{4: 1.5\}"):
+        EngineProfile.model_validate(data)
+
+
+# ------------------------------------------------------------ TensorRT-LLM C++ executor: buffers per sequence slot
+def _qwen25_coder_05b():
+    # Qwen/Qwen2.5-Coder-0.5B-Instruct config.json: 24 layers of 896, 14 heads of 64, 2 KV heads, SwiGLU 4,864,
+    # vocab 151,936, tied embeddings, 32,768 positions (trtllm-build's default max_seq_len)
+    return rl.ModelSpec(name="Qwen2.5-Coder 0.5B", source="https://huggingface.co/Qwen/Qwen2.5-Coder-0.5B-Instruct", num_layers=24,
+                        hidden_size=896, num_attention_heads=14, num_kv_heads=2, head_dim=64, intermediate_size=4864,
+                        ffn_kind="gated", activation="silu", vocab_size=151_936, tied_embeddings=True, max_context=32_768,
+                        attention="gqa", qkv_bias=True, native_dtype="bf16", norm="rmsnorm", position_embedding="rope")
+
+
+def test_tensorrt_llm_cpp_slot_buffers_reproduce_the_logged_runtime_and_decoder_allocations():
+    # NVIDIA/TensorRT-LLM issue 1188 (2024-11-21): Qwen2.5-Coder-0.5B built with trtllm-build defaults (max_batch_size
+    # 2,048, max_seq_len 32,768) logs 'Allocated 2.66 GB GPU memory for runtime buffers' and '5.76 GB ... for decoder'
+    # (GiB). Per slot, from the executor's sources (hardware_profiles/engines/trtllm-cpp.yaml):
+    #   runtime buffers: fp32 logits 4 B x vocab + (cache indirection 3 x 4 + log-probs 2 x 4 + output ids 4) B x length
+    #   decoder: (embedding bias, decoder logits, penalty counts, top-k log-probs) 4 x 4 B x vocab
+    #            + (ids, parent ids, log-probs, tiled log-probs) 4 x 4 B x length + 65,536 B top-k scratch
+    m = _qwen25_coder_05b()
+    runtime = 2048 * (4 * 151_936 + 24 * 32_768)            # 2,855,272,448 B
+    decoder = 2048 * (16 * 151_936 + 16 * 32_768 + 65_536)  # 6,186,598,400 B
+    assert runtime == 2_855_272_448 and decoder == 6_186_598_400
+    assert round(runtime / 2**30, 2) == 2.66 and round(decoder / 2**30, 2) == 5.76  # as logged
+    rd = rl.Deployment(engine="trtllm-cpp").resolved(m)
+    assert float(sequence_slot_bytes(m, rd, 1, 2048, 32_768)) == runtime + decoder
+    # the per-slot figure of the profile: 20 B per vocabulary entry, 40 B per position, 65,536 B
+    assert load_engine("trtllm-cpp").slot_bytes(128_256, 4096) == 20 * 128_256 + 40 * 4096 + 65_536 == 2_794_496
+
+
+def test_tensorrt_llm_cpp_kv_pool_comes_after_its_slot_buffers():
+    # Llama-3.1-70B bf16, tp 2 on H100 SXM (M = 85,520,809,984 B), 2,048 + 2,048 tokens, trtllm-cpp (the executor of
+    # trtllm-bench 0.14: max_batch_size 2,048 slots, engine built for 4,096 tokens, free_gpu_memory_fraction 0.9):
+    #   weights W = 70,555,025,408 B (half of 70.55e9 bf16 parameters, norms on both GPUs)
+    #   workspace of the 8,192-token step ws = 1,073,741,824 B; runtime reserve R = 2 GiB = 2,147,483,648 B
+    #   slot buffers S = 2,048 x (20 x 128,256 + 40 x 4,096 + 65,536) = 2,048 x 2,794,496 = 5,723,127,808 B
+    #   free = M - W - ws - R - S = 6,021,431,296 B; KV pool = 0.9 x free = 5,419,288,166 B
+    #   KV per sequence = 80 layers x 4 KV heads x 128 x 2 (K, V) x 2 B x 4,096 = 671,088,640 B
+    #   sequences = floor(5,419,288,166 / 671,088,640) = floor(8.08) = 8 (15 without S: floor(0.9 x 11,744,559,104 / ...))
+    m, hw = rl.load_model("llama-3.1-70b"), rl.load_hardware("h100-sxm")
+    dep = rl.Deployment(tp=2, engine="trtllm-cpp")
+    rd = dep.resolved(m)
+    assert hw.memory_bytes == 85_520_809_984
+    assert float(step_workspace_bytes(m, rd, 2, 8192)) == 1_073_741_824
+    assert float(sequence_slot_bytes(m, rd, 2, 2048, 4096)) == 5_723_127_808
+    free = 85_520_809_984 - 70_555_025_408 - 1_073_741_824 - 2_147_483_648 - 5_723_127_808
+    assert free == 6_021_431_296
+    assert math.floor(0.9 * free / 671_088_640) == 8
+    assert math.floor(0.9 * (free + 5_723_127_808) / 671_088_640) == 15
+    sp = rl.steady_state(m, hw, 0.01, 2048, 2048, dep)
+    assert sp.max_batch_size_fits == 8
+    # a static batch (`predict`: GptSession sized for the batch, whose buffers were not audited) keeps none
+    p = rl.predict(m, hw, rl.Workload(batch_size=8, prompt_tokens=2048, output_tokens=2048), dep)
+    assert p.activation_workspace_bytes == 1_073_741_824 and p.max_batch_size_fits == 15
+
+
+def test_slot_buffers_are_the_tensorrt_llm_cpp_profiles_alone():
+    m = rl.load_model("llama-3.1-70b")
+    for engine in list_engines():
+        e = load_engine(engine)
+        per_slot = e.slot_bytes(128_256, 4096)
+        assert per_slot == (2_794_496 if engine == "trtllm-cpp" else 0)
+        assert float(sequence_slot_bytes(m, rl.Deployment(tp=2, engine=engine).resolved(m), 2, 2048, 4096)) == 2048 * per_slot
+    assert sequence_slot_bytes(m, rl.Deployment(tp=2, engine=None).resolved(m), 2, 2048, 4096) == 0.0
+    # the vocabulary is padded to the world size: 32,001 entries on tp 2 count 32,002
+    mixtral = rl.load_model("mixtral-8x7b").model_copy(update={"vocab_size": 32_001})
+    rd = rl.Deployment(tp=2, engine="trtllm-cpp").resolved(mixtral)
+    assert float(sequence_slot_bytes(mixtral, rd, 2, 1, 0)) == 20 * 32_002 + 65_536
+
+
+def test_a_slot_figure_without_a_source_is_refused():
+    data = load_engine("trtllm-cpp").model_dump()
+    del data["sources"]["slot_bytes_per_vocab_entry"]
+    with pytest.raises(Exception, match="sources: no source for slot_bytes_per_vocab_entry"):
         EngineProfile.model_validate(data)
