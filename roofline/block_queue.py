@@ -30,12 +30,13 @@ S + O/2). Per request: its first-token latency (from the step it arrived for to 
 finished its prefill, the wait included) and the gaps between its tokens (a preempted request's gap includes
 its wait and recompute). The run's output rate is N·R·O tokens over the time until the last token.
 
-Worked example (`schedule`): N = 3 clients, R = 1, S = 100, O = 100, b = 128, a pool of 3 blocks, C = 1,000:
-each request needs ceil(101/128) = 1 block, so all three prefill in step 1 (300 tokens); after 28 decode
-steps each context is 128 and needs a second block: request 1 takes it by preempting request 3 (its block
-freed), request 2 finds none left and lower priority than it none but request 3, already gone: it waits with
-its block until request 1 finishes at step 100 (its 100th token), then decodes to the end; request 3
-recomputes its context when blocks free.
+Worked example (`schedule`): N = 3 clients, R = 1, S = 100, O = 100, b = 128, a pool of 3 blocks, C = 1,000.
+Each request needs ceil(101/128) = 1 block, so all three prefill in step 1 (300 tokens) and have their first
+token. In step k >= 2 a context is 99 + k, so in step 29 (context 128) each needs a second block: request 1
+takes request 3's (preempted, its KV lost), request 2 finds nothing left below it and waits with its block.
+Request 1 decodes to its 100th token in step 100; in step 101 its two blocks are free: request 2 takes one and
+decodes its last 72 tokens (steps 101-172); request 3, 128 tokens of context (100 + 28 generated) needing 2
+blocks, waits until step 173, recomputes its 128 tokens there (its 29th token) and decodes to step 244.
 
 Not modelled: the engine's output thread (tokens are seen at the end of their step), partial reuse of a
 preempted request's blocks (all are lost), several clients' requests arriving in different steps of one
@@ -108,6 +109,7 @@ def schedule(clients: int, rounds: int, prompt_tokens: int, output_tokens: int, 
         budget = c
         t = q = d = 0
         last = len(live)  # requests at or past `last` were preempted this step: they wait
+        changed = False  # a block taken or released this step
         i = 0
         while i < last:
             x = live[i]
@@ -135,6 +137,7 @@ def schedule(clients: int, rounds: int, prompt_tokens: int, output_tokens: int, 
             preempted += len(victims)
             if victims:
                 last = victims[-1]
+            changed = changed or need > 0
             x.blocks += need
             inp = x.context - x.cached
             take = min(inp, budget)
@@ -157,6 +160,21 @@ def schedule(clients: int, rounds: int, prompt_tokens: int, output_tokens: int, 
         prompts_col.append(q)
         rows_col.append(d)
         still = []
+        if t == 0 and not changed and all(x.generated < o for x in live):
+            # a decode-only step that took no block repeats unchanged until a decoding request needs its next block
+            # (context c reaching its blocks' h·b tokens) or has its O tokens: take those steps at once
+            decoding = [x for x in live if x.generated >= 1 and x.cached == x.context - 1]
+            m = min(min(x.blocks * b - x.context + 1, o - x.generated) for x in decoding) - 1 if decoding else 0
+            if m > 0:
+                for x in decoding:
+                    x.tokens.extend(range(j + 1, j + m + 1))
+                    x.cached += m
+                    x.context += m
+                    x.generated += m
+                tokens_col.extend([0] * m)
+                prompts_col.extend([0] * m)
+                rows_col.extend([d] * m)
+                j += m
         for x in live:
             if x.generated >= o:
                 free += x.blocks
@@ -200,7 +218,7 @@ def kv_pool_blocks(model, hardware, deployment: Deployment) -> int:
     (`memory_fraction_of: device_for_kv`, TurboMind 0.1 - 0.2.1's cache_max_entry_count below 1) has
     floor(f · M / block bytes) blocks (`BlockManager`: total · ratio / block_size), the block bytes those of
     `kv_block_tokens` tokens on one GPU (`parallelism.kv_bytes_per_gpu`). Worked number (Llama-2-7B, A100-80GB
-    M = 85.1e9 B, f = 0.5, 128-token blocks of 128 · 2 · 32 · 32 · 128 · 2 B = 67.1e6 B): 634 blocks."""
+    M = 85.9e9 B, f = 0.5, 128-token blocks of 128 · 2 · 32 · 32 · 128 · 2 B = 67.1e6 B): 640 blocks."""
     model, hw = load_pair(model, hardware)
     rd = deployment.resolved(model)
     eng = rd.engine
