@@ -85,10 +85,12 @@ class _Request:
 
 
 def schedule(clients: int, rounds: int, prompt_tokens: int, output_tokens: int, pool_blocks: int, block_tokens: int,
-             budget_tokens: int) -> BlockSchedule:
+             budget_tokens: int, max_requests: int | None = None) -> BlockSchedule:
     """Run the scheduler of the module docstring for `clients` clients that each send `rounds` requests of
     `prompt_tokens` + `output_tokens`, on a pool of `pool_blocks` blocks of `block_tokens` tokens and a step
-    budget of `budget_tokens` input tokens. Steps only: timing is `run`'s."""
+    budget of `budget_tokens` input tokens. `max_requests`: the requests the engine's batch state takes (TurboMind's
+    max_batch_size: `dequeue` takes at most the free slots, running and waiting requests alike); the others wait in
+    its request queue, in arrival order. Steps only: timing is `run`'s."""
     n, r, s, o, pool, b, c = (int(x) for x in (clients, rounds, prompt_tokens, output_tokens, pool_blocks, block_tokens,
                                                 budget_tokens))
     if min(n, r, s, o, pool, b, c) < 1:
@@ -97,15 +99,21 @@ def schedule(clients: int, rounds: int, prompt_tokens: int, output_tokens: int, 
     if -(-(s + o) // b) > pool:
         raise SpecError("pool_blocks", f"one request of {s} + {o} tokens needs {-(-(s + o) // b)} blocks of {b} tokens, "
                                        f"the pool has {pool}: it cannot run at all")
-    live = [_Request(i, i, s, 1) for i in range(n)]
+    if max_requests is not None and int(max_requests) < 1:
+        raise SpecError("max_requests", f"must be a positive number of requests, got {max_requests}")
+    cap = n if max_requests is None else int(max_requests)
+    queued = [_Request(i, i, s, 1) for i in range(n)]  # the engine's request queue, arrival order
+    live: list[_Request] = []
     done: list[_Request] = []
     sent = [1] * n
     free, orphan, nxt = pool, 0, n
     tokens_col, prompts_col, rows_col = [], [], []
     preempted = 0
     j = 0
-    while live:
+    while live or queued:
         j += 1
+        if len(live) < cap and queued:
+            live, queued = live + queued[:cap - len(live)], queued[cap - len(live):]
         budget = c
         t = q = d = 0
         last = len(live)  # requests at or past `last` were preempted this step: they wait
@@ -181,7 +189,7 @@ def schedule(clients: int, rounds: int, prompt_tokens: int, output_tokens: int, 
                 done.append(x)
                 if sent[x.client] < r:
                     sent[x.client] += 1
-                    still.append(_Request(nxt, x.client, s, j + 1))
+                    queued.append(_Request(nxt, x.client, s, j + 1))
                     nxt += 1
             else:
                 still.append(x)
@@ -233,8 +241,9 @@ def run(model, hardware, clients: int, rounds: int, prompt_tokens: int, output_t
         deployment: Deployment | None = None, kv_blocks: int | None = None) -> BlockQueueRun:
     """`clients` clients each sending `rounds` requests of `prompt_tokens` + `output_tokens`, one after the other,
     to one tp replica of a paged-KV engine (`Deployment.engine`; module docstring): the scheduler's steps
-    (`schedule`, with the engine's KV block, its token budget and its pool: `kv_blocks` blocks where the run set
-    them, else `kv_pool_blocks`) timed by `serving.wave_step_times`.
+    (`schedule`, with the engine's KV block, its token budget, its running-sequence cap as the requests its batch
+    takes, and its pool: `kv_blocks` blocks where the run set them, else `kv_pool_blocks`) timed by
+    `serving.wave_step_times`.
 
         TTFT_m = r + Σ_{a_m ≤ j ≤ k_m} t_j,   gaps of m = the sums of t_j between its consecutive tokens,
         wall time = Σ_j t_j (+ r before the first step),
@@ -256,8 +265,9 @@ def run(model, hardware, clients: int, rounds: int, prompt_tokens: int, output_t
     if o < 2:
         raise SpecError("output_tokens", f"needs at least 2 output tokens (a gap between tokens), got {o}")
     pool = kv_pool_blocks(model, hw, dep) if kv_blocks is None else int(kv_blocks)
-    budget = int(engine_limits(rd, [hw])[1][0])
-    sc = schedule(int(round(clients)), rounds, s, o, pool, eng.kv_block_tokens, budget)
+    limits = engine_limits(rd, [hw])
+    sc = schedule(int(round(clients)), rounds, s, o, pool, eng.kv_block_tokens, int(limits[1][0]),
+                  max_requests=int(limits[0][0]))
     ws = WaveSchedule(prefill_tokens=sc.prefill_tokens, prefill_prompts=sc.prefill_prompts, decode_rows=sc.decode_rows,
                       start_step=sc.arrival_step, first_step=sc.first_step, last_step=sc.first_step)
     t = wave_step_times(model, rd, hw, ws, s, s + o / 2)

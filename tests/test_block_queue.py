@@ -81,3 +81,12 @@ def test_held_back_static_row_is_predicted_while_predict_says_it_does_not_fit():
     assert not p.fits and "does NOT fit" in p.fit_message
     ttft = C.predict_row(row)
     assert math.isfinite(ttft) and ttft > 1.0  # rounds 2 and 3 wait for blocks
+
+
+def test_requests_beyond_the_batch_state_wait_in_the_queue():
+    # 2 clients, 1 request each of 10 + 3 tokens, the engine takes 1 request at a time: steps 1-3, then 4-6;
+    # the second request arrived for step 1, so its first token comes 4 steps after its arrival
+    sc = BQ.schedule(2, 1, 10, 3, pool_blocks=4, block_tokens=16, budget_tokens=64, max_requests=1)
+    assert sc.steps == 6 and list(sc.arrival_step) == [1, 1] and list(sc.first_step) == [1, 4]
+    with pytest.raises(SpecError, match="max_requests"):
+        BQ.schedule(2, 1, 10, 3, pool_blocks=4, block_tokens=16, budget_tokens=64, max_requests=0)
