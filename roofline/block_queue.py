@@ -22,7 +22,9 @@ The scheduler, per step (TurboMind v0.1.0 `LlamaBatch::Initialize` -> `SequenceM
   per decoding sequence, a prompt's (or a recomputed context's) tokens for the others, the last one chunked
   at the budget; a request past the budget waits this step;
 * a request that has its O tokens leaves; its blocks are free at the next step, and its client's next request
-  arrives for that step (the clients send again as soon as the last token comes back).
+  arrives for that step (the clients send again as soon as the last token comes back);
+* the batch holds at most the engine's max_batch_size requests, running and waiting (`dequeue` takes the free
+  slots); later ones wait in the request queue in arrival order.
 
 A step prefilling T tokens of q prompts and decoding d sequences is timed as a wave's step
 (`serving.wave_step_times`: the operator table at d + T tokens, decode attention at the mean context
@@ -38,9 +40,10 @@ Request 1 decodes to its 100th token in step 100; in step 101 its two blocks are
 decodes its last 72 tokens (steps 101-172); request 3, 128 tokens of context (100 + 28 generated) needing 2
 blocks, waits until step 173, recomputes its 128 tokens there (its 29th token) and decodes to step 244.
 
-Not modelled: the engine's output thread (tokens are seen at the end of their step), partial reuse of a
-preempted request's blocks (all are lost), several clients' requests arriving in different steps of one
-iteration, prefix caching (none in these releases).
+Not modelled: the engine's output thread and the client's reading of the stream (a token is seen at the end of
+its step), the partial reuse of a preempted request's blocks (all are taken as lost), clients whose requests
+reach the engine steps apart (every one arrives for the step after its last token), prefix caching (none in
+these releases).
 """
 
 import math
