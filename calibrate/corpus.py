@@ -7,7 +7,9 @@ these rows: they only measure it.
 
 Each row is one published number. It is predicted the way it was measured:
 
-* `static`: a fixed batch run to completion, `roofline.predict` with `Workload(batch, S, O)`;
+* `static`: a fixed batch run to completion, `roofline.predict` with `Workload(batch, S, O)`; on an engine that
+  holds back what its KV pool does not hold (`HELD_BACK_ENGINES`), a batch that does not fit is the engine's run
+  of N client threads sending their rounds one after the other (`roofline.block_queue.run`);
 * `rate`: Poisson arrivals at λ requests/s, `roofline.steady_state`;
 * `concurrency`: a closed loop of N clients, `roofline.closed_loop` (the response-time law
   N = λ·(TTFT + E[O-1]·TPOT) on the open-loop steady state);
@@ -45,6 +47,7 @@ import roofline as rl
 from roofline.bands import entry_key, hardware_class, log_limits, precision_class
 from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
+from roofline import block_queue
 from roofline.serving import capacity_requests_per_s, closed_loop, finite_run_duration_s, steady_state
 
 from . import trtllm_bench
@@ -271,6 +274,18 @@ LMDEPLOY_TURBOMIND = ((0, 1, 0), (0, 2, 2))
 # SGLang 0.4.0 and 0.4.0.post1 (December 2024) set mem_fraction_static by tp (0.85 at tp 4, 0.81 at tp 8); their rows
 # run as `sglang-0.4.0` (its `sources:`). Later 0.4.x releases keep `sglang`: their defaults were not read.
 SGLANG_0_4_0 = re.compile(r"\s*0\.4\.0(\.post1)?\s*$")
+# Engines whose scheduler admits a request when its KV blocks are there and holds the rest back (first come, first
+# served, the latest arrivals preempted for blocks): a static batch that does not fit their pool still ran.
+# TurboMind 0.1 - 0.2.1: src/turbomind/models/llama/SequenceManager.cc Materialize (v0.1.0 477f2db8ab)
+HELD_BACK_ENGINES = ("lmdeploy-turbomind",)
+# The static rows of lmdeploy-a100-fp16 come from benchmark/benchmark.sh at 379a2d5a68 (the page's commit):
+# profile_generation.py --concurrency 1 16 32 64 --warmup-round 1 --test-round 3 (each client thread sends 3 requests,
+# the next when the last has finished), on a converted model whose config.ini cache_max_entry_count the script sets
+# from benchmark/config/llama_7b.ini (1000), llama_13b.ini (500), llama_70b.ini (4000): a block count (>= 1), not the
+# default share of the device. (source, model) -> blocks of 128 tokens per GPU
+CLIENT_ROUNDS = {"lmdeploy-a100-fp16": 3}
+BENCHMARK_KV_BLOCKS = {("lmdeploy-a100-fp16", "llama-2-7b"): 1000, ("lmdeploy-a100-fp16", "llama-2-13b"): 500,
+                       ("lmdeploy-a100-fp16", "llama-2-70b"): 4000}
 _VERSION = re.compile(r"\s*[vV]?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -348,9 +363,26 @@ def _figures_static(model, hw, row: Row, dep) -> dict[str, float]:
     p = rl.predict(model, hw, rl.Workload(batch_size=row.batch_size, prompt_tokens=row.prompt_tokens,
                                           output_tokens=row.output_tokens), dep)
     if not p.fits:
+        if dep.engine in HELD_BACK_ENGINES and row.source in CLIENT_ROUNDS and row.output_tokens >= 2:
+            return _figures_held_back(model, hw, row, dep)
         raise Unsupported(f"predicted infeasible: {p.fit_message}", infeasible=True)
     return {"ttft_s": p.ttft_s, "tpot_s": p.tpot_s, "e2e_s": p.e2e_latency_s,
             **_batch_rates(row.batch_size, row.prompt_tokens, row.output_tokens, p.e2e_latency_s)}
+
+
+def _figures_held_back(model, hw, row: Row, dep) -> dict[str, float]:
+    """A static batch of N that does not fit the engine's KV pool, as the engine ran it: N client threads each sending
+    `CLIENT_ROUNDS` requests one after the other, the engine holding back what its pool does not hold
+    (`block_queue.run`, the pool of `BENCHMARK_KV_BLOCKS` where the benchmark set one). The published figures are
+    the mean first-token latency (waiting included), the median gap between tokens and output tokens over the run's
+    wall time (profile_generation.py), so `ttft_s` is the mean, `tpot_s` the median gap."""
+    s, o = row.prompt_tokens, row.output_tokens
+    q = block_queue.run(model, hw, row.batch_size, CLIENT_ROUNDS[row.source], s, o, dep,
+                        kv_blocks=BENCHMARK_KV_BLOCKS.get((row.source, row.model)))
+    rate = q.output_tokens_per_s
+    e2e = float(np.mean(q.ttft_s)) + (o - 1) * float(np.mean(q.itl_s))
+    return {"ttft_s": float(np.mean(q.ttft_s)), "tpot_s": float(np.median(q.itl_s)), "e2e_s": e2e,
+            "output_tokens_per_s": rate, "total_tokens_per_s": rate * (s + o) / o, "requests_per_s": rate / o}
 
 
 def _batch_rates(batch: int, prompt: int, output: int, e2e_s: float) -> dict[str, float]:
@@ -438,7 +470,8 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
            row.activation_dtype, row.kv_dtype,
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
            row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas, row.extra.get("lengths", "").startswith("fixed"),
-           "trtllm-bench" in row.extra.get("note", ""))
+           "trtllm-bench" in row.extra.get("note", ""), CLIENT_ROUNDS.get(row.source),
+           BENCHMARK_KV_BLOCKS.get((row.source, row.model)))
     if cache is not None and key in cache:
         figures = cache[key]
     else:

@@ -247,7 +247,7 @@ LEVELS = {
     **dict.fromkeys(["ops", "collectives", "gemm_shapes", "roofline"], 3),
     "parallelism": 4, "engine": 5, "energy": 5, "speculative": 6,
     **dict.fromkeys(["predict", "sweep", "compare"], 7),
-    "serving": 8, "plan": 9, "disaggregation": 9,
+    "serving": 8, "block_queue": 8, "plan": 9, "disaggregation": 9,
     **dict.fromkeys(["report", "views"], 10),
 }
 
