@@ -15,7 +15,8 @@ Each row is one published number. It is predicted the way it was measured:
   N = λ·(TTFT + E[O-1]·TPOT) on the open-loop steady state);
 * `offline`: every request submitted at once, the replica's capacity λ_max from the steady state
   (throughput = λ_max·E[O] output tokens/s, λ_max·(E[S]+E[O]) total tokens/s). A TensorRT-LLM run by
-  `trtllm-bench throughput` runs at the batch limit trtllm-bench computes for it (`harness_max_batch_size`).
+  `trtllm-bench throughput` runs at the batch limit trtllm-bench computes for it, or a TensorRT engine at the
+  limits its `trtllm-bench build` fixed (`harness_limits`).
 
 A run on G GPUs of replicas of tp·pp·ep GPUs is G/(tp·pp·ep) independent replicas: throughputs scale
 by that count, latencies do not, and a closed loop of N clients gives each replica N/replicas.
@@ -48,7 +49,7 @@ from roofline.bands import entry_key, hardware_class, log_limits, precision_clas
 from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
 from roofline import block_queue
-from roofline.serving import capacity_requests_per_s, closed_loop, finite_run_duration_s, steady_state
+from roofline.serving import capacity_requests_per_s, closed_loop, finite_run_duration_s, offline_run_s, steady_state
 
 from . import trtllm_bench
 
@@ -350,13 +351,52 @@ def harness_max_batch_size(model: rl.ModelSpec, hw: rl.HardwareProfile, row: Row
     `trtllm-bench throughput` on the PyTorch backend (engine `trtllm`, the harness named in the row's note) sizes
     max_batch_size itself when its command line gives none (`trtllm_bench.max_batch_size`, with the engine's
     KV fraction, trtllm-bench's --kv_cache_free_gpu_mem_fraction default 0.90); it applies per attention-DP rank,
-    so the replica's cap is ep times it."""
-    if engine_of(row) != "trtllm" or row.workload != "offline" or "trtllm-bench" not in row.extra.get("note", ""):
-        return None
+    so the replica's cap is ep times it. A TensorRT engine built by `trtllm-bench build --dataset` of 0.15 - 0.16
+    runs at the batch its build fixed (`harness_limits`)."""
+    return harness_limits(model, hw, row, dep)[0]
+
+
+# `trtllm-bench build --dataset ISL/OSL` in a row's note: the dataset (fixed lengths) a TensorRT engine was built from
+BUILD_DATASET = re.compile(r"trtllm-bench build [^;]*--dataset (\d+)/(\d+)")
+# TensorRT-LLM releases whose `trtllm-bench build` sized the engine with the tuning estimate (`trtllm_bench.
+# build_engine_limits`): 0.15 (NVIDIA/TensorRT-LLM 8f91cff) until the PyTorch backend's 0.17; 0.14 read a table
+TRTLLM_BENCH_TUNED_BUILD = ((0, 15, 0), (0, 17, 0))
+
+
+def _build_dataset(row: Row) -> tuple[int, int] | None:
+    """(ISL, OSL) of the dataset the row's note says `trtllm-bench build` built its engine from, or None."""
+    m = BUILD_DATASET.search(row.extra.get("note", ""))
+    return None if m is None else (int(m.group(1)), int(m.group(2)))
+
+
+def harness_limits(model: rl.ModelSpec, hw: rl.HardwareProfile, row: Row, dep: rl.Deployment) -> tuple[int | None, int | None]:
+    """(running-sequence cap of the replica, prefill tokens per step) that the row's benchmark harness set; None for
+    either where the engine's own applies (`steady_state`'s `max_batch_size` and `chunk_tokens`).
+
+    * `trtllm-bench throughput` on the PyTorch backend (engine `trtllm`): the batch of `trtllm_bench.max_batch_size`
+      per attention-DP rank (`harness_max_batch_size`), the engine's token budget.
+    * A TensorRT engine (`trtllm-cpp`, framework_version 0.15 - 0.16) that `trtllm-bench build` built from the dataset
+      named in the note ("trtllm-bench build ... --dataset ISL/OSL"): the engine's max_batch_size and max_num_tokens
+      of `trtllm_bench.build_engine_limits` at that dataset's lengths, which `trtllm-bench throughput --engine_dir`
+      runs with, and its prompts chunked to max_num_tokens a step: that release's trtllm-bench throughput passes
+      ExecutorSettingsConfig.chunking (default True) as the executor's enable_chunked_context
+      (tensorrt_llm/bench/benchmark/dataclasses.py, NVIDIA/TensorRT-LLM 04a2cac). The dataset is the build's, not the
+      row's: the Azure guide builds one engine per model, from its largest ISL+OSL dataset, and runs every length on it.
+    """
+    if row.workload != "offline" or "trtllm-bench" not in row.extra.get("note", ""):
+        return None, None
+    engine = engine_of(row)
     rd = dep.resolved(model)
-    per_rank = trtllm_bench.max_batch_size(model, hw, rd, row.tp, row.pp, row.prompt_tokens, row.output_tokens,
-                                           rd.engine.gpu_memory_fraction)
-    return None if per_rank is None else per_rank * dep.ep
+    if engine == "trtllm":
+        per_rank = trtllm_bench.max_batch_size(model, hw, rd, row.tp, row.pp, row.prompt_tokens, row.output_tokens,
+                                               rd.engine.gpu_memory_fraction)
+        return (None if per_rank is None else per_rank * dep.ep), None
+    version, built = _version(row), _build_dataset(row)
+    if engine != "trtllm-cpp" or built is None or version is None or \
+            not TRTLLM_BENCH_TUNED_BUILD[0] <= version < TRTLLM_BENCH_TUNED_BUILD[1]:
+        return None, None
+    limits = trtllm_bench.build_engine_limits(model, hw, rd, row.tp, row.pp, *built)
+    return (None, None) if limits is None else limits
 
 
 def _figures_static(model, hw, row: Row, dep) -> dict[str, float]:
@@ -402,14 +442,20 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
         waves = row.extra.get("lengths", "").startswith("fixed") and dep.pp == 1 and dep.ep == 1
         sp = closed_loop(model, hw, row.concurrency / row.replicas, s, o, dep, synchronized=waves)
     else:
-        cap = harness_max_batch_size(model, hw, row, dep)
-        lam = capacity_requests_per_s(model, hw, s, o, dep, max_batch_size=cap)
+        cap, chunk = harness_limits(model, hw, row, dep)
+        share = None if row.num_requests is None else math.ceil(row.num_requests / row.replicas)
+        if share is not None and row.extra.get("lengths", "").startswith("fixed") and dep.pp == 1 and dep.ep == 1:
+            # a finite set of fixed-length requests submitted at once: synchronized waves (`serving.offline_run_s`)
+            run_s = offline_run_s(model, hw, share, s, o, dep, chunk_tokens=chunk, max_batch_size=cap)
+            if not math.isfinite(run_s):
+                raise Unsupported("predicted infeasible: does not fit at batch 1", infeasible=True)
+            return _batch_rates(share, s, o, run_s)
+        lam = capacity_requests_per_s(model, hw, s, o, dep, chunk_tokens=chunk, max_batch_size=cap)
         if lam <= 0:
             raise Unsupported("predicted infeasible: does not fit at batch 1", infeasible=True)
-        if row.num_requests is not None:
+        if share is not None:
             # a finite set of requests submitted at once: if one replica's share fits in one batch, the run is that
             # static batch (every prompt prefilled, then decoded together), not the steady state of an endless stream
-            share = math.ceil(row.num_requests / row.replicas)
             p = rl.predict(model, hw, rl.Workload(batch_size=share, prompt_tokens=s, output_tokens=o), dep)
             if p.fits and share <= p.max_batch_size_fits and (cap is None or share <= cap):
                 return _batch_rates(share, s, o, p.e2e_latency_s)
@@ -471,7 +517,7 @@ def predict_row(row: Row, load_hardware: Callable = rl.load_hardware, folder: Pa
            row.weight_group_size, row.workload, row.batch_size, row.concurrency, row.request_rate_per_s,
            row.num_requests, row.prompt_tokens, row.output_tokens, row.replicas, row.extra.get("lengths", "").startswith("fixed"),
            "trtllm-bench" in row.extra.get("note", ""), CLIENT_ROUNDS.get(row.source),
-           BENCHMARK_KV_BLOCKS.get((row.source, row.model)))
+           BENCHMARK_KV_BLOCKS.get((row.source, row.model)), _build_dataset(row))
     if cache is not None and key in cache:
         figures = cache[key]
     else:

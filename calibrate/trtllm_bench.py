@@ -23,6 +23,23 @@ a 576-wide latent, and gets a batch 25x smaller than its KV cache holds.
 With attention data parallelism the LLM API's max_batch_size is per rank (`EngineProfile.seqs_per_attention_rank`),
 so a replica of ep ranks runs up to ep · max_batch.
 
+TensorRT engines, `trtllm-bench build` of 0.15 - 0.16 (`build_engine_limits`): before the PyTorch backend, the limits
+were fixed in the engine when `trtllm-bench build --dataset` built it (no --max_batch_size / --max_num_tokens), from the
+dataset's mean lengths, and `trtllm-bench throughput --engine_dir` ran at the engine's own limits. The estimate of that
+generation (tensorrt_llm/bench/build/tuning.py calc_engine_setting and finetune_setting as the LLM-API build.py of 0.15
+calls them, FP8 and unquantized builds only; read from the stored versions of that generation, id 5900118795 and
+6212504592 of the file index: build.py imports ModelConfig from bench/build/dataclasses.py, which NVIDIA/TensorRT-LLM
+8f91cff, the v0.15.0 commit that triton-inference-server/tensorrtllm_backend v0.15.0 pins, holds "for the engine
+setting calculation"; at v0.14.0, b0880169, build.py still read the per-model table benchmark_config.yml) differs
+from the later one above in four ways: the KV share is the build's default 0.95, the weights are counted in decimal
+GB (param_count / 1000^3, param_count the checkpoint's BF16/FP16 safetensors count, times 1 byte for FP8 or 2), the
+KV cache is FP8 whenever the build quantizes to FP8 (build.py forces kv_cache_quant_algo = FP8), and it also sets
+max_num_tokens:
+
+    requests      = 0.95 · (tp · pp · M_GiB - params / 10^9 · bytes) / (KV_GiB/token · (S + O))
+    raw_tokens    = min(min(requests, 4096) / pp · (1 + S / O), 32768)
+    max_tokens    = max(2048, 256·ceil(raw/256)) below 4096; 512·ceil(raw/512) below 8192; else 1024·ceil(raw/1024)
+
 Worked number (DeepSeek-R1-0528 NVFP4, B200 DEP4, 1000/1000): param_count ≈ 378e9 elements (`checkpoint_elements`),
 engine 0.5 · 378e9 / 2^30 = 176 GiB; 4 · 179.06 - 176 = 540 GiB; KV 2 · 61 · 128 · 56 · 1 B = 874,496 B per token,
 1.629 GiB per 2000-token request; f = 0.9: 0.9 · 540 / 1.629 = 298 requests -> max_batch 384 per rank, 1,536 in all
@@ -40,6 +57,9 @@ from roofline.workload import ResolvedDeployment
 GIB = 2**30  # trtllm-bench reads NVML's total memory in GiB and sizes everything in GiB
 MAX_REQUESTS = 4096  # "Cap total batch size to avoid decoder buffer size becoming too large" (finetune_setting)
 MIN_BATCH = 64  # "Set min BS to be 64" (finetune_setting)
+MAX_TOKENS = 32768  # "Cap num tokens to avoid TRT activation buffer becoming too large" (finetune_setting)
+MIN_TOKENS = 2048  # "Set min to 2048 to ensure Ctx/Gen overlap efficiency" (finetune_setting)
+BUILD_KV_FRACTION = 0.95  # calc_engine_setting's kv_cache_gpu_mem_fraction default, which build.py does not override
 # NVFP4 storage: two 4-bit values per uint8 element plus one FP8 (E4M3) scale per 16 values
 # (NVIDIA, "Introducing NVFP4 for efficient and accurate low-precision inference", 16-value micro-blocks)
 NVFP4_BLOCK = 16
@@ -117,3 +137,41 @@ def max_batch_size(model: rl.ModelSpec, hw: rl.HardwareProfile, rd: ResolvedDepl
     if requests < 1:
         return None  # trtllm-bench refuses the run ("KV cache memory is insufficient"); the prediction says so itself
     return finetune_batch(requests, pp)
+
+
+def finetune_tokens(requests: float, pp: int, prompt_tokens: float, output_tokens: float) -> int:
+    """finetune_setting's max_num_tokens: the tokens of the batch's prompts in the ratio of a request's prompt to its
+    output (raw_bs · (1 + S/O), capped at 32768), rounded up in steps of 256, 512 or 1024 and at least 2048."""
+    raw = min(min(requests, MAX_REQUESTS) / pp * (1 + prompt_tokens / output_tokens), MAX_TOKENS)
+    if raw < 4096:
+        return max(MIN_TOKENS, 256 * math.ceil(raw / 256))
+    if raw < 8192:
+        return 512 * math.ceil(raw / 512)
+    return 1024 * math.ceil(raw / 1024)
+
+
+def build_engine_limits(model: rl.ModelSpec, hw: rl.HardwareProfile, rd: ResolvedDeployment, tp: int, pp: int,
+                        prompt_tokens: float, output_tokens: float) -> tuple[int, int] | None:
+    """(max_batch_size, max_num_tokens) that `trtllm-bench build --dataset` of 0.15 - 0.16 fixes in a TensorRT engine
+    for a dataset of mean lengths `prompt_tokens` / `output_tokens` (module docstring), or None where that build did
+    not tune (a format other than FP8 or 16-bit: its benchmark_config.yml table, not transcribed here).
+
+    Worked number (Llama-3.1-8B, --quantization FP8, one H100, the 2048/2048 dataset): 8,030,261,248 BF16
+    parameters = 8.030 GB at 1 byte; NVML total 85,520,809,984 B = 79.647 GiB; 0.95 · 71.617 = 68.036 GiB of KV;
+    2 · 32 · 8 · 128 · 1 B = 65,536 B a token, 4096 tokens a request: 271.8 requests -> 128 · ceil(2.12) = 384
+    sequences; 271.8 · (1 + 1) = 543.6 tokens -> max(2048, 768) = 2048 tokens a step."""
+    w = rd.weights.dtype
+    if w.bits == 8 and w.kind == "float":
+        per_param = 1
+    elif w.bits >= 16:
+        per_param = 2
+    else:
+        return None
+    kv_bytes = 1 if rd.kv.dtype.bits == 8 and rd.kv.dtype.kind == "float" else 2
+    kv_per_token_gib = 2 * model.num_layers * max(tp, model.num_kv_heads) * config_head_size(model) * kv_bytes / GIB
+    engine_gb = checkpoint_elements(model, rd) / 1e9 * per_param
+    requests = BUILD_KV_FRACTION * (tp * pp * hw.memory_bytes / GIB - engine_gb) / (
+        kv_per_token_gib * (prompt_tokens + output_tokens))
+    if requests < 1:
+        return None  # the build refuses ("The amount of KV cache memory is insufficient"); the prediction says so itself
+    return finetune_batch(requests, pp), finetune_tokens(requests, pp, prompt_tokens, output_tokens)

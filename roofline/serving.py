@@ -1195,6 +1195,19 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
     if n > held:
         raise SpecError("concurrency", f"a wave of {n} requests exceeds the {held} sequences the replica holds at "
                                        f"{s:g} + {o:g} tokens: use closed_loop (the surplus waits for a slot)")
+    return _wave_on(cv, model, n, s, o, chunk_tokens)
+
+
+def _wave_on(cv: Curves, model: ModelSpec, n: int, s: float, o: float, chunk_tokens: int | None) -> Wave:
+    """`wave` of n requests on the replica of `cv` (one device row, already checked to hold them)."""
+    sched, request_s = _wave_schedule_on(cv, n, s, o, chunk_tokens)
+    t = wave_step_times(model, cv.rd, cv.hws[0], sched, s, s + o / 2)
+    return wave_of(sched, t, request_s, int(o))
+
+
+def _wave_schedule_on(cv: Curves, n: int, s: float, o: float, chunk_tokens: int | None) -> tuple[WaveSchedule, float]:
+    """The steps of a wave of n requests on the engine of `cv` (`wave_schedule` with its token budget, chunking,
+    multi-prompt and mixing), and a request's latency outside the steps."""
     rd, hw = cv.rd, cv.hws[0]
     eng = rd.engine
     if eng is not None:
@@ -1202,10 +1215,57 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
         chunked, multi, mixed = eng.chunked_prefill or chunk_tokens is not None, eng.multi_prompt_prefill, eng.mixed_prefill_decode
     else:  # the bare roofline: whole prompts one per pass, or chunks of `chunk_tokens` mixed with decode (module docstring)
         budget, chunked, multi, mixed = int(chunk_tokens or s), chunk_tokens is not None, False, chunk_tokens is not None
-    sched = wave_schedule(n, int(s), int(o), budget, chunked, multi, mixed)
-    context = s + o / 2  # the mean decode context of the module docstring, c̄ = S + E[O(O-1)]/(2E[O-1]) for a fixed O
-    t = wave_step_times(model, rd, hw, sched, s, context)
-    return wave_of(sched, t, float(eng.request_s(s)) if eng is not None else 0.0, int(o))
+    # the mean decode context of the module docstring, c̄ = S + E[O(O-1)]/(2E[O-1]) for a fixed O, is `_wave_on`'s s + o/2
+    return wave_schedule(n, int(s), int(o), budget, chunked, multi, mixed), float(eng.request_s(s)) if eng is not None else 0.0
+
+
+def offline_run_s(model, hardware, requests: int, prompt_tokens: int, output_tokens: int,
+                  deployment: Deployment | None = None, chunk_tokens: int | None = None,
+                  max_batch_size: int | None = None) -> float:
+    """The wall time of an offline run of `requests` requests with fixed lengths, all submitted at once to one tp
+    replica (`trtllm-bench throughput`, `vllm bench throughput` on a synthetic fixed-length dataset); inf when
+    batch 1 does not fit.
+
+    The replica admits w requests, the most its memory holds at S + O tokens, its engine's max_num_seqs and
+    `max_batch_size` allow (`wave_batch_limit`). Requests of one length admitted together finish together, and
+    the next w are admitted together: the run is ⌊n / w⌋ synchronized waves of w and one of n mod w, each on the
+    engine's schedule (`wave`: its token budget, whole or chunked prompts, prefill mixed with decode or not):
+
+        T = ⌊n / w⌋ · cycle(w) + cycle(n mod w),    the run's output tokens/s = n · O / T
+
+    Not the steady state λ_max: a run of n requests ends with a partial wave, and it starts idle. Worked
+    number: n = 1000, w = 384 are two waves of 384 and one of 232; where a step costs about the same at 232
+    as at 384 sequences (decode reading the weights), T ≈ 3 · cycle(384): 333 requests a cycle where an
+    endless stream at 384 gives 384. A mixing engine's waves spread by up to the steps of their prefill
+    (`wave`), so this holds best when a wave prefills in few steps. pp = ep = 1 only (as `wave`).
+    """
+    model, hw = load_pair(model, hardware)
+    dep = deployment or Deployment()
+    if dep.pp != 1 or dep.ep != 1:
+        raise SpecError("deployment", f"offline waves are modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, "
+                                      f"ep={dep.ep}: use capacity_requests_per_s")
+    check_concurrency(requests)
+    check_positive_int(max_batch_size, "max_batch_size")
+    n = int(round(requests))
+    traffic = Traffic.of(None, prompt_tokens, output_tokens)
+    loose = [k for k in ("prompt_tokens", "output_tokens") if getattr(traffic, k).kind != "fixed"]
+    if loose:
+        raise SpecError(loose[0], "an offline run in waves needs fixed lengths (requests of different lengths finish "
+                                  "apart); use capacity_requests_per_s")
+    check_chunk_tokens(model, chunk_tokens)
+    s, o = traffic.prompt_tokens.tokens, traffic.output_tokens.tokens
+    cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
+    w = min(n, wave_batch_limit(cv))
+    if w < 1:
+        return math.inf
+    full, rest = divmod(n, w)
+    waves = [_wave_schedule_on(cv, k, s, o, chunk_tokens) for k in ((w, rest) if rest else (w,))]
+    # the steps of both waves timed in one pass over the operator table (a step's time depends on its own tokens only)
+    steps = WaveSchedule(*(np.concatenate([getattr(sc, f) for sc, _ in waves])
+                           for f in ("prefill_tokens", "prefill_prompts", "decode_rows", "start_step", "first_step", "last_step")))
+    t = wave_step_times(model, cv.rd, cv.hws[0], steps, s, s + o / 2)
+    cycles = [r + float(tk.sum()) for (_, r), tk in zip(waves, np.split(t, [len(waves[0][0].prefill_tokens)]))]
+    return full * cycles[0] + (cycles[1] if rest else 0.0)
 
 
 def wave_of(schedule: WaveSchedule, step_s, request_s: float, output_tokens: int) -> Wave:
