@@ -158,8 +158,8 @@ def build_engine_limits(model: rl.ModelSpec, hw: rl.HardwareProfile, rd: Resolve
 
     Worked number (Llama-3.1-8B, --quantization FP8, one H100, the 2048/2048 dataset): 8,030,261,248 BF16
     parameters = 8.030 GB at 1 byte; NVML total 85,520,809,984 B = 79.647 GiB; 0.95 · 71.617 = 68.036 GiB of KV;
-    2 · 32 · 8 · 128 · 1 B = 65,536 B a token, 4096 tokens a request: 271.8 requests -> 128 · ceil(2.12) = 384
-    sequences; 271.8 · (1 + 1) = 543.6 tokens -> max(2048, 768) = 2048 tokens a step."""
+    2 · 32 · 8 · 128 · 1 B = 65,536 B a token, 4096 tokens (0.25 GiB) a request: 272.1 requests -> 128 · ceil(2.13)
+    = 384 sequences; 272.1 · (1 + 1) = 544.3 tokens -> max(2048, 768) = 2048 tokens a step."""
     w = rd.weights.dtype
     if w.bits == 8 and w.kind == "float":
         per_param = 1

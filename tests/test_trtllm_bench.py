@@ -104,3 +104,64 @@ def test_the_v1_perf_overview_qwen3_235b_rows_run_attention_dp_over_eight_ranks(
     assert T.checkpoint_elements(model, rd) == pytest.approx(132.53e9, rel=1e-3)
     assert T.max_batch_size(model, hw, rd, 8, 1, 1000, 1000, 0.9) == 1792
     assert corpus.harness_max_batch_size(model, hw, r, dep) == 8 * 1792
+
+
+# ------------------------------------------------ TensorRT engines: `trtllm-bench build --dataset` of 0.15 - 0.16
+def test_finetune_tokens_scale_the_batch_by_prompt_over_output_and_round_up():
+    assert T.finetune_tokens(272.1, 1, 2048, 2048) == 2048  # 272.1 · 2 = 544.3 -> max(2048, 256 · 3 = 768)
+    assert T.finetune_tokens(1600.04, 1, 2048, 2048) == 3328  # 3200.1 -> 256 · ceil(12.5) = 256 · 13
+    assert T.finetune_tokens(1600.04, 1, 3000, 1000) == 6656  # 1600.04 · 4 = 6400.2 -> 512 · ceil(12.5) = 512 · 13
+    assert T.finetune_tokens(9000.0, 1, 8000, 1000) == 32768  # min(9000, 4096) · 9 = 36,864, capped at 32,768
+
+
+def test_llama_8b_fp8_on_one_h100_by_hand():
+    # the Azure guide's 8B engine: --quantization FP8 (FP8 KV forced), --dataset of 2048 + 2048 tokens, tp 1.
+    # 8,030,261,248 BF16 parameters / 10^9 = 8.0303 GB at 1 byte; NVML total 85,520,809,984 B / 2^30 = 79.6475 GiB;
+    # 0.95 · (79.6475 - 8.0303) = 68.0363 GiB of KV; a token 2 · 32 · max(1, 8) · 128 · 1 B = 65,536 B, a request
+    # 4096 of them = 0.25 GiB: 272.15 requests -> 128 · ceil(2.13) = 384; 272.15 · (1 + 2048/2048) = 544.3 -> 2048
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    rd = rl.Deployment(tp=1, weight_dtype="fp8", activation_dtype="fp8", kv_dtype="fp8").resolved(m)
+    assert T.checkpoint_elements(m, rd) == 8_030_261_248
+    requests = 0.95 * (85_520_809_984 / GIB - 8_030_261_248 / 1e9) / (2 * 32 * 8 * 128 * 1 / GIB * 4096)
+    assert requests == pytest.approx(272.15, abs=0.01)
+    assert T.build_engine_limits(m, hw, rd, 1, 1, 2048, 2048) == (384, 2048)
+    # with a 16-bit KV cache (not what the FP8 build makes) a token costs twice as much: 136.07 -> 32 · ceil(4.25) = 160
+    rd16 = rl.Deployment(tp=1, weight_dtype="fp8", activation_dtype="fp8", kv_dtype="bf16").resolved(m)
+    assert T.build_engine_limits(m, hw, rd16, 1, 1, 2048, 2048) == (160, 2048)
+
+
+def test_llama_70b_fp8_on_eight_h200_by_hand():
+    # 70,553,706,496 parameters = 70.5537 GB; 8 · 150,754,820,096 B / 2^30 = 1123.2109 GiB; 0.95 · 1052.6572 =
+    # 1000.0244 GiB; a token 2 · 80 · max(8, 8) · 128 · 1 B = 163,840 B, a 4096-token request 0.625 GiB: 1600.04
+    # requests -> 256 · ceil(6.25) = 1792; 1600.04 · 2 = 3200.1 tokens -> 256 · ceil(12.5) = 3328
+    m, hw = rl.load_model("llama-3.1-70b"), rl.load_hardware("h200")
+    rd = rl.Deployment(tp=8, weight_dtype="fp8", activation_dtype="fp8", kv_dtype="fp8").resolved(m)
+    requests = 0.95 * (8 * 150_754_820_096 / GIB - 70_553_706_496 / 1e9) / (2 * 80 * 8 * 128 / GIB * 4096)
+    assert requests == pytest.approx(1600.04, abs=0.01)
+    assert T.build_engine_limits(m, hw, rd, 8, 1, 2048, 2048) == (1792, 3328)
+
+
+def test_the_build_tunes_fp8_and_16_bit_only():
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    rd = rl.Deployment(weight_dtype="int4", weight_group_size=128, activation_dtype="bf16").resolved(m)
+    assert T.build_engine_limits(m, hw, rd, 1, 1, 2048, 2048) is None  # INT4 AWQ: the benchmark_config.yml table
+
+
+def test_the_azure_tensorrt_rows_run_at_the_limits_their_one_engine_was_built_with():
+    rows = {r.id: r for r in corpus.load_corpus()}
+    model, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    # every TensorRT-LLM row: 0.15.0 (the TensorRT engine under the C++ executor), FP8 weights and KV
+    trt = [r for r in rows.values() if r.source == "azure-ai-benchmarking-guide" and r.framework == "trtllm"]
+    assert len(trt) == 36 and {(r.extra["framework_version"], r.kv_dtype, corpus.engine_of(r)) for r in trt} == \
+        {("0.15.0", "fp8", "trtllm-cpp")}
+    # one engine per model, built from the 2048/2048 dataset: the 128/128 row runs at 2048/2048's limits
+    for rid in ("azure-ai-benchmarking-guide-1", "azure-ai-benchmarking-guide-6"):
+        r = rows[rid]
+        assert corpus.harness_limits(model, hw, r, corpus.deployment_of(r, model)) == (384, 2048)
+    # the MI300X rows (vLLM) keep the engine's own limits
+    r = rows["azure-ai-benchmarking-guide-37"]
+    assert corpus.harness_limits(model, rl.load_hardware("mi300x"), r, corpus.deployment_of(r, model)) == (None, None)
+    # a 0.14 row (benchmark_config.yml, not transcribed) keeps the engine's limits even with the note's phrase
+    r = rows["azure-ai-benchmarking-guide-6"]
+    old = corpus.Row(**{**r.__dict__, "extra": {**r.extra, "framework_version": "0.14.0"}})
+    assert corpus.harness_limits(model, hw, old, corpus.deployment_of(old, model)) == (None, None)

@@ -213,3 +213,32 @@ def test_a_mixing_engines_wave_finishes_apart():
     done = np.concatenate([[0.0], np.cumsum(w.step_s)])
     assert (w.ttft_s + 199 * w.tpot_s).tolist() == pytest.approx((w.request_s + done[sc.last_step]).tolist())
     assert w.cycle_s == pytest.approx(w.request_s + done[-1])
+
+
+# ------------------------------------------------------------ an offline run of n fixed-length requests: waves
+def test_an_offline_run_is_whole_waves_and_a_partial_one():
+    # 1000 requests of 128 + 2048 on an 8B FP8 H100 under a cap of 384 (trtllm-bench build's; memory holds more at
+    # 2176 tokens a sequence): waves of 384, 384 and 232, T = 2 · cycle(384) + cycle(232); a run that fits one wave
+    # is that wave
+    dep = rl.Deployment(weight_dtype="fp8", activation_dtype="fp8", kv_dtype="fp8", engine="trtllm-cpp")
+    t = rl.offline_run_s(M8, H100, 1000, 128, 2048, dep, chunk_tokens=2048, max_batch_size=384)
+    c384 = rl.wave(M8, H100, 384, 128, 2048, dep, chunk_tokens=2048).cycle_s
+    c232 = rl.wave(M8, H100, 232, 128, 2048, dep, chunk_tokens=2048).cycle_s
+    assert t == pytest.approx(2 * c384 + c232, rel=1e-9)
+    assert rl.offline_run_s(M8, H100, 232, 128, 2048, dep, chunk_tokens=2048, max_batch_size=384) == \
+        pytest.approx(c232, rel=1e-9)
+    # the partial wave costs more per request than a full one (a step's time does not fall in proportion to its
+    # batch), so the run's rate is below whole waves' 384 / cycle(384) and above the partial wave's 232 / cycle(232)
+    assert 232 / c232 < 1000 / t < 384 / c384
+    # every 384 requests more add one cycle(384)
+    t4 = rl.offline_run_s(M8, H100, 1384, 128, 2048, dep, chunk_tokens=2048, max_batch_size=384)
+    assert t4 - t == pytest.approx(c384, rel=1e-9)
+
+
+def test_an_offline_run_in_waves_needs_fixed_lengths_and_a_tp_replica():
+    with pytest.raises(SpecError, match="prompt_tokens"):
+        rl.offline_run_s(M8, H100, 100, "normal:2048:200", 128)
+    with pytest.raises(SpecError, match="pp=2"):
+        rl.offline_run_s(M8, H100, 100, 2048, 128, rl.Deployment(pp=2))
+    # a run that does not fit at batch 1 takes forever
+    assert rl.offline_run_s("llama-3.1-405b", H100, 10, 2048, 128) == float("inf")
