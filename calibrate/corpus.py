@@ -14,7 +14,10 @@ Each row is one published number. It is predicted the way it was measured:
 * `concurrency`: a closed loop of N clients, `roofline.closed_loop` (the response-time law
   N = λ·(TTFT + E[O-1]·TPOT) on the open-loop steady state);
 * `offline`: every request submitted at once, the replica's capacity λ_max from the steady state
-  (throughput = λ_max·E[O] output tokens/s, λ_max·(E[S]+E[O]) total tokens/s). A TensorRT-LLM run by
+  (throughput = λ_max·E[O] output tokens/s, λ_max·(E[S]+E[O]) total tokens/s); a stated number n of
+  fixed-length requests on a tp replica runs in synchronized waves of what the replica admits at once, the last
+  one partial (`roofline.offline_run_s`: n·O / T output tokens/s), and a share of other lengths that fits one
+  batch is that static batch. A TensorRT-LLM run by
   `trtllm-bench throughput` runs at the batch limit trtllm-bench computes for it, or a TensorRT engine at the
   limits its `trtllm-bench build` fixed (`harness_limits`).
 
