@@ -381,7 +381,9 @@ def harness_limits(model: rl.ModelSpec, hw: rl.HardwareProfile, row: Row, dep: r
     * A TensorRT engine (`trtllm-cpp`, framework_version 0.15 - 0.16) that `trtllm-bench build` built from the dataset
       named in the note ("trtllm-bench build ... --dataset ISL/OSL"): the engine's max_batch_size and max_num_tokens
       of `trtllm_bench.build_engine_limits` at that dataset's lengths, which `trtllm-bench throughput --engine_dir`
-      runs with, and its prompts chunked to max_num_tokens a step: that release's trtllm-bench throughput passes
+      runs with (get_settings_from_engine: executor max_batch_size and max_num_tokens from the engine's
+      config.json build_config, in every stored TensorRT-engine version of tensorrt_llm/bench/benchmark/utils.py),
+      and its prompts chunked to max_num_tokens a step: that release's trtllm-bench throughput passes
       ExecutorSettingsConfig.chunking (default True) as the executor's enable_chunked_context
       (tensorrt_llm/bench/benchmark/dataclasses.py, NVIDIA/TensorRT-LLM 04a2cac). The dataset is the build's, not the
       row's: the Azure guide builds one engine per model, from its largest ISL+OSL dataset, and runs every length on it.
