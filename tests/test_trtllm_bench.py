@@ -165,3 +165,17 @@ def test_the_azure_tensorrt_rows_run_at_the_limits_their_one_engine_was_built_wi
     r = rows["azure-ai-benchmarking-guide-6"]
     old = corpus.Row(**{**r.__dict__, "extra": {**r.extra, "framework_version": "0.14.0"}})
     assert corpus.harness_limits(model, hw, old, corpus.deployment_of(old, model)) == (None, None)
+
+
+def test_an_azure_row_is_its_1000_requests_in_waves_on_the_built_engine():
+    # 8B FP8 H100, 128 + 2048 tokens, 1000 requests: the engine's 384 sequences and 2048-token steps, so waves of 384,
+    # 384 and 232 (memory holds more at 2176 tokens a sequence); output tokens/s = 1000 · 2048 / T
+    r = {r.id: r for r in corpus.load_corpus()}["azure-ai-benchmarking-guide-3"]
+    assert (r.prompt_tokens, r.output_tokens, r.num_requests, r.extra["lengths"]) == (128, 2048, 1000, "fixed")
+    model, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm")
+    dep = corpus.deployment_of(r, model)
+    t = rl.offline_run_s(model, hw, 1000, 128, 2048, dep, chunk_tokens=2048, max_batch_size=384)
+    assert corpus.predict_row(r) == pytest.approx(1000 * 2048 / t, rel=1e-9)
+    c384 = rl.wave(model, hw, 384, 128, 2048, dep, chunk_tokens=2048).cycle_s
+    c232 = rl.wave(model, hw, 232, 128, 2048, dep, chunk_tokens=2048).cycle_s
+    assert t == pytest.approx(2 * c384 + c232, rel=1e-9)
