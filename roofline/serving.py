@@ -1201,8 +1201,14 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
 def _wave_on(cv: Curves, model: ModelSpec, n: int, s: float, o: float, chunk_tokens: int | None) -> Wave:
     """`wave` of n requests on the replica of `cv` (one device row, already checked to hold them)."""
     sched, request_s = _wave_schedule_on(cv, n, s, o, chunk_tokens)
-    t = wave_step_times(model, cv.rd, cv.hws[0], sched, s, s + o / 2)
+    t = wave_step_times(model, cv.rd, cv.hws[0], sched, s, _wave_context_tokens(s, o))
     return wave_of(sched, t, request_s, int(o))
+
+
+def _wave_context_tokens(s: float, o: float) -> float:
+    """The mean decode context of a wave's steps: the module docstring's c̄ = S + E[O(O-1)]/(2E[O-1]) for a fixed
+    O, S + O/2."""
+    return s + o / 2
 
 
 def _wave_schedule_on(cv: Curves, n: int, s: float, o: float, chunk_tokens: int | None) -> tuple[WaveSchedule, float]:
@@ -1215,7 +1221,6 @@ def _wave_schedule_on(cv: Curves, n: int, s: float, o: float, chunk_tokens: int 
         chunked, multi, mixed = eng.chunked_prefill or chunk_tokens is not None, eng.multi_prompt_prefill, eng.mixed_prefill_decode
     else:  # the bare roofline: whole prompts one per pass, or chunks of `chunk_tokens` mixed with decode (module docstring)
         budget, chunked, multi, mixed = int(chunk_tokens or s), chunk_tokens is not None, False, chunk_tokens is not None
-    # the mean decode context of the module docstring, c̄ = S + E[O(O-1)]/(2E[O-1]) for a fixed O, is `_wave_on`'s s + o/2
     return wave_schedule(n, int(s), int(o), budget, chunked, multi, mixed), float(eng.request_s(s)) if eng is not None else 0.0
 
 
@@ -1263,7 +1268,7 @@ def offline_run_s(model, hardware, requests: int, prompt_tokens: int, output_tok
     # the steps of both waves timed in one pass over the operator table (a step's time depends on its own tokens only)
     steps = WaveSchedule(*(np.concatenate([getattr(sc, f) for sc, _ in waves])
                            for f in ("prefill_tokens", "prefill_prompts", "decode_rows", "start_step", "first_step", "last_step")))
-    t = wave_step_times(model, cv.rd, cv.hws[0], steps, s, s + o / 2)
+    t = wave_step_times(model, cv.rd, cv.hws[0], steps, s, _wave_context_tokens(s, o))
     cycles = [r + float(tk.sum()) for (_, r), tk in zip(waves, np.split(t, [len(waves[0][0].prefill_tokens)]))]
     return full * cycles[0] + (cycles[1] if rest else 0.0)
 
