@@ -1048,10 +1048,13 @@ def wave_schedule(clients: int, prompt_tokens: int, output_tokens: int, budget_t
     first = np.zeros(n, dtype=np.int64)
     start = np.zeros(n, dtype=np.int64)
     tokens, prompts, rows = [], [], []
+    # done[j]: the prompts whose first token came out of steps 1..j; prompt i decodes in steps first_i + 1 ..
+    # first_i + O - 1, so step j decodes done[j - 1] - done[max(j - O, 0)] sequences
+    done = [0]
     nxt, j = 0, 0
     while nxt < n:
         j += 1
-        d = int(((first > 0) & (first < j) & (j <= first + o - 1)).sum()) if mixed else 0
+        d = done[j - 1] - done[max(j - o, 0)] if mixed else 0
         room = c - d
         t = q = 0
         while nxt < n and room > 0:
@@ -1072,11 +1075,13 @@ def wave_schedule(clients: int, prompt_tokens: int, output_tokens: int, budget_t
         tokens.append(t)
         prompts.append(q)
         rows.append(d)
+        done.append(nxt)
     k = j
     last = first + o - 1 if mixed else np.full(n, k + o - 1, dtype=np.int64)
     steps = np.arange(k + 1, int(last.max()) + 1)
-    if mixed:  # the decode tail: prompt i decodes in steps k_i + 1 .. k_i + O - 1
-        tail = ((first[None, :] < steps[:, None]) & (steps[:, None] <= last[None, :])).sum(axis=1)
+    if mixed:  # the decode tail: prompt i decodes in steps k_i + 1 .. k_i + O - 1 (every prompt done by step k)
+        done_at = np.asarray(done, dtype=np.int64)
+        tail = n - done_at[np.minimum(np.maximum(steps - o, 0), k)]
     else:
         tail = np.full(len(steps), n)
     return WaveSchedule(prefill_tokens=np.concatenate([np.array(tokens, float), np.zeros(len(steps))]),
