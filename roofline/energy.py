@@ -97,10 +97,10 @@ def decode_busy_s(steps: DecodeSteps):
     the others (attention) are affine in m = min(c, window) and summed in closed form (`sum_over_steps`).
     """
     t = steps.t1
-    const = np.maximum(t.compute_s, t.memory_s)[~steps.dep].sum(axis=0) * steps.count
+    const = steps.kept("energy.busy_step_s", lambda: np.maximum(t.compute_s, t.memory_s)[~steps.dep].sum(axis=0)) * steps.count
     if not steps.any_dep:
         return const
-    return const + steps.dep_busy_s().sum(axis=0)  # the sums the decode time of these steps was built from
+    return const + steps.dep_busy_total_s()  # the sums the decode time of these steps was built from
 
 
 @dataclass(frozen=True)

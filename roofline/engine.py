@@ -20,6 +20,7 @@ throughput, utilization, fit and cost. `predict` (one scenario) and `sweep` (a g
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -43,8 +44,39 @@ from .workload import ResolvedDeployment
 
 
 # ------------------------------------------------------------ step sums
+# The step sums below take numpy arrays (a grid, or one scenario's ops at once) or plain floats (one scenario's ops one
+# by one, `DecodeSteps` in plain floats): the same expressions, the four element-wise primitives below picking numpy's
+# function or its rule on two floats (the same IEEE float64 operation, hence the same bits; tests/test_speed_paths.py).
+def _maximum(a, b):
+    """np.maximum: on a plain float `a`, its scalar rule (a NaN `a` or `b` wins; on a tie, b: np.maximum(0.0, -0.0) is -0.0)."""
+    if type(a) is float and not isinstance(b, np.ndarray):
+        return a if a > b or a != a else b
+    return np.maximum(a, b)
+
+
+def _minimum(a, b):
+    """np.minimum: on a plain float `a`, its scalar rule (a NaN wins; on a tie, b)."""
+    if type(a) is float and not isinstance(b, np.ndarray):
+        return a if a < b or a != a else b
+    return np.minimum(a, b)
+
+
+def _floor(x):
+    """np.floor: on a finite plain float, math.floor's integer back as a float (exact); inf and NaN unchanged."""
+    if type(x) is float:
+        return float(math.floor(x)) if -math.inf < x < math.inf else x
+    return np.floor(x)
+
+
+def _ceil(x):
+    """np.ceil, as `_floor` (a plain float's -0.0 comes back 0.0; `_sum_positive` adds or takes 1 before using it)."""
+    if type(x) is float:
+        return float(math.ceil(x)) if -math.inf < x < math.inf else x
+    return np.ceil(x)
+
+
 def _n_in(lo, hi):
-    return np.maximum(hi - lo + 1, 0)
+    return _maximum(hi - lo + 1, 0)
 
 
 def _sum_line(a0, a1, lo, hi):
@@ -63,8 +95,16 @@ def _sum_positive(g0, g1, lo, hi):
     sign over every range of the grid (decode attention memory-bound at every context swept): such a line adds
     0, or its whole line sum (`_sum_line`, separable in the ranges); the root is cut to each range only where
     some range holds it. The split uses the same root and rounding as the general formula, so the numbers are
-    the same.
+    the same. One line in plain floats (`DecodeSteps` of one scenario) takes its slope's branch of the general
+    formula, as every line of the mixed formula does.
     """
+    if type(g1) is float:
+        root = -g0 / g1 if g1 != 0 else 0.0
+        if g1 > 0:
+            return _sum_line(g0, g1, _maximum(lo, _floor(root) + 1), hi)
+        if g1 < 0:
+            return _sum_line(g0, g1, lo, _minimum(hi, _ceil(root) - 1))
+        return _n_in(lo, hi) * _maximum(g0, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         root = np.where(g1 != 0, -g0 / np.where(g1 != 0, g1, 1), 0.0)
     first, last = np.floor(root) + 1, np.ceil(root) - 1  # g1 > 0: positive from `first` on; g1 < 0: up to `last`
@@ -89,24 +129,34 @@ def _sum_positive(g0, g1, lo, hi):
     )
 
 
-def sum_over_steps(c0, c1, b0, b1, lo, hi, window):
+def sum_over_steps(c0, c1, b0, b1, lo, hi, window, past_window: bool | None = None):
     """Σ_{c=lo..hi} max(c0 + c1·m, b0 + b1·m) with m = min(c, window).
 
     Below the window both lines grow with c; past it m stays at the window and
-    every step costs the same. Exact for integer steps.
+    every step costs the same. Exact for integer steps. `past_window`: whether to add the steps past the window (default:
+    unless no window is finite); one op of a set taken in plain floats is given its set's answer, as the set's array is.
     """
-    w = np.minimum(window, hi)
+    w = _minimum(window, hi)
     linear = _sum_line(b0, b1, lo, w) + _sum_positive(c0 - b0, c1 - b1, lo, w)
-    if np.all(window == np.inf):  # no sliding window: no step is past it, the capped sum is 0
+    if not (np.any(window != np.inf) if past_window is None else past_window):  # no sliding window: no step is past it, the capped sum is 0
         return linear
-    capped = _n_in(np.maximum(lo, w + 1), hi) * np.maximum(c0 + c1 * w, b0 + b1 * w)
+    capped = _n_in(_maximum(lo, w + 1), hi) * _maximum(c0 + c1 * w, b0 + b1 * w)
     return linear + capped
 
 
 def sum_of_m(lo, hi, window):
     """Σ_{c=lo..hi} min(c, window)."""
-    w = np.minimum(window, hi)
-    return _sum_line(0.0, 1.0, lo, w) + _n_in(np.maximum(lo, w + 1), hi) * w
+    w = _minimum(window, hi)
+    return _sum_line(0.0, 1.0, lo, w) + _n_in(_maximum(lo, w + 1), hi) * w
+
+
+def plain_sum(values) -> float:
+    """Σ of a few plain floats as numpy sums fewer than eight along an axis: in order, from 0.0 (`ndarray.sum`; from
+    eight on numpy sums pairwise, and `DecodeSteps` keeps such a set in arrays)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
 
 
 class DecodeSteps:
@@ -118,6 +168,10 @@ class DecodeSteps:
     multiplied by the step count; only the others (attention) go through `sum_over_steps`.
     Communication and overhead never depend on the context, and an op has either
     compute/memory terms or a communication term, never both.
+
+    One scenario's steps (probes of one set, a plain-number range: `over`) are summed in plain floats, op by op through
+    the same step sums (`sum_over_steps`, `sum_of_m`) and in numpy's order over the few context-dependent ops
+    (`plain_sum`): the same float64 operations as the arrays', without numpy's set-up per call on a handful of numbers.
     """
 
     def __init__(self, d1: OpTable, d2: OpTable, t1: Timing, t2: Timing, lo=None, hi=None):
@@ -135,16 +189,23 @@ class DecodeSteps:
         self.m1, self.ms = t1.memory_s[dep], t2.memory_s[dep] - t1.memory_s[dep]
         self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
         self._mean_m = self._busy = None
+        self._plain = None  # (lo, hi) as floats where this range is summed in plain floats (`over`)
         self._kept = {}  # what depends on the probes alone (`_split`), shared by every range `over` gives
 
     def over(self, lo, hi, busy=None, count=None) -> "DecodeSteps":
         """The same probes over the steps at contexts lo..hi: nothing above depends on the range, so probes timed once
         (without a range, lo = hi = None) serve every prompt and output length (`evaluate`, one scenario). `busy`: the
         steps' `dep_busy_s` where already summed (one set of a stacked pair's, `DecodeProbes.over`); `count`: the
-        number of steps in lo..hi where already counted."""
+        number of steps in lo..hi where already counted. Plain-number bounds of one scenario's probes: summed in plain
+        floats (`plain_terms`)."""
         out = object.__new__(DecodeSteps)
         out.__dict__.update(self.__dict__)
-        out.lo, out.hi, out.count, out._mean_m, out._busy = lo, hi, _n_in(lo, hi) if count is None else count, None, busy
+        out._mean_m, out._busy, out._plain = None, busy, None
+        if busy is None and count is None and type(lo) is int and type(hi) is int and self.plain_terms() is not None:
+            out._plain = lo_f, hi_f = float(lo), float(hi)
+            out.lo, out.hi, out.count = lo, hi, _n_in(lo_f, hi_f)
+            return out
+        out.lo, out.hi, out.count = lo, hi, _n_in(lo, hi) if count is None else count
         return out
 
     def at(self, j: int) -> "DecodeSteps":
@@ -156,17 +217,54 @@ class DecodeSteps:
         out.win = self.win[:, 0]
         out.const_step_s = self.const_step_s[j]
         out.c1, out.cs, out.m1, out.ms, out.fixed = (x[:, j] for x in (self.c1, self.cs, self.m1, self.ms, self.fixed))
-        out._mean_m = out._busy = None
+        out._mean_m = out._busy = out._plain = None
         out._kept = {}
         return out
+
+    def kept(self, name: str, compute):
+        """`compute()`, kept with the probes under `name`: every range of them (`over`) finds it (a quantity of the
+        probes alone, such as `energy.decode_busy_s`'s context-independent part)."""
+        value = self._kept.get(name)
+        if value is None:
+            value = self._kept[name] = compute()
+        return value
+
+    def plain_terms(self) -> tuple | None:
+        """The context-dependent ops' terms as plain floats, kept: (c1, cs, m1, ms, fixed, win, past_window,
+        const_step_s): per op the compute and memory intercepts at m = 1 and slopes, communication plus overhead, the
+        window; whether any window is finite (`sum_over_steps`); the other ops' step time. None where the probes are
+        not one scenario's single set (a grid, or a stacked pair), or hold eight or more such ops (numpy sums those
+        pairwise, `plain_sum`)."""
+        if "plain" not in self._kept:
+            one = self.t1.compute_s.ndim == 1 and np.ndim(self.const_step_s) == 0 and int(self.dep.sum()) < 8
+            self._kept["plain"] = None if not one else (
+                self.c1.tolist(), self.cs.tolist(), self.m1.tolist(), self.ms.tolist(), self.fixed.tolist(), self.win.tolist(),
+                bool(np.any(self.win != np.inf)), float(self.const_step_s))
+        return self._kept["plain"]
+
+    def _busy_plain(self) -> list:
+        """`dep_busy_s` of a range summed in plain floats, op by op (`sum_over_steps`), kept."""
+        if self._busy is None:
+            c1, cs, m1, ms, _, win, past, _ = self.plain_terms()
+            lo, hi = self._plain
+            self._busy = [sum_over_steps(c1[i] - cs[i], cs[i], m1[i] - ms[i], ms[i], lo, hi, win[i], past) for i in range(len(c1))]
+        return self._busy
 
     def dep_busy_s(self):
         """(n_dep, ...) each context-dependent op's max(compute, memory) summed over all steps (`sum_over_steps`), kept:
         the decode time adds the op's communication and overhead to it (`total_s`), the energy of steps timed against
         the floor takes it as their busy time (`energy.decode_busy_s`)."""
+        if self._plain is not None:
+            return np.array(self._busy_plain())
         if self._busy is None:
             self._busy = sum_over_steps(self.c1 - self.cs, self.cs, self.m1 - self.ms, self.ms, self.lo, self.hi, self.win)
         return self._busy
+
+    def dep_busy_total_s(self):
+        """Σ over the context-dependent ops of `dep_busy_s`."""
+        if self._plain is not None:
+            return plain_sum(self._busy_plain())
+        return self.dep_busy_s().sum(axis=0)
 
     def _dep_sums(self):
         """(n_dep, ...) each context-dependent op's time summed over all steps."""
@@ -182,6 +280,9 @@ class DecodeSteps:
 
     def total_s(self):
         """Σ over steps and ops: the whole decode phase."""
+        if self._plain is not None:
+            fixed, const, n = self.plain_terms()[4], self.plain_terms()[7], self.count
+            return const * n + plain_sum([b + n * f for b, f in zip(self._busy_plain(), fixed)])
         total = self.const_step_s * self.count
         return total + self._dep_sums().sum(axis=0) if self.any_dep else total
 
@@ -189,12 +290,26 @@ class DecodeSteps:
         """Time of the single decode step at `context` tokens."""
         if not self.any_dep:
             return self.const_step_s
+        if self._plain is not None and type(context) is int:
+            c1, cs, m1, ms, fixed, win, _, const = self.plain_terms()
+            c = float(context)
+            ms_ = [_minimum(c, w) - 1 for w in win]
+            return const + plain_sum([_maximum(c1[i] + cs[i] * m, m1[i] + ms[i] * m) + fixed[i] for i, m in enumerate(ms_)])
         m = np.minimum(context, self.win) - 1
         dep = np.maximum(self.c1 + self.cs * m, self.m1 + self.ms * m) + self.fixed
         return self.const_step_s + dep.sum(axis=0)
 
+    def _mean_m_plain(self) -> list:
+        """`mean_m` of a range summed in plain floats, kept."""
+        if self._mean_m is None:
+            lo, hi = self._plain
+            self._mean_m = [sum_of_m(lo, hi, w) / self.count for w in self.plain_terms()[5]]
+        return self._mean_m
+
     def mean_m(self):
         """Mean of m = min(c, window) over the steps, per context-dependent op."""
+        if self._plain is not None:
+            return np.array(self._mean_m_plain())
         if self._mean_m is None:
             self._mean_m = sum_of_m(self.lo, self.hi, self.win) / self.count
         return self._mean_m
@@ -216,15 +331,20 @@ class DecodeSteps:
         const, x1, slope = split
         if not self.any_dep:
             return const
+        if self._plain is not None and type(x1) is list:
+            return const + plain_sum([x + s * (m - 1) for x, s, m in zip(x1, slope, self._mean_m_plain())])
         return const + (x1 + slope * (self.mean_m() - 1)).sum(axis=0)
 
     def _kept_split(self, name: str, a1, a2) -> tuple:
         """`_split` of the probes' own quantity `name` (a1, a2 its arrays at contexts 1 and 2), kept with the probes:
-        every range of them (`over`) finds it."""
+        every range of them (`over`) finds it; for a range summed in plain floats, as plain floats."""
         split = self._kept.get(name)
         if split is None:
             split = self._kept[name] = self._split(a1, a2)
-        return split
+            if self.any_dep and self.plain_terms() is not None:
+                const, x1, slope = split
+                self._kept[name + ".plain"] = (float(const), x1.tolist(), slope.tolist())
+        return self._kept[name + ".plain"] if self._plain is not None and self.any_dep else split
 
     def mean_flops_per_step(self):
         """FLOPs of the mean step, summed over ops (`mean_per_step` of the probes' FLOPs)."""
@@ -427,13 +547,19 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         ttft_floor = (1 - h) * ttft_floor + h * sums["hit"].floor_s
 
     d1, d2 = tables["d1"], tables["d2"]
-    steps = np.maximum(output - 1, 0)
-    lo = prompt + 1
-    hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
-    n = np.maximum(steps, 1)
+    if type(prompt) is int and type(output) is int:  # one scenario's lengths: the same integers without numpy
+        steps = max(output - 1, 0)
+        lo = prompt + 1
+        hi = prompt + steps if steps > 0 else lo  # with no decode step, price the next one
+        n = max(steps, 1)
+    else:
+        steps = np.maximum(output - 1, 0)
+        lo = prompt + 1
+        hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
+        n = np.maximum(steps, 1)
     if probes is not None:  # one scenario: the decode probes timed once for this batch, over this scenario's steps
         dec_real, dec_floor, pair = probes.over(lo, hi)
-        if probes.both_at_once:  # the realistic and floor decode sums in one pass over both sets
+        if pair is not None and probes.both_at_once:  # the realistic and floor decode sums in one pass over both sets
             tpot, tpot_floor = pair.total_s() / n
         else:
             tpot, tpot_floor = dec_real.total_s() / n, dec_floor.total_s() / n
@@ -650,10 +776,14 @@ class DecodeProbes:
     pair: DecodeSteps
     both_at_once: bool
 
-    def over(self, lo, hi) -> tuple[DecodeSteps, DecodeSteps, DecodeSteps]:
+    def over(self, lo, hi) -> tuple[DecodeSteps, DecodeSteps, DecodeSteps | None]:
         """The realistic, floor and paired steps at contexts lo..hi, the per-op sums over every step (`sum_over_steps`)
         taken once for both sets: every term of them is elementwise per (op, set), so each set's column is the sum
-        its own steps would take, bit for bit."""
+        its own steps would take, bit for bit. A range of plain numbers is summed set by set in plain floats
+        (`DecodeSteps.over`), the same operations: no pair (None)."""
+        real, floor = self.real.over(lo, hi), self.floor.over(lo, hi)
+        if real._plain is not None and floor._plain is not None:  # one scenario's range: each set in plain floats
+            return real, floor, None
         pair = self.pair.over(lo, hi)
         if not pair.any_dep:
             return self.real.over(lo, hi, None, pair.count), self.floor.over(lo, hi, None, pair.count), pair
