@@ -44,35 +44,43 @@ from .workload import ResolvedDeployment
 
 
 # ------------------------------------------------------------ step sums
-# The step sums below take numpy arrays (a grid, or one scenario's ops at once) or plain floats (one scenario's ops one
-# by one, `DecodeSteps` in plain floats): the same expressions, the four element-wise primitives below picking numpy's
-# function or its rule on two floats (the same IEEE float64 operation, hence the same bits; tests/test_speed_paths.py).
+# The step sums below take numpy arrays (a grid, or one scenario's ops at once) or single numbers (one scenario's ops
+# one by one, `DecodeSteps` in plain floats): the same expressions, the element-wise primitives below taking numpy's
+# function on an array and its scalar rule on two numbers (the same IEEE float64 operation and choice, hence the same
+# bits; tests/test_speed_paths.py), without numpy's set-up per call.
 def _maximum(a, b):
-    """np.maximum: on a plain float `a`, its scalar rule (a NaN `a` or `b` wins; on a tie, b: np.maximum(0.0, -0.0) is -0.0)."""
-    if type(a) is float and not isinstance(b, np.ndarray):
-        return a if a > b or a != a else b
-    return np.maximum(a, b)
+    """np.maximum; on two numbers (no array), its scalar rule: a NaN wins; on a tie, b (np.maximum(0.0, -0.0) is -0.0)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.maximum(a, b)
+    return a if a > b or a != a else b
 
 
 def _minimum(a, b):
-    """np.minimum: on a plain float `a`, its scalar rule (a NaN wins; on a tie, b)."""
-    if type(a) is float and not isinstance(b, np.ndarray):
-        return a if a < b or a != a else b
-    return np.minimum(a, b)
+    """np.minimum; on two numbers, its scalar rule: a NaN wins; on a tie, b."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.minimum(a, b)
+    return a if a < b or a != a else b
 
 
 def _floor(x):
-    """np.floor: on a finite plain float, math.floor's integer back as a float (exact); inf and NaN unchanged."""
-    if type(x) is float:
+    """np.floor; on a finite float, math.floor's integer back as a float (exact); inf and NaN as they are."""
+    if isinstance(x, float):
         return float(math.floor(x)) if -math.inf < x < math.inf else x
     return np.floor(x)
 
 
 def _ceil(x):
-    """np.ceil, as `_floor` (a plain float's -0.0 comes back 0.0; `_sum_positive` adds or takes 1 before using it)."""
-    if type(x) is float:
+    """np.ceil, as `_floor` (a float's -0.0 comes back 0.0: `_sum_positive` adds or takes 1 before using it)."""
+    if isinstance(x, float):
         return float(math.ceil(x)) if -math.inf < x < math.inf else x
     return np.ceil(x)
+
+
+def _where(cond, a, b):
+    """np.where; on a single condition (a bool, not an array) and two numbers, the one it picks."""
+    if isinstance(cond, (bool, np.bool_)) and not isinstance(a, np.ndarray) and not isinstance(b, np.ndarray):
+        return a if cond else b
+    return np.where(cond, a, b)
 
 
 def _n_in(lo, hi):
@@ -527,7 +535,8 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     mb = microbatches(dep, batch)
     b_mb = batch if pp == 1 else batch / mb
     # (a number, or a numpy scalar, has the shape (): only arrays add axes)
-    grid = np.broadcast_shapes(*(x.shape for x in (batch, prompt, output, tp, real.bytes_per_s) if isinstance(x, np.ndarray)))
+    shapes = [x.shape for x in (batch, prompt, output, tp, real.bytes_per_s) if isinstance(x, np.ndarray)]
+    grid = np.broadcast_shapes(*shapes) if shapes else ()
     h = dep.prefix_hit_rate
     # the forward passes of a request, as (new tokens, past tokens) per sequence (`ops.forward_ops`)
     passes = {"prefill": (prompt, 0)}
@@ -536,7 +545,8 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
     passes["d1"], passes["d2"] = (1, 0), (1, 1)
     # decode is replayed from CUDA graphs, but an engine captures them only up to a batch size: beyond it, eager
-    graphed = rd.engine is None or bool(np.all(np.asarray(b_mb) <= rd.engine.cuda_graph_max_batch))
+    graphed = rd.engine is None or (bool(np.all(b_mb <= rd.engine.cuda_graph_max_batch)) if isinstance(b_mb, np.ndarray)
+                                    else b_mb <= rd.engine.cuda_graph_max_batch)
     dec = decode_ceilings(real) if graphed else real
     workspace, tables, timed_real, timed_floor, sums, probes = _timed_passes(model, rd, b_mb, passes, grid, pp, tp, ep, real, floor, dec)
     pre, pre_real, pre_floor, pre_sums = tables["prefill"], timed_real["prefill"], timed_floor["prefill"], sums["prefill"]
@@ -546,7 +556,6 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         ttft = (1 - h) * ttft + h * sums["hit"].time_s
         ttft_floor = (1 - h) * ttft_floor + h * sums["hit"].floor_s
 
-    d1, d2 = tables["d1"], tables["d2"]
     if type(prompt) is int and type(output) is int:  # one scenario's lengths: the same integers without numpy
         steps = max(output - 1, 0)
         lo = prompt + 1
@@ -564,6 +573,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         else:
             tpot, tpot_floor = dec_real.total_s() / n, dec_floor.total_s() / n
     else:
+        d1, d2 = tables["d1"], tables["d2"]
         dec_real = DecodeSteps(d1, d2, timed_real["d1"], timed_real["d2"], lo, hi)
         dec_floor = DecodeSteps(d1, d2, timed_floor["d1"], timed_floor["d2"], lo, hi)
         tpot = dec_real.total_s() / n
@@ -571,7 +581,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     first_step, last_step = dec_real.step_s(lo), dec_real.step_s(hi)
     if pp > 1:
         link_bw, link_lat = hop if hop is not None else (real.link_bytes_per_s, real.link_latency_s)
-        slots = np.maximum(mb, pp)
+        slots = _maximum(mb, pp)
         pre_hops = (pp - 1) * pipeline_hop_s(model, rd, tp, b_mb * prompt, link_bw, link_lat)
         step_hops = pp * pipeline_hop_s(model, rd, tp, b_mb, link_bw, link_lat)
         ttft = (mb + pp - 1) * ttft + pre_hops
@@ -583,7 +593,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     if eng is not None and limits is not None:
         cap, budget = limits
         step_h = eng.step_s(batch)
-        ttft = ttft + np.ceil(batch * prompt / budget) * step_h
+        ttft = ttft + _ceil(batch * prompt / budget) * step_h
         tpot, first_step, last_step = tpot + step_h, first_step + step_h, last_step + step_h
         workspace = workspace_fixed = step_workspace_bytes(model, rd, tp, engine_step_tokens(budget, prompt, eng.chunked_prefill), ep)
     e2e = ttft + tpot * steps
@@ -650,7 +660,8 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
     """The operator table of each pass ({name: (new tokens, past tokens)}, `batch` sequences; one pipeline stage),
     timed realistic (decode passes `d1`, `d2` against `dec`) and floor; and the prefill's activation workspace.
     Returns (workspace, tables, real timings, floor timings, each prefill pass's `PassSums`, the decode probes'
-    `DecodeProbes`: None for a grid).
+    `DecodeProbes`: None for a grid, whose tables and timings hold its probes `d1`, `d2`; one scenario's hold its
+    prefill passes alone).
 
     A grid builds and times pass by pass. One scenario stacks its prefill passes (`prefill`, `hit`) in one table
     (`OpTable.of_phases`) and times it once against the realistic and floor ceilings at once (`prefill_passes`), and
@@ -690,10 +701,8 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
         pre = prefill_passes(model, rd, batch, tokens, pp, tp, ep, real, floor, key=pre_key)
     if probes is None:
         probes = decode_probes(model, rd, batch, pp, tp, ep, dec, floor, key=probes_key)
+    # (the decode probes' tables are in `probes`)
     tables, timed_real, timed_floor = dict(zip(names, pre.tables)), dict(zip(names, pre.real)), dict(zip(names, pre.floor))
-    tables.update(d1=probes.real.d1, d2=probes.real.d2)
-    timed_real.update(d1=probes.real.t1, d2=probes.real.t2)
-    timed_floor.update(d1=probes.floor.t1, d2=probes.floor.t2)
     return pre.workspace, tables, timed_real, timed_floor, dict(zip(names, pre.sums)), probes
 
 
@@ -886,10 +895,10 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
         mfu_decode=r.decode_flops_per_step / r.tpot_s / peak,
         memory_available_bytes_per_gpu=memory_bytes,
         fits=fits,
-        max_batch_size_fits=np.minimum(np.maximum(np.floor(free / per_seq), 0), r.max_sequences),
+        max_batch_size_fits=_minimum(_maximum(_floor(free / per_seq), 0), r.max_sequences),
         usd_per_hour=gpu_hour,
         # a deployment that cannot be run has no price per token: NaN, which sorts last
-        usd_per_million_output_tokens=np.where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),
+        usd_per_million_output_tokens=_where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),
     )
 
 
