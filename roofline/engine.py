@@ -20,6 +20,7 @@ throughput, utilization, fit and cost. `predict` (one scenario) and `sweep` (a g
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -778,12 +779,18 @@ class DecodeProbes:
     """One scenario's decode probes (contexts 1 and 2, one pipeline stage) timed realistic and floor, as `DecodeSteps`
     without a range (`DecodeSteps.over` gives the steps of a prompt and output); `pair` holds the two sets on its last
     axis. `both_at_once`: the two sets' step totals are summed in one pass over `pair` (an uncalibrated profile); else
-    set by set, `pair` serving only the per-op step sums, which are elementwise (`over`)."""
+    set by set, `pair` serving only the per-op step sums, which are elementwise (`over`), and built on first use from
+    `pair_parts` (the probes' tables and their timings against both sets): a range summed in plain floats needs none."""
 
     real: DecodeSteps
     floor: DecodeSteps
-    pair: DecodeSteps
     both_at_once: bool
+    pair_parts: tuple = ()
+
+    @functools.cached_property
+    def pair(self) -> DecodeSteps:
+        """The two sets on the last axis of one `DecodeSteps` (built once: the record is kept with its key)."""
+        return DecodeSteps(*self.pair_parts)
 
     def over(self, lo, hi) -> tuple[DecodeSteps, DecodeSteps, DecodeSteps | None]:
         """The realistic, floor and paired steps at contexts lo..hi, the per-op sums over every step (`sum_over_steps`)
@@ -864,11 +871,12 @@ def _probes_cut(table: OpTable, timed: Timing, i: int, j_dec: int, j_floor: int,
     them in another order: the last bit may differ), the pair serving only the elementwise per-op step sums."""
     t1, t2 = table.phase(i), table.phase(i + 1)
     sets = slice(j_dec, j_floor + 1)
-    pair = DecodeSteps(t1, t2, timed.at(i, sets), timed.at(i + 1, sets))
+    parts = (t1, t2, timed.at(i, sets), timed.at(i + 1, sets))
     if both_at_once:
-        return DecodeProbes(pair.at(0), pair.at(1), pair, True)
+        pair = DecodeSteps(*parts)
+        return DecodeProbes(pair.at(0), pair.at(1), True, parts)
     return DecodeProbes(DecodeSteps(t1, t2, timed.at(i, j_dec), timed.at(i + 1, j_dec)),
-                        DecodeSteps(t1, t2, timed.at(i, j_floor), timed.at(i + 1, j_floor)), pair, False)
+                        DecodeSteps(t1, t2, timed.at(i, j_floor), timed.at(i + 1, j_floor)), False, parts)
 
 
 def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:
