@@ -441,7 +441,6 @@ def lm_head_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
     return (0 if model.tied_embeddings else matrix_scheme("lm_head", rd).matrix_bytes(_split(v, tp), h)) + bias
 
 
-@memoized(lambda model, rd, tp=1: (Identity(model), rd.key(), tp) if plain(tp) else None)  # every scenario of a model asks
 def kv_bytes_per_token_per_layer(model: ModelSpec, rd: ResolvedDeployment, tp=1):
     """KV bytes one token adds to one layer's cache on one GPU (heads split by tp, MLA latent replicated)."""
     return model.kv_bytes_per_token_per_layer(rd.kv.dtype, tp)
