@@ -131,7 +131,7 @@ def static_energy(r: Evaluation, hw: HardwareProfile, dep: Deployment, batch, ou
     idle, tdp = hw.idle_power_w, hw.tdp_w
     mb = microbatches(dep, batch)
     pre_floor = r.prefill.floor
-    pre_busy = mb * busy_s(pre_floor)
+    pre_busy = mb * pre_floor.kept("energy.busy_s", lambda: busy_s(pre_floor))
     if dep.prefix_hit_rate > 0:
         full_floor = (mb + dep.pp - 1) * pre_floor.time_s.sum(axis=0)
         pre_busy = pre_busy * r.ttft_floor_s / full_floor

@@ -688,7 +688,7 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
         return workspace, tables, timed_real, timed_floor, sums, None
     names = [name for name in passes if name not in ("d1", "d2")]
     tokens = tuple(passes[name] for name in names)
-    pre_key, probes_key = _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor), _probes_key(model, rd, batch, pp, tp, ep, dec, floor)
+    pre_key, probes_key = _scenario_keys(model, rd, batch, tokens, pp, tp, ep, real, floor, dec)
     pre = None if pre_key is None else _PREFILL_PASSES.find(pre_key)
     probes = None if probes_key is None else _DECODE_PROBES.find(probes_key)
     if pre is None and probes is None and pre_key is not None and probes_key is not None:
@@ -772,6 +772,17 @@ def _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor):
     if not all(plain(x) for pair in tokens for x in pair):
         return None
     return _kept_key((model, rd, batch, tokens, pp, tp, ep, Identity(real), Identity(floor)))
+
+
+def _scenario_keys(model, rd, batch, tokens, pp, tp, ep, real, floor, dec) -> tuple:
+    """(`_prefill_key`, `_probes_key`) of one scenario, the same tuples with their common parts built once."""
+    if not all(isinstance(x, _KEY_PARTS) or x is None for x in (batch, pp, tp, ep)):
+        return None, None
+    model_id, key, floor_id = Identity(model), rd.key(), Identity(floor)
+    probes = (model_id, key, batch, pp, tp, ep, Identity(dec), floor_id)
+    if not all(plain(x) for pair in tokens for x in pair):
+        return None, probes
+    return (model_id, key, batch, tokens, pp, tp, ep, Identity(real), floor_id), probes
 
 
 @dataclass(frozen=True)
