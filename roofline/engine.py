@@ -64,16 +64,23 @@ def _minimum(a, b):
 
 
 def _floor(x):
-    """np.floor; on a finite float, math.floor's integer back as a float (exact); inf and NaN as they are."""
+    """np.floor; on a finite float, math.floor's integer back as a float (exact; a zero with the sign of x, as numpy's:
+    floor(-0.0) is -0.0); inf and NaN as they are."""
     if isinstance(x, float):
-        return float(math.floor(x)) if -math.inf < x < math.inf else x
+        if not -math.inf < x < math.inf:
+            return x
+        r = float(math.floor(x))
+        return r if r else math.copysign(0.0, x)
     return np.floor(x)
 
 
 def _ceil(x):
-    """np.ceil, as `_floor` (a float's -0.0 comes back 0.0: `_sum_positive` adds or takes 1 before using it)."""
+    """np.ceil, as `_floor` (ceil(-0.5) is -0.0)."""
     if isinstance(x, float):
-        return float(math.ceil(x)) if -math.inf < x < math.inf else x
+        if not -math.inf < x < math.inf:
+            return x
+        r = float(math.ceil(x))
+        return r if r else math.copysign(0.0, x)
     return np.ceil(x)
 
 
