@@ -42,7 +42,7 @@ BANDS_FILE = "error_bands.json"
 class Band(BaseModel):
     """The 80% band of one figure, in the figure's own unit (seconds for `_s` figures, tokens/s for rates)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built without validating (`bands_for`): the schema waits for a dump
     low: float = Field(description="y · exp(q10 - δ)")
     high: float = Field(description="y · exp(q90 + δ)")
     level: float = Field(0.8, description="the fraction of a held-out source's published measurements the band held")

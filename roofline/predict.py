@@ -75,7 +75,7 @@ class Prediction(BaseModel):
     `usd_per_million_output_tokens` is NaN.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built by `predict` without validating: the schema waits for a dump
 
     model: str
     hardware: str
