@@ -42,7 +42,7 @@ BANDS_FILE = "error_bands.json"
 class Band(BaseModel):
     """The 80% band of one figure, in the figure's own unit (seconds for `_s` figures, tokens/s for rates)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built without validating (`bands_for`): the schema waits for a dump
     low: float = Field(description="y · exp(q10 - δ)")
     high: float = Field(description="y · exp(q90 + δ)")
     level: float = Field(0.8, description="the fraction of a held-out source's published measurements the band held")
@@ -97,22 +97,24 @@ def _band(value: float, entry: tuple | None) -> Band | None:
     """The band of `value` from its family's entry in `_class_entries` (None: no band)."""
     if entry is None or not math.isfinite(value):
         return None
-    key, low, high, level, rows = entry
-    # every field already of its type (floats, the shipped file's int count and key): built without validating again
-    return Band.model_construct(low=value * low, high=value * high, level=level, rows=rows, basis=key)
+    # every field already of its type (floats, the shipped file's int count and key): the entry's band of 1 (`_class_entries`)
+    # copied with this figure's ends, as `model_construct` builds it (the same fields, set, in order) without its loop
+    return entry[5].model_copy(update={"low": value * entry[1], "high": value * entry[2]})
 
 
 @memoized(lambda level, entries, hw_class, precision: (level, Identity(entries), hw_class, precision))
-def _class_entries(level: float, entries: dict, hw_class: str, precision: str) -> dict[str, tuple[str, float, float, float, int]]:
-    """{family: (entry key, exp(q10 - δ), exp(q90 + δ), level, rows)} of the entries (`entry_key`, `log_limits`) the
-    figures of each family of `entries` take on this hardware and precision class (a family without one left out):
-    looked up once per class, not per figure (the entries, loaded once, are keyed by identity)."""
+def _class_entries(level: float, entries: dict, hw_class: str, precision: str) -> dict[str, tuple[str, float, float, float, int, Band]]:
+    """{family: (entry key, exp(q10 - δ), exp(q90 + δ), level, rows, the band of a figure of 1)} of the entries
+    (`entry_key`, `log_limits`) the figures of each family of `entries` take on this hardware and precision class (a
+    family without one left out): looked up once per class, not per figure (the entries, loaded once, are keyed by
+    identity)."""
     out = {}
     for family in {k.split("|")[0] for k in entries}:
         key = entry_key(entries, family, hw_class, precision)
         if key is not None:
             lo, hi = log_limits(entries[key])
-            out[family] = key, math.exp(lo), math.exp(hi), level, entries[key]["n"]
+            low, high, rows = math.exp(lo), math.exp(hi), entries[key]["n"]
+            out[family] = key, low, high, level, rows, Band.model_construct(low=low, high=high, level=level, rows=rows, basis=key)
     return out
 
 

@@ -70,7 +70,7 @@ def energy_j(time_s, busy_s, idle_w, tdp_w):
     """Energy of one GPU over a phase of `time_s` seconds with `busy_s` speed-of-light seconds of work in it:
     P(busy / time) · time = P_idle · T + (TDP - P_idle) · busy (0 for an empty phase). One scenario's (two numbers)
     is taken in plain floats, a grid's in arrays: the same operations in float64."""
-    if np.ndim(time_s) == 0 and np.ndim(busy_s) == 0:
+    if _single(time_s) and _single(busy_s):
         time_s = float(time_s)
         u = float(busy_s) / time_s if time_s > 0 else 0.0
     else:
@@ -78,6 +78,11 @@ def energy_j(time_s, busy_s, idle_w, tdp_w):
         with np.errstate(divide="ignore", invalid="ignore"):
             u = np.where(time_s > 0, np.asarray(busy_s) / np.where(time_s > 0, time_s, 1.0), 0.0)
     return power_w(u, idle_w, tdp_w) * time_s
+
+
+def _single(x) -> bool:
+    """np.ndim(x) == 0, a Python or numpy number answered without numpy's call."""
+    return isinstance(x, (float, int)) or np.ndim(x) == 0
 
 
 def kwh_per_million(j_per_token):
@@ -97,10 +102,10 @@ def decode_busy_s(steps: DecodeSteps):
     the others (attention) are affine in m = min(c, window) and summed in closed form (`sum_over_steps`).
     """
     t = steps.t1
-    const = np.maximum(t.compute_s, t.memory_s)[~steps.dep].sum(axis=0) * steps.count
+    const = steps.kept("energy.busy_step_s", lambda: np.maximum(t.compute_s, t.memory_s)[~steps.dep].sum(axis=0)) * steps.count
     if not steps.any_dep:
         return const
-    return const + steps.dep_busy_s().sum(axis=0)  # the sums the decode time of these steps was built from
+    return const + steps.dep_busy_total_s()  # the sums the decode time of these steps was built from
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ def static_energy(r: Evaluation, hw: HardwareProfile, dep: Deployment, batch, ou
     idle, tdp = hw.idle_power_w, hw.tdp_w
     mb = microbatches(dep, batch)
     pre_floor = r.prefill.floor
-    pre_busy = mb * busy_s(pre_floor)
+    pre_busy = mb * pre_floor.kept("energy.busy_s", lambda: busy_s(pre_floor))
     if dep.prefix_hit_rate > 0:
         full_floor = (mb + dep.pp - 1) * pre_floor.time_s.sum(axis=0)
         pre_busy = pre_busy * r.ttft_floor_s / full_floor

@@ -20,6 +20,8 @@ throughput, utilization, fit and cost. `predict` (one scenario) and `sweep` (a g
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -43,8 +45,54 @@ from .workload import ResolvedDeployment
 
 
 # ------------------------------------------------------------ step sums
+# The step sums below take numpy arrays (a grid, or one scenario's ops at once) or single numbers (one scenario's ops
+# one by one, `DecodeSteps` in plain floats): the same expressions, the element-wise primitives below taking numpy's
+# function on an array and its scalar rule on two numbers (the same IEEE float64 operation and choice, hence the same
+# bits; tests/test_speed_paths.py), without numpy's set-up per call.
+def _maximum(a, b):
+    """np.maximum; on two numbers (no array), its scalar rule: a NaN wins; on a tie, b (np.maximum(0.0, -0.0) is -0.0)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.maximum(a, b)
+    return a if a > b or a != a else b
+
+
+def _minimum(a, b):
+    """np.minimum; on two numbers, its scalar rule: a NaN wins; on a tie, b."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.minimum(a, b)
+    return a if a < b or a != a else b
+
+
+def _floor(x):
+    """np.floor; on a finite float, math.floor's integer back as a float (exact; a zero with the sign of x, as numpy's:
+    floor(-0.0) is -0.0); inf and NaN as they are."""
+    if isinstance(x, float):
+        if not -math.inf < x < math.inf:
+            return x
+        r = float(math.floor(x))
+        return r if r else math.copysign(0.0, x)
+    return np.floor(x)
+
+
+def _ceil(x):
+    """np.ceil, as `_floor` (ceil(-0.5) is -0.0)."""
+    if isinstance(x, float):
+        if not -math.inf < x < math.inf:
+            return x
+        r = float(math.ceil(x))
+        return r if r else math.copysign(0.0, x)
+    return np.ceil(x)
+
+
+def _where(cond, a, b):
+    """np.where; on a single condition (a bool, not an array) and two numbers, the one it picks."""
+    if isinstance(cond, (bool, np.bool_)) and not isinstance(a, np.ndarray) and not isinstance(b, np.ndarray):
+        return a if cond else b
+    return np.where(cond, a, b)
+
+
 def _n_in(lo, hi):
-    return np.maximum(hi - lo + 1, 0)
+    return _maximum(hi - lo + 1, 0)
 
 
 def _sum_line(a0, a1, lo, hi):
@@ -63,8 +111,16 @@ def _sum_positive(g0, g1, lo, hi):
     sign over every range of the grid (decode attention memory-bound at every context swept): such a line adds
     0, or its whole line sum (`_sum_line`, separable in the ranges); the root is cut to each range only where
     some range holds it. The split uses the same root and rounding as the general formula, so the numbers are
-    the same.
+    the same. One line in plain floats (`DecodeSteps` of one scenario) takes its slope's branch of the general
+    formula, as every line of the mixed formula does.
     """
+    if type(g1) is float:
+        root = -g0 / g1 if g1 != 0 else 0.0
+        if g1 > 0:
+            return _sum_line(g0, g1, _maximum(lo, _floor(root) + 1), hi)
+        if g1 < 0:
+            return _sum_line(g0, g1, lo, _minimum(hi, _ceil(root) - 1))
+        return _n_in(lo, hi) * _maximum(g0, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         root = np.where(g1 != 0, -g0 / np.where(g1 != 0, g1, 1), 0.0)
     first, last = np.floor(root) + 1, np.ceil(root) - 1  # g1 > 0: positive from `first` on; g1 < 0: up to `last`
@@ -89,24 +145,34 @@ def _sum_positive(g0, g1, lo, hi):
     )
 
 
-def sum_over_steps(c0, c1, b0, b1, lo, hi, window):
+def sum_over_steps(c0, c1, b0, b1, lo, hi, window, past_window: bool | None = None):
     """Σ_{c=lo..hi} max(c0 + c1·m, b0 + b1·m) with m = min(c, window).
 
     Below the window both lines grow with c; past it m stays at the window and
-    every step costs the same. Exact for integer steps.
+    every step costs the same. Exact for integer steps. `past_window`: whether to add the steps past the window (default:
+    unless no window is finite); one op of a set taken in plain floats is given its set's answer, as the set's array is.
     """
-    w = np.minimum(window, hi)
+    w = _minimum(window, hi)
     linear = _sum_line(b0, b1, lo, w) + _sum_positive(c0 - b0, c1 - b1, lo, w)
-    if np.all(window == np.inf):  # no sliding window: no step is past it, the capped sum is 0
+    if not (np.any(window != np.inf) if past_window is None else past_window):  # no sliding window: no step is past it, the capped sum is 0
         return linear
-    capped = _n_in(np.maximum(lo, w + 1), hi) * np.maximum(c0 + c1 * w, b0 + b1 * w)
+    capped = _n_in(_maximum(lo, w + 1), hi) * _maximum(c0 + c1 * w, b0 + b1 * w)
     return linear + capped
 
 
 def sum_of_m(lo, hi, window):
     """Σ_{c=lo..hi} min(c, window)."""
-    w = np.minimum(window, hi)
-    return _sum_line(0.0, 1.0, lo, w) + _n_in(np.maximum(lo, w + 1), hi) * w
+    w = _minimum(window, hi)
+    return _sum_line(0.0, 1.0, lo, w) + _n_in(_maximum(lo, w + 1), hi) * w
+
+
+def plain_sum(values) -> float:
+    """Σ of a few plain floats as numpy sums fewer than eight along an axis: in order, from 0.0 (`ndarray.sum`; from
+    eight on numpy sums pairwise, and `DecodeSteps` keeps such a set in arrays)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
 
 
 class DecodeSteps:
@@ -118,6 +184,10 @@ class DecodeSteps:
     multiplied by the step count; only the others (attention) go through `sum_over_steps`.
     Communication and overhead never depend on the context, and an op has either
     compute/memory terms or a communication term, never both.
+
+    One scenario's steps (probes of one set, a plain-number range: `over`) are summed in plain floats, op by op through
+    the same step sums (`sum_over_steps`, `sum_of_m`) and in numpy's order over the few context-dependent ops
+    (`plain_sum`): the same float64 operations as the arrays', without numpy's set-up per call on a handful of numbers.
     """
 
     def __init__(self, d1: OpTable, d2: OpTable, t1: Timing, t2: Timing, lo=None, hi=None):
@@ -135,16 +205,23 @@ class DecodeSteps:
         self.m1, self.ms = t1.memory_s[dep], t2.memory_s[dep] - t1.memory_s[dep]
         self.fixed = t1.comm_s[dep] + t1.overhead_s[dep]
         self._mean_m = self._busy = None
+        self._plain = None  # (lo, hi) as floats where this range is summed in plain floats (`over`)
         self._kept = {}  # what depends on the probes alone (`_split`), shared by every range `over` gives
 
     def over(self, lo, hi, busy=None, count=None) -> "DecodeSteps":
         """The same probes over the steps at contexts lo..hi: nothing above depends on the range, so probes timed once
         (without a range, lo = hi = None) serve every prompt and output length (`evaluate`, one scenario). `busy`: the
         steps' `dep_busy_s` where already summed (one set of a stacked pair's, `DecodeProbes.over`); `count`: the
-        number of steps in lo..hi where already counted."""
+        number of steps in lo..hi where already counted. Plain-number bounds of one scenario's probes: summed in plain
+        floats (`plain_terms`)."""
         out = object.__new__(DecodeSteps)
         out.__dict__.update(self.__dict__)
-        out.lo, out.hi, out.count, out._mean_m, out._busy = lo, hi, _n_in(lo, hi) if count is None else count, None, busy
+        out._mean_m, out._busy, out._plain = None, busy, None
+        if busy is None and count is None and type(lo) is int and type(hi) is int and self.plain_terms() is not None:
+            out._plain = lo_f, hi_f = float(lo), float(hi)
+            out.lo, out.hi, out.count = lo, hi, _n_in(lo_f, hi_f)
+            return out
+        out.lo, out.hi, out.count = lo, hi, _n_in(lo, hi) if count is None else count
         return out
 
     def at(self, j: int) -> "DecodeSteps":
@@ -156,17 +233,54 @@ class DecodeSteps:
         out.win = self.win[:, 0]
         out.const_step_s = self.const_step_s[j]
         out.c1, out.cs, out.m1, out.ms, out.fixed = (x[:, j] for x in (self.c1, self.cs, self.m1, self.ms, self.fixed))
-        out._mean_m = out._busy = None
+        out._mean_m = out._busy = out._plain = None
         out._kept = {}
         return out
+
+    def kept(self, name: str, compute):
+        """`compute()`, kept with the probes under `name`: every range of them (`over`) finds it (a quantity of the
+        probes alone, such as `energy.decode_busy_s`'s context-independent part)."""
+        value = self._kept.get(name)
+        if value is None:
+            value = self._kept[name] = compute()
+        return value
+
+    def plain_terms(self) -> tuple | None:
+        """The context-dependent ops' terms as plain floats, kept: (c1, cs, m1, ms, fixed, win, past_window,
+        const_step_s): per op the compute and memory intercepts at m = 1 and slopes, communication plus overhead, the
+        window; whether any window is finite (`sum_over_steps`); the other ops' step time. None where the probes are
+        not one scenario's single set (a grid, or a stacked pair), or hold eight or more such ops (numpy sums those
+        pairwise, `plain_sum`)."""
+        if "plain" not in self._kept:
+            one = self.t1.compute_s.ndim == 1 and np.ndim(self.const_step_s) == 0 and int(self.dep.sum()) < 8
+            self._kept["plain"] = None if not one else (
+                self.c1.tolist(), self.cs.tolist(), self.m1.tolist(), self.ms.tolist(), self.fixed.tolist(), self.win.tolist(),
+                bool(np.any(self.win != np.inf)), float(self.const_step_s))
+        return self._kept["plain"]
+
+    def _busy_plain(self) -> list:
+        """`dep_busy_s` of a range summed in plain floats, op by op (`sum_over_steps`), kept."""
+        if self._busy is None:
+            c1, cs, m1, ms, _, win, past, _ = self.plain_terms()
+            lo, hi = self._plain
+            self._busy = [sum_over_steps(c1[i] - cs[i], cs[i], m1[i] - ms[i], ms[i], lo, hi, win[i], past) for i in range(len(c1))]
+        return self._busy
 
     def dep_busy_s(self):
         """(n_dep, ...) each context-dependent op's max(compute, memory) summed over all steps (`sum_over_steps`), kept:
         the decode time adds the op's communication and overhead to it (`total_s`), the energy of steps timed against
         the floor takes it as their busy time (`energy.decode_busy_s`)."""
+        if self._plain is not None:
+            return np.array(self._busy_plain())
         if self._busy is None:
             self._busy = sum_over_steps(self.c1 - self.cs, self.cs, self.m1 - self.ms, self.ms, self.lo, self.hi, self.win)
         return self._busy
+
+    def dep_busy_total_s(self):
+        """Σ over the context-dependent ops of `dep_busy_s`."""
+        if self._plain is not None:
+            return plain_sum(self._busy_plain())
+        return self.dep_busy_s().sum(axis=0)
 
     def _dep_sums(self):
         """(n_dep, ...) each context-dependent op's time summed over all steps."""
@@ -182,6 +296,9 @@ class DecodeSteps:
 
     def total_s(self):
         """Σ over steps and ops: the whole decode phase."""
+        if self._plain is not None:
+            fixed, const, n = self.plain_terms()[4], self.plain_terms()[7], self.count
+            return const * n + plain_sum([b + n * f for b, f in zip(self._busy_plain(), fixed)])
         total = self.const_step_s * self.count
         return total + self._dep_sums().sum(axis=0) if self.any_dep else total
 
@@ -189,12 +306,26 @@ class DecodeSteps:
         """Time of the single decode step at `context` tokens."""
         if not self.any_dep:
             return self.const_step_s
+        if self._plain is not None and type(context) is int:
+            c1, cs, m1, ms, fixed, win, _, const = self.plain_terms()
+            c = float(context)
+            ms_ = [_minimum(c, w) - 1 for w in win]
+            return const + plain_sum([_maximum(c1[i] + cs[i] * m, m1[i] + ms[i] * m) + fixed[i] for i, m in enumerate(ms_)])
         m = np.minimum(context, self.win) - 1
         dep = np.maximum(self.c1 + self.cs * m, self.m1 + self.ms * m) + self.fixed
         return self.const_step_s + dep.sum(axis=0)
 
+    def _mean_m_plain(self) -> list:
+        """`mean_m` of a range summed in plain floats, kept."""
+        if self._mean_m is None:
+            lo, hi = self._plain
+            self._mean_m = [sum_of_m(lo, hi, w) / self.count for w in self.plain_terms()[5]]
+        return self._mean_m
+
     def mean_m(self):
         """Mean of m = min(c, window) over the steps, per context-dependent op."""
+        if self._plain is not None:
+            return np.array(self._mean_m_plain())
         if self._mean_m is None:
             self._mean_m = sum_of_m(self.lo, self.hi, self.win) / self.count
         return self._mean_m
@@ -216,15 +347,20 @@ class DecodeSteps:
         const, x1, slope = split
         if not self.any_dep:
             return const
+        if self._plain is not None and type(x1) is list:
+            return const + plain_sum([x + s * (m - 1) for x, s, m in zip(x1, slope, self._mean_m_plain())])
         return const + (x1 + slope * (self.mean_m() - 1)).sum(axis=0)
 
     def _kept_split(self, name: str, a1, a2) -> tuple:
         """`_split` of the probes' own quantity `name` (a1, a2 its arrays at contexts 1 and 2), kept with the probes:
-        every range of them (`over`) finds it."""
+        every range of them (`over`) finds it; for a range summed in plain floats, as plain floats."""
         split = self._kept.get(name)
         if split is None:
             split = self._kept[name] = self._split(a1, a2)
-        return split
+            if self.any_dep and self.plain_terms() is not None:
+                const, x1, slope = split
+                self._kept[name + ".plain"] = (float(const), x1.tolist(), slope.tolist())
+        return self._kept[name + ".plain"] if self._plain is not None and self.any_dep else split
 
     def mean_flops_per_step(self):
         """FLOPs of the mean step, summed over ops (`mean_per_step` of the probes' FLOPs)."""
@@ -407,7 +543,8 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     mb = microbatches(dep, batch)
     b_mb = batch if pp == 1 else batch / mb
     # (a number, or a numpy scalar, has the shape (): only arrays add axes)
-    grid = np.broadcast_shapes(*(x.shape for x in (batch, prompt, output, tp, real.bytes_per_s) if isinstance(x, np.ndarray)))
+    shapes = [x.shape for x in (batch, prompt, output, tp, real.bytes_per_s) if isinstance(x, np.ndarray)]
+    grid = np.broadcast_shapes(*shapes) if shapes else ()
     h = dep.prefix_hit_rate
     # the forward passes of a request, as (new tokens, past tokens) per sequence (`ops.forward_ops`)
     passes = {"prefill": (prompt, 0)}
@@ -416,7 +553,8 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     # decode: each op is affine in m = min(context, window); probe at contexts 1 and 2
     passes["d1"], passes["d2"] = (1, 0), (1, 1)
     # decode is replayed from CUDA graphs, but an engine captures them only up to a batch size: beyond it, eager
-    graphed = rd.engine is None or bool(np.all(np.asarray(b_mb) <= rd.engine.cuda_graph_max_batch))
+    graphed = rd.engine is None or (bool(np.all(b_mb <= rd.engine.cuda_graph_max_batch)) if isinstance(b_mb, np.ndarray)
+                                    else b_mb <= rd.engine.cuda_graph_max_batch)
     dec = decode_ceilings(real) if graphed else real
     workspace, tables, timed_real, timed_floor, sums, probes = _timed_passes(model, rd, b_mb, passes, grid, pp, tp, ep, real, floor, dec)
     pre, pre_real, pre_floor, pre_sums = tables["prefill"], timed_real["prefill"], timed_floor["prefill"], sums["prefill"]
@@ -426,18 +564,24 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
         ttft = (1 - h) * ttft + h * sums["hit"].time_s
         ttft_floor = (1 - h) * ttft_floor + h * sums["hit"].floor_s
 
-    d1, d2 = tables["d1"], tables["d2"]
-    steps = np.maximum(output - 1, 0)
-    lo = prompt + 1
-    hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
-    n = np.maximum(steps, 1)
+    if type(prompt) is int and type(output) is int:  # one scenario's lengths: the same integers without numpy
+        steps = max(output - 1, 0)
+        lo = prompt + 1
+        hi = prompt + steps if steps > 0 else lo  # with no decode step, price the next one
+        n = max(steps, 1)
+    else:
+        steps = np.maximum(output - 1, 0)
+        lo = prompt + 1
+        hi = np.where(steps > 0, prompt + steps, lo)  # with no decode step, price the next one
+        n = np.maximum(steps, 1)
     if probes is not None:  # one scenario: the decode probes timed once for this batch, over this scenario's steps
         dec_real, dec_floor, pair = probes.over(lo, hi)
-        if probes.both_at_once:  # the realistic and floor decode sums in one pass over both sets
+        if pair is not None and probes.both_at_once:  # the realistic and floor decode sums in one pass over both sets
             tpot, tpot_floor = pair.total_s() / n
         else:
             tpot, tpot_floor = dec_real.total_s() / n, dec_floor.total_s() / n
     else:
+        d1, d2 = tables["d1"], tables["d2"]
         dec_real = DecodeSteps(d1, d2, timed_real["d1"], timed_real["d2"], lo, hi)
         dec_floor = DecodeSteps(d1, d2, timed_floor["d1"], timed_floor["d2"], lo, hi)
         tpot = dec_real.total_s() / n
@@ -445,7 +589,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     first_step, last_step = dec_real.step_s(lo), dec_real.step_s(hi)
     if pp > 1:
         link_bw, link_lat = hop if hop is not None else (real.link_bytes_per_s, real.link_latency_s)
-        slots = np.maximum(mb, pp)
+        slots = _maximum(mb, pp)
         pre_hops = (pp - 1) * pipeline_hop_s(model, rd, tp, b_mb * prompt, link_bw, link_lat)
         step_hops = pp * pipeline_hop_s(model, rd, tp, b_mb, link_bw, link_lat)
         ttft = (mb + pp - 1) * ttft + pre_hops
@@ -457,7 +601,7 @@ def evaluate(model: ModelSpec, rd: ResolvedDeployment, real: Ceilings, floor: Ce
     if eng is not None and limits is not None:
         cap, budget = limits
         step_h = eng.step_s(batch)
-        ttft = ttft + np.ceil(batch * prompt / budget) * step_h
+        ttft = ttft + _ceil(batch * prompt / budget) * step_h
         tpot, first_step, last_step = tpot + step_h, first_step + step_h, last_step + step_h
         workspace = workspace_fixed = step_workspace_bytes(model, rd, tp, engine_step_tokens(budget, prompt, eng.chunked_prefill), ep)
     e2e = ttft + tpot * steps
@@ -524,7 +668,8 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
     """The operator table of each pass ({name: (new tokens, past tokens)}, `batch` sequences; one pipeline stage),
     timed realistic (decode passes `d1`, `d2` against `dec`) and floor; and the prefill's activation workspace.
     Returns (workspace, tables, real timings, floor timings, each prefill pass's `PassSums`, the decode probes'
-    `DecodeProbes`: None for a grid).
+    `DecodeProbes`: None for a grid, whose tables and timings hold its probes `d1`, `d2`; one scenario's hold its
+    prefill passes alone).
 
     A grid builds and times pass by pass. One scenario stacks its prefill passes (`prefill`, `hit`) in one table
     (`OpTable.of_phases`) and times it once against the realistic and floor ceilings at once (`prefill_passes`), and
@@ -550,7 +695,7 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
         return workspace, tables, timed_real, timed_floor, sums, None
     names = [name for name in passes if name not in ("d1", "d2")]
     tokens = tuple(passes[name] for name in names)
-    pre_key, probes_key = _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor), _probes_key(model, rd, batch, pp, tp, ep, dec, floor)
+    pre_key, probes_key = _scenario_keys(model, rd, batch, tokens, pp, tp, ep, real, floor, dec)
     pre = None if pre_key is None else _PREFILL_PASSES.find(pre_key)
     probes = None if probes_key is None else _DECODE_PROBES.find(probes_key)
     if pre is None and probes is None and pre_key is not None and probes_key is not None:
@@ -564,10 +709,8 @@ def _timed_passes(model: ModelSpec, rd: ResolvedDeployment, batch, passes: dict[
         pre = prefill_passes(model, rd, batch, tokens, pp, tp, ep, real, floor, key=pre_key)
     if probes is None:
         probes = decode_probes(model, rd, batch, pp, tp, ep, dec, floor, key=probes_key)
+    # (the decode probes' tables are in `probes`)
     tables, timed_real, timed_floor = dict(zip(names, pre.tables)), dict(zip(names, pre.real)), dict(zip(names, pre.floor))
-    tables.update(d1=probes.real.d1, d2=probes.real.d2)
-    timed_real.update(d1=probes.real.t1, d2=probes.real.t2)
-    timed_floor.update(d1=probes.floor.t1, d2=probes.floor.t2)
     return pre.workspace, tables, timed_real, timed_floor, dict(zip(names, pre.sums)), probes
 
 
@@ -638,22 +781,43 @@ def _prefill_key(model, rd, batch, tokens, pp, tp, ep, real, floor):
     return _kept_key((model, rd, batch, tokens, pp, tp, ep, Identity(real), Identity(floor)))
 
 
+def _scenario_keys(model, rd, batch, tokens, pp, tp, ep, real, floor, dec) -> tuple:
+    """(`_prefill_key`, `_probes_key`) of one scenario, the same tuples with their common parts built once."""
+    if not all(isinstance(x, _KEY_PARTS) or x is None for x in (batch, pp, tp, ep)):
+        return None, None
+    model_id, key, floor_id = Identity(model), rd.key(), Identity(floor)
+    probes = (model_id, key, batch, pp, tp, ep, Identity(dec), floor_id)
+    if not all(plain(x) for pair in tokens for x in pair):
+        return None, probes
+    return (model_id, key, batch, tokens, pp, tp, ep, Identity(real), floor_id), probes
+
+
 @dataclass(frozen=True)
 class DecodeProbes:
     """One scenario's decode probes (contexts 1 and 2, one pipeline stage) timed realistic and floor, as `DecodeSteps`
     without a range (`DecodeSteps.over` gives the steps of a prompt and output); `pair` holds the two sets on its last
     axis. `both_at_once`: the two sets' step totals are summed in one pass over `pair` (an uncalibrated profile); else
-    set by set, `pair` serving only the per-op step sums, which are elementwise (`over`)."""
+    set by set, `pair` serving only the per-op step sums, which are elementwise (`over`), and built on first use from
+    `pair_parts` (the probes' tables and their timings against both sets): a range summed in plain floats needs none."""
 
     real: DecodeSteps
     floor: DecodeSteps
-    pair: DecodeSteps
     both_at_once: bool
+    pair_parts: tuple = ()
 
-    def over(self, lo, hi) -> tuple[DecodeSteps, DecodeSteps, DecodeSteps]:
+    @functools.cached_property
+    def pair(self) -> DecodeSteps:
+        """The two sets on the last axis of one `DecodeSteps` (built once: the record is kept with its key)."""
+        return DecodeSteps(*self.pair_parts)
+
+    def over(self, lo, hi) -> tuple[DecodeSteps, DecodeSteps, DecodeSteps | None]:
         """The realistic, floor and paired steps at contexts lo..hi, the per-op sums over every step (`sum_over_steps`)
         taken once for both sets: every term of them is elementwise per (op, set), so each set's column is the sum
-        its own steps would take, bit for bit."""
+        its own steps would take, bit for bit. A range of plain numbers is summed set by set in plain floats
+        (`DecodeSteps.over`), the same operations: no pair (None)."""
+        real, floor = self.real.over(lo, hi), self.floor.over(lo, hi)
+        if real._plain is not None and floor._plain is not None:  # one scenario's range: each set in plain floats
+            return real, floor, None
         pair = self.pair.over(lo, hi)
         if not pair.any_dep:
             return self.real.over(lo, hi, None, pair.count), self.floor.over(lo, hi, None, pair.count), pair
@@ -725,11 +889,12 @@ def _probes_cut(table: OpTable, timed: Timing, i: int, j_dec: int, j_floor: int,
     them in another order: the last bit may differ), the pair serving only the elementwise per-op step sums."""
     t1, t2 = table.phase(i), table.phase(i + 1)
     sets = slice(j_dec, j_floor + 1)
-    pair = DecodeSteps(t1, t2, timed.at(i, sets), timed.at(i + 1, sets))
+    parts = (t1, t2, timed.at(i, sets), timed.at(i + 1, sets))
     if both_at_once:
-        return DecodeProbes(pair.at(0), pair.at(1), pair, True)
+        pair = DecodeSteps(*parts)
+        return DecodeProbes(pair.at(0), pair.at(1), True, parts)
     return DecodeProbes(DecodeSteps(t1, t2, timed.at(i, j_dec), timed.at(i + 1, j_dec)),
-                        DecodeSteps(t1, t2, timed.at(i, j_floor), timed.at(i + 1, j_floor)), pair, False)
+                        DecodeSteps(t1, t2, timed.at(i, j_floor), timed.at(i + 1, j_floor)), False, parts)
 
 
 def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, price) -> Derived:
@@ -756,10 +921,10 @@ def derived(r: Evaluation, batch, output, gpus, memory_bytes, bandwidth, peak, p
         mfu_decode=r.decode_flops_per_step / r.tpot_s / peak,
         memory_available_bytes_per_gpu=memory_bytes,
         fits=fits,
-        max_batch_size_fits=np.minimum(np.maximum(np.floor(free / per_seq), 0), r.max_sequences),
+        max_batch_size_fits=_minimum(_maximum(_floor(free / per_seq), 0), r.max_sequences),
         usd_per_hour=gpu_hour,
         # a deployment that cannot be run has no price per token: NaN, which sorts last
-        usd_per_million_output_tokens=np.where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),
+        usd_per_million_output_tokens=_where(fits, usd_per_million_tokens(gpu_hour, tokens_per_s), np.nan),
     )
 
 

@@ -25,6 +25,7 @@ import functools
 from typing import Any, Callable
 
 DEFAULT_MAXSIZE = 256
+_ABSENT = object()  # no entry (a stored value may be None)
 _TABLES: list["Memo"] = []
 
 
@@ -36,7 +37,7 @@ class Identity(int):
     """
 
     def __new__(cls, obj: Any) -> "Identity":
-        self = super().__new__(cls, id(obj))
+        self = int.__new__(cls, id(obj))
         self.obj = obj
         return self
 
@@ -121,11 +122,17 @@ def memoized(key: Callable[..., Any], maxsize: int = DEFAULT_MAXSIZE, freeze: Ca
         table = Memo(f"{fn.__module__}.{fn.__qualname__}", maxsize)
         compute = fn if freeze is None else (lambda *a, **kw: freeze(fn(*a, **kw)))
 
+        data = table._data  # (the same dict for the table's life: `clear` empties it)
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             k = key(*args, **kwargs)
             if k is None:
                 return fn(*args, **kwargs)
+            value = data.get(k, _ABSENT)  # a hit, as `Memo.get` counts it, without building the call for a miss
+            if value is not _ABSENT:
+                table.hits += 1
+                return value
             return table.get(k, lambda: compute(*args, **kwargs))
 
         wrapper.memo = table

@@ -172,8 +172,20 @@ def engine_limits(rd: ResolvedDeployment, hws: list[HardwareProfile]) -> tuple[n
     if rd.engine is None:
         return None
     lim = np.array([rd.engine.limits(h) for h in hws], dtype=float)
-    ranks = rd.dep.ep if rd.engine.seqs_per_attention_rank else 1
-    return lim[:, 0] * ranks, lim[:, 1]
+    return lim[:, 0] * _attention_ranks(rd), lim[:, 1]
+
+
+def engine_limits_on(rd: ResolvedDeployment, hw: HardwareProfile) -> tuple[float, float] | None:
+    """`engine_limits` on one device, as two floats (the same float64 products, without building arrays)."""
+    if rd.engine is None:
+        return None
+    seqs, tokens = rd.engine.limits(hw)
+    return float(seqs) * _attention_ranks(rd), float(tokens)
+
+
+def _attention_ranks(rd: ResolvedDeployment) -> int:
+    """Ranks an engine schedules sequences on separately: ep where it runs each attention data-parallel rank on its own."""
+    return rd.dep.ep if rd.engine.seqs_per_attention_rank else 1
 
 
 def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0, tp=None):

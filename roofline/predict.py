@@ -19,6 +19,7 @@ The names these levels define are re-exported here (`check`, `evaluate`, `valid_
 callers have always imported them from.
 """
 
+import dataclasses
 import functools
 import math
 import warnings
@@ -33,7 +34,7 @@ from . import fmt
 from . import ops as O
 from .bands import Band, bands_for
 from .energy import static_energy
-from .engine import DecodeSteps, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
+from .engine import DecodeSteps, Derived, Evaluation, decode_ceilings, derived, evaluate, operator_frame, stage, sum_of_m, sum_over_steps  # noqa: F401  re-exported
 from .engines import engine_tables
 from .errors import SpecError, renamed
 from .hardware import HardwareProfile
@@ -41,6 +42,7 @@ from .parallelism import (  # noqa: F401  re-exported
     beyond_context_note,
     check,
     engine_limits,
+    engine_limits_on,
     engine_memory_bytes,
     kv_allocated_tokens,
     replica_span,
@@ -73,7 +75,7 @@ class Prediction(BaseModel):
     `usd_per_million_output_tokens` is NaN.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # built by `predict` without validating: the schema waits for a dump
 
     model: str
     hardware: str
@@ -182,6 +184,11 @@ class Prediction(BaseModel):
 
 
 _FIELDS = frozenset(Prediction.model_fields)  # looked up once: pydantic builds the mapping on every access
+# the figures `predict` takes from `Derived` (its fit as a bool, its batch as an int, the rest as floats) and from
+# `Evaluation` (floats; a name in both is the derived one's)
+_DERIVED_FLOATS = tuple(f.name for f in dataclasses.fields(Derived) if f.name in _FIELDS and f.name not in ("fits", "max_batch_size_fits"))
+_EVALUATION_FLOATS = tuple(f.name for f in dataclasses.fields(Evaluation)
+                           if f.name in _FIELDS and f.name not in {g.name for g in dataclasses.fields(Derived)})
 
 
 @functools.cache
@@ -218,8 +225,7 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
     real, floor, hop, notes = scale_out(hw, dep, real, floor)
     b, s, o, tp = workload.batch_size, workload.prompt_tokens, workload.output_tokens, dep.tp
-    lim = engine_limits(rd, [hw])
-    r = evaluate(model, rd, real, floor, b, s, o, tp, hop, None if lim is None else (float(lim[0][0]), float(lim[1][0])))
+    r = evaluate(model, rd, real, floor, b, s, o, tp, hop, engine_limits_on(rd, hw))
     spec = None
     if dep.speculative is not None:
         spec = apply_speculative(model, hw, workload, dep, rd, real, floor, hop, r)
@@ -229,8 +235,8 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
     fixed = r.weight_bytes + r.runtime_reserve_bytes + r.workspace_fixed_bytes  # loaded before the KV pool is sized
     d = derived(r, b, o, dep.gpus_per_replica, engine_memory_bytes(rd, hw.memory_bytes, fixed), hw.memory_bandwidth_bytes_per_s, peak,
                 hw.price_usd_per_gpu_hour)
-    fields = {k: (bool(v) if k == "fits" else int(v) if k == "max_batch_size_fits" else float(v))
-              for k, v in {**r.figures(), **d.figures()}.items() if k in _FIELDS}
+    fields = {k: float(getattr(r, k)) for k in _EVALUATION_FLOATS}
+    fields.update({k: float(getattr(d, k)) for k in _DERIVED_FLOATS}, fits=bool(d.fits), max_batch_size_fits=int(d.max_batch_size_fits))
     en = static_energy(r, hw, dep, b, o, None if spec is None else (peak, hw.memory_bandwidth_bytes_per_s))
     fields.update(prefill_energy_j=en.prefill_j, decode_energy_j=en.decode_j, energy_per_output_token_j=en.energy_per_output_token_j,
                   kwh_per_million_output_tokens=en.kwh_per_million_output_tokens, mean_power_w_per_gpu=en.mean_power_w_per_gpu)

@@ -319,6 +319,16 @@ class Timing:
     def time_s(self) -> np.ndarray:
         return np.maximum(np.maximum(self.compute_s, self.memory_s), self.comm_s) + self.overhead_s
 
+    def kept(self, name: str, compute):
+        """`compute()`, kept with this timing under `name` (a quantity of its terms alone, such as `energy.busy_s`): a
+        kept one (a scenario's prefill passes, `engine.prefill_passes`) answers again without summing. The terms are
+        not changed once timed."""
+        kept = self.__dict__.setdefault("_kept", {})
+        value = kept.get(name)
+        if value is None:
+            value = kept[name] = compute()
+        return value
+
     @property
     def bound(self) -> np.ndarray:
         """Index into BOUNDS of the largest term."""

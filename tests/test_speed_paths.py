@@ -139,3 +139,95 @@ def test_one_sign_step_sums_equal_the_mixed_formula():
         alone = _sum_positive(g0[i:i + 1], g1[i:i + 1], lo, hi)
         assert alone.shape == (1,) and alone[0] == mixed[i], i
         assert alone[0] == pytest.approx(np.maximum(0.0, g0[i] + g1[i] * x).sum(), rel=1e-9, abs=1e-12)
+
+
+# ------------------------------------------------------------ fifth pass: one scenario's steps in plain floats
+def _bits(x) -> bytes:
+    return np.float64(x).tobytes()
+
+
+SPECIAL = [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.5, -2.5, 1e-300, -1e-300, 4503599627370497.0, 1e300, -1e300,
+           math.inf, -math.inf, math.nan]
+
+
+def test_scalar_primitives_follow_numpy_bit_for_bit():
+    """The step sums' element-wise primitives (`engine._maximum`, `_minimum`, `_floor`, `_ceil`, `_where`) on single
+    numbers give numpy's answer bit for bit, signed zeros and NaN included (np.maximum(0.0, -0.0) is -0.0: on a tie the
+    second; a NaN on either side wins; floor(-0.0) and ceil(-0.5) are -0.0)."""
+    from roofline.engine import _ceil, _floor, _maximum, _minimum, _where
+
+    for a, b in itertools.product(SPECIAL, repeat=2):
+        assert _bits(_maximum(a, b)) == _bits(np.maximum(np.float64(a), np.float64(b))), (a, b)
+        assert _bits(_minimum(a, b)) == _bits(np.minimum(np.float64(a), np.float64(b))), (a, b)
+        for cond in (True, False, np.bool_(True), np.bool_(False)):
+            assert _bits(_where(cond, a, b)) == _bits(np.where(cond, a, b)), (cond, a, b)
+    for x in SPECIAL:
+        assert _bits(_floor(x)) == _bits(np.floor(np.float64(x))) and _bits(_ceil(x)) == _bits(np.ceil(np.float64(x))), x
+    assert _maximum(3, 0) == 3 and _maximum(-2, 0) == 0  # step counts: integers stay integers
+
+
+def test_plain_sum_adds_in_numpys_order():
+    """`engine.plain_sum` adds a few floats in order from 0.0, as numpy sums fewer than eight along an axis (a 1-d
+    array, or a column of a 2-d one): equal bit for bit on magnitudes chosen to round differently in another order."""
+    from roofline.engine import plain_sum
+
+    rng = np.random.default_rng(11)
+    for n in range(1, 8):
+        for _ in range(200):
+            x = rng.choice([1e16, -1e16, 1.0, 3.0, 1e-3, 0.1, -0.0], size=n) * rng.uniform(0.5, 2.0, size=n)
+            pair = np.stack([x, x[::-1]], axis=1)
+            assert _bits(plain_sum(x.tolist())) == _bits(x.sum(axis=0)) == _bits(pair.sum(axis=0)[0])
+            assert _bits(plain_sum(x[::-1].tolist())) == _bits(pair.sum(axis=0)[1])
+    assert plain_sum([]) == 0.0 and plain_sum([1e16, 1.0, 1.0]) == 1e16  # ((0 + 1e16) + 1) + 1: the order shows
+
+
+def test_step_sums_of_plain_floats_equal_the_array_formula():
+    """`sum_over_steps` and `sum_of_m` on one line in plain floats (`DecodeSteps` of one scenario) equal, bit for bit,
+    that line's element of the same call over arrays of lines: every slope sign, lines crossing inside the range, past
+    a sliding window or not, an empty range past the window."""
+    from roofline.engine import sum_of_m, sum_over_steps
+
+    rng = np.random.default_rng(5)
+    c0, c1 = rng.uniform(-1e-4, 1e-4, 60), np.concatenate([rng.uniform(-1e-7, 1e-7, 50), np.zeros(10)])
+    b0, b1 = rng.uniform(0.0, 1e-4, 60), rng.uniform(0.0, 1e-7, 60)
+    for lo, hi in ((2049, 2303), (1, 1), (100, 5000)):
+        for window in (math.inf, 4096.0, 1500.0, 50.0):
+            win = np.full(60, window)
+            grid = sum_over_steps(c0, c1, b0, b1, lo, hi, win)
+            past = bool(window != math.inf)
+            for i in range(60):
+                one = sum_over_steps(float(c0[i]), float(c1[i]), float(b0[i]), float(b1[i]), float(lo), float(hi), window, past)
+                assert type(one) is float and _bits(one) == _bits(grid[i]), (lo, hi, window, i)
+            assert _bits(sum_of_m(float(lo), float(hi), window)) == _bits(sum_of_m(lo, hi, win)[0])
+
+
+def _array_steps(monkeypatch):
+    """Switch the plain-float path off: every scenario's steps summed over numpy arrays, as before it."""
+    monkeypatch.setattr(DecodeSteps, "plain_terms", lambda self: None)
+    memo.clear_all()
+
+
+@pytest.mark.parametrize("analytical", [False, True])
+@pytest.mark.parametrize("model_id, over", [("llama-3.1-70b", dict(tp=4)), ("deepseek-v3", dict(tp=8, weight_dtype="fp8", activation_dtype="fp8")),
+                                            ("gemma-2-9b", dict()), ("gpt-oss-120b", dict(engine=None)),
+                                            ("mixtral-8x7b", dict(tp=2, pp=2)), ("llama-3.1-8b", dict(speculative=rl.Speculative(draft="llama-3.2-1b")))])
+def test_predict_in_plain_floats_equals_predict_over_arrays(model_id, over, analytical, monkeypatch):
+    """A scenario's decode steps summed in plain floats (`DecodeSteps.plain_terms`) give every figure of `predict`, the
+    single-step times and the operator rows bit for bit as the same steps summed over numpy arrays: calibrated and
+    analytical profiles, sliding windows, MoE, a pipeline, speculation; the first call (timed) and the second (kept)."""
+    hw = rl.load_hardware("h100-sxm", analytical=analytical)
+    dep = rl.Deployment(**over)
+    workloads = [WL, rl.Workload(batch_size=3, prompt_tokens=6000, output_tokens=900), rl.Workload(batch_size=1, prompt_tokens=64, output_tokens=1)]
+
+    def run(plain: bool):
+        memo.clear_all()
+        out = []
+        for w in workloads * 2:
+            p = rl.predict(model_id, hw, w, dep)
+            assert (p._evaluation.decode.real._plain is not None) == plain  # the path under test was taken
+            out.append((repr(p.model_dump()), _bits(p.tpot_at(w.prompt_tokens + 5)), p.operators.to_csv()))
+        return out
+
+    plain_run = run(True)
+    _array_steps(monkeypatch)
+    assert run(False) == plain_run
