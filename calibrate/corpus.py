@@ -10,7 +10,8 @@ Each row is one published number. It is predicted the way it was measured:
 * `static`: a fixed batch run to completion, `roofline.predict` with `Workload(batch, S, O)`; on an engine that
   holds back what its KV pool does not hold (`HELD_BACK_ENGINES`), a batch that does not fit is the engine's run
   of N client threads sending their rounds one after the other (`roofline.block_queue.run`);
-* `rate`: Poisson arrivals at λ requests/s, `roofline.steady_state`;
+* `rate`: Poisson arrivals at λ requests/s, `roofline.steady_state`; a finite run of n requests offered above the
+  replica's capacity queues for a slot and drains at capacity (`serving.finite_overload`);
 * `concurrency`: a closed loop of N clients, `roofline.closed_loop` (the response-time law
   N = λ·(TTFT + E[O-1]·TPOT) on the open-loop steady state);
 * `offline`: every request submitted at once, the replica's capacity λ_max from the steady state
@@ -48,7 +49,7 @@ from roofline.bands import entry_key, hardware_class, log_limits, precision_clas
 from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
 from roofline import block_queue
-from roofline.serving import capacity_requests_per_s, closed_loop, finite_run_duration_s, steady_state
+from roofline.serving import capacity_requests_per_s, closed_loop, finite_overload, finite_run_duration_s, steady_state
 
 from . import trtllm_bench
 
@@ -414,6 +415,8 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
             if p.fits and share <= p.max_batch_size_fits and (cap is None or share <= cap):
                 return _batch_rates(share, s, o, p.e2e_latency_s)
         return {"output_tokens_per_s": lam * o, "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
+    if row.workload == "rate" and not sp.stable and row.num_requests is not None and sp.requests_per_s > sp.capacity_requests_per_s > 0:
+        return _figures_overload(model, hw, row, dep)
     if not sp.stable:
         raise Unsupported(f"predicted infeasible: {sp.reason}", infeasible=True)
     lam = sp.requests_per_s
@@ -424,6 +427,21 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
     return {"ttft_s": sp.ttft_mean_s, "ttft_p50_s": sp.ttft_p50_s, "ttft_p90_s": sp.ttft_p90_s, "ttft_p99_s": sp.ttft_p99_s,
             "tpot_s": sp.tpot_s, "e2e_s": e2e, "output_tokens_per_s": lam * o,
             "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
+
+
+def _figures_overload(model, hw, row: Row, dep) -> dict[str, float]:
+    """A finite rate run above the replica's capacity: n/replicas requests at λ/replicas each, queued for a slot and
+    drained at capacity (`serving.finite_overload`); throughput is the run's output tokens over its makespan."""
+    s, o = row.prompt_tokens, row.output_tokens
+    share = math.ceil(row.num_requests / row.replicas)
+    try:
+        ov = finite_overload(model, hw, share, row.request_rate_per_s / row.replicas, s, o, dep)
+    except SpecError as exc:  # a run that never fills the batch of the capacity point: still a miss of the model
+        raise Unsupported(f"predicted infeasible: {exc}", infeasible=True) from None
+    lam = ov.achieved_requests_per_s
+    return {"ttft_s": ov.ttft_mean_s, "ttft_p50_s": ov.ttft_p50_s, "ttft_p90_s": ov.ttft_p90_s, "ttft_p99_s": ov.ttft_p99_s,
+            "tpot_s": ov.tpot_s, "e2e_s": ov.e2e_mean_s, "output_tokens_per_s": lam * o, "total_tokens_per_s": lam * (s + o),
+            "requests_per_s": lam}
 
 
 def predicted_value(row: Row, figures: dict[str, float]) -> float:

@@ -1005,6 +1005,166 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     return _point(cv, model, hw, dep, traffic, chunk_tokens, hi, rate_predicted=True)
 
 
+# ------------------------------------------------------------ a finite run offered above capacity
+def overload_start_s(requests: int, requests_per_s: float, capacity_requests_per_s: float, slots: int) -> np.ndarray:
+    """When each of n = `requests` requests offered at λ = `requests_per_s` above a replica's capacity μ =
+    `capacity_requests_per_s` is admitted to its running batch of c = `slots` sequences (a D/D/c queue, the fluid
+    picture of `finite_overload`): request i (0-based) arrives at t_i = i/λ; the first c are admitted on arrival;
+    request i ≥ c takes the slot request i − c leaves, c/μ after that one was admitted (Little's law at
+    saturation: c sequences held, μ leaving per second, so each holds its slot c/μ):
+
+        s_i = max(t_i, s_{i−c} + c/μ) = i/λ + ⌊i/c⌋ · c · (1/μ − 1/λ)      (λ ≥ μ; s_i = t_i when λ ≤ μ)
+
+    Worked example (n = 10, λ = 2/s, μ = 1/s, c = 2): s = 0, 0.5, 2, 2.5, 4, 4.5, 6, 6.5, 8, 8.5 s; waits
+    s_i − t_i = 0, 0, 1, 1, 2, 2, 3, 3, 4, 4 s. Seconds from the first arrival."""
+    n, c = int(requests), int(slots)
+    lam, mu = float(requests_per_s), float(capacity_requests_per_s)
+    if n < 1 or c < 1 or not (math.isfinite(lam) and math.isfinite(mu) and lam > 0 and mu > 0):
+        raise SpecError("requests", f"an overloaded run needs positive requests, slots and rates, got n={requests!r}, c={slots!r}, "
+                                    f"λ={requests_per_s!r}, μ={capacity_requests_per_s!r}")
+    i = np.arange(n, dtype=float)
+    return i / lam + np.floor(i / c) * c * max(1 / mu - 1 / lam, 0.0)
+
+
+@dataclass(frozen=True)
+class FiniteOverload:
+    """A finite benchmark run offered above the replica's capacity (`finite_overload`): per request its arrival,
+    admission, slot wait, TTFT and end-to-end latency, and the run's figures. Seconds, requests/s, tokens/s."""
+
+    requests: int  # n, offered to this replica
+    requests_per_s: float  # λ offered
+    capacity_requests_per_s: float  # μ, the replica's capacity
+    slots: int  # c, the running batch at capacity
+    arrival_s: np.ndarray  # (n,) t_i = i/λ
+    start_s: np.ndarray  # (n,) s_i: admitted to the running batch (`overload_start_s`)
+    wait_s: np.ndarray  # (n,) s_i − t_i
+    ttft_s: np.ndarray  # (n,) wait + the mean TTFT at capacity
+    tpot_s: float  # the mean step at capacity
+    e2e_s: np.ndarray  # (n,) TTFT_i + E[O-1]·TPOT
+    makespan_s: float  # first arrival to last completion: s_{n-1} + TTFT_sat + E[O-1]·TPOT
+    output_tokens_mean: float  # E[O]
+    ttft_p50_s: float
+    ttft_p90_s: float
+    ttft_p99_s: float
+    saturated: ServingPoint  # the steady state at the capacity point the figures come from
+
+    @property
+    def ttft_mean_s(self) -> float:
+        return float(np.mean(self.ttft_s))
+
+    @property
+    def wait_mean_s(self) -> float:
+        return float(np.mean(self.wait_s))
+
+    @property
+    def e2e_mean_s(self) -> float:
+        return float(np.mean(self.e2e_s))
+
+    @property
+    def achieved_requests_per_s(self) -> float:
+        """n / makespan: what the benchmark reports as its request throughput (below μ; → μ for n ≫ c)."""
+        return self.requests / self.makespan_s
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        """n · E[O] / makespan (vLLM / SGLang bench_serving: total output tokens over the run's duration)."""
+        return self.achieved_requests_per_s * self.output_tokens_mean
+
+
+def overload_of(requests: int, requests_per_s: float, capacity_requests_per_s: float, slots: int, ttft_saturated_s: float,
+                tpot_s: float, output_tokens_mean: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """(arrival, start, wait, e2e, makespan) of `finite_overload`'s formulas from the saturated figures: TTFT_i =
+    W_i + TTFT_sat, e2e_i = TTFT_i + (E[O] − 1)·TPOT, makespan = s_{n−1} + TTFT_sat + (E[O] − 1)·TPOT.
+    Worked example (n = 10, λ = 2/s, μ = 1/s, c = 1, TTFT_sat + (E[O] − 1)·TPOT = 1 s): waits 0, 0.5, .., 4.5 s
+    (mean 2.25 s), makespan 9 + 1 = 10 s, 1 request/s."""
+    start = overload_start_s(requests, requests_per_s, capacity_requests_per_s, slots)
+    arrival = np.arange(int(requests), dtype=float) / float(requests_per_s)
+    wait = start - arrival
+    response = float(ttft_saturated_s) + (float(output_tokens_mean) - 1) * float(tpot_s)
+    return arrival, start, wait, wait + response, float(start[-1]) + response
+
+
+def finite_overload(model, hardware, requests: int, requests_per_s: float, prompt_tokens, output_tokens,
+                    deployment: Deployment | None = None, chunk_tokens: int | None = None,
+                    max_batch_size: int | None = None) -> FiniteOverload:
+    """A finite run of n = `requests` requests offered at λ = `requests_per_s` to one replica whose capacity μ is
+    below λ (a serving benchmark's `--request-rate` above what the replica serves: the queue grows for the n/λ s of
+    arrivals, then drains). `steady_state` calls such a rate unstable, rightly for an endless stream; the finite
+    run has no steady state but a transient, and this is its fluid (mean-value) model, built only from the
+    steady state at the capacity point (the module docstring's curves, nothing new fitted):
+
+    * at capacity the replica holds c sequences in its running batch (the batch at λ = μ, Little's law
+      B = μ·E[O−1]·TPOT; memory or the engine's running-sequence cap, or the prefill server, stops λ(B) there),
+      each decoding at TPOT_sat and waiting TTFT_sat (residual, prefill queue and prefill at μ) for its first token;
+    * request i arrives at t_i = i/λ: the mean arrival time of a Poisson stream as much as of a paced one
+      (bench_serving's `--request-rate` and the Triton benchmark client draw exponential gaps; the fluid model
+      keeps the means, and the √i/λ spread of Poisson arrival times is not modelled);
+    * the engine admits a waiting request when a slot frees (first come, first served); once the batch is full
+      it frees slots at μ, so request i is admitted at s_i = i/λ + ⌊i/c⌋·c·(1/μ − 1/λ) (`overload_start_s`: a
+      D/D/c queue with holding time c/μ), waits W_i = s_i − t_i, which grows linearly over the run;
+    * TTFT_i = W_i + TTFT_sat; each decodes at the saturated step, TPOT = TPOT_sat; e2e_i = TTFT_i + E[O−1]·TPOT;
+    * the last request finishes at s_{n−1} + TTFT_sat + E[O−1]·TPOT (the makespan); the run's output
+      throughput is n·E[O] / makespan, ≈ μ·E[O] for n ≫ c, less for a small n (the fill and the drain).
+
+    TTFT percentiles are those of the mixture over the n requests: P(TTFT > t) = (1/n) Σ_i P(TTFT_sat > t − W_i),
+    with the saturated state's M/G/1 tail (`Curves.ttft_tail`), found by bisection.
+
+    At λ → μ⁺ every W_i → 0 and the figures are the steady state at μ, where `steady_state` with
+    `finite_run_duration_s` ends at λ → μ⁻: the two meet. A run of n ≤ c requests never fills the batch of the
+    capacity point, so the saturated figures are not its own: refused (SpecError). Where the capacity is the
+    prefill server's (whole-prompt prefill, μ·a → 1), c is the large batch at which t̄ = t0/(1 − μa) has grown
+    to sustain μ; such a run is prefill-bound (prompts queue for the prefill server, decode waits), which this
+    model does not describe. Worked number (n = 500, λ = 32/s, μ = 16/s, c = 100): W_i = ⌊i/100⌋ · 100 ·
+    (1/16 − 1/32) = 0, 3.125, .., 12.5 s, mean 6.25 s; s_499 = 499/32 + 12.5 = 28.1 s.
+
+    Not modelled: the fill (the first c requests decode in a batch still growing, faster than TPOT_sat) and the
+    drain (the last ones in a shrinking batch), so TPOT is the saturated step's, an upper bound for those;
+    preemption, and admission by free KV blocks rather than a slot count (an engine that admits past c on the
+    mean context, SGLang's, waits less and steps slower).
+    """
+    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
+        raise SpecError("requests", f"must be a positive integer number of requests, got {requests!r}")
+    model, hw = load_pair(model, hardware)
+    dep = deployment or Deployment()
+    traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
+    cap = float(cv.capacity[0])
+    lam = float(requests_per_s)
+    if not cv.fits[0] or cap <= 0:
+        raise SpecError("deployment", f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
+                                      f"{fmt.gigabytes(cv.memory_available[0, 0])}")
+    if lam <= cap:
+        raise SpecError("requests_per_s", f"{lam:g} requests/s is within the capacity of {cap:.3g} requests/s: use steady_state "
+                                          "(and finite_run_duration_s for the run's wall time)")
+    mu = cap * (1 - 1e-9)  # the capacity point, on the stable side (as `closed_loop`)
+    sat = _point(cv, model, hw, dep, traffic, chunk_tokens, mu)
+    st = cv.state(np.array([mu]))
+    slots = max(1, int(math.floor(sat.batch_size + 1e-9)))
+    if requests <= slots:
+        raise SpecError("requests", f"a run of {requests} requests at {lam:g}/s never fills the {slots}-sequence batch of the capacity "
+                                    f"point ({cap:.3g} requests/s): its transient (a batch growing to at most {requests} while "
+                                    "the prefill queue builds) is not modelled; the fluid model needs requests > that batch")
+    o = traffic.output_tokens.mean_tokens
+    arrival, start, wait, e2e, makespan = overload_of(requests, lam, mu, slots, sat.ttft_mean_s, sat.tpot_s, o)
+    waits, counts = np.unique(wait, return_counts=True)
+    weights = counts / counts.sum()
+
+    def over(t):  # P(TTFT > t), the mixture over the run's requests
+        return float((weights * cv.ttft_tail(st, t - waits)).sum())
+
+    pcts = []
+    for q in TTFT_PERCENTILES:
+        lo, hi = 0.0, float(waits[-1]) + sat.ttft_p99_s + sat.ttft_mean_s
+        for _ in range(48):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if over(mid) > 1 - q else (lo, mid)
+        pcts.append(hi)
+    return FiniteOverload(requests=int(requests), requests_per_s=lam, capacity_requests_per_s=mu, slots=slots,
+                          arrival_s=arrival, start_s=start, wait_s=wait, ttft_s=wait + sat.ttft_mean_s, tpot_s=sat.tpot_s,
+                          e2e_s=e2e, makespan_s=makespan, output_tokens_mean=o, ttft_p50_s=pcts[0], ttft_p90_s=pcts[1],
+                          ttft_p99_s=pcts[2], saturated=sat)
+
+
 # ------------------------------------------------------------ synchronized waves (closed loop, fixed lengths)
 @dataclass(frozen=True)
 class WaveSchedule:
