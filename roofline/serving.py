@@ -32,7 +32,7 @@ comes out of prefill): B = λ · E[O-1] · t̄. Solving both for λ gives the re
 
 which grows with B (t0(B)/B falls) until memory (the KV of B sequences at the 99th-percentile context)
 or the prefill server (chunked: λ E[S] tC / C < 1) stops it: the replica's **capacity** is the largest λ
-on that curve. A request rate above it is unstable. `steady_state` walks the curve on a batch grid and
+on that curve. A request rate above it is unstable (a finite run offered above it: `finite_overload`). `steady_state` walks the curve on a batch grid and
 interpolates the given λ; Little's law then gives B exactly.
 
 TPOT is the mean step t̄ (every request sees the same mix of steps); `itl_max_s` is the worst gap between
