@@ -32,7 +32,7 @@ comes out of prefill): B = λ · E[O-1] · t̄. Solving both for λ gives the re
 
 which grows with B (t0(B)/B falls) until memory (the KV of B sequences at the 99th-percentile context)
 or the prefill server (chunked: λ E[S] tC / C < 1) stops it: the replica's **capacity** is the largest λ
-on that curve. A request rate above it is unstable (a finite run offered above it: `finite_overload`). `steady_state` walks the curve on a batch grid and
+on that curve. A request rate above it is unstable (a finite run offered above it: `finite_overload`, `overload_run`). `steady_state` walks the curve on a batch grid and
 interpolates the given λ; Little's law then gives B exactly.
 
 TPOT is the mean step t̄ (every request sees the same mix of steps); `itl_max_s` is the worst gap between
@@ -1111,10 +1111,10 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
 
     At λ → μ⁺ every W_i → 0 and the figures are the steady state at μ, where `steady_state` with
     `finite_run_duration_s` ends at λ → μ⁻: the two meet. A run of n ≤ c requests never fills the batch of the
-    capacity point, so the saturated figures are not its own: refused (SpecError). Where the capacity is the
-    prefill server's (whole-prompt prefill, μ·a → 1), c is the large batch at which t̄ = t0/(1 − μa) has grown
-    to sustain μ; such a run is prefill-bound (prompts queue for the prefill server, decode waits), which this
-    model does not describe. Worked number (n = 500, λ = 32/s, μ = 16/s, c = 100): W_i = ⌊i/100⌋ · 100 ·
+    capacity point, so the saturated figures are not its own: refused (SpecError); `overload_run` steps such a run
+    through the scheduler. Where the capacity is the prefill server's (whole-prompt prefill, μ·a → 1), c is the
+    large batch at which t̄ = t0/(1 − μa) has grown to sustain μ; a run there is prefill-bound (prompts queue for
+    the prefill server, decode waits), which `overload_run` describes and this model does not. Worked number (n = 500, λ = 32/s, μ = 16/s, c = 100): W_i = ⌊i/100⌋ · 100 ·
     (1/16 − 1/32) = 0, 3.125, .., 12.5 s, mean 6.25 s; s_499 = 499/32 + 12.5 = 28.1 s.
 
     Not modelled: the fill (the first c requests decode in a batch still growing, faster than TPOT_sat) and the
@@ -1143,7 +1143,7 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
     if requests <= slots:
         raise SpecError("requests", f"a run of {requests} requests at {lam:g}/s never fills the {slots}-sequence batch of the capacity "
                                     f"point ({cap:.3g} requests/s): its transient (a batch growing to at most {requests} while "
-                                    "the prefill queue builds) is not modelled; the fluid model needs requests > that batch")
+                                    "the prefill queue builds) is not this fluid model's: use overload_run, which steps it")
     o = traffic.output_tokens.mean_tokens
     arrival, start, wait, e2e, makespan = overload_of(requests, lam, mu, slots, sat.ttft_mean_s, sat.tpot_s, o)
     waits, counts = np.unique(wait, return_counts=True)

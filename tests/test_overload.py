@@ -1,5 +1,6 @@
-"""A finite run offered above capacity (`serving.finite_overload`): the D/D/c admission times by hand, the run's
-figures from the saturated steady state, and the limit λ → μ⁺ against the stable finite run."""
+"""A finite run offered above capacity: the fluid D/D/c queue (`serving.finite_overload`: admission times by hand, the
+run's figures from the saturated steady state, the limit λ → μ⁺ against the stable finite run) and the run stepped
+through the scheduler (`serving.overload_schedule` by hand, `overload_run` against the fluid for n ≫ c)."""
 
 import math
 
@@ -13,6 +14,8 @@ from roofline.serving import (
     finite_overload,
     finite_run_duration_s,
     overload_of,
+    overload_run,
+    overload_schedule,
     overload_start_s,
     steady_state,
 )
@@ -104,3 +107,79 @@ def test_meets_the_stable_finite_run_at_capacity():
     e2e = below.ttft_mean_s + 309 * below.tpot_s
     stable_rate = 300 / float(finite_run_duration_s(300, cap * (1 - eps), e2e))
     assert above.achieved_requests_per_s == pytest.approx(stable_rate, rel=0.02)
+
+
+# ------------------------------------------------------------ the run stepped through the scheduler
+def _gaps(sc):
+    return np.repeat(sc.gap_s, sc.gap_tokens.astype(int))
+
+
+def test_whole_prompt_schedule_by_hand():
+    # X = 1 s a prefill pass, t0 = 0.5 s a decode step, λ = 2/s, n = 3, O = 2 (one decode step each): the passes
+    # preempt decode, so prefills run 0-1, 1-2 (arrived 0.5, waits 0.5), 2-3 (arrived 1, waits 1), then one decode
+    # step of the three 3-3.5 s; first tokens 1, 2, 3 s, TTFT 1, 1.5, 2 s; gaps 3.5-1, 3.5-2, 3.5-3 s
+    sc = overload_schedule(3, 2.0, 2, 10, lambda b: 0.5, prefill_s=1.0)
+    assert sc.first_token_s == pytest.approx([1, 2, 3])
+    assert sc.first_token_s - sc.arrival_s == pytest.approx([1, 1.5, 2])
+    assert sc.last_token_s == pytest.approx([3.5, 3.5, 3.5])
+    assert sorted(_gaps(sc)) == pytest.approx([0.5, 1.5, 2.5])
+
+
+def test_whole_prompt_schedule_holds_back_past_the_slots():
+    # one slot: the second prompt (arrived 0.5 s) waits until the first has its last token (1 + 2 x 0.5 = 2 s)
+    sc = overload_schedule(2, 2.0, 3, 1, lambda b: 0.5, prefill_s=1.0)
+    assert sc.first_token_s == pytest.approx([1, 3])  # 0-1 prefill, 1-2 two decode steps, 2-3 the second prefill
+    assert sc.last_token_s == pytest.approx([2, 4])
+
+
+def test_chunked_schedule_by_hand():
+    # C = 100 prompt tokens a step, S = 150, t0 = 0.1 s, tC = 0.3 s (a step with T prompt tokens: t0 + T/C (tC - t0)),
+    # λ = 10/s, n = 2, O = 3 (two decode steps each):
+    # 0-0.3 s: 100 tokens of prompt 1 (prompt 2 arrives at 0.1, during the step);
+    # 0.3-0.6: prompt 1's last 50 and prompt 2's first 50 (0.1 + 1.0 x 0.2 = 0.3 s): prompt 1's first token at 0.6;
+    # 0.6-0.9: prompt 2's last 100 and prompt 1's decode: gap 0.3; prompt 2's first token at 0.9;
+    # 0.9-1.0: both decode (t0 = 0.1): prompt 1 has its 3 tokens at 1.0; 1.0-1.1: prompt 2's last at 1.1
+    sc = overload_schedule(2, 10.0, 3, 10, lambda b: 0.1, prompt_tokens=150, chunk_tokens=100, chunk_step_s=lambda b: 0.3)
+    assert sc.first_token_s == pytest.approx([0.6, 0.9])
+    assert sc.first_token_s - sc.arrival_s == pytest.approx([0.6, 0.8])
+    assert sc.last_token_s == pytest.approx([1.0, 1.1])
+    assert sorted(_gaps(sc)) == pytest.approx([0.1, 0.1, 0.1, 0.3])
+
+
+def test_stepped_run_figures_and_refusals():
+    run = overload_run(M8, L4, 300, 5.0, 280, 310, VLLM)
+    sc = run.schedule
+    assert run.ttft_s == pytest.approx(run.request_s + sc.first_token_s - sc.arrival_s)
+    assert run.makespan_s == pytest.approx(sc.last_token_s.max() + run.request_s)
+    assert run.output_tokens_per_s == pytest.approx(300 * 310 / run.makespan_s)
+    # 309 decode gaps per request: the token-weighted mean gap is the mean of (last - first) / 309
+    assert run.itl_mean_s == pytest.approx(np.mean((sc.last_token_s - sc.first_token_s) / 309))
+    assert sc.gap_s.min() <= run.itl_p50_s <= sc.gap_s.max()
+    with pytest.raises(SpecError, match="pp=1, ep=1"):
+        overload_run("llama-3.1-70b", "h100-sxm", 300, 50.0, 280, 310, rl.Deployment(tp=4, pp=2))
+    with pytest.raises(SpecError, match="requests"):
+        overload_run(M8, L4, 0, 5.0, 280, 310, VLLM)
+
+
+def test_stepped_run_meets_the_fluid_queue_for_long_runs():
+    # n >> c: the batch is full most of the run and frees slots at μ, which is the fluid D/D/c queue
+    # (`finite_overload`); both deliver close to μ requests/s and wait alike
+    run = overload_run(M8, L4, 2000, 5.0, 280, 310, VLLM)
+    fluid = finite_overload(M8, L4, 2000, 5.0, 280, 310, VLLM)
+    mu = fluid.capacity_requests_per_s
+    assert 2000 / run.makespan_s == pytest.approx(fluid.achieved_requests_per_s, rel=0.02)
+    assert 0.95 * mu < 2000 / run.makespan_s < mu * 1.01
+    assert run.ttft_s.mean() == pytest.approx(fluid.ttft_mean_s, rel=0.02)
+    assert run.itl_mean_s == pytest.approx(fluid.tpot_s, rel=0.03)
+
+
+def test_stepped_run_of_a_prefill_bound_burst():
+    # prompts arriving faster than one prefill pass each (1/λ < X, whole-prompt engine): they queue for the prefill,
+    # prompt i starting at i·X, so its wait grows by X - 1/λ per request: mean (n-1)/2 · (X - 1/λ) over the run
+    dep = rl.Deployment(tp=4, engine="trtllm-cpp")
+    run = overload_run("llama-3.1-70b", "h100-sxm", 500, 32.0, 467, 16, dep)
+    sc = run.schedule
+    x = float(np.diff(sc.first_token_s).min())  # back-to-back passes: the pass time X
+    assert x > 1 / 32
+    assert np.diff(sc.first_token_s) == pytest.approx(np.full(499, x))  # no decode step between them
+    assert (sc.first_token_s - sc.arrival_s).mean() == pytest.approx(x + 499 / 2 * (x - 1 / 32))
