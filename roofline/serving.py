@@ -1097,8 +1097,8 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
       B = μ·E[O−1]·TPOT; memory or the engine's running-sequence cap, or the prefill server, stops λ(B) there),
       each decoding at TPOT_sat and waiting TTFT_sat (residual, prefill queue and prefill at μ) for its first token;
     * request i arrives at t_i = i/λ: the mean arrival time of a Poisson stream as much as of a paced one
-      (bench_serving's `--request-rate` and the Triton benchmark client draw exponential gaps; the fluid model
-      keeps the means, and the √i/λ spread of Poisson arrival times is not modelled);
+      (vLLM's benchmark_serving.py and SGLang's bench_serving draw exponential gaps at `--request-rate`: Poisson; the
+      fluid model keeps the means, and the √i/λ spread of Poisson arrival times is not modelled);
     * the engine admits a waiting request when a slot frees (first come, first served); once the batch is full
       it frees slots at μ, so request i is admitted at s_i = i/λ + ⌊i/c⌋·c·(1/μ − 1/λ) (`overload_start_s`: a
       D/D/c queue with holding time c/μ), waits W_i = s_i − t_i, which grows linearly over the run;
@@ -1190,7 +1190,7 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     a = E[X]); its first token comes at the pass's end; otherwise the step decodes one token of each of the B held
     sequences in t0(B). Chunked prefill (`chunk_tokens` C, `prompt_tokens` S): every step decodes the B held
     sequences and carries up to C prompt tokens of the waiting prompts in order, in t0(B) + (T/C)(tC(B) − t0(B))
-    for T prompt tokens (the module's a = E[S](tC − t0)/C per prompt); a prompt's first token comes at the end of the
+    for T prompt tokens (the module's a = E[S](tC − t0)/C per prompt; B = 1's step times when nothing decodes); a prompt's first token comes at the end of the
     step that takes its last prompt token. A request has O = `output_tokens` tokens: the first, then O − 1 decode
     steps. A request that arrives during a step waits for its end; an idle engine starts at the next arrival.
 
