@@ -10,7 +10,8 @@ Each row is one published number. It is predicted the way it was measured:
 * `static`: a fixed batch run to completion, `roofline.predict` with `Workload(batch, S, O)`; on an engine that
   holds back what its KV pool does not hold (`HELD_BACK_ENGINES`), a batch that does not fit is the engine's run
   of N client threads sending their rounds one after the other (`roofline.block_queue.run`);
-* `rate`: Poisson arrivals at λ requests/s, `roofline.steady_state`;
+* `rate`: Poisson arrivals at λ requests/s, `roofline.steady_state`; a finite run of n requests offered above the
+  replica is stepped through the serving model's scheduler as the queue builds and drains (`serving.overload_run`);
 * `concurrency`: a closed loop of N clients, `roofline.closed_loop` (the response-time law
   N = λ·(TTFT + E[O-1]·TPOT) on the open-loop steady state);
 * `offline`: every request submitted at once, the replica's capacity λ_max from the steady state
@@ -52,7 +53,15 @@ from roofline.bands import entry_key, hardware_class, log_limits, precision_clas
 from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
 from roofline import block_queue
-from roofline.serving import capacity_requests_per_s, closed_loop, finite_run_duration_s, offline_run_s, steady_state
+from roofline.serving import (
+    capacity_requests_per_s,
+    closed_loop,
+    finite_overload,
+    finite_run_duration_s,
+    offline_run_s,
+    overload_run,
+    steady_state,
+)
 
 from . import trtllm_bench
 
@@ -465,6 +474,8 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
             if p.fits and share <= p.max_batch_size_fits and (cap is None or share <= cap):
                 return _batch_rates(share, s, o, p.e2e_latency_s)
         return {"output_tokens_per_s": lam * o, "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
+    if row.workload == "rate" and not sp.stable and row.num_requests is not None and sp.requests_per_s > sp.capacity_requests_per_s > 0:
+        return _figures_overload(model, hw, row, dep)
     if not sp.stable:
         raise Unsupported(f"predicted infeasible: {sp.reason}", infeasible=True)
     lam = sp.requests_per_s
@@ -475,6 +486,33 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
     return {"ttft_s": sp.ttft_mean_s, "ttft_p50_s": sp.ttft_p50_s, "ttft_p90_s": sp.ttft_p90_s, "ttft_p99_s": sp.ttft_p99_s,
             "tpot_s": sp.tpot_s, "e2e_s": e2e, "output_tokens_per_s": lam * o,
             "total_tokens_per_s": lam * (s + o), "requests_per_s": lam}
+
+
+def _figures_overload(model, hw, row: Row, dep) -> dict[str, float]:
+    """A finite rate run above the replica's capacity: n/replicas requests at λ/replicas each, stepped through the
+    serving model's scheduler (`serving.overload_run`: the queue that builds while they arrive and drains after);
+    a replica of pp or ep > 1 as the fluid D/D/c queue on the saturated steady state (`serving.finite_overload`).
+    Throughput is the run's output tokens over its makespan; TTFT, ITL and e2e statistics are over its requests
+    (ITL over its tokens)."""
+    s, o = row.prompt_tokens, row.output_tokens
+    share = math.ceil(row.num_requests / row.replicas)
+    lam = row.request_rate_per_s / row.replicas
+    try:
+        if dep.pp == 1 and dep.ep == 1:
+            run = overload_run(model, hw, share, lam, s, o, dep)
+            ttft, e2e = run.ttft_s, run.e2e_s
+            rate = share / run.makespan_s
+            return {"ttft_s": float(np.mean(ttft)), **{f"ttft_p{q}_s": float(np.quantile(ttft, q / 100)) for q in (50, 90, 99)},
+                    "tpot_s": run.itl_mean_s, "itl_p50_s": run.itl_p50_s, "e2e_s": float(np.mean(e2e)),
+                    "e2e_p50_s": float(np.median(e2e)), "output_tokens_per_s": rate * o, "total_tokens_per_s": rate * (s + o),
+                    "requests_per_s": rate}
+        ov = finite_overload(model, hw, share, lam, s, o, dep)
+    except SpecError as exc:  # a run the model cannot step or that never fills the batch: still a miss of the model
+        raise Unsupported(f"predicted infeasible: {exc}", infeasible=True) from None
+    rate = ov.achieved_requests_per_s
+    return {"ttft_s": ov.ttft_mean_s, "ttft_p50_s": ov.ttft_p50_s, "ttft_p90_s": ov.ttft_p90_s, "ttft_p99_s": ov.ttft_p99_s,
+            "tpot_s": ov.tpot_s, "e2e_s": ov.e2e_mean_s, "output_tokens_per_s": rate * o, "total_tokens_per_s": rate * (s + o),
+            "requests_per_s": rate}
 
 
 def predicted_value(row: Row, figures: dict[str, float]) -> float:
@@ -489,13 +527,13 @@ def predicted_value(row: Row, figures: dict[str, float]) -> float:
     elif m in ("tpot", "itl"):
         if stat in ("p90", "p99", "max") and row.workload != "static":
             raise Unsupported(f"{stat} {m} under load: the model gives the mean step time only")
-        si = figures["tpot_s"]
+        si = figures["itl_p50_s"] if stat in ("median", "p50") and "itl_p50_s" in figures else figures["tpot_s"]
     elif m == "user_throughput":
         si = 1 / figures["tpot_s"]
     elif m == "e2e_latency":
         if stat in ("p90", "p99", "max") and row.workload != "static":
             raise Unsupported(f"{stat} e2e latency under load: the model gives the mean only")
-        si = figures["e2e_s"]
+        si = figures["e2e_p50_s"] if stat in ("median", "p50") and "e2e_p50_s" in figures else figures["e2e_s"]
     else:
         key = {"output_throughput": "output_tokens_per_s", "total_throughput": "total_tokens_per_s",
                "request_throughput": "requests_per_s"}[m]

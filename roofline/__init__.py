@@ -38,7 +38,8 @@ _EXPORTS = {
     **dict.fromkeys(["plan", "plan_fleet", "SLO", "SearchSpace"], "plan"),
     **dict.fromkeys(["Traffic", "LengthDist", "capacity_requests_per_s", "closed_loop"], "serving"),
     "disaggregate": "disaggregation",
-    **dict.fromkeys(["frontier", "steady_state", "wave", "Wave", "offline_run_s"], "serving"),
+    **dict.fromkeys(["frontier", "steady_state", "wave", "Wave", "offline_run_s", "finite_overload", "FiniteOverload",
+                     "overload_run", "OverloadRun"], "serving"),
     "techniques": None,  # the module itself
     **dict.fromkeys(["Variant", "compare"], "compare"),
     **dict.fromkeys(["NetworkProfile", "list_networks", "load_network"], "network"),

@@ -32,7 +32,7 @@ comes out of prefill): B = λ · E[O-1] · t̄. Solving both for λ gives the re
 
 which grows with B (t0(B)/B falls) until memory (the KV of B sequences at the 99th-percentile context)
 or the prefill server (chunked: λ E[S] tC / C < 1) stops it: the replica's **capacity** is the largest λ
-on that curve. A request rate above it is unstable. `steady_state` walks the curve on a batch grid and
+on that curve. A request rate above it is unstable (a finite run offered above it: `finite_overload`, `overload_run`). `steady_state` walks the curve on a batch grid and
 interpolates the given λ; Little's law then gives B exactly.
 
 TPOT is the mean step t̄ (every request sees the same mix of steps); `itl_max_s` is the worst gap between
@@ -1003,6 +1003,370 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
         if hi - lo <= 1e-10 * hi:
             break
     return _point(cv, model, hw, dep, traffic, chunk_tokens, hi, rate_predicted=True)
+
+
+# ------------------------------------------------------------ a finite run offered above capacity
+def overload_start_s(requests: int, requests_per_s: float, capacity_requests_per_s: float, slots: int) -> np.ndarray:
+    """When each of n = `requests` requests offered at λ = `requests_per_s` above a replica's capacity μ =
+    `capacity_requests_per_s` is admitted to its running batch of c = `slots` sequences (a D/D/c queue, the fluid
+    picture of `finite_overload`): request i (0-based) arrives at t_i = i/λ; the first c are admitted on arrival;
+    request i ≥ c takes the slot request i − c leaves, c/μ after that one was admitted (Little's law at
+    saturation: c sequences held, μ leaving per second, so each holds its slot c/μ):
+
+        s_i = max(t_i, s_{i−c} + c/μ) = i/λ + ⌊i/c⌋ · c · (1/μ − 1/λ)      (λ ≥ μ; s_i = t_i when λ ≤ μ)
+
+    Worked example (n = 10, λ = 2/s, μ = 1/s, c = 2): s = 0, 0.5, 2, 2.5, 4, 4.5, 6, 6.5, 8, 8.5 s; waits
+    s_i − t_i = 0, 0, 1, 1, 2, 2, 3, 3, 4, 4 s. Seconds from the first arrival."""
+    n, c = int(requests), int(slots)
+    lam, mu = float(requests_per_s), float(capacity_requests_per_s)
+    if n < 1 or c < 1 or not (math.isfinite(lam) and math.isfinite(mu) and lam > 0 and mu > 0):
+        raise SpecError("requests", f"an overloaded run needs positive requests, slots and rates, got n={requests!r}, c={slots!r}, "
+                                    f"λ={requests_per_s!r}, μ={capacity_requests_per_s!r}")
+    i = np.arange(n, dtype=float)
+    return i / lam + np.floor(i / c) * c * max(1 / mu - 1 / lam, 0.0)
+
+
+@dataclass(frozen=True)
+class FiniteOverload:
+    """A finite benchmark run offered above the replica's capacity (`finite_overload`): per request its arrival,
+    admission, slot wait, TTFT and end-to-end latency, and the run's figures. Seconds, requests/s, tokens/s."""
+
+    requests: int  # n, offered to this replica
+    requests_per_s: float  # λ offered
+    capacity_requests_per_s: float  # μ, the replica's capacity
+    slots: int  # c, the running batch at capacity
+    arrival_s: np.ndarray  # (n,) t_i = i/λ
+    start_s: np.ndarray  # (n,) s_i: admitted to the running batch (`overload_start_s`)
+    wait_s: np.ndarray  # (n,) s_i − t_i
+    ttft_s: np.ndarray  # (n,) wait + the mean TTFT at capacity
+    tpot_s: float  # the mean step at capacity
+    e2e_s: np.ndarray  # (n,) TTFT_i + E[O-1]·TPOT
+    makespan_s: float  # first arrival to last completion: s_{n-1} + TTFT_sat + E[O-1]·TPOT
+    output_tokens_mean: float  # E[O]
+    ttft_p50_s: float
+    ttft_p90_s: float
+    ttft_p99_s: float
+    saturated: ServingPoint  # the steady state at the capacity point the figures come from
+
+    @property
+    def ttft_mean_s(self) -> float:
+        return float(np.mean(self.ttft_s))
+
+    @property
+    def wait_mean_s(self) -> float:
+        return float(np.mean(self.wait_s))
+
+    @property
+    def e2e_mean_s(self) -> float:
+        return float(np.mean(self.e2e_s))
+
+    @property
+    def achieved_requests_per_s(self) -> float:
+        """n / makespan: what the benchmark reports as its request throughput (below μ; → μ for n ≫ c)."""
+        return self.requests / self.makespan_s
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        """n · E[O] / makespan (vLLM / SGLang bench_serving: total output tokens over the run's duration)."""
+        return self.achieved_requests_per_s * self.output_tokens_mean
+
+
+def overload_of(requests: int, requests_per_s: float, capacity_requests_per_s: float, slots: int, ttft_saturated_s: float,
+                tpot_s: float, output_tokens_mean: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """(arrival, start, wait, e2e, makespan) of `finite_overload`'s formulas from the saturated figures: TTFT_i =
+    W_i + TTFT_sat, e2e_i = TTFT_i + (E[O] − 1)·TPOT, makespan = s_{n−1} + TTFT_sat + (E[O] − 1)·TPOT.
+    Worked example (n = 10, λ = 2/s, μ = 1/s, c = 1, TTFT_sat + (E[O] − 1)·TPOT = 1 s): waits 0, 0.5, .., 4.5 s
+    (mean 2.25 s), makespan 9 + 1 = 10 s, 1 request/s."""
+    start = overload_start_s(requests, requests_per_s, capacity_requests_per_s, slots)
+    arrival = np.arange(int(requests), dtype=float) / float(requests_per_s)
+    wait = start - arrival
+    response = float(ttft_saturated_s) + (float(output_tokens_mean) - 1) * float(tpot_s)
+    return arrival, start, wait, wait + response, float(start[-1]) + response
+
+
+def finite_overload(model, hardware, requests: int, requests_per_s: float, prompt_tokens, output_tokens,
+                    deployment: Deployment | None = None, chunk_tokens: int | None = None,
+                    max_batch_size: int | None = None) -> FiniteOverload:
+    """A finite run of n = `requests` requests offered at λ = `requests_per_s` to one replica whose capacity μ is
+    below λ (a serving benchmark's `--request-rate` above what the replica serves: the queue grows for the n/λ s of
+    arrivals, then drains). `steady_state` calls such a rate unstable, rightly for an endless stream; the finite
+    run has no steady state but a transient, and this is its fluid (mean-value) model, built only from the
+    steady state at the capacity point (the module docstring's curves, nothing new fitted):
+
+    * at capacity the replica holds c sequences in its running batch (the batch at λ = μ, Little's law
+      B = μ·E[O−1]·TPOT; memory or the engine's running-sequence cap, or the prefill server, stops λ(B) there),
+      each decoding at TPOT_sat and waiting TTFT_sat (residual, prefill queue and prefill at μ) for its first token;
+    * request i arrives at t_i = i/λ: the mean arrival time of a Poisson stream as much as of a paced one
+      (vLLM's benchmark_serving.py and SGLang's bench_serving draw exponential gaps at `--request-rate`: Poisson; the
+      fluid model keeps the means, and the √i/λ spread of Poisson arrival times is not modelled);
+    * the engine admits a waiting request when a slot frees (first come, first served); once the batch is full
+      it frees slots at μ, so request i is admitted at s_i = i/λ + ⌊i/c⌋·c·(1/μ − 1/λ) (`overload_start_s`: a
+      D/D/c queue with holding time c/μ), waits W_i = s_i − t_i, which grows linearly over the run;
+    * TTFT_i = W_i + TTFT_sat; each decodes at the saturated step, TPOT = TPOT_sat; e2e_i = TTFT_i + E[O−1]·TPOT;
+    * the last request finishes at s_{n−1} + TTFT_sat + E[O−1]·TPOT (the makespan); the run's output
+      throughput is n·E[O] / makespan, ≈ μ·E[O] for n ≫ c, less for a small n (the fill and the drain).
+
+    TTFT percentiles are those of the mixture over the n requests: P(TTFT > t) = (1/n) Σ_i P(TTFT_sat > t − W_i),
+    with the saturated state's M/G/1 tail (`Curves.ttft_tail`), found by bisection.
+
+    At λ → μ⁺ every W_i → 0 and the figures are the steady state at μ, where `steady_state` with
+    `finite_run_duration_s` ends at λ → μ⁻: the two meet. A run of n ≤ c requests never fills the batch of the
+    capacity point, so the saturated figures are not its own: refused (SpecError); `overload_run` steps such a run
+    through the scheduler. Where the capacity is the prefill server's (whole-prompt prefill, μ·a → 1), c is the
+    large batch at which t̄ = t0/(1 − μa) has grown to sustain μ; a run there is prefill-bound (prompts queue for
+    the prefill server, decode waits), which `overload_run` describes and this model does not. Worked number (n = 500, λ = 32/s, μ = 16/s, c = 100): W_i = ⌊i/100⌋ · 100 ·
+    (1/16 − 1/32) = 0, 3.125, .., 12.5 s, mean 6.25 s; s_499 = 499/32 + 12.5 = 28.1 s.
+
+    Not modelled: the fill (the first c requests decode in a batch still growing, faster than TPOT_sat) and the
+    drain (the last ones in a shrinking batch), so TPOT is the saturated step's, an upper bound for those;
+    preemption, and admission by free KV blocks rather than a slot count (an engine that admits past c on the
+    mean context, SGLang's, waits less and steps slower).
+    """
+    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
+        raise SpecError("requests", f"must be a positive integer number of requests, got {requests!r}")
+    model, hw = load_pair(model, hardware)
+    dep = deployment or Deployment()
+    traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
+    cap = float(cv.capacity[0])
+    lam = float(requests_per_s)
+    if not cv.fits[0] or cap <= 0:
+        raise SpecError("deployment", f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
+                                      f"{fmt.gigabytes(cv.memory_available[0, 0])}")
+    if lam <= cap:
+        raise SpecError("requests_per_s", f"{lam:g} requests/s is within the capacity of {cap:.3g} requests/s: use steady_state "
+                                          "(and finite_run_duration_s for the run's wall time)")
+    mu = cap * (1 - 1e-9)  # the capacity point, on the stable side (as `closed_loop`)
+    sat = _point(cv, model, hw, dep, traffic, chunk_tokens, mu)
+    st = cv.state(np.array([mu]))
+    slots = max(1, int(math.floor(sat.batch_size + 1e-9)))
+    if requests <= slots:
+        raise SpecError("requests", f"a run of {requests} requests at {lam:g}/s never fills the {slots}-sequence batch of the capacity "
+                                    f"point ({cap:.3g} requests/s): its transient (a batch growing to at most {requests} while "
+                                    "the prefill queue builds) is not this fluid model's: use overload_run, which steps it")
+    o = traffic.output_tokens.mean_tokens
+    arrival, start, wait, e2e, makespan = overload_of(requests, lam, mu, slots, sat.ttft_mean_s, sat.tpot_s, o)
+    waits, counts = np.unique(wait, return_counts=True)
+    weights = counts / counts.sum()
+
+    def over(t):  # P(TTFT > t), the mixture over the run's requests
+        return float((weights * cv.ttft_tail(st, t - waits)).sum())
+
+    pcts = []
+    for q in TTFT_PERCENTILES:
+        lo, hi = 0.0, float(waits[-1]) + sat.ttft_p99_s + sat.ttft_mean_s
+        for _ in range(48):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if over(mid) > 1 - q else (lo, mid)
+        pcts.append(hi)
+    return FiniteOverload(requests=int(requests), requests_per_s=lam, capacity_requests_per_s=mu, slots=slots,
+                          arrival_s=arrival, start_s=start, wait_s=wait, ttft_s=wait + sat.ttft_mean_s, tpot_s=sat.tpot_s,
+                          e2e_s=e2e, makespan_s=makespan, output_tokens_mean=o, ttft_p50_s=pcts[0], ttft_p90_s=pcts[1],
+                          ttft_p99_s=pcts[2], saturated=sat)
+
+
+@dataclass(frozen=True)
+class OverloadSchedule:
+    """The engine steps of a finite open-loop run (`overload_schedule`), per request: arrival, the end of the step
+    that finished its prompt (its first token) and of the step that gave its last token; and every inter-token
+    gap the run's decode steps produced, as distinct values with the number of tokens that saw each. Seconds."""
+
+    arrival_s: np.ndarray  # (n,) i/λ
+    first_token_s: np.ndarray  # (n,)
+    last_token_s: np.ndarray  # (n,)
+    gap_s: np.ndarray  # (G,) inter-token gaps
+    gap_tokens: np.ndarray  # (G,) tokens that saw each gap
+
+
+def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, max_running: int, decode_step_s,
+                      prefill_s: float | None = None, prompt_tokens: float | None = None, chunk_tokens: float | None = None,
+                      chunk_step_s=None) -> OverloadSchedule:
+    """Run n = `requests` requests arriving at t_i = i/λ through the serving model's own scheduler, step by step, with
+    the steady state's step times (`Curves`: t0(B) = `decode_step_s(B)`, X = `prefill_s`, tC(B) = `chunk_step_s(B)`).
+
+    First come, first served; a request holds a slot from its prefill to its last token, and at most `max_running`
+    are held (memory or the engine's cap). Whole-prompt prefill (`prefill_s` given): whenever a prompt waits and a
+    slot is free, the next step is that prompt's prefill pass, X s, which preempts decode (the module docstring's
+    a = E[X]); its first token comes at the pass's end; otherwise the step decodes one token of each of the B held
+    sequences in t0(B). Chunked prefill (`chunk_tokens` C, `prompt_tokens` S): every step decodes the B held
+    sequences and carries up to C prompt tokens of the waiting prompts in order, in t0(B) + (T/C)(tC(B) − t0(B))
+    for T prompt tokens (the module's a = E[S](tC − t0)/C per prompt; B = 1's step times when nothing decodes); a prompt's first token comes at the end of the
+    step that takes its last prompt token. A request has O = `output_tokens` tokens: the first, then O − 1 decode
+    steps. A request that arrives during a step waits for its end; an idle engine starts at the next arrival.
+
+    Worked example (whole prompt, X = 1 s, t0 = 0.5 s, λ = 2/s, n = 3, O = 2): prefills 0-1, 1-2, 2-3 s (the second
+    and third prompts wait 0.5 and 1 s), then one decode step 3-3.5 s: TTFT 1, 1.5, 2 s; gaps 2.5, 1.5, 0.5 s;
+    the run ends at 3.5 s.
+    """
+    n, m, cap = int(requests), int(output_tokens) - 1, int(max_running)
+    lam = float(requests_per_s)
+    if n < 1 or m < 1 or cap < 1 or not (math.isfinite(lam) and lam > 0):
+        raise SpecError("requests", f"a run needs positive requests, at least 2 output tokens, a slot and a rate, got n={requests!r}, "
+                                    f"O={output_tokens!r}, slots={max_running!r}, λ={requests_per_s!r}")
+    chunked = prefill_s is None
+    if chunked and (chunk_tokens is None or prompt_tokens is None or chunk_step_s is None):
+        raise SpecError("chunk_tokens", "chunked prefill needs chunk_tokens, prompt_tokens and chunk_step_s (or give prefill_s)")
+    arrival = np.arange(n, dtype=float) / lam
+    first, last = np.full(n, np.nan), np.full(n, np.nan)
+    join = np.zeros(n, dtype=np.int64)
+    running: list[int] = []  # held sequences that decode, in the order they joined (all need m steps: FIFO finish)
+    head = 0  # first of `running` still decoding
+    fresh: list[int] = []  # joined since the last decode step: their next gap starts at their first token
+    gaps: dict[float, int] = {}
+    nxt, done, steps, now, last_decode = 0, 0, 0, 0.0, 0.0
+    prefilling: list[int] = []  # chunked: admitted prompts not yet through
+    left = np.full(n, float(prompt_tokens) if chunked else 0.0)
+
+    def decode(end: float) -> None:
+        nonlocal steps, head, done, last_decode, fresh
+        steps += 1
+        old = len(running) - head - len(fresh)
+        if old > 0:
+            gaps[end - last_decode] = gaps.get(end - last_decode, 0) + old
+        for f in fresh:
+            gaps[end - first[f]] = gaps.get(end - first[f], 0) + 1
+        fresh = []
+        last_decode = end
+        while head < len(running) and steps - join[running[head]] >= m:
+            last[running[head]] = end
+            head += 1
+            done += 1
+
+    while done < n:
+        held = len(running) - head
+        if not chunked:
+            if nxt < n and arrival[nxt] <= now and held < cap:  # a prefill pass preempts decode
+                now += float(prefill_s)
+                first[nxt], join[nxt] = now, steps
+                running.append(nxt)
+                fresh.append(nxt)
+                nxt += 1
+            elif held > 0:
+                now += float(decode_step_s(held))
+                decode(now)
+            else:
+                now = max(now, arrival[nxt])
+            continue
+        while nxt < n and arrival[nxt] <= now and held + len(prefilling) < cap:
+            prefilling.append(nxt)
+            nxt += 1
+        budget, tokens, through = float(chunk_tokens), 0.0, []
+        for r in prefilling:
+            take = min(left[r], budget - tokens)
+            left[r] -= take
+            tokens += take
+            if left[r] <= 0:
+                through.append(r)
+            if tokens >= budget:
+                break
+        if tokens == 0 and held == 0:
+            now = max(now, arrival[nxt])
+            continue
+        b = max(held, 1)
+        t0 = float(decode_step_s(b))
+        now += t0 + (tokens / float(chunk_tokens)) * (float(chunk_step_s(b)) - t0) if tokens > 0 else t0
+        if held > 0:
+            decode(now)
+        for r in through:
+            prefilling.remove(r)
+            first[r], join[r] = now, steps
+            running.append(r)
+            fresh.append(r)
+    g = np.array(sorted(gaps))
+    return OverloadSchedule(arrival_s=arrival, first_token_s=first, last_token_s=last, gap_s=g,
+                            gap_tokens=np.array([gaps[x] for x in g], dtype=float))
+
+
+@dataclass(frozen=True)
+class OverloadRun:
+    """A finite run stepped through the serving model's scheduler (`overload_run`): its schedule, the latency every
+    request adds outside the steps, and the run's figures. Seconds, tokens/s."""
+
+    schedule: OverloadSchedule
+    request_s: float  # r: API and tokenizing, on every TTFT and e2e
+    output_tokens_mean: float  # E[O]
+    capacity_requests_per_s: float  # μ of the steady state, for reference
+    max_running: int  # the slots the run could hold
+
+    @property
+    def ttft_s(self) -> np.ndarray:
+        sc = self.schedule
+        return self.request_s + sc.first_token_s - sc.arrival_s
+
+    @property
+    def e2e_s(self) -> np.ndarray:
+        sc = self.schedule
+        return self.request_s + sc.last_token_s - sc.arrival_s
+
+    @property
+    def itl_mean_s(self) -> float:
+        """The mean inter-token gap over every token of the run (benchmark_serving's mean ITL)."""
+        sc = self.schedule
+        return float(np.dot(sc.gap_s, sc.gap_tokens) / sc.gap_tokens.sum())
+
+    @property
+    def itl_p50_s(self) -> float:
+        """The median inter-token gap over every token of the run."""
+        sc = self.schedule
+        cum = np.cumsum(sc.gap_tokens)
+        return float(sc.gap_s[int(np.searchsorted(cum, 0.5 * cum[-1]))])
+
+    @property
+    def makespan_s(self) -> float:
+        """First arrival to last token (the request's latency outside the steps included)."""
+        return float(np.max(self.schedule.last_token_s)) + self.request_s
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        """n · E[O] / makespan (benchmark_serving: total output tokens over the run's duration)."""
+        return len(self.schedule.arrival_s) * self.output_tokens_mean / self.makespan_s
+
+
+def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_tokens, output_tokens,
+                 deployment: Deployment | None = None, chunk_tokens: int | None = None,
+                 max_batch_size: int | None = None) -> OverloadRun:
+    """A finite run of n = `requests` requests at λ = `requests_per_s` stepped through the serving model's scheduler
+    (`overload_schedule`) with its step times at each batch (`Curves`: t0(B), the prefill pass X = E[X(S)] or the
+    chunked step tC(B), the engine's CPU time per step included; `Curves.max_batch_size_fits` slots), every request
+    at the mean lengths E[S], E[O]. The step-level counterpart of `finite_overload`: nothing is taken from the
+    capacity point, so it also holds for a run that never fills the batch (n ≤ c), for the fill and the drain, and
+    for a run that is prefill-bound (prompts arriving faster than one prefill pass, 1/λ < X: they queue for the
+    prefill while the decode batch waits, the steady state's t̄ = t0/(1 − λa) past λa = 1). For n ≫ c it meets
+    `finite_overload` (the batch full, slots freeing at μ).
+
+    Arrivals are at i/λ, the mean arrival times of a Poisson stream; its spread is not modelled. Not modelled
+    either: the overlap scheduler's extra step before a new prompt (`EngineProfile.overlap_scheduler`), several
+    prompts in one prefill pass (as the steady state), pipeline and expert parallelism (refused).
+    """
+    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
+        raise SpecError("requests", f"must be a positive integer number of requests, got {requests!r}")
+    model, hw = load_pair(model, hardware)
+    dep = deployment or Deployment()
+    if dep.pp != 1 or dep.ep != 1:
+        raise SpecError("deployment", f"a stepped run is modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, ep={dep.ep}; "
+                                      "use finite_overload")
+    traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
+    cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
+    cap = float(cv.capacity[0])
+    if not cv.fits[0] or cap <= 0:
+        raise SpecError("deployment", f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
+                                      f"{fmt.gigabytes(cv.memory_available[0, 0])}")
+    slots = int(cv.max_batch_size_fits(cv.state(np.array([cap * (1 - 1e-9)])))[0])
+    grid, t0 = cv.grid, cv.t0[0]
+    s, o = traffic.prompt_tokens.mean_tokens, traffic.output_tokens.mean_tokens
+
+    def t0_at(b):
+        return np.interp(b, grid, t0)
+
+    if cv.chunk is None:
+        sched = overload_schedule(requests, requests_per_s, max(2, round(o)), slots, t0_at,
+                                  prefill_s=float((cv.x_pre[0] * cv.s_p).sum()))
+    else:
+        tc = cv.tc[0]
+        sched = overload_schedule(requests, requests_per_s, max(2, round(o)), slots, t0_at, prompt_tokens=s,
+                                  chunk_tokens=float(cv.chunk[0]), chunk_step_s=lambda b: np.interp(b, grid, tc))
+    return OverloadRun(schedule=sched, request_s=float((cv.request_s * cv.s_p).sum()), output_tokens_mean=o,
+                       capacity_requests_per_s=cap, max_running=slots)
 
 
 # ------------------------------------------------------------ synchronized waves (closed loop, fixed lengths)

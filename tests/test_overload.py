@@ -1,0 +1,185 @@
+"""A finite run offered above capacity: the fluid D/D/c queue (`serving.finite_overload`: admission times by hand, the
+run's figures from the saturated steady state, the limit λ → μ⁺ against the stable finite run) and the run stepped
+through the scheduler (`serving.overload_schedule` by hand, `overload_run` against the fluid for n ≫ c)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import roofline as rl
+from roofline.errors import SpecError
+from roofline.serving import (
+    capacity_requests_per_s,
+    finite_overload,
+    finite_run_duration_s,
+    overload_of,
+    overload_run,
+    overload_schedule,
+    overload_start_s,
+    steady_state,
+)
+
+M8, L4 = "llama-3.1-8b", "l4"
+VLLM = rl.Deployment(engine="vllm")
+
+
+def test_admission_times_by_hand_two_slots():
+    # n = 10, λ = 2/s, μ = 1/s, c = 2: arrivals 0, 0.5, .., 4.5 s; the first two are admitted on arrival, each holds
+    # its slot c/μ = 2 s, so request i >= 2 takes request i-2's slot 2 s after that one: 2, 2.5, 4, 4.5, 6, 6.5, 8, 8.5
+    s = overload_start_s(10, 2.0, 1.0, 2)
+    assert s == pytest.approx([0, 0.5, 2, 2.5, 4, 4.5, 6, 6.5, 8, 8.5])
+    wait = s - np.arange(10) / 2.0
+    assert wait == pytest.approx([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])  # floor(i/2)·2·(1/1 - 1/2)
+    assert wait.mean() == pytest.approx(2.0)  # (0+0+1+1+2+2+3+3+4+4)/10
+
+
+def test_run_by_hand_one_slot():
+    # c = 1, service (TTFT_sat + (E[O]-1)·TPOT) = 0.2 + (11 - 1)·0.08 = 1.0 s = 1/μ: request i admitted at i s,
+    # waits i - i/2 = i/2 s: 0, 0.5, .., 4.5, mean 2.25 s; the last admitted at 9 s finishes at 10 s: 10 requests in
+    # 10 s, 1 request/s = μ
+    arrival, start, wait, e2e, makespan = overload_of(10, 2.0, 1.0, 1, 0.2, 0.08, 11)
+    assert start == pytest.approx(np.arange(10.0))
+    assert wait == pytest.approx(np.arange(10) / 2)
+    assert wait.mean() == pytest.approx(2.25)
+    assert e2e == pytest.approx(np.arange(10) / 2 + 1.0)
+    assert makespan == pytest.approx(10.0)
+    assert 10 / makespan == pytest.approx(1.0)
+
+
+def test_no_wait_at_or_below_capacity():
+    # λ <= μ: every request is admitted on arrival (the max with 0 in ⌊i/c⌋·c·max(1/μ - 1/λ, 0))
+    assert overload_start_s(5, 1.0, 2.0, 1) == pytest.approx(np.arange(5.0))
+    assert overload_start_s(5, 2.0, 2.0, 1) == pytest.approx(np.arange(5) / 2)
+
+
+def test_bad_inputs_name_the_field():
+    with pytest.raises(SpecError, match="requests"):
+        overload_start_s(0, 2.0, 1.0, 1)
+    with pytest.raises(SpecError, match="requests"):
+        finite_overload(M8, L4, 2.5, 5.0, 280, 310, VLLM)
+    cap = capacity_requests_per_s(M8, L4, 280, 310, VLLM)
+    with pytest.raises(SpecError, match="requests_per_s.*steady_state"):
+        finite_overload(M8, L4, 300, 0.5 * cap, 280, 310, VLLM)
+    # a run too short to fill the batch of the capacity point is refused, not answered with figures it never reaches
+    with pytest.raises(SpecError, match="never fills"):
+        finite_overload(M8, L4, 10, 5.0, 280, 310, VLLM)
+
+
+def test_overloaded_run_from_the_saturated_state():
+    ov = finite_overload(M8, L4, 300, 5.0, 280, 310, VLLM)
+    sat = ov.saturated
+    mu, c = ov.capacity_requests_per_s, ov.slots
+    assert sat.stable and mu == pytest.approx(capacity_requests_per_s(M8, L4, 280, 310, VLLM), rel=1e-6)
+    assert c == math.floor(sat.batch_size + 1e-9) and 1 <= c < 300
+    # every figure is the fluid formula over the saturated steady state
+    i = np.arange(300)
+    assert ov.wait_s == pytest.approx(np.floor(i / c) * c * (1 / mu - 1 / 5.0))
+    assert ov.ttft_s == pytest.approx(ov.wait_s + sat.ttft_mean_s)
+    assert ov.tpot_s == sat.tpot_s
+    assert ov.makespan_s == pytest.approx(ov.start_s[-1] + sat.ttft_mean_s + 309 * sat.tpot_s)
+    assert ov.output_tokens_per_s == pytest.approx(300 * 310 / ov.makespan_s)
+    # the run delivers less than the capacity (the fill and the drain), and the offered rate is not served
+    assert ov.achieved_requests_per_s < mu < 5.0
+    # the mixture's median TTFT lies between the waits' and the waits' plus the saturated tail
+    assert np.median(ov.wait_s) <= ov.ttft_p50_s <= np.max(ov.wait_s) + sat.ttft_p99_s
+    assert ov.ttft_p50_s <= ov.ttft_p90_s <= ov.ttft_p99_s
+    # the endless stream at that rate stays unstable
+    assert not steady_state(M8, L4, 5.0, 280, 310, VLLM).stable
+
+
+def test_wait_grows_with_the_offered_rate():
+    waits = [finite_overload(M8, L4, 300, lam, 280, 310, VLLM).wait_mean_s for lam in (2.5, 5.0, 25.0)]
+    assert waits[0] < waits[1] < waits[2]
+
+
+def test_meets_the_stable_finite_run_at_capacity():
+    # λ → μ⁺: the slot waits vanish (W_i ∝ 1/μ - 1/λ) and the figures are the steady state at μ, where the stable
+    # path (`steady_state` and `finite_run_duration_s`) ends at λ → μ⁻
+    cap = capacity_requests_per_s(M8, L4, 280, 310, VLLM)
+    eps = 1e-5
+    above = finite_overload(M8, L4, 300, cap * (1 + eps), 280, 310, VLLM)
+    below = steady_state(M8, L4, cap * (1 - eps), 280, 310, VLLM)
+    # W_i = ⌊i/c⌋·c·(1/μ - 1/λ) <= i·ε/(μ(1+ε)) < 300·ε/μ
+    assert above.wait_mean_s < 300 * eps / cap
+    assert above.ttft_mean_s == pytest.approx(below.ttft_mean_s, rel=0.05)
+    assert above.tpot_s == pytest.approx(below.tpot_s, rel=0.05)
+    e2e = below.ttft_mean_s + 309 * below.tpot_s
+    stable_rate = 300 / float(finite_run_duration_s(300, cap * (1 - eps), e2e))
+    assert above.achieved_requests_per_s == pytest.approx(stable_rate, rel=0.02)
+
+
+# ------------------------------------------------------------ the run stepped through the scheduler
+def _gaps(sc):
+    return np.repeat(sc.gap_s, sc.gap_tokens.astype(int))
+
+
+def test_whole_prompt_schedule_by_hand():
+    # X = 1 s a prefill pass, t0 = 0.5 s a decode step, λ = 2/s, n = 3, O = 2 (one decode step each): the passes
+    # preempt decode, so prefills run 0-1, 1-2 (arrived 0.5, waits 0.5), 2-3 (arrived 1, waits 1), then one decode
+    # step of the three 3-3.5 s; first tokens 1, 2, 3 s, TTFT 1, 1.5, 2 s; gaps 3.5-1, 3.5-2, 3.5-3 s
+    sc = overload_schedule(3, 2.0, 2, 10, lambda b: 0.5, prefill_s=1.0)
+    assert sc.first_token_s == pytest.approx([1, 2, 3])
+    assert sc.first_token_s - sc.arrival_s == pytest.approx([1, 1.5, 2])
+    assert sc.last_token_s == pytest.approx([3.5, 3.5, 3.5])
+    assert sorted(_gaps(sc)) == pytest.approx([0.5, 1.5, 2.5])
+
+
+def test_whole_prompt_schedule_holds_back_past_the_slots():
+    # one slot: the second prompt (arrived 0.5 s) waits until the first has its last token (1 + 2 x 0.5 = 2 s)
+    sc = overload_schedule(2, 2.0, 3, 1, lambda b: 0.5, prefill_s=1.0)
+    assert sc.first_token_s == pytest.approx([1, 3])  # 0-1 prefill, 1-2 two decode steps, 2-3 the second prefill
+    assert sc.last_token_s == pytest.approx([2, 4])
+
+
+def test_chunked_schedule_by_hand():
+    # C = 100 prompt tokens a step, S = 150, t0 = 0.1 s, tC = 0.3 s (a step with T prompt tokens: t0 + T/C (tC - t0)),
+    # λ = 10/s, n = 2, O = 3 (two decode steps each):
+    # 0-0.3 s: 100 tokens of prompt 1 (prompt 2 arrives at 0.1, during the step);
+    # 0.3-0.6: prompt 1's last 50 and prompt 2's first 50 (0.1 + 1.0 x 0.2 = 0.3 s): prompt 1's first token at 0.6;
+    # 0.6-0.9: prompt 2's last 100 and prompt 1's decode: gap 0.3; prompt 2's first token at 0.9;
+    # 0.9-1.0: both decode (t0 = 0.1): prompt 1 has its 3 tokens at 1.0; 1.0-1.1: prompt 2's last at 1.1
+    sc = overload_schedule(2, 10.0, 3, 10, lambda b: 0.1, prompt_tokens=150, chunk_tokens=100, chunk_step_s=lambda b: 0.3)
+    assert sc.first_token_s == pytest.approx([0.6, 0.9])
+    assert sc.first_token_s - sc.arrival_s == pytest.approx([0.6, 0.8])
+    assert sc.last_token_s == pytest.approx([1.0, 1.1])
+    assert sorted(_gaps(sc)) == pytest.approx([0.1, 0.1, 0.1, 0.3])
+
+
+def test_stepped_run_figures_and_refusals():
+    run = overload_run(M8, L4, 300, 5.0, 280, 310, VLLM)
+    sc = run.schedule
+    assert run.ttft_s == pytest.approx(run.request_s + sc.first_token_s - sc.arrival_s)
+    assert run.makespan_s == pytest.approx(sc.last_token_s.max() + run.request_s)
+    assert run.output_tokens_per_s == pytest.approx(300 * 310 / run.makespan_s)
+    # 309 decode gaps per request: the token-weighted mean gap is the mean of (last - first) / 309
+    assert run.itl_mean_s == pytest.approx(np.mean((sc.last_token_s - sc.first_token_s) / 309))
+    assert sc.gap_s.min() <= run.itl_p50_s <= sc.gap_s.max()
+    with pytest.raises(SpecError, match="pp=1, ep=1"):
+        overload_run("llama-3.1-70b", "h100-sxm", 300, 50.0, 280, 310, rl.Deployment(tp=4, pp=2))
+    with pytest.raises(SpecError, match="requests"):
+        overload_run(M8, L4, 0, 5.0, 280, 310, VLLM)
+
+
+def test_stepped_run_meets_the_fluid_queue_for_long_runs():
+    # n >> c: the batch is full most of the run and frees slots at μ, which is the fluid D/D/c queue
+    # (`finite_overload`); both deliver close to μ requests/s and wait alike
+    run = overload_run(M8, L4, 2000, 5.0, 280, 310, VLLM)
+    fluid = finite_overload(M8, L4, 2000, 5.0, 280, 310, VLLM)
+    mu = fluid.capacity_requests_per_s
+    assert 2000 / run.makespan_s == pytest.approx(fluid.achieved_requests_per_s, rel=0.02)
+    assert 0.95 * mu < 2000 / run.makespan_s < mu * 1.01
+    assert run.ttft_s.mean() == pytest.approx(fluid.ttft_mean_s, rel=0.02)
+    assert run.itl_mean_s == pytest.approx(fluid.tpot_s, rel=0.03)
+
+
+def test_stepped_run_of_a_prefill_bound_burst():
+    # prompts arriving faster than one prefill pass each (1/λ < X, whole-prompt engine): they queue for the prefill,
+    # prompt i starting at i·X, so its wait grows by X - 1/λ per request: mean (n-1)/2 · (X - 1/λ) over the run
+    dep = rl.Deployment(tp=4, engine="trtllm-cpp")
+    run = overload_run("llama-3.1-70b", "h100-sxm", 500, 32.0, 467, 16, dep)
+    sc = run.schedule
+    x = float(np.diff(sc.first_token_s).min())  # back-to-back passes: the pass time X
+    assert x > 1 / 32
+    assert np.diff(sc.first_token_s) == pytest.approx(np.full(499, x))  # no decode step between them
+    assert (sc.first_token_s - sc.arrival_s).mean() == pytest.approx(x + 499 / 2 * (x - 1 / 32))
