@@ -1133,8 +1133,8 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
 
     Not modelled: the fill (the first c requests decode in a batch still growing, faster than TPOT_sat) and the
     drain (the last ones in a shrinking batch), so TPOT is the saturated step's, an upper bound for those;
-    preemption, and admission by free KV blocks rather than a slot count (an engine that admits past c on the
-    mean context, SGLang's, waits less and steps slower).
+    preemption, and admission by free KV rather than a slot count (an engine that admits past c on the running
+    set's future KV, SGLang 0.4.0's: `future_kv_fits`, which `overload_run` steps, waits less and steps slower).
     """
     if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
         raise SpecError("requests", f"must be a positive integer number of requests, got {requests!r}")
@@ -1196,8 +1196,9 @@ def future_kv_fits(free_tokens: float, tokens_left, tokens_occupied, new_prompt_
     up to t_{k+1} more tokens (the engine takes the next request's t, the conservative side), and that still fits
     beside the new prompt. So the pool must hold the running set's future peak, not a whole context per sequence;
     a batch of requests at staggered stages holds about F / (S + O/2) of them where a slot rule holds F / (S + O).
-    During decode every step adds one token to each of the N − 1 running requests (F falls by N − 1) and takes one
-    from each t, so each left side is unchanged: the answer changes only when a request finishes.
+    After a refusal the engine does not ask again until the running batch shrinks (batch_is_full, scheduler.py
+    update_running_batch lines 893-897), though decode steps move each left side (F falls by N − 1 a step, each
+    running t by one); `overload_schedule` does the same.
 
     Worked example: F = 100, one running request with t = 10, o = 50; a new request S = 20, O = 30: sorted (10, 50),
     (30, 20); k = 0: 100 − 20 − 30 · 2 = 20 > 0; k = 1: 100 − 20 + 50 − 30 · 1 = 100 > 0: admitted. With O = 45:
@@ -1250,7 +1251,7 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     `EngineProfile.admission` is "future_kv"): a waiting request also needs `future_kv_fits` with the pool's free
     tokens F = P − Σ (S + k_j) and the held requests' t_j = O − 1 − k_j, o_j = S + 1 + k_j after k_j decode steps
     (a prompt being chunked counts as (O, S)); `max_running` is then the engine's running-sequence cap only. A
-    refusal stands until a request finishes (the engine's batch_is_full; the check does not change in between).
+    refusal stands until a request finishes (the engine's batch_is_full flag, reset when the running batch shrinks).
 
     Worked example (whole prompt, X = 1 s, t0 = 0.5 s, λ = 2/s, n = 3, O = 2): prefills 0-1, 1-2, 2-3 s (the second
     and third prompts wait 0.5 and 1 s), then one decode step 3-3.5 s: TTFT 1, 1.5, 2 s; gaps 2.5, 1.5, 0.5 s;
