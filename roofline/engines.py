@@ -20,6 +20,10 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
   scheduler runs per rank (`seqs_per_attention_rank`, TensorRT-LLM's enable_attention_dp) holds up to
   ep · `max_num_seqs` running sequences in the replica (`parallelism.engine_limits`); a step may prefill several prompts (`multi_prompt_prefill`) and may decode the running
   sequences in the same step (`mixed_prefill_decode`; else prefill steps pause decode, `serving.wave_schedule`).
+* **Admission** (`admission`): a waiting request joins the running batch while a slot of its whole context is free
+  (`slots`, the steady state's memory rule), or, in SGLang 0.4.0 serving ignore_eos requests (`future_kv`), while the
+  KV pool holds every running request to its max_new_tokens, counting what the shortest ones free as they finish
+  (`serving.future_kv_fits`, which a finite overloaded run's scheduler applies: `serving.overload_run`).
 * **Memory**: weights, the activation workspace of its largest step (a pass over `max_num_batched_tokens`
   tokens, which the engine profiles at start-up) and the runtime reserve come first, and the KV cache, in
   blocks of `kv_block_tokens`, gets what `gpu_memory_fraction` leaves. The fraction is of the whole device
@@ -109,6 +113,12 @@ class EngineProfile(BaseModel):
                                                       "engine's cache keeps every layer's whole context, as for full "
                                                       "attention, while the kernel still attends to the window); false "
                                                       "needs a source")
+    admission: Literal["slots", "future_kv"] = Field(
+        "slots", description="how the engine admits a waiting request: `slots`, while a running-sequence slot of the whole "
+                             "context is free (memory / the KV of one sequence at its full context); `future_kv`, while its "
+                             "KV pool holds every running request to its max_new_tokens, counting the tokens the ones that "
+                             "finish first free (SGLang's PrefillAdder for ignore_eos requests with the radix cache off; "
+                             "`serving.future_kv_fits`); future_kv needs a source")
     seqs_per_attention_rank: bool = Field(False, description="with attention data parallelism (ep > 1) every rank schedules "
                                                              "its own batch of up to max_num_seqs sequences (else "
                                                              "max_num_seqs bounds the whole replica)")
@@ -132,6 +142,8 @@ class EngineProfile(BaseModel):
         missing = [k for k in _SOURCED if k not in self.sources]
         if not self.windowed_kv_cache and "windowed_kv_cache" not in self.sources:
             missing.append("windowed_kv_cache")
+        if self.admission != "slots" and "admission" not in self.sources:
+            missing.append("admission")
         if self.gpu_memory_fraction_by_tp is not None and "gpu_memory_fraction_by_tp" not in self.sources:
             missing.append("gpu_memory_fraction_by_tp")
         missing += [k for k in SLOT_FIELDS if getattr(self, k) and k not in self.sources]

@@ -610,6 +610,7 @@ class Curves:
             workspace = np.broadcast_to(ws[:, None], self.t0.shape)
         self.context_mem = traffic.memory_context_tokens
         self.weight_bytes, self.kv_bytes_per_sequence = replica_memory_bytes(model, rd, tp, self.context_mem)
+        self.kv_bytes_per_slot = float(kv_bytes_per_gpu(model, rd, tp, 1.0))
         self.reserve_bytes = dep.runtime_reserve_bytes
         self.memory_available = engine_memory_bytes(rd, np.array([h.memory_bytes for h in hws], float)[:, None],
                                                     self.weight_bytes + workspace + self.reserve_bytes)
@@ -729,8 +730,16 @@ class Curves:
 
     def max_batch_size_fits(self, st) -> np.ndarray:
         """Largest decode batch memory (and the cap) allows at the state's workspace."""
-        free = self.memory_available[st.rows, 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st.rows, 0]
-        return np.minimum(np.maximum(np.floor(free / self.kv_bytes_per_sequence), 0), self.cap[st.rows])
+        return np.minimum(np.maximum(np.floor(self.kv_free_bytes(st) / self.kv_bytes_per_sequence), 0), self.cap[st.rows])
+
+    def kv_free_bytes(self, st) -> np.ndarray:
+        """Bytes per GPU left for the KV cache at the state's workspace: the engine's memory less weights, reserve and workspace."""
+        return self.memory_available[st.rows, 0] - self.weight_bytes - self.reserve_bytes - self.workspace[st.rows, 0]
+
+    def kv_pool_tokens(self, st) -> np.ndarray:
+        """KV slots (tokens) the pool holds at the state's workspace: `kv_free_bytes` / the KV bytes of one token per GPU
+        (`parallelism.kv_bytes_per_gpu` of one slot): what an engine admitting by future KV counts (`future_kv_fits`)."""
+        return np.maximum(np.floor(self.kv_free_bytes(st) / self.kv_bytes_per_slot), 0)
 
 
 # ------------------------------------------------------------ public entry points
@@ -812,8 +821,13 @@ def check_traffic(model: ModelSpec, requests_per_s, prompt, output, chunk_tokens
 
 def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareProfile], traffic: Traffic,
                    max_batch_size: int | None) -> np.ndarray:
-    """The batch grid up to the most sequences any of the devices holds beside the weights (and the cap)."""
-    w, kv = replica_memory_bytes(model, rd, rd.dep.tp, traffic.memory_context_tokens)
+    """The batch grid up to the most sequences any of the devices holds beside the weights (and the cap); for an
+    engine that admits by future KV (`EngineProfile.admission` "future_kv", `overload_run`) each sequence holds at
+    least its prompt and one token, so up to the most of those."""
+    context = traffic.memory_context_tokens
+    if rd.engine is not None and rd.engine.admission == "future_kv":
+        context = traffic.prompt_tokens.percentile(1 - MEMORY_PERCENTILE) + 1
+    w, kv = replica_memory_bytes(model, rd, rd.dep.tp, context)
     upper = max(1.0, max((h.memory_bytes - w) / kv for h in hws))
     if max_batch_size is not None:
         upper = min(upper, max_batch_size)
@@ -1119,8 +1133,8 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
 
     Not modelled: the fill (the first c requests decode in a batch still growing, faster than TPOT_sat) and the
     drain (the last ones in a shrinking batch), so TPOT is the saturated step's, an upper bound for those;
-    preemption, and admission by free KV blocks rather than a slot count (an engine that admits past c on the
-    mean context, SGLang's, waits less and steps slower).
+    preemption, and admission by free KV rather than a slot count (an engine that admits past c on the running
+    set's future KV, SGLang 0.4.0's: `future_kv_fits`, which `overload_run` steps, waits less and steps slower).
     """
     if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
         raise SpecError("requests", f"must be a positive integer number of requests, got {requests!r}")
@@ -1165,6 +1179,45 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
                           ttft_p99_s=pcts[2], saturated=sat)
 
 
+def future_kv_fits(free_tokens: float, tokens_left, tokens_occupied, new_prompt_tokens: float, new_output_tokens: float) -> bool:
+    """Whether an engine that admits by future KV (`EngineProfile.admission` "future_kv": SGLang 0.4.0.post1
+    `PrefillAdder.add_one_req_ignore_eos`, python/sglang/srt/managers/schedule_policy.py lines 214-282, the path every
+    ignore_eos request takes with the radix cache off) lets a new request of S = `new_prompt_tokens` prompt and O =
+    `new_output_tokens` output tokens join, with F = `free_tokens` KV slots free in its pool and the running requests
+    j holding o_j = `tokens_occupied` tokens (prompt + generated) with t_j = `tokens_left` still to generate (their
+    max_new_tokens less what they have; ignore_eos makes the ratio on it 1.0, not the decaying new_token_ratio).
+
+    The engine lists (t, o) for every request with t > 0, the new one as (O, S), sorts them by t ascending,
+    t_0 ≤ .. ≤ t_{N−1}, and admits only if for every k
+
+        F − S + Σ_{j<k} o_j − t_{k+1} · (N − k) > 0        (t_N := t_{N−1})
+
+    i.e. by the time the k shortest have finished (and freed their o_j), the N − k still running have each grown by
+    up to t_{k+1} more tokens (the engine takes the next request's t, the conservative side), and that still fits
+    beside the new prompt. So the pool must hold the running set's future peak, not a whole context per sequence;
+    a batch of requests at staggered stages holds about F / (S + O/2) of them where a slot rule holds F / (S + O).
+    After a refusal the engine does not ask again until the running batch shrinks (batch_is_full, scheduler.py
+    update_running_batch lines 893-897), though decode steps move each left side (F falls by N − 1 a step, each
+    running t by one); `overload_schedule` does the same.
+
+    Worked example: F = 100, one running request with t = 10, o = 50; a new request S = 20, O = 30: sorted (10, 50),
+    (30, 20); k = 0: 100 − 20 − 30 · 2 = 20 > 0; k = 1: 100 − 20 + 50 − 30 · 1 = 100 > 0: admitted. With O = 45:
+    k = 0: 100 − 20 − 45 · 2 = −10: refused."""
+    t = np.append(np.asarray(tokens_left, float), float(new_output_tokens))
+    o = np.append(np.asarray(tokens_occupied, float), float(new_prompt_tokens))
+    keep = t > 0
+    t, o = t[keep], o[keep]
+    rem = float(free_tokens) - float(new_prompt_tokens)
+    if t.size == 0:
+        return rem > 0
+    order = np.argsort(t, kind="stable")
+    t, o = t[order], o[order]
+    n = t.size
+    steps = np.append(t[1:], t[-1])
+    freed = np.cumsum(o) - o
+    return bool(np.all(rem + freed - steps * (n - np.arange(n)) > 0))
+
+
 @dataclass(frozen=True)
 class OverloadSchedule:
     """The engine steps of a finite open-loop run (`overload_schedule`), per request: arrival, the end of the step
@@ -1180,7 +1233,7 @@ class OverloadSchedule:
 
 def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, max_running: int, decode_step_s,
                       prefill_s: float | None = None, prompt_tokens: float | None = None, chunk_tokens: float | None = None,
-                      chunk_step_s=None) -> OverloadSchedule:
+                      chunk_step_s=None, kv_pool_tokens: float | None = None) -> OverloadSchedule:
     """Run n = `requests` requests arriving at t_i = i/λ through the serving model's own scheduler, step by step, with
     the steady state's step times (`Curves`: t0(B) = `decode_step_s(B)`, X = `prefill_s`, tC(B) = `chunk_step_s(B)`).
 
@@ -1194,6 +1247,12 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     step that takes its last prompt token. A request has O = `output_tokens` tokens: the first, then O − 1 decode
     steps. A request that arrives during a step waits for its end; an idle engine starts at the next arrival.
 
+    Admission by future KV (`kv_pool_tokens` P given, with `prompt_tokens` S: an engine whose
+    `EngineProfile.admission` is "future_kv"): a waiting request also needs `future_kv_fits` with the pool's free
+    tokens F = P − Σ (S + k_j) and the held requests' t_j = O − 1 − k_j, o_j = S + 1 + k_j after k_j decode steps
+    (a prompt being chunked counts as (O, S)); `max_running` is then the engine's running-sequence cap only. A
+    refusal stands until a request finishes (the engine's batch_is_full flag, reset when the running batch shrinks).
+
     Worked example (whole prompt, X = 1 s, t0 = 0.5 s, λ = 2/s, n = 3, O = 2): prefills 0-1, 1-2, 2-3 s (the second
     and third prompts wait 0.5 and 1 s), then one decode step 3-3.5 s: TTFT 1, 1.5, 2 s; gaps 2.5, 1.5, 0.5 s;
     the run ends at 3.5 s.
@@ -1206,6 +1265,9 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     chunked = prefill_s is None
     if chunked and (chunk_tokens is None or prompt_tokens is None or chunk_step_s is None):
         raise SpecError("chunk_tokens", "chunked prefill needs chunk_tokens, prompt_tokens and chunk_step_s (or give prefill_s)")
+    if kv_pool_tokens is not None and (prompt_tokens is None or not kv_pool_tokens > 0):
+        raise SpecError("kv_pool_tokens", f"admission by future KV needs a positive pool and prompt_tokens, got "
+                                          f"{kv_pool_tokens!r} and {prompt_tokens!r}")
     arrival = np.arange(n, dtype=float) / lam
     first, last = np.full(n, np.nan), np.full(n, np.nan)
     join = np.zeros(n, dtype=np.int64)
@@ -1216,6 +1278,23 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     nxt, done, steps, now, last_decode = 0, 0, 0, 0.0, 0.0
     prefilling: list[int] = []  # chunked: admitted prompts not yet through
     left = np.full(n, float(prompt_tokens) if chunked else 0.0)
+    refused_at = -1  # `done` when the future-KV check last refused: it stands until a request finishes
+
+    def admits(pending: int) -> bool:  # the future-KV check for the next waiting request, `pending` prompts not through
+        nonlocal refused_at
+        if kv_pool_tokens is None:
+            return True
+        if refused_at == done:
+            return False
+        s_tokens = float(prompt_tokens)
+        k = steps - join[np.array(running[head:], dtype=np.int64)]
+        t_left = np.concatenate([m - k, np.full(pending, m + 1.0)])
+        occupied = np.concatenate([s_tokens + 1 + k, np.full(pending, s_tokens)])
+        free = float(kv_pool_tokens) - float(np.sum(s_tokens + k)) - pending * s_tokens
+        ok = future_kv_fits(free, t_left, occupied, s_tokens, m + 1)
+        if not ok:
+            refused_at = done
+        return ok
 
     def decode(end: float) -> None:
         nonlocal steps, head, done, last_decode, fresh
@@ -1235,7 +1314,7 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     while done < n:
         held = len(running) - head
         if not chunked:
-            if nxt < n and arrival[nxt] <= now and held < cap:  # a prefill pass preempts decode
+            if nxt < n and arrival[nxt] <= now and held < cap and admits(0):  # a prefill pass preempts decode
                 now += float(prefill_s)
                 first[nxt], join[nxt] = now, steps
                 running.append(nxt)
@@ -1244,10 +1323,13 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
             elif held > 0:
                 now += float(decode_step_s(held))
                 decode(now)
+            elif arrival[nxt] <= now:  # nothing running and still refused: the request alone exceeds the pool
+                raise SpecError("kv_pool_tokens", f"a request of {prompt_tokens} + {m + 1} tokens does not fit a pool of "
+                                                  f"{kv_pool_tokens} tokens")
             else:
-                now = max(now, arrival[nxt])
+                now = arrival[nxt]
             continue
-        while nxt < n and arrival[nxt] <= now and held + len(prefilling) < cap:
+        while nxt < n and arrival[nxt] <= now and held + len(prefilling) < cap and admits(len(prefilling)):
             prefilling.append(nxt)
             nxt += 1
         budget, tokens, through = float(chunk_tokens), 0.0, []
@@ -1260,7 +1342,10 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
             if tokens >= budget:
                 break
         if tokens == 0 and held == 0:
-            now = max(now, arrival[nxt])
+            if arrival[nxt] <= now:  # nothing running or prefilling and still refused: the request alone exceeds the pool
+                raise SpecError("kv_pool_tokens", f"a request of {prompt_tokens} + {m + 1} tokens does not fit a pool of "
+                                                  f"{kv_pool_tokens} tokens")
+            now = arrival[nxt]
             continue
         b = max(held, 1)
         t0 = float(decode_step_s(b))
@@ -1351,20 +1436,29 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
     if not cv.fits[0] or cap <= 0:
         raise SpecError("deployment", f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
                                       f"{fmt.gigabytes(cv.memory_available[0, 0])}")
-    slots = int(cv.max_batch_size_fits(cv.state(np.array([cap * (1 - 1e-9)])))[0])
-    grid, t0 = cv.grid, cv.t0[0]
+    st = cv.state(np.array([cap * (1 - 1e-9)]))
     s, o = traffic.prompt_tokens.mean_tokens, traffic.output_tokens.mean_tokens
+    eng = cv.rd.engine
+    pool = None
+    if eng is not None and eng.admission == "future_kv":  # admitted by the pool's future peak; the cap is the engine's own
+        pool = float(cv.kv_pool_tokens(st)[0])
+        slots = int(min(cv.cap[0], max(1.0, math.floor(pool / (s + 1)))))
+    else:
+        slots = int(cv.max_batch_size_fits(st)[0])
+    grid, t0 = cv.grid, cv.t0[0]
 
     def t0_at(b):
         return np.interp(b, grid, t0)
 
     if cv.chunk is None:
         sched = overload_schedule(requests, requests_per_s, max(2, round(o)), slots, t0_at,
-                                  prefill_s=float((cv.x_pre[0] * cv.s_p).sum()))
+                                  prefill_s=float((cv.x_pre[0] * cv.s_p).sum()), kv_pool_tokens=pool,
+                                  prompt_tokens=None if pool is None else s)
     else:
         tc = cv.tc[0]
         sched = overload_schedule(requests, requests_per_s, max(2, round(o)), slots, t0_at, prompt_tokens=s,
-                                  chunk_tokens=float(cv.chunk[0]), chunk_step_s=lambda b: np.interp(b, grid, tc))
+                                  chunk_tokens=float(cv.chunk[0]), chunk_step_s=lambda b: np.interp(b, grid, tc),
+                                  kv_pool_tokens=pool)
     return OverloadRun(schedule=sched, request_s=float((cv.request_s * cv.s_p).sum()), output_tokens_mean=o,
                        capacity_requests_per_s=cap, max_running=slots)
 

@@ -515,8 +515,9 @@ def test_sglang_0_4_0_sets_its_memory_share_by_tensor_parallel_size():
     e = load_engine("sglang-0.4.0")
     assert [e.memory_fraction(tp) for tp in (1, 2, 3, 4, 6, 8, 12, 16, 32)] == [0.88, 0.87, 0.87, 0.85, 0.85, 0.81, 0.81, 0.79, 0.79]
     assert all(load_engine("sglang").memory_fraction(tp) == 0.88 for tp in (1, 4, 8))
-    # otherwise the 0.4 - 0.5 profile's figures, but for the share (and its versions)
-    skip = ("versions", "sources", "notes", "gpu_memory_fraction_by_tp")
+    # otherwise the 0.4 - 0.5 profile's figures, but for the share, the admission by future KV (its versions)
+    assert (e.admission, load_engine("sglang").admission) == ("future_kv", "slots")
+    skip = ("versions", "sources", "notes", "gpu_memory_fraction_by_tp", "admission")
     same = {k: v for k, v in load_engine("sglang").model_dump().items() if k not in skip}
     assert {k: v for k, v in e.model_dump().items() if k not in skip} == same
     # the engine's part of an H200 (150,754,820,096 B): 0.85 of it at tp 4 = 128,141,597,081.6 B, 0.81 at tp 8 =
@@ -558,6 +559,15 @@ def _qwen25_coder_05b():
                         hidden_size=896, num_attention_heads=14, num_kv_heads=2, head_dim=64, intermediate_size=4864,
                         ffn_kind="gated", activation="silu", vocab_size=151_936, tied_embeddings=True, max_context=32_768,
                         attention="gqa", qkv_bias=True, native_dtype="bf16", norm="rmsnorm", position_embedding="rope")
+
+
+def test_an_admission_by_future_kv_needs_a_source():
+    data = load_engine("sglang-0.4.0").model_dump()
+    del data["sources"]["admission"]
+    with pytest.raises(Exception, match="sources: no source for admission"):
+        EngineProfile(**data)
+    data["admission"] = "slots"  # the default rule needs none
+    assert EngineProfile(**data).admission == "slots"
 
 
 def test_tensorrt_llm_cpp_slot_buffers_reproduce_the_logged_runtime_and_decoder_allocations():
