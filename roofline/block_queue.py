@@ -28,9 +28,9 @@ The scheduler, per step (TurboMind v0.1.0 `LlamaBatch::Initialize` -> `SequenceM
 
 A step prefilling T tokens of q prompts and decoding d sequences is timed as a wave's step
 (`serving.wave_step_times`: the operator table at d + T tokens, decode attention at the mean context
-S + O/2). Per request: its first-token latency (from the step it arrived for to the end of the step that
-finished its prefill, the wait included) and the gaps between its tokens (a preempted request's gap includes
-its wait and recompute). The run's output rate is N·R·O tokens over the time until the last token.
+S + O/2, `serving.wave_context_tokens`). Per request: its first-token latency (from the step it arrived for to
+the end of the step that finished its prefill, the wait included) and the gaps between its tokens (a preempted
+request's gap includes its wait and recompute). The run's output rate is N·R·O tokens over the time until the last token.
 
 Worked example (`schedule`): N = 3 clients, R = 1, S = 100, O = 100, b = 128, a pool of 3 blocks, C = 1,000.
 Each request needs ceil(101/128) = 1 block, so all three prefill in step 1 (300 tokens) and have their first
@@ -52,8 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SpecError
-from .parallelism import engine_limits, kv_bytes_per_gpu
-from .serving import Traffic, WaveSchedule, check_concurrency, curves_for, load_pair, wave_step_times
+from .parallelism import device_kv_pool_bytes, engine_limits, kv_bytes_per_gpu
+from .serving import Traffic, WaveSchedule, check_concurrency, curves_for, load_pair, wave_context_tokens, wave_step_times
 from .workload import Deployment
 
 
@@ -227,8 +227,8 @@ class BlockQueueRun:
 def kv_pool_blocks(model, hardware, deployment: Deployment) -> int:
     """The KV blocks of the deployment's engine on one GPU: an engine whose share sizes the KV pool alone
     (`memory_fraction_of: device_for_kv`, TurboMind 0.1 - 0.2.1's cache_max_entry_count below 1) has
-    floor(f · M / block bytes) blocks (`BlockManager`: total · ratio / block_size), the block bytes those of
-    `kv_block_tokens` tokens on one GPU (`parallelism.kv_bytes_per_gpu`). Worked number (Llama-2-7B, A100-80GB
+    floor(f · M / block bytes) blocks (`BlockManager`: total · ratio / block_size; the pool f · M is
+    `parallelism.device_kv_pool_bytes`), the block bytes those of `kv_block_tokens` tokens on one GPU (`parallelism.kv_bytes_per_gpu`). Worked number (Llama-2-7B, A100-80GB
     M = 85.9e9 B, f = 0.5, 128-token blocks of 128 · 2 · 32 · 32 · 128 · 2 B = 67.1e6 B): 640 blocks."""
     model, hw = load_pair(model, hardware)
     rd = deployment.resolved(model)
@@ -237,7 +237,7 @@ def kv_pool_blocks(model, hardware, deployment: Deployment) -> int:
         raise SpecError("kv_blocks", "the pool is derived only for an engine whose memory share sizes the KV pool alone "
                                      "(memory_fraction_of: device_for_kv); give kv_blocks, the engine's block count")
     block_bytes = float(kv_bytes_per_gpu(model, rd, rd.dep.tp, eng.kv_block_tokens))
-    return int(math.floor(float(eng.memory_fraction(rd.dep.tp)) * hw.memory_bytes / block_bytes))
+    return int(math.floor(float(device_kv_pool_bytes(rd, hw.memory_bytes)) / block_bytes))
 
 
 def run(model, hardware, clients: int, rounds: int, prompt_tokens: int, output_tokens: int,
@@ -273,7 +273,7 @@ def run(model, hardware, clients: int, rounds: int, prompt_tokens: int, output_t
                   max_requests=int(limits[0][0]))
     ws = WaveSchedule(prefill_tokens=sc.prefill_tokens, prefill_prompts=sc.prefill_prompts, decode_rows=sc.decode_rows,
                       start_step=sc.arrival_step, first_step=sc.first_step, last_step=sc.first_step)
-    t = wave_step_times(model, rd, hw, ws, s, s + o / 2)
+    t = wave_step_times(model, rd, hw, ws, s, wave_context_tokens(s, o))
     r = float(eng.request_s(s))
     done = np.concatenate([[0.0], np.cumsum(t)])
     ttft = r + done[sc.first_step] - done[sc.arrival_step - 1]

@@ -1570,11 +1570,11 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
 def _wave_on(cv: Curves, model: ModelSpec, n: int, s: float, o: float, chunk_tokens: int | None) -> Wave:
     """`wave` of n requests on the replica of `cv` (one device row, already checked to hold them)."""
     sched, request_s = _wave_schedule_on(cv, n, s, o, chunk_tokens)
-    t = wave_step_times(model, cv.rd, cv.hws[0], sched, s, _wave_context_tokens(s, o))
+    t = wave_step_times(model, cv.rd, cv.hws[0], sched, s, wave_context_tokens(s, o))
     return wave_of(sched, t, request_s, int(o))
 
 
-def _wave_context_tokens(s: float, o: float) -> float:
+def wave_context_tokens(s: float, o: float) -> float:
     """The mean decode context of a wave's steps: the module docstring's c̄ = S + E[O(O-1)]/(2E[O-1]) for a fixed
     O, S + O/2."""
     return s + o / 2
@@ -1637,7 +1637,7 @@ def offline_run_s(model, hardware, requests: int, prompt_tokens: int, output_tok
     # the steps of both waves timed in one pass over the operator table (a step's time depends on its own tokens only)
     steps = WaveSchedule(*(np.concatenate([getattr(sc, f) for sc, _ in waves])
                            for f in ("prefill_tokens", "prefill_prompts", "decode_rows", "start_step", "first_step", "last_step")))
-    t = wave_step_times(model, cv.rd, cv.hws[0], steps, s, _wave_context_tokens(s, o))
+    t = wave_step_times(model, cv.rd, cv.hws[0], steps, s, wave_context_tokens(s, o))
     cycles = [r + float(tk.sum()) for (_, r), tk in zip(waves, np.split(t, [len(waves[0][0].prefill_tokens)]))]
     return full * cycles[0] + (cycles[1] if rest else 0.0)
 
