@@ -53,7 +53,7 @@ import numpy as np
 
 from .errors import SpecError
 from .parallelism import device_kv_pool_bytes, engine_limits, kv_bytes_per_gpu
-from .serving import Traffic, WaveSchedule, check_concurrency, curves_for, load_pair, wave_context_tokens, wave_step_times
+from .serving import Traffic, WaveSchedule, check_requests, curves_for, fixed_lengths, load_pair, wave_context_tokens, wave_step_times
 from .workload import Deployment
 
 
@@ -94,16 +94,18 @@ def schedule(clients: int, rounds: int, prompt_tokens: int, output_tokens: int, 
     budget of `budget_tokens` input tokens. `max_requests`: the requests the engine's batch state takes (TurboMind's
     max_batch_size: `dequeue` takes at most the free slots, running and waiting requests alike); the others wait in
     its request queue, in arrival order. Steps only: timing is `run`'s."""
-    n, r, s, o, pool, b, c = (int(x) for x in (clients, rounds, prompt_tokens, output_tokens, pool_blocks, block_tokens,
-                                                budget_tokens))
-    if min(n, r, s, o, pool, b, c) < 1:
-        raise SpecError("clients", f"needs positive clients, rounds, lengths, pool, block and budget, got N={n}, R={r}, "
-                                   f"S={s}, O={o}, blocks={pool}, b={b}, C={c}")
+    given = {"clients": clients, "rounds": rounds, "prompt_tokens": prompt_tokens, "output_tokens": output_tokens,
+             "pool_blocks": pool_blocks, "block_tokens": block_tokens, "budget_tokens": budget_tokens}
+    for field, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise SpecError(field, f"must be a positive integer, got {value!r}")
+    n, r, s, o, pool, b, c = (int(x) for x in given.values())
     if -(-(s + o) // b) > pool:
         raise SpecError("pool_blocks", f"one request of {s} + {o} tokens needs {-(-(s + o) // b)} blocks of {b} tokens, "
                                        f"the pool has {pool}: it cannot run at all")
-    if max_requests is not None and int(max_requests) < 1:
-        raise SpecError("max_requests", f"must be a positive number of requests, got {max_requests}")
+    if max_requests is not None and (isinstance(max_requests, bool) or not isinstance(max_requests, (int, np.integer))
+                                     or max_requests < 1):
+        raise SpecError("max_requests", f"must be a positive integer number of requests, got {max_requests!r}")
     cap = n if max_requests is None else int(max_requests)
     queued = [_Request(i, i, s, 1) for i in range(n)]  # the engine's request queue, arrival order
     live: list[_Request] = []
@@ -257,19 +259,21 @@ def run(model, hardware, clients: int, rounds: int, prompt_tokens: int, output_t
     if dep.pp != 1 or dep.ep != 1:
         raise SpecError("deployment", f"the block queue is modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, "
                                       f"ep={dep.ep}")
-    check_concurrency(clients)
-    traffic = Traffic.of(None, prompt_tokens, output_tokens, concurrency=clients)
+    n = check_requests(clients, "clients")
+    if kv_blocks is not None and (isinstance(kv_blocks, bool) or not isinstance(kv_blocks, (int, np.integer)) or kv_blocks < 1):
+        raise SpecError("kv_blocks", f"must be a positive integer number of KV blocks (or None for the engine's pool), got {kv_blocks!r}")
+    traffic = Traffic.of(None, prompt_tokens, output_tokens, concurrency=n)
+    s, o = (int(x) for x in fixed_lengths(traffic, "the block queue", "it runs one prompt and one output length"))
     cv = curves_for(model, hw, dep, traffic, None)
     rd, hw = cv.rd, cv.hws[0]
     eng = rd.engine
     if eng is None:
         raise SpecError("engine", "the block queue needs a serving engine (Deployment.engine) for its KV block and step budget")
-    s, o = int(prompt_tokens), int(output_tokens)
     if o < 2:
         raise SpecError("output_tokens", f"needs at least 2 output tokens (a gap between tokens), got {o}")
     pool = kv_pool_blocks(model, hw, dep) if kv_blocks is None else int(kv_blocks)
     limits = engine_limits(rd, [hw])
-    sc = schedule(int(round(clients)), rounds, s, o, pool, eng.kv_block_tokens, int(limits[1][0]),
+    sc = schedule(n, rounds, s, o, pool, eng.kv_block_tokens, int(limits[1][0]),
                   max_requests=int(limits[0][0]))
     ws = WaveSchedule(prefill_tokens=sc.prefill_tokens, prefill_prompts=sc.prefill_prompts, decode_rows=sc.decode_rows,
                       start_step=sc.arrival_step, first_step=sc.first_step, last_step=sc.first_step)

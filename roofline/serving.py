@@ -791,6 +791,26 @@ def check_positive_int(value, field: str) -> None:
         raise SpecError(field, f"must be a positive integer or None, got {value!r}")
 
 
+def check_requests(requests, field: str = "requests") -> int:
+    """A finite run's n: a positive integer (not a bool, not a fraction of a request), as an int."""
+    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
+        raise SpecError(field, f"must be a positive integer number of requests, got {requests!r}")
+    return int(requests)
+
+
+def fixed_lengths(traffic: "Traffic", run: str, instead: str) -> tuple[float, float]:
+    """(S, O) of a run stepped token by token (waves, the block queue): both lengths fixed (requests of different
+    lengths finish apart) and whole tokens, else a one-line error naming the length, what `run` needs and what to use
+    `instead`."""
+    for field in ("prompt_tokens", "output_tokens"):
+        d = getattr(traffic, field)
+        if d.kind != "fixed":
+            raise SpecError(field, f"{run} needs fixed lengths (requests of different lengths finish apart); {instead}")
+        if d.tokens != math.floor(d.tokens):
+            raise SpecError(field, f"{run} steps whole tokens, got {d.tokens:g}; give an integer")
+    return traffic.prompt_tokens.tokens, traffic.output_tokens.tokens
+
+
 def check_chunk_tokens(model: ModelSpec, chunk_tokens) -> None:
     """None, or a positive integer no larger than the model's context: a prefill budget per step above the
     longest prompt the model takes is whole-prompt prefill, and one of 10^9 tokens would size a workspace
@@ -1019,9 +1039,11 @@ def overload_start_s(requests: int, requests_per_s: float, capacity_requests_per
     s_i − t_i = 0, 0, 1, 1, 2, 2, 3, 3, 4, 4 s. Seconds from the first arrival."""
     n, c = int(requests), int(slots)
     lam, mu = float(requests_per_s), float(capacity_requests_per_s)
-    if n < 1 or c < 1 or not (math.isfinite(lam) and math.isfinite(mu) and lam > 0 and mu > 0):
-        raise SpecError("requests", f"an overloaded run needs positive requests, slots and rates, got n={requests!r}, c={slots!r}, "
-                                    f"λ={requests_per_s!r}, μ={capacity_requests_per_s!r}")
+    bad = [f for f, ok in (("requests", n >= 1), ("slots", c >= 1), ("requests_per_s", math.isfinite(lam) and lam > 0),
+                           ("capacity_requests_per_s", math.isfinite(mu) and mu > 0)) if not ok]
+    if bad:
+        raise SpecError(bad[0], f"an overloaded run needs positive requests, slots and rates, got n={requests!r}, c={slots!r}, "
+                                f"λ={requests_per_s!r}, μ={capacity_requests_per_s!r}")
     i = np.arange(n, dtype=float)
     return i / lam + np.floor(i / c) * c * max(1 / mu - 1 / lam, 0.0)
 
@@ -1122,8 +1144,8 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
     preemption, and admission by free KV blocks rather than a slot count (an engine that admits past c on the
     mean context, SGLang's, waits less and steps slower).
     """
-    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
-        raise SpecError("requests", f"must be a positive integer number of requests, got {requests!r}")
+    check_requests(requests)
+    check_positive_int(max_batch_size, "max_batch_size")
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
     traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
@@ -1206,6 +1228,15 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     chunked = prefill_s is None
     if chunked and (chunk_tokens is None or prompt_tokens is None or chunk_step_s is None):
         raise SpecError("chunk_tokens", "chunked prefill needs chunk_tokens, prompt_tokens and chunk_step_s (or give prefill_s)")
+    for field, value in (("chunk_tokens", chunk_tokens), ("prompt_tokens", prompt_tokens)) if chunked else (("prefill_s", prefill_s),):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < math.inf:
+            raise SpecError(field, f"must be a positive finite number, got {value!r}")
+
+    def timed(dt, field: str) -> float:  # a step time that is not a finite number of seconds would stall the clock
+        dt = float(dt)
+        if not 0 <= dt < math.inf:
+            raise SpecError(field, f"a step time must be a finite number of seconds >= 0, got {dt!r}")
+        return dt
     arrival = np.arange(n, dtype=float) / lam
     first, last = np.full(n, np.nan), np.full(n, np.nan)
     join = np.zeros(n, dtype=np.int64)
@@ -1242,7 +1273,7 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
                 fresh.append(nxt)
                 nxt += 1
             elif held > 0:
-                now += float(decode_step_s(held))
+                now += timed(decode_step_s(held), "decode_step_s")
                 decode(now)
             else:
                 now = max(now, arrival[nxt])
@@ -1263,8 +1294,8 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
             now = max(now, arrival[nxt])
             continue
         b = max(held, 1)
-        t0 = float(decode_step_s(b))
-        now += t0 + (tokens / float(chunk_tokens)) * (float(chunk_step_s(b)) - t0) if tokens > 0 else t0
+        t0 = timed(decode_step_s(b), "decode_step_s")
+        now += t0 + (tokens / float(chunk_tokens)) * (timed(chunk_step_s(b), "chunk_step_s") - t0) if tokens > 0 else t0
         if held > 0:
             decode(now)
         for r in through:
@@ -1338,8 +1369,8 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
     either: the overlap scheduler's extra step before a new prompt (`EngineProfile.overlap_scheduler`), several
     prompts in one prefill pass (as the steady state), pipeline and expert parallelism (refused).
     """
-    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
-        raise SpecError("requests", f"must be a positive integer number of requests, got {requests!r}")
+    check_requests(requests)
+    check_positive_int(max_batch_size, "max_batch_size")
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
     if dep.pp != 1 or dep.ep != 1:
@@ -1618,16 +1649,11 @@ def offline_run_s(model, hardware, requests: int, prompt_tokens: int, output_tok
     if dep.pp != 1 or dep.ep != 1:
         raise SpecError("deployment", f"offline waves are modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, "
                                       f"ep={dep.ep}: use capacity_requests_per_s")
-    check_concurrency(requests)
+    n = check_requests(requests)
     check_positive_int(max_batch_size, "max_batch_size")
-    n = int(round(requests))
     traffic = Traffic.of(None, prompt_tokens, output_tokens)
-    loose = [k for k in ("prompt_tokens", "output_tokens") if getattr(traffic, k).kind != "fixed"]
-    if loose:
-        raise SpecError(loose[0], "an offline run in waves needs fixed lengths (requests of different lengths finish "
-                                  "apart); use capacity_requests_per_s")
+    s, o = fixed_lengths(traffic, "an offline run in waves", "use capacity_requests_per_s")
     check_chunk_tokens(model, chunk_tokens)
-    s, o = traffic.prompt_tokens.tokens, traffic.output_tokens.tokens
     cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
     w = min(n, wave_batch_limit(cv))
     if w < 1:
