@@ -93,7 +93,7 @@ offload and a fixed micro-batch count are refused (`check_serving_deployment`), 
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -1093,8 +1093,19 @@ class FiniteOverload:
         return self.achieved_requests_per_s * self.output_tokens_mean
 
 
+class OverloadTimes(NamedTuple):
+    """Per request (n,) its arrival, admission, slot wait and end-to-end latency, and the run's makespan (`overload_of`).
+    Seconds."""
+
+    arrival_s: np.ndarray
+    start_s: np.ndarray
+    wait_s: np.ndarray
+    e2e_s: np.ndarray
+    makespan_s: float
+
+
 def overload_of(requests: int, requests_per_s: float, capacity_requests_per_s: float, slots: int, ttft_saturated_s: float,
-                tpot_s: float, output_tokens_mean: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+                tpot_s: float, output_tokens_mean: float) -> OverloadTimes:
     """(arrival, start, wait, e2e, makespan) of `finite_overload`'s formulas from the saturated figures: TTFT_i =
     W_i + TTFT_sat, e2e_i = TTFT_i + (E[O] − 1)·TPOT, makespan = s_{n−1} + TTFT_sat + (E[O] − 1)·TPOT.
     Worked example (n = 10, λ = 2/s, μ = 1/s, c = 1, TTFT_sat + (E[O] − 1)·TPOT = 1 s): waits 0, 0.5, .., 4.5 s
@@ -1103,7 +1114,7 @@ def overload_of(requests: int, requests_per_s: float, capacity_requests_per_s: f
     arrival = np.arange(int(requests), dtype=float) / float(requests_per_s)
     wait = start - arrival
     response = float(ttft_saturated_s) + (float(output_tokens_mean) - 1) * float(tpot_s)
-    return arrival, start, wait, wait + response, float(start[-1]) + response
+    return OverloadTimes(arrival, start, wait, wait + response, float(start[-1]) + response)
 
 
 def finite_overload(model, hardware, requests: int, requests_per_s: float, prompt_tokens, output_tokens,
