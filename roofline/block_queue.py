@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SpecError
-from .parallelism import device_kv_pool_bytes, engine_limits, kv_bytes_per_gpu
+from .parallelism import device_kv_pool_bytes, engine_limits_on, kv_bytes_per_gpu
 from .serving import Traffic, WaveSchedule, check_requests, curves_for, fixed_lengths, load_pair, wave_context_tokens, wave_step_times
 from .workload import Deployment
 
@@ -272,9 +272,8 @@ def run(model, hardware, clients: int, rounds: int, prompt_tokens: int, output_t
     if o < 2:
         raise SpecError("output_tokens", f"needs at least 2 output tokens (a gap between tokens), got {o}")
     pool = kv_pool_blocks(model, hw, dep) if kv_blocks is None else int(kv_blocks)
-    limits = engine_limits(rd, [hw])
-    sc = schedule(n, rounds, s, o, pool, eng.kv_block_tokens, int(limits[1][0]),
-                  max_requests=int(limits[0][0]))
+    seqs, budget = engine_limits_on(rd, hw)
+    sc = schedule(n, rounds, s, o, pool, eng.kv_block_tokens, int(budget), max_requests=int(seqs))
     ws = WaveSchedule(prefill_tokens=sc.prefill_tokens, prefill_prompts=sc.prefill_prompts, decode_rows=sc.decode_rows,
                       start_step=sc.arrival_step, first_step=sc.first_step, last_step=sc.first_step)
     t = wave_step_times(model, rd, hw, ws, s, wave_context_tokens(s, o))

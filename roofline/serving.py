@@ -791,6 +791,14 @@ def check_positive_int(value, field: str) -> None:
         raise SpecError(field, f"must be a positive integer or None, got {value!r}")
 
 
+def stable_side(capacity_requests_per_s):
+    """The capacity point approached from the stable side, μ·(1 − 10⁻⁹) (scalar or array): at λ = μ itself the
+    replica is unstable (the prefill server's ρ or the batch's memory at its limit), a hair below it every figure is
+    finite and meets its limit. Used wherever the figures at capacity are read (`closed_loop`'s upper rate,
+    `finite_overload`'s saturated state, `overload_run`'s slots, the planner's upper bracket)."""
+    return capacity_requests_per_s * (1 - 1e-9)
+
+
 def check_requests(requests, field: str = "requests") -> int:
     """A finite run's n: a positive integer (not a bool, not a fraction of a request), as an int."""
     if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
@@ -1006,7 +1014,7 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     def in_flight(lam: np.ndarray) -> np.ndarray:  # λ·R(λ), the clients the loop keeps busy at rate λ
         return cv.in_flight(lam, rows=np.zeros(len(lam), int))
 
-    top = cap * (1 - 1e-9)
+    top = stable_side(cap)
     grid = top * np.logspace(-9, 0, 91)
     busy = in_flight(grid)
     if not busy[-1] >= n:  # the replica saturates below N clients: λ = capacity, the rest wait for a slot
@@ -1169,7 +1177,7 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
     if lam <= cap:
         raise SpecError("requests_per_s", f"{lam:g} requests/s is within the capacity of {cap:.3g} requests/s: use steady_state "
                                           "(and finite_run_duration_s for the run's wall time)")
-    mu = cap * (1 - 1e-9)  # the capacity point, on the stable side (as `closed_loop`)
+    mu = stable_side(cap)  # the capacity point, on the stable side (as `closed_loop`)
     sat = _point(cv, model, hw, dep, traffic, chunk_tokens, mu)
     st = cv.state(np.array([mu]))
     slots = max(1, int(math.floor(sat.batch_size + 1e-9)))
@@ -1393,7 +1401,7 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
     if not cv.fits[0] or cap <= 0:
         raise SpecError("deployment", f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
                                       f"{fmt.gigabytes(cv.memory_available[0, 0])}")
-    slots = int(cv.max_batch_size_fits(cv.state(np.array([cap * (1 - 1e-9)])))[0])
+    slots = int(cv.max_batch_size_fits(cv.state(np.array([stable_side(cap)])))[0])
     grid, t0 = cv.grid, cv.t0[0]
     s, o = traffic.prompt_tokens.mean_tokens, traffic.output_tokens.mean_tokens
 
