@@ -69,7 +69,7 @@ class BlockSchedule:
     decode_rows: np.ndarray  # (J,)
     arrival_step: np.ndarray  # (M,) 1-based: the first step the request could join
     first_step: np.ndarray  # (M,) the step whose end brings its first token
-    token_steps: tuple  # M arrays: the steps of its tokens 2..O
+    token_steps: tuple[np.ndarray, ...]  # M arrays: the steps of its tokens 2..O
     preemptions: int  # requests preempted (their KV lost) over the run
 
     @property
