@@ -357,17 +357,6 @@ def deployment_of(row: Row, model: rl.ModelSpec | None = None) -> rl.Deployment:
                          engine=engine_of(row, model))
 
 
-def harness_max_batch_size(model: rl.ModelSpec, hw: rl.HardwareProfile, row: Row, dep: rl.Deployment) -> int | None:
-    """The running-sequence cap of the replica that the row's benchmark harness set, or None (the engine's own).
-
-    `trtllm-bench throughput` on the PyTorch backend (engine `trtllm`, the harness named in the row's note) sizes
-    max_batch_size itself when its command line gives none (`trtllm_bench.max_batch_size`, with the engine's
-    KV fraction, trtllm-bench's --kv_cache_free_gpu_mem_fraction default 0.90); it applies per attention-DP rank,
-    so the replica's cap is ep times it. A TensorRT engine built by `trtllm-bench build --dataset` of 0.15 - 0.16
-    runs at the batch its build fixed (`harness_limits`)."""
-    return harness_limits(model, hw, row, dep)[0]
-
-
 # `trtllm-bench build --dataset ISL/OSL` in a row's note: the dataset (fixed lengths) a TensorRT engine was built from
 BUILD_DATASET = re.compile(r"trtllm-bench build [^;]*--dataset (\d+)/(\d+)")
 # TensorRT-LLM releases whose `trtllm-bench build` sized the engine with the tuning estimate (`trtllm_bench.
@@ -385,8 +374,10 @@ def harness_limits(model: rl.ModelSpec, hw: rl.HardwareProfile, row: Row, dep: r
     """(running-sequence cap of the replica, prefill tokens per step) that the row's benchmark harness set; None for
     either where the engine's own applies (`steady_state`'s `max_batch_size` and `chunk_tokens`).
 
-    * `trtllm-bench throughput` on the PyTorch backend (engine `trtllm`): the batch of `trtllm_bench.max_batch_size`
-      per attention-DP rank (`harness_max_batch_size`), the engine's token budget.
+    * `trtllm-bench throughput` on the PyTorch backend (engine `trtllm`, the harness named in the row's note) sizes
+      max_batch_size itself when its command line gives none (`trtllm_bench.max_batch_size`, with the engine's KV
+      fraction, trtllm-bench's --kv_cache_free_gpu_mem_fraction default 0.90); it applies per attention-DP rank, so
+      the replica's cap is ep times it; the engine's token budget.
     * A TensorRT engine (`trtllm-cpp`, framework_version 0.15 - 0.16) that `trtllm-bench build` built from the dataset
       named in the note ("trtllm-bench build ... --dataset ISL/OSL"): the engine's max_batch_size and max_num_tokens
       of `trtllm_bench.build_engine_limits` at that dataset's lengths, which `trtllm-bench throughput --engine_dir`

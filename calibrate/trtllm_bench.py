@@ -111,6 +111,21 @@ def config_head_size(model: rl.ModelSpec) -> int:
     return model.hidden_size // model.num_attention_heads if model.mla is not None else model.head_dim
 
 
+def kv_gib_per_token(model: rl.ModelSpec, tp: int, kv_bytes: float) -> float:
+    """The tuning's KV cache per token, GiB: 2 · L · max(tp, KV heads) · head_size · bytes / 2^30 (K and V of every
+    layer, a KV head counted once per tp rank where tp exceeds the KV heads). Llama-3.1-8B, tp 1, FP8 KV:
+    2 · 32 · 8 · 128 · 1 B = 65,536 B = 6.10e-5 GiB."""
+    return 2 * model.num_layers * max(tp, model.num_kv_heads) * config_head_size(model) * kv_bytes / GIB
+
+
+def kv_requests(kv_fraction: float, hw: rl.HardwareProfile, tp: int, pp: int, engine_size: float, kv_per_token_gib: float,
+                prompt_tokens: float, output_tokens: float) -> float:
+    """The requests of S + O tokens the tuning's KV estimate holds: f · (tp · pp · M_GiB − engine) / (KV_GiB/token ·
+    (S + O)), the engine's size subtracted as the tuning counts it (GiB in the PyTorch-backend tuning, decimal GB in
+    the 0.15 build's: the module docstring)."""
+    return kv_fraction * (tp * pp * hw.memory_bytes / GIB - engine_size) / (kv_per_token_gib * (prompt_tokens + output_tokens))
+
+
 def finetune_batch(requests: float, pp: int) -> int:
     """finetune_setting's max_batch_size from the requests the KV estimate holds (optimistic tuning on)."""
     raw = min(requests, MAX_REQUESTS) / pp
@@ -129,11 +144,9 @@ def max_batch_size(model: rl.ModelSpec, hw: rl.HardwareProfile, rd: ResolvedDepl
     per_param = tuning_bytes_per_param(rd, model)
     if per_param is None:
         return None
-    kv_bytes = rd.kv.dtype.bits / 8
-    kv_per_token_gib = 2 * model.num_layers * max(tp, model.num_kv_heads) * config_head_size(model) * kv_bytes / GIB
     engine_gib = checkpoint_elements(model, rd) * per_param / GIB
-    free_gib = tp * pp * hw.memory_bytes / GIB - engine_gib
-    requests = kv_fraction * free_gib / (kv_per_token_gib * (prompt_tokens + output_tokens))
+    requests = kv_requests(kv_fraction, hw, tp, pp, engine_gib, kv_gib_per_token(model, tp, rd.kv.dtype.bits / 8),
+                           prompt_tokens, output_tokens)
     if requests < 1:
         return None  # trtllm-bench refuses the run ("KV cache memory is insufficient"); the prediction says so itself
     return finetune_batch(requests, pp)
@@ -168,10 +181,9 @@ def build_engine_limits(model: rl.ModelSpec, hw: rl.HardwareProfile, rd: Resolve
     else:
         return None
     kv_bytes = 1 if rd.kv.dtype.bits == 8 and rd.kv.dtype.kind == "float" else 2
-    kv_per_token_gib = 2 * model.num_layers * max(tp, model.num_kv_heads) * config_head_size(model) * kv_bytes / GIB
     engine_gb = checkpoint_elements(model, rd) / 1e9 * per_param
-    requests = BUILD_KV_FRACTION * (tp * pp * hw.memory_bytes / GIB - engine_gb) / (
-        kv_per_token_gib * (prompt_tokens + output_tokens))
+    requests = kv_requests(BUILD_KV_FRACTION, hw, tp, pp, engine_gb, kv_gib_per_token(model, tp, kv_bytes),
+                           prompt_tokens, output_tokens)
     if requests < 1:
         return None  # the build refuses ("The amount of KV cache memory is insufficient"); the prediction says so itself
     return finetune_batch(requests, pp), finetune_tokens(requests, pp, prompt_tokens, output_tokens)

@@ -41,6 +41,7 @@ _EXPORTS = {
     **dict.fromkeys(["frontier", "steady_state", "wave", "Wave", "offline_run_s", "finite_overload", "FiniteOverload",
                      "overload_run", "OverloadRun"], "serving"),
     "techniques": None,  # the module itself
+    "block_queue": None,  # the module itself (block_queue.run, block_queue.schedule)
     **dict.fromkeys(["Variant", "compare"], "compare"),
     **dict.fromkeys(["NetworkProfile", "list_networks", "load_network"], "network"),
     "breakeven_batch": "predict",

@@ -28,9 +28,9 @@ The scheduler, per step (TurboMind v0.1.0 `LlamaBatch::Initialize` -> `SequenceM
 
 A step prefilling T tokens of q prompts and decoding d sequences is timed as a wave's step
 (`serving.wave_step_times`: the operator table at d + T tokens, decode attention at the mean context
-S + O/2). Per request: its first-token latency (from the step it arrived for to the end of the step that
-finished its prefill, the wait included) and the gaps between its tokens (a preempted request's gap includes
-its wait and recompute). The run's output rate is N·R·O tokens over the time until the last token.
+S + O/2, `serving.wave_context_tokens`). Per request: its first-token latency (from the step it arrived for to
+the end of the step that finished its prefill, the wait included) and the gaps between its tokens (a preempted
+request's gap includes its wait and recompute). The run's output rate is N·R·O tokens over the time until the last token.
 
 Worked example (`schedule`): N = 3 clients, R = 1, S = 100, O = 100, b = 128, a pool of 3 blocks, C = 1,000.
 Each request needs ceil(101/128) = 1 block, so all three prefill in step 1 (300 tokens) and have their first
@@ -52,8 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SpecError
-from .parallelism import engine_limits, kv_bytes_per_gpu
-from .serving import Traffic, WaveSchedule, check_concurrency, curves_for, load_pair, wave_step_times
+from .parallelism import device_kv_pool_bytes, engine_limits_on, kv_bytes_per_gpu
+from .serving import Traffic, WaveSchedule, check_requests, curves_for, fixed_lengths, load_pair, wave_context_tokens, wave_step_times
 from .workload import Deployment
 
 
@@ -69,7 +69,7 @@ class BlockSchedule:
     decode_rows: np.ndarray  # (J,)
     arrival_step: np.ndarray  # (M,) 1-based: the first step the request could join
     first_step: np.ndarray  # (M,) the step whose end brings its first token
-    token_steps: tuple  # M arrays: the steps of its tokens 2..O
+    token_steps: tuple[np.ndarray, ...]  # M arrays: the steps of its tokens 2..O
     preemptions: int  # requests preempted (their KV lost) over the run
 
     @property
@@ -94,16 +94,18 @@ def schedule(clients: int, rounds: int, prompt_tokens: int, output_tokens: int, 
     budget of `budget_tokens` input tokens. `max_requests`: the requests the engine's batch state takes (TurboMind's
     max_batch_size: `dequeue` takes at most the free slots, running and waiting requests alike); the others wait in
     its request queue, in arrival order. Steps only: timing is `run`'s."""
-    n, r, s, o, pool, b, c = (int(x) for x in (clients, rounds, prompt_tokens, output_tokens, pool_blocks, block_tokens,
-                                                budget_tokens))
-    if min(n, r, s, o, pool, b, c) < 1:
-        raise SpecError("clients", f"needs positive clients, rounds, lengths, pool, block and budget, got N={n}, R={r}, "
-                                   f"S={s}, O={o}, blocks={pool}, b={b}, C={c}")
+    given = {"clients": clients, "rounds": rounds, "prompt_tokens": prompt_tokens, "output_tokens": output_tokens,
+             "pool_blocks": pool_blocks, "block_tokens": block_tokens, "budget_tokens": budget_tokens}
+    for field, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise SpecError(field, f"must be a positive integer, got {value!r}")
+    n, r, s, o, pool, b, c = (int(x) for x in given.values())
     if -(-(s + o) // b) > pool:
         raise SpecError("pool_blocks", f"one request of {s} + {o} tokens needs {-(-(s + o) // b)} blocks of {b} tokens, "
                                        f"the pool has {pool}: it cannot run at all")
-    if max_requests is not None and int(max_requests) < 1:
-        raise SpecError("max_requests", f"must be a positive number of requests, got {max_requests}")
+    if max_requests is not None and (isinstance(max_requests, bool) or not isinstance(max_requests, (int, np.integer))
+                                     or max_requests < 1):
+        raise SpecError("max_requests", f"must be a positive integer number of requests, got {max_requests!r}")
     cap = n if max_requests is None else int(max_requests)
     queued = [_Request(i, i, s, 1) for i in range(n)]  # the engine's request queue, arrival order
     live: list[_Request] = []
@@ -227,8 +229,8 @@ class BlockQueueRun:
 def kv_pool_blocks(model, hardware, deployment: Deployment) -> int:
     """The KV blocks of the deployment's engine on one GPU: an engine whose share sizes the KV pool alone
     (`memory_fraction_of: device_for_kv`, TurboMind 0.1 - 0.2.1's cache_max_entry_count below 1) has
-    floor(f · M / block bytes) blocks (`BlockManager`: total · ratio / block_size), the block bytes those of
-    `kv_block_tokens` tokens on one GPU (`parallelism.kv_bytes_per_gpu`). Worked number (Llama-2-7B, A100-80GB
+    floor(f · M / block bytes) blocks (`BlockManager`: total · ratio / block_size; the pool f · M is
+    `parallelism.device_kv_pool_bytes`), the block bytes those of `kv_block_tokens` tokens on one GPU (`parallelism.kv_bytes_per_gpu`). Worked number (Llama-2-7B, A100-80GB
     M = 85.9e9 B, f = 0.5, 128-token blocks of 128 · 2 · 32 · 32 · 128 · 2 B = 67.1e6 B): 640 blocks."""
     model, hw = load_pair(model, hardware)
     rd = deployment.resolved(model)
@@ -237,7 +239,7 @@ def kv_pool_blocks(model, hardware, deployment: Deployment) -> int:
         raise SpecError("kv_blocks", "the pool is derived only for an engine whose memory share sizes the KV pool alone "
                                      "(memory_fraction_of: device_for_kv); give kv_blocks, the engine's block count")
     block_bytes = float(kv_bytes_per_gpu(model, rd, rd.dep.tp, eng.kv_block_tokens))
-    return int(math.floor(float(eng.memory_fraction(rd.dep.tp)) * hw.memory_bytes / block_bytes))
+    return int(math.floor(float(device_kv_pool_bytes(rd, hw.memory_bytes)) / block_bytes))
 
 
 def run(model, hardware, clients: int, rounds: int, prompt_tokens: int, output_tokens: int,
@@ -257,23 +259,24 @@ def run(model, hardware, clients: int, rounds: int, prompt_tokens: int, output_t
     if dep.pp != 1 or dep.ep != 1:
         raise SpecError("deployment", f"the block queue is modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, "
                                       f"ep={dep.ep}")
-    check_concurrency(clients)
-    traffic = Traffic.of(None, prompt_tokens, output_tokens, concurrency=clients)
+    n = check_requests(clients, "clients")
+    if kv_blocks is not None and (isinstance(kv_blocks, bool) or not isinstance(kv_blocks, (int, np.integer)) or kv_blocks < 1):
+        raise SpecError("kv_blocks", f"must be a positive integer number of KV blocks (or None for the engine's pool), got {kv_blocks!r}")
+    traffic = Traffic.of(None, prompt_tokens, output_tokens, concurrency=n)
+    s, o = (int(x) for x in fixed_lengths(traffic, "the block queue", "it runs one prompt and one output length"))
     cv = curves_for(model, hw, dep, traffic, None)
     rd, hw = cv.rd, cv.hws[0]
     eng = rd.engine
     if eng is None:
         raise SpecError("engine", "the block queue needs a serving engine (Deployment.engine) for its KV block and step budget")
-    s, o = int(prompt_tokens), int(output_tokens)
     if o < 2:
         raise SpecError("output_tokens", f"needs at least 2 output tokens (a gap between tokens), got {o}")
     pool = kv_pool_blocks(model, hw, dep) if kv_blocks is None else int(kv_blocks)
-    limits = engine_limits(rd, [hw])
-    sc = schedule(int(round(clients)), rounds, s, o, pool, eng.kv_block_tokens, int(limits[1][0]),
-                  max_requests=int(limits[0][0]))
+    seqs, budget = engine_limits_on(rd, hw)
+    sc = schedule(n, rounds, s, o, pool, eng.kv_block_tokens, int(budget), max_requests=int(seqs))
     ws = WaveSchedule(prefill_tokens=sc.prefill_tokens, prefill_prompts=sc.prefill_prompts, decode_rows=sc.decode_rows,
                       start_step=sc.arrival_step, first_step=sc.first_step, last_step=sc.first_step)
-    t = wave_step_times(model, rd, hw, ws, s, s + o / 2)
+    t = wave_step_times(model, rd, hw, ws, s, wave_context_tokens(s, o))
     r = float(eng.request_s(s))
     done = np.concatenate([[0.0], np.cumsum(t)])
     ttft = r + done[sc.first_step] - done[sc.arrival_step - 1]

@@ -211,8 +211,19 @@ def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0, t
     if rd.engine.memory_fraction_of == "device":
         return memory_bytes * f
     if rd.engine.memory_fraction_of == "device_for_kv":
-        return np.minimum(memory_bytes, fixed_bytes + f * memory_bytes)
+        return np.minimum(memory_bytes, fixed_bytes + device_kv_pool_bytes(rd, memory_bytes, tp))
     return fixed_bytes + f * (memory_bytes - fixed_bytes)
+
+
+def device_kv_pool_bytes(rd: ResolvedDeployment, memory_bytes, tp=None):
+    """The KV pool of an engine whose share f sizes the KV pool alone (`memory_fraction_of: device_for_kv`, LMDeploy
+    TurboMind's cache_max_entry_count below 1 before 0.2.2: `BlockManager` blocks = total · ratio / block bytes):
+    f · M of a GPU's memory M, whatever else is loaded. `tp`: as `engine_memory_bytes`. Worked number (A100-80GB,
+    M = 85.9e9 B, f = 0.5): 42.95e9 B."""
+    if rd.engine is None or rd.engine.memory_fraction_of != "device_for_kv":
+        raise SpecError("engine", "a KV pool sized by a share of the device alone needs an engine with "
+                                  "memory_fraction_of: device_for_kv")
+    return rd.engine.memory_fraction(rd.dep.tp if tp is None else tp) * memory_bytes
 
 
 def engine_step_tokens(budget_tokens, prompt_tokens, chunked: bool):
@@ -239,8 +250,7 @@ def sequence_slot_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, replica_sl
         return 0.0
     world = tp * rd.dep.pp
     vocab_padded = np.ceil(model.vocab_size / world) * world
-    slots = replica_slots / (rd.dep.ep if eng.seqs_per_attention_rank else 1)
-    return slots * eng.slot_bytes(vocab_padded, max_seq_len)
+    return replica_slots / _attention_ranks(rd) * eng.slot_bytes(vocab_padded, max_seq_len)
 
 
 def engine_workspace_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, step_tokens, replica_slots, max_seq_len,

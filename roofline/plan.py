@@ -67,7 +67,16 @@ from .network import load_network
 from .parallelism import check, engine_memory_bytes, replica_span, tp_widths, valid_tps
 from .predict import Prediction, predict
 from .registry import as_hardware, as_model, list_hardware
-from .serving import TTFT_PERCENTILES, Curves, Traffic, batch_grid_for, check_chunk_tokens, check_positive_int, check_traffic
+from .serving import (
+    TTFT_PERCENTILES,
+    Curves,
+    Traffic,
+    batch_grid_for,
+    check_chunk_tokens,
+    check_positive_int,
+    check_traffic,
+    stable_side,
+)
 from .specs import ModelSpec
 from .workload import Deployment, Workload
 
@@ -238,7 +247,7 @@ def max_rate(cv: Curves, margin: Callable[[dict], np.ndarray], cap: np.ndarray, 
     tiny = cap * 1e-9
     f_tiny = margin(cv.state(tiny))
     good0 = (f_tiny >= 0) & (cap > 0)
-    top_rate = np.where(good0, cap * (1 - 1e-9), 0.0)
+    top_rate = np.where(good0, stable_side(cap), 0.0)
     f_top = margin(cv.state(top_rate))
     top = good0 & (f_top >= 0)
     active = good0 & ~top

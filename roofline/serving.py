@@ -93,7 +93,7 @@ offload and a fixed micro-batch count are refused (`check_serving_deployment`), 
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -800,6 +800,34 @@ def check_positive_int(value, field: str) -> None:
         raise SpecError(field, f"must be a positive integer or None, got {value!r}")
 
 
+def stable_side(capacity_requests_per_s):
+    """The capacity point approached from the stable side, μ·(1 − 10⁻⁹) (scalar or array): at λ = μ itself the
+    replica is unstable (the prefill server's ρ or the batch's memory at its limit), a hair below it every figure is
+    finite and meets its limit. Used wherever the figures at capacity are read (`closed_loop`'s upper rate,
+    `finite_overload`'s saturated state, `overload_run`'s slots, the planner's upper bracket)."""
+    return capacity_requests_per_s * (1 - 1e-9)
+
+
+def check_requests(requests, field: str = "requests") -> int:
+    """A finite run's n: a positive integer (not a bool, not a fraction of a request), as an int."""
+    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
+        raise SpecError(field, f"must be a positive integer number of requests, got {requests!r}")
+    return int(requests)
+
+
+def fixed_lengths(traffic: "Traffic", run: str, instead: str) -> tuple[float, float]:
+    """(S, O) of a run stepped token by token (waves, the block queue): both lengths fixed (requests of different
+    lengths finish apart) and whole tokens, else a one-line error naming the length, what `run` needs and what to use
+    `instead`."""
+    for field in ("prompt_tokens", "output_tokens"):
+        d = getattr(traffic, field)
+        if d.kind != "fixed":
+            raise SpecError(field, f"{run} needs fixed lengths (requests of different lengths finish apart); {instead}")
+        if d.tokens != math.floor(d.tokens):
+            raise SpecError(field, f"{run} steps whole tokens, got {d.tokens:g}; give an integer")
+    return traffic.prompt_tokens.tokens, traffic.output_tokens.tokens
+
+
 def check_chunk_tokens(model: ModelSpec, chunk_tokens) -> None:
     """None, or a positive integer no larger than the model's context: a prefill budget per step above the
     longest prompt the model takes is whole-prompt prefill, and one of 10^9 tokens would size a workspace
@@ -1000,7 +1028,7 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     def in_flight(lam: np.ndarray) -> np.ndarray:  # λ·R(λ), the clients the loop keeps busy at rate λ
         return cv.in_flight(lam, rows=np.zeros(len(lam), int))
 
-    top = cap * (1 - 1e-9)
+    top = stable_side(cap)
     grid = top * np.logspace(-9, 0, 91)
     busy = in_flight(grid)
     if not busy[-1] >= n:  # the replica saturates below N clients: λ = capacity, the rest wait for a slot
@@ -1033,9 +1061,11 @@ def overload_start_s(requests: int, requests_per_s: float, capacity_requests_per
     s_i − t_i = 0, 0, 1, 1, 2, 2, 3, 3, 4, 4 s. Seconds from the first arrival."""
     n, c = int(requests), int(slots)
     lam, mu = float(requests_per_s), float(capacity_requests_per_s)
-    if n < 1 or c < 1 or not (math.isfinite(lam) and math.isfinite(mu) and lam > 0 and mu > 0):
-        raise SpecError("requests", f"an overloaded run needs positive requests, slots and rates, got n={requests!r}, c={slots!r}, "
-                                    f"λ={requests_per_s!r}, μ={capacity_requests_per_s!r}")
+    bad = [f for f, ok in (("requests", n >= 1), ("slots", c >= 1), ("requests_per_s", math.isfinite(lam) and lam > 0),
+                           ("capacity_requests_per_s", math.isfinite(mu) and mu > 0)) if not ok]
+    if bad:
+        raise SpecError(bad[0], f"an overloaded run needs positive requests, slots and rates, got n={requests!r}, c={slots!r}, "
+                                f"λ={requests_per_s!r}, μ={capacity_requests_per_s!r}")
     i = np.arange(n, dtype=float)
     return i / lam + np.floor(i / c) * c * max(1 / mu - 1 / lam, 0.0)
 
@@ -1085,8 +1115,19 @@ class FiniteOverload:
         return self.achieved_requests_per_s * self.output_tokens_mean
 
 
+class OverloadTimes(NamedTuple):
+    """Per request (n,) its arrival, admission, slot wait and end-to-end latency, and the run's makespan (`overload_of`).
+    Seconds."""
+
+    arrival_s: np.ndarray
+    start_s: np.ndarray
+    wait_s: np.ndarray
+    e2e_s: np.ndarray
+    makespan_s: float
+
+
 def overload_of(requests: int, requests_per_s: float, capacity_requests_per_s: float, slots: int, ttft_saturated_s: float,
-                tpot_s: float, output_tokens_mean: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+                tpot_s: float, output_tokens_mean: float) -> OverloadTimes:
     """(arrival, start, wait, e2e, makespan) of `finite_overload`'s formulas from the saturated figures: TTFT_i =
     W_i + TTFT_sat, e2e_i = TTFT_i + (E[O] − 1)·TPOT, makespan = s_{n−1} + TTFT_sat + (E[O] − 1)·TPOT.
     Worked example (n = 10, λ = 2/s, μ = 1/s, c = 1, TTFT_sat + (E[O] − 1)·TPOT = 1 s): waits 0, 0.5, .., 4.5 s
@@ -1095,7 +1136,7 @@ def overload_of(requests: int, requests_per_s: float, capacity_requests_per_s: f
     arrival = np.arange(int(requests), dtype=float) / float(requests_per_s)
     wait = start - arrival
     response = float(ttft_saturated_s) + (float(output_tokens_mean) - 1) * float(tpot_s)
-    return arrival, start, wait, wait + response, float(start[-1]) + response
+    return OverloadTimes(arrival, start, wait, wait + response, float(start[-1]) + response)
 
 
 def finite_overload(model, hardware, requests: int, requests_per_s: float, prompt_tokens, output_tokens,
@@ -1136,8 +1177,8 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
     preemption, and admission by free KV rather than a slot count (an engine that admits past c on the running
     set's future KV, SGLang 0.4.0's: `future_kv_fits`, which `overload_run` steps, waits less and steps slower).
     """
-    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
-        raise SpecError("requests", f"must be a positive integer number of requests, got {requests!r}")
+    check_requests(requests)
+    check_positive_int(max_batch_size, "max_batch_size")
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
     traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
@@ -1150,7 +1191,7 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
     if lam <= cap:
         raise SpecError("requests_per_s", f"{lam:g} requests/s is within the capacity of {cap:.3g} requests/s: use steady_state "
                                           "(and finite_run_duration_s for the run's wall time)")
-    mu = cap * (1 - 1e-9)  # the capacity point, on the stable side (as `closed_loop`)
+    mu = stable_side(cap)  # the capacity point, on the stable side (as `closed_loop`)
     sat = _point(cv, model, hw, dep, traffic, chunk_tokens, mu)
     st = cv.state(np.array([mu]))
     slots = max(1, int(math.floor(sat.batch_size + 1e-9)))
@@ -1268,6 +1309,15 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     if kv_pool_tokens is not None and (prompt_tokens is None or not kv_pool_tokens > 0):
         raise SpecError("kv_pool_tokens", f"admission by future KV needs a positive pool and prompt_tokens, got "
                                           f"{kv_pool_tokens!r} and {prompt_tokens!r}")
+    for field, value in (("chunk_tokens", chunk_tokens), ("prompt_tokens", prompt_tokens)) if chunked else (("prefill_s", prefill_s),):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < math.inf:
+            raise SpecError(field, f"must be a positive finite number, got {value!r}")
+
+    def timed(dt, field: str) -> float:  # a step time that is not a finite number of seconds would stall the clock
+        dt = float(dt)
+        if not 0 <= dt < math.inf:
+            raise SpecError(field, f"a step time must be a finite number of seconds >= 0, got {dt!r}")
+        return dt
     arrival = np.arange(n, dtype=float) / lam
     first, last = np.full(n, np.nan), np.full(n, np.nan)
     join = np.zeros(n, dtype=np.int64)
@@ -1321,7 +1371,7 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
                 fresh.append(nxt)
                 nxt += 1
             elif held > 0:
-                now += float(decode_step_s(held))
+                now += timed(decode_step_s(held), "decode_step_s")
                 decode(now)
             elif arrival[nxt] <= now:  # nothing running and still refused: the request alone exceeds the pool
                 raise SpecError("kv_pool_tokens", f"a request of {prompt_tokens} + {m + 1} tokens does not fit a pool of "
@@ -1348,8 +1398,8 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
             now = arrival[nxt]
             continue
         b = max(held, 1)
-        t0 = float(decode_step_s(b))
-        now += t0 + (tokens / float(chunk_tokens)) * (float(chunk_step_s(b)) - t0) if tokens > 0 else t0
+        t0 = timed(decode_step_s(b), "decode_step_s")
+        now += t0 + (tokens / float(chunk_tokens)) * (timed(chunk_step_s(b), "chunk_step_s") - t0) if tokens > 0 else t0
         if held > 0:
             decode(now)
         for r in through:
@@ -1423,8 +1473,8 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
     either: the overlap scheduler's extra step before a new prompt (`EngineProfile.overlap_scheduler`), several
     prompts in one prefill pass (as the steady state), pipeline and expert parallelism (refused).
     """
-    if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
-        raise SpecError("requests", f"must be a positive integer number of requests, got {requests!r}")
+    check_requests(requests)
+    check_positive_int(max_batch_size, "max_batch_size")
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
     if dep.pp != 1 or dep.ep != 1:
@@ -1436,7 +1486,7 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
     if not cv.fits[0] or cap <= 0:
         raise SpecError("deployment", f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
                                       f"{fmt.gigabytes(cv.memory_available[0, 0])}")
-    st = cv.state(np.array([cap * (1 - 1e-9)]))
+    st = cv.state(np.array([stable_side(cap)]))
     s, o = traffic.prompt_tokens.mean_tokens, traffic.output_tokens.mean_tokens
     eng = cv.rd.engine
     pool = None
@@ -1664,11 +1714,11 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
 def _wave_on(cv: Curves, model: ModelSpec, n: int, s: float, o: float, chunk_tokens: int | None) -> Wave:
     """`wave` of n requests on the replica of `cv` (one device row, already checked to hold them)."""
     sched, request_s = _wave_schedule_on(cv, n, s, o, chunk_tokens)
-    t = wave_step_times(model, cv.rd, cv.hws[0], sched, s, _wave_context_tokens(s, o))
+    t = wave_step_times(model, cv.rd, cv.hws[0], sched, s, wave_context_tokens(s, o))
     return wave_of(sched, t, request_s, int(o))
 
 
-def _wave_context_tokens(s: float, o: float) -> float:
+def wave_context_tokens(s: float, o: float) -> float:
     """The mean decode context of a wave's steps: the module docstring's c̄ = S + E[O(O-1)]/(2E[O-1]) for a fixed
     O, S + O/2."""
     return s + o / 2
@@ -1712,16 +1762,11 @@ def offline_run_s(model, hardware, requests: int, prompt_tokens: int, output_tok
     if dep.pp != 1 or dep.ep != 1:
         raise SpecError("deployment", f"offline waves are modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, "
                                       f"ep={dep.ep}: use capacity_requests_per_s")
-    check_concurrency(requests)
+    n = check_requests(requests)
     check_positive_int(max_batch_size, "max_batch_size")
-    n = int(round(requests))
     traffic = Traffic.of(None, prompt_tokens, output_tokens)
-    loose = [k for k in ("prompt_tokens", "output_tokens") if getattr(traffic, k).kind != "fixed"]
-    if loose:
-        raise SpecError(loose[0], "an offline run in waves needs fixed lengths (requests of different lengths finish "
-                                  "apart); use capacity_requests_per_s")
+    s, o = fixed_lengths(traffic, "an offline run in waves", "use capacity_requests_per_s")
     check_chunk_tokens(model, chunk_tokens)
-    s, o = traffic.prompt_tokens.tokens, traffic.output_tokens.tokens
     cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
     w = min(n, wave_batch_limit(cv))
     if w < 1:
@@ -1731,7 +1776,7 @@ def offline_run_s(model, hardware, requests: int, prompt_tokens: int, output_tok
     # the steps of both waves timed in one pass over the operator table (a step's time depends on its own tokens only)
     steps = WaveSchedule(*(np.concatenate([getattr(sc, f) for sc, _ in waves])
                            for f in ("prefill_tokens", "prefill_prompts", "decode_rows", "start_step", "first_step", "last_step")))
-    t = wave_step_times(model, cv.rd, cv.hws[0], steps, s, _wave_context_tokens(s, o))
+    t = wave_step_times(model, cv.rd, cv.hws[0], steps, s, wave_context_tokens(s, o))
     cycles = [r + float(tk.sum()) for (_, r), tk in zip(waves, np.split(t, [len(waves[0][0].prefill_tokens)]))]
     return full * cycles[0] + (cycles[1] if rest else 0.0)
 

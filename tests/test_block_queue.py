@@ -51,10 +51,12 @@ def test_budget_chunks_prompts():
 def test_turbomind_pool_of_llama2_7b_on_a100_by_hand():
     # 0.5 x 80 GiB (85,899,345,920 B) / (128 tokens x 2 x 32 layers x 32 heads x 128 x 2 B = 67,108,864 B) = 640 blocks
     assert BQ.kv_pool_blocks("llama-2-7b", "a100-sxm-80gb", TURBOMIND) == 640
-    # a 2,048 + 2,048 request takes 4,096 / 128 = 32 blocks: the default pool holds 640 // 32 = 20 of a batch of 64,
-    # the benchmark's configured 1,000 blocks hold 31 (1000 // 32); at admission each takes ceil(2049/128) = 17,
-    # so 1000 // 17 = 58 start
-    assert 640 // 32 == 20 and 1000 // 32 == 31 and 1000 // math.ceil(2049 / 128) == 58
+    # a 2,048 + 2,048 request takes 4,096 / 128 = 32 blocks at its end, so neither the default pool (640 // 32 = 20)
+    # nor the benchmark's configured 1,000 blocks (1000 // 32 = 31) hold a batch of 64 to the end; at admission each
+    # takes ceil(2049 / 128) = 17 blocks, so 1000 // 17 = 58 (and 640 // 17 = 37) start in the first step
+    for pool, first in ((1000, 58), (640, 37)):
+        sc = BQ.schedule(64, 1, 2048, 2048, pool_blocks=pool, block_tokens=128, budget_tokens=64 * 2048)
+        assert int((sc.first_step == 1).sum()) == first and sc.preemptions > 0
 
 
 def test_pool_needs_an_engine_that_sizes_it():

@@ -398,3 +398,77 @@ def test_the_serving_curve_never_runs_a_rate_on_a_batch_past_a_step():
         assert cv.grid[first] < cv.grid[j] and cv.t0[0, first] < cv.t0[0, j]
         st = cv.state(np.array([env[j]]))
         assert st.t0_s[0] <= cv.t0[0, first] * (1 + 1e-12), (cv.grid[j], st.t0_s[0], cv.t0[0, first], cv.t0[0, j])
+
+
+# ------------------------------------------------------------ the finite runs' bad input (overload, offline waves, block queue)
+M8, L4, TURBOMIND = "llama-3.1-8b", "l4", rl.Deployment(engine="lmdeploy-turbomind")
+
+
+@pytest.mark.parametrize("fn", ["finite_overload", "overload_run"])
+@pytest.mark.parametrize("kw, field", [({"requests": 2.5}, "requests"), ({"requests": True}, "requests"),
+                                       ({"requests_per_s": math.nan}, "requests_per_s"),
+                                       ({"max_batch_size": 0}, "max_batch_size"), ({"max_batch_size": 2.5}, "max_batch_size"),
+                                       ({"chunk_tokens": 0}, "chunk_tokens"), ({"prompt_tokens": 0}, "prompt_tokens")])
+def test_a_finite_overload_names_the_bad_field(fn, kw, field):
+    # max_batch_size=0 used to read "deployment: does not fit" (a cap of 0 fits nothing), 2.5 was taken as given
+    args = {"requests": 300, "requests_per_s": 5.0, "prompt_tokens": 280, "output_tokens": 310, **kw}
+    with pytest.raises(SpecError, match=f"^{field}:") as e:
+        getattr(rl, fn)(M8, L4, deployment=rl.Deployment(engine="vllm"), **args)
+    _one_line(e)
+
+
+@pytest.mark.parametrize("kw, field", [({"requests": 1.5}, "requests"), ({"requests": 0}, "requests"),
+                                       ({"prompt_tokens": 128.5}, "prompt_tokens"),
+                                       ({"output_tokens": "lognormal:128:0.5"}, "output_tokens")])
+def test_an_offline_run_names_the_bad_field(kw, field):
+    # 1.5 requests were rounded to 2 and a fractional prompt truncated; requests=0 was reported as "concurrency"
+    args = {"requests": 100, "prompt_tokens": 128, "output_tokens": 128, **kw}
+    with pytest.raises(SpecError, match=f"^{field}:") as e:
+        rl.offline_run_s(M8, "h100-sxm", **args)
+    _one_line(e)
+
+
+@pytest.mark.parametrize("kw, field", [({"prefill_s": math.nan}, "prefill_s"), ({"prefill_s": -1.0}, "prefill_s"),
+                                       ({"prefill_s": None, "prompt_tokens": 10, "chunk_tokens": 0,
+                                         "chunk_step_s": lambda b: 1.0}, "chunk_tokens"),
+                                       ({"decode_step_s": lambda b: math.nan}, "decode_step_s")])
+def test_overload_schedule_refuses_what_would_stall_its_clock(kw, field):
+    # a NaN prefill pass or a zero chunk budget never advanced the clock past the next arrival: the loop hung
+    from roofline.serving import overload_schedule
+    args = {"requests": 3, "requests_per_s": 2.0, "output_tokens": 2, "max_running": 1, "decode_step_s": lambda b: 0.5,
+            "prefill_s": 1.0, **kw}
+    with pytest.raises(SpecError, match=f"^{field}:") as e:
+        overload_schedule(**args)
+    _one_line(e)
+
+
+@pytest.mark.parametrize("kw, field", [({"capacity_requests_per_s": math.nan}, "capacity_requests_per_s"),
+                                       ({"slots": 0}, "slots"), ({"requests_per_s": -2.0}, "requests_per_s")])
+def test_overload_start_names_the_bad_field(kw, field):
+    from roofline.serving import overload_start_s
+    args = {"requests": 3, "requests_per_s": 2.0, "capacity_requests_per_s": 1.0, "slots": 1, **kw}
+    with pytest.raises(SpecError, match=f"^{field}:"):
+        overload_start_s(**args)
+
+
+@pytest.mark.parametrize("kw, field", [({"clients": 1.5}, "clients"), ({"rounds": math.nan}, "rounds"), ({"rounds": 1.5}, "rounds"),
+                                       ({"kv_blocks": 0}, "kv_blocks"), ({"kv_blocks": 2.5}, "kv_blocks"),
+                                       ({"prompt_tokens": "uniform:100:200"}, "prompt_tokens")])
+def test_the_block_queue_names_the_bad_field(kw, field):
+    # rounds=nan was a ValueError traceback; 1.5 clients or rounds and 2.5 blocks were silently rounded or truncated;
+    # kv_blocks=0 was reported as "clients"
+    from roofline import block_queue
+    args = {"clients": 4, "rounds": 1, "prompt_tokens": 128, "output_tokens": 16, **kw}
+    with pytest.raises(SpecError, match=f"^{field}:") as e:
+        block_queue.run("llama-2-7b", "a100-sxm-80gb", deployment=TURBOMIND, **args)
+    _one_line(e)
+
+
+@pytest.mark.parametrize("kw, field", [({"pool_blocks": 0}, "pool_blocks"), ({"budget_tokens": 0}, "budget_tokens"),
+                                       ({"clients": math.nan}, "clients"), ({"max_requests": 1.5}, "max_requests")])
+def test_the_block_schedule_names_the_bad_field(kw, field):
+    from roofline import block_queue
+    args = {"clients": 2, "rounds": 1, "prompt_tokens": 10, "output_tokens": 3, "pool_blocks": 4, "block_tokens": 16,
+            "budget_tokens": 64, **kw}
+    with pytest.raises(SpecError, match=f"^{field}:"):
+        block_queue.schedule(**args)

@@ -46,6 +46,9 @@ def test_run_by_hand_one_slot():
     assert e2e == pytest.approx(np.arange(10) / 2 + 1.0)
     assert makespan == pytest.approx(10.0)
     assert 10 / makespan == pytest.approx(1.0)
+    # the same figures by name (a typed record, seconds)
+    times = overload_of(10, 2.0, 1.0, 1, 0.2, 0.08, 11)
+    assert times.makespan_s == makespan and times.wait_s.tolist() == wait.tolist()
 
 
 def test_no_wait_at_or_below_capacity():

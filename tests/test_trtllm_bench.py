@@ -81,10 +81,10 @@ def test_a_trtllm_bench_row_runs_at_the_harness_batch_times_its_ranks():
     model, hw = rl.load_model("deepseek-v3"), rl.load_hardware("b200")
     dep = corpus.deployment_of(r, model)
     assert (dep.tp, dep.ep) == (1, 4)
-    assert corpus.harness_max_batch_size(model, hw, r, dep) == 4 * 96
+    assert corpus.harness_limits(model, hw, r, dep)[0] == 4 * 96
     # the same row without trtllm-bench (another harness) keeps the engine's limit
     other = corpus.Row(**{**r.__dict__, "extra": {**r.extra, "note": "a serving benchmark"}})
-    assert corpus.harness_max_batch_size(model, hw, other, dep) is None
+    assert corpus.harness_limits(model, hw, other, dep)[0] is None
 
 
 def test_the_v1_perf_overview_qwen3_235b_rows_run_attention_dp_over_eight_ranks():
@@ -103,7 +103,7 @@ def test_the_v1_perf_overview_qwen3_235b_rows_run_attention_dp_over_eight_ranks(
     rd = dep.resolved(model)
     assert T.checkpoint_elements(model, rd) == pytest.approx(132.53e9, rel=1e-3)
     assert T.max_batch_size(model, hw, rd, 8, 1, 1000, 1000, 0.9) == 1792
-    assert corpus.harness_max_batch_size(model, hw, r, dep) == 8 * 1792
+    assert corpus.harness_limits(model, hw, r, dep)[0] == 8 * 1792
 
 
 # ------------------------------------------------ TensorRT engines: `trtllm-bench build --dataset` of 0.15 - 0.16
