@@ -126,14 +126,17 @@ def kv_requests(kv_fraction: float, hw: rl.HardwareProfile, tp: int, pp: int, en
     return kv_fraction * (tp * pp * hw.memory_bytes / GIB - engine_size) / (kv_per_token_gib * (prompt_tokens + output_tokens))
 
 
+def tiered_ceil(raw: float, tiers: tuple[tuple[float, int], ...], least: int) -> int:
+    """finetune_setting's rounding: `raw` rounded up to a multiple of its tier's step, at least `least`. `tiers` are
+    (below, step) pairs in increasing order, the last one's bound infinite: e.g. ((256, 32), (1024, 128), (inf, 256))
+    rounds 200 up to 224, 300 to 384 and 1100 to 1280."""
+    step = next(st for below, st in tiers if raw < below)
+    return max(least, step * math.ceil(raw / step))
+
+
 def finetune_batch(requests: float, pp: int) -> int:
     """finetune_setting's max_batch_size from the requests the KV estimate holds (optimistic tuning on)."""
-    raw = min(requests, MAX_REQUESTS) / pp
-    if raw < 256:
-        return max(MIN_BATCH, 32 * math.ceil(raw / 32))
-    if raw < 1024:
-        return 128 * math.ceil(raw / 128)
-    return 256 * math.ceil(raw / 256)
+    return tiered_ceil(min(requests, MAX_REQUESTS) / pp, ((256, 32), (1024, 128), (math.inf, 256)), MIN_BATCH)
 
 
 def max_batch_size(model: rl.ModelSpec, hw: rl.HardwareProfile, rd: ResolvedDeployment, tp: int, pp: int,
@@ -156,11 +159,7 @@ def finetune_tokens(requests: float, pp: int, prompt_tokens: float, output_token
     """finetune_setting's max_num_tokens: the tokens of the batch's prompts in the ratio of a request's prompt to its
     output (raw_bs · (1 + S/O), capped at 32768), rounded up in steps of 256, 512 or 1024 and at least 2048."""
     raw = min(min(requests, MAX_REQUESTS) / pp * (1 + prompt_tokens / output_tokens), MAX_TOKENS)
-    if raw < 4096:
-        return max(MIN_TOKENS, 256 * math.ceil(raw / 256))
-    if raw < 8192:
-        return 512 * math.ceil(raw / 512)
-    return 1024 * math.ceil(raw / 1024)
+    return tiered_ceil(raw, ((4096, 256), (8192, 512), (math.inf, 1024)), MIN_TOKENS)
 
 
 def build_engine_limits(model: rl.ModelSpec, hw: rl.HardwareProfile, rd: ResolvedDeployment, tp: int, pp: int,

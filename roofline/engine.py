@@ -63,25 +63,25 @@ def _minimum(a, b):
     return a if a < b or a != a else b
 
 
-def _floor(x):
-    """np.floor; on a finite float, math.floor's integer back as a float (exact; a zero with the sign of x, as numpy's:
-    floor(-0.0) is -0.0); inf and NaN as they are."""
+def _rounded(x, to_int, np_round):
+    """np_round (np.floor or np.ceil); on a finite float, to_int's (math.floor's or math.ceil's) integer back as a float
+    (exact; a zero with the sign of x, as numpy's: floor(-0.0) and ceil(-0.5) are -0.0); inf and NaN as they are."""
     if isinstance(x, float):
         if not -math.inf < x < math.inf:
             return x
-        r = float(math.floor(x))
+        r = float(to_int(x))
         return r if r else math.copysign(0.0, x)
-    return np.floor(x)
+    return np_round(x)
+
+
+def _floor(x):
+    """np.floor, bit for bit (`_rounded`)."""
+    return _rounded(x, math.floor, np.floor)
 
 
 def _ceil(x):
-    """np.ceil, as `_floor` (ceil(-0.5) is -0.0)."""
-    if isinstance(x, float):
-        if not -math.inf < x < math.inf:
-            return x
-        r = float(math.ceil(x))
-        return r if r else math.copysign(0.0, x)
-    return np.ceil(x)
+    """np.ceil, bit for bit (`_rounded`)."""
+    return _rounded(x, math.ceil, np.ceil)
 
 
 def _where(cond, a, b):

@@ -4,6 +4,8 @@ Every figure by hand from trtllm-bench's tuning code (NVIDIA/TensorRT-LLM tensor
 requests = f · (tp · pp · M_GiB - params · bytes / 2^30) / (2 · L · max(tp, n_kv) · d_head · kv_bytes / 2^30 · (S + O)).
 """
 
+import math
+
 import pytest
 
 import roofline as rl
@@ -179,3 +181,13 @@ def test_an_azure_row_is_its_1000_requests_in_waves_on_the_built_engine():
     c384 = rl.wave(model, hw, 384, 128, 2048, dep, chunk_tokens=2048).cycle_s
     c232 = rl.wave(model, hw, 232, 128, 2048, dep, chunk_tokens=2048).cycle_s
     assert t == pytest.approx(2 * c384 + c232, rel=1e-9)
+
+
+def test_tiered_ceil_rounds_up_to_its_tiers_step():
+    # finetune_setting's batch tiers: below 256 in steps of 32 (at least 64), below 1024 in steps of 128, then 256:
+    # 10 -> 64 (the floor), 200 -> 7 x 32 = 224, 256 -> 2 x 128 = 256, 300 -> 3 x 128 = 384, 1100 -> 5 x 256 = 1280
+    tiers = ((256, 32), (1024, 128), (math.inf, 256))
+    assert [T.tiered_ceil(r, tiers, 64) for r in (10, 200, 256, 300, 1100)] == [64, 224, 256, 384, 1280]
+    # the token tiers: 3000 -> 12 x 256 = 3072; 5000 -> 10 x 512 = 5120; 9000 -> 9 x 1024 = 9216; 100 -> 2048
+    tok = ((4096, 256), (8192, 512), (math.inf, 1024))
+    assert [T.tiered_ceil(r, tok, 2048) for r in (3000, 5000, 9000, 100)] == [3072, 5120, 9216, 2048]
