@@ -885,6 +885,7 @@ def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_t
     `max_batch_size`: a cap on running sequences below the engine's own (vLLM max_num_seqs). An arrival rate above
     the capacity is returned with stable=False and the reason; its latencies are then inf.
     """
+    check_positive_int(max_batch_size, "max_batch_size")
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
     traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
@@ -939,6 +940,7 @@ def frontier(model, hardware, prompt_tokens, output_tokens, deployment: Deployme
     the steady state at the rate λ(B) that keeps B busy (module docstring), as output tokens/s per user
     (1 / TPOT) and output tokens/s per GPU (λ E[O] / GPUs). `hardware` takes one id or a list.
     `pareto` marks the points no other point of the same device beats on both axes."""
+    check_positive_int(max_batch_size, "max_batch_size")
     import pandas as pd
 
     hws = [hardware] if isinstance(hardware, (str, HardwareProfile)) else list(hardware)
@@ -971,6 +973,7 @@ def capacity_requests_per_s(model, hardware, prompt_tokens, output_tokens, deplo
     """The largest stable request rate of one replica (module docstring: the top of λ(B) before memory, the
     batch cap or the prefill server stops it); 0 when it does not fit. Offline max-throughput runs
     (`trtllm-bench throughput`, `vllm bench throughput`) measure this rate: λ_max·E[O] output tokens/s."""
+    check_positive_int(max_batch_size, "max_batch_size")
     model, hw = load_pair(model, hardware)
     traffic = check_traffic(model, None, prompt_tokens, output_tokens, chunk_tokens)
     return float(curves_for(model, hw, deployment or Deployment(), traffic, chunk_tokens, max_batch_size).capacity[0])
@@ -1000,6 +1003,7 @@ def closed_loop(model, hardware, concurrency: float, prompt_tokens, output_token
     `Traffic.synchronized`); a wave larger than the batch memory holds (or the cap) falls back to the
     loop above, with a note.
     """
+    check_positive_int(max_batch_size, "max_batch_size")
     if concurrency is None:
         raise SpecError("concurrency", "must be a positive number of clients, got None")
     check_concurrency(concurrency)

@@ -472,3 +472,16 @@ def test_the_block_schedule_names_the_bad_field(kw, field):
             "budget_tokens": 64, **kw}
     with pytest.raises(SpecError, match=f"^{field}:"):
         block_queue.schedule(**args)
+
+
+@pytest.mark.parametrize("call", [
+    lambda mb: rl.steady_state("llama-3.1-8b", "h100-sxm", 1.0, 512, 128, max_batch_size=mb),
+    lambda mb: rl.closed_loop("llama-3.1-8b", "h100-sxm", 4, 512, 128, max_batch_size=mb),
+    lambda mb: rl.frontier("llama-3.1-8b", "h100-sxm", 512, 128, max_batch_size=mb),
+    lambda mb: rl.capacity_requests_per_s("llama-3.1-8b", "h100-sxm", 512, 128, max_batch_size=mb),
+])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_serving_entry_points_name_a_bad_max_batch_size(call, bad):
+    # a cap of 0 used to read "deployment: does not fit" (no sequence fits a cap of 0) and 2.5 was taken as given
+    with pytest.raises(SpecError, match="max_batch_size"):
+        call(bad)
