@@ -88,7 +88,7 @@ def _prefill_pool(m, hw, dep: Deployment, decode: Deployment, traffic, lam: floa
         return cp, kv, 0.0, 0
     # prefill pool: no decode steps on it, so no residual step and no decode interference
     pre_ok = lambda st: np.where(st.utilization < 1, slack(1 - q, cp.ttft_tail(  # noqa: E731
-        replace(st, residual_s=0 * st.residual_s), ttft_slo_s, kv)), -1.0)
+        replace(st, residual_s=np.zeros_like(st.residual_s)), ttft_slo_s, kv)), -1.0)
     cap_p = cp.servers / (cp.x_pre[0] * cp.s_p).sum()
     lp = max_rate(cp, pre_ok, np.array([cap_p]), on_grid=False)[0]  # the prefill pool's rates are not on the colocated grid
     return cp, kv, lp, (math.ceil(lam / lp - 1e-9) if lp > 0 else 0)

@@ -713,7 +713,7 @@ class Curves:
     def ttft_tail(self, st, t, extra_s=0.0):
         """P(TTFT > t) at a state from `state`; `extra_s` (seconds, per prompt length) adds to the state's own."""
         extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
-        return ttft_tail_probability(np.asarray(t, float) + 0 * st.tpot_s, st.residual_s, st.service_s, extra,
+        return ttft_tail_probability(np.broadcast_to(np.asarray(t, float), np.broadcast_shapes(np.shape(t), st.tpot_s.shape)), st.residual_s, st.service_s, extra,
                                      self.s_p, st.utilization, st.wait_mean_s)
 
     def ttft_percentile(self, st, q, extra_s=0.0):
