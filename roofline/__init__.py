@@ -38,8 +38,8 @@ _EXPORTS = {
     **dict.fromkeys(["plan", "plan_fleet", "SLO", "SearchSpace"], "plan"),
     **dict.fromkeys(["Traffic", "LengthDist", "capacity_requests_per_s", "closed_loop"], "serving"),
     "disaggregate": "disaggregation",
-    **dict.fromkeys(["frontier", "steady_state", "wave", "Wave", "offline_run_s", "finite_overload", "FiniteOverload",
-                     "overload_run", "OverloadRun"], "serving"),
+    **dict.fromkeys(["frontier", "steady_state", "wave", "Wave", "offline_run_s", "offline_run", "OfflineRun",
+                     "finite_overload", "FiniteOverload", "overload_run", "OverloadRun"], "serving"),
     "techniques": None,  # the module itself
     "block_queue": None,  # the module itself (block_queue.run, block_queue.schedule)
     **dict.fromkeys(["Variant", "compare"], "compare"),

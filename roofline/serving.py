@@ -1741,12 +1741,42 @@ def _wave_schedule_on(cv: Curves, n: int, s: float, o: float, chunk_tokens: int 
     return wave_schedule(n, int(s), int(o), budget, chunked, multi, mixed), float(eng.request_s(s)) if eng is not None else 0.0
 
 
+@dataclass(frozen=True)
+class OfflineRun:
+    """An offline run of n fixed-length requests in synchronized waves (`offline_run`): the requests of each wave
+    in order (⌊n / w⌋ waves of w, then one of n mod w) and the cycle of each, seconds; wall_s = Σ cycles (inf,
+    with no waves, when batch 1 does not fit)."""
+
+    requests: int  # n
+    output_tokens: float  # O, every request's
+    wave_requests: tuple[int, ...]  # the requests of each wave, in order
+    wave_cycle_s: tuple[float, ...]  # each wave's cycle: request latency + every step of the wave
+    wall_s: float  # first submission to last token: Σ wave_cycle_s
+
+    @property
+    def requests_per_s(self) -> float:
+        """n / T (trtllm-bench's request throughput)."""
+        return self.requests / self.wall_s
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        """n · O / T (trtllm-bench's output throughput)."""
+        return self.requests * self.output_tokens / self.wall_s
+
+
 def offline_run_s(model, hardware, requests: int, prompt_tokens: int, output_tokens: int,
                   deployment: Deployment | None = None, chunk_tokens: int | None = None,
                   max_batch_size: int | None = None) -> float:
-    """The wall time of an offline run of `requests` requests with fixed lengths, all submitted at once to one tp
-    replica (`trtllm-bench throughput`, `vllm bench throughput` on a synthetic fixed-length dataset); inf when
-    batch 1 does not fit.
+    """The wall time of `offline_run` (seconds; inf when batch 1 does not fit)."""
+    return offline_run(model, hardware, requests, prompt_tokens, output_tokens, deployment, chunk_tokens, max_batch_size).wall_s
+
+
+def offline_run(model, hardware, requests: int, prompt_tokens: int, output_tokens: int,
+                deployment: Deployment | None = None, chunk_tokens: int | None = None,
+                max_batch_size: int | None = None) -> OfflineRun:
+    """The waves and wall time of an offline run of `requests` requests with fixed lengths, all submitted at once to one tp
+    replica (`trtllm-bench throughput`, `vllm bench throughput` on a synthetic fixed-length dataset); no waves and
+    an infinite wall time when batch 1 does not fit.
 
     The replica admits w requests, the most its memory holds at S + O tokens, its engine's max_num_seqs and
     `max_batch_size` allow (`wave_batch_limit`). Requests of one length admitted together finish together, and
@@ -1774,7 +1804,7 @@ def offline_run_s(model, hardware, requests: int, prompt_tokens: int, output_tok
     cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
     w = min(n, wave_batch_limit(cv))
     if w < 1:
-        return math.inf
+        return OfflineRun(requests=n, output_tokens=o, wave_requests=(), wave_cycle_s=(), wall_s=math.inf)
     full, rest = divmod(n, w)
     waves = [_wave_schedule_on(cv, k, s, o, chunk_tokens) for k in ((w, rest) if rest else (w,))]
     # the steps of both waves timed in one pass over the operator table (a step's time depends on its own tokens only)
@@ -1782,7 +1812,9 @@ def offline_run_s(model, hardware, requests: int, prompt_tokens: int, output_tok
                            for f in ("prefill_tokens", "prefill_prompts", "decode_rows", "start_step", "first_step", "last_step")))
     t = wave_step_times(model, cv.rd, cv.hws[0], steps, s, wave_context_tokens(s, o))
     cycles = [r + float(tk.sum()) for (_, r), tk in zip(waves, np.split(t, [len(waves[0][0].prefill_tokens)]))]
-    return full * cycles[0] + (cycles[1] if rest else 0.0)
+    return OfflineRun(requests=n, output_tokens=o, wave_requests=(w,) * full + ((rest,) if rest else ()),
+                      wave_cycle_s=(cycles[0],) * full + ((cycles[1],) if rest else ()),
+                      wall_s=full * cycles[0] + (cycles[1] if rest else 0.0))
 
 
 def wave_of(schedule: WaveSchedule, step_s, request_s: float, output_tokens: int) -> Wave:
