@@ -183,7 +183,7 @@ def _finite_run(model, hw, n, sp, doc, prompt, output, dep, knobs) -> dict:
         return doc  # does not fit: the steady state's reason says why
     mode = {"mode": "finite overload", "hardware": sp.hardware, "requests": n, "requests_per_s": lam,
             "capacity_requests_per_s": sp.capacity_requests_per_s, "stable": False,
-            "reason": "above capacity: an endless stream grows, this finite run drains (run rows)"}
+            "reason": "above capacity; the finite run drains (run rows)"}
     if dep.pp == 1 and dep.ep == 1:
         run = overload_run(model, hw, n, lam, prompt, output, dep, **knobs)
         ttft, e2e = run.ttft_s, run.e2e_s
@@ -231,6 +231,9 @@ def table(pts: list[tuple[str, str, dict]]) -> str:
             ("run: output tokens/s", lambda d: fmt.count(d.get("run_output_tokens_per_s", d["output_tokens_per_s"]))
              if "run_s" in d or "makespan_s" in d else "-"),
         ]
+        rows_of = [(name, f) for name, f in rows_of  # a run row none of the columns has is left out
+                   if name not in ("run: waves", "run: ITL mean / p50") or any(
+                       d.get("wave_requests" if name == "run: waves" else "itl_mean_s") for _, _, d in pts)]
 
     def cell(d, f):
         try:
