@@ -64,7 +64,7 @@ def add_arguments(p) -> None:
     load.add_argument("--requests-per-s", help="Poisson arrivals, requests per second to this replica")
     load.add_argument("--concurrency", help="clients in a closed loop (several comma-separated: one column each)")
     load.add_argument("--offline", action="store_true", help="offline max throughput: the largest stable rate")
-    p.add_argument("--requests", help="requests in the run (a benchmark's --num-prompts): with --requests-per-s, the run's wall time "
+    p.add_argument("--requests", metavar="N", help="requests in the run (a benchmark's --num-prompts): with --requests-per-s, the run's wall time "
                                       "and throughput, and above capacity its queue building and draining instead of 'unstable'; "
                                       "with --offline and fixed lengths, the run in synchronized waves")
     p.add_argument("--synchronized", action="store_true", help="with --concurrency and fixed lengths: the clients start together, "
