@@ -56,8 +56,14 @@ class HFRunner:
     """Prefill and decode steps of an HF model over a static KV cache."""
 
     def __init__(self, model):
+        import inspect
+
         self.model = model
         self.cache = None
+        # transformers renamed forward's `past_key_values` to `cache` (5.2x: the old name warns, and goes in 5.40); the
+        # GPU image's 5.17 knows only the old one, so the runner passes the cache under the name this version takes
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def allocate_cache(self, batch: int, max_tokens: int):
         from transformers import StaticCache
@@ -69,5 +75,6 @@ class HFRunner:
         import torch
 
         pos = torch.arange(start, start + tokens.shape[1], device=tokens.device)
-        out = self.model(input_ids=tokens, past_key_values=self.cache, cache_position=pos, use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=tokens, cache_position=pos, use_cache=True, logits_to_keep=1,
+                         **{self.cache_arg: self.cache})
         return out.logits[:, -1]
