@@ -54,12 +54,12 @@ from roofline.dtypes import get_dtype
 from roofline.errors import SpecError
 from roofline import block_queue
 from roofline.serving import (
+    OverloadRun,
     capacity_requests_per_s,
     closed_loop,
-    finite_overload,
     finite_run_duration_s,
     offline_run_s,
-    overload_run,
+    run_above_capacity,
     steady_state,
 )
 
@@ -489,21 +489,16 @@ def _figures_overload(model, hw, row: Row, dep) -> dict[str, float]:
     share = math.ceil(row.num_requests / row.replicas)
     lam = row.request_rate_per_s / row.replicas
     try:
-        if dep.pp == 1 and dep.ep == 1:
-            run = overload_run(model, hw, share, lam, s, o, dep)
-            ttft, e2e = run.ttft_s, run.e2e_s
-            rate = share / run.makespan_s
-            return {"ttft_s": float(np.mean(ttft)), **{f"ttft_p{q}_s": float(np.quantile(ttft, q / 100)) for q in (50, 90, 99)},
-                    "tpot_s": run.itl_mean_s, "itl_p50_s": run.itl_p50_s, "e2e_s": float(np.mean(e2e)),
-                    "e2e_p50_s": float(np.median(e2e)), "output_tokens_per_s": rate * o, "total_tokens_per_s": rate * (s + o),
-                    "requests_per_s": rate}
-        ov = finite_overload(model, hw, share, lam, s, o, dep)
+        run = run_above_capacity(model, hw, share, lam, s, o, dep)
     except SpecError as exc:  # a run the model cannot step or that never fills the batch: still a miss of the model
         raise Unsupported(f"predicted infeasible: {exc}", infeasible=True) from None
-    rate = ov.achieved_requests_per_s
-    return {"ttft_s": ov.ttft_mean_s, "ttft_p50_s": ov.ttft_p50_s, "ttft_p90_s": ov.ttft_p90_s, "ttft_p99_s": ov.ttft_p99_s,
-            "tpot_s": ov.tpot_s, "e2e_s": ov.e2e_mean_s, "output_tokens_per_s": rate * o, "total_tokens_per_s": rate * (s + o),
-            "requests_per_s": rate}
+    rate = run.achieved_requests_per_s
+    figures = {"ttft_s": run.ttft_mean_s, "ttft_p50_s": run.ttft_p50_s, "ttft_p90_s": run.ttft_p90_s,
+               "ttft_p99_s": run.ttft_p99_s, "tpot_s": run.itl_mean_s, "e2e_s": run.e2e_mean_s,
+               "output_tokens_per_s": rate * o, "total_tokens_per_s": rate * (s + o), "requests_per_s": rate}
+    if isinstance(run, OverloadRun):  # stepped: the medians of its gaps and latencies (the fluid model has means only)
+        figures.update(itl_p50_s=run.itl_p50_s, e2e_p50_s=run.e2e_p50_s)
+    return figures
 
 
 def predicted_value(row: Row, figures: dict[str, float]) -> float:

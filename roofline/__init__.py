@@ -39,7 +39,8 @@ _EXPORTS = {
     **dict.fromkeys(["Traffic", "LengthDist", "capacity_requests_per_s", "closed_loop"], "serving"),
     "disaggregate": "disaggregation",
     **dict.fromkeys(["frontier", "steady_state", "wave", "Wave", "offline_run_s", "offline_run", "OfflineRun",
-                     "finite_overload", "FiniteOverload", "overload_run", "OverloadRun"], "serving"),
+                     "finite_overload", "FiniteOverload", "overload_run", "OverloadRun",
+                     "run_above_capacity"], "serving"),
     "techniques": None,  # the module itself
     "block_queue": None,  # the module itself (block_queue.run, block_queue.schedule)
     **dict.fromkeys(["Variant", "compare"], "compare"),

@@ -53,7 +53,18 @@ import numpy as np
 
 from .errors import SpecError
 from .parallelism import device_kv_pool_bytes, engine_limits_on, kv_bytes_per_gpu
-from .serving import Traffic, WaveSchedule, check_requests, curves_for, fixed_lengths, load_pair, wave_context_tokens, wave_step_times
+from .serving import (
+    Traffic,
+    WaveSchedule,
+    check_positive_int,
+    check_requests,
+    curves_for,
+    fixed_lengths,
+    load_pair,
+    require_tp_replica,
+    wave_context_tokens,
+    wave_step_times,
+)
 from .workload import Deployment
 
 
@@ -103,9 +114,7 @@ def schedule(clients: int, rounds: int, prompt_tokens: int, output_tokens: int, 
     if -(-(s + o) // b) > pool:
         raise SpecError("pool_blocks", f"one request of {s} + {o} tokens needs {-(-(s + o) // b)} blocks of {b} tokens, "
                                        f"the pool has {pool}: it cannot run at all")
-    if max_requests is not None and (isinstance(max_requests, bool) or not isinstance(max_requests, (int, np.integer))
-                                     or max_requests < 1):
-        raise SpecError("max_requests", f"must be a positive integer number of requests, got {max_requests!r}")
+    check_positive_int(max_requests, "max_requests")
     cap = n if max_requests is None else int(max_requests)
     queued = [_Request(i, i, s, 1) for i in range(n)]  # the engine's request queue, arrival order
     live: list[_Request] = []
@@ -256,12 +265,9 @@ def run(model, hardware, clients: int, rounds: int, prompt_tokens: int, output_t
     a_m the step request m arrived for, k_m the step of its first token, r the engine's request latency."""
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
-    if dep.pp != 1 or dep.ep != 1:
-        raise SpecError("deployment", f"the block queue is modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, "
-                                      f"ep={dep.ep}")
+    require_tp_replica(dep, "the block queue is")
     n = check_requests(clients, "clients")
-    if kv_blocks is not None and (isinstance(kv_blocks, bool) or not isinstance(kv_blocks, (int, np.integer)) or kv_blocks < 1):
-        raise SpecError("kv_blocks", f"must be a positive integer number of KV blocks (or None for the engine's pool), got {kv_blocks!r}")
+    check_positive_int(kv_blocks, "kv_blocks")  # None: the engine's pool
     traffic = Traffic.of(None, prompt_tokens, output_tokens, concurrency=n)
     s, o = (int(x) for x in fixed_lengths(traffic, "the block queue", "it runs one prompt and one output length"))
     cv = curves_for(model, hw, dep, traffic, None)

@@ -808,6 +808,15 @@ def stable_side(capacity_requests_per_s):
     return capacity_requests_per_s * (1 - 1e-9)
 
 
+def require_tp_replica(dep: Deployment, what: str, instead: str | None = None, field: str = "deployment") -> None:
+    """The runs stepped one engine step at a time (waves, the stepped overload run, offline waves, the block queue) are
+    modelled for a tensor-parallel replica only: pp = ep = 1, else a one-line error saying `what` ("waves are", ...)
+    and what to use `instead`."""
+    if dep.pp != 1 or dep.ep != 1:
+        raise SpecError(field, f"{what} modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, ep={dep.ep}"
+                               + (f"; {instead}" if instead else ""))
+
+
 def check_requests(requests, field: str = "requests") -> int:
     """A finite run's n: a positive integer (not a bool, not a fraction of a request), as an int."""
     if isinstance(requests, bool) or not isinstance(requests, (int, np.integer)) or requests < 1:
@@ -893,6 +902,12 @@ def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_t
     return _point(cv, model, hw, dep, traffic, chunk_tokens, float(requests_per_s))
 
 
+def unfit_reason(cv: Curves) -> str:
+    """Why the replica of `cv` (its first device row) serves nothing: required against available bytes per GPU at batch 1."""
+    return (f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
+            f"{fmt.gigabytes(cv.memory_available[0, 0])}")
+
+
 def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens, lam: float,
            rate_predicted: bool = False, admission_wait_s: float = 0.0) -> ServingPoint:
     """The ServingPoint at rate `lam` (the traffic's lengths). `rate_predicted`: the rate came out of the model
@@ -904,8 +919,7 @@ def _point(cv: Curves, model: ModelSpec, hw: HardwareProfile, dep: Deployment, t
     cap = float(cv.capacity[0])
     stable = bool(st.stable[0])
     if not cv.fits[0]:
-        reason = (f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
-                  f"{fmt.gigabytes(cv.memory_available[0, 0])}")
+        reason = unfit_reason(cv)
     elif not stable:
         reason = f"unstable: arrival rate {lam:g} requests/s exceeds the capacity of {cap:.3g} requests/s"
     else:
@@ -1109,6 +1123,15 @@ class FiniteOverload:
         return float(np.mean(self.e2e_s))
 
     @property
+    def e2e_p50_s(self) -> float:
+        return float(np.median(self.e2e_s))
+
+    @property
+    def itl_mean_s(self) -> float:
+        """Every token's gap is the saturated step (the fill and the drain are not modelled): TPOT_sat."""
+        return self.tpot_s
+
+    @property
     def achieved_requests_per_s(self) -> float:
         """n / makespan: what the benchmark reports as its request throughput (below μ; → μ for n ≫ c)."""
         return self.requests / self.makespan_s
@@ -1190,8 +1213,7 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
     cap = float(cv.capacity[0])
     lam = float(requests_per_s)
     if not cv.fits[0] or cap <= 0:
-        raise SpecError("deployment", f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
-                                      f"{fmt.gigabytes(cv.memory_available[0, 0])}")
+        raise SpecError("deployment", unfit_reason(cv))
     if lam <= cap:
         raise SpecError("requests_per_s", f"{lam:g} requests/s is within the capacity of {cap:.3g} requests/s: use steady_state "
                                           "(and finite_run_duration_s for the run's wall time)")
@@ -1438,6 +1460,30 @@ class OverloadRun:
         return self.request_s + sc.last_token_s - sc.arrival_s
 
     @property
+    def ttft_mean_s(self) -> float:
+        return float(np.mean(self.ttft_s))
+
+    @property
+    def ttft_p50_s(self) -> float:
+        return float(np.quantile(self.ttft_s, TTFT_PERCENTILES[0]))
+
+    @property
+    def ttft_p90_s(self) -> float:
+        return float(np.quantile(self.ttft_s, TTFT_PERCENTILES[1]))
+
+    @property
+    def ttft_p99_s(self) -> float:
+        return float(np.quantile(self.ttft_s, TTFT_PERCENTILES[2]))
+
+    @property
+    def e2e_mean_s(self) -> float:
+        return float(np.mean(self.e2e_s))
+
+    @property
+    def e2e_p50_s(self) -> float:
+        return float(np.median(self.e2e_s))
+
+    @property
     def itl_mean_s(self) -> float:
         """The mean inter-token gap over every token of the run (benchmark_serving's mean ITL)."""
         sc = self.schedule
@@ -1454,6 +1500,11 @@ class OverloadRun:
     def makespan_s(self) -> float:
         """First arrival to last token (the request's latency outside the steps included)."""
         return float(np.max(self.schedule.last_token_s)) + self.request_s
+
+    @property
+    def achieved_requests_per_s(self) -> float:
+        """n / makespan: the run's request throughput."""
+        return len(self.schedule.arrival_s) / self.makespan_s
 
     @property
     def output_tokens_per_s(self) -> float:
@@ -1481,15 +1532,12 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
     check_positive_int(max_batch_size, "max_batch_size")
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
-    if dep.pp != 1 or dep.ep != 1:
-        raise SpecError("deployment", f"a stepped run is modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, ep={dep.ep}; "
-                                      "use finite_overload")
+    require_tp_replica(dep, "a stepped run is", "use finite_overload")
     traffic = check_traffic(model, requests_per_s, prompt_tokens, output_tokens, chunk_tokens)
     cv = curves_for(model, hw, dep, traffic, chunk_tokens, max_batch_size)
     cap = float(cv.capacity[0])
     if not cv.fits[0] or cap <= 0:
-        raise SpecError("deployment", f"does not fit: needs {fmt.gigabytes(cv.memory_required[0, 0])} per GPU at batch 1 of "
-                                      f"{fmt.gigabytes(cv.memory_available[0, 0])}")
+        raise SpecError("deployment", unfit_reason(cv))
     st = cv.state(np.array([stable_side(cap)]))
     s, o = traffic.prompt_tokens.mean_tokens, traffic.output_tokens.mean_tokens
     eng = cv.rd.engine
@@ -1515,6 +1563,19 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
                                   kv_pool_tokens=pool)
     return OverloadRun(schedule=sched, request_s=float((cv.request_s * cv.s_p).sum()), output_tokens_mean=o,
                        capacity_requests_per_s=cap, max_running=slots)
+
+
+def run_above_capacity(model, hardware, requests: int, requests_per_s: float, prompt_tokens, output_tokens,
+                       deployment: Deployment | None = None, chunk_tokens: int | None = None,
+                       max_batch_size: int | None = None) -> "OverloadRun | FiniteOverload":
+    """A finite run of n = `requests` offered above the replica's capacity, by the model that describes it: stepped
+    through the scheduler (`overload_run`) on a tp replica, the fluid D/D/c queue on the saturated steady state
+    (`finite_overload`) where pipeline or expert parallelism rules the stepped run out. Both records answer the same
+    figures: `ttft_mean_s`, `ttft_p50_s` / `_p90_s` / `_p99_s`, `itl_mean_s`, `e2e_mean_s`, `e2e_p50_s`, `makespan_s`,
+    `achieved_requests_per_s`, `output_tokens_per_s` (the stepped run also `itl_p50_s`)."""
+    dep = deployment or Deployment()
+    run = overload_run if dep.pp == 1 and dep.ep == 1 else finite_overload
+    return run(model, hardware, requests, requests_per_s, prompt_tokens, output_tokens, dep, chunk_tokens, max_batch_size)
 
 
 # ------------------------------------------------------------ synchronized waves (closed loop, fixed lengths)
@@ -1699,9 +1760,7 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
     """
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
-    if dep.pp != 1 or dep.ep != 1:
-        raise SpecError("synchronized", f"waves are modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, ep={dep.ep}; "
-                                        "leave synchronized unset for the Poisson closed loop")
+    require_tp_replica(dep, "waves are", "leave synchronized unset for the Poisson closed loop", field="synchronized")
     check_concurrency(concurrency)
     n = int(round(concurrency))
     traffic = Traffic.of(None, prompt_tokens, output_tokens, concurrency=n, synchronized=True)
@@ -1793,9 +1852,7 @@ def offline_run(model, hardware, requests: int, prompt_tokens: int, output_token
     """
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
-    if dep.pp != 1 or dep.ep != 1:
-        raise SpecError("deployment", f"offline waves are modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, "
-                                      f"ep={dep.ep}: use capacity_requests_per_s")
+    require_tp_replica(dep, "offline waves are", "use capacity_requests_per_s")
     n = check_requests(requests)
     check_positive_int(max_batch_size, "max_batch_size")
     traffic = Traffic.of(None, prompt_tokens, output_tokens)

@@ -252,3 +252,20 @@ def test_sglang_0_4_0_holds_more_sequences_than_whole_context_slots():
     # the cap the run is given is the engine's (4,096) or what prompts alone could fill, not the slot count
     assert run.max_running > slots.max_running
     assert np.median(run.ttft_s) < np.median(slots.ttft_s)
+
+
+def test_run_above_capacity_picks_the_model_and_both_answer_the_same_figures():
+    # a tp replica is stepped (`overload_run`); pipeline parallelism rules the stepped run out, so the fluid queue
+    run = rl.run_above_capacity(M8, L4, 300, 5.0, 280, 310, VLLM)
+    assert isinstance(run, rl.OverloadRun)
+    # its statistics over the 300 requests, as the corpus and the CLI read them
+    assert run.ttft_mean_s == np.mean(run.ttft_s)
+    assert (run.ttft_p50_s, run.ttft_p90_s, run.ttft_p99_s) == tuple(np.quantile(run.ttft_s, (0.5, 0.9, 0.99)))
+    assert (run.e2e_mean_s, run.e2e_p50_s) == (np.mean(run.e2e_s), np.median(run.e2e_s))
+    assert run.achieved_requests_per_s == 300 / run.makespan_s
+    fluid = rl.run_above_capacity("llama-3.1-70b", "h100-sxm", 3000, 40.0, 280, 310, rl.Deployment(tp=4, pp=2))
+    direct = finite_overload("llama-3.1-70b", "h100-sxm", 3000, 40.0, 280, 310, rl.Deployment(tp=4, pp=2))
+    assert isinstance(fluid, rl.FiniteOverload)
+    assert (fluid.ttft_mean_s, fluid.makespan_s) == (direct.ttft_mean_s, direct.makespan_s)
+    # every token's gap is the saturated step; the median e2e is the middle request's
+    assert fluid.itl_mean_s == fluid.tpot_s and fluid.e2e_p50_s == np.median(fluid.e2e_s)

@@ -28,20 +28,19 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 from pydantic import ValidationError
 
 from .. import fmt
 from ..errors import SpecError, validation_message
 from ..registry import load_model
 from ..serving import (
+    OverloadRun,
     as_length_dist,
     capacity_requests_per_s,
     closed_loop,
-    finite_overload,
     finite_run_duration_s,
     offline_run,
-    overload_run,
+    run_above_capacity,
     steady_state,
 )
 from ..workload import Deployment
@@ -184,21 +183,14 @@ def _finite_run(model, hw, n, sp, doc, prompt, output, dep, knobs) -> dict:
     mode = {"mode": "finite overload", "hardware": sp.hardware, "requests": n, "requests_per_s": lam,
             "capacity_requests_per_s": sp.capacity_requests_per_s, "stable": False,
             "reason": "above capacity; the finite run drains (run rows)"}
-    if dep.pp == 1 and dep.ep == 1:
-        run = overload_run(model, hw, n, lam, prompt, output, dep, **knobs)
-        ttft, e2e = run.ttft_s, run.e2e_s
-        figures = {"model_used": "serving.overload_run (stepped through the scheduler)",
-                   "ttft_mean_s": float(np.mean(ttft)), **{f"ttft_p{q}_s": float(np.quantile(ttft, q / 100)) for q in (50, 90, 99)},
-                   "itl_mean_s": run.itl_mean_s, "itl_p50_s": run.itl_p50_s, "e2e_mean_s": float(np.mean(e2e)),
-                   "e2e_p50_s": float(np.median(e2e)), "makespan_s": run.makespan_s, "run_requests_per_s": n / run.makespan_s,
-                   "run_output_tokens_per_s": run.output_tokens_per_s}
-    else:
-        ov = finite_overload(model, hw, n, lam, prompt, output, dep, **knobs)
-        figures = {"model_used": "serving.finite_overload (fluid D/D/c queue on the saturated steady state)",
-                   "ttft_mean_s": ov.ttft_mean_s, "ttft_p50_s": ov.ttft_p50_s, "ttft_p90_s": ov.ttft_p90_s, "ttft_p99_s": ov.ttft_p99_s,
-                   "itl_mean_s": ov.tpot_s, "e2e_mean_s": ov.e2e_mean_s, "e2e_p50_s": float(np.median(ov.e2e_s)),
-                   "makespan_s": ov.makespan_s, "run_requests_per_s": ov.achieved_requests_per_s,
-                   "run_output_tokens_per_s": ov.output_tokens_per_s}
+    run = run_above_capacity(model, hw, n, lam, prompt, output, dep, **knobs)
+    stepped = isinstance(run, OverloadRun)
+    figures = {"model_used": "serving.overload_run (stepped through the scheduler)" if stepped else
+               "serving.finite_overload (fluid D/D/c queue on the saturated steady state)",
+               "ttft_mean_s": run.ttft_mean_s, "ttft_p50_s": run.ttft_p50_s, "ttft_p90_s": run.ttft_p90_s,
+               "ttft_p99_s": run.ttft_p99_s, "itl_mean_s": run.itl_mean_s, **({"itl_p50_s": run.itl_p50_s} if stepped else {}),
+               "e2e_mean_s": run.e2e_mean_s, "e2e_p50_s": run.e2e_p50_s, "makespan_s": run.makespan_s,
+               "run_requests_per_s": run.achieved_requests_per_s, "run_output_tokens_per_s": run.output_tokens_per_s}
     tokens = figures["run_output_tokens_per_s"]
     return {**mode, **figures, "output_tokens_per_s": tokens, "output_tokens_per_s_per_gpu": tokens / dep.gpus_per_replica,
             "note": f"{n} requests at {lam:g}/s above the capacity of {sp.capacity_requests_per_s:.3g}/s: the queue builds and "
