@@ -38,6 +38,11 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
   the steady state and the offline capacity count them; a static batch (`predict`, which TensorRT-LLM ran in GptSession,
   sized for the batch, whose buffers were not audited) counts none.
 
+* **GQA decode kernel** (`grouped_decode_kernel`): the head layouts (head size, query heads per KV head) whose decode
+  kernel reads each KV head once for its group (TensorRT-LLM 0.7 - 0.9's XQA: head 128 / 256 at group 8); any other
+  GQA layer runs the generic kernel (masked MHA), one block per (sequence, query head), which streams its KV head once
+  per query head: HBM supplies it once and L2 serves the repeats (`ops.decode_kv_reads`). Unset: every layout's
+  decode reads each KV head once.
 * **All-reduce**: vLLM, SGLang and TensorRT-LLM run their own one-shot / two-shot all-reduce kernels inside an
   NVLink domain (`custom_allreduce`); without one (LMDeploy TurboMind 0.1 - 0.2, whose layers call NCCL; and on the
   bare roofline, which runs torch.distributed) the all-reduce is NCCL's (`nccl_allreduce`): the calibration's measured NCCL line where the file has one, else the

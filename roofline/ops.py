@@ -136,7 +136,8 @@ class Op:
     activation, the token permute and unpermute) it is the code of the layer's
     expert-weight format (`moe_format`), which picks the calibration's `moe`
     curve that times them as one layer (ignored without such a curve). `l2_read_bytes` are reads that hit in L2
-    beside the op's HBM bytes, timed at the device's measured L2 read rate (`HardwareProfile.l2_read_bytes_per_s`):
+    beside the op's HBM bytes, timed at the device's measured L2 read rate (`HardwareProfile.l2_read_bytes_per_s`) in
+    the compute term:
     the KV stream of a generic GQA decode kernel, whose blocks of one group re-read their KV head
     (`decode_kv_reads`); 0 elsewhere.
     """
@@ -667,7 +668,8 @@ def decode_kv_reads(model: ModelSpec, rd: ResolvedDeployment, new_tokens, tp=1):
     dispatched together and stream the same lines at the same time, and the KV they hold at once (a few sequences'
     worth per layer: Falcon-180B at tp 4, 2 KV heads x 1,152 tokens x 64 x 2 x 1 B = 295 KB a sequence) is far
     below the L2: HBM supplies each line once (`kv_read_bytes` unchanged) and L2 serves all g reads (`Op.l2_read_bytes`
-    = g x the KV bytes), timed at the device's measured L2 read rate. Worked number: Falcon-180B at tp 4 (58 query
+    = g x the KV bytes), timed at the device's measured L2 read rate as SM-side work (`roofline` adds it to the
+    compute term). Worked number: Falcon-180B at tp 4 (58 query
     heads, 2 KV heads of 64 on a GPU) under TensorRT-LLM 0.9 (`trtllm-cpp-0.7`: XQA serves head 128 / 256 at group 8
     only): 58 / 2 = 29 reads."""
     kernel = None if rd.engine is None else rd.engine.grouped_decode_kernel

@@ -2,13 +2,16 @@
 
 For an operator with F FLOPs, B HBM bytes and C interconnect bytes:
 
-    t_compute = F · pad / (peak_flops · flops_fraction · s) + V / vector_flops
-    t_memory  = max(B / (peak_bandwidth · bandwidth_fraction), L / l2_read)  (L: L2-hit reads, `Op.l2_read_bytes`)
+    t_compute = F · pad / (peak_flops · flops_fraction · s) + V / vector_flops + L / l2_read
+    t_memory  = B / (peak_bandwidth · bandwidth_fraction)
     t_comm    = allreduce(C, messages, p = tp)                               (the fastest all-reduce algorithm)
               + W / link + wire_messages · link_latency                     (point-to-point: all-to-all, pipeline)
               + H / host_link                                               (offloaded bytes over PCIe/C2C)
     t         = max(t_compute, t_memory, t_comm) + (launches − messages) · kernel_overhead
 
+L is the bytes an op's blocks read from L2 beside its HBM traffic (a generic GQA decode kernel's query-head blocks
+re-streaming their KV head: `ops.decode_kv_reads`), at the device's measured L2-hit read rate; it is SM-side work, so it
+joins the compute term, which keeps every term affine in the context (`engine.DecodeSteps`).
 s is (2:4 sparse speed-up) / 2 on GEMMs run on sparse tensor cores, whose F already
 counts only the executed half of the multiply-adds (1 elsewhere); V is the vector-unit work of dequantizing weight-only formats
 inside the GEMM (see `ops.dequant_vector_flops`); link is the bandwidth of the
@@ -444,9 +447,9 @@ def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
         return time_ops(t, per_op_ceilings(t, c, tp), tp)
     f = t.f
     compute = f["flops"] * _gemm_slowdown(t, c) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
+    if np.any(f["l2_read_bytes"]):  # a generic GQA decode kernel's blocks streaming their KV head from L2: SM-side work
+        compute = compute + f["l2_read_bytes"] / c.l2_read_bytes_per_s
     memory = t.hbm_bytes / c.bytes_per_s
-    if np.any(f["l2_read_bytes"]):  # a generic GQA decode kernel: its blocks' repeated KV reads, served by L2
-        memory = np.maximum(memory, f["l2_read_bytes"] / c.l2_read_bytes_per_s)
     overhead = overhead_launches(t) * c.kernel_overhead_s
     return Timing(compute, memory, _comm_s(t, c, tp), overhead)
 
