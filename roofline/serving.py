@@ -617,6 +617,7 @@ class Curves:
             if chunk_tokens is None and eng.chunked_prefill and eng.mixed_prefill_decode:  # else prefill steps run alone
                 chunk_tokens = lim[1]
         self.hws, self.tp, self.pp, self.ep = hws, tp, pp, ep
+        self.step_tokens = None if lim is None else np.asarray(lim[1], float)  # (H,) the engine's tokens per step
         self.chunk = None if chunk_tokens is None else np.broadcast_to(np.asarray(chunk_tokens, float), (n,)).copy()  # (H,)
         self.gpus = tp * pp * ep
         self.servers = ep  # data-parallel attention ranks, each prefilling its own prompts
@@ -1411,7 +1412,7 @@ class OverloadSchedule:
 
 def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, max_running: int, decode_step_s,
                       prefill_s: float | None = None, prompt_tokens: float | None = None, chunk_tokens: float | None = None,
-                      chunk_step_s=None, kv_pool_tokens: float | None = None) -> OverloadSchedule:
+                      chunk_step_s=None, kv_pool_tokens: float | None = None, prompt_step_s=None) -> OverloadSchedule:
     """Run n = `requests` requests arriving at t_i = i/λ through the serving model's own scheduler, step by step, with
     the steady state's step times (`Curves`: t0(B) = `decode_step_s(B)`, X = `prefill_s`, tC(B) = `chunk_step_s(B)`).
 
@@ -1422,7 +1423,12 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     sequences in t0(B). Chunked prefill (`chunk_tokens` C, `prompt_tokens` S): every step decodes the B held
     sequences and carries up to C prompt tokens of the waiting prompts in order, in t0(B) + (T/C)(tC(B) − t0(B))
     for T prompt tokens (the module's a = E[S](tC − t0)/C per prompt; B = 1's step times when nothing decodes); a prompt's first token comes at the end of the
-    step that takes its last prompt token. A request has O = `output_tokens` tokens: the first, then O − 1 decode
+    step that takes its last prompt token. Whole prompts in the decode step (`prefill_s` X and `prompt_step_s` δ(B)
+    given, with the step's token budget `chunk_tokens` C and `prompt_tokens` S: an engine with
+    `EngineProfile.mixed_prefill_decode` and no chunking): every step decodes the B held sequences and carries the
+    waiting prompts whole, in order, while their tokens fit C (the first always), in t0(B) + δ(B) + (k − 1) X for
+    k prompts (the weights read once a step: the module docstring's "Mixed steps"); their first tokens come at the
+    step's end. A request has O = `output_tokens` tokens: the first, then O − 1 decode
     steps. A request that arrives during a step waits for its end; an idle engine starts at the next arrival.
 
     Admission by future KV (`kv_pool_tokens` P given, with `prompt_tokens` S: an engine whose
@@ -1441,12 +1447,17 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
         raise SpecError("requests", f"a run needs positive requests, at least 2 output tokens, a slot and a rate, got n={requests!r}, "
                                     f"O={output_tokens!r}, slots={max_running!r}, λ={requests_per_s!r}")
     chunked = prefill_s is None
+    whole = prompt_step_s is not None  # whole prompts mixed into the decode step
     if chunked and (chunk_tokens is None or prompt_tokens is None or chunk_step_s is None):
         raise SpecError("chunk_tokens", "chunked prefill needs chunk_tokens, prompt_tokens and chunk_step_s (or give prefill_s)")
+    if whole and (chunked or chunk_tokens is None or prompt_tokens is None):
+        raise SpecError("prompt_step_s", "whole prompts in the decode step need prefill_s, chunk_tokens (the step's budget) "
+                                         "and prompt_tokens")
     if kv_pool_tokens is not None and (prompt_tokens is None or not kv_pool_tokens > 0):
         raise SpecError("kv_pool_tokens", f"admission by future KV needs a positive pool and prompt_tokens, got "
                                           f"{kv_pool_tokens!r} and {prompt_tokens!r}")
-    for field, value in (("chunk_tokens", chunk_tokens), ("prompt_tokens", prompt_tokens)) if chunked else (("prefill_s", prefill_s),):
+    checked = (("chunk_tokens", chunk_tokens), ("prompt_tokens", prompt_tokens)) if chunked or whole else ()
+    for field, value in checked + ((("prefill_s", prefill_s),) if not chunked else ()):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < math.inf:
             raise SpecError(field, f"must be a positive finite number, got {value!r}")
 
@@ -1464,7 +1475,7 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     gaps: dict[float, int] = {}
     nxt, done, steps, now, last_decode = 0, 0, 0, 0.0, 0.0
     prefilling: list[int] = []  # chunked: admitted prompts not yet through
-    left = np.full(n, float(prompt_tokens) if chunked else 0.0)
+    left = np.full(n, float(prompt_tokens) if chunked or whole else 0.0)
     refused_at = -1  # `done` when the future-KV check last refused: it stands until a request finishes
 
     def admits(pending: int) -> bool:  # the future-KV check for the next waiting request, `pending` prompts not through
@@ -1500,7 +1511,7 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
 
     while done < n:
         held = len(running) - head
-        if not chunked:
+        if not chunked and not whole:
             if nxt < n and arrival[nxt] <= now and held < cap and admits(0):  # a prefill pass preempts decode
                 now += float(prefill_s)
                 first[nxt], join[nxt] = now, steps
@@ -1521,6 +1532,13 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
             nxt += 1
         budget, tokens, through = float(chunk_tokens), 0.0, []
         for r in prefilling:
+            if whole:  # a prompt enters whole if it fits what is left of the budget (the first always)
+                if through and tokens + left[r] > budget:
+                    break
+                tokens += left[r]
+                left[r] = 0.0
+                through.append(r)
+                continue
             take = min(left[r], budget - tokens)
             left[r] -= take
             tokens += take
@@ -1536,7 +1554,10 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
             continue
         b = max(held, 1)
         t0 = timed(decode_step_s(b), "decode_step_s")
-        now += t0 + (tokens / float(chunk_tokens)) * (timed(chunk_step_s(b), "chunk_step_s") - t0) if tokens > 0 else t0
+        if whole:
+            now += t0 + (timed(prompt_step_s(b), "prompt_step_s") + (len(through) - 1) * float(prefill_s) if through else 0.0)
+        else:
+            now += t0 + (tokens / float(chunk_tokens)) * (timed(chunk_step_s(b), "chunk_step_s") - t0) if tokens > 0 else t0
         if held > 0:
             decode(now)
         for r in through:
@@ -1628,7 +1649,8 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
                  max_batch_size: int | None = None) -> OverloadRun:
     """A finite run of n = `requests` requests at λ = `requests_per_s` stepped through the serving model's scheduler
     (`overload_schedule`) with its step times at each batch (`Curves`: t0(B), the prefill pass X = E[X(S)] or the
-    chunked step tC(B), the engine's CPU time per step included; `Curves.max_batch_size_fits` slots), every request
+    chunked step tC(B), or for whole prompts in the decode step X and δ(B) at the mean prompt, the engine's CPU time
+    per step included; `Curves.max_batch_size_fits` slots), every request
     at the mean lengths E[S], E[O]. The step-level counterpart of `finite_overload`: nothing is taken from the
     capacity point, so it also holds for a run that never fills the batch (n ≤ c), for the fill and the drain, and
     for a run that is prefill-bound (prompts arriving faster than one prefill pass, 1/λ < X: they queue for the
@@ -1637,7 +1659,8 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
 
     Arrivals are at i/λ, the mean arrival times of a Poisson stream; its spread is not modelled. Not modelled
     either: the overlap scheduler's extra step before a new prompt (`EngineProfile.overlap_scheduler`), several
-    prompts in one prefill pass (as the steady state), pipeline and expert parallelism (refused).
+    prompts in one prefill pass where prefill runs alone (as the steady state), pipeline and expert parallelism
+    (refused).
     """
     check_requests(requests)
     check_positive_int(max_batch_size, "max_batch_size")
@@ -1663,7 +1686,12 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
     def t0_at(b):
         return np.interp(b, grid, t0)
 
-    if cv.chunk is None:
+    if cv.delta is not None:  # whole prompts in the decode step, the weights read once a step (δ at the mean prompt)
+        delta = (cv.delta[0] * cv.s_p).sum(axis=-1)
+        sched = overload_schedule(requests, requests_per_s, max(2, round(o)), slots, t0_at,
+                                  prefill_s=float((cv.x_pre[0] * cv.s_p).sum()), kv_pool_tokens=pool, prompt_tokens=s,
+                                  chunk_tokens=float(cv.step_tokens[0]), prompt_step_s=lambda b: np.interp(b, grid, delta))
+    elif cv.chunk is None:
         sched = overload_schedule(requests, requests_per_s, max(2, round(o)), slots, t0_at,
                                   prefill_s=float((cv.x_pre[0] * cv.s_p).sum()), kv_pool_tokens=pool,
                                   prompt_tokens=None if pool is None else s)

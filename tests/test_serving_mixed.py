@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import roofline as rl
-from roofline.serving import Traffic, curves_for, mg1_wait_mean_s, mixed_step_ttft_terms, steady_state
+from roofline.serving import Traffic, curves_for, mg1_wait_mean_s, mixed_step_ttft_terms, overload_run, overload_schedule, steady_state
 
 M8, M70, H100 = "llama-3.1-8b", "llama-3.1-70b", "h100-sxm"
 TRTLLM_CPP = rl.Deployment(engine="trtllm-cpp", tp=1)  # whole prompts in the decode step, several a step
@@ -108,3 +108,33 @@ def test_prefill_alone_keeps_the_mg1_formula():
     assert st.service_s[0, 0] == pytest.approx(x)
     assert st.residual_s[0] == pytest.approx(st.tpot_s[0] * (0.5 + cv.lookahead_steps))
     assert st.wait_probability[0] == pytest.approx(st.utilization[0])
+
+
+def test_overload_schedule_whole_prompts_in_the_decode_step_by_hand():
+    # t0 = 0.5 s, a prompt of S = 400 tokens adds δ = 0.6 s to a step and each further one X = 1 s (the weights read
+    # once a step), budget C = 1,000 tokens (two prompts a step), λ = 2/s, n = 3 arriving at 0, 0.5, 1 s, O = 2:
+    # step 1 (0 - 1.1 s): prompt 0 alone, t0 + δ = 1.1 s; step 2 (1.1 - 3.2 s): prompts 1 and 2 (800 tokens) beside
+    # prompt 0's decode, t0 + δ + X = 2.1 s; step 3 (3.2 - 3.7 s): decodes 1 and 2
+    sc = overload_schedule(3, 2.0, 2, 4, lambda b: 0.5, prefill_s=1.0, prompt_tokens=400, chunk_tokens=1000,
+                           prompt_step_s=lambda b: 0.6)
+    assert sc.first_token_s - sc.arrival_s == pytest.approx([1.1, 2.7, 2.2])
+    assert sc.last_token_s == pytest.approx([3.2, 3.7, 3.7])
+    assert dict(zip(sc.gap_s, sc.gap_tokens)) == pytest.approx({0.5: 2.0, 2.1: 1.0})
+    # four at 0, 0.01, 0.02, 0.03 s: prompt 0 alone (0 - 1.1 s), prompts 1 and 2 (1.1 - 3.2 s); a third would make
+    # 1,200 tokens, over the budget, so prompt 3 waits for step 3, beside the decodes of 1 and 2: 3.2 + 0.5 + 0.6 = 4.3 s
+    sc4 = overload_schedule(4, 100.0, 2, 4, lambda b: 0.5, prefill_s=1.0, prompt_tokens=400, chunk_tokens=1000,
+                            prompt_step_s=lambda b: 0.6)
+    assert sc4.first_token_s == pytest.approx([1.1, 3.2, 3.2, 4.3])
+    with pytest.raises(rl.SpecError, match="prompt_step_s"):
+        overload_schedule(3, 2.0, 2, 4, lambda b: 0.5, prefill_s=1.0, prompt_step_s=lambda b: 0.6)
+
+
+def test_overload_run_of_a_mixed_engine_steps_whole_prompts_together():
+    # TensorRT-LLM's C++ executor above capacity: prompts enter the decode steps whole, up to its 8,192-token budget
+    run = overload_run(M8, H100, 200, 200.0, 512, 16, TRTLLM_CPP)
+    first = run.schedule.first_token_s
+    # several prompts leave in one step: their first tokens come out together
+    assert len(np.unique(np.round(first, 12))) < len(first)
+    # a step never carries more prompts than the budget holds: 8,192 / 512 = 16
+    _, counts = np.unique(np.round(first, 12), return_counts=True)
+    assert counts.max() <= 16
