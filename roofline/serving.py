@@ -604,7 +604,7 @@ class Curves:
 
     def __init__(self, model: ModelSpec, rd: ResolvedDeployment, tp: int, hws: list[HardwareProfile],
                  traffic: "Traffic", chunk_tokens: int | None, grid: np.ndarray,
-                 max_batch_size: int | None = None, decode_only: bool = False):
+                 max_batch_size: int | None = None, decode_only: bool = False, prefill_only: bool = False):
         dep = rd.dep
         prompt, output = traffic.prompt_tokens, traffic.output_tokens
         check_serving_deployment(dep)
@@ -654,7 +654,7 @@ class Curves:
         attn_per_prompt_token = (pre_attn * s_p).sum(axis=-1) / self.es  # (H,)
         # a step loop that carries prompts beside the decode batch (module docstring, "Mixed steps"): chunked prefill,
         # or an engine that runs a whole prompt in the decode step (`EngineProfile.mixed_prefill_decode`)
-        self.mixed = not decode_only and pp == 1 and ep == 1 and (
+        self.mixed = not decode_only and not prefill_only and pp == 1 and ep == 1 and (
             self.chunk is not None or (eng is not None and eng.mixed_prefill_decode))
         self.delta = None
         if self.mixed and self.chunk is None:
@@ -987,13 +987,15 @@ def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareP
 
 
 def curves_for(model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens: int | None,
-               max_batch_size: int | None = None, decode_only: bool = False) -> Curves:
+               max_batch_size: int | None = None, decode_only: bool = False, prefill_only: bool = False) -> Curves:
     """The curves of one deployment on one device, checked (`parallelism.check`) at the traffic's memory workload;
-    the device timed with the kernel tables of the deployment engine's framework where shipped (`engines.engine_tables`)."""
+    the device timed with the kernel tables of the deployment engine's framework where shipped (`engines.engine_tables`).
+    `decode_only`: a disaggregated decode pool (no prefill); `prefill_only`: a prefill pool, whose prompts do not share
+    steps with a decode batch (no mixed steps: the M/G/1 prefill server)."""
     hw = engine_tables(hw, dep.engine)
     rd = check(model, hw, traffic.memory_workload(), dep)
     return Curves(model, rd, dep.tp, [hw], traffic, chunk_tokens, batch_grid_for(model, rd, [hw], traffic, max_batch_size),
-                  max_batch_size, decode_only)
+                  max_batch_size, decode_only, prefill_only)
 
 
 def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_tokens, deployment: Deployment | None = None,

@@ -138,3 +138,15 @@ def test_overload_run_of_a_mixed_engine_steps_whole_prompts_together():
     # a step never carries more prompts than the budget holds: 8,192 / 512 = 16
     _, counts = np.unique(np.round(first, 12), return_counts=True)
     assert counts.max() <= 16
+
+
+def test_a_disaggregated_prefill_pool_has_no_mixed_steps():
+    # vLLM chunks prefill into decode steps, but a prefill pool has no decode batch to share them with: its prompts
+    # queue for the M/G/1 prefill server (disaggregation._prefill_pool)
+    m, h, tr = rl.load_model(M8), rl.load_hardware(H100), Traffic.of(None, 512, 128)
+    dep = rl.Deployment(engine="vllm", tp=1)
+    assert curves_for(m, h, dep, tr, None).mixed
+    cp = curves_for(m, h, dep, tr, None, prefill_only=True)
+    assert not cp.mixed
+    st = cp.state(np.array([5.0]))
+    assert st.service_s[0, 0] == pytest.approx(512 / cp.chunk[0] * st.tc_s[0])  # S/C of a chunked step, as before
