@@ -43,8 +43,10 @@ or the prefill server (chunked: λ E[S] tC / C < 1) stops it: the replica's **ca
 on that curve. A request rate above it is unstable (a finite run offered above it: `finite_overload`, `overload_run`). `steady_state` walks the curve on a batch grid and
 interpolates the given λ; Little's law then gives B exactly.
 
-TPOT is the mean step t̄ (every request sees the same mix of steps); `itl_max_s` is the worst gap between
-two tokens: tC with chunking, t0 + X(S_p99) without (a long prompt stalls the whole batch).
+TPOT is the mean step t̄ (every request sees the same mix of steps; each step gives every running sequence one
+token, so the mean gap between its tokens is the mean step, not the length-biased one an arrival lands in);
+`itl_max_s` is the worst gap between two tokens: tC with chunking, t0 + X(S_p99) without (a long prompt stalls the
+whole batch), t0 + δ(B, S_max) for whole prompts in the decode step.
 
 TTFT where prefill passes run alone (whole-prompt prefill without mixing, SGLang's default scheduler, pp or ep > 1):
 TTFT = r + W + X(S), with r = t̄/2 the residual of the step in progress when a request arrives (r = 3t̄/2 under an
