@@ -150,3 +150,20 @@ def test_a_disaggregated_prefill_pool_has_no_mixed_steps():
     assert not cp.mixed
     st = cp.state(np.array([5.0]))
     assert st.service_s[0, 0] == pytest.approx(512 / cp.chunk[0] * st.tc_s[0])  # S/C of a chunked step, as before
+
+
+def test_the_mixed_step_is_the_wave_models_step():
+    # the same step timed by the synchronized-wave model (serving.wave_step_times: GEMMs over d + T tokens, decode
+    # attention at S + O/2, T tokens of prompt attention, h(d + q)) and by the steady state's t0(B) + δ(B, S): B = 16
+    # decodes beside one 512-token prompt; they differ only by the LM head's one extra row in the wave's step
+    from roofline.serving import WaveSchedule, wave_step_times
+
+    model, hw = rl.load_model(M8), rl.load_hardware(H100)
+    cv = curves_for(model, hw, TRTLLM_CPP, Traffic.of(None, 512, 128), None)
+    k = int(np.searchsorted(cv.grid, 16.0))
+    assert cv.grid[k] == 16.0
+    one = np.ones(1)
+    sched = WaveSchedule(prefill_tokens=512 * one, prefill_prompts=one, decode_rows=16 * one, start_step=one,
+                         first_step=one, last_step=one)
+    wave_step = wave_step_times(model, cv.rd, cv.hws[0], sched, 512, 512 + 128 / 2)[0]  # the engine's kernel tables
+    assert cv.t0[0, k] + cv.delta[0, k, 0] == pytest.approx(wave_step, rel=2e-3)
