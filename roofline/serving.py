@@ -733,8 +733,9 @@ class Curves:
 
     def _a(self, t0, tc, rows=slice(None), a_mixed=None):
         """Stage time a request's prefill adds, per request of the replica: E[X(S)]/ep whole-prompt, E[S](tC - t0)/(ep·C)
-        chunked, E[X] less the weight reads a step carrying prompts shares for whole prompts in the decode step (`a_mixed`,
-        module docstring "Mixed steps": (R,) at a state; the grid's own by default), 0 for a decode-only pool. t0, tc: (R, K) over the grid or (R,) at a state, for device rows `rows`."""
+        chunked, E[X] less the weights a step carrying prompts reads once for whole prompts in the decode step
+        (`a_mixed`, module docstring "Mixed steps": (R,) at a state; the grid's own by default), 0 for a decode-only
+        pool. t0, tc: (R, K) over the grid or (R,) at a state, for device rows `rows`."""
         if self.decode_only:
             return np.zeros_like(t0)
         if self.delta is not None:
