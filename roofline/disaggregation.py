@@ -82,7 +82,7 @@ def _decode_pool(m, hw, dep: Deployment, traffic, lam: float, tpot_slo_s: float)
 def _prefill_pool(m, hw, dep: Deployment, decode: Deployment, traffic, lam: float, ttft_slo_s: float, q: float, kv_link):
     """(curves, KV transfer per prompt length, largest rate per replica meeting the TTFT SLO, replicas) of one
     prefill-pool shape feeding `decode`; replicas 0 when it does not fit or misses the SLO with no queue."""
-    cp = curves_for(m, hw, dep, traffic, None)
+    cp = curves_for(m, hw, dep, traffic, None, prefill_only=True)
     kv = kv_transfer_s(m, hw, dep, decode, traffic.prompt_tokens.support()[0], kv_link)[None, :]
     if not cp.fits[0]:
         return cp, kv, 0.0, 0

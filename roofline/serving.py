@@ -24,6 +24,14 @@ Steady state (per replica). Let a be the prefill time added per request:
   default scheduler) is this case too: its prefill steps preempt decode and read the weights themselves;
 * chunked prefill with a budget of C tokens: a fraction f = λ E[S] t̄ / C of steps carry a chunk and
   cost tC, the others t0, so t̄ = t0 + f (tC - t0) = t0 / (1 - λa) with a = E[S] (tC - t0) / C.
+* whole prompts in the decode step (`EngineProfile.mixed_prefill_decode` true, no chunking: TensorRT-LLM's
+  in-flight batching): a step of B decode tokens that also carries a prompt of S tokens costs t0 + δ(B, S),
+  δ(B, S) = lin(B + S) - lin(B) + attn(S) + h(B + 1) - h(B) (lin: the GEMMs, norms and all-reduces of a pass over
+  that many tokens, read from the weights once; attn(S): the prompt's own attention). Against a pass of its own the
+  step saves X(S) - δ(B, S), the weights read once, but once per step however many prompts it carries: λ t̄ =
+  B / E[O-1] prompts arrive per step, so a fraction q(B) = 1 - exp(-B / E[O-1]) of steps carry any (a Poisson count
+  at the mean step), and a = E[X] - E[X - δ] q(B) E[O-1] / B. One prompt a step (B ≪ E[O-1]): a → E[δ]; many:
+  a → E[X].
 
 Little's law on the decode batch (each request holds a slot for its O - 1 decode steps; the first token
 comes out of prefill): B = λ · E[O-1] · t̄. Solving both for λ gives the request rate a batch B sustains:
@@ -35,9 +43,12 @@ or the prefill server (chunked: λ E[S] tC / C < 1) stops it: the replica's **ca
 on that curve. A request rate above it is unstable (a finite run offered above it: `finite_overload`, `overload_run`). `steady_state` walks the curve on a batch grid and
 interpolates the given λ; Little's law then gives B exactly.
 
-TPOT is the mean step t̄ (every request sees the same mix of steps); `itl_max_s` is the worst gap between
-two tokens: tC with chunking, t0 + X(S_p99) without (a long prompt stalls the whole batch).
+TPOT is the mean step t̄ (every request sees the same mix of steps; each step gives every running sequence one
+token, so the mean gap between its tokens is the mean step, not the length-biased one an arrival lands in);
+`itl_max_s` is the worst gap between two tokens: tC with chunking, t0 + X(S_p99) without (a long prompt stalls the
+whole batch), t0 + δ(B, S_max) for whole prompts in the decode step.
 
+TTFT where prefill passes run alone (whole-prompt prefill without mixing, SGLang's default scheduler, pp or ep > 1):
 TTFT = r + W + X(S), with r = t̄/2 the residual of the step in progress when a request arrives (r = 3t̄/2 under an
 overlap scheduler, `EngineProfile.overlap_scheduler`: the CPU has already scheduled the next step, which runs first), and W the
 wait of an M/G/1 queue (Pollaczek-Khinchine) whose server is the prefill: service X(S) (whole prompt), or
@@ -45,10 +56,34 @@ X(S) = S·tC/C with chunking (the prompt is served C tokens per chunked step):
 
     E[W] = λ E[X²] / (2 (1 - ρ)),  ρ = λ E[X]      (M/D/1 with a fixed prompt: ρ / (2μ(1-ρ)), μ = 1/X)
 
+Mixed steps (pp = ep = 1; chunked prefill, or whole prompts in the decode step): the server is the step loop,
+not a queue of single prompts. A prompt that arrives during step n - 1 joins step n (the scheduler picks the
+running decodes and the waiting prompts for each step, TensorRT-LLM batch_manager/microBatchScheduler.cpp; vLLM
+v1/core/sched/scheduler.py), and its first token leaves at the end of the step that takes its last prompt token,
+a step that also decodes the B running sequences. Steps are T_n = t0 + the pieces of the prompts that arrived during
+T_{n-1} (a Poisson count of mean λT_{n-1}; a piece δ: the whole prompt's, or one chunk's (tC - t0)/C a token), so
+
+    m = E[T] = t0 / (1 - ρ),  ρ = λa;   E[T²] = (λ m E[Σδ²] + t0² + 2 t0 ρ m) / (1 - ρ²)
+
+(whole prompts: pieces of mean a with the spread of X). An arrival lands in a step with probability ∝ its length, so
+it waits out the length-biased residual R = E[T²] / (2m) (+ m under an overlap scheduler), then its own step, which
+also carries the prompts that arrived during the same step: ρ_o E[T²] / m more on average, ρ_o = λ E[X] for whole
+prompts (the step's saving is its own), λa for chunks. Its own step costs t0 + δ(B, S) (whole prompt), or, with a
+budget of C, n(S) = ⌈S/C⌉ steps: n - 1 steps of the whole budget (tC each) and a last one of t0 + r(S) (tC - t0)/C for
+the rest r(S) = S - (n - 1) C. A prompt longer than C holds the budget for its n - 1 whole steps, which the prompts
+behind it wait for as in an M/G/1 queue of those steps (W_b: service (n(S) - 1) tC):
+
+    TTFT(S) = R + ρ_o E[T²] / m + W_b + own step(s) + extras
+
+Where B → 0 the own step is a prefill pass, t0(B) + δ(B, S) → X(S); a short prompt's step is never shorter than t0.
+The chunked step's time is linear in its prompt tokens, as in `overload_schedule`. `mixed_step_ttft_terms` holds
+these formulas; the token budget's own limit stays the chunked stability bound above (whole prompts: not modelled).
+
 Percentiles use the exponential-tail approximation of the M/G/1 wait (exact for M/M/1): W = 0 with
 probability 1 - ρ, else exponential with mean E[W]/ρ; so P(W > y) = ρ·exp(-yρ/E[W]). TTFT's tail is that
 convolved with the prompt distribution, P(TTFT > t) = Σ_s p_s P(W > t - r - X(s)), and its quantiles are
-found by bisection.
+found by bisection. In mixed steps the same shape is taken for the sharing and W_b together (mean their sum, R at its
+mean): no wait with probability (1 - ρ_b) exp(-λ E[T²]/m), no other prompt in the step and no whole-budget step ahead.
 
 Memory: weights + B · KV(S_p99 + O_p99) + the activation workspace of the largest pass + runtime reserve
 must fit per GPU, in the engine's share of it (`Deployment.engine`, `parallelism.engine_memory_bytes`): the
@@ -81,8 +116,8 @@ Pipeline and expert parallelism (a replica of tp x pp x ep GPUs; pp = ep = 1 giv
   tp or ep group wider than the domain, and every pipeline hand-off, run on the scale-out network
   profile (`Deployment.network`, default `network.DEFAULT_NETWORK`).
 
-Not modelled: batching of several prompts into one prefill pass (each prompt, or each wave of ep
-prompts, is its own pass: pessimistic at high load), preemption and swapping, KV re-reads of earlier
+Not modelled: batching of several prompts into one prefill pass where prefill runs alone (each prompt, or each
+wave of ep prompts, is its own pass: pessimistic at high load; mixed steps above take them together), preemption and swapping, KV re-reads of earlier
 chunks by a chunk's attention, stage imbalance (embedding on the first stage, LM head on the last),
 uneven expert routing within one GPU (across expert-parallel ranks the step waits for the busiest rank:
 `ops.busiest_rank_load`, `Deployment.expert_routing_alpha`), and bursts beyond Poisson arrivals (except the synchronized waves of a closed loop
@@ -409,6 +444,31 @@ def mg1_wait_mean_s(lam, ex_s, ex2_s):
         return np.where(rho < 1, lam * ex2_s / (2 * (1 - rho)), np.inf)
 
 
+def mixed_step_ttft_terms(lam, t0_s, a_s, piece_square_mean_s2, others_piece_s, block_mean_s, block_square_mean_s2,
+                          lookahead_steps=0.0):
+    """The queueing terms of TTFT in a step loop that carries prompts beside the decode batch (module docstring,
+    "Mixed steps"): (residual R, sharing, wait behind whole-budget steps, P(wait > 0)). Steps T = t0 + the pieces of
+    the prompts that arrived during the step before (a Poisson count λT, each piece δ; E[δ] per request a, so
+    ρ = λa): m = E[T] = t0 / (1 - ρ) and, from T_n = t0 + Σ δ over Poisson(λ T_{n-1}),
+    E[T²] = (λ m E[Σδ²] + t0² + 2 t0 ρ m) / (1 - ρ²). An arrival lands in a step with probability ∝ its length,
+    so it waits out R = E[T²] / (2m) (+ one mean step m per `lookahead_steps`), and its step also carries the others
+    that arrived during that step, ρ E[T²] / m on average. Prompts longer than the budget hold it for their
+    n(S) - 1 whole steps: prompts behind them wait as in an M/G/1 queue of those steps (`mg1_wait_mean_s`).
+    P(wait > 0) = 1 - (1 - ρ_b) exp(-λ E[T²]/m): some other prompt shares the step, or a whole-budget step is ahead."""
+    lam, t0_s, a_s = (np.asarray(v, float) for v in (lam, t0_s, a_s))
+    rho = lam * a_s
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        m = np.where(rho < 1, t0_s / (1 - rho), np.inf)
+        et2 = np.where(rho < 1, (lam * m * piece_square_mean_s2 + t0_s**2 + 2 * t0_s * rho * m) / (1 - rho**2), np.inf)
+        biased = et2 / m  # E[T²]/E[T]: the mean length of the step an arrival lands in
+        residual = biased / 2 + lookahead_steps * m
+        others = lam * np.asarray(others_piece_s, float) * biased
+        wait_block = mg1_wait_mean_s(lam, block_mean_s, block_square_mean_s2)
+        rho_b = lam * np.asarray(block_mean_s, float)
+        p_wait = np.clip(1 - (1 - rho_b) * np.exp(-lam * biased), 0.0, 1.0)
+    return residual, others, wait_block, p_wait
+
+
 def wait_tail_probability(y, rho, wait_mean_s):
     """P(W > y) ≈ ρ·exp(-y ρ / E[W]) for y ≥ 0 (1 for y < 0): an atom at 0 of mass 1 - ρ and an exponential tail
     with mean E[W]/ρ. Exact for M/M/1; the standard heavy-traffic shape for M/G/1."""
@@ -522,16 +582,17 @@ class ServingState:
     tc_s: np.ndarray  # stage step carrying a prefill chunk (NaN without chunking)
     tpot_s: np.ndarray  # pp · mean stage step
     itl_max_s: np.ndarray  # worst gap between two tokens
-    service_s: np.ndarray  # (R, Q) prefill service time X(S) per prompt length
+    service_s: np.ndarray  # (R, Q) prefill service time X(S) per prompt length (mixed steps: the prompt's own step or steps)
     service_mean_s: np.ndarray  # E[X]
     extra_s: np.ndarray  # (R, Q) time after the prefill server (later stages, hand-offs, KV transfer)
-    utilization: np.ndarray  # ρ of the prefill server
-    wait_mean_s: np.ndarray  # mean M/G/1 wait
-    residual_s: np.ndarray  # mean residual of the running step an arrival waits out
+    utilization: np.ndarray  # ρ of the prefill server (whole prompts in mixed steps: λa)
+    wait_mean_s: np.ndarray  # mean M/G/1 wait (mixed steps: the prompts sharing the step, and W_b)
+    residual_s: np.ndarray  # mean residual of the running step an arrival waits out (mixed steps: length-biased)
     ttft_mean_s: np.ndarray
     stable: np.ndarray  # below capacity and ρ < 1
     memory_required_bytes_per_gpu: np.ndarray  # per GPU
     rows: np.ndarray  # the device rows of `Curves` these figures are for
+    wait_probability: np.ndarray  # P(W > 0): ρ of the M/G/1 prefill server, or in a mixed step loop that of sharing or waiting
 
 
 class Curves:
@@ -545,7 +606,7 @@ class Curves:
 
     def __init__(self, model: ModelSpec, rd: ResolvedDeployment, tp: int, hws: list[HardwareProfile],
                  traffic: "Traffic", chunk_tokens: int | None, grid: np.ndarray,
-                 max_batch_size: int | None = None, decode_only: bool = False):
+                 max_batch_size: int | None = None, decode_only: bool = False, prefill_only: bool = False):
         dep = rd.dep
         prompt, output = traffic.prompt_tokens, traffic.output_tokens
         check_serving_deployment(dep)
@@ -558,6 +619,7 @@ class Curves:
             if chunk_tokens is None and eng.chunked_prefill and eng.mixed_prefill_decode:  # else prefill steps run alone
                 chunk_tokens = lim[1]
         self.hws, self.tp, self.pp, self.ep = hws, tp, pp, ep
+        self.step_tokens = None if lim is None else np.asarray(lim[1], float)  # (H,) the engine's tokens per step
         self.chunk = None if chunk_tokens is None else np.broadcast_to(np.asarray(chunk_tokens, float), (n,)).copy()  # (H,)
         self.gpus = tp * pp * ep
         self.servers = ep  # data-parallel attention ranks, each prefilling its own prompts
@@ -592,6 +654,27 @@ class Curves:
         self.request_s = np.zeros_like(s_val, dtype=float) if eng is None else eng.request_s(np.asarray(s_val, float))
         self.pre_extra = np.broadcast_to((pp - 1) * (self.x_pre + hop(s_val[None, :])) + self.request_s[None, :], self.x_pre.shape)
         attn_per_prompt_token = (pre_attn * s_p).sum(axis=-1) / self.es  # (H,)
+        # a step loop that carries prompts beside the decode batch (module docstring, "Mixed steps"): chunked prefill,
+        # or an engine that runs a whole prompt in the decode step (`EngineProfile.mixed_prefill_decode`)
+        self.mixed = not decode_only and not prefill_only and pp == 1 and ep == 1 and (
+            self.chunk is not None or (eng is not None and eng.mixed_prefill_decode))
+        self.delta = None
+        if self.mixed and self.chunk is None:
+            # δ(B, S): what a whole prompt of S tokens adds to a step of B decode tokens: the GEMMs, norms and all-reduces
+            # over B + S tokens less those over B (the weights read once), the prompt's attention, its CPU time
+            k_pts, q_pts = b_mb.shape[1], len(s_val)
+            bq = np.repeat(b_mb, q_pts, axis=1)  # (1, K·Q): every batch with every prompt length
+            sq = np.tile(s_val, k_pts)[None, :]
+            _, mixq_lin, _ = _timed(O.forward_ops(model, rd, bq, (bq + sq) / bq, 0, tp, mla_absorbed=True, ep=ep), ceil, tp, pp)
+            self.delta = (mixq_lin.reshape(n, k_pts, q_pts) - dec_lin[..., None] + pre_attn[:, None, :]
+                          + (step_h(b_mb + 1) - step_h(b_mb))[..., None])  # (H, K, Q)
+            # the weights read once are saved once per step that carries prompts, X(S) - δ(B, S), in the fraction
+            # q(B) = 1 - exp(-B / E[O-1]) of steps that carry any (λ·t̄ = B / E[O-1] prompts arrive per step): per request
+            # a(B) = E[X] - E[X - δ] q(B) E[O-1] / B
+            mean_x = (self.x_pre * s_p).sum(axis=-1)[:, None]
+            saved = ((self.x_pre[:, None, :] - self.delta) * s_p).sum(axis=-1)
+            per_step = self.eo1 / b_mb
+            self.a_mixed = mean_x - saved * (1 - np.exp(-1 / per_step)) * per_step  # (H, K)
         workspace = dec_act
         if self.chunk is not None and not decode_only:
             c = self.chunk[:, None]
@@ -648,11 +731,15 @@ class Curves:
             setattr(out, k, v)
         return out
 
-    def _a(self, t0, tc, rows=slice(None)):
+    def _a(self, t0, tc, rows=slice(None), a_mixed=None):
         """Stage time a request's prefill adds, per request of the replica: E[X(S)]/ep whole-prompt, E[S](tC - t0)/(ep·C)
-        chunked, 0 for a decode-only pool. t0, tc: (R, K) over the grid or (R,) at a state, for device rows `rows`."""
+        chunked, E[X] less the weights a step carrying prompts reads once for whole prompts in the decode step
+        (`a_mixed`, module docstring "Mixed steps": (R,) at a state; the grid's own by default), 0 for a decode-only
+        pool. t0, tc: (R, K) over the grid or (R,) at a state, for device rows `rows`."""
         if self.decode_only:
             return np.zeros_like(t0)
+        if self.delta is not None:
+            return self.a_mixed[rows] if a_mixed is None else a_mixed
         if self.chunk is None:
             mean_x = (self.x_pre[rows] * self.s_p).sum(axis=-1) / self.servers
             return np.broadcast_to(mean_x[:, None] if t0.ndim == 2 else mean_x, t0.shape)
@@ -681,7 +768,12 @@ class Curves:
         r = np.arange(len(rows))
         pick = lambda g: g[r, i0] + w * (g[r, i1] - g[r, i0])  # noqa: E731
         t0, tc = pick(t0g), pick(tcg)
-        a = self._a(t0, tc, rows)
+        delta = a_mixed = None
+        if self.delta is not None:  # δ(B, S) at the state's batch, per prompt length, and a(B)
+            dg = self.delta[rows]
+            delta = dg[r, i0] + w[:, None] * (dg[r, i1] - dg[r, i0])
+            a_mixed = pick(self.a_mixed[rows])
+        a = self._a(t0, tc, rows, a_mixed)
         with np.errstate(divide="ignore", invalid="ignore"):
             tbar = np.where(lam * a < 1, t0 / (1 - lam * a), np.inf)  # mean stage step
         tpot = self.pp * tbar
@@ -703,22 +795,45 @@ class Curves:
         lam_rank = lam / self.servers  # each attention rank queues its own share of the prompts
         rho = lam_rank * ex
         wait = mg1_wait_mean_s(lam_rank, ex, ex2)
+        wait_probability = rho
+        if self.mixed:  # the step loop (module docstring, "Mixed steps"); pp = ep = 1 here
+            if delta is not None:  # whole prompts: one piece δ(S) in one step
+                x = self.x_pre[rows]
+                # the step carrying the prompt has taken the step's saving: the others in it add X(S) each
+                own, others_piece, block = t0[:, None] + delta, (x * self.s_p).sum(axis=-1), np.zeros_like(delta)
+                piece_sq = (x - others_piece[:, None] + a[:, None]) ** 2  # pieces of mean a, the spread of X
+                itl_max = t0 + delta.max(axis=-1)
+                rho = lam * a
+            else:  # chunks of C tokens at (tC - t0)/C a token: n(S) - 1 whole-budget steps, then the rest with the decode batch
+                c = self.chunk[rows][:, None]
+                per_token = ((tc - t0) / self.chunk[rows])[:, None]
+                pieces = np.ceil(self.s_val[None, :] / c - 1e-9)
+                rest = self.s_val[None, :] - (pieces - 1) * c
+                block = (pieces - 1) * tc[:, None]
+                own = block + t0[:, None] + rest * per_token
+                piece_sq = (pieces - 1) * (c * per_token) ** 2 + (rest * per_token) ** 2
+                others_piece = a
+            residual, others, wait_block, wait_probability = mixed_step_ttft_terms(
+                lam, t0, a, (piece_sq * self.s_p).sum(axis=-1), others_piece, (block * self.s_p).sum(axis=-1),
+                (block**2 * self.s_p).sum(axis=-1), self.lookahead_steps)
+            service, wait = own, others + wait_block
+            ex = (service * self.s_p).sum(axis=-1)
         stable = (lam <= self.capacity[rows] * (1 + 1e-12)) & (rho < 1)
         mem = pick(self.memory_required[rows])
         return ServingState(requests_per_s=lam, batch_size=batch, t0_s=t0, tc_s=tc, tpot_s=tpot, itl_max_s=itl_max,
                             service_s=service, service_mean_s=ex, extra_s=extra, utilization=rho, wait_mean_s=wait,
                             residual_s=residual, ttft_mean_s=residual + wait + ex + (extra * self.s_p).sum(axis=-1),
-                            stable=stable, memory_required_bytes_per_gpu=mem, rows=rows)
+                            stable=stable, memory_required_bytes_per_gpu=mem, rows=rows, wait_probability=wait_probability)
 
     def ttft_tail(self, st, t, extra_s=0.0):
         """P(TTFT > t) at a state from `state`; `extra_s` (seconds, per prompt length) adds to the state's own."""
         extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
         return ttft_tail_probability(np.broadcast_to(np.asarray(t, float), np.broadcast_shapes(np.shape(t), st.tpot_s.shape)), st.residual_s, st.service_s, extra,
-                                     self.s_p, st.utilization, st.wait_mean_s)
+                                     self.s_p, st.wait_probability, st.wait_mean_s)
 
     def ttft_percentile(self, st, q, extra_s=0.0):
         extra = st.extra_s + np.broadcast_to(np.asarray(extra_s, float), st.service_s.shape)
-        return ttft_percentile_s(q, st.residual_s, st.service_s, extra, self.s_p, st.utilization, st.wait_mean_s)
+        return ttft_percentile_s(q, st.residual_s, st.service_s, extra, self.s_p, st.wait_probability, st.wait_mean_s)
 
     def in_flight(self, lam, rows=None) -> np.ndarray:
         """λ·R(λ), R = TTFT_mean + E[O-1]·TPOT: the requests in flight at rate λ (Little's law over one request's
@@ -875,13 +990,15 @@ def batch_grid_for(model: ModelSpec, rd: ResolvedDeployment, hws: list[HardwareP
 
 
 def curves_for(model: ModelSpec, hw: HardwareProfile, dep: Deployment, traffic: Traffic, chunk_tokens: int | None,
-               max_batch_size: int | None = None, decode_only: bool = False) -> Curves:
+               max_batch_size: int | None = None, decode_only: bool = False, prefill_only: bool = False) -> Curves:
     """The curves of one deployment on one device, checked (`parallelism.check`) at the traffic's memory workload;
-    the device timed with the kernel tables of the deployment engine's framework where shipped (`engines.engine_tables`)."""
+    the device timed with the kernel tables of the deployment engine's framework where shipped (`engines.engine_tables`).
+    `decode_only`: a disaggregated decode pool (no prefill); `prefill_only`: a prefill pool, whose prompts do not share
+    steps with a decode batch (no mixed steps: the M/G/1 prefill server)."""
     hw = engine_tables(hw, dep.engine)
     rd = check(model, hw, traffic.memory_workload(), dep)
     return Curves(model, rd, dep.tp, [hw], traffic, chunk_tokens, batch_grid_for(model, rd, [hw], traffic, max_batch_size),
-                  max_batch_size, decode_only)
+                  max_batch_size, decode_only, prefill_only)
 
 
 def steady_state(model, hardware, requests_per_s: float, prompt_tokens, output_tokens, deployment: Deployment | None = None,
@@ -1300,7 +1417,7 @@ class OverloadSchedule:
 
 def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, max_running: int, decode_step_s,
                       prefill_s: float | None = None, prompt_tokens: float | None = None, chunk_tokens: float | None = None,
-                      chunk_step_s=None, kv_pool_tokens: float | None = None) -> OverloadSchedule:
+                      chunk_step_s=None, kv_pool_tokens: float | None = None, prompt_step_s=None) -> OverloadSchedule:
     """Run n = `requests` requests arriving at t_i = i/λ through the serving model's own scheduler, step by step, with
     the steady state's step times (`Curves`: t0(B) = `decode_step_s(B)`, X = `prefill_s`, tC(B) = `chunk_step_s(B)`).
 
@@ -1311,7 +1428,12 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     sequences in t0(B). Chunked prefill (`chunk_tokens` C, `prompt_tokens` S): every step decodes the B held
     sequences and carries up to C prompt tokens of the waiting prompts in order, in t0(B) + (T/C)(tC(B) − t0(B))
     for T prompt tokens (the module's a = E[S](tC − t0)/C per prompt; B = 1's step times when nothing decodes); a prompt's first token comes at the end of the
-    step that takes its last prompt token. A request has O = `output_tokens` tokens: the first, then O − 1 decode
+    step that takes its last prompt token. Whole prompts in the decode step (`prefill_s` X and `prompt_step_s` δ(B)
+    given, with the step's token budget `chunk_tokens` C and `prompt_tokens` S: an engine with
+    `EngineProfile.mixed_prefill_decode` and no chunking): every step decodes the B held sequences and carries the
+    waiting prompts whole, in order, while their tokens fit C (the first always), in t0(B) + δ(B) + (k − 1) X for
+    k prompts (the weights read once a step: the module docstring's "Mixed steps"); their first tokens come at the
+    step's end. A request has O = `output_tokens` tokens: the first, then O − 1 decode
     steps. A request that arrives during a step waits for its end; an idle engine starts at the next arrival.
 
     Admission by future KV (`kv_pool_tokens` P given, with `prompt_tokens` S: an engine whose
@@ -1330,12 +1452,17 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
         raise SpecError("requests", f"a run needs positive requests, at least 2 output tokens, a slot and a rate, got n={requests!r}, "
                                     f"O={output_tokens!r}, slots={max_running!r}, λ={requests_per_s!r}")
     chunked = prefill_s is None
+    whole = prompt_step_s is not None  # whole prompts mixed into the decode step
     if chunked and (chunk_tokens is None or prompt_tokens is None or chunk_step_s is None):
         raise SpecError("chunk_tokens", "chunked prefill needs chunk_tokens, prompt_tokens and chunk_step_s (or give prefill_s)")
+    if whole and (chunked or chunk_tokens is None or prompt_tokens is None):
+        raise SpecError("prompt_step_s", "whole prompts in the decode step need prefill_s, chunk_tokens (the step's budget) "
+                                         "and prompt_tokens")
     if kv_pool_tokens is not None and (prompt_tokens is None or not kv_pool_tokens > 0):
         raise SpecError("kv_pool_tokens", f"admission by future KV needs a positive pool and prompt_tokens, got "
                                           f"{kv_pool_tokens!r} and {prompt_tokens!r}")
-    for field, value in (("chunk_tokens", chunk_tokens), ("prompt_tokens", prompt_tokens)) if chunked else (("prefill_s", prefill_s),):
+    checked = (("chunk_tokens", chunk_tokens), ("prompt_tokens", prompt_tokens)) if chunked or whole else ()
+    for field, value in checked + ((("prefill_s", prefill_s),) if not chunked else ()):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < math.inf:
             raise SpecError(field, f"must be a positive finite number, got {value!r}")
 
@@ -1353,7 +1480,7 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
     gaps: dict[float, int] = {}
     nxt, done, steps, now, last_decode = 0, 0, 0, 0.0, 0.0
     prefilling: list[int] = []  # chunked: admitted prompts not yet through
-    left = np.full(n, float(prompt_tokens) if chunked else 0.0)
+    left = np.full(n, float(prompt_tokens) if chunked or whole else 0.0)
     refused_at = -1  # `done` when the future-KV check last refused: it stands until a request finishes
 
     def admits(pending: int) -> bool:  # the future-KV check for the next waiting request, `pending` prompts not through
@@ -1389,7 +1516,7 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
 
     while done < n:
         held = len(running) - head
-        if not chunked:
+        if not chunked and not whole:
             if nxt < n and arrival[nxt] <= now and held < cap and admits(0):  # a prefill pass preempts decode
                 now += float(prefill_s)
                 first[nxt], join[nxt] = now, steps
@@ -1410,6 +1537,13 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
             nxt += 1
         budget, tokens, through = float(chunk_tokens), 0.0, []
         for r in prefilling:
+            if whole:  # a prompt enters whole if it fits what is left of the budget (the first always)
+                if through and tokens + left[r] > budget:
+                    break
+                tokens += left[r]
+                left[r] = 0.0
+                through.append(r)
+                continue
             take = min(left[r], budget - tokens)
             left[r] -= take
             tokens += take
@@ -1425,7 +1559,10 @@ def overload_schedule(requests: int, requests_per_s: float, output_tokens: int, 
             continue
         b = max(held, 1)
         t0 = timed(decode_step_s(b), "decode_step_s")
-        now += t0 + (tokens / float(chunk_tokens)) * (timed(chunk_step_s(b), "chunk_step_s") - t0) if tokens > 0 else t0
+        if whole:
+            now += t0 + (timed(prompt_step_s(b), "prompt_step_s") + (len(through) - 1) * float(prefill_s) if through else 0.0)
+        else:
+            now += t0 + (tokens / float(chunk_tokens)) * (timed(chunk_step_s(b), "chunk_step_s") - t0) if tokens > 0 else t0
         if held > 0:
             decode(now)
         for r in through:
@@ -1517,7 +1654,8 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
                  max_batch_size: int | None = None) -> OverloadRun:
     """A finite run of n = `requests` requests at λ = `requests_per_s` stepped through the serving model's scheduler
     (`overload_schedule`) with its step times at each batch (`Curves`: t0(B), the prefill pass X = E[X(S)] or the
-    chunked step tC(B), the engine's CPU time per step included; `Curves.max_batch_size_fits` slots), every request
+    chunked step tC(B), or for whole prompts in the decode step X and δ(B) at the mean prompt, the engine's CPU time
+    per step included; `Curves.max_batch_size_fits` slots), every request
     at the mean lengths E[S], E[O]. The step-level counterpart of `finite_overload`: nothing is taken from the
     capacity point, so it also holds for a run that never fills the batch (n ≤ c), for the fill and the drain, and
     for a run that is prefill-bound (prompts arriving faster than one prefill pass, 1/λ < X: they queue for the
@@ -1526,7 +1664,8 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
 
     Arrivals are at i/λ, the mean arrival times of a Poisson stream; its spread is not modelled. Not modelled
     either: the overlap scheduler's extra step before a new prompt (`EngineProfile.overlap_scheduler`), several
-    prompts in one prefill pass (as the steady state), pipeline and expert parallelism (refused).
+    prompts in one prefill pass where prefill runs alone (as the steady state), pipeline and expert parallelism
+    (refused).
     """
     check_requests(requests)
     check_positive_int(max_batch_size, "max_batch_size")
@@ -1552,7 +1691,12 @@ def overload_run(model, hardware, requests: int, requests_per_s: float, prompt_t
     def t0_at(b):
         return np.interp(b, grid, t0)
 
-    if cv.chunk is None:
+    if cv.delta is not None:  # whole prompts in the decode step, the weights read once a step (δ at the mean prompt)
+        delta = (cv.delta[0] * cv.s_p).sum(axis=-1)
+        sched = overload_schedule(requests, requests_per_s, max(2, round(o)), slots, t0_at,
+                                  prefill_s=float((cv.x_pre[0] * cv.s_p).sum()), kv_pool_tokens=pool, prompt_tokens=s,
+                                  chunk_tokens=float(cv.step_tokens[0]), prompt_step_s=lambda b: np.interp(b, grid, delta))
+    elif cv.chunk is None:
         sched = overload_schedule(requests, requests_per_s, max(2, round(o)), slots, t0_at,
                                   prefill_s=float((cv.x_pre[0] * cv.s_p).sum()), kv_pool_tokens=pool,
                                   prompt_tokens=None if pool is None else s)

@@ -178,9 +178,10 @@ def test_stepped_run_meets_the_fluid_queue_for_long_runs():
 
 
 def test_stepped_run_of_a_prefill_bound_burst():
-    # prompts arriving faster than one prefill pass each (1/λ < X, whole-prompt engine): they queue for the prefill,
-    # prompt i starting at i·X, so its wait grows by X - 1/λ per request: mean (n-1)/2 · (X - 1/λ) over the run
-    dep = rl.Deployment(tp=4, engine="trtllm-cpp")
+    # prompts arriving faster than one prefill pass each (1/λ < X, whole-prompt passes that preempt decode: the bare
+    # roofline; an engine that mixes prompts into the decode step is tests/test_serving_mixed.py's): they queue for the
+    # prefill, prompt i starting at i·X, so its wait grows by X - 1/λ per request: mean (n-1)/2 · (X - 1/λ) over the run
+    dep = rl.Deployment(tp=4, engine=None)
     run = overload_run("llama-3.1-70b", "h100-sxm", 500, 32.0, 467, 16, dep)
     sc = run.schedule
     x = float(np.diff(sc.first_token_s).min())  # back-to-back passes: the pass time X

@@ -75,8 +75,9 @@ def test_chunked_prefill_shares_the_weight_reads():
     # f = lambda E[S] tbar / C of the steps carry a chunk: tbar = t0 + f (tC - t0)
     f = 1.0 * 2048 * chunked.tpot_s / 512
     assert chunked.tpot_s == pytest.approx(chunked.decode_step_s + f * (chunked.chunked_step_s - chunked.decode_step_s))
-    # the prompt is served 512 tokens per chunked step: 4 steps
-    assert chunked.ttft_mean_s == pytest.approx(chunked.tpot_s / 2 + chunked.ttft_wait_mean_s + 4 * chunked.chunked_step_s)
+    # the prompt is served 512 tokens per chunked step: 4 steps, each carrying the decode batch; the step loop's
+    # length-biased residual and the prompts sharing a step are tests/test_serving_mixed.py's
+    assert chunked.ttft_mean_s > chunked.ttft_wait_mean_s + 4 * chunked.chunked_step_s + chunked.tpot_s / 2
 
 
 def test_more_load_never_lowers_latency_and_overload_is_unstable():
