@@ -657,3 +657,22 @@ def test_a_slot_figure_without_a_source_is_refused():
     del data["sources"]["slot_bytes_per_vocab_entry"]
     with pytest.raises(Exception, match="sources: no source for slot_bytes_per_vocab_entry"):
         EngineProfile.model_validate(data)
+
+
+def test_every_list_of_engines_in_the_help_and_readme_is_the_shipped_set():
+    # the profiles are named by hand in three places beside hardware_profiles/engines/: --engine's help
+    # (cli/args.ENGINE_HELP), README's command synopsis (predict, plan) and README's Layout line for engines.py
+    import re
+    from pathlib import Path
+
+    from roofline.cli.args import ENGINE_HELP
+
+    shipped = set(list_engines())
+    assert set(re.search(r"`roofline engines`: ([^;]+);", ENGINE_HELP).group(1).split(", ")) == shipped
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    synopses = re.findall(r"--engine ([a-z0-9.|-]+)\]", readme)
+    assert len(synopses) == 2
+    for s in synopses:
+        assert set(s.split("|")) == shipped | {"none"}
+    layout = re.search(r"engines\.py +serving-engine profiles \(hardware_profiles/engines/: ([^)]+)\)", readme).group(1)
+    assert set(layout.split(", ")) == shipped
