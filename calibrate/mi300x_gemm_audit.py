@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 import roofline as rl
+from roofline.ops import forward_ops
 
 from .public import PUBLIC_DIR
 
@@ -47,13 +48,12 @@ GEMMS = ("qkv_proj", "o_proj", "mlp_up", "mlp_down")
 
 
 def gemm_shapes(model: rl.ModelSpec, tp: int) -> dict[str, tuple[int, int]]:
-    """(N, K) of this GPU's slice of each decoder GEMM weight at tensor parallelism tp (column-parallel qkv and
-    gate-up split N, row-parallel o_proj and down split K; gate and up are one merged weight, as vLLM loads them)."""
-    d, h = model.head_dim, model.hidden_size
-    return {"qkv_proj": ((model.num_attention_heads + 2 * model.num_kv_heads) * d // tp, h),
-            "o_proj": (h, model.num_attention_heads * d // tp),
-            "mlp_up": (2 * model.intermediate_size // tp, h),
-            "mlp_down": (h, model.intermediate_size // tp)}
+    """(N, K) of this GPU's slice of each decoder GEMM weight at tensor parallelism tp, as the operator table shards
+    it (`ops.forward_ops`' gemm_n, gemm_k: column-parallel qkv and gate-up split N, row-parallel o_proj and down
+    split K; gate and up are one merged weight, as vLLM loads them)."""
+    rd = rl.Deployment(tp=tp, engine="vllm").resolved(model)
+    ops = {o.name: o for o in forward_ops(model, rd, 1, 1, 0, tp)}
+    return {name: (int(ops[name].gemm_n), int(ops[name].gemm_k)) for name in GEMMS}
 
 
 def read_rows(path: Path = CSV) -> pd.DataFrame:

@@ -99,7 +99,8 @@ def prefill_query_tiles(batch, heads, new_tokens):
 
 
 def decode_kv_units(batch, kv_heads):
-    """(sequence, KV head) work units of one decode kernel: batch · kv_heads (MLA: kv_heads = 1, the latent)."""
+    """(sequence, KV head) work units of one decode kernel: batch · kv_heads (MLA: kv_heads = 1, the latent). A generic
+    GQA decode kernel runs g blocks per unit, one per query head (`ops.decode_kv_reads`; the op multiplies by g)."""
     if _scalar(batch, kv_heads):
         return float(batch * kv_heads)
     return np.asarray(batch, dtype=float) * kv_heads

@@ -54,7 +54,7 @@ budgets) are a `large_gpu` override, resolved by `EngineProfile.limits`.
 """
 
 import functools
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -62,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .errors import SpecError
 from .memo import Identity, memoized
 from .registry import for_framework, load_profile, profile_ids
+from .specs import MAX_HEADS, MAX_WIDTH
 
 DEFAULT_ENGINE = "vllm"
 MAX_OVERHEAD_S = 1.0
@@ -90,8 +91,10 @@ class GroupedDecodeKernel(BaseModel):
     kernel at all."""
 
     model_config = _FROZEN
-    head_dims: tuple[int, ...] = ()
-    group_sizes: tuple[int, ...] = ()
+    head_dims: tuple[Annotated[int, Field(gt=0, le=MAX_WIDTH)], ...] = Field(
+        (), description="head sizes (elements) the GQA-aware kernel serves, e.g. [128, 256]")
+    group_sizes: tuple[Annotated[int, Field(gt=0, le=MAX_HEADS)], ...] = Field(
+        (), description="query heads per KV head (on one GPU) it serves, e.g. [8]")
 
     def reads_per_kv_head(self, head_dim, group):
         """How many times one decode step reads each KV head of a sequence (scalar or array `group`): 1 where the

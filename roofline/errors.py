@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from typing import get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class SpecError(ValueError):
@@ -34,14 +35,38 @@ def validation_message(exc: ValidationError, where: str, schema=None) -> SpecErr
     loc = ".".join(str(p) for p in err["loc"]) or where or "input"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        known = list(schema.model_fields) if schema is not None else []
+        inner = _schema_at(schema, err["loc"][:-1])  # a key misspelt inside a nested record is matched against its fields
+        known = list(inner.model_fields) if inner is not None else []
         close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1)
         msg = "unknown field" + (f"; did you mean {close[0]!r}?" if close else " (check the spelling against the schema)")
+    if err["type"] == "model_type" and (inner := _schema_at(schema, err["loc"])) is not None:
+        msg = f"should be a mapping of {', '.join(inner.model_fields)}"  # not pydantic's "or instance of <class>"
+    if err["type"] == "tuple_type":
+        msg = "should be a list, e.g. [a, b]"
     if err["type"] == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
         if ": " in msg and not err["loc"]:
             return SpecError(f"{prefix}{msg.split(': ', 1)[0]}", msg.split(": ", 1)[1])
     return SpecError(loc if not where or loc == where else f"{prefix}{loc}", msg)
+
+
+def _schema_at(schema, loc) -> type[BaseModel] | None:
+    """The record type at `loc` inside `schema` (a pydantic model): each part that names a field steps into the record
+    its annotation holds (through None, tuples, lists and dicts of it); list indices and dict keys stay on it. None where
+    a part names no record."""
+    for part in loc:
+        if schema is None:
+            return None
+        if isinstance(part, str) and part in schema.model_fields:
+            schema = _record_in(schema.model_fields[part].annotation)
+    return schema
+
+
+def _record_in(annotation) -> type[BaseModel] | None:
+    """The first pydantic record type in a field's annotation (`X | None`, `tuple[X, ...]`, `dict[str, X]`), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((r for r in map(_record_in, get_args(annotation)) if r is not None), None)
 
 
 def renamed(old: str, new: str) -> property:

@@ -129,17 +129,22 @@ class Op:
 
     Attention ops also carry their shape (`attention_shapes`): `executed_flops`, the FLOPs of the causal
     tiles a flash kernel runs (the useful `flops` for a decode step or a naive kernel); `attention_tiles`,
-    its query-tile blocks (0 for a decode step); `kv_units`, its (sequence, KV head) units; each summed
+    its query-tile blocks (0 for a decode step); `kv_units`, its decode work units: (sequence, KV head), or under a
+    generic GQA decode kernel its (sequence, query head) blocks, g = `decode_kv_reads` per KV head; each summed
     over the layers. A calibrated profile whose curves were fitted over them times the op by them.
-    link (offloaded weights or KV streamed in). `grouped` is 0 outside a fused
+    `grouped` is 0 outside a fused
     MoE layer; on its five kernels (the routed experts' grouped GEMMs, their
     activation, the token permute and unpermute) it is the code of the layer's
     expert-weight format (`moe_format`), which picks the calibration's `moe`
-    curve that times them as one layer (ignored without such a curve). `l2_read_bytes` are reads that hit in L2
-    beside the op's HBM bytes, timed at the device's measured L2 read rate (`HardwareProfile.l2_read_bytes_per_s`) in
-    the compute term:
-    the KV stream of a generic GQA decode kernel, whose blocks of one group re-read their KV head
-    (`decode_kv_reads`); 0 elsewhere.
+    curve that times them as one layer (ignored without such a curve).
+
+    `l2_read_bytes` are bytes the op's thread blocks read from L2 beside its HBM bytes (not counted in `bytes`),
+    timed at the device's measured L2-hit read rate (`HardwareProfile.l2_read_bytes_per_s`) in the compute term
+    (`roofline.time_ops`): the KV stream of a generic GQA decode kernel, whose g query-head blocks of one KV head
+    each read it, g x `kv_read_bytes` (`decode_kv_reads`); 0 elsewhere. Worked number: Llama-2-70B with an FP8 KV
+    cache under TensorRT-LLM 0.5 (`trtllm-cpp-0.5`, group 8), one sequence decoding at context 2,048:
+    kv_read_bytes = 80 layers x 2,048 x 2 (K, V) x 8 KV heads x 128 x 1 B = 335,544,320 B from HBM,
+    l2_read_bytes = 8 x 335,544,320 = 2,684,354,560 B, 274 us at an H200's 9.8e12 B/s.
     """
 
     name: str
@@ -626,7 +631,7 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
         d_qk, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
     else:
         d_qk, d_v = model.head_dim, model.v_head_dim
-    reads = 1.0 if model.mla is not None else decode_kv_reads(model, rd, new, tp)
+    reads = decode_kv_reads(model, rd, new, tp)  # 1 for MLA and for every kernel that reads a KV head once
     if model.mla is not None and not absorbed:
         # K and V were decompressed by kv_b_proj into activations; the latent was read there.
         kv_read, act_kv = 0.0, batch * visible * heads * (model.head_dim + model.v_head_dim) * ab

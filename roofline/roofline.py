@@ -11,7 +11,11 @@ For an operator with F FLOPs, B HBM bytes and C interconnect bytes:
 
 L is the bytes an op's blocks read from L2 beside its HBM traffic (a generic GQA decode kernel's query-head blocks
 re-streaming their KV head: `ops.decode_kv_reads`), at the device's measured L2-hit read rate; it is SM-side work, so it
-joins the compute term, which keeps every term affine in the context (`engine.DecodeSteps`).
+joins the compute term, which keeps every term affine in the context (`engine.DecodeSteps`). Worked number
+(`ops.Op`'s): Llama-2-70B, FP8 KV, one sequence at context 2,048 under TensorRT-LLM 0.5's masked MHA (group 8) on
+the analytical H200: L = 8 x 335,544,320 B at 9.8e12 B/s = 274 us of compute, against 335,544,320 B of KV from HBM at
+4.8e12 x 0.86 B/s = 81 us: the decode attention is L2-bound. A device without a measured rate (None) leaves it at
+infinity: L costs nothing beyond the HBM bytes.
 s is (2:4 sparse speed-up) / 2 on GEMMs run on sparse tensor cores, whose F already
 counts only the executed half of the multiply-adds (1 elsewhere); V is the vector-unit work of dequantizing weight-only formats
 inside the GEMM (see `ops.dequant_vector_flops`); link is the bandwidth of the
@@ -28,7 +32,7 @@ large-GEMM tile (`sm_count`, `gemm_tile_m`, `gemm_tile_n`), a GEMM's `pad` is in
 1 / (wave quantization · tile padding · K fill) of its (M, N, K) (`gemm_shapes.gemm_efficiency`, with the
 fitted `gemm_shapes.K_FILL`), so `flops_fraction` is the large-GEMM asymptote and the shape costs the rest. The **floor** uses the
 datasheet peaks with every fraction 1, no padding, no latency and no overhead:
-the speed-of-light time. The realistic time is never below it.
+the speed-of-light time (L2-hit reads keep the measured `l2_read_bytes_per_s`: no datasheet states an L2 rate). The realistic time is never below it.
 
 The sawtooth. Padding (and `ops.dequant_vector_flops`, which dequantizes a weight-only GEMM's weights
 once per `dequant_tile_tokens` rows) makes compute time a staircase in the token count, so tokens/s is
@@ -442,7 +446,8 @@ def overhead_launches(t: OpTable):
 
 
 def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
-    """Time every operator of a table against one set of ceilings (see the module docstring)."""
+    """Time every operator of a table against one set of ceilings (see the module docstring): seconds per op, the
+    compute term holding F, V and the L2-hit reads L (`Op.l2_read_bytes` / `Ceilings.l2_read_bytes_per_s`)."""
     if c.curves is not None:  # calibrated: per-op rates from the measured curves, then the same formulas
         return time_ops(t, per_op_ceilings(t, c, tp), tp)
     f = t.f

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import roofline as rl
-from roofline.engines import EngineProfile, engine_tables, list_engines, load_engine, nccl_allreduce, with_nccl_allreduce
+from roofline.engines import EngineProfile, GroupedDecodeKernel, engine_tables, list_engines, load_engine, nccl_allreduce, with_nccl_allreduce
 from roofline.parallelism import (
     engine_limits,
     engine_memory_bytes,
@@ -276,6 +276,11 @@ def test_cli_engines_and_engine_flag():
     row = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert "90.0% of the GPU" in row["vllm"] and "90.0% of free (KV)" in row["trtllm"]
     assert "50.0% of the GPU as KV" in row["lmdeploy-turbomind"] and "88.0% (by tp) of the GPU" in row["sglang-0.4.0"]
+    # the last column: how often a GQA layer's decode reads each KV head (each profile's grouped_decode_kernel)
+    assert row["trtllm-cpp"].endswith(" once") and row["trtllm-cpp-0.5"].endswith(" x group")
+    assert row["trtllm-cpp-0.7"].endswith(" once at head 128/256, group 8; else x group")
+    # a profile's name does not repeat its versions, which the column prints beside it
+    assert "TensorRT-LLM (C++ runtime, no XQA) 0.5 - 0.6 (" in row["trtllm-cpp-0.5"]
     bad = subprocess.run([sys.executable, "-m", "roofline", "predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm",
                           "--engine", "tgi"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
@@ -350,6 +355,24 @@ def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_cuda_graphs_and_measur
     a, b = cpp.model_dump(exclude=skip), new.model_dump(exclude=skip)
     assert a == b
     assert "0.16" in cpp.versions
+
+
+def test_tensorrt_llm_0_5_and_0_7_differ_from_the_cpp_runtime_only_in_the_gqa_decode_kernel():
+    # trtllm-cpp-0.5 / trtllm-cpp-0.7 are `trtllm-cpp` (the same C++ runtime and defaults: every other source reads
+    # "as `trtllm-cpp`") with the GQA decode kernel of their releases: none (masked MHA for every GQA layout) and XQA
+    # at head 128 / 256, group 8
+    cpp = load_engine("trtllm-cpp")
+    skip = {"name", "versions", "sources", "notes", "grouped_decode_kernel"}
+    for engine, kernel in (("trtllm-cpp-0.5", GroupedDecodeKernel()),
+                           ("trtllm-cpp-0.7", GroupedDecodeKernel(head_dims=(128, 256), group_sizes=(8,)))):
+        e = load_engine(engine)
+        assert e.grouped_decode_kernel == kernel
+        assert e.model_dump(exclude=skip) == cpp.model_dump(exclude=skip), engine
+        for field, source in e.sources.items():
+            if field != "grouped_decode_kernel":
+                assert field in cpp.sources and source.startswith("as `trtllm-cpp`"), (engine, field)
+        assert set(e.sources) == set(cpp.sources) | {"grouped_decode_kernel"}
+    assert cpp.grouped_decode_kernel is None
 
 
 def test_tensorrt_llm_cpp_decode_launches_every_kernel_eagerly():
@@ -634,3 +657,22 @@ def test_a_slot_figure_without_a_source_is_refused():
     del data["sources"]["slot_bytes_per_vocab_entry"]
     with pytest.raises(Exception, match="sources: no source for slot_bytes_per_vocab_entry"):
         EngineProfile.model_validate(data)
+
+
+def test_every_list_of_engines_in_the_help_and_readme_is_the_shipped_set():
+    # the profiles are named by hand in three places beside hardware_profiles/engines/: --engine's help
+    # (cli/args.ENGINE_HELP), README's command synopsis (predict, plan) and README's Layout line for engines.py
+    import re
+    from pathlib import Path
+
+    from roofline.cli.args import ENGINE_HELP
+
+    shipped = set(list_engines())
+    assert set(re.search(r"`roofline engines`: ([^;]+);", ENGINE_HELP).group(1).split(", ")) == shipped
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    synopses = re.findall(r"--engine ([a-z0-9.|-]+)\]", readme)
+    assert len(synopses) == 2
+    for s in synopses:
+        assert set(s.split("|")) == shipped | {"none"}
+    layout = re.search(r"engines\.py +serving-engine profiles \(hardware_profiles/engines/: ([^)]+)\)", readme).group(1)
+    assert set(layout.split(", ")) == shipped

@@ -123,3 +123,23 @@ def test_an_l2_rate_needs_a_source():
     del hw["sources"]["l2_read_bytes_per_s"]
     with pytest.raises(Exception, match="sources: no source for l2_read_bytes_per_s"):
         rl.HardwareProfile.model_validate(hw)
+
+
+def test_the_worked_number_of_op_and_roofline_docstrings():
+    # `ops.Op` / `roofline` docstrings: Llama-2-70B, FP8 KV, one sequence at context 2,048 under TensorRT-LLM 0.5
+    # (masked MHA, group 64 / 8 = 8) on the analytical H200: KV from HBM 80 x 2,048 x 2 x 8 x 128 x 1 B =
+    # 335,544,320 B; L2 reads 8 x that = 2,684,354,560 B, 2,684,354,560 / 9.8e12 = 273.9 us of compute against
+    # 335,544,320 / (4.8e12 x 0.86) = 81.3 us of KV from HBM
+    m, hw = rl.load_model("llama-2-70b"), rl.load_hardware("h200", analytical=True)
+    rd = rl.Deployment(weight_dtype="fp8", activation_dtype="fp8", kv_dtype="fp8", engine="trtllm-cpp-0.5").resolved(m)
+    ops = forward_ops(m, rd, 1, 1, 2047)
+    att = next(o for o in ops if o.name == "attention")
+    assert att.kv_read_bytes == 80 * 2048 * 2 * 8 * 128 * 1 == 335_544_320
+    assert att.l2_read_bytes == 8 * 335_544_320 == 2_684_354_560
+    table = OpTable.of(ops)
+    i = table.names.index("attention")
+    with_l2 = time_ops(table, Ceilings.of(hw, rd.compute_key), 1)
+    bare = time_ops(table, Ceilings.of(hw.model_copy(update={"l2_read_bytes_per_s": None}), rd.compute_key), 1)
+    assert float(with_l2.compute_s[i] - bare.compute_s[i]) == pytest.approx(2_684_354_560 / 9.8e12) == pytest.approx(273.9e-6, abs=0.1e-6)
+    assert 335_544_320 / (4.8e12 * 0.86) == pytest.approx(81.3e-6, abs=0.1e-6)
+    assert float(with_l2.compute_s[i]) > float(with_l2.memory_s[i])  # L2-bound

@@ -163,6 +163,83 @@ def test_workload_bounds_and_a_400_digit_batch():
     assert err.value.errors()[0]["loc"] == ("runtime_reserve_bytes",)
 
 
+@pytest.mark.parametrize("value, message", [
+    ("-9.8e+12", "l2_read_bytes_per_s: Input should be greater than 0"),
+    ("0", "l2_read_bytes_per_s: Input should be greater than 0"),
+    ("fast", "l2_read_bytes_per_s: Input should be a valid number"),
+    ("[9.8e+12]", "l2_read_bytes_per_s: Input should be a valid number"),
+])
+def test_a_malformed_l2_read_rate_is_one_line_naming_the_field(tmp_path, value, message):
+    # the L2-hit read rate that times a generic GQA decode kernel's repeated KV streams (`ops.decode_kv_reads`)
+    line = "l2_read_bytes_per_s: 9.8e+12"
+    assert line in H100_YAML
+    p = tmp_path / "h.yaml"
+    p.write_text(H100_YAML.replace(line, f"l2_read_bytes_per_s: {value}", 1))
+    with pytest.raises(SpecError) as err:
+        rl.load_hardware(p)
+    assert _one_line(err).startswith(f"{p}: {message}"), str(err.value)
+
+
+def test_an_l2_read_rate_without_its_source_is_refused(tmp_path):
+    lines = H100_YAML.splitlines()
+    sourced = [i for i, x in enumerate(lines) if x.strip().startswith("l2_read_bytes_per_s:") and x.startswith(" ")]
+    assert len(sourced) == 1  # the field's line is at the top level, its source indented under `sources:`
+    p = tmp_path / "h.yaml"
+    p.write_text("\n".join(x for i, x in enumerate(lines) if i != sourced[0]))
+    with pytest.raises(SpecError) as err:
+        rl.load_hardware(p)
+    assert _one_line(err) == f"{p}: sources: no source for l2_read_bytes_per_s"
+
+
+def test_a_misspelt_key_inside_a_nested_record_is_matched_against_that_records_fields(tmp_path):
+    # `interconnect.latncy_s`: the suggestion comes from Interconnect's fields, not HardwareProfile's
+    p = tmp_path / "h.yaml"
+    p.write_text(H100_YAML.replace("  latency_s: 1.8e-6", "  latncy_s: 1.8e-6", 1))
+    with pytest.raises(SpecError) as err:
+        rl.load_hardware(p)
+    assert _one_line(err) == f"{p}: interconnect.latncy_s: unknown field; did you mean 'latency_s'?"
+
+
+TRTLLM_07_YAML = (ROOT / "hardware_profiles" / "engines" / "trtllm-cpp-0.7.yaml").read_text()
+
+
+@pytest.mark.parametrize("kernel, message", [
+    ("{head_dims: [-128], group_sizes: [8]}", "grouped_decode_kernel.head_dims.0: Input should be greater than 0"),
+    ("{head_dims: [128], group_sizes: [0]}", "grouped_decode_kernel.group_sizes.0: Input should be greater than 0"),
+    ("{head_dims: 128, group_sizes: [8]}", "grouped_decode_kernel.head_dims: should be a list, e.g. [a, b]"),
+    ("{head_dims: [128.5], group_sizes: [8]}", "grouped_decode_kernel.head_dims.0: Input should be a valid integer"),
+    ("xqa", "grouped_decode_kernel: should be a mapping of head_dims, group_sizes"),
+    ("{head_dim: [128], group_sizes: [8]}", "grouped_decode_kernel.head_dim: unknown field; did you mean 'head_dims'?"),
+])
+def test_a_malformed_grouped_decode_kernel_is_one_line_naming_the_field(tmp_path, monkeypatch, kernel, message):
+    # an engine profile written beside the shipped ones (hardware_profiles/engines/), loaded the way `load_engine` does
+    from roofline import registry
+    from roofline.engines import EngineProfile
+
+    block = "grouped_decode_kernel:                  # XQA: head 128 or 256, 8 query heads per KV head; other GQA layouts run masked MHA\n  head_dims: [128, 256]\n  group_sizes: [8]\n"
+    assert block in TRTLLM_07_YAML
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "mine.yaml").write_text(TRTLLM_07_YAML.replace(block, f"grouped_decode_kernel: {kernel}\n", 1))
+    monkeypatch.setattr(registry, "data_dir", lambda kind: tmp_path)
+    with pytest.raises(SpecError) as err:
+        registry.load_profile("engines", "mine", EngineProfile, "engine")
+    assert _one_line(err).startswith(f"engines/mine.yaml: {message}"), str(err.value)
+
+
+def test_a_grouped_decode_kernel_without_its_source_is_refused(tmp_path, monkeypatch):
+    from roofline import registry
+    from roofline.engines import EngineProfile
+
+    lines = [x for x in TRTLLM_07_YAML.splitlines() if not x.startswith("  grouped_decode_kernel:")]
+    assert len(lines) == len(TRTLLM_07_YAML.splitlines()) - 1
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "mine.yaml").write_text("\n".join(lines))
+    monkeypatch.setattr(registry, "data_dir", lambda kind: tmp_path)
+    with pytest.raises(SpecError) as err:
+        registry.load_profile("engines", "mine", EngineProfile, "engine")
+    assert _one_line(err) == "engines/mine.yaml: sources: no source for grouped_decode_kernel"
+
+
 # ------------------------------------------------------------ HF import
 @pytest.mark.parametrize("patch, key", [
     ({"tie_word_embeddings": "false"}, "tie_word_embeddings"),

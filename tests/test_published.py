@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -111,10 +112,26 @@ def test_rows_run_under_their_frameworks_engine_profile():
     assert corpus.predict_row(_row(framework="vllm", metric="tpot", unit="ms", **r)) == pytest.approx(p.tpot_s * 1e3)
 
 
+def test_the_tensorrt_llm_version_split_matches_the_profiles_versions():
+    # corpus.TRTLLM_CPP_NO_XQA / TRTLLM_CPP_XQA_GROUP8 and the `versions:` the two profiles state ("0.5 - 0.6 ...",
+    # "0.7 - 0.9 ..."): the first and last release named map to the profile, the releases either side do not
+    r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
+
+    def of(version):
+        return corpus.engine_of(_row(framework="trtllm", extra={"framework_version": version}, **r))
+
+    for engine, (lo, hi) in (("trtllm-cpp-0.5", corpus.TRTLLM_CPP_NO_XQA), ("trtllm-cpp-0.7", corpus.TRTLLM_CPP_XQA_GROUP8)):
+        first, last = (int(x) for x in re.match(r"0\.(\d+) - 0\.(\d+) ", load_engine(engine).versions).groups())
+        assert (0, first, 0) == lo and (0, last + 1, 0) == hi, engine
+        assert of(f"0.{first}.0") == of(f"0.{last}.9") == engine
+        assert of(f"0.{first - 1}.9") != engine and of(f"0.{last + 1}.0") != engine
+
+
 def test_tensorrt_llm_rows_before_0_17_run_under_the_cpp_runtime_profile():
     # the row's framework_version picks the TensorRT-LLM profile: releases before 0.17 (TensorRT engines in the C++
-    # runtime) run as trtllm-cpp (0.5 - 0.6 as trtllm-cpp-0.5, 0.7 - 0.9 as trtllm-cpp-0.7: their GQA decode kernels); 0.17 (the PyTorch backend's first release, trtllm-serve without CUDA graphs) as
-    # trtllm-eager; 0.18 on, an unstated or unparsable version, and NIM keep trtllm
+    # runtime) run as trtllm-cpp (0.5 - 0.6 as trtllm-cpp-0.5, 0.7 - 0.9 as trtllm-cpp-0.7: their GQA decode kernels);
+    # 0.17 (the PyTorch backend's first release, trtllm-serve without CUDA graphs) as trtllm-eager; 0.18 on, an
+    # unstated or unparsable version, and NIM keep trtllm
     r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
     for version, engine in (("0.5.0", "trtllm-cpp-0.5"), ("0.6.1", "trtllm-cpp-0.5"), ("0.7a", "trtllm-cpp-0.7"),
                             ("0.9.0", "trtllm-cpp-0.7"), ("0.10.0", "trtllm-cpp"),

@@ -10,7 +10,9 @@ from ..engines import DEFAULT_ENGINE, list_engines, load_engine
 HELP = "list the shipped serving-engine profiles (--engine, Deployment.engine)"
 DESCRIPTION = ("What each serving engine adds to the kernels: CPU time per step (fixed and per running sequence), latency per "
                "request (fixed and tokenizing the prompt), the largest decode batch replayed from a CUDA graph, the "
-               "running-sequence and per-step token limits, chunked prefill, prefill mixed with decode in one step, the memory fraction and the KV block. "
+               "running-sequence and per-step token limits, chunked prefill, prefill mixed with decode in one step, the memory fraction, the KV block "
+               "and how often a GQA layer's decode kernel reads each KV head (once, or once per query head where the "
+               "engine's GQA-aware kernel does not serve the layout). "
                "Every figure has its source in the profile (--json). The default is marked; --engine none is the bare roofline.")
 
 
@@ -28,6 +30,19 @@ def memory_column(e) -> str:
     return f"{fmt.fraction(e.gpu_memory_fraction)}{' (by tp)' if e.gpu_memory_fraction_by_tp else ''} {OF[e.memory_fraction_of]}"
 
 
+def gqa_decode_column(e) -> str:
+    """How many times a GQA layer's decode step reads each KV head (`EngineProfile.grouped_decode_kernel`,
+    `ops.decode_kv_reads`): "once"; "x group" (once per query head: no GQA-aware kernel, TensorRT-LLM 0.5 - 0.6);
+    "once at head 128/256, group 8; else x group" (TensorRT-LLM 0.7 - 0.9's XQA)."""
+    k = e.grouped_decode_kernel
+    if k is None:
+        return "once"
+    if not k.head_dims or not k.group_sizes:
+        return "x group"
+    return (f"once at head {'/'.join(map(str, k.head_dims))}, group {'/'.join(map(str, k.group_sizes))}; "
+            "else x group")
+
+
 def run(a) -> str:
     ids = list_engines()
     engines = [load_engine(i) for i in ids]
@@ -41,6 +56,6 @@ def run(a) -> str:
                      f"{fmt.seconds(e.request_overhead_s)} + {fmt.seconds(e.tokenize_s_per_token)}/token",
                      f"{e.cuda_graph_max_batch:,}", f"{e.max_num_seqs:,} / {e.max_num_batched_tokens:,}{big}",
                      "yes" if e.chunked_prefill else "no", "yes" if e.mixed_prefill_decode else "no", memory_column(e),
-                     f"{e.kv_block_tokens:,}"])
+                     f"{e.kv_block_tokens:,}", gqa_decode_column(e)])
     return fmt.table(["id", "engine", "CPU per step", "per request", "graph batch", "max seqs / tokens per step",
-                      "chunked", "mixed", "memory", "KV block"], rows)
+                      "chunked", "mixed", "memory", "KV block", "GQA decode reads a KV head"], rows)
