@@ -387,6 +387,54 @@ def load_calibration(path: str | Path) -> Calibration:
 
 
 # ------------------------------------------------------------ the curves a roofline times against
+HALF_PRECISION_TWINS = {"fp16": "bf16", "bf16": "fp16"}
+
+
+def half_precision_twin(hw, compute_key: str) -> str | None:
+    """The other 16-bit format of `compute_key` where `hw` gives both the same dense peak, else None.
+
+    FP16 and BF16 run through the same tensor-core instructions (`mma` with .f16 or .bf16 inputs and FP32
+    accumulation) at the same rate: the datasheets list one dense peak for both (A100: 312 TFLOP/s, H100 SXM:
+    989.4, H200 the same, B200: 2.25 PFLOP/s, GB200: 2.5; AMD MI300X: 1,307.4), and the public kernel tables time one
+    of the two (aiconfigurator-core's GEMM and MoE tables are `bfloat16`). A table stores each cell as a fraction of
+    that shared peak, so an FP16 kernel of a given shape takes the measured BF16 time. Where a profile lists two
+    different peaks the formats are not twins on that device and None is returned.
+    """
+    twin = HALF_PRECISION_TWINS.get(compute_key)
+    peaks = hw.peak_flops_per_s
+    if twin is None or compute_key not in peaks or twin not in peaks or peaks[compute_key] != peaks[twin]:
+        return None
+    return twin
+
+
+def gemm_table_for(cal: "Calibration", hw, compute_key: str) -> "GemmTable | None":
+    """The GEMM table that times `compute_key` GEMMs on `hw`: the calibration's own table of that dtype, else the
+    table of its 16-bit twin (`half_precision_twin`: same instructions, same peak), else None (the datasheet fraction).
+
+    Without the twin an FP16 model (Llama-2's checkpoints are float16) fell back to the datasheet fraction on every
+    GEMM while the prediction said it was calibrated. Worked number (A100 SXM, vLLM 0.14.0 table): llama-2-7b's fused
+    QKV at M = 128 (N = 12,288, K = 4,096) is measured at 87.6 µs in BF16; FP16 now takes the same 87.6 µs per layer,
+    where the datasheet fraction (0.82 of 312 TFLOP/s) gave 2 · 128 · 12,288 · 4,096 / (0.82 · 312e12) = 50.4 µs of
+    compute, a weight read of 100.7 MB at 0.83 · 2.039 TB/s = 59.5 µs bounding it.
+    """
+    table = cal.gemm.get(compute_key)
+    if table is None:
+        twin = half_precision_twin(hw, compute_key)
+        table = None if twin is None else cal.gemm.get(twin)
+    return table
+
+
+def moe_curves_for(cal: "Calibration", hw, compute_key: str) -> "list[MoeCurve]":
+    """The fused-MoE curves a pass computing at `compute_key` takes on `hw`: those of its own compute dtype, and for a
+    16-bit pass those of its twin (`half_precision_twin`) for the expert formats its own dtype has no curve of."""
+    mine = [m for m in cal.moe.values() if m.compute_dtype == compute_key]
+    twin = half_precision_twin(hw, compute_key)
+    if twin is not None:
+        have = {m.weight_format for m in mine}
+        mine += [m for m in cal.moe.values() if m.compute_dtype == twin and m.weight_format not in have]
+    return mine
+
+
 class CalibratedCurves:
     """The calibration resolved against one profile and compute dtype: rates in SI units.
 
@@ -459,7 +507,7 @@ class CalibratedCurves:
             self.att_dec_latency_s, self.att_dec_rate = self.mem_latency_s, self.mem_rate
         else:
             self.att_dec_latency_s, self.att_dec_rate = d.latency_s, d.rate_per_s * (bw / d.peak_per_s)
-        table = cal.gemm.get(compute_key)
+        table = gemm_table_for(cal, hw, compute_key)
         self.gemm = table
         self.gemm_peak = peak
         self.gemm_compute = None if table is None else compute_column(table)
@@ -481,7 +529,7 @@ class CalibratedCurves:
         # FLOP/s, grouped kernels' bytes/s) on this profile, for the curves that compute at this pass's dtype
         self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.expert_latency_s, m.compute_fraction * peak,
                                                              m.bandwidth_fraction * bw)
-                    for m in cal.moe.values() if m.compute_dtype == compute_key}
+                    for m in moe_curves_for(cal, hw, compute_key)}
 
     def allreduce_line(self, tp):
         """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a PCIe host). Over a grid of
@@ -862,14 +910,15 @@ def calibrated_efficiency(cal: Calibration, hw):
 
     Only a summary, for display and for the scalar ceilings a calibrated device falls back on where no
     curve applies: `predict`, `sweep` and the planner time every operator against the full curves
-    (`CalibratedCurves`, stacked along a grid's device axis by `StackedCurves`). `source_kind` becomes
-    `calibrated`.
+    (`CalibratedCurves`, stacked along a grid's device axis by `StackedCurves`). A dtype without a table of its
+    own takes its 16-bit twin's (`gemm_table_for`), as its GEMMs do. `source_kind` becomes `calibrated`.
     """
     e = hw.efficiency
     flops = dict(e.flops_fraction)
     sources = dict(e.sources)
-    for key, t in cal.gemm.items():
-        if key in flops:
+    for key in flops:
+        t = gemm_table_for(cal, hw, key) if key in hw.peak_flops_per_s else None  # a 16-bit twin's table too
+        if t is not None:
             flops[key] = float(min(1.0, t.fraction[-1][-1] * t.peak_per_s / hw.peak_flops(key)))
     where = f"calibration {cal.id} ({cal.provenance.device_name}, {cal.provenance.date})"
     update = {

@@ -1,0 +1,114 @@
+"""FP16 and BF16 are twins on a calibrated profile (issue 12): the two 16-bit formats run the same tensor-core
+instructions at one datasheet peak, so an FP16 GEMM (or fused MoE layer) takes the measured BF16 table where the file
+has no FP16 one (`calibration.gemm_table_for`, `calibration.moe_curves_for`); a profile with two different peaks keeps
+the datasheet fraction."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import roofline as rl
+from roofline.calibration import CalibratedCurves, GemmTable, attach_calibration, calibrated_efficiency, gemm_table_for, half_precision_twin, moe_curves_for
+
+LLAMA2 = rl.load_model("llama-2-7b")  # native fp16 (torch_dtype float16)
+WL = rl.Workload(batch_size=4, prompt_tokens=512, output_tokens=16)
+
+
+def _constant_bf16(cal, fraction: float):
+    """`cal` with its bf16 GEMM table replaced by one cell of `fraction` (constant over every M and N·K)."""
+    table = GemmTable(dtype="bf16", peak_per_s=cal.gemm["bf16"].peak_per_s, m_tokens=(1,), nk_elements=(1.0,),
+                      fraction=((fraction,),))
+    return cal.model_copy(update={"gemm": {**cal.gemm, "bf16": table}})
+
+
+def test_the_shipped_files_time_fp16_with_their_bf16_table():
+    """No public file has an fp16 table (aiconfigurator-core times bfloat16), and every covered NVIDIA device lists one
+    dense peak for both formats: fp16 takes the bf16 table itself."""
+    for hid in ("a100-sxm-80gb", "h100-sxm", "h200", "b200", "gb200", "l40s"):
+        hw = rl.load_hardware(hid)
+        assert "fp16" not in hw.calibration.gemm, hid
+        assert hw.peak_flops("fp16") == hw.peak_flops("bf16"), hid
+        assert half_precision_twin(hw, "fp16") == "bf16" and half_precision_twin(hw, "fp8") is None
+        assert gemm_table_for(hw.calibration, hw, "fp16") is hw.calibration.gemm["bf16"], hid
+        assert CalibratedCurves(hw.calibration, hw, "fp16").measured_ops is not None
+
+
+def test_an_fp16_model_predicts_exactly_as_the_same_model_in_bf16():
+    """Llama-2-7B in its own fp16 and re-cast to bf16 on the calibrated A100 and H100: the same bytes, the same FLOPs,
+    the same measured tables, so the same TTFT and TPOT to the last bit; the summary fraction is the twin's too."""
+    for hid in ("a100-sxm-80gb", "h100-sxm"):
+        hw = rl.load_hardware(hid)
+        p16 = rl.predict(LLAMA2, hw, WL)
+        pbf = rl.predict(LLAMA2, hw, WL, rl.Deployment(weight_dtype="bf16", activation_dtype="bf16", kv_dtype="bf16"))
+        assert p16.mode == "calibrated"
+        assert (p16.ttft_s, p16.tpot_s) == (pbf.ttft_s, pbf.tpot_s), hid
+        assert hw.efficiency.flops_fraction["fp16"] == hw.efficiency.flops_fraction["bf16"], hid
+    # before the twin, the A100 fp16 pass fell back to the datasheet 0.82 (bf16's datasheet value is 0.87)
+    a = rl.load_hardware("a100-sxm-80gb", analytical=True)
+    assert (a.efficiency.flops_fraction["fp16"], a.efficiency.flops_fraction["bf16"]) == (0.82, 0.87)
+
+
+def test_an_fp16_gemm_takes_the_bf16_tables_time_by_hand():
+    """A100 SXM with a constant bf16 table of 0.5: an fp16 GEMM of M = N = K = 4096 is compute-bound (its 100.7 MB of
+    weight and activations read at 0.83 · 2.039 TB/s in 59.5 µs) and takes 2 · 4096³ / (0.5 · 312e12) = 881.0 µs,
+    not the datasheet 2 · 4096³ / (0.82 · 312e12) = 537.2 µs."""
+    from roofline import ops as O
+    from roofline.roofline import Ceilings, OpTable, time_ops
+
+    base = rl.load_hardware("a100-sxm-80gb")
+    hw = base.model_copy(update={"calibration": _constant_bf16(base.calibration, 0.5)})
+    flops = 2 * 4096**3
+    op = O.Op("proj", "layer", O.OpKind.GEMM, 1, launches=1, flops=flops, weight_bytes=4096 * 4096 * 2,
+              act_read_bytes=4096 * 4096 * 2, act_write_bytes=4096 * 4096 * 2, gemm_m=4096, gemm_n=4096, gemm_k=4096)
+    assert 4096 % hw.gemm_tile_tokens == 0  # no tile padding
+    t16 = time_ops(OpTable.of([op]), Ceilings.of(hw, "fp16"), 1)
+    tbf = time_ops(OpTable.of([op]), Ceilings.of(hw, "bf16"), 1)
+    assert math.isclose(flops / (0.5 * 312e12), 881.0e-6, rel_tol=1e-3)
+    assert math.isclose(float(t16.time_s.sum()), flops / (0.5 * 312e12), rel_tol=1e-9)  # eager prefill: no launch on top
+    assert float(t16.time_s.sum()) == float(tbf.time_s.sum())
+    # the same file attached to a profile whose fp16 peak is not bf16's: the datasheet model, 0.82 of the peak (537.2 µs)
+    # times the shape model's wave slowdown (1,024 tiles of 128 x 128 on 108 SMs: 10 waves for 9.48, x 1.055), plus a launch
+    a = rl.load_hardware("a100-sxm-80gb", analytical=True)
+    a = a.model_copy(update={"peak_flops_per_s": {**a.peak_flops_per_s, "fp16": a.peak_flops_per_s["bf16"] * (1 + 1e-9)}})
+    apart = time_ops(OpTable.of([op]), Ceilings.of(attach_calibration(a, hw.calibration), "fp16"), 1)
+    assert math.isclose(flops / (0.82 * 312e12), 537.2e-6, rel_tol=1e-3)
+    assert flops / (0.82 * 312e12) < float(apart.compute_s.sum()) <= flops / (0.82 * 312e12) * 10 / (1024 / 108) * (1 + 1e-6)
+
+
+def test_unequal_peaks_keep_the_datasheet_fraction():
+    """A profile whose fp16 peak differs from its bf16 one (here twice it) does not take the bf16 table: the formats
+    are not twins there, and fp16 GEMMs keep peak · the datasheet fraction."""
+    base = rl.load_hardware("a100-sxm-80gb")
+    peaks = {**base.peak_flops_per_s, "fp16": 2 * base.peak_flops_per_s["bf16"]}
+    hw = base.model_copy(update={"peak_flops_per_s": peaks})
+    assert half_precision_twin(hw, "fp16") is None and gemm_table_for(hw.calibration, hw, "fp16") is None
+    curves = CalibratedCurves(hw.calibration, hw, "fp16")
+    assert curves.gemm is None and curves.gemm_compute is None
+    eff = calibrated_efficiency(hw.calibration, hw.model_copy(update={"efficiency": rl.load_hardware(
+        "a100-sxm-80gb", analytical=True).efficiency}))
+    assert eff.flops_fraction["fp16"] == 0.82  # the datasheet value stays
+    assert eff.flops_fraction["bf16"] != 0.87  # bf16 has its own table
+
+
+def test_an_fp16_moe_pass_takes_the_bf16_moe_curve():
+    """H100 SXM (vLLM tables): the curves computing at bf16 (16-bit experts, and W4A16 MXFP4 ones) also time an fp16
+    pass (same peak); an fp8 pass keeps its own curves only."""
+    hw = rl.load_hardware("h100-sxm")
+    cal = hw.calibration
+    assert "bf16" in cal.moe and cal.moe["bf16"].compute_dtype == "bf16"
+    assert [m.weight_format for m in moe_curves_for(cal, hw, "fp16")] == ["bf16", "fp4"] == \
+        [m.weight_format for m in moe_curves_for(cal, hw, "bf16")]
+    assert CalibratedCurves(cal, hw, "fp16").moe == CalibratedCurves(cal, hw, "bf16").moe
+    assert all(m.compute_dtype == "fp8" for m in moe_curves_for(cal, hw, "fp8"))
+
+
+@pytest.mark.parametrize("key", ["fp16", "bf16"])
+def test_a_file_with_its_own_table_keeps_it(key):
+    """A GPU run writes both tables (`roofline calibrate` measures bf16 and fp16): each dtype takes its own."""
+    base = rl.load_hardware("a100-sxm-80gb")
+    cal = base.calibration
+    own = GemmTable(dtype="fp16", peak_per_s=cal.gemm["bf16"].peak_per_s, m_tokens=(1,), nk_elements=(1.0,), fraction=((0.3,),))
+    both = cal.model_copy(update={"gemm": {**cal.gemm, "fp16": own}})
+    assert gemm_table_for(both, base, key) is both.gemm[key]
