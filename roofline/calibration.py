@@ -174,8 +174,10 @@ class GemmTable(BaseModel):
         return (np.log(np.asarray(self.m_tokens, dtype=float)), np.log(np.asarray(self.nk_elements, dtype=float)),
                 np.asarray(self.fraction, dtype=float))
 
-    def at(self, m, nk):
-        """Bilinear interpolation in (log M, log N·K), constant past the edges of the table."""
+    def at(self, m, nk, tile=None):
+        """Bilinear interpolation in (log M, log N·K), constant past the edges of the table. With `tile` (the rows
+        of a tensor-core tile the cells' padded FLOPs count), an M between two measured rows is held to a time
+        between those rows' times (`between_rows`)."""
         lm = np.log(np.maximum(np.asarray(m, dtype=float), 1e-30))
         lk = np.log(np.maximum(np.asarray(nk, dtype=float), 1e-30))
         xs, ys, table = self.grid
@@ -188,10 +190,38 @@ class GemmTable(BaseModel):
             at_nk = (table[:, j] + (table[:, j1] - table[:, j]) * wj).reshape(len(xs), -1)
             where = np.arange(lk.size).reshape(lk.shape)
             top, bottom = at_nk[i, where], at_nk[i1, where]
-            return top + (bottom - top) * wi
-        top = table[i, j] + (table[i, j1] - table[i, j]) * wj
-        bottom = table[i1, j] + (table[i1, j1] - table[i1, j]) * wj
-        return top + (bottom - top) * wi
+        else:
+            top = table[i, j] + (table[i, j1] - table[i, j]) * wj
+            bottom = table[i1, j] + (table[i1, j1] - table[i1, j]) * wj
+        f = top + (bottom - top) * wi
+        return f if tile is None else between_rows(m, f, self.m_tokens, i, i1, top, bottom, tile)
+
+
+def between_rows(m, f, m_tokens, i, i1, top, bottom, tile):
+    """The fraction f of a GEMM of m rows (interpolated between the table's rows M_i < m < M_i+1, whose fractions at
+    this N·K are `top` and `bottom`), held so that its time lies between those two rows' measured times.
+
+    A cell's fraction is of the tile-padded FLOPs, so a GEMM of m rows takes 2 · p(m) · N·K / (f · peak) with
+    p(m) = ceil(m / tile) · tile, and the rows M_i, M_i+1 took 2 · p(M) · N·K / (f(M) · peak). Interpolating f
+    while p jumps at every tile edge can leave both: A100 SXM's vLLM 0.14.0 table (tile 16) measures M = 16 and 32
+    and no row between, a memory-bound GEMM takes nearly the same time at both (its weight read), and M = 17 took
+    p(17) / f(17) = 32 / (f(16) · 2^0.087), 1.84 x either measured time (llama-3.1-8b decode at batch 17: 21.6 ms a
+    token against 12.3 at 16 and 13.2 at 32); a fused expert GEMM of 32.0000001 rows (eight touched experts'
+    expected rows, in floating point) took 1.5 x the time of 32. A kernel's time does not leave the range its
+    measured neighbours span, so the time p(m) / f is clipped to [min, max] of p(M_i) / f(M_i) and
+    p(M_i+1) / f(M_i+1); M = 17 then takes the larger of t(16), t(32). Past the table's edges, and at a measured M,
+    nothing changes; on the H100 / H200 / B200 tables, which measure both sides of each tile edge (16, 17, 32, 33 ...)
+    up to M = 4,353, at most a few % past M = 160.
+    """
+    rows = np.asarray(m_tokens, dtype=float)
+    m = np.asarray(m, dtype=float)
+    tile = np.maximum(np.asarray(tile, dtype=float), 1.0)
+    u = np.ceil(m / tile) * tile / f  # time / (2 · N·K / peak)
+    u_lo = np.ceil(rows[i] / tile) * tile / top
+    u_hi = np.ceil(rows[i1] / tile) * tile / bottom
+    inside = (m > rows[0]) & (m < rows[-1])
+    held = np.where(inside, np.minimum(np.maximum(u, np.minimum(u_lo, u_hi)), np.maximum(u_lo, u_hi)), u)
+    return np.ceil(m / tile) * tile / held
 
 
 def _bracket(axis: np.ndarray, x: np.ndarray):
@@ -709,7 +739,7 @@ class CalibratedCurves:
         tile_safe = np.where(tile > 0, tile, 1.0)
         pad = np.where(tile > 0, np.ceil(m / tile_safe) * tile_safe / m, 1.0)
         work = flops * pad / (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))  # padded FLOPs at the dense rate
-        compute_fraction, table_fraction = self._gemm_lookups(t, m, nk)
+        compute_fraction, table_fraction = self._gemm_lookups(t, m, nk, tile)
         compute_rate = self.gemm_peak * compute_fraction
         table_rate = self.gemm_peak * table_fraction
         measured_s = work / table_rate
@@ -727,19 +757,21 @@ class CalibratedCurves:
         return gemm_rate, bytes_rate
 
 
-    def _gemm_lookups(self, t, m, nk):
-        """(f_c(N·K), f(M, N·K)) of every op of `t`. Only GEMMs take a GEMM rate, so over a large table (a sweep's
-        grid) only the GEMM rows are looked up and the others hold 1, a value `_gemm_rates` never uses."""
+    def _gemm_lookups(self, t, m, nk, tile):
+        """(f_c(N·K), f(M, N·K)) of every op of `t`, f held between its measured rows' times (`between_rows`). Only
+        GEMMs take a GEMM rate, so over a large table (a sweep's grid) only the GEMM rows are looked up and the others
+        hold 1, a value `_gemm_rates` never uses."""
         if m.size < _GEMM_ROWS_MIN_SIZE or m.shape[0] != len(t.names) or nk.shape[0] != len(t.names):
-            return self.gemm_compute.at(nk), self.gemm.at(m, nk)
+            return self.gemm_compute.at(nk), self.gemm.at(m, nk, tile)
         rows = np.flatnonzero(t.rate_index == 0)
         if rows.size == len(t.names):
-            return self.gemm_compute.at(nk), self.gemm.at(m, nk)
+            return self.gemm_compute.at(nk), self.gemm.at(m, nk, tile)
         compute, table = np.ones(nk.shape), np.ones(np.broadcast_shapes(m.shape, nk.shape))
         if rows.size:
             m_rows, nk_rows = _constant_axes_cut(m[rows]), _constant_axes_cut(nk[rows])
+            tile_rows = tile if np.ndim(tile) == 0 else _constant_axes_cut(np.broadcast_to(tile, m.shape)[rows])
             compute[rows] = self.gemm_compute.at(nk_rows)
-            table[rows] = self.gemm.at(m_rows, nk_rows)
+            table[rows] = self.gemm.at(m_rows, nk_rows, tile_rows)
         return compute, table
 
 

@@ -112,3 +112,49 @@ def test_a_file_with_its_own_table_keeps_it(key):
     own = GemmTable(dtype="fp16", peak_per_s=cal.gemm["bf16"].peak_per_s, m_tokens=(1,), nk_elements=(1.0,), fraction=((0.3,),))
     both = cal.model_copy(update={"gemm": {**cal.gemm, "fp16": own}})
     assert gemm_table_for(both, base, key) is both.gemm[key]
+
+
+# ------------------------------------------------------------ an unmeasured row count between two measured ones
+def test_an_unmeasured_row_count_takes_a_time_between_its_measured_neighbours():
+    """A table measured at M = 16, 32 and 64 only (as A100's vLLM 0.14.0 table is above 16), the first two rows taking
+    T = 100 µs and the third 110 µs for an N·K = 4096² weight, tile 16: f(16) = 2·16·N·K / (T·peak), f(32) =
+    2·32·N·K / (T·peak). M = 17 computes 32 padded rows; f interpolated linearly in log M (w = log2(17/16) = 0.0875)
+    is f(16)·(1 + w), and 2·32·N·K / (peak · f(16)·(1 + w)) = 2 / 1.0875 · T = 183.9 µs, outside [T, T]: held to
+    100 µs (`calibration.between_rows`). M = 40 (48 padded rows; w = log2(40/32) = 0.3219 of the way to 64): f(40) =
+    f(32) + (f(64) - f(32))·w with f(64) = 2·64·N·K / (110 µs · peak), time 2·48·N·K / (peak·f(40)) = 48 / (32 +
+    (64·100/110 - 32)·0.3219) · 100 µs = 118.7 µs, held to 110 µs. At a measured M the table's time; past the last
+    row (M = 128) the time grows with the rows as before: 128 / 64 · 110 µs = 220 µs."""
+    from roofline import ops as O
+    from roofline.roofline import Ceilings, OpTable, time_ops
+
+    base = rl.load_hardware("a100-sxm-80gb")
+    peak, nk, t_row = 312e12, 4096.0 * 4096.0, 100e-6
+    assert base.gemm_tile_tokens == 16 and base.peak_flops("fp16") == peak
+    table = GemmTable(dtype="bf16", peak_per_s=peak, m_tokens=(16, 32, 64), nk_elements=(nk,),
+                      fraction=((2 * 16 * nk / (t_row * peak),), (2 * 32 * nk / (t_row * peak),),
+                                (2 * 64 * nk / (1.1 * t_row * peak),)))
+    hw = base.model_copy(update={"calibration": base.calibration.model_copy(update={"gemm": {"bf16": table}})})
+
+    def gemm_s(m):
+        op = O.Op("proj", "layer", O.OpKind.GEMM, 1, launches=1, flops=2 * m * nk, weight_bytes=1.0, gemm_m=m,
+                  gemm_n=4096, gemm_k=4096)  # 1 byte: the table's time binds
+        return float(time_ops(OpTable.of([op]), Ceilings.of(hw, "fp16"), 1).time_s.sum())
+
+    w17, w40 = math.log2(17 / 16), math.log2(40 / 32)
+    assert math.isclose(2 / (1 + w17) * t_row, 183.9e-6, rel_tol=1e-3)  # what interpolating f alone charged
+    assert math.isclose(gemm_s(17), t_row, rel_tol=1e-9)
+    assert math.isclose(48 / (32 + (64 / 1.1 - 32) * w40) * t_row, 118.7e-6, rel_tol=1e-3)
+    assert math.isclose(gemm_s(40), 1.1 * t_row, rel_tol=1e-9)
+    for m, t in ((16, t_row), (32, t_row), (64, 1.1 * t_row), (128, 2.2 * t_row)):
+        assert math.isclose(gemm_s(m), t, rel_tol=1e-9), m
+    # a fused expert GEMM's 32.0000001 expected rows (eight touched experts, in floating point) pad to 48: 48 / 32 · T =
+    # 150 µs at f(32), held to the 32- and 64-row times' range, at most 110 µs
+    assert math.isclose(gemm_s(32.0000001), 1.1 * t_row, rel_tol=1e-6)
+
+
+def test_a_decode_step_at_batch_17_on_the_a100_costs_about_what_16_and_32_cost():
+    """llama-3.1-8b on the calibrated A100: the decode step at batch 17 lies between batch 16's and batch 32's (it was
+    21.6 ms against 12.3 and 13.2 before `between_rows`)."""
+    m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("a100-sxm-80gb")
+    tpot = {b: rl.predict(m, hw, rl.Workload(batch_size=b, prompt_tokens=128, output_tokens=2)).tpot_s for b in (16, 17, 32)}
+    assert tpot[16] <= tpot[17] <= tpot[32] * 1.01
