@@ -101,10 +101,6 @@ SIGNIFICANT = 4  # digits kept of every stored fraction and time
 ELEMENTWISE_TABLE = ("quantize", "scale_matrix_perf.parquet")
 ELEMENTWISE_FRAMEWORK = {"sglang": "vllm"}  # framework -> whose quantize table its file takes (itself where absent)
 ELEMENTWISE_BYTES_PER_ELEMENT = HALF_BYTES + 1  # read bf16, write fp8
-# framework -> the frameworks whose fused-MoE table it takes where its own has no balanced-routing rows (`moe_table`):
-# vLLM's fused_moe and SGLang's fused_moe_triton are one Triton kernel (SGLang took it from vLLM). TensorRT-LLM's
-# CUTLASS MoE is its own kernel: none.
-MOE_FRAMEWORKS = {"vllm": ("sglang",), "sglang": ("vllm",)}
 # Rows fitted: the latency regime (bytes <= L2 / ELEMENTWISE_LATENCY_L2_DIVISOR) and the HBM regime (bytes >=
 # ELEMENTWISE_HBM_L2_MULTIPLE x L2). The collector replays the kernel on the same buffers, so rows in between are read
 # from L2 after the first replay (H100 at 25 MB: 1.18 x its HBM bandwidth; L40S at 94 MB: 6 x): not an HBM line.
@@ -197,10 +193,12 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
     if nccl:
         path = root / system / "comm" / "nccl" / nccl[-1] / "nccl_perf.parquet"
         tables["nccl"] = pd.read_parquet(path)
-    moe, moe_path = moe_table(root, system, framework, version)
-    if moe is not None:  # the fused MoE layer (`calibrate.public_moe`)
-        tables["moe"] = moe
-        paths.append(str(moe_path.relative_to(root)))
+    moe = _versions(root, system, "moe", framework, "moe_perf.parquet")
+    if moe:  # the fused MoE layer (`calibrate.public_moe`): the same version, else the framework's newest
+        v = version if version in moe else moe[-1]
+        path = root / system / "moe" / framework / v / "moe_perf.parquet"
+        tables["moe"] = pd.read_parquet(path)
+        paths.append(str(path.relative_to(root)))
     ew_fw = ELEMENTWISE_FRAMEWORK.get(framework, framework)
     ew = _versions(root, system, ELEMENTWISE_TABLE[0], ew_fw, ELEMENTWISE_TABLE[1])
     if ew:  # the small-kernel line: the same version, else the framework's newest
@@ -221,29 +219,6 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
             if isinstance(entry, dict) and entry.get("collected_at"):
                 dates.append(str(entry["collected_at"]))
     return tables, paths, (max(dates) if dates else None)
-
-
-def moe_table(root: Path, system: str, framework: str, version: str) -> tuple[pd.DataFrame | None, Path | None]:
-    """(table, path) of the fused MoE layer: the framework's own (the same version, else its newest) where it has
-    balanced-routing rows (the rows `public_moe.fit_moe` fits), else the newest table of another framework in
-    `MOE_FRAMEWORKS` that has them, else the framework's own (no curve comes of it). A100: vLLM 0.14.0's and
-    TensorRT-LLM 1.0.0's tables hold only power-law rows; SGLang 0.5.10's holds balanced rows of its Triton fused MoE
-    (`sglang_fused_moe_triton`), the kernel SGLang took from vLLM's `fused_moe`, and on the rows both tables time
-    (power-law routing, Mixtral's 8 experts of 14,336, top 2, moe_tp 1-8) vLLM 0.14.0 takes 0.986 of SGLang's time
-    (median; 0.62-1.06 from the 10th to the 90th percentile), so the vLLM file times its MoE layer with SGLang's curve."""
-    own = None
-    for fw in (framework, *(f for f in MOE_FRAMEWORKS.get(framework, ()) if f != framework)):
-        have = _versions(root, system, "moe", fw, "moe_perf.parquet")
-        if not have:
-            continue
-        v = version if fw == framework and version in have else have[-1]
-        path = root / system / "moe" / fw / v / "moe_perf.parquet"
-        frame = pd.read_parquet(path)
-        if (frame["distribution"] == "balanced").any():
-            return frame, path
-        if fw == framework:
-            own = (frame, path)
-    return own if own is not None else (None, None)
 
 
 def weight_only_rows(root: Path, system: str, framework: str, version: str, gemm: pd.DataFrame | None):
