@@ -158,3 +158,27 @@ def test_a_decode_step_at_batch_17_on_the_a100_costs_about_what_16_and_32_cost()
     m, hw = rl.load_model("llama-3.1-8b"), rl.load_hardware("a100-sxm-80gb")
     tpot = {b: rl.predict(m, hw, rl.Workload(batch_size=b, prompt_tokens=128, output_tokens=2)).tpot_s for b in (16, 17, 32)}
     assert tpot[16] <= tpot[17] <= tpot[32] * 1.01
+
+
+def test_a_row_count_a_hair_above_a_whole_tile_pads_to_that_tile():
+    """Mixtral's 128-token prefill routes 256 rows to 8·(1 - 0.75^128) = 8 - 1e-15 expected experts: 32.0000000000001
+    rows each, which ceil padded to 48 (1.5 x the FLOPs). Within `units.TILE_SLACK` of a whole tile it is that tile:
+    the same time as 32 rows exactly, analytical (shape model) and calibrated; 33 rows still pad to 48."""
+    from roofline import ops as O
+    from roofline.roofline import Ceilings, OpTable, time_ops
+    from roofline.units import TILE_SLACK
+
+    assert TILE_SLACK == 1e-9
+    n, k = 14336, 4096
+
+    def gemm(hw, m):
+        op = O.Op("experts_up", "layer", O.OpKind.GEMM, 1, launches=1, flops=2 * m * n * k, weight_bytes=1.0, gemm_m=m,
+                  gemm_n=n, gemm_k=k)
+        return time_ops(OpTable.of([op]), Ceilings.of(hw, "bf16"), 1)
+
+    hair = 256 / (8 * (1 - 0.75**128))
+    assert 32 < hair < 32 * (1 + 1e-13)
+    for hw in (rl.load_hardware("a100-sxm-80gb", analytical=True), rl.load_hardware("a100-sxm-80gb")):
+        exact, above = gemm(hw, 32.0), gemm(hw, hair)
+        assert math.isclose(float(above.compute_s[0]), float(exact.compute_s[0]) * hair / 32, rel_tol=1e-9)
+        assert float(gemm(hw, 33.0).compute_s[0]) > 1.3 * float(exact.compute_s[0]) or hw.calibration is not None
