@@ -212,8 +212,7 @@ def between_rows(m, f, m_tokens, i, i1, top, bottom, tile):
     measured neighbours span, so the time p(m) / f is clipped to [min, max] of p(M_i) / f(M_i) and
     p(M_i+1) / f(M_i+1); M = 17 then takes the larger of t(16), t(32). Past the table's edges, and at a measured M,
     nothing changes; on the H100 / H200 / B200 / GB200 / L40S tables, which measure both sides of each tile edge (16,
-    17, 32, 33 ...) up to M = 4,353, a few % at most, past M = 160 (a Llama-3.1-70B tp-4 projection on H200: -1.3% to
-    +2.5%).
+    17, 32, 33 ...) up to M = 4,353, a few % past M = 128 (a Llama-3.1-70B tp-4 projection on H200: -1.3% to +2.5%).
     """
     rows = np.asarray(m_tokens, dtype=float)
     m = np.asarray(m, dtype=float)
