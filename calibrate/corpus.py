@@ -275,6 +275,11 @@ ENGINE_OF_FRAMEWORK = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "
 # TensorRT-LLM releases before the PyTorch backend (0.17) ran TensorRT engines in the C++ runtime / executor, without
 # an overlap scheduler and without CUDA graphs by default: their rows run as `trtllm-cpp` (its `versions:`)
 TRTLLM_CPP_BEFORE = (0, 17, 0)
+# Within them, the generation (decode) kernel of a GQA layer: no XQA before 0.7 (`trtllm-cpp-0.5`: masked MHA, one read
+# of a KV head per query head), XQA for head 128 / 256 at 8 query heads per KV head in 0.7 - 0.9 (`trtllm-cpp-0.7`,
+# read at 0.9.0); 0.10 - 0.16 keep `trtllm-cpp` (their XQA tables not audited). Sources: each profile's grouped_decode_kernel
+TRTLLM_CPP_NO_XQA = ((0, 5, 0), (0, 7, 0))
+TRTLLM_CPP_XQA_GROUP8 = ((0, 7, 0), (0, 10, 0))
 # TensorRT-LLM 0.17, the PyTorch backend's first release, served by trtllm-serve without CUDA graphs (PyTorchConfig's
 # use_cuda_graph default): its rows run as `trtllm-eager`
 TRTLLM_EAGER = ((0, 17, 0), (0, 18, 0))
@@ -311,7 +316,8 @@ def _version(row: Row) -> tuple[int, int, int] | None:
 
 def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
     """The engine profile a row runs as: its framework's (`ENGINE_OF_FRAMEWORK`), except TensorRT-LLM rows whose
-    framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp`, TensorRT-LLM 0.17 rows
+    framework_version is stated and older than `TRTLLM_CPP_BEFORE`, which run as `trtllm-cpp` (0.5 - 0.6 as
+    `trtllm-cpp-0.5` and 0.7 - 0.9 as `trtllm-cpp-0.7`, by the GQA decode kernel they had), TensorRT-LLM 0.17 rows
     (`TRTLLM_EAGER`: the PyTorch backend served without CUDA graphs), which run as `trtllm-eager`, and vLLM 0.7 rows
     (`VLLM_V0_MLA`: the V0 engine) whose `model` has MLA attention, which run as `vllm-v0-mla`, LMDeploy rows of
     0.1.0 - 0.2.1 (`LMDEPLOY_TURBOMIND`), which run as `lmdeploy-turbomind`, and SGLang 0.4.0 / 0.4.0.post1 rows
@@ -321,6 +327,10 @@ def engine_of(row: Row, model: rl.ModelSpec | None = None) -> str | None:
     version = _version(row)
     if version is None:
         return engine
+    if row.framework == "trtllm" and TRTLLM_CPP_NO_XQA[0] <= version < TRTLLM_CPP_NO_XQA[1]:
+        return "trtllm-cpp-0.5"
+    if row.framework == "trtllm" and TRTLLM_CPP_XQA_GROUP8[0] <= version < TRTLLM_CPP_XQA_GROUP8[1]:
+        return "trtllm-cpp-0.7"
     if row.framework == "trtllm" and version < TRTLLM_CPP_BEFORE:
         return "trtllm-cpp"
     if row.framework == "trtllm" and TRTLLM_EAGER[0] <= version < TRTLLM_EAGER[1]:

@@ -38,6 +38,11 @@ chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roof
   the steady state and the offline capacity count them; a static batch (`predict`, which TensorRT-LLM ran in GptSession,
   sized for the batch, whose buffers were not audited) counts none.
 
+* **GQA decode kernel** (`grouped_decode_kernel`): the head layouts (head size, query heads per KV head) whose decode
+  kernel reads each KV head once for its group (TensorRT-LLM 0.7 - 0.9's XQA: head 128 / 256 at group 8); any other
+  GQA layer runs the generic kernel (masked MHA), one block per (sequence, query head), which streams its KV head once
+  per query head: HBM supplies it once and L2 serves the repeats (`ops.decode_kv_reads`). Unset: every layout's
+  decode reads each KV head once.
 * **All-reduce**: vLLM, SGLang and TensorRT-LLM run their own one-shot / two-shot all-reduce kernels inside an
   NVLink domain (`custom_allreduce`); without one (LMDeploy TurboMind 0.1 - 0.2, whose layers call NCCL; and on the
   bare roofline, which runs torch.distributed) the all-reduce is NCCL's (`nccl_allreduce`): the calibration's measured NCCL line where the file has one, else the
@@ -75,6 +80,27 @@ class LargeGpuLimits(BaseModel):
     except_architectures: tuple[str, ...] = ()
     max_num_seqs: int = Field(ge=1, le=1_000_000)
     max_num_batched_tokens: int = Field(ge=1, le=10_000_000)
+
+
+class GroupedDecodeKernel(BaseModel):
+    """The head layouts an engine's GQA-aware decode kernel serves (TensorRT-LLM's XQA): a GQA layer whose head size is
+    in `head_dims` and whose query heads per KV head are in `group_sizes` runs it, reading each KV head once for its
+    whole group; every other GQA layer (group > 1) runs the engine's generic decode kernel (TensorRT-LLM's masked MHA),
+    one thread block per (sequence, query head), which reads its KV head once per query head. Empty tuples: no GQA-aware
+    kernel at all."""
+
+    model_config = _FROZEN
+    head_dims: tuple[int, ...] = ()
+    group_sizes: tuple[int, ...] = ()
+
+    def reads_per_kv_head(self, head_dim, group):
+        """How many times one decode step reads each KV head of a sequence (scalar or array `group`): 1 where the
+        GQA-aware kernel serves the layout (or there is no group: MHA, group 1), else `group` (the generic kernel,
+        one read per query head). Falcon-180B (head 64, group 29) under TensorRT-LLM 0.9 (head_dims (128, 256),
+        group_sizes (8,)): 29; Llama-2-70B (head 128, group 8): 1."""
+        served = (head_dim in self.head_dims) & np.isin(group, self.group_sizes)
+        out = np.where(served | (np.asarray(group) <= 1), 1.0, np.asarray(group, dtype=float))
+        return float(out) if out.ndim == 0 else out
 
 
 class EngineProfile(BaseModel):
@@ -133,6 +159,11 @@ class EngineProfile(BaseModel):
                                                 "indirection); 0: none modelled, nonzero needs a source")
     slot_bytes_fixed: float = Field(0.0, ge=0, le=1e9, description="the same per sequence slot, whatever the vocabulary "
                                     "and length; 0: none modelled, nonzero needs a source")
+    grouped_decode_kernel: GroupedDecodeKernel | None = Field(
+        None, description="the head layouts its GQA-aware decode kernel serves (`GroupedDecodeKernel`); other GQA "
+                          "layouts run a generic kernel that reads each KV head once per query head. None: every "
+                          "layout's decode reads each KV head once (FlashInfer, FlashAttention, later XQA); set needs "
+                          "a source")
     large_gpu: LargeGpuLimits | None = None
     sources: dict[str, str]
     notes: str = ""
@@ -144,6 +175,8 @@ class EngineProfile(BaseModel):
             missing.append("windowed_kv_cache")
         if self.admission != "slots" and "admission" not in self.sources:
             missing.append("admission")
+        if self.grouped_decode_kernel is not None and "grouped_decode_kernel" not in self.sources:
+            missing.append("grouped_decode_kernel")
         if self.gpu_memory_fraction_by_tp is not None and "gpu_memory_fraction_by_tp" not in self.sources:
             missing.append("gpu_memory_fraction_by_tp")
         missing += [k for k in SLOT_FIELDS if getattr(self, k) and k not in self.sources]

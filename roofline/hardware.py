@@ -148,6 +148,10 @@ class HardwareProfile(BaseModel):
     peak_flops_per_s: dict[str, float] = Field(max_length=len(PEAK_KEYS), description="dense peak FLOP/s (OP/s for int) per dtype key")
     sparsity_2_4_speedup: float | None = Field(None, ge=1, le=2, description="tensor-core speed-up from 2:4 structured sparsity; None = unsupported")
     l2_bytes: int = Field(gt=0, le=MAX_MEMORY_BYTES)
+    l2_read_bytes_per_s: float | None = Field(
+        None, gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="measured rate at which the SMs together read data that hits "
+        "in L2 (many thread blocks re-reading one buffer that fits in it); times the repeated KV reads of a generic GQA "
+        "decode kernel (`ops.decode_kv_reads`). None: not measured, such reads cost nothing beyond their HBM bytes")
     interconnect: Interconnect
     host_link_bytes_per_s_per_direction: float = Field(gt=0, lt=MAX_BANDWIDTH_BYTES_PER_S, description="PCIe/C2C link to the host, one direction")
     tdp_w: float = Field(gt=0, le=MAX_TDP_W)
@@ -198,6 +202,8 @@ class HardwareProfile(BaseModel):
                   "gemm_tile_tokens"}
         if self.sparsity_2_4_speedup is not None:
             needed.add("sparsity_2_4_speedup")
+        if self.l2_read_bytes_per_s is not None:
+            needed.add("l2_read_bytes_per_s")
         shape = [k for k in ("sm_count", "gemm_tile_m", "gemm_tile_n") if getattr(self, k) is not None]
         if shape and len(shape) != 3:
             raise SpecError("sm_count", "sm_count, gemm_tile_m and gemm_tile_n go together (the shape-aware GEMM model)")

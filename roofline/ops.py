@@ -135,7 +135,11 @@ class Op:
     MoE layer; on its five kernels (the routed experts' grouped GEMMs, their
     activation, the token permute and unpermute) it is the code of the layer's
     expert-weight format (`moe_format`), which picks the calibration's `moe`
-    curve that times them as one layer (ignored without such a curve).
+    curve that times them as one layer (ignored without such a curve). `l2_read_bytes` are reads that hit in L2
+    beside the op's HBM bytes, timed at the device's measured L2 read rate (`HardwareProfile.l2_read_bytes_per_s`) in
+    the compute term:
+    the KV stream of a generic GQA decode kernel, whose blocks of one group re-read their KV head
+    (`decode_kv_reads`); 0 elsewhere.
     """
 
     name: str
@@ -163,6 +167,7 @@ class Op:
     attention_tiles: object = 0.0
     kv_units: object = 0.0
     grouped: object = 0.0
+    l2_read_bytes: object = 0.0
     window: float = math.inf
 
     @property
@@ -621,11 +626,16 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
         d_qk, d_v = m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank
     else:
         d_qk, d_v = model.head_dim, model.v_head_dim
+    reads = 1.0 if model.mla is not None else decode_kv_reads(model, rd, new, tp)
     if model.mla is not None and not absorbed:
         # K and V were decompressed by kv_b_proj into activations; the latent was read there.
         kv_read, act_kv = 0.0, batch * visible * heads * (model.head_dim + model.v_head_dim) * ab
     else:
         kv_read, act_kv = batch * visible * kv_token, 0.0
+    # a generic GQA decode kernel streams its KV head once per query head: `reads` times the KV through L2, of which
+    # HBM supplies it once (`decode_kv_reads`)
+    l2_read = np.where(np.asarray(reads) > 1, kv_read * reads, 0.0) if not _is_scalar(reads) else \
+        (kv_read * reads if reads > 1 else 0.0)
     score_bytes = NAIVE_SCORE_PASSES * batch * heads * pairs * ab if naive else 0.0
     per_pair = 2 * d_qk + 2 * d_v
     executed = pairs if naive else executed_pairs(new, past, window)  # a naive kernel computes the whole score matrix
@@ -636,13 +646,40 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
         flops=layers * batch * heads * pairs * per_pair,
         executed_flops=layers * batch * heads * executed * per_pair,
         attention_tiles=0.0 if naive else layers * prefill_query_tiles(batch, heads, new),
-        kv_units=layers * decode_kv_units(batch, kv_heads),
+        kv_units=layers * decode_kv_units(batch, kv_heads) * reads,
         act_read_bytes=layers * (tokens * heads * d_qk * ab + act_kv + score_bytes / 2),
         act_write_bytes=layers * (tokens * heads * d_v * ab + score_bytes / 2),
         kv_read_bytes=layers * kv_read,
         kv_write_bytes=layers * tokens * kv_token,
+        l2_read_bytes=layers * l2_read,
         window=window,
     )
+
+
+def decode_kv_reads(model: ModelSpec, rd: ResolvedDeployment, new_tokens, tp=1):
+    """How many times a decode step's attention kernel streams each KV head of a sequence: 1, except on an engine whose
+    GQA-aware decode kernel does not serve the layer's layout (`engines.GroupedDecodeKernel`), where the generic kernel
+    runs one thread block per (sequence, query head) and each block streams its KV head's keys and values itself:
+    g = query heads / KV heads on the GPU times. A prefill pass (new_tokens > 1) runs the context kernel, which reads
+    each KV head once.
+
+    Where the g reads come from. The generic kernel's grid is (query heads, sequences) with the query head fastest
+    (TensorRT-LLM's masked MHA: grid {num_heads, batch}), so the g blocks of one (sequence, KV head) are consecutive,
+    dispatched together and stream the same lines at the same time, and the KV they hold at once (a few sequences'
+    worth per layer: Falcon-180B at tp 4, 2 KV heads x 1,152 tokens x 64 x 2 x 1 B = 295 KB a sequence) is far
+    below the L2: HBM supplies each line once (`kv_read_bytes` unchanged) and L2 serves all g reads (`Op.l2_read_bytes`
+    = g x the KV bytes), timed at the device's measured L2 read rate as SM-side work (`roofline` adds it to the
+    compute term). Worked number: Falcon-180B at tp 4 (58 query
+    heads, 2 KV heads of 64 on a GPU) under TensorRT-LLM 0.9 (`trtllm-cpp-0.7`: XQA serves head 128 / 256 at group 8
+    only): 58 / 2 = 29 reads."""
+    kernel = None if rd.engine is None else rd.engine.grouped_decode_kernel
+    if kernel is None or model.mla is not None:
+        return 1.0
+    group = _split(model.num_attention_heads, tp) / model.kv_heads_per_gpu(tp)
+    reads = kernel.reads_per_kv_head(model.head_dim, group)
+    if _is_scalar(new_tokens):
+        return reads if new_tokens == 1 else 1.0
+    return np.where(np.asarray(new_tokens) == 1, reads, 1.0)
 
 
 def _select(mask, a: list[Op], b: list[Op]) -> list[Op]:

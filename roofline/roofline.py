@@ -2,13 +2,16 @@
 
 For an operator with F FLOPs, B HBM bytes and C interconnect bytes:
 
-    t_compute = F · pad / (peak_flops · flops_fraction · s) + V / vector_flops
+    t_compute = F · pad / (peak_flops · flops_fraction · s) + V / vector_flops + L / l2_read
     t_memory  = B / (peak_bandwidth · bandwidth_fraction)
     t_comm    = allreduce(C, messages, p = tp)                               (the fastest all-reduce algorithm)
               + W / link + wire_messages · link_latency                     (point-to-point: all-to-all, pipeline)
               + H / host_link                                               (offloaded bytes over PCIe/C2C)
     t         = max(t_compute, t_memory, t_comm) + (launches − messages) · kernel_overhead
 
+L is the bytes an op's blocks read from L2 beside its HBM traffic (a generic GQA decode kernel's query-head blocks
+re-streaming their KV head: `ops.decode_kv_reads`), at the device's measured L2-hit read rate; it is SM-side work, so it
+joins the compute term, which keeps every term affine in the context (`engine.DecodeSteps`).
 s is (2:4 sparse speed-up) / 2 on GEMMs run on sparse tensor cores, whose F already
 counts only the executed half of the multiply-adds (1 elsewhere); V is the vector-unit work of dequantizing weight-only formats
 inside the GEMM (see `ops.dequant_vector_flops`); link is the bandwidth of the
@@ -119,6 +122,7 @@ class Ceilings:
     kernel_overhead_s: object
     tile_tokens: object
     host_bytes_per_s: object = 1.0
+    l2_read_bytes_per_s: object = np.inf  # L2-hit reads (`Op.l2_read_bytes`); infinite: not measured, they cost nothing
     sparse_rate_scale: object = 1.0  # 2:4 sparse tensor-core speed-up / 2: executed FLOPs are already halved
     # the all-reduce algorithms (`collectives`): defaults leave the ring alone
     pair_link_bytes_per_s: object = np.inf  # mesh: one GPU-pair link (infinite on a switch)
@@ -155,8 +159,10 @@ class Ceilings:
         ic = hw.interconnect
         pair = ic.pair_bytes_per_s_per_direction or np.inf
         step = np.inf if ic.custom_allreduce_latency_s is None else ic.custom_allreduce_latency_s
+        l2 = np.inf if hw.l2_read_bytes_per_s is None else hw.l2_read_bytes_per_s
         if floor:  # tile 0: no padding; every algorithm the device has, at the line rate and no latency
-            return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 0, host, sparse,
+            return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 0, host, sparse_rate_scale=sparse,
+                       l2_read_bytes_per_s=l2,
                        pair_link_bytes_per_s=pair, allreduce_step_s=0.0 if np.isfinite(step) else np.inf,
                        nvls_bytes_per_s=0.0 if ic.nvls_bandwidth_fraction is None else link)
         e = hw.efficiency
@@ -169,6 +175,7 @@ class Ceilings:
             nvls_bytes_per_s=0.0 if ic.nvls_bandwidth_fraction is None else link * ic.nvls_bandwidth_fraction,
             sparse_rate_scale=sparse,
             host_bytes_per_s=host * e.interconnect_bandwidth_fraction,
+            l2_read_bytes_per_s=l2,  # a measured rate already: no achievable fraction on top
             gemm_flops_per_s=peak * e.flops_fraction[compute_key],
             attention_flops_per_s=peak * e.attention_flops_fraction,
             vector_flops_per_s=vector * e.flops_fraction["fp32"],
@@ -441,6 +448,8 @@ def time_ops(t: OpTable, c: Ceilings, tp) -> Timing:
         return time_ops(t, per_op_ceilings(t, c, tp), tp)
     f = t.f
     compute = f["flops"] * _gemm_slowdown(t, c) / (_flop_rates(t, c) * (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))) + f["vector_flops"] / c.vector_flops_per_s
+    if np.any(f["l2_read_bytes"]):  # a generic GQA decode kernel's blocks streaming their KV head from L2: SM-side work
+        compute = compute + f["l2_read_bytes"] / c.l2_read_bytes_per_s
     memory = t.hbm_bytes / c.bytes_per_s
     overhead = overhead_launches(t) * c.kernel_overhead_s
     return Timing(compute, memory, _comm_s(t, c, tp), overhead)

@@ -21,8 +21,8 @@ from roofline.serving import check_traffic, curves_for
 
 
 def test_shipped_engines_load_with_a_source_for_every_figure():
-    assert list_engines() == ["lmdeploy-turbomind", "sglang", "sglang-0.4.0", "trtllm", "trtllm-cpp", "trtllm-eager", "vllm",
-                              "vllm-v0-mla"]
+    assert list_engines() == ["lmdeploy-turbomind", "sglang", "sglang-0.4.0", "trtllm", "trtllm-cpp", "trtllm-cpp-0.5",
+                              "trtllm-cpp-0.7", "trtllm-eager", "vllm", "vllm-v0-mla"]
     for i in list_engines():
         e = load_engine(i)
         # trtllm-cpp: TensorRT-LLM's older runtime, trtllm-eager: its first PyTorch backend without CUDA graphs,
@@ -41,7 +41,7 @@ def test_an_engine_without_a_source_is_refused():
 
 def test_unknown_engine_is_one_line_naming_the_field():
     with pytest.raises(Exception, match="engine: unknown engine 'tgi'; choose one of lmdeploy-turbomind, sglang, sglang-0.4.0, trtllm, "
-                                         "trtllm-cpp, trtllm-eager, vllm, vllm-v0-mla"):
+                                         "trtllm-cpp, trtllm-cpp-0.5, trtllm-cpp-0.7, trtllm-eager, vllm, vllm-v0-mla"):
         rl.Deployment(engine="tgi")
 
 
@@ -491,7 +491,8 @@ def test_tensorrt_llm_caches_every_layer_whole_without_a_window_list():
     # TensorRT-LLM 2,048 x 36 x 2,000 = 147,456,000 B.
     m, hw = rl.load_model("gpt-oss-120b"), rl.load_hardware("h200")
     wl = rl.Workload(batch_size=4, prompt_tokens=1000, output_tokens=1000)
-    assert [i for i in list_engines() if not load_engine(i).windowed_kv_cache] == ["trtllm", "trtllm-cpp", "trtllm-eager"]
+    assert [i for i in list_engines() if not load_engine(i).windowed_kv_cache] == ["trtllm", "trtllm-cpp", "trtllm-cpp-0.5",
+                                                                                  "trtllm-cpp-0.7", "trtllm-eager"]
     trt = rl.predict(m, hw, wl, rl.Deployment(engine="trtllm"))
     vllm = rl.predict(m, hw, wl, rl.Deployment(engine="vllm"))
     assert vllm.kv_cache_bytes == 4 * 78_446_592
@@ -622,7 +623,7 @@ def test_slot_buffers_are_the_tensorrt_llm_cpp_profiles_alone():
     for engine in list_engines():
         e = load_engine(engine)
         per_slot = e.slot_bytes(128_256, 4096)
-        assert per_slot == (2_794_496 if engine == "trtllm-cpp" else 0)
+        assert per_slot == (2_794_496 if engine.startswith("trtllm-cpp") else 0)
         assert float(sequence_slot_bytes(m, rl.Deployment(tp=2, engine=engine).resolved(m), 2, 2048, 4096)) == 2048 * per_slot
     assert sequence_slot_bytes(m, rl.Deployment(tp=2, engine=None).resolved(m), 2, 2048, 4096) == 0.0
     # the vocabulary is padded to the world size: 32,001 entries on tp 2 count 32,002

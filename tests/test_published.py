@@ -113,10 +113,11 @@ def test_rows_run_under_their_frameworks_engine_profile():
 
 def test_tensorrt_llm_rows_before_0_17_run_under_the_cpp_runtime_profile():
     # the row's framework_version picks the TensorRT-LLM profile: releases before 0.17 (TensorRT engines in the C++
-    # runtime) run as trtllm-cpp; 0.17 (the PyTorch backend's first release, trtllm-serve without CUDA graphs) as
+    # runtime) run as trtllm-cpp (0.5 - 0.6 as trtllm-cpp-0.5, 0.7 - 0.9 as trtllm-cpp-0.7: their GQA decode kernels); 0.17 (the PyTorch backend's first release, trtllm-serve without CUDA graphs) as
     # trtllm-eager; 0.18 on, an unstated or unparsable version, and NIM keep trtllm
     r = dict(workload="static", batch_size=8, prompt_tokens=512, output_tokens=64)
-    for version, engine in (("0.5.0", "trtllm-cpp"), ("0.7a", "trtllm-cpp"), ("0.9.0", "trtllm-cpp"),
+    for version, engine in (("0.5.0", "trtllm-cpp-0.5"), ("0.6.1", "trtllm-cpp-0.5"), ("0.7a", "trtllm-cpp-0.7"),
+                            ("0.9.0", "trtllm-cpp-0.7"), ("0.10.0", "trtllm-cpp"),
                             ("0.14.0 (tensorrtllm_backend)", "trtllm-cpp"), ("0.16.0", "trtllm-cpp"),
                             ("0.17.post1.dev", "trtllm-eager"), ("0.18.0", "trtllm"), ("1.0", "trtllm"), ("", "trtllm"),
                             ("main", "trtllm")):
@@ -520,7 +521,7 @@ def test_lmdeploy_rows_of_0_1_to_0_2_1_run_under_the_turbomind_profile():
         assert corpus.engine_of(row) == engine, version
         assert corpus.deployment_of(row).engine == engine, version
     # a leading "v" on another framework's version parses too: TensorRT-LLM v0.9.0 is the C++ runtime's
-    assert corpus.engine_of(_row(framework="trtllm", extra={"framework_version": "v0.9.0"}, **r)) == "trtllm-cpp"
+    assert corpus.engine_of(_row(framework="trtllm", extra={"framework_version": "v0.9.0"}, **r)) == "trtllm-cpp-0.7"
     # the published pages: every lmdeploy-a100-fp16 row (v0.1.0 and v0.2.0) runs under the profile; the quantization
     # pages state no version and keep the bare roofline
     rows = corpus.load_corpus()

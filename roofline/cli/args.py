@@ -115,7 +115,7 @@ def hardware_profiles(ids: list[str], a: argparse.Namespace) -> list:
     return [hw.with_price(prices[h], "--price") if h in prices else hw for h, hw in zip(ids, hws)]
 
 
-ENGINE_HELP = "serving engine profile (`roofline engines`: vllm, vllm-v0-mla, sglang, sglang-0.4.0, trtllm, trtllm-eager, trtllm-cpp, lmdeploy-turbomind; default vllm), or none for the bare roofline"
+ENGINE_HELP = "serving engine profile (`roofline engines`: vllm, vllm-v0-mla, sglang, sglang-0.4.0, trtllm, trtllm-eager, trtllm-cpp, trtllm-cpp-0.5, trtllm-cpp-0.7, lmdeploy-turbomind; default vllm), or none for the bare roofline"
 
 
 def engine(text: str | None) -> str | None:
