@@ -61,6 +61,7 @@ from .attention_shapes import wave_efficiency
 from .errors import SpecError, validation_message
 from .files import read_mapping
 from .memo import identity_cached_property
+from .units import TILE_SLACK
 
 SCHEMA_VERSION = 1
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False,
@@ -174,8 +175,10 @@ class GemmTable(BaseModel):
         return (np.log(np.asarray(self.m_tokens, dtype=float)), np.log(np.asarray(self.nk_elements, dtype=float)),
                 np.asarray(self.fraction, dtype=float))
 
-    def at(self, m, nk):
-        """Bilinear interpolation in (log M, log N·K), constant past the edges of the table."""
+    def at(self, m, nk, tile=None):
+        """Bilinear interpolation in (log M, log N·K), constant past the edges of the table. With `tile` (the rows
+        of a tensor-core tile the cells' padded FLOPs count), an M between two measured rows is held to a time
+        between those rows' times (`between_rows`)."""
         lm = np.log(np.maximum(np.asarray(m, dtype=float), 1e-30))
         lk = np.log(np.maximum(np.asarray(nk, dtype=float), 1e-30))
         xs, ys, table = self.grid
@@ -188,10 +191,38 @@ class GemmTable(BaseModel):
             at_nk = (table[:, j] + (table[:, j1] - table[:, j]) * wj).reshape(len(xs), -1)
             where = np.arange(lk.size).reshape(lk.shape)
             top, bottom = at_nk[i, where], at_nk[i1, where]
-            return top + (bottom - top) * wi
-        top = table[i, j] + (table[i, j1] - table[i, j]) * wj
-        bottom = table[i1, j] + (table[i1, j1] - table[i1, j]) * wj
-        return top + (bottom - top) * wi
+        else:
+            top = table[i, j] + (table[i, j1] - table[i, j]) * wj
+            bottom = table[i1, j] + (table[i1, j1] - table[i1, j]) * wj
+        f = top + (bottom - top) * wi
+        return f if tile is None else between_rows(m, f, self.m_tokens, i, i1, top, bottom, tile)
+
+
+def between_rows(m, f, m_tokens, i, i1, top, bottom, tile):
+    """The fraction f of a GEMM of m rows (interpolated between the table's rows M_i < m < M_i+1, whose fractions at
+    this N·K are `top` and `bottom`), held so that its time lies between those two rows' measured times.
+
+    A cell's fraction is of the tile-padded FLOPs, so a GEMM of m rows takes 2 · p(m) · N·K / (f · peak) with
+    p(m) = ceil(m / tile) · tile, and the rows M_i, M_i+1 took 2 · p(M) · N·K / (f(M) · peak). Interpolating f
+    while p jumps at every tile edge can leave both: A100 SXM's vLLM 0.14.0 table (tile 16) measures M = 16 and 32
+    and no row between, a memory-bound GEMM takes nearly the same time at both (its weight read), and M = 17 took
+    p(17) / f(17) = 32 / (f(16) · 2^0.087), 1.84 x either measured time (llama-3.1-8b decode at batch 17: 21.6 ms a
+    token against 12.3 at 16 and 13.2 at 32); a fused expert GEMM of 32.0000001 rows (eight touched experts'
+    expected rows, in floating point) took 1.5 x the time of 32. A kernel's time does not leave the range its
+    measured neighbours span, so the time p(m) / f is clipped to [min, max] of p(M_i) / f(M_i) and
+    p(M_i+1) / f(M_i+1); M = 17 then takes the larger of t(16), t(32). Past the table's edges, and at a measured M,
+    nothing changes; on the H100 / H200 / B200 / GB200 / L40S tables, which measure both sides of each tile edge (16,
+    17, 32, 33 ...) up to M = 4,353, a few % past M = 128 (a Llama-3.1-70B tp-4 projection on H200: -1.3% to +2.5%).
+    """
+    rows = np.asarray(m_tokens, dtype=float)
+    m = np.asarray(m, dtype=float)
+    tile = np.maximum(np.asarray(tile, dtype=float), 1.0)
+    u = np.ceil(m / tile - TILE_SLACK) * tile / f  # time / (2 · N·K / peak)
+    u_lo = np.ceil(rows[i] / tile) * tile / top
+    u_hi = np.ceil(rows[i1] / tile) * tile / bottom
+    inside = (m > rows[0]) & (m < rows[-1])
+    held = np.where(inside, np.minimum(np.maximum(u, np.minimum(u_lo, u_hi)), np.maximum(u_lo, u_hi)), u)
+    return np.ceil(m / tile - TILE_SLACK) * tile / held
 
 
 def _bracket(axis: np.ndarray, x: np.ndarray):
@@ -387,6 +418,54 @@ def load_calibration(path: str | Path) -> Calibration:
 
 
 # ------------------------------------------------------------ the curves a roofline times against
+HALF_PRECISION_TWINS = {"fp16": "bf16", "bf16": "fp16"}
+
+
+def half_precision_twin(hw, compute_key: str) -> str | None:
+    """The other 16-bit format of `compute_key` where `hw` gives both the same dense peak, else None.
+
+    FP16 and BF16 run through the same tensor-core instructions (`mma` with .f16 or .bf16 inputs and FP32
+    accumulation) at the same rate: the datasheets list one dense peak for both (A100: 312 TFLOP/s, H100 SXM:
+    989.4, H200 the same, B200: 2.25 PFLOP/s, GB200: 2.5; AMD MI300X: 1,307.4), and the public kernel tables time one
+    of the two (aiconfigurator-core's GEMM and MoE tables are `bfloat16`). A table stores each cell as a fraction of
+    that shared peak, so an FP16 kernel of a given shape takes the measured BF16 time. Where a profile lists two
+    different peaks the formats are not twins on that device and None is returned.
+    """
+    twin = HALF_PRECISION_TWINS.get(compute_key)
+    peaks = hw.peak_flops_per_s
+    if twin is None or compute_key not in peaks or twin not in peaks or peaks[compute_key] != peaks[twin]:
+        return None
+    return twin
+
+
+def gemm_table_for(cal: "Calibration", hw, compute_key: str) -> "GemmTable | None":
+    """The GEMM table that times `compute_key` GEMMs on `hw`: the calibration's own table of that dtype, else the
+    table of its 16-bit twin (`half_precision_twin`: same instructions, same peak), else None (the datasheet fraction).
+
+    Without the twin an FP16 model (Llama-2's checkpoints are float16) fell back to the datasheet fraction on every
+    GEMM while the prediction said it was calibrated. Worked number (A100 SXM, vLLM 0.14.0 table): llama-2-7b's fused
+    QKV at M = 128 (N = 12,288, K = 4,096) is measured at 87.6 µs in BF16; FP16 now takes the same 87.6 µs per layer,
+    where the datasheet fraction (0.82 of 312 TFLOP/s) gave 2 · 128 · 12,288 · 4,096 / (0.82 · 312e12) = 50.4 µs of
+    compute, a weight read of 100.7 MB at 0.83 · 2.039 TB/s = 59.5 µs bounding it.
+    """
+    table = cal.gemm.get(compute_key)
+    if table is None:
+        twin = half_precision_twin(hw, compute_key)
+        table = None if twin is None else cal.gemm.get(twin)
+    return table
+
+
+def moe_curves_for(cal: "Calibration", hw, compute_key: str) -> "list[MoeCurve]":
+    """The fused-MoE curves a pass computing at `compute_key` takes on `hw`: those of its own compute dtype, and for a
+    16-bit pass those of its twin (`half_precision_twin`) for the expert formats its own dtype has no curve of."""
+    mine = [m for m in cal.moe.values() if m.compute_dtype == compute_key]
+    twin = half_precision_twin(hw, compute_key)
+    if twin is not None:
+        have = {m.weight_format for m in mine}
+        mine += [m for m in cal.moe.values() if m.compute_dtype == twin and m.weight_format not in have]
+    return mine
+
+
 class CalibratedCurves:
     """The calibration resolved against one profile and compute dtype: rates in SI units.
 
@@ -459,7 +538,7 @@ class CalibratedCurves:
             self.att_dec_latency_s, self.att_dec_rate = self.mem_latency_s, self.mem_rate
         else:
             self.att_dec_latency_s, self.att_dec_rate = d.latency_s, d.rate_per_s * (bw / d.peak_per_s)
-        table = cal.gemm.get(compute_key)
+        table = gemm_table_for(cal, hw, compute_key)
         self.gemm = table
         self.gemm_peak = peak
         self.gemm_compute = None if table is None else compute_column(table)
@@ -481,7 +560,7 @@ class CalibratedCurves:
         # FLOP/s, grouped kernels' bytes/s) on this profile, for the curves that compute at this pass's dtype
         self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.expert_latency_s, m.compute_fraction * peak,
                                                              m.bandwidth_fraction * bw)
-                    for m in cal.moe.values() if m.compute_dtype == compute_key}
+                    for m in moe_curves_for(cal, hw, compute_key)}
 
     def allreduce_line(self, tp):
         """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a PCIe host). Over a grid of
@@ -659,9 +738,9 @@ class CalibratedCurves:
         nk = flops * (1 + f["sparse_2_4"]) / (2 * np.maximum(f["launches"], 1.0) * m)
         tile = np.asarray(c.tile_tokens, dtype=float)
         tile_safe = np.where(tile > 0, tile, 1.0)
-        pad = np.where(tile > 0, np.ceil(m / tile_safe) * tile_safe / m, 1.0)
+        pad = np.where(tile > 0, np.ceil(m / tile_safe - TILE_SLACK) * tile_safe / m, 1.0)
         work = flops * pad / (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))  # padded FLOPs at the dense rate
-        compute_fraction, table_fraction = self._gemm_lookups(t, m, nk)
+        compute_fraction, table_fraction = self._gemm_lookups(t, m, nk, tile)
         compute_rate = self.gemm_peak * compute_fraction
         table_rate = self.gemm_peak * table_fraction
         measured_s = work / table_rate
@@ -679,19 +758,21 @@ class CalibratedCurves:
         return gemm_rate, bytes_rate
 
 
-    def _gemm_lookups(self, t, m, nk):
-        """(f_c(N·K), f(M, N·K)) of every op of `t`. Only GEMMs take a GEMM rate, so over a large table (a sweep's
-        grid) only the GEMM rows are looked up and the others hold 1, a value `_gemm_rates` never uses."""
+    def _gemm_lookups(self, t, m, nk, tile):
+        """(f_c(N·K), f(M, N·K)) of every op of `t`, f held between its measured rows' times (`between_rows`). Only
+        GEMMs take a GEMM rate, so over a large table (a sweep's grid) only the GEMM rows are looked up and the others
+        hold 1, a value `_gemm_rates` never uses."""
         if m.size < _GEMM_ROWS_MIN_SIZE or m.shape[0] != len(t.names) or nk.shape[0] != len(t.names):
-            return self.gemm_compute.at(nk), self.gemm.at(m, nk)
+            return self.gemm_compute.at(nk), self.gemm.at(m, nk, tile)
         rows = np.flatnonzero(t.rate_index == 0)
         if rows.size == len(t.names):
-            return self.gemm_compute.at(nk), self.gemm.at(m, nk)
+            return self.gemm_compute.at(nk), self.gemm.at(m, nk, tile)
         compute, table = np.ones(nk.shape), np.ones(np.broadcast_shapes(m.shape, nk.shape))
         if rows.size:
             m_rows, nk_rows = _constant_axes_cut(m[rows]), _constant_axes_cut(nk[rows])
+            tile_rows = tile if np.ndim(tile) == 0 else _constant_axes_cut(np.broadcast_to(tile, m.shape)[rows])
             compute[rows] = self.gemm_compute.at(nk_rows)
-            table[rows] = self.gemm.at(m_rows, nk_rows)
+            table[rows] = self.gemm.at(m_rows, nk_rows, tile_rows)
         return compute, table
 
 
@@ -862,14 +943,15 @@ def calibrated_efficiency(cal: Calibration, hw):
 
     Only a summary, for display and for the scalar ceilings a calibrated device falls back on where no
     curve applies: `predict`, `sweep` and the planner time every operator against the full curves
-    (`CalibratedCurves`, stacked along a grid's device axis by `StackedCurves`). `source_kind` becomes
-    `calibrated`.
+    (`CalibratedCurves`, stacked along a grid's device axis by `StackedCurves`). A dtype without a table of its
+    own takes its 16-bit twin's (`gemm_table_for`), as its GEMMs do. `source_kind` becomes `calibrated`.
     """
     e = hw.efficiency
     flops = dict(e.flops_fraction)
     sources = dict(e.sources)
-    for key, t in cal.gemm.items():
-        if key in flops:
+    for key in flops:
+        t = gemm_table_for(cal, hw, key) if key in hw.peak_flops_per_s else None  # a 16-bit twin's table too
+        if t is not None:
             flops[key] = float(min(1.0, t.fraction[-1][-1] * t.peak_per_s / hw.peak_flops(key)))
     where = f"calibration {cal.id} ({cal.provenance.device_name}, {cal.provenance.date})"
     update = {

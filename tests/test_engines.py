@@ -224,15 +224,16 @@ def test_trtllm_cpp_overheads_reproduce_the_triton_ensemble_t5_run_they_come_fro
     ops = rl.predict(rl.ModelSpec(**T5_SMALL), "a100-sxm-80gb", rl.Workload(batch_size=1, prompt_tokens=200, output_tokens=100),
                      rl.Deployment(engine="trtllm-cpp")).operators
     pre, dec = (ops[ops.phase == ph].set_index("op").time_s for ph in ("prefill", "decode"))
-    encoder_s = pre.sum() - pre["lm_head"]                                                         # 0.381 - 0.024 ms
+    encoder_s = pre.sum() - pre["lm_head"]                                                         # 0.416 - 0.027 ms
     cross_s = dec["norms"] / 2 + dec["qkv_proj"] + dec["attention"] + dec["o_proj"]                 # 6 cross-attention blocks
-    decoder_s = dec.sum() + cross_s                                                                # 0.312 + 0.169 ms
+    decoder_s = dec.sum() + cross_s                                                                # 0.315 + 0.169 ms
     cross_kv_s = pre["qkv_proj"]                                                                   # K/V of 200 encoder states
-    assert (encoder_s, decoder_s, cross_kv_s) == pytest.approx((0.357e-3, 0.481e-3, 0.038e-3), abs=0.002e-3)
-    # h(1) = 0.745 - 0.481 = 0.264 -> 0.26 ms; request overhead = 4.69 - 0.745 - 200 x 0.010 - 0.357 - 0.038 = 1.550 ms
+    # fp16 GEMMs at the A100 tables' bf16 rows (calibration.gemm_table_for)
+    assert (encoder_s, decoder_s, cross_kv_s) == pytest.approx((0.389e-3, 0.484e-3, 0.051e-3), abs=0.002e-3)
+    # h(1) = 0.745 - 0.484 = 0.260 -> 0.26 ms; request overhead = 4.69 - 0.745 - 200 x 0.010 - 0.389 - 0.051 = 1.505 ms
     cpp = load_engine("trtllm-cpp")
     assert cpp.step_s(1) == pytest.approx(itl_s - decoder_s, abs=0.01e-3) and cpp.step_s(8) == cpp.step_s(1)
-    assert cpp.request_s(200) == pytest.approx(1.55e-3 + 200 * 1.0e-5)  # 3.55 ms with the prompt's tokenization
+    assert cpp.request_s(200) == pytest.approx(1.51e-3 + 200 * 1.0e-5)  # 3.51 ms with the prompt's tokenization
     # put back together, the pieces give the run again: decode step = forward + h(1), idle-server TTFT = request +
     # encoder + cross K/V + one decoder step
     assert decoder_s + cpp.step_s(1) == pytest.approx(itl_s, abs=0.01e-3)
@@ -242,16 +243,16 @@ def test_trtllm_cpp_overheads_reproduce_the_triton_ensemble_t5_run_they_come_fro
 def test_gpt2_through_the_triton_cli_bls_is_slower_than_the_executor_alone():
     # GenAI-Perf tutorial (triton-inference-server/perf_analyzer genai-perf/docs/tutorial.md): GPT-2 through the Triton
     # CLI's BLS model, 200-token prompts, streaming, one request at a time: TTFT 13.68 ms, ITL 1.86 ms. The executor alone
-    # (the profile, from the T5 ensemble run above) decodes GPT-2 on the calibrated H100 SXM in 0.636 + 0.26 = 0.90 ms a
+    # (the profile, from the T5 ensemble run above) decodes GPT-2 on the calibrated H100 SXM in 0.590 + 0.26 = 0.85 ms a
     # token, so the BLS's per-token Python loop, not the executor, sets its 1.86 ms; and its TTFT holds about 9 ms more
-    # than the ensemble's request path: 13.68 - (1.55 + 2.00 + 0.697 + 0.26) = 9.17 ms of BLS time before the first token.
+    # than the ensemble's request path: 13.68 - (1.51 + 2.00 + 0.715 + 0.26) = 9.19 ms of BLS time before the first token.
     cpp = load_engine("trtllm-cpp")
     wl = rl.Workload(batch_size=1, prompt_tokens=200, output_tokens=100)
     p = rl.predict(rl.ModelSpec(**GPT2), "h100-sxm", wl, rl.Deployment(engine="trtllm-cpp"))
-    assert p.tpot_s == pytest.approx(0.636e-3 + 0.26e-3, abs=0.01e-3)
-    assert 1.86e-3 - p.tpot_s == pytest.approx(0.96e-3, abs=0.02e-3)
-    assert p.ttft_s == pytest.approx(0.697e-3 + 0.26e-3, abs=0.01e-3)  # offline: one prefill step, no request overhead
-    assert 13.68e-3 - (cpp.request_s(200) + p.ttft_s) == pytest.approx(9.17e-3, abs=0.02e-3)
+    assert p.tpot_s == pytest.approx(0.590e-3 + 0.26e-3, abs=0.01e-3)  # GPT-2 is fp16: the H100 tables' bf16 rows
+    assert 1.86e-3 - p.tpot_s == pytest.approx(1.01e-3, abs=0.02e-3)
+    assert p.ttft_s == pytest.approx(0.715e-3 + 0.26e-3, abs=0.01e-3)  # offline: one prefill step, no request overhead
+    assert 13.68e-3 - (cpp.request_s(200) + p.ttft_s) == pytest.approx(9.19e-3, abs=0.02e-3)
 
 
 def test_engine_limits_and_memory_helpers():
@@ -345,7 +346,7 @@ def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_cuda_graphs_and_measur
     cpp, new = load_engine("trtllm-cpp"), load_engine("trtllm")
     assert (cpp.overlap_scheduler, cpp.cuda_graph_max_batch, cpp.seqs_per_attention_rank) == (False, 0, False)
     assert (new.overlap_scheduler, new.cuda_graph_max_batch, new.seqs_per_attention_rank) == (True, 128, True)
-    assert (cpp.step_overhead_s, cpp.request_overhead_s) == (0.26e-3, 1.55e-3)
+    assert (cpp.step_overhead_s, cpp.request_overhead_s) == (0.26e-3, 1.51e-3)
     assert (new.step_overhead_s, new.request_overhead_s) == (0.0, 0.0)
     assert (cpp.slot_bytes_per_vocab_entry, cpp.slot_bytes_per_context_token, cpp.slot_bytes_fixed) == (20, 40, 65_536)
     assert (new.slot_bytes_per_vocab_entry, new.slot_bytes_per_context_token, new.slot_bytes_fixed) == (0, 0, 0)
@@ -485,7 +486,8 @@ def test_lmdeploy_turbomind_kv_pool_is_half_the_device_on_top_of_the_weights():
 def test_lmdeploy_turbomind_launches_every_decode_kernel_eagerly_on_the_default_tables():
     # no CUDA graphs in TurboMind 0.1 - 0.2: even a batch-1 decode step on the calibrated A100 launches every kernel
     # eagerly, 4 us a launch (kernel_overhead_s), where the bare roofline replays it from a graph at 0.5 us
-    # (kernel_overhead_graph_s); the attention table's measured times already hold their eager launch (0 more).
+    # (kernel_overhead_graph_s); the measured ops' table times (attention, and the GEMMs: Llama-2's fp16 takes the bf16
+    # table, `calibration.gemm_table_for`) already hold their eager launch (0 more).
     # Llama-2-7B: 32 layers, so 32 launches of each projection and 64 of the norms. No LMDeploy tables exist, so the
     # device's default tables time it (the bare roofline's calibration) and its all-reduce is NCCL's.
     hw = rl.load_hardware("a100-sxm-80gb")
@@ -499,7 +501,8 @@ def test_lmdeploy_turbomind_launches_every_decode_kernel_eagerly_on_the_default_
     got, graphed = ({r.op: r for r in q.operators.itertuples() if r.phase == "decode" and r.launches > 0} for q in (p, bare))
     assert got["qkv_proj"].launches == 32 and got["norms"].launches == 64
     for op, row in got.items():
-        assert row.overhead_s == pytest.approx(0.0 if op == "attention" else row.launches * eager_s, abs=1e-15), op
+        measured = op == "attention" or row.kind == "gemm"
+        assert row.overhead_s == pytest.approx(0.0 if measured else row.launches * eager_s, abs=1e-15), op
         assert graphed[op].overhead_s == pytest.approx(graphed[op].launches * graph_s, abs=1e-15), op
 
 
