@@ -63,7 +63,7 @@ def test_whole_prompt_mixed_engine_by_hand():
     assert st.residual_s[0] == pytest.approx(et2 / (2 * m), rel=1e-12)
     assert st.wait_mean_s[0] == pytest.approx(lam * x * et2 / m, rel=1e-12)  # the others add a whole X each
     request = cv.request_s[0]  # the engine's API time and tokenizing (1.55 ms + 512 x 10 us)
-    assert request == pytest.approx(1.55e-3 + 512 * 1e-5)
+    assert request == pytest.approx(1.51e-3 + 512 * 1e-5)  # trtllm-cpp request_overhead_s (1.51 ms) + 512 prompt tokens x 10 us
     assert st.ttft_mean_s[0] == pytest.approx(et2 / (2 * m) + lam * x * et2 / m + own + request, rel=1e-12)
     # TTFT is at least one full step at the operating batch, plus the request's own time
     assert own > t0s and st.ttft_mean_s[0] > t0s + request
