@@ -28,7 +28,6 @@ Worked number (tp 8, one token): Llama-3.1-70B's qkv weight is N = (64 + 2 · 8)
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +36,11 @@ import pandas as pd
 import roofline as rl
 from roofline.ops import forward_ops
 
+from . import public_aiter
 from .public import PUBLIC_DIR
 
 CSV = PUBLIC_DIR / "aiter" / "mi300x-fp8-gemm-llama.csv"
-CU_NUM = 304  # MI300X's compute units: the aiter tuner's key for the device
-US = 1e-6  # the tuner's time unit (column `us`)
+US = public_aiter.US  # the tuner's time unit (column `us`)
 TP = 8
 MODELS = ("llama-3.1-70b", "llama-3.1-405b")
 GEMMS = ("qkv_proj", "o_proj", "mlp_up", "mlp_down")
@@ -57,16 +56,9 @@ def gemm_shapes(model: rl.ModelSpec, tp: int) -> dict[str, tuple[int, int]]:
 
 
 def read_rows(path: Path = CSV) -> pd.DataFrame:
-    """The CSV's MI300X (cu_num 304) rows as columns m, n, k, latency_s; '#' lines are provenance."""
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-    df = pd.DataFrame(rows)
-    missing = {"cu_num", "M", "N", "K", "us"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{path}: columns {sorted(missing)} missing; expected aiter's tuned-GEMM header")
-    df = df[df["cu_num"].astype(int) == CU_NUM]
-    return pd.DataFrame({"m": df["M"].astype(int).to_numpy(), "n": df["N"].astype(int).to_numpy(),
-                         "k": df["K"].astype(int).to_numpy(), "latency_s": df["us"].astype(float).to_numpy() * US})
+    """The CSV's MI300X (cu_num 304) rows as columns m, n, k, latency_s: the same aiter tuner format the shipped
+    table is fitted from, read by the same reader (`public_aiter.read_rows`)."""
+    return public_aiter.read_rows(path)
 
 
 def measured_s(rows: pd.DataFrame, n: int, k: int, m: int) -> tuple[float, int]:
