@@ -180,6 +180,11 @@ class GemmTable(BaseModel):
         """`m_tokens` as a float array, built once per table (`between_rows` reads it on every lookup)."""
         return np.asarray(self.m_tokens, dtype=float)
 
+    @identity_cached_property
+    def padded_rows(self) -> dict:
+        """p(M) of the rows per tile, filled by `between_rows` (one entry per tile a device uses)."""
+        return {}
+
     def at(self, m, nk, tile=None):
         """Bilinear interpolation in (log M, log N·K), constant past the edges of the table. With `tile` (the rows
         of a tensor-core tile the cells' padded FLOPs count), an M between two measured rows is held to a time
@@ -200,10 +205,10 @@ class GemmTable(BaseModel):
             top = table[i, j] + (table[i, j1] - table[i, j]) * wj
             bottom = table[i1, j] + (table[i1, j1] - table[i1, j]) * wj
         f = top + (bottom - top) * wi
-        return f if tile is None else between_rows(m, f, self.rows_tokens, i, i1, top, bottom, tile)
+        return f if tile is None else between_rows(m, f, self.rows_tokens, i, i1, top, bottom, tile, self.padded_rows)
 
 
-def between_rows(m, f, m_tokens, i, i1, top, bottom, tile):
+def between_rows(m, f, m_tokens, i, i1, top, bottom, tile, padded_rows: dict | None = None):
     """The fraction f of a GEMM of m rows (interpolated between the table's rows M_i < m < M_i+1, whose fractions at
     this N·K are `top` and `bottom`), held so that its time lies between those two rows' measured times.
 
@@ -220,7 +225,8 @@ def between_rows(m, f, m_tokens, i, i1, top, bottom, tile):
     17, 32, 33 ...) up to M = 4,353, a few % past M = 128 (a Llama-3.1-70B tp-4 projection on H200: -1.3% to +2.5%).
 
     Speed (bit-identical to evaluating every term everywhere, `tests/test_speed_paths.py`): p(m) is computed once, and
-    where no m lies strictly inside the table the held time is u itself and the neighbours' times are not formed.
+    where no m lies strictly inside the table the held time is u itself and the neighbours' times are not formed; with
+    one tile for every op, p(M) of the table's rows is kept in `padded_rows` (a dict per table, keyed by the tile).
     """
     rows = np.asarray(m_tokens, dtype=float)
     m = np.asarray(m, dtype=float)
@@ -230,8 +236,15 @@ def between_rows(m, f, m_tokens, i, i1, top, bottom, tile):
     inside = (m > rows[0]) & (m < rows[-1])
     if not inside.any():  # past the table's edges (or at them): nothing is held
         return padded / u
-    u_lo = np.ceil(rows[i] / tile) * tile / top
-    u_hi = np.ceil(rows[i1] / tile) * tile / bottom
+    if padded_rows is not None and tile.size == 1:
+        one = float(tile.reshape(-1)[0])
+        p_rows = padded_rows.get(one)
+        if p_rows is None:
+            p_rows = padded_rows[one] = np.ceil(rows / one) * one  # p(M) of every row
+        u_lo, u_hi = p_rows[i] / top, p_rows[i1] / bottom
+    else:
+        u_lo = np.ceil(rows[i] / tile) * tile / top
+        u_hi = np.ceil(rows[i1] / tile) * tile / bottom
     held = np.where(inside, np.minimum(np.maximum(u, np.minimum(u_lo, u_hi)), np.maximum(u_lo, u_hi)), u)
     return padded / held
 
@@ -781,8 +794,10 @@ class CalibratedCurves:
         compute, table = np.ones(nk.shape), np.ones(np.broadcast_shapes(m.shape, nk.shape))
         if rows.size:
             m_rows, nk_rows = _constant_axes_cut(m[rows]), _constant_axes_cut(nk[rows])
-            # one tile for every op (a single device's): it broadcasts as it is, the same values as its rows cut
-            tile_rows = tile if tile.size == 1 and tile.ndim <= m.ndim else \
+            # one tile on every device (or a single device's): one value of it broadcasts as the rows cut would, whose
+            # every axis but the op axis is cut to 1 when the tile does not change
+            one_tile = tile.size == 1 or bool((tile == tile.reshape(-1)[0]).all())
+            tile_rows = tile.reshape(-1)[:1].reshape((1,) * m.ndim) if one_tile and tile.ndim <= m.ndim else \
                 _constant_axes_cut(np.broadcast_to(tile, m.shape)[rows])
             compute[rows] = self.gemm_compute.at(nk_rows)
             table[rows] = self.gemm.at(m_rows, nk_rows, tile_rows)

@@ -254,7 +254,7 @@ def test_between_rows_equals_every_term_evaluated(m_range, tile_shape):
     """`between_rows` computes p(m) once and skips the neighbours' times where no m is inside the table; the result
     equals the every-term formula bit for bit (and in shape) inside, at and past the table's edges (m_range
     (4096, 9000) and (0.5, 16) lie wholly past or at the edges of rows 16..4096), with one tile or a tile per row,
-    and through `GemmTable.at` with the table's cached rows (whose single-tile case skips the rows cut)."""
+    with the rows' padded counts kept per tile or not, and through `GemmTable.at` with the table's cached rows."""
     from roofline.calibration import GemmTable, _bracket, between_rows
 
     rng = np.random.default_rng(7)
@@ -274,4 +274,9 @@ def test_between_rows_equals_every_term_evaluated(m_range, tile_shape):
     want = _between_rows_every_term(m, f, m_tokens, i, i1, top, bottom, tile)
     got = between_rows(m, f, table.rows_tokens, i, i1, top, bottom, tile)
     assert got.shape == want.shape and np.array_equal(got, want)
-    assert np.array_equal(table.at(m, nk, tile), want)
+    kept = {}
+    for _ in range(2):  # the rows' p(M) computed, then read from the dict
+        got = between_rows(m, f, table.rows_tokens, i, i1, top, bottom, tile, kept)
+        assert got.shape == want.shape and np.array_equal(got, want)
+    assert list(kept) == ([16.0] if np.size(tile) == 1 and m_range[0] < 4096 and m_range[1] > 16 else [])
+    assert np.array_equal(table.at(m, nk, tile), want) and np.array_equal(table.at(m, nk, tile), want)
