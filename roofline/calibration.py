@@ -175,6 +175,16 @@ class GemmTable(BaseModel):
         return (np.log(np.asarray(self.m_tokens, dtype=float)), np.log(np.asarray(self.nk_elements, dtype=float)),
                 np.asarray(self.fraction, dtype=float))
 
+    @identity_cached_property
+    def rows_tokens(self) -> np.ndarray:
+        """`m_tokens` as a float array, built once per table (`between_rows` reads it on every lookup)."""
+        return np.asarray(self.m_tokens, dtype=float)
+
+    @identity_cached_property
+    def padded_rows(self) -> dict:
+        """p(M) of the rows per tile, filled by `between_rows` (one entry per tile a device uses)."""
+        return {}
+
     def at(self, m, nk, tile=None):
         """Bilinear interpolation in (log M, log N·K), constant past the edges of the table. With `tile` (the rows
         of a tensor-core tile the cells' padded FLOPs count), an M between two measured rows is held to a time
@@ -195,10 +205,10 @@ class GemmTable(BaseModel):
             top = table[i, j] + (table[i, j1] - table[i, j]) * wj
             bottom = table[i1, j] + (table[i1, j1] - table[i1, j]) * wj
         f = top + (bottom - top) * wi
-        return f if tile is None else between_rows(m, f, self.m_tokens, i, i1, top, bottom, tile)
+        return f if tile is None else between_rows(m, f, self.rows_tokens, i, i1, top, bottom, tile, self.padded_rows)
 
 
-def between_rows(m, f, m_tokens, i, i1, top, bottom, tile):
+def between_rows(m, f, m_tokens, i, i1, top, bottom, tile, padded_rows: dict | None = None):
     """The fraction f of a GEMM of m rows (interpolated between the table's rows M_i < m < M_i+1, whose fractions at
     this N·K are `top` and `bottom`), held so that its time lies between those two rows' measured times.
 
@@ -213,16 +223,30 @@ def between_rows(m, f, m_tokens, i, i1, top, bottom, tile):
     p(M_i+1) / f(M_i+1); M = 17 then takes the larger of t(16), t(32). Past the table's edges, and at a measured M,
     nothing changes; on the H100 / H200 / B200 / GB200 / L40S tables, which measure both sides of each tile edge (16,
     17, 32, 33 ...) up to M = 4,353, a few % past M = 128 (a Llama-3.1-70B tp-4 projection on H200: -1.3% to +2.5%).
+
+    Speed (bit-identical to evaluating every term everywhere, `tests/test_speed_paths.py`): p(m) is computed once, and
+    where no m lies strictly inside the table the held time is u itself and the neighbours' times are not formed; with
+    one tile for every op, p(M) of the table's rows is kept in `padded_rows` (a dict per table, keyed by the tile).
     """
     rows = np.asarray(m_tokens, dtype=float)
     m = np.asarray(m, dtype=float)
     tile = np.maximum(np.asarray(tile, dtype=float), 1.0)
-    u = np.ceil(m / tile - TILE_SLACK) * tile / f  # time / (2 · N·K / peak)
-    u_lo = np.ceil(rows[i] / tile) * tile / top
-    u_hi = np.ceil(rows[i1] / tile) * tile / bottom
+    padded = np.ceil(m / tile - TILE_SLACK) * tile  # p(m)
+    u = padded / f  # time / (2 · N·K / peak)
     inside = (m > rows[0]) & (m < rows[-1])
+    if not inside.any():  # past the table's edges (or at them): nothing is held
+        return padded / u
+    if padded_rows is not None and tile.size == 1:
+        one = float(tile.reshape(-1)[0])
+        p_rows = padded_rows.get(one)
+        if p_rows is None:
+            p_rows = padded_rows[one] = np.ceil(rows / one) * one  # p(M) of every row
+        u_lo, u_hi = p_rows[i] / top, p_rows[i1] / bottom
+    else:
+        u_lo = np.ceil(rows[i] / tile) * tile / top
+        u_hi = np.ceil(rows[i1] / tile) * tile / bottom
     held = np.where(inside, np.minimum(np.maximum(u, np.minimum(u_lo, u_hi)), np.maximum(u_lo, u_hi)), u)
-    return np.ceil(m / tile - TILE_SLACK) * tile / held
+    return padded / held
 
 
 def _bracket(axis: np.ndarray, x: np.ndarray):
@@ -770,7 +794,11 @@ class CalibratedCurves:
         compute, table = np.ones(nk.shape), np.ones(np.broadcast_shapes(m.shape, nk.shape))
         if rows.size:
             m_rows, nk_rows = _constant_axes_cut(m[rows]), _constant_axes_cut(nk[rows])
-            tile_rows = tile if np.ndim(tile) == 0 else _constant_axes_cut(np.broadcast_to(tile, m.shape)[rows])
+            # one tile on every device (or a single device's): one value of it broadcasts as the rows cut would, whose
+            # every axis but the op axis is cut to 1 when the tile does not change
+            one_tile = tile.size == 1 or bool((tile == tile.reshape(-1)[0]).all())
+            tile_rows = tile.reshape(-1)[:1].reshape((1,) * m.ndim) if one_tile and tile.ndim <= m.ndim else \
+                _constant_axes_cut(np.broadcast_to(tile, m.shape)[rows])
             compute[rows] = self.gemm_compute.at(nk_rows)
             table[rows] = self.gemm.at(m_rows, nk_rows, tile_rows)
         return compute, table

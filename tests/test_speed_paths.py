@@ -231,3 +231,52 @@ def test_predict_in_plain_floats_equals_predict_over_arrays(model_id, over, anal
     plain_run = run(True)
     _array_steps(monkeypatch)
     assert run(False) == plain_run
+
+
+def _between_rows_every_term(m, f, m_tokens, i, i1, top, bottom, tile):
+    """`calibration.between_rows` as fp16twin wrote it (every term evaluated everywhere): the reference of the next test."""
+    from roofline.units import TILE_SLACK
+
+    rows = np.asarray(m_tokens, dtype=float)
+    m = np.asarray(m, dtype=float)
+    tile = np.maximum(np.asarray(tile, dtype=float), 1.0)
+    u = np.ceil(m / tile - TILE_SLACK) * tile / f
+    u_lo = np.ceil(rows[i] / tile) * tile / top
+    u_hi = np.ceil(rows[i1] / tile) * tile / bottom
+    inside = (m > rows[0]) & (m < rows[-1])
+    held = np.where(inside, np.minimum(np.maximum(u, np.minimum(u_lo, u_hi)), np.maximum(u_lo, u_hi)), u)
+    return np.ceil(m / tile - TILE_SLACK) * tile / held
+
+
+@pytest.mark.parametrize("m_range", [(1.0, 300.0), (0.5, 16.0), (4096.0, 9000.0), (16.0, 16.0)])
+@pytest.mark.parametrize("tile_shape", [(), (1, 1), (3, 1, 1)])
+def test_between_rows_equals_every_term_evaluated(m_range, tile_shape):
+    """`between_rows` computes p(m) once and skips the neighbours' times where no m is inside the table; the result
+    equals the every-term formula bit for bit (and in shape) inside, at and past the table's edges (m_range
+    (4096, 9000) and (0.5, 16) lie wholly past or at the edges of rows 16..4096), with one tile or a tile per row,
+    with the rows' padded counts kept per tile or not, and through `GemmTable.at` with the table's cached rows."""
+    from roofline.calibration import GemmTable, _bracket, between_rows
+
+    rng = np.random.default_rng(7)
+    m_tokens = (16, 17, 32, 33, 64, 128, 4096)
+    table = GemmTable(dtype="bf16", peak_per_s=1e15, m_tokens=m_tokens, nk_elements=(1e6, 1e8),
+                      fraction=tuple((0.05 + 0.1 * k, 0.1 + 0.1 * k) for k in range(len(m_tokens))))
+    m = np.round(rng.uniform(*m_range, size=(3, 5, 1)) * 4) / 4  # quarter rows: some exactly on a measured row
+    nk = rng.uniform(1e6, 1e8, size=(3, 1, 4))
+    tile = np.full(tile_shape, 16.0) if tile_shape != (3, 1, 1) else np.array([16.0, 8.0, 0.0])[:, None, None]
+    xs, ys, grid = table.grid
+    i, wi = _bracket(xs, np.log(m))
+    j, wj = _bracket(ys, np.log(nk))
+    i1, j1 = np.minimum(i + 1, len(xs) - 1), np.minimum(j + 1, len(ys) - 1)
+    top = grid[i, j] + (grid[i, j1] - grid[i, j]) * wj
+    bottom = grid[i1, j] + (grid[i1, j1] - grid[i1, j]) * wj
+    f = top + (bottom - top) * wi
+    want = _between_rows_every_term(m, f, m_tokens, i, i1, top, bottom, tile)
+    got = between_rows(m, f, table.rows_tokens, i, i1, top, bottom, tile)
+    assert got.shape == want.shape and np.array_equal(got, want)
+    kept = {}
+    for _ in range(2):  # the rows' p(M) computed, then read from the dict
+        got = between_rows(m, f, table.rows_tokens, i, i1, top, bottom, tile, kept)
+        assert got.shape == want.shape and np.array_equal(got, want)
+    assert list(kept) == ([16.0] if np.size(tile) == 1 and m_range[0] < 4096 and m_range[1] > 16 else [])
+    assert np.array_equal(table.at(m, nk, tile), want) and np.array_equal(table.at(m, nk, tile), want)
