@@ -143,3 +143,19 @@ def test_the_worked_number_of_op_and_roofline_docstrings():
     assert float(with_l2.compute_s[i] - bare.compute_s[i]) == pytest.approx(2_684_354_560 / 9.8e12) == pytest.approx(273.9e-6, abs=0.1e-6)
     assert 335_544_320 / (4.8e12 * 0.86) == pytest.approx(81.3e-6, abs=0.1e-6)
     assert float(with_l2.compute_s[i]) > float(with_l2.memory_s[i])  # L2-bound
+
+
+def test_the_h100_pcie_times_l2_reads_at_its_own_measured_rate():
+    # gpu-benches gpu-l2-cache h100_pcie.txt: 6.83-6.98 TB/s for 10-33 MB data sets, 6.9e12 B/s taken. The same
+    # masked-MHA step as above (64 sequences at context 4,096, group 8, 2 layers): 8 x 536,870,912 B from L2 at
+    # 6.9e12 B/s = 622.4 us on the SMs, where the H200's 9.8e12 gives 438.3 us
+    m = rl.ModelSpec(**{**SMALL_GQA, "hidden_size": 2048, "num_attention_heads": 16, "head_dim": 128})
+    hw = rl.load_hardware("h100-pcie", analytical=True)
+    assert hw.l2_read_bytes_per_s == 6.9e12
+    rd = rl.Deployment(engine="trtllm-cpp-0.5").resolved(m)
+    table = OpTable.of(forward_ops(m, rd, 64, 1, 4095))
+    i = table.names.index("attention")
+    with_l2 = time_ops(table, Ceilings.of(hw, rd.compute_key), 1)
+    bare = time_ops(table, Ceilings.of(hw.model_copy(update={"l2_read_bytes_per_s": None}), rd.compute_key), 1)
+    assert float(with_l2.compute_s[i] - bare.compute_s[i]) == pytest.approx(8 * 536_870_912 / 6.9e12)
+    assert 8 * 536_870_912 / 6.9e12 == pytest.approx(622.4e-6, abs=0.1e-6)
