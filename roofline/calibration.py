@@ -61,7 +61,7 @@ from .attention_shapes import wave_efficiency
 from .errors import SpecError, validation_message
 from .files import read_mapping
 from .memo import identity_cached_property
-from .units import TILE_SLACK
+from .units import tile_padded
 
 SCHEMA_VERSION = 1
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False,
@@ -231,7 +231,7 @@ def between_rows(m, f, m_tokens, i, i1, top, bottom, tile, padded_rows: dict | N
     rows = np.asarray(m_tokens, dtype=float)
     m = np.asarray(m, dtype=float)
     tile = np.maximum(np.asarray(tile, dtype=float), 1.0)
-    padded = np.ceil(m / tile - TILE_SLACK) * tile  # p(m)
+    padded = tile_padded(m, tile)  # p(m)
     u = padded / f  # time / (2 · N·K / peak)
     inside = (m > rows[0]) & (m < rows[-1])
     if not inside.any():  # past the table's edges (or at them): nothing is held
@@ -240,11 +240,11 @@ def between_rows(m, f, m_tokens, i, i1, top, bottom, tile, padded_rows: dict | N
         one = float(tile.reshape(-1)[0])
         p_rows = padded_rows.get(one)
         if p_rows is None:
-            p_rows = padded_rows[one] = np.ceil(rows / one) * one  # p(M) of every row
+            p_rows = padded_rows[one] = tile_padded(rows, one)  # p(M) of every row
         u_lo, u_hi = p_rows[i] / top, p_rows[i1] / bottom
     else:
-        u_lo = np.ceil(rows[i] / tile) * tile / top
-        u_hi = np.ceil(rows[i1] / tile) * tile / bottom
+        u_lo = tile_padded(rows[i], tile) / top
+        u_hi = tile_padded(rows[i1], tile) / bottom
     held = np.where(inside, np.minimum(np.maximum(u, np.minimum(u_lo, u_hi)), np.maximum(u_lo, u_hi)), u)
     return padded / held
 
@@ -762,7 +762,7 @@ class CalibratedCurves:
         nk = flops * (1 + f["sparse_2_4"]) / (2 * np.maximum(f["launches"], 1.0) * m)
         tile = np.asarray(c.tile_tokens, dtype=float)
         tile_safe = np.where(tile > 0, tile, 1.0)
-        pad = np.where(tile > 0, np.ceil(m / tile_safe - TILE_SLACK) * tile_safe / m, 1.0)
+        pad = np.where(tile > 0, tile_padded(m, tile_safe) / m, 1.0)
         work = flops * pad / (1 + f["sparse_2_4"] * (c.sparse_rate_scale - 1))  # padded FLOPs at the dense rate
         compute_fraction, table_fraction = self._gemm_lookups(t, m, nk, tile)
         compute_rate = self.gemm_peak * compute_fraction

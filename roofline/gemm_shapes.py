@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .units import TILE_SLACK
+from .units import tile_padded
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def gemm_efficiency(m, n, k, eta_inf, k_fill, sms, tile_m, tile_n, tile_tokens=N
         # small-M kernels (GEMV, swap-AB) for M up to half a tile: they stream the weight over every SM with split-K
         # and pay only their token padding (the roofline's `pad`); they never serve large M, whose thin tiles would
         # run below eta_inf
-        small = m / (np.ceil(m / tile_tokens - TILE_SLACK) * tile_tokens)
+        small = m / tile_padded(m, tile_tokens)
         best = np.maximum(best, np.where(m <= tile_m / 2, small, 0.0))
     return eta_inf * best
 

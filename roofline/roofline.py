@@ -74,7 +74,7 @@ from .gemm_shapes import K_FILL, gemm_efficiency
 from .hardware import HardwareProfile
 from .memo import Identity, memoized, plain
 from .ops import NUMERIC_FIELDS, Op, OpKind
-from .units import TILE_SLACK
+from .units import tile_padded
 
 _NUMERIC_GETTER = operator.attrgetter(*NUMERIC_FIELDS)
 _KIND_VALUE = {k: k.value for k in OpKind}
@@ -376,9 +376,9 @@ def _tile_padding(t: OpTable, tile):
     if _scalar(tile):
         if tile == 0:
             return 1.0
-        return np.where(t.pad_mask, np.ceil(t.rows_safe / tile - TILE_SLACK) * tile / t.rows_safe, 1.0)
+        return np.where(t.pad_mask, tile_padded(t.rows_safe, tile) / t.rows_safe, 1.0)
     tile_safe = np.where(tile > 0, tile, 1)
-    return np.where(t.pad_mask & (tile > 0), np.ceil(t.rows_safe / tile_safe - TILE_SLACK) * tile_safe / t.rows_safe, 1.0)
+    return np.where(t.pad_mask & (tile > 0), tile_padded(t.rows_safe, tile_safe) / t.rows_safe, 1.0)
 
 
 def _gemm_slowdown(t: OpTable, c: Ceilings):

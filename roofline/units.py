@@ -7,6 +7,8 @@ happens only in `fmt`.
 
 from __future__ import annotations
 
+import numpy as np
+
 GIB = 2**30  # bytes in a GiB (the runtime reserve is quoted in GiB)
 SECONDS_PER_HOUR = 3600.0  # prices are per GPU-hour
 # A row count within this many tiles above a whole number of tiles is padded to that whole number (`roofline`,
@@ -14,3 +16,11 @@ SECONDS_PER_HOUR = 3600.0  # prices are per GPU-hour
 # tile (Mixtral at 128 tokens: 256 rows over 8 - 1e-15 touched experts = 32.0000000000001 rows, which ceil padded
 # to 48, 1.5 x the FLOPs of the 32 the kernel computes).
 TILE_SLACK = 1e-9
+
+
+def tile_padded(rows, tile):
+    """p(m) = ceil(m / tile) · tile: the rows a tensor-core tile of `tile` rows computes for a GEMM of m rows (the
+    FLOPs a kernel really executes, and the FLOPs a measured table's fractions count), with `TILE_SLACK` so that a
+    count a hair above a whole number of tiles pads to that number. Worked number: m = 17 in tiles of 16 computes 32
+    rows; m = 32.0000000000001 computes 32."""
+    return np.ceil(rows / tile - TILE_SLACK) * tile
