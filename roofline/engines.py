@@ -3,9 +3,9 @@
 The roofline prices the GPU's work. An engine (vLLM, SGLang, TensorRT-LLM, LMDeploy) adds work of its own and sets
 the limits a deployment runs under; each is a sourced, versioned YAML file in `hardware_profiles/engines/`,
 chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roofline, no engine at all). A profile
-that varies another (an older release of the same runtime) writes `extends: <base id>` and only the fields, with their
-sources, that differ; it loads as the base with those laid over it (`registry.profile_mapping`), its `engine_base`
-naming the base:
+that varies another (an older release of the same runtime) writes `extends: <base id>` and only what differs (its
+name, versions and notes, the fields whose figure, or whose evidence for its releases, is its own, each with its
+source); it loads as the base with those laid over it (`registry.profile_mapping`), its `engine_base` naming the base:
 
 * **CPU time per engine step** the GPU waits for (scheduling, preparing inputs, processing the sampled
   tokens), not hidden behind the GPU's work: h(B) = `step_overhead_s` + B · `step_overhead_per_sequence_s`

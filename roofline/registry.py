@@ -1,4 +1,6 @@
-"""Loading shipped and user-supplied specs: `load_model`, `load_hardware`, `list_models`, `list_hardware`.
+"""Loading shipped and user-supplied specs: `load_model`, `load_hardware`, `list_models`, `list_hardware`, and the
+shipped profiles of `hardware_profiles/<folder>/` (`load_profile`; a profile that writes `extends: <id>` is laid over
+that shipped profile: `profile_mapping`, `overlay`).
 
 Shipped specs are package data: `model_specs/*.yaml` and `hardware_profiles/*.yaml`
 install as `roofline/model_specs` and `roofline/hardware_profiles` (see
