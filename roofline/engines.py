@@ -2,7 +2,10 @@
 
 The roofline prices the GPU's work. An engine (vLLM, SGLang, TensorRT-LLM, LMDeploy) adds work of its own and sets
 the limits a deployment runs under; each is a sourced, versioned YAML file in `hardware_profiles/engines/`,
-chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roofline, no engine at all):
+chosen by `Deployment.engine` (default `DEFAULT_ENGINE`; `None` is the bare roofline, no engine at all). A profile
+that varies another (an older release of the same runtime) writes `extends: <base id>` and only what differs (its
+name, versions and notes, the fields whose figure, or whose evidence for its releases, is its own, each with its
+source); it loads as the base with those laid over it (`registry.profile_mapping`), its `engine_base` naming the base:
 
 * **CPU time per engine step** the GPU waits for (scheduling, preparing inputs, processing the sampled
   tokens), not hidden behind the GPU's work: h(B) = `step_overhead_s` + B · `step_overhead_per_sequence_s`
@@ -170,6 +173,9 @@ class EngineProfile(BaseModel):
     large_gpu: LargeGpuLimits | None = None
     sources: dict[str, str]
     notes: str = ""
+    engine_base: str | None = Field(
+        None, description="the id of the shipped profile this one varies (its file's `extends:`, resolved by "
+                          "`registry.profile_mapping`); None for a base. Set on loading, not written in the file")
 
     @model_validator(mode="after")
     def _check(self) -> "EngineProfile":
@@ -234,8 +240,11 @@ def list_engines() -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def load_engine(engine_id: str) -> EngineProfile:
-    """A shipped engine profile by id; an unknown id is a one-line error listing the choices."""
-    return load_profile("engines", engine_id, EngineProfile, "engine", ", or none for the bare roofline")
+    """A shipped engine profile by id; an unknown id is a one-line error listing the choices. A variant's file
+    (`extends: <base id>`) holds only what differs from its base; it loads laid over the base (`registry.overlay`),
+    with the base's id in `engine_base`."""
+    return load_profile("engines", engine_id, EngineProfile, "engine", ", or none for the bare roofline",
+                        base_field="engine_base")
 
 
 def nccl_allreduce(engine: EngineProfile | None) -> bool:

@@ -1,4 +1,6 @@
-"""Loading shipped and user-supplied specs: `load_model`, `load_hardware`, `list_models`, `list_hardware`.
+"""Loading shipped and user-supplied specs: `load_model`, `load_hardware`, `list_models`, `list_hardware`, and the
+shipped profiles of `hardware_profiles/<folder>/` (`load_profile`; a profile that writes `extends: <id>` is laid over
+that shipped profile: `profile_mapping`, `overlay`).
 
 Shipped specs are package data: `model_specs/*.yaml` and `hardware_profiles/*.yaml`
 install as `roofline/model_specs` and `roofline/hardware_profiles` (see
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -261,14 +264,85 @@ def profile_ids(folder: str) -> list[str]:
     return sorted(p.name[:-5] for p in data_dir(_HARDWARE).joinpath(folder).iterdir() if p.name.endswith(".yaml"))
 
 
-def load_profile(folder: str, profile_id, cls, field: str, or_else: str = ""):
-    """The shipped profile `hardware_profiles/<folder>/<profile_id>.yaml` validated as `cls`; an unknown id is a
-    one-line error naming `field` and listing the choices (`or_else` adds one, e.g. ", or none for ...")."""
+EXTENDS = "extends"  # the key by which a profile names the shipped profile it varies (`profile_mapping`)
+
+
+def overlay(base: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
+    """The mapping `variant` describes when it varies `base`: every key of either, the variant's value where it has one.
+
+    Nested mappings merge key by key, at every depth (so a per-field `sources:` mapping gains the variant's sources and
+    keeps the base's, and a figure's source travels with it); any other value, a list, a scalar or null, replaces the
+    base's whole (a variant's `large_gpu: null` drops the base's large-GPU limits, its `head_dims: []` empties the list).
+    The `extends` key itself is dropped at the top level. Pure: neither input changes.
+    `overlay({"a": 1, "m": {"x": 1, "y": 2}}, {"extends": "b", "m": {"y": 3}})` = `{"a": 1, "m": {"x": 1, "y": 3}}`.
+    """
+    merged = _merge(base, variant)
+    merged.pop(EXTENDS, None)
+    return merged
+
+
+def _merge(base: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in variant.items():
+        old = out.get(key)
+        out[key] = _merge(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return out
+
+
+def profile_mapping(folder: str, profile_id: str, field: str) -> dict[str, Any]:
+    """The mapping of the shipped profile `hardware_profiles/<folder>/<profile_id>.yaml` with its `extends:` resolved.
+
+    A profile that writes `extends: <id>` is a variant of the shipped profile `<id>` of the same folder: the base is
+    resolved first (it may extend another in turn) and the variant laid over it (`overlay`), so the variant's file
+    holds only what differs. A profile without `extends:` is returned as written. `field` names the argument the id came
+    from in the errors, each one line naming the file: an unknown id or base (the choices listed), a profile that
+    extends itself, a cycle (the chain named), an `extends` that is not a string.
+    """
+    return _resolved(folder, profile_id, field)[0]
+
+
+def _resolved(folder: str, profile_id, field: str, chain: tuple[str, ...] = ()) -> tuple[dict[str, Any], str | None]:
+    """`profile_mapping`, and the id the profile extends (None for a base); `chain` holds the ids that extend it."""
+    ids = profile_ids(folder)
+    if not isinstance(profile_id, str) or profile_id not in ids:
+        raise SpecError(field, f"unknown {field} {profile_id!r}; choose one of {', '.join(ids)}")
+    where = f"{folder}/{profile_id}.yaml"
+    data = parse_mapping(data_dir(_HARDWARE).joinpath(folder, f"{profile_id}.yaml").read_bytes(), where, "yaml")
+    if EXTENDS not in data:
+        return data, None
+    base = data[EXTENDS]
+    if not isinstance(base, str):
+        raise SpecError(f"{where}: {EXTENDS}", f"should be the id of another {field} profile (a string), got {base!r}; "
+                                               f"choose one of {', '.join(ids)}")
+    if base == profile_id:
+        raise SpecError(f"{where}: {EXTENDS}", f"names the profile itself; extend another of {', '.join(ids)} "
+                                               "or remove the key")
+    if base in chain:
+        loop = " -> ".join((*chain[chain.index(base):], profile_id, base))
+        raise SpecError(f"{where}: {EXTENDS}", f"makes a cycle {loop}; one profile of it must be a base, with no "
+                                               f"{EXTENDS}: key")
+    if base not in ids:
+        close = difflib.get_close_matches(base, ids, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SpecError(f"{where}: {EXTENDS}", f"unknown {field} {base!r}; {hint}choose one of {', '.join(ids)}")
+    return overlay(_resolved(folder, base, field, (*chain, profile_id))[0], data), base
+
+
+def load_profile(folder: str, profile_id, cls, field: str, or_else: str = "", base_field: str | None = None):
+    """The shipped profile `hardware_profiles/<folder>/<profile_id>.yaml`, its `extends:` resolved (`profile_mapping`),
+    validated as `cls`; an unknown id is a one-line error naming `field` and listing the choices (`or_else` adds one,
+    e.g. ", or none for ..."). `base_field` names the field of `cls` that records the id the profile extends (None for
+    a base): it is set from the file's `extends:`, so a file that writes it is refused."""
     ids = profile_ids(folder)
     if not isinstance(profile_id, str) or profile_id not in ids:
         raise SpecError(field, f"unknown {field} {profile_id!r}; choose one of {', '.join(ids)}{or_else}")
     where = f"{folder}/{profile_id}.yaml"
-    data = parse_mapping(data_dir(_HARDWARE).joinpath(folder, f"{profile_id}.yaml").read_bytes(), where, "yaml")
+    data, base = _resolved(folder, profile_id, field)
+    if base_field is not None:
+        if base_field in data:
+            raise SpecError(f"{where}: {base_field}", f"is set from the {EXTENDS}: key; remove it (write "
+                                                      f"`{EXTENDS}: <id>` to vary another profile)")
+        data[base_field] = base
     try:
         return cls.model_validate(data)
     except ValidationError as exc:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import roofline as rl
-from roofline.engines import EngineProfile, GroupedDecodeKernel, engine_tables, list_engines, load_engine, nccl_allreduce, with_nccl_allreduce
+from roofline.engines import EngineProfile, engine_tables, list_engines, load_engine, nccl_allreduce, with_nccl_allreduce
 from roofline.parallelism import (
     engine_limits,
     engine_memory_bytes,
@@ -358,24 +358,6 @@ def test_tensorrt_llm_cpp_runtime_differs_only_in_overlap_cuda_graphs_and_measur
     assert "0.16" in cpp.versions
 
 
-def test_tensorrt_llm_0_5_and_0_7_differ_from_the_cpp_runtime_only_in_the_gqa_decode_kernel():
-    # trtllm-cpp-0.5 / trtllm-cpp-0.7 are `trtllm-cpp` (the same C++ runtime and defaults: every other source reads
-    # "as `trtllm-cpp`") with the GQA decode kernel of their releases: none (masked MHA for every GQA layout) and XQA
-    # at head 128 / 256, group 8
-    cpp = load_engine("trtllm-cpp")
-    skip = {"name", "versions", "sources", "notes", "grouped_decode_kernel"}
-    for engine, kernel in (("trtllm-cpp-0.5", GroupedDecodeKernel()),
-                           ("trtllm-cpp-0.7", GroupedDecodeKernel(head_dims=(128, 256), group_sizes=(8,)))):
-        e = load_engine(engine)
-        assert e.grouped_decode_kernel == kernel
-        assert e.model_dump(exclude=skip) == cpp.model_dump(exclude=skip), engine
-        for field, source in e.sources.items():
-            if field != "grouped_decode_kernel":
-                assert field in cpp.sources and source.startswith("as `trtllm-cpp`"), (engine, field)
-        assert set(e.sources) == set(cpp.sources) | {"grouped_decode_kernel"}
-    assert cpp.grouped_decode_kernel is None
-
-
 def test_tensorrt_llm_cpp_decode_launches_every_kernel_eagerly():
     # with no captured graph (cuda_graph_max_batch 0) even a batch-1 decode step on the calibrated H100 pays the eager
     # 4 us launch on every kernel the tables do not time (GEMMs and attention hold their fixed time), where the
@@ -402,8 +384,9 @@ def test_vllm_v0_on_an_mla_model_prefills_whole_prompts_alone():
     assert (v0.max_num_batched_tokens, v0.max_num_seqs, v0.cuda_graph_max_batch, v0.large_gpu) == (max(32768, 2048), 256, 256, None)
     assert v0.limits(rl.load_hardware("h200")) == (256, 32768)
     skip = {"name", "versions", "sources", "notes", "chunked_prefill", "mixed_prefill_decode", "max_num_batched_tokens",
-            "max_num_seqs", "cuda_graph_max_batch", "large_gpu"}
+            "max_num_seqs", "cuda_graph_max_batch", "large_gpu", "engine_base"}
     assert v0.model_dump(exclude=skip) == v1.model_dump(exclude=skip)
+    assert (v0.engine_base, v1.engine_base) == ("vllm", None)
     assert "0.7" in v0.versions
 
 
@@ -415,8 +398,9 @@ def test_tensorrt_llm_eager_differs_from_the_pytorch_backend_only_in_cuda_graphs
     # (attention data parallelism's per-rank batch limit is sourced for the current PyTorch backend's recipes only, so
     # the 0.17 profile leaves it at the default)
     assert eager.seqs_per_attention_rank is False
-    skip = {"name", "versions", "sources", "notes", "cuda_graph_max_batch", "seqs_per_attention_rank"}
+    skip = {"name", "versions", "sources", "notes", "cuda_graph_max_batch", "seqs_per_attention_rank", "engine_base"}
     assert eager.model_dump(exclude=skip) == new.model_dump(exclude=skip)
+    assert (eager.engine_base, new.engine_base) == ("trtllm", None)
     assert "0.17" in eager.versions
     # so a batch-4 DeepSeek-V3 decode step on 8 H200s launches eagerly: 4 us on every launch the kernel tables do not
     # time (the norms and activations here: at least 4 us a kernel, `launch_overhead_s`), where `trtllm` replays them
@@ -544,7 +528,7 @@ def test_sglang_0_4_0_sets_its_memory_share_by_tensor_parallel_size():
     assert all(load_engine("sglang").memory_fraction(tp) == 0.88 for tp in (1, 4, 8))
     # otherwise the 0.4 - 0.5 profile's figures, but for the share, the admission by future KV (its versions)
     assert (e.admission, load_engine("sglang").admission) == ("future_kv", "slots")
-    skip = ("versions", "sources", "notes", "gpu_memory_fraction_by_tp", "admission")
+    skip = ("versions", "sources", "notes", "gpu_memory_fraction_by_tp", "admission", "engine_base")
     same = {k: v for k, v in load_engine("sglang").model_dump().items() if k not in skip}
     assert {k: v for k, v in e.model_dump().items() if k not in skip} == same
     # the engine's part of an H200 (150,754,820,096 B): 0.85 of it at tp 4 = 128,141,597,081.6 B, 0.81 at tp 8 =

@@ -201,6 +201,7 @@ def test_a_misspelt_key_inside_a_nested_record_is_matched_against_that_records_f
 
 
 TRTLLM_07_YAML = (ROOT / "hardware_profiles" / "engines" / "trtllm-cpp-0.7.yaml").read_text()
+TRTLLM_CPP_YAML = (ROOT / "hardware_profiles" / "engines" / "trtllm-cpp.yaml").read_text()  # the profile 0.7 extends
 
 
 @pytest.mark.parametrize("kernel, message", [
@@ -219,6 +220,7 @@ def test_a_malformed_grouped_decode_kernel_is_one_line_naming_the_field(tmp_path
     block = "grouped_decode_kernel:                  # XQA: head 128 or 256, 8 query heads per KV head; other GQA layouts run masked MHA\n  head_dims: [128, 256]\n  group_sizes: [8]\n"
     assert block in TRTLLM_07_YAML
     (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "trtllm-cpp.yaml").write_text(TRTLLM_CPP_YAML)
     (tmp_path / "engines" / "mine.yaml").write_text(TRTLLM_07_YAML.replace(block, f"grouped_decode_kernel: {kernel}\n", 1))
     monkeypatch.setattr(registry, "data_dir", lambda kind: tmp_path)
     with pytest.raises(SpecError) as err:
@@ -230,9 +232,12 @@ def test_a_grouped_decode_kernel_without_its_source_is_refused(tmp_path, monkeyp
     from roofline import registry
     from roofline.engines import EngineProfile
 
-    lines = [x for x in TRTLLM_07_YAML.splitlines() if not x.startswith("  grouped_decode_kernel:")]
-    assert len(lines) == len(TRTLLM_07_YAML.splitlines()) - 1
+    # the variant's only source is the kernel's, so its `sources:` key goes with it (an empty `sources:` would be null,
+    # which replaces the base's whole mapping: `registry.overlay`); the base's sources have none for the kernel
+    lines = [x for x in TRTLLM_07_YAML.splitlines() if not x.startswith(("  grouped_decode_kernel:", "sources:"))]
+    assert len(lines) == len(TRTLLM_07_YAML.splitlines()) - 2
     (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "trtllm-cpp.yaml").write_text(TRTLLM_CPP_YAML)
     (tmp_path / "engines" / "mine.yaml").write_text("\n".join(lines))
     monkeypatch.setattr(registry, "data_dir", lambda kind: tmp_path)
     with pytest.raises(SpecError) as err:

@@ -13,11 +13,14 @@ DESCRIPTION = ("What each serving engine adds to the kernels: CPU time per step 
                "running-sequence and per-step token limits, chunked prefill, prefill mixed with decode in one step, the memory fraction, the KV block "
                "and how often a GQA layer's decode kernel reads each KV head (once, or once per query head where the "
                "engine's GQA-aware kernel does not serve the layout). "
-               "Every figure has its source in the profile (--json). The default is marked; --engine none is the bare roofline.")
+               "Every figure has its source in the profile (--json). A profile that varies another (an older release of "
+               "the same runtime) names it under extends (engine_base in --json) and takes every figure it does not set "
+               "from it. The default is marked; --engine none is the bare roofline.")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--json", action="store_true", help="every profile, as JSON (a list, SI units, sources included)")
+    p.add_argument("--json", action="store_true", help="every profile, as JSON (a list, SI units, sources included; "
+                   "engine_base: the profile it extends, null for a base)")
 
 
 OF = {"device": "of the GPU", "free": "of free (KV)", "device_for_kv": "of the GPU as KV"}
@@ -51,11 +54,11 @@ def run(a) -> str:
     rows = []
     for i, e in zip(ids, engines):
         big = "" if e.large_gpu is None else f" ({e.large_gpu.max_num_seqs:,} / {e.large_gpu.max_num_batched_tokens:,} on large GPUs)"
-        rows.append([i + (" (default)" if i == DEFAULT_ENGINE else ""), f"{e.name} {e.versions}",
+        rows.append([i + (" (default)" if i == DEFAULT_ENGINE else ""), e.engine_base or "-", f"{e.name} {e.versions}",
                      f"{fmt.seconds(e.step_overhead_s)} + {fmt.seconds(e.step_overhead_per_sequence_s)}/seq",
                      f"{fmt.seconds(e.request_overhead_s)} + {fmt.seconds(e.tokenize_s_per_token)}/token",
                      f"{e.cuda_graph_max_batch:,}", f"{e.max_num_seqs:,} / {e.max_num_batched_tokens:,}{big}",
                      "yes" if e.chunked_prefill else "no", "yes" if e.mixed_prefill_decode else "no", memory_column(e),
                      f"{e.kv_block_tokens:,}", gqa_decode_column(e)])
-    return fmt.table(["id", "engine", "CPU per step", "per request", "graph batch", "max seqs / tokens per step",
+    return fmt.table(["id", "extends", "engine", "CPU per step", "per request", "graph batch", "max seqs / tokens per step",
                       "chunked", "mixed", "memory", "KV block", "GQA decode reads a KV head"], rows)
