@@ -26,7 +26,7 @@ import roofline as rl
 from roofline.calibration import CalibratedCurves, Calibration, load_calibration
 
 from . import corpus
-from .public import (PUBLIC_DIR, SYSTEMS, TABLE_TIME_S, GEMM_DTYPES, HALF_BYTES, allreduce_peak, allreduce_rows,
+from .public import (PUBLIC_DIR, SYSTEMS, TABLE_TIME_S, GEMM_DTYPES, HALF_BYTES, allreduce_rows,
                      attention_rows, decode_units, decode_x, elementwise_rows, fit_public, gemm_fractions, gemm_rows, median_abs_pct, prefill_executed_x, prefill_x,
                      rel_error)
 
@@ -65,14 +65,11 @@ def kernel_errors(cal: Calibration, hw, tables: dict[str, pd.DataFrame]) -> pd.D
         predicted = curves.att_dec_latency_s + decode_x(rows) / curves.att_dec_rate + decode_units(rows) * curves.att_kv_head_s
         parts.append(pd.DataFrame({"family": "attention decode", "predicted_s": predicted,
                                    "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
-    if "allreduce" in tables:
-        link = hw.interconnect.bytes_per_s_per_direction
+    if "allreduce" in tables and curves.allreduce:
         for p, rows in allreduce_rows(tables["allreduce"]).groupby("num_gpus"):
-            c = cal.allreduce.get(str(int(p)))
-            if c is None:
+            if int(p) not in curves.allreduce:
                 continue
-            rate = c.rate_per_s * allreduce_peak(link, int(p)) / c.peak_per_s
-            predicted = c.latency_s + rows["message_size"].to_numpy(float) * HALF_BYTES / rate
+            predicted = curves.allreduce_message_s(rows["message_size"].to_numpy(float) * HALF_BYTES, int(p))
             parts.append(pd.DataFrame({"family": "all-reduce", "predicted_s": predicted,
                                        "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
     if "elementwise" in tables and curves.elementwise is not None:
