@@ -32,12 +32,14 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   expert parallelism: per expert-weight width one `MoeCurve` (t0 per layer, t_e per touched expert, grouped-GEMM compute and
   bandwidth fractions), fitted in `calibrate/public_moe.py`.
 * `comm/<framework>/.../custom_allreduce_perf.parquet`: the engine's all-reduce (the rows
-  replayed from a CUDA graph where the table has both), per group size p a line
-  t = t0 + S / R over message bytes S (elements · 2 for bf16); `interconnect_fraction` is the
+  replayed from a CUDA graph where the table has both), per group size p the measured points
+  (`allreduce_points`: message bytes S = elements · 2 for bf16, the median time of each size), which time a
+  message by piecewise-linear interpolation (`calibration.interpolated_message_s`), and the line
+  t = t0 + S / R fitted to them, kept as a summary (`allreduce`); `interconnect_fraction` is the
   bus bandwidth 2(p-1)/p · S / t of the largest message of the largest group over the link rate.
-
-* `comm/nccl/<newest>/nccl_perf.parquet`: NCCL's half-precision all-reduce, the same line per group
-  size (`nccl_allreduce`): what runs where the engine has no custom all-reduce (`engines.nccl_allreduce`).
+* `comm/nccl/<newest>/nccl_perf.parquet`: NCCL's half-precision all-reduce, the same points and line per group
+  size (`nccl_allreduce_points`, `nccl_allreduce`): what runs where the engine has no custom all-reduce
+  (`engines.nccl_allreduce`).
 * `gemm/.../gemm_perf.parquet` rows `int4_wo` / `int8_wo` with M ≤ `GEMV_MAX_TOKENS` (from the newest
   table that has them, this framework's first: `weight_only_rows`): a weight-only decode GEMM,
   t = t0 + W / R over its packed weight bytes W = N · K · bits / 8 (`gemv`).
@@ -62,7 +64,8 @@ import numpy as np
 import pandas as pd
 
 import roofline as rl
-from roofline.calibration import GEMV_BITS, GEMV_MAX_TOKENS, SCHEMA_VERSION, AffineCurve, Calibration, GemmTable
+from roofline.calibration import (GEMV_BITS, GEMV_MAX_TOKENS, SCHEMA_VERSION, AffineCurve, AllreducePoints, Calibration,
+                                  GemmTable, MeasuredAllreduce)
 from roofline.errors import SpecError
 from roofline.attention_shapes import decode_kv_units, executed_pairs, query_tiles, wave_efficiency
 from roofline.ops import attended_keys
@@ -193,6 +196,7 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
     if nccl:
         path = root / system / "comm" / "nccl" / nccl[-1] / "nccl_perf.parquet"
         tables["nccl"] = pd.read_parquet(path)
+        tables["nccl"].attrs["source"] = str(path.relative_to(root))
     moe = _versions(root, system, "moe", framework, "moe_perf.parquet")
     if moe:  # the fused MoE layer (`calibrate.public_moe`): the same version, else the framework's newest
         v = version if version in moe else moe[-1]
@@ -211,6 +215,7 @@ def read_tables(root: Path, system: str, framework: str, version: str) -> tuple[
         v = version if version in comm else comm[-1]
         path = root / system / "comm" / framework / v / "custom_allreduce_perf.parquet"
         tables["allreduce"] = pd.read_parquet(path)
+        tables["allreduce"].attrs["source"] = str(path.relative_to(root))
         paths.append(str(path.relative_to(root)))
     for p in paths:
         meta = (root / p).parent / "collection_meta.yaml"
@@ -391,6 +396,32 @@ def fit_allreduce_lines(rows: pd.DataFrame, link: float, notes: list[str], label
     return out
 
 
+def allreduce_points(rows: pd.DataFrame, link: float, source: str) -> MeasuredAllreduce | None:
+    """Per group size p of all-reduce rows, the measured points: each message size's bytes S (elements · 2) and the
+    median of its latencies (the tables hold one row per size; a repeated size takes the median), sorted by S, with
+    the most any all-reduce of p GPUs delivers (`allreduce_peak`). `source` names the table and rows taken."""
+    groups = {}
+    for p, g in rows.groupby("num_gpus"):
+        if p < 2:
+            continue
+        med = (g["latency"].astype(float) * TABLE_TIME_S).groupby(g["message_size"].astype(float) * HALF_BYTES).median().sort_index()
+        if len(med) >= 2:
+            groups[str(int(p))] = AllreducePoints(message_bytes=tuple(float(x) for x in med.index),
+                                                  time_s=tuple(_sig(float(t)) for t in med.to_numpy()),
+                                                  peak_per_s=allreduce_peak(link, int(p)))
+    return MeasuredAllreduce(source=source, groups=groups) if groups else None
+
+
+def allreduce_source(df: pd.DataFrame, rows: pd.DataFrame, default: str) -> str:
+    """The table `df` was read from (`read_tables` records it in `df.attrs`) and the rows taken: dtypes and backend."""
+    where = df.attrs.get("source", default)
+    dtype_col = "allreduce_dtype" if "allreduce_dtype" in rows else "nccl_dtype"
+    parts = [f"{PACKAGE} {where}", "dtype " + "/".join(sorted(rows[dtype_col].astype(str).unique()))]
+    if "backend" in rows:
+        parts.append("backend " + "/".join(sorted(rows["backend"].astype(str).unique())))
+    return ", ".join(parts)
+
+
 def fit_allreduce(df: pd.DataFrame, link: float, notes: list[str]) -> dict[str, AffineCurve]:
     """The engine's custom all-reduce kernel, per group size (`fit_allreduce_lines`)."""
     return fit_allreduce_lines(allreduce_rows(df), link, notes, "allreduce")
@@ -487,6 +518,12 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
     ar = tables.get("allreduce")
     allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
     nccl = fit_nccl_allreduce(tables["nccl"], link, notes) if "nccl" in tables else {}
+    ar_rows = allreduce_rows(ar) if ar is not None else None
+    ar_points = (allreduce_points(ar_rows, link, allreduce_source(ar, ar_rows, "custom_allreduce_perf.parquet"))
+                 if ar_rows is not None else None)
+    nccl_rows_ = nccl_rows(tables["nccl"]) if "nccl" in tables else None
+    nccl_points = (allreduce_points(nccl_rows_, link, allreduce_source(tables["nccl"], nccl_rows_, "nccl_perf.parquet"))
+                   if nccl_rows_ is not None else None)
     gemv = fit_gemv(tables["gemv"], hw.memory_bandwidth_bytes_per_s, notes) if "gemv" in tables else {}
     elementwise = (fit_elementwise(tables["elementwise"], hw.memory_bandwidth_bytes_per_s, hw.l2_bytes, notes)
                    if "elementwise" in tables else None)
@@ -511,6 +548,8 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         interconnect_fraction=interconnect_fraction(ar, link) if ar is not None else None,
         allreduce=allreduce,
         nccl_allreduce=nccl,
+        allreduce_points=ar_points,
+        nccl_allreduce_points=nccl_points,
         gemv=gemv,
         elementwise=elementwise,
         moe=moe,

@@ -3,7 +3,8 @@
 (a) **Fit residuals**: every table row a device's curves were fitted on, timed by those curves
     (GEMM: tile-padded FLOPs / (peak · fraction(M, N·K)); attention: t0 + x / R, x the prefill's executed FLOPs
     over its wave efficiency or the decode's bytes, + batch · kv_heads · t_kvh for decode; all-reduce per
-    group size: t0 + S / R), as |predicted / measured - 1|, median per kernel family.
+    group size: through the stored points, `calibration.interpolated_message_s`, so only their rounding to four
+    digits is left), as |predicted / measured - 1|, median per kernel family.
 (b) **Held-out devices**: the curves of a source device attached to a target device the way
     `load_hardware(target, calibration=source_file)` attaches them (fractions rescaled to the
     target's datasheet peaks, `CalibratedCurves`), timed against the target's own tables. The
@@ -26,7 +27,7 @@ import roofline as rl
 from roofline.calibration import CalibratedCurves, Calibration, load_calibration
 
 from . import corpus
-from .public import (PUBLIC_DIR, SYSTEMS, TABLE_TIME_S, GEMM_DTYPES, HALF_BYTES, allreduce_peak, allreduce_rows,
+from .public import (PUBLIC_DIR, SYSTEMS, TABLE_TIME_S, GEMM_DTYPES, HALF_BYTES, allreduce_rows,
                      attention_rows, decode_units, decode_x, elementwise_rows, fit_public, gemm_fractions, gemm_rows, median_abs_pct, prefill_executed_x, prefill_x,
                      rel_error)
 
@@ -65,14 +66,15 @@ def kernel_errors(cal: Calibration, hw, tables: dict[str, pd.DataFrame]) -> pd.D
         predicted = curves.att_dec_latency_s + decode_x(rows) / curves.att_dec_rate + decode_units(rows) * curves.att_kv_head_s
         parts.append(pd.DataFrame({"family": "attention decode", "predicted_s": predicted,
                                    "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
-    if "allreduce" in tables:
-        link = hw.interconnect.bytes_per_s_per_direction
+    if "allreduce" in tables and (curves.allreduce or cal.allreduce_points is not None):
         for p, rows in allreduce_rows(tables["allreduce"]).groupby("num_gpus"):
-            c = cal.allreduce.get(str(int(p)))
-            if c is None:
+            size = rows["message_size"].to_numpy(float) * HALF_BYTES
+            if int(p) in curves.allreduce:  # as a prediction times it on `hw` (points rescaled to its link)
+                predicted = curves.allreduce_message_s(size, int(p))
+            elif cal.allreduce_points is not None and str(int(p)) in cal.allreduce_points.groups:
+                predicted = cal.allreduce_points.time_s(size, int(p))  # a PCIe host's points, as measured
+            else:
                 continue
-            rate = c.rate_per_s * allreduce_peak(link, int(p)) / c.peak_per_s
-            predicted = c.latency_s + rows["message_size"].to_numpy(float) * HALF_BYTES / rate
             parts.append(pd.DataFrame({"family": "all-reduce", "predicted_s": predicted,
                                        "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
     if "elementwise" in tables and curves.elementwise is not None:

@@ -26,7 +26,9 @@ on every operator is timed against the measured curves instead of the constant f
   decode line has two terms.
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
-  and, per all-reduce group size, t(S) = t0 + S / R over the message bytes S (`allreduce`).
+  and, per all-reduce group size, the measured time of each message size (`allreduce_points`, a
+  `MeasuredAllreduce`), through which a message of S bytes is timed piecewise-linearly
+  (`interpolated_message_s`), with the line t(S) = t0 + S / R fitted to them kept as a summary (`allreduce`).
 * **Small memory-bound kernels** (optional `elementwise`: a streaming elementwise kernel's table, e.g. the public
   per-tensor FP8 quantization rows): the ops `roofline.ops` marks elementwise or gather take t = k·t0 + B / R over
   their k launches and B HBM bytes, each kernel at least its launch cost (`CalibratedCurves._elementwise_rates`).
@@ -142,6 +144,86 @@ class AffineCurve(BaseModel):
         """Achieved / peak for one kernel of x bytes (FLOPs): x / t(x) / peak."""
         x = np.asarray(x, dtype=float)
         return x / self.time_s(x) / self.peak_per_s
+
+
+def interpolated_message_s(message_bytes, points_bytes, points_s):
+    """Seconds of one all-reduce of `message_bytes` through measured (bytes, seconds) points: piecewise linear.
+
+    Between two neighbouring measured sizes S_i < S < S_i+1 the kernel runs one algorithm (one-shot, two-shot,
+    ring: `collectives`), whose time is affine in S (fixed steps plus bytes over a rate), so the straight line
+    through the two points is that algorithm's line: t = t_i + (S - S_i) · (t_i+1 - t_i) / (S_i+1 - S_i). Below the
+    smallest measured size the kernel is latency-bound: t = t_0. Beyond the largest it is bandwidth-bound at the
+    rate of its last segment: t = t_n + (S - S_n) · (t_n - t_n-1) / (S_n - S_n-1). Interpolating in log-log
+    space instead (a power law between points) predicts each interior point of the public tables from its two
+    neighbours worse (leave-one-out over 672 points of 64 KB-256 MB, H100 / H200 / A100 / B200 / GB200, custom and
+    NCCL: median |error| 4.2% against 2.7%, bias +2.8% against -0.1%). Worked number: points (1 MiB, 13.8 us) and
+    (2 MiB, 18.2 us); 1.5 MiB takes 13.8 + 0.5 · 4.4 = 16.0 us.
+    """
+    s = np.asarray(message_bytes, dtype=float)
+    x, t = points_bytes, points_s
+    inside = np.interp(s, x, t)  # held at t_0 below the first point (and at t_n above the last: replaced next)
+    slope_s_per_byte = (t[-1] - t[-2]) / (x[-1] - x[-2])
+    return np.where(s > x[-1], t[-1] + (s - x[-1]) * slope_s_per_byte, inside)
+
+
+class AllreducePoints(BaseModel):
+    """One group size's measured all-reduce: the median time of each measured message size."""
+
+    model_config = _FROZEN
+    message_bytes: tuple[float, ...] = Field(min_length=2, max_length=MAX_POINTS,
+                                             description="message bytes S of each measured size, strictly increasing")
+    time_s: tuple[float, ...] = Field(min_length=2, max_length=MAX_POINTS,
+                                      description="median seconds of one all-reduce of that size")
+    peak_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="link · p / (p - 1) of the base profile: the most "
+                                                                   "message bytes/s any all-reduce of p GPUs delivers")
+
+    @model_validator(mode="after")
+    def _check(self) -> "AllreducePoints":
+        x, t = self.message_bytes, self.time_s
+        if len(t) != len(x):
+            raise SpecError("time_s", f"has {len(t)} values for {len(x)} message_bytes")
+        if x[0] <= 0 or any(b <= a for a, b in zip(x, x[1:])):
+            raise SpecError("message_bytes", "must be positive and strictly increasing (one median per measured size)")
+        if any(v <= 0 or v > MAX_LATENCY_S for v in t):
+            raise SpecError("time_s", f"every time must be in (0, {MAX_LATENCY_S}] seconds")
+        if t[-1] <= t[-2]:
+            raise SpecError("time_s", "must rise over the last segment: beyond the largest size the time grows at "
+                                      "that segment's rate")
+        if (x[-1] - x[-2]) / (t[-1] - t[-2]) > self.peak_per_s * (1 + 1e-9):
+            raise SpecError("time_s", "the last segment's rate exceeds peak_per_s; a measurement above the speed of light")
+        return self
+
+    def time_at_s(self, message_bytes):
+        """Seconds of one all-reduce of `message_bytes` (`interpolated_message_s`)."""
+        return interpolated_message_s(message_bytes, np.asarray(self.message_bytes), np.asarray(self.time_s))
+
+
+class MeasuredAllreduce(BaseModel):
+    """An all-reduce kernel's measured points per group size; a message is timed through them (`interpolated_message_s`).
+
+    One line t = t0 + S / R per group size (`AffineCurve`, kept as `Calibration.allreduce`) cannot follow a kernel that
+    changes algorithm with the message size: the public vLLM H200 tp8 table takes 13.8 us at 1 MiB where its line
+    gives 9.8 us, and 540 us at 128 MiB where the line gives 576 us. The points are the table's own medians.
+    """
+
+    model_config = _FROZEN
+    source: str = Field(min_length=1, description="the table the points come from and the rows taken (dtype, backend)")
+    groups: dict[str, AllreducePoints] = Field(min_length=1, description="GPUs in the group ('2', '4', '8') -> its points")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MeasuredAllreduce":
+        for key in self.groups:
+            if not key.isdigit() or int(key) < 2:
+                raise SpecError(f"groups.{key}", "keys are the GPUs in the group, an integer of at least 2")
+        return self
+
+    def time_s(self, message_bytes, gpus):
+        """Seconds of one all-reduce of `message_bytes` among `gpus` GPUs as measured; NaN where that group size was
+        not measured. Arrays broadcast (a grid of sizes and group sizes)."""
+        out = np.full(np.broadcast_shapes(np.shape(message_bytes), np.shape(gpus)), np.nan)
+        for key, points in self.groups.items():
+            out = np.where(np.asarray(gpus) == int(key), points.time_at_s(message_bytes), out)
+        return out
 
 
 class GemmTable(BaseModel):
@@ -374,6 +456,10 @@ class Calibration(BaseModel):
     nccl_allreduce: dict[str, AffineCurve] = Field(
         default_factory=dict, description="as `allreduce`, for NCCL's all-reduce: what runs where the engine has no custom "
                                           "all-reduce kernel (`engines.nccl_allreduce`)")
+    allreduce_points: MeasuredAllreduce | None = Field(
+        None, description="the engine's all-reduce as measured, per group size: what times it (`interpolated_message_s`); "
+                          "None: the `allreduce` line times it (a file written before the points were stored)")
+    nccl_allreduce_points: MeasuredAllreduce | None = Field(None, description="as `allreduce_points`, for NCCL's all-reduce")
     gemv: dict[str, AffineCurve] = Field(
         default_factory=dict, description="weight format ('int4', 'int8') -> a weight-only GEMM of at most GEMV_MAX_TOKENS "
                                           "rows: t = t0 + W / R over its packed weight bytes W (`CalibratedCurves.gemv_line`)")
@@ -490,6 +576,44 @@ def moe_curves_for(cal: "Calibration", hw, compute_key: str) -> "list[MoeCurve]"
     return mine
 
 
+def allreduce_points(cal: "Calibration", hw) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per group size p (up to the NVLink domain; none on a PCIe host) the (bytes, seconds) points that time a
+    calibrated all-reduce on `hw`: the measured points (`Calibration.allreduce_points`) or, in a file without them,
+    its line as the two points (0, t0), (1 MB, t0 + 1e6 / R), which `interpolated_message_s` extends into that line.
+
+    On a profile whose link differs from the base profile's (a what-if), the time above the smallest size's, which is
+    the bytes crossing the link, scales by the ratio of the two profiles' link · p / (p - 1):
+    t'(S) = t(S_0) + (t(S) - t(S_0)) · peak / peak'. On the base profile itself the points are the measured ones.
+    """
+    ic = hw.interconnect
+    if ic.topology == "pcie":
+        return {}
+    out = {}
+    measured = {} if cal.allreduce_points is None else cal.allreduce_points.groups
+    for key in sorted({*cal.allreduce, *measured}, key=int):
+        p = int(key)
+        if p > ic.max_gpus:
+            continue
+        peak_here = ic.bytes_per_s_per_direction * p / (p - 1)
+        if key in measured:
+            g = measured[key]
+            x, t = np.asarray(g.message_bytes), np.asarray(g.time_s)
+            peak = g.peak_per_s
+        else:
+            a = cal.allreduce[key]
+            x, t = np.array([0.0, 1e6]), np.array([a.latency_s, a.latency_s + 1e6 / a.rate_per_s])
+            peak = a.peak_per_s
+        out[p] = (x, t if peak == peak_here else t[0] + (t - t[0]) * peak / peak_here)
+    return out
+
+
+def allreduce_message_bytes(t) -> np.ndarray:
+    """Per op of the table `t`, the bytes of one of its all-reduces: S = comm_bytes / messages (0 for an op that
+    does not all-reduce, `ops._allreduce`: messages 0)."""
+    f = t.f
+    return f["comm_bytes"] / np.maximum(f["messages"], 1.0)
+
+
 class CalibratedCurves:
     """The calibration resolved against one profile and compute dtype: rates in SI units.
 
@@ -569,12 +693,9 @@ class CalibratedCurves:
         graph = cal.kernel_overhead_graph_s
         self.graph_overhead_s = graph if graph is not None else hw.efficiency.kernel_overhead_graph_s
         self.launch = "eager"
-        # tp -> (t0, R) of the measured all-reduce, R rescaled by the ratio of link rates; none from a PCIe host,
-        # whose tables measure that host's bus (calibrate/public/README.md, defect 2), nor past the NVLink domain
-        ic = hw.interconnect
-        self.allreduce = {} if ic.topology == "pcie" else {
-            int(p): (a.latency_s, a.rate_per_s * (ic.bytes_per_s_per_direction * int(p) / (int(p) - 1)) / a.peak_per_s)
-            for p, a in cal.allreduce.items() if int(p) <= ic.max_gpus}
+        # tp -> the measured all-reduce's (bytes, seconds) points on this profile (`allreduce_points`); none from a
+        # PCIe host, whose tables measure that host's bus (calibrate/public/README.md, defect 2), nor past the NVLink domain
+        self.allreduce = allreduce_points(cal, hw)
         # bits per weight -> (t0, R) of the weight-only small-M line, R rescaled by the ratio of HBM bandwidths
         self.gemv = {GEMV_BITS[key]: (g.latency_s, g.rate_per_s * (bw / g.peak_per_s)) for key, g in cal.gemv.items()}
         # (t0, R) of the small memory-bound kernels' line, R rescaled by the ratio of HBM bandwidths
@@ -586,27 +707,39 @@ class CalibratedCurves:
                                                              m.bandwidth_fraction * bw)
                     for m in moe_curves_for(cal, hw, compute_key)}
 
-    def allreduce_line(self, tp):
-        """(t0, R) of the measured all-reduce of a tp-GPU group, or None (not measured, a PCIe host). Over a grid of
-        tp, arrays: each group size's line where it was measured, R = 0 (the analytical algorithms) elsewhere."""
+    def allreduce_message_s(self, message_bytes, tp):
+        """Seconds of one measured all-reduce of `message_bytes` in a tp-GPU group (`interpolated_message_s` through
+        this profile's points), 0 where that group size was not measured (the analytical algorithms time it); None
+        when nothing was measured (or a PCIe host). Arrays broadcast: a grid of message sizes and tp."""
         if not self.allreduce:
             return None
         if np.ndim(tp) == 0:
-            return self.allreduce.get(int(tp))
+            points = self.allreduce.get(int(tp))
+            return 0.0 * np.asarray(message_bytes, dtype=float) if points is None else interpolated_message_s(message_bytes, *points)
         tp = np.asarray(tp)
-        lat, rate = np.zeros(tp.shape), np.zeros(tp.shape)
-        for p, (t0, r) in self.allreduce.items():
-            lat, rate = np.where(tp == p, t0, lat), np.where(tp == p, r, rate)
-        return lat, rate
+        out = np.zeros(np.broadcast_shapes(np.shape(message_bytes), tp.shape))
+        for p, points in self.allreduce.items():
+            here = tp == p
+            if np.any(here):
+                out = np.where(here, interpolated_message_s(message_bytes, *points), out)
+        return out
 
-    def prepare(self, c, tp):
-        """`c` with what the measurements replace before `per_op_ceilings`: the measured all-reduce line of a tp
-        group (`allreduce_line`), and no GEMM shape model where a measured GEMM table already holds the shape."""
+    def with_allreduce(self, t, c, tp):
+        """`c` with `measured_allreduce_message_s` set per op of `t`: the measured time of one all-reduce of the op's
+        message, S = comm_bytes / messages, in a tp group (`allreduce_message_s`); the comm term then charges
+        messages · t(S) (`collectives.allreduce_s`). Unchanged when nothing was measured or no op all-reduces."""
         import dataclasses
 
-        measured = self.allreduce_line(tp)
-        if measured is not None:
-            c = dataclasses.replace(c, measured_allreduce_latency_s=measured[0], measured_allreduce_bytes_per_s=measured[1])
+        if not self.allreduce:
+            return c
+        message_s = self.allreduce_message_s(allreduce_message_bytes(t), tp)
+        return dataclasses.replace(c, measured_allreduce_message_s=message_s)
+
+    def prepare(self, c, tp):
+        """`c` with what the measurements replace before `per_op_ceilings`: no GEMM shape model where a measured GEMM
+        table already holds the shape. (`tp`: the group size, kept for the per-tp memo of `roofline.prepared`.)"""
+        import dataclasses
+
         if self.gemm is not None:
             c = dataclasses.replace(c, sm_count=0)
         return c
@@ -882,17 +1015,26 @@ class StackedCurves:
         """`CalibratedCurves.prepare` of each calibrated device, placed where the grid holds that device."""
         import dataclasses
 
-        lat, rate, sm = c.measured_allreduce_latency_s, c.measured_allreduce_bytes_per_s, c.sm_count
+        sm = c.sm_count
         for d, curves in enumerate(self.per_device):
-            if curves is None:
+            if curves is not None and curves.gemm is not None:
+                sm = np.where(self.device == d, 0, sm)
+        return dataclasses.replace(c, sm_count=sm)
+
+    def with_allreduce(self, t, c, tp):
+        """`CalibratedCurves.with_allreduce` of each calibrated device, placed where the grid holds that device: one
+        measured time per all-reduce of each op's message, over the grid's tp, 0 where a device measured none."""
+        import dataclasses
+
+        if not any(curves is not None and curves.allreduce for curves in self.per_device):
+            return c
+        size = allreduce_message_bytes(t)
+        out = c.measured_allreduce_message_s
+        for d, curves in enumerate(self.per_device):
+            if curves is None or not curves.allreduce:
                 continue
-            here = self.device == d
-            measured = curves.allreduce_line(tp)
-            if measured is not None:
-                lat, rate = np.where(here, measured[0], lat), np.where(here, measured[1], rate)
-            if curves.gemm is not None:
-                sm = np.where(here, 0, sm)
-        return dataclasses.replace(c, measured_allreduce_latency_s=lat, measured_allreduce_bytes_per_s=rate, sm_count=sm)
+            out = np.where(self.device == d, curves.allreduce_message_s(size, tp), out)
+        return dataclasses.replace(c, measured_allreduce_message_s=out)
 
     def per_op_ceilings(self, t, c, drop_curves: bool = False):
         """Each calibrated device's per-op ceilings (from the stacked `c`, whose values at that device are its
@@ -1007,12 +1149,14 @@ def without_host_collectives(cal: Calibration, hw) -> Calibration:
     collective model on such devices; a file attached explicitly (`load_hardware(id, calibration=path)`)
     keeps everything it measured. GEMM and attention curves are properties of the device and stay.
     """
-    if not hw.interconnect.name.strip().lower().startswith("pcie") or (cal.interconnect_fraction is None and not cal.allreduce
-                                                                         and not cal.nccl_allreduce):
+    if not hw.interconnect.name.strip().lower().startswith("pcie") or (
+            cal.interconnect_fraction is None and not cal.allreduce and not cal.nccl_allreduce
+            and cal.allreduce_points is None and cal.nccl_allreduce_points is None):
         return cal
     note = (f"all-reduce figures dropped on {hw.interconnect.name}: a PCIe all-reduce is the collection host's "
             "topology, not the device's (calibration.without_host_collectives)")
-    return cal.model_copy(update={"interconnect_fraction": None, "allreduce": {}, "nccl_allreduce": {}, "notes": (*cal.notes, note)})
+    return cal.model_copy(update={"interconnect_fraction": None, "allreduce": {}, "nccl_allreduce": {}, "allreduce_points": None,
+                                  "nccl_allreduce_points": None, "notes": (*cal.notes, note)})
 
 
 class CalibrationMismatchWarning(UserWarning):

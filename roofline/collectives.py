@@ -32,8 +32,10 @@ rate whatever p. In a full mesh (`mesh`, MI300X xGMI) each pair has one link of 
 of p GPUs has (p−1) · r into the others: a tp-2 group on an MI300X has one 64 GB/s link, not seven.
 Behind PCIe (`pcie`) the bytes cross the host fabric (the profile's link and fraction).
 
-A calibrated profile's measured all-reduce of the same group size (`Calibration.allreduce`), when
-given, replaces all of this: messages · t0 + C / R.
+A calibrated profile's measured all-reduce of the same group size (`Calibration.allreduce_points`), when
+given, replaces all of this: messages · t_m(S), t_m the measured time of one all-reduce of S = C / messages bytes,
+interpolated piecewise-linearly between the measured sizes (`calibration.interpolated_message_s`): the measured
+kernel switches algorithm with the size, as the comparison of the terms above does.
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ def allreduce_times_s(comm_bytes, messages, gpus, link_bytes_per_s, pair_bytes_p
 
 
 def allreduce_s(comm_bytes, messages, gpus, link_bytes_per_s, pair_bytes_per_s, hop_latency_s, step_s, nvls_bytes_per_s,
-                measured_latency_s=0.0, measured_bytes_per_s=0.0):
-    """The fastest algorithm's time, or the measured line messages · t0 + C / R where one is given (R > 0)."""
+                measured_message_s=0.0):
+    """The fastest algorithm's time, or messages · t_m where a measured time t_m of one all-reduce of this message
+    size (S = C / messages) is given (t_m > 0: `calibration.CalibratedCurves.with_allreduce`)."""
     if np.ndim(step_s) == 0 and not np.isfinite(step_s) and np.ndim(nvls_bytes_per_s) == 0 and nvls_bytes_per_s == 0 \
             and np.ndim(pair_bytes_per_s) == 0 and not np.isfinite(pair_bytes_per_s):
         best = 2 * (gpus - 1) / gpus * comm_bytes / link_bytes_per_s + 2 * (gpus - 1) * messages * hop_latency_s  # ring only
@@ -79,11 +82,9 @@ def allreduce_s(comm_bytes, messages, gpus, link_bytes_per_s, pair_bytes_per_s, 
         times = allreduce_times_s(comm_bytes, messages, gpus, link_bytes_per_s, pair_bytes_per_s, hop_latency_s, step_s,
                                   nvls_bytes_per_s)
         best = np.minimum(np.minimum(times["one_shot"], times["two_shot"]), np.minimum(times["ring"], times["nvls"]))
-    if np.ndim(measured_bytes_per_s) == 0 and measured_bytes_per_s == 0:
+    if np.ndim(measured_message_s) == 0 and measured_message_s == 0:
         return best
-    has = np.asarray(measured_bytes_per_s) > 0
-    rate = np.where(has, measured_bytes_per_s, 1.0)
-    return np.where(has, messages * measured_latency_s + np.asarray(comm_bytes, dtype=float) / rate, best)
+    return np.where(np.asarray(measured_message_s) > 0, messages * measured_message_s, best)
 
 
 def best_algorithm(comm_bytes, messages, gpus, link_bytes_per_s, pair_bytes_per_s, hop_latency_s, step_s, nvls_bytes_per_s) -> str:

@@ -48,7 +48,7 @@ source); it loads as the base with those laid over it (`registry.profile_mapping
   decode reads each KV head once.
 * **All-reduce**: vLLM, SGLang and TensorRT-LLM run their own one-shot / two-shot all-reduce kernels inside an
   NVLink domain (`custom_allreduce`); without one (LMDeploy TurboMind 0.1 - 0.2, whose layers call NCCL; and on the
-  bare roofline, which runs torch.distributed) the all-reduce is NCCL's (`nccl_allreduce`): the calibration's measured NCCL line where the file has one, else the
+  bare roofline, which runs torch.distributed) the all-reduce is NCCL's (`nccl_allreduce`): the calibration's measured NCCL points where the file has them, else the
   analytical ring (`collectives`). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
   131,072 bytes is 18.2 µs + 131,072 / 220.1e9 = 18.8 µs by NCCL, where vLLM's custom kernel (its 0.24.0 table) takes 5.38 µs + 131,072 / 224.2e9 = 5.96 µs.
 
@@ -256,16 +256,17 @@ def nccl_allreduce(engine: EngineProfile | None) -> bool:
 @memoized(lambda hw: (Identity(hw),))
 def with_nccl_allreduce(hw):
     """`hw` with its all-reduce as NCCL runs it: no custom one-shot / two-shot step (so no NVLS either: the analytical
-    model keeps the ring) and, in a calibrated profile, the measured NCCL line of each group size in place of the
-    engine's kernel (none measured: the ring). One copy per profile (memoized by identity), so the ceilings memoized
+    model keeps the ring) and, in a calibrated profile, the measured NCCL points (and line) of each group size in place
+    of the engine's kernel (none measured: the ring). One copy per profile (memoized by identity), so the ceilings memoized
     by profile identity (`Ceilings.of`) are found again on the next call instead of built for a fresh copy."""
     ic = hw.interconnect
     update = {}
     if ic.custom_allreduce_latency_s is not None:
         update["interconnect"] = ic.model_copy(update={"custom_allreduce_latency_s": None, "nvls_bandwidth_fraction": None})
     cal = hw.calibration
-    if cal is not None and (cal.allreduce or cal.nccl_allreduce):
-        update["calibration"] = cal.model_copy(update={"allreduce": cal.nccl_allreduce})
+    if cal is not None and (cal.allreduce or cal.nccl_allreduce or cal.allreduce_points or cal.nccl_allreduce_points):
+        update["calibration"] = cal.model_copy(update={"allreduce": cal.nccl_allreduce,
+                                                       "allreduce_points": cal.nccl_allreduce_points})
     return hw.model_copy(update=update) if update else hw
 
 

@@ -132,8 +132,9 @@ class Ceilings:
     pair_link_bytes_per_s: object = np.inf  # mesh: one GPU-pair link (infinite on a switch)
     allreduce_step_s: object = np.inf  # one step of the engine's one-shot / two-shot all-reduce (infinite: none)
     nvls_bytes_per_s: object = 0.0  # NVLink SHARP message rate (0: none)
-    measured_allreduce_latency_s: object = 0.0  # a calibrated line t0 + S / R for this tp (R 0: none)
-    measured_allreduce_bytes_per_s: object = 0.0
+    # per op, seconds of one all-reduce of its message as a calibration measured it (`CalibratedCurves.with_allreduce`;
+    # 0: none, the algorithms above time it)
+    measured_allreduce_message_s: object = 0.0
     # the shape-aware GEMM model (`gemm_shapes`): SMs and the output tile; 0 SMs keeps `pad` alone (the floor)
     sm_count: object = 0
     gemm_tile_m: object = 128
@@ -406,12 +407,14 @@ def _gemm_slowdown(t: OpTable, c: Ceilings):
 
 
 def per_op_ceilings(t: OpTable, c: Ceilings, tp) -> Ceilings:
-    """Calibrated ceilings resolved for the ops of `t`: the measured all-reduce line of this group size, no GEMM
-    shape model where a measured table holds the shape (`CalibratedCurves.prepare`), then one rate per op from
-    the measured curves (`per_op_ceilings`); analytical ceilings (no curves) as they are."""
+    """Calibrated ceilings resolved for the ops of `t`: no GEMM shape model where a measured table holds the shape
+    (`CalibratedCurves.prepare`), the measured time of each op's all-reduce message in this group size
+    (`CalibratedCurves.with_allreduce`), then one rate per op from the measured curves (`per_op_ceilings`);
+    analytical ceilings (no curves) as they are."""
     if c.curves is None:
         return c
     c = prepared(c, tp)
+    c = c.curves.with_allreduce(t, c, tp)
     return c.curves.per_op_ceilings(t, c, drop_curves=True)
 
 
@@ -494,11 +497,11 @@ def _comm_s(t: OpTable, c: Ceilings, tp):
 
 
 _COMM_CEILINGS = ("link_bytes_per_s", "pair_link_bytes_per_s", "link_latency_s", "allreduce_step_s", "nvls_bytes_per_s",
-                  "measured_allreduce_latency_s", "measured_allreduce_bytes_per_s", "host_bytes_per_s")
+                  "measured_allreduce_message_s", "host_bytes_per_s")
 
 
 def _comm_terms(f: dict, c: Ceilings, tp):
     """allreduce(C, messages, tp) + W / link + wire_messages · link_latency + H / host_link (module docstring)."""
     allreduce = allreduce_s(f["comm_bytes"], f["messages"], tp, c.link_bytes_per_s, c.pair_link_bytes_per_s, c.link_latency_s,
-                            c.allreduce_step_s, c.nvls_bytes_per_s, c.measured_allreduce_latency_s, c.measured_allreduce_bytes_per_s)
+                            c.allreduce_step_s, c.nvls_bytes_per_s, c.measured_allreduce_message_s)
     return allreduce + f["wire_bytes"] / c.link_bytes_per_s + f["wire_messages"] * c.link_latency_s + f["host_bytes"] / c.host_bytes_per_s

@@ -104,19 +104,22 @@ def test_the_floor_is_the_best_algorithm_without_latency_and_never_above_the_rea
     assert _comm_s(hw, op, 8, floor=True) == pytest.approx(1.75 * 2 * 8192 * 8192 * 2 / 450e9)
 
 
-def test_a_calibrated_allreduce_line_replaces_the_model_but_not_from_a_pcie_host():
-    """With calibrate/public/h200.json attached, a tp-8 all-reduce op costs messages · t0 + C / R of the file's
-    '8' line (rates rescaled by 1: same profile). l40s.json's lines measure that host's PCIe bus: not used."""
-    cal = json.loads((PUBLIC / "h200.json").read_text())["allreduce"]["8"]
+def test_a_calibrated_allreduce_replaces_the_model_but_not_from_a_pcie_host():
+    """With calibrate/public/h200.json attached, a tp-8 all-reduce op costs messages · t(S) through the file's measured
+    '8' points (same profile: the points unscaled). 16 tokens · 8192 · 2 bytes = 262,144 B, a measured size (2^18):
+    two all-reduces · 10.06 us = 20.12 us. l40s.json's all-reduce measures that host's PCIe bus: not used."""
+    points = json.loads((PUBLIC / "h200.json").read_text())["allreduce_points"]["groups"]["8"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hw = rl.load_hardware("h200", calibration=str(PUBLIC / "h200.json"))
         l40s = rl.load_hardware("l40s", calibration=str(PUBLIC / "l40s.json"))
     op = _allreduce_op(16, 8192, 8)
-    c_bytes = 2 * 16 * 8192 * 2
-    assert _comm_s(hw, op, 8) == pytest.approx(2 * cal["latency_s"] + c_bytes / cal["rate_per_s"])
+    message_bytes = 16 * 8192 * 2
+    t_measured = points["time_s"][points["message_bytes"].index(message_bytes)]
+    assert t_measured == pytest.approx(10.06e-6)
+    assert _comm_s(hw, op, 8) == pytest.approx(2 * t_measured)
     analytical = hw.model_copy(update={"calibration": None})  # same summary fractions, no curves
-    assert _comm_s(hw, op, 3) == pytest.approx(_comm_s(analytical, op, 3))  # no tp-3 line: the model
+    assert _comm_s(hw, op, 3) == pytest.approx(_comm_s(analytical, op, 3))  # no tp-3 points: the model
     plain = rl.load_hardware("l40s", analytical=True)
     assert _comm_s(l40s, op, 8) == pytest.approx(_comm_s(plain, op, 8))
 

@@ -70,24 +70,28 @@ def test_the_bare_roofline_all_reduces_with_nccl():
     assert float(ar["comm_s"].iloc[0]) == pytest.approx(4.131e-3, rel=1e-3)
 
 
-def test_a_calibrated_device_uses_the_measured_nccl_line_without_an_engine():
-    """H200 (calibrated by default) at tp 8: the bare roofline times a decode all-reduce with the file's NCCL line
-    t0 + S / R, vLLM with its custom kernel's line; both from calibrate/public/h200.json. Hand: 160 all-reduces of
-    131,072 bytes, NCCL (t0 18.16 us, R 220.1e9 B/s) 160 · 18.76 us = 3.00 ms; vLLM (5.376 us, 224.2e9) 160 · 5.96 us = 0.954 ms."""
+def test_a_calibrated_decode_step_charges_layers_x_2_interpolated_allreduces():
+    """H200 (calibrated by default), llama-3.1-70b at tp 8, batch 12: a decode step's 80 layers · 2 = 160 all-reduces
+    of 12 · 8192 · 2 = 196,608 bytes, halfway between the measured 131,072 and 262,144 B
+    ((196,608 - 131,072) / (262,144 - 131,072) = 0.5), timed through calibrate/public/h200.json's points:
+    vLLM's custom kernel (tp8: 7.943 us, 10.06 us) 7.943 + 0.5 · (10.06 - 7.943) = 9.0015 us, · 160 = 1.4402 ms;
+    the bare roofline's NCCL (21.45 us, 20.80 us) 21.45 + 0.5 · (20.80 - 21.45) = 21.125 us, · 160 = 3.380 ms."""
     hw = rl.load_hardware("h200")
-    cal = hw.calibration
-    wl = rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64)
+    wl = rl.Workload(batch_size=12, prompt_tokens=512, output_tokens=64)
 
     def decode_allreduce_s(engine):
         ops = rl.predict("llama-3.1-70b", hw, wl, rl.Deployment(tp=8, engine=engine)).operators
         return float(ops[(ops["op"] == "allreduce") & (ops["phase"] == "decode")]["comm_s"].iloc[0])
 
-    link = hw.interconnect.bytes_per_s_per_direction
-    for engine, line in ((None, cal.nccl_allreduce["8"]), ("vllm", cal.allreduce["8"])):
-        rate = line.rate_per_s * (link * 8 / 7) / line.peak_per_s  # stored against the same link: R itself
-        assert decode_allreduce_s(engine) == pytest.approx(160 * (line.latency_s + 131072 / rate))
-    assert decode_allreduce_s(None) == pytest.approx(160 * (18.16e-6 + 131072 / 220.1e9), rel=1e-3)
-    assert decode_allreduce_s("vllm") == pytest.approx(160 * (5.376e-6 + 131072 / 224.2e9), rel=1e-3)
+    for engine, points in ((None, hw.calibration.nccl_allreduce_points), ("vllm", hw.calibration.allreduce_points)):
+        x, t = points.groups["8"].message_bytes, points.groups["8"].time_s
+        i = x.index(131072.0)
+        assert x[i + 1] == 262144.0
+        assert decode_allreduce_s(engine) == pytest.approx(80 * 2 * (t[i] + 0.5 * (t[i + 1] - t[i])))
+    assert decode_allreduce_s("vllm") == pytest.approx(160 * (7.943e-6 + 0.5 * (10.06e-6 - 7.943e-6)))
+    assert decode_allreduce_s("vllm") == pytest.approx(1.44024e-3)
+    assert decode_allreduce_s(None) == pytest.approx(160 * (21.45e-6 + 0.5 * (20.80e-6 - 21.45e-6)))
+    assert decode_allreduce_s(None) == pytest.approx(3.380e-3)
 
 
 def test_with_nccl_allreduce_drops_the_custom_step_and_a_pcie_file_keeps_none():
@@ -95,6 +99,7 @@ def test_with_nccl_allreduce_drops_the_custom_step_and_a_pcie_file_keeps_none():
     n = with_nccl_allreduce(hw)
     assert n.interconnect.custom_allreduce_latency_s is None and n.interconnect.nvls_bandwidth_fraction is None
     assert n.calibration.allreduce == hw.calibration.nccl_allreduce
+    assert n.calibration.allreduce_points == hw.calibration.nccl_allreduce_points is not None
     l40s = rl.load_hardware("l40s")  # PCIe: the collection host's NCCL figures are dropped like its custom ones
     assert l40s.calibration.nccl_allreduce == {} and l40s.calibration.allreduce == {}
 

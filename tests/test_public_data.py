@@ -137,6 +137,30 @@ def test_attention_and_allreduce_lines_are_recovered(synthetic):
     assert cal.memory is None and cal.kernel_overhead_s == H100.efficiency.kernel_overhead_s
 
 
+def test_allreduce_points_are_the_graph_rows_one_median_per_size(synthetic):
+    """The stored points are the CUDA-graph rows (not the eager ones, 3x slower), message bytes = elements · 2,
+    sorted: 1024 elements -> 2048 B in 6 us + 2048 / 3e11 = 6.0068 us (4 significant digits kept: 6.007 us)."""
+    _, cal, _ = synthetic
+    points = cal.allreduce_points
+    assert "custom_allreduce_perf.parquet" in points.source and "vllm_graph" in points.source
+    assert set(points.groups) == {"2", "8"}
+    g = points.groups["8"]
+    assert g.message_bytes == (2048.0, 131072.0, 2.0 ** 21, 2.0 ** 25)
+    assert g.time_s[0] == pytest.approx(6.007e-6)
+    assert g.time_s == tuple(pytest.approx(AR_T0 + x / AR_R, rel=5e-4) for x in g.message_bytes)
+    assert g.peak_per_s == pytest.approx(LINK * 8 / 7)
+
+
+def test_a_repeated_message_size_keeps_the_median_of_its_times():
+    """Three rows of 4096 elements (8192 B) at 5, 7 and 30 us and one of 8192 elements at 9 us: the points are
+    (8192 B, 7 us) and (16,384 B, 9 us), the median standing for the repeated size."""
+    rows = pd.DataFrame({"num_gpus": [2, 2, 2, 2], "message_size": [4096, 4096, 4096, 8192],
+                         "latency": [5e-3, 7e-3, 30e-3, 9e-3]})  # milliseconds
+    points = public.allreduce_points(rows, LINK, "hand")
+    assert points.groups["2"].message_bytes == (8192.0, 16384.0)
+    assert points.groups["2"].time_s == (7e-6, 9e-6)
+
+
 def test_provenance_names_package_framework_tables_and_date(synthetic):
     _, cal, _ = synthetic
     pv = cal.provenance

@@ -78,7 +78,7 @@ def test_comm_term_of_the_communicating_ops_alone_equals_every_op(monkeypatch):
     t, tp, rd = _grid_table()
     hws = [rl.load_hardware(h) for h in ("h100-sxm", "mi300x")]
     c = stacked([Ceilings.of(h, rd.compute_key) for h in hws], np.arange(2).reshape(2, 1, 1, 1, 1))
-    c = c.curves.prepare(c, tp)  # the measured all-reduce lines of each group size, as `time_ops` does
+    c = c.curves.with_allreduce(t, c.curves.prepare(c, tp), tp)  # the measured all-reduce of each op, as `time_ops` does
     rows = R._comm_s(t, c, tp)
     monkeypatch.setattr(R, "_COMM_ROWS_MIN_SIZE", 10**12)
     every = R._comm_s(t, c, tp)

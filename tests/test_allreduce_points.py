@@ -1,0 +1,157 @@
+"""A calibrated all-reduce timed through its measured (bytes, seconds) points (`calibration.MeasuredAllreduce`,
+`interpolated_message_s`): piecewise-linear between measured sizes, the smallest point's time below them, the last
+segment's rate beyond them. Every expected value is worked by hand in the test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import roofline as rl
+from roofline import ops as O
+from roofline.calibration import AllreducePoints, CalibratedCurves, MeasuredAllreduce, allreduce_points, interpolated_message_s
+from roofline.errors import SpecError
+from roofline.roofline import Ceilings, OpTable, stacked, time_ops
+
+PUBLIC = Path(__file__).resolve().parents[1] / "calibrate" / "public"
+US = 1e-6
+
+
+def _points(x, t, peak=1e15):
+    return AllreducePoints(message_bytes=tuple(x), time_s=tuple(t), peak_per_s=peak)
+
+
+def test_a_two_point_table_between_below_and_beyond():
+    """Points (1 MB, 10 us), (3 MB, 20 us): slope 10 us / 2 MB = 5 ps/B.
+    2 MB: 10 + (2 - 1) / (3 - 1) · 10 = 15 us; 1.5 MB: 10 + 0.25 · 10 = 12.5 us;
+    0.5 MB (below the smallest): 10 us; 5 MB (beyond): 20 + 2e6 · 5e-12 = 30 us; a group not measured: NaN."""
+    m = MeasuredAllreduce(source="hand", groups={"2": _points((1e6, 3e6), (10 * US, 20 * US))})
+    assert m.time_s(2e6, 2) == pytest.approx(15 * US)
+    assert m.time_s(1.5e6, 2) == pytest.approx(12.5 * US)
+    assert m.time_s(0.5e6, 2) == pytest.approx(10 * US)
+    assert m.time_s(5e6, 2) == pytest.approx(30 * US)
+    assert m.time_s(1e6, 2) == pytest.approx(10 * US) and m.time_s(3e6, 2) == pytest.approx(20 * US)  # the points
+    assert np.isnan(m.time_s(2e6, 4))
+
+
+def test_a_three_point_table_follows_the_kink():
+    """(1 MiB, 13.8 us), (2 MiB, 18.2 us), (4 MiB, 28.4 us): a kernel changing algorithm at 2 MiB (slopes 4.4 us and
+    10.2 us per segment). 1.5 MiB: 13.8 + 0.5 · 4.4 = 16.0 us; 3 MiB: 18.2 + 0.5 · 10.2 = 23.3 us; 8 MiB, beyond:
+    28.4 + (8 - 4) MiB · 10.2 us / 2 MiB = 28.4 + 20.4 = 48.8 us. The one line through the end points,
+    13.8 + (S - 1 MiB) · 14.6 us / 3 MiB, would give 1.5 MiB 16.23 us and 3 MiB 23.53 us: through neither middle."""
+    mib = 2.0**20
+    p = _points((mib, 2 * mib, 4 * mib), (13.8 * US, 18.2 * US, 28.4 * US))
+    assert p.time_at_s(1.5 * mib) == pytest.approx(16.0 * US)
+    assert p.time_at_s(3 * mib) == pytest.approx(23.3 * US)
+    assert p.time_at_s(8 * mib) == pytest.approx(48.8 * US)
+    assert p.time_at_s(0.25 * mib) == pytest.approx(13.8 * US)
+    grid = np.array([[0.25, 1.5], [3.0, 8.0]]) * mib  # an array: each entry as its own call
+    assert np.allclose(p.time_at_s(grid), [[p.time_at_s(s) for s in row] for row in grid], rtol=0, atol=0)
+
+
+def test_interpolated_message_s_is_the_one_formula():
+    """The module function on raw arrays is what the validated record times with (one home for the formula)."""
+    x, t = np.array([1e6, 3e6]), np.array([10 * US, 20 * US])
+    assert interpolated_message_s(2e6, x, t) == pytest.approx(15 * US)
+    assert interpolated_message_s(np.array([0.0, 5e6]), x, t) == pytest.approx([10 * US, 30 * US])
+
+
+@pytest.mark.parametrize("update, field", [
+    ({"message_bytes": (2e6, 1e6)}, "message_bytes"),
+    ({"message_bytes": (1e6, 1e6)}, "message_bytes"),
+    ({"message_bytes": (0.0, 1e6)}, "message_bytes"),
+    ({"time_s": (10 * US,)}, "time_s"),
+    ({"time_s": (20 * US, 20 * US)}, "time_s"),  # flat last segment: no rate to extend
+    ({"time_s": (10 * US, 10.001 * US), "peak_per_s": 1e12}, "time_s"),  # 2e6 B in 1 ns: 2e15 B/s above 1e12
+])
+def test_bad_points_are_one_line_errors_naming_the_field(update, field):
+    base = {"message_bytes": (1e6, 3e6), "time_s": (10 * US, 20 * US), "peak_per_s": 1e15}
+    with pytest.raises((SpecError, ValueError), match=field):
+        AllreducePoints.model_validate({**base, **update})
+    with pytest.raises((SpecError, ValueError), match="groups"):
+        MeasuredAllreduce(source="hand", groups={"1": _points((1e6, 3e6), (10 * US, 20 * US))})
+
+
+def test_shipped_files_store_every_measured_size_once_sorted():
+    """calibrate/public/h200.json: vLLM 0.24.0's custom all-reduce table has 23 sizes, 256 B to 1 GiB (128 to 2^29
+    elements · 2 bytes), one row each; peak_per_s of tp8 is 450e9 · 8 / 7 = 514.3e9 B/s."""
+    raw = json.loads((PUBLIC / "h200.json").read_text())
+    cal = rl.load_hardware("h200").calibration
+    g = cal.allreduce_points.groups["8"]
+    assert len(g.message_bytes) == 23 and g.message_bytes[0] == 256.0 and g.message_bytes[-1] == 2.0**30
+    assert g.peak_per_s == pytest.approx(450e9 * 8 / 7)
+    assert list(g.message_bytes) == sorted(set(g.message_bytes))
+    assert "custom_allreduce_perf.parquet" in raw["allreduce_points"]["source"]
+    assert "nccl_perf.parquet" in raw["nccl_allreduce_points"]["source"]
+
+
+def test_grids_of_size_and_tp_equal_scalar_calls():
+    """`CalibratedCurves.allreduce_message_s` over a grid of message sizes and tp (2, 3, 4, 8; tp 3 not measured: 0)
+    gives each entry's scalar call exactly."""
+    hw = rl.load_hardware("h200")
+    curves = CalibratedCurves(hw.calibration, hw, "bf16")
+    sizes = np.array([100.0, 65536.0, 196608.0, 3e6, 1.2e8, 4e9]).reshape(-1, 1)
+    tps = np.array([2, 3, 4, 8]).reshape(1, -1)
+    grid = curves.allreduce_message_s(sizes, tps)
+    scalar = np.array([[float(curves.allreduce_message_s(float(s), int(p))) for p in tps[0]] for s in sizes[:, 0]])
+    assert grid.shape == (6, 4) and np.array_equal(grid, scalar)
+    assert np.all(grid[:, 1] == 0) and np.all(grid[:, [0, 2, 3]] > 0)
+
+
+def test_a_stacked_grid_times_each_device_as_predict_does():
+    """A tp grid over stacked ceilings (calibrated H200, H100 SXM; analytical A100): each device's all-reduce row is
+    its own scalar timing at each tp (`StackedCurves.with_allreduce` places each device's measured times)."""
+    m = rl.load_model("llama-3.1-70b")
+    rd = rl.Deployment().resolved(m)  # as `sweep` builds its tables: tp passed on its own
+    tp = np.array([2.0, 4.0, 8.0]).reshape(1, 1, 3)
+    t = OpTable.of(O.forward_ops(m, rd, 12, 1, 512, tp), (1, 1, 3))
+    hws = [rl.load_hardware("h200"), rl.load_hardware("h100-sxm"), rl.load_hardware("a100-sxm-80gb", analytical=True)]
+    grid = time_ops(t, stacked([Ceilings.of(h, rd.compute_key) for h in hws], np.arange(3).reshape(1, 3, 1)), tp).comm_s
+    per_device_tp = grid[list(t.names).index("allreduce")].reshape(3, 3)  # (device, tp)
+    for d, h in enumerate(hws):
+        for j, p in enumerate((2, 4, 8)):
+            one = OpTable.of(O.forward_ops(m, rd, 12, 1, 512, p), ())
+            scalar = time_ops(one, Ceilings.of(h, rd.compute_key), p).comm_s[list(one.names).index("allreduce")]
+            assert per_device_tp[d, j] == pytest.approx(float(scalar), rel=1e-12), (h.name, p)
+
+
+def test_points_scale_with_the_link_of_a_what_if_profile():
+    """h200.json on an H200 whose NVLink is twice as fast: the time above the smallest size's is bytes over the link,
+    so it halves: t'(S) = t(S_0) + (t(S) - t(S_0)) / 2. tp8 custom points: S_0 = 256 B at 6.5xx us; 1 GiB measured
+    t_n: t' = t_0 + (t_n - t_0) / 2."""
+    hw = rl.load_hardware("h200")
+    ic = hw.interconnect
+    fast = hw.model_copy(update={"interconnect": ic.model_copy(update={"bytes_per_s_per_direction": 2 * ic.bytes_per_s_per_direction})})
+    g = hw.calibration.allreduce_points.groups["8"]
+    x, t = allreduce_points(hw.calibration, fast)[8]
+    assert np.array_equal(x, g.message_bytes)
+    assert t[0] == g.time_s[0]
+    assert t[-1] == pytest.approx(g.time_s[0] + (g.time_s[-1] - g.time_s[0]) / 2)
+    x_same, t_same = allreduce_points(hw.calibration, hw)[8]
+    assert np.array_equal(t_same, g.time_s)
+
+
+def test_a_file_without_points_keeps_its_line():
+    """A calibration written before the points (allreduce_points None) times a message by its line t0 + S / R, exactly
+    as before: the line as the two points (0, t0), (1 MB, t0 + 1e6 / R), extended beyond at rate R. h200.json's tp8
+    line at 196,608 B: t0 + 196,608 / R."""
+    hw = rl.load_hardware("h200")
+    cal = hw.calibration.model_copy(update={"allreduce_points": None})
+    line = cal.allreduce["8"]
+    curves = CalibratedCurves(cal, hw, "bf16")
+    for s in (196608.0, 5e8):
+        assert float(curves.allreduce_message_s(s, 8)) == pytest.approx(line.latency_s + s / line.rate_per_s, rel=1e-12)
+
+
+def test_the_points_match_the_table_closer_than_the_line_at_decode_sizes():
+    """Why the points: at 1 MiB, tp8 on H200 (vLLM 0.24.0), the table takes 14.07 us; the points give it exactly and
+    the fitted line t0 + S / R gives less (the line was 29% fast there before this change)."""
+    hw = rl.load_hardware("h200")
+    curves = CalibratedCurves(hw.calibration, hw, "bf16")
+    line = hw.calibration.allreduce["8"]
+    s = 2.0**20
+    assert float(curves.allreduce_message_s(s, 8)) == pytest.approx(14.07 * US)
+    assert line.latency_s + s / line.rate_per_s < 0.8 * 14.07 * US
