@@ -52,7 +52,12 @@ class Interconnect(BaseModel):
                                                   "(CUDA-graph replay); None: the engine has none here, NCCL's ring only")
     nvls_bandwidth_fraction: float | None = Field(
         None, gt=0, le=1, description="NVLink SHARP (in-switch reduction): achieved message bytes/s over the link rate; "
-                                      "None: no NVLS")
+                                      "None: the realistic model runs no NVLS (see nvls_capable for the floor)")
+    nvls_capable: bool = Field(
+        False, description="the switch can reduce in-network (NVLink SHARP: third-generation NVSwitch and later). The floor "
+                           "counts NVLS at the full link rate where the switch has it, whether or not the realistic model "
+                           "runs it (nvls_bandwidth_fraction): NCCL takes NVLS for large messages on such a board, so a "
+                           "measured all-reduce may beat the two-shot line 2(p-1)/p · S / link that bounds the rest")
     sources: dict[str, str] = Field(default_factory=dict, description="field -> source, for the all-reduce fields above")
 
     @model_validator(mode="after")
@@ -64,10 +69,13 @@ class Interconnect(BaseModel):
             raise SpecError("interconnect.pair_bytes_per_s_per_direction", f"applies to topology mesh only, not {self.topology}")
         if self.nvls_bandwidth_fraction is not None and self.topology != "switch":
             raise SpecError("interconnect.nvls_bandwidth_fraction", "NVLS reduces inside an NVSwitch: topology must be switch")
+        if self.nvls_capable and self.topology != "switch":
+            raise SpecError("interconnect.nvls_capable", "NVLS reduces inside an NVSwitch: topology must be switch")
         # a value other than the default needs its source (a dumped profile repeats the default switch: no source needed)
         defaults = {"topology": "switch"}
-        set_fields = [k for k in ("topology", "pair_bytes_per_s_per_direction", "custom_allreduce_latency_s", "nvls_bandwidth_fraction")
-                      if k in self.model_fields_set and getattr(self, k) is not None and getattr(self, k) != defaults.get(k)]
+        set_fields = [k for k in ("topology", "pair_bytes_per_s_per_direction", "custom_allreduce_latency_s", "nvls_bandwidth_fraction",
+                                  "nvls_capable")
+                      if k in self.model_fields_set and getattr(self, k) not in (None, False) and getattr(self, k) != defaults.get(k)]
         missing = [k for k in set_fields if k not in self.sources]
         if missing:
             raise SpecError("interconnect.sources", f"no source for {', '.join(missing)}")

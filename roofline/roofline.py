@@ -165,11 +165,11 @@ class Ceilings:
         pair = ic.pair_bytes_per_s_per_direction or np.inf
         step = np.inf if ic.custom_allreduce_latency_s is None else ic.custom_allreduce_latency_s
         l2 = np.inf if hw.l2_read_bytes_per_s is None else hw.l2_read_bytes_per_s
-        if floor:  # tile 0: no padding; every algorithm the device has, at the line rate and no latency
+        if floor:  # tile 0: no padding; every algorithm the device has (NVLS where the switch can: `nvls_capable`), at the line rate and no latency
             return cls(peak, peak, vector, hw.memory_bandwidth_bytes_per_s, link, 0.0, 0.0, 0, host, sparse_rate_scale=sparse,
                        l2_read_bytes_per_s=l2,
-                       pair_link_bytes_per_s=pair, allreduce_step_s=0.0 if np.isfinite(step) else np.inf,
-                       nvls_bytes_per_s=0.0 if ic.nvls_bandwidth_fraction is None else link)
+                       pair_link_bytes_per_s=pair, allreduce_step_s=0.0 if np.isfinite(step) or ic.nvls_capable else np.inf,
+                       nvls_bytes_per_s=link if ic.nvls_capable or ic.nvls_bandwidth_fraction is not None else 0.0)
         e = hw.efficiency
         return cls(
             sm_count=hw.sm_count or 0,

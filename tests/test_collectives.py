@@ -93,15 +93,40 @@ def test_pcie_devices_keep_the_ring_alone():
 
 
 def test_the_floor_is_the_best_algorithm_without_latency_and_never_above_the_real_time():
-    """Floor on a switch: the bandwidth-optimal 2(p-1)/p · C / link at the line rate (no alpha)."""
-    for name in ("h100-sxm", "mi300x", "l40s", "a100-sxm-80gb"):
-        hw = rl.load_hardware(name, analytical=True)
-        for tp, tokens in ((2, 1), (4, 64), (8, 8192)):
-            op = _allreduce_op(tokens, 8192, tp)
-            assert _comm_s(hw, op, tp, floor=True) <= _comm_s(hw, op, tp) * (1 + 1e-12), (name, tp, tokens)
-    hw = rl.load_hardware("h100-sxm", analytical=True)
+    """Floor on a switch without NVLS (A100's second-generation NVSwitch): the bandwidth-optimal 2(p-1)/p · C / link at
+    the line rate (no alpha). On an NVLS-capable switch (H100 / H200 / B200 / GB200: `nvls_capable`) the floor is NVLS at
+    the line rate, C / link (a GPU sends S and receives S once): 8,192 tokens · 8192 · 2 bytes, two all-reduces, at tp 8
+    on H100: 2 · 134,217,728 / 450e9 = 596.5 us against the two-shot's 1.75 × that = 1,043.9 us."""
+    for name in ("h100-sxm", "h200", "b200", "mi300x", "l40s", "a100-sxm-80gb"):
+        for analytical in (True, False):
+            hw = rl.load_hardware(name, analytical=analytical)
+            for tp, tokens in ((2, 1), (4, 64), (8, 8192), (8, 40_000)):
+                if tp > hw.interconnect.max_gpus:
+                    continue
+                op = _allreduce_op(tokens, 8192, tp)
+                assert _comm_s(hw, op, tp, floor=True) <= _comm_s(hw, op, tp) * (1 + 1e-12), (name, analytical, tp, tokens)
+    a100 = rl.load_hardware("a100-sxm-80gb", analytical=True)
+    assert not a100.interconnect.nvls_capable
     op = _allreduce_op(8192, 8192, 8)
-    assert _comm_s(hw, op, 8, floor=True) == pytest.approx(1.75 * 2 * 8192 * 8192 * 2 / 450e9)
+    assert _comm_s(a100, op, 8, floor=True) == pytest.approx(1.75 * 2 * 8192 * 8192 * 2 / 300e9)
+    h100 = rl.load_hardware("h100-sxm", analytical=True)
+    assert h100.interconnect.nvls_capable and h100.interconnect.nvls_bandwidth_fraction is None
+    assert _comm_s(h100, op, 8, floor=True) == pytest.approx(2 * 8192 * 8192 * 2 / 450e9)
+
+
+def test_a_measured_nvls_allreduce_is_not_below_the_floor():
+    """NCCL runs NVLS for large messages at tp 8 on an HGX H200: the table's 512 MiB all-reduce moves 461 GB/s of bus
+    bandwidth (2 · 7/8 · S / t), above the 450 GB/s link a two-shot can use. The floor counts NVLS (C / link), so a
+    calibrated all-reduce of 256 sequences × 83 tokens × 7168 · 2 bytes = 304.6 MB (DeepSeek-V3's prefill) stays
+    above it, with the engine's kernel and with NCCL's."""
+    from roofline.engines import with_nccl_allreduce
+
+    hw = rl.load_hardware("h200")
+    op = _allreduce_op(256 * 83, 7168, 8)
+    for profile in (hw, with_nccl_allreduce(hw)):
+        real, floor = _comm_s(profile, op, 8), _comm_s(profile, op, 8, floor=True)
+        assert floor == pytest.approx(2 * 256 * 83 * 7168 * 2 / 450e9)
+        assert floor <= real
 
 
 def test_a_calibrated_allreduce_replaces_the_model_but_not_from_a_pcie_host():
