@@ -353,19 +353,25 @@ def deployment_of(row: Row, model: rl.ModelSpec | None = None) -> rl.Deployment:
 
     Engines that state "tp n, ep n" on n GPUs (TensorRT-LLM's DEPn, SGLang's --enable-dp-attention) run the MoE
     layers expert-parallel inside the tp group; the predictor's expert parallelism is attention data-parallel
-    plus experts over ep GPUs, so such a row runs as tp=1, ep=n (`Row.replica_gpus` counts it as one replica of n)."""
+    plus experts over ep GPUs, so such a row runs as tp=1, ep=n (`Row.replica_gpus` counts it as one replica of n).
+    A tp-n row (ep 1) whose note states SGLang's `--enable-dp-attention` (dstack's SGLang 0.4.3 DeepSeek-R1 runs on
+    H200) runs attention data-parallel over the n GPUs with the MoE tensor-parallel (`Deployment.attention_dp`)."""
     tp, ep = row.tp, row.ep
     if ep > 1 and tp * row.pp == row.num_gpus and tp % ep == 0:
         tp, ep = 1, tp
+    attention_dp = ep == 1 and tp > 1 and bool(ATTENTION_DP_NOTE.search(row.extra.get("note", "")))
     weight_dtype = row.weight_dtype
     if model is not None and model.native_weight_dtype is not None and weight_dtype is not None and \
             get_dtype(weight_dtype).name == get_dtype(model.native_weight_dtype).name and row.weight_group_size is None:
         weight_dtype = None
-    return rl.Deployment(tp=tp, pp=row.pp, ep=ep, weight_dtype=weight_dtype,
+    return rl.Deployment(tp=tp, pp=row.pp, ep=ep, attention_dp=attention_dp, weight_dtype=weight_dtype,
                          activation_dtype=row.activation_dtype, kv_dtype=row.kv_dtype,
                          weight_group_size=row.weight_group_size, on_unsupported_dtype="fallback",
                          engine=engine_of(row, model))
 
+
+# SGLang's attention data parallelism stated in a row's note (the launch flag, or its server_args name)
+ATTENTION_DP_NOTE = re.compile(r"--enable-dp-attention|enable_dp_attention")
 
 # `trtllm-bench build --dataset ISL/OSL` in a row's note: the dataset (fixed lengths) a TensorRT engine was built from
 BUILD_DATASET = re.compile(r"trtllm-bench build [^;]*--dataset (\d+)/(\d+)")
@@ -459,7 +465,7 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
     else:
         cap, chunk = harness_limits(model, hw, row, dep)
         share = None if row.num_requests is None else math.ceil(row.num_requests / row.replicas)
-        if share is not None and row.extra.get("lengths", "").startswith("fixed") and dep.pp == 1 and dep.ep == 1:
+        if share is not None and row.extra.get("lengths", "").startswith("fixed") and dep.pp == 1 and dep.attention_ranks == 1:
             # a finite set of fixed-length requests submitted at once: synchronized waves (`serving.offline_run_s`)
             run_s = offline_run_s(model, hw, share, s, o, dep, chunk_tokens=chunk, max_batch_size=cap)
             if not math.isfinite(run_s):

@@ -21,7 +21,10 @@ source); it loads as the base with those laid over it (`registry.profile_mapping
 * **Limits**: at most `max_num_seqs` running sequences and `max_num_batched_tokens` tokens per step (the
   chunked-prefill budget); with attention data parallelism over ep ranks (`Deployment.ep`) an engine whose
   scheduler runs per rank (`seqs_per_attention_rank`, TensorRT-LLM's enable_attention_dp) holds up to
-  ep · `max_num_seqs` running sequences in the replica (`parallelism.engine_limits`); a step may prefill several prompts (`multi_prompt_prefill`) and may decode the running
+  ep · `max_num_seqs` running sequences in the replica (`parallelism.engine_limits`); with attention data parallelism
+  over the tp ranks (`Deployment.attention_dp`, SGLang's --enable-dp-attention) every rank is a scheduler of its own,
+  holding up to tp · `max_num_seqs`, each with `max_num_batched_tokens` // `attention_dp_budget_divisor` tokens a
+  step, and the MLP/MoE output returns to the ranks by `attention_dp_combine`; a step may prefill several prompts (`multi_prompt_prefill`) and may decode the running
   sequences in the same step (`mixed_prefill_decode`; else prefill steps pause decode, `serving.wave_schedule`).
 * **Admission** (`admission`): a waiting request joins the running batch while a slot of its whole context is free
   (`slots`, the steady state's memory rule), or, in SGLang 0.4.0 serving ignore_eos requests (`future_kv`), while the
@@ -154,6 +157,13 @@ class EngineProfile(BaseModel):
     seqs_per_attention_rank: bool = Field(False, description="with attention data parallelism (ep > 1) every rank schedules "
                                                              "its own batch of up to max_num_seqs sequences (else "
                                                              "max_num_seqs bounds the whole replica)")
+    attention_dp_combine: Literal["all_reduce", "reduce_scatter"] = Field(
+        "reduce_scatter", description="with attention data parallelism (`Deployment.attention_dp`), how the MLP/MoE output "
+                                      "returns to each rank: an all-reduce of every rank's rows, each rank slicing its own, "
+                                      "or a reduce-scatter (`ops.attention_dp_combine`); all_reduce needs a source")
+    attention_dp_budget_divisor: int = Field(
+        1, ge=1, le=1024, description="with attention data parallelism each rank's tokens per step are "
+                                      "max_num_batched_tokens // this (SGLang 0.4: chunked_prefill_size // 2); >1 needs a source")
     custom_allreduce: bool = Field(description="the engine all-reduces with its own one-shot / two-shot kernels inside "
                                                "an NVLink domain (else NCCL's)")
     slot_bytes_per_vocab_entry: float = Field(0.0, ge=0, le=1e3, description="device bytes the runtime allocates at start-up, "
@@ -184,6 +194,10 @@ class EngineProfile(BaseModel):
             missing.append("windowed_kv_cache")
         if self.admission != "slots" and "admission" not in self.sources:
             missing.append("admission")
+        if self.attention_dp_combine != "reduce_scatter" and "attention_dp_combine" not in self.sources:
+            missing.append("attention_dp_combine")
+        if self.attention_dp_budget_divisor != 1 and "attention_dp_budget_divisor" not in self.sources:
+            missing.append("attention_dp_budget_divisor")
         if self.grouped_decode_kernel is not None and "grouped_decode_kernel" not in self.sources:
             missing.append("grouped_decode_kernel")
         if self.gpu_memory_fraction_by_tp is not None and "gpu_memory_fraction_by_tp" not in self.sources:

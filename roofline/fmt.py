@@ -48,11 +48,12 @@ def fraction(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def replica(tp: int, pp: int = 1, ep: int = 1, nodes: int = 1) -> str:
-    """One replica's shape: 'tp8', 'tp8 pp2, 2 nodes', 'ep16, 2 nodes'; 'n/a' when none was placed (tp 0)."""
+def replica(tp: int, pp: int = 1, ep: int = 1, nodes: int = 1, attention_dp: bool = False) -> str:
+    """One replica's shape: 'tp8', 'tp8 pp2, 2 nodes', 'ep16, 2 nodes', 'tp8 dp-attention' (attention data-parallel over
+    the tp GPUs); 'n/a' when none was placed (tp 0)."""
     if not tp:
         return "n/a"
-    shape = f"ep{ep}" if ep > 1 else f"tp{tp}" + (f" pp{pp}" if pp > 1 else "")
+    shape = f"ep{ep}" if ep > 1 else f"tp{tp}" + (f" pp{pp}" if pp > 1 else "") + (" dp-attention" if attention_dp else "")
     return shape + (f", {nodes} nodes" if nodes > 1 else "")
 
 

@@ -397,20 +397,74 @@ def weight_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1, ep=1):
     """Bytes of weights one GPU stores: every matrix shard, its scales, biases, norms, embeddings.
 
     At tp=1 in a 16-bit format this is exactly 2 · param_count. With expert parallelism each
-    GPU holds E/ep whole experts and a full copy of everything else.
+    GPU holds E/ep whole experts and a full copy of everything else. With attention data parallelism
+    (`Deployment.attention_dp`) each GPU holds the whole attention matrices, embedding and LM head
+    (`attention_tp`: 1) and 1/tp of every MLP and expert matrix.
     """
     nb = rd.unquantized_bytes
+    a_tp = attention_tp(rd, tp)
+    attention = {m.name for m in model.attention_matrices()}
     total = 0.0
     for g in model.layer_groups():
         per_layer = model.norm_params_per_layer() * nb
         for m in model.layer_matrices(g.moe):
-            n, k = _local(m, model, tp)
+            n, k = _local(m, model, a_tp if m.name in attention else tp)
             bias_n = m.n if m.name in ROW_PARALLEL else n  # a row-parallel bias is replicated
             copies = m.copies / ep if m.name in EXPERT_MATRICES and ep > 1 else m.copies
             one = stored_matrix_bytes(_scheme(m, rd), n, k, rd, sparse_applies(m.name, rd))
             per_layer = per_layer + copies * (one + (bias_n * nb if m.bias else 0))
         total = total + g.count * per_layer
-    return total + embedding_storage_bytes(model, rd, tp) + lm_head_storage_bytes(model, rd, tp) + model.final_norm_params * nb
+    return total + embedding_storage_bytes(model, rd, a_tp) + lm_head_storage_bytes(model, rd, a_tp) + model.final_norm_params * nb
+
+
+def attention_tp(rd: ResolvedDeployment, tp):
+    """The tensor-parallel width attention, its projections, the embedding and the LM head are split over: 1 under
+    attention data parallelism (`Deployment.attention_dp`: each rank holds them whole, SGLang 0.4's ReplicatedLinear
+    MLA projections, `VocabParallelEmbedding(enable_tp=False)` and ReplicatedLinear lm_head), else tp."""
+    return 1 if rd.dep.attention_dp else tp
+
+
+def attention_dp_rows(batch, new_tokens, ranks):
+    """(sequences on the busiest attention rank, rows the MLP/MoE runs over) of a pass of `batch` sequences adding
+    `new_tokens` each, spread over `ranks` attention data-parallel ranks (`Deployment.attention_dp`, ranks = tp).
+
+    The scheduler hands requests to the ranks in turn (SGLang's DataParallelController, round robin), so a rank
+    holds B/ranks of them. A decode step (new_tokens = 1) replays a CUDA graph on every rank at the same captured
+    batch, the largest rank's, and the gathered MoE input is every rank's padded rows (SGLang 0.4 cuda_graph_runner:
+    `global_num_tokens = [bs] * tp_size`): ceil(B/ranks) sequences per rank, ranks · ceil(B/ranks) rows. A prefill pass
+    runs eagerly, its gather keeps only the real rows (`all_gather` concatenates `all_lens[i]` rows of each rank):
+    B/ranks prompts per rank (the mean; serving prefills one prompt per rank), B · new_tokens rows.
+    Worked numbers, ranks = 8: a decode step of B = 4 runs 1 sequence per rank and the MoE over 8 rows; B = 12 runs
+    2 per rank and 16 rows; a prefill of 8 prompts of 1,000 tokens runs 1 prompt per rank and 8,000 rows."""
+    per_rank = np.asarray(batch, dtype=float) / ranks
+    # ceil less a hair: a float B/ranks rounded a hair above a whole number is that number
+    per_rank = np.where(np.asarray(new_tokens) == 1, np.ceil(per_rank - 1e-9), per_rank)
+    if per_rank.ndim == 0:
+        per_rank = float(per_rank)
+    return per_rank, per_rank * ranks * new_tokens
+
+
+def all_gather(name, group, layers, rows_per_rank, hidden, ab, ranks) -> Op:
+    """All-gather of every rank's `rows_per_rank` hidden-state rows (a decode step's padded to the busiest rank's,
+    `attention_dp_rows`), once per layer, before the MLP/MoE block of attention data parallelism.
+
+    Each GPU ends with all ranks · rows rows; it receives the other (ranks - 1) ranks' shares: (ranks - 1)/ranks of the
+    gathered rows, wire bytes = (ranks - 1) · rows · hidden · act bytes. NCCL's ring (SGLang 0.4 calls
+    `all_gather_into_tensor` on the tp group) takes ranks - 1 steps, each a hop latency: t = W / link + (ranks - 1) ·
+    link latency (`roofline.time_ops`' point-to-point term). Worked number (DeepSeek-V3, h = 7,168, bf16 activations,
+    8 ranks of 1 decode token each, 61 layers): 61 · 7 · 7,168 · 2 = 6,121,472 B and 61 · 7 = 427 hops a step."""
+    sent = _max(ranks - 1, 0)  # peers' shares received, and ring steps
+    multi = sent / _max(ranks - 1, 1)  # 1 when ranks > 1, else 0: one NCCL call a layer
+    return Op(name, group, OpKind.COMM, layers, launches=layers * multi, flops=0.0,
+              wire_bytes=layers * sent * rows_per_rank * hidden * ab, wire_messages=layers * sent)
+
+
+def reduce_scatter(name, group, layers, rows_per_rank, hidden, ab, ranks) -> Op:
+    """Reduce-scatter of the MLP/MoE block's partial sums over all ranks' rows, each rank keeping the sum of its own
+    `rows_per_rank` rows, once per layer (attention data parallelism with `EngineProfile.attention_dp_combine`
+    reduce_scatter). NCCL's ring: each GPU sends and receives (ranks - 1)/ranks of the ranks · rows rows in ranks - 1
+    steps, the same bytes and hops as `all_gather`, half a ring all-reduce. Worked number as `all_gather`'s."""
+    return all_gather(name, group, layers, rows_per_rank, hidden, ab, ranks)
 
 
 def embedding_storage_bytes(model: ModelSpec, rd: ResolvedDeployment, tp=1):
@@ -710,7 +764,10 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
 
     Prefill: new_tokens = prompt, past_tokens = 0. Decode step at context c: new_tokens = 1, past_tokens = c - 1.
     With expert parallelism over `ep` GPUs (tp = 1), each GPU runs attention and dense layers on its
-    batch / ep sequences and the MoE layers on the tokens all-to-all sends it (see `_moe_ops`).
+    batch / ep sequences and the MoE layers on the tokens all-to-all sends it (see `_moe_ops`). With attention
+    data parallelism (`Deployment.attention_dp`, over the tp GPUs) each GPU runs the embedding, attention (whole
+    weights, `attention_tp`), norms and LM head on its own sequences and the MLP/MoE tp-sharded over every rank's rows
+    (`attention_dp_rows`), between an `all_gather` and the combine (`attention_dp_combine`).
     Offloaded fractions of the weights and KV cache also cross the host link (`host_bytes`).
     One scenario of plain numbers is built once and shared (`memo`; a tuple, which no caller may change); a grid
     returns a new list.
@@ -729,7 +786,13 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
     global_tokens = batch * new_tokens
     if not (_is_scalar(ep) and ep == 1):
         batch = batch / ep
+    dp = rd.dep.attention_dp and not (_is_scalar(tp) and tp == 1)
+    if dp:  # attention data-parallel over the tp ranks: this rank's sequences; the MLP/MoE over every rank's rows
+        batch, ffn_tokens = attention_dp_rows(batch, new_tokens, tp)
+    a_tp = attention_tp(rd, tp)
     tokens = batch * new_tokens
+    if not dp:
+        ffn_tokens = tokens
     naive = rd.dep.attention_impl == "naive"
     gated = model.ffn_kind == "gated"
     ops: list[Op] = [
@@ -744,39 +807,45 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
         ops.append(_norms("norms", lab, L, model.n_norms_per_layer, tokens, h, ab, nb))
         for m in model.attention_matrices():
             if m.name == "o_proj":  # the attention core sits between the projections that feed it and o_proj
-                ops.append(_attention(model, rd, lab, L, window, batch, new_tokens, past_tokens, tp, naive, absorbed))
+                ops.append(_attention(model, rd, lab, L, window, batch, new_tokens, past_tokens, a_tp, naive, absorbed))
             # [T, k] x [k, n] with n, k this GPU's slice of the matrix: qkv_proj [T, h] x [h, (q + 2kv)·d/tp];
             # o_proj [T, q·d/tp] x [q·d/tp, h]; MLA q_a [T, h] x [h, r_q], q_b [T, r_q] x [r_q, q·d/tp],
             # kv_a [T, h] x [h, r_kv + d_rope], kv_b [B·visible, r_kv] x [r_kv, q·(d_nope + d_v)/tp]
-            n, k = _local(m, model, tp)
+            n, k = _local(m, model, a_tp)
             m_tokens = tokens
             if m.name == "kv_b_proj" and not absorbed:  # decompress every visible latent
                 m_tokens = batch * visible_keys(new_tokens, past_tokens, window)
             op = _gemm(m.name, lab, L, m_tokens, n, k, _scheme(m, rd), ab, nb, bias=m.bias, rd=rd, sparse=sparse_applies(m.name, rd))
             if m.name == "kv_b_proj" and not absorbed:
                 op.act_read_bytes = 0.0
-                op.kv_read_bytes = L * m_tokens * kv_bytes_per_token_per_layer(model, rd, tp)
+                op.kv_read_bytes = L * m_tokens * kv_bytes_per_token_per_layer(model, rd, a_tp)
             elif m.name == "kv_b_proj":  # absorbed: W_UK before the attention kernel, W_UV after it
                 op.launches = L * ABSORBED_KV_B_LAUNCHES
             ops.append(op)
         if model.mla is not None:
             ops.append(mla_norms(lab, L, tokens, model.mla.q_lora_rank, model.mla.kv_lora_rank, ab, nb))
+        if dp:  # every rank's rows in, before the MLP/MoE (`attention_dp_rows`: a decode step's padded to the busiest rank's)
+            ops.append(all_gather("all_gather", lab, L, ffn_tokens / tp, h, ab, tp))
         if g.moe:
-            ops += _moe_ops(model, rd, lab, L, tokens, tp, gated, ep, global_tokens)
+            ops += _moe_ops(model, rd, lab, L, ffn_tokens, tp, gated, ep, global_tokens)
         else:
             up, down = model.mlp_matrices(False)
             sp = sparse_applies("mlp", rd)
             # [T, h] x [h, 2F/tp] (gate and up fused; F/tp without a gate)
-            ops.append(_gemm("mlp_up", lab, L, tokens, *_local(up, model, tp), _scheme(up, rd), ab, nb, bias=up.bias, rd=rd, sparse=sp))
-            ops.append(_activation("mlp_act", lab, L, tokens, _split(model.intermediate_size, tp), gated, ab))
+            ops.append(_gemm("mlp_up", lab, L, ffn_tokens, *_local(up, model, tp), _scheme(up, rd), ab, nb, bias=up.bias, rd=rd, sparse=sp))
+            ops.append(_activation("mlp_act", lab, L, ffn_tokens, _split(model.intermediate_size, tp), gated, ab))
             # [T, F/tp] x [F/tp, h]
-            ops.append(_gemm("mlp_down", lab, L, tokens, *_local(down, model, tp), _scheme(down, rd), ab, nb, bias=down.bias, rd=rd, sparse=sp))
+            ops.append(_gemm("mlp_down", lab, L, ffn_tokens, *_local(down, model, tp), _scheme(down, rd), ab, nb, bias=down.bias, rd=rd, sparse=sp))
         if block_quantized_activations(rd):
             ops += _quantize_inputs(ops[group_start:], rd, lab, L, absorbed)
-        # all-reduces after attention and after the MLP (one after both with parallel blocks), in one row
-        ops.append(_allreduce("allreduce", lab, L, 1 if model.parallel_blocks else 2, tokens, h, ab, tp))
+        if dp and attention_dp_combine(rd) == "reduce_scatter":  # each rank keeps the sum of its own rows
+            ops.append(reduce_scatter("reduce_scatter", lab, L, ffn_tokens / tp, h, ab, tp))
+        elif dp:  # the MLP/MoE's own all-reduce over every rank's rows, then each rank slices its own (none after attention)
+            ops.append(_allreduce("allreduce", lab, L, 1, ffn_tokens, h, ab, tp))
+        else:  # all-reduces after attention and after the MLP (one after both with parallel blocks), in one row
+            ops.append(_allreduce("allreduce", lab, L, 1 if model.parallel_blocks else 2, tokens, h, ab, tp))
     ops.append(_norms("final_norm", "model", 1, 1, tokens, h, ab, nb))
-    v_local = _split(model.vocab_size, tp)
+    v_local = _split(model.vocab_size, a_tp)
     # [B, h] x [h, V/tp]: the last position of each sequence only
     lm_scheme = embedding_scheme(model, rd) if model.tied_embeddings else matrix_scheme("lm_head", rd)
     ops.append(_gemm("lm_head", "model", 1, batch, v_local, h, lm_scheme, ab, nb, bias=model.lm_head_bias, rd=rd))
@@ -785,6 +854,13 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
         for op in ops:
             op.host_bytes = fw * op.weight_bytes + fk * op.kv_read_bytes
     return ops
+
+
+def attention_dp_combine(rd: ResolvedDeployment) -> str:
+    """How attention data parallelism brings the MLP/MoE output back to each rank (`EngineProfile.attention_dp_combine`):
+    `all_reduce` of every rank's rows, each rank then slicing its own (SGLang 0.4), or `reduce_scatter`; the bare
+    roofline (no engine) takes reduce_scatter, the least a layout needs to move."""
+    return "reduce_scatter" if rd.engine is None else rd.engine.attention_dp_combine
 
 
 def _quantize_inputs(group_ops: list[Op], rd: ResolvedDeployment, group, layers, absorbed) -> list[Op]:

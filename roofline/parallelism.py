@@ -44,7 +44,13 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
         raise SpecError("prefix_tokens", f"{dep.prefix_tokens} must be less than prompt_tokens={wl.prompt_tokens} "
                                          "(at least one new token is prefilled)")
     tp = dep.tp
+    if dep.attention_dp:
+        if model.parallel_blocks:
+            raise SpecError("attention_dp", f"{model.name} runs attention and MLP on the same input (parallel blocks); "
+                                            "gathering between them is not modelled: drop attention_dp")
     for name, width in tp_widths(model).items():
+        if dep.attention_dp and name == "num_attention_heads":  # attention runs whole on every rank
+            continue
         if width % tp:
             choices = ", ".join(map(str, valid_tps(model, hw)))
             raise SpecError("tp", f"{tp} does not divide {name}={width} of {model.name}; choose one of {choices}")
@@ -151,9 +157,11 @@ def weight_bytes_per_gpu(model: ModelSpec, rd: ResolvedDeployment, tp) -> float:
 def kv_bytes_per_gpu(model: ModelSpec, rd: ResolvedDeployment, tp, slots):
     """KV bytes one GPU holds for one sequence occupying `slots` KV slots (`kv_allocated_tokens`): 1/tp of
     the KV heads (`ops.kv_cache_bytes`), 1/pp of the layers, 1/ep of the sequences (each data-parallel
-    attention rank keeps its own), less the fraction offloaded to host memory."""
+    attention rank keeps its own), less the fraction offloaded to host memory. Under `Deployment.attention_dp` a GPU
+    holds every KV head (`ops.attention_tp`: 1) of 1/tp of the sequences: for GQA the same bytes per GPU as 1/tp of
+    the heads of all of them, for MLA (whose latent every tp rank replicates) 1/tp of them."""
     dep = rd.dep
-    return O.kv_cache_bytes(model, rd, 1, slots, tp) * ((1 - dep.kv_offload_fraction) / (dep.pp * dep.ep))
+    return O.kv_cache_bytes(model, rd, 1, slots, O.attention_tp(rd, tp)) * ((1 - dep.kv_offload_fraction) / (dep.pp * dep.attention_ranks))
 
 
 def pipeline_hop_s(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, link_bytes_per_s, latency_s):
@@ -172,7 +180,7 @@ def engine_limits(rd: ResolvedDeployment, hws: list[HardwareProfile]) -> tuple[n
     if rd.engine is None:
         return None
     lim = np.array([rd.engine.limits(h) for h in hws], dtype=float)
-    return lim[:, 0] * _attention_ranks(rd), lim[:, 1]
+    return lim[:, 0] * _attention_ranks(rd), _rank_step_tokens(rd, lim[:, 1])
 
 
 def engine_limits_on(rd: ResolvedDeployment, hw: HardwareProfile) -> tuple[float, float] | None:
@@ -180,12 +188,24 @@ def engine_limits_on(rd: ResolvedDeployment, hw: HardwareProfile) -> tuple[float
     if rd.engine is None:
         return None
     seqs, tokens = rd.engine.limits(hw)
-    return float(seqs) * _attention_ranks(rd), float(tokens)
+    return float(seqs) * _attention_ranks(rd), float(_rank_step_tokens(rd, tokens))
 
 
 def _attention_ranks(rd: ResolvedDeployment) -> int:
-    """Ranks an engine schedules sequences on separately: ep where it runs each attention data-parallel rank on its own."""
+    """Ranks an engine schedules sequences on separately: ep where it runs each attention data-parallel rank on its own;
+    the tp ranks under `Deployment.attention_dp`, where each rank is a scheduler of its own (SGLang's
+    DataParallelController starts one per rank, each with its own KV pool and running batch)."""
+    if rd.dep.attention_dp:
+        return rd.dep.attention_ranks
     return rd.dep.ep if rd.engine.seqs_per_attention_rank else 1
+
+
+def _rank_step_tokens(rd: ResolvedDeployment, tokens):
+    """An engine's tokens per step on one rank: its budget, or under attention data parallelism the budget floor-divided
+    by `EngineProfile.attention_dp_budget_divisor` (SGLang 0.4 server_args: chunked_prefill_size // 2, 8,192 -> 4,096)."""
+    if not rd.dep.attention_dp:
+        return tokens
+    return np.floor_divide(tokens, rd.engine.attention_dp_budget_divisor)
 
 
 def engine_memory_bytes(rd: ResolvedDeployment, memory_bytes, fixed_bytes=0.0, tp=None):
@@ -266,6 +286,9 @@ def engine_workspace_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, step_to
 def step_workspace_bytes(model: ModelSpec, rd: ResolvedDeployment, tp, tokens, ep: int = 1):
     """Activation workspace of the largest engine step, one GPU: the largest per-layer activation footprint
     (bytes read + written) of one prefill pass over `tokens` tokens. An engine sizes its KV cache after a
-    profiling pass of its token budget, so this is what it keeps free whatever the batch."""
-    t = OpTable.of(O.forward_ops(model, rd, 1, tokens, 0, tp, ep=ep), np.shape(tokens))
+    profiling pass of its token budget, so this is what it keeps free whatever the batch. Under attention data
+    parallelism the budget is each rank's, and every rank prefills its own while the MLP/MoE runs over all of them:
+    the pass of one prompt a rank."""
+    ranks = rd.dep.attention_ranks if rd.dep.attention_dp else 1
+    t = OpTable.of(O.forward_ops(model, rd, ranks, tokens, 0, tp, ep=ep), np.shape(tokens))
     return t.layer_activation_bytes()

@@ -10,7 +10,10 @@ hardware profile (default: all shipped), every deployment option:
   - pipeline parallelism: pp in `pps` (default 1, 2, 4, 8, 16 stages) on top of each tp, the way wide
     models are served across nodes (tp inside a node, pp across nodes, as vLLM and TensorRT-LLM do);
   - expert parallelism for MoE models: ep in `eps` (default every power of two up to the GPU limit that
-    divides the experts), tp = 1, attention data-parallel over the ep GPUs.
+    divides the experts), tp = 1, attention data-parallel over the ep GPUs;
+  - for a MoE model's tp > 1 replicas (pp = ep = 1) both attention layouts (`attention_dp`): tensor-parallel, and
+    data-parallel over the tp GPUs with the MLP/MoE tensor-parallel (SGLang --enable-dp-attention); the
+    `attention_dp` column says which a row runs.
   A replica wider than the NVLink domain spans nodes and runs what crosses them on the scale-out
   network (`network`, default `network.DEFAULT_NETWORK`); `nodes_per_replica` and `network` say so in the row.
 
@@ -89,7 +92,7 @@ PRECISIONS: dict[str, Deployment] = {
 
 COLUMNS = [
     "rank", "hardware_id", "hardware", "feasible", "binding_constraint", "reason", "precision", "weight_dtype",
-    "activation_dtype", "kv_dtype", "tp", "pp", "ep", "gpus_per_replica", "nodes_per_replica", "network", "replicas", "gpus",
+    "activation_dtype", "kv_dtype", "tp", "pp", "ep", "attention_dp", "gpus_per_replica", "nodes_per_replica", "network", "replicas", "gpus",
     "batch_size", "max_batch_size_fits",
     "requests_per_s_per_replica", "capacity_requests_per_s_per_replica", "prefill_utilization",
     "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_at_slo_percentile_s", "tpot_s", "itl_max_s",
@@ -139,6 +142,9 @@ class SearchSpace:
     (None: `network.DEFAULT_NETWORK`); `chunk_tokens`: chunked prefill budget per step (None: the engine's
     budget when it chunks prefill, else whole prompts);
     `max_batch_size`: a cap on running sequences below the engine's; `best_only`: one row per device;
+    `attention_dp`: the attention layouts to try on a MoE model's tp > 1, pp = ep = 1 replicas: False (attention
+    tensor-parallel), True (attention data-parallel over the tp GPUs, `Deployment.attention_dp`); both by default,
+    each row saying which (`attention_dp` column); a dense model and other shapes take False;
     `engine`: the serving engine profile every option runs under (`roofline engines`; None: the bare roofline);
     `serving`: how a replica serves, "continuous" (continuous batching in steady state, `serving.Curves`) or
     "static" (whole batches from prefill to the last token, each option's largest batch within the SLOs;
@@ -151,6 +157,7 @@ class SearchSpace:
     eps: tuple[int, ...] | list[int] | None = None
     max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA
     network: str | None = None
+    attention_dp: tuple[bool, ...] | list[bool] = (False, True)
     chunk_tokens: int | None = None
     max_batch_size: int | None = None
     best_only: bool = True
@@ -166,6 +173,9 @@ class SearchSpace:
         check_positive_int(self.max_batch_size, "max_batch_size")
         for name in ("tps", "pps", "eps"):
             _check_degrees(name, getattr(self, name))
+        layouts = self.attention_dp
+        if isinstance(layouts, (bool, str)) or not layouts or any(not isinstance(x, (bool, np.bool_)) for x in layouts):
+            raise SpecError("attention_dp", f"must be a non-empty list of True/False (the layouts to try), got {layouts!r}")
         g = self.max_gpus_per_replica
         if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1:
             raise SpecError("max_gpus_per_replica", f"must be a positive integer, got {g!r}")
@@ -331,10 +341,22 @@ def _options(model: ModelSpec, hws: list[HardwareProfile], traffic: Traffic, spa
             if not shapes:
                 rows.append(_infeasible_row(hw, label, dep, None, "parallelism", space.no_shape_reason(model, hw)))
             for tp, pp, ep in shapes:
-                d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "network": network, "engine": space.engine})
-                rd = check(model, hw, wl, d)
-                groups.setdefault((label, tp, pp, ep), (d, rd, []))[2].append(hw)
+                for dp in attention_layouts(model, tp, pp, ep, space.attention_dp):
+                    d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "attention_dp": dp, "network": network,
+                                               "engine": space.engine})
+                    rd = check(model, hw, wl, d)
+                    groups.setdefault((label, tp, pp, ep, dp), (d, rd, []))[2].append(hw)
     return groups
+
+
+def attention_layouts(model: ModelSpec, tp: int, pp: int, ep: int, allowed) -> list[bool]:
+    """The `Deployment.attention_dp` values the planner tries for one (tp, pp, ep) shape: those of `allowed` for a MoE
+    model at tp > 1 with pp = ep = 1 (attention tensor- or data-parallel over the tp GPUs, the MLP/MoE tensor-parallel
+    either way), else False alone (a dense model, tp = 1, a pipeline, or expert parallelism, which already runs
+    attention data-parallel); no layout at all when `allowed` leaves False out there."""
+    if model.moe is not None and tp > 1 and pp == 1 and ep == 1:
+        return [bool(x) for x in dict.fromkeys(allowed)]
+    return [False] if False in allowed else []
 
 
 def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
@@ -342,6 +364,7 @@ def _infeasible_row(hw, label, dep, rd, binding, reason, **figures) -> dict:
     placed = rd is not None and binding != "unsupported"
     row.update(hardware_id=hw.name, hardware=hw.name, feasible=False, binding_constraint=binding, reason=reason,
                precision=label, tp=dep.tp if placed else 0, pp=dep.pp if placed else 0, ep=dep.ep if placed else 0,
+               attention_dp=dep.attention_dp,
                gpus_per_replica=dep.gpus_per_replica if placed else 0,
                **(_span(dep, hw) if placed else dict(nodes_per_replica=0, network="")),
                memory_available_bytes_per_gpu=float(hw.memory_bytes if rd is None else engine_memory_bytes(rd, hw.memory_bytes)),
@@ -359,14 +382,15 @@ def _span(dep: Deployment, hw: HardwareProfile) -> dict:
 
 
 def _shape(dep: Deployment) -> str:
-    return " ".join(f"{k}={v}" for k, v in (("tp", dep.tp), ("pp", dep.pp), ("ep", dep.ep)) if k == "tp" or v > 1)
+    return " ".join(f"{k}={v}" for k, v in (("tp", dep.tp), ("pp", dep.pp), ("ep", dep.ep)) if k == "tp" or v > 1) + \
+        (" attention_dp" if dep.attention_dp else "")
 
 
 def plan(model, requests_per_s: float | None, prompt_tokens, output_tokens, ttft_slo_s: float, tpot_slo_s: float,
          hardware=None, ttft_percentile: float = 0.9, chunk_tokens: int | None = None, max_batch_size: int | None = None,
          precisions: dict[str, Deployment] | None = None, tps: list[int] | None = None, pps: list[int] | None = None,
          eps: list[int] | None = None, max_gpus_per_replica: int = MAX_GPUS_PER_REPLICA, network: str | None = None,
-         best_only: bool = True, serving: str = "continuous", concurrency: float | None = None,
+         attention_dp: tuple[bool, ...] | list[bool] = (False, True), best_only: bool = True, serving: str = "continuous", concurrency: float | None = None,
          engine: str | None = DEFAULT_ENGINE) -> pd.DataFrame:
     """The cheapest deployment per hardware that serves `requests_per_s` within the SLOs (module docstring):
     the keyword form of `plan_fleet`, which it calls with the `Traffic`, `SLO` and `SearchSpace` it builds.
@@ -383,7 +407,7 @@ def plan(model, requests_per_s: float | None, prompt_tokens, output_tokens, ttft
     if concurrency is not None:
         traffic = Traffic(traffic.prompt_tokens, traffic.output_tokens, traffic.requests_per_s, concurrency)
     space = SearchSpace(hardware=hardware, precisions=precisions, tps=tps, pps=pps, eps=eps, max_gpus_per_replica=max_gpus_per_replica,
-                        network=network, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only,
+                        network=network, attention_dp=attention_dp, chunk_tokens=chunk_tokens, max_batch_size=max_batch_size, best_only=best_only,
                         serving=serving, engine=engine)
     return plan_fleet(m, traffic, slo, space)
 
@@ -522,7 +546,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
         rows.append(dict(
             hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason="",
             precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
-            tp=tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=cv.gpus, **_span(dep, hw), replicas=n, gpus=gpus, batch_size=float(st.batch_size[i]),
+            tp=tp, pp=dep.pp, ep=dep.ep, attention_dp=dep.attention_dp, gpus_per_replica=cv.gpus, **_span(dep, hw), replicas=n, gpus=gpus, batch_size=float(st.batch_size[i]),
             max_batch_size_fits=float(cv.max_batch_size_fits(st)[i]), requests_per_s_per_replica=float(per[i]),
             capacity_requests_per_s_per_replica=float(cv.capacity[i]), prefill_utilization=float(st.utilization[i]),
             ttft_mean_s=float(st.ttft_mean_s[i]), ttft_p50_s=float(pct[0.5][i]), ttft_p90_s=float(pct[0.9][i]),
@@ -639,7 +663,7 @@ def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfi
     return dict(
         hardware_id=hw.name, hardware=hw.name, feasible=True, binding_constraint=binding, reason=reason,
         precision=label, weight_dtype=rd.weights.dtype.name, activation_dtype=rd.act.name, kv_dtype=rd.kv.dtype.name,
-        tp=dep.tp, pp=dep.pp, ep=dep.ep, gpus_per_replica=dep.gpus_per_replica, **_span(dep, hw), replicas=n, gpus=gpus,
+        tp=dep.tp, pp=dep.pp, ep=dep.ep, attention_dp=dep.attention_dp, gpus_per_replica=dep.gpus_per_replica, **_span(dep, hw), replicas=n, gpus=gpus,
         batch_size=float(b), max_batch_size_fits=float(fit_limit), requests_per_s_per_replica=lam / n,
         capacity_requests_per_s_per_replica=p.output_tokens_per_s / o, prefill_utilization=math.nan,
         ttft_mean_s=p.ttft_s, ttft_p50_s=p.ttft_s, ttft_p90_s=p.ttft_s, ttft_p99_s=p.ttft_s, ttft_at_slo_percentile_s=p.ttft_s,

@@ -112,6 +112,8 @@ Pipeline and expert parallelism (a replica of tp x pp x ep GPUs; pp = ep = 1 giv
   assigned at random: λ/ep each, M/G/1 per rank, a conservative stand-in for a shared queue), and a
   request adds a = E[X]/ep of prefill time to the replica's steps, assuming the ranks' prefills share
   their steps. Chunked: each rank carries its own chunk of C tokens, a = E[S](tC - t0)/(ep C).
+  Attention data parallelism over the tp GPUs (`Deployment.attention_dp`, the MLP/MoE tensor-parallel between an
+  all-gather and the combine) is served the same way with r = tp ranks in place of ep (`Deployment.attention_ranks`).
 * A replica wider than the device's NVLink domain goes through `parallelism.scale_out`: collectives of a
   tp or ep group wider than the domain, and every pipeline hand-off, run on the scale-out network
   profile (`Deployment.network`, default `network.DEFAULT_NETWORK`).
@@ -611,6 +613,7 @@ class Curves:
         prompt, output = traffic.prompt_tokens, traffic.output_tokens
         check_serving_deployment(dep)
         pp, ep = dep.pp, dep.ep
+        ranks = dep.attention_ranks  # data-parallel attention ranks: ep, or tp under attention_dp, else 1
         eng, lim = rd.engine, engine_limits(rd, hws)
         n = len(hws)
         cap = np.full(n, np.inf) if max_batch_size is None else np.full(n, float(max_batch_size))
@@ -622,7 +625,8 @@ class Curves:
         self.step_tokens = None if lim is None else np.asarray(lim[1], float)  # (H,) the engine's tokens per step
         self.chunk = None if chunk_tokens is None else np.broadcast_to(np.asarray(chunk_tokens, float), (n,)).copy()  # (H,)
         self.gpus = tp * pp * ep
-        self.servers = ep  # data-parallel attention ranks, each prefilling its own prompts
+        self.ranks = ranks
+        self.servers = ranks  # data-parallel attention ranks, each prefilling its own prompts
         ceil, hop_bw, hop_lat = replica_ceilings(hws, rd)
         def hop(tokens):  # a stage's hand-off of `tokens` tokens to the next
             return pipeline_hop_s(model, rd, tp, tokens, hop_bw, hop_lat) if pp > 1 else 0.0
@@ -635,7 +639,7 @@ class Curves:
         self.grid = grid
         # a pipeline splits the batch into pp micro-batches (virtual engines); fewer than pp sequences leave slots idle
         b_mb = np.maximum(b / pp, 1.0) if pp > 1 else b
-        per_rank = b_mb / ep
+        per_rank = b_mb / ranks
         # decode stage step of one micro-batch at the mean context, plus its hand-off to the next stage
         dec_ops = O.forward_ops(model, rd, b_mb, 1, self.context_s - 1, tp, mla_absorbed=True, ep=ep)
         dec_attn, dec_lin, dec_act = _timed(dec_ops, decode_ceilings(ceil), tp, pp)  # replayed from a CUDA graph, as `predict`'s decode
@@ -646,9 +650,9 @@ class Curves:
         step_h = (lambda seqs: eng.step_s(seqs)) if eng is not None else (lambda seqs: 0.0)  # the engine's CPU time per step
         self.lookahead_steps = 1.0 if eng is not None and eng.overlap_scheduler else 0.0
         self.t0 = dec_attn + dec_lin + hop(per_rank) + step_h(b_mb)
-        # one prefill pass per prompt length on the support: one prompt per attention rank (ep prompts in a wave)
-        pre_attn, pre_lin, pre_act = _timed(O.forward_ops(model, rd, ep, s_val[None, :], 0, tp, mla_absorbed=False, ep=ep), ceil, tp, pp)
-        self.x_pre = pre_attn + pre_lin + step_h(ep)  # (H, Q): the time a stage is busy with one prompt
+        # one prefill pass per prompt length on the support: one prompt per attention rank (ranks prompts in a wave)
+        pre_attn, pre_lin, pre_act = _timed(O.forward_ops(model, rd, ranks, s_val[None, :], 0, tp, mla_absorbed=False, ep=ep), ceil, tp, pp)
+        self.x_pre = pre_attn + pre_lin + step_h(ranks)  # (H, Q): the time a stage is busy with one prompt
         # the other pp - 1 stages and hand-offs a prompt still passes through before its first token
         # and the engine's latency outside its steps (API, tokenizing the prompt), per prompt length
         self.request_s = np.zeros_like(s_val, dtype=float) if eng is None else eng.request_s(np.asarray(s_val, float))
@@ -656,7 +660,7 @@ class Curves:
         attn_per_prompt_token = (pre_attn * s_p).sum(axis=-1) / self.es  # (H,)
         # a step loop that carries prompts beside the decode batch (module docstring, "Mixed steps"): chunked prefill,
         # or an engine that runs a whole prompt in the decode step (`EngineProfile.mixed_prefill_decode`)
-        self.mixed = not decode_only and not prefill_only and pp == 1 and ep == 1 and (
+        self.mixed = not decode_only and not prefill_only and pp == 1 and ranks == 1 and (
             self.chunk is not None or (eng is not None and eng.mixed_prefill_decode))
         self.delta = None
         if self.mixed and self.chunk is None:
@@ -678,7 +682,7 @@ class Curves:
         workspace = dec_act
         if self.chunk is not None and not decode_only:
             c = self.chunk[:, None]
-            _, mix_lin, mix_act = _timed(O.forward_ops(model, rd, b_mb, (b_mb + ep * c) / b_mb, 0, tp, mla_absorbed=True, ep=ep), ceil, tp, pp)
+            _, mix_lin, mix_act = _timed(O.forward_ops(model, rd, b_mb, (b_mb + ranks * c) / b_mb, 0, tp, mla_absorbed=True, ep=ep), ceil, tp, pp)
             self.tc = mix_lin + dec_attn + c * attn_per_prompt_token[:, None] + hop(per_rank + c) + step_h(b_mb + 1)
             workspace = np.maximum(workspace, mix_act)
         else:
@@ -710,7 +714,7 @@ class Curves:
         a = self._a(self.t0, self.tc)
         self.lam = b / (self.eo1 * pp * self.t0 + b * a)
         if self.chunk is not None and not decode_only:
-            ok &= self.lam / ep * self.es * self.tc / self.chunk[:, None] < 1
+            ok &= self.lam / ranks * self.es * self.tc / self.chunk[:, None] < 1
         ok = np.logical_and.accumulate(ok, axis=1)  # beyond the first infeasible batch, none is reachable
         self.fits = ok[:, 0]
         lam = np.where(ok, self.lam, -np.inf)
@@ -923,13 +927,15 @@ def stable_side(capacity_requests_per_s):
     return capacity_requests_per_s * (1 - 1e-9)
 
 
-def require_tp_replica(dep: Deployment, what: str, instead: str | None = None, field: str = "deployment") -> None:
+def require_tp_replica(dep: Deployment, what: str, instead: str | None = None, field: str = "deployment",
+                       attention_dp: bool = False) -> None:
     """The runs stepped one engine step at a time (waves, the stepped overload run, offline waves, the block queue) are
-    modelled for a tensor-parallel replica only: pp = ep = 1, else a one-line error saying `what` ("waves are", ...)
-    and what to use `instead`."""
-    if dep.pp != 1 or dep.ep != 1:
-        raise SpecError(field, f"{what} modelled for tp replicas only (pp=1, ep=1), got pp={dep.pp}, ep={dep.ep}"
-                               + (f"; {instead}" if instead else ""))
+    modelled for a tensor-parallel replica only: pp = ep = 1 without attention_dp (with it where `attention_dp` says the
+    run models it: `wave`), else a one-line error saying `what` ("waves are", ...) and what to use `instead`."""
+    if dep.pp != 1 or dep.ep != 1 or (dep.attention_dp and not attention_dp):
+        dp = ", attention_dp" if dep.attention_dp else ""
+        raise SpecError(field, f"{what} modelled for tp replicas only (pp=1, ep=1, no attention_dp), got pp={dep.pp}, "
+                               f"ep={dep.ep}{dp}" + (f"; {instead}" if instead else ""))
 
 
 def check_requests(requests, field: str = "requests") -> int:
@@ -1718,7 +1724,7 @@ def run_above_capacity(model, hardware, requests: int, requests_per_s: float, pr
     figures: `ttft_mean_s`, `ttft_p50_s` / `_p90_s` / `_p99_s`, `itl_mean_s`, `e2e_mean_s`, `e2e_p50_s`, `makespan_s`,
     `achieved_requests_per_s`, `output_tokens_per_s` (the stepped run also `itl_p50_s`)."""
     dep = deployment or Deployment()
-    run = overload_run if dep.pp == 1 and dep.ep == 1 else finite_overload
+    run = overload_run if dep.pp == 1 and dep.attention_ranks == 1 else finite_overload
     return run(model, hardware, requests, requests_per_s, prompt_tokens, output_tokens, dep, chunk_tokens, max_batch_size)
 
 
@@ -1827,7 +1833,7 @@ class Wave:
 
 
 def wave_step_times(model: ModelSpec, rd: ResolvedDeployment, hw: HardwareProfile, schedule: WaveSchedule,
-                    prompt_tokens: float, decode_context_tokens: float) -> np.ndarray:
+                    prompt_tokens: float, decode_context_tokens: float, rank_rows: int = 1) -> np.ndarray:
     """The time of each step of `schedule` on one GPU of a tp replica (pp = ep = 1), from the operator table.
 
     A step prefilling T tokens of q prompts and decoding d sequences runs the GEMMs, norms and all-reduces
@@ -1836,20 +1842,27 @@ def wave_step_times(model: ModelSpec, rd: ResolvedDeployment, hw: HardwareProfil
     whole prompt (the module's tC), plus the engine's CPU time h(d + q). Steps with prompt tokens run
     eagerly; decode-only steps replay a CUDA graph up to the engine's captured batch (as `Curves`).
     A pure prefill step (d = 0) is a prefill pass (MLA not absorbed); a mixed one runs absorbed (as tC).
+
+    Under attention data parallelism over r = tp ranks (`Deployment.attention_dp`) the schedule is the busiest rank's
+    and `rank_rows` ranks hold requests: a step's GEMMs, MoE and collectives run over `rank_rows` times its rows (the
+    gather keeps the real rows; each rank's attention-side GEMMs at their mean), a decode step over r times its
+    sequences (every rank replays the busiest rank's captured batch, `ops.attention_dp_rows`), and a prompt token's
+    attention is one rank's (a prefill pass of one prompt a rank). `rank_rows` is 1 on a tp replica.
     """
     tp = rd.dep.tp
+    ranks = rd.dep.attention_ranks if rd.dep.attention_dp else 1  # each rank runs the schedule's rows
     eng = rd.engine
     ceil = replica_ceilings([hw], rd)[0]  # as `Curves`: a tp group wider than the NVLink domain on the scale-out network
     dceil = decode_ceilings(ceil)
     T, q, d = schedule.prefill_tokens, schedule.prefill_prompts, schedule.decode_rows
     out = np.zeros(len(T))
     one = np.ones((1, 1))  # (devices, points) arrays, as the stacked ceilings expect
-    pre_attn, _, _ = _timed(O.forward_ops(model, rd, one, float(prompt_tokens) * one, 0, tp, mla_absorbed=False), ceil, tp)
+    pre_attn, _, _ = _timed(O.forward_ops(model, rd, ranks * one, float(prompt_tokens) * one, 0, tp, mla_absorbed=False), ceil, tp)
     attn_per_prompt_token = float(pre_attn.ravel()[0]) / prompt_tokens
     ds = np.unique(d[d > 0])
     dec_attn = {}
     if len(ds):
-        ops = O.forward_ops(model, rd, ds[None, :], 1, decode_context_tokens - 1, tp, mla_absorbed=True)
+        ops = O.forward_ops(model, rd, ranks * ds[None, :], 1, decode_context_tokens - 1, tp, mla_absorbed=True)
         g_attn, g_lin, _ = _timed(ops, dceil, tp)
         e_attn, e_lin, _ = _timed(ops, ceil, tp)
         graph = ds <= (eng.cuda_graph_max_batch if eng is not None else np.inf)
@@ -1862,7 +1875,7 @@ def wave_step_times(model: ModelSpec, rd: ResolvedDeployment, hw: HardwareProfil
         if not pick.any():
             continue
         rows = d[pick] + q[pick]
-        ops = O.forward_ops(model, rd, rows[None, :], ((d[pick] + T[pick]) / rows)[None, :], 0, tp, mla_absorbed=absorbed)
+        ops = O.forward_ops(model, rd, rank_rows * rows[None, :], ((d[pick] + T[pick]) / rows)[None, :], 0, tp, mla_absorbed=absorbed)
         _, lin, _ = _timed(ops, ceil, tp)
         out[pick] = lin.ravel() + T[pick] * attn_per_prompt_token + np.array([dec_attn.get(x, 0.0) for x in d[pick]])
     if eng is not None:
@@ -1901,10 +1914,19 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
     finish in the same step). A mixing engine finishes prompt i k_i steps into the wave, so its client
     returns a little earlier: waves of a long run spread by up to k steps. Not modelled: pipeline and expert
     parallelism (refused), a wave larger than the batch memory holds (`closed_loop` models that one).
+
+    Attention data parallelism over r ranks (`Deployment.attention_dp`): the requests are dealt to the ranks in turn,
+    so ⌈N/r⌉ go to the busiest (`rank_shares`); each rank's scheduler runs the schedule of its own share with its own
+    budget, and every step is collective, so the replica's steps are the busiest rank's, timed with every rank's rows
+    (`wave_step_times` with `rank_rows`). A rank with one request fewer finishes its prefill a step sooner and its
+    requests' TTFT and TPOT are read from its own schedule on the same steps. Worked example (r = 8, N = 4): four
+    ranks hold one request each, four idle; one prefill step of 3,200 tokens a rank (4 · 3,200 rows into the MoE),
+    then decode steps of one sequence a rank, padded to 8 rows (`ops.attention_dp_rows`).
     """
     model, hw = load_pair(model, hardware)
     dep = deployment or Deployment()
-    require_tp_replica(dep, "waves are", "leave synchronized unset for the Poisson closed loop", field="synchronized")
+    require_tp_replica(dep, "waves are", "leave synchronized unset for the Poisson closed loop", field="synchronized",
+                       attention_dp=True)
     check_concurrency(concurrency)
     n = int(round(concurrency))
     traffic = Traffic.of(None, prompt_tokens, output_tokens, concurrency=n, synchronized=True)
@@ -1919,10 +1941,27 @@ def wave(model, hardware, concurrency: int, prompt_tokens: int, output_tokens: i
 
 
 def _wave_on(cv: Curves, model: ModelSpec, n: int, s: float, o: float, chunk_tokens: int | None) -> Wave:
-    """`wave` of n requests on the replica of `cv` (one device row, already checked to hold them)."""
-    sched, request_s = _wave_schedule_on(cv, n, s, o, chunk_tokens)
-    t = wave_step_times(model, cv.rd, cv.hws[0], sched, s, wave_context_tokens(s, o))
+    """`wave` of n requests on the replica of `cv` (one device row, already checked to hold them); over attention
+    data-parallel ranks, the busiest rank's steps with every rank's requests (`wave`'s docstring)."""
+    shares = rank_shares(n, cv.ranks)
+    scheds = [(_wave_schedule_on(cv, k, s, o, chunk_tokens), count) for k, count in shares]
+    (busiest, request_s), _ = scheds[0]
+    # per step: the busiest rank's tokens, prompts and rows; per request: each rank's own first and last steps
+    sched = WaveSchedule(busiest.prefill_tokens, busiest.prefill_prompts, busiest.decode_rows,
+                         *(np.concatenate([np.tile(getattr(sc, f), count) for (sc, _), count in scheds])
+                           for f in ("start_step", "first_step", "last_step")))
+    t = wave_step_times(model, cv.rd, cv.hws[0], sched, s, wave_context_tokens(s, o), rank_rows=sum(c for _, c in shares))
     return wave_of(sched, t, request_s, int(o))
+
+
+def rank_shares(clients: int, ranks: int) -> list[tuple[int, int]]:
+    """[(requests, ranks holding that many), ...], busiest first, of `clients` requests dealt to `ranks` attention
+    data-parallel ranks in turn (SGLang's DataParallelController, round robin); ranks left without one are left out.
+    Worked numbers: 12 over 8 ranks -> [(2, 4), (1, 4)]; 4 over 8 -> [(1, 4)]; 16 over 8 -> [(2, 8)]; any over 1 rank
+    -> [(clients, 1)]."""
+    base, extra = divmod(int(clients), int(ranks))
+    shares = [(base + 1, extra)] if extra else []
+    return shares + ([(base, ranks - extra)] if base else [])
 
 
 def wave_context_tokens(s: float, o: float) -> float:

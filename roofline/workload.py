@@ -116,6 +116,11 @@ class Deployment(BaseModel):
         None, ge=1, le=MAX_BATCH, description="micro-batches the batch is split into across the pipeline (default: min(batch, pp))")
     ep: int = Field(1, ge=1, le=MAX_GPUS, description="expert-parallel GPUs for MoE layers: experts spread E/ep per GPU with "
                                          "all-to-all dispatch and combine, attention data-parallel over the ep GPUs (needs tp=1)")
+    attention_dp: bool = Field(
+        False, description="attention data-parallel over the tp GPUs, MLP/MoE tensor-parallel (SGLang --enable-dp-attention): "
+                           "each rank holds the whole attention weights, embedding and LM head and runs them on its own "
+                           "sequences with its own KV cache; their hidden states are all-gathered before every MLP/MoE "
+                           "block, which runs tp-sharded over all ranks' tokens, and combined after it (needs tp > 1, ep = 1)")
     expert_routing_alpha: float | None = Field(
         DEFAULT_EXPERT_ROUTING_ALPHA, gt=0, le=MAX_ROUTING_ALPHA,
         description="uneven expert routing: tokens per expert follow a power law of this exponent (`ops.skewed_routing`; "
@@ -168,6 +173,11 @@ class Deployment(BaseModel):
         if self.ep > 1 and self.tp > 1:
             raise ValueError(f"ep: ep={self.ep} with tp={self.tp}: expert parallelism here runs attention data-parallel "
                              "over the ep GPUs; use tp=1 with ep, or ep=1 with tp")
+        if self.attention_dp and self.ep > 1:
+            raise ValueError(f"attention_dp: ep={self.ep} already runs attention data-parallel over the ep GPUs; "
+                             "use attention_dp with tp > 1 and ep=1, or ep alone")
+        if self.attention_dp and self.tp == 1:
+            raise ValueError("attention_dp: needs tp > 1 (attention data-parallel over the tp GPUs); set tp, or drop attention_dp")
         if self.weight_scale_granularity == "block" and self.weight_group_size is None:
             raise ValueError("weight_scale_granularity: 'block' needs weight_group_size (the block edge, e.g. 128)")
         if self.sparse_format != "dense" and self.sparsity != "unstructured":
@@ -182,6 +192,12 @@ class Deployment(BaseModel):
     def gpus_per_replica(self) -> int:
         """GPUs in one replica: tp x pp x ep."""
         return self.tp * self.pp * self.ep
+
+    @property
+    def attention_ranks(self) -> int:
+        """Data-parallel attention ranks of a replica, each running attention on its own sequences with its own KV
+        cache: ep with expert parallelism, tp with `attention_dp`, else 1 (attention tensor-parallel over tp)."""
+        return self.ep if self.ep > 1 else (self.tp if self.attention_dp else 1)
 
     num_gpus = renamed("num_gpus", "gpus_per_replica")  # its name before issue 11's one-spelling rename
 

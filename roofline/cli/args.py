@@ -126,3 +126,9 @@ def engine(text: str | None) -> str | None:
         return None
     load_engine(text.strip())  # an unknown id: one line listing the choices
     return text.strip()
+
+
+def add_attention_dp_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attention-dp", action="store_true",
+                   help="attention data-parallel over the tp GPUs, MLP/MoE tensor-parallel (SGLang --enable-dp-attention; "
+                        "needs --tp > 1 and --ep 1)")

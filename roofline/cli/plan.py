@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 from . import args
 
+PLAN_ATTENTION_DP = {"both": (False, True), "on": (True,), "off": (False,)}  # --attention-dp -> SearchSpace.attention_dp
 HELP = "capacity planner: cheapest deployment per hardware for a traffic and its SLOs"
 DESCRIPTION = (
     "For each hardware profile, the cheapest deployment (precision, tp, replicas) that serves the traffic under "
@@ -45,6 +46,9 @@ def add_arguments(p) -> None:
     args.add_price_argument(p)
     p.add_argument("--tp", help="tensor-parallel degrees to try, comma-separated (default: every valid one inside a node)")
     p.add_argument("--pp", help="pipeline stages to try, comma-separated (default: 1,2,4,8,16)")
+    p.add_argument("--attention-dp", choices=tuple(PLAN_ATTENTION_DP), default="both",
+                   help="attention layouts to try on a MoE model's tp > 1 replicas: both (default), on (data-parallel over "
+                        "the tp GPUs, MLP/MoE tensor-parallel, SGLang --enable-dp-attention) or off (tensor-parallel)")
     p.add_argument("--ep", help="expert-parallel degrees to try for a MoE model, comma-separated (default: powers of two dividing the experts)")
     p.add_argument("--max-gpus-per-replica", default=str(MAX_GPUS_PER_REPLICA), help=f"largest replica, tp x pp x ep GPUs (default {MAX_GPUS_PER_REPLICA})")
     p.add_argument("--engine", help=args.ENGINE_HELP)
@@ -79,6 +83,7 @@ def run(a) -> str:
               chunk_tokens=args.number(a.chunk_tokens, "chunk_tokens", int),
               max_batch_size=args.number(a.max_batch_size, "max_batch_size", int), best_only=not a.all_options, precisions=precisions,
               tps=args.integers(a.tp, "tps"), pps=args.integers(a.pp, "pps"), eps=args.integers(a.ep, "eps"),
+              attention_dp=PLAN_ATTENTION_DP[a.attention_dp],
               max_gpus_per_replica=args.number(a.max_gpus_per_replica, "max_gpus_per_replica", int), network=a.network, serving=a.serving,
               concurrency=None if a.concurrency is None else args.number(a.concurrency, "concurrency"), engine=args.engine(a.engine))
     by_name = {hw.name: h for h, hw in zip(ids, hardware)}  # profiles passed as objects come back by name
@@ -149,4 +154,4 @@ def _band_note(df: pd.DataFrame, q: str) -> str:
 
 
 def _shape(r) -> str:
-    return fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)
+    return fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica, bool(getattr(r, "attention_dp", False)))

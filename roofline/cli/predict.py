@@ -24,6 +24,7 @@ def add_arguments(p) -> None:
     args.add_workload_arguments(p)
     p.add_argument("--tp", default="1", help="tensor-parallel GPUs, or 'auto' for the fewest that fit")
     p.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1); a replica has tp x pp x ep GPUs")
+    args.add_attention_dp_argument(p)
     p.add_argument("--ep", default="1", help="expert-parallel GPUs for a MoE model's experts (default 1; needs tp 1)")
     p.add_argument("--weight-dtype", help="weight storage format (default: the model's native dtype)")
     p.add_argument("--activation-dtype", help="compute format (default: native)")
@@ -49,7 +50,7 @@ def predictions(a) -> list[Prediction]:
             tp=1 if auto else args.number(a.tp, "tp", int), pp=args.number(a.pp, "pp", int), ep=args.number(a.ep, "ep", int),
             weight_dtype=a.weight_dtype, activation_dtype=a.activation_dtype,
             kv_dtype=a.kv_dtype, weight_group_size=args.number(a.weight_group_size, "weight_group_size", int),
-            attention_impl=a.attention, engine=args.engine(a.engine),
+            attention_impl=a.attention, engine=args.engine(a.engine), attention_dp=a.attention_dp,
         )
     except ValidationError as exc:
         raise validation_message(exc, "") from None  # flags: the field alone

@@ -70,6 +70,7 @@ def add_arguments(p) -> None:
                                                                "so requests arrive in waves of N (serving.wave)")
     p.add_argument("--tp", default="1", help="tensor-parallel GPUs (default 1)")
     p.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1)")
+    args.add_attention_dp_argument(p)
     p.add_argument("--ep", default="1", help="expert-parallel GPUs for a MoE model (default 1; needs tp 1)")
     p.add_argument("--weight-dtype", help="weight storage format (default: the model's native dtype)")
     p.add_argument("--activation-dtype", help="compute format (default: native)")
@@ -86,7 +87,7 @@ def _deployment(a) -> Deployment:
     try:
         return Deployment(tp=args.number(a.tp, "tp", int), pp=args.number(a.pp, "pp", int), ep=args.number(a.ep, "ep", int),
                           weight_dtype=a.weight_dtype, activation_dtype=a.activation_dtype, kv_dtype=a.kv_dtype,
-                          engine=args.engine(getattr(a, "engine", None)))
+                          engine=args.engine(getattr(a, "engine", None)), attention_dp=a.attention_dp)
     except ValidationError as exc:
         raise validation_message(exc, "") from None  # flags: the field alone
 
@@ -135,8 +136,9 @@ def _offline(model, hw, n, prompt, output, dep, knobs) -> dict:
     if n is not None:
         if as_length_dist(prompt, "prompt_tokens").kind != "fixed" or o_dist.kind != "fixed":
             why = "requests of distributed lengths finish apart, so the run is not synchronized waves"
-        elif dep.pp != 1 or dep.ep != 1:
-            why = f"offline waves are modelled for tp replicas only (pp={dep.pp}, ep={dep.ep})"
+        elif dep.pp != 1 or dep.attention_ranks != 1:
+            why = (f"offline waves are modelled for tp replicas only (pp={dep.pp}, ep={dep.ep}"
+                   + (", attention_dp" if dep.attention_dp else "") + ")")
     if n is not None and why is None:
         run = offline_run(model, hw, n, prompt, output, dep, **knobs)
         tokens = run.output_tokens_per_s if run.wave_requests else 0.0

@@ -83,7 +83,7 @@ class Progress:
 # ------------------------------------------------------------ the table
 COLUMNS = [
     "rank", "model", "hardware", "model_id", "hardware_id", "feasible", "binding_constraint",
-    "tp", "pp", "ep", "nodes_per_replica", "batch_size", "max_batch_size_fits", "output_tokens_per_s_per_replica", "replicas", "gpus",
+    "tp", "pp", "ep", "attention_dp", "nodes_per_replica", "batch_size", "max_batch_size_fits", "output_tokens_per_s_per_replica", "replicas", "gpus",
     "usd_per_hour", "usd_per_million_output_tokens", "usd_per_million_output_tokens_full_load",
     "energy_per_output_token_j", "kwh_per_million_output_tokens",
     "ttft_s", "tpot_s", "e2e_latency_s", "ttft_band_low_s", "ttft_band_high_s", "tpot_band_low_s", "tpot_band_high_s",
@@ -130,7 +130,7 @@ def report_columns(df: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     $/M at full load is one replica at its largest stable rate: gpus_per_replica · price / (capacity · E[O] · 3600) · 10⁶;
     the note is the replica shape with the planner's reason (continuous serving: the mean batch, the prefill
     server's load and the TTFT at the percentile). A row with no replica shape (an unsupported format) shows
-    tp 0 and one GPU per pp, ep and node."""
+    tp 0 and one GPU per pp, ep and node; `attention_dp` says whether the row runs attention data-parallel over its tp GPUs."""
     s = scenario
     o = s.output_tokens_mean
     hw = {h: s.hardware_profile(h) for h in dict.fromkeys(df["hardware_id"])}
@@ -140,6 +140,7 @@ def report_columns(df: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     out["tp"] = df["tp"].fillna(0).astype(int)
     for c in ("pp", "ep", "nodes_per_replica"):
         out[c] = df[c].where(placed, 1).fillna(1).astype(int)
+    out.insert(out.columns.get_loc("ep") + 1, "attention_dp", df["attention_dp"].where(placed, False).fillna(False).astype(bool))
     out["batch_size"] = df["batch_size"].where(feasible, 0.0)
     out["max_batch_size_fits"] = df["max_batch_size_fits"].where(feasible, 0).fillna(0).astype(int)
     for c in ("output_tokens_per_s_per_replica", "replicas", "gpus", "usd_per_hour", "usd_per_million_output_tokens"):
@@ -165,8 +166,8 @@ def report_columns(df: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
 def _note(r, s: Scenario) -> str:
     """What a row's binding constraint is about, in words."""
     if not r.feasible:
-        return f"{fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)}: {r.reason}" if r.tp else r.reason
+        return f"{fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica, bool(getattr(r, 'attention_dp', False)))}: {r.reason}" if r.tp else r.reason
     if s.serving == "static":
         return r.reason
-    return (f"{fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica)}; mean batch {r.batch_size:.1f} of {int(r.max_batch_size_fits)} that fit; "
+    return (f"{fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica, bool(getattr(r, 'attention_dp', False)))}; mean batch {r.batch_size:.1f} of {int(r.max_batch_size_fits)} that fit; "
             f"prefill busy {r.prefill_utilization:.0%}; p{100 * s.ttft_percentile:g} TTFT {fmt.seconds(r.ttft_at_slo_percentile_s)}")
