@@ -52,7 +52,10 @@ source); it loads as the base with those laid over it (`registry.profile_mapping
 * **All-reduce**: vLLM, SGLang and TensorRT-LLM run their own one-shot / two-shot all-reduce kernels inside an
   NVLink domain (`custom_allreduce`); without one (LMDeploy TurboMind 0.1 - 0.2, whose layers call NCCL; and on the
   bare roofline, which runs torch.distributed) the all-reduce is NCCL's (`nccl_allreduce`): the calibration's measured NCCL points where the file has them, else the
-  analytical ring (`collectives`). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
+  analytical ring (`collectives`). The engine's custom table times its whole all-reduce call (the collector calls
+  vLLM's tensor_model_parallel_all_reduce, TensorRT-LLM's AllReduceStrategy.AUTO), so a message above the custom
+  kernel's limit (vLLM: max_size, 8 MiB by default) is already timed as NCCL's, or whatever the table's release
+  dispatches it to (calibrate/public/README.md, the all-reduce item). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
   131,072 bytes is 18.2 µs + 131,072 / 220.1e9 = 18.8 µs by NCCL, where vLLM's custom kernel (its 0.24.0 table) takes 5.38 µs + 131,072 / 224.2e9 = 5.96 µs.
 
 Defaults that depend on the GPU (vLLM gives GPUs with at least 70 GiB, other than the A100, larger

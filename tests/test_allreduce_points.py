@@ -13,6 +13,7 @@ import pytest
 import roofline as rl
 from roofline import ops as O
 from roofline.calibration import AllreducePoints, CalibratedCurves, MeasuredAllreduce, allreduce_points, interpolated_message_s
+from roofline.engines import engine_tables, with_nccl_allreduce
 from roofline.errors import SpecError
 from roofline.roofline import Ceilings, OpTable, stacked, time_ops
 
@@ -155,3 +156,47 @@ def test_the_points_match_the_table_closer_than_the_line_at_decode_sizes():
     s = 2.0**20
     assert float(curves.allreduce_message_s(s, 8)) == pytest.approx(14.07 * US)
     assert line.latency_s + s / line.rate_per_s < 0.8 * 14.07 * US
+
+
+def test_the_engine_tables_already_hold_the_switch_to_nccl():
+    """The custom all-reduce tables time the engine's whole all-reduce call (aiconfigurator's collector calls vLLM's
+    tensor_model_parallel_all_reduce), so a message above the engine's custom-kernel limit is already timed as the
+    engine runs it. A100 (vLLM 0.14.0 table; sm80 has no per-size table in vLLM, so the custom kernel's max_size is its
+    8 MiB default and pynccl takes 8 MiB and more), tp8, Llama-70B (hidden 8192, bf16):
+    * a prefill of 2,048 tokens all-reduces S = 2,048 · 8,192 · 2 = 33,554,432 B = 32 MiB >= 8 MiB: NCCL's side. Both
+      tables measured 32 MiB: the vLLM table 364.3 us, NCCL's 367.0 us, 0.7% apart;
+    * 1,536 tokens, S = 24 MiB, between the measured 16 and 32 MiB: vLLM 214.2 + (24 - 16) / (32 - 16) · (364.3 - 214.2)
+      = 289.25 us; NCCL 216.5 + 0.5 · (367.0 - 216.5) = 291.75 us;
+    * 256 tokens, S = 4 MiB < 8 MiB: the custom kernel runs, 45.37 us against NCCL's 77.31 us.
+    The vLLM engine (its custom table) and the NCCL-timed profile (`engines.with_nccl_allreduce`) therefore agree above
+    8 MiB and differ below it, with no switch modelled on top."""
+    hw = rl.load_hardware("a100-sxm-80gb")
+    vllm = CalibratedCurves(engine_tables(hw, "vllm").calibration, hw, "bf16")
+    nccl = CalibratedCurves(with_nccl_allreduce(hw).calibration, hw, "bf16")
+    mib = 2.0**20
+    assert 2048 * 8192 * 2 == 32 * mib
+    assert float(vllm.allreduce_message_s(32 * mib, 8)) == pytest.approx(364.3 * US)
+    assert float(nccl.allreduce_message_s(32 * mib, 8)) == pytest.approx(367.0 * US)
+    assert float(vllm.allreduce_message_s(24 * mib, 8)) == pytest.approx(289.25 * US)
+    assert float(nccl.allreduce_message_s(24 * mib, 8)) == pytest.approx(291.75 * US)
+    assert float(vllm.allreduce_message_s(4 * mib, 8)) == pytest.approx(45.37 * US)
+    assert float(nccl.allreduce_message_s(4 * mib, 8)) == pytest.approx(77.31 * US)
+    for p in (2, 4, 8):  # every measured size from 16 MiB up: the two tables within 3% (the switch is in the points)
+        sizes = np.array([16, 32, 64, 128, 256, 512]) * mib
+        assert np.allclose(vllm.allreduce_message_s(sizes, p), nccl.allreduce_message_s(sizes, p), rtol=0.03, atol=0)
+
+
+def test_a_newer_engine_table_switches_where_its_own_version_does():
+    """H200, vLLM 0.24.0 table (h200.json): that release dispatches tp8 messages from 256 KiB to below 64 MiB to its
+    symmetric-memory all-reduce (vllm/distributed/device_communicators/all_reduce_utils.py, SYMM_MEM_ALL_REDUCE_MAX_SIZES
+    sm 9.0, tp8: 64 MiB) and larger ones to NCCL. Its points: 16 MiB 87.17 us against NCCL's 121.7 us (28% faster), but
+    64 MiB 323.3 us against 319.6 us and 128 MiB 562.4 against 564.5 us: NCCL's time, within 1.2%, from 64 MiB."""
+    hw = rl.load_hardware("h200")
+    vllm = CalibratedCurves(engine_tables(hw, "vllm").calibration, hw, "bf16")
+    nccl = CalibratedCurves(with_nccl_allreduce(hw).calibration, hw, "bf16")
+    mib = 2.0**20
+    assert float(vllm.allreduce_message_s(16 * mib, 8)) == pytest.approx(87.17 * US)
+    assert float(nccl.allreduce_message_s(16 * mib, 8)) == pytest.approx(121.7 * US)
+    assert float(vllm.allreduce_message_s(64 * mib, 8)) == pytest.approx(323.3 * US)
+    assert float(nccl.allreduce_message_s(64 * mib, 8)) == pytest.approx(319.6 * US)
+    assert float(vllm.allreduce_message_s(128 * mib, 8)) == pytest.approx(nccl.allreduce_message_s(128 * mib, 8), rel=0.012)
