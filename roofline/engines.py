@@ -55,7 +55,11 @@ source); it loads as the base with those laid over it (`registry.profile_mapping
   analytical ring (`collectives`). The engine's custom table times its whole all-reduce call (the collector calls
   vLLM's tensor_model_parallel_all_reduce, TensorRT-LLM's AllReduceStrategy.AUTO), so a message above the custom
   kernel's limit (vLLM: max_size, 8 MiB by default) is already timed as NCCL's, or whatever the table's release
-  dispatches it to (calibrate/public/README.md, the all-reduce item). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
+  dispatches it to (calibrate/public/README.md, the all-reduce item). A release older than the table that left its
+  custom kernel for NCCL at a smaller size sets that size (`custom_allreduce_max_bytes`: SGLang 0.4.0, which ran vLLM
+  0.6's all-reduce, and vLLM 0.7, both at 8 MiB, where the SGLang 0.5.14 table keeps the custom kernel to 32 MiB and the
+  vLLM 0.24.0 one runs symmetric memory to 64 MiB): its messages of that size and more are timed by the NCCL points
+  (`with_custom_allreduce_limit`, `calibration.switched_allreduce_points`). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
   131,072 bytes is 18.2 µs + 131,072 / 220.1e9 = 18.8 µs by NCCL, where vLLM's custom kernel (its 0.24.0 table) takes 5.38 µs + 131,072 / 224.2e9 = 5.96 µs.
 
 Defaults that depend on the GPU (vLLM gives GPUs with at least 70 GiB, other than the A100, larger
