@@ -415,6 +415,43 @@ def per_op_ceilings(t: OpTable, c: Ceilings, tp) -> Ceilings:
     return c.curves.per_op_ceilings(t, c, drop_curves=True)
 
 
+def per_op_ceilings_of_sets(t: OpTable, sets: list[Ceilings], tp) -> list[Ceilings]:
+    """`per_op_ceilings` of `t` against each of several sets of ceilings (one scenario's stacked passes, `engine`): a
+    set whose curves differ from an earlier set's only in how its kernels are launched (the eager ceilings and their
+    CUDA-graph replay, `engine.decode_ceilings`), with the same GEMM ceilings, takes that set's
+    `CalibratedCurves.launch_free_rates` instead of resolving them again: the same arrays, so the same rates."""
+    out, resolved = [], []  # resolved: (prepared ceilings, their launch-free rates)
+    for c in sets:
+        if c.curves is None:
+            out.append(c)
+            continue
+        c = prepared(c, tp)
+        if getattr(c.curves, "launch_free_rates", None) is None:  # a grid's `StackedCurves`: set by set
+            out.append(c.curves.per_op_ceilings(t, c, drop_curves=True))
+            continue
+        shared = next((rates for other, rates in resolved if _same_launch_free_inputs(c, other)), None)
+        if shared is None:
+            shared = c.curves.launch_free_rates(t, c)
+            resolved.append((c, shared))
+        out.append(c.curves.per_op_ceilings(t, c, drop_curves=True, shared=shared))
+    return out
+
+
+def _same_launch_free_inputs(a: Ceilings, b: Ceilings) -> bool:
+    """Whether `CalibratedCurves.launch_free_rates` gives the same for prepared ceilings `a` and `b` on one table: the same
+    curves however launched, and the same ceilings it reads (the GEMM rate, the tile, the 2:4 sparse speed-up)."""
+    return (a.curves.shares_launch_free_rates(b.curves) and _same(a.gemm_flops_per_s, b.gemm_flops_per_s)
+            and _same(a.tile_tokens, b.tile_tokens) and _same(a.sparse_rate_scale, b.sparse_rate_scale))
+
+
+def _same(x, y) -> bool:
+    """The same object, or equal plain numbers (an array is the same only as the same object)."""
+    return x is y or (type(x) in _PLAIN_NUMBERS and type(y) in _PLAIN_NUMBERS and x == y)
+
+
+_PLAIN_NUMBERS = (int, float)
+
+
 @memoized(lambda c, tp: (Identity(c), tp) if plain(tp) else None)
 def prepared(c: Ceilings, tp) -> Ceilings:
     """`CalibratedCurves.prepare` of calibrated ceilings for a tp group, kept per (ceilings, tp): it depends on neither
