@@ -465,11 +465,23 @@ def stacked_per_op(sets: list[Ceilings], shape: tuple[int, ...]) -> Ceilings:
     table against all of them, as `stacked` does for one value per set (one calibrated scenario, `engine`); a field
     equal in every set stays that one value."""
     out = {}
+    ndarray = np.ndarray
     for name in _STACKED_FIELDS:
         values = [getattr(c, name) for c in sets]
-        if all(map(_scalar, values)):
+        first = values[0]
+        per_op = False  # a value per op in some set
+        for v in values:
+            if isinstance(v, ndarray) and v.ndim:
+                per_op = True
+                break
+        if not per_op:
             # one value shared by every set stays one value (and keeps `time_ops`' scalar paths, e.g. no SMs)
-            out[name] = values[0] if all(v == values[0] for v in values) else np.array(values, dtype=float)
+            shared = True
+            for v in values:
+                if not v == first:
+                    shared = False
+                    break
+            out[name] = first if shared else np.array(values, dtype=float)
         else:
             out[name] = a = np.empty(shape[:-1] + (len(sets),))
             for j, v in enumerate(values):
@@ -507,7 +519,8 @@ def _comm_s(t: OpTable, c: Ceilings, tp):
     An op that moves nothing between GPUs or to the host (most ops: only the all-reduces and the all-to-alls
     communicate) has t_comm = 0 exactly: every term is 0 bytes over a positive rate or 0 messages times a
     finite latency. Over a large grid only the ops that communicate are evaluated (an 11-op Llama table: 1 op),
-    the others left at 0.
+    the others left at 0; a small table (one scenario) is evaluated whole, unless none of its ops communicates (one
+    GPU, no offload): then it is all 0 without evaluating the all-reduce algorithms.
     """
     f = t.f
     rows = None
@@ -517,19 +530,22 @@ def _comm_s(t: OpTable, c: Ceilings, tp):
         for name in _COMM_FIELDS:
             moves |= np.any(f[name].reshape(n_ops, -1) != 0, axis=1)
         rows = np.flatnonzero(moves) if not moves.all() else None
+    elif not any(f[name].any() for name in _COMM_FIELDS):  # a small table that moves nothing (one GPU): every term 0
+        rows = _NO_ROWS
     if rows is None:
         return _comm_terms(f, c, tp)
-    ndim = f["flops"].ndim
-    cut = {name: (v[rows] if isinstance(v, np.ndarray) and v.ndim == ndim and v.shape[0] > 1 else v)
-           for name, v in ((name, getattr(c, name)) for name in _COMM_CEILINGS)}
     shape = np.broadcast_shapes(*(f[k].shape for k in _COMM_FIELDS), *(np.shape(getattr(c, name)) for name in _COMM_CEILINGS),
                                 np.shape(tp))
     out = np.zeros(shape)
     if rows.size:
+        ndim = f["flops"].ndim
+        cut = {name: (v[rows] if isinstance(v, np.ndarray) and v.ndim == ndim and v.shape[0] > 1 else v)
+               for name, v in ((name, getattr(c, name)) for name in _COMM_CEILINGS)}
         out[rows] = _comm_terms({k: f[k][rows] for k in _COMM_FIELDS}, replace(c, **cut), tp)
     return out
 
 
+_NO_ROWS = np.zeros(0, dtype=np.intp)
 _COMM_CEILINGS = ("link_bytes_per_s", "pair_link_bytes_per_s", "link_latency_s", "allreduce_step_s", "nvls_bytes_per_s",
                   "measured_allreduce_latency_s", "measured_allreduce_bytes_per_s", "host_bytes_per_s")
 
