@@ -417,3 +417,24 @@ def test_stacked_per_op_equals_the_generator_form():
     for group in (resolved, resolved[:1], [resolved[0], zero_d], [sets[2], zero_d]):
         got, want = stacked_per_op(group, table.f["flops"].shape), _stacked_per_op_as_before(group, table.f["flops"].shape)
         assert _same_ceilings(got, want)
+
+
+def test_numeric_rows_equal_np_array_of_the_nested_lists():
+    """`numeric_rows` reads the ops' numeric fields off one flat iterator (`np.fromiter`): the same float64 array, value
+    for value (bit for bit), shape and strides, as `np.array` of the nested lists, for plain floats, ints past 2^53
+    (rounded to nearest, ties to even, alike), numpy scalars and 0-d arrays; lists of unequal length are refused."""
+    from roofline import ops as O
+    from roofline.roofline import _NUMERIC_GETTER, numeric_rows
+
+    model = rl.load_model("deepseek-v3")
+    rd = rl.Deployment(tp=8).resolved(model)
+    phases = [list(O.forward_ops(model, rd, 8, new, past, 8)) for new, past in ((2048, 0), (1, 0), (1, 1))]
+    odd = [O.Op("x", "g", O.OpKind.GEMM, 3, launches=2**53 + 1, flops=np.float64(0.1), weight_bytes=np.array(7.5),
+                act_read_bytes=-0.0, gemm_m=3 * 2**60 + 5, kv_units=True)]
+    for lists in (phases, phases[:1], [odd, odd]):
+        want = np.array([list(map(_NUMERIC_GETTER, ops)) for ops in lists], dtype=float)
+        got = numeric_rows(lists)
+        assert got.dtype == want.dtype and got.shape == want.shape and got.strides == want.strides
+        assert got.tobytes() == want.tobytes()
+    with pytest.raises(ValueError, match="as many ops"):
+        numeric_rows([phases[0], phases[0][:-1]])
