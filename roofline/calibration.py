@@ -54,7 +54,7 @@ here is fitted to the end-to-end validation runs.
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -646,6 +646,20 @@ def allreduce_message_bytes(t) -> np.ndarray:
     return f["comm_bytes"] / np.maximum(f["messages"], 1.0)
 
 
+class LaunchFreeRates(NamedTuple):
+    """The part of `CalibratedCurves.per_op_ceilings` for one table that does not depend on how its kernels are launched
+    (`CalibratedCurves.launch_free_rates`): per op the GEMM FLOP rate and the bytes rate, the attention terms its FLOP
+    rate is set from ((busy mask, x of the prefill line, layers, FLOPs)), the mask of the ops a measured curve times, the
+    small-kernel line's (mask, time per launch) or None, and per fused-MoE curve (mask, per-launch overhead)."""
+
+    gemm_flops_per_s: Any
+    bytes_per_s: Any
+    attention: tuple
+    measured: Any
+    small: tuple | None
+    moe: list
+
+
 class CalibratedCurves:
     """The calibration resolved against one profile and compute dtype: rates in SI units.
 
@@ -790,9 +804,10 @@ class CalibratedCurves:
         att = cal.attention_prefill is not None or cal.attention_decode is not None
         return (t.is_gemm & (self.gemm is not None)) | (t.is_attention & att)
 
-    def per_op_ceilings(self, t, c, drop_curves: bool = False):
+    def per_op_ceilings(self, t, c, drop_curves: bool = False, shared: "LaunchFreeRates | None" = None):
         """Ceilings with one rate per operator, so that the roofline's own formulas give the measured curves
-        (without their curves when `drop_curves`: `roofline.per_op_ceilings`, in the same copy of `c`).
+        (without their curves when `drop_curves`: `roofline.per_op_ceilings`, in the same copy of `c`). `shared`: this
+        table's `launch_free_rates` where another set of ceilings has resolved them (`shares_launch_free_rates`).
 
         For an op of k kernels moving B bytes, the memory term must be k·t0 + B / R: the
         effective rate B / (k·t0 + B / R) does that. Attention kernels (one per layer) use the
@@ -811,6 +826,32 @@ class CalibratedCurves:
         """
         import dataclasses
 
+        if shared is None:
+            shared = self.launch_free_rates(t, c)
+        busy, work, layers, flops = shared.attention
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.att_pre_latency_s == 0 or self.launch == "graph":  # a decode step: the decode line holds its fixed time
+                att_rate = np.where(busy, flops / (work / self.att_pre_rate), self.att_pre_rate) if self.att_pre_executed \
+                    else self.att_pre_rate
+            else:
+                att_rate = np.where(busy, flops / (layers * self.att_pre_latency_s + work / self.att_pre_rate), self.att_pre_rate)
+        measured_s = 0.0 if self.launch == "eager" else (self.graph_overhead_s or 0.0)
+        overhead = np.where(shared.measured, measured_s, c.kernel_overhead_s)
+        if shared.small is not None:  # the small-kernel line's kernels (`_elementwise_rates`)
+            small, line_per_launch_s = shared.small
+            overhead = np.where(small, np.maximum(overhead - line_per_launch_s, 0.0), overhead)
+        for mine, gemm_overhead_s in shared.moe:  # the fused-MoE curves' layers (`_moe_rates`)
+            overhead = np.where(mine, gemm_overhead_s, overhead)
+        rates = dict(gemm_flops_per_s=shared.gemm_flops_per_s, attention_flops_per_s=att_rate, bytes_per_s=shared.bytes_per_s,
+                     kernel_overhead_s=overhead)
+        return dataclasses.replace(c, **rates, curves=None) if drop_curves else dataclasses.replace(c, **rates)
+
+    def launch_free_rates(self, t, c) -> "LaunchFreeRates":
+        """What `per_op_ceilings` resolves for the ops of `t` that does not depend on how the pass is launched (eager
+        or replayed, `launch`; nor on `c.kernel_overhead_s`): the GEMM and bytes rates, the attention terms, and the
+        masks and times the launch overhead is set from. One scenario's stacked passes are timed against the eager
+        ceilings and the replayed ones (`engine.decode_ceilings`), which differ only there: both take this once
+        (`roofline.per_op_ceilings_of_sets`, where `shares_launch_free_rates` holds)."""
         f = t.f
         layers = t.column(t.layers)
         flops, hbm = f["flops"], t.hbm_bytes
@@ -825,23 +866,22 @@ class CalibratedCurves:
                 bytes_rate = np.where(hbm > 0, hbm / (fixed + hbm / rate), rate)
             busy = t.is_attention & (flops > 0)
             work = self._attention_work(t, layers) if self.att_pre_executed else flops
-            if self.att_pre_latency_s == 0 or self.launch == "graph":  # a decode step: the decode line holds its fixed time
-                att_rate = np.where(busy, flops / (work / self.att_pre_rate), self.att_pre_rate) if self.att_pre_executed \
-                    else self.att_pre_rate
-            else:
-                att_rate = np.where(busy, flops / (layers * self.att_pre_latency_s + work / self.att_pre_rate), self.att_pre_rate)
             if self.gemm is None:
                 gemm_rate = c.gemm_flops_per_s
             else:
                 gemm_rate, bytes_rate = self._gemm_rates(t, c, bytes_rate)
-        measured_s = 0.0 if self.launch == "eager" else (self.graph_overhead_s or 0.0)
-        overhead = np.where(self.measured_ops(t), measured_s, c.kernel_overhead_s)
+        small = None
         if self.elementwise is not None:
-            bytes_rate, overhead = self._elementwise_rates(t, bytes_rate, overhead)
+            bytes_rate, small = self._elementwise_rates(t, bytes_rate)
+        moe = ()
         if self.moe:
-            gemm_rate, bytes_rate, overhead = self._moe_rates(t, gemm_rate, bytes_rate, overhead)
-        rates = dict(gemm_flops_per_s=gemm_rate, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate, kernel_overhead_s=overhead)
-        return dataclasses.replace(c, **rates, curves=None) if drop_curves else dataclasses.replace(c, **rates)
+            gemm_rate, bytes_rate, moe = self._moe_rates(t, gemm_rate, bytes_rate)
+        return LaunchFreeRates(gemm_rate, bytes_rate, (busy, work, layers, flops), self.measured_ops(t), small, moe)
+
+    def shares_launch_free_rates(self, other: "CalibratedCurves") -> bool:
+        """Whether `other` resolves the same `launch_free_rates` for a table and ceilings: the same measured curves
+        (the very objects), however launched (`replayed` copies every curve and changes `launch` alone)."""
+        return all(getattr(self, name) is getattr(other, name) for name in self.__slots__ if name != "launch")
 
     def _attention_work(self, t, layers):
         """Per op, the x of an executed-FLOPs prefill line: causal-tile FLOPs / wave efficiency of one layer's kernel
@@ -849,8 +889,10 @@ class CalibratedCurves:
         f = t.f
         return f["executed_flops"] / wave_efficiency(f["attention_tiles"] / layers, self.sm_count)
 
-    def _elementwise_rates(self, t, bytes_rate, overhead):
-        """(bytes rate, per-launch overhead) per op with the small-kernel line applied (`Calibration.elementwise`).
+    def _elementwise_rates(self, t, bytes_rate):
+        """(bytes rate, (mask, line time per launch) or None) per op with the small-kernel line applied
+        (`Calibration.elementwise`): `per_op_ceilings` takes the per-launch overhead of the masked ops down by the line's
+        time per launch (below), None where no op is such a kernel.
 
         The ops `roofline.ops` marks elementwise or gather (norms, activations, residual and shared-expert adds,
         activation quantization, top-k routing, embedding and MoE permute: kernels that stream their bytes once) of
@@ -875,19 +917,19 @@ class CalibratedCurves:
         for other in ELEMENTWISE_KINDS[1:]:
             kind = kind | (t.kinds == other)
         if not kind.any():  # no small kernel in the table (nothing below changes)
-            return bytes_rate, overhead
+            return bytes_rate, None
         small = t.column(kind) & (hbm > 0) & (f["launches"] > 0)
-        if not np.any(small):
-            return bytes_rate, overhead
+        if not small.any():
+            return bytes_rate, None
         launches = np.maximum(f["launches"], 1.0)
         line_s = launches * t0 + hbm / rate
         with np.errstate(divide="ignore", invalid="ignore"):
             bytes_rate = np.where(small, hbm / line_s, bytes_rate)
-        overhead = np.where(small, np.maximum(overhead - line_s / launches, 0.0), overhead)
-        return bytes_rate, overhead
+        return bytes_rate, (small, line_s / launches)
 
-    def _moe_rates(self, t, gemm_rate, bytes_rate, overhead):
-        """(FLOP rate, bytes rate, per-launch overhead) per op with the fused-MoE curves applied (`MoeCurve`).
+    def _moe_rates(self, t, gemm_rate, bytes_rate):
+        """(FLOP rate, bytes rate, [(mask, per-launch overhead)] per curve) per op with the fused-MoE curves applied
+        (`MoeCurve`): `per_op_ceilings` sets each curve's masked ops' overhead to its value (below).
 
         The ops of a fused MoE layer whose expert-weight format has a curve (`grouped` = its code) get the
         curve's rates: grouped GEMMs compute at compute_fraction · peak, every grouped op moves its bytes at
@@ -899,7 +941,7 @@ class CalibratedCurves:
         launch, 22.88 µs per layer.
         """
         grouped = t.f["grouped"]
-        touched = None
+        touched, overhead = None, []
         for code, (t0, t_e, flops_per_s, bytes_per_s) in self.moe.items():
             mine = grouped == code
             if not np.any(mine):
@@ -909,7 +951,7 @@ class CalibratedCurves:
             fixed_s = t0 + (touched * t_e if t_e else 0.0)
             gemm_rate = np.where(mine & t.is_gemm, flops_per_s, gemm_rate)
             bytes_rate = np.where(mine, bytes_per_s, bytes_rate)
-            overhead = np.where(mine, np.where(t.is_gemm, fixed_s / MOE_GEMMS_PER_LAYER, 0.0), overhead)
+            overhead.append((mine, np.where(t.is_gemm, fixed_s / MOE_GEMMS_PER_LAYER, 0.0)))
         return gemm_rate, bytes_rate, overhead
 
     def _gemm_rates(self, t, c, bytes_rate):

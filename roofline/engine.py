@@ -38,7 +38,7 @@ from .parallelism import (
     step_workspace_bytes,
     weight_bytes_per_gpu,
 )
-from .roofline import BOUNDS, Ceilings, OpTable, Timing, bound_index, per_op_ceilings, stacked, stacked_per_op, time_ops
+from .roofline import BOUNDS, Ceilings, OpTable, Timing, bound_index, per_op_ceilings_of_sets, stacked, stacked_per_op, time_ops
 from .specs import ModelSpec
 from .units import SECONDS_PER_HOUR
 from .workload import ResolvedDeployment
@@ -720,7 +720,7 @@ def _time_phases(table: OpTable, tp, sets: list[Ceilings]) -> tuple[OpTable, Tim
     `per_op_ceilings`, and stacked with `stacked_per_op`)."""
     if all(c.curves is None for c in sets):
         return table, time_ops(table, stacked(sets), tp)
-    return table, time_ops(table, stacked_per_op([per_op_ceilings(table, c, tp) for c in sets], table.f["flops"].shape), tp)
+    return table, time_ops(table, stacked_per_op(per_op_ceilings_of_sets(table, sets, tp), table.f["flops"].shape), tp)
 
 
 def _kept_key(key: tuple):

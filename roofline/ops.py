@@ -108,6 +108,11 @@ class OpKind(str, Enum):
     COMM = "comm"
 
 
+# The members, looked up once: under Python 3.11 `OpKind.GEMM` goes through the enum's metaclass on every access
+# (about 6x a module global's lookup), and every operator of every pass names its kind.
+_GEMM, _ATTENTION, _ELEMENTWISE, _GATHER, _COMM = OpKind.GEMM, OpKind.ATTENTION, OpKind.ELEMENTWISE, OpKind.GATHER, OpKind.COMM
+
+
 @dataclass(slots=True)
 class Op:
     """One operator of a forward pass, summed over the `layers` it runs in. Per GPU.
@@ -554,7 +559,7 @@ def _gemm(name, group, layers, m_tokens, n, k, scheme: QuantScheme, ab, nb, copi
     gm = m_tokens if gemm_m is None else gemm_m
     two_four = rd is not None and sparse and rd.dep.sparsity == "2:4"
     return Op(
-        name, group, OpKind.GEMM, layers, launches=layers,
+        name, group, _GEMM, layers, launches=layers,
         flops=layers * 2 * m_tokens * n * k * (0.5 if two_four else 1),
         weight_bytes=layers * weights,
         act_read_bytes=layers * m_tokens * k * ab,
@@ -570,7 +575,7 @@ def _norms(name, group, layers, per_layer, tokens, width, ab, nb):
     """`per_layer` fused residual-add + norm kernels over tokens x width: read x and residual, write both."""
     count = layers * per_layer
     return Op(
-        name, group, OpKind.ELEMENTWISE, layers, launches=count,
+        name, group, _ELEMENTWISE, layers, launches=count,
         flops=count * NORM_FLOPS_PER_ELEMENT * tokens * width,
         weight_bytes=count * width * nb,
         act_read_bytes=count * 2 * tokens * width * ab,
@@ -582,7 +587,7 @@ def _activation(name, group, layers, tokens, width, gated: bool, ab):
     """The FFN nonlinearity: gated reads gate and up (2 x width) and writes width; plain reads and writes width."""
     per_el = GATED_ACT_FLOPS_PER_ELEMENT if gated else PLAIN_ACT_FLOPS_PER_ELEMENT
     return Op(
-        name, group, OpKind.ELEMENTWISE, layers, launches=layers,
+        name, group, _ELEMENTWISE, layers, launches=layers,
         flops=layers * per_el * tokens * width,
         act_read_bytes=layers * (2 if gated else 1) * tokens * width * ab,
         act_write_bytes=layers * tokens * width * ab,
@@ -597,7 +602,7 @@ def mla_norms(group, layers, tokens, q_lora_rank, kv_lora_rank, ab, nb) -> Op:
     """
     widths = [w for w in (q_lora_rank, kv_lora_rank) if w]
     width = sum(widths)
-    return Op("mla_norms", group, OpKind.ELEMENTWISE, layers, launches=layers * len(widths),
+    return Op("mla_norms", group, _ELEMENTWISE, layers, launches=layers * len(widths),
               flops=layers * NORM_FLOPS_PER_ELEMENT * tokens * width,
               weight_bytes=layers * width * nb,
               act_read_bytes=layers * tokens * width * ab,
@@ -615,7 +620,7 @@ def moe_topk(group, layers, tokens, experts, experts_per_token, ab) -> Op:
     = 2,048 B, writes 4·8·(4 + 4) = 256 B, 5,120 FLOPs per layer.
     """
     pairs = tokens * experts_per_token
-    return Op("moe_topk", group, OpKind.ELEMENTWISE, layers, launches=layers,
+    return Op("moe_topk", group, _ELEMENTWISE, layers, launches=layers,
               flops=layers * MOE_TOPK_FLOPS_PER_SCORE * tokens * experts,
               act_read_bytes=layers * tokens * experts * ab,
               act_write_bytes=layers * pairs * (MOE_ROUTE_INDEX_BYTES + MOE_ROUTE_WEIGHT_BYTES))
@@ -626,7 +631,7 @@ def shared_add(group, layers, tokens, hidden, ab) -> Op:
     as SGLang's and vLLM's DeepSeek MoE blocks run it): reads both T x h, writes T x h. Worked number (DeepSeek-V3,
     h = 7168, bf16, T = 4): reads 2·4·7168·2 = 114,688 B, writes 57,344 B per layer.
     """
-    return Op("shared_add", group, OpKind.ELEMENTWISE, layers, launches=layers, flops=layers * tokens * hidden,
+    return Op("shared_add", group, _ELEMENTWISE, layers, launches=layers, flops=layers * tokens * hidden,
               act_read_bytes=layers * 2 * tokens * hidden * ab, act_write_bytes=layers * tokens * hidden * ab)
 
 
@@ -647,7 +652,7 @@ def act_quant(group, layers, gemms: list[Op], group_size) -> Op:
     writes 4·7168·(1 + 4/128) = 29,568 B.
     """
     elements = sum(g.layers * g.gemm_m * g.gemm_k for g in gemms)
-    return Op("act_quant", group, OpKind.ELEMENTWISE, layers, launches=layers * len(gemms),
+    return Op("act_quant", group, _ELEMENTWISE, layers, launches=layers * len(gemms),
               flops=ACT_QUANT_FLOPS_PER_ELEMENT * elements,
               act_read_bytes=sum(g.act_read_bytes for g in gemms),
               kv_read_bytes=sum(g.kv_read_bytes for g in gemms),
@@ -664,7 +669,7 @@ def _allreduce(name, group, layers, per_layer, tokens, hidden, ab, tp):
     multi = _max(tp - 1, 0) / _max(tp - 1, 1)  # 1 when tp > 1, else 0
     count = layers * per_layer * multi
     return Op(
-        name, group, OpKind.COMM, layers, launches=count, flops=0.0,
+        name, group, _COMM, layers, launches=count, flops=0.0,
         comm_bytes=count * tokens * hidden * ab, messages=count,
     )
 
@@ -700,7 +705,7 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
     executed = pairs if naive else executed_pairs(new, past, window)  # a naive kernel computes the whole score matrix
     kv_heads = 1 if model.mla is not None and absorbed else (heads if model.mla is not None else model.kv_heads_per_gpu(tp))
     return Op(
-        "attention", group, OpKind.ATTENTION, layers,
+        "attention", group, _ATTENTION, layers,
         launches=layers * (NAIVE_ATTENTION_LAUNCHES if naive else FLASH_ATTENTION_LAUNCHES),
         flops=layers * batch * heads * pairs * per_pair,
         executed_flops=layers * batch * heads * executed * per_pair,
@@ -796,7 +801,7 @@ def forward_ops(model: ModelSpec, rd: ResolvedDeployment, batch, new_tokens, pas
     naive = rd.dep.attention_impl == "naive"
     gated = model.ffn_kind == "gated"
     ops: list[Op] = [
-        Op("embedding", "model", OpKind.GATHER, 1, launches=1, flops=0.0,
+        Op("embedding", "model", _GATHER, 1, launches=1, flops=0.0,
            weight_bytes=tokens * embedding_row_bytes(model, rd),
            act_write_bytes=tokens * h * ab),
     ]
@@ -872,7 +877,7 @@ def _quantize_inputs(group_ops: list[Op], rd: ResolvedDeployment, group, layers,
     each linear layer of these engines quantizes its own input (an engine that fuses q_a_proj and kv_a_proj
     quantizes their shared input once).
     """
-    gemms = [op for op in group_ops if op.kind is OpKind.GEMM and not op.grouped and matrix_scheme(op.name, rd) is rd.weights
+    gemms = [op for op in group_ops if op.kind is _GEMM and not op.grouped and matrix_scheme(op.name, rd) is rd.weights
              and not (absorbed and op.name == "kv_b_proj")]
     if not gemms:
         return []
@@ -910,7 +915,7 @@ def moe_permute(group, layers, tokens, experts_per_token, hidden, ab) -> Op:
     = 131,072 B per layer.
     """
     pairs = tokens * experts_per_token
-    return Op("moe_permute", group, OpKind.GATHER, layers, launches=layers, flops=0.0,
+    return Op("moe_permute", group, _GATHER, layers, launches=layers, flops=0.0,
               act_read_bytes=layers * (tokens * hidden * ab + pairs * MOE_ROUTE_INDEX_BYTES),
               act_write_bytes=layers * pairs * hidden * ab)
 
@@ -923,7 +928,7 @@ def moe_unpermute(group, layers, tokens, experts_per_token, hidden, ab) -> Op:
     writes 65,536 B, 131,072 FLOPs per layer.
     """
     pairs = tokens * experts_per_token
-    return Op("moe_unpermute", group, OpKind.ELEMENTWISE, layers, launches=layers,
+    return Op("moe_unpermute", group, _ELEMENTWISE, layers, launches=layers,
               flops=layers * 2 * pairs * hidden,
               act_read_bytes=layers * pairs * (hidden * ab + MOE_ROUTE_INDEX_BYTES + MOE_ROUTE_WEIGHT_BYTES),
               act_write_bytes=layers * tokens * hidden * ab)
@@ -1005,6 +1010,6 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
         ops.append(shared_add(group, layers, tokens, model.hidden_size, ab))
     if multi:
         pairs_sent = load * tokens * e.experts_per_token * (ep - 1) / ep  # the busiest rank gets and returns `load` x the mean
-        ops.append(Op("all_to_all", group, OpKind.COMM, layers, launches=2 * layers, flops=0.0,
+        ops.append(Op("all_to_all", group, _COMM, layers, launches=2 * layers, flops=0.0,
                       wire_bytes=layers * 2 * pairs_sent * model.hidden_size * ab, wire_messages=layers * 2 * (ep - 1)))
     return ops

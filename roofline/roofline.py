@@ -63,6 +63,7 @@ numpy, so one call times every operator of every scenario of a sweep.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from dataclasses import dataclass, fields, replace
 from enum import Enum
@@ -208,6 +209,19 @@ def stacked(per_device: list[Ceilings], index=slice(None)) -> Ceilings:
     return replace(out, curves=StackedCurves([c.curves for c in per_device], index))
 
 
+def numeric_rows(phases: list[list[Op]]) -> np.ndarray:
+    """The numeric fields (`ops.NUMERIC_FIELDS`) of several lists of scalar ops, each list as long as the first, as one
+    float64 array of shape (lists, ops, fields): `np.array` of the nested lists, read off one flat iterator
+    (`np.fromiter`) instead of numpy walking lists of tuples to find their shape (a quarter fewer instructions for a
+    DeepSeek-V3 scenario's three passes). Every value converts to float64 as `np.array(..., dtype=float)` converts it."""
+    n_ops = len(phases[0])
+    if any(len(ops) != n_ops for ops in phases):
+        raise ValueError("numeric_rows: every list must hold as many ops")
+    values = itertools.chain.from_iterable(itertools.chain.from_iterable(map(_NUMERIC_GETTER, ops) for ops in phases))
+    return np.fromiter(values, dtype=float, count=len(phases) * n_ops * len(NUMERIC_FIELDS)).reshape(
+        len(phases), n_ops, len(NUMERIC_FIELDS))
+
+
 @dataclass(frozen=True)
 class OpTable:
     """Operators stacked into arrays: every numeric field has shape (n_ops, *grid). Built by `of`."""
@@ -229,7 +243,7 @@ class OpTable:
     def of(cls, ops: list[Op], grid_shape: tuple[int, ...] | None = None) -> "OpTable":
         """Stack ops; `grid_shape=()` promises every field is a scalar (one scenario: the fast path)."""
         if grid_shape == ():
-            rows = np.array(list(map(_NUMERIC_GETTER, ops)), dtype=float)
+            rows = numeric_rows([ops])[0]
             f = dict(zip(NUMERIC_FIELDS, rows.T))
         else:
             # most fields of most ops are scalars: stack those as one column, set the grid-shaped ones row by row.
@@ -286,7 +300,7 @@ class OpTable:
         names = [op.name for op in phases[0]]
         if any([op.name for op in ops] != names for ops in phases[1:]):
             raise ValueError("of_phases: every pass must list the same operators")
-        rows = np.array([list(map(_NUMERIC_GETTER, ops)) for ops in phases], dtype=float)  # (phases, ops, fields)
+        rows = numeric_rows(phases)  # (phases, ops, fields)
         return cls._with_ops(phases[0], {name: rows[:, :, j].T[:, :, None] for j, name in enumerate(NUMERIC_FIELDS)})
 
     def phase(self, i: int) -> "OpTable":
@@ -418,6 +432,45 @@ def per_op_ceilings(t: OpTable, c: Ceilings, tp) -> Ceilings:
     return c.curves.per_op_ceilings(t, c, drop_curves=True)
 
 
+def per_op_ceilings_of_sets(t: OpTable, sets: list[Ceilings], tp) -> list[Ceilings]:
+    """`per_op_ceilings` of `t` against each of several sets of ceilings (one scenario's stacked passes, `engine`): a
+    set whose curves differ from an earlier set's only in how its kernels are launched (the eager ceilings and their
+    CUDA-graph replay, `engine.decode_ceilings`), with the same GEMM ceilings, takes that set's
+    `CalibratedCurves.launch_free_rates` instead of resolving them again: the same arrays, so the same rates. Each set's
+    all-reduce messages are timed as in `per_op_ceilings` (`CalibratedCurves.with_allreduce`)."""
+    out, resolved = [], []  # resolved: (prepared ceilings, their launch-free rates)
+    for c in sets:
+        if c.curves is None:
+            out.append(c)
+            continue
+        c = prepared(c, tp)
+        c = c.curves.with_allreduce(t, c, tp)
+        if getattr(c.curves, "launch_free_rates", None) is None:  # a grid's `StackedCurves`: set by set
+            out.append(c.curves.per_op_ceilings(t, c, drop_curves=True))
+            continue
+        shared = next((rates for other, rates in resolved if _same_launch_free_inputs(c, other)), None)
+        if shared is None:
+            shared = c.curves.launch_free_rates(t, c)
+            resolved.append((c, shared))
+        out.append(c.curves.per_op_ceilings(t, c, drop_curves=True, shared=shared))
+    return out
+
+
+def _same_launch_free_inputs(a: Ceilings, b: Ceilings) -> bool:
+    """Whether `CalibratedCurves.launch_free_rates` gives the same for prepared ceilings `a` and `b` on one table: the same
+    curves however launched, and the same ceilings it reads (the GEMM rate, the tile, the 2:4 sparse speed-up)."""
+    return (a.curves.shares_launch_free_rates(b.curves) and _same(a.gemm_flops_per_s, b.gemm_flops_per_s)
+            and _same(a.tile_tokens, b.tile_tokens) and _same(a.sparse_rate_scale, b.sparse_rate_scale))
+
+
+def _same(x, y) -> bool:
+    """The same object, or equal plain numbers (an array is the same only as the same object)."""
+    return x is y or (type(x) in _PLAIN_NUMBERS and type(y) in _PLAIN_NUMBERS and x == y)
+
+
+_PLAIN_NUMBERS = (int, float)
+
+
 @memoized(lambda c, tp: (Identity(c), tp) if plain(tp) else None)
 def prepared(c: Ceilings, tp) -> Ceilings:
     """`CalibratedCurves.prepare` of calibrated ceilings for a tp group, kept per (ceilings, tp): it depends on neither
@@ -431,11 +484,23 @@ def stacked_per_op(sets: list[Ceilings], shape: tuple[int, ...]) -> Ceilings:
     table against all of them, as `stacked` does for one value per set (one calibrated scenario, `engine`); a field
     equal in every set stays that one value."""
     out = {}
+    ndarray = np.ndarray
     for name in _STACKED_FIELDS:
         values = [getattr(c, name) for c in sets]
-        if all(map(_scalar, values)):
+        first = values[0]
+        per_op = False  # a value per op in some set
+        for v in values:
+            if isinstance(v, ndarray) and v.ndim:
+                per_op = True
+                break
+        if not per_op:
             # one value shared by every set stays one value (and keeps `time_ops`' scalar paths, e.g. no SMs)
-            out[name] = values[0] if all(v == values[0] for v in values) else np.array(values, dtype=float)
+            shared = True
+            for v in values:
+                if not v == first:
+                    shared = False
+                    break
+            out[name] = first if shared else np.array(values, dtype=float)
         else:
             out[name] = a = np.empty(shape[:-1] + (len(sets),))
             for j, v in enumerate(values):
@@ -473,7 +538,8 @@ def _comm_s(t: OpTable, c: Ceilings, tp):
     An op that moves nothing between GPUs or to the host (most ops: only the all-reduces and the all-to-alls
     communicate) has t_comm = 0 exactly: every term is 0 bytes over a positive rate or 0 messages times a
     finite latency. Over a large grid only the ops that communicate are evaluated (an 11-op Llama table: 1 op),
-    the others left at 0.
+    the others left at 0; a small table (one scenario) is evaluated whole, unless none of its ops communicates (one
+    GPU, no offload): then it is all 0 without evaluating the all-reduce algorithms.
     """
     f = t.f
     rows = None
@@ -483,19 +549,22 @@ def _comm_s(t: OpTable, c: Ceilings, tp):
         for name in _COMM_FIELDS:
             moves |= np.any(f[name].reshape(n_ops, -1) != 0, axis=1)
         rows = np.flatnonzero(moves) if not moves.all() else None
+    elif not any(f[name].any() for name in _COMM_FIELDS):  # a small table that moves nothing (one GPU): every term 0
+        rows = _NO_ROWS
     if rows is None:
         return _comm_terms(f, c, tp)
-    ndim = f["flops"].ndim
-    cut = {name: (v[rows] if isinstance(v, np.ndarray) and v.ndim == ndim and v.shape[0] > 1 else v)
-           for name, v in ((name, getattr(c, name)) for name in _COMM_CEILINGS)}
     shape = np.broadcast_shapes(*(f[k].shape for k in _COMM_FIELDS), *(np.shape(getattr(c, name)) for name in _COMM_CEILINGS),
                                 np.shape(tp))
     out = np.zeros(shape)
     if rows.size:
+        ndim = f["flops"].ndim
+        cut = {name: (v[rows] if isinstance(v, np.ndarray) and v.ndim == ndim and v.shape[0] > 1 else v)
+               for name, v in ((name, getattr(c, name)) for name in _COMM_CEILINGS)}
         out[rows] = _comm_terms({k: f[k][rows] for k in _COMM_FIELDS}, replace(c, **cut), tp)
     return out
 
 
+_NO_ROWS = np.zeros(0, dtype=np.intp)
 _COMM_CEILINGS = ("link_bytes_per_s", "pair_link_bytes_per_s", "link_latency_s", "allreduce_step_s", "nvls_bytes_per_s",
                   "measured_allreduce_message_s", "host_bytes_per_s")
 

@@ -280,3 +280,161 @@ def test_between_rows_equals_every_term_evaluated(m_range, tile_shape):
         assert got.shape == want.shape and np.array_equal(got, want)
     assert list(kept) == ([16.0] if np.size(tile) == 1 and m_range[0] < 4096 and m_range[1] > 16 else [])
     assert np.array_equal(table.at(m, nk, tile), want) and np.array_equal(table.at(m, nk, tile), want)
+
+
+def _stacked_tables(model_id, hw, dep, wl=WL):
+    """One scenario's prefill pass and decode probes stacked as `engine._timed_together` stacks them, with the ceilings
+    they are timed against: (table, [realistic, replayed decode, floor], tp)."""
+    from roofline import ops as O
+    from roofline.roofline import OpTable
+
+    model = rl.load_model(model_id)
+    rd = check(model, hw, wl, dep)
+    real, floor = Ceilings.of(hw, rd.compute_key), Ceilings.of(hw, rd.compute_key, floor=True)
+    b = wl.batch_size
+    passes = [(wl.prompt_tokens, 0), (1, 0), (1, 1)]
+    table = OpTable.of_phases([O.forward_ops(model, rd, b, new, past, dep.tp, ep=dep.ep) for new, past in passes])
+    return table, [real, decode_ceilings(real), floor], dep.tp
+
+
+def _same_ceilings(a: Ceilings, b: Ceilings) -> bool:
+    """Every field equal bit for bit and of the same shape (numbers by value and type)."""
+    import dataclasses
+
+    for f in dataclasses.fields(Ceilings):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if not (np.shape(x) == np.shape(y) and np.array_equal(x, y, equal_nan=True)):
+                return False
+        elif not (type(x) is type(y) and (x == y or (x != x and y != y))):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("model_id, hw_id, over", [
+    ("llama-3.1-70b", "h100-sxm", dict(tp=4)), ("llama-3.1-70b", "h100-sxm", dict()),
+    ("deepseek-v3", "h200", dict(tp=8, weight_dtype="fp8", activation_dtype="fp8")),  # block-FP8 W8A8, MoE curves
+    ("mixtral-8x7b", "h200", dict(tp=2)), ("gemma-2-9b", "a100-sxm-80gb", dict()), ("gpt-oss-120b", "b200", dict(engine=None)),
+    ("llama-3.1-8b", "h100-sxm", dict(weight_dtype="int4")),  # weight-only: the small-M gemv lines
+])
+def test_launch_free_rates_shared_by_eager_and_replayed_sets(model_id, hw_id, over, monkeypatch):
+    """`per_op_ceilings_of_sets` resolves the launch-free half of `per_op_ceilings` (`launch_free_rates`) once for the
+    eager and the replayed ceilings of one stacked table, and every set's per-op ceilings equal, bit for bit, those
+    `per_op_ceilings` resolves for that set alone (the every-term way)."""
+    from roofline.calibration import CalibratedCurves
+    from roofline.roofline import per_op_ceilings, per_op_ceilings_of_sets
+
+    table, sets, tp = _stacked_tables(model_id, rl.load_hardware(hw_id), rl.Deployment(**over))
+    real, dec, _ = sets
+    assert dec.curves is not real.curves and real.curves.shares_launch_free_rates(dec.curves)
+    alone = [per_op_ceilings(table, c, tp) for c in sets]
+    calls = []
+    resolve = CalibratedCurves.launch_free_rates
+    monkeypatch.setattr(CalibratedCurves, "launch_free_rates", lambda self, t, c: calls.append(1) or resolve(self, t, c))
+    shared = per_op_ceilings_of_sets(table, sets, tp)
+    assert len(calls) == 1  # resolved once for both calibrated sets
+    assert len(shared) == 3 and all(_same_ceilings(a, b) for a, b in zip(alone, shared))
+
+
+def test_launch_free_rates_not_shared_across_devices_or_ceilings():
+    """Curves of another device (or another calibration of the same device) are not the same curves; nor are ceilings
+    with another GEMM rate: each set then resolves its own launch-free rates."""
+    import dataclasses
+
+    from roofline.roofline import per_op_ceilings, per_op_ceilings_of_sets
+
+    h100, h200 = rl.load_hardware("h100-sxm"), rl.load_hardware("h200")
+    table, (real, dec, _), tp = _stacked_tables("llama-3.1-70b", h100, rl.Deployment())
+    other = Ceilings.of(h200, "bf16")
+    assert not real.curves.shares_launch_free_rates(other.curves)
+    slower = dataclasses.replace(dec, gemm_flops_per_s=dec.gemm_flops_per_s / 2)
+    for sets in ([real, other], [real, slower]):
+        got = per_op_ceilings_of_sets(table, sets, tp)
+        assert all(_same_ceilings(per_op_ceilings(table, c, tp), g) for c, g in zip(sets, got))
+
+
+@pytest.mark.parametrize("model_id, hw_id, over", [("llama-3.1-70b", "h100-sxm", dict()), ("deepseek-v3", "h200", dict(tp=8)),
+                                                   ("mixtral-8x7b", "h100-sxm", dict(tp=2, pp=2))])
+def test_predict_with_shared_launch_free_rates_equals_set_by_set(model_id, hw_id, over, monkeypatch):
+    """Every figure of `predict`, its single-step times and operator rows, with one scenario's sets resolved together
+    (`per_op_ceilings_of_sets`) equal those with each set resolved alone, bit for bit, on new scenarios."""
+    from roofline import engine
+    from roofline.roofline import per_op_ceilings
+
+    dep = rl.Deployment(**over)
+    workloads = [rl.Workload(batch_size=b, prompt_tokens=s, output_tokens=o) for b, s, o in ((8, 2048, 256), (3, 777, 31), (64, 128, 1))]
+
+    def run():
+        memo.clear_all()
+        return [(repr(p.model_dump()), _bits(p.tpot_at(w.prompt_tokens + 3)), p.operators.to_csv())
+                for w in workloads for p in [rl.predict(model_id, hw_id, w, dep)]]
+
+    together = run()
+    monkeypatch.setattr(engine, "per_op_ceilings_of_sets", lambda t, sets, tp: [per_op_ceilings(t, c, tp) for c in sets])
+    assert run() == together
+
+
+@pytest.mark.parametrize("over", [dict(), dict(tp=4), dict(weight_offload_fraction=0.25)])
+def test_comm_of_a_table_that_moves_nothing_is_the_formula(over):
+    """`_comm_s` returns zeros, without evaluating the all-reduce algorithms, for a small table none of whose ops
+    communicates (one GPU, nothing offloaded): equal bit for bit and in shape to `_comm_terms` over every op; a table
+    that communicates (tp 4: the all-reduces; offload: the host link) is evaluated whole, as before."""
+    from roofline.roofline import _comm_s, _comm_terms, stacked
+
+    table, sets, tp = _stacked_tables("llama-3.1-70b", rl.load_hardware("h100-sxm", analytical=True), rl.Deployment(**over))
+    for c in (sets[0], stacked([sets[0], sets[2]], (None, None, slice(None)))):  # one set; two stacked on the last axis
+        got, want = _comm_s(table, c, tp), _comm_terms(table.f, c, tp)
+        assert got.shape == np.broadcast_shapes(want.shape, table.f["flops"].shape) and np.array_equal(got, want)
+        assert bool(got.any()) == bool(over)  # all 0 on one GPU with nothing offloaded
+
+
+def _stacked_per_op_as_before(sets, shape):
+    """`roofline.stacked_per_op` as the sixth pass wrote it (`all` over generators): the reference of the next test."""
+    from roofline.roofline import _STACKED_FIELDS, _scalar
+
+    out = {}
+    for name in _STACKED_FIELDS:
+        values = [getattr(c, name) for c in sets]
+        if all(map(_scalar, values)):
+            out[name] = values[0] if all(v == values[0] for v in values) else np.array(values, dtype=float)
+        else:
+            out[name] = a = np.empty(shape[:-1] + (len(sets),))
+            for j, v in enumerate(values):
+                a[..., j] = v[..., 0] if isinstance(v, np.ndarray) and v.ndim else v
+    return Ceilings(**out)
+
+
+def test_stacked_per_op_equals_the_generator_form():
+    """`stacked_per_op` with explicit loops gives the record the `all`-over-generators form gave: per-op arrays stacked,
+    one shared value kept as it is (a number, or a 0-d array), values that differ stacked as an array."""
+    import dataclasses
+
+    from roofline.roofline import per_op_ceilings, stacked_per_op
+
+    table, sets, tp = _stacked_tables("llama-3.1-70b", rl.load_hardware("h100-sxm"), rl.Deployment(tp=2))
+    resolved = [per_op_ceilings(table, c, tp) for c in sets]
+    zero_d = dataclasses.replace(resolved[2], sm_count=np.array(resolved[2].sm_count))  # a 0-d array among numbers
+    for group in (resolved, resolved[:1], [resolved[0], zero_d], [sets[2], zero_d]):
+        got, want = stacked_per_op(group, table.f["flops"].shape), _stacked_per_op_as_before(group, table.f["flops"].shape)
+        assert _same_ceilings(got, want)
+
+
+def test_numeric_rows_equal_np_array_of_the_nested_lists():
+    """`numeric_rows` reads the ops' numeric fields off one flat iterator (`np.fromiter`): the same float64 array, value
+    for value (bit for bit), shape and strides, as `np.array` of the nested lists, for plain floats, ints past 2^53
+    (rounded to nearest, ties to even, alike), numpy scalars and 0-d arrays; lists of unequal length are refused."""
+    from roofline import ops as O
+    from roofline.roofline import _NUMERIC_GETTER, numeric_rows
+
+    model = rl.load_model("deepseek-v3")
+    rd = rl.Deployment(tp=8).resolved(model)
+    phases = [list(O.forward_ops(model, rd, 8, new, past, 8)) for new, past in ((2048, 0), (1, 0), (1, 1))]
+    odd = [O.Op("x", "g", O.OpKind.GEMM, 3, launches=2**53 + 1, flops=np.float64(0.1), weight_bytes=np.array(7.5),
+                act_read_bytes=-0.0, gemm_m=3 * 2**60 + 5, kv_units=True)]
+    for lists in (phases, phases[:1], [odd, odd]):
+        want = np.array([list(map(_NUMERIC_GETTER, ops)) for ops in lists], dtype=float)
+        got = numeric_rows(lists)
+        assert got.dtype == want.dtype and got.shape == want.shape and got.strides == want.strides
+        assert got.tobytes() == want.tobytes()
+    with pytest.raises(ValueError, match="as many ops"):
+        numeric_rows([phases[0], phases[0][:-1]])
