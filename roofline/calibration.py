@@ -198,6 +198,38 @@ class AllreducePoints(BaseModel):
         return interpolated_message_s(message_bytes, np.asarray(self.message_bytes), np.asarray(self.time_s))
 
 
+def switched_allreduce_points(custom: AllreducePoints, nccl: AllreducePoints, limit_bytes: float) -> AllreducePoints:
+    """One group size's all-reduce as an engine runs it that takes messages below `limit_bytes` to its custom kernel
+    and the rest to NCCL (vLLM before symmetric memory: CustomAllreduce.should_custom_ar takes S < max_size, 8 MiB by
+    default, and the call falls back to pynccl): the custom points below the limit, then NCCL's from it.
+
+    The two sides meet at the limit L, each side's time there interpolated through its own points
+    (`interpolated_message_s`): the custom kernel's at L - 1 byte (the largest message it still takes, S < L) and NCCL's
+    at L; then NCCL's measured points above L. A message below L - 1 is timed by the custom points alone, one at or
+    above L by NCCL's alone. Where NCCL's table ends at or below L, its time at 2L (its last segment's rate carried on)
+    closes the points, so beyond them the time still grows at NCCL's rate. Worked number (hand points): custom
+    (4 MiB, 40 us), (16 MiB, 100 us); NCCL (4 MiB, 70 us), (16 MiB, 130 us); L = 8 MiB: custom at L - 1 =
+    40 + (4 MiB - 1 B) / 12 MiB · 60 us = 59.99999 us, NCCL at L = 70 + 4 / 12 · 60 = 90 us; 12 MiB is then
+    70 + 8 / 12 · 60 = 110 us (NCCL), 6 MiB 40 + 2 / 12 · 60 = 50 us (custom).
+
+    The result is validated as any measured group (`AllreducePoints`); its speed of light is the custom group's."""
+    if not limit_bytes > 1:
+        raise SpecError("custom_allreduce_max_bytes", f"must be more than 1 byte, got {limit_bytes}")
+    cx, ct = np.asarray(custom.message_bytes), np.asarray(custom.time_s)
+    nx, nt = np.asarray(nccl.message_bytes), np.asarray(nccl.time_s)
+    below = limit_bytes - 1.0
+    keep_custom = cx < below
+    keep_nccl = nx > limit_bytes
+    x = [*cx[keep_custom], below, limit_bytes, *nx[keep_nccl]]
+    t = [*ct[keep_custom], float(interpolated_message_s(below, cx, ct)), float(interpolated_message_s(limit_bytes, nx, nt)),
+         *nt[keep_nccl]]
+    if not keep_nccl.any():
+        x.append(2.0 * limit_bytes)
+        t.append(float(interpolated_message_s(2.0 * limit_bytes, nx, nt)))
+    return AllreducePoints(message_bytes=tuple(float(v) for v in x), time_s=tuple(float(v) for v in t),
+                           peak_per_s=custom.peak_per_s)
+
+
 class MeasuredAllreduce(BaseModel):
     """An all-reduce kernel's measured points per group size; a message is timed through them (`interpolated_message_s`).
 

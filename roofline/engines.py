@@ -55,7 +55,11 @@ source); it loads as the base with those laid over it (`registry.profile_mapping
   analytical ring (`collectives`). The engine's custom table times its whole all-reduce call (the collector calls
   vLLM's tensor_model_parallel_all_reduce, TensorRT-LLM's AllReduceStrategy.AUTO), so a message above the custom
   kernel's limit (vLLM: max_size, 8 MiB by default) is already timed as NCCL's, or whatever the table's release
-  dispatches it to (calibrate/public/README.md, the all-reduce item). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
+  dispatches it to (calibrate/public/README.md, the all-reduce item). A release older than the table that left its
+  custom kernel for NCCL at a smaller size sets that size (`custom_allreduce_max_bytes`: SGLang 0.4.0, which ran vLLM
+  0.6's all-reduce, and vLLM 0.7, both at 8 MiB, where the SGLang 0.5.14 table keeps the custom kernel to 32 MiB and the
+  vLLM 0.24.0 one runs symmetric memory to 64 MiB): its messages of that size and more are timed by the NCCL points
+  (`with_custom_allreduce_limit`, `calibration.switched_allreduce_points`). Worked number (H200, the NCCL 2.29.2 table): a tp-8 decode all-reduce of
   131,072 bytes is 18.2 µs + 131,072 / 220.1e9 = 18.8 µs by NCCL, where vLLM's custom kernel (its 0.24.0 table) takes 5.38 µs + 131,072 / 224.2e9 = 5.96 µs.
 
 Defaults that depend on the GPU (vLLM gives GPUs with at least 70 GiB, other than the A100, larger
@@ -68,6 +72,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .calibration import switched_allreduce_points
 from .errors import SpecError
 from .memo import Identity, memoized
 from .registry import for_framework, load_profile, profile_ids
@@ -169,6 +174,11 @@ class EngineProfile(BaseModel):
                                       "max_num_batched_tokens // this (SGLang 0.4: chunked_prefill_size // 2); >1 needs a source")
     custom_allreduce: bool = Field(description="the engine all-reduces with its own one-shot / two-shot kernels inside "
                                                "an NVLink domain (else NCCL's)")
+    custom_allreduce_max_bytes: float | None = Field(
+        None, gt=1, le=2.0**40, description="the message bytes from which the engine's all-reduce call leaves its custom "
+                                            "kernel for NCCL (vLLM's CustomAllreduce max_size: messages S < it run the "
+                                            "custom kernel); None: the framework's kernel table's own switch applies "
+                                            "(`with_custom_allreduce_limit`); set needs a source and custom_allreduce")
     slot_bytes_per_vocab_entry: float = Field(0.0, ge=0, le=1e3, description="device bytes the runtime allocates at start-up, "
                                               "before sizing its KV pool, per sequence slot (max_num_seqs of them) and "
                                               "per entry of the padded vocabulary (logits, sampling workspaces); 0: none "
@@ -201,6 +211,8 @@ class EngineProfile(BaseModel):
             missing.append("attention_dp_combine")
         if self.attention_dp_budget_divisor != 1 and "attention_dp_budget_divisor" not in self.sources:
             missing.append("attention_dp_budget_divisor")
+        if self.custom_allreduce_max_bytes is not None and "custom_allreduce_max_bytes" not in self.sources:
+            missing.append("custom_allreduce_max_bytes")
         if self.grouped_decode_kernel is not None and "grouped_decode_kernel" not in self.sources:
             missing.append("grouped_decode_kernel")
         if self.gpu_memory_fraction_by_tp is not None and "gpu_memory_fraction_by_tp" not in self.sources:
@@ -208,6 +220,9 @@ class EngineProfile(BaseModel):
         missing += [k for k in SLOT_FIELDS if getattr(self, k) and k not in self.sources]
         if missing:
             raise SpecError("sources", f"no source for {', '.join(missing)}")
+        if self.custom_allreduce_max_bytes is not None and not self.custom_allreduce:
+            raise SpecError("custom_allreduce_max_bytes", "is the custom all-reduce kernel's limit: set custom_allreduce "
+                                                          "true, or remove it")
         bad = {k: v for k, v in (self.gpu_memory_fraction_by_tp or {}).items() if k < 1 or not 0 < v <= 1}
         if bad:
             raise SpecError("gpu_memory_fraction_by_tp", f"needs tp sizes >= 1 and shares in (0, 1], got {bad}")
@@ -287,10 +302,39 @@ def with_nccl_allreduce(hw):
     return hw.model_copy(update=update) if update else hw
 
 
+@memoized(lambda hw, limit_bytes: (Identity(hw), float(limit_bytes)))
+def with_custom_allreduce_limit(hw, limit_bytes: float):
+    """`hw` with its calibrated all-reduce as an engine runs it whose custom kernel takes messages below `limit_bytes`
+    and NCCL the rest (`EngineProfile.custom_allreduce_max_bytes`): per group size measured in both tables, the custom
+    points below the limit and NCCL's from it (`calibration.switched_allreduce_points`); a group NCCL's table lacks
+    keeps its custom points. The fitted lines (`Calibration.allreduce`, a summary the points replace) are kept.
+
+    Why: a framework's kernel table times its whole all-reduce call at the table's release, so it switches where that
+    release does (SGLang 0.5.14: NCCL from 32 MiB; vLLM 0.24.0 on Hopper tp8: symmetric memory to 64 MiB); a release
+    that took NCCL from 8 MiB (vLLM 0.6 - 0.7, whose max_size SGLang 0.4.0 ran) is timed by NCCL's points there.
+    An uncalibrated device, or one without both tables, is returned as it is: the analytical model
+    (`collectives`) already times each message by the fastest algorithm the link allows. One copy per (profile, limit),
+    memoized by identity like `with_nccl_allreduce`."""
+    cal = hw.calibration
+    if cal is None or cal.allreduce_points is None or cal.nccl_allreduce_points is None:
+        return hw
+    nccl = cal.nccl_allreduce_points.groups
+    groups = {key: (switched_allreduce_points(g, nccl[key], limit_bytes) if key in nccl else g)
+              for key, g in cal.allreduce_points.groups.items()}
+    source = f"{cal.allreduce_points.source}; below {limit_bytes:,.0f} B, then NCCL's ({cal.nccl_allreduce_points.source})"
+    points = cal.allreduce_points.model_copy(update={"groups": groups, "source": source})
+    return hw.model_copy(update={"calibration": cal.model_copy(update={"allreduce_points": points})})
+
+
 def engine_tables(hw, engine_id: str | None):
     """`hw` timed the way engine `engine_id` runs it: with the kernel tables of its framework where shipped
-    (`registry.for_framework`) and with NCCL's all-reduce where the engine has no custom one (`nccl_allreduce`);
-    the bare roofline (None) keeps the device's tables and all-reduces with NCCL."""
+    (`registry.for_framework`), with NCCL's all-reduce where the engine has no custom one (`nccl_allreduce`), and with
+    NCCL's from the engine's own custom-kernel limit where it sets one (`with_custom_allreduce_limit`); the bare
+    roofline (None) keeps the device's tables and all-reduces with NCCL."""
     engine = None if engine_id is None else load_engine(engine_id)
     out = hw if engine is None else for_framework(hw, engine.framework)
-    return with_nccl_allreduce(out) if nccl_allreduce(engine) else out
+    if nccl_allreduce(engine):
+        return with_nccl_allreduce(out)
+    if engine.custom_allreduce_max_bytes is not None:
+        return with_custom_allreduce_limit(out, engine.custom_allreduce_max_bytes)
+    return out

@@ -12,8 +12,8 @@ import pytest
 
 import roofline as rl
 from roofline import ops as O
-from roofline.calibration import AllreducePoints, CalibratedCurves, MeasuredAllreduce, allreduce_points, interpolated_message_s
-from roofline.engines import engine_tables, with_nccl_allreduce
+from roofline.calibration import AllreducePoints, CalibratedCurves, MeasuredAllreduce, allreduce_points, interpolated_message_s, switched_allreduce_points
+from roofline.engines import EngineProfile, engine_tables, load_engine, with_custom_allreduce_limit, with_nccl_allreduce
 from roofline.errors import SpecError
 from roofline.roofline import Ceilings, OpTable, stacked, time_ops
 
@@ -200,3 +200,82 @@ def test_a_newer_engine_table_switches_where_its_own_version_does():
     assert float(vllm.allreduce_message_s(64 * mib, 8)) == pytest.approx(323.3 * US)
     assert float(nccl.allreduce_message_s(64 * mib, 8)) == pytest.approx(319.6 * US)
     assert float(vllm.allreduce_message_s(128 * mib, 8)) == pytest.approx(nccl.allreduce_message_s(128 * mib, 8), rel=0.012)
+
+
+# ------------------------------------------------- a release older than the table: custom kernel below 8 MiB, NCCL above
+
+MIB = 2.0**20
+
+
+def test_switched_points_take_the_custom_side_below_the_limit_and_nccl_from_it():
+    """Hand points: custom (4 MiB, 40 us), (16 MiB, 100 us); NCCL (4 MiB, 70 us), (16 MiB, 130 us); limit L = 8 MiB.
+    Both sides rise 60 us over 12 MiB, i.e. 5 us per MiB.
+    * the custom side at L - 1 byte: 40 + (4 MiB - 1) / 12 MiB · 60 = 60 - 60 / 12,582,912 us;
+    * NCCL at L: 70 + 4 / 12 · 60 = 90 us;
+    * 6 MiB (custom): 40 + 2 · 5 = 50 us; 12 MiB (NCCL): 70 + 8 · 5 = 110 us; 20 MiB (beyond, NCCL's last rate):
+      130 + 4 · 5 = 150 us; 2 MiB (below every point): the custom 40 us."""
+    custom = _points((4 * MIB, 16 * MIB), (40 * US, 100 * US))
+    nccl = _points((4 * MIB, 16 * MIB), (70 * US, 130 * US))
+    s = switched_allreduce_points(custom, nccl, 8 * MIB)
+    assert s.message_bytes == (4 * MIB, 8 * MIB - 1, 8 * MIB, 16 * MIB)
+    assert s.time_s[1] == pytest.approx((60 - 60 / 12_582_912) * US, rel=1e-12)
+    assert s.time_s[2] == pytest.approx(90 * US, rel=1e-12)
+    for size_mib, want_us in ((6, 50), (12, 110), (20, 150), (2, 40), (4, 40), (16, 130)):
+        assert float(s.time_at_s(size_mib * MIB)) == pytest.approx(want_us * US, rel=1e-12)
+    # an NCCL table that ends at the limit: its time at 2L (its last segment's rate, 5 us per MiB, carried on) closes
+    # the points: 16 MiB takes 70 + 12 · 5 = 130 us
+    short = switched_allreduce_points(custom, _points((2 * MIB, 8 * MIB), (60 * US, 90 * US)), 8 * MIB)
+    assert short.message_bytes[-2:] == (8 * MIB, 16 * MIB)
+    assert float(short.time_at_s(16 * MIB)) == pytest.approx(130 * US, rel=1e-12)
+    with pytest.raises(SpecError, match="custom_allreduce_max_bytes"):
+        switched_allreduce_points(custom, nccl, 1.0)
+
+
+def test_sglang_0_4_0_takes_nccl_from_8_mib_on_the_h200():
+    """SGLang 0.4.0.post1 ran vLLM 0.6's all-reduce (custom kernel for S < 8 MiB, then pynccl); the SGLang 0.5.14 table
+    (h200-sglang.json) keeps its custom kernel to 32 MiB. Llama-3.3-70B (hidden 8,192, bf16) at tp4, table points
+    (us): custom 4 / 8 / 16 MiB 24.55 / 43.41 / 83.56; NCCL 8 / 16 MiB 60.08 / 98.77.
+    * a prefill chunk of 768 tokens all-reduces S = 768 · 8,192 · 2 = 12,582,912 B = 12 MiB >= 8 MiB: NCCL,
+      60.08 + (12 - 8) / (16 - 8) · (98.77 - 60.08) = 79.425 us under sglang-0.4.0, where `sglang` (the table's own
+      switch) takes the custom 43.41 + 0.5 · (83.56 - 43.41) = 63.485 us;
+    * a decode step of 64 sequences, S = 64 · 8,192 · 2 = 1 MiB < 8 MiB: the custom kernel's 10.37 us under both;
+      384 tokens, S = 6 MiB: 24.55 + 0.5 · (43.41 - 24.55) = 33.98 us under both;
+    * at the limit: the custom side at 8 MiB - 1 B, 24.55 + (4 MiB - 1) / 4 MiB · 18.86 = 43.41 - 18.86 / 4,194,304
+      us; NCCL's measured 60.08 us at 8 MiB itself."""
+    hw = rl.load_hardware("h200")
+    old = engine_tables(hw, "sglang-0.4.0")
+    new = engine_tables(hw, "sglang")
+    assert load_engine("sglang-0.4.0").custom_allreduce_max_bytes == 8 * MIB and load_engine("sglang").custom_allreduce_max_bytes is None
+    c_old, c_new = CalibratedCurves(old.calibration, hw, "bf16"), CalibratedCurves(new.calibration, hw, "bf16")
+    assert 768 * 8192 * 2 == 12 * MIB and 64 * 8192 * 2 == MIB and 384 * 8192 * 2 == 6 * MIB
+    assert float(c_old.allreduce_message_s(12 * MIB, 4)) == pytest.approx(79.425 * US, rel=1e-4)
+    assert float(c_new.allreduce_message_s(12 * MIB, 4)) == pytest.approx(63.485 * US, rel=1e-4)
+    for size, want_us in ((MIB, 10.37), (6 * MIB, 33.98)):
+        assert float(c_old.allreduce_message_s(size, 4)) == pytest.approx(want_us * US, rel=1e-4)
+        assert float(c_new.allreduce_message_s(size, 4)) == pytest.approx(want_us * US, rel=1e-4)
+    g = old.calibration.allreduce_points.groups["4"]
+    at = g.message_bytes.index(8 * MIB)
+    assert g.message_bytes[at - 1] == 8 * MIB - 1
+    assert g.time_s[at - 1] == pytest.approx((43.41 - 18.86 / 4_194_304) * US, rel=1e-4)
+    assert g.time_s[at] == pytest.approx(60.08 * US, rel=1e-4)
+    # every group NCCL measured is switched; the same profile object each time (memoized by identity)
+    assert set(old.calibration.allreduce_points.groups) == set(new.calibration.allreduce_points.groups) == {"2", "4", "8"}
+    assert engine_tables(hw, "sglang-0.4.0") is old
+
+
+def test_an_engine_without_a_limit_keeps_its_table_and_a_limit_needs_a_source():
+    """`sglang`, `vllm`, `trtllm` set no limit: their calibrated all-reduce is the framework table's own points; a
+    limit needs a source and a custom kernel; a device without both tables (uncalibrated) is returned as it is."""
+    from roofline.registry import for_framework
+    hw = rl.load_hardware("h200")
+    for engine_id, framework in (("sglang", "sglang"), ("vllm", "vllm"), ("trtllm", "trtllm")):
+        assert engine_tables(hw, engine_id) is for_framework(hw, framework)
+    assert with_custom_allreduce_limit(hw.model_copy(update={"calibration": None}), 8 * MIB).calibration is None
+    data = load_engine("sglang-0.4.0").model_dump()
+    del data["sources"]["custom_allreduce_max_bytes"]
+    with pytest.raises(Exception, match="sources: no source for custom_allreduce_max_bytes"):
+        EngineProfile.model_validate(data)
+    data = load_engine("sglang-0.4.0").model_dump()
+    data["custom_allreduce"] = False
+    with pytest.raises(Exception, match="custom_allreduce_max_bytes: is the custom all-reduce kernel's limit"):
+        EngineProfile.model_validate(data)

@@ -188,11 +188,11 @@ def test_each_variant_file_holds_only_what_differs_from_its_base():
         "trtllm-eager": {"cuda_graph_max_batch", "seqs_per_attention_rank", "overlap_scheduler"},
         "vllm-v0-mla": {"cuda_graph_max_batch", "max_num_batched_tokens", "large_gpu", "chunked_prefill",
                         "mixed_prefill_decode", "max_num_seqs", "multi_prompt_prefill", "overlap_scheduler",
-                        "gpu_memory_fraction", "kv_block_tokens"},
+                        "gpu_memory_fraction", "kv_block_tokens", "custom_allreduce_max_bytes"},
         "sglang-0.4.0": {"gpu_memory_fraction_by_tp", "admission", "cuda_graph_max_batch", "max_num_seqs",
                          "max_num_batched_tokens", "chunked_prefill", "multi_prompt_prefill", "overlap_scheduler",
                          "mixed_prefill_decode", "custom_allreduce", "gpu_memory_fraction", "memory_fraction_of",
-                         "kv_block_tokens"},
+                         "kv_block_tokens", "custom_allreduce_max_bytes"},
     }
     for variant, base_id in VARIANTS.items():
         raw = yaml.safe_load((ENGINES / f"{variant}.yaml").read_text())
@@ -227,10 +227,15 @@ INHERITED_SOURCES = {
 }
 INHERITED_SOURCES["trtllm-cpp-0.7"] = INHERITED_SOURCES["trtllm-cpp-0.5"]
 ADDED_SOURCES = {"trtllm-eager": {"seqs_per_attention_rank"}}
-# fields EngineProfile gained after 0cbb7ed (attention data parallelism, `Deployment.attention_dp`): not in the frozen
-# file; SGLang's (and the variant that extends it) sourced, every other engine at the field's default
+# fields EngineProfile gained after 0cbb7ed (attention data parallelism, `Deployment.attention_dp`; the custom
+# all-reduce's size limit of a release older than the kernel tables): not in the frozen file; each set where listed,
+# every other engine at the field's default
 ADDED_FIELDS = {"attention_dp_combine": {"sglang": "all_reduce", "sglang-0.4.0": "all_reduce", None: "reduce_scatter"},
-                "attention_dp_budget_divisor": {"sglang": 2, "sglang-0.4.0": 2, None: 1}}
+                "attention_dp_budget_divisor": {"sglang": 2, "sglang-0.4.0": 2, None: 1},
+                "custom_allreduce_max_bytes": {"sglang-0.4.0": 8 * 2**20, "vllm-v0-mla": 8 * 2**20, None: None}}
+# where set, the source is SGLang's (the variant inheriting it), except for these fields, which each variant sources
+# from its own release (the file's own `sources:` entry)
+ADDED_FIELDS_SOURCED_BY_VARIANT = {"custom_allreduce_max_bytes"}
 
 
 @pytest.mark.parametrize("engine_id", list_engines())
@@ -241,8 +246,10 @@ def test_every_engine_resolves_to_its_profile_at_0cbb7ed(engine_id):
     now, then = json.loads(json.dumps(e.model_dump(exclude={"engine_base", *ADDED_FIELDS}))), FROZEN[engine_id]
     for field, values in ADDED_FIELDS.items():
         assert getattr(e, field) == values.get(engine_id, values[None]), (engine_id, field)
-        if engine_id in values:  # sourced where set; the variant inherits its base's source
-            assert now["sources"].pop(field) == load_engine("sglang").sources[field]
+        if engine_id in values:  # sourced where set: by the file itself, or the variant inherits its base's source
+            own = yaml.safe_load((ENGINES / f"{engine_id}.yaml").read_text())["sources"].get(field)
+            want = own if field in ADDED_FIELDS_SOURCED_BY_VARIANT else load_engine("sglang").sources[field]
+            assert want and now["sources"].pop(field) == want
     assert set(FROZEN) == set(list_engines())
     assert {k: v for k, v in now.items() if k != "sources"} == {k: v for k, v in then.items() if k != "sources"}
     src_now, src_then = now["sources"], then["sources"]

@@ -1,6 +1,7 @@
 """Serving-engine profiles (issue 12 item 3, item 5): every figure by hand from the profile's numbers."""
 
 import math
+import re
 import subprocess
 import sys
 
@@ -277,9 +278,14 @@ def test_cli_engines_and_engine_flag():
     row = {line.split()[0]: line for line in out.splitlines()[2:]}
     assert "90.0% of the GPU" in row["vllm"] and "90.0% of free (KV)" in row["trtllm"]
     assert "50.0% of the GPU as KV" in row["lmdeploy-turbomind"] and "88.0% (by tp) of the GPU" in row["sglang-0.4.0"]
-    # the last column: how often a GQA layer's decode reads each KV head (each profile's grouped_decode_kernel)
-    assert row["trtllm-cpp"].endswith(" once") and row["trtllm-cpp-0.5"].endswith(" x group")
-    assert row["trtllm-cpp-0.7"].endswith(" once at head 128/256, group 8; else x group")
+    # the last column but one: how often a GQA layer's decode reads each KV head (each profile's grouped_decode_kernel);
+    # the last: the all-reduce (custom_allreduce and custom_allreduce_max_bytes)
+    last = {k: [c.strip() for c in re.split(r"\s{2,}", v.strip())][-2:] for k, v in row.items()}
+    tables = "custom, table's switch"
+    assert last["trtllm-cpp"] == ["once", tables] and last["trtllm-cpp-0.5"] == ["x group", tables]
+    assert last["trtllm-cpp-0.7"] == ["once at head 128/256, group 8; else x group", tables]
+    assert last["lmdeploy-turbomind"][1] == "NCCL" and last["vllm"][1] == tables
+    assert last["sglang-0.4.0"][1] == last["vllm-v0-mla"][1] == "custom < 8 MiB, then NCCL"
     # a profile's name does not repeat its versions, which the column prints beside it
     assert "TensorRT-LLM (C++ runtime, no XQA) 0.5 - 0.6 (" in row["trtllm-cpp-0.5"]
     bad = subprocess.run([sys.executable, "-m", "roofline", "predict", "--model", "llama-3.1-8b", "--hardware", "h100-sxm",
@@ -377,14 +383,16 @@ def test_tensorrt_llm_cpp_decode_launches_every_kernel_eagerly():
 def test_vllm_v0_on_an_mla_model_prefills_whole_prompts_alone():
     # vLLM V0 (0.7.x) serving an MLA model: chunked prefill forced off (vllm PR 12642; V0 defaults), so the V0
     # scheduler runs prefill-first: a step prefills whole prompts up to max(max_model_len, 2048) = 32768 tokens at
-    # --max-model-len 32768, or decodes, never both; V0's limits (256 sequences, graphs up to 256) on every GPU.
-    # Everything else is the V1 profile's.
+    # --max-model-len 32768, or decodes, never both; V0's limits (256 sequences, graphs up to 256) on every GPU; the
+    # custom all-reduce up to 8 MiB (0.7.3 CustomAllreduce max_size 8192 * 1024, then pynccl). Everything else is the V1
+    # profile's.
     v0, v1 = load_engine("vllm-v0-mla"), load_engine("vllm")
     assert (v0.chunked_prefill, v0.mixed_prefill_decode, v0.multi_prompt_prefill) == (False, False, True)
     assert (v0.max_num_batched_tokens, v0.max_num_seqs, v0.cuda_graph_max_batch, v0.large_gpu) == (max(32768, 2048), 256, 256, None)
     assert v0.limits(rl.load_hardware("h200")) == (256, 32768)
     skip = {"name", "versions", "sources", "notes", "chunked_prefill", "mixed_prefill_decode", "max_num_batched_tokens",
-            "max_num_seqs", "cuda_graph_max_batch", "large_gpu", "engine_base"}
+            "max_num_seqs", "cuda_graph_max_batch", "large_gpu", "engine_base", "custom_allreduce_max_bytes"}
+    assert (v0.custom_allreduce_max_bytes, v1.custom_allreduce_max_bytes) == (8192 * 1024, None)
     assert v0.model_dump(exclude=skip) == v1.model_dump(exclude=skip)
     assert (v0.engine_base, v1.engine_base) == ("vllm", None)
     assert "0.7" in v0.versions
@@ -526,9 +534,10 @@ def test_sglang_0_4_0_sets_its_memory_share_by_tensor_parallel_size():
     e = load_engine("sglang-0.4.0")
     assert [e.memory_fraction(tp) for tp in (1, 2, 3, 4, 6, 8, 12, 16, 32)] == [0.88, 0.87, 0.87, 0.85, 0.85, 0.81, 0.81, 0.79, 0.79]
     assert all(load_engine("sglang").memory_fraction(tp) == 0.88 for tp in (1, 4, 8))
-    # otherwise the 0.4 - 0.5 profile's figures, but for the share, the admission by future KV (its versions)
+    # otherwise the 0.4 - 0.5 profile's figures, but for the share, the admission by future KV and the all-reduce's
+    # switch to NCCL at 8 MiB (its versions)
     assert (e.admission, load_engine("sglang").admission) == ("future_kv", "slots")
-    skip = ("versions", "sources", "notes", "gpu_memory_fraction_by_tp", "admission", "engine_base")
+    skip = ("versions", "sources", "notes", "gpu_memory_fraction_by_tp", "admission", "engine_base", "custom_allreduce_max_bytes")
     same = {k: v for k, v in load_engine("sglang").model_dump().items() if k not in skip}
     assert {k: v for k, v in e.model_dump().items() if k not in skip} == same
     # the engine's part of an H200 (150,754,820,096 B): 0.85 of it at tp 4 = 128,141,597,081.6 B, 0.81 at tp 8 =

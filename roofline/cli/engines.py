@@ -12,7 +12,8 @@ DESCRIPTION = ("What each serving engine adds to the kernels: CPU time per step 
                "request (fixed and tokenizing the prompt), the largest decode batch replayed from a CUDA graph, the "
                "running-sequence and per-step token limits, chunked prefill, prefill mixed with decode in one step, the memory fraction, the KV block "
                "and how often a GQA layer's decode kernel reads each KV head (once, or once per query head where the "
-               "engine's GQA-aware kernel does not serve the layout). "
+               "engine's GQA-aware kernel does not serve the layout) and the all-reduce (NCCL, or the engine's custom kernel with "
+               "the framework table's switch to NCCL or, for an older release, its own size limit). "
                "Every figure has its source in the profile (--json). A profile that varies another (an older release of "
                "the same runtime) names it under extends (engine_base in --json) and takes every figure it does not set "
                "from it. The default is marked; --engine none is the bare roofline.")
@@ -46,6 +47,17 @@ def gqa_decode_column(e) -> str:
             "else x group")
 
 
+def allreduce_column(e) -> str:
+    """Which all-reduce the engine runs (`EngineProfile.custom_allreduce`, `custom_allreduce_max_bytes`): "NCCL";
+    "custom, table's switch" (the framework's kernel table times the whole call, its switch to NCCL included);
+    "custom < 8.0 MiB, then NCCL" (a release older than the table: `engines.with_custom_allreduce_limit`)."""
+    if not e.custom_allreduce:
+        return "NCCL"
+    if e.custom_allreduce_max_bytes is None:
+        return "custom, table's switch"
+    return f"custom < {fmt.mebibytes(e.custom_allreduce_max_bytes)}, then NCCL"
+
+
 def run(a) -> str:
     ids = list_engines()
     engines = [load_engine(i) for i in ids]
@@ -59,6 +71,6 @@ def run(a) -> str:
                      f"{fmt.seconds(e.request_overhead_s)} + {fmt.seconds(e.tokenize_s_per_token)}/token",
                      f"{e.cuda_graph_max_batch:,}", f"{e.max_num_seqs:,} / {e.max_num_batched_tokens:,}{big}",
                      "yes" if e.chunked_prefill else "no", "yes" if e.mixed_prefill_decode else "no", memory_column(e),
-                     f"{e.kv_block_tokens:,}", gqa_decode_column(e)])
+                     f"{e.kv_block_tokens:,}", gqa_decode_column(e), allreduce_column(e)])
     return fmt.table(["id", "extends", "engine", "CPU per step", "per request", "graph batch", "max seqs / tokens per step",
-                      "chunked", "mixed", "memory", "KV block", "GQA decode reads a KV head"], rows)
+                      "chunked", "mixed", "memory", "KV block", "GQA decode reads a KV head", "all-reduce"], rows)
