@@ -186,7 +186,12 @@ def test_planner_tries_both_layouts():
     assert sorted(tp4["attention_dp"].tolist()) == [False, True]
     best = rl.plan(MIX, 1.0, 1024, 256, ttft_slo_s=5.0, tpot_slo_s=0.2, hardware=["h200"], tps=[4], pps=[1], eps=[1],
                    precisions={"native": rl.Deployment()})
-    assert best["attention_dp"].iloc[0] in (True, False)  # the chosen layout is reported
+    # the chosen layout is reported, and it is the first of every option's ranking (cost per hour, then GPUs, TTFT, ...)
+    first = df.iloc[0]
+    assert len(best) == 1 and first["rank"] == 1 and first["tp"] == 4
+    assert bool(best["attention_dp"].iloc[0]) == bool(first["attention_dp"])
+    assert (best["usd_per_hour"].iloc[0], best["ttft_at_slo_percentile_s"].iloc[0]) == \
+        (first["usd_per_hour"], first["ttft_at_slo_percentile_s"])
     only = rl.plan(MIX, 1.0, 1024, 256, ttft_slo_s=5.0, tpot_slo_s=0.2, hardware=["h200"], tps=[4], pps=[1], eps=[1],
                    precisions={"native": rl.Deployment()}, attention_dp=[True], best_only=False)
     assert only["attention_dp"].tolist() == [True]
