@@ -280,3 +280,18 @@ def test_short_overload_run_points_where_it_can_run():
     with pytest.raises(rl.SpecError) as exc:
         rl.finite_overload(LLAMA8, H200, 4, 1e4, 128, 16, rl.Deployment(tp=2, attention_dp=True))
     assert "use overload_run" not in str(exc.value) and "tp replica only" in str(exc.value)
+
+
+def test_sweep_keeps_to_the_shapes_deployment_allows():
+    # a sweep's tp axis under a deployment with attention_dp skips tp 1 (Deployment refuses it) and times tp 4 as
+    # predict does; under ep > 1 it skips every tp above 1 (ep runs with tp = 1), where it once timed tp 2 x ep 4
+    wl = rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64)
+    dp = rl.Deployment(tp=4, attention_dp=True)
+    df = rl.sweep(MIX, H200, batch_size=8, prompt_tokens=512, output_tokens=64, tp=[1, 4], deployment=dp)
+    assert df["tp"].tolist() == [4]
+    assert df["tpot_s"].iloc[0] == rl.predict(MIX, H200, wl, dp).tpot_s
+    assert [(s["reason"], s["scenarios"]) for s in df.attrs["skipped"]] == [("attention_dp needs tp > 1", 1)]
+    ep = rl.sweep(MIX, H200, batch_size=8, prompt_tokens=512, output_tokens=64, tp=[1, 2], deployment=rl.Deployment(ep=4))
+    assert ep["tp"].tolist() == [1]
+    assert ep["tpot_s"].iloc[0] == rl.predict(MIX, H200, wl, rl.Deployment(ep=4)).tpot_s
+    assert [s["reason"] for s in ep.attrs["skipped"]] == ["ep=4 runs with tp = 1 (attention data-parallel over the ep GPUs)"]
