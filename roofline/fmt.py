@@ -57,6 +57,12 @@ def replica(tp: int, pp: int = 1, ep: int = 1, nodes: int = 1, attention_dp: boo
     return shape + (f", {nodes} nodes" if nodes > 1 else "")
 
 
+def replica_of(row) -> str:
+    """`replica` of a planner or report row (a pandas row or named tuple with tp, pp, ep, nodes_per_replica, and
+    attention_dp where its frame has the column)."""
+    return replica(row.tp, row.pp, row.ep, row.nodes_per_replica, bool(getattr(row, "attention_dp", False)))
+
+
 def quantity(n: float, noun: str, plural: str | None = None) -> str:
     """A count with its noun, singular for exactly one: quantity(1, 'replica') -> '1 replica', quantity(8, 'GPU') -> '8 GPUs'."""
     return f"{count(n)} {noun if n == 1 else plural or noun + 's'}"

@@ -295,3 +295,19 @@ def test_sweep_keeps_to_the_shapes_deployment_allows():
     assert ep["tp"].tolist() == [1]
     assert ep["tpot_s"].iloc[0] == rl.predict(MIX, H200, wl, rl.Deployment(ep=4)).tpot_s
     assert [s["reason"] for s in ep.attrs["skipped"]] == ["ep=4 runs with tp = 1 (attention data-parallel over the ep GPUs)"]
+
+
+def test_replica_shape_of_a_row():
+    # one helper reads a row's shape for the CLI, the report, the views and the dashboard; a frame without the
+    # attention_dp column (an older plan's) reads as tensor-parallel attention
+    from collections import namedtuple
+
+    import pandas as pd
+
+    from roofline import fmt
+    Row = namedtuple("Row", "tp pp ep nodes_per_replica attention_dp")
+    assert fmt.replica_of(Row(8, 1, 1, 1, True)) == "tp8 dp-attention"
+    assert fmt.replica_of(Row(8, 2, 1, 2, False)) == "tp8 pp2, 2 nodes"
+    assert fmt.replica_of(Row(1, 1, 16, 2, False)) == "ep16, 2 nodes"
+    old = pd.DataFrame([{"tp": 4, "pp": 1, "ep": 1, "nodes_per_replica": 1}])
+    assert fmt.replica_of(old.iloc[0]) == fmt.replica_of(next(old.itertuples())) == "tp4"
