@@ -109,6 +109,13 @@ def span(low: float, high: float, one=seconds) -> str:
     return f"{one(low)} – {one(high)}"
 
 
+def _layout_note(dep) -> str:
+    """' (tp4 pp2)', ' (ep8)', ' (tp8 dp-attention)': the replica's shape where it is not tp alone; '' for tp alone."""
+    if dep.pp == 1 and dep.ep == 1 and not dep.attention_dp:
+        return ""
+    return f" ({replica(dep.tp, dep.pp, dep.ep, 1, dep.attention_dp)})"
+
+
 def headline_rows(p) -> list[tuple[str, str]]:
     """The headline figures of one Prediction as (label, text) rows, for the CLI and the dashboard alike.
 
@@ -117,7 +124,7 @@ def headline_rows(p) -> list[tuple[str, str]]:
     cost = usd(p.usd_per_million_output_tokens) if p.fits else "n/a (does not fit)"
     return [
         ("model", p.model),
-        ("GPUs (tensor parallel)", str(p.gpus_per_replica)),
+        ("GPUs (tensor parallel)", str(p.gpus_per_replica) + _layout_note(p.deployment)),
         ("fits in memory", "yes" if p.fits else "NO"),
         ("memory per GPU: required", gigabytes(p.memory_required_bytes_per_gpu)),
         ("  available", gigabytes(p.memory_available_bytes_per_gpu)),

@@ -311,3 +311,13 @@ def test_replica_shape_of_a_row():
     assert fmt.replica_of(Row(1, 1, 16, 2, False)) == "ep16, 2 nodes"
     old = pd.DataFrame([{"tp": 4, "pp": 1, "ep": 1, "nodes_per_replica": 1}])
     assert fmt.replica_of(old.iloc[0]) == fmt.replica_of(next(old.itertuples())) == "tp4"
+
+
+def test_headline_names_the_layout():
+    # the headline's GPU count says the replica's shape where it is not tp alone: the same 8 GPUs, three layouts
+    from roofline import fmt
+    wl = rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64)
+    for dep, text in ((rl.Deployment(tp=8, attention_dp=True), "8 (tp8 dp-attention)"), (rl.Deployment(tp=4, pp=2), "8 (tp4 pp2)"),
+                      (rl.Deployment(tp=8), "8")):
+        rows = dict(fmt.headline_rows(rl.predict(MIX, H200, wl, dep)))
+        assert rows["GPUs (tensor parallel)"] == text
