@@ -835,7 +835,7 @@ def plan_table(df: pd.DataFrame, percentile: float) -> pd.DataFrame:
         ok = bool(r.feasible)
         rows.append({
             "rank": str(r.rank) if ok else "-", "hardware": r.hardware_id, "precision": r.precision,
-            "replica": fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica, bool(getattr(r, "attention_dp", False))) if r.tp else "-",
+            "replica": fmt.replica_of(r) if r.tp else "-",
             "replicas": str(r.replicas) if ok else "-", "GPUs": str(r.gpus) if ok else "-",
             "batch": f"{r.batch_size:.1f}" if ok else "-",
             f"TTFT {q}": fmt.seconds(r.ttft_at_slo_percentile_s) if ok else "-", "TPOT": fmt.seconds(r.tpot_s) if ok else "-",
@@ -851,7 +851,7 @@ def plan_table(df: pd.DataFrame, percentile: float) -> pd.DataFrame:
 def top_option_text(df: pd.DataFrame) -> str:
     r = df.iloc[0]
     return (f"{r['gpus']} × {r['hardware_id']} ({r['precision']}, {r['replicas']} replicas of "
-            f"{fmt.replica(r['tp'], r['pp'], r['ep'], r['nodes_per_replica'], bool(r.get('attention_dp', False)))}): {fmt.usd(r['usd_per_hour'])}/hour, "
+            f"{fmt.replica_of(r)}): {fmt.usd(r['usd_per_hour'])}/hour, "
             f"{fmt.usd(r['usd_per_million_output_tokens'])} per million output tokens; bound by {r['binding_constraint']}"
             + (f" ({r['price_note']})" if r.get("price_note") else ""))
 

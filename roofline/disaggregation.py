@@ -27,12 +27,13 @@ def kv_transfer_s(model: ModelSpec, hw: HardwareProfile, prefill: Deployment, de
 
     The link, unless given: inside one scale-up domain (prefill tp + decode tp ≤ its GPUs) the GPU link
     (NVLink), otherwise each GPU's host link (PCIe/C2C: GPUDirect RDMA to the NIC goes through it);
-    in both cases min(tp·pp of prefill, tp·pp of decode) shards move in parallel at the achievable fraction
-    (each stage holds its layers' KV, each tp rank its heads; with ep a prompt's KV sits on one rank).
+    in both cases min(lanes of prefill, lanes of decode) shards move in parallel at the achievable fraction, a
+    deployment's lanes tp·pp (each stage holds its layers' KV, each tp rank its heads), or pp where attention runs
+    data-parallel (with ep, tp is 1; under `attention_dp` a prompt's KV, every head of it, sits on one rank of each stage).
     """
     rd = decode.resolved(model)
     per_token = float(O.kv_cache_bytes(model, rd, 1, 1, 1))
-    lanes = min(prefill.tp * prefill.pp, decode.tp * decode.pp)
+    lanes = min((1 if d.attention_dp else d.tp) * d.pp for d in (prefill, decode))
     frac = hw.efficiency.interconnect_bandwidth_fraction
     if link_bytes_per_s is None:
         same = prefill.gpus_per_replica + decode.gpus_per_replica <= hw.interconnect.max_gpus

@@ -45,8 +45,9 @@ def validation_message(exc: ValidationError, where: str, schema=None) -> SpecErr
         msg = "should be a list, e.g. [a, b]"
     if err["type"] == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-        if ": " in msg and not err["loc"]:
-            return SpecError(f"{prefix}{msg.split(': ', 1)[0]}", msg.split(": ", 1)[1])
+        head, _, rest = msg.partition(": ")
+        if rest and (not err["loc"] or head.startswith(f"{loc}.")):  # a nested record's own check names its full field
+            return SpecError(f"{prefix}{head}", rest)
     return SpecError(loc if not where or loc == where else f"{prefix}{loc}", msg)
 
 

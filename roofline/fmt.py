@@ -57,6 +57,12 @@ def replica(tp: int, pp: int = 1, ep: int = 1, nodes: int = 1, attention_dp: boo
     return shape + (f", {nodes} nodes" if nodes > 1 else "")
 
 
+def replica_of(row) -> str:
+    """`replica` of a planner or report row (a pandas row or named tuple with tp, pp, ep, nodes_per_replica, and
+    attention_dp where its frame has the column)."""
+    return replica(row.tp, row.pp, row.ep, row.nodes_per_replica, bool(getattr(row, "attention_dp", False)))
+
+
 def quantity(n: float, noun: str, plural: str | None = None) -> str:
     """A count with its noun, singular for exactly one: quantity(1, 'replica') -> '1 replica', quantity(8, 'GPU') -> '8 GPUs'."""
     return f"{count(n)} {noun if n == 1 else plural or noun + 's'}"
@@ -103,6 +109,13 @@ def span(low: float, high: float, one=seconds) -> str:
     return f"{one(low)} – {one(high)}"
 
 
+def _layout_note(dep) -> str:
+    """' (tp4 pp2)', ' (ep8)', ' (tp8 dp-attention)': the replica's shape where it is not tp alone; '' for tp alone."""
+    if dep.pp == 1 and dep.ep == 1 and not dep.attention_dp:
+        return ""
+    return f" ({replica(dep.tp, dep.pp, dep.ep, 1, dep.attention_dp)})"
+
+
 def headline_rows(p) -> list[tuple[str, str]]:
     """The headline figures of one Prediction as (label, text) rows, for the CLI and the dashboard alike.
 
@@ -111,7 +124,7 @@ def headline_rows(p) -> list[tuple[str, str]]:
     cost = usd(p.usd_per_million_output_tokens) if p.fits else "n/a (does not fit)"
     return [
         ("model", p.model),
-        ("GPUs (tensor parallel)", str(p.gpus_per_replica)),
+        ("GPUs (tensor parallel)", str(p.gpus_per_replica) + _layout_note(p.deployment)),
         ("fits in memory", "yes" if p.fits else "NO"),
         ("memory per GPU: required", gigabytes(p.memory_required_bytes_per_gpu)),
         ("  available", gigabytes(p.memory_available_bytes_per_gpu)),

@@ -224,7 +224,8 @@ class SearchSpace:
         return parallelisms(model, hw, self.tps, pps, eps, self.max_gpus_per_replica)
 
     def no_shape_reason(self, model: ModelSpec, hw: HardwareProfile) -> str:
-        """Why `shapes` is empty on `hw`: each asked tp that does not divide the widths or leaves the node."""
+        """Why no shape is tried on `hw` (`shapes`, narrowed by `attention_layouts`): each asked tp that does not divide
+        the widths or leaves the node, or an `attention_dp` of True alone that no shape admits."""
         domain, why = hw.interconnect.max_gpus, []
         for t in self.tps or ():
             if t > domain:
@@ -236,6 +237,10 @@ class SearchSpace:
         if self.eps is not None and 1 not in self.eps and ((self.tps and 1 not in self.tps) or (self.pps and 1 not in self.pps)):
             why.append(f"ep {', '.join(map(str, self.eps))} runs with tp = pp = 1 (attention data-parallel over the ep GPUs), "
                        f"which tps={list(self.tps or [])} / pps={list(self.pps or [])} leave out")
+        if False not in self.attention_dp and not why:
+            why.append("attention_dp=[True] runs attention data-parallel only, which the planner tries on a MoE model's "
+                       "tp > 1 replicas with pp = ep = 1" + ("" if model.moe is not None else f" ({model.name} is dense)")
+                       + "; allow False too (--attention-dp both or off)")
         if not why:
             why.append(f"none within tps={self.tps}, pps={self.pps}, eps={self.eps}, at most {self.max_gpus_per_replica} GPUs per replica")
         return f"no replica shape: {'; '.join(why)}; valid tp on this device: {', '.join(map(str, valid_tps(model, hw)))}"
@@ -337,15 +342,15 @@ def _options(model: ModelSpec, hws: list[HardwareProfile], traffic: Traffic, spa
             if rd0.compute_key not in hw.peak_flops_per_s:
                 rows.append(_infeasible_row(hw, label, dep, rd0, "unsupported", f"{hw.name} has no {rd0.compute_key} tensor cores"))
                 continue
-            shapes = space.shapes(model, hw)
+            shapes = [(tp, pp, ep, dp) for tp, pp, ep in space.shapes(model, hw)
+                      for dp in attention_layouts(model, tp, pp, ep, space.attention_dp)]
             if not shapes:
                 rows.append(_infeasible_row(hw, label, dep, None, "parallelism", space.no_shape_reason(model, hw)))
-            for tp, pp, ep in shapes:
-                for dp in attention_layouts(model, tp, pp, ep, space.attention_dp):
-                    d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "attention_dp": dp, "network": network,
-                                               "engine": space.engine})
-                    rd = check(model, hw, wl, d)
-                    groups.setdefault((label, tp, pp, ep, dp), (d, rd, []))[2].append(hw)
+            for tp, pp, ep, dp in shapes:
+                d = dep.model_copy(update={"tp": tp, "pp": pp, "ep": ep, "attention_dp": dp, "network": network,
+                                           "engine": space.engine})
+                rd = check(model, hw, wl, d)
+                groups.setdefault((label, tp, pp, ep, dp), (d, rd, []))[2].append(hw)
     return groups
 
 

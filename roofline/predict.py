@@ -262,11 +262,16 @@ def predict(model: ModelSpec, hw: HardwareProfile, workload: Workload, deploymen
 def predict_fitting(model: ModelSpec, hw: HardwareProfile, workload: Workload, deployment: Deployment | None = None) -> Prediction:
     """`predict` at the smallest valid tp whose memory fits (the deployment's tp is ignored).
 
-    When no tp fits, the prediction at the largest valid tp is returned with fits=False,
+    The tps tried are those the deployment's other fields allow: tp 1 alone with expert parallelism (ep > 1 runs
+    attention data-parallel over the ep GPUs, `Deployment`'s check), tp > 1 alone with `attention_dp`.
+    When no tp fits, the prediction at the largest tried tp is returned with fits=False,
     so its required and available bytes say by how much.
     """
     model, hw, dep = _inputs(model, hw, workload, deployment)
-    tps = valid_tps(model, hw)
+    tps = [t for t in valid_tps(model, hw) if not (dep.ep > 1 and t > 1) and not (dep.attention_dp and t == 1)]
+    if not tps:
+        raise SpecError("tp", f"attention_dp needs tp > 1 and no tp above 1 divides {model.name}'s widths within "
+                              f"{hw.name}'s {hw.interconnect.max_gpus}-GPU domain; drop attention_dp")
     p = None
     for i, tp in enumerate(tps):
         d = dep.model_copy(update={"tp": tp})

@@ -1347,7 +1347,10 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
     if requests <= slots:
         raise SpecError("requests", f"a run of {requests} requests at {lam:g}/s never fills the {slots}-sequence batch of the capacity "
                                     f"point ({cap:.3g} requests/s): its transient (a batch growing to at most {requests} while "
-                                    "the prefill queue builds) is not this fluid model's: use overload_run, which steps it")
+                                    "the prefill queue builds) is not this fluid model's: "
+                                    + ("use overload_run, which steps it" if dep.pp == 1 and dep.attention_ranks == 1 else
+                                       "overload_run steps such a run on a tp replica only (pp=1, ep=1, no attention_dp); "
+                                       "run more requests, or a tp replica"))
     o = traffic.output_tokens.mean_tokens
     arrival, start, wait, e2e, makespan = overload_of(requests, lam, mu, slots, sat.ttft_mean_s, sat.tpot_s, o)
     waits, counts = np.unique(wait, return_counts=True)

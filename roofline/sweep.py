@@ -253,8 +253,14 @@ def _valid(m: ModelSpec, hws, key, h_idx, tp, shape: tuple, skipped: list, dep: 
     standing for every batch, prompt and output length of the grid."""
     ok = np.ones(np.broadcast_shapes(h_idx.shape, tp.shape), bool)
     per_pair = math.prod(shape) // ok.size  # scenarios of the grid with one (device, tp) pair
+    # under attention_dp the heads run whole on every rank: tp divides the FFN widths alone (`parallelism.check`)
+    widths = [w for k, w in tp_widths(m).items() if not (dep.attention_dp and k == "num_attention_heads")]
     rules = [
-        (np.logical_and.reduce([w % tp == 0 for w in tp_widths(m).values()]), "tp does not divide the heads or FFN width"),
+        (np.logical_and.reduce([w % tp == 0 for w in widths]), "tp does not divide the heads or FFN width"),
+        ((tp == 1) | (dep.ep == 1), f"ep={dep.ep} runs with tp = 1 (attention data-parallel over the ep GPUs)"),
+        ((tp > 1) | (not dep.attention_dp), "attention_dp needs tp > 1"),
+        (np.full(tp.shape, not (dep.attention_dp and m.parallel_blocks)),
+         "attention_dp with parallel blocks (attention and MLP on the same input) is not modelled"),
         (tp <= np.array([h.interconnect.max_gpus for h in hws])[h_idx], "tp exceeds the interconnect domain"),
         (np.array([key in h.peak_flops_per_s for h in hws])[h_idx], f"hardware lacks {key} compute"),
     ]

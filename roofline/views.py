@@ -327,7 +327,7 @@ def plan_frontiers(model: ModelSpec, options: pd.DataFrame, hardware: Sequence[H
                                                           "attention_dp": bool(getattr(r, "attention_dp", False)),
                                                           "network": r.network or None})
         f = serving_frontier(model, by_name[r.hardware], prompt_tokens, output_tokens, dep, chunk_tokens, max_batch_size)
-        frames.append(f.assign(hardware_id=r.hardware_id, option=f"{r.precision}, {fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica, bool(getattr(r, 'attention_dp', False)))}"))
+        frames.append(f.assign(hardware_id=r.hardware_id, option=f"{r.precision}, {fmt.replica_of(r)}"))
     cols = ["hardware_id", "option", "hardware", "tp", "pp", "ep", "gpus", "batch_size", "requests_per_s", "tpot_s",
             "output_tokens_per_s_per_user", "output_tokens_per_s_per_gpu", "ttft_mean_s", "pareto"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)

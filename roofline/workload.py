@@ -170,12 +170,12 @@ class Deployment(BaseModel):
             value = getattr(self, field)
             if value is not None:
                 get_dtype(value, field)
-        if self.ep > 1 and self.tp > 1:
-            raise ValueError(f"ep: ep={self.ep} with tp={self.tp}: expert parallelism here runs attention data-parallel "
-                             "over the ep GPUs; use tp=1 with ep, or ep=1 with tp")
         if self.attention_dp and self.ep > 1:
             raise ValueError(f"attention_dp: ep={self.ep} already runs attention data-parallel over the ep GPUs; "
                              "use attention_dp with tp > 1 and ep=1, or ep alone")
+        if self.ep > 1 and self.tp > 1:
+            raise ValueError(f"ep: ep={self.ep} with tp={self.tp}: expert parallelism here runs attention data-parallel "
+                             "over the ep GPUs; use tp=1 with ep, or ep=1 with tp")
         if self.attention_dp and self.tp == 1:
             raise ValueError("attention_dp: needs tp > 1 (attention data-parallel over the tp GPUs); set tp, or drop attention_dp")
         if self.weight_scale_granularity == "block" and self.weight_group_size is None:

@@ -186,7 +186,12 @@ def test_planner_tries_both_layouts():
     assert sorted(tp4["attention_dp"].tolist()) == [False, True]
     best = rl.plan(MIX, 1.0, 1024, 256, ttft_slo_s=5.0, tpot_slo_s=0.2, hardware=["h200"], tps=[4], pps=[1], eps=[1],
                    precisions={"native": rl.Deployment()})
-    assert best["attention_dp"].iloc[0] in (True, False)  # the chosen layout is reported
+    # the chosen layout is reported, and it is the first of every option's ranking (cost per hour, then GPUs, TTFT, ...)
+    first = df.iloc[0]
+    assert len(best) == 1 and first["rank"] == 1 and first["tp"] == 4
+    assert bool(best["attention_dp"].iloc[0]) == bool(first["attention_dp"])
+    assert (best["usd_per_hour"].iloc[0], best["ttft_at_slo_percentile_s"].iloc[0]) == \
+        (first["usd_per_hour"], first["ttft_at_slo_percentile_s"])
     only = rl.plan(MIX, 1.0, 1024, 256, ttft_slo_s=5.0, tpot_slo_s=0.2, hardware=["h200"], tps=[4], pps=[1], eps=[1],
                    precisions={"native": rl.Deployment()}, attention_dp=[True], best_only=False)
     assert only["attention_dp"].tolist() == [True]
@@ -213,3 +218,106 @@ def test_wave_over_ranks_by_hand():
     assert len(w.step_s) == 2 + 15
     assert w.ttft_s.max() == pytest.approx(w.request_s + w.step_s[:2].sum())
     assert w.cycle_s == pytest.approx(w.request_s + w.step_s.sum())
+
+
+# ------------------------------------------------------------------ tp auto, and the planner with no admitting shape
+LLAMA8 = rl.load_model("llama-3.1-8b")  # 32 heads, FFN 14,336: valid tp on an 8-GPU node 1, 2, 4, 8
+SHORT = rl.Workload(batch_size=1, prompt_tokens=128, output_tokens=8)
+
+
+def test_auto_tp_under_attention_dp_starts_at_two():
+    # valid_tps = [1, 2, 4, 8]; attention_dp needs tp > 1, so the smallest tried is 2. 8.0e9 bf16 parameters are
+    # 16 GB, 8 GB a GPU at tp 2 (the attention weights whole on each): it fits in 141 GB, so tp 2 is taken
+    p = rl.predict_fitting(LLAMA8, H200, SHORT, rl.Deployment(tp=2, attention_dp=True))
+    assert (p.deployment.tp, p.deployment.attention_dp, p.fits) == (2, True, True)
+    # without it the smallest valid tp, 1, already fits
+    assert rl.predict_fitting(LLAMA8, H200, SHORT, rl.Deployment()).deployment.tp == 1
+
+
+def test_auto_tp_with_ep_keeps_tp_one():
+    # ep > 1 runs attention data-parallel over the ep GPUs with tp = 1 (Deployment's check): auto tries tp 1 alone.
+    # DeepSeek-V3's 671e9 FP8 parameters over ep 2 are still ~335 GB a GPU, over H200's 141 GB: fits=False at tp 1,
+    # where it once went on to tp 8 x ep 2, a shape Deployment refuses
+    p = rl.predict_fitting(DSV3, H200, SHORT, rl.Deployment(ep=2))
+    assert (p.deployment.tp, p.deployment.ep, p.fits) == (1, 2, False)
+
+
+def test_auto_tp_under_attention_dp_without_a_wider_tp():
+    one_gpu = H200.model_copy(update={"interconnect": H200.interconnect.model_copy(update={"max_gpus": 1})})
+    with pytest.raises(rl.SpecError, match=r"^tp: attention_dp needs tp > 1"):
+        rl.predict_fitting(LLAMA8, one_gpu, SHORT, rl.Deployment(tp=2, attention_dp=True))
+
+
+def test_cli_auto_tp_with_attention_dp(capsys):
+    assert main(["predict", "--model", "llama-3.1-8b", "--hardware", "h200", "--tp", "auto", "--attention-dp", "--json"]) == 0
+    import json
+    (p,) = json.loads(capsys.readouterr().out)
+    assert (p["deployment"]["tp"], p["deployment"]["attention_dp"]) == (2, True)
+    # with ep the attention_dp conflict is named, not a tp the user did not give
+    assert main(["predict", "--model", "deepseek-v3", "--hardware", "h200", "--tp", "auto", "--ep", "8", "--attention-dp"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "attention_dp: ep=8 already runs attention data-parallel" in err
+
+
+def test_planner_says_why_no_shape_takes_attention_dp():
+    # a dense model, or a MoE model held to tp 1: no shape runs attention data-parallel, so attention_dp=[True] leaves
+    # nothing to try; one infeasible row per (precision, device) says so instead of an empty table
+    for model, tps in ((LLAMA8, None), (MIX, [1])):
+        df = rl.plan(model, 1.0, 1024, 256, ttft_slo_s=5.0, tpot_slo_s=0.2, hardware=["h200"], tps=tps,
+                     precisions={"native": rl.Deployment()}, attention_dp=[True], best_only=False)
+        assert len(df) == 1
+        row = df.iloc[0]
+        assert (bool(row["feasible"]), row["binding_constraint"]) == (False, "parallelism")
+        assert "attention_dp=[True] runs attention data-parallel only" in row["reason"]
+        assert ("is dense" in row["reason"]) == (model is LLAMA8)
+
+
+def test_short_overload_run_points_where_it_can_run():
+    # 4 requests at a rate far above capacity never fill the batch of the capacity point; a tp replica is told to
+    # step it with overload_run, an attention data-parallel one (which overload_run refuses) is not sent there
+    with pytest.raises(rl.SpecError, match="use overload_run"):
+        rl.finite_overload(LLAMA8, H200, 4, 1e4, 128, 16, rl.Deployment(tp=2))
+    with pytest.raises(rl.SpecError) as exc:
+        rl.finite_overload(LLAMA8, H200, 4, 1e4, 128, 16, rl.Deployment(tp=2, attention_dp=True))
+    assert "use overload_run" not in str(exc.value) and "tp replica only" in str(exc.value)
+
+
+def test_sweep_keeps_to_the_shapes_deployment_allows():
+    # a sweep's tp axis under a deployment with attention_dp skips tp 1 (Deployment refuses it) and times tp 4 as
+    # predict does; under ep > 1 it skips every tp above 1 (ep runs with tp = 1), where it once timed tp 2 x ep 4
+    wl = rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64)
+    dp = rl.Deployment(tp=4, attention_dp=True)
+    df = rl.sweep(MIX, H200, batch_size=8, prompt_tokens=512, output_tokens=64, tp=[1, 4], deployment=dp)
+    assert df["tp"].tolist() == [4]
+    assert df["tpot_s"].iloc[0] == rl.predict(MIX, H200, wl, dp).tpot_s
+    assert [(s["reason"], s["scenarios"]) for s in df.attrs["skipped"]] == [("attention_dp needs tp > 1", 1)]
+    ep = rl.sweep(MIX, H200, batch_size=8, prompt_tokens=512, output_tokens=64, tp=[1, 2], deployment=rl.Deployment(ep=4))
+    assert ep["tp"].tolist() == [1]
+    assert ep["tpot_s"].iloc[0] == rl.predict(MIX, H200, wl, rl.Deployment(ep=4)).tpot_s
+    assert [s["reason"] for s in ep.attrs["skipped"]] == ["ep=4 runs with tp = 1 (attention data-parallel over the ep GPUs)"]
+
+
+def test_replica_shape_of_a_row():
+    # one helper reads a row's shape for the CLI, the report, the views and the dashboard; a frame without the
+    # attention_dp column (an older plan's) reads as tensor-parallel attention
+    from collections import namedtuple
+
+    import pandas as pd
+
+    from roofline import fmt
+    Row = namedtuple("Row", "tp pp ep nodes_per_replica attention_dp")
+    assert fmt.replica_of(Row(8, 1, 1, 1, True)) == "tp8 dp-attention"
+    assert fmt.replica_of(Row(8, 2, 1, 2, False)) == "tp8 pp2, 2 nodes"
+    assert fmt.replica_of(Row(1, 1, 16, 2, False)) == "ep16, 2 nodes"
+    old = pd.DataFrame([{"tp": 4, "pp": 1, "ep": 1, "nodes_per_replica": 1}])
+    assert fmt.replica_of(old.iloc[0]) == fmt.replica_of(next(old.itertuples())) == "tp4"
+
+
+def test_headline_names_the_layout():
+    # the headline's GPU count says the replica's shape where it is not tp alone: the same 8 GPUs, three layouts
+    from roofline import fmt
+    wl = rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64)
+    for dep, text in ((rl.Deployment(tp=8, attention_dp=True), "8 (tp8 dp-attention)"), (rl.Deployment(tp=4, pp=2), "8 (tp4 pp2)"),
+                      (rl.Deployment(tp=8), "8")):
+        rows = dict(fmt.headline_rows(rl.predict(MIX, H200, wl, dep)))
+        assert rows["GPUs (tensor parallel)"] == text

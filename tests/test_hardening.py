@@ -567,3 +567,19 @@ def test_serving_entry_points_name_a_bad_max_batch_size(call, bad):
     # a cap of 0 used to read "deployment: does not fit" (no sequence fits a cap of 0) and 2.5 was taken as given
     with pytest.raises(SpecError, match="max_batch_size"):
         call(bad)
+
+
+def test_a_nested_records_own_check_names_its_field_once(tmp_path):
+    # Interconnect's own check (nvls_capable needs an NVSwitch) runs inside the hardware record: the error names the
+    # file and interconnect.nvls_capable once, not "interconnect: interconnect.nvls_capable"
+    data = yaml.safe_load((ROOT / "hardware_profiles" / "l40s.yaml").read_text())
+    data["interconnect"]["nvls_capable"] = True
+    data["interconnect"]["sources"]["nvls_capable"] = "a test"
+    p = tmp_path / "l40s-nvls.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as exc:
+        rl.load_hardware(str(p))
+    assert _one_line(exc) == f"{p}: interconnect.nvls_capable: NVLS reduces inside an NVSwitch: topology must be switch"
+    rc = subprocess.run([sys.executable, "-m", "roofline", "predict", "--model", "llama-3.1-8b", "--hardware", str(p)],
+                        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert rc.returncode != 0 and "Traceback" not in rc.stderr and rc.stderr.count("\n") == 1

@@ -127,6 +127,10 @@ def test_kv_transfer_by_hand():
     t2 = kv_transfer_s(model, hw, rl.Deployment(engine=None, tp=4), rl.Deployment(engine=None, tp=8), 2048)
     assert t2 == pytest.approx(671_088_640 / (4 * 64e9 * frac) + hw.interconnect.latency_s)
     assert kv_transfer_s(model, hw, TP2, TP2, 2048, link_bytes_per_s=50e9) == pytest.approx(671_088_640 / 50e9 + hw.interconnect.latency_s)
+    # attention data-parallel over tp 2 (attention_dp): each prompt's KV, every head of it, sits on one rank, so one
+    # lane, not two: 671,088,640 / (1 x 450 GB/s x fraction)
+    dp2 = rl.Deployment(engine=None, tp=2, attention_dp=True)
+    assert kv_transfer_s(model, hw, dp2, TP2, 2048) == pytest.approx(671_088_640 / (1 * 450e9 * frac) + hw.interconnect.latency_s)
 
 
 def test_disaggregated_pools():

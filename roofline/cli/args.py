@@ -131,4 +131,4 @@ def engine(text: str | None) -> str | None:
 def add_attention_dp_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention-dp", action="store_true",
                    help="attention data-parallel over the tp GPUs, MLP/MoE tensor-parallel (SGLang --enable-dp-attention; "
-                        "needs --tp > 1 and --ep 1)")
+                        "needs --tp > 1 (predict: or auto, the smallest above 1 that fits) and --ep 1)")

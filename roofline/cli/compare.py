@@ -19,7 +19,7 @@ from . import args
 HELP = "what-if: a baseline and technique variants side by side, with deltas"
 DESCRIPTION = (
     "Baseline vs named variants on one hardware and workload. Each --variant is NAME:KEY=VALUE[,KEY=VALUE...], where a "
-    "KEY is a Deployment field (weight_dtype, activation_dtype, kv_dtype, weight_group_size, tp, pp, ep, sparsity, "
+    "KEY is a Deployment field (weight_dtype, activation_dtype, kv_dtype, weight_group_size, tp, pp, ep, attention_dp, sparsity, "
     "sparse_format, sparsity_fraction, kv_allocation, kv_block_tokens, prefix_tokens, prefix_hit_rate, "
     "weight_offload_fraction, kv_offload_fraction, attention_impl, on_unsupported_dtype, ...), speculative.draft / "
     "speculative.k / speculative.acceptance_rate / speculative.draft_layers, model (a student or any other spec), "

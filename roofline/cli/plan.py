@@ -154,4 +154,4 @@ def _band_note(df: pd.DataFrame, q: str) -> str:
 
 
 def _shape(r) -> str:
-    return fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica, bool(getattr(r, "attention_dp", False)))
+    return fmt.replica_of(r)

@@ -43,11 +43,11 @@ def predictions(a) -> list[Prediction]:
     """One prediction per (model, hardware) of the flags."""
     models = [load_model(m) for m in args.ids(a.model, "model")]
     hws = args.hardware_profiles(args.ids(a.hardware, "hardware"), a)
-    auto = a.tp.strip() == "auto"
+    auto = a.tp.strip() == "auto"  # a stand-in tp the other flags allow (attention_dp needs tp > 1); predict_fitting picks tp
     wl = args.workload(a)
     try:
         dep = Deployment(
-            tp=1 if auto else args.number(a.tp, "tp", int), pp=args.number(a.pp, "pp", int), ep=args.number(a.ep, "ep", int),
+            tp=(2 if a.attention_dp else 1) if auto else args.number(a.tp, "tp", int), pp=args.number(a.pp, "pp", int), ep=args.number(a.ep, "ep", int),
             weight_dtype=a.weight_dtype, activation_dtype=a.activation_dtype,
             kv_dtype=a.kv_dtype, weight_group_size=args.number(a.weight_group_size, "weight_group_size", int),
             attention_impl=a.attention, engine=args.engine(a.engine), attention_dp=a.attention_dp,

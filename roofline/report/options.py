@@ -166,8 +166,8 @@ def report_columns(df: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
 def _note(r, s: Scenario) -> str:
     """What a row's binding constraint is about, in words."""
     if not r.feasible:
-        return f"{fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica, bool(getattr(r, 'attention_dp', False)))}: {r.reason}" if r.tp else r.reason
+        return f"{fmt.replica_of(r)}: {r.reason}" if r.tp else r.reason
     if s.serving == "static":
         return r.reason
-    return (f"{fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica, bool(getattr(r, 'attention_dp', False)))}; mean batch {r.batch_size:.1f} of {int(r.max_batch_size_fits)} that fit; "
+    return (f"{fmt.replica_of(r)}; mean batch {r.batch_size:.1f} of {int(r.max_batch_size_fits)} that fit; "
             f"prefill busy {r.prefill_utilization:.0%}; p{100 * s.ttft_percentile:g} TTFT {fmt.seconds(r.ttft_at_slo_percentile_s)}")

@@ -189,7 +189,7 @@ def _hardware_text(r) -> str:
 
 def _shape_text(r) -> str:
     """The replica shape of a report row (`fmt.replica`)."""
-    return fmt.replica(r.tp, r.pp, r.ep, r.nodes_per_replica, bool(getattr(r, "attention_dp", False)))
+    return fmt.replica_of(r)
 
 
 def _batch_text(b) -> str:
