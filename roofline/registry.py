@@ -301,11 +301,13 @@ def profile_mapping(folder: str, profile_id: str, field: str) -> dict[str, Any]:
     return _resolved(folder, profile_id, field)[0]
 
 
-def _resolved(folder: str, profile_id, field: str, chain: tuple[str, ...] = ()) -> tuple[dict[str, Any], str | None]:
-    """`profile_mapping`, and the id the profile extends (None for a base); `chain` holds the ids that extend it."""
-    ids = profile_ids(folder)
+def _resolved(folder: str, profile_id, field: str, chain: tuple[str, ...] = (), or_else: str = "",
+              ids: list[str] | None = None) -> tuple[dict[str, Any], str | None]:
+    """`profile_mapping`, and the id the profile extends (None for a base); `chain` holds the ids that extend it,
+    `or_else` adds a choice to the unknown-id error (`load_profile`), `ids` the folder's ids where already listed."""
+    ids = profile_ids(folder) if ids is None else ids
     if not isinstance(profile_id, str) or profile_id not in ids:
-        raise SpecError(field, f"unknown {field} {profile_id!r}; choose one of {', '.join(ids)}")
+        raise SpecError(field, f"unknown {field} {profile_id!r}; choose one of {', '.join(ids)}{or_else}")
     where = f"{folder}/{profile_id}.yaml"
     data = parse_mapping(data_dir(_HARDWARE).joinpath(folder, f"{profile_id}.yaml").read_bytes(), where, "yaml")
     if EXTENDS not in data:
@@ -325,7 +327,7 @@ def _resolved(folder: str, profile_id, field: str, chain: tuple[str, ...] = ()) 
         close = difflib.get_close_matches(base, ids, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise SpecError(f"{where}: {EXTENDS}", f"unknown {field} {base!r}; {hint}choose one of {', '.join(ids)}")
-    return overlay(_resolved(folder, base, field, (*chain, profile_id))[0], data), base
+    return overlay(_resolved(folder, base, field, (*chain, profile_id), ids=ids)[0], data), base
 
 
 def load_profile(folder: str, profile_id, cls, field: str, or_else: str = "", base_field: str | None = None):
@@ -333,11 +335,8 @@ def load_profile(folder: str, profile_id, cls, field: str, or_else: str = "", ba
     validated as `cls`; an unknown id is a one-line error naming `field` and listing the choices (`or_else` adds one,
     e.g. ", or none for ..."). `base_field` names the field of `cls` that records the id the profile extends (None for
     a base): it is set from the file's `extends:`, so a file that writes it is refused."""
-    ids = profile_ids(folder)
-    if not isinstance(profile_id, str) or profile_id not in ids:
-        raise SpecError(field, f"unknown {field} {profile_id!r}; choose one of {', '.join(ids)}{or_else}")
+    data, base = _resolved(folder, profile_id, field, or_else=or_else)
     where = f"{folder}/{profile_id}.yaml"
-    data, base = _resolved(folder, profile_id, field)
     if base_field is not None:
         if base_field in data:
             raise SpecError(f"{where}: {base_field}", f"is set from the {EXTENDS}: key; remove it (write "

@@ -424,20 +424,16 @@ def per_op_ceilings(t: OpTable, c: Ceilings, tp) -> Ceilings:
     """Calibrated ceilings resolved for the ops of `t`: no GEMM shape model where a measured table holds the shape
     (`CalibratedCurves.prepare`), the measured time of each op's all-reduce message in this group size
     (`CalibratedCurves.with_allreduce`), then one rate per op from the measured curves (`per_op_ceilings`);
-    analytical ceilings (no curves) as they are."""
-    if c.curves is None:
-        return c
-    c = prepared(c, tp)
-    c = c.curves.with_allreduce(t, c, tp)
-    return c.curves.per_op_ceilings(t, c, drop_curves=True)
+    analytical ceilings (no curves) as they are. One set of `per_op_ceilings_of_sets`, which holds the steps."""
+    return per_op_ceilings_of_sets(t, [c], tp)[0]
 
 
 def per_op_ceilings_of_sets(t: OpTable, sets: list[Ceilings], tp) -> list[Ceilings]:
     """`per_op_ceilings` of `t` against each of several sets of ceilings (one scenario's stacked passes, `engine`): a
     set whose curves differ from an earlier set's only in how its kernels are launched (the eager ceilings and their
     CUDA-graph replay, `engine.decode_ceilings`), with the same GEMM ceilings, takes that set's
-    `CalibratedCurves.launch_free_rates` instead of resolving them again: the same arrays, so the same rates. Each set's
-    all-reduce messages are timed as in `per_op_ceilings` (`CalibratedCurves.with_allreduce`)."""
+    `CalibratedCurves.launch_free_rates` instead of resolving them again: the same arrays, so the same rates. Every set
+    first goes through the steps `per_op_ceilings` names (`prepared`, then `CalibratedCurves.with_allreduce`)."""
     out, resolved = [], []  # resolved: (prepared ceilings, their launch-free rates)
     for c in sets:
         if c.curves is None:
