@@ -574,3 +574,25 @@ def test_nim_rows_kv_format_is_implied_by_memory():
     assert room == 2 * 85_520_809_984 - 70_553_706_496
     assert running * 5000 * kv16_per_token > 1.39 * room  # 140.1 GB of 16-bit KV: the run could not have happened
     assert running * 5000 * kv16_per_token / 2 < 0.70 * room  # 70.0 GB of 8-bit KV fits
+
+
+def test_source_sensitivity_by_hand():
+    # source a: |e| 5, 10, 15 %; source b: |e| 80, 90 %. All five: median 15. Without b: 10 (median of 5, 10, 15);
+    # without a: 85. So b is decisive. Weighted by source (1/3 each for a, 1/2 each for b), the midpoints
+    # 1/6, 1/2, 5/6, 5/4, 7/4 rescale to 0, 4/19, 8/19, 13/19, 1; position 9.5/19 lies 1.5/5 of the way from 15 to 80.
+    a = _frame([0.05, -0.10, 0.15], source="a")
+    b = _frame([0.80, -0.90], source="b")
+    b["id"] = ["b0", "b1"]
+    t = corpus.source_sensitivity(pd.concat([a, b], ignore_index=True)).set_index("family")
+    row = t.loc["tpot_static"]
+    assert row["n"] == 5 and row["sources"] == 2
+    assert row["median_abs_pct_error"] == pytest.approx(15.0)
+    assert row["decisive_source"] == "b" and row["n_without"] == 3
+    assert row["median_without"] == pytest.approx(10.0)
+    assert row["p90_without"] == pytest.approx(10 + 0.8 * 5)  # position 0.9 x 2 = 1.8 between 10 and 15
+    assert row["bias_without"] == pytest.approx(5.0)  # signed errors of a: -10, 5, 15
+    assert row["median_by_source"] == pytest.approx(15 + 1.5 / 5 * 65)
+
+
+def test_source_sensitivity_skips_single_source_families():
+    assert corpus.source_sensitivity(_frame([0.1, 0.2])).empty
