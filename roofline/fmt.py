@@ -111,7 +111,7 @@ def span(low: float, high: float, one=seconds) -> str:
 
 def _layout_note(dep) -> str:
     """' (tp4 pp2)', ' (ep8)', ' (tp8 dp-attention)': the replica's shape where it is not tp alone; '' for tp alone."""
-    if dep.pp == 1 and dep.ep == 1 and not dep.attention_dp:
+    if dep.is_tp_replica:
         return ""
     return f" ({replica(dep.tp, dep.pp, dep.ep, 1, dep.attention_dp)})"
 

@@ -142,6 +142,24 @@ def test_parallel_blocks_refused():
                    rl.Deployment(tp=8, attention_dp=True))
 
 
+@pytest.mark.parametrize("kw, group, replica", [
+    # pp = ep = 1: one tp group; its attention tensor-parallel too (attention_ranks 1): a tp replica
+    (dict(tp=8), True, True),
+    (dict(tp=1), True, True),
+    # attention data-parallel over the 8 tp GPUs: still one tp group, but 8 schedulers (attention_ranks 8)
+    (dict(tp=8, attention_dp=True), True, False),
+    # a pipeline (2 stages) or expert parallelism (8 ranks): neither
+    (dict(tp=4, pp=2), False, False),
+    (dict(ep=8), False, False),
+])
+def test_tp_group_and_tp_replica(kw, group, replica):
+    # the one home of "a tp replica" (the stepped runs, the mixed step loop, the headline's layout note):
+    # pp = 1 and ep = 1, and for a replica attention tensor-parallel, i.e. one attention rank
+    dep = rl.Deployment(**kw)
+    assert (dep.is_tp_group, dep.is_tp_replica) == (group, replica)
+    assert dep.is_tp_replica == (dep.pp == 1 and dep.attention_ranks == 1)
+
+
 def test_stepped_runs_refuse_it():
     # offline waves and the stepped overload run step one scheduler; a data-parallel replica has one per rank
     with pytest.raises(rl.SpecError, match="no attention_dp"):
