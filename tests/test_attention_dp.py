@@ -331,6 +331,25 @@ def test_replica_shape_of_a_row():
     assert fmt.replica_of(old.iloc[0]) == fmt.replica_of(next(old.itertuples())) == "tp4"
 
 
+def test_a_replica_is_spelled_one_way():
+    # a Deployment reads as its planner row does ('tp8 dp-attention', not 'tp=8 attention_dp'), without the node count
+    # a Deployment cannot know; the planner's reasons name the layout the same way as its replica column
+    from collections import namedtuple
+
+    from roofline import fmt
+    Row = namedtuple("Row", "tp pp ep nodes_per_replica attention_dp")
+    for kw, text in ((dict(tp=8, attention_dp=True), "tp8 dp-attention"), (dict(tp=4, pp=2), "tp4 pp2"),
+                     (dict(ep=8), "ep8"), (dict(tp=2), "tp2")):
+        dep = rl.Deployment(**kw)
+        assert fmt.replica_of_deployment(dep) == fmt.replica_of(Row(dep.tp, dep.pp, dep.ep, 1, dep.attention_dp)) == text
+    # Mixtral's ~47B bf16 parameters (~93 GB) at tp 2 with attention replicated on both GPUs: more than an L4 holds
+    df = rl.plan(MIX, 1.0, 1024, 256, ttft_slo_s=5.0, tpot_slo_s=0.2, hardware=["l4"], tps=[2], pps=[1], eps=[1],
+                 precisions={"native": rl.Deployment()}, attention_dp=[True], best_only=False)
+    row = next(df.itertuples())
+    assert row.binding_constraint == "memory" and fmt.replica_of(row) == "tp2 dp-attention"
+    assert " per GPU at tp2 dp-attention, batch 1, of " in row.reason and "attention_dp" not in row.reason
+
+
 def test_headline_names_the_layout():
     # the headline's GPU count says the replica's shape where it is not tp alone: the same 8 GPUs, three layouts
     from roofline import fmt
