@@ -252,6 +252,16 @@ def test_auto_tp_under_attention_dp_starts_at_two():
     assert rl.predict_fitting(LLAMA8, H200, SHORT, rl.Deployment()).deployment.tp == 1
 
 
+def test_the_tps_auto_tries():
+    # Llama 3.1 8B: 32 query / 8 KV heads, FFN 14,336, an 8-GPU H200 node: valid tp 1, 2, 4, 8 (each divides 8 KV
+    # heads). attention_dp drops tp 1 (it needs tp > 1); ep > 1 keeps tp 1 alone (ep runs with tp = 1). The dashboard's
+    # tp auto searches the same list (`fitting_tps`, shared with predict_fitting)
+    from roofline.predict import fitting_tps
+    assert fitting_tps(LLAMA8, H200, rl.Deployment()) == rl.valid_tps(LLAMA8, H200) == [1, 2, 4, 8]
+    assert fitting_tps(LLAMA8, H200, rl.Deployment(tp=2, attention_dp=True)) == [2, 4, 8]
+    assert fitting_tps(MIX, H200, rl.Deployment(ep=8)) == [1]
+
+
 def test_auto_tp_with_ep_keeps_tp_one():
     # ep > 1 runs attention data-parallel over the ep GPUs with tp = 1 (Deployment's check): auto tries tp 1 alone.
     # DeepSeek-V3's 671e9 FP8 parameters over ep 2 are still ~335 GB a GPU, over H200's 141 GB: fits=False at tp 1,
