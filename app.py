@@ -39,10 +39,12 @@ from pydantic import ValidationError
 import roofline as rl
 from roofline import fmt, views
 from roofline.cli.compare import DESCRIPTION as COMPARE_DESCRIPTION
+from roofline.cli.plan import PLAN_ATTENTION_DP
 from roofline.compare import deployment_from_pairs, parse_pairs, parse_variant
 from roofline.files import decode, parse_mapping
 from roofline.hardware import parse_prices
 from roofline.plan import PRECISIONS
+from roofline.predict import fitting_tps
 from roofline.registry import validation_message
 from roofline.serving import TTFT_PERCENTILES
 
@@ -52,6 +54,7 @@ PAGES = {"predict": "Predict", "plan": "Plan", "compare": "Compare", "accuracy":
 SWEEPS = {"batch": "TPOT and throughput vs batch", "prompt": "TTFT vs prompt", "frontier": "Latency-throughput frontier",
           "memory": "Memory vs context"}
 PLAN_HARDWARE = ["h100-sxm", "h200", "a100-sxm-80gb", "mi300x", "b200", "l40s"]  # the default report's six
+PLAN_LAYOUTS = {"both": "try both layouts", "on": "on (attention data-parallel only)", "off": "off (tensor-parallel attention)"}
 COMPARE_VARIANTS = "\n".join([
     "int4 weights:weight_dtype=int4,weight_group_size=128",
     "fp8 KV cache:kv_dtype=fp8_e4m3",
@@ -64,12 +67,12 @@ COMPARE_VARIANTS = "\n".join([
 # Every widget's key, its default and the page it belongs to; the key is also its name in the query string.
 DEFAULTS: dict[str, typing.Any] = {
     "model": "llama-3.1-70b", "hw": ["h100-sxm"], "wdtype": "native", "adtype": "native", "kvdtype": "native",
-    "gs": 0, "tp": "auto", "attn": "flash", "batch": 8, "prompt": 2048, "output": 256, "sweep": "batch", "allceil": False,
+    "gs": 0, "tp": "auto", "adp": False, "attn": "flash", "batch": 8, "prompt": 2048, "output": 256, "sweep": "batch", "allceil": False,
 }
 PLAN_DEFAULTS: dict[str, typing.Any] = {
     "pl_model": "llama-3.1-70b", "pl_rate": 10.0, "pl_prompt": "2048", "pl_output": "256", "pl_ttft": 2.0, "pl_pct": 0.9,
     "pl_tpot_ms": 50.0, "pl_hw": PLAN_HARDWARE, "pl_prec": list(PRECISIONS), "pl_chunk": 0, "pl_maxbatch": 0, "pl_price": "",
-    "pl_all": False, "pl_tight": False,
+    "pl_all": False, "pl_tight": False, "pl_adp": "both",
 }
 COMPARE_DEFAULTS: dict[str, typing.Any] = {
     "cp_model": "llama-3.1-70b", "cp_hw": "h100-sxm", "cp_batch": 8, "cp_prompt": 2048, "cp_output": 256,
@@ -139,11 +142,11 @@ _LISTS = {"hw": rl.list_hardware, "pl_hw": rl.list_hardware, "pl_prec": lambda: 
 PARSERS: dict[str, Callable[[str], typing.Any]] = {
     "page": _choice(list(PAGES)),
     "model": _choice(rl.list_models, "not a shipped model id"), "wdtype": _choice(DTYPE_CHOICES), "adtype": _choice(DTYPE_CHOICES),
-    "kvdtype": _choice(DTYPE_CHOICES), "gs": _integer(0), "tp": _tp_text, "attn": _choice(ATTENTION_CHOICES),
+    "kvdtype": _choice(DTYPE_CHOICES), "gs": _integer(0), "tp": _tp_text, "adp": _flag, "attn": _choice(ATTENTION_CHOICES),
     "batch": _integer(1), "prompt": _integer(1), "output": _integer(1), "sweep": _choice(list(SWEEPS)), "allceil": _flag,
     "pl_model": _choice(rl.list_models, "not a shipped model id"), "pl_rate": _positive, "pl_prompt": _text, "pl_output": _text,
     "pl_ttft": _positive, "pl_pct": _choice(list(TTFT_PERCENTILES)), "pl_tpot_ms": _positive, "pl_chunk": _integer(0),
-    "pl_maxbatch": _integer(0), "pl_price": _text, "pl_all": _flag, "pl_tight": _flag,
+    "pl_maxbatch": _integer(0), "pl_price": _text, "pl_all": _flag, "pl_tight": _flag, "pl_adp": _choice(list(PLAN_ATTENTION_DP)),
     "cp_model": _choice(rl.list_models, "not a shipped model id"), "cp_hw": _choice(rl.list_hardware, "not a shipped hardware id"),
     "cp_batch": _integer(1), "cp_prompt": _integer(1), "cp_output": _integer(1), "cp_base": _text, "cp_variants": _text,
     "ac_gpu": _text, "ac_family": _text,
@@ -257,7 +260,7 @@ def cached_prediction(model_src: tuple[str, str], hw_id: str, wl_json: str, dep_
     if not auto_tp:
         return rl.predict(model, hw, wl, dep)
     p = None
-    for tp in rl.valid_tps(model, hw):
+    for tp in fitting_tps(model, hw, dep):  # predict_fitting's: with attention_dp from tp 2
         p = prediction_of(model_src, hw_id, wl_json, dep.model_copy(update={"tp": tp}).model_dump_json(), False)
         if p.fits:
             break
@@ -464,13 +467,21 @@ def predict_sidebar() -> PredictInputs | None:
     sb.subheader("Parallelism and kernels")
     sb.text_input("Tensor parallel GPUs (a number, or auto)", key="tp",
                   help="auto: the fewest GPUs that hold the model (roofline.predict_fitting)")
+    state = st.session_state
+    tp_text = str(state["tp"]).strip().lower()
+    why_not = attention_dp_refusal(int(tp_text)) if _positive_int(tp_text) is not None else None
+    sb.checkbox("Attention data-parallel", key="adp", disabled=why_not is not None and not state["adp"],
+                help="attention data-parallel over the tp GPUs, each with its own sequences and KV cache, the MLP/MoE "
+                     "tensor-parallel (SGLang --enable-dp-attention; Deployment.attention_dp). Needs tp > 1 "
+                     "(auto then starts at tp 2); the Predict page runs no expert parallelism (ep = 1)")
+    if why_not is not None and not state["adp"]:
+        sb.caption(f"Not at this tp: {why_not}")
     sb.selectbox("Attention", ATTENTION_CHOICES, key="attn")
     sb.subheader("Workload")
     sb.number_input("Batch size", min_value=1, step=1, key="batch")
     sb.number_input("Prompt tokens", min_value=1, step=128, key="prompt")
     sb.number_input("Output tokens", min_value=1, step=64, key="output")
 
-    state = st.session_state
     try:
         text = decode(upload.getvalue(), "config.json") if upload is not None else (pasted or "").strip()  # UTF-16: one line
         model_src = ("hf", text) if text else ("id", state["model"])
@@ -482,20 +493,30 @@ def predict_sidebar() -> PredictInputs | None:
     if not state["hw"]:
         st.info("Pick at least one hardware profile in the sidebar.")
         return None
-    tp_text = str(state["tp"]).strip().lower()
     auto = tp_text == "auto"
     if not auto and _positive_int(tp_text) is None:
         st.error(f"tp: expected a positive integer or auto, got {state['tp']!r}")
         return None
     try:
         wl = rl.Workload(batch_size=state["batch"], prompt_tokens=state["prompt"], output_tokens=state["output"])
-        dep = rl.Deployment(tp=1 if auto else int(tp_text), weight_dtype=_optional(state["wdtype"]),
+        # with tp auto, a stand-in tp the other fields allow (attention_dp needs tp > 1), as the CLI's; the search picks tp
+        dep = rl.Deployment(tp=(2 if state["adp"] else 1) if auto else int(tp_text), weight_dtype=_optional(state["wdtype"]),
                             activation_dtype=_optional(state["adtype"]), kv_dtype=_optional(state["kvdtype"]),
-                            weight_group_size=state["gs"] or None, attention_impl=state["attn"])
+                            weight_group_size=state["gs"] or None, attention_impl=state["attn"], attention_dp=state["adp"])
     except ValidationError as exc:
         st.error(str(validation_message(exc, "input")))
         return None
     return PredictInputs(model_src, tuple(state["hw"]), wl, dep, auto)
+
+
+def attention_dp_refusal(tp: int) -> str | None:
+    """`Deployment`'s one-line error for attention data parallelism at this tp (ep = 1 on the Predict page), None
+    where it applies: the page asks the record rather than restating its rule."""
+    try:
+        rl.Deployment(tp=tp, attention_dp=True)
+    except ValidationError as exc:
+        return str(validation_message(exc, ""))
+    return None
 
 
 def predictions(sc: PredictInputs) -> list[tuple[str, rl.Prediction]]:
@@ -713,7 +734,8 @@ def predict_page() -> None:
     st.title(f"{model.name}")
     st.caption(f"batch {wl.batch_size} x (prompt {wl.prompt_tokens} + output {wl.output_tokens} tokens); "
                f"weights {dep.weight_dtype or 'native'}, compute {dep.activation_dtype or 'native'}, KV {dep.kv_dtype or 'native'}; "
-               f"{dep.attention_impl} attention; tp {'auto' if sc.auto_tp else dep.tp}. "
+               f"{dep.attention_impl} attention; tp {'auto' if sc.auto_tp else dep.tp}"
+               f"{', attention data-parallel over the tp GPUs' if dep.attention_dp else ''}. "
                "Calibrated where a device ships a calibration (GEMM, attention, all-reduce and MoE curves fitted to NVIDIA's "
                "public kernel tables: A100 SXM 80GB, H100 SXM, H200, B200, GB200, L40S; FP8 GEMMs from AMD's aiter tuner "
                "timings: MI300X), else analytical: datasheet peaks x sourced efficiency fractions.")
@@ -744,6 +766,7 @@ class PlanInputs:
     chunk_tokens: int | None
     max_batch_size: int | None
     prices: tuple[tuple[str, float], ...]
+    attention_dp: tuple[bool, ...] = (False, True)  # the layouts tried (`SearchSpace.attention_dp`, the CLI's --attention-dp)
 
     def profiles(self) -> list[rl.HardwareProfile]:
         prices = dict(self.prices)
@@ -755,7 +778,8 @@ class PlanInputs:
         return dict(model=self.model, requests_per_s=self.requests_per_s, prompt_tokens=self.prompt_tokens,
                     output_tokens=self.output_tokens, ttft_slo_s=self.ttft_slo_s, tpot_slo_s=self.tpot_slo_s,
                     hardware=self.profiles(), ttft_percentile=self.ttft_percentile, chunk_tokens=self.chunk_tokens,
-                    max_batch_size=self.max_batch_size, precisions={k: PRECISIONS[k] for k in self.precisions})
+                    max_batch_size=self.max_batch_size, precisions={k: PRECISIONS[k] for k in self.precisions},
+                    attention_dp=self.attention_dp)
 
 
 def _with_ids(df: pd.DataFrame, inputs: PlanInputs) -> pd.DataFrame:
@@ -803,13 +827,22 @@ def plan_sidebar() -> PlanInputs | None:
     sb.multiselect("Hardware", rl.list_hardware(), key="pl_hw")
     sb.multiselect("Precisions", list(PRECISIONS), key="pl_prec",
                    help="native; FP8 and INT8 W8A8 where the device computes in them; INT4 weight-only, groups of 128")
+    s = st.session_state
+    dense = rl.load_model(s["pl_model"]).moe is None
+    sb.selectbox("Attention data-parallel", list(PLAN_ATTENTION_DP), format_func=PLAN_LAYOUTS.get, key="pl_adp",
+                 disabled=dense and s["pl_adp"] != "on",
+                 help="the layouts tried for a MoE model at tp > 1 with pp = ep = 1 (plan.attention_layouts): attention "
+                      "data-parallel over the tp GPUs, the MoE tensor-parallel (SGLang --enable-dp-attention), or "
+                      "tensor-parallel; the CLI's plan --attention-dp both|on|off")
+    if dense:
+        sb.caption("A dense model: the planner tries tensor-parallel attention alone (attention data parallelism is "
+                   "tried for MoE models at tp > 1 with pp = ep = 1)" + ("; 'on' leaves it no shape" if s["pl_adp"] == "on" else ""))
     sb.text_input("Price overrides (DEVICE=USD per GPU-hour, comma-separated)", key="pl_price",
                   placeholder="h100-sxm=2.5, h200=3.2")
     sb.subheader("Engine")
     sb.number_input("Chunked prefill: tokens per step (0 = whole prompts)", min_value=0, step=256, key="pl_chunk")
     sb.number_input("Max running sequences per replica (0 = what memory holds)", min_value=0, step=16, key="pl_maxbatch")
 
-    s = st.session_state
     if not s["pl_hw"] or not s["pl_prec"]:
         st.info("Pick at least one hardware profile and one precision in the sidebar.")
         return None
@@ -824,7 +857,8 @@ def plan_sidebar() -> PlanInputs | None:
         return None
     return PlanInputs(s["pl_model"], float(s["pl_rate"]), _length(s["pl_prompt"]), _length(s["pl_output"]), float(s["pl_ttft"]),
                       float(s["pl_pct"]), float(s["pl_tpot_ms"]) / 1e3, tuple(s["pl_hw"]), tuple(s["pl_prec"]),
-                      int(s["pl_chunk"]) or None, int(s["pl_maxbatch"]) or None, tuple(sorted(prices.items())))
+                      int(s["pl_chunk"]) or None, int(s["pl_maxbatch"]) or None, tuple(sorted(prices.items())),
+                      PLAN_ATTENTION_DP[s["pl_adp"]])
 
 
 def plan_table(df: pd.DataFrame, percentile: float) -> pd.DataFrame:

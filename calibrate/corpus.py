@@ -460,12 +460,12 @@ def _figures_serving(model, hw, row: Row, dep) -> dict[str, float]:
         sp = steady_state(model, hw, row.request_rate_per_s / row.replicas, s, o, dep)
     elif row.workload == "concurrency":
         # clients at a fixed concurrency with fixed lengths start together and finish together: waves of N (`serving.wave`)
-        waves = row.extra.get("lengths", "").startswith("fixed") and dep.pp == 1 and dep.ep == 1
+        waves = row.extra.get("lengths", "").startswith("fixed") and dep.is_tp_group
         sp = closed_loop(model, hw, row.concurrency / row.replicas, s, o, dep, synchronized=waves)
     else:
         cap, chunk = harness_limits(model, hw, row, dep)
         share = None if row.num_requests is None else math.ceil(row.num_requests / row.replicas)
-        if share is not None and row.extra.get("lengths", "").startswith("fixed") and dep.pp == 1 and dep.attention_ranks == 1:
+        if share is not None and row.extra.get("lengths", "").startswith("fixed") and dep.is_tp_replica:
             # a finite set of fixed-length requests submitted at once: synchronized waves (`serving.offline_run_s`)
             run_s = offline_run_s(model, hw, share, s, o, dep, chunk_tokens=chunk, max_batch_size=cap)
             if not math.isfinite(run_s):

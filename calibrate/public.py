@@ -396,7 +396,7 @@ def fit_allreduce_lines(rows: pd.DataFrame, link: float, notes: list[str], label
     return out
 
 
-def allreduce_points(rows: pd.DataFrame, link: float, source: str) -> MeasuredAllreduce | None:
+def allreduce_points_from_rows(rows: pd.DataFrame, link: float, source: str) -> MeasuredAllreduce | None:
     """Per group size p of all-reduce rows, the measured points: each message size's bytes S (elements · 2) and the
     median of its latencies (the tables hold one row per size; a repeated size takes the median), sorted by S, with
     the most any all-reduce of p GPUs delivers (`allreduce_peak`). `source` names the table and rows taken."""
@@ -519,10 +519,10 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
     allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
     nccl = fit_nccl_allreduce(tables["nccl"], link, notes) if "nccl" in tables else {}
     ar_rows = allreduce_rows(ar) if ar is not None else None
-    ar_points = (allreduce_points(ar_rows, link, allreduce_source(ar, ar_rows, "custom_allreduce_perf.parquet"))
+    ar_points = (allreduce_points_from_rows(ar_rows, link, allreduce_source(ar, ar_rows, "custom_allreduce_perf.parquet"))
                  if ar_rows is not None else None)
     nccl_rows_ = nccl_rows(tables["nccl"]) if "nccl" in tables else None
-    nccl_points = (allreduce_points(nccl_rows_, link, allreduce_source(tables["nccl"], nccl_rows_, "nccl_perf.parquet"))
+    nccl_points = (allreduce_points_from_rows(nccl_rows_, link, allreduce_source(tables["nccl"], nccl_rows_, "nccl_perf.parquet"))
                    if nccl_rows_ is not None else None)
     gemv = fit_gemv(tables["gemv"], hw.memory_bandwidth_bytes_per_s, notes) if "gemv" in tables else {}
     elementwise = (fit_elementwise(tables["elementwise"], hw.memory_bandwidth_bytes_per_s, hw.l2_bytes, notes)

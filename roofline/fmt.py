@@ -63,6 +63,12 @@ def replica_of(row) -> str:
     return replica(row.tp, row.pp, row.ep, row.nodes_per_replica, bool(getattr(row, "attention_dp", False)))
 
 
+def replica_of_deployment(dep) -> str:
+    """`replica` of a Deployment (its tp, pp, ep and attention_dp): 'tp8 dp-attention', 'tp4 pp2'. It names no node
+    count (a Deployment does not know the device's NVLink domain; a planner row's `nodes_per_replica` does)."""
+    return replica(dep.tp, dep.pp, dep.ep, 1, dep.attention_dp)
+
+
 def quantity(n: float, noun: str, plural: str | None = None) -> str:
     """A count with its noun, singular for exactly one: quantity(1, 'replica') -> '1 replica', quantity(8, 'GPU') -> '8 GPUs'."""
     return f"{count(n)} {noun if n == 1 else plural or noun + 's'}"
@@ -111,9 +117,9 @@ def span(low: float, high: float, one=seconds) -> str:
 
 def _layout_note(dep) -> str:
     """' (tp4 pp2)', ' (ep8)', ' (tp8 dp-attention)': the replica's shape where it is not tp alone; '' for tp alone."""
-    if dep.pp == 1 and dep.ep == 1 and not dep.attention_dp:
+    if dep.is_tp_replica:
         return ""
-    return f" ({replica(dep.tp, dep.pp, dep.ep, 1, dep.attention_dp)})"
+    return f" ({replica_of_deployment(dep)})"
 
 
 def headline_rows(p) -> list[tuple[str, str]]:

@@ -386,11 +386,6 @@ def _span(dep: Deployment, hw: HardwareProfile) -> dict:
     return dict(nodes_per_replica=nodes, network=network or "")
 
 
-def _shape(dep: Deployment) -> str:
-    return " ".join(f"{k}={v}" for k, v in (("tp", dep.tp), ("pp", dep.pp), ("ep", dep.ep)) if k == "tp" or v > 1) + \
-        (" attention_dp" if dep.attention_dp else "")
-
-
 def plan(model, requests_per_s: float | None, prompt_tokens, output_tokens, ttft_slo_s: float, tpot_slo_s: float,
          hardware=None, ttft_percentile: float = 0.9, chunk_tokens: int | None = None, max_batch_size: int | None = None,
          precisions: dict[str, Deployment] | None = None, tps: list[int] | None = None, pps: list[int] | None = None,
@@ -522,7 +517,7 @@ def _group_rows(m: ModelSpec, dep: Deployment, rd, label: str, hws: list[Hardwar
         mem = dict(memory_required_bytes_per_gpu=float(st.memory_required_bytes_per_gpu[i]))
         if not cv.fits[i]:
             rows.append(_infeasible_row(hw, label, dep, rd, "memory", (
-                f"does not fit: needs {fmt.gigabytes(cv.memory_required[i, 0])} per GPU at {_shape(dep)}, batch 1, of "
+                f"does not fit: needs {fmt.gigabytes(cv.memory_required[i, 0])} per GPU at {fmt.replica_of_deployment(dep)}, batch 1, of "
                 f"{fmt.gigabytes(cv.memory_available[i, 0])}"), memory_required_bytes_per_gpu=float(cv.memory_required[i, 0])))
             continue
         if not good[i]:
@@ -616,7 +611,7 @@ def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfi
     mem = dict(memory_required_bytes_per_gpu=p1.memory_required_bytes_per_gpu)
     if not p1.fits:
         return _infeasible_row(hw, label, dep, rd, "memory", (
-            f"does not fit: needs {fmt.gigabytes(p1.memory_required_bytes_per_gpu)} per GPU at {_shape(dep)}, batch 1, of "
+            f"does not fit: needs {fmt.gigabytes(p1.memory_required_bytes_per_gpu)} per GPU at {fmt.replica_of_deployment(dep)}, batch 1, of "
             f"{fmt.gigabytes(p1.memory_available_bytes_per_gpu)}"), **mem)
     missed = _slos_missed(p1, slo)
     if missed:
@@ -641,7 +636,7 @@ def _static_row(m: ModelSpec, dep: Deployment, rd, label: str, hw: HardwareProfi
     if b == upper:
         capped = cap is not None and cap < fit_limit
         binding = "batch cap" if capped else "memory"
-        reason = f"batch capped at {cap} (memory holds {fit_limit})" if capped else f"batch {b + 1} would not fit in memory at {_shape(dep)}"
+        reason = f"batch capped at {cap} (memory holds {fit_limit})" if capped else f"batch {b + 1} would not fit in memory at {fmt.replica_of_deployment(dep)}"
     else:
         nxt = at(b + 1)
         binding = _slos_missed(nxt, slo)

@@ -268,10 +268,7 @@ def predict_fitting(model: ModelSpec, hw: HardwareProfile, workload: Workload, d
     so its required and available bytes say by how much.
     """
     model, hw, dep = _inputs(model, hw, workload, deployment)
-    tps = [t for t in valid_tps(model, hw) if not (dep.ep > 1 and t > 1) and not (dep.attention_dp and t == 1)]
-    if not tps:
-        raise SpecError("tp", f"attention_dp needs tp > 1 and no tp above 1 divides {model.name}'s widths within "
-                              f"{hw.name}'s {hw.interconnect.max_gpus}-GPU domain; drop attention_dp")
+    tps = fitting_tps(model, hw, dep)
     p = None
     for i, tp in enumerate(tps):
         d = dep.model_copy(update={"tp": tp})
@@ -282,6 +279,19 @@ def predict_fitting(model: ModelSpec, hw: HardwareProfile, workload: Workload, d
             return p
     assert p is not None  # the largest valid tp is always predicted
     return p
+
+
+def fitting_tps(model: ModelSpec, hw: HardwareProfile, dep: Deployment) -> list[int]:
+    """The tps `predict_fitting` tries, smallest first: the model's valid tps on `hw` (`valid_tps`: dividing its
+    widths, inside the NVLink domain) that the deployment's other fields allow, tp 1 alone with expert parallelism
+    (ep > 1 runs attention data-parallel over the ep GPUs) and tp > 1 alone with `attention_dp` (`Deployment`'s
+    checks). Llama 3.1 70B on an 8-GPU H100 node: 1, 2, 4, 8; with attention_dp 2, 4, 8. A one-line error when
+    attention_dp leaves none."""
+    tps = [t for t in valid_tps(model, hw) if not (dep.ep > 1 and t > 1) and not (dep.attention_dp and t == 1)]
+    if not tps:
+        raise SpecError("tp", f"attention_dp needs tp > 1 and no tp above 1 divides {model.name}'s widths within "
+                              f"{hw.name}'s {hw.interconnect.max_gpus}-GPU domain; drop attention_dp")
+    return tps
 
 
 def _weights_alone_overflow(model: ModelSpec, hw: HardwareProfile, dep: Deployment) -> bool:

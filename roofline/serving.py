@@ -660,7 +660,7 @@ class Curves:
         attn_per_prompt_token = (pre_attn * s_p).sum(axis=-1) / self.es  # (H,)
         # a step loop that carries prompts beside the decode batch (module docstring, "Mixed steps"): chunked prefill,
         # or an engine that runs a whole prompt in the decode step (`EngineProfile.mixed_prefill_decode`)
-        self.mixed = not decode_only and not prefill_only and pp == 1 and ranks == 1 and (
+        self.mixed = not decode_only and not prefill_only and dep.is_tp_replica and (
             self.chunk is not None or (eng is not None and eng.mixed_prefill_decode))
         self.delta = None
         if self.mixed and self.chunk is None:
@@ -932,7 +932,7 @@ def require_tp_replica(dep: Deployment, what: str, instead: str | None = None, f
     """The runs stepped one engine step at a time (waves, the stepped overload run, offline waves, the block queue) are
     modelled for a tensor-parallel replica only: pp = ep = 1 without attention_dp (with it where `attention_dp` says the
     run models it: `wave`), else a one-line error saying `what` ("waves are", ...) and what to use `instead`."""
-    if dep.pp != 1 or dep.ep != 1 or (dep.attention_dp and not attention_dp):
+    if not (dep.is_tp_group if attention_dp else dep.is_tp_replica):
         dp = ", attention_dp" if dep.attention_dp else ""
         raise SpecError(field, f"{what} modelled for tp replicas only (pp=1, ep=1, no attention_dp), got pp={dep.pp}, "
                                f"ep={dep.ep}{dp}" + (f"; {instead}" if instead else ""))
@@ -1348,7 +1348,7 @@ def finite_overload(model, hardware, requests: int, requests_per_s: float, promp
         raise SpecError("requests", f"a run of {requests} requests at {lam:g}/s never fills the {slots}-sequence batch of the capacity "
                                     f"point ({cap:.3g} requests/s): its transient (a batch growing to at most {requests} while "
                                     "the prefill queue builds) is not this fluid model's: "
-                                    + ("use overload_run, which steps it" if dep.pp == 1 and dep.attention_ranks == 1 else
+                                    + ("use overload_run, which steps it" if dep.is_tp_replica else
                                        "overload_run steps such a run on a tp replica only (pp=1, ep=1, no attention_dp); "
                                        "run more requests, or a tp replica"))
     o = traffic.output_tokens.mean_tokens
@@ -1727,7 +1727,7 @@ def run_above_capacity(model, hardware, requests: int, requests_per_s: float, pr
     figures: `ttft_mean_s`, `ttft_p50_s` / `_p90_s` / `_p99_s`, `itl_mean_s`, `e2e_mean_s`, `e2e_p50_s`, `makespan_s`,
     `achieved_requests_per_s`, `output_tokens_per_s` (the stepped run also `itl_p50_s`)."""
     dep = deployment or Deployment()
-    run = overload_run if dep.pp == 1 and dep.attention_ranks == 1 else finite_overload
+    run = overload_run if dep.is_tp_replica else finite_overload
     return run(model, hardware, requests, requests_per_s, prompt_tokens, output_tokens, dep, chunk_tokens, max_batch_size)
 
 

@@ -199,6 +199,19 @@ class Deployment(BaseModel):
         cache: ep with expert parallelism, tp with `attention_dp`, else 1 (attention tensor-parallel over tp)."""
         return self.ep if self.ep > 1 else (self.tp if self.attention_dp else 1)
 
+    @property
+    def is_tp_group(self) -> bool:
+        """One tensor-parallel group: pp = 1 and ep = 1, every GPU of the replica running every layer over the tp GPUs
+        (attention tensor-parallel, or data-parallel with `attention_dp`). The layout `serving.wave` steps."""
+        return self.pp == 1 and self.ep == 1
+
+    @property
+    def is_tp_replica(self) -> bool:
+        """A replica that is tensor-parallel alone: one tp group (`is_tp_group`) whose attention is tensor-parallel
+        too, so one scheduler serves it (`attention_ranks` = 1). The layout the runs stepped one engine step at a time
+        (the stepped overload run, offline waves, the block queue) and the mixed prefill-decode step loop model."""
+        return self.is_tp_group and not self.attention_dp
+
     num_gpus = renamed("num_gpus", "gpus_per_replica")  # its name before issue 11's one-spelling rename
 
     def resolved(self, model) -> "ResolvedDeployment":

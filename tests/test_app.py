@@ -354,6 +354,38 @@ def test_a_bad_length_distribution_is_one_line():
     assert err.value.startswith("prompt_tokens") and "\n" not in err.value
 
 
+def test_the_plan_page_chooses_the_attention_layout():
+    # Mixtral (MoE) at 5 requests/s on H200, native only: 'on' plans attention data-parallel replicas alone, as
+    # rl.plan(attention_dp=[True]) (the CLI's plan --attention-dp on); the replica column names the layout
+    from roofline.plan import PRECISIONS
+    q = {**PLAN_Q, "pl_model": "mixtral-8x7b", "pl_hw": "h200", "pl_prec": "native", "pl_rate": "5", "pl_adp": "on"}
+    at = _app(**q)
+    _ok(at)
+    assert not at.error and not at.selectbox(key="pl_adp").disabled
+    ref = rl.plan("mixtral-8x7b", 5, 1024, 128, 1.0, 0.040, hardware=["h200"], precisions={"native": PRECISIONS["native"]},
+                  attention_dp=[True])
+    table = at.table[0].value.reset_index()
+    assert list(table["replica"]) == [fmt.replica_of(r) for r in ref.itertuples()]
+    assert all(ref["attention_dp"]) and table["replica"].iloc[0].endswith(" dp-attention")
+    assert table["$/hour"].iloc[0] == fmt.usd(ref["usd_per_hour"].iloc[0]) and at.query_params["pl_adp"] == "on"
+
+
+def test_the_plan_layout_control_is_explained_for_a_dense_model(plan_app):
+    # Llama 3.1 8B is dense: the planner tries tensor-parallel attention alone, so the control is greyed out at
+    # 'both' (the default, which rl.plan's is) and says why; 'on' (from a link) stays changeable and every row
+    # carries the planner's own reason, no crash
+    box = plan_app.selectbox(key="pl_adp")
+    assert box.value == "both" and box.disabled
+    assert any(c.value.startswith("A dense model: the planner tries tensor-parallel attention alone") for c in plan_app.sidebar.caption)
+    at = _app(**PLAN_Q, pl_adp="on")
+    _ok(at)
+    assert not at.selectbox(key="pl_adp").disabled
+    ref = _plan_reference(attention_dp=[True])
+    assert not ref["feasible"].any()
+    bound = at.table[0].value["bound by"]
+    assert list(bound) == [f"infeasible: {r}" for r in ref["reason"]] and "Llama 3.1 8B is dense" in bound.iloc[0]
+
+
 # ------------------------------------------------------------------ Compare
 def test_the_compare_page_shows_rl_compare():
     at = _app(page="compare", cp_hw="h200", cp_base="", cp_variants="int4:weight_dtype=int4\nstudent:model=llama-3.1-8b\nbad:colour=red")
@@ -411,3 +443,51 @@ def test_the_predict_page_shows_the_error_bands():
                    rl.Workload(batch_size=8, prompt_tokens=at.session_state["prompt"], output_tokens=at.session_state["output"]))
     captions = [c.value for c in at.caption]
     assert any(f"TPOT {fmt.band(p.bands['tpot_s'])}" in c for c in captions), captions
+
+
+# ------------------------------------------------------------------ Predict: attention data parallelism
+ADP_Q = dict(model="mixtral-8x7b", hw="h200", batch="8", prompt="512", output="64")
+ADP_WL = rl.Workload(batch_size=8, prompt_tokens=512, output_tokens=64)
+
+
+def test_attention_dp_on_the_predict_page():
+    # tp 4 with attention data-parallel: rl.predict's figures for Deployment(tp=4, attention_dp=True), the headline
+    # naming the layout as the planner does ('tp4 dp-attention'); ticking it on a tp-4 page changes the figures
+    mix, h200 = rl.load_model("mixtral-8x7b"), rl.load_hardware("h200")
+    at = _app(**ADP_Q, tp="4")
+    _ok(at)
+    plain = rl.predict(mix, h200, ADP_WL, rl.Deployment(tp=4))
+    assert _metrics(at, "TPOT") == [fmt.seconds(plain.tpot_s)] and not at.checkbox(key="adp").disabled
+    at.checkbox(key="adp").check().run()
+    _ok(at)
+    dp = rl.predict(mix, h200, ADP_WL, rl.Deployment(tp=4, attention_dp=True))
+    assert dp.tpot_s != plain.tpot_s and _metrics(at, "TPOT") == [fmt.seconds(dp.tpot_s)]
+    assert at.dataframe[0].value.loc["GPUs (tensor parallel)", h200.name] == "4 (tp4 dp-attention)"
+    assert at.query_params["adp"] == "true" and not at.error
+
+
+def test_attention_dp_with_tp_auto_starts_at_two():
+    # tp auto searches predict_fitting's tps: with attention_dp 2, 4, 8. Mixtral's ~47e9 bf16 parameters (~93 GB)
+    # fit one 141 GB H200, but attention data parallelism needs tp > 1, so tp 2 is taken
+    at = _app(**ADP_Q, tp="auto", adp="true")
+    _ok(at)
+    p = rl.predict_fitting(rl.load_model("mixtral-8x7b"), rl.load_hardware("h200"), ADP_WL, rl.Deployment(tp=2, attention_dp=True))
+    assert (p.deployment.tp, p.fits) == (2, True)
+    assert _metrics(at, "TPOT") == [fmt.seconds(p.tpot_s)] and not at.error
+    assert at.dataframe[0].value.loc["GPUs (tensor parallel)", p.hardware] == "2 (tp2 dp-attention)"
+
+
+def test_attention_dp_where_it_does_not_apply_says_the_deployments_error():
+    # at tp 1 the control is greyed out with Deployment's own one-line reason beside it
+    why = "attention_dp: needs tp > 1 (attention data-parallel over the tp GPUs); set tp, or drop attention_dp"
+    at = _app(**ADP_Q, tp="1")
+    _ok(at)
+    assert at.checkbox(key="adp").disabled and f"Not at this tp: {why}" in [c.value for c in at.sidebar.caption]
+    assert _metrics(at, "TPOT")  # the page still predicts, without it
+    # a link asking for it at tp 1: the same line as the page's error, the box left changeable, and unticking it recovers
+    at = _app(**ADP_Q, tp="1", adp="true")
+    _ok(at)
+    assert [e.value for e in at.error] == [f"input: {why}"] and not at.checkbox(key="adp").disabled
+    at.checkbox(key="adp").uncheck().run()
+    _ok(at)
+    assert not at.error and _metrics(at, "TPOT")

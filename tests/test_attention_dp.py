@@ -142,6 +142,24 @@ def test_parallel_blocks_refused():
                    rl.Deployment(tp=8, attention_dp=True))
 
 
+@pytest.mark.parametrize("kw, group, replica", [
+    # pp = ep = 1: one tp group; its attention tensor-parallel too (attention_ranks 1): a tp replica
+    (dict(tp=8), True, True),
+    (dict(tp=1), True, True),
+    # attention data-parallel over the 8 tp GPUs: still one tp group, but 8 schedulers (attention_ranks 8)
+    (dict(tp=8, attention_dp=True), True, False),
+    # a pipeline (2 stages) or expert parallelism (8 ranks): neither
+    (dict(tp=4, pp=2), False, False),
+    (dict(ep=8), False, False),
+])
+def test_tp_group_and_tp_replica(kw, group, replica):
+    # the one home of "a tp replica" (the stepped runs, the mixed step loop, the headline's layout note):
+    # pp = 1 and ep = 1, and for a replica attention tensor-parallel, i.e. one attention rank
+    dep = rl.Deployment(**kw)
+    assert (dep.is_tp_group, dep.is_tp_replica) == (group, replica)
+    assert dep.is_tp_replica == (dep.pp == 1 and dep.attention_ranks == 1)
+
+
 def test_stepped_runs_refuse_it():
     # offline waves and the stepped overload run step one scheduler; a data-parallel replica has one per rank
     with pytest.raises(rl.SpecError, match="no attention_dp"):
@@ -234,6 +252,16 @@ def test_auto_tp_under_attention_dp_starts_at_two():
     assert rl.predict_fitting(LLAMA8, H200, SHORT, rl.Deployment()).deployment.tp == 1
 
 
+def test_the_tps_auto_tries():
+    # Llama 3.1 8B: 32 query / 8 KV heads, FFN 14,336, an 8-GPU H200 node: valid tp 1, 2, 4, 8 (each divides 8 KV
+    # heads). attention_dp drops tp 1 (it needs tp > 1); ep > 1 keeps tp 1 alone (ep runs with tp = 1). The dashboard's
+    # tp auto searches the same list (`fitting_tps`, shared with predict_fitting)
+    from roofline.predict import fitting_tps
+    assert fitting_tps(LLAMA8, H200, rl.Deployment()) == rl.valid_tps(LLAMA8, H200) == [1, 2, 4, 8]
+    assert fitting_tps(LLAMA8, H200, rl.Deployment(tp=2, attention_dp=True)) == [2, 4, 8]
+    assert fitting_tps(MIX, H200, rl.Deployment(ep=8)) == [1]
+
+
 def test_auto_tp_with_ep_keeps_tp_one():
     # ep > 1 runs attention data-parallel over the ep GPUs with tp = 1 (Deployment's check): auto tries tp 1 alone.
     # DeepSeek-V3's 671e9 FP8 parameters over ep 2 are still ~335 GB a GPU, over H200's 141 GB: fits=False at tp 1,
@@ -311,6 +339,25 @@ def test_replica_shape_of_a_row():
     assert fmt.replica_of(Row(1, 1, 16, 2, False)) == "ep16, 2 nodes"
     old = pd.DataFrame([{"tp": 4, "pp": 1, "ep": 1, "nodes_per_replica": 1}])
     assert fmt.replica_of(old.iloc[0]) == fmt.replica_of(next(old.itertuples())) == "tp4"
+
+
+def test_a_replica_is_spelled_one_way():
+    # a Deployment reads as its planner row does ('tp8 dp-attention', not 'tp=8 attention_dp'), without the node count
+    # a Deployment cannot know; the planner's reasons name the layout the same way as its replica column
+    from collections import namedtuple
+
+    from roofline import fmt
+    Row = namedtuple("Row", "tp pp ep nodes_per_replica attention_dp")
+    for kw, text in ((dict(tp=8, attention_dp=True), "tp8 dp-attention"), (dict(tp=4, pp=2), "tp4 pp2"),
+                     (dict(ep=8), "ep8"), (dict(tp=2), "tp2")):
+        dep = rl.Deployment(**kw)
+        assert fmt.replica_of_deployment(dep) == fmt.replica_of(Row(dep.tp, dep.pp, dep.ep, 1, dep.attention_dp)) == text
+    # Mixtral's ~47B bf16 parameters (~93 GB) at tp 2 with attention replicated on both GPUs: more than an L4 holds
+    df = rl.plan(MIX, 1.0, 1024, 256, ttft_slo_s=5.0, tpot_slo_s=0.2, hardware=["l4"], tps=[2], pps=[1], eps=[1],
+                 precisions={"native": rl.Deployment()}, attention_dp=[True], best_only=False)
+    row = next(df.itertuples())
+    assert row.binding_constraint == "memory" and fmt.replica_of(row) == "tp2 dp-attention"
+    assert " per GPU at tp2 dp-attention, batch 1, of " in row.reason and "attention_dp" not in row.reason
 
 
 def test_headline_names_the_layout():

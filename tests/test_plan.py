@@ -82,7 +82,7 @@ def test_does_not_fit_says_required_and_available():
     row = df.iloc[0]
     assert not row["feasible"] and row["binding_constraint"] == "memory" and pd.isna(row["rank"])
     # available: the default engine's (vLLM) 90% of the L4's 24.2 GB = 21.7 GB
-    assert "needs" in row["reason"] and "GB per GPU at tp=8" in row["reason"] and "of 21.7 GB" in row["reason"]
+    assert "needs" in row["reason"] and "GB per GPU at tp8, batch 1" in row["reason"] and "of 21.7 GB" in row["reason"]
     assert row["memory_required_bytes_per_gpu"] > row["memory_available_bytes_per_gpu"]
 
 

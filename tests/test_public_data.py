@@ -156,7 +156,7 @@ def test_a_repeated_message_size_keeps_the_median_of_its_times():
     (8192 B, 7 us) and (16,384 B, 9 us), the median standing for the repeated size."""
     rows = pd.DataFrame({"num_gpus": [2, 2, 2, 2], "message_size": [4096, 4096, 4096, 8192],
                          "latency": [5e-3, 7e-3, 30e-3, 9e-3]})  # milliseconds
-    points = public.allreduce_points(rows, LINK, "hand")
+    points = public.allreduce_points_from_rows(rows, LINK, "hand")
     assert points.groups["2"].message_bytes == (8192.0, 16384.0)
     assert points.groups["2"].time_s == (7e-6, 9e-6)
 

@@ -127,11 +127,11 @@ def plan_table(df: pd.DataFrame) -> str:
     for r in df.itertuples():
         if r.feasible:
             hardware = f"{r.hardware_id} ({r.price_note})" if r.price_note else r.hardware_id
-            rows.append([str(r.rank), hardware, r.precision, _shape(r), str(r.replicas), str(r.gpus), f"{r.batch_size:.1f}",
+            rows.append([str(r.rank), hardware, r.precision, fmt.replica_of(r), str(r.replicas), str(r.gpus), f"{r.batch_size:.1f}",
                          fmt.seconds(r.ttft_at_slo_percentile_s), fmt.seconds(r.tpot_s), fmt.usd(r.usd_per_hour),
                          fmt.usd(r.usd_per_million_output_tokens), f"{r.kwh_per_million_output_tokens:.3g}", r.binding_constraint])
         else:
-            rows.append(["-", r.hardware_id, r.precision, _shape(r) if r.tp else "-", "-", "-", "-", "-", "-", "-", "-", "-",
+            rows.append(["-", r.hardware_id, r.precision, fmt.replica_of(r) if r.tp else "-", "-", "-", "-", "-", "-", "-", "-", "-",
                          f"infeasible: {r.reason}"])
     header = ["rank", "hardware", "precision", "replica", "replicas", "GPUs", "batch", f"TTFT {q}", "TPOT", "$/hour", "$/M out tok",
               "kWh/M out tok", "bound by"]
@@ -151,7 +151,3 @@ def _band_note(df: pd.DataFrame, q: str) -> str:
     runs = "static-batch" if df.attrs.get("serving") == "static" else "serving"
     return (f"\n\nrank 1, 80% error bands from published {runs} runs: {'; '.join(parts)} "
             "(calibrate/published/report/accuracy.md)")
-
-
-def _shape(r) -> str:
-    return fmt.replica_of(r)

@@ -136,7 +136,7 @@ def _offline(model, hw, n, prompt, output, dep, knobs) -> dict:
     if n is not None:
         if as_length_dist(prompt, "prompt_tokens").kind != "fixed" or o_dist.kind != "fixed":
             why = "requests of distributed lengths finish apart, so the run is not synchronized waves"
-        elif dep.pp != 1 or dep.attention_ranks != 1:
+        elif not dep.is_tp_replica:
             why = (f"offline waves are modelled for tp replicas only (pp={dep.pp}, ep={dep.ep}"
                    + (", attention_dp" if dep.attention_dp else "") + ")")
     if n is not None and why is None:

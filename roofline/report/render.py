@@ -164,7 +164,7 @@ def _display_rows(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in table.itertuples(index=False):
         rows.append([
-            "-" if pd.isna(r.rank) else str(int(r.rank)), r.model, _hardware_text(r), _shape_text(r),
+            "-" if pd.isna(r.rank) else str(int(r.rank)), r.model, _hardware_text(r), fmt.replica_of(r),
             _batch_text(r.batch_size) if r.feasible else "-", _int(r.output_tokens_per_s_per_replica), _int(r.replicas), _int(r.gpus),
             _money(r.usd_per_hour), _money(r.usd_per_million_output_tokens), _money(r.usd_per_million_output_tokens_full_load),
             _kwh(r.kwh_per_million_output_tokens),
@@ -185,11 +185,6 @@ def _hardware_text(r) -> str:
     """The hardware id, with what its price is when it is not on the stated basis ('gb200 (price: ESTIMATE)')."""
     note = getattr(r, "price_note", "")
     return f"{r.hardware_id} ({note})" if isinstance(note, str) and note else r.hardware_id
-
-
-def _shape_text(r) -> str:
-    """The replica shape of a report row (`fmt.replica`)."""
-    return fmt.replica_of(r)
 
 
 def _batch_text(b) -> str:
@@ -221,7 +216,7 @@ def top_option_text(table: pd.DataFrame) -> str:
         return "no option meets the scenario: " + "; ".join(
             f"{r.hardware_id}: {r.binding_constraint}" for r in table.itertuples(index=False))
     r = best.iloc[0]
-    return (f"{r['model']} on {_hardware_text(best.iloc[0])}: {fmt.quantity(r['gpus'], 'GPU')} ({fmt.quantity(r['replicas'], 'replica')} x {_shape_text(best.iloc[0])}, "
+    return (f"{r['model']} on {_hardware_text(best.iloc[0])}: {fmt.quantity(r['gpus'], 'GPU')} ({fmt.quantity(r['replicas'], 'replica')} x {fmt.replica_of(best.iloc[0])}, "
             f"batch {_batch_text(r['batch_size'])}), {_money(r['usd_per_hour'])}/hour, {_money(r['usd_per_million_output_tokens'])} "
             f"per million output tokens; bound by {r['binding_constraint']}")
 
