@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -204,3 +205,70 @@ def test_cli_as_a_process_prints_no_traceback():
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("roofline: error: model: unknown id 'nope'; choose one of")
+
+
+# ------------------------------------------------------------ --help: every option documented, its default stated
+HELP_SUBCOMMANDS = ("predict", "report", "plan", "serve", "compare")
+
+
+def _options(name: str) -> dict[str, argparse.Action]:
+    """flag -> argparse action of one subcommand, --help left out."""
+    from roofline.cli import build_parser
+    sub = next(a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.option_strings[0]: a for a in sub.choices[name]._actions if not isinstance(a, argparse._HelpAction)}
+
+
+def _in_required_group(name: str, flag: str) -> bool:
+    """A flag of a required either-or group (--requests-per-s | --concurrency): one of them must be given."""
+    from roofline.cli import build_parser
+    sub = next(a for a in build_parser(name)._actions if isinstance(a, argparse._SubParsersAction))
+    return any(g.required and flag in {o for a in g._group_actions for o in a.option_strings}
+               for g in sub.choices[name]._mutually_exclusive_groups)
+
+
+@pytest.mark.parametrize("name", HELP_SUBCOMMANDS)
+def test_every_option_has_help_and_an_optional_value_states_its_default(name):
+    """`roofline NAME --help`: each option says what it is; each optional one that takes a value (or switches a
+    behaviour on) says what happens without it, as 'default'. Required options and the either-or load flags have
+    no default to state."""
+    for flag, action in _options(name).items():
+        assert action.help and len(action.help) > 10, f"{name} {flag}: no help"
+        if action.required or _in_required_group(name, flag) or isinstance(action, argparse._StoreTrueAction):
+            continue
+        assert "default" in action.help, f"{name} {flag}: the help does not state the default: {action.help!r}"
+
+
+def test_options_in_seconds_name_their_unit():
+    """Units in names: a flag holding seconds ends in -s (--ttft-slo-s), a price names USD_PER_HOUR."""
+    for name in HELP_SUBCOMMANDS:
+        for flag, action in _options(name).items():
+            if "seconds" in (action.help or "") and "slo" in flag:
+                assert flag.endswith("-s"), (name, flag)
+            if flag == "--price":
+                assert action.metavar == "DEVICE=USD_PER_HOUR", (name, action.metavar)
+
+
+def test_the_recent_options_read_alike_across_subcommands():
+    """--engine, --analytical and --attention-dp: one help text (and one converter) wherever a subcommand takes them;
+    plan's --attention-dp chooses the layouts to try (both, on, off), predict's and serve's switch one on."""
+    from roofline.cli import args as cli_args
+    for name in ("predict", "serve", "plan"):
+        assert _options(name)["--engine"].help == cli_args.ENGINE_HELP, name
+    analytical = {_options(name)["--analytical"].help for name in HELP_SUBCOMMANDS}
+    assert len(analytical) == 1, analytical
+    for name in ("predict", "serve"):
+        action = _options(name)["--attention-dp"]
+        assert isinstance(action, argparse._StoreTrueAction) and "--ep 1" in action.help, name
+    assert "auto" in _options("predict")["--attention-dp"].help and "auto" not in _options("serve")["--attention-dp"].help
+    plan = _options("plan")["--attention-dp"]
+    assert tuple(plan.choices) == ("both", "on", "off") and plan.default == "both"
+
+
+def test_serve_and_plan_state_the_chunked_prefill_default_they_run():
+    """Without --chunk-tokens, serve and plan chunk at the engine's token budget where the engine chunks prefill (vLLM:
+    8,192 tokens a step on an H100, `roofline engines`), as their help says: the same steady state as
+    --chunk-tokens 8192, and another than 2048."""
+    for name in ("serve", "plan"):
+        assert "the engine's budget when it chunks prefill" in _options(name)["--chunk-tokens"].help, name
+    points = [rl.steady_state("llama-3.1-8b", "h100-sxm", 10, 1000, 200, chunk_tokens=c) for c in (None, 8192, 2048)]
+    assert points[0].ttft_mean_s == points[1].ttft_mean_s != points[2].ttft_mean_s

@@ -88,7 +88,8 @@ def workload(a: argparse.Namespace) -> Workload:
 def add_calibration_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", metavar="FILE",
                    help="a calibration file (`roofline calibrate`): its measured curves time every operator on the devices "
-                        "given (a CalibrationMismatchWarning says when it was measured on another device)")
+                        "given (a CalibrationMismatchWarning says when it was measured on another device); default: the calibration "
+                        "shipped for each device where one exists (`--analytical` for none)")
     add_analytical_argument(p)
 
 
@@ -100,7 +101,8 @@ def add_analytical_argument(p: argparse.ArgumentParser) -> None:
 
 def add_price_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--price", action="append", metavar="DEVICE=USD_PER_HOUR",
-                   help="price per GPU-hour for a device, instead of its profile's (repeatable, or comma-separated)")
+                   help="price per GPU-hour for a device, instead of its profile's (repeatable, or comma-separated; "
+                        "default: each profile's own price)")
 
 
 def hardware_profiles(ids: list[str], a: argparse.Namespace) -> list:
@@ -128,7 +130,9 @@ def engine(text: str | None) -> str | None:
     return text.strip()
 
 
-def add_attention_dp_argument(p: argparse.ArgumentParser) -> None:
+def add_attention_dp_argument(p: argparse.ArgumentParser, tp_auto: bool = False) -> None:
+    """--attention-dp (predict, serve); `tp_auto`: the subcommand also takes --tp auto, which then starts at tp 2."""
+    needs = "--tp > 1 (or auto: the smallest above 1 that fits)" if tp_auto else "--tp > 1"
     p.add_argument("--attention-dp", action="store_true",
                    help="attention data-parallel over the tp GPUs, MLP/MoE tensor-parallel (SGLang --enable-dp-attention; "
-                        "needs --tp > 1 (predict: or auto, the smallest above 1 that fits) and --ep 1)")
+                        f"needs {needs} and --ep 1; default: off, attention tensor-parallel)")

@@ -33,7 +33,7 @@ def add_arguments(p) -> None:
     args.add_analytical_argument(p)
     args.add_workload_arguments(p)
     p.add_argument("--baseline", default="", help="the baseline's deployment as KEY=VALUE[,KEY=VALUE...] (default: native, tp=1)")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="a variant (repeatable)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="a variant (repeatable; default: none, the baseline alone)")
     p.add_argument("--json", action="store_true", help="print the table as JSON records")
 
 

@@ -39,7 +39,8 @@ def add_arguments(p) -> None:
     p.add_argument("--hardware", default="all", help="hardware ids or profile paths, comma-separated; 'all' (default)")
     p.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: the engine's budget when "
                                           "it chunks prefill, else whole prompts)")
-    p.add_argument("--max-batch-size", help="engine cap on running sequences per replica (vLLM max_num_seqs)")
+    p.add_argument("--max-batch-size", help="engine cap on running sequences per replica (vLLM max_num_seqs; "
+                   "default: the engine's own cap, and what memory holds)")
     p.add_argument("--precision", help=f"precisions to try, comma-separated: {', '.join(PRECISIONS)} (default: all; "
                                        "each only where the device computes in it)")
     args.add_calibration_argument(p)
@@ -56,7 +57,7 @@ def add_arguments(p) -> None:
     p.add_argument("--serving", default="continuous", help="continuous (default: continuous batching in steady state, queueing) "
                                                           "or static (whole batches from prefill to the last token; fixed lengths)")
     p.add_argument("--all-options", action="store_true", help="every (hardware, precision, tp, pp, ep) option, not only the best per hardware")
-    p.add_argument("--top", help="print only the first N rows")
+    p.add_argument("--top", help="print only the first N rows (default: every row)")
     p.add_argument("--json", action="store_true",
                    help='print one JSON object: {"inputs": {...}, "rows": [one object per option, SI units, USD]}')
 

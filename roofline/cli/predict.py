@@ -22,15 +22,18 @@ def add_arguments(p) -> None:
                                                   "config.json path; several comma-separated")
     p.add_argument("--hardware", required=True, help="hardware id (see `roofline hardware`) or a profile .yaml path; several comma-separated")
     args.add_workload_arguments(p)
-    p.add_argument("--tp", default="1", help="tensor-parallel GPUs, or 'auto' for the fewest that fit")
+    p.add_argument("--tp", default="1", help="tensor-parallel GPUs (default 1), or 'auto' for the fewest that fit")
     p.add_argument("--pp", default="1", help="pipeline-parallel stages (default 1); a replica has tp x pp x ep GPUs")
-    args.add_attention_dp_argument(p)
+    args.add_attention_dp_argument(p, tp_auto=True)
     p.add_argument("--ep", default="1", help="expert-parallel GPUs for a MoE model's experts (default 1; needs tp 1)")
     p.add_argument("--weight-dtype", help="weight storage format (default: the model's native dtype)")
     p.add_argument("--activation-dtype", help="compute format (default: native)")
     p.add_argument("--kv-dtype", help="KV-cache format (default: native)")
-    p.add_argument("--weight-group-size", help="elements per quantization scale")
-    p.add_argument("--attention", choices=["flash", "naive"], default="flash", help="attention kernel IO model")
+    p.add_argument("--weight-group-size", help="elements per quantization scale (default: the weight dtype's own, e.g. "
+                                                        "one per output row for int8, groups of 128 for int4, 64 for nf4, 32 for fp4)")
+    p.add_argument("--attention", choices=["flash", "naive"], default="flash",
+                   help="attention kernel IO model: flash (default; reads K and V once) or naive (also writes and "
+                        "reads the score matrix)")
     p.add_argument("--engine", help=args.ENGINE_HELP)
     args.add_calibration_argument(p)
     args.add_price_argument(p)

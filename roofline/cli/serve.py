@@ -65,7 +65,7 @@ def add_arguments(p) -> None:
     load.add_argument("--offline", action="store_true", help="offline max throughput: the largest stable rate")
     p.add_argument("--requests", metavar="N", help="requests in the run (a benchmark's --num-prompts): with --requests-per-s, the run's wall time "
                                       "and throughput, and above capacity its queue building and draining instead of 'unstable'; "
-                                      "with --offline and fixed lengths, the run in synchronized waves")
+                                      "with --offline and fixed lengths, the run in synchronized waves (default: the steady state alone, no finite run)")
     p.add_argument("--synchronized", action="store_true", help="with --concurrency and fixed lengths: the clients start together, "
                                                                "so requests arrive in waves of N (serving.wave)")
     p.add_argument("--tp", default="1", help="tensor-parallel GPUs (default 1)")
@@ -76,8 +76,10 @@ def add_arguments(p) -> None:
     p.add_argument("--activation-dtype", help="compute format (default: native)")
     p.add_argument("--kv-dtype", help="KV-cache format (default: native)")
     p.add_argument("--engine", help=args.ENGINE_HELP)
-    p.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: whole-prompt prefill)")
-    p.add_argument("--max-batch-size", help="engine cap on running sequences (vLLM max_num_seqs)")
+    p.add_argument("--chunk-tokens", help="chunked prefill: prefill tokens per engine step (default: the engine's "
+                   "budget when it chunks prefill, else whole prompts)")
+    p.add_argument("--max-batch-size", help="engine cap on running sequences (vLLM max_num_seqs; default: the "
+                   "engine's own cap, and what memory holds)")
     args.add_calibration_argument(p)
     args.add_price_argument(p)
     p.add_argument("--json", action="store_true", help="print a list of JSON objects, one per (hardware, load); SI units, USD")

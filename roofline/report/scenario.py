@@ -73,7 +73,8 @@ class Scenario(BaseModel):
                                   "static: whole batches from prefill to the last token, tp only")
     ttft_percentile: float = Field(0.9, gt=0, lt=1, description="continuous serving: the TTFT percentile the SLO applies to")
     chunk_tokens: int | None = Field(None, ge=1, description="continuous serving: chunked prefill, prefill tokens per engine step "
-                                                             "(default: whole-prompt prefill)")
+                                                             "(default: the engine's budget when it chunks prefill, "
+                                                             "else whole-prompt prefill)")
     prices: dict[str, float] = Field(default_factory=dict, description="USD per GPU-hour by hardware id, replacing the profiles' "
                                                                         "prices (a quote, a reserved rate)")
     calibration: str | None = Field(None, description="a calibration file (`roofline calibrate`) attached to every hardware")
