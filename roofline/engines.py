@@ -70,10 +70,10 @@ import functools
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .calibration import switched_allreduce_points
-from .errors import SpecError
+from .errors import SpecError, validation_message
 from .memo import Identity, memoized
 from .registry import for_framework, load_profile, profile_ids
 from .specs import MAX_HEADS, MAX_WIDTH
@@ -314,13 +314,24 @@ def with_custom_allreduce_limit(hw, limit_bytes: float):
     that took NCCL from 8 MiB (vLLM 0.6 - 0.7, whose max_size SGLang 0.4.0 ran) is timed by NCCL's points there.
     An uncalibrated device, or one without both tables, is returned as it is: the analytical model
     (`collectives`) already times each message by the fastest algorithm the link allows. One copy per (profile, limit),
-    memoized by identity like `with_nccl_allreduce`."""
+    memoized by identity like `with_nccl_allreduce`.
+
+    A limit whose joined points are no measurement (the custom kernel's time carried on to a limit far past its table
+    exceeds a kernel's 1 s, or NCCL's last segment beats the custom group's speed of light) is a one-line error naming
+    `custom_allreduce_max_bytes` and the sizes both tables measured, not the joined table's own check."""
     cal = hw.calibration
     if cal is None or cal.allreduce_points is None or cal.nccl_allreduce_points is None:
         return hw
     nccl = cal.nccl_allreduce_points.groups
-    groups = {key: (switched_allreduce_points(g, nccl[key], limit_bytes) if key in nccl else g)
-              for key, g in cal.allreduce_points.groups.items()}
+    try:
+        groups = {key: (switched_allreduce_points(g, nccl[key], limit_bytes) if key in nccl else g)
+                  for key, g in cal.allreduce_points.groups.items()}
+    except ValidationError as exc:
+        both = [min(g.message_bytes[-1], nccl[k].message_bytes[-1]) for k, g in cal.allreduce_points.groups.items() if k in nccl]
+        raise SpecError("custom_allreduce_max_bytes",
+                        f"{limit_bytes:,.0f} B cannot join the custom all-reduce's measured points to NCCL's on "
+                        f"{hw.name or hw.id} ({validation_message(exc, '')}); choose a limit within the sizes both "
+                        f"tables measured, at most {min(both):,.0f} B") from None
     source = f"{cal.allreduce_points.source}; below {limit_bytes:,.0f} B, then NCCL's ({cal.nccl_allreduce_points.source})"
     points = cal.allreduce_points.model_copy(update={"groups": groups, "source": source})
     return hw.model_copy(update={"calibration": cal.model_copy(update={"allreduce_points": points})})

@@ -235,8 +235,9 @@ class SearchSpace:
                 if bad:
                     why.append(f"tp {t} does not divide {', '.join(bad)}")
         if self.eps is not None and 1 not in self.eps and ((self.tps and 1 not in self.tps) or (self.pps and 1 not in self.pps)):
+            given = " / ".join(f"{name}={list(v)}" for name, v in (("tps", self.tps), ("pps", self.pps)) if v is not None)
             why.append(f"ep {', '.join(map(str, self.eps))} runs with tp = pp = 1 (attention data-parallel over the ep GPUs), "
-                       f"which tps={list(self.tps or [])} / pps={list(self.pps or [])} leave out")
+                       f"which {given} leave out")
         if False not in self.attention_dp and not why:
             why.append("attention_dp=[True] runs attention data-parallel only, which the planner tries on a MoE model's "
                        "tp > 1 replicas with pp = ep = 1" + ("" if model.moe is not None else f" ({model.name} is dense)")

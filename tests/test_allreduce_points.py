@@ -279,3 +279,28 @@ def test_an_engine_without_a_limit_keeps_its_table_and_a_limit_needs_a_source():
     data["custom_allreduce"] = False
     with pytest.raises(Exception, match="custom_allreduce_max_bytes: is the custom all-reduce kernel's limit"):
         EngineProfile.model_validate(data)
+
+
+def test_a_limit_past_both_tables_is_one_line_naming_the_limit():
+    """custom_allreduce_max_bytes = 2^40 B, the most `EngineProfile` takes, on the H200: the custom kernel's 2-GPU points
+    end at (512 MiB, 1.687 ms), (1 GiB, 3.252 ms), a last-segment rate of 2^29 B / 1.565 ms = 343 GB/s, so its time
+    carried on to 2^40 - 1 B is 3.252 ms + (2^40 - 2^30) B / 343 GB/s = 3.2 s, past a kernel's 1 s: the joined points are
+    no measurement. The error names the limit and the sizes both tables measured (the smaller of each group's two last
+    sizes; NCCL's tables end at 512 MiB), not the joined table's `time_s`. A limit within them joins as before."""
+    hw = rl.load_hardware("h200")
+    custom, nccl = hw.calibration.allreduce_points.groups, hw.calibration.nccl_allreduce_points.groups
+    g = custom["2"]
+    assert (g.message_bytes[-2:], g.time_s[-2:]) == ((2.0**29, 2.0**30), (1.687e-3, 3.252e-3))
+    assert g.time_at_s(2.0**40 - 1) == pytest.approx(3.252e-3 + (2.0**40 - 2.0**30) / (2.0**29 / 1.565e-3))
+    both = min(min(custom[k].message_bytes[-1], nccl[k].message_bytes[-1]) for k in custom if k in nccl)
+    assert both == 2.0**29
+    with pytest.raises(SpecError) as err:
+        with_custom_allreduce_limit(hw, 2.0**40)
+    text = str(err.value)
+    assert "\n" not in text
+    assert text.startswith("custom_allreduce_max_bytes: 1,099,511,627,776 B cannot join the custom all-reduce's measured "
+                           "points to NCCL's on NVIDIA H200 SXM 141GB (")
+    assert "time_s: every time must be in (0, 1.0] seconds" in text
+    assert text.endswith("choose a limit within the sizes both tables measured, at most 536,870,912 B")
+    joined = with_custom_allreduce_limit(hw, both).calibration.allreduce_points.groups["8"]
+    assert joined.time_at_s(both) == pytest.approx(nccl["8"].time_at_s(both))  # NCCL's own point at the limit

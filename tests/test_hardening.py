@@ -422,6 +422,19 @@ def test_plan_with_no_valid_shape_says_why(tp, reason):
     assert df.iloc[0].reason.startswith(reason)
 
 
+@pytest.mark.parametrize("tps, pps, names", [([4, 8], None, "tps=[4, 8]"), (None, [2, 4], "pps=[2, 4]"),
+                                              ([8], [1, 2], "tps=[8] / pps=[1, 2]")])
+def test_plan_says_which_given_degrees_leave_expert_parallelism_out(tps, pps, names):
+    """Expert parallelism runs at tp = pp = 1 (`plan.parallelisms`), so eps without 1 next to tps or pps without 1 leave
+    no shape; the reason names the lists given (an unset one is every degree, not an empty list)."""
+    df = rl.plan("qwen3-30b-a3b", 5, 1024, 256, 5.0, 0.1, hardware="h100-sxm", tps=tps, pps=pps, eps=[8, 16],
+                 precisions={"native": rl.Deployment()})
+    (row,) = df.itertuples()
+    assert not row.feasible and row.binding_constraint == "parallelism"
+    assert row.reason == ("no replica shape: ep 8, 16 runs with tp = pp = 1 (attention data-parallel over the ep GPUs), "
+                          f"which {names} leave out; valid tp on this device: 1, 2, 4, 8")
+
+
 def test_plan_prints_small_slos_in_their_unit():
     df = rl.plan("llama-3.2-1b", 1, 512, 64, 2.0, 1e-6, hardware="h100-sxm")
     assert "(SLO 1 us)" in df.iloc[0].reason and "0.0 ms" not in df.iloc[0].reason
