@@ -67,6 +67,7 @@ budgets) are a `large_gpu` override, resolved by `EngineProfile.limits`.
 """
 
 import functools
+import typing
 from typing import Annotated, Literal
 
 import numpy as np
@@ -87,17 +88,56 @@ _SOURCED = ("step_overhead_s", "step_overhead_per_sequence_s", "request_overhead
 SLOT_FIELDS = ("slot_bytes_per_vocab_entry", "slot_bytes_per_context_token", "slot_bytes_fixed")
 
 
-class LargeGpuLimits(BaseModel):
-    """Limits an engine picks on GPUs with at least `min_memory_bytes` of memory (except `except_architectures`)."""
+def _takes_numbers(annotation) -> bool:
+    """Whether a field's type holds numbers and no booleans: int or float alone, optional, constrained (Annotated), as
+    a tuple's items or as a mapping's values."""
+    if annotation in (int, float):
+        return True
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Annotated:
+        return _takes_numbers(args[0])
+    if bool in args:
+        return False
+    if typing.get_origin(annotation) is dict:
+        return _takes_numbers(args[1])
+    return any(_takes_numbers(a) for a in args)
+
+
+def _holds_a_boolean(value) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(isinstance(v, bool) for v in value)
+    return isinstance(value, dict) and any(isinstance(v, bool) for v in value.values())
+
+
+class _Profile(BaseModel):
+    """A profile record whose numbers are numbers: YAML's true / false where a count, a share or a time belongs is a
+    one-line error naming the field, not pydantic's 1 / 0 (`gpu_memory_fraction: true` would be the whole GPU)."""
 
     model_config = _FROZEN
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, data):
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(name, str) else None
+                if field is not None and _takes_numbers(field.annotation) and _holds_a_boolean(value):
+                    raise SpecError(name, f"expected a number, got {value!r} (true / false is not a number)")
+        return data
+
+
+class LargeGpuLimits(_Profile):
+    """Limits an engine picks on GPUs with at least `min_memory_bytes` of memory (except `except_architectures`)."""
+
     min_memory_bytes: float = Field(gt=0)
     except_architectures: tuple[str, ...] = ()
     max_num_seqs: int = Field(ge=1, le=1_000_000)
     max_num_batched_tokens: int = Field(ge=1, le=10_000_000)
 
 
-class GroupedDecodeKernel(BaseModel):
+class GroupedDecodeKernel(_Profile):
     """The head layouts an engine's GQA-aware decode kernel serves (TensorRT-LLM's XQA): a GQA layer whose head size is
     in `head_dims` and whose query heads per KV head are in `group_sizes` runs it, reading each KV head once for its
     whole group; every other GQA layer (group > 1) runs the engine's generic decode kernel (TensorRT-LLM's masked MHA),
@@ -120,7 +160,7 @@ class GroupedDecodeKernel(BaseModel):
         return float(out) if out.ndim == 0 else out
 
 
-class EngineProfile(BaseModel):
+class EngineProfile(_Profile):
     """One serving engine at the versions `versions` describes. Seconds, tokens, sequences; every figure sourced."""
 
     model_config = _FROZEN

@@ -240,7 +240,7 @@ class SearchSpace:
                        f"which {given} leave out")
         if False not in self.attention_dp and not why:
             why.append("attention_dp=[True] runs attention data-parallel only, which the planner tries on a MoE model's "
-                       "tp > 1 replicas with pp = ep = 1" + ("" if model.moe is not None else f" ({model.name} is dense)")
+                       "replicas of tp > 1 with pp = ep = 1" + ("" if model.moe is not None else f" ({model.name} is dense)")
                        + "; allow False too (--attention-dp both or off)")
         if not why:
             why.append(f"none within tps={self.tps}, pps={self.pps}, eps={self.eps}, at most {self.max_gpus_per_replica} GPUs per replica")

@@ -137,6 +137,28 @@ def test_a_bad_extends_is_one_line_naming_the_file_and_the_fix(tmp_path, monkeyp
     assert _one_line(err) == message
 
 
+@pytest.mark.parametrize("written, message", [
+    ("gpu_memory_fraction: true\n", "gpu_memory_fraction: expected a number, got True"),  # lax pydantic: 1.0, the whole GPU
+    ("max_num_seqs: false\n", "max_num_seqs: expected a number, got False"),
+    ("gpu_memory_fraction_by_tp: {2: true}\n", "gpu_memory_fraction_by_tp: expected a number, got {2: True}"),
+    ("custom_allreduce_max_bytes: true\n", "custom_allreduce_max_bytes: expected a number, got True"),
+    ("large_gpu: {max_num_seqs: true}\n", "large_gpu: max_num_seqs: expected a number, got True"),
+    ("grouped_decode_kernel: {head_dims: [true], group_sizes: [8]}\n",
+     "grouped_decode_kernel: head_dims: expected a number, got [True]"),
+])
+def test_a_boolean_where_a_number_belongs_is_one_line_naming_it(tmp_path, monkeypatch, written, message):
+    """YAML's true / false in a number's place (a variant over vllm, whose large_gpu limits it merges into): an error
+    naming the field, never pydantic's 1 / 0; a boolean field still takes its booleans."""
+    _folder(tmp_path, monkeypatch, {"vllm": (ENGINES / "vllm.yaml").read_text(), "mine": "extends: vllm\n" + written})
+    with pytest.raises(SpecError) as err:
+        registry.load_profile("engines", "mine", EngineProfile, "engine", base_field="engine_base")
+    assert _one_line(err) == f"engines/mine.yaml: {message} (true / false is not a number)"
+    (tmp_path / "ok").mkdir()
+    _folder(tmp_path / "ok", monkeypatch, {"vllm": (ENGINES / "vllm.yaml").read_text(),
+                                           "mine": "extends: vllm\nchunked_prefill: false\n"})
+    assert not registry.load_profile("engines", "mine", EngineProfile, "engine", base_field="engine_base").chunked_prefill
+
+
 def test_engine_base_is_set_from_extends_not_written(tmp_path, monkeypatch):
     cpp = (ENGINES / "trtllm-cpp.yaml").read_text()
     _folder(tmp_path, monkeypatch, {"trtllm-cpp": cpp, "mine": "extends: trtllm-cpp\nengine_base: vllm\n",

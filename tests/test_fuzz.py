@@ -1,7 +1,8 @@
 """Fuzz corpus: malformed, adversarial and extreme inputs on every input surface (issue 14).
 
-Eight surfaces: the CLI, model spec YAML, hardware profile YAML, Hugging Face config.json,
-scenario YAML, calibration JSON, the Python API and the dashboard (AppTest). Inputs are
+Nine surfaces: the CLI, model spec YAML, hardware profile YAML, Hugging Face config.json,
+scenario YAML, calibration JSON (measured all-reduce points included), engine profile YAML (a variant
+that extends: another), the Python API and the dashboard (AppTest). Inputs are
 mutations of the shipped files (type swaps, non-finite and huge numbers, zeros, missing and
 unknown keys, deep nesting, other encodings, broken syntax) and hypothesis-generated values,
 drawn with fixed seeds (`derandomize=True`), so the corpus is the same on every run.
@@ -29,6 +30,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -344,6 +346,114 @@ def test_calibration_json_mutations(files, case):
         expect(run, names_for(path, kind, p.name) + ["calibration"], "calibration JSON")
 
 
+# measured all-reduce points (`Calibration.allreduce_points`, `nccl_allreduce_points`): the mutations above and those
+# only a list of points has (sizes out of order or repeated, one point too few), predicted at tp 2 and 4, whose
+# all-reduces fall inside the points, and under sglang-0.4.0, which joins the two tables at its 8 MiB custom-kernel limit
+def _points(x, t, peak):
+    return {"message_bytes": x, "time_s": t, "peak_per_s": peak}
+
+
+CAL_AR_DOC = CAL_DOC | {
+    "allreduce_points": {"source": "hand", "groups": {
+        "2": _points([1e3, 1e6, 1e8], [5e-6, 1e-5, 3e-4], 9e11), "4": _points([1e3, 1e6, 1e8], [6e-6, 1.2e-5, 4e-4], 6e11)}},
+    "nccl_allreduce_points": {"source": "hand", "groups": {
+        "2": _points([1e3, 1e6, 1e8], [1e-5, 2e-5, 4e-4], 9e11), "4": _points([1e3, 1e6, 1e8], [1.2e-5, 2.4e-5, 5e-4], 6e11)}},
+}
+POINT_KINDS = ("reversed", "repeated", "one_fewer", "swapped")
+
+
+def mutate_points(doc: dict, path: tuple, kind: str) -> dict:
+    """A list-only mutation of the list at `path`: reversed, its first value repeated, its last dropped, its first two
+    swapped; other kinds as `mutate`."""
+    if kind not in POINT_KINDS:
+        return mutate(doc, path, kind)
+    doc = copy.deepcopy(doc)
+    parent = doc
+    for k in path[:-1]:
+        parent = parent[k]
+    values = parent[path[-1]]
+    if isinstance(values, list) and len(values) >= 2:
+        parent[path[-1]] = {"reversed": values[::-1], "repeated": [values[0], *values],
+                            "one_fewer": values[:-1], "swapped": [values[1], values[0], *values[2:]]}[kind]
+    return doc
+
+
+POINT_PATHS = [p for p in _paths(CAL_AR_DOC) if p[0] in ("allreduce_points", "nccl_allreduce_points")]
+
+
+@examples(80)
+@given(path=st.sampled_from(POINT_PATHS), kind=st.sampled_from(KINDS + POINT_KINDS))
+def test_calibration_allreduce_points_mutations(files, path, kind):
+    p = files.write(json.dumps(mutate_points(CAL_AR_DOC, path, kind), allow_nan=True).encode(), ".json")
+    wl = rl.Workload(batch_size=4, prompt_tokens=256, output_tokens=8)  # all-reduces of 4 x 256 x 2048 x 2 B = 4 MiB down to 16 KiB
+
+    def run():
+        hw = rl.load_hardware("h100-sxm", calibration=p)
+        for dep in (rl.Deployment(tp=2), rl.Deployment(tp=4), rl.Deployment(tp=2, engine="sglang-0.4.0")):
+            finite_prediction(rl.predict("llama-3.2-1b", hw, wl, dep))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("warnings.warn", lambda *a, **k: None)
+        expect(run, names_for(path, kind, p.name) + ["custom_allreduce_max_bytes"], "calibration JSON")
+
+
+def test_the_points_document_itself_loads_and_predicts(files):
+    """The unmutated document is valid, so each mutation above is what an error answers."""
+    hw = rl.load_hardware("h100-sxm", calibration=files.write(json.dumps(CAL_AR_DOC).encode(), ".json"))
+    assert set(hw.calibration.allreduce_points.groups) == set(hw.calibration.nccl_allreduce_points.groups) == {"2", "4"}
+    for dep in (rl.Deployment(tp=2), rl.Deployment(tp=4), rl.Deployment(tp=2, engine="sglang-0.4.0")):
+        finite_prediction(rl.predict("llama-3.2-1b", hw, SMALL_WL, dep))
+
+
+@pytest.mark.xfail(strict=True, reason="calibration.py reads the points' numbers in pydantic's lax mode: a JSON true is "
+                                       "taken as 1.0 (1 s at a measured size); the file is another branch's this session")
+def test_a_boolean_among_the_points_is_an_error_naming_it(files):
+    doc = copy.deepcopy(CAL_AR_DOC)
+    doc["allreduce_points"]["groups"]["2"]["time_s"][2] = True
+    p = files.write(json.dumps(doc).encode(), ".json")
+    with pytest.raises(SpecError, match=r"allreduce_points\.groups\.2\.time_s"):
+        rl.load_hardware("h100-sxm", calibration=p)
+
+
+# ------------------------------------------------------------ surface: engine profile YAML (a variant: extends:)
+ENGINE_DIR = ROOT / "hardware_profiles" / "engines"
+VARIANT_DOC = yaml.safe_load((ENGINE_DIR / "sglang-0.4.0.yaml").read_text())
+H200 = rl.load_hardware("h200")  # loaded before any case points the registry at its own folder
+
+
+def _engine_folder(root: Path, doc) -> None:
+    """`root/engines/`: the shipped profiles, and `mine.yaml` holding `doc` (a variant of sglang, as sglang-0.4.0)."""
+    (root / "engines").mkdir(parents=True)
+    for f in ENGINE_DIR.glob("*.yaml"):
+        (root / "engines" / f.name).write_bytes(f.read_bytes())
+    (root / "engines" / "mine.yaml").write_bytes(_yaml(doc))
+
+
+@FUZZ
+@given(case=_doc_cases({"sglang-0.4.0": VARIANT_DOC}))
+def test_engine_variant_yaml_mutations(files, case):
+    """A variant profile mutated (its extends: key included): loaded through `registry.load_profile` as `load_engine`
+    does, then its all-reduce limit joined to the H200's measured tables. Deleting extends: leaves a base missing the
+    fields it inherited, an error naming one of them and the file."""
+    from roofline import registry
+    from roofline.engines import EngineProfile, with_custom_allreduce_limit
+
+    (_, path), kind = case
+    root = files.root / f"engines{next(files.n)}"
+    _engine_folder(root, mutate(VARIANT_DOC, path, kind))
+
+    def run():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(registry, "data_dir", lambda kind: root)
+            e = registry.load_profile("engines", "mine", EngineProfile, "engine", base_field="engine_base")
+        assert e.engine_base == "sglang" and e.max_num_batched_tokens >= 1
+        if e.custom_allreduce_max_bytes is not None:
+            g = with_custom_allreduce_limit(H200, e.custom_allreduce_max_bytes).calibration.allreduce_points.groups["8"]
+            times = g.time_at_s(np.array([1e3, e.custom_allreduce_max_bytes, 2**30]))
+            assert np.isfinite(times).all() and (times > 0).all(), times
+    names = names_for(path, kind, "mine.yaml") + (["engines/mine.yaml: "] if path == ("extends",) and kind == "delete" else [])
+    expect(run, names + ["custom_allreduce_max_bytes"], "engine profile YAML")
+
+
 # ------------------------------------------------------------ every file surface: encodings and syntax
 FILE_SURFACES = {
     "model spec YAML": (lambda p: rl.load_model(p), (ROOT / "model_specs" / "llama-3.1-8b.yaml").read_text(), ".yaml"),
@@ -447,6 +557,35 @@ def test_cli_report(tmp_path_factory, rate, adtype, serving, slo):
     argv = ["report", "--model", "llama-3.2-1b", "--hardware", "h100-sxm", "--requests-per-s", rate, "--prompt-tokens", "256",
             "--output-tokens", "32", "--out", str(out), "--no-progress"]
     for flag, v in (("--activation-dtype", adtype), ("--serving", serving), ("--tpot-slo-s", slo)):
+        if v is not None:
+            argv += [flag, v]
+    check_cli(argv)
+
+
+@examples(50)
+@given(command=st.sampled_from(["predict", "serve"]), model=st.sampled_from(["qwen3-30b-a3b", "llama-3.2-1b", "deepseek-v3"]),
+       tp=_slot(["2", "4", "8", "auto"]), ep=st.sampled_from([None, "1", "2", "0", "x"]), pp=st.sampled_from([None, "1", "2"]),
+       engine=st.sampled_from([None, "sglang", "sglang-0.4.0", "none", "bogus", "vllm-v0-mla"]))
+def test_cli_attention_dp(command, model, tp, ep, pp, engine):
+    """--attention-dp on predict and serve with any tp / ep / pp / engine: a result, or one error line (exit 2)."""
+    argv = [command, "--model", model, "--hardware", "h200", "--attention-dp", "--tp", tp, "--prompt-tokens", "256",
+            "--output-tokens", "16"]
+    argv += ["--requests-per-s", "2"] if command == "serve" else ["--batch-size", "3"]
+    for flag, v in (("--ep", ep), ("--pp", pp), ("--engine", engine)):
+        if v is not None:
+            argv += [flag, v]
+    check_cli(argv)
+
+
+@examples(30)
+@given(layouts=st.sampled_from(["both", "on", "off", "yes", "", "ON"]), model=st.sampled_from(["qwen3-30b-a3b", "llama-3.2-1b"]),
+       tp=st.sampled_from([None, "1", "2,4", "3", "x"]), ep=st.sampled_from([None, "1", "2,4", "3"]))
+def test_cli_plan_attention_dp(layouts, model, tp, ep):
+    """plan --attention-dp both|on|off (anything else: argparse's one error line), with the degrees to try."""
+    argv = ["plan", "--model", model, "--hardware", "h200", "--requests-per-s", "2", "--prompt-tokens", "256",
+            "--output-tokens", "16", "--ttft-slo-s", "2", "--tpot-slo-s", "0.05", "--precision", "native",
+            "--attention-dp", layouts]
+    for flag, v in (("--tp", tp), ("--ep", ep)):
         if v is not None:
             argv += [flag, v]
     check_cli(argv)
@@ -601,5 +740,5 @@ def test_dashboard_pasted_configs(app_test, config):
 def test_counts():
     """At least 300 generated cases in all (run with -s to see the tally per surface)."""
     print("\nfuzz cases per surface:", dict(sorted(COUNTS.items())), "total", sum(COUNTS.values()))
-    if len(COUNTS) == 8:  # the whole module ran
+    if len(COUNTS) == 9:  # the whole module ran
         assert sum(COUNTS.values()) >= 300, COUNTS
