@@ -50,6 +50,55 @@ def test_the_documented_api_runs_as_written():
     assert rl.Deployment() == rl.Deployment(tp=1)  # native dtypes everywhere
 
 
+def test_the_readmes_python_blocks_run_as_written():
+    """Every ```python block of README.md runs top to bottom as a newcomer pastes it (after `import roofline as rl`,
+    which the later blocks take from the first), its placeholder config path pointed at a shipped config.json; the
+    figures the Python API block quotes are what it computes: 70,553,706,496 parameters and 80 x 2 x 8 x 128 x 2 =
+    327,680 KV bytes per token."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(), re.S)
+    assert len(blocks) >= 3
+    config = str(root / "tests" / "hf_configs" / "llama-3.1-8b.json")
+    for i, block in enumerate(blocks):
+        ns = {"rl": rl}
+        exec(compile(block.replace("path/to/config.json", config), f"README.md python block {i}", "exec"), ns)
+        if "predict_fitting" in block:
+            assert ns["model"].param_count == 70_553_706_496 == ns["model"].active_param_count
+            assert ns["model"].kv_bytes_per_token("bf16") == 80 * 2 * 8 * 128 * 2 and ns["p"].fits
+
+
+def _readme_block(after: str) -> list[str]:
+    """The lines of README.md's first fenced block after the line holding `after`."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("```", text.index(after))
+    body = text[text.index("\n", start) + 1:text.index("```", start + 3)]
+    return [ln for ln in body.splitlines() if ln.strip() and ln.strip() != "..."]
+
+
+@pytest.mark.parametrize("intro, argv", [
+    ("GPUs that hold the model, and the command prints:",
+     "predict --model llama-3.1-70b --hardware h100-sxm,h200,a100-sxm-80gb,mi300x --batch-size 8 --prompt-tokens 2048 "
+     "--output-tokens 256 --tp auto"),
+    ("replica that serves 24.7/s (Llama-3.1-8B, H100, 1,000 + 200 tokens) reaches",
+     "serve --model llama-3.1-8b --hardware h100-sxm --prompt-tokens 1000 --output-tokens 200 --requests-per-s 32 "
+     "--requests 500"),
+])
+def test_the_readmes_quoted_output_is_what_the_cli_prints(capsys, intro, argv):
+    """README.md quotes these two commands' output (the demo's rows abridged): every quoted line is a line the CLI
+    prints today, so a change that moves a figure also updates the front door."""
+    assert main(argv.split()) == 0
+    printed = set(capsys.readouterr().out.splitlines())
+    quoted = [ln for ln in _readme_block(intro) if not ln.startswith("$ ") and not ln.startswith("    --")]
+    assert len(quoted) >= 15
+    stale = [ln for ln in quoted if ln not in printed]
+    assert not stale, stale
+
+
 def test_memory_breakdown_adds_up():
     p = rl.predict(rl.load_model("llama-3.1-8b"), rl.load_hardware("h100-sxm"), rl.Workload(batch_size=4, prompt_tokens=1000, output_tokens=24))
     assert p.memory_required_bytes_per_gpu == pytest.approx(p.weight_bytes + p.kv_cache_bytes + p.activation_workspace_bytes + p.runtime_reserve_bytes)
