@@ -104,6 +104,8 @@ COLUMNS = [
 SERVING_MODES = ("continuous", "static")
 MAX_REPLICAS = 1_000_000
 MAX_GPUS_PER_REPLICA = 64
+# the attention layouts to try, by name (`plan --attention-dp`, a report scenario's `attention_dp`) -> SearchSpace.attention_dp
+ATTENTION_LAYOUTS = {"both": (False, True), "on": (True,), "off": (False,)}
 PIPELINE_STAGES = (1, 2, 4, 8, 16)
 _BISECTIONS = 40
 _ILLINOIS_STEPS = 20

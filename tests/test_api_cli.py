@@ -299,7 +299,7 @@ def test_options_in_seconds_name_their_unit():
 
 def test_the_recent_options_read_alike_across_subcommands():
     """--engine, --analytical and --attention-dp: one help text (and one converter) wherever a subcommand takes them;
-    plan's --attention-dp chooses the layouts to try (both, on, off), predict's and serve's switch one on."""
+    plan's and report's --attention-dp choose the layouts to try (both, on, off), predict's and serve's switch one on."""
     from roofline.cli import args as cli_args
     for name in ("predict", "serve", "plan"):
         assert _options(name)["--engine"].help == cli_args.ENGINE_HELP, name
@@ -311,6 +311,10 @@ def test_the_recent_options_read_alike_across_subcommands():
     assert "auto" in _options("predict")["--attention-dp"].help and "auto" not in _options("serve")["--attention-dp"].help
     plan = _options("plan")["--attention-dp"]
     assert tuple(plan.choices) == ("both", "on", "off") and plan.default == "both"
+    # report takes both through its scenario (whose values it defaults to): the same engines, the same layouts
+    report = _options("report")
+    assert report["--engine"].help == cli_args.ENGINE_HELP.replace("; default vllm)", "; default: the scenario's, else vllm)")
+    assert report["--attention-dp"].metavar == "{both,on,off}" and "as plan --attention-dp" in report["--attention-dp"].help
 
 
 def test_serve_and_plan_state_the_chunked_prefill_default_they_run():

@@ -300,6 +300,8 @@ def test_cli_flags_override_the_scenario_file(tmp_path, capsys):
     (["--tpot-slo-s", "0"], "tpot_slo_s"),
     (["--hardware", "h100-sxm,nope"], "hardware"),
     (["--weight-dtype", "fp9"], "weight_dtype"),
+    (["--engine", "vlm"], "engine: unknown engine 'vlm'"),
+    (["--attention-dp", "maybe"], "attention_dp"),
 ])
 def test_cli_report_bad_value_is_one_line_exit_2(tmp_path, capsys, args, field):
     code = main(["report", *args, "--out", str(tmp_path / "r"), "--no-progress"])
@@ -307,6 +309,34 @@ def test_cli_report_bad_value_is_one_line_exit_2(tmp_path, capsys, args, field):
     assert code == 2 and err.startswith("roofline: error: ") and field in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing is written for a bad scenario
+
+
+def test_the_report_runs_the_engine_and_attention_layouts_plan_does(tmp_path, capsys):
+    """report --engine / --attention-dp (a scenario's `engine`, `attention_dp`) are the planner's: Qwen3-30B-A3B on the
+    H200 under SGLang with attention data-parallel only is plan's fleet for the same (engine="sglang",
+    attention_dp=[True]), a tp-2 dp-attention replica; the default is vLLM and both layouts, as plan's; 'none' is the
+    bare roofline. The scenario YAML states both fields (an unquoted YAML `on` is the layout 'on', not true)."""
+    base = dict(models=["qwen3-30b-a3b"], hardware=["h200"], requests_per_s=5, prompt_tokens=512, output_tokens=64)
+    assert (R.Scenario(**base).engine, R.Scenario(**base).attention_dp) == ("vllm", "both")
+    for engine, name, flags in (("sglang", "on", ["--engine", "sglang", "--attention-dp", "on"]),
+                                (None, "both", ["--engine", "none"]), ("vllm", "off", ["--attention-dp", "off"])):
+        layouts = {"both": (False, True), "on": (True,), "off": (False,)}[name]
+        out = tmp_path / "-".join(flags)
+        assert main(["report", "--model", "qwen3-30b-a3b", "--hardware", "h200", "--requests-per-s", "5", "--prompt-tokens",
+                     "512", "--output-tokens", "64", *flags, "--out", str(out), "--no-progress"]) == 0
+        capsys.readouterr()
+        row = pd.read_csv(out / "report.csv").iloc[0]
+        ref = rl.plan("qwen3-30b-a3b", 5, 512, 64, R.NO_SLO_S, R.NO_SLO_S, hardware="h200", engine=engine,
+                      attention_dp=layouts, precisions={"scenario": rl.Deployment()}).iloc[0]
+        assert (row["tp"], bool(row["attention_dp"]), row["gpus"]) == (ref["tp"], ref["attention_dp"], ref["gpus"])
+        assert row["usd_per_million_output_tokens"] == pytest.approx(ref["usd_per_million_output_tokens"])
+        md = (out / "report.md").read_text()
+        assert f"engine: {engine or 'null'}\n" in md and f"attention_dp: {name}\n" in md.replace("'", "")
+    f = tmp_path / "s.yaml"
+    f.write_text("models: [qwen3-30b-a3b]\nrequests_per_s: 5\nprompt_tokens: 512\noutput_tokens: 64\nattention_dp: on\n"
+                 "engine: None\n")
+    s2 = R.Scenario.from_yaml(f)
+    assert (s2.attention_dp, s2.engine) == ("on", None)
 
 
 # ------------------------------------------------------------ continuous serving (the default): the planner's answer

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .. import fmt
 from ..errors import SpecError
-from ..plan import MAX_GPUS_PER_REPLICA, PRECISIONS, plan
+from ..plan import ATTENTION_LAYOUTS, MAX_GPUS_PER_REPLICA, PRECISIONS, plan
 from ..registry import list_hardware
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 from . import args
 
-PLAN_ATTENTION_DP = {"both": (False, True), "on": (True,), "off": (False,)}  # --attention-dp -> SearchSpace.attention_dp
+PLAN_ATTENTION_DP = ATTENTION_LAYOUTS  # --attention-dp -> SearchSpace.attention_dp (the names a report scenario takes too)
 HELP = "capacity planner: cheapest deployment per hardware for a traffic and its SLOs"
 DESCRIPTION = (
     "For each hardware profile, the cheapest deployment (precision, tp, replicas) that serves the traffic under "

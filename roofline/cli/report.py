@@ -34,7 +34,13 @@ SCENARIO_FLAGS = (
                        "the engine's budget when it chunks prefill, else whole prompts)"),
     ("--calibration", "a calibration file (`roofline calibrate`) attached to every hardware (default: the scenario's, "
                       "else the calibration shipped for each device where one exists)"),
+    ("--engine", args.ENGINE_HELP.replace("; default vllm)", "; default: the scenario's, else vllm)")),
+    ("--attention-dp", "attention layouts to try on a MoE model's replicas of tp > 1: both, on (data-parallel over the tp "
+                       "GPUs, MLP/MoE tensor-parallel, SGLang --enable-dp-attention) or off (tensor-parallel), as plan "
+                       "--attention-dp (default: the scenario's, else both)"),
 )
+
+METAVARS = {"--calibration": "FILE", "--attention-dp": "{both,on,off}"}  # else argparse's (the flag in capitals)
 
 
 def add_arguments(p) -> None:
@@ -44,7 +50,7 @@ def add_arguments(p) -> None:
     p.add_argument("--hardware", help="hardware ids or profile paths, comma-separated; 'all' for every shipped profile "
                                          "(default: the scenario's)")
     for flag, help_ in SCENARIO_FLAGS:
-        p.add_argument(flag, help=help_, **({"metavar": "FILE"} if flag == "--calibration" else {}))
+        p.add_argument(flag, help=help_, metavar=METAVARS.get(flag))
     args.add_price_argument(p)
     args.add_analytical_argument(p)
     p.add_argument("--out", metavar="DIR", default="roofline-report", help="output folder (created if needed; default: ./roofline-report)")

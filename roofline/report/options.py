@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 from .. import fmt
 from ..engine import usd_per_million_tokens
-from ..plan import plan, rank
+from ..plan import ATTENTION_LAYOUTS, plan, rank
 from ..registry import load_model
 from .scenario import NO_SLO_S, Scenario
 
@@ -117,7 +117,8 @@ def planned(model_id: str, scenario: Scenario) -> pd.DataFrame:
     profiles = [s.hardware_profile(h) for h in s.hardware]  # prices and calibration applied; their ids come back as hardware_id
     df = plan(model, s.requests_per_s, s.prompt_tokens, s.output_tokens, s.ttft_slo_s or NO_SLO_S, s.tpot_slo_s or NO_SLO_S,
               hardware=profiles, ttft_percentile=s.ttft_percentile, max_batch_size=s.max_batch_size,
-              chunk_tokens=s.chunk_tokens, precisions={"scenario": s.deployment()}, serving=s.serving, concurrency=s.concurrency)
+              chunk_tokens=s.chunk_tokens, precisions={"scenario": s.deployment()}, serving=s.serving, concurrency=s.concurrency,
+              engine=s.engine, attention_dp=ATTENTION_LAYOUTS[s.attention_dp])
     df.insert(1, "model_id", model_id)
     df.insert(1, "model", model.name)
     return df

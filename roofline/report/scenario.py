@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 from .. import fmt
 from ..dtypes import get_dtype
+from ..engines import DEFAULT_ENGINE, load_engine
 from ..errors import SpecError, validation_message
 from ..files import read_mapping
 from ..registry import list_hardware, load_hardware, read_yaml
@@ -80,6 +81,11 @@ class Scenario(BaseModel):
     calibration: str | None = Field(None, description="a calibration file (`roofline calibrate`) attached to every hardware")
     analytical: bool = Field(False, description="the pure datasheet model, not the calibration shipped for a device "
                                                 "(a fit of public kernel tables, attached by default where one exists)")
+    engine: str | None = Field(DEFAULT_ENGINE, description="the serving engine profile every deployment runs under "
+                                                          "(`roofline engines`); null or 'none': the bare roofline")
+    attention_dp: Literal["both", "on", "off"] = Field(
+        "both", description="the attention layouts tried on a MoE model's replicas of tp > 1 (`plan --attention-dp`): "
+                            "both, on (data-parallel over the tp GPUs, the MoE tensor-parallel) or off (tensor-parallel)")
 
     @field_validator("prompt_tokens", "output_tokens", mode="before")
     @classmethod
@@ -120,6 +126,26 @@ class Scenario(BaseModel):
         if unknown:
             raise SpecError("prices", f"{', '.join(unknown)} is not among the scenario's hardware")
         return self
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _known_engine(cls, value):
+        """An engine id (`roofline engines`), or null / 'none' (any case) for the bare roofline."""
+        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"expected an engine id (`roofline engines`) or none, got {value!r}")
+        try:
+            load_engine(value.strip())
+        except SpecError as exc:
+            raise ValueError(exc.msg) from None
+        return value.strip()
+
+    @field_validator("attention_dp", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value):
+        """YAML 1.1 (PyYAML) reads an unquoted `on` / `off` as true / false: they mean the layouts 'on' / 'off'."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("weight_dtype", "activation_dtype", "kv_dtype")
     @classmethod
