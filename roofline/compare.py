@@ -21,6 +21,7 @@ hardware lacks, a bad combination) is a row with its error in `error`, not an ex
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -147,12 +148,16 @@ def parse_pairs(text: str, where: str) -> dict[str, str]:
 
 
 def deployment_from_pairs(pairs: dict[str, str], base: Deployment | None, where: str) -> Deployment:
-    """`base` with the Deployment fields (and `speculative.*` keys) of `pairs` replaced, validated."""
+    """`base` with the Deployment fields (and `speculative.*` keys) of `pairs` replaced, validated. `none` (any case)
+    for a field that may be None is None: `engine=none` is the bare roofline, as `--engine none` is elsewhere,
+    `weight_dtype=none` the model's native format."""
     spec = {k.split(".", 1)[1]: v for k, v in pairs.items() if k.startswith("speculative.")}
     fields = {k: v for k, v in pairs.items() if not k.startswith("speculative.")}
     unknown = sorted(set(fields) - set(Deployment.model_fields))
     if unknown:
         raise SpecError(where, f"unknown key {unknown[0]!r}; see `roofline compare --help` for the keys")
+    fields = {k: None if v.lower() == "none" and type(None) in typing.get_args(Deployment.model_fields[k].annotation) else v
+              for k, v in fields.items()}
     try:
         data = {**(base.model_dump(exclude={"speculative"}) if base else {}), **fields}
         if spec:

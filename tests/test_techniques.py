@@ -419,6 +419,18 @@ def test_parse_variant_keys():
         parse_variant("x:nope=1", M70, rl.Deployment())
 
 
+def test_a_variant_takes_none_as_everywhere_else():
+    """`engine=none` is the bare roofline (as `--engine none` on predict, serve, plan and report; it was an 'unknown
+    engine' error that listed none among the choices), `weight_dtype=None` the native format; a field that cannot be
+    None keeps its error."""
+    _, v = parse_variant("bare:engine=none,weight_dtype=None", M70, rl.Deployment(tp=4, weight_dtype="fp8", engine="sglang"))
+    assert (v.deployment.engine, v.deployment.weight_dtype, v.deployment.tp) == (None, None, 4)
+    p = rl.predict(M70, "h100-sxm", WL, v.deployment)
+    assert p.model_dump() == rl.predict(M70, "h100-sxm", WL, rl.Deployment(tp=4, engine=None)).model_dump()
+    with pytest.raises(rl.SpecError, match="^--variant x: tp: "):
+        parse_variant("x:tp=none", M70, rl.Deployment())
+
+
 def test_cli_compare(capsys):
     from roofline.cli import main
 

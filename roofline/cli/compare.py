@@ -21,7 +21,8 @@ DESCRIPTION = (
     "Baseline vs named variants on one hardware and workload. Each --variant is NAME:KEY=VALUE[,KEY=VALUE...], where a "
     "KEY is a Deployment field (weight_dtype, activation_dtype, kv_dtype, weight_group_size, tp, pp, ep, attention_dp, sparsity, "
     "sparse_format, sparsity_fraction, kv_allocation, kv_block_tokens, prefix_tokens, prefix_hit_rate, "
-    "weight_offload_fraction, kv_offload_fraction, attention_impl, on_unsupported_dtype, ...), speculative.draft / "
+    "weight_offload_fraction, kv_offload_fraction, attention_impl, on_unsupported_dtype, engine, ...; none for a field "
+    "that may be unset: engine=none is the bare roofline), speculative.draft / "
     "speculative.k / speculative.acceptance_rate / speculative.draft_layers, model (a student or any other spec), "
     "tokens_per_text, or a spec transform: keep_layers, keep_heads, keep_ffn, keep_experts (prune), attention "
     "(mha|mqa|gqa|mla), kv_heads, sliding_window, cla, vocab. Unset keys take the baseline's values.")
