@@ -61,12 +61,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_calibrate_arguments(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("--only", default=None, help="comma-separated benchmark names (bandwidth_copy, gemm_bf16, ...)")
+    p.add_argument("--only", default=None, help="comma-separated benchmark names (bandwidth_copy, gemm_bf16, ...; default: every one)")
     g = p.add_argument_group("public kernel tables (no GPU, no torch; pip install roofline[public-data])")
     g.add_argument("--from-public", default=None, metavar="DEVICE",
                    help="fit a calibrated profile from the measured kernel tables aiconfigurator-core ships, for DEVICE "
                         "(a100_sxm, h100_sxm, h200_sxm, b200_sxm, gb200, l40s, or our ids a100-sxm-80gb, h100-sxm, ...); "
-                        "writes calibrate/public/<id>.json, or --out PATH (a .json file or a folder)")
+                        "writes calibrate/public/<id>.json, or --out PATH (a .json file or a folder); default: none, "
+                        "microbenchmark the GPU of this machine")
     g.add_argument("--framework", default=None, help="with --from-public: vllm, trtllm or sglang tables (default: the "
                                                       "newest vLLM where present, else TensorRT-LLM)")
     g.add_argument("--version", default=None, help="with --from-public: the framework version of the tables (default: newest)")
@@ -79,17 +80,17 @@ def add_validate_arguments(p: argparse.ArgumentParser) -> None:
                    help="run every row of the published end-to-end corpus (calibrate/published/e2e/*.csv) through the "
                         "predictor and print the error per family; --out DIR also writes accuracy.md, predictions.csv "
                         "and scatter.svg there")
-    g.add_argument("--source", default=None, help="with --published: only these sources (comma separated)")
-    g.add_argument("--gpu", default=None, help="with --published: only these GPUs (hardware ids, comma separated)")
+    g.add_argument("--source", default=None, help="with --published: only these sources (comma separated; default: every source)")
+    g.add_argument("--gpu", default=None, help="with --published: only these GPUs (hardware ids, comma separated; default: every GPU)")
     g.add_argument("--family", default=None, help="with --published: only these families (ttft_static, tpot_static, "
                                                    "e2e_static, throughput_static, ttft_serving, tpot_serving, e2e_serving, "
-                                                   "throughput_serving, throughput_offline)")
+                                                   "throughput_serving, throughput_offline; default: every family)")
     g.add_argument("--update", action="store_true",
                    help="with --published on the whole corpus: rewrite the committed report "
                         "(calibrate/published/report/), the accuracy-gate baseline and roofline's error bands")
     p.add_argument("--model", default=None, help="model spec ids or paths, comma separated (default: llama-3.1-8b; "
                                                  "with --quick: tiny-llama, a 2-layer 64-wide test spec)")
-    p.add_argument("--calibration", default=None, help="calibration.json from `roofline calibrate` (adds calibrated predictions)")
+    p.add_argument("--calibration", default=None, help="calibration.json from `roofline calibrate` (adds calibrated predictions; default: none)")
     p.add_argument("--batch-sizes", type=_ints, default=None, help="comma separated (default 1,8,32; --quick 1,2)")
     p.add_argument("--prompt-tokens", type=_ints, default=None, help="comma separated (default 512,2048; --quick 16,32)")
     p.add_argument("--output-tokens", type=_ints, default=None, help="comma separated (default 128; --quick 8)")
@@ -100,9 +101,10 @@ def add_validate_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma separated: bf16, fp8 (W8A8 _scaled_mm), int8 (weight-only); hf and own run bf16 only "
                         "(default bf16 on a GPU, fp32 on a CPU)")
     p.add_argument("--time-budget", type=float, default=None,
-                   help="seconds: skip (and note) points whose estimated time no longer fits")
+                   help="seconds: skip (and note) points whose estimated time no longer fits (default: no limit)")
     p.add_argument("--layers", type=_positive, default=None,
-                   help="truncate each spec to N layers so it fits one GPU; predictions use the same truncated spec")
+                   help="truncate each spec to N layers so it fits one GPU; predictions use the same truncated spec "
+                        "(default: every layer)")
     p.add_argument("--reps", type=_positive, default=None, help="timed generations per point (default 3; --quick 1)")
 
 

@@ -257,7 +257,7 @@ def test_cli_as_a_process_prints_no_traceback():
 
 
 # ------------------------------------------------------------ --help: every option documented, its default stated
-HELP_SUBCOMMANDS = ("predict", "report", "plan", "serve", "compare")
+HELP_SUBCOMMANDS = ("predict", "report", "plan", "serve", "compare", "calibrate", "validate")
 
 
 def _options(name: str) -> dict[str, argparse.Action]:
@@ -282,7 +282,8 @@ def test_every_option_has_help_and_an_optional_value_states_its_default(name):
     no default to state."""
     for flag, action in _options(name).items():
         assert action.help and len(action.help) > 10, f"{name} {flag}: no help"
-        if action.required or _in_required_group(name, flag) or isinstance(action, argparse._StoreTrueAction):
+        if action.required or _in_required_group(name, flag) or isinstance(action, (argparse._StoreTrueAction,
+                                                                                     argparse._StoreFalseAction)):
             continue
         assert "default" in action.help, f"{name} {flag}: the help does not state the default: {action.help!r}"
 
@@ -303,7 +304,7 @@ def test_the_recent_options_read_alike_across_subcommands():
     from roofline.cli import args as cli_args
     for name in ("predict", "serve", "plan"):
         assert _options(name)["--engine"].help == cli_args.ENGINE_HELP, name
-    analytical = {_options(name)["--analytical"].help for name in HELP_SUBCOMMANDS}
+    analytical = {_options(name)["--analytical"].help for name in ("predict", "report", "plan", "serve", "compare")}
     assert len(analytical) == 1, analytical
     for name in ("predict", "serve"):
         action = _options(name)["--attention-dp"]
