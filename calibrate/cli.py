@@ -100,8 +100,8 @@ def add_validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default=None,
                    help="comma separated: bf16, fp8 (W8A8 _scaled_mm), int8 (weight-only); hf and own run bf16 only "
                         "(default bf16 on a GPU, fp32 on a CPU)")
-    p.add_argument("--time-budget", type=float, default=None,
-                   help="seconds: skip (and note) points whose estimated time no longer fits (default: no limit)")
+    p.add_argument("--time-budget-s", "--time-budget", dest="time_budget", type=float, default=None, metavar="SECONDS",
+                   help="seconds (--time-budget is the older spelling): skip (and note) points whose estimated time no longer fits (default: no limit)")
     p.add_argument("--layers", type=_positive, default=None,
                    help="truncate each spec to N layers so it fits one GPU; predictions use the same truncated spec "
                         "(default: every layer)")

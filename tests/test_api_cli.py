@@ -326,3 +326,15 @@ def test_serve_and_plan_state_the_chunked_prefill_default_they_run():
         assert "the engine's budget when it chunks prefill" in _options(name)["--chunk-tokens"].help, name
     points = [rl.steady_state("llama-3.1-8b", "h100-sxm", 10, 1000, 200, chunk_tokens=c) for c in (None, 8192, 2048)]
     assert points[0].ttft_mean_s == points[1].ttft_mean_s != points[2].ttft_mean_s
+
+
+def test_validate_time_budget_carries_its_unit_and_keeps_the_old_spelling():
+    import argparse
+
+    from calibrate.cli import add_validate_arguments
+
+    p = argparse.ArgumentParser()
+    add_validate_arguments(p)
+    assert p.parse_args(["--time-budget-s", "400"]).time_budget == 400.0
+    assert p.parse_args(["--time-budget", "400"]).time_budget == 400.0  # the older spelling, kept as an alias
+    assert "--time-budget-s SECONDS" in p.format_help()
