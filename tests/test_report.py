@@ -186,6 +186,7 @@ def test_write_report_files_are_self_contained_and_state_their_assumptions(tmp_p
         assert "2026-05" in text  # price dates
         assert "roofline 0.1.0" in text  # simulator version
         assert "requests_per_s: 20" in text and "tpot_slo_s: 0.0075" in text  # the scenario echoed
+        assert "Serving engine: vllm (" in text and "attention layout: both attention layouts tried" in text
     assert "| rank |" in md and "```yaml" in md
     csv = pd.read_csv(w.csv)
     assert len(csv) == 2 * 3 and csv.columns[0] == "rank"
@@ -469,3 +470,14 @@ def test_a_scenario_loaded_by_a_closed_loop_is_the_planner_at_that_concurrency(t
     with pytest.raises(rl.SpecError, match="concurrency"):
         R.Scenario.from_mapping({"models": ["llama-3.1-8b"], "concurrency": 8, "prompt_tokens": 10, "output_tokens": 5, "serving": "static"})
     assert s.with_overrides(requests_per_s=3).concurrency is None  # a new rate replaces the concurrency
+
+
+@pytest.mark.parametrize("engine, layout, engine_text, layout_text", [
+    (None, "off", "Serving engine: none: the bare roofline", "attention layout: attention tensor-parallel only."),
+    ("sglang", "on", "Serving engine: sglang (", "attention layout: attention data-parallel over the tp GPUs"),
+])
+def test_the_assumptions_name_the_engine_and_the_attention_layouts(engine, layout, engine_text, layout_text):
+    s = scenario(engine=engine, attention_dp=layout)
+    lines = R.render.assumptions(s, pd.DataFrame({"hardware_id": []}))["general"]
+    line = next(t for t in lines if t.startswith("Serving engine:"))
+    assert engine_text in line and layout_text in line

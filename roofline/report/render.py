@@ -59,6 +59,21 @@ def _git_commit(git: Path) -> str | None:
     return None
 
 
+_LAYOUT_TEXT = {"both": "both attention layouts tried on a MoE model's replicas of tp > 1 (tensor-parallel, and "
+                         "data-parallel over the tp GPUs with the MoE tensor-parallel), the better kept",
+                "on": "attention data-parallel over the tp GPUs on a MoE model's replicas of tp > 1 (the MoE tensor-parallel)",
+                "off": "attention tensor-parallel only"}
+
+
+def _engine_text(scenario: Scenario) -> str:
+    """The serving engine every deployment runs under and the attention layouts searched (`Scenario.engine`,
+    `Scenario.attention_dp`), as one assumption line."""
+    engine = ("none: the bare roofline (no per-step or per-request host time, no engine limits)" if scenario.engine is None
+              else f"{scenario.engine} (`roofline engines`: its host times per step and request, batch and token limits, "
+                   "memory share and all-reduce)")
+    return f"Serving engine: {engine}; attention layout: {_LAYOUT_TEXT[scenario.attention_dp]}."
+
+
 def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
     """Everything the numbers rest on, as text and small tables (formatted for people)."""
     reserve = Deployment.model_fields["runtime_reserve_bytes"]
@@ -112,6 +127,7 @@ def assumptions(scenario: Scenario, table: pd.DataFrame) -> dict:
         + (f" Overridden by the scenario: {', '.join(f'{h} {fmt.usd(v)}' for h, v in scenario.prices.items())}." if scenario.prices else ""),
         f"Precision: weights {scenario.weight_dtype or 'native'}, compute {scenario.activation_dtype or 'native'}, "
         f"KV cache {scenario.kv_dtype or 'native'}; flash attention.",
+        _engine_text(scenario),
         "TTFT and TPOT carry an 80% band in brackets: the range in which 80% of published measurements of that kind "
         "(serving or static batch, by hardware and precision class where enough runs exist) fell relative to their "
         "predictions; the predictions are optimistic on the whole, so the band mostly lies above the figure "
