@@ -462,6 +462,14 @@ class MoeCurve(BaseModel):
         return self
 
 
+def _moe_shape_mask(mine, hidden, width, n_up, experts_held, topk, shape):
+    """Where a fused MoE layer (`CalibratedCurves._moe_point_scale`) is the stored per-GPU `shape` (hidden, width, experts,
+    top-k): up GEMM K = h and N = 2 · width (gated), down GEMM K = width, experts held and top-k the shape's."""
+    h, w, experts, k = shape
+    return (mine & (hidden == h) & (np.abs(width - w) <= 1e-9 * w) & (np.abs(n_up - 2 * w) <= 1e-9 * w)
+            & (experts_held == experts) & (np.abs(topk - k) <= 1e-9 * k))
+
+
 def moe_point_ratio(rows, points_rows, points_ratio):
     """The measured / curve ratio ρ of a fused MoE layer of `rows` token-expert rows on one GPU, through one stored
     shape's points (`MoePoints`): piecewise linear in rows between the measured rows, held at the end values outside.
@@ -842,14 +850,14 @@ class CalibratedCurves:
         self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.expert_latency_s, m.compute_fraction * peak,
                                                              m.bandwidth_fraction * bw)
                     for m in moe_curves_for(cal, hw, compute_key)}
-        # the same code -> per stored per-GPU layer shape (hidden, width, experts, top-k, rows R, measured / curve ratio),
-        # arrays built once here (`MoePoints`, `_moe_point_scale`)
+        # the same code -> {per-GPU layer shape (hidden, width, experts, top-k): (rows R, measured / curve ratio)}, arrays
+        # built once here (`MoePoints`, `_moe_point_scale`)
         self.moe_points = {}
         for m in moe_curves_for(cal, hw, compute_key):
             measured = cal.moe_points.get(moe_key(m.weight_format, m.compute_dtype))
             if measured is not None and measured.curve == m:
-                self.moe_points[1 + MOE_FORMATS.index(m.weight_format)] = tuple(
-                    (float(p.hidden), float(p.width), float(p.experts), float(p.topk), p.rows, p.ratio) for p in measured.shapes)
+                self.moe_points[1 + MOE_FORMATS.index(m.weight_format)] = {
+                    (float(p.hidden), float(p.width), float(p.experts), float(p.topk)): (p.rows, p.ratio) for p in measured.shapes}
 
     def allreduce_message_s(self, message_bytes, tp):
         """Seconds of one measured all-reduce of `message_bytes` in a tp-GPU group (`interpolated_message_s` through
@@ -1076,32 +1084,40 @@ class CalibratedCurves:
         """
         f = t.f
         names = t.names
-        grouped, n_ops = f["grouped"], len(names)
-        scale = None
-        for i, name in enumerate(names):
-            if name != "experts_up" or i < 1 or i + 3 >= n_ops or names[i + 2] != "experts_down":
+        n_ops = len(names)
+        ups = [i for i, name in enumerate(names)
+               if name == "experts_up" and 1 <= i and i + 3 < n_ops and names[i + 2] == "experts_down"]
+        if not ups:
+            return None
+        up = np.array(ups)  # every layer of the table at once: arrays of (layers, ...)
+        hidden, width, n_up = f["gemm_k"][up], f["gemm_k"][up + 2], f["gemm_n"][up]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            topk = f["act_write_bytes"][up - 1] / f["act_write_bytes"][up + 3]
+            rows = f["flops"][up] / (2 * np.maximum(f["launches"][up], 1.0) * n_up * hidden)
+        dense, experts_held, grouped = f["sparse_2_4"][up] == 0, f["moe_experts"][up], f["grouped"][up]
+        rho = None
+        for code, shapes in self.moe_points.items():
+            mine = (grouped == code) & dense
+            if not np.any(mine):
                 continue
-            up, down = i, i + 2
-            hidden, width, n_up = f["gemm_k"][up], f["gemm_k"][down], f["gemm_n"][up]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                topk = f["act_write_bytes"][i - 1] / f["act_write_bytes"][i + 3]
-                rows = f["flops"][up] / (2 * np.maximum(f["launches"][up], 1.0) * n_up * hidden)
-            dense = f["sparse_2_4"][up] == 0
-            rho = None
-            for code, shapes in self.moe_points.items():
-                mine = (grouped[up] == code) & dense
-                if not np.any(mine):
-                    continue
-                for h, w, experts, k, xs, ys in shapes:
-                    here = (mine & (hidden == h) & (np.abs(width - w) <= 1e-9 * w) & (np.abs(n_up - 2 * w) <= 1e-9 * w)
-                            & (f["moe_experts"][up] == experts) & (np.abs(topk - k) <= 1e-9 * k))
-                    if np.any(here):
-                        rho = np.where(here, moe_point_ratio(rows, xs, ys), 1.0 if rho is None else rho)
-            if rho is None:
+            # a scenario has one layer shape: look up its first element's; every stored shape only where layers or a
+            # grid mix shapes
+            first = (float(np.ravel(hidden)[0]), float(np.ravel(width)[0]), float(np.ravel(experts_held)[0]),
+                     float(np.round(np.ravel(topk)[0])))
+            here = _moe_shape_mask(mine, hidden, width, n_up, experts_held, topk, first)
+            if np.all(here | ~mine):  # one shape: stored or not
+                if first in shapes:
+                    rho = np.where(here, moe_point_ratio(rows, *shapes[first]), 1.0 if rho is None else rho)
                 continue
-            if scale is None:
-                scale = np.ones(np.broadcast_shapes(f["flops"].shape, (n_ops, *np.shape(rho))))
-            scale[i - 1:i + 4] = rho
+            for key, (xs, ys) in shapes.items():
+                here = _moe_shape_mask(mine, hidden, width, n_up, experts_held, topk, key)
+                if np.any(here):
+                    rho = np.where(here, moe_point_ratio(rows, xs, ys), 1.0 if rho is None else rho)
+        if rho is None:
+            return None
+        scale = np.ones(np.broadcast_shapes(f["flops"].shape, (n_ops, *np.shape(rho)[1:])))
+        for offset in range(-1, 4):  # permute, up, activation, down, unpermute
+            scale[up + offset] = rho
         return scale
 
     def _gemm_rates(self, t, c, bytes_rate):
