@@ -243,13 +243,21 @@ def moe_points(df: pd.DataFrame, curves: dict[str, MoeCurve], hw, table: str,
     kept per-GPU shapes (`corpus_shapes`: hidden, width, experts on a GPU, top-k) and the curve's time of each row
     (`predicted_s` over `unit_terms` at the row's ep), as `calibration.MoePoints`. Where two table splits give one
     per-GPU shape (gpt-oss-20b at ep 1 and gpt-oss-120b at ep 4: 32 experts of 2,880 on a GPU, the same R = T · k / ep
-    rows), the smaller ep is kept (the fitted rows), then the smaller moe_tp."""
+    rows), the smaller ep is kept (the fitted rows), then the smaller moe_tp.
+
+    A shape any of whose rows takes less than the layer's HBM bytes at the datasheet bandwidth (the memory term of
+    `unit_terms` at η_m = 1, a speed of light) is left out and named in `source`: that row is not what a model's
+    layer does (the weights of one repeated layer left in L2 between the collector's runs, or fewer experts allocated
+    than listed), and the curve, held to η_m ≤ 1, times it. Worked number: DeepSeek-V3 at tp 8 (7,168, 256 wide x 256
+    experts, k 8) in vLLM 0.24's H200 fp8_block table, T = 64: 256 · 3 · 7,168 · 256 B = 1.41 GB of fp8 weights (with
+    their block scales) read in 0.271 ms, 5.2 TB/s against the H200's 4.8; 11 of its 27 rows are faster than that."""
     shapes = corpus_shapes() if shapes is None else shapes
     out: dict[str, MeasuredMoe] = {}
     for key, curve in curves.items():
         table_dtype = curve.table_dtype
         _, weight_dtype, compute_dtype, granularity, group = TABLE_FORMATS[table_dtype]
         kept: dict[tuple, MoePoints] = {}
+        beyond: set[tuple] = set()
         for ep in sorted(int(e) for e in df.loc[df["moe_dtype"] == table_dtype, "moe_ep_size"].unique()):
             rows = moe_rows(df, table_dtype, ep)
             if rows.empty:
@@ -263,13 +271,17 @@ def moe_points(df: pd.DataFrame, curves: dict[str, MoeCurve], hw, table: str,
             rows = rows.groupby(["hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size", "num_tokens"],
                                 as_index=False)["latency"].median()
             y = rows["latency"].to_numpy(float) * TABLE_TIME_S
-            c = predicted_s(curve, *unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group, ep))
-            rows = rows.assign(time_s=y, curve_s=c)
+            terms = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group, ep)
+            c = predicted_s(curve, *terms)
+            rows = rows.assign(time_s=y, curve_s=c, floor_s=terms[2].sum(axis=0))
             for (h, inter, experts, k, tp_), part in rows.groupby(["hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size"]):  # tp ascending
                 gpu_key = (int(h), inter / tp_, experts // ep, int(k))
                 if gpu_key in kept or len(part) < 2:
                     continue
                 part = part.sort_values("num_tokens")
+                if (part["time_s"] < part["floor_s"]).any():  # a row faster than its bytes at the datasheet bandwidth
+                    beyond.add(gpu_key)
+                    continue
                 kept[gpu_key] = MoePoints(hidden=int(h), width=float(inter / tp_), experts=int(experts // ep), topk=int(k),
                                           moe_tp=int(tp_), moe_ep=int(ep), tokens=tuple(int(v) for v in part["num_tokens"]),
                                           time_s=tuple(float(f"{v:.4g}") for v in part["time_s"]),
@@ -277,7 +289,9 @@ def moe_points(df: pd.DataFrame, curves: dict[str, MoeCurve], hw, table: str,
         if kept:
             out[key] = MeasuredMoe(curve=curve, source=f"{table}: {table_dtype}, balanced rows of the fit's kernel source, median per "
                                           "token count; the per-GPU layer shapes the published corpus runs (shipped "
-                                          "model specs at the corpus rows' tp / ep, `calibrate.public_moe.corpus_shapes`)",
+                                          "model specs at the corpus rows' tp / ep, `calibrate.public_moe.corpus_shapes`)"
+                                          + (f"; left out, a row faster than its HBM bytes at the datasheet bandwidth: "
+                                             f"{', '.join(str(b) for b in sorted(beyond - set(kept)))}" if beyond - set(kept) else ""),
                                    shapes=tuple(kept[k] for k in sorted(kept)))
     return out
 

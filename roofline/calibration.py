@@ -39,6 +39,10 @@ on every operator is timed against the measured curves instead of the constant f
   unpermute) take t = t0 + n · t_e + Σ_op max(F_op · pad / (η_c · peak) + V_op / vector, B_op / (η_m · bandwidth)),
   one fixed time t0 per MoE layer, one fixed time t_e per expert the layer touches on this GPU (n), and one compute
   and one bandwidth fraction for the grouped kernels (`MoeCurve`). Absent: those ops are timed like any other GEMM and elementwise kernel.
+  Where the file holds the table's measured layer times of the layer's per-GPU shape (optional `moe_points`, a
+  `MeasuredMoe` per curve: `MoePoints` of tokens -> seconds), the layer takes the curve's time times the measured /
+  curve ratio, linear in its token-expert rows between the measured ones and held outside them (`moe_point_ratio`):
+  the table's time at a measured row count, the curve's split over the five ops and its shape past the table.
 
 A file fitted from public kernel tables (`calibrate/public.py`) names them in
 `provenance.public_source`; such tables carry no copy benchmark, so `memory` may be absent and

@@ -141,3 +141,15 @@ def test_a_shape_stored_twice_is_an_error():
     p = _points((1024, 2048), (1.25e-3, 2.5e-3), (1e-3, 2e-3))
     with pytest.raises(ValueError, match="shapes.1: a second entry"):  # pydantic wraps the SpecError; load_calibration unwraps it
         MeasuredMoe(source="hand", curve=_curve(), shapes=(p, p))
+
+
+def test_a_shape_faster_than_its_bytes_at_the_datasheet_bandwidth_is_left_out():
+    # DeepSeek-V3 at tp 8 (h 7,168, 256 experts of 2,048 / 8 = 256, k 8) in vLLM 0.24's H200 fp8_block table: at T = 64
+    # every expert is touched (64 · 8 = 512 rows over 256 experts) and its fp8 weights alone are 256 · 3 · 7,168 · 256 B
+    # = 1.41 GB, 0.294 ms at the H200's 4.8 TB/s; the table's row takes 0.271 ms (5.2 TB/s), a speed of light broken:
+    # the file keeps no points of the shape, names it, and the curve times it
+    weight_bytes = 256 * 3 * 7168 * 256
+    assert weight_bytes == 1_409_286_144 and weight_bytes / 4.8e12 == pytest.approx(0.2936e-3, rel=1e-3) > 0.271e-3
+    measured = H200.calibration.moe_points["fp8_block"]
+    assert (7168, 256.0, 256, 8) not in {(p.hidden, p.width, p.experts, p.topk) for p in measured.shapes}
+    assert "(7168, 256.0, 256, 8)" in measured.source
