@@ -38,6 +38,12 @@ their total bytes allows. DeepSeek-V3's layer (h 7168, 256 experts of F_e 2048, 
 NVFP4 table takes 1.04 ms at moe_tp 1 (0.78 ms of weights at the HBM rate) and 0.39 ms at moe_tp 32, whose 187 MB
 read in 24 µs: about 1.2 µs per touched expert that t0 (one per layer) and the fractions (per byte, per FLOP)
 cannot hold (calibrate/public/README.md, section (e)).
+
+Points. One set of fractions per format cannot follow a kernel that changes tile or tactic with the token count
+(gpt-oss's W4A8 layer on GB200 steps up by 25% between 512 and 1,024 tokens), so `moe_points` also keeps the table's
+own layer times at the per-GPU shapes the published corpus runs (`corpus_shapes`), with the curve's time of each row:
+the runtime times such a layer as curve x measured / curve (`calibration.MoePoints`, `calibration.moe_point_ratio`),
+an interpolation `leave_one_out` picked over time-linear and log-log (calibrate/public/README.md, section (i)).
 """
 
 from __future__ import annotations
