@@ -1291,7 +1291,8 @@ class StackedCurves:
         """
         import dataclasses
 
-        names = ("gemm_flops_per_s", "attention_flops_per_s", "bytes_per_s", "kernel_overhead_s")
+        # every field `CalibratedCurves.per_op_ceilings` sets (the vector rate: a measured MoE layer's, `_moe_point_scale`)
+        names = ("gemm_flops_per_s", "attention_flops_per_s", "bytes_per_s", "kernel_overhead_s", "vector_flops_per_s")
         k = self._device_axis(t)
         if k is not None:
             per_device = []

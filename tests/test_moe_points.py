@@ -154,3 +154,29 @@ def test_a_shape_faster_than_its_bytes_at_the_datasheet_bandwidth_is_left_out():
     measured = H200.calibration.moe_points["fp8_block"]
     assert (7168, 256.0, 256, 8) not in {(p.hidden, p.width, p.experts, p.topk) for p in measured.shapes}
     assert "(7168, 256.0, 256, 8)" in measured.source
+
+
+def test_sweep_gives_predicts_figures_where_the_points_apply():
+    """gpt-oss-120b computing at fp8 on the GB200 TensorRT-LLM file (its W4A8 `fp4-fp8` curve holds points of the tp 1
+    layer) beside the analytical GB200: the sweep's TTFT of every cell and TPOT of the batch-1,024 cells equal `predict`
+    of that scenario alone to 1e-9, so the points reach the sweep's stacked curves (`StackedCurves`) as they reach
+    `predict`; and they move the figures. (The batch-64 TPOT cells differ from `predict` by 0.125 ms with or without
+    the points, on the curve alone as before them: not this path.)"""
+    import math
+
+    model = rl.load_model("gpt-oss-120b")
+    hws = [rl.load_hardware("gb200", framework="trtllm"), rl.load_hardware("gb200", analytical=True)]
+    dep = rl.Deployment(activation_dtype="fp8")
+    df = rl.sweep(model=model, hardware=hws, batch_size=[64, 1024], prompt_tokens=[1024, 4096], output_tokens=32,
+                  activation_dtype="fp8")
+    assert len(df) == 2 * 2 * 2
+    for h, row in zip(np.repeat(np.arange(2), 4), df.itertuples()):
+        p = rl.predict(model, hws[h], rl.Workload(batch_size=row.batch_size, prompt_tokens=row.prompt_tokens,
+                                                  output_tokens=32), dep)
+        assert math.isclose(row.ttft_s, p.ttft_s, rel_tol=1e-9), (hws[h].id, row)
+        if row.batch_size == 1024:
+            assert math.isclose(row.tpot_s, p.tpot_s, rel_tol=1e-9), (hws[h].id, row)
+    stripped = hws[0].calibration.model_copy(update={"moe_points": {}})
+    curve_only = attach_calibration(rl.load_hardware("gb200", analytical=True), stripped)
+    w = rl.Workload(batch_size=1024, prompt_tokens=1024, output_tokens=32)
+    assert rl.predict(model, hws[0], w, dep).tpot_s > 1.05 * rl.predict(model, curve_only, w, dep).tpot_s  # table slower at R = 4,096
