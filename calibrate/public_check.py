@@ -6,7 +6,7 @@
     group size: through the stored points, `calibration.interpolated_message_s`, so only their rounding to four
     digits is left; the fused MoE layer at the shapes a file stores points of: "moe curve", the `MoeCurve` alone, and
     "moe points", the curve times the stored measured / curve ratio, `calibration.moe_point_ratio`, as the runtime
-    times those layers), as |predicted / measured - 1|, median per kernel family.
+    times those layers before it holds each op at its floor), as |predicted / measured - 1|, median per kernel family.
 (b) **Held-out devices**: the curves of a source device attached to a target device the way
     `load_hardware(target, calibration=source_file)` attaches them (fractions rescaled to the
     target's datasheet peaks, `CalibratedCurves`), timed against the target's own tables. The

@@ -810,7 +810,7 @@ class CalibratedCurves:
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_pre_executed", "att_dec_latency_s",
                  "att_dec_rate", "att_kv_head_s", "sm_count", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s",
-                 "launch", "allreduce", "gemv", "moe", "moe_points", "elementwise")
+                 "launch", "allreduce", "gemv", "moe", "moe_points", "elementwise", "bandwidth")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -837,6 +837,7 @@ class CalibratedCurves:
         table = gemm_table_for(cal, hw, compute_key)
         self.gemm = table
         self.gemm_peak = peak
+        self.bandwidth = bw  # the datasheet HBM bandwidth: no measured MoE layer's op moves bytes faster (`per_op_ceilings`)
         self.gemm_compute = None if table is None else compute_column(table)
         graph = cal.kernel_overhead_graph_s
         self.graph_overhead_s = graph if graph is not None else hw.efficiency.kernel_overhead_graph_s
@@ -956,9 +957,11 @@ class CalibratedCurves:
                      kernel_overhead_s=overhead)
         if shared.moe_scale is not None:  # measured MoE layers: every term of their five ops times ρ (`_moe_point_scale`)
             scale = shared.moe_scale
-            rates = dict(gemm_flops_per_s=shared.gemm_flops_per_s / scale, attention_flops_per_s=att_rate,
-                         bytes_per_s=shared.bytes_per_s / scale, kernel_overhead_s=overhead * scale,
-                         vector_flops_per_s=c.vector_flops_per_s / scale)
+            # where ρ < 1 no rate passes the datasheet's (dense peak, HBM bandwidth, vector rate): no op below its floor
+            gemm = np.minimum(shared.gemm_flops_per_s / scale, np.maximum(shared.gemm_flops_per_s, self.gemm_peak))
+            hbm = np.minimum(shared.bytes_per_s / scale, np.maximum(shared.bytes_per_s, self.bandwidth))
+            rates = dict(gemm_flops_per_s=gemm, attention_flops_per_s=att_rate, bytes_per_s=hbm,
+                         kernel_overhead_s=overhead * scale, vector_flops_per_s=c.vector_flops_per_s / np.maximum(scale, 1.0))
         return dataclasses.replace(c, **rates, curves=None) if drop_curves else dataclasses.replace(c, **rates)
 
     def launch_free_rates(self, t, c) -> "LaunchFreeRates":
@@ -1075,7 +1078,11 @@ class CalibratedCurves:
         """Per op of `t`, the factor ρ its time is scaled by (`per_op_ceilings` divides its FLOP, vector and bytes rates
         by ρ and multiplies its launch overhead by ρ, so each of the five ops takes ρ times its curve time and they sum
         to ρ times the curve's layer: the split over the ops, and each op's FLOPs and bytes, stay the curve's); 1 on
-        every op outside a measured layer; None where no layer of `t` is a stored shape.
+        every op outside a measured layer; None where no layer of `t` is a stored shape. Where ρ < 1 no rate is raised
+        past the datasheet's (the dense peak, the HBM bandwidth; the vector rate not at all): an op the curve already
+        times near its floor (the speed of light `predict` reports) keeps that floor, and the layer sums to a little
+        more than ρ times the curve (the files keep no shape whose own rows beat the layer's floor,
+        `calibrate.public_moe.moe_points`).
 
         A fused MoE layer (`ops.fused_moe_ops`: permute, up GEMM, activation, down GEMM, unpermute, in that order) is a
         stored shape of its curve (`MoePoints`) where its up GEMM's K is the hidden size h and N twice the width

@@ -180,3 +180,17 @@ def test_sweep_gives_predicts_figures_where_the_points_apply():
     curve_only = attach_calibration(rl.load_hardware("gb200", analytical=True), stripped)
     w = rl.Workload(batch_size=1024, prompt_tokens=1024, output_tokens=32)
     assert rl.predict(model, hws[0], w, dep).tpot_s > 1.05 * rl.predict(model, curve_only, w, dep).tpot_s  # table slower at R = 4,096
+
+
+def test_a_ratio_below_one_never_takes_an_op_below_its_floor():
+    # ρ = 0.1 (a table ten times faster than the curve): each op's rates are held at the datasheet's (dense peak, HBM
+    # bandwidth, vector rate), so every op is at or above its floor, the speed of light `predict` reports
+    hw = _hw(_points((1024, 2048), (1e-4, 2e-4), (1e-3, 2e-3)))
+    rd = rl.Deployment().resolved(MIXTRAL)
+    ops = O.forward_ops(MIXTRAL, rd, 1536, 1, 511)
+    table = OpTable.of(ops, ())
+    timed = np.asarray(time_ops(table, Ceilings.of(hw, rd.compute_key), 1).time_s)
+    floor = np.asarray(time_ops(table, Ceilings.of(hw, rd.compute_key, floor=True), 1).time_s)
+    rows = [i for i, op in enumerate(ops) if op.name in FIVE]
+    assert (timed[rows] >= floor[rows] * (1 - 1e-12)).all()
+    assert timed[rows].sum() > 0.1 * _layer(_hw(), 1536)[0].sum()  # so above ρ x the curve's layer
