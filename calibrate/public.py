@@ -30,7 +30,9 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   each) and the kernel's (sequence, KV head) blocks (`attention_decode_kv_head_s` = t_kvh).
 * `moe/<framework>/.../moe_perf.parquet`: the engine's fused MoE layer, balanced routing, no
   expert parallelism: per expert-weight width one `MoeCurve` (t0 per layer, t_e per touched expert, grouped-GEMM compute and
-  bandwidth fractions), fitted in `calibrate/public_moe.py`.
+  bandwidth fractions), fitted in `calibrate/public_moe.py`; and per curve the table's measured layer times at the
+  shipped model specs' per-GPU layer shapes (`moe_points`: `calibration.MoePoints`), through which a layer of such a
+  shape is timed (the curve supplying the split over its five ops and the extrapolation).
 * `comm/<framework>/.../custom_allreduce_perf.parquet`: the engine's all-reduce (the rows
   replayed from a CUDA graph where the table has both), per group size p the measured points
   (`allreduce_points`: message bytes S = elements · 2 for bf16, the median time of each size), which time a
@@ -71,7 +73,7 @@ from roofline.attention_shapes import decode_kv_units, executed_pairs, query_til
 from roofline.ops import attended_keys
 
 from .fit import fit_affine, fit_affine_units
-from .public_moe import fit_moe
+from .public_moe import fit_moe, moe_points
 
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
@@ -514,6 +516,11 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         dec = _compress(line, x, t)
         kv_head_s = None if dec is None or kv_head_s is None else _sig(kv_head_s)
     moe = fit_moe(tables["moe"], hw, notes) if "moe" in tables else {}
+    moe_table = next((p for p in paths if p.endswith("moe_perf.parquet")), "moe_perf.parquet")
+    measured_moe = moe_points(tables["moe"], moe, hw, moe_table) if moe else {}
+    for key, m in measured_moe.items():
+        notes.append(f"moe {key}: measured layer times of {len(m.shapes)} per-GPU shapes (shipped model specs), "
+                     f"through which those layers are timed (`calibration.MoePoints`)")
     link = hw.interconnect.bytes_per_s_per_direction
     ar = tables.get("allreduce")
     allreduce = fit_allreduce(ar, link, notes) if ar is not None else {}
@@ -553,6 +560,7 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         gemv=gemv,
         elementwise=elementwise,
         moe=moe,
+        moe_points=measured_moe,
         notes=tuple(notes),
     )
 

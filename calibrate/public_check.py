@@ -4,7 +4,9 @@
     (GEMM: tile-padded FLOPs / (peak · fraction(M, N·K)); attention: t0 + x / R, x the prefill's executed FLOPs
     over its wave efficiency or the decode's bytes, + batch · kv_heads · t_kvh for decode; all-reduce per
     group size: through the stored points, `calibration.interpolated_message_s`, so only their rounding to four
-    digits is left), as |predicted / measured - 1|, median per kernel family.
+    digits is left; the fused MoE layer at the shapes a file stores points of: "moe curve", the `MoeCurve` alone, and
+    "moe points", the curve times the stored measured / curve ratio, `calibration.moe_point_ratio`, as the runtime
+    times those layers before it holds each op at its floor), as |predicted / measured - 1|, median per kernel family.
 (b) **Held-out devices**: the curves of a source device attached to a target device the way
     `load_hardware(target, calibration=source_file)` attaches them (fractions rescaled to the
     target's datasheet peaks, `CalibratedCurves`), timed against the target's own tables. The
@@ -27,6 +29,7 @@ import roofline as rl
 from roofline.calibration import CalibratedCurves, Calibration, load_calibration
 
 from . import corpus
+from .public_moe import stored_shape_errors
 from .public import (PUBLIC_DIR, SYSTEMS, TABLE_TIME_S, GEMM_DTYPES, HALF_BYTES, allreduce_rows,
                      attention_rows, decode_units, decode_x, elementwise_rows, fit_public, gemm_fractions, gemm_rows, median_abs_pct, prefill_executed_x, prefill_x,
                      rel_error)
@@ -81,6 +84,8 @@ def kernel_errors(cal: Calibration, hw, tables: dict[str, pd.DataFrame]) -> pd.D
         x, measured = elementwise_rows(tables["elementwise"], hw.l2_bytes)
         t0, rate = curves.elementwise
         parts.append(pd.DataFrame({"family": "elementwise", "predicted_s": t0 + x / rate, "measured_s": measured}))
+    if "moe" in tables and cal.moe_points:  # the stored MoE shapes: the curve alone, and through the points
+        parts.append(stored_shape_errors(cal, hw, tables["moe"]))
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["family", "predicted_s", "measured_s"])
     df["error"] = rel_error(df["predicted_s"], df["measured_s"])
     return df
@@ -92,7 +97,7 @@ def error_summary(df: pd.DataFrame) -> dict[str, float]:
 
 
 FAMILIES = ("gemm bf16", f"gemm bf16 N,K>={MODEL_SIZED}", "gemm fp8", f"gemm fp8 N,K>={MODEL_SIZED}", "attention prefill",
-            "attention decode", "all-reduce")
+            "attention decode", "all-reduce", "moe curve", "moe points")
 
 
 def _row(label: str, summary: dict[str, float], n: dict[str, int]) -> str:

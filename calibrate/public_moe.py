@@ -38,6 +38,12 @@ their total bytes allows. DeepSeek-V3's layer (h 7168, 256 experts of F_e 2048, 
 NVFP4 table takes 1.04 ms at moe_tp 1 (0.78 ms of weights at the HBM rate) and 0.39 ms at moe_tp 32, whose 187 MB
 read in 24 µs: about 1.2 µs per touched expert that t0 (one per layer) and the fractions (per byte, per FLOP)
 cannot hold (calibrate/public/README.md, section (e)).
+
+Points. One set of fractions per format cannot follow a kernel that changes tile or tactic with the token count
+(gpt-oss's W4A8 layer on GB200 steps up by 25% between 512 and 1,024 tokens), so `moe_points` also keeps the table's
+own layer times at the per-GPU shapes the published corpus runs (`corpus_shapes`), with the curve's time of each row:
+the runtime times such a layer as curve x measured / curve (`calibration.MoePoints`, `calibration.moe_point_ratio`),
+an interpolation `leave_one_out` picked over time-linear and log-log (calibrate/public/README.md, section (i)).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from roofline.calibration import MoeCurve, moe_key, moe_touched_experts
+from roofline.calibration import MeasuredMoe, MoeCurve, MoePoints, moe_key, moe_point_ratio, moe_touched_experts
 from roofline.ops import fused_moe_ops
 from roofline.roofline import Ceilings, OpTable, time_ops
 from roofline.workload import Deployment, ResolvedDeployment
@@ -210,6 +216,162 @@ def ep_errors(df: pd.DataFrame, curves: dict[str, MoeCurve], hw) -> pd.DataFrame
             out.append({"curve": key, "ep": int(ep), "rows": len(rows), "median_abs": float(np.median(np.abs(err))),
                         "p90_abs": float(np.percentile(np.abs(err), 90)), "bias": float(np.median(err))})
     return pd.DataFrame(out)
+
+
+def corpus_shapes() -> set[tuple[int, float, int, int]]:
+    """The per-GPU fused MoE layer shapes (hidden, expert width F_e / tp, experts E / ep, top-k) the published corpus
+    runs: every row of a shipped MoE model spec at its deployment's tp and ep (`calibrate.corpus.deployment_of`: a
+    DEPn row is tp 1, ep n). The files keep points of these shapes only (the 100 KB a file may take holds about 45
+    shapes of 27 points; every shipped model at moe_tp 1-8 and moe_ep 2-8 would be about 150). From the corpus at
+    this commit: 15 (model, tp, ep): Mixtral-8x7B tp 1, 2, 4, 8; Mixtral-8x22B tp 8; DeepSeek-V3 tp 8, ep 4, 8;
+    gpt-oss-120b tp 1, ep 2, 4; gpt-oss-20b tp 1 (the same per-GPU shape as gpt-oss-120b ep 4); Qwen3-235B-A22B ep 4,
+    8; Qwen3-30B-A3B tp 1."""
+    import roofline as rl
+
+    from . import corpus
+
+    out = set()
+    for row in corpus.load_corpus():
+        try:
+            m = rl.load_model(row.model)
+        except Exception:  # a row of a model without a shipped spec: no shape
+            continue
+        if m.moe is None:
+            continue
+        dep = corpus.deployment_of(row, m)
+        out.add((m.hidden_size, m.moe.expert_intermediate_size / dep.tp, m.moe.num_experts // dep.ep, m.moe.experts_per_token))
+    return out
+
+
+def moe_points(df: pd.DataFrame, curves: dict[str, MoeCurve], hw, table: str,
+               shapes: set[tuple[int, float, int, int]] | None = None) -> dict[str, MeasuredMoe]:
+    """Per curve, the measured layer times of the table's balanced rows (`moe_rows`: the fit's kernel source) at the
+    kept per-GPU shapes (`corpus_shapes`: hidden, width, experts on a GPU, top-k) and the curve's time of each row
+    (`predicted_s` over `unit_terms` at the row's ep), as `calibration.MoePoints`. Where two table splits give one
+    per-GPU shape (gpt-oss-20b at ep 1 and gpt-oss-120b at ep 4: 32 experts of 2,880 on a GPU, the same R = T · k / ep
+    rows), the smaller ep is kept (the fitted rows), then the smaller moe_tp.
+
+    A shape any of whose rows takes less than the layer's HBM bytes at the datasheet bandwidth (the memory term of
+    `unit_terms` at η_m = 1, a speed of light) is left out and named in `source`: that row is not what a model's
+    layer does (the weights of one repeated layer left in L2 between the collector's runs, or fewer experts allocated
+    than listed), and the curve, held to η_m ≤ 1, times it. Worked number: DeepSeek-V3 at tp 8 (7,168, 256 wide x 256
+    experts, k 8) in vLLM 0.24's H200 fp8_block table, T = 64: 256 · 3 · 7,168 · 256 B = 1.41 GB of fp8 weights (with
+    their block scales) read in 0.271 ms, 5.2 TB/s against the H200's 4.8; 11 of its 27 rows are faster than that."""
+    shapes = corpus_shapes() if shapes is None else shapes
+    out: dict[str, MeasuredMoe] = {}
+    for key, curve in curves.items():
+        table_dtype = curve.table_dtype
+        _, weight_dtype, compute_dtype, granularity, group = TABLE_FORMATS[table_dtype]
+        kept: dict[tuple, MoePoints] = {}
+        beyond: set[tuple] = set()
+        for ep in sorted(int(e) for e in df.loc[df["moe_dtype"] == table_dtype, "moe_ep_size"].unique()):
+            rows = moe_rows(df, table_dtype, ep)
+            if rows.empty:
+                continue
+            keep = np.array([(int(h), i / t, int(e) // ep, int(k)) in shapes for h, i, t, e, k in
+                             zip(rows["hidden_size"], rows["inter_size"], rows["moe_tp_size"], rows["num_experts"], rows["topk"])])
+            rows = rows[keep]
+            if rows.empty:
+                continue
+            # one time per token count: the median where the table repeats a row
+            rows = rows.groupby(["hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size", "num_tokens"],
+                                as_index=False)["latency"].median()
+            y = rows["latency"].to_numpy(float) * TABLE_TIME_S
+            terms = unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group, ep)
+            c = predicted_s(curve, *terms)
+            rows = rows.assign(time_s=y, curve_s=c, floor_s=terms[2].sum(axis=0))
+            for (h, inter, experts, k, tp_), part in rows.groupby(["hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size"]):  # tp ascending
+                gpu_key = (int(h), inter / tp_, experts // ep, int(k))
+                if gpu_key in kept or len(part) < 2:
+                    continue
+                part = part.sort_values("num_tokens")
+                if (part["time_s"] < part["floor_s"]).any():  # a row faster than its bytes at the datasheet bandwidth
+                    beyond.add(gpu_key)
+                    continue
+                kept[gpu_key] = MoePoints(hidden=int(h), width=float(inter / tp_), experts=int(experts // ep), topk=int(k),
+                                          moe_tp=int(tp_), moe_ep=int(ep), tokens=tuple(int(v) for v in part["num_tokens"]),
+                                          time_s=tuple(float(f"{v:.4g}") for v in part["time_s"]),
+                                          curve_s=tuple(float(f"{v:.4g}") for v in part["curve_s"]))
+        if kept:
+            out[key] = MeasuredMoe(curve=curve, source=f"{table}: {table_dtype}, balanced rows of the fit's kernel source, median per "
+                                          "token count; the per-GPU layer shapes the published corpus runs (shipped "
+                                          "model specs at the corpus rows' tp / ep, `calibrate.public_moe.corpus_shapes`)"
+                                          + (f"; left out, a row faster than its HBM bytes at the datasheet bandwidth: "
+                                             f"{', '.join(str(b) for b in sorted(beyond - set(kept)))}" if beyond - set(kept) else ""),
+                                   shapes=tuple(kept[k] for k in sorted(kept)))
+    return out
+
+
+def leave_one_out(points: dict[str, MeasuredMoe]) -> pd.DataFrame:
+    """Each interior point of every stored shape predicted from its two neighbours, three ways: time linear in rows
+    (R), time a power law in R (linear in log-log), and the curve's own time at R times the ratio ρ linear in R
+    (`moe_point_ratio`, what the runtime does). One row per (curve, rule): points, median |error|, p90, bias."""
+    out = []
+    for key, measured in points.items():
+        errs: dict[str, list] = {"linear": [], "log-log": [], "curve x ratio": []}
+        for p in measured.shapes:
+            x, t, c = p.rows, np.asarray(p.time_s), np.asarray(p.curve_s)
+            for i in range(1, len(x) - 1):
+                w = (x[i] - x[i - 1]) / (x[i + 1] - x[i - 1])
+                lw = np.log(x[i] / x[i - 1]) / np.log(x[i + 1] / x[i - 1])
+                errs["linear"].append((t[i - 1] + w * (t[i + 1] - t[i - 1])) / t[i] - 1)
+                errs["log-log"].append(np.exp(np.log(t[i - 1]) + lw * np.log(t[i + 1] / t[i - 1])) / t[i] - 1)
+                rho = t[i - 1] / c[i - 1] + w * (t[i + 1] / c[i + 1] - t[i - 1] / c[i - 1])
+                errs["curve x ratio"].append(c[i] * rho / t[i] - 1)
+        for rule, e in errs.items():
+            e = np.asarray(e)
+            if e.size:
+                out.append({"curve": key, "rule": rule, "points": e.size, "median_abs": float(np.median(np.abs(e))),
+                            "p90_abs": float(np.percentile(np.abs(e), 90)), "bias": float(np.median(e))})
+    return pd.DataFrame(out)
+
+
+def points_residual(points: dict[str, MeasuredMoe], curves: dict[str, MoeCurve]) -> pd.DataFrame:
+    """Per curve, |curve / table - 1| over its stored points (before) and the points' own time there (after:
+    ρ · curve, 0 up to the stored rounding). One row per curve: points, median and p90 before and after."""
+    out = []
+    for key, measured in points.items():
+        before, after = [], []
+        for p in measured.shapes:
+            t, c = np.asarray(p.time_s), np.asarray(p.curve_s)
+            before.append(c / t - 1)
+            after.append(c * moe_point_ratio(p.rows, p.rows, p.ratio) / t - 1)
+        b, a = np.abs(np.concatenate(before)), np.abs(np.concatenate(after))
+        out.append({"curve": key, "points": b.size, "before_median": float(np.median(b)), "before_p90": float(np.percentile(b, 90)),
+                    "after_median": float(np.median(a)), "after_p90": float(np.percentile(a, 90))})
+    return pd.DataFrame(out)
+
+
+def stored_shape_errors(cal, hw, df: pd.DataFrame) -> pd.DataFrame:
+    """The table rows (`moe_rows`, balanced, at every ep) of every per-GPU shape `cal` stores points of,
+    timed on `hw` twice: by the curve alone (family "moe curve") and by the curve times the stored ratio
+    (`calibration.moe_point_ratio` at the row's R = T · k / ep; "moe points"), as the runtime times such a layer.
+    `hw` the file's own device: the residual of the points (0 up to their rounding); another device: held out."""
+    parts = []
+    for key, measured in cal.moe_points.items():
+        curve = cal.moe.get(key)
+        if curve is None or curve.table_dtype not in TABLE_FORMATS or curve.compute_dtype not in hw.peak_flops_per_s:
+            continue
+        _, weight_dtype, compute_dtype, granularity, group = TABLE_FORMATS[curve.table_dtype]
+        stored = {(p.hidden, p.width, p.experts, p.topk): p for p in measured.shapes}
+        for ep in sorted(int(e) for e in df.loc[df["moe_dtype"] == curve.table_dtype, "moe_ep_size"].unique()):
+            rows = moe_rows(df, curve.table_dtype, ep)
+            if rows.empty:
+                continue
+            gpu = [(int(h), i / t, int(e) // ep, int(k)) for h, i, t, e, k in
+                   zip(rows["hidden_size"], rows["inter_size"], rows["moe_tp_size"], rows["num_experts"], rows["topk"])]
+            keep = np.array([g in stored for g in gpu])
+            if not keep.any():
+                continue
+            rows = rows[keep]
+            points = [stored[g] for g, kept in zip(gpu, keep) if kept]
+            y = rows["latency"].to_numpy(float) * TABLE_TIME_S
+            c = predicted_s(curve, *unit_terms(rows, hw, weight_dtype, compute_dtype, granularity, group, ep))
+            r = rows["num_tokens"].to_numpy(float) * rows["topk"].to_numpy(float) / ep
+            rho = np.array([moe_point_ratio(x, p.rows, p.ratio) for x, p in zip(r, points)])
+            parts.append(pd.DataFrame({"family": "moe curve", "predicted_s": c, "measured_s": y}))
+            parts.append(pd.DataFrame({"family": "moe points", "predicted_s": c * rho, "measured_s": y}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["family", "predicted_s", "measured_s"])
 
 
 def main(argv: list[str] | None = None) -> None:

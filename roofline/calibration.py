@@ -39,6 +39,10 @@ on every operator is timed against the measured curves instead of the constant f
   unpermute) take t = t0 + n · t_e + Σ_op max(F_op · pad / (η_c · peak) + V_op / vector, B_op / (η_m · bandwidth)),
   one fixed time t0 per MoE layer, one fixed time t_e per expert the layer touches on this GPU (n), and one compute
   and one bandwidth fraction for the grouped kernels (`MoeCurve`). Absent: those ops are timed like any other GEMM and elementwise kernel.
+  Where the file holds the table's measured layer times of the layer's per-GPU shape (optional `moe_points`, a
+  `MeasuredMoe` per curve: `MoePoints` of tokens -> seconds), the layer takes the curve's time times the measured /
+  curve ratio, linear in its token-expert rows between the measured ones and held outside them (`moe_point_ratio`):
+  the table's time at a measured row count, the curve's split over the five ops and its shape past the table.
 
 A file fitted from public kernel tables (`calibrate/public.py`) names them in
 `provenance.public_source`; such tables carry no copy benchmark, so `memory` may be absent and
@@ -462,6 +466,98 @@ class MoeCurve(BaseModel):
         return self
 
 
+def _moe_shape_mask(mine, hidden, width, n_up, experts_held, topk, shape):
+    """Where a fused MoE layer (`CalibratedCurves._moe_point_scale`) is the stored per-GPU `shape` (hidden, width, experts,
+    top-k): up GEMM K = h and N = 2 · width (gated), down GEMM K = width, experts held and top-k the shape's."""
+    h, w, experts, k = shape
+    return (mine & (hidden == h) & (np.abs(width - w) <= 1e-9 * w) & (np.abs(n_up - 2 * w) <= 1e-9 * w)
+            & (experts_held == experts) & (np.abs(topk - k) <= 1e-9 * k))
+
+
+def moe_point_ratio(rows, points_rows, points_ratio):
+    """The measured / curve ratio ρ of a fused MoE layer of `rows` token-expert rows on one GPU, through one stored
+    shape's points (`MoePoints`): piecewise linear in rows between the measured rows, held at the end values outside.
+
+    The layer is then timed as ρ · (the curve's own time of the layer), so at a measured row count whose layer is the
+    table's (balanced routing) it takes exactly the measured time, and beyond the last (or below the first) measured
+    row count it takes the nearest measured time scaled by the curve's ratio, t_n · c(R) / c(R_n): the curve supplies
+    only the shape of the extrapolation. Worked number: points (R, t, c) = (4,096 rows, 0.30 ms, 0.25 ms) and
+    (8,192, 0.44 ms, 0.40 ms): ρ = 1.2 and 1.1; a layer of 6,144 rows whose curve time is 0.32 ms takes
+    0.32 · 1.15 = 0.368 ms; one of 16,384 rows at 0.80 ms takes 0.80 · 1.1 = 0.88 ms.
+    """
+    return np.interp(rows, points_rows, points_ratio)
+
+
+class MoePoints(BaseModel):
+    """One fused MoE layer shape's measured times (a kernel table's balanced-routing rows) and the curve's time of each.
+
+    The shape is one GPU's: hidden size, expert width (the table's inter_size / moe_tp), experts held (num_experts /
+    moe_ep) and top-k; a row of `tokens` T (the layer's tokens over all moe_ep GPUs) computes R = T · k / moe_ep
+    token-expert rows on it (`rows`). `time_s` is the table's time of the whole layer, `curve_s` the calibration's
+    `MoeCurve` time of the same five ops (`calibrate.public_moe.predicted_s`): their ratio is what
+    `moe_point_ratio` interpolates. Worked number (gpt-oss-120b, h 2,880, 128 experts of 2,880, k 4, moe_tp 1, moe_ep
+    1): T = 1,024 is R = 4,096 rows.
+    """
+
+    model_config = _FROZEN
+    hidden: int = Field(gt=0, description="hidden size h")
+    width: float = Field(gt=0, description="one GPU's expert width: the table's inter_size / moe_tp")
+    experts: int = Field(gt=0, description="experts one GPU holds: the table's num_experts / moe_ep")
+    topk: int = Field(gt=0, description="experts per token k")
+    moe_tp: int = Field(1, ge=1, description="the table row's moe_tp_size (provenance)")
+    moe_ep: int = Field(1, ge=1, description="the table row's moe_ep_size: R = tokens · topk / moe_ep")
+    tokens: tuple[int, ...] = Field(min_length=2, max_length=MAX_POINTS,
+                                    description="the table's num_tokens of each measured row, strictly increasing")
+    time_s: tuple[float, ...] = Field(min_length=2, max_length=MAX_POINTS, description="the table's layer time of each row")
+    curve_s: tuple[float, ...] = Field(min_length=2, max_length=MAX_POINTS,
+                                       description="the calibration's MoeCurve time of the same layer at each row")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MoePoints":
+        x = self.tokens
+        if x[0] <= 0 or any(b <= a for a, b in zip(x, x[1:])):
+            raise SpecError("tokens", "must be positive and strictly increasing (one time per measured token count)")
+        for name in ("time_s", "curve_s"):
+            v = getattr(self, name)
+            if len(v) != len(x):
+                raise SpecError(name, f"has {len(v)} values for {len(x)} tokens; give one per token count")
+            if any(t <= 0 or t > MAX_LATENCY_S for t in v):
+                raise SpecError(name, f"every time must be in (0, {MAX_LATENCY_S}] seconds")
+        return self
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Token-expert rows one GPU computes at each point: R = T · k / moe_ep."""
+        return np.asarray(self.tokens, dtype=float) * self.topk / self.moe_ep
+
+    @property
+    def ratio(self) -> np.ndarray:
+        """measured / curve at each point."""
+        return np.asarray(self.time_s) / np.asarray(self.curve_s)
+
+
+class MeasuredMoe(BaseModel):
+    """One MoE curve's measured layer shapes (`MoePoints`): a layer of a stored per-GPU shape is timed through them
+    (`moe_point_ratio`), any other by the curve alone. The ratios are measured / `curve`, so they apply only to the
+    curve they were taken against: where `Calibration.moe` holds another curve under the key (a file edited, or a
+    curve swapped in by `model_copy`), `CalibratedCurves` leaves the points out and the curve times every layer."""
+
+    model_config = _FROZEN
+    source: str = Field(min_length=1, description="the table and rows the points come from, and the rule that kept the shapes")
+    curve: MoeCurve = Field(description="the curve whose times `curve_s` are: the points apply only while `moe` holds this curve")
+    shapes: tuple[MoePoints, ...] = Field(min_length=1, description="one entry per per-GPU layer shape")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MeasuredMoe":
+        seen = set()
+        for i, p in enumerate(self.shapes):
+            key = (p.hidden, p.width, p.experts, p.topk)
+            if key in seen:
+                raise SpecError(f"shapes.{i}", f"a second entry of the per-GPU shape (hidden, width, experts, topk) {key}; keep one")
+            seen.add(key)
+        return self
+
+
 class Calibration(BaseModel):
     """A calibrated profile file (JSON or YAML); see the module docstring for each curve."""
 
@@ -503,6 +599,10 @@ class Calibration(BaseModel):
         default_factory=dict, description="expert-weight format (`MOE_FORMATS`), or '<format>-<compute dtype>' off the format's "
                                           "default compute dtype (`moe_key`) -> the fused MoE layer's curve; a format "
                                           "left out times its MoE kernels as plain GEMMs and elementwise ops")
+    moe_points: dict[str, MeasuredMoe] = Field(
+        default_factory=dict, description="`moe` key -> that curve's measured layer shapes (`MeasuredMoe`): a layer of a "
+                                          "stored per-GPU shape is timed through them, the curve supplying the split "
+                                          "over its five ops and the extrapolation; empty: the curves alone")
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -650,7 +750,8 @@ class LaunchFreeRates(NamedTuple):
     """The part of `CalibratedCurves.per_op_ceilings` for one table that does not depend on how its kernels are launched
     (`CalibratedCurves.launch_free_rates`): per op the GEMM FLOP rate and the bytes rate, the attention terms its FLOP
     rate is set from ((busy mask, x of the prefill line, layers, FLOPs)), the mask of the ops a measured curve times, the
-    small-kernel line's (mask, time per launch) or None, and per fused-MoE curve (mask, per-launch overhead)."""
+    small-kernel line's (mask, time per launch) or None, per fused-MoE curve (mask, per-launch overhead), and per op the
+    factor a measured MoE layer scales its five ops' times by (`CalibratedCurves._moe_point_scale`), None where none does."""
 
     gemm_flops_per_s: Any
     bytes_per_s: Any
@@ -658,6 +759,7 @@ class LaunchFreeRates(NamedTuple):
     measured: Any
     small: tuple | None
     moe: list
+    moe_scale: Any = None
 
 
 class CalibratedCurves:
@@ -708,7 +810,7 @@ class CalibratedCurves:
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_pre_executed", "att_dec_latency_s",
                  "att_dec_rate", "att_kv_head_s", "sm_count", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s",
-                 "launch", "allreduce", "gemv", "moe", "elementwise")
+                 "launch", "allreduce", "gemv", "moe", "moe_points", "elementwise", "bandwidth")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -735,6 +837,7 @@ class CalibratedCurves:
         table = gemm_table_for(cal, hw, compute_key)
         self.gemm = table
         self.gemm_peak = peak
+        self.bandwidth = bw  # the datasheet HBM bandwidth: no measured MoE layer's op moves bytes faster (`per_op_ceilings`)
         self.gemm_compute = None if table is None else compute_column(table)
         graph = cal.kernel_overhead_graph_s
         self.graph_overhead_s = graph if graph is not None else hw.efficiency.kernel_overhead_graph_s
@@ -752,6 +855,14 @@ class CalibratedCurves:
         self.moe = {1 + MOE_FORMATS.index(m.weight_format): (m.latency_s, m.expert_latency_s, m.compute_fraction * peak,
                                                              m.bandwidth_fraction * bw)
                     for m in moe_curves_for(cal, hw, compute_key)}
+        # the same code -> {per-GPU layer shape (hidden, width, experts, top-k): (rows R, measured / curve ratio)}, arrays
+        # built once here (`MoePoints`, `_moe_point_scale`)
+        self.moe_points = {}
+        for m in moe_curves_for(cal, hw, compute_key):
+            measured = cal.moe_points.get(moe_key(m.weight_format, m.compute_dtype))
+            if measured is not None and measured.curve == m:
+                self.moe_points[1 + MOE_FORMATS.index(m.weight_format)] = {
+                    (float(p.hidden), float(p.width), float(p.experts), float(p.topk)): (p.rows, p.ratio) for p in measured.shapes}
 
     def allreduce_message_s(self, message_bytes, tp):
         """Seconds of one measured all-reduce of `message_bytes` in a tp-GPU group (`interpolated_message_s` through
@@ -844,6 +955,13 @@ class CalibratedCurves:
             overhead = np.where(mine, gemm_overhead_s, overhead)
         rates = dict(gemm_flops_per_s=shared.gemm_flops_per_s, attention_flops_per_s=att_rate, bytes_per_s=shared.bytes_per_s,
                      kernel_overhead_s=overhead)
+        if shared.moe_scale is not None:  # measured MoE layers: every term of their five ops times ρ (`_moe_point_scale`)
+            scale = shared.moe_scale
+            # where ρ < 1 no rate passes the datasheet's (dense peak, HBM bandwidth, vector rate): no op below its floor
+            gemm = np.minimum(shared.gemm_flops_per_s / scale, np.maximum(shared.gemm_flops_per_s, self.gemm_peak))
+            hbm = np.minimum(shared.bytes_per_s / scale, np.maximum(shared.bytes_per_s, self.bandwidth))
+            rates = dict(gemm_flops_per_s=gemm, attention_flops_per_s=att_rate, bytes_per_s=hbm,
+                         kernel_overhead_s=overhead * scale, vector_flops_per_s=c.vector_flops_per_s / np.maximum(scale, 1.0))
         return dataclasses.replace(c, **rates, curves=None) if drop_curves else dataclasses.replace(c, **rates)
 
     def launch_free_rates(self, t, c) -> "LaunchFreeRates":
@@ -873,10 +991,12 @@ class CalibratedCurves:
         small = None
         if self.elementwise is not None:
             bytes_rate, small = self._elementwise_rates(t, bytes_rate)
-        moe = ()
+        moe, moe_scale = (), None
         if self.moe:
             gemm_rate, bytes_rate, moe = self._moe_rates(t, gemm_rate, bytes_rate)
-        return LaunchFreeRates(gemm_rate, bytes_rate, (busy, work, layers, flops), self.measured_ops(t), small, moe)
+            if moe and self.moe_points:
+                moe_scale = self._moe_point_scale(t)
+        return LaunchFreeRates(gemm_rate, bytes_rate, (busy, work, layers, flops), self.measured_ops(t), small, moe, moe_scale)
 
     def shares_launch_free_rates(self, other: "CalibratedCurves") -> bool:
         """Whether `other` resolves the same `launch_free_rates` for a table and ceilings: the same measured curves
@@ -953,6 +1073,63 @@ class CalibratedCurves:
             bytes_rate = np.where(mine, bytes_per_s, bytes_rate)
             overhead.append((mine, np.where(t.is_gemm, fixed_s / MOE_GEMMS_PER_LAYER, 0.0)))
         return gemm_rate, bytes_rate, overhead
+
+    def _moe_point_scale(self, t):
+        """Per op of `t`, the factor ρ its time is scaled by (`per_op_ceilings` divides its FLOP, vector and bytes rates
+        by ρ and multiplies its launch overhead by ρ, so each of the five ops takes ρ times its curve time and they sum
+        to ρ times the curve's layer: the split over the ops, and each op's FLOPs and bytes, stay the curve's); 1 on
+        every op outside a measured layer; None where no layer of `t` is a stored shape. Where ρ < 1 no rate is raised
+        past the datasheet's (the dense peak, the HBM bandwidth; the vector rate not at all): an op the curve already
+        times near its floor (the speed of light `predict` reports) keeps that floor, and the layer sums to a little
+        more than ρ times the curve (the files keep no shape whose own rows beat the layer's floor,
+        `calibrate.public_moe.moe_points`).
+
+        A fused MoE layer (`ops.fused_moe_ops`: permute, up GEMM, activation, down GEMM, unpermute, in that order) is a
+        stored shape of its curve (`MoePoints`) where its up GEMM's K is the hidden size h and N twice the width
+        (gated experts, as the tables time), its down GEMM's K the width, its ops' `moe_experts` the experts held, its
+        top-k k = permute writes / unpermute writes (T·k·h·b over T·h·b) the shape's, and it runs dense (not 2:4).
+        Its token-expert rows on this GPU are R = F_up / (2 · launches · N · K) (the up GEMM's FLOPs); ρ =
+        `moe_point_ratio`(R). The table's rows are balanced (each touched expert R / min(E, R) rows); a layer of the
+        model's uniform routing touches fewer experts at small R (`ops.expected_experts_touched`): its curve time
+        holds that, and ρ, the kernel's measured departure from the curve at the same R, carries over as a ratio.
+        """
+        f = t.f
+        names = t.names
+        n_ops = len(names)
+        ups = [i for i, name in enumerate(names)
+               if name == "experts_up" and 1 <= i and i + 3 < n_ops and names[i + 2] == "experts_down"]
+        if not ups:
+            return None
+        up = np.array(ups)  # every layer of the table at once: arrays of (layers, ...)
+        hidden, width, n_up = f["gemm_k"][up], f["gemm_k"][up + 2], f["gemm_n"][up]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            topk = f["act_write_bytes"][up - 1] / f["act_write_bytes"][up + 3]
+            rows = f["flops"][up] / (2 * np.maximum(f["launches"][up], 1.0) * n_up * hidden)
+        dense, experts_held, grouped = f["sparse_2_4"][up] == 0, f["moe_experts"][up], f["grouped"][up]
+        rho = None
+        for code, shapes in self.moe_points.items():
+            mine = (grouped == code) & dense
+            if not np.any(mine):
+                continue
+            # a scenario has one layer shape: look up its first element's; every stored shape only where layers or a
+            # grid mix shapes
+            first = (float(np.ravel(hidden)[0]), float(np.ravel(width)[0]), float(np.ravel(experts_held)[0]),
+                     float(np.round(np.ravel(topk)[0])))
+            here = _moe_shape_mask(mine, hidden, width, n_up, experts_held, topk, first)
+            if np.all(here | ~mine):  # one shape: stored or not
+                if first in shapes:
+                    rho = np.where(here, moe_point_ratio(rows, *shapes[first]), 1.0 if rho is None else rho)
+                continue
+            for key, (xs, ys) in shapes.items():
+                here = _moe_shape_mask(mine, hidden, width, n_up, experts_held, topk, key)
+                if np.any(here):
+                    rho = np.where(here, moe_point_ratio(rows, xs, ys), 1.0 if rho is None else rho)
+        if rho is None:
+            return None
+        scale = np.ones(np.broadcast_shapes(f["flops"].shape, (n_ops, *np.shape(rho)[1:])))
+        for offset in range(-1, 4):  # permute, up, activation, down, unpermute
+            scale[up + offset] = rho
+        return scale
 
     def _gemm_rates(self, t, c, bytes_rate):
         """(FLOP rate, bytes rate) per op with the GEMM table applied; see `per_op_ceilings` and the class docstring.
@@ -1121,7 +1298,8 @@ class StackedCurves:
         """
         import dataclasses
 
-        names = ("gemm_flops_per_s", "attention_flops_per_s", "bytes_per_s", "kernel_overhead_s")
+        # every field `CalibratedCurves.per_op_ceilings` sets (the vector rate: a measured MoE layer's, `_moe_point_scale`)
+        names = ("gemm_flops_per_s", "attention_flops_per_s", "bytes_per_s", "kernel_overhead_s", "vector_flops_per_s")
         k = self._device_axis(t)
         if k is not None:
             per_device = []

@@ -141,7 +141,10 @@ class Op:
     MoE layer; on its five kernels (the routed experts' grouped GEMMs, their
     activation, the token permute and unpermute) it is the code of the layer's
     expert-weight format (`moe_format`), which picks the calibration's `moe`
-    curve that times them as one layer (ignored without such a curve).
+    curve that times them as one layer (ignored without such a curve). `moe_experts` is, on those five ops, the
+    experts this GPU holds (E / ep; 0 elsewhere, and where the caller does not say): with the layer's hidden size,
+    expert width and top-k it names the per-GPU shape a calibration's measured MoE points are looked up by
+    (`calibration.MoePoints`).
 
     `l2_read_bytes` are bytes the op's thread blocks read from L2 beside its HBM bytes (not counted in `bytes`),
     timed at the device's measured L2-hit read rate (`HardwareProfile.l2_read_bytes_per_s`) in the compute term
@@ -177,6 +180,7 @@ class Op:
     attention_tiles: object = 0.0
     kv_units: object = 0.0
     grouped: object = 0.0
+    moe_experts: object = 0.0
     l2_read_bytes: object = 0.0
     window: float = math.inf
 
@@ -935,7 +939,7 @@ def moe_unpermute(group, layers, tokens, experts_per_token, hidden, ab) -> Op:
 
 
 def fused_moe_ops(rd: ResolvedDeployment, group, layers, tokens, routed, touched, hidden, up_shape, down_shape,
-                  experts_per_token, gated: bool, bias: bool = False, sparse: bool = False) -> list[Op]:
+                  experts_per_token, gated: bool, bias: bool = False, sparse: bool = False, local_experts=0.0) -> list[Op]:
     """The five kernels of one GPU's fused MoE layer, in order: permute, grouped up GEMM, activation,
     grouped down GEMM, unpermute.
 
@@ -943,7 +947,8 @@ def fused_moe_ops(rd: ResolvedDeployment, group, layers, tokens, routed, touched
     token-expert rows its experts compute, `touched` the distinct experts it reads, so each expert's GEMM has
     routed / touched rows: up [routed/touched, h] x [h, n_up] per touched expert, down [routed/touched, F_e] x
     [F_e, h] (`up_shape`, `down_shape` are this GPU's (n, k) slices). Each op's `grouped` is the expert
-    weights' format code (`moe_format_code`), which selects a calibration's `moe` curve (`calibration.MoeCurve`).
+    weights' format code (`moe_format_code`), which selects a calibration's `moe` curve (`calibration.MoeCurve`), and
+    `moe_experts` the `local_experts` this GPU holds (E / ep; 0: not said, no measured points apply).
     """
     ab, nb = rd.act_bytes, rd.unquantized_bytes
     per_expert_m = routed / touched
@@ -957,6 +962,7 @@ def fused_moe_ops(rd: ResolvedDeployment, group, layers, tokens, routed, touched
     code = moe_format_code(rd.weights)
     for op in fused:
         op.grouped = code
+        op.moe_experts = local_experts
     return fused
 
 
@@ -1000,7 +1006,7 @@ def _moe_ops(model: ModelSpec, rd: ResolvedDeployment, group, layers, tokens, tp
     dn_n, dn_k = _local(mats["experts_down"], model, tp)
     # per touched expert [T·k/touched, h] x [h, 2F_e/tp]; down [T·k/touched, F_e/tp] x [F_e/tp, h] (T·k/ep rows in all)
     ops += fused_moe_ops(rd, group, layers, tokens, routed, touched, model.hidden_size, (up_n, up_k), (dn_n, dn_k),
-                         e.experts_per_token, gated, e.expert_bias, sp)
+                         e.experts_per_token, gated, e.expert_bias, sp, e.num_experts / ep)
     if e.num_shared_experts:
         su, sd = _local(mats["shared_up"], model, tp), _local(mats["shared_down"], model, tp)
         # shared experts, every token: [T, h] x [h, 2F_s/tp] and [T, F_s/tp] x [F_s/tp, h]
