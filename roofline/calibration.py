@@ -64,7 +64,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .attention_shapes import wave_efficiency
-from .errors import SpecError, validation_message
+from .errors import NumbersAreNumbers, SpecError, validation_message
 from .files import read_mapping
 from .memo import identity_cached_property
 from .units import tile_padded
@@ -80,7 +80,7 @@ GEMV_BITS = {"int4": 4, "int8": 8}  # weight-only formats with a measured small-
 GEMV_MAX_TOKENS = 16  # the largest M of the tables' weight-only rows the line is fitted on (M = 1, 2, 4, 8, 16)
 
 
-class PublicSource(BaseModel):
+class PublicSource(NumbersAreNumbers):
     """Published kernel tables a calibration was fitted from (e.g. the parquet tables of aiconfigurator-core)."""
 
     model_config = _FROZEN
@@ -94,7 +94,7 @@ class PublicSource(BaseModel):
     collected_at: str | None = Field(None, description="collection date the tables record, when they do")
 
 
-class Provenance(BaseModel):
+class Provenance(NumbersAreNumbers):
     """Where and how the measurements were taken."""
 
     model_config = _FROZEN
@@ -114,7 +114,7 @@ class Provenance(BaseModel):
     public_source: PublicSource | None = Field(None, description="set when the curves were fitted from published kernel tables")
 
 
-class AffineCurve(BaseModel):
+class AffineCurve(NumbersAreNumbers):
     """t(x) = latency_s + x / rate_per_s, fitted to measured medians (x in bytes or FLOPs per kernel)."""
 
     model_config = _FROZEN
@@ -170,7 +170,7 @@ def interpolated_message_s(message_bytes, points_bytes, points_s):
     return np.where(s > x[-1], t[-1] + (s - x[-1]) * slope_s_per_byte, inside)
 
 
-class AllreducePoints(BaseModel):
+class AllreducePoints(NumbersAreNumbers):
     """One group size's measured all-reduce: the median time of each measured message size."""
 
     model_config = _FROZEN
@@ -195,6 +195,11 @@ class AllreducePoints(BaseModel):
                                       "that segment's rate")
         if (x[-1] - x[-2]) / (t[-1] - t[-2]) > self.peak_per_s * (1 + 1e-9):
             raise SpecError("time_s", "the last segment's rate exceeds peak_per_s; a measurement above the speed of light")
+        fast = [i for i, (b, v) in enumerate(zip(x, t)) if b / v > self.peak_per_s * (1 + 1e-9)]
+        if fast:  # S / t > peak: the message moved faster than the link can carry it
+            i = fast[0]
+            raise SpecError("time_s", f"point {i} ({x[i]:.6g} bytes in {t[i]:.6g} s) moves {x[i] / t[i]:.4g} B/s, above "
+                                      f"peak_per_s {self.peak_per_s:.4g}: a measurement above the speed of light")
         return self
 
     def time_at_s(self, message_bytes):
@@ -234,7 +239,7 @@ def switched_allreduce_points(custom: AllreducePoints, nccl: AllreducePoints, li
                            peak_per_s=custom.peak_per_s)
 
 
-class MeasuredAllreduce(BaseModel):
+class MeasuredAllreduce(NumbersAreNumbers):
     """An all-reduce kernel's measured points per group size; a message is timed through them (`interpolated_message_s`).
 
     One line t = t0 + S / R per group size (`AffineCurve`, kept as `Calibration.allreduce`) cannot follow a kernel that
@@ -262,7 +267,7 @@ class MeasuredAllreduce(BaseModel):
         return out
 
 
-class GemmTable(BaseModel):
+class GemmTable(NumbersAreNumbers):
     """Fraction of the dense peak reached on tile-padded FLOPs, over M tokens (rows) and N·K (columns)."""
 
     model_config = _FROZEN
@@ -419,7 +424,7 @@ def moe_touched_experts(t) -> np.ndarray:
         return np.where(grouped_gemm, f["flops"] * (1 + f["sparse_2_4"]) / np.where(grouped_gemm, per_launch, 1.0), 0.0)
 
 
-class MoeCurve(BaseModel):
+class MoeCurve(NumbersAreNumbers):
     """One fused MoE layer's time: t = t0 + n · t_e + Σ over its grouped ops of max(compute, memory) at the fitted fractions.
 
     For the ops `roofline.ops` marks `grouped` (one MoE layer: permute, up GEMM, activation, down GEMM,
@@ -488,7 +493,7 @@ def moe_point_ratio(rows, points_rows, points_ratio):
     return np.interp(rows, points_rows, points_ratio)
 
 
-class MoePoints(BaseModel):
+class MoePoints(NumbersAreNumbers):
     """One fused MoE layer shape's measured times (a kernel table's balanced-routing rows) and the curve's time of each.
 
     The shape is one GPU's: hidden size, expert width (the table's inter_size / moe_tp), experts held (num_experts /
@@ -536,7 +541,7 @@ class MoePoints(BaseModel):
         return np.asarray(self.time_s) / np.asarray(self.curve_s)
 
 
-class MeasuredMoe(BaseModel):
+class MeasuredMoe(NumbersAreNumbers):
     """One MoE curve's measured layer shapes (`MoePoints`): a layer of a stored per-GPU shape is timed through them
     (`moe_point_ratio`), any other by the curve alone. The ratios are measured / `curve`, so they apply only to the
     curve they were taken against: where `Calibration.moe` holds another curve under the key (a file edited, or a
@@ -558,7 +563,7 @@ class MeasuredMoe(BaseModel):
         return self
 
 
-class Calibration(BaseModel):
+class Calibration(NumbersAreNumbers):
     """A calibrated profile file (JSON or YAML); see the module docstring for each curve."""
 
     model_config = _FROZEN

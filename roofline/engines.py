@@ -67,14 +67,13 @@ budgets) are a `large_gpu` override, resolved by `EngineProfile.limits`.
 """
 
 import functools
-import typing
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from .calibration import switched_allreduce_points
-from .errors import SpecError, validation_message
+from .errors import NumbersAreNumbers, SpecError, validation_message
 from .memo import Identity, memoized
 from .registry import for_framework, load_profile, profile_ids
 from .specs import MAX_HEADS, MAX_WIDTH
@@ -88,44 +87,11 @@ _SOURCED = ("step_overhead_s", "step_overhead_per_sequence_s", "request_overhead
 SLOT_FIELDS = ("slot_bytes_per_vocab_entry", "slot_bytes_per_context_token", "slot_bytes_fixed")
 
 
-def _takes_numbers(annotation) -> bool:
-    """Whether a field's type holds numbers and no booleans: int or float alone, optional, constrained (Annotated), as
-    a tuple's items or as a mapping's values."""
-    if annotation in (int, float):
-        return True
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) is Annotated:
-        return _takes_numbers(args[0])
-    if bool in args:
-        return False
-    if typing.get_origin(annotation) is dict:
-        return _takes_numbers(args[1])
-    return any(_takes_numbers(a) for a in args)
-
-
-def _holds_a_boolean(value) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(isinstance(v, bool) for v in value)
-    return isinstance(value, dict) and any(isinstance(v, bool) for v in value.values())
-
-
-class _Profile(BaseModel):
-    """A profile record whose numbers are numbers: YAML's true / false where a count, a share or a time belongs is a
-    one-line error naming the field, not pydantic's 1 / 0 (`gpu_memory_fraction: true` would be the whole GPU)."""
+class _Profile(NumbersAreNumbers):
+    """A profile record whose numbers are numbers (`errors.NumbersAreNumbers`): YAML's true / false where a count, a
+    share or a time belongs is a one-line error naming the field (`gpu_memory_fraction: true` would be the whole GPU)."""
 
     model_config = _FROZEN
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_boolean_for_a_number(cls, data):
-        if isinstance(data, dict):
-            for name, value in data.items():
-                field = cls.model_fields.get(name) if isinstance(name, str) else None
-                if field is not None and _takes_numbers(field.annotation) and _holds_a_boolean(value):
-                    raise SpecError(name, f"expected a number, got {value!r} (true / false is not a number)")
-        return data
 
 
 class LargeGpuLimits(_Profile):

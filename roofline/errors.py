@@ -5,13 +5,14 @@ the fix; the CLI prints it and exits non-zero, the dashboard shows it, and
 notebooks see an ordinary `ValueError` subclass.
 """
 
-from __future__ import annotations
 
 import difflib
+import functools
+import typing
 import warnings
-from typing import get_args
+from typing import Annotated, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 
 class SpecError(ValueError):
@@ -21,6 +22,52 @@ class SpecError(ValueError):
         self.field = field
         self.msg = message
         super().__init__(f"{field}: {message}")
+
+
+def takes_numbers(annotation) -> bool:
+    """Whether a field's type holds numbers and no booleans: int or float alone, optional, constrained (Annotated), as
+    a tuple's items or as a mapping's values."""
+    if annotation in (int, float):
+        return True
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Annotated:
+        return takes_numbers(args[0])
+    if bool in args:
+        return False
+    if typing.get_origin(annotation) is dict:
+        return takes_numbers(args[1])
+    return any(takes_numbers(a) for a in args)
+
+
+def holds_a_boolean(value) -> bool:
+    """Whether `value`, or one of its items or mapping values, is a boolean."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(isinstance(v, bool) for v in value)
+    return isinstance(value, dict) and any(isinstance(v, bool) for v in value.values())
+
+
+class NumbersAreNumbers(BaseModel):
+    """A record whose numbers are numbers: a true / false (YAML or JSON) where a count, a share, a time or a list of
+    them belongs is a one-line error naming the field, not pydantic's lax 1 / 0 (`gpu_memory_fraction: true` would be
+    the whole GPU, a `true` among measured all-reduce times one second)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, data):
+        if isinstance(data, dict):
+            numeric = numeric_fields(cls)
+            for name, value in data.items():
+                if name in numeric and holds_a_boolean(value):
+                    raise SpecError(name, f"expected a number, got {value!r} (true / false is not a number)")
+        return data
+
+
+@functools.cache
+def numeric_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` that hold numbers and no booleans (`takes_numbers`), worked out once per class."""
+    return frozenset(name for name, field in model.model_fields.items() if takes_numbers(field.annotation))
 
 
 def validation_message(exc: ValidationError, where: str, schema=None) -> SpecError:

@@ -13,10 +13,10 @@ for nested fields); a profile missing a source does not load.
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .calibration import Calibration
-from .errors import SpecError
+from .errors import NumbersAreNumbers, SpecError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
 
@@ -33,7 +33,7 @@ MAX_TDP_W = 100_000.0
 PEAK_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 
 
-class Interconnect(BaseModel):
+class Interconnect(NumbersAreNumbers):
     """The scale-up link between GPUs of one node (NVLink, Infinity Fabric, or PCIe)."""
 
     model_config = _FROZEN
@@ -82,7 +82,7 @@ class Interconnect(BaseModel):
         return self
 
 
-class Efficiency(BaseModel):
+class Efficiency(NumbersAreNumbers):
     """Achievable fractions of peak, used for realistic (non-floor) predictions.
 
     Defaults are public measurements; `roofline calibrate` replaces them with the user's own.
@@ -143,7 +143,7 @@ PRICE_BASIS = ("Modal's public list price for one GPU (modal.com/pricing: base r
 """The one basis every shipped price is on (`HardwareProfile.price_kind` says where a profile's is not)."""
 
 
-class HardwareProfile(BaseModel):
+class HardwareProfile(NumbersAreNumbers):
     """One accelerator as a datasheet and public measurements describe it. SI units throughout."""
 
     model_config = _FROZEN

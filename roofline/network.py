@@ -13,16 +13,16 @@ A pipeline stage hand-off that crosses nodes takes latency + bytes / network ban
 import functools
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from .errors import SpecError
+from .errors import NumbersAreNumbers, SpecError
 from .hardware import MAX_BANDWIDTH_BYTES_PER_S, MAX_LATENCY_S
 from .registry import load_profile, profile_ids
 
 DEFAULT_NETWORK = "ib-ndr-400"
 
 
-class NetworkProfile(BaseModel):
+class NetworkProfile(NumbersAreNumbers):
     """One GPU's share of the scale-out network. Bytes per second each way, seconds."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)

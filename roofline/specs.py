@@ -26,10 +26,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .dtypes import DType, QuantScheme, get_dtype
-from .errors import SpecError
+from .errors import NumbersAreNumbers, SpecError
 from .memo import identity_cached_property
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False,
@@ -51,7 +51,7 @@ LayerAttention = Literal["full", "sliding"]
 KeptWeights = Literal["attention", "dense_mlp", "shared_experts", "lm_head", "embedding"]
 
 
-class MLAConfig(BaseModel):
+class MLAConfig(NumbersAreNumbers):
     """Multi-head latent attention (DeepSeek-V2/V3): K and V are compressed to a shared latent."""
 
     model_config = _FROZEN
@@ -62,7 +62,7 @@ class MLAConfig(BaseModel):
     v_head_dim: int = Field(gt=0, le=MAX_WIDTH, description="per-head value dim")
 
 
-class MoEConfig(BaseModel):
+class MoEConfig(NumbersAreNumbers):
     """Mixture-of-experts feed-forward layers."""
 
     model_config = _FROZEN
@@ -86,7 +86,7 @@ class MoEConfig(BaseModel):
         return self.shared_expert_intermediate_size or self.expert_intermediate_size
 
 
-class CheckpointQuant(BaseModel):
+class CheckpointQuant(NumbersAreNumbers):
     """How a quantized checkpoint stores its weights, beyond their format (`ModelSpec.native_weight_dtype`).
 
     Each field is what the checkpoint's `quantization_config` (or ModelOpt's `hf_quant_config.json`)
@@ -152,7 +152,7 @@ class LayerGroup:
         return f"{att}/{'moe' if self.moe else 'dense'}"
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(NumbersAreNumbers):
     """A decoder-only transformer as its published config describes it."""
 
     model_config = _FROZEN

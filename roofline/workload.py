@@ -6,11 +6,11 @@ validation error naming the field.
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .dtypes import DEQUANT_OPS_PER_WEIGHT, QuantScheme, get_dtype
 from .engines import DEFAULT_ENGINE, load_engine
-from .errors import SpecError, renamed
+from .errors import NumbersAreNumbers, SpecError, renamed
 from .memo import HashedKey, Identity, memoized
 from .specs import MAX_CONTEXT, MAX_LAYERS, MAX_WIDTH, CheckpointQuant, ModelSpec, kv_scheme
 from .units import GIB
@@ -20,7 +20,7 @@ MAX_BATCH = 1 << 24  # sequences
 MAX_GPUS = 1 << 16  # per replica, along any one parallel axis
 
 
-class Workload(BaseModel):
+class Workload(NumbersAreNumbers):
     """A static batch: `batch_size` sequences, each a prompt then `output_tokens` generated tokens.
 
     The first output token comes out of prefill (TTFT); the remaining
@@ -47,7 +47,7 @@ ACCEPTANCE_RATE_SELF_DRAFT = 0.85
 reports 85-90% acceptance of the second (MTP) token."""
 
 
-class Speculative(BaseModel):
+class Speculative(NumbersAreNumbers):
     """Speculative decoding: a cheap drafter proposes `k` tokens, the target verifies them in one pass of k+1 tokens.
 
     With a per-token acceptance rate a (independent tokens), the expected tokens one
@@ -93,7 +93,7 @@ imbalance" (ai-dynamo/aiconfigurator `collector/helper.py`, `power_law_logits_v3
 MAX_ROUTING_ALPHA = 100.0  # beyond this the power law sits at its lower bound: balanced
 
 
-class Deployment(BaseModel):
+class Deployment(NumbersAreNumbers):
     """How the model runs: parallelism, number formats, attention kernel, memory reserve.
 
     dtypes default to the model's native formats (`None` = native: the released

@@ -304,3 +304,12 @@ def test_a_limit_past_both_tables_is_one_line_naming_the_limit():
     assert text.endswith("choose a limit within the sizes both tables measured, at most 536,870,912 B")
     joined = with_custom_allreduce_limit(hw, both).calibration.allreduce_points.groups["8"]
     assert joined.time_at_s(both) == pytest.approx(nccl["8"].time_at_s(both))  # NCCL's own point at the limit
+
+
+def test_every_point_is_at_or_below_the_speed_of_light():
+    # peak 1e11 B/s (100 GB/s). Points (1 MB, 5 us), (4 MB, 50 us), (8 MB, 90 us): the first moves
+    # 1e6 / 5e-6 = 2e11 B/s, twice the peak, though the last segment's 4e6 B / 40 us = 1e11 B/s is at it.
+    with pytest.raises((SpecError, ValueError), match=r"time_s: point 0 \(1e\+06 bytes in 5e-06 s\) moves 2e\+11 B/s, above peak_per_s 1e\+11"):
+        _points((1e6, 4e6, 8e6), (5 * US, 50 * US, 90 * US), peak=1e11)
+    # at 10 us the first point moves 1e11 B/s, exactly the peak: accepted
+    assert _points((1e6, 4e6, 8e6), (10 * US, 50 * US, 90 * US), peak=1e11).time_s[0] == 10 * US

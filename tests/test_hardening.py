@@ -596,3 +596,18 @@ def test_a_nested_records_own_check_names_its_field_once(tmp_path):
     rc = subprocess.run([sys.executable, "-m", "roofline", "predict", "--model", "llama-3.1-8b", "--hardware", str(p)],
                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert rc.returncode != 0 and "Traceback" not in rc.stderr and rc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("build, field", [
+    (lambda: rl.Deployment(tp=True), "tp"),
+    (lambda: rl.Workload(batch_size=True, prompt_tokens=128, output_tokens=16), "batch_size"),
+    (lambda: type(rl.load_model("llama-3.1-8b")).model_validate(
+        {**rl.load_model("llama-3.1-8b").model_dump(), "num_layers": True}), "num_layers"),
+    (lambda: type(rl.load_hardware("h100-sxm", analytical=True)).model_validate(
+        {**rl.load_hardware("h100-sxm", analytical=True).model_dump(), "memory_bandwidth_bytes_per_s": True}),
+     "memory_bandwidth_bytes_per_s"),
+])
+def test_a_boolean_where_a_number_belongs_is_one_line_naming_the_field(build, field):
+    # pydantic's lax mode would read true as 1: one layer, one byte per second, a tp of 1, all silently
+    with pytest.raises(ValueError, match=rf"{field}: expected a number, got True \(true / false is not a number\)"):
+        build()
