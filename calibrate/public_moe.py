@@ -14,7 +14,8 @@ are left out). Formats (`TABLE_FORMATS`): bfloat16 -> bf16; fp8 (per-tensor scal
 per-tensor path is FlashInfer's CUTLASS MoE, its block path Triton); the 4-bit formats are one weight
 format, fp4, told apart by the dtype they compute at (`calibration.moe_key`): w4a16_mxfp4 -> fp4 weights
 computed at bf16 (gpt-oss on Hopper, key "fp4"), w4a8_mxfp4_mxfp8 -> computed at fp8 (gpt-oss on Blackwell,
-"fp4-fp8"), nvfp4 -> computed at fp4 with one scale per 16 weights (`trtllm_bench.NVFP4_BLOCK`, against MXFP4's 32, our fp4 default; the NVFP4 checkpoints of
+"fp4-fp8": on Blackwell multiplied as stored, tcgen05.mma kind::mxf8f6f4 at the FP8 peak, no dequantization,
+`hardware.BlockScaledMma`), nvfp4 -> computed at fp4 with one scale per 16 weights (`trtllm_bench.NVFP4_BLOCK`, against MXFP4's 32, our fp4 default; the NVFP4 checkpoints of
 DeepSeek, Qwen3, Llama on Blackwell, "fp4-fp4"). A pass computing at fp4 then takes the NVFP4 curve and a
 W4A16 pass the MXFP4 one, never each other's.
 
@@ -100,7 +101,7 @@ def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str, gr
     """
     dep = Deployment(weight_dtype=weight_dtype, activation_dtype=compute_dtype, weight_scale_granularity=granularity,
                      weight_group_size=group_size if group_size is not None else BLOCK if granularity == "block" else None)
-    rd = ResolvedDeployment.of(dep, "bf16")
+    rd = ResolvedDeployment.of(dep, "bf16").on(hw)  # MXFP4 x MXFP8 on Blackwell: multiplied as stored, no dequantization
     base = Ceilings.of(hw, compute_dtype)
     c = dataclasses.replace(base, gemm_flops_per_s=hw.peak_flops(compute_dtype), bytes_per_s=hw.memory_bandwidth_bytes_per_s,
                             kernel_overhead_s=0.0, sm_count=0)
@@ -116,7 +117,7 @@ def unit_terms(rows: pd.DataFrame, hw, weight_dtype: str, compute_dtype: str, gr
         table = OpTable.of(ops)
         timing = time_ops(table, c, 1)
         gemm = table.is_gemm.reshape(-1, 1)
-        dequant = table.f["vector_flops"] / c.vector_flops_per_s  # a weight-only GEMM's vector work, not at η_c
+        dequant = table.f["vector_flops"] / c.vector_flops_per_s  # a weight-only GEMM's vector work, not at η_c (0 when native)
         cg[:, idx] = np.where(gemm, timing.compute_s - dequant, 0.0)
         cv[:, idx] = np.where(gemm, dequant, timing.compute_s)
         mem[:, idx] = timing.memory_s

@@ -37,7 +37,8 @@ Granularity = Literal["none", "tensor", "row", "group", "block"]
 # Vector-unit operations to turn one stored weight into the compute format inside a weight-only
 # (W4A16 / W8A16) GEMM: an int->float convert and a scale multiply (an FMA absorbs a zero point),
 # plus a shift-and-mask unpack for 4-bit formats (a table lookup for NF4). Approximate instruction
-# counts of Marlin / LUT-GEMM style kernels; W8A8, FP8 and FP4 tensor cores read their format directly.
+# counts of Marlin / LUT-GEMM style kernels; W8A8, FP8 and FP4 tensor cores read their format directly, and so do
+# block-scaled MMAs of mixed formats where a GPU has them (`hardware.BlockScaledMma`: MXFP4 x MXFP8 on Blackwell).
 DEQUANT_OPS_PER_WEIGHT = {8: 2, 4: 3}
 
 

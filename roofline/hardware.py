@@ -13,9 +13,10 @@ for nested fields); a profile missing a source does not load.
 import math
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .calibration import Calibration
+from .dtypes import get_dtype
 from .errors import NumbersAreNumbers, SpecError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # every number finite
@@ -80,6 +81,49 @@ class Interconnect(NumbersAreNumbers):
         if missing:
             raise SpecError("interconnect.sources", f"no source for {', '.join(missing)}")
         return self
+
+
+class BlockScaledMma(NumbersAreNumbers):
+    """One pair of block-scaled formats the tensor cores multiply as they are stored: weights in `weight_dtype` and
+    activations in `activation_dtype`, each with one `scale_bits`-bit power-of-two scale per `scale_group_size`
+    elements of K, the scales applied inside the MMA (D = (A · SF_A)(B · SF_B) + C) at the `peak_key` rate.
+
+    Such a GEMM is not weight-only: it dequantizes nothing on the vector units (`ops.dequant_vector_flops` is 0) and
+    computes at `peak_flops_per_s[peak_key]`, while its weights keep their packed bytes and scales. Blackwell's
+    tcgen05.mma `kind::mxf8f6f4` takes A, B in {MXFP8, MXFP6, MXFP4} (UE8M0 scales per 32 elements) at the FP8 rate:
+    MXFP4 weights x MXFP8 activations (gpt-oss's W4A8 experts on B200) run at 4.5 PFLOP/s dense on B200, not at
+    the BF16 rate after a dequantization pass. Hopper's wgmma has no block-scaled kind (no entry there)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    weight_dtype: str = Field(description="stored weight format (a `dtypes` name: fp4)")
+    activation_dtype: str = Field(description="activation format of the MMA (a `dtypes` name: fp8_e4m3, fp8_e5m2)")
+    scale_group_size: int = Field(ge=1, le=1024, description="elements of K per scale of both operands (MX: 32)")
+    scale_bits: int = Field(ge=1, le=32, description="bits of one scale (UE8M0: 8)")
+    peak_key: str = Field(description="the `peak_flops_per_s` key the pair computes at (mxf8f6f4: fp8)")
+
+    @field_validator("weight_dtype", "activation_dtype")
+    @classmethod
+    def _format(cls, value: str, info) -> str:
+        """The canonical `dtypes` name (fp8 -> fp8_e4m3) of a quantized format."""
+        d = get_dtype(value, f"block_scaled_mma.{info.field_name}")
+        if not d.is_quantized:
+            raise SpecError(f"block_scaled_mma.{info.field_name}", f"{d.name} is not a block-scaled format; use fp4 or fp8_e4m3")
+        return d.name
+
+    @field_validator("peak_key")
+    @classmethod
+    def _peak_key(cls, value: str) -> str:
+        if value not in PEAK_KEYS:
+            raise SpecError("block_scaled_mma.peak_key", f"unknown dtype key {value!r}; choose from {', '.join(PEAK_KEYS)}")
+        return value
+
+    def takes(self, weights, act) -> bool:
+        """Whether a GEMM of `weights` (a `dtypes.QuantScheme`) and `act` (a `dtypes.DType`) is this pair: the formats
+        named, the weights scaled per group of `scale_group_size` with `scale_bits`-bit scales (MXFP4 as gpt-oss
+        ships it; NVFP4's 16-element E4M3 scales are another kind)."""
+        return (weights.dtype.name == self.weight_dtype and act.name == self.activation_dtype
+                and weights.granularity == "group" and weights.group_size == self.scale_group_size
+                and weights.scale_bits == self.scale_bits and weights.zero_point_bits == 0)
 
 
 class Efficiency(NumbersAreNumbers):
@@ -175,6 +219,9 @@ class HardwareProfile(NumbersAreNumbers):
     sm_count: int | None = Field(None, ge=1, le=4096, description="SMs (CUs) a GEMM's tiles are spread over")
     gemm_tile_m: int | None = Field(None, ge=1, le=1024, description="rows (tokens) of one large-GEMM output tile")
     gemm_tile_n: int | None = Field(None, ge=1, le=1024, description="columns of one large-GEMM output tile")
+    block_scaled_mma: tuple[BlockScaledMma, ...] = Field(
+        (), description="(weight, activation) block-scaled format pairs the tensor cores multiply natively, scales "
+                        "inside the MMA (`BlockScaledMma`); none: a weight narrower than its activation is dequantized")
     efficiency: Efficiency
     sources: dict[str, str]
     notes: str = ""
@@ -212,6 +259,12 @@ class HardwareProfile(NumbersAreNumbers):
             needed.add("sparsity_2_4_speedup")
         if self.l2_read_bytes_per_s is not None:
             needed.add("l2_read_bytes_per_s")
+        if self.block_scaled_mma:
+            needed.add("block_scaled_mma")
+        for i, pair in enumerate(self.block_scaled_mma):
+            if pair.peak_key not in self.peak_flops_per_s:
+                raise SpecError(f"block_scaled_mma[{i}].peak_key", f"{pair.peak_key} has no peak_flops_per_s entry; "
+                                                                   f"use one of {', '.join(self.peak_flops_per_s)}")
         shape = [k for k in ("sm_count", "gemm_tile_m", "gemm_tile_n") if getattr(self, k) is not None]
         if shape and len(shape) != 3:
             raise SpecError("sm_count", "sm_count, gemm_tile_m and gemm_tile_n go together (the shape-aware GEMM model)")
@@ -242,6 +295,11 @@ class HardwareProfile(NumbersAreNumbers):
             have = ", ".join(k for k in PEAK_KEYS if k in self.peak_flops_per_s)
             raise SpecError(field, f"{self.name} has no {key} tensor-core support; it computes in {have}")
         return self.peak_flops_per_s[key]
+
+    def native_block_scaled(self, weights, act) -> BlockScaledMma | None:
+        """The `block_scaled_mma` pair a GEMM of `weights` (a `dtypes.QuantScheme`) with `act` activations is, or None
+        (dequantized to the activation format where the weights are narrower: a weight-only kernel)."""
+        return next((pair for pair in self.block_scaled_mma if pair.takes(weights, act)), None)
 
     def ridge_point_flops_per_byte(self, key: str = "bf16") -> float:
         """Arithmetic intensity where compute and memory time are equal: peak FLOP/s / peak bytes/s.

@@ -38,6 +38,7 @@ def check(model: ModelSpec, hw: HardwareProfile, wl: Workload, dep: Deployment) 
                                                     f"{rd.weights.dtype.name} weights with {rd.native.name} compute") from None
         rd = rd.fallen_back(f"{hw.name} has no {rd.compute_key} tensor cores: fell back to {rd.weights.dtype.name} weights "
                             f"with {rd.native.name} compute (weight-only kernel, dequantized on the fly)")
+    rd = rd.on(hw)  # a block-scaled pair the tensor cores take as stored is not weight-only there
     if dep.sparsity == "2:4" and hw.sparsity_2_4_speedup is None:
         raise SpecError("sparsity", f"{hw.name} has no 2:4 sparse tensor cores; use sparsity='dense'")
     if dep.prefix_tokens and dep.prefix_tokens >= wl.prompt_tokens:

@@ -86,7 +86,7 @@ def apply_speculative(model: ModelSpec, hw, wl: Workload, dep: Deployment, rd: R
         rd_d, tp_d = rd, dep.tp
     else:
         dd = _draft_deployment(model, d, dep)
-        rd_d, tp_d = dd.resolved(d), dd.tp
+        rd_d, tp_d = dd.resolved(d).on(hw), dd.tp  # a draft in a block-scaled pair the GPU takes natively: not weight-only
         if rd_d.compute_key not in hw.peak_flops_per_s:
             rd_d = rd
     b, s, o = wl.batch_size, wl.prompt_tokens, wl.output_tokens

@@ -135,57 +135,70 @@ def sweep(
     labels: dict[str, dict[str, int]] = {name: {} for name in _LABELS}  # categories of each label column, by first use
     for m, wd, ad, kd in itertools.product(models, _as_list(weight_dtype), _as_list(activation_dtype), _as_list(kv_dtype)):
         dep = base.model_copy(update={"weight_dtype": wd, "activation_dtype": ad, "kv_dtype": kd})
-        rd = dep.resolved(m)
-        key = rd.compute_key
-        ok = _valid(m, hws, key, grid_axis("h", tuple(values)), grid_axis("tp", tuple(values)), shape, skipped, dep)
-        if not ok.any():
-            continue
-        every = bool(ok.all())
-        n_ok = ok.size if every else int(ok.sum())
-        # the frame's float block is allocated before the evaluation's temporaries, so it lies below them in the heap
-        # and the allocator keeps reusing the same memory from one sweep to the next instead of handing it back to the
-        # system and faulting it in again (minor page faults of a benchmark chunk: ~4,600 -> ~110 per sweep)
-        block = np.empty((len(_FLOAT_METRICS), n_ok))
-        has_key = [h for h in hws if key in h.peak_flops_per_s]
-        stand_in = has_key[0] if has_key else None  # rows of hardware without this dtype are masked out below
-        usable = [h if key in h.peak_flops_per_s else stand_in for h in hws]
-        # the axes as floats (exact for these integers): numpy would otherwise cast the small integer axes afresh
-        # for every element of each grid-sized result they broadcast into
-        bf, sf, of, tpf = (a.astype(float) for a in (b, s, o, t))
-        real = stacked([Ceilings.of(h, key) for h in usable], hi)
-        floor = stacked([Ceilings.of(h, key, floor=True) for h in usable], hi)
-        lim = engine_limits(rd, usable)
-        ev = evaluate(m, rd, real, floor, bf, sf, of, tpf, limits=None if lim is None else (lim[0][hi], lim[1][hi]))
-        prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
-        fixed = ev.weight_bytes + ev.runtime_reserve_bytes + ev.workspace_fixed_bytes  # loaded before the KV pool is sized
-        d = derived(ev, bf, of, tpf * base.pp * base.ep, engine_memory_bytes(rd, prop(lambda h: h.memory_bytes), fixed, tpf),
-                    prop(lambda h: h.memory_bandwidth_bytes_per_s),
-                    prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
-        r = {**ev.figures(), **d.figures()}
-        del ev, d  # the operator tables and timings go before the frame is filled: less memory held at once
+        resolved = dep.resolved(m)
+        # a block-scaled pair some devices multiply as stored (`ResolvedDeployment.on`) is timed on them by its own
+        # operator table: one evaluation per resolution, its rows merged back into the frame's order (`_merged`)
+        variants: dict = {}
+        for i, h in enumerate(hws):
+            variants.setdefault(resolved.on(h), []).append(i)
+        valid = _valid(m, hws, resolved.compute_key, grid_axis("h", tuple(values)), grid_axis("tp", tuple(values)), shape,
+                       skipped, dep)
+        pieces = []
+        for rd, members in variants.items():
+            key = rd.compute_key  # a native pair computes at its peak_key, the activation's (`BlockScaledMma`)
+            ok = valid if len(variants) == 1 else valid & np.isin(flat["h"], members)  # this resolution's devices only
+            if not ok.any():
+                continue
+            every = bool(ok.all())
+            n_ok = ok.size if every else int(ok.sum())
+            # the frame's float block is allocated before the evaluation's temporaries, so it lies below them in the heap
+            # and the allocator keeps reusing the same memory from one sweep to the next instead of handing it back to the
+            # system and faulting it in again (minor page faults of a benchmark chunk: ~4,600 -> ~110 per sweep)
+            block = np.empty((len(_FLOAT_METRICS), n_ok))
+            has_key = [h for h in hws if key in h.peak_flops_per_s]
+            stand_in = has_key[0] if has_key else None  # rows of hardware without this dtype are masked out below
+            usable = [h if key in h.peak_flops_per_s else stand_in for h in hws]
+            # the axes as floats (exact for these integers): numpy would otherwise cast the small integer axes afresh
+            # for every element of each grid-sized result they broadcast into
+            bf, sf, of, tpf = (a.astype(float) for a in (b, s, o, t))
+            real = stacked([Ceilings.of(h, key) for h in usable], hi)
+            floor = stacked([Ceilings.of(h, key, floor=True) for h in usable], hi)
+            lim = engine_limits(rd, usable)
+            ev = evaluate(m, rd, real, floor, bf, sf, of, tpf, limits=None if lim is None else (lim[0][hi], lim[1][hi]))
+            prop = lambda f: np.array([f(h) for h in usable], dtype=float)[hi]  # noqa: E731
+            fixed = ev.weight_bytes + ev.runtime_reserve_bytes + ev.workspace_fixed_bytes  # loaded before the KV pool is sized
+            d = derived(ev, bf, of, tpf * base.pp * base.ep, engine_memory_bytes(rd, prop(lambda h: h.memory_bytes), fixed, tpf),
+                        prop(lambda h: h.memory_bandwidth_bytes_per_s),
+                        prop(lambda h: h.peak_flops_per_s[key]), prop(lambda h: h.price_usd_per_gpu_hour))
+            r = {**ev.figures(), **d.figures()}
+            del ev, d  # the operator tables and timings go before the frame is filled: less memory held at once
 
-        def pick(a, ok=ok, every=every):
-            """The grid's values of `a` (broadcast over the evaluated grid), row-major in the frame's order, of the valid
-            scenarios only."""
-            whole = np.empty(shape, dtype=np.asarray(a).dtype)
-            _into_frame(whole, a, evaluated, to_frame)
-            return whole.reshape(-1) if every else whole.reshape(-1)[ok]
+            def pick(a, ok=ok, every=every):
+                """The grid's values of `a` (broadcast over the evaluated grid), row-major in the frame's order, of the valid
+                scenarios only."""
+                whole = np.empty(shape, dtype=np.asarray(a).dtype)
+                _into_frame(whole, a, evaluated, to_frame)
+                return whole.reshape(-1) if every else whole.reshape(-1)[ok]
 
-        # the float figures go straight into the frame's one float block (figures x scenarios); each figure is let
-        # go once copied, so the grid's figures and the frame are not all held at once
-        for i, k in enumerate(_FLOAT_METRICS):
-            if every:
-                _into_frame(block[i].reshape(shape), r.pop(k), evaluated, to_frame)
-            else:
-                block[i] = pick(r.pop(k))
-        # label columns as category codes: one frame is built at the end, with categorical labels
-        names = {"model": m.name, "weight_dtype": rd.weights.dtype.name, "activation_dtype": rd.act.name, "kv_dtype": rd.kv.dtype.name}
-        part = {name: np.full(n_ok, labels[name].setdefault(value, len(labels[name])), dtype=np.int32) for name, value in names.items()}
-        part["hardware"] = flat["h"] if every else flat["h"][ok]
-        part.update({name: flat[name] if every else flat[name][ok] for name in axes})
-        part.update({"fits": pick(r["fits"]), "max_batch_size_fits": pick(r["max_batch_size_fits"]), "_floats": block})
-        part.update({f"{phase}_bound": pick(r[f"{phase}_bound_index"]) for phase in ("prefill", "decode")})
-        parts.append(part)
+            # the float figures go straight into the frame's one float block (figures x scenarios); each figure is let
+            # go once copied, so the grid's figures and the frame are not all held at once
+            for i, k in enumerate(_FLOAT_METRICS):
+                if every:
+                    _into_frame(block[i].reshape(shape), r.pop(k), evaluated, to_frame)
+                else:
+                    block[i] = pick(r.pop(k))
+            # label columns as category codes: one frame is built at the end, with categorical labels
+            names = {"model": m.name, "weight_dtype": rd.weights.dtype.name, "activation_dtype": rd.act.name, "kv_dtype": rd.kv.dtype.name}
+            part = {name: np.full(n_ok, labels[name].setdefault(value, len(labels[name])), dtype=np.int32) for name, value in names.items()}
+            part["hardware"] = flat["h"] if every else flat["h"][ok]
+            part.update({name: flat[name] if every else flat[name][ok] for name in axes})
+            part.update({"fits": pick(r["fits"]), "max_batch_size_fits": pick(r["max_batch_size_fits"]), "_floats": block})
+            part.update({f"{phase}_bound": pick(r[f"{phase}_bound_index"]) for phase in ("prefill", "decode")})
+            if len(variants) > 1:
+                part["_position"] = np.flatnonzero(ok)
+            pieces.append(part)
+        if pieces:
+            parts.append(pieces[0] if len(pieces) == 1 else _merged(pieces))
     columns = ["model", "hardware", *axes, "weight_dtype", "activation_dtype", "kv_dtype", *METRICS, "prefill_bound", "decode_bound"]
     if not parts:
         df = pd.DataFrame(columns=columns)  # every column, even with no row
@@ -201,6 +214,15 @@ def sweep(
     df = _one_frame(columns, join("_floats", axis=1), cols)
     df.attrs["skipped"] = skipped
     return df
+
+
+def _merged(pieces: list[dict]) -> dict:
+    """The parts of one (model, dtypes) evaluated apart (devices that take a block-scaled pair natively, and the others)
+    as one part, its rows back in the frame's row-major order (by each row's `_position` in the grid)."""
+    order = np.argsort(np.concatenate([p["_position"] for p in pieces]), kind="stable")
+    out = {name: np.concatenate([p[name] for p in pieces])[order] for name in pieces[0] if name not in ("_floats", "_position")}
+    out["_floats"] = np.concatenate([p["_floats"] for p in pieces], axis=1)[:, order]
+    return out
 
 
 _BOUND_LABELS = tuple(x.value for x in BOUNDS)

@@ -233,7 +233,8 @@ class ResolvedDeployment:
     resolution, `Deployment.resolved`, serves every prediction of its deployment and model)."""
 
     __slots__ = ("dep", "weights", "act", "kv", "native", "unquantized", "compute_key", "notes", "engine", "_key",
-                 "weight_only", "dequant_ops_per_weight", "act_bytes", "unquantized_bytes", "kept", "act_from_checkpoint")
+                 "weight_only", "dequant_ops_per_weight", "act_bytes", "unquantized_bytes", "kept", "act_from_checkpoint",
+                 "native_mma")
 
     @classmethod
     def of(cls, dep: Deployment, native_dtype: str, native_weight_dtype: str | None = None,
@@ -275,6 +276,7 @@ class ResolvedDeployment:
         self.compute_key = ad.peak_key
         self.notes = []
         self._key = None  # `key()`, built on first use
+        self.native_mma = None  # a block-scaled pair the GPU multiplies as stored (`on`); None until a GPU is named
         self.engine = None if dep.engine is None else load_engine(dep.engine)
         # looked up by every operator of every pass: derived once here (see `_derived_sizes` for each formula)
         self.weight_only, self.dequant_ops_per_weight, self.act_bytes, self.unquantized_bytes = self._derived_sizes()
@@ -301,22 +303,33 @@ class ResolvedDeployment:
         out._key = None  # the formats above replaced those `of` resolved
         return out
 
+    def on(self, hw) -> "ResolvedDeployment":
+        """This resolution on `hw`: where the weights are narrower than the activations (`weight_only`) and `hw`'s
+        tensor cores multiply the pair as stored (`HardwareProfile.native_block_scaled`: Blackwell's MXFP4 weights x
+        MXFP8 activations), the GEMMs are not weight-only: nothing is dequantized (`dequant_ops_per_weight` 0) and they
+        compute at the pair's peak (`compute_key` = its `peak_key`); the weights keep their packed bytes and scales.
+        Elsewhere (Hopper: no block-scaled MMA) this resolution as it is. Kept per (resolution, pair)."""
+        pair = hw.native_block_scaled(self.weights, self.act) if self.weight_only else None
+        return self if pair is None else _native(self, pair)
+
     def key(self) -> tuple:
         """What every size and time derived from this resolution depends on, as a hashable tuple (a `memo` key):
         the deployment (engine named in it) and the resolved formats. `notes` are left out: they change no number;
         `weight_only`, `dequant_ops_per_weight`, `act_bytes`, `unquantized_bytes` and `act_from_checkpoint` follow
-        from the rest. Keyed together with the model's identity, since the formats were resolved against it.
+        from the rest and `native_mma` (the block-scaled pair the GPU takes as stored, `on`), which is kept. Keyed together with the model's identity, since the formats were resolved against it.
 
         Built once per resolution and kept with its hash (`memo.HashedKey`): a prediction looks its op lists, weights
         and workspace up under it several times, and hashing the deployment's fields each time cost more than the lookup."""
         if self._key is None:
-            self._key = HashedKey((self.dep, self.weights, self.act, self.kv, self.native, self.unquantized, self.kept, self.compute_key))
+            self._key = HashedKey((self.dep, self.weights, self.act, self.kv, self.native, self.unquantized, self.kept, self.native_mma,
+                                   self.compute_key))
         return self._key
 
     def _derived_sizes(self) -> tuple[bool, int, float, float]:
         """(weight_only, dequant_ops_per_weight, act_bytes, unquantized_bytes):
 
-        * weight_only: weights stored narrower than the compute format, so the GEMM dequantizes them on the fly;
+        * weight_only: weights stored narrower than the compute format, so the GEMM dequantizes them on the fly
+          (unless a GPU multiplies the pair as stored: `on`);
         * dequant_ops_per_weight: vector operations per weight of that dequantization (0 when not weight-only);
         * act_bytes: bytes per activation element moved between kernels. 16-bit or wider compute keeps its own
           width. 8- and 4-bit compute (W8A8, FP8, FP4) quantizes activations inside the GEMM prologue and writes
@@ -327,3 +340,14 @@ class ResolvedDeployment:
         weight_only = self.weights.dtype.is_quantized and self.weights.dtype.bits < self.act.bits
         dequant = DEQUANT_OPS_PER_WEIGHT.get(self.weights.dtype.bits, 3) if weight_only else 0
         return weight_only, dequant, max(self.act.bits / 8, 2.0), self.unquantized.dtype.bits / 8
+
+
+@memoized(lambda rd, pair: (Identity(rd), pair))
+def _native(rd: ResolvedDeployment, pair) -> ResolvedDeployment:
+    """`ResolvedDeployment.on` where the GPU takes the pair natively: a copy, not weight-only, at the pair's peak."""
+    out = object.__new__(ResolvedDeployment)
+    for name in ResolvedDeployment.__slots__:
+        object.__setattr__(out, name, getattr(rd, name))
+    out.native_mma, out.weight_only, out.dequant_ops_per_weight, out.compute_key = pair, False, 0, pair.peak_key
+    out._key = None  # the pair is part of the key
+    return out
