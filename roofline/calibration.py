@@ -23,7 +23,10 @@ on every operator is timed against the measured curves instead of the constant f
   efficiency (`attention_shapes`: short prompts waste diagonal tiles, few blocks leave SMs idle);
   `attention_decode_kv_head_s`, when present, adds a cost per (sequence, KV head) to the decode
   line: t = t0 + B / R + batch · kv_heads · t_kvh. Without them, F is the useful FLOPs and the
-  decode line has two terms.
+  decode line has two terms. Where the file holds the prefill table's measured / line ratios of the kernel's per-GPU
+  shape (optional `attention_prefill_points`, a `MeasuredAttention` of `AttentionPoints` over (batch, isl)), a prefill
+  of b sequences of n new tokens (none cached, no window, 16-bit KV) takes the line's time times the ratio,
+  bilinear in log b and n and held at the grid's edges (`attention_point_ratio`): the table's time at a measured cell.
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, the measured time of each message size (`allreduce_points`, a
