@@ -49,24 +49,26 @@ def corpus_shapes() -> dict[tuple[int, int, int], int]:
 
 def within_budget(points: MeasuredAttention, spare_bytes: int, uses: dict[tuple[int, int, int], int]) -> MeasuredAttention | None:
     """`points` with the shapes the fewest corpus rows run (`corpus_shapes`; ties: the larger shape first) left out
-    until their JSON takes at most `spare_bytes` (what a file may still take under test_public_data's 100 KB); None
-    where not even one fits."""
-    def size(shapes) -> int:
-        return len(points.model_copy(update={"shapes": shapes}).model_dump_json(exclude_none=True)) + len('"attention_prefill_points":,')
+    until their JSON takes at most `spare_bytes` (what a file may still take under test_public_data's 100 KB), their
+    number said in `source` (the shapes kept are the file's; the rest of `corpus_shapes` the table measured were left
+    out); None where not even one fits."""
+    def candidate(shapes: list, dropped: list) -> MeasuredAttention:
+        if not dropped:
+            return points
+        return points.model_copy(update={"shapes": tuple(shapes), "source": points.source + f"; {len(dropped)} more left out "
+                                         "to keep the file under 100 KB, those the fewest corpus rows run first"})
+
+    def size(m: MeasuredAttention) -> int:
+        return len(m.model_dump_json(exclude_none=True)) + len('"attention_prefill_points":,')
 
     shapes = list(points.shapes)
     order = sorted(shapes, key=lambda p: (uses.get((p.heads, p.kv_heads, p.head_dim), 0), -p.heads * p.head_dim))
-    dropped = []
-    while shapes and size(tuple(shapes)) > spare_bytes:
+    dropped: list = []
+    while shapes and size(candidate(shapes, dropped)) > spare_bytes:
         p = order.pop(0)
         shapes.remove(p)
         dropped.append((p.heads, p.kv_heads, p.head_dim))
-    if not shapes:
-        return None
-    if not dropped:
-        return points
-    return points.model_copy(update={"shapes": tuple(shapes), "source": points.source + "; left out to keep the file under "
-                                     f"100 KB (the fewest corpus rows first): {', '.join(str(d) for d in dropped)}"})
+    return candidate(shapes, dropped) if shapes else None
 
 
 def line_s(line: AffineCurve, x) -> np.ndarray:

@@ -186,3 +186,35 @@ def test_sweep_gives_predicts_figures_where_the_points_apply():
     w = rl.Workload(batch_size=16, prompt_tokens=512, output_tokens=8)
     moved_s = rl.predict(LLAMA70, H200, w, dep).ttft_s - rl.predict(LLAMA70, line_only, w, dep).ttft_s
     assert moved_s == pytest.approx((rho - 1) * _line_s(16, 512), rel=1e-6)
+
+
+def test_the_builder_stores_measured_over_line_per_cell_and_drops_the_least_run_shapes_for_size():
+    """`calibrate.public_attention.attention_points` over a hand-made table: every cell of shape (8, 1, 128) measured at
+    1.25x the line (b = 4) and 0.8x (b = 8), isl 512 and 1,024, plus an isl-1 row (a decode step: left out) and a shape
+    the corpus does not run (3 heads: left out). `within_budget` then drops the shape the fewest corpus rows run."""
+    import pandas as pd
+
+    from calibrate.public_attention import attention_points, line_s, within_budget
+
+    rows, x = [], []
+    for heads, kv in ((8, 1), (3, 1)):
+        for batch, factor in ((4, 1.25), (8, 0.8)):
+            for isl in (1, 512, 1024):
+                xi = 1e9 * batch * isl
+                x.append(xi)
+                rows.append({"num_heads": heads, "num_key_value_heads": kv, "head_dim": 128, "batch_size": batch, "isl": isl,
+                             "latency": 1e3 * factor * (LINE.latency_s + xi / LINE.rate_per_s)})
+    df = pd.DataFrame(rows)
+    points = attention_points(df, np.array(x), LINE, "ctx.parquet", shapes={(8, 1, 128): 5, (16, 2, 128): 1})
+    assert [p.key for p in points.shapes] == [(8.0, 1.0, 128.0)]
+    p = points.shapes[0]
+    assert (p.batch, p.isl, p.ratio) == ((4, 8), (512, 1024), ((1.25, 1.25), (0.8, 0.8)))
+    assert line_s(LINE, 1e9) == pytest.approx(LINE.latency_s + 1e9 / LINE.rate_per_s)
+    # two shapes, room for one: the one 1 corpus row runs goes, counted in `source`; no room at all: None
+    two = points.model_copy(update={"shapes": (p, p.model_copy(update={"heads": 16, "kv_heads": 2}))})
+    two_size = len(two.model_dump_json(exclude_none=True)) + len('"attention_prefill_points":,')
+    kept = within_budget(two, two_size - 1, {(8, 1, 128): 5, (16, 2, 128): 1})
+    assert [s.key for s in kept.shapes] == [(8.0, 1.0, 128.0)] and "1 more left out" in kept.source
+    assert len(kept.model_dump_json(exclude_none=True)) + len('"attention_prefill_points":,') <= two_size - 1  # its note too
+    assert within_budget(two, 10_000_000, {}) is two
+    assert within_budget(two, 10, {}) is None
