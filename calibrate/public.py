@@ -22,7 +22,10 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   and no sliding window, one line t = t0 + X / R over the kernel's executed FLOPs over its wave
   efficiency (`roofline.attention_shapes`, `x_unit: executed_flops`): batch · heads · the causal
   128 x 128 tiles' pairs · (2·d + 2·d), over the busy fraction of the profile's SMs running
-  batch · heads · ceil(isl / 128) query-tile blocks.
+  batch · heads · ceil(isl / 128) query-tile blocks; and at the per-GPU shapes the published corpus runs, the
+  table's time of every (batch, isl) cell over that line (`attention_prefill_points`: `calibration.AttentionPoints`,
+  `calibrate/public_attention.py`), through which a prefill of such a shape is timed; as many shapes as keep the file
+  under 100 KB (`FILE_LIMIT_BYTES`).
 * `attention/.../generation_attention_perf.parquet`: one new token against a context of
   isl + step tokens, bf16 KV, t = t0 + B / R + batch · kv_heads · t_kvh over the bytes
   `roofline.ops` charges the attention op (KV read batch · context · 2 · kv_heads · d · kv_bytes,

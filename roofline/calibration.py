@@ -648,8 +648,9 @@ class AttentionPoints(NumbersAreNumbers):
 class MeasuredAttention(NumbersAreNumbers):
     """The prefill kernel table's shapes (`AttentionPoints`): a prefill attention op of a stored per-GPU shape is timed
     as the line times `attention_point_ratio`, any other by the line alone. The ratios are to the line
-    (`line_latency_s`, `line_rate_per_s`): where `Calibration.attention_prefill` holds another line (a file edited, a
-    curve swapped), `CalibratedCurves` leaves the points out."""
+    (`line_latency_s`, `line_rate_per_s`, over executed FLOPs / wave efficiency): where `Calibration.attention_prefill`
+    holds another line (a file edited, a curve swapped, a line over useful FLOPs), `CalibratedCurves` leaves the points
+    out."""
 
     model_config = _FROZEN
     source: str = Field(min_length=1, description="the table and rows the points come from, and the rule that kept the shapes")
@@ -982,8 +983,8 @@ class CalibratedCurves:
         # per-GPU prefill attention shape (heads, KV heads, d) -> (batches, lengths, full ratio matrix), only against the
         # line the ratios were taken on (`MeasuredAttention`, `_attention_point_scale`)
         points = cal.attention_prefill_points
-        self.attention_points = {} if points is None or a is None or (points.line_latency_s, points.line_rate_per_s) != (
-            a.latency_s, a.rate_per_s) else {p.key: (np.asarray(p.batch, dtype=float), np.asarray(p.isl, dtype=float), p.matrix)
+        self.attention_points = {} if points is None or a is None or a.x_unit != "executed_flops" or (
+            points.line_latency_s, points.line_rate_per_s) != (a.latency_s, a.rate_per_s) else {p.key: (np.asarray(p.batch, dtype=float), np.asarray(p.isl, dtype=float), p.matrix)
                                               for p in points.shapes}
 
     def allreduce_message_s(self, message_bytes, tp):
