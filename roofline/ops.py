@@ -716,7 +716,7 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
     per_pair = 2 * d_qk + 2 * d_v
     executed = pairs if naive else executed_pairs(new, past, window)  # a naive kernel computes the whole score matrix
     kv_heads = 1 if model.mla is not None and absorbed else (heads if model.mla is not None else model.kv_heads_per_gpu(tp))
-    flat_shape = None if naive or model.mla is not None or d_qk != d_v else (heads, kv_heads, d_qk)  # `Op` docstring
+    flash = not naive and model.mla is None and d_qk == d_v  # carries its shape for measured points (`Op` docstring)
     return Op(
         "attention", group, _ATTENTION, layers,
         launches=layers * (NAIVE_ATTENTION_LAUNCHES if naive else FLASH_ATTENTION_LAUNCHES),
@@ -729,10 +729,10 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
         kv_read_bytes=layers * kv_read,
         kv_write_bytes=layers * tokens * kv_token,
         l2_read_bytes=layers * l2_read,
-        attention_heads=0.0 if flat_shape is None else heads,
-        attention_kv_heads=0.0 if flat_shape is None else kv_heads,
-        attention_head_dim=0.0 if flat_shape is None else d_qk,
-        attention_new_tokens=0.0 if flat_shape is None else new,
+        attention_heads=heads if flash else 0.0,
+        attention_kv_heads=kv_heads if flash else 0.0,
+        attention_head_dim=d_qk if flash else 0.0,
+        attention_new_tokens=new if flash else 0.0,
         window=window,
     )
 
