@@ -22,7 +22,10 @@ What is read (latency in the tables is milliseconds; `message_size` counts eleme
   and no sliding window, one line t = t0 + X / R over the kernel's executed FLOPs over its wave
   efficiency (`roofline.attention_shapes`, `x_unit: executed_flops`): batch · heads · the causal
   128 x 128 tiles' pairs · (2·d + 2·d), over the busy fraction of the profile's SMs running
-  batch · heads · ceil(isl / 128) query-tile blocks.
+  batch · heads · ceil(isl / 128) query-tile blocks; and at the per-GPU shapes the published corpus runs, the
+  table's time of every (batch, isl) cell over that line (`attention_prefill_points`: `calibration.AttentionPoints`,
+  `calibrate/public_attention.py`), through which a prefill of such a shape is timed; as many shapes as keep the file
+  under 100 KB (`FILE_LIMIT_BYTES`).
 * `attention/.../generation_attention_perf.parquet`: one new token against a context of
   isl + step tokens, bf16 KV, t = t0 + B / R + batch · kv_heads · t_kvh over the bytes
   `roofline.ops` charges the attention op (KV read batch · context · 2 · kv_heads · d · kv_bytes,
@@ -73,6 +76,8 @@ from roofline.attention_shapes import decode_kv_units, executed_pairs, query_til
 from roofline.ops import attended_keys
 
 from .fit import fit_affine, fit_affine_units
+from .public_attention import attention_points, within_budget
+from .public_attention import corpus_shapes as corpus_attention_shapes
 from .public_moe import fit_moe, moe_points
 
 PACKAGE = "aiconfigurator-core"
@@ -98,6 +103,7 @@ HALF_BYTES = 2  # bf16 activations, KV and all-reduce elements
 WEIGHT_ONLY = {"int4_wo": "int4", "int8_wo": "int8"}  # table gemm_dtype of weight-only GEMMs -> calibration.gemv key
 NK_BINS_PER_OCTAVE = 2
 CURVE_POINTS = 48  # an affine curve keeps the median time in this many log-spaced bins of x
+FILE_LIMIT_BYTES = 99_500  # a committed file stays under 100 KB (test_public_data), with room for its date and notes
 SIGNIFICANT = 4  # digits kept of every stored fraction and time
 # The small memory-bound kernels' line (`calibration.Calibration.elementwise`): the per-tensor FP8 quantization table
 # (`quantize/<framework>/<version>/scale_matrix_perf`: vLLM's static_scaled_fp8_quant, TensorRT-LLM's torch op), one
@@ -503,11 +509,18 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
                 gemm[key] = t
     if not gemm:
         raise SpecError("gemm", f"{system} {framework} {version}: no bf16/fp16/fp8 GEMM rows to fit")
-    pre = dec = kv_head_s = None
+    pre = dec = kv_head_s = pre_points = None
     if "context_attention" in tables:
         rows = attention_rows(tables["context_attention"])
         x, t = prefill_executed_x(rows, hw.sm_count or 0), rows["latency"].to_numpy(float) * TABLE_TIME_S
         pre = _compress(fit_affine(x, t, hw.peak_flops("bf16"), "executed_flops", notes, "attention_prefill"), x, t)
+        if pre is not None:
+            table = next((p for p in paths if p.endswith("context_attention_perf.parquet")), "context_attention_perf.parquet")
+            pre_points = attention_points(rows, x, pre, table)
+            if pre_points is not None:
+                notes.append(f"attention prefill: measured / line ratios of {len(pre_points.shapes)} per-GPU shapes "
+                             "(shipped model specs at the corpus's tp), through which those kernels are timed "
+                             "(`calibration.AttentionPoints`)")
     if "generation_attention" in tables:
         rows = attention_rows(tables["generation_attention"])
         x, t = decode_x(rows), rows["latency"].to_numpy(float) * TABLE_TIME_S
@@ -536,7 +549,7 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
                    if "elementwise" in tables else None)
     date = date or datetime.now(timezone.utc).isoformat(timespec="seconds")
     command = command or f"roofline calibrate --from-public {system} --framework {framework} --version {version}"
-    return Calibration(
+    cal = Calibration(
         schema_version=SCHEMA_VERSION,
         id=f"public-{system}-{framework}-{version}",
         provenance={
@@ -549,6 +562,7 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         },
         gemm=gemm,
         attention_prefill=pre,
+        attention_prefill_points=pre_points,
         attention_decode=dec,
         attention_decode_kv_head_s=kv_head_s,
         kernel_overhead_s=hw.efficiency.kernel_overhead_s,
@@ -563,6 +577,15 @@ def build_public_calibration(tables: dict[str, pd.DataFrame], hw, hw_id: str, sy
         moe_points=measured_moe,
         notes=tuple(notes),
     )
+    if pre_points is not None:  # the attention points last, as many shapes as the file's size limit leaves room for
+        spare = FILE_LIMIT_BYTES - len(_json(cal.model_copy(update={"attention_prefill_points": None})))
+        kept = within_budget(pre_points, spare, corpus_attention_shapes())
+        if kept is not pre_points:
+            said = f"attention prefill: measured / line ratios of {len(pre_points.shapes)} per-GPU shapes"
+            now = None if kept is None else f"attention prefill: measured / line ratios of {len(kept.shapes)} per-GPU shapes"
+            cal = cal.model_copy(update={"attention_prefill_points": kept, "notes": tuple(
+                nt.replace(said, now or said) for nt in cal.notes if now is not None or not nt.startswith(said))})
+    return cal
 
 
 def fit_public(device: str, framework: str | None = None, version: str | None = None,
@@ -576,13 +599,17 @@ def fit_public(device: str, framework: str | None = None, version: str | None = 
     return build_public_calibration(tables, hw, hw_id, system, framework, version, paths, collected), tables
 
 
+def _json(cal: Calibration) -> str:
+    """The file's text: compact JSON, keys sorted."""
+    return json.dumps(cal.model_dump(mode="json", exclude_none=True), separators=(",", ":"), sort_keys=True) + "\n"
+
+
 def write_calibration(cal: Calibration, path: Path) -> Path:
     """The calibration as compact JSON (one line per top-level field's items is more than needed here)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(cal.model_dump(mode="json", exclude_none=True), separators=(",", ":"), sort_keys=True) + "\n",
-                   encoding="utf-8")
+    tmp.write_text(_json(cal), encoding="utf-8")
     tmp.replace(path)
     return path
 

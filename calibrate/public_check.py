@@ -6,7 +6,9 @@
     group size: through the stored points, `calibration.interpolated_message_s`, so only their rounding to four
     digits is left; the fused MoE layer at the shapes a file stores points of: "moe curve", the `MoeCurve` alone, and
     "moe points", the curve times the stored measured / curve ratio, `calibration.moe_point_ratio`, as the runtime
-    times those layers before it holds each op at its floor), as |predicted / measured - 1|, median per kernel family.
+    times those layers before it holds each op at its floor; prefill attention at the shapes a file stores points of
+    (isl > 1): "attention prefill line", the line alone, and "attention prefill points", the line times the stored
+    measured / line ratio, `calibration.attention_point_ratio`), as |predicted / measured - 1|, median per kernel family.
 (b) **Held-out devices**: the curves of a source device attached to a target device the way
     `load_hardware(target, calibration=source_file)` attaches them (fractions rescaled to the
     target's datasheet peaks, `CalibratedCurves`), timed against the target's own tables. The
@@ -29,6 +31,7 @@ import roofline as rl
 from roofline.calibration import CalibratedCurves, Calibration, load_calibration
 
 from . import corpus
+from .public_attention import stored_shape_errors as stored_attention_errors
 from .public_moe import stored_shape_errors
 from .public import (PUBLIC_DIR, SYSTEMS, TABLE_TIME_S, GEMM_DTYPES, HALF_BYTES, allreduce_rows,
                      attention_rows, decode_units, decode_x, elementwise_rows, fit_public, gemm_fractions, gemm_rows, median_abs_pct, prefill_executed_x, prefill_x,
@@ -64,6 +67,8 @@ def kernel_errors(cal: Calibration, hw, tables: dict[str, pd.DataFrame]) -> pd.D
         predicted = curves.att_pre_latency_s + x / curves.att_pre_rate
         parts.append(pd.DataFrame({"family": "attention prefill", "predicted_s": predicted,
                                    "measured_s": rows["latency"].to_numpy(float) * TABLE_TIME_S}))
+        if curves.attention_points:  # the stored shapes: the line alone, and through the points
+            parts.append(stored_attention_errors(cal.attention_prefill_points, rows, predicted))
     if "generation_attention" in tables and cal.attention_decode is not None:
         rows = attention_rows(tables["generation_attention"])
         predicted = curves.att_dec_latency_s + decode_x(rows) / curves.att_dec_rate + decode_units(rows) * curves.att_kv_head_s
@@ -97,7 +102,7 @@ def error_summary(df: pd.DataFrame) -> dict[str, float]:
 
 
 FAMILIES = ("gemm bf16", f"gemm bf16 N,K>={MODEL_SIZED}", "gemm fp8", f"gemm fp8 N,K>={MODEL_SIZED}", "attention prefill",
-            "attention decode", "all-reduce", "moe curve", "moe points")
+            "attention prefill line", "attention prefill points", "attention decode", "all-reduce", "moe curve", "moe points")
 
 
 def _row(label: str, summary: dict[str, float], n: dict[str, int]) -> str:

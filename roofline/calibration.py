@@ -23,7 +23,10 @@ on every operator is timed against the measured curves instead of the constant f
   efficiency (`attention_shapes`: short prompts waste diagonal tiles, few blocks leave SMs idle);
   `attention_decode_kv_head_s`, when present, adds a cost per (sequence, KV head) to the decode
   line: t = t0 + B / R + batch · kv_heads · t_kvh. Without them, F is the useful FLOPs and the
-  decode line has two terms.
+  decode line has two terms. Where the file holds the prefill table's measured / line ratios of the kernel's per-GPU
+  shape (optional `attention_prefill_points`, a `MeasuredAttention` of `AttentionPoints` over (batch, isl)), a prefill
+  of b sequences of n new tokens (none cached, no window, 16-bit KV) takes the line's time times the ratio,
+  bilinear in log b and n and held at the grid's edges (`attention_point_ratio`): the table's time at a measured cell.
 * **Overhead**: seconds per kernel launch, eager and replayed from a CUDA graph.
 * **Interconnect**: all-reduce bus bandwidth / link rate, when more than one GPU was visible;
   and, per all-reduce group size, the measured time of each message size (`allreduce_points`, a
@@ -77,6 +80,7 @@ MAX_LATENCY_S = 1.0  # per kernel
 MAX_POINTS = 100_000
 DTYPE_KEYS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 GEMV_BITS = {"int4": 4, "int8": 8}  # weight-only formats with a measured small-M line, and their bits per weight
+MAX_ATTENTION_RATIO = 100.0  # measured / line of a stored prefill attention cell: far above any table's (0.5-3)
 GEMV_MAX_TOKENS = 16  # the largest M of the tables' weight-only rows the line is fitted on (M = 1, 2, 4, 8, 16)
 
 
@@ -563,6 +567,107 @@ class MeasuredMoe(NumbersAreNumbers):
         return self
 
 
+def attention_point_ratio(batch, isl, batches, isls, ratio):
+    """The measured / line ratio ρ of a causal prefill attention kernel of `batch` sequences of `isl` new tokens each
+    (none cached), through one stored shape's grid (`AttentionPoints`): bilinear, in log batch and in isl, between the
+    measured (batch, isl) cells, held at the grid's edges (so beyond the last measured batch or length the nearest
+    measured ratio scales the line). `ratio` is the full (batch x isl) matrix, each row past its last measured length
+    holding that length's value (`AttentionPoints.matrix`). Log batch and linear isl by leave-one-out over the tables'
+    interior cells (calibrate/public/README.md, section (j): along batch log 2.7% / 9.5% median / p90 against linear
+    2.8 / 11.0; along isl linear 4.4 / 16.1 against log 4.2 / 19.8, medians of the eight files).
+
+    Worked number: cells (b, S) = (4, 512): 1.17, (4, 1,024): 1.35, (8, 512): 1.37, (8, 1,024): 1.44 (H200, 8 heads,
+    1 KV head, d 128). b = 4, S = 768 (halfway): ρ = (1.17 + 1.35) / 2 = 1.26; b = 8, S = 768: (1.37 + 1.44) / 2 =
+    1.405; b = √32 = 5.66 (halfway in log b): (1.26 + 1.405) / 2 = 1.3325.
+    """
+    lb = np.log(np.asarray(batch, dtype=float))
+    i, wb = _edge_bracket(np.log(np.asarray(batches, dtype=float)), lb)
+    j, ws = _edge_bracket(np.asarray(isls, dtype=float), np.asarray(isl, dtype=float))
+    r = np.asarray(ratio, dtype=float)
+    top = r[i, j] + ws * (r[i, j + 1] - r[i, j])
+    bottom = r[i + 1, j] + ws * (r[i + 1, j + 1] - r[i + 1, j])
+    return top + wb * (bottom - top)
+
+
+def _edge_bracket(axis: np.ndarray, x: np.ndarray):
+    """(lower index, weight in [0, 1]) of x between the axis points, x held at the axis' ends."""
+    if len(axis) == 1:  # one point: index 0 and weight 0 (`AttentionPoints.matrix` pads such an axis with itself)
+        return np.zeros(np.shape(x), dtype=int), np.zeros(np.shape(x))
+    x = np.clip(x, axis[0], axis[-1])
+    i = np.clip(np.searchsorted(axis, x, side="right") - 1, 0, len(axis) - 2)
+    return i, (x - axis[i]) / (axis[i + 1] - axis[i])
+
+
+class AttentionPoints(NumbersAreNumbers):
+    """One per-GPU prefill attention shape's measured / line ratios over a kernel table's (batch, isl) grid.
+
+    The shape is one GPU's: query heads (the model's / tp), KV heads (`ModelSpec.kv_heads_per_gpu`) and head dim d,
+    16-bit activations and KV cache (the table's bf16 rows). Cell (i, j) is the table's time of `batch[i]` sequences
+    of `isl[j]` tokens over the calibration's prefill line at that kernel (t0 + executed FLOPs / wave efficiency / R,
+    `calibrate.public.prefill_executed_x`); a row holds the lengths the table measured at that batch, the first ones
+    (the tables cap batch · isl), and `attention_point_ratio` holds its last value past them.
+    Worked number (vLLM 0.24 H200 table, 8 heads, 1 KV head, d 128, b 8, S 512): 1.37, the kernel 37% slower than the line.
+    """
+
+    model_config = _FROZEN
+    heads: int = Field(gt=0, description="query heads on one GPU")
+    kv_heads: int = Field(gt=0, description="KV heads on one GPU")
+    head_dim: int = Field(gt=0, description="head dimension d (queries, keys and values alike)")
+    batch: tuple[int, ...] = Field(min_length=1, max_length=MAX_POINTS, description="measured batch sizes, strictly increasing")
+    isl: tuple[int, ...] = Field(min_length=1, max_length=MAX_POINTS, description="measured sequence lengths, strictly increasing")
+    ratio: tuple[tuple[float, ...], ...] = Field(
+        min_length=1, max_length=MAX_POINTS, description="per batch, measured / line at isl[0], isl[1], ... (at least one)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "AttentionPoints":
+        for name in ("batch", "isl"):
+            x = getattr(self, name)
+            if x[0] <= 0 or any(b <= a for a, b in zip(x, x[1:])):
+                raise SpecError(name, "must be positive and strictly increasing")
+        if len(self.ratio) != len(self.batch):
+            raise SpecError("ratio", f"has {len(self.ratio)} rows for {len(self.batch)} batch sizes; give one per batch size")
+        for i, row in enumerate(self.ratio):
+            if not 1 <= len(row) <= len(self.isl):
+                raise SpecError(f"ratio.{i}", f"has {len(row)} values; give 1 to {len(self.isl)} (one per isl, from the first)")
+            if any(not 0 < v <= MAX_ATTENTION_RATIO for v in row):
+                raise SpecError(f"ratio.{i}", f"every ratio must be in (0, {MAX_ATTENTION_RATIO}]")
+        return self
+
+    @property
+    def key(self) -> tuple[float, float, float]:
+        return float(self.heads), float(self.kv_heads), float(self.head_dim)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The ratios as a full (batch x isl) matrix, each row past its last measured length holding that value."""
+        m = np.array([tuple(row) + (row[-1],) * (len(self.isl) - len(row)) for row in self.ratio], dtype=float)
+        # an axis of one point: the matrix doubled along it, so the bracket's upper neighbour (index 1) exists
+        return np.pad(m, ((0, int(len(self.batch) == 1)), (0, int(len(self.isl) == 1))), mode="edge")
+
+
+class MeasuredAttention(NumbersAreNumbers):
+    """The prefill kernel table's shapes (`AttentionPoints`): a prefill attention op of a stored per-GPU shape is timed
+    as the line times `attention_point_ratio`, any other by the line alone. The ratios are to the line
+    (`line_latency_s`, `line_rate_per_s`, over executed FLOPs / wave efficiency): where `Calibration.attention_prefill`
+    holds another line (a file edited, a curve swapped, a line over useful FLOPs), `CalibratedCurves` leaves the points
+    out."""
+
+    model_config = _FROZEN
+    source: str = Field(min_length=1, description="the table and rows the points come from, and the rule that kept the shapes")
+    line_latency_s: float = Field(ge=0, le=MAX_LATENCY_S, description="the attention_prefill line's t0 the ratios were taken against")
+    line_rate_per_s: float = Field(gt=0, le=MAX_RATE_PER_S, description="that line's R")
+    shapes: tuple[AttentionPoints, ...] = Field(min_length=1, description="one entry per per-GPU attention shape")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MeasuredAttention":
+        seen = set()
+        for i, p in enumerate(self.shapes):
+            if p.key in seen:
+                raise SpecError(f"shapes.{i}", f"a second entry of the per-GPU shape (heads, kv_heads, head_dim) {p.key}; keep one")
+            seen.add(p.key)
+        return self
+
+
 class Calibration(NumbersAreNumbers):
     """A calibrated profile file (JSON or YAML); see the module docstring for each curve."""
 
@@ -608,6 +713,9 @@ class Calibration(NumbersAreNumbers):
         default_factory=dict, description="`moe` key -> that curve's measured layer shapes (`MeasuredMoe`): a layer of a "
                                           "stored per-GPU shape is timed through them, the curve supplying the split "
                                           "over its five ops and the extrapolation; empty: the curves alone")
+    attention_prefill_points: MeasuredAttention | None = Field(
+        None, description="the prefill kernel table's measured / line ratios at the per-GPU attention shapes the corpus "
+                          "runs (`MeasuredAttention`): a prefill of a stored shape is timed through them; None: the line alone")
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -620,6 +728,8 @@ class Calibration(NumbersAreNumbers):
             raise SpecError("attention_prefill.x_unit", "must be 'flops' or 'executed_flops'")
         if self.attention_decode_kv_head_s is not None and self.attention_decode is None:
             raise SpecError("attention_decode_kv_head_s", "needs the attention_decode line it was fitted with")
+        if self.attention_prefill_points is not None and self.attention_prefill is None:
+            raise SpecError("attention_prefill_points", "needs the attention_prefill line its ratios were taken against")
         for key, table in self.gemm.items():
             if key != table.dtype:
                 raise SpecError(f"gemm.{key}.dtype", f"is {table.dtype!r} under key {key!r}")
@@ -756,7 +866,8 @@ class LaunchFreeRates(NamedTuple):
     (`CalibratedCurves.launch_free_rates`): per op the GEMM FLOP rate and the bytes rate, the attention terms its FLOP
     rate is set from ((busy mask, x of the prefill line, layers, FLOPs)), the mask of the ops a measured curve times, the
     small-kernel line's (mask, time per launch) or None, per fused-MoE curve (mask, per-launch overhead), and per op the
-    factor a measured MoE layer scales its five ops' times by (`CalibratedCurves._moe_point_scale`), None where none does."""
+    factor a measured MoE layer scales its five ops' times by (`CalibratedCurves._moe_point_scale`), None where none does,
+    and the factor a measured prefill attention kernel's time is scaled by (`CalibratedCurves._attention_point_scale`)."""
 
     gemm_flops_per_s: Any
     bytes_per_s: Any
@@ -765,6 +876,7 @@ class LaunchFreeRates(NamedTuple):
     small: tuple | None
     moe: list
     moe_scale: Any = None
+    attention_scale: Any = None
 
 
 class CalibratedCurves:
@@ -815,7 +927,7 @@ class CalibratedCurves:
 
     __slots__ = ("mem_latency_s", "mem_rate", "att_pre_latency_s", "att_pre_rate", "att_pre_executed", "att_dec_latency_s",
                  "att_dec_rate", "att_kv_head_s", "sm_count", "gemm", "gemm_peak", "gemm_compute", "calibration", "graph_overhead_s",
-                 "launch", "allreduce", "gemv", "moe", "moe_points", "elementwise", "bandwidth")
+                 "launch", "allreduce", "gemv", "moe", "moe_points", "attention_points", "elementwise", "bandwidth")
 
     def __init__(self, cal: Calibration, hw, compute_key: str):
         self.calibration = cal
@@ -868,6 +980,12 @@ class CalibratedCurves:
             if measured is not None and measured.curve == m:
                 self.moe_points[1 + MOE_FORMATS.index(m.weight_format)] = {
                     (float(p.hidden), float(p.width), float(p.experts), float(p.topk)): (p.rows, p.ratio) for p in measured.shapes}
+        # per-GPU prefill attention shape (heads, KV heads, d) -> (batches, lengths, full ratio matrix), only against the
+        # line the ratios were taken on (`MeasuredAttention`, `_attention_point_scale`)
+        points = cal.attention_prefill_points
+        self.attention_points = {} if points is None or a is None or a.x_unit != "executed_flops" or (
+            points.line_latency_s, points.line_rate_per_s) != (a.latency_s, a.rate_per_s) else {p.key: (np.asarray(p.batch, dtype=float), np.asarray(p.isl, dtype=float), p.matrix)
+                                              for p in points.shapes}
 
     def allreduce_message_s(self, message_bytes, tp):
         """Seconds of one measured all-reduce of `message_bytes` in a tp-GPU group (`interpolated_message_s` through
@@ -958,13 +1076,18 @@ class CalibratedCurves:
             overhead = np.where(small, np.maximum(overhead - line_per_launch_s, 0.0), overhead)
         for mine, gemm_overhead_s in shared.moe:  # the fused-MoE curves' layers (`_moe_rates`)
             overhead = np.where(mine, gemm_overhead_s, overhead)
-        rates = dict(gemm_flops_per_s=shared.gemm_flops_per_s, attention_flops_per_s=att_rate, bytes_per_s=shared.bytes_per_s,
+        bytes_rate = shared.bytes_per_s
+        if shared.attention_scale is not None:  # measured prefill attention: its time times ρ, no rate past the datasheet's
+            scale = shared.attention_scale
+            att_rate = np.minimum(att_rate / scale, np.maximum(att_rate, self.gemm_peak))
+            bytes_rate = np.minimum(bytes_rate / scale, np.maximum(bytes_rate, self.bandwidth))
+        rates = dict(gemm_flops_per_s=shared.gemm_flops_per_s, attention_flops_per_s=att_rate, bytes_per_s=bytes_rate,
                      kernel_overhead_s=overhead)
         if shared.moe_scale is not None:  # measured MoE layers: every term of their five ops times ρ (`_moe_point_scale`)
             scale = shared.moe_scale
             # where ρ < 1 no rate passes the datasheet's (dense peak, HBM bandwidth, vector rate): no op below its floor
             gemm = np.minimum(shared.gemm_flops_per_s / scale, np.maximum(shared.gemm_flops_per_s, self.gemm_peak))
-            hbm = np.minimum(shared.bytes_per_s / scale, np.maximum(shared.bytes_per_s, self.bandwidth))
+            hbm = np.minimum(bytes_rate / scale, np.maximum(bytes_rate, self.bandwidth))
             rates = dict(gemm_flops_per_s=gemm, attention_flops_per_s=att_rate, bytes_per_s=hbm,
                          kernel_overhead_s=overhead * scale, vector_flops_per_s=c.vector_flops_per_s / np.maximum(scale, 1.0))
         return dataclasses.replace(c, **rates, curves=None) if drop_curves else dataclasses.replace(c, **rates)
@@ -1001,7 +1124,9 @@ class CalibratedCurves:
             gemm_rate, bytes_rate, moe = self._moe_rates(t, gemm_rate, bytes_rate)
             if moe and self.moe_points:
                 moe_scale = self._moe_point_scale(t)
-        return LaunchFreeRates(gemm_rate, bytes_rate, (busy, work, layers, flops), self.measured_ops(t), small, moe, moe_scale)
+        att_scale = self._attention_point_scale(t) if self.attention_points else None
+        return LaunchFreeRates(gemm_rate, bytes_rate, (busy, work, layers, flops), self.measured_ops(t), small, moe, moe_scale,
+                               att_scale)
 
     def shares_launch_free_rates(self, other: "CalibratedCurves") -> bool:
         """Whether `other` resolves the same `launch_free_rates` for a table and ceilings: the same measured curves
@@ -1134,6 +1259,52 @@ class CalibratedCurves:
         scale = np.ones(np.broadcast_shapes(f["flops"].shape, (n_ops, *np.shape(rho)[1:])))
         for offset in range(-1, 4):  # permute, up, activation, down, unpermute
             scale[up + offset] = rho
+        return scale
+
+    def _attention_point_scale(self, t):
+        """Per op of `t`, the factor ρ its time is scaled by (`per_op_ceilings` divides its attention FLOP rate and its
+        bytes rate by ρ, no rate past the datasheet's: the dense peak, the HBM bandwidth); 1 on every op but a prefill
+        attention kernel of a stored shape; None where `t` has none.
+
+        A flash attention op (`Op.attention_heads` > 0) is a stored shape (`AttentionPoints`) where its query heads, KV
+        heads and head dim are the shape's, and it is the table's kernel: a prefill (`attention_tiles` > 0) of
+        b = `kv_units` / (layers · KV heads) sequences of n = `attention_new_tokens` > 1 new tokens each with none cached
+        and no window (its FLOPs the full causal b · H · n(n + 1)/2 · 4d per layer), 16-bit activations and KV cache
+        (its output b · n · H · d · 2 bytes and KV written b · n · 2 · KV heads · d · 2 bytes per layer). ρ =
+        `attention_point_ratio`(b, n). A chunk after cached tokens, a sliding window, an FP8 cache: the line alone.
+        """
+        f = t.f
+        att = np.flatnonzero(t.rate_index == 1)
+        if not att.size:
+            return None
+        heads, kv_heads, d, n = (f[k][att] for k in ("attention_heads", "attention_kv_heads", "attention_head_dim",
+                                                     "attention_new_tokens"))
+        if not np.any(heads > 0):
+            return None
+        layers = t.column(t.layers[att])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            batch = f["kv_units"][att] / (layers * kv_heads)
+            per_layer = layers * batch * n * heads * d
+            table_kernel = ((heads > 0) & (f["attention_tiles"][att] > 0) & (n > 1)
+                            & np.isclose(f["flops"][att], per_layer * (n + 1) * 2, rtol=1e-9, atol=0.0)  # b·H·n(n+1)/2·4d
+                            & np.isclose(f["act_write_bytes"][att], per_layer * 2, rtol=1e-9, atol=0.0)
+                            & np.isclose(f["kv_write_bytes"][att], per_layer * kv_heads / heads * 4, rtol=1e-9, atol=0.0))
+        if not np.any(table_kernel):
+            return None
+        rho = None
+        first = (float(np.ravel(heads)[0]), float(np.ravel(kv_heads)[0]), float(np.ravel(d)[0]))
+        one_shape = np.all((heads == first[0]) & (kv_heads == first[1]) & (d == first[2]))
+        for key, grid in self.attention_points.items():
+            if one_shape and key != first:
+                continue
+            here = table_kernel & (heads == key[0]) & (kv_heads == key[1]) & (d == key[2])
+            if np.any(here):
+                rho = np.where(here, attention_point_ratio(np.where(here, batch, 1.0), np.where(here, n, 2.0), *grid),
+                               1.0 if rho is None else rho)
+        if rho is None:
+            return None
+        scale = np.ones(np.broadcast_shapes(f["flops"].shape, (len(t.names), *np.shape(rho)[1:])))
+        scale[att] = rho
         return scale
 
     def _gemm_rates(self, t, c, bytes_rate):

@@ -40,11 +40,11 @@ def takes_numbers(annotation) -> bool:
 
 
 def holds_a_boolean(value) -> bool:
-    """Whether `value`, or one of its items or mapping values, is a boolean."""
+    """Whether `value`, or one of its items (at any depth: a table's rows) or mapping values, is a boolean."""
     if isinstance(value, bool):
         return True
     if isinstance(value, (list, tuple)):
-        return any(isinstance(v, bool) for v in value)
+        return any(holds_a_boolean(v) if isinstance(v, (list, tuple)) else isinstance(v, bool) for v in value)
     return isinstance(value, dict) and any(isinstance(v, bool) for v in value.values())
 
 

@@ -144,7 +144,11 @@ class Op:
     curve that times them as one layer (ignored without such a curve). `moe_experts` is, on those five ops, the
     experts this GPU holds (E / ep; 0 elsewhere, and where the caller does not say): with the layer's hidden size,
     expert width and top-k it names the per-GPU shape a calibration's measured MoE points are looked up by
-    (`calibration.MoePoints`).
+    (`calibration.MoePoints`). `attention_heads`, `attention_kv_heads`, `attention_head_dim` and
+    `attention_new_tokens` are, on a flash attention op of one head dim (d_qk = d_v: not MLA, not a naive kernel), its
+    query and KV heads on this GPU, d and the new tokens n per sequence (0 elsewhere): the per-GPU shape and length a
+    calibration's measured prefill attention points are looked up by (`calibration.AttentionPoints`; the sequences are
+    `kv_units` / (layers · KV heads), one read per KV head in a prefill pass).
 
     `l2_read_bytes` are bytes the op's thread blocks read from L2 beside its HBM bytes (not counted in `bytes`),
     timed at the device's measured L2-hit read rate (`HardwareProfile.l2_read_bytes_per_s`) in the compute term
@@ -181,6 +185,10 @@ class Op:
     kv_units: object = 0.0
     grouped: object = 0.0
     moe_experts: object = 0.0
+    attention_heads: object = 0.0
+    attention_kv_heads: object = 0.0
+    attention_head_dim: object = 0.0
+    attention_new_tokens: object = 0.0
     l2_read_bytes: object = 0.0
     window: float = math.inf
 
@@ -708,6 +716,7 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
     per_pair = 2 * d_qk + 2 * d_v
     executed = pairs if naive else executed_pairs(new, past, window)  # a naive kernel computes the whole score matrix
     kv_heads = 1 if model.mla is not None and absorbed else (heads if model.mla is not None else model.kv_heads_per_gpu(tp))
+    flash = not naive and model.mla is None and d_qk == d_v  # carries its shape for measured points (`Op` docstring)
     return Op(
         "attention", group, _ATTENTION, layers,
         launches=layers * (NAIVE_ATTENTION_LAUNCHES if naive else FLASH_ATTENTION_LAUNCHES),
@@ -720,6 +729,10 @@ def _attention(model: ModelSpec, rd: ResolvedDeployment, group, layers, window, 
         kv_read_bytes=layers * kv_read,
         kv_write_bytes=layers * tokens * kv_token,
         l2_read_bytes=layers * l2_read,
+        attention_heads=heads if flash else 0.0,
+        attention_kv_heads=kv_heads if flash else 0.0,
+        attention_head_dim=d_qk if flash else 0.0,
+        attention_new_tokens=new if flash else 0.0,
         window=window,
     )
 

@@ -126,8 +126,9 @@ def _attention_times(hw, batch, new, past):
 def test_a_calibrated_prefill_times_executed_flops_over_waves_and_old_files_are_unchanged():
     """Prefill, batch 1, S = 1000 on an H100 (132 SMs): 32 heads · 8 tiles = 256 blocks, 2 waves, 256 / 264 busy.
     A line over executed FLOPs gives layers · t0 + executed / (256 / 264) / R; the same line over FLOPs (a file
-    written before the field) gives layers · t0 + FLOPs / R, the timing it always had."""
-    cal = load_calibration(PUBLIC / "h100-sxm.json")
+    written before the field) gives layers · t0 + FLOPs / R, the timing it always had. The line alone: the file's
+    measured points of this shape (32, 8, 128) are left out here (they scale the line: tests/test_attention_points.py)."""
+    cal = load_calibration(PUBLIC / "h100-sxm.json").model_copy(update={"attention_prefill_points": None})
     assert cal.attention_prefill.x_unit == "executed_flops"
     curves = CalibratedCurves(cal, _h100(cal), "bf16")
     t0, rate = curves.att_pre_latency_s, curves.att_pre_rate
