@@ -589,6 +589,12 @@ def attention_point_ratio(batch, isl, batches, isls, ratio):
     return top + wb * (bottom - top)
 
 
+def _equal(a, b):
+    """a == b to a relative 1e-9 (float rounding of the same product), elementwise; NaN is never equal. What
+    `np.isclose(a, b, rtol=1e-9, atol=0)` gives, without its generality (a fresh prediction calls it per attention op)."""
+    return np.abs(a - b) <= 1e-9 * np.abs(b)
+
+
 def _edge_bracket(axis: np.ndarray, x: np.ndarray):
     """(lower index, weight in [0, 1]) of x between the axis points, x held at the axis' ends."""
     if len(axis) == 1:  # one point: index 0 and weight 0 (`AttentionPoints.matrix` pads such an axis with itself)
@@ -1286,9 +1292,9 @@ class CalibratedCurves:
             batch = f["kv_units"][att] / (layers * kv_heads)
             per_layer = layers * batch * n * heads * d
             table_kernel = ((heads > 0) & (f["attention_tiles"][att] > 0) & (n > 1)
-                            & np.isclose(f["flops"][att], per_layer * (n + 1) * 2, rtol=1e-9, atol=0.0)  # b·H·n(n+1)/2·4d
-                            & np.isclose(f["act_write_bytes"][att], per_layer * 2, rtol=1e-9, atol=0.0)
-                            & np.isclose(f["kv_write_bytes"][att], per_layer * kv_heads / heads * 4, rtol=1e-9, atol=0.0))
+                            & _equal(f["flops"][att], per_layer * (n + 1) * 2)  # b·H·n(n+1)/2·4d
+                            & _equal(f["act_write_bytes"][att], per_layer * 2)
+                            & _equal(f["kv_write_bytes"][att], per_layer * kv_heads / heads * 4))
         if not np.any(table_kernel):
             return None
         rho = None
